@@ -14,12 +14,12 @@
 //! [`checksum`] holds the RFC 1071 internet checksum, the pseudo-header sums and the
 //! RFC 1624 incremental update.
 
-// pub mod arp;
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 // pub mod icmpv4;
 // pub mod icmpv6;
-// pub mod ipv4;
+pub mod ipv4;
 // pub mod ipv6;
 // pub mod tcp;
 // pub mod udp;

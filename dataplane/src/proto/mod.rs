@@ -22,7 +22,7 @@ pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
 // pub mod tcp;
-// pub mod udp;
+pub mod udp;
 
 use core::fmt;
 

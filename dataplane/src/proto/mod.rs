@@ -21,7 +21,7 @@ pub mod ethernet;
 // pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
-// pub mod tcp;
+pub mod tcp;
 pub mod udp;
 
 use core::fmt;

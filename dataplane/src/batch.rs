@@ -1,0 +1,358 @@
+//! Batches (vectors) of up to [`BATCH_SIZE`] packets, and the sorting of packets to
+//! their next hops, in the shape of VPP's vector processing and DPDK's bursts.
+//!
+//! A stage calls [`Batch::dispatch`] with a per-packet function returning a [`Next`]:
+//! packets that `Keep` stay in the batch, in order, for the next stage; the others go
+//! to [`Out`]: a port's transmit batch, the control-plane punt batch, or the pool
+//! (drop, counted per reason in the stage's [`NodeStats`]).
+
+use crate::buf::{Pkt, PoolCache};
+use crate::stage::{NodeStats, Trace};
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+
+/// Largest number of packets in one batch.
+pub const BATCH_SIZE: usize = 256;
+
+/// Where a packet goes after a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Stay in the batch for the next stage.
+    Keep,
+    /// Transmit on this port (index into [`Out::ports`]).
+    Port(u16),
+    /// Hand to the control plane.
+    Punt,
+    /// Drop, counting this reason (index into the stage's `errors()`).
+    Drop(u16),
+}
+
+/// Up to [`BATCH_SIZE`] owned packets.
+pub struct Batch {
+    len: usize,
+    pkts: [MaybeUninit<Pkt>; BATCH_SIZE],
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Batch").field("len", &self.len).finish()
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub const fn new() -> Self {
+        Batch {
+            len: 0,
+            pkts: [const { MaybeUninit::uninit() }; BATCH_SIZE],
+        }
+    }
+
+    /// Packets in the batch.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    pub fn is_full(&self) -> bool {
+        self.len == BATCH_SIZE
+    }
+
+    /// Free slots.
+    #[inline(always)]
+    pub fn room(&self) -> usize {
+        BATCH_SIZE - self.len
+    }
+
+    /// Appends a packet; gives it back when the batch is full.
+    #[inline(always)]
+    pub fn push(&mut self, pkt: Pkt) -> Result<(), Pkt> {
+        match self.pkts.get_mut(self.len) {
+            Some(slot) => {
+                slot.write(pkt);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(pkt),
+        }
+    }
+
+    /// Removes the last packet.
+    #[inline(always)]
+    pub fn pop(&mut self) -> Option<Pkt> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // SAFETY: slot `len` (the old last one) is initialised and now logically
+        // removed, so it is read exactly once.
+        Some(unsafe { self.pkts[self.len].assume_init_read() })
+    }
+
+    /// The packets as a slice.
+    #[inline(always)]
+    pub fn as_slice(&self) -> &[Pkt] {
+        // SAFETY: the first `len` slots are initialised; MaybeUninit<Pkt> has Pkt's
+        // layout.
+        unsafe { core::slice::from_raw_parts(self.pkts.as_ptr().cast::<Pkt>(), self.len) }
+    }
+
+    /// The packets as a mutable slice.
+    #[inline(always)]
+    pub fn as_mut_slice(&mut self) -> &mut [Pkt] {
+        // SAFETY: as in `as_slice`, with exclusive access.
+        unsafe { core::slice::from_raw_parts_mut(self.pkts.as_mut_ptr().cast::<Pkt>(), self.len) }
+    }
+
+    pub fn iter(&self) -> core::slice::Iter<'_, Pkt> {
+        self.as_slice().iter()
+    }
+
+    pub fn iter_mut(&mut self) -> core::slice::IterMut<'_, Pkt> {
+        self.as_mut_slice().iter_mut()
+    }
+
+    /// Takes the first `n` packets out, in order, calling `f` on each, and keeps the
+    /// rest in order (how a port removes what it sent).
+    pub fn take_front(&mut self, n: usize, mut f: impl FnMut(Pkt)) {
+        let n = n.min(self.len);
+        let len = self.len;
+        self.len = 0; // a panic in `f` leaks packets rather than double-freeing them
+        for i in 0..n {
+            // SAFETY: i < len, initialised, read once.
+            f(unsafe { self.pkts[i].assume_init_read() });
+        }
+        if n > 0 && n < len {
+            // SAFETY: moves the initialised tail [n, len) to the front; ranges may
+            // overlap, `copy` handles that; the moved-from slots are then treated as
+            // uninitialised.
+            unsafe {
+                core::ptr::copy(self.pkts.as_ptr().add(n), self.pkts.as_mut_ptr(), len - n);
+            }
+        }
+        self.len = len - n;
+    }
+
+    /// Takes every packet out, in order.
+    pub fn drain(&mut self, f: impl FnMut(Pkt)) {
+        let n = self.len;
+        self.take_front(n, f);
+    }
+
+    /// Frees every packet into `cache`.
+    pub fn free_all(&mut self, cache: &mut PoolCache) {
+        self.drain(|p| cache.free(p));
+    }
+
+    /// Moves all packets of `other` to the end of `self` as far as room allows;
+    /// returns how many moved.
+    pub fn append(&mut self, other: &mut Batch) -> usize {
+        let n = other.len.min(self.room());
+        other.take_front(n, |p| {
+            let _ = self.push(p);
+        });
+        n
+    }
+
+    /// Runs `f` on every packet and sorts it by the returned [`Next`]: `Keep` stays
+    /// (in order), the rest go to `out`; drops are counted in `node`.
+    #[inline]
+    pub fn dispatch<F: FnMut(&mut Pkt, &mut Out) -> Next>(
+        &mut self,
+        node: &mut NodeStats,
+        out: &mut Out,
+        mut f: F,
+    ) {
+        let n = self.len;
+        self.len = 0; // a panic in `f` leaks packets rather than double-freeing them
+        node.packets += n as u64;
+        let mut w = 0;
+        for r in 0..n {
+            // SAFETY: r < n, the slot is initialised and read exactly once.
+            let mut pkt = unsafe { self.pkts[r].assume_init_read() };
+            let next = f(&mut pkt, out);
+            if pkt.meta.trace != 0 {
+                out.trace.record(node.name, &pkt, next);
+            }
+            if let Next::Keep = next {
+                self.pkts[w].write(pkt);
+                w += 1;
+            } else {
+                out.send(node, pkt, next);
+            }
+        }
+        self.len = w;
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Return any packets still held to their pools (never leak on shutdown).
+        self.drain(|p| p.pool().free(p));
+    }
+}
+
+/// Engine-level drop counters (packets a stage sent somewhere that could not take
+/// them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutStats {
+    /// `Next::Port` named a port that does not exist.
+    pub no_port: u64,
+    /// A port's transmit batch was full.
+    pub tx_full: u64,
+    /// The punt batch was full.
+    pub punt_full: u64,
+}
+
+/// Everything a stage can send packets to, plus the worker's buffer cache, the trace
+/// buffer and the current time.
+pub struct Out {
+    /// One transmit batch per port, indexed by port number.
+    pub ports: Vec<Batch>,
+    /// Packets for the control plane.
+    pub punt: Batch,
+    /// The worker's buffer cache (drops are freed here; stages that build packets
+    /// allocate here).
+    pub cache: PoolCache,
+    /// Per-packet trace buffer.
+    pub trace: Trace,
+    /// Time of the current batch in nanoseconds of a monotonic clock.
+    pub now_ns: u64,
+    pub stats: OutStats,
+}
+
+impl Out {
+    /// Sinks for `nports` ports over `cache` (allocates now, at start-up).
+    pub fn new(nports: usize, cache: PoolCache) -> Self {
+        let mut ports = Vec::with_capacity(nports);
+        for _ in 0..nports {
+            ports.push(Batch::new());
+        }
+        Out {
+            ports,
+            punt: Batch::new(),
+            cache,
+            trace: Trace::new(0),
+            now_ns: 0,
+            stats: OutStats::default(),
+        }
+    }
+
+    /// Sends a packet to a next hop other than `Keep` (which is treated as a drop of
+    /// reason 0 here: a stage outside a batch has nowhere to keep it).
+    #[inline]
+    pub fn send(&mut self, node: &mut NodeStats, pkt: Pkt, next: Next) {
+        match next {
+            Next::Port(p) => match self.ports.get_mut(p as usize) {
+                Some(b) => {
+                    if let Err(pkt) = b.push(pkt) {
+                        self.stats.tx_full += 1;
+                        self.cache.free(pkt);
+                    } else {
+                        node.tx += 1;
+                    }
+                }
+                None => {
+                    self.stats.no_port += 1;
+                    self.cache.free(pkt);
+                }
+            },
+            Next::Punt => {
+                if let Err(pkt) = self.punt.push(pkt) {
+                    self.stats.punt_full += 1;
+                    self.cache.free(pkt);
+                } else {
+                    node.punts += 1;
+                }
+            }
+            Next::Drop(r) => {
+                node.count_drop(r);
+                self.cache.free(pkt);
+            }
+            Next::Keep => {
+                node.count_drop(0);
+                self.cache.free(pkt);
+            }
+        }
+    }
+
+    /// Frees a packet (no counter).
+    #[inline]
+    pub fn free(&mut self, pkt: Pkt) {
+        self.cache.free(pkt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::Pool;
+
+    #[test]
+    fn dispatch_sorts_and_keeps_order() {
+        let pool = Pool::new(64).unwrap();
+        let mut out = Out::new(2, pool.cache());
+        let mut b = Batch::new();
+        for i in 0..10u8 {
+            let mut p = out.cache.alloc().unwrap();
+            p.copy_from(&[i]).unwrap();
+            b.push(p).unwrap();
+        }
+        static ERRS: &[&str] = &["odd"];
+        let mut node = NodeStats::new("t", ERRS);
+        b.dispatch(&mut node, &mut out, |p, _| match p.data()[0] {
+            0 => Next::Port(1),
+            1 => Next::Punt,
+            9 => Next::Port(7),
+            x if x % 2 == 1 => Next::Drop(0),
+            _ => Next::Keep,
+        });
+        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
+        assert_eq!(kept, [2, 4, 6, 8]);
+        assert_eq!(out.ports[1].len(), 1);
+        assert_eq!(out.punt.len(), 1);
+        assert_eq!(node.drops[0], 3);
+        assert_eq!(out.stats.no_port, 1);
+        assert_eq!(node.packets, 10);
+        b.free_all(&mut out.cache);
+        out.ports[1].free_all(&mut out.cache);
+        out.punt.free_all(&mut out.cache);
+        drop(out);
+        assert_eq!(pool.available(), 64);
+    }
+
+    #[test]
+    fn take_front_keeps_rest() {
+        let pool = Pool::new(8).unwrap();
+        let mut c = pool.cache();
+        let mut b = Batch::new();
+        for i in 0..5u8 {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&[i]).unwrap();
+            b.push(p).unwrap();
+        }
+        let mut got = Vec::new();
+        b.take_front(2, |p| {
+            got.push(p.data()[0]);
+            c.free(p)
+        });
+        assert_eq!(got, [0, 1]);
+        let rest: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
+        assert_eq!(rest, [2, 3, 4]);
+        drop(b);
+        drop(c);
+        assert_eq!(pool.available(), 8);
+    }
+}

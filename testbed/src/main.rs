@@ -1,0 +1,27 @@
+//! `testbed`: builds labs (in-memory or network namespaces), runs VNFs as processes or
+//! QEMU unikernel guests with generators and real peers, and reports KPIs.
+
+use clap::{Parser, Subcommand};
+
+mod image;
+
+#[derive(Parser)]
+#[command(about = "NFV lab orchestration and KPI runs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build or boot unikernel images (`image build router`, `image run router`)
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Image(c) => image::main(c),
+    }
+}

@@ -1,0 +1,1 @@
+//! vBNG: PPPoE/IPoE subscriber termination with RADIUS AAA (issue 8).

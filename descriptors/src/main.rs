@@ -1,0 +1,93 @@
+//! `descriptors`: build and validate ETSI VNF packages (SOL004 CSAR, OSM SOL006).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "descriptors", about = "ETSI SOL001/SOL004 CSAR and SOL006/OSM packages for our VNFs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fmt {
+    /// SOL004 CSAR with a SOL001 TOSCA VNFD (ONAP)
+    Csar,
+    /// SOL006 VNF and NS packages as OSM expects them
+    Osm,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build a package for a VNF (router, vbng, vcpe, keyserver, or a model .yaml/.json file)
+    Package {
+        /// VNF name or model file
+        vnf: String,
+        /// Package format
+        #[arg(long, value_enum)]
+        format: Fmt,
+        /// Only this deployment flavour (default: all)
+        #[arg(long)]
+        flavour: Option<String>,
+        /// Software image file (default: <workspace>/target/images/<vnf>.qcow2)
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Output: the .csar file (csar) or a folder (osm)
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Replace an existing output
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate a package: a .csar, an OSM package folder/.tar.gz, or a folder of them
+    Validate {
+        /// Package path
+        path: PathBuf,
+    },
+    /// Print a built-in model as YAML (a starting point for a model file)
+    Model {
+        /// VNF name
+        vnf: String,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Package { vnf, format, flavour, image, out, force } => {
+            let m = descriptors::load_model(&vnf)?;
+            let opts = descriptors::BuildOptions {
+                format: match format {
+                    Fmt::Csar => descriptors::Format::Csar,
+                    Fmt::Osm => descriptors::Format::Osm,
+                },
+                flavour,
+                image,
+                out: out.clone(),
+                force,
+            };
+            descriptors::build(&m, &opts)?;
+            println!("wrote {}", out.display());
+        }
+        Cmd::Validate { path } => {
+            let report = descriptors::validate::validate(&path)?;
+            print!("{report}");
+        }
+        Cmd::Model { vnf } => {
+            let m = descriptors::load_model(&vnf)?;
+            print!("{}", serde_yaml::to_string(&m)?);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Link the kernel with its own linker script and bake the VNF configuration in.
+//!
+//! `UNIKERNEL_CONFIG` names the TOML file to embed (the router's shipped example
+//! when unset); it is copied to `$OUT_DIR/config.toml` and `include_bytes!`-ed.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let ld = dir.join("link.ld");
+    println!("cargo:rerun-if-changed={}", ld.display());
+    println!("cargo:rerun-if-env-changed=UNIKERNEL_CONFIG");
+    for arg in [
+        "-nostartfiles",
+        "-nostdlib",
+        "-static",
+        "-no-pie",
+        "-Wl,--build-id=none",
+        "-Wl,-z,max-page-size=0x1000",
+        "-Wl,--gc-sections",
+    ] {
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
+    println!("cargo:rustc-link-arg-bins=-T{}", ld.display());
+
+    let cfg = match env::var_os("UNIKERNEL_CONFIG") {
+        Some(p) => PathBuf::from(p),
+        None => dir.join("config/router.toml"),
+    };
+    println!("cargo:rerun-if-changed={}", cfg.display());
+    let bytes = fs::read(&cfg).unwrap_or_else(|e| panic!("UNIKERNEL_CONFIG {}: {e}", cfg.display()));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    fs::write(out.join("config.toml"), bytes).expect("write OUT_DIR/config.toml");
+}

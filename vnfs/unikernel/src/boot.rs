@@ -1,0 +1,243 @@
+//! Boot stub: 32-bit entry from a PVH loader (Xen PVH boot ABI, `XEN_ELFNOTE_PHYS32_ENTRY`,
+//! xen/include/public/arch-x86/hvm/start_info.h) or, with the `multiboot` feature, a
+//! Multiboot 1 loader (Multiboot Specification 0.6.96 §3.1, a.out kludge, flag bit 16).
+//!
+//! Both loaders enter in 32-bit protected mode with paging off. The stub zeroes .bss,
+//! records the TSC, identity-maps the first 4 GiB with 2 MiB pages (PAE/long-mode
+//! tables), enables SSE (CR4.OSFXSR|OSXMMEXCPT, CR0.MP, !CR0.EM), sets EFER.LME,
+//! turns on paging, loads a 64-bit GDT and calls [`crate::kernel_main`] with the
+//! loader's `eax` (Multiboot magic) and `ebx` (info pointer).
+
+use core::arch::global_asm;
+
+/// Size of the boot stack (in .bss).
+pub const STACK_SIZE: usize = 256 * 1024;
+
+#[cfg(feature = "multiboot")]
+global_asm!(
+    r#"
+    .section .multiboot, "a"
+    .p2align 2
+multiboot_header:
+    .long 0x1BADB002
+    .long 0x00010003
+    .long -(0x1BADB002 + 0x00010003)
+    .long multiboot_header
+    .long __load_start
+    .long __load_end
+    .long __bss_end
+    .long _start32
+"#
+);
+
+global_asm!(
+    r#"
+    .section .note.Xen, "a"
+    .p2align 2
+    .long 4
+    .long 8
+    .long 18
+    .asciz "Xen"
+    .p2align 2
+    .quad _start32
+
+    .section .text.boot, "ax"
+    .code32
+    .global _start32
+_start32:
+    cli
+    cld
+    mov edi, eax
+    mov esi, ebx
+    rdtsc
+    mov ebp, eax
+    mov ebx, edx
+    mov edx, edi
+
+    /* zero .bss (boot stack and page tables live there) */
+    mov edi, offset __bss_start
+    mov ecx, offset __bss_end
+    sub ecx, edi
+    xor eax, eax
+    rep stosb
+    mov edi, edx
+    mov dword ptr [BOOT_TSC], ebp
+    mov dword ptr [BOOT_TSC + 4], ebx
+    mov esp, offset BOOT_STACK + {stack_size}
+
+    /* PML4[0] -> PDPT, PDPT[0..4] -> PD0..PD3, PDx -> 2 MiB pages */
+    mov eax, offset BOOT_PDPT
+    or eax, 3
+    mov dword ptr [BOOT_PML4], eax
+    mov eax, offset BOOT_PD
+    or eax, 3
+    xor ecx, ecx
+boot_pdpt_loop:
+    mov dword ptr [BOOT_PDPT + ecx * 8], eax
+    add eax, 4096
+    inc ecx
+    cmp ecx, 4
+    jne boot_pdpt_loop
+    xor ecx, ecx
+boot_pd_loop:
+    mov eax, ecx
+    shl eax, 21
+    or eax, 0x83
+    mov dword ptr [BOOT_PD + ecx * 8], eax
+    mov eax, ecx
+    shr eax, 11
+    mov dword ptr [BOOT_PD + ecx * 8 + 4], eax
+    inc ecx
+    cmp ecx, 2048
+    jne boot_pd_loop
+
+    mov eax, offset BOOT_PML4
+    mov cr3, eax
+    mov eax, cr4
+    or eax, 0x620
+    mov cr4, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 0x100
+    wrmsr
+    mov eax, cr0
+    and eax, 0xFFFFFFF3
+    or eax, 0x80000003
+    mov cr0, eax
+    lgdt [BOOT_GDT_PTR]
+    push 0x08
+    mov eax, offset boot_long_mode
+    push eax
+    retf
+
+    .code64
+boot_long_mode:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov fs, ax
+    mov gs, ax
+    mov esp, offset BOOT_STACK + {stack_size}
+    xor ebp, ebp
+    mov edi, edi
+    mov esi, esi
+    fninit
+    call {main}
+boot_halt:
+    hlt
+    jmp boot_halt
+
+    .section .rodata.boot_gdt, "a"
+    .p2align 4
+BOOT_GDT:
+    .quad 0
+    .quad 0x00AF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+BOOT_GDT_PTR:
+    .word 23
+    .long BOOT_GDT
+
+    .section .bss.boot, "aw", @nobits
+    .p2align 12
+BOOT_PML4:
+    .skip 4096
+BOOT_PDPT:
+    .skip 4096
+BOOT_PD:
+    .skip 4096 * 4
+    .p2align 4
+BOOT_STACK:
+    .skip {stack_size}
+    .global BOOT_TSC
+BOOT_TSC:
+    .skip 8
+"#,
+    stack_size = const STACK_SIZE,
+    main = sym crate::kernel_main,
+);
+
+extern "C" {
+    static BOOT_TSC: u64;
+}
+
+/// TSC value read by the first instructions of the boot stub.
+pub fn boot_tsc() -> u64 {
+    // SAFETY: written once by the boot stub before Rust runs; read-only afterwards.
+    unsafe { core::ptr::addr_of!(BOOT_TSC).read_volatile() }
+}
+
+/// Load an IDT whose 32 exception vectors report the fault on the console and exit.
+pub fn install_idt() {
+    // SAFETY: the table is written once here before `lidt`, with handler addresses
+    // from `exception_stubs`; interrupts stay disabled so only CPU exceptions use it.
+    unsafe {
+        let stubs = core::ptr::addr_of!(EXC_STUBS) as u64;
+        let idt = &mut *core::ptr::addr_of_mut!(IDT);
+        for (v, e) in idt.iter_mut().enumerate() {
+            let h = stubs + (v as u64) * 16;
+            e[0] = (h & 0xFFFF) | (0x08 << 16) | (0x8E00 << 32) | ((h >> 16) & 0xFFFF) << 48;
+            e[1] = h >> 32;
+        }
+        let ptr = IdtPtr {
+            limit: (core::mem::size_of::<[[u64; 2]; 32]>() - 1) as u16,
+            base: idt.as_ptr() as u64,
+        };
+        core::arch::asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));
+    }
+}
+
+#[repr(C, packed)]
+struct IdtPtr {
+    limit: u16,
+    base: u64,
+}
+
+static mut IDT: [[u64; 2]; 32] = [[0; 2]; 32];
+
+extern "C" {
+    static EXC_STUBS: u8;
+}
+
+// 32 stubs of 16 bytes each: push the vector, jump to the common handler, which passes
+// (vector, pointer to the interrupted stack frame) to Rust.
+global_asm!(
+    r#"
+    .section .text.exc, "ax"
+    .p2align 4
+    .global EXC_STUBS
+EXC_STUBS:
+    .irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    .p2align 4
+    push \v
+    jmp exc_common
+    .endr
+exc_common:
+    pop rdi
+    mov rsi, rsp
+    and rsp, -16
+    call {handler}
+exc_halt:
+    hlt
+    jmp exc_halt
+"#,
+    handler = sym exception,
+);
+
+extern "C" fn exception(vector: u64, frame: *const u64) -> ! {
+    // Vectors 8, 10-14, 17, 21, 29, 30 push an error code before RIP.
+    let has_err = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+    // SAFETY: `frame` points at the CPU-pushed interrupt frame (5 or 6 qwords).
+    let (err, rip) = unsafe {
+        if has_err {
+            (frame.read(), frame.add(1).read())
+        } else {
+            (0, frame.read())
+        }
+    };
+    let cr2: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { core::arch::asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
+    crate::println!("FATAL: CPU exception {vector} at rip={rip:#x} error={err:#x} cr2={cr2:#x}");
+    crate::arch::exit(crate::arch::EXIT_FAULT)
+}

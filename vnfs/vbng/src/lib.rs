@@ -1,1 +1,12 @@
-//! vBNG: PPPoE/IPoE subscriber termination with RADIUS AAA (issue 8).
+//! vBNG: PPPoE subscriber termination (RFC 2516) with PPP (RFC 1661, 1334, 1994, 1332,
+//! 1877, 5072) and RADIUS AAA (RFC 2865, 2866, 3579, 5176), address pools and the fast
+//! path (PPPoE decap/encap, anti-spoofing, per-subscriber policer, routing to the core).
+//!
+//! The protocol logic is `no_std` + `alloc`; sockets, threads and the binary sit behind
+//! the `std` feature.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod fsm;
+pub mod wire;

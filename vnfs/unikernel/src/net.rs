@@ -1,167 +1,225 @@
 //! virtio-net ports in poll mode over `virtio-drivers`' `VirtIONetRaw` (virtio 1.2 §5.1:
-//! receiveq/transmitq, a `virtio_net_hdr` in front of every frame). Receive buffers
-//! are posted ahead; completions are polled, no interrupts.
+//! receiveq/transmitq, a `virtio_net_hdr` in front of every frame), implementing the
+//! engine's [`Port`] trait without copies: the device reads and writes the engine's
+//! packet buffers directly (memory is identity-mapped), the `virtio_net_hdr` sits in
+//! the buffer's headroom. Receive buffers are posted ahead; completions are polled,
+//! no interrupts.
 
 use crate::virtio::{Found, IdentityHal};
-use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
+use dataplane::batch::Batch;
+use dataplane::buf::{Pkt, PoolCache, BUF_SIZE, HEADROOM};
+use dataplane::port::{Port, PortStats};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::SomeTransport;
 
 /// Descriptors per virtqueue.
 pub const QUEUE_SIZE: usize = 256;
-/// Bytes per receive buffer (header + a 1514-byte frame + slack).
-const BUF_LEN: usize = 2048;
 
 type Dev = VirtIONetRaw<IdentityHal, SomeTransport<'static>, QUEUE_SIZE>;
-
-/// A device-owned buffer.
-type Buf = Box<[u8; BUF_LEN]>;
-
-fn new_buf() -> Buf {
-    Box::new([0u8; BUF_LEN])
-}
-
-/// Per-port counters.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct Counters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    pub tx_full: u64,
-    pub rx_errors: u64,
-}
 
 /// One virtio-net port.
 pub struct VirtioPort {
     dev: Dev,
-    pub location: alloc::string::String,
-    pub mac: [u8; 6],
+    name: String,
+    index: u16,
+    mac: [u8; 6],
+    /// Length of `virtio_net_hdr` as negotiated (10 legacy, 12 with VERSION_1/MRG_RXBUF).
     hdr_len: usize,
-    rx: Vec<Option<Buf>>,
-    tx: Vec<Option<Buf>>,
-    spare: Vec<Buf>,
-    pub counters: Counters,
+    /// Posted receive buffers, by descriptor token.
+    rx: Vec<Option<Pkt>>,
+    /// Buffers being transmitted, by descriptor token.
+    tx: Vec<Option<Pkt>>,
+    tx_inflight: usize,
+    stats: PortStats,
 }
+
+// SAFETY: the unikernel runs one CPU; the device's queues are only touched through
+// `&mut self`, so moving the port between (non-existent) threads cannot race.
+unsafe impl Send for VirtioPort {}
 
 /// A port could not be brought up.
 #[derive(Debug)]
-pub struct PortError(pub virtio_drivers::Error);
+pub enum PortError {
+    Device(virtio_drivers::Error),
+    NoBuffers,
+}
+
+impl core::fmt::Display for PortError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::Device(e) => write!(f, "virtio-net: {e}"),
+            Self::NoBuffers => write!(f, "packet pool exhausted while posting receive buffers"),
+        }
+    }
+}
+
+/// The part of a buffer handed to the device for receive: header then data room.
+fn rx_slice(pkt: &mut Pkt, hdr_len: usize) -> &mut [u8] {
+    let buf = pkt.buffer_mut();
+    let start = HEADROOM - hdr_len;
+    buf.get_mut(start..BUF_SIZE).unwrap_or_default()
+}
 
 impl VirtioPort {
-    /// Initialise the device and post receive buffers.
-    pub fn new(f: Found) -> Result<Self, PortError> {
-        let dev = Dev::new(f.transport).map_err(PortError)?;
+    /// Initialise the device and post `rx_buffers` receive buffers from `cache`.
+    pub fn new(f: Found, index: usize, cache: &mut PoolCache, rx_buffers: usize) -> Result<Self, PortError> {
+        let dev = Dev::new(f.transport).map_err(PortError::Device)?;
         let mut scratch = [0u8; 16];
-        let hdr_len = dev.fill_buffer_header(&mut scratch).map_err(PortError)?;
+        let hdr_len = dev.fill_buffer_header(&mut scratch).map_err(PortError::Device)?;
         let mac = dev.mac_address();
         let mut p = Self {
             dev,
-            location: f.location,
+            name: alloc::format!("virtio{index} ({})", f.location),
+            index: index as u16,
             mac,
             hdr_len,
             rx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx: (0..QUEUE_SIZE).map(|_| None).collect(),
-            spare: Vec::new(),
-            counters: Counters::default(),
+            tx_inflight: 0,
+            stats: PortStats::default(),
         };
         p.dev.disable_interrupts();
-        for _ in 0..QUEUE_SIZE {
-            let b = new_buf();
-            if !p.post_rx(b) {
+        for _ in 0..rx_buffers.min(QUEUE_SIZE) {
+            let pkt = cache.alloc().ok_or(PortError::NoBuffers)?;
+            if let Err(pkt) = p.post_rx(pkt) {
+                cache.free(pkt);
                 break;
             }
         }
         Ok(p)
     }
 
-    fn post_rx(&mut self, mut b: Buf) -> bool {
-        // SAFETY: the buffer is owned by `self.rx[token]` until receive_complete.
-        match unsafe { self.dev.receive_begin(&mut b[..]) } {
+    /// Give a buffer to the device's receive queue.
+    fn post_rx(&mut self, mut pkt: Pkt) -> Result<(), Pkt> {
+        pkt.reset();
+        let hdr_len = self.hdr_len;
+        // SAFETY: the buffer stays untouched in `self.rx[token]` until
+        // receive_complete; the pool keeps the memory alive for the whole run.
+        let r = unsafe { self.dev.receive_begin(rx_slice(&mut pkt, hdr_len)) };
+        match r {
             Ok(token) => match self.rx.get_mut(token as usize) {
-                Some(slot) => {
-                    *slot = Some(b);
-                    true
+                Some(slot @ None) => {
+                    *slot = Some(pkt);
+                    Ok(())
                 }
-                None => false,
+                _ => Err(pkt),
             },
-            Err(_) => {
-                self.spare.push(b);
-                false
-            }
+            Err(_) => Err(pkt),
         }
     }
 
-    /// Receive one frame into `out` (cleared first); returns its length.
-    pub fn recv(&mut self, out: &mut Vec<u8>) -> Option<usize> {
-        let token = self.dev.poll_receive()?;
-        let mut b = self.rx.get_mut(token as usize)?.take()?;
-        // SAFETY: same buffer as passed to receive_begin for this token.
-        let r = unsafe { self.dev.receive_complete(token, &mut b[..]) };
-        let n = match r {
-            Ok((hdr, len)) => {
-                out.clear();
-                out.extend_from_slice(b.get(hdr..hdr + len).unwrap_or(&[]));
-                self.counters.rx_packets += 1;
-                self.counters.rx_bytes += len as u64;
-                Some(len)
+    /// Reclaim transmitted buffers into `cache`.
+    fn reap_tx(&mut self, cache: &mut PoolCache) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(pkt) = self.tx.get_mut(token as usize).and_then(Option::take) else {
+                break;
+            };
+            // SAFETY: the same buffer (unchanged since transmit_begin) for this token.
+            let _ = unsafe { self.dev.transmit_complete(token, pkt.data()) };
+            self.tx_inflight = self.tx_inflight.saturating_sub(1);
+            cache.free(pkt);
+        }
+    }
+}
+
+impl Port for VirtioPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        let mut n = 0;
+        while batch.room() > 0 {
+            let Some(token) = self.dev.poll_receive() else { break };
+            let Some(mut pkt) = self.rx.get_mut(token as usize).and_then(Option::take) else {
+                break;
+            };
+            let hdr_len = self.hdr_len;
+            // SAFETY: the same buffer slice as given to receive_begin for this token.
+            let r = unsafe { self.dev.receive_complete(token, rx_slice(&mut pkt, hdr_len)) };
+            // Refill the ring first (keeps it full); on pool exhaustion the received
+            // packet itself goes back to the device and is counted as dropped.
+            let fresh = cache.alloc();
+            let delivered = match (r, fresh) {
+                (Ok((hdr, len)), Some(fresh)) if hdr == hdr_len && pkt.set_window(HEADROOM, len).is_ok() => {
+                    if let Err(p) = self.post_rx(fresh) {
+                        cache.free(p);
+                    }
+                    Some(pkt)
+                }
+                (_, fresh) => {
+                    if let Some(p) = fresh {
+                        cache.free(p);
+                    }
+                    if let Err(p) = self.post_rx(pkt) {
+                        cache.free(p);
+                    }
+                    None
+                }
+            };
+            match delivered {
+                Some(mut pkt) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.rx_bytes += pkt.len() as u64;
+                    pkt.meta.port = self.index;
+                    if let Err(p) = batch.push(pkt) {
+                        cache.free(p);
+                        self.stats.rx_dropped += 1;
+                    } else {
+                        n += 1;
+                    }
+                }
+                None => self.stats.rx_dropped += 1,
             }
-            Err(_) => {
-                self.counters.rx_errors += 1;
-                None
-            }
-        };
-        self.post_rx(b);
+        }
         n
     }
 
-    /// Reclaim completed transmit buffers.
-    pub fn reap_tx(&mut self) {
-        while let Some(token) = self.dev.poll_transmit() {
-            let Some(b) = self.tx.get_mut(token as usize).and_then(|s| s.take()) else {
-                break;
-            };
-            // SAFETY: same buffer as passed to transmit_begin for this token.
-            let _ = unsafe { self.dev.transmit_complete(token, &b[..self.tx_len(&b)]) };
-            self.spare.push(b);
-        }
-    }
-
-    fn tx_len(&self, b: &Buf) -> usize {
-        // The frame length is stored in the last two bytes of the buffer's slack.
-        let n = u16::from_le_bytes([b[BUF_LEN - 2], b[BUF_LEN - 1]]) as usize;
-        n.min(BUF_LEN - 2)
-    }
-
-    /// Queue one frame for transmission (copied); false when the ring is full.
-    pub fn send(&mut self, frame: &[u8]) -> bool {
-        self.reap_tx();
-        let total = self.hdr_len + frame.len();
-        if total > BUF_LEN - 2 {
-            return false;
-        }
-        let mut b = self.spare.pop().unwrap_or_else(new_buf);
-        let _ = self.dev.fill_buffer_header(&mut b[..]);
-        b[self.hdr_len..total].copy_from_slice(frame);
-        let t = (total as u16).to_le_bytes();
-        b[BUF_LEN - 2] = t[0];
-        b[BUF_LEN - 1] = t[1];
-        // SAFETY: the buffer stays in `self.tx[token]` until transmit_complete.
-        match unsafe { self.dev.transmit_begin(&b[..total]) } {
-            Ok(token) => {
-                if let Some(slot) = self.tx.get_mut(token as usize) {
-                    *slot = Some(b);
+    fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        self.reap_tx(cache);
+        let n = batch.len().min(QUEUE_SIZE - self.tx_inflight);
+        let hdr_len = self.hdr_len;
+        let mut sent = 0;
+        batch.take_front(n, |mut pkt| {
+            let len = pkt.len();
+            let ok = match pkt.prepend(hdr_len) {
+                Ok(h) => {
+                    h.fill(0);
+                    true
                 }
-                self.counters.tx_packets += 1;
-                self.counters.tx_bytes += frame.len() as u64;
-                true
+                Err(_) => false,
+            };
+            // SAFETY: the buffer stays untouched in `self.tx[token]` until
+            // transmit_complete.
+            let r = if ok {
+                unsafe { self.dev.transmit_begin(pkt.data()) }.ok()
+            } else {
+                None
+            };
+            match r.map(|t| (t, self.tx.get_mut(t as usize))) {
+                Some((_, Some(slot @ None))) => {
+                    *slot = Some(pkt);
+                    self.tx_inflight += 1;
+                    self.stats.tx_packets += 1;
+                    self.stats.tx_bytes += len as u64;
+                    sent += 1;
+                }
+                _ => {
+                    self.stats.tx_dropped += 1;
+                    cache.free(pkt);
+                }
             }
-            Err(_) => {
-                self.counters.tx_full += 1;
-                self.spare.push(b);
-                false
-            }
-        }
+        });
+        sent
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(self.mac)
     }
 }

@@ -279,8 +279,8 @@ mod tests {
 
     // Who has 10.0.0.2? Tell 10.0.0.1 (52:54:00:12:34:56).
     const REQUEST: [u8; 28] = [
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
-        0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
+        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a,
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
     ];
 
     fn request_repr() -> Repr {
@@ -310,7 +310,9 @@ mod tests {
     #[test]
     fn construct_and_reply() {
         let mut buf = [0xaau8; 28];
-        request_repr().emit(&mut Packet::new_unchecked(&mut buf[..])).unwrap();
+        request_repr()
+            .emit(&mut Packet::new_unchecked(&mut buf[..]))
+            .unwrap();
         assert_eq!(buf, REQUEST);
         let ours = MacAddr([2, 0, 0, 0, 0, 2]);
         let rep = request_repr().reply(ours);
@@ -324,11 +326,20 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(Packet::new_checked(&REQUEST[..27]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&REQUEST[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&REQUEST[..27]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&REQUEST[..7]).err(),
+            Some(Error::Truncated)
+        );
         let mut other = REQUEST;
         other[0..2].copy_from_slice(&6u16.to_be_bytes());
-        assert_eq!(Repr::parse(&Packet::new_checked(&other[..]).unwrap()), Err(Error::Unsupported));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&other[..]).unwrap()),
+            Err(Error::Unsupported)
+        );
         let mut big = REQUEST;
         big[4] = 200; // claims 200-byte hardware addresses
         assert_eq!(Packet::new_checked(&big[..]).err(), Some(Error::Truncated));

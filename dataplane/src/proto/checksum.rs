@@ -151,7 +151,11 @@ impl PseudoHeader {
         match self {
             PseudoHeader::V4 { src, dst } => {
                 // The IPv4 length field is 16 bits; longer lengths fold the same way.
-                fold(u64::from(pseudo_header_v4(*src, *dst, proto, 0)) + u64::from(len >> 16) + u64::from(len & 0xffff))
+                fold(
+                    u64::from(pseudo_header_v4(*src, *dst, proto, 0))
+                        + u64::from(len >> 16)
+                        + u64::from(len & 0xffff),
+                )
             }
             PseudoHeader::V6 { src, dst } => pseudo_header_v6(src, dst, proto, len),
         }
@@ -188,7 +192,7 @@ pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
 /// IPv6 address). Returns `hc` unchanged if the lengths differ or are odd.
 #[inline]
 pub fn update_bytes(hc: u16, old: &[u8], new: &[u8]) -> u16 {
-    if old.len() != new.len() || old.len() % 2 != 0 {
+    if old.len() != new.len() || old.len() & 1 != 0 {
         return hc;
     }
     // ~m summed word by word equals ~(sum of m) in one's complement arithmetic.
@@ -219,7 +223,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 §3: bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2.
-        assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(
+            data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            0xddf2
+        );
     }
 
     #[test]
@@ -257,8 +264,8 @@ mod tests {
     #[test]
     fn incremental_matches_recompute() {
         let mut hdr = [
-            0x45u8, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0,
-            0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45u8, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         // TTL 64 -> 63 as a 16-bit word change (TTL, protocol).
         let old = u16::from_be_bytes([hdr[8], hdr[9]]);
@@ -275,7 +282,10 @@ mod tests {
         let hc2 = update32(hc, old_src, new_src);
         assert_eq!(hc2, internet(&hdr));
         // Same change through the byte-region form.
-        assert_eq!(update_bytes(hc, &old_src.to_be_bytes(), &new_src.to_be_bytes()), hc2);
+        assert_eq!(
+            update_bytes(hc, &old_src.to_be_bytes(), &new_src.to_be_bytes()),
+            hc2
+        );
     }
 
     #[test]
@@ -299,7 +309,10 @@ mod tests {
         raw6[16..32].copy_from_slice(&dst.octets());
         raw6[32..36].copy_from_slice(&0x1_0020u32.to_be_bytes());
         raw6[39] = 58;
-        assert_eq!(pseudo_header_v6(&src, &dst, IpProtocol::ICMPV6, 0x1_0020), reference(&raw6));
+        assert_eq!(
+            pseudo_header_v6(&src, &dst, IpProtocol::ICMPV6, 0x1_0020),
+            reference(&raw6)
+        );
         let ph = PseudoHeader::V6 { src, dst };
         assert_eq!(ph.sum(IpProtocol::ICMPV6, 0x1_0020), reference(&raw6));
     }

@@ -175,7 +175,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
 
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(field::PAYLOAD).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(field::PAYLOAD)
+            .unwrap_or(&mut [])
     }
 
     /// Swaps source and destination MAC (for replies such as ARP or ICMP echo).
@@ -209,12 +212,22 @@ pub struct VlanTag {
 impl VlanTag {
     /// A C-tag (TPID 0x8100) with priority 0.
     pub const fn c_tag(vid: u16) -> VlanTag {
-        VlanTag { tpid: 0x8100, pcp: 0, dei: false, vid }
+        VlanTag {
+            tpid: 0x8100,
+            pcp: 0,
+            dei: false,
+            vid,
+        }
     }
 
     /// An S-tag (TPID 0x88A8) with priority 0.
     pub const fn s_tag(vid: u16) -> VlanTag {
-        VlanTag { tpid: 0x88A8, pcp: 0, dei: false, vid }
+        VlanTag {
+            tpid: 0x88A8,
+            pcp: 0,
+            dei: false,
+            vid,
+        }
     }
 
     /// The 16-bit tag control information.
@@ -225,7 +238,12 @@ impl VlanTag {
 
     #[inline]
     pub const fn from_tci(tpid: u16, tci: u16) -> VlanTag {
-        VlanTag { tpid, pcp: (tci >> 13) as u8, dei: tci & 0x1000 != 0, vid: tci & 0x0fff }
+        VlanTag {
+            tpid,
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+            vid: tci & 0x0fff,
+        }
     }
 }
 
@@ -237,7 +255,15 @@ pub struct VlanStack {
 }
 
 impl VlanStack {
-    pub const EMPTY: VlanStack = VlanStack { tags: [VlanTag { tpid: 0, pcp: 0, dei: false, vid: 0 }; 2], len: 0 };
+    pub const EMPTY: VlanStack = VlanStack {
+        tags: [VlanTag {
+            tpid: 0,
+            pcp: 0,
+            dei: false,
+            vid: 0,
+        }; 2],
+        len: 0,
+    };
 
     /// A stack from outermost to innermost tag; more than two tags is `Unsupported`.
     pub fn from_tags(tags: &[VlanTag]) -> Result<VlanStack> {
@@ -313,11 +339,18 @@ pub fn walk_vlans(frame: &[u8]) -> Result<L2Info> {
     let mut vlans = VlanStack::EMPTY;
     while ethertype.is_vlan_tpid() {
         let tag = frame.get(off..off + VLAN_TAG_LEN).ok_or(Error::Truncated)?;
-        vlans.push(VlanTag::from_tci(ethertype.0, bytes::u16_at(tag, field::TAG_TCI)))?;
+        vlans.push(VlanTag::from_tci(
+            ethertype.0,
+            bytes::u16_at(tag, field::TAG_TCI),
+        ))?;
         ethertype = EtherType(bytes::u16_at(tag, field::TAG_TYPE));
         off += VLAN_TAG_LEN;
     }
-    Ok(L2Info { vlans, ethertype, l3_offset: off })
+    Ok(L2Info {
+        vlans,
+        ethertype,
+        l3_offset: off,
+    })
 }
 
 /// An owned Ethernet header with its VLAN stack.
@@ -375,15 +408,15 @@ mod tests {
 
     // A captured-looking ARP request frame header (broadcast) + 28-byte ARP body.
     const ARP_FRAME: [u8; 42] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06,
-        0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56,
-        0x0a, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x06, 0x00,
+        0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x0a, 0x00,
+        0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x02,
     ];
 
     // QinQ: S-tag 0x88a8 vid 100 pcp 5, C-tag 0x8100 vid 200, IPv4 (first bytes).
     const QINQ_FRAME: [u8; 26] = [
-        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x88, 0xa8,
-        0xa0, 0x64, 0x81, 0x00, 0x00, 0xc8, 0x08, 0x00, 0x45, 0x00, 0x00, 0x14,
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x88, 0xa8, 0xa0,
+        0x64, 0x81, 0x00, 0x00, 0xc8, 0x08, 0x00, 0x45, 0x00, 0x00, 0x14,
     ];
 
     #[test]
@@ -413,7 +446,10 @@ mod tests {
         let mut buf = [0u8; 14];
         r.emit(&mut Frame::new_unchecked(&mut buf[..])).unwrap();
         assert_eq!(buf, ARP_FRAME[..14]);
-        assert_eq!(Repr::parse(&Frame::new_checked(&buf[..]).unwrap()).unwrap(), r);
+        assert_eq!(
+            Repr::parse(&Frame::new_checked(&buf[..]).unwrap()).unwrap(),
+            r
+        );
     }
 
     #[test]
@@ -423,7 +459,10 @@ mod tests {
         assert_eq!(l2.l3_offset, 22);
         assert_eq!(l2.vlans.len(), 2);
         let outer = l2.vlans.outer().unwrap();
-        assert_eq!((outer.tpid, outer.pcp, outer.dei, outer.vid), (0x88a8, 5, false, 100));
+        assert_eq!(
+            (outer.tpid, outer.pcp, outer.dei, outer.vid),
+            (0x88a8, 5, false, 100)
+        );
         assert_eq!(l2.vlans.inner().unwrap().vid, 200);
         // etherparse agrees on the tags.
         let d = DoubleVlanHeaderSlice::from_slice(&QINQ_FRAME[14..]).unwrap();
@@ -454,7 +493,10 @@ mod tests {
         // Emitting into a short buffer.
         let r = Repr::parse(&Frame::new_checked(&QINQ_FRAME[..]).unwrap()).unwrap();
         let mut small = [0u8; 20];
-        assert_eq!(r.emit(&mut Frame::new_unchecked(&mut small[..])), Err(Error::BufferTooSmall));
+        assert_eq!(
+            r.emit(&mut Frame::new_unchecked(&mut small[..])),
+            Err(Error::BufferTooSmall)
+        );
     }
 
     #[test]

@@ -43,7 +43,10 @@ pub mod msg {
     /// True for the error messages (which never trigger another error).
     #[inline]
     pub const fn is_error(t: u8) -> bool {
-        matches!(t, DST_UNREACHABLE | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM | 4)
+        matches!(
+            t,
+            DST_UNREACHABLE | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM | 4
+        )
     }
 }
 
@@ -196,7 +199,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        self.buffer.as_mut().get_mut(HEADER_LEN..).unwrap_or(&mut [])
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..)
+            .unwrap_or(&mut [])
     }
 
     /// Computes and stores the checksum over the whole message.
@@ -233,12 +239,31 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
 /// An owned (borrowing its data) ICMP message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Repr<'a> {
-    EchoRequest { ident: u16, seq_no: u16, data: &'a [u8] },
-    EchoReply { ident: u16, seq_no: u16, data: &'a [u8] },
+    EchoRequest {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
+    EchoReply {
+        ident: u16,
+        seq_no: u16,
+        data: &'a [u8],
+    },
     /// `next_hop_mtu` is meaningful for [`unreachable::FRAG_NEEDED`] only.
-    DstUnreachable { code: u8, next_hop_mtu: u16, quote: &'a [u8] },
-    TimeExceeded { code: u8, quote: &'a [u8] },
-    ParamProblem { code: u8, pointer: u8, quote: &'a [u8] },
+    DstUnreachable {
+        code: u8,
+        next_hop_mtu: u16,
+        quote: &'a [u8],
+    },
+    TimeExceeded {
+        code: u8,
+        quote: &'a [u8],
+    },
+    ParamProblem {
+        code: u8,
+        pointer: u8,
+        quote: &'a [u8],
+    },
 }
 
 impl<'a> Repr<'a> {
@@ -254,12 +279,16 @@ impl<'a> Repr<'a> {
         let data = whole.get(HEADER_LEN..).unwrap_or(&[]);
         match p.msg_type() {
             msg::ECHO_REQUEST | msg::ECHO_REPLY if code != 0 => Err(Error::Malformed),
-            msg::ECHO_REQUEST => {
-                Ok(Repr::EchoRequest { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data })
-            }
-            msg::ECHO_REPLY => {
-                Ok(Repr::EchoReply { ident: p.echo_ident(), seq_no: p.echo_seq_no(), data })
-            }
+            msg::ECHO_REQUEST => Ok(Repr::EchoRequest {
+                ident: p.echo_ident(),
+                seq_no: p.echo_seq_no(),
+                data,
+            }),
+            msg::ECHO_REPLY => Ok(Repr::EchoReply {
+                ident: p.echo_ident(),
+                seq_no: p.echo_seq_no(),
+                data,
+            }),
             msg::DST_UNREACHABLE if code > 15 => Err(Error::Malformed),
             msg::DST_UNREACHABLE => Ok(Repr::DstUnreachable {
                 code,
@@ -269,7 +298,11 @@ impl<'a> Repr<'a> {
             msg::TIME_EXCEEDED if code > 1 => Err(Error::Malformed),
             msg::TIME_EXCEEDED => Ok(Repr::TimeExceeded { code, quote: data }),
             msg::PARAM_PROBLEM if code > 2 => Err(Error::Malformed),
-            msg::PARAM_PROBLEM => Ok(Repr::ParamProblem { code, pointer: p.pointer(), quote: data }),
+            msg::PARAM_PROBLEM => Ok(Repr::ParamProblem {
+                code,
+                pointer: p.pointer(),
+                quote: data,
+            }),
             _ => Err(Error::Unsupported),
         }
     }
@@ -292,7 +325,11 @@ impl<'a> Repr<'a> {
     /// Writes the message with its checksum into the start of the view's buffer.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, p: &mut Packet<T>) -> Result<()> {
         let n = self.buffer_len();
-        let buf = p.buffer.as_mut().get_mut(..n).ok_or(Error::BufferTooSmall)?;
+        let buf = p
+            .buffer
+            .as_mut()
+            .get_mut(..n)
+            .ok_or(Error::BufferTooSmall)?;
         let mut q = Packet::new_unchecked(buf);
         q.clear_rest_of_header();
         match *self {
@@ -307,7 +344,9 @@ impl<'a> Repr<'a> {
                 q.set_echo_ident(ident);
                 q.set_echo_seq_no(seq_no);
             }
-            Repr::DstUnreachable { code, next_hop_mtu, .. } => {
+            Repr::DstUnreachable {
+                code, next_hop_mtu, ..
+            } => {
                 q.set_msg_type(msg::DST_UNREACHABLE);
                 q.set_msg_code(code);
                 if code == unreachable::FRAG_NEEDED {
@@ -398,11 +437,17 @@ pub fn build_error(
     };
     let quote = offending.get(..want.min(avail)).ok_or(Error::Truncated)?;
     let icmp = match kind {
-        ErrorKind::DstUnreachable { code, next_hop_mtu } => {
-            Repr::DstUnreachable { code, next_hop_mtu, quote }
-        }
+        ErrorKind::DstUnreachable { code, next_hop_mtu } => Repr::DstUnreachable {
+            code,
+            next_hop_mtu,
+            quote,
+        },
         ErrorKind::TimeExceeded { code } => Repr::TimeExceeded { code, quote },
-        ErrorKind::ParamProblem { pointer } => Repr::ParamProblem { code: 0, pointer, quote },
+        ErrorKind::ParamProblem { pointer } => Repr::ParamProblem {
+            code: 0,
+            pointer,
+            quote,
+        },
     };
     let total = ipv4::HEADER_LEN + icmp.buffer_len();
     let out = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
@@ -421,7 +466,9 @@ pub fn build_error(
     };
     let mut ipp = ipv4::Packet::new_unchecked(&mut *out);
     ip.emit(&mut ipp)?;
-    let body = out.get_mut(ipv4::HEADER_LEN..).ok_or(Error::BufferTooSmall)?;
+    let body = out
+        .get_mut(ipv4::HEADER_LEN..)
+        .ok_or(Error::BufferTooSmall)?;
     icmp.emit(&mut Packet::new_unchecked(body))?;
     Ok(total)
 }
@@ -433,7 +480,8 @@ mod tests {
 
     // A Linux ping: id 0x1c46, seq 1, 16 bytes of data; checksum computed by etherparse.
     fn echo_request() -> alloc::vec::Vec<u8> {
-        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).icmpv4_echo_request(0x1c46, 1);
+        let b =
+            PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).icmpv4_echo_request(0x1c46, 1);
         let mut out = alloc::vec::Vec::new();
         b.write(&mut out, b"abcdefghijklmnop").unwrap();
         out
@@ -448,7 +496,14 @@ mod tests {
         assert_eq!((p.echo_ident(), p.echo_seq_no()), (0x1c46, 1));
         assert!(p.verify_checksum());
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(r, Repr::EchoRequest { ident: 0x1c46, seq_no: 1, data: b"abcdefghijklmnop" });
+        assert_eq!(
+            r,
+            Repr::EchoRequest {
+                ident: 0x1c46,
+                seq_no: 1,
+                data: b"abcdefghijklmnop"
+            }
+        );
         let e = Icmpv4Slice::from_slice(icmp).unwrap();
         assert_eq!(e.checksum(), p.checksum());
     }
@@ -456,7 +511,11 @@ mod tests {
     #[test]
     fn construct_echo_and_reply() {
         let pkt = echo_request();
-        let r = Repr::EchoRequest { ident: 0x1c46, seq_no: 1, data: b"abcdefghijklmnop" };
+        let r = Repr::EchoRequest {
+            ident: 0x1c46,
+            seq_no: 1,
+            data: b"abcdefghijklmnop",
+        };
         let mut b = [0u8; 24];
         r.emit(&mut Packet::new_unchecked(&mut b[..])).unwrap();
         assert_eq!(&b[..], &pkt[20..]);
@@ -484,7 +543,9 @@ mod tests {
             &orig,
             Ipv4Addr::new(203, 0, 113, 1),
             64,
-            ErrorKind::TimeExceeded { code: time_exceeded::TTL },
+            ErrorKind::TimeExceeded {
+                code: time_exceeded::TTL,
+            },
             QuoteLimit::HeaderPlus8,
         )
         .unwrap();
@@ -495,7 +556,13 @@ mod tests {
         assert_eq!(ip.protocol(), IpProtocol::ICMP);
         let p = Packet::new_checked(ip.payload()).unwrap();
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(r, Repr::TimeExceeded { code: 0, quote: &orig[..28] });
+        assert_eq!(
+            r,
+            Repr::TimeExceeded {
+                code: 0,
+                quote: &orig[..28]
+            }
+        );
         // etherparse reads the same message.
         let e = Icmpv4Slice::from_slice(ip.payload()).unwrap();
         assert!(matches!(e.icmp_type(), Icmpv4Type::TimeExceeded(_)));
@@ -511,7 +578,10 @@ mod tests {
             &orig,
             Ipv4Addr::new(203, 0, 113, 1),
             255,
-            ErrorKind::DstUnreachable { code: unreachable::FRAG_NEEDED, next_hop_mtu: 1400 },
+            ErrorKind::DstUnreachable {
+                code: unreachable::FRAG_NEEDED,
+                next_hop_mtu: 1400,
+            },
             QuoteLimit::Rfc1812,
         )
         .unwrap();
@@ -520,7 +590,11 @@ mod tests {
         let p = Packet::new_checked(ip.payload()).unwrap();
         assert_eq!(p.next_hop_mtu(), 1400);
         match Repr::parse(&p).unwrap() {
-            Repr::DstUnreachable { code: 4, next_hop_mtu: 1400, quote } => {
+            Repr::DstUnreachable {
+                code: 4,
+                next_hop_mtu: 1400,
+                quote,
+            } => {
                 assert_eq!(quote, &orig[..548]);
             }
             other => panic!("unexpected {other:?}"),
@@ -532,7 +606,10 @@ mod tests {
             &small,
             Ipv4Addr::new(203, 0, 113, 1),
             64,
-            ErrorKind::DstUnreachable { code: unreachable::PORT, next_hop_mtu: 0 },
+            ErrorKind::DstUnreachable {
+                code: unreachable::PORT,
+                next_hop_mtu: 0,
+            },
             QuoteLimit::Rfc1812,
         )
         .unwrap();
@@ -583,11 +660,20 @@ mod tests {
     fn parse_errors() {
         let pkt = echo_request();
         let mut icmp = pkt[20..].to_vec();
-        assert_eq!(Packet::new_checked(&icmp[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&icmp[..7]).err(),
+            Some(Error::Truncated)
+        );
         icmp[10] ^= 0xff;
-        assert_eq!(Repr::parse(&Packet::new_checked(&icmp[..]).unwrap()), Err(Error::Checksum));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&icmp[..]).unwrap()),
+            Err(Error::Checksum)
+        );
         let mut redirect = [5u8, 0, 0, 0, 0, 0, 0, 0];
         Packet::new_unchecked(&mut redirect[..]).fill_checksum();
-        assert_eq!(Repr::parse(&Packet::new_checked(&redirect[..]).unwrap()), Err(Error::Unsupported));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&redirect[..]).unwrap()),
+            Err(Error::Unsupported)
+        );
     }
 }

@@ -192,7 +192,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The payload: from the end of the header to the total length.
     #[inline]
     pub fn payload(&self) -> &[u8] {
-        bytes::slice(self.buffer.as_ref(), self.header_len()..usize::from(self.total_len()))
+        bytes::slice(
+            self.buffer.as_ref(),
+            self.header_len()..usize::from(self.total_len()),
+        )
     }
 
     /// True when the header checksum verifies.
@@ -212,7 +215,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     #[inline]
     pub fn set_dscp_ecn(&mut self, dscp: u8, ecn: u8) {
-        bytes::set_u8_at(self.buffer.as_mut(), field::DSCP_ECN, (dscp << 2) | (ecn & 3));
+        bytes::set_u8_at(
+            self.buffer.as_mut(),
+            field::DSCP_ECN,
+            (dscp << 2) | (ecn & 3),
+        );
     }
 
     #[inline]
@@ -406,8 +413,8 @@ mod tests {
 
     // UDP 192.168.0.1 -> 192.168.0.199, total length 0x73, TTL 64, DF, checksum b861.
     const HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-        0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
+        0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
 
     fn packet() -> [u8; 0x73] {
@@ -496,7 +503,10 @@ mod tests {
         assert!(p.more_frags() && p.is_fragment() && p.is_non_first_fragment());
         assert_eq!(p.frag_offset(), 1480);
         let r = Repr::parse(&p).unwrap();
-        assert_eq!((r.more_frags, r.frag_offset, r.payload_len), (true, 1480, 4));
+        assert_eq!(
+            (r.more_frags, r.frag_offset, r.payload_len),
+            (true, 1480, 4)
+        );
         let e = Ipv4HeaderSlice::from_slice(&b).unwrap();
         assert_eq!(e.options(), &[1, 1, 1, 0]);
         assert_eq!(e.fragments_offset().value() * 8, 1480);
@@ -526,7 +536,10 @@ mod tests {
     fn errors() {
         let b = packet();
         assert_eq!(Packet::new_checked(&b[..19]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&b[..0x72]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..0x72]).err(),
+            Some(Error::Truncated)
+        );
         let mut v6 = b;
         v6[0] = 0x65;
         assert_eq!(Packet::new_checked(&v6[..]).err(), Some(Error::Malformed));
@@ -538,10 +551,16 @@ mod tests {
         assert_eq!(Packet::new_checked(&tl[..]).err(), Some(Error::Malformed));
         let mut bad = b;
         bad[11] ^= 1;
-        assert_eq!(Repr::parse(&Packet::new_checked(&bad[..]).unwrap()), Err(Error::Checksum));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&bad[..]).unwrap()),
+            Err(Error::Checksum)
+        );
         // Ethernet padding after the total length is ignored.
         let mut padded = [0u8; 0x80];
         padded[..0x73].copy_from_slice(&b);
-        assert_eq!(Packet::new_checked(&padded[..]).unwrap().payload().len(), 0x73 - 20);
+        assert_eq!(
+            Packet::new_checked(&padded[..]).unwrap().payload().len(),
+            0x73 - 20
+        );
     }
 }

@@ -219,7 +219,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
             off += len;
             nh = next;
         }
-        Ok(ExtInfo { next_header: nh, l4_offset: off, frag })
+        Ok(ExtInfo {
+            next_header: nh,
+            l4_offset: off,
+            frag,
+        })
     }
 }
 
@@ -333,13 +337,13 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{Ipv6HeaderSlice, Ipv6ExtensionsSlice};
+    use etherparse::{Ipv6ExtensionsSlice, Ipv6HeaderSlice};
 
     // fe80::1 -> ff02::1, UDP, 8-byte payload, hop limit 255, tc 0xb8, flow 0x12345.
     const UDP6: [u8; 48] = [
-        0x6b, 0x81, 0x23, 0x45, 0x00, 0x08, 0x11, 0xff, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0, 0x01, 0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0x22,
-        0x02, 0x23, 0x00, 0x08, 0x00, 0x00,
+        0x6b, 0x81, 0x23, 0x45, 0x00, 0x08, 0x11, 0xff, 0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0x01, 0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0x22, 0x02,
+        0x23, 0x00, 0x08, 0x00, 0x00,
     ];
 
     fn with_ext(exts: &[u8], first_nh: u8) -> [u8; 128] {
@@ -367,7 +371,10 @@ mod tests {
         assert_eq!(e.source(), p.src_addr().octets());
         assert_eq!(e.destination(), p.dst_addr().octets());
         let w = p.walk_ext().unwrap();
-        assert_eq!((w.next_header, w.l4_offset, w.frag), (IpProtocol::UDP, 40, None));
+        assert_eq!(
+            (w.next_header, w.l4_offset, w.frag),
+            (IpProtocol::UDP, 40, None)
+        );
     }
 
     #[test]
@@ -439,23 +446,38 @@ mod tests {
         ext[0] = 0; // dstopts -> HBH
         ext[8] = 17;
         let b = with_ext(&ext, 60);
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().walk_ext(), Err(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().walk_ext(),
+            Err(Error::Malformed)
+        );
         // Extension header longer than the payload length.
         let mut ext = [0u8; 8];
         ext[0] = 17;
         ext[1] = 5; // 48 bytes, payload has 16
         let b = with_ext(&ext, 60);
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().walk_ext(), Err(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().walk_ext(),
+            Err(Error::Truncated)
+        );
         // Too many headers.
         let mut ext = [0u8; 80];
         for i in 0..10 {
             ext[i * 8] = 60;
         }
         let b = with_ext(&ext, 60);
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().walk_ext(), Err(Error::Unsupported));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().walk_ext(),
+            Err(Error::Unsupported)
+        );
         // Fixed header errors.
-        assert_eq!(Packet::new_checked(&UDP6[..39]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&UDP6[..47]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&UDP6[..39]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&UDP6[..47]).err(),
+            Some(Error::Truncated)
+        );
         let mut v4 = UDP6;
         v4[0] = 0x45;
         assert_eq!(Packet::new_checked(&v4[..]).err(), Some(Error::Malformed));

@@ -98,8 +98,14 @@ pub enum TcpOption<'a> {
     SackPermitted,
     /// The SACK blocks as raw bytes (pairs of 32-bit edges).
     Sack(&'a [u8]),
-    Timestamps { tsval: u32, tsecr: u32 },
-    Unknown { kind: u8, data: &'a [u8] },
+    Timestamps {
+        tsval: u32,
+        tsecr: u32,
+    },
+    Unknown {
+        kind: u8,
+        data: &'a [u8],
+    },
 }
 
 impl TcpOption<'_> {
@@ -161,7 +167,11 @@ pub struct OptionsIter<'a> {
 impl<'a> OptionsIter<'a> {
     /// Iterates over a raw options area.
     pub fn new(data: &'a [u8]) -> OptionsIter<'a> {
-        OptionsIter { data, pos: 0, done: false }
+        OptionsIter {
+            data,
+            pos: 0,
+            done: false,
+        }
     }
 
     fn next_inner(&mut self) -> Result<Option<(usize, TcpOption<'a>)>> {
@@ -430,7 +440,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// odd offsets (a value straddling two checksum words).
     #[inline]
     pub fn update_checksum16_at(&mut self, at: usize, old: u16, new: u16) {
-        let (o, n) = if at % 2 == 0 { (old, new) } else { (old.swap_bytes(), new.swap_bytes()) };
+        let (o, n) = if at & 1 == 0 {
+            (old, new)
+        } else {
+            (old.swap_bytes(), new.swap_bytes())
+        };
         let c = checksum::update16(self.checksum(), o, n);
         self.set_checksum(c);
     }
@@ -620,9 +634,9 @@ mod tests {
 
     // A Linux-style SYN: MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
     const SYN: [u8; 40] = [
-        0xc3, 0x50, 0x00, 0x50, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02,
-        0xfa, 0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a,
-        0x00, 0x01, 0xe2, 0x40, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
+        0xc3, 0x50, 0x00, 0x50, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
+        0xf0, 0x00, 0x00, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x00, 0x01,
+        0xe2, 0x40, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
     ];
 
     fn ph() -> PseudoHeader {
@@ -657,7 +671,11 @@ mod tests {
         assert_eq!(e.window_size(), p.window_len());
         assert!(e.syn());
         let eh = e.to_header();
-        assert_eq!(eh.calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), &[]).unwrap(), p.checksum());
+        assert_eq!(
+            eh.calc_checksum_ipv4_raw(SRC.octets(), DST.octets(), &[])
+                .unwrap(),
+            p.checksum()
+        );
         let opts: alloc::vec::Vec<_> = e.options_iterator().map(|o| o.unwrap()).collect();
         assert_eq!(opts[0], TcpOptionElement::MaximumSegmentSize(1460));
         assert_eq!(opts[1], TcpOptionElement::SelectiveAcknowledgementPermitted);
@@ -738,7 +756,13 @@ mod tests {
         // Not a SYN: untouched.
         let mut ack = syn_with_checksum();
         ack[13] = 0x10;
-        assert_eq!(Packet::new_checked(&mut ack[..]).unwrap().clamp_mss(500).unwrap(), None);
+        assert_eq!(
+            Packet::new_checked(&mut ack[..])
+                .unwrap()
+                .clamp_mss(500)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -749,13 +773,22 @@ mod tests {
         p.set_dst_port_update_checksum(8080);
         let new_src = Ipv4Addr::new(100, 64, 0, 9);
         p.update_checksum32(u32::from(SRC), u32::from(new_src));
-        assert!(p.verify_checksum(&PseudoHeader::V4 { src: new_src, dst: DST }));
+        assert!(p.verify_checksum(&PseudoHeader::V4 {
+            src: new_src,
+            dst: DST
+        }));
     }
 
     #[test]
     fn errors() {
-        assert_eq!(Packet::new_checked(&SYN[..19]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&SYN[..39]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&SYN[..19]).err(),
+            Some(Error::Truncated)
+        );
+        assert_eq!(
+            Packet::new_checked(&SYN[..39]).err(),
+            Some(Error::Truncated)
+        );
         let mut b = SYN;
         b[12] = 0x40;
         assert_eq!(Packet::new_checked(&b[..]).err(), Some(Error::Malformed));
@@ -772,11 +805,17 @@ mod tests {
         let mut b = SYN;
         b[21] = 3;
         b[23] = 1;
-        assert_eq!(Packet::new_checked(&b[..]).unwrap().mss(), Err(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&b[..]).unwrap().mss(),
+            Err(Error::Malformed)
+        );
         // Zero port.
         let mut b = SYN;
         b[0] = 0;
         b[1] = 0;
-        assert_eq!(Repr::parse(&Packet::new_checked(&b[..]).unwrap()), Err(Error::Malformed));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&b[..]).unwrap()),
+            Err(Error::Malformed)
+        );
     }
 }

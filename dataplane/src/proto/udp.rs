@@ -268,13 +268,26 @@ mod tests {
         assert_eq!((p.src_port(), p.dst_port()), (51000, 53));
         assert_eq!(usize::from(p.len()), 8 + payload.len());
         assert_eq!(p.payload(), payload);
-        let ph = PseudoHeader::V4 { src: SRC4, dst: DST4 };
+        let ph = PseudoHeader::V4 {
+            src: SRC4,
+            dst: DST4,
+        };
         assert!(p.verify_checksum(&ph));
         let e = UdpHeaderSlice::from_slice(udp).unwrap();
         assert_eq!(e.checksum(), p.checksum());
         let r = Repr::parse(&p).unwrap();
-        assert_eq!(r, Repr { src_port: 51000, dst_port: 53, payload_len: payload.len() });
-        let wrong = PseudoHeader::V4 { src: SRC4, dst: Ipv4Addr::new(192, 168, 1, 2) };
+        assert_eq!(
+            r,
+            Repr {
+                src_port: 51000,
+                dst_port: 53,
+                payload_len: payload.len()
+            }
+        );
+        let wrong = PseudoHeader::V4 {
+            src: SRC4,
+            dst: Ipv4Addr::new(192, 168, 1, 2),
+        };
         assert!(!p.verify_checksum(&wrong));
     }
 
@@ -282,12 +295,19 @@ mod tests {
     fn construct_v4_matches_etherparse() {
         let payload = [1u8, 2, 3, 4, 5];
         let want = etherparse_v4(&payload);
-        let r = Repr { src_port: 51000, dst_port: 53, payload_len: 5 };
+        let r = Repr {
+            src_port: 51000,
+            dst_port: 53,
+            payload_len: 5,
+        };
         let mut buf = [0u8; 13];
         let mut p = Packet::new_unchecked(&mut buf[..]);
         r.emit(&mut p).unwrap();
         p.payload_mut().copy_from_slice(&payload);
-        p.fill_checksum(&PseudoHeader::V4 { src: SRC4, dst: DST4 });
+        p.fill_checksum(&PseudoHeader::V4 {
+            src: SRC4,
+            dst: DST4,
+        });
         assert_eq!(&buf[..], &want[20..]);
     }
 
@@ -303,8 +323,14 @@ mod tests {
         let mut p = Packet::new_checked(&mut udp[..]).unwrap();
         assert!(p.verify_checksum(&ph));
         p.set_checksum(0);
-        assert!(!p.verify_checksum(&ph), "zero checksum is invalid over IPv6");
-        assert!(p.verify_checksum(&PseudoHeader::V4 { src: SRC4, dst: DST4 }));
+        assert!(
+            !p.verify_checksum(&ph),
+            "zero checksum is invalid over IPv6"
+        );
+        assert!(p.verify_checksum(&PseudoHeader::V4 {
+            src: SRC4,
+            dst: DST4
+        }));
         p.fill_checksum(&ph);
         assert_eq!(&udp[..], &out[40..]);
     }
@@ -312,7 +338,10 @@ mod tests {
     #[test]
     fn napt_incremental() {
         let mut bytes = etherparse_v4(b"hello");
-        let ph2 = PseudoHeader::V4 { src: Ipv4Addr::new(100, 64, 0, 1), dst: DST4 };
+        let ph2 = PseudoHeader::V4 {
+            src: Ipv4Addr::new(100, 64, 0, 1),
+            dst: DST4,
+        };
         let mut p = Packet::new_checked(&mut bytes[20..]).unwrap();
         p.set_src_port_update_checksum(40000);
         p.update_checksum32(u32::from(SRC4), u32::from(Ipv4Addr::new(100, 64, 0, 1)));
@@ -324,12 +353,18 @@ mod tests {
         let bytes = etherparse_v4(b"abc");
         let udp = &bytes[20..];
         assert_eq!(Packet::new_checked(&udp[..7]).err(), Some(Error::Truncated));
-        assert_eq!(Packet::new_checked(&udp[..10]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&udp[..10]).err(),
+            Some(Error::Truncated)
+        );
         let mut bad = udp.to_vec();
         bad[4..6].copy_from_slice(&7u16.to_be_bytes());
         assert_eq!(Packet::new_checked(&bad[..]).err(), Some(Error::Malformed));
         let mut zero = udp.to_vec();
         zero[2..4].copy_from_slice(&[0, 0]);
-        assert_eq!(Repr::parse(&Packet::new_checked(&zero[..]).unwrap()), Err(Error::Malformed));
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&zero[..]).unwrap()),
+            Err(Error::Malformed)
+        );
     }
 }

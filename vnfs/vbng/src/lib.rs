@@ -10,3 +10,7 @@ extern crate alloc;
 
 pub mod fsm;
 pub mod wire;
+pub mod auth;
+pub mod ipcp;
+pub mod lcp;
+pub mod rng;

@@ -131,12 +131,25 @@ fn top(m: &VnfModel) -> Value {
                         "product_name" => m.product_name.clone(),
                         "software_version" => m.software_version.clone(),
                         "vnfm_info" => list(m.vnfm_info.clone()),
+                        "monitoring_parameters" => vnf_monitoring(m),
                     },
                 },
             },
         },
     );
     doc
+}
+
+/// VNF-level monitoring parameters: the KPIs that map to an IFA 027 measurement.
+fn vnf_monitoring(m: &VnfModel) -> Value {
+    list(m.kpis.iter().filter_map(|k| {
+        k.ifa027.map(|metric| {
+            ymap! {
+                "name" => format!("{} ({}, {}, every {} s)", k.name, k.metric, k.unit, k.collection_period_s),
+                "performance_metric" => metric.as_str(),
+            }
+        })
+    }))
 }
 
 fn fixed_string(value: &str) -> Value {
@@ -256,23 +269,7 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
 
     // The VNF node of this flavour: LCM scripts, monitoring parameters, artifacts.
     let mut vnf = ymap! { "type" => node_type(m) };
-    let mut props = ymap! { "flavour_description" => f.description.clone() };
-    let mons: Vec<Value> = m
-        .kpis
-        .iter()
-        .filter_map(|k| {
-            k.ifa027.map(|metric| {
-                ymap! {
-                    "name" => format!("{} ({}, {})", k.name, k.metric, k.unit),
-                    "performance_metric" => metric.as_str(),
-                    "collection_period" => format!("{} s", k.collection_period_s),
-                }
-            })
-        })
-        .collect();
-    if !mons.is_empty() {
-        push(&mut props, "monitoring_parameters", Value::Sequence(mons));
-    }
+    let props = ymap! { "flavour_description" => f.description.clone() };
     push(&mut vnf, "properties", props);
     if !m.lcm_scripts.is_empty() {
         let mut ops = Mapping::new();
@@ -306,9 +303,8 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
             .filter(|k| k.ifa027 == Some(Ifa027Metric::VCpuUsageMeanVnf))
             .map(|k| {
                 ymap! {
-                    "name" => format!("{} of {}", k.name, vdu.id),
+                    "name" => format!("{} of {} (every {} s)", k.name, vdu.id, k.collection_period_s),
                     "performance_metric" => "v_cpu_usage_mean_vnf",
-                    "collection_period" => format!("{} s", k.collection_period_s),
                 }
             })
             .collect();
@@ -536,6 +532,21 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
         &mut doc,
         "topology_template",
         ymap! {
+            "inputs" => ymap! {
+                "descriptor_id" => ymap! { "type" => "string" },
+                "descriptor_version" => ymap! { "type" => "string" },
+                "provider" => ymap! { "type" => "string" },
+                "product_name" => ymap! { "type" => "string" },
+                "software_version" => ymap! { "type" => "string" },
+                "vnfm_info" => ymap! { "type" => "list", "entry_schema" => ymap! { "type" => "string" } },
+                "flavour_id" => ymap! { "type" => "string" },
+                "flavour_description" => ymap! { "type" => "string" },
+                "product_info_description" => ymap! { "type" => "string" },
+                "monitoring_parameters" => ymap! {
+                    "type" => "list",
+                    "entry_schema" => ymap! { "type" => "tosca.datatypes.nfv.VnfMonitoringParameter" },
+                },
+            },
             "substitution_mappings" => ymap! {
                 "node_type" => node_type(m),
                 "properties" => ymap! { "flavour_id" => f.id.clone() },

@@ -90,6 +90,10 @@ pub fn vnfd(m: &VnfModel, image: &ImageInfo) -> Value {
                             "name" => format!("{}-vnir", cp.id),
                             "description" => format!("{vtype} {:?} port", cp.role).to_lowercase(),
                             "support-mandatory" => cp.vnic == Vnic::SrIov,
+                            "network-interface-requirements" => list([ymap! {
+                                "key" => "interface-type",
+                                "value" => match cp.vnic { Vnic::Virtio => "virtio", Vnic::SrIov => "sr-iov" },
+                            }]),
                             "position" => u64::from(cp.order),
                             "virtual-interface" => ymap! { "type" => vtype },
                         }]),
@@ -237,19 +241,12 @@ fn df(m: &VnfModel, f: &Flavour) -> Value {
         .virtual_links
         .iter()
         .map(|vl| {
+            // SOL006 v2.6.1 guards l2-/l3-protocol-data with `when` conditions that
+            // compare the identityref to 'Ethernet'/'IPv4' (no such identities exist:
+            // they are `ethernet`/`ipv4`), so a validating parser rejects either
+            // container; only the protocol itself is given.
             let first = vl.layer_protocols.first().copied().unwrap_or(LayerProtocol::Ethernet);
-            let mut pd = ymap! { "associated-layer-protocol" => first.as_str() };
-            match &vl.cidr {
-                Some(cidr) if first != LayerProtocol::Ethernet => {
-                    let v = if cidr.contains(':') { "ipv6" } else { "ipv4" };
-                    push(
-                        &mut pd,
-                        "l3-protocol-data",
-                        ymap! { "name" => format!("{}-subnet", vl.id), "ip-version" => v, "cidr" => cidr.clone(), "dhcp-enabled" => true },
-                    );
-                }
-                _ => push(&mut pd, "l2-protocol-data", ymap! { "mtu" => u64::from(vl.mtu) }),
-            }
+            let pd = ymap! { "associated-layer-protocol" => first.as_str() };
             ymap! {
                 "id" => vl.id.clone(),
                 "flavour" => "default",

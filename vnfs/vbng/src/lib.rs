@@ -14,3 +14,5 @@ pub mod auth;
 pub mod ipcp;
 pub mod lcp;
 pub mod rng;
+pub mod pppoe;
+pub mod pool;

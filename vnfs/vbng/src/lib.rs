@@ -16,3 +16,4 @@ pub mod lcp;
 pub mod rng;
 pub mod pppoe;
 pub mod pool;
+pub mod radius;

@@ -292,7 +292,11 @@ impl<'a> Repr<'a> {
             msg::DST_UNREACHABLE if code > 15 => Err(Error::Malformed),
             msg::DST_UNREACHABLE => Ok(Repr::DstUnreachable {
                 code,
-                next_hop_mtu: p.next_hop_mtu(),
+                next_hop_mtu: if code == unreachable::FRAG_NEEDED {
+                    p.next_hop_mtu()
+                } else {
+                    0
+                },
                 quote: data,
             }),
             msg::TIME_EXCEEDED if code > 1 => Err(Error::Malformed),

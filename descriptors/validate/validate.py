@@ -352,12 +352,13 @@ def load_yaml(p):
 def check_osm_packages(folders, ref, report):
     """folders: package folders (each holding one *_vnfd.yaml or *_nsd.yaml)."""
     sch = schemas(ref)
-    vnfds = []
+    # VNFDs by the folder holding their package: an NSD sees those of its siblings.
+    vnfds = {}
     for f in folders:
         for p in find_descriptors(f, "_vnfd.yaml"):
             doc = load_yaml(p)
             if isinstance(doc, dict) and isinstance(doc.get("vnfd"), dict):
-                vnfds.append(doc["vnfd"])
+                vnfds.setdefault(os.path.dirname(os.path.abspath(f)), []).append(doc["vnfd"])
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for f in folders:
@@ -374,7 +375,7 @@ def check_osm_packages(folders, ref, report):
                 is_ns = p.endswith("_nsd.yaml")
                 for i, s in enumerate(sch):
                     strict = i > 0
-                    data, dropped = to_rfc7951(s, doc, strip=strict, extra_vnfds=vnfds if is_ns else ())
+                    data, dropped = to_rfc7951(s, doc, strip=strict, extra_vnfds=vnfds.get(os.path.dirname(os.path.abspath(f)), []) if is_ns else ())
                     jp = os.path.join(tmp, f"{os.path.basename(p)}.{i}.json")
                     with open(jp, "w", encoding="utf-8") as fh:
                         json.dump(data, fh, indent=1)
@@ -401,13 +402,20 @@ def osm_folders(path, tmp):
         if len(tops) != 1 or not os.path.isdir(tops[0]):
             raise ValueError(f"{path}: an OSM package tarball holds exactly one top folder")
         return tops
-    if find_descriptors(path, "_vnfd.yaml") or find_descriptors(path, "_nsd.yaml"):
-        return [path]
-    return [
-        os.path.join(path, x)
-        for x in sorted(os.listdir(path))
-        if os.path.isdir(os.path.join(path, x)) and not x.startswith(".")
-    ]
+    found = []
+    for root, dirs, _ in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if find_descriptors(root, "_vnfd.yaml") or find_descriptors(root, "_nsd.yaml"):
+            found.append(root)
+    return found
+
+
+def csars_under(path):
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out += [os.path.join(root, f) for f in sorted(files) if f.endswith(".csar")]
+    return out
 
 
 def main(argv):
@@ -432,10 +440,17 @@ def main(argv):
                 failed |= bool(errs)
                 report += [f"FAIL {p}: {e}" for e in errs] or [f"OK   {p} [SOL004 layout, manifest, tosca-parser]"]
             else:
+                csars = csars_under(p) if os.path.isdir(p) else []
+                for c in csars:
+                    errs = check_csar(c)
+                    failed |= bool(errs)
+                    report += [f"FAIL {c}: {e}" for e in errs] or [f"OK   {c} [SOL004 layout, manifest, tosca-parser]"]
                 try:
                     folders = osm_folders(p, tmp)
+                    if not folders and csars:
+                        continue
                     if not folders:
-                        raise ValueError("no OSM package found")
+                        raise ValueError("no CSAR or OSM package found")
                     failed |= check_osm_packages(folders, a.reference, report)
                 except Missing as e:
                     print(f"MISSING {e}")

@@ -1,0 +1,317 @@
+//! Package tests with independent validators: tosca-parser (PyPI) on the SOL004 CSARs,
+//! yanglint (libyang2-tools) with the SOL006 YANG modules on the OSM VNFD/NSD, both
+//! through `validate/validate.py` (the same checks `descriptors validate` runs).
+//! Needs: `qemu-img` (qemu-utils), the venv at `$VNF_VENV` or `<workspace>/.venv`
+//! with `tosca-parser` and `pyang`, and `yanglint`. Missing tools fail the tests.
+
+use descriptors::{csar, validate, vnfs, BuildOptions, Error, Format};
+use sha2::Digest;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// A small qcow2 image made with qemu-img.
+fn make_image(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&p)
+        .arg("64M")
+        .output()
+        .expect("qemu-img is required (apt-get install qemu-utils)");
+    assert!(out.status.success(), "qemu-img failed: {}", String::from_utf8_lossy(&out.stderr));
+    p
+}
+
+fn opts(format: Format, image: &Path, out: PathBuf) -> BuildOptions {
+    BuildOptions {
+        format,
+        flavour: None,
+        image: Some(image.to_path_buf()),
+        out,
+        force: false,
+    }
+}
+
+fn must_validate(p: &Path) -> String {
+    match validate::validate(p) {
+        Ok(r) => r,
+        Err(e) => panic!("validation of {} failed: {e}", p.display()),
+    }
+}
+
+fn must_reject(p: &Path, what: &str) -> String {
+    match validate::validate(p) {
+        Err(Error::Invalid { report, .. }) => {
+            assert!(report.contains(what), "expected `{what}` in the report:\n{report}");
+            report
+        }
+        Err(e) => panic!("expected an invalid-package report, got: {e}"),
+        Ok(r) => panic!("broken package {} passed validation:\n{r}", p.display()),
+    }
+}
+
+#[test]
+fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
+    let d = tmpdir();
+    let img = make_image(d.path(), "img.qcow2");
+    let out = d.path().join("csar");
+    std::fs::create_dir(&out).unwrap();
+    for name in vnfs::NAMES {
+        let m = vnfs::builtin(name).unwrap();
+        let p = out.join(format!("{name}.csar"));
+        descriptors::build(&m, &opts(Format::Csar, &img, p.clone())).unwrap();
+        assert_eq!(csar::verify(&p).unwrap(), Vec::<String>::new(), "{name}");
+        // SOL004: TOSCA.meta is the first file entry, the manifest digests verify.
+        let mut z = zip::ZipArchive::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let first = z.file_names().find(|n| !n.ends_with('/')).map(str::to_string);
+        let names: Vec<String> = z.file_names().map(str::to_string).collect();
+        assert_eq!(first.as_deref(), Some("TOSCA-Metadata/TOSCA.meta"));
+        let mut meta = String::new();
+        z.by_name("TOSCA-Metadata/TOSCA.meta").unwrap().read_to_string(&mut meta).unwrap();
+        assert!(meta.starts_with("TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: "), "{meta}");
+        assert!(meta.contains(&format!("Entry-Definitions: Definitions/{name}_top.vnfd.yaml")));
+        for f in ["Definitions/etsi_nfv_sol001_common_types.yaml", "Definitions/etsi_nfv_sol001_vnfd_types.yaml", "Files/images/img.qcow2", "ChangeLog.txt"] {
+            assert!(names.iter().any(|n| n == f), "{name}: {f} missing");
+        }
+        let mut mf = String::new();
+        z.by_name(&format!("{name}.mf")).unwrap().read_to_string(&mut mf).unwrap();
+        let img_hash = hex(&sha2::Sha256::digest(std::fs::read(&img).unwrap()));
+        assert!(mf.contains(&format!("Source: Files/images/img.qcow2\nAlgorithm: SHA-256\nHash: {img_hash}\n")));
+    }
+    let report = must_validate(&out);
+    assert_eq!(report.matches("tosca-parser]").count(), vnfs::NAMES.len(), "{report}");
+}
+
+#[test]
+fn every_vnf_osm_package_passes_yanglint() {
+    let d = tmpdir();
+    let img = make_image(d.path(), "img.qcow2");
+    let out = d.path().join("osm");
+    std::fs::create_dir(&out).unwrap();
+    for name in vnfs::NAMES {
+        let m = vnfs::builtin(name).unwrap();
+        descriptors::build(&m, &opts(Format::Osm, &img, out.join(name))).unwrap();
+        for f in [
+            format!("{name}_vnf/{name}_vnfd.yaml"),
+            format!("{name}_vnf/checksums.txt"),
+            format!("{name}_vnf/cloud_init/{name}-cloud-init.yaml"),
+            format!("{name}_vnf/icons/{name}.png"),
+            format!("{name}_ns/{name}_nsd.yaml"),
+            format!("{name}_vnf.tar.gz"),
+            format!("{name}_ns.tar.gz"),
+        ] {
+            assert!(out.join(name).join(&f).is_file(), "{f} missing");
+        }
+    }
+    // One flavour only: VDU ids are the model's and ext-cpd maps to int-cpd.
+    let m = vnfs::vbng();
+    let mut o = opts(Format::Osm, &img, out.join("vbng-large"));
+    o.flavour = Some("large".into());
+    descriptors::build(&m, &o).unwrap();
+    let vnfd = std::fs::read_to_string(out.join("vbng-large/vbng_vnf/vbng_vnfd.yaml")).unwrap();
+    assert!(vnfd.contains("vdu-id: bng-dp") && !vnfd.contains("id: small"), "{vnfd}");
+
+    let report = must_validate(&out);
+    // VNFD and NSD, each against OSM IM r9 and strict SOL006 v2.6.1, for 5 outputs.
+    assert_eq!(report.matches("\nOK ").count() + usize::from(report.starts_with("OK ")), 20, "{report}");
+    assert!(!report.contains("FAIL"), "{report}");
+    // The tarball on its own.
+    must_validate(&out.join("router/router_vnf.tar.gz"));
+}
+
+/// Rewrite a CSAR with `edit` applied to one member, keeping the manifest digests
+/// correct (so the validator, not the digest check, must catch it) unless `fix_mf` is
+/// false.
+fn tamper_csar(src: &Path, dst: &Path, member: &str, fix_mf: bool, edit: impl Fn(String) -> String) {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..z.len() {
+        let mut e = z.by_index(i).unwrap();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        files.push((e.name().to_string(), b));
+    }
+    let mut old_hash = String::new();
+    let mut new_hash = String::new();
+    for (n, b) in files.iter_mut() {
+        if n == member {
+            old_hash = hex(&sha2::Sha256::digest(&b[..]));
+            let s = edit(String::from_utf8(b.clone()).unwrap());
+            assert_ne!(s.as_bytes(), &b[..], "edit changed nothing");
+            *b = s.into_bytes();
+            new_hash = hex(&sha2::Sha256::digest(&b[..]));
+        }
+    }
+    assert!(!old_hash.is_empty(), "{member} not in the CSAR");
+    if fix_mf {
+        for (n, b) in files.iter_mut() {
+            if n.ends_with(".mf") {
+                *b = String::from_utf8(b.clone()).unwrap().replace(&old_hash, &new_hash).into_bytes();
+            }
+        }
+    }
+    let mut w = zip::ZipWriter::new(std::fs::File::create(dst).unwrap());
+    for (n, b) in files {
+        if n.ends_with('/') {
+            w.add_directory(n.trim_end_matches('/'), zip::write::SimpleFileOptions::default()).unwrap();
+        } else {
+            w.start_file(n, zip::write::SimpleFileOptions::default()).unwrap();
+            w.write_all(&b).unwrap();
+        }
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn broken_csars_are_rejected() {
+    let d = tmpdir();
+    let img = make_image(d.path(), "img.qcow2");
+    let good = d.path().join("router.csar");
+    descriptors::build(&vnfs::router(), &opts(Format::Csar, &img, good.clone())).unwrap();
+
+    // A VduCp vnic_type outside the SOL001 valid_values: tosca-parser rejects it.
+    let bad = d.path().join("bad-vnic.csar");
+    tamper_csar(&good, &bad, "Definitions/router_df_small.yaml", true, |s| {
+        s.replacen("vnic_type: direct-physical", "vnic_type: sriov", 1)
+    });
+    must_reject(&bad, "vnic_type");
+
+    // A Vdu.Compute without its required vdu_profile.
+    let bad = d.path().join("bad-profile.csar");
+    tamper_csar(&good, &bad, "Definitions/router_df_large.yaml", true, |s| s.replacen("vdu_profile:", "vdu_profil:", 1));
+    must_reject(&bad, "tosca-parser");
+
+    // A changed file whose manifest digest was not updated.
+    let bad = d.path().join("bad-digest.csar");
+    tamper_csar(&good, &bad, "Files/day0/router.toml", false, |s| s.replace("10.0.0.1", "10.0.0.2"));
+    must_reject(&bad, "digest mismatch");
+}
+
+/// Edit an OSM descriptor and refresh its checksums.txt line.
+fn tamper_osm(pkg: &Path, file: &str, edit: impl Fn(String) -> String) {
+    let p = pkg.join(file);
+    let old = std::fs::read(&p).unwrap();
+    let new = edit(String::from_utf8(old.clone()).unwrap());
+    assert_ne!(new.as_bytes(), &old[..], "edit changed nothing");
+    std::fs::write(&p, &new).unwrap();
+    let sums = pkg.join("checksums.txt");
+    let old_md5 = hex(&md5::Md5::digest(&old));
+    let new_md5 = hex(&md5::Md5::digest(new.as_bytes()));
+    let s = std::fs::read_to_string(&sums).unwrap().replace(&old_md5, &new_md5);
+    std::fs::write(&sums, s).unwrap();
+}
+
+#[test]
+fn broken_osm_packages_are_rejected() {
+    let d = tmpdir();
+    let img = make_image(d.path(), "img.qcow2");
+    let case = |n: &str| {
+        let out = d.path().join(n);
+        let mut o = opts(Format::Osm, &img, out.clone());
+        o.flavour = Some("small".into());
+        descriptors::build(&vnfs::vcpe(), &o).unwrap();
+        out
+    };
+    // SOL006 mandatory leaf missing.
+    let out = case("no-sw-version");
+    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| s.replacen("  software-version: 0.1.0\n", "", 1));
+    must_reject(&out, "software-version");
+    // An identity that does not exist.
+    let out = case("bad-identity");
+    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| s.replacen("algorithm: sha-256", "algorithm: crc32", 1));
+    must_reject(&out, "yanglint");
+    // vdu-profile max below min breaks a SOL006 `must`.
+    let out = case("bad-must");
+    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| {
+        s.replacen("max-number-of-instances: 2", "max-number-of-instances: 0", 1)
+    });
+    must_reject(&out, "yanglint");
+    // The NSD references a VNFD that is not there (leafref).
+    let out = case("bad-leafref");
+    tamper_osm(&out.join("vcpe_ns"), "vcpe_nsd.yaml", |s| s.replace("vnfd-id: vcpe_vnfd", "vnfd-id: ghost_vnfd"));
+    must_reject(&out, "vcpe_nsd.yaml");
+    // A file changed behind checksums.txt.
+    let out = case("bad-md5");
+    std::fs::write(out.join("vcpe_vnf/README.md"), "changed").unwrap();
+    must_reject(&out, "checksum mismatch");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+// ---- CLI: bad input gets a clear error naming the field, nothing is left behind.
+
+fn cli(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_descriptors")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| n == "img.qcow2" || n == "model.yaml"), "left behind: {left:?}");
+}
+
+#[test]
+fn cli_errors_name_the_problem_and_leave_nothing() {
+    let d = tmpdir();
+    let dp = d.path();
+    let img = make_image(dp, "img.qcow2");
+    let img_s = img.to_str().unwrap();
+    let out = dp.join("x.csar");
+    let out_s = out.to_str().unwrap();
+
+    let (ok, msg) = cli(&["package", "bng", "--format", "csar", "--image", img_s, "-o", out_s]);
+    assert!(!ok && msg.contains("unknown VNF `bng`") && msg.contains("vbng"), "{msg}");
+    assert_empty(dp);
+
+    let missing = dp.join("nope.qcow2");
+    let (ok, msg) = cli(&["package", "router", "--format", "csar", "--image", missing.to_str().unwrap(), "-o", out_s]);
+    assert!(!ok && msg.contains("image") && msg.contains("nope.qcow2"), "{msg}");
+    assert_empty(dp);
+
+    let (ok, msg) = cli(&["package", "router", "--format", "osm", "--flavour", "huge", "--image", img_s, "-o", out_s]);
+    assert!(!ok && msg.contains("flavour `huge`") && msg.contains("small, large"), "{msg}");
+    assert_empty(dp);
+
+    // Not a qcow2 file although the model says qcow2.
+    let raw = dp.join("raw.img");
+    std::fs::write(&raw, b"not an image").unwrap();
+    let (ok, msg) = cli(&["package", "router", "--format", "csar", "--image", raw.to_str().unwrap(), "-o", out_s]);
+    assert!(!ok && msg.contains("qcow2"), "{msg}");
+    std::fs::remove_file(&raw).unwrap();
+    assert_empty(dp);
+
+    // A model file that breaks a SOL rule: max-scale-level 0.
+    let (ok, model) = cli(&["model", "keyserver"]);
+    assert!(ok);
+    let broken = model.replacen("max_scale_level: 1", "max_scale_level: 0", 1);
+    assert_ne!(broken, model);
+    let mf = dp.join("model.yaml");
+    std::fs::write(&mf, broken).unwrap();
+    let (ok, msg) = cli(&["package", mf.to_str().unwrap(), "--format", "osm", "--image", img_s, "-o", dp.join("o").to_str().unwrap()]);
+    assert!(!ok && msg.contains("flavours[small].scaling_aspects[keyserver-scale-out].max_scale_level"), "{msg}");
+    assert_empty(dp);
+
+    // A model file with an unknown field.
+    std::fs::write(&mf, model.replacen("provider:", "vendor:", 1)).unwrap();
+    let (ok, msg) = cli(&["package", mf.to_str().unwrap(), "--format", "csar", "--image", img_s, "-o", out_s]);
+    assert!(!ok && msg.contains("vendor"), "{msg}");
+    assert_empty(dp);
+
+    // Success, then a refusal to overwrite without --force.
+    let (ok, msg) = cli(&["package", "vcpe", "--format", "csar", "--flavour", "small", "--image", img_s, "-o", out_s]);
+    assert!(ok, "{msg}");
+    let (ok, msg) = cli(&["package", "vcpe", "--format", "csar", "--image", img_s, "-o", out_s]);
+    assert!(!ok && msg.contains("already exists"), "{msg}");
+    let (ok, msg) = cli(&["validate", out_s]);
+    assert!(ok && msg.contains("tosca-parser"), "{msg}");
+}

@@ -5,7 +5,7 @@
 //!   DPDK's `rte_lpm` uses: a 2^24-entry `tbl24` plus 256-entry `tbl8` groups for
 //!   prefixes longer than /24. One memory access answers every prefix up to /24, two
 //!   answer the rest.
-//! * `ipv6::Lpm6` is a 16-8-8-…-8 multibit trie (the stride plan of DPDK's
+//! * [`ipv6::Lpm6`] is a 16-8-8-…-8 multibit trie (the stride plan of DPDK's
 //!   `rte_lpm6`) whose 8-bit nodes are stored compressed as runs indexed by a 256-bit
 //!   bitmap and a popcount (the leaf-vector idea of Asai and Ohara, "Poptrie",
 //!   SIGCOMM 2015), so a 200k-prefix table costs tens of MiB instead of hundreds.
@@ -23,6 +23,7 @@
 
 pub mod gen;
 pub mod ipv4;
+pub mod ipv6;
 
 use core::fmt;
 

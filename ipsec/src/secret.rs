@@ -12,7 +12,9 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
+#[cfg(all(feature = "std", target_os = "linux"))]
+use core::sync::atomic::Ordering;
 use zeroize::Zeroize;
 
 /// Where a [`Secret`] keeps its value.

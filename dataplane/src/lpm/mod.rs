@@ -10,7 +10,7 @@
 //!   bitmap and a popcount (the leaf-vector idea of Asai and Ohara, "Poptrie",
 //!   SIGCOMM 2015), so a 200k-prefix table costs tens of MiB instead of hundreds.
 //! * [`gen`] generates route tables whose prefix-length mix follows the public BGP
-//!   tables, and `routes` parses route files (`PREFIX/LEN NEXTHOP`).
+//!   tables, and [`routes`] parses route files (`PREFIX/LEN NEXTHOP`).
 //!
 //! Longest-prefix-match semantics are those of RFC 1812 §5.2.4.3 (IPv4) and
 //! RFC 4291 §2.5 / RFC 8200 forwarding (IPv6): among all routes whose prefix covers the
@@ -24,6 +24,7 @@
 pub mod gen;
 pub mod ipv4;
 pub mod ipv6;
+pub mod routes;
 
 use core::fmt;
 

@@ -94,12 +94,27 @@ fn entries(m: &VnfModel, image: &ImageInfo, reference: &Path) -> Result<Vec<Entr
         })?;
         v.push(Entry::bytes(format!("Definitions/{f}"), data));
     }
-    v.push(Entry::file(format!("Files/images/{}", image.file_name), &image.path));
-    v.push(Entry::bytes(format!("Files/day0/{}", m.day0.file_name), m.day0.toml.clone()));
-    v.push(Entry::bytes(format!("Files/day0/{}", sol001::cloud_init_name(m)), sol001::cloud_init(m)));
-    v.push(Entry::bytes(format!("Files/monitoring/{}-kpis.yaml", m.name), kpi_file(m)?));
+    v.push(Entry::file(
+        format!("Files/images/{}", image.file_name),
+        &image.path,
+    ));
+    v.push(Entry::bytes(
+        format!("Files/day0/{}", m.day0.file_name),
+        m.day0.toml.clone(),
+    ));
+    v.push(Entry::bytes(
+        format!("Files/day0/{}", sol001::cloud_init_name(m)),
+        sol001::cloud_init(m),
+    ));
+    v.push(Entry::bytes(
+        format!("Files/monitoring/{}-kpis.yaml", m.name),
+        kpi_file(m)?,
+    ));
     for s in &m.lcm_scripts {
-        v.push(Entry::script(format!("Scripts/{}", s.file_name), s.content.clone()));
+        v.push(Entry::script(
+            format!("Scripts/{}", s.file_name),
+            s.content.clone(),
+        ));
     }
     v.push(Entry::bytes("ChangeLog.txt", changelog(m)));
     Ok(v)
@@ -116,13 +131,23 @@ pub fn manifest(m: &VnfModel, entries: &[Entry]) -> Result<String> {
         m.provider, m.product_name, m.release_date_time, m.software_version
     );
     for e in entries {
-        s.push_str(&format!("\nSource: {}\nAlgorithm: SHA-256\nHash: {}\n", e.path, e.sha256()?));
+        s.push_str(&format!(
+            "\nSource: {}\nAlgorithm: SHA-256\nHash: {}\n",
+            e.path,
+            e.sha256()?
+        ));
     }
     Ok(s)
 }
 
 /// Build the CSAR for `m` and write it to `out` (all or nothing).
-pub fn write(m: &VnfModel, image: &ImageInfo, reference: &Path, out: &Path, force: bool) -> Result<()> {
+pub fn write(
+    m: &VnfModel,
+    image: &ImageInfo,
+    reference: &Path,
+    out: &Path,
+    force: bool,
+) -> Result<()> {
     let mut all = entries(m, image, reference)?;
     let mf = manifest(m, &all)?;
     all.push(Entry::bytes(manifest_name(m), mf));
@@ -148,7 +173,9 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     };
     let first_files: Vec<&String> = names.iter().filter(|n| !n.ends_with('/')).take(1).collect();
     if first_files.first().map(|s| s.as_str()) != Some(TOSCA_META) {
-        problems.push(format!("first file entry is {first_files:?}, SOL004 wants {TOSCA_META}"));
+        problems.push(format!(
+            "first file entry is {first_files:?}, SOL004 wants {TOSCA_META}"
+        ));
     }
     let Some(meta) = read(&mut z, TOSCA_META) else {
         problems.push(format!("{TOSCA_META} missing"));
@@ -160,13 +187,28 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim(), v.trim())))
         .collect();
-    let want = ["TOSCA-Meta-File-Version", "CSAR-Version", "Created-By", "Entry-Definitions"];
+    let want = [
+        "TOSCA-Meta-File-Version",
+        "CSAR-Version",
+        "Created-By",
+        "Entry-Definitions",
+    ];
     let got: Vec<&str> = keys.iter().take(4).map(|(k, _)| *k).collect();
     if got != want {
-        problems.push(format!("TOSCA.meta starts with keys {got:?}, expected {want:?}"));
+        problems.push(format!(
+            "TOSCA.meta starts with keys {got:?}, expected {want:?}"
+        ));
     }
-    let get = |k: &str| keys.iter().find(|(kk, _)| *kk == k).map(|(_, v)| v.to_string());
-    for k in ["Entry-Definitions", "ETSI-Entry-Manifest", "ETSI-Entry-Change-Log"] {
+    let get = |k: &str| {
+        keys.iter()
+            .find(|(kk, _)| *kk == k)
+            .map(|(_, v)| v.to_string())
+    };
+    for k in [
+        "Entry-Definitions",
+        "ETSI-Entry-Manifest",
+        "ETSI-Entry-Change-Log",
+    ] {
         match get(k) {
             Some(v) if names.contains(&v) => {}
             Some(v) => problems.push(format!("TOSCA.meta {k}: {v} is not in the archive")),
@@ -180,7 +222,12 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
         return Ok(problems);
     };
     let mf = String::from_utf8_lossy(&mf).to_string();
-    for k in ["vnf_provider_id", "vnf_product_name", "vnf_release_date_time", "vnf_package_version"] {
+    for k in [
+        "vnf_provider_id",
+        "vnf_product_name",
+        "vnf_release_date_time",
+        "vnf_package_version",
+    ] {
         if !mf.lines().any(|l| l.starts_with(&format!("{k}:"))) {
             problems.push(format!("manifest metadata lacks {k}"));
         }
@@ -203,7 +250,10 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
                 Some(data) => {
                     let h = crate::image::hex(&Sha256::digest(&data));
                     if h != v.trim() {
-                        problems.push(format!("digest mismatch for {src}: manifest {} actual {h}", v.trim()));
+                        problems.push(format!(
+                            "digest mismatch for {src}: manifest {} actual {h}",
+                            v.trim()
+                        ));
                     }
                 }
                 None => problems.push(format!("manifest lists {src}, not in the archive")),

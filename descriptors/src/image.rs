@@ -42,7 +42,11 @@ pub fn inspect(path: &Path, img: &SwImage) -> Result<ImageInfo> {
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !n.starts_with('.'))
+        .filter(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !n.starts_with('.')
+        })
         .ok_or_else(|| bad("file name must be ASCII letters, digits, '-', '_' or '.'".into()))?
         .to_string();
     let mut f = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
@@ -51,7 +55,9 @@ pub fn inspect(path: &Path, img: &SwImage) -> Result<ImageInfo> {
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
     loop {
-        let n = f.read(&mut buf).map_err(|e| bad(format!("read failed: {e}")))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| bad(format!("read failed: {e}")))?;
         if n == 0 {
             break;
         }
@@ -67,8 +73,12 @@ pub fn inspect(path: &Path, img: &SwImage) -> Result<ImageInfo> {
         return Err(bad("image is empty".into()));
     }
     let virtual_size = match img.disk_format {
-        DiskFormat::Qcow2 => qcow2_virtual_size(&head)
-            .ok_or_else(|| bad("image.disk_format is qcow2 but the file has no qcow2 header (magic QFI\\xfb)".into()))?,
+        DiskFormat::Qcow2 => qcow2_virtual_size(&head).ok_or_else(|| {
+            bad(
+                "image.disk_format is qcow2 but the file has no qcow2 header (magic QFI\\xfb)"
+                    .into(),
+            )
+        })?,
         DiskFormat::Raw => size,
     };
     if virtual_size > img.min_disk_gib.saturating_mul(GIB) {

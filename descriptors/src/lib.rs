@@ -32,7 +32,8 @@ use std::path::{Path, PathBuf};
 /// Root of the cargo workspace this crate lives in.
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().map_or_else(|| here.to_path_buf(), Path::to_path_buf)
+    here.parent()
+        .map_or_else(|| here.to_path_buf(), Path::to_path_buf)
 }
 
 /// The shared reference folder: `$VNF_SHARED_REFERENCE`, else
@@ -52,7 +53,10 @@ pub fn reference_dir() -> Result<PathBuf> {
 
 /// Default image location: `<workspace root>/target/images/<vnf>.qcow2`.
 pub fn default_image(m: &model::VnfModel) -> PathBuf {
-    workspace_root().join("target").join("images").join(format!("{}.qcow2", m.name))
+    workspace_root()
+        .join("target")
+        .join("images")
+        .join(format!("{}.qcow2", m.name))
 }
 
 /// A built-in model by name, or a model file (`.yaml`, `.yml`, `.json`).
@@ -107,11 +111,18 @@ pub struct BuildOptions {
 /// Check the model, measure the image and write the package.
 pub fn build(m: &model::VnfModel, opts: &BuildOptions) -> Result<()> {
     let m = match &opts.flavour {
-        Some(f) => m.with_only_flavour(f).ok_or_else(|| Error::UnknownFlavour {
-            vnf: m.name.clone(),
-            flavour: f.clone(),
-            known: m.flavours.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", "),
-        })?,
+        Some(f) => m
+            .with_only_flavour(f)
+            .ok_or_else(|| Error::UnknownFlavour {
+                vnf: m.name.clone(),
+                flavour: f.clone(),
+                known: m
+                    .flavours
+                    .iter()
+                    .map(|f| f.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
         None => m.clone(),
     };
     rules::check(&m)?;

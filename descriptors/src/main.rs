@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "descriptors", about = "ETSI SOL001/SOL004 CSAR and SOL006/OSM packages for our VNFs")]
+#[command(
+    name = "descriptors",
+    about = "ETSI SOL001/SOL004 CSAR and SOL006/OSM packages for our VNFs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -55,7 +58,14 @@ enum Cmd {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Package { vnf, format, flavour, image, out, force } => {
+        Cmd::Package {
+            vnf,
+            format,
+            flavour,
+            image,
+            out,
+            force,
+        } => {
             let m = descriptors::load_model(&vnf)?;
             let opts = descriptors::BuildOptions {
                 format: match format {

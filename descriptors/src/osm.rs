@@ -51,11 +51,20 @@ fn with_checksums(mut entries: Vec<Entry>) -> Result<Vec<Entry>> {
 /// Files of the VNF package.
 pub fn vnf_entries(m: &VnfModel, image: &ImageInfo) -> Result<Vec<Entry>> {
     let mut v = vec![
-        Entry::bytes(format!("{}_vnfd.yaml", m.name), serde_yaml::to_string(&sol006::vnfd(m, image))?),
-        Entry::bytes(format!("cloud_init/{}", sol006::cloud_init_name(m)), sol001::cloud_init(m)),
+        Entry::bytes(
+            format!("{}_vnfd.yaml", m.name),
+            serde_yaml::to_string(&sol006::vnfd(m, image))?,
+        ),
+        Entry::bytes(
+            format!("cloud_init/{}", sol006::cloud_init_name(m)),
+            sol001::cloud_init(m),
+        ),
     ];
     for s in &m.lcm_scripts {
-        v.push(Entry::script(format!("scripts/{}", s.file_name), s.content.clone()));
+        v.push(Entry::script(
+            format!("scripts/{}", s.file_name),
+            s.content.clone(),
+        ));
     }
     v.push(Entry::bytes(format!("icons/{}.png", m.name), icon(m, 0)));
     v.push(Entry::bytes("README.md", readme(m)));
@@ -120,15 +129,26 @@ pub fn write(m: &VnfModel, image: &ImageInfo, out: &Path, force: bool) -> Result
 /// package carries no binary blobs from elsewhere.
 pub fn icon(m: &VnfModel, variant: u8) -> Vec<u8> {
     const N: u32 = 64;
-    let seed = m.name.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
-    let base = [(seed & 0x7f) as u8 + 64, ((seed >> 8) & 0x7f) as u8 + 64, ((seed >> 16) & 0x7f) as u8 + 96];
+    let seed = m
+        .name
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let base = [
+        (seed & 0x7f) as u8 + 64,
+        ((seed >> 8) & 0x7f) as u8 + 64,
+        ((seed >> 16) & 0x7f) as u8 + 96,
+    ];
     let mut raw = Vec::with_capacity(((N * 3 + 1) * N) as usize);
     for y in 0..N {
         raw.push(0); // filter: none
         for x in 0..N {
             let border = x < 4 || y < 4 || x >= N - 4 || y >= N - 4;
             let stripe = variant == 1 && (x + y) % 16 < 4;
-            let px = if border || stripe { [255, 255, 255] } else { base };
+            let px = if border || stripe {
+                [255, 255, 255]
+            } else {
+                base
+            };
             raw.extend_from_slice(&px);
         }
     }

@@ -117,8 +117,11 @@ pub fn write_zip(out: &Path, entries: &[Entry], w: File) -> Result<()> {
             prefix.push_str(part);
             prefix.push('/');
             if !dirs.contains(&prefix) {
-                z.add_directory(prefix.as_str(), SimpleFileOptions::default().unix_permissions(0o755))
-                    .map_err(zerr)?;
+                z.add_directory(
+                    prefix.as_str(),
+                    SimpleFileOptions::default().unix_permissions(0o755),
+                )
+                .map_err(zerr)?;
                 dirs.push(prefix.clone());
             }
         }
@@ -168,7 +171,8 @@ pub fn write_tar_gz(out: &Path, top: &str, entries: &[Entry], w: File) -> Result
         h.set_mode(0o755);
         h.set_size(0);
         h.set_mtime(0);
-        t.append_data(&mut h, format!("{d}/"), std::io::empty()).map_err(io(out))
+        t.append_data(&mut h, format!("{d}/"), std::io::empty())
+            .map_err(io(out))
     };
     dir_entry(&mut t, top)?;
     for e in entries {
@@ -188,7 +192,9 @@ pub fn write_tar_gz(out: &Path, top: &str, entries: &[Entry], w: File) -> Result
         h.set_size(e.len()?);
         h.set_mtime(0);
         match &e.content {
-            Content::Bytes(b) => t.append_data(&mut h, &full, b.as_slice()).map_err(io(out))?,
+            Content::Bytes(b) => t
+                .append_data(&mut h, &full, b.as_slice())
+                .map_err(io(out))?,
             Content::File(p) => {
                 let f = File::open(p).map_err(io(p))?;
                 t.append_data(&mut h, &full, f).map_err(io(out))?
@@ -219,7 +225,10 @@ fn temp_sibling(out: &Path) -> Result<PathBuf> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| Error::Io {
             path: out.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "output path has no file name"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "output path has no file name",
+            ),
         })?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -228,7 +237,10 @@ fn temp_sibling(out: &Path) -> Result<PathBuf> {
     if !parent.is_dir() {
         return Err(Error::Io {
             path: parent,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "output folder does not exist"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "output folder does not exist",
+            ),
         });
     }
     Ok(parent.join(format!(".{name}.partial-{}", std::process::id())))
@@ -238,7 +250,10 @@ fn refuse_existing(out: &Path, force: bool) -> Result<()> {
     if !force && out.symlink_metadata().is_ok() {
         return Err(Error::Io {
             path: out.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists (use --force to replace it)"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists (use --force to replace it)",
+            ),
         });
     }
     Ok(())
@@ -282,7 +297,9 @@ pub fn atomic_dir(out: &Path, force: bool, fill: impl FnOnce(&Path) -> Result<()
     refuse_existing(out, force)?;
     let tmp = temp_sibling(out)?;
     remove_any(&tmp);
-    let res = std::fs::create_dir(&tmp).map_err(io(&tmp)).and_then(|()| fill(&tmp));
+    let res = std::fs::create_dir(&tmp)
+        .map_err(io(&tmp))
+        .and_then(|()| fill(&tmp));
     if let Err(e) = res {
         remove_any(&tmp);
         return Err(e);

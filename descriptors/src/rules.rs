@@ -24,7 +24,10 @@ pub fn check(m: &VnfModel) -> Result<()> {
     check_uuid("descriptor_id", &m.descriptor_id)?;
     check_rfc3339("release_date_time", &m.release_date_time)?;
     if m.vnfm_info.is_empty() {
-        return Err(model("vnfm_info", "at least one VNFM is required (SOL001 VNF.vnfm_info)"));
+        return Err(model(
+            "vnfm_info",
+            "at least one VNFM is required (SOL001 VNF.vnfm_info)",
+        ));
     }
     for (i, v) in m.vnfm_info.iter().enumerate() {
         if !vnfm_info_ok(v) {
@@ -39,7 +42,10 @@ pub fn check(m: &VnfModel) -> Result<()> {
     if m.vdus.is_empty() {
         return Err(model("vdus", "a VNF needs at least one VDU"));
     }
-    let vls = unique_ids("virtual_links", m.virtual_links.iter().map(|v| v.id.as_str()))?;
+    let vls = unique_ids(
+        "virtual_links",
+        m.virtual_links.iter().map(|v| v.id.as_str()),
+    )?;
     let vdus = unique_ids("vdus", m.vdus.iter().map(|v| v.id.as_str()))?;
     let mut all_cps: HashSet<&str> = HashSet::new();
     for vdu in &m.vdus {
@@ -47,17 +53,26 @@ pub fn check(m: &VnfModel) -> Result<()> {
         nonempty(&format!("{f}.name"), &vdu.name)?;
         nonempty(&format!("{f}.description"), &vdu.description)?;
         if vdu.cps.is_empty() {
-            return Err(model(format!("{f}.cps"), "a VDU needs at least one connection point"));
+            return Err(model(
+                format!("{f}.cps"),
+                "a VDU needs at least one connection point",
+            ));
         }
         let mut orders = HashSet::new();
         for cp in &vdu.cps {
             let cf = format!("{f}.cps[{}]", cp.id);
             check_id(&format!("{cf}.id"), &cp.id)?;
             if !all_cps.insert(cp.id.as_str()) {
-                return Err(model(format!("{cf}.id"), "connection point ids must be unique in the VNF"));
+                return Err(model(
+                    format!("{cf}.id"),
+                    "connection point ids must be unique in the VNF",
+                ));
             }
             if !orders.insert(cp.order) {
-                return Err(model(format!("{cf}.order"), format!("order {} used twice in this VDU", cp.order)));
+                return Err(model(
+                    format!("{cf}.order"),
+                    format!("order {} used twice in this VDU", cp.order),
+                ));
             }
             if !vls.contains(cp.virtual_link.as_str()) {
                 return Err(model(
@@ -66,53 +81,86 @@ pub fn check(m: &VnfModel) -> Result<()> {
                 ));
             }
             if cp.layer_protocols.is_empty() {
-                return Err(model(format!("{cf}.layer_protocols"), "at least one layer protocol is required"));
+                return Err(model(
+                    format!("{cf}.layer_protocols"),
+                    "at least one layer protocol is required",
+                ));
             }
         }
     }
     for vl in &m.virtual_links {
         let f = format!("virtual_links[{}]", vl.id);
         if vl.layer_protocols.is_empty() {
-            return Err(model(format!("{f}.layer_protocols"), "at least one layer protocol is required"));
+            return Err(model(
+                format!("{f}.layer_protocols"),
+                "at least one layer protocol is required",
+            ));
         }
         if vl.min_bitrate_bps > vl.max_bitrate_bps {
-            return Err(model(format!("{f}.min_bitrate_bps"), "larger than max_bitrate_bps"));
+            return Err(model(
+                format!("{f}.min_bitrate_bps"),
+                "larger than max_bitrate_bps",
+            ));
         }
         if vl.max_bitrate_bps > u64::from(u32::MAX) * 1000 {
-            return Err(model(format!("{f}.max_bitrate_bps"), "too large for SOL006 (uint32 kbit/s)"));
+            return Err(model(
+                format!("{f}.max_bitrate_bps"),
+                "too large for SOL006 (uint32 kbit/s)",
+            ));
         }
         if let Some(c) = &vl.cidr {
             check_cidr(&format!("{f}.cidr"), c)?;
         }
         if m.cps_on_link(&vl.id).next().is_none() {
-            return Err(model(format!("{f}"), "no VDU connection point attaches to this virtual link"));
+            return Err(model(
+                f.clone(),
+                "no VDU connection point attaches to this virtual link",
+            ));
         }
     }
     let ext_ids = unique_ids("ext_cps", m.ext_cps.iter().map(|c| c.id.as_str()))?;
     for id in &ext_ids {
         if all_cps.contains(id) {
-            return Err(model(format!("ext_cps[{id}].id"), "clashes with a VDU connection point id"));
+            return Err(model(
+                format!("ext_cps[{id}].id"),
+                "clashes with a VDU connection point id",
+            ));
         }
     }
     let mut ext_vls = HashSet::new();
     for c in &m.ext_cps {
         let f = format!("ext_cps[{}]", c.id);
         if !vls.contains(c.virtual_link.as_str()) {
-            return Err(model(format!("{f}.virtual_link"), format!("no virtual link `{}`", c.virtual_link)));
+            return Err(model(
+                format!("{f}.virtual_link"),
+                format!("no virtual link `{}`", c.virtual_link),
+            ));
         }
         if !ext_vls.insert(c.virtual_link.as_str()) {
-            return Err(model(format!("{f}.virtual_link"), "two external CPs expose the same virtual link"));
+            return Err(model(
+                format!("{f}.virtual_link"),
+                "two external CPs expose the same virtual link",
+            ));
         }
         if c.layer_protocols.is_empty() {
-            return Err(model(format!("{f}.layer_protocols"), "at least one layer protocol is required"));
+            return Err(model(
+                format!("{f}.layer_protocols"),
+                "at least one layer protocol is required",
+            ));
         }
     }
     if m.mgmt_ext_cp().is_none() {
-        return Err(model("ext_cps", "no external CP with role `management` (OSM mgmt-cp needs one)"));
+        return Err(model(
+            "ext_cps",
+            "no external CP with role `management` (OSM mgmt-cp needs one)",
+        ));
     }
 
     if m.flavours.is_empty() {
-        return Err(model("flavours", "at least one deployment flavour is required (SOL001 VNF.flavour_id)"));
+        return Err(model(
+            "flavours",
+            "at least one deployment flavour is required (SOL001 VNF.flavour_id)",
+        ));
     }
     unique_ids("flavours", m.flavours.iter().map(|f| f.id.as_str()))?;
     for fl in &m.flavours {
@@ -146,7 +194,10 @@ pub fn check(m: &VnfModel) -> Result<()> {
             return Err(model(format!("{f}.file_name"), "file name used twice"));
         }
         if !s.content.starts_with("#!") {
-            return Err(model(format!("{f}.content"), "script must start with a #! line"));
+            return Err(model(
+                format!("{f}.content"),
+                "script must start with a #! line",
+            ));
         }
     }
     Ok(())
@@ -155,10 +206,16 @@ pub fn check(m: &VnfModel) -> Result<()> {
 fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()> {
     let f = format!("flavours[{}]", fl.id);
     nonempty(&format!("{f}.description"), &fl.description)?;
-    let profiled = unique_ids(&format!("{f}.vdu_profiles"), fl.vdu_profiles.iter().map(|p| p.vdu.as_str()))?;
+    let profiled = unique_ids(
+        &format!("{f}.vdu_profiles"),
+        fl.vdu_profiles.iter().map(|p| p.vdu.as_str()),
+    )?;
     for v in vdus {
         if !profiled.contains(v) {
-            return Err(model(format!("{f}.vdu_profiles"), format!("VDU `{v}` has no profile in this flavour")));
+            return Err(model(
+                format!("{f}.vdu_profiles"),
+                format!("VDU `{v}` has no profile in this flavour"),
+            ));
         }
     }
     for p in &fl.vdu_profiles {
@@ -167,18 +224,27 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
             return Err(model(format!("{pf}.vdu"), format!("no VDU `{}`", p.vdu)));
         }
         if p.vcpus == 0 {
-            return Err(model(format!("{pf}.vcpus"), "must be greater than 0 (SOL001 num_virtual_cpu)"));
+            return Err(model(
+                format!("{pf}.vcpus"),
+                "must be greater than 0 (SOL001 num_virtual_cpu)",
+            ));
         }
         if p.ram_mib < m.image.min_ram_mib {
             return Err(model(
                 format!("{pf}.ram_mib"),
-                format!("{} MiB is below the image minimum image.min_ram_mib = {} MiB", p.ram_mib, m.image.min_ram_mib),
+                format!(
+                    "{} MiB is below the image minimum image.min_ram_mib = {} MiB",
+                    p.ram_mib, m.image.min_ram_mib
+                ),
             ));
         }
         if p.disk_gib < m.image.min_disk_gib {
             return Err(model(
                 format!("{pf}.disk_gib"),
-                format!("{} GiB is below the image minimum image.min_disk_gib = {} GiB", p.disk_gib, m.image.min_disk_gib),
+                format!(
+                    "{} GiB is below the image minimum image.min_disk_gib = {} GiB",
+                    p.disk_gib, m.image.min_disk_gib
+                ),
             ));
         }
         if p.max_instances == 0 {
@@ -187,26 +253,39 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
         if p.max_instances < p.min_instances {
             return Err(model(
                 format!("{pf}.max_instances"),
-                format!("{} is below min_instances {} (SOL006 vdu-profile must)", p.max_instances, p.min_instances),
+                format!(
+                    "{} is below min_instances {} (SOL006 vdu-profile must)",
+                    p.max_instances, p.min_instances
+                ),
             ));
         }
     }
     let profile = |vdu: &str| fl.vdu_profiles.iter().find(|p| p.vdu == vdu);
-    let aspects = unique_ids(&format!("{f}.scaling_aspects"), fl.scaling_aspects.iter().map(|a| a.id.as_str()))?;
+    let aspects = unique_ids(
+        &format!("{f}.scaling_aspects"),
+        fl.scaling_aspects.iter().map(|a| a.id.as_str()),
+    )?;
     for a in &fl.scaling_aspects {
         let af = format!("{f}.scaling_aspects[{}]", a.id);
         nonempty(&format!("{af}.name"), &a.name)?;
         nonempty(&format!("{af}.description"), &a.description)?;
         let Some(p) = profile(&a.vdu) else {
-            return Err(model(format!("{af}.vdu"), format!("no VDU profile `{}` in this flavour", a.vdu)));
+            return Err(model(
+                format!("{af}.vdu"),
+                format!("no VDU profile `{}` in this flavour", a.vdu),
+            ));
         };
         if a.max_scale_level == 0 {
-            return Err(model(format!("{af}.max_scale_level"), "must be at least 1 (SOL006 max-scale-level range 1..max)"));
+            return Err(model(
+                format!("{af}.max_scale_level"),
+                "must be at least 1 (SOL006 max-scale-level range 1..max)",
+            ));
         }
         if a.delta_instances == 0 {
             return Err(model(format!("{af}.delta_instances"), "must be at least 1"));
         }
-        let top = u64::from(p.min_instances) + u64::from(a.max_scale_level) * u64::from(a.delta_instances);
+        let top = u64::from(p.min_instances)
+            + u64::from(a.max_scale_level) * u64::from(a.delta_instances);
         if top > u64::from(p.max_instances) {
             return Err(model(
                 format!("{af}.max_scale_level"),
@@ -218,29 +297,47 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
         }
     }
     if fl.instantiation_levels.is_empty() {
-        return Err(model(format!("{f}.instantiation_levels"), "at least one level is required (SOL001 InstantiationLevels min_length 1)"));
+        return Err(model(
+            format!("{f}.instantiation_levels"),
+            "at least one level is required (SOL001 InstantiationLevels min_length 1)",
+        ));
     }
-    let levels = unique_ids(&format!("{f}.instantiation_levels"), fl.instantiation_levels.iter().map(|l| l.id.as_str()))?;
+    let levels = unique_ids(
+        &format!("{f}.instantiation_levels"),
+        fl.instantiation_levels.iter().map(|l| l.id.as_str()),
+    )?;
     if !levels.contains(fl.default_level.as_str()) {
-        return Err(model(format!("{f}.default_level"), format!("no instantiation level `{}`", fl.default_level)));
+        return Err(model(
+            format!("{f}.default_level"),
+            format!("no instantiation level `{}`", fl.default_level),
+        ));
     }
     for l in &fl.instantiation_levels {
         let lf = format!("{f}.instantiation_levels[{}]", l.id);
         nonempty(&format!("{lf}.description"), &l.description)?;
         for v in &l.vdu_instances {
             let Some(p) = profile(&v.vdu) else {
-                return Err(model(format!("{lf}.vdu_instances[{}]", v.vdu), "no such VDU profile in this flavour"));
+                return Err(model(
+                    format!("{lf}.vdu_instances[{}]", v.vdu),
+                    "no such VDU profile in this flavour",
+                ));
             };
             if v.instances < p.min_instances || v.instances > p.max_instances {
                 return Err(model(
                     format!("{lf}.vdu_instances[{}].instances", v.vdu),
-                    format!("{} is outside the VDU profile bounds {}..={}", v.instances, p.min_instances, p.max_instances),
+                    format!(
+                        "{} is outside the VDU profile bounds {}..={}",
+                        v.instances, p.min_instances, p.max_instances
+                    ),
                 ));
             }
         }
         for s in &l.scale_levels {
             let Some(a) = fl.scaling_aspects.iter().find(|a| a.id == s.aspect) else {
-                return Err(model(format!("{lf}.scale_levels[{}]", s.aspect), "no such scaling aspect"));
+                return Err(model(
+                    format!("{lf}.scale_levels[{}]", s.aspect),
+                    "no such scaling aspect",
+                ));
             };
             if s.level > a.max_scale_level {
                 return Err(model(
@@ -249,8 +346,14 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
                 ));
             }
             let p = profile(&a.vdu);
-            let want = p.map(|p| u64::from(p.min_instances) + u64::from(s.level) * u64::from(a.delta_instances));
-            let have = l.vdu_instances.iter().find(|v| v.vdu == a.vdu).map(|v| u64::from(v.instances));
+            let want = p.map(|p| {
+                u64::from(p.min_instances) + u64::from(s.level) * u64::from(a.delta_instances)
+            });
+            let have = l
+                .vdu_instances
+                .iter()
+                .find(|v| v.vdu == a.vdu)
+                .map(|v| u64::from(v.instances));
             if want != have {
                 return Err(model(
                     format!("{lf}.vdu_instances[{}].instances", a.vdu),
@@ -266,7 +369,10 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
         }
         for a in &aspects {
             if !l.scale_levels.iter().any(|s| s.aspect == *a) {
-                return Err(model(format!("{lf}.scale_levels"), format!("no scale level for aspect `{a}`")));
+                return Err(model(
+                    format!("{lf}.scale_levels"),
+                    format!("no scale level for aspect `{a}`"),
+                ));
             }
         }
     }
@@ -292,18 +398,29 @@ fn nonempty(field: &str, v: &str) -> Result<()> {
 /// Identifiers become TOSCA node template names, YANG keys and file names.
 fn check_id(field: &str, v: &str) -> Result<()> {
     nonempty(field, v)?;
-    if !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-        return Err(model(field, format!("`{v}` may only hold letters, digits, '-', '_' and '.'")));
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(model(
+            field,
+            format!("`{v}` may only hold letters, digits, '-', '_' and '.'"),
+        ));
     }
     Ok(())
 }
 
 fn check_name(field: &str, v: &str) -> Result<()> {
     nonempty(field, v)?;
-    if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         || !v.starts_with(|c: char| c.is_ascii_lowercase())
     {
-        return Err(model(field, format!("`{v}` must be lowercase letters, digits and '-', starting with a letter")));
+        return Err(model(
+            field,
+            format!("`{v}` must be lowercase letters, digits and '-', starting with a letter"),
+        ));
     }
     Ok(())
 }
@@ -336,7 +453,10 @@ fn check_uuid(field: &str, v: &str) -> Result<()> {
             .zip(lens)
             .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()));
     if !ok {
-        return Err(model(field, format!("`{v}` is not a UUID (8-4-4-4-12 hex digits)")));
+        return Err(model(
+            field,
+            format!("`{v}` is not a UUID (8-4-4-4-12 hex digits)"),
+        ));
     }
     Ok(())
 }
@@ -355,7 +475,9 @@ fn vnfm_info_ok(v: &str) -> bool {
             !n.is_empty()
                 && n.chars().all(|c| c.is_ascii_digit())
                 && !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         }
         None => false,
     }
@@ -363,7 +485,8 @@ fn vnfm_info_ok(v: &str) -> bool {
 
 fn check_rfc3339(field: &str, v: &str) -> Result<()> {
     let b = v.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let ok = b.len() >= 20
         && digits(0..4)
         && b.get(4) == Some(&b'-')
@@ -376,16 +499,23 @@ fn check_rfc3339(field: &str, v: &str) -> Result<()> {
         && digits(14..16)
         && b.get(16) == Some(&b':')
         && digits(17..19)
-        && (v.ends_with('Z') || v.get(v.len() - 6..).is_some_and(|z| z.starts_with(['+', '-'])));
+        && (v.ends_with('Z')
+            || v.get(v.len() - 6..)
+                .is_some_and(|z| z.starts_with(['+', '-'])));
     if !ok {
-        return Err(model(field, format!("`{v}` is not an RFC 3339 date-time (e.g. 2026-11-26T00:00:00+00:00)")));
+        return Err(model(
+            field,
+            format!("`{v}` is not an RFC 3339 date-time (e.g. 2026-11-26T00:00:00+00:00)"),
+        ));
     }
     Ok(())
 }
 
 fn check_cidr(field: &str, v: &str) -> Result<()> {
     let ok = v.split_once('/').is_some_and(|(addr, len)| {
-        let Ok(len) = len.parse::<u8>() else { return false };
+        let Ok(len) = len.parse::<u8>() else {
+            return false;
+        };
         match addr.parse::<std::net::IpAddr>() {
             Ok(std::net::IpAddr::V4(_)) => len <= 32,
             Ok(std::net::IpAddr::V6(_)) => len <= 128,
@@ -393,7 +523,10 @@ fn check_cidr(field: &str, v: &str) -> Result<()> {
         }
     });
     if !ok {
-        return Err(model(field, format!("`{v}` is not an address/prefix-length")));
+        return Err(model(
+            field,
+            format!("`{v}` is not an address/prefix-length"),
+        ));
     }
     Ok(())
 }
@@ -426,7 +559,10 @@ mod tests {
 
         let mut m = vnfs::router();
         m.flavours[0].vdu_profiles[0].ram_mib = 64;
-        assert_eq!(err_field(&m), "flavours[small].vdu_profiles[router].ram_mib");
+        assert_eq!(
+            err_field(&m),
+            "flavours[small].vdu_profiles[router].ram_mib"
+        );
 
         let mut m = vnfs::vbng();
         m.vdus[0].cps[1].virtual_link = "nowhere".into();
@@ -434,7 +570,10 @@ mod tests {
 
         let mut m = vnfs::vcpe();
         m.flavours[1].scaling_aspects[0].max_scale_level = 0;
-        assert_eq!(err_field(&m), "flavours[large].scaling_aspects[cpe-scale-out].max_scale_level");
+        assert_eq!(
+            err_field(&m),
+            "flavours[large].scaling_aspects[cpe-scale-out].max_scale_level"
+        );
 
         let mut m = vnfs::keyserver();
         m.flavours[0].default_level = "huge".into();
@@ -450,7 +589,10 @@ mod tests {
 
         let mut m = vnfs::router();
         m.flavours[0].instantiation_levels[1].vdu_instances[0].instances = 2;
-        assert_eq!(err_field(&m), "flavours[small].instantiation_levels[maximal].vdu_instances[router].instances");
+        assert_eq!(
+            err_field(&m),
+            "flavours[small].instantiation_levels[maximal].vdu_instances[router].instances"
+        );
     }
 
     #[test]

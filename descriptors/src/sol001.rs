@@ -90,13 +90,23 @@ pub fn render(m: &VnfModel, image: &ImageInfo) -> crate::Result<Vec<(String, Str
 }
 
 fn base_imports(m: &VnfModel) -> Vec<String> {
-    vec![COMMON_TYPES.to_string(), VNFD_TYPES.to_string(), types_file(m)]
+    vec![
+        COMMON_TYPES.to_string(),
+        VNFD_TYPES.to_string(),
+        types_file(m),
+    ]
 }
 
 fn top(m: &VnfModel) -> Value {
     let mut imports = base_imports(m);
     imports.extend(m.flavours.iter().map(|f| df_file(m, f)));
-    let mut doc = header(format!("{} VNFD (ETSI GS NFV-SOL 001 {SOL001_VERSION})", m.product_name), imports);
+    let mut doc = header(
+        format!(
+            "{} VNFD (ETSI GS NFV-SOL 001 {SOL001_VERSION})",
+            m.product_name
+        ),
+        imports,
+    );
     push(
         &mut doc,
         "metadata",
@@ -255,7 +265,10 @@ fn vnir(cp: &VduCp) -> Value {
 
 fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
     let mut doc = header(
-        format!("{} deployment flavour `{}`: {}", m.product_name, f.id, f.description),
+        format!(
+            "{} deployment flavour `{}`: {}",
+            m.product_name, f.id, f.description
+        ),
         base_imports(m),
     );
     let mut reqs = Mapping::new();
@@ -287,7 +300,11 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
                 },
             );
         }
-        push(&mut vnf, "interfaces", ymap! { "Vnflcm" => Value::Mapping(ops) });
+        push(
+            &mut vnf,
+            "interfaces",
+            ymap! { "Vnflcm" => Value::Mapping(ops) },
+        );
         push(&mut vnf, "artifacts", Value::Mapping(arts));
     }
     nodes.insert(Value::from("VNF"), vnf);
@@ -409,14 +426,22 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
             "max_bitrate_requirements" => ymap! { "root" => vl.max_bitrate_bps },
             "min_bitrate_requirements" => ymap! { "root" => vl.min_bitrate_bps },
         };
-        let first = vl.layer_protocols.first().copied().unwrap_or(LayerProtocol::Ethernet);
+        let first = vl
+            .layer_protocols
+            .first()
+            .copied()
+            .unwrap_or(LayerProtocol::Ethernet);
         let mut pd = ymap! {
             "associated_layer_protocol" => first.as_str(),
             "l2_protocol_data" => ymap! { "mtu" => u64::from(vl.mtu) },
         };
         if let Some(cidr) = &vl.cidr {
             let v = if cidr.contains(':') { "ipv6" } else { "ipv4" };
-            push(&mut pd, "l3_protocol_data", ymap! { "ip_version" => v, "cidr" => cidr.clone(), "dhcp_enabled" => true });
+            push(
+                &mut pd,
+                "l3_protocol_data",
+                ymap! { "ip_version" => v, "cidr" => cidr.clone(), "dhcp_enabled" => true },
+            );
         }
         push(&mut vlp, "virtual_link_protocol_data", list([pd]));
         nodes.insert(
@@ -496,7 +521,10 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
     for l in &f.instantiation_levels {
         let mut si = Mapping::new();
         for s in &l.scale_levels {
-            si.insert(Value::from(s.aspect.clone()), ymap! { "scale_level" => u64::from(s.level) });
+            si.insert(
+                Value::from(s.aspect.clone()),
+                ymap! { "scale_level" => u64::from(s.level) },
+            );
         }
         let mut lv = ymap! { "description" => l.description.clone() };
         if !si.is_empty() {
@@ -515,7 +543,10 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
         let mut levels = Mapping::new();
         for l in &f.instantiation_levels {
             if let Some(v) = l.vdu_instances.iter().find(|v| v.vdu == p.vdu) {
-                levels.insert(Value::from(l.id.clone()), ymap! { "number_of_instances" => u64::from(v.instances) });
+                levels.insert(
+                    Value::from(l.id.clone()),
+                    ymap! { "number_of_instances" => u64::from(v.instances) },
+                );
             }
         }
         one(

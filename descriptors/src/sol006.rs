@@ -217,7 +217,11 @@ pub fn vnfd(m: &VnfModel, image: &ImageInfo) -> Value {
         "df" => Value::Sequence(dfs),
     };
     if !scripts.is_empty() {
-        push(&mut v, "lifecycle-management-script", Value::Sequence(scripts));
+        push(
+            &mut v,
+            "lifecycle-management-script",
+            Value::Sequence(scripts),
+        );
     }
     if let Some(mgmt) = m.mgmt_ext_cp() {
         push(&mut v, "mgmt-cp", mgmt.id.clone());
@@ -245,7 +249,11 @@ fn df(m: &VnfModel, f: &Flavour) -> Value {
             // compare the identityref to 'Ethernet'/'IPv4' (no such identities exist:
             // they are `ethernet`/`ipv4`), so a validating parser rejects either
             // container; only the protocol itself is given.
-            let first = vl.layer_protocols.first().copied().unwrap_or(LayerProtocol::Ethernet);
+            let first = vl
+                .layer_protocols
+                .first()
+                .copied()
+                .unwrap_or(LayerProtocol::Ethernet);
             let pd = ymap! { "associated-layer-protocol" => first.as_str() };
             ymap! {
                 "id" => vl.id.clone(),
@@ -274,7 +282,13 @@ fn df(m: &VnfModel, f: &Flavour) -> Value {
             }
         })
         .collect();
-    let mut ops = vec!["instantiate-vnf", "terminate-vnf", "heal-vnf", "operate-vnf", "query-vnf"];
+    let mut ops = vec![
+        "instantiate-vnf",
+        "terminate-vnf",
+        "heal-vnf",
+        "operate-vnf",
+        "query-vnf",
+    ];
     if !f.scaling_aspects.is_empty() {
         ops.extend(["scale-vnf", "scale-vnf-to-level"]);
     }

@@ -12,7 +12,9 @@ use std::process::Command;
 
 /// The validator script shipped with the crate.
 pub fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("validate").join("validate.py")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("validate")
+        .join("validate.py")
 }
 
 /// The venv python: `$VNF_VENV/bin/python`, default `<workspace root>/.venv/bin/python`.
@@ -50,7 +52,10 @@ pub fn validate(path: &Path) -> Result<String> {
                 report: problems.join("\n"),
             });
         }
-        report.push_str(&format!("OK   {} [SOL004 structure and SHA-256 digests (descriptors)]\n", c.display()));
+        report.push_str(&format!(
+            "OK   {} [SOL004 structure and SHA-256 digests (descriptors)]\n",
+            c.display()
+        ));
     }
     let py = venv_python()?;
     let reference = crate::reference_dir()?;
@@ -61,7 +66,8 @@ pub fn validate(path: &Path) -> Result<String> {
         .arg(path)
         .output()
         .map_err(crate::error::io(&py))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     match out.status.code() {
         Some(0) => {
             report.push_str(&text);
@@ -84,11 +90,16 @@ fn find_csars(path: &Path, out: &mut Vec<PathBuf>) {
         }
         return;
     }
-    let Ok(rd) = std::fs::read_dir(path) else { return };
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return;
+    };
     let mut kids: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     kids.sort();
     for k in kids {
-        let hidden = k.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = k
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if !hidden {
             find_csars(&k, out);
         }

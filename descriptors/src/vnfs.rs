@@ -294,24 +294,83 @@ pub fn router() -> VnfModel {
         name: s("router"),
         description: s("Router data plane and control plane in one unikernel"),
         cps: vec![
-            cp("router-mgmt", CpRole::Management, Vnic::Virtio, 0, "mgmt-vl", GBPS),
-            cp("router-access", CpRole::Access, Vnic::SrIov, 1, "access-vl", 10 * GBPS),
-            cp("router-core", CpRole::Core, Vnic::SrIov, 2, "core-vl", 10 * GBPS),
+            cp(
+                "router-mgmt",
+                CpRole::Management,
+                Vnic::Virtio,
+                0,
+                "mgmt-vl",
+                GBPS,
+            ),
+            cp(
+                "router-access",
+                CpRole::Access,
+                Vnic::SrIov,
+                1,
+                "access-vl",
+                10 * GBPS,
+            ),
+            cp(
+                "router-core",
+                CpRole::Core,
+                Vnic::SrIov,
+                2,
+                "core-vl",
+                10 * GBPS,
+            ),
         ],
     }];
     m.virtual_links = vec![
         mgmt_vl(),
-        vl("access-vl", "Access side", LayerProtocol::Ethernet, None, 10 * GBPS),
+        vl(
+            "access-vl",
+            "Access side",
+            LayerProtocol::Ethernet,
+            None,
+            10 * GBPS,
+        ),
         vl("core-vl", "Core side", LayerProtocol::Ipv4, None, 10 * GBPS),
     ];
     m.ext_cps = vec![
-        ext("mgmt", "Management", CpRole::Management, "mgmt-vl", LayerProtocol::Ipv4),
-        ext("access", "Access network", CpRole::Access, "access-vl", LayerProtocol::Ethernet),
-        ext("core", "Core network", CpRole::Core, "core-vl", LayerProtocol::Ipv4),
+        ext(
+            "mgmt",
+            "Management",
+            CpRole::Management,
+            "mgmt-vl",
+            LayerProtocol::Ipv4,
+        ),
+        ext(
+            "access",
+            "Access network",
+            CpRole::Access,
+            "access-vl",
+            LayerProtocol::Ethernet,
+        ),
+        ext(
+            "core",
+            "Core network",
+            CpRole::Core,
+            "core-vl",
+            LayerProtocol::Ipv4,
+        ),
     ];
     m.flavours = vec![
-        flavour("small", "2 vCPU, 2 GiB: lab and edge", "router", (2, 2048, 1), 2, &[]),
-        flavour("large", "8 vCPU, 8 GiB: aggregation", "router", (8, 8192, 2), 4, &[]),
+        flavour(
+            "small",
+            "2 vCPU, 2 GiB: lab and edge",
+            "router",
+            (2, 2048, 1),
+            2,
+            &[],
+        ),
+        flavour(
+            "large",
+            "8 vCPU, 8 GiB: aggregation",
+            "router",
+            (8, 8192, 2),
+            4,
+            &[],
+        ),
     ];
     m.kpis = kpis(vec![Kpi {
         id: s("routes"),
@@ -364,10 +423,38 @@ pub fn vbng() -> VnfModel {
             name: s("bng-dp"),
             description: s("Data plane: PPPoE/IPoE forwarding, QoS, CGNAT"),
             cps: vec![
-                cp("dp-mgmt", CpRole::Management, Vnic::Virtio, 0, "mgmt-vl", GBPS),
-                cp("dp-access", CpRole::Access, Vnic::SrIov, 1, "access-vl", 25 * GBPS),
-                cp("dp-core", CpRole::Core, Vnic::SrIov, 2, "core-vl", 25 * GBPS),
-                cp("dp-ctrl", CpRole::Internal, Vnic::Virtio, 3, "ctrl-vl", GBPS),
+                cp(
+                    "dp-mgmt",
+                    CpRole::Management,
+                    Vnic::Virtio,
+                    0,
+                    "mgmt-vl",
+                    GBPS,
+                ),
+                cp(
+                    "dp-access",
+                    CpRole::Access,
+                    Vnic::SrIov,
+                    1,
+                    "access-vl",
+                    25 * GBPS,
+                ),
+                cp(
+                    "dp-core",
+                    CpRole::Core,
+                    Vnic::SrIov,
+                    2,
+                    "core-vl",
+                    25 * GBPS,
+                ),
+                cp(
+                    "dp-ctrl",
+                    CpRole::Internal,
+                    Vnic::Virtio,
+                    3,
+                    "ctrl-vl",
+                    GBPS,
+                ),
             ],
         },
         Vdu {
@@ -375,15 +462,41 @@ pub fn vbng() -> VnfModel {
             name: s("bng-cp"),
             description: s("Control plane: PPP/DHCP sessions, RADIUS, table programming"),
             cps: vec![
-                cp("cp-mgmt", CpRole::Management, Vnic::Virtio, 0, "mgmt-vl", GBPS),
-                cp("cp-ctrl", CpRole::Internal, Vnic::Virtio, 1, "ctrl-vl", GBPS),
+                cp(
+                    "cp-mgmt",
+                    CpRole::Management,
+                    Vnic::Virtio,
+                    0,
+                    "mgmt-vl",
+                    GBPS,
+                ),
+                cp(
+                    "cp-ctrl",
+                    CpRole::Internal,
+                    Vnic::Virtio,
+                    1,
+                    "ctrl-vl",
+                    GBPS,
+                ),
             ],
         },
     ];
     m.virtual_links = vec![
         mgmt_vl(),
-        vl("access-vl", "Subscriber access (S-VLAN/C-VLAN)", LayerProtocol::Ethernet, None, 25 * GBPS),
-        vl("core-vl", "Core / Internet", LayerProtocol::Ipv4, None, 25 * GBPS),
+        vl(
+            "access-vl",
+            "Subscriber access (S-VLAN/C-VLAN)",
+            LayerProtocol::Ethernet,
+            None,
+            25 * GBPS,
+        ),
+        vl(
+            "core-vl",
+            "Core / Internet",
+            LayerProtocol::Ipv4,
+            None,
+            25 * GBPS,
+        ),
         vl(
             "ctrl-vl",
             "Punt path and table programming between bng-cp and bng-dp",
@@ -393,9 +506,27 @@ pub fn vbng() -> VnfModel {
         ),
     ];
     m.ext_cps = vec![
-        ext("mgmt", "Management and RADIUS", CpRole::Management, "mgmt-vl", LayerProtocol::Ipv4),
-        ext("access", "Subscriber access", CpRole::Access, "access-vl", LayerProtocol::Ethernet),
-        ext("core", "Core network", CpRole::Core, "core-vl", LayerProtocol::Ipv4),
+        ext(
+            "mgmt",
+            "Management and RADIUS",
+            CpRole::Management,
+            "mgmt-vl",
+            LayerProtocol::Ipv4,
+        ),
+        ext(
+            "access",
+            "Subscriber access",
+            CpRole::Access,
+            "access-vl",
+            LayerProtocol::Ethernet,
+        ),
+        ext(
+            "core",
+            "Core network",
+            CpRole::Core,
+            "core-vl",
+            LayerProtocol::Ipv4,
+        ),
     ];
     m.flavours = vec![
         flavour(
@@ -415,7 +546,10 @@ pub fn vbng() -> VnfModel {
             &[("bng-cp", 4, 4096)],
         ),
     ];
-    m.kpis = kpis(vec![sessions_kpi("vbng_sessions_active", "Active PPPoE/IPoE sessions")]);
+    m.kpis = kpis(vec![sessions_kpi(
+        "vbng_sessions_active",
+        "Active PPPoE/IPoE sessions",
+    )]);
     m.day0.toml = s("# vBNG day-0 configuration (written by cloud-init)\n\
 [vnf]\n\
 name = \"vbng\"\n\
@@ -442,7 +576,10 @@ prefix = \"100.64.0.0/16\"\n\
 \n\
 [metrics]\n\
 listen = \"0.0.0.0:9100\"\n");
-    m.lcm_scripts = vec![health_script("vbng"), drain_script("vbng", "subscriber sessions")];
+    m.lcm_scripts = vec![
+        health_script("vbng"),
+        drain_script("vbng", "subscriber sessions"),
+    ];
     m
 }
 
@@ -459,26 +596,80 @@ pub fn vcpe() -> VnfModel {
         name: s("cpe"),
         description: s("vCPE pipeline: DHCP, NAT, firewall, routing, ESP"),
         cps: vec![
-            cp("cpe-mgmt", CpRole::Management, Vnic::Virtio, 0, "mgmt-vl", GBPS),
+            cp(
+                "cpe-mgmt",
+                CpRole::Management,
+                Vnic::Virtio,
+                0,
+                "mgmt-vl",
+                GBPS,
+            ),
             cp("cpe-lan", CpRole::Access, Vnic::Virtio, 1, "lan-vl", GBPS),
             cp("cpe-wan", CpRole::Core, Vnic::Virtio, 2, "wan-vl", GBPS),
         ],
     }];
     m.virtual_links = vec![
         mgmt_vl(),
-        vl("lan-vl", "Customer LAN", LayerProtocol::Ethernet, None, GBPS),
-        vl("wan-vl", "WAN uplink / IPsec to the hub", LayerProtocol::Ipv4, None, GBPS),
+        vl(
+            "lan-vl",
+            "Customer LAN",
+            LayerProtocol::Ethernet,
+            None,
+            GBPS,
+        ),
+        vl(
+            "wan-vl",
+            "WAN uplink / IPsec to the hub",
+            LayerProtocol::Ipv4,
+            None,
+            GBPS,
+        ),
     ];
     m.ext_cps = vec![
-        ext("mgmt", "Management", CpRole::Management, "mgmt-vl", LayerProtocol::Ipv4),
-        ext("lan", "Customer LAN", CpRole::Access, "lan-vl", LayerProtocol::Ethernet),
-        ext("wan", "WAN uplink", CpRole::Core, "wan-vl", LayerProtocol::Ipv4),
+        ext(
+            "mgmt",
+            "Management",
+            CpRole::Management,
+            "mgmt-vl",
+            LayerProtocol::Ipv4,
+        ),
+        ext(
+            "lan",
+            "Customer LAN",
+            CpRole::Access,
+            "lan-vl",
+            LayerProtocol::Ethernet,
+        ),
+        ext(
+            "wan",
+            "WAN uplink",
+            CpRole::Core,
+            "wan-vl",
+            LayerProtocol::Ipv4,
+        ),
     ];
     m.flavours = vec![
-        flavour("small", "1 vCPU, 512 MiB: branch office", "cpe", (1, 512, 1), 1, &[]),
-        flavour("large", "4 vCPU, 2 GiB: regional site", "cpe", (4, 2048, 1), 1, &[]),
+        flavour(
+            "small",
+            "1 vCPU, 512 MiB: branch office",
+            "cpe",
+            (1, 512, 1),
+            1,
+            &[],
+        ),
+        flavour(
+            "large",
+            "4 vCPU, 2 GiB: regional site",
+            "cpe",
+            (4, 2048, 1),
+            1,
+            &[],
+        ),
     ];
-    m.kpis = kpis(vec![sessions_kpi("vcpe_nat_sessions", "NAT/firewall sessions")]);
+    m.kpis = kpis(vec![sessions_kpi(
+        "vcpe_nat_sessions",
+        "NAT/firewall sessions",
+    )]);
     m.day0.toml = s("# vCPE day-0 configuration (written by cloud-init)\n\
 [vnf]\n\
 name = \"vcpe\"\n\
@@ -515,23 +706,65 @@ pub fn keyserver() -> VnfModel {
         name: s("keyserver"),
         description: s("IKEv2 responder and SA distribution"),
         cps: vec![
-            cp("ks-mgmt", CpRole::Management, Vnic::Virtio, 0, "mgmt-vl", GBPS),
+            cp(
+                "ks-mgmt",
+                CpRole::Management,
+                Vnic::Virtio,
+                0,
+                "mgmt-vl",
+                GBPS,
+            ),
             cp("ks-core", CpRole::Core, Vnic::Virtio, 1, "core-vl", GBPS),
         ],
     }];
     m.virtual_links = vec![
         mgmt_vl(),
-        vl("core-vl", "CPE-facing network (IKEv2)", LayerProtocol::Ipv4, None, GBPS),
+        vl(
+            "core-vl",
+            "CPE-facing network (IKEv2)",
+            LayerProtocol::Ipv4,
+            None,
+            GBPS,
+        ),
     ];
     m.ext_cps = vec![
-        ext("mgmt", "Management", CpRole::Management, "mgmt-vl", LayerProtocol::Ipv4),
-        ext("core", "CPE-facing", CpRole::Core, "core-vl", LayerProtocol::Ipv4),
+        ext(
+            "mgmt",
+            "Management",
+            CpRole::Management,
+            "mgmt-vl",
+            LayerProtocol::Ipv4,
+        ),
+        ext(
+            "core",
+            "CPE-facing",
+            CpRole::Core,
+            "core-vl",
+            LayerProtocol::Ipv4,
+        ),
     ];
     m.flavours = vec![
-        flavour("small", "1 vCPU, 1 GiB: 1k CPEs", "keyserver", (1, 1024, 1), 1, &[]),
-        flavour("large", "4 vCPU, 4 GiB: 20k CPEs", "keyserver", (4, 4096, 1), 3, &[]),
+        flavour(
+            "small",
+            "1 vCPU, 1 GiB: 1k CPEs",
+            "keyserver",
+            (1, 1024, 1),
+            1,
+            &[],
+        ),
+        flavour(
+            "large",
+            "4 vCPU, 4 GiB: 20k CPEs",
+            "keyserver",
+            (4, 4096, 1),
+            3,
+            &[],
+        ),
     ];
-    m.kpis = kpis(vec![sessions_kpi("keyserver_cpes_served", "CPEs with installed SAs")]);
+    m.kpis = kpis(vec![sessions_kpi(
+        "keyserver_cpes_served",
+        "CPEs with installed SAs",
+    )]);
     m.day0.toml = s("# key server day-0 configuration (written by cloud-init)\n\
 [vnf]\n\
 name = \"keyserver\"\n\
@@ -543,6 +776,9 @@ rekey_s = 3600\n\
 \n\
 [metrics]\n\
 listen = \"0.0.0.0:9100\"\n");
-    m.lcm_scripts = vec![health_script("keyserver"), drain_script("keyserver", "CPEs")];
+    m.lcm_scripts = vec![
+        health_script("keyserver"),
+        drain_script("keyserver", "CPEs"),
+    ];
     m
 }

@@ -23,7 +23,11 @@ fn make_image(dir: &Path, name: &str) -> PathBuf {
         .arg("64M")
         .output()
         .expect("qemu-img is required (apt-get install qemu-utils)");
-    assert!(out.status.success(), "qemu-img failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "qemu-img failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     p
 }
 
@@ -47,7 +51,10 @@ fn must_validate(p: &Path) -> String {
 fn must_reject(p: &Path, what: &str) -> String {
     match validate::validate(p) {
         Err(Error::Invalid { report, .. }) => {
-            assert!(report.contains(what), "expected `{what}` in the report:\n{report}");
+            assert!(
+                report.contains(what),
+                "expected `{what}` in the report:\n{report}"
+            );
             report
         }
         Err(e) => panic!("expected an invalid-package report, got: {e}"),
@@ -68,23 +75,48 @@ fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
         assert_eq!(csar::verify(&p).unwrap(), Vec::<String>::new(), "{name}");
         // SOL004: TOSCA.meta is the first file entry, the manifest digests verify.
         let mut z = zip::ZipArchive::new(std::fs::File::open(&p).unwrap()).unwrap();
-        let first = z.file_names().find(|n| !n.ends_with('/')).map(str::to_string);
+        let first = z
+            .file_names()
+            .find(|n| !n.ends_with('/'))
+            .map(str::to_string);
         let names: Vec<String> = z.file_names().map(str::to_string).collect();
         assert_eq!(first.as_deref(), Some("TOSCA-Metadata/TOSCA.meta"));
         let mut meta = String::new();
-        z.by_name("TOSCA-Metadata/TOSCA.meta").unwrap().read_to_string(&mut meta).unwrap();
-        assert!(meta.starts_with("TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: "), "{meta}");
-        assert!(meta.contains(&format!("Entry-Definitions: Definitions/{name}_top.vnfd.yaml")));
-        for f in ["Definitions/etsi_nfv_sol001_common_types.yaml", "Definitions/etsi_nfv_sol001_vnfd_types.yaml", "Files/images/img.qcow2", "ChangeLog.txt"] {
+        z.by_name("TOSCA-Metadata/TOSCA.meta")
+            .unwrap()
+            .read_to_string(&mut meta)
+            .unwrap();
+        assert!(
+            meta.starts_with("TOSCA-Meta-File-Version: 1.0\nCSAR-Version: 1.1\nCreated-By: "),
+            "{meta}"
+        );
+        assert!(meta.contains(&format!(
+            "Entry-Definitions: Definitions/{name}_top.vnfd.yaml"
+        )));
+        for f in [
+            "Definitions/etsi_nfv_sol001_common_types.yaml",
+            "Definitions/etsi_nfv_sol001_vnfd_types.yaml",
+            "Files/images/img.qcow2",
+            "ChangeLog.txt",
+        ] {
             assert!(names.iter().any(|n| n == f), "{name}: {f} missing");
         }
         let mut mf = String::new();
-        z.by_name(&format!("{name}.mf")).unwrap().read_to_string(&mut mf).unwrap();
+        z.by_name(&format!("{name}.mf"))
+            .unwrap()
+            .read_to_string(&mut mf)
+            .unwrap();
         let img_hash = hex(&sha2::Sha256::digest(std::fs::read(&img).unwrap()));
-        assert!(mf.contains(&format!("Source: Files/images/img.qcow2\nAlgorithm: SHA-256\nHash: {img_hash}\n")));
+        assert!(mf.contains(&format!(
+            "Source: Files/images/img.qcow2\nAlgorithm: SHA-256\nHash: {img_hash}\n"
+        )));
     }
     let report = must_validate(&out);
-    assert_eq!(report.matches("tosca-parser]").count(), vnfs::NAMES.len(), "{report}");
+    assert_eq!(
+        report.matches("tosca-parser]").count(),
+        vnfs::NAMES.len(),
+        "{report}"
+    );
 }
 
 #[test]
@@ -114,11 +146,18 @@ fn every_vnf_osm_package_passes_yanglint() {
     o.flavour = Some("large".into());
     descriptors::build(&m, &o).unwrap();
     let vnfd = std::fs::read_to_string(out.join("vbng-large/vbng_vnf/vbng_vnfd.yaml")).unwrap();
-    assert!(vnfd.contains("vdu-id: bng-dp") && !vnfd.contains("id: small"), "{vnfd}");
+    assert!(
+        vnfd.contains("vdu-id: bng-dp") && !vnfd.contains("id: small"),
+        "{vnfd}"
+    );
 
     let report = must_validate(&out);
     // VNFD and NSD, each against OSM IM r9 and strict SOL006 v2.6.1, for 5 outputs.
-    assert_eq!(report.matches("\nOK ").count() + usize::from(report.starts_with("OK ")), 20, "{report}");
+    assert_eq!(
+        report.matches("\nOK ").count() + usize::from(report.starts_with("OK ")),
+        20,
+        "{report}"
+    );
     assert!(!report.contains("FAIL"), "{report}");
     // The tarball on its own.
     must_validate(&out.join("router/router_vnf.tar.gz"));
@@ -127,7 +166,13 @@ fn every_vnf_osm_package_passes_yanglint() {
 /// Rewrite a CSAR with `edit` applied to one member, keeping the manifest digests
 /// correct (so the validator, not the digest check, must catch it) unless `fix_mf` is
 /// false.
-fn tamper_csar(src: &Path, dst: &Path, member: &str, fix_mf: bool, edit: impl Fn(String) -> String) {
+fn tamper_csar(
+    src: &Path,
+    dst: &Path,
+    member: &str,
+    fix_mf: bool,
+    edit: impl Fn(String) -> String,
+) {
     let mut z = zip::ZipArchive::new(std::fs::File::open(src).unwrap()).unwrap();
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for i in 0..z.len() {
@@ -151,16 +196,24 @@ fn tamper_csar(src: &Path, dst: &Path, member: &str, fix_mf: bool, edit: impl Fn
     if fix_mf {
         for (n, b) in files.iter_mut() {
             if n.ends_with(".mf") {
-                *b = String::from_utf8(b.clone()).unwrap().replace(&old_hash, &new_hash).into_bytes();
+                *b = String::from_utf8(b.clone())
+                    .unwrap()
+                    .replace(&old_hash, &new_hash)
+                    .into_bytes();
             }
         }
     }
     let mut w = zip::ZipWriter::new(std::fs::File::create(dst).unwrap());
     for (n, b) in files {
         if n.ends_with('/') {
-            w.add_directory(n.trim_end_matches('/'), zip::write::SimpleFileOptions::default()).unwrap();
+            w.add_directory(
+                n.trim_end_matches('/'),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
         } else {
-            w.start_file(n, zip::write::SimpleFileOptions::default()).unwrap();
+            w.start_file(n, zip::write::SimpleFileOptions::default())
+                .unwrap();
             w.write_all(&b).unwrap();
         }
     }
@@ -183,12 +236,16 @@ fn broken_csars_are_rejected() {
 
     // A Vdu.Compute without its required vdu_profile.
     let bad = d.path().join("bad-profile.csar");
-    tamper_csar(&good, &bad, "Definitions/router_df_large.yaml", true, |s| s.replacen("vdu_profile:", "vdu_profil:", 1));
+    tamper_csar(&good, &bad, "Definitions/router_df_large.yaml", true, |s| {
+        s.replacen("vdu_profile:", "vdu_profil:", 1)
+    });
     must_reject(&bad, "tosca-parser");
 
     // A changed file whose manifest digest was not updated.
     let bad = d.path().join("bad-digest.csar");
-    tamper_csar(&good, &bad, "Files/day0/router.toml", false, |s| s.replace("10.0.0.1", "10.0.0.2"));
+    tamper_csar(&good, &bad, "Files/day0/router.toml", false, |s| {
+        s.replace("10.0.0.1", "10.0.0.2")
+    });
     must_reject(&bad, "digest mismatch");
 }
 
@@ -202,7 +259,9 @@ fn tamper_osm(pkg: &Path, file: &str, edit: impl Fn(String) -> String) {
     let sums = pkg.join("checksums.txt");
     let old_md5 = hex(&md5::Md5::digest(&old));
     let new_md5 = hex(&md5::Md5::digest(new.as_bytes()));
-    let s = std::fs::read_to_string(&sums).unwrap().replace(&old_md5, &new_md5);
+    let s = std::fs::read_to_string(&sums)
+        .unwrap()
+        .replace(&old_md5, &new_md5);
     std::fs::write(&sums, s).unwrap();
 }
 
@@ -210,35 +269,61 @@ fn tamper_osm(pkg: &Path, file: &str, edit: impl Fn(String) -> String) {
 fn broken_osm_packages_are_rejected() {
     let d = tmpdir();
     let img = make_image(d.path(), "img.qcow2");
+    let cases = d.path().join("cases");
+    std::fs::create_dir(&cases).unwrap();
     let case = |n: &str| {
-        let out = d.path().join(n);
+        let out = cases.join(n);
         let mut o = opts(Format::Osm, &img, out.clone());
         o.flavour = Some("small".into());
         descriptors::build(&vnfs::vcpe(), &o).unwrap();
         out
     };
+    let mut expect: Vec<(PathBuf, &str)> = Vec::new();
     // SOL006 mandatory leaf missing.
     let out = case("no-sw-version");
-    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| s.replacen("  software-version: 0.1.0\n", "", 1));
-    must_reject(&out, "software-version");
+    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| {
+        s.replacen("  software-version: 0.1.0\n", "", 1)
+    });
+    expect.push((out.join("vcpe_vnf/vcpe_vnfd.yaml"), "software-version"));
     // An identity that does not exist.
     let out = case("bad-identity");
-    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| s.replacen("algorithm: sha-256", "algorithm: crc32", 1));
-    must_reject(&out, "yanglint");
+    tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| {
+        s.replacen("algorithm: sha-256", "algorithm: crc32", 1)
+    });
+    expect.push((out.join("vcpe_vnf/vcpe_vnfd.yaml"), "crc32"));
     // vdu-profile max below min breaks a SOL006 `must`.
     let out = case("bad-must");
     tamper_osm(&out.join("vcpe_vnf"), "vcpe_vnfd.yaml", |s| {
-        s.replacen("max-number-of-instances: 2", "max-number-of-instances: 0", 1)
+        s.replacen(
+            "max-number-of-instances: 2",
+            "max-number-of-instances: 0",
+            1,
+        )
     });
-    must_reject(&out, "yanglint");
+    expect.push((out.join("vcpe_vnf/vcpe_vnfd.yaml"), "yanglint"));
     // The NSD references a VNFD that is not there (leafref).
     let out = case("bad-leafref");
-    tamper_osm(&out.join("vcpe_ns"), "vcpe_nsd.yaml", |s| s.replace("vnfd-id: vcpe_vnfd", "vnfd-id: ghost_vnfd"));
-    must_reject(&out, "vcpe_nsd.yaml");
+    tamper_osm(&out.join("vcpe_ns"), "vcpe_nsd.yaml", |s| {
+        s.replace("vnfd-id: vcpe_vnfd", "vnfd-id: ghost_vnfd")
+    });
+    expect.push((out.join("vcpe_ns/vcpe_nsd.yaml"), "ghost_vnfd"));
     // A file changed behind checksums.txt.
     let out = case("bad-md5");
     std::fs::write(out.join("vcpe_vnf/README.md"), "changed").unwrap();
-    must_reject(&out, "checksum mismatch");
+    expect.push((out.join("vcpe_vnf"), "checksum mismatch"));
+
+    // One validator run over all cases; each case must fail for its own reason.
+    let report = must_reject(&cases, "FAIL");
+    for (path, why) in &expect {
+        let prefix = format!("FAIL {}", path.display());
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(why)),
+            "no `{why}` failure for {}:\n{report}",
+            path.display()
+        );
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -248,7 +333,10 @@ fn hex(b: &[u8]) -> String {
 // ---- CLI: bad input gets a clear error naming the field, nothing is left behind.
 
 fn cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_descriptors")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_descriptors"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
@@ -256,8 +344,14 @@ fn cli(args: &[&str]) -> (bool, String) {
 }
 
 fn assert_empty(dir: &Path) {
-    let left: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(left.iter().all(|n| n == "img.qcow2" || n == "model.yaml"), "left behind: {left:?}");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.iter().all(|n| n == "img.qcow2" || n == "model.yaml"),
+        "left behind: {left:?}"
+    );
 }
 
 #[test]
@@ -269,23 +363,63 @@ fn cli_errors_name_the_problem_and_leave_nothing() {
     let out = dp.join("x.csar");
     let out_s = out.to_str().unwrap();
 
-    let (ok, msg) = cli(&["package", "bng", "--format", "csar", "--image", img_s, "-o", out_s]);
-    assert!(!ok && msg.contains("unknown VNF `bng`") && msg.contains("vbng"), "{msg}");
+    let (ok, msg) = cli(&[
+        "package", "bng", "--format", "csar", "--image", img_s, "-o", out_s,
+    ]);
+    assert!(
+        !ok && msg.contains("unknown VNF `bng`") && msg.contains("vbng"),
+        "{msg}"
+    );
     assert_empty(dp);
 
     let missing = dp.join("nope.qcow2");
-    let (ok, msg) = cli(&["package", "router", "--format", "csar", "--image", missing.to_str().unwrap(), "-o", out_s]);
-    assert!(!ok && msg.contains("image") && msg.contains("nope.qcow2"), "{msg}");
+    let (ok, msg) = cli(&[
+        "package",
+        "router",
+        "--format",
+        "csar",
+        "--image",
+        missing.to_str().unwrap(),
+        "-o",
+        out_s,
+    ]);
+    assert!(
+        !ok && msg.contains("image") && msg.contains("nope.qcow2"),
+        "{msg}"
+    );
     assert_empty(dp);
 
-    let (ok, msg) = cli(&["package", "router", "--format", "osm", "--flavour", "huge", "--image", img_s, "-o", out_s]);
-    assert!(!ok && msg.contains("flavour `huge`") && msg.contains("small, large"), "{msg}");
+    let (ok, msg) = cli(&[
+        "package",
+        "router",
+        "--format",
+        "osm",
+        "--flavour",
+        "huge",
+        "--image",
+        img_s,
+        "-o",
+        out_s,
+    ]);
+    assert!(
+        !ok && msg.contains("flavour `huge`") && msg.contains("small, large"),
+        "{msg}"
+    );
     assert_empty(dp);
 
     // Not a qcow2 file although the model says qcow2.
     let raw = dp.join("raw.img");
     std::fs::write(&raw, b"not an image").unwrap();
-    let (ok, msg) = cli(&["package", "router", "--format", "csar", "--image", raw.to_str().unwrap(), "-o", out_s]);
+    let (ok, msg) = cli(&[
+        "package",
+        "router",
+        "--format",
+        "csar",
+        "--image",
+        raw.to_str().unwrap(),
+        "-o",
+        out_s,
+    ]);
     assert!(!ok && msg.contains("qcow2"), "{msg}");
     std::fs::remove_file(&raw).unwrap();
     assert_empty(dp);
@@ -297,20 +431,54 @@ fn cli_errors_name_the_problem_and_leave_nothing() {
     assert_ne!(broken, model);
     let mf = dp.join("model.yaml");
     std::fs::write(&mf, broken).unwrap();
-    let (ok, msg) = cli(&["package", mf.to_str().unwrap(), "--format", "osm", "--image", img_s, "-o", dp.join("o").to_str().unwrap()]);
-    assert!(!ok && msg.contains("flavours[small].scaling_aspects[keyserver-scale-out].max_scale_level"), "{msg}");
+    let (ok, msg) = cli(&[
+        "package",
+        mf.to_str().unwrap(),
+        "--format",
+        "osm",
+        "--image",
+        img_s,
+        "-o",
+        dp.join("o").to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && msg.contains("flavours[small].scaling_aspects[keyserver-scale-out].max_scale_level"),
+        "{msg}"
+    );
     assert_empty(dp);
 
     // A model file with an unknown field.
     std::fs::write(&mf, model.replacen("provider:", "vendor:", 1)).unwrap();
-    let (ok, msg) = cli(&["package", mf.to_str().unwrap(), "--format", "csar", "--image", img_s, "-o", out_s]);
+    let (ok, msg) = cli(&[
+        "package",
+        mf.to_str().unwrap(),
+        "--format",
+        "csar",
+        "--image",
+        img_s,
+        "-o",
+        out_s,
+    ]);
     assert!(!ok && msg.contains("vendor"), "{msg}");
     assert_empty(dp);
 
     // Success, then a refusal to overwrite without --force.
-    let (ok, msg) = cli(&["package", "vcpe", "--format", "csar", "--flavour", "small", "--image", img_s, "-o", out_s]);
+    let (ok, msg) = cli(&[
+        "package",
+        "vcpe",
+        "--format",
+        "csar",
+        "--flavour",
+        "small",
+        "--image",
+        img_s,
+        "-o",
+        out_s,
+    ]);
     assert!(ok, "{msg}");
-    let (ok, msg) = cli(&["package", "vcpe", "--format", "csar", "--image", img_s, "-o", out_s]);
+    let (ok, msg) = cli(&[
+        "package", "vcpe", "--format", "csar", "--image", img_s, "-o", out_s,
+    ]);
     assert!(!ok && msg.contains("already exists"), "{msg}");
     let (ok, msg) = cli(&["validate", out_s]);
     assert!(ok && msg.contains("tosca-parser"), "{msg}");

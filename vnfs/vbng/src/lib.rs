@@ -17,3 +17,6 @@ pub mod rng;
 pub mod pppoe;
 pub mod pool;
 pub mod radius;
+pub mod config;
+pub mod session;
+pub mod control;

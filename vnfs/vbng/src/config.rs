@@ -1,0 +1,339 @@
+//! vBNG configuration (TOML via serde). Every field has a default so a lab config can
+//! be a few lines; see `vnfs/vbng/vbng.example.toml`.
+
+use crate::lcp::AuthProto;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddr};
+use serde::{Deserialize, Serialize};
+
+/// Top-level configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// AC-Name, CHAP name and NAS-Identifier.
+    pub name: String,
+    /// Our MAC on the access side, `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Gateway address announced in IPCP (RFC 1332 §3.3).
+    pub gateway: Ipv4Addr,
+    /// DNS servers handed out (RFC 1877).
+    pub dns: Vec<Ipv4Addr>,
+    /// Authentication protocol requested in LCP.
+    pub auth: AuthProto,
+    /// Protocol accepted if the subscriber Naks ours.
+    pub auth_fallback: Option<AuthProto>,
+    /// Our MRU and the largest PPP-Max-Payload granted (RFC 4638).
+    pub max_payload: u16,
+    /// Service names served (empty = any).
+    pub service_names: Vec<String>,
+    /// LCP echo interval, s (0 = off).
+    pub keepalive_interval_s: u32,
+    /// Unanswered echoes before the session is declared dead.
+    pub keepalive_failures: u8,
+    /// PPP restart timer, ms (RFC 1661 §4.6).
+    pub restart_ms: u64,
+    /// Negotiate IPv6CP too.
+    pub ipv6cp: bool,
+    /// PADI per MAC per second.
+    pub padi_per_mac: u32,
+    /// PADI per access port per second.
+    pub padi_per_port: u32,
+    /// Address pools; the first is the default.
+    pub pools: Vec<PoolConfig>,
+    /// RADIUS; absent = local users only.
+    pub radius: Option<RadiusConfig>,
+    /// Local users (lab fallback authentication).
+    pub users: Vec<UserConfig>,
+    /// Path of a local user file (`name password [ip] [up/down]` per line).
+    pub user_file: Option<String>,
+    /// Default per-subscriber rate (up, down) in bit/s; 0 = unlimited.
+    pub default_rate_up: u64,
+    /// See `default_rate_up`.
+    pub default_rate_down: u64,
+    /// Ports (used by the binary): access and core port specs.
+    pub ports: PortsConfig,
+    /// Routes towards the core: `prefix/len` → next-hop MAC on the core port.
+    pub core_next_hop_mac: String,
+    /// CGNAT public pool on the core side; absent = route subscriber addresses as is.
+    pub cgnat_public: Option<String>,
+    /// Prometheus/CLI listen address (binary).
+    pub listen: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "vbng".to_string(),
+            mac: "02:00:00:00:b0:01".to_string(),
+            gateway: Ipv4Addr::new(100, 64, 0, 1),
+            dns: vec![Ipv4Addr::new(192, 0, 2, 53)],
+            auth: AuthProto::Pap,
+            auth_fallback: Some(AuthProto::Chap),
+            max_payload: 1500,
+            service_names: Vec::new(),
+            keepalive_interval_s: 30,
+            keepalive_failures: 3,
+            restart_ms: 3000,
+            ipv6cp: false,
+            padi_per_mac: 10,
+            padi_per_port: 100_000,
+            pools: vec![PoolConfig { name: "default".to_string(), ranges: vec!["100.64.0.2-100.67.255.254".to_string()] }],
+            radius: None,
+            users: Vec::new(),
+            user_file: None,
+            default_rate_up: 0,
+            default_rate_down: 0,
+            ports: PortsConfig::default(),
+            core_next_hop_mac: "02:00:00:00:c0:01".to_string(),
+            cgnat_public: None,
+            listen: None,
+        }
+    }
+}
+
+/// An address pool.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Name (matched against Framed-Pool).
+    pub name: String,
+    /// Ranges `a.b.c.d-e.f.g.h` or `a.b.c.d/len`.
+    pub ranges: Vec<String>,
+}
+
+/// A RADIUS server.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `ip:port`.
+    pub addr: String,
+    /// Shared secret.
+    pub secret: String,
+}
+
+/// RADIUS settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RadiusConfig {
+    /// Authentication servers in failover order.
+    pub auth: Vec<ServerConfig>,
+    /// Accounting servers in failover order.
+    pub acct: Vec<ServerConfig>,
+    /// First retransmission timeout, ms.
+    pub timeout_ms: u64,
+    /// Transmissions per server.
+    pub tries: u8,
+    /// NAS-IP-Address.
+    pub nas_ip: Ipv4Addr,
+    /// Interim-update interval, s (0 = none unless Acct-Interim-Interval says so).
+    pub interim_s: u32,
+    /// Dynamic authorization (CoA/DM) listen address; absent = off.
+    pub coa_listen: Option<String>,
+    /// CoA/DM shared secret.
+    pub coa_secret: String,
+    /// Fall back to the local users when every server timed out.
+    pub local_fallback: bool,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            auth: Vec::new(),
+            acct: Vec::new(),
+            timeout_ms: 1000,
+            tries: 3,
+            nas_ip: Ipv4Addr::LOCALHOST,
+            interim_s: 0,
+            coa_listen: None,
+            coa_secret: String::new(),
+            local_fallback: false,
+        }
+    }
+}
+
+/// A local user.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// Cleartext password.
+    pub password: String,
+    /// Fixed address.
+    pub ip: Option<Ipv4Addr>,
+    /// Rate `up/down`, e.g. `10M/50M`.
+    pub rate: Option<String>,
+}
+
+/// Port specs for the binary.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsConfig {
+    /// Access (subscriber) port spec.
+    pub access: String,
+    /// Core port spec.
+    pub core: String,
+}
+
+/// A configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(s: &str, what: &str) -> ConfigError {
+    ConfigError(alloc::format!("bad {what}: {s:?}"))
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], ConfigError> {
+    let mut m = [0u8; 6];
+    let mut n = 0;
+    for (i, p) in s.split([':', '-']).enumerate() {
+        let b = m.get_mut(i).ok_or_else(|| err(s, "MAC"))?;
+        *b = u8::from_str_radix(p, 16).map_err(|_| err(s, "MAC"))?;
+        n += 1;
+    }
+    if n != 6 {
+        return Err(err(s, "MAC"));
+    }
+    Ok(m)
+}
+
+/// Parse `a-b` or `a/len` into an inclusive u32 range.
+pub fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
+    if let Some((a, b)) = s.split_once('-') {
+        let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "range"))?;
+        let b: Ipv4Addr = b.trim().parse().map_err(|_| err(s, "range"))?;
+        return Ok((u32::from(a), u32::from(b)));
+    }
+    let (a, l) = s.split_once('/').ok_or_else(|| err(s, "range"))?;
+    let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "range"))?;
+    let l: u32 = l.trim().parse().map_err(|_| err(s, "range"))?;
+    if l > 32 {
+        return Err(err(s, "range"));
+    }
+    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+    let net = u32::from(a) & mask;
+    Ok((net, net | !mask))
+}
+
+/// Parse `ip:port`.
+pub fn parse_sockaddr(s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| err(s, "address"))
+}
+
+/// Parse `up/down` with k/M/G suffixes.
+pub fn parse_rate_pair(s: &str) -> Result<(u64, u64), ConfigError> {
+    let (u, d) = s.split_once('/').unwrap_or((s, s));
+    let u = crate::radius::parse_rate(u).ok_or_else(|| err(s, "rate"))?;
+    let d = crate::radius::parse_rate(d).ok_or_else(|| err(s, "rate"))?;
+    Ok((u, d))
+}
+
+/// Parse a user file: `name password [ip] [up/down]` per line, `#` comments.
+pub fn parse_user_file(text: &str) -> Result<Vec<UserConfig>, ConfigError> {
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(name), Some(password)) = (it.next(), it.next()) else {
+            return Err(err(line, "user line"));
+        };
+        let mut u = UserConfig { name: name.to_string(), password: password.to_string(), ..Default::default() };
+        for extra in it {
+            if extra.contains('/') {
+                parse_rate_pair(extra)?;
+                u.rate = Some(extra.to_string());
+            } else {
+                u.ip = Some(extra.parse().map_err(|_| err(extra, "user ip"))?);
+            }
+        }
+        v.push(u);
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// Parse TOML text.
+    pub fn from_toml(s: &str) -> Result<Config, ConfigError> {
+        let c: Config = toml::from_str(s).map_err(|e| ConfigError(alloc::format!("{e}")))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Check every field that has a syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        parse_mac(&self.mac)?;
+        parse_mac(&self.core_next_hop_mac)?;
+        for p in &self.pools {
+            for r in &p.ranges {
+                parse_range(r)?;
+            }
+        }
+        if self.pools.is_empty() {
+            return Err(ConfigError("at least one pool is needed".to_string()));
+        }
+        if let Some(r) = &self.radius {
+            for s in r.auth.iter().chain(r.acct.iter()) {
+                parse_sockaddr(&s.addr)?;
+            }
+            if let Some(l) = &r.coa_listen {
+                parse_sockaddr(l)?;
+            }
+        }
+        for u in &self.users {
+            if let Some(r) = &u.rate {
+                parse_rate_pair(r)?;
+            }
+        }
+        if self.max_payload < 64 {
+            return Err(err("max_payload", "value"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_example() {
+        let c = Config::from_toml(
+            r#"
+name = "bng1"
+auth = "chap"
+[[pools]]
+name = "gold"
+ranges = ["10.0.0.0/24", "10.1.0.5-10.1.0.9"]
+[radius]
+auth = [{ addr = "127.0.0.1:1812", secret = "s" }]
+coa_listen = "127.0.0.1:3799"
+[[users]]
+name = "alice"
+password = "pw"
+rate = "10M/50M"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.auth, AuthProto::Chap);
+        assert_eq!(parse_range(&c.pools[0].ranges[0]).unwrap(), (0x0a000000, 0x0a0000ff));
+        assert_eq!(parse_rate_pair("10M/50M").unwrap(), (10_000_000, 50_000_000));
+        assert!(Config::from_toml("mac = \"zz\"").is_err());
+        assert!(Config::from_toml("bogus = 1").is_err());
+        let u = parse_user_file("# c\nbob pw 10.0.0.1 1M/2M\ncarol x\n").unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(parse_user_file("lonely\n").is_err());
+    }
+}

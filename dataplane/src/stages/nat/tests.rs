@@ -1,0 +1,615 @@
+//! Tests of the NAT stage, one or more per RFC requirement.
+
+use super::log::LogEvent;
+use super::*;
+use crate::buf::Pool as BufPool;
+use crate::proto::checksum;
+use ::alloc::vec::Vec;
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+const IN: u16 = 0;
+const OUT: u16 = 1;
+const EXT: [u8; 4] = [198, 51, 100, 1];
+const SEC: u64 = 1_000_000_000;
+
+fn cfg() -> NatConfig {
+    NatConfig {
+        inside_ports: vec![IN],
+        pool: vec!["198.51.100.1".into()],
+        max_sessions: 4096,
+        max_subscribers: 256,
+        ..NatConfig::default()
+    }
+}
+
+struct H {
+    nat: Nat44,
+    out: Out,
+    node: NodeStats,
+    now: u64,
+}
+
+fn ip(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+impl H {
+    fn new(c: NatConfig) -> H {
+        let pool = BufPool::new(512).unwrap();
+        let nat = Nat44::new(&c).unwrap();
+        H {
+            node: NodeStats::new("nat44", nat.errors()),
+            nat,
+            out: Out::new(2, pool.cache()),
+            now: 10 * SEC,
+        }
+    }
+
+    /// Runs one frame through the stage; returns the frame if kept.
+    fn run(&mut self, port: u16, frame: &[u8]) -> Option<Vec<u8>> {
+        let mut p = self.out.cache.alloc().unwrap();
+        p.copy_from(frame).unwrap();
+        p.meta.port = port;
+        let mut b = Batch::new();
+        b.push(p).unwrap();
+        self.out.now_ns = self.now;
+        self.nat.process(&mut b, &mut self.node, &mut self.out);
+        let r = b.iter().next().map(|p| p.data().to_vec());
+        b.free_all(&mut self.out.cache);
+        r
+    }
+
+    fn drops(&self, r: u16) -> u64 {
+        self.node.drops[r as usize]
+    }
+
+    /// Frames the stage transmitted itself (ICMP errors) on `port`.
+    fn sent(&mut self, port: usize) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let b = &mut self.out.ports[port];
+        b.drain(|p| {
+            v.push(p.data().to_vec());
+            p.pool().free(p)
+        });
+        v
+    }
+}
+
+fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp);
+    let mut v = Vec::new();
+    b.write(&mut v, b"payload!").unwrap();
+    v
+}
+
+fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, 1000, 65535);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(2000),
+            'F' => b.fin(),
+            'R' => b.rst(),
+            _ => b,
+        };
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, b"").unwrap();
+    v
+}
+
+fn echo(src: [u8; 4], dst: [u8; 4], id: u16, reply: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(src, dst, 64);
+    let b = if reply {
+        b.icmpv4_echo_reply(id, 1)
+    } else {
+        b.icmpv4_echo_request(id, 1)
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, b"ping-data").unwrap();
+    v
+}
+
+/// (src, sport, dst, dport) of a frame; panics (test) on non-TCP/UDP/ICMP echo.
+fn tuple(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
+    let s = SlicedPacket::from_ethernet(f).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not ipv4")
+    };
+    let (a, b) = (ip.header().source(), ip.header().destination());
+    match s.transport.unwrap() {
+        TransportSlice::Udp(u) => (a, u.source_port(), b, u.destination_port()),
+        TransportSlice::Tcp(t) => (a, t.source_port(), b, t.destination_port()),
+        TransportSlice::Icmpv4(i) => {
+            let h = i.header();
+            let id = match h.icmp_type {
+                etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => e.id,
+                _ => 0,
+            };
+            (a, id, b, id)
+        }
+        _ => panic!("transport"),
+    }
+}
+
+/// IP header and L4 checksums verify.
+fn checksums_ok(f: &[u8]) -> bool {
+    let ipb = &f[14..];
+    let ihl = usize::from(ipb[0] & 15) * 4;
+    let tl = usize::from(u16::from_be_bytes([ipb[2], ipb[3]]));
+    if !checksum::verify(&ipb[..ihl]) {
+        return false;
+    }
+    let l4 = &ipb[ihl..tl];
+    match ipb[9] {
+        1 => checksum::verify(l4),
+        p => {
+            let ph = checksum::pseudo_header_v4(
+                Ipv4Addr::new(ipb[12], ipb[13], ipb[14], ipb[15]),
+                Ipv4Addr::new(ipb[16], ipb[17], ipb[18], ipb[19]),
+                crate::proto::IpProtocol(p),
+                l4.len() as u16,
+            );
+            checksum::add(ph, checksum::data(l4)) == 0xffff
+        }
+    }
+}
+
+#[test]
+fn config_from_toml_like_values() {
+    assert!(parse_pool_entry("198.51.100.0/30").is_ok_and(|r| r == (0xc633_6400, 0xc633_6403)));
+    assert!(parse_pool_entry("10.0.0.1-10.0.0.4").is_ok());
+    assert!(parse_pool_entry("10.0.0.4-10.0.0.1").is_err());
+    assert!(parse_pool_entry("nonsense").is_err());
+    let mut c = cfg();
+    c.pool.clear();
+    assert_eq!(Nat44::new(&c).err(), Some(ConfigError::EmptyPool));
+    let mut c = cfg();
+    c.cgnat = Some(CgnatConfig {
+        block_size: 4,
+        ..CgnatConfig::default()
+    });
+    assert_eq!(Nat44::new(&c).err(), Some(ConfigError::BadBlockSize));
+}
+
+#[test]
+fn req1_endpoint_independent_mapping() {
+    let mut h = H::new(cfg());
+    let a = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap();
+    let b = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 2], 123)).unwrap();
+    let (sa, pa, _, _) = tuple(&a);
+    let (sb, pb, _, _) = tuple(&b);
+    assert_eq!(sa, EXT);
+    assert_eq!((sa, pa), (sb, pb), "same mapping for any remote endpoint");
+    assert!(checksums_ok(&a) && checksums_ok(&b));
+    assert_eq!(h.nat.mapping_count(), 1);
+    assert_eq!(h.nat.session_count(), 2);
+}
+
+#[test]
+fn req1_address_and_port_dependent_mapping_option() {
+    let mut c = cfg();
+    c.mapping = Behavior::AddressAndPortDependent;
+    let mut h = H::new(c);
+    let a = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap();
+    let b = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 54)).unwrap();
+    assert_ne!(tuple(&a).1, tuple(&b).1);
+    assert_eq!(h.nat.mapping_count(), 2);
+}
+
+#[test]
+fn req2_paired_pooling_and_req3_no_overloading() {
+    let mut c = cfg();
+    c.pool = vec!["198.51.100.0/29".into()];
+    let mut h = H::new(c);
+    let mut seen = Vec::new();
+    for host in 1..=20u8 {
+        let mut addrs = Vec::new();
+        for port in 0..40u16 {
+            let f = h.run(IN, &udp([10, 0, 0, host], 2000 + port, [192, 0, 2, 1], 53)).unwrap();
+            let (s, p, _, _) = tuple(&f);
+            addrs.push(s);
+            seen.push((s, p));
+        }
+        addrs.dedup();
+        assert_eq!(addrs.len(), 1, "host {host} uses one outside address");
+    }
+    let n = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "no outside endpoint used twice (REQ-3)");
+    let outs: std::collections::BTreeSet<_> = seen.iter().map(|x| x.0).collect();
+    assert!(outs.len() > 1, "hosts spread over the pool");
+}
+
+#[test]
+fn req5_req6_udp_timeout_and_outbound_refresh() {
+    let mut h = H::new(cfg());
+    let f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    let p1 = tuple(&h.run(IN, &f).unwrap()).1;
+    // Refreshed every 200 s: stays for 1000 s.
+    for _ in 0..5 {
+        h.now += 200 * SEC;
+        h.nat.expire(h.now, 1 << 20);
+        assert_eq!(tuple(&h.run(IN, &f).unwrap()).1, p1);
+    }
+    assert_eq!(h.nat.stats.sessions_expired, 0);
+    // Inbound still reaches it.
+    let back = udp([192, 0, 2, 1], 53, EXT, p1);
+    assert_eq!(tuple(&h.run(OUT, &back).unwrap()).2, [10, 0, 0, 1]);
+    // 301 s idle: gone, inbound dropped.
+    h.now += 301 * SEC;
+    assert_eq!(h.nat.expire(h.now, 1 << 20), 1);
+    assert_eq!(h.nat.session_count(), 0);
+    assert_eq!(h.nat.mapping_count(), 0);
+    assert!(h.run(OUT, &back).is_none());
+    assert_eq!(h.drops(reason::NO_SESSION), 1);
+}
+
+#[test]
+fn lazy_expiry_on_lookup() {
+    let mut h = H::new(cfg());
+    let f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    let p1 = tuple(&h.run(IN, &f).unwrap()).1;
+    h.now += 400 * SEC;
+    // No tick ran: the inbound lookup itself must see the session as expired.
+    assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p1)).is_none());
+    assert_eq!(h.nat.session_count(), 0);
+}
+
+#[test]
+fn req8_filtering_behaviours() {
+    for (beh, same_host_other_port, other_host) in [
+        (Behavior::EndpointIndependent, true, true),
+        (Behavior::AddressDependent, true, false),
+        (Behavior::AddressAndPortDependent, false, false),
+    ] {
+        let mut c = cfg();
+        c.filtering = beh;
+        let mut h = H::new(c);
+        let p = tuple(&h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap()).1;
+        assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p)).is_some(), "{beh:?} exact");
+        let r = h.run(OUT, &udp([192, 0, 2, 1], 99, EXT, p));
+        assert_eq!(r.is_some(), same_host_other_port, "{beh:?} same host");
+        if let Some(r) = r {
+            assert_eq!(tuple(&r).2, [10, 0, 0, 1]);
+        }
+        let r = h.run(OUT, &udp([203, 0, 113, 5], 53, EXT, p));
+        assert_eq!(r.is_some(), other_host, "{beh:?} other host");
+    }
+    // Nothing mapped at all: unsolicited, dropped.
+    let mut h = H::new(cfg());
+    assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, 4000)).is_none());
+    assert_eq!(h.drops(reason::NO_SESSION), 1);
+}
+
+#[test]
+fn not_for_pool_passes_untouched() {
+    let mut h = H::new(cfg());
+    let f = udp([192, 0, 2, 1], 53, [203, 0, 113, 9], 4000);
+    assert_eq!(h.run(OUT, &f).unwrap(), f);
+    let arp = [0xffu8; 60];
+    assert!(h.run(IN, &arp).is_some());
+}
+
+#[test]
+fn req9_hairpinning_uses_outside_source() {
+    let mut h = H::new(cfg());
+    // B opens a mapping.
+    let pb = tuple(&h.run(IN, &udp([10, 0, 0, 2], 7000, [192, 0, 2, 1], 53)).unwrap()).1;
+    // A sends to B's outside endpoint.
+    let r = h.run(IN, &udp([10, 0, 0, 1], 5000, EXT, pb)).unwrap();
+    let (s, sp, d, dp) = tuple(&r);
+    assert_eq!((d, dp), ([10, 0, 0, 2], 7000), "delivered to B");
+    assert_eq!(s, EXT, "source is A's outside address (REQ-9a)");
+    let pa = h
+        .nat
+        .lookup_in2out(&Flow {
+            src: ip([10, 0, 0, 1]),
+            sport: 5000,
+            dst: ip(EXT),
+            dport: pb,
+            proto: UDP,
+        })
+        .unwrap()
+        .1;
+    assert_eq!(sp, pa);
+    assert!(checksums_ok(&r));
+    // B answers A's outside endpoint: hairpinned back to A.
+    let r = h.run(IN, &udp([10, 0, 0, 2], 7000, EXT, pa)).unwrap();
+    assert_eq!(tuple(&r), (EXT, pb, [10, 0, 0, 1], 5000));
+    assert_eq!(h.nat.stats.hairpinned, 2);
+    // TCP hairpin too (RFC 5382 REQ-2).
+    let pt = tuple(&h.run(IN, &tcp([10, 0, 0, 2], 8080, [192, 0, 2, 1], 80, "S")).unwrap()).1;
+    let r = h.run(IN, &tcp([10, 0, 0, 1], 6000, EXT, pt, "S")).unwrap();
+    assert_eq!(tuple(&r).2, [10, 0, 0, 2]);
+    assert!(checksums_ok(&r));
+}
+
+#[test]
+fn rfc5508_icmp_query_mapping() {
+    let mut h = H::new(cfg());
+    let r = h.run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 0x1234, false)).unwrap();
+    let (s, id, _, _) = tuple(&r);
+    assert_eq!(s, EXT);
+    assert!(checksums_ok(&r));
+    let back = h.run(OUT, &echo([192, 0, 2, 1], EXT, id, true)).unwrap();
+    let (_, id2, d, _) = tuple(&back);
+    assert_eq!((d, id2), ([10, 0, 0, 1], 0x1234));
+    assert!(checksums_ok(&back));
+    // Two hosts using the same identifier get different outside identifiers.
+    let r2 = h.run(IN, &echo([10, 0, 0, 2], [192, 0, 2, 1], 0x1234, false)).unwrap();
+    assert!(tuple(&r2).0 != s || tuple(&r2).1 != id);
+    // ICMP timeout 60 s.
+    h.now += 61 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.session_count(), 0);
+}
+
+/// An ICMP error from `from` about frame `orig` (Ethernet stripped), built with our
+/// own builder.
+fn icmp_error_about(from: [u8; 4], orig: &[u8], ty: u8) -> Vec<u8> {
+    let mut buf = [0u8; 600];
+    let n = icmpv4::build_error(
+        &mut buf,
+        &orig[14..],
+        Ipv4Addr::from(from),
+        64,
+        if ty == 3 {
+            ErrorKind::DstUnreachable {
+                code: 3,
+                next_hop_mtu: 0,
+            }
+        } else {
+            ErrorKind::TimeExceeded { code: 0 }
+        },
+        QuoteLimit::Rfc1812,
+    )
+    .unwrap();
+    let mut v = orig[..14].to_vec();
+    v.extend_from_slice(&buf[..n]);
+    v
+}
+
+#[test]
+fn rfc5508_req3_icmp_error_inner_translation_inbound() {
+    let mut h = H::new(cfg());
+    for (proto_tcp, orig) in [
+        (false, udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)),
+        (true, tcp([10, 0, 0, 1], 5001, [192, 0, 2, 1], 80, "S")),
+    ] {
+        let sent = h.run(IN, &orig).unwrap();
+        let (_, ep, _, _) = tuple(&sent);
+        // A router on the path answers with an error quoting what it received.
+        let err = icmp_error_about([203, 0, 113, 254], &sent, 11);
+        let r = h.run(OUT, &err).unwrap();
+        // Outer: to the inside host; ICMP checksum valid.
+        assert_eq!(&r[30..34], &[10, 0, 0, 1]);
+        assert!(checksums_ok(&r), "outer checksums");
+        // Inner: the original packet as the host sent it, IP checksum valid.
+        let inner = &r[14 + 20 + 8..];
+        assert_eq!(&inner[12..16], &[10, 0, 0, 1]);
+        assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), if proto_tcp { 5001 } else { 5000 });
+        assert!(checksum::verify(&inner[..20]));
+        // The quoted L4 checksum equals the original one (fully restored).
+        let oc = if proto_tcp { 14 + 20 + 16 } else { 14 + 20 + 6 };
+        assert_eq!(&inner[20 + oc - 34..20 + oc - 34 + 2], &orig[oc..oc + 2]);
+        assert_ne!(ep, 0);
+    }
+    assert_eq!(h.nat.stats.icmp_errors_translated, 2);
+    // An error about a flow we never saw is dropped (REQ-4), the sessions stay.
+    let stray = icmp_error_about([203, 0, 113, 254], &udp(EXT, 9999, [192, 0, 2, 1], 53), 3);
+    assert!(h.run(OUT, &stray).is_none());
+    assert_eq!(h.drops(reason::ICMP_ERROR_NO_SESSION), 1);
+    assert_eq!(h.nat.session_count(), 2);
+}
+
+#[test]
+fn rfc5508_icmp_error_outbound_and_about_echo() {
+    let mut h = H::new(cfg());
+    let p = tuple(&h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap()).1;
+    let delivered = h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p)).unwrap();
+    // The inside host answers port unreachable about what it received.
+    let err = icmp_error_about([10, 0, 0, 1], &delivered, 3);
+    let r = h.run(IN, &err).unwrap();
+    assert_eq!(&r[26..30], &EXT, "outer source translated");
+    assert!(checksums_ok(&r));
+    let inner = &r[42..];
+    assert_eq!(&inner[16..20], &EXT);
+    assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), p);
+    assert!(checksum::verify(&inner[..20]));
+    // Error about an echo request.
+    let e = h.run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 77, false)).unwrap();
+    let err = icmp_error_about([203, 0, 113, 254], &e, 11);
+    let r = h.run(OUT, &err).unwrap();
+    assert!(checksums_ok(&r));
+    let inner = &r[42..];
+    assert_eq!(u16::from_be_bytes([inner[24], inner[25]]), 77, "inner identifier restored");
+    assert!(checksum::verify(&inner[20..]), "inner echo checksum restored");
+}
+
+#[test]
+fn rfc5382_tcp_states_and_timeouts() {
+    let mut h = H::new(cfg());
+    let c = [10, 0, 0, 1];
+    let s = [192, 0, 2, 1];
+    let p = tuple(&h.run(IN, &tcp(c, 4000, s, 80, "S")).unwrap()).1;
+    h.run(OUT, &tcp(s, 80, EXT, p, "SA")).unwrap();
+    h.run(IN, &tcp(c, 4000, s, 80, "A")).unwrap();
+    // Established: survives 2 h idle.
+    h.now += 7200 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.session_count(), 1);
+    // FIN both ways: transitory, gone after 4 min.
+    h.run(IN, &tcp(c, 4000, s, 80, "FA")).unwrap();
+    h.run(OUT, &tcp(s, 80, EXT, p, "FA")).unwrap();
+    h.now += 241 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.session_count(), 0);
+    // A half-open (SYN only) session is transitory.
+    h.run(IN, &tcp(c, 4001, s, 80, "S")).unwrap();
+    h.now += 241 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.session_count(), 0);
+    // Unsolicited inbound SYN: dropped silently (REQ-4), no ICMP sent.
+    assert!(h.run(OUT, &tcp(s, 80, EXT, 3333, "S")).is_none());
+    assert!(h.sent(OUT as usize).is_empty());
+}
+
+#[test]
+fn cgnat_port_exhaustion_of_one_subscriber_leaves_others_alone() {
+    let mut c = cfg();
+    c.cgnat = Some(CgnatConfig {
+        block_size: 8,
+        blocks_per_subscriber: 2,
+        sessions_per_subscriber: 1000,
+        log: true,
+    });
+    let mut h = H::new(c);
+    let a = [100, 64, 0, 1];
+    let b = [100, 64, 0, 2];
+    let first_a = udp(a, 1000, [192, 0, 2, 1], 53);
+    let pa = tuple(&h.run(IN, &first_a).unwrap()).1;
+    for i in 1..16 {
+        assert!(h.run(IN, &udp(a, 1000 + i, [192, 0, 2, 1], 53)).is_some());
+    }
+    // The 17th mapping of A: no port left in its two blocks.
+    assert!(h.run(IN, &udp(a, 2000, [192, 0, 2, 1], 53)).is_none());
+    assert_eq!(h.drops(reason::NO_PORT), 1);
+    // RFC 5508 REQ-8: Destination Unreachable, code 13, back out the inside port.
+    let errs = h.sent(IN as usize);
+    assert_eq!(errs.len(), 1);
+    let e = &errs[0];
+    assert_eq!(&e[30..34], &a, "error goes to the subscriber");
+    assert_eq!((e[34], e[35]), (3, 13));
+    assert!(checksums_ok(e));
+    assert_eq!(&e[0..6], &[2, 0, 0, 0, 0, 1], "MACs swapped");
+    // A's existing sessions still work, in both directions.
+    assert_eq!(tuple(&h.run(IN, &first_a).unwrap()).1, pa);
+    assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, pa)).is_some());
+    // B is unaffected.
+    for i in 0..16 {
+        assert!(h.run(IN, &udp(b, 3000 + i, [192, 0, 2, 1], 53)).is_some(), "B {i}");
+    }
+    // Log: 2 blocks for A, 2 for B, with the RFC 6888 fields.
+    let recs: Vec<_> = h.nat.log.iter().copied().collect();
+    assert_eq!(recs.len(), 4);
+    assert!(recs.iter().all(|r| r.event == LogEvent::Alloc && r.outside == Ipv4Addr::from(EXT)));
+    assert_eq!(recs.iter().filter(|r| r.subscriber == Ipv4Addr::from(a)).count(), 2);
+    assert_eq!(recs[0].port_last - recs[0].port_first, 7);
+    let line = std::format!("{}", recs[0]);
+    assert!(line.starts_with("nat-block alloc sub=100.64.0.1 out=198.51.100.1 ports="), "{line}");
+    // Expiry releases the blocks and logs it.
+    h.now += 400 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.blocks_in_use(), 0);
+    assert_eq!(h.nat.subscriber_count(), 0);
+    assert_eq!(h.nat.log.iter().filter(|r| r.event == LogEvent::Release).count(), 4);
+}
+
+#[test]
+fn cgnat_session_limit_per_subscriber() {
+    let mut c = cfg();
+    c.cgnat = Some(CgnatConfig {
+        block_size: 64,
+        blocks_per_subscriber: 1,
+        sessions_per_subscriber: 3,
+        log: false,
+    });
+    let mut h = H::new(c);
+    for i in 0..3 {
+        assert!(h.run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, i], 53)).is_some());
+    }
+    assert!(h.run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, 9], 53)).is_none());
+    assert_eq!(h.drops(reason::SESSION_LIMIT), 1);
+    assert!(h.run(IN, &udp([100, 64, 0, 2], 1000, [192, 0, 2, 9], 53)).is_some());
+    assert!(h.nat.log.is_empty());
+}
+
+#[test]
+fn table_full_keeps_existing_sessions() {
+    let mut c = cfg();
+    c.max_sessions = 16;
+    let mut h = H::new(c);
+    let mut ext = Vec::new();
+    for i in 0..16u16 {
+        let f = udp([10, 0, 0, (i % 4) as u8 + 1], 1000 + i, [192, 0, 2, 1], 53);
+        ext.push((f.clone(), tuple(&h.run(IN, &f).unwrap()).1));
+    }
+    assert!(h.run(IN, &udp([10, 0, 0, 9], 999, [192, 0, 2, 1], 53)).is_none());
+    assert_eq!(h.drops(reason::TABLE_FULL), 1);
+    // A new remote for an existing mapping needs a session too: also refused.
+    assert!(h.run(IN, &udp([10, 0, 0, 1], 1000, [192, 0, 2, 7], 53)).is_none());
+    assert_eq!(h.drops(reason::TABLE_FULL), 2);
+    assert_eq!(h.nat.session_count(), 16);
+    for (f, p) in &ext {
+        let r = h.run(IN, f).unwrap();
+        assert_eq!(tuple(&r).1, *p, "existing session translated as before");
+        assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, *p)).is_some());
+    }
+}
+
+#[test]
+fn malformed_and_fragments_are_counted_drops() {
+    let mut h = H::new(cfg());
+    let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    f.truncate(14 + 20 + 4);
+    assert!(h.run(IN, &f).is_none());
+    let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    f[14 + 6] = 0x20; // MF
+    assert!(h.run(IN, &f).is_none());
+    assert_eq!(h.drops(reason::FRAGMENT), 1);
+    assert_eq!(h.drops(reason::MALFORMED), 1);
+    // GRE is not translated.
+    let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    f[14 + 9] = 47;
+    assert!(h.run(IN, &f).is_none());
+    assert_eq!(h.drops(reason::PROTO_UNSUPPORTED), 1);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut h = H::new(cfg());
+    let mut x: u64 = 0x1234_5678_9abc_def0;
+    let base = [
+        udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53),
+        echo([10, 0, 0, 1], [192, 0, 2, 1], 5, false),
+        icmp_error_about([1, 2, 3, 4], &udp(EXT, 1024, [192, 0, 2, 1], 53), 3),
+    ];
+    for i in 0..20000 {
+        let mut f = base[i % 3].clone();
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let pos = (x as usize >> 8) % f.len();
+            f[pos] = x as u8;
+        }
+        if x % 5 == 0 {
+            f.truncate((x as usize >> 20) % f.len());
+        }
+        let _ = h.run((x >> 40) as u16 % 2, &f);
+    }
+}
+
+#[test]
+fn no_allocation_after_start_is_structural() {
+    // The tables are sized at start-up; filling them does not grow any Vec.
+    let mut c = cfg();
+    c.max_sessions = 64;
+    let mut h = H::new(c);
+    let caps = (h.nat.sessions.capacity(), h.nat.sess_free.capacity(), h.nat.maps.capacity());
+    for i in 0..200u16 {
+        let _ = h.run(IN, &udp([10, 0, (i / 50) as u8, (i % 50) as u8], 1000 + i, [192, 0, 2, 1], 53));
+    }
+    h.now += 1000 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(
+        caps,
+        (h.nat.sessions.capacity(), h.nat.sess_free.capacity(), h.nat.maps.capacity())
+    );
+}

@@ -116,3 +116,60 @@ mod tests {
         assert_eq!(flow_v6(x, y, 17, 5, 6), flow_v6(y, x, 17, 6, 5));
     }
 }
+
+/// Symmetric hash of an Ethernet frame's flow: IPv4/IPv6 addresses, protocol and
+/// TCP/UDP ports (after up to two VLAN tags); other frames hash their MAC pair.
+/// This is what a NIC's symmetric RSS computes to pick a receive queue.
+#[inline]
+pub fn frame_hash(frame: &[u8]) -> u32 {
+    let Ok(l2) = crate::proto::ethernet::walk_vlans(frame) else {
+        return 0;
+    };
+    let ip = frame.get(l2.l3_offset..).unwrap_or(&[]);
+    let ports = |l4: &[u8]| -> (u16, u16) {
+        match l4.get(0..4) {
+            Some(&[a, b, c, d]) => (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])),
+            _ => (0, 0),
+        }
+    };
+    match l2.ethertype.0 {
+        0x0800 if ip.len() >= 20 => {
+            let hl = usize::from(ip[0] & 0x0f) * 4;
+            let proto = ip[9];
+            let s = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+            let d = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
+            let (sp, dp) = if !frag && (proto == 6 || proto == 17) {
+                ports(ip.get(hl..).unwrap_or(&[]))
+            } else {
+                (0, 0)
+            };
+            flow_v4(s, d, proto, sp, dp)
+        }
+        0x86dd if ip.len() >= 40 => {
+            let mut s = [0u8; 16];
+            let mut d = [0u8; 16];
+            s.copy_from_slice(&ip[8..24]);
+            d.copy_from_slice(&ip[24..40]);
+            let proto = ip[6];
+            let (sp, dp) = if proto == 6 || proto == 17 {
+                ports(ip.get(40..).unwrap_or(&[]))
+            } else {
+                (0, 0)
+            };
+            flow_v6(s, d, proto, sp, dp)
+        }
+        _ => {
+            let m = |r: core::ops::Range<usize>| {
+                let mut b = [0u8; 8];
+                if let Some(x) = frame.get(r) {
+                    b[2..].copy_from_slice(x);
+                }
+                u64::from_be_bytes(b)
+            };
+            let (a, b) = (m(0..6), m(6..12));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            mix64(lo ^ hi.rotate_left(24))
+        }
+    }
+}

@@ -19,3 +19,6 @@ pub mod metrics;
 pub mod port;
 pub mod proto;
 pub mod stage;
+pub mod stages;
+#[cfg(feature = "std")]
+pub mod runner;

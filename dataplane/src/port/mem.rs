@@ -412,10 +412,191 @@ impl Port for MemPort {
     }
 }
 
+/// The "NIC" end of a multi-queue in-memory pair: transmits steer each frame to a
+/// queue by its symmetric flow hash ([`crate::hash::frame_hash`]), as a NIC's
+/// symmetric RSS does, so both directions of a flow meet the same worker; receives
+/// poll every queue in turn.
+pub struct MqPort {
+    name: String,
+    queues: Vec<MemPort>,
+    steer: Vec<Batch>,
+    next_rx: usize,
+}
+
+/// Creates a multi-queue pair: the steering end and `queues` per-worker ends (queue
+/// `k` is worker `k`'s port). `None` for a bad size or zero queues.
+pub fn mq_pair(
+    name_a: &str,
+    name_b: &str,
+    queues: usize,
+    size: u16,
+) -> Option<(MqPort, Vec<MemPort>)> {
+    if queues == 0 {
+        return None;
+    }
+    let mut a = Vec::with_capacity(queues);
+    let mut b = Vec::with_capacity(queues);
+    let mac_b = mac_for(name_b);
+    for _ in 0..queues {
+        let (x, mut y) = pair(name_a, name_b, size)?;
+        y.set_mac(mac_b);
+        a.push(x);
+        b.push(y);
+    }
+    let mut steer = Vec::with_capacity(queues);
+    for _ in 0..queues {
+        steer.push(Batch::new());
+    }
+    Some((
+        MqPort {
+            name: name_a.into(),
+            queues: a,
+            steer,
+            next_rx: 0,
+        },
+        b,
+    ))
+}
+
+impl Port for MqPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        let n = self.queues.len();
+        let mut got = 0;
+        for k in 0..n {
+            let q = (self.next_rx + k) % n;
+            if let Some(p) = self.queues.get_mut(q) {
+                got += p.rx_burst(cache, batch);
+            }
+            if batch.room() == 0 {
+                break;
+            }
+        }
+        self.next_rx = (self.next_rx + 1) % n.max(1);
+        got
+    }
+
+    fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        let n = self.queues.len();
+        // Sort by queue; what a queue cannot take goes back to `batch` in order.
+        let steer = &mut self.steer;
+        let len = batch.len();
+        batch.take_front(len, |p| {
+            let q = crate::hash::frame_hash(p.data()) as usize % n;
+            if let Some(b) = steer.get_mut(q) {
+                if let Err(p) = b.push(p) {
+                    p.pool().free(p);
+                }
+            } else {
+                p.pool().free(p);
+            }
+        });
+        let mut sent = 0;
+        for (q, port) in self.queues.iter_mut().enumerate() {
+            if let Some(b) = self.steer.get_mut(q) {
+                sent += port.tx_burst(cache, b);
+                batch.append(b);
+                // anything still left (batch full) is dropped and counted
+                let left = b.len();
+                if left > 0 {
+                    port.stats.tx_dropped += left as u64;
+                    b.free_all(cache);
+                }
+            }
+        }
+        sent
+    }
+
+    fn stats(&self) -> PortStats {
+        let mut s = PortStats::default();
+        for q in &self.queues {
+            let t = q.stats();
+            s.rx_packets += t.rx_packets;
+            s.rx_bytes += t.rx_bytes;
+            s.rx_dropped += t.rx_dropped;
+            s.tx_packets += t.tx_packets;
+            s.tx_bytes += t.tx_bytes;
+            s.tx_dropped += t.tx_dropped;
+        }
+        s
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        self.queues.first().and_then(|q| q.mac())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::buf::Pool;
+
+    fn udp_frame(c: &mut PoolCache, src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16) -> Pkt {
+        let mut f = [0u8; 60];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..36].copy_from_slice(&sp.to_be_bytes());
+        f[36..38].copy_from_slice(&dp.to_be_bytes());
+        let mut p = c.alloc().unwrap();
+        p.copy_from(&f).unwrap();
+        p
+    }
+
+    #[test]
+    fn mq_steers_both_directions_of_a_flow_to_one_queue() {
+        let pool = Pool::new(4096).unwrap();
+        let mut c = pool.cache();
+        let (mut nic, mut qs) = mq_pair("nic", "w", 4, 256).unwrap();
+        let mut b = Batch::new();
+        for i in 0..200u16 {
+            b.push(udp_frame(
+                &mut c,
+                [10, 0, 0, 1],
+                [10, 0, 1, (i % 50) as u8],
+                1000 + i,
+                53,
+            ))
+            .unwrap();
+        }
+        assert_eq!(nic.tx_burst(&mut c, &mut b), 200);
+        let mut seen = alloc::vec::Vec::new();
+        for (k, q) in qs.iter_mut().enumerate() {
+            let mut r = Batch::new();
+            q.rx_burst(&mut c, &mut r);
+            for p in r.iter() {
+                seen.push((k, crate::hash::frame_hash(p.data())));
+            }
+            // reply in the reverse direction from this worker's queue
+            let mut rep = Batch::new();
+            r.drain(|p| {
+                let d = p.data();
+                let sp = u16::from_be_bytes([d[34], d[35]]);
+                let dp = u16::from_be_bytes([d[36], d[37]]);
+                let src = [d[30], d[31], d[32], d[33]];
+                let dst = [d[26], d[27], d[28], d[29]];
+                rep.push(udp_frame(&mut c, src, dst, dp, sp)).unwrap();
+                c.free(p);
+            });
+            q.tx_burst(&mut c, &mut rep);
+        }
+        assert_eq!(seen.len(), 200);
+        let used: alloc::collections::BTreeSet<usize> = seen.iter().map(|s| s.0).collect();
+        assert!(used.len() > 1, "flows spread over queues");
+        // the reverse direction hashes to the same queue index
+        for (k, h) in &seen {
+            assert_eq!(*h as usize % 4, *k);
+        }
+        let mut back = Batch::new();
+        while nic.rx_burst(&mut c, &mut back) > 0 && !back.is_full() {}
+        assert_eq!(back.len(), 200);
+        back.free_all(&mut c);
+    }
 
     #[test]
     fn layout_matches_spec() {

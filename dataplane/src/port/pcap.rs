@@ -7,7 +7,6 @@ use crate::batch::Batch;
 use crate::buf::{PoolCache, DATA_ROOM};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, TsResolution};
-use std::format;
 use std::fs::File;
 use std::io::Write;
 use std::io::{BufReader, BufWriter};
@@ -224,6 +223,7 @@ impl Port for PcapPort {
 mod tests {
     use super::*;
     use crate::buf::Pool;
+    use std::format;
 
     #[test]
     fn write_then_read_back() {

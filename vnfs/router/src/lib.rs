@@ -1,2 +1,201 @@
-//! IPv4/IPv6 router VNF (issue 2).
+//! IPv4/IPv6 router VNF: builds the shared L3 state (interfaces, FIBs, adjacencies,
+//! neighbours) from a [`Config`] and composes the forwarding pipeline
+//! (`ethernet-input` → `arp-input` → `ip4-input` → `ip4-lookup` → `ip4-rewrite`, and
+//! the IPv6 equivalents) that every worker runs. `no_std` + alloc: the unikernel
+//! image links the same code; the `router` binary (feature `std`) runs it over Linux
+//! ports.
 #![no_std]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod config;
+
+pub use config::{Config, ConfigError};
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use config::{parse_mac, parse_net4, parse_net6, parse_prefix, Prefix};
+use core::net::IpAddr;
+use dataplane::lpm::NextHop;
+use dataplane::stage::Pipeline;
+use dataplane::stages::arp::ArpInput;
+use dataplane::stages::classify::Classify;
+use dataplane::stages::ip4::{Ip4Input, Ip4Lookup, Ip4Rewrite};
+use dataplane::stages::ip6::{Ip6Input, Ip6Lookup, Ip6Nd, Ip6Rewrite};
+use dataplane::stages::l3::{Iface, L3Builder, Net4, Net6, L3};
+use dataplane::stages::neigh::{key_v4, key_v6};
+
+/// A built router: the shared L3 state plus what each worker needs.
+pub struct Router {
+    pub l3: Arc<L3>,
+    /// MAC of each port, index = port number.
+    pub macs: Vec<[u8; 6]>,
+    pub config: Config,
+}
+
+impl core::fmt::Debug for Router {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Router").field("l3", &self.l3).finish()
+    }
+}
+
+impl Router {
+    /// Builds the router. `port_macs[i]` is the MAC of interface `i`'s port, used
+    /// when the config gives none; `route_file` is the text of `route_file.path`
+    /// when the config names one.
+    pub fn build(
+        cfg: &Config,
+        port_macs: &[[u8; 6]],
+        route_file: Option<&str>,
+    ) -> Result<Router, ConfigError> {
+        cfg.check()?;
+        let e = &cfg.engine;
+        let mut b = L3Builder::new(e.tbl8_groups, e.neighbors)
+            .map_err(|x| ConfigError(format!("engine: {x}")))?;
+        let mut macs = Vec::new();
+        for (i, ic) in cfg.interfaces.iter().enumerate() {
+            let mac = match &ic.mac {
+                Some(m) => parse_mac(m).map_err(ConfigError)?,
+                None => match port_macs.get(i) {
+                    Some(m) => *m,
+                    None => [0x02, 0, 0, 0, (i >> 8) as u8, i as u8],
+                },
+            };
+            macs.push(mac);
+            let mut v4 = Vec::new();
+            for a in &ic.ipv4 {
+                let (addr, len) = parse_net4(a).map_err(ConfigError)?;
+                v4.push(Net4 { addr, len });
+            }
+            let mut v6 = Vec::new();
+            for a in &ic.ipv6 {
+                let (addr, len) = parse_net6(a).map_err(ConfigError)?;
+                v6.push(Net6 { addr, len });
+            }
+            b.iface(Iface {
+                name: ic.name.clone(),
+                port: i as u16,
+                mac,
+                v4,
+                v6,
+                mtu: ic.mtu,
+            })
+            .map_err(|x| ConfigError(format!("interface[{i}] ({}): {x}", ic.name)))?;
+        }
+        for (i, r) in cfg.routes.iter().enumerate() {
+            let at = format!("route[{i}] ({})", r.prefix);
+            let p = parse_prefix(&r.prefix).map_err(|x| ConfigError(format!("{at}: {x}")))?;
+            let nh = if r.drop {
+                b.blackhole().map_err(|e| format!("{e}"))
+            } else {
+                via(&mut b, r.via.as_deref().unwrap_or(""))
+            }
+            .map_err(|x| ConfigError(format!("{at}: {x}")))?;
+            add_route(&mut b, p, nh).map_err(|x| ConfigError(format!("{at}: {x}")))?;
+        }
+        if let Some(rf) = &cfg.route_file {
+            let text = route_file.ok_or_else(|| {
+                ConfigError(format!("route_file.path: {} was not loaded", rf.path))
+            })?;
+            let mut nhs = Vec::new();
+            for (i, v) in rf.next_hops.iter().enumerate() {
+                nhs.push(
+                    via(&mut b, v)
+                        .map_err(|x| ConfigError(format!("route_file.next_hops[{i}]: {x}")))?,
+                );
+            }
+            load_route_file(&mut b, text, &nhs)
+                .map_err(|x| ConfigError(format!("route_file {}: {x}", rf.path)))?;
+        }
+        let st = b.state_mut();
+        for (i, n) in cfg.neighbors.iter().enumerate() {
+            let ip: IpAddr =
+                n.ip.parse()
+                    .map_err(|_| ConfigError(format!("neighbor[{i}].ip: bad address")))?;
+            let mac =
+                parse_mac(&n.mac).map_err(|x| ConfigError(format!("neighbor[{i}].mac: {x}")))?;
+            let key = match ip {
+                IpAddr::V4(a) => key_v4(a),
+                IpAddr::V6(a) => key_v6(&a),
+            };
+            if !st.neigh.learn(key, mac, 0) {
+                return Err(ConfigError(format!("neighbor[{i}]: neighbour table full")));
+            }
+        }
+        // Static entries never go stale.
+        st.neigh.reachable_ns = u64::MAX;
+        Ok(Router {
+            l3: Arc::new(b.build()),
+            macs,
+            config: cfg.clone(),
+        })
+    }
+
+    /// A pipeline for one worker (all workers share the L3 state).
+    pub fn pipeline(&self) -> Pipeline {
+        let mut p = Pipeline::new();
+        p.push(Box::new(Classify::new(self.macs.clone())));
+        p.push(Box::new(ArpInput::new(self.l3.clone())));
+        p.push(Box::new(Ip4Input::default()));
+        p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
+        p.push(Box::new(Ip4Rewrite::new(self.l3.clone())));
+        p.push(Box::new(Ip6Input));
+        p.push(Box::new(Ip6Nd::new(self.l3.clone())));
+        p.push(Box::new(Ip6Lookup::new(self.l3.clone())));
+        p.push(Box::new(Ip6Rewrite::new(self.l3.clone())));
+        p
+    }
+}
+
+fn via(b: &mut L3Builder, gw: &str) -> Result<NextHop, String> {
+    match gw.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => b.via4(a).map_err(|e| format!("{e}")),
+        Ok(IpAddr::V6(a)) => b.via6(a).map_err(|e| format!("{e}")),
+        Err(_) => Err(format!("{gw:?} is not an IP address")),
+    }
+}
+
+fn add_route(b: &mut L3Builder, p: Prefix, nh: NextHop) -> Result<(), String> {
+    match p {
+        Prefix::V4(a, l) => b.route4(a, l, nh),
+        Prefix::V6(a, l) => b.route6(a, l, nh),
+    }
+    .map_err(|e| format!("{e}"))
+}
+
+/// Loads `PREFIX/LEN INDEX` lines (`#` comments, blank lines ignored); INDEX picks
+/// one of `nhs`. Errors name the line.
+fn load_route_file(b: &mut L3Builder, text: &str, nhs: &[NextHop]) -> Result<usize, String> {
+    let mut n = 0;
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(pfx), Some(idx), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!(
+                "line {}: expected `PREFIX/LEN NEXTHOP_INDEX`",
+                ln + 1
+            ));
+        };
+        let p = parse_prefix(pfx).map_err(|e| format!("line {}: {e}", ln + 1))?;
+        let i: usize = idx
+            .parse()
+            .map_err(|_| format!("line {}: bad next-hop index {idx:?}", ln + 1))?;
+        let nh = *nhs.get(i).ok_or_else(|| {
+            format!(
+                "line {}: next-hop index {i} not in route_file.next_hops",
+                ln + 1
+            )
+        })?;
+        add_route(b, p, nh).map_err(|e| format!("line {}: {e}", ln + 1))?;
+        n += 1;
+    }
+    Ok(n)
+}

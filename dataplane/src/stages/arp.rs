@@ -1,0 +1,157 @@
+//! `arp-input`: ARP responder and learner (RFC 826), plus building ARP requests for
+//! the resolver in `ip4-rewrite`.
+//!
+//! For an Ethernet/IPv4 ARP packet whose target protocol address is one of the
+//! receiving interface's addresses, the sender's binding is learned and a request is
+//! answered in place (the same buffer becomes the reply and leaves on the same port).
+//! For other ARP packets only an existing binding is refreshed (RFC 826's merge
+//! step). Gratuitous ARP (sender = target) refreshes known bindings too.
+
+use super::classify::class;
+use super::l3::L3;
+use super::neigh::key_v4;
+use crate::batch::{Batch, Next, Out};
+use crate::buf::Pkt;
+use crate::proto::arp::{self, Operation};
+use crate::proto::ethernet::HEADER_LEN;
+use crate::proto::EtherType;
+use crate::stage::{NodeStats, Stage};
+use alloc::sync::Arc;
+use core::net::Ipv4Addr;
+
+const E_MALFORMED: u16 = 0;
+const E_NOT_US: u16 = 1;
+const E_REPLY: u16 = 2;
+const E_NO_IFACE: u16 = 3;
+const E_FULL: u16 = 4;
+const E_BAD_SENDER: u16 = 5;
+static ERRORS: &[&str] = &[
+    "malformed ARP",
+    "ARP not for us",
+    "ARP reply consumed",
+    "no interface on port",
+    "neighbour table full",
+    "bad sender address",
+];
+
+/// The `arp-input` stage.
+pub struct ArpInput {
+    l3: Arc<L3>,
+}
+
+impl ArpInput {
+    pub fn new(l3: Arc<L3>) -> Self {
+        ArpInput { l3 }
+    }
+}
+
+fn ipv4_of(b: &[u8]) -> Option<Ipv4Addr> {
+    let a: [u8; 4] = b.try_into().ok()?;
+    Some(Ipv4Addr::from(a))
+}
+
+fn mac_of(b: &[u8]) -> Option<[u8; 6]> {
+    b.try_into().ok()
+}
+
+impl Stage for ArpInput {
+    fn name(&self) -> &'static str {
+        "arp-input"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        if !batch.iter().any(|p| p.meta.class == class::ARP) {
+            return;
+        }
+        let l3 = &*self.l3;
+        batch.dispatch(node, out, |pkt, out| {
+            if pkt.meta.class != class::ARP {
+                return Next::Keep;
+            }
+            let now = out.now_ns;
+            let port = pkt.meta.port;
+            let l3off = pkt.meta.l3 as usize;
+            let Some(ifc) = l3.iface(port) else {
+                return Next::Drop(E_NO_IFACE);
+            };
+            let our_mac = ifc.mac;
+            let Some(body) = pkt.data_mut().get_mut(l3off..) else {
+                return Next::Drop(E_MALFORMED);
+            };
+            let Ok(mut a) = arp::Packet::new_checked(body) else {
+                return Next::Drop(E_MALFORMED);
+            };
+            if a.hardware_type() != arp::HTYPE_ETHERNET
+                || a.protocol_type() != EtherType::IPV4
+                || a.hardware_len() != 6
+                || a.protocol_len() != 4
+            {
+                return Next::Drop(E_MALFORMED);
+            }
+            let (Some(spa), Some(tpa), Some(sha)) = (
+                ipv4_of(a.source_protocol_addr()),
+                ipv4_of(a.target_protocol_addr()),
+                mac_of(a.source_hardware_addr()),
+            ) else {
+                return Next::Drop(E_MALFORMED);
+            };
+            if sha[0] & 1 == 1 || spa.is_broadcast() || spa.is_multicast() {
+                return Next::Drop(E_BAD_SENDER);
+            }
+            if !ifc.has_v4(tpa) {
+                if !spa.is_unspecified() {
+                    l3.neigh.refresh(key_v4(spa), sha, now);
+                }
+                return Next::Drop(E_NOT_US);
+            }
+            if !spa.is_unspecified() && !l3.neigh.learn(key_v4(spa), sha, now) {
+                return Next::Drop(E_FULL);
+            }
+            if a.operation() != Operation::REQUEST {
+                return Next::Drop(E_REPLY);
+            }
+            // Turn the request into the reply in place.
+            a.set_operation(Operation::REPLY);
+            a.set_target_hardware_addr(&sha);
+            a.set_target_protocol_addr(&spa.octets());
+            a.set_source_hardware_addr(&our_mac);
+            a.set_source_protocol_addr(&tpa.octets());
+            let d = pkt.data_mut();
+            if let Some(eth) = d.get_mut(0..12) {
+                eth[0..6].copy_from_slice(&sha);
+                eth[6..12].copy_from_slice(&our_mac);
+            }
+            Next::Port(port)
+        });
+    }
+
+    fn tick(&mut self, out: &mut Out) {
+        self.l3.neigh.age(out.now_ns);
+    }
+}
+
+/// Fills `pkt` with a broadcast ARP request for `target` from (`mac`, `src`).
+pub fn build_request(pkt: &mut Pkt, mac: [u8; 6], src: Ipv4Addr, target: Ipv4Addr) -> bool {
+    pkt.reset();
+    let Ok(d) = pkt.append(HEADER_LEN + arp::ETH_IPV4_LEN) else {
+        return false;
+    };
+    d[0..6].copy_from_slice(&[0xff; 6]);
+    d[6..12].copy_from_slice(&mac);
+    d[12..14].copy_from_slice(&EtherType::ARP.0.to_be_bytes());
+    let Some(body) = d.get_mut(HEADER_LEN..) else {
+        return false;
+    };
+    let r = arp::Repr {
+        operation: Operation::REQUEST,
+        source_hardware_addr: crate::proto::ethernet::MacAddr(mac),
+        source_protocol_addr: src,
+        target_hardware_addr: crate::proto::ethernet::MacAddr::ZERO,
+        target_protocol_addr: target,
+    };
+    r.emit(&mut arp::Packet::new_unchecked(body)).is_ok()
+}

@@ -1,0 +1,103 @@
+//! `ethernet-input`: the first stage. Walks the Ethernet header and up to two VLAN
+//! tags (IEEE 802.1Q, 802.1ad QinQ), accepts frames addressed to the receiving port's
+//! MAC, broadcast or multicast, and records the class, VLAN ids and L3 offset in the
+//! packet's metadata for the stages after it.
+
+use crate::batch::{Batch, Next, Out};
+use crate::proto::ethernet::walk_vlans;
+use crate::proto::{Error, EtherType};
+use crate::stage::{NodeStats, Stage};
+use alloc::vec::Vec;
+
+/// Packet classes stored in `Meta::class`.
+pub mod class {
+    pub const OTHER: u8 = 0;
+    pub const IPV4: u8 = 1;
+    pub const IPV6: u8 = 2;
+    pub const ARP: u8 = 3;
+    pub const PPPOE_DISC: u8 = 4;
+    pub const PPPOE_SESS: u8 = 5;
+}
+
+const E_TRUNC: u16 = 0;
+const E_VLAN: u16 = 1;
+const E_NOT_US: u16 = 2;
+const E_ETHERTYPE: u16 = 3;
+static ERRORS: &[&str] = &[
+    "truncated frame",
+    "too many VLAN tags",
+    "not for this MAC",
+    "unknown ethertype",
+];
+
+/// The `ethernet-input` stage.
+pub struct Classify {
+    /// MAC of each port (index = port number); frames to other unicast MACs drop.
+    macs: Vec<[u8; 6]>,
+    /// Deliver PPPoE (0x8863/0x8864) frames onward instead of dropping them.
+    pub accept_pppoe: bool,
+    /// Accept unicast frames to any MAC (promiscuous ports).
+    pub promiscuous: bool,
+}
+
+impl Classify {
+    /// A classifier for ports with these MACs.
+    pub fn new(macs: Vec<[u8; 6]>) -> Self {
+        Classify {
+            macs,
+            accept_pppoe: false,
+            promiscuous: false,
+        }
+    }
+}
+
+impl Stage for Classify {
+    fn name(&self) -> &'static str {
+        "ethernet-input"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let macs = &self.macs;
+        let promisc = self.promiscuous;
+        let pppoe = self.accept_pppoe;
+        batch.dispatch(node, out, |pkt, _| {
+            let d = pkt.data();
+            let Some(dst) = d.get(0..6) else {
+                return Next::Drop(E_TRUNC);
+            };
+            let group = dst[0] & 1 == 1;
+            if !group && !promisc {
+                match macs.get(pkt.meta.port as usize) {
+                    Some(m) if m[..] == *dst => {}
+                    _ => return Next::Drop(E_NOT_US),
+                }
+            }
+            let l2 = match walk_vlans(d) {
+                Ok(l2) => l2,
+                Err(Error::Unsupported) => return Next::Drop(E_VLAN),
+                Err(_) => return Next::Drop(E_TRUNC),
+            };
+            let c = match l2.ethertype {
+                EtherType::IPV4 => class::IPV4,
+                EtherType::IPV6 => class::IPV6,
+                EtherType::ARP => class::ARP,
+                EtherType::PPPOE_DISCOVERY if pppoe => class::PPPOE_DISC,
+                EtherType::PPPOE_SESSION if pppoe => class::PPPOE_SESS,
+                _ => return Next::Drop(E_ETHERTYPE),
+            };
+            pkt.meta.class = c;
+            pkt.meta.l3 = l2.l3_offset as u16;
+            let tags = l2.vlans.tags();
+            pkt.meta.vlans = tags.len() as u8;
+            pkt.meta.vlan = [
+                tags.first().map_or(0, |t| t.vid),
+                tags.get(1).map_or(0, |t| t.vid),
+            ];
+            Next::Keep
+        });
+    }
+}

@@ -1,0 +1,519 @@
+//! IPv4 forwarding per RFC 1812 as three stages:
+//!
+//! * `ip4-input` (§5.2.2): version, header length, header checksum, total length
+//!   against the frame (Ethernet padding trimmed), martian sources (§5.3.7) dropped.
+//! * `ip4-lookup` (§5.2.4.3): longest-prefix match in the DIR-24-8 FIB, batched with
+//!   prefetch; no route sends ICMP Destination Unreachable (net, code 0, RFC 792);
+//!   packets for our own addresses are answered (ICMP echo, RFC 792) or punted.
+//! * `ip4-rewrite` (§5.3.1, §5.2.7): TTL decrement with an incremental checksum
+//!   update (RFC 1624) and ICMP Time Exceeded (code 0) at expiry, the MTU check with
+//!   Fragmentation Needed (type 3 code 4, RFC 1191) for DF packets, next-hop
+//!   resolution through the neighbour table (an ARP request is sent while pending)
+//!   and the Ethernet rewrite (VLAN tags of the ingress frame are removed).
+//!
+//! ICMP errors follow RFC 1812 §4.3.2.7 (never about ICMP errors, fragments,
+//! broadcasts, ...) and are rate limited (§4.3.2.8) by a token bucket.
+
+use super::arp;
+use super::classify::class;
+use super::l3::{AdjKind, L3};
+use super::neigh::{key_v4, Resolve};
+use crate::batch::{Batch, Next, Out, BATCH_SIZE};
+use crate::buf::Pkt;
+use crate::lpm::NextHop;
+use crate::proto::ethernet::HEADER_LEN;
+use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
+use crate::proto::{ipv4, EtherType, IpProtocol};
+use crate::stage::{NodeStats, Stage};
+use alloc::sync::Arc;
+use core::net::Ipv4Addr;
+
+/// A token bucket for ICMP errors (RFC 1812 §4.3.2.8).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    tokens: u64,
+    last_ns: u64,
+    /// Tokens per second.
+    pub rate: u64,
+    /// Bucket depth.
+    pub burst: u64,
+}
+
+impl RateLimit {
+    pub const fn new(rate: u64, burst: u64) -> Self {
+        RateLimit {
+            tokens: burst,
+            last_ns: 0,
+            rate,
+            burst,
+        }
+    }
+
+    /// Takes a token at time `now` (ns).
+    pub fn take(&mut self, now: u64) -> bool {
+        let dt = now.saturating_sub(self.last_ns);
+        let add = dt.saturating_mul(self.rate) / 1_000_000_000;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(self.burst);
+            self.last_ns = now;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Builds an ICMP error about `offending` (an Ethernet frame whose IPv4 header is at
+/// `l3`) and queues it on the ingress port back to the previous hop. Returns true when
+/// an error was queued.
+pub(crate) fn send_icmp4_error(
+    out: &mut Out,
+    l3: &L3,
+    offending: &Pkt,
+    kind: ErrorKind,
+    limit: &mut RateLimit,
+) -> bool {
+    let port = offending.meta.port;
+    let Some(ifc) = l3.iface(port) else {
+        return false;
+    };
+    let d = offending.data();
+    let (Some(eth_src), Some(ip)) = (d.get(6..12), d.get(offending.meta.l3 as usize..)) else {
+        return false;
+    };
+    let Ok(view) = ipv4::Packet::new_checked(ip) else {
+        return false;
+    };
+    if !icmpv4::error_allowed(&view) {
+        return false;
+    }
+    let Some(src) = ifc.v4_for(view.src_addr()) else {
+        return false;
+    };
+    if !limit.take(out.now_ns) {
+        return false;
+    }
+    let Some(mut e) = out.cache.alloc() else {
+        return false;
+    };
+    let ok = (|| {
+        let buf = e.append(HEADER_LEN + 576).ok()?;
+        buf.get_mut(0..6)?.copy_from_slice(eth_src);
+        buf.get_mut(6..12)?.copy_from_slice(&ifc.mac);
+        buf.get_mut(12..14)?
+            .copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+        let body = buf.get_mut(HEADER_LEN..)?;
+        let n = icmpv4::build_error(body, ip, src, 64, kind, QuoteLimit::Rfc1812).ok()?;
+        Some(HEADER_LEN + n)
+    })();
+    match ok {
+        Some(len) if e.set_len(len).is_ok() => {
+            e.meta.port = port;
+            match out.ports.get_mut(port as usize) {
+                Some(b) => match b.push(e) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        out.stats.tx_full += 1;
+                        out.cache.free(e);
+                        false
+                    }
+                },
+                None => {
+                    out.cache.free(e);
+                    false
+                }
+            }
+        }
+        _ => {
+            out.cache.free(e);
+            false
+        }
+    }
+}
+
+const IN_TRUNC: u16 = 0;
+const IN_VERSION: u16 = 1;
+const IN_CSUM: u16 = 2;
+const IN_LEN: u16 = 3;
+const IN_MARTIAN: u16 = 4;
+static IN_ERRORS: &[&str] = &[
+    "truncated IPv4 header",
+    "not IPv4 / bad header length",
+    "bad header checksum",
+    "bad total length",
+    "martian source",
+];
+
+/// `ip4-input`: header validation (RFC 1812 §5.2.2).
+pub struct Ip4Input {
+    /// Verify the header checksum (on unless a NIC already did).
+    pub verify_checksum: bool,
+}
+
+impl Default for Ip4Input {
+    fn default() -> Self {
+        Ip4Input {
+            verify_checksum: true,
+        }
+    }
+}
+
+impl Stage for Ip4Input {
+    fn name(&self) -> &'static str {
+        "ip4-input"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        IN_ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let verify = self.verify_checksum;
+        batch.dispatch(node, out, |pkt, _| {
+            if pkt.meta.class != class::IPV4 {
+                return Next::Keep;
+            }
+            let l3 = pkt.meta.l3 as usize;
+            let frame_len = pkt.len();
+            let Some(ip) = pkt.data().get(l3..) else {
+                return Next::Drop(IN_TRUNC);
+            };
+            let Some(&vihl) = ip.first() else {
+                return Next::Drop(IN_TRUNC);
+            };
+            let hl = usize::from(vihl & 0x0f) * 4;
+            if vihl >> 4 != 4 || hl < ipv4::HEADER_LEN {
+                return Next::Drop(IN_VERSION);
+            }
+            let Some(hdr) = ip.get(..hl) else {
+                return Next::Drop(IN_TRUNC);
+            };
+            let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+            if total < hl || total > ip.len() {
+                return Next::Drop(IN_LEN);
+            }
+            if verify && !crate::proto::checksum::verify(hdr) {
+                return Next::Drop(IN_CSUM);
+            }
+            let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
+            if src[0] == 127 || src[0] >= 224 || src == [0, 0, 0, 0] && hdr[9] != 17 {
+                return Next::Drop(IN_MARTIAN);
+            }
+            l4_offset(pkt, l3 + hl);
+            let want = l3 + total;
+            if want < frame_len {
+                // Ethernet padding: trim so the L3 length rules from here on.
+                let _ = pkt.trim(frame_len - want);
+            }
+            Next::Keep
+        });
+    }
+}
+
+#[inline(always)]
+fn l4_offset(pkt: &mut Pkt, off: usize) {
+    pkt.meta.l4 = off as u16;
+}
+
+const LK_NO_ROUTE: u16 = 0;
+const LK_BLACKHOLE: u16 = 1;
+const LK_LOCAL: u16 = 2;
+const LK_ECHO_FAIL: u16 = 3;
+static LK_ERRORS: &[&str] = &[
+    "no route",
+    "blackhole route",
+    "local, not handled",
+    "bad ICMP echo to us",
+];
+
+/// `ip4-lookup`: FIB lookup (batched) and local delivery.
+pub struct Ip4Lookup {
+    l3: Arc<L3>,
+    dst: [u32; BATCH_SIZE],
+    res: [Option<NextHop>; BATCH_SIZE],
+    pub icmp_limit: RateLimit,
+    /// ICMP errors sent.
+    pub icmp_sent: u64,
+    /// Echo replies sent.
+    pub echo_replies: u64,
+}
+
+impl Ip4Lookup {
+    pub fn new(l3: Arc<L3>) -> Self {
+        Ip4Lookup {
+            l3,
+            dst: [0; BATCH_SIZE],
+            res: [None; BATCH_SIZE],
+            icmp_limit: RateLimit::new(1000, 100),
+            icmp_sent: 0,
+            echo_replies: 0,
+        }
+    }
+}
+
+/// Answers an ICMP echo request to one of our addresses in place.
+fn echo_reply(pkt: &mut Pkt) -> bool {
+    let l3 = pkt.meta.l3 as usize;
+    let d = pkt.data_mut();
+    let Some(ip) = d.get_mut(l3..) else {
+        return false;
+    };
+    let Ok(mut v) = ipv4::Packet::new_checked(&mut *ip) else {
+        return false;
+    };
+    if v.protocol() != IpProtocol::ICMP || v.is_fragment() {
+        return false;
+    }
+    let (s, t) = (v.src_addr(), v.dst_addr());
+    let hl = v.header_len();
+    {
+        let Some(icmp) = v.payload_mut().get_mut(..) else {
+            return false;
+        };
+        let Ok(mut ic) = icmpv4::Packet::new_checked(icmp) else {
+            return false;
+        };
+        if !ic.verify_checksum() || !ic.echo_request_to_reply() {
+            return false;
+        }
+    }
+    v.set_src_addr(t);
+    v.set_dst_addr(s);
+    v.set_ttl(64);
+    v.fill_checksum();
+    let _ = hl;
+    // swap MACs
+    let mut m = [0u8; 12];
+    if let Some(e) = d.get(0..12) {
+        m.copy_from_slice(e);
+    }
+    if let Some(e) = d.get_mut(0..12) {
+        e[0..6].copy_from_slice(&m[6..12]);
+        e[6..12].copy_from_slice(&m[0..6]);
+    }
+    true
+}
+
+impl Stage for Ip4Lookup {
+    fn name(&self) -> &'static str {
+        "ip4-lookup"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        LK_ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let n = batch.len();
+        for (i, p) in batch.iter().enumerate() {
+            let d = p.data();
+            let o = p.meta.l3 as usize + 16;
+            self.dst[i] = match d.get(o..o + 4) {
+                Some(&[a, b, c, e]) if p.meta.class == class::IPV4 => {
+                    u32::from_be_bytes([a, b, c, e])
+                }
+                _ => 0,
+            };
+        }
+        let (dst, res) = (&self.dst[..n], &mut self.res[..n]);
+        self.l3.fib4.lookup_bulk(dst, res);
+        let l3 = &*self.l3;
+        let res = &self.res;
+        let limit = &mut self.icmp_limit;
+        let sent = &mut self.icmp_sent;
+        let echoes = &mut self.echo_replies;
+        let mut i = 0usize;
+        batch.dispatch(node, out, |pkt, out| {
+            let r = res.get(i).copied().flatten();
+            i += 1;
+            if pkt.meta.class != class::IPV4 {
+                return Next::Keep;
+            }
+            let Some(nh) = r else {
+                let k = ErrorKind::DstUnreachable {
+                    code: 0,
+                    next_hop_mtu: 0,
+                };
+                if send_icmp4_error(out, l3, pkt, k, limit) {
+                    *sent += 1;
+                }
+                return Next::Drop(LK_NO_ROUTE);
+            };
+            pkt.meta.nh = nh;
+            match l3.adj(nh).map(|a| a.kind) {
+                Some(AdjKind::Local) => {
+                    if echo_reply(pkt) {
+                        *echoes += 1;
+                        Next::Port(pkt.meta.port)
+                    } else {
+                        let d = pkt.data();
+                        let proto = d.get(pkt.meta.l3 as usize + 9).copied();
+                        if proto == Some(IpProtocol::ICMP.0) {
+                            Next::Drop(LK_ECHO_FAIL)
+                        } else {
+                            Next::Punt
+                        }
+                    }
+                }
+                Some(AdjKind::Drop) => Next::Drop(LK_BLACKHOLE),
+                Some(_) => Next::Keep,
+                None => Next::Drop(LK_NO_ROUTE),
+            }
+        });
+        let _ = LK_LOCAL;
+    }
+}
+
+const RW_TTL: u16 = 0;
+const RW_PENDING: u16 = 1;
+const RW_FULL: u16 = 2;
+const RW_MTU: u16 = 3;
+const RW_BAD_ADJ: u16 = 4;
+const RW_NO_HEADROOM: u16 = 5;
+static RW_ERRORS: &[&str] = &[
+    "TTL expired",
+    "ARP pending",
+    "neighbour table full",
+    "exceeds MTU (DF set or fragmentation not done)",
+    "bad adjacency",
+    "no room for Ethernet header",
+];
+
+/// `ip4-rewrite`: TTL, MTU, neighbour resolution and the Ethernet rewrite.
+pub struct Ip4Rewrite {
+    l3: Arc<L3>,
+    pub icmp_limit: RateLimit,
+    pub icmp_sent: u64,
+    pub arp_requests: u64,
+}
+
+impl Ip4Rewrite {
+    pub fn new(l3: Arc<L3>) -> Self {
+        Ip4Rewrite {
+            l3,
+            icmp_limit: RateLimit::new(1000, 100),
+            icmp_sent: 0,
+            arp_requests: 0,
+        }
+    }
+}
+
+fn send_arp_request(out: &mut Out, l3: &L3, port: u16, target: Ipv4Addr) -> bool {
+    let Some(ifc) = l3.iface(port) else {
+        return false;
+    };
+    let Some(src) = ifc.v4_for(target) else {
+        return false;
+    };
+    let Some(mut p) = out.cache.alloc() else {
+        return false;
+    };
+    if !arp::build_request(&mut p, ifc.mac, src, target) {
+        out.cache.free(p);
+        return false;
+    }
+    match out.ports.get_mut(port as usize) {
+        Some(b) => match b.push(p) {
+            Ok(()) => true,
+            Err(p) => {
+                out.cache.free(p);
+                false
+            }
+        },
+        None => {
+            out.cache.free(p);
+            false
+        }
+    }
+}
+
+impl Stage for Ip4Rewrite {
+    fn name(&self) -> &'static str {
+        "ip4-rewrite"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        RW_ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let l3 = &*self.l3;
+        let limit = &mut self.icmp_limit;
+        let sent = &mut self.icmp_sent;
+        let arps = &mut self.arp_requests;
+        batch.dispatch(node, out, |pkt, out| {
+            if pkt.meta.class != class::IPV4 {
+                return Next::Keep;
+            }
+            let Some(adj) = l3.adj(pkt.meta.nh).copied() else {
+                return Next::Drop(RW_BAD_ADJ);
+            };
+            let Some(ifc) = l3.iface(adj.port) else {
+                return Next::Drop(RW_BAD_ADJ);
+            };
+            let off = pkt.meta.l3 as usize;
+            // TTL and MTU
+            let (dst, ttl_ok, too_big, df) = {
+                let Some(ip) = pkt.data_mut().get_mut(off..) else {
+                    return Next::Drop(RW_BAD_ADJ);
+                };
+                let mut v = ipv4::Packet::new_unchecked(ip);
+                let too_big = usize::from(v.total_len()) > usize::from(ifc.mtu);
+                let df = v.dont_frag();
+                let ok = too_big || v.decrement_ttl().is_some();
+                (v.dst_addr(), ok, too_big, df)
+            };
+            if !ttl_ok {
+                if send_icmp4_error(out, l3, pkt, ErrorKind::TimeExceeded { code: 0 }, limit) {
+                    *sent += 1;
+                }
+                return Next::Drop(RW_TTL);
+            }
+            if too_big {
+                if df {
+                    let k = ErrorKind::DstUnreachable {
+                        code: 4,
+                        next_hop_mtu: ifc.mtu,
+                    };
+                    if send_icmp4_error(out, l3, pkt, k, limit) {
+                        *sent += 1;
+                    }
+                }
+                return Next::Drop(RW_MTU);
+            }
+            let target = match adj.kind {
+                AdjKind::Glean => dst,
+                AdjKind::Via4(gw) => gw,
+                _ => return Next::Drop(RW_BAD_ADJ),
+            };
+            let mac = match l3.neigh.resolve(key_v4(target), out.now_ns) {
+                Resolve::Mac(m) => m,
+                Resolve::SendRequest => {
+                    if send_arp_request(out, l3, adj.port, target) {
+                        *arps += 1;
+                    }
+                    return Next::Drop(RW_PENDING);
+                }
+                Resolve::Pending => return Next::Drop(RW_PENDING),
+                Resolve::Full => return Next::Drop(RW_FULL),
+            };
+            // Ethernet header right before the IP header, VLAN tags removed.
+            if off > HEADER_LEN {
+                let _ = pkt.strip(off - HEADER_LEN);
+            } else if off < HEADER_LEN && pkt.prepend(HEADER_LEN - off).is_err() {
+                return Next::Drop(RW_NO_HEADROOM);
+            }
+            pkt.meta.l3 = HEADER_LEN as u16;
+            let d = pkt.data_mut();
+            if let Some(h) = d.get_mut(0..HEADER_LEN) {
+                h[0..6].copy_from_slice(&mac);
+                h[6..12].copy_from_slice(&ifc.mac);
+                h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+            }
+            Next::Port(adj.port)
+        });
+    }
+}

@@ -1,0 +1,349 @@
+//! Layer-3 state shared by the router stages: interfaces with their addresses, the
+//! adjacency (next-hop) table, the IPv4/IPv6 FIBs and the neighbour table.
+//!
+//! The FIB maps a prefix to an adjacency index (RFC 1812 §5.2.4.3 longest match).
+//! An adjacency says how to reach the next hop: `Glean` (a connected subnet — the
+//! destination itself is the neighbour), `Via` (a gateway address), `Local` (one of our
+//! addresses — deliver to the router) or `Drop` (a blackhole route). Built once by
+//! the control plane ([`L3Builder`]) and shared read-only (`Arc<L3>`) by the workers;
+//! only the neighbour table changes at run time, lock-free.
+
+use super::neigh::NeighTable;
+use crate::lpm::ipv4::Lpm4;
+use crate::lpm::ipv6::Lpm6;
+use crate::lpm::{LpmError, NextHop};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+/// An address with its prefix length, as configured on an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net4 {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+/// An IPv6 address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net6 {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Net4 {
+    /// True when `a` is inside this subnet.
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        let m = mask4(self.len);
+        u32::from(a) & m == u32::from(self.addr) & m
+    }
+}
+
+impl Net6 {
+    /// True when `a` is inside this subnet.
+    pub fn contains(&self, a: &Ipv6Addr) -> bool {
+        let m = mask6(self.len);
+        u128::from(*a) & m == u128::from(self.addr) & m
+    }
+}
+
+fn mask4(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    }
+}
+
+/// A router interface (one port).
+#[derive(Clone, Debug)]
+pub struct Iface {
+    pub name: String,
+    pub port: u16,
+    pub mac: [u8; 6],
+    pub v4: Vec<Net4>,
+    pub v6: Vec<Net6>,
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+}
+
+impl Iface {
+    /// The first IPv4 address (the source of ICMP errors and ARP requests).
+    pub fn primary_v4(&self) -> Option<Ipv4Addr> {
+        self.v4.first().map(|n| n.addr)
+    }
+
+    /// The IPv4 address of ours in the subnet of `peer`, else the primary one.
+    pub fn v4_for(&self, peer: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.v4
+            .iter()
+            .find(|n| n.contains(peer))
+            .map(|n| n.addr)
+            .or_else(|| self.primary_v4())
+    }
+
+    /// The link-local IPv6 address (fe80::/10) if configured, else the first one.
+    pub fn v6_source(&self) -> Option<Ipv6Addr> {
+        self.v6
+            .iter()
+            .find(|n| n.addr.segments()[0] & 0xffc0 == 0xfe80)
+            .or(self.v6.first())
+            .map(|n| n.addr)
+    }
+
+    /// True when `a` is one of this interface's IPv4 addresses.
+    pub fn has_v4(&self, a: Ipv4Addr) -> bool {
+        self.v4.iter().any(|n| n.addr == a)
+    }
+
+    /// True when `a` is one of this interface's IPv6 addresses.
+    pub fn has_v6(&self, a: &Ipv6Addr) -> bool {
+        self.v6.iter().any(|n| n.addr == *a)
+    }
+}
+
+/// How to reach a next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjKind {
+    /// Connected subnet on `port`: the destination address is the neighbour.
+    Glean,
+    /// Through this IPv4 gateway.
+    Via4(Ipv4Addr),
+    /// Through this IPv6 gateway.
+    Via6(Ipv6Addr),
+    /// One of our addresses.
+    Local,
+    /// Blackhole: drop.
+    Drop,
+}
+
+/// One adjacency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adj {
+    pub port: u16,
+    pub kind: AdjKind,
+}
+
+/// Errors building the L3 state (configuration errors, never packet errors).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L3Error {
+    /// A gateway is not inside any connected subnet.
+    GatewayUnreachable(String),
+    /// An interface names a port that does not exist.
+    BadPort(u16),
+    /// The FIB refused a route.
+    Lpm(LpmError),
+    /// Too many adjacencies for the FIB's next-hop width.
+    TooManyAdjacencies,
+}
+
+impl fmt::Display for L3Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            L3Error::GatewayUnreachable(g) => {
+                write!(f, "gateway {g} is not in any connected subnet")
+            }
+            L3Error::BadPort(p) => write!(f, "port {p} does not exist"),
+            L3Error::Lpm(e) => write!(f, "route table: {e}"),
+            L3Error::TooManyAdjacencies => f.write_str("too many next hops"),
+        }
+    }
+}
+
+impl From<LpmError> for L3Error {
+    fn from(e: LpmError) -> Self {
+        L3Error::Lpm(e)
+    }
+}
+
+/// Shared L3 state.
+pub struct L3 {
+    pub ifaces: Vec<Iface>,
+    /// Interface index per port number.
+    by_port: Vec<Option<usize>>,
+    pub adj: Vec<Adj>,
+    pub fib4: Lpm4,
+    pub fib6: Lpm6,
+    pub neigh: NeighTable,
+}
+
+impl fmt::Debug for L3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("L3")
+            .field("ifaces", &self.ifaces.len())
+            .field("adj", &self.adj.len())
+            .field("fib4", &self.fib4.len())
+            .field("fib6", &self.fib6.len())
+            .finish()
+    }
+}
+
+impl L3 {
+    /// The interface on `port`.
+    #[inline]
+    pub fn iface(&self, port: u16) -> Option<&Iface> {
+        let i = (*self.by_port.get(port as usize)?)?;
+        self.ifaces.get(i)
+    }
+
+    /// The adjacency with index `nh`.
+    #[inline]
+    pub fn adj(&self, nh: NextHop) -> Option<&Adj> {
+        self.adj.get(nh as usize)
+    }
+}
+
+/// Builds [`L3`]: interfaces first, then routes.
+pub struct L3Builder {
+    l3: L3,
+}
+
+impl L3Builder {
+    /// Starts with an empty FIB; `tbl8_groups` sizes the IPv4 table's extension
+    /// groups (prefixes longer than /24), `neigh_capacity` the neighbour table.
+    pub fn new(tbl8_groups: u32, neigh_capacity: usize) -> Result<Self, L3Error> {
+        let fib4 = Lpm4::with_config(crate::lpm::ipv4::Lpm4Config { tbl8_groups })?;
+        Ok(L3Builder {
+            l3: L3 {
+                ifaces: Vec::new(),
+                by_port: Vec::new(),
+                adj: Vec::new(),
+                fib4,
+                fib6: Lpm6::new(),
+                neigh: NeighTable::new(neigh_capacity),
+            },
+        })
+    }
+
+    /// Index of an adjacency, adding it if new.
+    pub fn adjacency(&mut self, a: Adj) -> Result<NextHop, L3Error> {
+        if let Some(i) = self.l3.adj.iter().position(|x| *x == a) {
+            return Ok(i as NextHop);
+        }
+        if self.l3.adj.len() as u64 > u64::from(crate::lpm::MAX_NEXT_HOP) {
+            return Err(L3Error::TooManyAdjacencies);
+        }
+        self.l3.adj.push(a);
+        Ok((self.l3.adj.len() - 1) as NextHop)
+    }
+
+    /// Adds an interface: its connected subnets (glean) and local addresses.
+    pub fn iface(&mut self, ifc: Iface) -> Result<(), L3Error> {
+        let port = ifc.port;
+        for n in &ifc.v4 {
+            let glean = self.adjacency(Adj {
+                port,
+                kind: AdjKind::Glean,
+            })?;
+            let net = u32::from(n.addr) & mask4(n.len);
+            self.l3.fib4.add(net, n.len, glean)?;
+            let local = self.adjacency(Adj {
+                port,
+                kind: AdjKind::Local,
+            })?;
+            self.l3.fib4.add(u32::from(n.addr), 32, local)?;
+        }
+        for n in &ifc.v6 {
+            let glean = self.adjacency(Adj {
+                port,
+                kind: AdjKind::Glean,
+            })?;
+            let net = u128::from(n.addr) & mask6(n.len);
+            self.l3.fib6.add(net, n.len, glean)?;
+            let local = self.adjacency(Adj {
+                port,
+                kind: AdjKind::Local,
+            })?;
+            self.l3.fib6.add(u128::from(n.addr), 128, local)?;
+        }
+        let idx = self.l3.ifaces.len();
+        let p = port as usize;
+        if self.l3.by_port.len() <= p {
+            self.l3.by_port.resize(p + 1, None);
+        }
+        if let Some(slot) = self.l3.by_port.get_mut(p) {
+            *slot = Some(idx);
+        }
+        self.l3.ifaces.push(ifc);
+        Ok(())
+    }
+
+    /// The port whose connected subnet holds `gw`.
+    pub fn port_for_v4(&self, gw: Ipv4Addr) -> Option<u16> {
+        self.l3
+            .ifaces
+            .iter()
+            .find(|i| i.v4.iter().any(|n| n.contains(gw)))
+            .map(|i| i.port)
+    }
+
+    /// The port whose connected subnet holds `gw`.
+    pub fn port_for_v6(&self, gw: &Ipv6Addr) -> Option<u16> {
+        self.l3
+            .ifaces
+            .iter()
+            .find(|i| i.v6.iter().any(|n| n.contains(gw)))
+            .map(|i| i.port)
+    }
+
+    /// The adjacency index for IPv4 gateway `gw` (resolved to its port).
+    pub fn via4(&mut self, gw: Ipv4Addr) -> Result<NextHop, L3Error> {
+        let port = self
+            .port_for_v4(gw)
+            .ok_or_else(|| L3Error::GatewayUnreachable(alloc::format!("{gw}")))?;
+        self.adjacency(Adj {
+            port,
+            kind: AdjKind::Via4(gw),
+        })
+    }
+
+    /// The adjacency index for IPv6 gateway `gw`.
+    pub fn via6(&mut self, gw: Ipv6Addr) -> Result<NextHop, L3Error> {
+        let port = self
+            .port_for_v6(&gw)
+            .ok_or_else(|| L3Error::GatewayUnreachable(alloc::format!("{gw}")))?;
+        self.adjacency(Adj {
+            port,
+            kind: AdjKind::Via6(gw),
+        })
+    }
+
+    /// Adds (or replaces) an IPv4 route to adjacency `nh`.
+    pub fn route4(&mut self, net: Ipv4Addr, len: u8, nh: NextHop) -> Result<(), L3Error> {
+        let a = u32::from(net) & mask4(len.min(32));
+        self.l3.fib4.add(a, len, nh)?;
+        Ok(())
+    }
+
+    /// Adds (or replaces) an IPv6 route to adjacency `nh`.
+    pub fn route6(&mut self, net: Ipv6Addr, len: u8, nh: NextHop) -> Result<(), L3Error> {
+        let a = u128::from(net) & mask6(len.min(128));
+        self.l3.fib6.add(a, len, nh)?;
+        Ok(())
+    }
+
+    /// A blackhole adjacency (for `drop` routes).
+    pub fn blackhole(&mut self) -> Result<NextHop, L3Error> {
+        self.adjacency(Adj {
+            port: 0,
+            kind: AdjKind::Drop,
+        })
+    }
+
+    /// Mutable access to the state being built (neighbour timers, static ARP).
+    pub fn state_mut(&mut self) -> &mut L3 {
+        &mut self.l3
+    }
+
+    pub fn build(self) -> L3 {
+        self.l3
+    }
+}

@@ -1,0 +1,184 @@
+//! `router --config FILE`: the router VNF as a Linux process over the port specs of
+//! its interfaces (`afxdp:IFACE[:QUEUE]`, `afpacket:IFACE`, `tap:NAME`,
+//! `pcap:IN[:OUT]`, `mem:NAME`). Prints counters every `engine.stats_interval`
+//! seconds, Prometheus text with `--metrics FILE` (rewritten every second), and
+//! `show errors` at exit (Ctrl-C, or `--seconds N`, or when every pcap input ends).
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use dataplane::port::spec::{self, PortSpec};
+use dataplane::port::Port;
+use dataplane::runner::{Runner, WorkerSpec};
+use dataplane::stage::show_errors;
+use std::time::{Duration, Instant};
+use vnf_router::{Config, Router};
+
+#[derive(Parser, Debug)]
+#[command(about = "IPv4/IPv6 router VNF")]
+struct Cli {
+    /// Router configuration (TOML)
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C or all pcap inputs end)
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Write Prometheus metrics to this file every second
+    #[arg(long)]
+    metrics: Option<std::path::PathBuf>,
+    /// Trace the first N packets (printed at exit)
+    #[arg(long, default_value_t = 0)]
+    trace: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let text = std::fs::read_to_string(&cli.config)
+        .with_context(|| format!("reading {}", cli.config.display()))?;
+    let cfg = Config::from_toml(&text)?;
+    let routes = match &cfg.route_file {
+        Some(rf) => {
+            let base = cli.config.parent().unwrap_or(std::path::Path::new("."));
+            let p = base.join(&rf.path);
+            Some(
+                std::fs::read_to_string(&p)
+                    .with_context(|| format!("route_file.path: reading {}", p.display()))?,
+            )
+        }
+        None => None,
+    };
+    let workers = cfg.engine.workers;
+    let mut specs: Vec<PortSpec> = Vec::new();
+    for (i, ic) in cfg.interfaces.iter().enumerate() {
+        let s: PortSpec = ic
+            .port
+            .parse()
+            .with_context(|| format!("interface[{i}] ({}).port", ic.name))?;
+        if workers > 1 && !matches!(s, PortSpec::AfXdp { .. }) {
+            bail!("interface[{i}] ({}).port: engine.workers > 1 needs afxdp ports (one queue per worker)", ic.name);
+        }
+        specs.push(s);
+    }
+    let pool =
+        dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
+    let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut port_macs = Vec::new();
+    let mut pcap_inputs = false;
+    for (i, s) in specs.iter().enumerate() {
+        for (w, ports) in per_worker.iter_mut().enumerate() {
+            let s = match s {
+                PortSpec::AfXdp { iface, queue } => PortSpec::AfXdp {
+                    iface: iface.clone(),
+                    queue: queue + w as u32,
+                },
+                other => other.clone(),
+            };
+            if let PortSpec::Pcap { rx: Some(_), .. } = s {
+                pcap_inputs = true;
+            }
+            let p = spec::open(&s)
+                .with_context(|| format!("interface[{i}] ({})", cfg.interfaces[i].name))?;
+            if w == 0 {
+                port_macs.push(p.mac().unwrap_or([0x02, 0, 0, 0, 0, i as u8]));
+            }
+            ports.push(p);
+        }
+    }
+    let router = Router::build(&cfg, &port_macs, routes.as_deref())?;
+    eprintln!(
+        "router: {} interfaces, {} IPv4 / {} IPv6 routes, {} worker(s)",
+        cfg.interfaces.len(),
+        router.l3.fib4.len(),
+        router.l3.fib6.len(),
+        workers
+    );
+    let cores = core_ids(workers);
+    let mut wspecs = Vec::new();
+    for (w, ports) in per_worker.into_iter().enumerate() {
+        let mut pl = router.pipeline();
+        pl.trace_next(cli.trace);
+        wspecs.push(WorkerSpec {
+            ports,
+            pipeline: pl,
+            cache: pool.cache(),
+            core: cores.get(w).copied(),
+            punt: None,
+            trace: if cli.trace > 0 {
+                64 * cli.trace as usize
+            } else {
+                cfg.engine.trace
+            },
+        });
+    }
+    let runner = Runner::start(wspecs)?;
+    let stop = runner.stop_flag();
+    ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
+    let stop = runner.stop_flag();
+    let t0 = Instant::now();
+    let mut last_print = Instant::now();
+    let mut last_rx = u64::MAX;
+    let mut still = 0;
+    eprintln!("router ready");
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(s) = cli.seconds {
+            if t0.elapsed().as_secs_f64() >= s {
+                break;
+            }
+        }
+        let snaps = runner.snapshots();
+        if let Some(m) = &cli.metrics {
+            let _ = std::fs::write(m, dataplane::runner::prometheus(&snaps));
+        }
+        let rx: u64 = snaps
+            .iter()
+            .flat_map(|s| s.ports.iter())
+            .map(|p| p.1.rx_packets)
+            .sum();
+        if pcap_inputs && cli.seconds.is_none() {
+            // pcap inputs: stop once nothing arrived for half a second
+            if rx == last_rx {
+                still += 1;
+                if still >= 5 {
+                    break;
+                }
+            } else {
+                still = 0;
+            }
+            last_rx = rx;
+        }
+        let iv = cfg.engine.stats_interval;
+        if iv > 0 && last_print.elapsed().as_secs() >= iv as u64 {
+            last_print = Instant::now();
+            let tx: u64 = snaps
+                .iter()
+                .flat_map(|s| s.ports.iter())
+                .map(|p| p.1.tx_packets)
+                .sum();
+            eprintln!("router: rx {rx} tx {tx}");
+        }
+    }
+    let fin = runner.stop();
+    if let Some(m) = &cli.metrics {
+        let _ = std::fs::write(m, dataplane::runner::prometheus(&fin));
+    }
+    for (w, s) in fin.iter().enumerate() {
+        for (name, st) in &s.ports {
+            eprintln!(
+                "worker {w} port {name}: rx {} tx {} rx_dropped {} tx_dropped {}",
+                st.rx_packets, st.tx_packets, st.rx_dropped, st.tx_dropped
+            );
+        }
+        if !s.trace.is_empty() {
+            eprintln!("trace (worker {w}):\n{}", s.trace);
+        }
+    }
+    eprint!("{}", show_errors(fin.iter().flat_map(|s| s.nodes.iter())));
+    Ok(())
+}
+
+fn core_ids(n: usize) -> Vec<usize> {
+    let avail = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (0..n).map(|i| i % avail).collect()
+}

@@ -955,3 +955,146 @@ impl ControlPlane {
 
 /// VLAN helper re-exported for users of the control plane.
 pub type AccessVlans = Vlans;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientParams, ClientPhase, Subscriber};
+    use crate::config::UserConfig;
+    use crate::lcp::AuthProto;
+    use alloc::string::ToString;
+
+    pub(crate) fn cp(cfg: &Config) -> ControlPlane {
+        ControlPlane::new(cfg, 1024, SessionCounters::new(1024), Rng::from_seed([9; 32])).unwrap()
+    }
+
+    pub(crate) fn sub(i: u32, user: &str, pw: &str, auth: AuthProto) -> Subscriber {
+        Subscriber::new(ClientParams {
+            mac: [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+            vlans: Vlans { svlan: 100 + (i % 3) as u16, cvlan: (i % 4000) as u16 + 1 },
+            user: user.as_bytes().to_vec(),
+            password: pw.as_bytes().to_vec(),
+            accept_auth: [Some(auth), None],
+            service_name: Vec::new(),
+            host_uniq: Some(i.to_be_bytes().to_vec()),
+            max_payload: Some(1500),
+            timers: Timers::default(),
+            ipv6cp: true,
+            magic: 0x1000 + i,
+            discovery_tries: 3,
+        })
+    }
+
+    /// Deliver frames both ways until quiet.
+    pub(crate) fn run(c: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Vec<Vec<u8>>) {
+        for _ in 0..50 {
+            for f in up.drain(..) {
+                c.input(0, &f, now);
+            }
+            c.poll(now);
+            let tx = c.take_tx();
+            if tx.is_empty() {
+                break;
+            }
+            for (_, f) in tx {
+                let dst = [f[0], f[1], f[2], f[3], f[4], f[5]];
+                for s in subs.iter_mut().filter(|s| s.params().mac == dst) {
+                    s.input(&f, now, &mut up);
+                }
+            }
+        }
+    }
+
+    fn cfg_with_users(auth: AuthProto) -> Config {
+        Config {
+            auth,
+            auth_fallback: None,
+            ipv6cp: true,
+            users: alloc::vec![
+                UserConfig { name: "alice".to_string(), password: "pw".to_string(), ip: None, rate: Some("1M/5M".to_string()) },
+                UserConfig { name: "bob".to_string(), password: "pw2".to_string(), ip: Some(core::net::Ipv4Addr::new(100, 64, 9, 9)), rate: None },
+            ],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn pap_and_chap_sessions_come_up_and_go_down() {
+        for auth in [AuthProto::Pap, AuthProto::Chap] {
+            let mut c = cp(&cfg_with_users(auth));
+            let mut subs = alloc::vec![sub(1, "alice", "pw", auth), sub(2, "bob", "pw2", auth), sub(3, "alice", "wrong", auth)];
+            let mut up = Vec::new();
+            for s in subs.iter_mut() {
+                s.start(0, &mut up);
+            }
+            run(&mut c, &mut subs, 0, up);
+            assert_eq!(subs[0].phase, ClientPhase::Up, "{auth:?}");
+            assert_eq!(subs[1].phase, ClientPhase::Up);
+            assert_eq!(subs[1].ip, 0x6440_0909);
+            assert_eq!(subs[0].gateway, 0x6440_0001);
+            assert_eq!(subs[2].failed, Some(ClientPhase::Auth));
+            let fib = c.take_fib();
+            assert_eq!(fib.len(), 2);
+            assert!(matches!(fib[0], FibUpdate::Add { rate: (1_000_000, 5_000_000), .. }));
+            assert_eq!(c.stats.auth_reject, 1);
+            assert_eq!(c.session_count(), 2);
+            // Subscriber 1 hangs up with PADT.
+            let mut up = Vec::new();
+            subs[0].terminate(&mut up);
+            run(&mut c, &mut subs, 10, up);
+            assert_eq!(c.session_count(), 1);
+            assert!(matches!(c.take_fib()[..], [FibUpdate::Remove { .. }]));
+        }
+    }
+
+    #[test]
+    fn hostile_input_does_not_disturb_other_sessions() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let good = subs[0].session_frame(&[0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 1]);
+        // Garbage after the PPPoE header, bad LCP, truncated frames, PADI flood from one MAC.
+        let mut bad: Vec<Vec<u8>> = Vec::new();
+        bad.push(subs[0].session_frame(&[0xc0]));
+        bad.push(subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 200]));
+        bad.push(subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 6, 1, 0]));
+        bad.push(good[..20].to_vec());
+        let mut flood = sub(77, "x", "y", AuthProto::Pap);
+        for _ in 0..1000 {
+            flood.start(0, &mut bad);
+        }
+        for f in &bad {
+            c.input(0, f, 1);
+        }
+        assert!(c.discovery_stats().padi_rate_mac >= 990);
+        assert_eq!(c.session_count(), 1);
+        // The established session still answers an echo.
+        c.take_tx();
+        c.input(0, &good, 2);
+        let tx = c.take_tx();
+        assert_eq!(tx.len(), 1);
+        assert_eq!(&tx[0].1[28..30], &[0xc0, 0x21]);
+    }
+
+    #[test]
+    fn keepalive_failure_ends_session() {
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.keepalive_interval_s = 1;
+        cfg.keepalive_failures = 2;
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        c.take_fib();
+        // The subscriber vanishes: no more input.
+        for t in 1..6 {
+            c.poll(t * 1000);
+        }
+        assert_eq!(c.session_count(), 0);
+        assert!(matches!(c.take_fib()[..], [FibUpdate::Remove { .. }]));
+    }
+}

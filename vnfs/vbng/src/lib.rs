@@ -20,3 +20,4 @@ pub mod radius;
 pub mod config;
 pub mod session;
 pub mod control;
+pub mod client;

@@ -447,6 +447,27 @@ fn cli_errors_name_the_problem_and_leave_nothing() {
     );
     assert_empty(dp);
 
+    // No --image and no built image at target/images/<vnf>.qcow2: SOL001/SOL006 need
+    // the checksum and size, so this is an error naming the image.
+    std::fs::write(
+        &mf,
+        model.replacen("name: keyserver", "name: imageless-vnf", 1),
+    )
+    .unwrap();
+    let (ok, msg) = cli(&[
+        "package",
+        mf.to_str().unwrap(),
+        "--format",
+        "csar",
+        "-o",
+        out_s,
+    ]);
+    assert!(
+        !ok && msg.contains("imageless-vnf.qcow2") && msg.contains("no --image"),
+        "{msg}"
+    );
+    assert_empty(dp);
+
     // A model file with an unknown field.
     std::fs::write(&mf, model.replacen("provider:", "vendor:", 1)).unwrap();
     let (ok, msg) = cli(&[

@@ -1,0 +1,905 @@
+//! `firewall`: a stateful IPv4 firewall — ordered 5-tuple rules (prefixes, port
+//! ranges, protocol, ingress port) with per-rule counters, and a connection tracker so
+//! replies of allowed connections pass ("allow established").
+//!
+//! Rules are matched first-match-wins by a bit-vector classifier (Lakshman & Stiliadis,
+//! "High-speed policy-based packet forwarding using efficient multi-dimensional range
+//! matching", SIGCOMM 1998): each field's value space is cut into elementary intervals,
+//! each interval holds the bitmap of rules matching it, and a packet's rule is the
+//! first bit of the AND of its six field bitmaps — cost grows with rules / 64, not
+//! with rules.
+//!
+//! Connection tracking follows the TCP state machine of RFC 9293 §3.3.2 without
+//! sequence-window checks: a connection starts with a SYN (a non-SYN segment without a
+//! connection is dropped), becomes established when the SYN is answered with a SYN-ACK
+//! and that is acknowledged, goes to closing on a FIN and to time-wait when both sides
+//! sent FIN, and ends on RST. UDP and ICMP echo are tracked as pseudo-connections.
+//! Timeouts depend on the state. The table (the NAT's [`FlowTable`]) is preallocated;
+//! the packet path does not allocate. Non-IPv4 packets pass untouched; IPv4 fragments
+//! after the first carry no ports and are dropped (counted).
+
+use crate::batch::{Batch, Next, Out};
+use crate::proto::ethernet::walk_vlans;
+use crate::proto::EtherType;
+use crate::stage::{NodeStats, Stage};
+use crate::stages::nat::table::{hash, FlowTable};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+use serde::Deserialize;
+
+/// What a rule does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Pass and track the connection.
+    Allow,
+    /// Pass without creating a connection.
+    AllowStateless,
+    #[default]
+    Deny,
+}
+
+/// One rule as written in the config. Absent fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleConfig {
+    pub action: Action,
+    /// `a.b.c.d/len` or `a.b.c.d`.
+    pub src: Option<String>,
+    pub dst: Option<String>,
+    /// `tcp`, `udp`, `icmp` or a number.
+    pub proto: Option<String>,
+    /// `80` or `1024-65535`.
+    pub sport: Option<String>,
+    pub dport: Option<String>,
+    /// Ingress port.
+    pub in_port: Option<u16>,
+}
+
+/// Idle timeouts in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FwTimeouts {
+    pub tcp_syn: u32,
+    pub tcp_established: u32,
+    pub tcp_closing: u32,
+    pub tcp_time_wait: u32,
+    pub udp: u32,
+    pub icmp: u32,
+}
+
+impl Default for FwTimeouts {
+    fn default() -> Self {
+        FwTimeouts {
+            tcp_syn: 30,
+            tcp_established: 7440,
+            tcp_closing: 120,
+            tcp_time_wait: 120,
+            udp: 180,
+            icmp: 30,
+        }
+    }
+}
+
+/// The `[firewall]` section of a VNF config.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirewallConfig {
+    pub rules: Vec<RuleConfig>,
+    /// Action when no rule matches.
+    pub default_action: Action,
+    /// Packets of tracked connections pass without rule evaluation.
+    pub allow_established: bool,
+    pub max_connections: u32,
+    pub timeouts: FwTimeouts,
+    /// Connection slots examined for expiry per `tick`.
+    pub expiry_scan: u32,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            rules: Vec::new(),
+            default_action: Action::Deny,
+            allow_established: true,
+            max_connections: 1 << 18,
+            timeouts: FwTimeouts::default(),
+            expiry_scan: 4096,
+        }
+    }
+}
+
+/// A config the firewall cannot be built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FwConfigError {
+    /// Rule index and the field that does not parse.
+    BadRule(usize, &'static str),
+    TooManyRules,
+    BadLimit(&'static str),
+}
+
+impl fmt::Display for FwConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FwConfigError::BadRule(i, w) => write!(f, "firewall: rule {i}: bad {w}"),
+            FwConfigError::TooManyRules => f.write_str("firewall: more than 65535 rules"),
+            FwConfigError::BadLimit(w) => write!(f, "firewall: {w} out of range"),
+        }
+    }
+}
+
+impl core::error::Error for FwConfigError {}
+
+/// A parsed rule: inclusive ranges per field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub action: Action,
+    pub src: (u32, u32),
+    pub dst: (u32, u32),
+    pub proto: (u32, u32),
+    pub sport: (u32, u32),
+    pub dport: (u32, u32),
+    pub in_port: (u32, u32),
+}
+
+fn parse_prefix(s: &str) -> Option<(u32, u32)> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u32>().ok()?),
+        None => (s, 32),
+    };
+    let a: Ipv4Addr = a.trim().parse().ok()?;
+    if len > 32 {
+        return None;
+    }
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    let lo = u32::from(a) & mask;
+    Some((lo, lo | !mask))
+}
+
+fn parse_ports(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
+        None => {
+            let p = s.trim().parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    (a <= b).then_some((u32::from(a), u32::from(b)))
+}
+
+fn parse_proto(s: &str) -> Option<(u32, u32)> {
+    let p = match s.trim() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        n => n.parse::<u8>().ok()?,
+    };
+    Some((u32::from(p), u32::from(p)))
+}
+
+impl Rule {
+    /// Parses a config rule (`idx` for the error message).
+    pub fn parse(r: &RuleConfig, idx: usize) -> Result<Rule, FwConfigError> {
+        let any32 = (0, u32::MAX);
+        let field = |v: &Option<String>, f: fn(&str) -> Option<(u32, u32)>, any, name| match v {
+            None => Ok(any),
+            Some(s) => f(s).ok_or(FwConfigError::BadRule(idx, name)),
+        };
+        Ok(Rule {
+            action: r.action,
+            src: field(&r.src, parse_prefix, any32, "src")?,
+            dst: field(&r.dst, parse_prefix, any32, "dst")?,
+            proto: field(&r.proto, parse_proto, (0, 255), "proto")?,
+            sport: field(&r.sport, parse_ports, (0, 65535), "sport")?,
+            dport: field(&r.dport, parse_ports, (0, 65535), "dport")?,
+            in_port: r.in_port.map_or((0, 65535), |p| (u32::from(p), u32::from(p))),
+        })
+    }
+}
+
+/// One field of the bit-vector classifier.
+struct Dim {
+    /// Start of each elementary interval (sorted, first is 0).
+    starts: Vec<u32>,
+    /// `words` bitmap words per interval.
+    bits: Vec<u64>,
+}
+
+impl Dim {
+    fn build(ranges: &[(u32, u32)], words: usize) -> Dim {
+        let mut starts: Vec<u32> = vec![0];
+        for &(lo, hi) in ranges {
+            starts.push(lo);
+            if let Some(n) = hi.checked_add(1) {
+                starts.push(n);
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut bits = vec![0u64; starts.len() * words];
+        for (r, &(lo, hi)) in ranges.iter().enumerate() {
+            let first = starts.partition_point(|&s| s < lo);
+            for (j, &s) in starts.iter().enumerate().skip(first) {
+                if s > hi {
+                    break;
+                }
+                if let Some(w) = bits.get_mut(j * words + r / 64) {
+                    *w |= 1 << (r % 64);
+                }
+            }
+        }
+        Dim { starts, bits }
+    }
+
+    #[inline(always)]
+    fn row(&self, v: u32, words: usize) -> &[u64] {
+        let j = self.starts.partition_point(|&s| s <= v).saturating_sub(1);
+        self.bits.get(j * words..(j + 1) * words).unwrap_or(&[])
+    }
+}
+
+/// The rule set compiled for matching.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    words: usize,
+    dims: [Dim; 6],
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<Rule>) -> RuleSet {
+        let words = rules.len().div_ceil(64).max(1);
+        let pick = |f: fn(&Rule) -> (u32, u32)| rules.iter().map(f).collect::<Vec<_>>();
+        let dims = [
+            Dim::build(&pick(|r| r.src), words),
+            Dim::build(&pick(|r| r.dst), words),
+            Dim::build(&pick(|r| r.proto), words),
+            Dim::build(&pick(|r| r.sport), words),
+            Dim::build(&pick(|r| r.dport), words),
+            Dim::build(&pick(|r| r.in_port), words),
+        ];
+        RuleSet { rules, words, dims }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Index of the first rule matching the packet's fields.
+    #[inline]
+    pub fn classify(&self, src: u32, dst: u32, proto: u8, sport: u16, dport: u16, port: u16) -> Option<usize> {
+        let w = self.words;
+        let [d0, d1, d2, d3, d4, d5] = &self.dims;
+        let r0 = d0.row(src, w);
+        let r1 = d1.row(dst, w);
+        let r2 = d2.row(u32::from(proto), w);
+        let r3 = d3.row(u32::from(sport), w);
+        let r4 = d4.row(u32::from(dport), w);
+        let r5 = d5.row(u32::from(port), w);
+        for i in 0..w {
+            let get = |r: &[u64]| r.get(i).copied().unwrap_or(0);
+            let x = get(r0) & get(r1) & get(r2) & get(r3) & get(r4) & get(r5);
+            if x != 0 {
+                let idx = i * 64 + x.trailing_zeros() as usize;
+                return (idx < self.rules.len()).then_some(idx);
+            }
+        }
+        None
+    }
+}
+
+/// Connection states (RFC 9293 §3.3.2, window-less).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnState {
+    #[default]
+    Free,
+    /// SYN seen from the originator.
+    SynSent,
+    /// SYN-ACK seen from the responder.
+    SynReceived,
+    Established,
+    /// One side sent FIN.
+    Closing,
+    /// Both sides sent FIN.
+    TimeWait,
+    /// UDP/ICMP pseudo-connection.
+    Datagram,
+}
+
+/// A tracked connection (originator → responder as first seen).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+pub struct Conn {
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub state: ConnState,
+    /// Rule that allowed the connection.
+    pub rule: u16,
+    /// Last packet, 2^20 ns units.
+    pub last: u32,
+    /// FIN seen from the originator (bit 0) / responder (bit 1).
+    fins: u8,
+}
+
+/// Drop reasons.
+pub mod reason {
+    pub const MALFORMED: u16 = 0;
+    pub const FRAGMENT: u16 = 1;
+    pub const RULE_DENY: u16 = 2;
+    pub const DEFAULT_DENY: u16 = 3;
+    pub const TCP_NO_CONN: u16 = 4;
+    pub const TABLE_FULL: u16 = 5;
+}
+
+static ERRORS: &[&str] = &[
+    "malformed",
+    "non-first fragment",
+    "denied by rule",
+    "denied by default",
+    "tcp segment without connection (not SYN)",
+    "connection table full",
+];
+
+/// Per-rule counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Counters beyond the drop reasons.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FwStats {
+    pub established_hits: u64,
+    pub connections_created: u64,
+    pub connections_expired: u64,
+    pub default_allowed: u64,
+}
+
+fn secs(s: u32) -> u32 {
+    ((u64::from(s) * 1_000_000_000) >> 20).min(u64::from(u32::MAX / 2)) as u32
+}
+
+#[inline(always)]
+fn ckey(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u64 {
+    hash(
+        (u64::from(src) << 32) | u64::from(dst),
+        (u64::from(sport) << 48) | (u64::from(dport) << 32) | (u64::from(proto) << 8) | 0x5a,
+    )
+}
+
+/// The firewall stage.
+pub struct Firewall {
+    set: RuleSet,
+    default_action: Action,
+    allow_established: bool,
+    t: [u32; 7],
+    t_icmp: u32,
+    table: FlowTable,
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    counters: Vec<RuleCounter>,
+    scan: u32,
+    cursor: u32,
+    pub stats: FwStats,
+}
+
+impl fmt::Debug for Firewall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Firewall")
+            .field("rules", &self.set.rules.len())
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+const SYN: u8 = 0x02;
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const ACK: u8 = 0x10;
+
+impl Firewall {
+    pub fn new(cfg: &FirewallConfig) -> Result<Self, FwConfigError> {
+        if cfg.rules.len() > 65535 {
+            return Err(FwConfigError::TooManyRules);
+        }
+        if cfg.max_connections == 0 || cfg.max_connections > (1 << 28) {
+            return Err(FwConfigError::BadLimit("max_connections"));
+        }
+        let rules = cfg
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Rule::parse(r, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = cfg.max_connections as usize;
+        let t = &cfg.timeouts;
+        let nrules = rules.len();
+        Ok(Firewall {
+            set: RuleSet::new(rules),
+            default_action: cfg.default_action,
+            allow_established: cfg.allow_established,
+            t: [
+                0,
+                secs(t.tcp_syn),
+                secs(t.tcp_syn),
+                secs(t.tcp_established),
+                secs(t.tcp_closing),
+                secs(t.tcp_time_wait),
+                secs(t.udp),
+            ],
+            t_icmp: secs(t.icmp),
+            table: FlowTable::new(2 * n),
+            conns: vec![Conn::default(); n],
+            free: (0..n as u32).rev().collect(),
+            counters: vec![RuleCounter::default(); nrules],
+            scan: cfg.expiry_scan.max(1),
+            cursor: 0,
+            stats: FwStats::default(),
+        })
+    }
+
+    /// Counters of rule `i` (config order).
+    pub fn rule_counters(&self) -> &[RuleCounter] {
+        &self.counters
+    }
+
+    /// Connections tracked.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// The tracked connections.
+    pub fn connections(&self) -> impl Iterator<Item = &Conn> {
+        self.conns.iter().filter(|c| c.state != ConnState::Free)
+    }
+
+    #[inline(always)]
+    fn timeout(&self, c: &Conn) -> u32 {
+        if c.state == ConnState::Datagram && c.proto == 1 {
+            return self.t_icmp;
+        }
+        self.t.get(c.state as usize).copied().unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn expired(&self, c: &Conn, now: u32) -> bool {
+        let d = now.wrapping_sub(c.last);
+        (d as i32) > 0 && d > self.timeout(c)
+    }
+
+    /// Finds the connection of a packet; `true` in the result when the packet goes
+    /// originator → responder.
+    #[inline]
+    fn find(&self, src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> Option<(u32, bool)> {
+        let h = ckey(src, sport, dst, dport, proto);
+        self.table
+            .find(h, |v| {
+                self.conns.get((v >> 1) as usize).is_some_and(|c| {
+                    c.state != ConnState::Free
+                        && c.proto == proto
+                        && if v & 1 == 0 {
+                            (c.src, c.sport, c.dst, c.dport) == (src, sport, dst, dport)
+                        } else {
+                            (c.dst, c.dport, c.src, c.sport) == (src, sport, dst, dport)
+                        }
+                })
+            })
+            .map(|v| (v >> 1, v & 1 == 0))
+    }
+
+    fn delete(&mut self, i: u32) {
+        let Some(c) = self.conns.get_mut(i as usize) else {
+            return;
+        };
+        if c.state == ConnState::Free {
+            return;
+        }
+        let c0 = *c;
+        c.state = ConnState::Free;
+        self.table.remove(ckey(c0.src, c0.sport, c0.dst, c0.dport, c0.proto), i << 1);
+        self.table.remove(ckey(c0.dst, c0.dport, c0.src, c0.sport, c0.proto), (i << 1) | 1);
+        self.free.push(i);
+    }
+
+    fn create(&mut self, c: Conn) -> bool {
+        let Some(i) = self.free.pop() else {
+            return false;
+        };
+        let h1 = ckey(c.src, c.sport, c.dst, c.dport, c.proto);
+        let h2 = ckey(c.dst, c.dport, c.src, c.sport, c.proto);
+        if !self.table.insert(h1, i << 1) {
+            self.free.push(i);
+            return false;
+        }
+        if !self.table.insert(h2, (i << 1) | 1) {
+            self.table.remove(h1, i << 1);
+            self.free.push(i);
+            return false;
+        }
+        if let Some(slot) = self.conns.get_mut(i as usize) {
+            *slot = c;
+        }
+        self.stats.connections_created += 1;
+        true
+    }
+
+    /// Expires up to `n` connection slots; returns how many ended.
+    pub fn expire(&mut self, now_ns: u64, n: u32) -> u32 {
+        let now = (now_ns >> 20) as u32;
+        let len = self.conns.len() as u32;
+        let mut done = 0;
+        for _ in 0..n.min(len) {
+            let i = self.cursor;
+            self.cursor = if i + 1 >= len { 0 } else { i + 1 };
+            let dead = self
+                .conns
+                .get(i as usize)
+                .is_some_and(|c| c.state != ConnState::Free && self.expired(c, now));
+            if dead {
+                self.delete(i);
+                self.stats.connections_expired += 1;
+                done += 1;
+            }
+        }
+        done
+    }
+
+    /// TCP state transition for a segment with `flags` on connection `c`.
+    #[inline]
+    fn tcp_step(c: &mut Conn, flags: u8, orig: bool) {
+        if flags & RST != 0 {
+            c.state = ConnState::TimeWait;
+            return;
+        }
+        match c.state {
+            ConnState::SynSent if !orig && flags & (SYN | ACK) == SYN | ACK => {
+                c.state = ConnState::SynReceived
+            }
+            // Simultaneous open: a SYN from the responder.
+            ConnState::SynSent if !orig && flags & SYN != 0 => c.state = ConnState::SynReceived,
+            ConnState::SynReceived if orig && flags & ACK != 0 && flags & SYN == 0 => {
+                c.state = ConnState::Established
+            }
+            _ => {}
+        }
+        if flags & FIN != 0 && matches!(c.state, ConnState::Established | ConnState::Closing | ConnState::SynReceived) {
+            c.fins |= if orig { 1 } else { 2 };
+            c.state = if c.fins == 3 {
+                ConnState::TimeWait
+            } else {
+                ConnState::Closing
+            };
+        }
+    }
+
+    /// Decides one packet.
+    #[inline]
+    fn decide(&mut self, data: &[u8], in_port: u16, now: u32) -> Next {
+        let Ok(l2) = walk_vlans(data) else {
+            return Next::Keep;
+        };
+        if l2.ethertype != EtherType::IPV4 {
+            return Next::Keep;
+        }
+        let l3 = l2.l3_offset;
+        let Some(ip) = data.get(l3..l3 + 20) else {
+            return Next::Drop(reason::MALFORMED);
+        };
+        let ihl = usize::from(ip[0] & 15) * 4;
+        let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > data.len() {
+            return Next::Drop(reason::MALFORMED);
+        }
+        if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+            return Next::Drop(reason::FRAGMENT);
+        }
+        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        let proto = ip[9];
+        let l4 = l3 + ihl;
+        let end = l3 + tl;
+        let (sport, dport, flags, trackable) = match proto {
+            6 => match data.get(l4..l4 + 20).filter(|_| l4 + 20 <= end) {
+                Some(h) => (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]), h[13], true),
+                None => return Next::Drop(reason::MALFORMED),
+            },
+            17 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+                Some(h) => (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]), 0, true),
+                None => return Next::Drop(reason::MALFORMED),
+            },
+            1 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+                // Echo request/reply: identifier as both ports so the reply matches.
+                Some(h) if h[0] == 8 || h[0] == 0 => {
+                    let id = u16::from_be_bytes([h[4], h[5]]);
+                    (id, id, h[0], true)
+                }
+                Some(_) => (0, 0, 0, false),
+                None => return Next::Drop(reason::MALFORMED),
+            },
+            _ => (0, 0, 0, false),
+        };
+        let len = data.len() as u64;
+        if trackable && self.allow_established {
+            if let Some((i, orig)) = self.find(src, sport, dst, dport, proto) {
+                let expired = self.conns.get(i as usize).is_some_and(|c| self.expired(c, now));
+                if expired {
+                    self.delete(i);
+                    self.stats.connections_expired += 1;
+                } else {
+                    if let Some(c) = self.conns.get_mut(i as usize) {
+                        c.last = now;
+                        if proto == 6 {
+                            Self::tcp_step(c, flags, orig);
+                        }
+                    }
+                    self.stats.established_hits += 1;
+                    return Next::Keep;
+                }
+            }
+        }
+        let (action, rule) = match self.set.classify(src, dst, proto, sport, dport, in_port) {
+            Some(r) => {
+                if let Some(c) = self.counters.get_mut(r) {
+                    c.packets += 1;
+                    c.bytes += len;
+                }
+                (self.set.rules.get(r).map_or(Action::Deny, |x| x.action), r as u16)
+            }
+            None => (self.default_action, u16::MAX),
+        };
+        match action {
+            Action::Deny => {
+                return Next::Drop(if rule == u16::MAX {
+                    reason::DEFAULT_DENY
+                } else {
+                    reason::RULE_DENY
+                })
+            }
+            Action::AllowStateless => return Next::Keep,
+            Action::Allow => {}
+        }
+        if rule == u16::MAX {
+            self.stats.default_allowed += 1;
+        }
+        if !trackable || !self.allow_established {
+            return Next::Keep;
+        }
+        let state = if proto == 6 {
+            if flags & (SYN | ACK | RST) != SYN {
+                return Next::Drop(reason::TCP_NO_CONN);
+            }
+            ConnState::SynSent
+        } else if proto == 1 && flags != 8 {
+            // An echo reply opens nothing.
+            return Next::Keep;
+        } else {
+            ConnState::Datagram
+        };
+        let c = Conn {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            state,
+            rule,
+            last: now,
+            fins: 0,
+        };
+        if !self.create(c) {
+            return Next::Drop(reason::TABLE_FULL);
+        }
+        Next::Keep
+    }
+}
+
+impl Stage for Firewall {
+    fn name(&self) -> &'static str {
+        "firewall"
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        ERRORS
+    }
+
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let now = (out.now_ns >> 20) as u32;
+        batch.dispatch(node, out, |p, _| self.decide(p.data(), p.meta.port, now));
+    }
+
+    fn tick(&mut self, out: &mut Out) {
+        let n = self.scan;
+        self.expire(out.now_ns, n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, 1, 1000);
+        for f in flags.chars() {
+            b = match f {
+                'S' => b.syn(),
+                'A' => b.ack(1),
+                'F' => b.fin(),
+                'R' => b.rst(),
+                _ => b,
+            };
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, &[]).unwrap();
+        v
+    }
+
+    fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).udp(sp, dp);
+        let mut v = Vec::new();
+        b.write(&mut v, b"x").unwrap();
+        v
+    }
+
+    fn rule(action: Action, src: Option<&str>, dst: Option<&str>, proto: Option<&str>, dport: Option<&str>) -> RuleConfig {
+        RuleConfig {
+            action,
+            src: src.map(String::from),
+            dst: dst.map(String::from),
+            proto: proto.map(String::from),
+            sport: None,
+            dport: dport.map(String::from),
+            in_port: None,
+        }
+    }
+
+    fn fw(rules: Vec<RuleConfig>) -> Firewall {
+        Firewall::new(&FirewallConfig {
+            rules,
+            max_connections: 1024,
+            ..FirewallConfig::default()
+        })
+        .unwrap()
+    }
+
+    const LAN: [u8; 4] = [10, 0, 0, 5];
+    const WEB: [u8; 4] = [192, 0, 2, 80];
+
+    #[test]
+    fn ordered_rules_first_match_and_counters() {
+        let mut f = fw(vec![
+            rule(Action::Deny, None, Some("192.0.2.0/24"), Some("tcp"), Some("22")),
+            rule(Action::Allow, Some("10.0.0.0/8"), None, Some("tcp"), Some("1-1023")),
+            rule(Action::Allow, Some("10.0.0.0/8"), None, Some("udp"), None),
+        ]);
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 22, "S"), 0, 1), Next::Drop(reason::RULE_DENY));
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, 1), Next::Keep);
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 8080, "S"), 0, 1), Next::Drop(reason::DEFAULT_DENY));
+        assert_eq!(f.decide(&udp(LAN, 5353, WEB, 53), 0, 1), Next::Keep);
+        assert_eq!(f.decide(&udp([172, 16, 0, 1], 5353, WEB, 53), 0, 1), Next::Drop(reason::DEFAULT_DENY));
+        let c = f.rule_counters();
+        assert_eq!((c[0].packets, c[1].packets, c[2].packets), (1, 1, 1));
+        assert!(c[1].bytes >= 54);
+    }
+
+    #[test]
+    fn established_replies_pass_and_tcp_states() {
+        let mut f = fw(vec![rule(Action::Allow, Some("10.0.0.0/8"), None, Some("tcp"), None)]);
+        let now = 100;
+        // Unsolicited inbound: no rule allows it.
+        assert_ne!(f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now), Next::Keep);
+        // A non-SYN opening is refused even if the rule allows.
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now), Next::Drop(reason::TCP_NO_CONN));
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, now), Next::Keep);
+        assert_eq!(f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now), Next::Keep);
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now), Next::Keep);
+        assert_eq!(f.connections().next().unwrap().state, ConnState::Established);
+        assert_eq!(f.decide(&tcp(WEB, 443, LAN, 4000, "FA"), 1, now), Next::Keep);
+        assert_eq!(f.connections().next().unwrap().state, ConnState::Closing);
+        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "FA"), 0, now), Next::Keep);
+        assert_eq!(f.connections().next().unwrap().state, ConnState::TimeWait);
+        // Time-wait ends after 120 s.
+        f.expire((u64::from(now) << 20) + 121 * SEC, 1 << 20);
+        assert_eq!(f.connection_count(), 0);
+        assert_ne!(f.decide(&tcp(WEB, 443, LAN, 4000, "A"), 1, now), Next::Keep);
+    }
+
+    #[test]
+    fn udp_and_icmp_pseudo_connections_expire() {
+        let mut f = fw(vec![rule(Action::Allow, Some("10.0.0.0/8"), None, None, None)]);
+        assert_eq!(f.decide(&udp(LAN, 5000, WEB, 53), 0, 0), Next::Keep);
+        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 10), Next::Keep);
+        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5001), 1, 10), Next::Drop(reason::DEFAULT_DENY));
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(LAN, WEB, 64).icmpv4_echo_request(9, 1);
+        let mut ping = Vec::new();
+        b.write(&mut ping, b"abc").unwrap();
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(WEB, LAN, 64).icmpv4_echo_reply(9, 1);
+        let mut pong = Vec::new();
+        b.write(&mut pong, b"abc").unwrap();
+        assert_eq!(f.decide(&ping, 0, 0), Next::Keep);
+        assert_eq!(f.decide(&pong, 1, 0), Next::Keep);
+        assert_eq!(f.connection_count(), 2);
+        f.expire(200 * SEC, 1 << 20);
+        assert_eq!(f.connection_count(), 0);
+        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 0), Next::Drop(reason::DEFAULT_DENY));
+    }
+
+    #[test]
+    fn table_full_is_a_counted_drop() {
+        let mut f = Firewall::new(&FirewallConfig {
+            rules: vec![rule(Action::Allow, None, None, None, None)],
+            max_connections: 4,
+            ..FirewallConfig::default()
+        })
+        .unwrap();
+        for p in 0..4 {
+            assert_eq!(f.decide(&udp(LAN, 1000 + p, WEB, 53), 0, 0), Next::Keep);
+        }
+        assert_eq!(f.decide(&udp(LAN, 2000, WEB, 53), 0, 0), Next::Drop(reason::TABLE_FULL));
+        assert_eq!(f.decide(&udp(WEB, 53, LAN, 1000), 1, 0), Next::Keep);
+    }
+
+    #[test]
+    fn classifier_matches_linear_scan() {
+        // 300 random rules; the bit-vector classifier agrees with first-match scan.
+        let mut x: u64 = 42;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut rules = Vec::new();
+        for _ in 0..300 {
+            let r = rnd();
+            let len = (r % 33) as u32;
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            let a = (rnd() as u32) & mask & 0x0f0f_ffff;
+            let p1 = (rnd() % 1024) as u32;
+            rules.push(Rule {
+                action: if r & 1 == 0 { Action::Allow } else { Action::Deny },
+                src: (a, a | !mask),
+                dst: (0, u32::MAX),
+                proto: if r & 2 == 0 { (6, 6) } else { (0, 255) },
+                sport: (0, 65535),
+                dport: (p1, p1 + (rnd() % 2000) as u32),
+                in_port: (0, 65535),
+            });
+        }
+        let set = RuleSet::new(rules.clone());
+        for _ in 0..20000 {
+            let src = (rnd() as u32) & 0x0f0f_ffff;
+            let proto = if rnd() & 1 == 0 { 6 } else { 17 };
+            let dport = (rnd() % 3000) as u16;
+            let want = rules.iter().position(|r| {
+                (r.src.0..=r.src.1).contains(&src)
+                    && (r.proto.0..=r.proto.1).contains(&u32::from(proto))
+                    && (r.dport.0..=r.dport.1).contains(&u32::from(dport))
+            });
+            assert_eq!(set.classify(src, 1, proto, 9, dport, 0), want);
+        }
+    }
+
+    #[test]
+    fn config_errors() {
+        let bad = FirewallConfig {
+            rules: vec![RuleConfig {
+                dport: Some("90-80".into()),
+                ..RuleConfig::default()
+            }],
+            ..FirewallConfig::default()
+        };
+        assert_eq!(Firewall::new(&bad).err(), Some(FwConfigError::BadRule(0, "dport")));
+    }
+}

@@ -18,7 +18,10 @@
 //! ```
 //!
 //! The manifest lists every other file of the package with `Source`, `Algorithm`
-//! (`SHA-256`) and `Hash` (SOL004 4.3.3). Signing (CMS, SOL004 5.3) is not done here.
+//! (`SHA-256`) and `Hash` (SOL004 4.3.3). With [`Signing`] the manifest carries a
+//! detached CMS signature (PEM) at its end and the signer certificate ships as
+//! `<vnf>.cert` (`ETSI-Entry-Certificate`), SOL004 v2.6.1 clause 5.3 option 1; the
+//! signature is made with the `openssl cms` CLI.
 
 use crate::error::{Error, Result};
 use crate::image::ImageInfo;
@@ -35,8 +38,31 @@ pub fn manifest_name(m: &VnfModel) -> String {
     format!("{}.mf", m.name)
 }
 
+/// Signing material for the manifest (SOL004 v2.6.1 clause 5.3, option 1): a PEM
+/// private key and its X.509 certificate (shipped as `<vnf>.cert`).
+#[derive(Debug, Clone)]
+pub struct Signing {
+    /// PEM private key.
+    pub key: std::path::PathBuf,
+    /// PEM X.509 certificate of that key.
+    pub cert: std::path::PathBuf,
+}
+
+/// Certificate file name (root of the CSAR, `ETSI-Entry-Certificate`).
+pub fn cert_name(m: &VnfModel) -> String {
+    format!("{}.cert", m.name)
+}
+
 /// TOSCA.meta text.
-pub fn tosca_meta(m: &VnfModel) -> String {
+pub fn tosca_meta(m: &VnfModel, signed: bool) -> String {
+    let mut s = tosca_meta_unsigned(m);
+    if signed {
+        s.push_str(&format!("ETSI-Entry-Certificate: {}\n", cert_name(m)));
+    }
+    s
+}
+
+fn tosca_meta_unsigned(m: &VnfModel) -> String {
     format!(
         "TOSCA-Meta-File-Version: 1.0\n\
          CSAR-Version: 1.1\n\
@@ -81,8 +107,13 @@ pub fn kpi_file(m: &VnfModel) -> Result<String> {
 }
 
 /// All files of the CSAR except the manifest, in zip order.
-fn entries(m: &VnfModel, image: &ImageInfo, reference: &Path) -> Result<Vec<Entry>> {
-    let mut v = vec![Entry::bytes(TOSCA_META, tosca_meta(m))];
+fn entries(
+    m: &VnfModel,
+    image: &ImageInfo,
+    reference: &Path,
+    sign: Option<&Signing>,
+) -> Result<Vec<Entry>> {
+    let mut v = vec![Entry::bytes(TOSCA_META, tosca_meta(m, sign.is_some()))];
     for (name, text) in sol001::render(m, image)? {
         v.push(Entry::bytes(format!("Definitions/{name}"), text));
     }
@@ -117,7 +148,47 @@ fn entries(m: &VnfModel, image: &ImageInfo, reference: &Path) -> Result<Vec<Entr
         ));
     }
     v.push(Entry::bytes("ChangeLog.txt", changelog(m)));
+    if let Some(s) = sign {
+        let cert = std::fs::read(&s.cert).map_err(crate::error::io(&s.cert))?;
+        v.push(Entry::bytes(cert_name(m), cert));
+    }
     Ok(v)
+}
+
+/// Detached CMS signature (PEM, `-----BEGIN CMS-----`) of `content`, made with the
+/// openssl CLI.
+fn cms_sign(content: &str, s: &Signing) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(["cms", "-sign", "-binary", "-outform", "PEM", "-signer"])
+        .arg(&s.cert)
+        .arg("-inkey")
+        .arg(&s.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::ToolMissing(format!("openssl (needed to sign the manifest): {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(content.as_bytes())
+            .map_err(crate::error::io("openssl"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(crate::error::io("openssl"))?;
+    let pem = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() || !pem.starts_with("-----BEGIN CMS-----") {
+        return Err(Error::Image {
+            path: s.key.clone(),
+            reason: format!(
+                "signing the manifest failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(pem)
 }
 
 /// SOL004 manifest text for `entries`.
@@ -147,9 +218,15 @@ pub fn write(
     reference: &Path,
     out: &Path,
     force: bool,
+    sign: Option<&Signing>,
 ) -> Result<()> {
-    let mut all = entries(m, image, reference)?;
-    let mf = manifest(m, &all)?;
+    let mut all = entries(m, image, reference, sign)?;
+    let mut mf = manifest(m, &all)?;
+    if let Some(s) = sign {
+        // SOL004 5.3 option 1: the CMS signature of the manifest, appended to it.
+        let pem = cms_sign(&mf, s)?;
+        mf.push_str(&pem);
+    }
     all.push(Entry::bytes(manifest_name(m), mf));
     package::atomic_file(out, force, |f| package::write_zip(out, &all, f))
 }
@@ -234,7 +311,17 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
     }
     let mut listed = Vec::new();
     let mut source: Option<String> = None;
-    for line in mf.lines() {
+    let (body, signature) = match mf.find("-----BEGIN CMS-----") {
+        Some(i) => (&mf[..i], Some(&mf[i..])),
+        None => (mf.as_str(), None),
+    };
+    if signature.is_some() {
+        match get("ETSI-Entry-Certificate") {
+            Some(c) if names.contains(&c) => {}
+            _ => problems.push("signed manifest but no ETSI-Entry-Certificate file".into()),
+        }
+    }
+    for line in body.lines() {
         if let Some(v) = line.strip_prefix("Source:") {
             source = Some(v.trim().to_string());
         } else if let Some(v) = line.strip_prefix("Algorithm:") {

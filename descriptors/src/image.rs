@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 pub struct ImageInfo {
     /// Source path.
     pub path: PathBuf,
-    /// File name inside the package (`Files/images/<file_name>`).
+    /// File name inside the package (`Files/images/<file_name>`):
+    /// `<image name>-<version>.<disk format>`, whatever the source file is called.
     pub file_name: String,
     /// Size in bytes.
     pub size: u64,
@@ -39,16 +40,7 @@ pub fn inspect(path: &Path, img: &SwImage) -> Result<ImageInfo> {
     if !meta.is_file() {
         return Err(bad("not a regular file".into()));
     }
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| {
-            n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                && !n.starts_with('.')
-        })
-        .ok_or_else(|| bad("file name must be ASCII letters, digits, '-', '_' or '.'".into()))?
-        .to_string();
+    let file_name = format!("{}-{}.{}", img.name, img.version, img.disk_format.as_str());
     let mut f = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
     let mut hasher = Sha256::new();
     let mut head = Vec::with_capacity(32);

@@ -106,6 +106,8 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Replace an existing output.
     pub force: bool,
+    /// Sign the CSAR manifest (CSAR only).
+    pub sign: Option<csar::Signing>,
 }
 
 /// Check the model, measure the image and write the package.
@@ -139,7 +141,14 @@ pub fn build(m: &model::VnfModel, opts: &BuildOptions) -> Result<()> {
     let image = image::inspect(&image_path, &m.image)?;
     let reference = reference_dir()?;
     match opts.format {
-        Format::Csar => csar::write(&m, &image, &reference, &opts.out, opts.force),
+        Format::Csar => csar::write(
+            &m,
+            &image,
+            &reference,
+            &opts.out,
+            opts.force,
+            opts.sign.as_ref(),
+        ),
         Format::Osm => osm::write(&m, &image, &opts.out, opts.force),
     }
 }

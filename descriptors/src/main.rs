@@ -43,6 +43,12 @@ enum Cmd {
         /// Replace an existing output
         #[arg(long)]
         force: bool,
+        /// Sign the CSAR manifest with this PEM private key (CMS, SOL004 5.3)
+        #[arg(long, requires = "sign_cert")]
+        sign_key: Option<PathBuf>,
+        /// X.509 certificate (PEM) of the signing key, shipped as <vnf>.cert
+        #[arg(long, requires = "sign_key")]
+        sign_cert: Option<PathBuf>,
     },
     /// Validate a package: a .csar, an OSM package folder/.tar.gz, or a folder of them
     Validate {
@@ -65,7 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             image,
             out,
             force,
+            sign_key,
+            sign_cert,
         } => {
+            if sign_key.is_some() && matches!(format, Fmt::Osm) {
+                anyhow::bail!("--sign-key/--sign-cert: only CSAR manifests are signed");
+            }
             let m = descriptors::load_model(&vnf)?;
             let opts = descriptors::BuildOptions {
                 format: match format {
@@ -76,6 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 image,
                 out: out.clone(),
                 force,
+                sign: sign_key
+                    .zip(sign_cert)
+                    .map(|(key, cert)| descriptors::csar::Signing { key, cert }),
             };
             descriptors::build(&m, &opts)?;
             println!("wrote {}", out.display());

@@ -381,7 +381,7 @@ fn check_flavour(m: &VnfModel, fl: &Flavour, vdus: &HashSet<&str>) -> Result<()>
 
 fn check_image(img: &SwImage) -> Result<()> {
     check_id("image.name", &img.name)?;
-    nonempty("image.version", &img.version)?;
+    check_id("image.version", &img.version)?;
     if img.min_disk_gib == 0 {
         return Err(model("image.min_disk_gib", "must be at least 1 GiB"));
     }

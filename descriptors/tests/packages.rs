@@ -38,6 +38,7 @@ fn opts(format: Format, image: &Path, out: PathBuf) -> BuildOptions {
         image: Some(image.to_path_buf()),
         out,
         force: false,
+        sign: None,
     }
 }
 
@@ -93,10 +94,11 @@ fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
         assert!(meta.contains(&format!(
             "Entry-Definitions: Definitions/{name}_top.vnfd.yaml"
         )));
+        let image_member = format!("Files/images/{name}-unikernel-0.1.0.qcow2");
         for f in [
             "Definitions/etsi_nfv_sol001_common_types.yaml",
             "Definitions/etsi_nfv_sol001_vnfd_types.yaml",
-            "Files/images/img.qcow2",
+            &image_member,
             "ChangeLog.txt",
         ] {
             assert!(names.iter().any(|n| n == f), "{name}: {f} missing");
@@ -108,7 +110,7 @@ fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
             .unwrap();
         let img_hash = hex(&sha2::Sha256::digest(std::fs::read(&img).unwrap()));
         assert!(mf.contains(&format!(
-            "Source: Files/images/img.qcow2\nAlgorithm: SHA-256\nHash: {img_hash}\n"
+            "Source: {image_member}\nAlgorithm: SHA-256\nHash: {img_hash}\n"
         )));
     }
     let report = must_validate(&out);
@@ -503,4 +505,55 @@ fn cli_errors_name_the_problem_and_leave_nothing() {
     assert!(!ok && msg.contains("already exists"), "{msg}");
     let (ok, msg) = cli(&["validate", out_s]);
     assert!(ok && msg.contains("tosca-parser"), "{msg}");
+}
+
+#[test]
+fn signed_csar_verifies_and_tampering_breaks_the_signature() {
+    let d = tmpdir();
+    let img = make_image(d.path(), "img.qcow2");
+    let (key, cert) = (d.path().join("key.pem"), d.path().join("cert.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-subj",
+            "/CN=nfv-rs package signing test",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl CLI is required");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = d.path().join("keyserver.csar");
+    let mut o = opts(Format::Csar, &img, signed.clone());
+    o.sign = Some(csar::Signing { key, cert });
+    descriptors::build(&vnfs::keyserver(), &o).unwrap();
+    let report = must_validate(&signed);
+    assert!(report.contains("OK"), "{report}");
+
+    // Change the manifest metadata: digests still match, the signature does not.
+    let bad = d.path().join("tampered.csar");
+    tamper_csar(&signed, &bad, "keyserver.mf", false, |s| {
+        s.replacen(
+            "vnf_package_version: 0.1.0",
+            "vnf_package_version: 9.9.9",
+            1,
+        )
+    });
+    must_reject(&bad, "CMS signature does not verify");
 }

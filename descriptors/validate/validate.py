@@ -84,7 +84,10 @@ def check_csar(path):
                     errors.append(f"manifest metadata lacks {k}")
             listed = set()
             src = None
-            for ln in mf.splitlines():
+            body, sep, sig = mf.partition("-----BEGIN CMS-----")
+            if sep:
+                errors += verify_cms(z, body, sep + sig, vals.get("ETSI-Entry-Certificate"), names)
+            for ln in body.splitlines():
                 if ln.startswith("Source:"):
                     src = ln.split(":", 1)[1].strip()
                 elif ln.startswith("Algorithm:"):
@@ -110,9 +113,33 @@ def check_csar(path):
         nested = t.nested_tosca_templates_with_topology or []
         if not nested:
             errors.append("tosca-parser found no deployment-flavour template (substitution_mappings)")
+    except Missing:
+        raise
     except Exception as e:  # tosca-parser raises ValidationError, sometimes TypeError
         errors.append(f"tosca-parser: {type(e).__name__}: {e}")
     return errors
+
+
+def verify_cms(z, body, pem, cert_name, names):
+    """SOL004 5.3 option 1: detached CMS signature of the manifest body, checked with
+    the openssl CLI against the package's certificate as trust anchor."""
+    if not cert_name or cert_name not in names:
+        return ["manifest is signed but TOSCA.meta names no ETSI-Entry-Certificate file in the archive"]
+    if shutil.which("openssl") is None:
+        raise Missing("openssl not found (needed to verify the manifest signature)")
+    with tempfile.TemporaryDirectory() as d:
+        for name, data in (("body", body.encode()), ("sig.pem", pem.encode()), ("cert.pem", z.read(cert_name))):
+            with open(os.path.join(d, name), "wb") as fh:
+                fh.write(data)
+        r = subprocess.run(
+            ["openssl", "cms", "-verify", "-binary", "-inform", "PEM", "-in", os.path.join(d, "sig.pem"),
+             "-content", os.path.join(d, "body"), "-CAfile", os.path.join(d, "cert.pem"),
+             "-certfile", os.path.join(d, "cert.pem"), "-partial_chain", "-purpose", "any",
+             "-out", os.devnull],
+            capture_output=True, text=True)
+        if r.returncode != 0:
+            return ["manifest CMS signature does not verify: " + " ".join(r.stderr.split())[:300]]
+    return []
 
 
 # ---------------------------------------------------------------- SOL006 / yanglint
@@ -418,17 +445,7 @@ def csars_under(path):
     return out
 
 
-def main(argv):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", default=os.environ.get("VNF_SHARED_REFERENCE", REF_DEFAULT))
-    ap.add_argument("paths", nargs="+")
-    a = ap.parse_args(argv)
-    try:
-        need_modules()
-    except Missing as e:
-        print(f"MISSING {e}")
-        return 2
-    report = []
+def run(a, report):
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for p in a.paths:
@@ -452,12 +469,28 @@ def main(argv):
                     if not folders:
                         raise ValueError("no CSAR or OSM package found")
                     failed |= check_osm_packages(folders, a.reference, report)
-                except Missing as e:
-                    print(f"MISSING {e}")
-                    return 2
                 except (ValueError, OSError, tarfile.TarError) as e:
                     report.append(f"FAIL {p}: {e}")
                     failed = True
+    return failed
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", default=os.environ.get("VNF_SHARED_REFERENCE", REF_DEFAULT))
+    ap.add_argument("paths", nargs="+")
+    a = ap.parse_args(argv)
+    try:
+        need_modules()
+    except Missing as e:
+        print(f"MISSING {e}")
+        return 2
+    report = []
+    try:
+        failed = run(a, report)
+    except Missing as e:
+        print("\n".join(report + [f"MISSING {e}"]))
+        return 2
     print("\n".join(report))
     return 1 if failed else 0
 

@@ -228,20 +228,39 @@ fn broken_csars_are_rejected() {
     let img = make_image(d.path(), "img.qcow2");
     let good = d.path().join("router.csar");
     descriptors::build(&vnfs::router(), &opts(Format::Csar, &img, good.clone())).unwrap();
+    let broken = d.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
 
     // A VduCp vnic_type outside the SOL001 valid_values: tosca-parser rejects it.
-    let bad = d.path().join("bad-vnic.csar");
-    tamper_csar(&good, &bad, "Definitions/router_df_small.yaml", true, |s| {
-        s.replacen("vnic_type: direct-physical", "vnic_type: sriov", 1)
-    });
-    must_reject(&bad, "vnic_type");
-
+    let vnic = broken.join("bad-vnic.csar");
+    tamper_csar(
+        &good,
+        &vnic,
+        "Definitions/router_df_small.yaml",
+        true,
+        |s| s.replacen("vnic_type: direct-physical", "vnic_type: sriov", 1),
+    );
     // A Vdu.Compute without its required vdu_profile.
-    let bad = d.path().join("bad-profile.csar");
-    tamper_csar(&good, &bad, "Definitions/router_df_large.yaml", true, |s| {
-        s.replacen("vdu_profile:", "vdu_profil:", 1)
-    });
-    must_reject(&bad, "tosca-parser");
+    let profile = broken.join("bad-profile.csar");
+    tamper_csar(
+        &good,
+        &profile,
+        "Definitions/router_df_large.yaml",
+        true,
+        |s| s.replacen("vdu_profile:", "vdu_profil:", 1),
+    );
+    // Both in one validator run; each must fail for its own reason.
+    let report = must_reject(&broken, "tosca-parser");
+    for (p, why) in [(&vnic, "vnic_type"), (&profile, "vdu_profil")] {
+        let prefix = format!("FAIL {}", p.display());
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(why)),
+            "no `{why}` failure for {}:\n{report}",
+            p.display()
+        );
+    }
 
     // A changed file whose manifest digest was not updated.
     let bad = d.path().join("bad-digest.csar");
@@ -539,15 +558,16 @@ fn signed_csar_verifies_and_tampering_breaks_the_signature() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let signed = d.path().join("keyserver.csar");
+    let dir = d.path().join("pkgs");
+    std::fs::create_dir(&dir).unwrap();
+    let signed = dir.join("keyserver.csar");
     let mut o = opts(Format::Csar, &img, signed.clone());
     o.sign = Some(csar::Signing { key, cert });
     descriptors::build(&vnfs::keyserver(), &o).unwrap();
-    let report = must_validate(&signed);
-    assert!(report.contains("OK"), "{report}");
+    assert_eq!(csar::verify(&signed).unwrap(), Vec::<String>::new());
 
     // Change the manifest metadata: digests still match, the signature does not.
-    let bad = d.path().join("tampered.csar");
+    let bad = dir.join("tampered.csar");
     tamper_csar(&signed, &bad, "keyserver.mf", false, |s| {
         s.replacen(
             "vnf_package_version: 0.1.0",
@@ -555,5 +575,17 @@ fn signed_csar_verifies_and_tampering_breaks_the_signature() {
             1,
         )
     });
-    must_reject(&bad, "CMS signature does not verify");
+    // One validator run over both.
+    let report = must_reject(&dir, "CMS signature does not verify");
+    assert!(
+        report.contains(&format!("OK   {} [SOL004", signed.display())),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "FAIL {}: manifest CMS signature does not verify",
+            bad.display()
+        )),
+        "{report}"
+    );
 }

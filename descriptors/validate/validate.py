@@ -116,7 +116,7 @@ def check_csar(path):
     except Missing:
         raise
     except Exception as e:  # tosca-parser raises ValidationError, sometimes TypeError
-        errors.append(f"tosca-parser: {type(e).__name__}: {e}")
+        errors.append(f"tosca-parser: {type(e).__name__}: " + " ".join(str(e).split()))
     return errors
 
 

@@ -44,7 +44,12 @@ impl Credentials {
     pub fn check(&self, password: &[u8]) -> bool {
         match self {
             Credentials::Pap { password: p, .. } => p.as_slice() == password,
-            Credentials::Chap { id, challenge, response, .. } => chap_md5(*id, password, challenge) == *response,
+            Credentials::Chap {
+                id,
+                challenge,
+                response,
+                ..
+            } => chap_md5(*id, password, challenge) == *response,
         }
     }
 }
@@ -105,7 +110,11 @@ impl ServerAuth {
 
     fn challenge_frame(&self) -> Vec<u8> {
         let mut f = Vec::new();
-        ChapRepr::Challenge { value: &self.challenge, name: &self.name }.emit_frame(self.id, &mut f);
+        ChapRepr::Challenge {
+            value: &self.challenge,
+            name: &self.name,
+        }
+        .emit_frame(self.id, &mut f);
         f
     }
 
@@ -123,7 +132,12 @@ impl ServerAuth {
     }
 
     /// Feed a PAP or CHAP packet. Malformed input is an error and changes nothing.
-    pub fn input(&mut self, protocol: u16, info: &[u8], out: &mut Vec<AuthEvent>) -> Result<(), crate::wire::Error> {
+    pub fn input(
+        &mut self,
+        protocol: u16,
+        info: &[u8],
+        out: &mut Vec<AuthEvent>,
+    ) -> Result<(), crate::wire::Error> {
         let p = ControlPacket::parse(info)?;
         match (self.proto, protocol) {
             (AuthProto::Pap, proto::PAP) => {
@@ -134,10 +148,15 @@ impl ServerAuth {
                     Phase::Waiting => {
                         self.id = p.id;
                         self.phase = Phase::Verifying;
-                        out.push(AuthEvent::Verify(Credentials::Pap { user: peer_id.to_vec(), password: password.to_vec() }));
+                        out.push(AuthEvent::Verify(Credentials::Pap {
+                            user: peer_id.to_vec(),
+                            password: password.to_vec(),
+                        }));
                     }
                     // A retransmitted request after the verdict: repeat the verdict.
-                    Phase::Done(_) if p.id == self.id => out.push(AuthEvent::Send(self.result_frame.clone())),
+                    Phase::Done(_) if p.id == self.id => {
+                        out.push(AuthEvent::Send(self.result_frame.clone()))
+                    }
                     _ => {}
                 }
             }
@@ -150,7 +169,9 @@ impl ServerAuth {
                 }
                 match self.phase {
                     Phase::Waiting => {
-                        let response: [u8; 16] = value.try_into().map_err(|_| crate::wire::Error::Malformed)?;
+                        let response: [u8; 16] = value
+                            .try_into()
+                            .map_err(|_| crate::wire::Error::Malformed)?;
                         self.phase = Phase::Verifying;
                         out.push(AuthEvent::Verify(Credentials::Chap {
                             user: name.to_vec(),
@@ -256,7 +277,11 @@ impl ClientAuth {
 
     fn pap_frame(&self) -> Vec<u8> {
         let mut f = Vec::new();
-        PapRepr::Request { peer_id: &self.user, password: &self.password }.emit_frame(self.id, &mut f);
+        PapRepr::Request {
+            peer_id: &self.user,
+            password: &self.password,
+        }
+        .emit_frame(self.id, &mut f);
         f
     }
 
@@ -273,7 +298,12 @@ impl ClientAuth {
     }
 
     /// Feed a PAP or CHAP packet.
-    pub fn input(&mut self, protocol: u16, info: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), crate::wire::Error> {
+    pub fn input(
+        &mut self,
+        protocol: u16,
+        info: &[u8],
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), crate::wire::Error> {
         let p = ControlPacket::parse(info)?;
         match protocol {
             proto::PAP => match PapRepr::parse(&p)? {
@@ -292,7 +322,11 @@ impl ClientAuth {
                     self.id = p.id;
                     let r = chap_md5(p.id, &self.password, value);
                     let mut f = Vec::new();
-                    ChapRepr::Response { value: &r, name: &self.user }.emit_frame(p.id, &mut f);
+                    ChapRepr::Response {
+                        value: &r,
+                        name: &self.user,
+                    }
+                    .emit_frame(p.id, &mut f);
                     out.push(f);
                 }
                 ChapRepr::Success(_) if p.id == self.id => {
@@ -336,7 +370,11 @@ impl ClientAuth {
 mod tests {
     use super::*;
 
-    fn exchange(proto: AuthProto, client_pw: &[u8], server_pw: &[u8]) -> (Option<bool>, ClientOutcome) {
+    fn exchange(
+        proto: AuthProto,
+        client_pw: &[u8],
+        server_pw: &[u8],
+    ) -> (Option<bool>, ClientOutcome) {
         let mut rng = Rng::from_seed([3; 32]);
         let mut s = ServerAuth::new(proto, b"vbng", 3000);
         let mut c = ClientAuth::new(proto, b"alice", client_pw, 3000);
@@ -345,7 +383,7 @@ mod tests {
         s.start(0, &mut rng, &mut se);
         c.start(0, &mut cf);
         for _ in 0..4 {
-            for e in se.drain(..).collect::<Vec<_>>() {
+            for e in core::mem::take(&mut se) {
                 match e {
                     AuthEvent::Send(f) => {
                         let p = u16::from_be_bytes([f[0], f[1]]);
@@ -359,7 +397,7 @@ mod tests {
                     AuthEvent::Timeout => panic!("timeout"),
                 }
             }
-            for f in cf.drain(..).collect::<Vec<_>>() {
+            for f in core::mem::take(&mut cf) {
                 let p = u16::from_be_bytes([f[0], f[1]]);
                 s.input(p, &f[2..], &mut se).unwrap();
             }
@@ -369,10 +407,22 @@ mod tests {
 
     #[test]
     fn pap_and_chap_accept_and_reject() {
-        assert_eq!(exchange(AuthProto::Pap, b"pw", b"pw"), (Some(true), ClientOutcome::Success));
-        assert_eq!(exchange(AuthProto::Pap, b"pw", b"other"), (Some(false), ClientOutcome::Failure));
-        assert_eq!(exchange(AuthProto::Chap, b"pw", b"pw"), (Some(true), ClientOutcome::Success));
-        assert_eq!(exchange(AuthProto::Chap, b"pw", b"other"), (Some(false), ClientOutcome::Failure));
+        assert_eq!(
+            exchange(AuthProto::Pap, b"pw", b"pw"),
+            (Some(true), ClientOutcome::Success)
+        );
+        assert_eq!(
+            exchange(AuthProto::Pap, b"pw", b"other"),
+            (Some(false), ClientOutcome::Failure)
+        );
+        assert_eq!(
+            exchange(AuthProto::Chap, b"pw", b"pw"),
+            (Some(true), ClientOutcome::Success)
+        );
+        assert_eq!(
+            exchange(AuthProto::Chap, b"pw", b"other"),
+            (Some(false), ClientOutcome::Failure)
+        );
     }
 
     #[test]
@@ -387,7 +437,12 @@ mod tests {
             s.poll(t, &mut ev);
             assert!(t < 5000);
         }
-        assert_eq!(ev.iter().filter(|e| matches!(e, AuthEvent::Send(_))).count(), 11);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, AuthEvent::Send(_)))
+                .count(),
+            11
+        );
         // Garbage does not panic.
         assert!(s.input(proto::CHAP, &[2, 1, 0, 5, 200], &mut ev).is_err());
     }

@@ -141,7 +141,13 @@ impl Subscriber {
     }
 
     fn eth(&self, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-        let e = EthRepr { dst: self.ac_mac, src: self.p.mac, vlans: self.p.vlans, ethertype, header_len: 0 };
+        let e = EthRepr {
+            dst: self.ac_mac,
+            src: self.p.mac,
+            vlans: self.p.vlans,
+            ethertype,
+            header_len: 0,
+        };
         let mut f = alloc::vec![0u8; e.buffer_len()];
         let _ = e.emit(&mut f);
         f.extend_from_slice(payload);
@@ -155,9 +161,17 @@ impl Subscriber {
             tags: DiscoveryTags {
                 service_name: (code != Code::Padt).then_some(self.p.service_name.as_slice()),
                 host_uniq: self.p.host_uniq.as_deref(),
-                ac_cookie: if code == Code::Padr { self.cookie.as_deref() } else { None },
+                ac_cookie: if code == Code::Padr {
+                    self.cookie.as_deref()
+                } else {
+                    None
+                },
                 relay_session_id: self.relay.as_deref(),
-                ppp_max_payload: if code == Code::Padt { None } else { self.p.max_payload },
+                ppp_max_payload: if code == Code::Padt {
+                    None
+                } else {
+                    self.p.max_payload
+                },
                 ..DiscoveryTags::default()
             },
         };
@@ -220,7 +234,9 @@ impl Subscriber {
             self.malformed += 1;
             return;
         };
-        let Some(payload) = frame.get(eth.header_len..) else { return };
+        let Some(payload) = frame.get(eth.header_len..) else {
+            return;
+        };
         let Ok(pk) = Packet::new_checked(payload) else {
             self.malformed += 1;
             return;
@@ -257,7 +273,11 @@ impl Subscriber {
                         self.sid = r.session_id;
                         self.phase = ClientPhase::Lcp;
                         let mru = r.tags.ppp_max_payload.unwrap_or(1492);
-                        let mut lcp = Fsm::new(LcpNeg::client(mru, self.p.magic.max(1), self.p.accept_auth), self.p.timers, 1);
+                        let mut lcp = Fsm::new(
+                            LcpNeg::client(mru, self.p.magic.max(1), self.p.accept_auth),
+                            self.p.timers,
+                            1,
+                        );
                         let mut o = Vec::new();
                         lcp.up(now, &mut o);
                         lcp.open(now, &mut o);
@@ -303,12 +323,19 @@ impl Subscriber {
         }
     }
 
-    fn ppp_input(&mut self, ppp: &[u8], now: u64, out: &mut Vec<Vec<u8>>) -> Result<(), crate::wire::Error> {
+    fn ppp_input(
+        &mut self,
+        ppp: &[u8],
+        now: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), crate::wire::Error> {
         let (protocol, info) = split_protocol(ppp)?;
         let mut o = Vec::new();
         match protocol {
             proto::LCP => {
-                let Some(mut lcp) = self.lcp.take() else { return Ok(()) };
+                let Some(mut lcp) = self.lcp.take() else {
+                    return Ok(());
+                };
                 let r = lcp.input(info, now, &mut o);
                 let (up, down) = self.ppp_out(&mut o, out);
                 let auth = lcp.neg.auth;
@@ -318,7 +345,12 @@ impl Subscriber {
                     match auth {
                         Some(a) => {
                             self.phase = ClientPhase::Auth;
-                            let mut c = ClientAuth::new(a, &self.p.user, &self.p.password, self.p.timers.restart_ms);
+                            let mut c = ClientAuth::new(
+                                a,
+                                &self.p.user,
+                                &self.p.password,
+                                self.p.timers.restart_ms,
+                            );
                             let mut frames = Vec::new();
                             c.start(now, &mut frames);
                             for f in frames {
@@ -335,7 +367,9 @@ impl Subscriber {
                 }
             }
             proto::PAP | proto::CHAP => {
-                let Some(mut a) = self.auth.take() else { return Ok(()) };
+                let Some(mut a) = self.auth.take() else {
+                    return Ok(());
+                };
                 let mut frames = Vec::new();
                 let r = a.input(protocol, info, &mut frames);
                 for f in frames {
@@ -345,7 +379,9 @@ impl Subscriber {
                 self.auth = Some(a);
                 r?;
                 match outcome {
-                    ClientOutcome::Success if self.phase == ClientPhase::Auth => self.start_ncp(now, out),
+                    ClientOutcome::Success if self.phase == ClientPhase::Auth => {
+                        self.start_ncp(now, out)
+                    }
                     ClientOutcome::Failure => {
                         self.fail();
                         self.phase = ClientPhase::Down;
@@ -354,7 +390,9 @@ impl Subscriber {
                 }
             }
             proto::IPCP => {
-                let Some(mut f) = self.ipcp.take() else { return Ok(()) };
+                let Some(mut f) = self.ipcp.take() else {
+                    return Ok(());
+                };
                 let r = f.input(info, now, &mut o);
                 let (up, _) = self.ppp_out(&mut o, out);
                 if up {
@@ -382,7 +420,9 @@ impl Subscriber {
     /// Earliest time `poll` has work.
     pub fn deadline(&self) -> Option<u64> {
         let mut d = match self.phase {
-            ClientPhase::Padi | ClientPhase::Padr if self.failed.is_none() => Some(self.disc_deadline),
+            ClientPhase::Padi | ClientPhase::Padr if self.failed.is_none() => {
+                Some(self.disc_deadline)
+            }
             _ => None,
         };
         let mut m = |x: Option<u64>| {
@@ -401,7 +441,8 @@ impl Subscriber {
         if self.phase == ClientPhase::Down {
             return;
         }
-        if matches!(self.phase, ClientPhase::Padi | ClientPhase::Padr) && now >= self.disc_deadline {
+        if matches!(self.phase, ClientPhase::Padi | ClientPhase::Padr) && now >= self.disc_deadline
+        {
             if self.disc_tries == 0 {
                 self.fail();
                 self.phase = ClientPhase::Down;
@@ -410,7 +451,11 @@ impl Subscriber {
             self.disc_tries -= 1;
             self.disc_timeout = (self.disc_timeout * 2).min(8000);
             self.disc_deadline = now + self.disc_timeout;
-            let c = if self.phase == ClientPhase::Padi { Code::Padi } else { Code::Padr };
+            let c = if self.phase == ClientPhase::Padi {
+                Code::Padi
+            } else {
+                Code::Padr
+            };
             out.push(self.disc_frame(c));
         }
         let mut o = Vec::new();
@@ -453,4 +498,3 @@ impl Subscriber {
         }
     }
 }
-

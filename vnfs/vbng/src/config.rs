@@ -79,7 +79,10 @@ impl Default for Config {
             ipv6cp: false,
             padi_per_mac: 10,
             padi_per_port: 100_000,
-            pools: vec![PoolConfig { name: "default".to_string(), ranges: vec!["100.64.0.2-100.67.255.254".to_string()] }],
+            pools: vec![PoolConfig {
+                name: "default".to_string(),
+                ranges: vec!["100.64.0.2-100.67.255.254".to_string()],
+            }],
             radius: None,
             users: Vec::new(),
             user_file: None,
@@ -249,7 +252,11 @@ pub fn parse_user_file(text: &str) -> Result<Vec<UserConfig>, ConfigError> {
         let (Some(name), Some(password)) = (it.next(), it.next()) else {
             return Err(err(line, "user line"));
         };
-        let mut u = UserConfig { name: name.to_string(), password: password.to_string(), ..Default::default() };
+        let mut u = UserConfig {
+            name: name.to_string(),
+            password: password.to_string(),
+            ..Default::default()
+        };
         for extra in it {
             if extra.contains('/') {
                 parse_rate_pair(extra)?;
@@ -327,8 +334,14 @@ rate = "10M/50M"
         )
         .unwrap();
         assert_eq!(c.auth, AuthProto::Chap);
-        assert_eq!(parse_range(&c.pools[0].ranges[0]).unwrap(), (0x0a000000, 0x0a0000ff));
-        assert_eq!(parse_rate_pair("10M/50M").unwrap(), (10_000_000, 50_000_000));
+        assert_eq!(
+            parse_range(&c.pools[0].ranges[0]).unwrap(),
+            (0x0a000000, 0x0a0000ff)
+        );
+        assert_eq!(
+            parse_rate_pair("10M/50M").unwrap(),
+            (10_000_000, 50_000_000)
+        );
         assert!(Config::from_toml("mac = \"zz\"").is_err());
         assert!(Config::from_toml("bogus = 1").is_err());
         let u = parse_user_file("# c\nbob pw 10.0.0.1 1M/2M\ncarol x\n").unwrap();

@@ -13,7 +13,10 @@ use crate::config::{parse_mac, parse_range, parse_rate_pair, parse_sockaddr, Con
 use crate::fsm::Timers;
 use crate::pool::{Pool, Pools};
 use crate::pppoe::{AccessKey, Discovery, DiscoveryAction, DiscoveryConfig, SessionRequest};
-use crate::radius::{self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server, Transmit};
+use crate::radius::{
+    self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server,
+    Transmit,
+};
 use crate::rng::Rng;
 use crate::session::{EndCause, LinkParams, PppSession, SessEvent};
 use crate::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
@@ -74,7 +77,9 @@ pub struct SessionCounters {
 impl SessionCounters {
     /// Counters for `n` session slots.
     pub fn new(n: usize) -> Arc<SessionCounters> {
-        Arc::new(SessionCounters { v: (0..n * 4).map(|_| AtomicU64::new(0)).collect() })
+        Arc::new(SessionCounters {
+            v: (0..n * 4).map(|_| AtomicU64::new(0)).collect(),
+        })
     }
     /// Slots.
     pub fn capacity(&self) -> usize {
@@ -234,12 +239,25 @@ pub struct ControlPlane {
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
-    alloc::format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    alloc::format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5]
+    )
 }
 
 impl ControlPlane {
     /// Build from a validated config with `max_sessions` slots and a random source.
-    pub fn new(cfg: &Config, max_sessions: u32, counters: Arc<SessionCounters>, mut rng: Rng) -> Result<ControlPlane, ConfigError> {
+    pub fn new(
+        cfg: &Config,
+        max_sessions: u32,
+        counters: Arc<SessionCounters>,
+        mut rng: Rng,
+    ) -> Result<ControlPlane, ConfigError> {
         cfg.validate()?;
         let our_mac = parse_mac(&cfg.mac)?;
         let mut key = [0u8; 32];
@@ -263,7 +281,10 @@ impl ControlPlane {
             auth: cfg.auth,
             auth_fallback: cfg.auth_fallback,
             name: cfg.name.as_bytes().to_vec(),
-            timers: Timers { restart_ms: cfg.restart_ms, ..Timers::default() },
+            timers: Timers {
+                restart_ms: cfg.restart_ms,
+                ..Timers::default()
+            },
             keepalive_ms: u64::from(cfg.keepalive_interval_s) * 1000,
             keepalive_failures: cfg.keepalive_failures,
             gateway: u32::from(cfg.gateway),
@@ -272,7 +293,11 @@ impl ControlPlane {
         };
         let mut pools = Vec::new();
         for p in &cfg.pools {
-            let ranges = p.ranges.iter().map(|r| parse_range(r)).collect::<Result<Vec<_>, _>>()?;
+            let ranges = p
+                .ranges
+                .iter()
+                .map(|r| parse_range(r))
+                .collect::<Result<Vec<_>, _>>()?;
             pools.push(Pool::new(&p.name, &ranges));
         }
         let mut users = BTreeMap::new();
@@ -286,19 +311,41 @@ impl ControlPlane {
                 },
             );
         }
-        let (radius, acct_enabled, interim_ms, dynauth_secret, nas_ip, local_fallback) = match &cfg.radius {
+        let (radius, acct_enabled, interim_ms, dynauth_secret, nas_ip, local_fallback) = match &cfg
+            .radius
+        {
             Some(r) => {
                 let conv = |v: &[crate::config::ServerConfig]| -> Result<Vec<Server>, ConfigError> {
-                    v.iter().map(|s| Ok(Server { addr: parse_sockaddr(&s.addr)?, secret: s.secret.as_bytes().to_vec() })).collect()
+                    v.iter()
+                        .map(|s| {
+                            Ok(Server {
+                                addr: parse_sockaddr(&s.addr)?,
+                                secret: s.secret.as_bytes().to_vec(),
+                            })
+                        })
+                        .collect()
                 };
-                let cc = ClientConfig { auth: conv(&r.auth)?, acct: conv(&r.acct)?, timeout_ms: r.timeout_ms, tries: r.tries, ..ClientConfig::default() };
+                let cc = ClientConfig {
+                    auth: conv(&r.auth)?,
+                    acct: conv(&r.acct)?,
+                    timeout_ms: r.timeout_ms,
+                    tries: r.tries,
+                    ..ClientConfig::default()
+                };
                 let acct = !cc.acct.is_empty();
                 let sub = Rng::from_seed({
                     let mut k = [0u8; 32];
                     rng.fill(&mut k);
                     k
                 });
-                (Some(Client::new(cc, sub)), acct, u64::from(r.interim_s) * 1000, r.coa_secret.as_bytes().to_vec(), u32::from(r.nas_ip), r.local_fallback)
+                (
+                    Some(Client::new(cc, sub)),
+                    acct,
+                    u64::from(r.interim_s) * 1000,
+                    r.coa_secret.as_bytes().to_vec(),
+                    u32::from(r.nas_ip),
+                    r.local_fallback,
+                )
             }
             None => (None, false, 0, Vec::new(), 0x7f00_0001, false),
         };
@@ -338,7 +385,11 @@ impl ControlPlane {
         for u in users {
             self.users.insert(
                 u.name.as_bytes().to_vec(),
-                LocalUser { password: u.password.as_bytes().to_vec(), ip: u.ip.map(u32::from), rate: u.rate.as_deref().map(parse_rate_pair).transpose()? },
+                LocalUser {
+                    password: u.password.as_bytes().to_vec(),
+                    ip: u.ip.map(u32::from),
+                    rate: u.rate.as_deref().map(parse_rate_pair).transpose()?,
+                },
             );
         }
         Ok(())
@@ -380,7 +431,13 @@ impl ControlPlane {
     }
 
     fn frame(&self, key: &AccessKey, ethertype: u16, pppoe: &[u8]) -> Vec<u8> {
-        let eth = EthRepr { dst: key.mac, src: self.our_mac, vlans: key.vlans, ethertype, header_len: 0 };
+        let eth = EthRepr {
+            dst: key.mac,
+            src: self.our_mac,
+            vlans: key.vlans,
+            ethertype,
+            header_len: 0,
+        };
         let mut f = alloc::vec![0u8; eth.buffer_len()];
         let _ = eth.emit(&mut f);
         f.extend_from_slice(pppoe);
@@ -388,7 +445,9 @@ impl ControlPlane {
     }
 
     fn send_ppp(&mut self, idx: u32, ppp: &[u8]) {
-        let Some(Some(e)) = self.slots.get(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
         let (key, sid) = (e.key, e.sid);
         let mut p = Vec::with_capacity(PPPOE_HLEN + ppp.len());
         p.extend_from_slice(&[0x11, 0]);
@@ -409,7 +468,11 @@ impl ControlPlane {
             self.stats.malformed += 1;
             return;
         };
-        let key = AccessKey { port, mac: eth.src, vlans: eth.vlans };
+        let key = AccessKey {
+            port,
+            mac: eth.src,
+            vlans: eth.vlans,
+        };
         match eth.ethertype {
             ETHERTYPE_PPPOE_DISC => self.discovery(&key, payload, now),
             ETHERTYPE_PPPOE_SESS => {
@@ -462,7 +525,11 @@ impl ControlPlane {
     fn new_session(&mut self, key: &AccessKey, req: SessionRequest, now: u64) {
         let Some(idx) = self.free.pop() else {
             self.stats.table_full += 1;
-            let p = self.disc.padt(0, req.relay_session_id.as_deref(), Some(b"session table full"));
+            let p = self.disc.padt(
+                0,
+                req.relay_session_id.as_deref(),
+                Some(b"session table full"),
+            );
             let f = self.frame(key, ETHERTYPE_PPPOE_DISC, &p);
             self.tx.push((key.port, f));
             return;
@@ -513,18 +580,28 @@ impl ControlPlane {
 
     fn link_input(&mut self, idx: u32, ppp: &[u8], now: u64) {
         let link = &self.link;
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         let mut ev = Vec::new();
-        if e.link.input(link, &mut self.rng, ppp, now, &mut ev).is_err() {
+        if e.link
+            .input(link, &mut self.rng, ppp, now, &mut ev)
+            .is_err()
+        {
             self.stats.malformed += 1;
         }
         self.events(idx, ev, now);
     }
 
     fn schedule(&mut self, idx: u32) {
-        let Some(Some(e)) = self.slots.get(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
         let mut d = e.link.deadline();
-        for x in [e.next_interim, e.hard_deadline, e.idle.map(|i| i.1 + i.0)].into_iter().flatten() {
+        for x in [e.next_interim, e.hard_deadline, e.idle.map(|i| i.1 + i.0)]
+            .into_iter()
+            .flatten()
+        {
             d = Some(d.map_or(x, |y: u64| y.min(x)));
         }
         if let Some(d) = d {
@@ -551,19 +628,32 @@ impl ControlPlane {
     fn line(&self, e: &Entry, idx: u32) -> LineInfo {
         let mut cs = fmt_mac(&e.key.mac);
         if e.key.vlans.tag_count() > 0 {
-            cs.push_str(&alloc::format!("/{}/{}", e.key.vlans.svlan, e.key.vlans.cvlan));
+            cs.push_str(&alloc::format!(
+                "/{}/{}",
+                e.key.vlans.svlan,
+                e.key.vlans.cvlan
+            ));
         }
         LineInfo {
             nas_ip: self.nas_ip,
             nas_id: self.nas_id.clone(),
-            nas_port_id: alloc::format!("access{}:{}.{}", e.key.port, e.key.vlans.svlan, e.key.vlans.cvlan),
+            nas_port_id: alloc::format!(
+                "access{}:{}.{}",
+                e.key.port,
+                e.key.vlans.svlan,
+                e.key.vlans.cvlan
+            ),
             nas_port: idx,
             calling_station: cs,
         }
     }
 
     fn tag(&self, idx: u32) -> u64 {
-        let gen = self.slots.get(idx as usize).and_then(|s| s.as_ref()).map_or(0, |e| e.gen);
+        let gen = self
+            .slots
+            .get(idx as usize)
+            .and_then(|s| s.as_ref())
+            .map_or(0, |e| e.gen);
         (u64::from(gen) << 32) | u64::from(idx)
     }
 
@@ -577,7 +667,11 @@ impl ControlPlane {
     }
 
     fn acct_id(&self, idx: u32) -> String {
-        let gen = self.slots.get(idx as usize).and_then(|s| s.as_ref()).map_or(0, |e| e.gen);
+        let gen = self
+            .slots
+            .get(idx as usize)
+            .and_then(|s| s.as_ref())
+            .map_or(0, |e| e.gen);
         alloc::format!("{:08x}{:08x}", gen, idx)
     }
 
@@ -590,7 +684,9 @@ impl ControlPlane {
             }
         }
         if self.radius.is_some() {
-            let Some(Some(e)) = self.slots.get(idx as usize) else { return };
+            let Some(Some(e)) = self.slots.get(idx as usize) else {
+                return;
+            };
             let req = radius::access_request(&self.line(e, idx), &c);
             let tag = self.tag(idx);
             if let Some(r) = self.radius.as_mut() {
@@ -602,11 +698,15 @@ impl ControlPlane {
     }
 
     fn verify_local(&mut self, idx: u32, c: &Credentials, now: u64) {
-        let verdict = self.users.get(c.user()).filter(|u| c.check(&u.password)).map(|u| Reply {
-            framed_ip: u.ip,
-            rate: u.rate,
-            ..Reply::default()
-        });
+        let verdict = self
+            .users
+            .get(c.user())
+            .filter(|u| c.check(&u.password))
+            .map(|u| Reply {
+                framed_ip: u.ip,
+                rate: u.rate,
+                ..Reply::default()
+            });
         match verdict {
             Some(r) => self.accept(idx, r, now),
             None => self.reject(idx, now),
@@ -616,16 +716,28 @@ impl ControlPlane {
     fn reject(&mut self, idx: u32, now: u64) {
         self.stats.auth_reject += 1;
         let link = self.link.clone();
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         let mut ev = Vec::new();
-        e.link.auth_result(&link, false, 0, (0, 0), b"authentication failed", now, &mut ev);
+        e.link.auth_result(
+            &link,
+            false,
+            0,
+            (0, 0),
+            b"authentication failed",
+            now,
+            &mut ev,
+        );
         self.events(idx, ev, now);
     }
 
     fn accept(&mut self, idx: u32, reply: Reply, now: u64) {
         // Address: Framed-IP-Address, else Framed-Pool, else the default pool.
         let (ip, from_pool) = match reply.framed_ip {
-            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => (self.pools.take(ip).ok().map(|_| ip), true),
+            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => {
+                (self.pools.take(ip).ok().map(|_| ip), true)
+            }
             _ => (self.pools.alloc(reply.framed_pool.as_deref()).ok(), true),
         };
         let Some(ip) = ip else {
@@ -636,7 +748,10 @@ impl ControlPlane {
         self.stats.auth_accept += 1;
         let link = self.link.clone();
         let default_rate = self.default_rate;
-        let iid = ((u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()), u64::from(ip) | 0x0200_0000_0000_0000);
+        let iid = (
+            (u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()),
+            u64::from(ip) | 0x0200_0000_0000_0000,
+        );
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             self.pools.free(ip);
             return;
@@ -645,7 +760,8 @@ impl ControlPlane {
         e.ip_from_pool = from_pool;
         e.rate = reply.rate.unwrap_or(default_rate);
         let mut ev = Vec::new();
-        e.link.auth_result(&link, true, ip, iid, b"welcome", now, &mut ev);
+        e.link
+            .auth_result(&link, true, ip, iid, b"welcome", now, &mut ev);
         e.reply = reply;
         self.events(idx, ev, now);
     }
@@ -653,14 +769,20 @@ impl ControlPlane {
     fn network_up(&mut self, idx: u32, now: u64) {
         let interim_default = self.interim_ms;
         let acct = self.acct_enabled;
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         if e.installed {
             return;
         }
         e.installed = true;
         e.up_at = Some(now);
         let setup = now.saturating_sub(e.created);
-        let interim = e.reply.interim_interval.map(|s| u64::from(s.max(60)) * 1000).unwrap_or(interim_default);
+        let interim = e
+            .reply
+            .interim_interval
+            .map(|s| u64::from(s.max(60)) * 1000)
+            .unwrap_or(interim_default);
         if acct && interim > 0 {
             e.next_interim = Some(now + interim);
         }
@@ -670,7 +792,13 @@ impl ControlPlane {
         if let Some(t) = e.reply.idle_timeout.filter(|t| *t > 0) {
             e.idle = Some((u64::from(t) * 1000, now, 0));
         }
-        let upd = FibUpdate::Add { idx, key: e.key, sid: e.sid, ip: e.ip, rate: e.rate };
+        let upd = FibUpdate::Add {
+            idx,
+            key: e.key,
+            sid: e.sid,
+            ip: e.ip,
+            rate: e.rate,
+        };
         self.counters.reset(idx);
         self.fib.push(upd);
         self.setup_ms.push(setup);
@@ -702,7 +830,9 @@ impl ControlPlane {
     }
 
     fn account(&mut self, idx: u32, status: AcctStatus, cause: Option<u32>, now: u64) {
-        let Some((line, rec)) = self.record(idx, cause, now) else { return };
+        let Some((line, rec)) = self.record(idx, cause, now) else {
+            return;
+        };
         let req = radius::accounting_request(&line, status, &rec);
         // Accounting responses are matched by tag only for counting; the session may be gone.
         let tag = u64::MAX;
@@ -716,7 +846,9 @@ impl ControlPlane {
             EndCause::UserRequest => radius::terminate_cause::USER_REQUEST,
             EndCause::LostCarrier => radius::terminate_cause::LOST_CARRIER,
             EndCause::Admin => radius::terminate_cause::ADMIN_RESET,
-            EndCause::NegotiationFailed | EndCause::AuthFailed => radius::terminate_cause::NAS_REQUEST,
+            EndCause::NegotiationFailed | EndCause::AuthFailed => {
+                radius::terminate_cause::NAS_REQUEST
+            }
         };
         self.remove_with(idx, code, send_padt, now);
     }
@@ -726,14 +858,21 @@ impl ControlPlane {
         if started && self.acct_enabled {
             self.account(idx, AcctStatus::Stop, Some(cause), now);
         }
-        let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else { return };
+        let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else {
+            return;
+        };
         if send_padt {
             let p = self.disc.padt(e.sid, e.relay.as_deref(), None);
             let f = self.frame(&e.key, ETHERTYPE_PPPOE_DISC, &p);
             self.tx.push((e.key.port, f));
         }
         if e.installed {
-            self.fib.push(FibUpdate::Remove { idx, key: e.key, sid: e.sid, ip: e.ip });
+            self.fib.push(FibUpdate::Remove {
+                idx,
+                key: e.key,
+                sid: e.sid,
+                ip: e.ip,
+            });
         }
         if e.ip != 0 && e.ip_from_pool {
             self.pools.free(e.ip);
@@ -745,7 +884,9 @@ impl ControlPlane {
 
     /// Terminate a session from our side (LCP Terminate-Request + PADT).
     pub fn terminate(&mut self, idx: u32, cause: u32, now: u64) {
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         let mut ev = Vec::new();
         e.link.terminate(now, &mut ev);
         for x in ev {
@@ -772,13 +913,17 @@ impl ControlPlane {
         let link = self.link.clone();
         let acct = self.acct_enabled;
         let (uo, _, d_o, _) = self.counters.get(idx);
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         if e.link.deadline().is_some_and(|d| d <= now) {
             let mut ev = Vec::new();
             e.link.poll(&link, &mut self.rng, now, &mut ev);
             self.events(idx, ev, now);
         }
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         if e.hard_deadline.is_some_and(|d| d <= now) {
             self.terminate(idx, radius::terminate_cause::SESSION_TIMEOUT, now);
             return;
@@ -792,9 +937,16 @@ impl ControlPlane {
                 return;
             }
         }
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else { return };
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         if let Some(t) = e.next_interim.filter(|t| *t <= now) {
-            let interim = e.reply.interim_interval.map(|s| u64::from(s.max(60)) * 1000).unwrap_or(self.interim_ms).max(1000);
+            let interim = e
+                .reply
+                .interim_interval
+                .map(|s| u64::from(s.max(60)) * 1000)
+                .unwrap_or(self.interim_ms)
+                .max(1000);
             e.next_interim = Some(t + interim);
             if acct {
                 self.account(idx, AcctStatus::Interim, None, now);
@@ -815,7 +967,9 @@ impl ControlPlane {
     }
 
     fn poll_radius(&mut self, now: u64) {
-        let Some(r) = self.radius.as_mut() else { return };
+        let Some(r) = self.radius.as_mut() else {
+            return;
+        };
         let tx = r.poll(now);
         self.radius_tx.extend(tx);
         let events = match self.radius.as_mut() {
@@ -824,8 +978,12 @@ impl ControlPlane {
         };
         for ev in events {
             match ev {
-                Event::Response { tag, code, reply, .. } => {
-                    let Some(idx) = self.by_tag(tag) else { continue };
+                Event::Response {
+                    tag, code, reply, ..
+                } => {
+                    let Some(idx) = self.by_tag(tag) else {
+                        continue;
+                    };
                     if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
                         e.pending_creds = None;
                     }
@@ -836,7 +994,9 @@ impl ControlPlane {
                     }
                 }
                 Event::Timeout { tag } => {
-                    let Some(idx) = self.by_tag(tag) else { continue };
+                    let Some(idx) = self.by_tag(tag) else {
+                        continue;
+                    };
                     self.stats.aaa_timeout += 1;
                     self.aaa_timeout(idx, now);
                 }
@@ -861,7 +1021,13 @@ impl ControlPlane {
     }
 
     /// A datagram for the RADIUS client.
-    pub fn radius_input(&mut self, channel: u8, from: core::net::SocketAddr, bytes: &[u8], now: u64) {
+    pub fn radius_input(
+        &mut self,
+        channel: u8,
+        from: core::net::SocketAddr,
+        bytes: &[u8],
+        now: u64,
+    ) {
         if let Some(r) = self.radius.as_mut() {
             r.input(channel, from, bytes);
         }
@@ -881,10 +1047,14 @@ impl ControlPlane {
     fn find(&self, d: &DynAuth) -> Option<u32> {
         if let Some(id) = &d.acct_session_id {
             let idx = u32::from_str_radix(id.get(8..)?, 16).ok()?;
-            return (self.acct_id(idx) == *id && matches!(self.slots.get(idx as usize), Some(Some(_)))).then_some(idx);
+            return (self.acct_id(idx) == *id
+                && matches!(self.slots.get(idx as usize), Some(Some(_))))
+            .then_some(idx);
         }
         self.by_key.values().copied().find(|&idx| {
-            let Some(Some(e)) = self.slots.get(idx as usize) else { return false };
+            let Some(Some(e)) = self.slots.get(idx as usize) else {
+                return false;
+            };
             d.framed_ip.is_none_or(|ip| ip == e.ip)
                 && d.user.as_ref().is_none_or(|u| *u == e.user)
                 && (d.framed_ip.is_some() || d.user.is_some())
@@ -900,7 +1070,10 @@ impl ControlPlane {
         };
         let Some(idx) = self.find(&d) else {
             self.stats.dynauth_rejected += 1;
-            return Some(d.respond(&self.dynauth_secret, Some(radius::error_cause::SESSION_NOT_FOUND)));
+            return Some(d.respond(
+                &self.dynauth_secret,
+                Some(radius::error_cause::SESSION_NOT_FOUND),
+            ));
         };
         if d.disconnect {
             self.stats.disconnect += 1;
@@ -909,7 +1082,10 @@ impl ControlPlane {
         }
         let Some(rate) = d.reply.rate else {
             self.stats.dynauth_rejected += 1;
-            return Some(d.respond(&self.dynauth_secret, Some(radius::error_cause::UNSUPPORTED_SERVICE)));
+            return Some(d.respond(
+                &self.dynauth_secret,
+                Some(radius::error_cause::UNSUPPORTED_SERVICE),
+            ));
         };
         self.stats.coa += 1;
         if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
@@ -965,13 +1141,22 @@ mod tests {
     use alloc::string::ToString;
 
     pub(crate) fn cp(cfg: &Config) -> ControlPlane {
-        ControlPlane::new(cfg, 1024, SessionCounters::new(1024), Rng::from_seed([9; 32])).unwrap()
+        ControlPlane::new(
+            cfg,
+            1024,
+            SessionCounters::new(1024),
+            Rng::from_seed([9; 32]),
+        )
+        .unwrap()
     }
 
     pub(crate) fn sub(i: u32, user: &str, pw: &str, auth: AuthProto) -> Subscriber {
         Subscriber::new(ClientParams {
             mac: [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
-            vlans: Vlans { svlan: 100 + (i % 3) as u16, cvlan: (i % 4000) as u16 + 1 },
+            vlans: Vlans {
+                svlan: 100 + (i % 3) as u16,
+                cvlan: (i % 4000) as u16 + 1,
+            },
             user: user.as_bytes().to_vec(),
             password: pw.as_bytes().to_vec(),
             accept_auth: [Some(auth), None],
@@ -986,7 +1171,12 @@ mod tests {
     }
 
     /// Deliver frames both ways until quiet.
-    pub(crate) fn run(c: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Vec<Vec<u8>>) {
+    pub(crate) fn run(
+        c: &mut ControlPlane,
+        subs: &mut [Subscriber],
+        now: u64,
+        mut up: Vec<Vec<u8>>,
+    ) {
         for _ in 0..50 {
             for f in up.drain(..) {
                 c.input(0, &f, now);
@@ -1011,8 +1201,18 @@ mod tests {
             auth_fallback: None,
             ipv6cp: true,
             users: alloc::vec![
-                UserConfig { name: "alice".to_string(), password: "pw".to_string(), ip: None, rate: Some("1M/5M".to_string()) },
-                UserConfig { name: "bob".to_string(), password: "pw2".to_string(), ip: Some(core::net::Ipv4Addr::new(100, 64, 9, 9)), rate: None },
+                UserConfig {
+                    name: "alice".to_string(),
+                    password: "pw".to_string(),
+                    ip: None,
+                    rate: Some("1M/5M".to_string())
+                },
+                UserConfig {
+                    name: "bob".to_string(),
+                    password: "pw2".to_string(),
+                    ip: Some(core::net::Ipv4Addr::new(100, 64, 9, 9)),
+                    rate: None
+                },
             ],
             ..Config::default()
         }
@@ -1022,7 +1222,11 @@ mod tests {
     fn pap_and_chap_sessions_come_up_and_go_down() {
         for auth in [AuthProto::Pap, AuthProto::Chap] {
             let mut c = cp(&cfg_with_users(auth));
-            let mut subs = alloc::vec![sub(1, "alice", "pw", auth), sub(2, "bob", "pw2", auth), sub(3, "alice", "wrong", auth)];
+            let mut subs = alloc::vec![
+                sub(1, "alice", "pw", auth),
+                sub(2, "bob", "pw2", auth),
+                sub(3, "alice", "wrong", auth)
+            ];
             let mut up = Vec::new();
             for s in subs.iter_mut() {
                 s.start(0, &mut up);
@@ -1035,7 +1239,13 @@ mod tests {
             assert_eq!(subs[2].failed, Some(ClientPhase::Auth));
             let fib = c.take_fib();
             assert_eq!(fib.len(), 2);
-            assert!(matches!(fib[0], FibUpdate::Add { rate: (1_000_000, 5_000_000), .. }));
+            assert!(matches!(
+                fib[0],
+                FibUpdate::Add {
+                    rate: (1_000_000, 5_000_000),
+                    ..
+                }
+            ));
             assert_eq!(c.stats.auth_reject, 1);
             assert_eq!(c.session_count(), 2);
             // Subscriber 1 hangs up with PADT.
@@ -1057,11 +1267,12 @@ mod tests {
         assert_eq!(subs[0].phase, ClientPhase::Up);
         let good = subs[0].session_frame(&[0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 1]);
         // Garbage after the PPPoE header, bad LCP, truncated frames, PADI flood from one MAC.
-        let mut bad: Vec<Vec<u8>> = Vec::new();
-        bad.push(subs[0].session_frame(&[0xc0]));
-        bad.push(subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 200]));
-        bad.push(subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 6, 1, 0]));
-        bad.push(good[..20].to_vec());
+        let mut bad: Vec<Vec<u8>> = alloc::vec![
+            subs[0].session_frame(&[0xc0]),
+            subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 200]),
+            subs[0].session_frame(&[0xc0, 0x21, 1, 1, 0, 6, 1, 0]),
+            good[..20].to_vec(),
+        ];
         let mut flood = sub(77, "x", "y", AuthProto::Pap);
         for _ in 0..1000 {
             flood.start(0, &mut bad);

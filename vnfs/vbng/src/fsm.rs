@@ -84,7 +84,12 @@ pub trait Negotiator {
     fn on_reject(&mut self, opts: &[u8]) -> bool;
     /// Codes beyond 1..=7 (LCP: Protocol-Reject, Echo, Discard). Return false to
     /// Code-Reject the packet.
-    fn other_code(&mut self, _opened: bool, _p: &ControlPacket<'_>, _out: &mut Vec<Output>) -> bool {
+    fn other_code(
+        &mut self,
+        _opened: bool,
+        _p: &ControlPacket<'_>,
+        _out: &mut Vec<Output>,
+    ) -> bool {
         false
     }
 }
@@ -104,7 +109,12 @@ pub struct Timers {
 
 impl Default for Timers {
     fn default() -> Self {
-        Timers { restart_ms: 3000, max_terminate: 2, max_configure: 10, max_failure: 5 }
+        Timers {
+            restart_ms: 3000,
+            max_terminate: 2,
+            max_configure: 10,
+            max_failure: 5,
+        }
     }
 }
 
@@ -170,7 +180,13 @@ impl<N: Negotiator> Fsm<N> {
         self.neg.our_request(&mut opts);
         self.req_id = self.alloc_id();
         let mut f = Vec::with_capacity(opts.len() + 6);
-        ControlPacket::emit_frame(self.neg.protocol(), code::CONF_REQ, self.req_id, &opts, &mut f);
+        ControlPacket::emit_frame(
+            self.neg.protocol(),
+            code::CONF_REQ,
+            self.req_id,
+            &opts,
+            &mut f,
+        );
         out.push(Output::Send(f));
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(now + self.timers.restart_ms);
@@ -179,7 +195,13 @@ impl<N: Negotiator> Fsm<N> {
     fn str_(&mut self, now: u64, out: &mut Vec<Output>) {
         self.term_id = self.alloc_id();
         let mut f = Vec::new();
-        ControlPacket::emit_frame(self.neg.protocol(), code::TERM_REQ, self.term_id, &[], &mut f);
+        ControlPacket::emit_frame(
+            self.neg.protocol(),
+            code::TERM_REQ,
+            self.term_id,
+            &[],
+            &mut f,
+        );
         out.push(Output::Send(f));
         self.restart_count = self.restart_count.saturating_sub(1);
         self.deadline = Some(now + self.timers.restart_ms);
@@ -306,7 +328,12 @@ impl<N: Negotiator> Fsm<N> {
 
     /// Feed a received control packet (the information field after the PPP protocol).
     /// Malformed packets are discarded silently (RFC 1661 §5) and reported as `Err`.
-    pub fn input(&mut self, info: &[u8], now: u64, out: &mut Vec<Output>) -> Result<(), crate::wire::Error> {
+    pub fn input(
+        &mut self,
+        info: &[u8],
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(), crate::wire::Error> {
         let p = ControlPacket::parse(info)?;
         if matches!(self.state, State::Initial | State::Starting) {
             return Ok(());
@@ -374,7 +401,15 @@ impl<N: Negotiator> Fsm<N> {
         Ok(())
     }
 
-    fn rcr(&mut self, v: Verdict, id: u8, opts: &[u8], resp: &[u8], now: u64, out: &mut Vec<Output>) {
+    fn rcr(
+        &mut self,
+        v: Verdict,
+        id: u8,
+        opts: &[u8],
+        resp: &[u8],
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         let good = v == Verdict::Ack;
         let send_reply = |s: &Self, out: &mut Vec<Output>| match v {
             Verdict::Ack => s.send(code::CONF_ACK, id, opts, out),
@@ -567,12 +602,23 @@ pub(crate) mod tests {
 
     fn frames(out: &mut Vec<Output>) -> Vec<Vec<u8>> {
         out.drain(..)
-            .filter_map(|o| if let Output::Send(f) = o { Some(f) } else { None })
+            .filter_map(|o| {
+                if let Output::Send(f) = o {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
     /// Exchange frames between two automata until quiet.
-    pub fn pump<A: Negotiator, B: Negotiator>(a: &mut Fsm<A>, b: &mut Fsm<B>, mut fa: Vec<Vec<u8>>, now: u64) {
+    pub fn pump<A: Negotiator, B: Negotiator>(
+        a: &mut Fsm<A>,
+        b: &mut Fsm<B>,
+        mut fa: Vec<Vec<u8>>,
+        now: u64,
+    ) {
         let mut fb = Vec::new();
         for _ in 0..20 {
             let mut out = Vec::new();
@@ -625,7 +671,14 @@ pub(crate) mod tests {
 
     #[test]
     fn restart_timer_gives_up_after_max_configure() {
-        let mut a = Fsm::new(Plain, Timers { restart_ms: 100, ..Timers::default() }, 1);
+        let mut a = Fsm::new(
+            Plain,
+            Timers {
+                restart_ms: 100,
+                ..Timers::default()
+            },
+            1,
+        );
         let mut out = Vec::new();
         a.up(0, &mut out);
         a.open(0, &mut out);

@@ -24,12 +24,24 @@ pub struct IpcpNeg {
 impl IpcpNeg {
     /// BNG side: we are `gateway`, the subscriber gets `assigned`, DNS servers `dns`.
     pub fn server(gateway: u32, assigned: u32, dns: [u32; 2]) -> Self {
-        IpcpNeg { role: Role::Server, our_addr: gateway, peer_addr: assigned, dns, ask_dns: [false; 2] }
+        IpcpNeg {
+            role: Role::Server,
+            our_addr: gateway,
+            peer_addr: assigned,
+            dns,
+            ask_dns: [false; 2],
+        }
     }
 
     /// Subscriber side: ask for an address and both DNS servers.
     pub fn client() -> Self {
-        IpcpNeg { role: Role::Client, our_addr: 0, peer_addr: 0, dns: [0; 2], ask_dns: [true; 2] }
+        IpcpNeg {
+            role: Role::Client,
+            our_addr: 0,
+            peer_addr: 0,
+            dns: [0; 2],
+            ask_dns: [true; 2],
+        }
     }
 }
 
@@ -136,7 +148,11 @@ pub struct Ipv6cpNeg {
 impl Ipv6cpNeg {
     /// New negotiator with our identifier and one to suggest if the peer's is unusable.
     pub fn new(our_id: u64, suggest: u64) -> Self {
-        Ipv6cpNeg { our_id: our_id.max(1), peer_id: 0, suggest: suggest.max(2) }
+        Ipv6cpNeg {
+            our_id: our_id.max(1),
+            peer_id: 0,
+            suggest: suggest.max(2),
+        }
     }
 }
 
@@ -155,7 +171,11 @@ impl Negotiator for Ipv6cpNeg {
             match (t, <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)) {
                 (ipv6cp_opt::INTERFACE_ID, Some(id)) => {
                     if id == 0 || id == self.our_id {
-                        let s = if self.suggest == self.our_id { self.suggest ^ 1 } else { self.suggest };
+                        let s = if self.suggest == self.our_id {
+                            self.suggest ^ 1
+                        } else {
+                            self.suggest
+                        };
                         put_option(&mut nak, t, &s.to_be_bytes());
                     } else {
                         got = Some(id);
@@ -214,20 +234,34 @@ mod tests {
         // The first two frames: the client's request then the server's.
         for o in out.drain(..) {
             if let Output::Send(f) = o {
-                if to_s.is_empty() { to_s.push(f) } else { to_c.push(f) }
+                if to_s.is_empty() {
+                    to_s.push(f)
+                } else {
+                    to_c.push(f)
+                }
             }
         }
         for f in to_s {
             s.input(&f[2..], 0, &mut out).unwrap();
         }
         let mut fs: Vec<Vec<u8>> = to_c;
-        fs.extend(out.drain(..).filter_map(|o| if let Output::Send(f) = o { Some(f) } else { None }));
+        fs.extend(out.drain(..).filter_map(|o| {
+            if let Output::Send(f) = o {
+                Some(f)
+            } else {
+                None
+            }
+        }));
         pump(s, c, fs, 0);
     }
 
     #[test]
     fn ipcp_assigns_address_and_dns() {
-        let mut s = Fsm::new(IpcpNeg::server(0x0a000001, 0x0a000042, [0x08080808, 0]), Timers::default(), 1);
+        let mut s = Fsm::new(
+            IpcpNeg::server(0x0a000001, 0x0a000042, [0x08080808, 0]),
+            Timers::default(),
+            1,
+        );
         let mut c = Fsm::new(IpcpNeg::client(), Timers::default(), 1);
         run(&mut s, &mut c);
         assert_eq!(s.state(), State::Opened);

@@ -69,7 +69,13 @@ pub struct LcpNeg {
 
 impl LcpNeg {
     /// BNG side: request `auth` (and accept a Nak towards `alternative`).
-    pub fn server(mru: u16, max_peer_mru: u16, magic: u32, auth: AuthProto, alternative: Option<AuthProto>) -> Self {
+    pub fn server(
+        mru: u16,
+        max_peer_mru: u16,
+        magic: u32,
+        auth: AuthProto,
+        alternative: Option<AuthProto>,
+    ) -> Self {
         LcpNeg {
             role: Role::Server,
             our_mru: mru,
@@ -131,7 +137,11 @@ impl Negotiator for LcpNeg {
                 (lcp_opt::MRU, 2) => {
                     let m = u16::from_be_bytes([v[0], v[1]]);
                     if m > self.max_peer_mru || m < 64 {
-                        put_option(&mut nak, t, &self.max_peer_mru.min(1492).max(64).to_be_bytes());
+                        put_option(
+                            &mut nak,
+                            t,
+                            &self.max_peer_mru.clamp(64, 1492).to_be_bytes(),
+                        );
                     } else {
                         mru = Some(m);
                     }
@@ -140,18 +150,24 @@ impl Negotiator for LcpNeg {
                     let m = be32(v, 0).unwrap_or(0);
                     if m == 0 || m == self.our_magic {
                         // Possible loop-back (§6.4): suggest another number.
-                        put_option(&mut nak, t, &(self.our_magic ^ 0x5a5a_5a5a).max(1).to_be_bytes());
+                        put_option(
+                            &mut nak,
+                            t,
+                            &(self.our_magic ^ 0x5a5a_5a5a).max(1).to_be_bytes(),
+                        );
                     } else {
                         magic = Some(m);
                     }
                 }
-                (lcp_opt::AUTH, _) if self.role == Role::Client => match AuthProto::from_option(v) {
-                    Some(a) if self.allowed.contains(&Some(a)) => auth = Some(a),
-                    _ => match self.allowed.iter().flatten().next() {
-                        Some(a) => put_option(&mut nak, t, a.option_value()),
-                        None => put_option(&mut rej, t, v),
-                    },
-                },
+                (lcp_opt::AUTH, _) if self.role == Role::Client => {
+                    match AuthProto::from_option(v) {
+                        Some(a) if self.allowed.contains(&Some(a)) => auth = Some(a),
+                        _ => match self.allowed.iter().flatten().next() {
+                            Some(a) => put_option(&mut nak, t, a.option_value()),
+                            None => put_option(&mut rej, t, v),
+                        },
+                    }
+                }
                 _ => put_option(&mut rej, t, v),
             }
         }
@@ -268,7 +284,13 @@ pub enum KeepaliveAction {
 impl Keepalive {
     /// New keepalive starting at `now` (0 interval = disabled).
     pub fn new(interval_ms: u64, max_failures: u8, now: u64) -> Self {
-        Keepalive { interval_ms, max_failures, next: now + interval_ms, outstanding: 0, id: 0 }
+        Keepalive {
+            interval_ms,
+            max_failures,
+            next: now + interval_ms,
+            outstanding: 0,
+            id: 0,
+        }
     }
 
     /// An Echo-Reply arrived.
@@ -293,7 +315,13 @@ impl Keepalive {
         self.next = now + self.interval_ms;
         self.id = self.id.wrapping_add(1);
         let mut f = Vec::new();
-        ControlPacket::emit_frame(proto::LCP, code::ECHO_REQ, self.id, &magic.to_be_bytes(), &mut f);
+        ControlPacket::emit_frame(
+            proto::LCP,
+            code::ECHO_REQ,
+            self.id,
+            &magic.to_be_bytes(),
+            &mut f,
+        );
         KeepaliveAction::Send(f)
     }
 }
@@ -305,14 +333,36 @@ mod tests {
     use crate::fsm::{Fsm, State, Timers};
 
     fn sends(out: &mut Vec<Output>) -> Vec<Vec<u8>> {
-        out.drain(..).filter_map(|o| if let Output::Send(f) = o { Some(f) } else { None }).collect()
+        out.drain(..)
+            .filter_map(|o| {
+                if let Output::Send(f) = o {
+                    Some(f)
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     #[test]
     fn server_and_client_agree_on_chap_after_nak() {
         // Server prefers PAP, may fall back to CHAP; client only does CHAP.
-        let mut s = Fsm::new(LcpNeg::server(1492, 1492, 0x11111111, AuthProto::Pap, Some(AuthProto::Chap)), Timers::default(), 1);
-        let mut c = Fsm::new(LcpNeg::client(1492, 0x22222222, [Some(AuthProto::Chap), None]), Timers::default(), 1);
+        let mut s = Fsm::new(
+            LcpNeg::server(
+                1492,
+                1492,
+                0x11111111,
+                AuthProto::Pap,
+                Some(AuthProto::Chap),
+            ),
+            Timers::default(),
+            1,
+        );
+        let mut c = Fsm::new(
+            LcpNeg::client(1492, 0x22222222, [Some(AuthProto::Chap), None]),
+            Timers::default(),
+            1,
+        );
         let mut out = Vec::new();
         c.up(0, &mut out);
         c.open(0, &mut out);
@@ -337,7 +387,10 @@ mod tests {
     fn rejects_pfc_and_naks_big_mru() {
         let mut n = LcpNeg::server(1492, 1492, 7, AuthProto::Pap, None);
         let mut resp = Vec::new();
-        assert_eq!(n.check_peer(&[7, 2, 1, 4, 0x05, 0xdc], &mut resp), Verdict::Reject);
+        assert_eq!(
+            n.check_peer(&[7, 2, 1, 4, 0x05, 0xdc], &mut resp),
+            Verdict::Reject
+        );
         assert_eq!(resp, [7, 2]);
         resp.clear();
         assert_eq!(n.check_peer(&[1, 4, 0x23, 0x28], &mut resp), Verdict::Nak);
@@ -351,7 +404,11 @@ mod tests {
     fn echo_reply_and_keepalive() {
         let mut n = LcpNeg::server(1492, 1492, 0xabcdef01, AuthProto::Pap, None);
         let mut out = Vec::new();
-        let p = ControlPacket { code: code::ECHO_REQ, id: 4, data: &[1, 2, 3, 4, 9] };
+        let p = ControlPacket {
+            code: code::ECHO_REQ,
+            id: 4,
+            data: &[1, 2, 3, 4, 9],
+        };
         assert!(n.other_code(true, &p, &mut out));
         let f = sends(&mut out);
         assert_eq!(f[0], [0xc0, 0x21, 10, 4, 0, 9, 0xab, 0xcd, 0xef, 0x01, 9]);

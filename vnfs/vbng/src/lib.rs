@@ -8,16 +8,18 @@
 
 extern crate alloc;
 
-pub mod fsm;
-pub mod wire;
 pub mod auth;
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod fsm;
 pub mod ipcp;
 pub mod lcp;
-pub mod rng;
-pub mod pppoe;
 pub mod pool;
+pub mod pppoe;
 pub mod radius;
-pub mod config;
+#[cfg(feature = "std")]
+pub mod radius_io;
+pub mod rng;
 pub mod session;
-pub mod control;
-pub mod client;
+pub mod wire;

@@ -36,7 +36,14 @@ impl Pool {
         let ranges: Vec<(u32, u32)> = ranges.iter().copied().filter(|(a, b)| a <= b).collect();
         let size: u64 = ranges.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
         let size = size.min(u64::from(u32::MAX)) as u32;
-        Pool { name: String::from(name), ranges, used: vec![0; (size as usize).div_ceil(64)], size, hint: 0, in_use: 0 }
+        Pool {
+            name: String::from(name),
+            ranges,
+            used: vec![0; (size as usize).div_ceil(64)],
+            size,
+            hint: 0,
+            in_use: 0,
+        }
     }
 
     fn index_of(&self, addr: u32) -> Option<u32> {
@@ -62,7 +69,9 @@ impl Pool {
     }
 
     fn bit(&self, i: u32) -> bool {
-        self.used.get((i / 64) as usize).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.used
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn set(&mut self, i: u32, v: bool) {
@@ -150,7 +159,11 @@ impl Pools {
     /// Allocate from the pool `name` (or the default pool).
     pub fn alloc(&mut self, name: Option<&str>) -> Result<u32, PoolError> {
         let p = match name {
-            Some(n) => self.pools.iter_mut().find(|p| p.name == n).ok_or(PoolError::NoSuchPool)?,
+            Some(n) => self
+                .pools
+                .iter_mut()
+                .find(|p| p.name == n)
+                .ok_or(PoolError::NoSuchPool)?,
             None => self.pools.first_mut().ok_or(PoolError::NoSuchPool)?,
         };
         p.alloc()
@@ -198,7 +211,10 @@ mod tests {
 
     #[test]
     fn named_pools() {
-        let mut ps = Pools::new(vec![Pool::new("default", &[(1, 1000)]), Pool::new("gold", &[(5000, 5001)])]);
+        let mut ps = Pools::new(vec![
+            Pool::new("default", &[(1, 1000)]),
+            Pool::new("gold", &[(5000, 5001)]),
+        ]);
         assert_eq!(ps.alloc(Some("gold")), Ok(5000));
         assert_eq!(ps.alloc(Some("nope")), Err(PoolError::NoSuchPool));
         assert_eq!(ps.alloc(None), Ok(1));

@@ -157,7 +157,12 @@ pub struct Discovery {
 impl Discovery {
     /// New engine.
     pub fn new(cfg: DiscoveryConfig) -> Self {
-        Discovery { cfg, mac_buckets: vec![Bucket::default(); MAC_BUCKETS], port_buckets: Vec::new(), stats: DiscoveryStats::default() }
+        Discovery {
+            cfg,
+            mac_buckets: vec![Bucket::default(); MAC_BUCKETS],
+            port_buckets: Vec::new(),
+            stats: DiscoveryStats::default(),
+        }
     }
 
     /// The configuration.
@@ -185,7 +190,9 @@ impl Discovery {
     }
 
     fn cookie_ok(&self, cookie: &[u8], k: &AccessKey, now: u64) -> bool {
-        let Some(e) = cookie.get(..4) else { return false };
+        let Some(e) = cookie.get(..4) else {
+            return false;
+        };
         let e = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
         let cur = self.epoch(now);
         if e != cur && e.wrapping_add(1) != cur {
@@ -193,11 +200,14 @@ impl Discovery {
         }
         // Constant-time comparison through HMAC verification semantics.
         let want = self.cookie_for(e, k);
-        cookie.len() == COOKIE_LEN && want.iter().zip(cookie).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+        cookie.len() == COOKIE_LEN
+            && want.iter().zip(cookie).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
     }
 
     fn service_ok(&self, s: &[u8]) -> bool {
-        s.is_empty() || self.cfg.service_names.is_empty() || self.cfg.service_names.iter().any(|n| n.as_bytes() == s)
+        s.is_empty()
+            || self.cfg.service_names.is_empty()
+            || self.cfg.service_names.iter().any(|n| n.as_bytes() == s)
     }
 
     fn grant_payload(&self, asked: Option<u16>) -> Option<u16> {
@@ -273,7 +283,10 @@ impl Discovery {
             }
             Code::Padr => {
                 self.stats.padr += 1;
-                let ok = r.tags.ac_cookie.is_some_and(|c| self.cookie_ok(c, key, now));
+                let ok = r
+                    .tags
+                    .ac_cookie
+                    .is_some_and(|c| self.cookie_ok(c, key, now));
                 if !ok {
                     self.stats.bad_cookie += 1;
                     return DiscoveryAction::None;
@@ -323,7 +336,12 @@ impl Discovery {
     }
 
     /// Build a PADT for session `sid` (RFC 2516 §5.5), with an optional Generic-Error.
-    pub fn padt(&self, sid: u16, relay_session_id: Option<&[u8]>, reason: Option<&[u8]>) -> Vec<u8> {
+    pub fn padt(
+        &self,
+        sid: u16,
+        relay_session_id: Option<&[u8]>,
+        reason: Option<&[u8]>,
+    ) -> Vec<u8> {
         let r = DiscoveryRepr {
             code: Code::Padt,
             session_id: sid,
@@ -342,7 +360,9 @@ impl Discovery {
 
 /// FNV-1a, for the PADI limiter table.
 pub(crate) fn fnv(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &x| (h ^ u32::from(x)).wrapping_mul(0x0100_0193))
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]
@@ -350,7 +370,14 @@ mod tests {
     use super::*;
 
     fn key(mac_last: u8) -> AccessKey {
-        AccessKey { port: 0, mac: [2, 0, 0, 0, 0, mac_last], vlans: Vlans { svlan: 10, cvlan: 20 } }
+        AccessKey {
+            port: 0,
+            mac: [2, 0, 0, 0, 0, mac_last],
+            vlans: Vlans {
+                svlan: 10,
+                cvlan: 20,
+            },
+        }
     }
 
     fn padi(host_uniq: &[u8], service: &[u8], relay: Option<&[u8]>) -> Vec<u8> {
@@ -373,8 +400,13 @@ mod tests {
 
     #[test]
     fn padi_pado_padr_flow_with_cookie() {
-        let mut d = Discovery::new(DiscoveryConfig { cookie_key: [7; 32], ..Default::default() });
-        let DiscoveryAction::Reply(pado) = d.input(&key(1), &padi(b"hu1", b"", Some(b"relay")), 1000) else {
+        let mut d = Discovery::new(DiscoveryConfig {
+            cookie_key: [7; 32],
+            ..Default::default()
+        });
+        let DiscoveryAction::Reply(pado) =
+            d.input(&key(1), &padi(b"hu1", b"", Some(b"relay")), 1000)
+        else {
             panic!("no PADO")
         };
         let p = Packet::new_checked(&pado[..]).unwrap();
@@ -390,7 +422,12 @@ mod tests {
             DiscoveryRepr {
                 code: Code::Padr,
                 session_id: 0,
-                tags: DiscoveryTags { service_name: Some(b""), host_uniq: Some(b"hu1"), ac_cookie: Some(c), ..Default::default() },
+                tags: DiscoveryTags {
+                    service_name: Some(b""),
+                    host_uniq: Some(b"hu1"),
+                    ac_cookie: Some(c),
+                    ..Default::default()
+                },
             }
             .emit(&mut v)
             .unwrap();
@@ -398,15 +435,25 @@ mod tests {
         };
         // Valid within the next epoch too.
         let a = d.input(&key(1), &padr(&cookie), 1000 + 60_000);
-        assert!(matches!(a, DiscoveryAction::Request(ref q) if q.host_uniq.as_deref() == Some(&b"hu1"[..])));
+        assert!(
+            matches!(a, DiscoveryAction::Request(ref q) if q.host_uniq.as_deref() == Some(&b"hu1"[..]))
+        );
         // Another MAC cannot reuse the cookie; nor can it be used two epochs later.
-        assert_eq!(d.input(&key(2), &padr(&cookie), 1000), DiscoveryAction::None);
-        assert_eq!(d.input(&key(1), &padr(&cookie), 1000 + 120_000), DiscoveryAction::None);
+        assert_eq!(
+            d.input(&key(2), &padr(&cookie), 1000),
+            DiscoveryAction::None
+        );
+        assert_eq!(
+            d.input(&key(1), &padr(&cookie), 1000 + 120_000),
+            DiscoveryAction::None
+        );
         let mut bad = cookie.clone();
         bad[10] ^= 1;
         assert_eq!(d.input(&key(1), &padr(&bad), 1000), DiscoveryAction::None);
         assert_eq!(d.stats.bad_cookie, 3);
-        let DiscoveryAction::Request(q) = a else { unreachable!() };
+        let DiscoveryAction::Request(q) = a else {
+            unreachable!()
+        };
         let pads = d.pads(&q, 77);
         let p = Packet::new_checked(&pads[..]).unwrap();
         assert_eq!((p.code(), p.session_id()), (Code::Pads as u8, 77));
@@ -414,21 +461,49 @@ mod tests {
 
     #[test]
     fn padi_rate_limited_per_mac_not_others() {
-        let mut d = Discovery::new(DiscoveryConfig { padi_per_mac: 3, ..Default::default() });
-        let ok = (0..10).filter(|_| matches!(d.input(&key(1), &padi(b"x", b"", None), 5), DiscoveryAction::Reply(_))).count();
+        let mut d = Discovery::new(DiscoveryConfig {
+            padi_per_mac: 3,
+            ..Default::default()
+        });
+        let ok = (0..10)
+            .filter(|_| {
+                matches!(
+                    d.input(&key(1), &padi(b"x", b"", None), 5),
+                    DiscoveryAction::Reply(_)
+                )
+            })
+            .count();
         assert_eq!(ok, 3);
-        assert!(matches!(d.input(&key(9), &padi(b"x", b"", None), 5), DiscoveryAction::Reply(_)));
+        assert!(matches!(
+            d.input(&key(9), &padi(b"x", b"", None), 5),
+            DiscoveryAction::Reply(_)
+        ));
         // Tokens come back with time.
-        assert!(matches!(d.input(&key(1), &padi(b"x", b"", None), 1005), DiscoveryAction::Reply(_)));
+        assert!(matches!(
+            d.input(&key(1), &padi(b"x", b"", None), 1005),
+            DiscoveryAction::Reply(_)
+        ));
         assert_eq!(d.stats.padi_rate_mac, 7);
     }
 
     #[test]
     fn service_names_and_garbage() {
-        let mut d = Discovery::new(DiscoveryConfig { service_names: vec![String::from("internet")], ..Default::default() });
-        assert!(matches!(d.input(&key(1), &padi(b"x", b"internet", None), 0), DiscoveryAction::Reply(_)));
-        assert_eq!(d.input(&key(2), &padi(b"x", b"voip", None), 0), DiscoveryAction::None);
-        assert_eq!(d.input(&key(3), &[0x11, 0x09, 0, 0, 0, 9, 1], 0), DiscoveryAction::None);
+        let mut d = Discovery::new(DiscoveryConfig {
+            service_names: vec![String::from("internet")],
+            ..Default::default()
+        });
+        assert!(matches!(
+            d.input(&key(1), &padi(b"x", b"internet", None), 0),
+            DiscoveryAction::Reply(_)
+        ));
+        assert_eq!(
+            d.input(&key(2), &padi(b"x", b"voip", None), 0),
+            DiscoveryAction::None
+        );
+        assert_eq!(
+            d.input(&key(3), &[0x11, 0x09, 0, 0, 0, 9, 1], 0),
+            DiscoveryAction::None
+        );
         assert_eq!(d.stats.bad_service, 1);
         assert_eq!(d.stats.malformed, 1);
     }

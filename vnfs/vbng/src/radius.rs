@@ -147,7 +147,10 @@ impl Reply {
     pub fn from_packet(p: &Packet<'_>) -> Reply {
         let text = |v: &[u8]| core::str::from_utf8(v).ok().map(String::from);
         let mut r = Reply {
-            framed_ip: p.attr(attr::FRAMED_IP_ADDRESS).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(u32::from_be_bytes),
+            framed_ip: p
+                .attr(attr::FRAMED_IP_ADDRESS)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(u32::from_be_bytes),
             framed_pool: p.attr(attr::FRAMED_POOL).and_then(text),
             session_timeout: p.attr_u32(attr::SESSION_TIMEOUT),
             idle_timeout: p.attr_u32(attr::IDLE_TIMEOUT),
@@ -156,7 +159,10 @@ impl Reply {
             class: p.attr(attr::CLASS).map(|v| v.to_vec()),
             message: p.attr(attr::REPLY_MESSAGE).map(|v| v.to_vec()),
         };
-        if let Some(s) = p.vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT).and_then(|v| core::str::from_utf8(v).ok()) {
+        if let Some(s) = p
+            .vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT)
+            .and_then(|v| core::str::from_utf8(v).ok())
+        {
             // "rx[/tx] ..." – rx is what the router receives = subscriber upload.
             let first = s.split_whitespace().next().unwrap_or("");
             let mut it = first.split('/');
@@ -166,7 +172,11 @@ impl Reply {
                 r.rate = Some((u, d));
             }
         }
-        let w = |t| p.vsa(vsa::WISPR, t).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(|b| u64::from(u32::from_be_bytes(b)));
+        let w = |t| {
+            p.vsa(vsa::WISPR, t)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(|b| u64::from(u32::from_be_bytes(b)))
+        };
         if let (Some(u), Some(d)) = (w(vsa::WISPR_BW_MAX_UP), w(vsa::WISPR_BW_MAX_DOWN)) {
             r.rate = Some((u, d));
         }
@@ -265,7 +275,9 @@ impl Client {
 
     fn first_live(&self, s: Service, now: u64) -> usize {
         let d = &self.dead_until[svc_index(s)];
-        (0..self.servers(s).len()).find(|&i| d.get(i).copied().unwrap_or(0) <= now).unwrap_or(0)
+        (0..self.servers(s).len())
+            .find(|&i| d.get(i).copied().unwrap_or(0) <= now)
+            .unwrap_or(0)
     }
 
     fn encode(&mut self, req: &Request, server: usize, id: u8) -> Option<(Vec<u8>, [u8; 16])> {
@@ -299,7 +311,12 @@ impl Client {
         for k in 0..total {
             let s = (self.next_slot + k) % total;
             let (c, id) = (s / 256, s % 256);
-            if self.pending.get(c).and_then(|v| v.get(id)).is_some_and(|p| p.is_none()) {
+            if self
+                .pending
+                .get(c)
+                .and_then(|v| v.get(id))
+                .is_some_and(|p| p.is_none())
+            {
                 self.next_slot = s + 1;
                 return Some((c, id as u8));
             }
@@ -335,11 +352,30 @@ impl Client {
             self.events.push(Event::Timeout { tag });
             return;
         };
-        let Some(to) = self.servers(req.service).get(server).map(|s| s.addr) else { return };
-        self.out.push(Transmit { channel: c as u8, to, bytes: bytes.clone() });
+        let Some(to) = self.servers(req.service).get(server).map(|s| s.addr) else {
+            return;
+        };
+        self.out.push(Transmit {
+            channel: c as u8,
+            to,
+            bytes: bytes.clone(),
+        });
         let timeout = self.cfg.timeout_ms;
-        let p = Pending { tag, req, server, tries_left: self.cfg.tries.saturating_sub(1), timeout, deadline: now + timeout, bytes, auth };
-        if let Some(slot) = self.pending.get_mut(c).and_then(|v| v.get_mut(usize::from(id))) {
+        let p = Pending {
+            tag,
+            req,
+            server,
+            tries_left: self.cfg.tries.saturating_sub(1),
+            timeout,
+            deadline: now + timeout,
+            bytes,
+            auth,
+        };
+        if let Some(slot) = self
+            .pending
+            .get_mut(c)
+            .and_then(|v| v.get_mut(usize::from(id)))
+        {
             if slot.is_none() {
                 self.in_flight += 1;
             }
@@ -358,7 +394,9 @@ impl Client {
             }
         }
         for (c, id) in expired {
-            let Some(p) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) else { continue };
+            let Some(p) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) else {
+                continue;
+            };
             let Some(mut pe) = p.take() else { continue };
             self.in_flight -= 1;
             if pe.tries_left > 0 {
@@ -367,7 +405,11 @@ impl Client {
                 pe.deadline = now + pe.timeout;
                 self.stats.retransmits += 1;
                 if let Some(to) = self.servers(pe.req.service).get(pe.server).map(|s| s.addr) {
-                    self.out.push(Transmit { channel: c as u8, to, bytes: pe.bytes.clone() });
+                    self.out.push(Transmit {
+                        channel: c as u8,
+                        to,
+                        bytes: pe.bytes.clone(),
+                    });
                 }
                 if let Some(slot) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) {
                     *slot = Some(pe);
@@ -391,8 +433,12 @@ impl Client {
             }
         }
         while !self.backlog.is_empty() {
-            let Some((c, id)) = self.free_slot() else { break };
-            let Some((tag, req)) = self.backlog.pop_front() else { break };
+            let Some((c, id)) = self.free_slot() else {
+                break;
+            };
+            let Some((tag, req)) = self.backlog.pop_front() else {
+                break;
+            };
             self.start(tag, req, c, id, now);
         }
         core::mem::take(&mut self.out)
@@ -405,7 +451,12 @@ impl Client {
 
     /// Earliest retransmission deadline.
     pub fn deadline(&self) -> Option<u64> {
-        self.pending.iter().flatten().flatten().map(|p| p.deadline).min()
+        self.pending
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|p| p.deadline)
+            .min()
     }
 
     /// Feed a datagram received on `channel` from `from`.
@@ -414,7 +465,10 @@ impl Client {
             self.stats.bad_responses += 1;
             return;
         };
-        let slot = self.pending.get_mut(usize::from(channel)).and_then(|v| v.get_mut(usize::from(p.id())));
+        let slot = self
+            .pending
+            .get_mut(usize::from(channel))
+            .and_then(|v| v.get_mut(usize::from(p.id())));
         let Some(slot) = slot else {
             self.stats.bad_responses += 1;
             return;
@@ -427,9 +481,14 @@ impl Client {
             Service::Auth => &self.cfg.auth,
             Service::Acct => &self.cfg.acct,
         };
-        let Some(srv) = servers.get(pe.server) else { return };
+        let Some(srv) = servers.get(pe.server) else {
+            return;
+        };
         let code_ok = match pe.req.service {
-            Service::Auth => matches!(p.code(), code::ACCESS_ACCEPT | code::ACCESS_REJECT | code::ACCESS_CHALLENGE),
+            Service::Auth => matches!(
+                p.code(),
+                code::ACCESS_ACCEPT | code::ACCESS_REJECT | code::ACCESS_CHALLENGE
+            ),
             Service::Acct => p.code() == code::ACCOUNTING_RESPONSE,
         };
         if srv.addr != from || !code_ok || !verify_response(&p, &srv.secret, &pe.auth) {
@@ -444,7 +503,12 @@ impl Client {
         let tag = pe.tag;
         *slot = None;
         self.in_flight -= 1;
-        self.events.push(Event::Response { tag, code: p.code(), reply: Reply::from_packet(&p), server: from });
+        self.events.push(Event::Response {
+            tag,
+            code: p.code(),
+            reply: Reply::from_packet(&p),
+            server: from,
+        });
     }
 }
 
@@ -473,7 +537,10 @@ impl LineInfo {
         a.push((attr::NAS_PORT_ID, self.nas_port_id.as_bytes().to_vec()));
         // NAS-Port-Type = Virtual (5) for PPPoE over Ethernet (RFC 4603 uses 32+ for PPPoEoE; 5 is what most BNGs send).
         a.push((attr::NAS_PORT_TYPE, 5u32.to_be_bytes().to_vec()));
-        a.push((attr::CALLING_STATION_ID, self.calling_station.as_bytes().to_vec()));
+        a.push((
+            attr::CALLING_STATION_ID,
+            self.calling_station.as_bytes().to_vec(),
+        ));
     }
 }
 
@@ -484,7 +551,12 @@ pub fn access_request(line: &LineInfo, creds: &crate::auth::Credentials) -> Requ
     let mut password = None;
     match creds {
         crate::auth::Credentials::Pap { password: p, .. } => password = Some(p.clone()),
-        crate::auth::Credentials::Chap { id, challenge, response, .. } => {
+        crate::auth::Credentials::Chap {
+            id,
+            challenge,
+            response,
+            ..
+        } => {
             let mut v = Vec::with_capacity(17);
             v.push(*id);
             v.extend_from_slice(response);
@@ -495,7 +567,11 @@ pub fn access_request(line: &LineInfo, creds: &crate::auth::Credentials) -> Requ
     a.push((attr::SERVICE_TYPE, 2u32.to_be_bytes().to_vec())); // Framed-User
     a.push((attr::FRAMED_PROTOCOL, 1u32.to_be_bytes().to_vec())); // PPP
     line.push(&mut a);
-    Request { service: Service::Auth, attrs: a, password }
+    Request {
+        service: Service::Auth,
+        attrs: a,
+        password,
+    }
 }
 
 /// Acct-Status-Type values (RFC 2866 §5.1).
@@ -572,14 +648,24 @@ pub fn accounting_request(line: &LineInfo, status: AcctStatus, r: &AcctRecord) -
         a.push((attr::ACCT_INPUT_GIGAWORDS, u((r.in_octets >> 32) as u32)));
         a.push((attr::ACCT_OUTPUT_OCTETS, u(r.out_octets as u32)));
         a.push((attr::ACCT_OUTPUT_GIGAWORDS, u((r.out_octets >> 32) as u32)));
-        a.push((attr::ACCT_INPUT_PACKETS, u(r.in_packets.min(u64::from(u32::MAX)) as u32)));
-        a.push((attr::ACCT_OUTPUT_PACKETS, u(r.out_packets.min(u64::from(u32::MAX)) as u32)));
+        a.push((
+            attr::ACCT_INPUT_PACKETS,
+            u(r.in_packets.min(u64::from(u32::MAX)) as u32),
+        ));
+        a.push((
+            attr::ACCT_OUTPUT_PACKETS,
+            u(r.out_packets.min(u64::from(u32::MAX)) as u32),
+        ));
     }
     if let (AcctStatus::Stop, Some(c)) = (status, r.terminate_cause) {
         a.push((attr::ACCT_TERMINATE_CAUSE, u(c)));
     }
     a.push((attr::ACCT_DELAY_TIME, u(0)));
-    Request { service: Service::Acct, attrs: a, password: None }
+    Request {
+        service: Service::Acct,
+        attrs: a,
+        password: None,
+    }
 }
 
 /// A verified dynamic-authorization request (RFC 5176 §3).
@@ -630,7 +716,10 @@ impl DynAuth {
             disconnect,
             user: p.attr(attr::USER_NAME).map(|v| v.to_vec()),
             acct_session_id: p.attr(attr::ACCT_SESSION_ID).and_then(text),
-            framed_ip: p.attr(attr::FRAMED_IP_ADDRESS).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(u32::from_be_bytes),
+            framed_ip: p
+                .attr(attr::FRAMED_IP_ADDRESS)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(u32::from_be_bytes),
             calling_station: p.attr(attr::CALLING_STATION_ID).and_then(text),
             reply: Reply::from_packet(&p),
             code: p.code(),
@@ -668,9 +757,22 @@ mod tests {
     }
 
     fn client(n: usize) -> Client {
-        let servers = (0..n).map(|i| Server { addr: sa(1812 + 100 * i as u16), secret: b"testing123".to_vec() }).collect::<Vec<_>>();
+        let servers = (0..n)
+            .map(|i| Server {
+                addr: sa(1812 + 100 * i as u16),
+                secret: b"testing123".to_vec(),
+            })
+            .collect::<Vec<_>>();
         Client::new(
-            ClientConfig { auth: servers.clone(), acct: servers, timeout_ms: 100, max_timeout_ms: 300, tries: 3, dead_ms: 10_000, channels: 1 },
+            ClientConfig {
+                auth: servers.clone(),
+                acct: servers,
+                timeout_ms: 100,
+                max_timeout_ms: 300,
+                tries: 3,
+                dead_ms: 10_000,
+                channels: 1,
+            },
             Rng::from_seed([5; 32]),
         )
     }
@@ -685,22 +787,34 @@ mod tests {
     #[test]
     fn pap_request_accept_and_reply_attributes() {
         let mut c = client(1);
-        let line = LineInfo { nas_ip: 0x7f000001, nas_port_id: String::from("a0:100.7"), calling_station: String::from("02:00:00:00:00:01/100/7"), ..Default::default() };
-        let cr = crate::auth::Credentials::Pap { user: b"alice".to_vec(), password: b"pw".to_vec() };
+        let line = LineInfo {
+            nas_ip: 0x7f000001,
+            nas_port_id: String::from("a0:100.7"),
+            calling_station: String::from("02:00:00:00:00:01/100/7"),
+            ..Default::default()
+        };
+        let cr = crate::auth::Credentials::Pap {
+            user: b"alice".to_vec(),
+            password: b"pw".to_vec(),
+        };
         c.submit(42, access_request(&line, &cr), 0);
         let tx = c.poll(0);
         assert_eq!(tx.len(), 1);
         let p = Packet::new_checked(&tx[0].bytes).unwrap();
         assert_eq!(p.attr(attr::USER_NAME), Some(&b"alice"[..]));
-        let pw = unhide_password(b"testing123", &p.authenticator(), p.attr(attr::USER_PASSWORD).unwrap()).unwrap();
+        let pw = unhide_password(
+            b"testing123",
+            &p.authenticator(),
+            p.attr(attr::USER_PASSWORD).unwrap(),
+        )
+        .unwrap();
         assert_eq!(pw, b"pw");
         assert!(p.attr(attr::MESSAGE_AUTHENTICATOR).is_some());
         let resp = accept_for(&tx[0], b"testing123", |b| {
-            b.attr(attr::FRAMED_IP_ADDRESS, &[10, 0, 0, 9]).attr(attr::FRAMED_POOL, b"gold").attr_u32(attr::SESSION_TIMEOUT, 3600).vsa(
-                vsa::MIKROTIK,
-                vsa::MIKROTIK_RATE_LIMIT,
-                b"2M/10M",
-            );
+            b.attr(attr::FRAMED_IP_ADDRESS, &[10, 0, 0, 9])
+                .attr(attr::FRAMED_POOL, b"gold")
+                .attr_u32(attr::SESSION_TIMEOUT, 3600)
+                .vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT, b"2M/10M");
         });
         // A forged response (wrong secret) is ignored.
         let forged = accept_for(&tx[0], b"nope", |_| {});
@@ -708,7 +822,12 @@ mod tests {
         assert_eq!(c.stats.bad_responses, 1);
         c.input(0, sa(1812), &resp);
         let ev = c.events();
-        let Event::Response { tag, code, reply, .. } = &ev[0] else { panic!() };
+        let Event::Response {
+            tag, code, reply, ..
+        } = &ev[0]
+        else {
+            panic!()
+        };
         assert_eq!((*tag, *code), (42, code::ACCESS_ACCEPT));
         assert_eq!(reply.framed_ip, Some(0x0a000009));
         assert_eq!(reply.framed_pool.as_deref(), Some("gold"));
@@ -720,7 +839,15 @@ mod tests {
     #[test]
     fn retransmit_backoff_then_failover_then_timeout() {
         let mut c = client(2);
-        c.submit(7, Request { service: Service::Acct, attrs: vec![(attr::USER_NAME, b"x".to_vec())], password: None }, 0);
+        c.submit(
+            7,
+            Request {
+                service: Service::Acct,
+                attrs: vec![(attr::USER_NAME, b"x".to_vec())],
+                password: None,
+            },
+            0,
+        );
         let mut sends = Vec::new();
         let mut t = 0;
         loop {
@@ -735,14 +862,32 @@ mod tests {
         }
         let times: Vec<(u64, u16)> = sends.iter().map(|(t, p, _)| (*t, *p)).collect();
         // 100 ms, then 200, then 300 (capped); then the second server.
-        assert_eq!(times, [(0, 1812), (100, 1812), (300, 1812), (600, 1912), (700, 1912), (900, 1912)]);
+        assert_eq!(
+            times,
+            [
+                (0, 1812),
+                (100, 1812),
+                (300, 1812),
+                (600, 1912),
+                (700, 1912),
+                (900, 1912)
+            ]
+        );
         // Retransmissions are byte-identical (RFC 5080 §2.2.1).
         assert_eq!(sends[0].2, sends[1].2);
         assert_eq!(c.stats.failovers, 1);
         assert_eq!(c.stats.timeouts, 1);
         // First server down, second answers: later requests start on the second.
         let mut c = client(2);
-        c.submit(8, Request { service: Service::Auth, attrs: vec![], password: None }, 0);
+        c.submit(
+            8,
+            Request {
+                service: Service::Auth,
+                attrs: vec![],
+                password: None,
+            },
+            0,
+        );
         let mut t = 0;
         let tx = loop {
             let tx = c.poll(t);
@@ -754,19 +899,38 @@ mod tests {
         };
         c.input(0, sa(1912), &accept_for(&tx, b"testing123", |_| {}));
         assert!(matches!(c.events()[..], [Event::Response { tag: 8, .. }]));
-        c.submit(9, Request { service: Service::Auth, attrs: vec![], password: None }, t);
+        c.submit(
+            9,
+            Request {
+                service: Service::Auth,
+                attrs: vec![],
+                password: None,
+            },
+            t,
+        );
         assert_eq!(c.poll(t)[0].to.port(), 1912);
     }
 
     #[test]
     fn accounting_gigawords_and_coa() {
-        let r = AcctRecord { in_octets: (5u64 << 32) + 7, out_octets: 9, ..Default::default() };
+        let r = AcctRecord {
+            in_octets: (5u64 << 32) + 7,
+            out_octets: 9,
+            ..Default::default()
+        };
         let req = accounting_request(&LineInfo::default(), AcctStatus::Interim, &r);
-        let get = |t| req.attrs.iter().find(|(a, _)| *a == t).map(|(_, v)| v.clone()).unwrap();
+        let get = |t| {
+            req.attrs
+                .iter()
+                .find(|(a, _)| *a == t)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
         assert_eq!(get(attr::ACCT_INPUT_OCTETS), 7u32.to_be_bytes());
         assert_eq!(get(attr::ACCT_INPUT_GIGAWORDS), 5u32.to_be_bytes());
         let mut b = Builder::new(code::COA_REQUEST, 3, [0; 16]);
-        b.attr(attr::ACCT_SESSION_ID, b"s1").vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT, b"1M/4M");
+        b.attr(attr::ACCT_SESSION_ID, b"s1")
+            .vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT, b"1M/4M");
         let coa = b.finish_request_md5(b"k").unwrap();
         assert!(DynAuth::parse(&coa, b"bad").is_none());
         let d = DynAuth::parse(&coa, b"k").unwrap();

@@ -18,7 +18,12 @@ pub struct Rng {
 impl Rng {
     /// A generator from a 32-byte seed.
     pub fn from_seed(key: [u8; 32]) -> Rng {
-        Rng { key, ctr: 0, buf: [0; 32], used: 32 }
+        Rng {
+            key,
+            ctr: 0,
+            buf: [0; 32],
+            used: 32,
+        }
     }
 
     /// A generator seeded from the OS (`/dev/urandom`), falling back to the clock.
@@ -26,7 +31,9 @@ impl Rng {
     pub fn from_os() -> Rng {
         use std::io::Read;
         let mut k = [0u8; 32];
-        let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut k)).is_ok();
+        let ok = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut k))
+            .is_ok();
         if !ok {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -134,7 +134,13 @@ fn relay(out: &mut Vec<Output>, ev: &mut Vec<SessEvent>) -> (bool, bool, bool, b
 impl PppSession {
     /// Start the link (PADS sent): LCP Up + Open, our Configure-Request goes out.
     pub fn start(p: &LinkParams, rng: &mut Rng, now: u64, ev: &mut Vec<SessEvent>) -> PppSession {
-        let neg = LcpNeg::server(p.mru, p.max_peer_mru, rng.nonzero_u32(), p.auth, p.auth_fallback);
+        let neg = LcpNeg::server(
+            p.mru,
+            p.max_peer_mru,
+            rng.nonzero_u32(),
+            p.auth,
+            p.auth_fallback,
+        );
         let mut s = PppSession {
             lcp: Fsm::new(neg, p.timers, 1),
             keepalive: Keepalive::new(0, 0, now),
@@ -159,7 +165,14 @@ impl PppSession {
         }
     }
 
-    fn lcp_outputs(&mut self, p: &LinkParams, rng: &mut Rng, out: &mut Vec<Output>, now: u64, ev: &mut Vec<SessEvent>) {
+    fn lcp_outputs(
+        &mut self,
+        p: &LinkParams,
+        rng: &mut Rng,
+        out: &mut Vec<Output>,
+        now: u64,
+        ev: &mut Vec<SessEvent>,
+    ) {
         let (up, down, fin, echo) = relay(out, ev);
         if echo {
             self.keepalive.reply();
@@ -205,7 +218,14 @@ impl PppSession {
 
     /// Feed a PPP frame (protocol + information) from the subscriber. Errors are
     /// malformed packets (counted by the caller); the link state is unchanged by them.
-    pub fn input(&mut self, p: &LinkParams, rng: &mut Rng, frame: &[u8], now: u64, ev: &mut Vec<SessEvent>) -> Result<(), crate::wire::Error> {
+    pub fn input(
+        &mut self,
+        p: &LinkParams,
+        rng: &mut Rng,
+        frame: &[u8],
+        now: u64,
+        ev: &mut Vec<SessEvent>,
+    ) -> Result<(), crate::wire::Error> {
         let (protocol, info) = split_protocol(frame)?;
         let mut out = Vec::new();
         match protocol {
@@ -249,7 +269,13 @@ impl PppSession {
                     let mut d = Vec::with_capacity(frame.len().min(1400));
                     d.extend_from_slice(frame.get(..frame.len().min(1400)).unwrap_or(frame));
                     let mut f = Vec::new();
-                    ControlPacket::emit_frame(proto::LCP, code::PROTO_REJ, rng.u32() as u8, &d, &mut f);
+                    ControlPacket::emit_frame(
+                        proto::LCP,
+                        code::PROTO_REJ,
+                        rng.u32() as u8,
+                        &d,
+                        &mut f,
+                    );
                     ev.push(SessEvent::Send(f));
                 }
             }
@@ -258,7 +284,17 @@ impl PppSession {
     }
 
     /// The AAA verdict. On success the subscriber gets `assigned` (and NCPs start).
-    pub fn auth_result(&mut self, p: &LinkParams, ok: bool, assigned: u32, iid: (u64, u64), msg: &[u8], now: u64, ev: &mut Vec<SessEvent>) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn auth_result(
+        &mut self,
+        p: &LinkParams,
+        ok: bool,
+        assigned: u32,
+        iid: (u64, u64),
+        msg: &[u8],
+        now: u64,
+        ev: &mut Vec<SessEvent>,
+    ) {
         let Some(a) = self.auth.as_mut() else { return };
         let mut aev = Vec::new();
         a.result(ok, msg, &mut aev);

@@ -81,10 +81,22 @@ impl EthRepr {
         }
         let vlans = match n {
             0 => Vlans::default(),
-            1 => Vlans { svlan: 0, cvlan: tags[0] },
-            _ => Vlans { svlan: tags[0], cvlan: tags[1] },
+            1 => Vlans {
+                svlan: 0,
+                cvlan: tags[0],
+            },
+            _ => Vlans {
+                svlan: tags[0],
+                cvlan: tags[1],
+            },
         };
-        Ok(EthRepr { dst, src, vlans, ethertype: et, header_len: off + 2 })
+        Ok(EthRepr {
+            dst,
+            src,
+            vlans,
+            ethertype: et,
+            header_len: off + 2,
+        })
     }
 
     /// Bytes `emit` writes.
@@ -123,7 +135,10 @@ mod tests {
         let r = EthRepr {
             dst: [0xff; 6],
             src: [2, 0, 0, 0, 0, 1],
-            vlans: Vlans { svlan: 100, cvlan: 7 },
+            vlans: Vlans {
+                svlan: 100,
+                cvlan: 7,
+            },
             ethertype: ETHERTYPE_PPPOE_DISC,
             header_len: 22,
         };
@@ -136,9 +151,17 @@ mod tests {
 
     #[test]
     fn single_tag_and_errors() {
-        let b = [0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x81, 0, 0x0f, 0xff, 0x88, 0x64];
+        let b = [
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x81, 0, 0x0f, 0xff, 0x88, 0x64,
+        ];
         let r = EthRepr::parse(&b).unwrap();
-        assert_eq!(r.vlans, Vlans { svlan: 0, cvlan: 0xfff });
+        assert_eq!(
+            r.vlans,
+            Vlans {
+                svlan: 0,
+                cvlan: 0xfff
+            }
+        );
         assert_eq!(r.ethertype, ETHERTYPE_PPPOE_SESS);
         assert_eq!(EthRepr::parse(&b[..15]), Err(Error::Truncated));
         let three = [

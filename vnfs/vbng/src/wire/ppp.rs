@@ -109,7 +109,11 @@ impl<'a> ControlPacket<'a> {
             return Err(Error::Malformed);
         }
         let data = b.get(4..len).ok_or(Error::Truncated)?;
-        Ok(ControlPacket { code: b[0], id: b[1], data })
+        Ok(ControlPacket {
+            code: b[0],
+            id: b[1],
+            data,
+        })
     }
 
     /// Append protocol + Code/Id/Length + data to `out` (a PPP frame without PPPoE).
@@ -206,8 +210,16 @@ impl<'a> PapRepr<'a> {
                 Ok(PapRepr::Request { peer_id, password })
             }
             2 | 3 => {
-                let msg = if p.data.is_empty() { &[][..] } else { len_prefixed(p.data, 0)?.0 };
-                Ok(if p.code == 2 { PapRepr::Ack(msg) } else { PapRepr::Nak(msg) })
+                let msg = if p.data.is_empty() {
+                    &[][..]
+                } else {
+                    len_prefixed(p.data, 0)?.0
+                };
+                Ok(if p.code == 2 {
+                    PapRepr::Ack(msg)
+                } else {
+                    PapRepr::Nak(msg)
+                })
             }
             _ => Err(Error::Malformed),
         }
@@ -324,7 +336,13 @@ mod tests {
         let c = ControlPacket::parse(info).unwrap();
         assert_eq!((c.code, c.id), (code::CONF_REQ, 1));
         let opts: Vec<_> = Options::new(c.data).collect::<Result<_>>().unwrap();
-        assert_eq!(opts, [(lcp_opt::MRU, &[0x05, 0xd4][..]), (lcp_opt::MAGIC, &[0x1f, 0x2e, 0x3d, 0x4c][..])]);
+        assert_eq!(
+            opts,
+            [
+                (lcp_opt::MRU, &[0x05, 0xd4][..]),
+                (lcp_opt::MAGIC, &[0x1f, 0x2e, 0x3d, 0x4c][..])
+            ]
+        );
         let mut out = Vec::new();
         ControlPacket::emit_frame(proto::LCP, c.code, c.id, c.data, &mut out);
         assert_eq!(out, LCP_CR);
@@ -333,7 +351,10 @@ mod tests {
     #[test]
     fn bad_options_and_lengths() {
         assert_eq!(ControlPacket::parse(&[1, 1, 0, 3]), Err(Error::Malformed));
-        assert_eq!(ControlPacket::parse(&[1, 1, 0, 9, 0]), Err(Error::Truncated));
+        assert_eq!(
+            ControlPacket::parse(&[1, 1, 0, 9, 0]),
+            Err(Error::Truncated)
+        );
         assert_eq!(Options::validate(&[1, 1]), Err(Error::Malformed));
         assert_eq!(Options::validate(&[1, 4, 0]), Err(Error::Truncated));
         assert_eq!(Options::validate(&[1]), Err(Error::Truncated));
@@ -342,18 +363,39 @@ mod tests {
     #[test]
     fn pap_and_chap_roundtrip() {
         let mut out = Vec::new();
-        PapRepr::Request { peer_id: b"alice", password: b"secret" }.emit_frame(7, &mut out);
+        PapRepr::Request {
+            peer_id: b"alice",
+            password: b"secret",
+        }
+        .emit_frame(7, &mut out);
         let c = ControlPacket::parse(&out[2..]).unwrap();
         assert_eq!(
             PapRepr::parse(&c).unwrap(),
-            PapRepr::Request { peer_id: b"alice", password: b"secret" }
+            PapRepr::Request {
+                peer_id: b"alice",
+                password: b"secret"
+            }
         );
         out.clear();
-        ChapRepr::Challenge { value: &[9; 16], name: b"vbng" }.emit_frame(3, &mut out);
+        ChapRepr::Challenge {
+            value: &[9; 16],
+            name: b"vbng",
+        }
+        .emit_frame(3, &mut out);
         let c = ControlPacket::parse(&out[2..]).unwrap();
-        assert_eq!(ChapRepr::parse(&c).unwrap(), ChapRepr::Challenge { value: &[9; 16], name: b"vbng" });
+        assert_eq!(
+            ChapRepr::parse(&c).unwrap(),
+            ChapRepr::Challenge {
+                value: &[9; 16],
+                name: b"vbng"
+            }
+        );
         // PAP request whose password length overruns.
-        let c = ControlPacket { code: 1, id: 1, data: &[1, b'a', 5, b'x'] };
+        let c = ControlPacket {
+            code: 1,
+            id: 1,
+            data: &[1, b'a', 5, b'x'],
+        };
         assert_eq!(PapRepr::parse(&c), Err(Error::Truncated));
     }
 }

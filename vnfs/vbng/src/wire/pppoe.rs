@@ -252,7 +252,11 @@ impl<'a> DiscoveryRepr<'a> {
                 _ => {}
             }
         }
-        Ok(DiscoveryRepr { code, session_id: p.session_id(), tags })
+        Ok(DiscoveryRepr {
+            code,
+            session_id: p.session_id(),
+            tags,
+        })
     }
 
     /// Append the PPPoE header and tags (in a fixed order) to `out`.
@@ -344,7 +348,10 @@ mod tests {
 
     #[test]
     fn malformed() {
-        assert_eq!(Packet::new_checked(&PADI[..5]).err(), Some(Error::Truncated));
+        assert_eq!(
+            Packet::new_checked(&PADI[..5]).err(),
+            Some(Error::Truncated)
+        );
         let mut bad = PADI;
         bad[0] = 0x12;
         assert_eq!(Packet::new_checked(&bad[..]).err(), Some(Error::Malformed));

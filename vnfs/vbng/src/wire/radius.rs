@@ -180,15 +180,21 @@ impl<'a> Packet<'a> {
     }
     /// Iterate over attributes (type, value).
     pub fn attrs(&self) -> Attrs<'a> {
-        Attrs { rest: &self.bytes[HEADER_LEN..] }
+        Attrs {
+            rest: &self.bytes[HEADER_LEN..],
+        }
     }
     /// First attribute of type `t`.
     pub fn attr(&self, t: u8) -> Option<&'a [u8]> {
-        self.attrs().filter_map(|a| a.ok()).find(|(ty, _)| *ty == t).map(|(_, v)| v)
+        self.attrs()
+            .filter_map(|a| a.ok())
+            .find(|(ty, _)| *ty == t)
+            .map(|(_, v)| v)
     }
     /// First attribute of type `t` as a 32-bit integer.
     pub fn attr_u32(&self, t: u8) -> Option<u32> {
-        self.attr(t).and_then(|v| if v.len() == 4 { be32(v, 0).ok() } else { None })
+        self.attr(t)
+            .and_then(|v| if v.len() == 4 { be32(v, 0).ok() } else { None })
     }
     /// First vendor-specific sub-attribute (vendor, type).
     pub fn vsa(&self, vendor: u32, t: u8) -> Option<&'a [u8]> {
@@ -253,7 +259,10 @@ impl Builder {
         let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(&[code, id, 0, 0]);
         buf.extend_from_slice(&authenticator);
-        Builder { buf, msg_auth_at: None }
+        Builder {
+            buf,
+            msg_auth_at: None,
+        }
     }
 
     /// Add an attribute; values longer than 253 octets are cut (none of ours are).
@@ -385,7 +394,7 @@ pub fn hide_password(secret: &[u8], req_auth: &[u8; 16], password: &[u8]) -> Vec
 
 /// Recover a hidden password (server side, used by tests and the CoA listener).
 pub fn unhide_password(secret: &[u8], req_auth: &[u8; 16], hidden: &[u8]) -> Result<Vec<u8>> {
-    if hidden.is_empty() || hidden.len() % 16 != 0 || hidden.len() > 128 {
+    if hidden.is_empty() || hidden.len() & 15 != 0 || hidden.len() > 128 {
         return Err(Error::Malformed);
     }
     let mut out = Vec::with_capacity(hidden.len());
@@ -472,7 +481,10 @@ mod tests {
                 0x0a, 0xee
             ]
         );
-        assert_eq!(unhide_password(b"xyzzy5461", &ra, &h).unwrap(), b"arctangent");
+        assert_eq!(
+            unhide_password(b"xyzzy5461", &ra, &h).unwrap(),
+            b"arctangent"
+        );
     }
 
     #[test]
@@ -484,7 +496,9 @@ mod tests {
         ];
         // RFC 2865 §7.1: Service-Type=Login, Login-Service=Telnet, Login-IP-Host.
         let mut b = Builder::new(code::ACCESS_ACCEPT, 0, [0; 16]);
-        b.attr_u32(attr::SERVICE_TYPE, 1).attr_u32(15, 0).attr(14, &[192, 168, 1, 3]);
+        b.attr_u32(attr::SERVICE_TYPE, 1)
+            .attr_u32(15, 0)
+            .attr(14, &[192, 168, 1, 3]);
         let out = b.finish_response(b"xyzzy5461", &ra).unwrap();
         assert_eq!(
             &out[4..20],
@@ -510,7 +524,10 @@ mod tests {
         let p = Packet::new_checked(&out).unwrap();
         assert!(verify_request_md5(&p, b"s3cret"));
         assert!(!verify_request_md5(&p, b"other"));
-        assert_eq!(p.vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT), Some(&b"5M/10M"[..]));
+        assert_eq!(
+            p.vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT),
+            Some(&b"5M/10M"[..])
+        );
         let mut tampered = out.clone();
         let n = tampered.len();
         tampered[n - 1] ^= 1;

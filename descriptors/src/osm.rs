@@ -171,3 +171,40 @@ pub fn icon(m: &VnfModel, variant: u8) -> Vec<u8> {
     }
     png
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn icon_is_a_valid_png() {
+        let png = icon(&crate::vnfs::router(), 0);
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+        let mut i = 8;
+        let mut kinds = Vec::new();
+        while i + 12 <= png.len() {
+            let n = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+            let kind = &png[i + 4..i + 8];
+            let body = &png[i + 8..i + 8 + n];
+            let crc = u32::from_be_bytes(png[i + 8 + n..i + 12 + n].try_into().unwrap());
+            let mut c = flate2::Crc::new();
+            c.update(kind);
+            c.update(body);
+            assert_eq!(c.sum(), crc);
+            if kind == b"IDAT" {
+                let mut raw = Vec::new();
+                flate2::read::ZlibDecoder::new(body)
+                    .read_to_end(&mut raw)
+                    .unwrap();
+                assert_eq!(raw.len(), 64 * (64 * 3 + 1));
+            }
+            kinds.push(kind.to_vec());
+            i += 12 + n;
+        }
+        assert_eq!(
+            kinds,
+            vec![b"IHDR".to_vec(), b"IDAT".to_vec(), b"IEND".to_vec()]
+        );
+    }
+}

@@ -458,3 +458,25 @@ pub fn nsd(m: &VnfModel) -> Value {
     };
     single("nsd", single("nsd", list([nsd])))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yang_units() {
+        assert_eq!(gb_tenths(2048), 2.0);
+        assert_eq!(gb_tenths(512), 0.5);
+        assert_eq!(gb_tenths(256), 0.3); // rounded up to one fraction digit
+        assert_eq!(mbps(10_000_000_000), 10_000);
+        assert_eq!(mbps(1), 1);
+    }
+
+    #[test]
+    fn one_flavour_keeps_vdu_ids_and_maps_ext_cps_to_vdu_cps() {
+        let m = crate::vnfs::vbng().with_only_flavour("small").unwrap();
+        assert_eq!(vdu_id(&m, "bng-dp", &m.flavours[0]), "bng-dp");
+        let two = crate::vnfs::vbng();
+        assert_eq!(vdu_id(&two, "bng-dp", &two.flavours[1]), "bng-dp-large");
+    }
+}

@@ -195,7 +195,9 @@ impl Rule {
             proto: field(&r.proto, parse_proto, (0, 255), "proto")?,
             sport: field(&r.sport, parse_ports, (0, 65535), "sport")?,
             dport: field(&r.dport, parse_ports, (0, 65535), "dport")?,
-            in_port: r.in_port.map_or((0, 65535), |p| (u32::from(p), u32::from(p))),
+            in_port: r
+                .in_port
+                .map_or((0, 65535), |p| (u32::from(p), u32::from(p))),
         })
     }
 }
@@ -269,7 +271,15 @@ impl RuleSet {
 
     /// Index of the first rule matching the packet's fields.
     #[inline]
-    pub fn classify(&self, src: u32, dst: u32, proto: u8, sport: u16, dport: u16, port: u16) -> Option<usize> {
+    pub fn classify(
+        &self,
+        src: u32,
+        dst: u32,
+        proto: u8,
+        sport: u16,
+        dport: u16,
+        port: u16,
+    ) -> Option<usize> {
         let w = self.words;
         let [d0, d1, d2, d3, d4, d5] = &self.dims;
         let r0 = d0.row(src, w);
@@ -503,8 +513,12 @@ impl Firewall {
         }
         let c0 = *c;
         c.state = ConnState::Free;
-        self.table.remove(ckey(c0.src, c0.sport, c0.dst, c0.dport, c0.proto), i << 1);
-        self.table.remove(ckey(c0.dst, c0.dport, c0.src, c0.sport, c0.proto), (i << 1) | 1);
+        self.table
+            .remove(ckey(c0.src, c0.sport, c0.dst, c0.dport, c0.proto), i << 1);
+        self.table.remove(
+            ckey(c0.dst, c0.dport, c0.src, c0.sport, c0.proto),
+            (i << 1) | 1,
+        );
         self.free.push(i);
     }
 
@@ -569,7 +583,12 @@ impl Firewall {
             }
             _ => {}
         }
-        if flags & FIN != 0 && matches!(c.state, ConnState::Established | ConnState::Closing | ConnState::SynReceived) {
+        if flags & FIN != 0
+            && matches!(
+                c.state,
+                ConnState::Established | ConnState::Closing | ConnState::SynReceived
+            )
+        {
             c.fins |= if orig { 1 } else { 2 };
             c.state = if c.fins == 3 {
                 ConnState::TimeWait
@@ -607,11 +626,21 @@ impl Firewall {
         let end = l3 + tl;
         let (sport, dport, flags, trackable) = match proto {
             6 => match data.get(l4..l4 + 20).filter(|_| l4 + 20 <= end) {
-                Some(h) => (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]), h[13], true),
+                Some(h) => (
+                    u16::from_be_bytes([h[0], h[1]]),
+                    u16::from_be_bytes([h[2], h[3]]),
+                    h[13],
+                    true,
+                ),
                 None => return Next::Drop(reason::MALFORMED),
             },
             17 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
-                Some(h) => (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]), 0, true),
+                Some(h) => (
+                    u16::from_be_bytes([h[0], h[1]]),
+                    u16::from_be_bytes([h[2], h[3]]),
+                    0,
+                    true,
+                ),
                 None => return Next::Drop(reason::MALFORMED),
             },
             1 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
@@ -628,7 +657,10 @@ impl Firewall {
         let len = data.len() as u64;
         if trackable && self.allow_established {
             if let Some((i, orig)) = self.find(src, sport, dst, dport, proto) {
-                let expired = self.conns.get(i as usize).is_some_and(|c| self.expired(c, now));
+                let expired = self
+                    .conns
+                    .get(i as usize)
+                    .is_some_and(|c| self.expired(c, now));
                 if expired {
                     self.delete(i);
                     self.stats.connections_expired += 1;
@@ -650,7 +682,10 @@ impl Firewall {
                     c.packets += 1;
                     c.bytes += len;
                 }
-                (self.set.rules.get(r).map_or(Action::Deny, |x| x.action), r as u16)
+                (
+                    self.set.rules.get(r).map_or(Action::Deny, |x| x.action),
+                    r as u16,
+                )
             }
             None => (self.default_action, u16::MAX),
         };
@@ -746,13 +781,21 @@ mod tests {
     }
 
     fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).udp(sp, dp);
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(src, dst, 64)
+            .udp(sp, dp);
         let mut v = Vec::new();
         b.write(&mut v, b"x").unwrap();
         v
     }
 
-    fn rule(action: Action, src: Option<&str>, dst: Option<&str>, proto: Option<&str>, dport: Option<&str>) -> RuleConfig {
+    fn rule(
+        action: Action,
+        src: Option<&str>,
+        dst: Option<&str>,
+        proto: Option<&str>,
+        dport: Option<&str>,
+    ) -> RuleConfig {
         RuleConfig {
             action,
             src: src.map(String::from),
@@ -779,15 +822,36 @@ mod tests {
     #[test]
     fn ordered_rules_first_match_and_counters() {
         let mut f = fw(vec![
-            rule(Action::Deny, None, Some("192.0.2.0/24"), Some("tcp"), Some("22")),
-            rule(Action::Allow, Some("10.0.0.0/8"), None, Some("tcp"), Some("1-1023")),
+            rule(
+                Action::Deny,
+                None,
+                Some("192.0.2.0/24"),
+                Some("tcp"),
+                Some("22"),
+            ),
+            rule(
+                Action::Allow,
+                Some("10.0.0.0/8"),
+                None,
+                Some("tcp"),
+                Some("1-1023"),
+            ),
             rule(Action::Allow, Some("10.0.0.0/8"), None, Some("udp"), None),
         ]);
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 22, "S"), 0, 1), Next::Drop(reason::RULE_DENY));
+        assert_eq!(
+            f.decide(&tcp(LAN, 4000, WEB, 22, "S"), 0, 1),
+            Next::Drop(reason::RULE_DENY)
+        );
         assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, 1), Next::Keep);
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 8080, "S"), 0, 1), Next::Drop(reason::DEFAULT_DENY));
+        assert_eq!(
+            f.decide(&tcp(LAN, 4000, WEB, 8080, "S"), 0, 1),
+            Next::Drop(reason::DEFAULT_DENY)
+        );
         assert_eq!(f.decide(&udp(LAN, 5353, WEB, 53), 0, 1), Next::Keep);
-        assert_eq!(f.decide(&udp([172, 16, 0, 1], 5353, WEB, 53), 0, 1), Next::Drop(reason::DEFAULT_DENY));
+        assert_eq!(
+            f.decide(&udp([172, 16, 0, 1], 5353, WEB, 53), 0, 1),
+            Next::Drop(reason::DEFAULT_DENY)
+        );
         let c = f.rule_counters();
         assert_eq!((c[0].packets, c[1].packets, c[2].packets), (1, 1, 1));
         assert!(c[1].bytes >= 54);
@@ -795,19 +859,43 @@ mod tests {
 
     #[test]
     fn established_replies_pass_and_tcp_states() {
-        let mut f = fw(vec![rule(Action::Allow, Some("10.0.0.0/8"), None, Some("tcp"), None)]);
+        let mut f = fw(vec![rule(
+            Action::Allow,
+            Some("10.0.0.0/8"),
+            None,
+            Some("tcp"),
+            None,
+        )]);
         let now = 100;
         // Unsolicited inbound: no rule allows it.
-        assert_ne!(f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now), Next::Keep);
+        assert_ne!(
+            f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now),
+            Next::Keep
+        );
         // A non-SYN opening is refused even if the rule allows.
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now), Next::Drop(reason::TCP_NO_CONN));
+        assert_eq!(
+            f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now),
+            Next::Drop(reason::TCP_NO_CONN)
+        );
         assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, now), Next::Keep);
-        assert_eq!(f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now), Next::Keep);
+        assert_eq!(
+            f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now),
+            Next::Keep
+        );
         assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now), Next::Keep);
-        assert_eq!(f.connections().next().unwrap().state, ConnState::Established);
-        assert_eq!(f.decide(&tcp(WEB, 443, LAN, 4000, "FA"), 1, now), Next::Keep);
+        assert_eq!(
+            f.connections().next().unwrap().state,
+            ConnState::Established
+        );
+        assert_eq!(
+            f.decide(&tcp(WEB, 443, LAN, 4000, "FA"), 1, now),
+            Next::Keep
+        );
         assert_eq!(f.connections().next().unwrap().state, ConnState::Closing);
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "FA"), 0, now), Next::Keep);
+        assert_eq!(
+            f.decide(&tcp(LAN, 4000, WEB, 443, "FA"), 0, now),
+            Next::Keep
+        );
         assert_eq!(f.connections().next().unwrap().state, ConnState::TimeWait);
         // Time-wait ends after 120 s.
         f.expire((u64::from(now) << 20) + 121 * SEC, 1 << 20);
@@ -817,14 +905,27 @@ mod tests {
 
     #[test]
     fn udp_and_icmp_pseudo_connections_expire() {
-        let mut f = fw(vec![rule(Action::Allow, Some("10.0.0.0/8"), None, None, None)]);
+        let mut f = fw(vec![rule(
+            Action::Allow,
+            Some("10.0.0.0/8"),
+            None,
+            None,
+            None,
+        )]);
         assert_eq!(f.decide(&udp(LAN, 5000, WEB, 53), 0, 0), Next::Keep);
         assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 10), Next::Keep);
-        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5001), 1, 10), Next::Drop(reason::DEFAULT_DENY));
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(LAN, WEB, 64).icmpv4_echo_request(9, 1);
+        assert_eq!(
+            f.decide(&udp(WEB, 53, LAN, 5001), 1, 10),
+            Next::Drop(reason::DEFAULT_DENY)
+        );
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(LAN, WEB, 64)
+            .icmpv4_echo_request(9, 1);
         let mut ping = Vec::new();
         b.write(&mut ping, b"abc").unwrap();
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(WEB, LAN, 64).icmpv4_echo_reply(9, 1);
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(WEB, LAN, 64)
+            .icmpv4_echo_reply(9, 1);
         let mut pong = Vec::new();
         b.write(&mut pong, b"abc").unwrap();
         assert_eq!(f.decide(&ping, 0, 0), Next::Keep);
@@ -832,7 +933,10 @@ mod tests {
         assert_eq!(f.connection_count(), 2);
         f.expire(200 * SEC, 1 << 20);
         assert_eq!(f.connection_count(), 0);
-        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 0), Next::Drop(reason::DEFAULT_DENY));
+        assert_eq!(
+            f.decide(&udp(WEB, 53, LAN, 5000), 1, 0),
+            Next::Drop(reason::DEFAULT_DENY)
+        );
     }
 
     #[test]
@@ -846,7 +950,10 @@ mod tests {
         for p in 0..4 {
             assert_eq!(f.decide(&udp(LAN, 1000 + p, WEB, 53), 0, 0), Next::Keep);
         }
-        assert_eq!(f.decide(&udp(LAN, 2000, WEB, 53), 0, 0), Next::Drop(reason::TABLE_FULL));
+        assert_eq!(
+            f.decide(&udp(LAN, 2000, WEB, 53), 0, 0),
+            Next::Drop(reason::TABLE_FULL)
+        );
         assert_eq!(f.decide(&udp(WEB, 53, LAN, 1000), 1, 0), Next::Keep);
     }
 
@@ -868,7 +975,11 @@ mod tests {
             let a = (rnd() as u32) & mask & 0x0f0f_ffff;
             let p1 = (rnd() % 1024) as u32;
             rules.push(Rule {
-                action: if r & 1 == 0 { Action::Allow } else { Action::Deny },
+                action: if r & 1 == 0 {
+                    Action::Allow
+                } else {
+                    Action::Deny
+                },
                 src: (a, a | !mask),
                 dst: (0, u32::MAX),
                 proto: if r & 2 == 0 { (6, 6) } else { (0, 255) },
@@ -900,6 +1011,9 @@ mod tests {
             }],
             ..FirewallConfig::default()
         };
-        assert_eq!(Firewall::new(&bad).err(), Some(FwConfigError::BadRule(0, "dport")));
+        assert_eq!(
+            Firewall::new(&bad).err(),
+            Some(FwConfigError::BadRule(0, "dport"))
+        );
     }
 }

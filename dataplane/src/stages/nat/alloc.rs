@@ -159,7 +159,11 @@ impl Pool {
         let mut addr = start;
         for k in 0..n {
             let a = (start + k) % n;
-            if self.addrs.get(a).is_some_and(|o| o.nblocks < self.blocks_per_addr) {
+            if self
+                .addrs
+                .get(a)
+                .is_some_and(|o| o.nblocks < self.blocks_per_addr)
+            {
                 addr = a;
                 break;
             }
@@ -379,7 +383,10 @@ mod tests {
         let mut logs = Vec::new();
         let mut got = Vec::new();
         for _ in 0..1024 {
-            got.push(p.alloc_port(s, 17, 5000, 1, &mut |r| logs.push(*r)).unwrap());
+            got.push(
+                p.alloc_port(s, 17, 5000, 1, &mut |r| logs.push(*r))
+                    .unwrap(),
+            );
         }
         assert_eq!(logs.len(), 2, "two blocks");
         assert!(got.iter().all(|(ad, _)| *ad == a));
@@ -387,14 +394,20 @@ mod tests {
         ports.sort();
         ports.dedup();
         assert_eq!(ports.len(), 1024, "no port handed out twice");
-        assert_eq!(p.alloc_port(s, 17, 5000, 1, &mut |_| {}), Err(AllocError::NoPort));
+        assert_eq!(
+            p.alloc_port(s, 17, 5000, 1, &mut |_| {}),
+            Err(AllocError::NoPort)
+        );
         // TCP is a separate space.
         assert!(p.alloc_port(s, 6, 5000, 1, &mut |_| {}).is_ok());
         // Free every UDP port: one block stays (TCP port in it) or both go.
         for (_, port) in &got {
             p.free_port(s, a, 17, *port, 2, &mut |r| logs.push(*r));
         }
-        assert_eq!(logs.iter().filter(|r| r.event == LogEvent::Release).count(), 1);
+        assert_eq!(
+            logs.iter().filter(|r| r.event == LogEvent::Release).count(),
+            1
+        );
         assert_eq!(p.subs[s as usize].nblocks, 1);
     }
 

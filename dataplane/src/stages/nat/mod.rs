@@ -201,9 +201,9 @@ impl fmt::Display for ConfigError {
             ConfigError::EmptyPool => f.write_str("nat: empty pool"),
             ConfigError::PoolTooLarge => f.write_str("nat: pool larger than 4096 addresses"),
             ConfigError::BadPortRange => f.write_str("nat: port_min must be <= port_max"),
-            ConfigError::BadBlockSize => {
-                f.write_str("nat: block_size must be 8..=port range and blocks_per_subscriber 1..=32")
-            }
+            ConfigError::BadBlockSize => f.write_str(
+                "nat: block_size must be 8..=port range and blocks_per_subscriber 1..=32",
+            ),
             ConfigError::BadLimit(w) => write!(f, "nat: {w} out of range"),
         }
     }
@@ -602,8 +602,7 @@ impl Nat44 {
             UDP => self.t_udp,
             TCP => {
                 let both = TCP_SYN_IN | TCP_SYN_OUT;
-                if s.tcp & both == both && s.tcp & (TCP_RST | TCP_FIN_IN | TCP_FIN_OUT) == 0
-                {
+                if s.tcp & both == both && s.tcp & (TCP_RST | TCP_FIN_IN | TCP_FIN_OUT) == 0 {
                     self.t_tcp_est
                 } else if s.tcp & (TCP_FIN_IN | TCP_FIN_OUT) != 0
                     && s.tcp & (TCP_FIN_IN | TCP_FIN_OUT) != (TCP_FIN_IN | TCP_FIN_OUT)
@@ -744,7 +743,10 @@ impl Nat44 {
                     .pool
                     .new_subscriber(f.src)
                     .ok_or(reason::SUBSCRIBERS_FULL)?;
-                if !self.table.insert(key4(K_SUB, f.src, 0, 0, 0, 0), tag(K_SUB, s)) {
+                if !self
+                    .table
+                    .insert(key4(K_SUB, f.src, 0, 0, 0, 0), tag(K_SUB, s))
+                {
                     self.pool.free_subscriber(s);
                     return Err(reason::TABLE_FULL);
                 }
@@ -757,9 +759,9 @@ impl Nat44 {
         };
         let now_ns = self.now_ns;
         let mut recs: [Option<LogRecord>; 1] = [None];
-        let got = self.pool.alloc_port(sub, f.proto, f.sport, now_ns, &mut |r| {
-            recs[0] = Some(*r)
-        });
+        let got = self
+            .pool
+            .alloc_port(sub, f.proto, f.sport, now_ns, &mut |r| recs[0] = Some(*r));
         if let Some(r) = recs[0] {
             self.emit_log(&r);
         }
@@ -819,7 +821,8 @@ impl Nat44 {
         };
         if s.live && s.nblocks == 0 && s.sessions == 0 && s.mappings == 0 {
             let inside = s.inside;
-            self.table.remove(key4(K_SUB, inside, 0, 0, 0, 0), tag(K_SUB, sub));
+            self.table
+                .remove(key4(K_SUB, inside, 0, 0, 0, 0), tag(K_SUB, sub));
             self.pool.free_subscriber(sub);
         }
     }
@@ -837,10 +840,14 @@ impl Nat44 {
         self.map_free.push(m);
         let now_ns = self.now_ns;
         let mut recs: [Option<LogRecord>; 1] = [None];
-        self.pool
-            .free_port(mp.sub, mp.ext_addr, mp.proto, mp.ext_port, now_ns, &mut |r| {
-                recs[0] = Some(*r)
-            });
+        self.pool.free_port(
+            mp.sub,
+            mp.ext_addr,
+            mp.proto,
+            mp.ext_port,
+            now_ns,
+            &mut |r| recs[0] = Some(*r),
+        );
         if let Some(r) = recs[0] {
             self.emit_log(&r);
         }
@@ -921,11 +928,25 @@ impl Nat44 {
         let sess = *sess;
         self.sess_free.push(s);
         self.table.remove(
-            key4(K_SIN, sess.in_addr, sess.in_port, sess.rem_addr, sess.rem_port, sess.proto),
+            key4(
+                K_SIN,
+                sess.in_addr,
+                sess.in_port,
+                sess.rem_addr,
+                sess.rem_port,
+                sess.proto,
+            ),
             tag(K_SIN, s),
         );
         self.table.remove(
-            key4(K_SOUT, sess.rem_addr, sess.rem_port, sess.ext_addr, sess.ext_port, sess.proto),
+            key4(
+                K_SOUT,
+                sess.rem_addr,
+                sess.rem_port,
+                sess.ext_addr,
+                sess.ext_port,
+                sess.proto,
+            ),
             tag(K_SOUT, s),
         );
         if let Some(p) = self.sessions.get_mut(sess.prev as usize) {
@@ -948,11 +969,20 @@ impl Nat44 {
         }
         if mp.sessions == 0 {
             self.table.remove(
-                key4(K_MIN, mp.in_addr, mp.in_port, mp.rem_addr, mp.rem_port, mp.proto),
+                key4(
+                    K_MIN,
+                    mp.in_addr,
+                    mp.in_port,
+                    mp.rem_addr,
+                    mp.rem_port,
+                    mp.proto,
+                ),
                 tag(K_MIN, m),
             );
-            self.table
-                .remove(key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto), tag(K_MOUT, m));
+            self.table.remove(
+                key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto),
+                tag(K_MOUT, m),
+            );
             self.free_mapping_port(m);
         }
     }
@@ -1036,8 +1066,12 @@ impl Nat44 {
             match (h[0], inside) {
                 (icmpv4::msg::ECHO_REQUEST, true) => r.flow.sport = ident,
                 (icmpv4::msg::ECHO_REPLY, false) => r.flow.dport = ident,
-                (t, _) if matches!(t, 3 | 4 | 11 | 12) => {
-                    r.act = if inside { Act::ErrIn2Out } else { Act::ErrOut2In };
+                (3 | 4 | 11 | 12, _) => {
+                    r.act = if inside {
+                        Act::ErrIn2Out
+                    } else {
+                        Act::ErrOut2In
+                    };
                     return r;
                 }
                 _ => {
@@ -1093,7 +1127,11 @@ impl Nat44 {
             self.find_sess_in_h(f, pre.h)
         };
         if let Some(s) = hit {
-            if !self.sessions.get(s as usize).is_some_and(|x| self.expired(x, now)) {
+            if !self
+                .sessions
+                .get(s as usize)
+                .is_some_and(|x| self.expired(x, now))
+            {
                 return Ok(s);
             }
             self.delete_session(s);
@@ -1110,7 +1148,14 @@ impl Nat44 {
                 if self.maps.get(m as usize).is_some_and(|x| x.sessions == 0) {
                     if let Some(mp) = self.maps.get(m as usize).copied() {
                         self.table.remove(
-                            key4(K_MIN, mp.in_addr, mp.in_port, mp.rem_addr, mp.rem_port, mp.proto),
+                            key4(
+                                K_MIN,
+                                mp.in_addr,
+                                mp.in_port,
+                                mp.rem_addr,
+                                mp.rem_port,
+                                mp.proto,
+                            ),
                             tag(K_MIN, m),
                         );
                         self.table.remove(
@@ -1133,7 +1178,11 @@ impl Nat44 {
             self.find_sess_out_h(f, h)
         };
         if let Some(s) = hit {
-            if !self.sessions.get(s as usize).is_some_and(|x| self.expired(x, now)) {
+            if !self
+                .sessions
+                .get(s as usize)
+                .is_some_and(|x| self.expired(x, now))
+            {
                 return Ok(s);
             }
             self.delete_session(s);
@@ -1185,7 +1234,11 @@ impl Nat44 {
                     Self::tcp_track(sess, pre.tcp_flags, false);
                 }
                 let (ea, ep) = (sess.ext_addr, sess.ext_port);
-                let (l3, l4, end) = (usize::from(pre.l3), usize::from(pre.l4), usize::from(pre.end));
+                let (l3, l4, end) = (
+                    usize::from(pre.l3),
+                    usize::from(pre.l4),
+                    usize::from(pre.end),
+                );
                 let Some(b) = p.data_mut().get_mut(..end) else {
                     return Next::Drop(reason::MALFORMED);
                 };
@@ -1211,7 +1264,11 @@ impl Nat44 {
                     Self::tcp_track(sess, pre.tcp_flags, true);
                 }
                 let (ia, ip) = (sess.in_addr, sess.in_port);
-                let (l3, l4, end) = (usize::from(pre.l3), usize::from(pre.l4), usize::from(pre.end));
+                let (l3, l4, end) = (
+                    usize::from(pre.l3),
+                    usize::from(pre.l4),
+                    usize::from(pre.end),
+                );
                 let Some(b) = p.data_mut().get_mut(..end) else {
                     return Next::Drop(reason::MALFORMED);
                 };
@@ -1248,7 +1305,15 @@ impl Nat44 {
         let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
             return Next::Drop(reason::MALFORMED);
         };
-        rewrite(b, usize::from(pre.l3), usize::from(pre.l4), f.proto, true, ia, ip);
+        rewrite(
+            b,
+            usize::from(pre.l3),
+            usize::from(pre.l4),
+            f.proto,
+            true,
+            ia,
+            ip,
+        );
         self.stats.hairpinned += 1;
         Next::Keep
     }
@@ -1256,7 +1321,11 @@ impl Nat44 {
     /// Translates an ICMP error by its embedded packet (RFC 5508 §4.2 REQ-3).
     fn icmp_error(&mut self, p: &mut Pkt, pre: &Pre, now: u32) -> Next {
         let inbound = pre.act == Act::ErrOut2In;
-        let (l3, l4, end) = (usize::from(pre.l3), usize::from(pre.l4), usize::from(pre.end));
+        let (l3, l4, end) = (
+            usize::from(pre.l3),
+            usize::from(pre.l4),
+            usize::from(pre.end),
+        );
         let d = p.data();
         // Embedded IPv4 header + 8 bytes.
         let il3 = l4 + 8;
@@ -1312,10 +1381,28 @@ impl Nat44 {
         };
         if inbound {
             rewrite_addr(b, l3, true, sess.in_addr);
-            rewrite_inner(b, l4 + 2, il3, il4, iproto, false, sess.in_addr, sess.in_port);
+            rewrite_inner(
+                b,
+                l4 + 2,
+                il3,
+                il4,
+                iproto,
+                false,
+                sess.in_addr,
+                sess.in_port,
+            );
         } else {
             rewrite_addr(b, l3, false, sess.ext_addr);
-            rewrite_inner(b, l4 + 2, il3, il4, iproto, true, sess.ext_addr, sess.ext_port);
+            rewrite_inner(
+                b,
+                l4 + 2,
+                il3,
+                il4,
+                iproto,
+                true,
+                sess.ext_addr,
+                sess.ext_port,
+            );
         }
         self.stats.icmp_errors_translated += 1;
         Next::Keep

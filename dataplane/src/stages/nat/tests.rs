@@ -127,7 +127,9 @@ fn tuple(f: &[u8]) -> ([u8; 4], u16, [u8; 4], u16) {
         TransportSlice::Icmpv4(i) => {
             let h = i.header();
             let id = match h.icmp_type {
-                etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => e.id,
+                etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => {
+                    e.id
+                }
                 _ => 0,
             };
             (a, id, b, id)
@@ -179,8 +181,12 @@ fn config_from_toml_like_values() {
 #[test]
 fn req1_endpoint_independent_mapping() {
     let mut h = H::new(cfg());
-    let a = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap();
-    let b = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 2], 123)).unwrap();
+    let a = h
+        .run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53))
+        .unwrap();
+    let b = h
+        .run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 2], 123))
+        .unwrap();
     let (sa, pa, _, _) = tuple(&a);
     let (sb, pb, _, _) = tuple(&b);
     assert_eq!(sa, EXT);
@@ -195,8 +201,12 @@ fn req1_address_and_port_dependent_mapping_option() {
     let mut c = cfg();
     c.mapping = Behavior::AddressAndPortDependent;
     let mut h = H::new(c);
-    let a = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap();
-    let b = h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 54)).unwrap();
+    let a = h
+        .run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53))
+        .unwrap();
+    let b = h
+        .run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 54))
+        .unwrap();
     assert_ne!(tuple(&a).1, tuple(&b).1);
     assert_eq!(h.nat.mapping_count(), 2);
 }
@@ -210,7 +220,9 @@ fn req2_paired_pooling_and_req3_no_overloading() {
     for host in 1..=20u8 {
         let mut addrs = Vec::new();
         for port in 0..40u16 {
-            let f = h.run(IN, &udp([10, 0, 0, host], 2000 + port, [192, 0, 2, 1], 53)).unwrap();
+            let f = h
+                .run(IN, &udp([10, 0, 0, host], 2000 + port, [192, 0, 2, 1], 53))
+                .unwrap();
             let (s, p, _, _) = tuple(&f);
             addrs.push(s);
             seen.push((s, p));
@@ -271,8 +283,15 @@ fn req8_filtering_behaviours() {
         let mut c = cfg();
         c.filtering = beh;
         let mut h = H::new(c);
-        let p = tuple(&h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap()).1;
-        assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p)).is_some(), "{beh:?} exact");
+        let p = tuple(
+            &h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53))
+                .unwrap(),
+        )
+        .1;
+        assert!(
+            h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p)).is_some(),
+            "{beh:?} exact"
+        );
         let r = h.run(OUT, &udp([192, 0, 2, 1], 99, EXT, p));
         assert_eq!(r.is_some(), same_host_other_port, "{beh:?} same host");
         if let Some(r) = r {
@@ -300,7 +319,11 @@ fn not_for_pool_passes_untouched() {
 fn req9_hairpinning_uses_outside_source() {
     let mut h = H::new(cfg());
     // B opens a mapping.
-    let pb = tuple(&h.run(IN, &udp([10, 0, 0, 2], 7000, [192, 0, 2, 1], 53)).unwrap()).1;
+    let pb = tuple(
+        &h.run(IN, &udp([10, 0, 0, 2], 7000, [192, 0, 2, 1], 53))
+            .unwrap(),
+    )
+    .1;
     // A sends to B's outside endpoint.
     let r = h.run(IN, &udp([10, 0, 0, 1], 5000, EXT, pb)).unwrap();
     let (s, sp, d, dp) = tuple(&r);
@@ -324,7 +347,11 @@ fn req9_hairpinning_uses_outside_source() {
     assert_eq!(tuple(&r), (EXT, pb, [10, 0, 0, 1], 5000));
     assert_eq!(h.nat.stats.hairpinned, 2);
     // TCP hairpin too (RFC 5382 REQ-2).
-    let pt = tuple(&h.run(IN, &tcp([10, 0, 0, 2], 8080, [192, 0, 2, 1], 80, "S")).unwrap()).1;
+    let pt = tuple(
+        &h.run(IN, &tcp([10, 0, 0, 2], 8080, [192, 0, 2, 1], 80, "S"))
+            .unwrap(),
+    )
+    .1;
     let r = h.run(IN, &tcp([10, 0, 0, 1], 6000, EXT, pt, "S")).unwrap();
     assert_eq!(tuple(&r).2, [10, 0, 0, 2]);
     assert!(checksums_ok(&r));
@@ -333,7 +360,9 @@ fn req9_hairpinning_uses_outside_source() {
 #[test]
 fn rfc5508_icmp_query_mapping() {
     let mut h = H::new(cfg());
-    let r = h.run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 0x1234, false)).unwrap();
+    let r = h
+        .run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 0x1234, false))
+        .unwrap();
     let (s, id, _, _) = tuple(&r);
     assert_eq!(s, EXT);
     assert!(checksums_ok(&r));
@@ -342,7 +371,9 @@ fn rfc5508_icmp_query_mapping() {
     assert_eq!((d, id2), ([10, 0, 0, 1], 0x1234));
     assert!(checksums_ok(&back));
     // Two hosts using the same identifier get different outside identifiers.
-    let r2 = h.run(IN, &echo([10, 0, 0, 2], [192, 0, 2, 1], 0x1234, false)).unwrap();
+    let r2 = h
+        .run(IN, &echo([10, 0, 0, 2], [192, 0, 2, 1], 0x1234, false))
+        .unwrap();
     assert!(tuple(&r2).0 != s || tuple(&r2).1 != id);
     // ICMP timeout 60 s.
     h.now += 61 * SEC;
@@ -393,7 +424,10 @@ fn rfc5508_req3_icmp_error_inner_translation_inbound() {
         // Inner: the original packet as the host sent it, IP checksum valid.
         let inner = &r[14 + 20 + 8..];
         assert_eq!(&inner[12..16], &[10, 0, 0, 1]);
-        assert_eq!(u16::from_be_bytes([inner[20], inner[21]]), if proto_tcp { 5001 } else { 5000 });
+        assert_eq!(
+            u16::from_be_bytes([inner[20], inner[21]]),
+            if proto_tcp { 5001 } else { 5000 }
+        );
         assert!(checksum::verify(&inner[..20]));
         // The quoted L4 checksum equals the original one (fully restored).
         let oc = if proto_tcp { 14 + 20 + 16 } else { 14 + 20 + 6 };
@@ -411,7 +445,11 @@ fn rfc5508_req3_icmp_error_inner_translation_inbound() {
 #[test]
 fn rfc5508_icmp_error_outbound_and_about_echo() {
     let mut h = H::new(cfg());
-    let p = tuple(&h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53)).unwrap()).1;
+    let p = tuple(
+        &h.run(IN, &udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53))
+            .unwrap(),
+    )
+    .1;
     let delivered = h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, p)).unwrap();
     // The inside host answers port unreachable about what it received.
     let err = icmp_error_about([10, 0, 0, 1], &delivered, 3);
@@ -423,13 +461,22 @@ fn rfc5508_icmp_error_outbound_and_about_echo() {
     assert_eq!(u16::from_be_bytes([inner[22], inner[23]]), p);
     assert!(checksum::verify(&inner[..20]));
     // Error about an echo request.
-    let e = h.run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 77, false)).unwrap();
+    let e = h
+        .run(IN, &echo([10, 0, 0, 1], [192, 0, 2, 1], 77, false))
+        .unwrap();
     let err = icmp_error_about([203, 0, 113, 254], &e, 11);
     let r = h.run(OUT, &err).unwrap();
     assert!(checksums_ok(&r));
     let inner = &r[42..];
-    assert_eq!(u16::from_be_bytes([inner[24], inner[25]]), 77, "inner identifier restored");
-    assert!(checksum::verify(&inner[20..]), "inner echo checksum restored");
+    assert_eq!(
+        u16::from_be_bytes([inner[24], inner[25]]),
+        77,
+        "inner identifier restored"
+    );
+    assert!(
+        checksum::verify(&inner[20..]),
+        "inner echo checksum restored"
+    );
 }
 
 #[test]
@@ -493,22 +540,42 @@ fn cgnat_port_exhaustion_of_one_subscriber_leaves_others_alone() {
     assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, pa)).is_some());
     // B is unaffected.
     for i in 0..16 {
-        assert!(h.run(IN, &udp(b, 3000 + i, [192, 0, 2, 1], 53)).is_some(), "B {i}");
+        assert!(
+            h.run(IN, &udp(b, 3000 + i, [192, 0, 2, 1], 53)).is_some(),
+            "B {i}"
+        );
     }
     // Log: 2 blocks for A, 2 for B, with the RFC 6888 fields.
     let recs: Vec<_> = h.nat.log.iter().copied().collect();
     assert_eq!(recs.len(), 4);
-    assert!(recs.iter().all(|r| r.event == LogEvent::Alloc && r.outside == Ipv4Addr::from(EXT)));
-    assert_eq!(recs.iter().filter(|r| r.subscriber == Ipv4Addr::from(a)).count(), 2);
+    assert!(recs
+        .iter()
+        .all(|r| r.event == LogEvent::Alloc && r.outside == Ipv4Addr::from(EXT)));
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.subscriber == Ipv4Addr::from(a))
+            .count(),
+        2
+    );
     assert_eq!(recs[0].port_last - recs[0].port_first, 7);
     let line = std::format!("{}", recs[0]);
-    assert!(line.starts_with("nat-block alloc sub=100.64.0.1 out=198.51.100.1 ports="), "{line}");
+    assert!(
+        line.starts_with("nat-block alloc sub=100.64.0.1 out=198.51.100.1 ports="),
+        "{line}"
+    );
     // Expiry releases the blocks and logs it.
     h.now += 400 * SEC;
     h.nat.expire(h.now, 1 << 20);
     assert_eq!(h.nat.blocks_in_use(), 0);
     assert_eq!(h.nat.subscriber_count(), 0);
-    assert_eq!(h.nat.log.iter().filter(|r| r.event == LogEvent::Release).count(), 4);
+    assert_eq!(
+        h.nat
+            .log
+            .iter()
+            .filter(|r| r.event == LogEvent::Release)
+            .count(),
+        4
+    );
 }
 
 #[test]
@@ -522,11 +589,17 @@ fn cgnat_session_limit_per_subscriber() {
     });
     let mut h = H::new(c);
     for i in 0..3 {
-        assert!(h.run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, i], 53)).is_some());
+        assert!(h
+            .run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, i], 53))
+            .is_some());
     }
-    assert!(h.run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, 9], 53)).is_none());
+    assert!(h
+        .run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, 9], 53))
+        .is_none());
     assert_eq!(h.drops(reason::SESSION_LIMIT), 1);
-    assert!(h.run(IN, &udp([100, 64, 0, 2], 1000, [192, 0, 2, 9], 53)).is_some());
+    assert!(h
+        .run(IN, &udp([100, 64, 0, 2], 1000, [192, 0, 2, 9], 53))
+        .is_some());
     assert!(h.nat.log.is_empty());
 }
 
@@ -540,10 +613,14 @@ fn table_full_keeps_existing_sessions() {
         let f = udp([10, 0, 0, (i % 4) as u8 + 1], 1000 + i, [192, 0, 2, 1], 53);
         ext.push((f.clone(), tuple(&h.run(IN, &f).unwrap()).1));
     }
-    assert!(h.run(IN, &udp([10, 0, 0, 9], 999, [192, 0, 2, 1], 53)).is_none());
+    assert!(h
+        .run(IN, &udp([10, 0, 0, 9], 999, [192, 0, 2, 1], 53))
+        .is_none());
     assert_eq!(h.drops(reason::TABLE_FULL), 1);
     // A new remote for an existing mapping needs a session too: also refused.
-    assert!(h.run(IN, &udp([10, 0, 0, 1], 1000, [192, 0, 2, 7], 53)).is_none());
+    assert!(h
+        .run(IN, &udp([10, 0, 0, 1], 1000, [192, 0, 2, 7], 53))
+        .is_none());
     assert_eq!(h.drops(reason::TABLE_FULL), 2);
     assert_eq!(h.nat.session_count(), 16);
     for (f, p) in &ext {
@@ -589,7 +666,7 @@ fn random_bytes_never_panic() {
             let pos = (x as usize >> 8) % f.len();
             f[pos] = x as u8;
         }
-        if x % 5 == 0 {
+        if x.is_multiple_of(5) {
             f.truncate((x as usize >> 20) % f.len());
         }
         let _ = h.run((x >> 40) as u16 % 2, &f);
@@ -602,14 +679,30 @@ fn no_allocation_after_start_is_structural() {
     let mut c = cfg();
     c.max_sessions = 64;
     let mut h = H::new(c);
-    let caps = (h.nat.sessions.capacity(), h.nat.sess_free.capacity(), h.nat.maps.capacity());
+    let caps = (
+        h.nat.sessions.capacity(),
+        h.nat.sess_free.capacity(),
+        h.nat.maps.capacity(),
+    );
     for i in 0..200u16 {
-        let _ = h.run(IN, &udp([10, 0, (i / 50) as u8, (i % 50) as u8], 1000 + i, [192, 0, 2, 1], 53));
+        let _ = h.run(
+            IN,
+            &udp(
+                [10, 0, (i / 50) as u8, (i % 50) as u8],
+                1000 + i,
+                [192, 0, 2, 1],
+                53,
+            ),
+        );
     }
     h.now += 1000 * SEC;
     h.nat.expire(h.now, 1 << 20);
     assert_eq!(
         caps,
-        (h.nat.sessions.capacity(), h.nat.sess_free.capacity(), h.nat.maps.capacity())
+        (
+            h.nat.sessions.capacity(),
+            h.nat.sess_free.capacity(),
+            h.nat.maps.capacity()
+        )
     );
 }

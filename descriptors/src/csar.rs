@@ -125,9 +125,10 @@ fn entries(
         })?;
         v.push(Entry::bytes(format!("Definitions/{f}"), data));
     }
-    v.push(Entry::file(
+    v.push(Entry::file_with_sha256(
         format!("Files/images/{}", image.file_name),
         &image.path,
+        &image.sha256,
     ));
     v.push(Entry::bytes(
         format!("Files/day0/{}", m.day0.file_name),
@@ -333,9 +334,13 @@ pub fn verify(path: &Path) -> Result<Vec<String>> {
                 problems.push("manifest Hash without Source".into());
                 continue;
             };
-            match read(&mut z, &src) {
-                Some(data) => {
-                    let h = crate::image::hex(&Sha256::digest(&data));
+            let digest = z.by_name(&src).ok().and_then(|mut e| {
+                let mut h = Sha256::new();
+                std::io::copy(&mut e, &mut h).ok()?;
+                Some(crate::image::hex(&h.finalize()))
+            });
+            match digest {
+                Some(h) => {
                     if h != v.trim() {
                         problems.push(format!(
                             "digest mismatch for {src}: manifest {} actual {h}",

@@ -29,6 +29,8 @@ pub struct Entry {
     pub content: Content,
     /// Unix mode bits.
     pub mode: u32,
+    /// SHA-256 already known (the image, hashed once when inspected).
+    pub known_sha256: Option<String>,
 }
 
 impl Entry {
@@ -38,6 +40,7 @@ impl Entry {
             path: path.into(),
             content: Content::Bytes(data.into()),
             mode: 0o644,
+            known_sha256: None,
         }
     }
 
@@ -55,6 +58,15 @@ impl Entry {
             path: path.into(),
             content: Content::File(src.to_path_buf()),
             mode: 0o644,
+            known_sha256: None,
+        }
+    }
+
+    /// A file copied from disk whose SHA-256 is already known.
+    pub fn file_with_sha256(path: impl Into<String>, src: &Path, sha256: &str) -> Self {
+        Entry {
+            known_sha256: Some(sha256.to_string()),
+            ..Entry::file(path, src)
         }
     }
 
@@ -78,6 +90,9 @@ impl Entry {
 
     /// SHA-256 of the content, lowercase hex.
     pub fn sha256(&self) -> Result<String> {
+        if let Some(s) = &self.known_sha256 {
+            return Ok(s.clone());
+        }
         let mut h = Sha256::new();
         self.each_chunk(|c| {
             h.update(c);

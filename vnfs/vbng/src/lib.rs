@@ -23,3 +23,4 @@ pub mod radius_io;
 pub mod rng;
 pub mod session;
 pub mod wire;
+pub mod fastpath;

@@ -189,7 +189,35 @@ impl Arena {
         }
     }
 
-    /// Add `addr/len -> nh` to the slots of a level starting at bit `s`, `w` bits wide.
+    /// Put back the runs of node `c` after an in-place edit; compress again when the
+    /// edit made neighbouring runs equal.
+    fn put_runs(&mut self, c: u32, runs: Box<[Slot]>, changed: bool) {
+        let Some(node) = self.nodes.get_mut(c as usize) else {
+            return;
+        };
+        node.runs = runs;
+        if changed && node.runs.windows(2).any(|w| w[0] == w[1]) {
+            let exp = node.expand();
+            *node = Node::compress(&exp);
+        }
+    }
+
+    fn take_runs(&mut self, c: u32) -> Box<[Slot]> {
+        self.nodes
+            .get_mut(c as usize)
+            .map(|n| core::mem::take(&mut n.runs))
+            .unwrap_or_default()
+    }
+
+    fn child_at(&self, c: u32, b: u8) -> Option<u32> {
+        match self.nodes.get(c as usize)?.get(b) {
+            Slot::Child(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Add `addr/len -> nh` to the slots of a level starting at bit `s`, `w` bits wide
+    /// (the root, or an expanded node).
     #[allow(clippy::too_many_arguments)]
     fn insert_in(
         &mut self,
@@ -225,27 +253,51 @@ impl Arena {
                 c
             }
         };
-        let mut exp = self.expand(child);
-        let r = self.insert_in(&mut exp, s + w, STRIDE, addr, len, nh);
-        self.store(child, &exp);
+        self.insert_node(child, s + w, addr, len, nh)
+    }
+
+    /// Add a route that ends in node `c` (covering bits `s..s + 8`) or below it. Passes
+    /// through an existing child without touching `c`.
+    fn insert_node(
+        &mut self,
+        c: u32,
+        s: u32,
+        addr: u128,
+        len: u8,
+        nh: NextHop,
+    ) -> Result<(), LpmError> {
+        let b = ((addr << s) >> (128 - STRIDE)) as u8;
+        if u32::from(len) > s + STRIDE {
+            if let Some(g) = self.child_at(c, b) {
+                return self.insert_node(g, s + STRIDE, addr, len, nh);
+            }
+        }
+        let mut exp = self.expand(c);
+        let r = self.insert_in(&mut exp, s, STRIDE, addr, len, nh);
+        self.store(c, &exp);
         r
     }
 
     /// A route of length `len` that covers node `c` entirely: it takes every slot whose
-    /// route is not longer.
+    /// route is not longer. Edits the runs in place.
     fn cover_node(&mut self, c: u32, len: u8, nh: NextHop) {
-        let mut exp = self.expand(c);
-        for slot in exp.iter_mut() {
+        let mut runs = self.take_runs(c);
+        let mut changed = false;
+        for slot in runs.iter_mut() {
             match *slot {
                 Slot::Child(g) => self.cover_node(g, len, nh),
                 Slot::Leaf { depth, .. } if depth > len => {}
-                _ => *slot = Slot::Leaf { nh, depth: len },
+                _ => {
+                    *slot = Slot::Leaf { nh, depth: len };
+                    changed = true;
+                }
             }
         }
-        self.store(c, &exp);
+        self.put_runs(c, runs, changed);
     }
 
-    /// Hand the slots of route `addr/len` to `repl` in a level at bit `s`, `w` wide.
+    /// Hand the slots of route `addr/len` to `repl` in a level at bit `s`, `w` wide
+    /// (the root, or an expanded node).
     fn delete_in(&mut self, slots: &mut [Slot], s: u32, w: u32, addr: u128, len: u8, repl: Slot) {
         let d = u32::from(len);
         let idx = ((addr << s) >> (128 - w)) as usize;
@@ -268,26 +320,53 @@ impl Arena {
             return;
         };
         if let Slot::Child(c) = *slot {
-            let mut exp = self.expand(c);
-            self.delete_in(&mut exp, s + w, STRIDE, addr, len, repl);
-            self.store(c, &exp);
+            self.delete_node(c, s + w, addr, len, repl);
             self.fold(slot);
         }
     }
 
-    fn uncover_node(&mut self, c: u32, len: u8, repl: Slot) {
+    /// Delete a route that ends in node `c` (covering bits `s..s + 8`) or below it.
+    fn delete_node(&mut self, c: u32, s: u32, addr: u128, len: u8, repl: Slot) {
+        let b = ((addr << s) >> (128 - STRIDE)) as u8;
+        if u32::from(len) > s + STRIDE {
+            // The route lies below the child at `b` (a route that long always made one).
+            if let Some(g) = self.child_at(c, b) {
+                self.delete_node(g, s + STRIDE, addr, len, repl);
+                if let Some(v) = self.nodes.get(g as usize).and_then(Node::single) {
+                    let mut exp = self.expand(c);
+                    exp[usize::from(b)] = v;
+                    self.release(g);
+                    self.store(c, &exp);
+                }
+            }
+            return;
+        }
         let mut exp = self.expand(c);
-        for slot in exp.iter_mut() {
+        self.delete_in(&mut exp, s, STRIDE, addr, len, repl);
+        self.store(c, &exp);
+    }
+
+    /// A deleted route of length `len` covered node `c` entirely: its slots go to
+    /// `repl`. Edits the runs in place.
+    fn uncover_node(&mut self, c: u32, len: u8, repl: Slot) {
+        let mut runs = self.take_runs(c);
+        let mut changed = false;
+        for slot in runs.iter_mut() {
             match *slot {
                 Slot::Child(g) => {
                     self.uncover_node(g, len, repl);
+                    let before = *slot;
                     self.fold(slot);
+                    changed |= *slot != before;
                 }
-                Slot::Leaf { depth, .. } if depth == len => *slot = repl,
+                Slot::Leaf { depth, .. } if depth == len => {
+                    *slot = repl;
+                    changed = true;
+                }
                 _ => {}
             }
         }
-        self.store(c, &exp);
+        self.put_runs(c, runs, changed);
     }
 }
 

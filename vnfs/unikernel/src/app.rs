@@ -52,12 +52,14 @@ fn print_stats(ports: &[VirtioPort]) {
 /// Run the VNF; never returns.
 pub fn run(_cfg: toml::Table, opts: &Options) -> ! {
     let nbuf = (RX_BUFFERS * 4 + 1024) as u32;
+    let t0 = clock::now_ns();
     let Some(pool) = Pool::new(nbuf) else {
         crate::fatal(
             arch::EXIT_PLATFORM,
             format_args!("memory: cannot allocate {nbuf} packet buffers"),
         )
     };
+    log::debug!("pool: {nbuf} buffers in {} us", (clock::now_ns() - t0) / 1000);
     let mut ports = open_ports(pool);
     let mut cache = pool.cache();
     let ready_us = clock::uptime_us();

@@ -2,8 +2,8 @@
 //! xen/include/public/arch-x86/hvm/start_info.h) or, with the `multiboot` feature, a
 //! Multiboot 1 loader (Multiboot Specification 0.6.96 §3.1, a.out kludge, flag bit 16).
 //!
-//! Both loaders enter in 32-bit protected mode with paging off. The stub zeroes .bss,
-//! records the TSC, identity-maps the first 4 GiB with 2 MiB pages (PAE/long-mode
+//! Both loaders enter in 32-bit protected mode with paging off (and .bss zeroed). The
+//! stub records the TSC, identity-maps the first 4 GiB with 2 MiB pages (PAE/long-mode
 //! tables), enables SSE (CR4.OSFXSR|OSXMMEXCPT, CR0.MP, !CR0.EM), sets EFER.LME,
 //! turns on paging, loads a 64-bit GDT and calls [`crate::kernel_main`] with the
 //! loader's `eax` (Multiboot magic) and `ebx` (info pointer).
@@ -54,12 +54,8 @@ _start32:
     mov ebx, edx
     mov edx, edi
 
-    /* zero .bss (boot stack and page tables live there) */
-    mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
-    xor eax, eax
-    rep stosb
+    /* .bss is already zero: QEMU's PVH ELF loader fills p_memsz beyond p_filesz with
+       zeroes, and Multiboot loaders clear load_end_addr..bss_end_addr (spec 3.1.3). */
     mov edi, edx
     mov dword ptr [BOOT_TSC], ebp
     mov dword ptr [BOOT_TSC + 4], ebx

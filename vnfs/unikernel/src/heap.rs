@@ -1,7 +1,15 @@
 //! Kernel heap: `talc` over the RAM the loader reported above the kernel image, minus
 //! loader data, with byte counters (current and peak) for the memory KPI.
+//!
+//! Large zeroed allocations (the packet pool: megabytes) skip the memset when they can:
+//! under PVH, RAM that neither the firmware nor the loader touched is still zero (QEMU
+//! gives the guest zero-filled RAM; qboot/SeaBIOS keep their data in E820-reserved
+//! ranges and the PVH loader's data is excluded below). Such allocations are carved
+//! from the top of the largest RAM range, a "fresh" zone that talc never writes to.
+//! Clearing megabytes under TCG costs tens of milliseconds of boot time. With any other
+//! loader (GRUB has used RAM for its own heap) the memset is always done.
 
-use crate::bootinfo::{BootInfo, Region, MAPPED_TOP};
+use crate::bootinfo::{BootInfo, Loader, Region, MAPPED_TOP};
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use talc::source::Manual;
@@ -9,6 +17,10 @@ use talc::TalcLock;
 
 struct Counting {
     talc: TalcLock<spinning_top::RawSpinlock, Manual>,
+    /// Fresh (still zero) zone: next free byte and end; empty when both are 0.
+    fresh_start: AtomicUsize,
+    fresh_next: AtomicUsize,
+    fresh_end: AtomicUsize,
     used: AtomicUsize,
     peak: AtomicUsize,
     claimed: AtomicUsize,
@@ -25,8 +37,29 @@ unsafe impl GlobalAlloc for Counting {
         }
         p
     }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= FRESH_MIN {
+            if let Some(p) = self.fresh_alloc(layout) {
+                let u = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+                self.peak.fetch_max(u, Ordering::Relaxed);
+                return p;
+            }
+        }
+        // SAFETY: forwarded contract.
+        let p = unsafe { self.alloc(layout) };
+        if !p.is_null() {
+            // SAFETY: p points at layout.size() writable bytes just allocated.
+            unsafe { core::ptr::write_bytes(p, 0, layout.size()) };
+        }
+        p
+    }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.used.fetch_sub(layout.size(), Ordering::Relaxed);
+        let a = ptr as usize;
+        if a >= self.fresh_start.load(Ordering::Relaxed) && a < self.fresh_end.load(Ordering::Relaxed) {
+            // Fresh-zone blocks (start-up pools) are never reused.
+            return;
+        }
         // SAFETY: forwarded contract.
         unsafe { self.talc.dealloc(ptr, layout) }
     }
@@ -42,9 +75,31 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
+impl Counting {
+    /// Bump-allocate from the fresh zone (single CPU: no contention).
+    fn fresh_alloc(&self, layout: Layout) -> Option<*mut u8> {
+        let next = self.fresh_next.load(Ordering::Relaxed);
+        let start = next.checked_add(layout.align() - 1)? & !(layout.align() - 1);
+        let end = start.checked_add(layout.size())?;
+        if next == 0 || end > self.fresh_end.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.fresh_next.store(end, Ordering::Relaxed);
+        Some(start as *mut u8)
+    }
+}
+
+/// Smallest zeroed allocation served from the fresh zone.
+const FRESH_MIN: usize = 256 * 1024;
+/// Share of the largest RAM range kept as the fresh zone (1/FRESH_SHARE).
+const FRESH_SHARE: u64 = 2;
+
 #[global_allocator]
 static HEAP: Counting = Counting {
     talc: TalcLock::new(Manual),
+    fresh_start: AtomicUsize::new(0),
+    fresh_next: AtomicUsize::new(0),
+    fresh_end: AtomicUsize::new(0),
     used: AtomicUsize::new(0),
     peak: AtomicUsize::new(0),
     claimed: AtomicUsize::new(0),
@@ -65,6 +120,38 @@ const MIN_CLAIM: u64 = 64 * 1024;
 /// Claim every RAM range above the kernel and below 4 GiB that holds no loader data.
 /// Returns the bytes claimed.
 pub fn init(info: &BootInfo) -> usize {
+    let mut pieces = [Region::default(); 32];
+    let mut n = 0;
+    free_pieces(info, |r| {
+        if let Some(slot) = pieces.get_mut(n) {
+            *slot = r;
+            n += 1;
+        }
+    });
+    let pieces = pieces.get(..n).unwrap_or_default();
+    let largest = pieces.iter().enumerate().max_by_key(|(_, r)| r.len).map(|(i, _)| i);
+    for (i, r) in pieces.iter().enumerate() {
+        if Some(i) == largest && info.loader == Loader::Pvh {
+            // Keep the top part untouched (still zero) for large zeroed allocations.
+            let fresh = (r.len / FRESH_SHARE) & !0xfff;
+            let split = r.end() - fresh;
+            claim(Region {
+                start: r.start,
+                len: split - r.start,
+            });
+            HEAP.fresh_start.store(split as usize, Ordering::Relaxed);
+            HEAP.fresh_next.store(split as usize, Ordering::Relaxed);
+            HEAP.fresh_end.store(r.end() as usize, Ordering::Relaxed);
+            HEAP.claimed.fetch_add(fresh as usize, Ordering::Relaxed);
+        } else {
+            claim(*r);
+        }
+    }
+    claimed()
+}
+
+/// Call `f` with every RAM range above the kernel and below 4 GiB free of loader data.
+fn free_pieces(info: &BootInfo, mut f: impl FnMut(Region)) {
     let floor = (kernel_end() + 0xfff) & !0xfff;
     for r in info.ram.iter() {
         let mut start = r.start.max(floor);
@@ -82,14 +169,13 @@ pub fn init(info: &BootInfo) -> usize {
                 Some(x) => (x.start, x.end()),
                 None => (end, end),
             };
-            claim(Region {
+            f(Region {
                 start,
                 len: piece_end.saturating_sub(start),
             });
             start = (resume + 0xfff) & !0xfff;
         }
     }
-    claimed()
 }
 
 fn claim(r: Region) {

@@ -83,6 +83,7 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     if let Some(ms) = opts.selftest_clock_ms {
         clock_selftest(ms);
     }
+    log::debug!("config: loading");
     let table = match load_config(&info, &opts) {
         Ok(t) => t,
         Err(e) => fatal(arch::EXIT_CONFIG, format_args!("bad configuration: {e}")),
@@ -101,7 +102,7 @@ fn load_config(info: &bootinfo::BootInfo, opts: &config::Options) -> Result<toml
         log::info!("config: fw_cfg {FWCFG_CONFIG} ({} bytes)", bytes.len());
         config::parse_toml(&bytes, "fw_cfg")?
     } else {
-        log::info!("config: baked into the image ({} bytes)", BAKED_CONFIG.len());
+        log::debug!("config: baked into the image ({} bytes)", BAKED_CONFIG.len());
         config::parse_toml(BAKED_CONFIG, "the image")?
     };
     for (path, value) in &opts.overrides {

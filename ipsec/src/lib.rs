@@ -29,6 +29,8 @@ pub mod sa;
 pub mod sad;
 pub mod secret;
 pub mod spd;
+#[cfg(feature = "engine")]
+pub mod stage;
 #[doc(hidden)]
 pub mod testutil;
 

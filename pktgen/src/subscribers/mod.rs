@@ -379,3 +379,4 @@ mod tests {
         assert_eq!(e.report().failed_by_phase.get("padi"), Some(&100));
     }
 }
+pub mod lab;

@@ -55,6 +55,14 @@ const E_HEADROOM: u16 = 8;
 const E_ETHERTYPE: u16 = 9;
 const E_IPV6: u16 = 10;
 
+/// The queue through which the control plane updates the fast path.
+pub type UpdateQueue = ArrayQueue<FibUpdate>;
+
+/// A new update queue holding up to `cap` pending updates.
+pub fn update_queue(cap: usize) -> Arc<UpdateQueue> {
+    Arc::new(ArrayQueue::new(cap.max(1)))
+}
+
 /// Burst allowed by the per-subscriber policers, bytes.
 pub const POLICER_BURST: u32 = 64 * 1024;
 

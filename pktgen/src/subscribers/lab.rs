@@ -1,0 +1,435 @@
+//! The in-memory BNG lab (`testbed lab bng`): emulated subscribers → vBNG (control
+//! plane + `bng-fastpath` stage on the packet engine) → core sink, in one process and
+//! one thread, over in-memory virtio ring pairs, with no root. Phases: session setup
+//! (rate-controlled), upstream traffic, downstream traffic, teardown. Reports setup
+//! rate and latency, failures by phase, throughput, per-core Mpps of the BNG pipeline
+//! alone, and packet loss.
+
+use super::{Emulator, EmulatorConfig, SetupReport, VlanPlan};
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::{Pool, PoolCache};
+use dataplane::port::mem::{pair, MemPort};
+use dataplane::port::Port;
+use dataplane::stage::Pipeline;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vbng::config::{Config, UserConfig};
+use vbng::control::{ControlPlane, SessionCounters};
+use vbng::fastpath::{FastPath, FastPathConfig};
+use vbng::lcp::AuthProto;
+use vbng::rng::Rng;
+
+/// Lab settings.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    /// Subscribers.
+    pub sessions: u32,
+    /// Setups per second (0 = as fast as possible).
+    pub setup_rate: u32,
+    /// Most setups in flight.
+    pub max_outstanding: u32,
+    /// PAP or CHAP.
+    pub auth: AuthProto,
+    /// Frame sizes cycled through in the traffic phases (e.g. `[64]` or IMIX).
+    pub frame_sizes: Vec<usize>,
+    /// Packets per traffic phase.
+    pub packets: u64,
+    /// Setup phase timeout.
+    pub setup_timeout: Duration,
+    /// Per-subscriber rate (up, down) bit/s; 0 = unlimited.
+    pub rate: (u64, u64),
+    /// Run the downstream phase.
+    pub downstream: bool,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            sessions: 1000,
+            setup_rate: 0,
+            max_outstanding: 4096,
+            auth: AuthProto::Pap,
+            frame_sizes: vec![64],
+            packets: 1_000_000,
+            setup_timeout: Duration::from_secs(120),
+            rate: (0, 0),
+            downstream: true,
+        }
+    }
+}
+
+/// Simple IMIX (7 × 64, 4 × 570, 1 × 1518 bytes).
+pub fn imix() -> Vec<usize> {
+    let mut v = vec![64; 7];
+    v.extend([570; 4]);
+    v.push(1518);
+    v
+}
+
+/// Throughput of one traffic phase.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TrafficReport {
+    /// Packets offered.
+    pub sent: u64,
+    /// Packets that reached the far end.
+    pub received: u64,
+    /// Packet loss ratio.
+    pub plr: f64,
+    /// Received packets per second of wall time (generator, BNG and sink share a core).
+    pub throughput_mpps: f64,
+    /// Packets per second of the BNG pipeline alone (rx, stages, tx), per core.
+    pub bng_mpps_per_core: f64,
+    /// BNG nanoseconds per packet.
+    pub bng_ns_per_packet: f64,
+    /// Mean frame size offered, bytes.
+    pub mean_frame: f64,
+}
+
+/// The lab's result (the JSON that `testbed lab bng --json` prints).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LabReport {
+    /// Sessions established.
+    pub sessions_established: u32,
+    /// Established sessions per second.
+    pub setup_rate_per_s: f64,
+    /// Setup latency p50, ms.
+    pub setup_p50_ms: f64,
+    /// Setup latency p99, ms.
+    pub setup_p99_ms: f64,
+    /// Throughput of the upstream phase, Mpps.
+    pub throughput_mpps: f64,
+    /// Packet loss ratio over both traffic phases.
+    pub plr: f64,
+    /// Details of the setup phase.
+    pub setup: SetupReport,
+    /// Upstream phase.
+    pub upstream: TrafficReport,
+    /// Downstream phase.
+    pub downstream: Option<TrafficReport>,
+    /// Sessions the BNG still held after teardown.
+    pub sessions_after_teardown: usize,
+    /// The BNG's `show errors`.
+    pub bng_errors: String,
+}
+
+struct Bng {
+    cp: ControlPlane,
+    pipeline: Pipeline,
+    out: Out,
+    access: MemPort,
+    core: MemPort,
+    updates: Arc<vbng::fastpath::UpdateQueue>,
+    busy: Duration,
+    batch: Batch,
+}
+
+fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u8>>) {
+    let mut b = Batch::new();
+    while !q.is_empty() {
+        let room = port.tx_room().min(b.room());
+        if room == 0 {
+            break;
+        }
+        for _ in 0..room {
+            let Some(f) = q.pop_front() else { break };
+            let Some(mut p) = cache.alloc() else {
+                q.push_front(f);
+                break;
+            };
+            if p.copy_from(&f).is_err() {
+                cache.free(p);
+                continue;
+            }
+            let _ = b.push(p);
+        }
+        if b.is_empty() {
+            break;
+        }
+        port.tx_burst(cache, &mut b);
+        b.free_all(cache);
+    }
+}
+
+impl Bng {
+    fn step(&mut self, now_ms: u64, now_ns: u64) {
+        let t = Instant::now();
+        self.out.now_ns = now_ns;
+        for (idx, _) in [(0u16, ()), (1u16, ())] {
+            loop {
+                let port = if idx == 0 { &mut self.access } else { &mut self.core };
+                let n = port.rx_burst(&mut self.out.cache, &mut self.batch);
+                if n == 0 {
+                    break;
+                }
+                for p in self.batch.iter_mut() {
+                    p.meta.port = idx;
+                }
+                self.pipeline.run(&mut self.batch, &mut self.out);
+                self.flush();
+                // Control plane: punted packets (discovery, PPP control).
+                while let Some(p) = self.out.punt.pop() {
+                    self.cp.input(p.meta.port, p.data(), now_ms);
+                    self.out.cache.free(p);
+                }
+            }
+        }
+        // Timers, the control plane's own transmissions, table updates.
+        self.cp.poll(now_ms);
+        let mut q: VecDeque<Vec<u8>> = self.cp.take_tx().into_iter().map(|(_, f)| f).collect();
+        send_frames(&mut self.access, &mut self.out.cache, &mut q);
+        for u in self.cp.take_fib() {
+            let _ = self.updates.push(u);
+        }
+        self.busy += t.elapsed();
+    }
+
+    fn flush(&mut self) {
+        for (i, port) in [(0usize, &mut self.access), (1usize, &mut self.core)] {
+            if let Some(b) = self.out.ports.get_mut(i) {
+                while !b.is_empty() {
+                    if port.tx_burst(&mut self.out.cache, b) == 0 {
+                        // Ring full: the far end is not draining; drop (counted as loss).
+                        b.free_all(&mut self.out.cache);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run the lab.
+pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<LabReport> {
+    let n = cfg.sessions.max(1);
+    let pool = Pool::new(1 << 16).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
+    let (mut gen, access) = pair("subscribers", "bng-access", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
+    let (core, mut sink) = pair("bng-core", "core", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
+    let password = "lab-secret";
+    let rate = |b: u64| if b == 0 { "0".to_string() } else { b.to_string() };
+    let bcfg = Config {
+        auth: cfg.auth,
+        auth_fallback: None,
+        keepalive_interval_s: 30,
+        restart_ms: 1000,
+        pools: vec![vbng::config::PoolConfig { name: "default".into(), ranges: vec!["100.64.0.0/10".into()] }],
+        users: (0..n)
+            .map(|i| UserConfig {
+                name: format!("user{i}"),
+                password: password.into(),
+                ip: None,
+                rate: (cfg.rate != (0, 0)).then(|| format!("{}/{}", rate(cfg.rate.0), rate(cfg.rate.1))),
+            })
+            .collect(),
+        ..Config::default()
+    };
+    let counters = SessionCounters::new(n as usize);
+    let cp = ControlPlane::new(&bcfg, n, counters.clone(), Rng::from_os()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let updates = vbng::fastpath::update_queue((n as usize * 2).max(1024));
+    let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
+    let sink_mac = sink.mac().unwrap_or([2, 0, 0, 0, 0, 3]);
+    let fp = FastPath::new(
+        FastPathConfig { access_port: 0, core_port: 1, access_mac: cp.mac(), core_mac, core_next_hop: sink_mac, max_sessions: n },
+        updates.clone(),
+        counters,
+    );
+    let mut pipeline = Pipeline::new();
+    pipeline.push(Box::new(fp));
+    let mut bng = Bng { cp, pipeline, out: Out::new(2, pool.cache()), access, core, updates, busy: Duration::ZERO, batch: Batch::new() };
+    let mut gcache = pool.cache();
+    let mut emu = Emulator::new(EmulatorConfig {
+        sessions: n,
+        setup_rate: cfg.setup_rate,
+        max_outstanding: cfg.max_outstanding,
+        auth: cfg.auth,
+        user_prefix: "user".into(),
+        password: password.into(),
+        vlans: VlanPlan::QinQ { svlan_base: 100, cvlans: 4000 },
+        ipv6cp: false,
+        restart_ms: 1000,
+        max_payload: None,
+    });
+    let t0 = Instant::now();
+    let ms = |t0: Instant| t0.elapsed().as_millis() as u64;
+
+    // Phase 1: session setup.
+    progress(&format!("setting up {n} sessions"));
+    let mut q: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut frames = Vec::new();
+    let mut rxb = Batch::new();
+    // Run until every subscriber settled and the last frames (the final IPCP
+    // Configure-Acks) reached the BNG.
+    let mut quiet = 0;
+    while quiet < 3 {
+        if t0.elapsed() > cfg.setup_timeout {
+            break;
+        }
+        let busy = !emu.settled() || !frames.is_empty() || !q.is_empty() || bng.cp.stats.sessions_up < u64::from(emu.established());
+        quiet = if busy { 0 } else { quiet + 1 };
+        let now = ms(t0);
+        emu.start_due(now, &mut frames);
+        emu.poll(now, &mut frames);
+        q.extend(frames.drain(..));
+        send_frames(&mut gen, &mut gcache, &mut q);
+        bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
+        let now = ms(t0);
+        loop {
+            if gen.rx_burst(&mut gcache, &mut rxb) == 0 {
+                break;
+            }
+            while let Some(p) = rxb.pop() {
+                emu.input(p.data(), now, &mut frames);
+                gcache.free(p);
+            }
+        }
+    }
+    let setup = emu.report();
+    if std::env::var_os("VBNG_LAB_DEBUG").is_some() {
+        let mut ph = std::collections::BTreeMap::new();
+        for si in bng.cp.sessions() {
+            *ph.entry(si.phase).or_insert(0) += 1;
+        }
+        eprintln!("bng phases after setup: {ph:?} stats {:?}", bng.cp.stats);
+    }
+    progress(&format!("{} sessions up ({:.0}/s, p99 {:.1} ms)", setup.established, setup.setup_rate_per_s, setup.setup_p99_ms));
+
+    // Phase 2: upstream traffic; phase 3: downstream traffic.
+    let up_ids: Vec<u32> = (0..n).filter(|&i| emu.subscriber(i).is_some_and(|s| s.phase == vbng::client::ClientPhase::Up)).collect();
+    let mut report = LabReport { setup: setup.clone(), ..LabReport::default() };
+    if !up_ids.is_empty() {
+        let mut templates = Vec::new();
+        for (k, &i) in up_ids.iter().enumerate() {
+            let size = cfg.frame_sizes.get(k % cfg.frame_sizes.len().max(1)).copied().unwrap_or(64);
+            if let Some(f) = emu.upstream_frame(i, 0xc633_6401, size) {
+                templates.push(f);
+            }
+        }
+        progress("upstream traffic");
+        report.upstream = traffic(&mut bng, &mut gen, &mut sink, &mut gcache, &templates, cfg.packets, &t0);
+        if cfg.downstream {
+            let mut templates = Vec::new();
+            for (k, &i) in up_ids.iter().enumerate() {
+                let size = cfg.frame_sizes.get(k % cfg.frame_sizes.len().max(1)).copied().unwrap_or(64);
+                if let Some(f) = emu.downstream_frame(i, 0xc633_6401, core_mac, sink_mac, size) {
+                    templates.push(f);
+                }
+            }
+            progress("downstream traffic");
+            report.downstream = Some(traffic(&mut bng, &mut sink, &mut gen, &mut gcache, &templates, cfg.packets, &t0));
+        }
+    }
+
+    // Phase 4: teardown with PADT.
+    let mut frames = Vec::new();
+    emu.terminate_all(&mut frames);
+    let mut q: VecDeque<Vec<u8>> = frames.into();
+    let t_end = Instant::now();
+    while (!q.is_empty() || bng.cp.session_count() > 0) && t_end.elapsed() < Duration::from_secs(30) {
+        send_frames(&mut gen, &mut gcache, &mut q);
+        bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
+        loop {
+            if gen.rx_burst(&mut gcache, &mut rxb) == 0 {
+                break;
+            }
+            rxb.free_all(&mut gcache);
+        }
+    }
+    report.sessions_after_teardown = bng.cp.session_count();
+    report.sessions_established = setup.established;
+    report.setup_rate_per_s = setup.setup_rate_per_s;
+    report.setup_p50_ms = setup.setup_p50_ms;
+    report.setup_p99_ms = setup.setup_p99_ms;
+    report.throughput_mpps = report.upstream.throughput_mpps;
+    let (s, r) = [Some(&report.upstream), report.downstream.as_ref()].into_iter().flatten().fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
+    report.plr = if s > 0 { (s - r.min(s)) as f64 / s as f64 } else { 0.0 };
+    report.bng_errors = format!("{}{:?}\n", bng.pipeline.show_errors(), bng.cp.stats);
+    Ok(report)
+}
+
+/// Offer `packets` frames from `templates` (round robin) on `tx`, run the BNG, count
+/// what arrives on `rx`.
+fn traffic(bng: &mut Bng, tx: &mut MemPort, rx: &mut MemPort, cache: &mut PoolCache, templates: &[Vec<u8>], packets: u64, t0: &Instant) -> TrafficReport {
+    let mut sent = 0u64;
+    let mut received = 0u64;
+    let mut bytes = 0u64;
+    let mut k = 0usize;
+    let busy0 = bng.busy;
+    let start = Instant::now();
+    let mut b = Batch::new();
+    let mut rxb = Batch::new();
+    let mut idle = 0;
+    while (sent < packets || idle < 3) && !templates.is_empty() {
+        if sent < packets {
+            let room = tx.tx_room().min(256).min((packets - sent) as usize);
+            for _ in 0..room {
+                let Some(f) = templates.get(k % templates.len()) else { break };
+                k += 1;
+                let Some(mut p) = cache.alloc() else { break };
+                if p.copy_from(f).is_err() {
+                    cache.free(p);
+                    continue;
+                }
+                bytes += f.len() as u64;
+                let _ = b.push(p);
+            }
+            sent += tx.tx_burst(cache, &mut b) as u64;
+            b.free_all(cache);
+        }
+        bng.step(t0.elapsed().as_millis() as u64, t0.elapsed().as_nanos() as u64);
+        let mut got = 0;
+        loop {
+            let n = rx.rx_burst(cache, &mut rxb);
+            if n == 0 {
+                break;
+            }
+            got += n;
+            rxb.free_all(cache);
+        }
+        received += got as u64;
+        if sent >= packets {
+            idle = if got == 0 { idle + 1 } else { 0 };
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let busy = (bng.busy - busy0).as_secs_f64();
+    TrafficReport {
+        sent,
+        received,
+        plr: if sent > 0 { (sent - received.min(sent)) as f64 / sent as f64 } else { 0.0 },
+        throughput_mpps: if wall > 0.0 { received as f64 / wall / 1e6 } else { 0.0 },
+        bng_mpps_per_core: if busy > 0.0 { sent as f64 / busy / 1e6 } else { 0.0 },
+        bng_ns_per_packet: if sent > 0 { busy * 1e9 / sent as f64 } else { 0.0 },
+        mean_frame: if sent > 0 { bytes as f64 / sent as f64 } else { 0.0 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_lab_sets_up_forwards_and_tears_down() {
+        for auth in [AuthProto::Pap, AuthProto::Chap] {
+            let r = run(&LabConfig { sessions: 200, packets: 20_000, auth, ..LabConfig::default() }, |_| {}).unwrap();
+            assert_eq!(r.sessions_established, 200, "{:?}", r.setup);
+            assert_eq!(r.upstream.sent, 20_000);
+            assert_eq!(r.upstream.received, 20_000, "{}", r.bng_errors);
+            let d = r.downstream.as_ref().unwrap();
+            assert_eq!(d.received, 20_000, "{}", r.bng_errors);
+            assert_eq!(r.plr, 0.0);
+            assert_eq!(r.sessions_after_teardown, 0);
+            assert!(r.setup_p99_ms >= r.setup_p50_ms);
+        }
+    }
+
+    #[test]
+    fn policer_limits_rate() {
+        // 1 Mbit/s down per subscriber, 10 subscribers, 64 KiB bursts: most of 20k
+        // back-to-back 1000-byte packets are policed.
+        let r = run(&LabConfig { sessions: 10, packets: 20_000, frame_sizes: vec![1000], rate: (0, 1_000_000), ..LabConfig::default() }, |_| {}).unwrap();
+        let d = r.downstream.unwrap();
+        assert!(d.received < 2_000, "{d:?}");
+        assert!(r.bng_errors.contains("policed-down"), "{}", r.bng_errors);
+        assert_eq!(r.upstream.received, 20_000);
+    }
+}

@@ -25,7 +25,7 @@ fn main() {
 
     let cfg = match env::var_os("UNIKERNEL_CONFIG") {
         Some(p) => PathBuf::from(p),
-        None => dir.join("config/router.toml"),
+        None => dir.join("../router/examples/router.toml"),
     };
     println!("cargo:rerun-if-changed={}", cfg.display());
     let bytes = fs::read(&cfg).unwrap_or_else(|e| panic!("UNIKERNEL_CONFIG {}: {e}", cfg.display()));

@@ -1,16 +1,28 @@
-//! The VNF main loop: bring the ports up, print `<vnf> ready`, poll forever, print
-//! counters periodically.
+//! The router VNF as a unikernel: the `vnf-router` configuration and pipeline over
+//! virtio-net ports, run to completion on the one CPU (the loop of the engine's
+//! `runner`, without threads): poll every port, run the pipeline, transmit, repeat.
+//! Prints `router ready` once the ports are up, counters every `stats` period, and
+//! answers console commands (`stats`, `errors`, `help`, `exit`).
 
-use crate::config::Options;
+use crate::config::{ConfigError, Options};
 use crate::net::VirtioPort;
-use crate::{arch, clock, println, virtio, VNF};
+use crate::{arch, clock, print, println, serial, virtio, VNF};
+use alloc::string::String;
 use alloc::vec::Vec;
-use dataplane::batch::Batch;
+use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
 use dataplane::port::Port;
+use dataplane::stage::Pipeline;
+use vnf_router::{Config, Router};
 
 /// Receive buffers posted per port.
-const RX_BUFFERS: usize = 256;
+const RX_BUFFERS: usize = crate::net::QUEUE_SIZE;
+/// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`).
+const FWCFG_ROUTES: &str = "opt/vnf/routes";
+
+fn config_error(e: impl core::fmt::Display) -> ! {
+    crate::fatal(arch::EXIT_CONFIG, format_args!("bad configuration: {e}"))
+}
 
 /// Bring up every virtio-net port with buffers from `pool`.
 fn open_ports(pool: &'static Pool) -> Vec<VirtioPort> {
@@ -19,39 +31,95 @@ fn open_ports(pool: &'static Pool) -> Vec<VirtioPort> {
     for f in virtio::discover() {
         let loc = f.location.clone();
         match VirtioPort::new(f, ports.len(), &mut cache, RX_BUFFERS) {
-            Ok(p) => {
-                let m = p.mac().unwrap_or_default();
-                log::info!(
-                    "port {}: virtio-net {loc} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                    ports.len(),
-                    m[0],
-                    m[1],
-                    m[2],
-                    m[3],
-                    m[4],
-                    m[5]
-                );
-                ports.push(p);
-            }
+            Ok(p) => ports.push(p),
             Err(e) => crate::fatal(arch::EXIT_PLATFORM, format_args!("port at {loc}: {e}")),
         }
     }
     ports
 }
 
-fn print_stats(ports: &[VirtioPort]) {
+fn mac_str(m: [u8; 6]) -> String {
+    alloc::format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5]
+    )
+}
+
+fn print_stats(ports: &[VirtioPort], pipeline: &Pipeline, out: &Out) {
+    let t = clock::uptime_us() / 1000;
     for (i, p) in ports.iter().enumerate() {
         let s = p.stats();
         println!(
-            "stats port {i}: rx {} pkts {} bytes drop {}, tx {} pkts {} bytes drop {}",
+            "stats t={t}ms port {i}: rx {} pkts {} bytes drop {}, tx {} pkts {} bytes drop {}",
             s.rx_packets, s.rx_bytes, s.rx_dropped, s.tx_packets, s.tx_bytes, s.tx_dropped
         );
+    }
+    let nodes: u64 = pipeline.nodes().map(|n| n.dropped()).sum();
+    println!(
+        "stats t={t}ms pipeline: dropped {nodes}, tx-full {}, no-port {}, punt-full {}",
+        out.stats.tx_full, out.stats.no_port, out.stats.punt_full
+    );
+}
+
+/// Console management: one command per line.
+struct Console {
+    line: String,
+}
+
+impl Console {
+    fn poll(&mut self, ports: &[VirtioPort], pipeline: &Pipeline, out: &Out) {
+        while let Some(b) = serial::try_read() {
+            match b {
+                b'\r' | b'\n' => {
+                    let cmd = core::mem::take(&mut self.line);
+                    match cmd.trim() {
+                        "" => {}
+                        "stats" => print_stats(ports, pipeline, out),
+                        "errors" => print!("{}", pipeline.show_errors()),
+                        "exit" => {
+                            print_stats(ports, pipeline, out);
+                            arch::exit(arch::EXIT_OK)
+                        }
+                        "help" => println!("commands: stats, errors, exit"),
+                        other => println!("unknown command `{other}` (try help)"),
+                    }
+                }
+                b if self.line.len() < 128 => self.line.push(b as char),
+                _ => {}
+            }
+        }
     }
 }
 
 /// Run the VNF; never returns.
-pub fn run(_cfg: toml::Table, opts: &Options) -> ! {
-    let nbuf = (RX_BUFFERS * 4 + 1024) as u32;
+pub fn run(table: toml::Table, opts: &Options) -> ! {
+    let cfg: Config = match table.try_into() {
+        Ok(c) => c,
+        Err(e) => config_error(ConfigError::Invalid(alloc::format!("{e}"))),
+    };
+    if let Err(e) = cfg.check() {
+        config_error(e);
+    }
+    let routes = match &cfg.route_file {
+        Some(rf) => match crate::fwcfg::read_file(FWCFG_ROUTES).map(String::from_utf8) {
+            Some(Ok(t)) => Some(t),
+            Some(Err(_)) => config_error(alloc::format!("fw_cfg {FWCFG_ROUTES} is not UTF-8")),
+            None => config_error(alloc::format!(
+                "route_file.path = {:?}: pass the file as fw_cfg {FWCFG_ROUTES}",
+                rf.path
+            )),
+        },
+        None => None,
+    };
+    // A single poll-mode core needs the rings' worth of buffers plus batches in
+    // flight; a larger pool only costs guest RAM.
+    let need = (cfg.interfaces.len().max(1) * RX_BUFFERS * 2 + 2048) as u32;
+    let nbuf = cfg.engine.pool_buffers.clamp(256, need);
     let t0 = clock::now_ns();
     let Some(pool) = Pool::new(nbuf) else {
         crate::fatal(
@@ -61,41 +129,95 @@ pub fn run(_cfg: toml::Table, opts: &Options) -> ! {
     };
     log::debug!("pool: {nbuf} buffers in {} us", (clock::now_ns() - t0) / 1000);
     let mut ports = open_ports(pool);
-    let mut cache = pool.cache();
+    if ports.len() < cfg.interfaces.len() {
+        config_error(alloc::format!(
+            "{} interfaces configured but the guest has {} virtio-net ports",
+            cfg.interfaces.len(),
+            ports.len()
+        ));
+    }
+    // Interfaces map to ports in order; extra ports stay idle.
+    ports.truncate(cfg.interfaces.len());
+    let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
+    let router = match Router::build(&cfg, &port_macs, routes.as_deref()) {
+        Ok(r) => r,
+        Err(e) => config_error(e),
+    };
+    for (i, (p, ic)) in ports.iter().zip(cfg.interfaces.iter()).enumerate() {
+        log::info!(
+            "port {i} ({}): {} device mac {} router mac {} {:?}",
+            ic.name,
+            p.name(),
+            mac_str(p.mac().unwrap_or_default()),
+            router.macs.get(i).map(|m| mac_str(*m)).unwrap_or_default(),
+            ic.ipv4
+        );
+    }
+    let mut pipeline = router.pipeline();
+    let mut out = Out::new(ports.len(), pool.cache());
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({} ports, heap peak {} KiB)",
+        "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         ports.len(),
+        router.l3.fib4.len(),
+        router.l3.fib6.len(),
         crate::heap::peak() / 1024
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);
     }
-    let stats_ns = opts.stats_ms * 1_000_000;
+    let stats_ms = match (opts.stats_ms, cfg.engine.stats_interval) {
+        (Some(ms), _) => ms,
+        (None, 0) => 1000,
+        (None, s) => s as u64 * 1000,
+    };
+    let stats_ns = stats_ms * 1_000_000;
     let mut next_stats = clock::now_ns() + stats_ns;
     let stop_at = opts.exit_after_ms.map(|ms| clock::now_ns() + ms * 1_000_000);
-    let mut batch = Batch::new();
+    let mut console = Console { line: String::new() };
+    let mut rx = Batch::new();
+    let mut iter: u64 = 0;
+    out.now_ns = clock::now_ns();
     loop {
-        let n = ports.len();
-        for i in 0..n {
-            if let Some(p) = ports.get_mut(i) {
-                p.rx_burst(&mut cache, &mut batch);
+        for (i, p) in ports.iter_mut().enumerate() {
+            if p.rx_burst(&mut out.cache, &mut rx) == 0 {
+                continue;
             }
-            if let Some(o) = ports.get_mut(i ^ 1) {
-                o.tx_burst(&mut cache, &mut batch);
+            for pkt in rx.iter_mut() {
+                pkt.meta.port = i as u16;
             }
-            batch.free_all(&mut cache);
+            pipeline.run(&mut rx, &mut out);
+            rx.free_all(&mut out.cache);
         }
-        let now = clock::now_ns();
-        if stats_ns > 0 && now >= next_stats {
-            next_stats = now + stats_ns;
-            print_stats(&ports);
+        for (i, p) in ports.iter_mut().enumerate() {
+            if let Some(b) = out.ports.get_mut(i) {
+                if !b.is_empty() {
+                    p.tx_burst(&mut out.cache, b);
+                    // Unsent packets are counted by the port as tx drops next time.
+                    b.free_all(&mut out.cache);
+                }
+            }
         }
-        if stop_at.is_some_and(|t| now >= t) {
-            print_stats(&ports);
-            arch::exit(arch::EXIT_OK);
+        // No control plane in the image yet: punted packets are dropped.
+        out.punt.free_all(&mut out.cache);
+        iter += 1;
+        if iter & 63 == 0 {
+            let now = clock::now_ns();
+            out.now_ns = now;
+            if iter & 4095 == 0 {
+                pipeline.tick(&mut out);
+            }
+            if stats_ns > 0 && now >= next_stats {
+                next_stats = now + stats_ns;
+                print_stats(&ports, &pipeline, &out);
+            }
+            console.poll(&ports, &pipeline, &out);
+            if stop_at.is_some_and(|t| now >= t) {
+                print_stats(&ports, &pipeline, &out);
+                arch::exit(arch::EXIT_OK);
+            }
         }
     }
 }

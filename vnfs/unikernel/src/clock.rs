@@ -15,7 +15,6 @@ const PIT_HZ: u64 = 1_193_182;
 /// Calibration window in PIT ticks (~2 ms).
 const WINDOW_TICKS: u64 = 2_400;
 
-static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick as a 32.32 fixed-point multiplier.
 static NS_MULT: AtomicU64 = AtomicU64::new(0);
 
@@ -38,7 +37,6 @@ pub fn init() -> Result<(u64, Source), NoClock> {
         Some(hz) => (hz, Source::HypervisorLeaf),
         None => (pit_calibrate().ok_or(NoClock)?, Source::Pit),
     };
-    TSC_HZ.store(hz, Ordering::Relaxed);
     NS_MULT.store(((1_000_000_000u128 << 32) / hz as u128) as u64, Ordering::Relaxed);
     Ok((hz, src))
 }
@@ -95,11 +93,6 @@ fn pit_calibrate() -> Option<u64> {
             return None;
         }
     }
-}
-
-/// TSC frequency in Hz (0 before `init`).
-pub fn tsc_hz() -> u64 {
-    TSC_HZ.load(Ordering::Relaxed)
 }
 
 /// Convert TSC ticks to nanoseconds.

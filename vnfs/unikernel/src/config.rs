@@ -19,8 +19,9 @@ use toml::{Table, Value};
 pub struct Options {
     /// Console log level.
     pub log: log::LevelFilter,
-    /// Period of the counter line on the console, in ms (0 = never).
-    pub stats_ms: u64,
+    /// Period of the counter lines on the console, in ms (0 = never; default: the
+    /// VNF config's, else 1 s).
+    pub stats_ms: Option<u64>,
     /// Exit (isa-debug-exit, code 0) right after the ready line.
     pub exit_on_ready: bool,
     /// Exit after this many ms of forwarding.
@@ -35,7 +36,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             log: log::LevelFilter::Info,
-            stats_ms: 1000,
+            stats_ms: None,
             exit_on_ready: false,
             exit_after_ms: None,
             selftest_clock_ms: None,
@@ -100,7 +101,7 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
                     }
                 }
             }
-            "stats" => o.stats_ms = num(word, v)?,
+            "stats" => o.stats_ms = Some(num(word, v)?),
             "exit" if v == "ready" => o.exit_on_ready = true,
             "exit" => o.exit_after_ms = Some(num(word, v)?),
             "selftest" => match v.strip_prefix("clock:") {

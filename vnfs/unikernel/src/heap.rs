@@ -30,7 +30,11 @@ struct Counting {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded contract.
-        let p = unsafe { self.talc.alloc(layout) };
+        let mut p = unsafe { self.talc.alloc(layout) };
+        if p.is_null() && self.grow(layout) {
+            // SAFETY: forwarded contract.
+            p = unsafe { self.talc.alloc(layout) };
+        }
         if !p.is_null() {
             let u = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             self.peak.fetch_max(u, Ordering::Relaxed);
@@ -65,7 +69,15 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        let p = unsafe { self.talc.realloc(ptr, layout, new_size) };
+        let mut p = unsafe { self.talc.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            if let Ok(l) = Layout::from_size_align(new_size, layout.align()) {
+                if self.grow(l) {
+                    // SAFETY: forwarded contract.
+                    p = unsafe { self.talc.realloc(ptr, layout, new_size) };
+                }
+            }
+        }
         if !p.is_null() {
             self.used.fetch_sub(layout.size(), Ordering::Relaxed);
             let u = self.used.fetch_add(new_size, Ordering::Relaxed) + new_size;
@@ -76,6 +88,23 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 impl Counting {
+    /// Move a piece of the fresh zone into talc so `layout` fits; false when the
+    /// zone is exhausted.
+    fn grow(&self, layout: Layout) -> bool {
+        let want = (layout.size().saturating_add(layout.align()).saturating_add(64 * 1024)).max(GROW_MIN);
+        let want = (want + 0xfff) & !0xfff;
+        let next = self.fresh_next.load(Ordering::Relaxed);
+        let end = self.fresh_end.load(Ordering::Relaxed);
+        if next == 0 || next >= end {
+            return false;
+        }
+        let take = want.min(end - next);
+        self.fresh_next.store(next + take, Ordering::Relaxed);
+        // SAFETY: the range comes from the fresh zone (RAM owned by nobody else) and is
+        // never handed out by `fresh_alloc` again.
+        unsafe { self.talc.lock().claim(next as *mut u8, take) }.is_some()
+    }
+
     /// Bump-allocate from the fresh zone (single CPU: no contention).
     fn fresh_alloc(&self, layout: Layout) -> Option<*mut u8> {
         let next = self.fresh_next.load(Ordering::Relaxed);
@@ -91,8 +120,11 @@ impl Counting {
 
 /// Smallest zeroed allocation served from the fresh zone.
 const FRESH_MIN: usize = 256 * 1024;
-/// Share of the largest RAM range kept as the fresh zone (1/FRESH_SHARE).
-const FRESH_SHARE: u64 = 2;
+/// Part of the largest RAM range claimed by talc up front; the rest is the fresh zone,
+/// from which talc grows on demand and large zeroed blocks are carved.
+const TALC_INITIAL: u64 = 4 << 20;
+/// Smallest piece talc takes from the fresh zone when it grows.
+const GROW_MIN: usize = 1 << 20;
 
 #[global_allocator]
 static HEAP: Counting = Counting {
@@ -133,8 +165,8 @@ pub fn init(info: &BootInfo) -> usize {
     for (i, r) in pieces.iter().enumerate() {
         if Some(i) == largest && info.loader == Loader::Pvh {
             // Keep the top part untouched (still zero) for large zeroed allocations.
-            let fresh = (r.len / FRESH_SHARE) & !0xfff;
-            let split = r.end() - fresh;
+            let split = (r.start + TALC_INITIAL.min(r.len)) & !0xfff;
+            let fresh = r.end() - split;
             claim(Region {
                 start: r.start,
                 len: split - r.start,
@@ -195,11 +227,6 @@ fn claim(r: Region) {
 /// Bytes handed to the allocator.
 pub fn claimed() -> usize {
     HEAP.claimed.load(Ordering::Relaxed)
-}
-
-/// Bytes currently allocated.
-pub fn used() -> usize {
-    HEAP.used.load(Ordering::Relaxed)
 }
 
 /// Most bytes ever allocated at once.

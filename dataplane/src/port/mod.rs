@@ -10,6 +10,14 @@ use crate::buf::PoolCache;
 pub mod mem;
 #[cfg(feature = "std")]
 pub mod pcap;
+#[cfg(feature = "std")]
+pub mod afpacket;
+#[cfg(feature = "std")]
+pub mod afxdp;
+#[cfg(feature = "std")]
+pub mod spec;
+#[cfg(feature = "std")]
+pub mod tap;
 
 /// Counters every port keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,253 @@
+//! Port specs: one string selects a backend everywhere (CLIs, scenario files, VNF
+//! configs).
+//!
+//! | spec                    | backend                                             |
+//! |-------------------------|-----------------------------------------------------|
+//! | `afxdp:IFACE[:QUEUE]`   | AF_XDP socket on one queue (native XDP, else copy)  |
+//! | `afpacket:IFACE`        | AF_PACKET with TPACKET_V3 mmap rings                |
+//! | `tap:NAME`              | a TAP device (`/dev/net/tun`, `IFF_TAP`)            |
+//! | `pcap:FILE`             | read FILE if it exists, else write it               |
+//! | `pcap:IN:OUT`           | read IN and write OUT (either may be empty)         |
+//! | `mem:NAME`              | in-memory virtio pair: the 1st and 2nd `mem:NAME`   |
+//! |                         | opened in a process are the two ends                |
+
+use super::{afpacket, afxdp, mem, pcap, tap, Port};
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use core::str::FromStr;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// A parsed port spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortSpec {
+    AfXdp {
+        iface: String,
+        queue: u32,
+    },
+    AfPacket {
+        iface: String,
+    },
+    Tap {
+        name: String,
+    },
+    Pcap {
+        rx: Option<PathBuf>,
+        tx: Option<PathBuf>,
+    },
+    Mem {
+        name: String,
+    },
+}
+
+/// Errors of parsing or opening a port spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE or mem:NAME")]
+    Syntax(String),
+    #[error("port {spec}: {msg}")]
+    Open { spec: String, msg: String },
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty() && s.len() < 16 && !s.contains(['/', ' ', ':', '\0'])
+}
+
+impl FromStr for PortSpec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let bad = || SpecError::Syntax(s.to_string());
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "afxdp" => {
+                let (iface, q) = match rest.split_once(':') {
+                    Some((i, q)) => (i, q.parse::<u32>().map_err(|_| bad())?),
+                    None => (rest, 0),
+                };
+                if !valid_ifname(iface) {
+                    return Err(bad());
+                }
+                Ok(PortSpec::AfXdp {
+                    iface: iface.into(),
+                    queue: q,
+                })
+            }
+            "afpacket" if valid_ifname(rest) => Ok(PortSpec::AfPacket { iface: rest.into() }),
+            "tap" if valid_ifname(rest) => Ok(PortSpec::Tap { name: rest.into() }),
+            "pcap" if !rest.is_empty() => {
+                let opt = |p: &str| (!p.is_empty()).then(|| PathBuf::from(p));
+                match rest.split_once(':') {
+                    Some((i, o)) => Ok(PortSpec::Pcap {
+                        rx: opt(i),
+                        tx: opt(o),
+                    }),
+                    None => {
+                        let p = PathBuf::from(rest);
+                        if p.exists() {
+                            Ok(PortSpec::Pcap {
+                                rx: Some(p),
+                                tx: None,
+                            })
+                        } else {
+                            Ok(PortSpec::Pcap {
+                                rx: None,
+                                tx: Some(p),
+                            })
+                        }
+                    }
+                }
+            }
+            "mem" if !rest.is_empty() => Ok(PortSpec::Mem { name: rest.into() }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl core::fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PortSpec::AfXdp { iface, queue } => write!(f, "afxdp:{iface}:{queue}"),
+            PortSpec::AfPacket { iface } => write!(f, "afpacket:{iface}"),
+            PortSpec::Tap { name } => write!(f, "tap:{name}"),
+            PortSpec::Pcap { rx, tx } => {
+                let d = |p: &Option<PathBuf>| {
+                    p.as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                };
+                write!(f, "pcap:{}:{}", d(rx), d(tx))
+            }
+            PortSpec::Mem { name } => write!(f, "mem:{name}"),
+        }
+    }
+}
+
+/// Ring size of in-memory pairs opened by spec.
+pub const MEM_RING: u16 = 1024;
+
+static MEM_PEERS: Mutex<Option<HashMap<String, mem::MemPort>>> = Mutex::new(None);
+
+/// Opens the port a spec names.
+pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
+    let err = |msg: String| SpecError::Open {
+        spec: spec.to_string(),
+        msg,
+    };
+    match spec {
+        PortSpec::Mem { name } => {
+            let mut g = MEM_PEERS
+                .lock()
+                .map_err(|_| err("registry poisoned".into()))?;
+            let map = g.get_or_insert_with(HashMap::new);
+            if let Some(peer) = map.remove(name) {
+                return Ok(Box::new(peer));
+            }
+            let (a, b) = mem::pair(&(name.clone() + ".0"), &(name.clone() + ".1"), MEM_RING)
+                .ok_or_else(|| err("no memory for rings".into()))?;
+            map.insert(name.clone(), b);
+            Ok(Box::new(a))
+        }
+        PortSpec::Pcap { rx, tx } => pcap::PcapPort::open(rx.as_deref(), tx.as_deref())
+            .map(|p| Box::new(p) as Box<dyn Port>)
+            .map_err(|e| err(e.to_string())),
+        PortSpec::AfPacket { iface } => {
+            afpacket::AfPacketPort::open(iface, &afpacket::Config::default())
+                .map(|p| Box::new(p) as Box<dyn Port>)
+                .map_err(|e| err(e.to_string()))
+        }
+        PortSpec::Tap { name } => tap::TapPort::open(name)
+            .map(|p| Box::new(p) as Box<dyn Port>)
+            .map_err(|e| err(e.to_string())),
+        PortSpec::AfXdp { iface, queue } => {
+            afxdp::XdpPort::open(iface, *queue, &afxdp::Config::default())
+                .map(|p| Box::new(p) as Box<dyn Port>)
+                .map_err(|e| err(e.to_string()))
+        }
+    }
+}
+
+/// Parses and opens.
+pub fn open_str(s: &str) -> Result<Box<dyn Port>, SpecError> {
+    open(&s.parse()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::Batch;
+    use crate::buf::Pool;
+
+    #[test]
+    fn parse_specs() {
+        assert_eq!(
+            "afxdp:veth0:3".parse::<PortSpec>().unwrap(),
+            PortSpec::AfXdp {
+                iface: "veth0".into(),
+                queue: 3
+            }
+        );
+        assert_eq!(
+            "afxdp:veth0".parse::<PortSpec>().unwrap(),
+            PortSpec::AfXdp {
+                iface: "veth0".into(),
+                queue: 0
+            }
+        );
+        assert_eq!(
+            "afpacket:eth1".parse::<PortSpec>().unwrap(),
+            PortSpec::AfPacket {
+                iface: "eth1".into()
+            }
+        );
+        assert_eq!(
+            "tap:tap0".parse::<PortSpec>().unwrap(),
+            PortSpec::Tap {
+                name: "tap0".into()
+            }
+        );
+        assert_eq!(
+            "pcap:in.pcap:out.pcap".parse::<PortSpec>().unwrap(),
+            PortSpec::Pcap {
+                rx: Some("in.pcap".into()),
+                tx: Some("out.pcap".into())
+            }
+        );
+        assert_eq!(
+            "pcap:/nonexistent/x.pcap".parse::<PortSpec>().unwrap(),
+            PortSpec::Pcap {
+                rx: None,
+                tx: Some("/nonexistent/x.pcap".into())
+            }
+        );
+        for bad in [
+            "",
+            "eth0",
+            "afxdp:",
+            "afxdp:e:x",
+            "tap:",
+            "foo:bar",
+            "afpacket:waytoolonginterfacename0",
+        ] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
+        }
+        let s = "afxdp:v0:1".parse::<PortSpec>().unwrap();
+        assert_eq!(s.to_string().parse::<PortSpec>().unwrap(), s);
+    }
+
+    #[test]
+    fn mem_spec_pairs_two_opens() {
+        let pool = Pool::new(16).unwrap();
+        let mut c = pool.cache();
+        let mut a = open_str("mem:spec-test").unwrap();
+        let mut b = open_str("mem:spec-test").unwrap();
+        let mut batch = Batch::new();
+        let mut p = c.alloc().unwrap();
+        p.copy_from(&[7; 60]).unwrap();
+        batch.push(p).unwrap();
+        assert_eq!(a.tx_burst(&mut c, &mut batch), 1);
+        assert_eq!(b.rx_burst(&mut c, &mut batch), 1);
+        assert_eq!(batch.as_slice()[0].data(), &[7; 60]);
+        batch.free_all(&mut c);
+    }
+}

@@ -1,0 +1,274 @@
+//! `pktgen`: send profile streams on a port and count them on another, RFC 2544
+//! searches between two ports, pcap replay and capture.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dataplane::buf::Pool;
+use dataplane::port::spec;
+use pktgen::profile::{Profile, Rate, StreamSpec};
+use pktgen::replay::{self, Pace};
+use pktgen::rfc2544::{self, SearchConfig};
+use pktgen::run::{run_loop, PortPairRunner};
+use pktgen::{Generator, Receiver};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Packet generator: streams, RFC 2544, pcap replay/record")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send a profile's streams on --tx and count them on --rx.
+    Run {
+        /// Profile file (TOML, or YAML by extension).
+        #[arg(long)]
+        profile: PathBuf,
+        /// Transmit port spec (afxdp:IF[:Q], afpacket:IF, tap:NAME, pcap:FILE, mem:NAME).
+        #[arg(long)]
+        tx: String,
+        /// Receive port spec (default: none, transmit only).
+        #[arg(long)]
+        rx: Option<String>,
+        /// Seconds to send.
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// RFC 2544 §26.1 throughput search (+ latency, loss sweep) from --tx to --rx.
+    Rfc2544 {
+        #[arg(long)]
+        tx: String,
+        #[arg(long)]
+        rx: String,
+        /// Frame sizes (default: RFC 2544 §9.1 set).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<u16>,
+        /// Highest rate to try (e.g. 1Mpps).
+        #[arg(long, default_value = "1Mpps")]
+        max_rate: String,
+        /// Trial length in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        duration: f64,
+        /// Acceptable loss ratio (0 = zero loss).
+        #[arg(long, default_value_t = 0.0)]
+        plr: f64,
+        /// Base stream (first stream of this profile; default UDP/IPv4).
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Report directory (JSON, HTML, SVG).
+        #[arg(long, default_value = "rfc2544-report")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a pcap file on a port.
+    Replay {
+        #[arg(long)]
+        pcap: PathBuf,
+        #[arg(long)]
+        tx: String,
+        /// Rate (e.g. 100kpps, 1Gbps); default: the capture's own timing.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Speed factor for the capture's timing.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        #[arg(long, default_value_t = 1)]
+        loops: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Capture what a port receives into a pcap file.
+    Record {
+        #[arg(long)]
+        rx: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 5.0)]
+        duration: f64,
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let pool = Pool::new(65536).context("no memory for the buffer pool")?;
+    match cli.cmd {
+        Cmd::Run {
+            profile,
+            tx,
+            rx,
+            duration,
+            json,
+        } => {
+            let p = Profile::load(&profile)?;
+            let mut g = Generator::from_profile(&p)?;
+            let mut txp = spec::open_str(&tx)?;
+            let mut cache = pool.cache();
+            let mut rcv = Receiver::new();
+            let r = match rx {
+                Some(rx) => {
+                    let mut rxp = spec::open_str(&rx)?;
+                    run_loop(
+                        &mut g,
+                        txp.as_mut(),
+                        rxp.as_mut(),
+                        &mut rcv,
+                        &mut cache,
+                        Duration::from_secs_f64(duration),
+                        Duration::from_millis(500),
+                        |_| {},
+                    )
+                }
+                None => {
+                    let mut none = dataplane::port::pcap::PcapPort::open(None, None)?;
+                    run_loop(
+                        &mut g,
+                        txp.as_mut(),
+                        &mut none,
+                        &mut rcv,
+                        &mut cache,
+                        Duration::from_secs_f64(duration),
+                        Duration::ZERO,
+                        |_| {},
+                    )
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "sent {} ({:.3} Mpps) received {} ({:.3} Mpps) lost {} reordered {} dup {} plr {:.6} lat p50/p99/max {:.1}/{:.1}/{:.1} µs",
+                    r.emitted,
+                    r.tx_pps / 1e6,
+                    r.rx.rx,
+                    r.rx_pps / 1e6,
+                    r.rx.lost,
+                    r.rx.reordered,
+                    r.rx.duplicates,
+                    r.rx.plr,
+                    r.rx.latency.p50_us,
+                    r.rx.latency.p99_us,
+                    r.rx.latency.max_us
+                );
+            }
+        }
+        Cmd::Rfc2544 {
+            tx,
+            rx,
+            sizes,
+            max_rate,
+            duration,
+            plr,
+            profile,
+            out,
+            json,
+        } => {
+            let base = match profile {
+                Some(p) => Profile::load(&p)?
+                    .streams
+                    .into_iter()
+                    .next()
+                    .context("profile has no stream")?,
+                None => StreamSpec::udp("rfc2544"),
+            };
+            let max = match Rate::parse(&max_rate).map_err(anyhow::Error::msg)? {
+                Rate::Pps(p) => p,
+                _ => anyhow::bail!("--max-rate must be in pps (e.g. 1Mpps)"),
+            };
+            let cfg = SearchConfig {
+                frame_sizes: if sizes.is_empty() {
+                    rfc2544::FRAME_SIZES.to_vec()
+                } else {
+                    sizes
+                },
+                duration: Duration::from_secs_f64(duration),
+                max_rate_pps: max,
+                plr,
+                ..SearchConfig::default()
+            };
+            let mut runner = PortPairRunner::new(
+                spec::open_str(&tx)?,
+                spec::open_str(&rx)?,
+                base,
+                pool.cache(),
+            );
+            let rep = rfc2544::run(&mut runner, &format!("{tx} -> {rx}"), &cfg, json)?;
+            let html = pktgen::report::write_rfc2544(&out, &rep)?;
+            if json {
+                println!("{}", serde_json::to_string(&rep)?);
+            } else {
+                for s in &rep.results {
+                    println!(
+                        "{:>5} B  {:>8.3} Mpps  {:>9.1} Mbit/s",
+                        s.frame_size,
+                        s.throughput_pps / 1e6,
+                        s.throughput_mbps
+                    );
+                }
+                println!("report: {}", html.display());
+            }
+        }
+        Cmd::Replay {
+            pcap,
+            tx,
+            rate,
+            speed,
+            loops,
+            json,
+        } => {
+            let (frames, skipped) = replay::load(&pcap)?;
+            let mean = frames
+                .iter()
+                .map(|f| f.data.len() as f64 + 4.0)
+                .sum::<f64>()
+                / frames.len().max(1) as f64;
+            let pace = match rate {
+                Some(r) => match Rate::parse(&r).map_err(anyhow::Error::msg)?.pps(mean) {
+                    Some(p) => Pace::Pps(p),
+                    None => Pace::Max,
+                },
+                None => Pace::Original(speed),
+            };
+            let mut txp = spec::open_str(&tx)?;
+            let mut cache = pool.cache();
+            let st = replay::replay(txp.as_mut(), &mut cache, &frames, pace, loops, None);
+            if json {
+                println!("{}", serde_json::to_string(&st)?);
+            } else {
+                println!(
+                    "sent {} frames ({} refused, {} skipped as too large) in {:.3} s",
+                    st.sent,
+                    st.refused,
+                    skipped,
+                    st.elapsed_ns as f64 / 1e9
+                );
+            }
+        }
+        Cmd::Record {
+            rx,
+            out,
+            duration,
+            count,
+        } => {
+            let mut rxp = spec::open_str(&rx)?;
+            let mut cache = pool.cache();
+            let n = replay::record(
+                rxp.as_mut(),
+                &mut cache,
+                &out,
+                Duration::from_secs_f64(duration),
+                count,
+            )?;
+            println!("captured {n} frames into {}", out.display());
+        }
+    }
+    Ok(())
+}

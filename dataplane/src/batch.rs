@@ -175,21 +175,28 @@ impl Batch {
         out: &mut Out,
         mut f: F,
     ) {
-        let n = self.len;
+        let n = self.len.min(BATCH_SIZE);
         self.len = 0; // a panic in `f` leaks packets rather than double-freeing them
         node.packets += n as u64;
+        let base = self.pkts.as_mut_ptr().cast::<Pkt>();
         let mut w = 0;
         for r in 0..n {
-            // SAFETY: r < n, the slot is initialised and read exactly once.
-            let mut pkt = unsafe { self.pkts[r].assume_init_read() };
-            let next = f(&mut pkt, out);
-            if pkt.meta.trace != 0 {
-                out.trace.record(node.name, &pkt, next);
+            // SAFETY: r < n <= BATCH_SIZE: slot r is initialised and, until it is moved
+            // below, owned by this loop; the packet is worked on in place.
+            let slot = unsafe { &mut *base.add(r) };
+            let next = f(slot, out);
+            if slot.meta.trace != 0 {
+                out.trace.record(node.name, slot, next);
             }
             if let Next::Keep = next {
-                self.pkts[w].write(pkt);
+                if w != r {
+                    // SAFETY: w < r: slot w was vacated earlier; move r there.
+                    unsafe { core::ptr::copy_nonoverlapping(base.add(r), base.add(w), 1) };
+                }
                 w += 1;
             } else {
+                // SAFETY: slot r is read out exactly once and not used again.
+                let pkt = unsafe { core::ptr::read(base.add(r)) };
                 out.send(node, pkt, next);
             }
         }
@@ -252,7 +259,7 @@ impl Out {
 
     /// Sends a packet to a next hop other than `Keep` (which is treated as a drop of
     /// reason 0 here: a stage outside a batch has nowhere to keep it).
-    #[inline]
+    #[inline(always)]
     pub fn send(&mut self, node: &mut NodeStats, pkt: Pkt, next: Next) {
         match next {
             Next::Port(p) => match self.ports.get_mut(p as usize) {

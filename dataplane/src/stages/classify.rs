@@ -76,6 +76,24 @@ impl Stage for Classify {
                     _ => return Next::Drop(E_NOT_US),
                 }
             }
+            // Fast path: untagged IPv4/IPv6.
+            match d.get(12..14) {
+                Some(&[0x08, 0x00]) => {
+                    pkt.meta.class = class::IPV4;
+                    pkt.meta.l3 = 14;
+                    pkt.meta.vlans = 0;
+                    pkt.meta.vlan = [0, 0];
+                    return Next::Keep;
+                }
+                Some(&[0x86, 0xdd]) => {
+                    pkt.meta.class = class::IPV6;
+                    pkt.meta.l3 = 14;
+                    pkt.meta.vlans = 0;
+                    pkt.meta.vlan = [0, 0];
+                    return Next::Keep;
+                }
+                _ => {}
+            }
             let l2 = match walk_vlans(d) {
                 Ok(l2) => l2,
                 Err(Error::Unsupported) => return Next::Drop(E_VLAN),

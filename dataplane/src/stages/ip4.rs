@@ -195,7 +195,7 @@ impl Stage for Ip4Input {
             if total < hl || total > ip.len() {
                 return Next::Drop(IN_LEN);
             }
-            if verify && !crate::proto::checksum::verify(hdr) {
+            if verify && !header_checksum_ok(hdr) {
                 return Next::Drop(IN_CSUM);
             }
             let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
@@ -211,6 +211,24 @@ impl Stage for Ip4Input {
             Next::Keep
         });
     }
+}
+
+/// RFC 1071 check of an IPv4 header; the common 20-byte header is summed as five
+/// 32-bit words.
+#[inline(always)]
+fn header_checksum_ok(h: &[u8]) -> bool {
+    if let Some(b) = h.first_chunk::<20>() {
+        if h.len() == 20 {
+            let w = |i: usize| u64::from(u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+            let mut s = w(0) + w(4) + w(8) + w(12) + w(16);
+            s = (s & 0xffff_ffff) + (s >> 32);
+            s = (s & 0xffff) + (s >> 16);
+            s = (s & 0xffff) + (s >> 16);
+            s = (s & 0xffff) + (s >> 16);
+            return s == 0xffff;
+        }
+    }
+    crate::proto::checksum::verify(h)
 }
 
 #[inline(always)]
@@ -367,6 +385,10 @@ impl Stage for Ip4Lookup {
     }
 }
 
+/// How long a gateway's MAC is used from the per-adjacency cache before the
+/// neighbour table is asked again.
+const ADJ_CACHE_NS: u64 = 100_000_000;
+
 const RW_TTL: u16 = 0;
 const RW_PENDING: u16 = 1;
 const RW_FULL: u16 = 2;
@@ -385,6 +407,9 @@ static RW_ERRORS: &[&str] = &[
 /// `ip4-rewrite`: TTL, MTU, neighbour resolution and the Ethernet rewrite.
 pub struct Ip4Rewrite {
     l3: Arc<L3>,
+    /// Per-adjacency resolved MAC of a gateway and until when it may be used without
+    /// asking the neighbour table again (ns).
+    cache: alloc::vec::Vec<([u8; 6], u64)>,
     pub icmp_limit: RateLimit,
     pub icmp_sent: u64,
     pub arp_requests: u64,
@@ -392,8 +417,10 @@ pub struct Ip4Rewrite {
 
 impl Ip4Rewrite {
     pub fn new(l3: Arc<L3>) -> Self {
+        let cache = alloc::vec![([0u8; 6], 0u64); l3.adj.len()];
         Ip4Rewrite {
             l3,
+            cache,
             icmp_limit: RateLimit::new(1000, 100),
             icmp_sent: 0,
             arp_requests: 0,
@@ -444,6 +471,7 @@ impl Stage for Ip4Rewrite {
         let limit = &mut self.icmp_limit;
         let sent = &mut self.icmp_sent;
         let arps = &mut self.arp_requests;
+        let cache = &mut self.cache;
         batch.dispatch(node, out, |pkt, out| {
             if pkt.meta.class != class::IPV4 {
                 return Next::Keep;
@@ -484,13 +512,29 @@ impl Stage for Ip4Rewrite {
                 }
                 return Next::Drop(RW_MTU);
             }
-            let target = match adj.kind {
-                AdjKind::Glean => dst,
-                AdjKind::Via4(gw) => gw,
+            let (target, via) = match adj.kind {
+                AdjKind::Glean => (dst, false),
+                AdjKind::Via4(gw) => (gw, true),
                 _ => return Next::Drop(RW_BAD_ADJ),
             };
-            let mac = match l3.neigh.resolve(key_v4(target), out.now_ns) {
-                Resolve::Mac(m) => m,
+            let now = out.now_ns;
+            let cached = match cache.get(pkt.meta.nh as usize) {
+                Some((m, until)) if via && *until > now => Some(*m),
+                _ => None,
+            };
+            let resolved = match cached {
+                Some(m) => Resolve::Mac(m),
+                None => l3.neigh.resolve(key_v4(target), now),
+            };
+            let mac = match resolved {
+                Resolve::Mac(m) => {
+                    if via && cached.is_none() {
+                        if let Some(c) = cache.get_mut(pkt.meta.nh as usize) {
+                            *c = (m, now + ADJ_CACHE_NS);
+                        }
+                    }
+                    m
+                }
                 Resolve::SendRequest => {
                     if send_arp_request(out, l3, adj.port, target) {
                         *arps += 1;

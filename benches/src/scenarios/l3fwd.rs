@@ -1,0 +1,218 @@
+//! `l3fwd-small` (16 routes) and `l3fwd-bgp` (1M prefixes with the BGP-like
+//! prefix-length mix of `dataplane::lpm::gen`, uniformly random destinations among
+//! them): the router VNF pipeline between two in-memory virtio ring pairs.
+//!
+//! One thread plays generator, router and sink; only the router's part (receive
+//! burst, pipeline, transmit burst) is inside the cycle counter, so the figure is the
+//! router's cost per packet on one core.
+
+use crate::{cycles, tsc_hz, Params, Report};
+use anyhow::{anyhow, Context};
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::Pool;
+use dataplane::lpm::gen;
+use dataplane::port::{mem, Port};
+use std::fmt::Write;
+use std::time::Instant;
+use vnf_router::{Config, Router};
+
+const CONFIG: &str = r#"
+[engine]
+pool_buffers = 16384
+tbl8_groups = 1024
+[[interface]]
+name = "access"
+mac = "02:00:00:00:01:01"
+ipv4 = ["10.0.0.1/24"]
+[[interface]]
+name = "core"
+mac = "02:00:00:00:02:01"
+ipv4 = ["10.0.1.1/24"]
+[route_file]
+path = "generated"
+next_hops = ["10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5"]
+[[neighbor]]
+ip = "10.0.1.2"
+mac = "02:00:00:00:02:02"
+[[neighbor]]
+ip = "10.0.1.3"
+mac = "02:00:00:00:02:03"
+[[neighbor]]
+ip = "10.0.1.4"
+mac = "02:00:00:00:02:04"
+[[neighbor]]
+ip = "10.0.1.5"
+mac = "02:00:00:00:02:05"
+"#;
+
+/// A UDP/IPv4 frame of `size` bytes on the wire (FCS included, so `size - 4` bytes
+/// are built) to `dst`.
+fn frame(size: usize, dst: u32, buf: &mut Vec<u8>) {
+    let len = size.saturating_sub(4).max(60);
+    buf.clear();
+    buf.resize(len, 0);
+    buf[0..6].copy_from_slice(&[2, 0, 0, 0, 1, 1]);
+    buf[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 0x10]);
+    buf[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (len - 14) as u16;
+    buf[14] = 0x45;
+    buf[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    buf[22] = 64;
+    buf[23] = 17;
+    buf[26..30].copy_from_slice(&[10, 0, 0, 10]);
+    buf[30..34].copy_from_slice(&dst.to_be_bytes());
+    buf[34..36].copy_from_slice(&1024u16.to_be_bytes());
+    buf[36..38].copy_from_slice(&1025u16.to_be_bytes());
+    buf[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    let mut s: u32 = 0;
+    for c in buf[14..34].chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    buf[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+}
+
+fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
+    let routes = gen::bgp_like_v4(nroutes, 42);
+    let mut text = String::with_capacity(nroutes * 22);
+    for (i, r) in routes.iter().enumerate() {
+        let a = r.addr.to_be_bytes();
+        let _ = writeln!(
+            text,
+            "{}.{}.{}.{}/{} {}",
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            r.len,
+            i % 4
+        );
+    }
+    let cfg = Config::from_toml(CONFIG)?;
+    let t_build = Instant::now();
+    let router = Router::build(&cfg, &[], Some(&text)).map_err(|e| anyhow!("{e}"))?;
+    let build_s = t_build.elapsed().as_secs_f64();
+    drop(text);
+    let dsts = gen::addrs_in_v4(&routes, 1 << 20, 7);
+    let pool = Pool::new(16384).context("pool")?;
+    let (mut gen_port, mut r_in) = mem::pair("gen", "access", 1024).context("ring")?;
+    let (mut r_out, mut sink) = mem::pair("core", "sink", 1024).context("ring")?;
+    let mut pl = router.pipeline();
+    let mut out = Out::new(2, pool.cache());
+    let mut gc = pool.cache();
+    // Pre-built frames, one per IMIX slot, patched per packet with the destination.
+    let mut tpl = Vec::new();
+    for i in 0..crate::PktSize::IMIX_SEQ.len() {
+        let mut b = Vec::new();
+        frame(p.pkt_size.nth(i), 0, &mut b);
+        tpl.push(b);
+    }
+    let hz = tsc_hz(50);
+    let mut gb = Batch::new();
+    let mut rx = Batch::new();
+    let mut sb = Batch::new();
+    let (mut k, mut di) = (0usize, 0usize);
+    let mut dut_cycles = 0u64;
+    let mut dut_packets = 0u64;
+    let mut bytes = 0u64;
+    let mut received = 0u64;
+    let warm = Instant::now();
+    let mut timing = false;
+    let t0 = Instant::now();
+    loop {
+        let el = t0.elapsed().as_secs_f64();
+        if !timing && warm.elapsed().as_secs_f64() > 0.3 {
+            timing = true;
+            dut_cycles = 0;
+            dut_packets = 0;
+            bytes = 0;
+            received = 0;
+        }
+        if timing && el > p.seconds + 0.3 {
+            break;
+        }
+        // generator (not timed)
+        while !gb.is_full() {
+            let Some(mut pk) = gc.alloc() else { break };
+            let t = &tpl[k % tpl.len()];
+            k += 1;
+            let d = dsts[di & ((1 << 20) - 1)];
+            di += 1;
+            if pk.copy_from(t).is_err() {
+                gc.free(pk);
+                continue;
+            }
+            let data = pk.data_mut();
+            let old = u32::from_be_bytes([data[30], data[31], data[32], data[33]]);
+            data[30..34].copy_from_slice(&d.to_be_bytes());
+            // RFC 1624 update of the header checksum for the new destination
+            let hc = u16::from_be_bytes([data[24], data[25]]);
+            let mut s = u32::from(!hc);
+            for w in [old >> 16, old & 0xffff] {
+                s += u32::from(!(w as u16));
+            }
+            for w in [d >> 16, d & 0xffff] {
+                s += w;
+            }
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            data[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+            gb.push(pk).ok();
+        }
+        gen_port.tx_burst(&mut gc, &mut gb);
+        // router (timed)
+        let c0 = cycles();
+        let n = r_in.rx_burst(&mut out.cache, &mut rx);
+        for pk in rx.iter_mut() {
+            pk.meta.port = 0;
+        }
+        pl.run(&mut rx, &mut out);
+        rx.free_all(&mut out.cache);
+        r_out.tx_burst(&mut out.cache, &mut out.ports[1]);
+        let c1 = cycles();
+        dut_cycles += c1.wrapping_sub(c0);
+        dut_packets += n as u64;
+        // sink (not timed)
+        out.ports[1].free_all(&mut out.cache);
+        out.ports[0].free_all(&mut out.cache);
+        let got = sink.rx_burst(&mut gc, &mut sb);
+        received += got as u64;
+        for pk in sb.iter() {
+            bytes += pk.len() as u64 + 4;
+        }
+        sb.free_all(&mut gc);
+    }
+    let secs = dut_cycles as f64 / hz;
+    let mpps = dut_packets as f64 / secs / 1e6;
+    let drops: u64 = pl.nodes().map(|n| n.dropped()).sum();
+    let mut extra = serde_json::Map::new();
+    extra.insert("routes".into(), (router.l3.fib4.len() as u64).into());
+    extra.insert("route_build_s".into(), build_s.into());
+    extra.insert("received".into(), received.into());
+    extra.insert("tsc_ghz".into(), (hz / 1e9).into());
+    Ok(Report {
+        scenario: name.into(),
+        pkt_size: p.pkt_size.label(),
+        packets: dut_packets,
+        mpps_per_core: mpps,
+        gbps_per_core: if received > 0 {
+            bytes as f64 * 8.0 / received as f64 * mpps / 1e3
+        } else {
+            0.0
+        },
+        cycles_per_packet: dut_cycles as f64 / dut_packets.max(1) as f64,
+        drops,
+        extra,
+    })
+}
+
+pub fn l3fwd_small(p: &Params) -> anyhow::Result<Report> {
+    run(p, "l3fwd-small", 16)
+}
+
+pub fn l3fwd_bgp(p: &Params) -> anyhow::Result<Report> {
+    run(p, "l3fwd-bgp", 1_000_000)
+}

@@ -18,11 +18,13 @@
 //! the packet path does not allocate. Non-IPv4 packets pass untouched; IPv4 fragments
 //! after the first carry no ports and are dropped (counted).
 
+use crate::batch::BATCH_SIZE;
 use crate::batch::{Batch, Next, Out};
 use crate::proto::ethernet::walk_vlans;
 use crate::proto::EtherType;
 use crate::stage::{NodeStats, Stage};
-use crate::stages::nat::table::{hash, FlowTable};
+use crate::stages::nat::table::{hash, huge_vec, prefetch, FlowTable};
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -397,6 +399,7 @@ pub struct Firewall {
     counters: Vec<RuleCounter>,
     scan: u32,
     cursor: u32,
+    pre: Box<[Result<Tuple, Next>; BATCH_SIZE]>,
     pub stats: FwStats,
 }
 
@@ -446,13 +449,19 @@ impl Firewall {
             ],
             t_icmp: secs(t.icmp),
             table: FlowTable::new(2 * n),
-            conns: vec![Conn::default(); n],
+            conns: huge_vec(n, Conn::default()),
             free: (0..n as u32).rev().collect(),
             counters: vec![RuleCounter::default(); nrules],
             scan: cfg.expiry_scan.max(1),
             cursor: 0,
+            pre: Box::new([Err(Next::Keep); BATCH_SIZE]),
             stats: FwStats::default(),
         })
+    }
+
+    /// The compiled rules.
+    pub fn rule_set(&self) -> &RuleSet {
+        &self.set
     }
 
     /// Counters of rule `i` (config order).
@@ -599,62 +608,27 @@ impl Firewall {
     }
 
     /// Decides one packet.
-    #[inline]
+    #[cfg(test)]
     fn decide(&mut self, data: &[u8], in_port: u16, now: u32) -> Next {
-        let Ok(l2) = walk_vlans(data) else {
-            return Next::Keep;
-        };
-        if l2.ethertype != EtherType::IPV4 {
-            return Next::Keep;
+        match parse(data) {
+            Ok(t) => self.decide_tuple(&t, data.len(), in_port, now),
+            Err(n) => n,
         }
-        let l3 = l2.l3_offset;
-        let Some(ip) = data.get(l3..l3 + 20) else {
-            return Next::Drop(reason::MALFORMED);
-        };
-        let ihl = usize::from(ip[0] & 15) * 4;
-        let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > data.len() {
-            return Next::Drop(reason::MALFORMED);
-        }
-        if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-            return Next::Drop(reason::FRAGMENT);
-        }
-        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        let proto = ip[9];
-        let l4 = l3 + ihl;
-        let end = l3 + tl;
-        let (sport, dport, flags, trackable) = match proto {
-            6 => match data.get(l4..l4 + 20).filter(|_| l4 + 20 <= end) {
-                Some(h) => (
-                    u16::from_be_bytes([h[0], h[1]]),
-                    u16::from_be_bytes([h[2], h[3]]),
-                    h[13],
-                    true,
-                ),
-                None => return Next::Drop(reason::MALFORMED),
-            },
-            17 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
-                Some(h) => (
-                    u16::from_be_bytes([h[0], h[1]]),
-                    u16::from_be_bytes([h[2], h[3]]),
-                    0,
-                    true,
-                ),
-                None => return Next::Drop(reason::MALFORMED),
-            },
-            1 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
-                // Echo request/reply: identifier as both ports so the reply matches.
-                Some(h) if h[0] == 8 || h[0] == 0 => {
-                    let id = u16::from_be_bytes([h[4], h[5]]);
-                    (id, id, h[0], true)
-                }
-                Some(_) => (0, 0, 0, false),
-                None => return Next::Drop(reason::MALFORMED),
-            },
-            _ => (0, 0, 0, false),
-        };
-        let len = data.len() as u64;
+    }
+
+    /// Decides a parsed packet of `len` bytes.
+    #[inline]
+    fn decide_tuple(&mut self, t: &Tuple, len: usize, in_port: u16, now: u32) -> Next {
+        let Tuple {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            flags,
+            trackable,
+        } = *t;
+        let len = len as u64;
         if trackable && self.allow_established {
             if let Some((i, orig)) = self.find(src, sport, dst, dport, proto) {
                 let expired = self
@@ -735,6 +709,86 @@ impl Firewall {
     }
 }
 
+/// The fields the firewall looks at.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tuple {
+    src: u32,
+    dst: u32,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    trackable: bool,
+}
+
+/// Parses a frame; `Err` carries the verdict for packets that are not matched
+/// (non-IPv4 passes, malformed and fragments drop).
+#[inline(always)]
+fn parse(data: &[u8]) -> Result<Tuple, Next> {
+    let Ok(l2) = walk_vlans(data) else {
+        return Err(Next::Keep);
+    };
+    if l2.ethertype != EtherType::IPV4 {
+        return Err(Next::Keep);
+    }
+    let l3 = l2.l3_offset;
+    let Some(ip) = data.get(l3..l3 + 20) else {
+        return Err(Next::Drop(reason::MALFORMED));
+    };
+    let ihl = usize::from(ip[0] & 15) * 4;
+    let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > data.len() {
+        return Err(Next::Drop(reason::MALFORMED));
+    }
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+        return Err(Next::Drop(reason::FRAGMENT));
+    }
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let proto = ip[9];
+    let l4 = l3 + ihl;
+    let end = l3 + tl;
+    let (sport, dport, flags, trackable) = match proto {
+        6 => match data.get(l4..l4 + 20).filter(|_| l4 + 20 <= end) {
+            Some(h) => (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+                h[13],
+                true,
+            ),
+            None => return Err(Next::Drop(reason::MALFORMED)),
+        },
+        17 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+            Some(h) => (
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+                0,
+                true,
+            ),
+            None => return Err(Next::Drop(reason::MALFORMED)),
+        },
+        1 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+            // Echo request/reply: identifier as both ports so the reply matches.
+            Some(h) if h[0] == 8 || h[0] == 0 => {
+                let id = u16::from_be_bytes([h[4], h[5]]);
+                (id, id, h[0], true)
+            }
+            Some(_) => (0, 0, 0, false),
+            None => return Err(Next::Drop(reason::MALFORMED)),
+        },
+        _ => (0, 0, 0, false),
+    };
+    Ok(Tuple {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        flags,
+        trackable,
+    })
+}
+
 impl Stage for Firewall {
     fn name(&self) -> &'static str {
         "firewall"
@@ -746,7 +800,39 @@ impl Stage for Firewall {
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         let now = (out.now_ns >> 20) as u32;
-        batch.dispatch(node, out, |p, _| self.decide(p.data(), p.meta.port, now));
+        // Pass 1: parse and prefetch the connection's bucket; pass 2: prefetch the
+        // connection; pass 3: decide (the NAT's latency hiding).
+        for (i, p) in batch.iter().enumerate() {
+            let t = parse(p.data());
+            if let Ok(t) = &t {
+                if t.trackable {
+                    self.table
+                        .prefetch(ckey(t.src, t.sport, t.dst, t.dport, t.proto));
+                }
+            }
+            if let Some(x) = self.pre.get_mut(i) {
+                *x = t;
+            }
+        }
+        for t in self.pre.iter().take(batch.len()).flatten() {
+            if t.trackable {
+                let c = self
+                    .table
+                    .first_candidate(ckey(t.src, t.sport, t.dst, t.dport, t.proto));
+                if let Some(conn) = self.conns.get((c >> 1) as usize) {
+                    prefetch(conn as *const Conn as *const u8);
+                }
+            }
+        }
+        let mut i = 0;
+        batch.dispatch(node, out, |p, _| {
+            let t = self.pre.get(i).copied().unwrap_or(Err(Next::Keep));
+            i += 1;
+            match t {
+                Ok(t) => self.decide_tuple(&t, p.len(), p.meta.port, now),
+                Err(n) => n,
+            }
+        });
     }
 
     fn tick(&mut self, out: &mut Out) {

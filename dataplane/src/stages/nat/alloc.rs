@@ -233,17 +233,21 @@ impl Pool {
                     return Ok(take(oa, pi, b, w, port_min));
                 }
             }
+            // Word-wise search: the first free port, or the one after it when only
+            // that one has the inside port's parity.
+            let Some(z) = bits.first_zero() else {
+                continue;
+            };
             let parity = u32::from(want % 2);
-            let mut first = None;
-            let found = bits.iter_zeros().find(|z| {
-                first.get_or_insert(*z);
-                ((lo + z) as u32 + u32::from(port_min)) % 2 == parity
-            });
-            if let Some(z) = found {
+            let same = |z: usize| ((lo + z) as u32 + u32::from(port_min)) % 2 == parity;
+            if same(z) {
                 return Ok(take(oa, pi, b, lo + z, port_min));
             }
+            if bits.get(z + 1).is_some_and(|x| !*x) {
+                return Ok(take(oa, pi, b, lo + z + 1, port_min));
+            }
             if fallback.is_none() {
-                fallback = first.map(|z| lo + z);
+                fallback = Some(lo + z);
             }
         }
         if let Some(i) = fallback {

@@ -47,7 +47,7 @@ mod tests;
 use self::alloc::{AllocError, Pool};
 use self::log::{LogRecord, LogSink, RingLog};
 use self::rewrite::{rd16, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
-use self::table::{hash, prefetch, FlowTable, NONE};
+use self::table::{hash, huge_vec, prefetch, FlowTable, NONE};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
 use crate::proto::ethernet::{walk_vlans, HEADER_LEN as ETH_LEN};
@@ -428,6 +428,8 @@ pub struct Nat44 {
     scan_cursor: u32,
     pool_lo: u32,
     pool_hi: u32,
+    /// The pool is one contiguous range (membership is the range check).
+    pool_dense: bool,
     table: FlowTable,
     sessions: Vec<Session>,
     sess_free: Vec<u32>,
@@ -520,10 +522,11 @@ impl Nat44 {
             scan_cursor: 0,
             pool_lo,
             pool_hi,
+            pool_dense: (pool_hi - pool_lo) as usize + 1 == addrs.len(),
             table: FlowTable::new(keys),
-            sessions: vec![Session::default(); n],
+            sessions: huge_vec(n, Session::default()),
             sess_free: (0..n as u32).rev().collect(),
-            maps: vec![Mapping::default(); n],
+            maps: huge_vec(n, Mapping::default()),
             map_free: (0..n as u32).rev().collect(),
             pool: Pool::new(
                 &addrs,
@@ -593,7 +596,9 @@ impl Nat44 {
 
     #[inline(always)]
     fn in_pool(&self, a: u32) -> bool {
-        a >= self.pool_lo && a <= self.pool_hi && self.pool.addr_index(a).is_some()
+        a >= self.pool_lo
+            && a <= self.pool_hi
+            && (self.pool_dense || self.pool.addr_index(a).is_some())
     }
 
     #[inline(always)]

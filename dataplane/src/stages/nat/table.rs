@@ -9,7 +9,6 @@
 //! mappings, subscribers), so one table serves every key kind. Nothing allocates after
 //! [`FlowTable::new`].
 
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// The empty value.
@@ -67,7 +66,7 @@ impl FlowTable {
     pub fn new(entries: usize) -> Self {
         let nb = (entries / 4).max(8).next_power_of_two();
         FlowTable {
-            buckets: vec![EMPTY_BUCKET; nb],
+            buckets: huge_vec(nb, EMPTY_BUCKET),
             mask: nb - 1,
             len: 0,
         }
@@ -198,6 +197,33 @@ impl FlowTable {
         }
         false
     }
+}
+
+/// A vector of `n` copies of `x` whose memory the kernel is asked to back with
+/// transparent huge pages before it is first touched (Linux `madvise(MADV_HUGEPAGE)`
+/// with `std`): large flow tables are read at random, and 2 MiB pages keep the TLB
+/// from missing on nearly every lookup. Elsewhere a plain vector.
+pub fn huge_vec<T: Clone>(n: usize, x: T) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    #[cfg(all(feature = "std", target_os = "linux"))]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = n * core::mem::size_of::<T>();
+        if bytes >= HUGE {
+            let start = v.as_mut_ptr() as usize;
+            let lo = start.next_multiple_of(HUGE);
+            let hi = (start + bytes) & !(HUGE - 1);
+            if hi > lo {
+                // SAFETY: [lo, hi) lies inside the vector's own untouched allocation;
+                // MADV_HUGEPAGE only changes how the kernel backs it.
+                unsafe {
+                    libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
+                }
+            }
+        }
+    }
+    v.resize(n, x);
+    v
 }
 
 /// Prefetches the cache line at `p` (a hint; a no-op off x86_64).

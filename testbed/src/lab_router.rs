@@ -1,0 +1,483 @@
+//! `testbed lab router`: generator → router VNF → sink in one process over in-memory
+//! virtio rings (no root, no devices). The router is the real `vnf-router` pipeline
+//! built from its example configuration (or `--config`); the generator and the sink
+//! are `pktgen`'s. Prints the KPIs (offered and received Mpps, PLR, latency
+//! percentiles, the DUT's own Mpps per core), or one JSON object with `--json`;
+//! `--rfc2544 DIR` runs the RFC 2544 §26 search instead and writes its report there.
+
+use anyhow::Context;
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::Pool;
+use dataplane::port::mem::{self, MemPort};
+use dataplane::port::Port;
+use dataplane::stage::Pipeline;
+use pktgen::profile::{FieldSpec, Mode, Scalar, SizeSpec, StreamSpec};
+use pktgen::rfc2544::{self, SearchConfig, TrialResult, TrialRunner, TrialSpec};
+use pktgen::run::{run_loop, trial_result, RunResult};
+use pktgen::sig::now_ns;
+use pktgen::{Generator, Receiver, Stream};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use vnf_router::{Config, Router};
+
+/// The router example configuration the lab runs by default.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../vnfs/router/examples/router.toml");
+
+/// Options of `testbed lab router`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RouterLabArgs {
+    /// Router configuration (TOML); interface 0 faces the generator, 1 the sink.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Frame size in bytes (incl. FCS), or `imix`.
+    #[arg(long, default_value = "64")]
+    pub size: String,
+    /// Offered rate (`max`, `2Mpps`, `500kpps`, `1Gbps`).
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Seconds of traffic.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Number of flows (UDP source ports).
+    #[arg(long, default_value_t = 1024)]
+    pub flows: u32,
+    /// Destination address (must route out of interface 1).
+    #[arg(long, default_value = "198.18.0.1")]
+    pub dst: String,
+    /// Run the router in its own thread (one DUT core) instead of stepping it in
+    /// the generator's thread.
+    #[arg(long)]
+    pub dut_thread: bool,
+    /// Run the RFC 2544 search and write the report (JSON, HTML, SVG) into this dir.
+    #[arg(long)]
+    pub rfc2544: Option<PathBuf>,
+    /// RFC 2544 frame sizes (default: 64,128,256,512,1024,1280,1518).
+    #[arg(long, value_delimiter = ',')]
+    pub sizes: Vec<u16>,
+    /// RFC 2544 highest rate in Mpps.
+    #[arg(long, default_value_t = 4.0)]
+    pub max_mpps: f64,
+    /// RFC 2544 trial length in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub trial: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Default for RouterLabArgs {
+    fn default() -> Self {
+        RouterLabArgs {
+            config: None,
+            size: "64".into(),
+            rate: "max".into(),
+            duration: 3.0,
+            flows: 1024,
+            dst: "198.18.0.1".into(),
+            dut_thread: false,
+            rfc2544: None,
+            sizes: Vec::new(),
+            max_mpps: 4.0,
+            trial: 1.0,
+            json: false,
+        }
+    }
+}
+
+/// The router as a device under test: its two ports and one worker's pipeline.
+pub struct Dut {
+    ports: [MemPort; 2],
+    pipeline: Pipeline,
+    out: Out,
+    rx: Batch,
+    /// Nanoseconds spent in steps that moved packets.
+    pub busy_ns: u64,
+    /// Packets received by the DUT.
+    pub packets: u64,
+}
+
+impl Dut {
+    /// One poll of both ports: receive, run the pipeline, transmit (the worker loop
+    /// of `dataplane::runner`). Returns packets received.
+    #[inline]
+    pub fn step(&mut self) -> usize {
+        let mut n = 0;
+        for i in 0..2 {
+            let Some(p) = self.ports.get_mut(i) else {
+                continue;
+            };
+            let got = p.rx_burst(&mut self.out.cache, &mut self.rx);
+            if got == 0 {
+                continue;
+            }
+            n += got;
+            for pkt in self.rx.iter_mut() {
+                pkt.meta.port = i as u16;
+            }
+            self.pipeline.run(&mut self.rx, &mut self.out);
+            self.rx.free_all(&mut self.out.cache);
+        }
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            if let Some(b) = self.out.ports.get_mut(i) {
+                if !b.is_empty() {
+                    p.tx_burst(&mut self.out.cache, b);
+                    b.free_all(&mut self.out.cache);
+                }
+            }
+        }
+        if !self.out.punt.is_empty() {
+            self.out.punt.free_all(&mut self.out.cache);
+        }
+        self.packets += n as u64;
+        n
+    }
+
+    /// Steps and accounts the time of steps that moved packets.
+    #[inline]
+    pub fn timed_step(&mut self) -> usize {
+        let t = now_ns();
+        let n = self.step();
+        if n > 0 {
+            self.busy_ns += now_ns() - t;
+        }
+        n
+    }
+
+    /// `show errors` of the pipeline.
+    pub fn errors(&self) -> String {
+        self.pipeline.show_errors()
+    }
+
+    /// Total drops counted by the pipeline.
+    pub fn drops(&self) -> u64 {
+        self.pipeline.nodes().map(|n| n.dropped()).sum()
+    }
+}
+
+/// Generator port, sink port, the DUT between them, and the base stream.
+pub struct MemLab {
+    pub gen_port: MemPort,
+    pub sink_port: MemPort,
+    pub dut: Option<Dut>,
+    pub base: StreamSpec,
+    pub dut_thread: bool,
+    cache: dataplane::buf::PoolCache,
+    rcv: Receiver,
+    drain: Duration,
+}
+
+impl MemLab {
+    /// Builds the lab from a router configuration text.
+    pub fn new(config: &str, args: &RouterLabArgs) -> anyhow::Result<MemLab> {
+        let cfg = Config::from_toml(config).map_err(|e| anyhow::anyhow!("router config: {e}"))?;
+        anyhow::ensure!(
+            cfg.interfaces.len() >= 2,
+            "the lab needs a router with two interfaces (0: generator side, 1: sink side)"
+        );
+        let pool = Pool::new(cfg.engine.pool_buffers.max(16384) + 16384)
+            .context("no memory for the buffer pool")?;
+        let ring = cfg.engine.ring_size.max(256);
+        let (gen_port, access) =
+            mem::pair("gen", "access", ring).context("bad ring size for the lab")?;
+        let (core, sink_port) = mem::pair("core", "sink", ring).context("bad ring size")?;
+        let router = Router::build(
+            &cfg,
+            &[
+                access.mac().unwrap_or_default(),
+                core.mac().unwrap_or_default(),
+            ],
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("router: {e}"))?;
+        let pipeline = router.pipeline();
+        let router_mac = router.macs.first().copied().unwrap_or_default();
+        // the generator poses as the access-side neighbour when the config names one
+        let gen_mac = cfg
+            .neighbors
+            .iter()
+            .find(|n| {
+                let a: Option<std::net::Ipv4Addr> = n.ip.parse().ok();
+                let first = cfg.interfaces.first();
+                a.is_some_and(|a| {
+                    first.is_some_and(|i| {
+                        i.ipv4.iter().any(|net| {
+                            vnf_router::config::parse_net4(net)
+                                .map(|(n, l)| {
+                                    let m = if l == 0 { 0 } else { u32::MAX << (32 - l) };
+                                    u32::from(n) & m == u32::from(a) & m
+                                })
+                                .unwrap_or(false)
+                        })
+                    })
+                })
+            })
+            .map(|n| n.mac.clone())
+            .unwrap_or_else(|| fmt_mac(gen_port.mac().unwrap_or_default()));
+        let mut base = StreamSpec::udp("lab");
+        base.src_mac = Some(gen_mac);
+        base.dst_mac = Some(fmt_mac(router_mac));
+        base.ip.src = "192.0.2.2".into();
+        base.ip.dst = args.dst.as_str().into();
+        base.l4.sport = FieldSpec::Vary {
+            from: Scalar::Num(1024),
+            to: Scalar::Num(1024 + args.flows.clamp(1, 64000) as u64 - 1),
+            step: None,
+            mode: Mode::Inc,
+        };
+        base.l4.dport = 5001u64.into();
+        base.burst = 64;
+        base.size = if args.size.eq_ignore_ascii_case("imix") {
+            SizeSpec::Named("imix".into())
+        } else {
+            SizeSpec::Fixed(
+                args.size
+                    .parse()
+                    .context("--size must be a number or imix")?,
+            )
+        };
+        let cache = pool.cache();
+        Ok(MemLab {
+            gen_port,
+            sink_port,
+            dut: Some(Dut {
+                ports: [access, core],
+                pipeline,
+                out: Out::new(2, pool.cache()),
+                rx: Batch::new(),
+                busy_ns: 0,
+                packets: 0,
+            }),
+            base,
+            dut_thread: args.dut_thread,
+            cache,
+            rcv: Receiver::new(),
+            drain: Duration::from_millis(100),
+        })
+    }
+
+    /// One run of `g` for `duration`; returns the run and the DUT's ns per packet.
+    pub fn run(
+        &mut self,
+        g: &mut Generator,
+        duration: Duration,
+    ) -> anyhow::Result<(RunResult, Option<f64>)> {
+        let mut dut = self
+            .dut
+            .take()
+            .context("DUT lost by an earlier failed run")?;
+        dut.busy_ns = 0;
+        dut.packets = 0;
+        let res;
+        let ns_per_pkt;
+        if self.dut_thread {
+            let stop = Arc::new(AtomicBool::new(false));
+            let s2 = stop.clone();
+            let h = std::thread::spawn(move || {
+                let t0 = now_ns();
+                let mut idle_ns = 0u64;
+                while !s2.load(Ordering::Relaxed) {
+                    let t = now_ns();
+                    if dut.step() == 0 {
+                        idle_ns += now_ns() - t;
+                        std::hint::spin_loop();
+                    }
+                }
+                dut.busy_ns = (now_ns() - t0).saturating_sub(idle_ns);
+                dut
+            });
+            res = run_loop(
+                g,
+                &mut self.gen_port,
+                &mut self.sink_port,
+                &mut self.rcv,
+                &mut self.cache,
+                duration,
+                self.drain,
+                |_| {},
+            );
+            stop.store(true, Ordering::Relaxed);
+            let d = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("DUT thread panicked"))?;
+            ns_per_pkt = (d.packets > 0).then(|| d.busy_ns as f64 / d.packets as f64);
+            self.dut = Some(d);
+        } else {
+            res = run_loop(
+                g,
+                &mut self.gen_port,
+                &mut self.sink_port,
+                &mut self.rcv,
+                &mut self.cache,
+                duration,
+                self.drain,
+                |_| {
+                    dut.timed_step();
+                },
+            );
+            ns_per_pkt = (dut.packets > 0).then(|| dut.busy_ns as f64 / dut.packets as f64);
+            self.dut = Some(dut);
+        }
+        Ok((res, ns_per_pkt))
+    }
+}
+
+impl TrialRunner for MemLab {
+    fn trial(&mut self, t: &TrialSpec) -> anyhow::Result<TrialResult> {
+        let mut g = pktgen::run::trial_generator(&self.base, t)?;
+        let (r, ns) = self.run(&mut g, t.duration)?;
+        let mut tr = trial_result(t, &r, &self.rcv);
+        tr.dut_ns_per_pkt = ns;
+        Ok(tr)
+    }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// KPIs of one lab run (the `--json` object).
+#[derive(Debug, Clone, Serialize)]
+pub struct LabKpis {
+    pub lab: &'static str,
+    pub dut: &'static str,
+    pub mode: &'static str,
+    pub frame_size: String,
+    pub duration_s: f64,
+    pub offered_mpps: f64,
+    pub received_mpps: f64,
+    pub tx: u64,
+    pub rx: u64,
+    pub lost: u64,
+    pub plr: f64,
+    pub reordered: u64,
+    pub duplicates: u64,
+    pub latency_p50_us: f64,
+    pub latency_p99_us: f64,
+    pub latency_p999_us: f64,
+    pub latency_max_us: f64,
+    /// Packets per second one DUT core handles, from the DUT's busy time.
+    pub dut_mpps_per_core: f64,
+    pub dut_drops: u64,
+}
+
+/// Runs the lab once with `args` and returns its KPIs (plus `show errors`).
+pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
+    let text = match &args.config {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => EXAMPLE_CONFIG.to_string(),
+    };
+    let mut lab = MemLab::new(&text, args)?;
+    let mut spec = lab.base.clone();
+    spec.rate = Scalar::Str(args.rate.clone());
+    let mut g = Generator::new(vec![Stream::new(0, &spec)?]);
+    let (r, ns) = lab.run(&mut g, Duration::from_secs_f64(args.duration))?;
+    let dut = lab.dut.as_ref();
+    let k = LabKpis {
+        lab: "router",
+        dut: "vnf-router",
+        mode: if args.dut_thread {
+            "dut-thread"
+        } else {
+            "single-thread"
+        },
+        frame_size: args.size.clone(),
+        duration_s: r.seconds,
+        offered_mpps: r.tx_pps / 1e6,
+        received_mpps: r.rx_pps / 1e6,
+        tx: r.rx.tx,
+        rx: r.rx.rx,
+        lost: r.rx.lost,
+        plr: r.rx.plr,
+        reordered: r.rx.reordered,
+        duplicates: r.rx.duplicates,
+        latency_p50_us: r.rx.latency.p50_us,
+        latency_p99_us: r.rx.latency.p99_us,
+        latency_p999_us: r.rx.latency.p999_us,
+        latency_max_us: r.rx.latency.max_us,
+        dut_mpps_per_core: ns.map(|n| 1e3 / n).unwrap_or(0.0),
+        dut_drops: dut.map(|d| d.drops()).unwrap_or(0),
+    };
+    Ok((k, dut.map(|d| d.errors()).unwrap_or_default()))
+}
+
+/// `testbed lab router`.
+pub fn main(args: RouterLabArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.rfc2544 {
+        let text = match &args.config {
+            Some(p) => std::fs::read_to_string(p)?,
+            None => EXAMPLE_CONFIG.to_string(),
+        };
+        let mut lab = MemLab::new(&text, &args)?;
+        let cfg = SearchConfig {
+            frame_sizes: if args.sizes.is_empty() {
+                rfc2544::FRAME_SIZES.to_vec()
+            } else {
+                args.sizes.clone()
+            },
+            duration: Duration::from_secs_f64(args.trial),
+            max_rate_pps: args.max_mpps * 1e6,
+            ..SearchConfig::default()
+        };
+        let rep = rfc2544::run(&mut lab, "vnf-router (in-memory lab)", &cfg, args.json)?;
+        let html = pktgen::report::write_rfc2544(dir, &rep)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&rep)?);
+        } else {
+            for s in &rep.results {
+                println!(
+                    "{:>5} B  {:>8.3} Mpps{}",
+                    s.frame_size,
+                    s.throughput_pps / 1e6,
+                    if s.gen_limited {
+                        " (generator-limited)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!("report: {}", html.display());
+        }
+        return Ok(());
+    }
+    let (k, errors) = run_once(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&k)?);
+    } else {
+        println!(
+            "lab router ({}, {} B frames, {:.1} s)",
+            k.mode, k.frame_size, k.duration_s
+        );
+        println!(
+            "  offered   {:>8.3} Mpps   ({} frames)",
+            k.offered_mpps, k.tx
+        );
+        println!(
+            "  received  {:>8.3} Mpps   ({} frames)",
+            k.received_mpps, k.rx
+        );
+        println!(
+            "  lost      {} (PLR {:.6}), reordered {}, duplicates {}",
+            k.lost, k.plr, k.reordered, k.duplicates
+        );
+        println!(
+            "  latency   p50 {:.2} µs  p99 {:.2} µs  p99.9 {:.2} µs  max {:.2} µs",
+            k.latency_p50_us, k.latency_p99_us, k.latency_p999_us, k.latency_max_us
+        );
+        println!(
+            "  router    {:.3} Mpps per core (busy time)",
+            k.dut_mpps_per_core
+        );
+        if k.dut_drops > 0 {
+            print!("{}", errors);
+        }
+    }
+    Ok(())
+}

@@ -158,7 +158,11 @@ impl Bng {
         self.out.now_ns = now_ns;
         for (idx, _) in [(0u16, ()), (1u16, ())] {
             loop {
-                let port = if idx == 0 { &mut self.access } else { &mut self.core };
+                let port = if idx == 0 {
+                    &mut self.access
+                } else {
+                    &mut self.core
+                };
                 let n = port.rx_burst(&mut self.out.cache, &mut self.batch);
                 if n == 0 {
                     break;
@@ -203,39 +207,67 @@ impl Bng {
 pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<LabReport> {
     let n = cfg.sessions.max(1);
     let pool = Pool::new(1 << 16).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
-    let (mut gen, access) = pair("subscribers", "bng-access", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
+    let (mut gen, access) =
+        pair("subscribers", "bng-access", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
     let (core, mut sink) = pair("bng-core", "core", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
     let password = "lab-secret";
-    let rate = |b: u64| if b == 0 { "0".to_string() } else { b.to_string() };
+    let rate = |b: u64| {
+        if b == 0 {
+            "0".to_string()
+        } else {
+            b.to_string()
+        }
+    };
     let bcfg = Config {
         auth: cfg.auth,
         auth_fallback: None,
         keepalive_interval_s: 30,
         restart_ms: 1000,
-        pools: vec![vbng::config::PoolConfig { name: "default".into(), ranges: vec!["100.64.0.0/10".into()] }],
+        pools: vec![vbng::config::PoolConfig {
+            name: "default".into(),
+            ranges: vec!["100.64.0.0/10".into()],
+        }],
         users: (0..n)
             .map(|i| UserConfig {
                 name: format!("user{i}"),
                 password: password.into(),
                 ip: None,
-                rate: (cfg.rate != (0, 0)).then(|| format!("{}/{}", rate(cfg.rate.0), rate(cfg.rate.1))),
+                rate: (cfg.rate != (0, 0))
+                    .then(|| format!("{}/{}", rate(cfg.rate.0), rate(cfg.rate.1))),
             })
             .collect(),
         ..Config::default()
     };
     let counters = SessionCounters::new(n as usize);
-    let cp = ControlPlane::new(&bcfg, n, counters.clone(), Rng::from_os()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cp = ControlPlane::new(&bcfg, n, counters.clone(), Rng::from_os())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let updates = vbng::fastpath::update_queue((n as usize * 2).max(1024));
     let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
     let sink_mac = sink.mac().unwrap_or([2, 0, 0, 0, 0, 3]);
     let fp = FastPath::new(
-        FastPathConfig { access_port: 0, core_port: 1, access_mac: cp.mac(), core_mac, core_next_hop: sink_mac, max_sessions: n },
+        FastPathConfig {
+            access_port: 0,
+            core_port: 1,
+            access_mac: cp.mac(),
+            core_mac,
+            core_next_hop: sink_mac,
+            max_sessions: n,
+        },
         updates.clone(),
         counters,
     );
     let mut pipeline = Pipeline::new();
     pipeline.push(Box::new(fp));
-    let mut bng = Bng { cp, pipeline, out: Out::new(2, pool.cache()), access, core, updates, busy: Duration::ZERO, batch: Batch::new() };
+    let mut bng = Bng {
+        cp,
+        pipeline,
+        out: Out::new(2, pool.cache()),
+        access,
+        core,
+        updates,
+        busy: Duration::ZERO,
+        batch: Batch::new(),
+    };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {
         sessions: n,
@@ -244,7 +276,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         auth: cfg.auth,
         user_prefix: "user".into(),
         password: password.into(),
-        vlans: VlanPlan::QinQ { svlan_base: 100, cvlans: 4000 },
+        vlans: VlanPlan::QinQ {
+            svlan_base: 100,
+            cvlans: 4000,
+        },
         ipv6cp: false,
         restart_ms: 1000,
         max_payload: None,
@@ -264,7 +299,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         if t0.elapsed() > cfg.setup_timeout {
             break;
         }
-        let busy = !emu.settled() || !frames.is_empty() || !q.is_empty() || bng.cp.stats.sessions_up < u64::from(emu.established());
+        let busy = !emu.settled()
+            || !frames.is_empty()
+            || !q.is_empty()
+            || bng.cp.stats.sessions_up < u64::from(emu.established());
         quiet = if busy { 0 } else { quiet + 1 };
         let now = ms(t0);
         emu.start_due(now, &mut frames);
@@ -291,31 +329,66 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         }
         eprintln!("bng phases after setup: {ph:?} stats {:?}", bng.cp.stats);
     }
-    progress(&format!("{} sessions up ({:.0}/s, p99 {:.1} ms)", setup.established, setup.setup_rate_per_s, setup.setup_p99_ms));
+    progress(&format!(
+        "{} sessions up ({:.0}/s, p99 {:.1} ms)",
+        setup.established, setup.setup_rate_per_s, setup.setup_p99_ms
+    ));
 
     // Phase 2: upstream traffic; phase 3: downstream traffic.
-    let up_ids: Vec<u32> = (0..n).filter(|&i| emu.subscriber(i).is_some_and(|s| s.phase == vbng::client::ClientPhase::Up)).collect();
-    let mut report = LabReport { setup: setup.clone(), ..LabReport::default() };
+    let up_ids: Vec<u32> = (0..n)
+        .filter(|&i| {
+            emu.subscriber(i)
+                .is_some_and(|s| s.phase == vbng::client::ClientPhase::Up)
+        })
+        .collect();
+    let mut report = LabReport {
+        setup: setup.clone(),
+        ..LabReport::default()
+    };
     if !up_ids.is_empty() {
         let mut templates = Vec::new();
         for (k, &i) in up_ids.iter().enumerate() {
-            let size = cfg.frame_sizes.get(k % cfg.frame_sizes.len().max(1)).copied().unwrap_or(64);
+            let size = cfg
+                .frame_sizes
+                .get(k % cfg.frame_sizes.len().max(1))
+                .copied()
+                .unwrap_or(64);
             if let Some(f) = emu.upstream_frame(i, 0xc633_6401, size) {
                 templates.push(f);
             }
         }
         progress("upstream traffic");
-        report.upstream = traffic(&mut bng, &mut gen, &mut sink, &mut gcache, &templates, cfg.packets, &t0);
+        report.upstream = traffic(
+            &mut bng,
+            &mut gen,
+            &mut sink,
+            &mut gcache,
+            &templates,
+            cfg.packets,
+            &t0,
+        );
         if cfg.downstream {
             let mut templates = Vec::new();
             for (k, &i) in up_ids.iter().enumerate() {
-                let size = cfg.frame_sizes.get(k % cfg.frame_sizes.len().max(1)).copied().unwrap_or(64);
+                let size = cfg
+                    .frame_sizes
+                    .get(k % cfg.frame_sizes.len().max(1))
+                    .copied()
+                    .unwrap_or(64);
                 if let Some(f) = emu.downstream_frame(i, 0xc633_6401, core_mac, sink_mac, size) {
                     templates.push(f);
                 }
             }
             progress("downstream traffic");
-            report.downstream = Some(traffic(&mut bng, &mut sink, &mut gen, &mut gcache, &templates, cfg.packets, &t0));
+            report.downstream = Some(traffic(
+                &mut bng,
+                &mut sink,
+                &mut gen,
+                &mut gcache,
+                &templates,
+                cfg.packets,
+                &t0,
+            ));
         }
     }
 
@@ -324,7 +397,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     emu.terminate_all(&mut frames);
     let mut q: VecDeque<Vec<u8>> = frames.into();
     let t_end = Instant::now();
-    while (!q.is_empty() || bng.cp.session_count() > 0) && t_end.elapsed() < Duration::from_secs(30) {
+    while (!q.is_empty() || bng.cp.session_count() > 0) && t_end.elapsed() < Duration::from_secs(30)
+    {
         send_frames(&mut gen, &mut gcache, &mut q);
         bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
         loop {
@@ -340,15 +414,30 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     report.setup_p50_ms = setup.setup_p50_ms;
     report.setup_p99_ms = setup.setup_p99_ms;
     report.throughput_mpps = report.upstream.throughput_mpps;
-    let (s, r) = [Some(&report.upstream), report.downstream.as_ref()].into_iter().flatten().fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
-    report.plr = if s > 0 { (s - r.min(s)) as f64 / s as f64 } else { 0.0 };
+    let (s, r) = [Some(&report.upstream), report.downstream.as_ref()]
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
+    report.plr = if s > 0 {
+        (s - r.min(s)) as f64 / s as f64
+    } else {
+        0.0
+    };
     report.bng_errors = format!("{}{:?}\n", bng.pipeline.show_errors(), bng.cp.stats);
     Ok(report)
 }
 
 /// Offer `packets` frames from `templates` (round robin) on `tx`, run the BNG, count
 /// what arrives on `rx`.
-fn traffic(bng: &mut Bng, tx: &mut MemPort, rx: &mut MemPort, cache: &mut PoolCache, templates: &[Vec<u8>], packets: u64, t0: &Instant) -> TrafficReport {
+fn traffic(
+    bng: &mut Bng,
+    tx: &mut MemPort,
+    rx: &mut MemPort,
+    cache: &mut PoolCache,
+    templates: &[Vec<u8>],
+    packets: u64,
+    t0: &Instant,
+) -> TrafficReport {
     let mut sent = 0u64;
     let mut received = 0u64;
     let mut bytes = 0u64;
@@ -362,7 +451,9 @@ fn traffic(bng: &mut Bng, tx: &mut MemPort, rx: &mut MemPort, cache: &mut PoolCa
         if sent < packets {
             let room = tx.tx_room().min(256).min((packets - sent) as usize);
             for _ in 0..room {
-                let Some(f) = templates.get(k % templates.len()) else { break };
+                let Some(f) = templates.get(k % templates.len()) else {
+                    break;
+                };
                 k += 1;
                 let Some(mut p) = cache.alloc() else { break };
                 if p.copy_from(f).is_err() {
@@ -375,7 +466,10 @@ fn traffic(bng: &mut Bng, tx: &mut MemPort, rx: &mut MemPort, cache: &mut PoolCa
             sent += tx.tx_burst(cache, &mut b) as u64;
             b.free_all(cache);
         }
-        bng.step(t0.elapsed().as_millis() as u64, t0.elapsed().as_nanos() as u64);
+        bng.step(
+            t0.elapsed().as_millis() as u64,
+            t0.elapsed().as_nanos() as u64,
+        );
         let mut got = 0;
         loop {
             let n = rx.rx_burst(cache, &mut rxb);
@@ -395,11 +489,31 @@ fn traffic(bng: &mut Bng, tx: &mut MemPort, rx: &mut MemPort, cache: &mut PoolCa
     TrafficReport {
         sent,
         received,
-        plr: if sent > 0 { (sent - received.min(sent)) as f64 / sent as f64 } else { 0.0 },
-        throughput_mpps: if wall > 0.0 { received as f64 / wall / 1e6 } else { 0.0 },
-        bng_mpps_per_core: if busy > 0.0 { sent as f64 / busy / 1e6 } else { 0.0 },
-        bng_ns_per_packet: if sent > 0 { busy * 1e9 / sent as f64 } else { 0.0 },
-        mean_frame: if sent > 0 { bytes as f64 / sent as f64 } else { 0.0 },
+        plr: if sent > 0 {
+            (sent - received.min(sent)) as f64 / sent as f64
+        } else {
+            0.0
+        },
+        throughput_mpps: if wall > 0.0 {
+            received as f64 / wall / 1e6
+        } else {
+            0.0
+        },
+        bng_mpps_per_core: if busy > 0.0 {
+            sent as f64 / busy / 1e6
+        } else {
+            0.0
+        },
+        bng_ns_per_packet: if sent > 0 {
+            busy * 1e9 / sent as f64
+        } else {
+            0.0
+        },
+        mean_frame: if sent > 0 {
+            bytes as f64 / sent as f64
+        } else {
+            0.0
+        },
     }
 }
 
@@ -410,7 +524,16 @@ mod tests {
     #[test]
     fn small_lab_sets_up_forwards_and_tears_down() {
         for auth in [AuthProto::Pap, AuthProto::Chap] {
-            let r = run(&LabConfig { sessions: 200, packets: 20_000, auth, ..LabConfig::default() }, |_| {}).unwrap();
+            let r = run(
+                &LabConfig {
+                    sessions: 200,
+                    packets: 20_000,
+                    auth,
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
             assert_eq!(r.sessions_established, 200, "{:?}", r.setup);
             assert_eq!(r.upstream.sent, 20_000);
             assert_eq!(r.upstream.received, 20_000, "{}", r.bng_errors);
@@ -426,7 +549,17 @@ mod tests {
     fn policer_limits_rate() {
         // 1 Mbit/s down per subscriber, 10 subscribers, 64 KiB bursts: most of 20k
         // back-to-back 1000-byte packets are policed.
-        let r = run(&LabConfig { sessions: 10, packets: 20_000, frame_sizes: vec![1000], rate: (0, 1_000_000), ..LabConfig::default() }, |_| {}).unwrap();
+        let r = run(
+            &LabConfig {
+                sessions: 10,
+                packets: 20_000,
+                frame_sizes: vec![1000],
+                rate: (0, 1_000_000),
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
         let d = r.downstream.unwrap();
         assert!(d.received < 2_000, "{d:?}");
         assert!(r.bng_errors.contains("policed-down"), "{}", r.bng_errors);

@@ -70,7 +70,10 @@ impl Default for EmulatorConfig {
             auth: AuthProto::Pap,
             user_prefix: "user".into(),
             password: "secret".into(),
-            vlans: VlanPlan::QinQ { svlan_base: 100, cvlans: 4000 },
+            vlans: VlanPlan::QinQ {
+                svlan_base: 100,
+                cvlans: 4000,
+            },
             ipv6cp: false,
             restart_ms: 1000,
             max_payload: None,
@@ -96,10 +99,16 @@ pub fn index_of(mac: &[u8]) -> Option<u32> {
 pub fn vlans_of(plan: VlanPlan, i: u32) -> Vlans {
     match plan {
         VlanPlan::Untagged => Vlans::default(),
-        VlanPlan::Single { base } => Vlans { svlan: 0, cvlan: ((u32::from(base.max(1)) - 1 + i % 4094) % 4094 + 1) as u16 },
+        VlanPlan::Single { base } => Vlans {
+            svlan: 0,
+            cvlan: ((u32::from(base.max(1)) - 1 + i % 4094) % 4094 + 1) as u16,
+        },
         VlanPlan::QinQ { svlan_base, cvlans } => {
             let per = u32::from(cvlans.clamp(1, 4094));
-            Vlans { svlan: ((u32::from(svlan_base.max(1)) - 1 + i / per) % 4094 + 1) as u16, cvlan: (i % per + 1) as u16 }
+            Vlans {
+                svlan: ((u32::from(svlan_base.max(1)) - 1 + i / per) % 4094 + 1) as u16,
+                cvlan: (i % per + 1) as u16,
+            }
         }
     }
 }
@@ -146,7 +155,10 @@ pub struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("sessions", &self.cfg.sessions).field("up", &self.up).finish()
+        f.debug_struct("Emulator")
+            .field("sessions", &self.cfg.sessions)
+            .field("up", &self.up)
+            .finish()
     }
 }
 
@@ -165,7 +177,10 @@ impl Emulator {
                     service_name: Vec::new(),
                     host_uniq: Some(i.to_be_bytes().to_vec()),
                     max_payload: cfg.max_payload,
-                    timers: Timers { restart_ms: cfg.restart_ms, ..Timers::default() },
+                    timers: Timers {
+                        restart_ms: cfg.restart_ms,
+                        ..Timers::default()
+                    },
                     ipv6cp: cfg.ipv6cp,
                     magic: 0x5a00_0000 ^ i.wrapping_mul(2_654_435_761),
                     discovery_tries: 5,
@@ -203,7 +218,9 @@ impl Emulator {
     }
 
     fn track(&mut self, i: u32, now: u64) {
-        let Some(s) = self.subs.get(i as usize) else { return };
+        let Some(s) = self.subs.get(i as usize) else {
+            return;
+        };
         let done = s.phase == ClientPhase::Up || s.failed.is_some();
         if done && !self.counted.get(i as usize).copied().unwrap_or(true) {
             if let Some(c) = self.counted.get_mut(i as usize) {
@@ -233,7 +250,9 @@ impl Emulator {
         let allowed = if self.cfg.setup_rate == 0 {
             self.cfg.sessions
         } else {
-            let a = (now.saturating_sub(t0) + 1).saturating_mul(u64::from(self.cfg.setup_rate)) / 1000 + 1;
+            let a = (now.saturating_sub(t0) + 1).saturating_mul(u64::from(self.cfg.setup_rate))
+                / 1000
+                + 1;
             a.min(u64::from(self.cfg.sessions)) as u32
         };
         while self.next < allowed {
@@ -251,8 +270,12 @@ impl Emulator {
 
     /// A frame from the BNG (demultiplexed by destination MAC).
     pub fn input(&mut self, frame: &[u8], now: u64, out: &mut Vec<Vec<u8>>) {
-        let Some(i) = frame.get(..6).and_then(index_of) else { return };
-        let Some(s) = self.subs.get_mut(i as usize) else { return };
+        let Some(i) = frame.get(..6).and_then(index_of) else {
+            return;
+        };
+        let Some(s) = self.subs.get_mut(i as usize) else {
+            return;
+        };
         s.input(frame, now, out);
         self.track(i, now);
     }
@@ -264,7 +287,9 @@ impl Emulator {
                 break;
             }
             self.timers.pop();
-            let Some(s) = self.subs.get_mut(i as usize) else { continue };
+            let Some(s) = self.subs.get_mut(i as usize) else {
+                continue;
+            };
             if s.deadline().is_some_and(|d| d <= now) {
                 s.poll(now, out);
                 self.track(i, now);
@@ -283,7 +308,9 @@ impl Emulator {
 
     /// Setup statistics so far.
     pub fn report(&self) -> SetupReport {
-        let secs = self.t_first.map_or(0.0, |t| self.t_last_up.saturating_sub(t) as f64 / 1000.0);
+        let secs = self
+            .t_first
+            .map_or(0.0, |t| self.t_last_up.saturating_sub(t) as f64 / 1000.0);
         let h = self.hist.as_ref().filter(|h| !h.is_empty());
         let q = |p: f64| h.map_or(0.0, |h| h.value_at_quantile(p) as f64);
         SetupReport {
@@ -291,7 +318,11 @@ impl Emulator {
             established: self.up,
             failed_by_phase: self.failed.clone(),
             started: self.next,
-            setup_rate_per_s: if secs > 0.0 { f64::from(self.up) / secs } else { f64::from(self.up) * 1000.0 },
+            setup_rate_per_s: if secs > 0.0 {
+                f64::from(self.up) / secs
+            } else {
+                f64::from(self.up) * 1000.0
+            },
             setup_p50_ms: q(0.5),
             setup_p90_ms: q(0.9),
             setup_p99_ms: q(0.99),
@@ -303,7 +334,10 @@ impl Emulator {
     /// An upstream traffic frame of subscriber `i` (PPPoE + IPv4 + UDP to `dst`),
     /// `frame_len` bytes on the wire (min 64), or `None` if `i` is not up.
     pub fn upstream_frame(&self, i: u32, dst: u32, frame_len: usize) -> Option<Vec<u8>> {
-        let s = self.subs.get(i as usize).filter(|s| s.phase == ClientPhase::Up)?;
+        let s = self
+            .subs
+            .get(i as usize)
+            .filter(|s| s.phase == ClientPhase::Up)?;
         let hdr = 14 + 4 * s.params().vlans.tag_count() + 8;
         let ip_len = frame_len.max(hdr + 28).saturating_sub(hdr).min(1492);
         let ip = ipv4_udp(s.ip, dst, ip_len, 1024 + (i % 50000) as u16, 5001);
@@ -314,14 +348,30 @@ impl Emulator {
 
     /// A downstream frame to subscriber `i` as the core would send it (Ethernet + IPv4 +
     /// UDP from `src`), `frame_len` bytes before PPPoE encapsulation.
-    pub fn downstream_frame(&self, i: u32, src: u32, dst_mac: [u8; 6], src_mac: [u8; 6], frame_len: usize) -> Option<Vec<u8>> {
-        let s = self.subs.get(i as usize).filter(|s| s.phase == ClientPhase::Up)?;
+    pub fn downstream_frame(
+        &self,
+        i: u32,
+        src: u32,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+        frame_len: usize,
+    ) -> Option<Vec<u8>> {
+        let s = self
+            .subs
+            .get(i as usize)
+            .filter(|s| s.phase == ClientPhase::Up)?;
         let ip_len = frame_len.max(14 + 28).saturating_sub(14).min(1492);
         let mut f = Vec::with_capacity(14 + ip_len);
         f.extend_from_slice(&dst_mac);
         f.extend_from_slice(&src_mac);
         f.extend_from_slice(&[0x08, 0x00]);
-        f.extend_from_slice(&ipv4_udp(src, s.ip, ip_len, 5001, 1024 + (i % 50000) as u16));
+        f.extend_from_slice(&ipv4_udp(
+            src,
+            s.ip,
+            ip_len,
+            5001,
+            1024 + (i % 50000) as u16,
+        ));
         Some(f)
     }
 }
@@ -356,14 +406,33 @@ mod tests {
     fn addressing() {
         assert_eq!(index_of(&mac_of(123_456)), Some(123_456));
         assert_eq!(index_of(&[0xff; 6]), None);
-        assert_eq!(vlans_of(VlanPlan::QinQ { svlan_base: 100, cvlans: 10 }, 25), Vlans { svlan: 102, cvlan: 6 });
-        assert_eq!(vlans_of(VlanPlan::Single { base: 4094 }, 1), Vlans { svlan: 0, cvlan: 1 });
+        assert_eq!(
+            vlans_of(
+                VlanPlan::QinQ {
+                    svlan_base: 100,
+                    cvlans: 10
+                },
+                25
+            ),
+            Vlans {
+                svlan: 102,
+                cvlan: 6
+            }
+        );
+        assert_eq!(
+            vlans_of(VlanPlan::Single { base: 4094 }, 1),
+            Vlans { svlan: 0, cvlan: 1 }
+        );
         assert_eq!(vlans_of(VlanPlan::Untagged, 7), Vlans::default());
     }
 
     #[test]
     fn rate_control_starts_at_the_configured_pace() {
-        let mut e = Emulator::new(EmulatorConfig { sessions: 100, setup_rate: 1000, ..EmulatorConfig::default() });
+        let mut e = Emulator::new(EmulatorConfig {
+            sessions: 100,
+            setup_rate: 1000,
+            ..EmulatorConfig::default()
+        });
         let mut out = Vec::new();
         e.start_due(0, &mut out);
         assert_eq!(out.len(), 2);

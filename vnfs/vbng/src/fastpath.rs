@@ -107,7 +107,9 @@ pub struct FastPath {
 
 impl core::fmt::Debug for FastPath {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FastPath").field("sessions", &self.by_key.len()).finish()
+        f.debug_struct("FastPath")
+            .field("sessions", &self.by_key.len())
+            .finish()
     }
 }
 
@@ -122,7 +124,11 @@ fn bucket(rate: u64, now_ns: u64) -> Option<TokenBucket> {
 impl FastPath {
     /// A stage with empty tables sized for `cfg.max_sessions`; `updates` is the queue
     /// the control plane feeds.
-    pub fn new(cfg: FastPathConfig, updates: Arc<ArrayQueue<FibUpdate>>, counters: Arc<SessionCounters>) -> FastPath {
+    pub fn new(
+        cfg: FastPathConfig,
+        updates: Arc<ArrayQueue<FibUpdate>>,
+        counters: Arc<SessionCounters>,
+    ) -> FastPath {
         let n = cfg.max_sessions as usize;
         FastPath {
             by_key: HashMap::with_capacity(n),
@@ -142,13 +148,28 @@ impl FastPath {
     /// Apply one table update (also used directly by tests).
     pub fn apply(&mut self, u: FibUpdate, now_ns: u64) {
         match u {
-            FibUpdate::Add { idx, key, sid, ip, rate } => {
-                let Some(slot) = self.sess.get_mut(idx as usize) else { return };
+            FibUpdate::Add {
+                idx,
+                key,
+                sid,
+                ip,
+                rate,
+            } => {
+                let Some(slot) = self.sess.get_mut(idx as usize) else {
+                    return;
+                };
                 if let Some(old) = slot.take() {
                     self.by_key.remove(&key_of(&old.key, old.sid));
                     self.by_ip.remove(&old.ip);
                 }
-                *slot = Some(Sess { key, sid, ip, up: bucket(rate.0, now_ns), down: bucket(rate.1, now_ns), mtu: 1492 });
+                *slot = Some(Sess {
+                    key,
+                    sid,
+                    ip,
+                    up: bucket(rate.0, now_ns),
+                    down: bucket(rate.1, now_ns),
+                    mtu: 1492,
+                });
                 self.by_key.insert(key_of(&key, sid), idx);
                 self.by_ip.insert(ip, idx);
             }
@@ -185,7 +206,9 @@ impl FastPath {
             if tags == 2 {
                 return Next::Drop(E_MALFORMED);
             }
-            let Some(t) = d.get(off + 2..off + 6) else { return Next::Drop(E_MALFORMED) };
+            let Some(t) = d.get(off + 2..off + 6) else {
+                return Next::Drop(E_MALFORMED);
+            };
             vl[tags] = u16::from_be_bytes([t[0], t[1]]) & 0x0fff;
             et = u16::from_be_bytes([t[2], t[3]]);
             tags += 1;
@@ -198,7 +221,9 @@ impl FastPath {
             _ => return Next::Drop(E_ETHERTYPE),
         }
         // PPPoE header (6) + PPP protocol (2).
-        let Some(h) = d.get(l2..l2 + 8) else { return Next::Drop(E_MALFORMED) };
+        let Some(h) = d.get(l2..l2 + 8) else {
+            return Next::Drop(E_MALFORMED);
+        };
         if h[0] != 0x11 || h[1] != 0 {
             return Next::Drop(E_MALFORMED);
         }
@@ -206,7 +231,11 @@ impl FastPath {
         let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
         let proto = u16::from_be_bytes([h[6], h[7]]);
         if proto != 0x0021 {
-            return if proto == 0x0057 { Next::Drop(E_IPV6) } else { Next::Punt };
+            return if proto == 0x0057 {
+                Next::Drop(E_IPV6)
+            } else {
+                Next::Punt
+            };
         }
         if plen < 2 + 20 || l2 + 6 + plen > d.len() {
             return Next::Drop(E_MALFORMED);
@@ -221,11 +250,16 @@ impl FastPath {
         let Some(&idx) = self.by_key.get(&(p.meta.port, mac, sv, cv, sid)) else {
             return Next::Drop(E_NO_SESSION);
         };
-        let Some(Some(s)) = self.sess.get_mut(idx as usize) else { return Next::Drop(E_NO_SESSION) };
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_SESSION);
+        };
         let ip_off = l2 + 8;
         let ip_len = plen - 2;
         let ip = &d[ip_off..ip_off + ip_len];
-        if ip[0] >> 4 != 4 || usize::from(ip[0] & 0x0f) * 4 < 20 || usize::from(u16::from_be_bytes([ip[2], ip[3]])) > ip_len {
+        if ip[0] >> 4 != 4
+            || usize::from(ip[0] & 0x0f) * 4 < 20
+            || usize::from(u16::from_be_bytes([ip[2], ip[3]])) > ip_len
+        {
             return Next::Drop(E_MALFORMED);
         }
         if u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]) != s.ip {
@@ -265,7 +299,9 @@ impl FastPath {
     #[inline]
     fn downstream(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
         let d = p.data();
-        let Some(h) = d.get(12..34) else { return Next::Drop(E_MALFORMED) };
+        let Some(h) = d.get(12..34) else {
+            return Next::Drop(E_MALFORMED);
+        };
         if h[0] != 0x08 || h[1] != 0x00 {
             return Next::Drop(E_ETHERTYPE);
         }
@@ -278,8 +314,12 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         }
         let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        let Some(&idx) = self.by_ip.get(&dst) else { return Next::Drop(E_NO_ROUTE) };
-        let Some(Some(s)) = self.sess.get_mut(idx as usize) else { return Next::Drop(E_NO_ROUTE) };
+        let Some(&idx) = self.by_ip.get(&dst) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
         if ip[8] <= 1 {
             return Next::Drop(E_TTL);
         }
@@ -306,20 +346,43 @@ impl FastPath {
         }
         dec_ttl(p.data_mut());
         let amac = self.cfg.access_mac;
-        let Ok(h) = p.prepend(hdr) else { return Next::Drop(E_HEADROOM) };
+        let Ok(h) = p.prepend(hdr) else {
+            return Next::Drop(E_HEADROOM);
+        };
         h[0..6].copy_from_slice(&key.mac);
         h[6..12].copy_from_slice(&amac);
         let mut o = 12;
         if key.vlans.svlan != 0 {
-            h[o..o + 4].copy_from_slice(&[0x88, 0xa8, (key.vlans.svlan >> 8) as u8, key.vlans.svlan as u8]);
+            h[o..o + 4].copy_from_slice(&[
+                0x88,
+                0xa8,
+                (key.vlans.svlan >> 8) as u8,
+                key.vlans.svlan as u8,
+            ]);
             o += 4;
         }
         if key.vlans.cvlan != 0 {
-            h[o..o + 4].copy_from_slice(&[0x81, 0x00, (key.vlans.cvlan >> 8) as u8, key.vlans.cvlan as u8]);
+            h[o..o + 4].copy_from_slice(&[
+                0x81,
+                0x00,
+                (key.vlans.cvlan >> 8) as u8,
+                key.vlans.cvlan as u8,
+            ]);
             o += 4;
         }
         let plen = (ip_len + 2) as u16;
-        h[o..o + 10].copy_from_slice(&[0x88, 0x64, 0x11, 0x00, (sid >> 8) as u8, sid as u8, (plen >> 8) as u8, plen as u8, 0x00, 0x21]);
+        h[o..o + 10].copy_from_slice(&[
+            0x88,
+            0x64,
+            0x11,
+            0x00,
+            (sid >> 8) as u8,
+            sid as u8,
+            (plen >> 8) as u8,
+            plen as u8,
+            0x00,
+            0x21,
+        ]);
         p.meta.l3 = hdr as u16;
         p.meta.user = idx;
         Next::Port(key.port)
@@ -375,7 +438,20 @@ mod tests {
 
     fn ipv4(src: u32, dst: u32, ttl: u8, payload: usize) -> Vec<u8> {
         let len = 20 + payload;
-        let mut v = alloc::vec![0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0, 0, ttl, 17, 0, 0];
+        let mut v = alloc::vec![
+            0x45,
+            0,
+            (len >> 8) as u8,
+            len as u8,
+            0,
+            0,
+            0,
+            0,
+            ttl,
+            17,
+            0,
+            0
+        ];
         v.extend_from_slice(&src.to_be_bytes());
         v.extend_from_slice(&dst.to_be_bytes());
         let c = checksum::internet(&v);
@@ -387,17 +463,55 @@ mod tests {
     fn setup(rate: (u64, u64)) -> (FastPath, AccessKey, Arc<SessionCounters>) {
         let q = Arc::new(ArrayQueue::new(16));
         let c = SessionCounters::new(8);
-        let cfg = FastPathConfig { access_port: 0, core_port: 1, access_mac: [2, 0, 0, 0, 0, 0xa], core_mac: [2, 0, 0, 0, 0, 0xc], core_next_hop: [2, 0, 0, 0, 0, 0xd], max_sessions: 8 };
+        let cfg = FastPathConfig {
+            access_port: 0,
+            core_port: 1,
+            access_mac: [2, 0, 0, 0, 0, 0xa],
+            core_mac: [2, 0, 0, 0, 0, 0xc],
+            core_next_hop: [2, 0, 0, 0, 0, 0xd],
+            max_sessions: 8,
+        };
         let mut fp = FastPath::new(cfg, q, c.clone());
-        let key = AccessKey { port: 0, mac: [2, 1, 1, 1, 1, 1], vlans: Vlans { svlan: 10, cvlan: 20 } };
-        fp.apply(FibUpdate::Add { idx: 3, key, sid: 0x55, ip: 0x6440_0005, rate }, 0);
+        let key = AccessKey {
+            port: 0,
+            mac: [2, 1, 1, 1, 1, 1],
+            vlans: Vlans {
+                svlan: 10,
+                cvlan: 20,
+            },
+        };
+        fp.apply(
+            FibUpdate::Add {
+                idx: 3,
+                key,
+                sid: 0x55,
+                ip: 0x6440_0005,
+                rate,
+            },
+            0,
+        );
         (fp, key, c)
     }
 
     fn up_frame(key: &AccessKey, sid: u16, ip: &[u8]) -> Vec<u8> {
         let mut f = alloc::vec![2, 0, 0, 0, 0, 0xa];
         f.extend_from_slice(&key.mac);
-        f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x88, 0x64, 0x11, 0, (sid >> 8) as u8, sid as u8]);
+        f.extend_from_slice(&[
+            0x88,
+            0xa8,
+            0,
+            10,
+            0x81,
+            0,
+            0,
+            20,
+            0x88,
+            0x64,
+            0x11,
+            0,
+            (sid >> 8) as u8,
+            sid as u8,
+        ]);
         f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
         f.extend_from_slice(&[0, 0x21]);
         f.extend_from_slice(ip);
@@ -430,7 +544,13 @@ mod tests {
         let mut lcp = up_frame(&key, 0x55, &good);
         lcp[28] = 0xc0;
         lcp[29] = 0x21;
-        let frames = alloc::vec![padded, up_frame(&key, 0x55, &spoof), up_frame(&key, 0x56, &good), lcp, alloc::vec![1, 2, 3]];
+        let frames = alloc::vec![
+            padded,
+            up_frame(&key, 0x55, &spoof),
+            up_frame(&key, 0x56, &good),
+            lcp,
+            alloc::vec![1, 2, 3]
+        ];
         let (out, node) = run(&mut fp, 0, &frames, 0);
         assert_eq!(out.ports[1].len(), 1);
         let p = out.ports[1].iter().next().unwrap();
@@ -456,13 +576,28 @@ mod tests {
         let mut other = f.clone();
         other[14 + 19] = 9;
         // 64 KiB burst: 64 packets of 1020 bytes fit; the other 36 are policed.
-        let frames: Vec<Vec<u8>> = (0..100).map(|_| f.clone()).chain(core::iter::once(other)).collect();
+        let frames: Vec<Vec<u8>> = (0..100)
+            .map(|_| f.clone())
+            .chain(core::iter::once(other))
+            .collect();
         let (out, node) = run(&mut fp, 1, &frames[..64], 0);
         assert_eq!(out.ports[0].len(), 64);
         let d = out.ports[0].iter().next().unwrap().data();
         assert_eq!(&d[0..6], &key.mac);
         assert_eq!(&d[12..22], &[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x88, 0x64]);
-        assert_eq!(&d[22..30], &[0x11, 0, 0, 0x55, ((ip.len() + 2) >> 8) as u8, (ip.len() + 2) as u8, 0, 0x21]);
+        assert_eq!(
+            &d[22..30],
+            &[
+                0x11,
+                0,
+                0,
+                0x55,
+                ((ip.len() + 2) >> 8) as u8,
+                (ip.len() + 2) as u8,
+                0,
+                0x21
+            ]
+        );
         assert!(checksum::verify(&d[30..50]));
         assert_eq!(node.drops.iter().sum::<u64>(), 0);
         let (out, node) = run(&mut fp, 1, &frames[64..], 0);

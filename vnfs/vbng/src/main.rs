@@ -1,0 +1,279 @@
+//! `vbng`: the vBNG as a Linux process over any port spec (`mem:`, `pcap:`, `tap:`,
+//! `afpacket:`, `afxdp:`). `vbng run -c vbng.toml` runs the fast path and the control
+//! plane in one poll loop; `--listen` (or `listen` in the config) serves
+//! `GET /metrics` (Prometheus) and `GET /sessions`; `vbng show sessions --connect
+//! ADDR` prints the session table of a running instance; `vbng check -c FILE`
+//! validates a config.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::Pool;
+use dataplane::port::Port;
+use dataplane::stage::Pipeline;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use vbng::config::{parse_mac, parse_sockaddr, parse_user_file, Config};
+use vbng::control::{ControlPlane, SessionCounters};
+use vbng::fastpath::{update_queue, FastPath, FastPathConfig};
+use vbng::radius_io::RadiusIo;
+use vbng::rng::Rng;
+
+#[derive(Parser)]
+#[command(about = "vBNG: PPPoE subscribers with RADIUS AAA on the packet engine")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the vBNG.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: String,
+        /// Access port spec (overrides `ports.access`).
+        #[arg(long)]
+        access: Option<String>,
+        /// Core port spec (overrides `ports.core`).
+        #[arg(long)]
+        core: Option<String>,
+        /// Session slots.
+        #[arg(long, default_value_t = 131_072)]
+        max_sessions: u32,
+        /// HTTP listen address for /metrics and /sessions (overrides `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Stop after this many seconds (0 = run until killed).
+        #[arg(long, default_value_t = 0)]
+        duration: u64,
+    },
+    /// Validate a config file.
+    Check {
+        /// Config file (TOML).
+        #[arg(short, long)]
+        config: String,
+    },
+    /// Query a running instance.
+    Show {
+        /// What to show: `sessions` or `metrics`.
+        what: String,
+        /// Address of the instance's `--listen`.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        connect: String,
+    },
+}
+
+fn load(path: &str) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let mut cfg = Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+    if let Some(f) = cfg.user_file.clone() {
+        let t = std::fs::read_to_string(&f).with_context(|| format!("reading user file {f}"))?;
+        cfg.users
+            .extend(parse_user_file(&t).map_err(|e| anyhow::anyhow!("{f}: {e}"))?);
+    }
+    Ok(cfg)
+}
+
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    Ok(r.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(r))
+}
+
+fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline) {
+    while let Ok((mut s, _)) = l.accept() {
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let req = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
+        let (status, body) = if req.starts_with("GET /metrics") {
+            ("200 OK", vbng::metrics::prometheus(cp, pipeline.nodes()))
+        } else if req.starts_with("GET /sessions") {
+            ("200 OK", vbng::metrics::show_sessions(cp))
+        } else if req.starts_with("GET /errors") {
+            ("200 OK", pipeline.show_errors())
+        } else {
+            (
+                "404 Not Found",
+                "try /metrics, /sessions or /errors\n".to_string(),
+            )
+        };
+        let _ = write!(s, "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    }
+}
+
+fn run(
+    cfg: Config,
+    access: String,
+    core: String,
+    max_sessions: u32,
+    listen: Option<String>,
+    duration: u64,
+) -> anyhow::Result<()> {
+    let mut ports: Vec<Box<dyn Port>> = vec![
+        dataplane::port::spec::open_str(&access)
+            .with_context(|| format!("access port {access}"))?,
+        dataplane::port::spec::open_str(&core).with_context(|| format!("core port {core}"))?,
+    ];
+    let counters = SessionCounters::new(max_sessions as usize);
+    let mut cp = ControlPlane::new(&cfg, max_sessions, counters.clone(), Rng::from_os())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let updates = update_queue(max_sessions as usize * 2);
+    let core_mac = ports[1].mac().unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
+    let fp = FastPath::new(
+        FastPathConfig {
+            access_port: 0,
+            core_port: 1,
+            access_mac: cp.mac(),
+            core_mac,
+            core_next_hop: parse_mac(&cfg.core_next_hop_mac).map_err(|e| anyhow::anyhow!("{e}"))?,
+            max_sessions,
+        },
+        updates.clone(),
+        counters,
+    );
+    let mut pipeline = Pipeline::new();
+    pipeline.push(Box::new(fp));
+    let pool = Pool::new(1 << 15).context("buffer pool")?;
+    let mut out = Out::new(2, pool.cache());
+    let mut io = match &cfg.radius {
+        Some(r) => {
+            let coa = r
+                .coa_listen
+                .as_deref()
+                .map(parse_sockaddr)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(RadiusIo::bind("0.0.0.0:0".parse()?, 4, coa)?)
+        }
+        None => None,
+    };
+    let listener = match listen.or(cfg.listen.clone()) {
+        Some(a) => {
+            let l = TcpListener::bind(&a).with_context(|| format!("listen {a}"))?;
+            l.set_nonblocking(true)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let t0 = Instant::now();
+    let mut batch = Batch::new();
+    let mut iter: u64 = 0;
+    eprintln!("vbng: access {access}, core {core}, {max_sessions} session slots");
+    while duration == 0 || t0.elapsed() < Duration::from_secs(duration) {
+        let now_ms = t0.elapsed().as_millis() as u64;
+        out.now_ns = t0.elapsed().as_nanos() as u64;
+        let mut work = 0;
+        for i in 0..ports.len() {
+            let Some(port) = ports.get_mut(i) else {
+                continue;
+            };
+            let n = port.rx_burst(&mut out.cache, &mut batch);
+            work += n;
+            for p in batch.iter_mut() {
+                p.meta.port = i as u16;
+            }
+            if n > 0 {
+                pipeline.run(&mut batch, &mut out);
+            }
+            while let Some(p) = out.punt.pop() {
+                cp.input(p.meta.port, p.data(), now_ms);
+                out.cache.free(p);
+            }
+        }
+        cp.poll(now_ms);
+        if let Some(io) = io.as_mut() {
+            work += io.pump(&mut cp, now_ms);
+        }
+        for (port, f) in cp.take_tx() {
+            if let Some(mut p) = out.cache.alloc() {
+                if p.copy_from(&f).is_ok() {
+                    if let Some(b) = out.ports.get_mut(usize::from(port)) {
+                        if let Err(p) = b.push(p) {
+                            out.cache.free(p);
+                        }
+                        continue;
+                    }
+                }
+                out.cache.free(p);
+            }
+        }
+        for u in cp.take_fib() {
+            if updates.push(u).is_err() {
+                eprintln!("vbng: fast-path update queue full");
+            }
+        }
+        for (i, port) in ports.iter_mut().enumerate() {
+            if let Some(b) = out.ports.get_mut(i) {
+                if !b.is_empty() {
+                    port.tx_burst(&mut out.cache, b);
+                    // What the port could not take is dropped (counted by the port stats).
+                    b.free_all(&mut out.cache);
+                }
+            }
+        }
+        iter += 1;
+        if iter & 1023 == 0 {
+            if let Some(l) = &listener {
+                serve(l, &cp, &pipeline);
+            }
+        }
+        if work == 0 {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    eprint!("{}", vbng::metrics::show_sessions(&cp));
+    eprint!("{}", pipeline.show_errors());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run {
+            config,
+            access,
+            core,
+            max_sessions,
+            listen,
+            duration,
+        } => {
+            let cfg = load(&config)?;
+            let access = access.unwrap_or_else(|| cfg.ports.access.clone());
+            let core = core.unwrap_or_else(|| cfg.ports.core.clone());
+            if access.is_empty() || core.is_empty() {
+                bail!(
+                    "no access/core port: set ports.access and ports.core or pass --access/--core"
+                );
+            }
+            run(cfg, access, core, max_sessions, listen, duration)
+        }
+        Cmd::Check { config } => {
+            let c = load(&config)?;
+            println!(
+                "ok: {} pools, {} local users, radius {}",
+                c.pools.len(),
+                c.users.len(),
+                if c.radius.is_some() { "on" } else { "off" }
+            );
+            Ok(())
+        }
+        Cmd::Show { what, connect } => {
+            let path = match what.as_str() {
+                "sessions" => "/sessions",
+                "metrics" => "/metrics",
+                "errors" => "/errors",
+                w => bail!("show what? {w:?}: sessions, metrics or errors"),
+            };
+            print!("{}", http_get(&connect, path)?);
+            Ok(())
+        }
+    }
+}

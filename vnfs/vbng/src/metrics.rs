@@ -1,0 +1,157 @@
+//! Prometheus text exposition (format 0.0.4) of the vBNG's control-plane, discovery,
+//! RADIUS and fast-path counters, and the `show sessions` table.
+
+use crate::control::ControlPlane;
+use alloc::string::String;
+use core::fmt::Write;
+use dataplane::metrics::Prom;
+use dataplane::stage::NodeStats;
+
+/// Render all counters.
+pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeStats>) -> String {
+    let mut p = Prom::new();
+    let s = cp.stats;
+    p.gauge(
+        "vbng_sessions",
+        "Sessions in the table",
+        &[],
+        cp.session_count() as f64,
+    );
+    for (name, v) in [
+        ("created", s.sessions_created),
+        ("up", s.sessions_up),
+        ("ended", s.sessions_ended),
+    ] {
+        p.counter(
+            "vbng_session_events_total",
+            "Session lifecycle events",
+            &[("event", name)],
+            v,
+        );
+    }
+    for (name, v) in [
+        ("accept", s.auth_accept),
+        ("reject", s.auth_reject),
+        ("timeout", s.aaa_timeout),
+    ] {
+        p.counter(
+            "vbng_auth_total",
+            "Authentication verdicts",
+            &[("result", name)],
+            v,
+        );
+    }
+    for (name, v) in [
+        ("malformed", s.malformed),
+        ("no_session", s.no_session),
+        ("pool_exhausted", s.pool_exhausted),
+        ("table_full", s.table_full),
+    ] {
+        p.counter(
+            "vbng_control_drops_total",
+            "Control-plane drops by reason",
+            &[("reason", name)],
+            v,
+        );
+    }
+    for (name, v) in [
+        ("coa", s.coa),
+        ("disconnect", s.disconnect),
+        ("rejected", s.dynauth_rejected),
+    ] {
+        p.counter(
+            "vbng_dynauth_total",
+            "RFC 5176 requests",
+            &[("kind", name)],
+            v,
+        );
+    }
+    let d = cp.discovery_stats();
+    for (name, v) in [
+        ("padi", d.padi),
+        ("pado", d.pado),
+        ("padr", d.padr),
+        ("padt", d.padt),
+        ("padi_rate_mac", d.padi_rate_mac),
+        ("padi_rate_port", d.padi_rate_port),
+        ("bad_cookie", d.bad_cookie),
+        ("bad_service", d.bad_service),
+        ("malformed", d.malformed),
+        ("unexpected", d.unexpected),
+    ] {
+        p.counter(
+            "vbng_pppoe_discovery_total",
+            "PPPoE discovery packets and drops",
+            &[("kind", name)],
+            v,
+        );
+    }
+    if let Some(r) = cp.radius_stats() {
+        for (name, v) in [
+            ("requests", r.requests),
+            ("retransmits", r.retransmits),
+            ("failovers", r.failovers),
+            ("timeouts", r.timeouts),
+            ("bad_responses", r.bad_responses),
+        ] {
+            p.counter(
+                "vbng_radius_total",
+                "RADIUS client events",
+                &[("kind", name)],
+                v,
+            );
+        }
+    }
+    p.nodes("0", nodes);
+    p.finish()
+}
+
+fn ip(a: u32) -> core::net::Ipv4Addr {
+    core::net::Ipv4Addr::from(a)
+}
+
+/// `show sessions`.
+pub fn show_sessions(cp: &ControlPlane) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>6} {:<17} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:>12} {:>12} {:>12} {:>12}",
+        "idx",
+        "mac",
+        "svlan",
+        "cvlan",
+        "sid",
+        "user",
+        "phase",
+        "ip",
+        "up-bps",
+        "down-bps",
+        "up-bytes",
+        "down-bytes"
+    );
+    for x in cp.sessions() {
+        let m = x.key.mac;
+        let _ = writeln!(
+            s,
+            "{:>6} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:>12} {:>12} {:>12} {:>12}",
+            x.idx,
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5],
+            x.key.vlans.svlan,
+            x.key.vlans.cvlan,
+            x.sid,
+            x.user,
+            x.phase,
+            ip(x.ip),
+            x.rate.0,
+            x.rate.1,
+            x.counters.0,
+            x.counters.2
+        );
+    }
+    s
+}

@@ -235,7 +235,7 @@ impl Pool {
             }
             // Word-wise search: the first free port, or the one after it when only
             // that one has the inside port's parity.
-            let Some(z) = bits.first_zero() else {
+            let Some(z) = first_zero(&oa.ports[pi], lo, bs) else {
                 continue;
             };
             let parity = u32::from(want % 2);
@@ -363,6 +363,22 @@ impl Pool {
             });
         }
     }
+}
+
+/// First free port index in `[lo, lo + n)` relative to `lo`; word at a time when the
+/// range is whole 64-bit words (block sizes that are multiples of 64).
+#[inline]
+fn first_zero(bits: &BitVec<u64, Lsb0>, lo: usize, n: usize) -> Option<usize> {
+    if lo % 64 == 0 && n % 64 == 0 {
+        let words = bits.as_raw_slice().get(lo / 64..(lo + n) / 64)?;
+        for (k, w) in words.iter().enumerate() {
+            if *w != u64::MAX {
+                return Some(k * 64 + w.trailing_ones() as usize);
+            }
+        }
+        return None;
+    }
+    bits.get(lo..lo + n)?.first_zero()
 }
 
 #[inline]

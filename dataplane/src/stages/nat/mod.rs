@@ -998,14 +998,52 @@ impl Nat44 {
         let now = units(now_ns);
         let len = self.sessions.len() as u32;
         let mut done = 0;
-        for _ in 0..n.min(len) {
-            let i = self.scan_cursor;
-            self.scan_cursor = if i + 1 >= len { 0 } else { i + 1 };
-            let dead = self
-                .sessions
-                .get(i as usize)
-                .is_some_and(|s| s.live && self.expired(s, now));
-            if dead {
+        let mut left = n.min(len);
+        // In rounds of up to 64 expired sessions: find them, prefetch their table
+        // buckets and mappings, then delete (hides the random misses of deletion).
+        let mut dead = [0u32; 64];
+        while left > 0 {
+            let mut k = 0;
+            while left > 0 && k < dead.len() {
+                left -= 1;
+                let i = self.scan_cursor;
+                self.scan_cursor = if i + 1 >= len { 0 } else { i + 1 };
+                if let Some(s) = self.sessions.get(i as usize) {
+                    if s.live && self.expired(s, now) {
+                        self.table.prefetch(key4(
+                            K_SIN, s.in_addr, s.in_port, s.rem_addr, s.rem_port, s.proto,
+                        ));
+                        self.table.prefetch(key4(
+                            K_SOUT, s.rem_addr, s.rem_port, s.ext_addr, s.ext_port, s.proto,
+                        ));
+                        if let Some(m) = self.maps.get(s.map as usize) {
+                            prefetch(m as *const Mapping as *const u8);
+                        }
+                        if let Some(d) = dead.get_mut(k) {
+                            *d = i;
+                        }
+                        k += 1;
+                    }
+                }
+            }
+            for &i in dead.iter().take(k) {
+                let m = self.sessions.get(i as usize).map_or(NONE, |s| s.map);
+                if let Some(mp) = self.maps.get(m as usize) {
+                    if mp.sessions == 1 {
+                        self.table.prefetch(key4(
+                            K_MIN,
+                            mp.in_addr,
+                            mp.in_port,
+                            mp.rem_addr,
+                            mp.rem_port,
+                            mp.proto,
+                        ));
+                        self.table
+                            .prefetch(key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto));
+                    }
+                }
+            }
+            for &i in dead.iter().take(k) {
                 self.delete_session(i);
                 self.stats.sessions_expired += 1;
                 done += 1;
@@ -1514,6 +1552,13 @@ impl Stage for Nat44 {
                 let c = self.table.first_candidate(r.h);
                 if let Some(s) = self.sessions.get((c & IDX_MASK) as usize) {
                     prefetch(s as *const Session as *const u8);
+                } else if r.act == Act::In2Out {
+                    // Probably a new flow: warm the mapping and subscriber buckets.
+                    let f = &r.flow;
+                    let (ra, rp) = self.map_remote(f);
+                    self.table
+                        .prefetch(key4(K_MIN, f.src, f.sport, ra, rp, f.proto));
+                    self.table.prefetch(key4(K_SUB, f.src, 0, 0, 0, 0));
                 }
                 if let Some(slot) = self.pre.get_mut(i) {
                     slot.cand = c;

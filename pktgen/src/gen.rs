@@ -142,8 +142,10 @@ impl Generator {
         total
     }
 
-    /// Emits what is due and sends it on `port`; packets the port refuses are freed
-    /// and counted (the wire does not push back). Returns packets sent.
+    /// Emits what is due (at most one batch, so a generator that fell behind catches
+    /// up in batches rather than flooding) and sends it on `port`; packets the port
+    /// refuses are freed and counted (the wire does not push back, so a DUT that polls
+    /// too slowly loses them). Returns packets sent.
     #[inline]
     pub fn step<P: Port + ?Sized>(
         &mut self,

@@ -54,9 +54,10 @@ pub struct TrialResult {
 }
 
 impl TrialResult {
-    /// Passes when the loss ratio is within `plr`.
+    /// Passes when the loss ratio is within `plr` and the generator offered the asked
+    /// rate (§26.1: the rate is the offered load).
     pub fn passes(&self, plr: f64) -> bool {
-        self.plr <= plr
+        self.plr <= plr && !self.gen_limited()
     }
 
     /// True when the generator could not offer the asked rate (within 2 %): the trial

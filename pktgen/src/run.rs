@@ -56,10 +56,11 @@ pub fn run_loop(
     let mut quiet_since = now;
     loop {
         if sending {
-            gen.step(tx, cache, &mut out, now);
+            // the last step credits tokens up to the end of the trial exactly
+            gen.step(tx, cache, &mut out, now.min(end));
             if now >= end || gen.done() {
                 sending = false;
-                sent_end = now;
+                sent_end = now.min(end);
                 drain_end = now + drain.as_nanos() as u64;
             }
         }

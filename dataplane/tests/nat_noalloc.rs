@@ -1,0 +1,171 @@
+//! The packet paths of `nat44`, `firewall`, `policer` and `shaper` never call the
+//! allocator after start-up: a counting global allocator watches batches that open
+//! sessions, hit them, exhaust ports, expire sessions and send ICMP errors.
+
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::Pool;
+use dataplane::stage::{NodeStats, Stage};
+use dataplane::stages::firewall::{Action, Firewall, FirewallConfig, RuleConfig};
+use dataplane::stages::nat::{CgnatConfig, Nat44, NatConfig};
+use dataplane::stages::qos::{
+    MeterConfig, MeterKey, Policer, PolicerConfig, Shaper, ShaperConfig, Verdict,
+};
+use etherparse::PacketBuilder;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static WATCH: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if WATCH.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if WATCH.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, b"no allocation please")
+        .unwrap();
+    v
+}
+
+/// Runs `frames` (already built, so building them is not counted) through `stage`.
+fn run(stage: &mut dyn Stage, node: &mut NodeStats, out: &mut Out, frames: &[(Vec<u8>, u16)]) {
+    let mut b = Batch::new();
+    for (f, port) in frames {
+        let mut p = out.cache.alloc().unwrap();
+        p.copy_from(f).unwrap();
+        p.meta.port = *port;
+        p.meta.user = u32::from(f[29]);
+        let _ = b.push(p).map_err(|p| out.cache.free(p));
+    }
+    stage.process(&mut b, node, out);
+    stage.tick(out);
+    b.free_all(&mut out.cache);
+    for q in out.ports.iter_mut() {
+        q.free_all(&mut out.cache);
+    }
+    out.punt.free_all(&mut out.cache);
+}
+
+#[test]
+fn stages_do_not_allocate_on_the_packet_path() {
+    let pool = Pool::new(4096).unwrap();
+    let mut out = Out::new(2, pool.cache());
+    let nat_cfg = NatConfig {
+        inside_ports: vec![0],
+        pool: vec!["198.51.100.1".into()],
+        max_sessions: 512,
+        max_subscribers: 16,
+        cgnat: Some(CgnatConfig {
+            block_size: 16,
+            blocks_per_subscriber: 2,
+            sessions_per_subscriber: 1000,
+            log: true,
+        }),
+        log_capacity: 64,
+        ..NatConfig::default()
+    };
+    let mut nat = Nat44::new(&nat_cfg).unwrap();
+    let mut fw = Firewall::new(&FirewallConfig {
+        rules: vec![RuleConfig {
+            action: Action::Allow,
+            src: Some("10.0.0.0/8".into()),
+            ..RuleConfig::default()
+        }],
+        max_connections: 256,
+        ..FirewallConfig::default()
+    })
+    .unwrap();
+    let mut pol = Policer::new(
+        &PolicerConfig {
+            meter: MeterConfig::Srtcm {
+                cir_bps: 1_000_000,
+                cbs: 1000,
+                ebs: 1000,
+            },
+            key: MeterKey::User,
+            meters: 256,
+            color_aware: true,
+            green: Verdict::Pass,
+            yellow: Verdict::Mark(12),
+            red: Verdict::Drop,
+        },
+        0,
+    )
+    .unwrap();
+    let mut sh = Shaper::new(
+        &ShaperConfig {
+            subscribers: 256,
+            rate_bps: 100_000,
+            burst_bytes: 200,
+            queue_packets: 8,
+            total_queue_packets: 256,
+            egress_port: Some(1),
+        },
+        0,
+    )
+    .unwrap();
+    let mut nn = NodeStats::new("nat44", nat.errors());
+    let mut nf = NodeStats::new("firewall", fw.errors());
+    let mut np = NodeStats::new("policer", pol.errors());
+    let mut ns = NodeStats::new("shaper", sh.errors());
+    // Frames: 200 new flows from 4 subscribers (exhausting two of them), their
+    // replies, and more of the same later.
+    let mut inside = Vec::new();
+    for i in 0..200u16 {
+        inside.push((
+            udp([10, 0, 0, (i % 4) as u8], 1000 + i, [192, 0, 2, 1], 9),
+            0,
+        ));
+    }
+    let replies: Vec<_> = (0..200u16)
+        .map(|i| (udp([192, 0, 2, 1], 9, [198, 51, 100, 1], 1024 + i), 1))
+        .collect();
+    WATCH.store(true, Ordering::SeqCst);
+    for round in 0..5u64 {
+        out.now_ns = 1_000_000_000 + round * 400_000_000_000; // 400 s apart: expiry
+        run(&mut nat, &mut nn, &mut out, &inside);
+        run(&mut nat, &mut nn, &mut out, &replies);
+        run(&mut fw, &mut nf, &mut out, &inside);
+        run(&mut fw, &mut nf, &mut out, &replies);
+        run(&mut pol, &mut np, &mut out, &inside);
+        run(&mut sh, &mut ns, &mut out, &inside);
+    }
+    WATCH.store(false, Ordering::SeqCst);
+    assert!(nat.stats.sessions_created > 200, "sessions opened");
+    assert!(nat.stats.sessions_expired > 0, "sessions expired");
+    assert!(nat.stats.icmp_errors_sent > 0, "exhaustion answered");
+    assert!(nn.dropped() > 0);
+    assert!(fw.stats.connections_created > 0 && pol.stats.red > 0);
+    assert!(sh.stats.queued > 0);
+    assert_eq!(
+        ALLOCS.load(Ordering::SeqCst),
+        0,
+        "allocations on the packet path"
+    );
+}

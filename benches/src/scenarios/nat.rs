@@ -126,7 +126,7 @@ fn drive(
         let c0 = cycles();
         stage.process(&mut b, node, out);
         nb += 1;
-        if nb % tick_every == 0 {
+        if nb.is_multiple_of(tick_every) {
             stage.tick(out);
         }
         let c1 = cycles();
@@ -152,11 +152,21 @@ fn drive(
     }
 }
 
-fn report(name: &str, p: &Params, r: &Run, drops: u64, extra: serde_json::Map<String, serde_json::Value>) -> Report {
+fn report(
+    name: &str,
+    p: &Params,
+    r: &Run,
+    drops: u64,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Report {
     // Per-core rate from the median batch cost; the mean (which counts time the
     // thread spent descheduled on a shared machine) is reported beside it.
     let mean_cpp = r.cycles as f64 / r.packets.max(1) as f64;
-    let cpp = if r.median_cpp > 0.0 { r.median_cpp } else { mean_cpp };
+    let cpp = if r.median_cpp > 0.0 {
+        r.median_cpp
+    } else {
+        mean_cpp
+    };
     let mpps = r.hz / cpp / 1e6;
     let mean_bytes = r.bytes as f64 / r.packets.max(1) as f64;
     let mut extra = extra;
@@ -224,7 +234,17 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
             let f = next;
             next += 1;
             let (s, j) = (f / FLOWS_PER_SUB, f % FLOWS_PER_SUB);
-            (frame(buf, size.nth(f as usize), sub_addr(s), 10_000 + j as u16, REMOTE, REMOTE_PORT), 0)
+            (
+                frame(
+                    buf,
+                    size.nth(f as usize),
+                    sub_addr(s),
+                    10_000 + j as u16,
+                    REMOTE,
+                    REMOTE_PORT,
+                ),
+                0,
+            )
         });
         nat.process(&mut b, &mut node, &mut out);
         b.free_all(&mut gc);
@@ -235,7 +255,9 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     let setup_s = t_setup.elapsed().as_secs_f64();
     let sessions = nat.session_count();
     if sessions < n_flows as usize * 99 / 100 {
-        return Err(anyhow!("set-up opened only {sessions} of {n_flows} sessions"));
+        return Err(anyhow!(
+            "set-up opened only {sessions} of {n_flows} sessions"
+        ));
     }
     // Outside ports of every flow, for the out→in direction.
     let mut ext = vec![(0u32, 0u16); n_flows as usize];
@@ -262,7 +284,10 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
         k += 1;
         let (s, j) = (f / FLOWS_PER_SUB, f % FLOWS_PER_SUB);
         if rng.gen::<bool>() {
-            (frame(buf, sz, sub_addr(s), 10_000 + j as u16, REMOTE, REMOTE_PORT), 0)
+            (
+                frame(buf, sz, sub_addr(s), 10_000 + j as u16, REMOTE, REMOTE_PORT),
+                0,
+            )
         } else {
             let (a, port) = ext[f as usize];
             (frame(buf, sz, REMOTE, REMOTE_PORT, a, port), 1)
@@ -272,9 +297,15 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     extra.insert("sessions".into(), (nat.session_count() as u64).into());
     extra.insert("subscribers".into(), (nat.subscriber_count() as u64).into());
     extra.insert("port_blocks".into(), nat.blocks_in_use().into());
-    extra.insert("setup_sessions_per_s".into(), (sessions as f64 / setup_s).into());
+    extra.insert(
+        "setup_sessions_per_s".into(),
+        (sessions as f64 / setup_s).into(),
+    );
     extra.insert("setup_drops".into(), setup_drops.into());
-    extra.insert("table_mib".into(), (nat.memory() as f64 / (1 << 20) as f64).into());
+    extra.insert(
+        "table_mib".into(),
+        (nat.memory() as f64 / (1 << 20) as f64).into(),
+    );
     extra.insert("drop_reasons".into(), drop_map(&node));
     extra.insert("tsc_ghz".into(), (r.hz / 1e9).into());
     Ok(report("nat44", p, &r, node.dropped(), extra))
@@ -322,7 +353,10 @@ pub fn nat44_new(p: &Params) -> anyhow::Result<Report> {
     let mut extra = serde_json::Map::new();
     extra.insert("sessions_created".into(), created.into());
     extra.insert("sessions_expired".into(), nat.stats.sessions_expired.into());
-    extra.insert("sessions_active_at_end".into(), (nat.session_count() as u64).into());
+    extra.insert(
+        "sessions_active_at_end".into(),
+        (nat.session_count() as u64).into(),
+    );
     extra.insert(
         "new_sessions_per_s".into(),
         ((r.packets - node.dropped()) as f64 / (r.cycles as f64 / r.hz)).into(),
@@ -344,7 +378,11 @@ pub fn fw(p: &Params) -> anyhow::Result<Report> {
         let lo: u16 = rng.gen_range(1..60_000);
         let hi = lo.saturating_add(rng.gen_range(0..2000));
         rules.push(RuleConfig {
-            action: if rng.gen::<bool>() { Action::Allow } else { Action::Deny },
+            action: if rng.gen::<bool>() {
+                Action::Allow
+            } else {
+                Action::Deny
+            },
             src: Some(format!("{}/{len}", std::net::Ipv4Addr::from(a))),
             dst: None,
             proto: Some(if rng.gen::<bool>() { "tcp" } else { "udp" }.into()),

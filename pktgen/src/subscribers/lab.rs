@@ -11,13 +11,14 @@ use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::mem::{pair, MemPort};
 use dataplane::port::Port;
 use dataplane::stage::Pipeline;
+use dataplane::stages::nat::{CgnatConfig, Nat44, NatConfig};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vbng::config::{Config, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
-use vbng::fastpath::{FastPath, FastPathConfig};
+use vbng::fastpath::{FastPath, FastPathConfig, Mode};
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
 
@@ -42,6 +43,10 @@ pub struct LabConfig {
     pub rate: (u64, u64),
     /// Run the downstream phase.
     pub downstream: bool,
+    /// CGNAT public pool (e.g. `198.51.100.0/28`): the pipeline becomes
+    /// `bng-fastpath(up) → nat44 → bng-fastpath(down)`; the downstream phase answers the
+    /// translated flows seen by the core sink.
+    pub cgnat: Option<String>,
 }
 
 impl Default for LabConfig {
@@ -56,6 +61,7 @@ impl Default for LabConfig {
             setup_timeout: Duration::from_secs(120),
             rate: (0, 0),
             downstream: true,
+            cgnat: None,
         }
     }
 }
@@ -120,7 +126,7 @@ struct Bng {
     out: Out,
     access: MemPort,
     core: MemPort,
-    updates: Arc<vbng::fastpath::UpdateQueue>,
+    updates: Vec<Arc<vbng::fastpath::UpdateQueue>>,
     busy: Duration,
     batch: Batch,
 }
@@ -184,7 +190,9 @@ impl Bng {
         let mut q: VecDeque<Vec<u8>> = self.cp.take_tx().into_iter().map(|(_, f)| f).collect();
         send_frames(&mut self.access, &mut self.out.cache, &mut q);
         for u in self.cp.take_fib() {
-            let _ = self.updates.push(u);
+            for q in &self.updates {
+                let _ = q.push(u.clone());
+            }
         }
         self.busy += t.elapsed();
     }
@@ -241,23 +249,50 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let counters = SessionCounters::new(n as usize);
     let cp = ControlPlane::new(&bcfg, n, counters.clone(), Rng::from_os())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let updates = vbng::fastpath::update_queue((n as usize * 2).max(1024));
     let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
     let sink_mac = sink.mac().unwrap_or([2, 0, 0, 0, 0, 3]);
-    let fp = FastPath::new(
-        FastPathConfig {
-            access_port: 0,
-            core_port: 1,
-            access_mac: cp.mac(),
-            core_mac,
-            core_next_hop: sink_mac,
-            max_sessions: n,
-        },
-        updates.clone(),
-        counters,
-    );
+    let fcfg = FastPathConfig {
+        access_port: 0,
+        core_port: 1,
+        access_mac: cp.mac(),
+        core_mac,
+        core_next_hop: sink_mac,
+        max_sessions: n,
+    };
+    let qcap = (n as usize * 2).max(1024);
     let mut pipeline = Pipeline::new();
-    pipeline.push(Box::new(fp));
+    let mut updates = Vec::new();
+    match &cfg.cgnat {
+        None => {
+            let q = vbng::fastpath::update_queue(qcap);
+            pipeline.push(Box::new(FastPath::new(fcfg, q.clone(), counters)));
+            updates.push(q);
+        }
+        Some(pool_spec) => {
+            let (q1, q2) = (
+                vbng::fastpath::update_queue(qcap),
+                vbng::fastpath::update_queue(qcap),
+            );
+            pipeline.push(Box::new(
+                FastPath::new(fcfg.clone(), q1.clone(), counters.clone()).with_mode(Mode::Upstream),
+            ));
+            let nat = Nat44::new(&NatConfig {
+                inside_ports: vec![0],
+                pool: vec![pool_spec.clone()],
+                cgnat: Some(CgnatConfig::default()),
+                max_subscribers: n.max(16),
+                max_sessions: (n * 4).max(1 << 16),
+                ..NatConfig::default()
+            })
+            .map_err(|e| anyhow::anyhow!("cgnat: {e:?}"))?;
+            pipeline.push(Box::new(nat));
+            pipeline.push(Box::new(
+                FastPath::new(fcfg, q2.clone(), counters).with_mode(Mode::Downstream),
+            ));
+            updates.push(q1);
+            updates.push(q2);
+        }
+    }
     let mut bng = Bng {
         cp,
         pipeline,
@@ -358,6 +393,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             }
         }
         progress("upstream traffic");
+        let mut flows = Vec::new();
+        let want_flows = cfg.cgnat.is_some().then_some(&mut flows);
         report.upstream = traffic(
             &mut bng,
             &mut gen,
@@ -366,17 +403,40 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             &templates,
             cfg.packets,
             &t0,
+            want_flows,
         );
         if cfg.downstream {
-            let mut templates = Vec::new();
-            for (k, &i) in up_ids.iter().enumerate() {
-                let size = cfg
-                    .frame_sizes
+            let size_of = |k: usize| {
+                cfg.frame_sizes
                     .get(k % cfg.frame_sizes.len().max(1))
                     .copied()
-                    .unwrap_or(64);
-                if let Some(f) = emu.downstream_frame(i, 0xc633_6401, core_mac, sink_mac, size) {
+                    .unwrap_or(64)
+            };
+            let mut templates = Vec::new();
+            if cfg.cgnat.is_some() {
+                // Answer the translated flows the core saw (public address and port).
+                for (k, &(ip, port)) in flows.iter().enumerate() {
+                    let size = size_of(k);
+                    let mut f = Vec::with_capacity(size);
+                    f.extend_from_slice(&core_mac);
+                    f.extend_from_slice(&sink_mac);
+                    f.extend_from_slice(&[0x08, 0x00]);
+                    f.extend_from_slice(&super::ipv4_udp(
+                        0xc633_6401,
+                        ip,
+                        size.saturating_sub(14).clamp(28, 1492),
+                        5001,
+                        port,
+                    ));
                     templates.push(f);
+                }
+            } else {
+                for (k, &i) in up_ids.iter().enumerate() {
+                    if let Some(f) =
+                        emu.downstream_frame(i, 0xc633_6401, core_mac, sink_mac, size_of(k))
+                    {
+                        templates.push(f);
+                    }
                 }
             }
             progress("downstream traffic");
@@ -388,6 +448,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 &templates,
                 cfg.packets,
                 &t0,
+                None,
             ));
         }
     }
@@ -428,7 +489,9 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
 }
 
 /// Offer `packets` frames from `templates` (round robin) on `tx`, run the BNG, count
-/// what arrives on `rx`.
+/// what arrives on `rx`; with `flows`, record the distinct (source address, UDP source
+/// port) of the first frames received (one per template).
+#[allow(clippy::too_many_arguments)]
 fn traffic(
     bng: &mut Bng,
     tx: &mut MemPort,
@@ -437,7 +500,10 @@ fn traffic(
     templates: &[Vec<u8>],
     packets: u64,
     t0: &Instant,
+    mut flows: Option<&mut Vec<(u32, u16)>>,
 ) -> TrafficReport {
+    let mut seen = std::collections::HashSet::new();
+
     let mut sent = 0u64;
     let mut received = 0u64;
     let mut bytes = 0u64;
@@ -477,6 +543,22 @@ fn traffic(
                 break;
             }
             got += n;
+            if let Some(fl) = flows.as_deref_mut() {
+                if seen.len() < templates.len() {
+                    for p in rxb.iter() {
+                        let d = p.data();
+                        if let (Some(a), Some(b)) = (d.get(26..30), d.get(34..36)) {
+                            let k = (
+                                u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+                                u16::from_be_bytes([b[0], b[1]]),
+                            );
+                            if seen.insert(k) {
+                                fl.push(k);
+                            }
+                        }
+                    }
+                }
+            }
             rxb.free_all(cache);
         }
         received += got as u64;
@@ -543,6 +625,25 @@ mod tests {
             assert_eq!(r.sessions_after_teardown, 0);
             assert!(r.setup_p99_ms >= r.setup_p50_ms);
         }
+    }
+
+    #[test]
+    fn cgnat_on_the_way_to_the_core() {
+        let r = run(
+            &LabConfig {
+                sessions: 50,
+                packets: 5_000,
+                cgnat: Some("203.0.113.0/30".into()),
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.sessions_established, 50);
+        assert_eq!(r.upstream.received, 5_000, "{}", r.bng_errors);
+        let d = r.downstream.as_ref().unwrap();
+        assert_eq!(d.sent, 5_000);
+        assert_eq!(d.received, 5_000, "{}", r.bng_errors);
     }
 
     #[test]

@@ -78,6 +78,21 @@ struct Sess {
     mtu: u16,
 }
 
+/// Which half of the work a `bng-fastpath` instance does. With CGNAT the pipeline is
+/// `[Upstream] → nat44 → [Downstream]`: decapsulated upstream packets are kept for the
+/// NAT and forwarded to the core by the second instance; core packets pass the first
+/// instance untouched and are encapsulated by the second after the NAT. Each instance
+/// has its own table copy, fed by its own update queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Both directions in one stage (no NAT).
+    Both,
+    /// Decapsulate upstream, keep everything for the next stage.
+    Upstream,
+    /// Encapsulate downstream; send kept (already decapsulated) upstream packets to the core.
+    Downstream,
+}
+
 /// Fast-path configuration.
 #[derive(Debug, Clone)]
 pub struct FastPathConfig {
@@ -98,6 +113,7 @@ pub struct FastPathConfig {
 /// The stage.
 pub struct FastPath {
     cfg: FastPathConfig,
+    mode: Mode,
     by_key: HashMap<Key, u32>,
     by_ip: HashMap<u32, u32>,
     sess: Vec<Option<Sess>>,
@@ -131,6 +147,7 @@ impl FastPath {
     ) -> FastPath {
         let n = cfg.max_sessions as usize;
         FastPath {
+            mode: Mode::Both,
             by_key: HashMap::with_capacity(n),
             by_ip: HashMap::with_capacity(n),
             sess: (0..n).map(|_| None).collect(),
@@ -138,6 +155,12 @@ impl FastPath {
             updates,
             counters,
         }
+    }
+
+    /// Set the mode (default [`Mode::Both`]).
+    pub fn with_mode(mut self, mode: Mode) -> FastPath {
+        self.mode = mode;
+        self
     }
 
     /// Installed sessions.
@@ -416,15 +439,17 @@ impl Stage for FastPath {
         while let Some(u) = self.updates.pop() {
             self.apply(u, now);
         }
-        let (access, core) = (self.cfg.access_port, self.cfg.core_port);
-        batch.dispatch(node, out, |p, _| {
-            if p.meta.port == core {
-                self.downstream(p, now)
-            } else if p.meta.port == access {
-                self.upstream(p, now)
-            } else {
-                Next::Drop(E_ETHERTYPE)
-            }
+        let (access, core, mode) = (self.cfg.access_port, self.cfg.core_port, self.mode);
+        batch.dispatch(node, out, |p, _| match (mode, p.meta.port) {
+            (Mode::Both | Mode::Downstream, x) if x == core => self.downstream(p, now),
+            (Mode::Upstream, x) if x == core => Next::Keep,
+            (Mode::Both, x) if x == access => self.upstream(p, now),
+            (Mode::Upstream, x) if x == access => match self.upstream(p, now) {
+                Next::Port(_) => Next::Keep,
+                n => n,
+            },
+            (Mode::Downstream, x) if x == access => Next::Port(core),
+            _ => Next::Drop(E_ETHERTYPE),
         });
     }
 }

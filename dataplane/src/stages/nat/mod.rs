@@ -1079,6 +1079,10 @@ impl Nat44 {
         if !inside && !self.in_pool(dst) {
             return r; // not addressed to the NAT
         }
+        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        if inside && (dst >> 28 == 0xe || dst == u32::MAX || src == 0) {
+            return r; // multicast, broadcast, unconfigured source: not translated
+        }
         if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
             r.act = Act::Drop(reason::FRAGMENT);
             return r;
@@ -1089,7 +1093,7 @@ impl Nat44 {
         r.l3 = l3 as u16;
         r.l4 = l4 as u16;
         r.end = end as u16;
-        r.flow.src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        r.flow.src = src;
         r.flow.dst = dst;
         r.flow.proto = proto;
         let need = match proto {

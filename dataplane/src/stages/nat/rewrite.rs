@@ -71,7 +71,7 @@ fn csum_off(proto: u8) -> usize {
 /// Rewrites the source (`dst == false`) or destination address of the IPv4 header at
 /// `l3` to `addr`, and the matching port (or the ICMP query identifier) of the L4
 /// header at `l4` to `port`, updating both checksums.
-#[inline]
+#[inline(always)]
 pub fn rewrite(b: &mut [u8], l3: usize, l4: usize, proto: u8, dst: bool, addr: u32, port: u16) {
     let ao = l3 + if dst { 16 } else { 12 };
     let old_addr = rd32(b, ao);

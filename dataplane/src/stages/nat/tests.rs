@@ -313,6 +313,12 @@ fn not_for_pool_passes_untouched() {
     assert_eq!(h.run(OUT, &f).unwrap(), f);
     let arp = [0xffu8; 60];
     assert!(h.run(IN, &arp).is_some());
+    // DHCP discover and multicast from inside are not translated.
+    let dhcp = udp([0, 0, 0, 0], 68, [255, 255, 255, 255], 67);
+    assert_eq!(h.run(IN, &dhcp).unwrap(), dhcp);
+    let mdns = udp([10, 0, 0, 1], 5353, [224, 0, 0, 251], 5353);
+    assert_eq!(h.run(IN, &mdns).unwrap(), mdns);
+    assert_eq!(h.nat.session_count(), 0);
 }
 
 #[test]

@@ -129,6 +129,7 @@ struct Bng {
     updates: Vec<Arc<vbng::fastpath::UpdateQueue>>,
     busy: Duration,
     batch: Batch,
+    pending: VecDeque<Vec<u8>>,
 }
 
 fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u8>>) {
@@ -187,8 +188,10 @@ impl Bng {
         }
         // Timers, the control plane's own transmissions, table updates.
         self.cp.poll(now_ms);
-        let mut q: VecDeque<Vec<u8>> = self.cp.take_tx().into_iter().map(|(_, f)| f).collect();
-        send_frames(&mut self.access, &mut self.out.cache, &mut q);
+        // Frames the ring cannot take now wait in the backlog (never dropped).
+        self.pending
+            .extend(self.cp.take_tx().into_iter().map(|(_, f)| f));
+        send_frames(&mut self.access, &mut self.out.cache, &mut self.pending);
         for u in self.cp.take_fib() {
             for q in &self.updates {
                 let _ = q.push(u.clone());
@@ -302,6 +305,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         updates,
         busy: Duration::ZERO,
         batch: Batch::new(),
+        pending: VecDeque::new(),
     };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {

@@ -204,6 +204,9 @@ struct Entry {
     acct_started: bool,
     installed: bool,
     pending_creds: Option<Credentials>,
+    /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
+    pads: Option<Vec<u8>>,
+    host_uniq: Vec<u8>,
 }
 
 /// The control plane.
@@ -216,6 +219,7 @@ pub struct ControlPlane {
     free: Vec<u32>,
     gen: u32,
     by_key: HashMap<(AccessKey, u16), u32>,
+    by_host: HashMap<(AccessKey, Vec<u8>), u32>,
     next_sid: u16,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
     radius: Option<Client>,
@@ -358,6 +362,7 @@ impl ControlPlane {
             free: (0..n).rev().collect(),
             gen: 0,
             by_key: HashMap::with_capacity(n as usize),
+            by_host: HashMap::with_capacity(n as usize),
             next_sid: 1,
             timers: BinaryHeap::new(),
             radius,
@@ -523,6 +528,17 @@ impl ControlPlane {
     }
 
     fn new_session(&mut self, key: &AccessKey, req: SessionRequest, now: u64) {
+        let hu = req.host_uniq.clone().unwrap_or_default();
+        if let Some(&idx) = self.by_host.get(&(*key, hu.clone())) {
+            // A retransmitted PADR (RFC 2516 §5.4): our PADS was lost; send it again
+            // while the link is still being established, else ignore.
+            if let Some(Some(e)) = self.slots.get(idx as usize) {
+                if let Some(f) = e.pads.clone() {
+                    self.tx.push((key.port, f));
+                }
+            }
+            return;
+        }
         let Some(idx) = self.free.pop() else {
             self.stats.table_full += 1;
             let p = self.disc.padt(
@@ -541,7 +557,7 @@ impl ControlPlane {
         };
         let pads = self.disc.pads(&req, sid);
         let f = self.frame(key, ETHERTYPE_PPPOE_DISC, &pads);
-        self.tx.push((key.port, f));
+        self.tx.push((key.port, f.clone()));
         let mut link = self.link.clone();
         if let Some(m) = req.max_payload {
             link.mru = m;
@@ -569,11 +585,14 @@ impl ControlPlane {
             acct_started: false,
             installed: false,
             pending_creds: None,
+            pads: Some(f),
+            host_uniq: hu.clone(),
         };
         if let Some(s) = self.slots.get_mut(idx as usize) {
             *s = Some(e);
         }
         self.by_key.insert((*key, sid), idx);
+        self.by_host.insert((*key, hu), idx);
         self.stats.sessions_created += 1;
         self.events(idx, ev, now);
     }
@@ -878,6 +897,9 @@ impl ControlPlane {
             self.pools.free(e.ip);
         }
         self.by_key.remove(&(e.key, e.sid));
+        if self.by_host.get(&(e.key, e.host_uniq.clone())) == Some(&idx) {
+            self.by_host.remove(&(e.key, e.host_uniq));
+        }
         self.free.push(idx);
         self.stats.sessions_ended += 1;
     }

@@ -1313,6 +1313,27 @@ mod tests {
     }
 
     #[test]
+    fn retransmitted_padr_gets_the_same_session() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        let mut s = sub(5, "alice", "pw", AuthProto::Pap);
+        let mut up = Vec::new();
+        s.start(0, &mut up);
+        c.input(0, &up[0], 0);
+        let pado = c.take_tx();
+        up.clear();
+        s.input(&pado[0].1, 0, &mut up);
+        let padr = up[0].clone();
+        c.input(0, &padr, 0);
+        let first = c.take_tx();
+        // The PADS is "lost"; the host retransmits its PADR.
+        c.input(0, &padr, 1000);
+        let again = c.take_tx();
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.stats.sessions_created, 1);
+        assert_eq!(first[0].1, again[0].1, "the same PADS is resent");
+    }
+
+    #[test]
     fn keepalive_failure_ends_session() {
         let mut cfg = cfg_with_users(AuthProto::Pap);
         cfg.keepalive_interval_s = 1;

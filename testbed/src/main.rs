@@ -3,8 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod image;
 mod lab_router;
+mod netns;
 
 #[derive(Parser)]
 #[command(about = "NFV lab orchestration and KPI runs")]
@@ -21,6 +23,19 @@ enum Cmd {
     /// Run a lab (`lab router`: generator -> router -> sink in memory, no root)
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io`, root)
+    #[command(subcommand)]
+    Compare(CompareCmd),
+}
+
+#[derive(Subcommand)]
+enum CompareCmd {
+    /// Our router over AF_XDP vs Linux IPv4 forwarding in a namespace.
+    Forward(compare::CompareArgs),
+    /// Our NAT44 vs Linux nftables masquerade.
+    Nat(compare::CompareArgs),
+    /// Our raw port I/O vs dpdk-testpmd io-forward on the same veths.
+    Io(compare::CompareArgs),
 }
 
 #[derive(Subcommand)]
@@ -34,5 +49,8 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Image(c) => image::main(c),
         Cmd::Lab(LabCmd::Router(a)) => lab_router::main(a),
+        Cmd::Compare(CompareCmd::Forward(a)) => compare::forward(a),
+        Cmd::Compare(CompareCmd::Nat(a)) => compare::nat(a),
+        Cmd::Compare(CompareCmd::Io(a)) => compare::io(a),
     }
 }

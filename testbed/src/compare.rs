@@ -1,0 +1,621 @@
+//! Side-by-side runs on one veth topology with one generator, in one command:
+//!
+//! ```text
+//!   netns T (generator + sink, this process)      netns D (device under test)
+//!   g0 ───────────── veth ───────────────────────── d0   192.0.2.1/24
+//!   s0 ───────────── veth ───────────────────────── d1   198.51.100.1/24
+//! ```
+//!
+//! The generator sends UDP flows to 198.18.0.0/15 (RFC 2544 §12 test range) from g0
+//! to d0's MAC; the DUT routes them out of d1 to the sink's MAC (static neighbour
+//! 198.51.100.2); the sink counts them on s0. Each DUT gets the same offered load:
+//!
+//! * `forward`: ours = the `router` VNF process on `afxdp:d0`/`afxdp:d1` (AF_PACKET
+//!   when AF_XDP is unavailable); theirs = Linux IPv4 forwarding (`ip_forward=1`).
+//! * `nat`: ours = the router with NAT44 (when the VNF offers it); theirs = nftables
+//!   masquerade on d1.
+//! * `io`: ours = raw port I/O (receive on d0, transmit on d1, no processing) in a
+//!   pinned loop; theirs = `dpdk-testpmd --forward-mode=io` on `net_af_packet`/
+//!   `net_af_xdp` vdevs over the same veths.
+//!
+//! Per-core figures: our DUTs busy-poll one core, so ours_mpps_per_core = received
+//! Mpps. Linux forwards in softirq context, much of it on the generator's CPU (veth
+//! delivers in the sender's context), so its cores are the system-wide softirq time
+//! (`/proc/stat`) plus the generator's extra system time compared with the run
+//! against our DUT, per second of wall time, floored at 0.05 core. testpmd uses one
+//! forwarding core.
+
+use crate::netns::{in_netns, Lab};
+use anyhow::{bail, Context};
+use dataplane::buf::Pool;
+use dataplane::port::spec;
+use pktgen::profile::{FieldSpec, Mode, Scalar, SizeSpec, StreamSpec};
+use pktgen::run::{run_loop, RunResult};
+use pktgen::{Generator, Receiver, Stream};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `testbed compare ...`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Seconds of traffic per DUT.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Frame size (incl. FCS).
+    #[arg(long, default_value_t = 64)]
+    pub size: u16,
+    /// Offered rate (`max` or e.g. `2Mpps`).
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Flows (UDP source ports).
+    #[arg(long, default_value_t = 256)]
+    pub flows: u32,
+    /// Port backend for the generator, the sink and our DUT: afxdp or afpacket.
+    #[arg(long, default_value = "afxdp")]
+    pub io: String,
+    /// The router VNF binary (default: `router` next to this executable, or $ROUTER_BIN).
+    #[arg(long)]
+    pub router_bin: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `compare` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub compare: &'static str,
+    pub ours: String,
+    pub theirs: String,
+    pub frame_size: u16,
+    pub duration_s: f64,
+    pub io: String,
+    pub offered_mpps_ours: f64,
+    pub offered_mpps_theirs: f64,
+    pub received_mpps_ours: f64,
+    pub received_mpps_theirs: f64,
+    pub plr_ours: f64,
+    pub plr_theirs: f64,
+    pub ours_cores: f64,
+    pub theirs_cores: f64,
+    /// Received Mpps per DUT core.
+    pub ours_mpps: f64,
+    pub theirs_mpps: f64,
+    /// ours_mpps / theirs_mpps.
+    pub ratio: f64,
+    pub machine: String,
+}
+
+fn router_bin(args: &CompareArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.router_bin {
+        if !p.is_file() {
+            bail!("router binary {} not found", p.display());
+        }
+        return Ok(p.clone());
+    }
+    if let Ok(p) = std::env::var("ROUTER_BIN") {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let c = dir.join("router");
+        if c.is_file() {
+            return Ok(c);
+        }
+    }
+    bail!(
+        "router binary not found next to {} (build it: cargo build -p vnf-router --bin router, or pass --router-bin)",
+        exe.display()
+    )
+}
+
+/// The two-namespace topology.
+struct Topo {
+    lab: Lab,
+    t: String,
+    d: String,
+    mac_g0: String,
+    mac_s0: String,
+    mac_d0: String,
+    mac_d1: String,
+}
+
+fn topo(tag: &str) -> anyhow::Result<Topo> {
+    let lab = Lab::new(tag)?;
+    let t = lab.netns("t")?;
+    let d = lab.netns("d")?;
+    lab.veth(&t, "g0", &d, "d0")?;
+    lab.veth(&t, "s0", &d, "d1")?;
+    // generator/sink interfaces must not answer or route anything themselves
+    for (ns, dev) in [(&t, "g0"), (&t, "s0")] {
+        let _ = lab.exec(
+            ns,
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+            ],
+        );
+    }
+    let mac_g0 = lab.mac(&t, "g0")?;
+    let mac_s0 = lab.mac(&t, "s0")?;
+    let mac_d0 = lab.mac(&d, "d0")?;
+    let mac_d1 = lab.mac(&d, "d1")?;
+    Ok(Topo {
+        lab,
+        t,
+        d,
+        mac_g0,
+        mac_s0,
+        mac_d0,
+        mac_d1,
+    })
+}
+
+fn stream(args: &CompareArgs, src_mac: &str, dst_mac: &str) -> StreamSpec {
+    let mut s = StreamSpec::udp("compare");
+    s.src_mac = Some(src_mac.into());
+    s.dst_mac = Some(dst_mac.into());
+    s.ip.src = "192.0.2.2".into();
+    s.ip.dst = "198.18.0.1".into();
+    s.l4.sport = FieldSpec::Vary {
+        from: Scalar::Num(1024),
+        to: Scalar::Num(1024 + args.flows.clamp(1, 60000) as u64 - 1),
+        step: None,
+        mode: Mode::Inc,
+    };
+    s.l4.dport = 5001u64.into();
+    s.size = SizeSpec::Fixed(args.size as u64);
+    s.rate = Scalar::Str(args.rate.clone());
+    s.burst = 256;
+    s
+}
+
+/// Sends from g0 and counts on s0 inside namespace T.
+fn traffic(topo: &Topo, args: &CompareArgs, s: &StreamSpec) -> anyhow::Result<RunResult> {
+    let pool = Pool::new(32768).context("pool")?;
+    let io = args.io.as_str();
+    let (mut tx, mut rx) = in_netns(&topo.t, || -> anyhow::Result<_> {
+        let tx = spec::open_str(&format!("{io}:g0"))?;
+        let rx = spec::open_str(&format!("{io}:s0"))?;
+        Ok((tx, rx))
+    })??;
+    let mut g = Generator::new(vec![Stream::new(0, s)?]);
+    let mut rcv = Receiver::new();
+    let mut cache = pool.cache();
+    // warm-up: let the DUT settle (ARP/ND are static, but XDP attach takes a moment)
+    std::thread::sleep(Duration::from_millis(300));
+    let r = run_loop(
+        &mut g,
+        tx.as_mut(),
+        rx.as_mut(),
+        &mut rcv,
+        &mut cache,
+        Duration::from_secs_f64(args.duration),
+        Duration::from_millis(300),
+        |_| {},
+    );
+    Ok(r)
+}
+
+/// Softirq jiffies summed over CPUs (/proc/stat "cpu" line, 7th field).
+fn softirq_jiffies() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(7)
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// System CPU seconds of this process (generator and sink run here).
+fn self_sys_secs() -> f64 {
+    // SAFETY: getrusage fills a valid rusage for RUSAGE_SELF.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|x| x.trim().to_string())
+        })
+        .unwrap_or_default();
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let k = crate::netns::sh(&["uname", "-r"]).unwrap_or_default();
+    format!("{cpu}, {n} cores, Linux {}", k.trim())
+}
+
+fn router_config(io: &str, topo: &Topo, nat: bool) -> String {
+    let mut s = format!(
+        r#"[engine]
+workers = 1
+pool_buffers = 32768
+
+[[interface]]
+name = "d0"
+port = "{io}:d0"
+mac = "{}"
+ipv4 = ["192.0.2.1/24"]
+
+[[interface]]
+name = "d1"
+port = "{io}:d1"
+mac = "{}"
+ipv4 = ["198.51.100.1/24"]
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = "198.51.100.2"
+
+[[neighbor]]
+ip = "198.51.100.2"
+mac = "{}"
+"#,
+        topo.mac_d0, topo.mac_d1, topo.mac_s0
+    );
+    if nat {
+        s.push_str("\n[nat]\noutside = \"d1\"\naddress = \"198.51.100.1\"\n");
+    }
+    s
+}
+
+fn run_ours_router(topo: &Topo, args: &CompareArgs, nat: bool) -> anyhow::Result<(RunResult, f64)> {
+    let bin = router_bin(args)?;
+    let dir = std::env::temp_dir().join(format!("{}-router", topo.lab.prefix()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("router.toml");
+    std::fs::write(&cfg, router_config(&args.io, topo, nat))?;
+    let log = dir.join("router.log");
+    let bin_s = bin.display().to_string();
+    let cfg_s = cfg.display().to_string();
+    topo.lab
+        .spawn(&topo.d, &[&bin_s, "--config", &cfg_s], Some(&log))?;
+    // wait until the router says it is ready
+    let mut ready = false;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(50));
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("router ready") {
+            ready = true;
+            break;
+        }
+        if l.contains("Error") || l.contains("error") {
+            bail!("router failed to start: {l}");
+        }
+    }
+    if !ready {
+        bail!(
+            "router did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
+    let s0 = self_sys_secs();
+    let r = traffic(topo, args, &s)?;
+    let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
+    Ok((r, sys))
+}
+
+/// Linux forwarding; `gen_sys` is the generator's system CPU per second measured in
+/// the run with our DUT (the generator's own syscall cost), so that the extra system
+/// time here — veth delivery and forwarding done in the generator's context — counts
+/// as the kernel DUT's.
+fn run_linux_forward(
+    topo: &Topo,
+    args: &CompareArgs,
+    nat: bool,
+    gen_sys: f64,
+) -> anyhow::Result<(RunResult, f64)> {
+    let l = &topo.lab;
+    let d = &topo.d;
+    l.exec(d, &["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
+    l.exec(d, &["ip", "addr", "add", "198.51.100.1/24", "dev", "d1"])?;
+    l.exec(d, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+    for k in ["all", "default", "d0", "d1"] {
+        l.exec(
+            d,
+            &["sysctl", "-qw", &format!("net.ipv4.conf.{k}.rp_filter=0")],
+        )?;
+    }
+    l.exec(d, &["ip", "route", "add", "default", "via", "198.51.100.2"])?;
+    l.exec(
+        d,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "198.51.100.2",
+            "lladdr",
+            &topo.mac_s0,
+            "dev",
+            "d1",
+            "nud",
+            "permanent",
+        ],
+    )?;
+    l.exec(
+        d,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "192.0.2.2",
+            "lladdr",
+            &topo.mac_g0,
+            "dev",
+            "d0",
+            "nud",
+            "permanent",
+        ],
+    )?;
+    if nat {
+        l.exec(d, &["nft", "add", "table", "ip", "nat"])?;
+        l.exec(
+            d,
+            &[
+                "nft",
+                "add",
+                "chain",
+                "ip",
+                "nat",
+                "post",
+                "{ type nat hook postrouting priority 100 ; }",
+            ],
+        )?;
+        l.exec(
+            d,
+            &[
+                "nft",
+                "add",
+                "rule",
+                "ip",
+                "nat",
+                "post",
+                "oifname",
+                "d1",
+                "masquerade",
+            ],
+        )?;
+    }
+    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
+    let j0 = softirq_jiffies();
+    let s0 = self_sys_secs();
+    let r = traffic(topo, args, &s)?;
+    let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
+    let j1 = softirq_jiffies();
+    let softirq = (j1.saturating_sub(j0)) as f64 / clk_tck() / r.seconds.max(1e-3);
+    let cores = (softirq + (sys - gen_sys).max(0.0)).max(0.05);
+    Ok((r, cores))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    which: &'static str,
+    ours: &str,
+    theirs: &str,
+    args: &CompareArgs,
+    o: &RunResult,
+    t: &RunResult,
+    ours_cores: f64,
+    theirs_cores: f64,
+) -> CompareReport {
+    let om = o.rx_pps / 1e6 / ours_cores;
+    let tm = t.rx_pps / 1e6 / theirs_cores;
+    CompareReport {
+        compare: which,
+        ours: ours.into(),
+        theirs: theirs.into(),
+        frame_size: args.size,
+        duration_s: args.duration,
+        io: args.io.clone(),
+        offered_mpps_ours: o.tx_pps / 1e6,
+        offered_mpps_theirs: t.tx_pps / 1e6,
+        received_mpps_ours: o.rx_pps / 1e6,
+        received_mpps_theirs: t.rx_pps / 1e6,
+        plr_ours: o.rx.plr,
+        plr_theirs: t.rx.plr,
+        ours_cores,
+        theirs_cores,
+        ours_mpps: om,
+        theirs_mpps: tm,
+        ratio: if tm > 0.0 { om / tm } else { 0.0 },
+        machine: machine(),
+    }
+}
+
+fn print(r: &CompareReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!(
+            "compare {} ({} B, {:.1} s, {} ports)",
+            r.compare, r.frame_size, r.duration_s, r.io
+        );
+        println!(
+            "  ours   {:<28} offered {:>7.3} Mpps  received {:>7.3} Mpps  PLR {:.4}  {:.2} core(s)  {:.3} Mpps/core",
+            r.ours, r.offered_mpps_ours, r.received_mpps_ours, r.plr_ours, r.ours_cores, r.ours_mpps
+        );
+        println!(
+            "  theirs {:<28} offered {:>7.3} Mpps  received {:>7.3} Mpps  PLR {:.4}  {:.2} core(s)  {:.3} Mpps/core",
+            r.theirs, r.offered_mpps_theirs, r.received_mpps_theirs, r.plr_theirs, r.theirs_cores, r.theirs_mpps
+        );
+        println!("  ratio (ours/theirs per DUT core): {:.2}", r.ratio);
+        println!("  machine: {}", r.machine);
+    }
+    Ok(())
+}
+
+/// `testbed compare forward`.
+pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
+    let (o, gen_sys) = {
+        let t = topo("fo")?;
+        run_ours_router(&t, &args, false)?
+    };
+    let (t, cores) = {
+        let tp = topo("fl")?;
+        run_linux_forward(&tp, &args, false, gen_sys)?
+    };
+    let r = report(
+        "forward",
+        &format!("vnf-router ({})", args.io),
+        "linux ip_forward",
+        &args,
+        &o,
+        &t,
+        1.0,
+        cores,
+    );
+    print(&r, args.json)
+}
+
+/// `testbed compare nat`.
+pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
+    let (o, gen_sys) = {
+        let t = topo("no")?;
+        run_ours_router(&t, &args, true)?
+    };
+    let (t, cores) = {
+        let tp = topo("nl")?;
+        run_linux_forward(&tp, &args, true, gen_sys)?
+    };
+    let r = report(
+        "nat",
+        &format!("vnf-router NAT44 ({})", args.io),
+        "linux nftables masquerade",
+        &args,
+        &o,
+        &t,
+        1.0,
+        cores,
+    );
+    print(&r, args.json)
+}
+
+/// Raw port I/O: receive on d0, send on d1, nothing else (in namespace D, this
+/// process, one thread).
+fn run_ours_io(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
+    let io = args.io.clone();
+    let d = topo.d.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let h = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let pool = Pool::new(32768).context("pool")?;
+        let (mut a, mut b) = in_netns(&d, || -> anyhow::Result<_> {
+            Ok((
+                spec::open_str(&format!("{io}:d0"))?,
+                spec::open_str(&format!("{io}:d1"))?,
+            ))
+        })??;
+        let mut c = pool.cache();
+        let mut batch = dataplane::batch::Batch::new();
+        let mut n = 0u64;
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            if a.rx_burst(&mut c, &mut batch) > 0 {
+                n += b.tx_burst(&mut c, &mut batch) as u64;
+                batch.free_all(&mut c);
+            }
+        }
+        Ok(n)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
+    let r = traffic(topo, args, &s);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fwd = h
+        .join()
+        .map_err(|_| anyhow::anyhow!("I/O thread panicked"))??;
+    let r = r?;
+    anyhow::ensure!(fwd > 0, "our I/O loop forwarded nothing");
+    Ok(r)
+}
+
+fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
+    crate::netns::sh(&["which", "dpdk-testpmd"])
+        .context("dpdk-testpmd is required: apt-get install dpdk-dev librte-net-af-xdp23")?;
+    let vdev = |i: u32, dev: &str| -> String {
+        if args.io == "afxdp" {
+            format!("--vdev=net_af_xdp{i},iface={dev},start_queue=0,queue_count=1")
+        } else {
+            format!("--vdev=net_af_packet{i},iface={dev},blocksz=4096,framesz=2048,framecnt=4096,qpairs=1")
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("{}-testpmd", topo.lab.prefix()));
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("testpmd.log");
+    // a private /run (tmpfs) so EAL's runtime files stay off the host
+    let script = format!(
+        "mount -t tmpfs none /run && exec dpdk-testpmd -l 0,1 --no-huge -m 512 --no-pci --file-prefix=tb {} {} -- --forward-mode=io --nb-cores=1 --stats-period=1",
+        vdev(0, "d0"),
+        vdev(1, "d1")
+    );
+    topo.lab
+        .spawn(&topo.d, &["unshare", "-m", "sh", "-c", &script], Some(&log))?;
+    let mut ready = false;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(50));
+        let l = std::fs::read_to_string(&log).unwrap_or_default();
+        if l.contains("Port statistics") || l.contains("Start automatic packet forwarding") {
+            ready = true;
+            break;
+        }
+        if l.contains("EAL: Error") || l.contains("Cause:") {
+            bail!("dpdk-testpmd failed: {l}");
+        }
+    }
+    if !ready {
+        bail!(
+            "dpdk-testpmd did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
+    traffic(topo, args, &s)
+}
+
+/// `testbed compare io`.
+pub fn io(args: CompareArgs) -> anyhow::Result<()> {
+    let o = {
+        let t = topo("io")?;
+        run_ours_io(&t, &args)?
+    };
+    let t = {
+        let tp = topo("ip")?;
+        run_testpmd(&tp, &args)?
+    };
+    let r = report(
+        "io",
+        &format!("dataplane port I/O ({})", args.io),
+        &format!("dpdk-testpmd io ({})", args.io),
+        &args,
+        &o,
+        &t,
+        1.0,
+        1.0,
+    );
+    print(&r, args.json)
+}

@@ -732,7 +732,10 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
         return Err(Next::Keep);
     }
     let l3 = l2.l3_offset;
-    let Some(ip) = data.get(l3..l3 + 20) else {
+    let Some(ip) = data
+        .get(l3..l3 + 20)
+        .and_then(|x| <&[u8; 20]>::try_from(x).ok())
+    else {
         return Err(Next::Drop(reason::MALFORMED));
     };
     let ihl = usize::from(ip[0] & 15) * 4;
@@ -749,7 +752,11 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
     let l4 = l3 + ihl;
     let end = l3 + tl;
     let (sport, dport, flags, trackable) = match proto {
-        6 => match data.get(l4..l4 + 20).filter(|_| l4 + 20 <= end) {
+        6 => match data
+            .get(l4..l4 + 20)
+            .and_then(|x| <&[u8; 20]>::try_from(x).ok())
+            .filter(|_| l4 + 20 <= end)
+        {
             Some(h) => (
                 u16::from_be_bytes([h[0], h[1]]),
                 u16::from_be_bytes([h[2], h[3]]),
@@ -758,7 +765,11 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
             ),
             None => return Err(Next::Drop(reason::MALFORMED)),
         },
-        17 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+        17 => match data
+            .get(l4..l4 + 8)
+            .and_then(|x| <&[u8; 8]>::try_from(x).ok())
+            .filter(|_| l4 + 8 <= end)
+        {
             Some(h) => (
                 u16::from_be_bytes([h[0], h[1]]),
                 u16::from_be_bytes([h[2], h[3]]),
@@ -767,7 +778,11 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
             ),
             None => return Err(Next::Drop(reason::MALFORMED)),
         },
-        1 => match data.get(l4..l4 + 8).filter(|_| l4 + 8 <= end) {
+        1 => match data
+            .get(l4..l4 + 8)
+            .and_then(|x| <&[u8; 8]>::try_from(x).ok())
+            .filter(|_| l4 + 8 <= end)
+        {
             // Echo request/reply: identifier as both ports so the reply matches.
             Some(h) if h[0] == 8 || h[0] == 0 => {
                 let id = u16::from_be_bytes([h[4], h[5]]);

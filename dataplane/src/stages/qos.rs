@@ -378,7 +378,7 @@ pub fn dscp_of(d: &[u8]) -> Option<u8> {
     if v4 {
         d.get(l3 + 1).map(|b| b >> 2)
     } else {
-        let w = d.get(l3..l3 + 2)?;
+        let w = <&[u8; 2]>::try_from(d.get(l3..l3 + 2)?).ok()?;
         Some(((w[0] & 0x0f) << 2) | (w[1] >> 6))
     }
 }
@@ -392,17 +392,25 @@ pub fn set_dscp(d: &mut [u8], dscp: u8) -> bool {
     };
     let dscp = dscp & 0x3f;
     if v4 {
-        let Some(h) = d.get_mut(l3..l3 + 12) else {
+        let Some(h) = d
+            .get_mut(l3..l3 + 12)
+            .and_then(|x| <&mut [u8; 12]>::try_from(x).ok())
+        else {
             return false;
         };
         let old = u16::from_be_bytes([h[0], h[1]]);
         h[1] = (dscp << 2) | (h[1] & 3);
         let new = u16::from_be_bytes([h[0], h[1]]);
         let c = u16::from_be_bytes([h[10], h[11]]);
-        h[10..12].copy_from_slice(&update16(c, old, new).to_be_bytes());
+        let [c0, c1] = update16(c, old, new).to_be_bytes();
+        h[10] = c0;
+        h[11] = c1;
         true
     } else {
-        let Some(h) = d.get_mut(l3..l3 + 2) else {
+        let Some(h) = d
+            .get_mut(l3..l3 + 2)
+            .and_then(|x| <&mut [u8; 2]>::try_from(x).ok())
+        else {
             return false;
         };
         h[0] = (h[0] & 0xf0) | (dscp >> 2);

@@ -369,7 +369,7 @@ impl Pool {
 /// range is whole 64-bit words (block sizes that are multiples of 64).
 #[inline]
 fn first_zero(bits: &BitVec<u64, Lsb0>, lo: usize, n: usize) -> Option<usize> {
-    if lo % 64 == 0 && n % 64 == 0 {
+    if lo.is_multiple_of(64) && n.is_multiple_of(64) {
         let words = bits.as_raw_slice().get(lo / 64..(lo + n) / 64)?;
         for (k, w) in words.iter().enumerate() {
             if *w != u64::MAX {

@@ -1064,7 +1064,10 @@ impl Nat44 {
             return r;
         }
         let l3 = l2.l3_offset;
-        let Some(ip) = d.get(l3..l3 + 20) else {
+        let Some(ip) = d
+            .get(l3..l3 + 20)
+            .and_then(|x| <&[u8; 20]>::try_from(x).ok())
+        else {
             r.act = Act::Drop(reason::MALFORMED);
             return r;
         };
@@ -1104,7 +1107,11 @@ impl Nat44 {
                 return r;
             }
         };
-        let Some(h) = d.get(l4..l4 + need).filter(|_| l4 + need <= end) else {
+        let Some(h) = d
+            .get(l4..l4 + 8)
+            .and_then(|x| <&[u8; 8]>::try_from(x).ok())
+            .filter(|_| l4 + need <= end && l4 + need <= d.len())
+        else {
             r.act = Act::Drop(reason::MALFORMED);
             return r;
         };
@@ -1130,7 +1137,7 @@ impl Nat44 {
             r.flow.sport = u16::from_be_bytes([h[0], h[1]]);
             r.flow.dport = u16::from_be_bytes([h[2], h[3]]);
             if proto == TCP {
-                r.tcp_flags = h[13];
+                r.tcp_flags = d.get(l4 + 13).copied().unwrap_or(0);
             }
         }
         let f = &r.flow;
@@ -1376,7 +1383,11 @@ impl Nat44 {
         let d = p.data();
         // Embedded IPv4 header + 8 bytes.
         let il3 = l4 + 8;
-        let Some(ih) = d.get(il3..il3 + 20).filter(|_| il3 + 20 <= end) else {
+        let Some(ih) = d
+            .get(il3..il3 + 20)
+            .and_then(|x| <&[u8; 20]>::try_from(x).ok())
+            .filter(|_| il3 + 20 <= end)
+        else {
             return Next::Drop(reason::MALFORMED);
         };
         let ihl = usize::from(ih[0] & 0x0f) * 4;

@@ -1,0 +1,346 @@
+//! Drives every `dataplane::proto` parser over arbitrary bytes: the views and their
+//! getters, `Repr::parse` (and emit → parse where it must round-trip), the VLAN and
+//! IPv6 extension-header walks, the option iterators, the in-place rewrites (TTL,
+//! NAT, MSS clamp, echo reply) and the ICMP error builders. Any panic is a bug.
+//!
+//! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
+//! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+use dataplane::proto::checksum::{self, PseudoHeader};
+use dataplane::proto::ethernet::{self, Frame, MacAddr};
+use dataplane::proto::{arp, icmpv4, icmpv6, ipv4, ipv6, tcp, udp, EtherType, IpProtocol};
+
+/// Runs every read-only accessor and parser of every protocol on `b`, then the
+/// in-place rewrites on a copy. Panics are the failure mode.
+pub fn exercise_all(b: &[u8]) {
+    exercise_l2(b);
+    exercise_arp(b);
+    exercise_ipv4(b);
+    exercise_ipv6(b);
+    exercise_icmpv4(b);
+    exercise_icmpv6(b, &Ipv6Addr::LOCALHOST, &Ipv6Addr::UNSPECIFIED);
+    exercise_udp(b);
+    exercise_tcp(b);
+}
+
+pub fn exercise_l2(b: &[u8]) {
+    if let Ok(f) = Frame::new_checked(b) {
+        let _ = (f.dst_addr(), f.src_addr(), f.ethertype(), f.payload().len());
+        if let Ok(r) = ethernet::Repr::parse(&f) {
+            let mut out = [0u8; 22];
+            r.emit(&mut Frame::new_unchecked(&mut out[..])).unwrap();
+        }
+        if let Ok(l2) = f.vlans() {
+            let l3 = b.get(l2.l3_offset..).unwrap_or(&[]);
+            match l2.ethertype {
+                EtherType::ARP => exercise_arp(l3),
+                EtherType::IPV4 => exercise_ipv4(l3),
+                EtherType::IPV6 => exercise_ipv6(l3),
+                _ => {}
+            }
+        }
+    }
+}
+
+pub fn exercise_arp(b: &[u8]) {
+    if let Ok(p) = arp::Packet::new_checked(b) {
+        let _ = (p.hardware_type(), p.protocol_type(), p.operation());
+        let _ = (p.source_hardware_addr(), p.source_protocol_addr());
+        let _ = (p.target_hardware_addr(), p.target_protocol_addr());
+        if let Ok(r) = arp::Repr::parse(&p) {
+            let mut out = [0u8; 28];
+            r.reply(MacAddr([2, 0, 0, 0, 0, 1]))
+                .emit(&mut arp::Packet::new_unchecked(&mut out[..]))
+                .unwrap();
+        }
+    }
+}
+
+pub fn exercise_ipv4(b: &[u8]) {
+    let Ok(p) = ipv4::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (
+        p.version(),
+        p.header_len(),
+        p.dscp(),
+        p.ecn(),
+        p.total_len(),
+        p.ident(),
+    );
+    let _ = (
+        p.dont_frag(),
+        p.more_frags(),
+        p.frag_offset(),
+        p.is_fragment(),
+        p.ttl(),
+    );
+    let _ = (
+        p.src_addr(),
+        p.dst_addr(),
+        p.options().len(),
+        p.verify_checksum(),
+    );
+    let _ = ipv4::Repr::parse(&p);
+    let mut out = [0u8; 600];
+    let kind = icmpv4::ErrorKind::TimeExceeded { code: 0 };
+    let src = Ipv4Addr::new(192, 0, 2, 1);
+    let _ = icmpv4::build_error(&mut out, b, src, 64, kind, icmpv4::QuoteLimit::Rfc1812);
+    let _ = icmpv4::build_error(&mut out, b, src, 64, kind, icmpv4::QuoteLimit::HeaderPlus8);
+    let payload = p.payload();
+    if !p.is_non_first_fragment() {
+        let ph = PseudoHeader::V4 {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+        };
+        match p.protocol() {
+            IpProtocol::ICMP => exercise_icmpv4(payload),
+            IpProtocol::UDP => {
+                exercise_udp(payload);
+                if let Ok(u) = udp::Packet::new_checked(payload) {
+                    let _ = u.verify_checksum(&ph);
+                }
+            }
+            IpProtocol::TCP => {
+                exercise_tcp(payload);
+                if let Ok(t) = tcp::Packet::new_checked(payload) {
+                    let _ = t.verify_checksum(&ph);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut copy = b.to_vec();
+    let mut m = ipv4::Packet::new_unchecked(&mut copy[..]);
+    let _ = m.decrement_ttl();
+    m.set_src_addr_update_checksum(Ipv4Addr::new(100, 64, 0, 1));
+    m.fill_checksum();
+    let _ = (m.options_mut().len(), m.payload_mut().len());
+}
+
+pub fn exercise_ipv6(b: &[u8]) {
+    let Ok(p) = ipv6::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (
+        p.version(),
+        p.traffic_class(),
+        p.flow_label(),
+        p.payload_len(),
+    );
+    let _ = (
+        p.next_header(),
+        p.hop_limit(),
+        p.src_addr(),
+        p.dst_addr(),
+        p.payload().len(),
+    );
+    let _ = ipv6::Repr::parse(&p);
+    let me: Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let mut out = [0u8; 1400];
+    for kind in [
+        icmpv6::ErrorKind::TimeExceeded { code: 0 },
+        icmpv6::ErrorKind::PktTooBig { mtu: 1280 },
+        icmpv6::ErrorKind::ParamProblem {
+            code: 2,
+            pointer: 40,
+        },
+    ] {
+        let _ = icmpv6::build_error(&mut out, b, &me, 64, kind);
+    }
+    if let Ok(w) = p.walk_ext() {
+        assert!(w.l4_offset <= p.total_len());
+        let l4 = b.get(w.l4_offset..p.total_len()).unwrap();
+        if w.frag.is_none_or(|f| !f.is_non_first()) {
+            let ph = PseudoHeader::V6 {
+                src: p.src_addr(),
+                dst: p.dst_addr(),
+            };
+            match w.next_header {
+                IpProtocol::ICMPV6 => exercise_icmpv6(l4, &p.src_addr(), &p.dst_addr()),
+                IpProtocol::UDP => {
+                    exercise_udp(l4);
+                    if let Ok(u) = udp::Packet::new_checked(l4) {
+                        let _ = u.verify_checksum(&ph);
+                    }
+                }
+                IpProtocol::TCP => exercise_tcp(l4),
+                _ => {}
+            }
+        }
+    }
+    let mut copy = b.to_vec();
+    let _ = ipv6::Packet::new_unchecked(&mut copy[..]).decrement_hop_limit();
+}
+
+pub fn exercise_icmpv4(b: &[u8]) {
+    let Ok(p) = icmpv4::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (p.msg_type(), p.msg_code(), p.echo_ident(), p.echo_seq_no());
+    let _ = (
+        p.next_hop_mtu(),
+        p.pointer(),
+        p.data().len(),
+        p.verify_checksum(),
+    );
+    if let Ok(r) = icmpv4::Repr::parse(&p) {
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut icmpv4::Packet::new_unchecked(&mut out[..]))
+            .unwrap();
+        assert_eq!(
+            icmpv4::Repr::parse(&icmpv4::Packet::new_checked(&out[..]).unwrap()).unwrap(),
+            r
+        );
+    }
+    let mut copy = b.to_vec();
+    let mut m = icmpv4::Packet::new_unchecked(&mut copy[..]);
+    if m.echo_request_to_reply() && p.verify_checksum() {
+        assert!(m.verify_checksum());
+    }
+}
+
+pub fn exercise_icmpv6(b: &[u8], src: &Ipv6Addr, dst: &Ipv6Addr) {
+    let Ok(p) = icmpv6::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (p.msg_type(), p.msg_code(), p.echo_ident(), p.echo_seq_no());
+    let _ = (
+        p.pkt_too_big_mtu(),
+        p.param_problem_ptr(),
+        p.current_hop_limit(),
+    );
+    let _ = (
+        p.router_flags(),
+        p.router_lifetime(),
+        p.reachable_time(),
+        p.retrans_time(),
+    );
+    let _ = (p.neighbor_flags(), p.target_addr(), p.data().len());
+    let _ = p.verify_checksum(src, dst);
+    for o in p.nd_options_iter().flatten() {
+        let mut out = vec![0u8; o.buffer_len()];
+        assert_eq!(o.emit(&mut out), Ok(out.len()));
+    }
+    if let Ok(r) = icmpv6::Repr::parse(&p) {
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut icmpv6::Packet::new_unchecked(&mut out[..]))
+            .unwrap();
+        let back = icmpv6::Repr::parse(&icmpv6::Packet::new_checked(&out[..]).unwrap()).unwrap();
+        if !matches!(r, icmpv6::Repr::Ndisc(_)) {
+            assert_eq!(back, r);
+        }
+    }
+    let _ = icmpv6::Repr::parse_checked(&p, src, dst);
+    let mut copy = b.to_vec();
+    let _ = icmpv6::Packet::new_unchecked(&mut copy[..]).echo_request_to_reply();
+}
+
+pub fn exercise_udp(b: &[u8]) {
+    let Ok(p) = udp::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (
+        p.src_port(),
+        p.dst_port(),
+        p.len(),
+        p.checksum(),
+        p.payload().len(),
+    );
+    let _ = udp::Repr::parse(&p);
+    let mut copy = b.to_vec();
+    let mut m = udp::Packet::new_unchecked(&mut copy[..]);
+    m.set_src_port_update_checksum(1);
+    m.fill_checksum(&PseudoHeader::V4 {
+        src: Ipv4Addr::LOCALHOST,
+        dst: Ipv4Addr::LOCALHOST,
+    });
+}
+
+pub fn exercise_tcp(b: &[u8]) {
+    let Ok(p) = tcp::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (
+        p.src_port(),
+        p.dst_port(),
+        p.seq_number(),
+        p.ack_number(),
+        p.header_len(),
+    );
+    let _ = (
+        p.flags(),
+        p.window_len(),
+        p.checksum(),
+        p.urgent_at(),
+        p.payload().len(),
+    );
+    for (_, o) in p.options_iter().flatten() {
+        let mut out = vec![0u8; o.buffer_len()];
+        assert_eq!(o.emit(&mut out), Ok(out.len()));
+    }
+    let _ = p.mss();
+    if let Ok(r) = tcp::Repr::parse(&p) {
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut tcp::Packet::new_unchecked(&mut out[..]))
+            .unwrap();
+    }
+    let ph = PseudoHeader::V4 {
+        src: Ipv4Addr::LOCALHOST,
+        dst: Ipv4Addr::BROADCAST,
+    };
+    let mut copy = b.to_vec();
+    let mut m = tcp::Packet::new_unchecked(&mut copy[..]);
+    m.fill_checksum(&ph);
+    if let Ok(Some(_)) = m.clamp_mss(536) {
+        assert!(m.verify_checksum(&ph), "MSS clamp broke the checksum");
+    }
+}
+
+/// The textbook RFC 1071 sum, the reference for the fast one.
+pub fn reference_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for c in bytes.chunks(2) {
+        let hi = u64::from(c[0]) << 8;
+        let lo = c.get(1).map_or(0, |x| u64::from(*x));
+        sum += hi | lo;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Equal as one's-complement numbers (0x0000 and 0xffff are both zero; RFC 1624 §3).
+pub fn same_ones_complement(a: u16, b: u16) -> bool {
+    a == b || (a == 0 && b == 0xffff) || (a == 0xffff && b == 0)
+}
+
+/// Checks the fast checksum against the reference, and the RFC 1624 incremental
+/// updates against a recomputation, using the first bytes of `b` as the change.
+pub fn exercise_checksum(b: &[u8]) {
+    assert_eq!(checksum::data(b), reference_sum(b));
+    if b.len() < 8 {
+        return;
+    }
+    let (ctl, body) = b.split_at(6);
+    let mut data = body.to_vec();
+    data.truncate(data.len() & !3);
+    if data.len() < 4 {
+        return;
+    }
+    let hc = checksum::internet(&data);
+    let i = (usize::from(ctl[0]) % (data.len() / 2)) * 2;
+    let new16 = u16::from_be_bytes([ctl[1], ctl[2]]);
+    let old16 = u16::from_be_bytes([data[i], data[i + 1]]);
+    data[i..i + 2].copy_from_slice(&new16.to_be_bytes());
+    let hc16 = checksum::update16(hc, old16, new16);
+    assert!(same_ones_complement(hc16, checksum::internet(&data)));
+    let j = (usize::from(ctl[0]) % (data.len() / 4)) * 4;
+    let new32 = u32::from_be_bytes([ctl[2], ctl[3], ctl[4], ctl[5]]);
+    let old32 = u32::from_be_bytes([data[j], data[j + 1], data[j + 2], data[j + 3]]);
+    data[j..j + 4].copy_from_slice(&new32.to_be_bytes());
+    let hc32 = checksum::update32(hc16, old32, new32);
+    assert!(same_ones_complement(hc32, checksum::internet(&data)));
+}

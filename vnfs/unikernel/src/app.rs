@@ -194,9 +194,10 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         for (i, p) in ports.iter_mut().enumerate() {
             if let Some(b) = out.ports.get_mut(i) {
                 if !b.is_empty() {
+                    // What the device ring cannot take now stays queued for the next
+                    // round (back-pressure); when the queue is full the pipeline's
+                    // sends are counted as `tx-full` drops.
                     p.tx_burst(&mut out.cache, b);
-                    // Unsent packets are counted by the port as tx drops next time.
-                    b.free_all(&mut out.cache);
                 }
             }
         }

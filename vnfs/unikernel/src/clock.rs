@@ -62,13 +62,33 @@ fn pit_read() -> u16 {
     lo | (hi << 8)
 }
 
-fn pit_calibrate() -> Option<u64> {
-    // Channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count), binary; count 0xffff.
-    // Interrupts are off, so the IRQ0 edge at terminal count goes nowhere.
+/// Program channel 0 for a free-running count from 0xffff and make sure our reads are
+/// in step with its low/high byte flip-flop (firmware such as GRUB may leave a latched
+/// count half read, which would swap the bytes of every later read).
+fn pit_start() -> bool {
+    // Channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count), binary; count
+    // 0xffff. Interrupts are off, so the IRQ0 edge at terminal count goes nowhere.
     outb(0x43, 0x30);
     outb(0x40, 0xff);
     outb(0x40, 0xff);
-    // Wait for the counter to start moving, then take the first exact reading.
+    for _ in 0..4 {
+        let a = pit_read();
+        let b = pit_read();
+        if b <= a && a - b < 0x400 {
+            return true;
+        }
+        // Out of step: consume one byte to realign.
+        let _ = inb(0x40);
+    }
+    false
+}
+
+/// One measurement of the TSC rate against `WINDOW_TICKS` of the PIT.
+fn pit_window() -> Option<u64> {
+    if !pit_start() {
+        return None;
+    }
+    // Wait for the counter to move, then take the first exact reading.
     let first = pit_read();
     let mut c0 = first;
     let mut spins = 0u32;
@@ -80,11 +100,17 @@ fn pit_calibrate() -> Option<u64> {
         }
     }
     let t0 = rdtsc();
+    let mut prev = c0;
     let mut spins = 0u32;
     loop {
         let c = pit_read();
         let t = rdtsc();
-        let elapsed = c0.wrapping_sub(c) as u64;
+        // A count-down from 0xffff cannot go up within the window: a misread.
+        if c > prev {
+            return None;
+        }
+        prev = c;
+        let elapsed = (c0 - c) as u64;
         if elapsed >= WINDOW_TICKS {
             return Some((t - t0) * PIT_HZ / elapsed);
         }
@@ -93,6 +119,13 @@ fn pit_calibrate() -> Option<u64> {
             return None;
         }
     }
+}
+
+fn pit_calibrate() -> Option<u64> {
+    // Plausible x86-64 TSC rates: 200 MHz .. 10 GHz; retry a misread window.
+    (0..5)
+        .filter_map(|_| pit_window())
+        .find(|hz| (200_000_000..10_000_000_000).contains(hz))
 }
 
 /// Convert TSC ticks to nanoseconds.

@@ -13,7 +13,9 @@
 //! sequence-window checks: a connection starts with a SYN (a non-SYN segment without a
 //! connection is dropped), becomes established when the SYN is answered with a SYN-ACK
 //! and that is acknowledged, goes to closing on a FIN and to time-wait when both sides
-//! sent FIN, and ends on RST. UDP and ICMP echo are tracked as pseudo-connections.
+//! sent FIN, and ends on RST. UDP and ICMP echo are tracked as pseudo-connections; ICMP
+//! errors whose embedded packet belongs to a tracked connection pass as related (so
+//! path MTU discovery keeps working, RFC 1191).
 //! Timeouts depend on the state. The table (the NAT's [`FlowTable`]) is preallocated;
 //! the packet path does not allocate. Non-IPv4 packets pass untouched; IPv4 fragments
 //! after the first carry no ports and are dropped (counted).
@@ -372,6 +374,8 @@ pub struct FwStats {
     pub connections_created: u64,
     pub connections_expired: u64,
     pub default_allowed: u64,
+    /// ICMP errors passed as related to a tracked connection.
+    pub related: u64,
 }
 
 fn secs(s: u32) -> u32 {
@@ -627,8 +631,25 @@ impl Firewall {
             dport,
             flags,
             trackable,
+            related,
         } = *t;
         let len = len as u64;
+        // RFC 9293 §3.9 / RFC 1122 §4.2.3.9: ICMP errors about a tracked connection
+        // (path MTU discovery, unreachables) belong to it and pass.
+        if let Some((a, pa, b, pb, pr)) = related {
+            if self.allow_established {
+                if let Some((i, _)) = self.find(a, pa, b, pb, pr) {
+                    if self
+                        .conns
+                        .get(i as usize)
+                        .is_some_and(|c| !self.expired(c, now))
+                    {
+                        self.stats.related += 1;
+                        return Next::Keep;
+                    }
+                }
+            }
+        }
         if trackable && self.allow_established {
             if let Some((i, orig)) = self.find(src, sport, dst, dport, proto) {
                 let expired = self
@@ -719,6 +740,8 @@ struct Tuple {
     dport: u16,
     flags: u8,
     trackable: bool,
+    /// ICMP error: the embedded packet's tuple (src, sport, dst, dport, proto).
+    related: Option<(u32, u16, u32, u16, u8)>,
 }
 
 /// Parses a frame; `Err` carries the verdict for packets that are not matched
@@ -751,6 +774,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
     let proto = ip[9];
     let l4 = l3 + ihl;
     let end = l3 + tl;
+    let mut related = None;
     let (sport, dport, flags, trackable) = match proto {
         6 => match data
             .get(l4..l4 + 20)
@@ -788,6 +812,10 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 let id = u16::from_be_bytes([h[4], h[5]]);
                 (id, id, h[0], true)
             }
+            Some(h) if matches!(h[0], 3 | 4 | 11 | 12) => {
+                related = embedded(data, l4 + 8, end);
+                (0, 0, h[0], false)
+            }
             Some(_) => (0, 0, 0, false),
             None => return Err(Next::Drop(reason::MALFORMED)),
         },
@@ -801,7 +829,37 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
         dport,
         flags,
         trackable,
+        related,
     })
+}
+
+/// The tuple of the packet an ICMP error quotes (IPv4 header + 8 bytes at `at`).
+#[inline]
+fn embedded(data: &[u8], at: usize, end: usize) -> Option<(u32, u16, u32, u16, u8)> {
+    let ip = <&[u8; 20]>::try_from(data.get(at..at + 20)?).ok()?;
+    let ihl = usize::from(ip[0] & 15) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let l4 = at + ihl;
+    if l4 + 8 > end {
+        return None;
+    }
+    let h = <&[u8; 8]>::try_from(data.get(l4..l4 + 8)?).ok()?;
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let (sp, dp) = match ip[9] {
+        6 | 17 => (
+            u16::from_be_bytes([h[0], h[1]]),
+            u16::from_be_bytes([h[2], h[3]]),
+        ),
+        1 if h[0] == 8 || h[0] == 0 => {
+            let id = u16::from_be_bytes([h[4], h[5]]);
+            (id, id)
+        }
+        _ => return None,
+    };
+    Some((src, sp, dst, dp, ip[9]))
 }
 
 impl Stage for Firewall {
@@ -1036,6 +1094,45 @@ mod tests {
         assert_eq!(f.connection_count(), 0);
         assert_eq!(
             f.decide(&udp(WEB, 53, LAN, 5000), 1, 0),
+            Next::Drop(reason::DEFAULT_DENY)
+        );
+    }
+
+    #[test]
+    fn icmp_errors_related_to_a_connection_pass() {
+        let mut f = fw(vec![rule(
+            Action::Allow,
+            Some("10.0.0.0/8"),
+            None,
+            None,
+            None,
+        )]);
+        let out = udp(LAN, 5000, WEB, 53);
+        assert_eq!(f.decide(&out, 0, 0), Next::Keep);
+        let err = |quoted: &[u8]| {
+            let mut buf = [0u8; 200];
+            let n = crate::proto::icmpv4::build_error(
+                &mut buf,
+                &quoted[14..],
+                Ipv4Addr::new(203, 0, 113, 1),
+                64,
+                crate::proto::icmpv4::ErrorKind::DstUnreachable {
+                    code: 4,
+                    next_hop_mtu: 1400,
+                },
+                crate::proto::icmpv4::QuoteLimit::HeaderPlus8,
+            )
+            .unwrap();
+            let mut v = quoted[..14].to_vec();
+            v.extend_from_slice(&buf[..n]);
+            v
+        };
+        assert_eq!(f.decide(&err(&out), 1, 0), Next::Keep);
+        assert_eq!(f.stats.related, 1);
+        // An error about a flow nobody opened meets the rules (default deny).
+        let stray = udp(LAN, 5999, WEB, 53);
+        assert_eq!(
+            f.decide(&err(&stray), 1, 0),
             Next::Drop(reason::DEFAULT_DENY)
         );
     }

@@ -35,6 +35,10 @@ pub struct BngLabArgs {
     /// Skip the downstream phase.
     #[arg(long)]
     pub no_downstream: bool,
+    /// CGNAT public pool (e.g. `203.0.113.0/28`): subscriber traffic is translated on
+    /// its way to the core (nat44 stage between the two halves of the fast path).
+    #[arg(long)]
+    pub cgnat: Option<String>,
     /// Setup timeout, seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -74,6 +78,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         setup_timeout: Duration::from_secs(args.timeout),
         rate,
         downstream: !args.no_downstream,
+        cgnat: args.cgnat.clone(),
     };
     let quiet = args.json;
     let r = run_lab(&cfg, |m| {

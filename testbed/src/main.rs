@@ -7,6 +7,7 @@ mod compare;
 mod image;
 mod lab_router;
 mod netns;
+mod scenario;
 
 #[derive(Parser)]
 #[command(about = "NFV lab orchestration and KPI runs")]
@@ -42,6 +43,9 @@ enum CompareCmd {
 enum LabCmd {
     /// Generator -> router VNF -> sink in one process over in-memory rings.
     Router(lab_router::RouterLabArgs),
+    /// A netns lab from a scenario file (namespaces, veths, bridges, taps, processes,
+    /// traffic); everything is removed at the end, on error and on Ctrl-C (root).
+    Run(scenario::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Image(c) => image::main(c),
         Cmd::Lab(LabCmd::Router(a)) => lab_router::main(a),
+        Cmd::Lab(LabCmd::Run(a)) => scenario::main(a),
         Cmd::Compare(CompareCmd::Forward(a)) => compare::forward(a),
         Cmd::Compare(CompareCmd::Nat(a)) => compare::nat(a),
         Cmd::Compare(CompareCmd::Io(a)) => compare::io(a),

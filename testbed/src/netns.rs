@@ -226,12 +226,6 @@ impl Lab {
         let out = self.exec(ns, &["cat", &format!("/sys/class/net/{dev}/address")])?;
         Ok(out.trim().to_string())
     }
-
-    /// Runs `f` with the calling thread inside namespace `ns` (sockets created there
-    /// stay bound to it), then returns to the original namespace.
-    pub fn in_netns<T>(&self, ns: &str, f: impl FnOnce() -> T) -> anyhow::Result<T> {
-        in_netns(ns, f)
-    }
 }
 
 /// Runs `f` with the calling thread inside named namespace `ns`, then switches back.
@@ -255,28 +249,4 @@ impl Drop for Lab {
     fn drop(&mut self) {
         cleanup_all();
     }
-}
-
-/// Lab namespaces and root-namespace links currently present whose names start with
-/// `prefix` (for leak checks).
-pub fn leftovers(prefix: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Ok(s) = sh(&["ip", "netns", "list"]) {
-        for l in s.lines() {
-            let n = l.split_whitespace().next().unwrap_or("");
-            if n.starts_with(prefix) {
-                v.push(format!("netns {n}"));
-            }
-        }
-    }
-    if let Ok(s) = sh(&["ip", "-o", "link", "show"]) {
-        for l in s.lines() {
-            let n = l.split(':').nth(1).unwrap_or("").trim();
-            let n = n.split('@').next().unwrap_or("");
-            if n.starts_with(prefix) {
-                v.push(format!("link {n}"));
-            }
-        }
-    }
-    v
 }

@@ -22,10 +22,8 @@
 
 use crate::batch::BATCH_SIZE;
 use crate::batch::{Batch, Next, Out};
-use crate::proto::ethernet::walk_vlans;
-use crate::proto::EtherType;
 use crate::stage::{NodeStats, Stage};
-use crate::stages::nat::table::{hash, huge_vec, prefetch, FlowTable};
+use crate::stages::nat::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
@@ -748,13 +746,9 @@ struct Tuple {
 /// (non-IPv4 passes, malformed and fragments drop).
 #[inline(always)]
 fn parse(data: &[u8]) -> Result<Tuple, Next> {
-    let Ok(l2) = walk_vlans(data) else {
+    let Some(l3) = ipv4_offset(data) else {
         return Err(Next::Keep);
     };
-    if l2.ethertype != EtherType::IPV4 {
-        return Err(Next::Keep);
-    }
-    let l3 = l2.l3_offset;
     let Some(ip) = data
         .get(l3..l3 + 20)
         .and_then(|x| <&[u8; 20]>::try_from(x).ok())

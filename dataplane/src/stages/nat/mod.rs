@@ -47,12 +47,11 @@ mod tests;
 use self::alloc::{AllocError, Pool};
 use self::log::{LogRecord, LogSink, RingLog};
 use self::rewrite::{rd16, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
-use self::table::{hash, huge_vec, prefetch, FlowTable, NONE};
+use self::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable, NONE};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
-use crate::proto::ethernet::{walk_vlans, HEADER_LEN as ETH_LEN};
+use crate::proto::ethernet::HEADER_LEN as ETH_LEN;
 use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
-use crate::proto::EtherType;
 use crate::stage::{NodeStats, Stage};
 use ::alloc::boxed::Box;
 use ::alloc::string::String;
@@ -1057,13 +1056,9 @@ impl Nat44 {
     fn parse(&self, p: &Pkt) -> Pre {
         let mut r = PRE0;
         let d = p.data();
-        let Ok(l2) = walk_vlans(d) else {
+        let Some(l3) = ipv4_offset(d) else {
             return r;
         };
-        if l2.ethertype != EtherType::IPV4 {
-            return r;
-        }
-        let l3 = l2.l3_offset;
         let Some(ip) = d
             .get(l3..l3 + 20)
             .and_then(|x| <&[u8; 20]>::try_from(x).ok())

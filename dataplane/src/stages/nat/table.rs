@@ -226,6 +226,20 @@ pub fn huge_vec<T: Clone>(n: usize, x: T) -> Vec<T> {
     v
 }
 
+/// Offset of the IPv4 header of an Ethernet frame (untagged fast path, else up to two
+/// VLAN tags), or `None` for anything that is not IPv4.
+#[inline(always)]
+pub fn ipv4_offset(frame: &[u8]) -> Option<usize> {
+    match frame.get(12..14) {
+        Some([0x08, 0x00]) => Some(crate::proto::ethernet::HEADER_LEN),
+        Some([0x81 | 0x88 | 0x91, _]) => {
+            let l2 = crate::proto::ethernet::walk_vlans(frame).ok()?;
+            (l2.ethertype == crate::proto::EtherType::IPV4).then_some(l2.l3_offset)
+        }
+        _ => None,
+    }
+}
+
 /// Prefetches the cache line at `p` (a hint; a no-op off x86_64).
 #[inline(always)]
 pub fn prefetch(p: *const u8) {

@@ -712,3 +712,18 @@ fn no_allocation_after_start_is_structural() {
         )
     );
 }
+
+#[test]
+fn vlan_tagged_frames_are_translated() {
+    let mut h = H::new(cfg());
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .single_vlan(etherparse::VlanId::try_new(100).unwrap())
+        .ipv4([10, 0, 0, 1], [192, 0, 2, 1], 64)
+        .udp(5000, 53)
+        .write(&mut f, b"tagged")
+        .unwrap();
+    let r = h.run(IN, &f).unwrap();
+    assert_eq!(&r[30..34], &EXT, "source rewritten after the 4-byte tag");
+    assert!(checksum::verify(&r[18..38]));
+}

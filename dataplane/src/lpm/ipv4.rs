@@ -412,6 +412,24 @@ impl Default for Lpm4 {
     }
 }
 
+impl Clone for Lpm4 {
+    /// A deep copy (e.g. a per-core table). The tbl24 is copied heap to heap; a derived
+    /// clone would build the 64 MiB array on the stack.
+    fn clone(&self) -> Self {
+        let mut tbl24 = zeroed_tbl24();
+        tbl24.copy_from_slice(&self.tbl24[..]);
+        Self {
+            tbl24,
+            tbl8: self.tbl8.clone(),
+            tbl8_groups: self.tbl8_groups,
+            next_fresh: self.next_fresh,
+            free_groups: self.free_groups.clone(),
+            rules: self.rules.clone(),
+            count: self.count,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -546,6 +564,14 @@ mod tests {
                 assert_eq!(*o, t.lookup(*a));
             }
         }
+        // A clone answers the same and is independent of the original.
+        let mut c = t.clone();
+        for &a in addrs.iter().take(200) {
+            assert_eq!(c.lookup(a), t.lookup(a));
+        }
+        c.add(addrs[0], 32, 77_777).unwrap();
+        assert_eq!(c.lookup(addrs[0]), Some(77_777));
+        assert_ne!(t.lookup(addrs[0]), Some(77_777));
         // Mismatched lengths: only the common part is written.
         let mut short = vec![Some(99); 3];
         t.lookup_bulk(&addrs, &mut short);

@@ -145,6 +145,7 @@ impl Node {
 }
 
 /// The node arena with a free list.
+#[derive(Clone)]
 struct Arena {
     nodes: Vec<Node>,
     free: Vec<u32>,
@@ -387,7 +388,9 @@ fn mask(addr: u128, len: u8) -> u128 {
     }
 }
 
-/// An IPv6 longest-prefix-match table. See the module docs.
+/// An IPv6 longest-prefix-match table. See the module docs. `Clone` makes a deep copy
+/// (e.g. a per-core table).
+#[derive(Clone)]
 pub struct Lpm6 {
     root: Box<[Slot]>,
     arena: Arena,
@@ -723,8 +726,10 @@ mod tests {
             t.add(0, 8, 1 << 24),
             Err(LpmError::NextHopTooLarge(1 << 24))
         );
+        let c = t.clone();
         assert_eq!(t.delete(0, 0), Ok(7));
         assert_eq!(t.lookup(a6("2001:db8::2")), None);
+        assert_eq!(c.lookup(a6("2001:db8::2")), Some(7));
         assert_eq!(t.lookup(a6("2001:db8::1")), Some(6));
     }
 

@@ -355,6 +355,9 @@ fn key4(kind: u32, a: u32, pa: u16, b: u32, pb: u16, proto: u8) -> u64 {
     )
 }
 
+/// Most sessions of one mapping examined by address-dependent filtering.
+const ADF_WALK: u32 = 256;
+
 /// Time units: 2^20 ns (≈1.05 ms), wrapping u32 (≈52 days).
 #[inline(always)]
 fn units(ns: u64) -> u32 {
@@ -1243,11 +1246,19 @@ impl Nat44 {
         match self.filtering {
             Behavior::EndpointIndependent => {}
             Behavior::AddressDependent => {
+                // The mapping's sessions are walked (newest first), at most
+                // ADF_WALK of them, so an unsolicited packet costs bounded time; a
+                // remote beyond that is filtered (the conservative answer).
                 let mut cur = self.maps.get(m as usize).map_or(NONE, |x| x.head);
                 let mut ok = false;
+                let mut steps = 0;
                 while let Some(s) = self.sessions.get(cur as usize) {
                     if s.rem_addr == f.src && !self.expired(s, now) {
                         ok = true;
+                        break;
+                    }
+                    steps += 1;
+                    if steps >= ADF_WALK {
                         break;
                     }
                     cur = s.next;

@@ -826,7 +826,8 @@ impl Stage for Shaper {
         let egress = self.egress;
         let room = match egress {
             Some(e) => out.ports.get(usize::from(e)).map_or(0, |b| b.room()),
-            None => batch.room(),
+            // Keep room for the incoming packets that conform.
+            None => batch.room().saturating_sub(tmp.len()),
         };
         self.release(now, room, |p| match egress {
             Some(e) => out.send(node, p, Next::Port(e)),

@@ -825,7 +825,10 @@ impl Stage for Shaper {
         });
         let egress = self.egress;
         let room = match egress {
-            Some(e) => out.ports.get(usize::from(e)).map_or(0, |b| b.room()),
+            Some(e) => out
+                .ports
+                .get(usize::from(e))
+                .map_or(0, |b| b.room().saturating_sub(tmp.len())),
             // Keep room for the incoming packets that conform.
             None => batch.room().saturating_sub(tmp.len()),
         };

@@ -12,8 +12,9 @@
 //!
 //! * `forward`: ours = the `router` VNF process on `afxdp:d0`/`afxdp:d1` (AF_PACKET
 //!   when AF_XDP is unavailable); theirs = Linux IPv4 forwarding (`ip_forward=1`).
-//! * `nat`: ours = the router with NAT44 (when the VNF offers it); theirs = nftables
-//!   masquerade on d1.
+//! * `nat`: ours = the router's stages plus the `nat44` stage (NAPT to 198.51.100.1),
+//!   polled by a thread of this process in D; theirs = Linux forwarding plus
+//!   nftables masquerade on d1.
 //! * `io`: ours = raw port I/O (receive on d0, transmit on d1, no processing) in a
 //!   pinned loop; theirs = `dpdk-testpmd --forward-mode=io` on `net_af_packet`/
 //!   `net_af_xdp` vdevs over the same veths.
@@ -214,12 +215,12 @@ fn softirq_jiffies() -> u64 {
         .unwrap_or(0)
 }
 
-/// System CPU seconds of this process (generator and sink run here).
+/// System CPU seconds of the calling thread (the generator and sink thread).
 fn self_sys_secs() -> f64 {
-    // SAFETY: getrusage fills a valid rusage for RUSAGE_SELF.
+    // SAFETY: getrusage fills a valid rusage for RUSAGE_THREAD.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
     ru.ru_stime.tv_sec as f64 + ru.ru_stime.tv_usec as f64 / 1e6
 }
 
@@ -250,8 +251,8 @@ fn machine() -> String {
     format!("{cpu}, {n} cores, Linux {}", k.trim())
 }
 
-fn router_config(io: &str, topo: &Topo, nat: bool) -> String {
-    let mut s = format!(
+fn router_config(io: &str, topo: &Topo) -> String {
+    format!(
         r#"[engine]
 workers = 1
 pool_buffers = 32768
@@ -277,19 +278,15 @@ ip = "198.51.100.2"
 mac = "{}"
 "#,
         topo.mac_d0, topo.mac_d1, topo.mac_s0
-    );
-    if nat {
-        s.push_str("\n[nat]\noutside = \"d1\"\naddress = \"198.51.100.1\"\n");
-    }
-    s
+    )
 }
 
-fn run_ours_router(topo: &Topo, args: &CompareArgs, nat: bool) -> anyhow::Result<(RunResult, f64)> {
+fn run_ours_router(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(RunResult, f64)> {
     let bin = router_bin(args)?;
     let dir = std::env::temp_dir().join(format!("{}-router", topo.lab.prefix()));
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("router.toml");
-    std::fs::write(&cfg, router_config(&args.io, topo, nat))?;
+    std::fs::write(&cfg, router_config(&args.io, topo))?;
     let log = dir.join("router.log");
     let bin_s = bin.display().to_string();
     let cfg_s = cfg.display().to_string();
@@ -474,7 +471,7 @@ fn print(r: &CompareReport, json: bool) -> anyhow::Result<()> {
 pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
     let (o, gen_sys) = {
         let t = topo("fo")?;
-        run_ours_router(&t, &args, false)?
+        run_ours_router(&t, &args)?
     };
     let (t, cores) = {
         let tp = topo("fl")?;
@@ -493,11 +490,122 @@ pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
     print(&r, args.json)
 }
 
+/// Our NAT44 router: the router's stages with the `nat44` stage (NAPT, RFC 4787
+/// endpoint-independent mapping) before routing, polled by one thread of this process
+/// inside namespace D on the same ports the router VNF would use.
+fn run_ours_nat(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(RunResult, f64)> {
+    use dataplane::stages::{arp::ArpInput, classify::Classify, ip4, nat};
+    let cfg = vnf_router::Config::from_toml(&router_config(&args.io, topo))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let parse = |m: &str| vnf_router::config::parse_mac(m).map_err(anyhow::Error::msg);
+    let macs = [parse(&topo.mac_d0)?, parse(&topo.mac_d1)?];
+    let router =
+        vnf_router::Router::build(&cfg, &macs, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let natcfg = nat::NatConfig {
+        inside_ports: vec![0],
+        pool: vec!["198.51.100.1".into()],
+        max_sessions: 1 << 16,
+        max_subscribers: 1024,
+        ..nat::NatConfig::default()
+    };
+    let nat44 = nat::Nat44::new(&natcfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut pl = dataplane::stage::Pipeline::new();
+    pl.push(Box::new(Classify::new(router.macs.clone())));
+    pl.push(Box::new(ArpInput::new(router.l3.clone())));
+    pl.push(Box::new(nat44));
+    pl.push(Box::new(ip4::Ip4Input::default()));
+    pl.push(Box::new(ip4::Ip4Lookup::new(router.l3.clone())));
+    pl.push(Box::new(ip4::Ip4Rewrite::new(router.l3.clone())));
+    run_in_process(topo, args, Some(pl))
+}
+
+/// Polls d0/d1 in namespace D from a thread of this process: with a pipeline (a VNF)
+/// or without (raw port I/O: d0 → d1). Returns the traffic result and the
+/// generator's system CPU per second.
+fn run_in_process(
+    topo: &Topo,
+    args: &CompareArgs,
+    pipeline: Option<dataplane::stage::Pipeline>,
+) -> anyhow::Result<(RunResult, f64)> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let io = args.io.clone();
+    let d = topo.d.clone();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let h = std::thread::spawn(move || -> anyhow::Result<u64> {
+        let pool = Pool::new(32768).context("pool")?;
+        let mut ports = in_netns(&d, || -> anyhow::Result<_> {
+            Ok([
+                spec::open_str(&format!("{io}:d0"))?,
+                spec::open_str(&format!("{io}:d1"))?,
+            ])
+        })??;
+        let mut out = dataplane::batch::Out::new(2, pool.cache());
+        let mut rx = dataplane::batch::Batch::new();
+        let mut pl = pipeline;
+        let mut n = 0u64;
+        let t0 = std::time::Instant::now();
+        let mut it = 0u64;
+        while !st.load(Ordering::Relaxed) {
+            it += 1;
+            if it & 63 == 0 {
+                out.now_ns = t0.elapsed().as_nanos() as u64;
+            }
+            for i in 0..2 {
+                let Some(p) = ports.get_mut(i) else { continue };
+                if p.rx_burst(&mut out.cache, &mut rx) == 0 {
+                    continue;
+                }
+                match pl.as_mut() {
+                    Some(pl) => {
+                        for pkt in rx.iter_mut() {
+                            pkt.meta.port = i as u16;
+                        }
+                        pl.run(&mut rx, &mut out);
+                        rx.free_all(&mut out.cache);
+                    }
+                    None if i == 0 => {
+                        if let Some(b) = out.ports.get_mut(1) {
+                            b.append(&mut rx);
+                        }
+                        rx.free_all(&mut out.cache);
+                    }
+                    None => rx.free_all(&mut out.cache),
+                }
+            }
+            for (i, p) in ports.iter_mut().enumerate() {
+                if let Some(b) = out.ports.get_mut(i) {
+                    if !b.is_empty() {
+                        n += p.tx_burst(&mut out.cache, b) as u64;
+                        b.free_all(&mut out.cache);
+                    }
+                }
+            }
+            if !out.punt.is_empty() {
+                out.punt.free_all(&mut out.cache);
+            }
+        }
+        Ok(n)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
+    let s0 = self_sys_secs();
+    let r = traffic(topo, args, &s);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fwd = h
+        .join()
+        .map_err(|_| anyhow::anyhow!("DUT thread panicked"))??;
+    let r = r?;
+    let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
+    anyhow::ensure!(fwd > 0, "the in-process DUT forwarded nothing");
+    Ok((r, sys))
+}
+
 /// `testbed compare nat`.
 pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
     let (o, gen_sys) = {
         let t = topo("no")?;
-        run_ours_router(&t, &args, true)?
+        run_ours_nat(&t, &args)?
     };
     let (t, cores) = {
         let tp = topo("nl")?;
@@ -516,44 +624,6 @@ pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
     print(&r, args.json)
 }
 
-/// Raw port I/O: receive on d0, send on d1, nothing else (in namespace D, this
-/// process, one thread).
-fn run_ours_io(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
-    let io = args.io.clone();
-    let d = topo.d.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let st = stop.clone();
-    let h = std::thread::spawn(move || -> anyhow::Result<u64> {
-        let pool = Pool::new(32768).context("pool")?;
-        let (mut a, mut b) = in_netns(&d, || -> anyhow::Result<_> {
-            Ok((
-                spec::open_str(&format!("{io}:d0"))?,
-                spec::open_str(&format!("{io}:d1"))?,
-            ))
-        })??;
-        let mut c = pool.cache();
-        let mut batch = dataplane::batch::Batch::new();
-        let mut n = 0u64;
-        while !st.load(std::sync::atomic::Ordering::Relaxed) {
-            if a.rx_burst(&mut c, &mut batch) > 0 {
-                n += b.tx_burst(&mut c, &mut batch) as u64;
-                batch.free_all(&mut c);
-            }
-        }
-        Ok(n)
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let s = stream(args, &topo.mac_g0, &topo.mac_d0);
-    let r = traffic(topo, args, &s);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let fwd = h
-        .join()
-        .map_err(|_| anyhow::anyhow!("I/O thread panicked"))??;
-    let r = r?;
-    anyhow::ensure!(fwd > 0, "our I/O loop forwarded nothing");
-    Ok(r)
-}
-
 fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
     crate::netns::sh(&["which", "dpdk-testpmd"])
         .context("dpdk-testpmd is required: apt-get install dpdk-dev librte-net-af-xdp23")?;
@@ -569,7 +639,7 @@ fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
     let log = dir.join("testpmd.log");
     // a private /run (tmpfs) so EAL's runtime files stay off the host
     let script = format!(
-        "mount -t tmpfs none /run && exec dpdk-testpmd -l 0,1 --no-huge -m 512 --no-pci --file-prefix=tb {} {} -- --forward-mode=io --nb-cores=1 --stats-period=1",
+        "mount -t tmpfs none /run && exec dpdk-testpmd -l 0,1 --no-huge -m 512 --no-pci --file-prefix=tb {} {} -- --forward-mode=io --nb-cores=1 --stats-period=1 --total-num-mbufs=16384",
         vdev(0, "d0"),
         vdev(1, "d1")
     );
@@ -579,7 +649,7 @@ fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
     for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(50));
         let l = std::fs::read_to_string(&log).unwrap_or_default();
-        if l.contains("Port statistics") || l.contains("Start automatic packet forwarding") {
+        if l.contains("Port statistics") || l.contains("start packet forwarding") {
             ready = true;
             break;
         }
@@ -601,7 +671,7 @@ fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
 pub fn io(args: CompareArgs) -> anyhow::Result<()> {
     let o = {
         let t = topo("io")?;
-        run_ours_io(&t, &args)?
+        run_in_process(&t, &args, None)?.0
     };
     let t = {
         let tp = topo("ip")?;

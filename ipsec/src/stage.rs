@@ -3,9 +3,9 @@
 //! [`DropReason`] (VPP's `show errors` shape) and the engine's packet trace.
 //!
 //! Packets are Ethernet frames whose L3 header starts at `meta.l3` (set by
-//! `ethernet-input`). A stage lifts the L2 header off, works on the IP packet in place
-//! (the 256-byte headroom takes the outer IP + UDP + ESP header), puts the L2 header
-//! back and fixes its EtherType (or PPP protocol) to the new outer family. Encrypted
+//! `ethernet-input`). A stage works on the IP packet in place (the 256-byte headroom
+//! takes the outer IP + UDP + ESP header); the L2 header moves along with the front
+//! and its EtherType (or PPP protocol) is set to the new outer family. Encrypted
 //! and decrypted packets stay in the batch (`Keep`) for the next stage (routing);
 //! IKE and NAT keepalives on UDP 4500 are punted to the control plane.
 //!
@@ -51,39 +51,99 @@ impl Buf for Pkt {
     }
 }
 
-/// Longest L2 header kept aside (Ethernet + 2 VLAN tags + PPPoE fits).
-const MAX_L2: usize = 64;
-
-struct L2 {
-    bytes: [u8; MAX_L2],
-    len: usize,
+/// The packet seen from its L3 header: the L2 header (`meta.l3` bytes) stays in the
+/// buffer and moves along when ESP grows or shrinks the front, so nothing is copied
+/// out and back.
+struct L3<'a> {
+    pkt: &'a mut Pkt,
+    l2: usize,
 }
 
-/// Lifts the L2 header (the bytes before `meta.l3`) off the packet.
-#[inline]
-fn take_l2(pkt: &mut Pkt) -> Result<L2, DropReason> {
-    let len = usize::from(pkt.meta.l3);
-    let mut l2 = L2 {
-        bytes: [0; MAX_L2],
-        len,
-    };
-    let src = pkt.data().get(..len).ok_or(DropReason::Malformed)?;
-    l2.bytes
-        .get_mut(..len)
-        .ok_or(DropReason::Malformed)?
-        .copy_from_slice(src);
-    pkt.strip(len).map_err(|_| DropReason::Malformed)?;
-    Ok(l2)
+/// Moves the `l2` bytes at `from` to `to` inside `d` (Ethernet: one 14-byte move).
+#[inline(always)]
+fn move_l2(d: &mut [u8], from: usize, to: usize, l2: usize) -> bool {
+    if l2 == 14 {
+        let Some(src) = d.get(from..from + 14) else {
+            return false;
+        };
+        let mut h = [0u8; 14];
+        h.copy_from_slice(src);
+        match d.get_mut(to..to + 14) {
+            Some(dst) => {
+                dst.copy_from_slice(&h);
+                true
+            }
+            None => false,
+        }
+    } else if from.max(to) + l2 <= d.len() {
+        d.copy_within(from..from + l2, to);
+        true
+    } else {
+        false
+    }
 }
 
-/// Puts the L2 header back in front of the (new) IP packet and sets the EtherType or
-/// PPP protocol field just before L3 to the packet's IP version.
-#[inline]
-fn put_l2(pkt: &mut Pkt, l2: &L2) -> Result<(), DropReason> {
-    let v6 = pkt.data().first().is_some_and(|b| b >> 4 == 6);
-    let hdr = pkt.prepend(l2.len).map_err(|_| DropReason::NoRoom)?;
-    hdr.copy_from_slice(l2.bytes.get(..l2.len).ok_or(DropReason::NoRoom)?);
-    if let Some(t) = l2.len.checked_sub(2).and_then(|i| hdr.get_mut(i..i + 2)) {
+impl Buf for L3<'_> {
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        self.pkt.data().get(self.l2..).unwrap_or(&[])
+    }
+
+    #[inline(always)]
+    fn data_mut(&mut self) -> &mut [u8] {
+        let l2 = self.l2;
+        self.pkt.data_mut().get_mut(l2..).unwrap_or(&mut [])
+    }
+
+    #[inline(always)]
+    fn push_front(&mut self, n: usize) -> bool {
+        if self.pkt.prepend(n).is_err() {
+            return false;
+        }
+        if !move_l2(self.pkt.data_mut(), n, 0, self.l2) {
+            let _ = self.pkt.strip(n);
+            return false;
+        }
+        true
+    }
+
+    #[inline(always)]
+    fn pull_front(&mut self, n: usize) -> bool {
+        if n > self.pkt.len().saturating_sub(self.l2) {
+            return false;
+        }
+        move_l2(self.pkt.data_mut(), 0, n, self.l2) && self.pkt.strip(n).is_ok()
+    }
+
+    #[inline(always)]
+    fn push_back(&mut self, n: usize) -> bool {
+        self.pkt.append(n).is_ok()
+    }
+
+    #[inline(always)]
+    fn trim_back(&mut self, n: usize) -> bool {
+        n <= self.pkt.len().saturating_sub(self.l2) && self.pkt.trim(n).is_ok()
+    }
+}
+
+/// The L3 view of a packet, or `Malformed` when `meta.l3` lies past its end.
+#[inline(always)]
+fn l3(pkt: &mut Pkt) -> Result<L3<'_>, DropReason> {
+    let l2 = usize::from(pkt.meta.l3);
+    if l2 > pkt.len() {
+        return Err(DropReason::Malformed);
+    }
+    Ok(L3 { pkt, l2 })
+}
+
+/// Sets the EtherType or PPP protocol field just before L3 to the packet's (new) IP
+/// version.
+#[inline(always)]
+fn fix_l2_type(pkt: &mut Pkt) {
+    let l2 = usize::from(pkt.meta.l3);
+    let d = pkt.data_mut();
+    let v6 = d.get(l2).is_some_and(|b| b >> 4 == 6);
+    if let Some(t) = l2.checked_sub(2).and_then(|i| d.get_mut(i..i + 2)) {
         let new = match [t[0], t[1]] {
             [0x08, 0x00] | [0x86, 0xdd] => Some(if v6 { [0x86, 0xdd] } else { [0x08, 0x00] }),
             [0x00, 0x21] | [0x00, 0x57] => Some(if v6 { [0x00, 0x57] } else { [0x00, 0x21] }),
@@ -94,7 +154,6 @@ fn put_l2(pkt: &mut Pkt, l2: &L2) -> Result<(), DropReason> {
         }
     }
     pkt.meta.l4 = 0;
-    Ok(())
 }
 
 #[inline]
@@ -123,16 +182,16 @@ impl EspEncrypt {
     /// One packet (the stage's per-packet body; public for callers without batches).
     #[inline]
     pub fn encrypt(&mut self, pkt: &mut Pkt, now: u64) -> Next {
-        let l2 = match take_l2(pkt) {
-            Ok(l2) => l2,
-            Err(r) => return drop_next(r),
+        let r = match l3(pkt) {
+            Ok(mut b) => self.ipsec.outbound(&mut b, now),
+            Err(e) => Err(e),
         };
-        let r = self.ipsec.outbound(pkt, now);
-        if let Err(e) = put_l2(pkt, &l2) {
-            return drop_next(e);
-        }
         match r {
-            Ok(_) => Next::Keep,
+            Ok(crate::Outbound::Protected(_)) => {
+                fix_l2_type(pkt);
+                Next::Keep
+            }
+            Ok(crate::Outbound::Bypass) => Next::Keep,
             Err(e) => drop_next(e),
         }
     }
@@ -179,16 +238,16 @@ impl EspDecrypt {
     /// One packet (the stage's per-packet body).
     #[inline]
     pub fn decrypt(&mut self, pkt: &mut Pkt, now: u64) -> Next {
-        let l2 = match take_l2(pkt) {
-            Ok(l2) => l2,
-            Err(r) => return drop_next(r),
+        let r = match l3(pkt) {
+            Ok(mut b) => self.ipsec.inbound(&mut b, now),
+            Err(e) => Err(e),
         };
-        let r = self.ipsec.inbound(pkt, now);
-        if let Err(e) = put_l2(pkt, &l2) {
-            return drop_next(e);
-        }
         match r {
-            Ok(Inbound::Decrypted { .. }) | Ok(Inbound::Bypass) => Next::Keep,
+            Ok(Inbound::Decrypted { .. }) => {
+                fix_l2_type(pkt);
+                Next::Keep
+            }
+            Ok(Inbound::Bypass) => Next::Keep,
             Ok(Inbound::Punt) => Next::Punt,
             Err(e) => drop_next(e),
         }

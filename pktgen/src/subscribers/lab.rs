@@ -180,10 +180,12 @@ impl Bng {
                 self.pipeline.run(&mut self.batch, &mut self.out);
                 self.flush();
                 // Control plane: punted packets (discovery, PPP control).
-                while let Some(p) = self.out.punt.pop() {
-                    self.cp.input(p.meta.port, p.data(), now_ms);
-                    self.out.cache.free(p);
-                }
+                // In order (Batch::pop takes from the back).
+                let (cp, cache) = (&mut self.cp, &mut self.out.cache);
+                self.out.punt.drain(|p| {
+                    cp.input(p.meta.port, p.data(), now_ms);
+                    cache.free(p);
+                });
             }
         }
         // Timers, the control plane's own transmissions, table updates.
@@ -346,6 +348,16 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         let now = ms(t0);
         emu.start_due(now, &mut frames);
         emu.poll(now, &mut frames);
+        if std::env::var_os("VBNG_LAB_TRACE").is_some()
+            && (!frames.is_empty() || !bng.pending.is_empty())
+        {
+            eprintln!(
+                "t={now} emu->bng {} pending {} up {}",
+                frames.len(),
+                bng.pending.len(),
+                emu.established()
+            );
+        }
         q.extend(frames.drain(..));
         send_frames(&mut gen, &mut gcache, &mut q);
         bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
@@ -354,10 +366,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             if gen.rx_burst(&mut gcache, &mut rxb) == 0 {
                 break;
             }
-            while let Some(p) = rxb.pop() {
+            rxb.drain(|p| {
                 emu.input(p.data(), now, &mut frames);
                 gcache.free(p);
-            }
+            });
         }
     }
     let setup = emu.report();
@@ -366,7 +378,12 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         for si in bng.cp.sessions() {
             *ph.entry(si.phase).or_insert(0) += 1;
         }
-        eprintln!("bng phases after setup: {ph:?} stats {:?}", bng.cp.stats);
+        eprintln!(
+            "bng phases after setup: {ph:?} stats {:?} {:?} {:?}",
+            bng.cp.stats,
+            bng.cp.discovery_stats(),
+            emu.report()
+        );
     }
     progress(&format!(
         "{} sessions up ({:.0}/s, p99 {:.1} ms)",
@@ -629,6 +646,20 @@ mod tests {
             assert_eq!(r.sessions_after_teardown, 0);
             assert!(r.setup_p99_ms >= r.setup_p50_ms);
         }
+    }
+
+    #[test]
+    fn one_session_trace() {
+        let r = run(
+            &LabConfig {
+                sessions: 1,
+                packets: 10,
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert!(r.setup_p99_ms < 100.0, "{:?}", r.setup);
     }
 
     #[test]

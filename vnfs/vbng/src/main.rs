@@ -184,10 +184,12 @@ fn run(
             if n > 0 {
                 pipeline.run(&mut batch, &mut out);
             }
-            while let Some(p) = out.punt.pop() {
+            // In arrival order (Batch::pop takes from the back).
+            let cache = &mut out.cache;
+            out.punt.drain(|p| {
                 cp.input(p.meta.port, p.data(), now_ms);
-                out.cache.free(p);
-            }
+                cache.free(p);
+            });
         }
         cp.poll(now_ms);
         if let Some(io) = io.as_mut() {

@@ -499,3 +499,19 @@ sport = { from = 1024, to = 2047, mode = "random" }
         assert!(SizeSpec::Fixed(10).sequence().is_err());
     }
 }
+
+#[cfg(test)]
+mod example_profiles {
+    use super::Profile;
+    use crate::Generator;
+
+    #[test]
+    fn shipped_profiles_parse_and_build() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+        for f in ["udp64.toml", "bng-mix.yaml"] {
+            let p = Profile::load(&std::path::Path::new(dir).join(f)).unwrap();
+            let g = Generator::from_profile(&p).unwrap();
+            assert!(!g.streams.is_empty(), "{f}");
+        }
+    }
+}

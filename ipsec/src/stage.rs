@@ -392,6 +392,42 @@ mod tests {
     }
 
     #[test]
+    fn transport_mode_behind_a_vlan_tag() {
+        let pool = Pool::new(64).unwrap();
+        let mut out = Out::new(1, pool.cache());
+        let km = KeyMaterial::new(Algorithm::Aes256Gcm16, &[9; 36]).unwrap();
+        let mut cfg = SaConfig::transport(0x6000, Direction::Outbound);
+        cfg.algorithm = Algorithm::Aes256Gcm16;
+        cfg.encap = Some(UdpEncap::default());
+        let mut tx = Ipsec::new();
+        let id = tx.sad.add(cfg.clone(), &km, 0).unwrap();
+        tx.spd.push_outbound(Selector::any(), Action::Protect(id));
+        cfg.direction = Direction::Inbound;
+        let mut rx = Ipsec::new();
+        rx.sad.add(cfg, &km, 0).unwrap();
+        let (mut enc, mut dec) = (EspEncrypt::new(tx), EspDecrypt::new(rx));
+        // Ethernet + 802.1Q tag: L3 at 18.
+        let mut f =
+            alloc::vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00];
+        f.extend_from_slice(&udp4(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            7,
+            8,
+            33,
+        ));
+        let mut p = out.cache.alloc().unwrap();
+        p.copy_from(&f).unwrap();
+        p.meta.l3 = 18;
+        assert_eq!(enc.encrypt(&mut p, 0), Next::Keep);
+        assert_eq!(&p.data()[..18], &f[..18], "L2 header moved along intact");
+        assert_eq!(p.data()[18 + 9], 17, "UDP-encapsulated ESP");
+        assert_eq!(dec.decrypt(&mut p, 0), Next::Keep);
+        assert_eq!(p.data(), &f[..], "original frame restored");
+        out.cache.free(p);
+    }
+
+    #[test]
     fn l3_offset_past_the_packet_is_a_counted_drop() {
         let pool = Pool::new(64).unwrap();
         let mut out = Out::new(1, pool.cache());

@@ -126,5 +126,10 @@ fn clock_selftest(ms: u64) -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("PANIC: {info}");
+    println!(
+        "heap: {} KiB claimed, peak use {} KiB (an allocation failure means the guest needs more RAM)",
+        heap::claimed() / 1024,
+        heap::peak() / 1024
+    );
     arch::exit(arch::EXIT_FAULT)
 }

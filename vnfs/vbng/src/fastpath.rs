@@ -66,7 +66,62 @@ pub fn update_queue(cap: usize) -> Arc<UpdateQueue> {
 /// Burst allowed by the per-subscriber policers, bytes.
 pub const POLICER_BURST: u32 = 64 * 1024;
 
-type Key = (u16, [u8; 6], u16, u16, u16);
+/// Session key packed in 128 bits: port(16) | MAC(48) | S-VLAN(12) | C-VLAN(12) | sid(16).
+type Key = u128;
+
+#[inline(always)]
+fn pack(port: u16, mac: &[u8; 6], svlan: u16, cvlan: u16, sid: u16) -> Key {
+    let m = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    (u128::from(port) << 88)
+        | (u128::from(m) << 40)
+        | (u128::from(svlan & 0xfff) << 28)
+        | (u128::from(cvlan & 0xfff) << 16)
+        | u128::from(sid)
+}
+
+/// A keyed multiply-xorshift hasher for the fixed-width table keys (one 64×64
+/// multiply per key instead of a general-purpose streaming hash). The key is seeded
+/// per table so hash values are not predictable from outside.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyHasher(u64);
+
+impl core::hash::Hasher for KeyHasher {
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    #[inline(always)]
+    fn write_u32(&mut self, x: u32) {
+        self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    }
+    #[inline(always)]
+    fn write_u128(&mut self, x: u128) {
+        let a = (self.0 ^ x as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        self.0 = a
+            ^ ((x >> 64) as u64)
+                .wrapping_mul(0xc4ce_b9fe_1a85_ec53)
+                .rotate_left(31);
+    }
+}
+
+/// Builds [`KeyHasher`]s from a per-table seed.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyHash(u64);
+
+impl core::hash::BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    #[inline(always)]
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Sess {
@@ -114,8 +169,8 @@ pub struct FastPathConfig {
 pub struct FastPath {
     cfg: FastPathConfig,
     mode: Mode,
-    by_key: HashMap<Key, u32>,
-    by_ip: HashMap<u32, u32>,
+    by_key: HashMap<Key, u32, KeyHash>,
+    by_ip: HashMap<u32, u32, KeyHash>,
     sess: Vec<Option<Sess>>,
     updates: Arc<ArrayQueue<FibUpdate>>,
     counters: Arc<SessionCounters>,
@@ -130,7 +185,7 @@ impl core::fmt::Debug for FastPath {
 }
 
 fn key_of(k: &AccessKey, sid: u16) -> Key {
-    (k.port, k.mac, k.vlans.svlan, k.vlans.cvlan, sid)
+    pack(k.port, &k.mac, k.vlans.svlan, k.vlans.cvlan, sid)
 }
 
 fn bucket(rate: u64, now_ns: u64) -> Option<TokenBucket> {
@@ -146,10 +201,23 @@ impl FastPath {
         counters: Arc<SessionCounters>,
     ) -> FastPath {
         let n = cfg.max_sessions as usize;
+        // Seed the table hashes from the counters' address and the config (no RNG
+        // needed in no_std; the seed only has to differ between deployments).
+        let seed = (Arc::as_ptr(&counters) as u64).rotate_left(17)
+            ^ u64::from_be_bytes([
+                0,
+                0,
+                cfg.access_mac[0],
+                cfg.access_mac[1],
+                cfg.access_mac[2],
+                cfg.access_mac[3],
+                cfg.access_mac[4],
+                cfg.access_mac[5],
+            ]);
         FastPath {
             mode: Mode::Both,
-            by_key: HashMap::with_capacity(n),
-            by_ip: HashMap::with_capacity(n),
+            by_key: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
+            by_ip: HashMap::with_capacity_and_hasher(n, KeyHash(seed.rotate_left(32))),
             sess: (0..n).map(|_| None).collect(),
             cfg,
             updates,
@@ -270,7 +338,7 @@ impl FastPath {
         };
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&d[6..12]);
-        let Some(&idx) = self.by_key.get(&(p.meta.port, mac, sv, cv, sid)) else {
+        let Some(&idx) = self.by_key.get(&pack(p.meta.port, &mac, sv, cv, sid)) else {
             return Next::Drop(E_NO_SESSION);
         };
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {

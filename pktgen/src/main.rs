@@ -113,6 +113,25 @@ fn main() -> anyhow::Result<()> {
             let mut txp = spec::open_str(&tx)?;
             let mut cache = pool.cache();
             let mut rcv = Receiver::new();
+            // a time-based progress bar (hidden when stderr is not a terminal or with
+            // --json) ticking beside the polling loop
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let pb = if json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                indicatif::ProgressBar::new((duration * 10.0) as u64)
+            };
+            let ticker = {
+                let done = done.clone();
+                let pb = pb.clone();
+                std::thread::spawn(move || {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        pb.inc(1);
+                    }
+                    pb.finish_and_clear();
+                })
+            };
             let r = match rx {
                 Some(rx) => {
                     let mut rxp = spec::open_str(&rx)?;
@@ -141,6 +160,8 @@ fn main() -> anyhow::Result<()> {
                     )
                 }
             };
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = ticker.join();
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -132,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                     pb.finish_and_clear();
                 })
             };
+            let counting = rx.is_some();
             let r = match rx {
                 Some(rx) => {
                     let mut rxp = spec::open_str(&rx)?;
@@ -164,6 +165,13 @@ fn main() -> anyhow::Result<()> {
             let _ = ticker.join();
             if json {
                 println!("{}", serde_json::to_string(&r)?);
+            } else if !counting {
+                println!(
+                    "sent {} ({:.3} Mpps, {} refused by the port)",
+                    r.emitted - r.tx_refused,
+                    r.tx_pps / 1e6,
+                    r.tx_refused
+                );
             } else {
                 println!(
                     "sent {} ({:.3} Mpps) received {} ({:.3} Mpps) lost {} reordered {} dup {} plr {:.6} lat p50/p99/max {:.1}/{:.1}/{:.1} µs",

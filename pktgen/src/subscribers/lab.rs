@@ -348,16 +348,6 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         let now = ms(t0);
         emu.start_due(now, &mut frames);
         emu.poll(now, &mut frames);
-        if std::env::var_os("VBNG_LAB_TRACE").is_some()
-            && (!frames.is_empty() || !bng.pending.is_empty())
-        {
-            eprintln!(
-                "t={now} emu->bng {} pending {} up {}",
-                frames.len(),
-                bng.pending.len(),
-                emu.established()
-            );
-        }
         q.extend(frames.drain(..));
         send_frames(&mut gen, &mut gcache, &mut q);
         bng.step(ms(t0), t0.elapsed().as_nanos() as u64);

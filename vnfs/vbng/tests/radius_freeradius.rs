@@ -248,11 +248,12 @@ impl Drop for FreeRadius {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        } else if let Ok(l) = self.log.lock() {
-            eprintln!("freeradius log:\n{l}");
+        if std::thread::panicking() {
+            if let Ok(l) = self.log.lock() {
+                eprintln!("freeradius log:\n{l}");
+            }
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -89,8 +89,21 @@ pub fn encapsulate<B: Buf + ?Sized>(
     now: u64,
     events: &mut impl FnMut(LifetimeEvent),
 ) -> Result<(), DropReason> {
-    sa.check_hard(id, now, events)?;
     let inner = ip::parse(buf.data())?;
+    encapsulate_parsed(sa, id, buf, &inner, now, events)
+}
+
+/// [`encapsulate`] for a caller that already parsed the packet's IP header.
+#[inline]
+pub fn encapsulate_parsed<B: Buf + ?Sized>(
+    sa: &mut Sa,
+    id: SaId,
+    buf: &mut B,
+    inner: &IpInfo,
+    now: u64,
+    events: &mut impl FnMut(LifetimeEvent),
+) -> Result<(), DropReason> {
+    sa.check_hard(id, now, events)?;
     // Trailing bytes beyond the IP length (Ethernet padding) are not part of it.
     let extra = buf.len().saturating_sub(inner.total_len);
     if extra > 0 && !buf.trim_back(extra) {
@@ -103,8 +116,8 @@ pub fn encapsulate<B: Buf + ?Sized>(
     let plain_len = inner.total_len;
     let seq = sa.next_seq(id, events)?;
     match sa.cfg.mode {
-        Mode::Tunnel { src, dst } => encap_tunnel(sa, buf, &inner, seq, src, dst)?,
-        Mode::Transport => encap_transport(sa, buf, &inner, seq)?,
+        Mode::Tunnel { src, dst } => encap_tunnel(sa, buf, inner, seq, src, dst)?,
+        Mode::Transport => encap_transport(sa, buf, inner, seq)?,
     }
     sa.account(id, plain_len, now, events);
     Ok(())

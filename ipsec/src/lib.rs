@@ -147,12 +147,17 @@ impl Ipsec {
         buf: &mut B,
         now: u64,
     ) -> Result<Outbound, DropReason> {
-        let flow = Flow::of(buf.data())?;
+        let ip = ip::parse(buf.data())?;
+        let flow = Flow::from_info(&ip, buf.data());
         match self.spd.lookup_outbound(&flow) {
             Action::Bypass => Ok(Outbound::Bypass),
             Action::Discard => Err(DropReason::PolicyDiscard),
             Action::Protect(id) => {
-                self.encrypt_with(id, buf, now)?;
+                let (sa, mut ev) = self.sad.sa_and_events(id).ok_or(DropReason::NoSa)?;
+                if sa.cfg.direction != sa::Direction::Outbound {
+                    return Err(DropReason::NoSa);
+                }
+                esp::encapsulate_parsed(sa, id, buf, &ip, now, &mut ev)?;
                 Ok(Outbound::Protected(id))
             }
         }

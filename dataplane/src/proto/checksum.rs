@@ -189,7 +189,10 @@ pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
 }
 
 /// RFC 1624 eqn. 3 for an even-length region that changed from `old` to `new` (an
-/// IPv6 address). Returns `hc` unchanged if the lengths differ or are odd.
+/// IPv6 address). The region must start at an even offset of the checksummed data
+/// (for an odd offset, swap the bytes of each word first, as
+/// [`super::tcp::Packet::update_checksum16_at`] does). Returns `hc` unchanged if the
+/// lengths differ or are odd.
 #[inline]
 pub fn update_bytes(hc: u16, old: &[u8], new: &[u8]) -> u16 {
     if old.len() != new.len() || old.len() & 1 != 0 {

@@ -83,40 +83,6 @@ pub fn flow_v6(src: [u8; 16], dst: [u8; 16], proto: u8, sport: u16, dport: u16) 
     mix64(fold(a) ^ fold(b).rotate_left(7) ^ ((pa as u64) << 40 | (pb as u64) << 16 | proto as u64))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn toeplitz_matches_rss_spec_vector() {
-        // Microsoft RSS verification suite, IPv4 with TCP ports, standard key:
-        // 66.9.149.187:2794 -> 161.142.100.80:1766 gives 0x51ccc178.
-        let key: [u8; 40] = [
-            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
-            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
-            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
-        ];
-        let mut input = [0u8; 12];
-        input[..4].copy_from_slice(&[66, 9, 149, 187]);
-        input[4..8].copy_from_slice(&[161, 142, 100, 80]);
-        input[8..10].copy_from_slice(&2794u16.to_be_bytes());
-        input[10..12].copy_from_slice(&1766u16.to_be_bytes());
-        assert_eq!(toeplitz(&key, &input), 0x51cc_c178);
-    }
-
-    #[test]
-    fn symmetric_both_ways() {
-        let a = [10, 0, 0, 1];
-        let b = [192, 0, 2, 7];
-        assert_eq!(rss_v4(a, b, 1234, 80), rss_v4(b, a, 80, 1234));
-        assert_eq!(flow_v4(1, 2, 6, 10, 20), flow_v4(2, 1, 6, 20, 10));
-        assert_ne!(flow_v4(1, 2, 6, 10, 20), flow_v4(1, 2, 6, 10, 21));
-        let x = [1u8; 16];
-        let y = [2u8; 16];
-        assert_eq!(flow_v6(x, y, 17, 5, 6), flow_v6(y, x, 17, 6, 5));
-    }
-}
-
 /// Symmetric hash of an Ethernet frame's flow: IPv4/IPv6 addresses, protocol and
 /// TCP/UDP ports (after up to two VLAN tags); other frames hash their MAC pair.
 /// This is what a NIC's symmetric RSS computes to pick a receive queue.
@@ -171,5 +137,39 @@ pub fn frame_hash(frame: &[u8]) -> u32 {
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
             mix64(lo ^ hi.rotate_left(24))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toeplitz_matches_rss_spec_vector() {
+        // Microsoft RSS verification suite, IPv4 with TCP ports, standard key:
+        // 66.9.149.187:2794 -> 161.142.100.80:1766 gives 0x51ccc178.
+        let key: [u8; 40] = [
+            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+        ];
+        let mut input = [0u8; 12];
+        input[..4].copy_from_slice(&[66, 9, 149, 187]);
+        input[4..8].copy_from_slice(&[161, 142, 100, 80]);
+        input[8..10].copy_from_slice(&2794u16.to_be_bytes());
+        input[10..12].copy_from_slice(&1766u16.to_be_bytes());
+        assert_eq!(toeplitz(&key, &input), 0x51cc_c178);
+    }
+
+    #[test]
+    fn symmetric_both_ways() {
+        let a = [10, 0, 0, 1];
+        let b = [192, 0, 2, 7];
+        assert_eq!(rss_v4(a, b, 1234, 80), rss_v4(b, a, 80, 1234));
+        assert_eq!(flow_v4(1, 2, 6, 10, 20), flow_v4(2, 1, 6, 20, 10));
+        assert_ne!(flow_v4(1, 2, 6, 10, 20), flow_v4(1, 2, 6, 10, 21));
+        let x = [1u8; 16];
+        let y = [2u8; 16];
+        assert_eq!(flow_v6(x, y, 17, 5, 6), flow_v6(y, x, 17, 6, 5));
     }
 }

@@ -274,7 +274,7 @@ impl Pipeline {
 /// Formats non-zero drop counters of `nodes` like VPP's `show errors`.
 pub fn show_errors<'a>(nodes: impl Iterator<Item = &'a NodeStats>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>12}  {:<24} {}", "Count", "Node", "Reason");
+    let _ = writeln!(s, "{:>12}  {:<24} Reason", "Count", "Node");
     for n in nodes {
         for (i, c) in n.drops.iter().enumerate() {
             if *c > 0 {

@@ -3,7 +3,10 @@
 
 use crate::{Params, Report};
 
+pub mod esp;
 pub mod l3fwd;
+pub mod nat;
+pub mod pktgen;
 
 pub type ScenarioFn = fn(&Params) -> anyhow::Result<Report>;
 
@@ -18,5 +21,28 @@ pub const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "l3fwd-bgp",
         "router pipeline, 1M BGP-like prefixes, random destinations",
         l3fwd::l3fwd_bgp,
+    ),
+    (
+        "nat44",
+        "NAT44 in2out, 1M active sessions, random flows",
+        nat::nat44,
+    ),
+    ("nat44-new", "NAT44 new sessions per second", nat::nat44_new),
+    ("fw", "stateful firewall, 1k rules", nat::fw),
+    ("policer", "two-rate three-colour policer", nat::policer),
+    (
+        "esp-enc",
+        "ESP AES-GCM-128 tunnel encrypt stage",
+        esp::esp_enc,
+    ),
+    (
+        "esp-dec",
+        "ESP AES-GCM-128 tunnel decrypt stage",
+        esp::esp_dec,
+    ),
+    (
+        "pktgen-tx",
+        "generator rate per core into the in-memory ring",
+        pktgen::pktgen_tx,
     ),
 ];

@@ -7,6 +7,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, Ipv6Addr};
+use dataplane::stages::firewall::FirewallConfig;
+use dataplane::stages::nat::NatConfig;
+use dataplane::stages::qos::QosConfig;
 use serde::Deserialize;
 
 /// A configuration error naming the offending field.
@@ -129,6 +132,15 @@ pub struct Config {
     pub route_file: Option<RouteFileConfig>,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<NeighborConfig>,
+    /// NAT44/CGNAT (RFC 4787/6888), applied to IPv4 before routing.
+    #[serde(default)]
+    pub nat: Option<NatConfig>,
+    /// Stateful firewall, applied to IPv4 before NAT and routing.
+    #[serde(default)]
+    pub firewall: Option<FirewallConfig>,
+    /// Policer (RFC 2697/2698), shaper and DSCP marking.
+    #[serde(default)]
+    pub qos: Option<QosConfig>,
 }
 
 impl Config {
@@ -212,6 +224,19 @@ impl Config {
                         "route_file.next_hops[{i}]: {v:?} is not an IP address"
                     ))
                 })?;
+            }
+        }
+        if self.nat.is_some() && self.engine.workers > 1 {
+            return err(
+                "nat: needs engine.workers = 1 (return traffic to a pool address is not steered to the worker that owns the mapping)".into(),
+            );
+        }
+        let nports = self.interfaces.len() as u16;
+        if let Some(n) = &self.nat {
+            if let Some(p) = n.inside_ports.iter().find(|p| **p >= nports) {
+                return err(format!(
+                    "nat.inside_ports: port {p} does not exist ({nports} interfaces)"
+                ));
             }
         }
         for (i, n) in self.neighbors.iter().enumerate() {

@@ -129,6 +129,8 @@ impl Router {
         }
         // Static entries never go stale.
         st.neigh.reachable_ns = u64::MAX;
+        // Build the optional stages once so a bad section fails here, with its name.
+        feature_stages(cfg)?;
         Ok(Router {
             l3: Arc::new(b.build()),
             macs,
@@ -136,12 +138,19 @@ impl Router {
         })
     }
 
-    /// A pipeline for one worker (all workers share the L3 state).
+    /// A pipeline for one worker (all workers share the L3 state; NAT, firewall and
+    /// QoS tables are per worker). The optional stages were built once by
+    /// [`Router::build`], so building them again cannot fail on configuration.
     pub fn pipeline(&self) -> Pipeline {
         let mut p = Pipeline::new();
         p.push(Box::new(Classify::new(self.macs.clone())));
         p.push(Box::new(ArpInput::new(self.l3.clone())));
         p.push(Box::new(Ip4Input::default()));
+        if let Ok(extra) = feature_stages(&self.config) {
+            for s in extra {
+                p.push(s);
+            }
+        }
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
         p.push(Box::new(Ip4Rewrite::new(self.l3.clone())));
         p.push(Box::new(Ip6Input));
@@ -150,6 +159,41 @@ impl Router {
         p.push(Box::new(Ip6Rewrite::new(self.l3.clone())));
         p
     }
+}
+
+/// Firewall, NAT44 and QoS stages of the config, in pipeline order: firewall first
+/// (it sees inside addresses), then NAT, then the policer, shaper and marker.
+fn feature_stages(cfg: &Config) -> Result<Vec<Box<dyn dataplane::stage::Stage>>, ConfigError> {
+    use dataplane::stages::{firewall::Firewall, nat::Nat44, qos};
+    let mut v: Vec<Box<dyn dataplane::stage::Stage>> = Vec::new();
+    if let Some(f) = &cfg.firewall {
+        v.push(Box::new(
+            Firewall::new(f).map_err(|e| ConfigError(format!("firewall: {e}")))?,
+        ));
+    }
+    if let Some(n) = &cfg.nat {
+        v.push(Box::new(
+            Nat44::new(n).map_err(|e| ConfigError(format!("nat: {e}")))?,
+        ));
+    }
+    if let Some(q) = &cfg.qos {
+        if let Some(pc) = &q.policer {
+            v.push(Box::new(
+                qos::Policer::new(pc, 0).map_err(|e| ConfigError(format!("qos.policer: {e}")))?,
+            ));
+        }
+        if let Some(sc) = &q.shaper {
+            v.push(Box::new(
+                qos::Shaper::new(sc, 0).map_err(|e| ConfigError(format!("qos.shaper: {e}")))?,
+            ));
+        }
+        if let Some(mc) = &q.marker {
+            v.push(Box::new(
+                qos::DscpMarker::new(mc).map_err(|e| ConfigError(format!("qos.marker: {e}")))?,
+            ));
+        }
+    }
+    Ok(v)
 }
 
 fn via(b: &mut L3Builder, gw: &str) -> Result<NextHop, String> {

@@ -121,7 +121,8 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let need = (cfg.interfaces.len().max(1) * RX_BUFFERS * 2 + 2048) as u32;
     let nbuf = cfg.engine.pool_buffers.clamp(256, need);
     let t0 = clock::now_ns();
-    let Some(pool) = Pool::new(nbuf) else {
+    // Device-visible: the virtio queues point straight into these buffers.
+    let Some(pool) = crate::sparse::dma_safe(|| Pool::new(nbuf)) else {
         crate::fatal(
             arch::EXIT_PLATFORM,
             format_args!("memory: cannot allocate {nbuf} packet buffers"),
@@ -157,13 +158,14 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let mut out = Out::new(ports.len(), pool.cache());
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB)",
+        "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB, {} demand-zero pages)",
         ready_us / 1000,
         ready_us % 1000,
         ports.len(),
         router.l3.fib4.len(),
         router.l3.fib6.len(),
-        crate::heap::peak() / 1024
+        crate::heap::peak() / 1024,
+        crate::sparse::pages()
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);

@@ -138,6 +138,7 @@ BOOT_GDT_PTR:
     .p2align 12
 BOOT_PML4:
     .skip 4096
+    .global BOOT_PDPT
 BOOT_PDPT:
     .skip 4096
 BOOT_PD:
@@ -171,16 +172,91 @@ pub fn install_idt() {
         let stubs = core::ptr::addr_of!(EXC_STUBS) as u64;
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for (v, e) in idt.iter_mut().enumerate() {
-            let h = stubs + (v as u64) * 16;
-            e[0] = (h & 0xFFFF) | (0x08 << 16) | (0x8E00 << 32) | ((h >> 16) & 0xFFFF) << 48;
+            let (h, ist) = if v == 14 {
+                (core::ptr::addr_of!(PF_ENTRY) as u64, 1u64)
+            } else {
+                (stubs + (v as u64) * 16, 0)
+            };
+            e[0] = (h & 0xFFFF) | (0x08 << 16) | (ist << 32) | (0x8E00 << 32) | ((h >> 16) & 0xFFFF) << 48;
             e[1] = h >> 32;
         }
+        load_tss();
         let ptr = IdtPtr {
             limit: (core::mem::size_of::<[[u64; 2]; 32]>() - 1) as u16,
             base: idt.as_ptr() as u64,
         };
         core::arch::asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack));
     }
+}
+
+extern "C" {
+    static PF_ENTRY: u8;
+}
+
+/// Task-state segment (SDM Vol. 3A §7.7): only IST1 is used, for the page-fault stack.
+#[repr(C, packed)]
+struct Tss {
+    _r0: u32,
+    rsp: [u64; 3],
+    _r1: u64,
+    ist: [u64; 7],
+    _r2: u64,
+    _r3: u16,
+    iomap: u16,
+}
+
+static mut TSS: Tss = Tss {
+    _r0: 0,
+    rsp: [0; 3],
+    _r1: 0,
+    ist: [0; 7],
+    _r2: 0,
+    _r3: 0,
+    iomap: 104,
+};
+/// The runtime GDT: null, 64-bit code (0x08), data (0x10), TSS (0x18, two slots).
+static mut GDT: [u64; 5] = [0, 0x00AF_9A00_0000_FFFF, 0x00CF_9200_0000_FFFF, 0, 0];
+
+#[repr(C, align(16))]
+struct IstStack([u8; 16384]);
+static mut PF_STACK: IstStack = IstStack([0; 16384]);
+
+static FAULT_READY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// True once the page-fault handler has its own stack (see `sparse`).
+pub fn fault_handler_ready() -> bool {
+    FAULT_READY.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Load a GDT with a TSS whose IST1 is the page-fault stack.
+///
+/// # Safety
+/// Called once at boot, single CPU, interrupts disabled.
+unsafe fn load_tss() {
+    // SAFETY: per the caller; the statics are only written here.
+    unsafe {
+        let tss = core::ptr::addr_of_mut!(TSS);
+        let top = (core::ptr::addr_of!(PF_STACK) as u64 + 16384) & !15;
+        (*tss).ist[0] = top;
+        let base = tss as u64;
+        let limit = (core::mem::size_of::<Tss>() - 1) as u64;
+        let gdt = &mut *core::ptr::addr_of_mut!(GDT);
+        gdt[3] = (limit & 0xFFFF)
+            | ((base & 0xFF_FFFF) << 16)
+            | (0x89 << 40)
+            | (((limit >> 16) & 0xF) << 48)
+            | (((base >> 24) & 0xFF) << 56);
+        gdt[4] = base >> 32;
+        let ptr = IdtPtr {
+            limit: (core::mem::size_of::<[u64; 5]>() - 1) as u16,
+            base: gdt.as_ptr() as u64,
+        };
+        // Same code/data descriptors as the boot GDT, so CS/SS stay valid.
+        core::arch::asm!("lgdt [{}]", "mov ax, 0x18", "ltr ax", in(reg) &ptr, out("ax") _, options(nostack));
+        // CR0.WP: read-only pages also bind the kernel (the zero-page mappings rely on it).
+        core::arch::asm!("mov {0}, cr0", "or {0}, 0x10000", "mov cr0, {0}", out(reg) _, options(nostack));
+    }
+    FAULT_READY.store(true, core::sync::atomic::Ordering::Relaxed);
 }
 
 #[repr(C, packed)]
@@ -208,6 +284,7 @@ EXC_STUBS:
     push \v
     jmp exc_common
     .endr
+    .global exc_common
 exc_common:
     pop rdi
     mov rsi, rsp

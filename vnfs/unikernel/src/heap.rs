@@ -42,6 +42,11 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= crate::sparse::SPARSE_MIN {
+            if let Some(p) = crate::sparse::alloc(layout) {
+                return p;
+            }
+        }
         if layout.size() >= FRESH_MIN {
             if let Some(p) = self.fresh_alloc(layout) {
                 let u = self.used.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
@@ -58,6 +63,10 @@ unsafe impl GlobalAlloc for Counting {
         p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if crate::sparse::contains(ptr) {
+            // Demand-zero tables live for the whole run.
+            return;
+        }
         self.used.fetch_sub(layout.size(), Ordering::Relaxed);
         let a = ptr as usize;
         if a >= self.fresh_start.load(Ordering::Relaxed) && a < self.fresh_end.load(Ordering::Relaxed) {

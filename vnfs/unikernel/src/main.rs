@@ -19,6 +19,7 @@ mod mem;
 mod net;
 mod pci;
 mod serial;
+mod sparse;
 mod virtio;
 
 use core::fmt;

@@ -30,7 +30,7 @@ unsafe impl Hal for IdentityHal {
             crate::fatal(crate::arch::EXIT_PLATFORM, format_args!("virtio: bad DMA size {size}"));
         };
         // SAFETY: layout has non-zero size.
-        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        let p = crate::sparse::dma_safe(|| unsafe { alloc::alloc::alloc_zeroed(layout) });
         match NonNull::new(p) {
             Some(nn) => (p as usize as PhysAddr, nn),
             None => crate::fatal(

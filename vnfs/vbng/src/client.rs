@@ -221,7 +221,8 @@ impl Subscriber {
             match x {
                 Output::Send(f) => out.push(self.session_frame(&f)),
                 Output::Up => up = true,
-                Output::Down | Output::Finished => down = true,
+                Output::Finished => down = true,
+                Output::Down => {}
                 _ => {}
             }
         }
@@ -337,10 +338,20 @@ impl Subscriber {
                     return Ok(());
                 };
                 let r = lcp.input(info, now, &mut o);
+                let renegotiating = o.contains(&Output::Down)
+                    && matches!(lcp.state(), State::ReqSent | State::AckSent);
                 let (up, down) = self.ppp_out(&mut o, out);
                 let auth = lcp.neg.auth;
                 self.lcp = Some(lcp);
                 r?;
+                if renegotiating && self.phase != ClientPhase::Down {
+                    // The BNG renegotiated LCP (RFC 1661 §4.1): start over from LCP.
+                    self.phase = ClientPhase::Lcp;
+                    self.auth = None;
+                    self.ipcp = None;
+                    self.ipv6cp = None;
+                    self.up_at = None;
+                }
                 if up && self.phase == ClientPhase::Lcp {
                     match auth {
                         Some(a) => {

@@ -635,6 +635,7 @@ impl ControlPlane {
                 SessEvent::Verify(c) => self.verify(idx, c, now),
                 SessEvent::NetworkUp => self.network_up(idx, now),
                 SessEvent::Ipv6Up => {}
+                SessEvent::Renegotiate => self.renegotiate(idx, now),
                 SessEvent::Ended(cause) => {
                     self.remove(idx, cause, true, now);
                     return;
@@ -642,6 +643,42 @@ impl ControlPlane {
             }
         }
         self.schedule(idx);
+    }
+
+    /// LCP renegotiated: stop forwarding, close accounting, return the address; the
+    /// link authenticates again.
+    fn renegotiate(&mut self, idx: u32, now: u64) {
+        let started = matches!(self.slots.get(idx as usize), Some(Some(e)) if e.acct_started);
+        if started && self.acct_enabled {
+            self.account(
+                idx,
+                AcctStatus::Stop,
+                Some(radius::terminate_cause::NAS_REQUEST),
+                now,
+            );
+        }
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if e.installed {
+            self.fib.push(FibUpdate::Remove {
+                idx,
+                key: e.key,
+                sid: e.sid,
+                ip: e.ip,
+            });
+        }
+        let (ip, from_pool) = (e.ip, e.ip_from_pool);
+        e.installed = false;
+        e.acct_started = false;
+        e.up_at = None;
+        e.next_interim = None;
+        e.hard_deadline = None;
+        e.idle = None;
+        e.ip = 0;
+        if ip != 0 && from_pool {
+            self.pools.free(ip);
+        }
     }
 
     fn line(&self, e: &Entry, idx: u32) -> LineInfo {

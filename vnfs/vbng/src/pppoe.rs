@@ -90,7 +90,7 @@ impl Bucket {
     }
 }
 
-const MAC_BUCKETS: usize = 4096;
+const MAC_BUCKETS: usize = 65536;
 const COOKIE_LEN: usize = 20;
 
 /// Counters of the discovery stage.
@@ -242,7 +242,8 @@ impl Discovery {
                         return DiscoveryAction::None;
                     }
                 }
-                let h = fnv(&key.mac) as usize % MAC_BUCKETS;
+                // Keyed hash: a flooder cannot aim at the bucket of a chosen victim.
+                let h = keyed_bucket(&self.cfg.cookie_key, &key.mac) % MAC_BUCKETS;
                 let rate_mac = self.cfg.padi_per_mac;
                 if let Some(b) = self.mac_buckets.get_mut(h) {
                     if !b.take(rate_mac, now) {
@@ -358,11 +359,17 @@ impl Discovery {
     }
 }
 
-/// FNV-1a, for the PADI limiter table.
-pub(crate) fn fnv(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c_9dc5u32, |h, &x| {
-        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
-    })
+/// Bucket of `mac` in the PADI limiter: a multiply-xorshift mix keyed with part of
+/// the cookie key.
+fn keyed_bucket(key: &[u8; 32], mac: &[u8; 6]) -> usize {
+    let k = u64::from_le_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ]);
+    let m = u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]);
+    let mut h = (m ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    (h ^ (h >> 29)) as usize
 }
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub enum SessEvent {
     Ipv6Up,
     /// The link is finished; remove it.
     Ended(EndCause),
+    /// The peer renegotiated LCP (RFC 1661 §4.1, RCR in Opened): authentication and
+    /// the NCPs start over; forwarding stops until IPCP is up again.
+    Renegotiate,
 }
 
 /// Per-link parameters.
@@ -186,6 +189,19 @@ impl PppSession {
             a.start(now, rng, &mut aev);
             self.auth = Some(a);
             self.auth_events(aev, ev);
+        }
+        if down
+            && !fin
+            && matches!(self.lcp.state(), State::ReqSent | State::AckSent)
+            && self.phase != Phase::Closed
+        {
+            // Renegotiation: back to Link Establishment.
+            self.phase = Phase::Establish;
+            self.auth = None;
+            self.ipcp = None;
+            self.ipv6cp = None;
+            ev.push(SessEvent::Renegotiate);
+            return;
         }
         if down || fin {
             let cause = if self.lcp.failed || (fin && self.phase == Phase::Establish) {

@@ -118,7 +118,7 @@ pub struct RunOpts {
     #[arg(long, value_enum, default_value_t = Machine::Microvm)]
     machine: Machine,
     /// Guest RAM (QEMU -m syntax)
-    #[arg(long, default_value = "32M")]
+    #[arg(long, default_value = "128M")]
     memory: String,
     /// Accelerator: auto picks KVM only when hardware virtualisation is usable
     #[arg(long, value_enum, default_value_t = Accel::Auto)]

@@ -55,7 +55,10 @@ fn sa_pair() -> anyhow::Result<(EspEncrypt, EspDecrypt)> {
     cfg.backend = Backend::Ring;
     cfg.esn = true;
     let mut tx = Ipsec::new();
-    let id = tx.sad.add(cfg.clone(), &km, 0).map_err(anyhow::Error::msg)?;
+    let id = tx
+        .sad
+        .add(cfg.clone(), &km, 0)
+        .map_err(anyhow::Error::msg)?;
     tx.spd.push_outbound(Selector::any(), Action::Protect(id));
     cfg.direction = Direction::Inbound;
     let mut rx = Ipsec::new();
@@ -89,7 +92,11 @@ impl Clocks {
         for _ in 0..n {
             c.time(|| {});
         }
-        Clocks { tsc_cost: c.tsc / n, cpu_cost: c.cpu_ns / n, ..Clocks::default() }
+        Clocks {
+            tsc_cost: c.tsc / n,
+            cpu_cost: c.cpu_ns / n,
+            ..Clocks::default()
+        }
     }
 
     fn time(&mut self, f: impl FnOnce()) {
@@ -111,7 +118,8 @@ const SECTION_BYTES: u64 = 64 * 1024;
 
 fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
     let name = if decrypt { "esp-dec" } else { "esp-enc" };
-    let pool = Pool::new(((SECTION + 2) * BATCH) as u32).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
+    let pool =
+        Pool::new(((SECTION + 2) * BATCH) as u32).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
     let mut out = Out::new(1, pool.cache());
     let (mut enc, mut dec) = sa_pair()?;
     let mut n_enc = NodeStats::new(enc.name(), enc.errors());
@@ -129,7 +137,11 @@ fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
     let mut batches: Vec<Batch> = (0..section).map(|_| Batch::new()).collect();
     let mut rounds = 0u64;
     loop {
-        let spent = if clk.cpu_ns > 0 { clk.cpu_ns } else { (clk.tsc as f64 / hz * 1e9) as u64 };
+        let spent = if clk.cpu_ns > 0 {
+            clk.cpu_ns
+        } else {
+            (clk.tsc as f64 / hz * 1e9) as u64
+        };
         if warm && spent >= warmup_ns {
             warm = false;
             clk = Clocks::calibrated();
@@ -144,7 +156,10 @@ fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
         anyhow::ensure!(rounds < 10_000_000, "no progress");
         for b in batches.iter_mut() {
             for t in &templates {
-                let mut pkt = out.cache.alloc().ok_or_else(|| anyhow::anyhow!("pool empty"))?;
+                let mut pkt = out
+                    .cache
+                    .alloc()
+                    .ok_or_else(|| anyhow::anyhow!("pool empty"))?;
                 pkt.copy_from(t).map_err(|e| anyhow::anyhow!("{e}"))?;
                 pkt.meta.l3 = 14;
                 b.push(pkt).map_err(|_| anyhow::anyhow!("batch full"))?;
@@ -170,21 +185,39 @@ fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
     }
     let node = if decrypt { &n_dec } else { &n_enc };
     let wall_secs = clk.tsc as f64 / hz;
-    let secs = if clk.cpu_ns > 0 { clk.cpu_ns as f64 / 1e9 } else { wall_secs };
+    let secs = if clk.cpu_ns > 0 {
+        clk.cpu_ns as f64 / 1e9
+    } else {
+        wall_secs
+    };
     let mpps = packets as f64 / secs / 1e6;
     let raw = raw_seal_mpps(p, hz)?;
     let mut extra = serde_json::Map::new();
-    extra.insert("cipher".into(), "AES-128-GCM (RFC 4106), ESN, tunnel IPv4".into());
+    extra.insert(
+        "cipher".into(),
+        "AES-128-GCM (RFC 4106), ESN, tunnel IPv4".into(),
+    );
     extra.insert("backend".into(), "ring".into());
     extra.insert("batch".into(), BATCH.into());
     extra.insert("batches_per_timed_section".into(), section.into());
     extra.insert(
         "timing".into(),
-        if clk.cpu_ns > 0 { "thread CPU time (/proc/thread-self/schedstat)" } else { "TSC wall clock" }.into(),
+        if clk.cpu_ns > 0 {
+            "thread CPU time (/proc/thread-self/schedstat)"
+        } else {
+            "TSC wall clock"
+        }
+        .into(),
     );
-    extra.insert("wall_mpps".into(), (packets as f64 / wall_secs / 1e6).into());
+    extra.insert(
+        "wall_mpps".into(),
+        (packets as f64 / wall_secs / 1e6).into(),
+    );
     extra.insert("raw_ring_seal_mpps".into(), raw.into());
-    extra.insert("show_errors".into(), dataplane::stage::show_errors([node].into_iter()).into());
+    extra.insert(
+        "show_errors".into(),
+        dataplane::stage::show_errors([node].into_iter()).into(),
+    );
     Ok(Report {
         scenario: name.into(),
         pkt_size: p.pkt_size.label(),
@@ -212,7 +245,13 @@ fn raw_seal_mpps(p: &Params, hz: f64) -> anyhow::Result<f64> {
     let mut clk = Clocks::calibrated();
     let mut n = 0u64;
     let mut seq = 0u64;
-    let spent = |c: &Clocks| if c.cpu_ns > 0 { c.cpu_ns } else { (c.tsc as f64 / hz * 1e9) as u64 };
+    let spent = |c: &Clocks| {
+        if c.cpu_ns > 0 {
+            c.cpu_ns
+        } else {
+            (c.tsc as f64 / hz * 1e9) as u64
+        }
+    };
     while spent(&clk) < 300_000_000 {
         clk.time(|| {
             for _ in 0..SECTION {
@@ -224,7 +263,11 @@ fn raw_seal_mpps(p: &Params, hz: f64) -> anyhow::Result<f64> {
         });
         n += (SECTION * BATCH) as u64;
     }
-    let secs = if clk.cpu_ns > 0 { clk.cpu_ns as f64 / 1e9 } else { clk.tsc as f64 / hz };
+    let secs = if clk.cpu_ns > 0 {
+        clk.cpu_ns as f64 / 1e9
+    } else {
+        clk.tsc as f64 / hz
+    };
     Ok(n as f64 / secs / 1e6)
 }
 

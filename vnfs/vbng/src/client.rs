@@ -248,7 +248,9 @@ impl Subscriber {
                     self.malformed += 1;
                     return;
                 };
-                if r.tags.host_uniq != self.p.host_uniq.as_deref() {
+                // Offers and confirmations must echo our Host-Uniq (RFC 2516 §5.2, §5.4);
+                // a PADT carries none.
+                if r.code != Code::Padt && r.tags.host_uniq != self.p.host_uniq.as_deref() {
                     return;
                 }
                 match (r.code, self.phase) {

@@ -385,6 +385,17 @@ impl Stage for Ip4Lookup {
     }
 }
 
+/// A gateway adjacency's ready-made Ethernet header (dst from the neighbour table,
+/// valid until `until`), port and MTU: the fast path of `ip4-rewrite`.
+#[derive(Clone, Copy, Debug)]
+struct FastAdj {
+    port: u16,
+    mtu: u16,
+    via: bool,
+    hdr: [u8; HEADER_LEN],
+    until: u64,
+}
+
 /// How long a gateway's MAC is used from the per-adjacency cache before the
 /// neighbour table is asked again.
 const ADJ_CACHE_NS: u64 = 100_000_000;
@@ -410,6 +421,8 @@ pub struct Ip4Rewrite {
     /// Per-adjacency resolved MAC of a gateway and until when it may be used without
     /// asking the neighbour table again (ns).
     cache: alloc::vec::Vec<([u8; 6], u64)>,
+    /// Per-adjacency prepared rewrite for the fast path.
+    fast: alloc::vec::Vec<FastAdj>,
     pub icmp_limit: RateLimit,
     pub icmp_sent: u64,
     pub arp_requests: u64,
@@ -418,9 +431,29 @@ pub struct Ip4Rewrite {
 impl Ip4Rewrite {
     pub fn new(l3: Arc<L3>) -> Self {
         let cache = alloc::vec![([0u8; 6], 0u64); l3.adj.len()];
+        let fast = l3
+            .adj
+            .iter()
+            .map(|a| {
+                let ifc = l3.iface(a.port);
+                let mut hdr = [0u8; HEADER_LEN];
+                if let Some(i) = ifc {
+                    hdr[6..12].copy_from_slice(&i.mac);
+                }
+                hdr[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+                FastAdj {
+                    port: a.port,
+                    mtu: ifc.map_or(0, |i| i.mtu),
+                    via: matches!(a.kind, AdjKind::Via4(_)) && ifc.is_some(),
+                    hdr,
+                    until: 0,
+                }
+            })
+            .collect();
         Ip4Rewrite {
             l3,
             cache,
+            fast,
             icmp_limit: RateLimit::new(1000, 100),
             icmp_sent: 0,
             arp_requests: 0,
@@ -472,9 +505,31 @@ impl Stage for Ip4Rewrite {
         let sent = &mut self.icmp_sent;
         let arps = &mut self.arp_requests;
         let cache = &mut self.cache;
+        let fast = &mut self.fast;
         batch.dispatch(node, out, |pkt, out| {
             if pkt.meta.class != class::IPV4 {
                 return Next::Keep;
+            }
+            // Fast path: untagged frame, gateway MAC known, TTL > 1, fits the MTU.
+            let nh = pkt.meta.nh as usize;
+            if pkt.meta.l3 == HEADER_LEN as u16 {
+                if let Some(fa) = fast.get(nh) {
+                    if fa.via && fa.until > out.now_ns {
+                        if let Some(b) = pkt.data_mut().first_chunk_mut::<34>() {
+                            let total = u16::from_be_bytes([b[16], b[17]]);
+                            let ttl = b[22];
+                            if ttl > 1 && total <= fa.mtu {
+                                let old = u16::from_be_bytes([b[22], b[23]]);
+                                b[22] = ttl - 1;
+                                let hc = u16::from_be_bytes([b[24], b[25]]);
+                                let hc = crate::proto::checksum::update16(hc, old, old - 0x0100);
+                                b[24..26].copy_from_slice(&hc.to_be_bytes());
+                                b[..HEADER_LEN].copy_from_slice(&fa.hdr);
+                                return Next::Port(fa.port);
+                            }
+                        }
+                    }
+                }
             }
             let Some(adj) = l3.adj(pkt.meta.nh).copied() else {
                 return Next::Drop(RW_BAD_ADJ);
@@ -529,8 +584,12 @@ impl Stage for Ip4Rewrite {
             let mac = match resolved {
                 Resolve::Mac(m) => {
                     if via && cached.is_none() {
-                        if let Some(c) = cache.get_mut(pkt.meta.nh as usize) {
+                        if let Some(c) = cache.get_mut(nh) {
                             *c = (m, now + ADJ_CACHE_NS);
+                        }
+                        if let Some(fa) = fast.get_mut(nh) {
+                            fa.hdr[0..6].copy_from_slice(&m);
+                            fa.until = now + ADJ_CACHE_NS;
                         }
                     }
                     m

@@ -15,7 +15,7 @@
 use crate::profile::{
     parse_mac, scalar_value, FieldKind, FieldSpec, Mode, ProfileError, Proto, StreamSpec,
 };
-use crate::sig::{Signature, SIG_LEN};
+use crate::sig::SIG_LEN;
 use dataplane::buf::{BufError, Pkt, DATA_ROOM};
 
 /// Ethernet FCS length: frame sizes count it, generated data does not.
@@ -41,15 +41,6 @@ pub(crate) fn sum_words(b: &[u8]) -> u64 {
         s += (*last as u64) << 8;
     }
     s
-}
-
-/// Sum of `b` placed at an odd offset from the start of the checksummed span.
-#[inline(always)]
-fn sum_words_odd(b: &[u8]) -> u64 {
-    match b.split_first() {
-        Some((first, rest)) => *first as u64 + sum_words(rest),
-        None => 0,
-    }
 }
 
 #[inline(always)]
@@ -84,29 +75,33 @@ enum VarMode {
     Subscriber,
 }
 
-/// Where a varying field goes and which checksums it enters.
+/// Where a varying field goes and which checksums it enters. Values are at most 64
+/// bits wide: an IPv6 address varies in its low 64 bits (the high half stays in the
+/// template).
 #[derive(Clone, Debug)]
 struct VarField {
     off: usize,
+    /// 2, 4 or 8 bytes.
     width: usize,
     mode: VarMode,
-    from: u128,
-    span: u128,
-    step: u128,
-    cur: u128,
+    from: u64,
+    /// Number of values (0 = 2^64).
+    span: u64,
+    step: u64,
+    cur: u64,
     in_ip_csum: bool,
     in_l4_csum: bool,
 }
 
 impl VarField {
     #[inline(always)]
-    fn value(&mut self, rng: &mut u64) -> u128 {
+    fn value(&mut self, rng: &mut u64) -> u64 {
         match self.mode {
             VarMode::Random => {
                 *rng ^= *rng << 13;
                 *rng ^= *rng >> 7;
                 *rng ^= *rng << 17;
-                let r = *rng as u128;
+                let r = *rng;
                 self.from
                     .wrapping_add(if self.span == 0 { r } else { r % self.span })
             }
@@ -119,13 +114,34 @@ impl VarField {
 
     #[inline(always)]
     fn advance(&mut self) {
-        if self.span == 0 {
-            self.cur = self.cur.wrapping_add(self.step);
-            return;
-        }
-        self.cur += self.step;
-        if self.cur >= self.span {
+        self.cur = self.cur.wrapping_add(self.step);
+        if self.span != 0 && self.cur >= self.span {
             self.cur -= self.span;
+        }
+    }
+
+    /// Writes `v` big endian at the field and returns its one's-complement word sum.
+    #[inline(always)]
+    fn write(&self, d: &mut [u8], v: u64) -> u64 {
+        match self.width {
+            2 => {
+                if let Some(x) = d.get_mut(self.off..self.off + 2) {
+                    x.copy_from_slice(&(v as u16).to_be_bytes());
+                }
+                v & 0xffff
+            }
+            4 => {
+                if let Some(x) = d.get_mut(self.off..self.off + 4) {
+                    x.copy_from_slice(&(v as u32).to_be_bytes());
+                }
+                ((v >> 16) & 0xffff) + (v & 0xffff)
+            }
+            _ => {
+                if let Some(x) = d.get_mut(self.off..self.off + 8) {
+                    x.copy_from_slice(&v.to_be_bytes());
+                }
+                (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff)
+            }
         }
     }
 }
@@ -350,32 +366,46 @@ impl Stream {
             ip_csum,
             headers,
         };
-        let fields: Vec<VarField> = fields
-            .into_iter()
-            .map(|(off, width, val, var, ipc, l4c)| {
-                let (span, step, mode) = var.unwrap_or((1, 0, VarMode::Inc));
-                VarField {
-                    off,
-                    width,
-                    mode: if var.is_none() { VarMode::Inc } else { mode },
-                    from: val,
-                    span,
-                    step,
-                    cur: 0,
-                    in_ip_csum: ipc,
-                    in_l4_csum: l4c,
+        // Fixed fields are baked into the template; varying ones become u64 fields
+        // (an IPv6 address keeps its high half in the template).
+        let mut varying: Vec<VarField> = Vec::new();
+        for (off, width, val, var, ipc, l4c) in fields {
+            match var {
+                Some((span, step, mode)) if step != 0 => {
+                    let (off, width, from, span) = if width == 16 {
+                        let last = val.wrapping_add(span.wrapping_sub(1));
+                        if span == 0 || span > 1u128 << 64 || last >> 64 != val >> 64 {
+                            return Err(spec.err(
+                                "an IPv6 range must stay within one /64 (the low 64 bits vary)",
+                            ));
+                        }
+                        put(&mut hdr, off, 8, val >> 64);
+                        (
+                            off + 8,
+                            8,
+                            val as u64,
+                            if span == 1u128 << 64 { 0 } else { span as u64 },
+                        )
+                    } else {
+                        (off, width, val as u64, span as u64)
+                    };
+                    varying.push(VarField {
+                        off,
+                        width,
+                        mode,
+                        from,
+                        span,
+                        step: step as u64,
+                        cur: 0,
+                        in_ip_csum: ipc,
+                        in_l4_csum: l4c,
+                    });
                 }
-            })
-            .collect();
-        // Fixed fields are baked into the template; only varying ones stay in `fields`.
-        let (fixed, varying): (Vec<VarField>, Vec<VarField>) =
-            fields.into_iter().partition(|f| f.step == 0);
-        for f in &fixed {
-            put(&mut hdr, f.off, f.width, f.from);
+                _ => put(&mut hdr, off, width, val),
+            }
         }
         // ICMP: no pseudo-header; ICMPv6 has one (RFC 4443 §2.3).
         let pseudo = spec.l4.proto != Proto::Icmp || v6;
-        let mut varying = varying;
         for f in varying.iter_mut() {
             if !pseudo && f.off < l4 {
                 f.in_l4_csum = false;
@@ -513,61 +543,64 @@ impl Stream {
         let d = pkt.data_mut();
         let mut ip_sum = t.ip_base;
         let mut l4_sum = t.l4_base;
-        for f in self.fields.iter_mut() {
-            let v = f.value(&mut self.rng);
-            let be = v.to_be_bytes();
-            let src = be.get(16 - f.width..).unwrap_or(&[]);
-            if let Some(dst) = d.get_mut(f.off..f.off + f.width) {
-                dst.copy_from_slice(src);
-            }
-            let w = sum_words(src);
-            if f.in_ip_csum {
-                ip_sum += w;
-            }
-            if f.in_l4_csum {
-                l4_sum += w;
-            }
-            if f.mode != VarMode::Subscriber {
-                f.advance();
-            }
-        }
         self.sub += 1;
         let wrap = self.sub >= self.subscribers;
         if wrap {
             self.sub = 0;
         }
         for f in self.fields.iter_mut() {
-            if f.mode == VarMode::Subscriber {
-                if wrap {
-                    f.cur = 0;
-                } else {
-                    f.advance();
-                }
+            let v = f.value(&mut self.rng);
+            let w = f.write(d, v);
+            if f.in_ip_csum {
+                ip_sum += w;
+            }
+            if f.in_l4_csum {
+                l4_sum += w;
+            }
+            if f.mode == VarMode::Subscriber && wrap {
+                f.cur = 0;
+            } else {
+                f.advance();
             }
         }
-        let sig = Signature {
-            stream: self.id,
-            seq: self.next_seq,
-            tx_ns: ts,
-        }
-        .encode();
+        let seq = self.next_seq & crate::sig::SEQ_MASK;
         self.next_seq += 1;
-        if let Some(dst) = d.get_mut(t.sig_off..t.sig_off + SIG_LEN) {
-            dst.copy_from_slice(&sig);
+        let o = t.sig_off;
+        if let Some(x) = d.get_mut(o..o + SIG_LEN) {
+            x[0..2].copy_from_slice(&crate::sig::MAGIC);
+            x[2..4].copy_from_slice(&self.id.to_be_bytes());
+            x[4..10].copy_from_slice(&seq.to_be_bytes()[2..8]);
+            x[10..18].copy_from_slice(&ts.to_be_bytes());
         }
+        let magic = u16::from_be_bytes(crate::sig::MAGIC) as u64;
+        let sig_sum = magic
+            + self.id as u64
+            + (seq >> 32)
+            + ((seq >> 16) & 0xffff)
+            + (seq & 0xffff)
+            + (ts >> 48)
+            + ((ts >> 32) & 0xffff)
+            + ((ts >> 16) & 0xffff)
+            + (ts & 0xffff);
+        // at an odd offset every word is byte-swapped (RFC 1071 §2(B))
         l4_sum += if t.sig_odd {
-            sum_words_odd(&sig)
+            fold(sig_sum).swap_bytes() as u64
         } else {
-            sum_words(&sig)
+            sig_sum
         };
         if let Some(o) = self.layout.ip_csum {
-            put(d, o, 2, !fold(ip_sum) as u128);
+            if let Some(x) = d.get_mut(o..o + 2) {
+                x.copy_from_slice(&(!fold(ip_sum)).to_be_bytes());
+            }
         }
         let mut c = !fold(l4_sum);
         if self.udp && c == 0 {
             c = 0xffff; // RFC 768: a computed zero is sent as all ones
         }
-        put(d, self.layout.l4_csum, 2, c as u128);
+        let o = self.layout.l4_csum;
+        if let Some(x) = d.get_mut(o..o + 2) {
+            x.copy_from_slice(&c.to_be_bytes());
+        }
         Ok(())
     }
 
@@ -581,6 +614,7 @@ impl Stream {
 mod tests {
     use super::*;
     use crate::profile::{Profile, SizeSpec};
+    use crate::sig::Signature;
     use dataplane::buf::Pool;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
@@ -735,6 +769,16 @@ dport = 7
         let mut s = StreamSpec::udp("x");
         s.vlan = vec![1u64.into(); 3];
         assert!(Stream::new(0, &s).is_err());
+        let mut s = StreamSpec::udp("x");
+        s.ip.version = 6;
+        s.ip.src = "2001:db8::1".into();
+        s.ip.dst = FieldSpec::Vary {
+            from: crate::profile::Scalar::Str("2001:db8::".into()),
+            to: crate::profile::Scalar::Str("2001:db8:0:1::".into()),
+            step: None,
+            mode: Mode::Inc,
+        };
+        assert!(Stream::new(0, &s).is_err(), "IPv6 ranges stay within a /64");
         let mut s = StreamSpec::udp("x");
         s.l4.dport = 70000u64.into();
         assert!(Stream::new(0, &s).is_err());

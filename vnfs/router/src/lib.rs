@@ -212,33 +212,30 @@ fn add_route(b: &mut L3Builder, p: Prefix, nh: NextHop) -> Result<(), String> {
     .map_err(|e| format!("{e}"))
 }
 
-/// Loads `PREFIX/LEN INDEX` lines (`#` comments, blank lines ignored); INDEX picks
-/// one of `nhs`. Errors name the line.
+/// Loads a route file (`PREFIX/LEN INDEX` lines, the syntax of
+/// [`dataplane::lpm::routes`]); INDEX picks one of `nhs`. Errors name the line.
 fn load_route_file(b: &mut L3Builder, text: &str, nhs: &[NextHop]) -> Result<usize, String> {
+    use dataplane::lpm::routes::{parse_line, Route};
     let mut n = 0;
     for (ln, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let mut it = line.split_whitespace();
-        let (Some(pfx), Some(idx), None) = (it.next(), it.next(), it.next()) else {
-            return Err(format!(
-                "line {}: expected `PREFIX/LEN NEXTHOP_INDEX`",
-                ln + 1
-            ));
+        let at = ln + 1;
+        let r = match parse_line(line) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => return Err(format!("line {at}: {e}")),
         };
-        let p = parse_prefix(pfx).map_err(|e| format!("line {}: {e}", ln + 1))?;
-        let i: usize = idx
-            .parse()
-            .map_err(|_| format!("line {}: bad next-hop index {idx:?}", ln + 1))?;
-        let nh = *nhs.get(i).ok_or_else(|| {
-            format!(
-                "line {}: next-hop index {i} not in route_file.next_hops",
-                ln + 1
-            )
+        let idx = match r {
+            Route::V4(x) => x.nh,
+            Route::V6(x) => x.nh,
+        } as usize;
+        let nh = *nhs.get(idx).ok_or_else(|| {
+            format!("line {at}: next-hop index {idx} not in route_file.next_hops")
         })?;
-        add_route(b, p, nh).map_err(|e| format!("line {}: {e}", ln + 1))?;
+        match r {
+            Route::V4(x) => b.route4(core::net::Ipv4Addr::from(x.addr), x.len, nh),
+            Route::V6(x) => b.route6(core::net::Ipv6Addr::from(x.addr), x.len, nh),
+        }
+        .map_err(|e| format!("line {at}: {e}"))?;
         n += 1;
     }
     Ok(n)

@@ -216,9 +216,9 @@ fn run(
         for (i, port) in ports.iter_mut().enumerate() {
             if let Some(b) = out.ports.get_mut(i) {
                 if !b.is_empty() {
+                    // What the port cannot take now stays queued for the next round (a
+                    // full queue drops new packets, counted as tx_full by the engine).
                     port.tx_burst(&mut out.cache, b);
-                    // What the port could not take is dropped (counted by the port stats).
-                    b.free_all(&mut out.cache);
                 }
             }
         }

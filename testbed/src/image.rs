@@ -449,6 +449,7 @@ fn grub_disk(vnf: &str, kernel: &Path, qcow2: &Path) -> Result<()> {
     std::fs::write(tree.join("boot/grub/grub.cfg"), cfg).context("write grub.cfg")?;
     let iso = work.join(format!("{vnf}.img"));
     let epoch = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| DEFAULT_EPOCH.to_string());
+    let date = iso_date(&epoch)?;
     let out = Command::new("grub-mkrescue")
         .env("SOURCE_DATE_EPOCH", &epoch)
         .args(["--fonts=", "--locales=", "--themes="])
@@ -456,6 +457,9 @@ fn grub_disk(vnf: &str, kernel: &Path, qcow2: &Path) -> Result<()> {
         .arg("-o")
         .arg(&iso)
         .arg(&tree)
+        // xorriso: fixed volume UUID and file dates, so the image is reproducible.
+        .arg("--")
+        .args(["uuid", "c", "m", "f", "all_file_dates"].iter().flat_map(|k| ["-volume_date", k, &date]))
         .output()
         .context("run grub-mkrescue")?;
     if !out.status.success() {
@@ -479,6 +483,31 @@ fn grub_disk(vnf: &str, kernel: &Path, qcow2: &Path) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
+}
+
+/// SOURCE_DATE_EPOCH as xorriso's `YYYYMMDDhhmmsscc` (UTC).
+fn iso_date(epoch: &str) -> Result<String> {
+    let secs: i64 = epoch
+        .trim()
+        .parse()
+        .context("SOURCE_DATE_EPOCH is not a number")?;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Ok(format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
 }
 
 /// True when `/dev/kvm` is backed by hardware virtualisation (VMX/SVM visible and the
@@ -1286,6 +1315,14 @@ mod tests {
         );
         let v: std::collections::BTreeMap<String, serde_json::Value> = Default::default();
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn iso_dates_from_epoch() {
+        assert_eq!(iso_date("0").unwrap(), "1970010100000000");
+        assert_eq!(iso_date("1700000000").unwrap(), "2023111422132000");
+        assert_eq!(iso_date("951782400").unwrap(), "2000022900000000");
+        assert!(iso_date("soon").is_err());
     }
 
     #[test]

@@ -256,6 +256,7 @@ pub struct ClientAuth {
     deadline: Option<u64>,
     retries: u8,
     restart_ms: u64,
+    responded: bool,
     /// Result so far.
     pub outcome: ClientOutcome,
 }
@@ -271,6 +272,7 @@ impl ClientAuth {
             deadline: None,
             retries: 0,
             restart_ms,
+            responded: false,
             outcome: ClientOutcome::Pending,
         }
     }
@@ -291,6 +293,7 @@ impl ClientAuth {
             self.id = 1;
             self.retries = 10;
             self.deadline = Some(now + self.restart_ms);
+            self.responded = true;
             out.push(self.pap_frame());
         } else {
             self.deadline = Some(now + self.restart_ms * 10);
@@ -327,6 +330,7 @@ impl ClientAuth {
                         name: &self.user,
                     }
                     .emit_frame(p.id, &mut f);
+                    self.responded = true;
                     out.push(f);
                 }
                 ChapRepr::Success(_) if p.id == self.id => {
@@ -363,6 +367,11 @@ impl ClientAuth {
     /// Next deadline.
     pub fn deadline(&self) -> Option<u64> {
         self.deadline
+    }
+
+    /// Whether we have sent our credentials (PAP request or CHAP response).
+    pub fn responded(&self) -> bool {
+        self.responded
     }
 }
 

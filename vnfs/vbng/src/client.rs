@@ -403,6 +403,14 @@ impl Subscriber {
                 }
             }
             proto::IPCP => {
+                // The BNG starts IPCP only after authentication succeeded (RFC 1661
+                // §3.5): an IPCP packet while we wait for a lost CHAP Success or PAP
+                // Ack means success.
+                if self.phase == ClientPhase::Auth
+                    && self.auth.as_ref().is_some_and(|a| a.responded())
+                {
+                    self.start_ncp(now, out);
+                }
                 let Some(mut f) = self.ipcp.take() else {
                     return Ok(());
                 };

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod compare;
 mod image;
+mod lab_bng;
 mod lab_router;
 mod netns;
 mod scenario;
@@ -43,6 +44,8 @@ enum CompareCmd {
 enum LabCmd {
     /// Generator -> router VNF -> sink in one process over in-memory rings.
     Router(lab_router::RouterLabArgs),
+    /// Emulated PPPoE subscribers -> vBNG -> core sink in one process (no root).
+    Bng(lab_bng::BngLabArgs),
     /// A netns lab from a scenario file (namespaces, veths, bridges, taps, processes,
     /// traffic); everything is removed at the end, on error and on Ctrl-C (root).
     Run(scenario::RunArgs),
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Image(c) => image::main(c),
         Cmd::Lab(LabCmd::Router(a)) => lab_router::main(a),
+        Cmd::Lab(LabCmd::Bng(a)) => lab_bng::run(a),
         Cmd::Lab(LabCmd::Run(a)) => scenario::main(a),
         Cmd::Compare(CompareCmd::Forward(a)) => compare::forward(a),
         Cmd::Compare(CompareCmd::Nat(a)) => compare::nat(a),

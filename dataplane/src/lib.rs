@@ -18,7 +18,7 @@ pub mod lpm;
 pub mod metrics;
 pub mod port;
 pub mod proto;
-pub mod stage;
-pub mod stages;
 #[cfg(feature = "std")]
 pub mod runner;
+pub mod stage;
+pub mod stages;

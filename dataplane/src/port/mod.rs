@@ -7,13 +7,13 @@
 use crate::batch::Batch;
 use crate::buf::PoolCache;
 
-pub mod mem;
-#[cfg(feature = "std")]
-pub mod pcap;
 #[cfg(feature = "std")]
 pub mod afpacket;
 #[cfg(feature = "std")]
 pub mod afxdp;
+pub mod mem;
+#[cfg(feature = "std")]
+pub mod pcap;
 #[cfg(feature = "std")]
 pub mod spec;
 #[cfg(feature = "std")]

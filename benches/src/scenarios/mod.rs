@@ -3,6 +3,7 @@
 
 use crate::{Params, Report};
 
+pub mod bng;
 pub mod esp;
 pub mod l3fwd;
 pub mod nat;
@@ -39,6 +40,16 @@ pub const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "esp-dec",
         "ESP AES-GCM-128 tunnel decrypt stage",
         esp::esp_dec,
+    ),
+    (
+        "bng-up",
+        "vBNG upstream (PPPoE decap, anti-spoofing, route), 10k sessions",
+        bng::bng_up,
+    ),
+    (
+        "bng-down",
+        "vBNG downstream (PPPoE encap), 10k sessions",
+        bng::bng_down,
     ),
     (
         "pktgen-tx",

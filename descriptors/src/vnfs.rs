@@ -381,29 +381,7 @@ pub fn router() -> VnfModel {
         osm_metric: None,
         collection_period_s: 60,
     }]);
-    m.day0.toml = s("# router day-0 configuration (written by cloud-init)\n\
-[vnf]\n\
-name = \"router\"\n\
-workers = 0 # one per vCPU\n\
-\n\
-[[port]]\n\
-name = \"access\"\n\
-driver = \"virtio\"\n\
-pci_order = 1\n\
-address = \"10.0.0.1/24\"\n\
-\n\
-[[port]]\n\
-name = \"core\"\n\
-driver = \"virtio\"\n\
-pci_order = 2\n\
-address = \"10.1.0.1/24\"\n\
-\n\
-[[route]]\n\
-prefix = \"0.0.0.0/0\"\n\
-via = \"10.1.0.254\"\n\
-\n\
-[metrics]\n\
-listen = \"0.0.0.0:9100\"\n");
+    m.day0.toml = include_str!("../../vnfs/router/examples/router.toml").to_string();
     m.lcm_scripts = vec![health_script("router")];
     m
 }
@@ -550,32 +528,7 @@ pub fn vbng() -> VnfModel {
         "vbng_sessions_active",
         "Active PPPoE/IPoE sessions",
     )]);
-    m.day0.toml = s("# vBNG day-0 configuration (written by cloud-init)\n\
-[vnf]\n\
-name = \"vbng\"\n\
-\n\
-[access]\n\
-port = \"access\"\n\
-pppoe = true\n\
-ipoe = true\n\
-ac_name = \"nfv-rs-bng\"\n\
-\n\
-[core]\n\
-port = \"core\"\n\
-address = \"10.1.0.1/24\"\n\
-gateway = \"10.1.0.254\"\n\
-\n\
-[radius]\n\
-server = \"192.168.100.10:1812\"\n\
-accounting = \"192.168.100.10:1813\"\n\
-interim_interval_s = 300\n\
-\n\
-[[pool]]\n\
-name = \"subscribers\"\n\
-prefix = \"100.64.0.0/16\"\n\
-\n\
-[metrics]\n\
-listen = \"0.0.0.0:9100\"\n");
+    m.day0.toml = include_str!("../../vnfs/vbng/vbng.example.toml").to_string();
     m.lcm_scripts = vec![
         health_script("vbng"),
         drain_script("vbng", "subscriber sessions"),

@@ -307,7 +307,11 @@ mod tests {
         let mut sent = 0u64;
         let mut got = 0u64;
         let t = Instant::now();
-        while (sent < 10_000 || got < sent) && t.elapsed().as_secs() < 20 {
+        let mut last_progress = Instant::now();
+        // run until everything was offered and nothing arrived for half a second
+        while (sent < 10_000 || last_progress.elapsed().as_millis() < 500)
+            && t.elapsed().as_secs() < 30
+        {
             if sent < 10_000 {
                 let mut b = Batch::new();
                 for i in 0..64u64 {
@@ -324,15 +328,23 @@ mod tests {
                 b.free_all(&mut c);
             }
             let mut rb = Batch::new();
-            got += sink.rx_burst(&mut c, &mut rb) as u64;
+            let n = sink.rx_burst(&mut c, &mut rb) as u64;
+            if n > 0 {
+                last_progress = Instant::now();
+            }
+            got += n;
             rb.free_all(&mut c);
         }
-        assert_eq!(got, sent);
         let text = r.prometheus();
         let fin = r.stop();
         assert_eq!(fin.len(), 2);
         let total: u64 = fin.iter().map(|s| s.nodes[0].packets).sum();
         assert_eq!(total, sent);
+        // every packet is accounted for: received, or counted as unsent when the
+        // sink's queue was full (the test thread can be descheduled)
+        let unsent: u64 = fin.iter().map(|s| s.tx_unsent).sum();
+        assert_eq!(got + unsent, sent);
+        assert!(got > sent / 2, "{got} of {sent}");
         assert!(
             fin.iter().all(|s| s.nodes[0].packets > 0),
             "both workers got flows"

@@ -295,6 +295,28 @@ impl Out {
         }
     }
 
+    /// Queues a packet a stage built itself (ARP request, ICMP error, ND message) on
+    /// `port`; frees it and counts `tx_full`/`no_port` when it cannot. Returns true
+    /// when queued.
+    #[inline]
+    pub fn emit(&mut self, port: u16, pkt: Pkt) -> bool {
+        match self.ports.get_mut(port as usize) {
+            Some(b) => match b.push(pkt) {
+                Ok(()) => true,
+                Err(p) => {
+                    self.stats.tx_full += 1;
+                    self.cache.free(p);
+                    false
+                }
+            },
+            None => {
+                self.stats.no_port += 1;
+                self.cache.free(pkt);
+                false
+            }
+        }
+    }
+
     /// Frees a packet (no counter).
     #[inline]
     pub fn free(&mut self, pkt: Pkt) {

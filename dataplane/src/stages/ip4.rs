@@ -112,20 +112,7 @@ pub(crate) fn send_icmp4_error(
     match ok {
         Some(len) if e.set_len(len).is_ok() => {
             e.meta.port = port;
-            match out.ports.get_mut(port as usize) {
-                Some(b) => match b.push(e) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        out.stats.tx_full += 1;
-                        out.cache.free(e);
-                        false
-                    }
-                },
-                None => {
-                    out.cache.free(e);
-                    false
-                }
-            }
+            out.emit(port, e)
         }
         _ => {
             out.cache.free(e);
@@ -475,19 +462,7 @@ fn send_arp_request(out: &mut Out, l3: &L3, port: u16, target: Ipv4Addr) -> bool
         out.cache.free(p);
         return false;
     }
-    match out.ports.get_mut(port as usize) {
-        Some(b) => match b.push(p) {
-            Ok(()) => true,
-            Err(p) => {
-                out.cache.free(p);
-                false
-            }
-        },
-        None => {
-            out.cache.free(p);
-            false
-        }
-    }
+    out.emit(port, p)
 }
 
 impl Stage for Ip4Rewrite {

@@ -33,23 +33,6 @@ fn addr_at(d: &[u8], off: usize) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(b))
 }
 
-fn push_port(out: &mut Out, port: u16, p: Pkt) -> bool {
-    match out.ports.get_mut(port as usize) {
-        Some(b) => match b.push(p) {
-            Ok(()) => true,
-            Err(p) => {
-                out.stats.tx_full += 1;
-                out.cache.free(p);
-                false
-            }
-        },
-        None => {
-            out.cache.free(p);
-            false
-        }
-    }
-}
-
 /// Builds an ICMPv6 error about `offending` and queues it back on the ingress port.
 pub(crate) fn send_icmp6_error(
     out: &mut Out,
@@ -91,7 +74,7 @@ pub(crate) fn send_icmp6_error(
         Some(HEADER_LEN + n)
     })();
     match ok {
-        Some(len) if e.set_len(len).is_ok() => push_port(out, port, e),
+        Some(len) if e.set_len(len).is_ok() => out.emit(port, e),
         _ => {
             out.cache.free(e);
             false
@@ -532,7 +515,7 @@ fn send_ns(out: &mut Out, l3: &L3, port: u16, target: Ipv6Addr) -> bool {
         out.cache.free(p);
         return false;
     }
-    push_port(out, port, p)
+    out.emit(port, p)
 }
 
 impl Stage for Ip6Rewrite {

@@ -89,7 +89,8 @@ impl Batch {
         }
     }
 
-    /// Removes the last packet.
+    /// Removes the last packet (LIFO: to take packets in arrival order use
+    /// [`Batch::drain`] or [`Batch::take_front`]).
     #[inline(always)]
     pub fn pop(&mut self) -> Option<Pkt> {
         if self.len == 0 {

@@ -225,7 +225,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         self.set_msg_type(msg::ECHO_REPLY);
         let new = bytes::u16_at(self.buffer.as_ref(), field::TYPE_CODE);
         let c = checksum::update16(self.checksum(), old, new);
-        self.set_checksum(c);
+        if c == 0 {
+            // RFC 1624 §3: eqn. 3 yields +0 (0x0000) where the message's words sum
+            // to zero (an all-zero echo reply), but such a message needs 0xFFFF;
+            // there is no non-zero header word in ICMP to rule that out, so compute
+            // it in full.
+            self.fill_checksum();
+        } else {
+            self.set_checksum(c);
+        }
         true
     }
 }
@@ -510,6 +518,17 @@ mod tests {
         );
         let e = Icmpv4Slice::from_slice(icmp).unwrap();
         assert_eq!(e.checksum(), p.checksum());
+    }
+
+    #[test]
+    fn echo_reply_of_all_zero_message_verifies() {
+        // found by the fuzzer: type 8, checksum 0xf7ff, zero body
+        let mut b = [8u8, 0, 0xf7, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        assert!(p.verify_checksum());
+        assert!(p.echo_request_to_reply());
+        assert!(p.verify_checksum());
+        assert_eq!(p.checksum(), 0xffff);
     }
 
     #[test]

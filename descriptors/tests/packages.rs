@@ -265,7 +265,7 @@ fn broken_csars_are_rejected() {
     // A changed file whose manifest digest was not updated.
     let bad = d.path().join("bad-digest.csar");
     tamper_csar(&good, &bad, "Files/day0/router.toml", false, |s| {
-        s.replace("10.0.0.1", "10.0.0.2")
+        s.replace("192.0.2.1/24", "192.0.2.9/24")
     });
     must_reject(&bad, "digest mismatch");
 }

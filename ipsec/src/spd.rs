@@ -227,7 +227,7 @@ mod tests {
         let lan = Prefix::new(IpAddr::V4(Ipv4Addr::new(192, 168, 1, 0)), 24);
         let remote = Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8);
         // SSH to the remote site goes in the clear; everything else LAN→remote is
-        // protected (with a placeholder SA id from a real SAD in esp tests).
+        // protected (any SA id will do here; the esp tests resolve real ones in a SAD).
         spd.push_outbound(
             Selector {
                 proto: Some(6),

@@ -42,6 +42,20 @@ pub struct Config {
     pub padi_per_port: u32,
     /// Address pools; the first is the default.
     pub pools: Vec<PoolConfig>,
+    /// IPv6 prefix pools (one /64 per session, announced by RA for SLAAC over PPP,
+    /// RFC 5072 §5); the first is the default. Used when `ipv6cp` is on.
+    pub pools6: Vec<Pool6Config>,
+    /// IPv6 DNS servers announced in the RA's RDNSS option (RFC 8106 §5.1).
+    pub dns6: Vec<core::net::Ipv6Addr>,
+    /// Interval of unsolicited Router Advertisements, s (RFC 4861 §6.2.1
+    /// MaxRtrAdvInterval; 0 = only after IPv6CP opens and on solicitation).
+    pub ra_interval_s: u32,
+    /// Router Lifetime announced, s (RFC 4861 §6.2.1 AdvDefaultLifetime).
+    pub ra_router_lifetime_s: u16,
+    /// Prefix valid lifetime, s (RFC 4861 §6.2.1 AdvValidLifetime).
+    pub prefix_valid_s: u32,
+    /// Prefix preferred lifetime, s (RFC 4861 §6.2.1 AdvPreferredLifetime).
+    pub prefix_preferred_s: u32,
     /// RADIUS; absent = local users only.
     pub radius: Option<RadiusConfig>,
     /// Local users (lab fallback authentication).
@@ -83,6 +97,12 @@ impl Default for Config {
                 name: "default".to_string(),
                 ranges: vec!["100.64.0.2-100.67.255.254".to_string()],
             }],
+            pools6: Vec::new(),
+            dns6: Vec::new(),
+            ra_interval_s: 600,
+            ra_router_lifetime_s: 1800,
+            prefix_valid_s: 86400,
+            prefix_preferred_s: 14400,
             radius: None,
             users: Vec::new(),
             user_file: None,
@@ -104,6 +124,16 @@ pub struct PoolConfig {
     pub name: String,
     /// Ranges `a.b.c.d-e.f.g.h` or `a.b.c.d/len`.
     pub ranges: Vec<String>,
+}
+
+/// An IPv6 prefix pool.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pool6Config {
+    /// Name (matched against Framed-IPv6-Pool, RFC 3162 §2.4).
+    pub name: String,
+    /// Covering prefix `addr/len`, len ≤ 64; one /64 per session is handed out.
+    pub prefix: String,
 }
 
 /// A RADIUS server.
@@ -287,6 +317,9 @@ impl Config {
                 parse_range(r)?;
             }
         }
+        for p in &self.pools6 {
+            crate::pool6::parse_prefix6(&p.prefix).ok_or_else(|| err(&p.prefix, "IPv6 prefix"))?;
+        }
         if self.pools.is_empty() {
             return Err(ConfigError("at least one pool is needed".to_string()));
         }
@@ -348,5 +381,23 @@ rate = "10M/50M"
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert!(parse_user_file("lonely\n").is_err());
+    }
+
+    #[test]
+    fn parse_ipv6_pools() {
+        let c = Config::from_toml(
+            r#"
+ipv6cp = true
+dns6 = ["2001:db8::53"]
+[[pools6]]
+name = "v6"
+prefix = "2001:db8:100::/40"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.pools6[0].name, "v6");
+        assert_eq!(c.dns6.len(), 1);
+        assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"2001:db8::/80\"").is_err());
+        assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"10.0.0.0/8\"").is_err());
     }
 }

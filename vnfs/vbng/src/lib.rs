@@ -1,6 +1,8 @@
 //! vBNG: PPPoE subscriber termination (RFC 2516) with PPP (RFC 1661, 1334, 1994, 1332,
-//! 1877, 5072) and RADIUS AAA (RFC 2865, 2866, 3579, 5176), address pools and the fast
-//! path (PPPoE decap/encap, anti-spoofing, per-subscriber policer, routing to the core).
+//! 1877, 5072) and RADIUS AAA (RFC 2865, 2866, 3162, 3579, 5176), IPv4 address pools and
+//! IPv6 prefix pools with Router Advertisements for SLAAC over PPP (RFC 4861, 5072 §5,
+//! 8106), and the fast path (PPPoE decap/encap of IPv4 and IPv6, anti-spoofing,
+//! per-subscriber policer, routing to the core).
 //!
 //! The protocol logic is `no_std` + `alloc`; sockets, threads and the binary sit behind
 //! the `std` feature.
@@ -17,7 +19,9 @@ pub mod fsm;
 pub mod ipcp;
 pub mod lcp;
 pub mod metrics;
+pub mod nd;
 pub mod pool;
+pub mod pool6;
 pub mod pppoe;
 pub mod radius;
 #[cfg(feature = "std")]

@@ -128,6 +128,38 @@ pub struct Reply {
     pub class: Option<Vec<u8>>,
     /// Reply-Message.
     pub message: Option<Vec<u8>>,
+    /// Framed-IPv6-Prefix (RFC 3162 §2.3): (prefix, length).
+    pub framed_ipv6_prefix: Option<(u128, u8)>,
+    /// Framed-IPv6-Pool (RFC 3162 §2.4).
+    pub framed_ipv6_pool: Option<String>,
+}
+
+/// Decode a Framed-IPv6-Prefix value (RFC 3162 §2.3): reserved octet, prefix length
+/// (0..=128), then as many prefix octets as the length needs (up to 16). Bits past the
+/// length are cleared. `None` when malformed.
+pub fn parse_ipv6_prefix(v: &[u8]) -> Option<(u128, u8)> {
+    let (&len, bytes) = v.get(1..)?.split_first()?;
+    if len > 128 || bytes.len() > 16 || bytes.len() * 8 < usize::from(len) {
+        return None;
+    }
+    let mut a = [0u8; 16];
+    a.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    let mask = if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    };
+    Some((u128::from_be_bytes(a) & mask, len))
+}
+
+/// Encode a Framed-IPv6-Prefix value (RFC 3162 §2.3) with the octets the length needs.
+pub fn ipv6_prefix_value(prefix: u128, len: u8) -> Vec<u8> {
+    let len = len.min(128);
+    let n = usize::from(len).div_ceil(8);
+    let mut v = Vec::with_capacity(2 + n);
+    v.extend_from_slice(&[0, len]);
+    v.extend_from_slice(prefix.to_be_bytes().get(..n).unwrap_or(&[]));
+    v
 }
 
 /// Parse a rate like `10M`, `512k`, `1G`, `2000000` into bit/s.
@@ -158,6 +190,8 @@ impl Reply {
             rate: None,
             class: p.attr(attr::CLASS).map(|v| v.to_vec()),
             message: p.attr(attr::REPLY_MESSAGE).map(|v| v.to_vec()),
+            framed_ipv6_prefix: p.attr(attr::FRAMED_IPV6_PREFIX).and_then(parse_ipv6_prefix),
+            framed_ipv6_pool: p.attr(attr::FRAMED_IPV6_POOL).and_then(text),
         };
         if let Some(s) = p
             .vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT)
@@ -628,6 +662,17 @@ pub mod terminate_cause {
 
 /// Build an Accounting-Request (RFC 2866 §4.1) with Gigawords (RFC 2869 §5.1).
 pub fn accounting_request(line: &LineInfo, status: AcctStatus, r: &AcctRecord) -> Request {
+    accounting_request_v6(line, status, r, None)
+}
+
+/// [`accounting_request`] of a dual-stack session: with the session's IPv6 prefix as
+/// Framed-IPv6-Prefix (RFC 3162 §2.3, allowed in Accounting-Request per §3).
+pub fn accounting_request_v6(
+    line: &LineInfo,
+    status: AcctStatus,
+    r: &AcctRecord,
+    ipv6_prefix: Option<(u128, u8)>,
+) -> Request {
     let mut a = Vec::new();
     let u = |v: u32| v.to_be_bytes().to_vec();
     a.push((attr::ACCT_STATUS_TYPE, u(status as u32)));
@@ -637,6 +682,9 @@ pub fn accounting_request(line: &LineInfo, status: AcctStatus, r: &AcctRecord) -
     a.push((attr::FRAMED_PROTOCOL, u(1)));
     if r.framed_ip != 0 {
         a.push((attr::FRAMED_IP_ADDRESS, u(r.framed_ip)));
+    }
+    if let Some((p, l)) = ipv6_prefix {
+        a.push((attr::FRAMED_IPV6_PREFIX, ipv6_prefix_value(p, l)));
     }
     line.push(&mut a);
     if let Some(c) = &r.class {
@@ -943,5 +991,45 @@ mod tests {
         assert!(verify_response(&p, b"k", &d.auth));
         assert_eq!(parse_rate("512k"), Some(512_000));
         assert_eq!(parse_rate("x"), None);
+    }
+
+    #[test]
+    fn framed_ipv6_prefix_and_pool() {
+        let p = 0x2001_0db8_0100_0007_u128 << 64;
+        let v = ipv6_prefix_value(p, 64);
+        assert_eq!(v.len(), 10);
+        assert_eq!(parse_ipv6_prefix(&v), Some((p, 64)));
+        // Full 16 octets with host bits set: the bits past the length are cleared.
+        let mut full = alloc::vec![0, 64];
+        full.extend_from_slice(&(p | 0xffff).to_be_bytes());
+        assert_eq!(parse_ipv6_prefix(&full), Some((p, 64)));
+        for bad in [
+            &[][..],
+            &[0][..],
+            &[0, 129][..],
+            &[0, 64, 1, 2][..],
+            &[
+                0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+            ][..],
+        ] {
+            assert_eq!(parse_ipv6_prefix(bad), None, "{bad:?}");
+        }
+        let mut b = Builder::new(code::ACCESS_ACCEPT, 3, [0; 16]);
+        b.attr(attr::FRAMED_IPV6_PREFIX, &v)
+            .attr(attr::FRAMED_IPV6_POOL, b"v6gold");
+        let bytes = b.finish_request_md5(b"k").unwrap();
+        let r = Reply::from_packet(&Packet::new_checked(&bytes).unwrap());
+        assert_eq!(r.framed_ipv6_prefix, Some((p, 64)));
+        assert_eq!(r.framed_ipv6_pool.as_deref(), Some("v6gold"));
+        let req = accounting_request_v6(
+            &LineInfo::default(),
+            AcctStatus::Start,
+            &AcctRecord::default(),
+            Some((p, 64)),
+        );
+        assert!(req
+            .attrs
+            .iter()
+            .any(|(a, x)| *a == attr::FRAMED_IPV6_PREFIX && *x == v));
     }
 }

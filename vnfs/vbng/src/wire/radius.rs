@@ -116,6 +116,10 @@ pub mod attr {
     pub const NAS_PORT_ID: u8 = 87;
     /// Framed-Pool (RFC 2869 §5.18).
     pub const FRAMED_POOL: u8 = 88;
+    /// Framed-IPv6-Prefix (RFC 3162 §2.3).
+    pub const FRAMED_IPV6_PREFIX: u8 = 97;
+    /// Framed-IPv6-Pool (RFC 3162 §2.4).
+    pub const FRAMED_IPV6_POOL: u8 = 100;
     /// Error-Cause (RFC 5176 §3.5).
     pub const ERROR_CAUSE: u8 = 101;
 }

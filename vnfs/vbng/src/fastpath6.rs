@@ -1,0 +1,528 @@
+//! IPv6 in the vBNG fast path (a child module of [`crate::fastpath`], sharing its
+//! session table, policers and counters).
+//!
+//! Upstream: a PPPoE session frame (RFC 2516 §6) carrying PPP protocol 0x0057 (IPv6,
+//! RFC 5072 §2) is looked up by the same O(1) access key as IPv4. Link-local traffic,
+//! multicast destinations and ICMPv6 Neighbor Discovery (RFC 4861 types 133–137) are
+//! punted to the control plane (Router Solicitations are answered there, over PPP,
+//! RFC 5072 §5). Anything else must come from the session's /64 (anti-spoofing: the
+//! subscriber forms its address from the advertised prefix and its IPv6CP interface
+//! identifier), is policed by the subscriber's upstream token bucket, its hop limit
+//! decremented (RFC 8200 §3; expiry is a counted `ttl-exceeded` drop) and re-framed in
+//! place as Ethernet 0x86DD towards the core next hop (the IPv4 next hop's MAC: the
+//! static one or the one the core link resolved by ARP; IPv6 ND on the core link is
+//! not done).
+//!
+//! Downstream: IPv6 from the core whose destination's upper 64 bits are a session's
+//! prefix is found in O(1) (a hash table keyed by those 64 bits, pre-sized at start),
+//! hop-limit checked and decremented, checked against the session MTU (too big is a
+//! counted `too-big` drop: the BNG has no global IPv6 address to source an RFC 4443
+//! §3.2 Packet Too Big from), policed and encapsulated in place into PPPoE/PPP 0x0057.
+//!
+//! Tables change only through [`FibUpdate::Add6`]/[`FibUpdate::Remove6`] from the
+//! lock-free update queue; nothing here allocates or locks.
+
+use super::{
+    pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_MALFORMED, E_NO_ROUTE, E_NO_SESSION,
+    E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
+};
+use crate::control::FibUpdate;
+use crate::corelink::NextHop;
+use crate::nd::is_link_local;
+use alloc::vec::Vec;
+use dataplane::batch::Next;
+use dataplane::buf::Pkt;
+use hashbrown::HashMap;
+
+/// Too big for the session MTU (index of `too-big` in [`super::ERRORS`]).
+use super::E_TOO_BIG;
+
+/// The IPv6 tables of one fast-path instance.
+pub(super) struct Tables {
+    by_prefix: HashMap<u64, u32, KeyHash>,
+    /// Per session slot: upper 64 bits of its /64, 0 = none.
+    prefix: Vec<u64>,
+}
+
+impl Tables {
+    /// Tables for `n` session slots.
+    pub(super) fn new(n: usize, seed: u64) -> Tables {
+        Tables {
+            by_prefix: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
+            prefix: alloc::vec![0; n],
+        }
+    }
+
+    /// Prefixes installed.
+    pub(super) fn len(&self) -> usize {
+        self.by_prefix.len()
+    }
+}
+
+#[inline(always)]
+fn u128_at(d: &[u8], at: usize) -> u128 {
+    d.get(at..at + 16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map_or(0, u128::from_be_bytes)
+}
+
+impl FastPath {
+    /// Apply an IPv6 table update (other updates are ignored here).
+    pub(super) fn apply6(&mut self, u: FibUpdate) {
+        match u {
+            FibUpdate::Add6 { idx, prefix } => {
+                let Some(slot) = self.v6.prefix.get_mut(idx as usize) else {
+                    return;
+                };
+                let old = core::mem::replace(slot, prefix);
+                if old != 0 && self.v6.by_prefix.get(&old) == Some(&idx) {
+                    self.v6.by_prefix.remove(&old);
+                }
+                if prefix != 0 {
+                    self.v6.by_prefix.insert(prefix, idx);
+                }
+            }
+            FibUpdate::Remove6 { idx, prefix } => {
+                if self.v6.by_prefix.get(&prefix) == Some(&idx) {
+                    self.v6.by_prefix.remove(&prefix);
+                }
+                if let Some(s) = self.v6.prefix.get_mut(idx as usize) {
+                    if *s == prefix {
+                        *s = 0;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Installed IPv6 prefixes.
+    pub fn prefixes6(&self) -> usize {
+        self.v6.len()
+    }
+
+    /// Upstream IPv6: `l2` is the offset of the PPPoE header, `vl`/`tags` the VLAN
+    /// tags seen, `plen` the PPPoE payload length (PPP protocol included).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn upstream6(
+        &mut self,
+        p: &mut Pkt,
+        now_ns: u64,
+        l2: usize,
+        tags: usize,
+        vl: [u16; 2],
+        sid: u16,
+        plen: usize,
+    ) -> Next {
+        let d = p.data();
+        let ip_off = l2 + 8;
+        if plen < 2 + 40 || l2 + 6 + plen > d.len() {
+            return Next::Drop(E_MALFORMED);
+        }
+        let Some(ip) = d.get(ip_off..ip_off + (plen - 2)) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        if ip[0] >> 4 != 6 || total > ip.len() {
+            return Next::Drop(E_MALFORMED);
+        }
+        let (src, dst) = (u128_at(ip, 8), u128_at(ip, 24));
+        // Neighbor Discovery, link-local and multicast belong to the control plane.
+        let nd = ip[6] == 58 && matches!(ip.get(40), Some(133..=137));
+        if nd || is_link_local(src) || is_link_local(dst) || dst >> 120 == 0xff {
+            return Next::Punt;
+        }
+        let (sv, cv) = match tags {
+            0 => (0, 0),
+            1 => (0, vl[0]),
+            _ => (vl[0], vl[1]),
+        };
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&d[6..12]);
+        let Some(&idx) = self.by_key.get(&pack(p.meta.port, &mac, sv, cv, sid)) else {
+            return Next::Drop(E_NO_SESSION);
+        };
+        let pfx = self.v6.prefix.get(idx as usize).copied().unwrap_or(0);
+        if pfx == 0 {
+            return Next::Drop(E_IPV6);
+        }
+        if (src >> 64) as u64 != pfx {
+            return Next::Drop(E_SPOOF);
+        }
+        if ip[7] <= 1 {
+            return Next::Drop(E_TTL);
+        }
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_SESSION);
+        };
+        if let Some(b) = s.up.as_mut() {
+            b.fill(now_ns);
+            if !b.take(total) {
+                return Next::Drop(E_POLICE_UP);
+            }
+        }
+        // The core next hop: IPv6 leaves through the same router as IPv4 (the static
+        // next hop, or the MAC the core link resolved for the IPv4 gateway).
+        let nh = match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
+            None | Some(NextHop::Static) => self.cfg.core_next_hop,
+            Some(NextHop::Mac { mac, .. }) => mac,
+            Some(NextHop::Request | NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+        };
+        self.counters.up(idx, total as u64);
+        let extra = d.len() - (ip_off + total);
+        if extra > 0 && p.trim(extra).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        if p.strip(ip_off - 14).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        let core = self.cfg.core_port;
+        let src_mac = self.cfg.core_mac;
+        let d = p.data_mut();
+        d[0..6].copy_from_slice(&nh);
+        d[6..12].copy_from_slice(&src_mac);
+        d[12] = 0x86;
+        d[13] = 0xdd;
+        d[14 + 7] -= 1;
+        p.meta.l3 = 14;
+        p.meta.user = idx;
+        Next::Port(core)
+    }
+
+    /// Downstream IPv6 (an untagged Ethernet 0x86DD frame from the core).
+    #[inline]
+    pub(super) fn downstream6(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
+        let d = p.data();
+        let Some(ip) = d.get(14..54) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        if ip[0] >> 4 != 6 || 14 + total > d.len() {
+            return Next::Drop(E_MALFORMED);
+        }
+        let mut hi = [0u8; 8];
+        hi.copy_from_slice(&ip[24..32]);
+        let Some(&idx) = self.v6.by_prefix.get(&u64::from_be_bytes(hi)) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
+        let hop = ip[7];
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
+        if hop <= 1 {
+            return Next::Drop(E_TTL);
+        }
+        if total > usize::from(s.mtu) {
+            return Next::Drop(E_TOO_BIG);
+        }
+        if let Some(b) = s.down.as_mut() {
+            b.fill(now_ns);
+            if !b.take(total) {
+                return Next::Drop(E_POLICE_DOWN);
+            }
+        }
+        self.counters.down(idx, total as u64);
+        let (key, sid) = (s.key, s.sid);
+        let extra = d.len() - (14 + total);
+        if extra > 0 && p.trim(extra).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        if p.strip(14).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        if let Some(h) = p.data_mut().get_mut(7) {
+            *h -= 1;
+        }
+        let ntags = key.vlans.tag_count();
+        let hdr = 14 + 4 * ntags + 8;
+        let amac = self.cfg.access_mac;
+        let Ok(h) = p.prepend(hdr) else {
+            return Next::Drop(E_HEADROOM);
+        };
+        h[0..6].copy_from_slice(&key.mac);
+        h[6..12].copy_from_slice(&amac);
+        let mut o = 12;
+        for (tpid, v) in [(0x88a8u16, key.vlans.svlan), (0x8100, key.vlans.cvlan)] {
+            if v != 0 {
+                h[o..o + 2].copy_from_slice(&tpid.to_be_bytes());
+                h[o + 2..o + 4].copy_from_slice(&v.to_be_bytes());
+                o += 4;
+            }
+        }
+        let plen = (total + 2) as u16;
+        h[o..o + 2].copy_from_slice(&[0x88, 0x64]);
+        h[o + 2..o + 4].copy_from_slice(&[0x11, 0x00]);
+        h[o + 4..o + 6].copy_from_slice(&sid.to_be_bytes());
+        h[o + 6..o + 8].copy_from_slice(&plen.to_be_bytes());
+        h[o + 8..o + 10].copy_from_slice(&[0x00, 0x57]);
+        p.meta.l3 = hdr as u16;
+        p.meta.user = idx;
+        Next::Port(key.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FastPathConfig, ERRORS};
+    use super::*;
+    use crate::control::SessionCounters;
+    use crate::pppoe::AccessKey;
+    use crate::wire::eth::Vlans;
+    use alloc::sync::Arc;
+    use crossbeam_queue::ArrayQueue;
+    use dataplane::batch::{Batch, Out};
+    use dataplane::buf::Pool;
+    use dataplane::stage::{NodeStats, Stage};
+
+    const PFX: u64 = 0x2001_0db8_0100_0005;
+
+    fn ipv6(src: u128, dst: u128, hop: u8, next: u8, payload: usize) -> Vec<u8> {
+        let mut v = alloc::vec![0x60, 0, 0, 0];
+        v.extend_from_slice(&(payload as u16).to_be_bytes());
+        v.extend_from_slice(&[next, hop]);
+        v.extend_from_slice(&src.to_be_bytes());
+        v.extend_from_slice(&dst.to_be_bytes());
+        v.extend(core::iter::repeat_n(0xab, payload));
+        v
+    }
+
+    fn host() -> u128 {
+        (u128::from(PFX) << 64) | 0x1234
+    }
+    const REMOTE: u128 = 0x2001_0db8_ffff_0000_0000_0000_0000_0001;
+
+    fn setup(rate: (u64, u64)) -> (FastPath, AccessKey, Arc<SessionCounters>) {
+        let q = Arc::new(ArrayQueue::new(16));
+        let c = SessionCounters::new(8);
+        let cfg = FastPathConfig {
+            access_port: 0,
+            core_port: 1,
+            access_mac: [2, 0, 0, 0, 0, 0xa],
+            core_mac: [2, 0, 0, 0, 0, 0xc],
+            core_next_hop: [2, 0, 0, 0, 0, 0xd],
+            max_sessions: 8,
+        };
+        let mut fp = FastPath::new(cfg, q, c.clone());
+        let key = AccessKey {
+            port: 0,
+            mac: [2, 1, 1, 1, 1, 1],
+            vlans: Vlans {
+                svlan: 10,
+                cvlan: 20,
+            },
+        };
+        fp.apply(
+            FibUpdate::Add {
+                idx: 3,
+                key,
+                sid: 0x55,
+                ip: 0x6440_0005,
+                rate,
+                mtu: 1492,
+            },
+            0,
+        );
+        fp.apply(
+            FibUpdate::Add6 {
+                idx: 3,
+                prefix: PFX,
+            },
+            0,
+        );
+        (fp, key, c)
+    }
+
+    fn up_frame(key: &AccessKey, sid: u16, ip: &[u8]) -> Vec<u8> {
+        let mut f = alloc::vec![2, 0, 0, 0, 0, 0xa];
+        f.extend_from_slice(&key.mac);
+        f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x88, 0x64, 0x11, 0]);
+        f.extend_from_slice(&sid.to_be_bytes());
+        f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0x57]);
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn down_frame(ip: &[u8]) -> Vec<u8> {
+        let mut f = alloc::vec![2, 0, 0, 0, 0, 0xc, 2, 0, 0, 0, 0, 0xd, 0x86, 0xdd];
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn run(fp: &mut FastPath, port: u16, frames: &[Vec<u8>]) -> (Out, NodeStats) {
+        let pool = Pool::new(256).unwrap();
+        let mut out = Out::new(2, pool.cache());
+        let mut node = NodeStats::new("bng-fastpath", ERRORS);
+        let mut b = Batch::new();
+        for f in frames {
+            let mut p = out.cache.alloc().unwrap();
+            p.copy_from(f).unwrap();
+            p.meta.port = port;
+            b.push(p).unwrap();
+        }
+        fp.process(&mut b, &mut node, &mut out);
+        (out, node)
+    }
+
+    #[test]
+    fn upstream_forwards_own_prefix_and_drops_the_rest() {
+        let (mut fp, key, c) = setup((0, 0));
+        let good = ipv6(host(), REMOTE, 64, 17, 20);
+        let mut padded = up_frame(&key, 0x55, &good);
+        padded.extend_from_slice(&[0; 7]);
+        let spoof = ipv6(REMOTE, REMOTE, 64, 17, 20);
+        let expiring = ipv6(host(), REMOTE, 1, 17, 20);
+        let rs = ipv6(crate::nd::link_local(7), crate::nd::ALL_ROUTERS, 255, 58, 8);
+        let mut rs = up_frame(&key, 0x55, &rs);
+        let at = rs.len() - 8;
+        rs[at] = 133;
+        let mut truncated = up_frame(&key, 0x55, &good);
+        truncated.truncate(30 + 39);
+        let mut bad_len = up_frame(&key, 0x55, &good);
+        bad_len[30 + 4] = 0xff; // payload length past the frame
+        let mut v4_in_v6 = up_frame(&key, 0x55, &good);
+        v4_in_v6[30] = 0x45;
+        let frames = alloc::vec![
+            padded,
+            up_frame(&key, 0x55, &spoof),
+            up_frame(&key, 0x56, &good),
+            up_frame(&key, 0x55, &expiring),
+            rs,
+            truncated,
+            bad_len,
+            v4_in_v6,
+        ];
+        let (out, node) = run(&mut fp, 0, &frames);
+        assert_eq!(out.ports[1].len(), 1);
+        let d = out.ports[1].iter().next().unwrap().data();
+        assert_eq!(&d[0..6], &[2, 0, 0, 0, 0, 0xd]);
+        assert_eq!(&d[6..12], &[2, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&d[12..14], &[0x86, 0xdd]);
+        assert_eq!(d.len(), 14 + good.len(), "padding trimmed");
+        assert_eq!(d[14 + 7], 63);
+        assert_eq!(&d[14 + 8..], &good[8..]);
+        assert_eq!(node.drops[E_SPOOF as usize], 1);
+        assert_eq!(node.drops[E_NO_SESSION as usize], 1);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        assert_eq!(node.drops[E_MALFORMED as usize], 3);
+        assert_eq!(out.punt.len(), 1, "the RS goes to the control plane");
+        assert_eq!(c.get(3), (good.len() as u64, 1, 0, 0));
+    }
+
+    #[test]
+    fn upstream_without_prefix_is_not_forwarded() {
+        let (mut fp, key, _) = setup((0, 0));
+        fp.apply(
+            FibUpdate::Remove6 {
+                idx: 3,
+                prefix: PFX,
+            },
+            0,
+        );
+        assert_eq!(fp.prefixes6(), 0);
+        let good = ipv6(host(), REMOTE, 64, 17, 20);
+        let (out, node) = run(&mut fp, 0, &[up_frame(&key, 0x55, &good)]);
+        assert_eq!(out.ports[1].len(), 0);
+        assert_eq!(node.drops[E_IPV6 as usize], 1);
+    }
+
+    #[test]
+    fn downstream_encap_unknown_prefix_hop_limit_mtu_policer() {
+        let (mut fp, key, c) = setup((0, 8_000_000));
+        let ip = ipv6(REMOTE, host() ^ 0xffff, 64, 17, 1000);
+        let unknown = ipv6(REMOTE, REMOTE, 64, 17, 100);
+        let expiring = ipv6(REMOTE, host(), 1, 17, 100);
+        let big = ipv6(REMOTE, host(), 64, 17, 1460);
+        let mut short = down_frame(&ip);
+        short.truncate(50);
+        let (out, node) = run(
+            &mut fp,
+            1,
+            &[
+                down_frame(&ip),
+                down_frame(&unknown),
+                down_frame(&expiring),
+                down_frame(&big),
+                short,
+            ],
+        );
+        assert_eq!(out.ports[0].len(), 1);
+        let d = out.ports[0].iter().next().unwrap().data();
+        assert_eq!(&d[0..6], &key.mac);
+        assert_eq!(&d[12..22], &[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x88, 0x64]);
+        let plen = (ip.len() + 2) as u16;
+        assert_eq!(&d[22..26], &[0x11, 0, 0, 0x55]);
+        assert_eq!(&d[26..28], &plen.to_be_bytes());
+        assert_eq!(&d[28..30], &[0, 0x57]);
+        assert_eq!(d[30 + 7], 63);
+        assert_eq!(d.len(), 30 + ip.len());
+        assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        assert_eq!(node.drops[E_TOO_BIG as usize], 1);
+        assert_eq!(node.drops[E_MALFORMED as usize], 1);
+        assert_eq!(c.get(3), (0, 0, ip.len() as u64, 1));
+        // The downstream policer (8 Mbit/s, 64 KiB burst) covers IPv6 too.
+        let frames: Vec<Vec<u8>> = (0..100).map(|_| down_frame(&ip)).collect();
+        let (out, node) = run(&mut fp, 1, &frames);
+        assert!(out.ports[0].len() < 70, "{}", out.ports[0].len());
+        assert!(node.drops[E_POLICE_DOWN as usize] > 30);
+    }
+
+    #[test]
+    fn updates_replace_and_remove_prefixes() {
+        let (mut fp, _, _) = setup((0, 0));
+        fp.apply(
+            FibUpdate::Add6 {
+                idx: 3,
+                prefix: PFX + 1,
+            },
+            0,
+        );
+        assert_eq!(fp.prefixes6(), 1);
+        // A stale remove (old prefix) leaves the new one alone.
+        fp.apply(
+            FibUpdate::Remove6 {
+                idx: 3,
+                prefix: PFX,
+            },
+            0,
+        );
+        assert_eq!(fp.prefixes6(), 1);
+        fp.apply(
+            FibUpdate::Remove6 {
+                idx: 3,
+                prefix: PFX + 1,
+            },
+            0,
+        );
+        assert_eq!(fp.prefixes6(), 0);
+        // Out-of-range slots are ignored.
+        fp.apply(
+            FibUpdate::Add6 {
+                idx: 99,
+                prefix: PFX,
+            },
+            0,
+        );
+        assert_eq!(fp.prefixes6(), 0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+            cut in 0usize..200,
+        ) {
+            let (mut fp, key, _) = setup((1_000_000, 1_000_000));
+            let mut up = up_frame(&key, 0x55, &body);
+            up.truncate(cut.max(1));
+            let mut down = down_frame(&body);
+            down.truncate(cut.max(1));
+            let mut claimed = up_frame(&key, 0x55, &ipv6(host(), REMOTE, 64, 17, 0));
+            claimed.extend_from_slice(&body);
+            let _ = run(&mut fp, 0, &[up, claimed]);
+            let _ = run(&mut fp, 1, &[down]);
+        }
+    }
+}

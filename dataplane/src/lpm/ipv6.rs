@@ -135,10 +135,19 @@ impl Node {
         }
     }
 
-    /// The value of a node that is a single run of a route or of nothing.
-    fn single(&self) -> Option<Slot> {
+    /// The value this node, at the level of bits `s..s + 8`, folds into in its parent
+    /// slot: its single run, when that is nothing or a route of length `s` or less (a
+    /// route that covers the whole node).
+    ///
+    /// A single run of a longer route does not fold: several routes that end in this
+    /// node or below it with the same next hop and length can tile it (the two /33s
+    /// of a node at bit 32, say). Routes are found by the level where they end, so
+    /// folding them into the parent would hide them from `delete`, leaving a stale
+    /// leaf and the nodes above it behind.
+    fn foldable(&self, s: u32) -> Option<Slot> {
         match *self.runs {
-            [s] if !matches!(s, Slot::Child(_)) => Some(s),
+            [v @ Slot::Empty] => Some(v),
+            [v @ Slot::Leaf { depth, .. }] if u32::from(depth) <= s => Some(v),
             _ => None,
         }
     }
@@ -190,10 +199,11 @@ impl Arena {
         }
     }
 
-    /// Replace a child slot by its node's single value when the node has one run.
-    fn fold(&mut self, slot: &mut Slot) {
+    /// Replace a child slot by its node's value when the node, at the level of bits
+    /// `s..s + 8`, is [`Node::foldable`].
+    fn fold(&mut self, slot: &mut Slot, s: u32) {
         if let Slot::Child(c) = *slot {
-            if let Some(v) = self.nodes.get(c as usize).and_then(Node::single) {
+            if let Some(v) = self.nodes.get(c as usize).and_then(|n| n.foldable(s)) {
                 *slot = v;
                 self.release(c);
             }
@@ -318,8 +328,8 @@ impl Arena {
             for slot in slots.get_mut(start..start + span).unwrap_or(&mut []) {
                 match *slot {
                     Slot::Child(c) => {
-                        self.uncover_node(c, len, repl);
-                        self.fold(slot);
+                        self.uncover_node(c, s + w, len, repl);
+                        self.fold(slot, s + w);
                     }
                     Slot::Leaf { depth, .. } if depth == len => *slot = repl,
                     _ => {}
@@ -332,7 +342,7 @@ impl Arena {
         };
         if let Slot::Child(c) = *slot {
             self.delete_node(c, s + w, addr, len, repl);
-            self.fold(slot);
+            self.fold(slot, s + w);
         }
     }
 
@@ -343,7 +353,11 @@ impl Arena {
             // The route lies below the child at `b` (a route that long always made one).
             if let Some(g) = self.child_at(c, b) {
                 self.delete_node(g, s + STRIDE, addr, len, repl);
-                if let Some(v) = self.nodes.get(g as usize).and_then(Node::single) {
+                let folded = self
+                    .nodes
+                    .get(g as usize)
+                    .and_then(|n| n.foldable(s + STRIDE));
+                if let Some(v) = folded {
                     let mut exp = self.expand(c);
                     exp[usize::from(b)] = v;
                     self.release(g);
@@ -357,17 +371,17 @@ impl Arena {
         self.store(c, &exp);
     }
 
-    /// A deleted route of length `len` covered node `c` entirely: its slots go to
-    /// `repl`. Edits the runs in place.
-    fn uncover_node(&mut self, c: u32, len: u8, repl: Slot) {
+    /// A deleted route of length `len` covered node `c` (covering bits `s..s + 8`)
+    /// entirely: its slots go to `repl`. Edits the runs in place.
+    fn uncover_node(&mut self, c: u32, s: u32, len: u8, repl: Slot) {
         let mut runs = self.take_runs(c);
         let mut changed = false;
         for slot in runs.iter_mut() {
             match *slot {
                 Slot::Child(g) => {
-                    self.uncover_node(g, len, repl);
+                    self.uncover_node(g, s + STRIDE, len, repl);
                     let before = *slot;
-                    self.fold(slot);
+                    self.fold(slot, s + STRIDE);
                     changed |= *slot != before;
                 }
                 Slot::Leaf { depth, .. } if depth == len => {
@@ -753,6 +767,32 @@ mod tests {
         assert_eq!(t.add(a6("2001:db8:2::"), 48, 2), Ok(None));
     }
 
+    /// Regression: two /33s with the same next hop tile the node of bits 32..40, so
+    /// that node reads as one run `Leaf { nh, depth: 33 }`. Deleting a deeper route
+    /// used to fold it into its parent slot, where the /33s can no longer be found by
+    /// `delete` (they end one level lower): the stale leaf kept answering lookups and
+    /// pinned the nodes above it after every route was gone.
+    #[test]
+    fn same_next_hop_siblings_are_not_folded_above_their_level() {
+        let mut t = Lpm6::new();
+        t.add(a6("2001:db8::"), 33, 1).unwrap();
+        t.add(a6("2001:db8:8000::"), 33, 1).unwrap();
+        t.add(a6("2001:db8::"), 48, 2).unwrap();
+        // Nodes for bits 16.., 24.., 32.., 40...
+        assert_eq!(t.nodes_used(), 4);
+        assert_eq!(t.delete(a6("2001:db8::"), 48), Ok(2));
+        assert_eq!(t.lookup(a6("2001:db8::1")), Some(1));
+        // The node of bits 32..40 holds the /33s and stays.
+        assert_eq!(t.nodes_used(), 3);
+        assert_eq!(t.delete(a6("2001:db8::"), 33), Ok(1));
+        assert_eq!(t.lookup(a6("2001:db8::1")), None);
+        assert_eq!(t.lookup(a6("2001:db8:8000::1")), Some(1));
+        assert_eq!(t.nodes_used(), 3);
+        assert_eq!(t.delete(a6("2001:db8:8000::"), 33), Ok(1));
+        assert_eq!(t.lookup(a6("2001:db8:8000::1")), None);
+        assert_eq!(t.nodes_used(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Add(u128, u8, NextHop),
@@ -823,6 +863,130 @@ mod tests {
                 prop_assert!(t.delete(a, l).is_ok());
             }
             prop_assert_eq!(t.nodes_used(), 0);
+            for &p in &probes {
+                prop_assert_eq!(t.lookup(p), None);
+            }
+        }
+    }
+
+    /// The nodes a trie built from scratch from `routes` holds: one for each level
+    /// (bits `s..s + 8`, `s` = 16, 24, …, 120) and `s`-bit prefix that some route
+    /// longer than `s` passes through (adds never fold).
+    fn fresh_node_count(routes: &[(u128, u8, NextHop)]) -> usize {
+        let mut nodes = std::collections::BTreeSet::new();
+        for &(a, l, _) in routes {
+            for s in (ROOT_BITS..u32::from(l)).step_by(STRIDE as usize) {
+                nodes.insert((s, mask(a, s as u8)));
+            }
+        }
+        nodes.len()
+    }
+
+    #[derive(Debug, Clone)]
+    enum ChurnOp {
+        /// Add `pool[i] ^ flip / len -> nh` (re-adds and next-hop changes included).
+        Add(usize, u128, u8, NextHop),
+        /// Add all `2^k` routes of length `len + k` under `pool[i] / len`, one next hop:
+        /// siblings that tile a whole node or half of one.
+        Tile(usize, u8, u8, NextHop),
+        /// Delete `pool[i] ^ flip / len`, which may not exist.
+        Del(usize, u128, u8),
+        /// Delete the `i`-th existing route.
+        DelExisting(usize),
+    }
+
+    /// Few next hops and prefixes from a small pool of addresses (with an optional
+    /// flipped bit), so routes nest, repeat, tile nodes and share next hops.
+    fn churn_op() -> impl Strategy<Value = ChurnOp> {
+        let len = prop_oneof![1 => 0u8..32, 8 => 32u8..=128];
+        let flip =
+            prop_oneof![2 => Just(0u128), 1 => (32u32..128).prop_map(|b| 1u128 << (127 - b))];
+        prop_oneof![
+            4 => (0usize..4, flip.clone(), len.clone(), 0u32..3)
+                .prop_map(|(i, f, l, nh)| ChurnOp::Add(i, f, l, nh)),
+            1 => (0usize..4, 16u8..=126, 1u8..=2, 0u32..3)
+                .prop_map(|(i, l, k, nh)| ChurnOp::Tile(i, l, k.min(128 - l), nh)),
+            1 => (0usize..4, flip, len).prop_map(|(i, f, l)| ChurnOp::Del(i, f, l)),
+            3 => any::<usize>().prop_map(ChurnOp::DelExisting),
+        ]
+    }
+
+    proptest! {
+        /// After any interleaving of adds and deletes, the trie holds exactly the nodes
+        /// a trie built from scratch from the remaining routes holds (so route churn
+        /// leaks nothing), lookups match the naive reference, and deleting every route
+        /// frees every node.
+        #[test]
+        fn churn_keeps_node_count_of_a_fresh_build(
+            pool in proptest::collection::vec(
+                any::<u128>().prop_map(|r| (0x2001_0db8_u128 << 96) | (r >> 32)), 4),
+            ops in proptest::collection::vec(churn_op(), 1..100),
+            probes in proptest::collection::vec(any::<u128>(), 16),
+        ) {
+            let mut t = Lpm6::new();
+            let mut n = Naive::default();
+            let mut probes: Vec<u128> = probes
+                .iter()
+                .zip(pool.iter().cycle())
+                .map(|(&r, &p)| p ^ (r >> (32 + r % 96)))
+                .collect();
+            for op in ops {
+                match op {
+                    ChurnOp::Add(i, f, l, nh) => {
+                        let a = pool[i] ^ f;
+                        let had = n.0.iter().find(|&&(x, y, _)| x == mask(a, l) && y == l);
+                        prop_assert_eq!(t.add(a, l, nh), Ok(had.map(|r| r.2)));
+                        n.add(a, l, nh);
+                        probes.push(a);
+                    }
+                    ChurnOp::Tile(i, l, k, nh) => {
+                        for j in 0..1u128 << k {
+                            let a = mask(pool[i], l) | (j << (128 - u32::from(l + k)));
+                            prop_assert!(t.add(a, l + k, nh).is_ok());
+                            n.add(a, l + k, nh);
+                        }
+                    }
+                    ChurnOp::Del(i, f, l) => {
+                        let a = pool[i] ^ f;
+                        let had = n.0.iter().find(|&&(x, y, _)| x == mask(a, l) && y == l);
+                        prop_assert_eq!(t.delete(a, l), had.map(|r| r.2).ok_or(LpmError::NotFound));
+                        n.delete(a, l);
+                    }
+                    ChurnOp::DelExisting(i) => {
+                        if n.0.is_empty() { continue; }
+                        let (a, l, nh) = n.0[i % n.0.len()];
+                        prop_assert_eq!(t.delete(a, l), Ok(nh));
+                        prop_assert!(n.delete(a, l));
+                    }
+                }
+                prop_assert_eq!(t.nodes_used() as usize, fresh_node_count(&n.0));
+                for &p in probes.iter().rev().take(8) {
+                    prop_assert_eq!(t.lookup(p), n.lookup(p));
+                }
+            }
+            prop_assert_eq!(t.len(), n.0.len());
+            let mut fresh = Lpm6::new();
+            for &(a, l, nh) in &n.0 {
+                prop_assert!(fresh.add(a, l, nh).is_ok());
+            }
+            prop_assert_eq!(fresh.nodes_used() as usize, fresh_node_count(&n.0));
+            prop_assert_eq!(t.nodes_used(), fresh.nodes_used());
+            for &(a, l, _) in &n.0 {
+                let last = a | u128::MAX.checked_shr(u32::from(l)).unwrap_or(0);
+                probes.extend([a, last, a.wrapping_sub(1), last.wrapping_add(1)]);
+            }
+            for &p in &probes {
+                prop_assert_eq!(t.lookup(p), n.lookup(p));
+                prop_assert_eq!(fresh.lookup(p), n.lookup(p));
+            }
+            // Delete everything, in an order unrelated to the adds.
+            let mut all: Vec<(u128, u8)> = t.iter().map(|(a, l, _)| (a, l)).collect();
+            all.sort_by_key(|&(a, l)| (a.reverse_bits(), l));
+            for (a, l) in all {
+                prop_assert!(t.delete(a, l).is_ok());
+            }
+            prop_assert_eq!(t.nodes_used(), 0);
+            prop_assert!(t.root.iter().all(|&s| s == Slot::Empty));
             for &p in &probes {
                 prop_assert_eq!(t.lookup(p), None);
             }

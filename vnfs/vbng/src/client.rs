@@ -1,8 +1,11 @@
 //! The subscriber side of PPPoE and PPP, for the emulator in `pktgen::subscribers` and
 //! for tests: discovery (RFC 2516 §5.1–§5.4, PADI/PADR retransmission with doubling
 //! timeout), LCP (client role), PAP or CHAP (client role), IPCP (asks for 0.0.0.0 and
-//! DNS, RFC 1332/1877), optional IPv6CP. Produces and consumes whole Ethernet frames;
-//! time is passed in.
+//! DNS, RFC 1332/1877), optional IPv6CP (RFC 5072) followed by SLAAC over PPP: a
+//! Router Solicitation from `fe80::<our interface identifier>` (RFC 4861 §6.3.7, up to
+//! three, 4 s apart), then the address is the advertised /64 plus that identifier
+//! (RFC 4862 §5.5.3, RFC 5072 §5). Produces and consumes whole Ethernet frames; time is
+//! passed in.
 
 use crate::auth::{ClientAuth, ClientOutcome};
 use crate::fsm::{Fsm, Output, State, Timers};
@@ -107,6 +110,57 @@ pub struct Subscriber {
     pub up_at: Option<u64>,
     /// Malformed frames received.
     pub malformed: u64,
+    /// Global IPv6 address formed by SLAAC from the RA (0 = none yet).
+    pub ipv6: u128,
+    /// The BNG's link-local address (the RA's source), our default router.
+    pub ipv6_router: u128,
+    /// First RDNSS address of the RA (0 = none).
+    pub ipv6_dns: u128,
+    /// When the address was formed, ms.
+    pub ipv6_up_at: Option<u64>,
+    /// Router Advertisements received.
+    pub ra_received: u64,
+    rs_deadline: Option<u64>,
+    rs_left: u8,
+}
+
+/// RFC 4861 §10: MAX_RTR_SOLICITATIONS and RTR_SOLICITATION_INTERVAL (ms).
+const MAX_RTR_SOLICITATIONS: u8 = 3;
+const RTR_SOLICITATION_INTERVAL_MS: u64 = 4000;
+
+/// An IPv6 datagram (RFC 8200 §3) carrying UDP (RFC 768, checksum per RFC 8200 §8.1)
+/// of `ip_len` bytes in all (at least 48).
+pub fn ipv6_udp(src: u128, dst: u128, ip_len: usize, sport: u16, dport: u16) -> Vec<u8> {
+    let ip_len = ip_len.max(48);
+    let ulen = (ip_len - 40) as u16;
+    let mut v = Vec::with_capacity(ip_len);
+    v.extend_from_slice(&[0x60, 0, 0, 0]);
+    v.extend_from_slice(&ulen.to_be_bytes());
+    v.extend_from_slice(&[17, 64]);
+    v.extend_from_slice(&src.to_be_bytes());
+    v.extend_from_slice(&dst.to_be_bytes());
+    v.extend_from_slice(&sport.to_be_bytes());
+    v.extend_from_slice(&dport.to_be_bytes());
+    v.extend_from_slice(&ulen.to_be_bytes());
+    v.extend_from_slice(&[0, 0]);
+    v.resize(ip_len, 0x5a);
+    let ph = dataplane::proto::checksum::pseudo_header_v6(
+        &core::net::Ipv6Addr::from(src),
+        &core::net::Ipv6Addr::from(dst),
+        dataplane::proto::IpProtocol::UDP,
+        u32::from(ulen),
+    );
+    let mut c = !dataplane::proto::checksum::add(
+        ph,
+        dataplane::proto::checksum::data(v.get(40..).unwrap_or(&[])),
+    );
+    if c == 0 {
+        c = 0xffff;
+    }
+    if let Some(x) = v.get_mut(46..48) {
+        x.copy_from_slice(&c.to_be_bytes());
+    }
+    v
 }
 
 impl Subscriber {
@@ -132,6 +186,13 @@ impl Subscriber {
             started: 0,
             up_at: None,
             malformed: 0,
+            ipv6: 0,
+            ipv6_router: 0,
+            ipv6_dns: 0,
+            ipv6_up_at: None,
+            ra_received: 0,
+            rs_deadline: None,
+            rs_left: 0,
         }
     }
 
@@ -428,14 +489,86 @@ impl Subscriber {
             proto::IPV6CP => {
                 if let Some(mut f) = self.ipv6cp.take() {
                     let r = f.input(info, now, &mut o);
-                    self.ppp_out(&mut o, out);
+                    let (up, _) = self.ppp_out(&mut o, out);
                     self.ipv6cp = Some(f);
                     r?;
+                    if up {
+                        self.rs_left = MAX_RTR_SOLICITATIONS;
+                        self.send_rs(now, out);
+                    }
                 }
             }
+            proto::IPV6 => self.ipv6_input(info, now),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Our IPv6CP interface identifier once IPv6CP is open.
+    pub fn interface_id(&self) -> Option<u64> {
+        self.ipv6cp
+            .as_ref()
+            .filter(|f| f.state() == State::Opened)
+            .map(|f| f.neg.our_id)
+    }
+
+    fn send_rs(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
+        let Some(iid) = self.interface_id() else {
+            self.rs_deadline = None;
+            return;
+        };
+        if self.rs_left == 0 || self.ipv6 != 0 {
+            self.rs_deadline = None;
+            return;
+        }
+        self.rs_left -= 1;
+        self.rs_deadline = Some(now + RTR_SOLICITATION_INTERVAL_MS);
+        let mut f = Vec::with_capacity(50);
+        crate::nd::router_solicitation(iid, &mut f);
+        out.push(self.session_frame(&f));
+    }
+
+    fn ipv6_input(&mut self, ip: &[u8], now: u64) {
+        let Ok(crate::nd::Nd::RouterAdvert {
+            src,
+            slaac_prefix,
+            dns,
+            ..
+        }) = crate::nd::parse(ip)
+        else {
+            return;
+        };
+        self.ra_received += 1;
+        let (Some(p), Some(iid)) = (slaac_prefix, self.interface_id()) else {
+            return;
+        };
+        self.ipv6 = (u128::from(p) << 64) | u128::from(iid);
+        self.ipv6_router = src;
+        self.ipv6_dns = dns.unwrap_or(0);
+        self.rs_deadline = None;
+        if self.ipv6_up_at.is_none() {
+            self.ipv6_up_at = Some(now);
+        }
+    }
+
+    /// A PPPoE session frame carrying an IPv6 UDP datagram from our SLAAC address to
+    /// `dst`, `frame_len` bytes on the wire, or `None` before the address is formed.
+    pub fn ipv6_udp_frame(
+        &self,
+        dst: u128,
+        frame_len: usize,
+        sport: u16,
+        dport: u16,
+    ) -> Option<Vec<u8>> {
+        if self.ipv6 == 0 || self.phase != ClientPhase::Up {
+            return None;
+        }
+        let hdr = 14 + 4 * self.p.vlans.tag_count() + 8;
+        let ip_len = frame_len.saturating_sub(hdr).clamp(48, 1492);
+        let mut ppp = Vec::with_capacity(2 + ip_len);
+        ppp.extend_from_slice(&proto::IPV6.to_be_bytes());
+        ppp.extend_from_slice(&ipv6_udp(self.ipv6, dst, ip_len, sport, dport));
+        Some(self.session_frame(&ppp))
     }
 
     /// Earliest time `poll` has work.
@@ -454,6 +587,8 @@ impl Subscriber {
         m(self.lcp.as_ref().and_then(|f| f.deadline()));
         m(self.auth.as_ref().and_then(|a| a.deadline()));
         m(self.ipcp.as_ref().and_then(|f| f.deadline()));
+        m(self.ipv6cp.as_ref().and_then(|f| f.deadline()));
+        m(self.rs_deadline);
         d
     }
 
@@ -516,6 +651,9 @@ impl Subscriber {
             f.poll(now, &mut o);
             self.ppp_out(&mut o, out);
             self.ipv6cp = Some(f);
+        }
+        if self.rs_deadline.is_some_and(|t| t <= now) {
+            self.send_rs(now, out);
         }
     }
 }

@@ -45,6 +45,11 @@ pub struct BngLabArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Dual stack: IPv6CP, a /64 per session announced by RA (SLAAC over PPP), and
+    /// IPv6 upstream/downstream phases (JSON: `ipv6_sessions`, `upstream6`,
+    /// `downstream6`, `ipv6_plr`).
+    #[arg(long)]
+    pub ipv6: bool,
 }
 
 /// Run the lab and print its report.
@@ -79,6 +84,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         rate,
         downstream: !args.no_downstream,
         cgnat: args.cgnat.clone(),
+        ipv6: args.ipv6,
     };
     let quiet = args.json;
     let r = run_lab(&cfg, |m| {
@@ -117,6 +123,24 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         );
     }
     println!("packet loss ratio      {:.6}", r.plr);
+    if args.ipv6 {
+        println!(
+            "IPv6 sessions (SLAAC)  {} / {}",
+            r.ipv6_sessions, r.sessions_established
+        );
+        for (name, t) in [
+            ("IPv6 upstream  ", &r.upstream6),
+            ("IPv6 downstream", &r.downstream6),
+        ] {
+            if let Some(t) = t {
+                println!(
+                    "{name}        {} sent, {} received, {:.3} Mpps wall, BNG {:.2} Mpps/core ({:.0} ns/pkt)",
+                    t.sent, t.received, t.throughput_mpps, t.bng_mpps_per_core, t.bng_ns_per_packet
+                );
+            }
+        }
+        println!("IPv6 packet loss ratio {:.6}", r.ipv6_plr);
+    }
     println!("sessions after PADT    {}", r.sessions_after_teardown);
     print!("{}", r.bng_errors);
     Ok(())

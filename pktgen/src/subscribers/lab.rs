@@ -47,7 +47,13 @@ pub struct LabConfig {
     /// `bng-fastpath(up) → nat44 → bng-fastpath(down)`; the downstream phase answers the
     /// translated flows seen by the core sink.
     pub cgnat: Option<String>,
+    /// Dual stack: IPv6CP, a /64 per session from `2001:db8:100::/40` announced by RA
+    /// (SLAAC over PPP), and IPv6 upstream/downstream phases after the IPv4 ones.
+    pub ipv6: bool,
 }
+
+/// The far end of the IPv6 streams (a core host).
+pub const IPV6_REMOTE: u128 = 0x2001_0db8_ffff_0000_0000_0000_0000_0001;
 
 impl Default for LabConfig {
     fn default() -> Self {
@@ -62,6 +68,7 @@ impl Default for LabConfig {
             rate: (0, 0),
             downstream: true,
             cgnat: None,
+            ipv6: false,
         }
     }
 }
@@ -118,6 +125,15 @@ pub struct LabReport {
     pub sessions_after_teardown: usize,
     /// The BNG's `show errors`.
     pub bng_errors: String,
+    /// Sessions with a SLAAC IPv6 address (the RA's /64 + IPv6CP identifier); 0
+    /// without `ipv6`.
+    pub ipv6_sessions: u32,
+    /// IPv6 upstream phase (with `ipv6`).
+    pub upstream6: Option<TrafficReport>,
+    /// IPv6 downstream phase (with `ipv6` and the downstream phase on).
+    pub downstream6: Option<TrafficReport>,
+    /// Packet loss ratio over the IPv6 phases.
+    pub ipv6_plr: f64,
 }
 
 struct Bng {
@@ -249,6 +265,15 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     .then(|| format!("{}/{}", rate(cfg.rate.0), rate(cfg.rate.1))),
             })
             .collect(),
+        ipv6cp: cfg.ipv6,
+        pools6: if cfg.ipv6 {
+            vec![vbng::config::Pool6Config {
+                name: "v6".into(),
+                prefix: "2001:db8:100::/40".into(),
+            }]
+        } else {
+            Vec::new()
+        },
         ..Config::default()
     };
     let counters = SessionCounters::new(n as usize);
@@ -321,7 +346,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             svlan_base: 100,
             cvlans: 4000,
         },
-        ipv6cp: false,
+        ipv6cp: cfg.ipv6,
         restart_ms: 1000,
         max_payload: None,
     });
@@ -343,7 +368,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         let busy = !emu.settled()
             || !frames.is_empty()
             || !q.is_empty()
-            || bng.cp.stats.sessions_up < u64::from(emu.established());
+            || bng.cp.stats.sessions_up < u64::from(emu.established())
+            || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established());
         quiet = if busy { 0 } else { quiet + 1 };
         let now = ms(t0);
         emu.start_due(now, &mut frames);
@@ -464,6 +490,83 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         }
     }
 
+    // Phases 2b/3b: the same over IPv6 (SLAAC addresses, the sessions' /64s).
+    if cfg.ipv6 {
+        report.ipv6_sessions = ipv6_ready(&emu, n);
+        let size_of = |k: usize| {
+            cfg.frame_sizes
+                .get(k % cfg.frame_sizes.len().max(1))
+                .copied()
+                .unwrap_or(64)
+        };
+        let v6: Vec<&vbng::client::Subscriber> = up_ids
+            .iter()
+            .filter_map(|&i| emu.subscriber(i))
+            .filter(|s| s.ipv6 != 0)
+            .collect();
+        let up6: Vec<Vec<u8>> = v6
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| {
+                s.ipv6_udp_frame(IPV6_REMOTE, size_of(k), 1024 + (k % 50000) as u16, 5001)
+            })
+            .collect();
+        if !up6.is_empty() {
+            progress("IPv6 upstream traffic");
+            report.upstream6 = Some(traffic(
+                &mut bng,
+                &mut gen,
+                &mut sink,
+                &mut gcache,
+                &up6,
+                cfg.packets,
+                &t0,
+                None,
+            ));
+        }
+        if cfg.downstream && !v6.is_empty() {
+            let down6: Vec<Vec<u8>> = v6
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    let ip_len = size_of(k).saturating_sub(14).clamp(48, 1492);
+                    let mut f = Vec::with_capacity(14 + ip_len);
+                    f.extend_from_slice(&core_mac);
+                    f.extend_from_slice(&sink_mac);
+                    f.extend_from_slice(&[0x86, 0xdd]);
+                    f.extend_from_slice(&vbng::client::ipv6_udp(
+                        IPV6_REMOTE,
+                        s.ipv6,
+                        ip_len,
+                        5001,
+                        1024 + (k % 50000) as u16,
+                    ));
+                    f
+                })
+                .collect();
+            progress("IPv6 downstream traffic");
+            report.downstream6 = Some(traffic(
+                &mut bng,
+                &mut sink,
+                &mut gen,
+                &mut gcache,
+                &down6,
+                cfg.packets,
+                &t0,
+                None,
+            ));
+        }
+        let (s, r) = [report.upstream6.as_ref(), report.downstream6.as_ref()]
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
+        report.ipv6_plr = if s > 0 {
+            (s - r.min(s)) as f64 / s as f64
+        } else {
+            0.0
+        };
+    }
+
     // Phase 4: teardown with PADT.
     let mut frames = Vec::new();
     emu.terminate_all(&mut frames);
@@ -497,6 +600,14 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     };
     report.bng_errors = format!("{}{:?}\n", bng.pipeline.show_errors(), bng.cp.stats);
     Ok(report)
+}
+
+/// Established subscribers that have formed their SLAAC address.
+fn ipv6_ready(emu: &Emulator, n: u32) -> u32 {
+    (0..n)
+        .filter_map(|i| emu.subscriber(i))
+        .filter(|s| s.phase == vbng::client::ClientPhase::Up && s.ipv6 != 0)
+        .count() as u32
 }
 
 /// Offer `packets` frames from `templates` (round robin) on `tx`, run the BNG, count
@@ -669,6 +780,31 @@ mod tests {
         let d = r.downstream.as_ref().unwrap();
         assert_eq!(d.sent, 5_000);
         assert_eq!(d.received, 5_000, "{}", r.bng_errors);
+    }
+
+    #[test]
+    fn dual_stack_traffic_flows_both_ways() {
+        let r = run(
+            &LabConfig {
+                sessions: 100,
+                packets: 10_000,
+                ipv6: true,
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.sessions_established, 100, "{:?}", r.setup);
+        assert_eq!(r.ipv6_sessions, 100, "{}", r.bng_errors);
+        let u = r.upstream6.as_ref().unwrap();
+        assert_eq!(u.sent, 10_000);
+        assert_eq!(u.received, 10_000, "{}", r.bng_errors);
+        let d = r.downstream6.as_ref().unwrap();
+        assert_eq!(d.sent, 10_000);
+        assert_eq!(d.received, 10_000, "{}", r.bng_errors);
+        assert_eq!(r.ipv6_plr, 0.0);
+        assert_eq!(r.plr, 0.0);
+        assert_eq!(r.sessions_after_teardown, 0);
     }
 
     #[test]

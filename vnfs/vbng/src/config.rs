@@ -70,6 +70,21 @@ pub struct Config {
     pub ports: PortsConfig,
     /// Routes towards the core: `prefix/len` → next-hop MAC on the core port.
     pub core_next_hop_mac: String,
+    /// Our address on the core link with its prefix length, `198.51.100.1/24`: ARP
+    /// requests for it are answered (RFC 826), ICMP errors to the core come from it,
+    /// pings to it are answered. Absent = no core address.
+    pub core_ip: Option<String>,
+    /// The core next hop, resolved by ARP (needs `core_ip`, on its subnet); absent =
+    /// the static `core_next_hop_mac`.
+    pub core_gateway: Option<Ipv4Addr>,
+    /// TCP MSS clamping of SYN/SYN-ACK on the sessions: `"auto"` (session MTU − 40,
+    /// RFC 879/6691), a number, or `"off"`.
+    pub tcp_mss_clamp: crate::mss::MssClamp,
+    /// ICMP errors sent by the BNG per second (RFC 1812 §4.3.2.8 token bucket); 0 =
+    /// none.
+    pub icmp_rate: u32,
+    /// Depth of the ICMP token bucket.
+    pub icmp_burst: u32,
     /// CGNAT public pool on the core side; absent = route subscriber addresses as is.
     pub cgnat_public: Option<String>,
     /// Prometheus/CLI listen address (binary).
@@ -110,6 +125,11 @@ impl Default for Config {
             default_rate_down: 0,
             ports: PortsConfig::default(),
             core_next_hop_mac: "02:00:00:00:c0:01".to_string(),
+            core_ip: None,
+            core_gateway: None,
+            tcp_mss_clamp: crate::mss::MssClamp::Auto,
+            icmp_rate: 1000,
+            icmp_burst: 100,
             cgnat_public: None,
             listen: None,
         }
@@ -257,6 +277,17 @@ pub fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
     Ok((net, net | !mask))
 }
 
+/// Parse `a.b.c.d/len` (an interface address with its prefix length).
+pub fn parse_prefix4(s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
+    let (a, l) = s.split_once('/').ok_or_else(|| err(s, "address/len"))?;
+    let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "address/len"))?;
+    let l: u8 = l.trim().parse().map_err(|_| err(s, "address/len"))?;
+    if l > 32 || a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+        return Err(err(s, "address/len"));
+    }
+    Ok((a, l))
+}
+
 /// Parse `ip:port`.
 pub fn parse_sockaddr(s: &str) -> Result<SocketAddr, ConfigError> {
     s.parse().map_err(|_| err(s, "address"))
@@ -312,6 +343,23 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         parse_mac(&self.mac)?;
         parse_mac(&self.core_next_hop_mac)?;
+        let core = self.core_ip.as_deref().map(parse_prefix4).transpose()?;
+        if let Some(gw) = self.core_gateway {
+            let Some((ip, len)) = core else {
+                return Err(ConfigError("core_gateway needs core_ip".to_string()));
+            };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
+            if u32::from(gw) & mask != u32::from(ip) & mask || gw == ip {
+                return Err(err(
+                    &alloc::format!("{gw}"),
+                    "core_gateway (not on core_ip's subnet)",
+                ));
+            }
+        }
         for p in &self.pools {
             for r in &p.ranges {
                 parse_range(r)?;
@@ -381,6 +429,27 @@ rate = "10M/50M"
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].ip, Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert!(parse_user_file("lonely\n").is_err());
+    }
+
+    #[test]
+    fn parse_core_link() {
+        let c = Config::from_toml(
+            "core_ip = \"198.51.100.1/24\"\ncore_gateway = \"198.51.100.254\"\ntcp_mss_clamp = 1400\n",
+        )
+        .unwrap();
+        assert_eq!(
+            parse_prefix4(c.core_ip.as_deref().unwrap()).unwrap(),
+            (Ipv4Addr::new(198, 51, 100, 1), 24)
+        );
+        assert_eq!(c.tcp_mss_clamp, crate::mss::MssClamp::Fixed(1400));
+        assert_eq!(Config::default().tcp_mss_clamp, crate::mss::MssClamp::Auto);
+        assert!(Config::from_toml("core_gateway = \"198.51.100.254\"").is_err());
+        assert!(Config::from_toml(
+            "core_ip = \"198.51.100.1/24\"\ncore_gateway = \"198.51.101.254\""
+        )
+        .is_err());
+        assert!(Config::from_toml("core_ip = \"198.51.100.1\"").is_err());
+        assert!(Config::from_toml("tcp_mss_clamp = \"sometimes\"").is_err());
     }
 
     #[test]

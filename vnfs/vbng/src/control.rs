@@ -12,6 +12,7 @@ use crate::auth::Credentials;
 use crate::config::{parse_mac, parse_range, parse_rate_pair, parse_sockaddr, Config, ConfigError};
 use crate::fsm::Timers;
 use crate::pool::{Pool, Pools};
+use crate::pool6::{parse_prefix6, Pool6, Pools6};
 use crate::pppoe::{AccessKey, Discovery, DiscoveryAction, DiscoveryConfig, SessionRequest};
 use crate::radius::{
     self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server,
@@ -45,6 +46,10 @@ pub enum FibUpdate {
         ip: u32,
         /// Rate (up, down) bit/s; 0 = unlimited.
         rate: (u64, u64),
+        /// The session's PPP MTU: the smaller of the MRUs negotiated by LCP (1492
+        /// without RFC 4638 PPP-Max-Payload), for ICMP Fragmentation Needed and MSS
+        /// clamping in the fast path.
+        mtu: u16,
     },
     /// Remove a session.
     Remove {
@@ -63,6 +68,20 @@ pub enum FibUpdate {
         idx: u32,
         /// New (up, down) bit/s.
         rate: (u64, u64),
+    },
+    /// Route a /64 to a session (IPv6CP up, prefix announced by RA).
+    Add6 {
+        /// Session index.
+        idx: u32,
+        /// Upper 64 bits of the session's /64.
+        prefix: u64,
+    },
+    /// Stop routing a session's /64.
+    Remove6 {
+        /// Session index.
+        idx: u32,
+        /// Upper 64 bits of the /64.
+        prefix: u64,
     },
 }
 
@@ -149,6 +168,17 @@ pub struct ControlStats {
     pub disconnect: u64,
     /// CoA/DM dropped (bad authenticator) or NAK'ed.
     pub dynauth_rejected: u64,
+    /// IPv6 prefix pool exhausted (the session stays IPv4-only).
+    pub pool6_exhausted: u64,
+    /// Router Advertisements sent (RFC 4861 §6.2).
+    pub ra_sent: u64,
+    /// Router Solicitations received.
+    pub rs_received: u64,
+    /// Neighbor Advertisements sent for our link-local address.
+    pub na_sent: u64,
+    /// IPv6 packets punted to the control plane and dropped (not ND we answer, bad
+    /// hop limit or checksum, malformed).
+    pub ipv6_dropped: u64,
 }
 
 /// A local user.
@@ -176,6 +206,10 @@ pub struct SessionInfo {
     pub phase: &'static str,
     /// Address (0 before IPCP).
     pub ip: u32,
+    /// Delegated /64 (upper 64 bits; 0 = none).
+    pub ipv6_prefix: u64,
+    /// Whether IPv6CP is open (the /64 is routed and announced).
+    pub ipv6_up: bool,
     /// Rate (up, down) bit/s.
     pub rate: (u64, u64),
     /// Setup time PADR→IPCP up, ms.
@@ -194,6 +228,12 @@ struct Entry {
     user: Vec<u8>,
     ip: u32,
     ip_from_pool: bool,
+    /// The session's /64 (upper 64 bits; 0 = none).
+    prefix6: u64,
+    /// IPv6CP open: the /64 is installed in the fast path and announced.
+    ipv6_up: bool,
+    /// Next unsolicited Router Advertisement.
+    next_ra: Option<u64>,
     rate: (u64, u64),
     reply: Reply,
     created: u64,
@@ -207,6 +247,16 @@ struct Entry {
     /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
     pads: Option<Vec<u8>>,
     host_uniq: Vec<u8>,
+}
+
+/// Router Advertisement settings (RFC 4861 §6.2.1).
+#[derive(Debug, Clone)]
+struct RaConfig {
+    interval_ms: u64,
+    router_lifetime_s: u16,
+    valid_s: u32,
+    preferred_s: u32,
+    dns: Vec<core::net::Ipv6Addr>,
 }
 
 /// The control plane.
@@ -229,6 +279,8 @@ pub struct ControlPlane {
     dynauth_secret: Vec<u8>,
     users: BTreeMap<Vec<u8>, LocalUser>,
     pools: Pools,
+    pools6: Pools6,
+    ra: RaConfig,
     default_rate: (u64, u64),
     rng: Rng,
     counters: Arc<SessionCounters>,
@@ -304,6 +356,20 @@ impl ControlPlane {
                 .collect::<Result<Vec<_>, _>>()?;
             pools.push(Pool::new(&p.name, &ranges));
         }
+        let mut pools6 = Vec::new();
+        for p in &cfg.pools6 {
+            let (base, len) = parse_prefix6(&p.prefix).ok_or_else(|| {
+                ConfigError(alloc::format!("bad IPv6 prefix: {:?}", p.prefix))
+            })?;
+            pools6.push(Pool6::new(&p.name, base, len));
+        }
+        let ra = RaConfig {
+            interval_ms: u64::from(cfg.ra_interval_s) * 1000,
+            router_lifetime_s: cfg.ra_router_lifetime_s,
+            valid_s: cfg.prefix_valid_s,
+            preferred_s: cfg.prefix_preferred_s,
+            dns: cfg.dns6.clone(),
+        };
         let mut users = BTreeMap::new();
         for u in &cfg.users {
             users.insert(
@@ -372,6 +438,8 @@ impl ControlPlane {
             dynauth_secret,
             users,
             pools: Pools::new(pools),
+            pools6: Pools6::new(pools6),
+            ra,
             default_rate: (cfg.default_rate_up, cfg.default_rate_down),
             rng,
             counters,
@@ -493,6 +561,12 @@ impl ControlPlane {
                     self.stats.no_session += 1;
                     return;
                 };
+                if let [0x00, 0x57, ip @ ..] = p.payload() {
+                    // IPv6 punted by the fast path: ND over PPP (RFC 5072 §5).
+                    let ip = ip.to_vec();
+                    self.ipv6_input(idx, &ip, now);
+                    return;
+                }
                 let ppp = p.payload().to_vec();
                 self.link_input(idx, &ppp, now);
             }
@@ -575,6 +649,9 @@ impl ControlPlane {
             user: Vec::new(),
             ip: 0,
             ip_from_pool: false,
+            prefix6: 0,
+            ipv6_up: false,
+            next_ra: None,
             rate: self.default_rate,
             reply: Reply::default(),
             created: now,
@@ -617,7 +694,12 @@ impl ControlPlane {
             return;
         };
         let mut d = e.link.deadline();
-        for x in [e.next_interim, e.hard_deadline, e.idle.map(|i| i.1 + i.0)]
+        for x in [
+            e.next_interim,
+            e.hard_deadline,
+            e.idle.map(|i| i.1 + i.0),
+            e.next_ra,
+        ]
             .into_iter()
             .flatten()
         {
@@ -634,7 +716,7 @@ impl ControlPlane {
                 SessEvent::Send(f) => self.send_ppp(idx, &f),
                 SessEvent::Verify(c) => self.verify(idx, c, now),
                 SessEvent::NetworkUp => self.network_up(idx, now),
-                SessEvent::Ipv6Up => {}
+                SessEvent::Ipv6Up => self.ipv6_up(idx, now),
                 SessEvent::Renegotiate => self.renegotiate(idx, now),
                 SessEvent::Ended(cause) => {
                     self.remove(idx, cause, true, now);
@@ -668,6 +750,15 @@ impl ControlPlane {
                 ip: e.ip,
             });
         }
+        if e.ipv6_up && e.prefix6 != 0 {
+            self.fib.push(FibUpdate::Remove6 {
+                idx,
+                prefix: e.prefix6,
+            });
+        }
+        let prefix6 = core::mem::take(&mut e.prefix6);
+        e.ipv6_up = false;
+        e.next_ra = None;
         let (ip, from_pool) = (e.ip, e.ip_from_pool);
         e.installed = false;
         e.acct_started = false;
@@ -678,6 +769,122 @@ impl ControlPlane {
         e.ip = 0;
         if ip != 0 && from_pool {
             self.pools.free(ip);
+        }
+        if prefix6 != 0 {
+            self.pools6.free(prefix6);
+        }
+    }
+
+    /// The session's /64 at Access-Accept (only when IPv6CP is enabled):
+    /// Framed-IPv6-Prefix if it is a /64 (taken from its pool when one holds it), else
+    /// Framed-IPv6-Pool, else the default IPv6 pool; 0 when none is configured or the
+    /// pool is exhausted (the session is then IPv4-only).
+    fn alloc_prefix6(&mut self, reply: &Reply) -> u64 {
+        if !self.link.ipv6cp {
+            return 0;
+        }
+        if let Some((p, 64)) = reply.framed_ipv6_prefix {
+            let p = (p >> 64) as u64;
+            if p != 0 && self.pools6.take(p).is_ok() {
+                return p;
+            }
+        }
+        if self.pools6.is_empty() && reply.framed_ipv6_pool.is_none() {
+            return 0;
+        }
+        match self.pools6.alloc(reply.framed_ipv6_pool.as_deref()) {
+            Ok(p) => p,
+            Err(_) => {
+                self.stats.pool6_exhausted += 1;
+                0
+            }
+        }
+    }
+
+    /// IPv6CP opened: route the /64 to the session and announce it (RFC 4861 §6.2.4:
+    /// an initial advertisement, then every `ra_interval_s`).
+    fn ipv6_up(&mut self, idx: u32, now: u64) {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        e.ipv6_up = true;
+        if e.prefix6 == 0 {
+            return;
+        }
+        self.fib.push(FibUpdate::Add6 {
+            idx,
+            prefix: e.prefix6,
+        });
+        self.send_ra(idx, crate::nd::ALL_NODES, now);
+    }
+
+    /// Send a Router Advertisement for the session's /64 to `dst` over its PPP link,
+    /// and schedule the next unsolicited one.
+    fn send_ra(&mut self, idx: u32, dst: u128, now: u64) {
+        let interval = self.ra.interval_ms;
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let Some(our_iid) = e.link.ipv6cp.as_ref().map(|f| f.neg.our_id) else {
+            return;
+        };
+        if !e.ipv6_up || e.prefix6 == 0 {
+            return;
+        }
+        let mtu = e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru);
+        let p = crate::nd::RaParams {
+            prefix: e.prefix6,
+            router_lifetime_s: self.ra.router_lifetime_s,
+            valid_s: self.ra.valid_s,
+            preferred_s: self.ra.preferred_s,
+            mtu: u32::from(mtu),
+            dns: self.ra.dns.clone(),
+            // RFC 8106 §5.1: at least MaxRtrAdvInterval; 3× is the suggested default.
+            dns_lifetime_s: (interval / 1000 * 3)
+                .clamp(1, u64::from(u32::MAX))
+                .try_into()
+                .unwrap_or(u32::MAX),
+        };
+        e.next_ra = (interval > 0).then_some(now + interval);
+        let mut f = Vec::with_capacity(128);
+        crate::nd::router_advertisement(our_iid, dst, &p, &mut f);
+        self.stats.ra_sent += 1;
+        self.send_ppp(idx, &f);
+    }
+
+    /// An IPv6 datagram the fast path punted (link-local, multicast or ND): answer
+    /// Router Solicitations with an RA and Neighbor Solicitations for our link-local
+    /// address with an NA; drop the rest (counted).
+    fn ipv6_input(&mut self, idx: u32, ip: &[u8], now: u64) {
+        let (our_ll, up) = match self.slots.get(idx as usize) {
+            Some(Some(e)) => (
+                e.link
+                    .ipv6cp
+                    .as_ref()
+                    .map(|f| crate::nd::link_local(f.neg.our_id)),
+                e.ipv6_up,
+            ),
+            _ => (None, false),
+        };
+        let (Some(our_ll), true) = (our_ll, up) else {
+            self.stats.ipv6_dropped += 1;
+            return;
+        };
+        match crate::nd::parse(ip) {
+            Ok(crate::nd::Nd::RouterSolicit { .. }) => {
+                self.stats.rs_received += 1;
+                self.send_ra(idx, crate::nd::ALL_NODES, now);
+                self.schedule(idx);
+            }
+            Ok(crate::nd::Nd::NeighborSolicit { src, target }) if target == our_ll => {
+                // RFC 4861 §7.2.4: to the source, or all-nodes when it is unspecified.
+                let dst = if src == 0 { crate::nd::ALL_NODES } else { src };
+                let mut f = Vec::with_capacity(72);
+                crate::nd::neighbor_advertisement(our_ll, dst, &mut f);
+                self.stats.na_sent += 1;
+                self.send_ppp(idx, &f);
+            }
+            _ => self.stats.ipv6_dropped += 1,
         }
     }
 
@@ -808,10 +1015,13 @@ impl ControlPlane {
             (u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()),
             u64::from(ip) | 0x0200_0000_0000_0000,
         );
+        let prefix6 = self.alloc_prefix6(&reply);
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             self.pools.free(ip);
+            self.pools6.free(prefix6);
             return;
         };
+        e.prefix6 = prefix6;
         e.ip = ip;
         e.ip_from_pool = from_pool;
         e.rate = reply.rate.unwrap_or(default_rate);
@@ -854,6 +1064,7 @@ impl ControlPlane {
             sid: e.sid,
             ip: e.ip,
             rate: e.rate,
+            mtu: e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru),
         };
         self.counters.reset(idx);
         self.fib.push(upd);
@@ -889,7 +1100,11 @@ impl ControlPlane {
         let Some((line, rec)) = self.record(idx, cause, now) else {
             return;
         };
-        let req = radius::accounting_request(&line, status, &rec);
+        let prefix6 = match self.slots.get(idx as usize) {
+            Some(Some(e)) if e.prefix6 != 0 => Some((u128::from(e.prefix6) << 64, 64)),
+            _ => None,
+        };
+        let req = radius::accounting_request_v6(&line, status, &rec, prefix6);
         // Accounting responses are matched by tag only for counting; the session may be gone.
         let tag = u64::MAX;
         if let Some(r) = self.radius.as_mut() {
@@ -932,6 +1147,15 @@ impl ControlPlane {
         }
         if e.ip != 0 && e.ip_from_pool {
             self.pools.free(e.ip);
+        }
+        if e.prefix6 != 0 {
+            if e.ipv6_up {
+                self.fib.push(FibUpdate::Remove6 {
+                    idx,
+                    prefix: e.prefix6,
+                });
+            }
+            self.pools6.free(e.prefix6);
         }
         self.by_key.remove(&(e.key, e.sid));
         if self.by_host.get(&(e.key, e.host_uniq.clone())) == Some(&idx) {
@@ -995,6 +1219,13 @@ impl ControlPlane {
                 self.terminate(idx, radius::terminate_cause::IDLE_TIMEOUT, now);
                 return;
             }
+        }
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if e.next_ra.is_some_and(|t| t <= now) {
+            e.next_ra = None;
+            self.send_ra(idx, crate::nd::ALL_NODES, now);
         }
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
@@ -1177,6 +1408,8 @@ impl ControlPlane {
                     user: String::from_utf8_lossy(&e.user).into_owned(),
                     phase: e.link.phase.as_str(),
                     ip: e.ip,
+                    ipv6_prefix: e.prefix6,
+                    ipv6_up: e.ipv6_up,
                     rate: e.rate,
                     setup_ms: e.up_at.map(|u| u - e.created),
                     counters: self.counters.get(idx),
@@ -1368,6 +1601,98 @@ mod tests {
         assert_eq!(c.session_count(), 1);
         assert_eq!(c.stats.sessions_created, 1);
         assert_eq!(first[0].1, again[0].1, "the same PADS is resent");
+    }
+
+    #[test]
+    fn dual_stack_session_gets_a_prefix_by_ra() {
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.pools6 = alloc::vec![crate::config::Pool6Config {
+            name: "v6".to_string(),
+            prefix: "2001:db8:100::/40".to_string(),
+        }];
+        cfg.dns6 = alloc::vec!["2001:db8::53".parse().unwrap()];
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![
+            sub(1, "alice", "pw", AuthProto::Pap),
+            sub(2, "bob", "pw2", AuthProto::Pap)
+        ];
+        let mut up = Vec::new();
+        for s in subs.iter_mut() {
+            s.start(0, &mut up);
+        }
+        run(&mut c, &mut subs, 0, up);
+        let mut prefixes = Vec::new();
+        for s in &subs {
+            assert_eq!(s.phase, ClientPhase::Up);
+            let iid = s.interface_id().expect("IPv6CP open");
+            assert_ne!(s.ipv6, 0, "SLAAC address formed from the RA");
+            assert_eq!(s.ipv6 as u64, iid, "address = prefix + IPv6CP identifier");
+            assert_eq!((s.ipv6 >> 88) as u64, 0x2001_0db8_01, "from the pool");
+            assert_eq!(s.ipv6_dns, 0x2001_0db8_0000_0000_0000_0000_0000_0053);
+            assert!(crate::nd::is_link_local(s.ipv6_router));
+            prefixes.push((s.ipv6 >> 64) as u64);
+        }
+        assert_ne!(prefixes[0], prefixes[1]);
+        let fib = c.take_fib();
+        for p in &prefixes {
+            assert!(
+                fib.iter()
+                    .any(|u| matches!(u, FibUpdate::Add6 { prefix, .. } if prefix == p)),
+                "{fib:?}"
+            );
+        }
+        let info = c.sessions();
+        assert!(info.iter().all(|i| i.ipv6_up && i.ipv6_prefix != 0));
+        let shown = crate::metrics::show_sessions(&c);
+        let p0 = crate::pool6::fmt_prefix64(prefixes[0]);
+        assert!(shown.contains(&p0), "{shown}");
+        let prom = crate::metrics::prometheus(&c, core::iter::empty());
+        assert!(prom.contains(&alloc::format!("prefix=\"{p0}\"")), "{prom}");
+        assert!(prom.contains("vbng_ipv6_sessions 2"), "{prom}");
+        assert!(c.stats.ra_sent >= 2);
+        // A Neighbor Solicitation for the BNG's link-local address gets an NA (no
+        // link-layer address options on PPP); other targets are ignored.
+        let router = subs[0].ipv6_router;
+        let ns = |target: u128| {
+            let mut m = alloc::vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+            m.extend_from_slice(&target.to_be_bytes());
+            let (src, dst) = (subs[0].ipv6, router);
+            dataplane::proto::icmpv6::Packet::new_unchecked(&mut m[..]).fill_checksum(
+                &core::net::Ipv6Addr::from(src),
+                &core::net::Ipv6Addr::from(dst),
+            );
+            let mut f = alloc::vec![0x00, 0x57, 0x60, 0, 0, 0, 0, 24, 58, 255];
+            f.extend_from_slice(&src.to_be_bytes());
+            f.extend_from_slice(&dst.to_be_bytes());
+            f.extend_from_slice(&m);
+            subs[0].session_frame(&f)
+        };
+        c.input(0, &ns(router), 5);
+        let tx = c.take_tx();
+        assert_eq!(tx.len(), 1);
+        let na = &tx[0].1[30..];
+        assert_eq!(na[40], 136);
+        assert_eq!(u128::from_be_bytes(na[48..64].try_into().unwrap()), router);
+        c.input(0, &ns(router ^ 1), 5);
+        assert!(c.take_tx().is_empty());
+        assert_eq!(c.stats.na_sent, 1);
+        // Unsolicited RAs every ra_interval_s.
+        let before = c.stats.ra_sent;
+        c.poll(600_000);
+        assert_eq!(c.stats.ra_sent, before + 2);
+        // Hang up: the /64 leaves the fast path and returns to the pool.
+        c.take_fib();
+        let mut up = Vec::new();
+        subs[0].terminate(&mut up);
+        run(&mut c, &mut subs, 600_010, up);
+        assert!(c.take_fib().iter().any(
+            |u| matches!(u, FibUpdate::Remove6 { prefix, .. } if *prefix == prefixes[0])
+        ));
+        let mut again = alloc::vec![sub(9, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        again[0].start(600_020, &mut up);
+        run(&mut c, &mut again, 600_020, up);
+        assert_eq!((again[0].ipv6 >> 64) as u64, prefixes[0], "freed prefix reused");
     }
 
     #[test]

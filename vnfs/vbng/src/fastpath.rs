@@ -13,21 +13,50 @@
 //! TTL-decremented and encapsulated in place (Ethernet + VLANs + PPPoE + PPP) into the
 //! packet's headroom, then sent to the access port.
 //!
+//! On the core link ([`crate::corelink`]): with `core_ip` the stage answers ARP
+//! requests for it (RFC 826) and with `core_gateway` resolves the next hop by ARP
+//! (requests at start, on expiry and before ageing out; packets are counted drops
+//! while unresolved); without them the static `core_next_hop_mac` is used. ARP frames
+//! never reach the control plane.
+//!
+//! The BNG's own ICMP ([`crate::icmp`], RFC 792): Time Exceeded when a TTL expires
+//! (RFC 1812 §5.3.1; upstream back to the subscriber inside its PPPoE session from
+//! the gateway address, downstream to the core from `core_ip`), Fragmentation Needed
+//! with the session MTU for DF datagrams too big for the subscriber's PPP MTU
+//! (RFC 1191 §4), Echo Replies to pings for the gateway or `core_ip` (answered in
+//! place), all errors rate limited by a token bucket (RFC 1812 §4.3.2.8) with the
+//! suppressed ones counted in [`FastPathStats`].
+//!
+//! TCP MSS clamping ([`crate::mss`], RFC 879 §3, RFC 6691 §2) of SYN and SYN-ACK in
+//! both directions to the session's MTU − 40, in place with an RFC 1624 update.
+//!
 //! Tables are updated by the control plane through a lock-free queue of
 //! [`FibUpdate`]s drained at the start of each batch; the packet path does not
 //! allocate (the hash tables are sized for `max_sessions` at start-up).
 
 use crate::control::{FibUpdate, SessionCounters};
+use crate::corelink::{ArpVerdict, CoreLink, NextHop};
+use crate::icmp::{self, AccessHdr};
+use crate::mss::{self, Clamp, MssClamp};
 use crate::pppoe::AccessKey;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
+use dataplane::metrics::Prom;
 use dataplane::proto::checksum::update16;
+use dataplane::proto::icmpv4::{unreachable, ErrorKind};
 use dataplane::stage::{NodeStats, Stage};
+use dataplane::stages::ip4::RateLimit;
 use dataplane::stages::qos::TokenBucket;
 use hashbrown::HashMap;
+
+// IPv6 forwarding (RFC 5072 over PPPoE); a child module so it shares the session table.
+#[path = "fastpath6.rs"]
+mod v6;
 
 /// Drop reasons of `bng-fastpath`, in `Next::Drop` index order.
 pub static ERRORS: &[&str] = &[
@@ -42,6 +71,12 @@ pub static ERRORS: &[&str] = &[
     "no-headroom",
     "unsupported-ethertype",
     "ipv6-not-forwarded",
+    "arp-consumed",
+    "arp-not-for-us",
+    "arp-malformed",
+    "arp-ignored",
+    "next-hop-unresolved",
+    "local-not-handled",
 ];
 const E_MALFORMED: u16 = 0;
 const E_NO_SESSION: u16 = 1;
@@ -54,6 +89,12 @@ const E_TOO_BIG: u16 = 7;
 const E_HEADROOM: u16 = 8;
 const E_ETHERTYPE: u16 = 9;
 const E_IPV6: u16 = 10;
+const E_ARP_CONSUMED: u16 = 11;
+const E_ARP_NOT_US: u16 = 12;
+const E_ARP_MALFORMED: u16 = 13;
+const E_ARP_IGNORED: u16 = 14;
+const E_UNRESOLVED: u16 = 15;
+const E_LOCAL: u16 = 16;
 
 /// The queue through which the control plane updates the fast path.
 pub type UpdateQueue = ArrayQueue<FibUpdate>;
@@ -165,13 +206,121 @@ pub struct FastPathConfig {
     pub max_sessions: u32,
 }
 
+/// The BNG's own addresses and the ICMP/MSS behaviour ([`FastPath::with_local`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// Our address towards the subscribers (the gateway announced in IPCP): source
+    /// of ICMP errors sent to subscribers; echo requests to it are answered. `None`:
+    /// no ICMP towards subscribers (TTL expiry upstream is a silent counted drop).
+    pub gateway: Option<Ipv4Addr>,
+    /// TCP MSS clamping.
+    pub mss: MssClamp,
+    /// ICMP errors per second (token bucket rate, RFC 1812 §4.3.2.8); 0 = none.
+    pub icmp_rate: u64,
+    /// Token bucket depth.
+    pub icmp_burst: u64,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            gateway: None,
+            mss: MssClamp::Auto,
+            icmp_rate: 1000,
+            icmp_burst: 100,
+        }
+    }
+}
+
+/// Counters of the BNG's own traffic (relaxed atomics, shared by the instances of a
+/// pipeline; read by metrics).
+#[derive(Debug, Default)]
+pub struct FastPathStats {
+    /// ICMP errors sent (both sides).
+    pub icmp_sent: AtomicU64,
+    /// ICMP errors suppressed by the rate limit.
+    pub icmp_rate_limited: AtomicU64,
+    /// ICMP errors not sent by RFC 1812 §4.3.2.7 (about an ICMP error, a fragment,
+    /// a broadcast, ...) or, after CGNAT, because the quote would carry the
+    /// translated inside address.
+    pub icmp_not_allowed: AtomicU64,
+    /// ICMP errors not sent for want of a source address (no gateway / `core_ip`).
+    pub icmp_no_source: AtomicU64,
+    /// Errors or ARP requests not sent for want of a buffer (or a full tx queue).
+    pub no_buffer: AtomicU64,
+    /// Echo replies sent.
+    pub echo_replies: AtomicU64,
+    /// SYN/SYN-ACK whose MSS was lowered.
+    pub mss_clamped: AtomicU64,
+    /// SYNs with malformed TCP options, forwarded unchanged.
+    pub mss_bad_options: AtomicU64,
+}
+
+#[inline]
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl FastPathStats {
+    /// Append the counters (and the core link's ARP counters) to `p`.
+    pub fn prometheus(&self, core: Option<&CoreLink>, p: &mut Prom) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for (kind, v) in [
+            ("sent", g(&self.icmp_sent)),
+            ("rate_limited", g(&self.icmp_rate_limited)),
+            ("not_allowed", g(&self.icmp_not_allowed)),
+            ("no_source", g(&self.icmp_no_source)),
+            ("echo_reply", g(&self.echo_replies)),
+        ] {
+            p.counter(
+                "vbng_icmp_total",
+                "ICMP messages sent or suppressed by the BNG",
+                &[("kind", kind)],
+                v,
+            );
+        }
+        for (kind, v) in [
+            ("clamped", g(&self.mss_clamped)),
+            ("bad_options", g(&self.mss_bad_options)),
+        ] {
+            p.counter(
+                "vbng_mss_clamp_total",
+                "TCP SYNs whose MSS was clamped",
+                &[("kind", kind)],
+                v,
+            );
+        }
+        p.counter(
+            "vbng_own_no_buffer_total",
+            "BNG-originated packets not sent for want of a buffer",
+            &[],
+            g(&self.no_buffer),
+        );
+        if let Some(c) = core {
+            for (kind, v) in [
+                ("reply", g(&c.stats.replies)),
+                ("request", g(&c.stats.requests)),
+                ("learned", g(&c.stats.learned)),
+                ("conflict", g(&c.stats.conflicts)),
+            ] {
+                p.counter("vbng_core_arp_total", "Core-side ARP", &[("kind", kind)], v);
+            }
+        }
+    }
+}
+
 /// The stage.
 pub struct FastPath {
     cfg: FastPathConfig,
     mode: Mode,
+    local: LocalConfig,
+    core: Option<Arc<CoreLink>>,
+    icmp_limit: RateLimit,
+    stats: Arc<FastPathStats>,
     by_key: HashMap<Key, u32, KeyHash>,
     by_ip: HashMap<u32, u32, KeyHash>,
     sess: Vec<Option<Sess>>,
+    v6: v6::Tables,
     updates: Arc<ArrayQueue<FibUpdate>>,
     counters: Arc<SessionCounters>,
 }
@@ -214,11 +363,17 @@ impl FastPath {
                 cfg.access_mac[4],
                 cfg.access_mac[5],
             ]);
+        let local = LocalConfig::default();
         FastPath {
             mode: Mode::Both,
+            icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
+            local,
+            core: None,
+            stats: Arc::new(FastPathStats::default()),
             by_key: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
             by_ip: HashMap::with_capacity_and_hasher(n, KeyHash(seed.rotate_left(32))),
             sess: (0..n).map(|_| None).collect(),
+            v6: v6::Tables::new(n, seed.rotate_left(48)),
             cfg,
             updates,
             counters,
@@ -229,6 +384,127 @@ impl FastPath {
     pub fn with_mode(mut self, mode: Mode) -> FastPath {
         self.mode = mode;
         self
+    }
+
+    /// Set our addresses and the ICMP/MSS behaviour (default: no gateway address,
+    /// MSS clamping `auto`, 1000 ICMP errors/s with a burst of 100).
+    pub fn with_local(mut self, local: LocalConfig) -> FastPath {
+        self.icmp_limit = RateLimit::new(local.icmp_rate, local.icmp_burst);
+        self.local = local;
+        self
+    }
+
+    /// Use `core` for our core address (ARP replies, ICMP source) and next-hop
+    /// resolution (default: static `core_next_hop`, no core address). The instances
+    /// of one pipeline share one link.
+    pub fn with_core_link(mut self, core: Arc<CoreLink>) -> FastPath {
+        self.core = Some(core);
+        self
+    }
+
+    /// Share `stats` (e.g. between the two instances of a CGNAT pipeline).
+    pub fn with_stats(mut self, stats: Arc<FastPathStats>) -> FastPath {
+        self.stats = stats;
+        self
+    }
+
+    /// The counters of the BNG's own traffic.
+    pub fn stats(&self) -> Arc<FastPathStats> {
+        self.stats.clone()
+    }
+
+    /// Whether `a` (host order) is one of our addresses.
+    #[inline]
+    fn is_local(&self, a: u32) -> bool {
+        self.local.gateway.is_some_and(|g| u32::from(g) == a)
+            || self.core.as_ref().is_some_and(|c| u32::from(c.ip) == a)
+    }
+
+    /// Send an ICMP error about the datagram `ip` from `src` out of `port`, built by
+    /// `build`, after the RFC 1812 §4.3.2.7 checks and the rate limit.
+    fn icmp_error(
+        &mut self,
+        out: &mut Out,
+        ip: &[u8],
+        src: Option<Ipv4Addr>,
+        port: u16,
+        build: impl FnOnce(&mut Pkt, Ipv4Addr) -> bool,
+    ) {
+        let st = &*self.stats;
+        let Some(src) = src else {
+            inc(&st.icmp_no_source);
+            return;
+        };
+        if !icmp::allowed(ip) {
+            inc(&st.icmp_not_allowed);
+            return;
+        }
+        if !self.icmp_limit.take(out.now_ns) {
+            inc(&st.icmp_rate_limited);
+            return;
+        }
+        let Some(mut e) = out.cache.alloc() else {
+            inc(&st.no_buffer);
+            return;
+        };
+        if !build(&mut e, src) {
+            out.cache.free(e);
+            inc(&st.no_buffer);
+            return;
+        }
+        e.meta.port = port;
+        if out.emit(port, e) {
+            inc(&st.icmp_sent);
+        } else {
+            inc(&st.no_buffer);
+        }
+    }
+
+    /// Send an ARP request for the core gateway.
+    fn arp_request(&self, out: &mut Out) {
+        let Some(c) = self.core.as_deref() else {
+            return;
+        };
+        let Some(mut r) = out.cache.alloc() else {
+            inc(&self.stats.no_buffer);
+            return;
+        };
+        if !c.build_request(&mut r, self.cfg.core_mac) {
+            out.cache.free(r);
+            inc(&self.stats.no_buffer);
+            return;
+        }
+        r.meta.port = self.cfg.core_port;
+        if !out.emit(self.cfg.core_port, r) {
+            inc(&self.stats.no_buffer);
+        }
+    }
+
+    /// An ARP frame on the core port.
+    fn core_arp(&self, p: &mut Pkt, now: u64) -> Next {
+        let Some(c) = self.core.as_deref() else {
+            return Next::Drop(E_ARP_IGNORED);
+        };
+        match c.input(p.data_mut(), self.cfg.core_mac, now) {
+            ArpVerdict::Reply => Next::Port(self.cfg.core_port),
+            ArpVerdict::Learned => Next::Drop(E_ARP_CONSUMED),
+            ArpVerdict::NotForUs => Next::Drop(E_ARP_NOT_US),
+            ArpVerdict::Malformed => Next::Drop(E_ARP_MALFORMED),
+            ArpVerdict::BadSender | ArpVerdict::Conflict => Next::Drop(E_ARP_IGNORED),
+        }
+    }
+
+    /// Clamp the MSS of a TCP SYN in `ip` for a session of PPP MTU `mtu`.
+    #[inline]
+    fn clamp(&self, ip: &mut [u8], mtu: u16) {
+        let Some(max) = self.local.mss.limit(mtu) else {
+            return;
+        };
+        match mss::clamp_ipv4(ip, max) {
+            Clamp::Unchanged => {}
+            Clamp::Clamped(_) => inc(&self.stats.mss_clamped),
+            Clamp::BadOptions => inc(&self.stats.mss_bad_options),
+        }
     }
 
     /// Installed sessions.
@@ -245,6 +521,7 @@ impl FastPath {
                 sid,
                 ip,
                 rate,
+                mtu,
             } => {
                 let Some(slot) = self.sess.get_mut(idx as usize) else {
                     return;
@@ -259,7 +536,7 @@ impl FastPath {
                     ip,
                     up: bucket(rate.0, now_ns),
                     down: bucket(rate.1, now_ns),
-                    mtu: 1492,
+                    mtu: mtu.max(68),
                 });
                 self.by_key.insert(key_of(&key, sid), idx);
                 self.by_ip.insert(ip, idx);
@@ -275,6 +552,7 @@ impl FastPath {
                     *s = None;
                 }
             }
+            u @ (FibUpdate::Add6 { .. } | FibUpdate::Remove6 { .. }) => self.apply6(u),
             FibUpdate::Rate { idx, rate } => {
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.up = bucket(rate.0, now_ns);
@@ -285,7 +563,7 @@ impl FastPath {
     }
 
     #[inline]
-    fn upstream(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
+    fn upstream(&mut self, p: &mut Pkt, now_ns: u64, out: &mut Out) -> Next {
         let d = p.data();
         // Ethernet + up to two VLAN tags.
         let (mut off, mut tags, mut vl) = (12usize, 0usize, [0u16; 2]);
@@ -323,7 +601,7 @@ impl FastPath {
         let proto = u16::from_be_bytes([h[6], h[7]]);
         if proto != 0x0021 {
             return if proto == 0x0057 {
-                Next::Drop(E_IPV6)
+                self.upstream6(p, now_ns, l2, tags, vl, sid, plen)
             } else {
                 Next::Punt
             };
@@ -356,15 +634,69 @@ impl FastPath {
         if u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]) != s.ip {
             return Next::Drop(E_SPOOF);
         }
-        if ip[8] <= 1 {
-            return Next::Drop(E_TTL);
-        }
         if let Some(b) = s.up.as_mut() {
             b.fill(now_ns);
             if !b.take(ip_len) {
                 return Next::Drop(E_POLICE_UP);
             }
         }
+        let (skey, ssid, smtu) = (s.key, s.sid, s.mtu);
+        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        if self.is_local(dst) {
+            // To the gateway or our core address: answer pings in place, inside the
+            // session (RFC 792); nothing else is served here.
+            if !icmp::is_echo_request(ip) {
+                return Next::Drop(E_LOCAL);
+            }
+            let amac = self.cfg.access_mac;
+            let d = p.data_mut();
+            let Some(ipm) = d.get_mut(ip_off..ip_off + ip_len) else {
+                return Next::Drop(E_MALFORMED);
+            };
+            if !icmp::echo_reply_in_place(ipm) {
+                return Next::Drop(E_LOCAL);
+            }
+            d[0..6].copy_from_slice(&mac);
+            d[6..12].copy_from_slice(&amac);
+            inc(&self.stats.echo_replies);
+            return Next::Port(p.meta.port);
+        }
+        if ip[8] <= 1 {
+            // RFC 1812 §5.3.1: Time Exceeded back to the subscriber, in its session.
+            let hdr = AccessHdr {
+                dst: mac,
+                src: self.cfg.access_mac,
+                vlans: skey.vlans,
+                sid: ssid,
+            };
+            let port = p.meta.port;
+            let gw = self.local.gateway;
+            self.icmp_error(out, ip, gw, port, |e, src| {
+                icmp::build_access_error(
+                    e,
+                    &hdr,
+                    ip,
+                    src,
+                    ErrorKind::TimeExceeded { code: 0 },
+                    smtu,
+                )
+            });
+            return Next::Drop(E_TTL);
+        }
+        let nh = match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
+            None | Some(NextHop::Static) => self.cfg.core_next_hop,
+            Some(NextHop::Mac { mac, refresh }) => {
+                if refresh {
+                    self.arp_request(out);
+                }
+                mac
+            }
+            Some(NextHop::Request) => {
+                self.arp_request(out);
+                return Next::Drop(E_UNRESOLVED);
+            }
+            Some(NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+        };
         self.counters.up(idx, ip_len as u64);
         // Trim Ethernet padding past the PPPoE length, then re-frame in place.
         let extra = d.len() - (ip_off + ip_len);
@@ -375,24 +707,30 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         }
         let core = self.cfg.core_port;
-        let (nh, src) = (self.cfg.core_next_hop, self.cfg.core_mac);
+        let src = self.cfg.core_mac;
         let d = p.data_mut();
         d[0..6].copy_from_slice(&nh);
         d[6..12].copy_from_slice(&src);
         d[12] = 0x08;
         d[13] = 0x00;
         dec_ttl(&mut d[14..]);
+        if let Some(ipm) = d.get_mut(14..) {
+            self.clamp(ipm, smtu);
+        }
         p.meta.l3 = 14;
         p.meta.user = idx;
         Next::Port(core)
     }
 
     #[inline]
-    fn downstream(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
+    fn downstream(&mut self, p: &mut Pkt, now_ns: u64, out: &mut Out) -> Next {
         let d = p.data();
         let Some(h) = d.get(12..34) else {
             return Next::Drop(E_MALFORMED);
         };
+        if h[0] == 0x86 && h[1] == 0xdd {
+            return self.downstream6(p, now_ns);
+        }
         if h[0] != 0x08 || h[1] != 0x00 {
             return Next::Drop(E_ETHERTYPE);
         }
@@ -405,18 +743,63 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         }
         let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        if self.is_local(dst) {
+            // A ping for our address from the core: answered in place (RFC 792).
+            let cmac = self.cfg.core_mac;
+            let d = p.data_mut();
+            let Some(ipm) = d.get_mut(14..14 + ip_len) else {
+                return Next::Drop(E_MALFORMED);
+            };
+            if !icmp::is_echo_request(ipm) || !icmp::echo_reply_in_place(ipm) {
+                return Next::Drop(E_LOCAL);
+            }
+            d.copy_within(6..12, 0);
+            d[6..12].copy_from_slice(&cmac);
+            inc(&self.stats.echo_replies);
+            return Next::Port(self.cfg.core_port);
+        }
         let Some(&idx) = self.by_ip.get(&dst) else {
             return Next::Drop(E_NO_ROUTE);
         };
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_ROUTE);
         };
-        if ip[8] <= 1 {
-            return Next::Drop(E_TTL);
+        let mtu = s.mtu;
+        let expired = ip[8] <= 1;
+        let too_big = ip_len > usize::from(mtu);
+        if expired || too_big {
+            let df = ip[6] & 0x40 != 0;
+            // RFC 1812 §5.3.1 (TTL) and RFC 1191 §4 (DF and too big for the session):
+            // the error goes back to the previous hop on the core link.
+            let kind = if expired {
+                Some(ErrorKind::TimeExceeded { code: 0 })
+            } else {
+                df.then_some(ErrorKind::DstUnreachable {
+                    code: unreachable::FRAG_NEEDED,
+                    next_hop_mtu: mtu,
+                })
+            };
+            if let (Some(kind), Some(full), Some(prev)) =
+                (kind, d.get(14..14 + ip_len), d.get(6..12))
+            {
+                if self.mode == Mode::Downstream {
+                    // After CGNAT the quote would carry the inside address.
+                    inc(&self.stats.icmp_not_allowed);
+                } else {
+                    let mut prev_mac = [0u8; 6];
+                    prev_mac.copy_from_slice(prev);
+                    let (cmac, cport) = (self.cfg.core_mac, self.cfg.core_port);
+                    let src = self.core.as_ref().map(|c| c.ip).or(self.local.gateway);
+                    self.icmp_error(out, full, src, cport, |e, src| {
+                        icmp::build_core_error(e, prev_mac, cmac, full, src, kind)
+                    });
+                }
+            }
+            return Next::Drop(if expired { E_TTL } else { E_TOO_BIG });
         }
-        if ip_len > usize::from(s.mtu) {
-            return Next::Drop(E_TOO_BIG);
-        }
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
         if let Some(b) = s.down.as_mut() {
             b.fill(now_ns);
             if !b.take(ip_len) {
@@ -428,6 +811,9 @@ impl FastPath {
         let extra = d.len() - (14 + ip_len);
         if extra > 0 && p.trim(extra).is_err() {
             return Next::Drop(E_MALFORMED);
+        }
+        if let Some(ipm) = p.data_mut().get_mut(14..) {
+            self.clamp(ipm, mtu);
         }
         let ntags = key.vlans.tag_count();
         let hdr = 14 + 4 * ntags + 8;
@@ -508,17 +894,29 @@ impl Stage for FastPath {
             self.apply(u, now);
         }
         let (access, core, mode) = (self.cfg.access_port, self.cfg.core_port, self.mode);
-        batch.dispatch(node, out, |p, _| match (mode, p.meta.port) {
-            (Mode::Both | Mode::Downstream, x) if x == core => self.downstream(p, now),
+        batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
+            // ARP on the core link is ours (RFC 826), whatever the mode.
+            (_, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {
+                self.core_arp(p, now)
+            }
+            (Mode::Both | Mode::Downstream, x) if x == core => self.downstream(p, now, out),
             (Mode::Upstream, x) if x == core => Next::Keep,
-            (Mode::Both, x) if x == access => self.upstream(p, now),
-            (Mode::Upstream, x) if x == access => match self.upstream(p, now) {
-                Next::Port(_) => Next::Keep,
+            (Mode::Both, x) if x == access => self.upstream(p, now, out),
+            (Mode::Upstream, x) if x == access => match self.upstream(p, now, out) {
+                // Decapsulated for the core: on to the NAT. Echo replies go back out.
+                Next::Port(c) if c == core => Next::Keep,
                 n => n,
             },
             (Mode::Downstream, x) if x == access => Next::Port(core),
             _ => Next::Drop(E_ETHERTYPE),
         });
+    }
+
+    fn tick(&mut self, out: &mut Out) {
+        // Resolve the core gateway at start, on expiry and before it ages out.
+        if self.core.as_deref().is_some_and(|c| c.poll(out.now_ns)) {
+            self.arp_request(out);
+        }
     }
 }
 
@@ -580,6 +978,7 @@ mod tests {
                 sid: 0x55,
                 ip: 0x6440_0005,
                 rate,
+                mtu: 1492,
             },
             0,
         );
@@ -700,5 +1099,332 @@ mod tests {
         // A second later, 1 MB of tokens arrived (capped to the burst).
         let (out, _) = run(&mut fp, 1, &frames[..10], 1_000_000_000);
         assert_eq!(out.ports[0].len(), 10);
+    }
+
+    // ---- core link, ICMP, MSS ----
+
+    const GW: [u8; 6] = [2, 0, 0, 0, 0, 0xd];
+    const CORE_IP: [u8; 4] = [198, 51, 100, 1];
+    const SUB_IP: u32 = 0x6440_0005;
+
+    fn setup_local(mtu: u16, mss: MssClamp, burst: u64) -> (FastPath, AccessKey, Arc<CoreLink>) {
+        let (fp, key, _) = setup((0, 0));
+        let link = Arc::new(CoreLink::new(
+            Ipv4Addr::from(CORE_IP),
+            24,
+            Some(Ipv4Addr::new(198, 51, 100, 254)),
+        ));
+        let mut fp = fp
+            .with_local(LocalConfig {
+                gateway: Some(Ipv4Addr::new(100, 64, 0, 1)),
+                mss,
+                icmp_rate: 0,
+                icmp_burst: burst,
+            })
+            .with_core_link(link.clone());
+        fp.apply(
+            FibUpdate::Add {
+                idx: 3,
+                key,
+                sid: 0x55,
+                ip: SUB_IP,
+                rate: (0, 0),
+                mtu,
+            },
+            0,
+        );
+        (fp, key, link)
+    }
+
+    fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
+        let mut f = alloc::vec![0xff; 6];
+        f.extend_from_slice(&sha);
+        f.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4]);
+        f.extend_from_slice(&op.to_be_bytes());
+        f.extend_from_slice(&sha);
+        f.extend_from_slice(&spa);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&tpa);
+        f.extend_from_slice(&[0; 18]); // Ethernet padding to 60 bytes
+        f
+    }
+
+    fn core_frame(ip: &[u8]) -> Vec<u8> {
+        let mut f = alloc::vec![2, 0, 0, 0, 0, 0xc, 2, 0, 0, 0, 0, 0xd, 8, 0];
+        f.extend_from_slice(ip);
+        f
+    }
+
+    fn gateway_learned(fp: &mut FastPath) {
+        let (_, node) = run(fp, 1, &[arp(2, GW, [198, 51, 100, 254], CORE_IP)], 1);
+        assert_eq!(node.drops[E_ARP_CONSUMED as usize], 1);
+    }
+
+    fn frames(b: &Batch) -> Vec<Vec<u8>> {
+        b.iter().map(|p| p.data().to_vec()).collect()
+    }
+
+    /// An IPv4 TCP segment with the MSS option `mss` and TCP `flags`, checksums valid.
+    fn tcp_syn(src: u32, dst: u32, flags: u8, mss: u16) -> Vec<u8> {
+        let mut v = ipv4(src, dst, 64, 24);
+        v[9] = 6;
+        v[10] = 0;
+        v[11] = 0;
+        let c = checksum::internet(&v[..20]);
+        v[10..12].copy_from_slice(&c.to_be_bytes());
+        let t = &mut v[20..];
+        t.copy_from_slice(&[0; 24]);
+        t[0..4].copy_from_slice(&[0x30, 0x39, 0, 80]);
+        t[12] = 6 << 4;
+        t[13] = flags;
+        t[14] = 0xff;
+        t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+        let ph = checksum::PseudoHeader::V4 {
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+        };
+        dataplane::proto::tcp::Packet::new_checked(&mut v[20..])
+            .unwrap()
+            .fill_checksum(&ph);
+        v
+    }
+
+    fn mss_and_csum(ip: &[u8]) -> (u16, bool) {
+        let v = dataplane::proto::ipv4::Packet::new_checked(ip).unwrap();
+        let ph = checksum::PseudoHeader::V4 {
+            src: v.src_addr(),
+            dst: v.dst_addr(),
+        };
+        let t = dataplane::proto::tcp::Packet::new_checked(v.payload()).unwrap();
+        (t.mss().unwrap().unwrap().0, t.verify_checksum(&ph))
+    }
+
+    #[test]
+    fn core_arp_reply_resolution_and_refresh() {
+        let (mut fp, key, link) = setup_local(1492, MssClamp::Auto, 10);
+        // Start: the tick asks for the gateway.
+        let pool = Pool::new(8).unwrap();
+        let mut out = Out::new(2, pool.cache());
+        out.now_ns = 1;
+        fp.tick(&mut out);
+        let req = frames(&out.ports[1]);
+        assert_eq!(req.len(), 1);
+        assert_eq!(&req[0][0..6], &[0xff; 6]);
+        assert_eq!(&req[0][12..14], &[8, 6]);
+        assert_eq!(&req[0][20..22], &[0, 1]);
+        assert_eq!(&req[0][28..32], &CORE_IP);
+        assert_eq!(&req[0][38..42], &[198, 51, 100, 254]);
+        out.ports[1].free_all(&mut out.cache);
+        // Unresolved: upstream packets are counted drops (no request: one is out).
+        let up = up_frame(&key, 0x55, &ipv4(SUB_IP, 0x0808_0808, 64, 10));
+        let (out, node) = run(&mut fp, 0, core::slice::from_ref(&up), 2);
+        assert_eq!(node.drops[E_UNRESOLVED as usize], 1);
+        assert_eq!(out.ports[1].len(), 0);
+        // After the retry interval the next packet triggers a request.
+        let (out, node) = run(&mut fp, 0, core::slice::from_ref(&up), 2_000_000_000);
+        assert_eq!(node.drops[E_UNRESOLVED as usize], 1);
+        assert_eq!(frames(&out.ports[1])[0][12..14], [8, 6]);
+        // A request for core_ip is answered in place; other ARP is consumed.
+        let host = [2, 7, 7, 7, 7, 7];
+        let (out, node) = run(
+            &mut fp,
+            1,
+            &[
+                arp(1, host, [198, 51, 100, 9], CORE_IP),
+                arp(1, host, [198, 51, 100, 9], [198, 51, 100, 2]),
+                arp(1, host, [198, 51, 100, 9], CORE_IP)[..30].to_vec(),
+            ],
+            3,
+        );
+        let r = frames(&out.ports[1]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(&r[0][0..6], &host);
+        assert_eq!(&r[0][6..12], &[2, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&r[0][20..22], &[0, 2]);
+        assert_eq!(&r[0][22..28], &[2, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&r[0][28..32], &CORE_IP);
+        assert_eq!(node.drops[E_ARP_NOT_US as usize], 1);
+        assert_eq!(node.drops[E_ARP_MALFORMED as usize], 1);
+        assert_eq!(out.punt.len(), 0, "ARP never reaches the control plane");
+        // The gateway answers: forwarding uses its MAC.
+        gateway_learned(&mut fp);
+        assert_eq!(link.gateway_mac(), Some(GW));
+        let (out, node) = run(&mut fp, 0, core::slice::from_ref(&up), 4);
+        assert_eq!(node.dropped(), 0);
+        assert_eq!(&frames(&out.ports[1])[0][0..6], &GW);
+        // Before it ages out (3/4 of 300 s), forwarding asks for a refresh.
+        let (out, _) = run(&mut fp, 0, &[up], 240_000_000_000);
+        let f = frames(&out.ports[1]);
+        assert_eq!(f.len(), 2);
+        assert!(f.iter().any(|x| x[12..14] == [8, 6]));
+        assert!(f.iter().any(|x| x[0..6] == GW && x[12..14] == [8, 0]));
+    }
+
+    #[test]
+    fn static_next_hop_without_core_link() {
+        let (mut fp, key, _) = setup((0, 0));
+        let up = up_frame(&key, 0x55, &ipv4(SUB_IP, 0x0808_0808, 64, 10));
+        let (out, _) = run(&mut fp, 0, &[up], 0);
+        assert_eq!(&frames(&out.ports[1])[0][0..6], &GW);
+        let (out, node) = run(&mut fp, 1, &[arp(1, GW, [198, 51, 100, 254], CORE_IP)], 0);
+        assert_eq!(node.drops[E_ARP_IGNORED as usize], 1);
+        assert_eq!(out.punt.len() + out.ports[1].len(), 0);
+        // No gateway address: TTL expiry stays a silent counted drop.
+        let ttl1 = up_frame(&key, 0x55, &ipv4(SUB_IP, 0x0808_0808, 1, 10));
+        let (out, node) = run(&mut fp, 0, &[ttl1], 0);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        assert_eq!(out.ports[0].len(), 0);
+        assert_eq!(fp.stats().icmp_no_source.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn time_exceeded_both_directions_rate_limited() {
+        let (mut fp, key, _) = setup_local(1492, MssClamp::Auto, 3);
+        gateway_learned(&mut fp);
+        let off = ipv4(SUB_IP, 0x0808_0808, 1, 100);
+        let (out, node) = run(&mut fp, 0, &[up_frame(&key, 0x55, &off)], 5);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        let e = frames(&out.ports[0]);
+        assert_eq!(e.len(), 1);
+        let e = &e[0];
+        // Inside the subscriber's session: QinQ, PPPoE sid 0x55, PPP IPv4.
+        assert_eq!(&e[0..6], &key.mac);
+        assert_eq!(&e[12..14], &[0x88, 0xa8]);
+        assert_eq!(&e[20..22], &[0x88, 0x64]);
+        assert_eq!(u16::from_be_bytes([e[24], e[25]]), 0x55);
+        assert_eq!(&e[28..30], &[0, 0x21]);
+        let ip = &e[30..];
+        assert_eq!(
+            usize::from(u16::from_be_bytes([e[26], e[27]])),
+            ip.len() + 2
+        );
+        assert!(checksum::verify(&ip[..20]));
+        assert_eq!(&ip[12..16], &[100, 64, 0, 1]);
+        assert_eq!(&ip[16..20], &SUB_IP.to_be_bytes());
+        assert_eq!((ip[20], ip[21]), (11, 0));
+        assert!(checksum::verify(&ip[20..]));
+        assert_eq!(&ip[28..48], &off[..20], "quotes the offending header");
+        // Downstream: to the previous hop on the core, from core_ip.
+        let down = core_frame(&ipv4(0x0808_0808, SUB_IP, 1, 100));
+        let (out, node) = run(&mut fp, 1, core::slice::from_ref(&down), 6);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        let e = &frames(&out.ports[1])[0];
+        assert_eq!(&e[0..6], &GW);
+        assert_eq!(&e[6..12], &[2, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&e[26..30], &CORE_IP);
+        assert_eq!(&e[30..34], &[8, 8, 8, 8]);
+        assert_eq!((e[34], e[35]), (11, 0));
+        assert!(checksum::verify(&e[34..]));
+        // Burst of 3 with no refill: the third one is the last, the rest suppressed.
+        let (out, node) = run(&mut fp, 1, &[down.clone(), down.clone(), down], 7);
+        assert_eq!(node.drops[E_TTL as usize], 3);
+        assert_eq!(out.ports[1].len(), 1);
+        let st = fp.stats();
+        assert_eq!(st.icmp_sent.load(Ordering::Relaxed), 3);
+        assert_eq!(st.icmp_rate_limited.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn fragmentation_needed_carries_the_session_mtu() {
+        let (mut fp, _, _) = setup_local(1480, MssClamp::Auto, 10);
+        gateway_learned(&mut fp);
+        let mut df = ipv4(0x0808_0808, SUB_IP, 64, 1480);
+        df[6] = 0x40;
+        df[10] = 0;
+        df[11] = 0;
+        let c = checksum::internet(&df[..20]);
+        df[10..12].copy_from_slice(&c.to_be_bytes());
+        let nodf = ipv4(0x0808_0808, SUB_IP, 64, 1480);
+        let fits = ipv4(0x0808_0808, SUB_IP, 64, 1460);
+        let (out, node) = run(
+            &mut fp,
+            1,
+            &[core_frame(&df), core_frame(&nodf), core_frame(&fits)],
+            5,
+        );
+        assert_eq!(node.drops[E_TOO_BIG as usize], 2);
+        assert_eq!(out.ports[0].len(), 1, "the one that fits");
+        let e = frames(&out.ports[1]);
+        assert_eq!(e.len(), 1, "only the DF datagram gets an error");
+        let e = &e[0];
+        assert_eq!((e[34], e[35]), (3, 4));
+        assert_eq!(u16::from_be_bytes([e[40], e[41]]), 1480);
+        assert!(checksum::verify(&e[34..]));
+    }
+
+    #[test]
+    fn echo_to_gateway_and_core_ip() {
+        let (mut fp, key, _) = setup_local(1492, MssClamp::Auto, 10);
+        let mut icmp = alloc::vec![8, 0, 0, 0, 0x12, 0x34, 0, 1, 9, 9, 9, 9];
+        let c = checksum::internet(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut ping = ipv4(SUB_IP, 0x6440_0001, 64, icmp.len());
+        ping[9] = 1;
+        ping[10] = 0;
+        ping[11] = 0;
+        let c = checksum::internet(&ping[..20]);
+        ping[10..12].copy_from_slice(&c.to_be_bytes());
+        ping[20..].copy_from_slice(&icmp);
+        let udp_to_gw = ipv4(SUB_IP, 0x6440_0001, 64, 8);
+        let (out, node) = run(
+            &mut fp,
+            0,
+            &[
+                up_frame(&key, 0x55, &ping),
+                up_frame(&key, 0x55, &udp_to_gw),
+            ],
+            5,
+        );
+        assert_eq!(node.drops[E_LOCAL as usize], 1);
+        let r = &frames(&out.ports[0])[0];
+        assert_eq!(&r[0..6], &key.mac);
+        assert_eq!(&r[6..12], &[2, 0, 0, 0, 0, 0xa]);
+        assert_eq!(u16::from_be_bytes([r[24], r[25]]), 0x55);
+        let ip = &r[30..];
+        assert_eq!(&ip[12..16], &[100, 64, 0, 1]);
+        assert_eq!(&ip[16..20], &SUB_IP.to_be_bytes());
+        assert_eq!(ip[20], 0);
+        assert!(checksum::verify(&ip[..20]) && checksum::verify(&ip[20..]));
+        // From the core to core_ip.
+        let mut p2 = ping.clone();
+        p2[12..16].copy_from_slice(&[8, 8, 8, 8]);
+        p2[16..20].copy_from_slice(&CORE_IP);
+        p2[10] = 0;
+        p2[11] = 0;
+        let c = checksum::internet(&p2[..20]);
+        p2[10..12].copy_from_slice(&c.to_be_bytes());
+        let (out, _) = run(&mut fp, 1, &[core_frame(&p2)], 5);
+        let r = &frames(&out.ports[1])[0];
+        assert_eq!(&r[0..6], &GW);
+        assert_eq!(&r[6..12], &[2, 0, 0, 0, 0, 0xc]);
+        assert_eq!(&r[26..30], &CORE_IP);
+        assert_eq!(r[34], 0);
+        assert_eq!(fp.stats().echo_replies.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn mss_clamped_both_directions_per_session_mtu() {
+        for (mtu, mode, want) in [
+            (1492, MssClamp::Auto, 1452),
+            (1500, MssClamp::Auto, 1460),
+            (1492, MssClamp::Fixed(1400), 1400),
+            (1492, MssClamp::Off, 1460),
+        ] {
+            let (mut fp, key, _) = setup_local(mtu, mode, 10);
+            gateway_learned(&mut fp);
+            let syn = tcp_syn(SUB_IP, 0x0808_0808, 0x02, 1460);
+            let (out, _) = run(&mut fp, 0, &[up_frame(&key, 0x55, &syn)], 5);
+            let f = &frames(&out.ports[1])[0];
+            assert_eq!(mss_and_csum(&f[14..]), (want, true), "{mtu} {mode:?} up");
+            let synack = tcp_syn(0x0808_0808, SUB_IP, 0x12, 1460);
+            let (out, _) = run(&mut fp, 1, &[core_frame(&synack)], 5);
+            let f = &frames(&out.ports[0])[0];
+            assert_eq!(mss_and_csum(&f[30..]), (want, true), "{mtu} {mode:?} down");
+            // Not a SYN: untouched.
+            let ack = tcp_syn(SUB_IP, 0x0808_0808, 0x10, 1460);
+            let (out, _) = run(&mut fp, 0, &[up_frame(&key, 0x55, &ack)], 5);
+            let f = &frames(&out.ports[1])[0];
+            assert_eq!(mss_and_csum(&f[14..]), (1460, true));
+        }
     }
 }

@@ -13,10 +13,12 @@ use dataplane::port::Port;
 use dataplane::stage::Pipeline;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vbng::config::{parse_mac, parse_sockaddr, parse_user_file, Config};
+use vbng::config::{parse_mac, parse_prefix4, parse_sockaddr, parse_user_file, Config};
 use vbng::control::{ControlPlane, SessionCounters};
-use vbng::fastpath::{update_queue, FastPath, FastPathConfig};
+use vbng::corelink::CoreLink;
+use vbng::fastpath::{update_queue, FastPath, FastPathConfig, FastPathStats, LocalConfig};
 use vbng::radius_io::RadiusIo;
 use vbng::rng::Rng;
 
@@ -88,14 +90,25 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
         .unwrap_or(r))
 }
 
-fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline) {
+/// What `serve` reports besides the control plane and the stage counters.
+struct Own<'a> {
+    stats: &'a FastPathStats,
+    core: Option<&'a CoreLink>,
+}
+
+fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline, own: &Own<'_>) {
     while let Ok((mut s, _)) = l.accept() {
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let mut buf = [0u8; 1024];
         let n = s.read(&mut buf).unwrap_or(0);
         let req = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
         let (status, body) = if req.starts_with("GET /metrics") {
-            ("200 OK", vbng::metrics::prometheus(cp, pipeline.nodes()))
+            let mut p = dataplane::metrics::Prom::new();
+            own.stats.prometheus(own.core, &mut p);
+            (
+                "200 OK",
+                vbng::metrics::prometheus(cp, pipeline.nodes()) + &p.finish(),
+            )
         } else if req.starts_with("GET /sessions") {
             ("200 OK", vbng::metrics::show_sessions(cp))
         } else if req.starts_with("GET /errors") {
@@ -128,7 +141,14 @@ fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let updates = update_queue(max_sessions as usize * 2);
     let core_mac = ports[1].mac().unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
-    let fp = FastPath::new(
+    let core_link = match cfg.core_ip.as_deref() {
+        Some(s) => {
+            let (ip, len) = parse_prefix4(s).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(Arc::new(CoreLink::new(ip, len, cfg.core_gateway)))
+        }
+        None => None,
+    };
+    let mut fp = FastPath::new(
         FastPathConfig {
             access_port: 0,
             core_port: 1,
@@ -139,7 +159,21 @@ fn run(
         },
         updates.clone(),
         counters,
-    );
+    )
+    .with_local(LocalConfig {
+        gateway: Some(cfg.gateway),
+        mss: cfg.tcp_mss_clamp,
+        icmp_rate: u64::from(cfg.icmp_rate),
+        icmp_burst: u64::from(cfg.icmp_burst),
+    });
+    if let Some(c) = &core_link {
+        fp = fp.with_core_link(c.clone());
+    }
+    let fp_stats = fp.stats();
+    let own = Own {
+        stats: &fp_stats,
+        core: core_link.as_deref(),
+    };
     let mut pipeline = Pipeline::new();
     pipeline.push(Box::new(fp));
     let pool = Pool::new(1 << 15).context("buffer pool")?;
@@ -167,6 +201,7 @@ fn run(
     let t0 = Instant::now();
     let mut batch = Batch::new();
     let mut iter: u64 = 0;
+    let mut ctl_tx: std::collections::VecDeque<(u16, Vec<u8>)> = Default::default();
     eprintln!("vbng: access {access}, core {core}, {max_sessions} session slots");
     while duration == 0 || t0.elapsed() < Duration::from_secs(duration) {
         let now_ms = t0.elapsed().as_millis() as u64;
@@ -195,18 +230,27 @@ fn run(
         if let Some(io) = io.as_mut() {
             work += io.pump(&mut cp, now_ms);
         }
-        for (port, f) in cp.take_tx() {
-            if let Some(mut p) = out.cache.alloc() {
-                if p.copy_from(&f).is_ok() {
-                    if let Some(b) = out.ports.get_mut(usize::from(port)) {
-                        if let Err(p) = b.push(p) {
-                            out.cache.free(p);
-                        }
-                        continue;
-                    }
-                }
+        // Control frames wait in `ctl_tx` while the port's queue is full: a burst of
+        // answers (a wave of PADIs, a batch of RADIUS accepts) can exceed one batch,
+        // and a dropped PADS or Authenticate-Ack costs the subscriber a restart timer.
+        ctl_tx.extend(cp.take_tx());
+        while let Some((port, f)) = ctl_tx.front() {
+            let Some(b) = out.ports.get_mut(usize::from(*port)) else {
+                ctl_tx.pop_front();
+                continue;
+            };
+            if b.is_full() {
+                break;
+            }
+            let Some(mut p) = out.cache.alloc() else {
+                break;
+            };
+            if p.copy_from(f).is_err() {
+                out.cache.free(p);
+            } else if let Err(p) = b.push(p) {
                 out.cache.free(p);
             }
+            ctl_tx.pop_front();
         }
         for u in cp.take_fib() {
             if updates.push(u).is_err() {
@@ -222,13 +266,18 @@ fn run(
                 }
             }
         }
+        if iter & 63 == 0 {
+            // Stage timers: the core gateway's ARP resolution and refresh.
+            out.now_ns = t0.elapsed().as_nanos() as u64;
+            pipeline.tick(&mut out);
+        }
         iter += 1;
         if iter & 1023 == 0 {
             if let Some(l) = &listener {
-                serve(l, &cp, &pipeline);
+                serve(l, &cp, &pipeline, &own);
             }
         }
-        if work == 0 {
+        if work == 0 && ctl_tx.is_empty() {
             std::thread::sleep(Duration::from_micros(50));
         }
     }

@@ -137,7 +137,7 @@ mod tests {
         let c = checksum::internet(&v);
         v[10..12].copy_from_slice(&c.to_be_bytes());
         v.extend_from_slice(&[0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0]);
-        v.push(((20 + opts.len()) / 4 << 4) as u8);
+        v.push((((20 + opts.len()) / 4) << 4) as u8);
         v.extend_from_slice(&[flags, 0xff, 0xff, 0, 0, 0, 0]);
         v.extend_from_slice(opts);
         fill(&mut v);

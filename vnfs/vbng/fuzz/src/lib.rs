@@ -1,0 +1,454 @@
+//! Drivers for the vBNG fuzz targets (`fuzz_targets/`), run by `scripts/fuzz`.
+//!
+//! - `wire`: the stateless parsers — Ethernet/802.1Q/QinQ (IEEE 802.1Q), PPPoE
+//!   discovery tags (RFC 2516 §5), PPP control packets and options (RFC 1661 §5–6),
+//!   PAP (RFC 1334 §2.2), CHAP (RFC 1994 §4), RADIUS packets and attributes
+//!   (RFC 2865 §3, §5), the Access-Accept reply reader — with parse → emit → parse
+//!   round trips where an emitter exists.
+//! - `control`: the stateful control plane. A real emulated subscriber brings a
+//!   session up first, then the input is a script of operations: raw frames, frames
+//!   inside the live PPPoE session (any PPP protocol), discovery packets with any code,
+//!   time jumps (restart timers, keepalives, idle timeouts), and exchanges with the
+//!   emulator. The session table must stay within its capacity.
+//! - `radius`: the RADIUS client and dynamic authorization. A subscriber reaches the
+//!   authentication phase against a RADIUS server address (no socket: datagrams are
+//!   taken from and given to the control plane), then the input supplies responses —
+//!   raw, or correctly signed with the shared secret (so attribute handling is
+//!   reached) — and CoA/Disconnect requests (RFC 5176), raw or signed.
+//! - `client`: the subscriber emulator (pktgen's PPPoE client) parsing whatever a
+//!   BNG might send, in every phase.
+
+use vbng::client::{ClientParams, ClientPhase, Subscriber};
+use vbng::config::{Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
+use vbng::control::{ControlPlane, SessionCounters};
+use vbng::fsm::Timers;
+use vbng::lcp::AuthProto;
+use vbng::rng::Rng;
+use vbng::wire;
+use vbng::wire::eth::Vlans;
+
+const SECRET: &[u8] = b"fuzz-secret";
+const SLOTS: u32 = 16;
+
+/// A cursor over the fuzz input.
+struct Input<'a> {
+    d: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.d.split_first()?;
+        self.d = rest;
+        Some(b)
+    }
+
+    /// A length-prefixed chunk (one length byte; 255 = the rest of the input).
+    fn chunk(&mut self) -> Option<&'a [u8]> {
+        let l = usize::from(self.byte()?);
+        let l = if l == 255 {
+            self.d.len()
+        } else {
+            l.min(self.d.len())
+        };
+        let (c, rest) = self.d.split_at(l);
+        self.d = rest;
+        Some(c)
+    }
+}
+
+fn params(i: u32, auth: AuthProto, password: &[u8]) -> ClientParams {
+    ClientParams {
+        mac: [2, 0x5c, 0, 0, (i >> 8) as u8, i as u8],
+        vlans: Vlans {
+            svlan: if i.is_multiple_of(2) { 0 } else { 100 },
+            cvlan: (i % 4000) as u16 + 1,
+        },
+        user: b"alice".to_vec(),
+        password: password.to_vec(),
+        accept_auth: [Some(auth), None],
+        service_name: Vec::new(),
+        host_uniq: Some(i.to_be_bytes().to_vec()),
+        max_payload: if i.is_multiple_of(2) {
+            Some(1500)
+        } else {
+            None
+        },
+        timers: Timers::default(),
+        ipv6cp: true,
+        magic: 0x1000 + i,
+        discovery_tries: 3,
+    }
+}
+
+fn base_config(auth: AuthProto) -> Config {
+    Config {
+        auth,
+        auth_fallback: Some(if auth == AuthProto::Pap {
+            AuthProto::Chap
+        } else {
+            AuthProto::Pap
+        }),
+        ipv6cp: true,
+        keepalive_interval_s: 1,
+        // A small pool: the default one (a /14) costs more to build than a fuzz run.
+        pools: vec![PoolConfig {
+            name: "default".into(),
+            ranges: vec!["100.64.0.0/27".into()],
+        }],
+        users: vec![UserConfig {
+            name: "alice".into(),
+            password: "pw".into(),
+            ip: None,
+            rate: Some("1M/2M".into()),
+        }],
+        ..Config::default()
+    }
+}
+
+fn control_plane(cfg: &Config) -> Option<ControlPlane> {
+    ControlPlane::new(
+        cfg,
+        SLOTS,
+        SessionCounters::new(SLOTS as usize),
+        Rng::from_seed([7; 32]),
+    )
+    .ok()
+}
+
+/// Exchange frames between the control plane and the subscribers until quiet.
+fn converse(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Vec<Vec<u8>>) {
+    for _ in 0..40 {
+        for f in up.drain(..) {
+            cp.input(0, &f, now);
+        }
+        cp.poll(now);
+        let tx = cp.take_tx();
+        if tx.is_empty() {
+            break;
+        }
+        for (_, f) in tx {
+            for s in subs
+                .iter_mut()
+                .filter(|s| f.get(..6) == Some(&s.params().mac[..]))
+            {
+                s.input(&f, now, &mut up);
+            }
+        }
+    }
+    let _ = cp.take_fib();
+    let _ = cp.take_setup_ms();
+}
+
+/// Stateless parsers with round trips.
+pub fn exercise_wire(data: &[u8]) {
+    if let Ok(e) = wire::eth::EthRepr::parse(data) {
+        let mut buf = vec![0u8; e.buffer_len()];
+        if e.emit(&mut buf).is_ok() {
+            let again = wire::eth::EthRepr::parse(&buf);
+            assert!(again.is_ok(), "emitted Ethernet header does not parse");
+        }
+    }
+    if let Ok(p) = wire::pppoe::Packet::new_checked(data) {
+        let _ = (p.code(), p.session_id(), p.length(), p.payload().len());
+        for t in wire::pppoe::Tags::new(p.payload()) {
+            let _ = t;
+        }
+        if let Ok(r) = wire::pppoe::DiscoveryRepr::parse(&p) {
+            let mut out = Vec::new();
+            if r.emit(&mut out).is_ok() {
+                if let Ok(p2) = wire::pppoe::Packet::new_checked(&out[..]) {
+                    assert!(
+                        wire::pppoe::DiscoveryRepr::parse(&p2).is_ok(),
+                        "emitted discovery packet does not parse"
+                    );
+                }
+            }
+        }
+    }
+    if let Ok((_proto, info)) = wire::ppp::split_protocol(data) {
+        if let Ok(cp) = wire::ppp::ControlPacket::parse(info) {
+            for o in wire::ppp::Options::new(cp.data) {
+                if o.is_err() {
+                    break;
+                }
+            }
+            let _ = wire::ppp::Options::validate(cp.data);
+            if let Ok(pap) = wire::ppp::PapRepr::parse(&cp) {
+                let mut out = Vec::new();
+                pap.emit_frame(cp.id, &mut out);
+            }
+            if let Ok(chap) = wire::ppp::ChapRepr::parse(&cp) {
+                let mut out = Vec::new();
+                chap.emit_frame(cp.id, &mut out);
+            }
+        }
+    }
+    if let Ok(p) = wire::radius::Packet::new_checked(data) {
+        for a in p.attrs() {
+            let _ = a;
+        }
+        let _ = p.vsa(0, 0);
+        let _ = vbng::radius::Reply::from_packet(&p);
+        let _ = wire::radius::verify_response(&p, SECRET, &[0; 16]);
+        let _ = wire::radius::verify_request_md5(&p, SECRET);
+    }
+    if data.len() >= 16 {
+        let ra: [u8; 16] = data[..16].try_into().unwrap_or([0; 16]);
+        let _ = wire::radius::unhide_password(SECRET, &ra, &data[16..]);
+    }
+}
+
+/// The control plane driven by a script, after one real session came up.
+pub fn exercise_control(data: &[u8]) {
+    let mut inp = Input { d: data };
+    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
+        AuthProto::Pap
+    } else {
+        AuthProto::Chap
+    };
+    let Some(mut cp) = control_plane(&base_config(auth)) else {
+        return;
+    };
+    let mut subs = vec![Subscriber::new(params(1, auth, b"pw"))];
+    let mut now = 0u64;
+    let mut up = Vec::new();
+    subs[0].start(now, &mut up);
+    converse(&mut cp, &mut subs, now, up);
+    let live = subs[0].phase == ClientPhase::Up;
+    assert!(live, "the reference session did not come up");
+    let frame_of = |s: &Subscriber, code: u8, sid: u16, payload: &[u8]| -> Vec<u8> {
+        let p = s.params();
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&p.mac);
+        f.extend_from_slice(&[0x88, 0x63, 0x11, code]);
+        f.extend_from_slice(&sid.to_be_bytes());
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    while let Some(op) = inp.byte() {
+        match op % 6 {
+            0 => {
+                let c = inp.chunk().unwrap_or(&[]);
+                cp.input(0, c, now);
+            }
+            1 => {
+                // Any PPP payload inside the live session.
+                let c = inp.chunk().unwrap_or(&[]);
+                let f = subs[0].session_frame(c);
+                cp.input(0, &f, now);
+            }
+            2 => {
+                let code = inp.byte().unwrap_or(0x09);
+                let sid = u16::from(inp.byte().unwrap_or(0));
+                let c = inp.chunk().unwrap_or(&[]);
+                let f = frame_of(&subs[0], code, sid, c);
+                cp.input(0, &f, now);
+            }
+            3 => {
+                now += u64::from(inp.byte().unwrap_or(1)) * 250;
+                cp.poll(now);
+            }
+            4 => {
+                // A second subscriber (wrong password on odd bytes) runs alongside.
+                let b = inp.byte().unwrap_or(0);
+                let pw: &[u8] = if b & 1 == 0 { b"pw" } else { b"bad" };
+                if subs.len() < 4 {
+                    subs.push(Subscriber::new(params(2 + u32::from(b % 8), auth, pw)));
+                    let mut up = Vec::new();
+                    if let Some(s) = subs.last_mut() {
+                        s.start(now, &mut up);
+                    }
+                    converse(&mut cp, &mut subs, now, up);
+                }
+            }
+            _ => {
+                let mut up = Vec::new();
+                for s in subs.iter_mut() {
+                    s.poll(now, &mut up);
+                }
+                converse(&mut cp, &mut subs, now, up);
+            }
+        }
+        let _ = cp.take_tx();
+        let _ = cp.take_fib();
+        let _ = cp.take_setup_ms();
+        let _ = cp.take_radius_tx();
+        assert!(
+            cp.session_count() <= SLOTS as usize,
+            "session table overflow"
+        );
+    }
+    let _ = cp.sessions();
+}
+
+fn radius_config(auth: AuthProto) -> Config {
+    let srv = |port: u16| ServerConfig {
+        addr: format!("127.0.0.1:{port}"),
+        secret: String::from_utf8_lossy(SECRET).into_owned(),
+    };
+    Config {
+        radius: Some(RadiusConfig {
+            auth: vec![srv(1812), srv(2812)],
+            acct: vec![srv(1813)],
+            timeout_ms: 500,
+            tries: 2,
+            interim_s: 1,
+            coa_secret: String::from_utf8_lossy(SECRET).into_owned(),
+            local_fallback: true,
+            ..RadiusConfig::default()
+        }),
+        ..base_config(auth)
+    }
+}
+
+/// A response to `req` built from fuzz attributes, signed with the shared secret.
+fn signed_response(req: &[u8], code: u8, attrs: &[u8], msg_auth: bool) -> Option<Vec<u8>> {
+    let p = wire::radius::Packet::new_checked(req).ok()?;
+    let mut b = wire::radius::Builder::new(code, p.id(), [0; 16]);
+    push_attrs(&mut b, attrs);
+    if msg_auth {
+        b.message_authenticator();
+    }
+    b.finish_response(SECRET, &p.authenticator()).ok()
+}
+
+fn push_attrs(b: &mut wire::radius::Builder, mut attrs: &[u8]) {
+    while let [t, l, rest @ ..] = attrs {
+        let l = usize::from(*l).min(rest.len());
+        b.attr(*t, &rest[..l]);
+        attrs = &rest[l..];
+    }
+}
+
+/// RADIUS responses and dynamic-authorization requests.
+pub fn exercise_radius(data: &[u8]) {
+    let mut inp = Input { d: data };
+    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
+        AuthProto::Pap
+    } else {
+        AuthProto::Chap
+    };
+    let Some(mut cp) = control_plane(&radius_config(auth)) else {
+        return;
+    };
+    let mut subs = vec![Subscriber::new(params(1, auth, b"pw"))];
+    let mut now = 0u64;
+    let mut up = Vec::new();
+    subs[0].start(now, &mut up);
+    converse(&mut cp, &mut subs, now, up);
+    let mut pending = cp.take_radius_tx();
+    assert!(
+        !pending.is_empty(),
+        "no Access-Request after the subscriber authenticated"
+    );
+    while let Some(op) = inp.byte() {
+        match op % 6 {
+            0 => {
+                let c = inp.chunk().unwrap_or(&[]);
+                if let Some(t) = pending.first() {
+                    cp.radius_input(t.channel, t.to, c, now);
+                }
+            }
+            1 | 2 => {
+                // A correctly signed response to the oldest pending request.
+                let code = inp.byte().unwrap_or(2);
+                let attrs = inp.chunk().unwrap_or(&[]);
+                if !pending.is_empty() {
+                    let t = pending.remove(0);
+                    if let Some(r) = signed_response(&t.bytes, code % 6, attrs, op % 6 == 1) {
+                        cp.radius_input(t.channel, t.to, &r, now);
+                    }
+                }
+            }
+            3 => {
+                let c = inp.chunk().unwrap_or(&[]);
+                let _ = cp.dynauth(c, now);
+            }
+            4 => {
+                // A signed CoA (43) or Disconnect (40) request with fuzz attributes.
+                let code = if inp.byte().unwrap_or(0) & 1 == 0 {
+                    43
+                } else {
+                    40
+                };
+                let id = inp.byte().unwrap_or(0);
+                let attrs = inp.chunk().unwrap_or(&[]);
+                let mut b = wire::radius::Builder::new(code, id, [0; 16]);
+                push_attrs(&mut b, attrs);
+                if let Ok(req) = b.finish_request_md5(SECRET) {
+                    let _ = cp.dynauth(&req, now);
+                }
+            }
+            _ => {
+                now += u64::from(inp.byte().unwrap_or(1)) * 100;
+                cp.poll(now);
+                let mut up = Vec::new();
+                for s in subs.iter_mut() {
+                    s.poll(now, &mut up);
+                }
+                converse(&mut cp, &mut subs, now, up);
+            }
+        }
+        pending.extend(cp.take_radius_tx());
+        if pending.len() > 64 {
+            pending.drain(..pending.len() - 64);
+        }
+        let _ = cp.take_tx();
+        let _ = cp.take_fib();
+        assert!(
+            cp.session_count() <= SLOTS as usize,
+            "session table overflow"
+        );
+    }
+    let _ = cp.radius_stats();
+    let _ = cp.sessions();
+}
+
+/// The subscriber emulator parsing arbitrary BNG output in each phase.
+pub fn exercise_client(data: &[u8]) {
+    let mut inp = Input { d: data };
+    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
+        AuthProto::Pap
+    } else {
+        AuthProto::Chap
+    };
+    // A real BNG takes the client part of the way (up to `stop` exchanges), then the
+    // fuzz input speaks for the BNG.
+    let stop = usize::from(inp.byte().unwrap_or(0) % 12);
+    let Some(mut cp) = control_plane(&base_config(auth)) else {
+        return;
+    };
+    let mut sub = Subscriber::new(params(1, auth, b"pw"));
+    let mut up = Vec::new();
+    let mut now = 0;
+    sub.start(now, &mut up);
+    for _ in 0..stop {
+        for f in up.drain(..) {
+            cp.input(0, &f, now);
+        }
+        for (_, f) in cp.take_tx() {
+            sub.input(&f, now, &mut up);
+        }
+    }
+    let mac = sub.params().mac;
+    while let Some(op) = inp.byte() {
+        let c = inp.chunk().unwrap_or(&[]);
+        match op % 3 {
+            0 => sub.input(c, now, &mut up),
+            1 => {
+                // Addressed to the client, from the BNG's MAC, any ethertype/payload.
+                let mut f = mac.to_vec();
+                f.extend_from_slice(&[2, 0, 0, 0, 0xb0, 1]);
+                f.extend_from_slice(c);
+                sub.input(&f, now, &mut up);
+            }
+            _ => {
+                now += u64::from(op) * 50;
+                sub.poll(now, &mut up);
+            }
+        }
+        up.clear();
+    }
+    let _ = sub.deadline();
+}

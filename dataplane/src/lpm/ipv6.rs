@@ -841,6 +841,7 @@ mod tests {
                 for &p in probes.iter().take(8) {
                     prop_assert_eq!(t.lookup(p), n.lookup(p));
                 }
+                prop_assert_eq!(t.nodes_used() as usize, fresh_node_count(&n.0));
             }
             prop_assert_eq!(t.len(), n.0.len());
             for &p in &probes {

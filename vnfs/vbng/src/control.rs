@@ -358,9 +358,8 @@ impl ControlPlane {
         }
         let mut pools6 = Vec::new();
         for p in &cfg.pools6 {
-            let (base, len) = parse_prefix6(&p.prefix).ok_or_else(|| {
-                ConfigError(alloc::format!("bad IPv6 prefix: {:?}", p.prefix))
-            })?;
+            let (base, len) = parse_prefix6(&p.prefix)
+                .ok_or_else(|| ConfigError(alloc::format!("bad IPv6 prefix: {:?}", p.prefix)))?;
             pools6.push(Pool6::new(&p.name, base, len));
         }
         let ra = RaConfig {
@@ -700,8 +699,8 @@ impl ControlPlane {
             e.idle.map(|i| i.1 + i.0),
             e.next_ra,
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
         {
             d = Some(d.map_or(x, |y: u64| y.min(x)));
         }
@@ -783,7 +782,7 @@ impl ControlPlane {
         if !self.link.ipv6cp {
             return 0;
         }
-        if let Some((p, 64)) = reply.framed_ipv6_prefix {
+        if let Some((p, 64)) = reply.ipv6_prefix() {
             let p = (p >> 64) as u64;
             if p != 0 && self.pools6.take(p).is_ok() {
                 return p;
@@ -1278,7 +1277,7 @@ impl ControlPlane {
                         e.pending_creds = None;
                     }
                     if code == rcode::ACCESS_ACCEPT {
-                        self.accept(idx, reply, now);
+                        self.accept(idx, *reply, now);
                     } else if code == rcode::ACCESS_REJECT || code == rcode::ACCESS_CHALLENGE {
                         self.reject(idx, now);
                     }
@@ -1627,7 +1626,7 @@ mod tests {
             let iid = s.interface_id().expect("IPv6CP open");
             assert_ne!(s.ipv6, 0, "SLAAC address formed from the RA");
             assert_eq!(s.ipv6 as u64, iid, "address = prefix + IPv6CP identifier");
-            assert_eq!((s.ipv6 >> 88) as u64, 0x2001_0db8_01, "from the pool");
+            assert_eq!((s.ipv6 >> 88) as u64, 0x20_010d_b801, "from the pool");
             assert_eq!(s.ipv6_dns, 0x2001_0db8_0000_0000_0000_0000_0000_0053);
             assert!(crate::nd::is_link_local(s.ipv6_router));
             prefixes.push((s.ipv6 >> 64) as u64);
@@ -1685,14 +1684,19 @@ mod tests {
         let mut up = Vec::new();
         subs[0].terminate(&mut up);
         run(&mut c, &mut subs, 600_010, up);
-        assert!(c.take_fib().iter().any(
-            |u| matches!(u, FibUpdate::Remove6 { prefix, .. } if *prefix == prefixes[0])
-        ));
+        assert!(c
+            .take_fib()
+            .iter()
+            .any(|u| matches!(u, FibUpdate::Remove6 { prefix, .. } if *prefix == prefixes[0])));
         let mut again = alloc::vec![sub(9, "alice", "pw", AuthProto::Pap)];
         let mut up = Vec::new();
         again[0].start(600_020, &mut up);
         run(&mut c, &mut again, 600_020, up);
-        assert_eq!((again[0].ipv6 >> 64) as u64, prefixes[0], "freed prefix reused");
+        assert_eq!(
+            (again[0].ipv6 >> 64) as u64,
+            prefixes[0],
+            "freed prefix reused"
+        );
     }
 
     #[test]

@@ -66,6 +66,39 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             v,
         );
     }
+    for (name, v) in [
+        ("ra_sent", s.ra_sent),
+        ("rs_received", s.rs_received),
+        ("na_sent", s.na_sent),
+        ("dropped", s.ipv6_dropped),
+        ("pool6_exhausted", s.pool6_exhausted),
+    ] {
+        p.counter(
+            "vbng_ipv6_nd_total",
+            "IPv6 over PPP: Neighbor Discovery (RFC 4861) and prefix pool events",
+            &[("kind", name)],
+            v,
+        );
+    }
+    let sessions = cp.sessions();
+    p.gauge(
+        "vbng_ipv6_sessions",
+        "Sessions with IPv6CP open and a /64 routed",
+        &[],
+        sessions
+            .iter()
+            .filter(|x| x.ipv6_up && x.ipv6_prefix != 0)
+            .count() as f64,
+    );
+    for x in sessions.iter().filter(|x| x.ipv6_prefix != 0) {
+        let prefix = crate::pool6::fmt_prefix64(x.ipv6_prefix);
+        p.gauge(
+            "vbng_session_ipv6_prefix_info",
+            "The /64 delegated to a session (1 = routed, 0 = allocated, IPv6CP not open)",
+            &[("session", x.acct_id.as_str()), ("prefix", prefix.as_str())],
+            if x.ipv6_up { 1.0 } else { 0.0 },
+        );
+    }
     let d = cp.discovery_stats();
     for (name, v) in [
         ("padi", d.padi),
@@ -115,7 +148,7 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>6} {:<17} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:>12} {:>12} {:>12} {:>12}",
+        "{:>6} {:<17} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:<24} {:>12} {:>12} {:>12} {:>12}",
         "idx",
         "mac",
         "svlan",
@@ -124,6 +157,7 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
         "user",
         "phase",
         "ip",
+        "ipv6-prefix",
         "up-bps",
         "down-bps",
         "up-bytes",
@@ -133,7 +167,7 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
         let m = x.key.mac;
         let _ = writeln!(
             s,
-            "{:>6} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:>12} {:>12} {:>12} {:>12}",
+            "{:>6} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} {:>5} {:>5} {:>6} {:<16} {:<6} {:<15} {:<24} {:>12} {:>12} {:>12} {:>12}",
             x.idx,
             m[0],
             m[1],
@@ -147,6 +181,11 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
             x.user,
             x.phase,
             ip(x.ip),
+            if x.ipv6_prefix == 0 {
+                String::from("-")
+            } else {
+                crate::pool6::fmt_prefix64(x.ipv6_prefix)
+            },
             x.rate.0,
             x.rate.1,
             x.counters.0,

@@ -97,8 +97,9 @@ pub enum Event {
         tag: u64,
         /// Response code.
         code: u8,
-        /// The parsed reply (authorization data for Access-Accept).
-        reply: Reply,
+        /// The parsed reply (authorization data for Access-Accept), boxed to keep the
+        /// event small.
+        reply: alloc::boxed::Box<Reply>,
         /// Which server answered.
         server: SocketAddr,
     },
@@ -128,8 +129,9 @@ pub struct Reply {
     pub class: Option<Vec<u8>>,
     /// Reply-Message.
     pub message: Option<Vec<u8>>,
-    /// Framed-IPv6-Prefix (RFC 3162 §2.3): (prefix, length).
-    pub framed_ipv6_prefix: Option<(u128, u8)>,
+    /// Framed-IPv6-Prefix (RFC 3162 §2.3): (prefix octets, length); see
+    /// [`Reply::ipv6_prefix`].
+    pub framed_ipv6_prefix: Option<([u8; 16], u8)>,
     /// Framed-IPv6-Pool (RFC 3162 §2.4).
     pub framed_ipv6_pool: Option<String>,
 }
@@ -175,6 +177,12 @@ pub fn parse_rate(s: &str) -> Option<u64> {
 }
 
 impl Reply {
+    /// Framed-IPv6-Prefix as (prefix, length).
+    pub fn ipv6_prefix(&self) -> Option<(u128, u8)> {
+        self.framed_ipv6_prefix
+            .map(|(a, l)| (u128::from_be_bytes(a), l))
+    }
+
     /// Extract what the vBNG applies from a response packet.
     pub fn from_packet(p: &Packet<'_>) -> Reply {
         let text = |v: &[u8]| core::str::from_utf8(v).ok().map(String::from);
@@ -190,7 +198,10 @@ impl Reply {
             rate: None,
             class: p.attr(attr::CLASS).map(|v| v.to_vec()),
             message: p.attr(attr::REPLY_MESSAGE).map(|v| v.to_vec()),
-            framed_ipv6_prefix: p.attr(attr::FRAMED_IPV6_PREFIX).and_then(parse_ipv6_prefix),
+            framed_ipv6_prefix: p
+                .attr(attr::FRAMED_IPV6_PREFIX)
+                .and_then(parse_ipv6_prefix)
+                .map(|(a, l)| (a.to_be_bytes(), l)),
             framed_ipv6_pool: p.attr(attr::FRAMED_IPV6_POOL).and_then(text),
         };
         if let Some(s) = p
@@ -540,7 +551,7 @@ impl Client {
         self.events.push(Event::Response {
             tag,
             code: p.code(),
-            reply: Reply::from_packet(&p),
+            reply: alloc::boxed::Box::new(Reply::from_packet(&p)),
             server: from,
         });
     }
@@ -1019,7 +1030,7 @@ mod tests {
             .attr(attr::FRAMED_IPV6_POOL, b"v6gold");
         let bytes = b.finish_request_md5(b"k").unwrap();
         let r = Reply::from_packet(&Packet::new_checked(&bytes).unwrap());
-        assert_eq!(r.framed_ipv6_prefix, Some((p, 64)));
+        assert_eq!(r.ipv6_prefix(), Some((p, 64)));
         assert_eq!(r.framed_ipv6_pool.as_deref(), Some("v6gold"));
         let req = accounting_request_v6(
             &LineInfo::default(),

@@ -3,8 +3,11 @@
 //! to it over UDP while emulated subscribers (in-process) run PPPoE/PPP against it.
 //! Covers PAP/CHAP accept and reject, reply attributes applied, accounting Start /
 //! Interim-Update / Stop recorded in the server's detail file, CoA changing a rate and
-//! Disconnect tearing a session down with PADT (sent by `radclient`), and failover
-//! when the first server is down. Fails (does not skip) when the tools are missing.
+//! Disconnect tearing a session down with PADT (sent by `radclient`), failover
+//! when the first server is down, and IPv6 (RFC 3162): Framed-IPv6-Prefix and
+//! Framed-IPv6-Pool applied (the /64 announced by RA, the subscriber's SLAAC address in
+//! it) and Framed-IPv6-Prefix in accounting. Fails (does not skip) when the tools are
+//! missing.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -13,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vbng::client::{ClientParams, ClientPhase, Subscriber};
-use vbng::config::{Config, PoolConfig, RadiusConfig, ServerConfig};
+use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig};
 use vbng::control::{ControlPlane, FibUpdate, SessionCounters};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
@@ -277,6 +280,8 @@ struct Lab {
     t0: Instant,
     fib: Vec<FibUpdate>,
     to_subs: Vec<Vec<u8>>,
+    /// Subscribers added from now on negotiate IPv6CP.
+    ipv6cp: bool,
 }
 
 fn config(auth: AuthProto, servers: &[String], acct: &[String]) -> Config {
@@ -337,6 +342,7 @@ impl Lab {
             t0: Instant::now(),
             fib: Vec::new(),
             to_subs: Vec::new(),
+            ipv6cp: false,
         }
     }
 
@@ -359,7 +365,7 @@ impl Lab {
             host_uniq: Some(vec![i; 4]),
             max_payload: None,
             timers: Timers::default(),
-            ipv6cp: false,
+            ipv6cp: self.ipv6cp,
             magic: 0x4242_0000 | u32::from(i),
             discovery_tries: 3,
         });
@@ -505,6 +511,77 @@ fn accounting_start_interim_stop_recorded() {
     );
     assert!(d.contains("Class = 0x676f6c642d636c617373"), "{d}");
     assert_eq!(lab.cp.session_count(), 0);
+}
+
+const USERS6: &str = r#"dave	Cleartext-Password := "dave-pw"
+	Framed-IPv6-Prefix = 2001:db8:200:7::/64
+
+erin	Cleartext-Password := "erin-pw"
+	Framed-IPv6-Pool = "v6gold"
+"#;
+
+#[test]
+fn framed_ipv6_prefix_and_pool_applied_and_accounted() {
+    let fr = FreeRadius::start(USERS6);
+    let mut cfg = config(AuthProto::Pap, &[fr.auth_addr()], &[fr.acct_addr()]);
+    cfg.ipv6cp = true;
+    cfg.pools6 = vec![
+        Pool6Config {
+            name: "default".into(),
+            prefix: "2001:db8:100::/40".into(),
+        },
+        Pool6Config {
+            name: "v6gold".into(),
+            prefix: "2001:db8:300::/48".into(),
+        },
+    ];
+    let mut lab = Lab::new(&cfg);
+    lab.ipv6cp = true;
+    let d = lab.add("dave", "dave-pw", AuthProto::Pap);
+    let e = lab.add("erin", "erin-pw", AuthProto::Pap);
+    lab.run_until("SLAAC addresses from the RAs", 15, |l| {
+        l.subs.iter().all(|s| s.ipv6 != 0)
+    });
+    assert_eq!(
+        (lab.subs[d].ipv6 >> 64) as u64,
+        0x2001_0db8_0200_0007,
+        "Framed-IPv6-Prefix"
+    );
+    assert_eq!(
+        (lab.subs[e].ipv6 >> 80) as u64,
+        0x2001_0db8_0300,
+        "Framed-IPv6-Pool v6gold"
+    );
+    for s in &lab.subs {
+        let p = (s.ipv6 >> 64) as u64;
+        assert!(
+            lab.fib
+                .iter()
+                .any(|u| matches!(u, FibUpdate::Add6 { prefix, .. } if *prefix == p)),
+            "{:?}",
+            lab.fib
+        );
+    }
+    lab.run_until("Start with Framed-IPv6-Prefix recorded", 10, |_| {
+        fr.detail()
+            .contains("Framed-IPv6-Prefix = 2001:db8:200:7::/64")
+    });
+    let mut out = Vec::new();
+    lab.subs[d].terminate(&mut out);
+    let now = lab.now();
+    for f in out {
+        lab.cp.input(0, &f, now);
+    }
+    lab.run_until("Stop recorded", 10, |_| {
+        fr.detail().contains("Acct-Status-Type = Stop")
+    });
+    assert!(lab.fib.iter().any(|u| matches!(
+        u,
+        FibUpdate::Remove6 {
+            prefix: 0x2001_0db8_0200_0007,
+            ..
+        }
+    )));
 }
 
 fn radclient(addr: SocketAddr, kind: &str, secret: &str, attrs: &str) -> Child {

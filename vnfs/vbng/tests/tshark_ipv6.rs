@@ -1,0 +1,292 @@
+//! IPv6 over PPPoE as Wireshark sees it: a dual-stack session (IPv6CP, RFC 5072) on a
+//! QinQ access line, the subscriber's Router Solicitation, the BNG's Router
+//! Advertisements (RFC 4861 §4.2 with Prefix Information, MTU and RDNSS, RFC 8106),
+//! a Neighbor Solicitation for the BNG's link-local address and its answer, and IPv6
+//! UDP data both ways through the fast path (PPPoE/PPP 0x0057 on the access side,
+//! Ethernet 0x86DD on the core side), are written to a pcap and dissected by `tshark`.
+//! No frame may be malformed or carry a warning/error expert item (a bad ICMPv6 or
+//! UDP checksum is one: a negative control proves tshark checks them here). Fails if
+//! tshark is missing.
+
+use dataplane::batch::{Batch, Out};
+use dataplane::buf::Pool;
+use dataplane::stage::{NodeStats, Stage};
+use std::process::Command;
+use vbng::client::{ClientParams, ClientPhase, Subscriber};
+use vbng::config::{Config, Pool6Config, UserConfig};
+use vbng::control::{ControlPlane, SessionCounters};
+use vbng::fastpath::{update_queue, FastPath, FastPathConfig, ERRORS};
+use vbng::fsm::Timers;
+use vbng::lcp::AuthProto;
+use vbng::rng::Rng;
+use vbng::wire::eth::Vlans;
+
+const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
+const SINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd];
+const REMOTE: u128 = 0x2001_0db8_ffff_0000_0000_0000_0000_0001;
+
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [
+        0xa1b2_c3d4u32.to_le_bytes().as_slice(),
+        &2u16.to_le_bytes(),
+        &4u16.to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &0u32.to_le_bytes(),
+        &65535u32.to_le_bytes(),
+        &1u32.to_le_bytes(),
+    ] {
+        v.extend_from_slice(x);
+    }
+    for (i, f) in frames.iter().enumerate() {
+        for x in [1u32, i as u32, f.len() as u32, f.len() as u32] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(f);
+    }
+    v
+}
+
+/// Frames out of the fast path for `frame` arriving on `port`: (to access, to core,
+/// punted).
+fn fastpath(fp: &mut FastPath, port: u16, frame: &[u8]) -> [Vec<Vec<u8>>; 3] {
+    let pool = Pool::new(64).expect("pool");
+    let mut out = Out::new(2, pool.cache());
+    let mut node = NodeStats::new("bng-fastpath", ERRORS);
+    let mut b = Batch::new();
+    let mut p = out.cache.alloc().expect("buffer");
+    p.copy_from(frame).expect("copy");
+    p.meta.port = port;
+    b.push(p).expect("push");
+    fp.process(&mut b, &mut node, &mut out);
+    let take = |b: &Batch| b.iter().map(|p| p.data().to_vec()).collect::<Vec<_>>();
+    [take(&out.ports[0]), take(&out.ports[1]), take(&out.punt)]
+}
+
+fn tshark(path: &std::path::Path, filter: &str, fields: &[&str]) -> String {
+    let mut c = Command::new("tshark");
+    c.arg("-r")
+        .arg(path)
+        .args(["-o", "udp.check_checksum:TRUE", "-Y", filter]);
+    if !fields.is_empty() {
+        c.args(["-T", "fields"]);
+        for f in fields {
+            c.args(["-e", f]);
+        }
+    }
+    let o = c.output().expect("tshark");
+    assert!(
+        o.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn ipv6_over_pppoe_dissects_cleanly() {
+    let ok = Command::new("sh")
+        .args(["-c", "command -v tshark"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "tshark not found: install the Debian package tshark (scripts/test does)"
+    );
+    let cfg = Config {
+        auth: AuthProto::Chap,
+        auth_fallback: None,
+        ipv6cp: true,
+        pools6: vec![Pool6Config {
+            name: "v6".into(),
+            prefix: "2001:db8:100::/40".into(),
+        }],
+        dns6: vec!["2001:db8::53".parse().expect("addr")],
+        users: vec![UserConfig {
+            name: "alice".into(),
+            password: "pw".into(),
+            ip: None,
+            rate: None,
+        }],
+        ..Config::default()
+    };
+    let counters = SessionCounters::new(16);
+    let mut cp = ControlPlane::new(&cfg, 16, counters.clone(), Rng::from_seed([3; 32]))
+        .expect("control plane");
+    let mut fp = FastPath::new(
+        FastPathConfig {
+            access_port: 0,
+            core_port: 1,
+            access_mac: cp.mac(),
+            core_mac: CORE_MAC,
+            core_next_hop: SINK_MAC,
+            max_sessions: 16,
+        },
+        update_queue(64),
+        counters,
+    );
+    let mut s = Subscriber::new(ClientParams {
+        mac: [2, 0, 0, 0, 0, 9],
+        vlans: Vlans {
+            svlan: 100,
+            cvlan: 7,
+        },
+        user: b"alice".to_vec(),
+        password: b"pw".to_vec(),
+        accept_auth: [Some(AuthProto::Chap), None],
+        service_name: Vec::new(),
+        host_uniq: Some(vec![1, 2, 3, 4]),
+        max_payload: None,
+        timers: Timers::default(),
+        ipv6cp: true,
+        magic: 0x1234_5678,
+        discovery_tries: 3,
+    });
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut up = Vec::new();
+    s.start(0, &mut up);
+    // Subscriber frames pass the fast path first (as on the wire): control and ND are
+    // punted to the control plane.
+    for _ in 0..50 {
+        for f in up.drain(..) {
+            frames.push(f.clone());
+            let [_, _, punted] = fastpath(&mut fp, 0, &f);
+            for p in punted {
+                cp.input(0, &p, 0);
+            }
+        }
+        cp.poll(0);
+        for u in cp.take_fib() {
+            fp.apply(u, 0);
+        }
+        let tx = cp.take_tx();
+        if tx.is_empty() {
+            break;
+        }
+        for (_, f) in tx {
+            frames.push(f.clone());
+            s.input(&f, 0, &mut up);
+        }
+    }
+    assert_eq!(s.phase, ClientPhase::Up);
+    assert_ne!(s.ipv6, 0, "SLAAC address from the RA");
+    assert_eq!(fp.sessions(), 1);
+
+    // A Neighbor Solicitation for the BNG's link-local address, answered with an NA.
+    let router = s.ipv6_router;
+    let mut ns = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend_from_slice(&router.to_be_bytes());
+    dataplane::proto::icmpv6::Packet::new_unchecked(&mut ns[..]).fill_checksum(
+        &std::net::Ipv6Addr::from(s.ipv6),
+        &std::net::Ipv6Addr::from(router),
+    );
+    let mut ppp = vec![0x00, 0x57, 0x60, 0, 0, 0, 0, 24, 58, 255];
+    ppp.extend_from_slice(&s.ipv6.to_be_bytes());
+    ppp.extend_from_slice(&router.to_be_bytes());
+    ppp.extend_from_slice(&ns);
+    let nsf = s.session_frame(&ppp);
+    frames.push(nsf.clone());
+    let [_, _, punted] = fastpath(&mut fp, 0, &nsf);
+    assert_eq!(punted.len(), 1);
+    cp.input(0, &punted[0], 1);
+    let na = cp.take_tx();
+    assert_eq!(na.len(), 1);
+    frames.extend(na.into_iter().map(|(_, f)| f));
+
+    // Data both ways through the fast path.
+    let upf = s.ipv6_udp_frame(REMOTE, 200, 4000, 5001).expect("frame");
+    frames.push(upf.clone());
+    let [_, to_core, _] = fastpath(&mut fp, 0, &upf);
+    assert_eq!(to_core.len(), 1, "upstream IPv6 forwarded");
+    frames.extend(to_core);
+    let mut down = CORE_MAC.to_vec();
+    down.extend_from_slice(&SINK_MAC);
+    down.extend_from_slice(&[0x86, 0xdd]);
+    down.extend_from_slice(&vbng::client::ipv6_udp(REMOTE, s.ipv6, 180, 5001, 4000));
+    frames.push(down.clone());
+    let [to_access, _, _] = fastpath(&mut fp, 1, &down);
+    assert_eq!(to_access.len(), 1, "downstream IPv6 encapsulated");
+    frames.extend(to_access);
+
+    let path = std::env::temp_dir().join(format!("vbng-ipv6-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap(&frames)).expect("write pcap");
+    let bad = tshark(
+        &path,
+        "_ws.malformed || _ws.expert.severity >= 0x00600000",
+        &[],
+    );
+    let ra = tshark(
+        &path,
+        "pppoes && icmpv6.type == 134",
+        &[
+            "ipv6.src",
+            "ipv6.dst",
+            "icmpv6.opt.prefix",
+            "icmpv6.opt.prefix.flag.l",
+            "icmpv6.opt.prefix.flag.a",
+            "icmpv6.opt.mtu",
+            "icmpv6.opt.rdnss",
+            "icmpv6.checksum.status",
+        ],
+    );
+    let rs = tshark(&path, "pppoes && icmpv6.type == 133", &["ipv6.src"]);
+    let nd = tshark(
+        &path,
+        "icmpv6.type == 136",
+        &["icmpv6.nd.na.target_address"],
+    );
+    let up6 = tshark(
+        &path,
+        "eth.type == 0x86dd && eth.dst == 02:00:00:00:00:0d && udp",
+        &["ipv6.src", "ipv6.hlim", "udp.checksum.status"],
+    );
+    let down6 = tshark(
+        &path,
+        "pppoes && ppp.protocol == 0x0057 && udp && vlan && eth.dst == 02:00:00:00:00:09",
+        &["ipv6.dst", "ipv6.hlim", "udp.checksum.status"],
+    );
+    // Negative control: the same capture with the RA's ICMPv6 checksum broken is flagged.
+    let ra_at = frames
+        .iter()
+        .position(|f| f.len() > 70 && f[12..14] == [0x88, 0xa8] && f.get(70) == Some(&134))
+        .expect("an RA frame");
+    let mut broken = frames.clone();
+    broken[ra_at][72] ^= 0x55;
+    let bpath = std::env::temp_dir().join(format!("vbng-ipv6-bad-{}.pcap", std::process::id()));
+    std::fs::write(&bpath, pcap(&broken)).expect("write pcap");
+    let flagged = tshark(&bpath, "_ws.expert.severity >= 0x00600000", &[]);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&bpath);
+
+    assert!(bad.trim().is_empty(), "tshark flags frames:\n{bad}");
+    assert!(!flagged.trim().is_empty(), "a bad checksum must be flagged");
+    let prefix = std::net::Ipv6Addr::from((s.ipv6 >> 64) << 64).to_string();
+    let ll = std::net::Ipv6Addr::from(router).to_string();
+    assert!(!ra.trim().is_empty(), "no RA");
+    for line in ra.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f[0], ll, "RA from the BNG's link-local: {line}");
+        assert!(f[0].starts_with("fe80::"));
+        assert_eq!(f[1], "ff02::1");
+        assert_eq!(f[2], prefix, "{line}");
+        assert!(f[3] == "1" || f[3] == "True", "L flag: {line}");
+        assert!(f[4] == "1" || f[4] == "True", "A flag: {line}");
+        assert_eq!(f[5], "1492");
+        assert_eq!(f[6], "2001:db8::53");
+        assert_eq!(f[7], "1", "ICMPv6 checksum good: {line}");
+    }
+    assert!(
+        rs.lines().count() >= 1 && rs.lines().all(|l| l.starts_with("fe80::")),
+        "RS from the subscriber's link-local: {rs}"
+    );
+    assert_eq!(nd.trim(), ll, "NA for the BNG's link-local");
+    let src = std::net::Ipv6Addr::from(s.ipv6).to_string();
+    assert_eq!(
+        up6.trim(),
+        format!("{src}\t63\t1"),
+        "upstream: our address, hop limit decremented, UDP checksum good"
+    );
+    // The encapsulated frame towards the subscriber: hop limit 63 after the BNG.
+    assert_eq!(down6.trim(), format!("{src}\t63\t1"));
+}

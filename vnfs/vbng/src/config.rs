@@ -453,6 +453,14 @@ rate = "10M/50M"
     }
 
     #[test]
+    fn example_config_parses() {
+        let c = Config::from_toml(include_str!("../vbng.example.toml")).unwrap();
+        assert!(c.ipv6cp);
+        assert_eq!(c.pools6.len(), 2);
+        assert_eq!(c.dns6.len(), 1);
+    }
+
+    #[test]
     fn parse_ipv6_pools() {
         let c = Config::from_toml(
             r#"

@@ -5,6 +5,16 @@
 //! and dynamic authorization (RFC 5176). It programs the fast path through
 //! [`FibUpdate`]s and reads per-session counters from [`SessionCounters`].
 //!
+//! IPv6 (dual stack): at Access-Accept a session with IPv6CP enabled gets a /64 —
+//! Framed-IPv6-Prefix (RFC 3162 §2.3) if the server sent a /64, else from the pool
+//! named by Framed-IPv6-Pool (§2.4), else from the default IPv6 pool
+//! ([`crate::pool6`]). When IPv6CP opens (RFC 5072 §4) the /64 is installed in the fast
+//! path ([`FibUpdate::Add6`]) and announced by a Router Advertisement from
+//! `fe80::<our interface identifier>` (RFC 4861 §6.2.4, [`crate::nd`]), repeated every
+//! `ra_interval_s` and sent in answer to Router Solicitations (§6.2.6); Neighbor
+//! Solicitations for that link-local address are answered (§7.2.4). The prefix is in
+//! every Accounting-Request as Framed-IPv6-Prefix (RFC 3162 §3).
+//!
 //! Time is passed in (ms). Timers are kept in a heap so `poll` costs O(due · log n),
 //! not O(sessions).
 

@@ -14,7 +14,10 @@
 //! VALID | EXT  | depth (0..=32) | next hop (24 bits) or, with EXT, the tbl8 group index
 //! ```
 //!
-//! A zero entry means "no route". Each entry records the prefix length (depth) of the
+//! A zero entry means "no route longer than /0": the lookup then answers the default
+//! route's next hop, which is kept beside the tables, so `0.0.0.0/0` writes no entry
+//! and a small table with a default route touches a few pages instead of all 64 MiB
+//! (the unikernel's memory and boot time depend on it). Each entry records the prefix length (depth) of the
 //! route that wrote it. An added route overwrites the entries of its range whose depth
 //! is not longer than its own; a deleted route rewrites the entries whose depth equals
 //! its own with the longest remaining covering route, found in the per-length rules
@@ -101,6 +104,10 @@ pub struct Lpm4 {
     /// The rules store: `rules[len]` maps masked prefixes of length `len` to next hops.
     rules: [BTreeMap<u32, NextHop>; 33],
     count: usize,
+    /// The next hop of `0.0.0.0/0`. The default route is kept out of the tables: an
+    /// empty entry means "the default", so a default route writes nothing and the
+    /// 64 MiB tbl24 stays unbacked (zero pages) except where real prefixes are.
+    default: Option<NextHop>,
 }
 
 impl core::fmt::Debug for Lpm4 {
@@ -152,6 +159,7 @@ impl Lpm4 {
             free_groups: Vec::new(),
             rules: core::array::from_fn(|_| BTreeMap::new()),
             count: 0,
+            default: None,
         }
     }
 
@@ -204,7 +212,7 @@ impl Lpm4 {
         if e & VALID != 0 {
             Some(e & DATA_MASK)
         } else {
-            None
+            self.default
         }
     }
 
@@ -252,7 +260,7 @@ impl Lpm4 {
             *o = if e & VALID != 0 {
                 Some(e & DATA_MASK)
             } else {
-                None
+                self.default
             };
         }
         r
@@ -285,7 +293,9 @@ impl Lpm4 {
         }
         let addr = mask(addr, len);
         let new = leaf(nh, len);
-        if len <= 24 {
+        if len == 0 {
+            self.default = Some(nh);
+        } else if len <= 24 {
             let start = (addr >> 8) as usize;
             let end = start + (1usize << (24 - len));
             let tbl8 = &mut self.tbl8;
@@ -329,9 +339,10 @@ impl Lpm4 {
         Ok(old)
     }
 
-    /// The longest route strictly shorter than `len` covering `addr`, as an entry.
+    /// The longest route strictly shorter than `len` (and not the default route, which
+    /// lives outside the tables) covering `addr`, as an entry; 0 (empty) if none.
     fn cover_entry(&self, addr: u32, len: u8) -> u32 {
-        (0..len)
+        (1..len)
             .rev()
             .find_map(|l| {
                 self.rules[usize::from(l)]
@@ -353,7 +364,9 @@ impl Lpm4 {
             .ok_or(LpmError::NotFound)?;
         self.count -= 1;
         let repl = self.cover_entry(addr, len);
-        if len <= 24 {
+        if len == 0 {
+            self.default = None;
+        } else if len <= 24 {
             let start = (addr >> 8) as usize;
             let end = start + (1usize << (24 - len));
             let tbl8 = &mut self.tbl8;
@@ -426,6 +439,7 @@ impl Clone for Lpm4 {
             free_groups: self.free_groups.clone(),
             rules: self.rules.clone(),
             count: self.count,
+            default: self.default,
         }
     }
 }
@@ -524,6 +538,29 @@ mod tests {
     }
 
     #[test]
+    fn default_route_writes_no_entry() {
+        let mut t = Lpm4::new();
+        t.add(0, 0, 5).unwrap();
+        assert!(t.tbl24.iter().all(|&e| e == 0), "the default route wrote tbl24");
+        // A /25 under the default: its group holds the /25 and empty entries.
+        t.add(ip(10, 1, 1, 128), 25, 6).unwrap();
+        t.add(ip(10, 0, 0, 0), 8, 7).unwrap();
+        assert_eq!(t.lookup(ip(10, 1, 1, 200)), Some(6));
+        assert_eq!(t.lookup(ip(10, 1, 1, 1)), Some(7));
+        assert_eq!(t.lookup(ip(11, 1, 1, 1)), Some(5));
+        t.delete(ip(10, 0, 0, 0), 8).unwrap();
+        assert_eq!(t.lookup(ip(10, 1, 1, 1)), Some(5));
+        t.delete(ip(10, 1, 1, 128), 25).unwrap();
+        assert_eq!(t.tbl8_groups_used(), 0);
+        assert_eq!(t.lookup(ip(10, 1, 1, 200)), Some(5));
+        assert!(t.tbl24.iter().all(|&e| e == 0), "entries left behind");
+        assert_eq!(t.lookup_x4([0, ip(10, 1, 1, 200), 1, 2]), [Some(5); 4]);
+        t.delete(0, 0).unwrap();
+        assert_eq!(t.lookup(ip(11, 1, 1, 1)), None);
+        assert!(t.clone().lookup(1).is_none());
+    }
+
+    #[test]
     fn tbl8_exhaustion_is_an_error_and_leaves_table_intact() {
         let mut t = Lpm4::with_config(Lpm4Config { tbl8_groups: 2 }).unwrap();
         t.add(ip(1, 0, 0, 1), 32, 1).unwrap();
@@ -590,10 +627,10 @@ mod tests {
     }
 
     /// Mostly lengths that stay inside the clustered /14 (cheap in debug builds), with
-    /// the occasional short route covering all of them (/0 is exercised by the
-    /// deterministic tests: it rewrites 2^24 entries, slow in debug builds).
+    /// the occasional short route covering all of them, and the default route (kept
+    /// outside the tables, so as cheap as any other).
     fn len_strategy() -> impl Strategy<Value = u8> {
-        prop_oneof![1 => 6u8..14, 15 => 14u8..=32]
+        prop_oneof![1 => Just(0u8), 1 => 6u8..14, 15 => 14u8..=32]
     }
 
     fn op_strategy() -> impl Strategy<Value = Op> {

@@ -541,7 +541,10 @@ mod tests {
     fn default_route_writes_no_entry() {
         let mut t = Lpm4::new();
         t.add(0, 0, 5).unwrap();
-        assert!(t.tbl24.iter().all(|&e| e == 0), "the default route wrote tbl24");
+        assert!(
+            t.tbl24.iter().all(|&e| e == 0),
+            "the default route wrote tbl24"
+        );
         // A /25 under the default: its group holds the /25 and empty entries.
         t.add(ip(10, 1, 1, 128), 25, 6).unwrap();
         t.add(ip(10, 0, 0, 0), 8, 7).unwrap();

@@ -215,9 +215,10 @@ pub struct LocalConfig {
     pub gateway: Option<Ipv4Addr>,
     /// TCP MSS clamping.
     pub mss: MssClamp,
-    /// ICMP errors per second (token bucket rate, RFC 1812 §4.3.2.8); 0 = none.
+    /// ICMP errors per second (token bucket rate, RFC 1812 §4.3.2.8). The bucket
+    /// starts full; with a rate of 0 only the first `icmp_burst` errors go out.
     pub icmp_rate: u64,
-    /// Token bucket depth.
+    /// Token bucket depth; 0 = no ICMP errors.
     pub icmp_burst: u64,
 }
 

@@ -2,7 +2,8 @@
 //! 1877, 5072) and RADIUS AAA (RFC 2865, 2866, 3162, 3579, 5176), IPv4 address pools and
 //! IPv6 prefix pools with Router Advertisements for SLAAC over PPP (RFC 4861, 5072 §5,
 //! 8106), and the fast path (PPPoE decap/encap of IPv4 and IPv6, anti-spoofing,
-//! per-subscriber policer, routing to the core).
+//! per-subscriber policer, routing to the core with ARP for the core gateway, the BNG's
+//! own ICMP errors and echo replies, TCP MSS clamping).
 //!
 //! The protocol logic is `no_std` + `alloc`; sockets, threads and the binary sit behind
 //! the `std` feature.

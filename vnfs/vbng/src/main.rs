@@ -164,7 +164,12 @@ fn run(
         gateway: Some(cfg.gateway),
         mss: cfg.tcp_mss_clamp,
         icmp_rate: u64::from(cfg.icmp_rate),
-        icmp_burst: u64::from(cfg.icmp_burst),
+        // icmp_rate = 0 means no ICMP errors at all, not "the first burst only".
+        icmp_burst: if cfg.icmp_rate == 0 {
+            0
+        } else {
+            u64::from(cfg.icmp_burst)
+        },
     });
     if let Some(c) = &core_link {
         fp = fp.with_core_link(c.clone());

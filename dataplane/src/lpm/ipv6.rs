@@ -15,8 +15,9 @@
 //! leaf-vector compression of Asai and Ohara, "Poptrie", SIGCOMM 2015). A node that
 //! holds one more-specific route costs a few runs instead of 256 slots, which keeps a
 //! 200k-prefix BGP table in tens of MiB. Updates expand the nodes on their path,
-//! change them and compress them again; a node left with one run is folded into its
-//! parent slot and recycled.
+//! change them and compress them again; a node left with one run of nothing or of a
+//! route that covers it whole is folded into its parent slot and recycled (a run of
+//! longer routes that tile the node stays a node, so `delete` still finds them there).
 //!
 //! Addresses are `u128` in network bit order (`u128::from(Ipv6Addr)`).
 

@@ -316,6 +316,9 @@ pub struct FastPath {
     mode: Mode,
     local: LocalConfig,
     core: Option<Arc<CoreLink>>,
+    /// The core next hop, resolved once per batch (`None` = not yet this batch;
+    /// `Some(None)` = unresolved).
+    nh_batch: Option<Option<[u8; 6]>>,
     icmp_limit: RateLimit,
     stats: Arc<FastPathStats>,
     by_key: HashMap<Key, u32, KeyHash>,
@@ -370,6 +373,7 @@ impl FastPath {
             icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
             local,
             core: None,
+            nh_batch: None,
             stats: Arc::new(FastPathStats::default()),
             by_key: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
             by_ip: HashMap::with_capacity_and_hasher(n, KeyHash(seed.rotate_left(32))),
@@ -479,6 +483,31 @@ impl FastPath {
         if !out.emit(self.cfg.core_port, r) {
             inc(&self.stats.no_buffer);
         }
+    }
+
+    /// The core next hop's MAC, resolved once per batch; sends the ARP request the
+    /// resolution asks for. `None` while unresolved.
+    #[inline]
+    fn next_hop(&mut self, now: u64, out: &mut Out) -> Option<[u8; 6]> {
+        if let Some(nh) = self.nh_batch {
+            return nh;
+        }
+        let nh = match self.core.as_deref().map(|c| c.next_hop(now)) {
+            None | Some(NextHop::Static) => Some(self.cfg.core_next_hop),
+            Some(NextHop::Mac { mac, refresh }) => {
+                if refresh {
+                    self.arp_request(out);
+                }
+                Some(mac)
+            }
+            Some(NextHop::Request) => {
+                self.arp_request(out);
+                None
+            }
+            Some(NextHop::Pending) => None,
+        };
+        self.nh_batch = Some(nh);
+        nh
     }
 
     /// An ARP frame on the core port.
@@ -684,19 +713,8 @@ impl FastPath {
             });
             return Next::Drop(E_TTL);
         }
-        let nh = match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
-            None | Some(NextHop::Static) => self.cfg.core_next_hop,
-            Some(NextHop::Mac { mac, refresh }) => {
-                if refresh {
-                    self.arp_request(out);
-                }
-                mac
-            }
-            Some(NextHop::Request) => {
-                self.arp_request(out);
-                return Next::Drop(E_UNRESOLVED);
-            }
-            Some(NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+        let Some(nh) = self.next_hop(now_ns, out) else {
+            return Next::Drop(E_UNRESOLVED);
         };
         self.counters.up(idx, ip_len as u64);
         // Trim Ethernet padding past the PPPoE length, then re-frame in place.
@@ -895,6 +913,7 @@ impl Stage for FastPath {
             self.apply(u, now);
         }
         let (access, core, mode) = (self.cfg.access_port, self.cfg.core_port, self.mode);
+        self.nh_batch = None;
         batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
             // ARP on the core link is ours (RFC 826), whatever the mode.
             (_, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {

@@ -397,9 +397,13 @@ impl Lpm4 {
                     }
                 }
                 // Fold the group back when no route longer than /24 remains in it:
-                // then all 256 entries hold the same covering route.
+                // then all 256 entries hold the same covering route (or nothing).
+                // Equal entries of a longer depth are routes that tile the group (two
+                // /25s with one next hop): they stay, or `delete` could not find them.
                 if let Some((&first, rest)) = group.split_first() {
-                    if rest.iter().all(|&x| x == first) {
+                    if (first & VALID == 0 || depth_of(first) <= 24)
+                        && rest.iter().all(|&x| x == first)
+                    {
                         self.tbl24[i24] = first;
                         self.free_groups.push(g);
                     }
@@ -479,6 +483,25 @@ mod tests {
                 .max_by_key(|&&(_, l, _)| l)
                 .map(|&(_, _, nh)| nh)
         }
+    }
+
+    /// Regression: two /25s with one next hop fill a tbl8 group with equal entries;
+    /// deleting a deeper route used to fold the group into tbl24, where `delete` of a
+    /// /25 no longer finds it, so the deleted /25 kept answering lookups.
+    #[test]
+    fn same_next_hop_halves_keep_their_group() {
+        let mut t = Lpm4::new();
+        t.add(ip(10, 0, 1, 0), 25, 1).unwrap();
+        t.add(ip(10, 0, 1, 128), 25, 1).unwrap();
+        t.add(ip(10, 0, 1, 0), 26, 2).unwrap();
+        assert_eq!(t.delete(ip(10, 0, 1, 0), 26), Ok(2));
+        assert_eq!(t.tbl8_groups_used(), 1);
+        assert_eq!(t.delete(ip(10, 0, 1, 0), 25), Ok(1));
+        assert_eq!(t.lookup(ip(10, 0, 1, 1)), None);
+        assert_eq!(t.lookup(ip(10, 0, 1, 129)), Some(1));
+        assert_eq!(t.delete(ip(10, 0, 1, 128), 25), Ok(1));
+        assert_eq!(t.lookup(ip(10, 0, 1, 129)), None);
+        assert_eq!(t.tbl8_groups_used(), 0);
     }
 
     #[test]

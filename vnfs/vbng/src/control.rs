@@ -85,6 +85,9 @@ pub enum FibUpdate {
         idx: u32,
         /// Upper 64 bits of the session's /64.
         prefix: u64,
+        /// Our IPv6CP interface identifier on the session's link: the fast path sends
+        /// ICMPv6 errors to the subscriber from `fe80::<router_iid>` (0 = none).
+        router_iid: u64,
     },
     /// Stop routing a session's /64.
     Remove6 {
@@ -820,9 +823,11 @@ impl ControlPlane {
         if e.prefix6 == 0 {
             return;
         }
+        let router_iid = e.link.ipv6cp.as_ref().map_or(0, |f| f.neg.our_id);
         self.fib.push(FibUpdate::Add6 {
             idx,
             prefix: e.prefix6,
+            router_iid,
         });
         self.send_ra(idx, crate::nd::ALL_NODES, now);
     }

@@ -631,7 +631,7 @@ impl FastPath {
         let proto = u16::from_be_bytes([h[6], h[7]]);
         if proto != 0x0021 {
             return if proto == 0x0057 {
-                self.upstream6(p, now_ns, l2, tags, vl, sid, plen)
+                self.upstream6(p, now_ns, out, l2, tags, vl, sid, plen)
             } else {
                 Next::Punt
             };

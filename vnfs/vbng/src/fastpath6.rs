@@ -8,7 +8,10 @@
 //! RFC 5072 §5). Anything else must come from the session's /64 (anti-spoofing: the
 //! subscriber forms its address from the advertised prefix and its IPv6CP interface
 //! identifier), is policed by the subscriber's upstream token bucket, its hop limit
-//! decremented (RFC 8200 §3; expiry is a counted `ttl-exceeded` drop) and re-framed in
+//! decremented (RFC 8200 §3; on expiry an ICMPv6 Time Exceeded, RFC 4443 §3.3, goes
+//! back inside the session from the BNG's link-local address, rate limited by the
+//! stage's ICMP token bucket, and the packet is a counted `ttl-exceeded` drop) and
+//! re-framed in
 //! place as Ethernet 0x86DD towards the core next hop (the IPv4 next hop's MAC: the
 //! static one or the one the core link resolved by ARP; IPv6 ND on the core link is
 //! not done).
@@ -23,15 +26,18 @@
 //! lock-free update queue; nothing here allocates or locks.
 
 use super::{
-    pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_MALFORMED, E_NO_ROUTE, E_NO_SESSION,
+    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_MALFORMED, E_NO_ROUTE, E_NO_SESSION,
     E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
 };
 use crate::control::FibUpdate;
 use crate::corelink::NextHop;
 use crate::nd::is_link_local;
+use crate::pppoe::AccessKey;
 use alloc::vec::Vec;
-use dataplane::batch::Next;
+use core::net::Ipv6Addr;
+use dataplane::batch::{Next, Out};
 use dataplane::buf::Pkt;
+use dataplane::proto::icmpv6::{self, ErrorKind};
 use hashbrown::HashMap;
 
 /// Too big for the session MTU (index of `too-big` in [`super::ERRORS`]).
@@ -42,6 +48,9 @@ pub(super) struct Tables {
     by_prefix: HashMap<u64, u32, KeyHash>,
     /// Per session slot: upper 64 bits of its /64, 0 = none.
     prefix: Vec<u64>,
+    /// Per session slot: the BNG's IPv6CP interface identifier on that link (source
+    /// `fe80::<id>` of ICMPv6 errors to the subscriber), 0 = none.
+    router_iid: Vec<u64>,
 }
 
 impl Tables {
@@ -50,6 +59,7 @@ impl Tables {
         Tables {
             by_prefix: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
             prefix: alloc::vec![0; n],
+            router_iid: alloc::vec![0; n],
         }
     }
 
@@ -70,7 +80,14 @@ impl FastPath {
     /// Apply an IPv6 table update (other updates are ignored here).
     pub(super) fn apply6(&mut self, u: FibUpdate) {
         match u {
-            FibUpdate::Add6 { idx, prefix } => {
+            FibUpdate::Add6 {
+                idx,
+                prefix,
+                router_iid,
+            } => {
+                if let Some(r) = self.v6.router_iid.get_mut(idx as usize) {
+                    *r = router_iid;
+                }
                 let Some(slot) = self.v6.prefix.get_mut(idx as usize) else {
                     return;
                 };
@@ -101,6 +118,51 @@ impl FastPath {
         self.v6.len()
     }
 
+    /// ICMPv6 Time Exceeded (RFC 4443 §3.3, code 0) about `ip` back to subscriber
+    /// slot `idx` inside its PPPoE session, from `fe80::<router_iid>`; rate limited,
+    /// never about an ICMPv6 error (§2.4(e), checked by the engine's builder).
+    fn time_exceeded6(&mut self, out: &mut Out, ip: &[u8], idx: u32, mac: [u8; 6], port: u16) {
+        let iid = self.v6.router_iid.get(idx as usize).copied().unwrap_or(0);
+        let Some(Some(s)) = self.sess.get(idx as usize) else {
+            return;
+        };
+        let (key, sid) = (s.key, s.sid);
+        let st = &*self.stats;
+        if iid == 0 {
+            inc(&st.icmp_no_source);
+            return;
+        }
+        let Some(mut e) = out.cache.alloc() else {
+            inc(&st.no_buffer);
+            return;
+        };
+        let hdr = 14 + 4 * key.vlans.tag_count() + 8;
+        let src = Ipv6Addr::from(crate::nd::link_local(iid));
+        let built = e.append(hdr + icmpv6::MAX_ERROR_LEN).ok().and_then(|b| {
+            let (h, body) = b.split_at_mut(hdr);
+            let n = icmpv6::build_error(body, ip, &src, 64, ErrorKind::TimeExceeded { code: 0 })
+                .ok()?;
+            write_access(h, &key, mac, self.cfg.access_mac, sid, n);
+            Some(n)
+        });
+        let Some(n) = built else {
+            out.cache.free(e);
+            inc(&st.icmp_not_allowed);
+            return;
+        };
+        if e.set_len(hdr + n).is_err() || !self.icmp_limit.take(out.now_ns) {
+            out.cache.free(e);
+            inc(&st.icmp_rate_limited);
+            return;
+        }
+        e.meta.port = port;
+        if out.emit(port, e) {
+            inc(&st.icmp_sent);
+        } else {
+            inc(&st.no_buffer);
+        }
+    }
+
     /// Upstream IPv6: `l2` is the offset of the PPPoE header, `vl`/`tags` the VLAN
     /// tags seen, `plen` the PPPoE payload length (PPP protocol included).
     #[allow(clippy::too_many_arguments)]
@@ -109,6 +171,7 @@ impl FastPath {
         &mut self,
         p: &mut Pkt,
         now_ns: u64,
+        out: &mut Out,
         l2: usize,
         tags: usize,
         vl: [u16; 2],
@@ -151,6 +214,10 @@ impl FastPath {
             return Next::Drop(E_SPOOF);
         }
         if ip[7] <= 1 {
+            let port = p.meta.port;
+            if let Some(off) = ip.get(..total) {
+                self.time_exceeded6(out, off, idx, mac, port);
+            }
             return Next::Drop(E_TTL);
         }
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
@@ -240,25 +307,43 @@ impl FastPath {
         let Ok(h) = p.prepend(hdr) else {
             return Next::Drop(E_HEADROOM);
         };
-        h[0..6].copy_from_slice(&key.mac);
-        h[6..12].copy_from_slice(&amac);
-        let mut o = 12;
-        for (tpid, v) in [(0x88a8u16, key.vlans.svlan), (0x8100, key.vlans.cvlan)] {
-            if v != 0 {
-                h[o..o + 2].copy_from_slice(&tpid.to_be_bytes());
-                h[o + 2..o + 4].copy_from_slice(&v.to_be_bytes());
-                o += 4;
-            }
-        }
-        let plen = (total + 2) as u16;
-        h[o..o + 2].copy_from_slice(&[0x88, 0x64]);
-        h[o + 2..o + 4].copy_from_slice(&[0x11, 0x00]);
-        h[o + 4..o + 6].copy_from_slice(&sid.to_be_bytes());
-        h[o + 6..o + 8].copy_from_slice(&plen.to_be_bytes());
-        h[o + 8..o + 10].copy_from_slice(&[0x00, 0x57]);
+        write_access(h, &key, key.mac, amac, sid, total);
         p.meta.l3 = hdr as u16;
         p.meta.user = idx;
         Next::Port(key.port)
+    }
+}
+
+/// Write the access header for an IPv6 datagram of `ip_len` bytes into `h` (exactly
+/// Ethernet + the key's VLAN tags + PPPoE + PPP protocol 0x0057 long, RFC 2516 §6).
+fn write_access(
+    h: &mut [u8],
+    key: &AccessKey,
+    dst: [u8; 6],
+    src: [u8; 6],
+    sid: u16,
+    ip_len: usize,
+) {
+    let mut o = 12;
+    if let Some(x) = h.get_mut(0..12) {
+        x[..6].copy_from_slice(&dst);
+        x[6..].copy_from_slice(&src);
+    }
+    for (tpid, v) in [(0x88a8u16, key.vlans.svlan), (0x8100, key.vlans.cvlan)] {
+        if v != 0 {
+            if let Some(x) = h.get_mut(o..o + 4) {
+                x[..2].copy_from_slice(&tpid.to_be_bytes());
+                x[2..].copy_from_slice(&v.to_be_bytes());
+            }
+            o += 4;
+        }
+    }
+    let plen = (ip_len + 2) as u16;
+    if let Some(x) = h.get_mut(o..o + 10) {
+        x[..4].copy_from_slice(&[0x88, 0x64, 0x11, 0x00]);
+        x[4..6].copy_from_slice(&sid.to_be_bytes());
+        x[6..8].copy_from_slice(&plen.to_be_bytes());
+        x[8..].copy_from_slice(&[0x00, 0x57]);
     }
 }
 
@@ -327,6 +412,7 @@ mod tests {
             FibUpdate::Add6 {
                 idx: 3,
                 prefix: PFX,
+                router_iid: 0x77,
             },
             0,
         );
@@ -407,6 +493,31 @@ mod tests {
         assert_eq!(node.drops[E_TTL as usize], 1);
         assert_eq!(node.drops[E_MALFORMED as usize], 3);
         assert_eq!(out.punt.len(), 1, "the RS goes to the control plane");
+        // The expired packet earned an ICMPv6 Time Exceeded back inside the session,
+        // from the BNG's link-local address, quoting the packet.
+        assert_eq!(out.ports[0].len(), 1);
+        let te = out.ports[0].iter().next().unwrap().data();
+        assert_eq!(&te[0..6], &key.mac);
+        assert_eq!(
+            &te[12..22],
+            &[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 0x88, 0x64]
+        );
+        assert_eq!(&te[24..26], &[0, 0x55]);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([te[26], te[27]])),
+            te.len() - 28
+        );
+        assert_eq!(&te[28..30], &[0, 0x57]);
+        let ip = &te[30..];
+        assert_eq!(u128_at(ip, 8), crate::nd::link_local(0x77));
+        assert_eq!(u128_at(ip, 24), host());
+        assert_eq!((ip[6], ip[40], ip[41]), (58, 3, 0));
+        assert_eq!(&ip[48..], &expiring[..]);
+        let icmp = icmpv6::Packet::new_checked(&ip[40..]).unwrap();
+        assert!(icmp.verify_checksum(
+            &Ipv6Addr::from(crate::nd::link_local(0x77)),
+            &Ipv6Addr::from(host())
+        ));
         assert_eq!(c.get(3), (good.len() as u64, 1, 0, 0));
     }
 
@@ -476,6 +587,7 @@ mod tests {
             FibUpdate::Add6 {
                 idx: 3,
                 prefix: PFX + 1,
+                router_iid: 0x77,
             },
             0,
         );
@@ -502,6 +614,7 @@ mod tests {
             FibUpdate::Add6 {
                 idx: 99,
                 prefix: PFX,
+                router_iid: 0x77,
             },
             0,
         );

@@ -1,6 +1,7 @@
 //! IPv6 on the fast path costs no heap: a counting global allocator watches the
 //! `bng-fastpath` stage forward IPv6 both ways over PPPoE (RFC 5072), drop spoofed
-//! sources, expired hop limits, unknown prefixes and too-big packets, punt Router
+//! sources, expired hop limits (sending ICMPv6 Time Exceeded back to the subscriber,
+//! RFC 4443 §3.3), unknown prefixes and too-big packets, punt Router
 //! Solicitations, and police, for 100k packets after a warm-up — and a prefix moving
 //! between sessions through the update queue allocates nothing either (the tables are
 //! pre-sized at start).
@@ -11,7 +12,7 @@ use dataplane::stage::{NodeStats, Stage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use vbng::control::{FibUpdate, SessionCounters};
-use vbng::fastpath::{update_queue, FastPath, FastPathConfig, ERRORS};
+use vbng::fastpath::{update_queue, FastPath, FastPathConfig, LocalConfig, ERRORS};
 use vbng::pppoe::AccessKey;
 use vbng::wire::eth::Vlans;
 
@@ -100,7 +101,12 @@ fn ipv6_forwarding_does_not_allocate() {
         },
         q.clone(),
         SessionCounters::new(64),
-    );
+    )
+    .with_local(LocalConfig {
+        icmp_rate: 1_000_000_000,
+        icmp_burst: 1_000_000,
+        ..LocalConfig::default()
+    });
     for u in [
         FibUpdate::Add {
             idx: 3,
@@ -113,6 +119,7 @@ fn ipv6_forwarding_does_not_allocate() {
         FibUpdate::Add6 {
             idx: 3,
             prefix: PFX,
+            router_iid: 0x77,
         },
     ] {
         q.push(u).expect("queue");
@@ -162,6 +169,7 @@ fn ipv6_forwarding_does_not_allocate() {
     assert_eq!(fp.prefixes6(), 1);
     let rounds = 100_000 / templates.len() as u64;
     let fwd0 = fwd;
+    let icmp0 = fp.stats().icmp_sent.load(Ordering::Relaxed);
     let before = ALLOCS.load(Ordering::Relaxed);
     for i in 0..rounds {
         if i % 1000 == 500 {
@@ -173,6 +181,7 @@ fn ipv6_forwarding_does_not_allocate() {
             let _ = q.push(FibUpdate::Add6 {
                 idx: 9,
                 prefix: PFX,
+                router_iid: 0x77,
             });
             let _ = q.push(FibUpdate::Remove6 {
                 idx: 9,
@@ -181,15 +190,18 @@ fn ipv6_forwarding_does_not_allocate() {
             let _ = q.push(FibUpdate::Add6 {
                 idx: 3,
                 prefix: PFX,
+                router_iid: 0x77,
             });
         }
         round(&mut fp, &mut out, 1_000_000 + i * 10_000, &mut fwd);
     }
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
     assert_eq!(allocs, 0, "the IPv6 fast path allocated {allocs} times");
-    // Per round: two forwarded each way (the rest are counted drops), one RS punted.
+    // Per round: two forwarded each way (the rest are counted drops), one Time
+    // Exceeded back to the subscriber, one RS punted.
     assert_eq!(fwd[1] - fwd0[1], 2 * rounds, "upstream");
-    assert_eq!(fwd[0] - fwd0[0], 2 * rounds, "downstream");
+    assert_eq!(fwd[0] - fwd0[0], 3 * rounds, "downstream + Time Exceeded");
+    assert_eq!(fp.stats().icmp_sent.load(Ordering::Relaxed) - icmp0, rounds);
     assert_eq!(punted, 64 + rounds);
     let drops = |name: &str| {
         ERRORS

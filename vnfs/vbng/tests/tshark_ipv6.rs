@@ -1,7 +1,8 @@
 //! IPv6 over PPPoE as Wireshark sees it: a dual-stack session (IPv6CP, RFC 5072) on a
 //! QinQ access line, the subscriber's Router Solicitation, the BNG's Router
 //! Advertisements (RFC 4861 §4.2 with Prefix Information, MTU and RDNSS, RFC 8106),
-//! a Neighbor Solicitation for the BNG's link-local address and its answer, and IPv6
+//! a Neighbor Solicitation for the BNG's link-local address and its answer, an ICMPv6
+//! Time Exceeded (RFC 4443 §3.3) for a packet whose hop limit expired, and IPv6
 //! UDP data both ways through the fast path (PPPoE/PPP 0x0057 on the access side,
 //! Ethernet 0x86DD on the core side), are written to a pcap and dissected by `tshark`.
 //! No frame may be malformed or carry a warning/error expert item (a bad ICMPv6 or
@@ -69,7 +70,8 @@ fn tshark(path: &std::path::Path, filter: &str, fields: &[&str]) -> String {
         .arg(path)
         .args(["-o", "udp.check_checksum:TRUE", "-Y", filter]);
     if !fields.is_empty() {
-        c.args(["-T", "fields"]);
+        // The first occurrence: an ICMPv6 error also carries the quoted header's fields.
+        c.args(["-T", "fields", "-E", "occurrence=f"]);
         for f in fields {
             c.args(["-e", f]);
         }
@@ -200,6 +202,14 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     let [_, to_core, _] = fastpath(&mut fp, 0, &upf);
     assert_eq!(to_core.len(), 1, "upstream IPv6 forwarded");
     frames.extend(to_core);
+    // Hop limit 1: dropped, with an ICMPv6 Time Exceeded back inside the session.
+    let mut expiring = upf.clone();
+    expiring[30 + 7] = 1;
+    frames.push(expiring.clone());
+    let [te, to_core, _] = fastpath(&mut fp, 0, &expiring);
+    assert!(to_core.is_empty());
+    assert_eq!(te.len(), 1, "Time Exceeded");
+    frames.extend(te);
     let mut down = CORE_MAC.to_vec();
     down.extend_from_slice(&SINK_MAC);
     down.extend_from_slice(&[0x86, 0xdd]);
@@ -231,6 +241,16 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         ],
     );
     let rs = tshark(&path, "pppoes && icmpv6.type == 133", &["ipv6.src"]);
+    let te = tshark(
+        &path,
+        "pppoes && icmpv6.type == 3",
+        &[
+            "ipv6.src",
+            "ipv6.dst",
+            "icmpv6.code",
+            "icmpv6.checksum.status",
+        ],
+    );
     let nd = tshark(
         &path,
         "icmpv6.type == 136",
@@ -243,7 +263,7 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     );
     let down6 = tshark(
         &path,
-        "pppoes && ppp.protocol == 0x0057 && udp && vlan && eth.dst == 02:00:00:00:00:09",
+        "pppoes && ppp.protocol == 0x0057 && udp && !icmpv6 && vlan && eth.dst == 02:00:00:00:00:09",
         &["ipv6.dst", "ipv6.hlim", "udp.checksum.status"],
     );
     // Negative control: the same capture with the RA's ICMPv6 checksum broken is flagged.
@@ -281,6 +301,11 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         "RS from the subscriber's link-local: {rs}"
     );
     assert_eq!(nd.trim(), ll, "NA for the BNG's link-local");
+    assert_eq!(
+        te.trim(),
+        format!("{ll}\t{}\t0\t1", std::net::Ipv6Addr::from(s.ipv6)),
+        "Time Exceeded from the BNG's link-local"
+    );
     let src = std::net::Ipv6Addr::from(s.ipv6).to_string();
     assert_eq!(
         up6.trim(),

@@ -7,7 +7,8 @@
 //!   packets for our own addresses are answered (ICMP echo, RFC 792) or punted.
 //! * `ip4-rewrite` (§5.3.1, §5.2.7): TTL decrement with an incremental checksum
 //!   update (RFC 1624) and ICMP Time Exceeded (code 0) at expiry, the MTU check with
-//!   Fragmentation Needed (type 3 code 4, RFC 1191) for DF packets, next-hop
+//!   Fragmentation Needed (type 3 code 4, RFC 1191) for DF packets and
+//!   fragmentation (RFC 791 §3.2, RFC 1812 §5.2.6, [`super::frag4`]) of the others, next-hop
 //!   resolution through the neighbour table (an ARP request is sent while pending)
 //!   and the Ethernet rewrite (VLAN tags of the ingress frame are removed).
 //!
@@ -16,6 +17,7 @@
 
 use super::arp;
 use super::classify::class;
+use super::frag4::fragment4;
 use super::l3::{AdjKind, L3};
 use super::neigh::{key_v4, Resolve};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
@@ -393,13 +395,15 @@ const RW_FULL: u16 = 2;
 const RW_MTU: u16 = 3;
 const RW_BAD_ADJ: u16 = 4;
 const RW_NO_HEADROOM: u16 = 5;
+const RW_FRAG: u16 = 6;
 static RW_ERRORS: &[&str] = &[
     "TTL expired",
     "ARP pending",
     "neighbour table full",
-    "exceeds MTU (DF set or fragmentation not done)",
+    "exceeds MTU with DF set",
     "bad adjacency",
     "no room for Ethernet header",
+    "fragmentation failed (no buffer, MTU below 68)",
 ];
 
 /// `ip4-rewrite`: TTL, MTU, neighbour resolution and the Ethernet rewrite.
@@ -413,6 +417,9 @@ pub struct Ip4Rewrite {
     pub icmp_limit: RateLimit,
     pub icmp_sent: u64,
     pub arp_requests: u64,
+    /// Packets fragmented (RFC 791 §3.2) and fragments sent for them.
+    pub fragmented: u64,
+    pub fragments_sent: u64,
 }
 
 impl Ip4Rewrite {
@@ -444,6 +451,8 @@ impl Ip4Rewrite {
             icmp_limit: RateLimit::new(1000, 100),
             icmp_sent: 0,
             arp_requests: 0,
+            fragmented: 0,
+            fragments_sent: 0,
         }
     }
 }
@@ -479,6 +488,8 @@ impl Stage for Ip4Rewrite {
         let limit = &mut self.icmp_limit;
         let sent = &mut self.icmp_sent;
         let arps = &mut self.arp_requests;
+        let fragmented = &mut self.fragmented;
+        let fragments_sent = &mut self.fragments_sent;
         let cache = &mut self.cache;
         let fast = &mut self.fast;
         batch.dispatch(node, out, |pkt, out| {
@@ -521,7 +532,9 @@ impl Stage for Ip4Rewrite {
                 let mut v = ipv4::Packet::new_unchecked(ip);
                 let too_big = usize::from(v.total_len()) > usize::from(ifc.mtu);
                 let df = v.dont_frag();
-                let ok = too_big || v.decrement_ttl().is_some();
+                // A packet that is refused for its size keeps its TTL (the ICMP error
+                // quotes it unchanged); one that will be fragmented is forwarded.
+                let ok = (too_big && df) || v.decrement_ttl().is_some();
                 (v.dst_addr(), ok, too_big, df)
             };
             if !ttl_ok {
@@ -530,15 +543,13 @@ impl Stage for Ip4Rewrite {
                 }
                 return Next::Drop(RW_TTL);
             }
-            if too_big {
-                if df {
-                    let k = ErrorKind::DstUnreachable {
-                        code: 4,
-                        next_hop_mtu: ifc.mtu,
-                    };
-                    if send_icmp4_error(out, l3, pkt, k, limit) {
-                        *sent += 1;
-                    }
+            if too_big && df {
+                let k = ErrorKind::DstUnreachable {
+                    code: 4,
+                    next_hop_mtu: ifc.mtu,
+                };
+                if send_icmp4_error(out, l3, pkt, k, limit) {
+                    *sent += 1;
                 }
                 return Next::Drop(RW_MTU);
             }
@@ -590,6 +601,16 @@ impl Stage for Ip4Rewrite {
                 h[0..6].copy_from_slice(&mac);
                 h[6..12].copy_from_slice(&ifc.mac);
                 h[12..14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+            }
+            if too_big {
+                // DF clear: fragments 1..n-1 are queued now, this buffer is the last.
+                match fragment4(pkt, HEADER_LEN, usize::from(ifc.mtu), out, adj.port, |_| {}) {
+                    Ok(n) => {
+                        *fragmented += 1;
+                        *fragments_sent += n as u64;
+                    }
+                    Err(_) => return Next::Drop(RW_FRAG),
+                }
             }
             Next::Port(adj.port)
         });

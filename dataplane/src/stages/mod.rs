@@ -9,6 +9,7 @@
 pub mod arp;
 pub mod classify;
 pub mod firewall;
+pub mod frag4;
 pub mod ip4;
 pub mod ip6;
 pub mod l3;

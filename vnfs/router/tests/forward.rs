@@ -161,6 +161,21 @@ fn frames() -> Vec<(u16, Vec<u8>)> {
         fix_ip_checksum(&mut v);
         f.push((0, v));
     }
+    // 15: 1828-byte datagram, DF clear, out of a 1500-byte MTU -> two fragments
+    {
+        let payload: Vec<u8> = (0..1800u32).map(|i| (i * 7) as u8).collect();
+        let mut v = udp4([192, 0, 2, 10], [100, 64, 0, 9], 64, &payload);
+        v[20] &= !0x40;
+        fix_ip_checksum(&mut v);
+        f.push((0, v));
+    }
+    // 16: the same with DF set -> ICMP Fragmentation Needed (MTU 1500) to the source
+    {
+        let mut v = udp4([192, 0, 2, 10], [100, 64, 0, 9], 64, &[1u8; 1800]);
+        v[20] |= 0x40;
+        fix_ip_checksum(&mut v);
+        f.push((0, v));
+    }
     f
 }
 
@@ -221,6 +236,41 @@ fn mixed_traffic_is_forwarded_and_answered() {
         .any(|f| f[12..14] == [0x08, 0x06] && f[0..6] == [0xff; 6]));
     // VLAN stripped on egress
     assert!(core.iter().all(|f| f[12..14] != [0x81, 0x00]));
+    // Frame 15 left as two fragments (RFC 791 §3.2): 1480 + 328 payload bytes, in
+    // order, same identification, TTL 63, valid header checksums.
+    let frags: Vec<&Vec<u8>> = core
+        .iter()
+        .filter(|f| f[12..14] == [0x08, 0x00] && f[30..34] == [100, 64, 0, 9])
+        .collect();
+    assert_eq!(frags.len(), 2, "fragments of frame 15");
+    let hdr = |f: &Vec<u8>| {
+        etherparse::Ipv4HeaderSlice::from_slice(&f[14..])
+            .unwrap()
+            .to_header()
+    };
+    let (h0, h1) = (hdr(frags[0]), hdr(frags[1]));
+    assert!(h0.more_fragments && !h1.more_fragments);
+    assert_eq!(
+        (h0.fragment_offset.value(), h1.fragment_offset.value()),
+        (0, 185)
+    );
+    assert_eq!((h0.total_len, h1.total_len), (1500, 348));
+    assert_eq!(h0.identification, h1.identification);
+    assert_eq!((h0.time_to_live, h1.time_to_live), (63, 63));
+    for h in [&h0, &h1] {
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+    }
+    // Frame 16 (DF) was refused with type 3 code 4 quoting next-hop MTU 1500.
+    assert!(
+        acc.iter().any(|f| f.len() > 42
+            && f[12..14] == [0x08, 0x00]
+            && f[23] == 1
+            && f[34] == 3
+            && f[35] == 4
+            && f[40..42] == [0x05, 0xdc]),
+        "ICMP fragmentation needed"
+    );
+    assert!(errors.contains("exceeds MTU with DF set"), "{errors}");
 }
 
 fn tshark() -> &'static str {
@@ -340,6 +390,28 @@ fn tshark_accepts_router_output() {
     assert!(
         text.lines().any(|l| l.split('|').nth(4) == Some("63")),
         "IPv6 hop limit 63:\n{text}"
+    );
+    // tshark reassembles our two fragments into the original 1808-byte UDP datagram
+    // (whose checksum it verified above).
+    let re = Command::new(ts)
+        .args(["-r", path.to_str().unwrap(), "-n"])
+        .args(checks)
+        .args(["-Y", "ip.reassembled.length", "-T", "fields"])
+        .args([
+            "-e",
+            "ip.reassembled.length",
+            "-e",
+            "udp.length",
+            "-e",
+            "udp.checksum.status",
+        ])
+        .output()
+        .unwrap();
+    let re = String::from_utf8_lossy(&re.stdout);
+    assert_eq!(
+        re.trim(),
+        "1808\t1808\t1",
+        "reassembly by tshark (checksum status 1 = good):\n{re}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,7 +2,8 @@
 //! sink in one process over in-memory virtio rings, no root. Prints a human summary,
 //! or with `--json` one JSON object (`sessions_established`, `setup_rate_per_s`,
 //! `setup_p99_ms`, `throughput_mpps`, `plr`, and the phase details). The lab itself is
-//! `pktgen::subscribers::lab`.
+//! `pktgen::subscribers::lab`. With `--netns` the same lab runs across network
+//! namespaces with the `vbng` binary and FreeRADIUS (`lab_bng_netns`).
 
 use pktgen::subscribers::lab::{imix, run as run_lab, LabConfig};
 use std::time::Duration;
@@ -17,9 +18,10 @@ pub struct BngLabArgs {
     /// Session setups per second (0 = as fast as the BNG answers).
     #[arg(long, default_value_t = 0)]
     pub setup_rate: u32,
-    /// Most setups in flight at once.
-    #[arg(long, default_value_t = 4096)]
-    pub max_outstanding: u32,
+    /// Most setups in flight at once (default 4096 in memory; 256 with `--netns`, where
+    /// a deeper queue only adds latency past the 1 s PPP restart timer).
+    #[arg(long)]
+    pub max_outstanding: Option<u32>,
     /// Authentication: pap or chap.
     #[arg(long, default_value = "pap")]
     pub auth: String,
@@ -50,10 +52,31 @@ pub struct BngLabArgs {
     /// `downstream6`, `ipv6_plr`).
     #[arg(long)]
     pub ipv6: bool,
+    /// Run across network namespaces (root): the `vbng` binary over AF_PACKET between
+    /// a subscriber and a core namespace (see `lab_bng_netns`).
+    #[arg(long)]
+    pub netns: bool,
+    /// With `--netns`: authenticate and account against FreeRADIUS started in the bng
+    /// namespace (else a local user file).
+    #[arg(long, requires = "netns")]
+    pub radius: bool,
+    /// With `--netns`: the vbng binary (default: `vbng` next to this executable).
+    #[arg(long, requires = "netns")]
+    pub vbng: Option<String>,
+    /// With `--netns`: capture the access link with tshark into this file.
+    #[arg(long, requires = "netns")]
+    pub capture: Option<String>,
+    /// With `--netns`: add a hostile subscriber (PADI flood, bad LCP, garbage after the
+    /// PPPoE header, wrong password).
+    #[arg(long, requires = "netns")]
+    pub hostile: bool,
 }
 
 /// Run the lab and print its report.
 pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
+    if args.netns {
+        return crate::lab_bng_netns::run(&args);
+    }
     let auth = match args.auth.as_str() {
         "pap" => AuthProto::Pap,
         "chap" => AuthProto::Chap,
@@ -76,7 +99,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     let cfg = LabConfig {
         sessions: args.sessions,
         setup_rate: args.setup_rate,
-        max_outstanding: args.max_outstanding,
+        max_outstanding: args.max_outstanding.unwrap_or(4096),
         auth,
         frame_sizes,
         packets: args.packets,

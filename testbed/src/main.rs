@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod compare;
 mod image;
 mod lab_bng;
+mod lab_bng_netns;
 mod lab_router;
 mod netns;
 mod scenario;

@@ -147,11 +147,19 @@ pub struct Emulator {
     t_last_up: u64,
     up: u32,
     done: u32,
+    /// Deadline heap with lazy deletion: an entry is live only while it equals the
+    /// subscriber's `sched` slot, so each subscriber has at most one live timer and
+    /// a loop touches only the subscribers whose time has come (never all N).
     timers: BinaryHeap<Reverse<(u64, u32)>>,
+    sched: Vec<u64>,
     hist: Option<Histogram<u64>>,
     failed: BTreeMap<String, u64>,
     counted: Vec<bool>,
+    lost: Vec<bool>,
 }
+
+/// `sched` value of a subscriber with no timer.
+const NO_TIMER: u64 = u64::MAX;
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -196,9 +204,11 @@ impl Emulator {
             up: 0,
             done: 0,
             timers: BinaryHeap::new(),
+            sched: vec![NO_TIMER; n as usize],
             hist: Histogram::new(3).ok(),
             failed: BTreeMap::new(),
             counted: vec![false; n as usize],
+            lost: vec![false; n as usize],
         }
     }
 
@@ -217,13 +227,24 @@ impl Emulator {
         self.done == self.cfg.sessions
     }
 
-    fn track(&mut self, i: u32, now: u64) {
-        let Some(s) = self.subs.get(i as usize) else {
+    /// Timers armed (at most one per subscriber) and heap entries (live + stale).
+    pub fn timer_stats(&self) -> (usize, usize) {
+        (
+            self.sched.iter().filter(|&&t| t != NO_TIMER).count(),
+            self.timers.len(),
+        )
+    }
+
+    /// Account for subscriber `i` after it did something, and (re)arm its timer, no
+    /// earlier than `earliest`.
+    fn track(&mut self, i: u32, earliest: u64) {
+        let k = i as usize;
+        let Some(s) = self.subs.get(k) else {
             return;
         };
         let done = s.phase == ClientPhase::Up || s.failed.is_some();
-        if done && !self.counted.get(i as usize).copied().unwrap_or(true) {
-            if let Some(c) = self.counted.get_mut(i as usize) {
+        if done && !self.counted.get(k).copied().unwrap_or(true) {
+            if let Some(c) = self.counted.get_mut(k) {
                 *c = true;
             }
             self.done += 1;
@@ -237,10 +258,35 @@ impl Emulator {
                 *self.failed.entry(p.as_str().to_string()).or_default() += 1;
             }
         }
-        if let Some(d) = self.subs.get(i as usize).and_then(|s| s.deadline()) {
-            if !done || s_phase_up(self.subs.get(i as usize)) {
-                self.timers.push(Reverse((d.max(now), i)));
+        // An established session that went down again (PADT or LCP Terminate from
+        // the BNG) no longer counts as established; it is a failure in phase "up".
+        if s.phase == ClientPhase::Down
+            && s.failed.is_none()
+            && s.up_at.is_some()
+            && self.counted.get(k).copied().unwrap_or(false)
+            && !self.lost.get(k).copied().unwrap_or(true)
+        {
+            if let Some(l) = self.lost.get_mut(k) {
+                *l = true;
             }
+            self.up = self.up.saturating_sub(1);
+            *self.failed.entry("up".to_string()).or_default() += 1;
+        }
+        // A subscriber that is down has no timers (its `poll` does nothing).
+        let d = match s.phase {
+            ClientPhase::Down => None,
+            _ => s.deadline().map(|d| d.max(earliest)),
+        };
+        let Some(slot) = self.sched.get_mut(k) else {
+            return;
+        };
+        match d {
+            Some(d) if *slot != d => {
+                *slot = d;
+                self.timers.push(Reverse((d, i)));
+            }
+            Some(_) => {}
+            None => *slot = NO_TIMER,
         }
     }
 
@@ -287,13 +333,22 @@ impl Emulator {
                 break;
             }
             self.timers.pop();
+            let Some(slot) = self.sched.get_mut(i as usize) else {
+                continue;
+            };
+            if *slot != t {
+                continue; // superseded by a later (re)arm
+            }
+            *slot = NO_TIMER;
             let Some(s) = self.subs.get_mut(i as usize) else {
                 continue;
             };
             if s.deadline().is_some_and(|d| d <= now) {
                 s.poll(now, out);
-                self.track(i, now);
             }
+            // Re-armed no earlier than the next millisecond, so one call ends even if
+            // a timer did not move.
+            self.track(i, now + 1);
         }
     }
 
@@ -376,10 +431,6 @@ impl Emulator {
     }
 }
 
-fn s_phase_up(s: Option<&Subscriber>) -> bool {
-    s.is_some_and(|s| s.phase == ClientPhase::Up)
-}
-
 /// An IPv4/UDP packet of `ip_len` bytes (header checksum set, UDP checksum 0).
 pub fn ipv4_udp(src: u32, dst: u32, ip_len: usize, sport: u16, dport: u16) -> Vec<u8> {
     let ip_len = ip_len.clamp(28, 65535);
@@ -446,6 +497,11 @@ mod tests {
         }
         assert!(e.settled());
         assert_eq!(e.report().failed_by_phase.get("padi"), Some(&100));
+        // Retransmissions re-armed each timer: still at most one live timer per
+        // subscriber, and none once all have failed.
+        let (live, entries) = e.timer_stats();
+        assert_eq!(live, 0);
+        assert!(entries <= 100, "{entries} heap entries left");
     }
 }
 pub mod lab;

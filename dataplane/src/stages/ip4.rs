@@ -568,6 +568,12 @@ impl Stage for Ip4Rewrite {
                 None => l3.neigh.resolve(key_v4(target), now),
             };
             let mac = match resolved {
+                Resolve::Refresh(m) => {
+                    if send_arp_request(out, l3, adj.port, target) {
+                        *arps += 1;
+                    }
+                    m
+                }
                 Resolve::Mac(m) => {
                     if via && cached.is_none() {
                         if let Some(c) = cache.get_mut(nh) {

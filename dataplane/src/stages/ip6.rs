@@ -579,6 +579,12 @@ impl Stage for Ip6Rewrite {
             };
             let mac = match l3.neigh.resolve(key_v6(&target), out.now_ns) {
                 Resolve::Mac(m) => m,
+                Resolve::Refresh(m) => {
+                    if send_ns(out, l3, adj.port, target) {
+                        *nss += 1;
+                    }
+                    m
+                }
                 Resolve::SendRequest => {
                     if send_ns(out, l3, adj.port, target) {
                         *nss += 1;

@@ -82,6 +82,11 @@ impl Slot {
 pub enum Resolve {
     /// Forward to this MAC.
     Mac([u8; 6]),
+    /// Forward to this MAC, and send a request now: the binding is past its reachable
+    /// time (RFC 4861 §7.3.3 STALE → PROBE; the ARP cache refresh of RFC 1122
+    /// §2.3.2.1). Returned once per retry interval; without an answer within three
+    /// intervals [`NeighTable::age`] invalidates the binding.
+    Refresh([u8; 6]),
     /// Unknown or incomplete: drop, and send a request now (rate limited).
     SendRequest,
     /// Unknown or incomplete; a request went out recently.
@@ -270,9 +275,9 @@ impl NeighTable {
             let m = s.mac.load(Ordering::Acquire);
             if m & MAC_VALID != 0 {
                 let conf = s.confirmed.load(Ordering::Relaxed);
-                if now.saturating_sub(conf) > self.reachable_ns {
-                    // stale: keep forwarding, refresh in the background
-                    let _ = self.claim_request(s, now);
+                if now.saturating_sub(conf) > self.reachable_ns && self.claim_request(s, now) {
+                    // stale: keep forwarding, and have the caller ask again
+                    return Resolve::Refresh(u64_mac(m));
                 }
                 return Resolve::Mac(u64_mac(m));
             }
@@ -387,11 +392,19 @@ mod tests {
         t.reachable_ns = 10 * S;
         let k = key_v6(&Ipv6Addr::LOCALHOST);
         t.learn(k, [2, 1, 2, 3, 4, 5], S);
-        // stale but forwarding; a refresh request is claimed
-        assert_eq!(t.resolve(k, 20 * S), Resolve::Mac([2, 1, 2, 3, 4, 5]));
+        // stale but forwarding: the caller is told to send a refresh request, once
+        // per retry interval
+        assert_eq!(t.resolve(k, 20 * S), Resolve::Refresh([2, 1, 2, 3, 4, 5]));
+        assert_eq!(t.resolve(k, 20 * S + 1), Resolve::Mac([2, 1, 2, 3, 4, 5]));
         assert_eq!(t.age(21 * S), 0, "request just sent");
         assert_eq!(t.age(30 * S), 1, "no answer in 3 retries: invalidated");
         assert_eq!(t.lookup(k), None);
+        // an answer to the refresh keeps the binding
+        t.learn(k, [2, 1, 2, 3, 4, 5], 31 * S);
+        assert_eq!(t.resolve(k, 45 * S), Resolve::Refresh([2, 1, 2, 3, 4, 5]));
+        t.learn(k, [2, 1, 2, 3, 4, 5], 46 * S);
+        assert_eq!(t.age(60 * S), 0, "confirmed after the refresh");
+        assert_eq!(t.lookup(k), Some([2, 1, 2, 3, 4, 5]));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Config {
     pub prefix_valid_s: u32,
     /// Prefix preferred lifetime, s (RFC 4861 §6.2.1 AdvPreferredLifetime).
     pub prefix_preferred_s: u32,
+    /// Our IPv6 address on the core side: source of ICMPv6 Time Exceeded and Packet
+    /// Too Big (RFC 4443 §3.2–3.3) sent to the core; absent = silent counted drops.
+    pub core_ip6: Option<core::net::Ipv6Addr>,
     /// RADIUS; absent = local users only.
     pub radius: Option<RadiusConfig>,
     /// Local users (lab fallback authentication).
@@ -118,6 +121,7 @@ impl Default for Config {
             ra_router_lifetime_s: 1800,
             prefix_valid_s: 86400,
             prefix_preferred_s: 14400,
+            core_ip6: None,
             radius: None,
             users: Vec::new(),
             user_file: None,

@@ -748,7 +748,7 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         };
         if h[0] == 0x86 && h[1] == 0xdd {
-            return self.downstream6(p, now_ns);
+            return self.downstream6(p, now_ns, out);
         }
         if h[0] != 0x08 || h[1] != 0x00 {
             return Next::Drop(E_ETHERTYPE);

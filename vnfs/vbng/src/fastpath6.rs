@@ -18,9 +18,12 @@
 //!
 //! Downstream: IPv6 from the core whose destination's upper 64 bits are a session's
 //! prefix is found in O(1) (a hash table keyed by those 64 bits, pre-sized at start),
-//! hop-limit checked and decremented, checked against the session MTU (too big is a
-//! counted `too-big` drop: the BNG has no global IPv6 address to source an RFC 4443
-//! §3.2 Packet Too Big from), policed and encapsulated in place into PPPoE/PPP 0x0057.
+//! hop-limit checked and decremented, checked against the session MTU, policed and
+//! encapsulated in place into PPPoE/PPP 0x0057. Expired hop limits and packets too big
+//! for the session are counted drops (`ttl-exceeded`, `too-big`); with a core IPv6
+//! address (`core_ip6`, [`FastPath::with_core_ip6`]) they also earn an ICMPv6 Time
+//! Exceeded (RFC 4443 §3.3) or Packet Too Big with the session MTU (§3.2, for path
+//! MTU discovery, RFC 8201) to the sender, via the core router that delivered them.
 //!
 //! Tables change only through [`FibUpdate::Add6`]/[`FibUpdate::Remove6`] from the
 //! lock-free update queue; nothing here allocates or locks.
@@ -51,6 +54,8 @@ pub(super) struct Tables {
     /// Per session slot: the BNG's IPv6CP interface identifier on that link (source
     /// `fe80::<id>` of ICMPv6 errors to the subscriber), 0 = none.
     router_iid: Vec<u64>,
+    /// Our global address on the core side (source of ICMPv6 errors to the core).
+    core_ip6: Option<Ipv6Addr>,
 }
 
 impl Tables {
@@ -60,6 +65,7 @@ impl Tables {
             by_prefix: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
             prefix: alloc::vec![0; n],
             router_iid: alloc::vec![0; n],
+            core_ip6: None,
         }
     }
 
@@ -116,6 +122,53 @@ impl FastPath {
     /// Installed IPv6 prefixes.
     pub fn prefixes6(&self) -> usize {
         self.v6.len()
+    }
+
+    /// Our IPv6 address on the core side: source of ICMPv6 Time Exceeded and Packet
+    /// Too Big sent to the core (none: those packets are silent counted drops).
+    pub fn with_core_ip6(mut self, addr: Option<Ipv6Addr>) -> FastPath {
+        self.v6.core_ip6 = addr;
+        self
+    }
+
+    /// An ICMPv6 error about `ip` (a datagram from the core) back to its sender, from
+    /// `core_ip6`, framed as untagged Ethernet to `dst_mac`; rate limited.
+    fn core_error6(&mut self, out: &mut Out, ip: &[u8], dst_mac: [u8; 6], kind: ErrorKind) {
+        let st = &*self.stats;
+        let Some(src) = self.v6.core_ip6 else {
+            inc(&st.icmp_no_source);
+            return;
+        };
+        let Some(mut e) = out.cache.alloc() else {
+            inc(&st.no_buffer);
+            return;
+        };
+        let core_mac = self.cfg.core_mac;
+        let built = e.append(14 + icmpv6::MAX_ERROR_LEN).ok().and_then(|b| {
+            let (h, body) = b.split_at_mut(14);
+            let n = icmpv6::build_error(body, ip, &src, 64, kind).ok()?;
+            h[..6].copy_from_slice(&dst_mac);
+            h[6..12].copy_from_slice(&core_mac);
+            h[12..14].copy_from_slice(&[0x86, 0xdd]);
+            Some(n)
+        });
+        let Some(n) = built else {
+            out.cache.free(e);
+            inc(&st.icmp_not_allowed);
+            return;
+        };
+        if e.set_len(14 + n).is_err() || !self.icmp_limit.take(out.now_ns) {
+            out.cache.free(e);
+            inc(&st.icmp_rate_limited);
+            return;
+        }
+        let port = self.cfg.core_port;
+        e.meta.port = port;
+        if out.emit(port, e) {
+            inc(&st.icmp_sent);
+        } else {
+            inc(&st.no_buffer);
+        }
     }
 
     /// ICMPv6 Time Exceeded (RFC 4443 §3.3, code 0) about `ip` back to subscriber
@@ -259,7 +312,7 @@ impl FastPath {
 
     /// Downstream IPv6 (an untagged Ethernet 0x86DD frame from the core).
     #[inline]
-    pub(super) fn downstream6(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
+    pub(super) fn downstream6(&mut self, p: &mut Pkt, now_ns: u64, out: &mut Out) -> Next {
         let d = p.data();
         let Some(ip) = d.get(14..54) else {
             return Next::Drop(E_MALFORMED);
@@ -277,12 +330,28 @@ impl FastPath {
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_ROUTE);
         };
-        if hop <= 1 {
-            return Next::Drop(E_TTL);
+        let mtu = s.mtu;
+        if hop <= 1 || total > usize::from(mtu) {
+            let (kind, why) = if hop <= 1 {
+                (ErrorKind::TimeExceeded { code: 0 }, E_TTL)
+            } else {
+                (
+                    ErrorKind::PktTooBig {
+                        mtu: u32::from(mtu),
+                    },
+                    E_TOO_BIG,
+                )
+            };
+            let mut from = [0u8; 6];
+            from.copy_from_slice(&d[6..12]);
+            if let Some(off) = d.get(14..14 + total) {
+                self.core_error6(out, off, from, kind);
+            }
+            return Next::Drop(why);
         }
-        if total > usize::from(s.mtu) {
-            return Next::Drop(E_TOO_BIG);
-        }
+        let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
+            return Next::Drop(E_NO_ROUTE);
+        };
         if let Some(b) = s.down.as_mut() {
             b.fill(now_ns);
             if !b.take(total) {
@@ -578,6 +647,40 @@ mod tests {
         let (out, node) = run(&mut fp, 1, &frames);
         assert!(out.ports[0].len() < 70, "{}", out.ports[0].len());
         assert!(node.drops[E_POLICE_DOWN as usize] > 30);
+    }
+
+    #[test]
+    fn downstream_errors_go_back_to_the_core_sender() {
+        let (fp, _, _) = setup((0, 0));
+        let core6: Ipv6Addr = "2001:db8:ffff::b".parse().unwrap();
+        let mut fp = fp.with_core_ip6(Some(core6));
+        let expiring = ipv6(REMOTE, host(), 1, 17, 100);
+        let big = ipv6(REMOTE, host(), 64, 17, 1460);
+        let (out, node) = run(&mut fp, 1, &[down_frame(&expiring), down_frame(&big)]);
+        assert_eq!(out.ports[0].len(), 0);
+        assert_eq!(node.drops[E_TTL as usize], 1);
+        assert_eq!(node.drops[E_TOO_BIG as usize], 1);
+        let errs: Vec<&[u8]> = out.ports[1].iter().map(|p| p.data()).collect();
+        assert_eq!(errs.len(), 2);
+        for (e, (ty, rest, quoted)) in errs.iter().zip([(3u8, 0u32, &expiring), (2, 1492, &big)]) {
+            assert_eq!(
+                &e[0..6],
+                &[2, 0, 0, 0, 0, 0xd],
+                "to the router that sent it"
+            );
+            assert_eq!(&e[6..12], &[2, 0, 0, 0, 0, 0xc]);
+            assert_eq!(&e[12..14], &[0x86, 0xdd]);
+            let ip = &e[14..];
+            assert_eq!(u128_at(ip, 8), u128::from(core6));
+            assert_eq!(u128_at(ip, 24), REMOTE);
+            assert_eq!((ip[40], ip[41]), (ty, 0));
+            assert_eq!(u32::from_be_bytes([ip[44], ip[45], ip[46], ip[47]]), rest);
+            assert_eq!(&ip[48..56], &quoted[..8]);
+            // RFC 4443 §2.4(c): the error fits the minimum MTU.
+            assert!(ip.len() <= 1280);
+            let icmp = icmpv6::Packet::new_checked(&ip[40..]).unwrap();
+            assert!(icmp.verify_checksum(&core6, &Ipv6Addr::from(REMOTE)));
+        }
     }
 
     #[test]

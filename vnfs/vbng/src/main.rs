@@ -174,6 +174,7 @@ fn run(
     if let Some(c) = &core_link {
         fp = fp.with_core_link(c.clone());
     }
+    fp = fp.with_core_ip6(cfg.core_ip6);
     let fp_stats = fp.stats();
     let own = Own {
         stats: &fp_stats,

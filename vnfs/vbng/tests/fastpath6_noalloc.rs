@@ -1,7 +1,8 @@
 //! IPv6 on the fast path costs no heap: a counting global allocator watches the
 //! `bng-fastpath` stage forward IPv6 both ways over PPPoE (RFC 5072), drop spoofed
 //! sources, expired hop limits (sending ICMPv6 Time Exceeded back to the subscriber,
-//! RFC 4443 §3.3), unknown prefixes and too-big packets, punt Router
+//! RFC 4443 §3.3), unknown prefixes and too-big packets (Time Exceeded / Packet Too
+//! Big to the core, §3.2), punt Router
 //! Solicitations, and police, for 100k packets after a warm-up — and a prefix moving
 //! between sessions through the update queue allocates nothing either (the tables are
 //! pre-sized at start).
@@ -106,7 +107,8 @@ fn ipv6_forwarding_does_not_allocate() {
         icmp_rate: 1_000_000_000,
         icmp_burst: 1_000_000,
         ..LocalConfig::default()
-    });
+    })
+    .with_core_ip6(Some("2001:db8:ffff::b".parse().expect("addr")));
     for u in [
         FibUpdate::Add {
             idx: 3,
@@ -198,10 +200,18 @@ fn ipv6_forwarding_does_not_allocate() {
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
     assert_eq!(allocs, 0, "the IPv6 fast path allocated {allocs} times");
     // Per round: two forwarded each way (the rest are counted drops), one Time
-    // Exceeded back to the subscriber, one RS punted.
-    assert_eq!(fwd[1] - fwd0[1], 2 * rounds, "upstream");
+    // Exceeded back to the subscriber, a Time Exceeded and a Packet Too Big to the
+    // core, one RS punted.
+    assert_eq!(
+        fwd[1] - fwd0[1],
+        4 * rounds,
+        "upstream + errors to the core"
+    );
     assert_eq!(fwd[0] - fwd0[0], 3 * rounds, "downstream + Time Exceeded");
-    assert_eq!(fp.stats().icmp_sent.load(Ordering::Relaxed) - icmp0, rounds);
+    assert_eq!(
+        fp.stats().icmp_sent.load(Ordering::Relaxed) - icmp0,
+        3 * rounds
+    );
     assert_eq!(punted, 64 + rounds);
     let drops = |name: &str| {
         ERRORS

@@ -2,7 +2,8 @@
 //! QinQ access line, the subscriber's Router Solicitation, the BNG's Router
 //! Advertisements (RFC 4861 §4.2 with Prefix Information, MTU and RDNSS, RFC 8106),
 //! a Neighbor Solicitation for the BNG's link-local address and its answer, an ICMPv6
-//! Time Exceeded (RFC 4443 §3.3) for a packet whose hop limit expired, and IPv6
+//! Time Exceeded (RFC 4443 §3.3) for a packet whose hop limit expired, a Packet Too
+//! Big (§3.2) to the core for one too big for the session, and IPv6
 //! UDP data both ways through the fast path (PPPoE/PPP 0x0057 on the access side,
 //! Ethernet 0x86DD on the core side), are written to a pcap and dissected by `tshark`.
 //! No frame may be malformed or carry a warning/error expert item (a bad ICMPv6 or
@@ -127,7 +128,8 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         },
         update_queue(64),
         counters,
-    );
+    )
+    .with_core_ip6(Some("2001:db8:ffff::b".parse().expect("addr")));
     let mut s = Subscriber::new(ClientParams {
         mac: [2, 0, 0, 0, 0, 9],
         vlans: Vlans {
@@ -218,6 +220,16 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     let [to_access, _, _] = fastpath(&mut fp, 1, &down);
     assert_eq!(to_access.len(), 1, "downstream IPv6 encapsulated");
     frames.extend(to_access);
+    // Too big for the session: Packet Too Big with the session MTU to the sender.
+    let mut big = CORE_MAC.to_vec();
+    big.extend_from_slice(&SINK_MAC);
+    big.extend_from_slice(&[0x86, 0xdd]);
+    big.extend_from_slice(&vbng::client::ipv6_udp(REMOTE, s.ipv6, 1500, 5001, 4000));
+    frames.push(big.clone());
+    let [to_access, ptb, _] = fastpath(&mut fp, 1, &big);
+    assert!(to_access.is_empty());
+    assert_eq!(ptb.len(), 1, "Packet Too Big");
+    frames.extend(ptb);
 
     let path = std::env::temp_dir().join(format!("vbng-ipv6-{}.pcap", std::process::id()));
     std::fs::write(&path, pcap(&frames)).expect("write pcap");
@@ -251,6 +263,16 @@ fn ipv6_over_pppoe_dissects_cleanly() {
             "icmpv6.checksum.status",
         ],
     );
+    let ptb = tshark(
+        &path,
+        "icmpv6.type == 2",
+        &[
+            "ipv6.src",
+            "ipv6.dst",
+            "icmpv6.mtu",
+            "icmpv6.checksum.status",
+        ],
+    );
     let nd = tshark(
         &path,
         "icmpv6.type == 136",
@@ -258,7 +280,7 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     );
     let up6 = tshark(
         &path,
-        "eth.type == 0x86dd && eth.dst == 02:00:00:00:00:0d && udp",
+        "eth.type == 0x86dd && eth.dst == 02:00:00:00:00:0d && udp && !icmpv6",
         &["ipv6.src", "ipv6.hlim", "udp.checksum.status"],
     );
     let down6 = tshark(
@@ -301,6 +323,7 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         "RS from the subscriber's link-local: {rs}"
     );
     assert_eq!(nd.trim(), ll, "NA for the BNG's link-local");
+    assert_eq!(ptb.trim(), "2001:db8:ffff::b\t2001:db8:ffff::1\t1492\t1");
     assert_eq!(
         te.trim(),
         format!("{ll}\t{}\t0\t1", std::net::Ipv6Addr::from(s.ipv6)),

@@ -50,6 +50,7 @@ use dataplane::metrics::Prom;
 use dataplane::proto::checksum::update16;
 use dataplane::proto::icmpv4::{unreachable, ErrorKind};
 use dataplane::stage::{NodeStats, Stage};
+use dataplane::stages::frag4::fragment4;
 use dataplane::stages::ip4::RateLimit;
 use dataplane::stages::qos::TokenBucket;
 use hashbrown::HashMap;
@@ -77,6 +78,7 @@ pub static ERRORS: &[&str] = &[
     "arp-ignored",
     "next-hop-unresolved",
     "local-not-handled",
+    "fragmentation-failed",
 ];
 const E_MALFORMED: u16 = 0;
 const E_NO_SESSION: u16 = 1;
@@ -95,6 +97,7 @@ const E_ARP_MALFORMED: u16 = 13;
 const E_ARP_IGNORED: u16 = 14;
 const E_UNRESOLVED: u16 = 15;
 const E_LOCAL: u16 = 16;
+const E_FRAG: u16 = 17;
 
 /// The queue through which the control plane updates the fast path.
 pub type UpdateQueue = ArrayQueue<FibUpdate>;
@@ -255,6 +258,11 @@ pub struct FastPathStats {
     pub mss_clamped: AtomicU64,
     /// SYNs with malformed TCP options, forwarded unchanged.
     pub mss_bad_options: AtomicU64,
+    /// Downstream datagrams (DF clear) larger than the session MTU, fragmented
+    /// (RFC 791 §3.2) instead of dropped, and the fragments sent for them.
+    pub fragmented: AtomicU64,
+    /// See `fragmented`.
+    pub fragments_sent: AtomicU64,
 }
 
 #[inline]
@@ -287,6 +295,17 @@ impl FastPathStats {
             p.counter(
                 "vbng_mss_clamp_total",
                 "TCP SYNs whose MSS was clamped",
+                &[("kind", kind)],
+                v,
+            );
+        }
+        for (kind, v) in [
+            ("datagrams", g(&self.fragmented)),
+            ("fragments", g(&self.fragments_sent)),
+        ] {
+            p.counter(
+                "vbng_fragmented_total",
+                "Downstream IPv4 datagrams fragmented to the session MTU",
                 &[("kind", kind)],
                 v,
             );
@@ -786,7 +805,8 @@ impl FastPath {
         let mtu = s.mtu;
         let expired = ip[8] <= 1;
         let too_big = ip_len > usize::from(mtu);
-        if expired || too_big {
+        // DF clear and too big: fragmented below, after the encapsulation.
+        if expired || (too_big && ip[6] & 0x40 != 0) {
             let df = ip[6] & 0x40 != 0;
             // RFC 1812 §5.3.1 (TTL) and RFC 1191 §4 (DF and too big for the session):
             // the error goes back to the previous hop on the core link.
@@ -867,6 +887,7 @@ impl FastPath {
             o += 4;
         }
         let plen = (ip_len + 2) as u16;
+        let len_at = o + 6;
         h[o..o + 10].copy_from_slice(&[
             0x88,
             0x64,
@@ -881,6 +902,25 @@ impl FastPath {
         ]);
         p.meta.l3 = hdr as u16;
         p.meta.user = idx;
+        if too_big {
+            // Fragments 1..n-1 are queued now, each with a copy of the access header
+            // whose PPPoE length is fixed up; this buffer becomes the last one.
+            let r = fragment4(p, hdr, usize::from(mtu), out, key.port, |f| {
+                let pl = (f.len().saturating_sub(hdr) + 2) as u16;
+                if let Some(x) = f.data_mut().get_mut(len_at..len_at + 2) {
+                    x.copy_from_slice(&pl.to_be_bytes());
+                }
+            });
+            match r {
+                Ok(n) => {
+                    inc(&self.stats.fragmented);
+                    self.stats
+                        .fragments_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(_) => return Next::Drop(E_FRAG),
+            }
+        }
         Next::Port(key.port)
     }
 }
@@ -1362,8 +1402,33 @@ mod tests {
             &[core_frame(&df), core_frame(&nodf), core_frame(&fits)],
             5,
         );
-        assert_eq!(node.drops[E_TOO_BIG as usize], 2);
-        assert_eq!(out.ports[0].len(), 1, "the one that fits");
+        assert_eq!(node.drops[E_TOO_BIG as usize], 1, "only the DF datagram");
+        let down = frames(&out.ports[0]);
+        assert_eq!(
+            down.len(),
+            3,
+            "two fragments of the DF-clear one, then the one that fits"
+        );
+        // The fragments (RFC 791 §3.2): PPPoE length = PPP protocol + datagram, IP
+        // total length within the session MTU, MF on the first only, offsets 0 and
+        // 1456 bytes, valid header checksums, TTL decremented.
+        let mut payload = 0;
+        for (i, f) in down[..2].iter().enumerate() {
+            let ip = &f[30..];
+            let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            assert_eq!(tl, f.len() - 30);
+            assert!(tl <= 1480);
+            assert_eq!(usize::from(u16::from_be_bytes([f[26], f[27]])), tl + 2);
+            assert_eq!(&f[28..30], &[0x00, 0x21]);
+            let fo = u16::from_be_bytes([ip[6], ip[7]]);
+            assert_eq!(fo & 0x2000 != 0, i == 0, "MF");
+            assert_eq!(usize::from(fo & 0x1fff) * 8, payload);
+            assert_eq!(ip[8], 63);
+            assert!(checksum::verify(&ip[..20]));
+            payload += tl - 20;
+        }
+        assert_eq!(payload, 1480);
+        assert_eq!(fp.stats.fragments_sent.load(Ordering::Relaxed), 2);
         let e = frames(&out.ports[1]);
         assert_eq!(e.len(), 1, "only the DF datagram gets an error");
         let e = &e[0];

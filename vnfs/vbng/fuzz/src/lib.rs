@@ -3,8 +3,9 @@
 //! - `wire`: the stateless parsers — Ethernet/802.1Q/QinQ (IEEE 802.1Q), PPPoE
 //!   discovery tags (RFC 2516 §5), PPP control packets and options (RFC 1661 §5–6),
 //!   PAP (RFC 1334 §2.2), CHAP (RFC 1994 §4), RADIUS packets and attributes
-//!   (RFC 2865 §3, §5), the Access-Accept reply reader — with parse → emit → parse
-//!   round trips where an emitter exists.
+//!   (RFC 2865 §3, §5), the Access-Accept reply reader, Framed-IPv6-Prefix (RFC 3162
+//!   §2.3), IPv6 Neighbor Discovery over PPP (RFC 4861 §4.1–4.3, `vbng::nd`) — with
+//!   parse → emit → parse round trips where an emitter exists.
 //! - `control`: the stateful control plane. A real emulated subscriber brings a
 //!   session up first, then the input is a script of operations: raw frames, frames
 //!   inside the live PPPoE session (any PPP protocol), discovery packets with any code,
@@ -19,7 +20,7 @@
 //!   BNG might send, in every phase.
 
 use vbng::client::{ClientParams, ClientPhase, Subscriber};
-use vbng::config::{Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
+use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
@@ -94,6 +95,12 @@ fn base_config(auth: AuthProto) -> Config {
         pools: vec![PoolConfig {
             name: "default".into(),
             ranges: vec!["100.64.0.0/27".into()],
+        }],
+        // Dual stack: sessions get a /64, so RS/NS inside a live session reach the
+        // RA/NA code (RFC 4861) and the client's SLAAC.
+        pools6: vec![Pool6Config {
+            name: "v6".into(),
+            prefix: "2001:db8:100::/56".into(),
         }],
         users: vec![UserConfig {
             name: "alice".into(),
@@ -191,6 +198,37 @@ pub fn exercise_wire(data: &[u8]) {
         let _ = vbng::radius::Reply::from_packet(&p);
         let _ = wire::radius::verify_response(&p, SECRET, &[0; 16]);
         let _ = wire::radius::verify_request_md5(&p, SECRET);
+    }
+    if let Some((p, l)) = vbng::radius::parse_ipv6_prefix(data) {
+        let v = vbng::radius::ipv6_prefix_value(p, l);
+        assert_eq!(
+            vbng::radius::parse_ipv6_prefix(&v),
+            Some((p, l)),
+            "Framed-IPv6-Prefix round trip"
+        );
+    }
+    if let Ok(vbng::nd::Nd::RouterAdvert {
+        src,
+        lifetime_s,
+        slaac_prefix: Some(prefix),
+        ..
+    }) = vbng::nd::parse(data)
+    {
+        let mut f = Vec::new();
+        let p = vbng::nd::RaParams {
+            prefix,
+            router_lifetime_s: lifetime_s,
+            valid_s: 1,
+            preferred_s: 1,
+            mtu: 0,
+            dns: Vec::new(),
+            dns_lifetime_s: 0,
+        };
+        vbng::nd::router_advertisement(src as u64, vbng::nd::ALL_NODES, &p, &mut f);
+        assert!(
+            matches!(vbng::nd::parse(&f[2..]), Ok(vbng::nd::Nd::RouterAdvert { slaac_prefix: Some(x), .. }) if x == prefix),
+            "emitted RA does not parse"
+        );
     }
     if data.len() >= 16 {
         let ra: [u8; 16] = data[..16].try_into().unwrap_or([0; 16]);
@@ -451,4 +489,174 @@ pub fn exercise_client(data: &[u8]) {
         up.clear();
     }
     let _ = sub.deadline();
+}
+
+/// The `bng-fastpath` stage (RFC 2516 §6 session frames, IPv4/IPv6 forwarding,
+/// anti-spoofing, ICMP errors, MSS clamping, fragmentation, core-side ARP) on both
+/// ports: raw frames, and frames inside a live session or towards a subscriber with
+/// fuzz payloads. Every buffer must come back to the pool.
+pub fn exercise_fastpath(data: &[u8]) {
+    use dataplane::batch::{Batch, Out};
+    use dataplane::buf::Pool;
+    use dataplane::stage::{NodeStats, Stage};
+    use std::sync::{Arc, OnceLock};
+    use vbng::control::FibUpdate;
+    use vbng::corelink::CoreLink;
+    use vbng::fastpath::{update_queue, FastPath, FastPathConfig, LocalConfig, ERRORS};
+    use vbng::mss::MssClamp;
+    use vbng::pppoe::AccessKey;
+
+    static POOL: OnceLock<Option<&'static Pool>> = OnceLock::new();
+    let Some(pool) = *POOL.get_or_init(|| Pool::new(512)) else {
+        return;
+    };
+    let before = pool.available();
+    let mut inp = Input { d: data };
+    let flags = inp.byte().unwrap_or(0);
+    const SUB_IP: u32 = 0x6440_0005;
+    const PREFIX6: u64 = 0x2001_0db8_0100_0001;
+    let key = AccessKey {
+        port: 0,
+        mac: [2, 1, 1, 1, 1, 1],
+        vlans: Vlans {
+            svlan: if flags & 1 != 0 { 10 } else { 0 },
+            cvlan: if flags & 2 != 0 { 20 } else { 0 },
+        },
+    };
+    let counters = SessionCounters::new(8);
+    let cfg = FastPathConfig {
+        access_port: 0,
+        core_port: 1,
+        access_mac: [2, 0, 0, 0, 0, 0xa],
+        core_mac: [2, 0, 0, 0, 0, 0xc],
+        core_next_hop: [2, 0, 0, 0, 0, 0xd],
+        max_sessions: 8,
+    };
+    let mut fp = FastPath::new(cfg, update_queue(16), counters).with_local(LocalConfig {
+        gateway: Some(core::net::Ipv4Addr::new(100, 64, 0, 1)),
+        mss: if flags & 4 != 0 {
+            MssClamp::Fixed(1400)
+        } else {
+            MssClamp::Auto
+        },
+        icmp_rate: 0,
+        icmp_burst: 8,
+    });
+    if flags & 8 != 0 {
+        fp = fp.with_core_link(Arc::new(CoreLink::new(
+            core::net::Ipv4Addr::new(198, 51, 100, 1),
+            24,
+            Some(core::net::Ipv4Addr::new(198, 51, 100, 254)),
+        )));
+    }
+    fp.apply(
+        FibUpdate::Add {
+            idx: 3,
+            key,
+            sid: 0x55,
+            ip: SUB_IP,
+            rate: if flags & 16 != 0 {
+                (64_000, 64_000)
+            } else {
+                (0, 0)
+            },
+            mtu: if flags & 32 != 0 { 1500 } else { 1492 },
+        },
+        0,
+    );
+    fp.apply(
+        FibUpdate::Add6 {
+            idx: 3,
+            prefix: PREFIX6,
+            router_iid: 0x0200_00ff_fe00_000a,
+        },
+        0,
+    );
+    {
+        let mut out = Out::new(2, pool.cache());
+        let mut node = NodeStats::new("bng-fastpath", ERRORS);
+        let mut now = 1u64;
+        while let Some(op) = inp.byte() {
+            let c = inp.chunk().unwrap_or(&[]);
+            let (port, frame) = match op % 5 {
+                0 => (0u16, c.to_vec()),
+                1 => (1u16, c.to_vec()),
+                2 => {
+                    // Inside the live session: PPP protocol and payload from the input.
+                    let mut f = vec![2, 0, 0, 0, 0, 0xa];
+                    f.extend_from_slice(&key.mac);
+                    if key.vlans.svlan != 0 {
+                        f.extend_from_slice(&[0x88, 0xa8, 0, 10]);
+                    }
+                    if key.vlans.cvlan != 0 {
+                        f.extend_from_slice(&[0x81, 0x00, 0, 20]);
+                    }
+                    f.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 0x55]);
+                    f.extend_from_slice(&(c.len() as u16).to_be_bytes());
+                    f.extend_from_slice(c);
+                    (0, f)
+                }
+                3 => {
+                    // From the core towards the subscriber's IPv4 address or /64.
+                    let mut f = vec![2, 0, 0, 0, 0, 0xc, 2, 0, 0, 0, 0, 0xd];
+                    let mut ip = c.to_vec();
+                    if op & 0x80 == 0 {
+                        f.extend_from_slice(&[0x08, 0x00]);
+                        if ip.len() >= 20 {
+                            ip[0] = 0x45;
+                            let l = ip.len() as u16;
+                            ip[2..4].copy_from_slice(&l.to_be_bytes());
+                            ip[16..20].copy_from_slice(&SUB_IP.to_be_bytes());
+                        }
+                    } else {
+                        f.extend_from_slice(&[0x86, 0xdd]);
+                        if ip.len() >= 40 {
+                            ip[0] = 0x60;
+                            let l = (ip.len() - 40) as u16;
+                            ip[4..6].copy_from_slice(&l.to_be_bytes());
+                            ip[24..32].copy_from_slice(&PREFIX6.to_be_bytes());
+                        }
+                    }
+                    f.extend_from_slice(&ip);
+                    (1, f)
+                }
+                _ => {
+                    now += u64::from(op) * 10_000_000;
+                    out.now_ns = now;
+                    fp.tick(&mut out);
+                    continue;
+                }
+            };
+            let Some(mut p) = out.cache.alloc() else {
+                break;
+            };
+            if p.copy_from(&frame).is_err() {
+                out.cache.free(p);
+                continue;
+            }
+            p.meta.port = port;
+            let mut b = Batch::new();
+            if let Err(p) = b.push(p) {
+                out.cache.free(p);
+                continue;
+            }
+            out.now_ns = now;
+            fp.process(&mut b, &mut node, &mut out);
+            b.free_all(&mut out.cache);
+            for i in 0..out.ports.len() {
+                let mut tx = core::mem::take(&mut out.ports[i]);
+                tx.free_all(&mut out.cache);
+            }
+            let mut punt = core::mem::take(&mut out.punt);
+            punt.free_all(&mut out.cache);
+        }
+        // Whatever the last operation queued (a tick's ARP request) goes back too.
+        for i in 0..out.ports.len() {
+            let mut tx = core::mem::take(&mut out.ports[i]);
+            tx.free_all(&mut out.cache);
+        }
+        let mut punt = core::mem::take(&mut out.punt);
+        punt.free_all(&mut out.cache);
+    }
+    assert_eq!(pool.available(), before, "the fast path leaked buffers");
 }

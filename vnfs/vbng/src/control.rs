@@ -187,6 +187,8 @@ pub struct ControlStats {
     pub ra_sent: u64,
     /// Router Solicitations received.
     pub rs_received: u64,
+    /// Router Solicitations not answered (rate limit, RFC 4861 §6.2.6).
+    pub rs_rate_limited: u64,
     /// Neighbor Advertisements sent for our link-local address.
     pub na_sent: u64,
     /// IPv6 packets punted to the control plane and dropped (not ND we answer, bad
@@ -247,6 +249,8 @@ struct Entry {
     ipv6_up: bool,
     /// Next unsolicited Router Advertisement.
     next_ra: Option<u64>,
+    /// When the last RA answering a Router Solicitation went out.
+    last_solicited_ra: Option<u64>,
     rate: (u64, u64),
     reply: Reply,
     created: u64,
@@ -664,6 +668,7 @@ impl ControlPlane {
             prefix6: 0,
             ipv6_up: false,
             next_ra: None,
+            last_solicited_ra: None,
             rate: self.default_rate,
             reply: Reply::default(),
             created: now,
@@ -885,9 +890,26 @@ impl ControlPlane {
             return;
         };
         match crate::nd::parse(ip) {
-            Ok(crate::nd::Nd::RouterSolicit { .. }) => {
+            Ok(crate::nd::Nd::RouterSolicit { src }) => {
+                // RFC 4861 §6.2.6: answer a solicitation from an address unicast (at
+                // most one a second per session), from the unspecified address to
+                // all-nodes (at most one per MIN_DELAY_BETWEEN_RAS = 3 s).
                 self.stats.rs_received += 1;
-                self.send_ra(idx, crate::nd::ALL_NODES, now);
+                let (dst, gap) = if src == 0 {
+                    (crate::nd::ALL_NODES, 3000)
+                } else {
+                    (src, 1000)
+                };
+                let last = match self.slots.get_mut(idx as usize) {
+                    Some(Some(e)) => &mut e.last_solicited_ra,
+                    _ => return,
+                };
+                if last.is_some_and(|t| now < t + gap) {
+                    self.stats.rs_rate_limited += 1;
+                    return;
+                }
+                *last = Some(now);
+                self.send_ra(idx, dst, now);
                 self.schedule(idx);
             }
             Ok(crate::nd::Nd::NeighborSolicit { src, target }) if target == our_ll => {
@@ -1690,23 +1712,44 @@ mod tests {
         c.input(0, &ns(router ^ 1), 5);
         assert!(c.take_tx().is_empty());
         assert_eq!(c.stats.na_sent, 1);
+        // A Router Solicitation flood earns one (unicast) RA a second.
+        let iid = subs[0].interface_id().unwrap();
+        let mut rs = Vec::new();
+        crate::nd::router_solicitation(iid, &mut rs);
+        let rs = subs[0].session_frame(&rs);
+        let limited = c.stats.rs_rate_limited;
+        for t in [2000, 2001, 2002, 2500, 3010] {
+            c.input(0, &rs, t);
+        }
+        let tx = c.take_tx();
+        assert_eq!(tx.len(), 2, "at t=2000 and t=3010");
+        for (_, f) in &tx {
+            let ip = &f[30..];
+            assert_eq!(ip[40], 134);
+            assert_eq!(
+                u128::from_be_bytes(ip[24..40].try_into().unwrap()),
+                crate::nd::link_local(iid),
+                "unicast to the soliciting host"
+            );
+        }
+        assert_eq!(c.stats.rs_rate_limited - limited, 3);
         // Unsolicited RAs every ra_interval_s.
         let before = c.stats.ra_sent;
-        c.poll(600_000);
+        c.poll(604_000);
         assert_eq!(c.stats.ra_sent, before + 2);
         // Hang up: the /64 leaves the fast path and returns to the pool.
         c.take_fib();
         let mut up = Vec::new();
         subs[0].terminate(&mut up);
-        run(&mut c, &mut subs, 600_010, up);
+        run(&mut c, &mut subs, 604_010, up);
         assert!(c
             .take_fib()
             .iter()
             .any(|u| matches!(u, FibUpdate::Remove6 { prefix, .. } if *prefix == prefixes[0])));
         let mut again = alloc::vec![sub(9, "alice", "pw", AuthProto::Pap)];
         let mut up = Vec::new();
-        again[0].start(600_020, &mut up);
-        run(&mut c, &mut again, 600_020, up);
+        again[0].start(604_020, &mut up);
+        run(&mut c, &mut again, 604_020, up);
         assert_eq!(
             (again[0].ipv6 >> 64) as u64,
             prefixes[0],

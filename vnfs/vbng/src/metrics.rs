@@ -69,6 +69,7 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
     for (name, v) in [
         ("ra_sent", s.ra_sent),
         ("rs_received", s.rs_received),
+        ("rs_rate_limited", s.rs_rate_limited),
         ("na_sent", s.na_sent),
         ("dropped", s.ipv6_dropped),
         ("pool6_exhausted", s.pool6_exhausted),

@@ -1381,9 +1381,13 @@ impl ControlPlane {
             let Some(Some(e)) = self.slots.get(idx as usize) else {
                 return false;
             };
+            // Framed-IPv6-Prefix identifies a session too (RFC 5176 §3, RFC 3162).
+            let v6 = d.reply.ipv6_prefix();
             d.framed_ip.is_none_or(|ip| ip == e.ip)
                 && d.user.as_ref().is_none_or(|u| *u == e.user)
-                && (d.framed_ip.is_some() || d.user.is_some())
+                && v6
+                    .is_none_or(|(p, l)| l == 64 && e.prefix6 != 0 && (p >> 64) as u64 == e.prefix6)
+                && (d.framed_ip.is_some() || d.user.is_some() || v6.is_some())
         })
     }
 
@@ -1733,10 +1737,27 @@ mod tests {
             );
         }
         assert_eq!(c.stats.rs_rate_limited - limited, 3);
+        // Disconnect-Request identifying the session by Framed-IPv6-Prefix (RFC 5176
+        // §3): the second subscriber goes, the first stays.
+        let mut b = crate::wire::radius::Builder::new(
+            crate::wire::radius::code::DISCONNECT_REQUEST,
+            1,
+            [0; 16],
+        );
+        b.attr(
+            crate::wire::radius::attr::FRAMED_IPV6_PREFIX,
+            &radius::ipv6_prefix_value(u128::from(prefixes[1]) << 64, 64),
+        );
+        let dm = b.finish_request_md5(b"").unwrap();
+        let ack = c.dynauth(&dm, 3100).expect("answered");
+        assert_eq!(ack[0], crate::wire::radius::code::DISCONNECT_ACK);
+        assert_eq!(c.session_count(), 1);
+        assert!(c.sessions()[0].ipv6_prefix == prefixes[0]);
+        c.take_tx();
         // Unsolicited RAs every ra_interval_s.
         let before = c.stats.ra_sent;
         c.poll(604_000);
-        assert_eq!(c.stats.ra_sent, before + 2);
+        assert_eq!(c.stats.ra_sent, before + 1);
         // Hang up: the /64 leaves the fast path and returns to the pool.
         c.take_fib();
         let mut up = Vec::new();

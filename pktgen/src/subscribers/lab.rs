@@ -784,27 +784,31 @@ mod tests {
 
     #[test]
     fn dual_stack_traffic_flows_both_ways() {
-        let r = run(
-            &LabConfig {
-                sessions: 100,
-                packets: 10_000,
-                ipv6: true,
-                ..LabConfig::default()
-            },
-            |_| {},
-        )
-        .unwrap();
-        assert_eq!(r.sessions_established, 100, "{:?}", r.setup);
-        assert_eq!(r.ipv6_sessions, 100, "{}", r.bng_errors);
-        let u = r.upstream6.as_ref().unwrap();
-        assert_eq!(u.sent, 10_000);
-        assert_eq!(u.received, 10_000, "{}", r.bng_errors);
-        let d = r.downstream6.as_ref().unwrap();
-        assert_eq!(d.sent, 10_000);
-        assert_eq!(d.received, 10_000, "{}", r.bng_errors);
-        assert_eq!(r.ipv6_plr, 0.0);
-        assert_eq!(r.plr, 0.0);
-        assert_eq!(r.sessions_after_teardown, 0);
+        // Also with CGNAT: IPv6 passes the nat44 stage between the fast-path halves.
+        for cgnat in [None, Some("203.0.113.0/28".to_string())] {
+            let r = run(
+                &LabConfig {
+                    sessions: 100,
+                    packets: 10_000,
+                    ipv6: true,
+                    cgnat: cgnat.clone(),
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(r.sessions_established, 100, "{:?}", r.setup);
+            assert_eq!(r.ipv6_sessions, 100, "{}", r.bng_errors);
+            let u = r.upstream6.as_ref().unwrap();
+            assert_eq!(u.sent, 10_000);
+            assert_eq!(u.received, 10_000, "{cgnat:?} {}", r.bng_errors);
+            let d = r.downstream6.as_ref().unwrap();
+            assert_eq!(d.sent, 10_000);
+            assert_eq!(d.received, 10_000, "{cgnat:?} {}", r.bng_errors);
+            assert_eq!(r.ipv6_plr, 0.0);
+            assert_eq!(r.plr, 0.0);
+            assert_eq!(r.sessions_after_teardown, 0);
+        }
     }
 
     #[test]

@@ -25,6 +25,14 @@
 //!   Destination Unreachable code 13 (rate limited); existing sessions are untouched.
 //! - CGNAT (RFC 6888, RFC 7422): port blocks per subscriber ([`alloc`]) with
 //!   allocation/release records ([`log`], RFC 6888 §4 REQ-12).
+//! - Fragments (RFC 4787 §11 REQ-14: in-order and out-of-order): IPv4 fragments are
+//!   translated by virtual reassembly ([`frag`]): the first fragment like any packet,
+//!   its result recorded per datagram (source, destination, protocol, identification)
+//!   for the later fragments, which get the address rewrite only; fragments arriving
+//!   before their first are held in a small bounded queue. Tiny first fragments and
+//!   TCP fragments at offset 8 are dropped (RFC 1858). Fragmented ICMP errors are
+//!   not translated (dropped, counted). The only cost on unfragmented packets is the
+//!   flags/offset test that was there before.
 //!
 //! Fast path: sessions live in a preallocated array indexed from one bucketised hash
 //! table ([`table`]) that holds four keys per flow (session inside/outside 5-tuples,
@@ -32,12 +40,13 @@
 //! three passes (parse + hash + prefetch bucket, probe + prefetch session, translate),
 //! the way VPP hides DRAM latency. Expiry is lazy: a session found expired on lookup
 //! is removed, and [`Stage::tick`] scans a bounded number of slots per call. Nothing
-//! allocates after [`Nat44::new`]. Fragments are not translated (dropped, counted).
+//! allocates after [`Nat44::new`].
 //!
 //! Direction: packets arriving on a port listed in `inside_ports` go inside→outside;
 //! all others outside→inside, and only those addressed to a pool address are touched.
 
 pub mod alloc;
+pub mod frag;
 pub mod log;
 pub mod rewrite;
 pub mod table;
@@ -45,8 +54,9 @@ pub mod table;
 mod tests;
 
 use self::alloc::{AllocError, Pool};
+use self::frag::{FragKey, FragResult, FragTable, Held, HoldQueue, Record};
 use self::log::{LogRecord, LogSink, RingLog};
-use self::rewrite::{rd16, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
+use self::rewrite::{rd16, rd32, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
 use self::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable, NONE};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
@@ -250,11 +260,14 @@ pub mod reason {
     pub const SESSION_LIMIT: u16 = 9;
     pub const SUBSCRIBERS_FULL: u16 = 10;
     pub const ICMP_ERROR_NO_SESSION: u16 = 11;
+    pub const FRAG_TINY: u16 = 12;
+    pub const FRAG_HOLD_FULL: u16 = 13;
+    pub const FRAG_EXPIRED: u16 = 14;
 }
 
 static ERRORS: &[&str] = &[
     "malformed",
-    "fragment (not translated)",
+    "fragmented icmp error (not translated)",
     "protocol not translated",
     "icmp type not translated",
     "no session (unsolicited inbound)",
@@ -265,6 +278,9 @@ static ERRORS: &[&str] = &[
     "subscriber session limit",
     "subscriber table full",
     "icmp error matches no session",
+    "tiny or overlapping fragment (RFC 1858)",
+    "fragment hold queue full",
+    "fragment expired before its first fragment",
 ];
 
 /// Counters beyond the drop reasons.
@@ -277,6 +293,22 @@ pub struct NatStats {
     pub icmp_errors_translated: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_rate_limited: u64,
+    /// First fragments translated (their result recorded or, see `frag_table_full`,
+    /// not).
+    pub frag_first: u64,
+    /// Non-first fragments translated on arrival.
+    pub frag_translated: u64,
+    /// Non-first fragments held for their first fragment.
+    pub frag_held: u64,
+    /// Held fragments translated and sent on.
+    pub frag_released: u64,
+    /// Held fragments dropped because their first fragment did not come in time.
+    pub frag_expired: u64,
+    /// First fragments whose result could not be recorded (set full).
+    pub frag_table_full: u64,
+    /// First fragments seen again while their entry was live (duplicates or a reused
+    /// identification).
+    pub frag_duplicate_first: u64,
 }
 
 /// A 5-tuple as seen in one direction (ICMP queries: identifier as source port when
@@ -376,7 +408,15 @@ enum Act {
     Out2In,
     ErrIn2Out,
     ErrOut2In,
+    /// A non-first fragment (no transport header).
+    FragIn2Out,
+    FragOut2In,
 }
+
+/// `Pre::frag`: not a fragment, the first fragment, a later one.
+const FRAG_NONE: u8 = 0;
+const FRAG_FIRST: u8 = 1;
+const FRAG_REST: u8 = 2;
 
 /// Per-packet result of the first pass.
 #[derive(Clone, Copy, Debug)]
@@ -386,6 +426,10 @@ struct Pre {
     l4: u16,
     end: u16,
     tcp_flags: u8,
+    /// `FRAG_*`.
+    frag: u8,
+    /// IP identification (fragments only).
+    ipid: u16,
     flow: Flow,
     h: u64,
     cand: u32,
@@ -397,6 +441,8 @@ const PRE0: Pre = Pre {
     l4: 0,
     end: 0,
     tcp_flags: 0,
+    frag: FRAG_NONE,
+    ipid: 0,
     flow: Flow {
         src: 0,
         dst: 0,
@@ -444,6 +490,24 @@ pub struct Nat44 {
     pub log: RingLog,
     sink: Option<Box<dyn LogSink>>,
     pub stats: NatStats,
+    /// Virtual reassembly: datagram translations and held fragments.
+    frags: FragTable,
+    held: HoldQueue,
+    /// Batch positions (after `dispatch`) of fragments to hold, as a bit set.
+    hold_mask: [u64; BATCH_SIZE / 64],
+    /// Fragments promised a hold slot in the current batch.
+    hold_pending: usize,
+    /// Set by `handle` for a non-first fragment to hold.
+    hold_now: bool,
+    /// Session used by the last translated packet (read for first fragments).
+    last_sess: u32,
+    /// A first fragment was recorded while fragments were held (scan the queue).
+    release_due: bool,
+    /// Held fragments expired by `tick`, not yet counted as drops.
+    expired_uncounted: u64,
+    /// Keys of the fragments promised a hold slot in the current batch.
+    pending_keys: [FragKey; frag::HOLD_SLOTS],
+    scratch: Box<Batch>,
 }
 
 impl fmt::Debug for Nat44 {
@@ -543,6 +607,16 @@ impl Nat44 {
             log: RingLog::new(cfg.log_capacity as usize),
             sink: None,
             stats: NatStats::default(),
+            frags: FragTable::new(units(frag::LIFETIME_MS * 1_000_000)),
+            held: HoldQueue::new(units(frag::LIFETIME_MS * 1_000_000)),
+            hold_mask: [0; BATCH_SIZE / 64],
+            hold_pending: 0,
+            hold_now: false,
+            last_sess: NONE,
+            release_due: false,
+            expired_uncounted: 0,
+            pending_keys: [FragKey::default(); frag::HOLD_SLOTS],
+            scratch: Box::new(Batch::new()),
         })
     }
 
@@ -569,6 +643,11 @@ impl Nat44 {
     /// Port blocks allocated.
     pub fn blocks_in_use(&self) -> u64 {
         self.pool.blocks_in_use
+    }
+
+    /// Non-first fragments held waiting for their first fragment.
+    pub fn fragments_held(&self) -> usize {
+        self.held.len()
     }
 
     /// Bytes held by the session, mapping and index tables.
@@ -1084,10 +1163,6 @@ impl Nat44 {
         if inside && (dst >> 28 == 0xe || dst == u32::MAX || src == 0) {
             return r; // multicast, broadcast, unconfigured source: not translated
         }
-        if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-            r.act = Act::Drop(reason::FRAGMENT);
-            return r;
-        }
         let proto = ip[9];
         let l4 = l3 + ihl;
         let end = l3 + tl;
@@ -1097,6 +1172,13 @@ impl Nat44 {
         r.flow.src = src;
         r.flow.dst = dst;
         r.flow.proto = proto;
+        let fo = u16::from_be_bytes([ip[6], ip[7]]);
+        if fo & 0x3fff != 0 {
+            r.ipid = u16::from_be_bytes([ip[4], ip[5]]);
+            if Self::parse_fragment(&mut r, fo, ihl, tl, inside) != FRAG_FIRST {
+                return r;
+            }
+        }
         let need = match proto {
             TCP => 20,
             UDP | ICMP => 8,
@@ -1110,7 +1192,12 @@ impl Nat44 {
             .and_then(|x| <&[u8; 8]>::try_from(x).ok())
             .filter(|_| l4 + need <= end && l4 + need <= d.len())
         else {
-            r.act = Act::Drop(reason::MALFORMED);
+            // RFC 1858 §3.1: a first fragment without the whole transport header.
+            r.act = Act::Drop(if r.frag == FRAG_FIRST {
+                reason::FRAG_TINY
+            } else {
+                reason::MALFORMED
+            });
             return r;
         };
         if proto == ICMP {
@@ -1118,12 +1205,18 @@ impl Nat44 {
             match (h[0], inside) {
                 (icmpv4::msg::ECHO_REQUEST, true) => r.flow.sport = ident,
                 (icmpv4::msg::ECHO_REPLY, false) => r.flow.dport = ident,
-                (3 | 4 | 11 | 12, _) => {
+                (3 | 4 | 11 | 12, _) if r.frag == FRAG_NONE => {
                     r.act = if inside {
                         Act::ErrIn2Out
                     } else {
                         Act::ErrOut2In
                     };
+                    return r;
+                }
+                (3 | 4 | 11 | 12, _) => {
+                    // Fragmented ICMP errors (a quote over the path MTU) are rare and
+                    // not translated.
+                    r.act = Act::Drop(reason::FRAGMENT);
                     return r;
                 }
                 _ => {
@@ -1147,6 +1240,37 @@ impl Nat44 {
             r.h = key4(K_SOUT, f.src, f.sport, f.dst, f.dport, proto);
         }
         r
+    }
+
+    /// Classifies a fragment (`fo` = flags and offset, with MF or an offset set):
+    /// sets `r.frag` and, for anything but a well-formed first fragment, `r.act`.
+    /// Returns `r.frag`.
+    #[cold]
+    #[inline(never)]
+    fn parse_fragment(r: &mut Pre, fo: u16, ihl: usize, tl: usize, inside: bool) -> u8 {
+        let off = usize::from(fo & 0x1fff) * 8;
+        let mf = fo & 0x2000 != 0;
+        let plen = tl - ihl;
+        // RFC 791: the datagram is at most 65535 bytes, and every fragment but the
+        // last carries a multiple of 8 bytes of payload.
+        if off + plen > 65535 - 20 || (mf && !plen.is_multiple_of(8)) || plen == 0 {
+            r.act = Act::Drop(reason::MALFORMED);
+            return FRAG_NONE;
+        }
+        if off == 0 {
+            r.frag = FRAG_FIRST;
+            return FRAG_FIRST;
+        }
+        r.frag = FRAG_REST;
+        r.act = match r.flow.proto {
+            // RFC 1858 §4: a TCP fragment at offset 8 could rewrite the flags of the
+            // first one.
+            TCP if off == 8 => Act::Drop(reason::FRAG_TINY),
+            TCP | UDP | ICMP if inside => Act::FragIn2Out,
+            TCP | UDP | ICMP => Act::FragOut2In,
+            _ => Act::Drop(reason::PROTO_UNSUPPORTED),
+        };
+        FRAG_REST
     }
 
     #[inline(always)]
@@ -1286,6 +1410,9 @@ impl Nat44 {
                         return Next::Drop(r);
                     }
                 };
+                if pre.frag != FRAG_NONE {
+                    self.last_sess = s;
+                }
                 let Some(sess) = self.sessions.get_mut(s as usize) else {
                     return Next::Drop(reason::TABLE_FULL);
                 };
@@ -1313,6 +1440,9 @@ impl Nat44 {
                     Ok(s) => s,
                     Err(r) => return Next::Drop(r),
                 };
+                if pre.frag != FRAG_NONE {
+                    self.last_sess = s;
+                }
                 let refresh = self.inbound_refresh;
                 let Some(sess) = self.sessions.get_mut(s as usize) else {
                     return Next::Drop(reason::TABLE_FULL);
@@ -1336,6 +1466,207 @@ impl Nat44 {
                 Next::Keep
             }
             Act::ErrIn2Out | Act::ErrOut2In => self.icmp_error(p, pre, now),
+            Act::FragIn2Out | Act::FragOut2In => self.fragment_rest(p, pre, now),
+        }
+    }
+
+    #[inline]
+    fn frag_key(pre: &Pre) -> FragKey {
+        FragKey {
+            src: pre.flow.src,
+            dst: pre.flow.dst,
+            id: pre.ipid,
+            proto: pre.flow.proto,
+            inbound: matches!(pre.act, Act::Out2In | Act::FragOut2In),
+        }
+    }
+
+    /// Rewrites the addresses of a non-first fragment to the recorded result and
+    /// refreshes the session (outbound always, inbound when configured).
+    fn apply_frag(&mut self, b: &mut [u8], l3: usize, inbound: bool, res: &FragResult, now: u32) {
+        if rd32(b, l3 + 12) != res.src {
+            rewrite_addr(b, l3, false, res.src);
+        }
+        if rd32(b, l3 + 16) != res.dst {
+            rewrite_addr(b, l3, true, res.dst);
+        }
+        let refresh = !inbound || self.inbound_refresh;
+        if let Some(s) = self.sessions.get_mut(res.sess as usize) {
+            if s.live && refresh {
+                s.last = now;
+            }
+        }
+    }
+
+    /// A non-first fragment: translated from its datagram's entry, or held for the
+    /// first fragment (kept in the batch for now, `hold_now` set), or dropped.
+    #[cold]
+    fn fragment_rest(&mut self, p: &mut Pkt, pre: &Pre, now: u32) -> Next {
+        let k = Self::frag_key(pre);
+        if let Some(res) = self.frags.lookup(&k, now) {
+            let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
+                return Next::Drop(reason::MALFORMED);
+            };
+            self.apply_frag(b, usize::from(pre.l3), k.inbound, &res, now);
+            self.stats.frag_translated += 1;
+            return Next::Keep;
+        }
+        // Fragments of the same datagram already promised a slot in this batch.
+        let same = self
+            .pending_keys
+            .iter()
+            .take(self.hold_pending)
+            .filter(|q| **q == k)
+            .count();
+        if !self.held.admits(&k, self.hold_pending, same) {
+            return Next::Drop(reason::FRAG_HOLD_FULL);
+        }
+        let Some(slot) = self.pending_keys.get_mut(self.hold_pending) else {
+            return Next::Drop(reason::FRAG_HOLD_FULL);
+        };
+        *slot = k;
+        self.hold_pending += 1;
+        self.hold_now = true;
+        Next::Keep
+    }
+
+    /// A fragment left `handle` kept at batch position `pos`: record a first
+    /// fragment's result, or mark a non-first one for holding.
+    #[cold]
+    fn fragment_kept(&mut self, p: &Pkt, pre: &Pre, now: u32, pos: usize) {
+        if pre.frag == FRAG_FIRST {
+            self.fragment_first(p, pre, now);
+        } else if self.hold_now {
+            self.hold_now = false;
+            if let Some(w) = self.hold_mask.get_mut(pos / 64) {
+                *w |= 1 << (pos % 64);
+            }
+        }
+    }
+
+    /// After a first fragment was translated: record the result for the rest of its
+    /// datagram (the addresses it now carries, and its session).
+    #[cold]
+    fn fragment_first(&mut self, p: &Pkt, pre: &Pre, now: u32) {
+        let d = p.data();
+        let l3 = usize::from(pre.l3);
+        let res = FragResult {
+            src: rd32(d, l3 + 12),
+            dst: rd32(d, l3 + 16),
+            sess: self.last_sess,
+        };
+        self.stats.frag_first += 1;
+        match self.frags.record(&Self::frag_key(pre), res, now) {
+            Record::New => {}
+            Record::Replaced => self.stats.frag_duplicate_first += 1,
+            Record::Full => self.stats.frag_table_full += 1,
+        }
+        if !self.held.is_empty() || self.hold_pending > 0 {
+            self.release_due = true;
+        }
+    }
+
+    /// Drops held fragments older than the lifetime (counted in `stats` now, as drops
+    /// at the next batch).
+    fn expire_held(&mut self, now: u32, cache: &mut crate::buf::PoolCache) {
+        if self.held.is_empty() {
+            return;
+        }
+        let mut n = 0;
+        self.held.expire(now, |h| {
+            cache.free(h.pkt);
+            n += 1;
+        });
+        self.stats.frag_expired += n;
+        self.expired_uncounted += n;
+    }
+
+    /// After `dispatch`: moves the fragments marked for holding out of `batch` into
+    /// the hold queue, then releases held fragments whose first fragment has been
+    /// translated (appended to `batch`, in hold order, as far as it has room).
+    #[cold]
+    fn after_batch(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out, now: u32) {
+        if self.hold_pending > 0 {
+            let mask = self.hold_mask;
+            let inside_ports = self.inside;
+            let life_now = now;
+            let mut i = 0usize;
+            let scratch = &mut *self.scratch;
+            let held = &mut self.held;
+            let mut held_n = 0u64;
+            batch.drain(|p| {
+                let hold = mask.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
+                i += 1;
+                if !hold {
+                    if let Err(p) = scratch.push(p) {
+                        out.cache.free(p);
+                    }
+                    return;
+                }
+                let d = p.data();
+                let Some(l3) = ipv4_offset(d) else {
+                    node.count_drop(reason::MALFORMED);
+                    out.cache.free(p);
+                    return;
+                };
+                let key = FragKey {
+                    src: rd32(d, l3 + 12),
+                    dst: rd32(d, l3 + 16),
+                    id: rd16(d, l3 + 4),
+                    proto: d.get(l3 + 9).copied().unwrap_or(0),
+                    inbound: !(p.meta.port < 64 && inside_ports & (1 << p.meta.port) != 0),
+                };
+                let h = Held {
+                    pkt: p,
+                    key,
+                    l3: l3 as u16,
+                    since: life_now,
+                };
+                match held.push(h) {
+                    Ok(()) => held_n += 1,
+                    Err(h) => {
+                        node.count_drop(reason::FRAG_HOLD_FULL);
+                        out.cache.free(h.pkt);
+                    }
+                }
+            });
+            batch.append(scratch);
+            self.stats.frag_held += held_n;
+            self.hold_mask = [0; BATCH_SIZE / 64];
+            self.hold_pending = 0;
+        }
+        if self.release_due {
+            self.release(batch, now);
+        }
+    }
+
+    /// Translates and appends to `batch` the held fragments whose datagram has an
+    /// entry now (those that do not fit stay held for the next batch).
+    fn release(&mut self, batch: &mut Batch, now: u32) {
+        self.release_due = false;
+        while let Some(h) = {
+            let frags = &self.frags;
+            self.held
+                .take_first(|h| frags.lookup(&h.key, now).is_some())
+        } {
+            if batch.is_full() {
+                self.release_due = true;
+                if let Err(h) = self.held.push(h) {
+                    h.pkt.pool().free(h.pkt);
+                }
+                return;
+            }
+            let Held {
+                mut pkt, key, l3, ..
+            } = h;
+            if let Some(res) = self.frags.lookup(&key, now) {
+                let b = pkt.data_mut();
+                self.apply_frag(b, usize::from(l3), key.inbound, &res, now);
+            }
+            self.stats.frag_released += 1;
+            if let Err(p) = batch.push(pkt) {
+                p.pool().free(p);
+            }
         }
     }
 
@@ -1588,15 +1919,37 @@ impl Stage for Nat44 {
         }
         // Pass 3: translate.
         let mut i = 0usize;
+        let mut kept = 0usize;
         batch.dispatch(node, out, |p, out| {
             let pre = self.pre.get(i).copied().unwrap_or(PRE0);
             i += 1;
-            self.handle(p, &pre, now, out)
+            let next = self.handle(p, &pre, now, out);
+            if next == Next::Keep {
+                if pre.frag != FRAG_NONE {
+                    self.fragment_kept(p, &pre, now, kept);
+                }
+                kept += 1;
+            }
+            next
         });
+        // Fragments: hold, release, expire (only when there is something to do).
+        if self.hold_pending > 0 || self.release_due {
+            self.after_batch(batch, node, out, now);
+        }
+        if !self.held.is_empty() {
+            self.expire_held(now, &mut out.cache);
+        }
+        if self.expired_uncounted > 0 {
+            if let Some(c) = node.drops.get_mut(usize::from(reason::FRAG_EXPIRED)) {
+                *c += self.expired_uncounted;
+            }
+            self.expired_uncounted = 0;
+        }
     }
 
     fn tick(&mut self, out: &mut Out) {
         let n = self.expiry_scan;
         self.expire(out.now_ns, n);
+        self.expire_held(units(out.now_ns), &mut out.cache);
     }
 }

@@ -84,6 +84,17 @@ fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
     v
 }
 
+/// A UDP frame with `n` bytes of patterned payload.
+fn udp_len(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, n: usize) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp);
+    let payload: Vec<u8> = (0..n).map(|i| (i * 7 + 3) as u8).collect();
+    let mut v = Vec::new();
+    b.write(&mut v, &payload).unwrap();
+    v
+}
+
 fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
     let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(src, dst, 64)
@@ -642,11 +653,12 @@ fn malformed_and_fragments_are_counted_drops() {
     let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
     f.truncate(14 + 20 + 4);
     assert!(h.run(IN, &f).is_none());
-    let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
-    f[14 + 6] = 0x20; // MF
-    assert!(h.run(IN, &f).is_none());
-    assert_eq!(h.drops(reason::FRAGMENT), 1);
     assert_eq!(h.drops(reason::MALFORMED), 1);
+    // MF set on 13 bytes of payload: not a multiple of 8.
+    let mut f = udp_len([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53, 5);
+    f[14 + 6] = 0x20;
+    assert!(h.run(IN, &f).is_none());
+    assert_eq!(h.drops(reason::MALFORMED), 2);
     // GRE is not translated.
     let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
     f[14 + 9] = 47;
@@ -726,4 +738,445 @@ fn vlan_tagged_frames_are_translated() {
     let r = h.run(IN, &f).unwrap();
     assert_eq!(&r[30..34], &EXT, "source rewritten after the 4-byte tag");
     assert!(checksum::verify(&r[18..38]));
+}
+
+// ---- Fragments: virtual reassembly (RFC 4787 REQ-14, RFC 1858) ----
+
+/// Splits an Ethernet+IPv4 frame (no options) into fragments carrying `chunk` bytes
+/// of IP payload each (a multiple of 8), with identification `id`.
+fn fragments(frame: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    assert_eq!(chunk % 8, 0);
+    let (eth, ipb) = frame.split_at(14);
+    let tl = usize::from(u16::from_be_bytes([ipb[2], ipb[3]]));
+    let payload = &ipb[20..tl];
+    let mut v = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let mf = end < payload.len();
+        let mut h = ipb[..20].to_vec();
+        h[2..4].copy_from_slice(&((20 + end - off) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let fo = ((off / 8) as u16) | if mf { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&fo.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::internet(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth.to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(&payload[off..end]);
+        v.push(f);
+        off = end;
+    }
+    v
+}
+
+/// Reassembles fragment frames (any order) into one unfragmented frame; checks
+/// every fragment's header checksum and that they agree on the addresses.
+fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut payload = vec![0u8; 65536];
+    let mut len = 0;
+    let mut first = None;
+    for f in frags {
+        let ipb = &f[14..];
+        assert!(checksum::verify(&ipb[..20]), "fragment header checksum");
+        let tl = usize::from(u16::from_be_bytes([ipb[2], ipb[3]]));
+        let fo = u16::from_be_bytes([ipb[6], ipb[7]]);
+        let off = usize::from(fo & 0x1fff) * 8;
+        payload[off..off + tl - 20].copy_from_slice(&ipb[20..tl]);
+        if fo & 0x2000 == 0 {
+            len = off + tl - 20;
+        }
+        if off == 0 {
+            first = Some(f.clone());
+        }
+        if let Some(fst) = &first {
+            assert_eq!(&fst[14 + 12..14 + 20], &ipb[12..20], "addresses agree");
+        }
+    }
+    let fst = first.expect("first fragment");
+    for f in frags {
+        assert_eq!(
+            &fst[14 + 12..14 + 20],
+            &f[14 + 12..14 + 20],
+            "addresses agree"
+        );
+    }
+    let mut h = fst[..34].to_vec();
+    h[14 + 2..14 + 4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+    h[14 + 6..14 + 8].copy_from_slice(&[0, 0]);
+    h[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = checksum::internet(&h[14..34]);
+    h[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(&payload[..len]);
+    h
+}
+
+impl H {
+    /// Runs `frames` through the stage as one batch; returns the frames kept (in
+    /// batch order, released fragments last).
+    fn run_batch(&mut self, port: u16, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut b = Batch::new();
+        for f in frames {
+            let mut p = self.out.cache.alloc().unwrap();
+            p.copy_from(f).unwrap();
+            p.meta.port = port;
+            b.push(p).unwrap();
+        }
+        self.out.now_ns = self.now;
+        self.nat.process(&mut b, &mut self.node, &mut self.out);
+        let r = b.iter().map(|p| p.data().to_vec()).collect();
+        b.free_all(&mut self.out.cache);
+        r
+    }
+
+    /// Runs each frame in its own batch; returns everything kept.
+    fn run_each(&mut self, port: u16, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        for f in frames {
+            v.extend(self.run_batch(port, core::slice::from_ref(f)));
+        }
+        v
+    }
+}
+
+const A: [u8; 4] = [10, 0, 0, 1];
+const SRV: [u8; 4] = [192, 0, 2, 1];
+
+/// The mapped outside port of A:5000 → SRV:53/UDP.
+fn udp_port(h: &H, sport: u16) -> u16 {
+    h.nat
+        .lookup_in2out(&Flow {
+            src: ip(A),
+            sport,
+            dst: ip(SRV),
+            dport: 53,
+            proto: UDP,
+        })
+        .unwrap()
+        .1
+}
+
+#[test]
+fn req14_udp_fragments_in_order_both_directions() {
+    let mut h = H::new(cfg());
+    let big = udp_len(A, 5000, SRV, 53, 3000);
+    let frs = fragments(&big, 1480, 0x1234);
+    assert_eq!(frs.len(), 3);
+    let got = h.run_each(IN, &frs);
+    assert_eq!(got.len(), 3, "every fragment translated");
+    for f in &got {
+        assert_eq!(
+            &f[14 + 12..14 + 16],
+            &EXT,
+            "source rewritten in every fragment"
+        );
+    }
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole), "reassembled UDP checksum verifies");
+    let ep = udp_port(&h, 5000);
+    assert_eq!(tuple(&whole), (EXT, ep, SRV, 53));
+    assert_eq!(&whole[42..], &big[42..], "payload untouched");
+    assert_eq!(h.nat.stats.frag_first, 1);
+    assert_eq!(h.nat.stats.frag_translated, 2);
+    // The reply, fragmented, comes back in to the inside host.
+    let reply = udp_len(SRV, 53, EXT, ep, 2500);
+    let got = h.run_each(OUT, &fragments(&reply, 1024, 0x77));
+    assert_eq!(got.len(), 3);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (SRV, 53, A, 5000));
+    assert_eq!(h.nat.stats.frag_first, 2);
+    assert_eq!(h.nat.stats.frag_translated, 4);
+    assert_eq!(h.nat.stats.frag_held, 0);
+}
+
+#[test]
+fn req14_out_of_order_fragments_are_held_and_released() {
+    let mut h = H::new(cfg());
+    let big = udp_len(A, 5000, SRV, 53, 4000);
+    let frs = fragments(&big, 1480, 9);
+    // Last and middle first, each in its own batch: held.
+    assert!(h.run_each(IN, &[frs[2].clone(), frs[1].clone()]).is_empty());
+    assert_eq!(h.nat.stats.frag_held, 2);
+    assert_eq!(h.nat.held.len(), 2);
+    // The first fragment releases them, translated, behind it.
+    let got = h.run_batch(IN, &frs[..1]);
+    assert_eq!(got.len(), 3);
+    assert_eq!(u16::from_be_bytes([got[0][20], got[0][21]]) & 0x1fff, 0);
+    assert_eq!(h.nat.stats.frag_released, 2);
+    assert!(h.nat.held.is_empty());
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole).0, EXT);
+    // Out of order inside one batch.
+    let big = udp_len(A, 5001, SRV, 53, 4000);
+    let frs = fragments(&big, 1480, 10);
+    let got = h.run_batch(IN, &[frs[2].clone(), frs[1].clone(), frs[0].clone()]);
+    assert_eq!(got.len(), 3);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (EXT, udp_port(&h, 5001), SRV, 53));
+    assert_eq!(h.nat.stats.frag_released, 4);
+    // Inbound: the reply's fragments before its first one.
+    let ep = udp_port(&h, 5000);
+    let reply = fragments(&udp_len(SRV, 53, EXT, ep, 3000), 1480, 11);
+    assert!(h.run_batch(OUT, &reply[1..]).is_empty());
+    let got = h.run_batch(OUT, &reply[..1]);
+    assert_eq!(got.len(), 3);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (SRV, 53, A, 5000));
+}
+
+#[test]
+fn duplicate_first_fragment_translates_the_same() {
+    let mut h = H::new(cfg());
+    let frs = fragments(&udp_len(A, 5000, SRV, 53, 2000), 1480, 5);
+    let a = h.run_batch(IN, &frs[..1]);
+    let b = h.run_batch(IN, &frs[..1]);
+    assert_eq!(a, b, "a duplicate first fragment gets the same translation");
+    let rest = h.run_batch(IN, &frs[1..]);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(h.nat.stats.frag_duplicate_first, 1);
+    assert!(checksums_ok(&reassemble(&[a[0].clone(), rest[0].clone()])));
+    assert_eq!(h.nat.session_count(), 1);
+}
+
+#[test]
+fn held_fragments_expire_and_entries_age_out() {
+    let mut h = H::new(cfg());
+    let frs = fragments(&udp_len(A, 5000, SRV, 53, 3000), 1480, 5);
+    assert!(h.run_batch(IN, &frs[2..]).is_empty());
+    assert_eq!(h.nat.held.len(), 1);
+    // 3 s later (lifetime 2 s): the tick drops it; counted at the next batch.
+    h.now += 3 * SEC;
+    h.out.now_ns = h.now;
+    h.nat.tick(&mut h.out);
+    assert!(h.nat.held.is_empty());
+    assert_eq!(h.nat.stats.frag_expired, 1);
+    let got = h.run_batch(IN, &frs[..1]);
+    assert_eq!(got.len(), 1, "the first fragment still goes");
+    assert_eq!(h.drops(reason::FRAG_EXPIRED), 1);
+    assert_eq!(h.nat.stats.frag_released, 0);
+    // The middle one in time is translated directly.
+    assert_eq!(h.run_batch(IN, &frs[1..2]).len(), 1);
+    // After the entry's lifetime the next one is held, and expires in process too.
+    h.now += 3 * SEC;
+    assert!(h.run_batch(IN, &frs[1..2]).is_empty());
+    h.now += 3 * SEC;
+    let _ = h.run_batch(IN, &[udp(A, 6000, SRV, 53)]);
+    assert!(h.nat.held.is_empty());
+    assert_eq!(h.drops(reason::FRAG_EXPIRED), 2);
+    // No buffer is lost: every buffer is back in the pool or its cache.
+    let pool = h.out.cache.pool();
+    assert_eq!(
+        pool.available() + h.out.cache.cached(),
+        pool.capacity() as usize
+    );
+}
+
+#[test]
+fn hold_queue_and_per_datagram_limits() {
+    let mut h = H::new(cfg());
+    // 20 fragments of one datagram before its first: 16 held.
+    let frs = fragments(&udp_len(A, 5000, SRV, 53, 21 * 64), 64, 1);
+    assert_eq!(frs.len(), 22);
+    assert!(h.run_batch(IN, &frs[1..21]).is_empty());
+    assert_eq!(h.nat.held.len(), frag::HOLD_PER_DATAGRAM);
+    assert_eq!(h.drops(reason::FRAG_HOLD_FULL), 4);
+    // Non-first fragments of many datagrams: the queue fills at 64.
+    let mut orphans = Vec::new();
+    for id in 100..160u16 {
+        orphans.push(fragments(&udp_len(A, 5000, SRV, 53, 100), 64, id)[1].clone());
+    }
+    assert!(h.run_batch(IN, &orphans).is_empty());
+    assert_eq!(h.nat.held.len(), frag::HOLD_SLOTS);
+    assert_eq!(h.drops(reason::FRAG_HOLD_FULL), 4 + 60 - 48);
+    // The first fragment of the first datagram releases its 16.
+    let got = h.run_batch(IN, &frs[..1]);
+    assert_eq!(got.len(), 17);
+    assert_eq!(h.nat.held.len(), 48);
+    // Expiry frees the rest.
+    h.now += 5 * SEC;
+    h.out.now_ns = h.now;
+    h.nat.tick(&mut h.out);
+    assert!(h.nat.held.is_empty());
+    let pool = h.out.cache.pool();
+    assert_eq!(
+        pool.available() + h.out.cache.cached(),
+        pool.capacity() as usize
+    );
+}
+
+#[test]
+fn fragment_table_full_is_counted() {
+    let mut c = cfg();
+    c.max_sessions = 64;
+    let mut h = H::new(c);
+    let n = frag::WAYS * frag::SETS + 512;
+    let firsts: Vec<Vec<u8>> = (0..n)
+        .map(|i| fragments(&udp_len(A, 5000, SRV, 53, 100), 64, i as u16)[0].clone())
+        .collect();
+    for chunk in firsts.chunks(BATCH_SIZE) {
+        assert_eq!(h.run_batch(IN, chunk).len(), chunk.len());
+    }
+    assert_eq!(h.nat.stats.frag_first, n as u64);
+    assert!(h.nat.stats.frag_table_full > 0, "some sets overflowed");
+    let recorded = h.nat.frags.len(units(h.now));
+    assert_eq!(
+        recorded as u64 + h.nat.stats.frag_table_full,
+        n as u64,
+        "every first fragment either recorded or counted"
+    );
+}
+
+#[test]
+fn tcp_and_icmp_echo_fragments_both_directions() {
+    let mut h = H::new(cfg());
+    // TCP data segment, 3000 bytes.
+    let mut t = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(A, SRV, 64)
+        .tcp(40000, 80, 1, 65535)
+        .ack(1)
+        .write(&mut t, &[0x5a; 3000])
+        .unwrap();
+    let frs = fragments(&t, 1480, 3);
+    let got = h.run_batch(IN, &[frs[1].clone(), frs[0].clone(), frs[2].clone()]);
+    assert_eq!(got.len(), 3);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole), "TCP checksum over the datagram");
+    let (s, ep, d, dp) = tuple(&whole);
+    assert_eq!((s, d, dp), (EXT, SRV, 80));
+    // And back in.
+    let mut r = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4(SRV, EXT, 64)
+        .tcp(80, ep, 1, 65535)
+        .ack(3001)
+        .write(&mut r, &[0xa5; 2000])
+        .unwrap();
+    let got = h.run_each(OUT, &fragments(&r, 1480, 4));
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (SRV, 80, A, 40000));
+    // ICMP echo, 2000 bytes.
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(A, SRV, 64)
+        .icmpv4_echo_request(0x4242, 1)
+        .write(&mut e, &[0x11; 2000])
+        .unwrap();
+    let got = h.run_each(IN, &fragments(&e, 1480, 5));
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole), "ICMP checksum over the datagram");
+    let (s, id, _, _) = tuple(&whole);
+    assert_eq!(s, EXT);
+    let mut e = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4(SRV, EXT, 64)
+        .icmpv4_echo_reply(id, 1)
+        .write(&mut e, &[0x22; 2000])
+        .unwrap();
+    let frs = fragments(&e, 1480, 6);
+    let got = h.run_batch(OUT, &[frs[1].clone(), frs[0].clone()]);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (SRV, 0x4242, A, 0x4242));
+    assert_eq!(h.nat.stats.frag_released, 2);
+}
+
+#[test]
+fn rfc1858_tiny_and_overlapping_fragments_dropped() {
+    let mut h = H::new(cfg());
+    let mut t = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(A, SRV, 64)
+        .tcp(40000, 80, 1, 65535)
+        .write(&mut t, &[0; 40])
+        .unwrap();
+    // A first fragment with 16 bytes of the 20-byte TCP header.
+    let frs = fragments(&t, 16, 1);
+    assert!(h.run_batch(IN, &frs[..1]).is_empty());
+    assert_eq!(h.drops(reason::FRAG_TINY), 1);
+    // A TCP fragment at offset 8 (could rewrite the flags).
+    let frs = fragments(&t, 8, 2);
+    assert!(h.run_batch(IN, &frs[1..2]).is_empty());
+    assert_eq!(h.drops(reason::FRAG_TINY), 2);
+    assert_eq!(h.nat.session_count(), 0, "no session from a tiny fragment");
+    // Offset + length past 65535.
+    let mut f = fragments(&udp_len(A, 5000, SRV, 53, 200), 64, 3)[1].clone();
+    f[14 + 6..14 + 8].copy_from_slice(&0x1fffu16.to_be_bytes());
+    assert!(h.run_batch(IN, &[f]).is_empty());
+    assert_eq!(h.drops(reason::MALFORMED), 1);
+    // A non-first fragment of an untranslated protocol.
+    let mut f = fragments(&udp_len(A, 5000, SRV, 53, 200), 64, 4)[1].clone();
+    f[14 + 9] = 47;
+    assert!(h.run_batch(IN, &[f]).is_empty());
+    assert_eq!(h.drops(reason::PROTO_UNSUPPORTED), 1);
+    // A fragmented ICMP error.
+    let err = icmp_error_about([192, 0, 2, 9], &udp(EXT, 1024, SRV, 53), 3);
+    let mut f = err.clone();
+    f[14 + 6] = 0x20;
+    let tl = 20 + (err.len() - 34) / 8 * 8;
+    f[14 + 2..14 + 4].copy_from_slice(&(tl as u16).to_be_bytes());
+    f.truncate(14 + tl);
+    assert!(h.run_batch(OUT, &[f]).is_empty());
+    assert_eq!(h.drops(reason::FRAGMENT), 1);
+    assert!(h.nat.held.is_empty());
+}
+
+#[test]
+fn hairpinned_fragments_follow_the_first() {
+    let mut h = H::new(cfg());
+    let b_in = [10, 0, 0, 2];
+    let pb = {
+        let r = h.run(IN, &udp(b_in, 6000, SRV, 53)).unwrap();
+        tuple(&r).1
+    };
+    let frs = fragments(&udp_len(A, 7000, EXT, pb, 3000), 1480, 8);
+    let got = h.run_batch(IN, &[frs[2].clone(), frs[0].clone(), frs[1].clone()]);
+    assert_eq!(got.len(), 3);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    let (s, _, d, dp) = tuple(&whole);
+    assert_eq!((s, d, dp), (EXT, b_in, 6000));
+    assert_eq!(h.nat.stats.hairpinned, 1);
+}
+
+#[test]
+fn random_fragments_never_panic_or_leak() {
+    let mut h = H::new(cfg());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let base = fragments(&udp_len(A, 5000, SRV, 53, 600), 64, 77);
+    for i in 0..5000 {
+        let mut batch = Vec::new();
+        for j in 0..(i % 7 + 1) {
+            let mut f = base[(i + j) % base.len()].clone();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(3) {
+                let pos = 14 + (x as usize >> 8) % (f.len() - 14);
+                f[pos] = (x >> 32) as u8;
+            }
+            if x.is_multiple_of(5) {
+                f[14 + 4] = x as u8; // identification
+            }
+            batch.push(f);
+        }
+        let port = if x.is_multiple_of(4) { OUT } else { IN };
+        let _ = h.run_batch(port, &batch);
+        h.now += 100_000_000;
+    }
+    h.now += 10 * SEC;
+    h.out.now_ns = h.now;
+    h.nat.tick(&mut h.out);
+    assert!(h.nat.held.is_empty());
+    let pool = h.out.cache.pool();
+    assert_eq!(
+        pool.available() + h.out.cache.cached(),
+        pool.capacity() as usize
+    );
 }

@@ -4,7 +4,11 @@
 //! Destination Unreachable the NAT sends on port exhaustion (RFC 5508 REQ-8)) are
 //! written to a pcap with the engine's `PcapPort` and read back with `tshark`, with
 //! checksum validation on: no expert errors/warnings, and the fields must match the
-//! mapping. Needs `tshark` (Debian package `tshark`); fails if it is missing.
+//! mapping. A second test sends fragmented datagrams through the NAT (in order, out of
+//! order, both directions; RFC 4787 REQ-14 virtual reassembly) and has tshark
+//! reassemble the translated fragments: the reassembled UDP datagrams must carry the
+//! translated endpoints and a UDP checksum that verifies over the whole datagram.
+//! Needs `tshark` (Debian package `tshark`); fails if it is missing.
 
 use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
@@ -80,6 +84,63 @@ impl Rig {
         }
         r
     }
+}
+
+impl Rig {
+    /// Runs `frames` in on `port` as one batch; everything kept (released held
+    /// fragments included) is written to the pcap and returned.
+    fn run_batch(&mut self, port: u16, frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut b = Batch::new();
+        for f in frames {
+            let mut p = self.out.cache.alloc().unwrap();
+            p.copy_from(f).unwrap();
+            p.meta.port = port;
+            b.push(p).unwrap();
+        }
+        self.out.now_ns = 1_000_000_000;
+        self.nat.process(&mut b, &mut self.node, &mut self.out);
+        let r = b.iter().map(|p| p.data().to_vec()).collect();
+        self.pcap.tx_burst(&mut self.out.cache, &mut b);
+        b.free_all(&mut self.out.cache);
+        r
+    }
+}
+
+/// A UDP frame with `n` bytes of patterned payload.
+fn udp_len(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, n: usize) -> Vec<u8> {
+    let payload: Vec<u8> = (0..n).map(|i| (i * 31 + 7) as u8).collect();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, &payload)
+        .unwrap();
+    v
+}
+
+/// IPv4 fragments of an Ethernet+IPv4 frame (no options), `chunk` payload bytes each.
+fn fragments(frame: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let payload = &ip[20..];
+    let mut v = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let mut h = ip[..20].to_vec();
+        h[2..4].copy_from_slice(&((20 + end - off) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let mf = if end < payload.len() { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&(((off / 8) as u16) | mf).to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = dataplane::proto::checksum::internet(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut f = eth.to_vec();
+        f.extend_from_slice(&h);
+        f.extend_from_slice(&payload[off..end]);
+        v.push(f);
+        off = end;
+    }
+    v
 }
 
 fn tshark(args: &[&str]) -> String {
@@ -273,6 +334,125 @@ fn nat44_output_dissects_cleanly_in_tshark() {
             assert!(!c.split(',').any(|s| s == "0"), "bad checksum in {r:?}");
         }
         assert!(r[12].is_empty(), "malformed {r:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nat44_fragments_reassemble_in_tshark() {
+    let dir = std::env::temp_dir().join(format!("nat_tshark_frag_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("nat44_frag.pcap");
+    let pool = Pool::new(256).unwrap();
+    let cfg = NatConfig {
+        inside_ports: vec![IN],
+        pool: vec!["198.51.100.7".into()],
+        max_sessions: 1024,
+        max_subscribers: 64,
+        ..NatConfig::default()
+    };
+    let nat = Nat44::new(&cfg).unwrap();
+    let mut rig = Rig {
+        node: NodeStats::new("nat44", nat.errors()),
+        nat,
+        out: Out::new(2, pool.cache()),
+        pcap: PcapPort::open(None, Some(&path)).unwrap(),
+    };
+    let a = [100, 64, 0, 10];
+    let server = [192, 0, 2, 53];
+    // 1: 3000 bytes of UDP from A (port 9: no payload dissector), fragments in order.
+    let got = rig.run_batch(
+        IN,
+        &fragments(&udp_len(a, 40000, server, 9, 3000), 1480, 0x100),
+    );
+    assert_eq!(got.len(), 3);
+    let pa = rig
+        .nat
+        .lookup_in2out(&Flow {
+            src: u32::from_be_bytes(a),
+            sport: 40000,
+            dst: u32::from_be_bytes(server),
+            dport: 9,
+            proto: 17,
+        })
+        .unwrap()
+        .1;
+    // 2: another from A, last fragment first (held, then released by the first).
+    let mut frs = fragments(&udp_len(a, 40000, server, 9, 2000), 1024, 0x101);
+    frs.reverse();
+    assert!(rig.run_batch(IN, &frs[..1]).is_empty(), "held");
+    assert_eq!(rig.run_batch(IN, &frs[1..]).len(), 2);
+    // 3: the server's fragmented reply, middle fragment first.
+    let frs = fragments(&udp_len(server, 9, EXT, pa, 4000), 1480, 0x200);
+    let order = [frs[1].clone(), frs[0].clone(), frs[2].clone()];
+    assert_eq!(rig.run_batch(OUT, &order).len(), 3);
+    assert_eq!(rig.nat.stats.frag_released, 2);
+    rig.pcap.flush().unwrap();
+    drop(rig);
+
+    let file = path.to_str().unwrap();
+    let mut args = vec!["-r", file, "-q", "-z", "expert", "-o", "ip.defragment:TRUE"];
+    args.extend_from_slice(&CHECKS);
+    let expert = tshark(&args);
+    assert!(!expert.contains("Errors ("), "expert errors:\n{expert}");
+    assert!(!expert.contains("Warnings ("), "expert warnings:\n{expert}");
+    assert!(!expert.to_lowercase().contains("malformed"), "{expert}");
+    let mut args = vec![
+        "-r",
+        file,
+        "-o",
+        "ip.defragment:TRUE",
+        "-Y",
+        "udp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "ip.reassembled.length",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "udp.dstport",
+        "-e",
+        "udp.checksum.status",
+        "-e",
+        "ip.checksum.status",
+    ];
+    args.extend_from_slice(&CHECKS);
+    let fields = tshark(&args);
+    println!("{fields}");
+    let rows: Vec<Vec<&str>> = fields.lines().map(|l| l.split('|').collect()).collect();
+    let ext = "198.51.100.7";
+    let want = [
+        (3008, ext, "192.0.2.53", pa.to_string(), "9".to_string()),
+        (2008, ext, "192.0.2.53", pa.to_string(), "9".to_string()),
+        (
+            4008,
+            "192.0.2.53",
+            "100.64.0.10",
+            "9".to_string(),
+            "40000".to_string(),
+        ),
+    ];
+    assert_eq!(
+        rows.len(),
+        want.len(),
+        "one reassembled datagram each:\n{fields}"
+    );
+    for (r, (len, s, d, sp, dp)) in rows.iter().zip(want.iter()) {
+        assert_eq!(r[0], len.to_string(), "ip.reassembled.length in {r:?}");
+        assert_eq!((r[1], r[2]), (*s, *d), "addresses in {r:?}");
+        assert_eq!((r[3], r[4]), (sp.as_str(), dp.as_str()), "ports in {r:?}");
+        assert_eq!(
+            r[5], "1",
+            "UDP checksum over the reassembled datagram: {r:?}"
+        );
+        assert!(!r[6].split(',').any(|c| c == "0"), "IP checksum in {r:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

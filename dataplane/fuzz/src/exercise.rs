@@ -1,7 +1,8 @@
 //! Drives every `dataplane::proto` parser over arbitrary bytes: the views and their
 //! getters, `Repr::parse` (and emit → parse where it must round-trip), the VLAN and
 //! IPv6 extension-header walks, the option iterators, the in-place rewrites (TTL,
-//! NAT, MSS clamp, echo reply) and the ICMP error builders. Any panic is a bug.
+//! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation and
+//! the NAT44 stage with its fragment path. Any panic is a bug.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
 //! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
@@ -89,6 +90,7 @@ pub fn exercise_ipv4(b: &[u8]) {
     let _ = icmpv4::build_error(&mut out, b, src, 64, kind, icmpv4::QuoteLimit::Rfc1812);
     let _ = icmpv4::build_error(&mut out, b, src, 64, kind, icmpv4::QuoteLimit::HeaderPlus8);
     exercise_frag4(b);
+    exercise_nat44(b);
     let payload = p.payload();
     if !p.is_non_first_fragment() {
         let ph = PseudoHeader::V4 {
@@ -399,4 +401,85 @@ pub fn exercise_frag4(b: &[u8]) {
         }
     }
     assert_eq!(pool.available(), before, "fragmentation leaked buffers");
+}
+
+/// NAT44 (`stages::nat`) on `b` as an IPv4 datagram, from inside or outside (bit 0 of
+/// the first byte), in one batch with its own fragments (from `frag4`, last one
+/// first, so the virtual-reassembly hold/release path runs on arbitrary datagrams);
+/// then time moves past the fragment lifetime: every buffer, held ones included, must
+/// be back in the pool.
+pub fn exercise_nat44(b: &[u8]) {
+    use dataplane::batch::{Batch, Out};
+    use dataplane::buf::Pool;
+    use dataplane::stage::{NodeStats, Stage};
+    use dataplane::stages::frag4::fragment4;
+    use dataplane::stages::nat::{Nat44, NatConfig};
+    use std::sync::{Mutex, OnceLock};
+    type Rig = (Nat44, NodeStats, &'static Pool, u64);
+    static RIG: OnceLock<Option<Mutex<Rig>>> = OnceLock::new();
+    let rig = RIG.get_or_init(|| {
+        let pool = Pool::new(512)?;
+        let nat = Nat44::new(&NatConfig {
+            inside_ports: std::vec![0],
+            pool: std::vec!["198.51.100.1/30".into()],
+            max_sessions: 256,
+            max_subscribers: 16,
+            ..NatConfig::default()
+        })
+        .ok()?;
+        let node = NodeStats::new("nat44", nat.errors());
+        Some(Mutex::new((nat, node, pool, 1_000_000_000)))
+    });
+    let Some(Ok(mut g)) = rig.as_ref().map(|m| m.lock()) else {
+        return;
+    };
+    let (nat, node, pool, now) = &mut *g;
+    let before = pool.available();
+    {
+        let mut out = Out::new(2, pool.cache());
+        let port = u16::from(b.first().copied().unwrap_or(0) & 1);
+        let mut frame = std::vec![0u8; 14];
+        frame[12] = 0x08;
+        frame.extend_from_slice(b);
+        let mut batch = Batch::new();
+        for k in 0..2 {
+            let Some(mut pkt) = out.cache.alloc() else {
+                break;
+            };
+            if pkt.copy_from(&frame).is_err() {
+                out.cache.free(pkt);
+                break;
+            }
+            pkt.meta.port = port;
+            if k == 1 {
+                // Its fragments at a small MTU, last one first.
+                let mtu = 68 + usize::from(b.get(4).copied().unwrap_or(0)) * 4;
+                let _ = fragment4(&mut pkt, 14, mtu, &mut out, 0, |_| {});
+                let _ = batch.push(pkt).map_err(|p| out.cache.free(p));
+                let mut frags = std::vec::Vec::new();
+                out.ports[0].drain(|f| frags.push(f));
+                for mut f in frags.into_iter().rev() {
+                    f.meta.port = port;
+                    let _ = batch.push(f).map_err(|p| out.cache.free(p));
+                }
+            } else {
+                let _ = batch.push(pkt).map_err(|p| out.cache.free(p));
+            }
+        }
+        out.now_ns = *now;
+        nat.process(&mut batch, node, &mut out);
+        batch.free_all(&mut out.cache);
+        *now += 10_000_000_000;
+        out.now_ns = *now;
+        nat.tick(&mut out);
+        for q in out.ports.iter_mut() {
+            q.free_all(&mut out.cache);
+        }
+        assert_eq!(
+            nat.fragments_held(),
+            0,
+            "held fragments outlived their lifetime"
+        );
+    }
+    assert_eq!(pool.available(), before, "nat44 leaked buffers");
 }

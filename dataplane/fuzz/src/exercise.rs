@@ -404,7 +404,7 @@ pub fn exercise_frag4(b: &[u8]) {
 }
 
 /// NAT44 (`stages::nat`) on `b` as an IPv4 datagram, from inside or outside (bit 0 of
-/// the first byte), in one batch with its own fragments (from `frag4`, last one
+/// the second byte), in one batch with its own fragments (from `frag4`, last one
 /// first, so the virtual-reassembly hold/release path runs on arbitrary datagrams);
 /// then time moves past the fragment lifetime: every buffer, held ones included, must
 /// be back in the pool.
@@ -437,7 +437,7 @@ pub fn exercise_nat44(b: &[u8]) {
     let before = pool.available();
     {
         let mut out = Out::new(2, pool.cache());
-        let port = u16::from(b.first().copied().unwrap_or(0) & 1);
+        let port = u16::from(b.get(1).copied().unwrap_or(0) & 1);
         let mut frame = std::vec![0u8; 14];
         frame[12] = 0x08;
         frame.extend_from_slice(b);

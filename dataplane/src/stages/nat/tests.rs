@@ -1180,3 +1180,30 @@ fn random_fragments_never_panic_or_leak() {
         pool.capacity() as usize
     );
 }
+
+#[test]
+fn frag4_output_is_translated_whole() {
+    // The engine's own egress fragmenter feeding the NAT (e.g. a router hop before
+    // a CGNAT), fragments last first.
+    let mut h = H::new(cfg());
+    let mut frame = udp_len(A, 5000, SRV, 53, 300);
+    frame[14 + 6] &= !0x40; // DF clear
+    let mut pkt = h.out.cache.alloc().unwrap();
+    pkt.copy_from(&frame).unwrap();
+    let n = crate::stages::frag4::fragment4(&mut pkt, 14, 68, &mut h.out, 0, |_| {}).unwrap();
+    let mut frames = vec![pkt.data().to_vec()];
+    h.out.cache.free(pkt);
+    let mut rest = Vec::new();
+    h.out.ports[0].drain(|f| {
+        rest.push(f.data().to_vec());
+        f.pool().free(f);
+    });
+    rest.reverse();
+    frames.extend(rest);
+    assert_eq!(frames.len(), n);
+    let got = h.run_batch(IN, &frames);
+    assert_eq!(got.len(), n, "{:?}", h.nat.stats);
+    let whole = reassemble(&got);
+    assert!(checksums_ok(&whole));
+    assert_eq!(tuple(&whole), (EXT, udp_port(&h, 5000), SRV, 53));
+}

@@ -18,9 +18,9 @@
 //! datagram) and released when the first fragment has been translated, or dropped and
 //! counted when [`LIFETIME_MS`] passes or the queue is full.
 //!
-//! Lifetime: entries and held fragments live 2 s. RFC 791's reassembly timer (15 s
-//! upper bound suggested, RFC 1122 §3.3.2: 60 s to 120 s) is for a host that must
-//! rebuild the datagram; a translator that forwards each piece as it comes only needs
+//! Lifetime: entries and held fragments live 2 s. RFC 791's reassembly timer (an
+//! initial setting of 15 s suggested; RFC 1122 §3.3.2: 60 s to 120 s) is for a host
+//! that must rebuild the datagram; a translator that forwards each piece as it comes only needs
 //! to cover the spread of one datagram's fragments in flight, which is normally
 //! micro- to milliseconds since they are sent back to back. A short lifetime also
 //! limits the damage of IP identification reuse (RFC 4963 §2: at high rates the
@@ -34,6 +34,13 @@
 //! whole transport header (20 bytes TCP, 8 UDP/ICMP) is dropped and counted (the
 //! "tiny fragment" attack), as is a TCP fragment at offset 8 bytes (offset field 1),
 //! which could overwrite the TCP flags of the first one (§3.2 "overlapping fragment").
+//!
+//! Limits, by design: an entry keeps translating its datagram's fragments for its
+//! whole lifetime even if the session expires meanwhile (at most 2 s); a flood of
+//! orphan non-first fragments to a pool address can fill the hold queue, which then
+//! costs out-of-order datagrams their early fragments (counted) while in-order
+//! fragments, the normal case, are unaffected; fragments of ICMP errors are not
+//! translated.
 //!
 //! Everything here is preallocated in [`FragTable::new`] / [`HoldQueue::new`]; the
 //! packet path allocates nothing and takes no lock.
@@ -176,6 +183,11 @@ impl FragTable {
             }
             None => Record::Full,
         }
+    }
+
+    /// Bytes of the table.
+    pub fn memory(&self) -> usize {
+        self.e.len() * core::mem::size_of::<Entry>()
     }
 
     /// Live entries (tests, control plane).

@@ -655,6 +655,7 @@ impl Nat44 {
         self.table.memory()
             + self.sessions.len() * core::mem::size_of::<Session>()
             + self.maps.len() * core::mem::size_of::<Mapping>()
+            + self.frags.memory()
     }
 
     /// The outside endpoint of the session of inside flow `f` (a packet from inside),

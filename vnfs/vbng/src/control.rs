@@ -191,6 +191,8 @@ pub struct ControlStats {
     pub rs_rate_limited: u64,
     /// Neighbor Advertisements sent for our link-local address.
     pub na_sent: u64,
+    /// Echo Replies sent from our link-local address (RFC 4443 §4.2).
+    pub echo6_replies: u64,
     /// IPv6 packets punted to the control plane and dropped (not ND we answer, bad
     /// hop limit or checksum, malformed).
     pub ipv6_dropped: u64,
@@ -920,7 +922,15 @@ impl ControlPlane {
                 self.stats.na_sent += 1;
                 self.send_ppp(idx, &f);
             }
-            _ => self.stats.ipv6_dropped += 1,
+            _ => {
+                let mut f = Vec::new();
+                if crate::nd::echo_reply(ip, our_ll, &mut f) {
+                    self.stats.echo6_replies += 1;
+                    self.send_ppp(idx, &f);
+                } else {
+                    self.stats.ipv6_dropped += 1;
+                }
+            }
         }
     }
 

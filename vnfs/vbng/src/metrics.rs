@@ -71,6 +71,7 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         ("rs_received", s.rs_received),
         ("rs_rate_limited", s.rs_rate_limited),
         ("na_sent", s.na_sent),
+        ("echo_replies", s.echo6_replies),
         ("dropped", s.ipv6_dropped),
         ("pool6_exhausted", s.pool6_exhausted),
     ] {

@@ -11,6 +11,9 @@
 //!   received are ignored (RFC 5072 §5; RFC 4861 §4.1–4.4 make them optional).
 //! * The subscriber emulator sends Router Solicitations (§6.3.7) and reads the RA.
 //!
+//! Echo Requests to the BNG's link-local address get an Echo Reply (RFC 4443 §4.2),
+//! so `ping fe80::…%ppp0` works from the subscriber.
+//!
 //! Received ND messages are checked as RFC 4861 §6.1.1/§6.1.2/§7.1.1 require: hop
 //! limit 255, ICMPv6 code 0, valid checksum, length, and (RA) a link-local source.
 //! Every builder returns a PPP frame (protocol 0x0057 + IPv6 datagram) ready to be
@@ -118,6 +121,38 @@ pub fn neighbor_advertisement(target: u128, dst: u128, out: &mut Vec<u8>) {
     m.extend_from_slice(&[msg::NEIGHBOR_ADVERT, 0, 0, 0, flags, 0, 0, 0]);
     m.extend_from_slice(&target.to_be_bytes());
     ipv6_frame(target, dst, 255, &mut m, out);
+}
+
+/// The Echo Reply (RFC 4443 §4.2) to `ip` if it is a valid Echo Request (RFC 4443 §4.1,
+/// checksum verified, no extension headers) addressed to `ours`, as a PPP frame appended
+/// to `out`; the reply carries the request's identifier, sequence number and data.
+pub fn echo_reply(ip: &[u8], ours: u128, out: &mut Vec<u8>) -> bool {
+    let Some(h) = ip.get(..40) else {
+        return false;
+    };
+    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let (Some(body), Some(src), Some(dst)) = (ip.get(40..40 + plen), u128_at(h, 8), u128_at(h, 24))
+    else {
+        return false;
+    };
+    if h[0] >> 4 != 6 || h[6] != NEXT_ICMPV6 || dst != ours || src == 0 || src >> 120 == 0xff {
+        return false;
+    }
+    let Ok(p) = icmpv6::Packet::new_checked(body) else {
+        return false;
+    };
+    if p.msg_type() != msg::ECHO_REQUEST
+        || p.msg_code() != 0
+        || !p.verify_checksum(&Ipv6Addr::from(src), &Ipv6Addr::from(dst))
+    {
+        return false;
+    }
+    let mut m = body.to_vec();
+    if let Some(t) = m.first_mut() {
+        *t = msg::ECHO_REPLY;
+    }
+    ipv6_frame(ours, src, 64, &mut m, out);
+    true
 }
 
 /// Why an IPv6 packet was not accepted as an ND message.
@@ -338,6 +373,35 @@ mod tests {
     }
 
     #[test]
+    fn echo_request_to_our_link_local_is_answered() {
+        let (ours, peer) = (link_local(1), link_local(2));
+        let mut m = alloc::vec![msg::ECHO_REQUEST, 0, 0, 0, 0x12, 0x34, 0, 7, 0xaa, 0xbb];
+        let mut req = Vec::new();
+        ipv6_frame(peer, ours, 64, &mut m, &mut req);
+        let mut rep = Vec::new();
+        assert!(echo_reply(&req[2..], ours, &mut rep));
+        let ip = &rep[2..];
+        assert_eq!(u128_at(ip, 8), Some(ours));
+        assert_eq!(u128_at(ip, 24), Some(peer));
+        assert_eq!(ip[40], msg::ECHO_REPLY);
+        assert_eq!(&ip[44..], &[0x12, 0x34, 0, 7, 0xaa, 0xbb]);
+        let icmp = icmpv6::Packet::new_checked(&ip[40..]).unwrap();
+        assert!(icmp.verify_checksum(&Ipv6Addr::from(ours), &Ipv6Addr::from(peer)));
+        // Not for us, bad checksum, not an echo request: no answer.
+        let reply = ip.to_vec();
+        let mut sink = Vec::new();
+        assert!(!echo_reply(&req[2..], link_local(3), &mut sink));
+        let mut bad = req[2..].to_vec();
+        bad[47] ^= 1;
+        assert!(!echo_reply(&bad, ours, &mut sink));
+        assert!(!echo_reply(&reply, peer, &mut sink));
+        for n in 0..req.len() - 2 {
+            assert!(!echo_reply(&req[2..2 + n], ours, &mut sink));
+        }
+        assert!(sink.is_empty());
+    }
+
+    #[test]
     fn addresses() {
         assert!(is_link_local(link_local(1)));
         assert!(!is_link_local(ALL_NODES));
@@ -348,6 +412,7 @@ mod tests {
         #[test]
         fn parse_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
             let _ = parse(&b);
+            let _ = echo_reply(&b, link_local(1), &mut Vec::new());
         }
     }
 }

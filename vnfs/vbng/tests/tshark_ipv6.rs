@@ -1,7 +1,8 @@
 //! IPv6 over PPPoE as Wireshark sees it: a dual-stack session (IPv6CP, RFC 5072) on a
 //! QinQ access line, the subscriber's Router Solicitation, the BNG's Router
 //! Advertisements (RFC 4861 §4.2 with Prefix Information, MTU and RDNSS, RFC 8106),
-//! a Neighbor Solicitation for the BNG's link-local address and its answer, an ICMPv6
+//! a Neighbor Solicitation for the BNG's link-local address and its answer, a ping to
+//! that address and its Echo Reply, an ICMPv6
 //! Time Exceeded (RFC 4443 §3.3) for a packet whose hop limit expired, a Packet Too
 //! Big (§3.2) to the core for one too big for the session, and IPv6
 //! UDP data both ways through the fast path (PPPoE/PPP 0x0057 on the access side,
@@ -198,6 +199,26 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     assert_eq!(na.len(), 1);
     frames.extend(na.into_iter().map(|(_, f)| f));
 
+    // A ping to the BNG's link-local address (RFC 4443 §4.1) is answered.
+    let mut echo = vec![128u8, 0, 0, 0, 0x42, 0x42, 0, 1, 1, 2, 3, 4];
+    let lls = vbng::nd::link_local(s.interface_id().expect("iid"));
+    dataplane::proto::icmpv6::Packet::new_unchecked(&mut echo[..]).fill_checksum(
+        &std::net::Ipv6Addr::from(lls),
+        &std::net::Ipv6Addr::from(router),
+    );
+    let mut ppp = vec![0x00, 0x57, 0x60, 0, 0, 0, 0, echo.len() as u8, 58, 64];
+    ppp.extend_from_slice(&lls.to_be_bytes());
+    ppp.extend_from_slice(&router.to_be_bytes());
+    ppp.extend_from_slice(&echo);
+    let ping = s.session_frame(&ppp);
+    frames.push(ping.clone());
+    let [_, _, punted] = fastpath(&mut fp, 0, &ping);
+    assert_eq!(punted.len(), 1);
+    cp.input(0, &punted[0], 2);
+    let pong = cp.take_tx();
+    assert_eq!(pong.len(), 1, "echo reply");
+    frames.extend(pong.into_iter().map(|(_, f)| f));
+
     // Data both ways through the fast path.
     let upf = s.ipv6_udp_frame(REMOTE, 200, 4000, 5001).expect("frame");
     frames.push(upf.clone());
@@ -273,6 +294,15 @@ fn ipv6_over_pppoe_dissects_cleanly() {
             "icmpv6.checksum.status",
         ],
     );
+    let pong = tshark(
+        &path,
+        "pppoes && icmpv6.type == 129",
+        &[
+            "ipv6.src",
+            "icmpv6.echo.sequence_number",
+            "icmpv6.checksum.status",
+        ],
+    );
     let nd = tshark(
         &path,
         "icmpv6.type == 136",
@@ -327,6 +357,7 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         "RS from the subscriber's link-local: {rs}"
     );
     assert_eq!(nd.trim(), ll, "NA for the BNG's link-local");
+    assert_eq!(pong.trim(), format!("{ll}\t1\t1"), "echo reply");
     assert_eq!(ptb.trim(), "2001:db8:ffff::b\t2001:db8:ffff::1\t1492\t1");
     assert_eq!(
         te.trim(),

@@ -1,7 +1,9 @@
 //! Namespace lab (root): the `vbng` binary runs in its own network namespace on an
 //! AF_PACKET port of a veth pair; emulated subscribers run in a second namespace on
 //! the other end (this test's thread, after `setns`), while `tshark` captures the
-//! access link. Checks: every subscriber comes up; a hostile subscriber (garbage
+//! access link (our port transmits through the qdisc layer so that the capture holds
+//! both directions). The 10k-subscriber version with FreeRADIUS is
+//! `testbed/tests/lab_bng_netns.rs` (`testbed lab bng --netns`). Checks: every subscriber comes up; a hostile subscriber (garbage
 //! after the PPPoE header, bad LCP, a PADI flood, wrong password) disturbs no other
 //! session; all sessions end with PADT; tshark dissects the whole capture with no
 //! malformed frame and no warning. `VBNG_NETNS_SUBSCRIBERS` sets the count (default
@@ -159,8 +161,16 @@ fn subscribers_in_a_namespace_lab() {
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err("setns failed".into());
         }
-        let mut port = dataplane::port::spec::open_str(&format!("afpacket:{va2}"))
-            .map_err(|e| e.to_string())?;
+        // Through the qdisc layer (no bypass), so that our transmitted frames pass the
+        // packet taps and the capture checks both directions, not only the BNG's.
+        let mut port = dataplane::port::afpacket::AfPacketPort::open(
+            &va2,
+            &dataplane::port::afpacket::Config {
+                qdisc_bypass: false,
+                ..dataplane::port::afpacket::Config::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
         let pool = Pool::new(8192).ok_or("pool")?;
         let mut cache = pool.cache();
         let mut subs: Vec<Subscriber> = (0..=n)
@@ -210,28 +220,27 @@ fn subscribers_in_a_namespace_lab() {
             .collect();
         let t0 = Instant::now();
         let mut out: Vec<Vec<u8>> = Vec::new();
-        let send = |port: &mut Box<dyn Port>,
-                    cache: &mut dataplane::buf::PoolCache,
-                    out: &mut Vec<Vec<u8>>| {
-            let mut b = Batch::new();
-            for f in out.drain(..) {
-                if let Some(mut p) = cache.alloc() {
-                    if p.copy_from(&f).is_ok() {
-                        if let Err(p) = b.push(p) {
+        let send =
+            |port: &mut dyn Port, cache: &mut dataplane::buf::PoolCache, out: &mut Vec<Vec<u8>>| {
+                let mut b = Batch::new();
+                for f in out.drain(..) {
+                    if let Some(mut p) = cache.alloc() {
+                        if p.copy_from(&f).is_ok() {
+                            if let Err(p) = b.push(p) {
+                                cache.free(p);
+                            }
+                        } else {
                             cache.free(p);
                         }
-                    } else {
-                        cache.free(p);
+                    }
+                    if b.is_full() {
+                        port.tx_burst(cache, &mut b);
+                        b.free_all(cache);
                     }
                 }
-                if b.is_full() {
-                    port.tx_burst(cache, &mut b);
-                    b.free_all(cache);
-                }
-            }
-            port.tx_burst(cache, &mut b);
-            b.free_all(cache);
-        };
+                port.tx_burst(cache, &mut b);
+                b.free_all(cache);
+            };
         // The hostile subscriber: a PADI flood first.
         let flood: usize = std::env::var("VBNG_NETNS_FLOOD")
             .ok()

@@ -2,12 +2,13 @@
 //! AF_PACKET port of a veth pair; emulated subscribers run in a second namespace on
 //! the other end (this test's thread, after `setns`), while `tshark` captures the
 //! access link (our port transmits through the qdisc layer so that the capture holds
-//! both directions). The 10k-subscriber version with FreeRADIUS is
-//! `testbed/tests/lab_bng_netns.rs` (`testbed lab bng --netns`). Checks: every subscriber comes up; a hostile subscriber (garbage
+//! both directions). Checks: every subscriber comes up; a hostile subscriber (garbage
 //! after the PPPoE header, bad LCP, a PADI flood, wrong password) disturbs no other
 //! session; all sessions end with PADT; tshark dissects the whole capture with no
 //! malformed frame and no warning. `VBNG_NETNS_SUBSCRIBERS` sets the count (default
-//! 300). Fails (does not skip) without root, `ip` or `tshark`.
+//! 300). Fails (does not skip) without root, `ip` or `tshark`. The 10k-subscriber
+//! version with FreeRADIUS is `testbed/tests/lab_bng_netns.rs` (`testbed lab bng
+//! --netns`).
 
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;

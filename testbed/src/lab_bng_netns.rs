@@ -1154,3 +1154,51 @@ fn print_report(args: &BngLabArgs, r: &NetnsReport) -> anyhow::Result<()> {
     println!("wall time              {:.1} s", r.wall_s);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sums_matching_samples() {
+        let m = "# HELP vbng_sessions x\nvbng_sessions 42\n\
+                 vbng_session_events_total{event=\"up\"} 10\n\
+                 vbng_session_events_total{event=\"ended\"} 3\n\
+                 vbng_pppoe_discovery_total{kind=\"padi_rate_mac\"} 7\n";
+        assert_eq!(metric(m, "vbng_sessions", ""), 42);
+        assert_eq!(metric(m, "vbng_session_events_total", "\"up\""), 10);
+        assert_eq!(metric(m, "vbng_session_events_total", ""), 13);
+        assert_eq!(metric(m, "vbng_pppoe_discovery_total", "padi_rate_mac"), 7);
+        assert_eq!(metric(m, "vbng_missing", ""), 0);
+    }
+
+    #[test]
+    fn traffic_frames_are_recognised() {
+        let e = Emulator::new(EmulatorConfig {
+            sessions: 1,
+            ..EmulatorConfig::default()
+        });
+        // Not up: no frame.
+        assert!(e.upstream_frame(0, CORE_HOST, 64).is_none());
+        // A QinQ PPPoE session frame carrying IPv4 to a subscriber.
+        let mut f = pktgen::subscribers::mac_of(5).to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0xb0, 1]);
+        f.extend_from_slice(&[0x88, 0xa8, 0, 100, 0x81, 0, 0, 7]);
+        f.extend_from_slice(&[0x88, 0x64, 0x11, 0, 0, 1, 0, 30, 0x00, 0x21]);
+        f.extend_from_slice(&[0x45; 28]);
+        assert!(Expect::Subscribers.matches(&f));
+        // LCP (keepalive) in the same session is not traffic.
+        let mut lcp = f.clone();
+        lcp[28] = 0xc0;
+        assert!(!Expect::Subscribers.matches(&lcp));
+        // Truncated frames are rejected, not a panic.
+        assert!(!Expect::Subscribers.matches(&f[..20]));
+        let core = [2, 0, 0, 0, 0xc0, 1];
+        let mut g = core.to_vec();
+        g.extend_from_slice(&[2, 0, 0, 0, 0xc0, 2, 0x08, 0x00]);
+        g.extend_from_slice(&[0x45; 28]);
+        assert!(Expect::Core(core).matches(&g));
+        assert!(!Expect::Core([2, 0, 0, 0, 0xc0, 9]).matches(&g));
+        assert!(!Expect::Core(core).matches(&g[..10]));
+    }
+}

@@ -506,6 +506,15 @@ impl ControlPlane {
         self.by_key.len()
     }
 
+    /// Sessions with IPv6CP open and a /64 routed (a walk of the slots, no allocation).
+    pub fn ipv6_session_count(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|e| e.ipv6_up && e.prefix6 != 0)
+            .count()
+    }
+
     /// Take frames to send: (access port, Ethernet frame).
     pub fn take_tx(&mut self) -> Vec<(u16, Vec<u8>)> {
         core::mem::take(&mut self.tx)
@@ -1697,8 +1706,13 @@ mod tests {
         let p0 = crate::pool6::fmt_prefix64(prefixes[0]);
         assert!(shown.contains(&p0), "{shown}");
         let prom = crate::metrics::prometheus(&c, core::iter::empty());
-        assert!(prom.contains(&alloc::format!("prefix=\"{p0}\"")), "{prom}");
         assert!(prom.contains("vbng_ipv6_sessions 2"), "{prom}");
+        assert!(
+            !prom.contains("vbng_session_ipv6_prefix_info"),
+            "per-session series are opt-in"
+        );
+        let per = crate::metrics::prometheus_sessions(&c);
+        assert!(per.contains(&alloc::format!("prefix=\"{p0}\"")), "{per}");
         assert!(c.stats.ra_sent >= 2);
         // A Neighbor Solicitation for the BNG's link-local address gets an NA (no
         // link-layer address options on PPP); other targets are ignored.

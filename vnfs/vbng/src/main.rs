@@ -1,7 +1,8 @@
 //! `vbng`: the vBNG as a Linux process over any port spec (`mem:`, `pcap:`, `tap:`,
 //! `afpacket:`, `afxdp:`). `vbng run -c vbng.toml` runs the fast path and the control
 //! plane in one poll loop; `--listen` (or `listen` in the config) serves
-//! `GET /metrics` (Prometheus) and `GET /sessions`; `vbng show sessions --connect
+//! `GET /metrics` (Prometheus; `GET /metrics?sessions` adds per-session series) and
+//! `GET /sessions`; `vbng show sessions --connect
 //! ADDR` prints the session table of a running instance; `vbng check -c FILE`
 //! validates a config.
 
@@ -105,10 +106,11 @@ fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline, own: &Own<'_>)
         let (status, body) = if req.starts_with("GET /metrics") {
             let mut p = dataplane::metrics::Prom::new();
             own.stats.prometheus(own.core, &mut p);
-            (
-                "200 OK",
-                vbng::metrics::prometheus(cp, pipeline.nodes()) + &p.finish(),
-            )
+            let mut body = vbng::metrics::prometheus(cp, pipeline.nodes()) + &p.finish();
+            if req.starts_with("GET /metrics?sessions") {
+                body += &vbng::metrics::prometheus_sessions(cp);
+            }
+            ("200 OK", body)
         } else if req.starts_with("GET /sessions") {
             ("200 OK", vbng::metrics::show_sessions(cp))
         } else if req.starts_with("GET /errors") {

@@ -82,25 +82,12 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             v,
         );
     }
-    let sessions = cp.sessions();
     p.gauge(
         "vbng_ipv6_sessions",
         "Sessions with IPv6CP open and a /64 routed",
         &[],
-        sessions
-            .iter()
-            .filter(|x| x.ipv6_up && x.ipv6_prefix != 0)
-            .count() as f64,
+        cp.ipv6_session_count() as f64,
     );
-    for x in sessions.iter().filter(|x| x.ipv6_prefix != 0) {
-        let prefix = crate::pool6::fmt_prefix64(x.ipv6_prefix);
-        p.gauge(
-            "vbng_session_ipv6_prefix_info",
-            "The /64 delegated to a session (1 = routed, 0 = allocated, IPv6CP not open)",
-            &[("session", x.acct_id.as_str()), ("prefix", prefix.as_str())],
-            if x.ipv6_up { 1.0 } else { 0.0 },
-        );
-    }
     let d = cp.discovery_stats();
     for (name, v) in [
         ("padi", d.padi),
@@ -195,4 +182,20 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
         );
     }
     s
+}
+
+/// Per-session series (one line per session: large at 100k sessions, so not part of
+/// [`prometheus`]; the binary serves them at `GET /metrics?sessions`).
+pub fn prometheus_sessions(cp: &ControlPlane) -> String {
+    let mut p = Prom::new();
+    for x in cp.sessions().iter().filter(|x| x.ipv6_prefix != 0) {
+        let prefix = crate::pool6::fmt_prefix64(x.ipv6_prefix);
+        p.gauge(
+            "vbng_session_ipv6_prefix_info",
+            "The /64 delegated to a session (1 = routed, 0 = allocated, IPv6CP not open)",
+            &[("session", x.acct_id.as_str()), ("prefix", prefix.as_str())],
+            if x.ipv6_up { 1.0 } else { 0.0 },
+        );
+    }
+    p.finish()
 }

@@ -266,6 +266,9 @@ pub struct Client {
     pending: Vec<Vec<Option<Pending>>>,
     next_slot: usize,
     in_flight: usize,
+    /// No pending request is due before this time (a lower bound: answered requests
+    /// may leave it early), so `poll` skips the scan of every slot until then.
+    next_due: u64,
     backlog: VecDeque<(u64, Request)>,
     dead_until: [Vec<u64>; 2],
     rng: crate::rng::Rng,
@@ -292,6 +295,7 @@ impl Client {
             cfg,
             next_slot: 0,
             in_flight: 0,
+            next_due: u64::MAX,
             backlog: VecDeque::new(),
             dead_until: dead,
             rng,
@@ -412,7 +416,10 @@ impl Client {
             server,
             tries_left: self.cfg.tries.saturating_sub(1),
             timeout,
-            deadline: now + timeout,
+            deadline: {
+                self.next_due = self.next_due.min(now + timeout);
+                now + timeout
+            },
             bytes,
             auth,
         };
@@ -430,14 +437,35 @@ impl Client {
 
     /// Drive timers; returns datagrams to send. Call [`Client::events`] after.
     pub fn poll(&mut self, now: u64) -> Vec<Transmit> {
+        if self.in_flight > 0 && now >= self.next_due {
+            self.expire(now);
+        }
+        while !self.backlog.is_empty() {
+            let Some((c, id)) = self.free_slot() else {
+                break;
+            };
+            let Some((tag, req)) = self.backlog.pop_front() else {
+                break;
+            };
+            self.start(tag, req, c, id, now);
+        }
+        core::mem::take(&mut self.out)
+    }
+
+    /// Retransmit, fail over or time out every request due at `now`.
+    fn expire(&mut self, now: u64) {
         let mut expired = Vec::new();
+        let mut next_due = u64::MAX;
         for (c, ids) in self.pending.iter().enumerate() {
             for (id, p) in ids.iter().enumerate() {
-                if p.as_ref().is_some_and(|p| p.deadline <= now) {
-                    expired.push((c, id));
+                match p {
+                    Some(p) if p.deadline <= now => expired.push((c, id)),
+                    Some(p) => next_due = next_due.min(p.deadline),
+                    None => {}
                 }
             }
         }
+        self.next_due = u64::MAX;
         for (c, id) in expired {
             let Some(p) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) else {
                 continue;
@@ -448,6 +476,7 @@ impl Client {
                 pe.tries_left -= 1;
                 pe.timeout = (pe.timeout * 2).min(self.cfg.max_timeout_ms);
                 pe.deadline = now + pe.timeout;
+                next_due = next_due.min(pe.deadline);
                 self.stats.retransmits += 1;
                 if let Some(to) = self.servers(pe.req.service).get(pe.server).map(|s| s.addr) {
                     self.out.push(Transmit {
@@ -477,16 +506,9 @@ impl Client {
                 self.events.push(Event::Timeout { tag: pe.tag });
             }
         }
-        while !self.backlog.is_empty() {
-            let Some((c, id)) = self.free_slot() else {
-                break;
-            };
-            let Some((tag, req)) = self.backlog.pop_front() else {
-                break;
-            };
-            self.start(tag, req, c, id, now);
-        }
-        core::mem::take(&mut self.out)
+        // Failovers above went through `start`, which lowered `self.next_due` from
+        // the MAX it was reset to after the scan.
+        self.next_due = self.next_due.min(next_due);
     }
 
     /// Take the events produced so far.

@@ -166,6 +166,8 @@ pub struct AfPacketPort {
     frame_size: usize,
     mac: [u8; 6],
     stats: PortStats,
+    /// Frames the kernel dropped on the receive ring (`PACKET_STATISTICS`).
+    kernel_drops: u64,
 }
 
 // SAFETY: the mapping is owned by this port and only touched through `&mut self`.
@@ -258,6 +260,7 @@ impl AfPacketPort {
             frame_size: frame_size as usize,
             mac,
             stats: PortStats::default(),
+            kernel_drops: 0,
         };
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
@@ -464,5 +467,39 @@ impl AfPacketPort {
             .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         self.cur_block = (self.cur_block + 1) % self.rx_blocks;
         self.left = 0;
+        self.read_kernel_drops();
+    }
+
+    /// Adds the frames the kernel dropped because the receive ring was full to
+    /// `rx_dropped` (`PACKET_STATISTICS`, packet(7): the counters reset on every read).
+    /// Called once per released block, so the syscall is amortised over its frames.
+    fn read_kernel_drops(&mut self) {
+        let mut st = libc::tpacket_stats_v3 {
+            tp_packets: 0,
+            tp_drops: 0,
+            tp_freeze_q_cnt: 0,
+        };
+        let mut len = core::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `st` and `len` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats_v3).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.stats.rx_dropped += u64::from(st.tp_drops);
+            self.kernel_drops += u64::from(st.tp_drops);
+        }
+    }
+
+    /// Frames the kernel dropped on this port's receive ring so far (also counted in
+    /// `stats().rx_dropped`); reads the kernel's counter now.
+    pub fn kernel_drops(&mut self) -> u64 {
+        self.read_kernel_drops();
+        self.kernel_drops
     }
 }

@@ -97,7 +97,13 @@ struct Own<'a> {
     core: Option<&'a CoreLink>,
 }
 
-fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline, own: &Own<'_>) {
+fn serve(
+    l: &TcpListener,
+    cp: &ControlPlane,
+    pipeline: &Pipeline,
+    own: &Own<'_>,
+    ports: &[Box<dyn Port>],
+) {
     while let Ok((mut s, _)) = l.accept() {
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let mut buf = [0u8; 1024];
@@ -106,6 +112,10 @@ fn serve(l: &TcpListener, cp: &ControlPlane, pipeline: &Pipeline, own: &Own<'_>)
         let (status, body) = if req.starts_with("GET /metrics") {
             let mut p = dataplane::metrics::Prom::new();
             own.stats.prometheus(own.core, &mut p);
+            // Port counters, with AF_PACKET ring overruns in rx_dropped.
+            for port in ports {
+                p.port(port.name(), &port.stats());
+            }
             let mut body = vbng::metrics::prometheus(cp, pipeline.nodes()) + &p.finish();
             if req.starts_with("GET /metrics?sessions") {
                 body += &vbng::metrics::prometheus_sessions(cp);
@@ -282,7 +292,7 @@ fn run(
         iter += 1;
         if iter & 1023 == 0 {
             if let Some(l) = &listener {
-                serve(l, &cp, &pipeline, &own);
+                serve(l, &cp, &pipeline, &own, &ports);
             }
         }
         if work == 0 && ctl_tx.is_empty() {

@@ -745,6 +745,7 @@ impl ControlPlane {
                 SessEvent::Verify(c) => self.verify(idx, c, now),
                 SessEvent::NetworkUp => self.network_up(idx, now),
                 SessEvent::Ipv6Up => self.ipv6_up(idx, now),
+                SessEvent::Ipv6Down => self.ipv6_down(idx),
                 SessEvent::Renegotiate => self.renegotiate(idx, now),
                 SessEvent::Ended(cause) => {
                     self.remove(idx, cause, true, now);
@@ -827,6 +828,23 @@ impl ControlPlane {
                 0
             }
         }
+    }
+
+    /// IPv6CP went down while the link stays: stop routing the /64 and stop the RAs.
+    /// The prefix stays allocated to the session, so IPv6CP coming back up gets the
+    /// same /64 (accounting and CoA keep naming it).
+    fn ipv6_down(&mut self, idx: u32) {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if e.ipv6_up && e.prefix6 != 0 {
+            self.fib.push(FibUpdate::Remove6 {
+                idx,
+                prefix: e.prefix6,
+            });
+        }
+        e.ipv6_up = false;
+        e.next_ra = None;
     }
 
     /// IPv6CP opened: route the /64 to the session and announce it (RFC 4861 §6.2.4:
@@ -1660,6 +1678,43 @@ mod tests {
         assert_eq!(c.session_count(), 1);
         assert_eq!(c.stats.sessions_created, 1);
         assert_eq!(first[0].1, again[0].1, "the same PADS is resent");
+    }
+
+    #[test]
+    fn ipv6cp_down_withdraws_the_prefix_and_keeps_ipv4() {
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.pools6 = alloc::vec![crate::config::Pool6Config {
+            name: "v6".to_string(),
+            prefix: "2001:db8:100::/40".to_string(),
+        }];
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let prefix = (subs[0].ipv6 >> 64) as u64;
+        assert_ne!(prefix, 0);
+        let _ = c.take_fib();
+        // The subscriber closes IPv6CP only (Terminate-Request, RFC 1661 §5.5).
+        let f = subs[0].session_frame(&[0x80, 0x57, 5, 0x42, 0, 4]);
+        c.input(0, &f, 10);
+        c.poll(10);
+        let fib = c.take_fib();
+        assert!(
+            fib.iter()
+                .any(|u| matches!(u, FibUpdate::Remove6 { prefix: p, .. } if *p == prefix)),
+            "{fib:?}"
+        );
+        assert!(
+            !fib.iter().any(|u| matches!(u, FibUpdate::Remove { .. })),
+            "IPv4 stays: {fib:?}"
+        );
+        let info = c.sessions();
+        assert!(!info[0].ipv6_up);
+        assert_eq!(info[0].ipv6_prefix, prefix, "the /64 stays allocated");
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.ipv6_session_count(), 0);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub enum SessEvent {
     NetworkUp,
     /// IPv6CP opened (interface identifiers agreed).
     Ipv6Up,
+    /// IPv6CP left the Opened state (the peer's Terminate-Request or a renegotiation,
+    /// RFC 1661 §4.2 This-Layer-Down) or gave up: stop routing the /64, keep IPv4.
+    Ipv6Down,
     /// The link is finished; remove it.
     Ended(EndCause),
     /// The peer renegotiated LCP (RFC 1661 §4.1, RCR in Opened): authentication and
@@ -273,7 +276,10 @@ impl PppSession {
             proto::IPV6CP if p.ipv6cp => {
                 if let Some(f) = self.ipv6cp.as_mut() {
                     f.input(info, now, &mut out)?;
-                    let (up, _, _, _) = relay(&mut out, ev);
+                    let (up, down, fin, _) = relay(&mut out, ev);
+                    if down || fin {
+                        ev.push(SessEvent::Ipv6Down);
+                    }
                     if up {
                         ev.push(SessEvent::Ipv6Up);
                     }
@@ -404,7 +410,10 @@ impl PppSession {
         }
         if let Some(f) = self.ipv6cp.as_mut() {
             f.poll(now, &mut out);
-            relay(&mut out, ev);
+            let (_, down, fin, _) = relay(&mut out, ev);
+            if down || fin {
+                ev.push(SessEvent::Ipv6Down);
+            }
         }
     }
 }

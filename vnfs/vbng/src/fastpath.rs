@@ -263,6 +263,9 @@ pub struct FastPathStats {
     pub fragmented: AtomicU64,
     /// See `fragmented`.
     pub fragments_sent: AtomicU64,
+    /// Neighbor Advertisements sent on the core link for `core_ip6` / our link-local
+    /// address (RFC 4861 §7.2.4).
+    pub core_na_sent: AtomicU64,
 }
 
 #[inline]
@@ -310,6 +313,12 @@ impl FastPathStats {
                 v,
             );
         }
+        p.counter(
+            "vbng_core_na_total",
+            "Neighbor Advertisements sent on the core link (RFC 4861 §7.2.4)",
+            &[],
+            g(&self.core_na_sent),
+        );
         p.counter(
             "vbng_own_no_buffer_total",
             "BNG-originated packets not sent for want of a buffer",

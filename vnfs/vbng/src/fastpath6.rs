@@ -24,13 +24,19 @@
 //! address (`core_ip6`, [`FastPath::with_core_ip6`]) they also earn an ICMPv6 Time
 //! Exceeded (RFC 4443 §3.3) or Packet Too Big with the session MTU (§3.2, for path
 //! MTU discovery, RFC 8201) to the sender, via the core router that delivered them.
+//! Neighbor Solicitations on the core link for `core_ip6` or our link-local address
+//! (`fe80::` + modified EUI-64 of the core MAC) are answered in place with a Neighbor
+//! Advertisement (RFC 4861 §7.2.4), so the core router can resolve its next hop to
+//! the subscriber prefixes. Upstream IPv6 goes to the core next hop's MAC (the
+//! IPv4 gateway's, static or resolved by ARP): the BNG does not resolve an IPv6
+//! gateway of its own.
 //!
 //! Tables change only through [`FibUpdate::Add6`]/[`FibUpdate::Remove6`] from the
 //! lock-free update queue; nothing here allocates or locks.
 
 use super::{
-    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_MALFORMED, E_NO_ROUTE, E_NO_SESSION,
-    E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
+    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED, E_NO_ROUTE,
+    E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
 };
 use crate::control::FibUpdate;
 use crate::corelink::NextHop;
@@ -129,6 +135,109 @@ impl FastPath {
     pub fn with_core_ip6(mut self, addr: Option<Ipv6Addr>) -> FastPath {
         self.v6.core_ip6 = addr;
         self
+    }
+
+    /// Our link-local address on the core link: `fe80::` + the modified EUI-64 of the
+    /// core MAC (RFC 4291 §2.5.1, appendix A).
+    fn core_link_local6(&self) -> Ipv6Addr {
+        let m = self.cfg.core_mac;
+        Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            0xff,
+            0xfe,
+            m[3],
+            m[4],
+            m[5],
+        ])
+    }
+
+    /// A Neighbor Solicitation from the core (RFC 4861 §7.1.1 checks: hop limit 255,
+    /// code 0, valid checksum, a target that is not multicast). For `core_ip6` or our
+    /// core link-local address it becomes, in place, the Neighbor Advertisement
+    /// (§7.2.4: Router and Solicited flags, Override, our MAC as Target Link-Layer
+    /// Address; to the soliciting address, or all-nodes when it was `::` for DAD), so
+    /// the core router can reach the subscribers' prefixes through us. Any other NS
+    /// is counted as not for us.
+    fn neighbor_solicitation(&mut self, p: &mut Pkt, total: usize) -> Next {
+        let Some(ours) = self.v6.core_ip6 else {
+            return Next::Drop(E_LOCAL);
+        };
+        let ll = self.core_link_local6();
+        let cmac = self.cfg.core_mac;
+        let d = p.data();
+        let Some(ip) = d.get(14..14 + total) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        let (src, dst) = (
+            Ipv6Addr::from(u128_at(ip, 8)),
+            Ipv6Addr::from(u128_at(ip, 24)),
+        );
+        let Ok(ns) = icmpv6::Packet::new_checked(&ip[40..]) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        if ip[7] != 255
+            || ns.msg_code() != 0
+            || ip.len() < 40 + 24
+            || !ns.verify_checksum(&src, &dst)
+        {
+            return Next::Drop(E_MALFORMED);
+        }
+        let target = ns.target_addr();
+        if target != ours && target != ll {
+            return Next::Drop(E_LOCAL);
+        }
+        let dad = src.is_unspecified();
+        let mut eth_dst = [0u8; 6];
+        eth_dst.copy_from_slice(&d[6..12]);
+        let na_dst = if dad {
+            eth_dst = [0x33, 0x33, 0, 0, 0, 1];
+            Ipv6Addr::from(0xff02_0000_0000_0000_0000_0000_0000_0001u128)
+        } else {
+            src
+        };
+        // NA = 24-byte header + an 8-byte Target Link-Layer Address option.
+        let len = 40 + 32;
+        let extra = p.len().saturating_sub(14 + total);
+        if extra > 0 && p.trim(extra).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        if total < len && p.append(len - total).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        if total > len && p.trim(total - len).is_err() {
+            return Next::Drop(E_MALFORMED);
+        }
+        let Some(f) = p.data_mut().get_mut(..14 + len) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        f[0..6].copy_from_slice(&eth_dst);
+        f[6..12].copy_from_slice(&cmac);
+        let ip = &mut f[14..];
+        ip[4..6].copy_from_slice(&32u16.to_be_bytes());
+        ip[7] = 255;
+        ip[8..24].copy_from_slice(&target.octets());
+        ip[24..40].copy_from_slice(&na_dst.octets());
+        let icmp = &mut ip[40..];
+        icmp[0] = 136;
+        icmp[1] = 0;
+        // R (router), S (solicited, not for DAD), O (override).
+        icmp[4..8].copy_from_slice(&[if dad { 0xa0 } else { 0xe0 }, 0, 0, 0]);
+        icmp[24..26].copy_from_slice(&[2, 1]);
+        icmp[26..32].copy_from_slice(&cmac);
+        let mut na = icmpv6::Packet::new_unchecked(&mut icmp[..32]);
+        na.fill_checksum(&target, &na_dst);
+        inc(&self.stats.core_na_sent);
+        Next::Port(self.cfg.core_port)
     }
 
     /// An ICMPv6 error about `ip` (a datagram from the core) back to its sender, from
@@ -320,6 +429,9 @@ impl FastPath {
         let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
         if ip[0] >> 4 != 6 || 14 + total > d.len() {
             return Next::Drop(E_MALFORMED);
+        }
+        if ip[6] == 58 && d.get(54) == Some(&135) {
+            return self.neighbor_solicitation(p, total);
         }
         let mut hi = [0u8; 8];
         hi.copy_from_slice(&ip[24..32]);
@@ -518,6 +630,84 @@ mod tests {
         }
         fp.process(&mut b, &mut node, &mut out);
         (out, node)
+    }
+
+    /// A Neighbor Solicitation from the core router for `target`, with a Source
+    /// Link-Layer Address option (from `src`, or from `::` for DAD without one).
+    fn ns_frame(src: u128, target: u128) -> Vec<u8> {
+        let dst = 0xff02_0000_0000_0000_0000_0001_ff00_0000u128 | (target & 0xff_ffff);
+        let mut icmp = alloc::vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&target.to_be_bytes());
+        if src != 0 {
+            icmp.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xd]);
+        }
+        let mut ip = ipv6(src, dst, 255, 58, 0);
+        ip[4..6].copy_from_slice(&(icmp.len() as u16).to_be_bytes());
+        icmpv6::Packet::new_unchecked(&mut icmp[..])
+            .fill_checksum(&Ipv6Addr::from(src), &Ipv6Addr::from(dst));
+        ip.extend_from_slice(&icmp);
+        let mut f = alloc::vec![0x33, 0x33, 0xff, 0, 0, 0];
+        f[3..6].copy_from_slice(&dst.to_be_bytes()[13..16]);
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 0xd, 0x86, 0xdd]);
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    fn frames_of(b: &Batch) -> Vec<Vec<u8>> {
+        b.iter().map(|p| p.data().to_vec()).collect()
+    }
+
+    #[test]
+    fn core_neighbor_solicitations_get_advertisements() {
+        let core6 = 0x2001_0db8_c0de_0000_0000_0000_0000_0001u128;
+        let (fp, _, _) = setup((0, 0));
+        let mut fp = fp.with_core_ip6(Some(Ipv6Addr::from(core6)));
+        // fe80:: + modified EUI-64 of 02:00:00:00:00:0c
+        let ll = 0xfe80_0000_0000_0000_0000_00ff_fe00_000cu128;
+        let router = 0xfe80_0000_0000_0000_0000_0000_0000_00d0u128;
+        let mut bad = ns_frame(router, core6);
+        let last = bad.len() - 1;
+        bad[last] ^= 1; // checksum no longer matches
+        let frames = [
+            ns_frame(router, core6),
+            ns_frame(router, ll),
+            ns_frame(0, core6),
+            ns_frame(router, REMOTE),
+            bad,
+        ];
+        let (out, node) = run(&mut fp, 1, &frames);
+        let na = frames_of(&out.ports[1]);
+        assert_eq!(na.len(), 3, "three advertisements");
+        for (i, f) in na.iter().enumerate() {
+            assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 0xc]);
+            let ip = &f[14..];
+            assert_eq!(ip[6], 58);
+            assert_eq!(ip[7], 255);
+            let (src, dst) = (u128_at(ip, 8), u128_at(ip, 24));
+            let icmp = icmpv6::Packet::new_checked(&ip[40..]).unwrap();
+            assert_eq!(icmp.msg_type(), 136);
+            assert!(icmp.verify_checksum(&Ipv6Addr::from(src), &Ipv6Addr::from(dst)));
+            assert_eq!(&ip[40 + 24..40 + 32], &[2, 1, 2, 0, 0, 0, 0, 0xc]);
+            if i == 2 {
+                // DAD: to all-nodes, not solicited
+                assert_eq!(dst, 0xff02_0000_0000_0000_0000_0000_0000_0001);
+                assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+                assert_eq!(ip[44], 0xa0);
+            } else {
+                assert_eq!(dst, router);
+                assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 0xd]);
+                assert_eq!(ip[44], 0xe0);
+                assert_eq!(src, if i == 0 { core6 } else { ll });
+            }
+        }
+        assert_eq!(node.drops[E_LOCAL as usize], 1, "NS for someone else");
+        assert_eq!(node.drops[E_MALFORMED as usize], 1, "bad checksum");
+        assert_eq!(
+            fp.stats
+                .core_na_sent
+                .load(core::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 
     #[test]

@@ -128,6 +128,20 @@ fn ipv6_forwarding_does_not_allocate() {
     }
     let mut rs = ipv6(0xfe80 << 112 | 7, 0xff02 << 112 | 2, 255, 58, 8);
     rs[40] = 133;
+    // A Neighbor Solicitation for core_ip6 from the core router: answered in place.
+    let core6: u128 = 0x2001_0db8_ffff_0000_0000_0000_0000_000b;
+    let (ns_src, ns_dst) = (
+        0xfe80u128 << 112 | 0xd0,
+        0xff02u128 << 112 | 1 << 16 | 0xff00_000b,
+    );
+    let mut ns = ipv6(ns_src, ns_dst, 255, 58, 32);
+    ns[40..48].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    ns[48..64].copy_from_slice(&core6.to_be_bytes());
+    ns[64..72].copy_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xd]);
+    dataplane::proto::icmpv6::Packet::new_unchecked(&mut ns[40..]).fill_checksum(
+        &std::net::Ipv6Addr::from(ns_src),
+        &std::net::Ipv6Addr::from(ns_dst),
+    );
     let templates: Vec<(u16, Vec<u8>)> = vec![
         (0, up(&ipv6(HOST, REMOTE, 64, 17, 64))),
         (0, up(&ipv6(HOST, REMOTE, 64, 17, 1000))),
@@ -139,6 +153,7 @@ fn ipv6_forwarding_does_not_allocate() {
         (1, down(&ipv6(REMOTE, REMOTE, 64, 17, 64))),
         (1, down(&ipv6(REMOTE, HOST, 1, 17, 64))),
         (1, down(&ipv6(REMOTE, HOST, 64, 17, 1460))),
+        (1, down(&ns)),
     ];
     let mut node = NodeStats::new("bng-fastpath", ERRORS);
     let mut batch = Batch::new();
@@ -201,12 +216,13 @@ fn ipv6_forwarding_does_not_allocate() {
     assert_eq!(allocs, 0, "the IPv6 fast path allocated {allocs} times");
     // Per round: two forwarded each way (the rest are counted drops), one Time
     // Exceeded back to the subscriber, a Time Exceeded and a Packet Too Big to the
-    // core, one RS punted.
+    // core, a Neighbor Advertisement to the core, one RS punted.
     assert_eq!(
         fwd[1] - fwd0[1],
-        4 * rounds,
-        "upstream + errors to the core"
+        5 * rounds,
+        "upstream + errors + NA to the core"
     );
+    assert_eq!(fp.stats().core_na_sent.load(Ordering::Relaxed), 64 + rounds);
     assert_eq!(fwd[0] - fwd0[0], 3 * rounds, "downstream + Time Exceeded");
     assert_eq!(
         fp.stats().icmp_sent.load(Ordering::Relaxed) - icmp0,

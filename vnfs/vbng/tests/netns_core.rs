@@ -4,7 +4,8 @@
 //! Checks: the BNG resolves the gateway by ARP (Linux answers our request; the
 //! `vbng_core_arp_total` counters in `/metrics` show the request and the learned
 //! binding), Linux resolves `core_ip` through our ARP reply, and an ICMP echo from
-//! Linux to `core_ip` is answered; `tshark` dissects the core capture with checksum
+//! Linux to `core_ip` is answered; Linux resolves `core_ip6` by Neighbor Discovery
+//! (our NA, with the Router flag, lands in its neighbour table); `tshark` dissects the core capture with checksum
 //! validation and no warnings. Fails (does not skip) without root, `ip`, `curl` or
 //! `tshark`.
 
@@ -190,6 +191,18 @@ fn core_link_against_linux() {
         "dev",
         &vl,
     ]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns[0],
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:c0de::fe/64",
+        "dev",
+        &vl,
+        "nodad",
+    ]);
     for (x, v) in [(&ns[0], &vl), (&ns[1], &vb)] {
         sh(&["ip", "-n", x, "link", "set", v, "up"]);
         sh(&["ip", "-n", x, "link", "set", "lo", "up"]);
@@ -217,6 +230,7 @@ fn core_link_against_linux() {
     std::thread::sleep(Duration::from_secs(2)); // tshark starts capturing
     let cfg = "name = \"vbng\"\nmac = \"02:00:00:00:b0:01\"\n\
                core_ip = \"198.51.100.1/24\"\ncore_gateway = \"198.51.100.254\"\n\
+               core_ip6 = \"2001:db8:c0de::1\"\n\
                listen = \"127.0.0.1:9181\"\n";
     let cfg_path = dir.join("vbng.toml");
     std::fs::write(&cfg_path, cfg).expect("config");
@@ -309,6 +323,36 @@ fn core_link_against_linux() {
     assert!(
         neigh.contains("02:00:00:00:c0:02"),
         "Linux neighbour: {neigh}"
+    );
+    // IPv6: Linux resolves core_ip6 by Neighbor Discovery (RFC 4861 §7.2): its NS is
+    // answered by our NA.
+    // A UDP datagram from Linux to core_ip6 makes the kernel resolve it first.
+    let ns0 = ns[0].clone();
+    let ping6 = std::thread::spawn(move || -> Result<(), String> {
+        let f = std::fs::File::open(format!("/var/run/netns/{ns0}")).map_err(|e| e.to_string())?;
+        // SAFETY: setns on a valid namespace fd affects only this thread.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err("setns failed".into());
+        }
+        let s = std::net::UdpSocket::bind("[::]:0").map_err(|e| e.to_string())?;
+        for _ in 0..3 {
+            s.send_to(b"nd", "[2001:db8:c0de::1]:9")
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "udp6 thread panicked".to_string())
+    .and_then(|r| r);
+    let neigh6 = Command::new("ip")
+        .args(["-n", &ns[0], "-6", "neigh", "show", "2001:db8:c0de::1"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        neigh6.contains("02:00:00:00:c0:02") && neigh6.contains("router"),
+        "Linux IPv6 neighbour: {neigh6}\nudp6 send: {ping6:?}"
     );
     let m = metrics();
     assert!(counter(&m, "reply") >= 1, "no ARP reply:\n{m}");

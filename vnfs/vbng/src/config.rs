@@ -59,6 +59,9 @@ pub struct Config {
     /// Our IPv6 address on the core side: source of ICMPv6 Time Exceeded and Packet
     /// Too Big (RFC 4443 §3.2–3.3) sent to the core; absent = silent counted drops.
     pub core_ip6: Option<core::net::Ipv6Addr>,
+    /// The IPv6 core next hop, resolved by Neighbor Discovery (RFC 4861 §7.2; needs
+    /// `core_ip6` and `core_ip`); absent = upstream IPv6 goes to the IPv4 next hop.
+    pub core_gateway6: Option<core::net::Ipv6Addr>,
     /// RADIUS; absent = local users only.
     pub radius: Option<RadiusConfig>,
     /// Local users (lab fallback authentication).
@@ -122,6 +125,7 @@ impl Default for Config {
             prefix_valid_s: 86400,
             prefix_preferred_s: 14400,
             core_ip6: None,
+            core_gateway6: None,
             radius: None,
             users: Vec::new(),
             user_file: None,
@@ -364,6 +368,16 @@ impl Config {
                 ));
             }
         }
+        if let Some(gw6) = self.core_gateway6 {
+            if self.core_ip6.is_none() || core.is_none() {
+                return Err(ConfigError(
+                    "core_gateway6 needs core_ip6 and core_ip".to_string(),
+                ));
+            }
+            if gw6.is_multicast() || gw6.is_unspecified() || Some(gw6) == self.core_ip6 {
+                return Err(err(&alloc::format!("{gw6}"), "core_gateway6"));
+            }
+        }
         for p in &self.pools {
             for r in &p.ranges {
                 parse_range(r)?;
@@ -453,6 +467,16 @@ rate = "10M/50M"
         )
         .is_err());
         assert!(Config::from_toml("core_ip = \"198.51.100.1\"").is_err());
+        assert!(Config::from_toml("core_gateway6 = \"fe80::1\"").is_err());
+        let c = Config::from_toml(
+            "core_ip = \"198.51.100.1/24\"\ncore_ip6 = \"2001:db8::b\"\ncore_gateway6 = \"fe80::1\"",
+        )
+        .unwrap();
+        assert_eq!(c.core_gateway6, Some("fe80::1".parse().unwrap()));
+        assert!(Config::from_toml(
+            "core_ip = \"198.51.100.1/24\"\ncore_ip6 = \"2001:db8::b\"\ncore_gateway6 = \"ff02::1\""
+        )
+        .is_err());
         assert!(Config::from_toml("tcp_mss_clamp = \"sometimes\"").is_err());
     }
 

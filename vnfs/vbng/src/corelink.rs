@@ -19,12 +19,12 @@
 //! as a conflict (RFC 5227 §2.4) and dropped. Nothing here allocates after
 //! [`CoreLink::new`]; the table is lock-free and shared by the fast-path instances.
 
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 use core::sync::atomic::{AtomicU64, Ordering};
 use dataplane::buf::Pkt;
 use dataplane::proto::arp::{self, Operation};
 use dataplane::proto::EtherType;
-use dataplane::stages::neigh::{key_v4, NeighTable};
+use dataplane::stages::neigh::{key_v4, key_v6, NeighTable};
 
 /// Ethernet header length on the (untagged) core port.
 const ETH: usize = 14;
@@ -75,6 +75,10 @@ pub struct ArpStats {
     pub learned: AtomicU64,
     /// Frames claiming our address from another MAC.
     pub conflicts: AtomicU64,
+    /// Neighbor Solicitations sent for the IPv6 gateway.
+    pub ns_sent: AtomicU64,
+    /// IPv6 gateway bindings learned or refreshed (NA, or NS with a source address).
+    pub learned6: AtomicU64,
 }
 
 impl ArpStats {
@@ -96,6 +100,12 @@ pub struct CoreLink {
     learned: AtomicU64,
     /// When we last sent a request for the gateway (ns; 0 = never).
     asked: AtomicU64,
+    /// Our IPv6 address on the core link (`core_ip6`), source of our solicitations.
+    pub ip6: Option<Ipv6Addr>,
+    /// The IPv6 next hop to resolve by Neighbor Discovery (`core_gateway6`).
+    pub gateway6: Option<Ipv6Addr>,
+    learned6: AtomicU64,
+    asked6: AtomicU64,
     /// Counters.
     pub stats: ArpStats,
 }
@@ -126,8 +136,20 @@ impl CoreLink {
             neigh: NeighTable::new(16),
             learned: AtomicU64::new(0),
             asked: AtomicU64::new(0),
+            ip6: None,
+            gateway6: None,
+            learned6: AtomicU64::new(0),
+            asked6: AtomicU64::new(0),
             stats: ArpStats::default(),
         }
+    }
+
+    /// Resolve `gateway6` by Neighbor Discovery (RFC 4861 §7.2) from `ip6`, with the
+    /// same timing as the IPv4 gateway; upstream IPv6 then goes to that router.
+    pub fn with_gateway6(mut self, ip6: Ipv6Addr, gateway6: Option<Ipv6Addr>) -> CoreLink {
+        self.ip6 = Some(ip6);
+        self.gateway6 = gateway6;
+        self
     }
 
     /// Set the reachable time and the retry interval (ns).
@@ -160,7 +182,11 @@ impl CoreLink {
     /// The binding was not confirmed within the reachable time plus three retry
     /// intervals of refresh requests.
     fn expired(&self, now: u64) -> bool {
-        let l = self.learned.load(Ordering::Relaxed);
+        self.expired_at(&self.learned, now)
+    }
+
+    fn expired_at(&self, learned: &AtomicU64, now: u64) -> bool {
+        let l = learned.load(Ordering::Relaxed);
         l != 0
             && now.saturating_sub(l)
                 > self
@@ -232,21 +258,118 @@ impl CoreLink {
     /// A refresh is due: the binding is older than 3/4 of the reachable time and no
     /// request went out within the retry interval. Claims the request slot.
     fn refresh_due(&self, now: u64) -> bool {
-        let l = self.learned.load(Ordering::Relaxed);
+        self.refresh_due_at(&self.learned, &self.asked, now)
+    }
+
+    fn refresh_due_at(&self, learned: &AtomicU64, asked: &AtomicU64, now: u64) -> bool {
+        let l = learned.load(Ordering::Relaxed);
         if l == 0 || now.saturating_sub(l) < self.neigh.reachable_ns / 4 * 3 {
             return false;
         }
-        self.claim(now)
+        self.claim_at(asked, now)
     }
 
     fn claim(&self, now: u64) -> bool {
-        let last = self.asked.load(Ordering::Relaxed);
+        self.claim_at(&self.asked, now)
+    }
+
+    fn claim_at(&self, asked: &AtomicU64, now: u64) -> bool {
+        let last = asked.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < self.neigh.retry_ns {
             return false;
         }
-        self.asked
+        asked
             .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// The IPv6 gateway's MAC if resolved and not expired at `now` (ns).
+    pub fn gateway6_mac_at(&self, now: u64) -> Option<[u8; 6]> {
+        let m = self.neigh.lookup(key_v6(&self.gateway6?))?;
+        (!self.expired_at(&self.learned6, now)).then_some(m)
+    }
+
+    /// The next hop for an upstream IPv6 packet at `now` (ns): [`NextHop::Static`]
+    /// without `core_gateway6` (the caller then uses the IPv4 next hop).
+    #[inline]
+    pub fn next_hop6(&self, now: u64) -> NextHop {
+        if self.gateway6.is_none() {
+            return NextHop::Static;
+        }
+        match self.gateway6_mac_at(now) {
+            Some(mac) => NextHop::Mac {
+                mac,
+                refresh: self.refresh_due_at(&self.learned6, &self.asked6, now),
+            },
+            None if self.claim_at(&self.asked6, now) => NextHop::Request,
+            None => NextHop::Pending,
+        }
+    }
+
+    /// Periodic work for the IPv6 gateway: true when a solicitation should go now.
+    pub fn poll6(&self, now: u64) -> bool {
+        match self.next_hop6(now) {
+            NextHop::Static | NextHop::Pending => false,
+            NextHop::Request => true,
+            NextHop::Mac { refresh, .. } => refresh,
+        }
+    }
+
+    /// Learn the IPv6 gateway's MAC from a Neighbor Advertisement (its target) or a
+    /// solicitation it sent (its source), RFC 4861 §7.2.5 / §7.2.3; `mac` is the
+    /// link-layer address option. True when learned.
+    pub fn learn6(&self, addr: Ipv6Addr, mac: [u8; 6], now: u64) -> bool {
+        if Some(addr) != self.gateway6 || mac[0] & 1 == 1 {
+            return false;
+        }
+        if self.neigh.learn(key_v6(&addr), mac, now) {
+            self.learned6.store(now.max(1), Ordering::Relaxed);
+            ArpStats::inc(&self.stats.learned6);
+            return true;
+        }
+        false
+    }
+
+    /// Fill `pkt` with a multicast Neighbor Solicitation for the IPv6 gateway (to its
+    /// solicited-node address, RFC 4861 §7.2.2) from `ip6` and `our_mac`, with our
+    /// Source Link-Layer Address option. False without a gateway or room.
+    pub fn build_ns(&self, pkt: &mut Pkt, our_mac: [u8; 6]) -> bool {
+        let (Some(src), Some(target)) = (self.ip6, self.gateway6) else {
+            return false;
+        };
+        let t = target.octets();
+        let dst = Ipv6Addr::new(
+            0xff02,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0xff00 | u16::from(t[13]),
+            u16::from_be_bytes([t[14], t[15]]),
+        );
+        let mut f = [0u8; 14 + 40 + 32];
+        f[0..6].copy_from_slice(&[0x33, 0x33, 0xff, t[13], t[14], t[15]]);
+        f[6..12].copy_from_slice(&our_mac);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let ip = &mut f[14..];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&32u16.to_be_bytes());
+        ip[6] = 58;
+        ip[7] = 255;
+        ip[8..24].copy_from_slice(&src.octets());
+        ip[24..40].copy_from_slice(&dst.octets());
+        let icmp = &mut ip[40..];
+        icmp[0] = 135;
+        icmp[8..24].copy_from_slice(&t);
+        icmp[24..26].copy_from_slice(&[1, 1]);
+        icmp[26..32].copy_from_slice(&our_mac);
+        dataplane::proto::icmpv6::Packet::new_unchecked(&mut icmp[..]).fill_checksum(&src, &dst);
+        if pkt.copy_from(&f).is_err() {
+            return false;
+        }
+        ArpStats::inc(&self.stats.ns_sent);
+        true
     }
 
     /// The next hop for an upstream packet at `now` (ns).

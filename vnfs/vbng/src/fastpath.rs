@@ -79,6 +79,7 @@ pub static ERRORS: &[&str] = &[
     "next-hop-unresolved",
     "local-not-handled",
     "fragmentation-failed",
+    "nd-consumed",
 ];
 const E_MALFORMED: u16 = 0;
 const E_NO_SESSION: u16 = 1;
@@ -98,6 +99,7 @@ const E_ARP_IGNORED: u16 = 14;
 const E_UNRESOLVED: u16 = 15;
 const E_LOCAL: u16 = 16;
 const E_FRAG: u16 = 17;
+const E_ND_CONSUMED: u16 = 18;
 
 /// The queue through which the control plane updates the fast path.
 pub type UpdateQueue = ArrayQueue<FibUpdate>;
@@ -334,6 +336,17 @@ impl FastPathStats {
             ] {
                 p.counter("vbng_core_arp_total", "Core-side ARP", &[("kind", kind)], v);
             }
+            for (kind, v) in [
+                ("solicitation", g(&c.stats.ns_sent)),
+                ("learned", g(&c.stats.learned6)),
+            ] {
+                p.counter(
+                    "vbng_core_nd_total",
+                    "Core-side IPv6 gateway resolution (RFC 4861)",
+                    &[("kind", kind)],
+                    v,
+                );
+            }
         }
     }
 }
@@ -494,6 +507,25 @@ impl FastPath {
     }
 
     /// Send an ARP request for the core gateway.
+    /// Send a Neighbor Solicitation for the IPv6 core gateway.
+    fn ns_request(&self, out: &mut Out) {
+        let Some(c) = self.core.as_deref() else {
+            return;
+        };
+        let Some(mut r) = out.cache.alloc() else {
+            inc(&self.stats.no_buffer);
+            return;
+        };
+        if !c.build_ns(&mut r, self.cfg.core_mac) {
+            out.cache.free(r);
+            return;
+        }
+        r.meta.port = self.cfg.core_port;
+        if !out.emit(self.cfg.core_port, r) {
+            inc(&self.stats.no_buffer);
+        }
+    }
+
     fn arp_request(&self, out: &mut Out) {
         let Some(c) = self.core.as_deref() else {
             return;
@@ -985,6 +1017,9 @@ impl Stage for FastPath {
         // Resolve the core gateway at start, on expiry and before it ages out.
         if self.core.as_deref().is_some_and(|c| c.poll(out.now_ns)) {
             self.arp_request(out);
+        }
+        if self.core.as_deref().is_some_and(|c| c.poll6(out.now_ns)) {
+            self.ns_request(out);
         }
     }
 }

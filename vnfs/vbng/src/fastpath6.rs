@@ -27,16 +27,17 @@
 //! Neighbor Solicitations on the core link for `core_ip6` or our link-local address
 //! (`fe80::` + modified EUI-64 of the core MAC) are answered in place with a Neighbor
 //! Advertisement (RFC 4861 §7.2.4), so the core router can resolve its next hop to
-//! the subscriber prefixes. Upstream IPv6 goes to the core next hop's MAC (the
-//! IPv4 gateway's, static or resolved by ARP): the BNG does not resolve an IPv6
-//! gateway of its own.
+//! the subscriber prefixes. Upstream IPv6 goes to `core_gateway6`, resolved by our
+//! own Neighbor Solicitations (RFC 4861 §7.2.2, learned from its NA or its NS,
+//! refreshed like the IPv4 gateway, see `corelink`), or without it to the IPv4 next
+//! hop's MAC (static or resolved by ARP).
 //!
 //! Tables change only through [`FibUpdate::Add6`]/[`FibUpdate::Remove6`] from the
 //! lock-free update queue; nothing here allocates or locks.
 
 use super::{
-    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED, E_NO_ROUTE,
-    E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
+    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED, E_ND_CONSUMED,
+    E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
 };
 use crate::control::FibUpdate;
 use crate::corelink::NextHop;
@@ -79,6 +80,23 @@ impl Tables {
     pub(super) fn len(&self) -> usize {
         self.by_prefix.len()
     }
+}
+
+/// The first link-layer address option of `kind` (1 source, 2 target; RFC 4861
+/// §4.6.1) with an Ethernet address, from raw ND options; malformed options end the
+/// search.
+fn link_layer_option(mut opts: &[u8], kind: u8) -> Option<[u8; 6]> {
+    while let [t, l, ..] = opts {
+        let len = usize::from(*l) * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if *t == kind && len == 8 {
+            return opts.get(2..8).and_then(|m| <[u8; 6]>::try_from(m).ok());
+        }
+        opts = &opts[len..];
+    }
+    None
 }
 
 #[inline(always)]
@@ -168,7 +186,37 @@ impl FastPath {
     /// Address; to the soliciting address, or all-nodes when it was `::` for DAD), so
     /// the core router can reach the subscribers' prefixes through us. Any other NS
     /// is counted as not for us.
-    fn neighbor_solicitation(&mut self, p: &mut Pkt, total: usize) -> Next {
+    /// A Neighbor Advertisement on the core link: learn the IPv6 gateway's MAC from
+    /// its Target Link-Layer Address option (RFC 4861 §7.2.5; hop limit 255, code 0
+    /// and a valid checksum, §7.1.2). Consumed either way.
+    fn neighbor_advertisement(&mut self, p: &mut Pkt, total: usize, now: u64) -> Next {
+        let Some(c) = self.core.as_deref() else {
+            return Next::Drop(E_LOCAL);
+        };
+        let Some(ip) = p.data().get(14..14 + total) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        let (src, dst) = (
+            Ipv6Addr::from(u128_at(ip, 8)),
+            Ipv6Addr::from(u128_at(ip, 24)),
+        );
+        let Ok(na) = icmpv6::Packet::new_checked(&ip[40..]) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        if ip[7] != 255
+            || na.msg_code() != 0
+            || ip.len() < 40 + 24
+            || !na.verify_checksum(&src, &dst)
+        {
+            return Next::Drop(E_MALFORMED);
+        }
+        if let Some(mac) = link_layer_option(na.nd_options(), 2) {
+            c.learn6(na.target_addr(), mac, now);
+        }
+        Next::Drop(E_ND_CONSUMED)
+    }
+
+    fn neighbor_solicitation(&mut self, p: &mut Pkt, total: usize, now: u64) -> Next {
         let Some(ours) = self.v6.core_ip6 else {
             return Next::Drop(E_LOCAL);
         };
@@ -193,6 +241,11 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         }
         let target = ns.target_addr();
+        // A solicitation from the IPv6 gateway also tells us its MAC (§7.2.3).
+        if let (Some(c), Some(mac)) = (self.core.as_deref(), link_layer_option(ns.nd_options(), 1))
+        {
+            c.learn6(src, mac, now);
+        }
         if target != ours && target != ll {
             return Next::Drop(E_LOCAL);
         }
@@ -391,12 +444,29 @@ impl FastPath {
                 return Next::Drop(E_POLICE_UP);
             }
         }
-        // The core next hop: IPv6 leaves through the same router as IPv4 (the static
-        // next hop, or the MAC the core link resolved for the IPv4 gateway).
-        let nh = match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
-            None | Some(NextHop::Static) => self.cfg.core_next_hop,
-            Some(NextHop::Mac { mac, .. }) => mac,
-            Some(NextHop::Request | NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+        // The core next hop: the IPv6 gateway resolved by ND when `core_gateway6` is
+        // set; otherwise the same router as IPv4 (the static next hop, or the MAC the
+        // core link resolved for the IPv4 gateway).
+        let nh6 = self.core.as_deref().map(|c| c.next_hop6(now_ns));
+        let nh = match nh6 {
+            Some(NextHop::Mac { mac, refresh }) => {
+                if refresh {
+                    self.ns_request(out);
+                }
+                mac
+            }
+            Some(NextHop::Request) => {
+                self.ns_request(out);
+                return Next::Drop(E_UNRESOLVED);
+            }
+            Some(NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+            None | Some(NextHop::Static) => {
+                match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
+                    None | Some(NextHop::Static) => self.cfg.core_next_hop,
+                    Some(NextHop::Mac { mac, .. }) => mac,
+                    Some(NextHop::Request | NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
+                }
+            }
         };
         self.counters.up(idx, total as u64);
         let extra = d.len() - (ip_off + total);
@@ -431,7 +501,10 @@ impl FastPath {
             return Next::Drop(E_MALFORMED);
         }
         if ip[6] == 58 && d.get(54) == Some(&135) {
-            return self.neighbor_solicitation(p, total);
+            return self.neighbor_solicitation(p, total, now_ns);
+        }
+        if ip[6] == 58 && d.get(54) == Some(&136) {
+            return self.neighbor_advertisement(p, total, now_ns);
         }
         let mut hi = [0u8; 8];
         hi.copy_from_slice(&ip[24..32]);
@@ -655,6 +728,58 @@ mod tests {
 
     fn frames_of(b: &Batch) -> Vec<Vec<u8>> {
         b.iter().map(|p| p.data().to_vec()).collect()
+    }
+
+    #[test]
+    fn ipv6_gateway_resolved_by_nd_before_upstream_forwarding() {
+        let (fp, key, _) = setup((0, 0));
+        let core6 = Ipv6Addr::from(0x2001_0db8_c0de_0000_0000_0000_0000_0001u128);
+        let gw6 = 0xfe80_0000_0000_0000_0000_0000_0000_00d0u128;
+        let link = Arc::new(
+            crate::corelink::CoreLink::new(core::net::Ipv4Addr::new(198, 51, 100, 1), 24, None)
+                .with_gateway6(core6, Some(Ipv6Addr::from(gw6))),
+        );
+        let mut fp = fp.with_core_ip6(Some(core6)).with_core_link(link.clone());
+        let up = up_frame(&key, 0x55, &ipv6(host(), REMOTE, 64, 17, 20));
+        // Unresolved: dropped, and a solicitation goes out to the solicited-node group.
+        let (out, node) = run(&mut fp, 0, core::slice::from_ref(&up));
+        assert_eq!(node.drops[E_UNRESOLVED as usize], 1);
+        let ns = frames_of(&out.ports[1]);
+        assert_eq!(ns.len(), 1);
+        let f = &ns[0];
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0xff, 0, 0, 0xd0]);
+        let ip = &f[14..];
+        assert_eq!((ip[6], ip[7], ip[40]), (58, 255, 135));
+        let (s, d) = (u128_at(ip, 8), u128_at(ip, 24));
+        assert_eq!(Ipv6Addr::from(s), core6);
+        assert_eq!(d, 0xff02_0000_0000_0000_0000_0001_ff00_00d0);
+        let icmp = icmpv6::Packet::new_checked(&ip[40..]).unwrap();
+        assert!(icmp.verify_checksum(&Ipv6Addr::from(s), &Ipv6Addr::from(d)));
+        assert_eq!(u128_at(ip, 48), gw6);
+        assert_eq!(&ip[64..72], &[1, 1, 2, 0, 0, 0, 0, 0xc]);
+        // The gateway's advertisement (Target Link-Layer Address 02:..:d0).
+        let mut na = alloc::vec![136u8, 0, 0, 0, 0xc0, 0, 0, 0];
+        na.extend_from_slice(&gw6.to_be_bytes());
+        na.extend_from_slice(&[2, 1, 2, 0, 0, 0, 0, 0xd0]);
+        let c6 = u128::from(core6);
+        icmpv6::Packet::new_unchecked(&mut na[..]).fill_checksum(&Ipv6Addr::from(gw6), &core6);
+        let mut na_ip = ipv6(gw6, c6, 255, 58, 0);
+        na_ip[4..6].copy_from_slice(&(na.len() as u16).to_be_bytes());
+        na_ip.extend_from_slice(&na);
+        let (_, node) = run(&mut fp, 1, &[down_frame(&na_ip)]);
+        assert_eq!(node.drops[E_ND_CONSUMED as usize], 1);
+        assert_eq!(
+            link.stats
+                .learned6
+                .load(core::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        // Now upstream IPv6 goes to the gateway's MAC.
+        let (out, _) = run(&mut fp, 0, &[up]);
+        let fwd = frames_of(&out.ports[1]);
+        assert_eq!(fwd.len(), 1);
+        assert_eq!(&fwd[0][0..6], &[2, 0, 0, 0, 0, 0xd0]);
+        assert_eq!(&fwd[0][12..14], &[0x86, 0xdd]);
     }
 
     #[test]

@@ -156,7 +156,11 @@ fn run(
     let core_link = match cfg.core_ip.as_deref() {
         Some(s) => {
             let (ip, len) = parse_prefix4(s).map_err(|e| anyhow::anyhow!("{e}"))?;
-            Some(Arc::new(CoreLink::new(ip, len, cfg.core_gateway)))
+            let link = CoreLink::new(ip, len, cfg.core_gateway);
+            Some(Arc::new(match cfg.core_ip6 {
+                Some(ip6) => link.with_gateway6(ip6, cfg.core_gateway6),
+                None => link,
+            }))
         }
         None => None,
     };

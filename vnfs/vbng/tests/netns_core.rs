@@ -5,7 +5,8 @@
 //! `vbng_core_arp_total` counters in `/metrics` show the request and the learned
 //! binding), Linux resolves `core_ip` through our ARP reply, and an ICMP echo from
 //! Linux to `core_ip` is answered; Linux resolves `core_ip6` by Neighbor Discovery
-//! (our NA, with the Router flag, lands in its neighbour table); `tshark` dissects the core capture with checksum
+//! (our NA, with the Router flag, lands in its neighbour table) and the BNG resolves
+//! Linux as `core_gateway6` by its own solicitation; `tshark` dissects the core capture with checksum
 //! validation and no warnings. Fails (does not skip) without root, `ip`, `curl` or
 //! `tshark`.
 
@@ -230,7 +231,7 @@ fn core_link_against_linux() {
     std::thread::sleep(Duration::from_secs(2)); // tshark starts capturing
     let cfg = "name = \"vbng\"\nmac = \"02:00:00:00:b0:01\"\n\
                core_ip = \"198.51.100.1/24\"\ncore_gateway = \"198.51.100.254\"\n\
-               core_ip6 = \"2001:db8:c0de::1\"\n\
+               core_ip6 = \"2001:db8:c0de::1\"\ncore_gateway6 = \"2001:db8:c0de::fe\"\n\
                listen = \"127.0.0.1:9181\"\n";
     let cfg_path = dir.join("vbng.toml");
     std::fs::write(&cfg_path, cfg).expect("config");
@@ -345,17 +346,35 @@ fn core_link_against_linux() {
     .join()
     .map_err(|_| "udp6 thread panicked".to_string())
     .and_then(|r| r);
-    let neigh6 = Command::new("ip")
-        .args(["-n", &ns[0], "-6", "neigh", "show", "2001:db8:c0de::1"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+    // Linux may first learn us from our own solicitation (state DELAY, no router
+    // flag); its probe is then answered by our NA, which carries the Router flag.
+    let show6 = || {
+        Command::new("ip")
+            .args(["-n", &ns[0], "-6", "neigh", "show", "2001:db8:c0de::1"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut neigh6 = show6();
+    while !neigh6.contains("router") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+        neigh6 = show6();
+    }
     assert!(
         neigh6.contains("02:00:00:00:c0:02") && neigh6.contains("router"),
         "Linux IPv6 neighbour: {neigh6}\nudp6 send: {ping6:?}"
     );
     let m = metrics();
     assert!(counter(&m, "reply") >= 1, "no ARP reply:\n{m}");
+    // The BNG resolved its IPv6 gateway (Linux) by Neighbor Discovery.
+    let nd_learned = m
+        .lines()
+        .find(|l| l.starts_with("vbng_core_nd_total{kind=\"learned\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(nd_learned >= 1, "IPv6 gateway not learned:\n{m}");
     assert!(
         m.contains("vbng_icmp_total{kind=\"echo_reply\"}"),
         "no echo counter:\n{m}"

@@ -360,6 +360,8 @@ pub struct FastPath {
     /// The core next hop, resolved once per batch (`None` = not yet this batch;
     /// `Some(None)` = unresolved).
     nh_batch: Option<Option<[u8; 6]>>,
+    /// The same for IPv6 (`core_gateway6`, or the IPv4 next hop without it).
+    nh6_batch: Option<Option<[u8; 6]>>,
     icmp_limit: RateLimit,
     stats: Arc<FastPathStats>,
     by_key: HashMap<Key, u32, KeyHash>,
@@ -415,6 +417,7 @@ impl FastPath {
             local,
             core: None,
             nh_batch: None,
+            nh6_batch: None,
             stats: Arc::new(FastPathStats::default()),
             by_key: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
             by_ip: HashMap::with_capacity_and_hasher(n, KeyHash(seed.rotate_left(32))),
@@ -567,6 +570,32 @@ impl FastPath {
             Some(NextHop::Pending) => None,
         };
         self.nh_batch = Some(nh);
+        nh
+    }
+
+    /// The IPv6 core next hop's MAC, resolved once per batch: `core_gateway6` by ND
+    /// (sending the solicitation the resolution asks for), or without it the IPv4
+    /// next hop ([`FastPath::next_hop`]). `None` while unresolved.
+    #[inline]
+    fn next_hop6(&mut self, now: u64, out: &mut Out) -> Option<[u8; 6]> {
+        if let Some(nh) = self.nh6_batch {
+            return nh;
+        }
+        let nh = match self.core.as_deref().map(|c| c.next_hop6(now)) {
+            Some(NextHop::Mac { mac, refresh }) => {
+                if refresh {
+                    self.ns_request(out);
+                }
+                Some(mac)
+            }
+            Some(NextHop::Request) => {
+                self.ns_request(out);
+                None
+            }
+            Some(NextHop::Pending) => None,
+            None | Some(NextHop::Static) => self.next_hop(now, out),
+        };
+        self.nh6_batch = Some(nh);
         nh
     }
 
@@ -995,6 +1024,7 @@ impl Stage for FastPath {
         }
         let (access, core, mode) = (self.cfg.access_port, self.cfg.core_port, self.mode);
         self.nh_batch = None;
+        self.nh6_batch = None;
         batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
             // ARP on the core link is ours (RFC 826), whatever the mode.
             (_, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {

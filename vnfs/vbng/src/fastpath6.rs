@@ -40,7 +40,6 @@ use super::{
     E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
 };
 use crate::control::FibUpdate;
-use crate::corelink::NextHop;
 use crate::nd::is_link_local;
 use crate::pppoe::AccessKey;
 use alloc::vec::Vec;
@@ -80,6 +79,23 @@ impl Tables {
     pub(super) fn len(&self) -> usize {
         self.by_prefix.len()
     }
+}
+
+/// The Neighbor Discovery message of an untagged core frame whose IPv6 datagram is
+/// `total` bytes, with its source and destination, if it passes RFC 4861 §7.1's
+/// checks: hop limit 255, code 0, the 24-byte NS/NA body, a valid checksum.
+fn nd_message(d: &[u8], total: usize) -> Option<(Ipv6Addr, Ipv6Addr, icmpv6::Packet<&[u8]>)> {
+    let ip = d.get(14..14 + total)?;
+    let (src, dst) = (
+        Ipv6Addr::from(u128_at(ip, 8)),
+        Ipv6Addr::from(u128_at(ip, 24)),
+    );
+    let m = icmpv6::Packet::new_checked(ip.get(40..)?).ok()?;
+    (ip.get(7) == Some(&255)
+        && m.msg_code() == 0
+        && ip.len() >= 40 + 24
+        && m.verify_checksum(&src, &dst))
+    .then_some((src, dst, m))
 }
 
 /// The first link-layer address option of `kind` (1 source, 2 target; RFC 4861
@@ -193,23 +209,9 @@ impl FastPath {
         let Some(c) = self.core.as_deref() else {
             return Next::Drop(E_LOCAL);
         };
-        let Some(ip) = p.data().get(14..14 + total) else {
+        let Some((_, _, na)) = nd_message(p.data(), total) else {
             return Next::Drop(E_MALFORMED);
         };
-        let (src, dst) = (
-            Ipv6Addr::from(u128_at(ip, 8)),
-            Ipv6Addr::from(u128_at(ip, 24)),
-        );
-        let Ok(na) = icmpv6::Packet::new_checked(&ip[40..]) else {
-            return Next::Drop(E_MALFORMED);
-        };
-        if ip[7] != 255
-            || na.msg_code() != 0
-            || ip.len() < 40 + 24
-            || !na.verify_checksum(&src, &dst)
-        {
-            return Next::Drop(E_MALFORMED);
-        }
         if let Some(mac) = link_layer_option(na.nd_options(), 2) {
             c.learn6(na.target_addr(), mac, now);
         }
@@ -223,23 +225,9 @@ impl FastPath {
         let ll = self.core_link_local6();
         let cmac = self.cfg.core_mac;
         let d = p.data();
-        let Some(ip) = d.get(14..14 + total) else {
+        let Some((src, _, ns)) = nd_message(d, total) else {
             return Next::Drop(E_MALFORMED);
         };
-        let (src, dst) = (
-            Ipv6Addr::from(u128_at(ip, 8)),
-            Ipv6Addr::from(u128_at(ip, 24)),
-        );
-        let Ok(ns) = icmpv6::Packet::new_checked(&ip[40..]) else {
-            return Next::Drop(E_MALFORMED);
-        };
-        if ip[7] != 255
-            || ns.msg_code() != 0
-            || ip.len() < 40 + 24
-            || !ns.verify_checksum(&src, &dst)
-        {
-            return Next::Drop(E_MALFORMED);
-        }
         let target = ns.target_addr();
         // A solicitation from the IPv6 gateway also tells us its MAC (§7.2.3).
         if let (Some(c), Some(mac)) = (self.core.as_deref(), link_layer_option(ns.nd_options(), 1))
@@ -447,26 +435,8 @@ impl FastPath {
         // The core next hop: the IPv6 gateway resolved by ND when `core_gateway6` is
         // set; otherwise the same router as IPv4 (the static next hop, or the MAC the
         // core link resolved for the IPv4 gateway).
-        let nh6 = self.core.as_deref().map(|c| c.next_hop6(now_ns));
-        let nh = match nh6 {
-            Some(NextHop::Mac { mac, refresh }) => {
-                if refresh {
-                    self.ns_request(out);
-                }
-                mac
-            }
-            Some(NextHop::Request) => {
-                self.ns_request(out);
-                return Next::Drop(E_UNRESOLVED);
-            }
-            Some(NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
-            None | Some(NextHop::Static) => {
-                match self.core.as_deref().map(|c| c.next_hop(now_ns)) {
-                    None | Some(NextHop::Static) => self.cfg.core_next_hop,
-                    Some(NextHop::Mac { mac, .. }) => mac,
-                    Some(NextHop::Request | NextHop::Pending) => return Next::Drop(E_UNRESOLVED),
-                }
-            }
+        let Some(nh) = self.next_hop6(now_ns, out) else {
+            return Next::Drop(E_UNRESOLVED);
         };
         self.counters.up(idx, total as u64);
         let extra = d.len() - (ip_off + total);

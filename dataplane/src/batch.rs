@@ -14,11 +14,16 @@ use core::mem::MaybeUninit;
 /// Largest number of packets in one batch.
 pub const BATCH_SIZE: usize = 256;
 
+/// Most next nodes one node may declare.
+pub const MAX_NEXT: usize = 16;
+
 /// Where a packet goes after a stage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Stay in the batch for the next stage.
+    /// Stay in the batch for the node's default successor.
     Keep,
+    /// To the node's i-th next node (index into `Stage::next_nodes`).
+    Node(u16),
     /// Transmit on this port (index into [`Out::ports`]).
     Port(u16),
     /// Hand to the control plane.
@@ -187,7 +192,12 @@ impl Batch {
             let slot = unsafe { &mut *base.add(r) };
             let next = f(slot, out);
             if slot.meta.trace != 0 {
-                out.trace.record(node.name, slot, next);
+                let nn = match next {
+                    Next::Node(i) => out.edge_names.get(i as usize).copied().unwrap_or(""),
+                    Next::Keep => out.keep_name,
+                    _ => "",
+                };
+                out.trace.record(node, slot, next, nn);
             }
             if let Next::Keep = next {
                 if w != r {
@@ -222,6 +232,11 @@ pub struct OutStats {
     pub tx_full: u64,
     /// The punt batch was full.
     pub punt_full: u64,
+    /// `Next::Node` named a next node the node did not declare, or was used outside
+    /// a graph.
+    pub no_edge: u64,
+    /// A next node's input frame was full.
+    pub frame_full: u64,
 }
 
 /// Everything a stage can send packets to, plus the worker's buffer cache, the trace
@@ -239,6 +254,15 @@ pub struct Out {
     /// Time of the current batch in nanoseconds of a monotonic clock.
     pub now_ns: u64,
     pub stats: OutStats,
+    /// Input frame of every graph node (filled by `Next::Node`; see
+    /// [`crate::graph::Graph`]).
+    pub frames: Vec<Batch>,
+    /// The running node's resolved next nodes (node index per `Next::Node` code).
+    pub edges: [u16; MAX_NEXT],
+    /// The running node's next-node names (for the trace).
+    pub edge_names: &'static [&'static str],
+    /// The running node's default successor (for the trace).
+    pub keep_name: &'static str,
 }
 
 impl Out {
@@ -255,6 +279,10 @@ impl Out {
             trace: Trace::new(0),
             now_ns: 0,
             stats: OutStats::default(),
+            frames: Vec::new(),
+            edges: [u16::MAX; MAX_NEXT],
+            edge_names: &[],
+            keep_name: "",
         }
     }
 
@@ -288,6 +316,21 @@ impl Out {
             Next::Drop(r) => {
                 node.count_drop(r);
                 self.cache.free(pkt);
+            }
+            Next::Node(i) => {
+                let to = self.edges.get(i as usize).copied().unwrap_or(u16::MAX);
+                match self.frames.get_mut(to as usize) {
+                    Some(f) => {
+                        if let Err(pkt) = f.push(pkt) {
+                            self.stats.frame_full += 1;
+                            self.cache.free(pkt);
+                        }
+                    }
+                    None => {
+                        self.stats.no_edge += 1;
+                        self.cache.free(pkt);
+                    }
+                }
             }
             Next::Keep => {
                 node.count_drop(0);

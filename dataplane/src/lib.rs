@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod batch;
 pub mod buf;
+pub mod graph;
 pub mod hash;
 pub mod lpm;
 pub mod metrics;
@@ -22,3 +23,4 @@ pub mod proto;
 pub mod runner;
 pub mod stage;
 pub mod stages;
+pub mod worker;

@@ -7,11 +7,18 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-/// Builds one exposition text.
+/// Builds one exposition text. Samples are grouped by metric family in the output
+/// (the text format requires a family's samples to be contiguous), in the order the
+/// families were first used.
 #[derive(Default, Debug)]
 pub struct Prom {
+    families: Vec<Family>,
+}
+
+#[derive(Debug)]
+struct Family {
+    name: String,
     text: String,
-    families: Vec<&'static str>,
 }
 
 fn escape(v: &str, out: &mut String) {
@@ -25,47 +32,182 @@ fn escape(v: &str, out: &mut String) {
     }
 }
 
+/// A metric or label name made valid (`[a-zA-Z_:][a-zA-Z0-9_:]*`): other characters
+/// become `_`.
+pub fn sanitize(name: &str) -> String {
+    let mut s = String::with_capacity(name.len());
+    for (i, c) in name.chars().enumerate() {
+        let ok = c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit());
+        s.push(if ok { c } else { '_' });
+    }
+    s
+}
+
 impl Prom {
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn family(&mut self, name: &'static str, help: &str, kind: &str) {
-        if !self.families.contains(&name) {
-            self.families.push(name);
-            let _ = writeln!(self.text, "# HELP {name} {help}");
-            let _ = writeln!(self.text, "# TYPE {name} {kind}");
-        }
+    fn family(&mut self, name: &str, help: &str, kind: &str) -> &mut String {
+        let i = match self.families.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                let mut text = String::new();
+                let _ = writeln!(text, "# HELP {name} {}", help.replace('\n', " "));
+                let _ = writeln!(text, "# TYPE {name} {kind}");
+                self.families.push(Family {
+                    name: name.into(),
+                    text,
+                });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[i].text
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: &dyn core::fmt::Display) {
-        self.text.push_str(name);
+    fn sample(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: &str,
+        labels: &[(&str, &str)],
+        value: &dyn core::fmt::Display,
+    ) {
+        let text = self.family(name, help, kind);
+        text.push_str(name);
         if !labels.is_empty() {
-            self.text.push('{');
+            text.push('{');
             for (i, (k, v)) in labels.iter().enumerate() {
                 if i > 0 {
-                    self.text.push(',');
+                    text.push(',');
                 }
-                self.text.push_str(k);
-                self.text.push_str("=\"");
-                escape(v, &mut self.text);
-                self.text.push('"');
+                text.push_str(k);
+                text.push_str("=\"");
+                escape(v, text);
+                text.push('"');
             }
-            self.text.push('}');
+            text.push('}');
         }
-        let _ = writeln!(self.text, " {value}");
+        let _ = writeln!(text, " {value}");
     }
 
     /// A counter sample.
-    pub fn counter(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], v: u64) {
-        self.family(name, help, "counter");
-        self.sample(name, labels, &v);
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: u64) {
+        self.sample(name, help, "counter", labels, &v);
     }
 
     /// A gauge sample.
-    pub fn gauge(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], v: f64) {
-        self.family(name, help, "gauge");
-        self.sample(name, labels, &v);
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: f64) {
+        let v = if v.is_finite() { v } else { 0.0 };
+        self.sample(name, help, "gauge", labels, &v);
+    }
+
+    /// Every node's own counters as `dp_node_counter_total` / `dp_node_gauge`
+    /// labelled with the node and the counter name.
+    pub fn node_counters<'a>(
+        &mut self,
+        worker: &str,
+        counters: impl Iterator<Item = (&'a str, &'a crate::stage::Counter)>,
+    ) {
+        for (node, c) in counters {
+            let l = [("worker", worker), ("node", node), ("counter", c.name)];
+            if c.gauge {
+                self.gauge(
+                    "dp_node_gauge",
+                    "A node's own gauge (label counter names it)",
+                    &l,
+                    c.value as f64,
+                );
+            } else {
+                self.counter(
+                    "dp_node_counter_total",
+                    "A node's own counter (label counter names it)",
+                    &l,
+                    c.value,
+                );
+            }
+        }
+    }
+
+    /// The worker loop's counters and the engine-level drops.
+    pub fn worker(
+        &mut self,
+        worker: &str,
+        s: &crate::worker::WorkerStats,
+        o: &crate::batch::OutStats,
+    ) {
+        let l = [("worker", worker)];
+        for (name, help, v) in [
+            ("dp_worker_loops_total", "Poll loop iterations", s.loops),
+            (
+                "dp_worker_idle_loops_total",
+                "Poll loops with no packet",
+                s.idle_loops,
+            ),
+            (
+                "dp_worker_rx_packets_total",
+                "Packets received from the ports",
+                s.rx_packets,
+            ),
+            (
+                "dp_worker_tx_packets_total",
+                "Packets the ports took for transmission",
+                s.tx_packets,
+            ),
+            (
+                "dp_worker_punted_total",
+                "Packets handed to the control plane",
+                s.punted,
+            ),
+            (
+                "dp_worker_punt_dropped_total",
+                "Punted packets the control plane ring could not take",
+                s.punt_dropped,
+            ),
+            (
+                "dp_worker_injected_total",
+                "Packets the control plane injected",
+                s.injected,
+            ),
+            (
+                "dp_worker_inject_dropped_total",
+                "Injected packets with no port or a full queue",
+                s.inject_dropped,
+            ),
+            (
+                "dp_worker_tx_unsent_total",
+                "Packets a port could not take",
+                s.tx_unsent,
+            ),
+            ("dp_worker_ticks_total", "Graph timer runs", s.ticks),
+            (
+                "dp_engine_tx_full_total",
+                "Packets dropped because a transmit queue was full",
+                o.tx_full,
+            ),
+            (
+                "dp_engine_no_port_total",
+                "Packets sent to a port that does not exist",
+                o.no_port,
+            ),
+            (
+                "dp_engine_punt_full_total",
+                "Packets dropped because the punt batch was full",
+                o.punt_full,
+            ),
+            (
+                "dp_engine_no_edge_total",
+                "Packets sent to an undeclared next node",
+                o.no_edge,
+            ),
+            (
+                "dp_engine_frame_full_total",
+                "Packets dropped because a next node's frame was full",
+                o.frame_full,
+            ),
+        ] {
+            self.counter(name, help, &l, v);
+        }
     }
 
     /// Per-stage packet, tx, punt and per-reason drop counters.
@@ -91,19 +233,30 @@ impl Prom {
                 n.punts,
             );
             for (i, c) in n.drops.iter().enumerate() {
-                if *c > 0 {
-                    let l = [
-                        ("worker", worker),
-                        ("node", n.name),
-                        ("reason", n.reason_name(i)),
-                    ];
-                    self.counter(
-                        "dp_node_drops_total",
-                        "Packets a stage dropped, by reason",
-                        &l,
-                        *c,
-                    );
-                }
+                let l = [
+                    ("worker", worker),
+                    ("node", n.name),
+                    ("reason", n.reason_name(i)),
+                ];
+                self.counter(
+                    "dp_node_drops_total",
+                    "Packets a node dropped, by reason (every declared reason)",
+                    &l,
+                    *c,
+                );
+            }
+            if n.undeclared > 0 {
+                let l = [
+                    ("worker", worker),
+                    ("node", n.name),
+                    ("reason", "undeclared"),
+                ];
+                self.counter(
+                    "dp_node_drops_total",
+                    "Packets a node dropped, by reason (every declared reason)",
+                    &l,
+                    n.undeclared,
+                );
             }
         }
     }
@@ -136,7 +289,11 @@ impl Prom {
 
     /// The exposition text.
     pub fn finish(self) -> String {
-        self.text
+        let mut t = String::new();
+        for f in self.families {
+            t.push_str(&f.text);
+        }
+        t
     }
 }
 
@@ -165,6 +322,13 @@ mod tests {
             "dp_node_drops_total{worker=\"0\",node=\"ip4-lookup\",reason=\"ttl-expired\"} 3"
         ));
         assert!(t.contains("dp_port_rx_packets_total{port=\"eth\\\"0\"} 5"));
-        assert!(!t.contains("no-route"));
+        assert!(
+            t.contains("reason=\"no-route\"} 0"),
+            "zero reasons listed too"
+        );
+        // one family's samples are contiguous
+        let first = t.find("dp_node_packets_total{").unwrap();
+        let last = t.rfind("dp_node_packets_total{").unwrap();
+        assert!(!t[first..last].contains("dp_node_tx_total"), "{t}");
     }
 }

@@ -9,11 +9,12 @@
 //! `try_lock` (the worker never waits for a reader) and are read as one Prometheus
 //! text with [`Runner::prometheus`].
 
-use crate::batch::{Batch, Out};
+use crate::batch::OutStats;
 use crate::buf::PoolCache;
 use crate::metrics::Prom;
 use crate::port::{Port, PortStats};
-use crate::stage::{NodeStats, Pipeline, Trace};
+use crate::stage::{Counter, NodeStats, Pipeline};
+use crate::worker::{Hook, PktRing, TxPolicy, Worker, WorkerConfig, WorkerStats};
 use std::boxed::Box;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,9 +32,29 @@ pub struct WorkerSpec {
     /// Core to pin to (`None`: no pinning).
     pub core: Option<usize>,
     /// Where punted packets go (`None`: they are freed and counted).
-    pub punt: Option<Arc<crossbeam_queue::ArrayQueue<crate::buf::Pkt>>>,
+    pub punt: Option<PktRing>,
+    /// Packets the control plane sends (transmitted on their `meta.port`).
+    pub inject: Option<PktRing>,
+    /// Table-update hooks run between bursts.
+    pub hooks: Vec<Hook>,
     /// Trace buffer size (0 disables tracing).
     pub trace: usize,
+}
+
+impl WorkerSpec {
+    /// A worker over `ports` running `pipeline`, unpinned, without rings or hooks.
+    pub fn new(ports: Vec<Box<dyn Port>>, pipeline: Pipeline, cache: PoolCache) -> Self {
+        WorkerSpec {
+            ports,
+            pipeline,
+            cache,
+            core: None,
+            punt: None,
+            inject: None,
+            hooks: Vec::new(),
+            trace: 0,
+        }
+    }
 }
 
 /// A worker's published counters.
@@ -46,6 +67,14 @@ pub struct WorkerSnapshot {
     pub punt_dropped: u64,
     pub tx_unsent: u64,
     pub trace: String,
+    /// Every loop counter of the worker.
+    pub worker: WorkerStats,
+    /// Engine-level drops (full transmit queues, missing ports or edges).
+    pub out: OutStats,
+    /// The nodes' own counters.
+    pub counters: Vec<(&'static str, Counter)>,
+    /// Why the worker did not start (its graph did not build).
+    pub error: Option<String>,
 }
 
 struct Shared {
@@ -64,115 +93,104 @@ fn now_ns(t0: Instant) -> u64 {
     t0.elapsed().as_nanos() as u64
 }
 
-fn worker(mut spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> WorkerSnapshot {
+fn worker(spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> WorkerSnapshot {
     if let Some(c) = spec.core {
         let _ = core_affinity::set_for_current(core_affinity::CoreId { id: c });
     }
-    let nports = spec.ports.len();
-    let mut out = Out::new(nports, spec.cache);
-    out.trace = Trace::new(spec.trace);
-    let mut rx = Batch::new();
+    let cfg = WorkerConfig {
+        trace: spec.trace,
+        tx_policy: TxPolicy::Drop,
+        ..WorkerConfig::default()
+    };
+    let mut w = match Worker::new(spec.ports, spec.pipeline, spec.cache, cfg) {
+        Ok(w) => w,
+        Err(e) => {
+            let s = WorkerSnapshot {
+                error: Some(e.to_string()),
+                ..Default::default()
+            };
+            if let Ok(mut d) = shared.snap.lock() {
+                *d = s.clone();
+            }
+            return s;
+        }
+    };
+    if let Some(q) = spec.punt {
+        w = w.with_punt(q);
+    }
+    if let Some(q) = spec.inject {
+        w = w.with_inject(q);
+    }
+    for h in spec.hooks {
+        w.add_hook(h);
+    }
     let t0 = Instant::now();
     let mut snap = WorkerSnapshot::default();
-    let mut iter: u64 = 0;
-    out.now_ns = now_ns(t0);
+    let mut now = now_ns(t0);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let mut busy = false;
-        if !stopping {
-            for i in 0..nports {
-                let Some(p) = spec.ports.get_mut(i) else {
-                    continue;
-                };
-                let n = p.rx_burst(&mut out.cache, &mut rx);
-                if n == 0 {
-                    continue;
-                }
-                busy = true;
-                for pkt in rx.iter_mut() {
-                    pkt.meta.port = i as u16;
-                }
-                spec.pipeline.run(&mut rx, &mut out);
-                // what the pipeline left was dropped and counted there
-                rx.free_all(&mut out.cache);
-            }
-        }
-        for (i, p) in spec.ports.iter_mut().enumerate() {
-            if let Some(b) = out.ports.get_mut(i) {
-                if !b.is_empty() {
-                    p.tx_burst(&mut out.cache, b);
-                    if !b.is_empty() {
-                        snap.tx_unsent += b.len() as u64;
-                        b.free_all(&mut out.cache);
-                    }
-                }
-            }
-        }
-        if !out.punt.is_empty() {
-            match &spec.punt {
-                Some(q) => {
-                    let cache = &mut out.cache;
-                    let dropped = &mut snap.punt_dropped;
-                    out.punt.drain(|p| {
-                        if let Err(p) = q.push(p) {
-                            *dropped += 1;
-                            cache.free(p);
-                        }
-                    });
-                }
-                None => {
-                    snap.punt_dropped += out.punt.len() as u64;
-                    out.punt.free_all(&mut out.cache);
-                }
-            }
-        }
-        iter += 1;
-        if !busy {
-            snap.idle_loops += 1;
-        }
-        if iter & 63 == 0 {
-            out.now_ns = now_ns(t0);
-        }
-        if iter & 4095 == 0 || stopping {
-            spec.pipeline.tick(&mut out);
-            snap.loops = iter;
-            if let Ok(mut s) = shared.snap.try_lock() {
-                publish(&mut s, &snap, &spec.pipeline, &spec.ports, &out);
-            }
-        }
         if stopping {
+            w.flush();
             break;
+        }
+        let busy = w.poll(now) > 0;
+        if w.stats.loops & 63 == 0 {
+            now = now_ns(t0);
+        }
+        if w.stats.loops & 4095 == 0 {
+            if let Ok(mut s) = shared.snap.try_lock() {
+                publish(&mut s, &w);
+            }
         }
         if !busy {
             std::hint::spin_loop();
         }
     }
-    let mut fin = WorkerSnapshot::default();
-    publish(&mut fin, &snap, &spec.pipeline, &spec.ports, &out);
+    publish(&mut snap, &w);
     if let Ok(mut s) = shared.snap.lock() {
-        *s = fin.clone();
+        publish(&mut s, &w);
     }
-    fin
+    snap
 }
 
-fn publish(
-    dst: &mut WorkerSnapshot,
-    src: &WorkerSnapshot,
-    pl: &Pipeline,
-    ports: &[Box<dyn Port>],
-    out: &Out,
-) {
-    dst.loops = src.loops;
-    dst.idle_loops = src.idle_loops;
-    dst.punt_dropped = src.punt_dropped;
-    dst.tx_unsent = src.tx_unsent;
-    dst.nodes.clear();
-    dst.nodes.extend(pl.nodes().cloned());
-    dst.ports.clear();
-    dst.ports
-        .extend(ports.iter().map(|p| (p.name().to_string(), p.stats())));
-    if !out.trace.records().is_empty() {
-        dst.trace = out.trace.format();
+/// Copies a worker's counters into `dst`, reusing its vectors (no allocation once
+/// the shapes match; the trace text is only formatted when records exist).
+fn publish<P: Port>(dst: &mut WorkerSnapshot, w: &Worker<P>) {
+    let st = &w.stats;
+    dst.loops = st.loops;
+    dst.idle_loops = st.idle_loops;
+    dst.punt_dropped = st.punt_dropped;
+    dst.tx_unsent = st.tx_unsent;
+    dst.worker = *st;
+    dst.out = w.out.stats;
+    let mut k = 0;
+    for n in w.graph.nodes() {
+        match dst.nodes.get_mut(k) {
+            Some(d) => d.copy_from(n),
+            None => dst.nodes.push(n.clone()),
+        }
+        k += 1;
+    }
+    dst.nodes.truncate(k);
+    dst.counters.clear();
+    let c = &mut dst.counters;
+    w.graph.counters(&mut |node, ctr| c.push((node, ctr)));
+    let mut k = 0;
+    for p in w.ports.iter() {
+        match dst.ports.get_mut(k) {
+            Some((name, s)) => {
+                if name != p.name() {
+                    *name = p.name().to_string();
+                }
+                *s = p.stats();
+            }
+            None => dst.ports.push((p.name().to_string(), p.stats())),
+        }
+        k += 1;
+    }
+    dst.ports.truncate(k);
+    if !w.out.trace.records().is_empty() {
+        dst.trace = w.out.trace.format();
     }
 }
 
@@ -228,39 +246,19 @@ impl Runner {
     }
 }
 
-/// Prometheus text for a set of worker snapshots.
+/// Prometheus text for a set of worker snapshots: per-node packets, transmits,
+/// punts and every declared drop reason (zero included), the nodes' own counters,
+/// port counters and the loop's counters, labelled by worker.
 pub fn prometheus(snaps: &[WorkerSnapshot]) -> String {
     let mut p = Prom::new();
     for (i, s) in snaps.iter().enumerate() {
         let w = i.to_string();
         p.nodes(&w, s.nodes.iter());
+        p.node_counters(&w, s.counters.iter().map(|(n, c)| (*n, c)));
         for (name, st) in &s.ports {
             p.port(&std::format!("{name}/w{w}"), st);
         }
-        p.counter(
-            "dp_worker_loops_total",
-            "Poll loop iterations",
-            &[("worker", &w)],
-            s.loops,
-        );
-        p.counter(
-            "dp_worker_idle_loops_total",
-            "Poll loops with no packet",
-            &[("worker", &w)],
-            s.idle_loops,
-        );
-        p.counter(
-            "dp_worker_punt_dropped_total",
-            "Punted packets with no taker",
-            &[("worker", &w)],
-            s.punt_dropped,
-        );
-        p.counter(
-            "dp_worker_tx_unsent_total",
-            "Packets a port could not take",
-            &[("worker", &w)],
-            s.tx_unsent,
-        );
+        p.worker(&w, &s.worker, &s.out);
     }
     p.finish()
 }
@@ -268,7 +266,7 @@ pub fn prometheus(snaps: &[WorkerSnapshot]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Next;
+    use crate::batch::{Batch, Next, Out};
     use crate::buf::Pool;
     use crate::port::mem;
     use crate::stage::Stage;
@@ -293,14 +291,13 @@ mod tests {
         for (k, (a, b)) in wa.into_iter().zip(wb).enumerate() {
             let mut pl = Pipeline::new();
             pl.push(Box::new(Cross));
-            specs.push(WorkerSpec {
-                ports: std::vec![Box::new(a) as Box<dyn Port>, Box::new(b)],
-                pipeline: pl,
-                cache: pool.cache(),
-                core: Some(k),
-                punt: None,
-                trace: 0,
-            });
+            let mut spec = WorkerSpec::new(
+                std::vec![Box::new(a) as Box<dyn Port>, Box::new(b)],
+                pl,
+                pool.cache(),
+            );
+            spec.core = Some(k);
+            specs.push(spec);
         }
         let r = Runner::start(specs).unwrap();
         let mut c = pool.cache();

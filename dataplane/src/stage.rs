@@ -1,36 +1,89 @@
-//! Stages (graph nodes) and pipelines, with VPP-style drop-reason counters
-//! (`show errors`) and per-packet trace (`trace add` / `show trace`).
+//! Graph nodes (stages) with VPP-style drop-reason counters (`show errors`), node
+//! counters, and a decoded per-packet trace (`trace add` / `show trace`).
 //!
 //! A [`Stage`] works on a whole [`Batch`]; it sorts each packet to a [`Next`] hop via
-//! [`Batch::dispatch`]. A [`Pipeline`] runs its stages in order on a batch; what the
-//! last stage keeps is dropped as `end-of-pipeline`. Each stage's counters live in
-//! the pipeline's [`NodeStats`], so a stage's own `&mut self` stays free for its
-//! tables inside the dispatch closure.
+//! [`Batch::dispatch`]: a named next node (`Next::Node(i)` = the i-th name of
+//! [`Stage::next_nodes`]), the node's default successor (`Next::Keep`), a port, the
+//! control plane, or a counted drop. Nodes are wired into a [`crate::graph::Graph`]
+//! (a linear [`Pipeline`] is a graph whose nodes keep to the next one). Each node's
+//! counters live in the graph's [`NodeStats`], so a stage's own `&mut self` stays
+//! free for its tables inside the dispatch closure.
+//!
+//! Drop reasons are declared once per node with [`drop_reasons!`](crate::drop_reasons):
+//! an enum whose variants carry a name and a description; `Next::from(reason)` drops
+//! with that reason, counted per reason with no cap.
 
 use crate::batch::{Batch, Next, Out};
 use crate::buf::Pkt;
-use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-/// Most drop reasons one stage may declare.
-pub const MAX_REASONS: usize = 32;
+pub use crate::graph::Graph;
 
-/// Counters of one stage.
+/// A linear chain of stages: the graph built by [`Graph::push`].
+pub type Pipeline = Graph;
+
+/// Declares a node's drop reasons as one enum with a name and a description per
+/// variant, in `Next::Drop` index order:
+///
+/// ```
+/// dataplane::drop_reasons! {
+///     /// Why `ip4-input` drops.
+///     pub enum Ip4InputDrop {
+///         Truncated = ("truncated", "shorter than its IPv4 header"),
+///         Checksum = ("bad-checksum", "IPv4 header checksum does not verify"),
+///     }
+/// }
+/// assert_eq!(Ip4InputDrop::NAMES, &["truncated", "bad-checksum"]);
+/// assert_eq!(dataplane::batch::Next::from(Ip4InputDrop::Checksum), dataplane::batch::Next::Drop(1));
+/// ```
+#[macro_export]
+macro_rules! drop_reasons {
+    ($(#[$m:meta])* $vis:vis enum $name:ident {
+        $($(#[$vm:meta])* $var:ident = ($s:literal, $d:literal)),+ $(,)?
+    }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u16)]
+        $vis enum $name { $($(#[$vm])* $var),+ }
+        impl $name {
+            /// Reason names, index = `Next::Drop` code.
+            pub const NAMES: &'static [&'static str] = &[$($s),+];
+            /// One-line descriptions, same order as `NAMES`.
+            pub const HELP: &'static [&'static str] = &[$($d),+];
+            /// The `Next::Drop` code of this reason.
+            #[inline(always)]
+            #[allow(dead_code)]
+            pub const fn code(self) -> u16 { self as u16 }
+        }
+        impl ::core::convert::From<$name> for $crate::batch::Next {
+            #[inline(always)]
+            fn from(r: $name) -> Self { $crate::batch::Next::Drop(r as u16) }
+        }
+    };
+}
+
+/// Counters of one node.
 #[derive(Clone, Debug)]
 pub struct NodeStats {
     pub name: &'static str,
     /// Drop-reason names, index = reason.
     pub errors: &'static [&'static str],
-    /// Packets that entered the stage.
+    /// Drop-reason descriptions (may be shorter than `errors`).
+    pub help: &'static [&'static str],
+    /// Packets that entered the node.
     pub packets: u64,
-    /// Packets the stage sent to a port.
+    /// Packets the node sent to a port.
     pub tx: u64,
-    /// Packets the stage punted to the control plane.
+    /// Packets the node punted to the control plane.
     pub punts: u64,
-    /// Drops per reason.
-    pub drops: [u64; MAX_REASONS],
+    /// Drops per reason, one slot per declared reason (sized at start-up).
+    pub drops: Vec<u64>,
+    /// Drops with a code the node did not declare (a bug in the node; counted, never
+    /// lost).
+    pub undeclared: u64,
 }
 
 impl NodeStats {
@@ -38,23 +91,27 @@ impl NodeStats {
         NodeStats {
             name,
             errors,
+            help: &[],
             packets: 0,
             tx: 0,
             punts: 0,
-            drops: [0; MAX_REASONS],
+            drops: vec![0; errors.len().max(1)],
+            undeclared: 0,
         }
     }
 
-    /// Counts one drop; reasons past [`MAX_REASONS`] land in the last slot.
+    /// Counts one drop.
     #[inline(always)]
     pub fn count_drop(&mut self, reason: u16) {
-        let i = (reason as usize).min(MAX_REASONS - 1);
-        self.drops[i] += 1;
+        match self.drops.get_mut(reason as usize) {
+            Some(c) => *c += 1,
+            None => self.undeclared += 1,
+        }
     }
 
     /// Total drops.
     pub fn dropped(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.iter().sum::<u64>() + self.undeclared
     }
 
     /// Name of a drop reason.
@@ -62,28 +119,94 @@ impl NodeStats {
         self.errors.get(reason).copied().unwrap_or("unknown")
     }
 
+    /// Description of a drop reason (its name when the node gave none).
+    pub fn reason_help(&self, reason: usize) -> &'static str {
+        self.help
+            .get(reason)
+            .copied()
+            .unwrap_or_else(|| self.reason_name(reason))
+    }
+
     /// Adds another copy's counters (for summing workers).
     pub fn merge(&mut self, other: &NodeStats) {
         self.packets += other.packets;
         self.tx += other.tx;
         self.punts += other.punts;
+        self.undeclared += other.undeclared;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += *b;
         }
     }
+
+    /// Copies `src`'s counters into `self` without allocating when the shapes match
+    /// (how a worker publishes its counters).
+    pub fn copy_from(&mut self, src: &NodeStats) {
+        self.name = src.name;
+        self.errors = src.errors;
+        self.help = src.help;
+        self.packets = src.packets;
+        self.tx = src.tx;
+        self.punts = src.punts;
+        self.undeclared = src.undeclared;
+        if self.drops.len() == src.drops.len() {
+            self.drops.copy_from_slice(&src.drops);
+        } else {
+            self.drops.clone_from(&src.drops);
+        }
+    }
 }
 
-/// One trace record: which stage saw which packet and where it sent it.
+/// A node's own counter (sessions, allocations, ICMP sent, ...), reported through
+/// [`Stage::counters`] and exported as `dp_node_counter{node,counter}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: u64,
+    /// A gauge (current value, e.g. sessions in use) rather than a counter.
+    pub gauge: bool,
+}
+
+impl Counter {
+    pub const fn total(name: &'static str, help: &'static str, value: u64) -> Counter {
+        Counter {
+            name,
+            help,
+            value,
+            gauge: false,
+        }
+    }
+    pub const fn gauge(name: &'static str, help: &'static str, value: u64) -> Counter {
+        Counter {
+            name,
+            help,
+            value,
+            gauge: true,
+        }
+    }
+}
+
+/// Bytes of each packet a trace record keeps (Ethernet + 2 VLANs + PPPoE + IPv6 +
+/// the TCP/UDP ports fit).
+pub const TRACE_HEAD: usize = 96;
+
+/// One trace record: which node saw which packet and where it sent it.
 #[derive(Clone, Copy, Debug)]
 pub struct TraceRec {
-    /// Sequence number of the traced packet (per pipeline).
+    /// Sequence number of the traced packet (per graph).
     pub pkt: u32,
     pub node: &'static str,
     pub next: Next,
-    /// Packet length when the stage finished with it.
+    /// Name of the next node when `next` is `Next::Node`.
+    pub next_node: &'static str,
+    /// The node's drop-reason names (to name a drop).
+    pub errors: &'static [&'static str],
+    /// Port the packet arrived on.
+    pub port: u16,
+    /// Packet length when the node finished with it.
     pub len: u16,
     /// First bytes of the packet at that point.
-    pub head: [u8; 64],
+    pub head: [u8; TRACE_HEAD],
 }
 
 /// A bounded trace buffer; records are preallocated so tracing allocates nothing.
@@ -105,21 +228,24 @@ impl Trace {
         }
     }
 
-    /// Records a packet leaving a stage.
+    /// Records a packet leaving a node.
     #[inline]
-    pub fn record(&mut self, node: &'static str, pkt: &Pkt, next: Next) {
+    pub fn record(&mut self, node: &NodeStats, pkt: &Pkt, next: Next, next_node: &'static str) {
         if self.recs.len() >= self.cap {
             self.overflow += 1;
             return;
         }
-        let mut head = [0u8; 64];
+        let mut head = [0u8; TRACE_HEAD];
         let d = pkt.data();
-        let n = d.len().min(64);
+        let n = d.len().min(TRACE_HEAD);
         head[..n].copy_from_slice(&d[..n]);
         self.recs.push(TraceRec {
             pkt: pkt.meta.trace,
-            node,
+            node: node.name,
             next,
+            next_node,
+            errors: node.errors,
+            port: pkt.meta.port,
             len: pkt.len() as u16,
             head,
         });
@@ -134,21 +260,23 @@ impl Trace {
         self.overflow = 0;
     }
 
-    /// Human-readable trace, one line per record (like VPP `show trace`).
+    /// Human-readable trace like VPP's `show trace`: per packet, one line per node it
+    /// passed with where it went, and the decoded headers (addresses, ports, VLANs,
+    /// PPPoE session id) as the node left them.
     pub fn format(&self) -> String {
         let mut s = String::new();
+        let mut last = 0u32;
         for r in &self.recs {
-            let _ = write!(
-                s,
-                "pkt {:>4} {:<20} -> {:<10} len {:>4} ",
-                r.pkt,
-                r.node,
-                fmt_next(r.next),
-                r.len
-            );
-            for b in r.head.iter().take((r.len as usize).min(64)) {
-                let _ = write!(s, "{b:02x}");
+            if r.pkt != last {
+                let _ = writeln!(s, "Packet {} (rx port {})", r.pkt, r.port);
+                last = r.pkt;
             }
+            let _ = write!(s, "  {:<20} -> ", r.node);
+            fmt_next(&mut s, r.next, r.next_node, r.errors);
+            let _ = writeln!(s, " len {}", r.len);
+            let n = (r.len as usize).min(TRACE_HEAD);
+            s.push_str("    ");
+            crate::proto::decode::summary(r.head.get(..n).unwrap_or(&[]), &mut s);
             s.push('\n');
         }
         if self.overflow > 0 {
@@ -158,129 +286,96 @@ impl Trace {
     }
 }
 
-fn fmt_next(n: Next) -> String {
-    let mut s = String::new();
+fn fmt_next(s: &mut String, n: Next, node: &str, errors: &[&str]) {
     let _ = match n {
-        Next::Keep => write!(s, "next"),
-        Next::Port(p) => write!(s, "port{p}"),
+        Next::Keep => write!(s, "{}", if node.is_empty() { "next" } else { node }),
+        Next::Node(_) => write!(s, "{node}"),
+        Next::Port(p) => write!(s, "port {p}"),
         Next::Punt => write!(s, "punt"),
-        Next::Drop(r) => write!(s, "drop({r})"),
+        Next::Drop(r) => match errors.get(r as usize) {
+            Some(e) => write!(s, "drop ({e})"),
+            None => write!(s, "drop ({r})"),
+        },
     };
-    s
 }
 
 /// A graph node working on batches.
 pub trait Stage: Send {
     /// Node name (`ip4-lookup`, `nat44-in2out`, ...).
     fn name(&self) -> &'static str;
-    /// Drop-reason names; `Next::Drop(i)` counts `errors()[i]`.
+    /// Drop-reason names; `Next::Drop(i)` counts `errors()[i]` (declare them with
+    /// [`drop_reasons!`](crate::drop_reasons) and return `Reasons::NAMES`).
     fn errors(&self) -> &'static [&'static str] {
         &[]
     }
-    /// Processes a batch: packets kept stay in `batch` for the next stage.
+    /// Drop-reason descriptions, same order as [`Stage::errors`].
+    fn error_help(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Names of the nodes this node can send to with `Next::Node(i)` (VPP's next
+    /// nodes); the graph resolves them when it is built.
+    fn next_nodes(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Processes a batch: packets kept stay in `batch` and go to the node's default
+    /// successor.
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out);
-    /// Periodic work off the packet path (ageing, retries), called by the runner.
+    /// Periodic work off the packet path (ageing, retries), called by the worker loop.
     fn tick(&mut self, _out: &mut Out) {}
-}
-
-static PIPELINE_ERRORS: &[&str] = &["end-of-pipeline"];
-
-/// Stages run in order on each batch.
-pub struct Pipeline {
-    stages: Vec<Box<dyn Stage>>,
-    nodes: Vec<NodeStats>,
-    end: NodeStats,
-    trace_budget: u32,
-    trace_seq: u32,
-}
-
-impl Default for Pipeline {
-    fn default() -> Self {
-        Self::new()
+    /// The node's own counters (sessions, allocations, ICMP sent, ...), reported to
+    /// metrics; called off the packet path.
+    fn counters(&self, _f: &mut dyn FnMut(Counter)) {}
+    /// For a VNF that needs to reach its own node's tables (table updates between
+    /// bursts): `graph.node_mut::<T>(name)`.
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        None
     }
 }
 
-impl Pipeline {
-    pub fn new() -> Self {
-        Pipeline {
-            stages: Vec::new(),
-            nodes: Vec::new(),
-            end: NodeStats::new("pipeline-end", PIPELINE_ERRORS),
-            trace_budget: 0,
-            trace_seq: 0,
-        }
-    }
-
-    /// Appends a stage (start-up only).
-    pub fn push(&mut self, stage: Box<dyn Stage>) -> &mut Self {
-        self.nodes
-            .push(NodeStats::new(stage.name(), stage.errors()));
-        self.stages.push(stage);
-        self
-    }
-
-    /// Traces the next `n` packets entering the pipeline (VPP `trace add`).
-    pub fn trace_next(&mut self, n: u32) {
-        self.trace_budget = n;
-    }
-
-    /// Runs every stage on `batch`; packets left at the end are dropped and counted.
-    pub fn run(&mut self, batch: &mut Batch, out: &mut Out) {
-        if self.trace_budget > 0 {
-            for p in batch.iter_mut() {
-                if self.trace_budget == 0 {
-                    break;
-                }
-                self.trace_budget -= 1;
-                self.trace_seq = self.trace_seq.wrapping_add(1).max(1);
-                p.meta.trace = self.trace_seq;
-            }
-        }
-        for (stage, node) in self.stages.iter_mut().zip(self.nodes.iter_mut()) {
-            if batch.is_empty() {
-                return;
-            }
-            stage.process(batch, node, out);
-        }
-        if !batch.is_empty() {
-            let end = &mut self.end;
-            batch.dispatch(end, out, |_, _| Next::Drop(0));
-        }
-    }
-
-    /// Calls every stage's `tick`.
-    pub fn tick(&mut self, out: &mut Out) {
-        for s in self.stages.iter_mut() {
-            s.tick(out);
-        }
-    }
-
-    /// Per-stage counters, in pipeline order, plus the end-of-pipeline node.
-    pub fn nodes(&self) -> impl Iterator<Item = &NodeStats> {
-        self.nodes.iter().chain(core::iter::once(&self.end))
-    }
-
-    /// The stages (for a VNF that wants to reach into one, e.g. to update a table).
-    pub fn stages_mut(&mut self) -> &mut [Box<dyn Stage>] {
-        &mut self.stages
-    }
-
-    /// `show errors`: one line per non-zero drop reason.
-    pub fn show_errors(&self) -> String {
-        show_errors(self.nodes())
-    }
-}
-
-/// Formats non-zero drop counters of `nodes` like VPP's `show errors`.
+/// Formats non-zero drop counters of `nodes` like VPP's `show errors`: count, node,
+/// reason name and description.
 pub fn show_errors<'a>(nodes: impl Iterator<Item = &'a NodeStats>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{:>12}  {:<24} Reason", "Count", "Node");
+    let mut any = false;
     for n in nodes {
         for (i, c) in n.drops.iter().enumerate() {
             if *c > 0 {
-                let _ = writeln!(s, "{:>12}  {:<24} {}", c, n.name, n.reason_name(i));
+                if !any {
+                    let _ = writeln!(
+                        s,
+                        "{:>12}  {:<24} {:<24} Description",
+                        "Count", "Node", "Reason"
+                    );
+                    any = true;
+                }
+                let _ = writeln!(
+                    s,
+                    "{:>12}  {:<24} {:<24} {}",
+                    c,
+                    n.name,
+                    n.reason_name(i),
+                    n.reason_help(i)
+                );
             }
         }
+        if n.undeclared > 0 {
+            if !any {
+                let _ = writeln!(
+                    s,
+                    "{:>12}  {:<24} {:<24} Description",
+                    "Count", "Node", "Reason"
+                );
+                any = true;
+            }
+            let _ = writeln!(
+                s,
+                "{:>12}  {:<24} {:<24} drop code the node did not declare",
+                n.undeclared, n.name, "undeclared"
+            );
+        }
+    }
+    if !any {
+        s.push_str("no drops\n");
     }
     s
 }
@@ -289,6 +384,7 @@ pub fn show_errors<'a>(nodes: impl Iterator<Item = &'a NodeStats>) -> String {
 mod tests {
     use super::*;
     use crate::buf::Pool;
+    use alloc::boxed::Box;
 
     struct Even;
     impl Stage for Even {
@@ -330,7 +426,8 @@ mod tests {
         assert!(errs.contains("           3  even"), "{errs}");
         let t = out.trace.format();
         assert_eq!(out.trace.records().len(), 2, "{t}");
-        assert!(t.contains("pkt    1 even"), "{t}");
-        assert!(t.contains("drop(0)"), "{t}");
+        assert!(t.contains("Packet 1 (rx port 0)\n  even"), "{t}");
+        assert!(t.contains("-> drop (odd-byte)"), "{t}");
+        assert!(t.contains("-> port 0"), "{t}");
     }
 }

@@ -30,6 +30,7 @@ use crate::netns::{in_netns, Lab};
 use anyhow::{bail, Context};
 use dataplane::buf::Pool;
 use dataplane::port::spec;
+use dataplane::worker::{TxPolicy, Worker, WorkerConfig};
 use pktgen::profile::{FieldSpec, Mode, Scalar, SizeSpec, StreamSpec};
 use pktgen::run::{run_loop, RunResult};
 use pktgen::{Generator, Receiver, Stream};
@@ -534,57 +535,41 @@ fn run_in_process(
     let st = stop.clone();
     let h = std::thread::spawn(move || -> anyhow::Result<u64> {
         let pool = Pool::new(32768).context("pool")?;
-        let mut ports = in_netns(&d, || -> anyhow::Result<_> {
+        let ports = in_netns(&d, || -> anyhow::Result<_> {
             Ok([
                 spec::open_str(&format!("{io}:d0"))?,
                 spec::open_str(&format!("{io}:d1"))?,
             ])
         })??;
-        let mut out = dataplane::batch::Out::new(2, pool.cache());
-        let mut rx = dataplane::batch::Batch::new();
-        let mut pl = pipeline;
-        let mut n = 0u64;
+        // A VNF's graph, or the raw port I/O baseline (d0 → d1) as a cross-connect,
+        // in the engine's worker loop.
+        let graph = pipeline.unwrap_or_else(|| {
+            let mut g = dataplane::stage::Pipeline::new();
+            g.push(Box::new(dataplane::stages::xconnect::Xconnect::new(vec![
+                Some(1),
+                None,
+            ])));
+            g
+        });
+        let mut w = Worker::new(
+            Vec::from(ports),
+            graph,
+            pool.cache(),
+            WorkerConfig {
+                tx_policy: TxPolicy::Drop,
+                ..WorkerConfig::default()
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("graph: {e}"))?;
         let t0 = std::time::Instant::now();
-        let mut it = 0u64;
+        let mut now = 0;
         while !st.load(Ordering::Relaxed) {
-            it += 1;
-            if it & 63 == 0 {
-                out.now_ns = t0.elapsed().as_nanos() as u64;
-            }
-            for i in 0..2 {
-                let Some(p) = ports.get_mut(i) else { continue };
-                if p.rx_burst(&mut out.cache, &mut rx) == 0 {
-                    continue;
-                }
-                match pl.as_mut() {
-                    Some(pl) => {
-                        for pkt in rx.iter_mut() {
-                            pkt.meta.port = i as u16;
-                        }
-                        pl.run(&mut rx, &mut out);
-                        rx.free_all(&mut out.cache);
-                    }
-                    None if i == 0 => {
-                        if let Some(b) = out.ports.get_mut(1) {
-                            b.append(&mut rx);
-                        }
-                        rx.free_all(&mut out.cache);
-                    }
-                    None => rx.free_all(&mut out.cache),
-                }
-            }
-            for (i, p) in ports.iter_mut().enumerate() {
-                if let Some(b) = out.ports.get_mut(i) {
-                    if !b.is_empty() {
-                        n += p.tx_burst(&mut out.cache, b) as u64;
-                        b.free_all(&mut out.cache);
-                    }
-                }
-            }
-            if !out.punt.is_empty() {
-                out.punt.free_all(&mut out.cache);
+            w.poll(now);
+            if w.stats.loops & 63 == 0 {
+                now = t0.elapsed().as_nanos() as u64;
             }
         }
+        let n = w.stats.tx_packets;
         Ok(n)
     });
     std::thread::sleep(Duration::from_millis(300));

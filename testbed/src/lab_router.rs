@@ -6,11 +6,10 @@
 //! `--rfc2544 DIR` runs the RFC 2544 §26 search instead and writes its report there.
 
 use anyhow::Context;
-use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
 use dataplane::port::mem::{self, MemPort};
 use dataplane::port::Port;
-use dataplane::stage::Pipeline;
+use dataplane::worker::{TxPolicy, Worker, WorkerConfig};
 use pktgen::profile::{FieldSpec, Mode, Scalar, SizeSpec, StreamSpec};
 use pktgen::rfc2544::{self, SearchConfig, TrialResult, TrialRunner, TrialSpec};
 use pktgen::run::{run_loop, trial_result, RunResult};
@@ -87,12 +86,10 @@ impl Default for RouterLabArgs {
     }
 }
 
-/// The router as a device under test: its two ports and one worker's pipeline.
+/// The router as a device under test: its two ports and one worker (the engine's
+/// worker loop over the router's graph).
 pub struct Dut {
-    ports: [MemPort; 2],
-    pipeline: Pipeline,
-    out: Out,
-    rx: Batch,
+    worker: Worker<MemPort>,
     /// Nanoseconds spent in steps that moved packets.
     pub busy_ns: u64,
     /// Packets received by the DUT.
@@ -100,37 +97,13 @@ pub struct Dut {
 }
 
 impl Dut {
-    /// One poll of both ports: receive, run the pipeline, transmit (the worker loop
-    /// of `dataplane::runner`). Returns packets received.
+    /// One iteration of the worker loop (receive, graph, transmit, timers). Returns
+    /// packets received.
     #[inline]
     pub fn step(&mut self) -> usize {
-        let mut n = 0;
-        for i in 0..2 {
-            let Some(p) = self.ports.get_mut(i) else {
-                continue;
-            };
-            let got = p.rx_burst(&mut self.out.cache, &mut self.rx);
-            if got == 0 {
-                continue;
-            }
-            n += got;
-            for pkt in self.rx.iter_mut() {
-                pkt.meta.port = i as u16;
-            }
-            self.pipeline.run(&mut self.rx, &mut self.out);
-            self.rx.free_all(&mut self.out.cache);
-        }
-        for (i, p) in self.ports.iter_mut().enumerate() {
-            if let Some(b) = self.out.ports.get_mut(i) {
-                if !b.is_empty() {
-                    p.tx_burst(&mut self.out.cache, b);
-                    b.free_all(&mut self.out.cache);
-                }
-            }
-        }
-        if !self.out.punt.is_empty() {
-            self.out.punt.free_all(&mut self.out.cache);
-        }
+        let before = self.worker.stats.rx_packets;
+        self.worker.poll(now_ns());
+        let n = (self.worker.stats.rx_packets - before) as usize;
         self.packets += n as u64;
         n
     }
@@ -146,14 +119,14 @@ impl Dut {
         n
     }
 
-    /// `show errors` of the pipeline.
+    /// `show errors` of the graph.
     pub fn errors(&self) -> String {
-        self.pipeline.show_errors()
+        self.worker.graph.show_errors()
     }
 
-    /// Total drops counted by the pipeline.
+    /// Total drops counted by the graph.
     pub fn drops(&self) -> u64 {
-        self.pipeline.nodes().map(|n| n.dropped()).sum()
+        self.worker.graph.nodes().map(|n| n.dropped()).sum()
     }
 }
 
@@ -243,10 +216,16 @@ impl MemLab {
             gen_port,
             sink_port,
             dut: Some(Dut {
-                ports: [access, core],
-                pipeline,
-                out: Out::new(2, pool.cache()),
-                rx: Batch::new(),
+                worker: Worker::new(
+                    vec![access, core],
+                    pipeline,
+                    pool.cache(),
+                    WorkerConfig {
+                        tx_policy: TxPolicy::Drop,
+                        ..WorkerConfig::default()
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("router graph: {e}"))?,
                 busy_ns: 0,
                 packets: 0,
             }),

@@ -11,10 +11,11 @@
 
 use crate::{cycles, tsc_hz, Params, Report};
 use anyhow::{anyhow, Context};
-use dataplane::batch::{Batch, Out};
+use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::lpm::gen;
 use dataplane::port::{mem, Port};
+use dataplane::worker::{TxPolicy, Worker, WorkerConfig};
 use std::fmt::Write;
 use std::time::Instant;
 use vnf_router::{Config, Router};
@@ -100,10 +101,19 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
     drop(text);
     let dsts = gen::addrs_in_v4(&routes, 1 << 20, 7);
     let pool = Pool::new(16384).context("pool")?;
-    let (mut gen_port, mut r_in) = mem::pair("gen", "access", 1024).context("ring")?;
-    let (mut r_out, mut sink) = mem::pair("core", "sink", 1024).context("ring")?;
-    let mut pl = router.pipeline();
-    let mut out = Out::new(2, pool.cache());
+    let (mut gen_port, r_in) = mem::pair("gen", "access", 1024).context("ring")?;
+    let (r_out, mut sink) = mem::pair("core", "sink", 1024).context("ring")?;
+    // The router's graph in the engine's worker loop, as the binary runs it.
+    let mut worker = Worker::new(
+        vec![r_in, r_out],
+        router.pipeline(),
+        pool.cache(),
+        WorkerConfig {
+            tx_policy: TxPolicy::Drop,
+            ..WorkerConfig::default()
+        },
+    )
+    .map_err(|e| anyhow!("router graph: {e}"))?;
     let mut gc = pool.cache();
     // Pre-built frames, one per IMIX slot, patched per packet with the destination.
     let mut tpl = Vec::new();
@@ -114,7 +124,6 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
     }
     let hz = tsc_hz(50);
     let mut gb = Batch::new();
-    let mut rx = Batch::new();
     let mut sb = Batch::new();
     let (mut k, mut di) = (0usize, 0usize);
     let mut dut_cycles = 0u64;
@@ -170,24 +179,19 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
             gb.push(pk).ok();
         }
         gen_port.tx_burst(&mut gc, &mut gb);
-        // router (timed)
+        // router (timed): one iteration of the worker loop
+        let now = (el * 1e9) as u64;
+        let before = worker.stats.rx_packets;
         let c0 = cycles();
-        let n = r_in.rx_burst(&mut out.cache, &mut rx);
-        for pk in rx.iter_mut() {
-            pk.meta.port = 0;
-        }
-        pl.run(&mut rx, &mut out);
-        rx.free_all(&mut out.cache);
-        r_out.tx_burst(&mut out.cache, &mut out.ports[1]);
+        worker.poll(now);
         let c1 = cycles();
+        let n = (worker.stats.rx_packets - before) as usize;
         dut_cycles += c1.wrapping_sub(c0);
         dut_packets += n as u64;
         if timing && n > 0 && per_burst.len() < per_burst.capacity() {
             per_burst.push(c1.wrapping_sub(c0) as f64 / n as f64);
         }
         // sink (not timed)
-        out.ports[1].free_all(&mut out.cache);
-        out.ports[0].free_all(&mut out.cache);
         let got = sink.rx_burst(&mut gc, &mut sb);
         received += got as u64;
         for pk in sb.iter() {
@@ -202,7 +206,7 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
         .unwrap_or(f64::NAN);
     let mean_cpp = dut_cycles as f64 / dut_packets.max(1) as f64;
     let mpps = hz / median_cpp / 1e6;
-    let drops: u64 = pl.nodes().map(|n| n.dropped()).sum();
+    let drops: u64 = worker.graph.nodes().map(|n| n.dropped()).sum();
     let mut extra = serde_json::Map::new();
     extra.insert("routes".into(), (router.l3.fib4.len() as u64).into());
     extra.insert("route_build_s".into(), build_s.into());

@@ -16,6 +16,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod decode;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod icmpv6;

@@ -16,3 +16,4 @@ pub mod l3;
 pub mod nat;
 pub mod neigh;
 pub mod qos;
+pub mod xconnect;

@@ -1,6 +1,7 @@
-//! The router VNF as a unikernel: the `vnf-router` configuration and pipeline over
-//! virtio-net ports, run to completion on the one CPU (the loop of the engine's
-//! `runner`, without threads): poll every port, run the pipeline, transmit, repeat.
+//! The router VNF as a unikernel: the `vnf-router` configuration and graph over
+//! virtio-net ports, run to completion on the one CPU by the engine's worker loop
+//! (`dataplane::worker::Worker::poll`: rx, graph, tx, timers), the same loop the
+//! Linux runner and the labs drive.
 //! Prints `router ready` once the ports are up, counters every `stats` period, and
 //! answers console commands (`stats`, `errors`, `help`, `exit`).
 
@@ -9,10 +10,9 @@ use crate::net::VirtioPort;
 use crate::{arch, clock, print, println, serial, virtio, VNF};
 use alloc::string::String;
 use alloc::vec::Vec;
-use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
 use dataplane::port::Port;
-use dataplane::stage::Pipeline;
+use dataplane::worker::{Worker, WorkerConfig};
 use vnf_router::{Config, Router};
 
 /// Receive buffers posted per port.
@@ -50,16 +50,17 @@ fn mac_str(m: [u8; 6]) -> String {
     )
 }
 
-fn print_stats(ports: &[VirtioPort], pipeline: &Pipeline, out: &Out) {
+fn print_stats(w: &Worker<VirtioPort>) {
     let t = clock::uptime_us() / 1000;
-    for (i, p) in ports.iter().enumerate() {
+    let out = &w.out;
+    for (i, p) in w.ports.iter().enumerate() {
         let s = p.stats();
         println!(
             "stats t={t}ms port {i}: rx {} pkts {} bytes drop {}, tx {} pkts {} bytes drop {}",
             s.rx_packets, s.rx_bytes, s.rx_dropped, s.tx_packets, s.tx_bytes, s.tx_dropped
         );
     }
-    let nodes: u64 = pipeline.nodes().map(|n| n.dropped()).sum();
+    let nodes: u64 = w.graph.nodes().map(|n| n.dropped()).sum();
     println!(
         "stats t={t}ms pipeline: dropped {nodes}, tx-full {}, no-port {}, punt-full {}",
         out.stats.tx_full, out.stats.no_port, out.stats.punt_full
@@ -72,17 +73,17 @@ struct Console {
 }
 
 impl Console {
-    fn poll(&mut self, ports: &[VirtioPort], pipeline: &Pipeline, out: &Out) {
+    fn poll(&mut self, w: &Worker<VirtioPort>) {
         while let Some(b) = serial::try_read() {
             match b {
                 b'\r' | b'\n' => {
                     let cmd = core::mem::take(&mut self.line);
                     match cmd.trim() {
                         "" => {}
-                        "stats" => print_stats(ports, pipeline, out),
-                        "errors" => print!("{}", pipeline.show_errors()),
+                        "stats" => print_stats(w),
+                        "errors" => print!("{}", w.graph.show_errors()),
                         "exit" => {
-                            print_stats(ports, pipeline, out);
+                            print_stats(w);
                             arch::exit(arch::EXIT_OK)
                         }
                         "help" => println!("commands: stats, errors, exit"),
@@ -154,14 +155,26 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             ic.ipv4
         );
     }
-    let mut pipeline = router.pipeline();
-    let mut out = Out::new(ports.len(), pool.cache());
+    let nports = ports.len();
+    let mut worker = match Worker::new(
+        ports,
+        router.pipeline(),
+        pool.cache(),
+        WorkerConfig {
+            // timers (neighbour refresh, NAT ageing) every 10 ms
+            tick_ns: 10_000_000,
+            ..WorkerConfig::default()
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => config_error(e),
+    };
     let ready_us = clock::uptime_us();
     println!(
         "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB, {} demand-zero pages)",
         ready_us / 1000,
         ready_us % 1000,
-        ports.len(),
+        nports,
         router.l3.fib4.len(),
         router.l3.fib6.len(),
         crate::heap::peak() / 1024,
@@ -179,46 +192,20 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let mut next_stats = clock::now_ns() + stats_ns;
     let stop_at = opts.exit_after_ms.map(|ms| clock::now_ns() + ms * 1_000_000);
     let mut console = Console { line: String::new() };
-    let mut rx = Batch::new();
     let mut iter: u64 = 0;
-    out.now_ns = clock::now_ns();
+    let mut now = clock::now_ns();
     loop {
-        for (i, p) in ports.iter_mut().enumerate() {
-            if p.rx_burst(&mut out.cache, &mut rx) == 0 {
-                continue;
-            }
-            for pkt in rx.iter_mut() {
-                pkt.meta.port = i as u16;
-            }
-            pipeline.run(&mut rx, &mut out);
-            rx.free_all(&mut out.cache);
-        }
-        for (i, p) in ports.iter_mut().enumerate() {
-            if let Some(b) = out.ports.get_mut(i) {
-                if !b.is_empty() {
-                    // What the device ring cannot take now stays queued for the next
-                    // round (back-pressure); when the queue is full the pipeline's
-                    // sends are counted as `tx-full` drops.
-                    p.tx_burst(&mut out.cache, b);
-                }
-            }
-        }
-        // No control plane in the image yet: punted packets are dropped.
-        out.punt.free_all(&mut out.cache);
+        worker.poll(now);
         iter += 1;
         if iter & 63 == 0 {
-            let now = clock::now_ns();
-            out.now_ns = now;
-            if iter & 4095 == 0 {
-                pipeline.tick(&mut out);
-            }
+            now = clock::now_ns();
             if stats_ns > 0 && now >= next_stats {
                 next_stats = now + stats_ns;
-                print_stats(&ports, &pipeline, &out);
+                print_stats(&worker);
             }
-            console.poll(&ports, &pipeline, &out);
+            console.poll(&worker);
             if stop_at.is_some_and(|t| now >= t) {
-                print_stats(&ports, &pipeline, &out);
+                print_stats(&worker);
                 arch::exit(arch::EXIT_OK);
             }
         }

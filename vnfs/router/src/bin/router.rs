@@ -96,18 +96,14 @@ fn main() -> anyhow::Result<()> {
     for (w, ports) in per_worker.into_iter().enumerate() {
         let mut pl = router.pipeline();
         pl.trace_next(cli.trace);
-        wspecs.push(WorkerSpec {
-            ports,
-            pipeline: pl,
-            cache: pool.cache(),
-            core: cores.get(w).copied(),
-            punt: None,
-            trace: if cli.trace > 0 {
-                64 * cli.trace as usize
-            } else {
-                cfg.engine.trace
-            },
-        });
+        let mut spec = WorkerSpec::new(ports, pl, pool.cache());
+        spec.core = cores.get(w).copied();
+        spec.trace = if cli.trace > 0 {
+            64 * cli.trace as usize
+        } else {
+            cfg.engine.trace
+        };
+        wspecs.push(spec);
     }
     let runner = Runner::start(wspecs)?;
     let stop = runner.stop_flag();

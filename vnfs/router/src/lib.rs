@@ -145,7 +145,7 @@ impl Router {
         let mut p = Pipeline::new();
         p.push(Box::new(Classify::new(self.macs.clone())));
         p.push(Box::new(ArpInput::new(self.l3.clone())));
-        p.push(Box::new(Ip4Input::default()));
+        p.push(Box::new(Ip4Input::for_l3(&self.l3)));
         if let Ok(extra) = feature_stages(&self.config) {
             for s in extra {
                 p.push(s);
@@ -153,7 +153,7 @@ impl Router {
         }
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
         p.push(Box::new(Ip4Rewrite::new(self.l3.clone())));
-        p.push(Box::new(Ip6Input));
+        p.push(Box::new(Ip6Input::for_l3(&self.l3)));
         p.push(Box::new(Ip6Nd::new(self.l3.clone())));
         p.push(Box::new(Ip6Lookup::new(self.l3.clone())));
         p.push(Box::new(Ip6Rewrite::new(self.l3.clone())));

@@ -665,6 +665,352 @@ prefix = "10.0.0.0/8"
         assert!(Config::from_toml("").is_err());
     }
 
+    /// Two interfaces (access 192.0.2.1/24 + 2001:db8:1::1/64 + fe80::1/64, core
+    /// 198.51.100.1/24 + 2001:db8:2::1/64 + fe80::2/64) and whatever `extra` adds.
+    fn two_ifaces(engine: &str, access_extra: &str, extra: &str) -> String {
+        format!(
+            r#"
+[engine]
+{engine}
+
+[[interface]]
+name = "access"
+mac = "02:00:00:00:01:01"
+ipv4 = ["192.0.2.1/24"]
+ipv6 = ["2001:db8:1::1/64", "fe80::1/64"]
+{access_extra}
+
+[[interface]]
+name = "core"
+mac = "02:00:00:00:02:01"
+ipv4 = ["198.51.100.1/24"]
+ipv6 = ["2001:db8:2::1/64", "fe80::2/64"]
+
+{extra}
+"#
+        )
+    }
+
+    /// The error of a config that must be refused: one line, one prefix.
+    fn refused(text: &str) -> String {
+        let e = Config::from_toml(text).expect_err("config accepted").0;
+        assert!(!e.contains('\n'), "more than one line: {e}");
+        for p in ["firewall: ", "nat: ", "qos: ", "config: ", "engine: "] {
+            assert!(e.matches(p).count() <= 1, "doubled prefix {p:?}: {e}");
+        }
+        e
+    }
+
+    fn expect(text: &str, field: &str, what: &str) {
+        let e = refused(text);
+        assert!(e.starts_with(field), "{e:?} does not start with {field:?}");
+        assert!(e.contains(what), "{e:?} does not say {what:?}");
+    }
+
+    #[test]
+    fn base_config_is_accepted() {
+        Config::from_toml(&two_ifaces("", "", "")).unwrap();
+    }
+
+    #[test]
+    fn engine_sizes_have_limits() {
+        for (engine, field) in [
+            (
+                "neighbors = 18446744073709551615",
+                "engine.neighbors: 18446744073709551615 is not in 0..=4194304",
+            ),
+            ("neighbors = 4611686018427387904", "engine.neighbors:"),
+            ("neighbors = 1099511627776", "engine.neighbors:"),
+            (
+                "tbl8_groups = 4294967295",
+                "engine.tbl8_groups: 4294967295 is not in 0..=1048576",
+            ),
+            (
+                "trace = 18446744073709551615",
+                "engine.trace: 18446744073709551615 is not in 0..=1048576",
+            ),
+            (
+                "pool_buffers = 4294967295",
+                "engine.pool_buffers: 4294967295 is not in 1024..=2097152",
+            ),
+            ("pool_buffers = 10", "engine.pool_buffers:"),
+            ("ring_size = 8", "engine.ring_size:"),
+            ("ring_size = 1000", "engine.ring_size:"),
+            ("workers = 0", "engine.workers:"),
+        ] {
+            expect(&two_ifaces(engine, "", ""), field, "");
+        }
+        // a wrong type is a syntax error with its position, on one line
+        expect(
+            &two_ifaces("neighbors = -1", "", ""),
+            "config: line 3, column 13:",
+            "",
+        );
+    }
+
+    #[test]
+    fn same_address_on_two_interfaces() {
+        let t = two_ifaces("", "", "").replace("198.51.100.1/24", "192.0.2.1/24");
+        expect(
+            &t,
+            "interface[1] (core).ipv4: \"192.0.2.1/24\"",
+            "already on interface[0] (access)",
+        );
+        let t = two_ifaces("", "", "").replace("2001:db8:2::1/64", "2001:db8:1::1/64");
+        expect(&t, "interface[1] (core).ipv6:", "already on interface[0]");
+        // the same link-local address on two links is one address for our FIB
+        let t = two_ifaces("", "", "").replace("fe80::2/64", "fe80::1/64");
+        expect(&t, "interface[1] (core).ipv6:", "already on interface[0]");
+    }
+
+    #[test]
+    fn overlapping_interface_subnets() {
+        let t = two_ifaces("", "", "").replace("198.51.100.1/24", "192.0.2.200/25");
+        expect(
+            &t,
+            "interface[1] (core).ipv4:",
+            "overlaps 192.0.2.1/24 on interface[0] (access)",
+        );
+        let t = two_ifaces("", "", "").replace("2001:db8:2::1/64", "2001:db8:1::2/48");
+        expect(&t, "interface[1] (core).ipv6:", "overlaps");
+        // fe80::/64 on every link is normal
+        Config::from_toml(&two_ifaces("", "", "")).unwrap();
+    }
+
+    #[test]
+    fn interface_address_that_is_not_a_host() {
+        let t = two_ifaces("", "", "").replace("192.0.2.1/24", "192.0.2.255/24");
+        expect(&t, "interface[0] (access).ipv4:", "broadcast");
+        let t = two_ifaces("", "", "").replace("192.0.2.1/24", "127.0.0.1/8");
+        expect(&t, "interface[0] (access).ipv4:", "not a unicast");
+    }
+
+    #[test]
+    fn broadcast_or_multicast_mac() {
+        for mac in [
+            "ff:ff:ff:ff:ff:ff",
+            "01:00:5e:00:00:01",
+            "33:33:00:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            let t = two_ifaces("", "", "").replace("02:00:00:00:01:01", mac);
+            expect(&t, "interface[0] (access).mac:", "MAC address");
+        }
+        let t = two_ifaces(
+            "",
+            "",
+            "[[neighbor]]\nip = \"192.0.2.2\"\nmac = \"ff:ff:ff:ff:ff:ff\"\n",
+        );
+        expect(&t, "neighbor[0].mac:", "broadcast");
+    }
+
+    #[test]
+    fn route_via_our_own_address() {
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"198.51.100.1\"\n",
+        );
+        expect(
+            &t,
+            "route[0].via:",
+            "198.51.100.1 is one of the router's own addresses",
+        );
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"2001:db8:99::/48\"\nvia = \"2001:db8:2::1\"\n",
+        );
+        expect(&t, "route[0].via:", "own addresses");
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"198.51.100.255\"\n",
+        );
+        expect(&t, "route[0].via:", "broadcast address of 198.51.100.0/24");
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"2001:db8:2::2\"\n",
+        );
+        expect(&t, "route[0].via:", "address family");
+        let t = two_ifaces(
+            "",
+            "",
+            "[route_file]\npath = \"r\"\nnext_hops = [\"192.0.2.1\"]\n",
+        );
+        expect(&t, "route_file.next_hops[0]:", "own addresses");
+    }
+
+    #[test]
+    fn route_via_an_off_link_gateway() {
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"203.0.113.1\"\n",
+        );
+        expect(&t, "route[0].via:", "not in any connected subnet");
+    }
+
+    #[test]
+    fn prefix_with_host_bits() {
+        let t = two_ifaces("", "", "[[route]]\nprefix = \"10.1.2.3/8\"\ndrop = true\n");
+        expect(
+            &t,
+            "route[0].prefix:",
+            "10.1.2.3/8 has host bits set (the network is 10.0.0.0/8)",
+        );
+        let t = two_ifaces(
+            "",
+            "",
+            "[[route]]\nprefix = \"2001:db8:99::1/48\"\ndrop = true\n",
+        );
+        expect(&t, "route[0].prefix:", "host bits");
+    }
+
+    #[test]
+    fn duplicate_routes() {
+        let r = "[[route]]\nprefix = \"10.0.0.0/8\"\ndrop = true\n";
+        let t = two_ifaces("", "", &format!("{r}{r}"));
+        expect(&t, "route[1].prefix:", "duplicates route[0]");
+        let r2 = "[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"192.0.2.2\"\n";
+        let t = two_ifaces("", "", &format!("{r}{r2}"));
+        expect(&t, "route[1].prefix:", "duplicates route[0]");
+    }
+
+    #[test]
+    fn off_link_static_neighbour() {
+        let t = two_ifaces(
+            "",
+            "",
+            "[[neighbor]]\nip = \"203.0.113.9\"\nmac = \"02:00:00:00:09:09\"\n",
+        );
+        expect(
+            &t,
+            "neighbor[0].ip:",
+            "not in any connected subnet (off-link)",
+        );
+        let t = two_ifaces(
+            "",
+            "",
+            "[[neighbor]]\nip = \"2001:db8:99::9\"\nmac = \"02:00:00:00:09:09\"\n",
+        );
+        expect(&t, "neighbor[0].ip:", "off-link");
+        let t = two_ifaces(
+            "",
+            "",
+            "[[neighbor]]\nip = \"192.0.2.1\"\nmac = \"02:00:00:00:09:09\"\n",
+        );
+        expect(&t, "neighbor[0].ip:", "own addresses");
+    }
+
+    const NAT_OK: &str = "[nat]\ninside_ports = [0]\npool = [\"203.0.113.0/30\"]\nmax_sessions = 1024\nmax_subscribers = 64\n";
+
+    #[test]
+    fn nat_pool_with_an_interface_address() {
+        Config::from_toml(&two_ifaces("", "", NAT_OK)).unwrap();
+        let t = two_ifaces("", "", &NAT_OK.replace("203.0.113.0/30", "198.51.100.1"));
+        expect(
+            &t,
+            "nat.pool:",
+            "includes 198.51.100.1, the address of interface[1] (core)",
+        );
+        let t = two_ifaces("", "", &NAT_OK.replace("203.0.113.0/30", "198.51.100.0/30"));
+        expect(&t, "nat.pool:", "interface[1] (core)");
+    }
+
+    #[test]
+    fn nat_inside_ports() {
+        // port numbers are interface indexes: 0 is the first interface (the example's
+        // access side); what is refused is a list naming every interface, a repeat, a
+        // port that does not exist, and an empty list.
+        let t = two_ifaces("", "", &NAT_OK.replace("[0]", "[0, 1]"));
+        expect(&t, "nat.inside_ports:", "none is outside");
+        let t = two_ifaces("", "", &NAT_OK.replace("[0]", "[0, 0]"));
+        expect(&t, "nat: inside_ports: port 0 listed twice", "");
+        let t = two_ifaces("", "", &NAT_OK.replace("[0]", "[2]"));
+        expect(&t, "nat.inside_ports: port 2 does not exist", "");
+        let t = two_ifaces("", "", &NAT_OK.replace("[0]", "[]"));
+        expect(&t, "nat.inside_ports: empty", "");
+    }
+
+    #[test]
+    fn nat_sizes() {
+        let t = two_ifaces(
+            "",
+            "",
+            &NAT_OK.replace("max_sessions = 1024", "max_sessions = 4294967295"),
+        );
+        expect(
+            &t,
+            "nat: max_sessions: 4294967295 is not in 1..=16777216",
+            "",
+        );
+        let t = two_ifaces("", "", &format!("{NAT_OK}log_capacity = 4294967295\n"));
+        expect(&t, "nat: log_capacity:", "");
+    }
+
+    #[test]
+    fn firewall_ports_on_icmp_rules() {
+        let fw =
+            "[firewall]\n[[firewall.rules]]\naction = \"deny\"\nproto = \"icmp\"\ndport = \"22\"\n";
+        expect(
+            &two_ifaces("", "", fw),
+            "firewall: rules[0]: sport/dport only match tcp or udp",
+            "",
+        );
+        let fw = "[firewall]\n[[firewall.rules]]\naction = \"deny\"\nproto = \"icmp\"\nsport = \"1-100\"\n";
+        expect(&two_ifaces("", "", fw), "firewall: rules[0]:", "");
+        // the old doubled prefix is gone from the other firewall errors too
+        let fw = "[firewall]\n[[firewall.rules]]\ndport = \"x\"\n";
+        expect(
+            &two_ifaces("", "", fw),
+            "firewall: rules[0].dport: does not parse",
+            "",
+        );
+        let fw = "[firewall]\nmax_connections = 4294967295\n";
+        expect(
+            &two_ifaces("", "", fw),
+            "firewall: max_connections (1..=16777216) out of range",
+            "",
+        );
+    }
+
+    #[test]
+    fn trtcm_with_pir_below_cir() {
+        let q = "[qos.policer]\nmeter = { type = \"trtcm\", cir_bps = 2000000, cbs = 3000, pir_bps = 1000000, pbs = 3000 }\n";
+        expect(
+            &two_ifaces("", "", q),
+            "qos.policer: meter: pir_bps must be >= cir_bps",
+            "",
+        );
+    }
+
+    #[test]
+    fn zero_rates() {
+        let q =
+            "[qos.policer]\nmeter = { type = \"srtcm\", cir_bps = 0, cbs = 3000, ebs = 3000 }\n";
+        expect(
+            &two_ifaces("", "", q),
+            "qos.policer: meter.cir_bps: a rate must be above 0 bit/s",
+            "",
+        );
+        let q = "[qos.policer]\nmeter = { type = \"trtcm\", cir_bps = 0, cbs = 3000, pir_bps = 0, pbs = 3000 }\n";
+        expect(&two_ifaces("", "", q), "qos.policer: meter.cir_bps:", "");
+        let q = "[qos.shaper]\nsubscribers = 4\nrate_bps = 0\nburst_bytes = 1500\n";
+        expect(
+            &two_ifaces("", "", q),
+            "qos.shaper: rate_bps: a rate must be above 0 bit/s",
+            "",
+        );
+        let q = "[qos.marker]\ndscp = 64\n";
+        expect(
+            &two_ifaces("", "", q),
+            "qos.marker: DSCP must be 0..=63",
+            "",
+        );
+    }
+
     #[test]
     fn mac_parsing() {
         assert_eq!(

@@ -193,7 +193,8 @@ fn config_from_toml_like_values() {
 fn sizes_and_inside_ports_are_checked_before_allocating() {
     // Each of these used to be accepted (or allocated terabytes) before; the error
     // names the field once, without a "nat:" prefix (the caller adds the section).
-    let cases: [(fn(&mut NatConfig), &str); 6] = [
+    type Case = (fn(&mut NatConfig), &'static str);
+    let cases: [Case; 6] = [
         (
             |c| c.max_sessions = u32::MAX,
             "max_sessions: 4294967295 is not in 1..=16777216",

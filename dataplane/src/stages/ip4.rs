@@ -751,3 +751,56 @@ impl Stage for Ip4Rewrite {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(addrs: &[[u8; 4]]) -> AddrSet4 {
+        let mut s = AddrSet4::default();
+        for a in addrs {
+            s.insert(Ipv4Addr::from(*a));
+        }
+        s
+    }
+
+    #[test]
+    fn martian_reasons() {
+        let own = set(&[[192, 0, 2, 1], [198, 51, 100, 1]]);
+        let bc = set(&[[192, 0, 2, 255], [198, 51, 100, 255]]);
+        let host = [192, 0, 2, 10];
+        let far = [100, 64, 0, 1];
+        let m = |s, d| martian4(s, d, &own, &bc);
+        assert_eq!(m(host, far), None);
+        assert_eq!(m([0, 0, 0, 0], far), Some(IN_SRC_THIS_NET));
+        assert_eq!(m([0, 9, 9, 9], far), Some(IN_SRC_THIS_NET));
+        assert_eq!(m([127, 0, 0, 1], far), Some(IN_SRC_LOOPBACK));
+        assert_eq!(m([224, 0, 0, 1], far), Some(IN_SRC_CLASS_DE));
+        assert_eq!(m([255, 255, 255, 255], far), Some(IN_SRC_CLASS_DE));
+        assert_eq!(m([192, 0, 2, 1], far), Some(IN_SRC_OURS));
+        assert_eq!(m(host, [0, 0, 0, 0]), Some(IN_DST_THIS_NET));
+        assert_eq!(m(host, [127, 0, 0, 1]), Some(IN_DST_LOOPBACK));
+        assert_eq!(m(host, [239, 255, 255, 250]), Some(IN_DST_MCAST));
+        assert_eq!(m(host, [255, 255, 255, 255]), Some(IN_DST_LIMITED_BCAST));
+        assert_eq!(m(host, [250, 0, 0, 1]), Some(IN_DST_CLASS_E));
+        assert_eq!(m(host, [198, 51, 100, 255]), Some(IN_DST_DIRECTED_BCAST));
+        assert_eq!(m(host, [198, 51, 100, 254]), None);
+        // our own address is a fine destination (local delivery)
+        assert_eq!(m(host, [192, 0, 2, 1]), None);
+        // every reason has a name
+        assert!(usize::from(IN_DST_DIRECTED_BCAST) < IN_ERRORS.len());
+    }
+
+    #[test]
+    fn addr_set_filter_has_no_false_negatives() {
+        let addrs: alloc::vec::Vec<[u8; 4]> =
+            (0..200u32).map(|i| (i * 7919).to_be_bytes()).collect();
+        let s = set(&addrs);
+        assert_eq!(s.len(), 200);
+        for a in &addrs {
+            assert!(s.contains(u32::from_be_bytes(*a)));
+        }
+        assert!(!s.contains(0xdead_beef));
+        assert!(!AddrSet4::default().contains(0));
+    }
+}

@@ -11,7 +11,8 @@
 //!   - unspecified destination `::` (RFC 4291 §2.5.2);
 //!   - IPv4-mapped addresses `::ffff:0:0/96` as source or destination (RFC 4291
 //!     §2.5.5.2; not forwardable in the RFC 6890 registry);
-//!   - one of our own addresses as source (built with [`Ip6Input::for_l3`]).
+//!   - one of our own global addresses as source (built with [`Ip6Input::for_l3`];
+//!     link-local addresses are per link and not in the set).
 //! * `ip6-nd`: Neighbor Discovery for our addresses (RFC 4861 §7.2): a Neighbor
 //!   Solicitation for one of the receiving interface's addresses is answered with a
 //!   solicited Neighbor Advertisement (in place) and its source link-layer address is
@@ -171,11 +172,13 @@ pub struct Ip6Input {
 }
 
 impl Ip6Input {
-    /// An `ip6-input` that also knows the router's own addresses.
+    /// An `ip6-input` that also knows the router's own addresses. Link-local ones
+    /// are left out: they are unique per link only (RFC 4291 §2.5.6), so a neighbour
+    /// on another link may rightly use the link-local address we use here.
     pub fn for_l3(l3: &L3) -> Self {
         let mut own = AddrSet6::default();
         for ifc in &l3.ifaces {
-            for n in &ifc.v6 {
+            for n in ifc.v6.iter().filter(|n| !is_link_local(&n.addr)) {
                 own.insert(n.addr);
             }
         }
@@ -772,5 +775,46 @@ impl Stage for Ip6Rewrite {
             }
             Next::Port(adj.port)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(src: &str, dst: &str, next: u8, first: u8) -> [u8; 41] {
+        let mut h = [0u8; 41];
+        h[0] = 0x60;
+        h[6] = next;
+        h[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        h[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        h[40] = first;
+        h
+    }
+
+    #[test]
+    fn martian_reasons() {
+        let mut own = AddrSet6::default();
+        own.insert("2001:db8:1::1".parse().unwrap());
+        let m = |s, d| martian6(&hdr(s, d, 17, 0), &own);
+        let (host, far) = ("2001:db8:1::10", "2001:db8:99::1");
+        assert_eq!(m(host, far), None);
+        assert_eq!(m("ff02::1", far), Some(IN_SRC_MCAST));
+        assert_eq!(m("::", far), Some(IN_SRC_UNSPEC));
+        assert_eq!(m("::1", far), Some(IN_SRC_LOOPBACK));
+        assert_eq!(m("::ffff:192.0.2.1", far), Some(IN_SRC_MAPPED));
+        assert_eq!(m("2001:db8:1::1", far), Some(IN_SRC_OURS));
+        assert_eq!(m(host, "::"), Some(IN_DST_UNSPEC));
+        assert_eq!(m(host, "::1"), Some(IN_DST_LOOPBACK));
+        assert_eq!(m(host, "::ffff:10.0.0.1"), Some(IN_DST_MAPPED));
+        // IPv4-compatible (deprecated) and 64:ff9b::/96 are not filtered here
+        assert_eq!(m(host, "::10.0.0.1"), None);
+        assert_eq!(m(host, "64:ff9b::a00:1"), None);
+        // DAD: a Neighbor Solicitation from :: passes to ip6-nd
+        let ns = hdr("::", "ff02::1:ff00:1", 58, msg::NEIGHBOR_SOLICIT);
+        assert_eq!(martian6(&ns, &own), None);
+        let echo = hdr("::", far, 58, msg::ECHO_REQUEST);
+        assert_eq!(martian6(&echo, &own), Some(IN_SRC_UNSPEC));
+        assert!(usize::from(IN_DST_MAPPED) < IN_ERRORS.len());
     }
 }

@@ -222,6 +222,16 @@ fn legitimate_edge_addresses_still_pass() {
         let (out, pl) = run_frames(&r, &[(0, udp4([192, 0, 2, 10], dst))]);
         assert_eq!(out[1].len(), 1, "{dst:?}: {}", pl.show_errors());
     }
+    // a neighbour on the core link may use fe80::1, our link-local address on the
+    // access link (link-local addresses are per link)
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 2, 2], [2, 0, 0, 0, 2, 1])
+        .ipv6(v6("fe80::1"), v6("2001:db8:2::1"), 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut v, b"ping")
+        .unwrap();
+    let (out, pl) = run_frames(&r, &[(1, v)]);
+    assert_eq!(out[1].len(), 1, "echo reply: {}", pl.show_errors());
     // a DAD probe (source ::) still reaches Neighbor Discovery and is answered
     let mut ns = Vec::new();
     let target = v6("2001:db8:1::1");

@@ -283,6 +283,16 @@ impl NatConfig {
         if bs < 8 || u32::from(bs) > span || maxb == 0 || usize::from(maxb) > alloc::MAX_BLOCKS {
             return Err(ConfigError::BadBlockSize);
         }
+        if let Some(c) = self.cgnat {
+            if c.sessions_per_subscriber == 0 {
+                return Err(ConfigError::OutOfRange(
+                    "cgnat.sessions_per_subscriber",
+                    0,
+                    1,
+                    u64::from(u32::MAX),
+                ));
+            }
+        }
         let sizes = [
             ("max_sessions", self.max_sessions, MAX_SESSIONS),
             ("max_subscribers", self.max_subscribers, MAX_SUBSCRIBERS),

@@ -222,6 +222,12 @@ fn sizes_and_inside_ports_are_checked_before_allocating() {
     }
     assert!(cfg().validate().is_ok());
     let mut c = cfg();
+    c.cgnat = Some(CgnatConfig {
+        sessions_per_subscriber: 0,
+        ..CgnatConfig::default()
+    });
+    assert!(c.validate().is_err());
+    let mut c = cfg();
     c.pool = vec!["10.0.0.0/8".into()];
     assert_eq!(c.validate(), Err(ConfigError::PoolTooLarge));
     c.pool = vec!["10.0.0.0/30".into(), "10.0.1.0/31".into()];

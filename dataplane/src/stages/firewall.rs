@@ -114,26 +114,61 @@ impl Default for FirewallConfig {
     }
 }
 
-/// A config the firewall cannot be built from.
+/// Most tracked connections per worker: 2^24.
+pub const MAX_CONNECTIONS: u32 = 1 << 24;
+/// Most rules.
+pub const MAX_RULES: usize = 65535;
+
+/// A config the firewall cannot be built from. The messages name the field but not
+/// the section: the caller knows where it came from (`firewall: ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FwConfigError {
     /// Rule index and the field that does not parse.
     BadRule(usize, &'static str),
     TooManyRules,
     BadLimit(&'static str),
+    /// Rule index: it matches ports but its protocol has none (only TCP and UDP do).
+    PortsWithoutPorts(usize),
 }
 
 impl fmt::Display for FwConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FwConfigError::BadRule(i, w) => write!(f, "firewall: rule {i}: bad {w}"),
-            FwConfigError::TooManyRules => f.write_str("firewall: more than 65535 rules"),
-            FwConfigError::BadLimit(w) => write!(f, "firewall: {w} out of range"),
+            FwConfigError::BadRule(i, w) => write!(f, "rules[{i}].{w}: does not parse"),
+            FwConfigError::TooManyRules => write!(f, "rules: more than {MAX_RULES}"),
+            FwConfigError::BadLimit(w) => write!(f, "{w} out of range"),
+            FwConfigError::PortsWithoutPorts(i) => write!(
+                f,
+                "rules[{i}]: sport/dport only match tcp or udp, not this proto"
+            ),
         }
     }
 }
 
 impl core::error::Error for FwConfigError {}
+
+impl FirewallConfig {
+    /// Every check [`Firewall::new`] makes, without building anything: at most
+    /// [`MAX_RULES`] rules, each parsing, ports only on TCP/UDP rules,
+    /// `max_connections` in 1..=[`MAX_CONNECTIONS`].
+    pub fn validate(&self) -> Result<(), FwConfigError> {
+        if self.rules.len() > MAX_RULES {
+            return Err(FwConfigError::TooManyRules);
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
+            return Err(FwConfigError::BadLimit("max_connections (1..=16777216)"));
+        }
+        for (i, r) in self.rules.iter().enumerate() {
+            let rule = Rule::parse(r, i)?;
+            let has_ports = r.sport.is_some() || r.dport.is_some();
+            let l4_ports = rule.proto == (6, 6) || rule.proto == (17, 17);
+            if has_ports && r.proto.is_some() && !l4_ports {
+                return Err(FwConfigError::PortsWithoutPorts(i));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A parsed rule: inclusive ranges per field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -421,12 +456,7 @@ const ACK: u8 = 0x10;
 
 impl Firewall {
     pub fn new(cfg: &FirewallConfig) -> Result<Self, FwConfigError> {
-        if cfg.rules.len() > 65535 {
-            return Err(FwConfigError::TooManyRules);
-        }
-        if cfg.max_connections == 0 || cfg.max_connections > (1 << 28) {
-            return Err(FwConfigError::BadLimit("max_connections"));
-        }
+        cfg.validate()?;
         let rules = cfg
             .rules
             .iter()
@@ -911,6 +941,37 @@ impl Stage for Firewall {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_checks_ports_on_icmp_rules_and_sizes() {
+        let icmp = |sport: Option<&str>, dport: Option<&str>| FirewallConfig {
+            rules: alloc::vec![RuleConfig {
+                action: Action::Allow,
+                proto: Some("icmp".into()),
+                sport: sport.map(Into::into),
+                dport: dport.map(Into::into),
+                ..RuleConfig::default()
+            }],
+            ..FirewallConfig::default()
+        };
+        for c in [icmp(None, Some("22")), icmp(Some("1-2"), None)] {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e, FwConfigError::PortsWithoutPorts(0));
+            let msg = alloc::format!("{e}");
+            assert!(msg.starts_with("rules[0]: sport/dport"), "{msg}");
+            assert!(!msg.contains("firewall"), "{msg}");
+            assert!(Firewall::new(&c).is_err());
+        }
+        assert!(icmp(None, None).validate().is_ok());
+        let huge = FirewallConfig {
+            max_connections: 1 << 28,
+            ..FirewallConfig::default()
+        };
+        assert_eq!(
+            huge.validate(),
+            Err(FwConfigError::BadLimit("max_connections (1..=16777216)"))
+        );
+    }
     use etherparse::PacketBuilder;
 
     const SEC: u64 = 1_000_000_000;

@@ -1,7 +1,24 @@
 //! IPv4 forwarding per RFC 1812 as three stages:
 //!
 //! * `ip4-input` (§5.2.2): version, header length, header checksum, total length
-//!   against the frame (Ethernet padding trimmed), martian sources (§5.3.7) dropped.
+//!   against the frame (Ethernet padding trimmed), then the martian filter of §5.3.7
+//!   with one drop reason per kind, all decided on the first address byte or a
+//!   precomputed address set (no per-packet allocation, no lookup):
+//!   - source on network 0 (§4.2.2.11 (a)/(b): `{0, *}` only as the source of an
+//!     initialising host, never forwarded; §5.3.7), on network 127 (loopback,
+//!     §4.2.2.11 (g)), or class D/E (§4.2.2.11 (d), §5.3.7: multicast and reserved
+//!     are never sources);
+//!   - source equal to one of our own addresses (a spoofed or looped packet; built
+//!     with [`Ip4Input::for_l3`]);
+//!   - destination on network 0 or 127 (§5.3.7 "SHOULD NOT forward ... a destination
+//!     address on network 0 ... on network 127"), class E (§5.3.7: an invalid
+//!     destination), the limited broadcast 255.255.255.255 (§5.3.5.1: never
+//!     forwarded), and multicast (§5.3.5 / §2.2.6: this router does not route
+//!     multicast);
+//!   - a directed broadcast of one of our connected subnets (§5.2.3 lets the router
+//!     receive it, §5.3.5.2 makes forwarding it an option that RFC 2644 turns off by
+//!     default): dropped and counted, so no ARP request ever goes out for a subnet
+//!     broadcast address. /31 and /32 subnets have none (RFC 3021).
 //! * `ip4-lookup` (§5.2.4.3): longest-prefix match in the DIR-24-8 FIB, batched with
 //!   prefetch; no route sends ICMP Destination Unreachable (net, code 0, RFC 792);
 //!   packets for our own addresses are answered (ICMP echo, RFC 792) or punted.
@@ -127,27 +144,137 @@ const IN_TRUNC: u16 = 0;
 const IN_VERSION: u16 = 1;
 const IN_CSUM: u16 = 2;
 const IN_LEN: u16 = 3;
-const IN_MARTIAN: u16 = 4;
+const IN_SRC_CLASS_DE: u16 = 4;
+const IN_SRC_THIS_NET: u16 = 5;
+const IN_SRC_LOOPBACK: u16 = 6;
+const IN_SRC_OURS: u16 = 7;
+const IN_DST_THIS_NET: u16 = 8;
+const IN_DST_LOOPBACK: u16 = 9;
+const IN_DST_MCAST: u16 = 10;
+const IN_DST_LIMITED_BCAST: u16 = 11;
+const IN_DST_CLASS_E: u16 = 12;
+const IN_DST_DIRECTED_BCAST: u16 = 13;
 static IN_ERRORS: &[&str] = &[
     "truncated IPv4 header",
     "not IPv4 / bad header length",
     "bad header checksum",
     "bad total length",
-    "martian source",
+    "martian source: multicast or class E",
+    "martian source: this network 0.0.0.0/8",
+    "martian source: loopback 127.0.0.0/8",
+    "martian source: one of our addresses",
+    "martian destination: this network 0.0.0.0/8",
+    "martian destination: loopback 127.0.0.0/8",
+    "multicast destination not routed",
+    "limited broadcast not forwarded",
+    "martian destination: class E 240.0.0.0/4",
+    "directed broadcast not forwarded",
 ];
 
-/// `ip4-input`: header validation (RFC 1812 §5.2.2).
+/// A small set of IPv4 addresses with a one-word filter in front: most addresses are
+/// rejected by one multiply, shift and bit test; members (and the rare false
+/// positive) are confirmed by a scan of the few configured addresses.
+#[derive(Clone, Debug, Default)]
+pub struct AddrSet4 {
+    filter: u64,
+    addrs: alloc::vec::Vec<u32>,
+}
+
+impl AddrSet4 {
+    #[inline(always)]
+    fn bit(a: u32) -> u64 {
+        1u64 << (a.wrapping_mul(0x9e37_79b1) >> 26)
+    }
+
+    /// Adds an address (start-up only).
+    pub fn insert(&mut self, a: Ipv4Addr) {
+        let a = u32::from(a);
+        if !self.addrs.contains(&a) {
+            self.addrs.push(a);
+            self.filter |= Self::bit(a);
+        }
+    }
+
+    /// True when `a` is in the set.
+    #[inline(always)]
+    pub fn contains(&self, a: u32) -> bool {
+        self.filter & Self::bit(a) != 0 && self.addrs.contains(&a)
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+}
+
+/// `ip4-input`: header validation (RFC 1812 §5.2.2) and the martian filter (§5.3.7).
+#[derive(Clone, Debug)]
 pub struct Ip4Input {
     /// Verify the header checksum (on unless a NIC already did).
     pub verify_checksum: bool,
+    /// Our own addresses: packets arriving with one of them as source are dropped.
+    pub own: AddrSet4,
+    /// Directed-broadcast addresses of our connected subnets: not forwarded.
+    pub directed_broadcast: AddrSet4,
 }
 
 impl Default for Ip4Input {
     fn default() -> Self {
         Ip4Input {
             verify_checksum: true,
+            own: AddrSet4::default(),
+            directed_broadcast: AddrSet4::default(),
         }
     }
+}
+
+impl Ip4Input {
+    /// An `ip4-input` that also knows the router's own addresses and the directed
+    /// broadcast address of each connected subnet (prefixes up to /30).
+    pub fn for_l3(l3: &L3) -> Self {
+        let mut s = Ip4Input::default();
+        for ifc in &l3.ifaces {
+            for n in &ifc.v4 {
+                s.own.insert(n.addr);
+                if n.len <= 30 {
+                    let host = u32::MAX >> n.len;
+                    s.directed_broadcast
+                        .insert(Ipv4Addr::from(u32::from(n.addr) | host));
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The martian verdict on a source and destination address (RFC 1812 §5.3.7,
+/// §4.2.2.11, §5.3.5), or `None` for a packet that may be forwarded.
+#[inline(always)]
+fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Option<u16> {
+    match src[0] {
+        0 => return Some(IN_SRC_THIS_NET),
+        127 => return Some(IN_SRC_LOOPBACK),
+        224.. => return Some(IN_SRC_CLASS_DE),
+        _ => {}
+    }
+    match dst[0] {
+        0 => return Some(IN_DST_THIS_NET),
+        127 => return Some(IN_DST_LOOPBACK),
+        224..=239 => return Some(IN_DST_MCAST),
+        240.. if dst == [255; 4] => return Some(IN_DST_LIMITED_BCAST),
+        240.. => return Some(IN_DST_CLASS_E),
+        _ => {}
+    }
+    if !own.is_empty() && own.contains(u32::from_be_bytes(src)) {
+        return Some(IN_SRC_OURS);
+    }
+    if !bcast.is_empty() && bcast.contains(u32::from_be_bytes(dst)) {
+        return Some(IN_DST_DIRECTED_BCAST);
+    }
+    None
 }
 
 impl Stage for Ip4Input {
@@ -161,6 +288,7 @@ impl Stage for Ip4Input {
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         let verify = self.verify_checksum;
+        let (own, bcast) = (&self.own, &self.directed_broadcast);
         batch.dispatch(node, out, |pkt, _| {
             if pkt.meta.class != class::IPV4 {
                 return Next::Keep;
@@ -188,8 +316,9 @@ impl Stage for Ip4Input {
                 return Next::Drop(IN_CSUM);
             }
             let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
-            if src[0] == 127 || src[0] >= 224 || src == [0, 0, 0, 0] && hdr[9] != 17 {
-                return Next::Drop(IN_MARTIAN);
+            let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
+            if let Some(r) = martian4(src, dst, own, bcast) {
+                return Next::Drop(r);
             }
             l4_offset(pkt, l3 + hl);
             let want = l3 + total;
@@ -620,5 +749,58 @@ impl Stage for Ip4Rewrite {
             }
             Next::Port(adj.port)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(addrs: &[[u8; 4]]) -> AddrSet4 {
+        let mut s = AddrSet4::default();
+        for a in addrs {
+            s.insert(Ipv4Addr::from(*a));
+        }
+        s
+    }
+
+    #[test]
+    fn martian_reasons() {
+        let own = set(&[[192, 0, 2, 1], [198, 51, 100, 1]]);
+        let bc = set(&[[192, 0, 2, 255], [198, 51, 100, 255]]);
+        let host = [192, 0, 2, 10];
+        let far = [100, 64, 0, 1];
+        let m = |s, d| martian4(s, d, &own, &bc);
+        assert_eq!(m(host, far), None);
+        assert_eq!(m([0, 0, 0, 0], far), Some(IN_SRC_THIS_NET));
+        assert_eq!(m([0, 9, 9, 9], far), Some(IN_SRC_THIS_NET));
+        assert_eq!(m([127, 0, 0, 1], far), Some(IN_SRC_LOOPBACK));
+        assert_eq!(m([224, 0, 0, 1], far), Some(IN_SRC_CLASS_DE));
+        assert_eq!(m([255, 255, 255, 255], far), Some(IN_SRC_CLASS_DE));
+        assert_eq!(m([192, 0, 2, 1], far), Some(IN_SRC_OURS));
+        assert_eq!(m(host, [0, 0, 0, 0]), Some(IN_DST_THIS_NET));
+        assert_eq!(m(host, [127, 0, 0, 1]), Some(IN_DST_LOOPBACK));
+        assert_eq!(m(host, [239, 255, 255, 250]), Some(IN_DST_MCAST));
+        assert_eq!(m(host, [255, 255, 255, 255]), Some(IN_DST_LIMITED_BCAST));
+        assert_eq!(m(host, [250, 0, 0, 1]), Some(IN_DST_CLASS_E));
+        assert_eq!(m(host, [198, 51, 100, 255]), Some(IN_DST_DIRECTED_BCAST));
+        assert_eq!(m(host, [198, 51, 100, 254]), None);
+        // our own address is a fine destination (local delivery)
+        assert_eq!(m(host, [192, 0, 2, 1]), None);
+        // every reason has a name
+        assert!(usize::from(IN_DST_DIRECTED_BCAST) < IN_ERRORS.len());
+    }
+
+    #[test]
+    fn addr_set_filter_has_no_false_negatives() {
+        let addrs: alloc::vec::Vec<[u8; 4]> =
+            (0..200u32).map(|i| (i * 7919).to_be_bytes()).collect();
+        let s = set(&addrs);
+        assert_eq!(s.len(), 200);
+        for a in &addrs {
+            assert!(s.contains(u32::from_be_bytes(*a)));
+        }
+        assert!(!s.contains(0xdead_beef));
+        assert!(!AddrSet4::default().contains(0));
     }
 }

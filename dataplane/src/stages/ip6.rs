@@ -1,15 +1,29 @@
 //! IPv6 forwarding (RFC 8200 §3, RFC 4443, RFC 4861) as four stages:
 //!
-//! * `ip6-input`: version, payload length against the frame (padding trimmed),
-//!   multicast/unspecified source dropped (RFC 4291 §2.7, RFC 4443 §2.4).
+//! * `ip6-input`: version, payload length against the frame (padding trimmed), then
+//!   the martian filter, one drop reason per kind, decided on the first address byte
+//!   or a precomputed set of our addresses (no per-packet allocation):
+//!   - multicast source (RFC 4291 §2.7: "must not be used as source");
+//!   - unspecified source `::` (RFC 4291 §2.5.2: never forwarded) unless the packet
+//!     is a Neighbor Solicitation (duplicate address detection, RFC 4861 §7.2.2);
+//!   - loopback `::1` as source or destination (RFC 4291 §2.5.3: never sent outside
+//!     a node, dropped when received on an interface);
+//!   - unspecified destination `::` (RFC 4291 §2.5.2);
+//!   - IPv4-mapped addresses `::ffff:0:0/96` as source or destination (RFC 4291
+//!     §2.5.5.2; not forwardable in the RFC 6890 registry);
+//!   - one of our own global addresses as source (built with [`Ip6Input::for_l3`];
+//!     link-local addresses are per link and not in the set).
 //! * `ip6-nd`: Neighbor Discovery for our addresses (RFC 4861 §7.2): a Neighbor
 //!   Solicitation for one of the receiving interface's addresses is answered with a
 //!   solicited Neighbor Advertisement (in place) and its source link-layer address is
 //!   learned; advertisements refresh or complete the neighbour table. Only messages
 //!   with hop limit 255 and a valid checksum count (§7.1.1, §7.1.2).
-//! * `ip6-lookup`: longest-prefix match in the IPv6 FIB (batched); no route sends
-//!   ICMPv6 Destination Unreachable (code 0); echo requests to our addresses are
-//!   answered; other local traffic is punted.
+//! * `ip6-lookup`: longest-prefix match in the IPv6 FIB (batched); multicast
+//!   destinations are not routed; a packet with a link-local (fe80::/10) source or
+//!   destination that is not for us is dropped (RFC 4291 §2.5.6: "Routers must not
+//!   forward any packets with Link-Local source or destination addresses to other
+//!   links"); no route sends ICMPv6 Destination Unreachable (code 0); echo requests
+//!   to our addresses are answered; other local traffic is punted.
 //! * `ip6-rewrite`: hop-limit decrement with Time Exceeded (code 0), MTU with Packet
 //!   Too Big (RFC 8201), next-hop resolution (a Neighbor Solicitation to the
 //!   solicited-node multicast address is sent while pending) and the Ethernet rewrite.
@@ -89,17 +103,146 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
 const IN_TRUNC: u16 = 0;
 const IN_VERSION: u16 = 1;
 const IN_LEN: u16 = 2;
-const IN_SRC: u16 = 3;
+const IN_SRC_MCAST: u16 = 3;
+const IN_SRC_UNSPEC: u16 = 4;
+const IN_SRC_LOOPBACK: u16 = 5;
+const IN_SRC_MAPPED: u16 = 6;
+const IN_SRC_OURS: u16 = 7;
+const IN_DST_UNSPEC: u16 = 8;
+const IN_DST_LOOPBACK: u16 = 9;
+const IN_DST_MAPPED: u16 = 10;
 static IN_ERRORS: &[&str] = &[
     "truncated IPv6 header",
     "not IPv6",
     "bad payload length",
-    "bad source address",
+    "martian source: multicast",
+    "martian source: unspecified ::",
+    "martian source: loopback ::1",
+    "martian source: IPv4-mapped ::ffff:0:0/96",
+    "martian source: one of our addresses",
+    "martian destination: unspecified ::",
+    "martian destination: loopback ::1",
+    "martian destination: IPv4-mapped ::ffff:0:0/96",
 ];
 
-/// `ip6-input`.
-#[derive(Default)]
-pub struct Ip6Input;
+/// A small set of IPv6 addresses with a one-word filter in front (see
+/// [`super::ip4::AddrSet4`]).
+#[derive(Clone, Debug, Default)]
+pub struct AddrSet6 {
+    filter: u64,
+    addrs: alloc::vec::Vec<u128>,
+}
+
+impl AddrSet6 {
+    #[inline(always)]
+    fn bit(a: u128) -> u64 {
+        let x = (a as u64) ^ ((a >> 64) as u64);
+        1u64 << (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+    }
+
+    /// Adds an address (start-up only).
+    pub fn insert(&mut self, a: Ipv6Addr) {
+        let a = u128::from(a);
+        if !self.addrs.contains(&a) {
+            self.addrs.push(a);
+            self.filter |= Self::bit(a);
+        }
+    }
+
+    /// True when `a` is in the set.
+    #[inline(always)]
+    pub fn contains(&self, a: u128) -> bool {
+        self.filter & Self::bit(a) != 0 && self.addrs.contains(&a)
+    }
+
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+}
+
+/// `ip6-input`: header validation and the martian filter (RFC 4291).
+#[derive(Clone, Debug, Default)]
+pub struct Ip6Input {
+    /// Our own addresses: packets arriving with one of them as source are dropped.
+    pub own: AddrSet6,
+}
+
+impl Ip6Input {
+    /// An `ip6-input` that also knows the router's own addresses. Link-local ones
+    /// are left out: they are unique per link only (RFC 4291 §2.5.6), so a neighbour
+    /// on another link may rightly use the link-local address we use here.
+    pub fn for_l3(l3: &L3) -> Self {
+        let mut own = AddrSet6::default();
+        for ifc in &l3.ifaces {
+            for n in ifc.v6.iter().filter(|n| !is_link_local(&n.addr)) {
+                own.insert(n.addr);
+            }
+        }
+        Ip6Input { own }
+    }
+}
+
+/// `::`, `::1`, `::ffff:0:0/96` or another address (by its first 12 bytes and the
+/// last 4), for the martian checks: only called when the first byte is 0.
+#[inline(always)]
+fn special6(a: &[u8]) -> Option<u8> {
+    let (Some(head), Some(tail)) = (a.get(..10), a.get(10..16)) else {
+        return None;
+    };
+    if head.iter().any(|&b| b != 0) {
+        return None;
+    }
+    match tail {
+        [0, 0, 0, 0, 0, 0] => Some(0),
+        [0, 0, 0, 0, 0, 1] => Some(1),
+        [0xff, 0xff, ..] => Some(2),
+        _ => None,
+    }
+}
+
+/// The martian verdict on an IPv6 header, or `None`.
+#[inline(always)]
+fn martian6(ip: &[u8], own: &AddrSet6) -> Option<u16> {
+    let (Some(src), Some(dst)) = (ip.get(8..24), ip.get(24..40)) else {
+        return Some(IN_TRUNC);
+    };
+    match src.first() {
+        Some(0xff) => return Some(IN_SRC_MCAST),
+        Some(0) => match special6(src) {
+            Some(0) => {
+                // DAD probes come from :: (RFC 4861 §7.2.2); ip6-nd checks them.
+                let ns = ip.get(6) == Some(&IpProtocol::ICMPV6.0)
+                    && ip.get(ipv6::HEADER_LEN) == Some(&msg::NEIGHBOR_SOLICIT);
+                if !ns {
+                    return Some(IN_SRC_UNSPEC);
+                }
+            }
+            Some(1) => return Some(IN_SRC_LOOPBACK),
+            Some(_) => return Some(IN_SRC_MAPPED),
+            None => {}
+        },
+        _ => {}
+    }
+    if dst.first() == Some(&0) {
+        match special6(dst) {
+            Some(0) => return Some(IN_DST_UNSPEC),
+            Some(1) => return Some(IN_DST_LOOPBACK),
+            Some(_) => return Some(IN_DST_MAPPED),
+            None => {}
+        }
+    }
+    if !own.is_empty() {
+        let b: [u8; 16] = src.try_into().ok()?;
+        if own.contains(u128::from_be_bytes(b)) {
+            return Some(IN_SRC_OURS);
+        }
+    }
+    None
+}
 
 impl Stage for Ip6Input {
     fn name(&self) -> &'static str {
@@ -114,6 +257,7 @@ impl Stage for Ip6Input {
         if !batch.iter().any(|p| p.meta.class == class::IPV6) {
             return;
         }
+        let own = &self.own;
         batch.dispatch(node, out, |pkt, _| {
             if pkt.meta.class != class::IPV6 {
                 return Next::Keep;
@@ -133,8 +277,8 @@ impl Stage for Ip6Input {
             if ipv6::HEADER_LEN + plen > ip.len() {
                 return Next::Drop(IN_LEN);
             }
-            if ip[8] == 0xff {
-                return Next::Drop(IN_SRC);
+            if let Some(r) = martian6(ip, own) {
+                return Next::Drop(r);
             }
             let want = l3 + ipv6::HEADER_LEN + plen;
             pkt.meta.l4 = (l3 + ipv6::HEADER_LEN) as u16;
@@ -306,7 +450,15 @@ impl Stage for Ip6Nd {
 const LK_NO_ROUTE: u16 = 0;
 const LK_BLACKHOLE: u16 = 1;
 const LK_MCAST: u16 = 2;
-static LK_ERRORS: &[&str] = &["no route", "blackhole route", "multicast not routed"];
+const LK_LL_SRC: u16 = 3;
+const LK_LL_DST: u16 = 4;
+static LK_ERRORS: &[&str] = &[
+    "no route",
+    "blackhole route",
+    "multicast not routed",
+    "link-local source not forwarded",
+    "link-local destination not forwarded",
+];
 
 /// `ip6-lookup`.
 pub struct Ip6Lookup {
@@ -420,7 +572,20 @@ impl Stage for Ip6Lookup {
                 return Next::Drop(LK_NO_ROUTE);
             };
             pkt.meta.nh = nh;
-            match l3.adj(nh).map(|a| a.kind) {
+            let kind = l3.adj(nh).map(|a| a.kind);
+            if kind != Some(AdjKind::Local) {
+                // RFC 4291 §2.5.6: link-local traffic never leaves its link.
+                if dst >> 118 == 0xfe80 >> 6 {
+                    return Next::Drop(LK_LL_DST);
+                }
+                let src = pkt
+                    .data()
+                    .get(pkt.meta.l3 as usize + 8..pkt.meta.l3 as usize + 10);
+                if matches!(src, Some(&[0xfe, b]) if b & 0xc0 == 0x80) {
+                    return Next::Drop(LK_LL_SRC);
+                }
+            }
+            match kind {
                 Some(AdjKind::Local) => {
                     if echo_reply6(pkt) {
                         *echoes += 1;
@@ -610,5 +775,46 @@ impl Stage for Ip6Rewrite {
             }
             Next::Port(adj.port)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(src: &str, dst: &str, next: u8, first: u8) -> [u8; 41] {
+        let mut h = [0u8; 41];
+        h[0] = 0x60;
+        h[6] = next;
+        h[8..24].copy_from_slice(&src.parse::<Ipv6Addr>().unwrap().octets());
+        h[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        h[40] = first;
+        h
+    }
+
+    #[test]
+    fn martian_reasons() {
+        let mut own = AddrSet6::default();
+        own.insert("2001:db8:1::1".parse().unwrap());
+        let m = |s, d| martian6(&hdr(s, d, 17, 0), &own);
+        let (host, far) = ("2001:db8:1::10", "2001:db8:99::1");
+        assert_eq!(m(host, far), None);
+        assert_eq!(m("ff02::1", far), Some(IN_SRC_MCAST));
+        assert_eq!(m("::", far), Some(IN_SRC_UNSPEC));
+        assert_eq!(m("::1", far), Some(IN_SRC_LOOPBACK));
+        assert_eq!(m("::ffff:192.0.2.1", far), Some(IN_SRC_MAPPED));
+        assert_eq!(m("2001:db8:1::1", far), Some(IN_SRC_OURS));
+        assert_eq!(m(host, "::"), Some(IN_DST_UNSPEC));
+        assert_eq!(m(host, "::1"), Some(IN_DST_LOOPBACK));
+        assert_eq!(m(host, "::ffff:10.0.0.1"), Some(IN_DST_MAPPED));
+        // IPv4-compatible (deprecated) and 64:ff9b::/96 are not filtered here
+        assert_eq!(m(host, "::10.0.0.1"), None);
+        assert_eq!(m(host, "64:ff9b::a00:1"), None);
+        // DAD: a Neighbor Solicitation from :: passes to ip6-nd
+        let ns = hdr("::", "ff02::1:ff00:1", 58, msg::NEIGHBOR_SOLICIT);
+        assert_eq!(martian6(&ns, &own), None);
+        let echo = hdr("::", far, 58, msg::ECHO_REQUEST);
+        assert_eq!(martian6(&echo, &own), Some(IN_SRC_UNSPEC));
+        assert!(usize::from(IN_DST_MAPPED) < IN_ERRORS.len());
     }
 }

@@ -143,6 +143,8 @@ pub enum L3Error {
     Lpm(LpmError),
     /// Too many adjacencies for the FIB's next-hop width.
     TooManyAdjacencies,
+    /// A size setting above its limit: the setting, the value asked for, the limit.
+    Limit(&'static str, u64, u64),
 }
 
 impl fmt::Display for L3Error {
@@ -154,6 +156,7 @@ impl fmt::Display for L3Error {
             L3Error::BadPort(p) => write!(f, "port {p} does not exist"),
             L3Error::Lpm(e) => write!(f, "route table: {e}"),
             L3Error::TooManyAdjacencies => f.write_str("too many next hops"),
+            L3Error::Limit(what, v, max) => write!(f, "{what}: {v} is above the limit of {max}"),
         }
     }
 }
@@ -201,6 +204,11 @@ impl L3 {
     }
 }
 
+/// Most IPv4 FIB extension groups [`L3Builder::new`] accepts: 2^20 groups of 256
+/// entries (1 GiB of address space, backed only as groups are used), enough for a
+/// million prefixes longer than /24.
+pub const MAX_TBL8_GROUPS: u32 = 1 << 20;
+
 /// Builds [`L3`]: interfaces first, then routes.
 pub struct L3Builder {
     l3: L3,
@@ -208,8 +216,20 @@ pub struct L3Builder {
 
 impl L3Builder {
     /// Starts with an empty FIB; `tbl8_groups` sizes the IPv4 table's extension
-    /// groups (prefixes longer than /24), `neigh_capacity` the neighbour table.
+    /// groups (prefixes longer than /24, at most [`MAX_TBL8_GROUPS`]),
+    /// `neigh_capacity` the neighbour table (at most
+    /// [`super::neigh::MAX_NEIGHBORS`]). Both limits are checked before anything is
+    /// allocated.
     pub fn new(tbl8_groups: u32, neigh_capacity: usize) -> Result<Self, L3Error> {
+        if tbl8_groups > MAX_TBL8_GROUPS {
+            return Err(L3Error::Limit(
+                "tbl8_groups",
+                u64::from(tbl8_groups),
+                u64::from(MAX_TBL8_GROUPS),
+            ));
+        }
+        let neigh = NeighTable::try_new(neigh_capacity)
+            .map_err(|max| L3Error::Limit("neighbors", neigh_capacity as u64, max as u64))?;
         let fib4 = Lpm4::with_config(crate::lpm::ipv4::Lpm4Config { tbl8_groups })?;
         Ok(L3Builder {
             l3: L3 {
@@ -218,7 +238,7 @@ impl L3Builder {
                 adj: Vec::new(),
                 fib4,
                 fib6: Lpm6::new(),
-                neigh: NeighTable::new(neigh_capacity),
+                neigh,
             },
         })
     }

@@ -17,6 +17,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Probes before giving up (the table reports full).
 const MAX_PROBE: usize = 16;
+/// Most slots a table may have (2^22 ≈ 4 M bindings, 192 MiB of slots): a larger
+/// request is refused by [`NeighTable::try_new`] and clamped by [`NeighTable::new`],
+/// never rounded past the address space.
+pub const MAX_NEIGHBORS: usize = 1 << 22;
 const MAC_VALID: u64 = 1 << 63;
 
 /// A neighbour table key.
@@ -138,10 +142,11 @@ fn hash(k: u128) -> usize {
 }
 
 impl NeighTable {
-    /// A table of at least `capacity` slots (rounded up to a power of two), with a
-    /// reachable time of 300 s and a retry interval of 1 s.
+    /// A table of at least `capacity` slots (rounded up to a power of two, at least
+    /// 16, at most [`MAX_NEIGHBORS`]: a larger request is clamped), with a reachable
+    /// time of 300 s and a retry interval of 1 s.
     pub fn new(capacity: usize) -> Self {
-        let n = capacity.max(16).next_power_of_two();
+        let n = capacity.clamp(16, MAX_NEIGHBORS).next_power_of_two();
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
             slots.push(Slot::new());
@@ -152,6 +157,15 @@ impl NeighTable {
             reachable_ns: 300_000_000_000,
             retry_ns: 1_000_000_000,
         }
+    }
+
+    /// Like [`NeighTable::new`], but a `capacity` above [`MAX_NEIGHBORS`] is an error
+    /// (returned before anything is allocated) instead of being clamped.
+    pub fn try_new(capacity: usize) -> Result<Self, usize> {
+        if capacity > MAX_NEIGHBORS {
+            return Err(MAX_NEIGHBORS);
+        }
+        Ok(Self::new(capacity))
     }
 
     fn slot(&self, i: usize) -> &Slot {
@@ -426,6 +440,17 @@ mod tests {
             }
         }
         assert_eq!(found, learned);
+    }
+
+    #[test]
+    fn huge_capacities_are_refused_or_clamped_not_wrapped() {
+        // next_power_of_two of these used to wrap to 0 (panic) or overflow the
+        // allocation size.
+        for c in [usize::MAX, 1 << 62, 1 << 40, MAX_NEIGHBORS + 1] {
+            assert_eq!(NeighTable::try_new(c).err(), Some(MAX_NEIGHBORS), "{c}");
+        }
+        assert_eq!(NeighTable::try_new(0).unwrap().slots.len(), 16);
+        assert_eq!(NeighTable::try_new(1000).unwrap().slots.len(), 1024);
     }
 
     #[test]

@@ -342,23 +342,149 @@ pub struct QosConfig {
     pub marker: Option<MarkerConfig>,
 }
 
-/// A QoS config that cannot be built.
+/// Most meters of a policer and most subscribers of a shaper.
+pub const MAX_METERS: u32 = 1 << 24;
+/// Most packets a shaper may hold queued.
+pub const MAX_QUEUE_PACKETS: u32 = 1 << 24;
+/// Highest port number a port set (`in_ports`) may name (a 64-bit mask).
+pub const MAX_PORT: u16 = 63;
+
+/// A QoS config that cannot be built. The messages name the field but not the
+/// section: the caller knows where it came from (`qos.policer: ...`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QosConfigError {
     BadDscp,
     BadCount(&'static str),
+    /// A rate of 0 bit/s (nothing would ever conform).
+    ZeroRate(&'static str),
+    /// A burst of 0 bytes where the RFC asks for more.
+    ZeroBurst(&'static str),
+    /// RFC 2698 §2: the PIR must be equal to or greater than the CIR.
+    PirBelowCir,
 }
 
 impl fmt::Display for QosConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            QosConfigError::BadDscp => f.write_str("qos: DSCP must be 0..=63"),
-            QosConfigError::BadCount(w) => write!(f, "qos: {w} out of range"),
+            QosConfigError::BadDscp => f.write_str("DSCP must be 0..=63"),
+            QosConfigError::BadCount(w) => write!(f, "{w} out of range"),
+            QosConfigError::ZeroRate(w) => write!(f, "{w}: a rate must be above 0 bit/s"),
+            QosConfigError::ZeroBurst(w) => write!(f, "{w}: must be above 0 bytes"),
+            QosConfigError::PirBelowCir => {
+                f.write_str("meter: pir_bps must be >= cir_bps (RFC 2698 §2)")
+            }
         }
     }
 }
 
 impl core::error::Error for QosConfigError {}
+
+impl MeterConfig {
+    /// RFC 2697 §2 (CIR above 0, CBS or EBS above 0) and RFC 2698 §2 (PIR >= CIR,
+    /// both above 0, PBS and CBS above 0).
+    pub fn validate(&self) -> Result<(), QosConfigError> {
+        match *self {
+            MeterConfig::Srtcm { cir_bps, cbs, ebs } => {
+                if cir_bps == 0 {
+                    return Err(QosConfigError::ZeroRate("meter.cir_bps"));
+                }
+                if cbs == 0 && ebs == 0 {
+                    return Err(QosConfigError::ZeroBurst("meter.cbs or meter.ebs"));
+                }
+            }
+            MeterConfig::Trtcm {
+                cir_bps,
+                cbs,
+                pir_bps,
+                pbs,
+            } => {
+                if cir_bps == 0 {
+                    return Err(QosConfigError::ZeroRate("meter.cir_bps"));
+                }
+                if pir_bps < cir_bps {
+                    return Err(QosConfigError::PirBelowCir);
+                }
+                if cbs == 0 {
+                    return Err(QosConfigError::ZeroBurst("meter.cbs"));
+                }
+                if pbs == 0 {
+                    return Err(QosConfigError::ZeroBurst("meter.pbs"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PolicerConfig {
+    /// Every check [`Policer::new`] makes, without allocating the meters.
+    pub fn validate(&self) -> Result<(), QosConfigError> {
+        if self.meters == 0 || self.meters > MAX_METERS {
+            return Err(QosConfigError::BadCount("meters (1..=16777216)"));
+        }
+        for v in [self.green, self.yellow, self.red] {
+            if matches!(v, Verdict::Mark(d) if d > 63) {
+                return Err(QosConfigError::BadDscp);
+            }
+        }
+        self.meter.validate()
+    }
+}
+
+impl ShaperConfig {
+    /// Every check [`Shaper::new`] makes, without allocating the queues.
+    pub fn validate(&self) -> Result<(), QosConfigError> {
+        if self.subscribers == 0 || self.subscribers > MAX_METERS {
+            return Err(QosConfigError::BadCount("subscribers (1..=16777216)"));
+        }
+        if self.total_queue_packets == 0 || self.total_queue_packets > MAX_QUEUE_PACKETS {
+            return Err(QosConfigError::BadCount(
+                "total_queue_packets (1..=16777216)",
+            ));
+        }
+        if self.queue_packets == 0 || self.queue_packets > self.total_queue_packets {
+            return Err(QosConfigError::BadCount(
+                "queue_packets (1..=total_queue_packets)",
+            ));
+        }
+        if self.rate_bps == 0 {
+            return Err(QosConfigError::ZeroRate("rate_bps"));
+        }
+        if self.burst_bytes == 0 {
+            return Err(QosConfigError::ZeroBurst("burst_bytes"));
+        }
+        Ok(())
+    }
+}
+
+impl MarkerConfig {
+    /// Every check [`DscpMarker::new`] makes.
+    pub fn validate(&self) -> Result<(), QosConfigError> {
+        if self.dscp > 63 {
+            return Err(QosConfigError::BadDscp);
+        }
+        if self.in_ports.iter().any(|&p| p > MAX_PORT) {
+            return Err(QosConfigError::BadCount("in_ports (0..=63)"));
+        }
+        Ok(())
+    }
+}
+
+impl QosConfig {
+    /// Validates every part present.
+    pub fn validate(&self) -> Result<(), QosConfigError> {
+        if let Some(p) = &self.policer {
+            p.validate()?;
+        }
+        if let Some(s) = &self.shaper {
+            s.validate()?;
+        }
+        if let Some(m) = &self.marker {
+            m.validate()?;
+        }
+        Ok(())
+    }
+}
 
 /// Offset of the IP header and whether it is IPv4 (`Some(true)`) or IPv6.
 #[inline(always)]
@@ -463,14 +589,7 @@ impl fmt::Debug for Policer {
 
 impl Policer {
     pub fn new(cfg: &PolicerConfig, now_ns: u64) -> Result<Self, QosConfigError> {
-        if cfg.meters == 0 || cfg.meters > (1 << 24) {
-            return Err(QosConfigError::BadCount("meters"));
-        }
-        for v in [cfg.green, cfg.yellow, cfg.red] {
-            if matches!(v, Verdict::Mark(d) if d > 63) {
-                return Err(QosConfigError::BadDscp);
-            }
-        }
+        cfg.validate()?;
         let n = if cfg.key == MeterKey::Single {
             1
         } else {
@@ -563,15 +682,10 @@ pub struct DscpMarker {
 
 impl DscpMarker {
     pub fn new(cfg: &MarkerConfig) -> Result<Self, QosConfigError> {
-        if cfg.dscp > 63 {
-            return Err(QosConfigError::BadDscp);
-        }
+        cfg.validate()?;
         let mut ports = 0u64;
         for &p in &cfg.in_ports {
-            if p >= 64 {
-                return Err(QosConfigError::BadCount("in_ports (0..63)"));
-            }
-            ports |= 1 << p;
+            ports |= 1u64.checked_shl(u32::from(p)).unwrap_or(0);
         }
         Ok(DscpMarker {
             dscp: cfg.dscp,
@@ -658,12 +772,7 @@ enum Shape {
 
 impl Shaper {
     pub fn new(cfg: &ShaperConfig, now_ns: u64) -> Result<Self, QosConfigError> {
-        if cfg.subscribers == 0 || cfg.subscribers > (1 << 24) {
-            return Err(QosConfigError::BadCount("subscribers"));
-        }
-        if cfg.total_queue_packets == 0 || cfg.total_queue_packets > (1 << 24) {
-            return Err(QosConfigError::BadCount("total_queue_packets"));
-        }
+        cfg.validate()?;
         let n = cfg.subscribers as usize;
         let q = cfg.total_queue_packets as usize;
         let s = ShapedSub {
@@ -881,6 +990,61 @@ mod tests {
     use crate::buf::Pool;
     use crate::proto::checksum;
     use etherparse::PacketBuilder;
+
+    #[test]
+    fn meter_and_shaper_configs_are_checked() {
+        let tr = |cir_bps, pir_bps| MeterConfig::Trtcm {
+            cir_bps,
+            cbs: 1500,
+            pir_bps,
+            pbs: 3000,
+        };
+        assert_eq!(
+            tr(2_000, 1_000).validate(),
+            Err(QosConfigError::PirBelowCir)
+        );
+        assert_eq!(
+            tr(0, 1_000).validate(),
+            Err(QosConfigError::ZeroRate("meter.cir_bps"))
+        );
+        assert!(tr(1_000, 1_000).validate().is_ok());
+        let sr = MeterConfig::Srtcm {
+            cir_bps: 0,
+            cbs: 1,
+            ebs: 1,
+        };
+        assert!(sr.validate().is_err());
+        let pc = PolicerConfig {
+            meter: tr(2_000, 1_000),
+            key: MeterKey::Single,
+            meters: 1,
+            color_aware: false,
+            green: Verdict::Pass,
+            yellow: Verdict::Pass,
+            red: Verdict::Drop,
+        };
+        let e = Policer::new(&pc, 0).unwrap_err();
+        let msg = alloc::format!("{e}");
+        assert_eq!(msg, "meter: pir_bps must be >= cir_bps (RFC 2698 §2)");
+        let sc = ShaperConfig {
+            subscribers: 4,
+            rate_bps: 0,
+            burst_bytes: 1500,
+            queue_packets: 8,
+            total_queue_packets: 64,
+            egress_port: None,
+        };
+        assert_eq!(
+            Shaper::new(&sc, 0).err(),
+            Some(QosConfigError::ZeroRate("rate_bps"))
+        );
+        let sc = ShaperConfig {
+            rate_bps: 1_000_000,
+            total_queue_packets: u32::MAX,
+            ..sc
+        };
+        assert!(sc.validate().is_err());
+    }
 
     const MS: u64 = 1_000_000;
 

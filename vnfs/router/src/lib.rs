@@ -4,6 +4,12 @@
 //! the IPv6 equivalents) that every worker runs. `no_std` + alloc: the unikernel
 //! image links the same code; the `router` binary (feature `std`) runs it over Linux
 //! ports.
+//!
+//! `ip4-input` and `ip6-input` are built with the router's own addresses
+//! ([`Ip4Input::for_l3`], [`Ip6Input::for_l3`]) so martians (RFC 1812 §5.3.7,
+//! §4.2.2.11, §5.3.5; RFC 4291 §2.5.2, §2.5.3, §2.5.5.2, §2.5.6, §2.7) and directed
+//! broadcasts of connected subnets are dropped, each under its own reason. The size
+//! limits of the configuration are in [`config::limits`] and the crate's README.
 #![no_std]
 
 extern crate alloc;
@@ -145,7 +151,7 @@ impl Router {
         let mut p = Pipeline::new();
         p.push(Box::new(Classify::new(self.macs.clone())));
         p.push(Box::new(ArpInput::new(self.l3.clone())));
-        p.push(Box::new(Ip4Input::default()));
+        p.push(Box::new(Ip4Input::for_l3(&self.l3)));
         if let Ok(extra) = feature_stages(&self.config) {
             for s in extra {
                 p.push(s);
@@ -153,7 +159,7 @@ impl Router {
         }
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
         p.push(Box::new(Ip4Rewrite::new(self.l3.clone())));
-        p.push(Box::new(Ip6Input));
+        p.push(Box::new(Ip6Input::for_l3(&self.l3)));
         p.push(Box::new(Ip6Nd::new(self.l3.clone())));
         p.push(Box::new(Ip6Lookup::new(self.l3.clone())));
         p.push(Box::new(Ip6Rewrite::new(self.l3.clone())));

@@ -136,3 +136,116 @@ fn bad_route_file_names_the_line() {
     assert!(err.contains("line 2"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn run_router(dir: &std::path::Path, toml: &str, args: &[&str]) -> (bool, String) {
+    std::fs::write(dir.join("router.toml"), toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_router"))
+        .arg("--config")
+        .arg(dir.join("router.toml"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn two_ports_on_one_pcap_file_are_refused() {
+    let dir = std::env::temp_dir().join(format!("router-share-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    write_pcap(&dir.join("in0.pcap"), &[]);
+    std::fs::write(dir.join("routes.txt"), "").unwrap();
+    // core writes the access port's output through another spelling of the path
+    let d = dir.display();
+    let toml = config(&dir).replace(
+        &format!("pcap::{d}/out1.pcap"),
+        &format!("pcap::{d}/sub/../out0.pcap"),
+    );
+    let (ok, err) = run_router(&dir, &toml, &[]);
+    assert!(!ok, "{err}");
+    let line = err.lines().find(|l| l.contains("pcap")).unwrap_or("");
+    assert!(
+        line.contains("interface[1] (core).port: pcap output")
+            && line.contains("out0.pcap is also the output of interface[0] (access)"),
+        "{err}"
+    );
+    assert!(!err.contains("router ready"), "{err}");
+    // writing over the input is refused as well
+    let toml = config(&dir).replace(
+        &format!("pcap::{d}/out1.pcap"),
+        &format!("pcap::{d}/in0.pcap"),
+    );
+    let (ok, err) = run_router(&dir, &toml, &[]);
+    assert!(
+        !ok && err.contains("is also the input of interface[0] (access)"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn oversize_pcap_frames_are_counted() {
+    let dir = std::env::temp_dir().join(format!("router-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("routes.txt"), "100.64.0.0/10 0\n").unwrap();
+    {
+        use pcap_file::pcap::{PcapPacket, PcapWriter};
+        let f = std::fs::File::create(dir.join("in0.pcap")).unwrap();
+        let mut w = PcapWriter::new(f).unwrap();
+        for len in [3000usize, 9000] {
+            let mut v = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 1, 0x10], [2, 0, 0, 0, 1, 1])
+                .ipv4([192, 0, 2, 10], [100, 64, 0, 1], 64)
+                .udp(1, 2)
+                .write(&mut v, &vec![0u8; len - 42])
+                .unwrap();
+            w.write_packet(&PcapPacket::new(
+                std::time::Duration::ZERO,
+                v.len() as u32,
+                &v,
+            ))
+            .unwrap();
+        }
+    }
+    let (ok, err) = run_router(&dir, &config(&dir), &[]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("in0.pcap: rx 0 tx 0 rx_dropped 2"),
+        "two oversize frames counted as rx_dropped:\n{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn huge_sizes_are_refused_before_allocating() {
+    let dir = std::env::temp_dir().join(format!("router-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_pcap(&dir.join("in0.pcap"), &[]);
+    std::fs::write(dir.join("routes.txt"), "").unwrap();
+    for (engine, want) in [
+        (
+            "neighbors = 18446744073709551615",
+            "engine.neighbors: 18446744073709551615 is not in 0..=4194304",
+        ),
+        ("neighbors = 4611686018427387904", "engine.neighbors:"),
+        ("neighbors = 1099511627776", "engine.neighbors:"),
+        ("trace = 1099511627776", "engine.trace:"),
+        ("pool_buffers = 4294967295", "engine.pool_buffers:"),
+    ] {
+        let toml = format!("[engine]\n{engine}\n{}", config(&dir));
+        let (ok, err) = run_router(&dir, &toml, &[]);
+        assert!(!ok, "{engine}: {err}");
+        assert!(err.contains(want), "{engine}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let (ok, err) = run_router(&dir, &config(&dir), &["--trace", "4294967295"]);
+    assert!(
+        !ok && err.contains("--trace: 4294967295 is not in 0..=16384"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

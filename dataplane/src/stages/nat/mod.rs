@@ -190,35 +190,142 @@ impl Default for NatConfig {
     }
 }
 
-/// A configuration the stage cannot be built from.
+/// Most sessions (and mappings) per worker: 2^24, about 3 GiB of tables.
+pub const MAX_SESSIONS: u32 = 1 << 24;
+/// Most subscribers (inside addresses holding ports) per worker.
+pub const MAX_SUBSCRIBERS: u32 = 1 << 24;
+/// Most records the in-memory log ring holds.
+pub const MAX_LOG_CAPACITY: u32 = 1 << 22;
+/// Most outside (pool) addresses.
+pub const MAX_POOL: usize = 4096;
+/// Highest port number `inside_ports` may name (the set is a 64-bit mask).
+pub const MAX_INSIDE_PORT: u16 = 63;
+
+/// A configuration the stage cannot be built from. The messages name the field but
+/// not the section: the caller knows where the section came from (`nat: ...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A pool entry does not parse.
     BadPool(String),
     EmptyPool,
-    /// More than 4096 pool addresses.
+    /// More than [`MAX_POOL`] pool addresses.
     PoolTooLarge,
     BadPortRange,
     BadBlockSize,
+    /// A count that is zero or above its limit: the field and its limit.
     BadLimit(&'static str),
+    /// A value out of its range: the field, the value, the lowest and highest allowed.
+    OutOfRange(&'static str, u64, u64, u64),
+    /// `inside_ports` names a port twice.
+    DuplicateInsidePort(u16),
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::BadPool(s) => write!(f, "nat: bad pool entry {s:?}"),
-            ConfigError::EmptyPool => f.write_str("nat: empty pool"),
-            ConfigError::PoolTooLarge => f.write_str("nat: pool larger than 4096 addresses"),
-            ConfigError::BadPortRange => f.write_str("nat: port_min must be <= port_max"),
+            ConfigError::BadPool(s) => write!(f, "pool: bad entry {s:?}"),
+            ConfigError::EmptyPool => f.write_str("pool: empty"),
+            ConfigError::PoolTooLarge => {
+                write!(f, "pool: larger than {MAX_POOL} addresses")
+            }
+            ConfigError::BadPortRange => {
+                f.write_str("port_min must be 1..=port_max (port 0 is not a port)")
+            }
             ConfigError::BadBlockSize => f.write_str(
-                "nat: block_size must be 8..=port range and blocks_per_subscriber 1..=32",
+                "cgnat: block_size must be 8..=port range and blocks_per_subscriber 1..=32",
             ),
-            ConfigError::BadLimit(w) => write!(f, "nat: {w} out of range"),
+            ConfigError::BadLimit(w) => write!(f, "{w} out of range"),
+            ConfigError::OutOfRange(w, v, min, max) => {
+                write!(f, "{w}: {v} is not in {min}..={max}")
+            }
+            ConfigError::DuplicateInsidePort(p) => {
+                write!(f, "inside_ports: port {p} listed twice")
+            }
         }
     }
 }
 
 impl core::error::Error for ConfigError {}
+
+impl NatConfig {
+    /// The pool as inclusive address ranges, checked (at most [`MAX_POOL`]
+    /// addresses, counted without allocating per address).
+    pub fn pool_ranges(&self) -> Result<Vec<(u32, u32)>, ConfigError> {
+        let mut v = Vec::with_capacity(self.pool.len().min(MAX_POOL));
+        let mut total = 0u64;
+        for e in &self.pool {
+            let (lo, hi) = parse_pool_entry(e)?;
+            total += u64::from(hi - lo) + 1;
+            if total > MAX_POOL as u64 {
+                return Err(ConfigError::PoolTooLarge);
+            }
+            v.push((lo, hi));
+        }
+        if v.is_empty() {
+            return Err(ConfigError::EmptyPool);
+        }
+        Ok(v)
+    }
+
+    /// Every check [`Nat44::new`] makes, without allocating the tables: sizes within
+    /// [`MAX_SESSIONS`], [`MAX_SUBSCRIBERS`], [`MAX_LOG_CAPACITY`], [`MAX_POOL`];
+    /// ports 1..=65535; `inside_ports` at most [`MAX_INSIDE_PORT`], each once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.pool_ranges()?;
+        if self.port_min > self.port_max || self.port_min == 0 {
+            return Err(ConfigError::BadPortRange);
+        }
+        let span = u32::from(self.port_max) - u32::from(self.port_min) + 1;
+        let (bs, maxb) = match self.cgnat {
+            Some(c) => (c.block_size, c.blocks_per_subscriber),
+            None => (256u16.min(span as u16), 32),
+        };
+        if bs < 8 || u32::from(bs) > span || maxb == 0 || usize::from(maxb) > alloc::MAX_BLOCKS {
+            return Err(ConfigError::BadBlockSize);
+        }
+        if let Some(c) = self.cgnat {
+            if c.sessions_per_subscriber == 0 {
+                return Err(ConfigError::OutOfRange(
+                    "cgnat.sessions_per_subscriber",
+                    0,
+                    1,
+                    u64::from(u32::MAX),
+                ));
+            }
+        }
+        let sizes = [
+            ("max_sessions", self.max_sessions, MAX_SESSIONS),
+            ("max_subscribers", self.max_subscribers, MAX_SUBSCRIBERS),
+            ("log_capacity", self.log_capacity, MAX_LOG_CAPACITY),
+        ];
+        for (what, v, max) in sizes {
+            if v == 0 || v > max {
+                return Err(ConfigError::OutOfRange(
+                    what,
+                    u64::from(v),
+                    1,
+                    u64::from(max),
+                ));
+            }
+        }
+        let mut seen = 0u64;
+        for &p in &self.inside_ports {
+            if p > MAX_INSIDE_PORT {
+                return Err(ConfigError::OutOfRange(
+                    "inside_ports",
+                    u64::from(p),
+                    0,
+                    u64::from(MAX_INSIDE_PORT),
+                ));
+            }
+            if seen & (1 << p) != 0 {
+                return Err(ConfigError::DuplicateInsidePort(p));
+            }
+            seen |= 1 << p;
+        }
+        Ok(())
+    }
+}
 
 /// Parses a pool entry into an inclusive address range.
 fn parse_pool_entry(s: &str) -> Result<(u32, u32), ConfigError> {
@@ -523,12 +630,9 @@ impl fmt::Debug for Nat44 {
 impl Nat44 {
     /// Builds the stage and allocates every table (start-up).
     pub fn new(cfg: &NatConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
         let mut addrs = Vec::new();
-        for e in &cfg.pool {
-            let (lo, hi) = parse_pool_entry(e)?;
-            if u64::from(hi - lo) + addrs.len() as u64 >= 4096 {
-                return Err(ConfigError::PoolTooLarge);
-            }
+        for (lo, hi) in cfg.pool_ranges()? {
             addrs.extend(lo..=hi);
         }
         addrs.sort_unstable();
@@ -536,9 +640,6 @@ impl Nat44 {
         let (Some(&pool_lo), Some(&pool_hi)) = (addrs.first(), addrs.last()) else {
             return Err(ConfigError::EmptyPool);
         };
-        if cfg.port_min > cfg.port_max || cfg.port_min == 0 {
-            return Err(ConfigError::BadPortRange);
-        }
         let span = u32::from(cfg.port_max) - u32::from(cfg.port_min) + 1;
         let (bs, maxb, limit, log) = match cfg.cgnat {
             Some(c) => (
@@ -549,21 +650,10 @@ impl Nat44 {
             ),
             None => (256u16.min(span as u16), 32, u32::MAX, false),
         };
-        if bs < 8 || u32::from(bs) > span || maxb == 0 || usize::from(maxb) > alloc::MAX_BLOCKS {
-            return Err(ConfigError::BadBlockSize);
-        }
-        if cfg.max_sessions == 0 || cfg.max_sessions > (1 << 28) {
-            return Err(ConfigError::BadLimit("max_sessions"));
-        }
-        if cfg.max_subscribers == 0 || cfg.max_subscribers > (1 << 24) {
-            return Err(ConfigError::BadLimit("max_subscribers"));
-        }
         let mut inside = 0u64;
         for &p in &cfg.inside_ports {
-            if p >= 64 {
-                return Err(ConfigError::BadLimit("inside_ports (0..63)"));
-            }
-            inside |= 1 << p;
+            // validate() kept p <= MAX_INSIDE_PORT
+            inside |= 1u64.checked_shl(u32::from(p)).unwrap_or(0);
         }
         let n = cfg.max_sessions as usize;
         let keys = 4 * n + cfg.max_subscribers as usize;

@@ -190,6 +190,54 @@ fn config_from_toml_like_values() {
 }
 
 #[test]
+fn sizes_and_inside_ports_are_checked_before_allocating() {
+    // Each of these used to be accepted (or allocated terabytes) before; the error
+    // names the field once, without a "nat:" prefix (the caller adds the section).
+    type Case = (fn(&mut NatConfig), &'static str);
+    let cases: [Case; 6] = [
+        (
+            |c| c.max_sessions = u32::MAX,
+            "max_sessions: 4294967295 is not in 1..=16777216",
+        ),
+        (|c| c.max_sessions = 1 << 28, "max_sessions"),
+        (|c| c.log_capacity = u32::MAX, "log_capacity"),
+        (|c| c.max_subscribers = 0, "max_subscribers"),
+        (
+            |c| c.inside_ports = vec![0, 0],
+            "inside_ports: port 0 listed twice",
+        ),
+        (
+            |c| c.inside_ports = vec![64],
+            "inside_ports: 64 is not in 0..=63",
+        ),
+    ];
+    for (f, want) in cases {
+        let mut c = cfg();
+        f(&mut c);
+        let e = c.validate().unwrap_err();
+        let msg = ::alloc::format!("{e}");
+        assert!(msg.starts_with(want), "{msg}");
+        assert!(!msg.contains("nat:") && !msg.contains('\n'), "{msg}");
+        assert_eq!(Nat44::new(&c).err(), Some(e));
+    }
+    assert!(cfg().validate().is_ok());
+    let mut c = cfg();
+    c.cgnat = Some(CgnatConfig {
+        sessions_per_subscriber: 0,
+        ..CgnatConfig::default()
+    });
+    assert!(c.validate().is_err());
+    let mut c = cfg();
+    c.pool = vec!["10.0.0.0/8".into()];
+    assert_eq!(c.validate(), Err(ConfigError::PoolTooLarge));
+    c.pool = vec!["10.0.0.0/30".into(), "10.0.1.0/31".into()];
+    assert_eq!(
+        c.pool_ranges().unwrap(),
+        vec![(0x0a00_0000, 0x0a00_0003), (0x0a00_0100, 0x0a00_0101)]
+    );
+}
+
+#[test]
 fn req1_endpoint_independent_mapping() {
     let mut h = H::new(cfg());
     let a = h

@@ -25,7 +25,7 @@ struct Cli {
     /// Write Prometheus metrics to this file every second
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
-    /// Trace the first N packets (printed at exit)
+    /// Trace the first N packets (printed at exit; at most 16384)
     #[arg(long, default_value_t = 0)]
     trace: u32,
 }
@@ -35,6 +35,13 @@ fn main() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&cli.config)
         .with_context(|| format!("reading {}", cli.config.display()))?;
     let cfg = Config::from_toml(&text)?;
+    if cli.trace > vnf_router::config::limits::MAX_TRACE_PACKETS {
+        bail!(
+            "--trace: {} is not in 0..={}",
+            cli.trace,
+            vnf_router::config::limits::MAX_TRACE_PACKETS
+        );
+    }
     let routes = match &cfg.route_file {
         Some(rf) => {
             let base = cli.config.parent().unwrap_or(std::path::Path::new("."));
@@ -58,8 +65,25 @@ fn main() -> anyhow::Result<()> {
         }
         specs.push(s);
     }
-    let pool =
-        dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
+    // Two ports on one pcap file would lose frames (or truncate an input): refuse.
+    let files: Vec<_> = specs
+        .iter()
+        .map(|s| match s {
+            PortSpec::Pcap { rx, tx } => (rx.as_deref(), tx.as_deref()),
+            _ => (None, None),
+        })
+        .collect();
+    if let Some(c) = dataplane::port::pcap::shared_file(&files) {
+        bail!(
+            "interface[{}] ({}).port: pcap output {} is also the {} of interface[{}] ({})",
+            c.second,
+            cfg.interfaces[c.second].name,
+            c.path.display(),
+            if c.first_reads { "input" } else { "output" },
+            c.first,
+            cfg.interfaces[c.first].name
+        );
+    }
     let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
     let mut port_macs = Vec::new();
     let mut pcap_inputs = false;
@@ -84,6 +108,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let router = Router::build(&cfg, &port_macs, routes.as_deref())?;
+    // The pool is the largest allocation: made once the configuration is known good.
+    let pool =
+        dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
     eprintln!(
         "router: {} interfaces, {} IPv4 / {} IPv6 routes, {} worker(s)",
         cfg.interfaces.len(),

@@ -15,25 +15,39 @@
 //! Solicitations for that link-local address are answered (§7.2.4). The prefix is in
 //! every Accounting-Request as Framed-IPv6-Prefix (RFC 3162 §3).
 //!
+//! Addresses (RFC 2865 §5.8, RFC 3162 §2.3): a Framed-IP-Address or Framed-IPv6-Prefix
+//! that is martian, one of the BNG's own, or already held by another session cannot be
+//! honoured and rejects the session (RFC 6929 §2.8: an invalid attribute is treated
+//! like an Access-Reject); see [`crate::pool`] and [`crate::pool6`].
+//!
+//! Half-open sessions (PADS sent, RFC 2516 §5.4, but PPP not yet in the Network phase,
+//! RFC 1661 §3.2) are limited per subscriber MAC, per access line (port and VLANs) and
+//! in all, and ended `half_open_timeout_s` after the PADR (waiting for AAA does not
+//! count: the RADIUS client bounds that itself), so spoofed PADRs cannot fill the
+//! session table. Frames addressed to another MAC (neither ours nor, for discovery,
+//! broadcast; RFC 2516 §5) are ignored and counted.
+//!
 //! Time is passed in (ms). Timers are kept in a heap so `poll` costs O(due · log n),
-//! not O(sessions).
+//! not O(sessions); each slot has at most one live timer entry (superseded entries are
+//! skipped and compacted away), so the heap stays O(sessions) under churn, as does
+//! every other growable structure ([`ControlPlane::memory`]).
 
 use crate::auth::Credentials;
-use crate::config::{parse_mac, parse_range, parse_rate_pair, parse_sockaddr, Config, ConfigError};
+use crate::config::{parse_mac, parse_rate_pair, parse_sockaddr, Config, ConfigError};
 use crate::fsm::Timers;
-use crate::pool::{Pool, Pools};
-use crate::pool6::{parse_prefix6, Pool6, Pools6};
+use crate::pool::{PoolError, Pools};
+use crate::pool6::Pools6;
 use crate::pppoe::{AccessKey, Discovery, DiscoveryAction, DiscoveryConfig, SessionRequest};
 use crate::radius::{
     self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server,
     Transmit,
 };
 use crate::rng::Rng;
-use crate::session::{EndCause, LinkParams, PppSession, SessEvent};
+use crate::session::{EndCause, LinkParams, Phase, PppSession, SessEvent};
 use crate::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
 use crate::wire::pppoe::{Code, Packet as PppoePacket, HEADER_LEN as PPPOE_HLEN};
 use crate::wire::radius::code as rcode;
-use alloc::collections::{BTreeMap, BinaryHeap};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -196,14 +210,96 @@ pub struct ControlStats {
     /// IPv6 packets punted to the control plane and dropped (not ND we answer, bad
     /// hop limit or checksum, malformed).
     pub ipv6_dropped: u64,
+    /// Frames addressed to another MAC (not ours, nor broadcast for discovery).
+    pub not_for_us: u64,
+    /// PADRs dropped: the MAC has `half_open_per_mac` half-open sessions.
+    pub half_open_mac: u64,
+    /// PADRs dropped: the access line has `half_open_per_line` half-open sessions.
+    pub half_open_line: u64,
+    /// PADRs dropped: `half_open_max` half-open sessions in all.
+    pub half_open_global: u64,
+    /// Half-open sessions ended by `half_open_timeout_s`.
+    pub half_open_expired: u64,
+    /// Sessions rejected: Framed-IP-Address martian or one of ours (RFC 6929 §2.8).
+    pub framed_ip_invalid: u64,
+    /// Sessions rejected: Framed-IP-Address held by another session.
+    pub framed_ip_in_use: u64,
+    /// Sessions rejected: Framed-IPv6-Prefix martian, ours or held by another session.
+    pub framed_ipv6_refused: u64,
 }
 
-/// A local user.
-#[derive(Debug, Clone)]
+/// A local user (`Debug` redacts the password, zeroed on drop).
+#[derive(Clone)]
 struct LocalUser {
     password: Vec<u8>,
     ip: Option<u32>,
     rate: Option<(u64, u64)>,
+}
+
+impl core::fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("password", &crate::auth::REDACTED)
+            .field("ip", &self.ip)
+            .field("rate", &self.rate)
+            .finish()
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+/// Setup latencies kept for [`ControlPlane::take_setup_ms`] (the oldest are dropped).
+pub const SETUP_RING: usize = 1024;
+
+/// Capacities of the control plane's growable structures (entries each can hold
+/// without reallocating): under churn each stays O(session slots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Session slots.
+    pub slots: usize,
+    /// Free-slot stack.
+    pub free: usize,
+    /// (access key, session id) → slot.
+    pub by_key: usize,
+    /// (access key, Host-Uniq) → slot.
+    pub by_host: usize,
+    /// Timer heap.
+    pub timers: usize,
+    /// Half-open counts per MAC and per line.
+    pub half_open: usize,
+    /// Setup latencies kept.
+    pub setup_ms: usize,
+    /// Fixed IPv4 addresses outside the pools.
+    pub statics4: usize,
+    /// Fixed /64s outside the pools, /64s in use, returned /64s kept.
+    pub pools6: usize,
+    /// Frames, fast-path updates and RADIUS datagrams not yet taken.
+    pub queues: usize,
+}
+
+impl MemoryReport {
+    /// The largest capacity of all.
+    pub fn largest(&self) -> usize {
+        [
+            self.slots,
+            self.free,
+            self.by_key,
+            self.by_host,
+            self.timers,
+            self.half_open,
+            self.setup_ms,
+            self.statics4,
+            self.pools6,
+            self.queues,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// A session as `show sessions` prints it.
@@ -266,6 +362,9 @@ struct Entry {
     /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
     pads: Option<Vec<u8>>,
     host_uniq: Vec<u8>,
+    /// Half-open (before the Network phase): ended at this time unless waiting for
+    /// AAA.
+    half_open: Option<u64>,
 }
 
 /// Router Advertisement settings (RFC 4861 §6.2.1).
@@ -308,9 +407,68 @@ pub struct ControlPlane {
     tx: Vec<(u16, Vec<u8>)>,
     radius_tx: Vec<Transmit>,
     fib: Vec<FibUpdate>,
-    setup_ms: Vec<u64>,
+    setup_ms: VecDeque<u64>,
+    /// Per slot: the deadline of its live entry in `timers` (`u64::MAX` = none).
+    timer_at: Vec<u64>,
+    half_open: HalfOpen,
     /// Counters.
     pub stats: ControlStats,
+}
+
+/// Limits and counts of half-open sessions.
+#[derive(Debug, Default)]
+struct HalfOpen {
+    max: u32,
+    per_mac: u32,
+    per_line: u32,
+    timeout_ms: u64,
+    total: u32,
+    by_mac: HashMap<(u16, [u8; 6]), u32>,
+    by_line: HashMap<(u16, Vlans), u32>,
+}
+
+impl HalfOpen {
+    fn mac(k: &AccessKey) -> (u16, [u8; 6]) {
+        (k.port, k.mac)
+    }
+    fn line(k: &AccessKey) -> (u16, Vlans) {
+        (k.port, k.vlans)
+    }
+
+    /// Whether one more half-open session from `k` is allowed; if not, which limit.
+    fn admit(&self, k: &AccessKey, stats: &mut ControlStats) -> bool {
+        let c = |m: Option<&u32>| m.copied().unwrap_or(0);
+        if self.total >= self.max {
+            stats.half_open_global += 1;
+        } else if c(self.by_line.get(&Self::line(k))) >= self.per_line {
+            stats.half_open_line += 1;
+        } else if c(self.by_mac.get(&Self::mac(k))) >= self.per_mac {
+            stats.half_open_mac += 1;
+        } else {
+            return true;
+        }
+        false
+    }
+
+    fn enter(&mut self, k: &AccessKey) {
+        self.total += 1;
+        *self.by_mac.entry(Self::mac(k)).or_insert(0) += 1;
+        *self.by_line.entry(Self::line(k)).or_insert(0) += 1;
+    }
+
+    fn leave(&mut self, k: &AccessKey) {
+        self.total = self.total.saturating_sub(1);
+        fn dec<K: core::hash::Hash + Eq>(m: &mut HashMap<K, u32>, key: K) {
+            if let hashbrown::hash_map::Entry::Occupied(mut o) = m.entry(key) {
+                *o.get_mut() = o.get().saturating_sub(1);
+                if *o.get() == 0 {
+                    o.remove();
+                }
+            }
+        }
+        dec(&mut self.by_mac, Self::mac(k));
+        dec(&mut self.by_line, Self::line(k));
+    }
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
@@ -333,6 +491,12 @@ impl ControlPlane {
         counters: Arc<SessionCounters>,
         mut rng: Rng,
     ) -> Result<ControlPlane, ConfigError> {
+        if !(1..=crate::config::MAX_SESSIONS).contains(&max_sessions) {
+            return Err(ConfigError(alloc::format!(
+                "max sessions must be 1 to {}",
+                crate::config::MAX_SESSIONS
+            )));
+        }
         cfg.validate()?;
         let our_mac = parse_mac(&cfg.mac)?;
         let mut key = [0u8; 32];
@@ -366,21 +530,8 @@ impl ControlPlane {
             dns,
             ipv6cp: cfg.ipv6cp,
         };
-        let mut pools = Vec::new();
-        for p in &cfg.pools {
-            let ranges = p
-                .ranges
-                .iter()
-                .map(|r| parse_range(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            pools.push(Pool::new(&p.name, &ranges));
-        }
-        let mut pools6 = Vec::new();
-        for p in &cfg.pools6 {
-            let (base, len) = parse_prefix6(&p.prefix)
-                .ok_or_else(|| ConfigError(alloc::format!("bad IPv6 prefix: {:?}", p.prefix)))?;
-            pools6.push(Pool6::new(&p.name, base, len));
-        }
+        let pools = cfg.build_pools()?;
+        let pools6 = cfg.build_pools6()?;
         let ra = RaConfig {
             interval_ms: u64::from(cfg.ra_interval_s) * 1000,
             router_lifetime_s: cfg.ra_router_lifetime_s,
@@ -455,8 +606,8 @@ impl ControlPlane {
             interim_ms,
             dynauth_secret,
             users,
-            pools: Pools::new(pools),
-            pools6: Pools6::new(pools6),
+            pools,
+            pools6,
             ra,
             default_rate: (cfg.default_rate_up, cfg.default_rate_down),
             rng,
@@ -466,14 +617,68 @@ impl ControlPlane {
             tx: Vec::new(),
             radius_tx: Vec::new(),
             fib: Vec::new(),
-            setup_ms: Vec::new(),
+            setup_ms: VecDeque::new(),
+            timer_at: alloc::vec![u64::MAX; n as usize],
+            half_open: HalfOpen {
+                // At most half the slots: the rest stay for sessions past setup.
+                max: cfg.half_open_max.min((n / 2).max(1)),
+                per_mac: cfg.half_open_per_mac,
+                per_line: cfg.half_open_per_line,
+                timeout_ms: u64::from(cfg.half_open_timeout_s) * 1000,
+                ..HalfOpen::default()
+            },
             stats: ControlStats::default(),
         })
+    }
+
+    /// Capacities of every growable structure (see [`MemoryReport`]).
+    pub fn memory(&self) -> MemoryReport {
+        let (s6, u6, f6) = self.pools6.footprint();
+        MemoryReport {
+            slots: self.slots.capacity(),
+            free: self.free.capacity(),
+            by_key: self.by_key.capacity(),
+            by_host: self.by_host.capacity(),
+            timers: self.timers.capacity(),
+            half_open: self
+                .half_open
+                .by_mac
+                .capacity()
+                .max(self.half_open.by_line.capacity()),
+            setup_ms: self.setup_ms.capacity(),
+            statics4: self.pools.statics_capacity(),
+            pools6: s6.max(u6).max(f6),
+            queues: self
+                .tx
+                .capacity()
+                .max(self.fib.capacity())
+                .max(self.radius_tx.capacity()),
+        }
+    }
+
+    /// Half-open sessions now.
+    pub fn half_open_count(&self) -> u32 {
+        self.half_open.total
     }
 
     /// Add local users (e.g. from a user file).
     pub fn add_users(&mut self, users: &[crate::config::UserConfig]) -> Result<(), ConfigError> {
         for u in users {
+            if let Some(ip) = u.ip {
+                let a = u32::from(ip);
+                if !self.pools.assignable(a) || !self.pools.contains(a) {
+                    return Err(ConfigError(alloc::format!(
+                        "address {ip} of user {:?} is martian, ours or outside every pool",
+                        u.name
+                    )));
+                }
+            }
+            if self.users.contains_key(u.name.as_bytes()) {
+                return Err(ConfigError(alloc::format!(
+                    "duplicate user name {:?}",
+                    u.name
+                )));
+            }
             self.users.insert(
                 u.name.as_bytes().to_vec(),
                 LocalUser {
@@ -525,9 +730,10 @@ impl ControlPlane {
         core::mem::take(&mut self.fib)
     }
 
-    /// Take setup latencies (ms) of sessions that came up since the last call.
+    /// Take setup latencies (ms) of sessions that came up since the last call (the
+    /// latest [`SETUP_RING`] at most).
     pub fn take_setup_ms(&mut self) -> Vec<u64> {
-        core::mem::take(&mut self.setup_ms)
+        self.setup_ms.drain(..).collect()
     }
 
     fn frame(&self, key: &AccessKey, ethertype: u16, pppoe: &[u8]) -> Vec<u8> {
@@ -573,6 +779,14 @@ impl ControlPlane {
             mac: eth.src,
             vlans: eth.vlans,
         };
+        // RFC 2516 §5: discovery frames come to us or (PADI, §5.1) to broadcast;
+        // session frames to us. Frames for another host on a shared segment are not
+        // ours to answer.
+        let broadcast_ok = eth.ethertype == ETHERTYPE_PPPOE_DISC && eth.dst == [0xff; 6];
+        if eth.dst != self.our_mac && !broadcast_ok {
+            self.stats.not_for_us += 1;
+            return;
+        }
         match eth.ethertype {
             ETHERTYPE_PPPOE_DISC => self.discovery(&key, payload, now),
             ETHERTYPE_PPPOE_SESS => {
@@ -640,6 +854,11 @@ impl ControlPlane {
             }
             return;
         }
+        // Half-open limits: spoofed PADRs from random MACs on one line cannot crowd
+        // out the others (dropped without an answer, counted by limit).
+        if !self.half_open.admit(key, &mut self.stats) {
+            return;
+        }
         let Some(idx) = self.free.pop() else {
             self.stats.table_full += 1;
             let p = self.disc.padt(
@@ -692,7 +911,9 @@ impl ControlPlane {
             pending_creds: None,
             pads: Some(f),
             host_uniq: hu.clone(),
+            half_open: Some(now + self.half_open.timeout_ms),
         };
+        self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
             *s = Some(e);
         }
@@ -722,19 +943,62 @@ impl ControlPlane {
             return;
         };
         let mut d = e.link.deadline();
+        // The half-open deadline does not run while AAA decides.
+        let half_open = e.half_open.filter(|_| e.link.phase != Phase::Aaa);
         for x in [
             e.next_interim,
             e.hard_deadline,
             e.idle.map(|i| i.1 + i.0),
             e.next_ra,
+            half_open,
         ]
         .into_iter()
         .flatten()
         {
             d = Some(d.map_or(x, |y: u64| y.min(x)));
         }
-        if let Some(d) = d {
-            self.timers.push(Reverse((d, idx)));
+        let Some(d) = d else {
+            return;
+        };
+        // One live entry per slot: a later deadline waits for the earlier entry to
+        // fire (poll_session schedules again); an earlier one supersedes it.
+        let Some(at) = self.timer_at.get_mut(idx as usize) else {
+            return;
+        };
+        if d >= *at {
+            return;
+        }
+        *at = d;
+        self.timers.push(Reverse((d, idx)));
+        if self.timers.len() > 2 * self.timer_at.len() + 64 {
+            let at = &self.timer_at;
+            self.timers
+                .retain(|Reverse((t, i))| at.get(*i as usize) == Some(t));
+        }
+    }
+
+    /// Track the half-open state from the link phase: the Network phase ends it; LCP
+    /// renegotiation (back to Establish) starts it again.
+    fn sync_half_open(&mut self, idx: u32, now: u64) {
+        let timeout = self.half_open.timeout_ms;
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let setup = matches!(
+            e.link.phase,
+            Phase::Establish | Phase::Authenticate | Phase::Aaa
+        );
+        let key = e.key;
+        match (e.half_open.is_some(), setup) {
+            (true, false) => {
+                e.half_open = None;
+                self.half_open.leave(&key);
+            }
+            (false, true) => {
+                e.half_open = Some(now + timeout);
+                self.half_open.enter(&key);
+            }
+            _ => {}
         }
     }
 
@@ -753,6 +1017,7 @@ impl ControlPlane {
                 }
             }
         }
+        self.sync_half_open(idx, now);
         self.schedule(idx);
     }
 
@@ -807,25 +1072,25 @@ impl ControlPlane {
     /// The session's /64 at Access-Accept (only when IPv6CP is enabled):
     /// Framed-IPv6-Prefix if it is a /64 (taken from its pool when one holds it), else
     /// Framed-IPv6-Pool, else the default IPv6 pool; 0 when none is configured or the
-    /// pool is exhausted (the session is then IPv4-only).
-    fn alloc_prefix6(&mut self, reply: &Reply) -> u64 {
+    /// pool is exhausted (the session is then IPv4-only); `None` when the
+    /// Framed-IPv6-Prefix cannot be honoured (martian, ours, or held by another
+    /// session: the session is rejected, RFC 6929 §2.8).
+    fn alloc_prefix6(&mut self, reply: &Reply) -> Option<u64> {
         if !self.link.ipv6cp {
-            return 0;
+            return Some(0);
         }
         if let Some((p, 64)) = reply.ipv6_prefix() {
             let p = (p >> 64) as u64;
-            if p != 0 && self.pools6.take(p).is_ok() {
-                return p;
-            }
+            return self.pools6.take(p).ok().map(|_| p);
         }
         if self.pools6.is_empty() && reply.framed_ipv6_pool.is_none() {
-            return 0;
+            return Some(0);
         }
         match self.pools6.alloc(reply.framed_ipv6_pool.as_deref()) {
-            Ok(p) => p,
+            Ok(p) => Some(p),
             Err(_) => {
                 self.stats.pool6_exhausted += 1;
-                0
+                Some(0)
             }
         }
     }
@@ -1069,15 +1334,30 @@ impl ControlPlane {
     }
 
     fn accept(&mut self, idx: u32, reply: Reply, now: u64) {
-        // Address: Framed-IP-Address, else Framed-Pool, else the default pool.
-        let (ip, from_pool) = match reply.framed_ip {
-            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => {
-                (self.pools.take(ip).ok().map(|_| ip), true)
-            }
-            _ => (self.pools.alloc(reply.framed_pool.as_deref()).ok(), true),
+        // Address: Framed-IP-Address (0xFFFFFFFE/0xFFFFFFFF: the NAS chooses, RFC 2865
+        // §5.8), else Framed-Pool, else the default pool. A fixed address outside the
+        // pools is held in the in-use set too. One that cannot be honoured (martian,
+        // ours, held by another session) rejects the session (RFC 6929 §2.8).
+        let got = match reply.framed_ip {
+            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => self.pools.take(ip).map(|_| ip),
+            _ => self.pools.alloc(reply.framed_pool.as_deref()),
         };
-        let Some(ip) = ip else {
-            self.stats.pool_exhausted += 1;
+        let ip = match got {
+            Ok(ip) => ip,
+            Err(e) => {
+                match e {
+                    PoolError::Invalid => self.stats.framed_ip_invalid += 1,
+                    PoolError::InUse => self.stats.framed_ip_in_use += 1,
+                    PoolError::NoSuchPool | PoolError::Exhausted => self.stats.pool_exhausted += 1,
+                }
+                self.reject(idx, now);
+                return;
+            }
+        };
+        let from_pool = true;
+        let Some(prefix6) = self.alloc_prefix6(&reply) else {
+            self.stats.framed_ipv6_refused += 1;
+            self.pools.free(ip);
             self.reject(idx, now);
             return;
         };
@@ -1088,7 +1368,6 @@ impl ControlPlane {
             (u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()),
             u64::from(ip) | 0x0200_0000_0000_0000,
         );
-        let prefix6 = self.alloc_prefix6(&reply);
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             self.pools.free(ip);
             self.pools6.free(prefix6);
@@ -1141,7 +1420,10 @@ impl ControlPlane {
         };
         self.counters.reset(idx);
         self.fib.push(upd);
-        self.setup_ms.push(setup);
+        if self.setup_ms.len() >= SETUP_RING {
+            self.setup_ms.pop_front();
+        }
+        self.setup_ms.push_back(setup);
         self.stats.sessions_up += 1;
         if acct {
             if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
@@ -1230,6 +1512,12 @@ impl ControlPlane {
             }
             self.pools6.free(e.prefix6);
         }
+        if e.half_open.is_some() {
+            self.half_open.leave(&e.key);
+        }
+        if let Some(at) = self.timer_at.get_mut(idx as usize) {
+            *at = u64::MAX;
+        }
         self.by_key.remove(&(e.key, e.sid));
         if self.by_host.get(&(e.key, e.host_uniq.clone())) == Some(&idx) {
             self.by_host.remove(&(e.key, e.host_uniq));
@@ -1260,6 +1548,12 @@ impl ControlPlane {
                 break;
             }
             self.timers.pop();
+            match self.timer_at.get_mut(idx as usize) {
+                // The slot's live entry: it fires; poll_session schedules the next.
+                Some(at) if *at == t => *at = u64::MAX,
+                // Superseded by an earlier entry, or the session is gone.
+                _ => continue,
+            }
             self.poll_session(idx, now);
         }
         self.poll_radius(now);
@@ -1272,6 +1566,13 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        if e.half_open.is_some_and(|d| d <= now) && e.link.phase != Phase::Aaa {
+            // Not in the Network phase in time (RFC 1661 §3.2): a stalled or spoofed
+            // setup gives its slot back.
+            self.stats.half_open_expired += 1;
+            self.terminate(idx, radius::terminate_cause::NAS_REQUEST, now);
+            return;
+        }
         if e.link.deadline().is_some_and(|d| d <= now) {
             let mut ev = Vec::new();
             e.link.poll(&link, &mut self.rng, now, &mut ev);
@@ -1572,13 +1873,13 @@ mod tests {
             users: alloc::vec![
                 UserConfig {
                     name: "alice".to_string(),
-                    password: "pw".to_string(),
+                    password: "pw".into(),
                     ip: None,
                     rate: Some("1M/5M".to_string())
                 },
                 UserConfig {
                     name: "bob".to_string(),
-                    password: "pw2".to_string(),
+                    password: "pw2".into(),
                     ip: Some(core::net::Ipv4Addr::new(100, 64, 9, 9)),
                     rate: None
                 },

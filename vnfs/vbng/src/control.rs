@@ -2453,4 +2453,51 @@ mod tests {
             assert!(e.0.contains("max sessions"), "{e}");
         }
     }
+
+    /// The half-open timeout does not cut a session short while AAA decides (the
+    /// RADIUS client bounds that with its own timeouts); a stalled LCP is cut.
+    #[test]
+    fn half_open_timeout_spares_sessions_waiting_for_aaa() {
+        let cfg = Config {
+            radius: Some(crate::config::RadiusConfig {
+                auth: alloc::vec![crate::config::ServerConfig {
+                    addr: "127.0.0.1:1812".to_string(),
+                    secret: "s".to_string(),
+                }],
+                timeout_ms: 4000,
+                tries: 2,
+                ..Default::default()
+            }),
+            ..cfg_with_users(AuthProto::Pap)
+        };
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(c.sessions()[0].phase, "aaa");
+        assert_eq!(c.half_open_count(), 1);
+        // No RADIUS answer: past half_open_timeout_s the session is still there.
+        for t in [5_000, 6_000, 7_000] {
+            c.poll(t);
+        }
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.stats.half_open_expired, 0);
+        // The RADIUS client gives up: rejected, slot and half-open count returned.
+        for t in (8_000..=30_000).step_by(1000) {
+            c.poll(t);
+        }
+        assert_eq!(c.stats.aaa_timeout, 1);
+        assert_eq!(c.session_count(), 0);
+        assert_eq!(c.half_open_count(), 0);
+        // A subscriber that stalls in LCP is cut at half_open_timeout_s.
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        padr_only(&mut c, [2, 0, 0, 0, 0, 9], Vlans::default(), b"h", 0);
+        assert_eq!(c.session_count(), 1);
+        c.poll(4_999);
+        assert_eq!(c.session_count(), 1);
+        c.poll(5_000);
+        assert_eq!(c.session_count(), 0);
+        assert_eq!(c.stats.half_open_expired, 1);
+    }
 }

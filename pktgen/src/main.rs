@@ -34,7 +34,7 @@ enum Cmd {
         #[arg(long)]
         rx: Option<String>,
         /// Seconds to send.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = pktgen::parse_seconds)]
         duration: f64,
         /// Print one JSON object.
         #[arg(long)]
@@ -53,7 +53,7 @@ enum Cmd {
         #[arg(long, default_value = "1Mpps")]
         max_rate: String,
         /// Trial length in seconds.
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 2.0, value_parser = pktgen::parse_seconds)]
         duration: f64,
         /// Acceptable loss ratio (0 = zero loss).
         #[arg(long, default_value_t = 0.0)]
@@ -90,7 +90,7 @@ enum Cmd {
         rx: String,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = pktgen::parse_seconds)]
         duration: f64,
         #[arg(long)]
         count: Option<u64>,

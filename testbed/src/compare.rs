@@ -42,7 +42,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
     /// Seconds of traffic per DUT.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = pktgen::parse_seconds)]
     pub duration: f64,
     /// Frame size (incl. FCS).
     #[arg(long, default_value_t = 64)]

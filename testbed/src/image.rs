@@ -50,8 +50,8 @@ pub enum ImageCmd {
     /// a checking sink in netns B (tap port 1); reports the forwarding rate (root)
     Lab {
         vnf: String,
-        /// Seconds of traffic
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds of traffic (finite, 0 to 86400)
+        #[arg(long, default_value_t = 3.0, value_parser = pktgen::parse_seconds)]
         seconds: f64,
         /// UDP payload bytes
         #[arg(long, default_value_t = 18)]
@@ -72,7 +72,7 @@ pub enum ImageCmd {
     GenUdp {
         #[arg(long)]
         dst: std::net::SocketAddr,
-        #[arg(long)]
+        #[arg(long, value_parser = pktgen::parse_seconds)]
         seconds: f64,
         #[arg(long)]
         size: usize,
@@ -86,7 +86,7 @@ pub enum ImageCmd {
         iface: String,
         #[arg(long)]
         port: u16,
-        #[arg(long)]
+        #[arg(long, value_parser = pktgen::parse_seconds)]
         seconds: f64,
         /// Expected source MAC (the router's egress port)
         #[arg(long)]

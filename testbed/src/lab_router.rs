@@ -38,7 +38,7 @@ pub struct RouterLabArgs {
     #[arg(long, default_value = "max")]
     pub rate: String,
     /// Seconds of traffic.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = pktgen::parse_seconds)]
     pub duration: f64,
     /// Number of flows (UDP source ports).
     #[arg(long, default_value_t = 1024)]

@@ -215,6 +215,11 @@ pub fn run_file(path: &Path) -> anyhow::Result<serde_json::Value> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let sc: Scenario =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(t) = &sc.traffic {
+        // TOML has nan and inf: a timed loop must end.
+        pktgen::parse_seconds(&t.duration.to_string())
+            .map_err(|e| anyhow::anyhow!("{}: traffic duration {e}", path.display()))?;
+    }
     let dir = path
         .parent()
         .map(|p| {

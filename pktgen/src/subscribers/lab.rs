@@ -254,7 +254,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         restart_ms: 1000,
         pools: vec![vbng::config::PoolConfig {
             name: "default".into(),
-            ranges: vec!["100.64.0.0/10".into()],
+            // The gateway (100.64.0.1) is the BNG's own: never in a pool.
+            ranges: vec!["100.64.0.2-100.127.255.254".into()],
         }],
         users: (0..n)
             .map(|i| UserConfig {

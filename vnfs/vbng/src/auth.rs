@@ -2,6 +2,9 @@
 //! roles. The BNG side ([`ServerAuth`]) collects credentials and hands them to AAA
 //! (RADIUS or the local user file) and sends the verdict; the subscriber side
 //! ([`ClientAuth`]) is used by the emulator. Restart timers are driven by passed-in time.
+//!
+//! Passwords and CHAP values never reach a log: the types holding them print
+//! `<redacted>` in `Debug` and zero them on drop.
 
 use crate::lcp::AuthProto;
 use crate::rng::Rng;
@@ -9,8 +12,22 @@ use crate::wire::ppp::{proto, ChapRepr, ControlPacket, PapRepr};
 use crate::wire::radius::chap_md5;
 use alloc::vec::Vec;
 
-/// Credentials presented by a subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Printed by `Debug` in place of a secret: `<redacted>`.
+pub const REDACTED: Redacted = Redacted;
+
+/// See [`REDACTED`].
+#[derive(Clone, Copy)]
+pub struct Redacted;
+
+impl core::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Credentials presented by a subscriber. `Debug` shows the user name only; the
+/// password (PAP) and the CHAP values are zeroed on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// PAP: user name and cleartext password.
     Pap {
@@ -30,6 +47,36 @@ pub enum Credentials {
         /// The 16-byte response.
         response: [u8; 16],
     },
+}
+
+impl core::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (kind, user) = match self {
+            Credentials::Pap { user, .. } => ("Pap", user),
+            Credentials::Chap { user, .. } => ("Chap", user),
+        };
+        f.debug_struct(kind)
+            .field("user", &alloc::string::String::from_utf8_lossy(user))
+            .field("secret", &REDACTED)
+            .finish()
+    }
+}
+
+impl Drop for Credentials {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match self {
+            Credentials::Pap { password, .. } => password.zeroize(),
+            Credentials::Chap {
+                challenge,
+                response,
+                ..
+            } => {
+                challenge.zeroize();
+                response.zeroize();
+            }
+        }
+    }
 }
 
 impl Credentials {
@@ -246,8 +293,8 @@ pub enum ClientOutcome {
     Failure,
 }
 
-/// Subscriber side of PAP/CHAP.
-#[derive(Debug, Clone)]
+/// Subscriber side of PAP/CHAP (`Debug` redacts the password; zeroed on drop).
+#[derive(Clone)]
 pub struct ClientAuth {
     proto: AuthProto,
     user: Vec<u8>,
@@ -259,6 +306,24 @@ pub struct ClientAuth {
     responded: bool,
     /// Result so far.
     pub outcome: ClientOutcome,
+}
+
+impl core::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("proto", &self.proto)
+            .field("user", &alloc::string::String::from_utf8_lossy(&self.user))
+            .field("password", &REDACTED)
+            .field("id", &self.id)
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ClientAuth {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
 }
 
 impl ClientAuth {

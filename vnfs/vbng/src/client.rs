@@ -50,8 +50,8 @@ impl ClientPhase {
     }
 }
 
-/// Subscriber parameters.
-#[derive(Debug, Clone)]
+/// Subscriber parameters (`Debug` prints the password as `<redacted>`).
+#[derive(Clone)]
 pub struct ClientParams {
     /// Our MAC.
     pub mac: [u8; 6],
@@ -77,6 +77,19 @@ pub struct ClientParams {
     pub magic: u32,
     /// Discovery attempts (PADI and PADR each).
     pub discovery_tries: u8,
+}
+
+impl core::fmt::Debug for ClientParams {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientParams")
+            .field("mac", &self.mac)
+            .field("vlans", &self.vlans)
+            .field("user", &alloc::string::String::from_utf8_lossy(&self.user))
+            .field("password", &crate::auth::REDACTED)
+            .field("accept_auth", &self.accept_auth)
+            .field("host_uniq", &self.host_uniq)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One emulated subscriber.

@@ -1,5 +1,12 @@
 //! vBNG configuration (TOML via serde). Every field has a default so a lab config can
 //! be a few lines; see `vnfs/vbng/vbng.example.toml`.
+//!
+//! [`Config::validate`] refuses, with a one-line reason, what would misbehave at run
+//! time: malformed addresses and MACs, inverted, overlapping, martian or oversized
+//! pools and pools holding the BNG's own addresses (so no address is handed out twice,
+//! RFC 2865 §5.8), duplicate pool or user names, user addresses outside every pool,
+//! zero rate limits, a `listen` that is not a socket address, and every size setting
+//! outside its documented limit (the `MAX_*` constants, the README's limit table).
 
 use crate::lcp::AuthProto;
 use alloc::string::{String, ToString};
@@ -7,6 +14,24 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
+
+/// Most session slots (`vbng run --max-sessions`): about 300 bytes of tables per slot
+/// are allocated up front, so the limit bounds start-up memory.
+pub const MAX_SESSIONS: u32 = 1 << 20;
+/// Most IPv4 pools and most IPv6 pools.
+pub const MAX_POOLS: usize = 256;
+/// Most DNS servers handed out in IPCP (RFC 1877: primary and secondary).
+pub const MAX_DNS: usize = 2;
+/// Most IPv6 DNS servers announced in the RA's RDNSS option (RFC 8106 §5.1).
+pub const MAX_DNS6: usize = 8;
+/// Longest `name` (AC-Name, CHAP name, NAS-Identifier; RFC 2865 §5.32 allows 253).
+pub const MAX_NAME_LEN: usize = 64;
+/// Most service names served.
+pub const MAX_SERVICE_NAMES: usize = 64;
+/// Largest `max_payload` (RFC 4638 PPP-Max-Payload; a jumbo frame).
+pub const MAX_PAYLOAD: u16 = 9000;
+/// Longest half-open timeout, s.
+pub const MAX_HALF_OPEN_TIMEOUT_S: u32 = 120;
 
 /// Top-level configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +65,17 @@ pub struct Config {
     pub padi_per_mac: u32,
     /// PADI per access port per second.
     pub padi_per_port: u32,
+    /// Half-open sessions (PADS sent, PPP not yet in the Network phase, RFC 1661
+    /// §3.2) allowed in all; further PADRs are dropped (counted) until some complete
+    /// or expire. Keep it well below the session slots (`--max-sessions`).
+    pub half_open_max: u32,
+    /// Half-open sessions allowed per subscriber MAC (on one access port).
+    pub half_open_per_mac: u32,
+    /// Half-open sessions allowed per access line (port, S-VLAN, C-VLAN).
+    pub half_open_per_line: u32,
+    /// A session that has not reached the Network phase this many seconds after its
+    /// PADR (or after LCP renegotiation) is ended; waiting for AAA does not count.
+    pub half_open_timeout_s: u32,
     /// Address pools; the first is the default.
     pub pools: Vec<PoolConfig>,
     /// IPv6 prefix pools (one /64 per session, announced by RA for SLAAC over PPP,
@@ -114,6 +150,10 @@ impl Default for Config {
             ipv6cp: false,
             padi_per_mac: 10,
             padi_per_port: 100_000,
+            half_open_max: 4096,
+            half_open_per_mac: 4,
+            half_open_per_line: 32,
+            half_open_timeout_s: 5,
             pools: vec![PoolConfig {
                 name: "default".to_string(),
                 ranges: vec!["100.64.0.2-100.67.255.254".to_string()],
@@ -214,18 +254,55 @@ impl Default for RadiusConfig {
     }
 }
 
-/// A local user.
+/// A local user. `Debug` prints the password as `<redacted>`; it is zeroed on drop.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     /// User name.
     pub name: String,
     /// Cleartext password.
-    pub password: String,
+    pub password: Password,
     /// Fixed address.
     pub ip: Option<Ipv4Addr>,
     /// Rate `up/down`, e.g. `10M/50M`.
     pub rate: Option<String>,
+}
+
+/// A cleartext password from the config (also the CHAP secret, RFC 1994 §2): `Debug`
+/// prints `<redacted>`; zeroed on drop.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Password {
+        Password(s.to_string())
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Password {
+        Password(s)
+    }
+}
+
+impl core::fmt::Debug for Password {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&crate::auth::REDACTED, f)
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Port specs for the binary.
@@ -323,15 +400,20 @@ pub fn parse_user_file(text: &str) -> Result<Vec<UserConfig>, ConfigError> {
         };
         let mut u = UserConfig {
             name: name.to_string(),
-            password: password.to_string(),
-            ..Default::default()
+            password: password.into(),
+            ip: None,
+            rate: None,
         };
         for extra in it {
             if extra.contains('/') {
                 parse_rate_pair(extra)?;
                 u.rate = Some(extra.to_string());
             } else {
-                u.ip = Some(extra.parse().map_err(|_| err(extra, "user ip"))?);
+                u.ip = Some(
+                    extra
+                        .parse()
+                        .map_err(|_| err(extra, &alloc::format!("address of user {name:?}")))?,
+                );
             }
         }
         v.push(u);
@@ -342,9 +424,115 @@ pub fn parse_user_file(text: &str) -> Result<Vec<UserConfig>, ConfigError> {
 impl Config {
     /// Parse TOML text.
     pub fn from_toml(s: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(s).map_err(|e| ConfigError(alloc::format!("{e}")))?;
+        let c: Config = toml::from_str(s).map_err(|e| {
+            // One line: `line N: message` (the default Display is a multi-line report).
+            let line = e
+                .span()
+                .and_then(|r| s.get(..r.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let msg = e.message().trim().replace('\n', " ");
+            ConfigError(match line {
+                Some(l) => alloc::format!("line {l}: {msg}"),
+                None => msg,
+            })
+        })?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// The BNG's own IPv4 addresses: never a subscriber's (gateway, core address and
+    /// core gateway).
+    pub fn own_addresses(&self) -> Vec<u32> {
+        let mut v = vec![u32::from(self.gateway)];
+        if let Some(Ok((ip, _))) = self.core_ip.as_deref().map(parse_prefix4) {
+            v.push(u32::from(ip));
+        }
+        v.extend(self.core_gateway.map(u32::from));
+        v
+    }
+
+    /// The IPv4 pools, checked (see [`crate::pool::Pools::new`]).
+    pub fn build_pools(&self) -> Result<crate::pool::Pools, ConfigError> {
+        if self.pools.is_empty() {
+            return Err(ConfigError("at least one pool is needed".to_string()));
+        }
+        if self.pools.len() > MAX_POOLS {
+            return Err(ConfigError(alloc::format!(
+                "{} pools, more than the limit of {MAX_POOLS}",
+                self.pools.len()
+            )));
+        }
+        let mut pools = Vec::with_capacity(self.pools.len());
+        for p in &self.pools {
+            let ranges = p
+                .ranges
+                .iter()
+                .map(|r| parse_range(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            pools.push(crate::pool::Pool::new(&p.name, &ranges)?);
+        }
+        crate::pool::Pools::new(pools, &self.own_addresses())
+    }
+
+    /// The IPv6 prefix pools, checked (see [`crate::pool6::Pools6::new`]).
+    pub fn build_pools6(&self) -> Result<crate::pool6::Pools6, ConfigError> {
+        if self.pools6.len() > MAX_POOLS {
+            return Err(ConfigError(alloc::format!(
+                "{} IPv6 pools, more than the limit of {MAX_POOLS}",
+                self.pools6.len()
+            )));
+        }
+        let mut pools = Vec::with_capacity(self.pools6.len());
+        for p in &self.pools6 {
+            let (base, len) = crate::pool6::parse_prefix6(&p.prefix)
+                .ok_or_else(|| err(&p.prefix, "IPv6 prefix"))?;
+            pools.push(crate::pool6::Pool6::new(&p.name, base, len));
+        }
+        let own: Vec<u64> = [self.core_ip6, self.core_gateway6]
+            .into_iter()
+            .flatten()
+            .map(|a| (u128::from(a) >> 64) as u64)
+            .collect();
+        crate::pool6::Pools6::new(pools, &own)
+    }
+
+    /// Check the local users: unique names, and each fixed address inside a pool, not
+    /// martian nor ours, held by one user only.
+    pub fn validate_users(&self, pools: &crate::pool::Pools) -> Result<(), ConfigError> {
+        let mut names = hashbrown::HashSet::new();
+        let mut ips = hashbrown::HashSet::new();
+        for u in &self.users {
+            if u.name.is_empty() {
+                return Err(ConfigError("a user has an empty name".to_string()));
+            }
+            if !names.insert(u.name.as_str()) {
+                return Err(ConfigError(alloc::format!(
+                    "duplicate user name {:?}",
+                    u.name
+                )));
+            }
+            if let Some(r) = &u.rate {
+                parse_rate_pair(r)?;
+            }
+            let Some(ip) = u.ip else { continue };
+            let a = u32::from(ip);
+            let why = if !pools.assignable(a) {
+                Some("is martian or one of the BNG's own addresses")
+            } else if !pools.contains(a) {
+                Some("is outside every pool")
+            } else if !ips.insert(a) {
+                Some("is given to another user too")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ConfigError(alloc::format!(
+                    "address {ip} of user {:?} {why}",
+                    u.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Check every field that has a syntax.
@@ -378,16 +566,64 @@ impl Config {
                 return Err(err(&alloc::format!("{gw6}"), "core_gateway6"));
             }
         }
-        for p in &self.pools {
-            for r in &p.ranges {
-                parse_range(r)?;
+        if crate::pool::is_martian(u32::from(self.gateway)) {
+            return Err(err(
+                &alloc::format!("{}", self.gateway),
+                "gateway (martian)",
+            ));
+        }
+        let pools = self.build_pools()?;
+        self.build_pools6()?;
+        self.validate_users(&pools)?;
+        if let Some(l) = &self.listen {
+            parse_sockaddr(l).map_err(|_| err(l, "listen address (want ip:port)"))?;
+        }
+        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
+            return Err(ConfigError(alloc::format!(
+                "name must be 1 to {MAX_NAME_LEN} bytes"
+            )));
+        }
+        if self.service_names.len() > MAX_SERVICE_NAMES {
+            return Err(ConfigError(alloc::format!(
+                "more than {MAX_SERVICE_NAMES} service_names"
+            )));
+        }
+        if self.dns.len() > MAX_DNS {
+            return Err(ConfigError(alloc::format!(
+                "more than {MAX_DNS} dns servers (IPCP has a primary and a secondary)"
+            )));
+        }
+        if self.dns6.len() > MAX_DNS6 {
+            return Err(ConfigError(alloc::format!(
+                "more than {MAX_DNS6} dns6 servers"
+            )));
+        }
+        for (key, v) in [
+            ("padi_per_mac", self.padi_per_mac),
+            ("padi_per_port", self.padi_per_port),
+            ("half_open_max", self.half_open_max),
+            ("half_open_per_mac", self.half_open_per_mac),
+            ("half_open_per_line", self.half_open_per_line),
+            ("half_open_timeout_s", self.half_open_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(ConfigError(alloc::format!("{key} must be at least 1")));
             }
         }
-        for p in &self.pools6 {
-            crate::pool6::parse_prefix6(&p.prefix).ok_or_else(|| err(&p.prefix, "IPv6 prefix"))?;
+        if self.half_open_max > MAX_SESSIONS {
+            return Err(ConfigError(alloc::format!(
+                "half_open_max must be at most {MAX_SESSIONS}"
+            )));
         }
-        if self.pools.is_empty() {
-            return Err(ConfigError("at least one pool is needed".to_string()));
+        if self.half_open_timeout_s > MAX_HALF_OPEN_TIMEOUT_S {
+            return Err(ConfigError(alloc::format!(
+                "half_open_timeout_s must be at most {MAX_HALF_OPEN_TIMEOUT_S}"
+            )));
+        }
+        if self.keepalive_interval_s > 0 && self.keepalive_failures == 0 {
+            return Err(ConfigError(
+                "keepalive_failures must be at least 1 when keepalives are on".to_string(),
+            ));
         }
         if let Some(r) = &self.radius {
             for s in r.auth.iter().chain(r.acct.iter()) {
@@ -397,13 +633,10 @@ impl Config {
                 parse_sockaddr(l)?;
             }
         }
-        for u in &self.users {
-            if let Some(r) = &u.rate {
-                parse_rate_pair(r)?;
-            }
-        }
-        if self.max_payload < 64 {
-            return Err(err("max_payload", "value"));
+        if !(64..=MAX_PAYLOAD).contains(&self.max_payload) {
+            return Err(ConfigError(alloc::format!(
+                "max_payload must be 64 to {MAX_PAYLOAD}"
+            )));
         }
         Ok(())
     }
@@ -504,5 +737,85 @@ prefix = "2001:db8:100::/40"
         assert_eq!(c.dns6.len(), 1);
         assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"2001:db8::/80\"").is_err());
         assert!(Config::from_toml("[[pools6]]\nname = \"x\"\nprefix = \"10.0.0.0/8\"").is_err());
+    }
+
+    /// Issue 20: configs that were accepted and misbehaved are refused, each with a
+    /// one-line reason without a doubled prefix.
+    #[test]
+    fn bad_configs_are_refused_with_one_line_reasons() {
+        let pool = |ranges: &str| alloc::format!("[[pools]]\nname = \"d\"\nranges = [{ranges}]\n");
+        let cases: Vec<(String, &str)> = vec![
+            (pool("\"10.0.0.9-10.0.0.1\""), "inverted"),
+            (pool("\"10.0.0.0/30\", \"10.0.0.2/31\""), "overlap"),
+            (
+                pool("\"10.0.0.0/30\"") + "[[pools]]\nname = \"e\"\nranges = [\"10.0.0.0/30\"]\n",
+                "overlap",
+            ),
+            (
+                pool("\"10.0.0.0/30\"") + "[[pools]]\nname = \"d\"\nranges = [\"10.0.1.0/30\"]\n",
+                "duplicate pool name",
+            ),
+            (pool("\"0.0.0.0/0\""), "martian"),
+            (pool("\"10.0.0.0/7\""), "limit"),
+            (pool("\"100.64.0.0/24\""), "100.64.0.1"),
+            (
+                "gateway = \"10.9.9.9\"\n".to_string() + &pool("\"10.9.9.0/24\""),
+                "own address",
+            ),
+            (
+                "core_ip = \"10.1.0.1/24\"\n".to_string() + &pool("\"10.1.0.0/24\""),
+                "10.1.0.1",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\n[[users]]\nname = \"a\"\npassword = \"q\"\n",
+                "duplicate user name",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.1.1\"\n",
+                "outside every pool",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"127.0.0.1\"\n",
+                "martian",
+            ),
+            (
+                pool("\"10.0.0.0/24\"")
+                    + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.0.1\"\n[[users]]\nname = \"b\"\npassword = \"p\"\nip = \"10.0.0.1\"\n",
+                "another user",
+            ),
+            ("padi_per_port = 0\n".to_string(), "padi_per_port"),
+            ("padi_per_mac = 0\n".to_string(), "padi_per_mac"),
+            ("half_open_per_line = 0\n".to_string(), "half_open_per_line"),
+            ("half_open_timeout_s = 1000\n".to_string(), "half_open_timeout_s"),
+            ("listen = \"nope\"\n".to_string(), "listen"),
+            ("listen = \"localhost\"\n".to_string(), "listen"),
+            ("max_payload = 65535\n".to_string(), "max_payload"),
+            ("dns = [\"1.1.1.1\", \"1.0.0.1\", \"8.8.8.8\"]\n".to_string(), "dns"),
+            (
+                "[[pools6]]\nname = \"a\"\nprefix = \"2001:db8::/48\"\n[[pools6]]\nname = \"b\"\nprefix = \"2001:db8::/56\"\n".to_string(),
+                "overlap",
+            ),
+            ("[[pools6]]\nname = \"a\"\nprefix = \"fe80::/64\"\n".to_string(), "martian"),
+            ("bogus = 1\n".to_string(), "line 1"),
+        ];
+        for (text, want) in &cases {
+            let e = Config::from_toml(text).expect_err(text);
+            assert!(e.0.contains(want), "{text}: {e}");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+            assert!(!e.0.contains("bad bad") && !e.0.contains(": bad "), "{e}");
+        }
+        // Adjacent pools, a user inside one, a listen socket address: fine.
+        let ok = pool("\"10.0.0.0/30\"")
+            + "[[pools]]\nname = \"e\"\nranges = [\"10.0.0.4/30\"]\nlisten = \"127.0.0.1:9180\"\n";
+        let ok = ok.replace("listen = \"127.0.0.1:9180\"\n", "")
+            + "[[users]]\nname = \"a\"\npassword = \"p\"\nip = \"10.0.0.5\"\n";
+        Config::from_toml(&("listen = \"127.0.0.1:9180\"\n".to_string() + &ok)).unwrap();
+        // Users from a user file are checked the same way.
+        let mut c = Config::from_toml(&ok).unwrap();
+        c.users.extend(parse_user_file("a other\n").unwrap());
+        assert!(c.validate().unwrap_err().0.contains("duplicate user name"));
     }
 }

@@ -15,25 +15,39 @@
 //! Solicitations for that link-local address are answered (§7.2.4). The prefix is in
 //! every Accounting-Request as Framed-IPv6-Prefix (RFC 3162 §3).
 //!
+//! Addresses (RFC 2865 §5.8, RFC 3162 §2.3): a Framed-IP-Address or Framed-IPv6-Prefix
+//! that is martian, one of the BNG's own, or already held by another session cannot be
+//! honoured and rejects the session (RFC 6929 §2.8: an invalid attribute is treated
+//! like an Access-Reject); see [`crate::pool`] and [`crate::pool6`].
+//!
+//! Half-open sessions (PADS sent, RFC 2516 §5.4, but PPP not yet in the Network phase,
+//! RFC 1661 §3.2) are limited per subscriber MAC, per access line (port and VLANs) and
+//! in all, and ended `half_open_timeout_s` after the PADR (waiting for AAA does not
+//! count: the RADIUS client bounds that itself), so spoofed PADRs cannot fill the
+//! session table. Frames addressed to another MAC (neither ours nor, for discovery,
+//! broadcast; RFC 2516 §5) are ignored and counted.
+//!
 //! Time is passed in (ms). Timers are kept in a heap so `poll` costs O(due · log n),
-//! not O(sessions).
+//! not O(sessions); each slot has at most one live timer entry (superseded entries are
+//! skipped and compacted away), so the heap stays O(sessions) under churn, as does
+//! every other growable structure ([`ControlPlane::memory`]).
 
 use crate::auth::Credentials;
-use crate::config::{parse_mac, parse_range, parse_rate_pair, parse_sockaddr, Config, ConfigError};
+use crate::config::{parse_mac, parse_rate_pair, parse_sockaddr, Config, ConfigError};
 use crate::fsm::Timers;
-use crate::pool::{Pool, Pools};
-use crate::pool6::{parse_prefix6, Pool6, Pools6};
+use crate::pool::{PoolError, Pools};
+use crate::pool6::Pools6;
 use crate::pppoe::{AccessKey, Discovery, DiscoveryAction, DiscoveryConfig, SessionRequest};
 use crate::radius::{
     self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server,
     Transmit,
 };
 use crate::rng::Rng;
-use crate::session::{EndCause, LinkParams, PppSession, SessEvent};
+use crate::session::{EndCause, LinkParams, Phase, PppSession, SessEvent};
 use crate::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
 use crate::wire::pppoe::{Code, Packet as PppoePacket, HEADER_LEN as PPPOE_HLEN};
 use crate::wire::radius::code as rcode;
-use alloc::collections::{BTreeMap, BinaryHeap};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -196,14 +210,96 @@ pub struct ControlStats {
     /// IPv6 packets punted to the control plane and dropped (not ND we answer, bad
     /// hop limit or checksum, malformed).
     pub ipv6_dropped: u64,
+    /// Frames addressed to another MAC (not ours, nor broadcast for discovery).
+    pub not_for_us: u64,
+    /// PADRs dropped: the MAC has `half_open_per_mac` half-open sessions.
+    pub half_open_mac: u64,
+    /// PADRs dropped: the access line has `half_open_per_line` half-open sessions.
+    pub half_open_line: u64,
+    /// PADRs dropped: `half_open_max` half-open sessions in all.
+    pub half_open_global: u64,
+    /// Half-open sessions ended by `half_open_timeout_s`.
+    pub half_open_expired: u64,
+    /// Sessions rejected: Framed-IP-Address martian or one of ours (RFC 6929 §2.8).
+    pub framed_ip_invalid: u64,
+    /// Sessions rejected: Framed-IP-Address held by another session.
+    pub framed_ip_in_use: u64,
+    /// Sessions rejected: Framed-IPv6-Prefix martian, ours or held by another session.
+    pub framed_ipv6_refused: u64,
 }
 
-/// A local user.
-#[derive(Debug, Clone)]
+/// A local user (`Debug` redacts the password, zeroed on drop).
+#[derive(Clone)]
 struct LocalUser {
     password: Vec<u8>,
     ip: Option<u32>,
     rate: Option<(u64, u64)>,
+}
+
+impl core::fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("password", &crate::auth::REDACTED)
+            .field("ip", &self.ip)
+            .field("rate", &self.rate)
+            .finish()
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+/// Setup latencies kept for [`ControlPlane::take_setup_ms`] (the oldest are dropped).
+pub const SETUP_RING: usize = 1024;
+
+/// Capacities of the control plane's growable structures (entries each can hold
+/// without reallocating): under churn each stays O(session slots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Session slots.
+    pub slots: usize,
+    /// Free-slot stack.
+    pub free: usize,
+    /// (access key, session id) → slot.
+    pub by_key: usize,
+    /// (access key, Host-Uniq) → slot.
+    pub by_host: usize,
+    /// Timer heap.
+    pub timers: usize,
+    /// Half-open counts per MAC and per line.
+    pub half_open: usize,
+    /// Setup latencies kept.
+    pub setup_ms: usize,
+    /// Fixed IPv4 addresses outside the pools.
+    pub statics4: usize,
+    /// Fixed /64s outside the pools, /64s in use, returned /64s kept.
+    pub pools6: usize,
+    /// Frames, fast-path updates and RADIUS datagrams not yet taken.
+    pub queues: usize,
+}
+
+impl MemoryReport {
+    /// The largest capacity of all.
+    pub fn largest(&self) -> usize {
+        [
+            self.slots,
+            self.free,
+            self.by_key,
+            self.by_host,
+            self.timers,
+            self.half_open,
+            self.setup_ms,
+            self.statics4,
+            self.pools6,
+            self.queues,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
 }
 
 /// A session as `show sessions` prints it.
@@ -244,7 +340,6 @@ struct Entry {
     link: PppSession,
     user: Vec<u8>,
     ip: u32,
-    ip_from_pool: bool,
     /// The session's /64 (upper 64 bits; 0 = none).
     prefix6: u64,
     /// IPv6CP open: the /64 is installed in the fast path and announced.
@@ -266,6 +361,9 @@ struct Entry {
     /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
     pads: Option<Vec<u8>>,
     host_uniq: Vec<u8>,
+    /// Half-open (before the Network phase): ended at this time unless waiting for
+    /// AAA.
+    half_open: Option<u64>,
 }
 
 /// Router Advertisement settings (RFC 4861 §6.2.1).
@@ -284,7 +382,8 @@ pub struct ControlPlane {
     link: LinkParams,
     our_mac: [u8; 6],
     disc: Discovery,
-    slots: Vec<Option<Entry>>,
+    /// Boxed: an idle slot costs a pointer, not a whole entry (~840 bytes).
+    slots: Vec<Option<alloc::boxed::Box<Entry>>>,
     free: Vec<u32>,
     gen: u32,
     by_key: HashMap<(AccessKey, u16), u32>,
@@ -308,9 +407,68 @@ pub struct ControlPlane {
     tx: Vec<(u16, Vec<u8>)>,
     radius_tx: Vec<Transmit>,
     fib: Vec<FibUpdate>,
-    setup_ms: Vec<u64>,
+    setup_ms: VecDeque<u64>,
+    /// Per slot: the deadline of its live entry in `timers` (`u64::MAX` = none).
+    timer_at: Vec<u64>,
+    half_open: HalfOpen,
     /// Counters.
     pub stats: ControlStats,
+}
+
+/// Limits and counts of half-open sessions.
+#[derive(Debug, Default)]
+struct HalfOpen {
+    max: u32,
+    per_mac: u32,
+    per_line: u32,
+    timeout_ms: u64,
+    total: u32,
+    by_mac: HashMap<(u16, [u8; 6]), u32>,
+    by_line: HashMap<(u16, Vlans), u32>,
+}
+
+impl HalfOpen {
+    fn mac(k: &AccessKey) -> (u16, [u8; 6]) {
+        (k.port, k.mac)
+    }
+    fn line(k: &AccessKey) -> (u16, Vlans) {
+        (k.port, k.vlans)
+    }
+
+    /// Whether one more half-open session from `k` is allowed; if not, which limit.
+    fn admit(&self, k: &AccessKey, stats: &mut ControlStats) -> bool {
+        let c = |m: Option<&u32>| m.copied().unwrap_or(0);
+        if self.total >= self.max {
+            stats.half_open_global += 1;
+        } else if c(self.by_line.get(&Self::line(k))) >= self.per_line {
+            stats.half_open_line += 1;
+        } else if c(self.by_mac.get(&Self::mac(k))) >= self.per_mac {
+            stats.half_open_mac += 1;
+        } else {
+            return true;
+        }
+        false
+    }
+
+    fn enter(&mut self, k: &AccessKey) {
+        self.total += 1;
+        *self.by_mac.entry(Self::mac(k)).or_insert(0) += 1;
+        *self.by_line.entry(Self::line(k)).or_insert(0) += 1;
+    }
+
+    fn leave(&mut self, k: &AccessKey) {
+        self.total = self.total.saturating_sub(1);
+        fn dec<K: core::hash::Hash + Eq>(m: &mut HashMap<K, u32>, key: K) {
+            if let hashbrown::hash_map::Entry::Occupied(mut o) = m.entry(key) {
+                *o.get_mut() = o.get().saturating_sub(1);
+                if *o.get() == 0 {
+                    o.remove();
+                }
+            }
+        }
+        dec(&mut self.by_mac, Self::mac(k));
+        dec(&mut self.by_line, Self::line(k));
+    }
 }
 
 fn fmt_mac(m: &[u8; 6]) -> String {
@@ -333,6 +491,12 @@ impl ControlPlane {
         counters: Arc<SessionCounters>,
         mut rng: Rng,
     ) -> Result<ControlPlane, ConfigError> {
+        if !(1..=crate::config::MAX_SESSIONS).contains(&max_sessions) {
+            return Err(ConfigError(alloc::format!(
+                "max sessions must be 1 to {}",
+                crate::config::MAX_SESSIONS
+            )));
+        }
         cfg.validate()?;
         let our_mac = parse_mac(&cfg.mac)?;
         let mut key = [0u8; 32];
@@ -366,21 +530,8 @@ impl ControlPlane {
             dns,
             ipv6cp: cfg.ipv6cp,
         };
-        let mut pools = Vec::new();
-        for p in &cfg.pools {
-            let ranges = p
-                .ranges
-                .iter()
-                .map(|r| parse_range(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            pools.push(Pool::new(&p.name, &ranges));
-        }
-        let mut pools6 = Vec::new();
-        for p in &cfg.pools6 {
-            let (base, len) = parse_prefix6(&p.prefix)
-                .ok_or_else(|| ConfigError(alloc::format!("bad IPv6 prefix: {:?}", p.prefix)))?;
-            pools6.push(Pool6::new(&p.name, base, len));
-        }
+        let pools = cfg.build_pools()?;
+        let pools6 = cfg.build_pools6()?;
         let ra = RaConfig {
             interval_ms: u64::from(cfg.ra_interval_s) * 1000,
             router_lifetime_s: cfg.ra_router_lifetime_s,
@@ -455,8 +606,8 @@ impl ControlPlane {
             interim_ms,
             dynauth_secret,
             users,
-            pools: Pools::new(pools),
-            pools6: Pools6::new(pools6),
+            pools,
+            pools6,
             ra,
             default_rate: (cfg.default_rate_up, cfg.default_rate_down),
             rng,
@@ -466,14 +617,67 @@ impl ControlPlane {
             tx: Vec::new(),
             radius_tx: Vec::new(),
             fib: Vec::new(),
-            setup_ms: Vec::new(),
+            setup_ms: VecDeque::new(),
+            timer_at: alloc::vec![u64::MAX; n as usize],
+            half_open: HalfOpen {
+                max: cfg.half_open_max,
+                per_mac: cfg.half_open_per_mac,
+                per_line: cfg.half_open_per_line,
+                timeout_ms: u64::from(cfg.half_open_timeout_s) * 1000,
+                ..HalfOpen::default()
+            },
             stats: ControlStats::default(),
         })
+    }
+
+    /// Capacities of every growable structure (see [`MemoryReport`]).
+    pub fn memory(&self) -> MemoryReport {
+        let (s6, u6, f6) = self.pools6.footprint();
+        MemoryReport {
+            slots: self.slots.capacity(),
+            free: self.free.capacity(),
+            by_key: self.by_key.capacity(),
+            by_host: self.by_host.capacity(),
+            timers: self.timers.capacity(),
+            half_open: self
+                .half_open
+                .by_mac
+                .capacity()
+                .max(self.half_open.by_line.capacity()),
+            setup_ms: self.setup_ms.capacity(),
+            statics4: self.pools.statics_capacity(),
+            pools6: s6.max(u6).max(f6),
+            queues: self
+                .tx
+                .capacity()
+                .max(self.fib.capacity())
+                .max(self.radius_tx.capacity()),
+        }
+    }
+
+    /// Half-open sessions now.
+    pub fn half_open_count(&self) -> u32 {
+        self.half_open.total
     }
 
     /// Add local users (e.g. from a user file).
     pub fn add_users(&mut self, users: &[crate::config::UserConfig]) -> Result<(), ConfigError> {
         for u in users {
+            if let Some(ip) = u.ip {
+                let a = u32::from(ip);
+                if !self.pools.assignable(a) || !self.pools.contains(a) {
+                    return Err(ConfigError(alloc::format!(
+                        "address {ip} of user {:?} is martian, ours or outside every pool",
+                        u.name
+                    )));
+                }
+            }
+            if self.users.contains_key(u.name.as_bytes()) {
+                return Err(ConfigError(alloc::format!(
+                    "duplicate user name {:?}",
+                    u.name
+                )));
+            }
             self.users.insert(
                 u.name.as_bytes().to_vec(),
                 LocalUser {
@@ -525,9 +729,10 @@ impl ControlPlane {
         core::mem::take(&mut self.fib)
     }
 
-    /// Take setup latencies (ms) of sessions that came up since the last call.
+    /// Take setup latencies (ms) of sessions that came up since the last call (the
+    /// latest [`SETUP_RING`] at most).
     pub fn take_setup_ms(&mut self) -> Vec<u64> {
-        core::mem::take(&mut self.setup_ms)
+        self.setup_ms.drain(..).collect()
     }
 
     fn frame(&self, key: &AccessKey, ethertype: u16, pppoe: &[u8]) -> Vec<u8> {
@@ -573,6 +778,14 @@ impl ControlPlane {
             mac: eth.src,
             vlans: eth.vlans,
         };
+        // RFC 2516 §5: discovery frames come to us or (PADI, §5.1) to broadcast;
+        // session frames to us. Frames for another host on a shared segment are not
+        // ours to answer.
+        let broadcast_ok = eth.ethertype == ETHERTYPE_PPPOE_DISC && eth.dst == [0xff; 6];
+        if eth.dst != self.our_mac && !broadcast_ok {
+            self.stats.not_for_us += 1;
+            return;
+        }
         match eth.ethertype {
             ETHERTYPE_PPPOE_DISC => self.discovery(&key, payload, now),
             ETHERTYPE_PPPOE_SESS => {
@@ -640,6 +853,11 @@ impl ControlPlane {
             }
             return;
         }
+        // Half-open limits: spoofed PADRs from random MACs on one line cannot crowd
+        // out the others (dropped without an answer, counted by limit).
+        if !self.half_open.admit(key, &mut self.stats) {
+            return;
+        }
         let Some(idx) = self.free.pop() else {
             self.stats.table_full += 1;
             let p = self.disc.padt(
@@ -675,7 +893,6 @@ impl ControlPlane {
             link: ppp,
             user: Vec::new(),
             ip: 0,
-            ip_from_pool: false,
             prefix6: 0,
             ipv6_up: false,
             next_ra: None,
@@ -692,9 +909,11 @@ impl ControlPlane {
             pending_creds: None,
             pads: Some(f),
             host_uniq: hu.clone(),
+            half_open: Some(now + self.half_open.timeout_ms),
         };
+        self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
-            *s = Some(e);
+            *s = Some(alloc::boxed::Box::new(e));
         }
         self.by_key.insert((*key, sid), idx);
         self.by_host.insert((*key, hu), idx);
@@ -722,19 +941,62 @@ impl ControlPlane {
             return;
         };
         let mut d = e.link.deadline();
+        // The half-open deadline does not run while AAA decides.
+        let half_open = e.half_open.filter(|_| e.link.phase != Phase::Aaa);
         for x in [
             e.next_interim,
             e.hard_deadline,
             e.idle.map(|i| i.1 + i.0),
             e.next_ra,
+            half_open,
         ]
         .into_iter()
         .flatten()
         {
             d = Some(d.map_or(x, |y: u64| y.min(x)));
         }
-        if let Some(d) = d {
-            self.timers.push(Reverse((d, idx)));
+        let Some(d) = d else {
+            return;
+        };
+        // One live entry per slot: a later deadline waits for the earlier entry to
+        // fire (poll_session schedules again); an earlier one supersedes it.
+        let Some(at) = self.timer_at.get_mut(idx as usize) else {
+            return;
+        };
+        if d >= *at {
+            return;
+        }
+        *at = d;
+        self.timers.push(Reverse((d, idx)));
+        if self.timers.len() > 2 * self.timer_at.len() + 64 {
+            let at = &self.timer_at;
+            self.timers
+                .retain(|Reverse((t, i))| at.get(*i as usize) == Some(t));
+        }
+    }
+
+    /// Track the half-open state from the link phase: the Network phase ends it; LCP
+    /// renegotiation (back to Establish) starts it again.
+    fn sync_half_open(&mut self, idx: u32, now: u64) {
+        let timeout = self.half_open.timeout_ms;
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let setup = matches!(
+            e.link.phase,
+            Phase::Establish | Phase::Authenticate | Phase::Aaa
+        );
+        let key = e.key;
+        match (e.half_open.is_some(), setup) {
+            (true, false) => {
+                e.half_open = None;
+                self.half_open.leave(&key);
+            }
+            (false, true) => {
+                e.half_open = Some(now + timeout);
+                self.half_open.enter(&key);
+            }
+            _ => {}
         }
     }
 
@@ -753,6 +1015,7 @@ impl ControlPlane {
                 }
             }
         }
+        self.sync_half_open(idx, now);
         self.schedule(idx);
     }
 
@@ -788,7 +1051,7 @@ impl ControlPlane {
         let prefix6 = core::mem::take(&mut e.prefix6);
         e.ipv6_up = false;
         e.next_ra = None;
-        let (ip, from_pool) = (e.ip, e.ip_from_pool);
+        let ip = e.ip;
         e.installed = false;
         e.acct_started = false;
         e.up_at = None;
@@ -796,7 +1059,7 @@ impl ControlPlane {
         e.hard_deadline = None;
         e.idle = None;
         e.ip = 0;
-        if ip != 0 && from_pool {
+        if ip != 0 {
             self.pools.free(ip);
         }
         if prefix6 != 0 {
@@ -807,25 +1070,25 @@ impl ControlPlane {
     /// The session's /64 at Access-Accept (only when IPv6CP is enabled):
     /// Framed-IPv6-Prefix if it is a /64 (taken from its pool when one holds it), else
     /// Framed-IPv6-Pool, else the default IPv6 pool; 0 when none is configured or the
-    /// pool is exhausted (the session is then IPv4-only).
-    fn alloc_prefix6(&mut self, reply: &Reply) -> u64 {
+    /// pool is exhausted (the session is then IPv4-only); `None` when the
+    /// Framed-IPv6-Prefix cannot be honoured (martian, ours, or held by another
+    /// session: the session is rejected, RFC 6929 §2.8).
+    fn alloc_prefix6(&mut self, reply: &Reply) -> Option<u64> {
         if !self.link.ipv6cp {
-            return 0;
+            return Some(0);
         }
         if let Some((p, 64)) = reply.ipv6_prefix() {
             let p = (p >> 64) as u64;
-            if p != 0 && self.pools6.take(p).is_ok() {
-                return p;
-            }
+            return self.pools6.take(p).ok().map(|_| p);
         }
         if self.pools6.is_empty() && reply.framed_ipv6_pool.is_none() {
-            return 0;
+            return Some(0);
         }
         match self.pools6.alloc(reply.framed_ipv6_pool.as_deref()) {
-            Ok(p) => p,
+            Ok(p) => Some(p),
             Err(_) => {
                 self.stats.pool6_exhausted += 1;
-                0
+                Some(0)
             }
         }
     }
@@ -1069,15 +1332,34 @@ impl ControlPlane {
     }
 
     fn accept(&mut self, idx: u32, reply: Reply, now: u64) {
-        // Address: Framed-IP-Address, else Framed-Pool, else the default pool.
-        let (ip, from_pool) = match reply.framed_ip {
-            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => {
-                (self.pools.take(ip).ok().map(|_| ip), true)
-            }
-            _ => (self.pools.alloc(reply.framed_pool.as_deref()).ok(), true),
+        // Only a session waiting for its verdict takes an address: a second accept
+        // (a late or duplicated answer) must not leak the first one.
+        if !matches!(self.slots.get(idx as usize), Some(Some(e)) if e.link.phase == Phase::Aaa) {
+            return;
+        }
+        // Address: Framed-IP-Address (0xFFFFFFFE/0xFFFFFFFF: the NAS chooses, RFC 2865
+        // §5.8), else Framed-Pool, else the default pool. A fixed address outside the
+        // pools is held in the in-use set too. One that cannot be honoured (martian,
+        // ours, held by another session) rejects the session (RFC 6929 §2.8).
+        let got = match reply.framed_ip {
+            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => self.pools.take(ip).map(|_| ip),
+            _ => self.pools.alloc(reply.framed_pool.as_deref()),
         };
-        let Some(ip) = ip else {
-            self.stats.pool_exhausted += 1;
+        let ip = match got {
+            Ok(ip) => ip,
+            Err(e) => {
+                match e {
+                    PoolError::Invalid => self.stats.framed_ip_invalid += 1,
+                    PoolError::InUse => self.stats.framed_ip_in_use += 1,
+                    PoolError::NoSuchPool | PoolError::Exhausted => self.stats.pool_exhausted += 1,
+                }
+                self.reject(idx, now);
+                return;
+            }
+        };
+        let Some(prefix6) = self.alloc_prefix6(&reply) else {
+            self.stats.framed_ipv6_refused += 1;
+            self.pools.free(ip);
             self.reject(idx, now);
             return;
         };
@@ -1088,7 +1370,6 @@ impl ControlPlane {
             (u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()),
             u64::from(ip) | 0x0200_0000_0000_0000,
         );
-        let prefix6 = self.alloc_prefix6(&reply);
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             self.pools.free(ip);
             self.pools6.free(prefix6);
@@ -1096,7 +1377,6 @@ impl ControlPlane {
         };
         e.prefix6 = prefix6;
         e.ip = ip;
-        e.ip_from_pool = from_pool;
         e.rate = reply.rate.unwrap_or(default_rate);
         let mut ev = Vec::new();
         e.link
@@ -1141,7 +1421,10 @@ impl ControlPlane {
         };
         self.counters.reset(idx);
         self.fib.push(upd);
-        self.setup_ms.push(setup);
+        if self.setup_ms.len() >= SETUP_RING {
+            self.setup_ms.pop_front();
+        }
+        self.setup_ms.push_back(setup);
         self.stats.sessions_up += 1;
         if acct {
             if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
@@ -1218,7 +1501,7 @@ impl ControlPlane {
                 ip: e.ip,
             });
         }
-        if e.ip != 0 && e.ip_from_pool {
+        if e.ip != 0 {
             self.pools.free(e.ip);
         }
         if e.prefix6 != 0 {
@@ -1229,6 +1512,12 @@ impl ControlPlane {
                 });
             }
             self.pools6.free(e.prefix6);
+        }
+        if e.half_open.is_some() {
+            self.half_open.leave(&e.key);
+        }
+        if let Some(at) = self.timer_at.get_mut(idx as usize) {
+            *at = u64::MAX;
         }
         self.by_key.remove(&(e.key, e.sid));
         if self.by_host.get(&(e.key, e.host_uniq.clone())) == Some(&idx) {
@@ -1260,6 +1549,12 @@ impl ControlPlane {
                 break;
             }
             self.timers.pop();
+            match self.timer_at.get_mut(idx as usize) {
+                // The slot's live entry: it fires; poll_session schedules the next.
+                Some(at) if *at == t => *at = u64::MAX,
+                // Superseded by an earlier entry, or the session is gone.
+                _ => continue,
+            }
             self.poll_session(idx, now);
         }
         self.poll_radius(now);
@@ -1272,6 +1567,13 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        if e.half_open.is_some_and(|d| d <= now) && e.link.phase != Phase::Aaa {
+            // Not in the Network phase in time (RFC 1661 §3.2): a stalled or spoofed
+            // setup gives its slot back.
+            self.stats.half_open_expired += 1;
+            self.terminate(idx, radius::terminate_cause::NAS_REQUEST, now);
+            return;
+        }
         if e.link.deadline().is_some_and(|d| d <= now) {
             let mut ev = Vec::new();
             e.link.poll(&link, &mut self.rng, now, &mut ev);
@@ -1572,13 +1874,13 @@ mod tests {
             users: alloc::vec![
                 UserConfig {
                     name: "alice".to_string(),
-                    password: "pw".to_string(),
+                    password: "pw".into(),
                     ip: None,
                     rate: Some("1M/5M".to_string())
                 },
                 UserConfig {
                     name: "bob".to_string(),
-                    password: "pw2".to_string(),
+                    password: "pw2".into(),
                     ip: Some(core::net::Ipv4Addr::new(100, 64, 9, 9)),
                     rate: None
                 },
@@ -1874,5 +2176,328 @@ mod tests {
         }
         assert_eq!(c.session_count(), 0);
         assert!(matches!(c.take_fib()[..], [FibUpdate::Remove { .. }]));
+    }
+
+    /// A subscriber at `mac` on line (port 0, `vlans`) sends PADI and, on the PADO,
+    /// a PADR; it never answers anything after that (a spoofed setup).
+    fn padr_only(c: &mut ControlPlane, mac: [u8; 6], vlans: Vlans, hu: &[u8], now: u64) {
+        let mut s = Subscriber::new(ClientParams {
+            mac,
+            vlans,
+            user: b"x".to_vec(),
+            password: b"y".to_vec(),
+            accept_auth: [Some(AuthProto::Pap), None],
+            service_name: Vec::new(),
+            host_uniq: Some(hu.to_vec()),
+            max_payload: None,
+            timers: Timers::default(),
+            ipv6cp: false,
+            magic: 1,
+            discovery_tries: 1,
+        });
+        let mut up = Vec::new();
+        s.start(now, &mut up);
+        for f in up.drain(..) {
+            c.input(0, &f, now);
+        }
+        for (_, f) in c.take_tx() {
+            s.input(&f, now, &mut up);
+        }
+        for f in up.drain(..) {
+            c.input(0, &f, now);
+        }
+        c.take_tx();
+    }
+
+    /// Issue 20 item 5: 376 spoofed PADRs filled a 256-slot table and real
+    /// subscribers got `table_full` for about 10 s.
+    #[test]
+    fn spoofed_padr_flood_does_not_lock_out_real_subscribers() {
+        let cfg = Config {
+            half_open_max: 128,
+            ..cfg_with_users(AuthProto::Pap)
+        };
+        let mut c = ControlPlane::new(
+            &cfg,
+            256,
+            SessionCounters::new(256),
+            Rng::from_seed([9; 32]),
+        )
+        .unwrap();
+        let mut rng = Rng::from_seed([4; 32]);
+        let line = Vlans { svlan: 7, cvlan: 7 };
+        for _ in 0..1000 {
+            let mut mac = [0u8; 6];
+            rng.fill(&mut mac);
+            mac[0] = (mac[0] & 0xfe) | 2;
+            padr_only(&mut c, mac, line, &mac, 0);
+        }
+        assert_eq!(c.half_open_count(), 32, "per-line limit");
+        assert!(c.stats.half_open_line >= 900, "{:?}", c.stats);
+        assert_eq!(c.stats.table_full, 0);
+        // A real subscriber on its own line comes up at once.
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(10, &mut up);
+        run(&mut c, &mut subs, 10, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        assert_eq!(
+            c.half_open_count(),
+            32,
+            "the real session is no longer half-open"
+        );
+        // Many MACs per line, many lines: the global limit holds.
+        for i in 0..400u32 {
+            let mac = [2, 1, 0, 0, (i >> 8) as u8, i as u8];
+            let vlans = Vlans {
+                svlan: 8,
+                cvlan: 1 + (i / 2) as u16,
+            };
+            padr_only(&mut c, mac, vlans, &mac, 20);
+        }
+        assert_eq!(c.half_open_count(), 128);
+        assert!(c.stats.half_open_global > 0);
+        // Per MAC: Host-Uniq varies, the MAC stays.
+        let mut c2 = cp(&cfg_with_users(AuthProto::Pap));
+        for i in 0..10u32 {
+            // Same MAC and line; a new Host-Uniq per attempt.
+            let (mac, line) = ([2, 0, 0, 0, 0, 3], Vlans { svlan: 1, cvlan: 2 });
+            padr_only(&mut c2, mac, line, &i.to_be_bytes(), u64::from(i) * 150);
+        }
+        assert_eq!(c2.half_open_count(), 4);
+        assert_eq!(c2.stats.half_open_mac, 6);
+        // Half-open sessions expire after half_open_timeout_s; the real one stays.
+        c.poll(5_100);
+        c.poll(5_200);
+        assert_eq!(c.half_open_count(), 0);
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.stats.half_open_expired, 128);
+    }
+
+    /// Issue 20 item 11: a PADI sent unicast to another MAC was answered.
+    #[test]
+    fn frames_for_another_mac_are_ignored() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        let mut s = sub(5, "alice", "pw", AuthProto::Pap);
+        let mut up = Vec::new();
+        s.start(0, &mut up);
+        let mut other = up[0].clone();
+        assert_eq!(&other[..6], &[0xff; 6], "a PADI is broadcast");
+        other[..6].copy_from_slice(&[2, 0x99, 0, 0, 0, 1]);
+        c.input(0, &other, 0);
+        assert!(c.take_tx().is_empty());
+        assert_eq!(c.stats.not_for_us, 1);
+        assert_eq!(c.discovery_stats().padi, 0);
+        // To our MAC or broadcast: answered.
+        c.input(0, &up[0], 0);
+        assert_eq!(c.take_tx().len(), 1);
+        let mut ours = up[0].clone();
+        ours[..6].copy_from_slice(&c.mac());
+        c.input(0, &ours, 0);
+        assert_eq!(c.take_tx().len(), 1);
+        // A session frame broadcast or to another host is not ours either.
+        run(&mut c, core::slice::from_mut(&mut s), 0, up);
+        assert_eq!(s.phase, ClientPhase::Up);
+        let mut echo = s.session_frame(&[0xc0, 0x21, 9, 1, 0, 8, 0, 0, 0, 1]);
+        echo[..6].copy_from_slice(&[0xff; 6]);
+        c.input(0, &echo, 1);
+        assert!(c.take_tx().is_empty());
+        assert_eq!(c.stats.not_for_us, 2);
+    }
+
+    /// Issue 20 item 2: two sessions both got 8.8.4.4 (a fixed address outside every
+    /// pool), and 0.0.0.0 or the BNG's own gateway were accepted.
+    #[test]
+    fn fixed_address_held_once_and_martians_reject_the_session() {
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        for (name, ip) in [("carol", 0x0808_0404), ("zero", 0), ("gw", 0x6440_0001)] {
+            c.users.insert(
+                name.as_bytes().to_vec(),
+                LocalUser {
+                    password: b"pw".to_vec(),
+                    ip: Some(ip),
+                    rate: None,
+                },
+            );
+        }
+        let mut subs = alloc::vec![
+            sub(1, "carol", "pw", AuthProto::Pap),
+            sub(2, "carol", "pw", AuthProto::Pap),
+            sub(3, "zero", "pw", AuthProto::Pap),
+            sub(4, "gw", "pw", AuthProto::Pap),
+        ];
+        let mut up = Vec::new();
+        for s in subs.iter_mut() {
+            s.start(0, &mut up);
+        }
+        run(&mut c, &mut subs, 0, up);
+        let up_ips: Vec<u32> = subs
+            .iter()
+            .filter(|s| s.phase == ClientPhase::Up)
+            .map(|s| s.ip)
+            .collect();
+        assert_eq!(
+            up_ips,
+            [0x0808_0404],
+            "8.8.4.4 once; 0.0.0.0 and the gateway never"
+        );
+        assert_eq!(c.stats.framed_ip_in_use, 1);
+        assert_eq!(c.stats.framed_ip_invalid, 2);
+        // Hang up: the address is free for the next session.
+        let mut up = Vec::new();
+        subs[0].terminate(&mut up);
+        run(&mut c, &mut subs, 10, up);
+        let mut again = alloc::vec![sub(9, "carol", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        again[0].start(20, &mut up);
+        run(&mut c, &mut again, 20, up);
+        assert_eq!(again[0].phase, ClientPhase::Up);
+        assert_eq!(again[0].ip, 0x0808_0404);
+    }
+
+    /// Issue 20 item 10: memory grew under session churn (`setup_ms` only drained by
+    /// the fuzz harness; superseded timer entries piled up in the heap).
+    #[test]
+    fn memory_stays_bounded_under_churn() {
+        let slots = 64;
+        let mut c = ControlPlane::new(
+            &cfg_with_users(AuthProto::Pap),
+            slots,
+            SessionCounters::new(slots as usize),
+            Rng::from_seed([5; 32]),
+        )
+        .unwrap();
+        let mut now = 0;
+        let cycle = |c: &mut ControlPlane, i: u32, now: &mut u64| {
+            let mut subs = alloc::vec![sub(i, "alice", "pw", AuthProto::Pap)];
+            let mut up = Vec::new();
+            subs[0].start(*now, &mut up);
+            run(c, &mut subs, *now, up);
+            assert_eq!(subs[0].phase, ClientPhase::Up, "cycle {i}");
+            *now += 5;
+            let mut up = Vec::new();
+            subs[0].terminate(&mut up);
+            run(c, &mut subs, *now, up);
+            *now += 5;
+            c.take_fib();
+        };
+        for i in 0..300 {
+            cycle(&mut c, i, &mut now);
+        }
+        let warm = c.memory();
+        for i in 300..3000 {
+            cycle(&mut c, i, &mut now);
+        }
+        let m = c.memory();
+        assert_eq!(c.session_count(), 0);
+        assert!(m.timers <= 4 * slots as usize + 128, "{m:?}");
+        assert!(m.setup_ms <= SETUP_RING.next_power_of_two(), "{m:?}");
+        for (what, a, b) in [
+            ("slots", warm.slots, m.slots),
+            ("free", warm.free, m.free),
+            ("by_key", warm.by_key, m.by_key),
+            ("by_host", warm.by_host, m.by_host),
+            ("half_open", warm.half_open, m.half_open),
+            ("statics4", warm.statics4, m.statics4),
+            ("pools6", warm.pools6, m.pools6),
+        ] {
+            assert_eq!(a, b, "{what} grew under churn: {warm:?} -> {m:?}");
+        }
+        assert!(m.largest() <= SETUP_RING.next_power_of_two(), "{m:?}");
+        assert_eq!(c.take_setup_ms().len(), SETUP_RING);
+    }
+
+    /// Issue 20 item 6: passwords (the CHAP secrets) appeared in `Debug` output.
+    #[test]
+    fn debug_output_redacts_passwords() {
+        let cfg = cfg_with_users(AuthProto::Pap);
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "s3cr3t-pw", AuthProto::Pap)];
+        c.users.insert(
+            b"alice".to_vec(),
+            LocalUser {
+                password: b"s3cr3t-pw".to_vec(),
+                ip: None,
+                rate: None,
+            },
+        );
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let creds = crate::auth::Credentials::Pap {
+            user: b"alice".to_vec(),
+            password: b"s3cr3t-pw".to_vec(),
+        };
+        for text in [
+            alloc::format!("{cfg:?}"),
+            alloc::format!("{c:?}"),
+            alloc::format!("{creds:?}"),
+            alloc::format!("{:?}", subs[0]),
+        ] {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(!text.contains("\"pw\""), "{text}");
+            assert!(!text.contains("[115, 51, 99"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+    }
+
+    /// Issue 20 item 7: `max_sessions` 0 was accepted and 2^32 - 1 tried to allocate
+    /// 137 GB.
+    #[test]
+    fn max_sessions_outside_its_limit_is_refused() {
+        let cfg = Config::default();
+        for n in [0, crate::config::MAX_SESSIONS + 1, u32::MAX] {
+            let e = ControlPlane::new(&cfg, n, SessionCounters::new(1), Rng::from_seed([1; 32]))
+                .unwrap_err();
+            assert!(e.0.contains("max sessions"), "{e}");
+        }
+    }
+
+    /// The half-open timeout does not cut a session short while AAA decides (the
+    /// RADIUS client bounds that with its own timeouts); a stalled LCP is cut.
+    #[test]
+    fn half_open_timeout_spares_sessions_waiting_for_aaa() {
+        let cfg = Config {
+            radius: Some(crate::config::RadiusConfig {
+                auth: alloc::vec![crate::config::ServerConfig {
+                    addr: "127.0.0.1:1812".to_string(),
+                    secret: "s".to_string(),
+                }],
+                timeout_ms: 4000,
+                tries: 2,
+                ..Default::default()
+            }),
+            ..cfg_with_users(AuthProto::Pap)
+        };
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        assert_eq!(c.sessions()[0].phase, "aaa");
+        assert_eq!(c.half_open_count(), 1);
+        // No RADIUS answer: past half_open_timeout_s the session is still there.
+        for t in [5_000, 6_000, 7_000] {
+            c.poll(t);
+        }
+        assert_eq!(c.session_count(), 1);
+        assert_eq!(c.stats.half_open_expired, 0);
+        // The RADIUS client gives up: rejected, slot and half-open count returned.
+        for t in (8_000..=30_000).step_by(1000) {
+            c.poll(t);
+        }
+        assert_eq!(c.stats.aaa_timeout, 1);
+        assert_eq!(c.session_count(), 0);
+        assert_eq!(c.half_open_count(), 0);
+        // A subscriber that stalls in LCP is cut at half_open_timeout_s.
+        let mut c = cp(&cfg_with_users(AuthProto::Pap));
+        padr_only(&mut c, [2, 0, 0, 0, 0, 9], Vlans::default(), b"h", 0);
+        assert_eq!(c.session_count(), 1);
+        c.poll(4_999);
+        assert_eq!(c.session_count(), 1);
+        c.poll(5_000);
+        assert_eq!(c.session_count(), 0);
+        assert_eq!(c.stats.half_open_expired, 1);
     }
 }

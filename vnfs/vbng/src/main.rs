@@ -4,7 +4,12 @@
 //! `GET /metrics` (Prometheus; `GET /metrics?sessions` adds per-session series) and
 //! `GET /sessions`; `vbng show sessions --connect
 //! ADDR` prints the session table of a running instance; `vbng check -c FILE`
-//! validates a config.
+//! validates a config (exit status 1 with a one-line reason when it is refused).
+//!
+//! Limits: `--max-sessions` 1 to 1048576 (`vbng::config::MAX_SESSIONS`; the tables
+//! for every slot are allocated at start); the config's own limits are listed in the
+//! README and enforced by `Config::validate`. A relative `user_file` is read from the
+//! config file's directory.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -14,9 +19,13 @@ use dataplane::port::Port;
 use dataplane::stage::Pipeline;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vbng::config::{parse_mac, parse_prefix4, parse_sockaddr, parse_user_file, Config};
+use vbng::config::{
+    parse_mac, parse_prefix4, parse_sockaddr, parse_user_file, Config, MAX_SESSIONS,
+};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::corelink::CoreLink;
 use vbng::fastpath::{update_queue, FastPath, FastPathConfig, FastPathStats, LocalConfig};
@@ -43,8 +52,10 @@ enum Cmd {
         /// Core port spec (overrides `ports.core`).
         #[arg(long)]
         core: Option<String>,
-        /// Session slots.
-        #[arg(long, default_value_t = 131_072)]
+        /// Session slots, 1 to 1048576 (tables for every slot are allocated at start,
+        /// about 300 bytes each).
+        #[arg(long, default_value_t = 131_072,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SESSIONS)))]
         max_sessions: u32,
         /// HTTP listen address for /metrics and /sessions (overrides `listen`).
         #[arg(long)]
@@ -53,7 +64,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         duration: u64,
     },
-    /// Validate a config file.
+    /// Validate a config file and its user file (limits: see the README); exits 1
+    /// with a one-line reason when refused.
     Check {
         /// Config file (TOML).
         #[arg(short, long)]
@@ -69,13 +81,22 @@ enum Cmd {
     },
 }
 
+/// Read and validate a config; a relative `user_file` is found next to the config.
 fn load(path: &str) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let mut cfg = Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
     if let Some(f) = cfg.user_file.clone() {
-        let t = std::fs::read_to_string(&f).with_context(|| format!("reading user file {f}"))?;
+        let f = match Path::new(path).parent() {
+            Some(dir) if Path::new(&f).is_relative() => dir.join(&f),
+            _ => f.into(),
+        };
+        let shown = f.display();
+        let t = std::fs::read_to_string(&f).with_context(|| format!("reading {shown}"))?;
         cfg.users
-            .extend(parse_user_file(&t).map_err(|e| anyhow::anyhow!("{f}: {e}"))?);
+            .extend(parse_user_file(&t).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?);
+        // The file's users meet the same rules (unique names, addresses in a pool).
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{path} with {shown}: {e}"))?;
     }
     Ok(cfg)
 }
@@ -308,7 +329,18 @@ fn run(
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason chain joined by ": ".
+            eprintln!("vbng: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Run {
             config,

@@ -17,6 +17,12 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         &[],
         cp.session_count() as f64,
     );
+    p.gauge(
+        "vbng_sessions_half_open",
+        "Sessions past PADS and not yet in the PPP Network phase",
+        &[],
+        f64::from(cp.half_open_count()),
+    );
     for (name, v) in [
         ("created", s.sessions_created),
         ("up", s.sessions_up),
@@ -46,6 +52,14 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         ("no_session", s.no_session),
         ("pool_exhausted", s.pool_exhausted),
         ("table_full", s.table_full),
+        ("not_for_us", s.not_for_us),
+        ("half_open_mac", s.half_open_mac),
+        ("half_open_line", s.half_open_line),
+        ("half_open_global", s.half_open_global),
+        ("half_open_expired", s.half_open_expired),
+        ("framed_ip_invalid", s.framed_ip_invalid),
+        ("framed_ip_in_use", s.framed_ip_in_use),
+        ("framed_ipv6_refused", s.framed_ipv6_refused),
     ] {
         p.counter(
             "vbng_control_drops_total",

@@ -3,13 +3,35 @@
 //! (e.g. `2001:db8:100::/40` holds 2^24 /64s); RADIUS Framed-IPv6-Pool (RFC 3162 §2.4)
 //! selects one by name and Framed-IPv6-Prefix (RFC 3162 §2.3) overrides.
 //!
-//! Prefixes are handled as their upper 64 bits (`u64`). Allocation is O(1) amortised
-//! and memory is O(prefixes in use), whatever the pool size: a never-used watermark,
-//! a stack of returned prefixes and a set of those in use.
+//! Prefixes are handled as their upper 64 bits (`u64`). Allocation is O(log n) and
+//! memory is O(prefixes in use), whatever the pool size: a never-used watermark, the
+//! returned prefixes below it (an ordered set, so a prefix taken again by
+//! Framed-IPv6-Prefix leaves no stale entry behind) and a set of those in use.
+//!
+//! No /64 is held by two sessions: pools may not overlap, and a Framed-IPv6-Prefix
+//! outside every pool is tracked in a set of its own. Martian /64s can neither be in a
+//! pool nor be taken: `::/64` (unspecified, loopback, IPv4-mapped; RFC 4291 §2.5),
+//! link-local `fe80::/10` (§2.5.6), multicast `ff00::/8` (§2.7), and the /64s of the
+//! BNG's own core addresses.
 
+use crate::config::ConfigError;
+use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 use hashbrown::HashSet;
+
+/// Whether the /64 `p` (upper 64 bits) may never be a subscriber's: `::/64`,
+/// `fe80::/10` or `ff00::/8`.
+pub fn is_martian64(p: u64) -> bool {
+    p == 0 || p >> 56 == 0xff || p >> 54 == 0xfe80 >> 6
+}
+
+/// The martian /64 ranges (inclusive, upper 64 bits).
+const MARTIAN64: [(u64, u64); 3] = [
+    (0, 0),
+    (0xfe80 << 48, (0xfec0 << 48) - 1),
+    (0xff00 << 48, u64::MAX),
+];
 
 pub use crate::pool::PoolError;
 
@@ -24,7 +46,7 @@ pub struct Pool6 {
     size: u64,
     /// /64 indexes below this one have been handed out at least once.
     watermark: u64,
-    freed: Vec<u64>,
+    freed: BTreeSet<u64>,
     used: HashSet<u64>,
 }
 
@@ -61,7 +83,7 @@ impl Pool6 {
             base: base & mask,
             size,
             watermark: 0,
-            freed: Vec::new(),
+            freed: BTreeSet::new(),
             used: HashSet::new(),
         }
     }
@@ -89,13 +111,9 @@ impl Pool6 {
     /// Allocate a free /64 (its upper 64 bits). Never hands out the all-zero subnet of
     /// a pool based at `::` (0 means "no prefix" elsewhere).
     pub fn alloc(&mut self) -> Result<u64, PoolError> {
-        while let Some(i) = self.freed.pop() {
-            // A returned prefix may since have been taken again (by `take` or the
-            // watermark): skip stale entries.
-            if !self.used.contains(&i) {
-                self.used.insert(i);
-                return Ok(self.base.wrapping_add(i));
-            }
+        if let Some(i) = self.freed.pop_first() {
+            self.used.insert(i);
+            return Ok(self.base.wrapping_add(i));
         }
         while self.watermark < self.size {
             let i = self.watermark;
@@ -115,29 +133,107 @@ impl Pool6 {
         if !self.used.insert(i) {
             return Err(PoolError::InUse);
         }
+        self.freed.remove(&i);
         Ok(())
+    }
+
+    /// Inclusive range of the /64s (upper 64 bits) this pool covers.
+    pub fn range(&self) -> (u64, u64) {
+        (
+            self.base,
+            self.base.wrapping_add(self.size.saturating_sub(1)),
+        )
+    }
+
+    /// (in-use set capacity, returned-prefix count): what the pool's memory grows with.
+    pub fn footprint(&self) -> (usize, usize) {
+        (self.used.capacity(), self.freed.len())
     }
 
     /// Return a /64; prefixes outside the pool or already free are ignored.
     pub fn free(&mut self, p: u64) {
         if let Some(i) = self.index_of(p) {
-            if self.used.remove(&i) {
-                self.freed.push(i);
+            // Above the watermark a prefix comes round again by itself.
+            if self.used.remove(&i) && i < self.watermark {
+                self.freed.insert(i);
             }
         }
     }
 }
 
-/// All IPv6 pools, the first being the default.
+/// All IPv6 pools (the first being the default) and the fixed /64s held outside them.
 #[derive(Debug, Clone, Default)]
 pub struct Pools6 {
     pools: Vec<Pool6>,
+    /// /64s of the BNG's own addresses.
+    reserved: Vec<u64>,
+    /// Fixed /64s in use outside every pool.
+    statics: HashSet<u64>,
 }
 
 impl Pools6 {
-    /// From a list of pools (the first is the default).
-    pub fn new(pools: Vec<Pool6>) -> Pools6 {
-        Pools6 { pools }
+    /// From a list of pools (the first is the default) and the /64s of the BNG's own
+    /// addresses. Refused: duplicate names, overlapping pools, pools holding martian or
+    /// reserved /64s.
+    pub fn new(pools: Vec<Pool6>, reserved: &[u64]) -> Result<Pools6, ConfigError> {
+        for (i, p) in pools.iter().enumerate() {
+            let (lo, hi) = p.range();
+            if pools.iter().take(i).any(|q| q.name == p.name) {
+                return Err(ConfigError(alloc::format!(
+                    "duplicate IPv6 pool name {:?}",
+                    p.name
+                )));
+            }
+            if let Some(q) = pools.iter().take(i).find(|q| {
+                let (a, b) = q.range();
+                a <= hi && lo <= b
+            }) {
+                return Err(ConfigError(alloc::format!(
+                    "IPv6 pools {:?} and {:?} overlap",
+                    q.name,
+                    p.name
+                )));
+            }
+            if MARTIAN64.iter().any(|&(a, b)| a <= hi && lo <= b) {
+                return Err(ConfigError(alloc::format!(
+                    "IPv6 pool {:?} holds martian prefixes (::/64, fe80::/10, ff00::/8)",
+                    p.name
+                )));
+            }
+            if let Some(r) = reserved.iter().find(|r| p.contains(**r)) {
+                return Err(ConfigError(alloc::format!(
+                    "IPv6 pool {:?} holds the BNG's own prefix {}",
+                    p.name,
+                    fmt_prefix64(*r)
+                )));
+            }
+        }
+        Ok(Pools6 {
+            pools,
+            reserved: reserved.to_vec(),
+            statics: HashSet::new(),
+        })
+    }
+
+    /// Whether the /64 `p` may be given to a subscriber (not martian, not ours).
+    pub fn assignable(&self, p: u64) -> bool {
+        !is_martian64(p) && !self.reserved.contains(&p)
+    }
+
+    /// Fixed /64s in use outside every pool.
+    pub fn statics_in_use(&self) -> usize {
+        self.statics.len()
+    }
+
+    /// Capacities of the fixed set and of every pool's in-use set, and the returned
+    /// prefixes kept (for memory reports).
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        self.pools
+            .iter()
+            .fold((self.statics.capacity(), 0, 0), |(s, u, f), p| {
+                let (pu, pf) = p.footprint();
+                (s, u + pu, f + pf)
+            })
     }
 
     /// Whether any pool is configured.
@@ -158,19 +254,27 @@ impl Pools6 {
         p.alloc()
     }
 
-    /// Reserve a specific /64: in its pool if one holds it; prefixes outside every
-    /// pool are accepted as static (not tracked).
+    /// Reserve a specific /64: in its pool if one holds it, else in the set of fixed
+    /// prefixes. Martian and reserved /64s are [`PoolError::Invalid`]; a /64 already
+    /// held is [`PoolError::InUse`].
     pub fn take(&mut self, p: u64) -> Result<(), PoolError> {
+        if !self.assignable(p) {
+            return Err(PoolError::Invalid);
+        }
         match self.pools.iter_mut().find(|x| x.contains(p)) {
             Some(x) => x.take(p),
-            None => Ok(()),
+            None if self.statics.insert(p) => Ok(()),
+            None => Err(PoolError::InUse),
         }
     }
 
-    /// Return a /64 to whichever pool holds it.
+    /// Return a /64 to whichever pool (or the fixed set) holds it.
     pub fn free(&mut self, p: u64) {
-        if let Some(x) = self.pools.iter_mut().find(|x| x.contains(p)) {
-            x.free(p);
+        match self.pools.iter_mut().find(|x| x.contains(p)) {
+            Some(x) => x.free(p),
+            None => {
+                self.statics.remove(&p);
+            }
         }
     }
 
@@ -246,18 +350,87 @@ mod tests {
 
     #[test]
     fn named_pools() {
-        let mut ps = Pools6::new(alloc::vec![
-            Pool6::new("default", 0x2001_0db8_0100_0000, 40),
-            Pool6::new("gold", 0x2001_0db8_0200_0000, 63),
-        ]);
+        let mut ps = Pools6::new(
+            alloc::vec![
+                Pool6::new("default", 0x2001_0db8_0100_0000, 40),
+                Pool6::new("gold", 0x2001_0db8_0200_0000, 63),
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(ps.alloc(Some("gold")), Ok(0x2001_0db8_0200_0000));
         assert_eq!(ps.alloc(Some("nope")), Err(PoolError::NoSuchPool));
         assert_eq!(ps.alloc(None), Ok(0x2001_0db8_0100_0000));
         assert_eq!(ps.take(0x2001_0db8_0200_0001), Ok(()));
         assert_eq!(ps.alloc(Some("gold")), Err(PoolError::Exhausted));
         assert_eq!(ps.take(0x3fff_0000_0000_0001), Ok(()));
+        assert_eq!(ps.take(0x3fff_0000_0000_0001), Err(PoolError::InUse));
         ps.free(0x2001_0db8_0200_0001);
         assert_eq!(ps.alloc(Some("gold")), Ok(0x2001_0db8_0200_0001));
         assert!(!ps.is_empty());
+    }
+
+    /// Issue 20 item 2 (IPv6): a Framed-IPv6-Prefix outside every pool was not
+    /// tracked, martian prefixes were accepted, and overlapping pools were not refused.
+    #[test]
+    fn fixed_prefixes_tracked_martians_and_overlaps_refused() {
+        let ours = 0x2001_0db8_ffff_0000;
+        let mut ps = Pools6::new(
+            alloc::vec![Pool6::new("v6", 0x2001_0db8_0100_0000, 48)],
+            &[ours],
+        )
+        .unwrap();
+        let outside = 0x2001_0db8_0900_0001;
+        assert_eq!(ps.take(outside), Ok(()));
+        assert_eq!(ps.take(outside), Err(PoolError::InUse));
+        ps.free(outside);
+        assert_eq!(ps.take(outside), Ok(()));
+        assert_eq!(ps.statics_in_use(), 1);
+        for bad in [0, 0xfe80 << 48, 0xfebf_ffff_ffff_ffff, 0xff02 << 48, ours] {
+            assert_eq!(ps.take(bad), Err(PoolError::Invalid), "{bad:x}");
+        }
+        let p = |n: &str, s: &str| {
+            let (b, l) = parse_prefix6(s).unwrap();
+            Pool6::new(n, b, l)
+        };
+        assert!(Pools6::new(
+            alloc::vec![p("a", "2001:db8::/48"), p("b", "2001:db8::/56")],
+            &[]
+        )
+        .is_err());
+        assert!(Pools6::new(
+            alloc::vec![p("a", "2001:db8::/48"), p("a", "2001:db9::/48")],
+            &[]
+        )
+        .is_err());
+        assert!(Pools6::new(alloc::vec![p("all", "::/0")], &[]).is_err());
+        assert!(Pools6::new(alloc::vec![p("ll", "fe80::/64")], &[]).is_err());
+        assert!(Pools6::new(alloc::vec![p("mc", "ff00::/8")], &[]).is_err());
+        assert!(Pools6::new(alloc::vec![p("zero", "::/63")], &[]).is_err());
+        assert!(Pools6::new(alloc::vec![p("own", "2001:db8:ffff::/48")], &[ours]).is_err());
+        assert!(Pools6::new(
+            alloc::vec![p("a", "2001:db8::/48"), p("b", "2001:db8:1::/48")],
+            &[]
+        )
+        .is_ok());
+    }
+
+    /// Issue 20 item 10: a prefix taken by Framed-IPv6-Prefix and freed again, over
+    /// and over, piled up duplicate entries in the free list.
+    #[test]
+    fn take_free_churn_keeps_memory_bounded() {
+        let mut p = Pool6::new("v6", 0x2001_0db8_0000_0000, 48);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        p.free(a);
+        for _ in 0..10_000 {
+            p.take(a).unwrap();
+            p.free(a);
+            p.take(0x2001_0db8_0000_9999).unwrap();
+            p.free(0x2001_0db8_0000_9999);
+        }
+        assert!(p.footprint().1 <= 2, "{:?}", p.footprint());
+        assert_eq!(p.alloc(), Ok(a));
+        assert_ne!(p.alloc(), Ok(b));
     }
 }

@@ -117,7 +117,7 @@ fn subscribers_in_a_namespace_lab() {
         ));
     }
     let cfg = format!(
-        "name = \"vbng\"\nmac = \"02:00:00:00:b0:01\"\nauth = \"chap\"\nauth_fallback = \"pap\"\nkeepalive_interval_s = 5\nrestart_ms = 1000\npadi_per_mac = 5\n[[pools]]\nname = \"default\"\nranges = [\"100.64.0.0/16\"]\n{users}"
+        "name = \"vbng\"\nmac = \"02:00:00:00:b0:01\"\nauth = \"chap\"\nauth_fallback = \"pap\"\nkeepalive_interval_s = 5\nrestart_ms = 1000\npadi_per_mac = 5\n[[pools]]\nname = \"default\"\nranges = [\"100.64.0.2-100.64.255.254\"]\n{users}"
     );
     let cfg_path = dir.join("vbng.toml");
     std::fs::write(&cfg_path, cfg).expect("config");

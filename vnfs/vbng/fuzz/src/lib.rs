@@ -94,7 +94,7 @@ fn base_config(auth: AuthProto) -> Config {
         // A small pool: the default one (a /14) costs more to build than a fuzz run.
         pools: vec![PoolConfig {
             name: "default".into(),
-            ranges: vec!["100.64.0.0/27".into()],
+            ranges: vec!["100.64.0.2-100.64.0.31".into()],
         }],
         // Dual stack: sessions get a /64, so RS/NS inside a live session reach the
         // RA/NA code (RFC 4861) and the client's SLAAC.

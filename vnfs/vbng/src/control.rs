@@ -15,6 +15,13 @@
 //! Solicitations for that link-local address are answered (§7.2.4). The prefix is in
 //! every Accounting-Request as Framed-IPv6-Prefix (RFC 3162 §3).
 //!
+//! Accounting records go to the RADIUS client's durable queue ([`crate::radius`]):
+//! retried with back-off and failover until acknowledged (RFC 2866 §2), with the
+//! current Acct-Delay-Time (§5.2), optionally journaled by the `std` side
+//! ([`ControlPlane::take_acct_journal`], [`ControlPlane::restore_acct`]); a Stop does not
+//! need its session any more. Records refused (queue full) or given up (age policy)
+//! are counted and reported as [`ControlPlane::take_notices`] lines naming the session.
+//!
 //! Time is passed in (ms). Timers are kept in a heap so `poll` costs O(due · log n),
 //! not O(sessions).
 
@@ -295,7 +302,7 @@ pub struct ControlPlane {
     acct_enabled: bool,
     local_fallback: bool,
     interim_ms: u64,
-    dynauth_secret: Vec<u8>,
+    dynauth_secret: radius::Key,
     users: BTreeMap<Vec<u8>, LocalUser>,
     pools: Pools,
     pools6: Pools6,
@@ -307,6 +314,7 @@ pub struct ControlPlane {
     nas_id: String,
     tx: Vec<(u16, Vec<u8>)>,
     radius_tx: Vec<Transmit>,
+    notices: Vec<String>,
     fib: Vec<FibUpdate>,
     setup_ms: Vec<u64>,
     /// Counters.
@@ -418,6 +426,11 @@ impl ControlPlane {
                     acct: conv(&r.acct)?,
                     timeout_ms: r.timeout_ms,
                     tries: r.tries,
+                    require_message_authenticator: r.require_message_authenticator,
+                    acct_queue_limit: r.acct_queue_limit as usize,
+                    acct_max_age_ms: u64::from(r.acct_max_age_s) * 1000,
+                    acct_retry_max_ms: u64::from(r.acct_retry_max_s) * 1000,
+                    acct_journal: r.acct_journal.is_some(),
                     ..ClientConfig::default()
                 };
                 let acct = !cc.acct.is_empty();
@@ -430,12 +443,12 @@ impl ControlPlane {
                     Some(Client::new(cc, sub)),
                     acct,
                     u64::from(r.interim_s) * 1000,
-                    r.coa_secret.as_bytes().to_vec(),
+                    radius::Key(r.coa_secret.as_bytes().to_vec()),
                     u32::from(r.nas_ip),
                     r.local_fallback,
                 )
             }
-            None => (None, false, 0, Vec::new(), 0x7f00_0001, false),
+            None => (None, false, 0, radius::Key::default(), 0x7f00_0001, false),
         };
         let n = max_sessions.min(counters.capacity() as u32);
         Ok(ControlPlane {
@@ -465,6 +478,7 @@ impl ControlPlane {
             nas_id: cfg.name.clone(),
             tx: Vec::new(),
             radius_tx: Vec::new(),
+            notices: Vec::new(),
             fib: Vec::new(),
             setup_ms: Vec::new(),
             stats: ControlStats::default(),
@@ -1178,10 +1192,9 @@ impl ControlPlane {
             _ => None,
         };
         let req = radius::accounting_request_v6(&line, status, &rec, prefix6);
-        // Accounting responses are matched by tag only for counting; the session may be gone.
-        let tag = u64::MAX;
+        // The record carries all it needs: its retries do not look at the session.
         if let Some(r) = self.radius.as_mut() {
-            r.submit(tag, req, now);
+            r.submit_acct(req, now);
         }
     }
 
@@ -1363,6 +1376,35 @@ impl ControlPlane {
                     self.stats.aaa_timeout += 1;
                     self.aaa_timeout(idx, now);
                 }
+                Event::AcctDropped {
+                    reason,
+                    session_id,
+                    user,
+                    status,
+                    age_ms,
+                } => {
+                    let what = match status {
+                        1 => "Start",
+                        2 => "Stop",
+                        3 => "Interim-Update",
+                        _ => "record",
+                    };
+                    let why = match reason {
+                        radius::AcctDrop::QueueFull => alloc::format!(
+                            "accounting queue full ({} records, radius.acct_queue_limit)",
+                            self.radius.as_ref().map_or(0, |r| r.acct_outstanding())
+                        ),
+                        radius::AcctDrop::MaxAge => alloc::format!(
+                            "not acknowledged after {} s (radius.acct_max_age_s)",
+                            age_ms / 1000
+                        ),
+                        radius::AcctDrop::Unencodable => String::from("too large to encode"),
+                    };
+                    self.notices.push(alloc::format!(
+                        "accounting {what} dropped: {why}: Acct-Session-Id {session_id:?} User-Name {:?}",
+                        String::from_utf8_lossy(&user)
+                    ));
+                }
             }
         }
     }
@@ -1381,6 +1423,31 @@ impl ControlPlane {
     /// Datagrams the RADIUS client wants sent.
     pub fn take_radius_tx(&mut self) -> Vec<Transmit> {
         core::mem::take(&mut self.radius_tx)
+    }
+
+    /// Log lines (accounting records refused or given up, naming the session).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.notices)
+    }
+
+    /// Accounting journal operations to write before the datagrams of
+    /// [`ControlPlane::take_radius_tx`] go out (only with `radius.acct_journal`).
+    pub fn take_acct_journal(&mut self) -> Vec<radius::JournalOp> {
+        self.radius
+            .as_mut()
+            .map(|r| r.take_journal())
+            .unwrap_or_default()
+    }
+
+    /// Queue accounting records read back from the journal after a restart: `(id,
+    /// age ms, request)`.
+    pub fn restore_acct(&mut self, records: Vec<(u64, u64, radius::Request)>, now: u64) {
+        if let Some(r) = self.radius.as_mut() {
+            for (id, age, req) in records {
+                r.restore_acct(id, age, req, now);
+            }
+        }
+        self.poll_radius(now);
     }
 
     /// A datagram for the RADIUS client.
@@ -1431,26 +1498,31 @@ impl ControlPlane {
     /// A Disconnect-/CoA-Request datagram (RFC 5176). Returns the response to send, or
     /// `None` if the request is dropped (bad authenticator).
     pub fn dynauth(&mut self, bytes: &[u8], now: u64) -> Option<Vec<u8>> {
-        let Some(d) = DynAuth::parse(bytes, &self.dynauth_secret) else {
+        if self.dynauth_secret.0.is_empty() {
+            // Never answer with an empty secret (config validation refuses it too).
+            self.stats.dynauth_rejected += 1;
+            return None;
+        }
+        let Some(d) = DynAuth::parse(bytes, &self.dynauth_secret.0) else {
             self.stats.dynauth_rejected += 1;
             return None;
         };
         let Some(idx) = self.find(&d) else {
             self.stats.dynauth_rejected += 1;
             return Some(d.respond(
-                &self.dynauth_secret,
+                &self.dynauth_secret.0,
                 Some(radius::error_cause::SESSION_NOT_FOUND),
             ));
         };
         if d.disconnect {
             self.stats.disconnect += 1;
             self.terminate(idx, radius::terminate_cause::ADMIN_RESET, now);
-            return Some(d.respond(&self.dynauth_secret, None));
+            return Some(d.respond(&self.dynauth_secret.0, None));
         }
         let Some(rate) = d.reply.rate else {
             self.stats.dynauth_rejected += 1;
             return Some(d.respond(
-                &self.dynauth_secret,
+                &self.dynauth_secret.0,
                 Some(radius::error_cause::UNSUPPORTED_SERVICE),
             ));
         };
@@ -1465,7 +1537,7 @@ impl ControlPlane {
             }
         }
         self.schedule(idx);
-        Some(d.respond(&self.dynauth_secret, None))
+        Some(d.respond(&self.dynauth_secret.0, None))
     }
 
     /// All sessions.

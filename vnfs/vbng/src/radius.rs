@@ -5,23 +5,79 @@
 //! a retransmission keeps Identifier and Authenticator), and the dynamic authorization
 //! server side (RFC 5176: Disconnect-Request and CoA-Request → ACK/NAK).
 //!
+//! Replies to Access-Requests must carry a valid Message-Authenticator (RFC 3579 §3.2;
+//! the BlastRADIUS mitigation, CVE-2024-3596) unless
+//! [`ClientConfig::require_message_authenticator`] is off: replies without one or with
+//! a bad one are dropped and counted.
+//!
+//! Accounting is not given up when the servers do not answer (RFC 2866 §2: the client
+//! keeps trying). Every record is kept in a bounded queue
+//! ([`ClientConfig::acct_queue_limit`]; a record refused because it is full is counted
+//! and reported as [`Event::AcctDropped`]) until a server acknowledges it: `tries`
+//! transmissions per server, failover through all servers, then a new round after a
+//! back-off that doubles up to [`ClientConfig::acct_retry_max_ms`]. Only the explicit
+//! age limit [`ClientConfig::acct_max_age_ms`] gives a record up (counted, reported with
+//! its Acct-Session-Id and User-Name). A record carries everything it needs, so its
+//! session may be long gone. Each new transmission after a failover or back-off carries
+//! the current Acct-Delay-Time (RFC 2866 §5.2), so it is new content with a new
+//! Identifier and a new Request Authenticator; retransmissions within one server's
+//! `tries` stay byte-identical. With [`ClientConfig::acct_journal`] on, the client
+//! reports [`JournalOp`]s (record added / acknowledged or given up) that the `std` side
+//! writes to a file ([`crate::acct_journal`]) and replays with [`Client::restore_acct`]
+//! after a restart.
+//!
 //! The client produces datagrams to send and consumes datagrams received; time is
 //! passed in. The `std` transport (UDP sockets) is in [`crate::radius_io`].
 
-use crate::wire::radius::{attr, code, verify_request_md5, verify_response, vsa, Builder, Packet};
-use alloc::collections::VecDeque;
+use crate::wire::radius::{
+    attr, code, verify_request_md5, verify_response, verify_response_authenticator, vsa, Builder,
+    Packet,
+};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-/// One RADIUS server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One RADIUS server. `Debug` does not print the secret; it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Server {
     /// Address and port.
     pub addr: SocketAddr,
     /// Shared secret.
     pub secret: Vec<u8>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+/// A shared secret held outside a [`Server`] (the CoA/DM secret): `Debug` prints
+/// `"<redacted>"`, zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Key(pub Vec<u8>);
+
+impl core::fmt::Debug for Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Client configuration.
@@ -41,6 +97,18 @@ pub struct ClientConfig {
     pub dead_ms: u64,
     /// Number of source sockets (each has 256 identifiers).
     pub channels: u8,
+    /// Drop Access-Accept/-Reject/-Challenge without a valid Message-Authenticator
+    /// (RFC 3579 §3.2, BlastRADIUS mitigation).
+    pub require_message_authenticator: bool,
+    /// Accounting records kept (in flight, waiting, retrying) before new ones are
+    /// refused.
+    pub acct_queue_limit: usize,
+    /// Give an accounting record up after this long, ms (0 = never).
+    pub acct_max_age_ms: u64,
+    /// Upper bound of the back-off between accounting retry rounds, ms.
+    pub acct_retry_max_ms: u64,
+    /// Report [`JournalOp`]s for a persistent journal.
+    pub acct_journal: bool,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +121,11 @@ impl Default for ClientConfig {
             tries: 3,
             dead_ms: 30_000,
             channels: 4,
+            require_message_authenticator: true,
+            acct_queue_limit: 100_000,
+            acct_max_age_ms: 86_400_000,
+            acct_retry_max_ms: 60_000,
+            acct_journal: false,
         }
     }
 }
@@ -103,10 +176,54 @@ pub enum Event {
         /// Which server answered.
         server: SocketAddr,
     },
-    /// All servers failed for request `tag`.
+    /// All servers failed for request `tag` (authentication only: accounting is
+    /// retried until acknowledged or given up, see [`Event::AcctDropped`]).
     Timeout {
         /// The caller's tag.
         tag: u64,
+    },
+    /// An accounting record was not (or will no longer be) delivered.
+    AcctDropped {
+        /// Why.
+        reason: AcctDrop,
+        /// Acct-Session-Id of the record.
+        session_id: String,
+        /// User-Name of the record.
+        user: Vec<u8>,
+        /// Acct-Status-Type (1 Start, 2 Stop, 3 Interim-Update).
+        status: u32,
+        /// How long the record had been waiting, ms.
+        age_ms: u64,
+    },
+}
+
+/// Why an accounting record was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcctDrop {
+    /// The queue held `acct_queue_limit` records: this new one was refused.
+    QueueFull,
+    /// Not acknowledged within `acct_max_age_ms`.
+    MaxAge,
+    /// Could not be encoded (too large).
+    Unencodable,
+}
+
+/// A change to the set of unacknowledged accounting records, for a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOp {
+    /// A record to keep until it is removed.
+    Add {
+        /// Record id (unique within the journal).
+        id: u64,
+        /// Age of the record when added, ms (0 for a new record).
+        age_ms: u64,
+        /// The Accounting-Request.
+        req: Request,
+    },
+    /// The record was acknowledged or given up.
+    Remove {
+        /// Record id.
+        id: u64,
     },
 }
 
@@ -239,6 +356,56 @@ struct Pending {
     deadline: u64,
     bytes: Vec<u8>,
     auth: [u8; 16],
+    acct: Option<AcctMeta>,
+}
+
+/// Retry state of one accounting record.
+#[derive(Debug, Clone, Copy)]
+struct AcctMeta {
+    id: u64,
+    /// When it was queued here (ms, our clock).
+    created: u64,
+    /// Age it already had then (restored from a journal), ms.
+    prior_ms: u64,
+    /// Back-off before the next round, ms (0 = none yet).
+    backoff_ms: u64,
+    /// Servers still to try in this round after the current one.
+    round_left: usize,
+}
+
+impl AcctMeta {
+    fn age(&self, now: u64) -> u64 {
+        self.prior_ms + now.saturating_sub(self.created)
+    }
+}
+
+/// An accounting record waiting for a slot or for its next round.
+#[derive(Debug, Clone)]
+struct AcctItem {
+    meta: AcctMeta,
+    req: Request,
+    /// Server to use (failover within a round); `None` = start a new round.
+    server: Option<usize>,
+}
+
+fn req_attr<'a>(req: &'a Request, t: u8) -> Option<&'a [u8]> {
+    req.attrs
+        .iter()
+        .find(|(a, _)| *a == t)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Set Acct-Delay-Time (RFC 2866 §5.2) of an Accounting-Request, s.
+fn set_delay(req: &mut Request, secs: u32) {
+    let v = secs.to_be_bytes().to_vec();
+    match req
+        .attrs
+        .iter_mut()
+        .find(|(a, _)| *a == attr::ACCT_DELAY_TIME)
+    {
+        Some(a) => a.1 = v,
+        None => req.attrs.push((attr::ACCT_DELAY_TIME, v)),
+    }
 }
 
 /// Counters.
@@ -256,6 +423,21 @@ pub struct ClientStats {
     pub bad_responses: u64,
     /// Requests waiting for a free identifier.
     pub queued: u64,
+    /// Access replies dropped for lack of a Message-Authenticator (RFC 3579 §3.2).
+    pub missing_message_authenticator: u64,
+    /// Access replies dropped for a bad Message-Authenticator.
+    pub bad_message_authenticator: u64,
+    /// Accounting records accepted into the queue (including restored ones).
+    pub acct_queued: u64,
+    /// Accounting records acknowledged by a server.
+    pub acct_acked: u64,
+    /// Retry rounds: every accounting server failed for a record, which waits and
+    /// starts over.
+    pub acct_retry_rounds: u64,
+    /// Accounting records refused because the queue was full.
+    pub acct_overflow: u64,
+    /// Accounting records given up by the age policy (or unencodable).
+    pub acct_given_up: u64,
 }
 
 /// The client.
@@ -270,6 +452,14 @@ pub struct Client {
     /// may leave it early), so `poll` skips the scan of every slot until then.
     next_due: u64,
     backlog: VecDeque<(u64, Request)>,
+    /// Accounting records ready to be sent (failovers in front).
+    acct_ready: VecDeque<AcctItem>,
+    /// Accounting records waiting for their next round, by (due, id).
+    acct_delayed: BTreeMap<(u64, u64), AcctItem>,
+    /// Unacknowledged accounting records: ready, delayed and in flight.
+    acct_count: usize,
+    next_acct_id: u64,
+    journal: Vec<JournalOp>,
     dead_until: [Vec<u64>; 2],
     rng: crate::rng::Rng,
     out: Vec<Transmit>,
@@ -297,6 +487,11 @@ impl Client {
             in_flight: 0,
             next_due: u64::MAX,
             backlog: VecDeque::new(),
+            acct_ready: VecDeque::new(),
+            acct_delayed: BTreeMap::new(),
+            acct_count: 0,
+            next_acct_id: 1,
+            journal: Vec::new(),
             dead_until: dead,
             rng,
             out: Vec::new(),
@@ -313,6 +508,16 @@ impl Client {
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Accounting records not yet acknowledged (in flight, waiting or retrying).
+    pub fn acct_outstanding(&self) -> usize {
+        self.acct_count
+    }
+
+    /// Journal operations produced so far (only with `acct_journal`).
+    pub fn take_journal(&mut self) -> Vec<JournalOp> {
+        core::mem::take(&mut self.journal)
     }
 
     fn servers(&self, s: Service) -> &[Server] {
@@ -374,7 +579,12 @@ impl Client {
     }
 
     /// Submit a request tagged `tag`; it is sent on the next [`Client::poll`].
+    /// Accounting requests go to [`Client::submit_acct`] (the tag is not used).
     pub fn submit(&mut self, tag: u64, req: Request, now: u64) {
+        if req.service == Service::Acct {
+            self.submit_acct(req, now);
+            return;
+        }
         self.stats.requests += 1;
         if self.servers(req.service).is_empty() {
             self.stats.timeouts += 1;
@@ -390,15 +600,145 @@ impl Client {
         }
     }
 
+    /// Queue an Accounting-Request until a server acknowledges it (or the age policy
+    /// gives it up). Returns its record id, `None` when refused (queue full or no
+    /// accounting server).
+    pub fn submit_acct(&mut self, req: Request, now: u64) -> Option<u64> {
+        self.stats.requests += 1;
+        if self.cfg.acct.is_empty() {
+            self.stats.timeouts += 1;
+            return None;
+        }
+        if self.acct_count >= self.cfg.acct_queue_limit {
+            self.stats.acct_overflow += 1;
+            self.dropped(AcctDrop::QueueFull, &req, 0);
+            return None;
+        }
+        let id = self.next_acct_id;
+        self.next_acct_id += 1;
+        if self.cfg.acct_journal {
+            self.journal.push(JournalOp::Add {
+                id,
+                age_ms: 0,
+                req: req.clone(),
+            });
+        }
+        self.enqueue_acct(id, req, 0, now);
+        Some(id)
+    }
+
+    /// Put back a record read from a journal after a restart: it keeps its id (no
+    /// new [`JournalOp::Add`]) and its age (`age_ms`, for Acct-Delay-Time and the age
+    /// policy). Not refused by the queue limit: it was within it when written.
+    pub fn restore_acct(&mut self, id: u64, age_ms: u64, req: Request, now: u64) {
+        self.next_acct_id = self.next_acct_id.max(id.saturating_add(1));
+        self.enqueue_acct(id, req, age_ms, now);
+    }
+
+    fn enqueue_acct(&mut self, id: u64, req: Request, prior_ms: u64, now: u64) {
+        self.acct_count += 1;
+        self.stats.acct_queued += 1;
+        self.acct_ready.push_back(AcctItem {
+            meta: AcctMeta {
+                id,
+                created: now,
+                prior_ms,
+                backoff_ms: 0,
+                round_left: 0,
+            },
+            req,
+            server: None,
+        });
+    }
+
+    fn dropped(&mut self, reason: AcctDrop, req: &Request, age_ms: u64) {
+        let text = |v: Option<&[u8]>| String::from_utf8_lossy(v.unwrap_or(&[])).into_owned();
+        let status = req_attr(req, attr::ACCT_STATUS_TYPE)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map_or(0, u32::from_be_bytes);
+        self.events.push(Event::AcctDropped {
+            reason,
+            session_id: text(req_attr(req, attr::ACCT_SESSION_ID)),
+            user: req_attr(req, attr::USER_NAME).unwrap_or(&[]).to_vec(),
+            status,
+            age_ms,
+        });
+    }
+
+    /// A record leaves the queue: acknowledged or given up.
+    fn acct_done(&mut self, id: u64) {
+        self.acct_count = self.acct_count.saturating_sub(1);
+        if self.cfg.acct_journal {
+            self.journal.push(JournalOp::Remove { id });
+        }
+    }
+
+    fn give_up(&mut self, item: AcctItem, reason: AcctDrop, now: u64) {
+        self.stats.acct_given_up += 1;
+        self.dropped(reason, &item.req, item.meta.age(now));
+        self.acct_done(item.meta.id);
+    }
+
+    fn too_old(&self, m: &AcctMeta, now: u64) -> bool {
+        self.cfg.acct_max_age_ms > 0 && m.age(now) >= self.cfg.acct_max_age_ms
+    }
+
+    /// Send an accounting record on slot (`c`, `id`) with the current Acct-Delay-Time.
+    fn start_acct(&mut self, item: AcctItem, c: usize, id: u8, now: u64) {
+        let n = self.cfg.acct.len().max(1);
+        let mut meta = item.meta;
+        let server = match item.server {
+            Some(s) => s % n,
+            None => {
+                meta.round_left = n;
+                self.first_live(Service::Acct, now)
+            }
+        };
+        meta.round_left = meta.round_left.saturating_sub(1);
+        let mut req = item.req;
+        set_delay(
+            &mut req,
+            u32::try_from(meta.age(now) / 1000).unwrap_or(u32::MAX),
+        );
+        self.send_inner(meta.id, req, server, c, id, now, Some(meta));
+    }
+
     fn start(&mut self, tag: u64, req: Request, c: usize, id: u8, now: u64) {
         let server = self.first_live(req.service, now);
         self.send_to(tag, req, server, c, id, now);
     }
 
     fn send_to(&mut self, tag: u64, req: Request, server: usize, c: usize, id: u8, now: u64) {
+        self.send_inner(tag, req, server, c, id, now, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_inner(
+        &mut self,
+        tag: u64,
+        req: Request,
+        server: usize,
+        c: usize,
+        id: u8,
+        now: u64,
+        acct: Option<AcctMeta>,
+    ) {
         let Some((bytes, auth)) = self.encode(&req, server, id) else {
-            self.stats.timeouts += 1;
-            self.events.push(Event::Timeout { tag });
+            match acct {
+                Some(meta) => self.give_up(
+                    AcctItem {
+                        meta,
+                        req,
+                        server: None,
+                    },
+                    AcctDrop::Unencodable,
+                    now,
+                ),
+                None => {
+                    self.stats.timeouts += 1;
+                    self.events.push(Event::Timeout { tag });
+                }
+            }
             return;
         };
         let Some(to) = self.servers(req.service).get(server).map(|s| s.addr) else {
@@ -422,6 +762,7 @@ impl Client {
             },
             bytes,
             auth,
+            acct,
         };
         if let Some(slot) = self
             .pending
@@ -448,6 +789,24 @@ impl Client {
                 break;
             };
             self.start(tag, req, c, id, now);
+        }
+        while let Some(e) = self.acct_delayed.first_entry() {
+            if e.key().0 > now {
+                break;
+            }
+            let item = e.remove();
+            self.acct_ready.push_back(item);
+        }
+        while let Some(item) = self.acct_ready.pop_front() {
+            if self.too_old(&item.meta, now) {
+                self.give_up(item, AcctDrop::MaxAge, now);
+                continue;
+            }
+            let Some((c, id)) = self.free_slot() else {
+                self.acct_ready.push_front(item);
+                break;
+            };
+            self.start_acct(item, c, id, now);
         }
         core::mem::take(&mut self.out)
     }
@@ -496,6 +855,41 @@ impl Client {
             if let Some(d) = self.dead_until[si].get_mut(pe.server) {
                 *d = now + self.cfg.dead_ms;
             }
+            if let Some(mut meta) = pe.acct {
+                // Accounting: the next server (new Identifier, current delay) in this
+                // round, else a new round after the back-off; never a timeout.
+                let item = if meta.round_left > 0 {
+                    self.stats.failovers += 1;
+                    AcctItem {
+                        meta,
+                        req: pe.req,
+                        server: Some(pe.server + 1),
+                    }
+                } else {
+                    self.stats.acct_retry_rounds += 1;
+                    meta.backoff_ms = if meta.backoff_ms == 0 {
+                        self.cfg.timeout_ms
+                    } else {
+                        meta.backoff_ms.saturating_mul(2)
+                    }
+                    .min(self.cfg.acct_retry_max_ms)
+                    .max(1);
+                    let item = AcctItem {
+                        meta,
+                        req: pe.req,
+                        server: None,
+                    };
+                    if self.too_old(&meta, now) {
+                        self.give_up(item, AcctDrop::MaxAge, now);
+                    } else {
+                        self.acct_delayed
+                            .insert((now + meta.backoff_ms, meta.id), item);
+                    }
+                    continue;
+                };
+                self.acct_ready.push_front(item);
+                continue;
+            }
             let n = self.servers(pe.req.service).len();
             let next = pe.server + 1;
             if next < n {
@@ -516,14 +910,20 @@ impl Client {
         core::mem::take(&mut self.events)
     }
 
-    /// Earliest retransmission deadline.
+    /// Earliest retransmission deadline (or next accounting round).
     pub fn deadline(&self) -> Option<u64> {
-        self.pending
+        let p = self
+            .pending
             .iter()
             .flatten()
             .flatten()
             .map(|p| p.deadline)
-            .min()
+            .min();
+        let a = self.acct_delayed.keys().next().map(|k| k.0);
+        match (p, a) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
     }
 
     /// Feed a datagram received on `channel` from `from`.
@@ -558,7 +958,21 @@ impl Client {
             ),
             Service::Acct => p.code() == code::ACCOUNTING_RESPONSE,
         };
-        if srv.addr != from || !code_ok || !verify_response(&p, &srv.secret, &pe.auth) {
+        if srv.addr != from || !code_ok || !verify_response_authenticator(&p, &srv.secret, &pe.auth)
+        {
+            self.stats.bad_responses += 1;
+            return;
+        }
+        // RFC 3579 §3.2: a Message-Authenticator present must be valid; for Access
+        // replies it is required (BlastRADIUS) unless configured off.
+        let has_ma = p.attr(attr::MESSAGE_AUTHENTICATOR).is_some();
+        if has_ma && !verify_response(&p, &srv.secret, &pe.auth) {
+            self.stats.bad_message_authenticator += 1;
+            self.stats.bad_responses += 1;
+            return;
+        }
+        if !has_ma && pe.req.service == Service::Auth && self.cfg.require_message_authenticator {
+            self.stats.missing_message_authenticator += 1;
             self.stats.bad_responses += 1;
             return;
         }
@@ -568,8 +982,14 @@ impl Client {
             *d = 0;
         }
         let tag = pe.tag;
+        let acct = pe.acct.map(|m| m.id);
         *slot = None;
         self.in_flight -= 1;
+        if let Some(id) = acct {
+            self.stats.acct_acked += 1;
+            self.acct_done(id);
+            return;
+        }
         self.events.push(Event::Response {
             tag,
             code: p.code(),

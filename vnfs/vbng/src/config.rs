@@ -535,6 +535,7 @@ ranges = ["10.0.0.0/24", "10.1.0.5-10.1.0.9"]
 [radius]
 auth = [{ addr = "127.0.0.1:1812", secret = "s" }]
 coa_listen = "127.0.0.1:3799"
+coa_secret = "k"
 [[users]]
 name = "alice"
 password = "pw"

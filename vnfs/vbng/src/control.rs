@@ -1899,7 +1899,12 @@ mod tests {
             crate::wire::radius::attr::FRAMED_IPV6_PREFIX,
             &radius::ipv6_prefix_value(u128::from(prefixes[1]) << 64, 64),
         );
-        let dm = b.finish_request_md5(b"").unwrap();
+        let dm = b.clone().finish_request_md5(b"").unwrap();
+        // No CoA secret configured: never answered, even when signed with "".
+        assert_eq!(c.dynauth(&dm, 3100), None);
+        assert_eq!(c.session_count(), 2);
+        c.dynauth_secret = radius::Key(b"k".to_vec());
+        let dm = b.finish_request_md5(b"k").unwrap();
         let ack = c.dynauth(&dm, 3100).expect("answered");
         assert_eq!(ack[0], crate::wire::radius::code::DISCONNECT_ACK);
         assert_eq!(c.session_count(), 1);
@@ -1946,5 +1951,91 @@ mod tests {
         }
         assert_eq!(c.session_count(), 0);
         assert!(matches!(c.take_fib()[..], [FibUpdate::Remove { .. }]));
+    }
+
+    /// Accounting records survive a restart: a session's Start and Stop are not
+    /// acknowledged, the control plane is dropped, a new one replays them from the
+    /// journal with their Acct-Delay-Time, and once acknowledged the journal is empty.
+    #[cfg(feature = "std")]
+    #[test]
+    fn accounting_journal_replayed_after_restart() {
+        use crate::acct_journal::AcctJournal;
+        use crate::config::{RadiusConfig, ServerConfig};
+        use crate::wire::radius::{attr, code, Builder, Packet};
+        let dir =
+            std::env::temp_dir().join(alloc::format!("vbng-cp-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("acct.journal");
+        let srv = |a: &str| ServerConfig {
+            addr: a.to_string(),
+            secret: "s".into(),
+        };
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.ipv6cp = false;
+        cfg.radius = Some(RadiusConfig {
+            auth: alloc::vec![srv("127.0.0.1:1812")],
+            acct: alloc::vec![srv("127.0.0.1:1813")],
+            acct_journal: Some(path.display().to_string()),
+            ..RadiusConfig::default()
+        });
+        let (mut j, r) = AcctJournal::open(&path).unwrap();
+        assert!(r.is_empty());
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        let tx = c.take_radius_tx();
+        let ar = Packet::new_checked(&tx[0].bytes).unwrap();
+        assert_eq!(ar.code(), code::ACCESS_REQUEST);
+        let mut b = Builder::new(code::ACCESS_ACCEPT, ar.id(), [0; 16]);
+        b.message_authenticator();
+        let accept = b.finish_response(b"s", &ar.authenticator()).unwrap();
+        c.radius_input(tx[0].channel, tx[0].to, &accept, 10);
+        run(&mut c, &mut subs, 10, Vec::new());
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let sid = c.sessions()[0].acct_id.clone();
+        let mut up = Vec::new();
+        subs[0].terminate(&mut up);
+        run(&mut c, &mut subs, 20, up);
+        assert_eq!(c.session_count(), 0);
+        // Written before anything is sent; the RADIUS server never answers.
+        j.write(&c.take_acct_journal()).unwrap();
+        let sent = c.take_radius_tx();
+        assert_eq!(sent.len(), 2, "Start and Stop sent once");
+        drop(c);
+        drop(j);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // "vbng restarted".
+        let (mut j, restored) = AcctJournal::open(&path).unwrap();
+        assert_eq!(restored.len(), 2);
+        let mut c = cp(&cfg);
+        c.restore_acct(restored, 0);
+        let tx = c.take_radius_tx();
+        assert_eq!(tx.len(), 2);
+        let mut status = Vec::new();
+        for t in &tx {
+            let p = Packet::new_checked(&t.bytes).unwrap();
+            assert_eq!(p.code(), code::ACCOUNTING_REQUEST);
+            assert_eq!(t.to.port(), 1813);
+            assert!(crate::wire::radius::verify_request_md5(&p, b"s"));
+            assert_eq!(p.attr(attr::ACCT_SESSION_ID), Some(sid.as_bytes()));
+            assert!(
+                p.attr_u32(attr::ACCT_DELAY_TIME).unwrap() >= 1,
+                "downtime counted"
+            );
+            status.push(p.attr_u32(attr::ACCT_STATUS_TYPE).unwrap());
+            let b = Builder::new(code::ACCOUNTING_RESPONSE, p.id(), [0; 16]);
+            let resp = b.finish_response(b"s", &p.authenticator()).unwrap();
+            c.radius_input(t.channel, t.to, &resp, 5);
+        }
+        assert_eq!(status, [1, 2], "Start then Stop, in order");
+        assert_eq!(c.radius_stats().unwrap().acct_acked, 2);
+        j.write(&c.take_acct_journal()).unwrap();
+        assert_eq!(j.live(), 0);
+        drop(j);
+        assert!(AcctJournal::open(&path).unwrap().1.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1273,16 +1273,267 @@ mod tests {
                 tries: 3,
                 dead_ms: 10_000,
                 channels: 1,
+                acct_retry_max_ms: 1_000,
+                ..ClientConfig::default()
             },
             Rng::from_seed([5; 32]),
         )
     }
 
+    /// A signed Access-Accept with Message-Authenticator.
     fn accept_for(tx: &Transmit, secret: &[u8], extra: impl FnOnce(&mut Builder)) -> Vec<u8> {
+        reply_for(tx, secret, code::ACCESS_ACCEPT, true, extra)
+    }
+
+    fn reply_for(
+        tx: &Transmit,
+        secret: &[u8],
+        c: u8,
+        msg_auth: bool,
+        extra: impl FnOnce(&mut Builder),
+    ) -> Vec<u8> {
         let p = Packet::new_checked(&tx.bytes).unwrap();
-        let mut b = Builder::new(code::ACCESS_ACCEPT, p.id(), [0; 16]);
+        let mut b = Builder::new(c, p.id(), [0; 16]);
         extra(&mut b);
+        if msg_auth {
+            b.message_authenticator();
+        }
         b.finish_response(secret, &p.authenticator()).unwrap()
+    }
+
+    fn stop(sid: &str) -> Request {
+        let r = AcctRecord {
+            session_id: String::from(sid),
+            user: b"alice".to_vec(),
+            terminate_cause: Some(terminate_cause::USER_REQUEST),
+            ..Default::default()
+        };
+        accounting_request(&LineInfo::default(), AcctStatus::Stop, &r)
+    }
+
+    fn delay_of(tx: &Transmit) -> u32 {
+        Packet::new_checked(&tx.bytes)
+            .unwrap()
+            .attr_u32(attr::ACCT_DELAY_TIME)
+            .unwrap()
+    }
+
+    /// Poll every 50 ms from `from` to `to`: (time, transmission).
+    fn drive(c: &mut Client, from: u64, to: u64) -> Vec<(u64, Transmit)> {
+        let mut v = Vec::new();
+        let mut t = from;
+        while t <= to {
+            v.extend(c.poll(t).into_iter().map(|x| (t, x)));
+            t += 50;
+        }
+        v
+    }
+
+    #[test]
+    fn accounting_retried_past_tries_with_failover_and_delay_time() {
+        let mut c = client(2);
+        c.submit_acct(stop("s1"), 0);
+        // Until the first transmission at or after 3 s (then answered while in flight).
+        let mut sends = Vec::new();
+        let mut t = 0;
+        while sends.last().is_none_or(|(ts, _)| *ts < 3_000) {
+            sends.extend(c.poll(t).into_iter().map(|x| (t, x)));
+            t += 50;
+            assert!(t < 20_000);
+        }
+        assert!(c.events().is_empty(), "accounting never times out");
+        assert_eq!(c.stats.timeouts, 0);
+        let ports: Vec<u16> = sends.iter().map(|(_, x)| x.to.port()).collect();
+        // Round 1: 3 tries on each server; then more rounds over both servers.
+        assert_eq!(&ports[..6], [1812, 1812, 1812, 1912, 1912, 1912]);
+        assert!(sends.len() > 12, "{ports:?}");
+        assert!(ports[6..].contains(&1812) && ports[6..].contains(&1912));
+        assert!(c.stats.acct_retry_rounds >= 2, "{:?}", c.stats);
+        assert!(c.stats.failovers >= 2, "{:?}", c.stats);
+        // Within one server's tries the datagram is byte-identical (RFC 5080 §2.2.1).
+        assert_eq!(sends[0].1.bytes, sends[2].1.bytes);
+        // A later round carries the delay so far (RFC 2866 §5.2): new content, so a new
+        // Identifier and Request Authenticator.
+        assert_eq!(delay_of(&sends[0].1), 0);
+        let (t_last, last) = sends.last().unwrap();
+        // Set when the transmission started (retransmissions keep it).
+        let delays: Vec<u32> = sends.iter().map(|(_, x)| delay_of(x)).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        for (t, x) in &sends {
+            assert!(u64::from(delay_of(x)) <= t / 1000);
+        }
+        assert!(delay_of(last) >= 2, "{delays:?}");
+        let (p0, pl) = (
+            Packet::new_checked(&sends[0].1.bytes).unwrap(),
+            Packet::new_checked(&last.bytes).unwrap(),
+        );
+        assert_ne!(p0.id(), pl.id());
+        assert_ne!(p0.authenticator(), pl.authenticator());
+        assert!(verify_request_md5(&pl, b"testing123"));
+        assert_eq!(pl.attr(attr::ACCT_SESSION_ID), Some(&b"s1"[..]));
+        assert_eq!(c.acct_outstanding(), 1);
+        // The server finally answers the last transmission: done, nothing more sent.
+        let resp = reply_for(
+            last,
+            b"testing123",
+            code::ACCOUNTING_RESPONSE,
+            false,
+            |_| {},
+        );
+        c.input(last.channel, last.to, &resp);
+        assert_eq!(c.acct_outstanding(), 0);
+        assert_eq!(c.stats.acct_acked, 1);
+        assert!(c.events().is_empty());
+        assert!(drive(&mut c, *t_last, t_last + 5_000).is_empty());
+        assert_eq!(c.deadline(), None);
+    }
+
+    #[test]
+    fn accounting_queue_bound_counted_and_reported() {
+        let mut c = client(1);
+        c.cfg.acct_queue_limit = 3;
+        for i in 0..5 {
+            let r = c.submit_acct(stop(&alloc::format!("s{i}")), 0);
+            assert_eq!(r.is_some(), i < 3);
+        }
+        assert_eq!(c.stats.acct_overflow, 2);
+        assert_eq!(c.acct_outstanding(), 3);
+        let ev = c.events();
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(
+            &ev[0],
+            Event::AcctDropped { reason: AcctDrop::QueueFull, session_id, user, status: 2, .. }
+                if session_id == "s3" && user == b"alice"
+        ));
+        assert_eq!(c.poll(0).len(), 3);
+    }
+
+    #[test]
+    fn accounting_given_up_only_by_age_policy() {
+        let mut c = client(1);
+        c.cfg.acct_max_age_ms = 2_000;
+        c.cfg.acct_journal = true;
+        let id = c.submit_acct(stop("old"), 0).unwrap();
+        let sends = drive(&mut c, 0, 1_900);
+        assert!(sends.len() > 3, "retried past tries before the limit");
+        assert_eq!(c.stats.acct_given_up, 0);
+        drive(&mut c, 1_950, 6_000);
+        assert_eq!(c.stats.acct_given_up, 1);
+        assert_eq!(c.acct_outstanding(), 0);
+        let ev = c.events();
+        assert!(
+            matches!(
+                &ev[..],
+                [Event::AcctDropped { reason: AcctDrop::MaxAge, session_id, status: 2, age_ms, .. }]
+                    if session_id == "old" && *age_ms >= 2_000
+            ),
+            "{ev:?}"
+        );
+        let j = c.take_journal();
+        assert!(
+            matches!(&j[..], [JournalOp::Add { id: a, .. }, JournalOp::Remove { id: b }] if *a == id && *b == id)
+        );
+        // With no limit (0) nothing is ever given up.
+        let mut c = client(1);
+        c.cfg.acct_max_age_ms = 0;
+        c.submit_acct(stop("kept"), 0);
+        drive(&mut c, 0, 600_000);
+        assert_eq!((c.stats.acct_given_up, c.acct_outstanding()), (0, 1));
+    }
+
+    #[test]
+    fn restored_record_keeps_its_age_and_id() {
+        let mut c = client(1);
+        c.cfg.acct_journal = true;
+        c.restore_acct(41, 12_500, stop("r"), 100);
+        let tx = c.poll(100);
+        assert_eq!(delay_of(&tx[0]), 12);
+        assert!(c.take_journal().is_empty(), "already in the journal");
+        assert_eq!(c.submit_acct(stop("n"), 100), Some(42));
+        let resp = reply_for(
+            &tx[0],
+            b"testing123",
+            code::ACCOUNTING_RESPONSE,
+            false,
+            |_| {},
+        );
+        c.input(0, tx[0].to, &resp);
+        assert!(c.take_journal().contains(&JournalOp::Remove { id: 41 }));
+    }
+
+    #[test]
+    fn access_reply_without_or_with_bad_message_authenticator_dropped() {
+        let auth_req = || Request {
+            service: Service::Auth,
+            attrs: vec![(attr::USER_NAME, b"u".to_vec())],
+            password: Some(b"pw".to_vec()),
+        };
+        for c_code in [
+            code::ACCESS_ACCEPT,
+            code::ACCESS_REJECT,
+            code::ACCESS_CHALLENGE,
+        ] {
+            let mut c = client(1);
+            c.submit(1, auth_req(), 0);
+            let tx = c.poll(0).remove(0);
+            // Correct Response Authenticator, no Message-Authenticator.
+            c.input(
+                0,
+                tx.to,
+                &reply_for(&tx, b"testing123", c_code, false, |_| {}),
+            );
+            assert_eq!(c.stats.missing_message_authenticator, 1);
+            // Message-Authenticator present but wrong (Response Authenticator fixed up
+            // to match, as a BlastRADIUS forgery would).
+            let p = Packet::new_checked(&tx.bytes).unwrap();
+            let mut b = Builder::new(c_code, p.id(), [0; 16]);
+            b.message_authenticator();
+            let mut bad = b
+                .finish_response(b"testing123", &p.authenticator())
+                .unwrap();
+            let n = bad.len();
+            bad[n - 1] ^= 0xff;
+            let mut h = bad.clone();
+            h[4..20].copy_from_slice(&p.authenticator());
+            let mut m = md5::Md5::default();
+            md5::Digest::update(&mut m, &h);
+            md5::Digest::update(&mut m, b"testing123");
+            let a: [u8; 16] = md5::Digest::finalize(m).into();
+            bad[4..20].copy_from_slice(&a);
+            c.input(0, tx.to, &bad);
+            assert_eq!(c.stats.bad_message_authenticator, 1);
+            assert_eq!(c.stats.bad_responses, 2);
+            assert!(c.events().is_empty(), "both dropped");
+            assert_eq!(c.in_flight(), 1);
+            c.input(
+                0,
+                tx.to,
+                &reply_for(&tx, b"testing123", c_code, true, |_| {}),
+            );
+            assert!(
+                matches!(c.events()[..], [Event::Response { tag: 1, code, .. }] if code == c_code)
+            );
+        }
+        // Switched off: a reply without it is accepted (a bad one still is not).
+        let mut c = client(1);
+        c.cfg.require_message_authenticator = false;
+        c.submit(1, auth_req(), 0);
+        let tx = c.poll(0).remove(0);
+        c.input(
+            0,
+            tx.to,
+            &reply_for(&tx, b"testing123", code::ACCESS_ACCEPT, false, |_| {}),
+        );
+        assert!(matches!(c.events()[..], [Event::Response { tag: 1, .. }]));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = client(1);
+        let d = alloc::format!("{:?}", c.config());
+        assert!(!d.contains("testing123"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+        assert_eq!(alloc::format!("{:?}", Key(b"k".to_vec())), "\"<redacted>\"");
     }
 
     #[test]
@@ -1343,7 +1594,7 @@ mod tests {
         c.submit(
             7,
             Request {
-                service: Service::Acct,
+                service: Service::Auth,
                 attrs: vec![(attr::USER_NAME, b"x".to_vec())],
                 password: None,
             },

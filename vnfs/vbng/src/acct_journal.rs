@@ -138,7 +138,7 @@ fn parse_log(data: &[u8]) -> (BTreeMap<u64, Vec<u8>>, usize, usize) {
             return (live, entries, before);
         };
         let len = u32::from_le_bytes(len) as usize;
-        let ok = len <= MAX_PAYLOAD && len >= 9;
+        let ok = (9..=MAX_PAYLOAD).contains(&len);
         let (Some(sum), Some(payload)) = (
             take(&mut rest, 8),
             ok.then(|| take(&mut rest, len)).flatten(),

@@ -388,7 +388,7 @@ struct AcctItem {
     server: Option<usize>,
 }
 
-fn req_attr<'a>(req: &'a Request, t: u8) -> Option<&'a [u8]> {
+fn req_attr(req: &Request, t: u8) -> Option<&[u8]> {
     req.attrs
         .iter()
         .find(|(a, _)| *a == t)

@@ -199,7 +199,7 @@ impl FreeRadius {
             } else {
                 &["-f", "-l", "stdout", "-d"][..]
             })
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -451,13 +451,18 @@ impl ControlPlane {
             None => (None, false, 0, radius::Key::default(), 0x7f00_0001, false),
         };
         let n = max_sessions.min(counters.capacity() as u32);
+        // Session generations (the first half of Acct-Session-Id) start at a random
+        // value, so the ids of a restarted vbng do not repeat those of the records it
+        // replays from the accounting journal.
+        let mut g = [0u8; 4];
+        rng.fill(&mut g);
         Ok(ControlPlane {
             link,
             our_mac,
             disc,
             slots: (0..n).map(|_| None).collect(),
             free: (0..n).rev().collect(),
-            gen: 0,
+            gen: u32::from_be_bytes(g),
             by_key: HashMap::with_capacity(n as usize),
             by_host: HashMap::with_capacity(n as usize),
             next_sid: 1,

@@ -125,6 +125,7 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             ("acct_retry_rounds", r.acct_retry_rounds),
             ("acct_overflow", r.acct_overflow),
             ("acct_given_up", r.acct_given_up),
+            ("acct_superseded", r.acct_superseded),
         ] {
             p.counter(
                 "vbng_radius_total",

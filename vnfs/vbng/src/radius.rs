@@ -18,7 +18,8 @@
 //! back-off that doubles up to [`ClientConfig::acct_retry_max_ms`]. Only the explicit
 //! age limit [`ClientConfig::acct_max_age_ms`] gives a record up (counted, reported with
 //! its Acct-Session-Id and User-Name). A record carries everything it needs, so its
-//! session may be long gone. Each new transmission after a failover or back-off carries
+//! session may be long gone. A waiting Interim-Update is dropped (counted) once a newer
+//! Interim-Update or the Stop of its session is queued: they carry running totals. Each new transmission after a failover or back-off carries
 //! the current Acct-Delay-Time (RFC 2866 §5.2), so it is new content with a new
 //! Identifier and a new Request Authenticator; retransmissions within one server's
 //! `tries` stay byte-identical. With [`ClientConfig::acct_journal`] on, the client
@@ -395,6 +396,13 @@ fn req_attr(req: &Request, t: u8) -> Option<&[u8]> {
         .map(|(_, v)| v.as_slice())
 }
 
+/// Acct-Status-Type of an Accounting-Request (0 if absent).
+fn acct_status(req: &Request) -> u32 {
+    req_attr(req, attr::ACCT_STATUS_TYPE)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
 /// Set Acct-Delay-Time (RFC 2866 §5.2) of an Accounting-Request, s.
 fn set_delay(req: &mut Request, secs: u32) {
     let v = secs.to_be_bytes().to_vec();
@@ -438,6 +446,9 @@ pub struct ClientStats {
     pub acct_overflow: u64,
     /// Accounting records given up by the age policy (or unencodable).
     pub acct_given_up: u64,
+    /// Interim-Updates not sent because a newer Interim-Update or the Stop of the
+    /// same session was queued (they carry running totals).
+    pub acct_superseded: u64,
 }
 
 /// The client.
@@ -459,6 +470,10 @@ pub struct Client {
     /// Unacknowledged accounting records: ready, delayed and in flight.
     acct_count: usize,
     next_acct_id: u64,
+    /// Acct-Session-Id → the newest queued Interim-Update.
+    latest_interim: hashbrown::HashMap<Vec<u8>, u64>,
+    /// Records made redundant by a newer one of their session, dropped when next due.
+    superseded: hashbrown::HashSet<u64>,
     journal: Vec<JournalOp>,
     dead_until: [Vec<u64>; 2],
     rng: crate::rng::Rng,
@@ -491,6 +506,8 @@ impl Client {
             acct_delayed: BTreeMap::new(),
             acct_count: 0,
             next_acct_id: 1,
+            latest_interim: hashbrown::HashMap::new(),
+            superseded: hashbrown::HashSet::new(),
             journal: Vec::new(),
             dead_until: dead,
             rng,
@@ -609,7 +626,14 @@ impl Client {
             self.stats.timeouts += 1;
             return None;
         }
-        if self.acct_count >= self.cfg.acct_queue_limit {
+        // Superseded Interim-Updates still in memory (dropped lazily) do not count.
+        let replaces = acct_status(&req) != AcctStatus::Start as u32
+            && req_attr(&req, attr::ACCT_SESSION_ID)
+                .is_some_and(|sid| self.latest_interim.contains_key(sid));
+        let live = self
+            .acct_count
+            .saturating_sub(self.superseded.len() + usize::from(replaces));
+        if live >= self.cfg.acct_queue_limit {
             self.stats.acct_overflow += 1;
             self.dropped(AcctDrop::QueueFull, &req, 0);
             return None;
@@ -636,6 +660,19 @@ impl Client {
     }
 
     fn enqueue_acct(&mut self, id: u64, req: Request, prior_ms: u64, now: u64) {
+        // Interim-Updates carry running totals: a newer Interim-Update or the Stop of
+        // the same session makes an older one that is still waiting redundant.
+        let status = acct_status(&req);
+        if status == AcctStatus::Interim as u32 || status == AcctStatus::Stop as u32 {
+            if let Some(sid) = req_attr(&req, attr::ACCT_SESSION_ID) {
+                if let Some(old) = self.latest_interim.remove(sid) {
+                    self.superseded.insert(old);
+                }
+                if status == AcctStatus::Interim as u32 {
+                    self.latest_interim.insert(sid.to_vec(), id);
+                }
+            }
+        }
         self.acct_count += 1;
         self.stats.acct_queued += 1;
         self.acct_ready.push_back(AcctItem {
@@ -653,9 +690,7 @@ impl Client {
 
     fn dropped(&mut self, reason: AcctDrop, req: &Request, age_ms: u64) {
         let text = |v: Option<&[u8]>| String::from_utf8_lossy(v.unwrap_or(&[])).into_owned();
-        let status = req_attr(req, attr::ACCT_STATUS_TYPE)
-            .and_then(|v| <[u8; 4]>::try_from(v).ok())
-            .map_or(0, u32::from_be_bytes);
+        let status = acct_status(req);
         self.events.push(Event::AcctDropped {
             reason,
             session_id: text(req_attr(req, attr::ACCT_SESSION_ID)),
@@ -665,8 +700,14 @@ impl Client {
         });
     }
 
-    /// A record leaves the queue: acknowledged or given up.
-    fn acct_done(&mut self, id: u64) {
+    /// A record leaves the queue: acknowledged, superseded or given up.
+    fn acct_done(&mut self, id: u64, req: &Request) {
+        self.superseded.remove(&id);
+        if let Some(sid) = req_attr(req, attr::ACCT_SESSION_ID) {
+            if self.latest_interim.get(sid) == Some(&id) {
+                self.latest_interim.remove(sid);
+            }
+        }
         self.acct_count = self.acct_count.saturating_sub(1);
         if self.cfg.acct_journal {
             self.journal.push(JournalOp::Remove { id });
@@ -676,7 +717,17 @@ impl Client {
     fn give_up(&mut self, item: AcctItem, reason: AcctDrop, now: u64) {
         self.stats.acct_given_up += 1;
         self.dropped(reason, &item.req, item.meta.age(now));
-        self.acct_done(item.meta.id);
+        self.acct_done(item.meta.id, &item.req);
+    }
+
+    /// Drop `item` if a newer record of its session made it redundant.
+    fn drop_superseded(&mut self, item: &AcctItem) -> bool {
+        if !self.superseded.contains(&item.meta.id) {
+            return false;
+        }
+        self.stats.acct_superseded += 1;
+        self.acct_done(item.meta.id, &item.req);
+        true
     }
 
     fn too_old(&self, m: &AcctMeta, now: u64) -> bool {
@@ -798,6 +849,9 @@ impl Client {
             self.acct_ready.push_back(item);
         }
         while let Some(item) = self.acct_ready.pop_front() {
+            if self.drop_superseded(&item) {
+                continue;
+            }
             if self.too_old(&item.meta, now) {
                 self.give_up(item, AcctDrop::MaxAge, now);
                 continue;
@@ -858,6 +912,11 @@ impl Client {
             if let Some(mut meta) = pe.acct {
                 // Accounting: the next server (new Identifier, current delay) in this
                 // round, else a new round after the back-off; never a timeout.
+                if self.superseded.contains(&meta.id) {
+                    self.stats.acct_superseded += 1;
+                    self.acct_done(meta.id, &pe.req);
+                    continue;
+                }
                 let item = if meta.round_left > 0 {
                     self.stats.failovers += 1;
                     AcctItem {
@@ -982,12 +1041,13 @@ impl Client {
             *d = 0;
         }
         let tag = pe.tag;
-        let acct = pe.acct.map(|m| m.id);
-        *slot = None;
+        let Some(pe) = slot.take() else {
+            return;
+        };
         self.in_flight -= 1;
-        if let Some(id) = acct {
+        if let Some(m) = pe.acct {
             self.stats.acct_acked += 1;
-            self.acct_done(id);
+            self.acct_done(m.id, &pe.req);
             return;
         }
         self.events.push(Event::Response {
@@ -1406,6 +1466,63 @@ mod tests {
                 if session_id == "s3" && user == b"alice"
         ));
         assert_eq!(c.poll(0).len(), 3);
+    }
+
+    fn interim(sid: &str) -> Request {
+        let r = AcctRecord {
+            session_id: String::from(sid),
+            user: b"alice".to_vec(),
+            ..Default::default()
+        };
+        accounting_request(&LineInfo::default(), AcctStatus::Interim, &r)
+    }
+
+    #[test]
+    fn waiting_interim_superseded_by_newer_record_of_its_session() {
+        let mut c = client(1);
+        c.cfg.acct_queue_limit = 3;
+        c.cfg.acct_journal = true;
+        // Many Interim-Updates of one session during an outage never fill the queue.
+        for _ in 0..10 {
+            assert!(c.submit_acct(interim("a"), 0).is_some());
+        }
+        assert!(c.submit_acct(interim("b"), 0).is_some());
+        assert!(c.submit_acct(stop("a"), 0).is_some());
+        assert!(c.submit_acct(stop("c"), 0).is_some());
+        assert_eq!(c.stats.acct_overflow, 0);
+        assert!(
+            c.submit_acct(stop("d"), 0).is_none(),
+            "3 live records: full"
+        );
+        let tx = c.poll(0);
+        let sent: Vec<(Vec<u8>, u32)> = tx
+            .iter()
+            .map(|t| {
+                let p = Packet::new_checked(&t.bytes).unwrap();
+                (
+                    p.attr(attr::ACCT_SESSION_ID).unwrap().to_vec(),
+                    p.attr_u32(attr::ACCT_STATUS_TYPE).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [(b"b".to_vec(), 3), (b"a".to_vec(), 2), (b"c".to_vec(), 2)]
+        );
+        assert_eq!(c.stats.acct_superseded, 10);
+        assert_eq!(c.acct_outstanding(), 3);
+        // Each superseded record is also removed from the journal.
+        let removes = c
+            .take_journal()
+            .iter()
+            .filter(|o| matches!(o, JournalOp::Remove { .. }))
+            .count();
+        assert_eq!(removes, 10);
+        // An Interim-Update already in flight is not cancelled, only not retried.
+        c.submit_acct(interim("b"), 0);
+        drive(&mut c, 50, 2_000);
+        assert_eq!(c.stats.acct_superseded, 11);
+        assert_eq!(c.acct_outstanding(), 4 - 1);
     }
 
     #[test]

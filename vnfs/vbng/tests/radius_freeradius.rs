@@ -490,7 +490,10 @@ fn pap_and_chap_accept_reject_with_reply_attributes() {
         // Rejected by the server, not timed out for a reply dropped (Message-Authenticator).
         assert_eq!(lab.cp.stats.aaa_timeout, 0);
         let st = lab.cp.radius_stats().expect("radius");
-        assert_eq!(st.missing_message_authenticator + st.bad_message_authenticator, 0);
+        assert_eq!(
+            st.missing_message_authenticator + st.bad_message_authenticator,
+            0
+        );
         let rates: Vec<(u64, u64)> = lab
             .fib
             .iter()

@@ -140,8 +140,9 @@ pub enum Service {
     Acct,
 }
 
-/// A request before encoding; encoded per server (each has its own secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request before encoding; encoded per server (each has its own secret). `Debug`
+/// does not print the password; it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     /// Auth or accounting.
     pub service: Service,
@@ -149,6 +150,24 @@ pub struct Request {
     pub attrs: Vec<(u8, Vec<u8>)>,
     /// Cleartext PAP password, hidden per server (RFC 2865 §5.2).
     pub password: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Request")
+            .field("service", &self.service)
+            .field("attrs", &self.attrs)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(p) = self.password.as_mut() {
+            zeroize::Zeroize::zeroize(p);
+        }
+    }
 }
 
 /// Data to send.
@@ -1651,6 +1670,12 @@ mod tests {
         assert!(!d.contains("testing123"), "{d}");
         assert!(d.contains("<redacted>"), "{d}");
         assert_eq!(alloc::format!("{:?}", Key(b"k".to_vec())), "\"<redacted>\"");
+        let cr = crate::auth::Credentials::Pap {
+            user: b"alice".to_vec(),
+            password: b"pw-hunter2".to_vec(),
+        };
+        let d = alloc::format!("{:?}", access_request(&LineInfo::default(), &cr));
+        assert!(!d.contains("hunter2") && d.contains("<redacted>"), "{d}");
     }
 
     #[test]

@@ -222,7 +222,12 @@ impl AcctJournal {
             entry(p, &mut buf);
         }
         {
-            let mut f = File::create(&tmp)?;
+            let mut o = OpenOptions::new();
+            o.write(true).create(true).truncate(true);
+            // User names, addresses and Class values: readable by vbng's user only.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&tmp)?;
             f.write_all(&buf)?;
             f.sync_all()?;
         }

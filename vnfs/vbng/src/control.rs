@@ -1403,7 +1403,9 @@ impl ControlPlane {
                             "not acknowledged after {} s (radius.acct_max_age_s)",
                             age_ms / 1000
                         ),
-                        radius::AcctDrop::Unencodable => String::from("too large to encode"),
+                        radius::AcctDrop::Unencodable => {
+                            String::from("cannot be encoded (too large, or no accounting server)")
+                        }
                     };
                     self.notices.push(alloc::format!(
                         "accounting {what} dropped: {why}: Acct-Session-Id {session_id:?} User-Name {:?}",

@@ -224,7 +224,8 @@ pub enum AcctDrop {
     QueueFull,
     /// Not acknowledged within `acct_max_age_ms`.
     MaxAge,
-    /// Could not be encoded (too large).
+    /// Could not be encoded (too large, or no accounting server configured any more
+    /// for a record restored from the journal).
     Unencodable,
 }
 

@@ -2045,4 +2045,55 @@ mod tests {
         assert!(AcctJournal::open(&path).unwrap().1.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A record refused by the queue bound and one given up by the age policy are
+    /// counted and logged with their Acct-Session-Id and User-Name.
+    #[test]
+    fn accounting_drops_counted_and_logged_with_the_session() {
+        use crate::config::{RadiusConfig, ServerConfig};
+        let srv = |a: &str| ServerConfig {
+            addr: a.to_string(),
+            secret: "s".into(),
+        };
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.radius = Some(RadiusConfig {
+            auth: alloc::vec![srv("127.0.0.1:1812")],
+            acct: alloc::vec![srv("127.0.0.1:1813")],
+            timeout_ms: 100,
+            acct_queue_limit: 1,
+            acct_max_age_s: 2,
+            ..RadiusConfig::default()
+        });
+        let mut c = cp(&cfg);
+        let rec = |sid: &str| AcctRecord {
+            session_id: sid.to_string(),
+            user: b"alice".to_vec(),
+            ..AcctRecord::default()
+        };
+        for sid in ["0000000100000001", "0000000200000002"] {
+            let req = radius::accounting_request(&LineInfo::default(), AcctStatus::Stop, &rec(sid));
+            c.radius.as_mut().unwrap().submit_acct(req, 0);
+        }
+        c.poll(0);
+        let n = c.take_notices();
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(
+            n[0].contains("Stop dropped: accounting queue full")
+                && n[0].contains("\"0000000200000002\"")
+                && n[0].contains("\"alice\""),
+            "{n:?}"
+        );
+        for t in (0..3_000).step_by(50) {
+            c.poll(t);
+        }
+        let n = c.take_notices();
+        assert!(
+            n.len() == 1
+                && n[0].contains("not acknowledged after 2 s")
+                && n[0].contains("\"0000000100000001\""),
+            "{n:?}"
+        );
+        let st = c.radius_stats().unwrap();
+        assert_eq!((st.acct_overflow, st.acct_given_up), (1, 1));
+    }
 }

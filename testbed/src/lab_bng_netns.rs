@@ -250,8 +250,16 @@ accounting {
 	detail
 }
 post-auth {
+	# vbng requires a Message-Authenticator in Access replies (RFC 3579 §3.2,
+	# BlastRADIUS); FreeRADIUS before 3.2.5 sends one only when told to.
+	update reply {
+		&Message-Authenticator := 0x00
+	}
 	Post-Auth-Type REJECT {
 		attr_filter.access_reject
+		update reply {
+			&Message-Authenticator := 0x00
+		}
 	}
 }
 }

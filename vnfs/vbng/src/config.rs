@@ -204,14 +204,61 @@ pub struct Pool6Config {
     pub prefix: String,
 }
 
+/// A shared secret from the configuration: `Debug` prints `"<redacted>"` and the
+/// memory is zeroized on drop. Serialized as a plain string.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The secret as octets (what RADIUS hashes).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// No secret configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl core::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
+
 /// A RADIUS server.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// `ip:port`.
     pub addr: String,
-    /// Shared secret.
-    pub secret: String,
+    /// Shared secret (never printed by `Debug`).
+    pub secret: Secret,
 }
 
 /// RADIUS settings.
@@ -232,10 +279,24 @@ pub struct RadiusConfig {
     pub interim_s: u32,
     /// Dynamic authorization (CoA/DM) listen address; absent = off.
     pub coa_listen: Option<String>,
-    /// CoA/DM shared secret.
-    pub coa_secret: String,
+    /// CoA/DM shared secret (required with `coa_listen`).
+    pub coa_secret: Secret,
     /// Fall back to the local users when every server timed out.
     pub local_fallback: bool,
+    /// Drop an Access-Accept/-Reject/-Challenge without a valid Message-Authenticator
+    /// (RFC 3579 §3.2; the BlastRADIUS, CVE-2024-3596, mitigation). Default on.
+    pub require_message_authenticator: bool,
+    /// Accounting records kept (in flight, waiting and retrying) before new ones are
+    /// refused (counted and logged).
+    pub acct_queue_limit: u32,
+    /// An accounting record not acknowledged after this long is given up (counted and
+    /// logged with its Acct-Session-Id); 0 = never.
+    pub acct_max_age_s: u32,
+    /// Upper bound of the back-off between retry rounds over all accounting servers, s.
+    pub acct_retry_max_s: u32,
+    /// Journal of unacknowledged accounting records, replayed when vbng starts again;
+    /// absent = in memory only.
+    pub acct_journal: Option<String>,
 }
 
 impl Default for RadiusConfig {
@@ -248,9 +309,63 @@ impl Default for RadiusConfig {
             nas_ip: Ipv4Addr::LOCALHOST,
             interim_s: 0,
             coa_listen: None,
-            coa_secret: String::new(),
+            coa_secret: Secret::default(),
             local_fallback: false,
+            require_message_authenticator: true,
+            acct_queue_limit: 100_000,
+            acct_max_age_s: 86_400,
+            acct_retry_max_s: 60,
+            acct_journal: None,
         }
+    }
+}
+
+impl RadiusConfig {
+    /// Check the section: servers, retry settings, secrets. Messages name the key as
+    /// `radius.<key>` once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = |m: alloc::string::String| Err(ConfigError(m));
+        if self.auth.is_empty() {
+            return e("radius.auth: no server configured".to_string());
+        }
+        for (list, servers) in [("auth", &self.auth), ("acct", &self.acct)] {
+            for (i, s) in servers.iter().enumerate() {
+                parse_sockaddr(&s.addr)
+                    .map_err(|x| ConfigError(alloc::format!("radius.{list}[{i}]: {x}")))?;
+                if s.secret.is_empty() {
+                    return e(alloc::format!(
+                        "radius.{list}[{i}] ({}): empty shared secret",
+                        s.addr
+                    ));
+                }
+            }
+        }
+        if self.tries == 0 {
+            return e("radius.tries: must be at least 1".to_string());
+        }
+        if self.timeout_ms == 0 {
+            return e("radius.timeout_ms: must be at least 1".to_string());
+        }
+        if let Some(l) = &self.coa_listen {
+            parse_sockaddr(l).map_err(|x| ConfigError(alloc::format!("radius.coa_listen: {x}")))?;
+            if self.coa_secret.is_empty() {
+                return e(
+                    "radius.coa_secret: required with coa_listen (CoA/Disconnect-Requests \
+                     are authenticated with it, RFC 5176 §2.3)"
+                        .to_string(),
+                );
+            }
+        }
+        if self.acct_queue_limit == 0 {
+            return e("radius.acct_queue_limit: must be at least 1".to_string());
+        }
+        if self.acct_retry_max_s == 0 {
+            return e("radius.acct_retry_max_s: must be at least 1".to_string());
+        }
+        if self.acct_journal.as_deref() == Some("") {
+            return e("radius.acct_journal: empty path".to_string());
+        }
+        Ok(())
     }
 }
 
@@ -626,12 +741,7 @@ impl Config {
             ));
         }
         if let Some(r) = &self.radius {
-            for s in r.auth.iter().chain(r.acct.iter()) {
-                parse_sockaddr(&s.addr)?;
-            }
-            if let Some(l) = &r.coa_listen {
-                parse_sockaddr(l)?;
-            }
+            r.validate()?;
         }
         if !(64..=MAX_PAYLOAD).contains(&self.max_payload) {
             return Err(ConfigError(alloc::format!(
@@ -658,6 +768,7 @@ ranges = ["10.0.0.0/24", "10.1.0.5-10.1.0.9"]
 [radius]
 auth = [{ addr = "127.0.0.1:1812", secret = "s" }]
 coa_listen = "127.0.0.1:3799"
+coa_secret = "k"
 [[users]]
 name = "alice"
 password = "pw"
@@ -817,5 +928,66 @@ prefix = "2001:db8:100::/40"
         let mut c = Config::from_toml(&ok).unwrap();
         c.users.extend(parse_user_file("a other\n").unwrap());
         assert!(c.validate().unwrap_err().0.contains("duplicate user name"));
+    }
+
+    #[test]
+    fn radius_section_errors() {
+        let ok = "[radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"s\" }]\n";
+        let c = Config::from_toml(ok).unwrap();
+        let r = c.radius.as_ref().unwrap();
+        assert!(r.require_message_authenticator, "on by default");
+        assert_eq!(r.acct_journal, None);
+        for (extra, want) in [
+            ("tries = 0", "radius.tries: must be at least 1"),
+            ("timeout_ms = 0", "radius.timeout_ms: must be at least 1"),
+            (
+                "coa_listen = \"127.0.0.1:3799\"",
+                "radius.coa_secret: required with coa_listen",
+            ),
+            (
+                "acct = [{ addr = \"127.0.0.1:1813\" }]",
+                "radius.acct[0] (127.0.0.1:1813): empty shared secret",
+            ),
+            (
+                "acct = [{ addr = \"nowhere\", secret = \"s\" }]",
+                "radius.acct[0]: bad address: \"nowhere\"",
+            ),
+            ("acct_queue_limit = 0", "radius.acct_queue_limit"),
+            ("acct_journal = \"\"", "radius.acct_journal: empty path"),
+        ] {
+            let e = Config::from_toml(&alloc::format!("{ok}{extra}\n")).unwrap_err();
+            assert!(e.0.starts_with(want), "{extra}: {e}");
+            assert_eq!(e.0.matches("radius").count(), 1, "one prefix: {e}");
+        }
+        for text in [
+            "[radius]\n",
+            "[radius]\nacct = [{ addr = \"127.0.0.1:1813\", secret = \"s\" }]\n",
+        ] {
+            let e = Config::from_toml(text).unwrap_err();
+            assert_eq!(e.0, "radius.auth: no server configured");
+        }
+        let e =
+            Config::from_toml("[radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"\" }]\n")
+                .unwrap_err();
+        assert_eq!(e.0, "radius.auth[0] (127.0.0.1:1812): empty shared secret");
+        let c = Config::from_toml(&alloc::format!(
+            "{ok}coa_listen = \"127.0.0.1:3799\"\ncoa_secret = \"k\"\nrequire_message_authenticator = false\nacct_journal = \"/var/lib/vbng/acct.journal\"\nacct_max_age_s = 600\n"
+        ))
+        .unwrap();
+        let r = c.radius.unwrap();
+        assert!(!r.require_message_authenticator);
+        assert_eq!(r.acct_max_age_s, 600);
+    }
+
+    #[test]
+    fn radius_debug_redacts_secrets() {
+        let c = Config::from_toml(
+            "[radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"hunter2-auth\" }]\ncoa_listen = \"127.0.0.1:3799\"\ncoa_secret = \"hunter2-coa\"\n",
+        )
+        .unwrap();
+        let d = alloc::format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("secret: \"<redacted>\""), "{d}");
+        assert_eq!(c.radius.unwrap().auth[0].secret.expose(), "hunter2-auth");
     }
 }

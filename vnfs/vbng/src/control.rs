@@ -26,6 +26,12 @@
 //! count: the RADIUS client bounds that itself), so spoofed PADRs cannot fill the
 //! session table. Frames addressed to another MAC (neither ours nor, for discovery,
 //! broadcast; RFC 2516 §5) are ignored and counted.
+//! Accounting records go to the RADIUS client's durable queue ([`crate::radius`]):
+//! retried with back-off and failover until acknowledged (RFC 2866 §2), with the
+//! current Acct-Delay-Time (§5.2), optionally journaled by the `std` side
+//! ([`ControlPlane::take_acct_journal`], [`ControlPlane::restore_acct`]); a Stop does not
+//! need its session any more. Records refused (queue full) or given up (age policy)
+//! are counted and reported as [`ControlPlane::take_notices`] lines naming the session.
 //!
 //! Time is passed in (ms). Timers are kept in a heap so `poll` costs O(due · log n),
 //! not O(sessions); each slot has at most one live timer entry (superseded entries are
@@ -394,7 +400,7 @@ pub struct ControlPlane {
     acct_enabled: bool,
     local_fallback: bool,
     interim_ms: u64,
-    dynauth_secret: Vec<u8>,
+    dynauth_secret: radius::Key,
     users: BTreeMap<Vec<u8>, LocalUser>,
     pools: Pools,
     pools6: Pools6,
@@ -406,6 +412,7 @@ pub struct ControlPlane {
     nas_id: String,
     tx: Vec<(u16, Vec<u8>)>,
     radius_tx: Vec<Transmit>,
+    notices: Vec<String>,
     fib: Vec<FibUpdate>,
     setup_ms: VecDeque<u64>,
     /// Per slot: the deadline of its live entry in `timers` (`u64::MAX` = none).
@@ -569,6 +576,11 @@ impl ControlPlane {
                     acct: conv(&r.acct)?,
                     timeout_ms: r.timeout_ms,
                     tries: r.tries,
+                    require_message_authenticator: r.require_message_authenticator,
+                    acct_queue_limit: r.acct_queue_limit as usize,
+                    acct_max_age_ms: u64::from(r.acct_max_age_s) * 1000,
+                    acct_retry_max_ms: u64::from(r.acct_retry_max_s) * 1000,
+                    acct_journal: r.acct_journal.is_some(),
                     ..ClientConfig::default()
                 };
                 let acct = !cc.acct.is_empty();
@@ -581,21 +593,26 @@ impl ControlPlane {
                     Some(Client::new(cc, sub)),
                     acct,
                     u64::from(r.interim_s) * 1000,
-                    r.coa_secret.as_bytes().to_vec(),
+                    radius::Key(r.coa_secret.as_bytes().to_vec()),
                     u32::from(r.nas_ip),
                     r.local_fallback,
                 )
             }
-            None => (None, false, 0, Vec::new(), 0x7f00_0001, false),
+            None => (None, false, 0, radius::Key::default(), 0x7f00_0001, false),
         };
         let n = max_sessions.min(counters.capacity() as u32);
+        // Session generations (the first half of Acct-Session-Id) start at a random
+        // value, so the ids of a restarted vbng do not repeat those of the records it
+        // replays from the accounting journal.
+        let mut g = [0u8; 4];
+        rng.fill(&mut g);
         Ok(ControlPlane {
             link,
             our_mac,
             disc,
             slots: (0..n).map(|_| None).collect(),
             free: (0..n).rev().collect(),
-            gen: 0,
+            gen: u32::from_be_bytes(g),
             by_key: HashMap::with_capacity(n as usize),
             by_host: HashMap::with_capacity(n as usize),
             next_sid: 1,
@@ -616,6 +633,7 @@ impl ControlPlane {
             nas_id: cfg.name.clone(),
             tx: Vec::new(),
             radius_tx: Vec::new(),
+            notices: Vec::new(),
             fib: Vec::new(),
             setup_ms: VecDeque::new(),
             timer_at: alloc::vec![u64::MAX; n as usize],
@@ -1461,10 +1479,9 @@ impl ControlPlane {
             _ => None,
         };
         let req = radius::accounting_request_v6(&line, status, &rec, prefix6);
-        // Accounting responses are matched by tag only for counting; the session may be gone.
-        let tag = u64::MAX;
+        // The record carries all it needs: its retries do not look at the session.
         if let Some(r) = self.radius.as_mut() {
-            r.submit(tag, req, now);
+            r.submit_acct(req, now);
         }
     }
 
@@ -1665,6 +1682,37 @@ impl ControlPlane {
                     self.stats.aaa_timeout += 1;
                     self.aaa_timeout(idx, now);
                 }
+                Event::AcctDropped {
+                    reason,
+                    session_id,
+                    user,
+                    status,
+                    age_ms,
+                } => {
+                    let what = match status {
+                        1 => "Start",
+                        2 => "Stop",
+                        3 => "Interim-Update",
+                        _ => "record",
+                    };
+                    let why = match reason {
+                        radius::AcctDrop::QueueFull => alloc::format!(
+                            "accounting queue full ({} records, radius.acct_queue_limit)",
+                            self.radius.as_ref().map_or(0, |r| r.acct_outstanding())
+                        ),
+                        radius::AcctDrop::MaxAge => alloc::format!(
+                            "not acknowledged after {} s (radius.acct_max_age_s)",
+                            age_ms / 1000
+                        ),
+                        radius::AcctDrop::Unencodable => {
+                            String::from("cannot be encoded (too large, or no accounting server)")
+                        }
+                    };
+                    self.notices.push(alloc::format!(
+                        "accounting {what} dropped: {why}: Acct-Session-Id {session_id:?} User-Name {:?}",
+                        String::from_utf8_lossy(&user)
+                    ));
+                }
             }
         }
     }
@@ -1683,6 +1731,31 @@ impl ControlPlane {
     /// Datagrams the RADIUS client wants sent.
     pub fn take_radius_tx(&mut self) -> Vec<Transmit> {
         core::mem::take(&mut self.radius_tx)
+    }
+
+    /// Log lines (accounting records refused or given up, naming the session).
+    pub fn take_notices(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.notices)
+    }
+
+    /// Accounting journal operations to write before the datagrams of
+    /// [`ControlPlane::take_radius_tx`] go out (only with `radius.acct_journal`).
+    pub fn take_acct_journal(&mut self) -> Vec<radius::JournalOp> {
+        self.radius
+            .as_mut()
+            .map(|r| r.take_journal())
+            .unwrap_or_default()
+    }
+
+    /// Queue accounting records read back from the journal after a restart: `(id,
+    /// age ms, request)`.
+    pub fn restore_acct(&mut self, records: Vec<(u64, u64, radius::Request)>, now: u64) {
+        if let Some(r) = self.radius.as_mut() {
+            for (id, age, req) in records {
+                r.restore_acct(id, age, req, now);
+            }
+        }
+        self.poll_radius(now);
     }
 
     /// A datagram for the RADIUS client.
@@ -1733,26 +1806,31 @@ impl ControlPlane {
     /// A Disconnect-/CoA-Request datagram (RFC 5176). Returns the response to send, or
     /// `None` if the request is dropped (bad authenticator).
     pub fn dynauth(&mut self, bytes: &[u8], now: u64) -> Option<Vec<u8>> {
-        let Some(d) = DynAuth::parse(bytes, &self.dynauth_secret) else {
+        if self.dynauth_secret.0.is_empty() {
+            // Never answer with an empty secret (config validation refuses it too).
+            self.stats.dynauth_rejected += 1;
+            return None;
+        }
+        let Some(d) = DynAuth::parse(bytes, &self.dynauth_secret.0) else {
             self.stats.dynauth_rejected += 1;
             return None;
         };
         let Some(idx) = self.find(&d) else {
             self.stats.dynauth_rejected += 1;
             return Some(d.respond(
-                &self.dynauth_secret,
+                &self.dynauth_secret.0,
                 Some(radius::error_cause::SESSION_NOT_FOUND),
             ));
         };
         if d.disconnect {
             self.stats.disconnect += 1;
             self.terminate(idx, radius::terminate_cause::ADMIN_RESET, now);
-            return Some(d.respond(&self.dynauth_secret, None));
+            return Some(d.respond(&self.dynauth_secret.0, None));
         }
         let Some(rate) = d.reply.rate else {
             self.stats.dynauth_rejected += 1;
             return Some(d.respond(
-                &self.dynauth_secret,
+                &self.dynauth_secret.0,
                 Some(radius::error_cause::UNSUPPORTED_SERVICE),
             ));
         };
@@ -1767,7 +1845,7 @@ impl ControlPlane {
             }
         }
         self.schedule(idx);
-        Some(d.respond(&self.dynauth_secret, None))
+        Some(d.respond(&self.dynauth_secret.0, None))
     }
 
     /// All sessions.
@@ -2129,7 +2207,12 @@ mod tests {
             crate::wire::radius::attr::FRAMED_IPV6_PREFIX,
             &radius::ipv6_prefix_value(u128::from(prefixes[1]) << 64, 64),
         );
-        let dm = b.finish_request_md5(b"").unwrap();
+        let dm = b.clone().finish_request_md5(b"").unwrap();
+        // No CoA secret configured: never answered, even when signed with "".
+        assert_eq!(c.dynauth(&dm, 3100), None);
+        assert_eq!(c.session_count(), 2);
+        c.dynauth_secret = radius::Key(b"k".to_vec());
+        let dm = b.finish_request_md5(b"k").unwrap();
         let ack = c.dynauth(&dm, 3100).expect("answered");
         assert_eq!(ack[0], crate::wire::radius::code::DISCONNECT_ACK);
         assert_eq!(c.session_count(), 1);
@@ -2462,7 +2545,7 @@ mod tests {
             radius: Some(crate::config::RadiusConfig {
                 auth: alloc::vec![crate::config::ServerConfig {
                     addr: "127.0.0.1:1812".to_string(),
-                    secret: "s".to_string(),
+                    secret: "s".into(),
                 }],
                 timeout_ms: 4000,
                 tries: 2,
@@ -2499,5 +2582,142 @@ mod tests {
         c.poll(5_000);
         assert_eq!(c.session_count(), 0);
         assert_eq!(c.stats.half_open_expired, 1);
+    }
+
+    /// Accounting records survive a restart: a session's Start and Stop are not
+    /// acknowledged, the control plane is dropped, a new one replays them from the
+    /// journal with their Acct-Delay-Time, and once acknowledged the journal is empty.
+    #[cfg(feature = "std")]
+    #[test]
+    fn accounting_journal_replayed_after_restart() {
+        use crate::acct_journal::AcctJournal;
+        use crate::config::{RadiusConfig, ServerConfig};
+        use crate::wire::radius::{attr, code, Builder, Packet};
+        let dir =
+            std::env::temp_dir().join(alloc::format!("vbng-cp-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("acct.journal");
+        let srv = |a: &str| ServerConfig {
+            addr: a.to_string(),
+            secret: "s".into(),
+        };
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.ipv6cp = false;
+        cfg.radius = Some(RadiusConfig {
+            auth: alloc::vec![srv("127.0.0.1:1812")],
+            acct: alloc::vec![srv("127.0.0.1:1813")],
+            acct_journal: Some(path.display().to_string()),
+            ..RadiusConfig::default()
+        });
+        let (mut j, r) = AcctJournal::open(&path).unwrap();
+        assert!(r.is_empty());
+        let mut c = cp(&cfg);
+        let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+        let mut up = Vec::new();
+        subs[0].start(0, &mut up);
+        run(&mut c, &mut subs, 0, up);
+        let tx = c.take_radius_tx();
+        let ar = Packet::new_checked(&tx[0].bytes).unwrap();
+        assert_eq!(ar.code(), code::ACCESS_REQUEST);
+        let mut b = Builder::new(code::ACCESS_ACCEPT, ar.id(), [0; 16]);
+        b.message_authenticator();
+        let accept = b.finish_response(b"s", &ar.authenticator()).unwrap();
+        c.radius_input(tx[0].channel, tx[0].to, &accept, 10);
+        run(&mut c, &mut subs, 10, Vec::new());
+        assert_eq!(subs[0].phase, ClientPhase::Up);
+        let sid = c.sessions()[0].acct_id.clone();
+        let mut up = Vec::new();
+        subs[0].terminate(&mut up);
+        run(&mut c, &mut subs, 20, up);
+        assert_eq!(c.session_count(), 0);
+        // Written before anything is sent; the RADIUS server never answers.
+        j.write(&c.take_acct_journal()).unwrap();
+        let sent = c.take_radius_tx();
+        assert_eq!(sent.len(), 2, "Start and Stop sent once");
+        drop(c);
+        drop(j);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // "vbng restarted".
+        let (mut j, restored) = AcctJournal::open(&path).unwrap();
+        assert_eq!(restored.len(), 2);
+        let mut c = cp(&cfg);
+        c.restore_acct(restored, 0);
+        let tx = c.take_radius_tx();
+        assert_eq!(tx.len(), 2);
+        let mut status = Vec::new();
+        for t in &tx {
+            let p = Packet::new_checked(&t.bytes).unwrap();
+            assert_eq!(p.code(), code::ACCOUNTING_REQUEST);
+            assert_eq!(t.to.port(), 1813);
+            assert!(crate::wire::radius::verify_request_md5(&p, b"s"));
+            assert_eq!(p.attr(attr::ACCT_SESSION_ID), Some(sid.as_bytes()));
+            assert!(
+                p.attr_u32(attr::ACCT_DELAY_TIME).unwrap() >= 1,
+                "downtime counted"
+            );
+            status.push(p.attr_u32(attr::ACCT_STATUS_TYPE).unwrap());
+            let b = Builder::new(code::ACCOUNTING_RESPONSE, p.id(), [0; 16]);
+            let resp = b.finish_response(b"s", &p.authenticator()).unwrap();
+            c.radius_input(t.channel, t.to, &resp, 5);
+        }
+        assert_eq!(status, [1, 2], "Start then Stop, in order");
+        assert_eq!(c.radius_stats().unwrap().acct_acked, 2);
+        j.write(&c.take_acct_journal()).unwrap();
+        assert_eq!(j.live(), 0);
+        drop(j);
+        assert!(AcctJournal::open(&path).unwrap().1.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A record refused by the queue bound and one given up by the age policy are
+    /// counted and logged with their Acct-Session-Id and User-Name.
+    #[test]
+    fn accounting_drops_counted_and_logged_with_the_session() {
+        use crate::config::{RadiusConfig, ServerConfig};
+        let srv = |a: &str| ServerConfig {
+            addr: a.to_string(),
+            secret: "s".into(),
+        };
+        let mut cfg = cfg_with_users(AuthProto::Pap);
+        cfg.radius = Some(RadiusConfig {
+            auth: alloc::vec![srv("127.0.0.1:1812")],
+            acct: alloc::vec![srv("127.0.0.1:1813")],
+            timeout_ms: 100,
+            acct_queue_limit: 1,
+            acct_max_age_s: 2,
+            ..RadiusConfig::default()
+        });
+        let mut c = cp(&cfg);
+        let rec = |sid: &str| AcctRecord {
+            session_id: sid.to_string(),
+            user: b"alice".to_vec(),
+            ..AcctRecord::default()
+        };
+        for sid in ["0000000100000001", "0000000200000002"] {
+            let req = radius::accounting_request(&LineInfo::default(), AcctStatus::Stop, &rec(sid));
+            c.radius.as_mut().unwrap().submit_acct(req, 0);
+        }
+        c.poll(0);
+        let n = c.take_notices();
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(
+            n[0].contains("Stop dropped: accounting queue full")
+                && n[0].contains("\"0000000200000002\"")
+                && n[0].contains("\"alice\""),
+            "{n:?}"
+        );
+        for t in (0..3_000).step_by(50) {
+            c.poll(t);
+        }
+        let n = c.take_notices();
+        assert!(
+            n.len() == 1
+                && n[0].contains("not acknowledged after 2 s")
+                && n[0].contains("\"0000000100000001\""),
+            "{n:?}"
+        );
+        let st = c.radius_stats().unwrap();
+        assert_eq!((st.acct_overflow, st.acct_given_up), (1, 1));
     }
 }

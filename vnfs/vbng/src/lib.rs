@@ -11,6 +11,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "std")]
+pub mod acct_journal;
 pub mod auth;
 pub mod client;
 pub mod config;

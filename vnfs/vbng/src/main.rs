@@ -229,7 +229,26 @@ fn run(
                 .map(parse_sockaddr)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            Some(RadiusIo::bind("0.0.0.0:0".parse()?, 4, coa)?)
+            let mut io = RadiusIo::bind("0.0.0.0:0".parse()?, 4, coa)?;
+            if let Some(path) = r.acct_journal.as_deref() {
+                let (j, records) = vbng::acct_journal::AcctJournal::open(Path::new(path))
+                    .with_context(|| format!("accounting journal {path}"))?;
+                if j.skipped_bytes > 0 {
+                    eprintln!(
+                        "vbng: radius: accounting journal {path}: {} octets of a torn or corrupt tail ignored",
+                        j.skipped_bytes
+                    );
+                }
+                if !records.is_empty() {
+                    eprintln!(
+                        "vbng: radius: {} unacknowledged accounting records replayed from {path}",
+                        records.len()
+                    );
+                }
+                cp.restore_acct(records, 0);
+                io.set_journal(j);
+            }
+            Some(io)
         }
         None => None,
     };
@@ -323,6 +342,10 @@ fn run(
         if work == 0 && ctl_tx.is_empty() {
             std::thread::sleep(Duration::from_micros(50));
         }
+    }
+    if let Some(io) = io.as_mut() {
+        // What was queued in the last round reaches the journal before we exit.
+        io.flush(&mut cp);
     }
     eprint!("{}", vbng::metrics::show_sessions(&cp));
     eprint!("{}", pipeline.show_errors());

@@ -129,6 +129,17 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             ("failovers", r.failovers),
             ("timeouts", r.timeouts),
             ("bad_responses", r.bad_responses),
+            (
+                "missing_message_authenticator",
+                r.missing_message_authenticator,
+            ),
+            ("bad_message_authenticator", r.bad_message_authenticator),
+            ("acct_queued", r.acct_queued),
+            ("acct_acked", r.acct_acked),
+            ("acct_retry_rounds", r.acct_retry_rounds),
+            ("acct_overflow", r.acct_overflow),
+            ("acct_given_up", r.acct_given_up),
+            ("acct_superseded", r.acct_superseded),
         ] {
             p.counter(
                 "vbng_radius_total",

@@ -5,23 +5,80 @@
 //! a retransmission keeps Identifier and Authenticator), and the dynamic authorization
 //! server side (RFC 5176: Disconnect-Request and CoA-Request → ACK/NAK).
 //!
+//! Replies to Access-Requests must carry a valid Message-Authenticator (RFC 3579 §3.2;
+//! the BlastRADIUS mitigation, CVE-2024-3596) unless
+//! [`ClientConfig::require_message_authenticator`] is off: replies without one or with
+//! a bad one are dropped and counted.
+//!
+//! Accounting is not given up when the servers do not answer (RFC 2866 §2: the client
+//! keeps trying). Every record is kept in a bounded queue
+//! ([`ClientConfig::acct_queue_limit`]; a record refused because it is full is counted
+//! and reported as [`Event::AcctDropped`]) until a server acknowledges it: `tries`
+//! transmissions per server, failover through all servers, then a new round after a
+//! back-off that doubles up to [`ClientConfig::acct_retry_max_ms`]. Only the explicit
+//! age limit [`ClientConfig::acct_max_age_ms`] gives a record up (counted, reported with
+//! its Acct-Session-Id and User-Name). A record carries everything it needs, so its
+//! session may be long gone. A waiting Interim-Update is dropped (counted) once a newer
+//! Interim-Update or the Stop of its session is queued: they carry running totals. Each new transmission after a failover or back-off carries
+//! the current Acct-Delay-Time (RFC 2866 §5.2), so it is new content with a new
+//! Identifier and a new Request Authenticator; retransmissions within one server's
+//! `tries` stay byte-identical. With [`ClientConfig::acct_journal`] on, the client
+//! reports [`JournalOp`]s (record added / acknowledged or given up) that the `std` side
+//! writes to a file ([`crate::acct_journal`]) and replays with [`Client::restore_acct`]
+//! after a restart.
+//!
 //! The client produces datagrams to send and consumes datagrams received; time is
 //! passed in. The `std` transport (UDP sockets) is in [`crate::radius_io`].
 
-use crate::wire::radius::{attr, code, verify_request_md5, verify_response, vsa, Builder, Packet};
-use alloc::collections::VecDeque;
+use crate::wire::radius::{
+    attr, code, verify_request_md5, verify_response, verify_response_authenticator, vsa, Builder,
+    Packet,
+};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-/// One RADIUS server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One RADIUS server. `Debug` does not print the secret; it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Server {
     /// Address and port.
     pub addr: SocketAddr,
     /// Shared secret.
     pub secret: Vec<u8>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
+/// A shared secret held outside a [`Server`] (the CoA/DM secret): `Debug` prints
+/// `"<redacted>"`, zeroized on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Key(pub Vec<u8>);
+
+impl core::fmt::Debug for Key {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// Client configuration.
@@ -41,6 +98,18 @@ pub struct ClientConfig {
     pub dead_ms: u64,
     /// Number of source sockets (each has 256 identifiers).
     pub channels: u8,
+    /// Drop Access-Accept/-Reject/-Challenge without a valid Message-Authenticator
+    /// (RFC 3579 §3.2, BlastRADIUS mitigation).
+    pub require_message_authenticator: bool,
+    /// Accounting records kept (in flight, waiting, retrying) before new ones are
+    /// refused.
+    pub acct_queue_limit: usize,
+    /// Give an accounting record up after this long, ms (0 = never).
+    pub acct_max_age_ms: u64,
+    /// Upper bound of the back-off between accounting retry rounds, ms.
+    pub acct_retry_max_ms: u64,
+    /// Report [`JournalOp`]s for a persistent journal.
+    pub acct_journal: bool,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +122,11 @@ impl Default for ClientConfig {
             tries: 3,
             dead_ms: 30_000,
             channels: 4,
+            require_message_authenticator: true,
+            acct_queue_limit: 100_000,
+            acct_max_age_ms: 86_400_000,
+            acct_retry_max_ms: 60_000,
+            acct_journal: false,
         }
     }
 }
@@ -66,8 +140,9 @@ pub enum Service {
     Acct,
 }
 
-/// A request before encoding; encoded per server (each has its own secret).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request before encoding; encoded per server (each has its own secret). `Debug`
+/// does not print the password; it is zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     /// Auth or accounting.
     pub service: Service,
@@ -75,6 +150,24 @@ pub struct Request {
     pub attrs: Vec<(u8, Vec<u8>)>,
     /// Cleartext PAP password, hidden per server (RFC 2865 §5.2).
     pub password: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for Request {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Request")
+            .field("service", &self.service)
+            .field("attrs", &self.attrs)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(p) = self.password.as_mut() {
+            zeroize::Zeroize::zeroize(p);
+        }
+    }
 }
 
 /// Data to send.
@@ -103,10 +196,55 @@ pub enum Event {
         /// Which server answered.
         server: SocketAddr,
     },
-    /// All servers failed for request `tag`.
+    /// All servers failed for request `tag` (authentication only: accounting is
+    /// retried until acknowledged or given up, see [`Event::AcctDropped`]).
     Timeout {
         /// The caller's tag.
         tag: u64,
+    },
+    /// An accounting record was not (or will no longer be) delivered.
+    AcctDropped {
+        /// Why.
+        reason: AcctDrop,
+        /// Acct-Session-Id of the record.
+        session_id: String,
+        /// User-Name of the record.
+        user: Vec<u8>,
+        /// Acct-Status-Type (1 Start, 2 Stop, 3 Interim-Update).
+        status: u32,
+        /// How long the record had been waiting, ms.
+        age_ms: u64,
+    },
+}
+
+/// Why an accounting record was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcctDrop {
+    /// The queue held `acct_queue_limit` records: this new one was refused.
+    QueueFull,
+    /// Not acknowledged within `acct_max_age_ms`.
+    MaxAge,
+    /// Could not be encoded (too large, or no accounting server configured any more
+    /// for a record restored from the journal).
+    Unencodable,
+}
+
+/// A change to the set of unacknowledged accounting records, for a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOp {
+    /// A record to keep until it is removed.
+    Add {
+        /// Record id (unique within the journal).
+        id: u64,
+        /// Age of the record when added, ms (0 for a new record).
+        age_ms: u64,
+        /// The Accounting-Request.
+        req: Request,
+    },
+    /// The record was acknowledged or given up.
+    Remove {
+        /// Record id.
+        id: u64,
     },
 }
 
@@ -239,6 +377,63 @@ struct Pending {
     deadline: u64,
     bytes: Vec<u8>,
     auth: [u8; 16],
+    acct: Option<AcctMeta>,
+}
+
+/// Retry state of one accounting record.
+#[derive(Debug, Clone, Copy)]
+struct AcctMeta {
+    id: u64,
+    /// When it was queued here (ms, our clock).
+    created: u64,
+    /// Age it already had then (restored from a journal), ms.
+    prior_ms: u64,
+    /// Back-off before the next round, ms (0 = none yet).
+    backoff_ms: u64,
+    /// Servers still to try in this round after the current one.
+    round_left: usize,
+}
+
+impl AcctMeta {
+    fn age(&self, now: u64) -> u64 {
+        self.prior_ms + now.saturating_sub(self.created)
+    }
+}
+
+/// An accounting record waiting for a slot or for its next round.
+#[derive(Debug, Clone)]
+struct AcctItem {
+    meta: AcctMeta,
+    req: Request,
+    /// Server to use (failover within a round); `None` = start a new round.
+    server: Option<usize>,
+}
+
+fn req_attr(req: &Request, t: u8) -> Option<&[u8]> {
+    req.attrs
+        .iter()
+        .find(|(a, _)| *a == t)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// Acct-Status-Type of an Accounting-Request (0 if absent).
+fn acct_status(req: &Request) -> u32 {
+    req_attr(req, attr::ACCT_STATUS_TYPE)
+        .and_then(|v| <[u8; 4]>::try_from(v).ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// Set Acct-Delay-Time (RFC 2866 §5.2) of an Accounting-Request, s.
+fn set_delay(req: &mut Request, secs: u32) {
+    let v = secs.to_be_bytes().to_vec();
+    match req
+        .attrs
+        .iter_mut()
+        .find(|(a, _)| *a == attr::ACCT_DELAY_TIME)
+    {
+        Some(a) => a.1 = v,
+        None => req.attrs.push((attr::ACCT_DELAY_TIME, v)),
+    }
 }
 
 /// Counters.
@@ -256,6 +451,24 @@ pub struct ClientStats {
     pub bad_responses: u64,
     /// Requests waiting for a free identifier.
     pub queued: u64,
+    /// Access replies dropped for lack of a Message-Authenticator (RFC 3579 §3.2).
+    pub missing_message_authenticator: u64,
+    /// Access replies dropped for a bad Message-Authenticator.
+    pub bad_message_authenticator: u64,
+    /// Accounting records accepted into the queue (including restored ones).
+    pub acct_queued: u64,
+    /// Accounting records acknowledged by a server.
+    pub acct_acked: u64,
+    /// Retry rounds: every accounting server failed for a record, which waits and
+    /// starts over.
+    pub acct_retry_rounds: u64,
+    /// Accounting records refused because the queue was full.
+    pub acct_overflow: u64,
+    /// Accounting records given up by the age policy (or unencodable).
+    pub acct_given_up: u64,
+    /// Interim-Updates not sent because a newer Interim-Update or the Stop of the
+    /// same session was queued (they carry running totals).
+    pub acct_superseded: u64,
 }
 
 /// The client.
@@ -270,6 +483,18 @@ pub struct Client {
     /// may leave it early), so `poll` skips the scan of every slot until then.
     next_due: u64,
     backlog: VecDeque<(u64, Request)>,
+    /// Accounting records ready to be sent (failovers in front).
+    acct_ready: VecDeque<AcctItem>,
+    /// Accounting records waiting for their next round, by (due, id).
+    acct_delayed: BTreeMap<(u64, u64), AcctItem>,
+    /// Unacknowledged accounting records: ready, delayed and in flight.
+    acct_count: usize,
+    next_acct_id: u64,
+    /// Acct-Session-Id → the newest queued Interim-Update.
+    latest_interim: hashbrown::HashMap<Vec<u8>, u64>,
+    /// Records made redundant by a newer one of their session, dropped when next due.
+    superseded: hashbrown::HashSet<u64>,
+    journal: Vec<JournalOp>,
     dead_until: [Vec<u64>; 2],
     rng: crate::rng::Rng,
     out: Vec<Transmit>,
@@ -297,6 +522,13 @@ impl Client {
             in_flight: 0,
             next_due: u64::MAX,
             backlog: VecDeque::new(),
+            acct_ready: VecDeque::new(),
+            acct_delayed: BTreeMap::new(),
+            acct_count: 0,
+            next_acct_id: 1,
+            latest_interim: hashbrown::HashMap::new(),
+            superseded: hashbrown::HashSet::new(),
+            journal: Vec::new(),
             dead_until: dead,
             rng,
             out: Vec::new(),
@@ -313,6 +545,16 @@ impl Client {
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Accounting records not yet acknowledged (in flight, waiting or retrying).
+    pub fn acct_outstanding(&self) -> usize {
+        self.acct_count
+    }
+
+    /// Journal operations produced so far (only with `acct_journal`).
+    pub fn take_journal(&mut self) -> Vec<JournalOp> {
+        core::mem::take(&mut self.journal)
     }
 
     fn servers(&self, s: Service) -> &[Server] {
@@ -374,7 +616,12 @@ impl Client {
     }
 
     /// Submit a request tagged `tag`; it is sent on the next [`Client::poll`].
+    /// Accounting requests go to [`Client::submit_acct`] (the tag is not used).
     pub fn submit(&mut self, tag: u64, req: Request, now: u64) {
+        if req.service == Service::Acct {
+            self.submit_acct(req, now);
+            return;
+        }
         self.stats.requests += 1;
         if self.servers(req.service).is_empty() {
             self.stats.timeouts += 1;
@@ -390,15 +637,179 @@ impl Client {
         }
     }
 
+    /// Queue an Accounting-Request until a server acknowledges it (or the age policy
+    /// gives it up). Returns its record id, `None` when refused (queue full or no
+    /// accounting server).
+    pub fn submit_acct(&mut self, req: Request, now: u64) -> Option<u64> {
+        self.stats.requests += 1;
+        if self.cfg.acct.is_empty() {
+            self.stats.timeouts += 1;
+            return None;
+        }
+        // Superseded Interim-Updates still in memory (dropped lazily) do not count.
+        let replaces = acct_status(&req) != AcctStatus::Start as u32
+            && req_attr(&req, attr::ACCT_SESSION_ID)
+                .is_some_and(|sid| self.latest_interim.contains_key(sid));
+        let live = self
+            .acct_count
+            .saturating_sub(self.superseded.len() + usize::from(replaces));
+        if live >= self.cfg.acct_queue_limit {
+            self.stats.acct_overflow += 1;
+            self.dropped(AcctDrop::QueueFull, &req, 0);
+            return None;
+        }
+        let id = self.next_acct_id;
+        self.next_acct_id += 1;
+        if self.cfg.acct_journal {
+            self.journal.push(JournalOp::Add {
+                id,
+                age_ms: 0,
+                req: req.clone(),
+            });
+        }
+        self.enqueue_acct(id, req, 0, now);
+        Some(id)
+    }
+
+    /// Put back a record read from a journal after a restart: it keeps its id (no
+    /// new [`JournalOp::Add`]) and its age (`age_ms`, for Acct-Delay-Time and the age
+    /// policy). Not refused by the queue limit: it was within it when written.
+    pub fn restore_acct(&mut self, id: u64, age_ms: u64, req: Request, now: u64) {
+        self.next_acct_id = self.next_acct_id.max(id.saturating_add(1));
+        self.enqueue_acct(id, req, age_ms, now);
+    }
+
+    fn enqueue_acct(&mut self, id: u64, req: Request, prior_ms: u64, now: u64) {
+        // Interim-Updates carry running totals: a newer Interim-Update or the Stop of
+        // the same session makes an older one that is still waiting redundant.
+        let status = acct_status(&req);
+        if status == AcctStatus::Interim as u32 || status == AcctStatus::Stop as u32 {
+            if let Some(sid) = req_attr(&req, attr::ACCT_SESSION_ID) {
+                if let Some(old) = self.latest_interim.remove(sid) {
+                    self.superseded.insert(old);
+                }
+                if status == AcctStatus::Interim as u32 {
+                    self.latest_interim.insert(sid.to_vec(), id);
+                }
+            }
+        }
+        self.acct_count += 1;
+        self.stats.acct_queued += 1;
+        self.acct_ready.push_back(AcctItem {
+            meta: AcctMeta {
+                id,
+                created: now,
+                prior_ms,
+                backoff_ms: 0,
+                round_left: 0,
+            },
+            req,
+            server: None,
+        });
+    }
+
+    fn dropped(&mut self, reason: AcctDrop, req: &Request, age_ms: u64) {
+        let text = |v: Option<&[u8]>| String::from_utf8_lossy(v.unwrap_or(&[])).into_owned();
+        let status = acct_status(req);
+        self.events.push(Event::AcctDropped {
+            reason,
+            session_id: text(req_attr(req, attr::ACCT_SESSION_ID)),
+            user: req_attr(req, attr::USER_NAME).unwrap_or(&[]).to_vec(),
+            status,
+            age_ms,
+        });
+    }
+
+    /// A record leaves the queue: acknowledged, superseded or given up.
+    fn acct_done(&mut self, id: u64, req: &Request) {
+        self.superseded.remove(&id);
+        if let Some(sid) = req_attr(req, attr::ACCT_SESSION_ID) {
+            if self.latest_interim.get(sid) == Some(&id) {
+                self.latest_interim.remove(sid);
+            }
+        }
+        self.acct_count = self.acct_count.saturating_sub(1);
+        if self.cfg.acct_journal {
+            self.journal.push(JournalOp::Remove { id });
+        }
+    }
+
+    fn give_up(&mut self, item: AcctItem, reason: AcctDrop, now: u64) {
+        self.stats.acct_given_up += 1;
+        self.dropped(reason, &item.req, item.meta.age(now));
+        self.acct_done(item.meta.id, &item.req);
+    }
+
+    /// Drop `item` if a newer record of its session made it redundant.
+    fn drop_superseded(&mut self, item: &AcctItem) -> bool {
+        if !self.superseded.contains(&item.meta.id) {
+            return false;
+        }
+        self.stats.acct_superseded += 1;
+        self.acct_done(item.meta.id, &item.req);
+        true
+    }
+
+    fn too_old(&self, m: &AcctMeta, now: u64) -> bool {
+        self.cfg.acct_max_age_ms > 0 && m.age(now) >= self.cfg.acct_max_age_ms
+    }
+
+    /// Send an accounting record on slot (`c`, `id`) with the current Acct-Delay-Time.
+    fn start_acct(&mut self, item: AcctItem, c: usize, id: u8, now: u64) {
+        let n = self.cfg.acct.len().max(1);
+        let mut meta = item.meta;
+        let server = match item.server {
+            Some(s) => s % n,
+            None => {
+                meta.round_left = n;
+                self.first_live(Service::Acct, now)
+            }
+        };
+        meta.round_left = meta.round_left.saturating_sub(1);
+        let mut req = item.req;
+        set_delay(
+            &mut req,
+            u32::try_from(meta.age(now) / 1000).unwrap_or(u32::MAX),
+        );
+        self.send_inner(meta.id, req, server, c, id, now, Some(meta));
+    }
+
     fn start(&mut self, tag: u64, req: Request, c: usize, id: u8, now: u64) {
         let server = self.first_live(req.service, now);
         self.send_to(tag, req, server, c, id, now);
     }
 
     fn send_to(&mut self, tag: u64, req: Request, server: usize, c: usize, id: u8, now: u64) {
+        self.send_inner(tag, req, server, c, id, now, None);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_inner(
+        &mut self,
+        tag: u64,
+        req: Request,
+        server: usize,
+        c: usize,
+        id: u8,
+        now: u64,
+        acct: Option<AcctMeta>,
+    ) {
         let Some((bytes, auth)) = self.encode(&req, server, id) else {
-            self.stats.timeouts += 1;
-            self.events.push(Event::Timeout { tag });
+            match acct {
+                Some(meta) => self.give_up(
+                    AcctItem {
+                        meta,
+                        req,
+                        server: None,
+                    },
+                    AcctDrop::Unencodable,
+                    now,
+                ),
+                None => {
+                    self.stats.timeouts += 1;
+                    self.events.push(Event::Timeout { tag });
+                }
+            }
             return;
         };
         let Some(to) = self.servers(req.service).get(server).map(|s| s.addr) else {
@@ -422,6 +833,7 @@ impl Client {
             },
             bytes,
             auth,
+            acct,
         };
         if let Some(slot) = self
             .pending
@@ -448,6 +860,27 @@ impl Client {
                 break;
             };
             self.start(tag, req, c, id, now);
+        }
+        while let Some(e) = self.acct_delayed.first_entry() {
+            if e.key().0 > now {
+                break;
+            }
+            let item = e.remove();
+            self.acct_ready.push_back(item);
+        }
+        while let Some(item) = self.acct_ready.pop_front() {
+            if self.drop_superseded(&item) {
+                continue;
+            }
+            if self.too_old(&item.meta, now) {
+                self.give_up(item, AcctDrop::MaxAge, now);
+                continue;
+            }
+            let Some((c, id)) = self.free_slot() else {
+                self.acct_ready.push_front(item);
+                break;
+            };
+            self.start_acct(item, c, id, now);
         }
         core::mem::take(&mut self.out)
     }
@@ -496,6 +929,46 @@ impl Client {
             if let Some(d) = self.dead_until[si].get_mut(pe.server) {
                 *d = now + self.cfg.dead_ms;
             }
+            if let Some(mut meta) = pe.acct {
+                // Accounting: the next server (new Identifier, current delay) in this
+                // round, else a new round after the back-off; never a timeout.
+                if self.superseded.contains(&meta.id) {
+                    self.stats.acct_superseded += 1;
+                    self.acct_done(meta.id, &pe.req);
+                    continue;
+                }
+                let item = if meta.round_left > 0 {
+                    self.stats.failovers += 1;
+                    AcctItem {
+                        meta,
+                        req: pe.req,
+                        server: Some(pe.server + 1),
+                    }
+                } else {
+                    self.stats.acct_retry_rounds += 1;
+                    meta.backoff_ms = if meta.backoff_ms == 0 {
+                        self.cfg.timeout_ms
+                    } else {
+                        meta.backoff_ms.saturating_mul(2)
+                    }
+                    .min(self.cfg.acct_retry_max_ms)
+                    .max(1);
+                    let item = AcctItem {
+                        meta,
+                        req: pe.req,
+                        server: None,
+                    };
+                    if self.too_old(&meta, now) {
+                        self.give_up(item, AcctDrop::MaxAge, now);
+                    } else {
+                        self.acct_delayed
+                            .insert((now + meta.backoff_ms, meta.id), item);
+                    }
+                    continue;
+                };
+                self.acct_ready.push_front(item);
+                continue;
+            }
             let n = self.servers(pe.req.service).len();
             let next = pe.server + 1;
             if next < n {
@@ -516,14 +989,20 @@ impl Client {
         core::mem::take(&mut self.events)
     }
 
-    /// Earliest retransmission deadline.
+    /// Earliest retransmission deadline (or next accounting round).
     pub fn deadline(&self) -> Option<u64> {
-        self.pending
+        let p = self
+            .pending
             .iter()
             .flatten()
             .flatten()
             .map(|p| p.deadline)
-            .min()
+            .min();
+        let a = self.acct_delayed.keys().next().map(|k| k.0);
+        match (p, a) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
     }
 
     /// Feed a datagram received on `channel` from `from`.
@@ -558,7 +1037,21 @@ impl Client {
             ),
             Service::Acct => p.code() == code::ACCOUNTING_RESPONSE,
         };
-        if srv.addr != from || !code_ok || !verify_response(&p, &srv.secret, &pe.auth) {
+        if srv.addr != from || !code_ok || !verify_response_authenticator(&p, &srv.secret, &pe.auth)
+        {
+            self.stats.bad_responses += 1;
+            return;
+        }
+        // RFC 3579 §3.2: a Message-Authenticator present must be valid; for Access
+        // replies it is required (BlastRADIUS) unless configured off.
+        let has_ma = p.attr(attr::MESSAGE_AUTHENTICATOR).is_some();
+        if has_ma && !verify_response(&p, &srv.secret, &pe.auth) {
+            self.stats.bad_message_authenticator += 1;
+            self.stats.bad_responses += 1;
+            return;
+        }
+        if !has_ma && pe.req.service == Service::Auth && self.cfg.require_message_authenticator {
+            self.stats.missing_message_authenticator += 1;
             self.stats.bad_responses += 1;
             return;
         }
@@ -568,8 +1061,15 @@ impl Client {
             *d = 0;
         }
         let tag = pe.tag;
-        *slot = None;
+        let Some(pe) = slot.take() else {
+            return;
+        };
         self.in_flight -= 1;
+        if let Some(m) = pe.acct {
+            self.stats.acct_acked += 1;
+            self.acct_done(m.id, &pe.req);
+            return;
+        }
         self.events.push(Event::Response {
             tag,
             code: p.code(),
@@ -853,16 +1353,330 @@ mod tests {
                 tries: 3,
                 dead_ms: 10_000,
                 channels: 1,
+                acct_retry_max_ms: 1_000,
+                ..ClientConfig::default()
             },
             Rng::from_seed([5; 32]),
         )
     }
 
+    /// A signed Access-Accept with Message-Authenticator.
     fn accept_for(tx: &Transmit, secret: &[u8], extra: impl FnOnce(&mut Builder)) -> Vec<u8> {
+        reply_for(tx, secret, code::ACCESS_ACCEPT, true, extra)
+    }
+
+    fn reply_for(
+        tx: &Transmit,
+        secret: &[u8],
+        c: u8,
+        msg_auth: bool,
+        extra: impl FnOnce(&mut Builder),
+    ) -> Vec<u8> {
         let p = Packet::new_checked(&tx.bytes).unwrap();
-        let mut b = Builder::new(code::ACCESS_ACCEPT, p.id(), [0; 16]);
+        let mut b = Builder::new(c, p.id(), [0; 16]);
         extra(&mut b);
+        if msg_auth {
+            b.message_authenticator();
+        }
         b.finish_response(secret, &p.authenticator()).unwrap()
+    }
+
+    fn stop(sid: &str) -> Request {
+        let r = AcctRecord {
+            session_id: String::from(sid),
+            user: b"alice".to_vec(),
+            terminate_cause: Some(terminate_cause::USER_REQUEST),
+            ..Default::default()
+        };
+        accounting_request(&LineInfo::default(), AcctStatus::Stop, &r)
+    }
+
+    fn delay_of(tx: &Transmit) -> u32 {
+        Packet::new_checked(&tx.bytes)
+            .unwrap()
+            .attr_u32(attr::ACCT_DELAY_TIME)
+            .unwrap()
+    }
+
+    /// Poll every 50 ms from `from` to `to`: (time, transmission).
+    fn drive(c: &mut Client, from: u64, to: u64) -> Vec<(u64, Transmit)> {
+        let mut v = Vec::new();
+        let mut t = from;
+        while t <= to {
+            v.extend(c.poll(t).into_iter().map(|x| (t, x)));
+            t += 50;
+        }
+        v
+    }
+
+    #[test]
+    fn accounting_retried_past_tries_with_failover_and_delay_time() {
+        let mut c = client(2);
+        c.submit_acct(stop("s1"), 0);
+        // Until the first transmission at or after 3 s (then answered while in flight).
+        let mut sends = Vec::new();
+        let mut t = 0;
+        while sends.last().is_none_or(|(ts, _)| *ts < 3_000) {
+            sends.extend(c.poll(t).into_iter().map(|x| (t, x)));
+            t += 50;
+            assert!(t < 20_000);
+        }
+        assert!(c.events().is_empty(), "accounting never times out");
+        assert_eq!(c.stats.timeouts, 0);
+        let ports: Vec<u16> = sends.iter().map(|(_, x)| x.to.port()).collect();
+        // Round 1: 3 tries on each server; then more rounds over both servers.
+        assert_eq!(&ports[..6], [1812, 1812, 1812, 1912, 1912, 1912]);
+        assert!(sends.len() > 12, "{ports:?}");
+        assert!(ports[6..].contains(&1812) && ports[6..].contains(&1912));
+        assert!(c.stats.acct_retry_rounds >= 2, "{:?}", c.stats);
+        assert!(c.stats.failovers >= 2, "{:?}", c.stats);
+        // Within one server's tries the datagram is byte-identical (RFC 5080 §2.2.1).
+        assert_eq!(sends[0].1.bytes, sends[2].1.bytes);
+        // A later round carries the delay so far (RFC 2866 §5.2): new content, so a new
+        // Identifier and Request Authenticator.
+        assert_eq!(delay_of(&sends[0].1), 0);
+        let (t_last, last) = sends.last().unwrap();
+        // Set when the transmission started (retransmissions keep it).
+        let delays: Vec<u32> = sends.iter().map(|(_, x)| delay_of(x)).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        for (t, x) in &sends {
+            assert!(u64::from(delay_of(x)) <= t / 1000);
+        }
+        assert!(delay_of(last) >= 2, "{delays:?}");
+        let (p0, pl) = (
+            Packet::new_checked(&sends[0].1.bytes).unwrap(),
+            Packet::new_checked(&last.bytes).unwrap(),
+        );
+        assert_ne!(p0.id(), pl.id());
+        assert_ne!(p0.authenticator(), pl.authenticator());
+        assert!(verify_request_md5(&pl, b"testing123"));
+        assert_eq!(pl.attr(attr::ACCT_SESSION_ID), Some(&b"s1"[..]));
+        assert_eq!(c.acct_outstanding(), 1);
+        // The server finally answers the last transmission: done, nothing more sent.
+        let resp = reply_for(
+            last,
+            b"testing123",
+            code::ACCOUNTING_RESPONSE,
+            false,
+            |_| {},
+        );
+        c.input(last.channel, last.to, &resp);
+        assert_eq!(c.acct_outstanding(), 0);
+        assert_eq!(c.stats.acct_acked, 1);
+        assert!(c.events().is_empty());
+        assert!(drive(&mut c, *t_last, t_last + 5_000).is_empty());
+        assert_eq!(c.deadline(), None);
+    }
+
+    #[test]
+    fn accounting_queue_bound_counted_and_reported() {
+        let mut c = client(1);
+        c.cfg.acct_queue_limit = 3;
+        for i in 0..5 {
+            let r = c.submit_acct(stop(&alloc::format!("s{i}")), 0);
+            assert_eq!(r.is_some(), i < 3);
+        }
+        assert_eq!(c.stats.acct_overflow, 2);
+        assert_eq!(c.acct_outstanding(), 3);
+        let ev = c.events();
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(
+            &ev[0],
+            Event::AcctDropped { reason: AcctDrop::QueueFull, session_id, user, status: 2, .. }
+                if session_id == "s3" && user == b"alice"
+        ));
+        assert_eq!(c.poll(0).len(), 3);
+    }
+
+    fn interim(sid: &str) -> Request {
+        let r = AcctRecord {
+            session_id: String::from(sid),
+            user: b"alice".to_vec(),
+            ..Default::default()
+        };
+        accounting_request(&LineInfo::default(), AcctStatus::Interim, &r)
+    }
+
+    #[test]
+    fn waiting_interim_superseded_by_newer_record_of_its_session() {
+        let mut c = client(1);
+        c.cfg.acct_queue_limit = 3;
+        c.cfg.acct_journal = true;
+        // Many Interim-Updates of one session during an outage never fill the queue.
+        for _ in 0..10 {
+            assert!(c.submit_acct(interim("a"), 0).is_some());
+        }
+        assert!(c.submit_acct(interim("b"), 0).is_some());
+        assert!(c.submit_acct(stop("a"), 0).is_some());
+        assert!(c.submit_acct(stop("c"), 0).is_some());
+        assert_eq!(c.stats.acct_overflow, 0);
+        assert!(
+            c.submit_acct(stop("d"), 0).is_none(),
+            "3 live records: full"
+        );
+        let tx = c.poll(0);
+        let sent: Vec<(Vec<u8>, u32)> = tx
+            .iter()
+            .map(|t| {
+                let p = Packet::new_checked(&t.bytes).unwrap();
+                (
+                    p.attr(attr::ACCT_SESSION_ID).unwrap().to_vec(),
+                    p.attr_u32(attr::ACCT_STATUS_TYPE).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            [(b"b".to_vec(), 3), (b"a".to_vec(), 2), (b"c".to_vec(), 2)]
+        );
+        assert_eq!(c.stats.acct_superseded, 10);
+        assert_eq!(c.acct_outstanding(), 3);
+        // Each superseded record is also removed from the journal.
+        let removes = c
+            .take_journal()
+            .iter()
+            .filter(|o| matches!(o, JournalOp::Remove { .. }))
+            .count();
+        assert_eq!(removes, 10);
+        // An Interim-Update already in flight is not cancelled, only not retried.
+        c.submit_acct(interim("b"), 0);
+        drive(&mut c, 50, 2_000);
+        assert_eq!(c.stats.acct_superseded, 11);
+        assert_eq!(c.acct_outstanding(), 4 - 1);
+    }
+
+    #[test]
+    fn accounting_given_up_only_by_age_policy() {
+        let mut c = client(1);
+        c.cfg.acct_max_age_ms = 2_000;
+        c.cfg.acct_journal = true;
+        let id = c.submit_acct(stop("old"), 0).unwrap();
+        let sends = drive(&mut c, 0, 1_900);
+        assert!(sends.len() > 3, "retried past tries before the limit");
+        assert_eq!(c.stats.acct_given_up, 0);
+        drive(&mut c, 1_950, 6_000);
+        assert_eq!(c.stats.acct_given_up, 1);
+        assert_eq!(c.acct_outstanding(), 0);
+        let ev = c.events();
+        assert!(
+            matches!(
+                &ev[..],
+                [Event::AcctDropped { reason: AcctDrop::MaxAge, session_id, status: 2, age_ms, .. }]
+                    if session_id == "old" && *age_ms >= 2_000
+            ),
+            "{ev:?}"
+        );
+        let j = c.take_journal();
+        assert!(
+            matches!(&j[..], [JournalOp::Add { id: a, .. }, JournalOp::Remove { id: b }] if *a == id && *b == id)
+        );
+        // With no limit (0) nothing is ever given up.
+        let mut c = client(1);
+        c.cfg.acct_max_age_ms = 0;
+        c.submit_acct(stop("kept"), 0);
+        drive(&mut c, 0, 600_000);
+        assert_eq!((c.stats.acct_given_up, c.acct_outstanding()), (0, 1));
+    }
+
+    #[test]
+    fn restored_record_keeps_its_age_and_id() {
+        let mut c = client(1);
+        c.cfg.acct_journal = true;
+        c.restore_acct(41, 12_500, stop("r"), 100);
+        let tx = c.poll(100);
+        assert_eq!(delay_of(&tx[0]), 12);
+        assert!(c.take_journal().is_empty(), "already in the journal");
+        assert_eq!(c.submit_acct(stop("n"), 100), Some(42));
+        let resp = reply_for(
+            &tx[0],
+            b"testing123",
+            code::ACCOUNTING_RESPONSE,
+            false,
+            |_| {},
+        );
+        c.input(0, tx[0].to, &resp);
+        assert!(c.take_journal().contains(&JournalOp::Remove { id: 41 }));
+    }
+
+    #[test]
+    fn access_reply_without_or_with_bad_message_authenticator_dropped() {
+        let auth_req = || Request {
+            service: Service::Auth,
+            attrs: vec![(attr::USER_NAME, b"u".to_vec())],
+            password: Some(b"pw".to_vec()),
+        };
+        for c_code in [
+            code::ACCESS_ACCEPT,
+            code::ACCESS_REJECT,
+            code::ACCESS_CHALLENGE,
+        ] {
+            let mut c = client(1);
+            c.submit(1, auth_req(), 0);
+            let tx = c.poll(0).remove(0);
+            // Correct Response Authenticator, no Message-Authenticator.
+            c.input(
+                0,
+                tx.to,
+                &reply_for(&tx, b"testing123", c_code, false, |_| {}),
+            );
+            assert_eq!(c.stats.missing_message_authenticator, 1);
+            // Message-Authenticator present but wrong (Response Authenticator fixed up
+            // to match, as a BlastRADIUS forgery would).
+            let p = Packet::new_checked(&tx.bytes).unwrap();
+            let mut b = Builder::new(c_code, p.id(), [0; 16]);
+            b.message_authenticator();
+            let mut bad = b
+                .finish_response(b"testing123", &p.authenticator())
+                .unwrap();
+            let n = bad.len();
+            bad[n - 1] ^= 0xff;
+            let mut h = bad.clone();
+            h[4..20].copy_from_slice(&p.authenticator());
+            let mut m = md5::Md5::default();
+            md5::Digest::update(&mut m, &h);
+            md5::Digest::update(&mut m, b"testing123");
+            let a: [u8; 16] = md5::Digest::finalize(m).into();
+            bad[4..20].copy_from_slice(&a);
+            c.input(0, tx.to, &bad);
+            assert_eq!(c.stats.bad_message_authenticator, 1);
+            assert_eq!(c.stats.bad_responses, 2);
+            assert!(c.events().is_empty(), "both dropped");
+            assert_eq!(c.in_flight(), 1);
+            c.input(
+                0,
+                tx.to,
+                &reply_for(&tx, b"testing123", c_code, true, |_| {}),
+            );
+            assert!(
+                matches!(c.events()[..], [Event::Response { tag: 1, code, .. }] if code == c_code)
+            );
+        }
+        // Switched off: a reply without it is accepted (a bad one still is not).
+        let mut c = client(1);
+        c.cfg.require_message_authenticator = false;
+        c.submit(1, auth_req(), 0);
+        let tx = c.poll(0).remove(0);
+        c.input(
+            0,
+            tx.to,
+            &reply_for(&tx, b"testing123", code::ACCESS_ACCEPT, false, |_| {}),
+        );
+        assert!(matches!(c.events()[..], [Event::Response { tag: 1, .. }]));
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let c = client(1);
+        let d = alloc::format!("{:?}", c.config());
+        assert!(!d.contains("testing123"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+        assert_eq!(alloc::format!("{:?}", Key(b"k".to_vec())), "\"<redacted>\"");
+        let cr = crate::auth::Credentials::Pap {
+            user: b"alice".to_vec(),
+            password: b"pw-hunter2".to_vec(),
+        };
+        let d = alloc::format!("{:?}", access_request(&LineInfo::default(), &cr));
+        assert!(!d.contains("hunter2") && d.contains("<redacted>"), "{d}");
     }
 
     #[test]
@@ -923,7 +1737,7 @@ mod tests {
         c.submit(
             7,
             Request {
-                service: Service::Acct,
+                service: Service::Auth,
                 attrs: vec![(attr::USER_NAME, b"x".to_vec())],
                 password: None,
             },

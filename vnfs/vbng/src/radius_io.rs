@@ -1,7 +1,10 @@
 //! UDP transport for the RADIUS client and the dynamic-authorization (CoA/DM, RFC 5176
 //! §2.2: port 3799) listener (std only). Non-blocking sockets pumped by the caller's
-//! loop; one socket per client channel (each carries 256 identifiers).
+//! loop; one socket per client channel (each carries 256 identifiers). With an
+//! accounting journal ([`crate::acct_journal`]) the control plane's journal operations
+//! are written (and synced) before any datagram goes out.
 
+use crate::acct_journal::AcctJournal;
 use crate::control::ControlPlane;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -12,6 +15,7 @@ pub struct RadiusIo {
     channels: Vec<UdpSocket>,
     coa: Option<UdpSocket>,
     buf: Vec<u8>,
+    journal: Option<AcctJournal>,
 }
 
 impl RadiusIo {
@@ -36,7 +40,35 @@ impl RadiusIo {
             channels: v,
             coa,
             buf: vec![0; 4096],
+            journal: None,
         })
+    }
+
+    /// Write accounting journal operations to `j` from now on.
+    pub fn set_journal(&mut self, j: AcctJournal) {
+        self.journal = Some(j);
+    }
+
+    /// The journal, if any.
+    pub fn journal(&self) -> Option<&AcctJournal> {
+        self.journal.as_ref()
+    }
+
+    /// Write what the control plane has for the journal and print its notices.
+    pub fn flush(&mut self, cp: &mut ControlPlane) {
+        for n in cp.take_notices() {
+            eprintln!("vbng: radius: {n}");
+        }
+        let ops = cp.take_acct_journal();
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.write(&ops) {
+                // The records stay queued in memory; only their durability is lost.
+                eprintln!(
+                    "vbng: radius: accounting journal write failed ({} ops): {e}",
+                    ops.len()
+                );
+            }
+        }
     }
 
     /// The CoA listener's address.
@@ -48,6 +80,7 @@ impl RadiusIo {
     /// Returns the number of datagrams handled.
     pub fn pump(&mut self, cp: &mut ControlPlane, now: u64) -> usize {
         let mut n = 0;
+        self.flush(cp);
         for t in cp.take_radius_tx() {
             if let Some(s) = self.channels.get(usize::from(t.channel)) {
                 // A failed send is handled like a lost datagram: the client retransmits.
@@ -72,6 +105,7 @@ impl RadiusIo {
             }
         }
         // Responses may have produced new requests (accounting Start after accept).
+        self.flush(cp);
         for t in cp.take_radius_tx() {
             if let Some(s) = self.channels.get(usize::from(t.channel)) {
                 let _ = s.send_to(&t.bytes, t.to);

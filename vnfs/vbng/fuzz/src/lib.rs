@@ -323,7 +323,7 @@ pub fn exercise_control(data: &[u8]) {
 fn radius_config(auth: AuthProto) -> Config {
     let srv = |port: u16| ServerConfig {
         addr: format!("127.0.0.1:{port}"),
-        secret: String::from_utf8_lossy(SECRET).into_owned(),
+        secret: String::from_utf8_lossy(SECRET).into_owned().into(),
     };
     Config {
         radius: Some(RadiusConfig {
@@ -332,7 +332,7 @@ fn radius_config(auth: AuthProto) -> Config {
             timeout_ms: 500,
             tries: 2,
             interim_s: 1,
-            coa_secret: String::from_utf8_lossy(SECRET).into_owned(),
+            coa_secret: String::from_utf8_lossy(SECRET).into_owned().into(),
             local_fallback: true,
             ..RadiusConfig::default()
         }),

@@ -431,6 +431,21 @@ pub fn verify_response(resp: &Packet<'_>, secret: &[u8], req_auth: &[u8; 16]) ->
     verify_msg_auth(&mut b, secret)
 }
 
+/// Verify only the Response Authenticator of `resp` (RFC 2865 §3), not its
+/// Message-Authenticator; used to tell a forged reply from one whose
+/// Message-Authenticator is bad or missing.
+pub fn verify_response_authenticator(
+    resp: &Packet<'_>,
+    secret: &[u8],
+    req_auth: &[u8; 16],
+) -> bool {
+    let mut b = resp.as_bytes().to_vec();
+    if let Some(a) = b.get_mut(4..20) {
+        a.copy_from_slice(req_auth);
+    }
+    md5_concat(&[&b, secret]) == resp.authenticator()
+}
+
 /// Verify the authenticator of an Accounting-, CoA- or Disconnect-Request (RFC 2866 §3,
 /// RFC 5176 §2.3) and its Message-Authenticator if present.
 pub fn verify_request_md5(req: &Packet<'_>, secret: &[u8]) -> bool {

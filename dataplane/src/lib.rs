@@ -15,6 +15,8 @@ pub mod batch;
 pub mod buf;
 pub mod graph;
 pub mod hash;
+#[cfg(feature = "std")]
+pub mod http;
 pub mod lpm;
 pub mod metrics;
 pub mod port;

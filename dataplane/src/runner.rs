@@ -218,6 +218,14 @@ impl Runner {
         })
     }
 
+    /// A handle that reads the workers' published counters from another thread (a
+    /// metrics server): `Send + Sync + Clone`, never blocks a worker.
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        SnapshotSource {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The stop flag (e.g. for a Ctrl-C handler).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
@@ -242,6 +250,22 @@ impl Runner {
         self.handles
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Reads the workers' latest published counters (see [`Runner::snapshot_source`]).
+#[derive(Clone)]
+pub struct SnapshotSource {
+    shared: Vec<Arc<Shared>>,
+}
+
+impl SnapshotSource {
+    /// Latest published counters of every worker.
+    pub fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.shared
+            .iter()
+            .map(|s| s.snap.lock().map(|g| g.clone()).unwrap_or_default())
             .collect()
     }
 }

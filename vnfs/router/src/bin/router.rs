@@ -1,7 +1,8 @@
 //! `router --config FILE`: the router VNF as a Linux process over the port specs of
 //! its interfaces (`afxdp:IFACE[:QUEUE]`, `afpacket:IFACE`, `tap:NAME`,
 //! `pcap:IN[:OUT]`, `mem:NAME`). Prints counters every `engine.stats_interval`
-//! seconds, Prometheus text with `--metrics FILE` (rewritten every second), and
+//! seconds, Prometheus text with `--metrics FILE` (rewritten every second) and over
+//! HTTP with `--listen ADDR` (`/metrics`, `/errors`, `/trace`), and
 //! `show errors` at exit (Ctrl-C, or `--seconds N`, or when every pcap input ends).
 
 use anyhow::{bail, Context};
@@ -25,6 +26,11 @@ struct Cli {
     /// Write Prometheus metrics to this file every second
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
+    /// Serve `GET /metrics` (Prometheus), `/errors` and `/trace` on this address
+    /// (e.g. `127.0.0.1:9100`), from a thread of its own: a slow scraper never stalls
+    /// forwarding
+    #[arg(long)]
+    listen: Option<String>,
     /// Trace the first N packets (printed at exit; at most 16384)
     #[arg(long, default_value_t = 0)]
     trace: u32,
@@ -35,6 +41,11 @@ fn main() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&cli.config)
         .with_context(|| format!("reading {}", cli.config.display()))?;
     let cfg = Config::from_toml(&text)?;
+    if let Some(s) = cli.seconds {
+        if !s.is_finite() || s <= 0.0 || s > 365.0 * 86400.0 {
+            bail!("--seconds: {s} is not a number of seconds in (0, 31536000]");
+        }
+    }
     if cli.trace > vnf_router::config::limits::MAX_TRACE_PACKETS {
         bail!(
             "--trace: {} is not in 0..={}",
@@ -133,6 +144,28 @@ fn main() -> anyhow::Result<()> {
         wspecs.push(spec);
     }
     let runner = Runner::start(wspecs)?;
+    let _http = match &cli.listen {
+        Some(a) => {
+            let src = runner.snapshot_source();
+            let h: dataplane::http::Handler = std::sync::Arc::new(move |r| {
+                use dataplane::http::Response;
+                let snaps = src.snapshots();
+                match r.path.as_str() {
+                    "/metrics" => Response::metrics(dataplane::runner::prometheus(&snaps)),
+                    "/errors" => {
+                        Response::text(show_errors(snaps.iter().flat_map(|s| s.nodes.iter())))
+                    }
+                    "/trace" => Response::text(snaps.iter().map(|s| s.trace.as_str()).collect()),
+                    _ => Response::error(404, "try /metrics, /errors or /trace"),
+                }
+            });
+            let srv = dataplane::http::HttpServer::spawn(a, h)
+                .with_context(|| format!("--listen {a}"))?;
+            eprintln!("router: metrics on http://{}/metrics", srv.addr());
+            Some(srv)
+        }
+        None => None,
+    };
     let stop = runner.stop_flag();
     ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
     let stop = runner.stop_flag();

@@ -391,10 +391,19 @@ impl Graph {
     /// `show graph` and the architecture docs).
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             s.push_str(slot.stage.name());
             let mut nexts: Vec<&str> = slot.stage.next_nodes().to_vec();
-            if let Some(k) = self.slots_name(slot.keep) {
+            let keep = if self.sealed {
+                self.slots_name(slot.keep)
+            } else {
+                match slot.keep_to {
+                    KeepTo::Following => self.slots.get(i + 1).map(|n| n.stage.name()),
+                    KeepTo::Named(n) => Some(n),
+                    KeepTo::Nothing => None,
+                }
+            };
+            if let Some(k) = keep {
                 if !nexts.contains(&k) {
                     nexts.push(k);
                 }

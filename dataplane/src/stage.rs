@@ -266,7 +266,10 @@ impl Trace {
     pub fn format(&self) -> String {
         let mut s = String::new();
         let mut last = 0u32;
-        for r in &self.recs {
+        // one block per packet, its nodes in the order it passed them
+        let mut order: Vec<&TraceRec> = self.recs.iter().collect();
+        order.sort_by_key(|r| r.pkt);
+        for r in order {
             if r.pkt != last {
                 let _ = writeln!(s, "Packet {} (rx port {})", r.pkt, r.port);
                 last = r.pkt;

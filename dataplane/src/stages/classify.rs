@@ -2,6 +2,11 @@
 //! tags (IEEE 802.1Q, 802.1ad QinQ), accepts frames addressed to the receiving port's
 //! MAC, broadcast or multicast, and records the class, VLAN ids and L3 offset in the
 //! packet's metadata for the stages after it.
+//!
+//! In a graph ([`Classify::with_next`]) it branches by class to the node that
+//! handles it (VPP's `ethernet-input` next nodes): index 0 ARP, 1 IPv4, 2 IPv6,
+//! 3 PPPoE discovery, 4 PPPoE session; a class without a next node is kept for the
+//! default successor.
 
 use crate::batch::{Batch, Next, Out};
 use crate::proto::ethernet::walk_vlans;
@@ -38,6 +43,26 @@ pub struct Classify {
     pub accept_pppoe: bool,
     /// Accept unicast frames to any MAC (promiscuous ports).
     pub promiscuous: bool,
+    /// Next node per class (see the module docs); empty: every class is kept.
+    next: &'static [&'static str],
+}
+
+/// `next_nodes` index of each class.
+#[inline(always)]
+fn branch(next_len: usize, c: u8) -> Next {
+    let i = match c {
+        class::ARP => 0,
+        class::IPV4 => 1,
+        class::IPV6 => 2,
+        class::PPPOE_DISC => 3,
+        class::PPPOE_SESS => 4,
+        _ => return Next::Keep,
+    };
+    if i < next_len {
+        Next::Node(i as u16)
+    } else {
+        Next::Keep
+    }
 }
 
 impl Classify {
@@ -47,7 +72,15 @@ impl Classify {
             macs,
             accept_pppoe: false,
             promiscuous: false,
+            next: &[],
         }
+    }
+
+    /// Branches by class to these next nodes (index 0 ARP, 1 IPv4, 2 IPv6, 3 PPPoE
+    /// discovery, 4 PPPoE session), e.g. `&["arp-input", "ip4-input", "ip6-input"]`.
+    pub fn with_next(mut self, next: &'static [&'static str]) -> Self {
+        self.next = next;
+        self
     }
 }
 
@@ -60,10 +93,15 @@ impl Stage for Classify {
         ERRORS
     }
 
+    fn next_nodes(&self) -> &'static [&'static str] {
+        self.next
+    }
+
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         let macs = &self.macs;
         let promisc = self.promiscuous;
         let pppoe = self.accept_pppoe;
+        let nn = self.next.len();
         batch.dispatch(node, out, |pkt, _| {
             let d = pkt.data();
             let Some(dst) = d.get(0..6) else {
@@ -83,14 +121,14 @@ impl Stage for Classify {
                     pkt.meta.l3 = 14;
                     pkt.meta.vlans = 0;
                     pkt.meta.vlan = [0, 0];
-                    return Next::Keep;
+                    return branch(nn, class::IPV4);
                 }
                 Some(&[0x86, 0xdd]) => {
                     pkt.meta.class = class::IPV6;
                     pkt.meta.l3 = 14;
                     pkt.meta.vlans = 0;
                     pkt.meta.vlan = [0, 0];
-                    return Next::Keep;
+                    return branch(nn, class::IPV6);
                 }
                 _ => {}
             }
@@ -115,7 +153,7 @@ impl Stage for Classify {
                 tags.first().map_or(0, |t| t.vid),
                 tags.get(1).map_or(0, |t| t.vid),
             ];
-            Next::Keep
+            branch(nn, c)
         });
     }
 }

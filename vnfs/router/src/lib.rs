@@ -149,8 +149,12 @@ impl Router {
     /// [`Router::build`], so building them again cannot fail on configuration.
     pub fn pipeline(&self) -> Pipeline {
         let mut p = Pipeline::new();
-        p.push(Box::new(Classify::new(self.macs.clone())));
-        p.push(Box::new(ArpInput::new(self.l3.clone())));
+        // ethernet-input branches by class; each protocol's nodes form a chain.
+        p.add(
+            Box::new(Classify::new(self.macs.clone()).with_next(ROUTER_NEXT)),
+            None,
+        );
+        p.add(Box::new(ArpInput::new(self.l3.clone())), None);
         p.push(Box::new(Ip4Input::for_l3(&self.l3)));
         if let Ok(extra) = feature_stages(&self.config) {
             for s in extra {
@@ -158,14 +162,17 @@ impl Router {
             }
         }
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
-        p.push(Box::new(Ip4Rewrite::new(self.l3.clone())));
+        p.add(Box::new(Ip4Rewrite::new(self.l3.clone())), None);
         p.push(Box::new(Ip6Input::for_l3(&self.l3)));
         p.push(Box::new(Ip6Nd::new(self.l3.clone())));
         p.push(Box::new(Ip6Lookup::new(self.l3.clone())));
-        p.push(Box::new(Ip6Rewrite::new(self.l3.clone())));
+        p.add(Box::new(Ip6Rewrite::new(self.l3.clone())), None);
         p
     }
 }
+
+/// `ethernet-input`'s next nodes in the router: ARP, IPv4, IPv6.
+const ROUTER_NEXT: &[&str] = &["arp-input", "ip4-input", "ip6-input"];
 
 /// Firewall, NAT44 and QoS stages of the config, in pipeline order: firewall first
 /// (it sees inside addresses), then NAT, then the policer, shaper and marker.

@@ -31,6 +31,9 @@ struct Cli {
     /// forwarding
     #[arg(long)]
     listen: Option<String>,
+    /// Print the node graph of one worker (node -> next nodes) and exit
+    #[arg(long)]
+    show_graph: bool,
     /// Trace the first N packets (printed at exit; at most 16384)
     #[arg(long, default_value_t = 0)]
     trace: u32,
@@ -119,6 +122,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let router = Router::build(&cfg, &port_macs, routes.as_deref())?;
+    if cli.show_graph {
+        print!("{}", router.pipeline().describe());
+        return Ok(());
+    }
     // The pool is the largest allocation: made once the configuration is known good.
     let pool =
         dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;

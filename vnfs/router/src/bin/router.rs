@@ -40,6 +40,15 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Logs: `tracing` to stderr, filtered by RUST_LOG (default `info`).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let cli = Cli::parse();
     let text = std::fs::read_to_string(&cli.config)
         .with_context(|| format!("reading {}", cli.config.display()))?;
@@ -129,7 +138,7 @@ fn main() -> anyhow::Result<()> {
     // The pool is the largest allocation: made once the configuration is known good.
     let pool =
         dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
-    eprintln!(
+    tracing::info!(
         "router: {} interfaces, {} IPv4 / {} IPv6 routes, {} worker(s)",
         cfg.interfaces.len(),
         router.l3.fib4.len(),
@@ -168,7 +177,7 @@ fn main() -> anyhow::Result<()> {
             });
             let srv = dataplane::http::HttpServer::spawn(a, h)
                 .with_context(|| format!("--listen {a}"))?;
-            eprintln!("router: metrics on http://{}/metrics", srv.addr());
+            tracing::info!("router: metrics on http://{}/metrics", srv.addr());
             Some(srv)
         }
         None => None,
@@ -180,7 +189,7 @@ fn main() -> anyhow::Result<()> {
     let mut last_print = Instant::now();
     let mut last_rx = u64::MAX;
     let mut still = 0;
-    eprintln!("router ready");
+    tracing::info!("router ready");
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(s) = cli.seconds {
@@ -217,7 +226,7 @@ fn main() -> anyhow::Result<()> {
                 .flat_map(|s| s.ports.iter())
                 .map(|p| p.1.tx_packets)
                 .sum();
-            eprintln!("router: rx {rx} tx {tx}");
+            tracing::info!("router: rx {rx} tx {tx}");
         }
     }
     let fin = runner.stop();

@@ -80,7 +80,7 @@ pub struct ClientParams {
 }
 
 /// One emulated subscriber.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Subscriber {
     p: ClientParams,
     /// Phase.

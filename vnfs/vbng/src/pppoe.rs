@@ -3,8 +3,8 @@
 //! (§5.1–§5.4, Appendix A), PPP-Max-Payload (RFC 4638 §4), and a stateless AC-Cookie:
 //! `epoch(4) || HMAC-SHA256(key, epoch || port || MAC || VLANs)[..16]`, so a PADI flood
 //! creates no per-host state; the cookie is valid for the current and the previous
-//! epoch. PADIs are rate-limited per source MAC (a fixed table of token buckets hashed
-//! by MAC, bounded memory) and per access port.
+//! epoch. PADIs are rate-limited per source MAC (token buckets hashed by MAC, created
+//! on first use, bounded memory) and per access port.
 //!
 //! Session-id allocation and the session table live in [`crate::control`]; this module
 //! decides and builds packets.

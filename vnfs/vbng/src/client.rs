@@ -93,7 +93,7 @@ impl core::fmt::Debug for ClientParams {
 }
 
 /// One emulated subscriber.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Subscriber {
     p: ClientParams,
     /// Phase.

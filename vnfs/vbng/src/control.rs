@@ -337,7 +337,7 @@ pub struct SessionInfo {
     pub counters: (u64, u64, u64, u64),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     gen: u32,
     key: AccessKey,
@@ -383,7 +383,7 @@ struct RaConfig {
 }
 
 /// The control plane.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ControlPlane {
     link: LinkParams,
     our_mac: [u8; 6],

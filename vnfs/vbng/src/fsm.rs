@@ -119,7 +119,7 @@ impl Default for Timers {
 }
 
 /// The automaton for one protocol instance.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Fsm<N: Negotiator> {
     /// Protocol-specific negotiation.
     pub neg: N,

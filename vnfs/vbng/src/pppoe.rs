@@ -3,8 +3,8 @@
 //! (§5.1–§5.4, Appendix A), PPP-Max-Payload (RFC 4638 §4), and a stateless AC-Cookie:
 //! `epoch(4) || HMAC-SHA256(key, epoch || port || MAC || VLANs)[..16]`, so a PADI flood
 //! creates no per-host state; the cookie is valid for the current and the previous
-//! epoch. PADIs are rate-limited per source MAC (a fixed table of token buckets hashed
-//! by MAC, bounded memory) and per access port.
+//! epoch. PADIs are rate-limited per source MAC (token buckets hashed by MAC, created
+//! on first use, bounded memory) and per access port.
 //!
 //! Session-id allocation and the session table live in [`crate::control`]; this module
 //! decides and builds packets.
@@ -12,8 +12,8 @@
 use crate::wire::eth::Vlans;
 use crate::wire::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet};
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
+use hashbrown::HashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -145,10 +145,13 @@ pub enum DiscoveryAction {
 }
 
 /// The discovery engine of one vBNG.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Discovery {
     cfg: DiscoveryConfig,
-    mac_buckets: Vec<Bucket>,
+    /// Per-MAC buckets by keyed hash (index < `MAC_BUCKETS`), created on first use: a
+    /// bucket never used is a full one, and the table is built lazily because most
+    /// engines (tests, small deployments) see far fewer MACs than it can hold.
+    mac_buckets: HashMap<u32, Bucket>,
     port_buckets: Vec<Bucket>,
     /// Counters.
     pub stats: DiscoveryStats,
@@ -159,7 +162,7 @@ impl Discovery {
     pub fn new(cfg: DiscoveryConfig) -> Self {
         Discovery {
             cfg,
-            mac_buckets: vec![Bucket::default(); MAC_BUCKETS],
+            mac_buckets: HashMap::new(),
             port_buckets: Vec::new(),
             stats: DiscoveryStats::default(),
         }
@@ -243,13 +246,11 @@ impl Discovery {
                     }
                 }
                 // Keyed hash: a flooder cannot aim at the bucket of a chosen victim.
-                let h = keyed_bucket(&self.cfg.cookie_key, &key.mac) % MAC_BUCKETS;
+                let h = (keyed_bucket(&self.cfg.cookie_key, &key.mac) % MAC_BUCKETS) as u32;
                 let rate_mac = self.cfg.padi_per_mac;
-                if let Some(b) = self.mac_buckets.get_mut(h) {
-                    if !b.take(rate_mac, now) {
-                        self.stats.padi_rate_mac += 1;
-                        return DiscoveryAction::None;
-                    }
+                if !self.mac_buckets.entry(h).or_default().take(rate_mac, now) {
+                    self.stats.padi_rate_mac += 1;
+                    return DiscoveryAction::None;
                 }
                 let Some(service) = r.tags.service_name else {
                     // §5.1: a PADI MUST contain exactly one Service-Name.
@@ -375,6 +376,7 @@ fn keyed_bucket(key: &[u8; 32], mac: &[u8; 6]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn key(mac_last: u8) -> AccessKey {
         AccessKey {

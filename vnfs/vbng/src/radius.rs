@@ -472,11 +472,11 @@ pub struct ClientStats {
 }
 
 /// The client.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Client {
     cfg: ClientConfig,
-    // pending[channel][id]
-    pending: Vec<Vec<Option<Pending>>>,
+    // pending[channel][id] (boxed: the table is mostly empty slots, kept pointer-sized)
+    pending: Vec<Vec<Option<alloc::boxed::Box<Pending>>>>,
     next_slot: usize,
     in_flight: usize,
     /// No pending request is due before this time (a lower bound: answered requests
@@ -843,7 +843,7 @@ impl Client {
             if slot.is_none() {
                 self.in_flight += 1;
             }
-            *slot = Some(p);
+            *slot = Some(alloc::boxed::Box::new(p));
         }
     }
 

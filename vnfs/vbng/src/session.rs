@@ -107,7 +107,7 @@ pub struct LinkParams {
 }
 
 /// One PPP link, server side.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PppSession {
     /// LCP automaton.
     pub lcp: Fsm<LcpNeg>,

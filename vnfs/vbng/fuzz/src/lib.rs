@@ -19,17 +19,22 @@
 //! - `client`: the subscriber emulator (pktgen's PPPoE client) parsing whatever a
 //!   BNG might send, in every phase.
 
+use std::sync::{Arc, OnceLock};
 use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
+use vbng::radius::Transmit;
 use vbng::rng::Rng;
 use vbng::wire;
 use vbng::wire::eth::Vlans;
 
 const SECRET: &[u8] = b"fuzz-secret";
 const SLOTS: u32 = 16;
+/// Session slots of the `radius` target: it has one subscriber, so a smaller table
+/// (cloned for every input) loses nothing.
+const RADIUS_SLOTS: u32 = 4;
 
 /// A cursor over the fuzz input.
 struct Input<'a> {
@@ -112,14 +117,58 @@ fn base_config(auth: AuthProto) -> Config {
     }
 }
 
-fn control_plane(cfg: &Config) -> Option<ControlPlane> {
-    ControlPlane::new(
-        cfg,
-        SLOTS,
-        SessionCounters::new(SLOTS as usize),
-        Rng::from_seed([7; 32]),
-    )
-    .ok()
+fn control_plane(cfg: &Config, slots: u32) -> Option<(ControlPlane, Arc<SessionCounters>)> {
+    let counters = SessionCounters::new(slots as usize);
+    let cp = ControlPlane::new(cfg, slots, counters.clone(), Rng::from_seed([7; 32])).ok()?;
+    Some((cp, counters))
+}
+
+/// Where the `control`, `radius` and `client` inputs start: a control plane with the
+/// reference subscriber's session set up as far as the target needs. That prefix
+/// depends only on the protocol byte (fixed RNG seed, fixed subscriber, time 0), so it
+/// is run once per protocol and each input starts from a clone of its end state: an
+/// input then costs only its own operations, not a fresh engine and a PPPoE/PPP
+/// exchange every time (which was most of each run).
+///
+/// The clone is exact: everything is owned, except the per-slot traffic counters
+/// (`Arc<SessionCounters>`), which the clones share and only the fast path writes
+/// (there is none here); [`check_counters`] asserts after each input they are still
+/// zero.
+#[derive(Clone)]
+struct Start {
+    cp: ControlPlane,
+    subs: Vec<Subscriber>,
+    counters: Arc<SessionCounters>,
+    /// RADIUS datagrams sent and not yet answered (the `radius` target).
+    pending: Vec<Transmit>,
+}
+
+fn check_counters(c: &SessionCounters) {
+    for i in 0..c.capacity() as u32 {
+        assert_eq!(
+            c.get(i),
+            (0, 0, 0, 0),
+            "traffic counters written without a fast path"
+        );
+    }
+}
+
+fn auth_of(b: u8) -> AuthProto {
+    if b & 1 == 0 {
+        AuthProto::Pap
+    } else {
+        AuthProto::Chap
+    }
+}
+
+/// The start state for `auth` (index 0 = PAP, 1 = CHAP), built on first use.
+fn start(
+    cells: &'static [OnceLock<Start>; 2],
+    auth: AuthProto,
+    make: fn(AuthProto) -> Start,
+) -> Start {
+    let i = usize::from(auth != AuthProto::Pap);
+    cells[i].get_or_init(|| make(auth)).clone()
 }
 
 /// Exchange frames between the control plane and the subscribers until quiet.
@@ -236,24 +285,36 @@ pub fn exercise_wire(data: &[u8]) {
     }
 }
 
-/// The control plane driven by a script, after one real session came up.
-pub fn exercise_control(data: &[u8]) {
-    let mut inp = Input { d: data };
-    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
-        AuthProto::Pap
-    } else {
-        AuthProto::Chap
-    };
-    let Some(mut cp) = control_plane(&base_config(auth)) else {
-        return;
-    };
+/// The `control` start: one real session up.
+fn control_start(auth: AuthProto) -> Start {
+    let (mut cp, counters) =
+        control_plane(&base_config(auth), SLOTS).expect("the base configuration is valid");
     let mut subs = vec![Subscriber::new(params(1, auth, b"pw"))];
-    let mut now = 0u64;
     let mut up = Vec::new();
-    subs[0].start(now, &mut up);
-    converse(&mut cp, &mut subs, now, up);
+    subs[0].start(0, &mut up);
+    converse(&mut cp, &mut subs, 0, up);
     let live = subs[0].phase == ClientPhase::Up;
     assert!(live, "the reference session did not come up");
+    Start {
+        cp,
+        subs,
+        counters,
+        pending: Vec::new(),
+    }
+}
+
+/// The control plane driven by a script, after one real session came up.
+pub fn exercise_control(data: &[u8]) {
+    static STARTS: [OnceLock<Start>; 2] = [const { OnceLock::new() }; 2];
+    let mut inp = Input { d: data };
+    let auth = auth_of(inp.byte().unwrap_or(0));
+    let Start {
+        mut cp,
+        mut subs,
+        counters,
+        ..
+    } = start(&STARTS, auth, control_start);
+    let mut now = 0u64;
     let frame_of = |s: &Subscriber, code: u8, sid: u16, payload: &[u8]| -> Vec<u8> {
         let p = s.params();
         let mut f = vec![0xff; 6];
@@ -318,6 +379,7 @@ pub fn exercise_control(data: &[u8]) {
         );
     }
     let _ = cp.sessions();
+    check_counters(&counters);
 }
 
 fn radius_config(auth: AuthProto) -> Config {
@@ -359,27 +421,39 @@ fn push_attrs(b: &mut wire::radius::Builder, mut attrs: &[u8]) {
     }
 }
 
-/// RADIUS responses and dynamic-authorization requests.
-pub fn exercise_radius(data: &[u8]) {
-    let mut inp = Input { d: data };
-    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
-        AuthProto::Pap
-    } else {
-        AuthProto::Chap
-    };
-    let Some(mut cp) = control_plane(&radius_config(auth)) else {
-        return;
-    };
+/// The `radius` start: the subscriber authenticated, its Access-Request pending.
+fn radius_start(auth: AuthProto) -> Start {
+    let (mut cp, counters) = control_plane(&radius_config(auth), RADIUS_SLOTS)
+        .expect("the RADIUS configuration is valid");
     let mut subs = vec![Subscriber::new(params(1, auth, b"pw"))];
-    let mut now = 0u64;
     let mut up = Vec::new();
-    subs[0].start(now, &mut up);
-    converse(&mut cp, &mut subs, now, up);
-    let mut pending = cp.take_radius_tx();
+    subs[0].start(0, &mut up);
+    converse(&mut cp, &mut subs, 0, up);
+    let pending = cp.take_radius_tx();
     assert!(
         !pending.is_empty(),
         "no Access-Request after the subscriber authenticated"
     );
+    Start {
+        cp,
+        subs,
+        counters,
+        pending,
+    }
+}
+
+/// RADIUS responses and dynamic-authorization requests.
+pub fn exercise_radius(data: &[u8]) {
+    static STARTS: [OnceLock<Start>; 2] = [const { OnceLock::new() }; 2];
+    let mut inp = Input { d: data };
+    let auth = auth_of(inp.byte().unwrap_or(0));
+    let Start {
+        mut cp,
+        mut subs,
+        counters,
+        mut pending,
+    } = start(&STARTS, auth, radius_start);
+    let mut now = 0u64;
     while let Some(op) = inp.byte() {
         match op % 6 {
             0 => {
@@ -435,40 +509,54 @@ pub fn exercise_radius(data: &[u8]) {
         let _ = cp.take_tx();
         let _ = cp.take_fib();
         assert!(
-            cp.session_count() <= SLOTS as usize,
+            cp.session_count() <= RADIUS_SLOTS as usize,
             "session table overflow"
         );
     }
     let _ = cp.radius_stats();
     let _ = cp.sessions();
+    check_counters(&counters);
 }
 
-/// The subscriber emulator parsing arbitrary BNG output in each phase.
-pub fn exercise_client(data: &[u8]) {
-    let mut inp = Input { d: data };
-    let auth = if inp.byte().unwrap_or(0) & 1 == 0 {
-        AuthProto::Pap
-    } else {
-        AuthProto::Chap
-    };
-    // A real BNG takes the client part of the way (up to `stop` exchanges), then the
-    // fuzz input speaks for the BNG.
-    let stop = usize::from(inp.byte().unwrap_or(0) % 12);
-    let Some(mut cp) = control_plane(&base_config(auth)) else {
-        return;
-    };
+/// Exchanges with a real BNG the `client` target can stop after.
+const CLIENT_STOPS: usize = 12;
+
+/// The subscriber after 0..CLIENT_STOPS exchanges with a real BNG, and the frames it
+/// has queued for it.
+type ClientStarts = Vec<(Subscriber, Vec<Vec<u8>>)>;
+
+fn client_starts(auth: AuthProto) -> ClientStarts {
+    let (mut cp, _) =
+        control_plane(&base_config(auth), SLOTS).expect("the base configuration is valid");
     let mut sub = Subscriber::new(params(1, auth, b"pw"));
     let mut up = Vec::new();
-    let mut now = 0;
+    let now = 0;
     sub.start(now, &mut up);
-    for _ in 0..stop {
+    let mut starts = vec![(sub.clone(), up.clone())];
+    for _ in 1..CLIENT_STOPS {
         for f in up.drain(..) {
             cp.input(0, &f, now);
         }
         for (_, f) in cp.take_tx() {
             sub.input(&f, now, &mut up);
         }
+        starts.push((sub.clone(), up.clone()));
     }
+    starts
+}
+
+/// The subscriber emulator parsing arbitrary BNG output in each phase.
+pub fn exercise_client(data: &[u8]) {
+    static STARTS: [OnceLock<ClientStarts>; 2] = [const { OnceLock::new() }; 2];
+    let mut inp = Input { d: data };
+    let auth = auth_of(inp.byte().unwrap_or(0));
+    // A real BNG takes the client part of the way (up to `stop` exchanges), then the
+    // fuzz input speaks for the BNG. Those exchanges depend only on `auth` and `stop`:
+    // they run once and each input starts from a clone of the subscriber after them.
+    let stop = usize::from(inp.byte().unwrap_or(0)) % CLIENT_STOPS;
+    let starts = STARTS[usize::from(auth != AuthProto::Pap)].get_or_init(|| client_starts(auth));
+    let (mut sub, mut up) = starts[stop].clone();
+    let mut now = 0;
     let mac = sub.params().mac;
     while let Some(op) = inp.byte() {
         let c = inp.chunk().unwrap_or(&[]);

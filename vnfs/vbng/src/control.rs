@@ -423,7 +423,7 @@ pub struct ControlPlane {
 }
 
 /// Limits and counts of half-open sessions.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct HalfOpen {
     max: u32,
     per_mac: u32,

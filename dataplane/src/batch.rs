@@ -190,7 +190,14 @@ impl Batch {
             // SAFETY: r < n <= BATCH_SIZE: slot r is initialised and, until it is moved
             // below, owned by this loop; the packet is worked on in place.
             let slot = unsafe { &mut *base.add(r) };
-            let next = f(slot, out);
+            let mut next = f(slot, out);
+            if let Next::Node(i) = next {
+                // A next node that is also the default successor: the packet stays in
+                // the batch in hand (no move; VPP's speculative enqueue).
+                if out.edges.get(i as usize).copied() == Some(out.keep_idx) {
+                    next = Next::Keep;
+                }
+            }
             if slot.meta.trace != 0 {
                 let nn = match next {
                     Next::Node(i) => out.edge_names.get(i as usize).copied().unwrap_or(""),
@@ -263,6 +270,8 @@ pub struct Out {
     pub edge_names: &'static [&'static str],
     /// The running node's default successor (for the trace).
     pub keep_name: &'static str,
+    /// The running node's default successor's index (`u16::MAX`: none).
+    pub keep_idx: u16,
 }
 
 impl Out {
@@ -283,6 +292,7 @@ impl Out {
             edges: [u16::MAX; MAX_NEXT],
             edge_names: &[],
             keep_name: "",
+            keep_idx: u16::MAX,
         }
     }
 

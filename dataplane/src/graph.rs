@@ -59,6 +59,8 @@ struct NodeSlot {
     edges: [u16; MAX_NEXT],
     /// Resolved successor for `Keep` (NONE: drop).
     keep: u16,
+    /// Its name ("" for none), resolved when sealed.
+    keep_name: &'static str,
 }
 
 /// Nodes and their edges; see the module docs.
@@ -138,6 +140,7 @@ impl Graph {
             keep_to,
             edges: [NONE; MAX_NEXT],
             keep: NONE,
+            keep_name: "",
         });
         self.sealed = false;
         self
@@ -249,6 +252,8 @@ impl Graph {
         }
         // Second pass: next-node names to new indices (all slots are in place now).
         for i in 0..self.slots.len() {
+            let k = self.slots[i].keep;
+            self.slots[i].keep_name = self.slots_name(k).unwrap_or("");
             let names = self.slots[i].stage.next_nodes();
             for (k, nn) in names.iter().enumerate() {
                 self.slots[i].edges[k] = self.index(nn).map_or(NONE, |j| j as u16);
@@ -320,9 +325,10 @@ impl Graph {
                 if batch.is_empty() {
                     break;
                 }
-                let keep = self.slots[i].keep;
-                out.keep_name = self.slots_name(keep).unwrap_or("");
                 let slot = &mut self.slots[i];
+                let keep = slot.keep;
+                out.keep_name = slot.keep_name;
+                out.keep_idx = keep;
                 out.edges = slot.edges;
                 out.edge_names = slot.stage.next_nodes();
                 slot.stage.process(batch, &mut self.stats[i], out);
@@ -349,6 +355,7 @@ impl Graph {
         out.edges = [NONE; MAX_NEXT];
         out.edge_names = &[];
         out.keep_name = "";
+        out.keep_idx = NONE;
     }
 
     fn slots_name(&self, i: u16) -> Option<&'static str> {

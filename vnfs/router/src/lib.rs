@@ -149,12 +149,13 @@ impl Router {
     /// [`Router::build`], so building them again cannot fail on configuration.
     pub fn pipeline(&self) -> Pipeline {
         let mut p = Pipeline::new();
-        // ethernet-input branches by class; each protocol's nodes form a chain.
+        // ethernet-input branches by class; each protocol's nodes form a chain. IPv4
+        // is also its default successor and comes next, so IPv4 batches move no
+        // packet between frames.
         p.add(
             Box::new(Classify::new(self.macs.clone()).with_next(ROUTER_NEXT)),
-            None,
+            Some("ip4-input"),
         );
-        p.add(Box::new(ArpInput::new(self.l3.clone())), None);
         p.push(Box::new(Ip4Input::for_l3(&self.l3)));
         if let Ok(extra) = feature_stages(&self.config) {
             for s in extra {
@@ -163,6 +164,7 @@ impl Router {
         }
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
         p.add(Box::new(Ip4Rewrite::new(self.l3.clone())), None);
+        p.add(Box::new(ArpInput::new(self.l3.clone())), None);
         p.push(Box::new(Ip6Input::for_l3(&self.l3)));
         p.push(Box::new(Ip6Nd::new(self.l3.clone())));
         p.push(Box::new(Ip6Lookup::new(self.l3.clone())));

@@ -521,6 +521,9 @@ impl Stage for UserFromSrc<'_> {
     fn errors(&self) -> &'static [&'static str] {
         self.inner.errors()
     }
+    fn error_help(&self) -> &'static [&'static str] {
+        self.inner.error_help()
+    }
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         for p in batch.iter_mut() {
             let d = p.data();

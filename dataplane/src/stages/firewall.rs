@@ -22,7 +22,7 @@
 
 use crate::batch::BATCH_SIZE;
 use crate::batch::{Batch, Next, Out};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use crate::stages::nat::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -374,24 +374,17 @@ pub struct Conn {
     fins: u8,
 }
 
-/// Drop reasons.
-pub mod reason {
-    pub const MALFORMED: u16 = 0;
-    pub const FRAGMENT: u16 = 1;
-    pub const RULE_DENY: u16 = 2;
-    pub const DEFAULT_DENY: u16 = 3;
-    pub const TCP_NO_CONN: u16 = 4;
-    pub const TABLE_FULL: u16 = 5;
+crate::drop_reasons! {
+    /// Why `firewall` drops (stateful filter, RFC 4890-style default deny).
+    pub enum FirewallDrop {
+        Malformed = ("malformed", "IP or transport header truncated or inconsistent"),
+        Fragment = ("non-first fragment", "non-first fragment: no ports to match rules or connections on"),
+        RuleDeny = ("denied by rule", "a deny rule matched"),
+        DefaultDeny = ("denied by default", "no rule matched and the default action is deny"),
+        TcpNoConn = ("tcp segment without connection (not SYN)", "TCP segment other than a SYN with no tracked connection (RFC 9293 §3.10.7)"),
+        TableFull = ("connection table full", "a new connection could not be tracked: connection table full"),
+    }
 }
-
-static ERRORS: &[&str] = &[
-    "malformed",
-    "non-first fragment",
-    "denied by rule",
-    "denied by default",
-    "tcp segment without connection (not SYN)",
-    "connection table full",
-];
 
 /// Per-rule counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -714,11 +707,11 @@ impl Firewall {
         };
         match action {
             Action::Deny => {
-                return Next::Drop(if rule == u16::MAX {
-                    reason::DEFAULT_DENY
+                return if rule == u16::MAX {
+                    FirewallDrop::DefaultDeny.into()
                 } else {
-                    reason::RULE_DENY
-                })
+                    FirewallDrop::RuleDeny.into()
+                };
             }
             Action::AllowStateless => return Next::Keep,
             Action::Allow => {}
@@ -731,7 +724,7 @@ impl Firewall {
         }
         let state = if proto == 6 {
             if flags & (SYN | ACK | RST) != SYN {
-                return Next::Drop(reason::TCP_NO_CONN);
+                return FirewallDrop::TcpNoConn.into();
             }
             ConnState::SynSent
         } else if proto == 1 && flags != 8 {
@@ -752,7 +745,7 @@ impl Firewall {
             fins: 0,
         };
         if !self.create(c) {
-            return Next::Drop(reason::TABLE_FULL);
+            return FirewallDrop::TableFull.into();
         }
         Next::Keep
     }
@@ -783,15 +776,15 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
         .get(l3..l3 + 20)
         .and_then(|x| <&[u8; 20]>::try_from(x).ok())
     else {
-        return Err(Next::Drop(reason::MALFORMED));
+        return Err(FirewallDrop::Malformed.into());
     };
     let ihl = usize::from(ip[0] & 15) * 4;
     let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > data.len() {
-        return Err(Next::Drop(reason::MALFORMED));
+        return Err(FirewallDrop::Malformed.into());
     }
     if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-        return Err(Next::Drop(reason::FRAGMENT));
+        return Err(FirewallDrop::Fragment.into());
     }
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
@@ -811,7 +804,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 h[13],
                 true,
             ),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         17 => match data
             .get(l4..l4 + 8)
@@ -824,7 +817,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 0,
                 true,
             ),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         1 => match data
             .get(l4..l4 + 8)
@@ -841,7 +834,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 (0, 0, h[0], false)
             }
             Some(_) => (0, 0, 0, false),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         _ => (0, 0, 0, false),
     };
@@ -892,7 +885,45 @@ impl Stage for Firewall {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        FirewallDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        FirewallDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::gauge(
+            "connections-active",
+            "connections tracked",
+            self.connection_count() as u64,
+        ));
+        f(Counter::total(
+            "connections-created",
+            "connections created",
+            st.connections_created,
+        ));
+        f(Counter::total(
+            "connections-expired",
+            "connections removed by their timer",
+            st.connections_expired,
+        ));
+        f(Counter::total(
+            "established-hits",
+            "packets of tracked connections",
+            st.established_hits,
+        ));
+        f(Counter::total(
+            "related",
+            "ICMP errors passed as related to a tracked connection",
+            st.related,
+        ));
+        f(Counter::total(
+            "default-allowed",
+            "packets allowed by the default action",
+            st.default_allowed,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -1054,17 +1085,17 @@ mod tests {
         ]);
         assert_eq!(
             f.decide(&tcp(LAN, 4000, WEB, 22, "S"), 0, 1),
-            Next::Drop(reason::RULE_DENY)
+            FirewallDrop::RuleDeny.into()
         );
         assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, 1), Next::Keep);
         assert_eq!(
             f.decide(&tcp(LAN, 4000, WEB, 8080, "S"), 0, 1),
-            Next::Drop(reason::DEFAULT_DENY)
+            FirewallDrop::DefaultDeny.into()
         );
         assert_eq!(f.decide(&udp(LAN, 5353, WEB, 53), 0, 1), Next::Keep);
         assert_eq!(
             f.decide(&udp([172, 16, 0, 1], 5353, WEB, 53), 0, 1),
-            Next::Drop(reason::DEFAULT_DENY)
+            FirewallDrop::DefaultDeny.into()
         );
         let c = f.rule_counters();
         assert_eq!((c[0].packets, c[1].packets, c[2].packets), (1, 1, 1));
@@ -1089,7 +1120,7 @@ mod tests {
         // A non-SYN opening is refused even if the rule allows.
         assert_eq!(
             f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now),
-            Next::Drop(reason::TCP_NO_CONN)
+            FirewallDrop::TcpNoConn.into()
         );
         assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, now), Next::Keep);
         assert_eq!(
@@ -1130,7 +1161,7 @@ mod tests {
         assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 10), Next::Keep);
         assert_eq!(
             f.decide(&udp(WEB, 53, LAN, 5001), 1, 10),
-            Next::Drop(reason::DEFAULT_DENY)
+            FirewallDrop::DefaultDeny.into()
         );
         let b = PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4(LAN, WEB, 64)
@@ -1149,7 +1180,7 @@ mod tests {
         assert_eq!(f.connection_count(), 0);
         assert_eq!(
             f.decide(&udp(WEB, 53, LAN, 5000), 1, 0),
-            Next::Drop(reason::DEFAULT_DENY)
+            FirewallDrop::DefaultDeny.into()
         );
     }
 
@@ -1188,7 +1219,7 @@ mod tests {
         let stray = udp(LAN, 5999, WEB, 53);
         assert_eq!(
             f.decide(&err(&stray), 1, 0),
-            Next::Drop(reason::DEFAULT_DENY)
+            FirewallDrop::DefaultDeny.into()
         );
     }
 
@@ -1205,7 +1236,7 @@ mod tests {
         }
         assert_eq!(
             f.decide(&udp(LAN, 2000, WEB, 53), 0, 0),
-            Next::Drop(reason::TABLE_FULL)
+            FirewallDrop::TableFull.into()
         );
         assert_eq!(f.decide(&udp(WEB, 53, LAN, 1000), 1, 0), Next::Keep);
     }

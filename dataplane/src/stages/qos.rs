@@ -13,7 +13,7 @@ use crate::buf::Pkt;
 use crate::proto::checksum::update16;
 use crate::proto::ethernet::walk_vlans;
 use crate::proto::EtherType;
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -556,8 +556,15 @@ pub fn af_color(dscp: u8) -> Color {
     }
 }
 
-/// Policer drop reasons.
-static POLICER_ERRORS: &[&str] = &["red (policed)", "yellow (policed)", "green (policed)"];
+crate::drop_reasons! {
+    /// Why `policer` drops: the colour (RFC 2697 / RFC 2698) whose configured verdict
+    /// is drop.
+    pub enum PolicerDrop {
+        Red = ("red (policed)", "exceeded the peak (trTCM) or excess (srTCM) bucket and red drops"),
+        Yellow = ("yellow (policed)", "exceeded the committed bucket only, and yellow drops"),
+        Green = ("green (policed)", "conformed, but the green verdict is configured to drop"),
+    }
+}
 
 /// Packets per colour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -645,11 +652,11 @@ impl Policer {
         };
         match v {
             Verdict::Pass => Next::Keep,
-            Verdict::Drop => Next::Drop(match c {
-                Color::Red => 0,
-                Color::Yellow => 1,
-                Color::Green => 2,
-            }),
+            Verdict::Drop => match c {
+                Color::Red => PolicerDrop::Red.into(),
+                Color::Yellow => PolicerDrop::Yellow.into(),
+                Color::Green => PolicerDrop::Green.into(),
+            },
             Verdict::Mark(d) => {
                 set_dscp(p.data_mut(), d);
                 Next::Keep
@@ -664,7 +671,31 @@ impl Stage for Policer {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        POLICER_ERRORS
+        PolicerDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        PolicerDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::total(
+            "green",
+            "packets metered green (RFC 2697 / RFC 2698)",
+            st.green,
+        ));
+        f(Counter::total(
+            "yellow",
+            "packets metered yellow",
+            st.yellow,
+        ));
+        f(Counter::total("red", "packets metered red", st.red));
+        f(Counter::total(
+            "unmetered",
+            "packets without a meter (key out of range)",
+            st.unmetered,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -726,8 +757,13 @@ struct ShapedSub {
 
 const NIL: u32 = u32::MAX;
 
-/// Shaper drop reasons.
-static SHAPER_ERRORS: &[&str] = &["subscriber queue full", "shaper buffer full"];
+crate::drop_reasons! {
+    /// Why `shaper` drops.
+    pub enum ShaperDrop {
+        QueueFull = ("subscriber queue full", "the subscriber's queue reached its packet limit (tail drop)"),
+        BufferFull = ("shaper buffer full", "no free buffer slot in the shaper, or no room downstream"),
+    }
+}
 
 /// Shaper counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -767,7 +803,7 @@ impl fmt::Debug for Shaper {
 enum Shape {
     Pass,
     Queue(usize),
-    Drop(u16),
+    Drop(ShaperDrop),
 }
 
 impl Shaper {
@@ -820,10 +856,10 @@ impl Shaper {
             return Shape::Pass;
         }
         if s.qlen >= self.qlimit {
-            return Shape::Drop(0);
+            return Shape::Drop(ShaperDrop::QueueFull);
         }
         if self.free.is_empty() {
-            return Shape::Drop(1);
+            return Shape::Drop(ShaperDrop::BufferFull);
         }
         Shape::Queue(i)
     }
@@ -920,7 +956,40 @@ impl Stage for Shaper {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        SHAPER_ERRORS
+        ShaperDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        ShaperDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::gauge(
+            "queued",
+            "packets waiting in subscriber queues",
+            self.queued() as u64,
+        ));
+        f(Counter::total(
+            "conformed",
+            "packets within their rate, sent at once",
+            st.conformed,
+        ));
+        f(Counter::total(
+            "enqueued",
+            "packets queued to wait for tokens",
+            st.queued,
+        ));
+        f(Counter::total(
+            "released",
+            "queued packets sent on",
+            st.released,
+        ));
+        f(Counter::total(
+            "unshaped",
+            "packets of subscribers without a shaper",
+            st.unshaped,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -954,12 +1023,12 @@ impl Stage for Shaper {
                 Some(e) => out.send(node, p, Next::Port(e)),
                 None => {
                     if let Err(p) = batch.push(p) {
-                        out.send(node, p, Next::Drop(1));
+                        out.send(node, p, ShaperDrop::BufferFull.into());
                     }
                 }
             },
             Shape::Queue(i) => self.enqueue(i, p),
-            Shape::Drop(r) => out.send(node, p, Next::Drop(r)),
+            Shape::Drop(r) => out.send(node, p, r.into()),
         });
         self.tmp = tmp;
     }

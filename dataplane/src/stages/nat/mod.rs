@@ -55,14 +55,14 @@ mod tests;
 
 use self::alloc::{AllocError, Pool};
 use self::frag::{FragKey, FragResult, FragTable, Held, HoldQueue, Record};
-use self::log::{LogRecord, LogSink, RingLog};
+use self::log::{LogEvent, LogRecord, LogSink, RingLog};
 use self::rewrite::{rd16, rd32, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
 use self::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable, NONE};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
 use crate::proto::ethernet::HEADER_LEN as ETH_LEN;
 use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use ::alloc::boxed::Box;
 use ::alloc::string::String;
 use ::alloc::vec;
@@ -353,42 +353,26 @@ fn parse_pool_entry(s: &str) -> Result<(u32, u32), ConfigError> {
     }
 }
 
-/// Drop reasons of the stage (index = `Next::Drop` reason).
-pub mod reason {
-    pub const MALFORMED: u16 = 0;
-    pub const FRAGMENT: u16 = 1;
-    pub const PROTO_UNSUPPORTED: u16 = 2;
-    pub const ICMP_UNSUPPORTED: u16 = 3;
-    pub const NO_SESSION: u16 = 4;
-    pub const FILTERED: u16 = 5;
-    pub const TABLE_FULL: u16 = 6;
-    pub const NO_PORT: u16 = 7;
-    pub const NO_BLOCK: u16 = 8;
-    pub const SESSION_LIMIT: u16 = 9;
-    pub const SUBSCRIBERS_FULL: u16 = 10;
-    pub const ICMP_ERROR_NO_SESSION: u16 = 11;
-    pub const FRAG_TINY: u16 = 12;
-    pub const FRAG_HOLD_FULL: u16 = 13;
-    pub const FRAG_EXPIRED: u16 = 14;
+crate::drop_reasons! {
+    /// Why `nat44` drops (RFC 4787, RFC 5382, RFC 5508, RFC 6888).
+    pub enum NatDrop {
+        Malformed = ("malformed", "IPv4 or transport header truncated or inconsistent"),
+        Fragment = ("fragmented icmp error (not translated)", "an ICMP error that arrived fragmented is not translated"),
+        ProtoUnsupported = ("protocol not translated", "IP protocol other than TCP, UDP and ICMP"),
+        IcmpUnsupported = ("icmp type not translated", "ICMP type neither a query NAT maps nor an error it translates (RFC 5508 §3)"),
+        NoSession = ("no session (unsolicited inbound)", "inbound packet that matches no mapping (RFC 4787 §5)"),
+        Filtered = ("filtered (endpoint-dependent filtering)", "inbound from an endpoint the mapping's filtering does not admit (RFC 4787 §5)"),
+        TableFull = ("session table full", "no room for a new session"),
+        NoPort = ("no free port for subscriber", "all of the subscriber's external ports are in use"),
+        NoBlock = ("no free port block", "no port block left in the pool for the subscriber (RFC 6888 §5)"),
+        SessionLimit = ("subscriber session limit", "the subscriber reached its session limit (RFC 6888 §3)"),
+        SubscribersFull = ("subscriber table full", "no room for a new subscriber"),
+        IcmpErrorNoSession = ("icmp error matches no session", "the packet quoted in an ICMP error matches no session (RFC 5508 §4)"),
+        FragTiny = ("tiny or overlapping fragment (RFC 1858)", "first fragment too short for the transport ports, or overlapping (RFC 1858)"),
+        FragHoldFull = ("fragment hold queue full", "no room to hold a fragment that arrived before its first fragment"),
+        FragExpired = ("fragment expired before its first fragment", "a held fragment timed out before its first fragment arrived"),
+    }
 }
-
-static ERRORS: &[&str] = &[
-    "malformed",
-    "fragmented icmp error (not translated)",
-    "protocol not translated",
-    "icmp type not translated",
-    "no session (unsolicited inbound)",
-    "filtered (endpoint-dependent filtering)",
-    "session table full",
-    "no free port for subscriber",
-    "no free port block",
-    "subscriber session limit",
-    "subscriber table full",
-    "icmp error matches no session",
-    "tiny or overlapping fragment (RFC 1858)",
-    "fragment hold queue full",
-    "fragment expired before its first fragment",
-];
 
 /// Counters beyond the drop reasons.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,6 +400,14 @@ pub struct NatStats {
     /// First fragments seen again while their entry was live (duplicates or a reused
     /// identification).
     pub frag_duplicate_first: u64,
+    /// Port blocks allocated to subscribers (RFC 7422 bulk port allocation).
+    pub blocks_allocated: u64,
+    /// Port blocks released.
+    pub blocks_released: u64,
+    /// Mappings refused: the subscriber's ports or the pool's blocks were exhausted.
+    pub block_alloc_failures: u64,
+    /// Allocation/release log records written (to the ring or the sink).
+    pub log_records: u64,
 }
 
 /// A 5-tuple as seen in one direction (ICMP queries: identifier as source port when
@@ -510,7 +502,7 @@ fn secs_to_units(s: u32) -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Act {
     Pass,
-    Drop(u16),
+    Drop(NatDrop),
     In2Out,
     Out2In,
     ErrIn2Out,
@@ -902,9 +894,14 @@ impl Nat44 {
     }
 
     fn emit_log(&mut self, r: &LogRecord) {
+        match r.event {
+            LogEvent::Alloc => self.stats.blocks_allocated += 1,
+            LogEvent::Release => self.stats.blocks_released += 1,
+        }
         if !self.cgnat_log {
             return;
         }
+        self.stats.log_records += 1;
         match self.sink.as_mut() {
             Some(s) => s.record(r),
             None => self.log.record(r),
@@ -912,27 +909,27 @@ impl Nat44 {
     }
 
     /// Creates a mapping for inside flow `f` (subscriber, port, keys).
-    fn new_mapping(&mut self, f: &Flow) -> Result<u32, u16> {
+    fn new_mapping(&mut self, f: &Flow) -> Result<u32, NatDrop> {
         let sub = match self.find_sub(f.src) {
             Some(s) => s,
             None => {
                 let s = self
                     .pool
                     .new_subscriber(f.src)
-                    .ok_or(reason::SUBSCRIBERS_FULL)?;
+                    .ok_or(NatDrop::SubscribersFull)?;
                 if !self
                     .table
                     .insert(key4(K_SUB, f.src, 0, 0, 0, 0), tag(K_SUB, s))
                 {
                     self.pool.free_subscriber(s);
-                    return Err(reason::TABLE_FULL);
+                    return Err(NatDrop::TableFull);
                 }
                 s
             }
         };
         let Some(m) = self.map_free.pop() else {
             self.release_sub_if_idle(sub);
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         };
         let now_ns = self.now_ns;
         let mut recs: [Option<LogRecord>; 1] = [None];
@@ -947,9 +944,10 @@ impl Nat44 {
             Err(e) => {
                 self.map_free.push(m);
                 self.release_sub_if_idle(sub);
+                self.stats.block_alloc_failures += 1;
                 return Err(match e {
-                    AllocError::NoPort => reason::NO_PORT,
-                    AllocError::NoBlock => reason::NO_BLOCK,
+                    AllocError::NoPort => NatDrop::NoPort,
+                    AllocError::NoBlock => NatDrop::NoBlock,
                 });
             }
         };
@@ -987,7 +985,7 @@ impl Nat44 {
                     .remove(key4(K_MIN, f.src, f.sport, ra, rp, f.proto), tag(K_MIN, m));
             }
             self.free_mapping_port(m);
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         }
         Ok(m)
     }
@@ -1035,9 +1033,9 @@ impl Nat44 {
     }
 
     /// Adds a session under mapping `m` with remote endpoint (`ra`, `rp`).
-    fn new_session(&mut self, m: u32, ra: u32, rp: u16, now: u32) -> Result<u32, u16> {
+    fn new_session(&mut self, m: u32, ra: u32, rp: u16, now: u32) -> Result<u32, NatDrop> {
         let Some(mp) = self.maps.get(m as usize).copied() else {
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         };
         if self
             .pool
@@ -1045,10 +1043,10 @@ impl Nat44 {
             .get(mp.sub as usize)
             .is_some_and(|s| s.sessions >= self.sess_limit)
         {
-            return Err(reason::SESSION_LIMIT);
+            return Err(NatDrop::SessionLimit);
         }
         let Some(s) = self.sess_free.pop() else {
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         };
         let sess = Session {
             in_addr: mp.in_addr,
@@ -1069,12 +1067,12 @@ impl Nat44 {
         let hout = key4(K_SOUT, ra, rp, sess.ext_addr, sess.ext_port, sess.proto);
         if !self.table.insert(hin, tag(K_SIN, s)) {
             self.sess_free.push(s);
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         }
         if !self.table.insert(hout, tag(K_SOUT, s)) {
             self.table.remove(hin, tag(K_SIN, s));
             self.sess_free.push(s);
-            return Err(reason::TABLE_FULL);
+            return Err(NatDrop::TableFull);
         }
         if let Some(h) = self.sessions.get_mut(mp.head as usize) {
             h.prev = s;
@@ -1236,13 +1234,13 @@ impl Nat44 {
             .get(l3..l3 + 20)
             .and_then(|x| <&[u8; 20]>::try_from(x).ok())
         else {
-            r.act = Act::Drop(reason::MALFORMED);
+            r.act = Act::Drop(NatDrop::Malformed);
             return r;
         };
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
         if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > d.len() {
-            r.act = Act::Drop(reason::MALFORMED);
+            r.act = Act::Drop(NatDrop::Malformed);
             return r;
         }
         let inside = self.is_inside(p.meta.port);
@@ -1274,7 +1272,7 @@ impl Nat44 {
             TCP => 20,
             UDP | ICMP => 8,
             _ => {
-                r.act = Act::Drop(reason::PROTO_UNSUPPORTED);
+                r.act = Act::Drop(NatDrop::ProtoUnsupported);
                 return r;
             }
         };
@@ -1285,9 +1283,9 @@ impl Nat44 {
         else {
             // RFC 1858 §3.1: a first fragment without the whole transport header.
             r.act = Act::Drop(if r.frag == FRAG_FIRST {
-                reason::FRAG_TINY
+                NatDrop::FragTiny
             } else {
-                reason::MALFORMED
+                NatDrop::Malformed
             });
             return r;
         };
@@ -1307,11 +1305,11 @@ impl Nat44 {
                 (3 | 4 | 11 | 12, _) => {
                     // Fragmented ICMP errors (a quote over the path MTU) are rare and
                     // not translated.
-                    r.act = Act::Drop(reason::FRAGMENT);
+                    r.act = Act::Drop(NatDrop::Fragment);
                     return r;
                 }
                 _ => {
-                    r.act = Act::Drop(reason::ICMP_UNSUPPORTED);
+                    r.act = Act::Drop(NatDrop::IcmpUnsupported);
                     return r;
                 }
             }
@@ -1345,7 +1343,7 @@ impl Nat44 {
         // RFC 791: the datagram is at most 65535 bytes, and every fragment but the
         // last carries a multiple of 8 bytes of payload.
         if off + plen > 65535 - 20 || (mf && !plen.is_multiple_of(8)) || plen == 0 {
-            r.act = Act::Drop(reason::MALFORMED);
+            r.act = Act::Drop(NatDrop::Malformed);
             return FRAG_NONE;
         }
         if off == 0 {
@@ -1356,10 +1354,10 @@ impl Nat44 {
         r.act = match r.flow.proto {
             // RFC 1858 §4: a TCP fragment at offset 8 could rewrite the flags of the
             // first one.
-            TCP if off == 8 => Act::Drop(reason::FRAG_TINY),
+            TCP if off == 8 => Act::Drop(NatDrop::FragTiny),
             TCP | UDP | ICMP if inside => Act::FragIn2Out,
             TCP | UDP | ICMP => Act::FragOut2In,
-            _ => Act::Drop(reason::PROTO_UNSUPPORTED),
+            _ => Act::Drop(NatDrop::ProtoUnsupported),
         };
         FRAG_REST
     }
@@ -1386,7 +1384,7 @@ impl Nat44 {
     }
 
     /// Looks up or creates the in2out session of `f`.
-    fn in2out_session(&mut self, pre: &Pre, now: u32) -> Result<u32, u16> {
+    fn in2out_session(&mut self, pre: &Pre, now: u32) -> Result<u32, NatDrop> {
         let f = &pre.flow;
         let hit = if self.sess_in_eq(pre.cand, f) {
             Some(pre.cand & IDX_MASK)
@@ -1438,7 +1436,7 @@ impl Nat44 {
     }
 
     /// Looks up or (filtering permitting) creates the out2in session of `f`.
-    fn out2in_session(&mut self, f: &Flow, h: u64, cand: u32, now: u32) -> Result<u32, u16> {
+    fn out2in_session(&mut self, f: &Flow, h: u64, cand: u32, now: u32) -> Result<u32, NatDrop> {
         let hit = if self.sess_out_eq(cand, f) {
             Some(cand & IDX_MASK)
         } else {
@@ -1456,7 +1454,7 @@ impl Nat44 {
             self.stats.sessions_expired += 1;
         }
         let Some(m) = self.find_map_out(f.proto, f.dst, f.dport) else {
-            return Err(reason::NO_SESSION);
+            return Err(NatDrop::NoSession);
         };
         match self.filtering {
             Behavior::EndpointIndependent => {}
@@ -1479,10 +1477,10 @@ impl Nat44 {
                     cur = s.next;
                 }
                 if !ok {
-                    return Err(reason::FILTERED);
+                    return Err(NatDrop::Filtered);
                 }
             }
-            Behavior::AddressAndPortDependent => return Err(reason::FILTERED),
+            Behavior::AddressAndPortDependent => return Err(NatDrop::Filtered),
         }
         self.new_session(m, f.src, f.sport, now)
     }
@@ -1492,20 +1490,20 @@ impl Nat44 {
     fn handle(&mut self, p: &mut Pkt, pre: &Pre, now: u32, out: &mut Out) -> Next {
         match pre.act {
             Act::Pass => Next::Keep,
-            Act::Drop(r) => Next::Drop(r),
+            Act::Drop(r) => r.into(),
             Act::In2Out => {
                 let s = match self.in2out_session(pre, now) {
                     Ok(s) => s,
                     Err(r) => {
                         self.exhausted(&*p, pre, r, out);
-                        return Next::Drop(r);
+                        return r.into();
                     }
                 };
                 if pre.frag != FRAG_NONE {
                     self.last_sess = s;
                 }
                 let Some(sess) = self.sessions.get_mut(s as usize) else {
-                    return Next::Drop(reason::TABLE_FULL);
+                    return NatDrop::TableFull.into();
                 };
                 sess.last = now;
                 if pre.flow.proto == TCP {
@@ -1518,7 +1516,7 @@ impl Nat44 {
                     usize::from(pre.end),
                 );
                 let Some(b) = p.data_mut().get_mut(..end) else {
-                    return Next::Drop(reason::MALFORMED);
+                    return NatDrop::Malformed.into();
                 };
                 rewrite(b, l3, l4, pre.flow.proto, false, ea, ep);
                 if self.hairpinning && self.in_pool(pre.flow.dst) {
@@ -1529,14 +1527,14 @@ impl Nat44 {
             Act::Out2In => {
                 let s = match self.out2in_session(&pre.flow, pre.h, pre.cand, now) {
                     Ok(s) => s,
-                    Err(r) => return Next::Drop(r),
+                    Err(r) => return r.into(),
                 };
                 if pre.frag != FRAG_NONE {
                     self.last_sess = s;
                 }
                 let refresh = self.inbound_refresh;
                 let Some(sess) = self.sessions.get_mut(s as usize) else {
-                    return Next::Drop(reason::TABLE_FULL);
+                    return NatDrop::TableFull.into();
                 };
                 if refresh {
                     sess.last = now;
@@ -1551,7 +1549,7 @@ impl Nat44 {
                     usize::from(pre.end),
                 );
                 let Some(b) = p.data_mut().get_mut(..end) else {
-                    return Next::Drop(reason::MALFORMED);
+                    return NatDrop::Malformed.into();
                 };
                 rewrite(b, l3, l4, pre.flow.proto, true, ia, ip);
                 Next::Keep
@@ -1596,7 +1594,7 @@ impl Nat44 {
         let k = Self::frag_key(pre);
         if let Some(res) = self.frags.lookup(&k, now) {
             let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
-                return Next::Drop(reason::MALFORMED);
+                return NatDrop::Malformed.into();
             };
             self.apply_frag(b, usize::from(pre.l3), k.inbound, &res, now);
             self.stats.frag_translated += 1;
@@ -1610,10 +1608,10 @@ impl Nat44 {
             .filter(|q| **q == k)
             .count();
         if !self.held.admits(&k, self.hold_pending, same) {
-            return Next::Drop(reason::FRAG_HOLD_FULL);
+            return NatDrop::FragHoldFull.into();
         }
         let Some(slot) = self.pending_keys.get_mut(self.hold_pending) else {
-            return Next::Drop(reason::FRAG_HOLD_FULL);
+            return NatDrop::FragHoldFull.into();
         };
         *slot = k;
         self.hold_pending += 1;
@@ -1696,7 +1694,7 @@ impl Nat44 {
                 }
                 let d = p.data();
                 let Some(l3) = ipv4_offset(d) else {
-                    node.count_drop(reason::MALFORMED);
+                    node.count_drop(NatDrop::Malformed.code());
                     out.cache.free(p);
                     return;
                 };
@@ -1716,7 +1714,7 @@ impl Nat44 {
                 match held.push(h) {
                     Ok(()) => held_n += 1,
                     Err(h) => {
-                        node.count_drop(reason::FRAG_HOLD_FULL);
+                        node.count_drop(NatDrop::FragHoldFull.code());
                         out.cache.free(h.pkt);
                     }
                 }
@@ -1768,16 +1766,16 @@ impl Nat44 {
         f.src = ea;
         if f.proto == ICMP {
             // An echo request to our own outside address: there is no inside host.
-            return Next::Drop(reason::NO_SESSION);
+            return NatDrop::NoSession.into();
         }
         f.sport = ep;
         let h = key4(K_SOUT, f.src, f.sport, f.dst, f.dport, f.proto);
         let s = match self.out2in_session(&f, h, NONE, now) {
             Ok(s) => s,
-            Err(r) => return Next::Drop(r),
+            Err(r) => return r.into(),
         };
         let Some(sess) = self.sessions.get_mut(s as usize) else {
-            return Next::Drop(reason::TABLE_FULL);
+            return NatDrop::TableFull.into();
         };
         sess.last = now;
         if f.proto == TCP {
@@ -1785,7 +1783,7 @@ impl Nat44 {
         }
         let (ia, ip) = (sess.in_addr, sess.in_port);
         let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
-            return Next::Drop(reason::MALFORMED);
+            return NatDrop::Malformed.into();
         };
         rewrite(
             b,
@@ -1816,18 +1814,18 @@ impl Nat44 {
             .and_then(|x| <&[u8; 20]>::try_from(x).ok())
             .filter(|_| il3 + 20 <= end)
         else {
-            return Next::Drop(reason::MALFORMED);
+            return NatDrop::Malformed.into();
         };
         let ihl = usize::from(ih[0] & 0x0f) * 4;
         if ih[0] >> 4 != 4 || ihl < 20 {
-            return Next::Drop(reason::MALFORMED);
+            return NatDrop::Malformed.into();
         }
         let iproto = ih[9];
         let isrc = u32::from_be_bytes([ih[12], ih[13], ih[14], ih[15]]);
         let idst = u32::from_be_bytes([ih[16], ih[17], ih[18], ih[19]]);
         let il4 = il3 + ihl;
         if il4 + 8 > end || !matches!(iproto, TCP | UDP | ICMP) {
-            return Next::Drop(reason::MALFORMED);
+            return NatDrop::Malformed.into();
         }
         let (ps, pd) = (rd16(d, il4), rd16(d, il4 + 2));
         let ident = rd16(d, il4 + 4);
@@ -1857,13 +1855,13 @@ impl Nat44 {
             self.find_sess_in_h(&f, h)
         };
         let Some(sess) = s.and_then(|s| self.sessions.get(s as usize)).copied() else {
-            return Next::Drop(reason::ICMP_ERROR_NO_SESSION);
+            return NatDrop::IcmpErrorNoSession.into();
         };
         if self.expired(&sess, now) {
-            return Next::Drop(reason::ICMP_ERROR_NO_SESSION);
+            return NatDrop::IcmpErrorNoSession.into();
         }
         let Some(b) = p.data_mut().get_mut(..end) else {
-            return Next::Drop(reason::MALFORMED);
+            return NatDrop::Malformed.into();
         };
         if inbound {
             rewrite_addr(b, l3, true, sess.in_addr);
@@ -1896,7 +1894,7 @@ impl Nat44 {
 
     /// RFC 5508 REQ-8: answer a flow the NAT cannot take with Destination Unreachable
     /// code 13, sent back out of the ingress port (rate limited).
-    fn exhausted(&mut self, p: &Pkt, pre: &Pre, _r: u16, out: &mut Out) {
+    fn exhausted(&mut self, p: &Pkt, pre: &Pre, _r: NatDrop, out: &mut Out) {
         if !self.icmp_errors {
             return;
         }
@@ -1969,7 +1967,130 @@ impl Stage for Nat44 {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        NatDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        NatDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::gauge(
+            "sessions-active",
+            "sessions in use",
+            self.session_count() as u64,
+        ));
+        f(Counter::gauge(
+            "mappings-active",
+            "mappings (endpoint-independent bindings) in use",
+            self.mapping_count() as u64,
+        ));
+        f(Counter::gauge(
+            "subscribers",
+            "subscribers holding ports or sessions",
+            self.subscriber_count() as u64,
+        ));
+        f(Counter::gauge(
+            "port-blocks-in-use",
+            "port blocks allocated to subscribers",
+            self.blocks_in_use(),
+        ));
+        f(Counter::gauge(
+            "fragments-held",
+            "non-first fragments waiting for their first fragment",
+            self.fragments_held() as u64,
+        ));
+        f(Counter::total(
+            "sessions-created",
+            "sessions created",
+            st.sessions_created,
+        ));
+        f(Counter::total(
+            "sessions-expired",
+            "sessions removed by their idle timer",
+            st.sessions_expired,
+        ));
+        f(Counter::total(
+            "mappings-created",
+            "mappings created",
+            st.mappings_created,
+        ));
+        f(Counter::total(
+            "port-blocks-allocated",
+            "port blocks allocated (RFC 7422)",
+            st.blocks_allocated,
+        ));
+        f(Counter::total(
+            "port-blocks-released",
+            "port blocks released",
+            st.blocks_released,
+        ));
+        f(Counter::total(
+            "port-alloc-failures",
+            "mappings refused for want of a port or a port block",
+            st.block_alloc_failures,
+        ));
+        f(Counter::total(
+            "hairpinned",
+            "packets hairpinned back inside (RFC 4787 §6)",
+            st.hairpinned,
+        ));
+        f(Counter::total(
+            "icmp-errors-translated",
+            "ICMP errors translated with their quoted packet (RFC 5508 §4)",
+            st.icmp_errors_translated,
+        ));
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMP errors sent for exhausted resources (RFC 6888 §4)",
+            st.icmp_errors_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMP errors not sent: rate limit",
+            st.icmp_errors_rate_limited,
+        ));
+        f(Counter::total(
+            "fragments-first",
+            "first fragments translated",
+            st.frag_first,
+        ));
+        f(Counter::total(
+            "fragments-translated",
+            "non-first fragments translated on arrival",
+            st.frag_translated,
+        ));
+        f(Counter::total(
+            "fragments-held-total",
+            "non-first fragments held for their first fragment",
+            st.frag_held,
+        ));
+        f(Counter::total(
+            "fragments-released",
+            "held fragments translated and sent on",
+            st.frag_released,
+        ));
+        f(Counter::total(
+            "fragments-expired",
+            "held fragments whose first fragment never came",
+            st.frag_expired,
+        ));
+        f(Counter::total(
+            "fragment-table-full",
+            "first fragments whose translation could not be recorded",
+            st.frag_table_full,
+        ));
+        f(Counter::total(
+            "log-records",
+            "port-block log records written",
+            st.log_records,
+        ));
+        f(Counter::total(
+            "log-records-lost",
+            "log records lost: ring full",
+            self.log.lost,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -2031,7 +2152,7 @@ impl Stage for Nat44 {
             self.expire_held(now, &mut out.cache);
         }
         if self.expired_uncounted > 0 {
-            if let Some(c) = node.drops.get_mut(usize::from(reason::FRAG_EXPIRED)) {
+            if let Some(c) = node.drops.get_mut(usize::from(NatDrop::FragExpired.code())) {
                 *c += self.expired_uncounted;
             }
             self.expired_uncounted = 0;

@@ -51,9 +51,9 @@ pub mod frag;
 pub mod log;
 pub mod rewrite;
 pub mod table;
-pub use config::*;
 #[cfg(test)]
 use config::parse_pool_entry;
+pub use config::*;
 mod icmp;
 mod reassembly;
 mod session;

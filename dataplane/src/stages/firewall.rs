@@ -31,6 +31,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use serde::Deserialize;
+
 mod rules;
 pub use rules::*;
 

@@ -2,7 +2,7 @@
 //! ip4-input → nat44 → ip4-lookup` translates inside UDP flows (NAT sessions and a
 //! port block) towards a destination without a route (`ip4-lookup` answers with ICMP
 //! destination unreachable, RFC 1812 §5.2.7.1), and `runner::prometheus` shows
-//! `dp_node_gauge` / `dp_node_counter_total` samples for both nodes.
+//! `dp_node_level` / `dp_node_events_total` samples for both nodes.
 
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
@@ -128,7 +128,7 @@ fn nat_and_ip4_counters_reach_prometheus() {
         text = r.prometheus();
         if sample(
             &text,
-            "dp_node_counter_total",
+            "dp_node_events_total",
             "ip4-lookup",
             "icmp-errors-sent",
         ) == Some(f64::from(FLOWS))
@@ -142,41 +142,41 @@ fn nat_and_ip4_counters_reach_prometheus() {
     for t in [&text, &last] {
         let nat = |fam, ctr| sample(t, fam, "nat44", ctr);
         assert_eq!(
-            nat("dp_node_gauge", "sessions-active"),
+            nat("dp_node_level", "sessions-active"),
             Some(f64::from(FLOWS)),
             "{t}"
         );
-        assert_eq!(nat("dp_node_gauge", "subscribers"), Some(1.0), "{t}");
-        assert_eq!(nat("dp_node_gauge", "port-blocks-in-use"), Some(1.0), "{t}");
+        assert_eq!(nat("dp_node_level", "subscribers"), Some(1.0), "{t}");
+        assert_eq!(nat("dp_node_level", "port-blocks-in-use"), Some(1.0), "{t}");
         assert_eq!(
-            nat("dp_node_counter_total", "sessions-created"),
+            nat("dp_node_events_total", "sessions-created"),
             Some(f64::from(FLOWS)),
             "{t}"
         );
         assert_eq!(
-            nat("dp_node_counter_total", "port-blocks-allocated"),
+            nat("dp_node_events_total", "port-blocks-allocated"),
             Some(1.0)
         );
         assert_eq!(
-            nat("dp_node_counter_total", "port-alloc-failures"),
+            nat("dp_node_events_total", "port-alloc-failures"),
             Some(0.0)
         );
         assert_eq!(
-            sample(t, "dp_node_counter_total", "ip4-lookup", "icmp-errors-sent"),
+            sample(t, "dp_node_events_total", "ip4-lookup", "icmp-errors-sent"),
             Some(f64::from(FLOWS)),
             "{t}"
         );
         assert_eq!(
             sample(
                 t,
-                "dp_node_counter_total",
+                "dp_node_events_total",
                 "ip4-lookup",
                 "icmp-errors-rate-limited"
             ),
             Some(0.0)
         );
-        assert!(t.contains("# TYPE dp_node_gauge gauge"));
-        assert!(t.contains("# TYPE dp_node_counter_total counter"));
+        assert!(t.contains("# TYPE dp_node_level gauge"));
+        assert!(t.contains("# TYPE dp_node_events_total counter"));
     }
     // The no-route drops are counted under their (unchanged) reason name.
     assert!(

@@ -378,18 +378,14 @@ pub fn sink_raw(iface: &str, port: u16, seconds: f64, src: &str, dst: &str, ttl:
         first.get_or_insert(now);
         last = Some(now);
         let ihl = ((f[14] & 0x0f) as usize) * 4;
-        let mut sum = 0u32;
-        for c in f[14..14 + ihl.min(f.len() - 14)].chunks(2) {
-            sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
+        let header_ok = f
+            .get(14..14 + ihl)
+            .is_some_and(dataplane::proto::checksum::verify);
         if f[0..6] != dst || f[6..12] != src {
             bad_mac += 1;
         } else if f[22] != ttl {
             bad_ttl += 1;
-        } else if sum != 0xffff {
+        } else if !header_ok {
             bad_csum += 1;
         } else {
             good += 1;

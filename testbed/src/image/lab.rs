@@ -298,11 +298,8 @@ pub fn gen_udp(dst: std::net::SocketAddr, seconds: f64, size: usize, pps: u64) -
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<Result<_, _>>()?;
-    v.try_into().map_err(|_| anyhow!("bad MAC {s}"))
+    let m: dataplane::proto::ethernet::MacAddr = s.parse().with_context(|| format!("MAC {s:?}"))?;
+    Ok(m.0)
 }
 
 /// Sink: every frame on `iface`, checking routed UDP to `port`.

@@ -44,43 +44,36 @@ use crate::proto::ethernet::HEADER_LEN;
 use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
 use crate::proto::{ipv4, EtherType, IpProtocol};
 use crate::stage::{Counter, NodeStats, Stage};
+use crate::stages::qos::TokenBucket;
 use alloc::sync::Arc;
 use core::net::Ipv4Addr;
 
-/// A token bucket for ICMP errors (RFC 1812 §4.3.2.8).
+/// A packet-rate limiter for ICMP errors (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)): the
+/// engine's one token bucket ([`TokenBucket`]) with one "byte" per packet.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
-    tokens: u64,
-    last_ns: u64,
-    /// Tokens per second.
-    pub rate: u64,
-    /// Bucket depth.
-    pub burst: u64,
+    bucket: TokenBucket,
     /// Requests refused (no token).
     pub limited: u64,
 }
 
 impl RateLimit {
-    pub const fn new(rate: u64, burst: u64) -> Self {
+    /// `rate` packets per second, at most `burst` at once; starts full.
+    pub fn new(rate: u64, burst: u64) -> Self {
         RateLimit {
-            tokens: burst,
-            last_ns: 0,
-            rate,
-            burst,
+            bucket: TokenBucket::new(
+                rate.saturating_mul(8),
+                u32::try_from(burst).unwrap_or(u32::MAX),
+                0,
+            ),
             limited: 0,
         }
     }
 
     /// Takes a token at time `now` (ns).
     pub fn take(&mut self, now: u64) -> bool {
-        let dt = now.saturating_sub(self.last_ns);
-        let add = dt.saturating_mul(self.rate) / 1_000_000_000;
-        if add > 0 {
-            self.tokens = (self.tokens + add).min(self.burst);
-            self.last_ns = now;
-        }
-        if self.tokens > 0 {
-            self.tokens -= 1;
+        self.bucket.fill(now);
+        if self.bucket.take(1) {
             true
         } else {
             self.limited += 1;

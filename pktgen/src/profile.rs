@@ -58,7 +58,7 @@ impl Profile {
 
     /// Parses YAML.
     pub fn from_yaml(s: &str) -> Result<Self, ProfileError> {
-        serde_yaml::from_str(s).map_err(|e| ProfileError::Syntax(e.to_string()))
+        serde_norway::from_str(s).map_err(|e| ProfileError::Syntax(e.to_string()))
     }
 
     /// Reads a file: `.yaml`/`.yml` as YAML, anything else as TOML.

@@ -28,14 +28,8 @@ fn frame(i: u8) -> Vec<u8> {
     b[26..30].copy_from_slice(&[192, 0, 2, 10]);
     b[30..34].copy_from_slice(&[100, 64, i, 1]);
     b[38..40].copy_from_slice(&26u16.to_be_bytes());
-    let mut s: u32 = 0;
-    for c in b[14..34].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    b[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let c = dataplane::proto::checksum::internet(&b[14..34]);
+    b[24..26].copy_from_slice(&c.to_be_bytes());
     b
 }
 

@@ -157,7 +157,9 @@ impl NodeStats {
 }
 
 /// A node's own counter (sessions, allocations, ICMP sent, ...), reported through
-/// [`Stage::counters`] and exported as `dp_node_counter{node,counter}`.
+/// [`Stage::counters`] and exported as `dp_node_events_total{worker,node,counter}`
+/// (counters) or `dp_node_level{worker,node,counter}` (gauges); the family names
+/// avoid the words `counter`/`gauge`, which `promtool check metrics` rejects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counter {
     pub name: &'static str,

@@ -8,7 +8,7 @@ use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
 use dataplane::stage::{NodeStats, Stage};
 use dataplane::stages::firewall::{Action, Firewall, FirewallConfig, RuleConfig};
-use dataplane::stages::nat::{reason, CgnatConfig, Flow, Nat44, NatConfig};
+use dataplane::stages::nat::{CgnatConfig, Flow, Nat44, NatConfig, NatDrop};
 use dataplane::stages::qos::{
     MeterConfig, MeterKey, Policer, PolicerConfig, Shaper, ShaperConfig, Verdict,
 };
@@ -248,7 +248,7 @@ fn stages_do_not_allocate_on_the_packet_path() {
     );
     assert!(nat.stats.frag_expired > 0, "orphan fragments expired");
     assert!(
-        nn.drops[usize::from(reason::FRAG_HOLD_FULL)] > 0,
+        nn.drops[usize::from(NatDrop::FragHoldFull.code())] > 0,
         "hold queue full counted"
     );
     assert!(nn.dropped() > 0);

@@ -99,7 +99,7 @@ pub fn kpi_file(m: &VnfModel) -> Result<String> {
         scrape: &'a str,
         kpis: &'a [crate::model::Kpi],
     }
-    Ok(serde_yaml::to_string(&K {
+    Ok(serde_norway::to_string(&K {
         vnf: &m.name,
         scrape: "http://<mgmt-ip>:9100/metrics (Prometheus text format)",
         kpis: &m.kpis,

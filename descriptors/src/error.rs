@@ -78,7 +78,7 @@ pub enum Error {
     },
     /// Rendering YAML failed.
     #[error("yaml: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] serde_norway::Error),
     /// A package failed validation.
     #[error("validation of {} failed:\n{report}", path.display())]
     Invalid {

@@ -80,7 +80,7 @@ pub fn load_model(name: &str) -> Result<model::VnfModel> {
     if name.ends_with(".json") {
         serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
     } else {
-        serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))
+        serde_norway::from_str(&text).map_err(|e| bad(e.to_string()))
     }
 }
 

@@ -100,7 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Model { vnf } => {
             let m = descriptors::load_model(&vnf)?;
-            print!("{}", serde_yaml::to_string(&m)?);
+            print!("{}", serde_norway::to_string(&m)?);
         }
     }
     Ok(())

@@ -53,7 +53,7 @@ pub fn vnf_entries(m: &VnfModel, image: &ImageInfo) -> Result<Vec<Entry>> {
     let mut v = vec![
         Entry::bytes(
             format!("{}_vnfd.yaml", m.name),
-            serde_yaml::to_string(&sol006::vnfd(m, image))?,
+            serde_norway::to_string(&sol006::vnfd(m, image))?,
         ),
         Entry::bytes(
             format!("cloud_init/{}", sol006::cloud_init_name(m)),
@@ -74,7 +74,7 @@ pub fn vnf_entries(m: &VnfModel, image: &ImageInfo) -> Result<Vec<Entry>> {
 /// Files of the NS package.
 pub fn ns_entries(m: &VnfModel) -> Result<Vec<Entry>> {
     with_checksums(vec![
-        Entry::bytes(format!("{}_nsd.yaml", m.name), serde_yaml::to_string(&sol006::nsd(m))?),
+        Entry::bytes(format!("{}_nsd.yaml", m.name), serde_norway::to_string(&sol006::nsd(m))?),
         Entry::bytes(format!("icons/{}_ns.png", m.name), icon(m, 1)),
         Entry::bytes(
             "README.md",

@@ -16,7 +16,7 @@
 use crate::image::ImageInfo;
 use crate::model::*;
 use crate::yaml::{list, push};
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 /// The TOSCA version of our templates.
 pub const TOSCA_VERSION: &str = "tosca_simple_yaml_1_3";
@@ -80,11 +80,14 @@ fn header(description: String, imports: Vec<String>) -> Value {
 /// The Definitions/ files: (file name, YAML text).
 pub fn render(m: &VnfModel, image: &ImageInfo) -> crate::Result<Vec<(String, String)>> {
     let mut out = vec![
-        (top_file(m), serde_yaml::to_string(&top(m))?),
-        (types_file(m), serde_yaml::to_string(&types(m))?),
+        (top_file(m), serde_norway::to_string(&top(m))?),
+        (types_file(m), serde_norway::to_string(&types(m))?),
     ];
     for f in &m.flavours {
-        out.push((df_file(m, f), serde_yaml::to_string(&flavour(m, f, image))?));
+        out.push((
+            df_file(m, f),
+            serde_norway::to_string(&flavour(m, f, image))?,
+        ));
     }
     Ok(out)
 }

@@ -20,7 +20,7 @@
 use crate::image::ImageInfo;
 use crate::model::*;
 use crate::yaml::{list, push, single};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// VNFD id of a model.
 pub fn vnfd_id(m: &VnfModel) -> String {

@@ -1,15 +1,15 @@
-//! Small helpers to build ordered YAML documents (serde_yaml `Mapping` keeps insertion
+//! Small helpers to build ordered YAML documents (serde_norway `Mapping` keeps insertion
 //! order, so descriptors read in the order the specs list their fields).
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 /// Build a YAML mapping in insertion order: `ymap! { "k" => v, ... }`.
 macro_rules! ymap {
     ($($k:expr => $v:expr),* $(,)?) => {{
         #[allow(unused_mut)]
-        let mut m = serde_yaml::Mapping::new();
-        $( m.insert(serde_yaml::Value::from($k), serde_yaml::Value::from($v)); )*
-        serde_yaml::Value::Mapping(m)
+        let mut m = serde_norway::Mapping::new();
+        $( m.insert(serde_norway::Value::from($k), serde_norway::Value::from($v)); )*
+        serde_norway::Value::Mapping(m)
     }};
 }
 

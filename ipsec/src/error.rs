@@ -68,6 +68,23 @@ impl DropReason {
         "crypto error",
     ];
 
+    /// One-line descriptions, indexed like [`DropReason::NAMES`] (the stage's
+    /// `error_help`).
+    pub const HELP: [&'static str; 12] = [
+        "no SA for the SPI, or the policy's SA is gone",
+        "sequence number already seen or left of the replay window (RFC 4303 §3.4.3)",
+        "integrity check value did not verify (RFC 4303 §3.4.4)",
+        "pad length or padding bytes wrong after decryption (RFC 4303 §2.4)",
+        "inner packet outside the SA's selectors, or clear traffic a policy protects (RFC 4301 §5.2)",
+        "a DISCARD policy or no policy matched (RFC 4301 §4.4.1)",
+        "too short, bad IP header or length fields, or a fragment",
+        "the SA passed a hard lifetime limit (RFC 4301 §4.4.2.1)",
+        "sending would wrap the sequence number (RFC 4303 §3.3.3)",
+        "not enough headroom or tailroom to encapsulate",
+        "dummy packet (next header 59) discarded by design (RFC 4303 §2.6)",
+        "the crypto backend refused the operation",
+    ];
+
     pub const COUNT: usize = Self::ALL.len();
 
     pub fn index(self) -> usize {

@@ -196,7 +196,7 @@ fn write_outer(
             h[9] = proto;
             h[12..16].copy_from_slice(&s.octets());
             h[16..20].copy_from_slice(&t.octets());
-            let c = ip::checksum(0, &h);
+            let c = dataplane::proto::checksum::internet(&h);
             h[10..12].copy_from_slice(&c.to_be_bytes());
             put(d, 0, &h).ok_or(DropReason::NoRoom)?;
             20
@@ -241,10 +241,7 @@ fn write_udp(
     put(d, off, &h).ok_or(DropReason::NoRoom)?;
     if let (IpAddr::V6(s), IpAddr::V6(t)) = (src, dst) {
         let seg = d.get(off..total).ok_or(DropReason::NoRoom)?;
-        let mut c = ip::checksum(ip::v6_pseudo_sum(&s, &t, u32::from(ulen), PROTO_UDP), seg);
-        if c == 0 {
-            c = 0xffff;
-        }
+        let c = ip::udp6_checksum(&s, &t, seg);
         put(d, off + 6, &c.to_be_bytes()).ok_or(DropReason::NoRoom)?;
     }
     Ok(())

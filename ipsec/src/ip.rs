@@ -4,6 +4,7 @@
 
 use crate::error::DropReason;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use dataplane::proto::{checksum, IpProtocol};
 
 pub const PROTO_IPV4: u8 = 4;
 pub const PROTO_TCP: u8 = 6;
@@ -174,38 +175,22 @@ impl Flow {
     }
 }
 
-/// Internet checksum (RFC 1071) folded to 16 bits, starting from `sum`.
-pub fn checksum(mut sum: u32, d: &[u8]) -> u16 {
-    let mut chunks = d.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Recomputes the IPv4 header checksum of the header at the start of `d`.
 pub fn fix_ipv4_checksum(d: &mut [u8], ihl: usize) -> Option<()> {
     put(d, 10, &[0, 0])?;
-    let c = checksum(0, d.get(..ihl)?);
+    let c = checksum::internet(d.get(..ihl)?);
     put(d, 10, &c.to_be_bytes())
 }
 
-/// Sum of the IPv6 pseudo-header (RFC 8200 §8.1) for `len` bytes of protocol `proto`.
-pub fn v6_pseudo_sum(src: &Ipv6Addr, dst: &Ipv6Addr, len: u32, proto: u8) -> u32 {
-    let mut s: u32 = 0;
-    for a in [src.octets(), dst.octets()] {
-        for c in a.chunks_exact(2) {
-            s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
+/// The UDP checksum field (RFC 768, RFC 8200 §8.1) of the datagram `seg` between
+/// `src` and `dst`: the engine's RFC 1071 sum with the IPv6 pseudo-header, a computed
+/// zero sent as `0xffff`.
+pub fn udp6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, seg: &[u8]) -> u16 {
+    let ph = checksum::pseudo_header_v6(src, dst, IpProtocol::UDP, seg.len() as u32);
+    match !checksum::add(ph, checksum::data(seg)) {
+        0 => 0xffff,
+        c => c,
     }
-    s + (len >> 16) + (len & 0xffff) + u32::from(proto)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::error::DropReason;
 use crate::{Inbound, Ipsec};
 use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
-use dataplane::stage::{NodeStats, Stage};
+use dataplane::stage::{Counter, NodeStats, Stage};
 
 impl Buf for Pkt {
     #[inline(always)]
@@ -156,9 +156,12 @@ fn fix_l2_type(pkt: &mut Pkt) {
     pkt.meta.l4 = 0;
 }
 
-#[inline]
-fn drop_next(r: DropReason) -> Next {
-    Next::Drop(r.index() as u16)
+impl From<DropReason> for Next {
+    /// A drop with this reason (`Next::Drop` code = the reason's index).
+    #[inline(always)]
+    fn from(r: DropReason) -> Next {
+        Next::Drop(r as u16)
+    }
 }
 
 /// `esp-encrypt`: SPD lookup, then ESP encapsulation with the policy's SA.
@@ -192,7 +195,7 @@ impl EspEncrypt {
                 Next::Keep
             }
             Ok(crate::Outbound::Bypass) => Next::Keep,
-            Err(e) => drop_next(e),
+            Err(e) => e.into(),
         }
     }
 }
@@ -204,6 +207,29 @@ impl Stage for EspEncrypt {
 
     fn errors(&self) -> &'static [&'static str] {
         &DropReason::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        &DropReason::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let c = &self.ipsec.counters;
+        f(Counter::gauge(
+            "sas",
+            "security associations installed",
+            self.ipsec.sad.len() as u64,
+        ));
+        f(Counter::total(
+            "encrypted",
+            "packets ESP-encapsulated (RFC 4303 §3.3)",
+            c.encrypted,
+        ));
+        f(Counter::total(
+            "bypassed",
+            "packets a BYPASS policy let through in clear (RFC 4301 §4.4.1)",
+            c.bypassed,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -249,7 +275,7 @@ impl EspDecrypt {
             }
             Ok(Inbound::Bypass) => Next::Keep,
             Ok(Inbound::Punt) => Next::Punt,
-            Err(e) => drop_next(e),
+            Err(e) => e.into(),
         }
     }
 }
@@ -261,6 +287,34 @@ impl Stage for EspDecrypt {
 
     fn errors(&self) -> &'static [&'static str] {
         &DropReason::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        &DropReason::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let c = &self.ipsec.counters;
+        f(Counter::gauge(
+            "sas",
+            "security associations installed",
+            self.ipsec.sad.len() as u64,
+        ));
+        f(Counter::total(
+            "decrypted",
+            "ESP packets verified and decrypted (RFC 4303 §3.4)",
+            c.decrypted,
+        ));
+        f(Counter::total(
+            "bypassed",
+            "clear packets a BYPASS policy let through (RFC 4301 §4.4.1)",
+            c.bypassed,
+        ));
+        f(Counter::total(
+            "punted",
+            "IKE and NAT-T keepalives on UDP 4500 sent to the control plane (RFC 3948)",
+            c.punted,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {

@@ -13,7 +13,7 @@ pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload_len: u
     p.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, 17, 0, 0]);
     p.extend_from_slice(&src.octets());
     p.extend_from_slice(&dst.octets());
-    let c = crate::ip::checksum(0, &p);
+    let c = dataplane::proto::checksum::internet(&p);
     p[10..12].copy_from_slice(&c.to_be_bytes());
     p.extend_from_slice(&sport.to_be_bytes());
     p.extend_from_slice(&dport.to_be_bytes());
@@ -37,11 +37,7 @@ pub fn udp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, payload_len: u
     p.extend_from_slice(&(ulen as u16).to_be_bytes());
     p.extend_from_slice(&[0, 0]);
     p.extend((0..payload_len).map(|i| (i * 5 + 1) as u8));
-    let sum = crate::ip::v6_pseudo_sum(&src, &dst, ulen as u32, 17);
-    let mut c = crate::ip::checksum(sum, &p[40..]);
-    if c == 0 {
-        c = 0xffff;
-    }
+    let c = crate::ip::udp6_checksum(&src, &dst, &p[40..]);
     p[46..48].copy_from_slice(&c.to_be_bytes());
     p
 }

@@ -58,7 +58,7 @@ impl Profile {
 
     /// Parses YAML.
     pub fn from_yaml(s: &str) -> Result<Self, ProfileError> {
-        serde_yaml::from_str(s).map_err(|e| ProfileError::Syntax(e.to_string()))
+        serde_norway::from_str(s).map_err(|e| ProfileError::Syntax(e.to_string()))
     }
 
     /// Reads a file: `.yaml`/`.yml` as YAML, anything else as TOML.
@@ -388,19 +388,12 @@ impl StreamSpec {
     }
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff` (or `-` separated).
+/// Parses `aa:bb:cc:dd:ee:ff` (or `-` separated) with the engine's
+/// [`dataplane::proto::ethernet::MacAddr`] parser.
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut out = [0u8; 6];
-    let mut n = 0;
-    for part in s.split([':', '-']) {
-        let slot = out.get_mut(n).ok_or_else(|| format!("bad MAC {s:?}"))?;
-        *slot = u8::from_str_radix(part, 16).map_err(|_| format!("bad MAC {s:?}"))?;
-        n += 1;
-    }
-    if n != 6 {
-        return Err(format!("bad MAC {s:?}"));
-    }
-    Ok(out)
+    s.parse::<dataplane::proto::ethernet::MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| format!("bad MAC {s:?}"))
 }
 
 /// What a field holds, to parse its scalars.

@@ -17,6 +17,7 @@ use crate::profile::{
 };
 use crate::sig::SIG_LEN;
 use dataplane::buf::{BufError, Pkt, DATA_ROOM};
+use dataplane::proto::checksum::{self, fold};
 
 /// Ethernet FCS length: frame sizes count it, generated data does not.
 pub const FCS: usize = 4;
@@ -29,26 +30,11 @@ const ETH_P_PPPOE_SESS: u16 = 0x8864;
 const PPP_IPV4: u16 = 0x0021;
 const PPP_IPV6: u16 = 0x0057;
 
-/// Sum of big-endian 16-bit words (unfolded); an odd last byte is padded with zero.
+/// One's-complement sum of `b` (RFC 1071, the engine's), widened so that field words
+/// can be added to it before the final [`fold`].
 #[inline(always)]
-pub(crate) fn sum_words(b: &[u8]) -> u64 {
-    let mut s = 0u64;
-    let mut it = b.chunks_exact(2);
-    for w in &mut it {
-        s += u16::from_be_bytes([w[0], w[1]]) as u64;
-    }
-    if let [last] = it.remainder() {
-        s += (*last as u64) << 8;
-    }
-    s
-}
-
-#[inline(always)]
-pub(crate) fn fold(mut s: u64) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
+fn sum_words(b: &[u8]) -> u64 {
+    u64::from(checksum::data(b))
 }
 
 /// How a varying field steps.

@@ -32,14 +32,8 @@ fn frame(size: usize, i: usize) -> Vec<u8> {
     ip[9] = 17;
     ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
     ip[16..20].copy_from_slice(&[10, 1, (i >> 8) as u8, i as u8]);
-    let mut sum = 0u32;
-    for c in ip.chunks_exact(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let c = dataplane::proto::checksum::internet(ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
     let udp = &mut f[34..42];
     udp[0..2].copy_from_slice(&1024u16.to_be_bytes());
     udp[2..4].copy_from_slice(&4791u16.to_be_bytes());

@@ -68,14 +68,8 @@ fn frame(size: usize, dst: u32, buf: &mut Vec<u8>) {
     buf[34..36].copy_from_slice(&1024u16.to_be_bytes());
     buf[36..38].copy_from_slice(&1025u16.to_be_bytes());
     buf[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    let mut s: u32 = 0;
-    for c in buf[14..34].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    buf[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let c = dataplane::proto::checksum::internet(&buf[14..34]);
+    buf[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
@@ -165,17 +159,8 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
             data[30..34].copy_from_slice(&d.to_be_bytes());
             // RFC 1624 update of the header checksum for the new destination
             let hc = u16::from_be_bytes([data[24], data[25]]);
-            let mut s = u32::from(!hc);
-            for w in [old >> 16, old & 0xffff] {
-                s += u32::from(!(w as u16));
-            }
-            for w in [d >> 16, d & 0xffff] {
-                s += w;
-            }
-            while s > 0xffff {
-                s = (s & 0xffff) + (s >> 16);
-            }
-            data[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+            let c = dataplane::proto::checksum::update32(hc, old, d);
+            data[24..26].copy_from_slice(&c.to_be_bytes());
             gb.push(pk).ok();
         }
         gen_port.tx_burst(&mut gc, &mut gb);

@@ -46,14 +46,8 @@ fn frame(buf: &mut [u8], size: usize, src: u32, sport: u16, dst: u32, dport: u16
     b[34..36].copy_from_slice(&sport.to_be_bytes());
     b[36..38].copy_from_slice(&dport.to_be_bytes());
     b[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-    let mut s: u32 = 0;
-    for c in b[14..34].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    b[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let c = dataplane::proto::checksum::internet(&b[14..34]);
+    b[24..26].copy_from_slice(&c.to_be_bytes());
     len
 }
 
@@ -520,6 +514,9 @@ impl Stage for UserFromSrc<'_> {
     }
     fn errors(&self) -> &'static [&'static str] {
         self.inner.errors()
+    }
+    fn error_help(&self) -> &'static [&'static str] {
+        self.inner.error_help()
     }
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         for p in batch.iter_mut() {

@@ -15,9 +15,11 @@
 use super::IpProtocol;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-/// Folds a 64-bit accumulator of one's-complement partial sums to 16 bits.
+/// Folds a 64-bit accumulator of one's-complement partial sums (16-bit words added
+/// as integers) to 16 bits (RFC 1071 §4.1's end-around carry). Nonzero sums fold to
+/// `1..=0xffff`.
 #[inline(always)]
-fn fold(mut acc: u64) -> u16 {
+pub fn fold(mut acc: u64) -> u16 {
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff) + (acc >> 16);

@@ -45,20 +45,23 @@ fn decode_eth(f: &[u8], s: &mut String) -> Option<()> {
     mac(s, src);
     s.push_str(" > ");
     mac(s, dst);
-    let mut off = 12;
-    let mut et = be16(f, off)?;
-    while et == 0x8100 || et == 0x88a8 || et == 0x9100 {
-        let tci = be16(f, off + 2)?;
-        let _ = write!(s, " vlan {}", tci & 0x0fff);
-        if tci >> 13 != 0 {
-            let _ = write!(s, " pcp {}", tci >> 13);
+    // The engine's VLAN walker (two tags at most, like every node).
+    let l2 = match super::ethernet::walk_vlans(f) {
+        Ok(l2) => l2,
+        Err(super::Error::Unsupported) => {
+            s.push_str(" more than two VLAN tags");
+            return Some(());
         }
-        off += 4;
-        et = be16(f, off)?;
+        Err(_) => return None,
+    };
+    for t in l2.vlans.tags() {
+        let _ = write!(s, " vlan {}", t.vid);
+        if t.pcp != 0 {
+            let _ = write!(s, " pcp {}", t.pcp);
+        }
     }
-    off += 2;
-    let p = f.get(off..)?;
-    match et {
+    let p = f.get(l2.l3_offset..)?;
+    match l2.ethertype.0 {
         0x0806 => arp(p, s),
         0x0800 => ip4(p, s),
         0x86dd => ip6(p, s),

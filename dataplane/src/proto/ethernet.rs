@@ -69,6 +69,43 @@ impl fmt::Display for MacAddr {
     }
 }
 
+/// A string that is not a MAC address (see [`MacAddr`]'s `FromStr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseMacError;
+
+impl fmt::Display for ParseMacError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a MAC address (expected six hex octets: aa:bb:cc:dd:ee:ff)")
+    }
+}
+
+impl core::error::Error for ParseMacError {}
+
+/// Parses the IEEE 802 colon form `aa:bb:cc:dd:ee:ff` (the hyphen form
+/// `aa-bb-cc-dd-ee-ff` too): six groups of one or two hex digits. Any address is
+/// accepted, group (multicast/broadcast) and all-zero included: a caller that needs
+/// a unicast address checks [`MacAddr::is_unicast`].
+impl core::str::FromStr for MacAddr {
+    type Err = ParseMacError;
+
+    fn from_str(s: &str) -> core::result::Result<MacAddr, ParseMacError> {
+        let mut m = [0u8; 6];
+        let mut n = 0;
+        for part in s.split([':', '-']) {
+            let slot = m.get_mut(n).ok_or(ParseMacError)?;
+            if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ParseMacError);
+            }
+            *slot = u8::from_str_radix(part, 16).map_err(|_| ParseMacError)?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(ParseMacError);
+        }
+        Ok(MacAddr(m))
+    }
+}
+
 mod field {
     use super::{Field, Rest};
     pub const DST: Field = 0..6;
@@ -405,6 +442,33 @@ impl Repr {
 mod tests {
     use super::*;
     use etherparse::{DoubleVlanHeaderSlice, Ethernet2HeaderSlice};
+
+    #[test]
+    fn mac_from_str_and_display_round_trip() {
+        let m: MacAddr = "02:00:00:AA:bb:0c".parse().unwrap();
+        assert_eq!(m, MacAddr([2, 0, 0, 0xaa, 0xbb, 0x0c]));
+        assert_eq!(alloc::format!("{m}"), "02:00:00:aa:bb:0c");
+        assert_eq!("2-0-0-aa-bb-c".parse::<MacAddr>(), Ok(m));
+        // group addresses parse; refusing them is the caller's choice
+        let b: MacAddr = "ff:ff:ff:ff:ff:ff".parse().unwrap();
+        assert!(b.is_broadcast() && b.is_multicast());
+        assert!("01:00:5e:00:00:01"
+            .parse::<MacAddr>()
+            .unwrap()
+            .is_multicast());
+        for bad in [
+            "",
+            "02:00:00:aa:bb",
+            "02:00:00:aa:bb:cc:dd",
+            "zz:00:00:aa:bb:cc",
+            "02:00:00:aa:bb:+c",
+            "002:00:00:aa:bb:cc",
+            "02::00:aa:bb:cc",
+            "02:00:00:aa:bb:cc:",
+        ] {
+            assert_eq!(bad.parse::<MacAddr>(), Err(ParseMacError), "{bad:?}");
+        }
+    }
 
     // A captured-looking ARP request frame header (broadcast) + 28-byte ARP body.
     const ARP_FRAME: [u8; 42] = [

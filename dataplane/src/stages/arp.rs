@@ -15,33 +15,38 @@ use crate::buf::Pkt;
 use crate::proto::arp::{self, Operation};
 use crate::proto::ethernet::HEADER_LEN;
 use crate::proto::EtherType;
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use alloc::sync::Arc;
 use core::net::Ipv4Addr;
 
-const E_MALFORMED: u16 = 0;
-const E_NOT_US: u16 = 1;
-const E_REPLY: u16 = 2;
-const E_NO_IFACE: u16 = 3;
-const E_FULL: u16 = 4;
-const E_BAD_SENDER: u16 = 5;
-static ERRORS: &[&str] = &[
-    "malformed ARP",
-    "ARP not for us",
-    "ARP reply consumed",
-    "no interface on port",
-    "neighbour table full",
-    "bad sender address",
-];
+crate::drop_reasons! {
+    /// Why `arp-input` drops (RFC 826).
+    pub enum ArpDrop {
+        Malformed = ("malformed ARP", "not an Ethernet/IPv4 ARP packet, or too short for one"),
+        NotUs = ("ARP not for us", "target protocol address is not one of the receiving interface's (binding only refreshed)"),
+        Reply = ("ARP reply consumed", "a reply or other non-request: learned from, then consumed"),
+        NoIface = ("no interface on port", "the receiving port has no L3 interface"),
+        Full = ("neighbour table full", "the sender could not be learned: neighbour table full"),
+        BadSender = ("bad sender address", "sender hardware address is multicast or sender protocol address broadcast/multicast"),
+    }
+}
 
 /// The `arp-input` stage.
 pub struct ArpInput {
     l3: Arc<L3>,
+    /// Requests answered.
+    pub replies: u64,
+    /// Bindings learned or refreshed from requests and replies addressed to us.
+    pub learned: u64,
 }
 
 impl ArpInput {
     pub fn new(l3: Arc<L3>) -> Self {
-        ArpInput { l3 }
+        ArpInput {
+            l3,
+            replies: 0,
+            learned: 0,
+        }
     }
 }
 
@@ -60,7 +65,11 @@ impl Stage for ArpInput {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        ArpDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        ArpDrop::HELP
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -68,6 +77,7 @@ impl Stage for ArpInput {
             return;
         }
         let l3 = &*self.l3;
+        let (replies, learned) = (&mut self.replies, &mut self.learned);
         batch.dispatch(node, out, |pkt, out| {
             if pkt.meta.class != class::ARP {
                 return Next::Keep;
@@ -76,43 +86,46 @@ impl Stage for ArpInput {
             let port = pkt.meta.port;
             let l3off = pkt.meta.l3 as usize;
             let Some(ifc) = l3.iface(port) else {
-                return Next::Drop(E_NO_IFACE);
+                return ArpDrop::NoIface.into();
             };
             let our_mac = ifc.mac;
             let Some(body) = pkt.data_mut().get_mut(l3off..) else {
-                return Next::Drop(E_MALFORMED);
+                return ArpDrop::Malformed.into();
             };
             let Ok(mut a) = arp::Packet::new_checked(body) else {
-                return Next::Drop(E_MALFORMED);
+                return ArpDrop::Malformed.into();
             };
             if a.hardware_type() != arp::HTYPE_ETHERNET
                 || a.protocol_type() != EtherType::IPV4
                 || a.hardware_len() != 6
                 || a.protocol_len() != 4
             {
-                return Next::Drop(E_MALFORMED);
+                return ArpDrop::Malformed.into();
             }
             let (Some(spa), Some(tpa), Some(sha)) = (
                 ipv4_of(a.source_protocol_addr()),
                 ipv4_of(a.target_protocol_addr()),
                 mac_of(a.source_hardware_addr()),
             ) else {
-                return Next::Drop(E_MALFORMED);
+                return ArpDrop::Malformed.into();
             };
             if sha[0] & 1 == 1 || spa.is_broadcast() || spa.is_multicast() {
-                return Next::Drop(E_BAD_SENDER);
+                return ArpDrop::BadSender.into();
             }
             if !ifc.has_v4(tpa) {
                 if !spa.is_unspecified() {
                     l3.neigh.refresh(key_v4(spa), sha, now);
                 }
-                return Next::Drop(E_NOT_US);
+                return ArpDrop::NotUs.into();
             }
-            if !spa.is_unspecified() && !l3.neigh.learn(key_v4(spa), sha, now) {
-                return Next::Drop(E_FULL);
+            if !spa.is_unspecified() {
+                if !l3.neigh.learn(key_v4(spa), sha, now) {
+                    return ArpDrop::Full.into();
+                }
+                *learned += 1;
             }
             if a.operation() != Operation::REQUEST {
-                return Next::Drop(E_REPLY);
+                return ArpDrop::Reply.into();
             }
             // Turn the request into the reply in place.
             a.set_operation(Operation::REPLY);
@@ -125,8 +138,22 @@ impl Stage for ArpInput {
                 eth[0..6].copy_from_slice(&sha);
                 eth[6..12].copy_from_slice(&our_mac);
             }
+            *replies += 1;
             Next::Port(port)
         });
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "replies-sent",
+            "ARP requests answered (RFC 826)",
+            self.replies,
+        ));
+        f(Counter::total(
+            "learned",
+            "neighbour bindings learned from ARP addressed to us",
+            self.learned,
+        ));
     }
 
     fn tick(&mut self, out: &mut Out) {

@@ -24,16 +24,15 @@ pub mod class {
     pub const PPPOE_SESS: u8 = 5;
 }
 
-const E_TRUNC: u16 = 0;
-const E_VLAN: u16 = 1;
-const E_NOT_US: u16 = 2;
-const E_ETHERTYPE: u16 = 3;
-static ERRORS: &[&str] = &[
-    "truncated frame",
-    "too many VLAN tags",
-    "not for this MAC",
-    "unknown ethertype",
-];
+crate::drop_reasons! {
+    /// Why `ethernet-input` drops.
+    pub enum ClassifyDrop {
+        Trunc = ("truncated frame", "frame shorter than its Ethernet and VLAN headers"),
+        Vlan = ("too many VLAN tags", "more VLAN tags than the engine walks (IEEE 802.1Q/802.1ad)"),
+        NotUs = ("not for this MAC", "unicast destination MAC is not the receiving port's"),
+        Ethertype = ("unknown ethertype", "ethertype not handled by this graph"),
+    }
+}
 
 /// The `ethernet-input` stage.
 pub struct Classify {
@@ -90,7 +89,11 @@ impl Stage for Classify {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        ClassifyDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        ClassifyDrop::HELP
     }
 
     fn next_nodes(&self) -> &'static [&'static str] {
@@ -105,13 +108,13 @@ impl Stage for Classify {
         batch.dispatch(node, out, |pkt, _| {
             let d = pkt.data();
             let Some(dst) = d.get(0..6) else {
-                return Next::Drop(E_TRUNC);
+                return ClassifyDrop::Trunc.into();
             };
             let group = dst[0] & 1 == 1;
             if !group && !promisc {
                 match macs.get(pkt.meta.port as usize) {
                     Some(m) if m[..] == *dst => {}
-                    _ => return Next::Drop(E_NOT_US),
+                    _ => return ClassifyDrop::NotUs.into(),
                 }
             }
             // Fast path: untagged IPv4/IPv6.
@@ -134,8 +137,8 @@ impl Stage for Classify {
             }
             let l2 = match walk_vlans(d) {
                 Ok(l2) => l2,
-                Err(Error::Unsupported) => return Next::Drop(E_VLAN),
-                Err(_) => return Next::Drop(E_TRUNC),
+                Err(Error::Unsupported) => return ClassifyDrop::Vlan.into(),
+                Err(_) => return ClassifyDrop::Trunc.into(),
             };
             let c = match l2.ethertype {
                 EtherType::IPV4 => class::IPV4,
@@ -143,7 +146,7 @@ impl Stage for Classify {
                 EtherType::ARP => class::ARP,
                 EtherType::PPPOE_DISCOVERY if pppoe => class::PPPOE_DISC,
                 EtherType::PPPOE_SESSION if pppoe => class::PPPOE_SESS,
-                _ => return Next::Drop(E_ETHERTYPE),
+                _ => return ClassifyDrop::Ethertype.into(),
             };
             pkt.meta.class = c;
             pkt.meta.l3 = l2.l3_offset as u16;

@@ -22,7 +22,7 @@
 
 use crate::batch::BATCH_SIZE;
 use crate::batch::{Batch, Next, Out};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use crate::stages::nat::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -32,310 +32,8 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use serde::Deserialize;
 
-/// What a rule does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Pass and track the connection.
-    Allow,
-    /// Pass without creating a connection.
-    AllowStateless,
-    #[default]
-    Deny,
-}
-
-/// One rule as written in the config. Absent fields match anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RuleConfig {
-    pub action: Action,
-    /// `a.b.c.d/len` or `a.b.c.d`.
-    pub src: Option<String>,
-    pub dst: Option<String>,
-    /// `tcp`, `udp`, `icmp` or a number.
-    pub proto: Option<String>,
-    /// `80` or `1024-65535`.
-    pub sport: Option<String>,
-    pub dport: Option<String>,
-    /// Ingress port.
-    pub in_port: Option<u16>,
-}
-
-/// Idle timeouts in seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FwTimeouts {
-    pub tcp_syn: u32,
-    pub tcp_established: u32,
-    pub tcp_closing: u32,
-    pub tcp_time_wait: u32,
-    pub udp: u32,
-    pub icmp: u32,
-}
-
-impl Default for FwTimeouts {
-    fn default() -> Self {
-        FwTimeouts {
-            tcp_syn: 30,
-            tcp_established: 7440,
-            tcp_closing: 120,
-            tcp_time_wait: 120,
-            udp: 180,
-            icmp: 30,
-        }
-    }
-}
-
-/// The `[firewall]` section of a VNF config.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FirewallConfig {
-    pub rules: Vec<RuleConfig>,
-    /// Action when no rule matches.
-    pub default_action: Action,
-    /// Packets of tracked connections pass without rule evaluation.
-    pub allow_established: bool,
-    pub max_connections: u32,
-    pub timeouts: FwTimeouts,
-    /// Connection slots examined for expiry per `tick`.
-    pub expiry_scan: u32,
-}
-
-impl Default for FirewallConfig {
-    fn default() -> Self {
-        FirewallConfig {
-            rules: Vec::new(),
-            default_action: Action::Deny,
-            allow_established: true,
-            max_connections: 1 << 18,
-            timeouts: FwTimeouts::default(),
-            expiry_scan: 4096,
-        }
-    }
-}
-
-/// Most tracked connections per worker: 2^24.
-pub const MAX_CONNECTIONS: u32 = 1 << 24;
-/// Most rules.
-pub const MAX_RULES: usize = 65535;
-
-/// A config the firewall cannot be built from. The messages name the field but not
-/// the section: the caller knows where it came from (`firewall: ...`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FwConfigError {
-    /// Rule index and the field that does not parse.
-    BadRule(usize, &'static str),
-    TooManyRules,
-    BadLimit(&'static str),
-    /// Rule index: it matches ports but its protocol has none (only TCP and UDP do).
-    PortsWithoutPorts(usize),
-}
-
-impl fmt::Display for FwConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FwConfigError::BadRule(i, w) => write!(f, "rules[{i}].{w}: does not parse"),
-            FwConfigError::TooManyRules => write!(f, "rules: more than {MAX_RULES}"),
-            FwConfigError::BadLimit(w) => write!(f, "{w} out of range"),
-            FwConfigError::PortsWithoutPorts(i) => write!(
-                f,
-                "rules[{i}]: sport/dport only match tcp or udp, not this proto"
-            ),
-        }
-    }
-}
-
-impl core::error::Error for FwConfigError {}
-
-impl FirewallConfig {
-    /// Every check [`Firewall::new`] makes, without building anything: at most
-    /// [`MAX_RULES`] rules, each parsing, ports only on TCP/UDP rules,
-    /// `max_connections` in 1..=[`MAX_CONNECTIONS`].
-    pub fn validate(&self) -> Result<(), FwConfigError> {
-        if self.rules.len() > MAX_RULES {
-            return Err(FwConfigError::TooManyRules);
-        }
-        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS {
-            return Err(FwConfigError::BadLimit("max_connections (1..=16777216)"));
-        }
-        for (i, r) in self.rules.iter().enumerate() {
-            let rule = Rule::parse(r, i)?;
-            let has_ports = r.sport.is_some() || r.dport.is_some();
-            let l4_ports = rule.proto == (6, 6) || rule.proto == (17, 17);
-            if has_ports && r.proto.is_some() && !l4_ports {
-                return Err(FwConfigError::PortsWithoutPorts(i));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A parsed rule: inclusive ranges per field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub action: Action,
-    pub src: (u32, u32),
-    pub dst: (u32, u32),
-    pub proto: (u32, u32),
-    pub sport: (u32, u32),
-    pub dport: (u32, u32),
-    pub in_port: (u32, u32),
-}
-
-fn parse_prefix(s: &str) -> Option<(u32, u32)> {
-    let (a, len) = match s.split_once('/') {
-        Some((a, l)) => (a, l.parse::<u32>().ok()?),
-        None => (s, 32),
-    };
-    let a: Ipv4Addr = a.trim().parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-    let lo = u32::from(a) & mask;
-    Some((lo, lo | !mask))
-}
-
-fn parse_ports(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = match s.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?),
-        None => {
-            let p = s.trim().parse::<u16>().ok()?;
-            (p, p)
-        }
-    };
-    (a <= b).then_some((u32::from(a), u32::from(b)))
-}
-
-fn parse_proto(s: &str) -> Option<(u32, u32)> {
-    let p = match s.trim() {
-        "tcp" => 6,
-        "udp" => 17,
-        "icmp" => 1,
-        n => n.parse::<u8>().ok()?,
-    };
-    Some((u32::from(p), u32::from(p)))
-}
-
-impl Rule {
-    /// Parses a config rule (`idx` for the error message).
-    pub fn parse(r: &RuleConfig, idx: usize) -> Result<Rule, FwConfigError> {
-        let any32 = (0, u32::MAX);
-        let field = |v: &Option<String>, f: fn(&str) -> Option<(u32, u32)>, any, name| match v {
-            None => Ok(any),
-            Some(s) => f(s).ok_or(FwConfigError::BadRule(idx, name)),
-        };
-        Ok(Rule {
-            action: r.action,
-            src: field(&r.src, parse_prefix, any32, "src")?,
-            dst: field(&r.dst, parse_prefix, any32, "dst")?,
-            proto: field(&r.proto, parse_proto, (0, 255), "proto")?,
-            sport: field(&r.sport, parse_ports, (0, 65535), "sport")?,
-            dport: field(&r.dport, parse_ports, (0, 65535), "dport")?,
-            in_port: r
-                .in_port
-                .map_or((0, 65535), |p| (u32::from(p), u32::from(p))),
-        })
-    }
-}
-
-/// One field of the bit-vector classifier.
-struct Dim {
-    /// Start of each elementary interval (sorted, first is 0).
-    starts: Vec<u32>,
-    /// `words` bitmap words per interval.
-    bits: Vec<u64>,
-}
-
-impl Dim {
-    fn build(ranges: &[(u32, u32)], words: usize) -> Dim {
-        let mut starts: Vec<u32> = vec![0];
-        for &(lo, hi) in ranges {
-            starts.push(lo);
-            if let Some(n) = hi.checked_add(1) {
-                starts.push(n);
-            }
-        }
-        starts.sort_unstable();
-        starts.dedup();
-        let mut bits = vec![0u64; starts.len() * words];
-        for (r, &(lo, hi)) in ranges.iter().enumerate() {
-            let first = starts.partition_point(|&s| s < lo);
-            for (j, &s) in starts.iter().enumerate().skip(first) {
-                if s > hi {
-                    break;
-                }
-                if let Some(w) = bits.get_mut(j * words + r / 64) {
-                    *w |= 1 << (r % 64);
-                }
-            }
-        }
-        Dim { starts, bits }
-    }
-
-    #[inline(always)]
-    fn row(&self, v: u32, words: usize) -> &[u64] {
-        let j = self.starts.partition_point(|&s| s <= v).saturating_sub(1);
-        self.bits.get(j * words..(j + 1) * words).unwrap_or(&[])
-    }
-}
-
-/// The rule set compiled for matching.
-pub struct RuleSet {
-    rules: Vec<Rule>,
-    words: usize,
-    dims: [Dim; 6],
-}
-
-impl RuleSet {
-    pub fn new(rules: Vec<Rule>) -> RuleSet {
-        let words = rules.len().div_ceil(64).max(1);
-        let pick = |f: fn(&Rule) -> (u32, u32)| rules.iter().map(f).collect::<Vec<_>>();
-        let dims = [
-            Dim::build(&pick(|r| r.src), words),
-            Dim::build(&pick(|r| r.dst), words),
-            Dim::build(&pick(|r| r.proto), words),
-            Dim::build(&pick(|r| r.sport), words),
-            Dim::build(&pick(|r| r.dport), words),
-            Dim::build(&pick(|r| r.in_port), words),
-        ];
-        RuleSet { rules, words, dims }
-    }
-
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// Index of the first rule matching the packet's fields.
-    #[inline]
-    pub fn classify(
-        &self,
-        src: u32,
-        dst: u32,
-        proto: u8,
-        sport: u16,
-        dport: u16,
-        port: u16,
-    ) -> Option<usize> {
-        let w = self.words;
-        let [d0, d1, d2, d3, d4, d5] = &self.dims;
-        let r0 = d0.row(src, w);
-        let r1 = d1.row(dst, w);
-        let r2 = d2.row(u32::from(proto), w);
-        let r3 = d3.row(u32::from(sport), w);
-        let r4 = d4.row(u32::from(dport), w);
-        let r5 = d5.row(u32::from(port), w);
-        for i in 0..w {
-            let get = |r: &[u64]| r.get(i).copied().unwrap_or(0);
-            let x = get(r0) & get(r1) & get(r2) & get(r3) & get(r4) & get(r5);
-            if x != 0 {
-                let idx = i * 64 + x.trailing_zeros() as usize;
-                return (idx < self.rules.len()).then_some(idx);
-            }
-        }
-        None
-    }
-}
+mod rules;
+pub use rules::*;
 
 /// Connection states (RFC 9293 §3.3.2, window-less).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -374,24 +72,17 @@ pub struct Conn {
     fins: u8,
 }
 
-/// Drop reasons.
-pub mod reason {
-    pub const MALFORMED: u16 = 0;
-    pub const FRAGMENT: u16 = 1;
-    pub const RULE_DENY: u16 = 2;
-    pub const DEFAULT_DENY: u16 = 3;
-    pub const TCP_NO_CONN: u16 = 4;
-    pub const TABLE_FULL: u16 = 5;
+crate::drop_reasons! {
+    /// Why `firewall` drops (stateful filter, RFC 4890-style default deny).
+    pub enum FirewallDrop {
+        Malformed = ("malformed", "IP or transport header truncated or inconsistent"),
+        Fragment = ("non-first fragment", "non-first fragment: no ports to match rules or connections on"),
+        RuleDeny = ("denied by rule", "a deny rule matched"),
+        DefaultDeny = ("denied by default", "no rule matched and the default action is deny"),
+        TcpNoConn = ("tcp segment without connection (not SYN)", "TCP segment other than a SYN with no tracked connection (RFC 9293 §3.10.7)"),
+        TableFull = ("connection table full", "a new connection could not be tracked: connection table full"),
+    }
 }
-
-static ERRORS: &[&str] = &[
-    "malformed",
-    "non-first fragment",
-    "denied by rule",
-    "denied by default",
-    "tcp segment without connection (not SYN)",
-    "connection table full",
-];
 
 /// Per-rule counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -714,11 +405,11 @@ impl Firewall {
         };
         match action {
             Action::Deny => {
-                return Next::Drop(if rule == u16::MAX {
-                    reason::DEFAULT_DENY
+                return if rule == u16::MAX {
+                    FirewallDrop::DefaultDeny.into()
                 } else {
-                    reason::RULE_DENY
-                })
+                    FirewallDrop::RuleDeny.into()
+                };
             }
             Action::AllowStateless => return Next::Keep,
             Action::Allow => {}
@@ -731,7 +422,7 @@ impl Firewall {
         }
         let state = if proto == 6 {
             if flags & (SYN | ACK | RST) != SYN {
-                return Next::Drop(reason::TCP_NO_CONN);
+                return FirewallDrop::TcpNoConn.into();
             }
             ConnState::SynSent
         } else if proto == 1 && flags != 8 {
@@ -752,7 +443,7 @@ impl Firewall {
             fins: 0,
         };
         if !self.create(c) {
-            return Next::Drop(reason::TABLE_FULL);
+            return FirewallDrop::TableFull.into();
         }
         Next::Keep
     }
@@ -783,15 +474,15 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
         .get(l3..l3 + 20)
         .and_then(|x| <&[u8; 20]>::try_from(x).ok())
     else {
-        return Err(Next::Drop(reason::MALFORMED));
+        return Err(FirewallDrop::Malformed.into());
     };
     let ihl = usize::from(ip[0] & 15) * 4;
     let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > data.len() {
-        return Err(Next::Drop(reason::MALFORMED));
+        return Err(FirewallDrop::Malformed.into());
     }
     if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
-        return Err(Next::Drop(reason::FRAGMENT));
+        return Err(FirewallDrop::Fragment.into());
     }
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
@@ -811,7 +502,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 h[13],
                 true,
             ),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         17 => match data
             .get(l4..l4 + 8)
@@ -824,7 +515,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 0,
                 true,
             ),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         1 => match data
             .get(l4..l4 + 8)
@@ -841,7 +532,7 @@ fn parse(data: &[u8]) -> Result<Tuple, Next> {
                 (0, 0, h[0], false)
             }
             Some(_) => (0, 0, 0, false),
-            None => return Err(Next::Drop(reason::MALFORMED)),
+            None => return Err(FirewallDrop::Malformed.into()),
         },
         _ => (0, 0, 0, false),
     };
@@ -892,7 +583,45 @@ impl Stage for Firewall {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        FirewallDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        FirewallDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::gauge(
+            "connections-active",
+            "connections tracked",
+            self.connection_count() as u64,
+        ));
+        f(Counter::total(
+            "connections-created",
+            "connections created",
+            st.connections_created,
+        ));
+        f(Counter::total(
+            "connections-expired",
+            "connections removed by their timer",
+            st.connections_expired,
+        ));
+        f(Counter::total(
+            "established-hits",
+            "packets of tracked connections",
+            st.established_hits,
+        ));
+        f(Counter::total(
+            "related",
+            "ICMP errors passed as related to a tracked connection",
+            st.related,
+        ));
+        f(Counter::total(
+            "default-allowed",
+            "packets allowed by the default action",
+            st.default_allowed,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -939,334 +668,4 @@ impl Stage for Firewall {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_checks_ports_on_icmp_rules_and_sizes() {
-        let icmp = |sport: Option<&str>, dport: Option<&str>| FirewallConfig {
-            rules: alloc::vec![RuleConfig {
-                action: Action::Allow,
-                proto: Some("icmp".into()),
-                sport: sport.map(Into::into),
-                dport: dport.map(Into::into),
-                ..RuleConfig::default()
-            }],
-            ..FirewallConfig::default()
-        };
-        for c in [icmp(None, Some("22")), icmp(Some("1-2"), None)] {
-            let e = c.validate().unwrap_err();
-            assert_eq!(e, FwConfigError::PortsWithoutPorts(0));
-            let msg = alloc::format!("{e}");
-            assert!(msg.starts_with("rules[0]: sport/dport"), "{msg}");
-            assert!(!msg.contains("firewall"), "{msg}");
-            assert!(Firewall::new(&c).is_err());
-        }
-        assert!(icmp(None, None).validate().is_ok());
-        let huge = FirewallConfig {
-            max_connections: 1 << 28,
-            ..FirewallConfig::default()
-        };
-        assert_eq!(
-            huge.validate(),
-            Err(FwConfigError::BadLimit("max_connections (1..=16777216)"))
-        );
-    }
-    use etherparse::PacketBuilder;
-
-    const SEC: u64 = 1_000_000_000;
-
-    fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: &str) -> Vec<u8> {
-        let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4(src, dst, 64)
-            .tcp(sp, dp, 1, 1000);
-        for f in flags.chars() {
-            b = match f {
-                'S' => b.syn(),
-                'A' => b.ack(1),
-                'F' => b.fin(),
-                'R' => b.rst(),
-                _ => b,
-            };
-        }
-        let mut v = Vec::new();
-        b.write(&mut v, &[]).unwrap();
-        v
-    }
-
-    fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4(src, dst, 64)
-            .udp(sp, dp);
-        let mut v = Vec::new();
-        b.write(&mut v, b"x").unwrap();
-        v
-    }
-
-    fn rule(
-        action: Action,
-        src: Option<&str>,
-        dst: Option<&str>,
-        proto: Option<&str>,
-        dport: Option<&str>,
-    ) -> RuleConfig {
-        RuleConfig {
-            action,
-            src: src.map(String::from),
-            dst: dst.map(String::from),
-            proto: proto.map(String::from),
-            sport: None,
-            dport: dport.map(String::from),
-            in_port: None,
-        }
-    }
-
-    fn fw(rules: Vec<RuleConfig>) -> Firewall {
-        Firewall::new(&FirewallConfig {
-            rules,
-            max_connections: 1024,
-            ..FirewallConfig::default()
-        })
-        .unwrap()
-    }
-
-    const LAN: [u8; 4] = [10, 0, 0, 5];
-    const WEB: [u8; 4] = [192, 0, 2, 80];
-
-    #[test]
-    fn ordered_rules_first_match_and_counters() {
-        let mut f = fw(vec![
-            rule(
-                Action::Deny,
-                None,
-                Some("192.0.2.0/24"),
-                Some("tcp"),
-                Some("22"),
-            ),
-            rule(
-                Action::Allow,
-                Some("10.0.0.0/8"),
-                None,
-                Some("tcp"),
-                Some("1-1023"),
-            ),
-            rule(Action::Allow, Some("10.0.0.0/8"), None, Some("udp"), None),
-        ]);
-        assert_eq!(
-            f.decide(&tcp(LAN, 4000, WEB, 22, "S"), 0, 1),
-            Next::Drop(reason::RULE_DENY)
-        );
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, 1), Next::Keep);
-        assert_eq!(
-            f.decide(&tcp(LAN, 4000, WEB, 8080, "S"), 0, 1),
-            Next::Drop(reason::DEFAULT_DENY)
-        );
-        assert_eq!(f.decide(&udp(LAN, 5353, WEB, 53), 0, 1), Next::Keep);
-        assert_eq!(
-            f.decide(&udp([172, 16, 0, 1], 5353, WEB, 53), 0, 1),
-            Next::Drop(reason::DEFAULT_DENY)
-        );
-        let c = f.rule_counters();
-        assert_eq!((c[0].packets, c[1].packets, c[2].packets), (1, 1, 1));
-        assert!(c[1].bytes >= 54);
-    }
-
-    #[test]
-    fn established_replies_pass_and_tcp_states() {
-        let mut f = fw(vec![rule(
-            Action::Allow,
-            Some("10.0.0.0/8"),
-            None,
-            Some("tcp"),
-            None,
-        )]);
-        let now = 100;
-        // Unsolicited inbound: no rule allows it.
-        assert_ne!(
-            f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now),
-            Next::Keep
-        );
-        // A non-SYN opening is refused even if the rule allows.
-        assert_eq!(
-            f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now),
-            Next::Drop(reason::TCP_NO_CONN)
-        );
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "S"), 0, now), Next::Keep);
-        assert_eq!(
-            f.decide(&tcp(WEB, 443, LAN, 4000, "SA"), 1, now),
-            Next::Keep
-        );
-        assert_eq!(f.decide(&tcp(LAN, 4000, WEB, 443, "A"), 0, now), Next::Keep);
-        assert_eq!(
-            f.connections().next().unwrap().state,
-            ConnState::Established
-        );
-        assert_eq!(
-            f.decide(&tcp(WEB, 443, LAN, 4000, "FA"), 1, now),
-            Next::Keep
-        );
-        assert_eq!(f.connections().next().unwrap().state, ConnState::Closing);
-        assert_eq!(
-            f.decide(&tcp(LAN, 4000, WEB, 443, "FA"), 0, now),
-            Next::Keep
-        );
-        assert_eq!(f.connections().next().unwrap().state, ConnState::TimeWait);
-        // Time-wait ends after 120 s.
-        f.expire((u64::from(now) << 20) + 121 * SEC, 1 << 20);
-        assert_eq!(f.connection_count(), 0);
-        assert_ne!(f.decide(&tcp(WEB, 443, LAN, 4000, "A"), 1, now), Next::Keep);
-    }
-
-    #[test]
-    fn udp_and_icmp_pseudo_connections_expire() {
-        let mut f = fw(vec![rule(
-            Action::Allow,
-            Some("10.0.0.0/8"),
-            None,
-            None,
-            None,
-        )]);
-        assert_eq!(f.decide(&udp(LAN, 5000, WEB, 53), 0, 0), Next::Keep);
-        assert_eq!(f.decide(&udp(WEB, 53, LAN, 5000), 1, 10), Next::Keep);
-        assert_eq!(
-            f.decide(&udp(WEB, 53, LAN, 5001), 1, 10),
-            Next::Drop(reason::DEFAULT_DENY)
-        );
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4(LAN, WEB, 64)
-            .icmpv4_echo_request(9, 1);
-        let mut ping = Vec::new();
-        b.write(&mut ping, b"abc").unwrap();
-        let b = PacketBuilder::ethernet2([2; 6], [4; 6])
-            .ipv4(WEB, LAN, 64)
-            .icmpv4_echo_reply(9, 1);
-        let mut pong = Vec::new();
-        b.write(&mut pong, b"abc").unwrap();
-        assert_eq!(f.decide(&ping, 0, 0), Next::Keep);
-        assert_eq!(f.decide(&pong, 1, 0), Next::Keep);
-        assert_eq!(f.connection_count(), 2);
-        f.expire(200 * SEC, 1 << 20);
-        assert_eq!(f.connection_count(), 0);
-        assert_eq!(
-            f.decide(&udp(WEB, 53, LAN, 5000), 1, 0),
-            Next::Drop(reason::DEFAULT_DENY)
-        );
-    }
-
-    #[test]
-    fn icmp_errors_related_to_a_connection_pass() {
-        let mut f = fw(vec![rule(
-            Action::Allow,
-            Some("10.0.0.0/8"),
-            None,
-            None,
-            None,
-        )]);
-        let out = udp(LAN, 5000, WEB, 53);
-        assert_eq!(f.decide(&out, 0, 0), Next::Keep);
-        let err = |quoted: &[u8]| {
-            let mut buf = [0u8; 200];
-            let n = crate::proto::icmpv4::build_error(
-                &mut buf,
-                &quoted[14..],
-                Ipv4Addr::new(203, 0, 113, 1),
-                64,
-                crate::proto::icmpv4::ErrorKind::DstUnreachable {
-                    code: 4,
-                    next_hop_mtu: 1400,
-                },
-                crate::proto::icmpv4::QuoteLimit::HeaderPlus8,
-            )
-            .unwrap();
-            let mut v = quoted[..14].to_vec();
-            v.extend_from_slice(&buf[..n]);
-            v
-        };
-        assert_eq!(f.decide(&err(&out), 1, 0), Next::Keep);
-        assert_eq!(f.stats.related, 1);
-        // An error about a flow nobody opened meets the rules (default deny).
-        let stray = udp(LAN, 5999, WEB, 53);
-        assert_eq!(
-            f.decide(&err(&stray), 1, 0),
-            Next::Drop(reason::DEFAULT_DENY)
-        );
-    }
-
-    #[test]
-    fn table_full_is_a_counted_drop() {
-        let mut f = Firewall::new(&FirewallConfig {
-            rules: vec![rule(Action::Allow, None, None, None, None)],
-            max_connections: 4,
-            ..FirewallConfig::default()
-        })
-        .unwrap();
-        for p in 0..4 {
-            assert_eq!(f.decide(&udp(LAN, 1000 + p, WEB, 53), 0, 0), Next::Keep);
-        }
-        assert_eq!(
-            f.decide(&udp(LAN, 2000, WEB, 53), 0, 0),
-            Next::Drop(reason::TABLE_FULL)
-        );
-        assert_eq!(f.decide(&udp(WEB, 53, LAN, 1000), 1, 0), Next::Keep);
-    }
-
-    #[test]
-    fn classifier_matches_linear_scan() {
-        // 300 random rules; the bit-vector classifier agrees with first-match scan.
-        let mut x: u64 = 42;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut rules = Vec::new();
-        for _ in 0..300 {
-            let r = rnd();
-            let len = (r % 33) as u32;
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            let a = (rnd() as u32) & mask & 0x0f0f_ffff;
-            let p1 = (rnd() % 1024) as u32;
-            rules.push(Rule {
-                action: if r & 1 == 0 {
-                    Action::Allow
-                } else {
-                    Action::Deny
-                },
-                src: (a, a | !mask),
-                dst: (0, u32::MAX),
-                proto: if r & 2 == 0 { (6, 6) } else { (0, 255) },
-                sport: (0, 65535),
-                dport: (p1, p1 + (rnd() % 2000) as u32),
-                in_port: (0, 65535),
-            });
-        }
-        let set = RuleSet::new(rules.clone());
-        for _ in 0..20000 {
-            let src = (rnd() as u32) & 0x0f0f_ffff;
-            let proto = if rnd() & 1 == 0 { 6 } else { 17 };
-            let dport = (rnd() % 3000) as u16;
-            let want = rules.iter().position(|r| {
-                (r.src.0..=r.src.1).contains(&src)
-                    && (r.proto.0..=r.proto.1).contains(&u32::from(proto))
-                    && (r.dport.0..=r.dport.1).contains(&u32::from(dport))
-            });
-            assert_eq!(set.classify(src, 1, proto, 9, dport, 0), want);
-        }
-    }
-
-    #[test]
-    fn config_errors() {
-        let bad = FirewallConfig {
-            rules: vec![RuleConfig {
-                dport: Some("90-80".into()),
-                ..RuleConfig::default()
-            }],
-            ..FirewallConfig::default()
-        };
-        assert_eq!(
-            Firewall::new(&bad).err(),
-            Some(FwConfigError::BadRule(0, "dport"))
-        );
-    }
-}
+mod tests;

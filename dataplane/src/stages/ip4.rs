@@ -43,43 +43,40 @@ use crate::lpm::NextHop;
 use crate::proto::ethernet::HEADER_LEN;
 use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
 use crate::proto::{ipv4, EtherType, IpProtocol};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
+use crate::stages::qos::TokenBucket;
 use alloc::sync::Arc;
 use core::net::Ipv4Addr;
 
-/// A token bucket for ICMP errors (RFC 1812 §4.3.2.8).
+/// A packet-rate limiter for ICMP errors (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)): the
+/// engine's one token bucket ([`TokenBucket`]) with one "byte" per packet.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
-    tokens: u64,
-    last_ns: u64,
-    /// Tokens per second.
-    pub rate: u64,
-    /// Bucket depth.
-    pub burst: u64,
+    bucket: TokenBucket,
+    /// Requests refused (no token).
+    pub limited: u64,
 }
 
 impl RateLimit {
-    pub const fn new(rate: u64, burst: u64) -> Self {
+    /// `rate` packets per second, at most `burst` at once; starts full.
+    pub fn new(rate: u64, burst: u64) -> Self {
         RateLimit {
-            tokens: burst,
-            last_ns: 0,
-            rate,
-            burst,
+            bucket: TokenBucket::new(
+                rate.saturating_mul(8),
+                u32::try_from(burst).unwrap_or(u32::MAX),
+                0,
+            ),
+            limited: 0,
         }
     }
 
     /// Takes a token at time `now` (ns).
     pub fn take(&mut self, now: u64) -> bool {
-        let dt = now.saturating_sub(self.last_ns);
-        let add = dt.saturating_mul(self.rate) / 1_000_000_000;
-        if add > 0 {
-            self.tokens = (self.tokens + add).min(self.burst);
-            self.last_ns = now;
-        }
-        if self.tokens > 0 {
-            self.tokens -= 1;
+        self.bucket.fill(now);
+        if self.bucket.take(1) {
             true
         } else {
+            self.limited += 1;
             false
         }
     }
@@ -140,36 +137,25 @@ pub(crate) fn send_icmp4_error(
     }
 }
 
-const IN_TRUNC: u16 = 0;
-const IN_VERSION: u16 = 1;
-const IN_CSUM: u16 = 2;
-const IN_LEN: u16 = 3;
-const IN_SRC_CLASS_DE: u16 = 4;
-const IN_SRC_THIS_NET: u16 = 5;
-const IN_SRC_LOOPBACK: u16 = 6;
-const IN_SRC_OURS: u16 = 7;
-const IN_DST_THIS_NET: u16 = 8;
-const IN_DST_LOOPBACK: u16 = 9;
-const IN_DST_MCAST: u16 = 10;
-const IN_DST_LIMITED_BCAST: u16 = 11;
-const IN_DST_CLASS_E: u16 = 12;
-const IN_DST_DIRECTED_BCAST: u16 = 13;
-static IN_ERRORS: &[&str] = &[
-    "truncated IPv4 header",
-    "not IPv4 / bad header length",
-    "bad header checksum",
-    "bad total length",
-    "martian source: multicast or class E",
-    "martian source: this network 0.0.0.0/8",
-    "martian source: loopback 127.0.0.0/8",
-    "martian source: one of our addresses",
-    "martian destination: this network 0.0.0.0/8",
-    "martian destination: loopback 127.0.0.0/8",
-    "multicast destination not routed",
-    "limited broadcast not forwarded",
-    "martian destination: class E 240.0.0.0/4",
-    "directed broadcast not forwarded",
-];
+crate::drop_reasons! {
+    /// Why `ip4-input` drops (RFC 791, RFC 1812 §5.2.2 and §5.3.7).
+    pub enum Ip4InputDrop {
+        Trunc = ("truncated IPv4 header", "packet shorter than an IPv4 header"),
+        Version = ("not IPv4 / bad header length", "version is not 4 or IHL below 5 (RFC 1812 §5.2.2)"),
+        Csum = ("bad header checksum", "IPv4 header checksum does not verify (RFC 1071)"),
+        Len = ("bad total length", "total length below the header length or beyond the frame"),
+        SrcClassDe = ("martian source: multicast or class E", "source address is multicast or class E (RFC 1812 §5.3.7)"),
+        SrcThisNet = ("martian source: this network 0.0.0.0/8", "source address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
+        SrcLoopback = ("martian source: loopback 127.0.0.0/8", "source address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
+        SrcOurs = ("martian source: one of our addresses", "source address is one of this router's (spoofed or looped)"),
+        DstThisNet = ("martian destination: this network 0.0.0.0/8", "destination address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
+        DstLoopback = ("martian destination: loopback 127.0.0.0/8", "destination address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
+        DstMcast = ("multicast destination not routed", "multicast destination: this router does not route multicast"),
+        DstLimitedBcast = ("limited broadcast not forwarded", "destination 255.255.255.255 is never forwarded (RFC 1812 §5.3.5.1)"),
+        DstClassE = ("martian destination: class E 240.0.0.0/4", "destination address in 240.0.0.0/4 (RFC 1812 §5.3.7)"),
+        DstDirectedBcast = ("directed broadcast not forwarded", "directed broadcast forwarding is off (RFC 2644)"),
+    }
+}
 
 /// A small set of IPv4 addresses with a one-word filter in front: most addresses are
 /// rejected by one multiply, shift and bit test; members (and the rare false
@@ -253,26 +239,26 @@ impl Ip4Input {
 /// The martian verdict on a source and destination address (RFC 1812 §5.3.7,
 /// §4.2.2.11, §5.3.5), or `None` for a packet that may be forwarded.
 #[inline(always)]
-fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Option<u16> {
+fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Option<Ip4InputDrop> {
     match src[0] {
-        0 => return Some(IN_SRC_THIS_NET),
-        127 => return Some(IN_SRC_LOOPBACK),
-        224.. => return Some(IN_SRC_CLASS_DE),
+        0 => return Some(Ip4InputDrop::SrcThisNet),
+        127 => return Some(Ip4InputDrop::SrcLoopback),
+        224.. => return Some(Ip4InputDrop::SrcClassDe),
         _ => {}
     }
     match dst[0] {
-        0 => return Some(IN_DST_THIS_NET),
-        127 => return Some(IN_DST_LOOPBACK),
-        224..=239 => return Some(IN_DST_MCAST),
-        240.. if dst == [255; 4] => return Some(IN_DST_LIMITED_BCAST),
-        240.. => return Some(IN_DST_CLASS_E),
+        0 => return Some(Ip4InputDrop::DstThisNet),
+        127 => return Some(Ip4InputDrop::DstLoopback),
+        224..=239 => return Some(Ip4InputDrop::DstMcast),
+        240.. if dst == [255; 4] => return Some(Ip4InputDrop::DstLimitedBcast),
+        240.. => return Some(Ip4InputDrop::DstClassE),
         _ => {}
     }
     if !own.is_empty() && own.contains(u32::from_be_bytes(src)) {
-        return Some(IN_SRC_OURS);
+        return Some(Ip4InputDrop::SrcOurs);
     }
     if !bcast.is_empty() && bcast.contains(u32::from_be_bytes(dst)) {
-        return Some(IN_DST_DIRECTED_BCAST);
+        return Some(Ip4InputDrop::DstDirectedBcast);
     }
     None
 }
@@ -283,7 +269,11 @@ impl Stage for Ip4Input {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        IN_ERRORS
+        Ip4InputDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip4InputDrop::HELP
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -296,29 +286,29 @@ impl Stage for Ip4Input {
             let l3 = pkt.meta.l3 as usize;
             let frame_len = pkt.len();
             let Some(ip) = pkt.data().get(l3..) else {
-                return Next::Drop(IN_TRUNC);
+                return Ip4InputDrop::Trunc.into();
             };
             let Some(&vihl) = ip.first() else {
-                return Next::Drop(IN_TRUNC);
+                return Ip4InputDrop::Trunc.into();
             };
             let hl = usize::from(vihl & 0x0f) * 4;
             if vihl >> 4 != 4 || hl < ipv4::HEADER_LEN {
-                return Next::Drop(IN_VERSION);
+                return Ip4InputDrop::Version.into();
             }
             let Some(hdr) = ip.get(..hl) else {
-                return Next::Drop(IN_TRUNC);
+                return Ip4InputDrop::Trunc.into();
             };
             let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
             if total < hl || total > ip.len() {
-                return Next::Drop(IN_LEN);
+                return Ip4InputDrop::Len.into();
             }
             if verify && !header_checksum_ok(hdr) {
-                return Next::Drop(IN_CSUM);
+                return Ip4InputDrop::Csum.into();
             }
             let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
             let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
             if let Some(r) = martian4(src, dst, own, bcast) {
-                return Next::Drop(r);
+                return r.into();
             }
             l4_offset(pkt, l3 + hl);
             let want = l3 + total;
@@ -354,16 +344,15 @@ fn l4_offset(pkt: &mut Pkt, off: usize) {
     pkt.meta.l4 = off as u16;
 }
 
-const LK_NO_ROUTE: u16 = 0;
-const LK_BLACKHOLE: u16 = 1;
-const LK_LOCAL: u16 = 2;
-const LK_ECHO_FAIL: u16 = 3;
-static LK_ERRORS: &[&str] = &[
-    "no route",
-    "blackhole route",
-    "local, not handled",
-    "bad ICMP echo to us",
-];
+crate::drop_reasons! {
+    /// Why `ip4-lookup` drops.
+    pub enum Ip4LookupDrop {
+        NoRoute = ("no route", "no FIB entry covers the destination"),
+        Blackhole = ("blackhole route", "the matching route is a blackhole (discard) route"),
+        Local = ("local, not handled", "addressed to this router but not a protocol it answers"),
+        EchoFail = ("bad ICMP echo to us", "ICMP echo request to this router that could not be answered (malformed)"),
+    }
+}
 
 /// `ip4-lookup`: FIB lookup (batched) and local delivery.
 pub struct Ip4Lookup {
@@ -439,7 +428,29 @@ impl Stage for Ip4Lookup {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        LK_ERRORS
+        Ip4LookupDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip4LookupDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMP destination unreachable sent (RFC 1812 §4.3.2)",
+            self.icmp_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMP errors not sent: rate limit (RFC 1812 §4.3.2.8)",
+            self.icmp_limit.limited,
+        ));
+        f(Counter::total(
+            "echo-replies",
+            "ICMP echo replies sent (RFC 792)",
+            self.echo_replies,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -476,7 +487,7 @@ impl Stage for Ip4Lookup {
                 if send_icmp4_error(out, l3, pkt, k, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(LK_NO_ROUTE);
+                return Ip4LookupDrop::NoRoute.into();
             };
             pkt.meta.nh = nh;
             match l3.adj(nh).map(|a| a.kind) {
@@ -488,18 +499,17 @@ impl Stage for Ip4Lookup {
                         let d = pkt.data();
                         let proto = d.get(pkt.meta.l3 as usize + 9).copied();
                         if proto == Some(IpProtocol::ICMP.0) {
-                            Next::Drop(LK_ECHO_FAIL)
+                            Ip4LookupDrop::EchoFail.into()
                         } else {
                             Next::Punt
                         }
                     }
                 }
-                Some(AdjKind::Drop) => Next::Drop(LK_BLACKHOLE),
+                Some(AdjKind::Drop) => Ip4LookupDrop::Blackhole.into(),
                 Some(_) => Next::Keep,
-                None => Next::Drop(LK_NO_ROUTE),
+                None => Ip4LookupDrop::NoRoute.into(),
             }
         });
-        let _ = LK_LOCAL;
     }
 }
 
@@ -518,22 +528,18 @@ struct FastAdj {
 /// neighbour table is asked again.
 const ADJ_CACHE_NS: u64 = 100_000_000;
 
-const RW_TTL: u16 = 0;
-const RW_PENDING: u16 = 1;
-const RW_FULL: u16 = 2;
-const RW_MTU: u16 = 3;
-const RW_BAD_ADJ: u16 = 4;
-const RW_NO_HEADROOM: u16 = 5;
-const RW_FRAG: u16 = 6;
-static RW_ERRORS: &[&str] = &[
-    "TTL expired",
-    "ARP pending",
-    "neighbour table full",
-    "exceeds MTU with DF set",
-    "bad adjacency",
-    "no room for Ethernet header",
-    "fragmentation failed (no buffer, MTU below 68)",
-];
+crate::drop_reasons! {
+    /// Why `ip4-rewrite` drops.
+    pub enum Ip4RewriteDrop {
+        Ttl = ("TTL expired", "TTL reached zero (RFC 1812 §5.3.1; an ICMP time exceeded is sent when allowed)"),
+        Pending = ("ARP pending", "next hop not resolved yet: ARP request sent, packet not held"),
+        Full = ("neighbour table full", "next hop could not be added: neighbour table full"),
+        Mtu = ("exceeds MTU with DF set", "larger than the egress MTU with DF set (RFC 1191; ICMP frag needed sent when allowed)"),
+        BadAdj = ("bad adjacency", "the route's adjacency names no usable interface"),
+        NoHeadroom = ("no room for Ethernet header", "not enough headroom to write the Ethernet header"),
+        Frag = ("fragmentation failed (no buffer, MTU below 68)", "fragmenting failed: no buffer, or an MTU below 68 (RFC 791)"),
+    }
+}
 
 /// `ip4-rewrite`: TTL, MTU, neighbour resolution and the Ethernet rewrite.
 pub struct Ip4Rewrite {
@@ -609,7 +615,39 @@ impl Stage for Ip4Rewrite {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        RW_ERRORS
+        Ip4RewriteDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip4RewriteDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMP time exceeded / fragmentation needed sent (RFC 1812 §4.3.2)",
+            self.icmp_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMP errors not sent: rate limit (RFC 1812 §4.3.2.8)",
+            self.icmp_limit.limited,
+        ));
+        f(Counter::total(
+            "arp-requests-sent",
+            "ARP requests sent to resolve next hops (RFC 826)",
+            self.arp_requests,
+        ));
+        f(Counter::total(
+            "fragmented",
+            "packets fragmented (RFC 791 §3.2)",
+            self.fragmented,
+        ));
+        f(Counter::total(
+            "fragments-made",
+            "fragments sent for fragmented packets",
+            self.fragments_sent,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -647,16 +685,16 @@ impl Stage for Ip4Rewrite {
                 }
             }
             let Some(adj) = l3.adj(pkt.meta.nh).copied() else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip4RewriteDrop::BadAdj.into();
             };
             let Some(ifc) = l3.iface(adj.port) else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip4RewriteDrop::BadAdj.into();
             };
             let off = pkt.meta.l3 as usize;
             // TTL and MTU
             let (dst, ttl_ok, too_big, df) = {
                 let Some(ip) = pkt.data_mut().get_mut(off..) else {
-                    return Next::Drop(RW_BAD_ADJ);
+                    return Ip4RewriteDrop::BadAdj.into();
                 };
                 let mut v = ipv4::Packet::new_unchecked(ip);
                 let too_big = usize::from(v.total_len()) > usize::from(ifc.mtu);
@@ -670,7 +708,7 @@ impl Stage for Ip4Rewrite {
                 if send_icmp4_error(out, l3, pkt, ErrorKind::TimeExceeded { code: 0 }, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(RW_TTL);
+                return Ip4RewriteDrop::Ttl.into();
             }
             if too_big && df {
                 let k = ErrorKind::DstUnreachable {
@@ -680,12 +718,12 @@ impl Stage for Ip4Rewrite {
                 if send_icmp4_error(out, l3, pkt, k, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(RW_MTU);
+                return Ip4RewriteDrop::Mtu.into();
             }
             let (target, via) = match adj.kind {
                 AdjKind::Glean => (dst, false),
                 AdjKind::Via4(gw) => (gw, true),
-                _ => return Next::Drop(RW_BAD_ADJ),
+                _ => return Ip4RewriteDrop::BadAdj.into(),
             };
             let now = out.now_ns;
             let cached = match cache.get(pkt.meta.nh as usize) {
@@ -719,16 +757,16 @@ impl Stage for Ip4Rewrite {
                     if send_arp_request(out, l3, adj.port, target) {
                         *arps += 1;
                     }
-                    return Next::Drop(RW_PENDING);
+                    return Ip4RewriteDrop::Pending.into();
                 }
-                Resolve::Pending => return Next::Drop(RW_PENDING),
-                Resolve::Full => return Next::Drop(RW_FULL),
+                Resolve::Pending => return Ip4RewriteDrop::Pending.into(),
+                Resolve::Full => return Ip4RewriteDrop::Full.into(),
             };
             // Ethernet header right before the IP header, VLAN tags removed.
             if off > HEADER_LEN {
                 let _ = pkt.strip(off - HEADER_LEN);
             } else if off < HEADER_LEN && pkt.prepend(HEADER_LEN - off).is_err() {
-                return Next::Drop(RW_NO_HEADROOM);
+                return Ip4RewriteDrop::NoHeadroom.into();
             }
             pkt.meta.l3 = HEADER_LEN as u16;
             let d = pkt.data_mut();
@@ -744,7 +782,7 @@ impl Stage for Ip4Rewrite {
                         *fragmented += 1;
                         *fragments_sent += n as u64;
                     }
-                    Err(_) => return Next::Drop(RW_FRAG),
+                    Err(_) => return Ip4RewriteDrop::Frag.into(),
                 }
             }
             Next::Port(adj.port)
@@ -772,23 +810,29 @@ mod tests {
         let far = [100, 64, 0, 1];
         let m = |s, d| martian4(s, d, &own, &bc);
         assert_eq!(m(host, far), None);
-        assert_eq!(m([0, 0, 0, 0], far), Some(IN_SRC_THIS_NET));
-        assert_eq!(m([0, 9, 9, 9], far), Some(IN_SRC_THIS_NET));
-        assert_eq!(m([127, 0, 0, 1], far), Some(IN_SRC_LOOPBACK));
-        assert_eq!(m([224, 0, 0, 1], far), Some(IN_SRC_CLASS_DE));
-        assert_eq!(m([255, 255, 255, 255], far), Some(IN_SRC_CLASS_DE));
-        assert_eq!(m([192, 0, 2, 1], far), Some(IN_SRC_OURS));
-        assert_eq!(m(host, [0, 0, 0, 0]), Some(IN_DST_THIS_NET));
-        assert_eq!(m(host, [127, 0, 0, 1]), Some(IN_DST_LOOPBACK));
-        assert_eq!(m(host, [239, 255, 255, 250]), Some(IN_DST_MCAST));
-        assert_eq!(m(host, [255, 255, 255, 255]), Some(IN_DST_LIMITED_BCAST));
-        assert_eq!(m(host, [250, 0, 0, 1]), Some(IN_DST_CLASS_E));
-        assert_eq!(m(host, [198, 51, 100, 255]), Some(IN_DST_DIRECTED_BCAST));
+        assert_eq!(m([0, 0, 0, 0], far), Some(Ip4InputDrop::SrcThisNet));
+        assert_eq!(m([0, 9, 9, 9], far), Some(Ip4InputDrop::SrcThisNet));
+        assert_eq!(m([127, 0, 0, 1], far), Some(Ip4InputDrop::SrcLoopback));
+        assert_eq!(m([224, 0, 0, 1], far), Some(Ip4InputDrop::SrcClassDe));
+        assert_eq!(m([255, 255, 255, 255], far), Some(Ip4InputDrop::SrcClassDe));
+        assert_eq!(m([192, 0, 2, 1], far), Some(Ip4InputDrop::SrcOurs));
+        assert_eq!(m(host, [0, 0, 0, 0]), Some(Ip4InputDrop::DstThisNet));
+        assert_eq!(m(host, [127, 0, 0, 1]), Some(Ip4InputDrop::DstLoopback));
+        assert_eq!(m(host, [239, 255, 255, 250]), Some(Ip4InputDrop::DstMcast));
+        assert_eq!(
+            m(host, [255, 255, 255, 255]),
+            Some(Ip4InputDrop::DstLimitedBcast)
+        );
+        assert_eq!(m(host, [250, 0, 0, 1]), Some(Ip4InputDrop::DstClassE));
+        assert_eq!(
+            m(host, [198, 51, 100, 255]),
+            Some(Ip4InputDrop::DstDirectedBcast)
+        );
         assert_eq!(m(host, [198, 51, 100, 254]), None);
         // our own address is a fine destination (local delivery)
         assert_eq!(m(host, [192, 0, 2, 1]), None);
         // every reason has a name
-        assert!(usize::from(IN_DST_DIRECTED_BCAST) < IN_ERRORS.len());
+        assert!(usize::from(Ip4InputDrop::DstDirectedBcast.code()) < Ip4InputDrop::NAMES.len());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::lpm::NextHop;
 use crate::proto::ethernet::{MacAddr, HEADER_LEN};
 use crate::proto::icmpv6::{self, msg, na_flags, ErrorKind, NdiscRepr};
 use crate::proto::{ipv6, EtherType, IpProtocol};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use alloc::sync::Arc;
 use core::net::Ipv6Addr;
 
@@ -100,30 +100,22 @@ fn is_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-const IN_TRUNC: u16 = 0;
-const IN_VERSION: u16 = 1;
-const IN_LEN: u16 = 2;
-const IN_SRC_MCAST: u16 = 3;
-const IN_SRC_UNSPEC: u16 = 4;
-const IN_SRC_LOOPBACK: u16 = 5;
-const IN_SRC_MAPPED: u16 = 6;
-const IN_SRC_OURS: u16 = 7;
-const IN_DST_UNSPEC: u16 = 8;
-const IN_DST_LOOPBACK: u16 = 9;
-const IN_DST_MAPPED: u16 = 10;
-static IN_ERRORS: &[&str] = &[
-    "truncated IPv6 header",
-    "not IPv6",
-    "bad payload length",
-    "martian source: multicast",
-    "martian source: unspecified ::",
-    "martian source: loopback ::1",
-    "martian source: IPv4-mapped ::ffff:0:0/96",
-    "martian source: one of our addresses",
-    "martian destination: unspecified ::",
-    "martian destination: loopback ::1",
-    "martian destination: IPv4-mapped ::ffff:0:0/96",
-];
+crate::drop_reasons! {
+    /// Why `ip6-input` drops (RFC 8200, RFC 4291 §2.5).
+    pub enum Ip6InputDrop {
+        Trunc = ("truncated IPv6 header", "packet shorter than an IPv6 header"),
+        Version = ("not IPv6", "version field is not 6"),
+        Len = ("bad payload length", "payload length beyond the frame"),
+        SrcMcast = ("martian source: multicast", "multicast source address (RFC 4291 §2.7)"),
+        SrcUnspec = ("martian source: unspecified ::", "unspecified source :: is not forwarded (RFC 4291 §2.5.2)"),
+        SrcLoopback = ("martian source: loopback ::1", "loopback source ::1 on the wire (RFC 4291 §2.5.3)"),
+        SrcMapped = ("martian source: IPv4-mapped ::ffff:0:0/96", "IPv4-mapped source on the wire (RFC 4291 §2.5.5.2)"),
+        SrcOurs = ("martian source: one of our addresses", "source address is one of this router's (spoofed or looped)"),
+        DstUnspec = ("martian destination: unspecified ::", "unspecified destination :: (RFC 4291 §2.5.2)"),
+        DstLoopback = ("martian destination: loopback ::1", "loopback destination ::1 on the wire (RFC 4291 §2.5.3)"),
+        DstMapped = ("martian destination: IPv4-mapped ::ffff:0:0/96", "IPv4-mapped destination on the wire (RFC 4291 §2.5.5.2)"),
+    }
+}
 
 /// A small set of IPv6 addresses with a one-word filter in front (see
 /// [`super::ip4::AddrSet4`]).
@@ -206,39 +198,39 @@ fn special6(a: &[u8]) -> Option<u8> {
 
 /// The martian verdict on an IPv6 header, or `None`.
 #[inline(always)]
-fn martian6(ip: &[u8], own: &AddrSet6) -> Option<u16> {
+fn martian6(ip: &[u8], own: &AddrSet6) -> Option<Ip6InputDrop> {
     let (Some(src), Some(dst)) = (ip.get(8..24), ip.get(24..40)) else {
-        return Some(IN_TRUNC);
+        return Some(Ip6InputDrop::Trunc);
     };
     match src.first() {
-        Some(0xff) => return Some(IN_SRC_MCAST),
+        Some(0xff) => return Some(Ip6InputDrop::SrcMcast),
         Some(0) => match special6(src) {
             Some(0) => {
                 // DAD probes come from :: (RFC 4861 §7.2.2); ip6-nd checks them.
                 let ns = ip.get(6) == Some(&IpProtocol::ICMPV6.0)
                     && ip.get(ipv6::HEADER_LEN) == Some(&msg::NEIGHBOR_SOLICIT);
                 if !ns {
-                    return Some(IN_SRC_UNSPEC);
+                    return Some(Ip6InputDrop::SrcUnspec);
                 }
             }
-            Some(1) => return Some(IN_SRC_LOOPBACK),
-            Some(_) => return Some(IN_SRC_MAPPED),
+            Some(1) => return Some(Ip6InputDrop::SrcLoopback),
+            Some(_) => return Some(Ip6InputDrop::SrcMapped),
             None => {}
         },
         _ => {}
     }
     if dst.first() == Some(&0) {
         match special6(dst) {
-            Some(0) => return Some(IN_DST_UNSPEC),
-            Some(1) => return Some(IN_DST_LOOPBACK),
-            Some(_) => return Some(IN_DST_MAPPED),
+            Some(0) => return Some(Ip6InputDrop::DstUnspec),
+            Some(1) => return Some(Ip6InputDrop::DstLoopback),
+            Some(_) => return Some(Ip6InputDrop::DstMapped),
             None => {}
         }
     }
     if !own.is_empty() {
         let b: [u8; 16] = src.try_into().ok()?;
         if own.contains(u128::from_be_bytes(b)) {
-            return Some(IN_SRC_OURS);
+            return Some(Ip6InputDrop::SrcOurs);
         }
     }
     None
@@ -250,7 +242,11 @@ impl Stage for Ip6Input {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        IN_ERRORS
+        Ip6InputDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip6InputDrop::HELP
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -265,20 +261,20 @@ impl Stage for Ip6Input {
             let l3 = pkt.meta.l3 as usize;
             let flen = pkt.len();
             let Some(ip) = pkt.data().get(l3..) else {
-                return Next::Drop(IN_TRUNC);
+                return Ip6InputDrop::Trunc.into();
             };
             if ip.len() < ipv6::HEADER_LEN {
-                return Next::Drop(IN_TRUNC);
+                return Ip6InputDrop::Trunc.into();
             }
             if ip[0] >> 4 != 6 {
-                return Next::Drop(IN_VERSION);
+                return Ip6InputDrop::Version.into();
             }
             let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
             if ipv6::HEADER_LEN + plen > ip.len() {
-                return Next::Drop(IN_LEN);
+                return Ip6InputDrop::Len.into();
             }
             if let Some(r) = martian6(ip, own) {
-                return Next::Drop(r);
+                return r.into();
             }
             let want = l3 + ipv6::HEADER_LEN + plen;
             pkt.meta.l4 = (l3 + ipv6::HEADER_LEN) as u16;
@@ -290,27 +286,33 @@ impl Stage for Ip6Input {
     }
 }
 
-const ND_BAD: u16 = 0;
-const ND_NOT_US: u16 = 1;
-const ND_ADVERT: u16 = 2;
-const ND_FULL: u16 = 3;
-const ND_OTHER: u16 = 4;
-static ND_ERRORS: &[&str] = &[
-    "invalid ND message",
-    "NS target not ours",
-    "NA consumed",
-    "neighbour table full",
-    "ND message not handled (RS/RA/redirect)",
-];
+crate::drop_reasons! {
+    /// Why `ip6-nd` drops (RFC 4861).
+    pub enum NdDrop {
+        Bad = ("invalid ND message", "fails the RFC 4861 §7.1 validity checks (hop limit 255, code 0, length, options)"),
+        NotUs = ("NS target not ours", "neighbor solicitation for a target that is not ours"),
+        Advert = ("NA consumed", "neighbor advertisement: learned from, then consumed"),
+        Full = ("neighbour table full", "the sender could not be learned: neighbour table full"),
+        Other = ("ND message not handled (RS/RA/redirect)", "router solicitation/advertisement or redirect: not handled by this node"),
+    }
+}
 
 /// `ip6-nd`: Neighbor Discovery responder/learner.
 pub struct Ip6Nd {
     l3: Arc<L3>,
+    /// Neighbor advertisements sent in answer to solicitations.
+    pub advertisements: u64,
+    /// Bindings learned from solicitations.
+    pub learned: u64,
 }
 
 impl Ip6Nd {
     pub fn new(l3: Arc<L3>) -> Self {
-        Ip6Nd { l3 }
+        Ip6Nd {
+            l3,
+            advertisements: 0,
+            learned: 0,
+        }
     }
 }
 
@@ -328,7 +330,24 @@ impl Stage for Ip6Nd {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ND_ERRORS
+        NdDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        NdDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "advertisements-sent",
+            "neighbor advertisements sent (RFC 4861 §7.2.4)",
+            self.advertisements,
+        ));
+        f(Counter::total(
+            "learned",
+            "neighbour bindings learned from solicitations",
+            self.learned,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -339,6 +358,7 @@ impl Stage for Ip6Nd {
             return;
         }
         let l3 = &*self.l3;
+        let (adverts, learned) = (&mut self.advertisements, &mut self.learned);
         batch.dispatch(node, out, |pkt, out| {
             if pkt.meta.class != class::IPV6 || !is_nd(pkt) {
                 return Next::Keep;
@@ -347,24 +367,24 @@ impl Stage for Ip6Nd {
             let port = pkt.meta.port;
             let off = pkt.meta.l3 as usize;
             let Some(ifc) = l3.iface(port) else {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             };
             let our_mac = ifc.mac;
             let d = pkt.data();
             let (Some(src), Some(dst)) = (addr_at(d, off + 8), addr_at(d, off + 24)) else {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             };
             if d.get(off + 7) != Some(&icmpv6::ND_HOP_LIMIT) {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             }
             let Some(body) = d.get(off + ipv6::HEADER_LEN..) else {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             };
             let Ok(view) = icmpv6::Packet::new_checked(body) else {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             };
             let Ok(icmpv6::Repr::Ndisc(nd)) = icmpv6::Repr::parse_checked(&view, &src, &dst) else {
-                return Next::Drop(ND_BAD);
+                return NdDrop::Bad.into();
             };
             match nd {
                 NdiscRepr::NeighborSolicit {
@@ -372,13 +392,14 @@ impl Stage for Ip6Nd {
                     lladdr,
                 } => {
                     if !ifc.has_v6(&target_addr) {
-                        return Next::Drop(ND_NOT_US);
+                        return NdDrop::NotUs.into();
                     }
                     let unspecified = src.is_unspecified();
                     if let Some(m) = lladdr {
                         if unspecified || !l3.neigh.learn(key_v6(&src), m.0, now) {
-                            return Next::Drop(ND_FULL);
+                            return NdDrop::Full.into();
                         }
+                        *learned += 1;
                     }
                     // DAD probes (unspecified source) answer to all-nodes.
                     let (reply_dst, dst_mac) = if unspecified {
@@ -414,20 +435,21 @@ impl Stage for Ip6Nd {
                     pkt.meta.port = port;
                     let total = HEADER_LEN + ipv6::HEADER_LEN + na.buffer_len();
                     let Ok(b) = pkt.append(total) else {
-                        return Next::Drop(ND_BAD);
+                        return NdDrop::Bad.into();
                     };
                     b[0..6].copy_from_slice(&dst_mac);
                     b[6..12].copy_from_slice(&our_mac);
                     b[12..14].copy_from_slice(&EtherType::IPV6.0.to_be_bytes());
                     let (hdr, rest) = b[HEADER_LEN..].split_at_mut(ipv6::HEADER_LEN);
                     if ip.emit(&mut ipv6::Packet::new_unchecked(hdr)).is_err() {
-                        return Next::Drop(ND_BAD);
+                        return NdDrop::Bad.into();
                     }
                     let mut p = icmpv6::Packet::new_unchecked(rest);
                     if na.emit(&mut p).is_err() {
-                        return Next::Drop(ND_BAD);
+                        return NdDrop::Bad.into();
                     }
                     p.fill_checksum(&target_addr, &reply_dst);
+                    *adverts += 1;
                     Next::Port(port)
                 }
                 NdiscRepr::NeighborAdvert {
@@ -439,26 +461,24 @@ impl Stage for Ip6Nd {
                         // complete or refresh an entry we track
                         l3.neigh.refresh(key_v6(&target_addr), m.0, now);
                     }
-                    Next::Drop(ND_ADVERT)
+                    NdDrop::Advert.into()
                 }
-                _ => Next::Drop(ND_OTHER),
+                _ => NdDrop::Other.into(),
             }
         });
     }
 }
 
-const LK_NO_ROUTE: u16 = 0;
-const LK_BLACKHOLE: u16 = 1;
-const LK_MCAST: u16 = 2;
-const LK_LL_SRC: u16 = 3;
-const LK_LL_DST: u16 = 4;
-static LK_ERRORS: &[&str] = &[
-    "no route",
-    "blackhole route",
-    "multicast not routed",
-    "link-local source not forwarded",
-    "link-local destination not forwarded",
-];
+crate::drop_reasons! {
+    /// Why `ip6-lookup` drops.
+    pub enum Ip6LookupDrop {
+        NoRoute = ("no route", "no FIB entry covers the destination"),
+        Blackhole = ("blackhole route", "the matching route is a blackhole (discard) route"),
+        Mcast = ("multicast not routed", "multicast destination: this router does not route multicast"),
+        LlSrc = ("link-local source not forwarded", "link-local source must not be forwarded (RFC 4291 §2.5.6)"),
+        LlDst = ("link-local destination not forwarded", "link-local destination must not be forwarded (RFC 4291 §2.5.6)"),
+    }
+}
 
 /// `ip6-lookup`.
 pub struct Ip6Lookup {
@@ -529,7 +549,29 @@ impl Stage for Ip6Lookup {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        LK_ERRORS
+        Ip6LookupDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip6LookupDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMPv6 destination unreachable sent (RFC 4443 §3.1)",
+            self.icmp_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMPv6 errors not sent: rate limit (RFC 4443 §2.4)",
+            self.icmp_limit.limited,
+        ));
+        f(Counter::total(
+            "echo-replies",
+            "ICMPv6 echo replies sent (RFC 4443 §4.2)",
+            self.echo_replies,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -560,7 +602,7 @@ impl Stage for Ip6Lookup {
             }
             if dst >> 120 == 0xff {
                 // multicast: ours to consume (ND was handled before), never routed
-                return Next::Drop(LK_MCAST);
+                return Ip6LookupDrop::Mcast.into();
             }
             let Some(nh) = r else {
                 let k = ErrorKind::DstUnreachable {
@@ -569,20 +611,20 @@ impl Stage for Ip6Lookup {
                 if send_icmp6_error(out, l3, pkt, k, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(LK_NO_ROUTE);
+                return Ip6LookupDrop::NoRoute.into();
             };
             pkt.meta.nh = nh;
             let kind = l3.adj(nh).map(|a| a.kind);
             if kind != Some(AdjKind::Local) {
                 // RFC 4291 §2.5.6: link-local traffic never leaves its link.
                 if dst >> 118 == 0xfe80 >> 6 {
-                    return Next::Drop(LK_LL_DST);
+                    return Ip6LookupDrop::LlDst.into();
                 }
                 let src = pkt
                     .data()
                     .get(pkt.meta.l3 as usize + 8..pkt.meta.l3 as usize + 10);
                 if matches!(src, Some(&[0xfe, b]) if b & 0xc0 == 0x80) {
-                    return Next::Drop(LK_LL_SRC);
+                    return Ip6LookupDrop::LlSrc.into();
                 }
             }
             match kind {
@@ -594,28 +636,25 @@ impl Stage for Ip6Lookup {
                         Next::Punt
                     }
                 }
-                Some(AdjKind::Drop) => Next::Drop(LK_BLACKHOLE),
+                Some(AdjKind::Drop) => Ip6LookupDrop::Blackhole.into(),
                 Some(_) => Next::Keep,
-                None => Next::Drop(LK_NO_ROUTE),
+                None => Ip6LookupDrop::NoRoute.into(),
             }
         });
     }
 }
 
-const RW_HOPS: u16 = 0;
-const RW_PENDING: u16 = 1;
-const RW_FULL: u16 = 2;
-const RW_MTU: u16 = 3;
-const RW_BAD_ADJ: u16 = 4;
-const RW_NO_HEADROOM: u16 = 5;
-static RW_ERRORS: &[&str] = &[
-    "hop limit expired",
-    "ND pending",
-    "neighbour table full",
-    "exceeds MTU",
-    "bad adjacency",
-    "no room for Ethernet header",
-];
+crate::drop_reasons! {
+    /// Why `ip6-rewrite` drops.
+    pub enum Ip6RewriteDrop {
+        Hops = ("hop limit expired", "hop limit reached zero (RFC 8200 §3; ICMPv6 time exceeded sent when allowed)"),
+        Pending = ("ND pending", "next hop not resolved yet: neighbor solicitation sent, packet not held"),
+        Full = ("neighbour table full", "next hop could not be added: neighbour table full"),
+        Mtu = ("exceeds MTU", "larger than the egress MTU (RFC 8200 §5; ICMPv6 packet too big sent when allowed)"),
+        BadAdj = ("bad adjacency", "the route's adjacency names no usable interface"),
+        NoHeadroom = ("no room for Ethernet header", "not enough headroom to write the Ethernet header"),
+    }
+}
 
 /// `ip6-rewrite`.
 pub struct Ip6Rewrite {
@@ -689,7 +728,29 @@ impl Stage for Ip6Rewrite {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        RW_ERRORS
+        Ip6RewriteDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        Ip6RewriteDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMPv6 time exceeded / packet too big sent (RFC 4443 §3)",
+            self.icmp_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMPv6 errors not sent: rate limit (RFC 4443 §2.4)",
+            self.icmp_limit.limited,
+        ));
+        f(Counter::total(
+            "solicitations-sent",
+            "neighbor solicitations sent to resolve next hops (RFC 4861 §7.2.2)",
+            self.solicitations,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -705,19 +766,19 @@ impl Stage for Ip6Rewrite {
                 return Next::Keep;
             }
             let Some(adj) = l3.adj(pkt.meta.nh).copied() else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip6RewriteDrop::BadAdj.into();
             };
             let Some(ifc) = l3.iface(adj.port) else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip6RewriteDrop::BadAdj.into();
             };
             let off = pkt.meta.l3 as usize;
             let Some(ip) = pkt.data().get(off..) else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip6RewriteDrop::BadAdj.into();
             };
             let total = ip.len();
             let hops = ip.get(7).copied().unwrap_or(0);
             let Some(dst) = addr_at(ip, 24) else {
-                return Next::Drop(RW_BAD_ADJ);
+                return Ip6RewriteDrop::BadAdj.into();
             };
             if hops <= 1 {
                 let k = ErrorKind::TimeExceeded {
@@ -726,7 +787,7 @@ impl Stage for Ip6Rewrite {
                 if send_icmp6_error(out, l3, pkt, k, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(RW_HOPS);
+                return Ip6RewriteDrop::Hops.into();
             }
             if total > usize::from(ifc.mtu) {
                 let k = ErrorKind::PktTooBig {
@@ -735,12 +796,12 @@ impl Stage for Ip6Rewrite {
                 if send_icmp6_error(out, l3, pkt, k, limit) {
                     *sent += 1;
                 }
-                return Next::Drop(RW_MTU);
+                return Ip6RewriteDrop::Mtu.into();
             }
             let target = match adj.kind {
                 AdjKind::Glean => dst,
                 AdjKind::Via6(gw) => gw,
-                _ => return Next::Drop(RW_BAD_ADJ),
+                _ => return Ip6RewriteDrop::BadAdj.into(),
             };
             let mac = match l3.neigh.resolve(key_v6(&target), out.now_ns) {
                 Resolve::Mac(m) => m,
@@ -754,10 +815,10 @@ impl Stage for Ip6Rewrite {
                     if send_ns(out, l3, adj.port, target) {
                         *nss += 1;
                     }
-                    return Next::Drop(RW_PENDING);
+                    return Ip6RewriteDrop::Pending.into();
                 }
-                Resolve::Pending => return Next::Drop(RW_PENDING),
-                Resolve::Full => return Next::Drop(RW_FULL),
+                Resolve::Pending => return Ip6RewriteDrop::Pending.into(),
+                Resolve::Full => return Ip6RewriteDrop::Full.into(),
             };
             if let Some(h) = pkt.data_mut().get_mut(off + 7) {
                 *h = hops - 1;
@@ -765,7 +826,7 @@ impl Stage for Ip6Rewrite {
             if off > HEADER_LEN {
                 let _ = pkt.strip(off - HEADER_LEN);
             } else if off < HEADER_LEN && pkt.prepend(HEADER_LEN - off).is_err() {
-                return Next::Drop(RW_NO_HEADROOM);
+                return Ip6RewriteDrop::NoHeadroom.into();
             }
             pkt.meta.l3 = HEADER_LEN as u16;
             if let Some(h) = pkt.data_mut().get_mut(0..HEADER_LEN) {
@@ -799,14 +860,14 @@ mod tests {
         let m = |s, d| martian6(&hdr(s, d, 17, 0), &own);
         let (host, far) = ("2001:db8:1::10", "2001:db8:99::1");
         assert_eq!(m(host, far), None);
-        assert_eq!(m("ff02::1", far), Some(IN_SRC_MCAST));
-        assert_eq!(m("::", far), Some(IN_SRC_UNSPEC));
-        assert_eq!(m("::1", far), Some(IN_SRC_LOOPBACK));
-        assert_eq!(m("::ffff:192.0.2.1", far), Some(IN_SRC_MAPPED));
-        assert_eq!(m("2001:db8:1::1", far), Some(IN_SRC_OURS));
-        assert_eq!(m(host, "::"), Some(IN_DST_UNSPEC));
-        assert_eq!(m(host, "::1"), Some(IN_DST_LOOPBACK));
-        assert_eq!(m(host, "::ffff:10.0.0.1"), Some(IN_DST_MAPPED));
+        assert_eq!(m("ff02::1", far), Some(Ip6InputDrop::SrcMcast));
+        assert_eq!(m("::", far), Some(Ip6InputDrop::SrcUnspec));
+        assert_eq!(m("::1", far), Some(Ip6InputDrop::SrcLoopback));
+        assert_eq!(m("::ffff:192.0.2.1", far), Some(Ip6InputDrop::SrcMapped));
+        assert_eq!(m("2001:db8:1::1", far), Some(Ip6InputDrop::SrcOurs));
+        assert_eq!(m(host, "::"), Some(Ip6InputDrop::DstUnspec));
+        assert_eq!(m(host, "::1"), Some(Ip6InputDrop::DstLoopback));
+        assert_eq!(m(host, "::ffff:10.0.0.1"), Some(Ip6InputDrop::DstMapped));
         // IPv4-compatible (deprecated) and 64:ff9b::/96 are not filtered here
         assert_eq!(m(host, "::10.0.0.1"), None);
         assert_eq!(m(host, "64:ff9b::a00:1"), None);
@@ -814,7 +875,7 @@ mod tests {
         let ns = hdr("::", "ff02::1:ff00:1", 58, msg::NEIGHBOR_SOLICIT);
         assert_eq!(martian6(&ns, &own), None);
         let echo = hdr("::", far, 58, msg::ECHO_REQUEST);
-        assert_eq!(martian6(&echo, &own), Some(IN_SRC_UNSPEC));
-        assert!(usize::from(IN_DST_MAPPED) < IN_ERRORS.len());
+        assert_eq!(martian6(&echo, &own), Some(Ip6InputDrop::SrcUnspec));
+        assert!(usize::from(Ip6InputDrop::DstMapped.code()) < Ip6InputDrop::NAMES.len());
     }
 }

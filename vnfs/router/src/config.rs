@@ -15,6 +15,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::net::{Ipv4Addr, Ipv6Addr};
+use dataplane::proto::ethernet::MacAddr;
 use dataplane::stages::firewall::FirewallConfig;
 use dataplane::stages::l3::{Net4, Net6};
 use dataplane::stages::nat::NatConfig;
@@ -561,31 +562,24 @@ fn host_bits(p: Prefix) -> Result<Prefix, String> {
 /// Parses a MAC that may be an interface's or a neighbour's: not multicast or
 /// broadcast (I/G bit clear), not all zeros.
 pub fn unicast_mac(s: &str) -> Result<[u8; 6], String> {
-    let m = parse_mac(s)?;
-    if m[0] & 1 != 0 {
+    let m: MacAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a MAC address"))?;
+    if m.is_multicast() {
         return Err(format!("{s:?} is a multicast or broadcast MAC address"));
     }
-    if m == [0; 6] {
+    if m == MacAddr::ZERO {
         return Err(format!("{s:?} is the all-zero MAC address"));
     }
-    Ok(m)
+    Ok(m.0)
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff`.
+/// Parses `aa:bb:cc:dd:ee:ff` with [`MacAddr`]'s `FromStr` (any address; see
+/// [`unicast_mac`] for interfaces and neighbours).
 pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
-    let mut m = [0u8; 6];
-    let mut n = 0;
-    for part in s.split([':', '-']) {
-        let Some(slot) = m.get_mut(n) else {
-            return Err(format!("{s:?} is not a MAC address"));
-        };
-        *slot = u8::from_str_radix(part, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
-        n += 1;
-    }
-    if n != 6 {
-        return Err(format!("{s:?} is not a MAC address"));
-    }
-    Ok(m)
+    s.parse::<MacAddr>()
+        .map(|m| m.0)
+        .map_err(|_| format!("{s:?} is not a MAC address"))
 }
 
 /// Parses `a.b.c.d/len`.

@@ -183,14 +183,7 @@ fn fix_ip_checksum(v: &mut [u8]) {
     let hl = usize::from(v[14] & 0xf) * 4;
     v[24] = 0;
     v[25] = 0;
-    let mut s: u32 = 0;
-    for c in v[14..14 + hl].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    let c = !(s as u16);
+    let c = dataplane::proto::checksum::internet(&v[14..14 + hl]);
     v[24..26].copy_from_slice(&c.to_be_bytes());
 }
 

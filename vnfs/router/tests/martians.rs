@@ -252,19 +252,18 @@ fn fix_icmpv6_checksum(f: &mut [u8]) {
     let body = ip + 40;
     f[body + 2] = 0;
     f[body + 3] = 0;
-    let mut s: u64 = 0;
-    for c in f[ip + 8..ip + 40].chunks(2) {
-        s += u64::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    s += plen as u64 + 58;
-    for c in f[body..body + plen].chunks(2) {
-        let hi = c[0];
-        let lo = c.get(1).copied().unwrap_or(0);
-        s += u64::from(u16::from_be_bytes([hi, lo]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    let c = !(s as u16);
+    use dataplane::proto::{checksum, IpProtocol};
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&f[at..at + 16]);
+        std::net::Ipv6Addr::from(a)
+    };
+    let ph = checksum::pseudo_header_v6(
+        &addr(ip + 8),
+        &addr(ip + 24),
+        IpProtocol::ICMPV6,
+        plen as u32,
+    );
+    let c = !checksum::add(ph, checksum::data(&f[body..body + plen]));
     f[body + 2..body + 4].copy_from_slice(&c.to_be_bytes());
 }

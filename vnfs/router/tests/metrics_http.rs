@@ -50,14 +50,8 @@ fn frame(i: u16) -> Vec<u8> {
     f[34..36].copy_from_slice(&(1000 + i).to_be_bytes());
     f[36..38].copy_from_slice(&53u16.to_be_bytes());
     f[38..40].copy_from_slice(&26u16.to_be_bytes());
-    let mut s: u32 = 0;
-    for c in f[14..34].chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    f[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    let c = dataplane::proto::checksum::internet(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
     f
 }
 

@@ -46,23 +46,31 @@
 //! all others outside→inside, and only those addressed to a pool address are touched.
 
 pub mod alloc;
+mod config;
 pub mod frag;
 pub mod log;
 pub mod rewrite;
 pub mod table;
 #[cfg(test)]
+use config::parse_pool_entry;
+pub use config::*;
+mod icmp;
+mod reassembly;
+mod session;
+#[cfg(test)]
 mod tests;
+mod translate;
 
 use self::alloc::{AllocError, Pool};
 use self::frag::{FragKey, FragResult, FragTable, Held, HoldQueue, Record};
-use self::log::{LogRecord, LogSink, RingLog};
+use self::log::{LogEvent, LogRecord, LogSink, RingLog};
 use self::rewrite::{rd16, rd32, rewrite, rewrite_addr, rewrite_inner, ICMP, TCP, UDP};
 use self::table::{hash, huge_vec, ipv4_offset, prefetch, FlowTable, NONE};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
 use crate::proto::ethernet::HEADER_LEN as ETH_LEN;
 use crate::proto::icmpv4::{self, ErrorKind, QuoteLimit};
-use crate::stage::{NodeStats, Stage};
+use crate::stage::{Counter, NodeStats, Stage};
 use ::alloc::boxed::Box;
 use ::alloc::string::String;
 use ::alloc::vec;
@@ -71,324 +79,26 @@ use core::fmt;
 use core::net::Ipv4Addr;
 use serde::Deserialize;
 
-/// Mapping or filtering behaviour (RFC 4787 §4.1 / §5).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Behavior {
-    #[default]
-    EndpointIndependent,
-    AddressDependent,
-    AddressAndPortDependent,
-}
-
-/// Idle timeouts in seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Timeouts {
-    /// RFC 4787 REQ-5: at least 120 s, 300 s recommended.
-    pub udp: u32,
-    /// RFC 5382 REQ-5: at least 2 h 4 min.
-    pub tcp_established: u32,
-    /// RFC 5382 REQ-5: at least 4 min.
-    pub tcp_transitory: u32,
-    /// RFC 5508 REQ-1: at least 60 s.
-    pub icmp: u32,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            udp: 300,
-            tcp_established: 7440,
-            tcp_transitory: 240,
-            icmp: 60,
-        }
+crate::drop_reasons! {
+    /// Why `nat44` drops (RFC 4787, RFC 5382, RFC 5508, RFC 6888).
+    pub enum NatDrop {
+        Malformed = ("malformed", "IPv4 or transport header truncated or inconsistent"),
+        Fragment = ("fragmented icmp error (not translated)", "an ICMP error that arrived fragmented is not translated"),
+        ProtoUnsupported = ("protocol not translated", "IP protocol other than TCP, UDP and ICMP"),
+        IcmpUnsupported = ("icmp type not translated", "ICMP type neither a query NAT maps nor an error it translates (RFC 5508 §3)"),
+        NoSession = ("no session (unsolicited inbound)", "inbound packet that matches no mapping (RFC 4787 §5)"),
+        Filtered = ("filtered (endpoint-dependent filtering)", "inbound from an endpoint the mapping's filtering does not admit (RFC 4787 §5)"),
+        TableFull = ("session table full", "no room for a new session"),
+        NoPort = ("no free port for subscriber", "all of the subscriber's external ports are in use"),
+        NoBlock = ("no free port block", "no port block left in the pool for the subscriber (RFC 6888 §5)"),
+        SessionLimit = ("subscriber session limit", "the subscriber reached its session limit (RFC 6888 §3)"),
+        SubscribersFull = ("subscriber table full", "no room for a new subscriber"),
+        IcmpErrorNoSession = ("icmp error matches no session", "the packet quoted in an ICMP error matches no session (RFC 5508 §4)"),
+        FragTiny = ("tiny or overlapping fragment (RFC 1858)", "first fragment too short for the transport ports, or overlapping (RFC 1858)"),
+        FragHoldFull = ("fragment hold queue full", "no room to hold a fragment that arrived before its first fragment"),
+        FragExpired = ("fragment expired before its first fragment", "a held fragment timed out before its first fragment arrived"),
     }
 }
-
-/// CGNAT port-block settings (RFC 6888, RFC 7422).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CgnatConfig {
-    /// Ports per block.
-    pub block_size: u16,
-    /// Blocks one subscriber may hold (at most 32).
-    pub blocks_per_subscriber: u16,
-    /// Sessions one subscriber may hold (RFC 6888 REQ-4).
-    pub sessions_per_subscriber: u32,
-    /// Log block allocations/releases (RFC 6888 §4).
-    pub log: bool,
-}
-
-impl Default for CgnatConfig {
-    fn default() -> Self {
-        CgnatConfig {
-            block_size: 512,
-            blocks_per_subscriber: 4,
-            sessions_per_subscriber: 4000,
-            log: true,
-        }
-    }
-}
-
-/// The `[nat]` section of a VNF config.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatConfig {
-    /// Ports whose traffic is inside→outside.
-    pub inside_ports: Vec<u16>,
-    /// Outside addresses: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h`.
-    pub pool: Vec<String>,
-    pub mapping: Behavior,
-    pub filtering: Behavior,
-    pub hairpinning: bool,
-    /// Inbound packets refresh the session timer too.
-    pub inbound_refresh: bool,
-    /// Session table size (sessions per worker).
-    pub max_sessions: u32,
-    pub max_subscribers: u32,
-    /// Outside port range used for mappings.
-    pub port_min: u16,
-    pub port_max: u16,
-    pub timeouts: Timeouts,
-    /// Port blocks per subscriber; without it plain NAPT (blocks of 256 ports, up to 32
-    /// per inside host, no session limit, no log).
-    pub cgnat: Option<CgnatConfig>,
-    /// Answer exhaustion with ICMP Destination Unreachable code 13 (RFC 5508 REQ-8).
-    pub icmp_errors: bool,
-    /// Most ICMP errors sent per second.
-    pub icmp_error_rate: u32,
-    /// Source address of those errors (default: the first pool address).
-    pub icmp_source: Option<Ipv4Addr>,
-    /// Session slots examined for expiry per `tick`.
-    pub expiry_scan: u32,
-    /// Capacity of the in-memory log ring.
-    pub log_capacity: u32,
-}
-
-impl Default for NatConfig {
-    fn default() -> Self {
-        NatConfig {
-            inside_ports: vec![0],
-            pool: Vec::new(),
-            mapping: Behavior::EndpointIndependent,
-            filtering: Behavior::EndpointIndependent,
-            hairpinning: true,
-            inbound_refresh: true,
-            max_sessions: 1 << 20,
-            max_subscribers: 1 << 16,
-            port_min: 1024,
-            port_max: 65535,
-            timeouts: Timeouts::default(),
-            cgnat: None,
-            icmp_errors: true,
-            icmp_error_rate: 1000,
-            icmp_source: None,
-            expiry_scan: 4096,
-            log_capacity: 65536,
-        }
-    }
-}
-
-/// Most sessions (and mappings) per worker: 2^24, about 3 GiB of tables.
-pub const MAX_SESSIONS: u32 = 1 << 24;
-/// Most subscribers (inside addresses holding ports) per worker.
-pub const MAX_SUBSCRIBERS: u32 = 1 << 24;
-/// Most records the in-memory log ring holds.
-pub const MAX_LOG_CAPACITY: u32 = 1 << 22;
-/// Most outside (pool) addresses.
-pub const MAX_POOL: usize = 4096;
-/// Highest port number `inside_ports` may name (the set is a 64-bit mask).
-pub const MAX_INSIDE_PORT: u16 = 63;
-
-/// A configuration the stage cannot be built from. The messages name the field but
-/// not the section: the caller knows where the section came from (`nat: ...`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConfigError {
-    /// A pool entry does not parse.
-    BadPool(String),
-    EmptyPool,
-    /// More than [`MAX_POOL`] pool addresses.
-    PoolTooLarge,
-    BadPortRange,
-    BadBlockSize,
-    /// A count that is zero or above its limit: the field and its limit.
-    BadLimit(&'static str),
-    /// A value out of its range: the field, the value, the lowest and highest allowed.
-    OutOfRange(&'static str, u64, u64, u64),
-    /// `inside_ports` names a port twice.
-    DuplicateInsidePort(u16),
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::BadPool(s) => write!(f, "pool: bad entry {s:?}"),
-            ConfigError::EmptyPool => f.write_str("pool: empty"),
-            ConfigError::PoolTooLarge => {
-                write!(f, "pool: larger than {MAX_POOL} addresses")
-            }
-            ConfigError::BadPortRange => {
-                f.write_str("port_min must be 1..=port_max (port 0 is not a port)")
-            }
-            ConfigError::BadBlockSize => f.write_str(
-                "cgnat: block_size must be 8..=port range and blocks_per_subscriber 1..=32",
-            ),
-            ConfigError::BadLimit(w) => write!(f, "{w} out of range"),
-            ConfigError::OutOfRange(w, v, min, max) => {
-                write!(f, "{w}: {v} is not in {min}..={max}")
-            }
-            ConfigError::DuplicateInsidePort(p) => {
-                write!(f, "inside_ports: port {p} listed twice")
-            }
-        }
-    }
-}
-
-impl core::error::Error for ConfigError {}
-
-impl NatConfig {
-    /// The pool as inclusive address ranges, checked (at most [`MAX_POOL`]
-    /// addresses, counted without allocating per address).
-    pub fn pool_ranges(&self) -> Result<Vec<(u32, u32)>, ConfigError> {
-        let mut v = Vec::with_capacity(self.pool.len().min(MAX_POOL));
-        let mut total = 0u64;
-        for e in &self.pool {
-            let (lo, hi) = parse_pool_entry(e)?;
-            total += u64::from(hi - lo) + 1;
-            if total > MAX_POOL as u64 {
-                return Err(ConfigError::PoolTooLarge);
-            }
-            v.push((lo, hi));
-        }
-        if v.is_empty() {
-            return Err(ConfigError::EmptyPool);
-        }
-        Ok(v)
-    }
-
-    /// Every check [`Nat44::new`] makes, without allocating the tables: sizes within
-    /// [`MAX_SESSIONS`], [`MAX_SUBSCRIBERS`], [`MAX_LOG_CAPACITY`], [`MAX_POOL`];
-    /// ports 1..=65535; `inside_ports` at most [`MAX_INSIDE_PORT`], each once.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.pool_ranges()?;
-        if self.port_min > self.port_max || self.port_min == 0 {
-            return Err(ConfigError::BadPortRange);
-        }
-        let span = u32::from(self.port_max) - u32::from(self.port_min) + 1;
-        let (bs, maxb) = match self.cgnat {
-            Some(c) => (c.block_size, c.blocks_per_subscriber),
-            None => (256u16.min(span as u16), 32),
-        };
-        if bs < 8 || u32::from(bs) > span || maxb == 0 || usize::from(maxb) > alloc::MAX_BLOCKS {
-            return Err(ConfigError::BadBlockSize);
-        }
-        if let Some(c) = self.cgnat {
-            if c.sessions_per_subscriber == 0 {
-                return Err(ConfigError::OutOfRange(
-                    "cgnat.sessions_per_subscriber",
-                    0,
-                    1,
-                    u64::from(u32::MAX),
-                ));
-            }
-        }
-        let sizes = [
-            ("max_sessions", self.max_sessions, MAX_SESSIONS),
-            ("max_subscribers", self.max_subscribers, MAX_SUBSCRIBERS),
-            ("log_capacity", self.log_capacity, MAX_LOG_CAPACITY),
-        ];
-        for (what, v, max) in sizes {
-            if v == 0 || v > max {
-                return Err(ConfigError::OutOfRange(
-                    what,
-                    u64::from(v),
-                    1,
-                    u64::from(max),
-                ));
-            }
-        }
-        let mut seen = 0u64;
-        for &p in &self.inside_ports {
-            if p > MAX_INSIDE_PORT {
-                return Err(ConfigError::OutOfRange(
-                    "inside_ports",
-                    u64::from(p),
-                    0,
-                    u64::from(MAX_INSIDE_PORT),
-                ));
-            }
-            if seen & (1 << p) != 0 {
-                return Err(ConfigError::DuplicateInsidePort(p));
-            }
-            seen |= 1 << p;
-        }
-        Ok(())
-    }
-}
-
-/// Parses a pool entry into an inclusive address range.
-fn parse_pool_entry(s: &str) -> Result<(u32, u32), ConfigError> {
-    let bad = || ConfigError::BadPool(String::from(s));
-    let s = s.trim();
-    if let Some((a, len)) = s.split_once('/') {
-        let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let len: u32 = len.parse().map_err(|_| bad())?;
-        if len > 32 {
-            return Err(bad());
-        }
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let lo = u32::from(a) & mask;
-        Ok((lo, lo | !mask))
-    } else if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
-        let b: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
-        if u32::from(b) < u32::from(a) {
-            return Err(bad());
-        }
-        Ok((a.into(), b.into()))
-    } else {
-        let a: Ipv4Addr = s.parse().map_err(|_| bad())?;
-        Ok((a.into(), a.into()))
-    }
-}
-
-/// Drop reasons of the stage (index = `Next::Drop` reason).
-pub mod reason {
-    pub const MALFORMED: u16 = 0;
-    pub const FRAGMENT: u16 = 1;
-    pub const PROTO_UNSUPPORTED: u16 = 2;
-    pub const ICMP_UNSUPPORTED: u16 = 3;
-    pub const NO_SESSION: u16 = 4;
-    pub const FILTERED: u16 = 5;
-    pub const TABLE_FULL: u16 = 6;
-    pub const NO_PORT: u16 = 7;
-    pub const NO_BLOCK: u16 = 8;
-    pub const SESSION_LIMIT: u16 = 9;
-    pub const SUBSCRIBERS_FULL: u16 = 10;
-    pub const ICMP_ERROR_NO_SESSION: u16 = 11;
-    pub const FRAG_TINY: u16 = 12;
-    pub const FRAG_HOLD_FULL: u16 = 13;
-    pub const FRAG_EXPIRED: u16 = 14;
-}
-
-static ERRORS: &[&str] = &[
-    "malformed",
-    "fragmented icmp error (not translated)",
-    "protocol not translated",
-    "icmp type not translated",
-    "no session (unsolicited inbound)",
-    "filtered (endpoint-dependent filtering)",
-    "session table full",
-    "no free port for subscriber",
-    "no free port block",
-    "subscriber session limit",
-    "subscriber table full",
-    "icmp error matches no session",
-    "tiny or overlapping fragment (RFC 1858)",
-    "fragment hold queue full",
-    "fragment expired before its first fragment",
-];
 
 /// Counters beyond the drop reasons.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -416,6 +126,14 @@ pub struct NatStats {
     /// First fragments seen again while their entry was live (duplicates or a reused
     /// identification).
     pub frag_duplicate_first: u64,
+    /// Port blocks allocated to subscribers (RFC 7422 bulk port allocation).
+    pub blocks_allocated: u64,
+    /// Port blocks released.
+    pub blocks_released: u64,
+    /// Mappings refused: the subscriber's ports or the pool's blocks were exhausted.
+    pub block_alloc_failures: u64,
+    /// Allocation/release log records written (to the ring or the sink).
+    pub log_records: u64,
 }
 
 /// A 5-tuple as seen in one direction (ICMP queries: identifier as source port when
@@ -510,7 +228,7 @@ fn secs_to_units(s: u32) -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Act {
     Pass,
-    Drop(u16),
+    Drop(NatDrop),
     In2Out,
     Out2In,
     ErrIn2Out,
@@ -760,1207 +478,6 @@ impl Nat44 {
     pub fn sessions(&self) -> impl Iterator<Item = &Session> {
         self.sessions.iter().filter(|s| s.live)
     }
-
-    #[inline(always)]
-    fn is_inside(&self, port: u16) -> bool {
-        port < 64 && self.inside & (1 << port) != 0
-    }
-
-    #[inline(always)]
-    fn in_pool(&self, a: u32) -> bool {
-        a >= self.pool_lo
-            && a <= self.pool_hi
-            && (self.pool_dense || self.pool.addr_index(a).is_some())
-    }
-
-    #[inline(always)]
-    fn timeout(&self, s: &Session) -> u32 {
-        match s.proto {
-            UDP => self.t_udp,
-            TCP => {
-                let both = TCP_SYN_IN | TCP_SYN_OUT;
-                if s.tcp & both == both && s.tcp & (TCP_RST | TCP_FIN_IN | TCP_FIN_OUT) == 0 {
-                    self.t_tcp_est
-                } else if s.tcp & (TCP_FIN_IN | TCP_FIN_OUT) != 0
-                    && s.tcp & (TCP_FIN_IN | TCP_FIN_OUT) != (TCP_FIN_IN | TCP_FIN_OUT)
-                    && s.tcp & TCP_RST == 0
-                    && s.tcp & both == both
-                {
-                    // Half-closed: still established until both FINs are seen.
-                    self.t_tcp_est
-                } else {
-                    self.t_tcp_trans
-                }
-            }
-            _ => self.t_icmp,
-        }
-    }
-
-    #[inline(always)]
-    fn expired(&self, s: &Session, now: u32) -> bool {
-        now.wrapping_sub(s.last) > self.timeout(s) && (now.wrapping_sub(s.last) as i32) > 0
-    }
-
-    #[inline]
-    fn find_sess_in(&self, f: &Flow) -> Option<u32> {
-        let h = key4(K_SIN, f.src, f.sport, f.dst, f.dport, f.proto);
-        self.find_sess_in_h(f, h)
-    }
-
-    #[inline(always)]
-    fn sess_in_eq(&self, v: u32, f: &Flow) -> bool {
-        v >> 29 == K_SIN
-            && self.sessions.get((v & IDX_MASK) as usize).is_some_and(|s| {
-                s.live
-                    && s.in_addr == f.src
-                    && s.in_port == f.sport
-                    && s.rem_addr == f.dst
-                    && s.rem_port == f.dport
-                    && s.proto == f.proto
-            })
-    }
-
-    #[inline(always)]
-    fn sess_out_eq(&self, v: u32, f: &Flow) -> bool {
-        v >> 29 == K_SOUT
-            && self.sessions.get((v & IDX_MASK) as usize).is_some_and(|s| {
-                s.live
-                    && s.rem_addr == f.src
-                    && s.rem_port == f.sport
-                    && s.ext_addr == f.dst
-                    && s.ext_port == f.dport
-                    && s.proto == f.proto
-            })
-    }
-
-    #[inline]
-    fn find_sess_in_h(&self, f: &Flow, h: u64) -> Option<u32> {
-        self.table
-            .find(h, |v| self.sess_in_eq(v, f))
-            .map(|v| v & IDX_MASK)
-    }
-
-    #[inline]
-    fn find_sess_out_h(&self, f: &Flow, h: u64) -> Option<u32> {
-        self.table
-            .find(h, |v| self.sess_out_eq(v, f))
-            .map(|v| v & IDX_MASK)
-    }
-
-    /// The mapping-key remote part under the configured mapping behaviour.
-    #[inline]
-    fn map_remote(&self, f: &Flow) -> (u32, u16) {
-        match self.mapping {
-            Behavior::EndpointIndependent => (0, 0),
-            Behavior::AddressDependent => (f.dst, 0),
-            Behavior::AddressAndPortDependent => (f.dst, f.dport),
-        }
-    }
-
-    fn find_map_in(&self, f: &Flow) -> Option<u32> {
-        let (ra, rp) = self.map_remote(f);
-        let h = key4(K_MIN, f.src, f.sport, ra, rp, f.proto);
-        self.table
-            .find(h, |v| {
-                v >> 29 == K_MIN
-                    && self.maps.get((v & IDX_MASK) as usize).is_some_and(|m| {
-                        m.live
-                            && m.in_addr == f.src
-                            && m.in_port == f.sport
-                            && m.rem_addr == ra
-                            && m.rem_port == rp
-                            && m.proto == f.proto
-                    })
-            })
-            .map(|v| v & IDX_MASK)
-    }
-
-    fn find_map_out(&self, proto: u8, ext: u32, ext_port: u16) -> Option<u32> {
-        let h = key4(K_MOUT, ext, ext_port, 0, 0, proto);
-        self.table
-            .find(h, |v| {
-                v >> 29 == K_MOUT
-                    && self.maps.get((v & IDX_MASK) as usize).is_some_and(|m| {
-                        m.live && m.ext_addr == ext && m.ext_port == ext_port && m.proto == proto
-                    })
-            })
-            .map(|v| v & IDX_MASK)
-    }
-
-    fn find_sub(&self, inside: u32) -> Option<u32> {
-        let h = key4(K_SUB, inside, 0, 0, 0, 0);
-        self.table
-            .find(h, |v| {
-                v >> 29 == K_SUB
-                    && self
-                        .pool
-                        .subs
-                        .get((v & IDX_MASK) as usize)
-                        .is_some_and(|s| s.live && s.inside == inside)
-            })
-            .map(|v| v & IDX_MASK)
-    }
-
-    fn emit_log(&mut self, r: &LogRecord) {
-        if !self.cgnat_log {
-            return;
-        }
-        match self.sink.as_mut() {
-            Some(s) => s.record(r),
-            None => self.log.record(r),
-        }
-    }
-
-    /// Creates a mapping for inside flow `f` (subscriber, port, keys).
-    fn new_mapping(&mut self, f: &Flow) -> Result<u32, u16> {
-        let sub = match self.find_sub(f.src) {
-            Some(s) => s,
-            None => {
-                let s = self
-                    .pool
-                    .new_subscriber(f.src)
-                    .ok_or(reason::SUBSCRIBERS_FULL)?;
-                if !self
-                    .table
-                    .insert(key4(K_SUB, f.src, 0, 0, 0, 0), tag(K_SUB, s))
-                {
-                    self.pool.free_subscriber(s);
-                    return Err(reason::TABLE_FULL);
-                }
-                s
-            }
-        };
-        let Some(m) = self.map_free.pop() else {
-            self.release_sub_if_idle(sub);
-            return Err(reason::TABLE_FULL);
-        };
-        let now_ns = self.now_ns;
-        let mut recs: [Option<LogRecord>; 1] = [None];
-        let got = self
-            .pool
-            .alloc_port(sub, f.proto, f.sport, now_ns, &mut |r| recs[0] = Some(*r));
-        if let Some(r) = recs[0] {
-            self.emit_log(&r);
-        }
-        let (ext, port) = match got {
-            Ok(x) => x,
-            Err(e) => {
-                self.map_free.push(m);
-                self.release_sub_if_idle(sub);
-                return Err(match e {
-                    AllocError::NoPort => reason::NO_PORT,
-                    AllocError::NoBlock => reason::NO_BLOCK,
-                });
-            }
-        };
-        let (ra, rp) = self.map_remote(f);
-        let mp = Mapping {
-            in_addr: f.src,
-            ext_addr: ext,
-            rem_addr: ra,
-            in_port: f.sport,
-            ext_port: port,
-            rem_port: rp,
-            proto: f.proto,
-            live: true,
-            sub,
-            head: NONE,
-            sessions: 0,
-        };
-        if let Some(slot) = self.maps.get_mut(m as usize) {
-            *slot = mp;
-        }
-        let ok1 = self
-            .table
-            .insert(key4(K_MIN, f.src, f.sport, ra, rp, f.proto), tag(K_MIN, m));
-        let ok2 = ok1
-            && self
-                .table
-                .insert(key4(K_MOUT, ext, port, 0, 0, f.proto), tag(K_MOUT, m));
-        if let Some(s) = self.pool.subs.get_mut(sub as usize) {
-            s.mappings += 1;
-        }
-        self.stats.mappings_created += 1;
-        if !ok2 {
-            if ok1 {
-                self.table
-                    .remove(key4(K_MIN, f.src, f.sport, ra, rp, f.proto), tag(K_MIN, m));
-            }
-            self.free_mapping_port(m);
-            return Err(reason::TABLE_FULL);
-        }
-        Ok(m)
-    }
-
-    fn release_sub_if_idle(&mut self, sub: u32) {
-        let Some(s) = self.pool.subs.get(sub as usize) else {
-            return;
-        };
-        if s.live && s.nblocks == 0 && s.sessions == 0 && s.mappings == 0 {
-            let inside = s.inside;
-            self.table
-                .remove(key4(K_SUB, inside, 0, 0, 0, 0), tag(K_SUB, sub));
-            self.pool.free_subscriber(sub);
-        }
-    }
-
-    /// Releases mapping `m`'s port and slot (keys must already be out of the table).
-    fn free_mapping_port(&mut self, m: u32) {
-        let Some(mp) = self.maps.get_mut(m as usize) else {
-            return;
-        };
-        if !mp.live {
-            return;
-        }
-        mp.live = false;
-        let mp = *mp;
-        self.map_free.push(m);
-        let now_ns = self.now_ns;
-        let mut recs: [Option<LogRecord>; 1] = [None];
-        self.pool.free_port(
-            mp.sub,
-            mp.ext_addr,
-            mp.proto,
-            mp.ext_port,
-            now_ns,
-            &mut |r| recs[0] = Some(*r),
-        );
-        if let Some(r) = recs[0] {
-            self.emit_log(&r);
-        }
-        if let Some(s) = self.pool.subs.get_mut(mp.sub as usize) {
-            s.mappings = s.mappings.saturating_sub(1);
-        }
-        self.release_sub_if_idle(mp.sub);
-    }
-
-    /// Adds a session under mapping `m` with remote endpoint (`ra`, `rp`).
-    fn new_session(&mut self, m: u32, ra: u32, rp: u16, now: u32) -> Result<u32, u16> {
-        let Some(mp) = self.maps.get(m as usize).copied() else {
-            return Err(reason::TABLE_FULL);
-        };
-        if self
-            .pool
-            .subs
-            .get(mp.sub as usize)
-            .is_some_and(|s| s.sessions >= self.sess_limit)
-        {
-            return Err(reason::SESSION_LIMIT);
-        }
-        let Some(s) = self.sess_free.pop() else {
-            return Err(reason::TABLE_FULL);
-        };
-        let sess = Session {
-            in_addr: mp.in_addr,
-            ext_addr: mp.ext_addr,
-            rem_addr: ra,
-            in_port: mp.in_port,
-            ext_port: mp.ext_port,
-            rem_port: rp,
-            proto: mp.proto,
-            tcp: 0,
-            last: now,
-            map: m,
-            next: mp.head,
-            prev: NONE,
-            live: true,
-        };
-        let hin = key4(K_SIN, sess.in_addr, sess.in_port, ra, rp, sess.proto);
-        let hout = key4(K_SOUT, ra, rp, sess.ext_addr, sess.ext_port, sess.proto);
-        if !self.table.insert(hin, tag(K_SIN, s)) {
-            self.sess_free.push(s);
-            return Err(reason::TABLE_FULL);
-        }
-        if !self.table.insert(hout, tag(K_SOUT, s)) {
-            self.table.remove(hin, tag(K_SIN, s));
-            self.sess_free.push(s);
-            return Err(reason::TABLE_FULL);
-        }
-        if let Some(h) = self.sessions.get_mut(mp.head as usize) {
-            h.prev = s;
-        }
-        if let Some(slot) = self.sessions.get_mut(s as usize) {
-            *slot = sess;
-        }
-        if let Some(mm) = self.maps.get_mut(m as usize) {
-            mm.head = s;
-            mm.sessions += 1;
-        }
-        if let Some(sb) = self.pool.subs.get_mut(mp.sub as usize) {
-            sb.sessions += 1;
-        }
-        self.stats.sessions_created += 1;
-        Ok(s)
-    }
-
-    /// Removes session `s`, and its mapping when it was the last one.
-    fn delete_session(&mut self, s: u32) {
-        let Some(sess) = self.sessions.get_mut(s as usize) else {
-            return;
-        };
-        if !sess.live {
-            return;
-        }
-        sess.live = false;
-        let sess = *sess;
-        self.sess_free.push(s);
-        self.table.remove(
-            key4(
-                K_SIN,
-                sess.in_addr,
-                sess.in_port,
-                sess.rem_addr,
-                sess.rem_port,
-                sess.proto,
-            ),
-            tag(K_SIN, s),
-        );
-        self.table.remove(
-            key4(
-                K_SOUT,
-                sess.rem_addr,
-                sess.rem_port,
-                sess.ext_addr,
-                sess.ext_port,
-                sess.proto,
-            ),
-            tag(K_SOUT, s),
-        );
-        if let Some(p) = self.sessions.get_mut(sess.prev as usize) {
-            p.next = sess.next;
-        }
-        if let Some(n) = self.sessions.get_mut(sess.next as usize) {
-            n.prev = sess.prev;
-        }
-        let m = sess.map;
-        let Some(mp) = self.maps.get_mut(m as usize) else {
-            return;
-        };
-        if mp.head == s {
-            mp.head = sess.next;
-        }
-        mp.sessions = mp.sessions.saturating_sub(1);
-        let mp = *mp;
-        if let Some(sb) = self.pool.subs.get_mut(mp.sub as usize) {
-            sb.sessions = sb.sessions.saturating_sub(1);
-        }
-        if mp.sessions == 0 {
-            self.table.remove(
-                key4(
-                    K_MIN,
-                    mp.in_addr,
-                    mp.in_port,
-                    mp.rem_addr,
-                    mp.rem_port,
-                    mp.proto,
-                ),
-                tag(K_MIN, m),
-            );
-            self.table.remove(
-                key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto),
-                tag(K_MOUT, m),
-            );
-            self.free_mapping_port(m);
-        }
-    }
-
-    /// Expires up to `n` session slots from the scan cursor; returns how many expired.
-    pub fn expire(&mut self, now_ns: u64, n: u32) -> u32 {
-        self.now_ns = now_ns;
-        let now = units(now_ns);
-        let len = self.sessions.len() as u32;
-        let mut done = 0;
-        let mut left = n.min(len);
-        // In rounds of up to 64 expired sessions: find them, prefetch their table
-        // buckets and mappings, then delete (hides the random misses of deletion).
-        let mut dead = [0u32; 64];
-        while left > 0 {
-            let mut k = 0;
-            while left > 0 && k < dead.len() {
-                left -= 1;
-                let i = self.scan_cursor;
-                self.scan_cursor = if i + 1 >= len { 0 } else { i + 1 };
-                if let Some(s) = self.sessions.get(i as usize) {
-                    if s.live && self.expired(s, now) {
-                        self.table.prefetch(key4(
-                            K_SIN, s.in_addr, s.in_port, s.rem_addr, s.rem_port, s.proto,
-                        ));
-                        self.table.prefetch(key4(
-                            K_SOUT, s.rem_addr, s.rem_port, s.ext_addr, s.ext_port, s.proto,
-                        ));
-                        if let Some(m) = self.maps.get(s.map as usize) {
-                            prefetch(m as *const Mapping as *const u8);
-                        }
-                        if let Some(d) = dead.get_mut(k) {
-                            *d = i;
-                        }
-                        k += 1;
-                    }
-                }
-            }
-            for &i in dead.iter().take(k) {
-                let m = self.sessions.get(i as usize).map_or(NONE, |s| s.map);
-                if let Some(mp) = self.maps.get(m as usize) {
-                    if mp.sessions == 1 {
-                        self.table.prefetch(key4(
-                            K_MIN,
-                            mp.in_addr,
-                            mp.in_port,
-                            mp.rem_addr,
-                            mp.rem_port,
-                            mp.proto,
-                        ));
-                        self.table
-                            .prefetch(key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto));
-                    }
-                }
-            }
-            for &i in dead.iter().take(k) {
-                self.delete_session(i);
-                self.stats.sessions_expired += 1;
-                done += 1;
-            }
-        }
-        done
-    }
-
-    /// First pass: parse one packet.
-    #[inline(always)]
-    fn parse(&self, p: &Pkt) -> Pre {
-        let mut r = PRE0;
-        let d = p.data();
-        let Some(l3) = ipv4_offset(d) else {
-            return r;
-        };
-        let Some(ip) = d
-            .get(l3..l3 + 20)
-            .and_then(|x| <&[u8; 20]>::try_from(x).ok())
-        else {
-            r.act = Act::Drop(reason::MALFORMED);
-            return r;
-        };
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let tl = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ip[0] >> 4 != 4 || ihl < 20 || tl < ihl || l3 + tl > d.len() {
-            r.act = Act::Drop(reason::MALFORMED);
-            return r;
-        }
-        let inside = self.is_inside(p.meta.port);
-        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-        if !inside && !self.in_pool(dst) {
-            return r; // not addressed to the NAT
-        }
-        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-        if inside && (dst >> 28 == 0xe || dst == u32::MAX || src == 0) {
-            return r; // multicast, broadcast, unconfigured source: not translated
-        }
-        let proto = ip[9];
-        let l4 = l3 + ihl;
-        let end = l3 + tl;
-        r.l3 = l3 as u16;
-        r.l4 = l4 as u16;
-        r.end = end as u16;
-        r.flow.src = src;
-        r.flow.dst = dst;
-        r.flow.proto = proto;
-        let fo = u16::from_be_bytes([ip[6], ip[7]]);
-        if fo & 0x3fff != 0 {
-            r.ipid = u16::from_be_bytes([ip[4], ip[5]]);
-            if Self::parse_fragment(&mut r, fo, ihl, tl, inside) != FRAG_FIRST {
-                return r;
-            }
-        }
-        let need = match proto {
-            TCP => 20,
-            UDP | ICMP => 8,
-            _ => {
-                r.act = Act::Drop(reason::PROTO_UNSUPPORTED);
-                return r;
-            }
-        };
-        let Some(h) = d
-            .get(l4..l4 + 8)
-            .and_then(|x| <&[u8; 8]>::try_from(x).ok())
-            .filter(|_| l4 + need <= end && l4 + need <= d.len())
-        else {
-            // RFC 1858 §3.1: a first fragment without the whole transport header.
-            r.act = Act::Drop(if r.frag == FRAG_FIRST {
-                reason::FRAG_TINY
-            } else {
-                reason::MALFORMED
-            });
-            return r;
-        };
-        if proto == ICMP {
-            let ident = u16::from_be_bytes([h[4], h[5]]);
-            match (h[0], inside) {
-                (icmpv4::msg::ECHO_REQUEST, true) => r.flow.sport = ident,
-                (icmpv4::msg::ECHO_REPLY, false) => r.flow.dport = ident,
-                (3 | 4 | 11 | 12, _) if r.frag == FRAG_NONE => {
-                    r.act = if inside {
-                        Act::ErrIn2Out
-                    } else {
-                        Act::ErrOut2In
-                    };
-                    return r;
-                }
-                (3 | 4 | 11 | 12, _) => {
-                    // Fragmented ICMP errors (a quote over the path MTU) are rare and
-                    // not translated.
-                    r.act = Act::Drop(reason::FRAGMENT);
-                    return r;
-                }
-                _ => {
-                    r.act = Act::Drop(reason::ICMP_UNSUPPORTED);
-                    return r;
-                }
-            }
-        } else {
-            r.flow.sport = u16::from_be_bytes([h[0], h[1]]);
-            r.flow.dport = u16::from_be_bytes([h[2], h[3]]);
-            if proto == TCP {
-                r.tcp_flags = d.get(l4 + 13).copied().unwrap_or(0);
-            }
-        }
-        let f = &r.flow;
-        if inside {
-            r.act = Act::In2Out;
-            r.h = key4(K_SIN, f.src, f.sport, f.dst, f.dport, proto);
-        } else {
-            r.act = Act::Out2In;
-            r.h = key4(K_SOUT, f.src, f.sport, f.dst, f.dport, proto);
-        }
-        r
-    }
-
-    /// Classifies a fragment (`fo` = flags and offset, with MF or an offset set):
-    /// sets `r.frag` and, for anything but a well-formed first fragment, `r.act`.
-    /// Returns `r.frag`.
-    #[cold]
-    #[inline(never)]
-    fn parse_fragment(r: &mut Pre, fo: u16, ihl: usize, tl: usize, inside: bool) -> u8 {
-        let off = usize::from(fo & 0x1fff) * 8;
-        let mf = fo & 0x2000 != 0;
-        let plen = tl - ihl;
-        // RFC 791: the datagram is at most 65535 bytes, and every fragment but the
-        // last carries a multiple of 8 bytes of payload.
-        if off + plen > 65535 - 20 || (mf && !plen.is_multiple_of(8)) || plen == 0 {
-            r.act = Act::Drop(reason::MALFORMED);
-            return FRAG_NONE;
-        }
-        if off == 0 {
-            r.frag = FRAG_FIRST;
-            return FRAG_FIRST;
-        }
-        r.frag = FRAG_REST;
-        r.act = match r.flow.proto {
-            // RFC 1858 §4: a TCP fragment at offset 8 could rewrite the flags of the
-            // first one.
-            TCP if off == 8 => Act::Drop(reason::FRAG_TINY),
-            TCP | UDP | ICMP if inside => Act::FragIn2Out,
-            TCP | UDP | ICMP => Act::FragOut2In,
-            _ => Act::Drop(reason::PROTO_UNSUPPORTED),
-        };
-        FRAG_REST
-    }
-
-    #[inline(always)]
-    fn tcp_track(s: &mut Session, flags: u8, inbound: bool) {
-        const FIN: u8 = 0x01;
-        const SYN: u8 = 0x02;
-        const RST: u8 = 0x04;
-        if flags & RST != 0 {
-            s.tcp |= TCP_RST;
-        }
-        if flags & SYN != 0 {
-            s.tcp |= if inbound { TCP_SYN_OUT } else { TCP_SYN_IN };
-            // A new SYN after a close/reset reopens the session (RFC 7857 §2.1).
-            if s.tcp & (TCP_RST | TCP_FIN_IN | TCP_FIN_OUT) != 0 && flags & 0x10 == 0 {
-                s.tcp &= !(TCP_RST | TCP_FIN_IN | TCP_FIN_OUT);
-                s.tcp &= if inbound { !TCP_SYN_IN } else { !TCP_SYN_OUT };
-            }
-        }
-        if flags & FIN != 0 {
-            s.tcp |= if inbound { TCP_FIN_OUT } else { TCP_FIN_IN };
-        }
-    }
-
-    /// Looks up or creates the in2out session of `f`.
-    fn in2out_session(&mut self, pre: &Pre, now: u32) -> Result<u32, u16> {
-        let f = &pre.flow;
-        let hit = if self.sess_in_eq(pre.cand, f) {
-            Some(pre.cand & IDX_MASK)
-        } else {
-            self.find_sess_in_h(f, pre.h)
-        };
-        if let Some(s) = hit {
-            if !self
-                .sessions
-                .get(s as usize)
-                .is_some_and(|x| self.expired(x, now))
-            {
-                return Ok(s);
-            }
-            self.delete_session(s);
-            self.stats.sessions_expired += 1;
-        }
-        let m = match self.find_map_in(f) {
-            Some(m) => m,
-            None => self.new_mapping(f)?,
-        };
-        match self.new_session(m, f.dst, f.dport, now) {
-            Ok(s) => Ok(s),
-            Err(e) => {
-                // Drop a mapping made just for this session.
-                if self.maps.get(m as usize).is_some_and(|x| x.sessions == 0) {
-                    if let Some(mp) = self.maps.get(m as usize).copied() {
-                        self.table.remove(
-                            key4(
-                                K_MIN,
-                                mp.in_addr,
-                                mp.in_port,
-                                mp.rem_addr,
-                                mp.rem_port,
-                                mp.proto,
-                            ),
-                            tag(K_MIN, m),
-                        );
-                        self.table.remove(
-                            key4(K_MOUT, mp.ext_addr, mp.ext_port, 0, 0, mp.proto),
-                            tag(K_MOUT, m),
-                        );
-                    }
-                    self.free_mapping_port(m);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Looks up or (filtering permitting) creates the out2in session of `f`.
-    fn out2in_session(&mut self, f: &Flow, h: u64, cand: u32, now: u32) -> Result<u32, u16> {
-        let hit = if self.sess_out_eq(cand, f) {
-            Some(cand & IDX_MASK)
-        } else {
-            self.find_sess_out_h(f, h)
-        };
-        if let Some(s) = hit {
-            if !self
-                .sessions
-                .get(s as usize)
-                .is_some_and(|x| self.expired(x, now))
-            {
-                return Ok(s);
-            }
-            self.delete_session(s);
-            self.stats.sessions_expired += 1;
-        }
-        let Some(m) = self.find_map_out(f.proto, f.dst, f.dport) else {
-            return Err(reason::NO_SESSION);
-        };
-        match self.filtering {
-            Behavior::EndpointIndependent => {}
-            Behavior::AddressDependent => {
-                // The mapping's sessions are walked (newest first), at most
-                // ADF_WALK of them, so an unsolicited packet costs bounded time; a
-                // remote beyond that is filtered (the conservative answer).
-                let mut cur = self.maps.get(m as usize).map_or(NONE, |x| x.head);
-                let mut ok = false;
-                let mut steps = 0;
-                while let Some(s) = self.sessions.get(cur as usize) {
-                    if s.rem_addr == f.src && !self.expired(s, now) {
-                        ok = true;
-                        break;
-                    }
-                    steps += 1;
-                    if steps >= ADF_WALK {
-                        break;
-                    }
-                    cur = s.next;
-                }
-                if !ok {
-                    return Err(reason::FILTERED);
-                }
-            }
-            Behavior::AddressAndPortDependent => return Err(reason::FILTERED),
-        }
-        self.new_session(m, f.src, f.sport, now)
-    }
-
-    /// Translates one packet (third pass).
-    #[inline(always)]
-    fn handle(&mut self, p: &mut Pkt, pre: &Pre, now: u32, out: &mut Out) -> Next {
-        match pre.act {
-            Act::Pass => Next::Keep,
-            Act::Drop(r) => Next::Drop(r),
-            Act::In2Out => {
-                let s = match self.in2out_session(pre, now) {
-                    Ok(s) => s,
-                    Err(r) => {
-                        self.exhausted(&*p, pre, r, out);
-                        return Next::Drop(r);
-                    }
-                };
-                if pre.frag != FRAG_NONE {
-                    self.last_sess = s;
-                }
-                let Some(sess) = self.sessions.get_mut(s as usize) else {
-                    return Next::Drop(reason::TABLE_FULL);
-                };
-                sess.last = now;
-                if pre.flow.proto == TCP {
-                    Self::tcp_track(sess, pre.tcp_flags, false);
-                }
-                let (ea, ep) = (sess.ext_addr, sess.ext_port);
-                let (l3, l4, end) = (
-                    usize::from(pre.l3),
-                    usize::from(pre.l4),
-                    usize::from(pre.end),
-                );
-                let Some(b) = p.data_mut().get_mut(..end) else {
-                    return Next::Drop(reason::MALFORMED);
-                };
-                rewrite(b, l3, l4, pre.flow.proto, false, ea, ep);
-                if self.hairpinning && self.in_pool(pre.flow.dst) {
-                    return self.hairpin(p, pre, ea, ep, now);
-                }
-                Next::Keep
-            }
-            Act::Out2In => {
-                let s = match self.out2in_session(&pre.flow, pre.h, pre.cand, now) {
-                    Ok(s) => s,
-                    Err(r) => return Next::Drop(r),
-                };
-                if pre.frag != FRAG_NONE {
-                    self.last_sess = s;
-                }
-                let refresh = self.inbound_refresh;
-                let Some(sess) = self.sessions.get_mut(s as usize) else {
-                    return Next::Drop(reason::TABLE_FULL);
-                };
-                if refresh {
-                    sess.last = now;
-                }
-                if pre.flow.proto == TCP {
-                    Self::tcp_track(sess, pre.tcp_flags, true);
-                }
-                let (ia, ip) = (sess.in_addr, sess.in_port);
-                let (l3, l4, end) = (
-                    usize::from(pre.l3),
-                    usize::from(pre.l4),
-                    usize::from(pre.end),
-                );
-                let Some(b) = p.data_mut().get_mut(..end) else {
-                    return Next::Drop(reason::MALFORMED);
-                };
-                rewrite(b, l3, l4, pre.flow.proto, true, ia, ip);
-                Next::Keep
-            }
-            Act::ErrIn2Out | Act::ErrOut2In => self.icmp_error(p, pre, now),
-            Act::FragIn2Out | Act::FragOut2In => self.fragment_rest(p, pre, now),
-        }
-    }
-
-    #[inline]
-    fn frag_key(pre: &Pre) -> FragKey {
-        FragKey {
-            src: pre.flow.src,
-            dst: pre.flow.dst,
-            id: pre.ipid,
-            proto: pre.flow.proto,
-            inbound: matches!(pre.act, Act::Out2In | Act::FragOut2In),
-        }
-    }
-
-    /// Rewrites the addresses of a non-first fragment to the recorded result and
-    /// refreshes the session (outbound always, inbound when configured).
-    fn apply_frag(&mut self, b: &mut [u8], l3: usize, inbound: bool, res: &FragResult, now: u32) {
-        if rd32(b, l3 + 12) != res.src {
-            rewrite_addr(b, l3, false, res.src);
-        }
-        if rd32(b, l3 + 16) != res.dst {
-            rewrite_addr(b, l3, true, res.dst);
-        }
-        let refresh = !inbound || self.inbound_refresh;
-        if let Some(s) = self.sessions.get_mut(res.sess as usize) {
-            if s.live && refresh {
-                s.last = now;
-            }
-        }
-    }
-
-    /// A non-first fragment: translated from its datagram's entry, or held for the
-    /// first fragment (kept in the batch for now, `hold_now` set), or dropped.
-    #[cold]
-    fn fragment_rest(&mut self, p: &mut Pkt, pre: &Pre, now: u32) -> Next {
-        let k = Self::frag_key(pre);
-        if let Some(res) = self.frags.lookup(&k, now) {
-            let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
-                return Next::Drop(reason::MALFORMED);
-            };
-            self.apply_frag(b, usize::from(pre.l3), k.inbound, &res, now);
-            self.stats.frag_translated += 1;
-            return Next::Keep;
-        }
-        // Fragments of the same datagram already promised a slot in this batch.
-        let same = self
-            .pending_keys
-            .iter()
-            .take(self.hold_pending)
-            .filter(|q| **q == k)
-            .count();
-        if !self.held.admits(&k, self.hold_pending, same) {
-            return Next::Drop(reason::FRAG_HOLD_FULL);
-        }
-        let Some(slot) = self.pending_keys.get_mut(self.hold_pending) else {
-            return Next::Drop(reason::FRAG_HOLD_FULL);
-        };
-        *slot = k;
-        self.hold_pending += 1;
-        self.hold_now = true;
-        Next::Keep
-    }
-
-    /// A fragment left `handle` kept at batch position `pos`: record a first
-    /// fragment's result, or mark a non-first one for holding.
-    #[cold]
-    fn fragment_kept(&mut self, p: &Pkt, pre: &Pre, now: u32, pos: usize) {
-        if pre.frag == FRAG_FIRST {
-            self.fragment_first(p, pre, now);
-        } else if self.hold_now {
-            self.hold_now = false;
-            if let Some(w) = self.hold_mask.get_mut(pos / 64) {
-                *w |= 1 << (pos % 64);
-            }
-        }
-    }
-
-    /// After a first fragment was translated: record the result for the rest of its
-    /// datagram (the addresses it now carries, and its session).
-    #[cold]
-    fn fragment_first(&mut self, p: &Pkt, pre: &Pre, now: u32) {
-        let d = p.data();
-        let l3 = usize::from(pre.l3);
-        let res = FragResult {
-            src: rd32(d, l3 + 12),
-            dst: rd32(d, l3 + 16),
-            sess: self.last_sess,
-        };
-        self.stats.frag_first += 1;
-        match self.frags.record(&Self::frag_key(pre), res, now) {
-            Record::New => {}
-            Record::Replaced => self.stats.frag_duplicate_first += 1,
-            Record::Full => self.stats.frag_table_full += 1,
-        }
-        if !self.held.is_empty() || self.hold_pending > 0 {
-            self.release_due = true;
-        }
-    }
-
-    /// Drops held fragments older than the lifetime (counted in `stats` now, as drops
-    /// at the next batch).
-    fn expire_held(&mut self, now: u32, cache: &mut crate::buf::PoolCache) {
-        if self.held.is_empty() {
-            return;
-        }
-        let mut n = 0;
-        self.held.expire(now, |h| {
-            cache.free(h.pkt);
-            n += 1;
-        });
-        self.stats.frag_expired += n;
-        self.expired_uncounted += n;
-    }
-
-    /// After `dispatch`: moves the fragments marked for holding out of `batch` into
-    /// the hold queue, then releases held fragments whose first fragment has been
-    /// translated (appended to `batch`, in hold order, as far as it has room).
-    #[cold]
-    fn after_batch(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out, now: u32) {
-        if self.hold_pending > 0 {
-            let mask = self.hold_mask;
-            let inside_ports = self.inside;
-            let life_now = now;
-            let mut i = 0usize;
-            let scratch = &mut *self.scratch;
-            let held = &mut self.held;
-            let mut held_n = 0u64;
-            batch.drain(|p| {
-                let hold = mask.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
-                i += 1;
-                if !hold {
-                    if let Err(p) = scratch.push(p) {
-                        out.cache.free(p);
-                    }
-                    return;
-                }
-                let d = p.data();
-                let Some(l3) = ipv4_offset(d) else {
-                    node.count_drop(reason::MALFORMED);
-                    out.cache.free(p);
-                    return;
-                };
-                let key = FragKey {
-                    src: rd32(d, l3 + 12),
-                    dst: rd32(d, l3 + 16),
-                    id: rd16(d, l3 + 4),
-                    proto: d.get(l3 + 9).copied().unwrap_or(0),
-                    inbound: !(p.meta.port < 64 && inside_ports & (1 << p.meta.port) != 0),
-                };
-                let h = Held {
-                    pkt: p,
-                    key,
-                    l3: l3 as u16,
-                    since: life_now,
-                };
-                match held.push(h) {
-                    Ok(()) => held_n += 1,
-                    Err(h) => {
-                        node.count_drop(reason::FRAG_HOLD_FULL);
-                        out.cache.free(h.pkt);
-                    }
-                }
-            });
-            batch.append(scratch);
-            self.stats.frag_held += held_n;
-            self.hold_mask = [0; BATCH_SIZE / 64];
-            self.hold_pending = 0;
-        }
-        if self.release_due {
-            self.release(batch, now);
-        }
-    }
-
-    /// Translates and appends to `batch` the held fragments whose datagram has an
-    /// entry now (those that do not fit stay held for the next batch).
-    fn release(&mut self, batch: &mut Batch, now: u32) {
-        self.release_due = false;
-        while let Some(h) = {
-            let frags = &self.frags;
-            self.held
-                .take_first(|h| frags.lookup(&h.key, now).is_some())
-        } {
-            if batch.is_full() {
-                self.release_due = true;
-                if let Err(h) = self.held.push(h) {
-                    h.pkt.pool().free(h.pkt);
-                }
-                return;
-            }
-            let Held {
-                mut pkt, key, l3, ..
-            } = h;
-            if let Some(res) = self.frags.lookup(&key, now) {
-                let b = pkt.data_mut();
-                self.apply_frag(b, usize::from(l3), key.inbound, &res, now);
-            }
-            self.stats.frag_released += 1;
-            if let Err(p) = batch.push(pkt) {
-                p.pool().free(p);
-            }
-        }
-    }
-
-    /// Second translation of a hairpinned packet (RFC 4787 REQ-9): now from the
-    /// sender's outside endpoint to a pool address, translated outside→inside.
-    fn hairpin(&mut self, p: &mut Pkt, pre: &Pre, ea: u32, ep: u16, now: u32) -> Next {
-        let mut f = pre.flow;
-        f.src = ea;
-        if f.proto == ICMP {
-            // An echo request to our own outside address: there is no inside host.
-            return Next::Drop(reason::NO_SESSION);
-        }
-        f.sport = ep;
-        let h = key4(K_SOUT, f.src, f.sport, f.dst, f.dport, f.proto);
-        let s = match self.out2in_session(&f, h, NONE, now) {
-            Ok(s) => s,
-            Err(r) => return Next::Drop(r),
-        };
-        let Some(sess) = self.sessions.get_mut(s as usize) else {
-            return Next::Drop(reason::TABLE_FULL);
-        };
-        sess.last = now;
-        if f.proto == TCP {
-            Self::tcp_track(sess, pre.tcp_flags, true);
-        }
-        let (ia, ip) = (sess.in_addr, sess.in_port);
-        let Some(b) = p.data_mut().get_mut(..usize::from(pre.end)) else {
-            return Next::Drop(reason::MALFORMED);
-        };
-        rewrite(
-            b,
-            usize::from(pre.l3),
-            usize::from(pre.l4),
-            f.proto,
-            true,
-            ia,
-            ip,
-        );
-        self.stats.hairpinned += 1;
-        Next::Keep
-    }
-
-    /// Translates an ICMP error by its embedded packet (RFC 5508 §4.2 REQ-3).
-    fn icmp_error(&mut self, p: &mut Pkt, pre: &Pre, now: u32) -> Next {
-        let inbound = pre.act == Act::ErrOut2In;
-        let (l3, l4, end) = (
-            usize::from(pre.l3),
-            usize::from(pre.l4),
-            usize::from(pre.end),
-        );
-        let d = p.data();
-        // Embedded IPv4 header + 8 bytes.
-        let il3 = l4 + 8;
-        let Some(ih) = d
-            .get(il3..il3 + 20)
-            .and_then(|x| <&[u8; 20]>::try_from(x).ok())
-            .filter(|_| il3 + 20 <= end)
-        else {
-            return Next::Drop(reason::MALFORMED);
-        };
-        let ihl = usize::from(ih[0] & 0x0f) * 4;
-        if ih[0] >> 4 != 4 || ihl < 20 {
-            return Next::Drop(reason::MALFORMED);
-        }
-        let iproto = ih[9];
-        let isrc = u32::from_be_bytes([ih[12], ih[13], ih[14], ih[15]]);
-        let idst = u32::from_be_bytes([ih[16], ih[17], ih[18], ih[19]]);
-        let il4 = il3 + ihl;
-        if il4 + 8 > end || !matches!(iproto, TCP | UDP | ICMP) {
-            return Next::Drop(reason::MALFORMED);
-        }
-        let (ps, pd) = (rd16(d, il4), rd16(d, il4 + 2));
-        let ident = rd16(d, il4 + 4);
-        let s = if inbound {
-            // The embedded packet is one we sent out: (ext → remote).
-            let (sp, dp) = if iproto == ICMP { (0, ident) } else { (pd, ps) };
-            let f = Flow {
-                src: idst,
-                dst: isrc,
-                sport: sp,
-                dport: dp,
-                proto: iproto,
-            };
-            let h = key4(K_SOUT, f.src, f.sport, f.dst, f.dport, f.proto);
-            self.find_sess_out_h(&f, h)
-        } else {
-            // The embedded packet is one we delivered inside: (remote → inside).
-            let (sp, dp) = if iproto == ICMP { (ident, 0) } else { (pd, ps) };
-            let f = Flow {
-                src: idst,
-                dst: isrc,
-                sport: sp,
-                dport: dp,
-                proto: iproto,
-            };
-            let h = key4(K_SIN, f.src, f.sport, f.dst, f.dport, f.proto);
-            self.find_sess_in_h(&f, h)
-        };
-        let Some(sess) = s.and_then(|s| self.sessions.get(s as usize)).copied() else {
-            return Next::Drop(reason::ICMP_ERROR_NO_SESSION);
-        };
-        if self.expired(&sess, now) {
-            return Next::Drop(reason::ICMP_ERROR_NO_SESSION);
-        }
-        let Some(b) = p.data_mut().get_mut(..end) else {
-            return Next::Drop(reason::MALFORMED);
-        };
-        if inbound {
-            rewrite_addr(b, l3, true, sess.in_addr);
-            rewrite_inner(
-                b,
-                l4 + 2,
-                il3,
-                il4,
-                iproto,
-                false,
-                sess.in_addr,
-                sess.in_port,
-            );
-        } else {
-            rewrite_addr(b, l3, false, sess.ext_addr);
-            rewrite_inner(
-                b,
-                l4 + 2,
-                il3,
-                il4,
-                iproto,
-                true,
-                sess.ext_addr,
-                sess.ext_port,
-            );
-        }
-        self.stats.icmp_errors_translated += 1;
-        Next::Keep
-    }
-
-    /// RFC 5508 REQ-8: answer a flow the NAT cannot take with Destination Unreachable
-    /// code 13, sent back out of the ingress port (rate limited).
-    fn exhausted(&mut self, p: &Pkt, pre: &Pre, _r: u16, out: &mut Out) {
-        if !self.icmp_errors {
-            return;
-        }
-        let window = out.now_ns / 1_000_000_000;
-        if window != self.icmp_window {
-            self.icmp_window = window;
-            self.icmp_sent = 0;
-        }
-        if self.icmp_sent >= self.icmp_rate {
-            self.stats.icmp_errors_rate_limited += 1;
-            return;
-        }
-        let d = p.data();
-        let l3 = usize::from(pre.l3);
-        let (Some(l2), Some(ip)) = (d.get(..l3), d.get(l3..usize::from(pre.end))) else {
-            return;
-        };
-        let Some(mut e) = out.cache.alloc() else {
-            return;
-        };
-        let built = (|| {
-            let buf = e.buffer_mut();
-            let base = crate::buf::HEADROOM;
-            let room = buf.get_mut(base..)?;
-            room.get_mut(..l3)?.copy_from_slice(l2);
-            // Swap the MAC addresses: the error goes back where the packet came from.
-            if l3 >= ETH_LEN {
-                room.get_mut(0..6)?.copy_from_slice(l2.get(6..12)?);
-                room.get_mut(6..12)?.copy_from_slice(l2.get(0..6)?);
-            }
-            let n = icmpv4::build_error(
-                room.get_mut(l3..)?,
-                ip,
-                Ipv4Addr::from(self.icmp_src),
-                64,
-                ErrorKind::DstUnreachable {
-                    code: icmpv4::unreachable::ADMIN_PROHIBITED,
-                    next_hop_mtu: 0,
-                },
-                QuoteLimit::HeaderPlus8,
-            )
-            .ok()?;
-            Some(l3 + n)
-        })();
-        let Some(len) = built else {
-            out.cache.free(e);
-            return;
-        };
-        if e.set_window(crate::buf::HEADROOM, len).is_err() {
-            out.cache.free(e);
-            return;
-        }
-        e.meta.port = p.meta.port;
-        match out.ports.get_mut(usize::from(p.meta.port)) {
-            Some(b) => match b.push(e) {
-                Ok(()) => {
-                    self.icmp_sent += 1;
-                    self.stats.icmp_errors_sent += 1;
-                }
-                Err(e) => out.cache.free(e),
-            },
-            None => out.cache.free(e),
-        }
-    }
 }
 
 impl Stage for Nat44 {
@@ -1969,7 +486,130 @@ impl Stage for Nat44 {
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        NatDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        NatDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let st = &self.stats;
+        f(Counter::gauge(
+            "sessions-active",
+            "sessions in use",
+            self.session_count() as u64,
+        ));
+        f(Counter::gauge(
+            "mappings-active",
+            "mappings (endpoint-independent bindings) in use",
+            self.mapping_count() as u64,
+        ));
+        f(Counter::gauge(
+            "subscribers",
+            "subscribers holding ports or sessions",
+            self.subscriber_count() as u64,
+        ));
+        f(Counter::gauge(
+            "port-blocks-in-use",
+            "port blocks allocated to subscribers",
+            self.blocks_in_use(),
+        ));
+        f(Counter::gauge(
+            "fragments-held",
+            "non-first fragments waiting for their first fragment",
+            self.fragments_held() as u64,
+        ));
+        f(Counter::total(
+            "sessions-created",
+            "sessions created",
+            st.sessions_created,
+        ));
+        f(Counter::total(
+            "sessions-expired",
+            "sessions removed by their idle timer",
+            st.sessions_expired,
+        ));
+        f(Counter::total(
+            "mappings-created",
+            "mappings created",
+            st.mappings_created,
+        ));
+        f(Counter::total(
+            "port-blocks-allocated",
+            "port blocks allocated (RFC 7422)",
+            st.blocks_allocated,
+        ));
+        f(Counter::total(
+            "port-blocks-released",
+            "port blocks released",
+            st.blocks_released,
+        ));
+        f(Counter::total(
+            "port-alloc-failures",
+            "mappings refused for want of a port or a port block",
+            st.block_alloc_failures,
+        ));
+        f(Counter::total(
+            "hairpinned",
+            "packets hairpinned back inside (RFC 4787 §6)",
+            st.hairpinned,
+        ));
+        f(Counter::total(
+            "icmp-errors-translated",
+            "ICMP errors translated with their quoted packet (RFC 5508 §4)",
+            st.icmp_errors_translated,
+        ));
+        f(Counter::total(
+            "icmp-errors-sent",
+            "ICMP errors sent for exhausted resources (RFC 6888 §4)",
+            st.icmp_errors_sent,
+        ));
+        f(Counter::total(
+            "icmp-errors-rate-limited",
+            "ICMP errors not sent: rate limit",
+            st.icmp_errors_rate_limited,
+        ));
+        f(Counter::total(
+            "fragments-first",
+            "first fragments translated",
+            st.frag_first,
+        ));
+        f(Counter::total(
+            "fragments-translated",
+            "non-first fragments translated on arrival",
+            st.frag_translated,
+        ));
+        f(Counter::total(
+            "fragments-held-total",
+            "non-first fragments held for their first fragment",
+            st.frag_held,
+        ));
+        f(Counter::total(
+            "fragments-released",
+            "held fragments translated and sent on",
+            st.frag_released,
+        ));
+        f(Counter::total(
+            "fragments-expired",
+            "held fragments whose first fragment never came",
+            st.frag_expired,
+        ));
+        f(Counter::total(
+            "fragment-table-full",
+            "first fragments whose translation could not be recorded",
+            st.frag_table_full,
+        ));
+        f(Counter::total(
+            "log-records",
+            "port-block log records written",
+            st.log_records,
+        ));
+        f(Counter::total(
+            "log-records-lost",
+            "log records lost: ring full",
+            self.log.lost,
+        ));
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -2031,7 +671,7 @@ impl Stage for Nat44 {
             self.expire_held(now, &mut out.cache);
         }
         if self.expired_uncounted > 0 {
-            if let Some(c) = node.drops.get_mut(usize::from(reason::FRAG_EXPIRED)) {
+            if let Some(c) = node.drops.get_mut(usize::from(NatDrop::FragExpired.code())) {
                 *c += self.expired_uncounted;
             }
             self.expired_uncounted = 0;

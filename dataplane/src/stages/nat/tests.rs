@@ -59,8 +59,8 @@ impl H {
         r
     }
 
-    fn drops(&self, r: u16) -> u64 {
-        self.node.drops[r as usize]
+    fn drops(&self, r: NatDrop) -> u64 {
+        self.node.drops[usize::from(r.code())]
     }
 
     /// Frames the stage transmitted itself (ICMP errors) on `port`.
@@ -318,7 +318,7 @@ fn req5_req6_udp_timeout_and_outbound_refresh() {
     assert_eq!(h.nat.session_count(), 0);
     assert_eq!(h.nat.mapping_count(), 0);
     assert!(h.run(OUT, &back).is_none());
-    assert_eq!(h.drops(reason::NO_SESSION), 1);
+    assert_eq!(h.drops(NatDrop::NoSession), 1);
 }
 
 #[test]
@@ -362,7 +362,7 @@ fn req8_filtering_behaviours() {
     // Nothing mapped at all: unsolicited, dropped.
     let mut h = H::new(cfg());
     assert!(h.run(OUT, &udp([192, 0, 2, 1], 53, EXT, 4000)).is_none());
-    assert_eq!(h.drops(reason::NO_SESSION), 1);
+    assert_eq!(h.drops(NatDrop::NoSession), 1);
 }
 
 #[test]
@@ -503,7 +503,7 @@ fn rfc5508_req3_icmp_error_inner_translation_inbound() {
     // An error about a flow we never saw is dropped (REQ-4), the sessions stay.
     let stray = icmp_error_about([203, 0, 113, 254], &udp(EXT, 9999, [192, 0, 2, 1], 53), 3);
     assert!(h.run(OUT, &stray).is_none());
-    assert_eq!(h.drops(reason::ICMP_ERROR_NO_SESSION), 1);
+    assert_eq!(h.drops(NatDrop::IcmpErrorNoSession), 1);
     assert_eq!(h.nat.session_count(), 2);
 }
 
@@ -591,7 +591,7 @@ fn cgnat_port_exhaustion_of_one_subscriber_leaves_others_alone() {
     }
     // The 17th mapping of A: no port left in its two blocks.
     assert!(h.run(IN, &udp(a, 2000, [192, 0, 2, 1], 53)).is_none());
-    assert_eq!(h.drops(reason::NO_PORT), 1);
+    assert_eq!(h.drops(NatDrop::NoPort), 1);
     // RFC 5508 REQ-8: Destination Unreachable, code 13, back out the inside port.
     let errs = h.sent(IN as usize);
     assert_eq!(errs.len(), 1);
@@ -661,7 +661,7 @@ fn cgnat_session_limit_per_subscriber() {
     assert!(h
         .run(IN, &udp([100, 64, 0, 1], 1000, [192, 0, 2, 9], 53))
         .is_none());
-    assert_eq!(h.drops(reason::SESSION_LIMIT), 1);
+    assert_eq!(h.drops(NatDrop::SessionLimit), 1);
     assert!(h
         .run(IN, &udp([100, 64, 0, 2], 1000, [192, 0, 2, 9], 53))
         .is_some());
@@ -681,12 +681,12 @@ fn table_full_keeps_existing_sessions() {
     assert!(h
         .run(IN, &udp([10, 0, 0, 9], 999, [192, 0, 2, 1], 53))
         .is_none());
-    assert_eq!(h.drops(reason::TABLE_FULL), 1);
+    assert_eq!(h.drops(NatDrop::TableFull), 1);
     // A new remote for an existing mapping needs a session too: also refused.
     assert!(h
         .run(IN, &udp([10, 0, 0, 1], 1000, [192, 0, 2, 7], 53))
         .is_none());
-    assert_eq!(h.drops(reason::TABLE_FULL), 2);
+    assert_eq!(h.drops(NatDrop::TableFull), 2);
     assert_eq!(h.nat.session_count(), 16);
     for (f, p) in &ext {
         let r = h.run(IN, f).unwrap();
@@ -701,17 +701,17 @@ fn malformed_and_fragments_are_counted_drops() {
     let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
     f.truncate(14 + 20 + 4);
     assert!(h.run(IN, &f).is_none());
-    assert_eq!(h.drops(reason::MALFORMED), 1);
+    assert_eq!(h.drops(NatDrop::Malformed), 1);
     // MF set on 13 bytes of payload: not a multiple of 8.
     let mut f = udp_len([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53, 5);
     f[14 + 6] = 0x20;
     assert!(h.run(IN, &f).is_none());
-    assert_eq!(h.drops(reason::MALFORMED), 2);
+    assert_eq!(h.drops(NatDrop::Malformed), 2);
     // GRE is not translated.
     let mut f = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
     f[14 + 9] = 47;
     assert!(h.run(IN, &f).is_none());
-    assert_eq!(h.drops(reason::PROTO_UNSUPPORTED), 1);
+    assert_eq!(h.drops(NatDrop::ProtoUnsupported), 1);
 }
 
 #[test]
@@ -1005,7 +1005,7 @@ fn held_fragments_expire_and_entries_age_out() {
     assert_eq!(h.nat.stats.frag_expired, 1);
     let got = h.run_batch(IN, &frs[..1]);
     assert_eq!(got.len(), 1, "the first fragment still goes");
-    assert_eq!(h.drops(reason::FRAG_EXPIRED), 1);
+    assert_eq!(h.drops(NatDrop::FragExpired), 1);
     assert_eq!(h.nat.stats.frag_released, 0);
     // The middle one in time is translated directly.
     assert_eq!(h.run_batch(IN, &frs[1..2]).len(), 1);
@@ -1015,7 +1015,7 @@ fn held_fragments_expire_and_entries_age_out() {
     h.now += 3 * SEC;
     let _ = h.run_batch(IN, &[udp(A, 6000, SRV, 53)]);
     assert!(h.nat.held.is_empty());
-    assert_eq!(h.drops(reason::FRAG_EXPIRED), 2);
+    assert_eq!(h.drops(NatDrop::FragExpired), 2);
     // No buffer is lost: every buffer is back in the pool or its cache.
     let pool = h.out.cache.pool();
     assert_eq!(
@@ -1032,7 +1032,7 @@ fn hold_queue_and_per_datagram_limits() {
     assert_eq!(frs.len(), 22);
     assert!(h.run_batch(IN, &frs[1..21]).is_empty());
     assert_eq!(h.nat.held.len(), frag::HOLD_PER_DATAGRAM);
-    assert_eq!(h.drops(reason::FRAG_HOLD_FULL), 4);
+    assert_eq!(h.drops(NatDrop::FragHoldFull), 4);
     // Non-first fragments of many datagrams: the queue fills at 64.
     let mut orphans = Vec::new();
     for id in 100..160u16 {
@@ -1040,7 +1040,7 @@ fn hold_queue_and_per_datagram_limits() {
     }
     assert!(h.run_batch(IN, &orphans).is_empty());
     assert_eq!(h.nat.held.len(), frag::HOLD_SLOTS);
-    assert_eq!(h.drops(reason::FRAG_HOLD_FULL), 4 + 60 - 48);
+    assert_eq!(h.drops(NatDrop::FragHoldFull), 4 + 60 - 48);
     // The first fragment of the first datagram releases its 16.
     let got = h.run_batch(IN, &frs[..1]);
     assert_eq!(got.len(), 17);
@@ -1147,22 +1147,22 @@ fn rfc1858_tiny_and_overlapping_fragments_dropped() {
     // A first fragment with 16 bytes of the 20-byte TCP header.
     let frs = fragments(&t, 16, 1);
     assert!(h.run_batch(IN, &frs[..1]).is_empty());
-    assert_eq!(h.drops(reason::FRAG_TINY), 1);
+    assert_eq!(h.drops(NatDrop::FragTiny), 1);
     // A TCP fragment at offset 8 (could rewrite the flags).
     let frs = fragments(&t, 8, 2);
     assert!(h.run_batch(IN, &frs[1..2]).is_empty());
-    assert_eq!(h.drops(reason::FRAG_TINY), 2);
+    assert_eq!(h.drops(NatDrop::FragTiny), 2);
     assert_eq!(h.nat.session_count(), 0, "no session from a tiny fragment");
     // Offset + length past 65535.
     let mut f = fragments(&udp_len(A, 5000, SRV, 53, 200), 64, 3)[1].clone();
     f[14 + 6..14 + 8].copy_from_slice(&0x1fffu16.to_be_bytes());
     assert!(h.run_batch(IN, &[f]).is_empty());
-    assert_eq!(h.drops(reason::MALFORMED), 1);
+    assert_eq!(h.drops(NatDrop::Malformed), 1);
     // A non-first fragment of an untranslated protocol.
     let mut f = fragments(&udp_len(A, 5000, SRV, 53, 200), 64, 4)[1].clone();
     f[14 + 9] = 47;
     assert!(h.run_batch(IN, &[f]).is_empty());
-    assert_eq!(h.drops(reason::PROTO_UNSUPPORTED), 1);
+    assert_eq!(h.drops(NatDrop::ProtoUnsupported), 1);
     // A fragmented ICMP error.
     let err = icmp_error_about([192, 0, 2, 9], &udp(EXT, 1024, SRV, 53), 3);
     let mut f = err.clone();
@@ -1171,7 +1171,7 @@ fn rfc1858_tiny_and_overlapping_fragments_dropped() {
     f[14 + 2..14 + 4].copy_from_slice(&(tl as u16).to_be_bytes());
     f.truncate(14 + tl);
     assert!(h.run_batch(OUT, &[f]).is_empty());
-    assert_eq!(h.drops(reason::FRAGMENT), 1);
+    assert_eq!(h.drops(NatDrop::Fragment), 1);
     assert!(h.nat.held.is_empty());
 }
 

@@ -100,6 +100,9 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
     let mut trace_len = usize::MAX;
     loop {
         if stop.load(Ordering::Relaxed) {
+            // The control thread has stopped: its last frames (PADTs, LCP
+            // Terminate-Requests) are in the inject ring; send them, then what is queued.
+            w.poll(t0.elapsed().as_nanos() as u64);
             w.flush();
             break;
         }

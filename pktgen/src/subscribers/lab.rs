@@ -411,7 +411,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let up_ids: Vec<u32> = (0..n)
         .filter(|&i| {
             emu.subscriber(i)
-                .is_some_and(|s| s.phase == vbng::client::ClientPhase::Up)
+                .is_some_and(|s| s.phase == super::client::ClientPhase::Up)
         })
         .collect();
     let mut report = LabReport {
@@ -500,7 +500,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 .copied()
                 .unwrap_or(64)
         };
-        let v6: Vec<&vbng::client::Subscriber> = up_ids
+        let v6: Vec<&super::client::Subscriber> = up_ids
             .iter()
             .filter_map(|&i| emu.subscriber(i))
             .filter(|s| s.ipv6 != 0)
@@ -535,7 +535,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     f.extend_from_slice(&core_mac);
                     f.extend_from_slice(&sink_mac);
                     f.extend_from_slice(&[0x86, 0xdd]);
-                    f.extend_from_slice(&vbng::client::ipv6_udp(
+                    f.extend_from_slice(&super::client::ipv6_udp(
                         IPV6_REMOTE,
                         s.ipv6,
                         ip_len,
@@ -607,7 +607,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
 fn ipv6_ready(emu: &Emulator, n: u32) -> u32 {
     (0..n)
         .filter_map(|i| emu.subscriber(i))
-        .filter(|s| s.phase == vbng::client::ClientPhase::Up && s.ipv6 != 0)
+        .filter(|s| s.phase == super::client::ClientPhase::Up && s.ipv6 != 0)
         .count() as u32
 }
 

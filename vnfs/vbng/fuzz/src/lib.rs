@@ -19,7 +19,7 @@
 //! - `client`: the subscriber emulator (pktgen's PPPoE client) parsing whatever a
 //!   BNG might send, in every phase.
 
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;

@@ -127,8 +127,11 @@ pub struct Config {
     pub icmp_rate: u32,
     /// Depth of the ICMP token bucket.
     pub icmp_burst: u32,
-    /// CGNAT public pool on the core side; absent = route subscriber addresses as is.
+    /// Shorthand for `[cgnat] pool = [PREFIX]` (kept for old configs).
     pub cgnat_public: Option<String>,
+    /// CGNAT (RFC 6888 port blocks, `nat44` between the upstream and downstream fast
+    /// path); absent = subscriber addresses are routed as they are.
+    pub cgnat: Option<CgnatSection>,
     /// Prometheus/CLI listen address (binary).
     pub listen: Option<String>,
 }
@@ -179,9 +182,36 @@ impl Default for Config {
             icmp_rate: 1000,
             icmp_burst: 100,
             cgnat_public: None,
+            cgnat: None,
             listen: None,
         }
     }
+}
+
+/// The `[cgnat]` section: the outside pool and the port-block settings
+/// (`dataplane::stages::nat::{NatConfig, CgnatConfig}`; the access port is the inside).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgnatSection {
+    /// Outside addresses: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h` (at most
+    /// 4096 addresses in all).
+    pub pool: Vec<String>,
+    /// Ports per block (default 512).
+    pub block_size: Option<u16>,
+    /// Blocks one subscriber may hold, 1 to 32 (default 4).
+    pub blocks_per_subscriber: Option<u16>,
+    /// Sessions one subscriber may hold (default 4000).
+    pub sessions_per_subscriber: Option<u32>,
+    /// NAT session table size (default 4 per session slot, at least 65536, at most
+    /// 4194304).
+    pub max_sessions: Option<u32>,
+    /// Log port-block allocations and releases (RFC 6888 §4; default on).
+    pub log: Option<bool>,
+}
+
+/// Default NAT session table size for `slots` session slots.
+pub fn default_nat_sessions(slots: u32) -> u32 {
+    slots.saturating_mul(4).clamp(1 << 16, 1 << 22)
 }
 
 /// An address pool.
@@ -555,6 +585,101 @@ impl Config {
         Ok(c)
     }
 
+    /// The NAT of the `[cgnat]` section (or the `cgnat_public` shorthand) for a BNG
+    /// with `slots` session slots: inside port 0 (access), one subscriber per slot;
+    /// `None` without CGNAT. Errors are one line naming the key.
+    pub fn nat_config(
+        &self,
+        slots: u32,
+    ) -> Result<Option<dataplane::stages::nat::NatConfig>, ConfigError> {
+        use dataplane::stages::nat::{self, CgnatConfig, NatConfig};
+        let sec = match (&self.cgnat, &self.cgnat_public) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "cgnat_public and [cgnat] both given: put the prefix in cgnat.pool".to_string(),
+                ))
+            }
+            (Some(c), None) => c.clone(),
+            (None, Some(p)) => CgnatSection {
+                pool: vec![p.clone()],
+                ..CgnatSection::default()
+            },
+            (None, None) => return Ok(None),
+        };
+        let d = CgnatConfig::default();
+        let c = NatConfig {
+            inside_ports: vec![0],
+            pool: sec.pool.clone(),
+            cgnat: Some(CgnatConfig {
+                block_size: sec.block_size.unwrap_or(d.block_size),
+                blocks_per_subscriber: sec.blocks_per_subscriber.unwrap_or(d.blocks_per_subscriber),
+                sessions_per_subscriber: sec
+                    .sessions_per_subscriber
+                    .unwrap_or(d.sessions_per_subscriber),
+                log: sec.log.unwrap_or(d.log),
+            }),
+            max_subscribers: slots.clamp(16, nat::MAX_SUBSCRIBERS),
+            max_sessions: sec.max_sessions.unwrap_or(default_nat_sessions(slots)),
+            ..NatConfig::default()
+        };
+        let key = if self.cgnat.is_some() {
+            "cgnat.pool"
+        } else {
+            "cgnat_public"
+        };
+        c.validate().map_err(|e| {
+            ConfigError(match e {
+                nat::ConfigError::BadPool(p) => alloc::format!(
+                    "{key}: bad entry {p:?} (want a.b.c.d, a.b.c.d/len or a.b.c.d-e.f.g.h)"
+                ),
+                nat::ConfigError::EmptyPool => alloc::format!("{key}: empty"),
+                nat::ConfigError::PoolTooLarge => {
+                    alloc::format!("{key}: more than {} addresses", nat::MAX_POOL)
+                }
+                nat::ConfigError::BadBlockSize => {
+                    "cgnat: block_size must be 8 to 64512 and blocks_per_subscriber 1 to 32"
+                        .to_string()
+                }
+                nat::ConfigError::OutOfRange(w, v, lo, hi) => {
+                    let w = w.strip_prefix("cgnat.").unwrap_or(w);
+                    let w = if w == "max_subscribers" {
+                        "max_subscribers (the session slots)"
+                    } else {
+                        w
+                    };
+                    alloc::format!("cgnat.{w}: {v} is not in {lo}..={hi}")
+                }
+                e => alloc::format!("cgnat: {e}"),
+            })
+        })?;
+        let ranges = c
+            .pool_ranges()
+            .map_err(|e| ConfigError(alloc::format!("{key}: {e}")))?;
+        for &(lo, hi) in &ranges {
+            for a in self.own_addresses() {
+                if (lo..=hi).contains(&a) {
+                    return Err(ConfigError(alloc::format!(
+                        "{key}: holds the BNG's own address {}",
+                        Ipv4Addr::from(a)
+                    )));
+                }
+            }
+            for p in &self.pools {
+                for r in &p.ranges {
+                    if let Ok((a, b)) = parse_range(r) {
+                        if a <= hi && lo <= b {
+                            return Err(ConfigError(alloc::format!(
+                                "{key}: overlaps subscriber pool {:?} ({r})",
+                                p.name
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(c))
+    }
+
     /// The BNG's own IPv4 addresses: never a subscriber's (gateway, core address and
     /// core gateway).
     pub fn own_addresses(&self) -> Vec<u32> {
@@ -743,6 +868,7 @@ impl Config {
         if let Some(r) = &self.radius {
             r.validate()?;
         }
+        self.nat_config(1)?;
         if !(64..=MAX_PAYLOAD).contains(&self.max_payload) {
             return Err(ConfigError(alloc::format!(
                 "max_payload must be 64 to {MAX_PAYLOAD}"

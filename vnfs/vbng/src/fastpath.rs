@@ -49,7 +49,7 @@ use dataplane::buf::Pkt;
 use dataplane::metrics::Prom;
 use dataplane::proto::checksum::update16;
 use dataplane::proto::icmpv4::{unreachable, ErrorKind};
-use dataplane::stage::{NodeStats, Stage};
+use dataplane::stage::{Counter, NodeStats, Stage};
 use dataplane::stages::frag4::fragment4;
 use dataplane::stages::ip4::RateLimit;
 use dataplane::stages::qos::TokenBucket;
@@ -59,47 +59,53 @@ use hashbrown::HashMap;
 #[path = "fastpath6.rs"]
 mod v6;
 
-/// Drop reasons of `bng-fastpath`, in `Next::Drop` index order.
-pub static ERRORS: &[&str] = &[
-    "malformed",
-    "no-session",
-    "spoofed-source",
-    "policed-up",
-    "policed-down",
-    "no-route",
-    "ttl-exceeded",
-    "too-big",
-    "no-headroom",
-    "unsupported-ethertype",
-    "ipv6-not-forwarded",
-    "arp-consumed",
-    "arp-not-for-us",
-    "arp-malformed",
-    "arp-ignored",
-    "next-hop-unresolved",
-    "local-not-handled",
-    "fragmentation-failed",
-    "nd-consumed",
-];
-const E_MALFORMED: u16 = 0;
-const E_NO_SESSION: u16 = 1;
-const E_SPOOF: u16 = 2;
-const E_POLICE_UP: u16 = 3;
-const E_POLICE_DOWN: u16 = 4;
-const E_NO_ROUTE: u16 = 5;
-const E_TTL: u16 = 6;
-const E_TOO_BIG: u16 = 7;
-const E_HEADROOM: u16 = 8;
-const E_ETHERTYPE: u16 = 9;
-const E_IPV6: u16 = 10;
-const E_ARP_CONSUMED: u16 = 11;
-const E_ARP_NOT_US: u16 = 12;
-const E_ARP_MALFORMED: u16 = 13;
-const E_ARP_IGNORED: u16 = 14;
-const E_UNRESOLVED: u16 = 15;
-const E_LOCAL: u16 = 16;
-const E_FRAG: u16 = 17;
-const E_ND_CONSUMED: u16 = 18;
+dataplane::drop_reasons! {
+    /// Why a fast-path node (`bng-fastpath`, `bng-upstream`, `bng-downstream`) drops,
+    /// in `Next::Drop` index order.
+    pub enum FastPathDrop {
+        Malformed = ("malformed", "truncated or inconsistent Ethernet/VLAN/PPPoE/IP headers"),
+        NoSession = ("no-session", "PPPoE session frame matching no session (port, MAC, VLANs, session id)"),
+        Spoofed = ("spoofed-source", "upstream source address is not the session's (anti-spoofing)"),
+        PolicedUp = ("policed-up", "over the subscriber's upstream rate (token bucket)"),
+        PolicedDown = ("policed-down", "over the subscriber's downstream rate (token bucket)"),
+        NoRoute = ("no-route", "downstream destination is no session's address or prefix"),
+        TtlExceeded = ("ttl-exceeded", "TTL or hop limit expired (RFC 1812 5.3.1, RFC 8200 3)"),
+        TooBig = ("too-big", "larger than the session MTU with DF set, or IPv6 (RFC 1191, RFC 8201)"),
+        NoHeadroom = ("no-headroom", "no buffer headroom for the access encapsulation"),
+        Ethertype = ("unsupported-ethertype", "an ethertype the BNG does not forward on this port"),
+        Ipv6 = ("ipv6-not-forwarded", "IPv6 the fast path does not forward (no prefix, link-local, multicast)"),
+        ArpConsumed = ("arp-consumed", "ARP reply or request for us, learned"),
+        ArpNotForUs = ("arp-not-for-us", "ARP for another address"),
+        ArpMalformed = ("arp-malformed", "ARP packet that does not parse"),
+        ArpIgnored = ("arp-ignored", "ARP without a core address, from a bad sender or conflicting"),
+        Unresolved = ("next-hop-unresolved", "the core next hop is not resolved yet (ARP/ND pending)"),
+        Local = ("local-not-handled", "addressed to the BNG and not an echo request"),
+        Fragmentation = ("fragmentation-failed", "could not fragment to the session MTU (no buffer)"),
+        NdConsumed = ("nd-consumed", "Neighbor Solicitation for us on the core link, answered"),
+    }
+}
+
+/// Drop reasons of the fast-path nodes, in `Next::Drop` index order.
+pub static ERRORS: &[&str] = FastPathDrop::NAMES;
+const E_MALFORMED: u16 = FastPathDrop::Malformed.code();
+const E_NO_SESSION: u16 = FastPathDrop::NoSession.code();
+const E_SPOOF: u16 = FastPathDrop::Spoofed.code();
+const E_POLICE_UP: u16 = FastPathDrop::PolicedUp.code();
+const E_POLICE_DOWN: u16 = FastPathDrop::PolicedDown.code();
+const E_NO_ROUTE: u16 = FastPathDrop::NoRoute.code();
+const E_TTL: u16 = FastPathDrop::TtlExceeded.code();
+const E_TOO_BIG: u16 = FastPathDrop::TooBig.code();
+const E_HEADROOM: u16 = FastPathDrop::NoHeadroom.code();
+const E_ETHERTYPE: u16 = FastPathDrop::Ethertype.code();
+const E_IPV6: u16 = FastPathDrop::Ipv6.code();
+const E_ARP_CONSUMED: u16 = FastPathDrop::ArpConsumed.code();
+const E_ARP_NOT_US: u16 = FastPathDrop::ArpNotForUs.code();
+const E_ARP_MALFORMED: u16 = FastPathDrop::ArpMalformed.code();
+const E_ARP_IGNORED: u16 = FastPathDrop::ArpIgnored.code();
+const E_UNRESOLVED: u16 = FastPathDrop::Unresolved.code();
+const E_LOCAL: u16 = FastPathDrop::Local.code();
+const E_FRAG: u16 = FastPathDrop::Fragmentation.code();
+const E_ND_CONSUMED: u16 = FastPathDrop::NdConsumed.code();
 
 /// The queue through which the control plane updates the fast path.
 pub type UpdateQueue = ArrayQueue<FibUpdate>;
@@ -179,19 +185,37 @@ struct Sess {
     mtu: u16,
 }
 
-/// Which half of the work a `bng-fastpath` instance does. With CGNAT the pipeline is
-/// `[Upstream] → nat44 → [Downstream]`: decapsulated upstream packets are kept for the
-/// NAT and forwarded to the core by the second instance; core packets pass the first
-/// instance untouched and are encapsulated by the second after the NAT. Each instance
-/// has its own table copy, fed by its own update queue.
+/// Which half of the work a fast-path instance does, and its node name.
+///
+/// `Both` (`bng-fastpath`) does both directions in one node. The vBNG graph
+/// ([`crate::vnf::build`]) uses one `Upstream` (`bng-upstream`) and one `Downstream`
+/// (`bng-downstream`) node behind the `bng-input` classifier. With CGNAT
+/// ([`FastPath::with_nat`], the default for these two modes) the graph is
+/// `bng-upstream → nat44 → bng-downstream`: decapsulated upstream packets are kept for
+/// the NAT and forwarded to the core by the second instance; core packets pass the
+/// first instance untouched and are encapsulated by the second after the NAT. Without
+/// a NAT the upstream node sends straight to the core port. Each instance has its own
+/// table copy, fed by its own update queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Both directions in one stage (no NAT).
     Both,
-    /// Decapsulate upstream, keep everything for the next stage.
+    /// Decapsulate upstream; with a NAT after it keep everything for the next stage,
+    /// else send to the core port.
     Upstream,
     /// Encapsulate downstream; send kept (already decapsulated) upstream packets to the core.
     Downstream,
+}
+
+impl Mode {
+    /// The node name of an instance in this mode.
+    pub const fn node_name(self) -> &'static str {
+        match self {
+            Mode::Both => "bng-fastpath",
+            Mode::Upstream => "bng-upstream",
+            Mode::Downstream => "bng-downstream",
+        }
+    }
 }
 
 /// Fast-path configuration.
@@ -278,13 +302,36 @@ fn inc(c: &AtomicU64) {
 impl FastPathStats {
     /// Append the counters (and the core link's ARP counters) to `p`.
     pub fn prometheus(&self, core: Option<&CoreLink>, p: &mut Prom) {
+        FastPathStats::prometheus_sum(&[self], core, p);
+    }
+
+    /// Append the sums of several instances' counters (the nodes of one graph) and
+    /// the core link's ARP counters to `p`.
+    pub fn prometheus_sum(all: &[&FastPathStats], core: Option<&CoreLink>, p: &mut Prom) {
+        let sum = |f: fn(&FastPathStats) -> &AtomicU64| -> AtomicU64 {
+            AtomicU64::new(all.iter().map(|s| f(s).load(Ordering::Relaxed)).sum())
+        };
+        let this = FastPathStats {
+            icmp_sent: sum(|s| &s.icmp_sent),
+            icmp_rate_limited: sum(|s| &s.icmp_rate_limited),
+            icmp_not_allowed: sum(|s| &s.icmp_not_allowed),
+            icmp_no_source: sum(|s| &s.icmp_no_source),
+            no_buffer: sum(|s| &s.no_buffer),
+            echo_replies: sum(|s| &s.echo_replies),
+            mss_clamped: sum(|s| &s.mss_clamped),
+            mss_bad_options: sum(|s| &s.mss_bad_options),
+            fragmented: sum(|s| &s.fragmented),
+            fragments_sent: sum(|s| &s.fragments_sent),
+            core_na_sent: sum(|s| &s.core_na_sent),
+        };
+        let s = &this;
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         for (kind, v) in [
-            ("sent", g(&self.icmp_sent)),
-            ("rate_limited", g(&self.icmp_rate_limited)),
-            ("not_allowed", g(&self.icmp_not_allowed)),
-            ("no_source", g(&self.icmp_no_source)),
-            ("echo_reply", g(&self.echo_replies)),
+            ("sent", g(&s.icmp_sent)),
+            ("rate_limited", g(&s.icmp_rate_limited)),
+            ("not_allowed", g(&s.icmp_not_allowed)),
+            ("no_source", g(&s.icmp_no_source)),
+            ("echo_reply", g(&s.echo_replies)),
         ] {
             p.counter(
                 "vbng_icmp_total",
@@ -294,8 +341,8 @@ impl FastPathStats {
             );
         }
         for (kind, v) in [
-            ("clamped", g(&self.mss_clamped)),
-            ("bad_options", g(&self.mss_bad_options)),
+            ("clamped", g(&s.mss_clamped)),
+            ("bad_options", g(&s.mss_bad_options)),
         ] {
             p.counter(
                 "vbng_mss_clamp_total",
@@ -305,8 +352,8 @@ impl FastPathStats {
             );
         }
         for (kind, v) in [
-            ("datagrams", g(&self.fragmented)),
-            ("fragments", g(&self.fragments_sent)),
+            ("datagrams", g(&s.fragmented)),
+            ("fragments", g(&s.fragments_sent)),
         ] {
             p.counter(
                 "vbng_fragmented_total",
@@ -319,13 +366,13 @@ impl FastPathStats {
             "vbng_core_na_total",
             "Neighbor Advertisements sent on the core link (RFC 4861 §7.2.4)",
             &[],
-            g(&self.core_na_sent),
+            g(&s.core_na_sent),
         );
         p.counter(
             "vbng_own_no_buffer_total",
             "BNG-originated packets not sent for want of a buffer",
             &[],
-            g(&self.no_buffer),
+            g(&s.no_buffer),
         );
         if let Some(c) = core {
             for (kind, v) in [
@@ -355,6 +402,8 @@ impl FastPathStats {
 pub struct FastPath {
     cfg: FastPathConfig,
     mode: Mode,
+    /// A nat44 node sits between the upstream and downstream halves.
+    nat: bool,
     local: LocalConfig,
     core: Option<Arc<CoreLink>>,
     /// The core next hop, resolved once per batch (`None` = not yet this batch;
@@ -413,6 +462,7 @@ impl FastPath {
         let local = LocalConfig::default();
         FastPath {
             mode: Mode::Both,
+            nat: false,
             icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
             local,
             core: None,
@@ -429,10 +479,33 @@ impl FastPath {
         }
     }
 
-    /// Set the mode (default [`Mode::Both`]).
+    /// Set the mode (default [`Mode::Both`]); `Upstream` and `Downstream` assume a
+    /// NAT between them (see [`FastPath::with_nat`]).
     pub fn with_mode(mut self, mode: Mode) -> FastPath {
         self.mode = mode;
+        self.nat = mode != Mode::Both;
         self
+    }
+
+    /// Whether a nat44 node sits between the `Upstream` and `Downstream` halves: the
+    /// upstream half then keeps decapsulated packets for it, and the downstream half
+    /// sends no ICMP errors to the core (their quote would carry the translated inside
+    /// address). Without it the upstream half sends to the core port itself.
+    pub fn with_nat(mut self, nat: bool) -> FastPath {
+        self.nat = nat && self.mode != Mode::Both;
+        self
+    }
+
+    /// Apply the pending table updates from the control plane (also done at the start
+    /// of every batch; a worker hook calls it between bursts so updates never wait for
+    /// traffic).
+    pub fn drain_updates(&mut self, now_ns: u64) -> usize {
+        let mut n = 0;
+        while let Some(u) = self.updates.pop() {
+            self.apply(u, now_ns);
+            n += 1;
+        }
+        n
     }
 
     /// Set our addresses and the ICMP/MSS behaviour (default: no gateway address,
@@ -891,7 +964,7 @@ impl FastPath {
             if let (Some(kind), Some(full), Some(prev)) =
                 (kind, d.get(14..14 + ip_len), d.get(6..12))
             {
-                if self.mode == Mode::Downstream {
+                if self.nat {
                     // After CGNAT the quote would carry the inside address.
                     inc(&self.stats.icmp_not_allowed);
                 } else {
@@ -1010,19 +1083,96 @@ fn dec_ttl(ip: &mut [u8]) {
 
 impl Stage for FastPath {
     fn name(&self) -> &'static str {
-        "bng-fastpath"
+        self.mode.node_name()
     }
 
     fn errors(&self) -> &'static [&'static str] {
-        ERRORS
+        FastPathDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        FastPathDrop::HELP
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let st = &*self.stats;
+        f(Counter::gauge(
+            "sessions",
+            "IPv4 sessions in this node's table",
+            self.by_key.len().max(self.by_ip.len()) as u64,
+        ));
+        f(Counter::gauge(
+            "sessions6",
+            "IPv6 prefixes in this node's table",
+            self.prefixes6() as u64,
+        ));
+        for (name, help, v) in [
+            ("icmp-sent", "ICMP errors sent", g(&st.icmp_sent)),
+            (
+                "icmp-rate-limited",
+                "ICMP errors suppressed by the rate limit (RFC 1812 4.3.2.8)",
+                g(&st.icmp_rate_limited),
+            ),
+            (
+                "icmp-not-allowed",
+                "ICMP errors not sent by RFC 1812 4.3.2.7 (or after CGNAT)",
+                g(&st.icmp_not_allowed),
+            ),
+            (
+                "icmp-no-source",
+                "ICMP errors not sent for want of a source address",
+                g(&st.icmp_no_source),
+            ),
+            ("echo-replies", "Echo replies sent", g(&st.echo_replies)),
+            (
+                "no-buffer",
+                "BNG-originated packets not sent for want of a buffer or queue room",
+                g(&st.no_buffer),
+            ),
+            (
+                "mss-clamped",
+                "TCP SYNs whose MSS was lowered",
+                g(&st.mss_clamped),
+            ),
+            (
+                "mss-bad-options",
+                "TCP SYNs with malformed options, forwarded unchanged",
+                g(&st.mss_bad_options),
+            ),
+            (
+                "fragmented",
+                "Downstream datagrams fragmented to the session MTU",
+                g(&st.fragmented),
+            ),
+            (
+                "fragments-sent",
+                "Fragments sent for them",
+                g(&st.fragments_sent),
+            ),
+            (
+                "core-na-sent",
+                "Neighbor Advertisements sent on the core link",
+                g(&st.core_na_sent),
+            ),
+        ] {
+            f(Counter::total(name, help, v));
+        }
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         let now = out.now_ns;
-        while let Some(u) = self.updates.pop() {
-            self.apply(u, now);
-        }
-        let (access, core, mode) = (self.cfg.access_port, self.cfg.core_port, self.mode);
+        self.drain_updates(now);
+        let (access, core, mode, nat) = (
+            self.cfg.access_port,
+            self.cfg.core_port,
+            self.mode,
+            self.nat,
+        );
         self.nh_batch = None;
         self.nh6_batch = None;
         batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
@@ -1035,7 +1185,7 @@ impl Stage for FastPath {
             (Mode::Both, x) if x == access => self.upstream(p, now, out),
             (Mode::Upstream, x) if x == access => match self.upstream(p, now, out) {
                 // Decapsulated for the core: on to the NAT. Echo replies go back out.
-                Next::Port(c) if c == core => Next::Keep,
+                Next::Port(c) if c == core && nat => Next::Keep,
                 n => n,
             },
             (Mode::Downstream, x) if x == access => Next::Port(core),

@@ -33,4 +33,5 @@ pub mod radius;
 pub mod radius_io;
 pub mod rng;
 pub mod session;
+pub mod vnf;
 pub mod wire;

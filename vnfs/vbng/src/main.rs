@@ -1,10 +1,16 @@
 //! `vbng`: the vBNG as a Linux process over any port spec (`mem:`, `pcap:`, `tap:`,
-//! `afpacket:`, `afxdp:`). `vbng run -c vbng.toml` runs the fast path and the control
-//! plane in one poll loop; `--listen` (or `listen` in the config) serves
-//! `GET /metrics` (Prometheus; `GET /metrics?sessions` adds per-session series) and
-//! `GET /sessions`; `vbng show sessions --connect
-//! ADDR` prints the session table of a running instance; `vbng check -c FILE`
-//! validates a config (exit status 1 with a one-line reason when it is refused).
+//! `afpacket:`, `afxdp:`). `vbng run -c vbng.toml` composes the vBNG with
+//! [`vbng::vnf::build`] and runs it on the engine's runtime: the worker graph on a
+//! `dataplane::worker::Worker` in its own thread, the control plane (PPPoE, PPP,
+//! RADIUS, timers) in another, joined by the punt ring (control frames in) and the
+//! inject ring (its frames out; a backlog holds what a full ring cannot take), table
+//! updates through the fast path's lock-free queues. `--listen` (or `listen` in the
+//! config) serves, from threads of their own (`dataplane::http`), `GET /metrics`
+//! (Prometheus; `GET /metrics?sessions` adds per-session series), `/sessions`,
+//! `/errors`, `/trace` (`/trace?add=N` traces the next N packets) and `/graph`;
+//! `vbng show sessions|metrics|errors|trace|graph --connect ADDR` prints them from a
+//! running instance; `vbng check -c FILE` validates a config (exit status 1 with a
+//! one-line reason when it is refused).
 //!
 //! Limits: `--max-sessions` 1 to 1048576 (`vbng::config::MAX_SESSIONS`; the tables
 //! for every slot are allocated at start); the config's own limits are listed in the
@@ -13,24 +19,21 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use dataplane::batch::{Batch, Out};
-use dataplane::buf::Pool;
+use dataplane::buf::{Pool, PoolCache};
+use dataplane::http::{Handler, HttpServer, Request, Response};
 use dataplane::port::Port;
-use dataplane::stage::Pipeline;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use dataplane::runner::WorkerSnapshot;
+use dataplane::stage::show_errors;
+use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vbng::config::{
-    parse_mac, parse_prefix4, parse_sockaddr, parse_user_file, Config, MAX_SESSIONS,
-};
-use vbng::control::{ControlPlane, SessionCounters};
-use vbng::corelink::CoreLink;
-use vbng::fastpath::{update_queue, FastPath, FastPathConfig, FastPathStats, LocalConfig};
+use vbng::config::{parse_sockaddr, parse_user_file, Config, MAX_SESSIONS};
 use vbng::radius_io::RadiusIo;
 use vbng::rng::Rng;
+use vbng::vnf::{update_hook, BuildEnv, Control, Injector, Stats, Vbng, CORE_PORT};
 
 #[derive(Parser)]
 #[command(about = "vBNG: PPPoE subscribers with RADIUS AAA on the packet engine")]
@@ -57,12 +60,18 @@ enum Cmd {
         #[arg(long, default_value_t = 131_072,
               value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SESSIONS)))]
         max_sessions: u32,
-        /// HTTP listen address for /metrics and /sessions (overrides `listen`).
+        /// HTTP listen address for /metrics, /sessions, /errors, /trace and /graph
+        /// (overrides `listen`); served from threads of their own, off the data plane.
         #[arg(long)]
         listen: Option<String>,
         /// Stop after this many seconds (0 = run until killed).
         #[arg(long, default_value_t = 0)]
         duration: u64,
+        /// Trace the first N packets (VPP `trace add`; `GET /trace` shows them,
+        /// `GET /trace?add=N` traces the next N; printed at exit), 0 to 16384.
+        #[arg(long, default_value_t = 0,
+              value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TRACE)))]
+        trace: u32,
     },
     /// Validate a config file and its user file (limits: see the README); exits 1
     /// with a one-line reason when refused.
@@ -73,7 +82,7 @@ enum Cmd {
     },
     /// Query a running instance.
     Show {
-        /// What to show: `sessions` or `metrics`.
+        /// What to show: `sessions`, `metrics`, `errors`, `trace` or `graph`.
         what: String,
         /// Address of the instance's `--listen`.
         #[arg(long, default_value = "127.0.0.1:9180")]
@@ -101,61 +110,237 @@ fn load(path: &str) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut r = String::new();
-    s.read_to_string(&mut r)?;
-    Ok(r.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or(r))
+/// Most packets `--trace` and `/trace?add=N` trace at once.
+const MAX_TRACE: u32 = 16384;
+/// How often the worker publishes its counters for `/metrics`.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// An idle poll loop sleeps this long (the namespace labs share two cores between
+/// subscribers, vBNG, core and FreeRADIUS; a spinning idle thread slows them down).
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+/// Idle polls in a row before the worker sleeps.
+const IDLE_SPINS: u32 = 16;
+
+/// What the worker thread publishes and the HTTP threads read (never locked by the
+/// worker except with `try_lock`).
+struct Shared {
+    snap: Mutex<WorkerSnapshot>,
+    /// Packets to trace, asked for by `/trace?add=N` (taken by the worker).
+    trace_req: AtomicU32,
 }
 
-/// What `serve` reports besides the control plane and the stage counters.
-struct Own<'a> {
-    stats: &'a FastPathStats,
-    core: Option<&'a CoreLink>,
+/// Copies the worker's counters into `dst`, reusing its vectors.
+fn publish(dst: &mut WorkerSnapshot, w: &Worker) {
+    dst.loops = w.stats.loops;
+    dst.idle_loops = w.stats.idle_loops;
+    dst.punt_dropped = w.stats.punt_dropped;
+    dst.tx_unsent = w.stats.tx_unsent;
+    dst.worker = w.stats;
+    dst.out = w.out.stats;
+    let mut k = 0;
+    for n in w.graph.nodes() {
+        match dst.nodes.get_mut(k) {
+            Some(d) => d.copy_from(n),
+            None => dst.nodes.push(n.clone()),
+        }
+        k += 1;
+    }
+    dst.nodes.truncate(k);
+    dst.counters.clear();
+    let c = &mut dst.counters;
+    w.graph.counters(&mut |node, ctr| c.push((node, ctr)));
+    let mut k = 0;
+    for p in w.ports.iter() {
+        match dst.ports.get_mut(k) {
+            Some((name, s)) => {
+                if name != p.name() {
+                    *name = p.name().to_string();
+                }
+                *s = p.stats();
+            }
+            None => dst.ports.push((p.name().to_string(), p.stats())),
+        }
+        k += 1;
+    }
+    dst.ports.truncate(k);
 }
 
-fn serve(
-    l: &TcpListener,
-    cp: &ControlPlane,
-    pipeline: &Pipeline,
-    own: &Own<'_>,
-    ports: &[Box<dyn Port>],
-) {
-    while let Ok((mut s, _)) = l.accept() {
-        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-        let mut buf = [0u8; 1024];
-        let n = s.read(&mut buf).unwrap_or(0);
-        let req = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[]));
-        let (status, body) = if req.starts_with("GET /metrics") {
-            let mut p = dataplane::metrics::Prom::new();
-            own.stats.prometheus(own.core, &mut p);
-            // Port counters, with AF_PACKET ring overruns in rx_dropped.
-            for port in ports {
-                p.port(port.name(), &port.stats());
+/// The worker thread: the engine's worker loop, counters published every
+/// [`PUBLISH_EVERY`], a short sleep when a poll found nothing.
+fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> WorkerSnapshot {
+    let t0 = Instant::now();
+    let mut last_pub = Instant::now();
+    let mut idle = 0u32;
+    let mut trace_len = usize::MAX;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            w.flush();
+            break;
+        }
+        let n = w.poll(t0.elapsed().as_nanos() as u64);
+        if last_pub.elapsed() >= PUBLISH_EVERY {
+            last_pub = Instant::now();
+            let t = shared.trace_req.swap(0, Ordering::Relaxed);
+            if t > 0 {
+                w.out.trace.clear();
+                w.trace_next(t.min(MAX_TRACE));
             }
-            let mut body = vbng::metrics::prometheus(cp, pipeline.nodes()) + &p.finish();
-            if req.starts_with("GET /metrics?sessions") {
-                body += &vbng::metrics::prometheus_sessions(cp);
+            if let Ok(mut s) = shared.snap.try_lock() {
+                publish(&mut s, &w);
+                // The trace text is formatted only when it changed.
+                let recs = w.out.trace.records().len();
+                if recs != trace_len {
+                    trace_len = recs;
+                    s.trace = w.out.trace.format();
+                }
             }
-            ("200 OK", body)
-        } else if req.starts_with("GET /sessions") {
-            ("200 OK", vbng::metrics::show_sessions(cp))
-        } else if req.starts_with("GET /errors") {
-            ("200 OK", pipeline.show_errors())
+        }
+        if n == 0 {
+            idle += 1;
+            if idle >= IDLE_SPINS {
+                std::thread::sleep(IDLE_SLEEP);
+            }
         } else {
-            (
-                "404 Not Found",
-                "try /metrics, /sessions or /errors\n".to_string(),
-            )
-        };
-        let _ = write!(s, "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            idle = 0;
+        }
+    }
+    let mut fin = WorkerSnapshot::default();
+    publish(&mut fin, &w);
+    fin.trace = w.out.trace.format();
+    if let Ok(mut s) = shared.snap.lock() {
+        *s = fin.clone();
+    }
+    fin
+}
+
+/// The control thread: punted frames in, timers, RADIUS, table updates out, the
+/// control plane's frames to the inject ring (with a backlog), CGNAT block records
+/// to the log. The control side is locked per round, never by the worker.
+#[allow(clippy::too_many_arguments)]
+fn control_thread(
+    control: Arc<Mutex<Control>>,
+    mut io: Option<RadiusIo>,
+    punt: PktRing,
+    inject: PktRing,
+    mut cache: PoolCache,
+    stop: Arc<AtomicBool>,
+) {
+    let t0 = Instant::now();
+    let mut inj = Injector::new();
+    let mut log = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let now_ms = t0.elapsed().as_millis() as u64;
+        let mut work = 0;
+        {
+            let Ok(mut c) = control.lock() else {
+                return;
+            };
+            work += c.drain_punts(&punt, &mut cache, now_ms);
+            if let Some(io) = io.as_mut() {
+                work += io.pump(&mut c.cp, now_ms);
+            }
+            let tx = c.poll(now_ms);
+            work += tx.len();
+            inj.queue(tx);
+            if let Some(l) = &c.nat_log {
+                while let Some(r) = l.pop() {
+                    log.push(r);
+                }
+            }
+            if stopping {
+                if let Some(io) = io.as_mut() {
+                    // What was queued in the last round reaches the journal.
+                    io.flush(&mut c.cp);
+                }
+            }
+        }
+        for r in log.drain(..) {
+            eprintln!("vbng: cgnat: {r}");
+        }
+        work += inj.flush(&inject, &mut cache);
+        if stopping {
+            break;
+        }
+        if work == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
     }
 }
 
+/// What the HTTP handler reads.
+struct Http {
+    control: Arc<Mutex<Control>>,
+    shared: Arc<Shared>,
+    stats: Stats,
+    graph: String,
+}
+
+impl Http {
+    fn snapshot(&self) -> WorkerSnapshot {
+        self.shared
+            .snap
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
+    }
+
+    fn metrics(&self, sessions: bool) -> String {
+        let snap = self.snapshot();
+        let mut p = dataplane::metrics::Prom::new();
+        self.stats.prometheus(&mut p);
+        p.node_counters("0", snap.counters.iter().map(|(n, c)| (*n, c)));
+        // Port counters, with AF_PACKET ring overruns in rx_dropped.
+        for (name, st) in &snap.ports {
+            p.port(name, st);
+        }
+        p.worker("0", &snap.worker, &snap.out);
+        let Ok(c) = self.control.lock() else {
+            return String::new();
+        };
+        let mut body = vbng::metrics::prometheus(&c.cp, snap.nodes.iter()) + &p.finish();
+        if sessions {
+            body += &vbng::metrics::prometheus_sessions(&c.cp);
+        }
+        body
+    }
+
+    fn handle(&self, r: &Request) -> Response {
+        if r.method != "GET" {
+            return Response::error(405, "GET only");
+        }
+        match r.path.as_str() {
+            "/metrics" => Response::metrics(self.metrics(r.query == "sessions")),
+            "/sessions" => match self.control.lock() {
+                Ok(c) => Response::text(vbng::metrics::show_sessions(&c.cp)),
+                Err(_) => Response::error(500, "control plane unavailable"),
+            },
+            "/errors" => Response::text(show_errors(self.snapshot().nodes.iter())),
+            "/graph" => Response::text(self.graph.clone()),
+            "/trace" => {
+                if let Some(n) = r.query.strip_prefix("add=") {
+                    return match n.parse::<u32>() {
+                        Ok(n) if (1..=MAX_TRACE).contains(&n) => {
+                            self.shared.trace_req.store(n, Ordering::Relaxed);
+                            Response::text(format!(
+                                "tracing the next {n} packets; GET /trace to see them\n"
+                            ))
+                        }
+                        _ => Response::error(400, &format!("add=N with N in 1..={MAX_TRACE}")),
+                    };
+                }
+                let t = self.snapshot().trace;
+                Response::text(if t.is_empty() {
+                    "no packets traced (GET /trace?add=N traces the next N)\n".to_string()
+                } else {
+                    t
+                })
+            }
+            _ => Response::error(404, "try /metrics, /sessions, /errors, /trace or /graph"),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run(
     cfg: Config,
     access: String,
@@ -163,65 +348,25 @@ fn run(
     max_sessions: u32,
     listen: Option<String>,
     duration: u64,
+    trace: u32,
 ) -> anyhow::Result<()> {
-    let mut ports: Vec<Box<dyn Port>> = vec![
+    let ports: Vec<Box<dyn Port>> = vec![
         dataplane::port::spec::open_str(&access)
             .with_context(|| format!("access port {access}"))?,
         dataplane::port::spec::open_str(&core).with_context(|| format!("core port {core}"))?,
     ];
-    let counters = SessionCounters::new(max_sessions as usize);
-    let mut cp = ControlPlane::new(&cfg, max_sessions, counters.clone(), Rng::from_os())
+    let core_mac = ports
+        .get(usize::from(CORE_PORT))
+        .and_then(|p| p.mac())
+        .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
+    let Vbng {
+        mut graph,
+        mut control,
+        stats,
+        nat,
+    } = vbng::vnf::build(&cfg, &BuildEnv::new(core_mac, max_sessions, Rng::from_os()))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let updates = update_queue(max_sessions as usize * 2);
-    let core_mac = ports[1].mac().unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
-    let core_link = match cfg.core_ip.as_deref() {
-        Some(s) => {
-            let (ip, len) = parse_prefix4(s).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let link = CoreLink::new(ip, len, cfg.core_gateway);
-            Some(Arc::new(match cfg.core_ip6 {
-                Some(ip6) => link.with_gateway6(ip6, cfg.core_gateway6),
-                None => link,
-            }))
-        }
-        None => None,
-    };
-    let mut fp = FastPath::new(
-        FastPathConfig {
-            access_port: 0,
-            core_port: 1,
-            access_mac: cp.mac(),
-            core_mac,
-            core_next_hop: parse_mac(&cfg.core_next_hop_mac).map_err(|e| anyhow::anyhow!("{e}"))?,
-            max_sessions,
-        },
-        updates.clone(),
-        counters,
-    )
-    .with_local(LocalConfig {
-        gateway: Some(cfg.gateway),
-        mss: cfg.tcp_mss_clamp,
-        icmp_rate: u64::from(cfg.icmp_rate),
-        // icmp_rate = 0 means no ICMP errors at all, not "the first burst only".
-        icmp_burst: if cfg.icmp_rate == 0 {
-            0
-        } else {
-            u64::from(cfg.icmp_burst)
-        },
-    });
-    if let Some(c) = &core_link {
-        fp = fp.with_core_link(c.clone());
-    }
-    fp = fp.with_core_ip6(cfg.core_ip6);
-    let fp_stats = fp.stats();
-    let own = Own {
-        stats: &fp_stats,
-        core: core_link.as_deref(),
-    };
-    let mut pipeline = Pipeline::new();
-    pipeline.push(Box::new(fp));
-    let pool = Pool::new(1 << 15).context("buffer pool")?;
-    let mut out = Out::new(2, pool.cache());
-    let mut io = match &cfg.radius {
+    let io = match &cfg.radius {
         Some(r) => {
             let coa = r
                 .coa_listen
@@ -245,110 +390,90 @@ fn run(
                         records.len()
                     );
                 }
-                cp.restore_acct(records, 0);
+                control.cp.restore_acct(records, 0);
                 io.set_journal(j);
             }
             Some(io)
         }
         None => None,
     };
-    let listener = match listen.or(cfg.listen.clone()) {
+    let pool = Pool::new(1 << 15).context("buffer pool")?;
+    let (punt, inject) = (ring(4096), ring(4096));
+    graph.trace_next(trace);
+    let describe = graph.describe();
+    let w = Worker::new(
+        ports,
+        graph,
+        pool.cache(),
+        WorkerConfig {
+            trace: if trace > 0 { 64 * trace as usize } else { 4096 },
+            ..WorkerConfig::default()
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
+    .with_punt(punt.clone())
+    .with_inject(inject.clone())
+    .on_update(update_hook());
+    let shared = Arc::new(Shared {
+        snap: Mutex::new(WorkerSnapshot::default()),
+        trace_req: AtomicU32::new(0),
+    });
+    let control = Arc::new(Mutex::new(control));
+    let stop = Arc::new(AtomicBool::new(false));
+    let _http = match listen.or(cfg.listen.clone()) {
         Some(a) => {
-            let l = TcpListener::bind(&a).with_context(|| format!("listen {a}"))?;
-            l.set_nonblocking(true)?;
-            Some(l)
+            let h = Http {
+                control: control.clone(),
+                shared: shared.clone(),
+                stats,
+                graph: describe,
+            };
+            let handler: Handler = Arc::new(move |r| h.handle(r));
+            Some(HttpServer::spawn(&a, handler).with_context(|| format!("listen {a}"))?)
         }
         None => None,
     };
+    eprintln!(
+        "vbng: access {access}, core {core}, {max_sessions} session slots{}",
+        match &nat {
+            Some(n) => format!(", cgnat pool {}", n.pool.join(" ")),
+            None => String::new(),
+        }
+    );
+    let wt = {
+        let (sh, st) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("vbng-worker".into())
+            .spawn(move || worker_thread(w, sh, st))?
+    };
+    let ct = {
+        let (c, st, cache) = (control.clone(), stop.clone(), pool.cache());
+        std::thread::Builder::new()
+            .name("vbng-control".into())
+            .spawn(move || control_thread(c, io, punt, inject, cache, st))?
+    };
     let t0 = Instant::now();
-    let mut batch = Batch::new();
-    let mut iter: u64 = 0;
-    let mut ctl_tx: std::collections::VecDeque<(u16, Vec<u8>)> = Default::default();
-    eprintln!("vbng: access {access}, core {core}, {max_sessions} session slots");
-    while duration == 0 || t0.elapsed() < Duration::from_secs(duration) {
-        let now_ms = t0.elapsed().as_millis() as u64;
-        out.now_ns = t0.elapsed().as_nanos() as u64;
-        let mut work = 0;
-        for i in 0..ports.len() {
-            let Some(port) = ports.get_mut(i) else {
-                continue;
-            };
-            let n = port.rx_burst(&mut out.cache, &mut batch);
-            work += n;
-            for p in batch.iter_mut() {
-                p.meta.port = i as u16;
-            }
-            if n > 0 {
-                pipeline.run(&mut batch, &mut out);
-            }
-            // In arrival order (Batch::pop takes from the back).
-            let cache = &mut out.cache;
-            out.punt.drain(|p| {
-                cp.input(p.meta.port, p.data(), now_ms);
-                cache.free(p);
-            });
-        }
-        cp.poll(now_ms);
-        if let Some(io) = io.as_mut() {
-            work += io.pump(&mut cp, now_ms);
-        }
-        // Control frames wait in `ctl_tx` while the port's queue is full: a burst of
-        // answers (a wave of PADIs, a batch of RADIUS accepts) can exceed one batch,
-        // and a dropped PADS or Authenticate-Ack costs the subscriber a restart timer.
-        ctl_tx.extend(cp.take_tx());
-        while let Some((port, f)) = ctl_tx.front() {
-            let Some(b) = out.ports.get_mut(usize::from(*port)) else {
-                ctl_tx.pop_front();
-                continue;
-            };
-            if b.is_full() {
-                break;
-            }
-            let Some(mut p) = out.cache.alloc() else {
-                break;
-            };
-            if p.copy_from(f).is_err() {
-                out.cache.free(p);
-            } else if let Err(p) = b.push(p) {
-                out.cache.free(p);
-            }
-            ctl_tx.pop_front();
-        }
-        for u in cp.take_fib() {
-            if updates.push(u).is_err() {
-                eprintln!("vbng: fast-path update queue full");
-            }
-        }
-        for (i, port) in ports.iter_mut().enumerate() {
-            if let Some(b) = out.ports.get_mut(i) {
-                if !b.is_empty() {
-                    // What the port cannot take now stays queued for the next round (a
-                    // full queue drops new packets, counted as tx_full by the engine).
-                    port.tx_burst(&mut out.cache, b);
-                }
-            }
-        }
-        if iter & 63 == 0 {
-            // Stage timers: the core gateway's ARP resolution and refresh.
-            out.now_ns = t0.elapsed().as_nanos() as u64;
-            pipeline.tick(&mut out);
-        }
-        iter += 1;
-        if iter & 1023 == 0 {
-            if let Some(l) = &listener {
-                serve(l, &cp, &pipeline, &own, &ports);
-            }
-        }
-        if work == 0 && ctl_tx.is_empty() {
-            std::thread::sleep(Duration::from_micros(50));
-        }
+    while (duration == 0 || t0.elapsed() < Duration::from_secs(duration))
+        && !wt.is_finished()
+        && !ct.is_finished()
+    {
+        std::thread::sleep(Duration::from_millis(20));
     }
-    if let Some(io) = io.as_mut() {
-        // What was queued in the last round reaches the journal before we exit.
-        io.flush(&mut cp);
+    // The control thread stops first (its last frames reach the ring and the
+    // journal), then the worker (it transmits what is queued).
+    stop.store(true, Ordering::Relaxed);
+    ct.join()
+        .map_err(|_| anyhow::anyhow!("control thread panicked"))?;
+    let fin = wt
+        .join()
+        .map_err(|_| anyhow::anyhow!("worker thread panicked"))?;
+    if let Ok(c) = control.lock() {
+        eprint!("{}", vbng::metrics::show_sessions(&c.cp));
     }
-    eprint!("{}", vbng::metrics::show_sessions(&cp));
-    eprint!("{}", pipeline.show_errors());
+    if trace > 0 && !fin.trace.is_empty() {
+        eprint!("{}", fin.trace);
+    }
+    eprint!("{}", show_errors(fin.nodes.iter()));
     Ok(())
 }
 
@@ -372,6 +497,7 @@ fn real_main() -> anyhow::Result<()> {
             max_sessions,
             listen,
             duration,
+            trace,
         } => {
             let cfg = load(&config)?;
             let access = access.unwrap_or_else(|| cfg.ports.access.clone());
@@ -381,7 +507,7 @@ fn real_main() -> anyhow::Result<()> {
                     "no access/core port: set ports.access and ports.core or pass --access/--core"
                 );
             }
-            run(cfg, access, core, max_sessions, listen, duration)
+            run(cfg, access, core, max_sessions, listen, duration, trace)
         }
         Cmd::Check { config } => {
             let c = load(&config)?;
@@ -398,9 +524,14 @@ fn real_main() -> anyhow::Result<()> {
                 "sessions" => "/sessions",
                 "metrics" => "/metrics",
                 "errors" => "/errors",
-                w => bail!("show what? {w:?}: sessions, metrics or errors"),
+                "trace" => "/trace",
+                "graph" => "/graph",
+                w => bail!("show what? {w:?}: sessions, metrics, errors, trace or graph"),
             };
-            print!("{}", http_get(&connect, path)?);
+            print!(
+                "{}",
+                dataplane::http::get(&connect, path).map_err(|e| anyhow::anyhow!("{e}"))?
+            );
             Ok(())
         }
     }

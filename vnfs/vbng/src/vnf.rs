@@ -1,0 +1,771 @@
+//! The vBNG composed once: [`build`] turns a typed [`Config`] plus what only the
+//! platform knows ([`BuildEnv`]: the core port's MAC, the session slots, a random
+//! source) into the worker graph and the control side ([`Vbng`]). The `vbng` binary
+//! and the in-memory lab (`pktgen::subscribers::lab`) both call it, so there is one
+//! composition of the vBNG.
+//!
+//! The graph (ports: 0 = access, 1 = core; see [`ACCESS_PORT`], [`CORE_PORT`]):
+//!
+//! ```text
+//!                  ┌─ PPPoE discovery, PPP control ──────────────> punt (control plane)
+//!   bng-input ─────┼─ PPPoE session IPv4/IPv6 ─> bng-upstream ──> core port
+//!   (entry)        │                               │ with [cgnat]: keep
+//!                  │                               v
+//!                  ├─ core IPv4 (with [cgnat]) ─> nat44 ──keep──> bng-downstream ──> access port
+//!                  ├─ core IPv4/IPv6 ────────────────────────────> bng-downstream   (or core port
+//!                  └─ core ARP ──> bng-core-arp ──> core port (replies)      for translated upstream)
+//! ```
+//!
+//! The control side ([`Control`]) holds the [`ControlPlane`] and the fast path's update
+//! queues ([`FibQueues`]): punted frames go in with [`Control::input`] (or
+//! [`Control::drain_punts`] from a worker's punt ring), [`Control::poll`] runs the
+//! timers, moves table updates to the fast-path nodes (never dropping one: what a full
+//! queue cannot take waits in a backlog) and returns the frames to send, which an
+//! [`Injector`] copies into pool buffers for the worker's inject ring (again with a
+//! backlog: a dropped PADS costs a subscriber a restart timer). A worker applies the
+//! updates between bursts with [`update_hook`].
+
+use crate::config::{parse_mac, parse_prefix4, Config, ConfigError};
+use crate::control::{ControlPlane, FibUpdate, SessionCounters};
+use crate::corelink::{ArpVerdict, CoreLink};
+use crate::fastpath::{
+    update_queue, FastPath, FastPathConfig, FastPathStats, LocalConfig, Mode, UpdateQueue,
+};
+use crate::rng::Rng;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use crossbeam_queue::ArrayQueue;
+use dataplane::batch::{Batch, Next, Out};
+use dataplane::buf::PoolCache;
+use dataplane::graph::Graph;
+use dataplane::stage::{Counter, NodeStats, Stage};
+use dataplane::stages::nat::log::{LogRecord, LogSink};
+use dataplane::stages::nat::{Nat44, NatConfig};
+use dataplane::worker::{Hook, PktRing};
+
+/// Engine port number of the access (subscriber) side.
+pub const ACCESS_PORT: u16 = 0;
+/// Engine port number of the core side.
+pub const CORE_PORT: u16 = 1;
+/// Node names of the graph.
+pub const NODE_INPUT: &str = "bng-input";
+/// See [`NODE_INPUT`].
+pub const NODE_UPSTREAM: &str = "bng-upstream";
+/// See [`NODE_INPUT`].
+pub const NODE_DOWNSTREAM: &str = "bng-downstream";
+/// See [`NODE_INPUT`].
+pub const NODE_CORE_ARP: &str = "bng-core-arp";
+/// See [`NODE_INPUT`].
+pub const NODE_NAT: &str = "nat44";
+/// NAT block log records waiting for the control side, at most.
+pub const NAT_LOG_QUEUE: usize = 65536;
+
+/// What only the platform knows. Build with [`BuildEnv::new`]; more settings may be
+/// added later as methods with defaults.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildEnv {
+    /// MAC of the core port (our source MAC towards the core).
+    pub core_mac: [u8; 6],
+    /// Session slots (1 to [`crate::config::MAX_SESSIONS`]); the tables for every
+    /// slot are allocated by [`build`].
+    pub max_sessions: u32,
+    /// Random source of the control plane (magic numbers, CHAP challenges, RADIUS
+    /// authenticators, PPPoE cookies).
+    pub rng: Rng,
+}
+
+impl BuildEnv {
+    /// The platform's facts: core port MAC, session slots, random source.
+    pub fn new(core_mac: [u8; 6], max_sessions: u32, rng: Rng) -> BuildEnv {
+        BuildEnv {
+            core_mac,
+            max_sessions,
+            rng,
+        }
+    }
+}
+
+/// Why [`build`] refused: one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(pub String);
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(e: ConfigError) -> BuildError {
+        BuildError(e.0)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for BuildError {}
+
+/// A composed vBNG: the worker graph and the control side.
+pub struct Vbng {
+    /// The worker graph (entry `bng-input`; ports [`ACCESS_PORT`], [`CORE_PORT`]).
+    /// Run it with `dataplane::worker::Worker` and register [`update_hook`].
+    pub graph: Graph,
+    /// The control plane and the fast path's update queues.
+    pub control: Control,
+    /// Counters readable from any thread (metrics).
+    pub stats: Stats,
+    /// The resolved NAT settings (`None` without `[cgnat]`).
+    pub nat: Option<NatConfig>,
+}
+
+impl core::fmt::Debug for Vbng {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vbng")
+            .field("graph", &self.graph)
+            .field("nat", &self.nat)
+            .finish()
+    }
+}
+
+/// Counters shared with the nodes (relaxed atomics), for metrics off the data plane.
+#[derive(Clone)]
+pub struct Stats {
+    /// Per-session traffic counters (accounting).
+    pub sessions: Arc<SessionCounters>,
+    /// The fast-path nodes' own counters, one per node.
+    pub fastpath: Vec<Arc<FastPathStats>>,
+    /// The core link (ARP/ND), with `core_ip`.
+    pub core_link: Option<Arc<CoreLink>>,
+}
+
+impl Stats {
+    /// The BNG's own-traffic families (`vbng_icmp_total`, `vbng_mss_clamp_total`,
+    /// `vbng_fragmented_total`, `vbng_core_na_total`, `vbng_own_no_buffer_total`,
+    /// `vbng_core_arp_total`, `vbng_core_nd_total`) summed over the nodes.
+    pub fn prometheus(&self, p: &mut dataplane::metrics::Prom) {
+        let all: Vec<&FastPathStats> = self.fastpath.iter().map(|s| &**s).collect();
+        FastPathStats::prometheus_sum(&all, self.core_link.as_deref(), p);
+    }
+}
+
+/// Composes the vBNG from `cfg` (validated again here) and the platform's `env`:
+/// the control plane, the core link (`core_ip`, `core_gateway`, `core_ip6`,
+/// `core_gateway6`), the fast path with the BNG's own addresses and ICMP/MSS settings
+/// (`gateway`, `tcp_mss_clamp`, `icmp_rate`, `icmp_burst`), and with `[cgnat]` (or
+/// `cgnat_public`) a `nat44` node between the upstream and downstream fast path. See
+/// the module docs for the graph.
+pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
+    let n = env.max_sessions;
+    let nat_cfg = cfg.nat_config(n)?;
+    let counters = SessionCounters::new(n as usize);
+    let cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
+    let core_link = match cfg.core_ip.as_deref() {
+        Some(s) => {
+            let (ip, len) = parse_prefix4(s)?;
+            let link = CoreLink::new(ip, len, cfg.core_gateway);
+            Some(Arc::new(match cfg.core_ip6 {
+                Some(ip6) => link.with_gateway6(ip6, cfg.core_gateway6),
+                None => link,
+            }))
+        }
+        None => None,
+    };
+    let fcfg = FastPathConfig {
+        access_port: ACCESS_PORT,
+        core_port: CORE_PORT,
+        access_mac: cp.mac(),
+        core_mac: env.core_mac,
+        core_next_hop: parse_mac(&cfg.core_next_hop_mac)?,
+        max_sessions: n,
+    };
+    let local = LocalConfig {
+        gateway: Some(cfg.gateway),
+        mss: cfg.tcp_mss_clamp,
+        icmp_rate: u64::from(cfg.icmp_rate),
+        // icmp_rate = 0 means no ICMP errors at all, not "the first burst only".
+        icmp_burst: if cfg.icmp_rate == 0 {
+            0
+        } else {
+            u64::from(cfg.icmp_burst)
+        },
+    };
+    let qcap = (n as usize * 2).max(1024);
+    let nat = nat_cfg.is_some();
+    let half = |mode: Mode, q: &Arc<UpdateQueue>| {
+        let mut fp = FastPath::new(fcfg.clone(), q.clone(), counters.clone())
+            .with_mode(mode)
+            .with_nat(nat)
+            .with_local(local)
+            .with_core_ip6(cfg.core_ip6);
+        if let Some(c) = &core_link {
+            fp = fp.with_core_link(c.clone());
+        }
+        fp
+    };
+    let (q_up, q_down) = (update_queue(qcap), update_queue(qcap));
+    let up = half(Mode::Upstream, &q_up);
+    let down = half(Mode::Downstream, &q_down);
+    let stats = Stats {
+        sessions: counters,
+        fastpath: alloc::vec![up.stats(), down.stats()],
+        core_link: core_link.clone(),
+    };
+    let mut graph = Graph::new();
+    graph.add(Box::new(BngInput { nat }), None);
+    let mut nat_log = None;
+    match &nat_cfg {
+        Some(nc) => {
+            let mut n44 = Nat44::new(nc).map_err(|e| BuildError(alloc::format!("cgnat: {e}")))?;
+            if nc.cgnat.is_some_and(|c| c.log) {
+                let q = Arc::new(NatLog::new(NAT_LOG_QUEUE));
+                n44.set_log_sink(Box::new(NatLogSink(q.clone())));
+                nat_log = Some(q);
+            }
+            graph.add(Box::new(up), Some(NODE_NAT));
+            graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
+        }
+        None => {
+            graph.add(Box::new(up), None);
+        }
+    }
+    graph.add(Box::new(down), None);
+    graph.add(
+        Box::new(CoreArp {
+            core: core_link,
+            core_mac: env.core_mac,
+        }),
+        None,
+    );
+    graph.set_entry(NODE_INPUT);
+    graph
+        .seal()
+        .map_err(|e| BuildError(alloc::format!("vbng graph: {e}")))?;
+    Ok(Vbng {
+        graph,
+        control: Control {
+            cp,
+            fib: FibQueues::new(alloc::vec![q_up, q_down]),
+            nat_log,
+        },
+        stats,
+        nat: nat_cfg,
+    })
+}
+
+/// A worker hook that applies pending table updates to the fast-path nodes between
+/// bursts (so an update never waits for traffic to reach its node).
+pub fn update_hook() -> Hook {
+    Box::new(|g: &mut Graph, out: &mut Out| {
+        for name in [NODE_UPSTREAM, NODE_DOWNSTREAM] {
+            if let Some(fp) = g.node_mut::<FastPath>(name) {
+                fp.drain_updates(out.now_ns);
+            }
+        }
+    })
+}
+
+/// The fast path's update queues with a backlog each: an update a full queue cannot
+/// take now is kept, in order, and offered again by [`FibQueues::flush`].
+pub struct FibQueues {
+    qs: Vec<(Arc<UpdateQueue>, VecDeque<FibUpdate>)>,
+}
+
+impl FibQueues {
+    /// Over `queues` (one per fast-path node; every update goes to each).
+    pub fn new(queues: Vec<Arc<UpdateQueue>>) -> FibQueues {
+        FibQueues {
+            qs: queues.into_iter().map(|q| (q, VecDeque::new())).collect(),
+        }
+    }
+
+    /// Queues `u` for every node.
+    pub fn push(&mut self, u: FibUpdate) {
+        for (q, backlog) in self.qs.iter_mut() {
+            if !backlog.is_empty() {
+                backlog.push_back(u.clone());
+            } else if let Err(u) = q.push(u.clone()) {
+                backlog.push_back(u);
+            }
+        }
+    }
+
+    /// Offers the backlogs again; returns the updates still waiting.
+    pub fn flush(&mut self) -> usize {
+        let mut left = 0;
+        for (q, backlog) in self.qs.iter_mut() {
+            while let Some(u) = backlog.pop_front() {
+                if let Err(u) = q.push(u) {
+                    backlog.push_front(u);
+                    break;
+                }
+            }
+            left += backlog.len();
+        }
+        left
+    }
+
+    /// Updates waiting in the backlogs.
+    pub fn backlog(&self) -> usize {
+        self.qs.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// The queues (one per fast-path node).
+    pub fn queues(&self) -> impl Iterator<Item = &Arc<UpdateQueue>> {
+        self.qs.iter().map(|(q, _)| q)
+    }
+}
+
+/// The control side of a composed vBNG.
+pub struct Control {
+    /// The control plane (PPPoE discovery, PPP, AAA, pools, timers).
+    pub cp: ControlPlane,
+    /// Table updates to the fast-path nodes.
+    pub fib: FibQueues,
+    /// CGNAT port-block records from the `nat44` node (with `[cgnat]` and `log`).
+    pub nat_log: Option<Arc<NatLog>>,
+}
+
+impl Control {
+    /// A punted frame received on `port`.
+    pub fn input(&mut self, port: u16, frame: &[u8], now_ms: u64) {
+        self.cp.input(port, frame, now_ms);
+    }
+
+    /// Feeds every packet waiting in a worker's punt `ring` to the control plane (in
+    /// order) and frees it into `cache`; returns how many.
+    pub fn drain_punts(&mut self, ring: &PktRing, cache: &mut PoolCache, now_ms: u64) -> usize {
+        let mut n = 0;
+        while let Some(p) = ring.pop() {
+            self.cp.input(p.meta.port, p.data(), now_ms);
+            cache.free(p);
+            n += 1;
+        }
+        n
+    }
+
+    /// Moves the control plane's table updates to the fast-path queues.
+    pub fn sync_fib(&mut self) {
+        for u in self.cp.take_fib() {
+            self.fib.push(u);
+        }
+        self.fib.flush();
+    }
+
+    /// Timers at `now_ms`, table updates to the fast path; returns the frames to send
+    /// (port, frame).
+    pub fn poll(&mut self, now_ms: u64) -> Vec<(u16, Vec<u8>)> {
+        self.cp.poll(now_ms);
+        self.sync_fib();
+        self.cp.take_tx()
+    }
+}
+
+/// Frames from the control plane on their way to a worker's inject ring: each is
+/// copied into a pool buffer with `meta.port` set; what the ring (or the pool) cannot
+/// take now waits here, in order.
+#[derive(Debug, Default)]
+pub struct Injector {
+    backlog: VecDeque<(u16, Vec<u8>)>,
+    /// Frames longer than a buffer (dropped).
+    pub oversize: u64,
+}
+
+impl Injector {
+    pub fn new() -> Injector {
+        Injector::default()
+    }
+
+    /// Queues frames (port, frame).
+    pub fn queue(&mut self, frames: impl IntoIterator<Item = (u16, Vec<u8>)>) {
+        self.backlog.extend(frames);
+    }
+
+    /// Moves what it can into `ring`; returns the frames moved.
+    pub fn flush(&mut self, ring: &PktRing, cache: &mut PoolCache) -> usize {
+        let mut n = 0;
+        while let Some((port, f)) = self.backlog.front() {
+            if ring.is_full() {
+                break;
+            }
+            let Some(mut p) = cache.alloc() else {
+                break;
+            };
+            if p.copy_from(f).is_err() {
+                cache.free(p);
+                self.oversize += 1;
+                self.backlog.pop_front();
+                continue;
+            }
+            p.meta.port = *port;
+            if let Err(p) = ring.push(p) {
+                cache.free(p);
+                break;
+            }
+            self.backlog.pop_front();
+            n += 1;
+        }
+        n
+    }
+
+    /// Frames waiting.
+    pub fn len(&self) -> usize {
+        self.backlog.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backlog.is_empty()
+    }
+}
+
+/// CGNAT port-block records from the data plane to the control side (lock-free,
+/// bounded; records that do not fit are counted in `lost`).
+#[derive(Debug)]
+pub struct NatLog {
+    q: ArrayQueue<LogRecord>,
+    /// Records lost because the queue was full.
+    pub lost: AtomicU64,
+}
+
+impl NatLog {
+    pub fn new(cap: usize) -> NatLog {
+        NatLog {
+            q: ArrayQueue::new(cap.max(1)),
+            lost: AtomicU64::new(0),
+        }
+    }
+
+    /// The next record.
+    pub fn pop(&self) -> Option<LogRecord> {
+        self.q.pop()
+    }
+}
+
+struct NatLogSink(Arc<NatLog>);
+
+impl LogSink for NatLogSink {
+    fn record(&mut self, rec: &LogRecord) {
+        if self.0.q.push(*rec).is_err() {
+            self.0.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+dataplane::drop_reasons! {
+    /// Why `bng-input` drops.
+    pub enum InputDrop {
+        Malformed = ("malformed", "shorter than its Ethernet, VLAN or PPPoE header, or more than two VLAN tags"),
+        Ethertype = ("unsupported-ethertype", "an ethertype the BNG does not serve on this port"),
+        UnknownPort = ("unknown-port", "received on a port that is neither access nor core"),
+    }
+}
+
+/// Next nodes of `bng-input` without and with CGNAT (same indices for the first 3).
+static INPUT_NEXT: &[&str] = &[NODE_UPSTREAM, NODE_CORE_ARP, NODE_DOWNSTREAM];
+static INPUT_NEXT_NAT: &[&str] = &[NODE_UPSTREAM, NODE_CORE_ARP, NODE_DOWNSTREAM, NODE_NAT];
+const TO_UPSTREAM: u16 = 0;
+const TO_CORE_ARP: u16 = 1;
+const TO_DOWNSTREAM: u16 = 2;
+const TO_NAT: u16 = 3;
+
+/// `bng-input`: the vBNG's entry node (an `ethernet-input` for a BNG). On the access
+/// port: PPPoE discovery (0x8863) and PPP control (a session frame whose PPP protocol
+/// is not IPv4 0x0021 or IPv6 0x0057) are punted; session data goes to
+/// `bng-upstream`. On the core port: ARP goes to `bng-core-arp`, IPv4 to `nat44` with
+/// CGNAT (else to `bng-downstream`), IPv6 to `bng-downstream`. Up to two VLAN tags
+/// (802.1Q, 802.1ad, 0x9100) on the access side.
+#[derive(Debug, Clone, Copy)]
+pub struct BngInput {
+    /// A `nat44` node follows: core IPv4 goes there.
+    pub nat: bool,
+}
+
+impl BngInput {
+    #[inline]
+    fn access(d: &[u8]) -> Next {
+        let mut off = 12usize;
+        let mut tags = 0;
+        let mut et = match d.get(12..14) {
+            Some(b) => u16::from_be_bytes([b[0], b[1]]),
+            None => return InputDrop::Malformed.into(),
+        };
+        while matches!(et, 0x8100 | 0x88a8 | 0x9100) {
+            if tags == 2 {
+                return InputDrop::Malformed.into();
+            }
+            let Some(t) = d.get(off + 4..off + 6) else {
+                return InputDrop::Malformed.into();
+            };
+            et = u16::from_be_bytes([t[0], t[1]]);
+            tags += 1;
+            off += 4;
+        }
+        match et {
+            0x8863 => Next::Punt,
+            0x8864 => match d.get(off + 8..off + 10) {
+                Some(&[0x00, 0x21]) | Some(&[0x00, 0x57]) => Next::Node(TO_UPSTREAM),
+                Some(_) => Next::Punt,
+                None => InputDrop::Malformed.into(),
+            },
+            _ => InputDrop::Ethertype.into(),
+        }
+    }
+}
+
+impl Stage for BngInput {
+    fn name(&self) -> &'static str {
+        NODE_INPUT
+    }
+    fn errors(&self) -> &'static [&'static str] {
+        InputDrop::NAMES
+    }
+    fn error_help(&self) -> &'static [&'static str] {
+        InputDrop::HELP
+    }
+    fn next_nodes(&self) -> &'static [&'static str] {
+        if self.nat {
+            INPUT_NEXT_NAT
+        } else {
+            INPUT_NEXT
+        }
+    }
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let nat = self.nat;
+        batch.dispatch(node, out, |p, _| match p.meta.port {
+            ACCESS_PORT => BngInput::access(p.data()),
+            CORE_PORT => match p.data().get(12..14) {
+                Some(&[0x08, 0x06]) => Next::Node(TO_CORE_ARP),
+                Some(&[0x08, 0x00]) if nat => Next::Node(TO_NAT),
+                Some(&[0x08, 0x00]) | Some(&[0x86, 0xdd]) => Next::Node(TO_DOWNSTREAM),
+                Some(_) => InputDrop::Ethertype.into(),
+                None => InputDrop::Malformed.into(),
+            },
+            _ => InputDrop::UnknownPort.into(),
+        });
+    }
+}
+
+dataplane::drop_reasons! {
+    /// Why `bng-core-arp` drops (an ARP frame it consumed is a "drop" too: it ends
+    /// here).
+    pub enum CoreArpDrop {
+        Consumed = ("arp-consumed", "ARP reply or request from the gateway, learned"),
+        NotForUs = ("arp-not-for-us", "ARP for another address"),
+        Malformed = ("arp-malformed", "ARP packet that does not parse"),
+        Ignored = ("arp-ignored", "ARP without a core address (core_ip), from a bad sender or claiming our address"),
+    }
+}
+
+/// `bng-core-arp`: ARP on the core link (RFC 826) against the [`CoreLink`]: requests
+/// for `core_ip` are answered in place, the gateway's binding is learned. Requests
+/// for the gateway are sent by the fast-path nodes (on demand and from their timers).
+pub struct CoreArp {
+    core: Option<Arc<CoreLink>>,
+    core_mac: [u8; 6],
+}
+
+impl Stage for CoreArp {
+    fn name(&self) -> &'static str {
+        NODE_CORE_ARP
+    }
+    fn errors(&self) -> &'static [&'static str] {
+        CoreArpDrop::NAMES
+    }
+    fn error_help(&self) -> &'static [&'static str] {
+        CoreArpDrop::HELP
+    }
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let now = out.now_ns;
+        let (core, mac) = (self.core.as_deref(), self.core_mac);
+        batch.dispatch(node, out, |p, _| {
+            let Some(c) = core else {
+                return CoreArpDrop::Ignored.into();
+            };
+            match c.input(p.data_mut(), mac, now) {
+                ArpVerdict::Reply => Next::Port(CORE_PORT),
+                ArpVerdict::Learned => CoreArpDrop::Consumed.into(),
+                ArpVerdict::NotForUs => CoreArpDrop::NotForUs.into(),
+                ArpVerdict::Malformed => CoreArpDrop::Malformed.into(),
+                ArpVerdict::BadSender | ArpVerdict::Conflict => CoreArpDrop::Ignored.into(),
+            }
+        });
+    }
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        let Some(c) = self.core.as_deref() else {
+            return;
+        };
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let s = &c.stats;
+        f(Counter::total(
+            "arp-replies",
+            "ARP replies sent for core_ip",
+            g(&s.replies),
+        ));
+        f(Counter::total(
+            "arp-requests",
+            "ARP requests sent for the gateway",
+            g(&s.requests),
+        ));
+        f(Counter::total(
+            "arp-learned",
+            "Gateway bindings learned or refreshed",
+            g(&s.learned),
+        ));
+        f(Counter::total(
+            "arp-conflicts",
+            "Frames claiming our address from another MAC",
+            g(&s.conflicts),
+        ));
+        f(Counter::total(
+            "nd-solicitations",
+            "Neighbor Solicitations sent for the IPv6 gateway",
+            g(&s.ns_sent),
+        ));
+        f(Counter::total(
+            "nd-learned",
+            "IPv6 gateway bindings learned or refreshed",
+            g(&s.learned6),
+        ));
+    }
+}
+
+/// `nat44` as a vBNG node: the engine's [`Nat44`] with its table sizes and
+/// counters reported as node counters.
+pub struct CgnatNode(pub Nat44);
+
+impl Stage for CgnatNode {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn errors(&self) -> &'static [&'static str] {
+        self.0.errors()
+    }
+    fn error_help(&self) -> &'static [&'static str] {
+        self.0.error_help()
+    }
+    fn next_nodes(&self) -> &'static [&'static str] {
+        self.0.next_nodes()
+    }
+    fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        self.0.process(batch, node, out);
+    }
+    fn tick(&mut self, out: &mut Out) {
+        self.0.tick(out);
+    }
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        // The engine's node may report its own counters one day: then use those.
+        let mut own = false;
+        self.0.counters(&mut |c| {
+            own = true;
+            f(c);
+        });
+        if own {
+            return;
+        }
+        let n = &self.0;
+        let s = n.stats;
+        f(Counter::gauge(
+            "sessions",
+            "NAT sessions in use",
+            n.session_count() as u64,
+        ));
+        f(Counter::gauge(
+            "mappings",
+            "NAT mappings in use",
+            n.mapping_count() as u64,
+        ));
+        f(Counter::gauge(
+            "subscribers",
+            "Inside addresses holding ports",
+            n.subscriber_count() as u64,
+        ));
+        f(Counter::gauge(
+            "blocks",
+            "Port blocks allocated",
+            n.blocks_in_use(),
+        ));
+        for (name, help, v) in [
+            (
+                "sessions-created",
+                "NAT sessions created",
+                s.sessions_created,
+            ),
+            (
+                "sessions-expired",
+                "NAT sessions expired",
+                s.sessions_expired,
+            ),
+            (
+                "mappings-created",
+                "NAT mappings created",
+                s.mappings_created,
+            ),
+            ("hairpinned", "Packets hairpinned", s.hairpinned),
+            (
+                "icmp-errors-translated",
+                "ICMP errors translated (RFC 5508)",
+                s.icmp_errors_translated,
+            ),
+            (
+                "icmp-errors-sent",
+                "ICMP errors sent on exhaustion",
+                s.icmp_errors_sent,
+            ),
+            (
+                "icmp-errors-rate-limited",
+                "ICMP errors suppressed by the rate limit",
+                s.icmp_errors_rate_limited,
+            ),
+            ("log-lost", "Block log records lost (ring full)", n.log.lost),
+        ] {
+            f(Counter::total(name, help, v));
+        }
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> BuildEnv {
+        BuildEnv::new([2, 0, 0, 0, 0xc0, 2], 64, Rng::from_seed([7; 32]))
+    }
+
+    #[test]
+    fn graph_without_and_with_cgnat() {
+        let cfg = Config::default();
+        let v = build(&cfg, &env()).unwrap();
+        assert!(v.nat.is_none() && v.control.nat_log.is_none());
+        let d = v.graph.describe();
+        assert!(
+            d.starts_with("bng-input -> bng-upstream, bng-core-arp, bng-downstream\n"),
+            "{d}"
+        );
+        assert!(!d.contains("nat44"), "{d}");
+
+        let cfg =
+            Config::from_toml("[cgnat]\npool = [\"203.0.113.0/28\"]\nblock_size = 256\n").unwrap();
+        let v = build(&cfg, &env()).unwrap();
+        let nc = v.nat.as_ref().unwrap();
+        assert_eq!(nc.inside_ports, alloc::vec![ACCESS_PORT]);
+        assert_eq!(nc.cgnat.unwrap().block_size, 256);
+        let d = v.graph.describe();
+        assert!(d.contains("bng-input -> bng-upstream, bng-core-arp, bng-downstream, nat44\n"));
+        assert!(d.contains("bng-upstream -> nat44\n"), "{d}");
+        assert!(d.contains("nat44 -> bng-downstream\n"), "{d}");
+
+        // The old shorthand.
+        let cfg = Config::from_toml("cgnat_public = \"203.0.113.0/28\"\n").unwrap();
+        let v = build(&cfg, &env()).unwrap();
+        assert_eq!(
+            v.nat.unwrap().pool,
+            alloc::vec![String::from("203.0.113.0/28")]
+        );
+    }
+}

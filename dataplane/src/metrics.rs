@@ -102,8 +102,10 @@ impl Prom {
         self.sample(name, help, "gauge", labels, &v);
     }
 
-    /// Every node's own counters as `dp_node_counter_total` / `dp_node_gauge`
-    /// labelled with the node and the counter name.
+    /// Every node's own counters as `dp_node_events_total` (counters) and
+    /// `dp_node_level` (gauges) labelled with the node and the counter name (a metric
+    /// name may not contain its type, `counter` or `gauge`: Prometheus' lint refuses
+    /// it).
     pub fn node_counters<'a>(
         &mut self,
         worker: &str,
@@ -113,14 +115,14 @@ impl Prom {
             let l = [("worker", worker), ("node", node), ("counter", c.name)];
             if c.gauge {
                 self.gauge(
-                    "dp_node_gauge",
+                    "dp_node_level",
                     "A node's own gauge (label counter names it)",
                     &l,
                     c.value as f64,
                 );
             } else {
                 self.counter(
-                    "dp_node_counter_total",
+                    "dp_node_events_total",
                     "A node's own counter (label counter names it)",
                     &l,
                     c.value,

@@ -157,7 +157,8 @@ impl NodeStats {
 }
 
 /// A node's own counter (sessions, allocations, ICMP sent, ...), reported through
-/// [`Stage::counters`] and exported as `dp_node_counter{node,counter}`.
+/// [`Stage::counters`] and exported as `dp_node_events_total{node,counter}`
+/// (`dp_node_level` for gauges).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counter {
     pub name: &'static str,

@@ -31,14 +31,16 @@ pub struct BngLabArgs {
     /// Packets per traffic phase (upstream, then downstream).
     #[arg(long, default_value_t = 1_000_000)]
     pub packets: u64,
-    /// Per-subscriber rate `up/down` in bit/s (k/M/G suffixes), default unlimited.
+    /// Per-subscriber rate `up/down` in bit/s (k/M/G suffixes), default unlimited
+    /// (with `--netns`: written into the vBNG's user file and default rates).
     #[arg(long)]
     pub rate: Option<String>,
     /// Skip the downstream phase.
     #[arg(long)]
     pub no_downstream: bool,
     /// CGNAT public pool (e.g. `203.0.113.0/28`): subscriber traffic is translated on
-    /// its way to the core (nat44 stage between the two halves of the fast path).
+    /// its way to the core (nat44 node between the two halves of the fast path; with
+    /// `--netns` a `[cgnat]` section in the vBNG's config).
     #[arg(long)]
     pub cgnat: Option<String>,
     /// Setup timeout, seconds.

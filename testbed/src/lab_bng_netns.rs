@@ -25,6 +25,12 @@
 //! plus what FreeRADIUS itself recorded: `Login OK` / `Login incorrect` lines of its
 //! log and `Acct-Status-Type = Start/Stop` records of its detail files.
 //!
+//! `--cgnat PREFIX` puts a `[cgnat]` section with that pool into the vBNG's config:
+//! the core namespace checks that every upstream frame it receives comes from the
+//! pool, the downstream phase answers the translated flows it saw, and the report
+//! carries the vBNG's `nat44` counters (from its `/metrics`). `--rate UP/DOWN` gives
+//! every subscriber that rate (user file, and `default_rate_*` for RADIUS users).
+//!
 //! `--hostile` adds a subscriber that floods PADIs, sends a bad LCP packet, garbage
 //! after the PPPoE header and a wrong password; it must not come up and must not
 //! disturb anyone else. `--capture FILE` records the access link with `tshark`.
@@ -39,6 +45,7 @@ use anyhow::{bail, Context};
 use dataplane::batch::Batch;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::{afpacket, Port};
+use dataplane::stages::nat::NatConfig;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use pktgen::subscribers::lab::{imix, LabReport, TrafficReport};
 use pktgen::subscribers::{Emulator, EmulatorConfig, VlanPlan};
@@ -161,6 +168,112 @@ pub struct NetnsReport {
     pub lab_rx_dropped: u64,
     /// Wall time of the whole lab, s.
     pub wall_s: f64,
+    /// CGNAT (`--cgnat`): what the core saw and the vBNG's NAT counters.
+    pub cgnat: Option<CgnatReport>,
+}
+
+/// What the core namespace saw of CGNAT traffic, and the vBNG's `nat44` counters.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CgnatReport {
+    /// The pool (`--cgnat`).
+    pub pool: String,
+    /// Upstream frames at the core whose source address is in the pool.
+    pub core_src_in_pool: u64,
+    /// Upstream frames at the core whose source address is outside the pool (must be
+    /// 0: no subscriber address leaks).
+    pub core_src_outside_pool: u64,
+    /// Distinct (address, port) sources the core saw (one per subscriber flow).
+    pub core_flows: u64,
+    /// Distinct pool addresses among them.
+    pub core_addresses: u64,
+    /// The `nat44` node's counters from the vBNG's `/metrics`.
+    pub nat: NatCounters,
+}
+
+/// The vBNG's `nat44` node counters (`dp_node_*{node="nat44"}` in its `/metrics`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NatCounters {
+    /// Packets that entered the node.
+    pub packets: u64,
+    /// Packets it dropped (all reasons).
+    pub drops: u64,
+    /// Sessions in use.
+    pub sessions: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Mappings in use.
+    pub mappings: u64,
+    /// Subscribers holding ports.
+    pub subscribers: u64,
+    /// Port blocks allocated.
+    pub blocks: u64,
+    /// ICMP errors it sent (exhaustion).
+    pub icmp_errors_sent: u64,
+}
+
+/// Watches upstream frames at the core (CGNAT): sources inside and outside the pool,
+/// and the distinct translated flows.
+pub struct CoreWatch {
+    pool: Vec<(u32, u32)>,
+    inside: AtomicU64,
+    outside: AtomicU64,
+    flows: Mutex<Vec<(u32, u16)>>,
+}
+
+impl CoreWatch {
+    fn new(pool: Vec<(u32, u32)>) -> CoreWatch {
+        CoreWatch {
+            pool,
+            inside: AtomicU64::new(0),
+            outside: AtomicU64::new(0),
+            flows: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The distinct (source address, UDP source port) seen so far.
+    fn flows(&self) -> Vec<(u32, u16)> {
+        self.flows.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Counts the source of an IPv4 frame; returns it with the UDP/TCP source port.
+    fn see(&self, d: &[u8]) -> Option<(u32, u16)> {
+        let a = d.get(26..30)?;
+        let src = u32::from_be_bytes([a[0], a[1], a[2], a[3]]);
+        if self.pool.iter().any(|&(lo, hi)| (lo..=hi).contains(&src)) {
+            self.inside.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.outside.fetch_add(1, Ordering::Relaxed);
+        }
+        let ihl = usize::from(d.get(14)? & 0x0f) * 4;
+        let p = d.get(14 + ihl..16 + ihl)?;
+        Some((src, u16::from_be_bytes([p[0], p[1]])))
+    }
+
+    fn report(&self, pool: String, m: &str) -> CgnatReport {
+        let flows = self.flows();
+        let mut addrs: Vec<u32> = flows.iter().map(|f| f.0).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let node = |name: &str| metric(m, name, "node=\"nat44\"");
+        let ctr = |name: &str, c: &str| metric(m, name, &format!("node=\"nat44\",counter=\"{c}\""));
+        CgnatReport {
+            pool,
+            core_src_in_pool: self.inside.load(Ordering::Relaxed),
+            core_src_outside_pool: self.outside.load(Ordering::Relaxed),
+            core_flows: flows.len() as u64,
+            core_addresses: addrs.len() as u64,
+            nat: NatCounters {
+                packets: node("dp_node_packets_total"),
+                drops: node("dp_node_drops_total"),
+                sessions: ctr("dp_node_level", "sessions-active"),
+                sessions_created: ctr("dp_node_events_total", "sessions-created"),
+                mappings: ctr("dp_node_level", "mappings-active"),
+                subscribers: ctr("dp_node_level", "subscribers"),
+                blocks: ctr("dp_node_level", "port-blocks-in-use"),
+                icmp_errors_sent: ctr("dp_node_events_total", "icmp-errors-sent"),
+            },
+        }
+    }
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
@@ -459,10 +572,26 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         anyhow::ensure!((64..=1518).contains(&n), "--frame must be within 64..=1518");
         vec![n]
     };
-    anyhow::ensure!(
-        args.cgnat.is_none() && args.rate.is_none(),
-        "--cgnat and --rate are in-memory lab options (not with --netns)"
-    );
+    let rate = match &args.rate {
+        Some(r) => Some((
+            r.clone(),
+            vbng::config::parse_rate_pair(r).map_err(|e| anyhow::anyhow!("--rate: {e}"))?,
+        )),
+        None => None,
+    };
+    // The CGNAT pool, checked the way vbng will check it.
+    let watch = match &args.cgnat {
+        Some(p) => {
+            let ranges = NatConfig {
+                pool: vec![p.clone()],
+                ..NatConfig::default()
+            }
+            .pool_ranges()
+            .map_err(|e| anyhow::anyhow!("--cgnat: {e}"))?;
+            Some(CoreWatch::new(ranges))
+        }
+        None => None,
+    };
     let vbng_bin = match &args.vbng {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()?
@@ -541,19 +670,32 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         Some(fr)
     } else {
         let mut users = String::with_capacity(n as usize * 24);
+        let r = rate
+            .as_ref()
+            .map(|(r, _)| format!(" {r}"))
+            .unwrap_or_default();
         for i in 0..n {
-            users.push_str(&format!("user{i} {PASSWORD}\n"));
+            users.push_str(&format!("user{i} {PASSWORD}{r}\n"));
         }
         let uf = dir.join("users.txt");
         std::fs::write(&uf, users)?;
         cfg.push_str(&format!("user_file = \"{}\"\n", uf.display()));
         None
     };
+    if let Some((_, (up, down))) = rate {
+        // Subscribers without a rate of their own (RADIUS gives none here) get it too.
+        cfg.push_str(&format!(
+            "default_rate_up = {up}\ndefault_rate_down = {down}\n"
+        ));
+    }
     cfg.push_str("[[pools]]\nname = \"default\"\nranges = [\"100.64.0.2-100.127.255.254\"]\n");
     if radius.is_some() {
         cfg.push_str(&format!(
             "[radius]\nauth = [{{ addr = \"127.0.0.1:1812\", secret = \"{SECRET}\" }}]\nacct = [{{ addr = \"127.0.0.1:1813\", secret = \"{SECRET}\" }}]\ntimeout_ms = 1000\ntries = 3\nnas_ip = \"127.0.0.1\"\n"
         ));
+    }
+    if let Some(p) = &args.cgnat {
+        cfg.push_str(&format!("[cgnat]\npool = [{p:?}]\n"));
     }
     let cfg_path = dir.join("vbng.toml");
     std::fs::write(&cfg_path, cfg)?;
@@ -793,16 +935,40 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             &templates,
             args.packets,
             Expect::Core(core_peer),
+            watch.as_ref(),
         );
         if !args.no_downstream {
             say("downstream traffic");
-            let templates: Vec<Vec<u8>> = up_ids
-                .iter()
-                .enumerate()
-                .filter_map(|(k, &i)| {
-                    emu.downstream_frame(i, CORE_HOST, bng_core_mac, core_peer, size_of(k))
-                })
-                .collect();
+            let templates: Vec<Vec<u8>> = match &watch {
+                // Answer the translated flows the core saw (pool address and port).
+                Some(w) => w
+                    .flows()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(ip, port))| {
+                        let size = size_of(k);
+                        let mut f = Vec::with_capacity(size);
+                        f.extend_from_slice(&bng_core_mac);
+                        f.extend_from_slice(&core_peer);
+                        f.extend_from_slice(&[0x08, 0x00]);
+                        f.extend_from_slice(&pktgen::subscribers::ipv4_udp(
+                            CORE_HOST,
+                            ip,
+                            size.saturating_sub(14).clamp(28, 1492),
+                            5001,
+                            port,
+                        ));
+                        f
+                    })
+                    .collect(),
+                None => up_ids
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, &i)| {
+                        emu.downstream_frame(i, CORE_HOST, bng_core_mac, core_peer, size_of(k))
+                    })
+                    .collect(),
+            };
             report.downstream = Some(traffic(
                 &mut *core_port,
                 &mut *sub_port,
@@ -810,9 +976,17 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
                 &templates,
                 args.packets,
                 Expect::Subscribers,
+                None,
             ));
         }
     }
+    // The NAT's own view (its node counters in the vBNG's /metrics), while the
+    // sessions are still there; the worker publishes every 100 ms.
+    let cgnat = watch.as_ref().map(|w| {
+        std::thread::sleep(Duration::from_millis(300));
+        let m = http_get(&ns_bng, "/metrics").unwrap_or_default();
+        w.report(args.cgnat.clone().unwrap_or_default(), &m)
+    });
 
     // Phase 4: teardown with PADT, paced like the setup: at most `window` PADTs the
     // BNG has not yet acted on (its session count) in flight.
@@ -936,6 +1110,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         capture: capture.map(|(p, _)| p.display().to_string()),
         lab_rx_dropped: 0,
         wall_s: t_start.elapsed().as_secs_f64(),
+        cgnat,
     };
     if std::env::var_os("TESTBED_KEEP_LOGS").is_some() {
         for f in ["vbng.log", "freeradius.log"] {
@@ -997,6 +1172,7 @@ fn traffic(
     templates: &[Vec<u8>],
     packets: u64,
     expect: Expect,
+    watch: Option<&CoreWatch>,
 ) -> TrafficReport {
     let received = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -1006,9 +1182,11 @@ fn traffic(
     std::thread::scope(|s| {
         let (received, stop) = (&received, &stop);
         let mut rcache = pool.cache();
+        let want = templates.len();
         s.spawn(move || {
             let mut b = Batch::new();
             let mut idle = 0u32;
+            let mut seen = std::collections::HashSet::new();
             loop {
                 let k = rx.rx_burst(&mut rcache, &mut b);
                 if k == 0 {
@@ -1026,6 +1204,15 @@ fn traffic(
                 for p in b.iter() {
                     if expect.matches(p.data()) {
                         c += 1;
+                        if let Some(w) = watch {
+                            if let Some(f) = w.see(p.data()) {
+                                if seen.len() < want && seen.insert(f) {
+                                    if let Ok(mut v) = w.flows.lock() {
+                                        v.push(f);
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
                 received.fetch_add(c, Ordering::Release);
@@ -1154,6 +1341,16 @@ fn print_report(args: &BngLabArgs, r: &NetnsReport) -> anyhow::Result<()> {
         println!(
             "hostile subscriber     {}: came up {}, failed in {:?}",
             h.mac, h.came_up, h.failed_in
+        );
+    }
+    if let Some(c) = &r.cgnat {
+        println!(
+            "cgnat {:<16} core saw {} frames from the pool, {} from outside it; {} flows on {} addresses",
+            c.pool, c.core_src_in_pool, c.core_src_outside_pool, c.core_flows, c.core_addresses
+        );
+        println!(
+            "nat44                  {} packets, {} drops, {} sessions created, {} subscribers, {} blocks",
+            c.nat.packets, c.nat.drops, c.nat.sessions_created, c.nat.subscribers, c.nat.blocks
         );
     }
     if let Some(c) = &r.capture {

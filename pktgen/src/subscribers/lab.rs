@@ -314,12 +314,18 @@ impl Bng {
                 r.counters.insert(c.name.to_string(), c.value);
             }
         });
-        let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
-        r.sessions = get("sessions");
-        r.sessions_created = get("sessions-created");
-        r.mappings = get("mappings");
-        r.subscribers = get("subscribers");
-        r.blocks = get("blocks");
+        // The first of the names the node reports it under.
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|k| r.counters.get(*k).copied())
+                .unwrap_or(0)
+        };
+        r.sessions = get(&["sessions-active", "sessions"]);
+        r.sessions_created = get(&["sessions-created"]);
+        r.mappings = get(&["mappings-active", "mappings"]);
+        r.subscribers = get(&["subscribers"]);
+        r.blocks = get(&["port-blocks-in-use", "blocks"]);
         Some(r)
     }
 }

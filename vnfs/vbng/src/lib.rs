@@ -32,6 +32,8 @@ pub mod radius;
 #[cfg(feature = "std")]
 pub mod radius_io;
 pub mod rng;
+#[cfg(feature = "std")]
+pub mod runtime;
 pub mod session;
 pub mod vnf;
 pub mod wire;

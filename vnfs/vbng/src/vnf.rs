@@ -665,15 +665,16 @@ impl Stage for CgnatNode {
         if own {
             return;
         }
+        // The same names as the engine's own node counters.
         let n = &self.0;
         let s = n.stats;
         f(Counter::gauge(
-            "sessions",
+            "sessions-active",
             "NAT sessions in use",
             n.session_count() as u64,
         ));
         f(Counter::gauge(
-            "mappings",
+            "mappings-active",
             "NAT mappings in use",
             n.mapping_count() as u64,
         ));
@@ -683,7 +684,7 @@ impl Stage for CgnatNode {
             n.subscriber_count() as u64,
         ));
         f(Counter::gauge(
-            "blocks",
+            "port-blocks-in-use",
             "Port blocks allocated",
             n.blocks_in_use(),
         ));
@@ -714,12 +715,6 @@ impl Stage for CgnatNode {
                 "ICMP errors sent on exhaustion",
                 s.icmp_errors_sent,
             ),
-            (
-                "icmp-errors-rate-limited",
-                "ICMP errors suppressed by the rate limit",
-                s.icmp_errors_rate_limited,
-            ),
-            ("log-lost", "Block log records lost (ring full)", n.log.lost),
         ] {
             f(Counter::total(name, help, v));
         }

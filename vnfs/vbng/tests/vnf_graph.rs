@@ -202,7 +202,10 @@ fn lab(extra: &str) {
         "{counters:?}"
     );
     if cgnat {
-        assert!(counters.contains(&("nat44", "sessions", 1)), "{counters:?}");
+        assert!(
+            counters.contains(&("nat44", "sessions-active", 1)),
+            "{counters:?}"
+        );
         let log = control.nat_log.as_ref().unwrap();
         let rec = log.pop().expect("block allocation logged");
         assert_eq!(u32::from(rec.subscriber), s.ip);

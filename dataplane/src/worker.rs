@@ -91,7 +91,8 @@ pub struct WorkerStats {
     pub punted: u64,
     /// Packets the control plane injected.
     pub injected: u64,
-    /// Injected packets for a port that does not exist or whose queue was full.
+    /// Injected packets for a port that does not exist (a full port queue holds the
+    /// inject ring back instead).
     pub inject_dropped: u64,
     /// Packets a port could not take (with [`TxPolicy::Drop`]).
     pub tx_unsent: u64,
@@ -107,6 +108,9 @@ pub struct Worker<P: Port = Box<dyn Port>> {
     rx: Batch,
     punt: Option<PktRing>,
     inject: Option<PktRing>,
+    /// An injected packet its port's queue could not take yet: sent first, in order,
+    /// once the port has drained (back-pressure on the inject ring, never a drop).
+    held: Option<Pkt>,
     hooks: Vec<Hook>,
     cfg: WorkerConfig,
     next_tick: u64,
@@ -134,6 +138,7 @@ impl<P: Port> Worker<P> {
             rx: Batch::new(),
             punt: None,
             inject: None,
+            held: None,
             hooks: Vec::new(),
             cfg,
             next_tick: 0,
@@ -214,14 +219,25 @@ impl<P: Port> Worker<P> {
         // At most one batch per port per iteration keeps the loop's latency bounded.
         let budget = crate::batch::BATCH_SIZE * self.ports.len().max(1);
         while n < budget {
-            let Some(p) = q.pop() else {
+            let Some(p) = self.held.take().or_else(|| q.pop()) else {
                 break;
             };
-            n += 1;
             let port = p.meta.port;
-            if !self.out.emit(port, p) {
-                self.stats.inject_dropped += 1;
+            match self.out.ports.get_mut(usize::from(port)) {
+                Some(b) => {
+                    if let Err(p) = b.push(p) {
+                        // The port's queue is full: keep the packet (and leave the
+                        // rest in the ring) until it has transmitted.
+                        self.held = Some(p);
+                        break;
+                    }
+                }
+                None => {
+                    self.stats.inject_dropped += 1;
+                    self.out.cache.free(p);
+                }
             }
+            n += 1;
         }
         self.stats.injected += n as u64;
         n
@@ -274,6 +290,10 @@ impl<P: Port> Worker<P> {
     pub fn flush(&mut self) {
         self.hand_punts();
         self.transmit();
+        if let Some(p) = self.held.take() {
+            self.stats.tx_unsent += 1;
+            self.out.cache.free(p);
+        }
         for b in self.out.ports.iter_mut() {
             self.stats.tx_unsent += b.len() as u64;
             b.free_all(&mut self.out.cache);
@@ -288,5 +308,58 @@ impl<P: Port> Worker<P> {
     /// The decoded trace so far (VPP `show trace`).
     pub fn show_trace(&self) -> alloc::string::String {
         self.out.trace.format()
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::buf::Pool;
+    use crate::port::mem::pair;
+
+    /// More injected packets for one port than its queue holds (the control plane
+    /// answering thousands of subscribers at once): all of them go out, in order, none
+    /// dropped; the inject ring waits while the port is full.
+    #[test]
+    fn injected_burst_larger_than_a_port_queue_is_held_not_dropped() {
+        let pool = Pool::new(8192).unwrap();
+        let (port, mut peer) = pair("dut", "peer", 512).unwrap();
+        let (dummy, _dummy_peer) = pair("dut1", "peer1", 64).unwrap();
+        let inject = ring(4096);
+        let mut w = Worker::new(
+            alloc::vec![port, dummy],
+            Graph::new(),
+            pool.cache(),
+            WorkerConfig::default(),
+        )
+        .unwrap()
+        .with_inject(inject.clone());
+        let mut cache = pool.cache();
+        const N: u32 = 3000;
+        let (mut queued, mut got, mut now) = (0u32, Vec::new(), 0u64);
+        let mut b = Batch::new();
+        while got.len() < N as usize && now < 10_000 {
+            while queued < N && !inject.is_full() {
+                let mut p = cache.alloc().unwrap();
+                p.copy_from(&queued.to_be_bytes()).unwrap();
+                p.meta.port = 0;
+                inject.push(p).unwrap();
+                queued += 1;
+            }
+            w.poll(now);
+            now += 1;
+            // the peer drains slowly: one burst per iteration
+            peer.rx_burst(&mut cache, &mut b);
+            b.drain(|p| {
+                let d = p.data();
+                got.push(u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+                cache.free(p);
+            });
+        }
+        assert_eq!(w.stats.inject_dropped, 0);
+        assert_eq!(w.out.stats.tx_full, 0);
+        assert_eq!(got.len(), N as usize);
+        assert!(got.iter().copied().eq(0..N), "in order");
+        assert_eq!(w.stats.injected, u64::from(N));
     }
 }

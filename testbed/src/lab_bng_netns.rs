@@ -1069,8 +1069,12 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         }
     });
 
-    // Stop the capture (SIGINT lets tshark finish the file).
+    // Stop the capture (SIGINT lets tshark finish the file). First give its ring a
+    // moment: dumpcap reads AF_PACKET TPACKET_V3 blocks, and the frames of a block
+    // that has not retired yet (the teardown's PADTs, if the BNG acted on them
+    // quickly) are lost when it stops.
     if let Some((_, pid)) = &capture {
+        std::thread::sleep(Duration::from_millis(1000));
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(*pid as libc::pid_t, libc::SIGINT) };
         let t0 = Instant::now();

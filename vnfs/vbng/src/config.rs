@@ -1057,6 +1057,82 @@ prefix = "2001:db8:100::/40"
     }
 
     #[test]
+    fn cgnat_section_and_its_errors() {
+        let c = Config::from_toml(
+            "[cgnat]\npool = [\"203.0.113.0/28\", \"198.51.100.7\"]\nblock_size = 1024\nblocks_per_subscriber = 2\nsessions_per_subscriber = 100\nmax_sessions = 70000\nlog = false\n",
+        )
+        .unwrap();
+        let n = c.nat_config(1000).unwrap().unwrap();
+        assert_eq!(n.inside_ports, vec![0]);
+        assert_eq!(n.pool.len(), 2);
+        assert_eq!(n.max_sessions, 70000);
+        assert_eq!(n.max_subscribers, 1000);
+        let g = n.cgnat.unwrap();
+        assert_eq!(
+            (
+                g.block_size,
+                g.blocks_per_subscriber,
+                g.sessions_per_subscriber,
+                g.log
+            ),
+            (1024, 2, 100, false)
+        );
+        // Defaults, and the shorthand.
+        let c = Config::from_toml("cgnat_public = \"203.0.113.0/28\"\n").unwrap();
+        let n = c.nat_config(1 << 20).unwrap().unwrap();
+        assert_eq!(n.pool, vec!["203.0.113.0/28".to_string()]);
+        assert_eq!(n.max_sessions, 1 << 22);
+        assert_eq!(n.cgnat.unwrap().block_size, 512);
+        assert!(Config::default().nat_config(10).unwrap().is_none());
+        let cases = [
+            ("[cgnat]\npool = []\n", "cgnat.pool: empty"),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/33\"]\n",
+                "cgnat.pool: bad entry",
+            ),
+            ("cgnat_public = \"nope\"\n", "cgnat_public: bad entry"),
+            ("[cgnat]\npool = [\"10.0.0.0/16\"]\n", "more than 4096"),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/28\"]\nblock_size = 4\n",
+                "block_size",
+            ),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/28\"]\nblocks_per_subscriber = 33\n",
+                "blocks_per_subscriber",
+            ),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/28\"]\nsessions_per_subscriber = 0\n",
+                "cgnat.sessions_per_subscriber: 0 is not in 1..=",
+            ),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/28\"]\nmax_sessions = 0\n",
+                "cgnat.max_sessions: 0 is not in 1..=",
+            ),
+            (
+                "[cgnat]\npool = [\"100.64.0.0/28\"]\n",
+                "cgnat.pool: holds the BNG's own address 100.64.0.1",
+            ),
+            (
+                "[cgnat]\npool = [\"100.64.1.0/28\"]\n",
+                "cgnat.pool: overlaps subscriber pool \"default\"",
+            ),
+            (
+                "cgnat_public = \"203.0.113.0/28\"\n[cgnat]\npool = [\"203.0.113.0/28\"]\n",
+                "both given",
+            ),
+            (
+                "[cgnat]\npool = [\"203.0.113.0/28\"]\nbogus = 1\n",
+                "unknown field",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = Config::from_toml(text).expect_err(text);
+            assert!(e.0.contains(want), "{text}: {e}");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
     fn radius_section_errors() {
         let ok = "[radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"s\" }]\n";
         let c = Config::from_toml(ok).unwrap();

@@ -16,8 +16,9 @@
 //!   control plane's counters are read under the control side's mutex, the data
 //!   plane's from the worker's last publication.
 //!
-//! Poll loops that found nothing sleep briefly ([`IDLE_SLEEP`]): the namespace labs
-//! share two cores between subscribers, vBNG, core and FreeRADIUS.
+//! Poll loops that found nothing sleep briefly ([`IDLE_SLEEP`], longer
+//! ([`IDLE_SLEEP_LONG`]) once idle for a while): the namespace labs share two cores
+//! between subscribers, vBNG, core and FreeRADIUS.
 
 use crate::radius_io::RadiusIo;
 use crate::vnf::{update_hook, Control, Injector, Stats, Vbng};
@@ -46,6 +47,14 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 const IDLE_SLEEP: Duration = Duration::from_micros(50);
 /// Idle polls in a row before the worker sleeps.
 const IDLE_SPINS: u32 = 16;
+/// The sleep of a loop idle for longer (about 50 ms of nothing).
+pub const IDLE_SLEEP_LONG: Duration = Duration::from_micros(250);
+/// Idle polls in a row before the worker sleeps [`IDLE_SLEEP_LONG`].
+const IDLE_LONG: u32 = 1000;
+/// The control thread's sleep when a round found nothing, and after about 50 ms of
+/// nothing.
+const CONTROL_SLEEP: Duration = Duration::from_micros(100);
+const CONTROL_SLEEP_LONG: Duration = Duration::from_micros(500);
 
 /// What the worker thread publishes and the HTTP threads read (never locked by the
 /// worker except with `try_lock`).
@@ -100,6 +109,9 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
     let mut trace_len = usize::MAX;
     loop {
         if stop.load(Ordering::Relaxed) {
+            // The control thread has stopped: its last frames (PADTs, LCP
+            // Terminate-Requests) are in the inject ring; send them, then what is queued.
+            w.poll(t0.elapsed().as_nanos() as u64);
             w.flush();
             break;
         }
@@ -123,7 +135,9 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
         }
         if n == 0 {
             idle += 1;
-            if idle >= IDLE_SPINS {
+            if idle >= IDLE_LONG {
+                std::thread::sleep(IDLE_SLEEP_LONG);
+            } else if idle >= IDLE_SPINS {
                 std::thread::sleep(IDLE_SLEEP);
             }
         } else {
@@ -153,6 +167,7 @@ fn control_thread(
     let t0 = Instant::now();
     let mut inj = Injector::new();
     let mut log = Vec::new();
+    let mut idle = 0u32;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let now_ms = t0.elapsed().as_millis() as u64;
@@ -188,7 +203,14 @@ fn control_thread(
             break;
         }
         if work == 0 {
-            std::thread::sleep(Duration::from_micros(100));
+            idle += 1;
+            std::thread::sleep(if idle > 500 {
+                CONTROL_SLEEP_LONG
+            } else {
+                CONTROL_SLEEP
+            });
+        } else {
+            idle = 0;
         }
     }
 }

@@ -148,6 +148,12 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         );
     }
     println!("packet loss ratio      {:.6}", r.plr);
+    if let Some(n) = &r.nat {
+        println!(
+            "CGNAT {:<16} {} sessions ({} created), {} subscribers, {} port blocks, {} log records, {} drops {:?}",
+            n.pool, n.sessions, n.sessions_created, n.subscribers, n.blocks, n.log_records, n.drops, n.drop_reasons
+        );
+    }
     if args.ipv6 {
         println!(
             "IPv6 sessions (SLAAC)  {} / {}",

@@ -1,26 +1,29 @@
-//! The in-memory BNG lab (`testbed lab bng`): emulated subscribers → vBNG (control
-//! plane + `bng-fastpath` stage on the packet engine) → core sink, in one process and
-//! one thread, over in-memory virtio ring pairs, with no root. Phases: session setup
-//! (rate-controlled), upstream traffic, downstream traffic, teardown. Reports setup
-//! rate and latency, failures by phase, throughput, per-core Mpps of the BNG pipeline
-//! alone, and packet loss.
+//! The in-memory BNG lab (`testbed lab bng`): emulated subscribers → vBNG → core
+//! sink, in one process and one thread, over in-memory virtio ring pairs, with no root.
+//! Phases: session setup (rate-controlled), upstream traffic, downstream traffic,
+//! teardown. Reports setup rate and latency, failures by phase, throughput, per-core
+//! Mpps of the BNG alone, packet loss, and with CGNAT the `nat44` node's counters.
+//!
+//! The BNG is the `vbng` binary's: [`lab_config`] turns the lab's settings into a
+//! `vbng::config::Config`, [`vbng::vnf::build`] composes it (the same function the
+//! binary calls), its graph runs on the engine's `dataplane::worker::Worker` and its
+//! control plane on the worker's punt and inject rings. The lab steps generator,
+//! worker, control plane and sink in turn from its one thread.
 
 use super::{Emulator, EmulatorConfig, SetupReport, VlanPlan};
-use dataplane::batch::{Batch, Out};
+use dataplane::batch::Batch;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::mem::{pair, MemPort};
 use dataplane::port::Port;
-use dataplane::stage::Pipeline;
-use dataplane::stages::nat::{CgnatConfig, Nat44, NatConfig};
+use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
 use serde::Serialize;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use vbng::config::{Config, UserConfig};
-use vbng::control::{ControlPlane, SessionCounters};
-use vbng::fastpath::{FastPath, FastPathConfig, Mode};
+use vbng::config::{CgnatSection, Config, UserConfig};
+use vbng::control::ControlPlane;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
+use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Vbng, NODE_NAT};
 
 /// Lab settings.
 #[derive(Debug, Clone)]
@@ -134,18 +137,220 @@ pub struct LabReport {
     pub downstream6: Option<TrafficReport>,
     /// Packet loss ratio over the IPv6 phases.
     pub ipv6_plr: f64,
+    /// With CGNAT: the `nat44` node's counters after the traffic phases.
+    pub nat: Option<NatReport>,
+    /// The BNG worker's loop counters (punt and inject rings, unsent frames).
+    pub bng_worker: WorkerReport,
+    /// The graph the BNG ran (`Graph::describe` of [`vbng::vnf::build`]'s graph).
+    pub bng_graph: String,
 }
 
+/// The BNG worker's loop counters at the end of the lab.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkerReport {
+    /// Iterations of the worker loop.
+    pub loops: u64,
+    /// Packets handed to the control plane (punt ring).
+    pub punted: u64,
+    /// Punted packets the ring could not take.
+    pub punt_dropped: u64,
+    /// Frames the control plane injected.
+    pub injected: u64,
+    /// Injected frames for a port that does not exist.
+    pub inject_dropped: u64,
+    /// Frames a port could not take, freed.
+    pub tx_unsent: u64,
+    /// Frames the control plane could not hand to the inject ring (too long).
+    pub injector_oversize: u64,
+}
+
+/// The `nat44` node (CGNAT) after the traffic phases: its own counters and its drops.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NatReport {
+    /// The public pool (`--cgnat`).
+    pub pool: String,
+    /// NAT sessions in use.
+    pub sessions: u64,
+    /// NAT sessions created.
+    pub sessions_created: u64,
+    /// Mappings (inside address and port to outside) in use.
+    pub mappings: u64,
+    /// Subscribers (inside addresses) holding ports.
+    pub subscribers: u64,
+    /// Port blocks allocated (RFC 6888 port-block allocation).
+    pub blocks: u64,
+    /// Port-block log records (allocations and releases) the node emitted.
+    pub log_records: u64,
+    /// Packets that entered the node.
+    pub packets: u64,
+    /// Packets it dropped.
+    pub drops: u64,
+    /// Drops by reason (non-zero ones).
+    pub drop_reasons: BTreeMap<String, u64>,
+    /// Every counter the node reports, by name.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// The vBNG configuration the lab runs, as a `vbng` TOML would give it: PAP or CHAP
+/// with a local user per subscriber (`user<i>`, password `lab-secret`, `--rate` as each
+/// user's rate), the subscriber pool `100.64.0.2-100.127.255.254`, with `ipv6` IPv6CP
+/// and the prefix pool `2001:db8:100::/40`, with `--cgnat POOL` a `[cgnat]` section
+/// with that pool (port-block settings at their defaults). The lab builds its BNG from
+/// this with [`vbng::vnf::build`], the composition the `vbng` binary runs; `toml`
+/// serialization of the result is a config file `vbng run -c` accepts.
+pub fn lab_config(cfg: &LabConfig) -> Config {
+    let n = cfg.sessions.max(1);
+    Config {
+        auth: cfg.auth,
+        // `auth_fallback` stays at the binary's default: a TOML file cannot say "none"
+        // (the clients accept only `auth`, so it is never used).
+        keepalive_interval_s: 30,
+        restart_ms: 1000,
+        pools: vec![vbng::config::PoolConfig {
+            name: "default".into(),
+            // The gateway (100.64.0.1) is the BNG's own: never in a pool.
+            ranges: vec!["100.64.0.2-100.127.255.254".into()],
+        }],
+        users: (0..n)
+            .map(|i| UserConfig {
+                name: format!("{USER_PREFIX}{i}"),
+                password: PASSWORD.into(),
+                ip: None,
+                // bit/s up/down, 0 = unlimited
+                rate: (cfg.rate != (0, 0)).then(|| format!("{}/{}", cfg.rate.0, cfg.rate.1)),
+            })
+            .collect(),
+        ipv6cp: cfg.ipv6,
+        pools6: if cfg.ipv6 {
+            vec![vbng::config::Pool6Config {
+                name: "v6".into(),
+                prefix: "2001:db8:100::/40".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+        cgnat: cfg.cgnat.as_ref().map(|pool| CgnatSection {
+            pool: vec![pool.clone()],
+            ..CgnatSection::default()
+        }),
+        ..Config::default()
+    }
+}
+
+/// User names of the lab's subscribers: `user<i>`.
+const USER_PREFIX: &str = "user";
+/// Every lab subscriber's password.
+const PASSWORD: &str = "lab-secret";
+/// Punt and inject ring sizes between the worker and the control plane.
+const RING: usize = 4096;
+/// Worker iterations per lab step at most (each takes up to a batch per port).
+const POLLS_PER_STEP: usize = 16;
+
+/// The vBNG as the lab runs it: the graph of [`vbng::vnf::build`] on the engine's
+/// worker (ports 0 access, 1 core), and the control side on the punt and inject rings,
+/// both stepped from the lab's one thread.
 struct Bng {
-    cp: ControlPlane,
-    pipeline: Pipeline,
-    out: Out,
-    access: MemPort,
-    core: MemPort,
-    updates: Vec<Arc<vbng::fastpath::UpdateQueue>>,
+    worker: Worker<MemPort>,
+    control: Control,
+    punt: PktRing,
+    inject: PktRing,
+    injector: Injector,
+    /// Buffers of the control side (punted frames freed, injected frames allocated).
+    cache: PoolCache,
+    /// Time spent in the BNG (worker and control plane).
     busy: Duration,
-    batch: Batch,
-    pending: VecDeque<Vec<u8>>,
+    /// CGNAT port-block log records read from the `nat44` node.
+    nat_log_records: u64,
+}
+
+impl Bng {
+    /// One lab step of the BNG: worker iterations (table updates, injected frames,
+    /// rx, graph, punts, tx, timers) until it is idle, the punted frames to the control
+    /// plane after each, then the control plane's timers and table updates and its
+    /// frames onto the inject ring (sent by the next worker iteration).
+    fn step(&mut self, now_ms: u64, now_ns: u64) {
+        let t = Instant::now();
+        for _ in 0..POLLS_PER_STEP {
+            let work = self.worker.poll(now_ns);
+            self.control
+                .drain_punts(&self.punt, &mut self.cache, now_ms);
+            if work == 0 {
+                break;
+            }
+        }
+        let tx = self.control.poll(now_ms);
+        self.injector.queue(tx);
+        self.injector.flush(&self.inject, &mut self.cache);
+        if let Some(log) = &self.control.nat_log {
+            while log.pop().is_some() {
+                self.nat_log_records += 1;
+            }
+        }
+        self.busy += t.elapsed();
+    }
+
+    /// Frames between the worker and the control plane, not yet handled.
+    fn in_flight(&self) -> usize {
+        self.injector.len() + self.inject.len() + self.punt.len()
+    }
+
+    fn cp(&self) -> &ControlPlane {
+        &self.control.cp
+    }
+
+    /// `show errors` of the graph and the control plane's counters.
+    fn errors(&self) -> String {
+        format!("{}{:?}\n", self.worker.graph.show_errors(), self.cp().stats)
+    }
+
+    fn worker_report(&self) -> WorkerReport {
+        let w = &self.worker.stats;
+        WorkerReport {
+            loops: w.loops,
+            punted: w.punted,
+            punt_dropped: w.punt_dropped,
+            injected: w.injected,
+            inject_dropped: w.inject_dropped,
+            tx_unsent: w.tx_unsent,
+            injector_oversize: self.injector.oversize,
+        }
+    }
+
+    /// The `nat44` node's counters and drops (with CGNAT).
+    fn nat_report(&self, pool: &str) -> Option<NatReport> {
+        let g = &self.worker.graph;
+        let node = g.nodes().find(|n| n.name == NODE_NAT)?;
+        let mut r = NatReport {
+            pool: pool.to_string(),
+            packets: node.packets,
+            drops: node.dropped(),
+            log_records: self.nat_log_records,
+            ..NatReport::default()
+        };
+        for (i, &d) in node.drops.iter().enumerate() {
+            if d > 0 {
+                r.drop_reasons.insert(node.reason_name(i).to_string(), d);
+            }
+        }
+        g.counters(&mut |name, c| {
+            if name == NODE_NAT {
+                r.counters.insert(c.name.to_string(), c.value);
+            }
+        });
+        // The first of the names the node reports it under.
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|k| r.counters.get(*k).copied())
+                .unwrap_or(0)
+        };
+        r.sessions = get(&["sessions-active", "sessions"]);
+        r.sessions_created = get(&["sessions-created"]);
+        r.mappings = get(&["mappings-active", "mappings"]);
+        r.subscribers = get(&["subscribers"]);
+        r.blocks = get(&["port-blocks-in-use", "blocks"]);
+        Some(r)
+    }
 }
 
 fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u8>>) {
@@ -175,63 +380,6 @@ fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u
     }
 }
 
-impl Bng {
-    fn step(&mut self, now_ms: u64, now_ns: u64) {
-        let t = Instant::now();
-        self.out.now_ns = now_ns;
-        for (idx, _) in [(0u16, ()), (1u16, ())] {
-            loop {
-                let port = if idx == 0 {
-                    &mut self.access
-                } else {
-                    &mut self.core
-                };
-                let n = port.rx_burst(&mut self.out.cache, &mut self.batch);
-                if n == 0 {
-                    break;
-                }
-                for p in self.batch.iter_mut() {
-                    p.meta.port = idx;
-                }
-                self.pipeline.run(&mut self.batch, &mut self.out);
-                self.flush();
-                // Control plane: punted packets (discovery, PPP control).
-                // In order (Batch::pop takes from the back).
-                let (cp, cache) = (&mut self.cp, &mut self.out.cache);
-                self.out.punt.drain(|p| {
-                    cp.input(p.meta.port, p.data(), now_ms);
-                    cache.free(p);
-                });
-            }
-        }
-        // Timers, the control plane's own transmissions, table updates.
-        self.cp.poll(now_ms);
-        // Frames the ring cannot take now wait in the backlog (never dropped).
-        self.pending
-            .extend(self.cp.take_tx().into_iter().map(|(_, f)| f));
-        send_frames(&mut self.access, &mut self.out.cache, &mut self.pending);
-        for u in self.cp.take_fib() {
-            for q in &self.updates {
-                let _ = q.push(u.clone());
-            }
-        }
-        self.busy += t.elapsed();
-    }
-
-    fn flush(&mut self) {
-        for (i, port) in [(0usize, &mut self.access), (1usize, &mut self.core)] {
-            if let Some(b) = self.out.ports.get_mut(i) {
-                while !b.is_empty() {
-                    if port.tx_burst(&mut self.out.cache, b) == 0 {
-                        // Ring full: the far end is not draining; drop (counted as loss).
-                        b.free_all(&mut self.out.cache);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Run the lab.
 pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<LabReport> {
     let n = cfg.sessions.max(1);
@@ -239,101 +387,36 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let (mut gen, access) =
         pair("subscribers", "bng-access", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
     let (core, mut sink) = pair("bng-core", "core", 4096).ok_or_else(|| anyhow::anyhow!("ring"))?;
-    let password = "lab-secret";
-    let rate = |b: u64| {
-        if b == 0 {
-            "0".to_string()
-        } else {
-            b.to_string()
-        }
-    };
-    let bcfg = Config {
-        auth: cfg.auth,
-        auth_fallback: None,
-        keepalive_interval_s: 30,
-        restart_ms: 1000,
-        pools: vec![vbng::config::PoolConfig {
-            name: "default".into(),
-            // The gateway (100.64.0.1) is the BNG's own: never in a pool.
-            ranges: vec!["100.64.0.2-100.127.255.254".into()],
-        }],
-        users: (0..n)
-            .map(|i| UserConfig {
-                name: format!("user{i}"),
-                password: password.into(),
-                ip: None,
-                rate: (cfg.rate != (0, 0))
-                    .then(|| format!("{}/{}", rate(cfg.rate.0), rate(cfg.rate.1))),
-            })
-            .collect(),
-        ipv6cp: cfg.ipv6,
-        pools6: if cfg.ipv6 {
-            vec![vbng::config::Pool6Config {
-                name: "v6".into(),
-                prefix: "2001:db8:100::/40".into(),
-            }]
-        } else {
-            Vec::new()
-        },
-        ..Config::default()
-    };
-    let counters = SessionCounters::new(n as usize);
-    let cp = ControlPlane::new(&bcfg, n, counters.clone(), Rng::from_os())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let vcfg = lab_config(cfg);
+    vcfg.validate()
+        .map_err(|e| anyhow::anyhow!("vbng config: {e}"))?;
     let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
-    let sink_mac = sink.mac().unwrap_or([2, 0, 0, 0, 0, 3]);
-    let fcfg = FastPathConfig {
-        access_port: 0,
-        core_port: 1,
-        access_mac: cp.mac(),
-        core_mac,
-        core_next_hop: sink_mac,
-        max_sessions: n,
-    };
-    let qcap = (n as usize * 2).max(1024);
-    let mut pipeline = Pipeline::new();
-    let mut updates = Vec::new();
-    match &cfg.cgnat {
-        None => {
-            let q = vbng::fastpath::update_queue(qcap);
-            pipeline.push(Box::new(FastPath::new(fcfg, q.clone(), counters)));
-            updates.push(q);
-        }
-        Some(pool_spec) => {
-            let (q1, q2) = (
-                vbng::fastpath::update_queue(qcap),
-                vbng::fastpath::update_queue(qcap),
-            );
-            pipeline.push(Box::new(
-                FastPath::new(fcfg.clone(), q1.clone(), counters.clone()).with_mode(Mode::Upstream),
-            ));
-            let nat = Nat44::new(&NatConfig {
-                inside_ports: vec![0],
-                pool: vec![pool_spec.clone()],
-                cgnat: Some(CgnatConfig::default()),
-                max_subscribers: n.max(16),
-                max_sessions: (n * 4).max(1 << 16),
-                ..NatConfig::default()
-            })
-            .map_err(|e| anyhow::anyhow!("cgnat: {e:?}"))?;
-            pipeline.push(Box::new(nat));
-            pipeline.push(Box::new(
-                FastPath::new(fcfg, q2.clone(), counters).with_mode(Mode::Downstream),
-            ));
-            updates.push(q1);
-            updates.push(q2);
-        }
-    }
+    // The core sink poses as the configured next hop.
+    let sink_mac = vbng::config::parse_mac(&vcfg.core_next_hop_mac)
+        .map_err(|e| anyhow::anyhow!("core_next_hop_mac: {e}"))?;
+    let Vbng { graph, control, .. } = build(&vcfg, &BuildEnv::new(core_mac, n, Rng::from_os()))
+        .map_err(|e| anyhow::anyhow!("vbng: {e}"))?;
+    let bng_graph = graph.describe();
+    let (punt, inject) = (ring(RING), ring(RING));
+    let worker = Worker::new(
+        vec![access, core],
+        graph,
+        pool.cache(),
+        WorkerConfig::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
+    .with_punt(punt.clone())
+    .with_inject(inject.clone())
+    .on_update(update_hook());
     let mut bng = Bng {
-        cp,
-        pipeline,
-        out: Out::new(2, pool.cache()),
-        access,
-        core,
-        updates,
+        worker,
+        control,
+        punt,
+        inject,
+        injector: Injector::new(),
+        cache: pool.cache(),
         busy: Duration::ZERO,
-        batch: Batch::new(),
-        pending: VecDeque::new(),
+        nat_log_records: 0,
     };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {
@@ -341,8 +424,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         setup_rate: cfg.setup_rate,
         max_outstanding: cfg.max_outstanding,
         auth: cfg.auth,
-        user_prefix: "user".into(),
-        password: password.into(),
+        user_prefix: USER_PREFIX.into(),
+        password: PASSWORD.into(),
         vlans: VlanPlan::QinQ {
             svlan_base: 100,
             cvlans: 4000,
@@ -369,7 +452,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         let busy = !emu.settled()
             || !frames.is_empty()
             || !q.is_empty()
-            || bng.cp.stats.sessions_up < u64::from(emu.established())
+            || bng.in_flight() > 0
+            || bng.cp().stats.sessions_up < u64::from(emu.established())
             || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established());
         quiet = if busy { 0 } else { quiet + 1 };
         let now = ms(t0);
@@ -392,13 +476,13 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let setup = emu.report();
     if std::env::var_os("VBNG_LAB_DEBUG").is_some() {
         let mut ph = std::collections::BTreeMap::new();
-        for si in bng.cp.sessions() {
+        for si in bng.cp().sessions() {
             *ph.entry(si.phase).or_insert(0) += 1;
         }
         eprintln!(
             "bng phases after setup: {ph:?} stats {:?} {:?} {:?}",
-            bng.cp.stats,
-            bng.cp.discovery_stats(),
+            bng.cp().stats,
+            bng.cp().discovery_stats(),
             emu.report()
         );
     }
@@ -411,7 +495,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let up_ids: Vec<u32> = (0..n)
         .filter(|&i| {
             emu.subscriber(i)
-                .is_some_and(|s| s.phase == vbng::client::ClientPhase::Up)
+                .is_some_and(|s| s.phase == super::client::ClientPhase::Up)
         })
         .collect();
     let mut report = LabReport {
@@ -500,7 +584,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 .copied()
                 .unwrap_or(64)
         };
-        let v6: Vec<&vbng::client::Subscriber> = up_ids
+        let v6: Vec<&super::client::Subscriber> = up_ids
             .iter()
             .filter_map(|&i| emu.subscriber(i))
             .filter(|s| s.ipv6 != 0)
@@ -535,7 +619,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     f.extend_from_slice(&core_mac);
                     f.extend_from_slice(&sink_mac);
                     f.extend_from_slice(&[0x86, 0xdd]);
-                    f.extend_from_slice(&vbng::client::ipv6_udp(
+                    f.extend_from_slice(&super::client::ipv6_udp(
                         IPV6_REMOTE,
                         s.ipv6,
                         ip_len,
@@ -568,12 +652,18 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         };
     }
 
+    // The NAT after the traffic (its sessions live on after the PPPoE sessions end).
+    if let Some(pool) = &cfg.cgnat {
+        report.nat = bng.nat_report(pool);
+    }
+
     // Phase 4: teardown with PADT.
     let mut frames = Vec::new();
     emu.terminate_all(&mut frames);
     let mut q: VecDeque<Vec<u8>> = frames.into();
     let t_end = Instant::now();
-    while (!q.is_empty() || bng.cp.session_count() > 0) && t_end.elapsed() < Duration::from_secs(30)
+    while (!q.is_empty() || bng.in_flight() > 0 || bng.cp().session_count() > 0)
+        && t_end.elapsed() < Duration::from_secs(30)
     {
         send_frames(&mut gen, &mut gcache, &mut q);
         bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
@@ -584,7 +674,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             rxb.free_all(&mut gcache);
         }
     }
-    report.sessions_after_teardown = bng.cp.session_count();
+    report.sessions_after_teardown = bng.cp().session_count();
     report.sessions_established = setup.established;
     report.setup_rate_per_s = setup.setup_rate_per_s;
     report.setup_p50_ms = setup.setup_p50_ms;
@@ -599,7 +689,9 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     } else {
         0.0
     };
-    report.bng_errors = format!("{}{:?}\n", bng.pipeline.show_errors(), bng.cp.stats);
+    report.bng_errors = bng.errors();
+    report.bng_worker = bng.worker_report();
+    report.bng_graph = bng_graph;
     Ok(report)
 }
 
@@ -607,7 +699,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
 fn ipv6_ready(emu: &Emulator, n: u32) -> u32 {
     (0..n)
         .filter_map(|i| emu.subscriber(i))
-        .filter(|s| s.phase == vbng::client::ClientPhase::Up && s.ipv6 != 0)
+        .filter(|s| s.phase == super::client::ClientPhase::Up && s.ipv6 != 0)
         .count() as u32
 }
 
@@ -750,6 +842,43 @@ mod tests {
         }
     }
 
+    /// Thousands of subscribers at once: the control plane answers more frames in one
+    /// round than a port queue holds; none may be lost between it and the worker
+    /// (every setup succeeds at the first try, no half-open session expires).
+    #[test]
+    fn thousands_at_once_lose_no_control_frame() {
+        let r = run(
+            &LabConfig {
+                sessions: 3000,
+                packets: 3_000,
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.sessions_established, 3000, "{:?}", r.setup);
+        assert!(r.setup.failed_by_phase.is_empty(), "{:?}", r.setup);
+        let w = &r.bng_worker;
+        assert_eq!(
+            (w.punt_dropped, w.inject_dropped, w.tx_unsent),
+            (0, 0, 0),
+            "{w:?}"
+        );
+        assert!(w.injected >= 3 * 3000, "{w:?}");
+        assert!(
+            r.bng_errors.contains("half_open_expired: 0,"),
+            "{}",
+            r.bng_errors
+        );
+        assert!(
+            r.bng_errors.contains("sessions_created: 3000,"),
+            "{}",
+            r.bng_errors
+        );
+        assert!(r.setup_p99_ms < 1000.0, "no retransmission: {:?}", r.setup);
+        assert_eq!(r.plr, 0.0);
+    }
+
     #[test]
     fn one_session_trace() {
         let r = run(
@@ -762,6 +891,51 @@ mod tests {
         )
         .unwrap();
         assert!(r.setup_p99_ms < 100.0, "{:?}", r.setup);
+    }
+
+    /// `testbed lab bng` runs the vBNG the `vbng` binary runs: the lab's config,
+    /// written as the TOML file the binary reads, loads and validates as `vbng run -c`
+    /// loads it (`Config::from_toml`) and composes (`vbng::vnf::build`) to exactly the
+    /// graph and NAT the lab ran. A lab that composed its own BNG would fail here.
+    #[test]
+    fn lab_runs_the_graph_the_vbng_binary_builds_from_the_same_config() {
+        for (cgnat, ipv6) in [(None, false), (Some("203.0.113.0/28"), true)] {
+            let lc = LabConfig {
+                sessions: 20,
+                packets: 2_000,
+                cgnat: cgnat.map(String::from),
+                ipv6,
+                rate: (20_000_000, 100_000_000),
+                ..LabConfig::default()
+            };
+            let vc = lab_config(&lc);
+            vc.validate().unwrap();
+            assert_eq!(vc.users.len(), 20);
+            assert_eq!(
+                vc.users[3].rate.as_deref(),
+                Some("20000000/100000000"),
+                "--rate is every user's rate"
+            );
+            let text = toml::to_string(&vc).unwrap();
+            assert_eq!(text.contains("[cgnat]"), cgnat.is_some(), "{text}");
+            let file = Config::from_toml(&text).unwrap();
+            assert_eq!(toml::to_string(&file).unwrap(), text);
+            let env = || BuildEnv::new([2, 0, 0, 0, 0, 2], lc.sessions, Rng::from_seed([1; 32]));
+            let bin = build(&file, &env()).unwrap();
+            let lab = build(&vc, &env()).unwrap();
+            assert_eq!(lab.nat, bin.nat);
+            assert_eq!(bin.nat.is_some(), cgnat.is_some());
+            let want = bin.graph.describe();
+            assert_eq!(lab.graph.describe(), want);
+            assert!(want.starts_with("bng-input -> "), "{want}");
+            assert_eq!(want.contains("nat44"), cgnat.is_some(), "{want}");
+
+            let r = run(&lc, |_| {}).unwrap();
+            assert_eq!(r.bng_graph, want, "the graph the lab ran");
+            assert_eq!(r.sessions_established, 20, "{:?}", r.setup);
+            assert_eq!(r.upstream.received, 2_000, "{}", r.bng_errors);
+            assert_eq!(r.nat.is_some(), cgnat.is_some());
+        }
     }
 
     #[test]
@@ -781,6 +955,23 @@ mod tests {
         let d = r.downstream.as_ref().unwrap();
         assert_eq!(d.sent, 5_000);
         assert_eq!(d.received, 5_000, "{}", r.bng_errors);
+        // The nat44 node's counters: one UDP flow per subscriber, a port block each
+        // (logged), and no drops.
+        let nat = r.nat.as_ref().expect("nat counters with --cgnat");
+        assert_eq!(nat.pool, "203.0.113.0/30");
+        assert_eq!(nat.sessions, 50, "{nat:?}");
+        assert_eq!(nat.sessions_created, 50, "{nat:?}");
+        assert_eq!(nat.subscribers, 50, "{nat:?}");
+        assert_eq!(nat.blocks, 50, "{nat:?}");
+        assert!(nat.log_records >= 50, "{nat:?}");
+        assert_eq!(nat.packets, 10_000, "{nat:?}");
+        assert_eq!(nat.drops, 0, "{nat:?}");
+        assert!(nat.drop_reasons.is_empty(), "{nat:?}");
+        assert!(
+            r.bng_graph.contains("nat44 -> bng-downstream"),
+            "{}",
+            r.bng_graph
+        );
     }
 
     #[test]

@@ -3,16 +3,18 @@
 //! session-setup rate control, then per-subscriber traffic streams. Reports setup rate,
 //! setup latency percentiles (HDR histogram) and failures by phase.
 //!
-//! The per-subscriber protocol machine is `vbng::client::Subscriber` (the RFC 2516 /
+//! The per-subscriber protocol machine is [`client::Subscriber`] (the RFC 2516 /
 //! RFC 1661 client side, sharing the wire codecs and automata with the BNG); this module
 //! does the scale: addressing (MAC and TR-101 VLAN plans), pacing, timer heap, frame
 //! demultiplexing in O(1) from the destination MAC, and statistics.
 
+pub mod client;
+
+use client::{ClientParams, ClientPhase, Subscriber};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::wire::eth::Vlans;

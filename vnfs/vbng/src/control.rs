@@ -1884,10 +1884,13 @@ pub type AccessVlans = Vlans;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{ClientParams, ClientPhase, Subscriber};
     use crate::config::UserConfig;
     use crate::lcp::AuthProto;
     use alloc::string::ToString;
+    // The subscriber emulator (a dev-dependency) links the non-test copy of this crate:
+    // its parameter types come from `emu`; frames, phases and addresses cross as data.
+    use pktgen::subscribers::client::params as emu;
+    use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 
     pub(crate) fn cp(cfg: &Config) -> ControlPlane {
         ControlPlane::new(
@@ -1900,9 +1903,13 @@ mod tests {
     }
 
     pub(crate) fn sub(i: u32, user: &str, pw: &str, auth: AuthProto) -> Subscriber {
+        let auth = match auth {
+            AuthProto::Pap => emu::AuthProto::Pap,
+            AuthProto::Chap => emu::AuthProto::Chap,
+        };
         Subscriber::new(ClientParams {
             mac: [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8],
-            vlans: Vlans {
+            vlans: emu::Vlans {
                 svlan: 100 + (i % 3) as u16,
                 cvlan: (i % 4000) as u16 + 1,
             },
@@ -1912,7 +1919,7 @@ mod tests {
             service_name: Vec::new(),
             host_uniq: Some(i.to_be_bytes().to_vec()),
             max_payload: Some(1500),
-            timers: Timers::default(),
+            timers: emu::Timers::default(),
             ipv6cp: true,
             magic: 0x1000 + i,
             discovery_tries: 3,
@@ -2266,14 +2273,17 @@ mod tests {
     fn padr_only(c: &mut ControlPlane, mac: [u8; 6], vlans: Vlans, hu: &[u8], now: u64) {
         let mut s = Subscriber::new(ClientParams {
             mac,
-            vlans,
+            vlans: emu::Vlans {
+                svlan: vlans.svlan,
+                cvlan: vlans.cvlan,
+            },
             user: b"x".to_vec(),
             password: b"y".to_vec(),
-            accept_auth: [Some(AuthProto::Pap), None],
+            accept_auth: [Some(emu::AuthProto::Pap), None],
             service_name: Vec::new(),
             host_uniq: Some(hu.to_vec()),
             max_payload: None,
-            timers: Timers::default(),
+            timers: emu::Timers::default(),
             ipv6cp: false,
             magic: 1,
             discovery_tries: 1,

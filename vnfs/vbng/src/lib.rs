@@ -14,7 +14,6 @@ extern crate alloc;
 #[cfg(feature = "std")]
 pub mod acct_journal;
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod control;
 pub mod corelink;

@@ -13,10 +13,10 @@
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::Port;
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::wire::eth::Vlans;

@@ -9,13 +9,13 @@
 //! it) and Framed-IPv6-Prefix in accounting. Fails (does not skip) when the tools are
 //! missing.
 
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig};
 use vbng::control::{ControlPlane, FibUpdate, SessionCounters};
 use vbng::fsm::Timers;

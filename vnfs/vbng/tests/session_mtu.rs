@@ -9,7 +9,7 @@ use common_core::*;
 use dataplane::batch::Out;
 use dataplane::buf::Pool;
 use dataplane::proto::checksum::PseudoHeader;
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, UserConfig};
 use vbng::control::{ControlPlane, FibUpdate, SessionCounters};
 use vbng::fsm::Timers;

@@ -4,10 +4,10 @@
 //! Stop) and CoA-ACK, are written to a pcap and dissected by `tshark`: no frame may be
 //! malformed or carry a warning/error expert item. Fails if tshark is missing.
 
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use vbng::auth::Credentials;
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;

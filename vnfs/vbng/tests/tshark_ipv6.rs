@@ -14,8 +14,8 @@
 use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
 use dataplane::stage::{NodeStats, Stage};
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::process::Command;
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, Pool6Config, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fastpath::{update_queue, FastPath, FastPathConfig, ERRORS};
@@ -236,7 +236,9 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     let mut down = CORE_MAC.to_vec();
     down.extend_from_slice(&SINK_MAC);
     down.extend_from_slice(&[0x86, 0xdd]);
-    down.extend_from_slice(&vbng::client::ipv6_udp(REMOTE, s.ipv6, 180, 5001, 4000));
+    down.extend_from_slice(&pktgen::subscribers::client::ipv6_udp(
+        REMOTE, s.ipv6, 180, 5001, 4000,
+    ));
     frames.push(down.clone());
     let [to_access, _, _] = fastpath(&mut fp, 1, &down);
     assert_eq!(to_access.len(), 1, "downstream IPv6 encapsulated");
@@ -245,7 +247,9 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     let mut big = CORE_MAC.to_vec();
     big.extend_from_slice(&SINK_MAC);
     big.extend_from_slice(&[0x86, 0xdd]);
-    big.extend_from_slice(&vbng::client::ipv6_udp(REMOTE, s.ipv6, 1500, 5001, 4000));
+    big.extend_from_slice(&pktgen::subscribers::client::ipv6_udp(
+        REMOTE, s.ipv6, 1500, 5001, 4000,
+    ));
     frames.push(big.clone());
     let [to_access, ptb, _] = fastpath(&mut fp, 1, &big);
     assert!(to_access.is_empty());

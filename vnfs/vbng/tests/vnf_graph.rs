@@ -1,6 +1,6 @@
 //! The composed vBNG (`vbng::vnf::build`) on the engine's `Worker` over in-memory
 //! ports, with the control side on the punt and inject rings, as the binary and the
-//! in-memory lab run it: a PPPoE subscriber (the `vbng::client` emulator) comes up,
+//! in-memory lab run it: a PPPoE subscriber (the `pktgen::subscribers::client` emulator) comes up,
 //! its traffic reaches the core (translated into the pool with `[cgnat]`), the
 //! answer reaches it inside its session, core ARP is answered by `bng-core-arp`, and
 //! every node counts what it saw.
@@ -10,7 +10,7 @@ use dataplane::buf::Pool;
 use dataplane::port::mem::{pair, MemPort};
 use dataplane::port::Port;
 use dataplane::worker::{ring, Worker, WorkerConfig};
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, UserConfig};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;

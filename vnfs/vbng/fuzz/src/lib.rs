@@ -19,8 +19,8 @@
 //! - `client`: the subscriber emulator (pktgen's PPPoE client) parsing whatever a
 //!   BNG might send, in every phase.
 
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::sync::{Arc, OnceLock};
-use vbng::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;

@@ -1,20 +1,29 @@
-//! The subscriber side of PPPoE and PPP, for the emulator in `pktgen::subscribers` and
-//! for tests: discovery (RFC 2516 §5.1–§5.4, PADI/PADR retransmission with doubling
-//! timeout), LCP (client role), PAP or CHAP (client role), IPCP (asks for 0.0.0.0 and
-//! DNS, RFC 1332/1877), optional IPv6CP (RFC 5072) followed by SLAAC over PPP: a
-//! Router Solicitation from `fe80::<our interface identifier>` (RFC 4861 §6.3.7, up to
-//! three, 4 s apart), then the address is the advertised /64 plus that identifier
-//! (RFC 4862 §5.5.3, RFC 5072 §5). Produces and consumes whole Ethernet frames; time is
-//! passed in.
+//! The subscriber side of PPPoE and PPP, for the emulator in [`super`] and for the
+//! vBNG's tests and fuzz targets (a generator, so it lives here and not in the VNF; it
+//! shares the wire codecs and PPP automata of the `vbng` crate): discovery (RFC 2516
+//! §5.1–§5.4, PADI/PADR retransmission with doubling timeout), LCP (client role), PAP or
+//! CHAP (client role), IPCP (asks for 0.0.0.0 and DNS, RFC 1332/1877), optional IPv6CP
+//! (RFC 5072) followed by SLAAC over PPP: a Router Solicitation from
+//! `fe80::<our interface identifier>` (RFC 4861 §6.3.7, up to three, 4 s apart), then the
+//! address is the advertised /64 plus that identifier (RFC 4862 §5.5.3, RFC 5072 §5).
+//! Produces and consumes whole Ethernet frames; time is passed in.
 
-use crate::auth::{ClientAuth, ClientOutcome};
-use crate::fsm::{Fsm, Output, State, Timers};
-use crate::ipcp::{IpcpNeg, Ipv6cpNeg};
-use crate::lcp::{AuthProto, LcpNeg};
-use crate::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
-use crate::wire::ppp::{proto, split_protocol};
-use crate::wire::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet, HEADER_LEN};
-use alloc::vec::Vec;
+use vbng::auth::{ClientAuth, ClientOutcome};
+use vbng::fsm::{Fsm, Output, State, Timers};
+use vbng::ipcp::{IpcpNeg, Ipv6cpNeg};
+use vbng::lcp::{AuthProto, LcpNeg};
+use vbng::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
+use vbng::wire::ppp::{proto, split_protocol};
+use vbng::wire::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet, HEADER_LEN};
+
+/// The `vbng` types [`ClientParams`] is made of, re-exported so a user can build the
+/// parameters with the same crate instance the emulator was compiled against (the
+/// vBNG's own unit tests link a second copy of `vbng`).
+pub mod params {
+    pub use vbng::fsm::Timers;
+    pub use vbng::lcp::AuthProto;
+    pub use vbng::wire::eth::Vlans;
+}
 
 /// Where a subscriber is in its setup (and where it failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,8 +93,8 @@ impl core::fmt::Debug for ClientParams {
         f.debug_struct("ClientParams")
             .field("mac", &self.mac)
             .field("vlans", &self.vlans)
-            .field("user", &alloc::string::String::from_utf8_lossy(&self.user))
-            .field("password", &crate::auth::REDACTED)
+            .field("user", &String::from_utf8_lossy(&self.user))
+            .field("password", &vbng::auth::REDACTED)
             .field("accept_auth", &self.accept_auth)
             .field("host_uniq", &self.host_uniq)
             .finish_non_exhaustive()
@@ -222,7 +231,7 @@ impl Subscriber {
             ethertype,
             header_len: 0,
         };
-        let mut f = alloc::vec![0u8; e.buffer_len()];
+        let mut f = vec![0u8; e.buffer_len()];
         let _ = e.emit(&mut f);
         f.extend_from_slice(payload);
         f
@@ -405,7 +414,7 @@ impl Subscriber {
         ppp: &[u8],
         now: u64,
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), crate::wire::Error> {
+    ) -> Result<(), vbng::wire::Error> {
         let (protocol, info) = split_protocol(ppp)?;
         let mut o = Vec::new();
         match protocol {
@@ -537,17 +546,17 @@ impl Subscriber {
         self.rs_left -= 1;
         self.rs_deadline = Some(now + RTR_SOLICITATION_INTERVAL_MS);
         let mut f = Vec::with_capacity(50);
-        crate::nd::router_solicitation(iid, &mut f);
+        vbng::nd::router_solicitation(iid, &mut f);
         out.push(self.session_frame(&f));
     }
 
     fn ipv6_input(&mut self, ip: &[u8], now: u64) {
-        let Ok(crate::nd::Nd::RouterAdvert {
+        let Ok(vbng::nd::Nd::RouterAdvert {
             src,
             slaac_prefix,
             dns,
             ..
-        }) = crate::nd::parse(ip)
+        }) = vbng::nd::parse(ip)
         else {
             return;
         };

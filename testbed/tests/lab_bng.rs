@@ -1,0 +1,107 @@
+//! `testbed lab bng` (the in-memory BNG lab) end to end: dual stack with CGNAT and
+//! policers, every subscriber up, no loss, the NAT counters in the JSON, and the graph
+//! that ran is the one the `vbng` binary composes from the same config written as a
+//! TOML file (`Config::from_toml` as `vbng run -c` loads it, then `vbng::vnf::build`).
+
+use pktgen::subscribers::lab::{lab_config, LabConfig};
+use std::process::Command;
+use vbng::config::Config;
+use vbng::lcp::AuthProto;
+use vbng::rng::Rng;
+use vbng::vnf::{build, BuildEnv};
+
+fn testbed(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(args)
+        .output()
+        .expect("run testbed");
+    assert!(
+        out.status.success(),
+        "testbed {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn lab_bng_runs_the_binarys_vbng_with_cgnat_and_dual_stack() {
+    let s = testbed(&[
+        "lab",
+        "bng",
+        "--json",
+        "--sessions",
+        "60",
+        "--packets",
+        "6000",
+        "--auth",
+        "chap",
+        "--ipv6",
+        "--cgnat",
+        "203.0.113.0/28",
+        "--rate",
+        "1G/1G",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(s.trim()).expect("one JSON object");
+    for k in [
+        "setup_rate_per_s",
+        "setup_p99_ms",
+        "throughput_mpps",
+        "plr",
+        "ipv6_plr",
+    ] {
+        assert!(v[k].is_number(), "{k} missing in {s}");
+    }
+    assert_eq!(v["sessions_established"], 60, "{s}");
+    assert_eq!(v["ipv6_sessions"], 60, "{s}");
+    assert_eq!(v["plr"].as_f64(), Some(0.0), "{s}");
+    assert_eq!(v["ipv6_plr"].as_f64(), Some(0.0), "{s}");
+    assert_eq!(v["sessions_after_teardown"], 0, "{s}");
+    let nat = &v["nat"];
+    assert_eq!(nat["pool"], "203.0.113.0/28", "{s}");
+    assert_eq!(nat["sessions"], 60, "{s}");
+    assert_eq!(nat["blocks"], 60, "{s}");
+    assert_eq!(nat["drops"], 0, "{s}");
+    assert!(
+        nat["counters"]["sessions-created"].as_u64() >= Some(60),
+        "{s}"
+    );
+
+    // The same options as the lab's LabConfig; their vBNG config as a file.
+    let lc = LabConfig {
+        sessions: 60,
+        packets: 6000,
+        auth: AuthProto::Chap,
+        ipv6: true,
+        cgnat: Some("203.0.113.0/28".into()),
+        rate: (1_000_000_000, 1_000_000_000),
+        ..LabConfig::default()
+    };
+    let text = toml::to_string(&lab_config(&lc)).expect("config as TOML");
+    assert!(text.contains("[cgnat]"), "{text}");
+    let file = Config::from_toml(&text).expect("the binary accepts the lab's config");
+    let bin = build(
+        &file,
+        &BuildEnv::new([2, 0, 0, 0, 0, 2], 60, Rng::from_seed([5; 32])),
+    )
+    .expect("the binary's composition");
+    let graph = bin.graph.describe();
+    assert!(graph.contains("bng-upstream -> nat44\n"), "{graph}");
+    assert_eq!(v["bng_graph"].as_str(), Some(graph.as_str()), "{s}");
+}
+
+#[test]
+fn lab_bng_human_output_names_the_nat() {
+    let s = testbed(&[
+        "lab",
+        "bng",
+        "--sessions",
+        "20",
+        "--packets",
+        "2000",
+        "--cgnat",
+        "203.0.113.0/30",
+    ]);
+    assert!(s.contains("sessions established   20 / 20"), "{s}");
+    assert!(s.contains("CGNAT 203.0.113.0/30"), "{s}");
+    assert!(s.contains("20 sessions"), "{s}");
+}

@@ -215,7 +215,9 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         core_link: core_link.clone(),
     };
     let mut graph = Graph::new();
-    graph.add(Box::new(BngInput { nat }), None);
+    // Upstream session data is the default successor and comes next in order: its
+    // batches stay in hand (no frame move).
+    graph.add(Box::new(BngInput { nat }), Some(NODE_UPSTREAM));
     let mut nat_log = None;
     match &nat_cfg {
         Some(nc) => {

@@ -73,6 +73,8 @@ pub struct Graph {
     entry: Option<&'static str>,
     entry_idx: usize,
     sealed: bool,
+    /// Why `run` could not seal the graph (it then drops every packet, counted).
+    error: Option<GraphError>,
     trace_budget: u32,
     trace_seq: u32,
 }
@@ -102,6 +104,7 @@ impl Graph {
             entry: None,
             entry_idx: 0,
             sealed: false,
+            error: None,
             trace_budget: 0,
             trace_seq: 0,
         }
@@ -128,6 +131,7 @@ impl Graph {
     pub fn set_entry(&mut self, name: &'static str) -> &mut Self {
         self.entry = Some(name);
         self.sealed = false;
+        self.error = None;
         self
     }
 
@@ -143,6 +147,7 @@ impl Graph {
             keep_name: "",
         });
         self.sealed = false;
+        self.error = None;
         self
     }
 
@@ -269,6 +274,11 @@ impl Graph {
         Ok(())
     }
 
+    /// Why [`Graph::run`] could not seal the graph, if it could not.
+    pub fn error(&self) -> Option<&GraphError> {
+        self.error.as_ref()
+    }
+
     /// Gives `out` one input frame per node (start-up: allocates).
     pub fn prepare(&self, out: &mut Out) {
         while out.frames.len() < self.slots.len() {
@@ -284,11 +294,16 @@ impl Graph {
     /// Runs the graph on a received batch; every packet ends at a port, the punt
     /// batch, or a counted drop. Seals the graph first if it was not (start-up).
     pub fn run(&mut self, batch: &mut Batch, out: &mut Out) {
-        if !self.sealed {
+        if !self.sealed && self.error.is_none() {
             if let Err(e) = self.seal() {
-                // An unsealable graph drops everything, counted; `Worker::new` reports
-                // the error at start-up.
-                let _ = e;
+                // Kept (see `Graph::error`) so it is not retried on every batch;
+                // `Worker::new` reports it at start-up.
+                self.error = Some(e);
+            }
+        }
+        if !self.sealed {
+            {
+                // An unsealable graph drops everything, counted.
                 let end = &mut self.end;
                 batch.dispatch(end, out, |_, _| Next::Drop(0));
                 return;

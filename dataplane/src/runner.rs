@@ -148,14 +148,24 @@ fn worker(spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Worke
     }
     publish(&mut snap, &w);
     if let Ok(mut s) = shared.snap.lock() {
-        publish(&mut s, &w);
+        s.clone_from(&snap);
     }
     snap
 }
 
-/// Copies a worker's counters into `dst`, reusing its vectors (no allocation once
-/// the shapes match; the trace text is only formatted when records exist).
+/// Copies a worker's counters and its trace text into `dst` (the trace is only
+/// formatted when records exist).
 fn publish<P: Port>(dst: &mut WorkerSnapshot, w: &Worker<P>) {
+    publish_counters(dst, w);
+    if !w.out.trace.records().is_empty() {
+        dst.trace = w.out.trace.format();
+    }
+}
+
+/// Copies a worker's counters (loop, engine, nodes, node counters, ports) into
+/// `dst`, reusing its vectors: no allocation once the shapes match. For VNFs that
+/// run their own worker thread and publish the same snapshot.
+pub fn publish_counters<P: Port>(dst: &mut WorkerSnapshot, w: &Worker<P>) {
     let st = &w.stats;
     dst.loops = st.loops;
     dst.idle_loops = st.idle_loops;
@@ -189,9 +199,6 @@ fn publish<P: Port>(dst: &mut WorkerSnapshot, w: &Worker<P>) {
         k += 1;
     }
     dst.ports.truncate(k);
-    if !w.out.trace.records().is_empty() {
-        dst.trace = w.out.trace.format();
-    }
 }
 
 impl Runner {

@@ -64,40 +64,10 @@ struct Shared {
     trace_req: AtomicU32,
 }
 
-/// Copies the worker's counters into `dst`, reusing its vectors.
+/// Copies the worker's counters into `dst`, reusing its vectors (the engine's
+/// snapshot, shared with the threaded runner).
 fn publish(dst: &mut WorkerSnapshot, w: &Worker) {
-    dst.loops = w.stats.loops;
-    dst.idle_loops = w.stats.idle_loops;
-    dst.punt_dropped = w.stats.punt_dropped;
-    dst.tx_unsent = w.stats.tx_unsent;
-    dst.worker = w.stats;
-    dst.out = w.out.stats;
-    let mut k = 0;
-    for n in w.graph.nodes() {
-        match dst.nodes.get_mut(k) {
-            Some(d) => d.copy_from(n),
-            None => dst.nodes.push(n.clone()),
-        }
-        k += 1;
-    }
-    dst.nodes.truncate(k);
-    dst.counters.clear();
-    let c = &mut dst.counters;
-    w.graph.counters(&mut |node, ctr| c.push((node, ctr)));
-    let mut k = 0;
-    for p in w.ports.iter() {
-        match dst.ports.get_mut(k) {
-            Some((name, s)) => {
-                if name != p.name() {
-                    *name = p.name().to_string();
-                }
-                *s = p.stats();
-            }
-            None => dst.ports.push((p.name().to_string(), p.stats())),
-        }
-        k += 1;
-    }
-    dst.ports.truncate(k);
+    dataplane::runner::publish_counters(dst, w);
 }
 
 /// The worker thread: the engine's worker loop, counters published every

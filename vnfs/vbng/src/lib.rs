@@ -8,6 +8,8 @@
 //! The protocol logic is `no_std` + `alloc`; sockets, threads and the binary sit behind
 //! the `std` feature.
 #![cfg_attr(not(feature = "std"), no_std)]
+// Safe Rust only: the fuzz targets rely on it (see `fuzz/asan_options/`).
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

@@ -475,8 +475,12 @@ pub struct ClientStats {
 #[derive(Debug, Clone)]
 pub struct Client {
     cfg: ClientConfig,
-    // pending[channel][id] (boxed: the table is mostly empty slots, kept pointer-sized)
-    pending: Vec<Vec<Option<alloc::boxed::Box<Pending>>>>,
+    /// Requests in flight by slot (`channel * 256 + Identifier`): only live
+    /// requests are stored, so scans, clones and drops cost what is in flight, not
+    /// the `channels × 256` slots that could be.
+    pending: BTreeMap<u16, Pending>,
+    /// Number of slots (`channels × 256`).
+    slots: usize,
     next_slot: usize,
     in_flight: usize,
     /// No pending request is due before this time (a lower bound: answered requests
@@ -503,6 +507,11 @@ pub struct Client {
     pub stats: ClientStats,
 }
 
+/// The pending-table key of Identifier `id` on channel `c` (`c < 256`).
+fn slot_of(c: usize, id: u8) -> u16 {
+    ((c as u16) << 8) | u16::from(id)
+}
+
 fn svc_index(s: Service) -> usize {
     match s {
         Service::Auth => 0,
@@ -516,7 +525,8 @@ impl Client {
         let ch = usize::from(cfg.channels.max(1));
         let dead = [vec![0; cfg.auth.len()], vec![0; cfg.acct.len()]];
         Client {
-            pending: (0..ch).map(|_| (0..256).map(|_| None).collect()).collect(),
+            pending: BTreeMap::new(),
+            slots: ch * 256,
             cfg,
             next_slot: 0,
             in_flight: 0,
@@ -597,19 +607,15 @@ impl Client {
     }
 
     fn free_slot(&mut self) -> Option<(usize, u8)> {
-        let ch = self.pending.len();
-        let total = ch * 256;
+        let total = self.slots;
+        if self.pending.len() >= total {
+            return None;
+        }
         for k in 0..total {
             let s = (self.next_slot + k) % total;
-            let (c, id) = (s / 256, s % 256);
-            if self
-                .pending
-                .get(c)
-                .and_then(|v| v.get(id))
-                .is_some_and(|p| p.is_none())
-            {
+            if !self.pending.contains_key(&(s as u16)) {
                 self.next_slot = s + 1;
-                return Some((c, id as u8));
+                return Some((s / 256, (s % 256) as u8));
             }
         }
         None
@@ -835,15 +841,8 @@ impl Client {
             auth,
             acct,
         };
-        if let Some(slot) = self
-            .pending
-            .get_mut(c)
-            .and_then(|v| v.get_mut(usize::from(id)))
-        {
-            if slot.is_none() {
-                self.in_flight += 1;
-            }
-            *slot = Some(alloc::boxed::Box::new(p));
+        if c * 256 < self.slots && self.pending.insert(slot_of(c, id), p).is_none() {
+            self.in_flight += 1;
         }
     }
 
@@ -889,21 +888,19 @@ impl Client {
     fn expire(&mut self, now: u64) {
         let mut expired = Vec::new();
         let mut next_due = u64::MAX;
-        for (c, ids) in self.pending.iter().enumerate() {
-            for (id, p) in ids.iter().enumerate() {
-                match p {
-                    Some(p) if p.deadline <= now => expired.push((c, id)),
-                    Some(p) => next_due = next_due.min(p.deadline),
-                    None => {}
-                }
+        for (&s, p) in &self.pending {
+            if p.deadline <= now {
+                expired.push(s);
+            } else {
+                next_due = next_due.min(p.deadline);
             }
         }
         self.next_due = u64::MAX;
-        for (c, id) in expired {
-            let Some(p) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) else {
+        for s in expired {
+            let (c, id) = (usize::from(s / 256), usize::from(s % 256));
+            let Some(mut pe) = self.pending.remove(&s) else {
                 continue;
             };
-            let Some(mut pe) = p.take() else { continue };
             self.in_flight -= 1;
             if pe.tries_left > 0 {
                 pe.tries_left -= 1;
@@ -918,10 +915,8 @@ impl Client {
                         bytes: pe.bytes.clone(),
                     });
                 }
-                if let Some(slot) = self.pending.get_mut(c).and_then(|v| v.get_mut(id)) {
-                    *slot = Some(pe);
-                    self.in_flight += 1;
-                }
+                self.pending.insert(s, pe);
+                self.in_flight += 1;
                 continue;
             }
             // This server failed: mark it dead, fail over to the next one.
@@ -991,13 +986,7 @@ impl Client {
 
     /// Earliest retransmission deadline (or next accounting round).
     pub fn deadline(&self) -> Option<u64> {
-        let p = self
-            .pending
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|p| p.deadline)
-            .min();
+        let p = self.pending.values().map(|p| p.deadline).min();
         let a = self.acct_delayed.keys().next().map(|k| k.0);
         match (p, a) {
             (Some(x), Some(y)) => Some(x.min(y)),
@@ -1011,15 +1000,8 @@ impl Client {
             self.stats.bad_responses += 1;
             return;
         };
-        let slot = self
-            .pending
-            .get_mut(usize::from(channel))
-            .and_then(|v| v.get_mut(usize::from(p.id())));
-        let Some(slot) = slot else {
-            self.stats.bad_responses += 1;
-            return;
-        };
-        let Some(pe) = slot.as_ref() else {
+        let s = slot_of(usize::from(channel), p.id());
+        let Some(pe) = self.pending.get(&s) else {
             self.stats.bad_responses += 1;
             return;
         };
@@ -1061,7 +1043,7 @@ impl Client {
             *d = 0;
         }
         let tag = pe.tag;
-        let Some(pe) = slot.take() else {
+        let Some(pe) = self.pending.remove(&s) else {
             return;
         };
         self.in_flight -= 1;

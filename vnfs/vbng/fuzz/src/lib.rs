@@ -9,8 +9,11 @@
 //! - `control`: the stateful control plane. A real emulated subscriber brings a
 //!   session up first, then the input is a script of operations: raw frames, frames
 //!   inside the live PPPoE session (any PPP protocol), discovery packets with any code,
-//!   time jumps (restart timers, keepalives, idle timeouts), and exchanges with the
-//!   emulator. The session table must stay within its capacity.
+//!   time jumps (restart timers, keepalives, idle timeouts), more subscribers, and
+//!   exchange rounds with the emulated subscribers (one to four at a time, so any
+//!   other operation can land between two steps of a set-up). Frames the control
+//!   plane sends reach the subscriber they are addressed to. The session table must
+//!   stay within its capacity.
 //! - `radius`: the RADIUS client and dynamic authorization. A subscriber reaches the
 //!   authentication phase against a RADIUS server address (no socket: datagrams are
 //!   taken from and given to the control plane), then the input supplies responses —
@@ -171,6 +174,19 @@ fn start(
     cells[i].get_or_init(|| make(auth)).clone()
 }
 
+/// Hands each frame the control plane sent to the subscribers it is addressed to;
+/// their answers are appended to `up`.
+fn deliver(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, up: &mut Vec<Vec<u8>>) {
+    for (_, f) in cp.take_tx() {
+        for s in subs
+            .iter_mut()
+            .filter(|s| f.get(..6) == Some(&s.params().mac[..]))
+        {
+            s.input(&f, now, up);
+        }
+    }
+}
+
 /// Exchange frames between the control plane and the subscribers until quiet.
 fn converse(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Vec<Vec<u8>>) {
     for _ in 0..40 {
@@ -315,6 +331,7 @@ pub fn exercise_control(data: &[u8]) {
         ..
     } = start(&STARTS, auth, control_start);
     let mut now = 0u64;
+    let mut up: Vec<Vec<u8>> = Vec::new();
     let frame_of = |s: &Subscriber, code: u8, sid: u16, payload: &[u8]| -> Vec<u8> {
         let p = s.params();
         let mut f = vec![0xff; 6];
@@ -354,22 +371,35 @@ pub fn exercise_control(data: &[u8]) {
                 let pw: &[u8] = if b & 1 == 0 { b"pw" } else { b"bad" };
                 if subs.len() < 4 {
                     subs.push(Subscriber::new(params(2 + u32::from(b % 8), auth, pw)));
-                    let mut up = Vec::new();
                     if let Some(s) = subs.last_mut() {
                         s.start(now, &mut up);
                     }
-                    converse(&mut cp, &mut subs, now, up);
                 }
             }
             _ => {
-                let mut up = Vec::new();
+                // A few exchange rounds between the control plane and the emulated
+                // subscribers (their timers first): the script decides how far each
+                // set-up gets before the next operation, so retransmissions, time
+                // jumps and raw frames land between any two steps of it.
+                let rounds = 1 + inp.byte().unwrap_or(0) % 4;
                 for s in subs.iter_mut() {
                     s.poll(now, &mut up);
                 }
-                converse(&mut cp, &mut subs, now, up);
+                for _ in 0..rounds {
+                    if up.is_empty() {
+                        break;
+                    }
+                    for f in up.drain(..) {
+                        cp.input(0, &f, now);
+                    }
+                    cp.poll(now);
+                    deliver(&mut cp, &mut subs, now, &mut up);
+                }
             }
         }
-        let _ = cp.take_tx();
+        // What the control plane sent reaches the subscriber it is addressed to;
+        // their answers wait in `up` for the next exchange round.
+        deliver(&mut cp, &mut subs, now, &mut up);
         let _ = cp.take_fib();
         let _ = cp.take_setup_ms();
         let _ = cp.take_radius_tx();

@@ -9,7 +9,11 @@
 //! batch), orders the nodes topologically (it must be acyclic) and refuses unknown
 //! names.
 //!
-//! Running a batch walks the nodes in that order. Each node has a pending frame
+//! Received packets enter at the graph's entry node, or at the entry node of the
+//! port they came in on ([`Graph::set_port_entry`], VPP's per-interface input node:
+//! a vBNG's access port starts at PPPoE input, its core port at IP input) — a batch
+//! comes from one port, as [`crate::worker::Worker`] receives it. Running a batch
+//! walks the nodes in that order, from the entry node on. Each node has a pending frame
 //! (in [`Out`]) that its predecessors fill; a node's kept packets stay in the batch in
 //! hand when its successor is the next node in order (a linear chain moves no
 //! packet), and move to the successor's frame otherwise. No allocation happens after
@@ -72,6 +76,9 @@ pub struct Graph {
     /// Name of the node received packets enter (default: the first node).
     entry: Option<&'static str>,
     entry_idx: usize,
+    /// Per-port entry nodes by name, and resolved (index by port; NONE = `entry`).
+    port_entry: Vec<(u16, &'static str)>,
+    port_entry_idx: Vec<u16>,
     sealed: bool,
     /// Why `run` could not seal the graph (it then drops every packet, counted).
     error: Option<GraphError>,
@@ -103,6 +110,8 @@ impl Graph {
             end,
             entry: None,
             entry_idx: 0,
+            port_entry: Vec::new(),
+            port_entry_idx: Vec::new(),
             sealed: false,
             error: None,
             trace_budget: 0,
@@ -130,6 +139,17 @@ impl Graph {
     /// Received packets enter at this node (default: the first node added).
     pub fn set_entry(&mut self, name: &'static str) -> &mut Self {
         self.entry = Some(name);
+        self.sealed = false;
+        self.error = None;
+        self
+    }
+
+    /// Packets received on `port` enter at this node (default: the graph's entry
+    /// node); start-up only. [`Graph::run`] takes the port from the batch's first
+    /// packet: a batch must come from one port.
+    pub fn set_port_entry(&mut self, port: u16, name: &'static str) -> &mut Self {
+        self.port_entry.retain(|&(p, _)| p != port);
+        self.port_entry.push((port, name));
         self.sealed = false;
         self.error = None;
         self
@@ -270,6 +290,20 @@ impl Graph {
                 .ok_or_else(|| GraphError(format!("entry node {e} is not in the graph")))?,
             None => order.iter().position(|&o| o == 0).unwrap_or(0),
         };
+        let ports = self
+            .port_entry
+            .iter()
+            .map(|&(p, _)| usize::from(p) + 1)
+            .max();
+        self.port_entry_idx = alloc::vec![NONE; ports.unwrap_or(0)];
+        for &(port, name) in &self.port_entry {
+            let i = self.index(name).ok_or_else(|| {
+                GraphError(format!(
+                    "entry node {name} of port {port} is not in the graph"
+                ))
+            })?;
+            self.port_entry_idx[usize::from(port)] = i as u16;
+        }
         self.sealed = true;
         Ok(())
     }
@@ -323,9 +357,21 @@ impl Graph {
             }
         }
         let n = self.slots.len();
-        // Packets in `batch` belong to node `cur` (the entry node at first).
+        // Packets in `batch` belong to node `cur` (the entry node at first). Nodes
+        // before it in order have nothing pending (every run empties every frame),
+        // so the walk starts there.
         let mut cur = self.entry_idx;
-        for i in 0..n {
+        if let Some(&e) = batch
+            .iter()
+            .next()
+            .and_then(|p| self.port_entry_idx.get(usize::from(p.meta.port)))
+        {
+            if e != NONE {
+                cur = usize::from(e);
+            }
+        }
+        let first = cur;
+        for i in first..n {
             loop {
                 // The batch in hand holds packets for node i only when cur == i.
                 if cur != i && !batch.is_empty() {
@@ -409,8 +455,9 @@ impl Graph {
         }
     }
 
-    /// Node names with their next nodes and default successor, in graph order (for
-    /// `show graph` and the architecture docs).
+    /// Node names with their next nodes and default successor, in graph order, then
+    /// one `port N -> node` line per port entry (for `show graph` and the
+    /// architecture docs).
     pub fn describe(&self) -> String {
         let mut s = String::new();
         for (i, slot) in self.slots.iter().enumerate() {
@@ -435,6 +482,11 @@ impl Graph {
                 s.push_str(&nexts.join(", "));
             }
             s.push('\n');
+        }
+        let mut ports = self.port_entry.clone();
+        ports.sort_unstable();
+        for (port, name) in ports {
+            s.push_str(&format!("port {port} -> {name}\n"));
         }
         s
     }
@@ -579,6 +631,45 @@ mod tests {
         }
         drop(out);
         assert_eq!(pool.available(), 64);
+    }
+
+    #[test]
+    fn port_entries_start_at_their_node() {
+        let pool = Pool::new(64).unwrap();
+        let mut out = Out::new(3, pool.cache());
+        let mut g = Graph::new();
+        g.add(Box::new(Sort), Some("other"));
+        g.add(Box::new(ToPort("four", 1, false)), None);
+        g.add(Box::new(ToPort("six", 2, false)), None);
+        g.add(Box::new(ToPort("other", 0, false)), None);
+        g.set_entry("sort");
+        g.set_port_entry(1, "six");
+        g.seal().unwrap();
+        // Port 1 enters at `six` (byte 4 would have gone to `four` through `sort`).
+        let mut b = pkts(&mut out, &[4, 9]);
+        for p in b.iter_mut() {
+            p.meta.port = 1;
+        }
+        g.run(&mut b, &mut out);
+        assert_eq!(out.ports[2].len(), 2);
+        assert_eq!(g.nodes().find(|n| n.name == "sort").unwrap().packets, 0);
+        // Other ports use the graph's entry.
+        let mut b = pkts(&mut out, &[4, 9]);
+        g.run(&mut b, &mut out);
+        assert_eq!(out.ports[1].len(), 1);
+        assert_eq!(out.ports[0].len(), 1);
+        assert!(
+            g.describe().ends_with("port 1 -> six\n"),
+            "{}",
+            g.describe()
+        );
+        for b in out.ports.iter_mut() {
+            b.free_all(&mut out.cache);
+        }
+        let mut g = Graph::new();
+        g.add(Box::new(ToPort("a", 0, false)), None);
+        g.set_port_entry(0, "nope");
+        assert!(g.seal().unwrap_err().0.contains("nope"));
     }
 
     #[test]

@@ -927,7 +927,7 @@ mod tests {
             assert_eq!(bin.nat.is_some(), cgnat.is_some());
             let want = bin.graph.describe();
             assert_eq!(lab.graph.describe(), want);
-            assert!(want.starts_with("bng-input -> "), "{want}");
+            assert!(want.starts_with("bng-upstream"), "{want}");
             assert_eq!(want.contains("nat44"), cgnat.is_some(), "{want}");
 
             let r = run(&lc, |_| {}).unwrap();

@@ -185,11 +185,16 @@ struct Sess {
     mtu: u16,
 }
 
+/// Next nodes of a `Downstream` instance: core ARP goes to the graph's ARP node.
+static DOWNSTREAM_NEXT: &[&str] = &[crate::vnf::NODE_CORE_ARP];
+const TO_CORE_ARP: u16 = 0;
+
 /// Which half of the work a fast-path instance does, and its node name.
 ///
 /// `Both` (`bng-fastpath`) does both directions in one node. The vBNG graph
 /// ([`crate::vnf::build`]) uses one `Upstream` (`bng-upstream`) and one `Downstream`
-/// (`bng-downstream`) node behind the `bng-input` classifier. With CGNAT
+/// (`bng-downstream`) node, the entries of the access and the core port (with CGNAT
+/// the core port enters `bng-core-input` first). With CGNAT
 /// ([`FastPath::with_nat`], the default for these two modes) the graph is
 /// `bng-upstream → nat44 → bng-downstream`: decapsulated upstream packets are kept for
 /// the NAT and forwarded to the core by the second instance; core packets pass the
@@ -1094,6 +1099,13 @@ impl Stage for FastPath {
         FastPathDrop::HELP
     }
 
+    fn next_nodes(&self) -> &'static [&'static str] {
+        match self.mode {
+            Mode::Downstream => DOWNSTREAM_NEXT,
+            _ => &[],
+        }
+    }
+
     fn counters(&self, f: &mut dyn FnMut(Counter)) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let st = &*self.stats;
@@ -1176,7 +1188,11 @@ impl Stage for FastPath {
         self.nh_batch = None;
         self.nh6_batch = None;
         batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
-            // ARP on the core link is ours (RFC 826), whatever the mode.
+            // ARP on the core link is ours (RFC 826): the graph's `bng-core-arp`
+            // node answers it for a downstream node, a lone node does it itself.
+            (Mode::Downstream, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {
+                Next::Node(TO_CORE_ARP)
+            }
             (_, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {
                 self.core_arp(p, now)
             }

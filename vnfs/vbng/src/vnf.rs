@@ -4,16 +4,20 @@
 //! and the in-memory lab (`pktgen::subscribers::lab`) both call it, so there is one
 //! composition of the vBNG.
 //!
-//! The graph (ports: 0 = access, 1 = core; see [`ACCESS_PORT`], [`CORE_PORT`]):
+//! The graph (ports: 0 = access, 1 = core; see [`ACCESS_PORT`], [`CORE_PORT`]). Each
+//! port has its own entry node (VPP's per-interface input node), so a packet is
+//! classified once, by the node that parses it anyway:
 //!
 //! ```text
-//!                  ┌─ PPPoE discovery, PPP control ──────────────> punt (control plane)
-//!   bng-input ─────┼─ PPPoE session IPv4/IPv6 ─> bng-upstream ──> core port
-//!   (entry)        │                               │ with [cgnat]: keep
-//!                  │                               v
-//!                  ├─ core IPv4 (with [cgnat]) ─> nat44 ──keep──> bng-downstream ──> access port
-//!                  ├─ core IPv4/IPv6 ────────────────────────────> bng-downstream   (or core port
-//!                  └─ core ARP ──> bng-core-arp ──> core port (replies)      for translated upstream)
+//!  access port ─> bng-upstream ─┬─ PPPoE discovery, PPP control ─────────> punt (control plane)
+//!  (PPPoE input: decap, session ├─ session IPv4/IPv6 ─────────────────────> core port
+//!   lookup, anti-spoofing,      └─ with [cgnat]: session IPv4 ──keep──> nat44 ─keep─> bng-downstream ─> core port
+//!   policer)
+//!  core port ──> bng-downstream ─┬─ IPv4/IPv6 to a subscriber ──> access port (PPPoE encap, policer)
+//!  (no [cgnat])                  └─ ARP ──> bng-core-arp ──> core port (replies)
+//!  core port ──> bng-core-input ─┬─ IPv4 ──keep──> nat44 ──keep──> bng-downstream ──> access port
+//!  (with [cgnat])                ├─ IPv6 ─────────────────────────> bng-downstream
+//!                                └─ ARP ──> bng-core-arp
 //! ```
 //!
 //! The control side ([`Control`]) holds the [`ControlPlane`] and the fast path's update
@@ -51,15 +55,15 @@ use dataplane::worker::{Hook, PktRing};
 pub const ACCESS_PORT: u16 = 0;
 /// Engine port number of the core side.
 pub const CORE_PORT: u16 = 1;
-/// Node names of the graph.
-pub const NODE_INPUT: &str = "bng-input";
-/// See [`NODE_INPUT`].
+/// Node names of the graph: the access port's entry (PPPoE input and upstream).
 pub const NODE_UPSTREAM: &str = "bng-upstream";
-/// See [`NODE_INPUT`].
+/// The core port's entry with CGNAT (an `ethernet-input` for the core side).
+pub const NODE_CORE_INPUT: &str = "bng-core-input";
+/// See [`NODE_UPSTREAM`].
 pub const NODE_DOWNSTREAM: &str = "bng-downstream";
-/// See [`NODE_INPUT`].
+/// See [`NODE_UPSTREAM`].
 pub const NODE_CORE_ARP: &str = "bng-core-arp";
-/// See [`NODE_INPUT`].
+/// See [`NODE_UPSTREAM`].
 pub const NODE_NAT: &str = "nat44";
 /// NAT block log records waiting for the control side, at most.
 pub const NAT_LOG_QUEUE: usize = 65536;
@@ -111,7 +115,8 @@ impl std::error::Error for BuildError {}
 
 /// A composed vBNG: the worker graph and the control side.
 pub struct Vbng {
-    /// The worker graph (entry `bng-input`; ports [`ACCESS_PORT`], [`CORE_PORT`]).
+    /// The worker graph (ports [`ACCESS_PORT`], [`CORE_PORT`], each with its entry
+    /// node; see the module docs).
     /// Run it with `dataplane::worker::Worker` and register [`update_hook`].
     pub graph: Graph,
     /// The control plane and the fast path's update queues.
@@ -215,9 +220,6 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         core_link: core_link.clone(),
     };
     let mut graph = Graph::new();
-    // Upstream session data is the default successor and comes next in order: its
-    // batches stay in hand (no frame move).
-    graph.add(Box::new(BngInput { nat }), Some(NODE_UPSTREAM));
     let mut nat_log = None;
     match &nat_cfg {
         Some(nc) => {
@@ -227,11 +229,16 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
                 n44.set_log_sink(Box::new(NatLogSink(q.clone())));
                 nat_log = Some(q);
             }
+            // Upstream comes first in order, so its kept batches reach `nat44` in
+            // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
             graph.add(Box::new(up), Some(NODE_NAT));
+            graph.add(Box::new(CoreInput), Some(NODE_NAT));
             graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
+            graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
         }
         None => {
             graph.add(Box::new(up), None);
+            graph.set_port_entry(CORE_PORT, NODE_DOWNSTREAM);
         }
     }
     graph.add(Box::new(down), None);
@@ -242,7 +249,8 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         }),
         None,
     );
-    graph.set_entry(NODE_INPUT);
+    graph.set_entry(NODE_UPSTREAM);
+    graph.set_port_entry(ACCESS_PORT, NODE_UPSTREAM);
     graph
         .seal()
         .map_err(|e| BuildError(alloc::format!("vbng graph: {e}")))?;
@@ -457,95 +465,45 @@ impl LogSink for NatLogSink {
 }
 
 dataplane::drop_reasons! {
-    /// Why `bng-input` drops.
-    pub enum InputDrop {
-        Malformed = ("malformed", "shorter than its Ethernet, VLAN or PPPoE header, or more than two VLAN tags"),
-        Ethertype = ("unsupported-ethertype", "an ethertype the BNG does not serve on this port"),
-        UnknownPort = ("unknown-port", "received on a port that is neither access nor core"),
+    /// Why `bng-core-input` drops.
+    pub enum CoreInputDrop {
+        Malformed = ("malformed", "shorter than an Ethernet header"),
+        Ethertype = ("unsupported-ethertype", "neither IPv4, IPv6 nor ARP"),
     }
 }
 
-/// Next nodes of `bng-input` without and with CGNAT (same indices for the first 3).
-static INPUT_NEXT: &[&str] = &[NODE_UPSTREAM, NODE_CORE_ARP, NODE_DOWNSTREAM];
-static INPUT_NEXT_NAT: &[&str] = &[NODE_UPSTREAM, NODE_CORE_ARP, NODE_DOWNSTREAM, NODE_NAT];
-const TO_UPSTREAM: u16 = 0;
-const TO_CORE_ARP: u16 = 1;
-const TO_DOWNSTREAM: u16 = 2;
-const TO_NAT: u16 = 3;
+/// Next nodes of `bng-core-input` (IPv4 is kept for `nat44`).
+static CORE_INPUT_NEXT: &[&str] = &[NODE_CORE_ARP, NODE_DOWNSTREAM];
+const TO_CORE_ARP: u16 = 0;
+const TO_DOWNSTREAM: u16 = 1;
 
-/// `bng-input`: the vBNG's entry node (an `ethernet-input` for a BNG). On the access
-/// port: PPPoE discovery (0x8863) and PPP control (a session frame whose PPP protocol
-/// is not IPv4 0x0021 or IPv6 0x0057) are punted; session data goes to
-/// `bng-upstream`. On the core port: ARP goes to `bng-core-arp`, IPv4 to `nat44` with
-/// CGNAT (else to `bng-downstream`), IPv6 to `bng-downstream`. Up to two VLAN tags
-/// (802.1Q, 802.1ad, 0x9100) on the access side.
+/// `bng-core-input`: the core port's entry node with CGNAT (an `ethernet-input` for
+/// the core side): IPv4 is kept for `nat44` (its default successor), IPv6 goes to
+/// `bng-downstream`, ARP to `bng-core-arp`. Without CGNAT the core port enters
+/// `bng-downstream` directly, which sends ARP to `bng-core-arp` itself.
 #[derive(Debug, Clone, Copy)]
-pub struct BngInput {
-    /// A `nat44` node follows: core IPv4 goes there.
-    pub nat: bool,
-}
+pub struct CoreInput;
 
-impl BngInput {
-    #[inline]
-    fn access(d: &[u8]) -> Next {
-        let mut off = 12usize;
-        let mut tags = 0;
-        let mut et = match d.get(12..14) {
-            Some(b) => u16::from_be_bytes([b[0], b[1]]),
-            None => return InputDrop::Malformed.into(),
-        };
-        while matches!(et, 0x8100 | 0x88a8 | 0x9100) {
-            if tags == 2 {
-                return InputDrop::Malformed.into();
-            }
-            let Some(t) = d.get(off + 4..off + 6) else {
-                return InputDrop::Malformed.into();
-            };
-            et = u16::from_be_bytes([t[0], t[1]]);
-            tags += 1;
-            off += 4;
-        }
-        match et {
-            0x8863 => Next::Punt,
-            0x8864 => match d.get(off + 8..off + 10) {
-                Some(&[0x00, 0x21]) | Some(&[0x00, 0x57]) => Next::Node(TO_UPSTREAM),
-                Some(_) => Next::Punt,
-                None => InputDrop::Malformed.into(),
-            },
-            _ => InputDrop::Ethertype.into(),
-        }
-    }
-}
-
-impl Stage for BngInput {
+impl Stage for CoreInput {
     fn name(&self) -> &'static str {
-        NODE_INPUT
+        NODE_CORE_INPUT
     }
     fn errors(&self) -> &'static [&'static str] {
-        InputDrop::NAMES
+        CoreInputDrop::NAMES
     }
     fn error_help(&self) -> &'static [&'static str] {
-        InputDrop::HELP
+        CoreInputDrop::HELP
     }
     fn next_nodes(&self) -> &'static [&'static str] {
-        if self.nat {
-            INPUT_NEXT_NAT
-        } else {
-            INPUT_NEXT
-        }
+        CORE_INPUT_NEXT
     }
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
-        let nat = self.nat;
-        batch.dispatch(node, out, |p, _| match p.meta.port {
-            ACCESS_PORT => BngInput::access(p.data()),
-            CORE_PORT => match p.data().get(12..14) {
-                Some(&[0x08, 0x06]) => Next::Node(TO_CORE_ARP),
-                Some(&[0x08, 0x00]) if nat => Next::Node(TO_NAT),
-                Some(&[0x08, 0x00]) | Some(&[0x86, 0xdd]) => Next::Node(TO_DOWNSTREAM),
-                Some(_) => InputDrop::Ethertype.into(),
-                None => InputDrop::Malformed.into(),
-            },
-            _ => InputDrop::UnknownPort.into(),
+        batch.dispatch(node, out, |p, _| match p.data().get(12..14) {
+            Some(&[0x08, 0x00]) => Next::Keep,
+            Some(&[0x86, 0xdd]) => Next::Node(TO_DOWNSTREAM),
+            Some(&[0x08, 0x06]) => Next::Node(TO_CORE_ARP),
+            Some(_) => CoreInputDrop::Ethertype.into(),
+            None => CoreInputDrop::Malformed.into(),
         });
     }
 }
@@ -740,11 +698,11 @@ mod tests {
         let v = build(&cfg, &env()).unwrap();
         assert!(v.nat.is_none() && v.control.nat_log.is_none());
         let d = v.graph.describe();
-        assert!(
-            d.starts_with("bng-input -> bng-upstream, bng-core-arp, bng-downstream\n"),
-            "{d}"
+        assert_eq!(
+            d,
+            "bng-upstream\nbng-downstream -> bng-core-arp\nbng-core-arp\n\
+             port 0 -> bng-upstream\nport 1 -> bng-downstream\n"
         );
-        assert!(!d.contains("nat44"), "{d}");
 
         let cfg =
             Config::from_toml("[cgnat]\npool = [\"203.0.113.0/28\"]\nblock_size = 256\n").unwrap();
@@ -753,9 +711,12 @@ mod tests {
         assert_eq!(nc.inside_ports, alloc::vec![ACCESS_PORT]);
         assert_eq!(nc.cgnat.unwrap().block_size, 256);
         let d = v.graph.describe();
-        assert!(d.contains("bng-input -> bng-upstream, bng-core-arp, bng-downstream, nat44\n"));
-        assert!(d.contains("bng-upstream -> nat44\n"), "{d}");
-        assert!(d.contains("nat44 -> bng-downstream\n"), "{d}");
+        assert_eq!(
+            d,
+            "bng-upstream -> nat44\nbng-core-input -> bng-core-arp, bng-downstream, nat44\n\
+             nat44 -> bng-downstream\nbng-downstream -> bng-core-arp\nbng-core-arp\n\
+             port 0 -> bng-upstream\nport 1 -> bng-core-input\n"
+        );
 
         // The old shorthand.
         let cfg = Config::from_toml("cgnat_public = \"203.0.113.0/28\"\n").unwrap();

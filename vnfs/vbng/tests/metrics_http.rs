@@ -256,11 +256,12 @@ fn metrics_off_the_data_plane_pass_promtool_with_every_node() {
     assert_eq!(get(&addr, "/errors").unwrap(), "no drops\n");
     let trace = get(&addr, "/trace").unwrap();
     assert!(
-        trace.contains("bng-input") && trace.contains("nat44"),
+        trace.contains("bng-upstream") && trace.contains("nat44"),
         "{trace}"
     );
     let graph = get(&addr, "/graph").unwrap();
-    assert!(graph.starts_with("bng-input -> "), "{graph}");
+    assert!(graph.starts_with("bng-upstream -> nat44\n"), "{graph}");
+    assert!(graph.contains("port 1 -> bng-core-input\n"), "{graph}");
     assert!(get(&addr, "/nope").unwrap_err().contains("404"));
     let fin = r.stop().unwrap();
     assert_eq!(fin.worker.worker.inject_dropped, 0);

@@ -12,8 +12,8 @@ use vbng::lcp::AuthProto;
 /// Options of `testbed lab bng`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BngLabArgs {
-    /// Number of emulated subscribers.
-    #[arg(long, default_value_t = 1000)]
+    /// Number of emulated subscribers (at least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub sessions: u32,
     /// Session setups per second (0 = as fast as the BNG answers).
     #[arg(long, default_value_t = 0)]
@@ -43,8 +43,8 @@ pub struct BngLabArgs {
     /// `--netns` a `[cgnat]` section in the vBNG's config).
     #[arg(long)]
     pub cgnat: Option<String>,
-    /// Setup timeout, seconds.
-    #[arg(long, default_value_t = 300)]
+    /// Setup timeout, seconds (at least 1).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
     /// Print one JSON object.
     #[arg(long)]
@@ -72,6 +72,17 @@ pub struct BngLabArgs {
     /// PPPoE header, wrong password).
     #[arg(long, requires = "netns")]
     pub hostile: bool,
+}
+
+/// The lab's verdict after its report: it failed (exit status non-zero, one-line
+/// reason) when not every subscriber came up — a throughput or loss figure over fewer
+/// sessions than asked for is not the result that was asked for.
+pub fn verdict(established: u32, wanted: u32) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        established >= wanted,
+        "lab failed: only {established} of {wanted} sessions came up"
+    );
+    Ok(())
 }
 
 /// Run the lab and print its report.
@@ -119,7 +130,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     })?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
-        return Ok(());
+        return verdict(r.sessions_established, args.sessions);
     }
     println!(
         "sessions established   {} / {}",
@@ -134,7 +145,13 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         r.setup_p50_ms, r.setup_p99_ms
     );
     if !r.setup.failed_by_phase.is_empty() {
-        println!("failures by phase      {:?}", r.setup.failed_by_phase);
+        let f: Vec<String> = r
+            .setup
+            .failed_by_phase
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("failures by phase      {}", f.join(", "));
     }
     let u = &r.upstream;
     println!(
@@ -150,8 +167,12 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     println!("packet loss ratio      {:.6}", r.plr);
     if let Some(n) = &r.nat {
         println!(
-            "CGNAT {:<16} {} sessions ({} created), {} subscribers, {} port blocks, {} log records, {} drops {:?}",
-            n.pool, n.sessions, n.sessions_created, n.subscribers, n.blocks, n.log_records, n.drops, n.drop_reasons
+            "CGNAT {:<16} {} sessions ({} created), {} subscribers, {} port blocks, {} log records, {} drops",
+            n.pool, n.sessions, n.sessions_created, n.subscribers, n.blocks, n.log_records, n.drops
+        );
+        print!(
+            "{}",
+            pktgen::subscribers::lab::format_counters("CGNAT drops", &n.drop_reasons)
         );
     }
     if args.ipv6 {
@@ -174,5 +195,5 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     }
     println!("sessions after PADT    {}", r.sessions_after_teardown);
     print!("{}", r.bng_errors);
-    Ok(())
+    verdict(r.sessions_established, args.sessions)
 }

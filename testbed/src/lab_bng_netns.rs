@@ -1128,7 +1128,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     drop(sub_port);
     drop(core_port);
     print_report(args, &out)?;
-    Ok(())
+    crate::lab_bng::verdict(out.lab.sessions_established, args.sessions)
 }
 
 /// Which received frames are traffic of the phase.

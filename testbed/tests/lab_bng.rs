@@ -105,3 +105,40 @@ fn lab_bng_human_output_names_the_nat() {
     assert!(s.contains("CGNAT 203.0.113.0/30"), "{s}");
     assert!(s.contains("20 sessions"), "{s}");
 }
+
+/// A lab that asked for more subscribers than came up failed: non-zero exit, a
+/// one-line reason, the report still printed; nonsense sizes are refused.
+#[test]
+fn lab_bng_fails_when_sessions_are_missing() {
+    // One setup per second, a 1 s timeout: at most a couple of the 40 come up.
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args([
+            "lab",
+            "bng",
+            "--json",
+            "--sessions",
+            "40",
+            "--setup-rate",
+            "1",
+            "--timeout",
+            "1",
+            "--packets",
+            "100",
+        ])
+        .output()
+        .expect("run testbed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("of 40 sessions came up"), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the JSON report");
+    assert!(j["sessions_established"].as_u64().unwrap() < 40, "{j}");
+    assert!(j["bng_control"]["sessions_created"].is_u64(), "{j}");
+    for bad in [["--sessions", "0"], ["--timeout", "0"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args(["lab", "bng"])
+            .args(bad)
+            .output()
+            .expect("run testbed");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}

@@ -103,6 +103,31 @@ pub struct TrafficReport {
     pub mean_frame: f64,
 }
 
+/// Packets one node dropped for one reason.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct NodeDrop {
+    /// Node name.
+    pub node: String,
+    /// Drop reason (the node's declared name).
+    pub reason: String,
+    /// Packets.
+    pub count: u64,
+}
+
+/// `title: name value, …` for the non-zero counters (empty when all are zero).
+pub fn format_counters(title: &str, c: &BTreeMap<String, u64>) -> String {
+    let nz: Vec<String> = c
+        .iter()
+        .filter(|(_, &v)| v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if nz.is_empty() {
+        String::new()
+    } else {
+        format!("{title}: {}\n", nz.join(", "))
+    }
+}
+
 /// The lab's result (the JSON that `testbed lab bng --json` prints).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct LabReport {
@@ -126,8 +151,13 @@ pub struct LabReport {
     pub downstream: Option<TrafficReport>,
     /// Sessions the BNG still held after teardown.
     pub sessions_after_teardown: usize,
-    /// The BNG's `show errors`.
+    /// The BNG's `show errors` (one line per non-zero drop reason) and its non-zero
+    /// control-plane counters, as text for people.
     pub bng_errors: String,
+    /// The same drops, one record per (node, reason) with a non-zero count.
+    pub bng_drops: Vec<NodeDrop>,
+    /// Every control-plane counter by name (`ControlStats`).
+    pub bng_control: BTreeMap<String, u64>,
     /// Sessions with a SLAAC IPv6 address (the RA's /64 + IPv6CP identifier); 0
     /// without `ipv6`.
     pub ipv6_sessions: u32,
@@ -300,7 +330,43 @@ impl Bng {
 
     /// `show errors` of the graph and the control plane's counters.
     fn errors(&self) -> String {
-        format!("{}{:?}\n", self.worker.graph.show_errors(), self.cp().stats)
+        format!(
+            "{}{}",
+            self.worker.graph.show_errors(),
+            format_counters("control plane", &self.control_counters())
+        )
+    }
+
+    fn control_counters(&self) -> BTreeMap<String, u64> {
+        self.cp()
+            .stats
+            .fields()
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    fn drops(&self) -> Vec<NodeDrop> {
+        let mut v = Vec::new();
+        for n in self.worker.graph.nodes() {
+            for (i, &c) in n.drops.iter().enumerate() {
+                if c > 0 {
+                    v.push(NodeDrop {
+                        node: n.name.to_string(),
+                        reason: n.reason_name(i).to_string(),
+                        count: c,
+                    });
+                }
+            }
+            if n.undeclared > 0 {
+                v.push(NodeDrop {
+                    node: n.name.to_string(),
+                    reason: "undeclared".into(),
+                    count: n.undeclared,
+                });
+            }
+        }
+        v
     }
 
     fn worker_report(&self) -> WorkerReport {
@@ -690,6 +756,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         0.0
     };
     report.bng_errors = bng.errors();
+    report.bng_drops = bng.drops();
+    report.bng_control = bng.control_counters();
     report.bng_worker = bng.worker_report();
     report.bng_graph = bng_graph;
     Ok(report)
@@ -865,14 +933,18 @@ mod tests {
             "{w:?}"
         );
         assert!(w.injected >= 3 * 3000, "{w:?}");
+        let c = &r.bng_control;
+        assert_eq!(c.get("half_open_expired"), Some(&0), "{c:?}");
+        assert_eq!(c.get("sessions_created"), Some(&3000), "{c:?}");
         assert!(
-            r.bng_errors.contains("half_open_expired: 0,"),
+            r.bng_errors.contains("control plane: ")
+                && r.bng_errors.contains("sessions_created 3000"),
             "{}",
             r.bng_errors
         );
         assert!(
-            r.bng_errors.contains("sessions_created: 3000,"),
-            "{}",
+            !r.bng_errors.contains('{'),
+            "no Debug text: {}",
             r.bng_errors
         );
         assert!(r.setup_p99_ms < 1000.0, "no retransmission: {:?}", r.setup);

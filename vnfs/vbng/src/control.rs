@@ -234,6 +234,42 @@ pub struct ControlStats {
     pub framed_ipv6_refused: u64,
 }
 
+impl ControlStats {
+    /// Every counter by name (the field names), for reports and tables.
+    pub fn fields(&self) -> [(&'static str, u64); 28] {
+        [
+            ("sessions_created", self.sessions_created),
+            ("sessions_up", self.sessions_up),
+            ("sessions_ended", self.sessions_ended),
+            ("auth_accept", self.auth_accept),
+            ("auth_reject", self.auth_reject),
+            ("aaa_timeout", self.aaa_timeout),
+            ("malformed", self.malformed),
+            ("no_session", self.no_session),
+            ("pool_exhausted", self.pool_exhausted),
+            ("table_full", self.table_full),
+            ("coa", self.coa),
+            ("disconnect", self.disconnect),
+            ("dynauth_rejected", self.dynauth_rejected),
+            ("pool6_exhausted", self.pool6_exhausted),
+            ("ra_sent", self.ra_sent),
+            ("rs_received", self.rs_received),
+            ("rs_rate_limited", self.rs_rate_limited),
+            ("na_sent", self.na_sent),
+            ("echo6_replies", self.echo6_replies),
+            ("ipv6_dropped", self.ipv6_dropped),
+            ("not_for_us", self.not_for_us),
+            ("half_open_mac", self.half_open_mac),
+            ("half_open_line", self.half_open_line),
+            ("half_open_global", self.half_open_global),
+            ("half_open_expired", self.half_open_expired),
+            ("framed_ip_invalid", self.framed_ip_invalid),
+            ("framed_ip_in_use", self.framed_ip_in_use),
+            ("framed_ipv6_refused", self.framed_ipv6_refused),
+        ]
+    }
+}
+
 /// A local user (`Debug` redacts the password, zeroed on drop).
 #[derive(Clone)]
 struct LocalUser {
@@ -1972,6 +2008,53 @@ mod tests {
             ],
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn control_stats_fields_name_every_counter() {
+        // Each field a distinct value: a field left out of `fields()` (or listed
+        // twice) shows up as a missing or repeated value.
+        let s = ControlStats {
+            sessions_created: 1,
+            sessions_up: 2,
+            sessions_ended: 3,
+            auth_accept: 4,
+            auth_reject: 5,
+            aaa_timeout: 6,
+            malformed: 7,
+            no_session: 8,
+            pool_exhausted: 9,
+            table_full: 10,
+            coa: 11,
+            disconnect: 12,
+            dynauth_rejected: 13,
+            pool6_exhausted: 14,
+            ra_sent: 15,
+            rs_received: 16,
+            rs_rate_limited: 17,
+            na_sent: 18,
+            echo6_replies: 19,
+            ipv6_dropped: 20,
+            not_for_us: 21,
+            half_open_mac: 22,
+            half_open_line: 23,
+            half_open_global: 24,
+            half_open_expired: 25,
+            framed_ip_invalid: 26,
+            framed_ip_in_use: 27,
+            framed_ipv6_refused: 28,
+        };
+        let dbg = alloc::format!("{s:?}");
+        let mut seen: Vec<u64> = s.fields().iter().map(|f| f.1).collect();
+        for (name, v) in s.fields() {
+            assert!(
+                dbg.contains(&alloc::format!("{name}: {v},"))
+                    || dbg.contains(&alloc::format!("{name}: {v} }}")),
+                "{name}"
+            );
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=28).collect::<Vec<u64>>());
     }
 
     #[test]

@@ -139,14 +139,18 @@ fn run(
                 let (j, records) = vbng::acct_journal::AcctJournal::open(Path::new(path))
                     .with_context(|| format!("accounting journal {path}"))?;
                 if j.skipped_bytes > 0 {
-                    eprintln!(
-                        "vbng: radius: accounting journal {path}: {} octets of a torn or corrupt tail ignored",
+                    tracing::warn!(
+                        journal = path,
+                        octets = j.skipped_bytes,
+                        "radius: accounting journal {path}: {} octets of a torn or corrupt tail ignored",
                         j.skipped_bytes
                     );
                 }
                 if !records.is_empty() {
-                    eprintln!(
-                        "vbng: radius: {} unacknowledged accounting records replayed from {path}",
+                    tracing::info!(
+                        journal = path,
+                        records = records.len(),
+                        "radius: {} unacknowledged accounting records replayed from {path}",
                         records.len()
                     );
                 }
@@ -157,7 +161,10 @@ fn run(
         }
         None => None,
     };
-    eprintln!(
+    tracing::info!(
+        access = %access,
+        core = %core,
+        max_sessions,
         "vbng: access {access}, core {core}, {max_sessions} session slots{}",
         match &v.nat {
             Some(n) => format!(", cgnat pool {}", n.pool.join(" ")),
@@ -197,6 +204,16 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> anyhow::Result<()> {
+    // Logs: `tracing` to stderr, filtered by RUST_LOG (default `info`); reports
+    // (`check`, `show`, the session table and drops at exit) stay plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     match Cli::parse().cmd {
         Cmd::Run {
             config,

@@ -57,14 +57,15 @@ impl RadiusIo {
     /// Write what the control plane has for the journal and print its notices.
     pub fn flush(&mut self, cp: &mut ControlPlane) {
         for n in cp.take_notices() {
-            eprintln!("vbng: radius: {n}");
+            tracing::warn!("radius: {n}");
         }
         let ops = cp.take_acct_journal();
         if let Some(j) = self.journal.as_mut() {
             if let Err(e) = j.write(&ops) {
                 // The records stay queued in memory; only their durability is lost.
-                eprintln!(
-                    "vbng: radius: accounting journal write failed ({} ops): {e}",
+                tracing::error!(
+                    ops = ops.len(),
+                    "radius: accounting journal write failed ({} ops): {e}",
                     ops.len()
                 );
             }

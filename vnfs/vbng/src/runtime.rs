@@ -166,7 +166,7 @@ fn control_thread(
             }
         }
         for r in log.drain(..) {
-            eprintln!("vbng: cgnat: {r}");
+            tracing::info!(target: "vbng::cgnat", "{r}");
         }
         work += inj.flush(&inject, &mut cache);
         if stopping {

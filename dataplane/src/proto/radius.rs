@@ -1,6 +1,13 @@
-//! RADIUS packets (RFC 2865 §3 packet format, §5 attributes), accounting (RFC 2866),
-//! extensions (RFC 2869 §5.15 Acct-Interim-Interval), Message-Authenticator (RFC 3579
-//! §3.2), dynamic authorization (RFC 5176 §2–§3) and the authenticator computations.
+//! RADIUS packets (RFC 2865 §3 packet format, §5 attributes), accounting (RFC 2866 §3
+//! authenticator, §5 attributes), extensions (RFC 2869 §5, e.g. §5.16
+//! Acct-Interim-Interval), IPv6 attributes (RFC 3162 §2), Message-Authenticator
+//! (RFC 3579 §3.2), dynamic authorization (RFC 5176 §2–§3) and the authenticator
+//! computations: User-Password hiding (RFC 2865 §5.2), Request/Response Authenticators
+//! (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3), CHAP-MD5 (RFC 1994 §4.1).
+//!
+//! [`Packet`] is a checked view (header, Length and attribute framing validated once);
+//! [`Builder`] emits into a `Vec` (control path). MD5 and HMAC-MD5 come from the
+//! RustCrypto `md-5` and `hmac` crates, built without their `std` features.
 //!
 //! ```text
 //! |     Code      |  Identifier   |            Length             |
@@ -8,7 +15,8 @@
 //! |  Attributes ...
 //! ```
 
-use super::{be16, be32, Error, Result};
+use super::bytes::{be16, be32};
+use super::{Error, Result};
 use alloc::vec::Vec;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -310,9 +318,9 @@ impl Builder {
     }
 
     fn set_len(&mut self) -> Result<()> {
-        let l = u16::try_from(self.buf.len()).map_err(|_| Error::NoSpace)?;
+        let l = u16::try_from(self.buf.len()).map_err(|_| Error::BufferTooSmall)?;
         if usize::from(l) > MAX_LEN {
-            return Err(Error::NoSpace);
+            return Err(Error::BufferTooSmall);
         }
         self.buf[2..4].copy_from_slice(&l.to_be_bytes());
         Ok(())

@@ -3,8 +3,13 @@
 //! S-tag TPID).
 //!
 //! [`Frame`] is the view over the untagged 14-byte header; [`walk_vlans`] follows up to
-//! two tags and returns the [`VlanStack`], the inner EtherType and the L3 offset.
+//! two tags and returns the [`VlanStack`], the inner EtherType and the L3 offset. It is
+//! the one VLAN tag walker of the workspace: the classifier, the NAT, QoS and hash
+//! helpers, [`Repr::parse`], the vBNG's fast path and control plane and the PPPoE
+//! subscriber emulator all call it.
 //! [`Repr`] carries the VLAN stack so a parse/emit round trip keeps the tags.
+//! [`Vlans`] is the access line's S-VLAN/C-VLAN pair (BBF TR-101 §3 access models:
+//! untagged, single C-VLAN, S-VLAN/C-VLAN "QinQ") a BNG keys subscribers by.
 
 use super::bytes::{self, Field, Rest};
 use super::{Error, EtherType, Result};
@@ -353,6 +358,76 @@ impl VlanStack {
     }
 }
 
+/// The VLAN identifiers of an access line (BBF TR-101 §3): outer S-VLAN and inner
+/// C-VLAN VIDs, 0 = absent. A single tag (of any TPID) reads as `cvlan` (TR-101 "1:1
+/// single tag"); a priority tag (VID 0) reads as absent. The compact form of a
+/// [`VlanStack`] that a BNG keys subscriber lines by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Vlans {
+    /// Outer VID (S-VLAN) or 0.
+    pub svlan: u16,
+    /// Inner VID (C-VLAN) or 0.
+    pub cvlan: u16,
+}
+
+impl Vlans {
+    /// Untagged.
+    pub const NONE: Vlans = Vlans { svlan: 0, cvlan: 0 };
+
+    /// Number of 4-byte tags these VLANs take on the wire.
+    #[inline]
+    pub const fn tag_count(&self) -> usize {
+        (self.svlan != 0) as usize + (self.cvlan != 0) as usize
+    }
+
+    /// The VIDs of a walked tag stack: two tags are S-VLAN/C-VLAN, one tag is the
+    /// C-VLAN.
+    #[inline]
+    pub fn from_stack(stack: &VlanStack) -> Vlans {
+        match stack.tags() {
+            [] => Vlans::NONE,
+            [c] => Vlans {
+                svlan: 0,
+                cvlan: c.vid,
+            },
+            [s, c, ..] => Vlans {
+                svlan: s.vid,
+                cvlan: c.vid,
+            },
+        }
+    }
+
+    /// The tags to emit: an 802.1ad S-tag (TPID 0x88A8) for a non-zero `svlan`, then an
+    /// 802.1Q C-tag (TPID 0x8100) for a non-zero `cvlan`, priority 0.
+    #[inline]
+    pub fn to_stack(&self) -> VlanStack {
+        let mut s = VlanStack::EMPTY;
+        for t in [VlanTag::s_tag(self.svlan), VlanTag::c_tag(self.cvlan)] {
+            if t.vid != 0 {
+                if let Some(slot) = s.tags.get_mut(usize::from(s.len)) {
+                    *slot = t;
+                    s.len += 1;
+                }
+            }
+        }
+        s
+    }
+}
+
+impl From<VlanStack> for Vlans {
+    #[inline]
+    fn from(s: VlanStack) -> Vlans {
+        Vlans::from_stack(&s)
+    }
+}
+
+impl From<Vlans> for VlanStack {
+    #[inline]
+    fn from(v: Vlans) -> VlanStack {
+        v.to_stack()
+    }
+}
+
 /// The result of walking the L2 header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L2Info {
@@ -561,6 +636,70 @@ mod tests {
             r.emit(&mut Frame::new_unchecked(&mut small[..])),
             Err(Error::BufferTooSmall)
         );
+    }
+
+    #[test]
+    fn access_vlans_qinq_round_trip() {
+        let r = Repr {
+            dst_addr: MacAddr::BROADCAST,
+            src_addr: MacAddr([2, 0, 0, 0, 0, 1]),
+            vlans: Vlans {
+                svlan: 100,
+                cvlan: 7,
+            }
+            .to_stack(),
+            ethertype: EtherType::PPPOE_DISCOVERY,
+        };
+        let mut b = [0u8; 22];
+        assert_eq!(r.buffer_len(), 22);
+        r.emit(&mut Frame::new_unchecked(&mut b[..])).unwrap();
+        assert_eq!(&b[12..16], &[0x88, 0xa8, 0x00, 100]);
+        assert_eq!(&b[16..20], &[0x81, 0x00, 0x00, 7]);
+        assert_eq!(&b[20..22], &[0x88, 0x63]);
+        let back = Repr::parse(&Frame::new_checked(&b[..]).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(
+            Vlans::from(back.vlans),
+            Vlans {
+                svlan: 100,
+                cvlan: 7
+            }
+        );
+        // S-VLAN only: one S-tag on the wire, read back as the single (C-)VLAN.
+        let s_only = Vlans { svlan: 5, cvlan: 0 };
+        assert_eq!(s_only.tag_count(), 1);
+        assert_eq!(s_only.to_stack().tags(), &[VlanTag::s_tag(5)]);
+        assert_eq!(Vlans::NONE.to_stack(), VlanStack::EMPTY);
+        assert_eq!(Vlans::NONE.tag_count(), 0);
+    }
+
+    #[test]
+    fn access_vlans_single_tag_and_errors() {
+        let b = [
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x81, 0, 0x0f, 0xff, 0x88, 0x64,
+        ];
+        let l2 = walk_vlans(&b).unwrap();
+        assert_eq!(
+            Vlans::from(l2.vlans),
+            Vlans {
+                svlan: 0,
+                cvlan: 0xfff
+            }
+        );
+        assert_eq!(l2.ethertype, EtherType::PPPOE_SESSION);
+        assert_eq!(l2.l3_offset, 18);
+        assert_eq!(walk_vlans(&b[..15]), Err(Error::Truncated));
+        let three = [
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x81, 0, 0, 1, 0x81, 0, 0, 1, 0x81, 0, 0, 1, 8, 0,
+        ];
+        assert_eq!(walk_vlans(&three), Err(Error::Unsupported));
+        // A priority tag (VID 0) is walked but names no VLAN.
+        let prio = [
+            0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x81, 0, 0xa0, 0, 0x88, 0x64,
+        ];
+        let l2 = walk_vlans(&prio).unwrap();
+        assert_eq!((l2.vlans.len(), l2.l3_offset), (1, 18));
+        assert_eq!(Vlans::from(l2.vlans), Vlans::NONE);
     }
 
     #[test]

@@ -10,9 +10,24 @@
 //! * an owned `Repr` with `parse(&view) -> Result<Repr, Error>` and
 //!   `emit(&self, &mut view)`: the only place that validates field values.
 //!
-//! Nothing here allocates or uses `std`; it links into the unikernel unchanged.
+//! Nothing here uses `std`; it links into the unikernel unchanged. The views and
+//! parsers never allocate. The emitters of the control protocols a BNG terminates
+//! ([`pppoe::DiscoveryRepr::emit`], the [`ppp`] control-packet emitters,
+//! [`radius::Builder`]) append to a `Vec` (`alloc`): they run on the control path, never
+//! per forwarded packet.
 //! [`checksum`] holds the RFC 1071 internet checksum, the pseudo-header sums and the
 //! RFC 1624 incremental update.
+//!
+//! - [`ethernet`]: Ethernet II with IEEE 802.1Q / 802.1ad (QinQ) tags; the one VLAN tag
+//!   walker ([`ethernet::walk_vlans`]) and the TR-101 access-line VLAN pair
+//!   ([`ethernet::Vlans`])
+//! - [`arp`], [`ipv4`], [`ipv6`], [`icmpv4`], [`icmpv6`], [`tcp`], [`udp`]: see each
+//!   module
+//! - [`pppoe`]: PPPoE discovery and session stages (RFC 2516 §4–§5, Appendix A; RFC 4638)
+//! - [`ppp`]: PPP in PPPoE and the LCP-family control packets and options (RFC 1661
+//!   §5–§6, RFC 1332, RFC 1877, RFC 5072), PAP (RFC 1334 §2.2), CHAP (RFC 1994 §4)
+//! - [`radius`]: RADIUS packets, attributes and authenticators (RFC 2865 §3–§5,
+//!   RFC 2866, RFC 2869, RFC 3579 §3.2, RFC 5176)
 
 pub mod arp;
 pub mod checksum;
@@ -22,6 +37,9 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod ppp;
+pub mod pppoe;
+pub mod radius;
 pub mod tcp;
 pub mod udp;
 
@@ -158,9 +176,38 @@ impl From<IpProtocol> for u8 {
 
 /// Panic-free big-endian field access shared by the views. A range that does not fit
 /// the buffer reads as zero and ignores writes; `new_checked` guarantees it fits.
+/// [`be16`](bytes::be16) and [`be32`](bytes::be32) are the checked reads of the
+/// parsers that walk variable-length data (tags, options, attributes): they fail with
+/// [`Error::Truncated`] instead of reading zero.
 pub(crate) mod bytes {
+    use super::{Error, Result};
+
     pub(crate) type Field = core::ops::Range<usize>;
     pub(crate) type Rest = core::ops::RangeFrom<usize>;
+
+    /// Big-endian u16 at `off`, or `Truncated`.
+    #[inline]
+    pub(crate) fn be16(b: &[u8], off: usize) -> Result<u16> {
+        match b.get(off..).and_then(|s| s.get(..2)) {
+            Some(&[x, y]) => Ok(u16::from_be_bytes([x, y])),
+            _ => Err(Error::Truncated),
+        }
+    }
+
+    /// Big-endian u32 at `off`, or `Truncated`.
+    #[inline]
+    pub(crate) fn be32(b: &[u8], off: usize) -> Result<u32> {
+        match b.get(off..).and_then(|s| s.get(..4)) {
+            Some(&[w, x, y, z]) => Ok(u32::from_be_bytes([w, x, y, z])),
+            _ => Err(Error::Truncated),
+        }
+    }
+
+    /// Appends a big-endian u16 (control-path emitters).
+    #[inline]
+    pub(crate) fn put16(v: &mut alloc::vec::Vec<u8>, x: u16) {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
 
     #[inline(always)]
     pub(crate) fn u8_at(b: &[u8], at: usize) -> u8 {

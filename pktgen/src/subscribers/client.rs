@@ -1,6 +1,7 @@
 //! The subscriber side of PPPoE and PPP, for the emulator in [`super`] and for the
 //! vBNG's tests and fuzz targets (a generator, so it lives here and not in the VNF; it
-//! shares the wire codecs and PPP automata of the `vbng` crate): discovery (RFC 2516
+//! shares the engine's wire formats in `dataplane::proto` and the PPP automata of the
+//! `vbng` crate): discovery (RFC 2516
 //! §5.1–§5.4, PADI/PADR retransmission with doubling timeout), LCP (client role), PAP or
 //! CHAP (client role), IPCP (asks for 0.0.0.0 and DNS, RFC 1332/1877), optional IPv6CP
 //! (RFC 5072) followed by SLAAC over PPP: a Router Solicitation from
@@ -8,21 +9,23 @@
 //! address is the advertised /64 plus that identifier (RFC 4862 §5.5.3, RFC 5072 §5).
 //! Produces and consumes whole Ethernet frames; time is passed in.
 
+use dataplane::proto::ethernet::{Frame, MacAddr, Repr as EthRepr, Vlans};
+use dataplane::proto::ppp::{proto, split_protocol};
+use dataplane::proto::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet, HEADER_LEN};
+use dataplane::proto::EtherType;
 use vbng::auth::{ClientAuth, ClientOutcome};
 use vbng::fsm::{Fsm, Output, State, Timers};
 use vbng::ipcp::{IpcpNeg, Ipv6cpNeg};
 use vbng::lcp::{AuthProto, LcpNeg};
-use vbng::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
-use vbng::wire::ppp::{proto, split_protocol};
-use vbng::wire::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet, HEADER_LEN};
 
-/// The `vbng` types [`ClientParams`] is made of, re-exported so a user can build the
+/// The types [`ClientParams`] is made of, re-exported so a user can build the
 /// parameters with the same crate instance the emulator was compiled against (the
-/// vBNG's own unit tests link a second copy of `vbng`).
+/// vBNG's own unit tests link a second copy of `vbng`; `Vlans` is the engine's
+/// `dataplane::proto::ethernet::Vlans`).
 pub mod params {
+    pub use dataplane::proto::ethernet::Vlans;
     pub use vbng::fsm::Timers;
     pub use vbng::lcp::AuthProto;
-    pub use vbng::wire::eth::Vlans;
 }
 
 /// Where a subscriber is in its setup (and where it failed).
@@ -223,16 +226,15 @@ impl Subscriber {
         &self.p
     }
 
-    fn eth(&self, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    fn eth(&self, ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
         let e = EthRepr {
-            dst: self.ac_mac,
-            src: self.p.mac,
-            vlans: self.p.vlans,
+            dst_addr: MacAddr(self.ac_mac),
+            src_addr: MacAddr(self.p.mac),
+            vlans: self.p.vlans.to_stack(),
             ethertype,
-            header_len: 0,
         };
         let mut f = vec![0u8; e.buffer_len()];
-        let _ = e.emit(&mut f);
+        let _ = e.emit(&mut Frame::new_unchecked(&mut f[..]));
         f.extend_from_slice(payload);
         f
     }
@@ -260,7 +262,7 @@ impl Subscriber {
         };
         let mut v = Vec::with_capacity(64);
         let _ = r.emit(&mut v);
-        self.eth(ETHERTYPE_PPPOE_DISC, &v)
+        self.eth(EtherType::PPPOE_DISCOVERY, &v)
     }
 
     /// Build a session-stage frame carrying `ppp` (protocol + information).
@@ -270,7 +272,7 @@ impl Subscriber {
         v.extend_from_slice(&self.sid.to_be_bytes());
         v.extend_from_slice(&(ppp.len() as u16).to_be_bytes());
         v.extend_from_slice(ppp);
-        self.eth(ETHERTYPE_PPPOE_SESS, &v)
+        self.eth(EtherType::PPPOE_SESSION, &v)
     }
 
     fn fail(&mut self) {
@@ -314,11 +316,11 @@ impl Subscriber {
 
     /// Handle a frame addressed to us.
     pub fn input(&mut self, frame: &[u8], now: u64, out: &mut Vec<Vec<u8>>) {
-        let Ok(eth) = EthRepr::parse(frame) else {
+        let Ok(eth) = Frame::new_checked(frame).and_then(|f| EthRepr::parse(&f)) else {
             self.malformed += 1;
             return;
         };
-        let Some(payload) = frame.get(eth.header_len..) else {
+        let Some(payload) = frame.get(eth.buffer_len()..) else {
             return;
         };
         let Ok(pk) = Packet::new_checked(payload) else {
@@ -326,7 +328,7 @@ impl Subscriber {
             return;
         };
         match eth.ethertype {
-            ETHERTYPE_PPPOE_DISC => {
+            EtherType::PPPOE_DISCOVERY => {
                 let Ok(r) = DiscoveryRepr::parse(&pk) else {
                     self.malformed += 1;
                     return;
@@ -341,7 +343,7 @@ impl Subscriber {
                         if r.tags.error.is_some() {
                             return;
                         }
-                        self.ac_mac = eth.src;
+                        self.ac_mac = eth.src_addr.0;
                         self.cookie = r.tags.ac_cookie.map(|c| c.to_vec());
                         self.relay = r.tags.relay_session_id.map(|c| c.to_vec());
                         self.phase = ClientPhase::Padr;
@@ -350,7 +352,7 @@ impl Subscriber {
                         self.disc_deadline = now + self.disc_timeout;
                         out.push(self.disc_frame(Code::Padr));
                     }
-                    (Code::Pads, ClientPhase::Padr) if eth.src == self.ac_mac => {
+                    (Code::Pads, ClientPhase::Padr) if eth.src_addr.0 == self.ac_mac => {
                         if r.session_id == 0 || r.tags.error.is_some() {
                             self.fail();
                             self.phase = ClientPhase::Down;
@@ -370,16 +372,18 @@ impl Subscriber {
                         self.ppp_out(&mut o, out);
                         self.lcp = Some(lcp);
                     }
-                    (Code::Padt, _) if r.session_id == self.sid && eth.src == self.ac_mac => {
+                    (Code::Padt, _)
+                        if r.session_id == self.sid && eth.src_addr.0 == self.ac_mac =>
+                    {
                         self.fail();
                         self.phase = ClientPhase::Down;
                     }
                     _ => {}
                 }
             }
-            ETHERTYPE_PPPOE_SESS => {
+            EtherType::PPPOE_SESSION => {
                 // Still answer LCP (Terminate-Ack) after a failure, so the BNG finishes cleanly.
-                if pk.session_id() != self.sid || eth.src != self.ac_mac || self.sid == 0 {
+                if pk.session_id() != self.sid || eth.src_addr.0 != self.ac_mac || self.sid == 0 {
                     return;
                 }
                 let ppp = pk.payload();
@@ -414,7 +418,7 @@ impl Subscriber {
         ppp: &[u8],
         now: u64,
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), vbng::wire::Error> {
+    ) -> Result<(), dataplane::proto::Error> {
         let (protocol, info) = split_protocol(ppp)?;
         let mut o = Vec::new();
         match protocol {

@@ -947,7 +947,9 @@ mod tests {
             "no Debug text: {}",
             r.bng_errors
         );
-        assert!(r.setup_p99_ms < 1000.0, "no retransmission: {:?}", r.setup);
+        // (No bound on setup latency here: the lab runs on wall-clock time, so a
+        // loaded machine stretches it without any frame being lost; the counters
+        // above are what shows that none was.)
         assert_eq!(r.plr, 0.0);
     }
 

@@ -11,13 +11,13 @@
 pub mod client;
 
 use client::{ClientParams, ClientPhase, Subscriber};
+use dataplane::proto::ethernet::Vlans;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
-use vbng::wire::eth::Vlans;
 
 /// How subscribers are placed on VLANs (TR-101 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,8 @@ use anyhow::{bail, Context};
 use dataplane::batch::Batch;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::{afpacket, Port};
+use dataplane::proto::ethernet::{walk_vlans, Vlans};
+use dataplane::proto::EtherType;
 use dataplane::stages::nat::NatConfig;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use pktgen::subscribers::lab::{imix, LabReport, TrafficReport};
@@ -58,7 +60,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
-use vbng::wire::eth::Vlans;
 
 mod freeradius;
 mod report;

@@ -88,17 +88,14 @@ impl Expect {
                 if d.get(..2) != Some(&[0x02, 0x5b][..]) {
                     return false;
                 }
-                // Skip up to two VLAN tags (TR-101 QinQ).
-                let mut off = 12;
-                while let Some(&[a, b]) = d.get(off..off + 2) {
-                    if [a, b] == [0x81, 0x00] || [a, b] == [0x88, 0xa8] {
-                        off += 4;
-                    } else {
-                        break;
-                    }
-                }
-                d.get(off..off + 2) == Some(&[0x88, 0x64][..])
-                    && d.get(off + 8..off + 10) == Some(&[0x00, 0x21][..])
+                // Up to two VLAN tags (TR-101 QinQ), then PPPoE session carrying IPv4
+                // (PPP protocol 0x0021 after the 6-byte PPPoE header).
+                let Ok(l2) = walk_vlans(d) else {
+                    return false;
+                };
+                let off = l2.l3_offset;
+                l2.ethertype == EtherType::PPPOE_SESSION
+                    && d.get(off + 6..off + 8) == Some(&[0x00, 0x21][..])
             }
         }
     }

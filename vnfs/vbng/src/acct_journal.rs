@@ -278,7 +278,7 @@ impl AcctJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::radius::attr;
+    use dataplane::proto::radius::attr;
 
     fn req(sid: &str) -> Request {
         Request {

@@ -8,9 +8,9 @@
 
 use crate::lcp::AuthProto;
 use crate::rng::Rng;
-use crate::wire::ppp::{proto, ChapRepr, ControlPacket, PapRepr};
-use crate::wire::radius::chap_md5;
 use alloc::vec::Vec;
+use dataplane::proto::ppp::{proto, ChapRepr, ControlPacket, PapRepr};
+use dataplane::proto::radius::chap_md5;
 
 /// Printed by `Debug` in place of a secret: `<redacted>`.
 pub const REDACTED: Redacted = Redacted;
@@ -184,12 +184,12 @@ impl ServerAuth {
         protocol: u16,
         info: &[u8],
         out: &mut Vec<AuthEvent>,
-    ) -> Result<(), crate::wire::Error> {
+    ) -> Result<(), dataplane::proto::Error> {
         let p = ControlPacket::parse(info)?;
         match (self.proto, protocol) {
             (AuthProto::Pap, proto::PAP) => {
                 let PapRepr::Request { peer_id, password } = PapRepr::parse(&p)? else {
-                    return Err(crate::wire::Error::Malformed);
+                    return Err(dataplane::proto::Error::Malformed);
                 };
                 match self.phase {
                     Phase::Waiting => {
@@ -209,7 +209,7 @@ impl ServerAuth {
             }
             (AuthProto::Chap, proto::CHAP) => {
                 let ChapRepr::Response { value, name } = ChapRepr::parse(&p)? else {
-                    return Err(crate::wire::Error::Malformed);
+                    return Err(dataplane::proto::Error::Malformed);
                 };
                 if p.id != self.id {
                     return Ok(());
@@ -218,7 +218,7 @@ impl ServerAuth {
                     Phase::Waiting => {
                         let response: [u8; 16] = value
                             .try_into()
-                            .map_err(|_| crate::wire::Error::Malformed)?;
+                            .map_err(|_| dataplane::proto::Error::Malformed)?;
                         self.phase = Phase::Verifying;
                         out.push(AuthEvent::Verify(Credentials::Chap {
                             user: name.to_vec(),
@@ -231,7 +231,7 @@ impl ServerAuth {
                     _ => {}
                 }
             }
-            _ => return Err(crate::wire::Error::Malformed),
+            _ => return Err(dataplane::proto::Error::Malformed),
         }
         Ok(())
     }
@@ -371,7 +371,7 @@ impl ClientAuth {
         protocol: u16,
         info: &[u8],
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), crate::wire::Error> {
+    ) -> Result<(), dataplane::proto::Error> {
         let p = ControlPacket::parse(info)?;
         match protocol {
             proto::PAP => match PapRepr::parse(&p)? {
@@ -408,7 +408,7 @@ impl ClientAuth {
                 }
                 _ => {}
             },
-            _ => return Err(crate::wire::Error::Malformed),
+            _ => return Err(dataplane::proto::Error::Malformed),
         }
         Ok(())
     }

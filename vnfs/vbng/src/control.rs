@@ -50,15 +50,16 @@ use crate::radius::{
 };
 use crate::rng::Rng;
 use crate::session::{EndCause, LinkParams, Phase, PppSession, SessEvent};
-use crate::wire::eth::{EthRepr, Vlans, ETHERTYPE_PPPOE_DISC, ETHERTYPE_PPPOE_SESS};
-use crate::wire::pppoe::{Code, Packet as PppoePacket, HEADER_LEN as PPPOE_HLEN};
-use crate::wire::radius::code as rcode;
 use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 use core::sync::atomic::{AtomicU64, Ordering};
+use dataplane::proto::ethernet::{Frame, MacAddr, Repr as EthRepr, Vlans};
+use dataplane::proto::pppoe::{Code, Packet as PppoePacket, HEADER_LEN as PPPOE_HLEN};
+use dataplane::proto::radius::code as rcode;
+use dataplane::proto::EtherType;
 use hashbrown::HashMap;
 
 /// A change to the fast-path tables.
@@ -789,16 +790,15 @@ impl ControlPlane {
         self.setup_ms.drain(..).collect()
     }
 
-    fn frame(&self, key: &AccessKey, ethertype: u16, pppoe: &[u8]) -> Vec<u8> {
+    fn frame(&self, key: &AccessKey, ethertype: EtherType, pppoe: &[u8]) -> Vec<u8> {
         let eth = EthRepr {
-            dst: key.mac,
-            src: self.our_mac,
-            vlans: key.vlans,
+            dst_addr: MacAddr(key.mac),
+            src_addr: MacAddr(self.our_mac),
+            vlans: key.vlans.to_stack(),
             ethertype,
-            header_len: 0,
         };
         let mut f = alloc::vec![0u8; eth.buffer_len()];
-        let _ = eth.emit(&mut f);
+        let _ = eth.emit(&mut Frame::new_unchecked(&mut f[..]));
         f.extend_from_slice(pppoe);
         f
     }
@@ -813,36 +813,37 @@ impl ControlPlane {
         p.extend_from_slice(&sid.to_be_bytes());
         p.extend_from_slice(&(ppp.len() as u16).to_be_bytes());
         p.extend_from_slice(ppp);
-        let f = self.frame(&key, ETHERTYPE_PPPOE_SESS, &p);
+        let f = self.frame(&key, EtherType::PPPOE_SESSION, &p);
         self.tx.push((key.port, f));
     }
 
     /// Handle a frame punted from access port `port`.
     pub fn input(&mut self, port: u16, frame: &[u8], now: u64) {
-        let Ok(eth) = EthRepr::parse(frame) else {
+        let Ok(eth) = Frame::new_checked(frame).and_then(|f| EthRepr::parse(&f)) else {
             self.stats.malformed += 1;
             return;
         };
-        let Some(payload) = frame.get(eth.header_len..) else {
+        let Some(payload) = frame.get(eth.buffer_len()..) else {
             self.stats.malformed += 1;
             return;
         };
         let key = AccessKey {
             port,
-            mac: eth.src,
-            vlans: eth.vlans,
+            mac: eth.src_addr.0,
+            vlans: Vlans::from(eth.vlans),
         };
         // RFC 2516 §5: discovery frames come to us or (PADI, §5.1) to broadcast;
         // session frames to us. Frames for another host on a shared segment are not
         // ours to answer.
-        let broadcast_ok = eth.ethertype == ETHERTYPE_PPPOE_DISC && eth.dst == [0xff; 6];
-        if eth.dst != self.our_mac && !broadcast_ok {
+        let broadcast_ok =
+            eth.ethertype == EtherType::PPPOE_DISCOVERY && eth.dst_addr.is_broadcast();
+        if eth.dst_addr.0 != self.our_mac && !broadcast_ok {
             self.stats.not_for_us += 1;
             return;
         }
         match eth.ethertype {
-            ETHERTYPE_PPPOE_DISC => self.discovery(&key, payload, now),
-            ETHERTYPE_PPPOE_SESS => {
+            EtherType::PPPOE_DISCOVERY => self.discovery(&key, payload, now),
+            EtherType::PPPOE_SESSION => {
                 let Ok(p) = PppoePacket::new_checked(payload) else {
                     self.stats.malformed += 1;
                     return;
@@ -872,7 +873,7 @@ impl ControlPlane {
         match self.disc.input(key, payload, now) {
             DiscoveryAction::None => {}
             DiscoveryAction::Reply(p) => {
-                let f = self.frame(key, ETHERTYPE_PPPOE_DISC, &p);
+                let f = self.frame(key, EtherType::PPPOE_DISCOVERY, &p);
                 self.tx.push((key.port, f));
             }
             DiscoveryAction::Request(req) => self.new_session(key, req, now),
@@ -919,7 +920,7 @@ impl ControlPlane {
                 req.relay_session_id.as_deref(),
                 Some(b"session table full"),
             );
-            let f = self.frame(key, ETHERTYPE_PPPOE_DISC, &p);
+            let f = self.frame(key, EtherType::PPPOE_DISCOVERY, &p);
             self.tx.push((key.port, f));
             return;
         };
@@ -929,7 +930,7 @@ impl ControlPlane {
             return;
         };
         let pads = self.disc.pads(&req, sid);
-        let f = self.frame(key, ETHERTYPE_PPPOE_DISC, &pads);
+        let f = self.frame(key, EtherType::PPPOE_DISCOVERY, &pads);
         self.tx.push((key.port, f.clone()));
         let mut link = self.link.clone();
         if let Some(m) = req.max_payload {
@@ -1543,7 +1544,7 @@ impl ControlPlane {
         };
         if send_padt {
             let p = self.disc.padt(e.sid, e.relay.as_deref(), None);
-            let f = self.frame(&e.key, ETHERTYPE_PPPOE_DISC, &p);
+            let f = self.frame(&e.key, EtherType::PPPOE_DISCOVERY, &p);
             self.tx.push((e.key.port, f));
         }
         if e.installed {
@@ -2288,13 +2289,13 @@ mod tests {
         assert_eq!(c.stats.rs_rate_limited - limited, 3);
         // Disconnect-Request identifying the session by Framed-IPv6-Prefix (RFC 5176
         // §3): the second subscriber goes, the first stays.
-        let mut b = crate::wire::radius::Builder::new(
-            crate::wire::radius::code::DISCONNECT_REQUEST,
+        let mut b = dataplane::proto::radius::Builder::new(
+            dataplane::proto::radius::code::DISCONNECT_REQUEST,
             1,
             [0; 16],
         );
         b.attr(
-            crate::wire::radius::attr::FRAMED_IPV6_PREFIX,
+            dataplane::proto::radius::attr::FRAMED_IPV6_PREFIX,
             &radius::ipv6_prefix_value(u128::from(prefixes[1]) << 64, 64),
         );
         let dm = b.clone().finish_request_md5(b"").unwrap();
@@ -2304,7 +2305,7 @@ mod tests {
         c.dynauth_secret = radius::Key(b"k".to_vec());
         let dm = b.finish_request_md5(b"k").unwrap();
         let ack = c.dynauth(&dm, 3100).expect("answered");
-        assert_eq!(ack[0], crate::wire::radius::code::DISCONNECT_ACK);
+        assert_eq!(ack[0], dataplane::proto::radius::code::DISCONNECT_ACK);
         assert_eq!(c.session_count(), 1);
         assert!(c.sessions()[0].ipv6_prefix == prefixes[0]);
         c.take_tx();
@@ -2685,7 +2686,7 @@ mod tests {
     fn accounting_journal_replayed_after_restart() {
         use crate::acct_journal::AcctJournal;
         use crate::config::{RadiusConfig, ServerConfig};
-        use crate::wire::radius::{attr, code, Builder, Packet};
+        use dataplane::proto::radius::{attr, code, Builder, Packet};
         let dir =
             std::env::temp_dir().join(alloc::format!("vbng-cp-journal-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -2743,7 +2744,7 @@ mod tests {
             let p = Packet::new_checked(&t.bytes).unwrap();
             assert_eq!(p.code(), code::ACCOUNTING_REQUEST);
             assert_eq!(t.to.port(), 1813);
-            assert!(crate::wire::radius::verify_request_md5(&p, b"s"));
+            assert!(dataplane::proto::radius::verify_request_md5(&p, b"s"));
             assert_eq!(p.attr(attr::ACCT_SESSION_ID), Some(sid.as_bytes()));
             assert!(
                 p.attr_u32(attr::ACCT_DELAY_TIME).unwrap() >= 1,

@@ -48,7 +48,9 @@ use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
 use dataplane::metrics::Prom;
 use dataplane::proto::checksum::update16;
+use dataplane::proto::ethernet::{walk_vlans, Vlans};
 use dataplane::proto::icmpv4::{unreachable, ErrorKind};
+use dataplane::proto::EtherType;
 use dataplane::stage::{Counter, NodeStats, Stage};
 use dataplane::stages::frag4::fragment4;
 use dataplane::stages::ip4::RateLimit;
@@ -762,30 +764,17 @@ impl FastPath {
     #[inline]
     fn upstream(&mut self, p: &mut Pkt, now_ns: u64, out: &mut Out) -> Next {
         let d = p.data();
-        // Ethernet + up to two VLAN tags.
-        let (mut off, mut tags, mut vl) = (12usize, 0usize, [0u16; 2]);
-        let mut et = match d.get(12..14) {
-            Some(b) => u16::from_be_bytes([b[0], b[1]]),
-            None => return Next::Drop(E_MALFORMED),
+        // Ethernet + up to two VLAN tags (a third tag or a cut tag is malformed here).
+        let Ok(eth) = walk_vlans(d) else {
+            return Next::Drop(E_MALFORMED);
         };
-        while matches!(et, 0x8100 | 0x88a8 | 0x9100) {
-            if tags == 2 {
-                return Next::Drop(E_MALFORMED);
-            }
-            let Some(t) = d.get(off + 2..off + 6) else {
-                return Next::Drop(E_MALFORMED);
-            };
-            vl[tags] = u16::from_be_bytes([t[0], t[1]]) & 0x0fff;
-            et = u16::from_be_bytes([t[2], t[3]]);
-            tags += 1;
-            off += 4;
-        }
-        let l2 = off + 2;
-        match et {
-            0x8863 => return Next::Punt,
-            0x8864 => {}
+        let l2 = eth.l3_offset;
+        match eth.ethertype {
+            EtherType::PPPOE_DISCOVERY => return Next::Punt,
+            EtherType::PPPOE_SESSION => {}
             _ => return Next::Drop(E_ETHERTYPE),
         }
+        let vlans = Vlans::from_stack(&eth.vlans);
         // PPPoE header (6) + PPP protocol (2).
         let Some(h) = d.get(l2..l2 + 8) else {
             return Next::Drop(E_MALFORMED);
@@ -798,7 +787,7 @@ impl FastPath {
         let proto = u16::from_be_bytes([h[6], h[7]]);
         if proto != 0x0021 {
             return if proto == 0x0057 {
-                self.upstream6(p, now_ns, out, l2, tags, vl, sid, plen)
+                self.upstream6(p, now_ns, out, l2, vlans, sid, plen)
             } else {
                 Next::Punt
             };
@@ -806,14 +795,10 @@ impl FastPath {
         if plen < 2 + 20 || l2 + 6 + plen > d.len() {
             return Next::Drop(E_MALFORMED);
         }
-        let (sv, cv) = match tags {
-            0 => (0, 0),
-            1 => (0, vl[0]),
-            _ => (vl[0], vl[1]),
-        };
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&d[6..12]);
-        let Some(&idx) = self.by_key.get(&pack(p.meta.port, &mac, sv, cv, sid)) else {
+        let key = pack(p.meta.port, &mac, vlans.svlan, vlans.cvlan, sid);
+        let Some(&idx) = self.by_key.get(&key) else {
             return Next::Drop(E_NO_SESSION);
         };
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
@@ -1223,9 +1208,9 @@ impl Stage for FastPath {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::eth::Vlans;
     use dataplane::buf::Pool;
     use dataplane::proto::checksum;
+    use dataplane::proto::ethernet::Vlans;
 
     fn ipv4(src: u32, dst: u32, ttl: u8, payload: usize) -> Vec<u8> {
         let len = 20 + payload;

@@ -46,6 +46,7 @@ use alloc::vec::Vec;
 use core::net::Ipv6Addr;
 use dataplane::batch::{Next, Out};
 use dataplane::buf::Pkt;
+use dataplane::proto::ethernet::Vlans;
 use dataplane::proto::icmpv6::{self, ErrorKind};
 use hashbrown::HashMap;
 
@@ -376,8 +377,7 @@ impl FastPath {
         now_ns: u64,
         out: &mut Out,
         l2: usize,
-        tags: usize,
-        vl: [u16; 2],
+        vlans: Vlans,
         sid: u16,
         plen: usize,
     ) -> Next {
@@ -399,14 +399,10 @@ impl FastPath {
         if nd || is_link_local(src) || is_link_local(dst) || dst >> 120 == 0xff {
             return Next::Punt;
         }
-        let (sv, cv) = match tags {
-            0 => (0, 0),
-            1 => (0, vl[0]),
-            _ => (vl[0], vl[1]),
-        };
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&d[6..12]);
-        let Some(&idx) = self.by_key.get(&pack(p.meta.port, &mac, sv, cv, sid)) else {
+        let key = pack(p.meta.port, &mac, vlans.svlan, vlans.cvlan, sid);
+        let Some(&idx) = self.by_key.get(&key) else {
             return Next::Drop(E_NO_SESSION);
         };
         let pfx = self.v6.prefix.get(idx as usize).copied().unwrap_or(0);
@@ -577,11 +573,11 @@ mod tests {
     use super::*;
     use crate::control::SessionCounters;
     use crate::pppoe::AccessKey;
-    use crate::wire::eth::Vlans;
     use alloc::sync::Arc;
     use crossbeam_queue::ArrayQueue;
     use dataplane::batch::{Batch, Out};
     use dataplane::buf::Pool;
+    use dataplane::proto::ethernet::Vlans;
     use dataplane::stage::{NodeStats, Stage};
 
     const PFX: u64 = 0x2001_0db8_0100_0005;

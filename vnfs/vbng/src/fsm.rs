@@ -8,8 +8,8 @@
 //! send (a PPP frame: 2-byte protocol + control packet) and layer signals (`tlu`, `tld`,
 //! `tls`, `tlf`).
 
-use crate::wire::ppp::{code, ControlPacket, Options};
 use alloc::vec::Vec;
+use dataplane::proto::ppp::{code, ControlPacket, Options};
 
 /// Automaton states (RFC 1661 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,7 +333,7 @@ impl<N: Negotiator> Fsm<N> {
         info: &[u8],
         now: u64,
         out: &mut Vec<Output>,
-    ) -> Result<(), crate::wire::Error> {
+    ) -> Result<(), dataplane::proto::Error> {
         let p = ControlPacket::parse(info)?;
         if matches!(self.state, State::Initial | State::Starting) {
             return Ok(());
@@ -573,7 +573,7 @@ impl<N: Negotiator> Fsm<N> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::ppp::split_protocol;
+    use dataplane::proto::ppp::split_protocol;
 
     /// A negotiator with no options that acks everything.
     #[derive(Debug, Default)]

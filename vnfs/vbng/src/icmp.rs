@@ -19,9 +19,9 @@
 //! `ip4::RateLimit`). Error buffers come from the worker's packet pool; nothing here
 //! touches the heap.
 
-use crate::wire::eth::Vlans;
 use core::net::Ipv4Addr;
 use dataplane::buf::Pkt;
+use dataplane::proto::ethernet::Vlans;
 use dataplane::proto::icmpv4::{self, ErrorKind, QuoteLimit};
 use dataplane::proto::{ipv4, IpProtocol};
 

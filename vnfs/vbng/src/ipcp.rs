@@ -5,8 +5,8 @@
 
 use crate::fsm::{Negotiator, Verdict};
 use crate::lcp::Role;
-use crate::wire::ppp::{ipcp_opt, ipv6cp_opt, proto, put_option, Options};
 use alloc::vec::Vec;
+use dataplane::proto::ppp::{ipcp_opt, ipv6cp_opt, proto, put_option, Options};
 
 /// IPCP negotiation state (addresses as big-endian u32; 0 = unset).
 #[derive(Debug, Clone)]

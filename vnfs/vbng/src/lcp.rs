@@ -6,9 +6,8 @@
 //! interval and failure count is [`Keepalive`].
 
 use crate::fsm::{Negotiator, Output, Verdict};
-use crate::wire::be32;
-use crate::wire::ppp::{code, lcp_opt, proto, put_option, ControlPacket, Options, CHAP_MD5};
 use alloc::vec::Vec;
+use dataplane::proto::ppp::{code, lcp_opt, proto, put_option, ControlPacket, Options, CHAP_MD5};
 
 /// Authentication protocols we negotiate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -147,7 +146,7 @@ impl Negotiator for LcpNeg {
                     }
                 }
                 (lcp_opt::MAGIC, 4) => {
-                    let m = be32(v, 0).unwrap_or(0);
+                    let m = <[u8; 4]>::try_from(v).map_or(0, u32::from_be_bytes);
                     if m == 0 || m == self.our_magic {
                         // Possible loop-back (§6.4): suggest another number.
                         put_option(
@@ -202,7 +201,9 @@ impl Negotiator for LcpNeg {
                         self.our_mru = m;
                     }
                 }
-                (lcp_opt::MAGIC, 4) => self.our_magic = be32(v, 0).unwrap_or(1).max(1),
+                (lcp_opt::MAGIC, 4) => {
+                    self.our_magic = <[u8; 4]>::try_from(v).map_or(1, u32::from_be_bytes).max(1)
+                }
                 (lcp_opt::AUTH, _) if self.role == Role::Server => {
                     if let Some(a) = AuthProto::from_option(v) {
                         if self.allowed.contains(&Some(a)) {
@@ -249,8 +250,8 @@ impl Negotiator for LcpNeg {
             }
             code::DISCARD_REQ => true,
             code::PROTO_REJ => {
-                if let Ok(pr) = crate::wire::be16(p.data, 0) {
-                    out.push(Output::ProtocolRejected(pr));
+                if let Some(&[a, b]) = p.data.get(..2) {
+                    out.push(Output::ProtocolRejected(u16::from_be_bytes([a, b])));
                 }
                 true
             }

@@ -38,4 +38,3 @@ pub mod rng;
 pub mod runtime;
 pub mod session;
 pub mod vnf;
-pub mod wire;

@@ -9,10 +9,10 @@
 //! Session-id allocation and the session table live in [`crate::control`]; this module
 //! decides and builds packets.
 
-use crate::wire::eth::Vlans;
-use crate::wire::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet};
 use alloc::string::String;
 use alloc::vec::Vec;
+use dataplane::proto::ethernet::Vlans;
+use dataplane::proto::pppoe::{Code, DiscoveryRepr, DiscoveryTags, Packet};
 use hashbrown::HashMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -350,7 +350,7 @@ impl Discovery {
             tags: DiscoveryTags {
                 ac_name: Some(self.cfg.ac_name.as_bytes()),
                 relay_session_id,
-                error: reason.map(|m| (crate::wire::pppoe::tag::GENERIC_ERROR, m)),
+                error: reason.map(|m| (dataplane::proto::pppoe::tag::GENERIC_ERROR, m)),
                 ..DiscoveryTags::default()
             },
         };

@@ -30,15 +30,15 @@
 //! The client produces datagrams to send and consumes datagrams received; time is
 //! passed in. The `std` transport (UDP sockets) is in [`crate::radius_io`].
 
-use crate::wire::radius::{
-    attr, code, verify_request_md5, verify_response, verify_response_authenticator, vsa, Builder,
-    Packet,
-};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use dataplane::proto::radius::{
+    attr, code, verify_request_md5, verify_response, verify_response_authenticator, vsa, Builder,
+    Packet,
+};
 
 /// One RADIUS server. `Debug` does not print the secret; it is zeroized on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -1312,8 +1312,8 @@ impl DynAuth {
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use crate::wire::radius::unhide_password;
     use core::net::{IpAddr, Ipv4Addr};
+    use dataplane::proto::radius::unhide_password;
 
     fn sa(port: u16) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)

@@ -9,8 +9,8 @@ use crate::fsm::{Fsm, Output, State, Timers};
 use crate::ipcp::{IpcpNeg, Ipv6cpNeg};
 use crate::lcp::{AuthProto, Keepalive, KeepaliveAction, LcpNeg};
 use crate::rng::Rng;
-use crate::wire::ppp::{code, proto, split_protocol, ControlPacket};
 use alloc::vec::Vec;
+use dataplane::proto::ppp::{code, proto, split_protocol, ControlPacket};
 
 /// Phase of the link (RFC 1661 §3.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +244,7 @@ impl PppSession {
         frame: &[u8],
         now: u64,
         ev: &mut Vec<SessEvent>,
-    ) -> Result<(), crate::wire::Error> {
+    ) -> Result<(), dataplane::proto::Error> {
         let (protocol, info) = split_protocol(frame)?;
         let mut out = Vec::new();
         match protocol {

@@ -5,12 +5,12 @@
 //! test acknowledges it, and the journal is empty when the binary exits. Ports are
 //! pcap files (no subscriber traffic).
 
+use dataplane::proto::radius::{attr, code, verify_request_md5, Builder, Packet};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use vbng::acct_journal::AcctJournal;
 use vbng::radius::{self, AcctRecord, AcctStatus, JournalOp, LineInfo};
-use vbng::wire::radius::{attr, code, verify_request_md5, Builder, Packet};
 
 #[test]
 fn binary_replays_journaled_stop_after_restart() {

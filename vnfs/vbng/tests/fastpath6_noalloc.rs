@@ -9,13 +9,13 @@
 
 use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
+use dataplane::proto::ethernet::Vlans;
 use dataplane::stage::{NodeStats, Stage};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use vbng::control::{FibUpdate, SessionCounters};
 use vbng::fastpath::{update_queue, FastPath, FastPathConfig, LocalConfig, ERRORS};
 use vbng::pppoe::AccessKey;
-use vbng::wire::eth::Vlans;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);

@@ -10,6 +10,7 @@ use dataplane::buf::{Pool, PoolCache};
 use dataplane::http::get;
 use dataplane::port::mem::{pair, MemPort};
 use dataplane::port::Port;
+use dataplane::proto::ethernet::Vlans;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::io::Write;
 use std::net::TcpStream;
@@ -20,7 +21,6 @@ use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
 use vbng::runtime::{start, Options};
 use vbng::vnf::{build, BuildEnv};
-use vbng::wire::eth::Vlans;
 
 const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 2];
 

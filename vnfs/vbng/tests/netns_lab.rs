@@ -13,13 +13,13 @@
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::Port;
+use dataplane::proto::ethernet::Vlans;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
-use vbng::wire::eth::Vlans;
 
 fn sh(args: &[&str]) {
     let st = Command::new(args[0])

@@ -9,6 +9,7 @@
 //! it) and Framed-IPv6-Prefix in accounting. Fails (does not skip) when the tools are
 //! missing.
 
+use dataplane::proto::ethernet::Vlans;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -22,7 +23,6 @@ use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::radius_io::RadiusIo;
 use vbng::rng::Rng;
-use vbng::wire::eth::Vlans;
 
 const SECRET: &str = "testing123";
 

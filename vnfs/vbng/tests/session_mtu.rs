@@ -9,13 +9,13 @@ use common_core::*;
 use dataplane::batch::Out;
 use dataplane::buf::Pool;
 use dataplane::proto::checksum::PseudoHeader;
+use dataplane::proto::ethernet::Vlans;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, UserConfig};
 use vbng::control::{ControlPlane, FibUpdate, SessionCounters};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
-use vbng::wire::eth::Vlans;
 
 fn mss_of(ip: &[u8]) -> (u16, bool) {
     let v = dataplane::proto::ipv4::Packet::new_checked(ip).expect("ipv4");

@@ -4,6 +4,8 @@
 //! Stop) and CoA-ACK, are written to a pcap and dissected by `tshark`: no frame may be
 //! malformed or carry a warning/error expert item. Fails if tshark is missing.
 
+use dataplane::proto::ethernet::Vlans;
+use dataplane::proto::radius::{attr, code, vsa, Builder};
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
@@ -14,8 +16,6 @@ use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::radius::{self, AcctRecord, AcctStatus, Client, ClientConfig, LineInfo, Server};
 use vbng::rng::Rng;
-use vbng::wire::eth::Vlans;
-use vbng::wire::radius::{attr, code, vsa, Builder};
 
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::new();

@@ -13,6 +13,7 @@
 
 use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
+use dataplane::proto::ethernet::Vlans;
 use dataplane::stage::{NodeStats, Stage};
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::process::Command;
@@ -22,7 +23,6 @@ use vbng::fastpath::{update_queue, FastPath, FastPathConfig, ERRORS};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
-use vbng::wire::eth::Vlans;
 
 const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc];
 const SINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xd];

@@ -9,6 +9,7 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::mem::{pair, MemPort};
 use dataplane::port::Port;
+use dataplane::proto::ethernet::Vlans;
 use dataplane::worker::{ring, Worker, WorkerConfig};
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use vbng::config::{Config, UserConfig};
@@ -16,7 +17,6 @@ use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
 use vbng::vnf::{build, update_hook, BuildEnv, Injector};
-use vbng::wire::eth::Vlans;
 
 const SUB_MAC: [u8; 6] = [2, 0x5b, 0, 0, 0, 1];
 const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 2];

@@ -1,10 +1,12 @@
 //! Drivers for the vBNG fuzz targets (`fuzz_targets/`), run by `scripts/fuzz`.
 //!
-//! - `wire`: the stateless parsers — Ethernet/802.1Q/QinQ (IEEE 802.1Q), PPPoE
-//!   discovery tags (RFC 2516 §5), PPP control packets and options (RFC 1661 §5–6),
-//!   PAP (RFC 1334 §2.2), CHAP (RFC 1994 §4), RADIUS packets and attributes
-//!   (RFC 2865 §3, §5), the Access-Accept reply reader, Framed-IPv6-Prefix (RFC 3162
-//!   §2.3), IPv6 Neighbor Discovery over PPP (RFC 4861 §4.1–4.3, `vbng::nd`) — with
+//! - `wire`: the stateless parsers the vBNG uses — the engine's protocol views
+//!   `dataplane::proto::ethernet` (Ethernet with IEEE 802.1Q / 802.1ad QinQ tags and the
+//!   TR-101 access-line VLAN pair), `pppoe` (discovery tags, RFC 2516 §5), `ppp`
+//!   (control packets and options, RFC 1661 §5–6; PAP, RFC 1334 §2.2; CHAP, RFC 1994
+//!   §4) and `radius` (packets and attributes, RFC 2865 §3, §5; authenticators), and
+//!   the vBNG's own Access-Accept reply reader, Framed-IPv6-Prefix (RFC 3162 §2.3) and
+//!   IPv6 Neighbor Discovery over PPP (RFC 4861 §4.1–4.3, `vbng::nd`) — with
 //!   parse → emit → parse round trips where an emitter exists.
 //! - `control`: the stateful control plane. A real emulated subscriber brings a
 //!   session up first, then the input is a script of operations: raw frames, frames
@@ -24,14 +26,14 @@
 
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::sync::{Arc, OnceLock};
+use dataplane::proto::ethernet::{self, Vlans};
+use dataplane::proto::{ppp, pppoe, radius};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 use vbng::radius::Transmit;
 use vbng::rng::Rng;
-use vbng::wire;
-use vbng::wire::eth::Vlans;
 
 const SECRET: &[u8] = b"fuzz-secret";
 const SLOTS: u32 = 16;
@@ -213,56 +215,64 @@ fn converse(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Ve
 
 /// Stateless parsers with round trips.
 pub fn exercise_wire(data: &[u8]) {
-    if let Ok(e) = wire::eth::EthRepr::parse(data) {
-        let mut buf = vec![0u8; e.buffer_len()];
-        if e.emit(&mut buf).is_ok() {
-            let again = wire::eth::EthRepr::parse(&buf);
-            assert!(again.is_ok(), "emitted Ethernet header does not parse");
+    if let Ok(e) = ethernet::Frame::new_checked(data).and_then(|f| ethernet::Repr::parse(&f)) {
+        // Through the access-line VLAN pair, as the vBNG keys and answers a subscriber.
+        let access = ethernet::Repr {
+            vlans: Vlans::from(e.vlans).to_stack(),
+            ..e
+        };
+        for r in [e, access] {
+            let mut buf = vec![0u8; r.buffer_len()];
+            if r.emit(&mut ethernet::Frame::new_unchecked(&mut buf[..])).is_ok() {
+                let again = ethernet::Frame::new_checked(&buf[..])
+                    .and_then(|f| ethernet::Repr::parse(&f));
+                assert!(again.is_ok(), "emitted Ethernet header does not parse");
+            }
         }
     }
-    if let Ok(p) = wire::pppoe::Packet::new_checked(data) {
+    if let Ok(p) = pppoe::Packet::new_checked(data) {
         let _ = (p.code(), p.session_id(), p.length(), p.payload().len());
-        for t in wire::pppoe::Tags::new(p.payload()) {
+        for t in pppoe::Tags::new(p.payload()) {
             let _ = t;
         }
-        if let Ok(r) = wire::pppoe::DiscoveryRepr::parse(&p) {
+        if let Ok(r) = pppoe::DiscoveryRepr::parse(&p) {
             let mut out = Vec::new();
             if r.emit(&mut out).is_ok() {
-                if let Ok(p2) = wire::pppoe::Packet::new_checked(&out[..]) {
+                if let Ok(p2) = pppoe::Packet::new_checked(&out[..]) {
                     assert!(
-                        wire::pppoe::DiscoveryRepr::parse(&p2).is_ok(),
+                        pppoe::DiscoveryRepr::parse(&p2).is_ok(),
                         "emitted discovery packet does not parse"
                     );
                 }
             }
         }
     }
-    if let Ok((_proto, info)) = wire::ppp::split_protocol(data) {
-        if let Ok(cp) = wire::ppp::ControlPacket::parse(info) {
-            for o in wire::ppp::Options::new(cp.data) {
+    if let Ok((_proto, info)) = ppp::split_protocol(data) {
+        if let Ok(cp) = ppp::ControlPacket::parse(info) {
+            for o in ppp::Options::new(cp.data) {
                 if o.is_err() {
                     break;
                 }
             }
-            let _ = wire::ppp::Options::validate(cp.data);
-            if let Ok(pap) = wire::ppp::PapRepr::parse(&cp) {
+            let _ = ppp::Options::validate(cp.data);
+            if let Ok(pap) = ppp::PapRepr::parse(&cp) {
                 let mut out = Vec::new();
                 pap.emit_frame(cp.id, &mut out);
             }
-            if let Ok(chap) = wire::ppp::ChapRepr::parse(&cp) {
+            if let Ok(chap) = ppp::ChapRepr::parse(&cp) {
                 let mut out = Vec::new();
                 chap.emit_frame(cp.id, &mut out);
             }
         }
     }
-    if let Ok(p) = wire::radius::Packet::new_checked(data) {
+    if let Ok(p) = radius::Packet::new_checked(data) {
         for a in p.attrs() {
             let _ = a;
         }
         let _ = p.vsa(0, 0);
         let _ = vbng::radius::Reply::from_packet(&p);
-        let _ = wire::radius::verify_response(&p, SECRET, &[0; 16]);
-        let _ = wire::radius::verify_request_md5(&p, SECRET);
+        let _ = radius::verify_response(&p, SECRET, &[0; 16]);
+        let _ = radius::verify_request_md5(&p, SECRET);
     }
     if let Some((p, l)) = vbng::radius::parse_ipv6_prefix(data) {
         let v = vbng::radius::ipv6_prefix_value(p, l);
@@ -297,7 +307,7 @@ pub fn exercise_wire(data: &[u8]) {
     }
     if data.len() >= 16 {
         let ra: [u8; 16] = data[..16].try_into().unwrap_or([0; 16]);
-        let _ = wire::radius::unhide_password(SECRET, &ra, &data[16..]);
+        let _ = radius::unhide_password(SECRET, &ra, &data[16..]);
     }
 }
 
@@ -434,8 +444,8 @@ fn radius_config(auth: AuthProto) -> Config {
 
 /// A response to `req` built from fuzz attributes, signed with the shared secret.
 fn signed_response(req: &[u8], code: u8, attrs: &[u8], msg_auth: bool) -> Option<Vec<u8>> {
-    let p = wire::radius::Packet::new_checked(req).ok()?;
-    let mut b = wire::radius::Builder::new(code, p.id(), [0; 16]);
+    let p = radius::Packet::new_checked(req).ok()?;
+    let mut b = radius::Builder::new(code, p.id(), [0; 16]);
     push_attrs(&mut b, attrs);
     if msg_auth {
         b.message_authenticator();
@@ -443,7 +453,7 @@ fn signed_response(req: &[u8], code: u8, attrs: &[u8], msg_auth: bool) -> Option
     b.finish_response(SECRET, &p.authenticator()).ok()
 }
 
-fn push_attrs(b: &mut wire::radius::Builder, mut attrs: &[u8]) {
+fn push_attrs(b: &mut radius::Builder, mut attrs: &[u8]) {
     while let [t, l, rest @ ..] = attrs {
         let l = usize::from(*l).min(rest.len());
         b.attr(*t, &rest[..l]);
@@ -516,7 +526,7 @@ pub fn exercise_radius(data: &[u8]) {
                 };
                 let id = inp.byte().unwrap_or(0);
                 let attrs = inp.chunk().unwrap_or(&[]);
-                let mut b = wire::radius::Builder::new(code, id, [0; 16]);
+                let mut b = radius::Builder::new(code, id, [0; 16]);
                 push_attrs(&mut b, attrs);
                 if let Ok(req) = b.finish_request_md5(SECRET) {
                     let _ = cp.dynauth(&req, now);

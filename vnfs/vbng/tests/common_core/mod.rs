@@ -3,6 +3,7 @@
 
 use dataplane::batch::{Batch, Out};
 use dataplane::proto::checksum::{self, PseudoHeader};
+use dataplane::proto::ethernet::Vlans;
 use dataplane::stage::{NodeStats, Stage};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use vbng::corelink::CoreLink;
 use vbng::fastpath::{update_queue, FastPath, FastPathConfig, LocalConfig, ERRORS};
 use vbng::mss::MssClamp;
 use vbng::pppoe::AccessKey;
-use vbng::wire::eth::Vlans;
 
 pub const ACCESS_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 pub const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc];

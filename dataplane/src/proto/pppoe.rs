@@ -1,5 +1,9 @@
-//! PPPoE packets (RFC 2516 §4 header, §5 discovery codes, Appendix A tags) and the
-//! PPP-Max-Payload tag (RFC 4638 §4).
+//! PPPoE packets (RFC 2516 §4 header, §5 discovery stage codes, §6 session stage,
+//! Appendix A tags) and the PPP-Max-Payload tag (RFC 4638 §4).
+//!
+//! [`Packet`] is the view over the header (its getters read zero on a short
+//! `new_unchecked` buffer); [`DiscoveryRepr`] parses the tags a BNG acts on and emits
+//! discovery packets into a `Vec` (control path).
 //!
 //! ```text
 //!  0                   1                   2                   3
@@ -8,11 +12,12 @@
 //! |            LENGTH             |           payload             ~
 //! ```
 
-use super::{be16, Error, Result};
+use super::bytes::{self, be16};
+use super::{Error, Result};
 use alloc::vec::Vec;
 
 mod field {
-    pub type Field = core::ops::Range<usize>;
+    use super::bytes::Field;
     pub const VER_TYPE: usize = 0;
     pub const CODE: usize = 1;
     pub const SESSION: Field = 2..4;
@@ -102,7 +107,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if b[field::VER_TYPE] != 0x11 {
+        if bytes::u8_at(b, field::VER_TYPE) != 0x11 {
             return Err(Error::Malformed);
         }
         if HEADER_LEN + usize::from(p.length()) > b.len() {
@@ -112,38 +117,44 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     /// The CODE field.
+    #[inline]
     pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[field::CODE]
+        bytes::u8_at(self.buffer.as_ref(), field::CODE)
     }
 
     /// The SESSION_ID field.
+    #[inline]
     pub fn session_id(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[field::SESSION.start], b[field::SESSION.start + 1]])
+        bytes::u16_at(self.buffer.as_ref(), field::SESSION)
     }
 
     /// The LENGTH field (payload length).
+    #[inline]
     pub fn length(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[field::LENGTH.start], b[field::LENGTH.start + 1]])
+        bytes::u16_at(self.buffer.as_ref(), field::LENGTH)
     }
 
-    /// The payload, LENGTH bytes long.
+    /// The payload, LENGTH bytes long (shorter if the buffer is).
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         let end = (HEADER_LEN + usize::from(self.length())).min(b.len());
-        &b[HEADER_LEN..end]
+        b.get(HEADER_LEN..end).unwrap_or(&[])
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// Write the header fields (VER=TYPE=1).
+    /// Write the header fields (VER=TYPE=1); nothing is written into a buffer shorter
+    /// than the header.
     pub fn set_header(&mut self, code: u8, session_id: u16, length: u16) {
         let b = self.buffer.as_mut();
-        b[field::VER_TYPE] = 0x11;
-        b[field::CODE] = code;
-        b[field::SESSION].copy_from_slice(&session_id.to_be_bytes());
-        b[field::LENGTH].copy_from_slice(&length.to_be_bytes());
+        if b.len() < HEADER_LEN {
+            return;
+        }
+        bytes::set_u8_at(b, field::VER_TYPE, 0x11);
+        bytes::set_u8_at(b, field::CODE, code);
+        bytes::set_u16_at(b, field::SESSION, session_id);
+        bytes::set_u16_at(b, field::LENGTH, length);
     }
 }
 
@@ -267,7 +278,7 @@ impl<'a> DiscoveryRepr<'a> {
         out.extend_from_slice(&[0, 0]);
         let t = &self.tags;
         let mut put = |ty: u16, v: &[u8]| -> Result<()> {
-            let l = u16::try_from(v.len()).map_err(|_| Error::NoSpace)?;
+            let l = u16::try_from(v.len()).map_err(|_| Error::BufferTooSmall)?;
             out.extend_from_slice(&ty.to_be_bytes());
             out.extend_from_slice(&l.to_be_bytes());
             out.extend_from_slice(v);
@@ -295,7 +306,7 @@ impl<'a> DiscoveryRepr<'a> {
             put(ty, v)?;
         }
         let len = out.len() - start - HEADER_LEN;
-        let len = u16::try_from(len).map_err(|_| Error::NoSpace)?;
+        let len = u16::try_from(len).map_err(|_| Error::BufferTooSmall)?;
         out[start + 4..start + 6].copy_from_slice(&len.to_be_bytes());
         Ok(())
     }

@@ -3,8 +3,12 @@
 //! Length, Data) with its configuration options (RFC 1661 §6), IPCP options (RFC 1332
 //! §3, RFC 1877 §1), IPv6CP options (RFC 5072 §4), PAP (RFC 1334 §2.2) and CHAP
 //! (RFC 1994 §4).
+//!
+//! The parsers borrow from the frame and never allocate; the emitters append whole PPP
+//! frames to a `Vec` (control path).
 
-use super::{be16, put16, Error, Result};
+use super::bytes::{be16, put16};
+use super::{Error, Result};
 use alloc::vec::Vec;
 
 /// PPP protocol numbers (RFC 1661 §2, IANA "PPP DLL protocol numbers").

@@ -1,6 +1,13 @@
-//! RADIUS packets (RFC 2865 §3 packet format, §5 attributes), accounting (RFC 2866),
-//! extensions (RFC 2869 §5.15 Acct-Interim-Interval), Message-Authenticator (RFC 3579
-//! §3.2), dynamic authorization (RFC 5176 §2–§3) and the authenticator computations.
+//! RADIUS packets (RFC 2865 §3 packet format, §5 attributes), accounting (RFC 2866 §3
+//! authenticator, §5 attributes), extensions (RFC 2869 §5, e.g. §5.16
+//! Acct-Interim-Interval), IPv6 attributes (RFC 3162 §2), Message-Authenticator
+//! (RFC 3579 §3.2), dynamic authorization (RFC 5176 §2–§3) and the authenticator
+//! computations: User-Password hiding (RFC 2865 §5.2), Request/Response Authenticators
+//! (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3), CHAP-MD5 (RFC 1994 §4.1).
+//!
+//! [`Packet`] is a checked view (header, Length and attribute framing validated once);
+//! [`Builder`] emits into a `Vec` (control path). MD5 and HMAC-MD5 come from the
+//! RustCrypto `md-5` and `hmac` crates, built without their `std` features.
 //!
 //! ```text
 //! |     Code      |  Identifier   |            Length             |
@@ -8,7 +15,8 @@
 //! |  Attributes ...
 //! ```
 
-use super::{be16, be32, Error, Result};
+use super::bytes::{be16, be32};
+use super::{Error, Result};
 use alloc::vec::Vec;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -249,10 +257,29 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 /// Builds a RADIUS packet; `finish_*` computes lengths and authenticators.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the header and the attribute types and lengths only: the bytes may
+/// hold a hidden User-Password (RFC 2865 §5.2) or other secrets.
+#[derive(Clone)]
 pub struct Builder {
     buf: Vec<u8>,
     msg_auth_at: Option<usize>,
+}
+
+impl core::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut attrs = Vec::new();
+        let mut rest = self.buf.get(20..).unwrap_or(&[]);
+        while let [t, l, ..] = *rest {
+            attrs.push((t, l));
+            rest = rest.get(usize::from(l.max(2))..).unwrap_or(&[]);
+        }
+        f.debug_struct("Builder")
+            .field("code", &self.buf.first())
+            .field("id", &self.buf.get(1))
+            .field("attrs (type, length)", &attrs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Builder {
@@ -310,9 +337,9 @@ impl Builder {
     }
 
     fn set_len(&mut self) -> Result<()> {
-        let l = u16::try_from(self.buf.len()).map_err(|_| Error::NoSpace)?;
+        let l = u16::try_from(self.buf.len()).map_err(|_| Error::BufferTooSmall)?;
         if usize::from(l) > MAX_LEN {
-            return Err(Error::NoSpace);
+            return Err(Error::BufferTooSmall);
         }
         self.buf[2..4].copy_from_slice(&l.to_be_bytes());
         Ok(())
@@ -484,6 +511,17 @@ fn verify_msg_auth(b: &mut [u8], secret: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builder_debug_shows_no_attribute_bytes() {
+        let mut b = Builder::new(1, 7, [0x5a; 16]);
+        b.attr(1, b"alice")
+            .user_password(b"s3cret", b"hunter2-password");
+        let d = alloc::format!("{b:?}");
+        assert!(d.contains("(1, 7)") && d.contains("(2, 18)"), "{d}");
+        assert!(!d.contains("97, 108"), "user name bytes printed: {d}");
+        assert!(!d.contains("buf"), "{d}");
+    }
 
     #[test]
     fn rfc2865_password_example() {

@@ -11,12 +11,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod addr;
 pub mod batch;
 pub mod buf;
 pub mod graph;
 pub mod hash;
 #[cfg(feature = "std")]
 pub mod http;
+pub mod ippool;
 pub mod lpm;
 pub mod metrics;
 pub mod port;

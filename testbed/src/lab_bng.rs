@@ -109,6 +109,13 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         Some(r) => vbng::config::parse_rate_pair(r).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => (0, 0),
     };
+    let cgnat = match &args.cgnat {
+        Some(p) => Some(
+            p.parse::<vbng::config::Range4>()
+                .map_err(|e| anyhow::anyhow!("--cgnat {p:?}: {e}"))?,
+        ),
+        None => None,
+    };
     let cfg = LabConfig {
         sessions: args.sessions,
         setup_rate: args.setup_rate,
@@ -119,7 +126,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         setup_timeout: Duration::from_secs(args.timeout),
         rate,
         downstream: !args.no_downstream,
-        cgnat: args.cgnat.clone(),
+        cgnat,
         ipv6: args.ipv6,
     };
     let quiet = args.json;

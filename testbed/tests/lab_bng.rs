@@ -72,7 +72,7 @@ fn lab_bng_runs_the_binarys_vbng_with_cgnat_and_dual_stack() {
         packets: 6000,
         auth: AuthProto::Chap,
         ipv6: true,
-        cgnat: Some("203.0.113.0/28".into()),
+        cgnat: Some("203.0.113.0/28".parse().unwrap()),
         rate: (1_000_000_000, 1_000_000_000),
         ..LabConfig::default()
     };

@@ -318,7 +318,6 @@ impl VlanStack {
 
     /// Appends an inner tag.
     #[inline]
-    #[inline]
     pub fn push(&mut self, tag: VlanTag) -> Result<()> {
         match self.tags.get_mut(usize::from(self.len)) {
             Some(slot) => {
@@ -383,7 +382,6 @@ impl Vlans {
 
     /// The VIDs of a walked tag stack: two tags are S-VLAN/C-VLAN, one tag is the
     /// C-VLAN.
-    #[inline]
     #[inline]
     pub fn from_stack(stack: &VlanStack) -> Vlans {
         match stack.tags() {

@@ -17,51 +17,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-/// An address with its prefix length, as configured on an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Net4 {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-/// An IPv6 address with its prefix length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Net6 {
-    pub addr: Ipv6Addr,
-    pub len: u8,
-}
-
-impl Net4 {
-    /// True when `a` is inside this subnet.
-    pub fn contains(&self, a: Ipv4Addr) -> bool {
-        let m = mask4(self.len);
-        u32::from(a) & m == u32::from(self.addr) & m
-    }
-}
-
-impl Net6 {
-    /// True when `a` is inside this subnet.
-    pub fn contains(&self, a: &Ipv6Addr) -> bool {
-        let m = mask6(self.len);
-        u128::from(*a) & m == u128::from(self.addr) & m
-    }
-}
-
-fn mask4(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn mask6(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    }
-}
+use crate::addr::{mask4, mask6};
+pub use crate::addr::{Net4, Net6};
 
 /// A router interface (one port).
 #[derive(Clone, Debug)]

@@ -19,7 +19,7 @@ use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use vbng::config::{CgnatSection, Config, UserConfig};
+use vbng::config::{CgnatSection, Config, Range4, UserConfig};
 use vbng::control::ControlPlane;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
@@ -49,7 +49,7 @@ pub struct LabConfig {
     /// CGNAT public pool (e.g. `198.51.100.0/28`): the pipeline becomes
     /// `bng-fastpath(up) → nat44 → bng-fastpath(down)`; the downstream phase answers the
     /// translated flows seen by the core sink.
-    pub cgnat: Option<String>,
+    pub cgnat: Option<Range4>,
     /// Dual stack: IPv6CP, a /64 per session from `2001:db8:100::/40` announced by RA
     /// (SLAAC over PPP), and IPv6 upstream/downstream phases after the IPv4 ones.
     pub ipv6: bool,
@@ -239,7 +239,10 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
         pools: vec![vbng::config::PoolConfig {
             name: "default".into(),
             // The gateway (100.64.0.1) is the BNG's own: never in a pool.
-            ranges: vec!["100.64.0.2-100.127.255.254".into()],
+            ranges: vec![
+                Range4::new([100, 64, 0, 2].into(), [100, 127, 255, 254].into())
+                    .expect("first <= last"),
+            ],
         }],
         users: (0..n)
             .map(|i| UserConfig {
@@ -254,13 +257,16 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
         pools6: if cfg.ipv6 {
             vec![vbng::config::Pool6Config {
                 name: "v6".into(),
-                prefix: "2001:db8:100::/40".into(),
+                prefix: vbng::config::Net6 {
+                    addr: [0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0].into(),
+                    len: 40,
+                },
             }]
         } else {
             Vec::new()
         },
         cgnat: cfg.cgnat.as_ref().map(|pool| CgnatSection {
-            pool: vec![pool.clone()],
+            pool: vec![*pool],
             ..CgnatSection::default()
         }),
         ..Config::default()
@@ -458,8 +464,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         .map_err(|e| anyhow::anyhow!("vbng config: {e}"))?;
     let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
     // The core sink poses as the configured next hop.
-    let sink_mac = vbng::config::parse_mac(&vcfg.core_next_hop_mac)
-        .map_err(|e| anyhow::anyhow!("core_next_hop_mac: {e}"))?;
+    let sink_mac = vcfg.core_next_hop_mac.octets();
     let Vbng { graph, control, .. } = build(&vcfg, &BuildEnv::new(core_mac, n, Rng::from_os()))
         .map_err(|e| anyhow::anyhow!("vbng: {e}"))?;
     let bng_graph = graph.describe();
@@ -720,7 +725,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
 
     // The NAT after the traffic (its sessions live on after the PPPoE sessions end).
     if let Some(pool) = &cfg.cgnat {
-        report.nat = bng.nat_report(pool);
+        report.nat = bng.nat_report(&pool.to_string());
     }
 
     // Phase 4: teardown with PADT.
@@ -977,7 +982,7 @@ mod tests {
             let lc = LabConfig {
                 sessions: 20,
                 packets: 2_000,
-                cgnat: cgnat.map(String::from),
+                cgnat: cgnat.map(|p| p.parse().unwrap()),
                 ipv6,
                 rate: (20_000_000, 100_000_000),
                 ..LabConfig::default()
@@ -1018,7 +1023,7 @@ mod tests {
             &LabConfig {
                 sessions: 50,
                 packets: 5_000,
-                cgnat: Some("203.0.113.0/30".into()),
+                cgnat: Some("203.0.113.0/30".parse().unwrap()),
                 ..LabConfig::default()
             },
             |_| {},
@@ -1051,13 +1056,13 @@ mod tests {
     #[test]
     fn dual_stack_traffic_flows_both_ways() {
         // Also with CGNAT: IPv6 passes the nat44 stage between the fast-path halves.
-        for cgnat in [None, Some("203.0.113.0/28".to_string())] {
+        for cgnat in [None, Some("203.0.113.0/28".parse::<Range4>().unwrap())] {
             let r = run(
                 &LabConfig {
                     sessions: 100,
                     packets: 10_000,
                     ipv6: true,
-                    cgnat: cgnat.clone(),
+                    cgnat,
                     ..LabConfig::default()
                 },
                 |_| {},

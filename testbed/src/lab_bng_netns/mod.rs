@@ -121,7 +121,11 @@ fn mac_str(m: &[u8; 6]) -> String {
 }
 
 fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
-    vbng::config::parse_mac(s.trim()).map_err(|e| anyhow::anyhow!("{e}"))
+    let m: vbng::config::MacAddr = s
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{s:?}: {e}"))?;
+    Ok(m.octets())
 }
 
 /// Sends `q` on `port` as far as the port takes it; what it does not take stays.

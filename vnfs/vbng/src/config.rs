@@ -1,18 +1,26 @@
 //! vBNG configuration (TOML via serde). Every field has a default so a lab config can
 //! be a few lines; see `vnfs/vbng/vbng.example.toml`.
 //!
-//! [`Config::validate`] refuses, with a one-line reason, what would misbehave at run
-//! time: malformed addresses and MACs, inverted, overlapping, martian or oversized
-//! pools and pools holding the BNG's own addresses (so no address is handed out twice,
-//! RFC 2865 §5.8), duplicate pool or user names, user addresses outside every pool,
-//! zero rate limits, a `listen` that is not a socket address, and every size setting
-//! outside its documented limit (the `MAX_*` constants, the README's limit table).
+//! Addresses, prefixes, ranges, socket addresses and MACs are typed fields
+//! ([`Ipv4Addr`], [`SocketAddr`], [`MacAddr`] and `dataplane::addr`'s [`Net4`],
+//! [`Net6`], [`Range4`]), each read from its usual text form: a malformed one is
+//! refused when the TOML is read, with the line and the key (`line 3:
+//! pools[0].ranges[0]: ...`). [`Config::validate`] then refuses, with a one-line
+//! reason, what would misbehave at run time: overlapping, martian or oversized pools
+//! and pools holding the BNG's own addresses (so no address is handed out twice, RFC
+//! 2865 §5.8), duplicate pool or user names, user addresses outside every pool, zero
+//! rate limits, and every size setting outside its documented limit (the `MAX_*`
+//! constants, the README's limit table).
 
 use crate::lcp::AuthProto;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr};
+use dataplane::addr::Prefix64;
+pub use dataplane::addr::{Net4, Net6, Range4};
+use dataplane::ippool::{PoolConfigError, PoolItem};
+pub use dataplane::proto::ethernet::MacAddr;
 use serde::{Deserialize, Serialize};
 
 /// Most session slots (`vbng run --max-sessions`): about 300 bytes of tables per slot
@@ -40,7 +48,7 @@ pub struct Config {
     /// AC-Name, CHAP name and NAS-Identifier.
     pub name: String,
     /// Our MAC on the access side, `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
+    pub mac: MacAddr,
     /// Gateway address announced in IPCP (RFC 1332 §3.3).
     pub gateway: Ipv4Addr,
     /// DNS servers handed out (RFC 1877).
@@ -110,12 +118,12 @@ pub struct Config {
     pub default_rate_down: u64,
     /// Ports (used by the binary): access and core port specs.
     pub ports: PortsConfig,
-    /// Routes towards the core: `prefix/len` → next-hop MAC on the core port.
-    pub core_next_hop_mac: String,
+    /// The static next-hop MAC on the core port (used without `core_gateway`).
+    pub core_next_hop_mac: MacAddr,
     /// Our address on the core link with its prefix length, `198.51.100.1/24`: ARP
     /// requests for it are answered (RFC 826), ICMP errors to the core come from it,
     /// pings to it are answered. Absent = no core address.
-    pub core_ip: Option<String>,
+    pub core_ip: Option<Net4>,
     /// The core next hop, resolved by ARP (needs `core_ip`, on its subnet); absent =
     /// the static `core_next_hop_mac`.
     pub core_gateway: Option<Ipv4Addr>,
@@ -128,19 +136,19 @@ pub struct Config {
     /// Depth of the ICMP token bucket.
     pub icmp_burst: u32,
     /// Shorthand for `[cgnat] pool = [PREFIX]` (kept for old configs).
-    pub cgnat_public: Option<String>,
+    pub cgnat_public: Option<Range4>,
     /// CGNAT (RFC 6888 port blocks, `nat44` between the upstream and downstream fast
     /// path); absent = subscriber addresses are routed as they are.
     pub cgnat: Option<CgnatSection>,
-    /// Prometheus/CLI listen address (binary).
-    pub listen: Option<String>,
+    /// Prometheus/CLI listen address (binary), `ip:port`.
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             name: "vbng".to_string(),
-            mac: "02:00:00:00:b0:01".to_string(),
+            mac: MacAddr([0x02, 0, 0, 0, 0xb0, 0x01]),
             gateway: Ipv4Addr::new(100, 64, 0, 1),
             dns: vec![Ipv4Addr::new(192, 0, 2, 53)],
             auth: AuthProto::Pap,
@@ -159,7 +167,11 @@ impl Default for Config {
             half_open_timeout_s: 5,
             pools: vec![PoolConfig {
                 name: "default".to_string(),
-                ranges: vec!["100.64.0.2-100.67.255.254".to_string()],
+                ranges: vec![Range4::new(
+                    Ipv4Addr::new(100, 64, 0, 2),
+                    Ipv4Addr::new(100, 67, 255, 254),
+                )
+                .expect("first <= last")],
             }],
             pools6: Vec::new(),
             dns6: Vec::new(),
@@ -175,7 +187,7 @@ impl Default for Config {
             default_rate_up: 0,
             default_rate_down: 0,
             ports: PortsConfig::default(),
-            core_next_hop_mac: "02:00:00:00:c0:01".to_string(),
+            core_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0xc0, 0x01]),
             core_ip: None,
             core_gateway: None,
             tcp_mss_clamp: crate::mss::MssClamp::Auto,
@@ -195,7 +207,7 @@ impl Default for Config {
 pub struct CgnatSection {
     /// Outside addresses: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h` (at most
     /// 4096 addresses in all).
-    pub pool: Vec<String>,
+    pub pool: Vec<Range4>,
     /// Ports per block (default 512).
     pub block_size: Option<u16>,
     /// Blocks one subscriber may hold, 1 to 32 (default 4).
@@ -220,18 +232,35 @@ pub fn default_nat_sessions(slots: u32) -> u32 {
 pub struct PoolConfig {
     /// Name (matched against Framed-Pool).
     pub name: String,
-    /// Ranges `a.b.c.d-e.f.g.h` or `a.b.c.d/len`.
-    pub ranges: Vec<String>,
+    /// Ranges `a.b.c.d-e.f.g.h` or `a.b.c.d/len` (or one address `a.b.c.d`).
+    pub ranges: Vec<Range4>,
 }
 
 /// An IPv6 prefix pool.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pool6Config {
     /// Name (matched against Framed-IPv6-Pool, RFC 3162 §2.4).
+    #[serde(default)]
     pub name: String,
-    /// Covering prefix `addr/len`, len ≤ 64; one /64 per session is handed out.
-    pub prefix: String,
+    /// Covering prefix `addr/len`, len ≤ 64 (host bits ignored); one /64 per
+    /// session is handed out.
+    pub prefix: Net6,
+}
+
+impl Pool6Config {
+    /// The /64s of the covering prefix, first and last; `None` when it is longer
+    /// than /64.
+    pub fn range(&self) -> Option<(Prefix64, Prefix64)> {
+        if self.prefix.len > 64 {
+            return None;
+        }
+        let first = Prefix64::of(self.prefix.network());
+        let span = u64::MAX
+            .checked_shr(u32::from(self.prefix.len))
+            .unwrap_or(0);
+        Some((first, Prefix64(first.0 | span)))
+    }
 }
 
 /// A shared secret from the configuration: `Debug` prints `"<redacted>"` and the
@@ -282,12 +311,13 @@ impl From<String> for Secret {
 }
 
 /// A RADIUS server.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `ip:port`.
-    pub addr: String,
+    pub addr: SocketAddr,
     /// Shared secret (never printed by `Debug`).
+    #[serde(default)]
     pub secret: Secret,
 }
 
@@ -307,8 +337,8 @@ pub struct RadiusConfig {
     pub nas_ip: Ipv4Addr,
     /// Interim-update interval, s (0 = none unless Acct-Interim-Interval says so).
     pub interim_s: u32,
-    /// Dynamic authorization (CoA/DM) listen address; absent = off.
-    pub coa_listen: Option<String>,
+    /// Dynamic authorization (CoA/DM) listen address `ip:port`; absent = off.
+    pub coa_listen: Option<SocketAddr>,
     /// CoA/DM shared secret (required with `coa_listen`).
     pub coa_secret: Secret,
     /// Fall back to the local users when every server timed out.
@@ -360,8 +390,6 @@ impl RadiusConfig {
         }
         for (list, servers) in [("auth", &self.auth), ("acct", &self.acct)] {
             for (i, s) in servers.iter().enumerate() {
-                parse_sockaddr(&s.addr)
-                    .map_err(|x| ConfigError(alloc::format!("radius.{list}[{i}]: {x}")))?;
                 if s.secret.is_empty() {
                     return e(alloc::format!(
                         "radius.{list}[{i}] ({}): empty shared secret",
@@ -376,15 +404,12 @@ impl RadiusConfig {
         if self.timeout_ms == 0 {
             return e("radius.timeout_ms: must be at least 1".to_string());
         }
-        if let Some(l) = &self.coa_listen {
-            parse_sockaddr(l).map_err(|x| ConfigError(alloc::format!("radius.coa_listen: {x}")))?;
-            if self.coa_secret.is_empty() {
-                return e(
-                    "radius.coa_secret: required with coa_listen (CoA/Disconnect-Requests \
-                     are authenticated with it, RFC 5176 §2.3)"
-                        .to_string(),
-                );
-            }
+        if self.coa_listen.is_some() && self.coa_secret.is_empty() {
+            return e(
+                "radius.coa_secret: required with coa_listen (CoA/Disconnect-Requests \
+                 are authenticated with it, RFC 5176 §2.3)"
+                    .to_string(),
+            );
         }
         if self.acct_queue_limit == 0 {
             return e("radius.acct_queue_limit: must be at least 1".to_string());
@@ -474,53 +499,17 @@ fn err(s: &str, what: &str) -> ConfigError {
     ConfigError(alloc::format!("bad {what}: {s:?}"))
 }
 
-/// Parse `aa:bb:cc:dd:ee:ff`.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], ConfigError> {
-    let mut m = [0u8; 6];
-    let mut n = 0;
-    for (i, p) in s.split([':', '-']).enumerate() {
-        let b = m.get_mut(i).ok_or_else(|| err(s, "MAC"))?;
-        *b = u8::from_str_radix(p, 16).map_err(|_| err(s, "MAC"))?;
-        n += 1;
-    }
-    if n != 6 {
-        return Err(err(s, "MAC"));
-    }
-    Ok(m)
-}
-
-/// Parse `a-b` or `a/len` into an inclusive u32 range.
-pub fn parse_range(s: &str) -> Result<(u32, u32), ConfigError> {
-    if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "range"))?;
-        let b: Ipv4Addr = b.trim().parse().map_err(|_| err(s, "range"))?;
-        return Ok((u32::from(a), u32::from(b)));
-    }
-    let (a, l) = s.split_once('/').ok_or_else(|| err(s, "range"))?;
-    let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "range"))?;
-    let l: u32 = l.trim().parse().map_err(|_| err(s, "range"))?;
-    if l > 32 {
-        return Err(err(s, "range"));
-    }
-    let mask = if l == 0 { 0 } else { u32::MAX << (32 - l) };
-    let net = u32::from(a) & mask;
-    Ok((net, net | !mask))
-}
-
-/// Parse `a.b.c.d/len` (an interface address with its prefix length).
-pub fn parse_prefix4(s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
-    let (a, l) = s.split_once('/').ok_or_else(|| err(s, "address/len"))?;
-    let a: Ipv4Addr = a.trim().parse().map_err(|_| err(s, "address/len"))?;
-    let l: u8 = l.trim().parse().map_err(|_| err(s, "address/len"))?;
-    if l > 32 || a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
-        return Err(err(s, "address/len"));
-    }
-    Ok((a, l))
-}
-
-/// Parse `ip:port`.
-pub fn parse_sockaddr(s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse().map_err(|_| err(s, "address"))
+/// A pool that cannot be built, as one line; the reserved items are the BNG's own
+/// addresses (gateway, core address and gateway; the /64s of the IPv6 ones).
+fn pool_error<A: PoolItem>(e: PoolConfigError<A>) -> ConfigError {
+    ConfigError(match e {
+        PoolConfigError::Reserved { pool, item } => alloc::format!(
+            "{} {pool:?} holds the BNG's own {} {item}",
+            A::POOL,
+            A::NOUN.0
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// Parse `up/down` with k/M/G suffixes.
@@ -567,19 +556,28 @@ pub fn parse_user_file(text: &str) -> Result<Vec<UserConfig>, ConfigError> {
 }
 
 impl Config {
-    /// Parse TOML text.
+    /// Parse TOML text. An error is one line, `line N: key.path: message` (the key
+    /// path when a value is at fault, e.g. `radius.acct[0].addr`).
     pub fn from_toml(s: &str) -> Result<Config, ConfigError> {
-        let c: Config = toml::from_str(s).map_err(|e| {
-            // One line: `line N: message` (the default Display is a multi-line report).
+        let one_line = |e: &toml::de::Error, path: Option<String>| {
             let line = e
                 .span()
                 .and_then(|r| s.get(..r.start))
                 .map(|before| before.matches('\n').count() + 1);
             let msg = e.message().trim().replace('\n', " ");
+            let msg = match path {
+                Some(p) => alloc::format!("{p}: {msg}"),
+                None => msg,
+            };
             ConfigError(match line {
                 Some(l) => alloc::format!("line {l}: {msg}"),
                 None => msg,
             })
+        };
+        let de = toml::Deserializer::parse(s).map_err(|e| one_line(&e, None))?;
+        let c: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            one_line(e.inner(), (path != ".").then_some(path))
         })?;
         c.validate()?;
         Ok(c)
@@ -601,7 +599,7 @@ impl Config {
             }
             (Some(c), None) => c.clone(),
             (None, Some(p)) => CgnatSection {
-                pool: vec![p.clone()],
+                pool: vec![*p],
                 ..CgnatSection::default()
             },
             (None, None) => return Ok(None),
@@ -609,7 +607,7 @@ impl Config {
         let d = CgnatConfig::default();
         let c = NatConfig {
             inside_ports: vec![0],
-            pool: sec.pool.clone(),
+            pool: sec.pool.iter().map(|r| r.to_string()).collect(),
             cgnat: Some(CgnatConfig {
                 block_size: sec.block_size.unwrap_or(d.block_size),
                 blocks_per_subscriber: sec.blocks_per_subscriber.unwrap_or(d.blocks_per_subscriber),
@@ -657,22 +655,20 @@ impl Config {
             .map_err(|e| ConfigError(alloc::format!("{key}: {e}")))?;
         for &(lo, hi) in &ranges {
             for a in self.own_addresses() {
-                if (lo..=hi).contains(&a) {
+                if (lo..=hi).contains(&u32::from(a)) {
                     return Err(ConfigError(alloc::format!(
-                        "{key}: holds the BNG's own address {}",
-                        Ipv4Addr::from(a)
+                        "{key}: holds the BNG's own address {a}"
                     )));
                 }
             }
             for p in &self.pools {
                 for r in &p.ranges {
-                    if let Ok((a, b)) = parse_range(r) {
-                        if a <= hi && lo <= b {
-                            return Err(ConfigError(alloc::format!(
-                                "{key}: overlaps subscriber pool {:?} ({r})",
-                                p.name
-                            )));
-                        }
+                    let (a, b) = r.bounds();
+                    if a <= hi && lo <= b {
+                        return Err(ConfigError(alloc::format!(
+                            "{key}: overlaps subscriber pool {:?} ({r})",
+                            p.name
+                        )));
                     }
                 }
             }
@@ -682,16 +678,14 @@ impl Config {
 
     /// The BNG's own IPv4 addresses: never a subscriber's (gateway, core address and
     /// core gateway).
-    pub fn own_addresses(&self) -> Vec<u32> {
-        let mut v = vec![u32::from(self.gateway)];
-        if let Some(Ok((ip, _))) = self.core_ip.as_deref().map(parse_prefix4) {
-            v.push(u32::from(ip));
-        }
-        v.extend(self.core_gateway.map(u32::from));
+    pub fn own_addresses(&self) -> Vec<Ipv4Addr> {
+        let mut v = vec![self.gateway];
+        v.extend(self.core_ip.map(|n| n.addr));
+        v.extend(self.core_gateway);
         v
     }
 
-    /// The IPv4 pools, checked (see [`crate::pool::Pools::new`]).
+    /// The IPv4 pools, checked (see [`dataplane::ippool::Pools::new`]).
     pub fn build_pools(&self) -> Result<crate::pool::Pools, ConfigError> {
         if self.pools.is_empty() {
             return Err(ConfigError("at least one pool is needed".to_string()));
@@ -704,17 +698,13 @@ impl Config {
         }
         let mut pools = Vec::with_capacity(self.pools.len());
         for p in &self.pools {
-            let ranges = p
-                .ranges
-                .iter()
-                .map(|r| parse_range(r))
-                .collect::<Result<Vec<_>, _>>()?;
-            pools.push(crate::pool::Pool::new(&p.name, &ranges)?);
+            let ranges: Vec<_> = p.ranges.iter().map(|r| (r.first(), r.last())).collect();
+            pools.push(crate::pool::Pool::new(&p.name, &ranges).map_err(pool_error)?);
         }
-        crate::pool::Pools::new(pools, &self.own_addresses())
+        crate::pool::Pools::new(pools, &self.own_addresses()).map_err(pool_error)
     }
 
-    /// The IPv6 prefix pools, checked (see [`crate::pool6::Pools6::new`]).
+    /// The IPv6 prefix pools, checked (see [`dataplane::ippool::Pools::new`]).
     pub fn build_pools6(&self) -> Result<crate::pool6::Pools6, ConfigError> {
         if self.pools6.len() > MAX_POOLS {
             return Err(ConfigError(alloc::format!(
@@ -723,17 +713,21 @@ impl Config {
             )));
         }
         let mut pools = Vec::with_capacity(self.pools6.len());
-        for p in &self.pools6 {
-            let (base, len) = crate::pool6::parse_prefix6(&p.prefix)
-                .ok_or_else(|| err(&p.prefix, "IPv6 prefix"))?;
-            pools.push(crate::pool6::Pool6::new(&p.name, base, len));
+        for (i, p) in self.pools6.iter().enumerate() {
+            let range = p.range().ok_or_else(|| {
+                ConfigError(alloc::format!(
+                    "pools6[{i}].prefix: {} is longer than /64 (one /64 per session is handed out)",
+                    p.prefix
+                ))
+            })?;
+            pools.push(crate::pool6::Pool6::new(&p.name, &[range]).map_err(pool_error)?);
         }
-        let own: Vec<u64> = [self.core_ip6, self.core_gateway6]
+        let own: Vec<Prefix64> = [self.core_ip6, self.core_gateway6]
             .into_iter()
             .flatten()
-            .map(|a| (u128::from(a) >> 64) as u64)
+            .map(Prefix64::of)
             .collect();
-        crate::pool6::Pools6::new(pools, &own)
+        crate::pool6::Pools6::new(pools, &own).map_err(pool_error)
     }
 
     /// Check the local users: unique names, and each fixed address inside a pool, not
@@ -755,12 +749,11 @@ impl Config {
                 parse_rate_pair(r)?;
             }
             let Some(ip) = u.ip else { continue };
-            let a = u32::from(ip);
-            let why = if !pools.assignable(a) {
+            let why = if !pools.assignable(ip) {
                 Some("is martian or one of the BNG's own addresses")
-            } else if !pools.contains(a) {
+            } else if !pools.contains(ip) {
                 Some("is outside every pool")
-            } else if !ips.insert(a) {
+            } else if !ips.insert(ip) {
                 Some("is given to another user too")
             } else {
                 None
@@ -775,21 +768,23 @@ impl Config {
         Ok(())
     }
 
-    /// Check every field that has a syntax.
+    /// Check the values against each other and against their limits (their syntax
+    /// was checked when they were read).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        parse_mac(&self.mac)?;
-        parse_mac(&self.core_next_hop_mac)?;
-        let core = self.core_ip.as_deref().map(parse_prefix4).transpose()?;
+        let core = self.core_ip;
+        if let Some(n) = core {
+            let a = n.addr;
+            if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                return Err(ConfigError(alloc::format!(
+                    "core_ip: {n} is not a unicast address"
+                )));
+            }
+        }
         if let Some(gw) = self.core_gateway {
-            let Some((ip, len)) = core else {
+            let Some(n) = core else {
                 return Err(ConfigError("core_gateway needs core_ip".to_string()));
             };
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len))
-            };
-            if u32::from(gw) & mask != u32::from(ip) & mask || gw == ip {
+            if !n.contains(gw) || gw == n.addr {
                 return Err(err(
                     &alloc::format!("{gw}"),
                     "core_gateway (not on core_ip's subnet)",
@@ -806,7 +801,7 @@ impl Config {
                 return Err(err(&alloc::format!("{gw6}"), "core_gateway6"));
             }
         }
-        if crate::pool::is_martian(u32::from(self.gateway)) {
+        if self.gateway.is_martian() {
             return Err(err(
                 &alloc::format!("{}", self.gateway),
                 "gateway (martian)",
@@ -815,9 +810,6 @@ impl Config {
         let pools = self.build_pools()?;
         self.build_pools6()?;
         self.validate_users(&pools)?;
-        if let Some(l) = &self.listen {
-            parse_sockaddr(l).map_err(|_| err(l, "listen address (want ip:port)"))?;
-        }
         if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
             return Err(ConfigError(alloc::format!(
                 "name must be 1 to {MAX_NAME_LEN} bytes"
@@ -903,9 +895,14 @@ rate = "10M/50M"
         )
         .unwrap();
         assert_eq!(c.auth, AuthProto::Chap);
+        assert_eq!(c.pools[0].ranges[0].bounds(), (0x0a000000, 0x0a0000ff));
         assert_eq!(
-            parse_range(&c.pools[0].ranges[0]).unwrap(),
-            (0x0a000000, 0x0a0000ff)
+            c.pools[0].ranges[1],
+            Range4::new(Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 9)).unwrap()
+        );
+        assert_eq!(
+            c.radius.as_ref().unwrap().coa_listen,
+            Some("127.0.0.1:3799".parse().unwrap())
         );
         assert_eq!(
             parse_rate_pair("10M/50M").unwrap(),
@@ -926,8 +923,11 @@ rate = "10M/50M"
         )
         .unwrap();
         assert_eq!(
-            parse_prefix4(c.core_ip.as_deref().unwrap()).unwrap(),
-            (Ipv4Addr::new(198, 51, 100, 1), 24)
+            c.core_ip,
+            Some(Net4 {
+                addr: Ipv4Addr::new(198, 51, 100, 1),
+                len: 24
+            })
         );
         assert_eq!(c.tcp_mss_clamp, crate::mss::MssClamp::Fixed(1400));
         assert_eq!(Config::default().tcp_mss_clamp, crate::mss::MssClamp::Auto);
@@ -956,6 +956,36 @@ rate = "10M/50M"
         assert!(c.ipv6cp);
         assert_eq!(c.pools6.len(), 2);
         assert_eq!(c.dns6.len(), 1);
+        assert_eq!(c.mac, MacAddr([2, 0, 0, 0, 0xb0, 1]));
+        assert_eq!(c.core_next_hop_mac.to_string(), "02:00:00:00:c0:01");
+        assert_eq!(c.listen, Some("127.0.0.1:9180".parse().unwrap()));
+        assert_eq!(
+            c.pools[1].ranges,
+            vec![Range4::of_net("100.65.0.0/16".parse().unwrap())]
+        );
+        assert_eq!(c.pools6[0].prefix.to_string(), "2001:db8:100::/40");
+    }
+
+    /// `toml::to_string(&Config)` writes a file `Config::from_toml` reads back to the
+    /// same configuration (the lab writes the binary's config this way).
+    #[cfg(feature = "std")]
+    #[test]
+    fn serialization_round_trips() {
+        let c = Config::from_toml(include_str!("../vbng.example.toml")).unwrap();
+        let text = toml::to_string(&c).unwrap();
+        let back = Config::from_toml(&text).unwrap();
+        assert_eq!(toml::to_string(&back).unwrap(), text);
+        assert!(text.contains("mac = \"02:00:00:00:b0:01\""), "{text}");
+        assert!(text.contains("core_ip = \"198.51.100.1/24\""), "{text}");
+        assert!(text.contains("prefix = \"2001:db8:100::/40\""), "{text}");
+        assert!(
+            text.contains("ranges = [\"100.64.0.2-100.64.255.254\"]"),
+            "{text}"
+        );
+        assert!(text.contains("addr = \"127.0.0.1:1812\""), "{text}");
+        let c = Config::from_toml("cgnat_public = \"203.0.113.7\"\n").unwrap();
+        let back = Config::from_toml(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.cgnat_public, c.cgnat_public);
     }
 
     #[test]
@@ -1088,9 +1118,12 @@ prefix = "2001:db8:100::/40"
             ("[cgnat]\npool = []\n", "cgnat.pool: empty"),
             (
                 "[cgnat]\npool = [\"203.0.113.0/33\"]\n",
-                "cgnat.pool: bad entry",
+                "line 2: cgnat.pool[0]: \"203.0.113.0/33\": not an IPv4 range",
             ),
-            ("cgnat_public = \"nope\"\n", "cgnat_public: bad entry"),
+            (
+                "cgnat_public = \"nope\"\n",
+                "line 1: cgnat_public: \"nope\": not an IPv4 range",
+            ),
             ("[cgnat]\npool = [\"10.0.0.0/16\"]\n", "more than 4096"),
             (
                 "[cgnat]\npool = [\"203.0.113.0/28\"]\nblock_size = 4\n",
@@ -1150,16 +1183,30 @@ prefix = "2001:db8:100::/40"
                 "acct = [{ addr = \"127.0.0.1:1813\" }]",
                 "radius.acct[0] (127.0.0.1:1813): empty shared secret",
             ),
-            (
-                "acct = [{ addr = \"nowhere\", secret = \"s\" }]",
-                "radius.acct[0]: bad address: \"nowhere\"",
-            ),
             ("acct_queue_limit = 0", "radius.acct_queue_limit"),
             ("acct_journal = \"\"", "radius.acct_journal: empty path"),
         ] {
             let e = Config::from_toml(&alloc::format!("{ok}{extra}\n")).unwrap_err();
             assert!(e.0.starts_with(want), "{extra}: {e}");
             assert_eq!(e.0.matches("radius").count(), 1, "one prefix: {e}");
+        }
+        // A malformed or missing server address: refused when read, with the key.
+        for (extra, want) in [
+            (
+                "acct = [{ addr = \"nowhere\", secret = \"s\" }]",
+                "line 3: radius.acct[0].addr: invalid socket address syntax",
+            ),
+            (
+                "acct = [{ secret = \"s\" }]",
+                "line 3: radius.acct[0]: missing field `addr`",
+            ),
+            (
+                "coa_listen = \"127.0.0.1\"",
+                "line 3: radius.coa_listen: invalid socket address syntax",
+            ),
+        ] {
+            let e = Config::from_toml(&alloc::format!("{ok}{extra}\n")).unwrap_err();
+            assert_eq!(e.0, want);
         }
         for text in [
             "[radius]\n",

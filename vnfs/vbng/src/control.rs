@@ -39,10 +39,10 @@
 //! every other growable structure ([`ControlPlane::memory`]).
 
 use crate::auth::Credentials;
-use crate::config::{parse_mac, parse_rate_pair, parse_sockaddr, Config, ConfigError};
+use crate::config::{parse_rate_pair, Config, ConfigError};
 use crate::fsm::Timers;
 use crate::pool::{PoolError, Pools};
-use crate::pool6::Pools6;
+use crate::pool6::{Pools6, Prefix64};
 use crate::pppoe::{AccessKey, Discovery, DiscoveryAction, DiscoveryConfig, SessionRequest};
 use crate::radius::{
     self, AcctRecord, AcctStatus, Client, ClientConfig, DynAuth, Event, LineInfo, Reply, Server,
@@ -55,6 +55,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cmp::Reverse;
+use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use dataplane::proto::ethernet::{Frame, MacAddr, Repr as EthRepr, Vlans};
 use dataplane::proto::pppoe::{Code, Packet as PppoePacket, HEADER_LEN as PPPOE_HLEN};
@@ -542,7 +543,7 @@ impl ControlPlane {
             )));
         }
         cfg.validate()?;
-        let our_mac = parse_mac(&cfg.mac)?;
+        let our_mac = cfg.mac.octets();
         let mut key = [0u8; 32];
         rng.fill(&mut key);
         let disc = Discovery::new(DiscoveryConfig {
@@ -602,7 +603,7 @@ impl ControlPlane {
                     v.iter()
                         .map(|s| {
                             Ok(Server {
-                                addr: parse_sockaddr(&s.addr)?,
+                                addr: s.addr,
                                 secret: s.secret.as_bytes().to_vec(),
                             })
                         })
@@ -687,7 +688,7 @@ impl ControlPlane {
 
     /// Capacities of every growable structure (see [`MemoryReport`]).
     pub fn memory(&self) -> MemoryReport {
-        let (s6, u6, f6) = self.pools6.footprint();
+        let (s6, u6) = self.pools6.footprint();
         MemoryReport {
             slots: self.slots.capacity(),
             free: self.free.capacity(),
@@ -700,8 +701,8 @@ impl ControlPlane {
                 .capacity()
                 .max(self.half_open.by_line.capacity()),
             setup_ms: self.setup_ms.capacity(),
-            statics4: self.pools.statics_capacity(),
-            pools6: s6.max(u6).max(f6),
+            statics4: self.pools.statics_in_use(),
+            pools6: s6.max(u6),
             queues: self
                 .tx
                 .capacity()
@@ -719,8 +720,7 @@ impl ControlPlane {
     pub fn add_users(&mut self, users: &[crate::config::UserConfig]) -> Result<(), ConfigError> {
         for u in users {
             if let Some(ip) = u.ip {
-                let a = u32::from(ip);
-                if !self.pools.assignable(a) || !self.pools.contains(a) {
+                if !self.pools.assignable(ip) || !self.pools.contains(ip) {
                     return Err(ConfigError(alloc::format!(
                         "address {ip} of user {:?} is martian, ours or outside every pool",
                         u.name
@@ -1115,10 +1115,10 @@ impl ControlPlane {
         e.idle = None;
         e.ip = 0;
         if ip != 0 {
-            self.pools.free(ip);
+            self.pools.free(Ipv4Addr::from(ip));
         }
         if prefix6 != 0 {
-            self.pools6.free(prefix6);
+            self.pools6.free(Prefix64(prefix6));
         }
     }
 
@@ -1134,13 +1134,13 @@ impl ControlPlane {
         }
         if let Some((p, 64)) = reply.ipv6_prefix() {
             let p = (p >> 64) as u64;
-            return self.pools6.take(p).ok().map(|_| p);
+            return self.pools6.take(Prefix64(p)).ok().map(|_| p);
         }
         if self.pools6.is_empty() && reply.framed_ipv6_pool.is_none() {
             return Some(0);
         }
         match self.pools6.alloc(reply.framed_ipv6_pool.as_deref()) {
-            Ok(p) => Some(p),
+            Ok(p) => Some(p.0),
             Err(_) => {
                 self.stats.pool6_exhausted += 1;
                 Some(0)
@@ -1397,8 +1397,13 @@ impl ControlPlane {
         // pools is held in the in-use set too. One that cannot be honoured (martian,
         // ours, held by another session) rejects the session (RFC 6929 §2.8).
         let got = match reply.framed_ip {
-            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => self.pools.take(ip).map(|_| ip),
-            _ => self.pools.alloc(reply.framed_pool.as_deref()),
+            Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => {
+                self.pools.take(Ipv4Addr::from(ip)).map(|_| ip)
+            }
+            _ => self
+                .pools
+                .alloc(reply.framed_pool.as_deref())
+                .map(u32::from),
         };
         let ip = match got {
             Ok(ip) => ip,
@@ -1414,7 +1419,7 @@ impl ControlPlane {
         };
         let Some(prefix6) = self.alloc_prefix6(&reply) else {
             self.stats.framed_ipv6_refused += 1;
-            self.pools.free(ip);
+            self.pools.free(Ipv4Addr::from(ip));
             self.reject(idx, now);
             return;
         };
@@ -1426,8 +1431,8 @@ impl ControlPlane {
             u64::from(ip) | 0x0200_0000_0000_0000,
         );
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
-            self.pools.free(ip);
-            self.pools6.free(prefix6);
+            self.pools.free(Ipv4Addr::from(ip));
+            self.pools6.free(Prefix64(prefix6));
             return;
         };
         e.prefix6 = prefix6;
@@ -1556,7 +1561,7 @@ impl ControlPlane {
             });
         }
         if e.ip != 0 {
-            self.pools.free(e.ip);
+            self.pools.free(Ipv4Addr::from(e.ip));
         }
         if e.prefix6 != 0 {
             if e.ipv6_up {
@@ -1565,7 +1570,7 @@ impl ControlPlane {
                     prefix: e.prefix6,
                 });
             }
-            self.pools6.free(e.prefix6);
+            self.pools6.free(Prefix64(e.prefix6));
         }
         if e.half_open.is_some() {
             self.half_open.leave(&e.key);
@@ -2156,7 +2161,7 @@ mod tests {
         let mut cfg = cfg_with_users(AuthProto::Pap);
         cfg.pools6 = alloc::vec![crate::config::Pool6Config {
             name: "v6".to_string(),
-            prefix: "2001:db8:100::/40".to_string(),
+            prefix: "2001:db8:100::/40".parse().unwrap(),
         }];
         let mut c = cp(&cfg);
         let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
@@ -2193,7 +2198,7 @@ mod tests {
         let mut cfg = cfg_with_users(AuthProto::Pap);
         cfg.pools6 = alloc::vec![crate::config::Pool6Config {
             name: "v6".to_string(),
-            prefix: "2001:db8:100::/40".to_string(),
+            prefix: "2001:db8:100::/40".parse().unwrap(),
         }];
         cfg.dns6 = alloc::vec!["2001:db8::53".parse().unwrap()];
         let mut c = cp(&cfg);
@@ -2229,7 +2234,7 @@ mod tests {
         let info = c.sessions();
         assert!(info.iter().all(|i| i.ipv6_up && i.ipv6_prefix != 0));
         let shown = crate::metrics::show_sessions(&c);
-        let p0 = crate::pool6::fmt_prefix64(prefixes[0]);
+        let p0 = Prefix64(prefixes[0]).to_string();
         assert!(shown.contains(&p0), "{shown}");
         let prom = crate::metrics::prometheus(&c, core::iter::empty());
         assert!(prom.contains("vbng_ipv6_sessions 2"), "{prom}");
@@ -2638,7 +2643,7 @@ mod tests {
         let cfg = Config {
             radius: Some(crate::config::RadiusConfig {
                 auth: alloc::vec![crate::config::ServerConfig {
-                    addr: "127.0.0.1:1812".to_string(),
+                    addr: "127.0.0.1:1812".parse().unwrap(),
                     secret: "s".into(),
                 }],
                 timeout_ms: 4000,
@@ -2693,7 +2698,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("acct.journal");
         let srv = |a: &str| ServerConfig {
-            addr: a.to_string(),
+            addr: a.parse().unwrap(),
             secret: "s".into(),
         };
         let mut cfg = cfg_with_users(AuthProto::Pap);
@@ -2770,7 +2775,7 @@ mod tests {
     fn accounting_drops_counted_and_logged_with_the_session() {
         use crate::config::{RadiusConfig, ServerConfig};
         let srv = |a: &str| ServerConfig {
-            addr: a.to_string(),
+            addr: a.parse().unwrap(),
             secret: "s".into(),
         };
         let mut cfg = cfg_with_users(AuthProto::Pap);

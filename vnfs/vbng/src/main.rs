@@ -24,7 +24,7 @@ use dataplane::stage::show_errors;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use vbng::config::{parse_sockaddr, parse_user_file, Config, MAX_SESSIONS};
+use vbng::config::{parse_user_file, Config, MAX_SESSIONS};
 use vbng::radius_io::RadiusIo;
 use vbng::rng::Rng;
 use vbng::runtime::{Options, MAX_TRACE};
@@ -128,13 +128,7 @@ fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let io = match &cfg.radius {
         Some(r) => {
-            let coa = r
-                .coa_listen
-                .as_deref()
-                .map(parse_sockaddr)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut io = RadiusIo::bind("0.0.0.0:0".parse()?, 4, coa)?;
+            let mut io = RadiusIo::bind("0.0.0.0:0".parse()?, 4, r.coa_listen)?;
             if let Some(path) = r.acct_journal.as_deref() {
                 let (j, records) = vbng::acct_journal::AcctJournal::open(Path::new(path))
                     .with_context(|| format!("accounting journal {path}"))?;
@@ -172,7 +166,7 @@ fn run(
         }
     );
     let opts = Options {
-        listen: listen.or(cfg.listen.clone()),
+        listen: listen.or(cfg.listen.map(|a| a.to_string())),
         trace,
         ..Options::default()
     };

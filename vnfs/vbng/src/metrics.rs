@@ -198,7 +198,7 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
             if x.ipv6_prefix == 0 {
                 String::from("-")
             } else {
-                crate::pool6::fmt_prefix64(x.ipv6_prefix)
+                alloc::format!("{}", crate::pool6::Prefix64(x.ipv6_prefix))
             },
             x.rate.0,
             x.rate.1,
@@ -214,7 +214,7 @@ pub fn show_sessions(cp: &ControlPlane) -> String {
 pub fn prometheus_sessions(cp: &ControlPlane) -> String {
     let mut p = Prom::new();
     for x in cp.sessions().iter().filter(|x| x.ipv6_prefix != 0) {
-        let prefix = crate::pool6::fmt_prefix64(x.ipv6_prefix);
+        let prefix = alloc::format!("{}", crate::pool6::Prefix64(x.ipv6_prefix));
         p.gauge(
             "vbng_session_ipv6_prefix_info",
             "The /64 delegated to a session (1 = routed, 0 = allocated, IPv6CP not open)",

@@ -29,7 +29,7 @@
 //! backlog: a dropped PADS costs a subscriber a restart timer). A worker applies the
 //! updates between bursts with [`update_hook`].
 
-use crate::config::{parse_mac, parse_prefix4, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::control::{ControlPlane, FibUpdate, SessionCounters};
 use crate::corelink::{ArpVerdict, CoreLink};
 use crate::fastpath::{
@@ -168,10 +168,9 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
     let nat_cfg = cfg.nat_config(n)?;
     let counters = SessionCounters::new(n as usize);
     let cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
-    let core_link = match cfg.core_ip.as_deref() {
-        Some(s) => {
-            let (ip, len) = parse_prefix4(s)?;
-            let link = CoreLink::new(ip, len, cfg.core_gateway);
+    let core_link = match cfg.core_ip {
+        Some(n) => {
+            let link = CoreLink::new(n.addr, n.len, cfg.core_gateway);
             Some(Arc::new(match cfg.core_ip6 {
                 Some(ip6) => link.with_gateway6(ip6, cfg.core_gateway6),
                 None => link,
@@ -184,7 +183,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         core_port: CORE_PORT,
         access_mac: cp.mac(),
         core_mac: env.core_mac,
-        core_next_hop: parse_mac(&cfg.core_next_hop_mac)?,
+        core_next_hop: cfg.core_next_hop_mac.octets(),
         max_sessions: n,
     };
     let local = LocalConfig {

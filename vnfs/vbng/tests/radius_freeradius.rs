@@ -330,25 +330,25 @@ fn config(auth: AuthProto, servers: &[String], acct: &[String]) -> Config {
         pools: vec![
             PoolConfig {
                 name: "default".into(),
-                ranges: vec!["100.64.0.10-100.64.0.200".into()],
+                ranges: vec!["100.64.0.10-100.64.0.200".parse().unwrap()],
             },
             PoolConfig {
                 name: "gold".into(),
-                ranges: vec!["100.65.0.0/24".into()],
+                ranges: vec!["100.65.0.0/24".parse().unwrap()],
             },
         ],
         radius: Some(RadiusConfig {
             auth: servers
                 .iter()
                 .map(|a| ServerConfig {
-                    addr: a.clone(),
+                    addr: a.parse().expect("server address"),
                     secret: SECRET.into(),
                 })
                 .collect(),
             acct: acct
                 .iter()
                 .map(|a| ServerConfig {
-                    addr: a.clone(),
+                    addr: a.parse().expect("server address"),
                     secret: SECRET.into(),
                 })
                 .collect(),
@@ -356,7 +356,7 @@ fn config(auth: AuthProto, servers: &[String], acct: &[String]) -> Config {
             tries: 2,
             nas_ip: Ipv4Addr::LOCALHOST,
             interim_s: 0,
-            coa_listen: Some("127.0.0.1:0".into()),
+            coa_listen: Some("127.0.0.1:0".parse().unwrap()),
             coa_secret: "coa-secret".into(),
             local_fallback: false,
             ..RadiusConfig::default()
@@ -575,11 +575,11 @@ fn framed_ipv6_prefix_and_pool_applied_and_accounted() {
     cfg.pools6 = vec![
         Pool6Config {
             name: "default".into(),
-            prefix: "2001:db8:100::/40".into(),
+            prefix: "2001:db8:100::/40".parse().unwrap(),
         },
         Pool6Config {
             name: "v6gold".into(),
-            prefix: "2001:db8:300::/48".into(),
+            prefix: "2001:db8:300::/48".parse().unwrap(),
         },
     ];
     let mut lab = Lab::new(&cfg);
@@ -833,7 +833,7 @@ fn accounting_survives_server_outage_during_teardown() {
     let mut cfg = config(AuthProto::Pap, &[fr.auth_addr()], &[fr.acct_addr()]);
     cfg.pools = vec![PoolConfig {
         name: "default".into(),
-        ranges: vec!["100.64.0.2-100.64.15.254".into()],
+        ranges: vec!["100.64.0.2-100.64.15.254".parse().unwrap()],
     }];
     if let Some(r) = cfg.radius.as_mut() {
         r.timeout_ms = 300;

@@ -104,7 +104,7 @@ fn ipv6_over_pppoe_dissects_cleanly() {
         ipv6cp: true,
         pools6: vec![Pool6Config {
             name: "v6".into(),
-            prefix: "2001:db8:100::/40".into(),
+            prefix: "2001:db8:100::/40".parse().unwrap(),
         }],
         dns6: vec!["2001:db8::53".parse().expect("addr")],
         users: vec![UserConfig {

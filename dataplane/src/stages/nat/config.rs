@@ -261,28 +261,10 @@ impl NatConfig {
     }
 }
 
-/// Parses a pool entry into an inclusive address range.
+/// Parses a pool entry (`a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h`, see
+/// [`crate::addr::Range4`]) into an inclusive address range.
 pub(super) fn parse_pool_entry(s: &str) -> Result<(u32, u32), ConfigError> {
-    let bad = || ConfigError::BadPool(String::from(s));
-    let s = s.trim();
-    if let Some((a, len)) = s.split_once('/') {
-        let a: Ipv4Addr = a.parse().map_err(|_| bad())?;
-        let len: u32 = len.parse().map_err(|_| bad())?;
-        if len > 32 {
-            return Err(bad());
-        }
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let lo = u32::from(a) & mask;
-        Ok((lo, lo | !mask))
-    } else if let Some((a, b)) = s.split_once('-') {
-        let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
-        let b: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
-        if u32::from(b) < u32::from(a) {
-            return Err(bad());
-        }
-        Ok((a.into(), b.into()))
-    } else {
-        let a: Ipv4Addr = s.parse().map_err(|_| bad())?;
-        Ok((a.into(), a.into()))
-    }
+    s.parse::<crate::addr::Range4>()
+        .map(|r| r.bounds())
+        .map_err(|_| ConfigError::BadPool(String::from(s)))
 }

@@ -101,16 +101,16 @@ fn base_config(auth: AuthProto) -> Config {
         }),
         ipv6cp: true,
         keepalive_interval_s: 1,
-        // A small pool: the default one (a /14) costs more to build than a fuzz run.
+        // A small pool of its own (the default one is a /14).
         pools: vec![PoolConfig {
             name: "default".into(),
-            ranges: vec!["100.64.0.2-100.64.0.31".into()],
+            ranges: vec!["100.64.0.2-100.64.0.31".parse().unwrap()],
         }],
         // Dual stack: sessions get a /64, so RS/NS inside a live session reach the
         // RA/NA code (RFC 4861) and the client's SLAAC.
         pools6: vec![Pool6Config {
             name: "v6".into(),
-            prefix: "2001:db8:100::/56".into(),
+            prefix: "2001:db8:100::/56".parse().unwrap(),
         }],
         users: vec![UserConfig {
             name: "alice".into(),
@@ -424,7 +424,7 @@ pub fn exercise_control(data: &[u8]) {
 
 fn radius_config(auth: AuthProto) -> Config {
     let srv = |port: u16| ServerConfig {
-        addr: format!("127.0.0.1:{port}"),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         secret: String::from_utf8_lossy(SECRET).into_owned().into(),
     };
     Config {

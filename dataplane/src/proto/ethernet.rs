@@ -438,30 +438,50 @@ pub struct L2Info {
     pub l3_offset: usize,
 }
 
-/// Follows up to two VLAN tags (802.1Q 0x8100, 802.1ad 0x88A8, legacy 0x9100) from the
-/// outer EtherType and returns the tag stack, the inner EtherType and the L3 offset.
-/// A third tag is `Unsupported`; a tag cut short is `Truncated`.
-#[inline]
-pub fn walk_vlans(frame: &[u8]) -> Result<L2Info> {
+/// The VLAN tag walker (the only one in the workspace): follows up to two tags
+/// (802.1Q 0x8100, 802.1ad 0x88A8, legacy 0x9100) from the outer EtherType, calling
+/// `on_tag(index, tpid, tci)` for each, outermost first, and returns the inner
+/// EtherType and the L3 offset. A third tag is `Unsupported`; a tag cut short or a
+/// frame shorter than the Ethernet header is `Truncated`. Callers that need only the
+/// VLAN IDs (the vBNG's PPPoE input, per packet) collect them in the callback;
+/// [`walk_vlans`] builds the full [`VlanStack`].
+#[inline(always)]
+pub fn walk_tags(
+    frame: &[u8],
+    mut on_tag: impl FnMut(usize, u16, u16),
+) -> Result<(EtherType, usize)> {
     if frame.len() < HEADER_LEN {
         return Err(Error::Truncated);
     }
     let mut ethertype = EtherType(bytes::u16_at(frame, field::ETHERTYPE));
     let mut off = HEADER_LEN;
-    let mut vlans = VlanStack::EMPTY;
+    let mut n = 0;
     while ethertype.is_vlan_tpid() {
+        if n == MAX_VLAN_TAGS {
+            return Err(Error::Unsupported);
+        }
         let tag = frame.get(off..off + VLAN_TAG_LEN).ok_or(Error::Truncated)?;
-        vlans.push(VlanTag::from_tci(
-            ethertype.0,
-            bytes::u16_at(tag, field::TAG_TCI),
-        ))?;
+        on_tag(n, ethertype.0, bytes::u16_at(tag, field::TAG_TCI));
         ethertype = EtherType(bytes::u16_at(tag, field::TAG_TYPE));
         off += VLAN_TAG_LEN;
+        n += 1;
     }
+    Ok((ethertype, off))
+}
+
+/// [`walk_tags`] collecting the tag stack: the tags, the inner EtherType and the L3
+/// offset.
+#[inline]
+pub fn walk_vlans(frame: &[u8]) -> Result<L2Info> {
+    let mut vlans = VlanStack::EMPTY;
+    let (ethertype, l3_offset) = walk_tags(frame, |_, tpid, tci| {
+        // At most MAX_VLAN_TAGS calls: the stack has room for each.
+        let _ = vlans.push(VlanTag::from_tci(tpid, tci));
+    })?;
     Ok(L2Info {
         vlans,
         ethertype,
-        l3_offset: off,
+        l3_offset,
     })
 }
 

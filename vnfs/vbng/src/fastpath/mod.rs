@@ -48,7 +48,7 @@ use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
 use dataplane::metrics::Prom;
 use dataplane::proto::checksum::update16;
-use dataplane::proto::ethernet::{walk_vlans, Vlans};
+use dataplane::proto::ethernet::{walk_tags, Vlans};
 use dataplane::proto::icmpv4::{unreachable, ErrorKind};
 use dataplane::proto::EtherType;
 use dataplane::stage::{Counter, NodeStats, Stage};
@@ -765,16 +765,32 @@ impl FastPath {
     fn upstream(&mut self, p: &mut Pkt, now_ns: u64, out: &mut Out) -> Next {
         let d = p.data();
         // Ethernet + up to two VLAN tags (a third tag or a cut tag is malformed here).
-        let Ok(eth) = walk_vlans(d) else {
+        // Only the VLAN IDs matter here (the session key), collected as the tags go by.
+        let mut vid = [0u16; 2];
+        let mut tags = 0;
+        let Ok((ethertype, l2)) = walk_tags(d, |i, _, tci| {
+            vid[i & 1] = tci & 0x0fff;
+            tags = i + 1;
+        }) else {
             return Next::Drop(E_MALFORMED);
         };
-        let l2 = eth.l3_offset;
-        match eth.ethertype {
+        match ethertype {
             EtherType::PPPOE_DISCOVERY => return Next::Punt,
             EtherType::PPPOE_SESSION => {}
             _ => return Next::Drop(E_ETHERTYPE),
         }
-        let vlans = Vlans::from_stack(&eth.vlans);
+        // One tag is the C-VLAN; two are S-VLAN then C-VLAN (as `Vlans::from_stack`).
+        let vlans = match tags {
+            0 => Vlans::NONE,
+            1 => Vlans {
+                svlan: 0,
+                cvlan: vid[0],
+            },
+            _ => Vlans {
+                svlan: vid[0],
+                cvlan: vid[1],
+            },
+        };
         // PPPoE header (6) + PPP protocol (2).
         let Some(h) = d.get(l2..l2 + 8) else {
             return Next::Drop(E_MALFORMED);

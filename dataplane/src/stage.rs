@@ -127,6 +127,21 @@ impl NodeStats {
             .unwrap_or_else(|| self.reason_name(reason))
     }
 
+    /// Every non-zero drop count as (reason, description, count), declared reasons
+    /// in order, then `undeclared` (a drop code the node did not declare).
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> + '_ {
+        self.drops
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(i, &c)| (self.reason_name(i), self.reason_help(i), c))
+            .chain((self.undeclared > 0).then_some((
+                "undeclared",
+                "drop code the node did not declare",
+                self.undeclared,
+            )))
+    }
+
     /// Adds another copy's counters (for summing workers).
     pub fn merge(&mut self, other: &NodeStats) {
         self.packets += other.packets;
@@ -343,27 +358,7 @@ pub fn show_errors<'a>(nodes: impl Iterator<Item = &'a NodeStats>) -> String {
     let mut s = String::new();
     let mut any = false;
     for n in nodes {
-        for (i, c) in n.drops.iter().enumerate() {
-            if *c > 0 {
-                if !any {
-                    let _ = writeln!(
-                        s,
-                        "{:>12}  {:<24} {:<24} Description",
-                        "Count", "Node", "Reason"
-                    );
-                    any = true;
-                }
-                let _ = writeln!(
-                    s,
-                    "{:>12}  {:<24} {:<24} {}",
-                    c,
-                    n.name,
-                    n.reason_name(i),
-                    n.reason_help(i)
-                );
-            }
-        }
-        if n.undeclared > 0 {
+        for (reason, help, c) in n.nonzero_drops() {
             if !any {
                 let _ = writeln!(
                     s,
@@ -372,11 +367,7 @@ pub fn show_errors<'a>(nodes: impl Iterator<Item = &'a NodeStats>) -> String {
                 );
                 any = true;
             }
-            let _ = writeln!(
-                s,
-                "{:>12}  {:<24} {:<24} drop code the node did not declare",
-                n.undeclared, n.name, "undeclared"
-            );
+            let _ = writeln!(s, "{:>12}  {:<24} {:<24} {}", c, n.name, reason, help);
         }
     }
     if !any {

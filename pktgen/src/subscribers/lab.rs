@@ -355,22 +355,11 @@ impl Bng {
     fn drops(&self) -> Vec<NodeDrop> {
         let mut v = Vec::new();
         for n in self.worker.graph.nodes() {
-            for (i, &c) in n.drops.iter().enumerate() {
-                if c > 0 {
-                    v.push(NodeDrop {
-                        node: n.name.to_string(),
-                        reason: n.reason_name(i).to_string(),
-                        count: c,
-                    });
-                }
-            }
-            if n.undeclared > 0 {
-                v.push(NodeDrop {
-                    node: n.name.to_string(),
-                    reason: "undeclared".into(),
-                    count: n.undeclared,
-                });
-            }
+            v.extend(n.nonzero_drops().map(|(reason, _, count)| NodeDrop {
+                node: n.name.to_string(),
+                reason: reason.to_string(),
+                count,
+            }));
         }
         v
     }

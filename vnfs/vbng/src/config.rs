@@ -167,11 +167,13 @@ impl Default for Config {
             half_open_timeout_s: 5,
             pools: vec![PoolConfig {
                 name: "default".to_string(),
-                ranges: vec![Range4::new(
+                // 100.64.0.2-100.67.255.254 (first <= last, so `new` gives Some).
+                ranges: Range4::new(
                     Ipv4Addr::new(100, 64, 0, 2),
                     Ipv4Addr::new(100, 67, 255, 254),
                 )
-                .expect("first <= last")],
+                .into_iter()
+                .collect(),
             }],
             pools6: Vec::new(),
             dns6: Vec::new(),

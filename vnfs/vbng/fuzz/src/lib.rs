@@ -24,10 +24,10 @@
 //! - `client`: the subscriber emulator (pktgen's PPPoE client) parsing whatever a
 //!   BNG might send, in every phase.
 
-use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
-use std::sync::{Arc, OnceLock};
 use dataplane::proto::ethernet::{self, Vlans};
 use dataplane::proto::{ppp, pppoe, radius};
+use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
+use std::sync::{Arc, OnceLock};
 use vbng::config::{Config, Pool6Config, PoolConfig, RadiusConfig, ServerConfig, UserConfig};
 use vbng::control::{ControlPlane, SessionCounters};
 use vbng::fsm::Timers;
@@ -177,9 +177,16 @@ fn start(
 }
 
 /// Hands each frame the control plane sent to the subscribers it is addressed to;
-/// their answers are appended to `up`.
-fn deliver(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, up: &mut Vec<Vec<u8>>) {
-    for (_, f) in cp.take_tx() {
+/// their answers are appended to `up`. Returns the number of frames it sent.
+fn deliver(
+    cp: &mut ControlPlane,
+    subs: &mut [Subscriber],
+    now: u64,
+    up: &mut Vec<Vec<u8>>,
+) -> usize {
+    let tx = cp.take_tx();
+    let n = tx.len();
+    for (_, f) in tx {
         for s in subs
             .iter_mut()
             .filter(|s| f.get(..6) == Some(&s.params().mac[..]))
@@ -187,6 +194,7 @@ fn deliver(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, up: &mut Ve
             s.input(&f, now, up);
         }
     }
+    n
 }
 
 /// Exchange frames between the control plane and the subscribers until quiet.
@@ -196,17 +204,8 @@ fn converse(cp: &mut ControlPlane, subs: &mut [Subscriber], now: u64, mut up: Ve
             cp.input(0, &f, now);
         }
         cp.poll(now);
-        let tx = cp.take_tx();
-        if tx.is_empty() {
+        if deliver(cp, subs, now, &mut up) == 0 {
             break;
-        }
-        for (_, f) in tx {
-            for s in subs
-                .iter_mut()
-                .filter(|s| f.get(..6) == Some(&s.params().mac[..]))
-            {
-                s.input(&f, now, &mut up);
-            }
         }
     }
     let _ = cp.take_fib();
@@ -223,9 +222,11 @@ pub fn exercise_wire(data: &[u8]) {
         };
         for r in [e, access] {
             let mut buf = vec![0u8; r.buffer_len()];
-            if r.emit(&mut ethernet::Frame::new_unchecked(&mut buf[..])).is_ok() {
-                let again = ethernet::Frame::new_checked(&buf[..])
-                    .and_then(|f| ethernet::Repr::parse(&f));
+            if r.emit(&mut ethernet::Frame::new_unchecked(&mut buf[..]))
+                .is_ok()
+            {
+                let again =
+                    ethernet::Frame::new_checked(&buf[..]).and_then(|f| ethernet::Repr::parse(&f));
                 assert!(again.is_ok(), "emitted Ethernet header does not parse");
             }
         }

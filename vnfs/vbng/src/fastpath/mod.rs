@@ -1191,11 +1191,12 @@ impl Stage for FastPath {
         batch.dispatch(node, out, |p, out| match (mode, p.meta.port) {
             // ARP on the core link is ours (RFC 826): the graph's `bng-core-arp`
             // node answers it for a downstream node, a lone node does it itself.
-            (Mode::Downstream, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {
-                Next::Node(TO_CORE_ARP)
-            }
             (_, x) if x == core && p.data().get(12..14) == Some(&[0x08, 0x06]) => {
-                self.core_arp(p, now)
+                if mode == Mode::Downstream {
+                    Next::Node(TO_CORE_ARP)
+                } else {
+                    self.core_arp(p, now)
+                }
             }
             (Mode::Both | Mode::Downstream, x) if x == core => self.downstream(p, now, out),
             (Mode::Upstream, x) if x == core => Next::Keep,

@@ -103,6 +103,28 @@ pub struct TrafficReport {
     pub mean_frame: f64,
 }
 
+impl LabReport {
+    /// Fills the headline fields from the setup report and the traffic phases:
+    /// sessions established, setup rate and latency, upstream throughput, and the
+    /// packet loss ratio over the upstream and downstream phases.
+    pub fn summarise(&mut self, setup: &SetupReport) {
+        self.sessions_established = setup.established;
+        self.setup_rate_per_s = setup.setup_rate_per_s;
+        self.setup_p50_ms = setup.setup_p50_ms;
+        self.setup_p99_ms = setup.setup_p99_ms;
+        self.throughput_mpps = self.upstream.throughput_mpps;
+        let (s, r) = [Some(&self.upstream), self.downstream.as_ref()]
+            .into_iter()
+            .flatten()
+            .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
+        self.plr = if s > 0 {
+            (s - r.min(s)) as f64 / s as f64
+        } else {
+            0.0
+        };
+    }
+}
+
 /// Packets one node dropped for one reason.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct NodeDrop {
@@ -735,20 +757,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         }
     }
     report.sessions_after_teardown = bng.cp().session_count();
-    report.sessions_established = setup.established;
-    report.setup_rate_per_s = setup.setup_rate_per_s;
-    report.setup_p50_ms = setup.setup_p50_ms;
-    report.setup_p99_ms = setup.setup_p99_ms;
-    report.throughput_mpps = report.upstream.throughput_mpps;
-    let (s, r) = [Some(&report.upstream), report.downstream.as_ref()]
-        .into_iter()
-        .flatten()
-        .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
-    report.plr = if s > 0 {
-        (s - r.min(s)) as f64 / s as f64
-    } else {
-        0.0
-    };
+    report.summarise(&setup);
     report.bng_errors = bng.errors();
     report.bng_drops = bng.drops();
     report.bng_control = bng.control_counters();

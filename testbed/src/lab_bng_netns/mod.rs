@@ -771,20 +771,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
 
     report.sessions_after_teardown = bng.sessions_after_teardown as usize;
-    report.sessions_established = setup.established;
-    report.setup_rate_per_s = setup.setup_rate_per_s;
-    report.setup_p50_ms = setup.setup_p50_ms;
-    report.setup_p99_ms = setup.setup_p99_ms;
-    report.throughput_mpps = report.upstream.throughput_mpps;
-    let (s, r) = [Some(&report.upstream), report.downstream.as_ref()]
-        .into_iter()
-        .flatten()
-        .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
-    report.plr = if s > 0 {
-        (s - r.min(s)) as f64 / s as f64
-    } else {
-        0.0
-    };
+    report.summarise(&setup);
     report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
     let mut out = NetnsReport {
         lab: report,

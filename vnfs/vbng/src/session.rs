@@ -72,6 +72,11 @@ pub enum SessEvent {
     /// IPv6CP left the Opened state (the peer's Terminate-Request or a renegotiation,
     /// RFC 1661 §4.2 This-Layer-Down) or gave up: stop routing the /64, keep IPv4.
     Ipv6Down,
+    /// IPCP left the Opened state (the peer's Terminate-Request, a renegotiation, or
+    /// IPCP gave up) while IPv6CP carries on (RFC 1661 §3.7: each NCP opens and closes
+    /// on its own): stop routing the IPv4 address, keep the link and IPv6. IPCP
+    /// coming back up raises [`SessEvent::NetworkUp`] again.
+    Ipv4Down,
     /// The link is finished; remove it.
     Ended(EndCause),
     /// The peer renegotiated LCP (RFC 1661 §4.1, RCR in Opened): authentication and
@@ -120,6 +125,15 @@ pub struct PppSession {
     /// Phase.
     pub phase: Phase,
     ended: bool,
+}
+
+/// Whether an NCP in `state` is open or still negotiating (not finished, not
+/// terminating).
+fn ncp_alive(state: Option<State>) -> bool {
+    matches!(
+        state,
+        Some(State::ReqSent | State::AckRcvd | State::AckSent | State::Opened)
+    )
 }
 
 fn relay(out: &mut Vec<Output>, ev: &mut Vec<SessEvent>) -> (bool, bool, bool, bool) {
@@ -263,13 +277,12 @@ impl PppSession {
                 if let Some(f) = self.ipcp.as_mut() {
                     f.input(info, now, &mut out)?;
                     let (up, down, fin, _) = relay(&mut out, ev);
-                    if up {
+                    if down || fin {
+                        self.ncp_down(true, fin, now, ev);
+                    }
+                    if up && !self.ended {
                         self.phase = Phase::Up;
                         ev.push(SessEvent::NetworkUp);
-                    }
-                    if down || fin {
-                        // IPv4 is what the subscriber is for: without it, end the link.
-                        self.terminate(now, ev);
                     }
                 }
             }
@@ -278,9 +291,10 @@ impl PppSession {
                     f.input(info, now, &mut out)?;
                     let (up, down, fin, _) = relay(&mut out, ev);
                     if down || fin {
-                        ev.push(SessEvent::Ipv6Down);
+                        self.ncp_down(false, fin, now, ev);
                     }
-                    if up {
+                    if up && !self.ended {
+                        self.phase = Phase::Up;
                         ev.push(SessEvent::Ipv6Up);
                     }
                 }
@@ -303,6 +317,26 @@ impl PppSession {
             }
         }
         Ok(())
+    }
+
+    /// An NCP (IPCP when `v4`, else IPv6CP) left the Opened state (`fin`: it finished,
+    /// RFC 1661 §4.4 This-Layer-Finished, rather than renegotiating). Each NCP comes
+    /// and goes on its own while the other still runs (RFC 1661 §3.7, RFC 5072 §1);
+    /// when the last one has finished, the link has no use left and we close it.
+    fn ncp_down(&mut self, v4: bool, fin: bool, now: u64, ev: &mut Vec<SessEvent>) {
+        ev.push(if v4 {
+            SessEvent::Ipv4Down
+        } else {
+            SessEvent::Ipv6Down
+        });
+        let other_alive = if v4 {
+            ncp_alive(self.ipv6cp.as_ref().map(|f| f.state()))
+        } else {
+            ncp_alive(self.ipcp.as_ref().map(|f| f.state()))
+        };
+        if fin && !other_alive {
+            self.terminate(now, ev);
+        }
     }
 
     /// The AAA verdict. On success the subscriber gets `assigned` (and NCPs start).
@@ -351,6 +385,11 @@ impl PppSession {
         if self.lcp.state() != State::Closing {
             self.end(EndCause::Admin, ev);
         }
+    }
+
+    /// Whether IPCP is open or still negotiating (it may yet bring IPv4 up).
+    pub fn ipcp_alive(&self) -> bool {
+        ncp_alive(self.ipcp.as_ref().map(|f| f.state()))
     }
 
     /// Whether the link has ended.
@@ -404,15 +443,21 @@ impl PppSession {
             f.poll(now, &mut out);
             let (_, _, fin, _) = relay(&mut out, ev);
             if fin {
-                self.terminate(now, ev);
-                self.end(EndCause::NegotiationFailed, ev);
+                self.ncp_down(true, true, now, ev);
+                if self.phase == Phase::Closed && !self.ended {
+                    // No NCP came up: negotiation failed.
+                    self.end(EndCause::NegotiationFailed, ev);
+                }
             }
+        }
+        if self.ended {
+            return;
         }
         if let Some(f) = self.ipv6cp.as_mut() {
             f.poll(now, &mut out);
             let (_, down, fin, _) = relay(&mut out, ev);
             if down || fin {
-                ev.push(SessEvent::Ipv6Down);
+                self.ncp_down(false, fin, now, ev);
             }
         }
     }

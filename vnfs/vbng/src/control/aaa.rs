@@ -172,7 +172,53 @@ impl ControlPlane {
         self.events(idx, ev, now);
     }
 
+    /// IPCP opened: route the address to the session (installing the session first
+    /// if IPv6CP has not already).
     pub(super) fn network_up(&mut self, idx: u32, now: u64) {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if e.ipv4_up {
+            return;
+        }
+        e.ipv4_up = true;
+        if e.installed {
+            // IPCP back after an IPv4-only flap: the same session, its address again.
+            let upd = FibUpdate::Add {
+                idx,
+                key: e.key,
+                sid: e.sid,
+                ip: e.ip,
+                rate: e.rate,
+                mtu: e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru),
+            };
+            self.fib.push(upd);
+            return;
+        }
+        self.install(idx, now);
+    }
+
+    /// IPCP left the Opened state while IPv6CP runs: stop routing the address. It
+    /// stays allocated to the session (IPCP coming back gets it again; accounting
+    /// goes on naming it).
+    pub(super) fn ipv4_down(&mut self, idx: u32, now: u64) {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if e.installed && e.ipv4_up {
+            self.fib.push(FibUpdate::Down4 { idx, ip: e.ip });
+        }
+        e.ipv4_up = false;
+        // IPCP finished before it ever opened while IPv6CP is open: an IPv6-only
+        // session, installed now.
+        if !e.installed && e.ipv6_up && !e.link.ipcp_alive() {
+            self.install(idx, now);
+        }
+    }
+
+    /// The first NCP opened: install the session in the fast path (its address only
+    /// while IPCP is open), start the timers and accounting.
+    pub(super) fn install(&mut self, idx: u32, now: u64) {
         let interim_default = self.interim_ms;
         let acct = self.acct_enabled;
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
@@ -202,7 +248,7 @@ impl ControlPlane {
             idx,
             key: e.key,
             sid: e.sid,
-            ip: e.ip,
+            ip: if e.ipv4_up { e.ip } else { 0 },
             rate: e.rate,
             mtu: e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru),
         };

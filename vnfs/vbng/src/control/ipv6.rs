@@ -51,6 +51,14 @@ impl ControlPlane {
     /// IPv6CP opened: route the /64 to the session and announce it (RFC 4861 §6.2.4:
     /// an initial advertisement, then every `ra_interval_s`).
     pub(super) fn ipv6_up(&mut self, idx: u32, now: u64) {
+        // An IPv6-only session (IPCP gave up or was closed) is installed here; while
+        // IPCP still negotiates, its opening installs the session (one update, with
+        // the address) and the /64 waits for it.
+        if matches!(self.slots.get(idx as usize),
+            Some(Some(e)) if !e.installed && !e.link.ipcp_alive())
+        {
+            self.install(idx, now);
+        }
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };

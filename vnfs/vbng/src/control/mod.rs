@@ -79,7 +79,8 @@ pub enum FibUpdate {
         key: AccessKey,
         /// PPPoE session id.
         sid: u16,
-        /// Subscriber address.
+        /// Subscriber address; 0 while IPCP is not open (an IPv6-only session:
+        /// upstream IPv4 is dropped, nothing is routed downstream).
         ip: u32,
         /// Rate (up, down) bit/s; 0 = unlimited.
         rate: (u64, u64),
@@ -97,6 +98,14 @@ pub enum FibUpdate {
         /// Session id.
         sid: u16,
         /// Address.
+        ip: u32,
+    },
+    /// Stop routing a session's IPv4 address; the session stays (IPCP went down while
+    /// IPv6CP runs). An [`FibUpdate::Add`] for the session brings IPv4 back.
+    Down4 {
+        /// Session index.
+        idx: u32,
+        /// The address no longer routed.
         ip: u32,
     },
     /// Change a session's rate (CoA).
@@ -239,11 +248,16 @@ pub struct ControlStats {
     pub framed_ip_in_use: u64,
     /// Sessions rejected: Framed-IPv6-Prefix martian, ours or held by another session.
     pub framed_ipv6_refused: u64,
+    /// Established sessions cleared because their host started a new discovery with
+    /// the same MAC, VLANs and Host-Uniq (a CPE that restarted without a PADT,
+    /// RFC 2516 §5.4): the old session gets its Accounting-Stop (Lost-Carrier) and the
+    /// new PADR a new session id.
+    pub stale_replaced: u64,
 }
 
 impl ControlStats {
     /// Every counter by name (the field names), for reports and tables.
-    pub fn fields(&self) -> [(&'static str, u64); 28] {
+    pub fn fields(&self) -> [(&'static str, u64); 29] {
         [
             ("sessions_created", self.sessions_created),
             ("sessions_up", self.sessions_up),
@@ -273,6 +287,7 @@ impl ControlStats {
             ("framed_ip_invalid", self.framed_ip_invalid),
             ("framed_ip_in_use", self.framed_ip_in_use),
             ("framed_ipv6_refused", self.framed_ipv6_refused),
+            ("stale_replaced", self.stale_replaced),
         ]
     }
 }
@@ -393,6 +408,8 @@ struct Entry {
     prefix6: u64,
     /// IPv6CP open: the /64 is installed in the fast path and announced.
     ipv6_up: bool,
+    /// IPCP open: the address is routed to the session in the fast path.
+    ipv4_up: bool,
     /// Next unsolicited Router Advertisement.
     next_ra: Option<u64>,
     /// When the last RA answering a Router Solicitation went out.
@@ -408,6 +425,8 @@ struct Entry {
     installed: bool,
     pending_creds: Option<Credentials>,
     /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
+    /// Cleared by the host's first session frame: from then on the host has our
+    /// PADS, and a PADR with the same MAC, VLANs and Host-Uniq is a new discovery.
     pads: Option<Vec<u8>>,
     host_uniq: Vec<u8>,
     /// Half-open (before the Network phase): ended at this time unless waiting for
@@ -861,6 +880,10 @@ impl ControlPlane {
                     self.stats.no_session += 1;
                     return;
                 };
+                // The host speaks on the session: it has our PADS.
+                if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
+                    e.pads = None;
+                }
                 if let [0x00, 0x57, ip @ ..] = p.payload() {
                     // IPv6 punted by the fast path: ND over PPP (RFC 5072 §5).
                     let ip = ip.to_vec();
@@ -904,14 +927,26 @@ impl ControlPlane {
     pub(super) fn new_session(&mut self, key: &AccessKey, req: SessionRequest, now: u64) {
         let hu = req.host_uniq.clone().unwrap_or_default();
         if let Some(&idx) = self.by_host.get(&(*key, hu.clone())) {
-            // A retransmitted PADR (RFC 2516 §5.4): our PADS was lost; send it again
-            // while the link is still being established, else ignore.
-            if let Some(Some(e)) = self.slots.get(idx as usize) {
-                if let Some(f) = e.pads.clone() {
-                    self.tx.push((key.port, f));
+            match self.slots.get(idx as usize) {
+                // A retransmitted PADR (RFC 2516 §5.4): the host has not spoken on
+                // the session yet, so our PADS was lost; send the same one again.
+                Some(Some(e)) if e.pads.is_some() => {
+                    if let Some(f) = e.pads.clone() {
+                        self.tx.push((key.port, f));
+                    }
+                    return;
+                }
+                // The host has used the session and discovers again: it restarted
+                // without a PADT. The stale session ends (Accounting-Stop,
+                // Lost-Carrier) and this PADR gets a new, unique session id.
+                Some(Some(_)) => {
+                    self.stats.stale_replaced += 1;
+                    self.remove_with(idx, radius::terminate_cause::LOST_CARRIER, false, now);
+                }
+                _ => {
+                    self.by_host.remove(&(*key, hu.clone()));
                 }
             }
-            return;
         }
         // Half-open limits: spoofed PADRs from random MACs on one line cannot crowd
         // out the others (dropped without an answer, counted by limit).
@@ -955,6 +990,7 @@ impl ControlPlane {
             ip: 0,
             prefix6: 0,
             ipv6_up: false,
+            ipv4_up: false,
             next_ra: None,
             last_solicited_ra: None,
             rate: self.default_rate,
@@ -1068,6 +1104,7 @@ impl ControlPlane {
                 SessEvent::NetworkUp => self.network_up(idx, now),
                 SessEvent::Ipv6Up => self.ipv6_up(idx, now),
                 SessEvent::Ipv6Down => self.ipv6_down(idx),
+                SessEvent::Ipv4Down => self.ipv4_down(idx, now),
                 SessEvent::Renegotiate => self.renegotiate(idx, now),
                 SessEvent::Ended(cause) => {
                     self.remove(idx, cause, true, now);
@@ -1113,6 +1150,7 @@ impl ControlPlane {
         e.next_ra = None;
         let ip = e.ip;
         e.installed = false;
+        e.ipv4_up = false;
         e.acct_started = false;
         e.up_at = None;
         e.next_interim = None;

@@ -119,6 +119,7 @@ fn control_stats_fields_name_every_counter() {
         framed_ip_invalid: 26,
         framed_ip_in_use: 27,
         framed_ipv6_refused: 28,
+        stale_replaced: 29,
     };
     let dbg = alloc::format!("{s:?}");
     let mut seen: Vec<u64> = s.fields().iter().map(|f| f.1).collect();
@@ -130,7 +131,7 @@ fn control_stats_fields_name_every_counter() {
         );
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=28).collect::<Vec<u64>>());
+    assert_eq!(seen, (1..=29).collect::<Vec<u64>>());
 }
 
 #[test]
@@ -226,6 +227,46 @@ fn retransmitted_padr_gets_the_same_session() {
     assert_eq!(first[0].1, again[0].1, "the same PADS is resent");
 }
 
+/// Issue 15 item 7: a CPE that restarts without a PADT discovers again with the same
+/// MAC, VLANs and Host-Uniq. Its PADR must get a new session id (RFC 2516 §5.4), not
+/// the old session's PADS; the stale session ends once, with its address withdrawn.
+#[test]
+fn padr_after_restart_gets_a_new_session_and_clears_the_stale_one() {
+    let mut c = cp(&cfg_with_users(AuthProto::Pap));
+    let mut subs = alloc::vec![sub(5, "alice", "pw", AuthProto::Pap)];
+    let mut up = Vec::new();
+    subs[0].start(0, &mut up);
+    run(&mut c, &mut subs, 0, up);
+    assert_eq!(subs[0].phase, ClientPhase::Up);
+    let (old_sid, old_ip) = (subs[0].sid, subs[0].ip);
+    let fib = c.take_fib();
+    assert!(matches!(fib[..], [FibUpdate::Add { .. }]), "{fib:?}");
+    // The CPE reboots: a fresh client with the same identity, no PADT.
+    subs[0] = sub(5, "alice", "pw", AuthProto::Pap);
+    let mut up = Vec::new();
+    subs[0].start(1000, &mut up);
+    run(&mut c, &mut subs, 1000, up);
+    assert_eq!(subs[0].phase, ClientPhase::Up);
+    assert_ne!(subs[0].sid, old_sid, "a new PADR gets a new session id");
+    assert_eq!(c.stats.stale_replaced, 1);
+    assert_eq!(c.stats.sessions_created, 2);
+    assert_eq!(c.stats.sessions_up, 2);
+    assert_eq!(c.stats.sessions_ended, 1);
+    assert_eq!(c.session_count(), 1);
+    let fib = c.take_fib();
+    assert!(
+        matches!(
+            fib[..],
+            [FibUpdate::Remove { sid, ip, .. }, FibUpdate::Add { sid: new, .. }]
+                if sid == old_sid && ip == old_ip && new == subs[0].sid
+        ),
+        "{fib:?}"
+    );
+    // The new session answers on its own id; the old id is gone.
+    let info = c.sessions();
+    assert_eq!(info.len(), 1);
+}
+
 #[test]
 fn ipv6cp_down_withdraws_the_prefix_and_keeps_ipv4() {
     let mut cfg = cfg_with_users(AuthProto::Pap);
@@ -261,6 +302,90 @@ fn ipv6cp_down_withdraws_the_prefix_and_keeps_ipv4() {
     assert_eq!(info[0].ipv6_prefix, prefix, "the /64 stays allocated");
     assert_eq!(c.session_count(), 1);
     assert_eq!(c.ipv6_session_count(), 0);
+}
+
+/// Issue 15 item 7: closing IPCP while IPv6CP is up must leave the link and IPv6
+/// running (RFC 1661 §3.7); IPCP opening again routes the same address; closing the
+/// last NCP ends the link.
+#[test]
+fn ipcp_down_keeps_ipv6_and_the_link() {
+    let mut cfg = cfg_with_users(AuthProto::Pap);
+    cfg.pools6 = alloc::vec![crate::config::Pool6Config {
+        name: "v6".to_string(),
+        prefix: "2001:db8:100::/40".parse().unwrap(),
+    }];
+    let mut c = cp(&cfg);
+    let mut subs = alloc::vec![sub(1, "alice", "pw", AuthProto::Pap)];
+    let mut up = Vec::new();
+    subs[0].start(0, &mut up);
+    run(&mut c, &mut subs, 0, up);
+    assert_eq!(subs[0].phase, ClientPhase::Up);
+    let ip = subs[0].ip;
+    assert_ne!((subs[0].ipv6 >> 64) as u64, 0);
+    let _ = c.take_fib();
+    // The subscriber closes IPCP only (Terminate-Request, RFC 1661 §5.5).
+    let f = subs[0].session_frame(&[0x80, 0x21, 5, 0x42, 0, 4]);
+    c.input(0, &f, 10);
+    c.poll(10);
+    let tx = c.take_tx();
+    // IPCP Terminate-Ack, and no LCP Terminate-Request.
+    assert!(
+        tx.iter().any(|(_, f)| f[28..31] == [0x80, 0x21, 6]),
+        "{tx:?}"
+    );
+    assert!(
+        !tx.iter().any(|(_, f)| f[28..31] == [0xc0, 0x21, 5]),
+        "{tx:?}"
+    );
+    let fib = c.take_fib();
+    assert_eq!(fib, alloc::vec![FibUpdate::Down4 { idx: 0, ip }]);
+    assert_eq!(c.session_count(), 1);
+    assert_eq!(c.ipv6_session_count(), 1, "IPv6 stays");
+    assert_eq!(c.stats.sessions_ended, 0);
+    // IPCP opens again: the same address is routed to the same session.
+    let mut up = Vec::new();
+    let req = [
+        0x80,
+        0x21,
+        1,
+        0x43,
+        0,
+        10,
+        3,
+        6,
+        (ip >> 24) as u8,
+        (ip >> 16) as u8,
+        (ip >> 8) as u8,
+        ip as u8,
+    ];
+    up.push(subs[0].session_frame(&req));
+    // IPCP leaves Stopping when its restart timer runs out (RFC 1661 §4.1).
+    c.poll(20_000);
+    assert_eq!(c.session_count(), 1);
+    run(&mut c, &mut subs, 20_000, up);
+    let fib = c.take_fib();
+    assert!(
+        matches!(fib[..], [FibUpdate::Add { ip: a, idx: 0, .. }] if a == ip),
+        "{fib:?}"
+    );
+    assert_eq!(c.stats.sessions_up, 1, "one session, up once");
+    // Both NCPs closed: the link has no use left and is terminated by us.
+    c.input(
+        0,
+        &subs[0].session_frame(&[0x80, 0x21, 5, 0x44, 0, 4]),
+        30_000,
+    );
+    c.input(
+        0,
+        &subs[0].session_frame(&[0x80, 0x57, 5, 0x45, 0, 4]),
+        30_000,
+    );
+    c.poll(60_000);
+    let tx = c.take_tx();
+    assert!(
+        tx.iter().any(|(_, f)| f[28..31] == [0xc0, 0x21, 5]),
+        "{tx:?}"
+    );
 }
 
 #[test]

@@ -36,8 +36,9 @@
 //! lock-free update queue; nothing here allocates or locks.
 
 use super::{
-    inc, pack, FastPath, KeyHash, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED, E_ND_CONSUMED,
-    E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL, E_UNRESOLVED,
+    inc, pack, FastPath, KeyHash, E_CORE_CONTROL, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED,
+    E_ND_CONSUMED, E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL,
+    E_UNRESOLVED,
 };
 use crate::control::FibUpdate;
 use crate::nd::is_link_local;
@@ -475,7 +476,15 @@ impl FastPath {
         let mut hi = [0u8; 8];
         hi.copy_from_slice(&ip[24..32]);
         let Some(&idx) = self.v6.by_prefix.get(&u64::from_be_bytes(hi)) else {
-            return Next::Drop(E_NO_ROUTE);
+            // Link-scope and multicast control (RAs, RSs, Redirects, MLD) from the
+            // core routers is not data without a route: counted apart.
+            let nd_other = ip[6] == 58 && matches!(d.get(54), Some(133 | 134 | 137));
+            let link_scope = ip[24] == 0xff || (ip[24] == 0xfe && ip[25] & 0xc0 == 0x80);
+            return Next::Drop(if nd_other || link_scope {
+                E_CORE_CONTROL
+            } else {
+                E_NO_ROUTE
+            });
         };
         let hop = ip[7];
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {

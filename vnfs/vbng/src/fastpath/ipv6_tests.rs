@@ -453,3 +453,66 @@ proptest::proptest! {
         let _ = run(&mut fp, 1, &[down]);
     }
 }
+
+/// Issue 15 item 7: IPCP down (`Down4`) stops IPv4 both ways and leaves the session's
+/// IPv6 forwarding; Router Advertisements and other link-scope control from the core
+/// routers are counted as core-link control, not as `no-route`.
+#[test]
+fn ipv4_down_keeps_ipv6_and_core_control_is_not_no_route() {
+    use super::super::E_IPV4_DOWN;
+    let (mut fp, key, _) = setup((0, 0));
+    fp.apply(
+        FibUpdate::Down4 {
+            idx: 3,
+            ip: 0x6440_0005,
+        },
+        0,
+    );
+    let mut v4 = alloc::vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+    v4.extend_from_slice(&[100, 64, 0, 5, 198, 51, 100, 1]);
+    v4.extend_from_slice(&[0; 8]);
+    let mut v4_up = up_frame(&key, 0x55, &v4);
+    let at = v4_up.len() - v4.len() - 2;
+    v4_up[at..at + 2].copy_from_slice(&[0, 0x21]);
+    let mut zero_src = v4_up.clone();
+    zero_src[30 + 12..30 + 16].copy_from_slice(&[0; 4]);
+    let good = ipv6(host(), REMOTE, 64, 17, 20);
+    let (out, node) = run(&mut fp, 0, &[v4_up, zero_src, up_frame(&key, 0x55, &good)]);
+    assert_eq!(
+        node.drops[E_IPV4_DOWN as usize], 2,
+        "IPv4 (even from 0.0.0.0) stops"
+    );
+    assert_eq!(out.ports[1].len(), 1, "IPv6 still goes up");
+    // Downstream: IPv4 to the old address has no route; IPv6 still goes down.
+    let mut v4_down = alloc::vec![2, 0, 0, 0, 0, 0xc, 2, 0, 0, 0, 0, 0xd, 0x08, 0];
+    let mut ip4 = alloc::vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+    ip4.extend_from_slice(&[198, 51, 100, 1, 100, 64, 0, 5]);
+    ip4.extend_from_slice(&[0; 8]);
+    let c = dataplane::proto::checksum::internet(&ip4[..20]);
+    ip4[10..12].copy_from_slice(&c.to_be_bytes());
+    v4_down.extend_from_slice(&ip4);
+    let ra = {
+        let mut ip = ipv6(crate::nd::link_local(9), crate::nd::ALL_NODES, 255, 58, 16);
+        ip[40] = 134;
+        down_frame(&ip)
+    };
+    let to_ll = down_frame(&ipv6(REMOTE, crate::nd::link_local(5), 64, 17, 8));
+    let unknown = down_frame(&ipv6(REMOTE, REMOTE, 64, 17, 8));
+    let (out, node) = run(
+        &mut fp,
+        1,
+        &[
+            v4_down,
+            down_frame(&ipv6(REMOTE, host(), 64, 17, 20)),
+            ra,
+            to_ll,
+            unknown,
+        ],
+    );
+    assert_eq!(out.ports[0].len(), 1, "IPv6 still goes down");
+    assert_eq!(node.drops[E_CORE_CONTROL as usize], 2);
+    assert_eq!(
+        node.drops[E_NO_ROUTE as usize], 2,
+        "IPv4 to the old address, unknown /64"
+    );
+}

@@ -84,6 +84,8 @@ dataplane::drop_reasons! {
         Local = ("local-not-handled", "addressed to the BNG and not an echo request"),
         Fragmentation = ("fragmentation-failed", "could not fragment to the session MTU (no buffer)"),
         NdConsumed = ("nd-consumed", "Neighbor Solicitation for us on the core link, answered"),
+        Ipv4Down = ("ipv4-not-open", "upstream IPv4 from a session whose IPCP is not open (IPv6 only for now)"),
+        CoreControl = ("core-link-control", "IPv6 control traffic on the core link that is not ours to forward (Router Advertisements, Router Solicitations, Redirects, MLD, other link-scope multicast)"),
     }
 }
 
@@ -108,6 +110,8 @@ const E_UNRESOLVED: u16 = FastPathDrop::Unresolved.code();
 const E_LOCAL: u16 = FastPathDrop::Local.code();
 const E_FRAG: u16 = FastPathDrop::Fragmentation.code();
 const E_ND_CONSUMED: u16 = FastPathDrop::NdConsumed.code();
+const E_IPV4_DOWN: u16 = FastPathDrop::Ipv4Down.code();
+const E_CORE_CONTROL: u16 = FastPathDrop::CoreControl.code();
 
 /// The queue through which the control plane updates the fast path.
 pub type UpdateQueue = ArrayQueue<FibUpdate>;
@@ -738,7 +742,17 @@ impl FastPath {
                     mtu: mtu.max(68),
                 });
                 self.by_key.insert(key_of(&key, sid), idx);
-                self.by_ip.insert(ip, idx);
+                if ip != 0 {
+                    self.by_ip.insert(ip, idx);
+                }
+            }
+            FibUpdate::Down4 { idx, ip } => {
+                if self.by_ip.get(&ip) == Some(&idx) {
+                    self.by_ip.remove(&ip);
+                }
+                if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
+                    s.ip = 0;
+                }
             }
             FibUpdate::Remove { idx, key, sid, ip } => {
                 if self.by_key.get(&key_of(&key, sid)) == Some(&idx) {
@@ -829,8 +843,10 @@ impl FastPath {
         {
             return Next::Drop(E_MALFORMED);
         }
-        if u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]) != s.ip {
-            return Next::Drop(E_SPOOF);
+        let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        if src != s.ip || src == 0 {
+            // A session without IPv4 (IPCP not open) has address 0.
+            return Next::Drop(if s.ip == 0 { E_IPV4_DOWN } else { E_SPOOF });
         }
         if let Some(b) = s.up.as_mut() {
             b.fill(now_ns);

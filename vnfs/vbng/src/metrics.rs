@@ -27,6 +27,7 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         ("created", s.sessions_created),
         ("up", s.sessions_up),
         ("ended", s.sessions_ended),
+        ("stale_replaced", s.stale_replaced),
     ] {
         p.counter(
             "vbng_session_events_total",

@@ -21,65 +21,13 @@
 
 use core::net::Ipv4Addr;
 use dataplane::buf::Pkt;
-use dataplane::proto::ethernet::Vlans;
 use dataplane::proto::icmpv4::{self, ErrorKind, QuoteLimit};
 use dataplane::proto::{ipv4, IpProtocol};
 
 /// TTL of the datagrams we originate.
 pub const TTL: u8 = 64;
 
-/// Ethernet + two VLAN tags + PPPoE + PPP protocol: the largest access header.
-pub const MAX_ACCESS_HDR: usize = 14 + 8 + 8;
-
-/// Where an access-side frame goes: the subscriber's MAC, our MAC, its VLANs and
-/// PPPoE session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccessHdr {
-    /// Subscriber MAC (Ethernet destination).
-    pub dst: [u8; 6],
-    /// Our access MAC (Ethernet source).
-    pub src: [u8; 6],
-    /// S-VLAN/C-VLAN (0 = absent).
-    pub vlans: Vlans,
-    /// PPPoE session id.
-    pub sid: u16,
-}
-
-impl AccessHdr {
-    /// Header length: Ethernet, the VLAN tags, PPPoE (6) and the PPP protocol (2).
-    pub fn len(&self) -> usize {
-        14 + 4 * self.vlans.tag_count() + 8
-    }
-
-    /// Never empty (present for clippy's `len_without_is_empty`).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Write the header for an IPv4 datagram of `ip_len` bytes into `h` (at least
-    /// [`AccessHdr::len`] bytes, RFC 2516 §6: version/type 0x11, code 0, length =
-    /// PPP protocol + datagram). Returns the bytes written.
-    pub fn write(&self, h: &mut [u8], ip_len: usize) -> Option<usize> {
-        let n = self.len();
-        let h = h.get_mut(..n)?;
-        h[0..6].copy_from_slice(&self.dst);
-        h[6..12].copy_from_slice(&self.src);
-        let mut o = 12;
-        for (tpid, vid) in [(0x88a8u16, self.vlans.svlan), (0x8100, self.vlans.cvlan)] {
-            if vid != 0 {
-                h[o..o + 2].copy_from_slice(&tpid.to_be_bytes());
-                h[o + 2..o + 4].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
-                o += 4;
-            }
-        }
-        let plen = u16::try_from(ip_len + 2).ok()?;
-        h[o..o + 2].copy_from_slice(&[0x88, 0x64]);
-        h[o + 2..o + 6].copy_from_slice(&[0x11, 0x00, (self.sid >> 8) as u8, self.sid as u8]);
-        h[o + 6..o + 8].copy_from_slice(&plen.to_be_bytes());
-        h[o + 8..o + 10].copy_from_slice(&[0x00, 0x21]);
-        Some(n)
-    }
-}
+pub use crate::access::{AccessHdr, MAX_ACCESS_HDR};
 
 /// Why no error was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +102,7 @@ pub fn build_access_error(
         kind,
         quote_for(mtu),
         hdr.len(),
-        |b, n| hdr.write(b, n),
+        |b, n| hdr.write(b, n, false),
     )
 }
 
@@ -221,6 +169,7 @@ mod tests {
     use super::*;
     use dataplane::buf::Pool;
     use dataplane::proto::checksum;
+    use dataplane::proto::ethernet::Vlans;
 
     fn datagram(proto: u8, payload: &[u8], df: bool) -> alloc::vec::Vec<u8> {
         let len = 20 + payload.len();

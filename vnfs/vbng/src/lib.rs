@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod access;
 #[cfg(feature = "std")]
 pub mod acct_journal;
 pub mod auth;

@@ -40,9 +40,9 @@ use super::{
     E_ND_CONSUMED, E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL,
     E_UNRESOLVED,
 };
+use crate::access::AccessHdr;
 use crate::control::FibUpdate;
 use crate::nd::is_link_local;
-use crate::pppoe::AccessKey;
 use alloc::vec::Vec;
 use core::net::Ipv6Addr;
 use dataplane::batch::{Next, Out};
@@ -341,13 +341,19 @@ impl FastPath {
             inc(&st.no_buffer);
             return;
         };
-        let hdr = 14 + 4 * key.vlans.tag_count() + 8;
+        let ah = AccessHdr {
+            dst: mac,
+            src: self.cfg.access_mac,
+            vlans: key.vlans,
+            sid,
+        };
+        let hdr = ah.len();
         let src = Ipv6Addr::from(crate::nd::link_local(iid));
         let built = e.append(hdr + icmpv6::MAX_ERROR_LEN).ok().and_then(|b| {
             let (h, body) = b.split_at_mut(hdr);
             let n = icmpv6::build_error(body, ip, &src, 64, ErrorKind::TimeExceeded { code: 0 })
                 .ok()?;
-            write_access(h, &key, mac, self.cfg.access_mac, sid, n);
+            ah.write(h, n, true)?;
             Some(n)
         });
         let Some(n) = built else {
@@ -530,49 +536,22 @@ impl FastPath {
         if let Some(h) = p.data_mut().get_mut(7) {
             *h -= 1;
         }
-        let ntags = key.vlans.tag_count();
-        let hdr = 14 + 4 * ntags + 8;
-        let amac = self.cfg.access_mac;
+        let ah = AccessHdr {
+            dst: key.mac,
+            src: self.cfg.access_mac,
+            vlans: key.vlans,
+            sid,
+        };
+        let hdr = ah.len();
         let Ok(h) = p.prepend(hdr) else {
             return Next::Drop(E_HEADROOM);
         };
-        write_access(h, &key, key.mac, amac, sid, total);
+        if ah.write(h, total, true).is_none() {
+            return Next::Drop(E_MALFORMED);
+        }
         p.meta.l3 = hdr as u16;
         p.meta.user = idx;
         Next::Port(key.port)
-    }
-}
-
-/// Write the access header for an IPv6 datagram of `ip_len` bytes into `h` (exactly
-/// Ethernet + the key's VLAN tags + PPPoE + PPP protocol 0x0057 long, RFC 2516 §6).
-fn write_access(
-    h: &mut [u8],
-    key: &AccessKey,
-    dst: [u8; 6],
-    src: [u8; 6],
-    sid: u16,
-    ip_len: usize,
-) {
-    let mut o = 12;
-    if let Some(x) = h.get_mut(0..12) {
-        x[..6].copy_from_slice(&dst);
-        x[6..].copy_from_slice(&src);
-    }
-    for (tpid, v) in [(0x88a8u16, key.vlans.svlan), (0x8100, key.vlans.cvlan)] {
-        if v != 0 {
-            if let Some(x) = h.get_mut(o..o + 4) {
-                x[..2].copy_from_slice(&tpid.to_be_bytes());
-                x[2..].copy_from_slice(&v.to_be_bytes());
-            }
-            o += 4;
-        }
-    }
-    let plen = (ip_len + 2) as u16;
-    if let Some(x) = h.get_mut(o..o + 10) {
-        x[..4].copy_from_slice(&[0x88, 0x64, 0x11, 0x00]);
-        x[4..6].copy_from_slice(&sid.to_be_bytes());
-        x[6..8].copy_from_slice(&plen.to_be_bytes());
-        x[8..].copy_from_slice(&[0x00, 0x57]);
     }
 }
 

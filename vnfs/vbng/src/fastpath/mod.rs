@@ -415,6 +415,8 @@ pub struct FastPath {
     mode: Mode,
     /// A nat44 node sits between the upstream and downstream halves.
     nat: bool,
+    /// IPoE subscribers on the access port ([`FastPath::with_ipoe`]).
+    ipoe: bool,
     local: LocalConfig,
     core: Option<Arc<CoreLink>>,
     /// The core next hop, resolved once per batch (`None` = not yet this batch;
@@ -474,6 +476,7 @@ impl FastPath {
         FastPath {
             mode: Mode::Both,
             nat: false,
+            ipoe: false,
             icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
             local,
             core: None,
@@ -502,6 +505,15 @@ impl FastPath {
     /// upstream half then keeps decapsulated packets for it, and the downstream half
     /// sends no ICMP errors to the core (their quote would carry the translated inside
     /// address). Without it the upstream half sends to the core port itself.
+    /// Serve IPoE subscribers (session id 0 in the tables) on the access port as
+    /// well as PPPoE: plain IPv4 from a subscriber's MAC and VLANs is a session's
+    /// upstream, DHCP to a server (UDP port 67, RFC 2131 §4.1) and ARP go to the
+    /// control plane. Without it, they are `unsupported-ethertype` drops.
+    pub fn with_ipoe(mut self, ipoe: bool) -> FastPath {
+        self.ipoe = ipoe;
+        self
+    }
+
     pub fn with_nat(mut self, nat: bool) -> FastPath {
         self.nat = nat && self.mode != Mode::Both;
         self
@@ -788,11 +800,6 @@ impl FastPath {
         }) else {
             return Next::Drop(E_MALFORMED);
         };
-        match ethertype {
-            EtherType::PPPOE_DISCOVERY => return Next::Punt,
-            EtherType::PPPOE_SESSION => {}
-            _ => return Next::Drop(E_ETHERTYPE),
-        }
         // One tag is the C-VLAN; two are S-VLAN then C-VLAN (as `Vlans::from_stack`).
         let vlans = match tags {
             0 => Vlans::NONE,
@@ -805,6 +812,13 @@ impl FastPath {
                 cvlan: vid[1],
             },
         };
+        match ethertype {
+            EtherType::PPPOE_DISCOVERY => return Next::Punt,
+            EtherType::PPPOE_SESSION => {}
+            EtherType::IPV4 if self.ipoe => return self.upstream_ipoe(p, now_ns, out, l2, vlans),
+            EtherType::ARP if self.ipoe => return Next::Punt,
+            _ => return Next::Drop(E_ETHERTYPE),
+        }
         // PPPoE header (6) + PPP protocol (2).
         let Some(h) = d.get(l2..l2 + 8) else {
             return Next::Drop(E_MALFORMED);
@@ -831,12 +845,71 @@ impl FastPath {
         let Some(&idx) = self.by_key.get(&key) else {
             return Next::Drop(E_NO_SESSION);
         };
+        self.up4(p, now_ns, out, idx, l2 + 8, plen - 2, mac)
+    }
+
+    /// Upstream IPoE (RFC 894 IPv4 from a subscriber's MAC and VLANs): DHCP towards
+    /// a server is punted whether or not the client has a session (DISCOVER and
+    /// REQUEST, and the unicast renewals of bound clients); the rest must belong to a
+    /// session (key: port, MAC, VLANs, session id 0) and then forwards exactly as
+    /// PPPoE's IPv4 does.
+    #[inline]
+    fn upstream_ipoe(
+        &mut self,
+        p: &mut Pkt,
+        now_ns: u64,
+        out: &mut Out,
+        l2: usize,
+        vlans: Vlans,
+    ) -> Next {
+        let d = p.data();
+        let Some(ip) = d.get(l2..l2 + 20) else {
+            return Next::Drop(E_MALFORMED);
+        };
+        let hl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if ip[0] >> 4 != 4 || hl < 20 || total < hl || l2 + total > d.len() {
+            return Next::Drop(E_MALFORMED);
+        }
+        // UDP, first fragment, destination port 67 (bootps).
+        if ip[9] == 17
+            && ip[6] & 0x1f == 0
+            && ip[7] == 0
+            && d.get(l2 + hl + 2..l2 + hl + 4) == Some(&[0, 67])
+        {
+            return Next::Punt;
+        }
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&d[6..12]);
+        let key = pack(p.meta.port, &mac, vlans.svlan, vlans.cvlan, 0);
+        let Some(&idx) = self.by_key.get(&key) else {
+            return Next::Drop(E_NO_SESSION);
+        };
+        self.up4(p, now_ns, out, idx, l2, total, mac)
+    }
+
+    /// Upstream IPv4 of session `idx` (PPPoE or IPoE) at `ip_off`, `ip_len` bytes
+    /// long (the PPPoE payload, or the IPoE datagram): anti-spoofing, policer, the
+    /// BNG's own addresses, TTL, next hop, re-framing to the core.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn up4(
+        &mut self,
+        p: &mut Pkt,
+        now_ns: u64,
+        out: &mut Out,
+        idx: u32,
+        ip_off: usize,
+        ip_len: usize,
+        mac: [u8; 6],
+    ) -> Next {
+        let d = p.data();
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_SESSION);
         };
-        let ip_off = l2 + 8;
-        let ip_len = plen - 2;
-        let ip = &d[ip_off..ip_off + ip_len];
+        let Some(ip) = d.get(ip_off..ip_off + ip_len) else {
+            return Next::Drop(E_MALFORMED);
+        };
         if ip[0] >> 4 != 4
             || usize::from(ip[0] & 0x0f) * 4 < 20
             || usize::from(u16::from_be_bytes([ip[2], ip[3]])) > ip_len
@@ -1019,60 +1092,33 @@ impl FastPath {
         if let Some(ipm) = p.data_mut().get_mut(14..) {
             self.clamp(ipm, mtu);
         }
-        let ntags = key.vlans.tag_count();
-        let hdr = 14 + 4 * ntags + 8;
+        let ah = AccessHdr {
+            dst: key.mac,
+            src: self.cfg.access_mac,
+            vlans: key.vlans,
+            sid,
+        };
+        let hdr = ah.len();
         // Strip our Ethernet header, prepend the access header.
         if p.strip(14).is_err() {
             return Next::Drop(E_MALFORMED);
         }
         dec_ttl(p.data_mut());
-        let amac = self.cfg.access_mac;
         let Ok(h) = p.prepend(hdr) else {
             return Next::Drop(E_HEADROOM);
         };
-        h[0..6].copy_from_slice(&key.mac);
-        h[6..12].copy_from_slice(&amac);
-        let mut o = 12;
-        if key.vlans.svlan != 0 {
-            h[o..o + 4].copy_from_slice(&[
-                0x88,
-                0xa8,
-                (key.vlans.svlan >> 8) as u8,
-                key.vlans.svlan as u8,
-            ]);
-            o += 4;
+        if ah.write(h, ip_len, false).is_none() {
+            return Next::Drop(E_MALFORMED);
         }
-        if key.vlans.cvlan != 0 {
-            h[o..o + 4].copy_from_slice(&[
-                0x81,
-                0x00,
-                (key.vlans.cvlan >> 8) as u8,
-                key.vlans.cvlan as u8,
-            ]);
-            o += 4;
-        }
-        let plen = (ip_len + 2) as u16;
-        let len_at = o + 6;
-        h[o..o + 10].copy_from_slice(&[
-            0x88,
-            0x64,
-            0x11,
-            0x00,
-            (sid >> 8) as u8,
-            sid as u8,
-            (plen >> 8) as u8,
-            plen as u8,
-            0x00,
-            0x21,
-        ]);
         p.meta.l3 = hdr as u16;
         p.meta.user = idx;
         if too_big {
             // Fragments 1..n-1 are queued now, each with a copy of the access header
             // whose PPPoE length is fixed up; this buffer becomes the last one.
+            let len_at = ah.pppoe_len_at();
             let r = fragment4(p, hdr, usize::from(mtu), out, key.port, |f| {
                 let pl = (f.len().saturating_sub(hdr) + 2) as u16;
-                if let Some(x) = f.data_mut().get_mut(len_at..len_at + 2) {
+                if let Some(x) = len_at.and_then(|at| f.data_mut().get_mut(at..at + 2)) {
                     x.copy_from_slice(&pl.to_be_bytes());
                 }
             });

@@ -530,3 +530,89 @@ fn mss_clamped_both_directions_per_session_mtu() {
         assert_eq!(mss_and_csum(&f[14..]), (1460, true));
     }
 }
+
+/// An IPoE frame (RFC 894) from `key`'s MAC with its S-VLAN 10 and C-VLAN 20.
+fn ipoe_frame(key: &AccessKey, ethertype: [u8; 2], payload: &[u8]) -> Vec<u8> {
+    let mut f = alloc::vec![2, 0, 0, 0, 0, 0xa];
+    f.extend_from_slice(&key.mac);
+    f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20]);
+    f.extend_from_slice(&ethertype);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Issue 15 item 5: IPoE sessions (session id 0) on the same node as PPPoE: session
+/// lookup by MAC and VLANs, anti-spoofing, DHCP and ARP to the control plane, and
+/// downstream Ethernet + VLAN framing without PPPoE.
+#[test]
+fn ipoe_upstream_downstream_dhcp_and_arp() {
+    let (fp, key, c) = setup((0, 0));
+    let mut fp = fp.with_ipoe(true);
+    let ipoe = AccessKey {
+        mac: [2, 7, 7, 7, 7, 7],
+        ..key
+    };
+    fp.apply(
+        FibUpdate::Add {
+            idx: 4,
+            key: ipoe,
+            sid: 0,
+            ip: 0x6440_0007,
+            rate: (0, 0),
+            mtu: 1500,
+        },
+        0,
+    );
+    let good = ipv4(0x6440_0007, 0x0808_0808, 64, 10);
+    let mut padded = ipoe_frame(&ipoe, [8, 0], &good);
+    padded.extend_from_slice(&[0; 12]);
+    let spoof = ipoe_frame(&ipoe, [8, 0], &ipv4(0x6440_0005, 0x0808_0808, 64, 10));
+    let stranger = AccessKey {
+        mac: [2, 9, 9, 9, 9, 9],
+        ..key
+    };
+    let unknown = ipoe_frame(&stranger, [8, 0], &good);
+    // A DHCPDISCOVER from a client without a session: UDP 68 -> 67.
+    let mut disc = ipv4(0, 0xffff_ffff, 64, 8 + 240);
+    disc[9] = 17;
+    disc[20..24].copy_from_slice(&[0, 68, 0, 67]);
+    let dhcp = ipoe_frame(&stranger, [8, 0], &disc);
+    let arp = ipoe_frame(&ipoe, [8, 6], &[0; 28]);
+    // PPPoE still works on the same port.
+    let pppoe = up_frame(&key, 0x55, &ipv4(0x6440_0005, 0x0808_0808, 64, 10));
+    let mut cut = ipoe_frame(&ipoe, [8, 0], &good);
+    cut.truncate(22 + 19);
+    let (out, node) = run(
+        &mut fp,
+        0,
+        &[padded, spoof, unknown, dhcp, arp, pppoe, cut],
+        5,
+    );
+    assert_eq!(out.punt.len(), 2, "DHCP and ARP go to the control plane");
+    assert_eq!(node.drops[E_SPOOF as usize], 1);
+    assert_eq!(node.drops[E_NO_SESSION as usize], 1);
+    assert_eq!(node.drops[E_MALFORMED as usize], 1);
+    let up = frames(&out.ports[1]);
+    assert_eq!(up.len(), 2, "the IPoE and the PPPoE datagram");
+    let f = &up[0];
+    assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 0xd]);
+    assert_eq!(&f[12..14], &[8, 0]);
+    assert_eq!(f.len(), 14 + good.len(), "tags and padding gone");
+    assert_eq!(f[14 + 8], 63);
+    assert!(checksum::verify(&f[14..34]));
+    assert_eq!(c.get(4).0, good.len() as u64);
+    // Downstream: Ethernet to the subscriber with its tags, no PPPoE.
+    let down = ipv4(0x0808_0808, 0x6440_0007, 64, 10);
+    let (out, _) = run(&mut fp, 1, &[core_frame(&down)], 6);
+    let d = frames(&out.ports[0]);
+    assert_eq!(d.len(), 1);
+    assert_eq!(&d[0][0..6], &ipoe.mac);
+    assert_eq!(&d[0][6..12], &[2, 0, 0, 0, 0, 0xa]);
+    assert_eq!(&d[0][12..22], &[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20, 8, 0]);
+    assert_eq!(d[0].len(), 22 + down.len());
+    assert_eq!(d[0][22 + 8], 63);
+    // Without IPoE, plain IPv4 on the access port is not ours.
+    let (mut plain, _, _) = setup((0, 0));
+    let (_, node) = run(&mut plain, 0, &[ipoe_frame(&ipoe, [8, 0], &good)], 7);
+    assert_eq!(node.drops[E_ETHERTYPE as usize], 1);
+}

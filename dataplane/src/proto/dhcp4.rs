@@ -583,10 +583,10 @@ pub struct Repr {
     pub siaddr: Ipv4Addr,
     pub giaddr: Ipv4Addr,
     pub chaddr: [u8; 16],
-    /// Server host name, up to the first NUL (at most 63 octets); empty when the field
+    /// Server host name, up to the first NUL (at most 64 octets); empty when the field
     /// carried options (overload).
     pub sname: Vec<u8>,
-    /// Boot file name, up to the first NUL (at most 127 octets); empty when the field
+    /// Boot file name, up to the first NUL (at most 128 octets); empty when the field
     /// carried options (overload).
     pub file: Vec<u8>,
     /// Option 53.
@@ -810,12 +810,12 @@ impl Repr {
     /// options, `other`, option 82 last (RFC 3046 §2.1), end, and pad up to
     /// [`BOOTP_MIN_LEN`]. No overload is used. Fails with `Malformed` on a value the
     /// parser would refuse (so that what is emitted parses back to `self`): `sname`
-    /// over 63 or `file` over 127 octets, an empty list or string option, a short
-    /// client identifier, an MTU below 68, a maximum message size below 576, a bad
-    /// route or relay agent sub-option, or an `other` entry with a known, pad or end
-    /// code.
+    /// over 64 or `file` over 128 octets or holding a NUL, an empty list or string
+    /// option, a short client identifier, an MTU below 68, a maximum message size
+    /// below 576, a bad route or relay agent sub-option, or an `other` entry with a
+    /// known, pad or end code or twice.
     pub fn emit(&self, out: &mut Vec<u8>) -> Result<()> {
-        if self.sname.len() > 63 || self.file.len() > 127 {
+        if self.sname.len() > 64 || self.file.len() > 128 {
             return Err(Error::Malformed);
         }
         if self.sname.contains(&0) || self.file.contains(&0) {
@@ -1309,7 +1309,7 @@ mod tests {
                 ..Repr::default()
             },
             Repr {
-                sname: vec![b'a'; 64],
+                sname: vec![b'a'; 65],
                 ..Repr::default()
             },
             Repr {

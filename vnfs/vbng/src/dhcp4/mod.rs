@@ -33,6 +33,7 @@
 
 pub mod config;
 pub mod journal;
+pub mod wire;
 
 pub use config::{Dhcp4Config, RouteConfig};
 

@@ -1,8 +1,9 @@
 //! Drives every `dataplane::proto` parser over arbitrary bytes: the views and their
 //! getters, `Repr::parse` (and emit → parse where it must round-trip), the VLAN and
 //! IPv6 extension-header walks, the option iterators, the in-place rewrites (TTL,
-//! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation and
-//! the NAT44 stage with its fragment path. Any panic is a bug.
+//! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation, the
+//! NAT44 stage with its fragment path, and the DHCPv4 round trip with the relay
+//! agent's option 82 edits. Any panic is a bug.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
 //! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
@@ -23,6 +24,7 @@ pub fn exercise_all(b: &[u8]) {
     exercise_icmpv6(b, &Ipv6Addr::LOCALHOST, &Ipv6Addr::UNSPECIFIED);
     exercise_udp(b);
     exercise_tcp(b);
+    exercise_dhcp4_all(b);
 }
 
 pub fn exercise_l2(b: &[u8]) {
@@ -482,4 +484,71 @@ pub fn exercise_nat44(b: &[u8]) {
         );
     }
     assert_eq!(pool.available(), before, "nat44 leaked buffers");
+}
+
+/// DHCPv4 over arbitrary bytes twice: as a whole message, and as the options of a
+/// message whose header comes from the first bytes (so that short inputs, which an
+/// empty corpus starts with, reach the option parsers).
+pub fn exercise_dhcp4_all(b: &[u8]) {
+    use dataplane::proto::dhcp4::{HEADER_LEN, MAGIC_COOKIE};
+    exercise_dhcp4(b);
+    let (head, opts) = b.split_at(b.len().min(8));
+    let mut m = vec![0u8; HEADER_LEN];
+    m[..head.len()].copy_from_slice(head);
+    m.extend_from_slice(&MAGIC_COOKIE);
+    m.extend_from_slice(opts);
+    exercise_dhcp4(&m);
+}
+
+/// DHCPv4: the checked view and its option walk; for what parses, emit → parse must
+/// give the same [`dhcp4::Repr`]; option 82 inserted by a relay agent parses back and
+/// removing it restores the message.
+pub fn exercise_dhcp4(b: &[u8]) {
+    use dataplane::proto::dhcp4;
+    let Ok(p) = dhcp4::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (p.op(), p.htype(), p.hlen(), p.hops(), p.xid(), p.secs());
+    let _ = (p.flags(), p.ciaddr(), p.yiaddr(), p.siaddr(), p.giaddr());
+    let _ = (p.chaddr(), p.client_mac(), p.sname().len(), p.file().len());
+    let _ = (p.overload(), p.message_type(), p.options().count());
+    let mut scratch = Vec::new();
+    let removed = dhcp4::remove_relay_agent_info(b, &mut scratch).expect("checked message");
+    assert!(dhcp4::Packet::new_checked(&scratch).is_ok());
+    let Ok(r) = dhcp4::Repr::parse(&p) else {
+        let _ = removed;
+        return;
+    };
+    let mut out = Vec::new();
+    r.emit(&mut out).expect("a parsed message emits");
+    let r2 = dhcp4::Repr::parse_bytes(&out).expect("an emitted message parses");
+    assert_eq!(r, r2, "emit → parse changed the message");
+
+    let info = dhcp4::RelayAgentInfo {
+        circuit_id: Some(b"access0:100.7".to_vec()),
+        remote_id: Some(vec![2, 0, 0, 0, 0, 9]),
+        other: Vec::new(),
+    };
+    let mut with = Vec::new();
+    match dhcp4::insert_relay_agent_info(&out, &info, &mut with) {
+        Ok(()) => {
+            assert!(r.relay_agent_info.is_none());
+            let rw = dhcp4::Repr::parse_bytes(&with).expect("inserted option 82 parses");
+            assert_eq!(rw.relay_agent_info.as_ref(), Some(&info));
+            assert_eq!(
+                dhcp4::Repr {
+                    relay_agent_info: None,
+                    ..rw
+                },
+                r
+            );
+            let mut without = Vec::new();
+            let v = dhcp4::remove_relay_agent_info(&with, &mut without)
+                .expect("remove")
+                .expect("option 82 present");
+            assert_eq!(dhcp4::RelayAgentInfo::parse(&v).as_ref(), Ok(&info));
+            assert_eq!(dhcp4::Repr::parse_bytes(&without).as_ref(), Ok(&r));
+        }
+        Err(_) => assert!(r.relay_agent_info.is_some()),
+    }
 }

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod corelink;
+pub mod dhcp4;
 pub mod fastpath;
 pub mod fsm;
 pub mod icmp;

@@ -674,7 +674,7 @@ fn addr4(v: &[u8]) -> Result<Ipv4Addr> {
 }
 
 fn addrs(v: &[u8]) -> Result<Vec<Ipv4Addr>> {
-    if v.is_empty() || v.len() % 4 != 0 {
+    if v.is_empty() || !v.len().is_multiple_of(4) {
         return Err(Error::Malformed);
     }
     v.chunks(4).map(addr4).collect()

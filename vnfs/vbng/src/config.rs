@@ -142,6 +142,66 @@ pub struct Config {
     pub cgnat: Option<CgnatSection>,
     /// Prometheus/CLI listen address (binary), `ip:port`.
     pub listen: Option<SocketAddr>,
+    /// IPoE subscribers (DHCPv4) on the access port besides PPPoE; absent = PPPoE
+    /// only.
+    pub ipoe: Option<IpoeSection>,
+}
+
+/// What an IPoE subscriber's AAA user name is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IpoeUsername {
+    /// The client's MAC address as `aa:bb:cc:dd:ee:ff`.
+    #[default]
+    Mac,
+    /// The Agent Circuit ID a relay or access node inserted (RFC 3046 §3.1), as text.
+    CircuitId,
+    /// The Agent Remote ID (RFC 3046 §3.2), as text.
+    RemoteId,
+}
+
+/// `[ipoe]`: IPoE subscribers (RFC 894 IPv4 over Ethernet, single or QinQ VLANs),
+/// created by the built-in DHCPv4 server (`[ipoe.dhcp]`, RFC 2131) and authorised
+/// like PPPoE subscribers: RADIUS (User-Name from [`IpoeUsername`], User-Password
+/// `password`) or the local `users`, or not at all with `authorize = false`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpoeSection {
+    /// The AAA user name: `mac` (default), `circuit-id` or `remote-id`.
+    pub username: IpoeUsername,
+    /// The password sent with it (RADIUS User-Password) or checked against `users`.
+    pub password: Password,
+    /// `false`: no AAA, every client is accepted with the default rate.
+    pub authorize: bool,
+    /// The DHCPv4 server: subnet gateway, pools (apart from the PPPoE pools), DNS,
+    /// lease times, options.
+    pub dhcp: crate::dhcp4::Dhcp4Config,
+}
+
+impl Default for IpoeSection {
+    fn default() -> Self {
+        let mut dhcp = crate::dhcp4::Dhcp4Config {
+            gateway: Net4 {
+                addr: Ipv4Addr::new(100, 72, 0, 1),
+                len: 16,
+            },
+            ..Default::default()
+        };
+        for p in &mut dhcp.pools {
+            p.ranges = Range4::new(
+                Ipv4Addr::new(100, 72, 0, 2),
+                Ipv4Addr::new(100, 72, 255, 254),
+            )
+            .into_iter()
+            .collect();
+        }
+        IpoeSection {
+            username: IpoeUsername::Mac,
+            password: Password::default(),
+            authorize: true,
+            dhcp,
+        }
+    }
 }
 
 impl Default for Config {
@@ -197,6 +257,7 @@ impl Default for Config {
             icmp_burst: 100,
             cgnat_public: None,
             cgnat: None,
+            ipoe: None,
             listen: None,
         }
     }
@@ -678,12 +739,65 @@ impl Config {
         Ok(Some(c))
     }
 
+    /// `[ipoe]`: the DHCP server's own checks, and its pools apart from the PPPoE
+    /// pools and the CGNAT outside pool.
+    pub fn validate_ipoe(&self) -> Result<(), ConfigError> {
+        let Some(i) = &self.ipoe else {
+            return Ok(());
+        };
+        i.dhcp
+            .validate()
+            .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;
+        let nat = self.nat_config(1)?;
+        let outside = match &nat {
+            Some(c) => c.pool_ranges().unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for d in &i.dhcp.pools {
+            for r in &d.ranges {
+                let (lo, hi) = r.bounds();
+                for p in &self.pools {
+                    for q in &p.ranges {
+                        let (a, b) = q.bounds();
+                        if a <= hi && lo <= b {
+                            return Err(ConfigError(alloc::format!(
+                                "ipoe.dhcp.pools ({}): overlaps subscriber pool {:?} ({q})",
+                                d.name,
+                                p.name
+                            )));
+                        }
+                    }
+                }
+                for &(a, b) in &outside {
+                    if a <= hi && lo <= b {
+                        return Err(ConfigError(alloc::format!(
+                            "ipoe.dhcp.pools ({}): overlaps the CGNAT outside pool",
+                            d.name
+                        )));
+                    }
+                }
+                if (lo..=hi).contains(&u32::from(self.gateway)) {
+                    return Err(ConfigError(alloc::format!(
+                        "ipoe.dhcp.pools ({}): holds the PPPoE gateway {}",
+                        d.name,
+                        self.gateway
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The BNG's own IPv4 addresses: never a subscriber's (gateway, core address and
     /// core gateway).
     pub fn own_addresses(&self) -> Vec<Ipv4Addr> {
         let mut v = vec![self.gateway];
         v.extend(self.core_ip.map(|n| n.addr));
         v.extend(self.core_gateway);
+        if let Some(i) = &self.ipoe {
+            v.push(i.dhcp.gateway.addr);
+            v.extend(i.dhcp.server_id);
+        }
         v
     }
 
@@ -863,6 +977,7 @@ impl Config {
             r.validate()?;
         }
         self.nat_config(1)?;
+        self.validate_ipoe()?;
         if !(64..=MAX_PAYLOAD).contains(&self.max_payload) {
             return Err(ConfigError(alloc::format!(
                 "max_payload must be 64 to {MAX_PAYLOAD}"

@@ -1173,6 +1173,8 @@ pub mod terminate_cause {
     pub const ADMIN_RESET: u32 = 6;
     /// NAS Request.
     pub const NAS_REQUEST: u32 = 10;
+    /// User Error (an IPoE client declined its DHCP address, RFC 2131 §4.3.3).
+    pub const USER_ERROR: u32 = 17;
 }
 
 /// Build an Accounting-Request (RFC 2866 §4.1) with Gigawords (RFC 2869 §5.1).

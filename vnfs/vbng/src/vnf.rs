@@ -199,11 +199,13 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
     };
     let qcap = (n as usize * 2).max(1024);
     let nat = nat_cfg.is_some();
+    let ipoe_gw = cp.ipoe_gateway();
     let half = |mode: Mode, q: &Arc<UpdateQueue>| {
         let mut fp = FastPath::new(fcfg.clone(), q.clone(), counters.clone())
             .with_mode(mode)
             .with_nat(nat)
             .with_local(local)
+            .with_ipoe(ipoe_gw)
             .with_core_ip6(cfg.core_ip6);
         if let Some(c) = &core_link {
             fp = fp.with_core_link(c.clone());

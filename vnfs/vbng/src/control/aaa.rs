@@ -60,8 +60,8 @@ impl ControlPlane {
         let fallback = self.local_fallback;
         if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
             e.user = c.user().to_vec();
-            if fallback {
-                e.pending_creds = Some(c.clone());
+            if let (true, Some(p)) = (fallback, e.ppp_mut()) {
+                p.pending_creds = Some(c.clone());
             }
         }
         if self.radius.is_some() {
@@ -97,11 +97,13 @@ impl ControlPlane {
     pub(super) fn reject(&mut self, idx: u32, now: u64) {
         self.stats.auth_reject += 1;
         let link = self.link.clone();
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+        let Some(p) = self.ppp_mut(idx) else {
+            // IPoE: no lease for a subscriber that was refused.
+            self.remove_with(idx, radius::terminate_cause::NAS_REQUEST, false, now);
             return;
         };
         let mut ev = Vec::new();
-        e.link.auth_result(
+        p.link.auth_result(
             &link,
             false,
             0,
@@ -116,7 +118,21 @@ impl ControlPlane {
     pub(super) fn accept(&mut self, idx: u32, reply: Reply, now: u64) {
         // Only a session waiting for its verdict takes an address: a second accept
         // (a late or duplicated answer) must not leak the first one.
-        if !matches!(self.slots.get(idx as usize), Some(Some(e)) if e.link.phase == Phase::Aaa) {
+        let default_rate = self.default_rate;
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if !e.waiting_for_aaa() {
+            return;
+        }
+        if let Access::Ipoe(i) = &mut e.access {
+            // IPoE: the address comes with the DHCP lease (`[ipoe]` pools); the
+            // reply brings the rate, timeouts, Class and interim interval.
+            i.authorized = true;
+            e.rate = reply.rate.unwrap_or(default_rate);
+            e.reply = reply;
+            self.stats.auth_accept += 1;
+            self.ipoe_authorized(idx, now);
             return;
         }
         // Address: Framed-IP-Address (0xFFFFFFFE/0xFFFFFFFF: the NAS chooses, RFC 2865
@@ -152,7 +168,6 @@ impl ControlPlane {
         };
         self.stats.auth_accept += 1;
         let link = self.link.clone();
-        let default_rate = self.default_rate;
         let iid = (
             (u64::from(self.rng.u32()) << 32) | u64::from(self.rng.u32()),
             u64::from(ip) | 0x0200_0000_0000_0000,
@@ -165,10 +180,12 @@ impl ControlPlane {
         e.prefix6 = prefix6;
         e.ip = ip;
         e.rate = reply.rate.unwrap_or(default_rate);
-        let mut ev = Vec::new();
-        e.link
-            .auth_result(&link, true, ip, iid, b"welcome", now, &mut ev);
         e.reply = reply;
+        let mut ev = Vec::new();
+        if let Some(p) = e.ppp_mut() {
+            p.link
+                .auth_result(&link, true, ip, iid, b"welcome", now, &mut ev);
+        }
         self.events(idx, ev, now);
     }
 
@@ -187,10 +204,10 @@ impl ControlPlane {
             let upd = FibUpdate::Add {
                 idx,
                 key: e.key,
-                sid: e.sid,
+                sid: e.sid(),
                 ip: e.ip,
                 rate: e.rate,
-                mtu: e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru),
+                mtu: e.mtu(),
             };
             self.fib.push(upd);
             return;
@@ -211,7 +228,7 @@ impl ControlPlane {
         e.ipv4_up = false;
         // IPCP finished before it ever opened while IPv6CP is open: an IPv6-only
         // session, installed now.
-        if !e.installed && e.ipv6_up && !e.link.ipcp_alive() {
+        if !e.installed && e.ipv6_up && !e.ppp().is_some_and(|p| p.link.ipcp_alive()) {
             self.install(idx, now);
         }
     }
@@ -247,10 +264,10 @@ impl ControlPlane {
         let upd = FibUpdate::Add {
             idx,
             key: e.key,
-            sid: e.sid,
+            sid: e.sid(),
             ip: if e.ipv4_up { e.ip } else { 0 },
             rate: e.rate,
-            mtu: e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru),
+            mtu: e.mtu(),
         };
         self.counters.reset(idx);
         self.fib.push(upd);
@@ -323,8 +340,8 @@ impl ControlPlane {
                     let Some(idx) = self.by_tag(tag) else {
                         continue;
                     };
-                    if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
-                        e.pending_creds = None;
+                    if let Some(p) = self.ppp_mut(idx) {
+                        p.pending_creds = None;
                     }
                     if code == rcode::ACCESS_ACCEPT {
                         self.accept(idx, *reply, now);
@@ -375,10 +392,7 @@ impl ControlPlane {
     }
 
     pub(super) fn aaa_timeout(&mut self, idx: u32, now: u64) {
-        let creds = match self.slots.get_mut(idx as usize) {
-            Some(Some(e)) => e.pending_creds.take(),
-            _ => None,
-        };
+        let creds = self.ppp_mut(idx).and_then(|p| p.pending_creds.take());
         match creds {
             Some(c) if self.local_fallback => self.verify_local(idx, &c, now),
             _ => self.reject(idx, now),

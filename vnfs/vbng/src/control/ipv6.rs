@@ -55,7 +55,7 @@ impl ControlPlane {
         // IPCP still negotiates, its opening installs the session (one update, with
         // the address) and the /64 waits for it.
         if matches!(self.slots.get(idx as usize),
-            Some(Some(e)) if !e.installed && !e.link.ipcp_alive())
+            Some(Some(e)) if !e.installed && !e.ppp().is_some_and(|p| p.link.ipcp_alive()))
         {
             self.install(idx, now);
         }
@@ -66,7 +66,10 @@ impl ControlPlane {
         if e.prefix6 == 0 {
             return;
         }
-        let router_iid = e.link.ipv6cp.as_ref().map_or(0, |f| f.neg.our_id);
+        let router_iid = e
+            .ppp()
+            .and_then(|p| p.link.ipv6cp.as_ref())
+            .map_or(0, |f| f.neg.our_id);
         self.fib.push(FibUpdate::Add6 {
             idx,
             prefix: e.prefix6,
@@ -82,13 +85,17 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some(our_iid) = e.link.ipv6cp.as_ref().map(|f| f.neg.our_id) else {
+        let Some(our_iid) = e
+            .ppp()
+            .and_then(|p| p.link.ipv6cp.as_ref())
+            .map(|f| f.neg.our_id)
+        else {
             return;
         };
         if !e.ipv6_up || e.prefix6 == 0 {
             return;
         }
-        let mtu = e.link.lcp.neg.our_mru.min(e.link.lcp.neg.peer_mru);
+        let mtu = e.mtu();
         let p = crate::nd::RaParams {
             prefix: e.prefix6,
             router_lifetime_s: self.ra.router_lifetime_s,
@@ -115,9 +122,8 @@ impl ControlPlane {
     pub(super) fn ipv6_input(&mut self, idx: u32, ip: &[u8], now: u64) {
         let (our_ll, up) = match self.slots.get(idx as usize) {
             Some(Some(e)) => (
-                e.link
-                    .ipv6cp
-                    .as_ref()
+                e.ppp()
+                    .and_then(|p| p.link.ipv6cp.as_ref())
                     .map(|f| crate::nd::link_local(f.neg.our_id)),
                 e.ipv6_up,
             ),

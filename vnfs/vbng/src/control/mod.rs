@@ -66,6 +66,7 @@ use hashbrown::HashMap;
 // The AAA side (RADIUS or local users, accounting, CoA/Disconnect) and IPv6 (RA,
 // ND, /64s) of the control plane: more `impl ControlPlane` blocks.
 mod aaa;
+mod ipoe;
 mod ipv6;
 
 /// A change to the fast-path tables.
@@ -253,11 +254,18 @@ pub struct ControlStats {
     /// RFC 2516 §5.4): the old session gets its Accounting-Stop (Lost-Carrier) and the
     /// new PADR a new session id.
     pub stale_replaced: u64,
+    /// IPoE clients without the option 82 sub-option their user name is made of.
+    pub ipoe_no_username: u64,
+    /// ARP replies sent for the IPoE gateway and subnet (proxy ARP).
+    pub ipoe_arp_replies: u64,
+    /// ARP on the access port not answered (probes, gratuitous, replies, outside the
+    /// IPoE subnet, sender MAC not the frame's).
+    pub ipoe_arp_ignored: u64,
 }
 
 impl ControlStats {
     /// Every counter by name (the field names), for reports and tables.
-    pub fn fields(&self) -> [(&'static str, u64); 29] {
+    pub fn fields(&self) -> [(&'static str, u64); 32] {
         [
             ("sessions_created", self.sessions_created),
             ("sessions_up", self.sessions_up),
@@ -288,6 +296,9 @@ impl ControlStats {
             ("framed_ip_in_use", self.framed_ip_in_use),
             ("framed_ipv6_refused", self.framed_ipv6_refused),
             ("stale_replaced", self.stale_replaced),
+            ("ipoe_no_username", self.ipoe_no_username),
+            ("ipoe_arp_replies", self.ipoe_arp_replies),
+            ("ipoe_arp_ignored", self.ipoe_arp_ignored),
         ]
     }
 }
@@ -395,20 +406,22 @@ pub struct SessionInfo {
     pub counters: (u64, u64, u64, u64),
 }
 
+/// A subscriber: the core every access protocol shares (identity, addresses, rate,
+/// AAA reply, timers, accounting, fast-path state) plus [`Access`], what only its
+/// access protocol knows.
 #[derive(Debug, Clone)]
 struct Entry {
     gen: u32,
     key: AccessKey,
-    sid: u16,
-    relay: Option<Vec<u8>>,
-    link: PppSession,
+    access: Access,
     user: Vec<u8>,
     ip: u32,
     /// The session's /64 (upper 64 bits; 0 = none).
     prefix6: u64,
-    /// IPv6CP open: the /64 is installed in the fast path and announced.
+    /// IPv6 open (IPv6CP): the /64 is installed in the fast path and announced.
     ipv6_up: bool,
-    /// IPCP open: the address is routed to the session in the fast path.
+    /// IPv4 open (IPCP, or a bound DHCP lease): the address is routed to the session
+    /// in the fast path.
     ipv4_up: bool,
     /// Next unsolicited Router Advertisement.
     next_ra: Option<u64>,
@@ -423,6 +436,24 @@ struct Entry {
     idle: Option<(u64, u64, u64)>, // (timeout ms, last activity, last counter sum)
     acct_started: bool,
     installed: bool,
+}
+
+/// The access protocol's part of a subscriber.
+#[derive(Debug, Clone)]
+enum Access {
+    /// PPP over Ethernet (RFC 2516). Boxed: an IPoE subscriber does not carry the
+    /// room of a PPP link.
+    Pppoe(alloc::boxed::Box<Ppp>),
+    /// IP over Ethernet, addressed by DHCP (RFC 2131).
+    Ipoe(Ipoe),
+}
+
+/// A PPPoE session's own state.
+#[derive(Debug, Clone)]
+struct Ppp {
+    sid: u16,
+    relay: Option<Vec<u8>>,
+    link: PppSession,
     pending_creds: Option<Credentials>,
     /// The PADS frame, resent if the host retransmits its PADR (our PADS was lost).
     /// Cleared by the host's first session frame: from then on the host has our
@@ -432,6 +463,69 @@ struct Entry {
     /// Half-open (before the Network phase): ended at this time unless waiting for
     /// AAA.
     half_open: Option<u64>,
+}
+
+/// An IPoE subscriber's own state.
+#[derive(Debug, Clone)]
+pub(super) struct Ipoe {
+    /// When the DHCP lease runs out (ms); renewals move it.
+    pub(super) lease_expires: u64,
+    /// The access MTU (Ethernet: 1500).
+    pub(super) mtu: u16,
+    /// AAA accepted the subscriber.
+    pub(super) authorized: bool,
+    /// Until the lease is bound: ended at this time (the PPPoE half-open limits).
+    pub(super) half_open: Option<u64>,
+}
+
+impl Entry {
+    /// The PPPoE session id; 0 for IPoE (never a PPPoE session's, RFC 2516 §4).
+    fn sid(&self) -> u16 {
+        match &self.access {
+            Access::Pppoe(p) => p.sid,
+            Access::Ipoe(_) => 0,
+        }
+    }
+
+    fn ppp(&self) -> Option<&Ppp> {
+        match &self.access {
+            Access::Pppoe(p) => Some(p),
+            Access::Ipoe(_) => None,
+        }
+    }
+
+    fn ppp_mut(&mut self) -> Option<&mut Ppp> {
+        match &mut self.access {
+            Access::Pppoe(p) => Some(p),
+            Access::Ipoe(_) => None,
+        }
+    }
+
+    /// The session's MTU: for PPP the smaller of the MRUs LCP agreed (RFC 1661
+    /// §6.1), for IPoE the access link's.
+    fn mtu(&self) -> u16 {
+        match &self.access {
+            Access::Pppoe(p) => p.link.lcp.neg.our_mru.min(p.link.lcp.neg.peer_mru),
+            Access::Ipoe(i) => i.mtu,
+        }
+    }
+
+    /// Whether the session waits for its AAA verdict.
+    fn waiting_for_aaa(&self) -> bool {
+        match &self.access {
+            Access::Pppoe(p) => p.link.phase == Phase::Aaa,
+            Access::Ipoe(i) => !i.authorized,
+        }
+    }
+
+    /// The PPP phase, or "up" for IPoE.
+    fn phase(&self) -> &'static str {
+        match &self.access {
+            Access::Pppoe(p) => p.link.phase.as_str(),
+            Access::Ipoe(i) if i.authorized => "up",
+            Access::Ipoe(_) => "aaa",
+        }
+    }
 }
 
 /// Router Advertisement settings (RFC 4861 §6.2.1).
@@ -480,6 +574,8 @@ pub struct ControlPlane {
     /// Per slot: the deadline of its live entry in `timers` (`u64::MAX` = none).
     timer_at: Vec<u64>,
     half_open: HalfOpen,
+    /// IPoE subscribers and their DHCPv4 server (`[ipoe]`).
+    ipoe: Option<ipoe::IpoeCtl>,
     /// Counters.
     pub stats: ControlStats,
 }
@@ -706,6 +802,10 @@ impl ControlPlane {
                 timeout_ms: u64::from(cfg.half_open_timeout_s) * 1000,
                 ..HalfOpen::default()
             },
+            ipoe: match &cfg.ipoe {
+                Some(i) => Some(ipoe::IpoeCtl::new(i)?),
+                None => None,
+            },
             stats: ControlStats::default(),
         })
     }
@@ -827,11 +927,19 @@ impl ControlPlane {
         f
     }
 
+    /// Session `idx`'s PPPoE state, if it is a PPPoE session.
+    fn ppp_mut(&mut self, idx: u32) -> Option<&mut Ppp> {
+        self.slots
+            .get_mut(idx as usize)
+            .and_then(|s| s.as_mut())
+            .and_then(|e| e.ppp_mut())
+    }
+
     pub(super) fn send_ppp(&mut self, idx: u32, ppp: &[u8]) {
         let Some(Some(e)) = self.slots.get(idx as usize) else {
             return;
         };
-        let (key, sid) = (e.key, e.sid);
+        let (key, sid) = (e.key, e.sid());
         let mut p = Vec::with_capacity(PPPOE_HLEN + ppp.len());
         p.extend_from_slice(&[0x11, 0]);
         p.extend_from_slice(&sid.to_be_bytes());
@@ -859,14 +967,18 @@ impl ControlPlane {
         // RFC 2516 §5: discovery frames come to us or (PADI, §5.1) to broadcast;
         // session frames to us. Frames for another host on a shared segment are not
         // ours to answer.
-        let broadcast_ok =
-            eth.ethertype == EtherType::PPPOE_DISCOVERY && eth.dst_addr.is_broadcast();
+        let broadcast_ok = eth.dst_addr.is_broadcast()
+            && (eth.ethertype == EtherType::PPPOE_DISCOVERY
+                || (self.ipoe.is_some()
+                    && matches!(eth.ethertype, EtherType::IPV4 | EtherType::ARP)));
         if eth.dst_addr.0 != self.our_mac && !broadcast_ok {
             self.stats.not_for_us += 1;
             return;
         }
         match eth.ethertype {
             EtherType::PPPOE_DISCOVERY => self.discovery(&key, payload, now),
+            EtherType::IPV4 => self.ipoe_input(&key, frame, now),
+            EtherType::ARP => self.ipoe_arp(&key, payload, now),
             EtherType::PPPOE_SESSION => {
                 let Ok(p) = PppoePacket::new_checked(payload) else {
                     self.stats.malformed += 1;
@@ -881,8 +993,8 @@ impl ControlPlane {
                     return;
                 };
                 // The host speaks on the session: it has our PADS.
-                if let Some(Some(e)) = self.slots.get_mut(idx as usize) {
-                    e.pads = None;
+                if let Some(p) = self.ppp_mut(idx) {
+                    p.pads = None;
                 }
                 if let [0x00, 0x57, ip @ ..] = p.payload() {
                     // IPv6 punted by the fast path: ND over PPP (RFC 5072 §5).
@@ -930,8 +1042,8 @@ impl ControlPlane {
             match self.slots.get(idx as usize) {
                 // A retransmitted PADR (RFC 2516 §5.4): the host has not spoken on
                 // the session yet, so our PADS was lost; send the same one again.
-                Some(Some(e)) if e.pads.is_some() => {
-                    if let Some(f) = e.pads.clone() {
+                Some(Some(e)) if e.ppp().is_some_and(|p| p.pads.is_some()) => {
+                    if let Some(f) = e.ppp().and_then(|p| p.pads.clone()) {
                         self.tx.push((key.port, f));
                     }
                     return;
@@ -983,9 +1095,15 @@ impl ControlPlane {
         let e = Entry {
             gen: self.gen,
             key: *key,
-            sid,
-            relay: req.relay_session_id,
-            link: ppp,
+            access: Access::Pppoe(alloc::boxed::Box::new(Ppp {
+                sid,
+                relay: req.relay_session_id,
+                link: ppp,
+                pending_creds: None,
+                pads: Some(f),
+                host_uniq: hu.clone(),
+                half_open: Some(now + self.half_open.timeout_ms),
+            })),
             user: Vec::new(),
             ip: 0,
             prefix6: 0,
@@ -1002,10 +1120,6 @@ impl ControlPlane {
             idle: None,
             acct_started: false,
             installed: false,
-            pending_creds: None,
-            pads: Some(f),
-            host_uniq: hu.clone(),
-            half_open: Some(now + self.half_open.timeout_ms),
         };
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
@@ -1019,11 +1133,15 @@ impl ControlPlane {
 
     pub(super) fn link_input(&mut self, idx: u32, ppp: &[u8], now: u64) {
         let link = &self.link;
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+        let Some(Some(Access::Pppoe(p))) = self
+            .slots
+            .get_mut(idx as usize)
+            .map(|s| s.as_mut().map(|e| &mut e.access))
+        else {
             return;
         };
         let mut ev = Vec::new();
-        if e.link
+        if p.link
             .input(link, &mut self.rng, ppp, now, &mut ev)
             .is_err()
         {
@@ -1036,9 +1154,12 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get(idx as usize) else {
             return;
         };
-        let mut d = e.link.deadline();
+        let mut d = e.ppp().and_then(|p| p.link.deadline());
         // The half-open deadline does not run while AAA decides.
-        let half_open = e.half_open.filter(|_| e.link.phase != Phase::Aaa);
+        let half_open = match &e.access {
+            Access::Pppoe(p) => p.half_open.filter(|_| p.link.phase != Phase::Aaa),
+            Access::Ipoe(i) => i.half_open.filter(|_| i.authorized),
+        };
         for x in [
             e.next_interim,
             e.hard_deadline,
@@ -1078,18 +1199,21 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        let key = e.key;
+        let Some(p) = e.ppp_mut() else {
+            return;
+        };
         let setup = matches!(
-            e.link.phase,
+            p.link.phase,
             Phase::Establish | Phase::Authenticate | Phase::Aaa
         );
-        let key = e.key;
-        match (e.half_open.is_some(), setup) {
+        match (p.half_open.is_some(), setup) {
             (true, false) => {
-                e.half_open = None;
+                p.half_open = None;
                 self.half_open.leave(&key);
             }
             (false, true) => {
-                e.half_open = Some(now + timeout);
+                p.half_open = Some(now + timeout);
                 self.half_open.enter(&key);
             }
             _ => {}
@@ -1135,7 +1259,7 @@ impl ControlPlane {
             self.fib.push(FibUpdate::Remove {
                 idx,
                 key: e.key,
-                sid: e.sid,
+                sid: e.sid(),
                 ip: e.ip,
             });
         }
@@ -1185,8 +1309,8 @@ impl ControlPlane {
         let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else {
             return;
         };
-        if send_padt {
-            let p = self.disc.padt(e.sid, e.relay.as_deref(), None);
+        if let (true, Some(p)) = (send_padt, e.ppp()) {
+            let p = self.disc.padt(p.sid, p.relay.as_deref(), None);
             let f = self.frame(&e.key, EtherType::PPPOE_DISCOVERY, &p);
             self.tx.push((e.key.port, f));
         }
@@ -1194,11 +1318,12 @@ impl ControlPlane {
             self.fib.push(FibUpdate::Remove {
                 idx,
                 key: e.key,
-                sid: e.sid,
+                sid: e.sid(),
                 ip: e.ip,
             });
         }
-        if e.ip != 0 {
+        // An IPoE address belongs to its DHCP lease: the DHCP server takes it back.
+        if e.ip != 0 && e.ppp().is_some() {
             self.pools.free(Ipv4Addr::from(e.ip));
         }
         if e.prefix6 != 0 {
@@ -1210,27 +1335,39 @@ impl ControlPlane {
             }
             self.pools6.free(Prefix64(e.prefix6));
         }
-        if e.half_open.is_some() {
-            self.half_open.leave(&e.key);
-        }
         if let Some(at) = self.timer_at.get_mut(idx as usize) {
             *at = u64::MAX;
         }
-        self.by_key.remove(&(e.key, e.sid));
-        if self.by_host.get(&(e.key, e.host_uniq.clone())) == Some(&idx) {
-            self.by_host.remove(&(e.key, e.host_uniq));
+        self.by_key.remove(&(e.key, e.sid()));
+        match e.access {
+            Access::Pppoe(p) => {
+                if p.half_open.is_some() {
+                    self.half_open.leave(&e.key);
+                }
+                if self.by_host.get(&(e.key, p.host_uniq.clone())) == Some(&idx) {
+                    self.by_host.remove(&(e.key, p.host_uniq));
+                }
+            }
+            Access::Ipoe(i) => {
+                if i.half_open.is_some() {
+                    self.half_open.leave(&e.key);
+                }
+                if let Some(c) = self.ipoe.as_mut() {
+                    c.held.remove(&idx);
+                }
+            }
         }
         self.free.push(idx);
         self.stats.sessions_ended += 1;
     }
 
-    /// Terminate a session from our side (LCP Terminate-Request + PADT).
+    /// Terminate a session from our side (PPPoE: LCP Terminate-Request + PADT;
+    /// IPoE: the lease is revoked).
     pub fn terminate(&mut self, idx: u32, cause: u32, now: u64) {
-        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
-            return;
-        };
         let mut ev = Vec::new();
-        e.link.terminate(now, &mut ev);
+        if let Some(p) = self.ppp_mut(idx) {
+            p.link.terminate(now, &mut ev);
+        }
         for x in ev {
             if let SessEvent::Send(f) = x {
                 self.send_ppp(idx, &f);
@@ -1254,6 +1391,7 @@ impl ControlPlane {
             }
             self.poll_session(idx, now);
         }
+        self.poll_ipoe(now);
         self.poll_radius(now);
     }
 
@@ -1264,16 +1402,28 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        if e.half_open.is_some_and(|d| d <= now) && e.link.phase != Phase::Aaa {
+        if let Access::Ipoe(i) = &e.access {
+            if i.half_open.is_some_and(|d| d <= now) && i.authorized {
+                // Authorised but no lease bound in time: the slot goes back.
+                self.stats.half_open_expired += 1;
+                self.remove_with(idx, radius::terminate_cause::NAS_REQUEST, false, now);
+                return;
+            }
+        }
+        let ppp = e.ppp_mut();
+        if ppp
+            .as_ref()
+            .is_some_and(|p| p.half_open.is_some_and(|d| d <= now) && p.link.phase != Phase::Aaa)
+        {
             // Not in the Network phase in time (RFC 1661 §3.2): a stalled or spoofed
             // setup gives its slot back.
             self.stats.half_open_expired += 1;
             self.terminate(idx, radius::terminate_cause::NAS_REQUEST, now);
             return;
         }
-        if e.link.deadline().is_some_and(|d| d <= now) {
+        if let Some(p) = ppp.filter(|p| p.link.deadline().is_some_and(|d| d <= now)) {
             let mut ev = Vec::new();
-            e.link.poll(&link, &mut self.rng, now, &mut ev);
+            p.link.poll(&link, &mut self.rng, now, &mut ev);
             self.events(idx, ev, now);
         }
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
@@ -1332,10 +1482,8 @@ impl ControlPlane {
     pub fn deadline(&self) -> Option<u64> {
         let t = self.timers.peek().map(|Reverse((t, _))| *t);
         let r = self.radius.as_ref().and_then(|r| r.deadline());
-        match (t, r) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let d = self.ipoe.as_ref().and_then(|i| i.server.next_deadline());
+        [t, r, d].into_iter().flatten().min()
     }
 
     /// All sessions.
@@ -1351,9 +1499,9 @@ impl ControlPlane {
                     idx,
                     acct_id: self.acct_id(idx),
                     key: e.key,
-                    sid: e.sid,
+                    sid: e.sid(),
                     user: String::from_utf8_lossy(&e.user).into_owned(),
-                    phase: e.link.phase.as_str(),
+                    phase: e.phase(),
                     ip: e.ip,
                     ipv6_prefix: e.prefix6,
                     ipv6_up: e.ipv6_up,
@@ -1373,3 +1521,7 @@ pub type AccessVlans = Vlans;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "ipoe_tests.rs"]
+mod ipoe_tests;

@@ -120,6 +120,9 @@ fn control_stats_fields_name_every_counter() {
         framed_ip_in_use: 27,
         framed_ipv6_refused: 28,
         stale_replaced: 29,
+        ipoe_no_username: 30,
+        ipoe_arp_replies: 31,
+        ipoe_arp_ignored: 32,
     };
     let dbg = alloc::format!("{s:?}");
     let mut seen: Vec<u64> = s.fields().iter().map(|f| f.1).collect();
@@ -131,7 +134,7 @@ fn control_stats_fields_name_every_counter() {
         );
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=29).collect::<Vec<u64>>());
+    assert_eq!(seen, (1..=32).collect::<Vec<u64>>());
 }
 
 #[test]

@@ -344,7 +344,11 @@ fn decline_quarantines_the_address() {
     // The same client gets the other address; the pool then is exhausted.
     let other = bind(&mut s, 2000, MAC);
     assert_ne!(other, addr);
-    let h = send(&mut s, 3000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]));
+    let h = send(
+        &mut s,
+        3000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]),
+    );
     assert!(h.reply.is_none());
     assert_eq!(s.stats().drops(DropReason::PoolExhausted), 1);
     // After the hold the address is free again.
@@ -352,7 +356,11 @@ fn decline_quarantines_the_address() {
     assert_eq!(s.quarantined(), 1);
     s.poll(101_000);
     assert_eq!(s.quarantined(), 0);
-    let o = parsed(&send(&mut s, 102_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10])));
+    let o = parsed(&send(
+        &mut s,
+        102_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]),
+    ));
     assert_eq!(o.yiaddr, addr);
     // A decline of an address the client does not hold is ignored.
     let mut d = msg(MessageType::Decline, [2, 0, 0, 0, 0, 11]);
@@ -457,9 +465,13 @@ fn storm_is_rate_limited_and_counted() {
     // One more per second at 60 a minute; other clients are not affected.
     assert!(send(&mut s, 1000, &d).reply.is_some());
     assert!(send(&mut s, 1000, &d).reply.is_none());
-    assert!(send(&mut s, 1000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]))
-        .reply
-        .is_some());
+    assert!(send(
+        &mut s,
+        1000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10])
+    )
+    .reply
+    .is_some());
     // The limiter's table is bounded; idle clients are forgotten by poll.
     let mut c = cfg("192.0.2.10", "192.0.2.19");
     c.max_rate_clients = 2;
@@ -469,9 +481,13 @@ fn storm_is_rate_limited_and_counted() {
     }
     assert_eq!(s.stats().drops(DropReason::RateTableFull), 1);
     s.poll(60_000);
-    assert!(send(&mut s, 60_000, &msg(MessageType::Discover, [2, 0, 0, 0, 1, 2]))
-        .reply
-        .is_some());
+    assert!(send(
+        &mut s,
+        60_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 1, 2])
+    )
+    .reply
+    .is_some());
 }
 
 #[test]
@@ -500,7 +516,11 @@ fn exhausted_pool_and_limits_are_counted_drops() {
     for i in 0..3u8 {
         bind(&mut s, 20_000, [2, 0, 0, 0, 0, i]);
     }
-    let h = send(&mut s, 20_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 9]));
+    let h = send(
+        &mut s,
+        20_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 9]),
+    );
     assert!(h.reply.is_none());
     assert_eq!(s.stats().drops(DropReason::LeasesFull), 1);
     let labels: Vec<_> = s.stats().drops_by_reason().map(|(l, _)| l).collect();
@@ -585,7 +605,11 @@ fn journal_round_trip_with_expiry() {
     r.requested_ip = Some(o.yiaddr);
     send(&mut s, 100_000, &r);
     // An offer is not journaled.
-    send(&mut s, 100_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 11]));
+    send(
+        &mut s,
+        100_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 11]),
+    );
     assert_eq!(s.lease_count(), 2);
     // Saved at server time 200 s = Unix 1_000_000 s.
     let unix0 = 1_000_000_000u64;
@@ -616,7 +640,11 @@ fn journal_round_trip_with_expiry() {
     };
     assert_eq!(s2.lease(&k2).unwrap().addr, o.yiaddr);
     // The addresses are reserved again: a new client gets neither.
-    let n = parsed(&send(&mut s2, 0, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 12])));
+    let n = parsed(&send(
+        &mut s2,
+        0,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 12]),
+    ));
     assert!(n.yiaddr != a1 && n.yiaddr != o.yiaddr);
     // The restored lease renews and expires as any other.
     let ev = s2.poll(300_000);
@@ -656,7 +684,10 @@ fn journal_round_trip_with_expiry() {
     );
     // An empty server's journal round-trips to nothing.
     let e = server().save_journal(0, unix0);
-    assert_eq!(server().load_journal(&e, 0, unix0).unwrap(), journal::Restored::default());
+    assert_eq!(
+        server().load_journal(&e, 0, unix0).unwrap(),
+        journal::Restored::default()
+    );
 }
 
 #[cfg(feature = "std")]

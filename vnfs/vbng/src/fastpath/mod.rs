@@ -417,6 +417,8 @@ pub struct FastPath {
     nat: bool,
     /// IPoE subscribers on the access port ([`FastPath::with_ipoe`]).
     ipoe: bool,
+    /// Our address on the IPoE subscribers' subnet (the DHCP router option).
+    ipoe_gateway: Option<Ipv4Addr>,
     local: LocalConfig,
     core: Option<Arc<CoreLink>>,
     /// The core next hop, resolved once per batch (`None` = not yet this batch;
@@ -477,6 +479,7 @@ impl FastPath {
             mode: Mode::Both,
             nat: false,
             ipoe: false,
+            ipoe_gateway: None,
             icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
             local,
             core: None,
@@ -506,11 +509,14 @@ impl FastPath {
     /// sends no ICMP errors to the core (their quote would carry the translated inside
     /// address). Without it the upstream half sends to the core port itself.
     /// Serve IPoE subscribers (session id 0 in the tables) on the access port as
-    /// well as PPPoE: plain IPv4 from a subscriber's MAC and VLANs is a session's
-    /// upstream, DHCP to a server (UDP port 67, RFC 2131 §4.1) and ARP go to the
-    /// control plane. Without it, they are `unsupported-ethertype` drops.
-    pub fn with_ipoe(mut self, ipoe: bool) -> FastPath {
-        self.ipoe = ipoe;
+    /// well as PPPoE, with `gateway` our address on their subnet (echo requests to it
+    /// are answered, ICMP errors to IPoE subscribers come from it): plain IPv4 from a
+    /// subscriber's MAC and VLANs is a session's upstream, DHCP to a server (UDP port
+    /// 67, RFC 2131 §4.1) and ARP go to the control plane. Without it, they are
+    /// `unsupported-ethertype` drops.
+    pub fn with_ipoe(mut self, gateway: Option<Ipv4Addr>) -> FastPath {
+        self.ipoe = gateway.is_some();
+        self.ipoe_gateway = gateway;
         self
     }
 
@@ -563,6 +569,7 @@ impl FastPath {
     fn is_local(&self, a: u32) -> bool {
         self.local.gateway.is_some_and(|g| u32::from(g) == a)
             || self.core.as_ref().is_some_and(|c| u32::from(c.ip) == a)
+            || self.ipoe_gateway.is_some_and(|g| u32::from(g) == a)
     }
 
     /// Send an ICMP error about the datagram `ip` from `src` out of `port`, built by
@@ -957,7 +964,11 @@ impl FastPath {
                 sid: ssid,
             };
             let port = p.meta.port;
-            let gw = self.local.gateway;
+            let gw = if ssid == 0 {
+                self.ipoe_gateway
+            } else {
+                self.local.gateway
+            };
             self.icmp_error(out, ip, gw, port, |e, src| {
                 icmp::build_access_error(
                     e,

@@ -547,7 +547,7 @@ fn ipoe_frame(key: &AccessKey, ethertype: [u8; 2], payload: &[u8]) -> Vec<u8> {
 #[test]
 fn ipoe_upstream_downstream_dhcp_and_arp() {
     let (fp, key, c) = setup((0, 0));
-    let mut fp = fp.with_ipoe(true);
+    let mut fp = fp.with_ipoe(Some(Ipv4Addr::new(100, 65, 0, 1)));
     let ipoe = AccessKey {
         mac: [2, 7, 7, 7, 7, 7],
         ..key

@@ -1,0 +1,418 @@
+//! IPoE subscribers (issue 15): IPv4 over Ethernet (RFC 894) on the access port,
+//! single or QinQ VLANs, addressed by the built-in DHCPv4 server
+//! ([`crate::dhcp4::Server`], RFC 2131) and run by the same subscriber core as PPPoE
+//! sessions: AAA (RADIUS or local users), rate, timeouts, accounting, CoA and
+//! Disconnect, the fast path's tables (session id 0 marks IPoE there).
+//!
+//! A subscriber's life:
+//! 1. The first DHCP message from a MAC and VLANs without a session (a DHCPDISCOVER,
+//!    or a DHCPREQUEST of a client that still holds a lease from before) creates a
+//!    session waiting for AAA (a half-open session: the PPPoE half-open limits and
+//!    timeout apply, so a DHCP storm from random MACs cannot fill the table). The
+//!    message is held; later ones replace it.
+//! 2. AAA: User-Name is the MAC (`aa:bb:cc:dd:ee:ff`), or the option 82 circuit or
+//!    remote id (RFC 3046 §3.1, §3.2), with `ipoe.password` (PAP-style, RFC 2865
+//!    §5.2); the local `users` answer without RADIUS; `authorize = false` accepts
+//!    every client. A reject ends the session (nothing is answered; the client keeps
+//!    discovering, within the half-open and DHCP rate limits).
+//! 3. Accepted: the held message and the ones after it go to the DHCP server; its
+//!    OFFER/ACK/NAK go back on the subscriber's line.
+//! 4. The lease is bound (DHCPACK): the address is routed to the session in the fast
+//!    path and accounting starts. A renewal keeps it; a DHCPRELEASE (Acct-Terminate-
+//!    Cause User-Request), the lease running out (Lost-Carrier) or a DHCPDECLINE
+//!    (User-Error) ends the session; so do the session and idle timeouts, CoA
+//!    Disconnect and an operator.
+//!
+//! ARP on the access port (RFC 826): requests for the IPoE gateway, or for any other
+//! address of the IPoE subnet (proxy ARP, so subscribers on one subnet reach each
+//! other only through the BNG, where anti-spoofing and policing apply), are answered
+//! with our access MAC; probes (sender `0.0.0.0`, RFC 5227 §2.1.1) and gratuitous
+//! ARPs are not, so a client's conflict detection sees no false conflict.
+
+use super::*;
+use crate::config::{IpoeSection, IpoeUsername};
+use crate::dhcp4::{self, ClientKey, Event as DhcpEvent, Server};
+use dataplane::proto::arp;
+use dataplane::proto::dhcp4::{MessageType, Packet as DhcpPacket};
+
+/// The IPoE side of the control plane.
+#[derive(Debug, Clone)]
+pub(super) struct IpoeCtl {
+    pub(super) server: Server,
+    username: IpoeUsername,
+    password: crate::config::Password,
+    authorize: bool,
+    gateway: Ipv4Addr,
+    subnet: (u32, u32),
+    /// Per session slot: the DHCP message held while AAA decides.
+    pub(super) held: BTreeMap<u32, Vec<u8>>,
+}
+
+impl IpoeCtl {
+    pub(super) fn new(cfg: &IpoeSection) -> Result<IpoeCtl, ConfigError> {
+        let server = Server::new(cfg.dhcp.clone())
+            .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;
+        let g = cfg.dhcp.gateway;
+        let mask = if g.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(g.len))
+        };
+        let net = u32::from(g.addr) & mask;
+        Ok(IpoeCtl {
+            server,
+            username: cfg.username,
+            password: cfg.password.clone(),
+            authorize: cfg.authorize,
+            gateway: g.addr,
+            subnet: (net, net | !mask),
+            held: BTreeMap::new(),
+        })
+    }
+
+    /// Our address on the IPoE subnet.
+    pub(super) fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    fn in_subnet(&self, a: Ipv4Addr) -> bool {
+        (self.subnet.0..=self.subnet.1).contains(&u32::from(a))
+    }
+}
+
+/// The DHCP client key the server uses for a session's line and MAC (client id
+/// aside: a session is per MAC and VLANs).
+fn same_line(c: &ClientKey, key: &AccessKey) -> bool {
+    c.mac == key.mac && c.vlans == key.vlans
+}
+
+impl ControlPlane {
+    /// Whether IPoE is configured.
+    pub fn ipoe_enabled(&self) -> bool {
+        self.ipoe.is_some()
+    }
+
+    /// Our address on the IPoE subnet (the fast path answers pings to it).
+    pub fn ipoe_gateway(&self) -> Option<Ipv4Addr> {
+        self.ipoe.as_ref().map(|i| i.gateway())
+    }
+
+    /// The DHCPv4 server's counters, when IPoE is configured.
+    pub fn dhcp_stats(&self) -> Option<&dhcp4::Stats> {
+        self.ipoe.as_ref().map(|i| i.server.stats())
+    }
+
+    /// The DHCPv4 server (leases, journal), when IPoE is configured.
+    pub fn dhcp_server(&self) -> Option<&Server> {
+        self.ipoe.as_ref().map(|i| &i.server)
+    }
+
+    /// Bound DHCP leases.
+    pub fn ipoe_session_count(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|e| matches!(e.access, Access::Ipoe(_)) && e.installed)
+            .count()
+    }
+
+    /// An IPv4 frame punted from the access port: DHCP towards a server.
+    pub(super) fn ipoe_input(&mut self, key: &AccessKey, frame: &[u8], now: u64) {
+        if self.ipoe.is_none() {
+            self.stats.malformed += 1;
+            return;
+        }
+        let req = match dhcp4::wire::decap(frame) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        let msg = req.message;
+        match self.by_key.get(&(*key, 0)).copied() {
+            Some(idx) => {
+                let authorized = matches!(
+                    self.slots.get(idx as usize),
+                    Some(Some(e)) if !e.waiting_for_aaa()
+                );
+                if authorized {
+                    self.dhcp(idx, msg, now);
+                } else if let Some(i) = self.ipoe.as_mut() {
+                    // Still in AAA: the latest message is answered once accepted.
+                    i.held.insert(idx, msg.to_vec());
+                }
+            }
+            None => self.ipoe_new(key, msg, now),
+        }
+    }
+
+    /// The first DHCP message of a MAC and VLANs without a session.
+    fn ipoe_new(&mut self, key: &AccessKey, msg: &[u8], now: u64) {
+        let Ok(p) = DhcpPacket::new_checked(msg) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        // Only a client asking for an address starts a session; a RELEASE, DECLINE or
+        // INFORM without one is the DHCP server's to count.
+        if !matches!(
+            p.message_type(),
+            Some(MessageType::Discover | MessageType::Request)
+        ) || p.client_mac() != Some(key.mac)
+        {
+            if let Some(i) = self.ipoe.as_mut() {
+                let _ = i.server.handle(now, key.vlans, msg);
+            }
+            self.stats.malformed += 1;
+            return;
+        }
+        let Some(user) = self.ipoe_username(key, &p) else {
+            self.stats.ipoe_no_username += 1;
+            return;
+        };
+        if !self.half_open.admit(key, &mut self.stats) {
+            return;
+        }
+        let Some(idx) = self.free.pop() else {
+            self.stats.table_full += 1;
+            return;
+        };
+        self.gen = self.gen.wrapping_add(1);
+        let e = Entry {
+            gen: self.gen,
+            key: *key,
+            access: Access::Ipoe(Ipoe {
+                lease_expires: 0,
+                mtu: 1500,
+                authorized: false,
+                half_open: Some(now + self.half_open.timeout_ms),
+            }),
+            user: user.clone(),
+            ip: 0,
+            prefix6: 0,
+            ipv6_up: false,
+            ipv4_up: false,
+            next_ra: None,
+            last_solicited_ra: None,
+            rate: self.default_rate,
+            reply: Reply::default(),
+            created: now,
+            up_at: None,
+            next_interim: None,
+            hard_deadline: None,
+            idle: None,
+            acct_started: false,
+            installed: false,
+        };
+        self.half_open.enter(key);
+        if let Some(s) = self.slots.get_mut(idx as usize) {
+            *s = Some(alloc::boxed::Box::new(e));
+        }
+        self.by_key.insert((*key, 0), idx);
+        self.stats.sessions_created += 1;
+        let (authorize, password) = match self.ipoe.as_mut() {
+            Some(i) => {
+                i.held.insert(idx, msg.to_vec());
+                (i.authorize, i.password.as_bytes().to_vec())
+            }
+            None => return,
+        };
+        if authorize {
+            self.verify(idx, Credentials::Pap { user, password }, now);
+        } else {
+            self.accept(idx, Reply::default(), now);
+        }
+        self.schedule(idx);
+    }
+
+    /// The AAA user name of a client: its MAC, or an option 82 sub-option as text.
+    fn ipoe_username(&self, key: &AccessKey, p: &DhcpPacket<'_>) -> Option<Vec<u8>> {
+        let which = self.ipoe.as_ref()?.username;
+        if which == IpoeUsername::Mac {
+            let m = key.mac;
+            return Some(
+                alloc::format!(
+                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                    m[0],
+                    m[1],
+                    m[2],
+                    m[3],
+                    m[4],
+                    m[5]
+                )
+                .into_bytes(),
+            );
+        }
+        let info = p
+            .option(dataplane::proto::dhcp4::opt::RELAY_AGENT_INFO)
+            .and_then(|v| dataplane::proto::dhcp4::RelayAgentInfo::parse(v).ok())?;
+        match which {
+            IpoeUsername::CircuitId => info.circuit_id,
+            IpoeUsername::RemoteId => info.remote_id,
+            IpoeUsername::Mac => None,
+        }
+    }
+
+    /// AAA accepted session `idx`: answer its held DHCP message.
+    pub(super) fn ipoe_authorized(&mut self, idx: u32, now: u64) {
+        let msg = self.ipoe.as_mut().and_then(|i| i.held.remove(&idx));
+        if let Some(m) = msg {
+            self.dhcp(idx, &m, now);
+        }
+        self.schedule(idx);
+    }
+
+    /// A DHCP message of authorised session `idx` to the server; its reply goes out
+    /// on the session's line, its lease event to the session.
+    fn dhcp(&mut self, idx: u32, msg: &[u8], now: u64) {
+        let Some(i) = self.ipoe.as_mut() else {
+            return;
+        };
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let key = e.key;
+        let h = i.server.handle(now, key.vlans, msg);
+        let (gw, our_mac) = (i.server.config().server_id(), self.our_mac);
+        if let Some(r) = &h.reply {
+            let f = dhcp4::wire::encap(r, MacAddr(our_mac), gw, None);
+            self.tx.push((key.port, f));
+        }
+        if let Some(ev) = h.event {
+            self.dhcp_event(ev, now);
+        }
+    }
+
+    /// A lease event from the DHCP server.
+    fn dhcp_event(&mut self, ev: DhcpEvent, now: u64) {
+        let (client, what) = match &ev {
+            DhcpEvent::LeaseBound { client, .. } | DhcpEvent::LeaseRenewed { client, .. } => {
+                (client, None)
+            }
+            DhcpEvent::LeaseReleased { client, .. } => {
+                (client, Some(radius::terminate_cause::USER_REQUEST))
+            }
+            DhcpEvent::LeaseExpired { client, .. } => {
+                (client, Some(radius::terminate_cause::LOST_CARRIER))
+            }
+            DhcpEvent::LeaseDeclined { client, .. } => {
+                (client, Some(radius::terminate_cause::USER_ERROR))
+            }
+        };
+        // The session on the client's line (the access port is the only one).
+        let Some(idx) = self
+            .by_key
+            .iter()
+            .find(|((k, sid), _)| *sid == 0 && same_line(client, k))
+            .map(|(_, &i)| i)
+        else {
+            return;
+        };
+        match (ev, what) {
+            (DhcpEvent::LeaseBound { lease, .. } | DhcpEvent::LeaseRenewed { lease, .. }, None) => {
+                self.lease_up(idx, lease, now)
+            }
+            (_, Some(cause)) => self.remove_with(idx, cause, false, now),
+            _ => {}
+        }
+    }
+
+    /// A lease bound or renewed for session `idx`: route its address (first time:
+    /// install the session, start accounting).
+    fn lease_up(&mut self, idx: u32, lease: dhcp4::Lease, now: u64) {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        let addr = u32::from(lease.addr);
+        if let Access::Ipoe(i) = &mut e.access {
+            i.lease_expires = lease.expires_ms;
+        }
+        if e.installed && e.ip == addr {
+            return;
+        }
+        if e.installed {
+            // A new address for the same line: withdraw the old one first.
+            self.fib.push(FibUpdate::Down4 { idx, ip: e.ip });
+        }
+        e.ip = addr;
+        e.ipv4_up = true;
+        let key = e.key;
+        if let Some(Access::Ipoe(i)) = self
+            .slots
+            .get_mut(idx as usize)
+            .and_then(|s| s.as_mut())
+            .map(|e| &mut e.access)
+        {
+            if i.half_open.take().is_some() {
+                self.half_open.leave(&key);
+            }
+        }
+        let installed = matches!(self.slots.get(idx as usize), Some(Some(e)) if e.installed);
+        if installed {
+            self.network_readd(idx);
+        } else {
+            self.install(idx, now);
+        }
+    }
+
+    /// Route session `idx`'s (new) address again.
+    fn network_readd(&mut self, idx: u32) {
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        self.fib.push(FibUpdate::Add {
+            idx,
+            key: e.key,
+            sid: e.sid(),
+            ip: e.ip,
+            rate: e.rate,
+            mtu: e.mtu(),
+        });
+    }
+
+    /// Drive the DHCP server's timers (offers, leases, declined addresses).
+    pub(super) fn poll_ipoe(&mut self, now: u64) {
+        let Some(i) = self.ipoe.as_mut() else {
+            return;
+        };
+        if i.server.next_deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        for ev in i.server.poll(now) {
+            self.dhcp_event(ev, now);
+        }
+    }
+
+    /// An ARP frame punted from the access port (see the module docs).
+    pub(super) fn ipoe_arp(&mut self, key: &AccessKey, payload: &[u8], _now: u64) {
+        let Some(i) = self.ipoe.as_ref() else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let Ok(req) = arp::Packet::new_checked(payload).and_then(|p| arp::Repr::parse(&p)) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let (spa, tpa) = (req.source_protocol_addr, req.target_protocol_addr);
+        if req.operation != arp::Operation::REQUEST
+            || spa.is_unspecified()
+            || spa == tpa
+            || !i.in_subnet(tpa)
+            || req.source_hardware_addr.0 != key.mac
+        {
+            self.stats.ipoe_arp_ignored += 1;
+            return;
+        }
+        let rep = req.reply(MacAddr(self.our_mac));
+        let mut body = alloc::vec![0u8; rep.buffer_len()];
+        if rep
+            .emit(&mut arp::Packet::new_unchecked(&mut body[..]))
+            .is_err()
+        {
+            return;
+        }
+        let f = self.frame(key, EtherType::ARP, &body);
+        self.stats.ipoe_arp_replies += 1;
+        self.tx.push((key.port, f));
+    }
+}

@@ -1,0 +1,282 @@
+//! Tests of IPoE subscribers in the control plane.
+
+use super::*;
+use crate::config::{IpoeSection, UserConfig};
+use crate::lcp::AuthProto;
+use alloc::string::ToString;
+use dataplane::proto::arp;
+use dataplane::proto::dhcp4::{opt, MessageType, Packet as DhcpPacket, Repr as DhcpRepr};
+use dataplane::proto::{ipv4, udp, IpProtocol};
+
+const MAC: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const VLANS: Vlans = Vlans {
+    svlan: 100,
+    cvlan: 7,
+};
+
+fn key() -> AccessKey {
+    AccessKey {
+        port: 0,
+        mac: MAC,
+        vlans: VLANS,
+    }
+}
+
+fn cp_ipoe(authorize: bool, users: Vec<UserConfig>) -> ControlPlane {
+    let cfg = Config {
+        auth: AuthProto::Pap,
+        auth_fallback: None,
+        users,
+        ipoe: Some(IpoeSection {
+            authorize,
+            password: "line-pw".into(),
+            ..IpoeSection::default()
+        }),
+        ..Config::default()
+    };
+    super::tests::cp(&cfg)
+}
+
+/// A DHCP client message as a frame: Ethernet broadcast with the test line's VLANs,
+/// IPv4 `src` → `dst`, UDP 68 → 67.
+fn client_frame(r: &DhcpRepr, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut msg = Vec::new();
+    r.emit(&mut msg).unwrap();
+    let eth = EthRepr {
+        dst_addr: MacAddr::BROADCAST,
+        src_addr: MacAddr(MAC),
+        vlans: VLANS.to_stack(),
+        ethertype: EtherType::IPV4,
+    };
+    let l3 = eth.buffer_len();
+    let ulen = udp::HEADER_LEN + msg.len();
+    let mut f = alloc::vec![0u8; l3 + ipv4::HEADER_LEN + ulen];
+    eth.emit(&mut Frame::new_unchecked(&mut f[..])).unwrap();
+    ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::UDP,
+        payload_len: ulen,
+        ttl: 64,
+        dscp: 0,
+        ecn: 0,
+        ident: 0,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+    }
+    .emit(&mut ipv4::Packet::new_unchecked(&mut f[l3..]))
+    .unwrap();
+    let at = l3 + ipv4::HEADER_LEN;
+    let mut u = udp::Packet::new_unchecked(&mut f[at..]);
+    udp::Repr {
+        src_port: 68,
+        dst_port: 67,
+        payload_len: msg.len(),
+    }
+    .emit(&mut u)
+    .unwrap();
+    u.payload_mut().copy_from_slice(&msg);
+    u.fill_checksum(&dataplane::proto::checksum::PseudoHeader::V4 { src, dst });
+    f
+}
+
+fn request(t: MessageType) -> DhcpRepr {
+    let mut chaddr = [0u8; 16];
+    chaddr[..6].copy_from_slice(&MAC);
+    DhcpRepr {
+        xid: 0x0102_0304,
+        chaddr,
+        message_type: Some(t),
+        parameter_request_list: Some(alloc::vec![opt::SUBNET_MASK, opt::ROUTER]),
+        ..DhcpRepr::default()
+    }
+}
+
+/// The DHCP replies among the frames sent, parsed.
+fn replies(tx: &[(u16, Vec<u8>)]) -> Vec<DhcpRepr> {
+    tx.iter()
+        .filter_map(|(_, f)| {
+            // Ethernet + two tags + IPv4 (no options) + UDP.
+            let m = f.get(14 + 8 + 20 + 8..)?;
+            DhcpRepr::parse(&DhcpPacket::new_checked(m).ok()?).ok()
+        })
+        .collect()
+}
+
+/// DISCOVER → OFFER → REQUEST → ACK; returns the bound address.
+fn bind(c: &mut ControlPlane, now: u64) -> Ipv4Addr {
+    let any = Ipv4Addr::UNSPECIFIED;
+    c.input(
+        0,
+        &client_frame(&request(MessageType::Discover), any, Ipv4Addr::BROADCAST),
+        now,
+    );
+    c.poll(now);
+    let offer = replies(&c.take_tx());
+    assert_eq!(offer.len(), 1, "one OFFER");
+    assert_eq!(offer[0].message_type, Some(MessageType::Offer));
+    let addr = offer[0].yiaddr;
+    let mut req = request(MessageType::Request);
+    req.requested_ip = Some(addr);
+    req.server_id = offer[0].server_id;
+    c.input(0, &client_frame(&req, any, Ipv4Addr::BROADCAST), now + 10);
+    let ack = replies(&c.take_tx());
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].message_type, Some(MessageType::Ack));
+    assert_eq!(ack[0].yiaddr, addr);
+    assert_eq!(ack[0].routers, alloc::vec![Ipv4Addr::new(100, 72, 0, 1)]);
+    addr
+}
+
+#[test]
+fn dhcp_creates_routes_and_releases_an_ipoe_session() {
+    let mut c = cp_ipoe(false, Vec::new());
+    let addr = bind(&mut c, 0);
+    assert!(Ipv4Addr::new(100, 72, 0, 2) <= addr && addr <= Ipv4Addr::new(100, 72, 255, 254));
+    let fib = c.take_fib();
+    assert!(
+        matches!(fib[..], [FibUpdate::Add { sid: 0, ip, key: k, .. }] if ip == u32::from(addr) && k == key()),
+        "{fib:?}"
+    );
+    assert_eq!(c.session_count(), 1);
+    assert_eq!(c.ipoe_session_count(), 1);
+    assert_eq!(c.half_open_count(), 0, "bound: no longer half-open");
+    let s = &c.sessions()[0];
+    assert_eq!((s.sid, s.ip, s.phase), (0, u32::from(addr), "up"));
+    assert_eq!(s.user, "02:aa:00:00:00:01");
+    // A renewal (unicast, ciaddr) keeps the session and adds no route.
+    let mut renew = request(MessageType::Request);
+    renew.ciaddr = addr;
+    c.input(
+        0,
+        &client_frame(&renew, addr, Ipv4Addr::new(100, 72, 0, 1)),
+        1000,
+    );
+    assert_eq!(
+        replies(&c.take_tx())[0].message_type,
+        Some(MessageType::Ack)
+    );
+    assert!(c.take_fib().is_empty());
+    // DHCPRELEASE ends it and withdraws the route.
+    let mut rel = request(MessageType::Release);
+    rel.ciaddr = addr;
+    rel.server_id = Some(Ipv4Addr::new(100, 72, 0, 1));
+    rel.parameter_request_list = None;
+    c.input(
+        0,
+        &client_frame(&rel, addr, Ipv4Addr::new(100, 72, 0, 1)),
+        2000,
+    );
+    let fib = c.take_fib();
+    assert!(
+        matches!(fib[..], [FibUpdate::Remove { sid: 0, .. }]),
+        "{fib:?}"
+    );
+    assert_eq!(c.session_count(), 0);
+    assert_eq!(c.stats.sessions_ended, 1);
+}
+
+#[test]
+fn ipoe_local_authorisation_by_mac() {
+    let user = |pw: &str| UserConfig {
+        name: "02:aa:00:00:00:01".to_string(),
+        password: pw.into(),
+        ip: None,
+        rate: Some("2M/8M".to_string()),
+    };
+    // The right line password: accepted with the user's rate.
+    let mut c = cp_ipoe(true, alloc::vec![user("line-pw")]);
+    bind(&mut c, 0);
+    let fib = c.take_fib();
+    assert!(
+        matches!(
+            fib[..],
+            [FibUpdate::Add {
+                rate: (2_000_000, 8_000_000),
+                ..
+            }]
+        ),
+        "{fib:?}"
+    );
+    assert_eq!(c.stats.auth_accept, 1);
+    // A wrong one: rejected, no OFFER, the slot is given back.
+    let mut c = cp_ipoe(true, alloc::vec![user("other")]);
+    let any = Ipv4Addr::UNSPECIFIED;
+    c.input(
+        0,
+        &client_frame(&request(MessageType::Discover), any, Ipv4Addr::BROADCAST),
+        0,
+    );
+    c.poll(0);
+    assert!(replies(&c.take_tx()).is_empty());
+    assert_eq!(c.stats.auth_reject, 1);
+    assert_eq!(c.session_count(), 0);
+    assert_eq!(c.half_open_count(), 0);
+}
+
+#[test]
+fn proxy_arp_answers_the_subnet_but_not_probes() {
+    let mut c = cp_ipoe(false, Vec::new());
+    let arp_frame = |spa: Ipv4Addr, tpa: Ipv4Addr| {
+        let r = arp::Repr {
+            operation: arp::Operation::REQUEST,
+            source_hardware_addr: MacAddr(MAC),
+            source_protocol_addr: spa,
+            target_hardware_addr: MacAddr::ZERO,
+            target_protocol_addr: tpa,
+        };
+        let eth = EthRepr {
+            dst_addr: MacAddr::BROADCAST,
+            src_addr: MacAddr(MAC),
+            vlans: VLANS.to_stack(),
+            ethertype: EtherType::ARP,
+        };
+        let mut f = alloc::vec![0u8; eth.buffer_len() + 28];
+        eth.emit(&mut Frame::new_unchecked(&mut f[..])).unwrap();
+        let l = eth.buffer_len();
+        r.emit(&mut arp::Packet::new_unchecked(&mut f[l..]))
+            .unwrap();
+        f
+    };
+    let me = Ipv4Addr::new(100, 72, 0, 9);
+    let gw = Ipv4Addr::new(100, 72, 0, 1);
+    for (spa, tpa) in [
+        (me, gw),                           // the gateway: answered
+        (me, Ipv4Addr::new(100, 72, 3, 3)), // a neighbour on the subnet: proxied
+        (Ipv4Addr::UNSPECIFIED, me),        // a probe (RFC 5227): silent
+        (me, me),                           // gratuitous: silent
+        (me, Ipv4Addr::new(8, 8, 8, 8)),    // off the subnet: silent
+    ] {
+        c.input(0, &arp_frame(spa, tpa), 0);
+    }
+    let tx = c.take_tx();
+    assert_eq!(tx.len(), 2);
+    assert_eq!(c.stats.ipoe_arp_replies, 2);
+    assert_eq!(c.stats.ipoe_arp_ignored, 3);
+    let f = &tx[0].1;
+    assert_eq!(&f[0..6], &MAC);
+    assert_eq!(&f[12..22], &[0x88, 0xa8, 0, 100, 0x81, 0, 0, 7, 0x08, 0x06]);
+    let r = arp::Repr::parse(&arp::Packet::new_checked(&f[22..]).unwrap()).unwrap();
+    assert_eq!(r.operation, arp::Operation::REPLY);
+    assert_eq!(r.source_protocol_addr, gw);
+    assert_eq!(r.target_protocol_addr, me);
+}
+
+#[test]
+fn ipoe_config_overlap_is_refused() {
+    let mut i = IpoeSection::default();
+    i.dhcp.gateway.addr = Ipv4Addr::new(100, 64, 0, 1);
+    for p in &mut i.dhcp.pools {
+        p.ranges = "100.64.1.0/24"
+            .parse::<crate::config::Range4>()
+            .into_iter()
+            .collect();
+    }
+    let cfg = Config {
+        ipoe: Some(i),
+        ..Config::default()
+    };
+    let e = cfg.validate().unwrap_err();
+    assert!(e.0.contains("overlaps subscriber pool"), "{}", e.0);
+}

@@ -61,6 +61,8 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         ("framed_ip_invalid", s.framed_ip_invalid),
         ("framed_ip_in_use", s.framed_ip_in_use),
         ("framed_ipv6_refused", s.framed_ipv6_refused),
+        ("ipoe_no_username", s.ipoe_no_username),
+        ("ipoe_arp_ignored", s.ipoe_arp_ignored),
     ] {
         p.counter(
             "vbng_control_drops_total",
@@ -148,6 +150,55 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
                 &[("kind", name)],
                 v,
             );
+        }
+    }
+    if let Some(d) = cp.dhcp_stats() {
+        p.gauge(
+            "vbng_ipoe_sessions",
+            "IPoE sessions with a bound DHCP lease",
+            &[],
+            cp.ipoe_session_count() as f64,
+        );
+        for (dir, it) in [
+            ("rx", d.rx_by_type().collect::<Vec<_>>()),
+            ("tx", d.tx_by_type().collect()),
+        ] {
+            for (t, v) in it {
+                p.counter(
+                    "vbng_dhcp4_messages_total",
+                    "DHCPv4 messages by direction and type (RFC 2132 option 53)",
+                    &[("direction", dir), ("type", t)],
+                    v,
+                );
+            }
+        }
+        p.counter(
+            "vbng_ipoe_arp_replies_total",
+            "ARP replies for the IPoE gateway and subnet (proxy ARP)",
+            &[],
+            cp.stats.ipoe_arp_replies,
+        );
+        for (r, v) in d.drops_by_reason() {
+            p.counter(
+                "vbng_dhcp4_drops_total",
+                "DHCPv4 messages dropped or not answered, by reason",
+                &[("reason", r)],
+                v,
+            );
+        }
+        if let Some(s) = cp.dhcp_server() {
+            for (name, v) in [
+                ("leases", s.lease_count()),
+                ("offers", s.offer_count()),
+                ("quarantined", s.quarantined()),
+            ] {
+                p.gauge(
+                    "vbng_dhcp4_bindings",
+                    "DHCPv4 server state: leases bound, offers held, declined addresses held out",
+                    &[("kind", name)],
+                    v as f64,
+                );
+            }
         }
     }
     p.nodes("0", nodes);

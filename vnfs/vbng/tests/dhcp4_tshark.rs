@@ -216,9 +216,7 @@ fn dhcp_messages_dissect_cleanly() {
             assert!(exchange(&mut frames, &mut s, mac, vlans, zero, bcast, &end).is_none());
         } else {
             end.ciaddr = o.yiaddr;
-            assert!(
-                exchange(&mut frames, &mut s, mac, vlans, (o.yiaddr, 68), sid, &end).is_none()
-            );
+            assert!(exchange(&mut frames, &mut s, mac, vlans, (o.yiaddr, 68), sid, &end).is_none());
         }
     }
     // Relayed DISCOVER with option 82 (from a relay agent at 100.64.0.2).

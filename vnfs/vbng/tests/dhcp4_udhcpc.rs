@@ -145,7 +145,10 @@ fn serve(
             )
         };
         let now = t0.elapsed().as_millis() as u64;
-        events.lock().map_err(|e| e.to_string())?.extend(server.poll(now));
+        events
+            .lock()
+            .map_err(|e| e.to_string())?
+            .extend(server.poll(now));
         if n <= 0 || from.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
@@ -280,9 +283,24 @@ fn udhcpc_and_dhclient_get_leases() {
     .expect("script");
     sh(&["chmod", "755", script.to_str().unwrap()]);
     let o = Command::new("ip")
-        .args(["netns", "exec", &ns[0], "busybox", "udhcpc", "-f", "-i", &vc, "-s"])
+        .args([
+            "netns", "exec", &ns[0], "busybox", "udhcpc", "-f", "-i", &vc, "-s",
+        ])
         .arg(&script)
-        .args(["-t", "3", "-T", "1", "-A", "1", "-n", "-q", "-O", "mtu", "-O", "staticroutes"])
+        .args([
+            "-t",
+            "3",
+            "-T",
+            "1",
+            "-A",
+            "1",
+            "-n",
+            "-q",
+            "-O",
+            "mtu",
+            "-O",
+            "staticroutes",
+        ])
         .output()
         .expect("udhcpc");
     let got = std::fs::read_to_string(&out).unwrap_or_default();
@@ -300,7 +318,11 @@ fn udhcpc_and_dhclient_get_leases() {
     let f: Vec<&str> = head.split_whitespace().collect();
     assert_eq!(f.len(), 6, "{bound}");
     // RFC 3442: the configured route and the default route via the gateway.
-    assert_eq!(routes.trim(), "10.0.0.0/8 100.64.7.1 0.0.0.0/0 100.64.7.1", "{bound}");
+    assert_eq!(
+        routes.trim(),
+        "10.0.0.0/8 100.64.7.1 0.0.0.0/0 100.64.7.1",
+        "{bound}"
+    );
     let ip1 = a(f[1]);
     assert!(pool.contains(ip1), "{bound}");
     assert_eq!(
@@ -322,7 +344,9 @@ fn udhcpc_and_dhclient_get_leases() {
     .expect("script");
     sh(&["chmod", "755", script2.to_str().unwrap()]);
     let child = Command::new("ip")
-        .args(["netns", "exec", &ns[0], "dhclient", "-d", "-v", "-4", "-1", "-sf"])
+        .args([
+            "netns", "exec", &ns[0], "dhclient", "-d", "-v", "-4", "-1", "-sf",
+        ])
         .arg(&script2)
         .arg("-lf")
         .arg(dir.join("dhclient.leases"))

@@ -89,9 +89,12 @@ impl Default for Dhcp4Config {
             server_id: None,
             pools: alloc::vec![PoolConfig {
                 name: "default".to_string(),
-                ranges: Range4::new(Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 64, 255, 254))
-                    .into_iter()
-                    .collect(),
+                ranges: Range4::new(
+                    Ipv4Addr::new(100, 64, 0, 2),
+                    Ipv4Addr::new(100, 64, 255, 254)
+                )
+                .into_iter()
+                .collect(),
             }],
             pool: None,
             dns: Vec::new(),
@@ -179,7 +182,10 @@ impl Dhcp4Config {
             )));
         }
         if gw.addr.is_martian() {
-            return Err(e(format!("dhcp4.gateway: {} is not a unicast address", gw.addr)));
+            return Err(e(format!(
+                "dhcp4.gateway: {} is not a unicast address",
+                gw.addr
+            )));
         }
         let net = Range4::of_net(gw);
         if gw.addr == net.first() || gw.addr == net.last() {
@@ -190,7 +196,9 @@ impl Dhcp4Config {
         }
         let sid = self.server_id();
         if sid.is_martian() || sid.is_broadcast() {
-            return Err(e(format!("dhcp4.server_id: {sid} is not a unicast address")));
+            return Err(e(format!(
+                "dhcp4.server_id: {sid} is not a unicast address"
+            )));
         }
         if self.pools.is_empty() {
             return Err(e("dhcp4.pools: at least one pool is needed".to_string()));
@@ -225,7 +233,9 @@ impl Dhcp4Config {
         }
         if let Some(m) = self.mtu {
             if m < MIN_MTU {
-                return Err(e(format!("dhcp4.mtu: {m} is below the minimum of {MIN_MTU}")));
+                return Err(e(format!(
+                    "dhcp4.mtu: {m} is below the minimum of {MIN_MTU}"
+                )));
             }
         }
         if self.lease_time_s < MIN_LEASE_S {
@@ -289,9 +299,7 @@ impl Dhcp4Config {
         let mut pools = Vec::with_capacity(self.pools.len());
         for p in &self.pools {
             let ranges: Vec<_> = p.ranges.iter().map(|r| (r.first(), r.last())).collect();
-            pools.push(
-                Pool::new(&p.name, &ranges).map_err(|x| e(format!("dhcp4.pools: {x}")))?,
-            );
+            pools.push(Pool::new(&p.name, &ranges).map_err(|x| e(format!("dhcp4.pools: {x}")))?);
         }
         Pools::new(pools, &self.reserved()).map_err(|x| e(format!("dhcp4.pools: {x}")))
     }
@@ -320,7 +328,10 @@ mod tests {
             assert!(!m.contains('\n'), "{m}");
         };
         bad(&|c| c.gateway.len = 31, "prefix length");
-        bad(&|c| c.gateway.addr = a("100.64.0.0"), "network or broadcast");
+        bad(
+            &|c| c.gateway.addr = a("100.64.0.0"),
+            "network or broadcast",
+        );
         bad(
             &|c| c.pools[0].ranges = alloc::vec![Range4::single(a("10.0.0.5"))],
             "not inside",
@@ -369,7 +380,10 @@ mod tests {
         let r = c.routes();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].prefix, a("10.1.0.0"));
-        assert_eq!((r[1].prefix, r[1].len, r[1].router), (a("0.0.0.0"), 0, a("100.64.0.1")));
+        assert_eq!(
+            (r[1].prefix, r[1].len, r[1].router),
+            (a("0.0.0.0"), 0, a("100.64.0.1"))
+        );
     }
 
     #[test]
@@ -382,6 +396,9 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.netmask(), a("255.255.255.0"));
-        assert_eq!(c.reserved(), [a("192.0.2.0"), a("192.0.2.1"), a("192.0.2.255")]);
+        assert_eq!(
+            c.reserved(),
+            [a("192.0.2.0"), a("192.0.2.1"), a("192.0.2.255")]
+        );
     }
 }

@@ -442,10 +442,10 @@ impl Server {
         let b = match self.rate.get_mut(&(vlans, mac)) {
             Some(b) => b,
             None if full => return false,
-            None => self
-                .rate
-                .entry((vlans, mac))
-                .or_insert(Bucket { milli: cap, at: now }),
+            None => self.rate.entry((vlans, mac)).or_insert(Bucket {
+                milli: cap,
+                at: now,
+            }),
         };
         let refill = now.saturating_sub(b.at).saturating_mul(per_min) / 60;
         b.milli = b.milli.saturating_add(refill).min(cap);

@@ -344,7 +344,11 @@ fn decline_quarantines_the_address() {
     // The same client gets the other address; the pool then is exhausted.
     let other = bind(&mut s, 2000, MAC);
     assert_ne!(other, addr);
-    let h = send(&mut s, 3000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]));
+    let h = send(
+        &mut s,
+        3000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]),
+    );
     assert!(h.reply.is_none());
     assert_eq!(s.stats().drops(DropReason::PoolExhausted), 1);
     // After the hold the address is free again.
@@ -352,7 +356,11 @@ fn decline_quarantines_the_address() {
     assert_eq!(s.quarantined(), 1);
     s.poll(101_000);
     assert_eq!(s.quarantined(), 0);
-    let o = parsed(&send(&mut s, 102_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10])));
+    let o = parsed(&send(
+        &mut s,
+        102_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]),
+    ));
     assert_eq!(o.yiaddr, addr);
     // A decline of an address the client does not hold is ignored.
     let mut d = msg(MessageType::Decline, [2, 0, 0, 0, 0, 11]);
@@ -457,9 +465,13 @@ fn storm_is_rate_limited_and_counted() {
     // One more per second at 60 a minute; other clients are not affected.
     assert!(send(&mut s, 1000, &d).reply.is_some());
     assert!(send(&mut s, 1000, &d).reply.is_none());
-    assert!(send(&mut s, 1000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]))
-        .reply
-        .is_some());
+    assert!(send(
+        &mut s,
+        1000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 10])
+    )
+    .reply
+    .is_some());
     // The limiter's table is bounded; idle clients are forgotten by poll.
     let mut c = cfg("192.0.2.10", "192.0.2.19");
     c.max_rate_clients = 2;
@@ -469,9 +481,13 @@ fn storm_is_rate_limited_and_counted() {
     }
     assert_eq!(s.stats().drops(DropReason::RateTableFull), 1);
     s.poll(60_000);
-    assert!(send(&mut s, 60_000, &msg(MessageType::Discover, [2, 0, 0, 0, 1, 2]))
-        .reply
-        .is_some());
+    assert!(send(
+        &mut s,
+        60_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 1, 2])
+    )
+    .reply
+    .is_some());
 }
 
 #[test]
@@ -500,7 +516,11 @@ fn exhausted_pool_and_limits_are_counted_drops() {
     for i in 0..3u8 {
         bind(&mut s, 20_000, [2, 0, 0, 0, 0, i]);
     }
-    let h = send(&mut s, 20_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 9]));
+    let h = send(
+        &mut s,
+        20_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 9]),
+    );
     assert!(h.reply.is_none());
     assert_eq!(s.stats().drops(DropReason::LeasesFull), 1);
     let labels: Vec<_> = s.stats().drops_by_reason().map(|(l, _)| l).collect();
@@ -585,7 +605,11 @@ fn journal_round_trip_with_expiry() {
     r.requested_ip = Some(o.yiaddr);
     send(&mut s, 100_000, &r);
     // An offer is not journaled.
-    send(&mut s, 100_000, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 11]));
+    send(
+        &mut s,
+        100_000,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 11]),
+    );
     assert_eq!(s.lease_count(), 2);
     // Saved at server time 200 s = Unix 1_000_000 s.
     let unix0 = 1_000_000_000u64;
@@ -616,7 +640,11 @@ fn journal_round_trip_with_expiry() {
     };
     assert_eq!(s2.lease(&k2).unwrap().addr, o.yiaddr);
     // The addresses are reserved again: a new client gets neither.
-    let n = parsed(&send(&mut s2, 0, &msg(MessageType::Discover, [2, 0, 0, 0, 0, 12])));
+    let n = parsed(&send(
+        &mut s2,
+        0,
+        &msg(MessageType::Discover, [2, 0, 0, 0, 0, 12]),
+    ));
     assert!(n.yiaddr != a1 && n.yiaddr != o.yiaddr);
     // The restored lease renews and expires as any other.
     let ev = s2.poll(300_000);
@@ -656,7 +684,10 @@ fn journal_round_trip_with_expiry() {
     );
     // An empty server's journal round-trips to nothing.
     let e = server().save_journal(0, unix0);
-    assert_eq!(server().load_journal(&e, 0, unix0).unwrap(), journal::Restored::default());
+    assert_eq!(
+        server().load_journal(&e, 0, unix0).unwrap(),
+        journal::Restored::default()
+    );
 }
 
 #[cfg(feature = "std")]
@@ -671,4 +702,96 @@ fn save_atomic_writes_and_replaces() {
     assert_eq!(std::fs::read(&p).unwrap(), b"two");
     assert!(!dir.join("leases.tmp").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The server's books agree: every binding is indexed by its address, no address is
+/// held twice, the counts match, every held address is taken in the pool exactly
+/// once (bindings and quarantine), and every binding and quarantined address has
+/// its one timer.
+fn check_invariants(s: &Server) {
+    let mut seen = BTreeSet::new();
+    for (k, b) in &s.clients {
+        assert_eq!(s.by_addr.get(&b.addr), Some(k));
+        assert!(seen.insert(b.addr), "{} held twice", b.addr);
+        assert!(s.timers.contains(&(b.until(), b.addr)));
+        assert!(!s.quarantine.contains_key(&b.addr));
+    }
+    assert_eq!(s.by_addr.len(), s.clients.len());
+    assert_eq!(s.offers + s.leases, s.clients.len());
+    assert!(s.offers <= s.cfg.max_offers as usize);
+    assert!(s.leases <= s.cfg.max_leases as usize);
+    for (a, t) in &s.quarantine {
+        assert!(s.timers.contains(&(*t, *a)));
+    }
+    assert_eq!(s.timers.len(), s.clients.len() + s.quarantine.len());
+    let in_use: u64 = s.pools.iter().map(|p| p.in_use()).sum();
+    assert_eq!(in_use as usize, s.clients.len() + s.quarantine.len());
+    assert!(s.rate.len() <= s.cfg.max_rate_clients as usize);
+}
+
+proptest::proptest! {
+    /// Random conversations of a few clients (some sharing a MAC on other lines or
+    /// with a client identifier) with random addresses and clock steps keep the
+    /// books straight after every message and every poll.
+    #[test]
+    fn random_conversations_keep_the_books(
+        ops in proptest::collection::vec((0u8..8, 0u8..6, 0u8..14, 0u32..200_000), 1..300)
+    ) {
+        let mut c = cfg("192.0.2.10", "192.0.2.13");
+        c.max_offers = 3;
+        c.max_leases = 3;
+        c.max_rate_clients = 5;
+        c.rate_burst = 20;
+        c.decline_hold_s = 60;
+        let mut s = Server::new(c).unwrap();
+        let mut now = 0u64;
+        for (op, who, addr, dt) in ops {
+            now += u64::from(dt);
+            let mac = [2, 0, 0, 0, 0, who % 4];
+            let vlans = if who >= 4 { Vlans::NONE } else { VL };
+            let ip = Ipv4Addr::new(192, 0, 2, 8 + addr);
+            let mt = match op {
+                0 => MessageType::Discover,
+                1..=3 => MessageType::Request,
+                4 => MessageType::Release,
+                5 => MessageType::Decline,
+                6 => MessageType::Inform,
+                _ => {
+                    s.poll(now);
+                    check_invariants(&s);
+                    continue;
+                }
+            };
+            let mut m = msg(mt, mac);
+            if who == 3 {
+                m.client_id = Some(vec![0, 3]);
+            }
+            match op {
+                0 => m.requested_ip = Some(ip),
+                1 => {
+                    m.server_id = Some(a(SID));
+                    m.requested_ip = Some(ip);
+                }
+                2 => m.requested_ip = Some(ip),
+                3 | 4 | 6 => m.ciaddr = ip,
+                _ => {
+                    m.server_id = Some(a(SID));
+                    m.requested_ip = Some(ip);
+                }
+            }
+            let h = s.handle(now, vlans, &bytes(&m));
+            if let Some(r) = &h.reply {
+                let p = Repr::parse_bytes(&r.message).unwrap();
+                if p.message_type == Some(MessageType::Ack) && !p.yiaddr.is_unspecified() {
+                    let key = ClientKey { vlans, mac, client_id: m.client_id.clone() };
+                    proptest::prop_assert_eq!(s.lease(&key).map(|l| l.addr), Some(p.yiaddr));
+                }
+            }
+            check_invariants(&s);
+        }
+        // Everything ends: after the longest deadline the pool is empty again.
+        s.poll(now + 10_000_000);
+        check_invariants(&s);
+        proptest::prop_assert_eq!(s.clients.len() + s.quarantine.len(), 0);
+    }
 }

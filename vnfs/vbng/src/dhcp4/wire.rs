@@ -11,7 +11,7 @@ use core::net::Ipv4Addr;
 use dataplane::proto::checksum::PseudoHeader;
 use dataplane::proto::dhcp4::{CLIENT_PORT, SERVER_PORT};
 use dataplane::proto::ethernet::{self, Frame, MacAddr, Vlans};
-use dataplane::proto::{ipv4, udp, EtherType, Error, IpProtocol, Result};
+use dataplane::proto::{ipv4, udp, Error, EtherType, IpProtocol, Result};
 
 /// A DHCP request taken out of its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,12 @@ pub fn decap(frame: &[u8]) -> Result<Request<'_>> {
 /// the reply's VLANs: broadcast to `ff:ff:ff:ff:ff:ff`/255.255.255.255:68, unicast to
 /// the client's `chaddr` and address:68, or to the relay agent at `giaddr`:67 via
 /// `relay_mac` (the caller resolves it; broadcast when `None`).
-pub fn encap(reply: &Reply, src_mac: MacAddr, src_ip: Ipv4Addr, relay_mac: Option<MacAddr>) -> Vec<u8> {
+pub fn encap(
+    reply: &Reply,
+    src_mac: MacAddr,
+    src_ip: Ipv4Addr,
+    relay_mac: Option<MacAddr>,
+) -> Vec<u8> {
     let (dst_mac, dst_ip, dst_port) = match reply.dst {
         Destination::Broadcast => (MacAddr::BROADCAST, Ipv4Addr::BROADCAST, CLIENT_PORT),
         Destination::Unicast { ip, mac } => (MacAddr(mac), ip, CLIENT_PORT),

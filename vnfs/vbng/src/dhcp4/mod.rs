@@ -693,15 +693,14 @@ impl Server {
         r.ciaddr = Ipv4Addr::UNSPECIFIED;
         r.message = Some(b"requested address not available".to_vec());
         r.client_id = key.client_id.clone();
-        // RFC 2131 §4.1: a NAK goes to the relay, else it is broadcast.
+        // RFC 2131 §4.1: a NAK goes to the relay, else it is broadcast; §4.3.2: with
+        // the broadcast bit set, so that a relay agent broadcasts it to the client.
         let dst = if req.giaddr.is_unspecified() {
             Destination::Broadcast
         } else {
             Destination::Relay(req.giaddr)
         };
-        if req.giaddr.is_unspecified() {
-            r.flags |= FLAG_BROADCAST;
-        }
+        r.flags |= FLAG_BROADCAST;
         let reply = self.finish(req, key, r, dst, MessageType::Nak)?;
         Ok(Handled {
             reply: Some(reply),

@@ -244,12 +244,11 @@ fn nak_for_a_wrong_requested_address() {
         parsed(&send(&mut s, 50, &r)).message_type,
         Some(MessageType::Nak)
     );
-    // Relayed NAK goes to the relay agent.
+    // Relayed NAK goes to the relay agent, with the broadcast bit (§4.3.2).
     r.giaddr = a("192.0.2.2");
-    assert_eq!(
-        send(&mut s, 60, &r).reply.unwrap().dst,
-        Destination::Relay(a("192.0.2.2"))
-    );
+    let h = send(&mut s, 60, &r);
+    assert!(parsed(&h).broadcast());
+    assert_eq!(h.reply.unwrap().dst, Destination::Relay(a("192.0.2.2")));
 }
 
 #[test]

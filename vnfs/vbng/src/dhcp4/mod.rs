@@ -459,12 +459,18 @@ impl Server {
 
     // --- state changes -------------------------------------------------------------
 
+    /// Sets the client's binding (the address already taken in the pools); an
+    /// earlier binding to another address is given back.
     fn set_binding(&mut self, key: &ClientKey, addr: Ipv4Addr, state: State) {
-        if let Some(old) = self.clients.get(key) {
+        if let Some(old) = self.clients.get(key).cloned() {
             self.timers.remove(&(old.until(), old.addr));
             match old.state {
                 State::Offered { .. } => self.offers -= 1,
                 State::Bound { .. } => self.leases -= 1,
+            }
+            if old.addr != addr {
+                self.by_addr.remove(&old.addr);
+                self.pools.free(old.addr);
             }
         }
         let b = Binding { addr, state };

@@ -674,10 +674,11 @@ fn addr4(v: &[u8]) -> Result<Ipv4Addr> {
 }
 
 fn addrs(v: &[u8]) -> Result<Vec<Ipv4Addr>> {
-    if v.is_empty() || !v.len().is_multiple_of(4) {
+    let c = v.chunks_exact(4);
+    if v.is_empty() || !c.remainder().is_empty() {
         return Err(Error::Malformed);
     }
-    v.chunks(4).map(addr4).collect()
+    c.map(addr4).collect()
 }
 
 fn u32v(v: &[u8]) -> Result<u32> {
@@ -737,7 +738,11 @@ impl Repr {
             siaddr: p.siaddr(),
             giaddr: p.giaddr(),
             chaddr: p.chaddr(),
-            sname: if ov.sname { Vec::new() } else { cstr(p.sname()) },
+            sname: if ov.sname {
+                Vec::new()
+            } else {
+                cstr(p.sname())
+            },
             file: if ov.file { Vec::new() } else { cstr(p.file()) },
             ..Repr::default()
         };
@@ -760,9 +765,7 @@ impl Repr {
                 opt::SERVER_ID => r.server_id = Some(addr4(&v)?),
                 opt::PARAMETER_REQUEST_LIST => r.parameter_request_list = Some(nonempty(&v)?),
                 opt::MESSAGE => r.message = Some(nonempty(&v)?),
-                opt::MAX_MESSAGE_SIZE => {
-                    r.max_message_size = Some(u16v(&v, MIN_MAX_MESSAGE_SIZE)?)
-                }
+                opt::MAX_MESSAGE_SIZE => r.max_message_size = Some(u16v(&v, MIN_MAX_MESSAGE_SIZE)?),
                 opt::RENEWAL_TIME => r.renewal_time = Some(u32v(&v)?),
                 opt::REBINDING_TIME => r.rebinding_time = Some(u32v(&v)?),
                 opt::CLIENT_ID => {
@@ -1016,7 +1019,9 @@ pub fn remove_relay_agent_info(msg: &[u8], out: &mut Vec<u8>) -> Result<Option<V
                 let n = 2 + usize::from(msg.get(i + 1).copied().unwrap_or(0));
                 let o = msg.get(i..i + n).ok_or(Error::Truncated)?;
                 if code == opt::RELAY_AGENT_INFO {
-                    removed.get_or_insert_with(Vec::new).extend_from_slice(&o[2..]);
+                    removed
+                        .get_or_insert_with(Vec::new)
+                        .extend_from_slice(&o[2..]);
                 } else {
                     out.extend_from_slice(o);
                 }
@@ -1132,8 +1137,17 @@ mod tests {
         assert_eq!(d[0].prefix, Ipv4Addr::new(10, 0, 0, 0));
         let d = decode_classless_routes(&[7, 11, 1, 2, 3, 4]).unwrap();
         assert_eq!(d[0].prefix, Ipv4Addr::new(10, 0, 0, 0));
-        for bad in [&[][..], &[33, 1, 2, 3, 4, 5, 6, 7, 8], &[8, 10, 1, 2, 3], &[24, 10]] {
-            assert_eq!(decode_classless_routes(bad), Err(Error::Malformed), "{bad:?}");
+        for bad in [
+            &[][..],
+            &[33, 1, 2, 3, 4, 5, 6, 7, 8],
+            &[8, 10, 1, 2, 3],
+            &[24, 10],
+        ] {
+            assert_eq!(
+                decode_classless_routes(bad),
+                Err(Error::Malformed),
+                "{bad:?}"
+            );
         }
         assert!(ClasslessRoute::new(gw, 33, gw).is_none());
     }
@@ -1141,7 +1155,10 @@ mod tests {
     #[test]
     fn strict_framing_is_a_typed_error() {
         let good = bytes(&discover());
-        assert_eq!(Packet::new_checked(&good[..239]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Packet::new_checked(&good[..239]).unwrap_err(),
+            Error::Truncated
+        );
         assert_eq!(Packet::new_checked(&[]).unwrap_err(), Error::Truncated);
         let mut b = good.clone();
         b[236] = 0;
@@ -1237,8 +1254,12 @@ mod tests {
         let r = Repr {
             other: vec![(43, vec![7; 600])],
             classless_routes: Some(vec![
-                ClasslessRoute::new(Ipv4Addr::new(10, 0, 0, 0), 24, Ipv4Addr::new(1, 2, 3, 4))
-                    .unwrap();
+                ClasslessRoute::new(
+                    Ipv4Addr::new(10, 0, 0, 0),
+                    24,
+                    Ipv4Addr::new(1, 2, 3, 4)
+                )
+                .unwrap();
                 40
             ]),
             ..Repr::default()
@@ -1260,7 +1281,11 @@ mod tests {
         insert_relay_agent_info(&msg, &info, &mut with).unwrap();
         let p = Packet::new_checked(&with).unwrap();
         let last = p.options().last().unwrap();
-        assert_eq!(last.0, opt::RELAY_AGENT_INFO, "option 82 is the last option");
+        assert_eq!(
+            last.0,
+            opt::RELAY_AGENT_INFO,
+            "option 82 is the last option"
+        );
         let r = Repr::parse(&p).unwrap();
         assert_eq!(r.relay_agent_info.as_ref(), Some(&info));
         assert_eq!(

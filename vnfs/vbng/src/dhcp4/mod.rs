@@ -459,12 +459,18 @@ impl Server {
 
     // --- state changes -------------------------------------------------------------
 
+    /// Sets the client's binding (the address already taken in the pools); an
+    /// earlier binding to another address is given back.
     fn set_binding(&mut self, key: &ClientKey, addr: Ipv4Addr, state: State) {
-        if let Some(old) = self.clients.get(key) {
+        if let Some(old) = self.clients.get(key).cloned() {
             self.timers.remove(&(old.until(), old.addr));
             match old.state {
                 State::Offered { .. } => self.offers -= 1,
                 State::Bound { .. } => self.leases -= 1,
+            }
+            if old.addr != addr {
+                self.by_addr.remove(&old.addr);
+                self.pools.free(old.addr);
             }
         }
         let b = Binding { addr, state };
@@ -693,15 +699,14 @@ impl Server {
         r.ciaddr = Ipv4Addr::UNSPECIFIED;
         r.message = Some(b"requested address not available".to_vec());
         r.client_id = key.client_id.clone();
-        // RFC 2131 §4.1: a NAK goes to the relay, else it is broadcast.
+        // RFC 2131 §4.1: a NAK goes to the relay, else it is broadcast; §4.3.2: with
+        // the broadcast bit set, so that a relay agent broadcasts it to the client.
         let dst = if req.giaddr.is_unspecified() {
             Destination::Broadcast
         } else {
             Destination::Relay(req.giaddr)
         };
-        if req.giaddr.is_unspecified() {
-            r.flags |= FLAG_BROADCAST;
-        }
+        r.flags |= FLAG_BROADCAST;
         let reply = self.finish(req, key, r, dst, MessageType::Nak)?;
         Ok(Handled {
             reply: Some(reply),

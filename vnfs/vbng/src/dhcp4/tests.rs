@@ -244,12 +244,11 @@ fn nak_for_a_wrong_requested_address() {
         parsed(&send(&mut s, 50, &r)).message_type,
         Some(MessageType::Nak)
     );
-    // Relayed NAK goes to the relay agent.
+    // Relayed NAK goes to the relay agent, with the broadcast bit (§4.3.2).
     r.giaddr = a("192.0.2.2");
-    assert_eq!(
-        send(&mut s, 60, &r).reply.unwrap().dst,
-        Destination::Relay(a("192.0.2.2"))
-    );
+    let h = send(&mut s, 60, &r);
+    assert!(parsed(&h).broadcast());
+    assert_eq!(h.reply.unwrap().dst, Destination::Relay(a("192.0.2.2")));
 }
 
 #[test]
@@ -702,4 +701,96 @@ fn save_atomic_writes_and_replaces() {
     assert_eq!(std::fs::read(&p).unwrap(), b"two");
     assert!(!dir.join("leases.tmp").exists());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The server's books agree: every binding is indexed by its address, no address is
+/// held twice, the counts match, every held address is taken in the pool exactly
+/// once (bindings and quarantine), and every binding and quarantined address has
+/// its one timer.
+fn check_invariants(s: &Server) {
+    let mut seen = BTreeSet::new();
+    for (k, b) in &s.clients {
+        assert_eq!(s.by_addr.get(&b.addr), Some(k));
+        assert!(seen.insert(b.addr), "{} held twice", b.addr);
+        assert!(s.timers.contains(&(b.until(), b.addr)));
+        assert!(!s.quarantine.contains_key(&b.addr));
+    }
+    assert_eq!(s.by_addr.len(), s.clients.len());
+    assert_eq!(s.offers + s.leases, s.clients.len());
+    assert!(s.offers <= s.cfg.max_offers as usize);
+    assert!(s.leases <= s.cfg.max_leases as usize);
+    for (a, t) in &s.quarantine {
+        assert!(s.timers.contains(&(*t, *a)));
+    }
+    assert_eq!(s.timers.len(), s.clients.len() + s.quarantine.len());
+    let in_use: u64 = s.pools.iter().map(|p| p.in_use()).sum();
+    assert_eq!(in_use as usize, s.clients.len() + s.quarantine.len());
+    assert!(s.rate.len() <= s.cfg.max_rate_clients as usize);
+}
+
+proptest::proptest! {
+    /// Random conversations of a few clients (some sharing a MAC on other lines or
+    /// with a client identifier) with random addresses and clock steps keep the
+    /// books straight after every message and every poll.
+    #[test]
+    fn random_conversations_keep_the_books(
+        ops in proptest::collection::vec((0u8..8, 0u8..6, 0u8..14, 0u32..200_000), 1..300)
+    ) {
+        let mut c = cfg("192.0.2.10", "192.0.2.13");
+        c.max_offers = 3;
+        c.max_leases = 3;
+        c.max_rate_clients = 5;
+        c.rate_burst = 20;
+        c.decline_hold_s = 60;
+        let mut s = Server::new(c).unwrap();
+        let mut now = 0u64;
+        for (op, who, addr, dt) in ops {
+            now += u64::from(dt);
+            let mac = [2, 0, 0, 0, 0, who % 4];
+            let vlans = if who >= 4 { Vlans::NONE } else { VL };
+            let ip = Ipv4Addr::new(192, 0, 2, 8 + addr);
+            let mt = match op {
+                0 => MessageType::Discover,
+                1..=3 => MessageType::Request,
+                4 => MessageType::Release,
+                5 => MessageType::Decline,
+                6 => MessageType::Inform,
+                _ => {
+                    s.poll(now);
+                    check_invariants(&s);
+                    continue;
+                }
+            };
+            let mut m = msg(mt, mac);
+            if who == 3 {
+                m.client_id = Some(vec![0, 3]);
+            }
+            match op {
+                0 => m.requested_ip = Some(ip),
+                1 => {
+                    m.server_id = Some(a(SID));
+                    m.requested_ip = Some(ip);
+                }
+                2 => m.requested_ip = Some(ip),
+                3 | 4 | 6 => m.ciaddr = ip,
+                _ => {
+                    m.server_id = Some(a(SID));
+                    m.requested_ip = Some(ip);
+                }
+            }
+            let h = s.handle(now, vlans, &bytes(&m));
+            if let Some(r) = &h.reply {
+                let p = Repr::parse_bytes(&r.message).unwrap();
+                if p.message_type == Some(MessageType::Ack) && !p.yiaddr.is_unspecified() {
+                    let key = ClientKey { vlans, mac, client_id: m.client_id.clone() };
+                    proptest::prop_assert_eq!(s.lease(&key).map(|l| l.addr), Some(p.yiaddr));
+                }
+            }
+            check_invariants(&s);
+        }
+        // Everything ends: after the longest deadline the pool is empty again.
+        s.poll(now + 10_000_000);
+        check_invariants(&s);
+        proptest::prop_assert_eq!(s.clients.len() + s.quarantine.len(), 0);
+    }
 }

@@ -377,6 +377,15 @@ impl Server {
         self.by_addr.get(&addr)
     }
 
+    /// Ends a client's lease or offer from the operator's side (subscriber cleared,
+    /// policy refused the lease): the address goes back to the pool and no event is
+    /// produced. The client learns of it at its next renewal (NAK) or when the lease
+    /// runs out; RFC 2131 has no message for the server to revoke a lease (RFC 3203
+    /// FORCERENEW is not implemented). Returns the address it held.
+    pub fn revoke(&mut self, client: &ClientKey) -> Option<Ipv4Addr> {
+        self.unbind(client, true).map(|b| b.addr)
+    }
+
     fn drop(&mut self, r: DropReason) -> Handled {
         self.stats.drops[r as usize] += 1;
         Handled::default()

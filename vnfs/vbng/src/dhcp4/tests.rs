@@ -392,6 +392,30 @@ fn release_frees_the_address() {
 }
 
 #[test]
+fn revoked_lease_is_naked_at_renewal() {
+    let mut s = server();
+    let addr = bind(&mut s, 0, MAC);
+    let key = ClientKey {
+        vlans: VL,
+        mac: MAC,
+        client_id: None,
+    };
+    assert_eq!(s.revoke(&key), Some(addr));
+    assert_eq!(s.revoke(&key), None);
+    assert_eq!(s.lease_count(), 0);
+    // Someone else takes the address; the old client's renewal is refused.
+    let mut d = msg(MessageType::Discover, [2, 0, 0, 0, 0, 10]);
+    d.requested_ip = Some(addr);
+    assert_eq!(parsed(&send(&mut s, 10, &d)).yiaddr, addr);
+    let mut r = msg(MessageType::Request, MAC);
+    r.ciaddr = addr;
+    assert_eq!(
+        parsed(&send(&mut s, 20, &r)).message_type,
+        Some(MessageType::Nak)
+    );
+}
+
+#[test]
 fn inform_is_acked_without_lease() {
     let mut s = server();
     let mut i = msg(MessageType::Inform, MAC);

@@ -173,6 +173,9 @@ pub struct IpoeSection {
     pub password: Password,
     /// `false`: no AAA, every client is accepted with the default rate.
     pub authorize: bool,
+    /// Where the `vbng` binary keeps the bound leases across restarts (written
+    /// atomically within a second of a change, read at start; absent = not kept).
+    pub lease_journal: Option<String>,
     /// The DHCPv4 server: subnet gateway, pools (apart from the PPPoE pools), DNS,
     /// lease times, options.
     pub dhcp: crate::dhcp4::Dhcp4Config,
@@ -199,6 +202,7 @@ impl Default for IpoeSection {
             username: IpoeUsername::Mac,
             password: Password::default(),
             authorize: true,
+            lease_journal: None,
             dhcp,
         }
     }

@@ -155,6 +155,44 @@ fn run(
         }
         None => None,
     };
+    let lease_journal = cfg
+        .ipoe
+        .as_ref()
+        .and_then(|i| i.lease_journal.as_deref())
+        .map(std::path::PathBuf::from);
+    if let Some(path) = &lease_journal {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                // A torn or foreign journal restores nothing; the clients' renewals
+                // bind their addresses again (RFC 2131 §4.3.2, RENEWING).
+                match v
+                    .control
+                    .cp
+                    .ipoe_restore(vbng::vnf::ACCESS_PORT, &bytes, 0, unix_ms)
+                {
+                    Ok(r) => tracing::info!(
+                        journal = %path.display(),
+                        restored = r.restored,
+                        "ipoe: {} leases restored from {} ({} expired while down, {} refused)",
+                        r.restored,
+                        path.display(),
+                        r.expired,
+                        r.refused
+                    ),
+                    Err(e) => tracing::warn!(
+                        journal = %path.display(),
+                        "ipoe: lease journal {}: {e}; no lease restored",
+                        path.display()
+                    ),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(anyhow::anyhow!("lease journal {}: {e}", path.display())),
+        }
+    }
     tracing::info!(
         access = %access,
         core = %core,
@@ -168,6 +206,7 @@ fn run(
     let opts = Options {
         listen: listen.or(cfg.listen.map(|a| a.to_string())),
         trace,
+        lease_journal,
         ..Options::default()
     };
     let r = vbng::runtime::start(v, ports, io, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;

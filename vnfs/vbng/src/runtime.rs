@@ -53,6 +53,8 @@ pub const IDLE_SLEEP_LONG: Duration = Duration::from_micros(250);
 const IDLE_LONG: u32 = 1000;
 /// The control thread's sleep when a round found nothing, and after about 50 ms of
 /// nothing.
+/// How often, at most, the IPoE lease journal is written while leases change.
+pub const JOURNAL_EVERY: Duration = Duration::from_secs(1);
 const CONTROL_SLEEP: Duration = Duration::from_micros(100);
 const CONTROL_SLEEP_LONG: Duration = Duration::from_micros(500);
 
@@ -133,15 +135,19 @@ fn control_thread(
     inject: PktRing,
     mut cache: PoolCache,
     stop: Arc<AtomicBool>,
+    lease_journal: Option<std::path::PathBuf>,
 ) {
     let t0 = Instant::now();
     let mut inj = Injector::new();
+    let mut journal_at = Instant::now();
+    let mut journal_failed = false;
     let mut log = Vec::new();
     let mut idle = 0u32;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let now_ms = t0.elapsed().as_millis() as u64;
         let mut work = 0;
+        let mut leases: Option<Vec<u8>> = None;
         {
             let Ok(mut c) = control.lock() else {
                 return;
@@ -163,6 +169,31 @@ fn control_thread(
                     // What was queued in the last round reaches the journal.
                     io.flush(&mut c.cp);
                 }
+            }
+            if lease_journal.is_some()
+                && c.cp.ipoe_journal_due()
+                && (stopping || journal_at.elapsed() >= JOURNAL_EVERY)
+            {
+                journal_at = Instant::now();
+                let unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                leases = c.cp.ipoe_journal(now_ms, unix_ms);
+            }
+        }
+        // Written outside the lock: a slow disk does not hold the control plane.
+        if let (Some(path), Some(b)) = (&lease_journal, leases.take()) {
+            match crate::dhcp4::journal::save_atomic(path, &b) {
+                Ok(()) => journal_failed = false,
+                Err(e) if !journal_failed => {
+                    journal_failed = true;
+                    tracing::warn!(
+                        journal = %path.display(),
+                        "ipoe: lease journal {} not written: {e}",
+                        path.display()
+                    );
+                }
+                Err(_) => {}
             }
         }
         for r in log.drain(..) {
@@ -269,6 +300,9 @@ pub struct Options {
     pub pool_buffers: u32,
     /// Punt and inject ring sizes.
     pub ring: usize,
+    /// The IPoE lease journal (`[ipoe] lease_journal`): written atomically at most
+    /// once a [`JOURNAL_EVERY`] while leases change, and when stopping.
+    pub lease_journal: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -278,6 +312,7 @@ impl Default for Options {
             trace: 0,
             pool_buffers: 1 << 15,
             ring: 4096,
+            lease_journal: None,
         }
     }
 }
@@ -362,9 +397,10 @@ pub fn start(
     };
     let control_thread = {
         let (c, st, cache) = (control.clone(), stop.clone(), pool.cache());
+        let lj = opts.lease_journal.clone();
         let spawned = std::thread::Builder::new()
             .name("vbng-control".into())
-            .spawn(move || control_thread(c, io, punt, inject, cache, st));
+            .spawn(move || control_thread(c, io, punt, inject, cache, st, lj));
         match spawned {
             Ok(h) => h,
             Err(e) => {

@@ -164,11 +164,13 @@ fn udhcpc_and_dhclient_get_leases_and_reach_the_core() {
     let cfg = "name = \"vbng\"\nmac = \"02:00:00:00:b0:01\"\n\
                core_ip = \"198.51.100.1/24\"\ncore_gateway = \"198.51.100.254\"\n\
                listen = \"127.0.0.1:9182\"\n\
-               [ipoe]\nauthorize = false\n\
+               [ipoe]\nauthorize = false\nlease_journal = \"LEASES\"\n\
                [ipoe.dhcp]\ngateway = \"100.72.0.1/16\"\ndns = [\"192.0.2.53\"]\n\
                mtu = 1500\nlease_time_s = 600\n\
                [[ipoe.dhcp.pools]]\nname = \"ipoe\"\nranges = [\"100.72.1.10-100.72.1.50\"]\n";
     let cfg_path = dir.join("vbng.toml");
+    let leases = dir.join("leases");
+    let cfg = cfg.replace("LEASES", &leases.display().to_string());
     std::fs::write(&cfg_path, cfg).expect("config");
     let check = Command::new(env!("CARGO_BIN_EXE_vbng"))
         .arg("check")
@@ -181,34 +183,37 @@ fn udhcpc_and_dhclient_get_leases_and_reach_the_core() {
         "vbng check: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let bng = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns[1],
-            env!("CARGO_BIN_EXE_vbng"),
-            "run",
-            "-c",
-        ])
-        .arg(&cfg_path)
-        .args([
-            "--access",
-            &format!("afpacket:{ea}"),
-            "--core",
-            &format!("afpacket:{eb}"),
-            "--max-sessions",
-            "16",
-            "--duration",
-            "90",
-        ])
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("vbng.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        )
-        .spawn()
-        .expect("vbng");
+    let start_bng = |logname: &str| {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns[1],
+                env!("CARGO_BIN_EXE_vbng"),
+                "run",
+                "-c",
+            ])
+            .arg(&cfg_path)
+            .args([
+                "--access",
+                &format!("afpacket:{ea}"),
+                "--core",
+                &format!("afpacket:{eb}"),
+                "--max-sessions",
+                "16",
+                "--duration",
+                "90",
+            ])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join(logname))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .spawn()
+            .expect("vbng")
+    };
+    let bng = start_bng("vbng.log");
     lab.children.push(bng);
     let log = || std::fs::read_to_string(dir.join("vbng.log")).unwrap_or_default();
     std::thread::sleep(Duration::from_secs(2));
@@ -361,4 +366,41 @@ fn udhcpc_and_dhclient_get_leases_and_reach_the_core() {
         m = metrics();
     }
     assert_eq!(sample(&m, "vbng_ipoe_sessions "), Some(1.0), "{m}");
+
+    // The BNG dies (SIGKILL, no goodbye) after the journal has caught up, and a new
+    // one starts from the same configuration: the udhcpc subscriber forwards again
+    // without any DHCP exchange (RFC 2131 §4.3.1: a server remembers its bindings).
+    std::thread::sleep(runtime_journal_wait());
+    assert!(leases.exists(), "no lease journal written");
+    for c in lab.children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    lab.children.clear();
+    lab.children.push(start_bng("vbng2.log"));
+    std::thread::sleep(Duration::from_secs(2));
+    let ping = ns_sh(&ns[0], "busybox ping -c 3 -W 2 198.51.100.254");
+    assert!(
+        ping.status.success(),
+        "after the restart the udhcpc client cannot reach the core: {}\nvbng log:\n{}",
+        String::from_utf8_lossy(&ping.stdout),
+        std::fs::read_to_string(dir.join("vbng2.log")).unwrap_or_default()
+    );
+    let log2 = std::fs::read_to_string(dir.join("vbng2.log")).unwrap_or_default();
+    assert!(log2.contains("1 leases restored"), "{log2}");
+    let m = metrics();
+    assert_eq!(sample(&m, "vbng_ipoe_sessions "), Some(1.0), "{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "vbng_dhcp4_messages_total{direction=\"rx\",type=\"DHCPREQUEST\"}"
+        ),
+        Some(0.0),
+        "forwarding came back without DHCP: {m}"
+    );
+}
+
+/// Longer than the runtime's journal interval (one second).
+fn runtime_journal_wait() -> Duration {
+    Duration::from_millis(1500)
 }

@@ -46,6 +46,19 @@ pub(super) struct IpoeCtl {
     subnet: (u32, u32),
     /// Per session slot: the DHCP message held while AAA decides.
     pub(super) held: BTreeMap<u32, Vec<u8>>,
+    /// Leases changed since the journal was last taken.
+    dirty: bool,
+}
+
+/// What [`ControlPlane::ipoe_restore`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpoeRestored {
+    /// Leases bound again, their sessions installed.
+    pub restored: usize,
+    /// Leases that had run out while we were down.
+    pub expired: usize,
+    /// Leases the pools or the session table could not take back.
+    pub refused: usize,
 }
 
 impl IpoeCtl {
@@ -67,6 +80,7 @@ impl IpoeCtl {
             gateway: g.addr,
             subnet: (net, net | !mask),
             held: BTreeMap::new(),
+            dirty: false,
         })
     }
 
@@ -78,6 +92,20 @@ impl IpoeCtl {
     fn in_subnet(&self, a: Ipv4Addr) -> bool {
         (self.subnet.0..=self.subnet.1).contains(&u32::from(a))
     }
+}
+
+/// A MAC as the AAA user name: `aa:bb:cc:dd:ee:ff`.
+fn mac_text(m: &[u8; 6]) -> Vec<u8> {
+    alloc::format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5]
+    )
+    .into_bytes()
 }
 
 /// The DHCP client key the server uses for a session's line and MAC (client id
@@ -178,32 +206,8 @@ impl ControlPlane {
             return;
         };
         self.gen = self.gen.wrapping_add(1);
-        let e = Entry {
-            gen: self.gen,
-            key: *key,
-            access: Access::Ipoe(Ipoe {
-                lease_expires: 0,
-                mtu: 1500,
-                authorized: false,
-                half_open: Some(now + self.half_open.timeout_ms),
-            }),
-            user: user.clone(),
-            ip: 0,
-            prefix6: 0,
-            ipv6_up: false,
-            ipv4_up: false,
-            next_ra: None,
-            last_solicited_ra: None,
-            rate: self.default_rate,
-            reply: Reply::default(),
-            created: now,
-            up_at: None,
-            next_interim: None,
-            hard_deadline: None,
-            idle: None,
-            acct_started: false,
-            installed: false,
-        };
+        let half_open = Some(now + self.half_open.timeout_ms);
+        let e = self.ipoe_entry(*key, user.clone(), false, half_open, now);
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
             *s = Some(alloc::boxed::Box::new(e));
@@ -229,19 +233,7 @@ impl ControlPlane {
     fn ipoe_username(&self, key: &AccessKey, p: &DhcpPacket<'_>) -> Option<Vec<u8>> {
         let which = self.ipoe.as_ref()?.username;
         if which == IpoeUsername::Mac {
-            let m = key.mac;
-            return Some(
-                alloc::format!(
-                    "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                    m[0],
-                    m[1],
-                    m[2],
-                    m[3],
-                    m[4],
-                    m[5]
-                )
-                .into_bytes(),
-            );
+            return Some(mac_text(&key.mac));
         }
         let info = p
             .option(dataplane::proto::dhcp4::opt::RELAY_AGENT_INFO)
@@ -283,8 +275,117 @@ impl ControlPlane {
         }
     }
 
+    /// Whether the leases changed since [`ControlPlane::ipoe_journal`] last ran.
+    pub fn ipoe_journal_due(&self) -> bool {
+        self.ipoe.as_ref().is_some_and(|i| i.dirty)
+    }
+
+    /// The bound leases as a journal ([`crate::dhcp4::journal`]); `now` is our
+    /// clock, `unix_ms` the wall clock at the same moment. Clears the change flag.
+    pub fn ipoe_journal(&mut self, now: u64, unix_ms: u64) -> Option<Vec<u8>> {
+        let i = self.ipoe.as_mut()?;
+        i.dirty = false;
+        Some(i.server.save_journal(now, unix_ms))
+    }
+
+    /// Restores a lease journal at start-up: each lease still valid is bound again
+    /// and its subscriber installed on access port `port` (authorised: it was when
+    /// the lease was granted; the rate is the default until a CoA says otherwise),
+    /// with a new accounting session.
+    pub fn ipoe_restore(
+        &mut self,
+        port: u16,
+        bytes: &[u8],
+        now: u64,
+        unix_ms: u64,
+    ) -> Result<IpoeRestored, String> {
+        let Some(i) = self.ipoe.as_mut() else {
+            return Err("no [ipoe] section".into());
+        };
+        let r = i
+            .server
+            .load_journal(bytes, now, unix_ms)
+            .map_err(|e| alloc::format!("{e}"))?;
+        let mut out = IpoeRestored {
+            expired: r.expired,
+            refused: r.refused,
+            ..IpoeRestored::default()
+        };
+        for (client, lease) in r.leases {
+            let key = AccessKey {
+                port,
+                mac: client.mac,
+                vlans: client.vlans,
+            };
+            if self.by_key.contains_key(&(key, 0)) {
+                out.refused += 1;
+                continue;
+            }
+            let Some(idx) = self.free.pop() else {
+                out.refused += 1;
+                continue;
+            };
+            let user = match self.ipoe.as_ref().map(|i| i.username) {
+                Some(IpoeUsername::Mac) => mac_text(&key.mac),
+                _ => Vec::new(),
+            };
+            self.gen = self.gen.wrapping_add(1);
+            let e = self.ipoe_entry(key, user, true, None, now);
+            if let Some(s) = self.slots.get_mut(idx as usize) {
+                *s = Some(alloc::boxed::Box::new(e));
+            }
+            self.by_key.insert((key, 0), idx);
+            self.stats.sessions_created += 1;
+            self.stats.auth_accept += 1;
+            self.lease_up(idx, lease, now);
+            self.schedule(idx);
+            out.restored += 1;
+        }
+        Ok(out)
+    }
+
+    /// A new IPoE subscriber entry.
+    fn ipoe_entry(
+        &self,
+        key: AccessKey,
+        user: Vec<u8>,
+        authorized: bool,
+        half_open: Option<u64>,
+        now: u64,
+    ) -> Entry {
+        Entry {
+            gen: self.gen,
+            key,
+            access: Access::Ipoe(Ipoe {
+                lease_expires: 0,
+                mtu: 1500,
+                authorized,
+                half_open,
+            }),
+            user,
+            ip: 0,
+            prefix6: 0,
+            ipv6_up: false,
+            ipv4_up: false,
+            next_ra: None,
+            last_solicited_ra: None,
+            rate: self.default_rate,
+            reply: Reply::default(),
+            created: now,
+            up_at: None,
+            next_interim: None,
+            hard_deadline: None,
+            idle: None,
+            acct_started: false,
+            installed: false,
+        }
+    }
+
     /// A lease event from the DHCP server.
     fn dhcp_event(&mut self, ev: DhcpEvent, now: u64) {
+        if let Some(i) = self.ipoe.as_mut() {
+            i.dirty = true;
+        }
         let (client, what) = match &ev {
             DhcpEvent::LeaseBound { client, .. } | DhcpEvent::LeaseRenewed { client, .. } => {
                 (client, None)

@@ -280,3 +280,41 @@ fn ipoe_config_overlap_is_refused() {
     let e = cfg.validate().unwrap_err();
     assert!(e.0.contains("overlaps subscriber pool"), "{}", e.0);
 }
+
+#[test]
+fn lease_journal_restores_sessions_after_a_restart() {
+    let mut c = cp_ipoe(false, Vec::new());
+    assert!(!c.ipoe_journal_due());
+    let addr = bind(&mut c, 0);
+    assert!(c.ipoe_journal_due(), "a bound lease marks the journal");
+    let j = c.ipoe_journal(1000, 5_000_000).unwrap();
+    assert!(!c.ipoe_journal_due());
+    // A new control plane, 10 s of wall clock later.
+    let mut d = cp_ipoe(false, Vec::new());
+    let r = d.ipoe_restore(0, &j, 0, 5_010_000).unwrap();
+    assert_eq!((r.restored, r.expired, r.refused), (1, 0, 0));
+    let fib = d.take_fib();
+    assert!(
+        matches!(fib[..], [FibUpdate::Add { sid: 0, ip, key: k, .. }] if ip == u32::from(addr) && k == key()),
+        "{fib:?}"
+    );
+    assert_eq!(d.ipoe_session_count(), 1);
+    // The restored client renews and keeps its address and session.
+    let mut renew = request(MessageType::Request);
+    renew.ciaddr = addr;
+    d.input(
+        0,
+        &client_frame(&renew, addr, Ipv4Addr::new(100, 72, 0, 1)),
+        100,
+    );
+    assert_eq!(replies(&d.take_tx())[0].yiaddr, addr);
+    assert_eq!(d.session_count(), 1);
+    // After the lease time (600 s by default here: 3600) nothing is restored.
+    let mut e = cp_ipoe(false, Vec::new());
+    let r = e.ipoe_restore(0, &j, 0, 5_000_000 + 4_000_000).unwrap();
+    assert_eq!((r.restored, r.expired), (0, 1));
+    // A torn journal restores nothing and says why.
+    let mut f = cp_ipoe(false, Vec::new());
+    assert!(f.ipoe_restore(0, &j[..j.len() - 3], 0, 5_010_000).is_err());
+    assert_eq!(f.session_count(), 0);
+}

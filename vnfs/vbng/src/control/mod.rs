@@ -67,6 +67,7 @@ use hashbrown::HashMap;
 // ND, /64s) of the control plane: more `impl ControlPlane` blocks.
 mod aaa;
 mod ipoe;
+pub use ipoe::IpoeRestored;
 mod ipv6;
 
 /// A change to the fast-path tables.

@@ -177,8 +177,30 @@ pub struct IpoeSection {
     /// atomically within a second of a change, read at start; absent = not kept).
     pub lease_journal: Option<String>,
     /// The DHCPv4 server: subnet gateway, pools (apart from the PPPoE pools), DNS,
-    /// lease times, options.
+    /// lease times, options. With `relay`, only `gateway` is used (our address on
+    /// the subscriber subnet, the relay's `giaddr`).
     pub dhcp: crate::dhcp4::Dhcp4Config,
+    /// Relay DHCP to external servers instead of answering it (RFC 2131 §4.1,
+    /// RFC 1542 §4.1, relay agent information RFC 3046).
+    pub relay: Option<RelaySection>,
+}
+
+/// `[ipoe.relay]`: the vBNG as a DHCP relay agent towards external servers on the
+/// core side. Client messages go to every server from `core_ip` with `giaddr` our
+/// IPoE gateway and option 82 added (circuit id `access<port>:<svlan>.<cvlan>`,
+/// remote id the client's MAC `aa:bb:cc:dd:ee:ff`); the servers' replies to
+/// `giaddr` come back through the core port, lose option 82 and go to the client's
+/// line. A bound lease (the server's DHCPACK) installs the session as with the
+/// built-in server.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySection {
+    /// The servers (1 to 4), reached through `core_gateway` (or
+    /// `core_next_hop_mac`).
+    pub servers: Vec<Ipv4Addr>,
+    /// Forward client messages that already carry option 82 (an access node that
+    /// inserted it is trusted, RFC 3046 §2.1.1); default: such messages are dropped.
+    pub trust_option82: bool,
 }
 
 impl Default for IpoeSection {
@@ -204,6 +226,7 @@ impl Default for IpoeSection {
             authorize: true,
             lease_journal: None,
             dhcp,
+            relay: None,
         }
     }
 }
@@ -752,6 +775,25 @@ impl Config {
         i.dhcp
             .validate()
             .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;
+        if let Some(r) = &i.relay {
+            if r.servers.is_empty() || r.servers.len() > 4 {
+                return Err(ConfigError(
+                    "ipoe.relay.servers: 1 to 4 servers".to_string(),
+                ));
+            }
+            if self.core_ip.is_none() {
+                return Err(ConfigError(
+                    "ipoe.relay needs core_ip (the relay's source address)".to_string(),
+                ));
+            }
+            for a in &r.servers {
+                if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+                    return Err(ConfigError(alloc::format!(
+                        "ipoe.relay.servers: {a} is not a unicast address"
+                    )));
+                }
+            }
+        }
         let nat = self.nat_config(1)?;
         let outside = match &nat {
             Some(c) => c.pool_ranges().unwrap_or_default(),

@@ -172,6 +172,18 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
                 );
             }
         }
+        for (dir, v) in [
+            ("to_server", cp.stats.relay_to_server),
+            ("to_client", cp.stats.relay_to_client),
+            ("dropped", cp.stats.relay_dropped),
+        ] {
+            p.counter(
+                "vbng_dhcp4_relay_total",
+                "DHCPv4 relay agent (RFC 3046): messages relayed, and dropped",
+                &[("direction", dir)],
+                v,
+            );
+        }
         p.counter(
             "vbng_ipoe_arp_replies_total",
             "ARP replies for the IPoE gateway and subnet (proxy ARP)",

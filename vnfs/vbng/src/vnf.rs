@@ -167,7 +167,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
     let n = env.max_sessions;
     let nat_cfg = cfg.nat_config(n)?;
     let counters = SessionCounters::new(n as usize);
-    let cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
+    let mut cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
     let core_link = match cfg.core_ip {
         Some(n) => {
             let link = CoreLink::new(n.addr, n.len, cfg.core_gateway);
@@ -178,6 +178,13 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         }
         None => None,
     };
+    cp.set_core(crate::control::CoreSide {
+        port: CORE_PORT,
+        mac: env.core_mac,
+        next_hop: cfg.core_next_hop_mac.octets(),
+        link: core_link.clone(),
+    });
+    let dhcp_relay = cfg.ipoe.as_ref().is_some_and(|i| i.relay.is_some());
     let fcfg = FastPathConfig {
         access_port: ACCESS_PORT,
         core_port: CORE_PORT,
@@ -206,6 +213,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
             .with_nat(nat)
             .with_local(local)
             .with_ipoe(ipoe_gw)
+            .with_dhcp_relay(dhcp_relay)
             .with_core_ip6(cfg.core_ip6);
         if let Some(c) = &core_link {
             fp = fp.with_core_link(c.clone());

@@ -118,8 +118,69 @@ fn base_config(auth: AuthProto) -> Config {
             ip: None,
             rate: Some("1M/2M".into()),
         }],
+        // IPoE beside PPPoE: DHCP and ARP frames reach the DHCP server and the
+        // IPoE sessions (a small pool, so exhaustion is reachable).
+        ipoe: Some(vbng::config::IpoeSection {
+            authorize: false,
+            dhcp: vbng::dhcp4::Dhcp4Config {
+                gateway: "100.72.0.1/24".parse().unwrap(),
+                pools: vec![PoolConfig {
+                    name: "ipoe".into(),
+                    ranges: vec!["100.72.0.10-100.72.0.17".parse().unwrap()],
+                }],
+                lease_time_s: 60,
+                ..Default::default()
+            },
+            ..Default::default()
+        }),
         ..Config::default()
     }
+}
+
+/// A DHCP client message `msg` (any bytes) from MAC `2:5c:dd:0:0:m` on line `vlans`
+/// as a well-formed frame (Ethernet, IPv4 with a valid header checksum, UDP 68 → 67
+/// without checksum, RFC 768), so it passes the framing and reaches the DHCP code.
+fn dhcp_frame(m: u8, vlans: Vlans, unicast: bool, msg: &[u8]) -> Vec<u8> {
+    use dataplane::proto::{ipv4, udp, EtherType, IpProtocol};
+    let eth = ethernet::Repr {
+        dst_addr: ethernet::MacAddr::BROADCAST,
+        src_addr: ethernet::MacAddr([2, 0x5c, 0xdd, 0, 0, m]),
+        vlans: vlans.to_stack(),
+        ethertype: EtherType::IPV4,
+    };
+    let l3 = eth.buffer_len();
+    let ulen = udp::HEADER_LEN + msg.len();
+    let mut f = vec![0u8; l3 + ipv4::HEADER_LEN + ulen];
+    let _ = eth.emit(&mut ethernet::Frame::new_unchecked(&mut f[..]));
+    let (src, dst) = if unicast {
+        (
+            core::net::Ipv4Addr::new(100, 72, 0, 10 + (m & 7)),
+            core::net::Ipv4Addr::new(100, 72, 0, 1),
+        )
+    } else {
+        (
+            core::net::Ipv4Addr::UNSPECIFIED,
+            core::net::Ipv4Addr::BROADCAST,
+        )
+    };
+    let _ = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::UDP,
+        payload_len: ulen,
+        ttl: 64,
+        dscp: 0,
+        ecn: 0,
+        ident: 0,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+    }
+    .emit(&mut ipv4::Packet::new_unchecked(&mut f[l3..]));
+    let at = l3 + ipv4::HEADER_LEN;
+    f[at..at + 8].copy_from_slice(&[0, 68, 0, 67, (ulen >> 8) as u8, ulen as u8, 0, 0]);
+    f[at + 8..].copy_from_slice(msg);
+    f
 }
 
 fn control_plane(cfg: &Config, slots: u32) -> Option<(ControlPlane, Arc<SessionCounters>)> {
@@ -354,10 +415,32 @@ pub fn exercise_control(data: &[u8]) {
         f
     };
     while let Some(op) = inp.byte() {
-        match op % 6 {
+        match op % 7 {
             0 => {
                 let c = inp.chunk().unwrap_or(&[]);
                 cp.input(0, c, now);
+            }
+            6 => {
+                // A DHCP message (IPoE) from one of eight clients on two lines;
+                // the message is the script's, often a fixed header with its options.
+                let b = inp.byte().unwrap_or(0);
+                let c = inp.chunk().unwrap_or(&[]);
+                let mut msg = Vec::with_capacity(240 + c.len());
+                if b & 0x80 != 0 {
+                    // BOOTREQUEST, Ethernet, chaddr = the frame's MAC, magic cookie:
+                    // the script writes the options.
+                    msg.extend_from_slice(&[1, 1, 6, 0, 0, 0, 0, b, 0, 0, 0x80, 0]);
+                    msg.resize(28, 0);
+                    msg.extend_from_slice(&[2, 0x5c, 0xdd, 0, 0, b & 7]);
+                    msg.resize(236, 0);
+                    msg.extend_from_slice(&[99, 130, 83, 99]);
+                }
+                msg.extend_from_slice(c);
+                let vlans = Vlans {
+                    svlan: 0,
+                    cvlan: if b & 8 != 0 { 7 } else { 0 },
+                };
+                cp.input(0, &dhcp_frame(b & 7, vlans, b & 0x40 != 0, &msg), now);
             }
             1 => {
                 // Any PPP payload inside the live session.

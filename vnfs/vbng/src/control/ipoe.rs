@@ -30,10 +30,13 @@
 //! ARPs are not, so a client's conflict detection sees no false conflict.
 
 use super::*;
-use crate::config::{IpoeSection, IpoeUsername};
+use crate::config::{IpoeSection, IpoeUsername, RelaySection};
 use crate::dhcp4::{self, ClientKey, Event as DhcpEvent, Server};
 use dataplane::proto::arp;
-use dataplane::proto::dhcp4::{MessageType, Packet as DhcpPacket};
+use dataplane::proto::dhcp4::{
+    insert_relay_agent_info, opt, remove_relay_agent_info, MessageType, Packet as DhcpPacket,
+    RelayAgentInfo,
+};
 
 /// The IPoE side of the control plane.
 #[derive(Debug, Clone)]
@@ -48,6 +51,10 @@ pub(super) struct IpoeCtl {
     pub(super) held: BTreeMap<u32, Vec<u8>>,
     /// Leases changed since the journal was last taken.
     dirty: bool,
+    /// Relay to external servers instead of answering (`[ipoe.relay]`).
+    relay: Option<RelaySection>,
+    /// The relay's source address towards the servers (`core_ip`).
+    core_ip: Option<Ipv4Addr>,
 }
 
 /// What [`ControlPlane::ipoe_restore`] did.
@@ -62,7 +69,10 @@ pub struct IpoeRestored {
 }
 
 impl IpoeCtl {
-    pub(super) fn new(cfg: &IpoeSection) -> Result<IpoeCtl, ConfigError> {
+    pub(super) fn new(
+        cfg: &IpoeSection,
+        core_ip: Option<Ipv4Addr>,
+    ) -> Result<IpoeCtl, ConfigError> {
         let server = Server::new(cfg.dhcp.clone())
             .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;
         let g = cfg.dhcp.gateway;
@@ -81,12 +91,19 @@ impl IpoeCtl {
             subnet: (net, net | !mask),
             held: BTreeMap::new(),
             dirty: false,
+            relay: cfg.relay.clone(),
+            core_ip,
         })
     }
 
     /// Our address on the IPoE subnet.
     pub(super) fn gateway(&self) -> Ipv4Addr {
         self.gateway
+    }
+
+    /// Whether DHCP is relayed to external servers.
+    pub(super) fn relay_mode(&self) -> bool {
+        self.relay.is_some()
     }
 
     fn in_subnet(&self, a: Ipv4Addr) -> bool {
@@ -106,6 +123,27 @@ fn mac_text(m: &[u8; 6]) -> Vec<u8> {
         m[5]
     )
     .into_bytes()
+}
+
+/// The circuit id the relay inserts: `access<port>:<svlan>.<cvlan>` (as NAS-Port-Id).
+fn circuit_id(k: &AccessKey) -> Vec<u8> {
+    alloc::format!("access{}:{}.{}", k.port, k.vlans.svlan, k.vlans.cvlan).into_bytes()
+}
+
+/// The line a circuit id of ours names, for the client `mac`.
+fn parse_circuit_id(c: &[u8], mac: [u8; 6]) -> Option<AccessKey> {
+    let t = core::str::from_utf8(c).ok()?;
+    let (port, vl) = t.strip_prefix("access")?.split_once(':')?;
+    let (sv, cv) = vl.split_once('.')?;
+    let vlans = Vlans {
+        svlan: sv.parse().ok().filter(|v| *v < 4096)?,
+        cvlan: cv.parse().ok().filter(|v| *v < 4096)?,
+    };
+    Some(AccessKey {
+        port: port.parse().ok()?,
+        mac,
+        vlans,
+    })
 }
 
 /// The DHCP client key the server uses for a session's line and MAC (client id
@@ -260,6 +298,10 @@ impl ControlPlane {
         let Some(i) = self.ipoe.as_mut() else {
             return;
         };
+        if i.relay.is_some() {
+            self.relay_to_servers(idx, msg, now);
+            return;
+        }
         let Some(Some(e)) = self.slots.get(idx as usize) else {
             return;
         };
@@ -416,6 +458,174 @@ impl ControlPlane {
             (_, Some(cause)) => self.remove_with(idx, cause, false, now),
             _ => {}
         }
+    }
+
+    /// Relay mode: a client message of session `idx` to every server (RFC 2131 §4.1,
+    /// RFC 1542 §4.1.1: `giaddr` our IPoE gateway when it was zero, `hops` plus one;
+    /// RFC 3046 §2.1: option 82 added). A DHCPRELEASE or DHCPDECLINE also ends the
+    /// session here: no reply follows them.
+    fn relay_to_servers(&mut self, idx: u32, msg: &[u8], now: u64) {
+        let Some(i) = self.ipoe.as_ref() else {
+            return;
+        };
+        let (Some(relay), Some(src)) = (i.relay.as_ref(), i.core_ip) else {
+            return;
+        };
+        let gw = i.gateway;
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let key = e.key;
+        let Ok(p) = DhcpPacket::new_checked(msg) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let mt = p.message_type();
+        let has82 = p.option(opt::RELAY_AGENT_INFO).is_some();
+        // RFC 1542 §4.1.1: a message that went through too many relays is dropped.
+        if (has82 && !relay.trust_option82) || p.hops() >= 16 {
+            self.stats.relay_dropped += 1;
+            return;
+        }
+        let mut m = msg.to_vec();
+        m[3] = p.hops() + 1;
+        if p.giaddr().is_unspecified() {
+            m[24..28].copy_from_slice(&gw.octets());
+        }
+        let out = if has82 {
+            m
+        } else {
+            let info = RelayAgentInfo {
+                circuit_id: Some(circuit_id(&key)),
+                remote_id: Some(mac_text(&key.mac)),
+                other: Vec::new(),
+            };
+            let mut out = Vec::with_capacity(m.len() + 40);
+            if insert_relay_agent_info(&m, &info, &mut out).is_err() {
+                self.stats.relay_dropped += 1;
+                return;
+            }
+            out
+        };
+        let Some((port, mac, hop)) = self
+            .core
+            .as_ref()
+            .and_then(|c| Some((c.port, c.mac, c.next_hop_mac()?)))
+        else {
+            // The gateway is not resolved yet: the client retransmits.
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let servers = relay.servers.clone();
+        for s in servers {
+            let r = dhcp4::Reply {
+                message: out.clone(),
+                dst: dhcp4::Destination::Relay(s),
+                vlans: Vlans::NONE,
+                kind: mt.unwrap_or(MessageType::Request),
+            };
+            let f = dhcp4::wire::encap(&r, MacAddr(mac), src, Some(MacAddr(hop)));
+            self.tx.push((port, f));
+        }
+        self.stats.relay_to_server += 1;
+        match mt {
+            Some(MessageType::Release) => {
+                self.remove_with(idx, radius::terminate_cause::USER_REQUEST, false, now)
+            }
+            Some(MessageType::Decline) => {
+                self.remove_with(idx, radius::terminate_cause::USER_ERROR, false, now)
+            }
+            _ => {}
+        }
+    }
+
+    /// Relay mode: a server's reply to `giaddr` punted from the core port. It must
+    /// carry our option 82 (RFC 3046 §2.2: the circuit id names the line), which is
+    /// removed; it goes to the client broadcast or unicast as RFC 2131 §4.1 says a
+    /// relay agent delivers it; a DHCPACK with a lease binds the session.
+    pub(super) fn relay_from_core(&mut self, frame: &[u8], now: u64) {
+        let Some(i) = self.ipoe.as_ref() else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        if i.relay.is_none() {
+            self.stats.relay_dropped += 1;
+            return;
+        }
+        let gw = i.gateway;
+        let Ok(req) = dhcp4::wire::decap(frame) else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let mut clean = Vec::with_capacity(req.message.len());
+        let info = match remove_relay_agent_info(req.message, &mut clean) {
+            Ok(Some(v)) => RelayAgentInfo::parse(&v).ok(),
+            _ => None,
+        };
+        let Ok(p) = DhcpPacket::new_checked(&clean) else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let (Some(info), Some(mac)) = (info, p.client_mac()) else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let Some(key) = info
+            .circuit_id
+            .as_deref()
+            .and_then(|c| parse_circuit_id(c, mac))
+        else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let Some(&idx) = self.by_key.get(&(key, 0)) else {
+            self.stats.relay_dropped += 1;
+            return;
+        };
+        let mt = p.message_type();
+        let yiaddr = p.yiaddr();
+        let dst = if mt == Some(MessageType::Nak) || p.broadcast() || yiaddr.is_unspecified() {
+            dhcp4::Destination::Broadcast
+        } else {
+            dhcp4::Destination::Unicast { ip: yiaddr, mac }
+        };
+        let lease_s = p
+            .option(opt::LEASE_TIME)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(u32::from_be_bytes);
+        let r = dhcp4::Reply {
+            message: clean,
+            dst,
+            vlans: key.vlans,
+            kind: mt.unwrap_or(MessageType::Ack),
+        };
+        let f = dhcp4::wire::encap(&r, MacAddr(self.our_mac), gw, None);
+        self.tx.push((key.port, f));
+        self.stats.relay_to_client += 1;
+        if let (Some(MessageType::Ack), Some(l), false) = (mt, lease_s, yiaddr.is_unspecified()) {
+            let lease = dhcp4::Lease {
+                addr: yiaddr,
+                lease_s: l,
+                expires_ms: now.saturating_add(u64::from(l) * 1000),
+            };
+            self.lease_up(idx, lease, now);
+        }
+    }
+
+    /// Relay mode: whether session `idx`'s lease (as the server's last DHCPACK
+    /// gave it) has run out; ended then (Lost-Carrier).
+    pub(super) fn relay_lease_check(&mut self, idx: u32, now: u64) -> bool {
+        if self.ipoe.as_ref().is_none_or(|i| i.relay.is_none()) {
+            return false;
+        }
+        let expired = matches!(
+            self.slots.get(idx as usize),
+            Some(Some(e)) if matches!(&e.access, Access::Ipoe(i) if i.lease_expires != 0 && i.lease_expires <= now)
+        );
+        if expired {
+            self.remove_with(idx, radius::terminate_cause::LOST_CARRIER, false, now);
+        }
+        expired
     }
 
     /// A lease bound or renewed for session `idx`: route its address (first time:

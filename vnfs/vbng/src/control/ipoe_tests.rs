@@ -318,3 +318,100 @@ fn lease_journal_restores_sessions_after_a_restart() {
     assert!(f.ipoe_restore(0, &j[..j.len() - 3], 0, 5_010_000).is_err());
     assert_eq!(f.session_count(), 0);
 }
+
+/// A server's reply as it arrives on the core port: Ethernet to us, IPv4 from the
+/// server to `giaddr`, UDP 67 → 67, the message `r` (with option 82 when `info`).
+fn server_frame(r: &DhcpRepr, giaddr: Ipv4Addr) -> Vec<u8> {
+    let mut msg = Vec::new();
+    r.emit(&mut msg).unwrap();
+    let reply = crate::dhcp4::Reply {
+        message: msg,
+        dst: crate::dhcp4::Destination::Relay(giaddr),
+        vlans: Vlans::NONE,
+        kind: MessageType::Offer,
+    };
+    crate::dhcp4::wire::encap(
+        &reply,
+        MacAddr([2, 0, 0, 0, 0xc0, 0xfe]),
+        Ipv4Addr::new(198, 51, 100, 10),
+        Some(MacAddr([2, 0, 0, 0, 0xb0, 0x01])),
+    )
+}
+
+#[test]
+fn relay_adds_option_82_and_binds_on_the_servers_ack() {
+    let cfg = Config {
+        core_ip: Some("198.51.100.1/24".parse().unwrap()),
+        ipoe: Some(IpoeSection {
+            authorize: false,
+            relay: Some(crate::config::RelaySection {
+                servers: alloc::vec![Ipv4Addr::new(198, 51, 100, 10)],
+                trust_option82: false,
+            }),
+            ..IpoeSection::default()
+        }),
+        ..Config::default()
+    };
+    let mut c = super::tests::cp(&cfg);
+    c.set_core(CoreSide {
+        port: 1,
+        mac: [2, 0, 0, 0, 0xc0, 0x02],
+        next_hop: [2, 0, 0, 0, 0xc0, 0xfe],
+        link: None,
+    });
+    let any = Ipv4Addr::UNSPECIFIED;
+    c.input(
+        0,
+        &client_frame(&request(MessageType::Discover), any, Ipv4Addr::BROADCAST),
+        0,
+    );
+    let tx = c.take_tx();
+    assert_eq!(tx.len(), 1);
+    assert_eq!(tx[0].0, 1, "to the core port");
+    let f = &tx[0].1;
+    assert_eq!(&f[0..6], &[2, 0, 0, 0, 0xc0, 0xfe]);
+    let m = DhcpRepr::parse(&DhcpPacket::new_checked(&f[14 + 20 + 8..]).unwrap()).unwrap();
+    assert_eq!(m.giaddr, Ipv4Addr::new(100, 72, 0, 1));
+    assert_eq!(m.hops, 1);
+    let info = m.relay_agent_info.clone().expect("option 82");
+    assert_eq!(info.circuit_id.as_deref(), Some(&b"access0:100.7"[..]));
+    assert_eq!(info.remote_id.as_deref(), Some(&b"02:aa:00:00:00:01"[..]));
+    assert_eq!(c.stats.relay_to_server, 1);
+    // The server offers (echoing option 82, RFC 3046 §2.2): to the client, without it.
+    let yi = Ipv4Addr::new(100, 72, 5, 5);
+    let mut offer = m.clone();
+    offer.op = 2;
+    offer.yiaddr = yi;
+    offer.message_type = Some(MessageType::Offer);
+    offer.server_id = Some(Ipv4Addr::new(198, 51, 100, 10));
+    offer.lease_time = Some(300);
+    c.input(1, &server_frame(&offer, m.giaddr), 10);
+    let out = replies(&c.take_tx());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].yiaddr, yi);
+    assert!(out[0].relay_agent_info.is_none(), "option 82 removed");
+    assert!(c.take_fib().is_empty(), "an OFFER binds nothing");
+    // The ACK binds the session.
+    let mut ack = offer.clone();
+    ack.message_type = Some(MessageType::Ack);
+    c.input(1, &server_frame(&ack, m.giaddr), 20);
+    assert_eq!(
+        replies(&c.take_tx())[0].message_type,
+        Some(MessageType::Ack)
+    );
+    let fib = c.take_fib();
+    assert!(
+        matches!(fib[..], [FibUpdate::Add { sid: 0, ip, .. }] if ip == u32::from(yi)),
+        "{fib:?}"
+    );
+    // A reply without our option 82 is dropped; so is a client message that carries
+    // option 82 on an untrusted line.
+    let mut bare = ack.clone();
+    bare.relay_agent_info = None;
+    c.input(1, &server_frame(&bare, m.giaddr), 30);
+    assert!(c.take_tx().is_empty());
+    assert_eq!(c.stats.relay_dropped, 1);
+    // The lease runs out without a renewal: the session ends.
+    c.poll(20 + 300_000);
+    assert_eq!(c.session_count(), 0);
+}

@@ -262,11 +262,18 @@ pub struct ControlStats {
     /// ARP on the access port not answered (probes, gratuitous, replies, outside the
     /// IPoE subnet, sender MAC not the frame's).
     pub ipoe_arp_ignored: u64,
+    /// DHCP messages relayed to the servers (one count per message, not per server).
+    pub relay_to_server: u64,
+    /// Server replies relayed to clients.
+    pub relay_to_client: u64,
+    /// Relay drops: client messages with option 82 on an untrusted line, replies
+    /// without our option 82 or for no session, no route to the servers yet.
+    pub relay_dropped: u64,
 }
 
 impl ControlStats {
     /// Every counter by name (the field names), for reports and tables.
-    pub fn fields(&self) -> [(&'static str, u64); 32] {
+    pub fn fields(&self) -> [(&'static str, u64); 35] {
         [
             ("sessions_created", self.sessions_created),
             ("sessions_up", self.sessions_up),
@@ -300,6 +307,9 @@ impl ControlStats {
             ("ipoe_no_username", self.ipoe_no_username),
             ("ipoe_arp_replies", self.ipoe_arp_replies),
             ("ipoe_arp_ignored", self.ipoe_arp_ignored),
+            ("relay_to_server", self.relay_to_server),
+            ("relay_to_client", self.relay_to_client),
+            ("relay_dropped", self.relay_dropped),
         ]
     }
 }
@@ -577,8 +587,46 @@ pub struct ControlPlane {
     half_open: HalfOpen,
     /// IPoE subscribers and their DHCPv4 server (`[ipoe]`).
     ipoe: Option<ipoe::IpoeCtl>,
+    /// The core side, for what the control plane itself sends there (the DHCP
+    /// relay); set by [`ControlPlane::set_core`].
+    core: Option<CoreSide>,
     /// Counters.
     pub stats: ControlStats,
+}
+
+/// The core port as the control plane sees it: where frames it originates there go
+/// (the DHCP relay's messages to the servers).
+#[derive(Clone)]
+pub struct CoreSide {
+    /// Engine port number.
+    pub port: u16,
+    /// Our MAC on it.
+    pub mac: [u8; 6],
+    /// The next hop's MAC when it is static (`core_next_hop_mac`).
+    pub next_hop: [u8; 6],
+    /// The core link (`core_ip`, the gateway's ARP binding) when configured: its
+    /// resolved gateway MAC is used instead of `next_hop`.
+    pub link: Option<Arc<crate::corelink::CoreLink>>,
+}
+
+impl core::fmt::Debug for CoreSide {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CoreSide")
+            .field("port", &self.port)
+            .field("link", &self.link.as_ref().map(|l| l.ip))
+            .finish()
+    }
+}
+
+impl CoreSide {
+    /// The MAC to send to now: the resolved gateway, else the static next hop;
+    /// `None` while a configured gateway is unresolved.
+    pub fn next_hop_mac(&self) -> Option<[u8; 6]> {
+        match &self.link {
+            Some(l) if l.gateway.is_some() => l.gateway_mac(),
+            _ => Some(self.next_hop),
+        }
+    }
 }
 
 /// Limits and counts of half-open sessions.
@@ -803,8 +851,9 @@ impl ControlPlane {
                 timeout_ms: u64::from(cfg.half_open_timeout_s) * 1000,
                 ..HalfOpen::default()
             },
+            core: None,
             ipoe: match &cfg.ipoe {
-                Some(i) => Some(ipoe::IpoeCtl::new(i)?),
+                Some(i) => Some(ipoe::IpoeCtl::new(i, cfg.core_ip.map(|n| n.addr))?),
                 None => None,
             },
             stats: ControlStats::default(),
@@ -950,8 +999,19 @@ impl ControlPlane {
         self.tx.push((key.port, f));
     }
 
-    /// Handle a frame punted from access port `port`.
+    /// Where frames the control plane originates towards the core go (the vBNG's
+    /// composition calls this; without it, the DHCP relay has no way out).
+    pub fn set_core(&mut self, core: CoreSide) {
+        self.core = Some(core);
+    }
+
+    /// Handle a frame punted from port `port` (the access port, or the core port for
+    /// DHCP server replies to the relay).
     pub fn input(&mut self, port: u16, frame: &[u8], now: u64) {
+        if self.core.as_ref().is_some_and(|c| c.port == port) {
+            self.relay_from_core(frame, now);
+            return;
+        }
         let Ok(eth) = Frame::new_checked(frame).and_then(|f| EthRepr::parse(&f)) else {
             self.stats.malformed += 1;
             return;
@@ -1157,9 +1217,14 @@ impl ControlPlane {
         };
         let mut d = e.ppp().and_then(|p| p.link.deadline());
         // The half-open deadline does not run while AAA decides.
+        let relay = self.ipoe.as_ref().is_some_and(|i| i.relay_mode());
         let half_open = match &e.access {
             Access::Pppoe(p) => p.half_open.filter(|_| p.link.phase != Phase::Aaa),
-            Access::Ipoe(i) => i.half_open.filter(|_| i.authorized),
+            // In relay mode the lease's end is ours to watch as well.
+            Access::Ipoe(i) => i
+                .half_open
+                .filter(|_| i.authorized)
+                .or((relay && i.lease_expires != 0).then_some(i.lease_expires)),
         };
         for x in [
             e.next_interim,
@@ -1400,6 +1465,9 @@ impl ControlPlane {
         let link = self.link.clone();
         let acct = self.acct_enabled;
         let (uo, _, d_o, _) = self.counters.get(idx);
+        if self.relay_lease_check(idx, now) {
+            return;
+        }
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };

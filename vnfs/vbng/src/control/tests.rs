@@ -123,6 +123,9 @@ fn control_stats_fields_name_every_counter() {
         ipoe_no_username: 30,
         ipoe_arp_replies: 31,
         ipoe_arp_ignored: 32,
+        relay_to_server: 33,
+        relay_to_client: 34,
+        relay_dropped: 35,
     };
     let dbg = alloc::format!("{s:?}");
     let mut seen: Vec<u64> = s.fields().iter().map(|f| f.1).collect();
@@ -134,7 +137,7 @@ fn control_stats_fields_name_every_counter() {
         );
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=32).collect::<Vec<u64>>());
+    assert_eq!(seen, (1..=35).collect::<Vec<u64>>());
 }
 
 #[test]

@@ -419,6 +419,8 @@ pub struct FastPath {
     ipoe: bool,
     /// Our address on the IPoE subscribers' subnet (the DHCP router option).
     ipoe_gateway: Option<Ipv4Addr>,
+    /// DHCP is relayed: server replies to the IPoE gateway are punted.
+    dhcp_relay: bool,
     local: LocalConfig,
     core: Option<Arc<CoreLink>>,
     /// The core next hop, resolved once per batch (`None` = not yet this batch;
@@ -480,6 +482,7 @@ impl FastPath {
             nat: false,
             ipoe: false,
             ipoe_gateway: None,
+            dhcp_relay: false,
             icmp_limit: RateLimit::new(local.icmp_rate, local.icmp_burst),
             local,
             core: None,
@@ -517,6 +520,14 @@ impl FastPath {
     pub fn with_ipoe(mut self, gateway: Option<Ipv4Addr>) -> FastPath {
         self.ipoe = gateway.is_some();
         self.ipoe_gateway = gateway;
+        self
+    }
+
+    /// With the DHCP relay (`[ipoe.relay]`): UDP to port 67 of the IPoE gateway
+    /// arriving on the core port (the servers' replies to `giaddr`, RFC 2131 §4.1)
+    /// goes to the control plane.
+    pub fn with_dhcp_relay(mut self, relay: bool) -> FastPath {
+        self.dhcp_relay = relay;
         self
     }
 
@@ -1031,6 +1042,14 @@ impl FastPath {
         }
         let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         if self.is_local(dst) {
+            if self.dhcp_relay
+                && ip[9] == 17
+                && self.ipoe_gateway.is_some_and(|g| u32::from(g) == dst)
+                && d.get(14 + usize::from(ip[0] & 0x0f) * 4 + 2..)
+                    .is_some_and(|u| u.starts_with(&[0, 67]))
+            {
+                return Next::Punt;
+            }
             // A ping for our address from the core: answered in place (RFC 792).
             let cmac = self.cfg.core_mac;
             let d = p.data_mut();

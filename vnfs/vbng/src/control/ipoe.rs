@@ -31,7 +31,7 @@
 
 use super::*;
 use crate::config::{IpoeSection, IpoeUsername, RelaySection};
-use crate::dhcp4::{self, ClientKey, Event as DhcpEvent, Server};
+use crate::dhcp4::{self, Event as DhcpEvent, Server};
 use dataplane::proto::arp;
 use dataplane::proto::dhcp4::{
     insert_relay_agent_info, opt, remove_relay_agent_info, MessageType, Packet as DhcpPacket,
@@ -51,6 +51,8 @@ pub(super) struct IpoeCtl {
     pub(super) held: BTreeMap<u32, Vec<u8>>,
     /// Leases changed since the journal was last taken.
     dirty: bool,
+    /// The session of each line (VLANs and MAC): what a DHCP client key names.
+    pub(super) by_line: HashMap<(Vlans, [u8; 6]), u32>,
     /// Relay to external servers instead of answering (`[ipoe.relay]`).
     relay: Option<RelaySection>,
     /// The relay's source address towards the servers (`core_ip`).
@@ -91,6 +93,7 @@ impl IpoeCtl {
             subnet: (net, net | !mask),
             held: BTreeMap::new(),
             dirty: false,
+            by_line: HashMap::new(),
             relay: cfg.relay.clone(),
             core_ip,
         })
@@ -144,12 +147,6 @@ fn parse_circuit_id(c: &[u8], mac: [u8; 6]) -> Option<AccessKey> {
         mac,
         vlans,
     })
-}
-
-/// The DHCP client key the server uses for a session's line and MAC (client id
-/// aside: a session is per MAC and VLANs).
-fn same_line(c: &ClientKey, key: &AccessKey) -> bool {
-    c.mac == key.mac && c.vlans == key.vlans
 }
 
 impl ControlPlane {
@@ -219,17 +216,32 @@ impl ControlPlane {
             self.stats.malformed += 1;
             return;
         };
-        // Only a client asking for an address starts a session; a RELEASE, DECLINE or
-        // INFORM without one is the DHCP server's to count.
+        // A client must name the MAC it sends from (no leases for another host).
+        if p.client_mac() != Some(key.mac) {
+            self.stats.malformed += 1;
+            return;
+        }
+        // Only a client asking for an address starts a session. A RELEASE or DECLINE
+        // without one goes to the built-in server, which counts it; an INFORM (a
+        // host with its own address asking for parameters, RFC 2131 §3.4) is
+        // answered without a session.
         if !matches!(
             p.message_type(),
             Some(MessageType::Discover | MessageType::Request)
-        ) || p.client_mac() != Some(key.mac)
-        {
-            if let Some(i) = self.ipoe.as_mut() {
-                let _ = i.server.handle(now, key.vlans, msg);
+        ) {
+            let gw = self.ipoe.as_ref().map(|i| i.server.config().server_id());
+            let Some((i, gw)) = self.ipoe.as_mut().zip(gw) else {
+                return;
+            };
+            if i.relay.is_some() {
+                self.stats.relay_dropped += 1;
+                return;
             }
-            self.stats.malformed += 1;
+            let h = i.server.handle(now, key.vlans, msg);
+            if let Some(r) = &h.reply {
+                let f = dhcp4::wire::encap(r, MacAddr(self.our_mac), gw, None);
+                self.tx.push((key.port, f));
+            }
             return;
         }
         let Some(user) = self.ipoe_username(key, &p) else {
@@ -251,6 +263,9 @@ impl ControlPlane {
             *s = Some(alloc::boxed::Box::new(e));
         }
         self.by_key.insert((*key, 0), idx);
+        if let Some(i) = self.ipoe.as_mut() {
+            i.by_line.insert((key.vlans, key.mac), idx);
+        }
         self.stats.sessions_created += 1;
         let (authorize, password) = match self.ipoe.as_mut() {
             Some(i) => {
@@ -377,6 +392,9 @@ impl ControlPlane {
                 *s = Some(alloc::boxed::Box::new(e));
             }
             self.by_key.insert((key, 0), idx);
+            if let Some(i) = self.ipoe.as_mut() {
+                i.by_line.insert((key.vlans, key.mac), idx);
+            }
             self.stats.sessions_created += 1;
             self.stats.auth_accept += 1;
             self.lease_up(idx, lease, now);
@@ -442,12 +460,11 @@ impl ControlPlane {
                 (client, Some(radius::terminate_cause::USER_ERROR))
             }
         };
-        // The session on the client's line (the access port is the only one).
+        // The session on the client's line.
         let Some(idx) = self
-            .by_key
-            .iter()
-            .find(|((k, sid), _)| *sid == 0 && same_line(client, k))
-            .map(|(_, &i)| i)
+            .ipoe
+            .as_ref()
+            .and_then(|i| i.by_line.get(&(client.vlans, client.mac)).copied())
         else {
             return;
         };

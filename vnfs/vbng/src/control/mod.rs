@@ -1420,6 +1420,9 @@ impl ControlPlane {
                 }
                 if let Some(c) = self.ipoe.as_mut() {
                     c.held.remove(&idx);
+                    if c.by_line.get(&(e.key.vlans, e.key.mac)) == Some(&idx) {
+                        c.by_line.remove(&(e.key.vlans, e.key.mac));
+                    }
                 }
             }
         }

@@ -633,3 +633,50 @@ fn initiator_deletes_ike_sa() {
         assert!(ev.iter().any(|e| matches!(e, Event::ChildSaDown { .. })));
     }
 }
+
+#[test]
+fn tshark_dissects_our_ike_messages() {
+    let (mut ci, mut cr) = configs();
+    ci.ike_dh = vec![DhGroup::Ecp256, DhGroup::Curve25519];
+    cr.ike_dh = vec![DhGroup::Curve25519];
+    let (mut i, mut r, mut run) = handshake(ci, cr);
+    let out = i.delete_child(T0 + 1).unwrap();
+    pump(&mut i, &mut r, out, true, T0 + 1, &mut run);
+    let out = i.delete_ike(T0 + 2).unwrap();
+    pump(&mut i, &mut r, out, true, T0 + 2, &mut run);
+    // The cookie exchange too.
+    let (ci, mut cr) = configs();
+    cr.half_open_limit = 0;
+    let (_, _, run2) = handshake(ci, cr);
+    let datagrams: Vec<_> = run
+        .wire
+        .iter()
+        .chain(run2.wire.iter())
+        .map(|(from_i, d)| {
+            let (f, t) = if *from_i {
+                (addr_i(), addr_r())
+            } else {
+                (addr_r(), addr_i())
+            };
+            (f, t, d.clone())
+        })
+        .collect();
+    // INIT x2 (INVALID_KE), INIT, AUTH, delete child, delete IKE; cookie run: 6.
+    assert_eq!(datagrams.len(), 10 + 6);
+    let text = common::tshark_check_ike(&common::scratch("ike-tshark"), "ike", &datagrams);
+    for want in [
+        "Exchange type: IKE_SA_INIT (34)",
+        "Exchange type: IKE_AUTH (35)",
+        "Exchange type: INFORMATIONAL (37)",
+        "NAT_DETECTION_SOURCE_IP",
+        "INVALID_KE_PAYLOAD",
+        "COOKIE",
+        "AES-GCM with a 16 octet ICV (20)",
+        "Key Length: 256",
+        "PRF_HMAC_SHA2_256",
+        "Curve25519",
+        "Encrypted and Authenticated",
+    ] {
+        assert!(text.contains(want), "tshark output lacks {want:?}");
+    }
+}

@@ -173,8 +173,33 @@ fn configs() -> (IkeConfig, IkeConfig) {
 struct Run {
     i_events: Vec<Event>,
     r_events: Vec<Event>,
-    /// Every datagram, in order, with its direction (true: initiator to responder).
-    wire: Vec<(bool, Vec<u8>)>,
+    /// Every datagram, in order: (from the initiator, sent on port 4500, bytes).
+    wire: Vec<(bool, bool, Vec<u8>)>,
+    /// A NAT in front of the initiator: the responder sees it as 192.0.2.1, port
+    /// 500 -> 500 and 4500 -> 4501.
+    nat: bool,
+}
+
+impl Run {
+    fn nat() -> Self {
+        Run {
+            nat: true,
+            ..Run::default()
+        }
+    }
+
+    /// The initiator's address as the responder sees it.
+    fn public_i(&self, natt: bool) -> SocketAddr {
+        match (self.nat, natt) {
+            (true, true) => "192.0.2.1:4501".parse().unwrap(),
+            (false, true) => "192.0.2.1:4500".parse().unwrap(),
+            _ => addr_i(),
+        }
+    }
+}
+
+fn addr_r_natt() -> SocketAddr {
+    "192.0.2.2:4500".parse().unwrap()
 }
 
 /// Delivers datagrams both ways until nobody has anything to send.
@@ -186,33 +211,40 @@ fn pump(
     now: u64,
     run: &mut Run,
 ) {
-    let mut queue: Vec<(bool, Vec<u8>)> = Vec::new();
-    let sort = |out: Vec<Output>, from_i: bool, run: &mut Run, q: &mut Vec<(bool, Vec<u8>)>| {
-        for o in out {
-            match o {
-                Output::Send { to, data } => {
-                    assert_eq!(to, if from_i { addr_r() } else { addr_i() });
-                    q.push((from_i, data));
+    let mut queue: Vec<(bool, bool, Vec<u8>)> = Vec::new();
+    let sort =
+        |out: Vec<Output>, from_i: bool, run: &mut Run, q: &mut Vec<(bool, bool, Vec<u8>)>| {
+            for o in out {
+                match o {
+                    Output::Send { to, data, natt } => {
+                        let want = match (from_i, natt) {
+                            (true, false) => addr_r(),
+                            (true, true) => addr_r_natt(),
+                            (false, n) => run.public_i(n),
+                        };
+                        assert_eq!(to, want);
+                        assert_eq!(natt, data.starts_with(&[0; 4]));
+                        q.push((from_i, natt, data));
+                    }
+                    Output::Event(e) if from_i => run.i_events.push(e),
+                    Output::Event(e) => run.r_events.push(e),
                 }
-                Output::Event(e) if from_i => run.i_events.push(e),
-                Output::Event(e) => run.r_events.push(e),
             }
-        }
-    };
+        };
     sort(first, from_initiator, run, &mut queue);
     let mut steps = 0;
     while !queue.is_empty() {
         steps += 1;
         assert!(steps < 100, "exchange does not converge");
-        let (from_i, data) = queue.remove(0);
-        run.wire.push((from_i, data.clone()));
-        if from_i {
-            let out = r.handle(&data, addr_i(), now);
-            sort(out, false, run, &mut queue);
-        } else {
-            let out = i.handle(&data, addr_r(), now);
-            sort(out, true, run, &mut queue);
-        }
+        let (from_i, natt, data) = queue.remove(0);
+        run.wire.push((from_i, natt, data.clone()));
+        let out = match (from_i, natt) {
+            (true, false) => r.handle(&data, run.public_i(false), now),
+            (true, true) => r.handle_natt(&data, run.public_i(true), now),
+            (false, false) => i.handle(&data, addr_r(), now),
+            (false, true) => i.handle_natt(&data, addr_r_natt(), now),
+        };
+        sort(out, !from_i, run, &mut queue);
     }
 }
 
@@ -357,7 +389,7 @@ fn invalid_ke_payload_retry() {
     assert_eq!(i.state(), IkeState::Established);
     assert_eq!(r.counters().invalid_ke_sent, 1);
     assert_eq!(run.wire.len(), 6);
-    let m = Message::parse(&run.wire[1].1).unwrap();
+    let m = Message::parse(&run.wire[1].2).unwrap();
     let n = m.notify(notify::INVALID_KE_PAYLOAD).unwrap();
     assert_eq!(n.data, 31u16.to_be_bytes());
     esp_works(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
@@ -425,12 +457,12 @@ fn cookie_above_half_open_limit() {
     pump(&mut i, &mut r, first, true, T0, &mut run);
     assert_eq!(i.state(), IkeState::Established);
     assert_eq!(r.counters().cookies_sent, 1);
-    let cookie_reply = Message::parse(&run.wire[1].1).unwrap();
+    let cookie_reply = Message::parse(&run.wire[1].2).unwrap();
     assert!(cookie_reply.notify(notify::COOKIE).is_some());
-    let retry = Message::parse(&run.wire[2].1).unwrap();
+    let retry = Message::parse(&run.wire[2].2).unwrap();
     assert!(matches!(&retry.payloads[0], Payload::Notify(n) if n.kind == notify::COOKIE));
     // A forged cookie is answered with a fresh cookie, no state.
-    let mut forged = run.wire[2].1.clone();
+    let mut forged = run.wire[2].2.clone();
     // The cookie data starts after header (28) + notify header (4 + 4) + version.
     forged[28 + 8 + 1] ^= 1;
     let before = r.half_open();
@@ -536,9 +568,9 @@ fn replayed_truncated_forged_messages_do_not_disturb_the_sa() {
     let (ci, cr) = configs();
     let (mut i, mut r, run) = handshake(ci, cr);
     let (_, spi_r) = i.spis();
-    let init_req = run.wire[0].1.clone();
-    let auth_req = run.wire[2].1.clone();
-    let auth_resp = run.wire[3].1.clone();
+    let init_req = run.wire[0].2.clone();
+    let auth_req = run.wire[2].2.clone();
+    let auth_resp = run.wire[3].2.clone();
 
     // Replayed IKE_AUTH request: answered from the cache, no new state or events.
     let out = r.handle(&auth_req, addr_i(), T0 + 1);
@@ -648,21 +680,23 @@ fn tshark_dissects_our_ike_messages() {
     let (ci, mut cr) = configs();
     cr.half_open_limit = 0;
     let (_, _, run2) = handshake(ci, cr);
-    let datagrams: Vec<_> = run
-        .wire
+    let (_, _, run3) = nat_handshake();
+    let datagrams: Vec<_> = [&run, &run2, &run3]
         .iter()
-        .chain(run2.wire.iter())
-        .map(|(from_i, d)| {
-            let (f, t) = if *from_i {
-                (addr_i(), addr_r())
-            } else {
-                (addr_r(), addr_i())
-            };
-            (f, t, d.clone())
+        .flat_map(|r| {
+            r.wire.iter().map(|(from_i, natt, d)| {
+                let (ri, rr) = (
+                    r.public_i(*natt),
+                    if *natt { addr_r_natt() } else { addr_r() },
+                );
+                let (f, t) = if *from_i { (ri, rr) } else { (rr, ri) };
+                (f, t, d.clone())
+            })
         })
         .collect();
-    // INIT x2 (INVALID_KE), INIT, AUTH, delete child, delete IKE; cookie run: 6.
-    assert_eq!(datagrams.len(), 10 + 6);
+    // INIT x2 (INVALID_KE), INIT, AUTH, delete child, delete IKE; cookie run: 6;
+    // NAT run: 4.
+    assert_eq!(datagrams.len(), 10 + 6 + 4);
     let text = common::tshark_check_ike(&common::scratch("ike-tshark"), "ike", &datagrams);
     for want in [
         "Exchange type: IKE_SA_INIT (34)",
@@ -679,4 +713,75 @@ fn tshark_dissects_our_ike_messages() {
     ] {
         assert!(text.contains(want), "tshark output lacks {want:?}");
     }
+}
+
+/// The initiator thinks it is 10.0.0.5:500; a NAT shows it as 192.0.2.1.
+fn nat_handshake() -> (Initiator, Responder, Run) {
+    let (ci, cr) = configs();
+    let mut i = Initiator::new(ci, "10.0.0.5:500".parse().unwrap(), addr_r(), T0);
+    let mut r = Responder::new(cr, addr_r()).unwrap();
+    let mut run = Run::nat();
+    let first = i.start(T0).unwrap();
+    pump(&mut i, &mut r, first, true, T0, &mut run);
+    (i, r, run)
+}
+
+#[test]
+fn nat_detected_moves_to_port_4500() {
+    let (mut i, mut r, mut run) = nat_handshake();
+    assert_eq!(i.state(), IkeState::Established);
+    // IKE_SA_INIT on 500, IKE_AUTH on 4500 with the non-ESP marker.
+    let natt: Vec<bool> = run.wire.iter().map(|w| w.1).collect();
+    assert_eq!(natt, [false, false, true, true]);
+    assert!(run.i_events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaUp {
+            nat_local: true,
+            nat_remote: false,
+            ..
+        }
+    )));
+    assert!(run.r_events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaUp {
+            nat_local: false,
+            nat_remote: true,
+            ..
+        }
+    )));
+    let (ci, cr) = (child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    // ESP in UDP between 4500 and the NAT's port.
+    assert_eq!(
+        cr.outbound.encap,
+        Some(ipsec::UdpEncap {
+            sport: 4500,
+            dport: 4501
+        })
+    );
+    assert_eq!(
+        ci.outbound.encap,
+        Some(ipsec::UdpEncap {
+            sport: 4500,
+            dport: 4500
+        })
+    );
+    // ESP from the initiator arrives on 4500 at the responder.
+    let (mut ia, mut ib) = (Ipsec::new(), Ipsec::new());
+    let (_, i_out) = ci.install(&mut ia.sad, 0).unwrap();
+    cr.install(&mut ib.sad, 0).unwrap();
+    one_way(&mut ia, &mut ib, i_out, ci);
+    // Later exchanges stay on 4500, both ways.
+    let n = run.wire.len();
+    let out = r.delete_child(i.spis().1, T0 + 1).unwrap();
+    pump(&mut i, &mut r, out, false, T0 + 1, &mut run);
+    assert!(run.wire[n..].iter().all(|w| w.1));
+    assert!(run
+        .i_events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDown { .. })));
+    // A datagram on 4500 without the marker is ESP, not IKE.
+    assert!(r
+        .handle_natt(&[0, 0, 1, 0, 0, 0, 0, 1], run.public_i(true), T0)
+        .is_empty());
+    assert_eq!(r.counters().unexpected, 1);
 }

@@ -90,7 +90,7 @@ impl Prf {
         }
     }
 
-    /// prf(key, parts[0] ‖ parts[1] ‖ ...).
+    /// prf(key, the concatenation of `parts`).
     pub fn prf(self, key: &[u8], parts: &[&[u8]]) -> SecretBytes {
         let k = hmac::Key::new(self.alg(), key);
         let mut c = hmac::Context::with_key(&k);
@@ -335,7 +335,7 @@ pub fn signed_octets(
     v
 }
 
-/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (§2.15).
+/// AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), SignedOctets) (§2.15).
 pub fn psk_auth(prf: Prf, psk: &[u8], signed: &[u8]) -> SecretBytes {
     let k = prf.prf(psk, &[KEY_PAD]);
     prf.prf(&k, &[signed])

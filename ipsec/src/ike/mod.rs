@@ -27,6 +27,6 @@ pub use keys::{DhGroup, KeyError, Prf};
 #[cfg(feature = "ring")]
 pub use session::{
     ChildSa, DownReason, Event, IkeConfig, IkeCounters, IkeState, Initiator, Output, RequestError,
-    Responder,
+    Responder, NON_ESP_MARKER,
 };
 pub use wire::{Identification, Message, ParseError, Payload, TrafficSelector};

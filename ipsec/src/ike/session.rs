@@ -7,20 +7,24 @@
 //! Implemented:
 //! * IKE_SA_INIT (§1.2): proposal selection (§2.7, §3.3.6), INVALID_KE_PAYLOAD and
 //!   the retry with the responder's group (§1.2, §3.10.1), COOKIE once more than
-//!   `half_open_limit` SAs are half open (§2.6), NAT detection (§2.23, reported,
-//!   no port float to 4500 yet);
+//!   `half_open_limit` SAs are half open (§2.6);
+//! * NAT traversal (§2.23): NAT_DETECTION_*_IP computed and checked; behind a NAT
+//!   the initiator moves to port 4500, IKE messages there carry the non-ESP marker
+//!   (RFC 3948 §2.2, `handle_natt` / `Output::Send { natt }`), the responder
+//!   follows the peer's address after each authenticated message, and child SAs are
+//!   UDP-encapsulated;
 //! * IKE_AUTH (§1.2) with a pre-shared key (AUTH method 2, §2.15), one child SA with
 //!   ESP AES-GCM-16 (RFC 4106 / RFC 5282), KEYMAT (§2.17), traffic selectors narrowed
 //!   to the intersection (§2.9); the result is a [`ChildSa`] that installs into
-//!   the [`Sad`](crate::Sad);
+//!   the [`Sad`];
 //! * message IDs with a window of one (§2.3), retransmission with exponential
 //!   back-off by the requester only and cached responses for retransmitted requests
 //!   (§2.1), INFORMATIONAL deletes of the child SA and the IKE SA and empty
 //!   liveness checks (§1.4, §3.11).
 //!
 //! Not implemented: CREATE_CHILD_SA (rekeying; answered NO_ADDITIONAL_SAS),
-//! certificates and EAP, MODP groups, more than one child SA per IKE SA, moving to
-//! port 4500 behind a NAT, MOBIKE.
+//! certificates and EAP, MODP groups, more than one child SA per IKE SA, NAT
+//! keepalives (RFC 3948 §2.3), MOBIKE.
 //!
 //! Every received datagram that does not advance the exchange is dropped and counted
 //! in [`IkeCounters`]; such drops never change an SA's state.
@@ -34,7 +38,7 @@ use super::wire::{
 };
 use crate::crypto::{Algorithm, GcmKey, KeyMaterial};
 use crate::error::Error;
-use crate::sa::{Direction, SaConfig};
+use crate::sa::{Direction, SaConfig, UdpEncap};
 use crate::sad::{SaId, Sad};
 use crate::spd::Selector;
 use alloc::boxed::Box;
@@ -117,10 +121,13 @@ impl IkeConfig {
 /// Something for the caller to do.
 #[derive(Debug)]
 pub enum Output {
-    /// Send `data` as one UDP datagram to `to` (from the local IKE port).
+    /// Send `data` as one UDP datagram to `to`: from the local IKE port (500), or
+    /// with `natt` from port 4500, in which case `data` already starts with the
+    /// four-byte non-ESP marker (RFC 3948 §2.2, RFC 7296 §2.23).
     Send {
         to: SocketAddr,
         data: Vec<u8>,
+        natt: bool,
     },
     Event(Event),
 }
@@ -328,13 +335,34 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn send(&mut self, to: SocketAddr, data: Vec<u8>) {
+    fn send(&mut self, to: SocketAddr, data: &[u8], natt: bool) {
         self.counters.sent += 1;
-        self.out.push(Output::Send { to, data });
+        self.out.push(datagram(to, data, natt));
     }
 
     fn event(&mut self, e: Event) {
         self.out.push(Output::Event(e));
+    }
+}
+
+/// The non-ESP marker that starts IKE messages on port 4500 (RFC 3948 §2.2).
+pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+fn datagram(to: SocketAddr, data: &[u8], natt: bool) -> Output {
+    let mut d = Vec::with_capacity(data.len() + 4);
+    if natt {
+        d.extend_from_slice(&NON_ESP_MARKER);
+    }
+    d.extend_from_slice(data);
+    Output::Send { to, data: d, natt }
+}
+
+/// Strips the non-ESP marker of a datagram received on port 4500; `None` for ESP
+/// and NAT keepalives.
+fn strip_marker(d: &[u8]) -> Option<&[u8]> {
+    match d.split_first_chunk::<4>() {
+        Some((m, rest)) if *m == NON_ESP_MARKER => Some(rest),
+        _ => None,
     }
 }
 
@@ -525,6 +553,14 @@ fn find<'a, T>(payloads: &'a [Payload], f: impl Fn(&'a Payload) -> Option<T>) ->
     payloads.iter().find_map(f)
 }
 
+/// Source of a received datagram.
+#[derive(Clone, Copy)]
+struct Src {
+    from: SocketAddr,
+    /// Arrived on port 4500 (marker stripped).
+    natt: bool,
+}
+
 /// One IKE SA, either role.
 struct IkeSa {
     initiator: bool,
@@ -552,6 +588,10 @@ struct IkeSa {
     init_retries: u8,
     nat_local: bool,
     nat_remote: bool,
+    /// IKE runs on port 4500 with the non-ESP marker (§2.23).
+    natt: bool,
+    /// The peer's address when the SA was created (responder's INIT index).
+    init_from: SocketAddr,
     /// When it became half open or closed (responder expiry).
     since: u64,
 }
@@ -584,6 +624,8 @@ impl IkeSa {
             init_retries: 0,
             nat_local: false,
             nat_remote: false,
+            natt: false,
+            init_from: remote,
             since: now,
         }
     }
@@ -631,15 +673,15 @@ impl IkeSa {
         let Some(data) = self.seal(&h, inner) else {
             return;
         };
+        ctx.send(self.remote, &data, self.natt);
         self.pending = Some(Pending {
             msg_id: id,
             exchange: exch,
             kind,
-            data: data.clone(),
+            data,
             tries: 0,
             next_at: ctx.now.saturating_add(ctx.cfg.retransmit_ms),
         });
-        ctx.send(self.remote, data);
     }
 
     fn respond(&mut self, ctx: &mut Ctx<'_>, req: &Header, request: &[u8], inner: &[Payload]) {
@@ -653,12 +695,12 @@ impl IkeSa {
         let Some(data) = self.seal(&h, inner) else {
             return;
         };
+        ctx.send(self.remote, &data, self.natt);
         self.cached = Some(Cached {
             msg_id: req.message_id,
             request: request.to_vec(),
-            response: data.clone(),
+            response: data,
         });
-        ctx.send(self.remote, data);
     }
 
     // ---- initiator: IKE_SA_INIT ----
@@ -700,18 +742,18 @@ impl IkeSa {
         )));
         let h = Header::new(self.spi_i, 0, exchange::IKE_SA_INIT, flags::INITIATOR, 0);
         let data = wire::encode(&h, &p);
-        self.init_req = data.clone();
+        self.init_req.clone_from(&data);
         self.state = IkeState::InitSent;
         self.next_id = 1;
+        ctx.send(self.remote, &data, self.natt);
         self.pending = Some(Pending {
             msg_id: 0,
             exchange: exchange::IKE_SA_INIT,
             kind: ReqKind::Init,
-            data: data.clone(),
+            data,
             tries: 0,
             next_at: ctx.now.saturating_add(ctx.cfg.retransmit_ms),
         });
-        ctx.send(self.remote, data);
     }
 
     fn on_init_response(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message) {
@@ -800,6 +842,13 @@ impl IkeSa {
             return self.close(ctx, DownReason::ProtocolError);
         }
         self.check_nat(pl);
+        if self.nat_local || self.nat_remote {
+            // §2.23: behind a NAT, continue on port 4500.
+            self.natt = true;
+            if self.remote.port() == 500 {
+                self.remote.set_port(crate::sa::NATT_PORT);
+            }
+        }
         self.pending = None;
         self.send_auth(ctx);
     }
@@ -905,6 +954,24 @@ impl IkeSa {
         for c in [&mut inbound, &mut outbound] {
             c.algorithm = alg;
             c.esn = esn;
+        }
+        if self.nat_local || self.nat_remote {
+            // §2.23: ESP in UDP (RFC 3948) between port 4500 here and the peer's
+            // NAT-T port.
+            let peer = if self.natt {
+                self.remote.port()
+            } else {
+                crate::sa::NATT_PORT
+            };
+            let here = crate::sa::NATT_PORT;
+            inbound.encap = Some(UdpEncap {
+                sport: peer,
+                dport: here,
+            });
+            outbound.encap = Some(UdpEncap {
+                sport: here,
+                dport: peer,
+            });
         }
         inbound.selector = ts::selector(&remote_ts, &local_ts);
         Ok(ChildSa {
@@ -1159,15 +1226,27 @@ impl IkeSa {
 
     // ---- common: requests and responses on an SA with keys ----
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message) {
+    /// `src` is where the datagram came from and whether it arrived on port 4500.
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message, src: Src) {
         if msg.header.from_initiator() == self.initiator {
             ctx.counters.unexpected += 1;
             return;
         }
         if msg.header.is_response() {
-            self.on_response(ctx, data, msg);
+            self.on_response(ctx, data, msg, src);
         } else {
-            self.on_request(ctx, data, msg);
+            self.on_request(ctx, data, msg, src);
+        }
+    }
+
+    /// After an authenticated message: follow the peer to its new address and to
+    /// port 4500 (§2.23: a NAT may change the mapping; the initiator floats).
+    fn follow(&mut self, src: Src) {
+        if src.natt && !self.natt {
+            self.natt = true;
+        }
+        if src.from != self.remote && (self.natt || self.nat_local || self.nat_remote) {
+            self.remote = src.from;
         }
     }
 
@@ -1186,7 +1265,7 @@ impl IkeSa {
         }
     }
 
-    fn on_response(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message) {
+    fn on_response(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message, src: Src) {
         let Some(p) = &self.pending else {
             ctx.counters.bad_message_id += 1;
             return;
@@ -1206,6 +1285,7 @@ impl IkeSa {
         let Some(pl) = self.decrypt(ctx, data, msg) else {
             return;
         };
+        self.follow(src);
         self.pending = None;
         match kind {
             ReqKind::Auth => self.on_auth_response(ctx, &pl),
@@ -1222,7 +1302,7 @@ impl IkeSa {
         }
     }
 
-    fn on_request(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message) {
+    fn on_request(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message, src: Src) {
         let h = &msg.header;
         if self.keys.is_none() || matches!(self.state, IkeState::Idle | IkeState::InitSent) {
             ctx.counters.unexpected += 1;
@@ -1234,7 +1314,7 @@ impl IkeSa {
                 Some(c) if c.msg_id == h.message_id && c.request == data => {
                     ctx.counters.retransmits_answered += 1;
                     let resp = c.response.clone();
-                    ctx.send(self.remote, resp);
+                    ctx.send(self.remote, &resp, self.natt);
                 }
                 _ => ctx.counters.bad_message_id += 1,
             }
@@ -1247,6 +1327,7 @@ impl IkeSa {
         let Some(pl) = self.decrypt(ctx, data, msg) else {
             return;
         };
+        self.follow(src);
         self.peer_next = self.peer_next.wrapping_add(1);
         match h.exchange {
             exchange::IKE_AUTH if !self.initiator => self.on_auth_request(ctx, h, data, &pl),
@@ -1352,7 +1433,7 @@ impl IkeSa {
         p.next_at = ctx.now.saturating_add(back);
         let data = p.data.clone();
         ctx.counters.retransmits += 1;
-        ctx.send(self.remote, data);
+        ctx.send(self.remote, &data, self.natt);
     }
 
     fn next_timeout(&self) -> Option<u64> {
@@ -1445,8 +1526,26 @@ impl Initiator {
         r.map(|()| out)
     }
 
-    /// One received datagram.
+    /// One datagram received on the IKE port (500).
     pub fn handle(&mut self, data: &[u8], from: SocketAddr, now: u64) -> Vec<Output> {
+        self.handle_src(data, Src { from, natt: false }, now)
+    }
+
+    /// One datagram received on port 4500: IKE messages start with the non-ESP
+    /// marker (RFC 3948 §2.2); anything else (ESP, keepalives) is not for IKE and
+    /// is counted as unexpected.
+    pub fn handle_natt(&mut self, data: &[u8], from: SocketAddr, now: u64) -> Vec<Output> {
+        match strip_marker(data) {
+            Some(d) => self.handle_src(d, Src { from, natt: true }, now),
+            None => {
+                self.counters.received += 1;
+                self.counters.unexpected += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    fn handle_src(&mut self, data: &[u8], src: Src, now: u64) -> Vec<Output> {
         self.counters.received += 1;
         let msg = match Message::parse(data) {
             Ok(m) => m,
@@ -1463,11 +1562,12 @@ impl Initiator {
             self.counters.unknown_spi += 1;
             return Vec::new();
         }
-        if from != self.sa.remote {
+        if src.from != self.sa.remote && !(self.sa.nat_local || self.sa.nat_remote) {
             self.counters.unexpected += 1;
             return Vec::new();
         }
-        self.run(now, |sa, ctx| sa.on_message(ctx, data, &msg)).1
+        self.run(now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
+            .1
     }
 
     /// Retransmissions and timeouts due at `now`.
@@ -1553,8 +1653,27 @@ impl Responder {
         Some((r, out))
     }
 
-    /// One received datagram from `from`.
+    /// One datagram received on the IKE port (500) from `from`.
     pub fn handle(&mut self, data: &[u8], from: SocketAddr, now: u64) -> Vec<Output> {
+        self.handle_src(data, Src { from, natt: false }, now)
+    }
+
+    /// One datagram received on port 4500: IKE messages start with the non-ESP
+    /// marker (RFC 3948 §2.2); anything else (ESP, keepalives) is not for IKE and
+    /// is counted as unexpected.
+    pub fn handle_natt(&mut self, data: &[u8], from: SocketAddr, now: u64) -> Vec<Output> {
+        match strip_marker(data) {
+            Some(d) => self.handle_src(d, Src { from, natt: true }, now),
+            None => {
+                self.counters.received += 1;
+                self.counters.unexpected += 1;
+                Vec::new()
+            }
+        }
+    }
+
+    fn handle_src(&mut self, data: &[u8], src: Src, now: u64) -> Vec<Output> {
+        let from = src.from;
         self.counters.received += 1;
         let msg = match Message::parse(data) {
             Ok(m) => m,
@@ -1569,7 +1688,7 @@ impl Responder {
                 self.counters.unexpected += 1;
                 return Vec::new();
             }
-            return self.on_init(data, &msg, from, now);
+            return self.on_init(data, &msg, src, now);
         }
         let Some(sa) = self.sas.get(&h.spi_r) else {
             self.counters.unknown_spi += 1;
@@ -1579,11 +1698,13 @@ impl Responder {
             self.counters.unknown_spi += 1;
             return Vec::new();
         }
-        if sa.remote != from {
+        // Behind a NAT the peer's address may change (checked after decryption);
+        // otherwise it must not.
+        if sa.remote != from && !(src.natt || sa.nat_local || sa.nat_remote) {
             self.counters.unexpected += 1;
             return Vec::new();
         }
-        self.ctx_run(h.spi_r, now, |sa, ctx| sa.on_message(ctx, data, &msg))
+        self.ctx_run(h.spi_r, now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
             .map(|r| r.1)
             .unwrap_or_default()
     }
@@ -1604,27 +1725,26 @@ impl Responder {
         c
     }
 
-    fn stateless(&mut self, spi_i: u64, to: SocketAddr, n: Notify) -> Vec<Output> {
+    fn stateless(&mut self, spi_i: u64, to: Src, n: Notify) -> Vec<Output> {
         let h = Header::new(spi_i, 0, exchange::IKE_SA_INIT, flags::RESPONSE, 0);
         self.counters.sent += 1;
-        vec![Output::Send {
-            to,
-            data: wire::encode(&h, &[Payload::Notify(n)]),
-        }]
+        vec![datagram(
+            to.from,
+            &wire::encode(&h, &[Payload::Notify(n)]),
+            to.natt,
+        )]
     }
 
-    fn on_init(&mut self, data: &[u8], msg: &Message, from: SocketAddr, now: u64) -> Vec<Output> {
+    fn on_init(&mut self, data: &[u8], msg: &Message, src: Src, now: u64) -> Vec<Output> {
         let h = msg.header;
+        let from = src.from;
         if let Some(spi_r) = self.by_init.get(&(h.spi_i, from)).copied() {
             // A retransmission gets the same response; anything else is dropped.
             if let Some(sa) = self.sas.get(&spi_r) {
                 if sa.init_req == data {
                     self.counters.retransmits_answered += 1;
                     self.counters.sent += 1;
-                    return vec![Output::Send {
-                        to: from,
-                        data: sa.init_resp.clone(),
-                    }];
+                    return vec![datagram(from, &sa.init_resp, sa.natt)];
                 }
             }
             self.counters.unexpected += 1;
@@ -1647,7 +1767,7 @@ impl Responder {
             self.counters.invalid += 1;
             return self.stateless(
                 h.spi_i,
-                from,
+                src,
                 Notify::new(notify::INVALID_SYNTAX, Vec::new()),
             );
         };
@@ -1676,14 +1796,14 @@ impl Responder {
             });
             if !valid {
                 self.counters.cookies_sent += 1;
-                return self.stateless(h.spi_i, from, Notify::new(notify::COOKIE, want));
+                return self.stateless(h.spi_i, src, Notify::new(notify::COOKIE, want));
             }
         }
         let Some((num, suite)) = select_ike(sa, &self.cfg, ke.group) else {
             self.counters.no_proposal_chosen += 1;
             return self.stateless(
                 h.spi_i,
-                from,
+                src,
                 Notify::new(notify::NO_PROPOSAL_CHOSEN, Vec::new()),
             );
         };
@@ -1691,20 +1811,20 @@ impl Responder {
             self.counters.invalid_ke_sent += 1;
             return self.stateless(
                 h.spi_i,
-                from,
+                src,
                 Notify::new(
                     notify::INVALID_KE_PAYLOAD,
                     suite.dh.id().to_be_bytes().to_vec(),
                 ),
             );
         }
-        match self.new_sa(data, msg, ni, ke, num, suite, from, now) {
+        match self.new_sa(data, msg, ni, ke, num, suite, src, now) {
             Ok(out) => out,
             Err(KeyError::BadPublicValue) => {
                 self.counters.invalid += 1;
                 self.stateless(
                     h.spi_i,
-                    from,
+                    src,
                     Notify::new(notify::INVALID_SYNTAX, Vec::new()),
                 )
             }
@@ -1724,14 +1844,21 @@ impl Responder {
         ke: &KeyExchange,
         num: u8,
         suite: IkeSuite,
-        from: SocketAddr,
+        src: Src,
         now: u64,
     ) -> Result<Vec<Output>, KeyError> {
+        let from = src.from;
+        let here = if src.natt {
+            SocketAddr::new(self.local.ip(), crate::sa::NATT_PORT)
+        } else {
+            self.local
+        };
         let mut spi_r = random_spi64(&self.rng)?;
         while self.sas.contains_key(&spi_r) {
             spi_r = random_spi64(&self.rng)?;
         }
-        let mut sa = IkeSa::new(false, self.local, from, now);
+        let mut sa = IkeSa::new(false, here, from, now);
+        sa.natt = src.natt;
         sa.spi_i = msg.header.spi_i;
         sa.spi_r = spi_r;
         sa.ni = ni.to_vec();
@@ -1759,7 +1886,7 @@ impl Responder {
             Payload::Nonce(sa.nr.clone()),
             Payload::Notify(Notify::new(
                 notify::NAT_DETECTION_SOURCE_IP,
-                keys::nat_detection_hash(sa.spi_i, spi_r, self.local).to_vec(),
+                keys::nat_detection_hash(sa.spi_i, spi_r, here).to_vec(),
             )),
             Payload::Notify(Notify::new(
                 notify::NAT_DETECTION_DESTINATION_IP,
@@ -1776,10 +1903,7 @@ impl Responder {
         self.by_init.insert((sa.spi_i, from), spi_r);
         self.sas.insert(spi_r, sa);
         self.counters.sent += 1;
-        Ok(vec![Output::Send {
-            to: from,
-            data: resp,
-        }])
+        Ok(vec![datagram(from, &resp, src.natt)])
     }
 
     /// Retransmissions, timeouts, and expiry of half-open and closed SAs.
@@ -1804,7 +1928,7 @@ impl Responder {
         self.sas.retain(|_, sa| {
             let keep = sa.state != IkeState::Closed || now.saturating_sub(sa.since) < timeout;
             if !keep {
-                by_init.remove(&(sa.spi_i, sa.remote));
+                by_init.remove(&(sa.spi_i, sa.init_from));
             }
             keep
         });

@@ -1,19 +1,21 @@
-//! Interop with strongSwan: charon (Debian packages strongswan-charon,
-//! strongswan-swanctl, libcharon-extra-plugins for kernel-libipsec,
-//! libstrongswan-standard-plugins for AES-GCM and X25519 through OpenSSL) initiates
-//! an IKEv2 SA with PSK authentication and one ESP child SA to our sans-IO
-//! [`Responder`] over UDP port 500 on a veth pair between two network namespaces
-//! created for the test. Checks: `swanctl --list-sas` shows the IKE SA ESTABLISHED
-//! and the child SA INSTALLED with the SPIs our responder chose and was given; the ESP
-//! packets charon's kernel-libipsec sends through the child SA (always UDP-encapsulated:
-//! charon fakes NAT detection for it, so IKE_AUTH moves to port 4500 too, §2.23)
-//! decrypt in our SAD;
-//! `swanctl --terminate` deletes the IKE SA at our side; `tshark -V` dissects every
-//! datagram without malformed-packet or error expert info.
+//! Interop with strongSwan, both directions: charon (Debian packages
+//! strongswan-charon, strongswan-swanctl, libcharon-extra-plugins for kernel-libipsec,
+//! libstrongswan-standard-plugins for AES-GCM and X25519 through OpenSSL) runs in one
+//! network namespace created for the test, our sans-IO [`Responder`] or
+//! [`Initiator`] with a minimal UDP driver in another, joined by a veth pair. IKEv2
+//! with PSK authentication (AES-GCM-16-256, PRF-HMAC-SHA2-256, Curve25519) and one
+//! ESP child SA. kernel-libipsec always UDP-encapsulates ESP, so charon fakes NAT
+//! detection and IKE_AUTH moves to port 4500 (RFC 7296 §2.23).
+//!
+//! Checks: `swanctl --list-sas` shows the IKE SA ESTABLISHED and the child SA
+//! INSTALLED with the SPIs our side chose and was given; ESP crosses the child SA
+//! (charon's decrypts in our SAD; ours is counted by charon's inbound SA); deletes
+//! reach the other side; `tshark -V` dissects every IKE datagram without
+//! malformed-packet or error expert info.
 //!
 //! Root only: skipped (with a message) without root, `swanctl`, charon or `ip`. All
 //! traffic stays inside the two namespaces; they, charon and the scratch files are
-//! removed on success and on failure.
+//! removed on success and on failure (logs are kept on failure).
 #![cfg(all(feature = "ring", feature = "std"))]
 
 mod common;
@@ -51,7 +53,8 @@ fn run(cmd: &mut Command) -> String {
 }
 
 /// The namespaces, charon and scratch directory; torn down on drop (also when a
-/// check panics).
+/// check panics). charon runs in `ns_i` at 192.0.2.1, our side in `ns_r` at
+/// 192.0.2.2.
 struct Lab {
     ns_i: String,
     ns_r: String,
@@ -60,23 +63,25 @@ struct Lab {
 }
 
 impl Lab {
-    fn new() -> Lab {
+    /// `tag` (one letter) keeps concurrent tests apart.
+    fn new(tag: &str) -> Lab {
         let id = std::process::id();
         let lab = Lab {
-            ns_i: format!("ikesw-i-{id}"),
-            ns_r: format!("ikesw-r-{id}"),
-            dir: common::scratch("ike-strongswan"),
+            ns_i: format!("ikesw{tag}-i-{id}"),
+            ns_r: format!("ikesw{tag}-r-{id}"),
+            dir: common::scratch(&format!("ike-strongswan-{tag}")),
             charon: None,
         };
+        let (vi, vr) = (format!("v{tag}i{id}"), format!("v{tag}r{id}"));
         for ns in [&lab.ns_i, &lab.ns_r] {
             run(Command::new("ip").args(["netns", "add", ns]));
             run(Command::new("ip").args(["-n", ns, "link", "set", "lo", "up"]));
         }
         run(Command::new("ip").args([
-            "link", "add", "vi", "netns", &lab.ns_i, "type", "veth", "peer", "name", "vr", "netns",
+            "link", "add", &vi, "netns", &lab.ns_i, "type", "veth", "peer", "name", &vr, "netns",
             &lab.ns_r,
         ]));
-        for (ns, dev, addr) in [(&lab.ns_i, "vi", I_ADDR), (&lab.ns_r, "vr", R_ADDR)] {
+        for (ns, dev, addr) in [(&lab.ns_i, &vi, I_ADDR), (&lab.ns_r, &vr, R_ADDR)] {
             run(Command::new("ip").args([
                 "-n",
                 ns,
@@ -86,7 +91,7 @@ impl Lab {
                 "dev",
                 dev,
             ]));
-            run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+            run(Command::new("ip").args(["-n", ns, "link", "set", dev.as_str(), "up"]));
         }
         lab
     }
@@ -101,9 +106,10 @@ impl Lab {
             .args(["--uri", &self.vici()]))
     }
 
-    /// Writes the configuration and starts charon in the initiator namespace with a
-    /// private /run (its pid file and default sockets), waiting for its vici socket.
-    fn start_charon(&mut self) {
+    /// Writes the configuration and starts charon in `ns_i` with a private /run (its
+    /// pid file and default sockets), waiting for its vici socket, then loads
+    /// `swanctl` (a swanctl.conf).
+    fn start_charon(&mut self, swanctl: &str) {
         let d = &self.dir;
         let run_dir = d.join("run");
         std::fs::create_dir_all(&run_dir).expect("run dir");
@@ -135,44 +141,6 @@ impl Lab {
             vici = d.join("charon.vici").display(),
         );
         std::fs::write(d.join("strongswan.conf"), conf).expect("strongswan.conf");
-        let swanctl = format!(
-            r#"connections {{
-  ours {{
-    version = 2
-    local_addrs = {I_ADDR}
-    remote_addrs = {R_ADDR}
-    proposals = aes256gcm16-prfsha256-x25519
-    encap = no
-    mobike = no
-    fragmentation = no
-    local {{
-      auth = psk
-      id = initiator.example
-    }}
-    remote {{
-      auth = psk
-      id = responder.example
-    }}
-    children {{
-      net {{
-        local_ts = 10.1.0.0/16
-        remote_ts = 10.2.0.0/16
-        esp_proposals = aes256gcm16
-        mode = tunnel
-        start_action = none
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-ours {{
-    id-i = initiator.example
-    id-r = responder.example
-    secret = "{PSK}"
-  }}
-}}
-"#
-        );
         std::fs::write(d.join("swanctl.conf"), swanctl).expect("swanctl.conf");
         let script = format!("mount --bind {} /run && exec {CHARON}", run_dir.display());
         let child = Command::new("ip")
@@ -262,23 +230,128 @@ struct Seen {
     esp: Vec<(SocketAddr, Vec<u8>)>,
 }
 
-fn responder_config() -> IkeConfig {
-    let net =
-        |a: [u8; 4], l| TrafficSelector::from_prefix(Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l));
+/// charon's side of the connection: 10.1.0.0/16 behind the initiator, 10.2.0.0/16
+/// behind the responder; `local` / `remote` name the IDs.
+fn swanctl_conf(name: &str, local: &str, remote: &str, initiator: bool) -> String {
+    let (lts, rts) = if initiator {
+        ("10.1.0.0/16", "10.2.0.0/16")
+    } else {
+        ("10.2.0.0/16", "10.1.0.0/16")
+    };
+    format!(
+        r#"connections {{
+  {name} {{
+    version = 2
+    local_addrs = {I_ADDR}
+    remote_addrs = {R_ADDR}
+    proposals = aes256gcm16-prfsha256-x25519
+    mobike = no
+    fragmentation = no
+    local {{
+      auth = psk
+      id = {local}
+    }}
+    remote {{
+      auth = psk
+      id = {remote}
+    }}
+    children {{
+      net {{
+        local_ts = {lts}
+        remote_ts = {rts}
+        esp_proposals = aes256gcm16
+        mode = tunnel
+        start_action = none
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-{name} {{
+    id-a = {local}
+    id-b = {remote}
+    secret = "{PSK}"
+  }}
+}}
+"#
+    )
+}
+
+fn net(a: [u8; 4], l: u8) -> TrafficSelector {
+    TrafficSelector::from_prefix(Prefix::new(IpAddr::V4(Ipv4Addr::from(a)), l))
+}
+
+fn our_config(initiator: bool) -> IkeConfig {
+    let (me, peer) = if initiator {
+        ("initiator.example", "responder.example")
+    } else {
+        ("responder.example", "initiator.example")
+    };
+    let (a, b) = (net([10, 1, 0, 0], 16), net([10, 2, 0, 0], 16));
+    let (local_ts, remote_ts) = if initiator { (a, b) } else { (b, a) };
     let mut c = IkeConfig::psk(
         PSK.as_bytes(),
-        Identification::fqdn("responder.example"),
-        net([10, 2, 0, 0], 16),
-        net([10, 1, 0, 0], 16),
+        Identification::fqdn(me),
+        local_ts,
+        remote_ts,
     );
-    c.remote_id = Some(Identification::fqdn("initiator.example"));
+    c.remote_id = Some(Identification::fqdn(peer));
     c
 }
 
-/// Runs the responder on UDP 500 and 4500 (NAT-T, RFC 3948) in `ns` until `stop`.
-fn responder_thread(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Seen> {
-    std::thread::spawn(move || {
-        enter_netns(&ns);
+/// Our two roles behind one driver.
+trait Ike {
+    fn datagram(&mut self, d: &[u8], from: SocketAddr, now: u64, natt: bool) -> Vec<Output>;
+    fn timer(&mut self, now: u64) -> Vec<Output>;
+    fn stats(&self) -> IkeCounters;
+}
+
+impl Ike for Responder {
+    fn datagram(&mut self, d: &[u8], from: SocketAddr, now: u64, natt: bool) -> Vec<Output> {
+        if natt {
+            self.handle_natt(d, from, now)
+        } else {
+            self.handle(d, from, now)
+        }
+    }
+    fn timer(&mut self, now: u64) -> Vec<Output> {
+        self.poll(now)
+    }
+    fn stats(&self) -> IkeCounters {
+        self.counters()
+    }
+}
+
+impl Ike for Initiator {
+    fn datagram(&mut self, d: &[u8], from: SocketAddr, now: u64, natt: bool) -> Vec<Output> {
+        if natt {
+            self.handle_natt(d, from, now)
+        } else {
+            self.handle(d, from, now)
+        }
+    }
+    fn timer(&mut self, now: u64) -> Vec<Output> {
+        self.poll(now)
+    }
+    fn stats(&self) -> IkeCounters {
+        self.counters()
+    }
+}
+
+/// A minimal UDP driver: sockets on 500 and 4500 (NAT-T, RFC 3948) at 192.0.2.2.
+struct Node {
+    s500: UdpSocket,
+    s4500: UdpSocket,
+    local: SocketAddr,
+    local_natt: SocketAddr,
+    t0: Instant,
+    seen: Seen,
+    buf: Vec<u8>,
+}
+
+impl Node {
+    /// Binds in the calling thread's network namespace.
+    fn bind() -> Node {
         let local: SocketAddr = format!("{R_ADDR}:500").parse().expect("addr");
         let local_natt: SocketAddr = format!("{R_ADDR}:4500").parse().expect("addr");
         let s500 = UdpSocket::bind(local).expect("bind UDP 500");
@@ -287,45 +360,107 @@ fn responder_thread(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
             s.set_read_timeout(Some(Duration::from_millis(10)))
                 .expect("timeout");
         }
-        let mut r = Responder::new(responder_config(), local).expect("responder");
-        let t0 = Instant::now();
-        let mut seen = Seen::default();
-        let mut buf = vec![0u8; 65536];
-        while !stop.load(Ordering::Relaxed) {
-            let now = t0.elapsed().as_millis() as u64;
-            let mut outs = Vec::new();
-            if let Ok((n, from)) = s500.recv_from(&mut buf) {
-                seen.datagrams.push((from, local, buf[..n].to_vec()));
-                outs.extend(r.handle(&buf[..n], from, now));
-            }
-            if let Ok((n, from)) = s4500.recv_from(&mut buf) {
-                let d = &buf[..n];
-                if d.starts_with(&NON_ESP_MARKER) {
-                    seen.datagrams.push((from, local_natt, d.to_vec()));
-                    outs.extend(r.handle_natt(d, from, now));
-                } else if d != [0xff] {
-                    seen.esp.push((from, d.to_vec()));
+        Node {
+            s500,
+            s4500,
+            local,
+            local_natt,
+            t0: Instant::now(),
+            seen: Seen::default(),
+            buf: vec![0u8; 65536],
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    fn send_all(&mut self, outs: Vec<Output>) {
+        for o in outs {
+            match o {
+                Output::Send { to, data, natt } => {
+                    let (s, l) = if natt {
+                        (&self.s4500, self.local_natt)
+                    } else {
+                        (&self.s500, self.local)
+                    };
+                    s.send_to(&data, to).expect("send");
+                    self.seen.datagrams.push((l, to, data));
                 }
-            }
-            outs.extend(r.poll(now));
-            for o in outs {
-                match o {
-                    Output::Send { to, data, natt } => {
-                        let (s, l) = if natt {
-                            (&s4500, local_natt)
-                        } else {
-                            (&s500, local)
-                        };
-                        s.send_to(&data, to).expect("send");
-                        seen.datagrams.push((l, to, data));
-                    }
-                    Output::Event(e) => seen.events.push(e),
-                }
+                Output::Event(e) => self.seen.events.push(e),
             }
         }
-        seen.counters = r.counters();
-        seen
+    }
+
+    /// Receives what is there (waiting up to 10 ms per socket), runs timers, sends.
+    fn step(&mut self, ike: &mut impl Ike) {
+        let now = self.now();
+        let mut outs = Vec::new();
+        if let Ok((n, from)) = self.s500.recv_from(&mut self.buf) {
+            let d = &self.buf[..n];
+            self.seen.datagrams.push((from, self.local, d.to_vec()));
+            outs.extend(ike.datagram(d, from, now, false));
+        }
+        if let Ok((n, from)) = self.s4500.recv_from(&mut self.buf) {
+            let d = &self.buf[..n];
+            if d.starts_with(&NON_ESP_MARKER) {
+                self.seen
+                    .datagrams
+                    .push((from, self.local_natt, d.to_vec()));
+                outs.extend(ike.datagram(d, from, now, true));
+            } else if d != [0xff] {
+                self.seen.esp.push((from, d.to_vec()));
+            }
+        }
+        outs.extend(ike.timer(now));
+        self.send_all(outs);
+        self.seen.counters = ike.stats();
+    }
+}
+
+/// Runs the responder in `ns` until `stop`.
+fn responder_thread(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Seen> {
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        let mut node = Node::bind();
+        let mut r = Responder::new(our_config(false), node.local).expect("responder");
+        while !stop.load(Ordering::Relaxed) {
+            node.step(&mut r);
+        }
+        node.seen
     })
+}
+
+/// The packet count of the inbound child SA in `swanctl --list-sas` output
+/// ("in  c1234567,    116 bytes,     3 packets, ...").
+fn listed_in_packets(text: &str) -> Option<u64> {
+    let l = text.lines().find(|l| l.trim_start().starts_with("in "))?;
+    let field = l.split(',').find(|f| f.trim_end().ends_with("packets"))?;
+    field.split_whitespace().next()?.parse().ok()
+}
+
+/// Skips (returning false) unless root and strongSwan are there.
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip("needs root (network namespaces)");
+        return false;
+    }
+    for tool in ["swanctl", "ip", "unshare"] {
+        if common::which(tool).is_none() {
+            skip(&format!("{tool} not installed (scripts/setup installs it)"));
+            return false;
+        }
+    }
+    if !Path::new(CHARON).is_file() {
+        skip("charon not installed (strongswan-charon)");
+        return false;
+    }
+    if !Path::new("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so").is_file() {
+        skip("kernel-libipsec plugin not installed (libcharon-extra-plugins)");
+        return false;
+    }
+    true
 }
 
 /// The first hex SPI after `key` ("in" / "out") in `swanctl --list-sas` output.
@@ -341,25 +476,18 @@ fn listed_spi(text: &str, key: &str) -> Option<u32> {
 
 #[test]
 fn strongswan_initiates_to_our_responder() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip("needs root (network namespaces)");
+    if !can_run() {
+        return;
     }
-    for tool in ["swanctl", "ip", "unshare"] {
-        if common::which(tool).is_none() {
-            return skip(&format!("{tool} not installed (scripts/setup installs it)"));
-        }
-    }
-    if !Path::new(CHARON).is_file() {
-        return skip("charon not installed (strongswan-charon)");
-    }
-    if !Path::new("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so").is_file() {
-        return skip("kernel-libipsec plugin not installed (libcharon-extra-plugins)");
-    }
-    let mut lab = Lab::new();
+    let mut lab = Lab::new("a");
     let stop = Arc::new(AtomicBool::new(false));
     let ours = responder_thread(lab.ns_r.clone(), stop.clone());
-    lab.start_charon();
+    lab.start_charon(&swanctl_conf(
+        "ours",
+        "initiator.example",
+        "responder.example",
+        true,
+    ));
 
     // kernel-libipsec routes the child SA's traffic into its TUN device (ipsec0)
     // from a local address inside local_ts, which must exist first.
@@ -453,4 +581,147 @@ fn strongswan_initiates_to_our_responder() {
 
     let text = common::tshark_check_ike(&lab.dir, "strongswan", &seen.datagrams);
     assert!(text.contains("Exchange type: IKE_AUTH (35)"));
+}
+
+/// What the initiator thread tells the test.
+enum Up {
+    /// Child SA up and ESP sent: (our inbound SPI, our outbound SPI).
+    Child(u32, u32),
+    Failed(String),
+}
+
+#[test]
+fn our_initiator_to_strongswan() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("b");
+    // charon is the responder here; kernel-libipsec needs an address in its local_ts.
+    run(Command::new("ip").args(["-n", &lab.ns_i, "addr", "add", "10.2.0.1/32", "dev", "lo"]));
+    lab.start_charon(&swanctl_conf(
+        "theirs",
+        "responder.example",
+        "initiator.example",
+        false,
+    ));
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<Up>();
+    let (del_tx, del_rx) = std::sync::mpsc::channel::<()>();
+    let ns_r = lab.ns_r.clone();
+    let ours = std::thread::spawn(move || {
+        enter_netns(&ns_r);
+        let mut node = Node::bind();
+        let peer: SocketAddr = format!("{I_ADDR}:500").parse().expect("addr");
+        let mut i = Initiator::new(our_config(true), node.local, peer, node.now());
+        let out = i.start(node.now()).expect("start");
+        node.send_all(out);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let child = loop {
+            node.step(&mut i);
+            let c = node
+                .seen
+                .events
+                .iter()
+                .position(|e| matches!(e, Event::ChildSaUp(_)));
+            if let Some(k) = c {
+                break k;
+            }
+            if i.state() == IkeState::Closed || Instant::now() > deadline {
+                let _ = up_tx.send(Up::Failed(format!(
+                    "state {:?}, events {:?}",
+                    i.state(),
+                    node.seen.events
+                )));
+                return node.seen;
+            }
+        };
+        let Event::ChildSaUp(c) = &node.seen.events[child] else {
+            unreachable!()
+        };
+        // ESP through the child SA: three UDP datagrams 10.1.0.1 -> 10.2.0.1,
+        // encrypted by our SAD, sent from port 4500 (the SA is UDP-encapsulated).
+        let mut ipsec = Ipsec::new();
+        let (_, out_id) = c.install(&mut ipsec.sad, 0).expect("install");
+        let enc = c
+            .outbound
+            .encap
+            .expect("UDP encapsulation behind the faked NAT");
+        let pkt = common::udp_packet(
+            "10.1.0.1:1000".parse().expect("addr"),
+            "10.2.0.1:9".parse().expect("addr"),
+            b"through our child SA",
+        );
+        for _ in 0..3 {
+            let mut b = ipsec::HeadroomBuf::from_packet(&pkt);
+            ipsec.encrypt_with(out_id, &mut b, 0).expect("encrypt");
+            // Outer IPv4 (20) + UDP (8): the rest is the ESP packet.
+            let esp = &ipsec::Buf::data(&b)[28..];
+            let to = SocketAddr::new(I_ADDR.parse().expect("addr"), enc.dport);
+            node.s4500.send_to(esp, to).expect("send ESP");
+        }
+        let _ = up_tx.send(Up::Child(c.inbound.spi, c.outbound.spi));
+        while del_rx.try_recv().is_err() {
+            node.step(&mut i);
+        }
+        let out = i.delete_ike(node.now()).expect("delete IKE SA");
+        node.send_all(out);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while i.state() != IkeState::Closed && Instant::now() < deadline {
+            node.step(&mut i);
+        }
+        node.seen
+    });
+    let up = up_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or(Up::Failed("initiator thread silent".into()));
+    // Give charon a moment to count the ESP packets.
+    std::thread::sleep(Duration::from_millis(300));
+    let sas = lab.swanctl(&["--list-sas"]);
+    let _ = del_tx.send(());
+    let seen = ours.join().expect("initiator thread");
+    let after = lab.swanctl(&["--list-sas"]);
+
+    let (our_in, our_out) = match up {
+        Up::Child(a, b) => (a, b),
+        Up::Failed(why) => panic!("no child SA: {why}\n{sas}"),
+    };
+    assert!(sas.contains("theirs: #1, ESTABLISHED"), "{sas}");
+    assert!(sas.contains("INSTALLED"), "{sas}");
+    assert_eq!(listed_spi(&sas, "in"), Some(our_out), "{sas}");
+    assert_eq!(listed_spi(&sas, "out"), Some(our_in), "{sas}");
+    assert_eq!(
+        listed_in_packets(&sas),
+        Some(3),
+        "charon decrypted our ESP:\n{sas}"
+    );
+    assert!(seen.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaUp {
+            nat_local: false,
+            nat_remote: true,
+            ..
+        }
+    )));
+    assert!(seen.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown {
+            reason: DownReason::DeletedLocally,
+            ..
+        }
+    )));
+    assert!(
+        !after.contains("ESTABLISHED"),
+        "charon still has the SA:\n{after}"
+    );
+    let c = seen.counters;
+    assert_eq!(
+        (
+            c.parse_errors,
+            c.integrity_failures,
+            c.auth_failures,
+            c.retransmits
+        ),
+        (0, 0, 0, 0)
+    );
+    let text = common::tshark_check_ike(&lab.dir, "strongswan-responder", &seen.datagrams);
+    assert!(text.contains("Exchange type: INFORMATIONAL (37)"));
 }

@@ -56,3 +56,35 @@ suite("PRF_HMAC_SHA2_256, ENCR_AES_GCM_16-256, child AES-GCM-16-128", hashlib.sh
 suite("PRF_HMAC_SHA2_384, ENCR_AES_GCM_16-128, child AES-GCM-16-256", hashlib.sha384, 20, 36)
 # NAT detection hash (§2.23): SHA-1(SPIi | SPIr | 192.0.2.1 | 500).
 print('nat: "' + hashlib.sha1(SPI_I + SPI_R + bytes([192, 0, 2, 1]) + (500).to_bytes(2, "big")).hexdigest() + '",')
+
+# Diffie-Hellman group 14 (RFC 3526 §3): the prime from its formula, 2^x mod p for
+# the private exponents 0x01..0x20 and 0x21..0x40 (256-bit, big-endian), and the
+# shared value; printed as SHA-256 of the 256-byte big-endian values.
+def pi_fixed(bits):
+    """floor(pi * 2^bits) by Machin's formula in integers."""
+    guard = 64
+    one = 1 << (bits + guard)
+
+    def arctan_inv(x):
+        total = term = one // x
+        n, sign = 1, -1
+        while term:
+            term //= x * x
+            total += sign * (term // (2 * n + 1))
+            sign, n = -sign, n + 1
+        return total
+
+    return (4 * (4 * arctan_inv(5) - arctan_inv(239))) >> guard
+
+
+P = 2**2048 - 2**1984 - 1 + 2**64 * (pi_fixed(1918) + 124476)
+X1 = int.from_bytes(bytes(range(0x01, 0x21)), "big")
+X2 = int.from_bytes(bytes(range(0x21, 0x41)), "big")
+Y1, Y2 = pow(2, X1, P), pow(2, X2, P)
+Z = pow(Y2, X1, P)
+assert Z == pow(Y1, X2, P)
+b = lambda v: v.to_bytes(256, "big")
+print('modp_p_sha256: "' + hashlib.sha256(b(P)).hexdigest() + '",')
+print('modp_y1_sha256: "' + hashlib.sha256(b(Y1)).hexdigest() + '",')
+print('modp_y2_sha256: "' + hashlib.sha256(b(Y2)).hexdigest() + '",')
+print('modp_z_sha256: "' + hashlib.sha256(b(Z)).hexdigest() + '",')

@@ -1,11 +1,12 @@
 //! Interop with strongSwan, both directions: charon (Debian packages
 //! strongswan-charon, strongswan-swanctl, libcharon-extra-plugins for kernel-libipsec,
-//! libstrongswan-standard-plugins for AES-GCM and X25519 through OpenSSL) runs in one
-//! network namespace created for the test, our sans-IO [`Responder`] or
+//! libstrongswan-standard-plugins for AES-GCM, X25519 and MODP through OpenSSL) runs
+//! in one network namespace created for the test, our sans-IO [`Responder`] or
 //! [`Initiator`] with a minimal UDP driver in another, joined by a veth pair. IKEv2
-//! with PSK authentication (AES-GCM-16-256, PRF-HMAC-SHA2-256, Curve25519) and one
-//! ESP child SA. kernel-libipsec always UDP-encapsulates ESP, so charon fakes NAT
-//! detection and IKE_AUTH moves to port 4500 (RFC 7296 §2.23).
+//! with PSK authentication, AES-GCM-16-256 and one ESP child SA; charon initiating
+//! uses PRF-HMAC-SHA2-256 and Curve25519, ours PRF-HMAC-SHA2-384 and MODP-2048.
+//! kernel-libipsec always UDP-encapsulates ESP, so charon fakes NAT detection and
+//! IKE_AUTH moves to port 4500 (RFC 7296 §2.23).
 //!
 //! Checks: `swanctl --list-sas` shows the IKE SA ESTABLISHED and the child SA
 //! INSTALLED with the SPIs our side chose and was given; ESP crosses the child SA
@@ -244,7 +245,7 @@ fn swanctl_conf(name: &str, local: &str, remote: &str, initiator: bool) -> Strin
     version = 2
     local_addrs = {I_ADDR}
     remote_addrs = {R_ADDR}
-    proposals = aes256gcm16-prfsha256-x25519
+    proposals = aes256gcm16-prfsha256-prfsha384-x25519-modp2048
     mobike = no
     fragmentation = no
     local {{
@@ -517,7 +518,10 @@ fn strongswan_initiates_to_our_responder() {
         "IKE SA not established:\n{init}\n{sas}"
     );
     assert!(sas.contains("INSTALLED"), "child SA not installed:\n{sas}");
-    assert!(sas.contains("AES_GCM_16-256"), "{sas}");
+    assert!(
+        sas.contains("AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519"),
+        "{sas}"
+    );
     let child = seen
         .events
         .iter()
@@ -611,7 +615,11 @@ fn our_initiator_to_strongswan() {
         enter_netns(&ns_r);
         let mut node = Node::bind();
         let peer: SocketAddr = format!("{I_ADDR}:500").parse().expect("addr");
-        let mut i = Initiator::new(our_config(true), node.local, peer, node.now());
+        // MODP-2048 and HMAC-SHA2-384 this way round (X25519 / SHA2-256 the other).
+        let mut cfg = our_config(true);
+        cfg.ike_dh = vec![DhGroup::Modp2048];
+        cfg.ike_prf = vec![Prf::HmacSha384];
+        let mut i = Initiator::new(cfg, node.local, peer, node.now());
         let out = i.start(node.now()).expect("start");
         node.send_all(out);
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -685,6 +693,10 @@ fn our_initiator_to_strongswan() {
         Up::Failed(why) => panic!("no child SA: {why}\n{sas}"),
     };
     assert!(sas.contains("theirs: #1, ESTABLISHED"), "{sas}");
+    assert!(
+        sas.contains("AES_GCM_16-256/PRF_HMAC_SHA2_384/MODP_2048"),
+        "{sas}"
+    );
     assert!(sas.contains("INSTALLED"), "{sas}");
     assert_eq!(listed_spi(&sas, "in"), Some(our_out), "{sas}");
     assert_eq!(listed_spi(&sas, "out"), Some(our_in), "{sas}");

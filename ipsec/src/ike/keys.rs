@@ -2,8 +2,11 @@
 //!
 //! * [`Prf`]: PRF_HMAC_SHA2_256 / _384 (RFC 4868) and prf+ (§2.13);
 //! * [`DhGroup`] / [`DhPrivate`]: Curve25519 (group 31, RFC 8031) and NIST P-256
-//!   (group 19, RFC 5903: KE data is x ‖ y, the shared secret is x). MODP-2048
-//!   (group 14) is not implemented: `ring` has no modular exponentiation;
+//!   (group 19, RFC 5903: KE data is x ‖ y, the shared secret is x) through `ring`;
+//!   MODP-2048 (group 14, RFC 3526 §3) with `crypto-bigint`'s constant-time modular
+//!   exponentiation, a 256-bit private exponent (RFC 3526 §8), peer values checked
+//!   to lie in 2..=p-2 (NIST SP 800-56A §5.6.2.3.1), g^ir padded to 256 bytes
+//!   (RFC 7296 §2.14);
 //! * [`IkeKeys::derive`]: SKEYSEED and SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr
 //!   (§2.14; with an AEAD cipher SK_ai/SK_ar are empty, RFC 5282 §7);
 //! * [`child_keymat`]: KEYMAT for a child SA (§2.17);
@@ -11,14 +14,39 @@
 //! * [`nat_detection_hash`]: NAT_DETECTION_*_IP data (§2.23).
 //!
 //! Secrets are held in `Zeroizing` buffers and wiped on drop; none implements `Debug`.
+//! Apart from the MODP arithmetic all primitives come from `ring`.
 
 use crate::crypto::{Algorithm, Backend, GcmKey, KeyMaterial};
 use crate::ike::wire::transform;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
+use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+use crypto_bigint::{Encoding, U2048, U256};
 use ring::{agreement, digest, hmac, rand};
 use zeroize::Zeroizing;
+
+/// The 2048-bit MODP prime of RFC 3526 §3 (generator 2): 2^2048 - 2^1984 - 1 +
+/// 2^64 * ([2^1918 pi] + 124476), a safe prime.
+const MODP2048_P: U2048 = U2048::from_be_hex(concat!(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74",
+    "020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F1437",
+    "4FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED",
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF05",
+    "98DA48361C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB",
+    "9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B",
+    "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF695581718",
+    "3995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF",
+));
+
+/// Montgomery parameters of [`MODP2048_P`], computed at compile time (the prime is
+/// odd, so `new` cannot fail).
+const MODP2048_PARAMS: DynResidueParams<{ U2048::LIMBS }> = DynResidueParams::new(&MODP2048_P);
+
+/// base^x mod p (RFC 3526 group 14), constant time in x.
+fn modp2048_pow(base: &U2048, x: &U256) -> U2048 {
+    DynResidue::new(base, MODP2048_PARAMS).pow(x).retrieve()
+}
 
 /// A secret byte string, wiped on drop.
 pub type SecretBytes = Zeroizing<Vec<u8>>;
@@ -139,6 +167,8 @@ impl Prf {
 /// Diffie-Hellman groups (§3.3.2 transform type 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DhGroup {
+    /// 2048-bit MODP group (RFC 3526 §3), group 14.
+    Modp2048,
     /// 256-bit random ECP group (RFC 5903), group 19.
     Ecp256,
     /// Curve25519 (RFC 8031), group 31.
@@ -148,6 +178,7 @@ pub enum DhGroup {
 impl DhGroup {
     pub fn id(self) -> u16 {
         match self {
+            DhGroup::Modp2048 => transform::DH_MODP_2048,
             DhGroup::Ecp256 => transform::DH_ECP_256,
             DhGroup::Curve25519 => transform::DH_CURVE25519,
         }
@@ -155,47 +186,78 @@ impl DhGroup {
 
     pub fn from_id(id: u16) -> Option<DhGroup> {
         match id {
+            transform::DH_MODP_2048 => Some(DhGroup::Modp2048),
             transform::DH_ECP_256 => Some(DhGroup::Ecp256),
             transform::DH_CURVE25519 => Some(DhGroup::Curve25519),
             _ => None,
         }
     }
 
-    /// Length of the KE payload's data.
+    /// Length of the KE payload's data (and of g^ir for MODP).
     pub fn public_len(self) -> usize {
         match self {
+            DhGroup::Modp2048 => 256,
             DhGroup::Ecp256 => 64,
             DhGroup::Curve25519 => 32,
         }
     }
 
-    fn alg(self) -> &'static agreement::Algorithm {
+    fn ecdh(self) -> Option<&'static agreement::Algorithm> {
         match self {
-            DhGroup::Ecp256 => &agreement::ECDH_P256,
-            DhGroup::Curve25519 => &agreement::X25519,
+            DhGroup::Modp2048 => None,
+            DhGroup::Ecp256 => Some(&agreement::ECDH_P256),
+            DhGroup::Curve25519 => Some(&agreement::X25519),
         }
     }
+}
+
+enum Private {
+    Ecdh(agreement::EphemeralPrivateKey),
+    /// The MODP private exponent, wiped on drop.
+    Modp(Zeroizing<U256>),
 }
 
 /// An ephemeral private value and its public value in KE-payload form.
 pub struct DhPrivate {
     group: DhGroup,
-    key: agreement::EphemeralPrivateKey,
+    key: Private,
     public: Vec<u8>,
 }
 
 impl DhPrivate {
     pub fn generate(group: DhGroup, rng: &dyn rand::SecureRandom) -> Result<Self, KeyError> {
-        let key = agreement::EphemeralPrivateKey::generate(group.alg(), rng)
-            .map_err(|_| KeyError::Random)?;
+        let Some(alg) = group.ecdh() else {
+            let mut x = Zeroizing::new([0u8; 32]);
+            rng.fill(&mut x[..]).map_err(|_| KeyError::Random)?;
+            return Self::modp(Zeroizing::new(U256::from_be_slice(&x[..])));
+        };
+        let key =
+            agreement::EphemeralPrivateKey::generate(alg, rng).map_err(|_| KeyError::Random)?;
         let pk = key.compute_public_key().map_err(|_| KeyError::Random)?;
         let pk = pk.as_ref();
         // ring gives P-256 points uncompressed (0x04 ‖ x ‖ y); IKE carries x ‖ y.
         let public = match group {
             DhGroup::Ecp256 => pk.get(1..).unwrap_or(&[]).to_vec(),
-            DhGroup::Curve25519 => pk.to_vec(),
+            _ => pk.to_vec(),
         };
-        Ok(DhPrivate { group, key, public })
+        Ok(DhPrivate {
+            group,
+            key: Private::Ecdh(key),
+            public,
+        })
+    }
+
+    /// Group 14 with private exponent `x`: public value 2^x mod p.
+    fn modp(x: Zeroizing<U256>) -> Result<Self, KeyError> {
+        if *x == U256::ZERO {
+            return Err(KeyError::Random);
+        }
+        let y = modp2048_pow(&U2048::from_u8(2), &x);
+        Ok(DhPrivate {
+            group: DhGroup::Modp2048,
+            key: Private::Modp(x),
+            public: y.to_be_bytes().to_vec(),
+        })
     }
 
     pub fn group(&self) -> DhGroup {
@@ -211,13 +273,33 @@ impl DhPrivate {
         if peer.len() != self.group.public_len() {
             return Err(KeyError::BadPublicValue);
         }
+        let alg = match (self.key, self.group.ecdh()) {
+            (Private::Ecdh(k), Some(alg)) => (k, alg),
+            (Private::Modp(x), _) => {
+                let y = U2048::from_be_slice(peer);
+                let p_minus_1 = MODP2048_P.wrapping_sub(&U2048::ONE);
+                if y <= U2048::ONE || y >= p_minus_1 {
+                    return Err(KeyError::BadPublicValue);
+                }
+                let z = modp2048_pow(&y, &x);
+                if z == U2048::ONE {
+                    return Err(KeyError::BadPublicValue);
+                }
+                let mut zb = z.to_be_bytes();
+                let out = Zeroizing::new(zb.to_vec());
+                zeroize::Zeroize::zeroize(&mut zb);
+                return Ok(out);
+            }
+            (Private::Ecdh(_), None) => return Err(KeyError::BadPublicValue),
+        };
+        let (key, alg) = alg;
         let mut p = Vec::with_capacity(65);
         if self.group == DhGroup::Ecp256 {
             p.push(0x04);
         }
         p.extend_from_slice(peer);
-        let peer = agreement::UnparsedPublicKey::new(self.group.alg(), p);
-        agreement::agree_ephemeral(self.key, &peer, |s| Zeroizing::new(s.to_vec()))
+        let peer = agreement::UnparsedPublicKey::new(alg, p);
+        agreement::agree_ephemeral(key, &peer, |s| Zeroizing::new(s.to_vec()))
             .map_err(|_| KeyError::BadPublicValue)
     }
 }
@@ -360,4 +442,74 @@ pub fn nat_detection_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> [u8; 20] 
     let mut h = [0u8; 20];
     h.copy_from_slice(c.finish().as_ref());
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_hex(b: &[u8]) -> alloc::string::String {
+        use core::fmt::Write;
+        let d = digest::digest(&digest::SHA256, b);
+        let mut s = alloc::string::String::new();
+        for x in d.as_ref() {
+            let _ = write!(s, "{x:02x}");
+        }
+        s
+    }
+
+    fn exponent(first: u8) -> Zeroizing<U256> {
+        let x: Vec<u8> = (first..first + 32).collect();
+        Zeroizing::new(U256::from_be_slice(&x))
+    }
+
+    /// Vectors from `tests/ike_kdf_vectors.py` (Python integers, the prime from its
+    /// RFC 3526 formula).
+    #[test]
+    fn modp2048_matches_independent_vectors() {
+        assert_eq!(
+            sha256_hex(&MODP2048_P.to_be_bytes()),
+            "d66436f79bbd6b2e38c0ffbd079be904d2641415e2e67140e09448be9a60890e"
+        );
+        let a = DhPrivate::modp(exponent(0x01)).unwrap();
+        let b = DhPrivate::modp(exponent(0x21)).unwrap();
+        assert_eq!(
+            sha256_hex(a.public()),
+            "0b9cb9036d2a594a7e3b43169bdf47ee9c7b64a2292203f1bb137b0b648d7e3c"
+        );
+        assert_eq!(
+            sha256_hex(b.public()),
+            "25c675eaff92beae8b23106e4b21891c8ead2866b08bfbfc07aec55c0b240c64"
+        );
+        let bp = b.public().to_vec();
+        let z1 = a.agree(&bp).unwrap();
+        assert_eq!(z1.len(), 256);
+        assert_eq!(
+            sha256_hex(&z1),
+            "34b0ca644513fd183880d688087619047e47ccf9fa7a287d4735a5125097db9a"
+        );
+    }
+
+    #[test]
+    fn every_group_agrees_and_checks_peer_values() {
+        let rng = rand::SystemRandom::new();
+        for g in [DhGroup::Modp2048, DhGroup::Ecp256, DhGroup::Curve25519] {
+            let a = DhPrivate::generate(g, &rng).unwrap();
+            let b = DhPrivate::generate(g, &rng).unwrap();
+            assert_eq!(a.public().len(), g.public_len());
+            let (ap, bp) = (a.public().to_vec(), b.public().to_vec());
+            assert_eq!(*a.agree(&bp).unwrap(), *b.agree(&ap).unwrap(), "{g:?}");
+            let c = DhPrivate::generate(g, &rng).unwrap();
+            assert_eq!(c.agree(&bp[1..]).err(), Some(KeyError::BadPublicValue));
+        }
+        // MODP: 0, 1, p-1, p and above are refused (SP 800-56A §5.6.2.3.1).
+        let p = MODP2048_P.to_be_bytes();
+        let p_minus_1 = MODP2048_P.wrapping_sub(&U2048::ONE).to_be_bytes();
+        let mut one = [0u8; 256];
+        one[255] = 1;
+        for bad in [[0u8; 256], one, p_minus_1, p, [0xff; 256]] {
+            let d = DhPrivate::generate(DhGroup::Modp2048, &rng).unwrap();
+            assert_eq!(d.agree(&bad).err(), Some(KeyError::BadPublicValue));
+        }
+    }
 }

@@ -7,7 +7,7 @@
 //! * [`ts`]: traffic selector narrowing (§2.9) and the mapping to SPD selectors;
 //! * [`keys`] (feature `ring`): prf / prf+ (§2.13), SKEYSEED and the IKE SA keys
 //!   (§2.14), child SA KEYMAT (§2.17), PSK AUTH (§2.15), NAT detection (§2.23),
-//!   Diffie-Hellman groups 19 and 31;
+//!   Diffie-Hellman groups 14 (RFC 3526), 19 (RFC 5903) and 31 (RFC 8031);
 //! * [`session`] (feature `ring`): the [`Initiator`] and [`Responder`] state machines
 //!   (IKE_SA_INIT, IKE_AUTH with PSK and one ESP child SA, INFORMATIONAL deletes,
 //!   retransmissions, cookies), producing [`ChildSa`]s for the [`Sad`](crate::Sad).

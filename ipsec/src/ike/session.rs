@@ -10,8 +10,8 @@
 //!   `half_open_limit` SAs are half open (§2.6);
 //! * NAT traversal (§2.23): NAT_DETECTION_*_IP computed and checked; behind a NAT
 //!   the initiator moves to port 4500, IKE messages there carry the non-ESP marker
-//!   (RFC 3948 §2.2, `handle_natt` / `Output::Send { natt }`), the responder
-//!   follows the peer's address after each authenticated message, and child SAs are
+//!   (RFC 3948 §2.2, `handle_natt` / `Output::Send { natt }`), both ends follow
+//!   the peer's address after each authenticated message, and child SAs are
 //!   UDP-encapsulated;
 //! * IKE_AUTH (§1.2) with a pre-shared key (AUTH method 2, §2.15), one child SA with
 //!   ESP AES-GCM-16 (RFC 4106 / RFC 5282), KEYMAT (§2.17), traffic selectors narrowed
@@ -23,8 +23,8 @@
 //!   liveness checks (§1.4, §3.11).
 //!
 //! Not implemented: CREATE_CHILD_SA (rekeying; answered NO_ADDITIONAL_SAS),
-//! certificates and EAP, MODP groups, more than one child SA per IKE SA, NAT
-//! keepalives (RFC 3948 §2.3), MOBIKE.
+//! certificates and EAP, groups other than 14, 19 and 31, more than one child SA per
+//! IKE SA, NAT keepalives (RFC 3948 §2.3), MOBIKE.
 //!
 //! Every received datagram that does not advance the exchange is dropped and counted
 //! in [`IkeCounters`]; such drops never change an SA's state.
@@ -91,7 +91,7 @@ impl fmt::Debug for IkeConfig {
 
 impl IkeConfig {
     /// PSK authentication with the default algorithms (AES-GCM-16 256/128,
-    /// HMAC-SHA2-256/384, Curve25519 then P-256) and timers (500 ms doubling, 5
+    /// HMAC-SHA2-256/384, Curve25519, P-256, MODP-2048) and timers (500 ms doubling, 5
     /// retries; cookies above 32 half-open SAs, which expire after 30 s).
     pub fn psk(
         psk: &[u8],
@@ -105,7 +105,7 @@ impl IkeConfig {
             remote_id: None,
             ike_encr: vec![Algorithm::Aes256Gcm16, Algorithm::Aes128Gcm16],
             ike_prf: vec![Prf::HmacSha256, Prf::HmacSha384],
-            ike_dh: vec![DhGroup::Curve25519, DhGroup::Ecp256],
+            ike_dh: vec![DhGroup::Curve25519, DhGroup::Ecp256, DhGroup::Modp2048],
             esp_encr: vec![Algorithm::Aes256Gcm16, Algorithm::Aes128Gcm16],
             esn: false,
             local_ts,

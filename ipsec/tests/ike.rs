@@ -470,6 +470,7 @@ fn cookie_above_half_open_limit() {
     assert_eq!(r.counters().cookies_sent, 2);
     assert_eq!(out.len(), 1);
     assert_eq!(r.half_open(), before);
+    assert_eq!(r.half_open(), r.sas_in(IkeState::HalfOpen).len());
     // Half-open SAs expire.
     let out = r.poll(T0 + 30_000);
     assert_eq!(r.counters().half_open_expired, 1);
@@ -784,4 +785,48 @@ fn nat_detected_moves_to_port_4500() {
         .handle_natt(&[0, 0, 1, 0, 0, 0, 0, 1], run.public_i(true), T0)
         .is_empty());
     assert_eq!(r.counters().unexpected, 1);
+}
+
+fn drops(c: &IkeCounters) -> u64 {
+    c.parse_errors
+        + c.integrity_failures
+        + c.unknown_spi
+        + c.bad_message_id
+        + c.unexpected
+        + c.invalid
+}
+
+/// Every single-bit flip of an authenticated request (the IKE_AUTH request, then an
+/// INFORMATIONAL request) is dropped and counted exactly once, sends nothing and
+/// changes nothing; the SA then still works.
+#[test]
+fn every_bit_flip_is_dropped_and_counted() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let (_, spi_r) = i.spis();
+    let auth_req = run.wire[2].2.clone();
+    // An INFORMATIONAL request the responder has not seen yet (message ID 2).
+    let out = i.delete_child(T0 + 1).unwrap();
+    let [Output::Send { data: info_req, .. }] = &out[..] else {
+        panic!("one datagram")
+    };
+    for msg in [&auth_req, info_req] {
+        for bit in 0..msg.len() * 8 {
+            let mut m = msg.clone();
+            m[bit / 8] ^= 1 << (bit % 8);
+            let before = drops(&r.counters());
+            let out = r.handle(&m, addr_i(), T0 + 2);
+            assert!(out.is_empty(), "bit {bit}: {out:?}");
+            assert_eq!(drops(&r.counters()), before + 1, "bit {bit}");
+            assert_eq!(r.state(spi_r), Some(IkeState::Established));
+        }
+    }
+    assert_eq!(r.counters().auth_failures, 0);
+    // The genuine INFORMATIONAL request still goes through.
+    let mut run2 = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 3, &mut run2);
+    assert!(run2
+        .r_events
+        .iter()
+        .any(|e| matches!(e, Event::ChildSaDown { .. })));
 }

@@ -1616,6 +1616,8 @@ pub struct Responder {
     by_init: HashMap<(u64, SocketAddr), u64>,
     cookie_secret: SecretBytes,
     counters: IkeCounters,
+    /// SAs in [`IkeState::HalfOpen`] (the §2.6 cookie threshold), kept current.
+    half_open: usize,
 }
 
 impl Responder {
@@ -1631,6 +1633,7 @@ impl Responder {
             by_init: HashMap::new(),
             cookie_secret: secret,
             counters: IkeCounters::default(),
+            half_open: 0,
         })
     }
 
@@ -1649,7 +1652,12 @@ impl Responder {
             out: &mut out,
             now,
         };
+        let was_half_open = sa.state == IkeState::HalfOpen;
         let r = f(sa, &mut ctx);
+        // Only an SA's own exchanges leave HalfOpen; none enters it here.
+        if was_half_open && sa.state != IkeState::HalfOpen {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
         Some((r, out))
     }
 
@@ -1772,12 +1780,7 @@ impl Responder {
             );
         };
         // §2.6: cookies once too many SAs are half open.
-        let half_open = self
-            .sas
-            .values()
-            .filter(|s| s.state == IkeState::HalfOpen)
-            .count();
-        if half_open >= self.cfg.half_open_limit {
+        if self.half_open >= self.cfg.half_open_limit {
             let want = self.cookie(ni, from, h.spi_i);
             let got = msg.notify(notify::COOKIE).map(|n| n.data.as_slice());
             let valid = got.is_some_and(|g| {
@@ -1902,6 +1905,7 @@ impl Responder {
         sa.next_id = 0;
         self.by_init.insert((sa.spi_i, from), spi_r);
         self.sas.insert(spi_r, sa);
+        self.half_open += 1;
         self.counters.sent += 1;
         Ok(vec![datagram(from, &resp, src.natt)])
     }
@@ -1980,11 +1984,9 @@ impl Responder {
             .collect()
     }
 
+    /// SAs waiting for IKE_AUTH.
     pub fn half_open(&self) -> usize {
-        self.sas
-            .values()
-            .filter(|s| s.state == IkeState::HalfOpen)
-            .count()
+        self.half_open
     }
 
     pub fn counters(&self) -> IkeCounters {

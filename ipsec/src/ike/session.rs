@@ -650,7 +650,12 @@ impl IkeSa {
         }
         self.state = IkeState::Closed;
         self.pending = None;
+        // The keys go now (wiped on drop); a closed responder SA only answers
+        // retransmissions from its response cache until it is forgotten.
         self.dh = None;
+        self.keys = None;
+        self.enc_in = None;
+        self.enc_out = None;
         self.since = ctx.now;
         ctx.event(Event::IkeSaDown {
             spi_i: self.spi_i,
@@ -1304,7 +1309,12 @@ impl IkeSa {
 
     fn on_request(&mut self, ctx: &mut Ctx<'_>, data: &[u8], msg: &Message, src: Src) {
         let h = &msg.header;
-        if self.keys.is_none() || matches!(self.state, IkeState::Idle | IkeState::InitSent) {
+        // Requests come once the SA has keys: IKE_AUTH to a half-open responder,
+        // anything after IKE_AUTH (§1.2); a closed SA only answers retransmissions.
+        if matches!(
+            self.state,
+            IkeState::Idle | IkeState::InitSent | IkeState::AuthSent
+        ) {
             ctx.counters.unexpected += 1;
             return;
         }

@@ -673,6 +673,8 @@ fn tshark_dissects_our_ike_messages() {
     ci.ike_dh = vec![DhGroup::Ecp256, DhGroup::Curve25519];
     cr.ike_dh = vec![DhGroup::Curve25519];
     let (mut i, mut r, mut run) = handshake(ci, cr);
+    let out = r.rekey_child(i.spis().1, T0 + 1).unwrap();
+    pump(&mut i, &mut r, out, false, T0 + 1, &mut run);
     let out = i.delete_child(T0 + 1).unwrap();
     pump(&mut i, &mut r, out, true, T0 + 1, &mut run);
     let out = i.delete_ike(T0 + 2).unwrap();
@@ -695,14 +697,15 @@ fn tshark_dissects_our_ike_messages() {
             })
         })
         .collect();
-    // INIT x2 (INVALID_KE), INIT, AUTH, delete child, delete IKE; cookie run: 6;
-    // NAT run: 4.
-    assert_eq!(datagrams.len(), 10 + 6 + 4);
+    // INIT x2 (INVALID_KE), INIT, AUTH, rekey + delete of the old child, delete
+    // child, delete IKE; cookie run: 6; NAT run: 4.
+    assert_eq!(datagrams.len(), 14 + 6 + 4);
     let text = common::tshark_check_ike(&common::scratch("ike-tshark"), "ike", &datagrams);
     for want in [
         "Exchange type: IKE_SA_INIT (34)",
         "Exchange type: IKE_AUTH (35)",
         "Exchange type: INFORMATIONAL (37)",
+        "Exchange type: CREATE_CHILD_SA (36)",
         "NAT_DETECTION_SOURCE_IP",
         "INVALID_KE_PAYLOAD",
         "COOKIE",
@@ -829,4 +832,79 @@ fn every_bit_flip_is_dropped_and_counted() {
         .r_events
         .iter()
         .any(|e| matches!(e, Event::ChildSaDown { .. })));
+}
+
+fn children(events: &[Event]) -> Vec<&ChildSa> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaUp(c) => Some(&**c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn downs(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaDown { inbound_spi, .. } => Some(*inbound_spi),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ciphertext of a fixed plaintext under `km`: equal keys give equal bytes.
+fn fingerprint(alg: Algorithm, km: &KeyMaterial) -> Vec<u8> {
+    let k = GcmKey::new(Backend::preferred(), alg, km).unwrap();
+    let mut b = vec![0u8; 16];
+    let tag = k.seal(&[0; 8], b"", &mut b).unwrap();
+    b.extend_from_slice(&tag);
+    b
+}
+
+/// CREATE_CHILD_SA rekey (§1.3.3, §2.8) started by either end: both get the new
+/// child SA (fresh SPIs and keys, `rekey_of` naming the old inbound SPI), the old
+/// one is deleted by the rekey's initiator, and ESP works through the new pair.
+#[test]
+fn child_sa_rekey_from_either_end() {
+    for initiator_rekeys in [true, false] {
+        let (ci, cr) = configs();
+        let (mut i, mut r, run) = handshake(ci, cr);
+        let (old_i, old_r) = (child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+        let mut run2 = Run::default();
+        let out = if initiator_rekeys {
+            i.rekey_child(T0 + 1).unwrap()
+        } else {
+            r.rekey_child(i.spis().1, T0 + 1).unwrap()
+        };
+        pump(&mut i, &mut r, out, initiator_rekeys, T0 + 1, &mut run2);
+        // CREATE_CHILD_SA, then the Delete of the old SA.
+        assert_eq!(run2.wire.len(), 4);
+        let (new_i, new_r) = (children(&run2.i_events), children(&run2.r_events));
+        let ([new_i], [new_r]) = (&new_i[..], &new_r[..]) else {
+            panic!("one new child SA each")
+        };
+        assert_eq!(new_i.rekey_of, Some(old_i.inbound.spi));
+        assert_eq!(new_r.rekey_of, Some(old_r.inbound.spi));
+        assert_eq!(new_i.inbound.spi, new_r.outbound.spi);
+        assert_eq!(new_i.outbound.spi, new_r.inbound.spi);
+        assert_ne!(new_i.inbound.spi, old_i.inbound.spi);
+        assert_ne!(new_r.inbound.spi, old_r.inbound.spi);
+        let alg = new_i.outbound.algorithm;
+        assert_ne!(
+            fingerprint(alg, new_i.outbound_key()),
+            fingerprint(alg, old_i.outbound_key()),
+            "fresh KEYMAT"
+        );
+        assert_eq!(downs(&run2.i_events), vec![old_i.inbound.spi]);
+        assert_eq!(downs(&run2.r_events), vec![old_r.inbound.spi]);
+        esp_works(new_i, new_r);
+        // The new child SA can itself be deleted; then there is none.
+        let mut run3 = Run::default();
+        let out = i.delete_child(T0 + 2).unwrap();
+        pump(&mut i, &mut r, out, true, T0 + 2, &mut run3);
+        assert_eq!(downs(&run3.r_events), vec![new_r.inbound.spi]);
+        assert_eq!(i.rekey_child(T0 + 3).err(), Some(RequestError::NoChild));
+    }
 }

@@ -9,9 +9,10 @@
 //! IKE_AUTH moves to port 4500 (RFC 7296 §2.23).
 //!
 //! Checks: `swanctl --list-sas` shows the IKE SA ESTABLISHED and the child SA
-//! INSTALLED with the SPIs our side chose and was given; ESP crosses the child SA
-//! (charon's decrypts in our SAD; ours is counted by charon's inbound SA); deletes
-//! reach the other side; `tshark -V` dissects every IKE datagram without
+//! INSTALLED with the SPIs our side chose and was given, also after a CREATE_CHILD_SA
+//! rekey started by the initiator; ESP crosses the rekeyed child SA (charon's
+//! decrypts in our SAD; ours is counted by charon's inbound SA); deletes reach the
+//! other side; `tshark -V` dissects every IKE datagram without
 //! malformed-packet or error expert info.
 //!
 //! Root only: skipped (with a message) without root, `swanctl`, charon or `ip`. All
@@ -432,14 +433,6 @@ fn responder_thread(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
     })
 }
 
-/// The packet count of the inbound child SA in `swanctl --list-sas` output
-/// ("in  c1234567,    116 bytes,     3 packets, ...").
-fn listed_in_packets(text: &str) -> Option<u64> {
-    let l = text.lines().find(|l| l.trim_start().starts_with("in "))?;
-    let field = l.split(',').find(|f| f.trim_end().ends_with("packets"))?;
-    field.split_whitespace().next()?.parse().ok()
-}
-
 /// Skips (returning false) unless root and strongSwan are there.
 fn can_run() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -464,14 +457,48 @@ fn can_run() -> bool {
     true
 }
 
-/// The first hex SPI after `key` ("in" / "out") in `swanctl --list-sas` output.
-fn listed_spi(text: &str, key: &str) -> Option<u32> {
-    text.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        (w.next() == Some(key))
-            .then(|| w.next())
-            .flatten()
-            .and_then(|s| u32::from_str_radix(s.trim_end_matches(','), 16).ok())
+/// The INSTALLED child SA in `swanctl --list-sas` output (rekeyed ones linger as
+/// DELETED for a while): inbound SPI, outbound SPI, inbound packet count, from
+/// "  net: #2, reqid 1, INSTALLED, ..." and the "in  c1234567,  116 bytes,  3
+/// packets, ..." / "out ..." lines below it.
+#[derive(Debug, PartialEq)]
+struct Listed {
+    spi_in: u32,
+    spi_out: u32,
+    packets_in: u64,
+}
+
+fn installed(text: &str) -> Option<Listed> {
+    let mut inside = false;
+    let (mut spi_in, mut spi_out, mut packets_in) = (None, None, None);
+    for l in text.lines() {
+        let t = l.trim_start();
+        if t.contains(", reqid ") {
+            inside = t.contains("INSTALLED");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let mut fields = t.split(',');
+        let mut head = fields.next().unwrap_or("").split_whitespace();
+        let (key, spi) = (head.next(), head.next());
+        let spi = spi.and_then(|s| u32::from_str_radix(s, 16).ok());
+        match key {
+            Some("in") => {
+                spi_in = spi;
+                packets_in = fields
+                    .find(|f| f.trim_end().ends_with("packets"))
+                    .and_then(|f| f.split_whitespace().next()?.parse().ok());
+            }
+            Some("out") => spi_out = spi,
+            _ => {}
+        }
+    }
+    Some(Listed {
+        spi_in: spi_in?,
+        spi_out: spi_out?,
+        packets_in: packets_in?,
     })
 }
 
@@ -496,7 +523,17 @@ fn strongswan_initiates_to_our_responder() {
     run(Command::new("ip").args(["-n", &ns_i, "addr", "add", "10.1.0.1/32", "dev", "lo"]));
     let init = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
     let sas = lab.swanctl(&["--list-sas"]);
-    // ESP through the child SA: UDP datagrams from 10.1.0.1 to 10.2.0.1.
+    // charon rekeys the child SA (CREATE_CHILD_SA to our responder, then deletes
+    // the old one); wait until it lists the new SPI.
+    lab.swanctl(&["--rekey", "--child", "net"]);
+    let t = Instant::now();
+    let mut rekeyed = lab.swanctl(&["--list-sas"]);
+    let first = installed(&sas).map(|l| l.spi_in);
+    while installed(&rekeyed).map(|l| l.spi_in) == first && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        rekeyed = lab.swanctl(&["--list-sas"]);
+    }
+    // ESP through the new child SA: UDP datagrams from 10.1.0.1 to 10.2.0.1.
     std::thread::scope(|s| {
         s.spawn(|| {
             enter_netns(&ns_i);
@@ -522,14 +559,20 @@ fn strongswan_initiates_to_our_responder() {
         sas.contains("AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519"),
         "{sas}"
     );
-    let child = seen
+    let ups: Vec<&ChildSa> = seen
         .events
         .iter()
-        .find_map(|e| match e {
-            Event::ChildSaUp(c) => Some(c),
+        .filter_map(|e| match e {
+            Event::ChildSaUp(c) => Some(&**c),
             _ => None,
         })
-        .expect("our responder reports the child SA");
+        .collect();
+    let [child, new] = ups[..] else {
+        panic!(
+            "expected the child SA and its rekey: {:?}\n{rekeyed}",
+            seen.events
+        )
+    };
     // charon fakes a NAT in front of itself for kernel-libipsec (§2.23 hash
     // mismatch on purpose).
     assert!(seen.events.iter().any(|e| matches!(
@@ -540,9 +583,25 @@ fn strongswan_initiates_to_our_responder() {
             ..
         }
     )));
-    // charon's inbound SPI is our outbound one and vice versa.
-    assert_eq!(listed_spi(&sas, "in"), Some(child.outbound.spi), "{sas}");
-    assert_eq!(listed_spi(&sas, "out"), Some(child.inbound.spi), "{sas}");
+    // charon's inbound SPI is our outbound one and vice versa, before and after
+    // the rekey; charon deleted the old SA at our side.
+    let l = installed(&sas).expect("child SA listed");
+    assert_eq!(
+        (l.spi_in, l.spi_out),
+        (child.outbound.spi, child.inbound.spi),
+        "{sas}"
+    );
+    assert_eq!(new.rekey_of, Some(child.inbound.spi));
+    let l = installed(&rekeyed).expect("rekeyed child SA listed");
+    assert_eq!(
+        (l.spi_in, l.spi_out),
+        (new.outbound.spi, new.inbound.spi),
+        "{rekeyed}"
+    );
+    assert!(seen.events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaDown { inbound_spi, .. } if *inbound_spi == child.inbound.spi
+    )));
     assert!(
         seen.events.iter().any(|e| matches!(
             e,
@@ -560,9 +619,10 @@ fn strongswan_initiates_to_our_responder() {
     );
 
     // The datagrams charon sent (ESP in UDP: kernel-libipsec always encapsulates)
-    // decrypt with the keys we derived.
+    // through the rekeyed SA decrypt with the keys we derived (§2.17 KEYMAT from
+    // the CREATE_CHILD_SA nonces).
     let mut ipsec = Ipsec::new();
-    child.install(&mut ipsec.sad, 0).expect("install child SA");
+    new.install(&mut ipsec.sad, 0).expect("install child SA");
     assert!(!seen.esp.is_empty(), "no ESP packet from charon");
     let here: SocketAddr = format!("{R_ADDR}:4500").parse().expect("addr");
     let mut decrypted = 0;
@@ -642,10 +702,36 @@ fn our_initiator_to_strongswan() {
                 return node.seen;
             }
         };
-        let Event::ChildSaUp(c) = &node.seen.events[child] else {
+        let Event::ChildSaUp(first) = &node.seen.events[child] else {
             unreachable!()
         };
-        // ESP through the child SA: three UDP datagrams 10.1.0.1 -> 10.2.0.1,
+        let first_in = first.inbound.spi;
+        // Rekey it (CREATE_CHILD_SA to charon, then our Delete of the old SA).
+        let out = i.rekey_child(node.now()).expect("rekey");
+        node.send_all(out);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let rekeyed = loop {
+            node.step(&mut i);
+            let new =
+                node.seen.events.iter().rposition(
+                    |e| matches!(e, Event::ChildSaUp(c) if c.rekey_of == Some(first_in)),
+                );
+            let old_down = node.seen.events.iter().any(
+                |e| matches!(e, Event::ChildSaDown { inbound_spi, .. } if *inbound_spi == first_in),
+            );
+            match new {
+                Some(k) if old_down => break k,
+                _ if Instant::now() > deadline => {
+                    let _ = up_tx.send(Up::Failed(format!("rekey: {:?}", node.seen.events)));
+                    return node.seen;
+                }
+                _ => {}
+            }
+        };
+        let Event::ChildSaUp(c) = &node.seen.events[rekeyed] else {
+            unreachable!()
+        };
+        // ESP through the new child SA: three UDP datagrams 10.1.0.1 -> 10.2.0.1,
         // encrypted by our SAD, sent from port 4500 (the SA is UDP-encapsulated).
         let mut ipsec = Ipsec::new();
         let (_, out_id) = c.install(&mut ipsec.sad, 0).expect("install");
@@ -698,11 +784,13 @@ fn our_initiator_to_strongswan() {
         "{sas}"
     );
     assert!(sas.contains("INSTALLED"), "{sas}");
-    assert_eq!(listed_spi(&sas, "in"), Some(our_out), "{sas}");
-    assert_eq!(listed_spi(&sas, "out"), Some(our_in), "{sas}");
     assert_eq!(
-        listed_in_packets(&sas),
-        Some(3),
+        installed(&sas),
+        Some(Listed {
+            spi_in: our_out,
+            spi_out: our_in,
+            packets_in: 3
+        }),
         "charon decrypted our ESP:\n{sas}"
     );
     assert!(seen.events.iter().any(|e| matches!(

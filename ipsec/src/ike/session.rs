@@ -17,14 +17,17 @@
 //!   ESP AES-GCM-16 (RFC 4106 / RFC 5282), KEYMAT (§2.17), traffic selectors narrowed
 //!   to the intersection (§2.9); the result is a [`ChildSa`] that installs into
 //!   the [`Sad`];
+//! * CREATE_CHILD_SA rekeying of the child SA from either end (§1.3.3, §2.8; KEYMAT
+//!   from the exchange's nonces, no PFS), the rekey's initiator deleting the old SA;
 //! * message IDs with a window of one (§2.3), retransmission with exponential
 //!   back-off by the requester only and cached responses for retransmitted requests
-//!   (§2.1), INFORMATIONAL deletes of the child SA and the IKE SA and empty
-//!   liveness checks (§1.4, §3.11).
+//!   (§2.1), INFORMATIONAL deletes of child SAs and the IKE SA and empty liveness
+//!   checks (§1.4, §3.11).
 //!
-//! Not implemented: CREATE_CHILD_SA (rekeying; answered NO_ADDITIONAL_SAS),
-//! certificates and EAP, groups other than 14, 19 and 31, more than one child SA per
-//! IKE SA, NAT keepalives (RFC 3948 §2.3), MOBIKE.
+//! Not implemented: rekeying the IKE SA, additional child SAs (both answered
+//! NO_ADDITIONAL_SAS), PFS on rekey (NO_PROPOSAL_CHOSEN), simultaneous-rekey
+//! collisions (§2.8.1), certificates and EAP, groups other than 14, 19 and 31, NAT
+//! keepalives (RFC 3948 §2.3), MOBIKE.
 //!
 //! Every received datagram that does not advance the exchange is dropped and counted
 //! in [`IkeCounters`]; such drops never change an SA's state.
@@ -189,6 +192,9 @@ pub struct ChildSa {
     /// The narrowed selectors: traffic behind this end and behind the peer.
     pub local_ts: TrafficSelector,
     pub remote_ts: TrafficSelector,
+    /// A rekey (§2.8): the inbound SPI of the SA this one replaces. The old SA
+    /// stays until its `ChildSaDown`; send with the newest outbound SA.
+    pub rekey_of: Option<u32>,
 }
 
 impl fmt::Debug for ChildSa {
@@ -280,8 +286,10 @@ pub enum RequestError {
     NotEstablished,
     /// A request is outstanding (window size 1, §2.3).
     Busy,
-    /// There is no child SA to delete.
+    /// There is no child SA to delete or rekey.
     NoChild,
+    /// The system random generator failed.
+    Random,
 }
 
 impl fmt::Display for RequestError {
@@ -290,18 +298,27 @@ impl fmt::Display for RequestError {
             RequestError::NotEstablished => "IKE SA not established",
             RequestError::Busy => "a request is already outstanding",
             RequestError::NoChild => "no child SA",
+            RequestError::Random => "random generator failed",
         })
     }
 }
 
 impl core::error::Error for RequestError {}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum ReqKind {
     Init,
     Auth,
-    DeleteChild,
+    /// Delete of the child SA with this inbound SPI.
+    DeleteChild(u32),
     DeleteIke,
+    /// CREATE_CHILD_SA rekeying the child SA with inbound SPI `old`, with our
+    /// nonce and the inbound SPI we proposed.
+    RekeyChild {
+        old: u32,
+        ni: Vec<u8>,
+        spi: u32,
+    },
 }
 
 struct Pending {
@@ -323,6 +340,28 @@ struct Cached {
 struct ChildRef {
     inbound_spi: u32,
     outbound_spi: u32,
+    local_ts: TrafficSelector,
+    remote_ts: TrafficSelector,
+}
+
+/// The negotiated parameters of a new child SA.
+struct ChildChoice {
+    alg: Algorithm,
+    esn: bool,
+    inbound_spi: u32,
+    outbound_spi: u32,
+    local_ts: TrafficSelector,
+    remote_ts: TrafficSelector,
+}
+
+/// The exchange that creates a child SA: its nonces (Ni from the exchange's
+/// initiator), whether this end sent the request (KEYMAT order, §2.17), and the
+/// inbound SPI of the SA it rekeys.
+struct Creation<'a> {
+    ni: &'a [u8],
+    nr: &'a [u8],
+    we_initiated: bool,
+    rekey_of: Option<u32>,
 }
 
 /// Per-call context: configuration, randomness, counters, the output list.
@@ -582,7 +621,8 @@ struct IkeSa {
     pending: Option<Pending>,
     peer_next: u32,
     cached: Option<Cached>,
-    child: Option<ChildRef>,
+    /// Child SAs: one, two while a rekey overlaps (§2.8).
+    children: Vec<ChildRef>,
     child_spi: u32,
     cookie: Option<Vec<u8>>,
     init_retries: u8,
@@ -618,7 +658,7 @@ impl IkeSa {
             pending: None,
             peer_next: 0,
             cached: None,
-            child: None,
+            children: Vec::new(),
             child_spi: 0,
             cookie: None,
             init_retries: 0,
@@ -642,7 +682,7 @@ impl IkeSa {
         if self.state == IkeState::Closed {
             return;
         }
-        if let Some(c) = self.child.take() {
+        for c in core::mem::take(&mut self.children) {
             ctx.event(Event::ChildSaDown {
                 inbound_spi: c.inbound_spi,
                 outbound_spi: c.outbound_spi,
@@ -937,28 +977,20 @@ impl IkeSa {
         self.send_request(ctx, exchange::IKE_AUTH, ReqKind::Auth, &inner);
     }
 
-    fn child_sa(
-        &self,
-        alg: Algorithm,
-        esn: bool,
-        inbound_spi: u32,
-        outbound_spi: u32,
-        local_ts: TrafficSelector,
-        remote_ts: TrafficSelector,
-    ) -> Result<ChildSa, KeyError> {
+    fn child_sa(&self, c: &ChildChoice, x: &Creation<'_>) -> Result<ChildSa, KeyError> {
         let k = self.keys.as_ref().ok_or(KeyError::Cipher)?;
-        let (i2r, r2i) = keys::child_keymat(k.prf, &k.sk_d, &self.ni, &self.nr, alg)?;
-        let (inbound_key, outbound_key) = if self.initiator {
+        let (i2r, r2i) = keys::child_keymat(k.prf, &k.sk_d, x.ni, x.nr, c.alg)?;
+        let (inbound_key, outbound_key) = if x.we_initiated {
             (r2i, i2r)
         } else {
             (i2r, r2i)
         };
         let (l, r) = (self.local.ip(), self.remote.ip());
-        let mut inbound = SaConfig::tunnel(inbound_spi, Direction::Inbound, r, l);
-        let mut outbound = SaConfig::tunnel(outbound_spi, Direction::Outbound, l, r);
-        for c in [&mut inbound, &mut outbound] {
-            c.algorithm = alg;
-            c.esn = esn;
+        let mut inbound = SaConfig::tunnel(c.inbound_spi, Direction::Inbound, r, l);
+        let mut outbound = SaConfig::tunnel(c.outbound_spi, Direction::Outbound, l, r);
+        for s in [&mut inbound, &mut outbound] {
+            s.algorithm = c.alg;
+            s.esn = c.esn;
         }
         if self.nat_local || self.nat_remote {
             // §2.23: ESP in UDP (RFC 3948) between port 4500 here and the peer's
@@ -978,7 +1010,7 @@ impl IkeSa {
                 dport: peer,
             });
         }
-        inbound.selector = ts::selector(&remote_ts, &local_ts);
+        inbound.selector = ts::selector(&c.remote_ts, &c.local_ts);
         Ok(ChildSa {
             ike_spi_i: self.spi_i,
             ike_spi_r: self.spi_r,
@@ -986,9 +1018,103 @@ impl IkeSa {
             outbound,
             inbound_key,
             outbound_key,
-            local_ts,
-            remote_ts,
+            local_ts: c.local_ts,
+            remote_ts: c.remote_ts,
+            rekey_of: x.rekey_of,
         })
+    }
+
+    fn child_up(&mut self, ctx: &mut Ctx<'_>, c: ChildSa) {
+        self.children.push(ChildRef {
+            inbound_spi: c.inbound.spi,
+            outbound_spi: c.outbound.spi,
+            local_ts: c.local_ts,
+            remote_ts: c.remote_ts,
+        });
+        ctx.event(Event::ChildSaUp(Box::new(c)));
+    }
+
+    fn child_down(&mut self, ctx: &mut Ctx<'_>, inbound_spi: u32) -> Option<ChildRef> {
+        let k = self
+            .children
+            .iter()
+            .position(|c| c.inbound_spi == inbound_spi)?;
+        let c = self.children.remove(k);
+        ctx.event(Event::ChildSaDown {
+            inbound_spi: c.inbound_spi,
+            outbound_spi: c.outbound_spi,
+        });
+        Some(c)
+    }
+
+    /// Responder side of a child SA offer (IKE_AUTH or CREATE_CHILD_SA): the first
+    /// acceptable proposal and the selectors narrowed to ours (§2.9). Returns the
+    /// reply payloads (SA, TSi, TSr) and the SA, or the error notify to send.
+    fn answer_child(
+        &self,
+        ctx: &mut Ctx<'_>,
+        pl: &[Payload],
+        x: &Creation<'_>,
+    ) -> Result<(Vec<Payload>, ChildSa), u16> {
+        let sa = find(pl, |p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        });
+        let tsi = find(pl, |p| match p {
+            Payload::TsI(t) => Some(t),
+            _ => None,
+        });
+        let tsr = find(pl, |p| match p {
+            Payload::TsR(t) => Some(t),
+            _ => None,
+        });
+        let Some((num, peer_spi, alg, esn)) = sa.and_then(|s| select_esp(s, ctx.cfg)) else {
+            ctx.counters.no_proposal_chosen += 1;
+            return Err(notify::NO_PROPOSAL_CHOSEN);
+        };
+        let narrowed = match (tsi, tsr) {
+            (Some(i), Some(r)) => narrow(i, &ctx.cfg.remote_ts).zip(narrow(r, &ctx.cfg.local_ts)),
+            _ => None,
+        };
+        let Some((ti, tr)) = narrowed else {
+            return Err(notify::TS_UNACCEPTABLE);
+        };
+        let my = random_spi32(ctx.rng).map_err(|_| notify::TEMPORARY_FAILURE)?;
+        let choice = ChildChoice {
+            alg,
+            esn,
+            inbound_spi: my,
+            outbound_spi: peer_spi,
+            local_ts: tr,
+            remote_ts: ti,
+        };
+        let c = self
+            .child_sa(&choice, x)
+            .map_err(|_| notify::TEMPORARY_FAILURE)?;
+        let mut transforms = vec![encr_transform(alg)];
+        let offered_esn = sa.is_some_and(|s| {
+            s.iter()
+                .any(|p| p.num == num && p.transforms.iter().any(|t| t.kind == transform::ESN))
+        });
+        if offered_esn {
+            let id = if esn {
+                transform::ESN_YES
+            } else {
+                transform::ESN_NO
+            };
+            transforms.push(Transform::new(transform::ESN, id));
+        }
+        let reply = vec![
+            Payload::Sa(vec![Proposal {
+                num,
+                protocol: protocol::ESP,
+                spi: my.to_be_bytes().to_vec(),
+                transforms,
+            }]),
+            Payload::TsI(vec![ti]),
+            Payload::TsR(vec![tr]),
+        ];
+        Ok((reply, c))
     }
 
     fn on_auth_request(&mut self, ctx: &mut Ctx<'_>, req: &Header, data: &[u8], pl: &[Payload]) {
@@ -1015,24 +1141,6 @@ impl IkeSa {
             self.respond(ctx, req, data, &[n]);
             return self.close(ctx, DownReason::AuthenticationFailed);
         }
-        // Child SA: proposal, then selectors narrowed to ours (§2.9).
-        let sa = find(pl, |p| match p {
-            Payload::Sa(s) => Some(s),
-            _ => None,
-        });
-        let tsi = find(pl, |p| match p {
-            Payload::TsI(t) => Some(t),
-            _ => None,
-        });
-        let tsr = find(pl, |p| match p {
-            Payload::TsR(t) => Some(t),
-            _ => None,
-        });
-        let choice = sa.and_then(|s| select_esp(s, ctx.cfg));
-        let narrowed = match (tsi, tsr) {
-            (Some(i), Some(r)) => narrow(i, &ctx.cfg.remote_ts).zip(narrow(r, &ctx.cfg.local_ts)),
-            _ => None,
-        };
         let idr = ctx.cfg.local_id.clone();
         let my_auth = self.auth_value(ctx, &idr, false);
         let mut inner = vec![
@@ -1042,55 +1150,22 @@ impl IkeSa {
                 data: my_auth.to_vec(),
             }),
         ];
-        let mut child = None;
-        match (choice, narrowed) {
-            (None, _) => {
-                ctx.counters.no_proposal_chosen += 1;
-                inner.push(Payload::Notify(Notify::new(
-                    notify::NO_PROPOSAL_CHOSEN,
-                    Vec::new(),
-                )));
+        let x = Creation {
+            ni: &self.ni,
+            nr: &self.nr,
+            we_initiated: false,
+            rekey_of: None,
+        };
+        let child = match self.answer_child(ctx, pl, &x) {
+            Ok((reply, c)) => {
+                inner.extend(reply);
+                Ok(c)
             }
-            (_, None) => inner.push(Payload::Notify(Notify::new(
-                notify::TS_UNACCEPTABLE,
-                Vec::new(),
-            ))),
-            (Some((num, peer_spi, alg, esn)), Some((ti, tr))) => {
-                let made = random_spi32(ctx.rng)
-                    .and_then(|my| self.child_sa(alg, esn, my, peer_spi, tr, ti));
-                match made {
-                    Ok(c) => {
-                        let mut transforms = vec![encr_transform(alg)];
-                        if sa.is_some_and(|s| {
-                            s.iter().any(|p| {
-                                p.num == num
-                                    && p.transforms.iter().any(|t| t.kind == transform::ESN)
-                            })
-                        }) {
-                            let id = if esn {
-                                transform::ESN_YES
-                            } else {
-                                transform::ESN_NO
-                            };
-                            transforms.push(Transform::new(transform::ESN, id));
-                        }
-                        inner.push(Payload::Sa(vec![Proposal {
-                            num,
-                            protocol: protocol::ESP,
-                            spi: c.inbound.spi.to_be_bytes().to_vec(),
-                            transforms,
-                        }]));
-                        inner.push(Payload::TsI(vec![ti]));
-                        inner.push(Payload::TsR(vec![tr]));
-                        child = Some(c);
-                    }
-                    Err(_) => inner.push(Payload::Notify(Notify::new(
-                        notify::TEMPORARY_FAILURE,
-                        Vec::new(),
-                    ))),
-                }
+            Err(n) => {
+                inner.push(Payload::Notify(Notify::new(n, Vec::new())));
+                Err(n)
             }
-        }
+        };
         self.respond(ctx, req, data, &inner);
         self.state = IkeState::Established;
         ctx.event(Event::IkeSaUp {
@@ -1100,22 +1175,8 @@ impl IkeSa {
             nat_remote: self.nat_remote,
         });
         match child {
-            Some(c) => {
-                self.child = Some(ChildRef {
-                    inbound_spi: c.inbound.spi,
-                    outbound_spi: c.outbound.spi,
-                });
-                ctx.event(Event::ChildSaUp(Box::new(c)));
-            }
-            None => {
-                let n = inner.iter().find_map(|p| match p {
-                    Payload::Notify(n) => Some(n.kind),
-                    _ => None,
-                });
-                ctx.event(Event::ChildSaFailed {
-                    notify: n.unwrap_or(notify::NO_PROPOSAL_CHOSEN),
-                });
-            }
+            Ok(c) => self.child_up(ctx, c),
+            Err(notify) => ctx.event(Event::ChildSaFailed { notify }),
         }
     }
 
@@ -1152,14 +1213,14 @@ impl IkeSa {
         }) {
             return ctx.event(Event::ChildSaFailed { notify: n });
         }
-        match self.check_child_choice(ctx, pl) {
-            Some(c) => {
-                self.child = Some(ChildRef {
-                    inbound_spi: c.inbound.spi,
-                    outbound_spi: c.outbound.spi,
-                });
-                ctx.event(Event::ChildSaUp(Box::new(c)));
-            }
+        let x = Creation {
+            ni: &self.ni,
+            nr: &self.nr,
+            we_initiated: true,
+            rekey_of: None,
+        };
+        match self.check_child_choice(ctx, pl, self.child_spi, &x) {
+            Some(c) => self.child_up(ctx, c),
             None => {
                 ctx.counters.invalid += 1;
                 ctx.event(Event::ChildSaFailed {
@@ -1169,9 +1230,15 @@ impl IkeSa {
         }
     }
 
-    /// The responder's child SA must be one of our offers and its selectors subsets
-    /// of ours.
-    fn check_child_choice(&self, ctx: &Ctx<'_>, pl: &[Payload]) -> Option<ChildSa> {
+    /// The peer's answer to our child SA offer must be one of our offers (with our
+    /// SPI `my_spi` inbound) and its selectors subsets of ours.
+    fn check_child_choice(
+        &self,
+        ctx: &Ctx<'_>,
+        pl: &[Payload],
+        my_spi: u32,
+        x: &Creation<'_>,
+    ) -> Option<ChildSa> {
         let sa = find(pl, |p| match p {
             Payload::Sa(s) => Some(s),
             _ => None,
@@ -1218,15 +1285,158 @@ impl IkeSa {
         if !ti.is_subset_of(&ctx.cfg.local_ts) || !tr.is_subset_of(&ctx.cfg.remote_ts) {
             return None;
         }
-        self.child_sa(
-            alg?,
-            esn.unwrap_or(false),
-            self.child_spi,
-            peer_spi,
-            *ti,
-            *tr,
-        )
-        .ok()
+        let choice = ChildChoice {
+            alg: alg?,
+            esn: esn.unwrap_or(false),
+            inbound_spi: my_spi,
+            outbound_spi: peer_spi,
+            local_ts: *ti,
+            remote_ts: *tr,
+        };
+        self.child_sa(&choice, x).ok()
+    }
+
+    // ---- CREATE_CHILD_SA: rekeying the child SA (§1.3.3, §2.8) ----
+
+    fn rekey_child(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
+        if self.state != IkeState::Established {
+            return Err(RequestError::NotEstablished);
+        }
+        if self.pending.is_some() {
+            return Err(RequestError::Busy);
+        }
+        let old = *self.children.last().ok_or(RequestError::NoChild)?;
+        let ni = nonce(ctx.rng).map_err(|_| RequestError::Random)?;
+        let spi = random_spi32(ctx.rng).map_err(|_| RequestError::Random)?;
+        let inner = [
+            Payload::Notify(Notify {
+                protocol: protocol::ESP,
+                spi: old.inbound_spi.to_be_bytes().to_vec(),
+                kind: notify::REKEY_SA,
+                data: Vec::new(),
+            }),
+            Payload::Sa(vec![esp_proposal(ctx.cfg, spi)]),
+            Payload::Nonce(ni.clone()),
+            Payload::TsI(vec![old.local_ts]),
+            Payload::TsR(vec![old.remote_ts]),
+        ];
+        let kind = ReqKind::RekeyChild {
+            old: old.inbound_spi,
+            ni,
+            spi,
+        };
+        self.send_request(ctx, exchange::CREATE_CHILD_SA, kind, &inner);
+        Ok(())
+    }
+
+    /// The peer's CREATE_CHILD_SA request: a child SA rekey (REKEY_SA, no PFS) is
+    /// answered; a new additional child SA or an IKE SA rekey is refused.
+    fn on_create_child_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        h: &Header,
+        data: &[u8],
+        pl: &[Payload],
+    ) {
+        let refuse = |n: u16| vec![Payload::Notify(Notify::new(n, Vec::new()))];
+        let Some(rekey) = wire::find_notify(pl, notify::REKEY_SA) else {
+            return self.respond(ctx, h, data, &refuse(notify::NO_ADDITIONAL_SAS));
+        };
+        // The notify names the SPI the peer receives on: our outbound SPI.
+        let old = (rekey.protocol == protocol::ESP)
+            .then(|| spi32(&rekey.spi))
+            .flatten()
+            .and_then(|s| self.children.iter().find(|c| c.outbound_spi == s).copied());
+        let Some(old) = old else {
+            let n = Notify {
+                protocol: rekey.protocol,
+                spi: rekey.spi.clone(),
+                kind: notify::CHILD_SA_NOT_FOUND,
+                data: Vec::new(),
+            };
+            return self.respond(ctx, h, data, &[Payload::Notify(n)]);
+        };
+        let ke = pl.iter().any(|p| matches!(p, Payload::Ke(_)));
+        let ni = find(pl, |p| match p {
+            Payload::Nonce(n) => Some(n),
+            _ => None,
+        });
+        let (Some(ni), false) = (ni, ke) else {
+            // No PFS here: a KE payload means a proposal we cannot accept.
+            ctx.counters.no_proposal_chosen += u64::from(ke);
+            let n = if ke {
+                notify::NO_PROPOSAL_CHOSEN
+            } else {
+                notify::INVALID_SYNTAX
+            };
+            return self.respond(ctx, h, data, &refuse(n));
+        };
+        let nr = match nonce(ctx.rng) {
+            Ok(n) => n,
+            Err(_) => return self.respond(ctx, h, data, &refuse(notify::TEMPORARY_FAILURE)),
+        };
+        let x = Creation {
+            ni,
+            nr: &nr,
+            we_initiated: false,
+            rekey_of: Some(old.inbound_spi),
+        };
+        match self.answer_child(ctx, pl, &x) {
+            Ok((mut reply, c)) => {
+                reply.insert(1, Payload::Nonce(nr.clone()));
+                self.respond(ctx, h, data, &reply);
+                self.child_up(ctx, c);
+            }
+            Err(n) => self.respond(ctx, h, data, &refuse(n)),
+        }
+    }
+
+    fn on_rekey_response(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        pl: &[Payload],
+        old: u32,
+        ni: &[u8],
+        spi: u32,
+    ) {
+        if let Some(n) = find(pl, |p| match p {
+            Payload::Notify(n) if n.is_error() => Some(n.kind),
+            _ => None,
+        }) {
+            return ctx.event(Event::ChildSaFailed { notify: n });
+        }
+        let nr = find(pl, |p| match p {
+            Payload::Nonce(n) => Some(n),
+            _ => None,
+        });
+        let still_there = self.children.iter().any(|c| c.inbound_spi == old);
+        let made = nr.filter(|_| still_there).and_then(|nr| {
+            let x = Creation {
+                ni,
+                nr,
+                we_initiated: true,
+                rekey_of: Some(old),
+            };
+            self.check_child_choice(ctx, pl, spi, &x)
+        });
+        let Some(c) = made else {
+            ctx.counters.invalid += 1;
+            return ctx.event(Event::ChildSaFailed {
+                notify: notify::NO_PROPOSAL_CHOSEN,
+            });
+        };
+        self.child_up(ctx, c);
+        // §2.8: the rekey's initiator deletes the old SA.
+        let d = Payload::Delete(Delete {
+            protocol: protocol::ESP,
+            spis: vec![old],
+        });
+        self.send_request(
+            ctx,
+            exchange::INFORMATIONAL,
+            ReqKind::DeleteChild(old),
+            &[d],
+        );
     }
 
     // ---- common: requests and responses on an SA with keys ----
@@ -1283,7 +1493,7 @@ impl IkeSa {
             ctx.counters.unexpected += 1;
             return;
         }
-        let kind = p.kind;
+        let kind = p.kind.clone();
         if kind == ReqKind::Init {
             return self.on_init_response(ctx, data, msg);
         }
@@ -1294,15 +1504,11 @@ impl IkeSa {
         self.pending = None;
         match kind {
             ReqKind::Auth => self.on_auth_response(ctx, &pl),
-            ReqKind::DeleteChild => {
-                if let Some(c) = self.child.take() {
-                    ctx.event(Event::ChildSaDown {
-                        inbound_spi: c.inbound_spi,
-                        outbound_spi: c.outbound_spi,
-                    });
-                }
+            ReqKind::DeleteChild(spi) => {
+                self.child_down(ctx, spi);
             }
             ReqKind::DeleteIke => self.close(ctx, DownReason::DeletedLocally),
+            ReqKind::RekeyChild { old, ni, spi } => self.on_rekey_response(ctx, &pl, old, &ni, spi),
             ReqKind::Init => {}
         }
     }
@@ -1345,8 +1551,7 @@ impl IkeSa {
                 self.on_informational(ctx, h, data, &pl)
             }
             exchange::CREATE_CHILD_SA if self.state == IkeState::Established => {
-                let n = Payload::Notify(Notify::new(notify::NO_ADDITIONAL_SAS, Vec::new()));
-                self.respond(ctx, h, data, &[n]);
+                self.on_create_child_request(ctx, h, data, &pl)
             }
             _ => {
                 ctx.counters.unexpected += 1;
@@ -1364,19 +1569,21 @@ impl IkeSa {
             match d.protocol {
                 protocol::IKE => delete_ike = true,
                 protocol::ESP => {
-                    // The peer names its inbound SPI, which is our outbound one.
-                    if let Some(c) = self.child {
-                        if d.spis.contains(&c.outbound_spi) {
-                            self.child = None;
-                            reply.push(Payload::Delete(Delete {
-                                protocol: protocol::ESP,
-                                spis: vec![c.inbound_spi],
-                            }));
-                            ctx.event(Event::ChildSaDown {
-                                inbound_spi: c.inbound_spi,
-                                outbound_spi: c.outbound_spi,
-                            });
+                    // The peer names its inbound SPIs, our outbound ones; we answer
+                    // with our inbound SPIs of the same SAs (§1.4.1).
+                    let mut ours = Vec::new();
+                    for spi in &d.spis {
+                        let c = self.children.iter().find(|c| c.outbound_spi == *spi);
+                        if let Some(inb) = c.map(|c| c.inbound_spi) {
+                            self.child_down(ctx, inb);
+                            ours.push(inb);
                         }
+                    }
+                    if !ours.is_empty() {
+                        reply.push(Payload::Delete(Delete {
+                            protocol: protocol::ESP,
+                            spis: ours,
+                        }));
                     }
                 }
                 _ => {}
@@ -1397,12 +1604,13 @@ impl IkeSa {
         if self.pending.is_some() {
             return Err(RequestError::Busy);
         }
-        let c = self.child.ok_or(RequestError::NoChild)?;
+        let c = *self.children.last().ok_or(RequestError::NoChild)?;
         let d = Payload::Delete(Delete {
             protocol: protocol::ESP,
             spis: vec![c.inbound_spi],
         });
-        self.send_request(ctx, exchange::INFORMATIONAL, ReqKind::DeleteChild, &[d]);
+        let kind = ReqKind::DeleteChild(c.inbound_spi);
+        self.send_request(ctx, exchange::INFORMATIONAL, kind, &[d]);
         Ok(())
     }
 
@@ -1593,6 +1801,13 @@ impl Initiator {
     /// INFORMATIONAL Delete of the child SA (§1.4.1).
     pub fn delete_child(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self.run(now, |sa, ctx| sa.delete_child(ctx));
+        r.map(|()| out)
+    }
+
+    /// CREATE_CHILD_SA rekey of the (newest) child SA (§1.3.3, no PFS); the old SA
+    /// is deleted once the new one is up.
+    pub fn rekey_child(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self.run(now, |sa, ctx| sa.rekey_child(ctx));
         r.map(|()| out)
     }
 
@@ -1969,6 +2184,15 @@ impl Responder {
     pub fn delete_child(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self
             .ctx_run(spi_r, now, |sa, ctx| sa.delete_child(ctx))
+            .ok_or(RequestError::NotEstablished)?;
+        r.map(|()| out)
+    }
+
+    /// CREATE_CHILD_SA rekey of the (newest) child SA of the IKE SA with responder
+    /// SPI `spi_r` (§1.3.3, no PFS); the old SA is deleted once the new one is up.
+    pub fn rekey_child(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self
+            .ctx_run(spi_r, now, |sa, ctx| sa.rekey_child(ctx))
             .ok_or(RequestError::NotEstablished)?;
         r.map(|()| out)
     }

@@ -99,11 +99,13 @@ pub mod notify {
     pub const NO_ADDITIONAL_SAS: u16 = 35;
     pub const TS_UNACCEPTABLE: u16 = 38;
     pub const TEMPORARY_FAILURE: u16 = 43;
+    pub const CHILD_SA_NOT_FOUND: u16 = 44;
     pub const INITIAL_CONTACT: u16 = 16384;
     pub const NAT_DETECTION_SOURCE_IP: u16 = 16388;
     pub const NAT_DETECTION_DESTINATION_IP: u16 = 16389;
     pub const COOKIE: u16 = 16390;
     pub const USE_TRANSPORT_MODE: u16 = 16391;
+    pub const REKEY_SA: u16 = 16393;
     /// Types below this are errors (§3.10.1).
     pub const FIRST_STATUS: u16 = 16384;
 }

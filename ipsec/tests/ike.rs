@@ -908,3 +908,29 @@ fn child_sa_rekey_from_either_end() {
         assert_eq!(i.rekey_child(T0 + 3).err(), Some(RequestError::NoChild));
     }
 }
+
+/// A rekey that crosses the peer's Delete of the same child SA gets
+/// CHILD_SA_NOT_FOUND (§2.25); both requests of the crossing exchanges (one
+/// outstanding per direction, §2.3) complete.
+#[test]
+fn rekey_crossing_a_delete_is_child_sa_not_found() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, _) = handshake(ci, cr);
+    let spi_r = i.spis().1;
+    let rekey = i.rekey_child(T0 + 1).unwrap();
+    let delete = r.delete_child(spi_r, T0 + 1).unwrap();
+    let mut run = Run::default();
+    // The responder's Delete reaches the initiator first, and its answer comes back.
+    pump(&mut i, &mut r, delete, false, T0 + 1, &mut run);
+    assert_eq!(downs(&run.i_events).len(), 1);
+    assert_eq!(downs(&run.r_events).len(), 1);
+    // Then the rekey of the SA that is gone.
+    pump(&mut i, &mut r, rekey, true, T0 + 2, &mut run);
+    assert!(run.i_events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaFailed { notify: n } if *n == notify::CHILD_SA_NOT_FOUND
+    )));
+    assert!(children(&run.i_events).is_empty() && children(&run.r_events).is_empty());
+    assert_eq!(i.state(), IkeState::Established);
+    assert_eq!(r.state(spi_r), Some(IkeState::Established));
+}

@@ -10,6 +10,10 @@
 //! [`Ipsec`] ties SAD, SPD and counters together: [`Ipsec::outbound`] applies the SPD
 //! and encrypts, [`Ipsec::inbound`] decrypts and checks the policy. Both work in place
 //! on any [`Buf`] (the engine's packet buffers implement it in the `stage` module).
+//!
+//! [`ike`] is the IKEv2 (RFC 7296) control plane in progress: codec, key derivation
+//! and sans-IO initiator/responder state machines that produce child SAs for the SAD
+//! (key derivation and the state machines need the `ring` feature).
 #![no_std]
 
 extern crate alloc;
@@ -23,6 +27,7 @@ pub mod buf;
 pub mod crypto;
 pub mod error;
 pub mod esp;
+pub mod ike;
 pub mod ip;
 pub mod replay;
 pub mod sa;

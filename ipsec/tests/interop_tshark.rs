@@ -242,11 +242,3 @@ fn tshark_decrypts_our_esp() {
     );
     assert_ne!(bad[3], "1");
 }
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(tool))
-        .find(|p| p.is_file())
-}

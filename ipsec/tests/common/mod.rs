@@ -81,3 +81,78 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
 }
+
+/// A program on `PATH`.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+}
+
+/// An IPv4/UDP packet around `payload` (UDP checksum 0, allowed for IPv4).
+pub fn udp_packet(from: std::net::SocketAddr, to: std::net::SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) = (from.ip(), to.ip()) else {
+        panic!("IPv4 addresses expected")
+    };
+    let total = 20 + 8 + payload.len();
+    let mut p = Vec::with_capacity(total);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&s.octets());
+    p.extend_from_slice(&d.octets());
+    let c = dataplane::proto::checksum::internet(&p);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&from.port().to_be_bytes());
+    p.extend_from_slice(&to.port().to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Writes IKE datagrams to `dir/name.pcap`, dissects them with `tshark -V` and
+/// checks every packet is IKEv2 without malformed-packet or error expert info.
+/// Returns the dissection. Panics when tshark is missing (scripts/setup installs it).
+pub fn tshark_check_ike(
+    dir: &std::path::Path,
+    name: &str,
+    datagrams: &[(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)],
+) -> String {
+    let tshark = which("tshark").unwrap_or_else(|| {
+        panic!("tshark not found: install the Debian package `tshark` (scripts/setup does)")
+    });
+    let pcap = dir.join(format!("{name}.pcap"));
+    let packets: Vec<Vec<u8>> = datagrams
+        .iter()
+        .map(|(f, t, d)| udp_packet(*f, *t, d))
+        .collect();
+    write_pcap(&pcap, &packets);
+    let out = std::process::Command::new(tshark)
+        .arg("-r")
+        .arg(&pcap)
+        .arg("-V")
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    std::fs::write(dir.join(format!("{name}.txt")), text.as_bytes()).ok();
+    let ikev2 = text
+        .matches("Internet Security Association and Key Management Protocol")
+        .count();
+    assert_eq!(ikev2, datagrams.len(), "every packet dissected as IKE");
+    for bad in ["Malformed", "[Expert Info (Error", "[Expert Info (Warning"] {
+        assert!(
+            !text.contains(bad),
+            "tshark reports {bad:?}; see {}",
+            dir.join(format!("{name}.txt")).display()
+        );
+    }
+    text
+}

@@ -127,6 +127,22 @@ pub enum FibUpdate {
         /// ICMPv6 errors to the subscriber from `fe80::<router_iid>` (0 = none).
         router_iid: u64,
     },
+    /// Route a delegated prefix (DHCPv6 IA_PD) to a session.
+    AddPd {
+        /// Session index.
+        idx: u32,
+        /// Upper 64 bits of the prefix.
+        prefix: u64,
+        /// Its length (the fast path routes one configured length).
+        len: u8,
+    },
+    /// Stop routing a session's delegated prefix.
+    RemovePd {
+        /// Session index.
+        idx: u32,
+        /// Upper 64 bits of the prefix.
+        prefix: u64,
+    },
     /// Stop routing a session's /64.
     Remove6 {
         /// Session index.

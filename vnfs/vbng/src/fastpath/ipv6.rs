@@ -64,6 +64,13 @@ pub(super) struct Tables {
     router_iid: Vec<u64>,
     /// Our global address on the core side (source of ICMPv6 errors to the core).
     core_ip6: Option<Ipv6Addr>,
+    /// Delegated prefixes (DHCPv6 IA_PD, RFC 8415 §6.3), all of one length: the
+    /// mask of their upper 64 bits (0 = no prefix delegation).
+    pd_mask: u64,
+    pd_len: u8,
+    by_pd: HashMap<u64, u32, KeyHash>,
+    /// Per session slot: its delegated prefix's upper 64 bits, 0 = none.
+    pd: Vec<u64>,
 }
 
 impl Tables {
@@ -74,6 +81,10 @@ impl Tables {
             prefix: alloc::vec![0; n],
             router_iid: alloc::vec![0; n],
             core_ip6: None,
+            pd_mask: 0,
+            pd_len: 0,
+            by_pd: HashMap::with_capacity_and_hasher(0, KeyHash(seed ^ 0x9d)),
+            pd: alloc::vec![0; n],
         }
     }
 
@@ -157,6 +168,34 @@ impl FastPath {
                     }
                 }
             }
+            FibUpdate::AddPd { idx, prefix, len } => {
+                // Only the configured length (the control plane refuses others).
+                if len != self.v6.pd_len || self.v6.pd_mask == 0 {
+                    return;
+                }
+                let prefix = prefix & self.v6.pd_mask;
+                let Some(slot) = self.v6.pd.get_mut(idx as usize) else {
+                    return;
+                };
+                let old = core::mem::replace(slot, prefix);
+                if old != 0 && self.v6.by_pd.get(&old) == Some(&idx) {
+                    self.v6.by_pd.remove(&old);
+                }
+                if prefix != 0 {
+                    self.v6.by_pd.insert(prefix, idx);
+                }
+            }
+            FibUpdate::RemovePd { idx, prefix } => {
+                let prefix = prefix & self.v6.pd_mask;
+                if self.v6.by_pd.get(&prefix) == Some(&idx) {
+                    self.v6.by_pd.remove(&prefix);
+                }
+                if let Some(s) = self.v6.pd.get_mut(idx as usize) {
+                    if *s == prefix {
+                        *s = 0;
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -164,6 +203,30 @@ impl FastPath {
     /// Installed IPv6 prefixes.
     pub fn prefixes6(&self) -> usize {
         self.v6.len()
+    }
+
+    /// Installed delegated prefixes.
+    pub fn delegated_prefixes(&self) -> usize {
+        self.v6.by_pd.len()
+    }
+
+    /// Route delegated prefixes (DHCPv6 IA_PD, RFC 8415 §6.3) of length `len` (1 to
+    /// 64; 0 = none): downstream, a destination outside every session's /64 is looked
+    /// up by its upper `len` bits; upstream, a source in the session's delegated
+    /// prefix passes anti-spoofing. The tables are sized for every session slot now.
+    pub fn with_prefix_delegation(mut self, len: u8) -> FastPath {
+        let len = len.min(64);
+        self.v6.pd_len = len;
+        self.v6.pd_mask = if len == 0 {
+            0
+        } else {
+            u64::MAX << (64 - u32::from(len))
+        };
+        if len > 0 {
+            let n = self.v6.pd.len();
+            self.v6.by_pd.reserve(n);
+        }
+        self
     }
 
     /// Our IPv6 address on the core side: source of ICMPv6 Time Exceeded and Packet
@@ -413,11 +476,13 @@ impl FastPath {
             return Next::Drop(E_NO_SESSION);
         };
         let pfx = self.v6.prefix.get(idx as usize).copied().unwrap_or(0);
-        if pfx == 0 {
-            return Next::Drop(E_IPV6);
-        }
-        if (src >> 64) as u64 != pfx {
-            return Next::Drop(E_SPOOF);
+        let hi = (src >> 64) as u64;
+        if hi != pfx || pfx == 0 {
+            // Not the session's /64: its delegated prefix, or a spoofed source.
+            let pd = self.v6.pd.get(idx as usize).copied().unwrap_or(0);
+            if pd == 0 || hi & self.v6.pd_mask != pd {
+                return Next::Drop(if pfx == 0 && pd == 0 { E_IPV6 } else { E_SPOOF });
+            }
         }
         if ip[7] <= 1 {
             let port = p.meta.port;
@@ -481,7 +546,13 @@ impl FastPath {
         }
         let mut hi = [0u8; 8];
         hi.copy_from_slice(&ip[24..32]);
-        let Some(&idx) = self.v6.by_prefix.get(&u64::from_be_bytes(hi)) else {
+        let hi = u64::from_be_bytes(hi);
+        let found = match self.v6.by_prefix.get(&hi) {
+            Some(&i) => Some(i),
+            None if self.v6.pd_mask != 0 => self.v6.by_pd.get(&(hi & self.v6.pd_mask)).copied(),
+            None => None,
+        };
+        let Some(idx) = found else {
             // Link-scope and multicast control (RAs, RSs, Redirects, MLD) from the
             // core routers is not data without a route: counted apart.
             let nd_other = ip[6] == 58 && matches!(d.get(54), Some(133 | 134 | 137));

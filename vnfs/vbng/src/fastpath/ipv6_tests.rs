@@ -516,3 +516,45 @@ fn ipv4_down_keeps_ipv6_and_core_control_is_not_no_route() {
         "IPv4 to the old address, unknown /64"
     );
 }
+
+/// Issue 15 item 4: a delegated prefix (DHCPv6 IA_PD) routes to its session
+/// downstream, passes anti-spoofing upstream, and goes with `RemovePd`.
+#[test]
+fn delegated_prefix_routes_both_ways() {
+    let (fp, key, _) = setup((0, 0));
+    let mut fp = fp.with_prefix_delegation(56);
+    const PD: u64 = 0x2001_0db8_0200_0100; // 2001:db8:200:100::/56
+    // Another length than the configured one is not installed.
+    fp.apply(
+        FibUpdate::AddPd {
+            idx: 3,
+            prefix: PD,
+            len: 48,
+        },
+        0,
+    );
+    assert_eq!(fp.delegated_prefixes(), 0);
+    fp.apply(
+        FibUpdate::AddPd {
+            idx: 3,
+            prefix: PD,
+            len: 56,
+        },
+        0,
+    );
+    assert_eq!(fp.delegated_prefixes(), 1);
+    let lan_host = (u128::from(PD | 0xab) << 64) | 1; // 2001:db8:200:1ab::1
+    let down = down_frame(&ipv6(REMOTE, lan_host, 64, 17, 20));
+    let (out, _) = run(&mut fp, 1, &[down.clone()]);
+    assert_eq!(out.ports[0].len(), 1, "to the session's line");
+    let up_ok = up_frame(&key, 0x55, &ipv6(lan_host, REMOTE, 64, 17, 20));
+    let outside = (u128::from(0x2001_0db8_0200_0200u64) << 64) | 1;
+    let up_bad = up_frame(&key, 0x55, &ipv6(outside, REMOTE, 64, 17, 20));
+    let (out, node) = run(&mut fp, 0, &[up_ok, up_bad]);
+    assert_eq!(out.ports[1].len(), 1);
+    assert_eq!(node.drops[E_SPOOF as usize], 1);
+    fp.apply(FibUpdate::RemovePd { idx: 3, prefix: PD }, 0);
+    let (out, node) = run(&mut fp, 1, &[down]);
+    assert_eq!(out.ports[0].len(), 0);
+    assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
+}

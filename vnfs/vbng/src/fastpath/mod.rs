@@ -795,7 +795,10 @@ impl FastPath {
                     *s = None;
                 }
             }
-            u @ (FibUpdate::Add6 { .. } | FibUpdate::Remove6 { .. }) => self.apply6(u),
+            u @ (FibUpdate::Add6 { .. }
+            | FibUpdate::Remove6 { .. }
+            | FibUpdate::AddPd { .. }
+            | FibUpdate::RemovePd { .. }) => self.apply6(u),
             FibUpdate::Rate { idx, rate } => {
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.up = bucket(rate.0, now_ns);

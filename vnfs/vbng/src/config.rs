@@ -96,6 +96,12 @@ pub struct Config {
     pub ra_interval_s: u32,
     /// Router Lifetime announced, s (RFC 4861 §6.2.1 AdvDefaultLifetime).
     pub ra_router_lifetime_s: u16,
+    /// The RA's Managed address configuration flag (RFC 4861 §4.2 M, AdvManagedFlag):
+    /// addresses by DHCPv6 (RFC 8415).
+    pub ra_managed: bool,
+    /// The RA's Other configuration flag (RFC 4861 §4.2 O, AdvOtherConfigFlag):
+    /// other parameters (DNS) by DHCPv6.
+    pub ra_other: bool,
     /// Prefix valid lifetime, s (RFC 4861 §6.2.1 AdvValidLifetime).
     pub prefix_valid_s: u32,
     /// Prefix preferred lifetime, s (RFC 4861 §6.2.1 AdvPreferredLifetime).
@@ -265,6 +271,8 @@ impl Default for Config {
             pools6: Vec::new(),
             dns6: Vec::new(),
             ra_interval_s: 600,
+            ra_managed: false,
+            ra_other: false,
             ra_router_lifetime_s: 1800,
             prefix_valid_s: 86400,
             prefix_preferred_s: 14400,

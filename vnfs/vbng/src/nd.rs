@@ -58,6 +58,10 @@ pub struct RaParams {
     pub dns: Vec<Ipv6Addr>,
     /// RDNSS lifetime, s.
     pub dns_lifetime_s: u32,
+    /// M flag: addresses by DHCPv6 (RFC 4861 §4.2).
+    pub managed: bool,
+    /// O flag: other configuration by DHCPv6 (RFC 4861 §4.2).
+    pub other: bool,
 }
 
 fn ipv6_frame(src: u128, dst: u128, hop_limit: u8, icmp: &mut [u8], out: &mut Vec<u8>) {
@@ -77,9 +81,10 @@ fn ipv6_frame(src: u128, dst: u128, hop_limit: u8, icmp: &mut [u8], out: &mut Ve
 /// soliciting host), as a PPP frame appended to `out`.
 pub fn router_advertisement(our_iid: u64, dst: u128, p: &RaParams, out: &mut Vec<u8>) {
     let mut m = Vec::with_capacity(16 + 32 + 8 + 8 + 16 * 8);
-    // Type, code, checksum, cur hop limit 64, flags M=0 O=0, router lifetime,
+    // Type, code, checksum, cur hop limit 64, flags M and O, router lifetime,
     // reachable time 0, retrans timer 0 (unspecified, §4.2).
-    m.extend_from_slice(&[msg::ROUTER_ADVERT, 0, 0, 0, 64, 0]);
+    let flags = (u8::from(p.managed) << 7) | (u8::from(p.other) << 6);
+    m.extend_from_slice(&[msg::ROUTER_ADVERT, 0, 0, 0, 64, flags]);
     m.extend_from_slice(&p.router_lifetime_s.to_be_bytes());
     m.extend_from_slice(&[0; 8]);
     // Prefix Information (§4.6.2): type 3, length 4 (32 bytes), /64, L=1 A=1.
@@ -293,6 +298,8 @@ mod tests {
             mtu: 1492,
             dns: alloc::vec!["2001:db8::53".parse().unwrap()],
             dns_lifetime_s: 1800,
+            managed: false,
+            other: true,
         }
     }
 
@@ -314,6 +321,8 @@ mod tests {
             &Ipv6Addr::from(link_local(0x1122_3344_5566_7788)),
             &Ipv6Addr::from(ALL_NODES)
         ));
+        // Flags: M clear, O set (RFC 4861 §4.2), as configured.
+        assert_eq!(ip[40 + 5], 0x40);
         // The dataplane's own ND parser agrees with ours on the prefix option.
         let r = icmpv6::Repr::parse(&icmp).unwrap();
         assert!(matches!(r, icmpv6::Repr::Ndisc(_)), "{r:?}");

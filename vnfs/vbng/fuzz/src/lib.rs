@@ -360,6 +360,8 @@ pub fn exercise_wire(data: &[u8]) {
             mtu: 0,
             dns: Vec::new(),
             dns_lifetime_s: 0,
+            managed: false,
+            other: false,
         };
         vbng::nd::router_advertisement(src as u64, vbng::nd::ALL_NODES, &p, &mut f);
         assert!(

@@ -108,6 +108,8 @@ impl ControlPlane {
                 .clamp(1, u64::from(u32::MAX))
                 .try_into()
                 .unwrap_or(u32::MAX),
+            managed: self.ra.managed,
+            other: self.ra.other,
         };
         e.next_ra = (interval > 0).then_some(now + interval);
         let mut f = Vec::with_capacity(128);

@@ -563,6 +563,8 @@ struct RaConfig {
     valid_s: u32,
     preferred_s: u32,
     dns: Vec<core::net::Ipv6Addr>,
+    managed: bool,
+    other: bool,
 }
 
 /// The control plane.
@@ -768,6 +770,8 @@ impl ControlPlane {
             valid_s: cfg.prefix_valid_s,
             preferred_s: cfg.prefix_preferred_s,
             dns: cfg.dns6.clone(),
+            managed: cfg.ra_managed,
+            other: cfg.ra_other,
         };
         let mut users = BTreeMap::new();
         for u in &cfg.users {

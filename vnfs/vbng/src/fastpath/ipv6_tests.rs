@@ -524,7 +524,7 @@ fn delegated_prefix_routes_both_ways() {
     let (fp, key, _) = setup((0, 0));
     let mut fp = fp.with_prefix_delegation(56);
     const PD: u64 = 0x2001_0db8_0200_0100; // 2001:db8:200:100::/56
-    // Another length than the configured one is not installed.
+                                           // Another length than the configured one is not installed.
     fp.apply(
         FibUpdate::AddPd {
             idx: 3,
@@ -545,7 +545,7 @@ fn delegated_prefix_routes_both_ways() {
     assert_eq!(fp.delegated_prefixes(), 1);
     let lan_host = (u128::from(PD | 0xab) << 64) | 1; // 2001:db8:200:1ab::1
     let down = down_frame(&ipv6(REMOTE, lan_host, 64, 17, 20));
-    let (out, _) = run(&mut fp, 1, &[down.clone()]);
+    let (out, _) = run(&mut fp, 1, core::slice::from_ref(&down));
     assert_eq!(out.ports[0].len(), 1, "to the session's line");
     let up_ok = up_frame(&key, 0x55, &ipv6(lan_host, REMOTE, 64, 17, 20));
     let outside = (u128::from(0x2001_0db8_0200_0200u64) << 64) | 1;

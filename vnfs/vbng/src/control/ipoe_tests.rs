@@ -415,3 +415,58 @@ fn relay_adds_option_82_and_binds_on_the_servers_ack() {
     c.poll(20 + 300_000);
     assert_eq!(c.session_count(), 0);
 }
+
+/// Issue 15: malformed DHCP (bad option lengths, no magic cookie, oversized, a storm
+/// from one MAC) is counted and dropped without affecting other subscribers.
+#[test]
+fn malformed_and_storming_dhcp_leave_other_subscribers_alone() {
+    let mut c = cp_ipoe(false, Vec::new());
+    let any = Ipv4Addr::UNSPECIFIED;
+    let good = client_frame(&request(MessageType::Discover), any, Ipv4Addr::BROADCAST);
+    // Where the DHCP message starts: Ethernet + two tags, IPv4, UDP.
+    let at = 14 + 8 + 20 + 8;
+    let mut no_cookie = good.clone();
+    no_cookie[at + 236] ^= 0xff;
+    let mut bad_len = good.clone();
+    // The first option (53, message type) claims more octets than there are.
+    let o = at + 240;
+    assert_eq!(no_cookie[o], 53);
+    bad_len[o + 1] = 250;
+    // Lengths that claim more than the frame holds (an oversized datagram cut short).
+    let mut huge = good.clone();
+    huge[14 + 8 + 2..14 + 8 + 4].copy_from_slice(&9000u16.to_be_bytes());
+    let mut cut = good.clone();
+    cut.truncate(at + 100);
+    for f in [&no_cookie, &bad_len, &huge, &cut] {
+        c.input(0, f, 0);
+    }
+    assert!(c.take_tx().is_empty(), "nothing answered");
+    // A storm of DISCOVERs from one client: rate limited by the server.
+    for i in 0..1000u64 {
+        c.input(0, &good, i);
+    }
+    let answered = replies(&c.take_tx()).len();
+    assert!(answered < 50, "{answered} OFFERs to a storm");
+    let drops: u64 = c
+        .dhcp_stats()
+        .unwrap()
+        .drops_by_reason()
+        .map(|(_, v)| v)
+        .sum();
+    let framing = c.stats.malformed;
+    assert!(drops >= 900, "storm drops counted: {drops}");
+    assert!(
+        framing + drops >= 904,
+        "malformed counted: {framing} + {drops}"
+    );
+    // Another subscriber on another line still gets its lease.
+    let mut other = request(MessageType::Discover);
+    other.chaddr[5] = 2;
+    let mut f = client_frame(&other, any, Ipv4Addr::BROADCAST);
+    f[11] = 2; // source MAC …:02
+    f[19] = 8; // C-VLAN 8
+    c.input(0, &f, 2000);
+    let r = replies(&c.take_tx());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].message_type, Some(MessageType::Offer));
+}

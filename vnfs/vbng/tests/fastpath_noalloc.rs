@@ -146,3 +146,84 @@ fn own_packets_do_not_allocate() {
     drop(out);
     assert_eq!(pool.available(), 1024, "every buffer came back");
 }
+
+/// IPoE sessions (issue 15) cost no heap either: upstream by MAC and VLANs with
+/// anti-spoofing and MSS clamping, Time Exceeded back to the subscriber in plain
+/// Ethernet, pings to the IPoE gateway, DHCP and ARP punted, downstream framing
+/// without PPPoE — 200k packets after a warm-up.
+#[test]
+fn ipoe_packets_do_not_allocate() {
+    MINE.with(|m| m.set(true));
+    const IPOE_MAC: [u8; 6] = [2, 9, 9, 9, 9, 9];
+    const IPOE_IP: [u8; 4] = [100, 72, 0, 20];
+    const IPOE_GW: [u8; 4] = [100, 72, 0, 1];
+    let pool = Pool::new(1024).expect("pool");
+    let mut out = Out::new(2, pool.cache());
+    let (fp, _link) = fastpath(1_000_000, 1000);
+    let mut fp = fp.with_ipoe(Some(std::net::Ipv4Addr::from(IPOE_GW)));
+    let mut k = key();
+    k.mac = IPOE_MAC;
+    fp.apply(
+        vbng::control::FibUpdate::Add {
+            idx: 4,
+            key: k,
+            sid: 0,
+            ip: u32::from_be_bytes(IPOE_IP),
+            rate: (0, 0),
+            mtu: 1500,
+        },
+        0,
+    );
+    let ipoe = |ethertype: [u8; 2], payload: &[u8]| {
+        let mut f = ACCESS_MAC.to_vec();
+        f.extend_from_slice(&IPOE_MAC);
+        f.extend_from_slice(&[0x88, 0xa8, 0, 10, 0x81, 0, 0, 20]);
+        f.extend_from_slice(&ethertype);
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut dhcp = udp([0; 4], [255; 4], 64, false, 300);
+    dhcp[20..24].copy_from_slice(&[0, 68, 0, 67]);
+    let templates: Vec<(u16, Vec<u8>)> = vec![
+        (0, ipoe([8, 0], &udp(IPOE_IP, REMOTE, 64, false, 64))),
+        (0, ipoe([8, 0], &udp(IPOE_IP, REMOTE, 1, false, 64))),
+        (0, ipoe([8, 0], &ping(IPOE_IP, IPOE_GW))),
+        (0, ipoe([8, 0], &tcp(IPOE_IP, REMOTE, 0x02, 1460))),
+        (0, ipoe([8, 0], &dhcp)),
+        (0, ipoe([8, 6], &[0; 28])),
+        (1, core_frame(&udp(REMOTE, IPOE_IP, 64, false, 64))),
+        (1, core_frame(&tcp(REMOTE, IPOE_IP, 0x12, 1460))),
+    ];
+    let mut node = NodeStats::new("bng-fastpath", ERRORS);
+    let mut batch = Batch::new();
+    let mut sent = [0u64; 2];
+    let (_, _, _) = run(&mut fp, &mut out, 1, &[arp(2, GW_MAC, CORE_GW, CORE_IP)]);
+    let mut punted = 0u64;
+    let mut go = |fp: &mut FastPath, out: &mut Out, sent: &mut [u64; 2], punted: &mut u64| {
+        round(fp, out, &mut node, &mut batch, &templates, sent);
+        *punted += out.punt.len() as u64;
+        out.punt.free_all(&mut out.cache);
+    };
+    for i in 0..64u64 {
+        out.now_ns = 1 + i * 1_000_000;
+        go(&mut fp, &mut out, &mut sent, &mut punted);
+    }
+    let (sent0, punted0) = (sent, punted);
+    let rounds = 200_000 / templates.len() as u64;
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for i in 0..rounds {
+        // 1 ms per round: within the gateway's reachable time (no ARP answers here).
+        out.now_ns = 1_000_000_000 + i * 1_000_000;
+        go(&mut fp, &mut out, &mut sent, &mut punted);
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(allocs, 0, "the IPoE fast path allocated {allocs} times");
+    // Per round: access gets the downstream datagram, the SYN-ACK, the Time
+    // Exceeded and the echo reply; core gets the datagram and the SYN; DHCP and ARP
+    // are punted.
+    assert_eq!(sent[0] - sent0[0], 4 * rounds);
+    assert!(sent[1] - sent0[1] >= 2 * rounds);
+    assert_eq!(punted - punted0, 2 * rounds);
+    drop(out);
+    assert_eq!(pool.available(), 1024, "every buffer came back");
+}

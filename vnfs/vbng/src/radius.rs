@@ -1074,6 +1074,9 @@ pub struct LineInfo {
     pub nas_port: u32,
     /// Calling-Station-Id: `aa:bb:cc:dd:ee:ff` followed by `/svlan/cvlan` if tagged.
     pub calling_station: String,
+    /// An IPoE subscriber: no Framed-Protocol (it is not PPP), NAS-Port-Type Ethernet
+    /// (15) instead of Virtual (5) (RFC 2865 §5.41, IANA RADIUS Types).
+    pub ipoe: bool,
 }
 
 impl LineInfo {
@@ -1085,7 +1088,8 @@ impl LineInfo {
         a.push((attr::NAS_PORT, self.nas_port.to_be_bytes().to_vec()));
         a.push((attr::NAS_PORT_ID, self.nas_port_id.as_bytes().to_vec()));
         // NAS-Port-Type = Virtual (5) for PPPoE over Ethernet (RFC 4603 uses 32+ for PPPoEoE; 5 is what most BNGs send).
-        a.push((attr::NAS_PORT_TYPE, 5u32.to_be_bytes().to_vec()));
+        let port_type: u32 = if self.ipoe { 15 } else { 5 };
+        a.push((attr::NAS_PORT_TYPE, port_type.to_be_bytes().to_vec()));
         a.push((
             attr::CALLING_STATION_ID,
             self.calling_station.as_bytes().to_vec(),
@@ -1114,7 +1118,9 @@ pub fn access_request(line: &LineInfo, creds: &crate::auth::Credentials) -> Requ
         }
     }
     a.push((attr::SERVICE_TYPE, 2u32.to_be_bytes().to_vec())); // Framed-User
-    a.push((attr::FRAMED_PROTOCOL, 1u32.to_be_bytes().to_vec())); // PPP
+    if !line.ipoe {
+        a.push((attr::FRAMED_PROTOCOL, 1u32.to_be_bytes().to_vec())); // PPP
+    }
     line.push(&mut a);
     Request {
         service: Service::Auth,
@@ -1196,7 +1202,9 @@ pub fn accounting_request_v6(
     a.push((attr::ACCT_SESSION_ID, r.session_id.as_bytes().to_vec()));
     a.push((attr::USER_NAME, r.user.clone()));
     a.push((attr::ACCT_AUTHENTIC, u(1)));
-    a.push((attr::FRAMED_PROTOCOL, u(1)));
+    if !line.ipoe {
+        a.push((attr::FRAMED_PROTOCOL, u(1)));
+    }
     if r.framed_ip != 0 {
         a.push((attr::FRAMED_IP_ADDRESS, u(r.framed_ip)));
     }
@@ -1661,6 +1669,37 @@ mod tests {
         };
         let d = alloc::format!("{:?}", access_request(&LineInfo::default(), &cr));
         assert!(!d.contains("hunter2") && d.contains("<redacted>"), "{d}");
+    }
+
+    #[test]
+    fn ipoe_requests_are_not_ppp() {
+        let cr = crate::auth::Credentials::Pap {
+            user: b"02:aa:00:00:00:01".to_vec(),
+            password: b"line".to_vec(),
+        };
+        let has = |r: &Request, t: u8| r.attrs.iter().find(|(a, _)| *a == t).map(|x| x.1.clone());
+        let ppp = access_request(&LineInfo::default(), &cr);
+        assert_eq!(
+            has(&ppp, attr::FRAMED_PROTOCOL),
+            Some(1u32.to_be_bytes().to_vec())
+        );
+        assert_eq!(
+            has(&ppp, attr::NAS_PORT_TYPE),
+            Some(5u32.to_be_bytes().to_vec())
+        );
+        let line = LineInfo {
+            ipoe: true,
+            ..Default::default()
+        };
+        let ipoe = access_request(&line, &cr);
+        assert_eq!(has(&ipoe, attr::FRAMED_PROTOCOL), None);
+        assert_eq!(
+            has(&ipoe, attr::NAS_PORT_TYPE),
+            Some(15u32.to_be_bytes().to_vec())
+        );
+        let rec = AcctRecord::default();
+        let acct = accounting_request(&line, AcctStatus::Start, &rec);
+        assert_eq!(has(&acct, attr::FRAMED_PROTOCOL), None);
     }
 
     #[test]

@@ -181,6 +181,7 @@ fn control_packets_dissect_cleanly() {
         nas_port_id: "access0:100.7".into(),
         nas_port: 3,
         calling_station: "02:00:00:00:00:09/100/7".into(),
+        ipoe: false,
     };
     c.submit(
         1,

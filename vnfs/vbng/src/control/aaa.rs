@@ -26,6 +26,7 @@ impl ControlPlane {
             ),
             nas_port: idx,
             calling_station: cs,
+            ipoe: e.ppp().is_none(),
         }
     }
 

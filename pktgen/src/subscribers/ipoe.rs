@@ -684,3 +684,309 @@ pub fn arp_request_target(frame: &[u8]) -> Option<u32> {
     let r = arp::Repr::parse(&p).ok()?;
     (r.operation == arp::Operation::REQUEST).then(|| u32::from(r.target_protocol_addr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vbng::dhcp4::{wire, ClientKey, Dhcp4Config, Server};
+
+    const MAC: [u8; 6] = [0x02, 0x5b, 0, 0, 0, 7];
+    const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xb0, 1];
+    const QINQ: Vlans = Vlans {
+        svlan: 100,
+        cvlan: 7,
+    };
+
+    fn server(lease_s: u32) -> Server {
+        Server::new(Dhcp4Config {
+            lease_time_s: lease_s,
+            ..Dhcp4Config::default()
+        })
+        .unwrap()
+    }
+
+    fn client(vlans: Vlans) -> IpoeClient {
+        IpoeClient::new(IpoeParams::new(MAC, vlans))
+    }
+
+    /// The DHCP message of a client frame, parsed, with the frame's IPv4
+    /// destination and Ethernet destination.
+    fn msg(f: &[u8]) -> (DhcpRepr, Ipv4Addr, [u8; 6]) {
+        let r = wire::decap(f).unwrap();
+        (
+            DhcpRepr::parse_bytes(r.message).unwrap(),
+            r.dst_ip,
+            f[..6].try_into().unwrap(),
+        )
+    }
+
+    /// Hands the client's frames to the server and the replies back, until quiet.
+    fn exchange(s: &mut Server, c: &mut IpoeClient, mut frames: Vec<Vec<u8>>, now: u64) {
+        while !frames.is_empty() {
+            let mut next = Vec::new();
+            for f in frames {
+                let r = wire::decap(&f).unwrap();
+                let h = s.handle(now, r.vlans, r.message);
+                if let Some(rep) = h.reply {
+                    let out = wire::encap(&rep, MacAddr(SERVER_MAC), s.config().server_id(), None);
+                    c.input(&out, now, &mut next);
+                }
+            }
+            frames = next;
+        }
+    }
+
+    #[test]
+    fn discover_retransmits_with_doubling_randomised_waits_then_gives_up() {
+        let mut c = client(QINQ);
+        let mut out = Vec::new();
+        c.start(0, &mut out);
+        assert_eq!(c.state, IpoeState::Selecting);
+        let (first, dst, eth_dst) = msg(&out[0]);
+        assert_eq!(first.message_type, Some(MessageType::Discover));
+        assert_eq!((dst, eth_dst), (Ipv4Addr::BROADCAST, [0xff; 6]));
+        assert_eq!(first.client_mac(), Some(MAC));
+        // RFC 2131 §4.1: 4 s, 8 s, 16 s (each ±1 s), same xid, then give up after
+        // the fourth transmission's wait (32 s ± 1 s).
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for k in 0..4 {
+            let d = c.deadline().unwrap();
+            waits.push(d - now);
+            // Nothing before the deadline.
+            out.clear();
+            c.poll(d - 1, &mut out);
+            assert!(out.is_empty());
+            now = d;
+            c.poll(now, &mut out);
+            if k < 3 {
+                let (m, _, _) = msg(&out[0]);
+                assert_eq!(m.message_type, Some(MessageType::Discover));
+                assert_eq!(m.xid, first.xid, "a retransmission keeps the xid");
+                assert_eq!(u64::from(m.secs), now / 1000, "secs since the start");
+            } else {
+                assert!(out.is_empty());
+            }
+        }
+        for (w, base) in waits.iter().zip([4000u64, 8000, 16000, 32000]) {
+            assert!((base - 1000..=base + 1000).contains(w), "{waits:?}");
+        }
+        assert_eq!(c.retransmissions, 3);
+        assert_eq!(c.state, IpoeState::Down);
+        assert_eq!(c.failed, Some(IpoeState::Selecting));
+        assert_eq!(c.deadline(), None);
+    }
+
+    #[test]
+    fn binds_after_a_lost_request_renews_at_t1_unicast_and_releases() {
+        for vlans in [
+            Vlans::NONE,
+            Vlans {
+                svlan: 0,
+                cvlan: 42,
+            },
+            QINQ,
+        ] {
+            let mut s = server(3600);
+            let mut c = client(vlans);
+            let mut out = Vec::new();
+            c.start(0, &mut out);
+            // The DISCOVER reaches the server; its OFFER makes the client REQUEST,
+            // which is lost.
+            let r = wire::decap(&out[0]).unwrap();
+            assert_eq!(r.vlans, vlans, "our line's tags");
+            let offer = s.handle(0, r.vlans, r.message).reply.unwrap();
+            let mut req = Vec::new();
+            c.input(
+                &wire::encap(&offer, MacAddr(SERVER_MAC), s.config().server_id(), None),
+                5,
+                &mut req,
+            );
+            assert_eq!(c.state, IpoeState::Requesting);
+            let (m, _, _) = msg(&req[0]);
+            assert_eq!(m.message_type, Some(MessageType::Request));
+            assert_eq!(m.server_id, Some(s.config().server_id()));
+            let offered = m.requested_ip.unwrap();
+            // Retransmitted at the deadline, answered this time.
+            let d = c.deadline().unwrap();
+            assert!((3005..=5005).contains(&d), "{d}");
+            let mut again = Vec::new();
+            c.poll(d, &mut again);
+            assert_eq!(msg(&again[0]).0.xid, m.xid);
+            exchange(&mut s, &mut c, again, d);
+            assert_eq!(c.state, IpoeState::Bound, "{vlans:?}");
+            assert_eq!(c.ip, u32::from(offered));
+            assert_eq!(c.up_at, Some(d));
+            assert_eq!(c.router, u32::from(Ipv4Addr::new(100, 64, 0, 1)));
+            assert_eq!(c.server_mac, SERVER_MAC);
+            assert_eq!(c.lease_s, 3600);
+            assert_eq!(c.t1_at, d + 1_800_000, "T1 = lease / 2");
+            assert_eq!(c.t2_at, d + 3_150_000, "T2 = 7/8 lease");
+            assert_eq!(c.deadline(), Some(c.t1_at));
+            assert_eq!(s.lease_count(), 1);
+
+            // T1: DHCPREQUEST unicast to the server, ciaddr set, no option 50/54.
+            let t1 = c.t1_at;
+            let mut renew = Vec::new();
+            c.poll(t1, &mut renew);
+            assert_eq!(c.state, IpoeState::Renewing);
+            let (m, dst, eth_dst) = msg(&renew[0]);
+            assert_eq!((dst, eth_dst), (s.config().server_id(), SERVER_MAC));
+            assert_eq!(m.ciaddr, offered);
+            assert_eq!((m.requested_ip, m.server_id), (None, None));
+            // Lost: retransmitted after half the time to T2 (≥ 60 s).
+            let d = c.deadline().unwrap();
+            assert_eq!(d, t1 + (c.t2_at - t1) / 2);
+            let mut again = Vec::new();
+            c.poll(d, &mut again);
+            assert_eq!(c.state, IpoeState::Renewing);
+            assert_eq!(msg(&again[0]).0.xid, m.xid);
+            exchange(&mut s, &mut c, again, d);
+            assert_eq!(c.state, IpoeState::Bound);
+            assert_eq!(c.renewals, 1);
+            assert_eq!(c.ip, u32::from(offered));
+            assert_eq!(c.t1_at, d + 1_800_000, "T1 from the renewal");
+            assert_eq!(s.stats().renewed, 1);
+
+            // ARP for our address is answered, for another is not.
+            let ask = |tpa: Ipv4Addr| {
+                let rq = arp::Repr {
+                    operation: arp::Operation::REQUEST,
+                    source_hardware_addr: MacAddr(SERVER_MAC),
+                    source_protocol_addr: Ipv4Addr::new(100, 64, 0, 1),
+                    target_hardware_addr: MacAddr([0; 6]),
+                    target_protocol_addr: tpa,
+                };
+                let mut body = [0u8; 28];
+                rq.emit(&mut arp::Packet::new_unchecked(&mut body[..]))
+                    .unwrap();
+                let e = EthRepr {
+                    dst_addr: MacAddr::BROADCAST,
+                    src_addr: MacAddr(SERVER_MAC),
+                    vlans: vlans.to_stack(),
+                    ethertype: EtherType::ARP,
+                };
+                let mut f = vec![0u8; e.buffer_len()];
+                e.emit(&mut Frame::new_unchecked(&mut f[..])).unwrap();
+                f.extend_from_slice(&body);
+                f
+            };
+            let f = ask(offered);
+            assert_eq!(arp_request_target(&f), Some(u32::from(offered)));
+            let mut rep = Vec::new();
+            c.input(&f, d + 1, &mut rep);
+            c.input(&ask(Ipv4Addr::new(100, 64, 9, 9)), d + 1, &mut rep);
+            assert_eq!(rep.len(), 1);
+            assert_eq!(&rep[0][..6], &SERVER_MAC);
+            let l2 = dataplane::proto::ethernet::walk_vlans(&rep[0]).unwrap();
+            assert_eq!(Vlans::from_stack(&l2.vlans), vlans);
+            let a = arp::Repr::parse(&arp::Packet::new_checked(&rep[0][l2.l3_offset..]).unwrap())
+                .unwrap();
+            assert_eq!(a.operation, arp::Operation::REPLY);
+            assert_eq!(a.source_hardware_addr, MacAddr(MAC));
+            assert_eq!(a.source_protocol_addr, offered);
+
+            // Stop: DHCPRELEASE to the server ends the lease.
+            let mut rel = Vec::new();
+            c.stop(d + 2, &mut rel);
+            let (m, dst, _) = msg(&rel[0]);
+            assert_eq!(m.message_type, Some(MessageType::Release));
+            assert_eq!((m.ciaddr, dst), (offered, s.config().server_id()));
+            exchange(&mut s, &mut c, rel, d + 2);
+            assert_eq!(s.lease_count(), 0);
+            assert_eq!(c.state, IpoeState::Down);
+            assert_eq!(c.malformed, 0);
+        }
+    }
+
+    #[test]
+    fn rebinds_at_t2_and_loses_the_lease_on_nak() {
+        let mut s = server(600);
+        let mut c = client(QINQ);
+        let mut out = Vec::new();
+        c.start(0, &mut out);
+        exchange(&mut s, &mut c, out, 0);
+        assert_eq!(c.state, IpoeState::Bound);
+        let addr = Ipv4Addr::from(c.ip);
+        // Renewals go unanswered (server down) until T2: then a broadcast REQUEST.
+        let mut now = c.t1_at;
+        let mut sent = Vec::new();
+        c.poll(now, &mut sent);
+        while c.state == IpoeState::Renewing {
+            now = c.deadline().unwrap();
+            sent.clear();
+            c.poll(now, &mut sent);
+        }
+        assert_eq!(c.state, IpoeState::Rebinding);
+        assert_eq!(now, c.t2_at);
+        let (m, dst, eth_dst) = msg(&sent[0]);
+        assert_eq!((dst, eth_dst), (Ipv4Addr::BROADCAST, [0xff; 6]));
+        assert_eq!(m.ciaddr, addr);
+        // The operator took the lease away meanwhile and another client got the
+        // address: DHCPNAK, the session is lost.
+        let key = ClientKey {
+            vlans: QINQ,
+            mac: MAC,
+            client_id: None,
+        };
+        assert_eq!(s.revoke(&key), Some(addr));
+        let mut chaddr = [0u8; 16];
+        chaddr[..6].copy_from_slice(&[2, 0x5b, 0, 0, 0, 8]);
+        for t in [MessageType::Discover, MessageType::Request] {
+            let m = DhcpRepr {
+                xid: 9,
+                chaddr,
+                message_type: Some(t),
+                requested_ip: Some(addr),
+                server_id: (t == MessageType::Request).then(|| s.config().server_id()),
+                ..DhcpRepr::default()
+            };
+            let mut b = Vec::new();
+            m.emit(&mut b).unwrap();
+            let h = s.handle(now, QINQ, &b);
+            let r = DhcpRepr::parse_bytes(&h.reply.unwrap().message).unwrap();
+            assert_eq!(r.yiaddr, addr);
+        }
+        exchange(&mut s, &mut c, sent, now);
+        assert_eq!(c.naks, 1);
+        assert_eq!((c.state, c.ip, c.failed), (IpoeState::Down, 0, None));
+        assert!(
+            c.up_at.is_some(),
+            "it was up: a lost session, not a failed setup"
+        );
+    }
+
+    #[test]
+    fn replies_of_other_transactions_and_broken_frames_are_ignored() {
+        let mut s = server(3600);
+        let mut c = client(QINQ);
+        let mut out = Vec::new();
+        c.start(0, &mut out);
+        let r = wire::decap(&out[0]).unwrap();
+        let offer = s.handle(0, r.vlans, r.message).reply.unwrap();
+        let f = wire::encap(&offer, MacAddr(SERVER_MAC), s.config().server_id(), None);
+        // Another line's tags, a cut frame, a wrong xid: nothing happens.
+        let mut other = offer.clone();
+        other.vlans = Vlans {
+            svlan: 100,
+            cvlan: 8,
+        };
+        let mut sent = Vec::new();
+        c.input(
+            &wire::encap(&other, MacAddr(SERVER_MAC), s.config().server_id(), None),
+            1,
+            &mut sent,
+        );
+        c.input(&f[..f.len() - 200], 1, &mut sent);
+        let mut wrong = f.clone();
+        let at = 14 + 8 + 20 + 8 + 4;
+        wrong[at] ^= 0xff;
+        c.input(&wrong, 1, &mut sent);
+        assert!(sent.is_empty());
+        assert_eq!(c.state, IpoeState::Selecting);
+        assert!(c.malformed >= 1);
+        assert_eq!(dhcp_reply_chaddr(&f), Some(MAC));
+        c.input(&f, 2, &mut sent);
+        assert_eq!(c.state, IpoeState::Requesting);
+    }
+}

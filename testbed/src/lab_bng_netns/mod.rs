@@ -50,7 +50,7 @@ use dataplane::proto::EtherType;
 use dataplane::stages::nat::NatConfig;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use pktgen::subscribers::lab::{imix, LabReport, TrafficReport};
-use pktgen::subscribers::{Emulator, EmulatorConfig, VlanPlan};
+use pktgen::subscribers::{AccessPlan, Emulator, EmulatorConfig, VlanPlan};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -249,6 +249,13 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         "chap" => AuthProto::Chap,
         a => bail!("--auth must be pap or chap, not {a:?}"),
     };
+    let access: AccessPlan = args
+        .access
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--access: {e}"))?;
+    if access != AccessPlan::Pppoe {
+        bail!("--netns runs PPPoE subscribers only so far (--access pppoe)");
+    }
     let frame_sizes = if args.frame == "imix" {
         imix()
     } else {
@@ -493,6 +500,8 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         ipv6cp: false,
         restart_ms: 1000,
         max_payload: None,
+        access,
+        dhcp_timeout_ms: 1000,
     });
     let mut hostile = args.hostile.then(hostile_subscriber);
     let mut hostile_garbage = 0u64;

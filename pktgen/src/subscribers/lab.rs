@@ -175,6 +175,49 @@ pub struct AccessReport {
     pub downstream: Option<TrafficReport>,
 }
 
+impl AccessReport {
+    /// The setup figures of one access type ([`super::Emulator::report_access`]).
+    pub fn from_setup(r: &SetupReport) -> AccessReport {
+        AccessReport {
+            sessions: r.sessions,
+            sessions_established: r.established,
+            setup_rate_per_s: r.setup_rate_per_s,
+            setup_p50_ms: r.setup_p50_ms,
+            setup_p99_ms: r.setup_p99_ms,
+            failed_by_phase: r.failed_by_phase.clone(),
+            ..AccessReport::default()
+        }
+    }
+}
+
+impl LabReport {
+    /// `per_access` with the setup figures of each access type `emu` runs.
+    pub fn set_access_setup(&mut self, emu: &Emulator, plan: AccessPlan) {
+        self.access = plan.as_str().to_string();
+        for a in [Access::Pppoe, Access::Ipoe] {
+            if plan.uses(a) {
+                self.per_access.insert(
+                    a.as_str().to_string(),
+                    AccessReport::from_setup(&emu.report_access(a)),
+                );
+            }
+        }
+    }
+
+    /// Each access type's share of the upstream (`up`) or downstream phase.
+    pub fn set_access_traffic(&mut self, up: bool, by: Vec<(Access, TrafficReport)>) {
+        for (a, t) in by {
+            if let Some(r) = self.per_access.get_mut(a.as_str()) {
+                if up {
+                    r.upstream = t;
+                } else {
+                    r.downstream = Some(t);
+                }
+            }
+        }
+    }
+}
+
 /// Packets one node dropped for one reason.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct NodeDrop {
@@ -684,26 +727,9 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let kind = |i: u32| cfg.access.access_of(i);
     let mut report = LabReport {
         setup: setup.clone(),
-        access: cfg.access.as_str().to_string(),
         ..LabReport::default()
     };
-    for a in [Access::Pppoe, Access::Ipoe] {
-        if cfg.access.uses(a) {
-            let r = emu.report_access(a);
-            report.per_access.insert(
-                a.as_str().to_string(),
-                AccessReport {
-                    sessions: r.sessions,
-                    sessions_established: r.established,
-                    setup_rate_per_s: r.setup_rate_per_s,
-                    setup_p50_ms: r.setup_p50_ms,
-                    setup_p99_ms: r.setup_p99_ms,
-                    failed_by_phase: r.failed_by_phase,
-                    ..AccessReport::default()
-                },
-            );
-        }
-    }
+    report.set_access_setup(&emu, cfg.access);
     if !up_ids.is_empty() {
         let mut templates = Vec::new();
         let mut kinds = Vec::new();
@@ -736,11 +762,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             want_flows,
         );
         report.upstream = total;
-        for (a, t) in by {
-            if let Some(r) = report.per_access.get_mut(a.as_str()) {
-                r.upstream = t;
-            }
-        }
+        report.set_access_traffic(true, by);
         if cfg.downstream {
             let size_of = |k: usize| {
                 cfg.frame_sizes
@@ -794,11 +816,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 None,
             );
             report.downstream = Some(total);
-            for (a, t) in by {
-                if let Some(r) = report.per_access.get_mut(a.as_str()) {
-                    r.downstream = Some(t);
-                }
-            }
+            report.set_access_traffic(false, by);
         }
     }
 
@@ -948,7 +966,7 @@ struct Stream<'a> {
 /// The access type of an upstream frame as the core sink receives it (Ethernet,
 /// IPv4, UDP): IPoE frames carry [`IPOE_MARK`] in the first payload octet (it
 /// survives CGNAT).
-fn upstream_access(f: &[u8]) -> Access {
+pub fn upstream_access(f: &[u8]) -> Access {
     let hl = f.get(14).map_or(20, |b| usize::from(b & 0x0f) * 4);
     match f.get(14 + hl + 8) {
         Some(&IPOE_MARK) => Access::Ipoe,
@@ -958,7 +976,7 @@ fn upstream_access(f: &[u8]) -> Access {
 
 /// The access type of a downstream frame as a subscriber receives it: PPPoE session
 /// or plain IPv4 after the VLAN tags.
-fn downstream_access(f: &[u8]) -> Access {
+pub fn downstream_access(f: &[u8]) -> Access {
     match dataplane::proto::ethernet::walk_vlans(f).map(|l| l.ethertype) {
         Ok(dataplane::proto::EtherType::IPV4) => Access::Ipoe,
         _ => Access::Pppoe,

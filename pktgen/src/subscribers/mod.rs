@@ -233,7 +233,7 @@ pub enum Client {
     /// PPPoE.
     Pppoe(Box<Subscriber>),
     /// IPoE.
-    Ipoe(IpoeClient),
+    Ipoe(Box<IpoeClient>),
 }
 
 impl Client {
@@ -395,11 +395,11 @@ impl Emulator {
                     magic: 0x5a00_0000 ^ i.wrapping_mul(2_654_435_761),
                     discovery_tries: 5,
                 }))),
-                Access::Ipoe => Client::Ipoe(IpoeClient::new(IpoeParams {
+                Access::Ipoe => Client::Ipoe(Box::new(IpoeClient::new(IpoeParams {
                     initial_timeout_ms: cfg.dhcp_timeout_ms,
                     seed: 0x1d0e_0000 ^ i.wrapping_mul(2_654_435_761),
                     ..IpoeParams::new(mac_of(i), vlans_of(cfg.vlans, i))
-                })),
+                }))),
             })
             .collect();
         Emulator {

@@ -1,6 +1,8 @@
 //! Traffic and subscriber generator: templated streams, payload signatures for loss,
 //! reordering and latency, RFC 2544 throughput search, pcap record/replay (issue 4);
-//! PPPoE/IPoE subscriber emulation (`subscribers`, issue 8).
+//! subscriber emulation (`subscribers`): PPPoE clients (RFC 2516, RFC 1661; issue 8)
+//! and IPoE clients, a DHCPv4 client per subscriber (RFC 2131 §4.4 with the §4.1
+//! retransmission backoff, renewal at T1, rebinding at T2, release; issue 15).
 //!
 //! * [`profile`]: streams in TOML/YAML; [`stream`]: frame templates and field
 //!   variation; [`gen`]: paced transmit; [`sig`]: the tail signature; [`rx`]: loss,

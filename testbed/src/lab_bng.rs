@@ -1,11 +1,14 @@
-//! `testbed lab bng`: the embedded BNG lab — emulated PPPoE subscribers → vBNG → core
-//! sink in one process over in-memory virtio rings, no root. Prints a human summary,
-//! or with `--json` one JSON object (`sessions_established`, `setup_rate_per_s`,
-//! `setup_p99_ms`, `throughput_mpps`, `plr`, and the phase details). The lab itself is
+//! `testbed lab bng`: the embedded BNG lab — emulated PPPoE or IPoE (DHCPv4)
+//! subscribers, or half of each (`--access pppoe|ipoe|mixed`) → vBNG → core sink in
+//! one process over in-memory virtio rings, no root. Prints a human summary, or with
+//! `--json` one JSON object (`sessions_established`, `setup_rate_per_s`,
+//! `setup_p99_ms`, `throughput_mpps`, `plr`, the phase details, and `per_access`
+//! with the same figures per access type). The lab itself is
 //! `pktgen::subscribers::lab`. With `--netns` the same lab runs across network
 //! namespaces with the `vbng` binary and FreeRADIUS (`lab_bng_netns`).
 
 use pktgen::subscribers::lab::{imix, run as run_lab, LabConfig};
+use pktgen::subscribers::AccessPlan;
 use std::time::Duration;
 use vbng::lcp::AuthProto;
 
@@ -25,6 +28,12 @@ pub struct BngLabArgs {
     /// Authentication: pap or chap.
     #[arg(long, default_value = "pap")]
     pub auth: String,
+    /// How the subscribers connect: `pppoe`; `ipoe` (IPv4 over Ethernet addressed by
+    /// the vBNG's DHCPv4 server, `[ipoe]`, authorised by MAC against the same users;
+    /// the emulated clients follow RFC 2131 §4.4); or `mixed` (half of each). The
+    /// JSON's `per_access` has the setup and traffic figures per type.
+    #[arg(long, default_value = "pppoe")]
+    pub access: String,
     /// Frame size in bytes, or `imix`.
     #[arg(long, default_value = "64")]
     pub frame: String,
@@ -116,6 +125,14 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let access: AccessPlan = args
+        .access
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--access: {e}"))?;
+    anyhow::ensure!(
+        !(args.ipv6 && access == AccessPlan::Ipoe),
+        "--ipv6 needs PPPoE subscribers (IPv6CP and SLAAC over PPP): use --access pppoe or mixed"
+    );
     let cfg = LabConfig {
         sessions: args.sessions,
         setup_rate: args.setup_rate,
@@ -128,6 +145,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         downstream: !args.no_downstream,
         cgnat,
         ipv6: args.ipv6,
+        access,
     };
     let quiet = args.json;
     let r = run_lab(&cfg, |m| {
@@ -172,6 +190,22 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         );
     }
     println!("packet loss ratio      {:.6}", r.plr);
+    if access == AccessPlan::Mixed {
+        for (name, a) in &r.per_access {
+            println!(
+                "{name:<6} {:>6} / {:<6}  {:.0} setups/s, p99 {:.1} ms, upstream {} / {}, downstream {} / {}, loss {:.6}",
+                a.sessions_established,
+                a.sessions,
+                a.setup_rate_per_s,
+                a.setup_p99_ms,
+                a.upstream.received,
+                a.upstream.sent,
+                a.downstream.as_ref().map_or(0, |d| d.received),
+                a.downstream.as_ref().map_or(0, |d| d.sent),
+                a.plr
+            );
+        }
+    }
     if let Some(n) = &r.nat {
         println!(
             "CGNAT {:<16} {} sessions ({} created), {} subscribers, {} port blocks, {} log records, {} drops",
@@ -200,7 +234,12 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         }
         println!("IPv6 packet loss ratio {:.6}", r.ipv6_plr);
     }
-    println!("sessions after PADT    {}", r.sessions_after_teardown);
+    let label = match access {
+        AccessPlan::Pppoe => "sessions after PADT",
+        AccessPlan::Ipoe => "sessions after RELEASE",
+        AccessPlan::Mixed => "sessions after teardown",
+    };
+    println!("{label:<22} {}", r.sessions_after_teardown);
     print!("{}", r.bng_errors);
     verdict(r.sessions_established, args.sessions)
 }

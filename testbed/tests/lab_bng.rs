@@ -142,3 +142,81 @@ fn lab_bng_fails_when_sessions_are_missing() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// `--access ipoe` and `--access mixed`: the subscribers come up by DHCPv4 against
+/// the vBNG's `[ipoe]` (half of them PPPoE with `mixed`), traffic runs over them
+/// both ways with no loss, and the JSON has the whole-run fields plus `per_access`.
+#[test]
+fn lab_bng_ipoe_and_mixed_access() {
+    for (access, ipoe, pppoe) in [("ipoe", 200, 0), ("mixed", 100, 100)] {
+        let s = testbed(&[
+            "lab",
+            "bng",
+            "--json",
+            "--access",
+            access,
+            "--sessions",
+            "200",
+            "--packets",
+            "20000",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(s.trim()).expect("one JSON object");
+        assert_eq!(v["sessions_established"], 200, "{s}");
+        assert_eq!(v["plr"].as_f64(), Some(0.0), "{s}");
+        assert_eq!(v["upstream"]["received"], 20000, "{s}");
+        assert_eq!(v["downstream"]["received"], 20000, "{s}");
+        assert_eq!(v["sessions_after_teardown"], 0, "{s}");
+        assert_eq!(v["access"], access, "{s}");
+        let per = &v["per_access"];
+        let i = &per["ipoe"];
+        assert_eq!(i["sessions_established"], ipoe, "{s}");
+        assert!(i["setup_rate_per_s"].as_f64() > Some(0.0), "{s}");
+        assert_eq!(i["plr"].as_f64(), Some(0.0), "{s}");
+        assert!(i["throughput_mpps"].as_f64() > Some(0.0), "{s}");
+        if pppoe > 0 {
+            let p = &per["pppoe"];
+            assert_eq!(p["sessions_established"], pppoe, "{s}");
+            assert_eq!(p["plr"].as_f64(), Some(0.0), "{s}");
+            let up = |a: &serde_json::Value| a["upstream"]["received"].as_u64().unwrap();
+            assert_eq!(up(p) + up(i), 20000, "{s}");
+        } else {
+            assert!(per.get("pppoe").is_none(), "{s}");
+        }
+        // The vBNG ran its DHCP server and installed IPoE sessions.
+        assert_eq!(v["bng_control"]["sessions_created"], 200, "{s}");
+    }
+    // Unknown access types are refused with the accepted ones named.
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["lab", "bng", "--access", "l2tp"])
+        .output()
+        .expect("run testbed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pppoe, ipoe or mixed"), "{err}");
+}
+
+/// The lab's `[ipoe]` config is one the `vbng` binary reads: the TOML parses,
+/// validates and composes the same graph (with the IPoE fast path).
+#[test]
+fn lab_ipoe_config_is_a_vbng_config_file() {
+    let lc = LabConfig {
+        sessions: 10,
+        access: pktgen::subscribers::AccessPlan::Mixed,
+        ..LabConfig::default()
+    };
+    let vc = lab_config(&lc);
+    let text = toml::to_string(&vc).expect("config as TOML");
+    assert!(text.contains("[ipoe]"), "{text}");
+    assert!(
+        text.contains("02:5b:00:00:00:01"),
+        "an IPoE user by MAC: {text}"
+    );
+    assert!(text.contains("\"user0\""), "a PPPoE user: {text}");
+    let file = Config::from_toml(&text).expect("the binary accepts the lab's config");
+    file.validate().expect("valid");
+    let env = || BuildEnv::new([2, 0, 0, 0, 0, 2], 10, Rng::from_seed([5; 32]));
+    let bin = build(&file, &env()).expect("the binary's composition");
+    let lab = build(&vc, &env()).expect("the lab's composition");
+    assert_eq!(bin.graph.describe(), lab.graph.describe());
+    assert!(bin.control.cp.ipoe_enabled());
+}

@@ -2,15 +2,23 @@
 //! the emulated subscribers of `pktgen::subscribers::lab` (discovery, LCP, PAP,
 //! IPCP), then per-subscriber traffic upstream (PPPoE decapsulation, anti-spoofing,
 //! routing to the core) or downstream (PPPoE encapsulation towards the subscriber).
+//! `bng-up-ipoe` is `bng-up` with 10k IPoE subscribers instead (DHCPv4 against the
+//! vBNG's `[ipoe]` server, then plain IPv4 over Ethernet from each subscriber's MAC
+//! and VLANs: session lookup without PPPoE, anti-spoofing, routing to the core).
 //! Only the BNG's own loop (receive, stages, transmit) is timed by the lab.
 
 use crate::{Params, PktSize, Report};
 use pktgen::subscribers::lab::{imix, run, LabConfig, TrafficReport};
+use pktgen::subscribers::AccessPlan;
 use std::time::Duration;
 
 const SESSIONS: u32 = 10_000;
 
 fn lab(p: &Params) -> anyhow::Result<pktgen::subscribers::lab::LabReport> {
+    lab_with(p, AccessPlan::Pppoe)
+}
+
+fn lab_with(p: &Params, access: AccessPlan) -> anyhow::Result<pktgen::subscribers::lab::LabReport> {
     let frame_sizes = match p.pkt_size {
         PktSize::Imix => imix(),
         PktSize::Fixed(n) => vec![n],
@@ -23,6 +31,7 @@ fn lab(p: &Params) -> anyhow::Result<pktgen::subscribers::lab::LabReport> {
         frame_sizes,
         packets,
         setup_timeout: Duration::from_secs(120),
+        access,
         ..LabConfig::default()
     };
     let r = run(&cfg, |_| {})?;
@@ -72,4 +81,9 @@ pub fn bng_down(p: &Params) -> anyhow::Result<Report> {
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the lab ran no downstream phase"))?;
     Ok(report("bng-down", p, &d, &r))
+}
+
+pub fn bng_up_ipoe(p: &Params) -> anyhow::Result<Report> {
+    let r = lab_with(p, AccessPlan::Ipoe)?;
+    Ok(report("bng-up-ipoe", p, &r.upstream, &r))
 }

@@ -47,6 +47,11 @@ pub const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         bng::bng_up,
     ),
     (
+        "bng-up-ipoe",
+        "vBNG upstream IPoE (DHCPv4 sessions, anti-spoofing, route), 10k sessions",
+        bng::bng_up_ipoe,
+    ),
+    (
         "bng-down",
         "vBNG downstream (PPPoE encap), 10k sessions",
         bng::bng_down,

@@ -3,6 +3,8 @@
 //! Phases: session setup (rate-controlled), upstream traffic, downstream traffic,
 //! teardown. Reports setup rate and latency, failures by phase, throughput, per-core
 //! Mpps of the BNG alone, packet loss, and with CGNAT the `nat44` node's counters.
+//! The subscribers are PPPoE clients, IPoE (DHCPv4) clients or half of each
+//! ([`LabConfig::access`]); the report has the figures per access type too.
 //!
 //! The BNG is the `vbng` binary's: [`lab_config`] turns the lab's settings into a
 //! `vbng::config::Config`, [`vbng::vnf::build`] composes it (the same function the
@@ -10,7 +12,7 @@
 //! control plane on the worker's punt and inject rings. The lab steps generator,
 //! worker, control plane and sink in turn from its one thread.
 
-use super::{Emulator, EmulatorConfig, SetupReport, VlanPlan};
+use super::{Access, AccessPlan, Emulator, EmulatorConfig, SetupReport, VlanPlan, IPOE_MARK};
 use dataplane::batch::Batch;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::mem::{pair, MemPort};
@@ -19,7 +21,7 @@ use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
-use vbng::config::{CgnatSection, Config, Range4, UserConfig};
+use vbng::config::{CgnatSection, Config, IpoeSection, IpoeUsername, Range4, UserConfig};
 use vbng::control::ControlPlane;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
@@ -51,8 +53,11 @@ pub struct LabConfig {
     /// translated flows seen by the core sink.
     pub cgnat: Option<Range4>,
     /// Dual stack: IPv6CP, a /64 per session from `2001:db8:100::/40` announced by RA
-    /// (SLAAC over PPP), and IPv6 upstream/downstream phases after the IPv4 ones.
+    /// (SLAAC over PPP), and IPv6 upstream/downstream phases after the IPv4 ones
+    /// (PPPoE subscribers only).
     pub ipv6: bool,
+    /// PPPoE, IPoE (DHCPv4, the vBNG's `[ipoe]`) or half of each.
+    pub access: AccessPlan,
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -72,6 +77,7 @@ impl Default for LabConfig {
             downstream: true,
             cgnat: None,
             ipv6: false,
+            access: AccessPlan::Pppoe,
         }
     }
 }
@@ -108,6 +114,10 @@ impl LabReport {
     /// sessions established, setup rate and latency, upstream throughput, and the
     /// packet loss ratio over the upstream and downstream phases.
     pub fn summarise(&mut self, setup: &SetupReport) {
+        for a in self.per_access.values_mut() {
+            a.plr = plr_of([Some(&a.upstream), a.downstream.as_ref()]);
+            a.throughput_mpps = a.upstream.throughput_mpps;
+        }
         self.sessions_established = setup.established;
         self.setup_rate_per_s = setup.setup_rate_per_s;
         self.setup_p50_ms = setup.setup_p50_ms;
@@ -122,6 +132,89 @@ impl LabReport {
         } else {
             0.0
         };
+    }
+}
+
+/// Packet loss over some traffic phases.
+fn plr_of<'a>(phases: impl IntoIterator<Item = Option<&'a TrafficReport>>) -> f64 {
+    let (s, r) = phases
+        .into_iter()
+        .flatten()
+        .fold((0, 0), |(s, r), t| (s + t.sent, r + t.received));
+    if s > 0 {
+        (s - r.min(s)) as f64 / s as f64
+    } else {
+        0.0
+    }
+}
+
+/// The figures of the subscribers of one access type (`per_access` in the JSON).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AccessReport {
+    /// Subscribers of this type.
+    pub sessions: u32,
+    /// Of them established.
+    pub sessions_established: u32,
+    /// Established per second, from the first one's start to the last one's setup.
+    pub setup_rate_per_s: f64,
+    /// Setup latency p50, ms.
+    pub setup_p50_ms: f64,
+    /// Setup latency p99, ms.
+    pub setup_p99_ms: f64,
+    /// Failed setups by phase.
+    pub failed_by_phase: BTreeMap<String, u64>,
+    /// Upstream throughput of this type's packets, Mpps.
+    pub throughput_mpps: f64,
+    /// Packet loss ratio of this type's packets over both traffic phases.
+    pub plr: f64,
+    /// This type's share of the upstream phase: its packets sent and received, and
+    /// its received packets over the phase's wall time; the `bng_*` figures are the
+    /// phase's (the BNG forwards both types in the same loop).
+    pub upstream: TrafficReport,
+    /// The same for the downstream phase.
+    pub downstream: Option<TrafficReport>,
+}
+
+impl AccessReport {
+    /// The setup figures of one access type ([`super::Emulator::report_access`]).
+    pub fn from_setup(r: &SetupReport) -> AccessReport {
+        AccessReport {
+            sessions: r.sessions,
+            sessions_established: r.established,
+            setup_rate_per_s: r.setup_rate_per_s,
+            setup_p50_ms: r.setup_p50_ms,
+            setup_p99_ms: r.setup_p99_ms,
+            failed_by_phase: r.failed_by_phase.clone(),
+            ..AccessReport::default()
+        }
+    }
+}
+
+impl LabReport {
+    /// `per_access` with the setup figures of each access type `emu` runs.
+    pub fn set_access_setup(&mut self, emu: &Emulator, plan: AccessPlan) {
+        self.access = plan.as_str().to_string();
+        for a in [Access::Pppoe, Access::Ipoe] {
+            if plan.uses(a) {
+                self.per_access.insert(
+                    a.as_str().to_string(),
+                    AccessReport::from_setup(&emu.report_access(a)),
+                );
+            }
+        }
+    }
+
+    /// Each access type's share of the upstream (`up`) or downstream phase.
+    pub fn set_access_traffic(&mut self, up: bool, by: Vec<(Access, TrafficReport)>) {
+        for (a, t) in by {
+            if let Some(r) = self.per_access.get_mut(a.as_str()) {
+                if up {
+                    r.upstream = t;
+                } else {
+                    r.downstream = Some(t);
+                }
+            }
+        }
     }
 }
 
@@ -195,6 +288,10 @@ pub struct LabReport {
     pub bng_worker: WorkerReport,
     /// The graph the BNG ran (`Graph::describe` of [`vbng::vnf::build`]'s graph).
     pub bng_graph: String,
+    /// `pppoe`, `ipoe` or `mixed`.
+    pub access: String,
+    /// The figures per access type (`pppoe`, `ipoe`; the types the run used).
+    pub per_access: BTreeMap<String, AccessReport>,
 }
 
 /// The BNG worker's loop counters at the end of the lab.
@@ -247,7 +344,12 @@ pub struct NatReport {
 /// with a local user per subscriber (`user<i>`, password `lab-secret`, `--rate` as each
 /// user's rate), the subscriber pool `100.64.0.2-100.127.255.254`, with `ipv6` IPv6CP
 /// and the prefix pool `2001:db8:100::/40`, with `--cgnat POOL` a `[cgnat]` section
-/// with that pool (port-block settings at their defaults). The lab builds its BNG from
+/// with that pool (port-block settings at their defaults). With IPoE subscribers
+/// ([`LabConfig::access`] `ipoe` or `mixed`) an `[ipoe]` section: authorised by the
+/// same local users (an IPoE subscriber's user is its MAC, `02:5b:…`, with the line
+/// password `lab-secret`), the DHCP subnet `10.128.0.1/9` and its pool
+/// `10.128.0.2-10.255.255.254`, leases, offers and the rate limiter sized for the
+/// run. The lab builds its BNG from
 /// this with [`vbng::vnf::build`], the composition the `vbng` binary runs; `toml`
 /// serialization of the result is a config file `vbng run -c` accepts.
 pub fn lab_config(cfg: &LabConfig) -> Config {
@@ -268,7 +370,10 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
         }],
         users: (0..n)
             .map(|i| UserConfig {
-                name: format!("{USER_PREFIX}{i}"),
+                name: match cfg.access.access_of(i) {
+                    Access::Pppoe => format!("{USER_PREFIX}{i}"),
+                    Access::Ipoe => mac_user(i),
+                },
                 password: PASSWORD.into(),
                 ip: None,
                 // bit/s up/down, 0 = unlimited
@@ -291,7 +396,46 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
             pool: vec![*pool],
             ..CgnatSection::default()
         }),
+        ipoe: cfg.access.uses(Access::Ipoe).then(|| ipoe_section(n)),
         ..Config::default()
+    }
+}
+
+/// The AAA user name of IPoE subscriber `i`: its MAC as `aa:bb:cc:dd:ee:ff` (the
+/// vBNG's `ipoe.username = "mac"`).
+pub fn mac_user(i: u32) -> String {
+    super::mac_of(i)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The lab's `[ipoe]` section for `n` subscribers.
+fn ipoe_section(n: u32) -> IpoeSection {
+    let mut dhcp = vbng::dhcp4::Dhcp4Config {
+        gateway: vbng::config::Net4 {
+            addr: [10, 128, 0, 1].into(),
+            len: 9,
+        },
+        dns: vec![[192, 0, 2, 53].into()],
+        max_leases: n.max(65_536),
+        max_offers: n.max(4096),
+        max_rate_clients: n.max(65_536),
+        ..vbng::dhcp4::Dhcp4Config::default()
+    };
+    dhcp.pools = vec![vbng::config::PoolConfig {
+        name: "ipoe".into(),
+        ranges: vec![
+            Range4::new([10, 128, 0, 2].into(), [10, 255, 255, 254].into()).expect("first <= last"),
+        ],
+    }];
+    IpoeSection {
+        username: IpoeUsername::Mac,
+        password: PASSWORD.into(),
+        authorize: true,
+        lease_journal: None,
+        dhcp,
     }
 }
 
@@ -515,6 +659,9 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         ipv6cp: cfg.ipv6,
         restart_ms: 1000,
         max_payload: None,
+        access: cfg.access,
+        // Like the PPP restart timer above: 1 s rather than the RFC's 4 s.
+        dhcp_timeout_ms: 1000,
     });
     let t0 = Instant::now();
     let ms = |t0: Instant| t0.elapsed().as_millis() as u64;
@@ -536,7 +683,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             || !q.is_empty()
             || bng.in_flight() > 0
             || bng.cp().stats.sessions_up < u64::from(emu.established())
-            || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established());
+            || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established_by(Access::Pppoe));
         quiet = if busy { 0 } else { quiet + 1 };
         let now = ms(t0);
         emu.start_due(now, &mut frames);
@@ -575,17 +722,17 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
 
     // Phase 2: upstream traffic; phase 3: downstream traffic.
     let up_ids: Vec<u32> = (0..n)
-        .filter(|&i| {
-            emu.subscriber(i)
-                .is_some_and(|s| s.phase == super::client::ClientPhase::Up)
-        })
+        .filter(|&i| emu.client(i).is_some_and(|s| s.is_up()))
         .collect();
+    let kind = |i: u32| cfg.access.access_of(i);
     let mut report = LabReport {
         setup: setup.clone(),
         ..LabReport::default()
     };
+    report.set_access_setup(&emu, cfg.access);
     if !up_ids.is_empty() {
         let mut templates = Vec::new();
+        let mut kinds = Vec::new();
         for (k, &i) in up_ids.iter().enumerate() {
             let size = cfg
                 .frame_sizes
@@ -594,21 +741,28 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 .unwrap_or(64);
             if let Some(f) = emu.upstream_frame(i, 0xc633_6401, size) {
                 templates.push(f);
+                kinds.push(kind(i));
             }
         }
         progress("upstream traffic");
         let mut flows = Vec::new();
         let want_flows = cfg.cgnat.is_some().then_some(&mut flows);
-        report.upstream = traffic(
+        let (total, by) = traffic(
             &mut bng,
             &mut gen,
             &mut sink,
             &mut gcache,
-            &templates,
+            Stream {
+                templates: &templates,
+                kinds: &kinds,
+                classify: upstream_access,
+            },
             cfg.packets,
             &t0,
             want_flows,
         );
+        report.upstream = total;
+        report.set_access_traffic(true, by);
         if cfg.downstream {
             let size_of = |k: usize| {
                 cfg.frame_sizes
@@ -617,9 +771,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     .unwrap_or(64)
             };
             let mut templates = Vec::new();
+            let mut kinds = Vec::new();
             if cfg.cgnat.is_some() {
                 // Answer the translated flows the core saw (public address and port).
-                for (k, &(ip, port)) in flows.iter().enumerate() {
+                for (k, &(ip, port, a)) in flows.iter().enumerate() {
                     let size = size_of(k);
                     let mut f = Vec::with_capacity(size);
                     f.extend_from_slice(&core_mac);
@@ -633,6 +788,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                         port,
                     ));
                     templates.push(f);
+                    kinds.push(a);
                 }
             } else {
                 for (k, &i) in up_ids.iter().enumerate() {
@@ -640,20 +796,27 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                         emu.downstream_frame(i, 0xc633_6401, core_mac, sink_mac, size_of(k))
                     {
                         templates.push(f);
+                        kinds.push(kind(i));
                     }
                 }
             }
             progress("downstream traffic");
-            report.downstream = Some(traffic(
+            let (total, by) = traffic(
                 &mut bng,
                 &mut sink,
                 &mut gen,
                 &mut gcache,
-                &templates,
+                Stream {
+                    templates: &templates,
+                    kinds: &kinds,
+                    classify: downstream_access,
+                },
                 cfg.packets,
                 &t0,
                 None,
-            ));
+            );
+            report.downstream = Some(total);
+            report.set_access_traffic(false, by);
         }
     }
 
@@ -680,16 +843,24 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             .collect();
         if !up6.is_empty() {
             progress("IPv6 upstream traffic");
-            report.upstream6 = Some(traffic(
-                &mut bng,
-                &mut gen,
-                &mut sink,
-                &mut gcache,
-                &up6,
-                cfg.packets,
-                &t0,
-                None,
-            ));
+            let kinds = vec![Access::Pppoe; up6.len()];
+            report.upstream6 = Some(
+                traffic(
+                    &mut bng,
+                    &mut gen,
+                    &mut sink,
+                    &mut gcache,
+                    Stream {
+                        templates: &up6,
+                        kinds: &kinds,
+                        classify: |_| Access::Pppoe,
+                    },
+                    cfg.packets,
+                    &t0,
+                    None,
+                )
+                .0,
+            );
         }
         if cfg.downstream && !v6.is_empty() {
             let down6: Vec<Vec<u8>> = v6
@@ -712,16 +883,24 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 })
                 .collect();
             progress("IPv6 downstream traffic");
-            report.downstream6 = Some(traffic(
-                &mut bng,
-                &mut sink,
-                &mut gen,
-                &mut gcache,
-                &down6,
-                cfg.packets,
-                &t0,
-                None,
-            ));
+            let kinds = vec![Access::Pppoe; down6.len()];
+            report.downstream6 = Some(
+                traffic(
+                    &mut bng,
+                    &mut sink,
+                    &mut gen,
+                    &mut gcache,
+                    Stream {
+                        templates: &down6,
+                        kinds: &kinds,
+                        classify: |_| Access::Pppoe,
+                    },
+                    cfg.packets,
+                    &t0,
+                    None,
+                )
+                .0,
+            );
         }
         let (s, r) = [report.upstream6.as_ref(), report.downstream6.as_ref()]
             .into_iter()
@@ -774,36 +953,77 @@ fn ipv6_ready(emu: &Emulator, n: u32) -> u32 {
         .count() as u32
 }
 
-/// Offer `packets` frames from `templates` (round robin) on `tx`, run the BNG, count
-/// what arrives on `rx`; with `flows`, record the distinct (source address, UDP source
-/// port) of the first frames received (one per template).
+/// Frames to offer in a traffic phase, and how to tell the access type of each.
+struct Stream<'a> {
+    /// Offered round robin.
+    templates: &'a [Vec<u8>],
+    /// The access type of each template.
+    kinds: &'a [Access],
+    /// The access type of a frame received at the far end.
+    classify: fn(&[u8]) -> Access,
+}
+
+/// The access type of an upstream frame as the core sink receives it (Ethernet,
+/// IPv4, UDP): IPoE frames carry [`IPOE_MARK`] in the first payload octet (it
+/// survives CGNAT).
+pub fn upstream_access(f: &[u8]) -> Access {
+    let hl = f.get(14).map_or(20, |b| usize::from(b & 0x0f) * 4);
+    match f.get(14 + hl + 8) {
+        Some(&IPOE_MARK) => Access::Ipoe,
+        _ => Access::Pppoe,
+    }
+}
+
+/// The access type of a downstream frame as a subscriber receives it: PPPoE session
+/// or plain IPv4 after the VLAN tags.
+pub fn downstream_access(f: &[u8]) -> Access {
+    match dataplane::proto::ethernet::walk_vlans(f).map(|l| l.ethertype) {
+        Ok(dataplane::proto::EtherType::IPV4) => Access::Ipoe,
+        _ => Access::Pppoe,
+    }
+}
+
+/// Offer `packets` frames from the stream's templates (round robin) on `tx`, run
+/// the BNG, count what arrives on `rx`, in all and per access type; with `flows`,
+/// record the distinct (source address, UDP source port, access type) of the first
+/// frames received (one per template).
 #[allow(clippy::too_many_arguments)]
 fn traffic(
     bng: &mut Bng,
     tx: &mut MemPort,
     rx: &mut MemPort,
     cache: &mut PoolCache,
-    templates: &[Vec<u8>],
+    stream: Stream<'_>,
     packets: u64,
     t0: &Instant,
-    mut flows: Option<&mut Vec<(u32, u16)>>,
-) -> TrafficReport {
+    mut flows: Option<&mut Vec<(u32, u16, Access)>>,
+) -> (TrafficReport, Vec<(Access, TrafficReport)>) {
+    let templates = stream.templates;
     let mut seen = std::collections::HashSet::new();
 
     let mut sent = 0u64;
     let mut received = 0u64;
     let mut bytes = 0u64;
+    // Per access type (PPPoE, IPoE): sent, received, bytes.
+    let mut by = [[0u64; 3]; 2];
+    let slot = |a: Access| match a {
+        Access::Pppoe => 0,
+        Access::Ipoe => 1,
+    };
     let mut k = 0usize;
     let busy0 = bng.busy;
     let start = Instant::now();
     let mut b = Batch::new();
     let mut rxb = Batch::new();
     let mut idle = 0;
+    let mut pending = Vec::with_capacity(256);
     while (sent < packets || idle < 3) && !templates.is_empty() {
         if sent < packets {
             let room = tx.tx_room().min(256).min((packets - sent) as usize);
+            pending.clear();
             for _ in 0..room {
-                let Some(f) = templates.get(k % templates.len()) else {
+                let t = k % templates.len();
+                let Some(f) = templates.get(t) else {
                     break;
                 };
                 k += 1;
@@ -812,10 +1032,19 @@ fn traffic(
                     cache.free(p);
                     continue;
                 }
-                bytes += f.len() as u64;
+                pending.push((
+                    slot(stream.kinds.get(t).copied().unwrap_or(Access::Pppoe)),
+                    f.len() as u64,
+                ));
                 let _ = b.push(p);
             }
-            sent += tx.tx_burst(cache, &mut b) as u64;
+            let n = tx.tx_burst(cache, &mut b);
+            for &(a, len) in pending.iter().take(n) {
+                by[a][0] += 1;
+                by[a][2] += len;
+                bytes += len;
+            }
+            sent += n as u64;
             b.free_all(cache);
         }
         bng.step(
@@ -829,17 +1058,19 @@ fn traffic(
                 break;
             }
             got += n;
-            if let Some(fl) = flows.as_deref_mut() {
-                if seen.len() < templates.len() {
-                    for p in rxb.iter() {
-                        let d = p.data();
-                        if let (Some(a), Some(b)) = (d.get(26..30), d.get(34..36)) {
+            for p in rxb.iter() {
+                let d = p.data();
+                let a = (stream.classify)(d);
+                by[slot(a)][1] += 1;
+                if let Some(fl) = flows.as_deref_mut() {
+                    if seen.len() < templates.len() {
+                        if let (Some(x), Some(y)) = (d.get(26..30), d.get(34..36)) {
                             let k = (
-                                u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
-                                u16::from_be_bytes([b[0], b[1]]),
+                                u32::from_be_bytes([x[0], x[1], x[2], x[3]]),
+                                u16::from_be_bytes([y[0], y[1]]),
                             );
                             if seen.insert(k) {
-                                fl.push(k);
+                                fl.push((k.0, k.1, a));
                             }
                         }
                     }
@@ -854,7 +1085,7 @@ fn traffic(
     }
     let wall = start.elapsed().as_secs_f64();
     let busy = (bng.busy - busy0).as_secs_f64();
-    TrafficReport {
+    let report = |sent: u64, received: u64, bytes: u64| TrafficReport {
         sent,
         received,
         plr: if sent > 0 {
@@ -882,7 +1113,19 @@ fn traffic(
         } else {
             0.0
         },
+    };
+    let total = report(sent, received, bytes);
+    let mut per = Vec::new();
+    for (a, c) in [(Access::Pppoe, by[0]), (Access::Ipoe, by[1])] {
+        if c[0] > 0 || c[1] > 0 {
+            let mut t = report(c[0], c[1], c[2]);
+            // The BNG's own figures are the phase's (both types share its loop).
+            t.bng_mpps_per_core = total.bng_mpps_per_core;
+            t.bng_ns_per_packet = total.bng_ns_per_packet;
+            per.push((a, t));
+        }
     }
+    (total, per)
 }
 
 #[cfg(test)]
@@ -954,6 +1197,55 @@ mod tests {
         // loaded machine stretches it without any frame being lost; the counters
         // above are what shows that none was.)
         assert_eq!(r.plr, 0.0);
+    }
+
+    /// IPoE subscribers (DHCPv4) and half-and-half runs: every session up, traffic
+    /// both ways with no loss, the per-access figures add up, teardown by
+    /// DHCPRELEASE leaves no session.
+    #[test]
+    fn ipoe_and_mixed_sessions_forward_both_ways() {
+        for access in [AccessPlan::Ipoe, AccessPlan::Mixed] {
+            let r = run(
+                &LabConfig {
+                    sessions: 200,
+                    packets: 20_000,
+                    access,
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(r.sessions_established, 200, "{access:?} {:?}", r.setup);
+            assert_eq!(r.upstream.received, 20_000, "{}", r.bng_errors);
+            assert_eq!(r.downstream.as_ref().unwrap().received, 20_000);
+            assert_eq!(r.plr, 0.0);
+            assert_eq!(r.sessions_after_teardown, 0, "{}", r.bng_errors);
+            let ip = &r.per_access["ipoe"];
+            let want = if access == AccessPlan::Mixed {
+                100
+            } else {
+                200
+            };
+            assert_eq!(ip.sessions_established, want, "{ip:?}");
+            assert!(ip.setup_rate_per_s > 0.0);
+            assert_eq!(ip.plr, 0.0);
+            assert_eq!(
+                r.per_access.contains_key("pppoe"),
+                access == AccessPlan::Mixed
+            );
+            let up: u64 = r.per_access.values().map(|a| a.upstream.received).sum();
+            let down: u64 = r
+                .per_access
+                .values()
+                .map(|a| a.downstream.as_ref().map_or(0, |d| d.received))
+                .sum();
+            assert_eq!((up, down), (20_000, 20_000));
+            if access == AccessPlan::Mixed {
+                assert_eq!(r.per_access["pppoe"].upstream.received, 10_000);
+                assert_eq!(ip.upstream.received, 10_000);
+            }
+            assert_eq!(r.bng_control.get("sessions_created"), Some(&200));
+        }
     }
 
     #[test]

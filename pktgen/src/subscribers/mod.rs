@@ -1,21 +1,29 @@
-//! PPPoE subscriber emulation (issue 8): N clients (up to hundreds of thousands) that
-//! run discovery, LCP, PAP or CHAP, IPCP (and optionally IPv6CP) against a BNG, with
-//! session-setup rate control, then per-subscriber traffic streams. Reports setup rate,
-//! setup latency percentiles (HDR histogram) and failures by phase.
+//! Subscriber emulation (issues 8 and 15): N clients (up to hundreds of thousands)
+//! that come up against a BNG as PPPoE sessions (discovery, LCP, PAP or CHAP, IPCP and
+//! optionally IPv6CP) or as IPoE subscribers (DHCPv4), or half of each
+//! ([`AccessPlan`]), with session-setup rate control, then per-subscriber traffic
+//! streams. Reports setup rate, setup latency percentiles (HDR histogram) and
+//! failures by phase, for all subscribers and per access type.
 //!
-//! The per-subscriber protocol machine is [`client::Subscriber`] (the RFC 2516 /
-//! RFC 1661 client side, sharing the wire codecs and automata with the BNG); this module
-//! does the scale: addressing (MAC and TR-101 VLAN plans), pacing, timer heap, frame
-//! demultiplexing in O(1) from the destination MAC, and statistics.
+//! The per-subscriber protocol machines are [`client::Subscriber`] (the RFC 2516 /
+//! RFC 1661 client side, sharing the wire codecs and automata with the BNG) and
+//! [`ipoe::IpoeClient`] (the RFC 2131 §4.4 DHCP client: INIT, SELECTING, REQUESTING,
+//! BOUND, RENEWING, REBINDING, with the §4.1 retransmission backoff, renewal at T1,
+//! release on stop, and ARP answers for its address); this module does the scale:
+//! addressing (MAC and TR-101 VLAN plans), pacing, timer heap, frame demultiplexing in
+//! O(1) from the destination MAC (broadcast DHCP replies by their `chaddr`, ARP
+//! requests by target address), and statistics.
 
 pub mod client;
+pub mod ipoe;
 
 use client::{ClientParams, ClientPhase, Subscriber};
 use dataplane::proto::ethernet::Vlans;
 use hdrhistogram::Histogram;
+use ipoe::{IpoeClient, IpoeParams, IpoeState};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 
@@ -36,6 +44,79 @@ pub enum VlanPlan {
         /// C-VLANs per S-VLAN (1..=4094).
         cvlans: u16,
     },
+}
+
+/// How a subscriber reaches the BNG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// A PPPoE session (RFC 2516).
+    Pppoe,
+    /// IPoE (RFC 894) addressed by DHCPv4 (RFC 2131).
+    Ipoe,
+}
+
+impl Access {
+    /// `pppoe` or `ipoe` (report keys, command-line values).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Pppoe => "pppoe",
+            Access::Ipoe => "ipoe",
+        }
+    }
+}
+
+/// Which subscribers use which access type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessPlan {
+    /// Every subscriber is a PPPoE client.
+    #[default]
+    Pppoe,
+    /// Every subscriber is an IPoE (DHCPv4) client.
+    Ipoe,
+    /// Half and half: even indices PPPoE, odd indices IPoE.
+    Mixed,
+}
+
+impl AccessPlan {
+    /// The access type of subscriber `i`.
+    pub fn access_of(self, i: u32) -> Access {
+        match self {
+            AccessPlan::Pppoe => Access::Pppoe,
+            AccessPlan::Ipoe => Access::Ipoe,
+            AccessPlan::Mixed if i % 2 == 1 => Access::Ipoe,
+            AccessPlan::Mixed => Access::Pppoe,
+        }
+    }
+
+    /// Whether any subscriber uses `a`.
+    pub fn uses(self, a: Access) -> bool {
+        match self {
+            AccessPlan::Mixed => true,
+            AccessPlan::Pppoe => a == Access::Pppoe,
+            AccessPlan::Ipoe => a == Access::Ipoe,
+        }
+    }
+
+    /// `pppoe`, `ipoe` or `mixed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessPlan::Pppoe => "pppoe",
+            AccessPlan::Ipoe => "ipoe",
+            AccessPlan::Mixed => "mixed",
+        }
+    }
+}
+
+impl std::str::FromStr for AccessPlan {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AccessPlan, String> {
+        match s {
+            "pppoe" => Ok(AccessPlan::Pppoe),
+            "ipoe" => Ok(AccessPlan::Ipoe),
+            "mixed" => Ok(AccessPlan::Mixed),
+            _ => Err(format!("unknown access type {s:?} (pppoe, ipoe or mixed)")),
+        }
+    }
 }
 
 /// Emulator settings.
@@ -61,6 +142,10 @@ pub struct EmulatorConfig {
     pub restart_ms: u64,
     /// PPP-Max-Payload to request (RFC 4638), if any.
     pub max_payload: Option<u16>,
+    /// PPPoE, IPoE or both.
+    pub access: AccessPlan,
+    /// DHCP first retransmission wait, ms (RFC 2131 §4.1: 4000).
+    pub dhcp_timeout_ms: u64,
 }
 
 impl Default for EmulatorConfig {
@@ -79,6 +164,8 @@ impl Default for EmulatorConfig {
             ipv6cp: false,
             restart_ms: 1000,
             max_payload: None,
+            access: AccessPlan::Pppoe,
+            dhcp_timeout_ms: ipoe::RFC_INITIAL_TIMEOUT_MS,
         }
     }
 }
@@ -140,14 +227,118 @@ pub struct SetupReport {
     pub malformed: u64,
 }
 
+/// One emulated subscriber: a PPPoE client or an IPoE (DHCP) client.
+#[derive(Debug, Clone)]
+pub enum Client {
+    /// PPPoE.
+    Pppoe(Box<Subscriber>),
+    /// IPoE.
+    Ipoe(Box<IpoeClient>),
+}
+
+impl Client {
+    /// Its access type.
+    pub fn access(&self) -> Access {
+        match self {
+            Client::Pppoe(_) => Access::Pppoe,
+            Client::Ipoe(_) => Access::Ipoe,
+        }
+    }
+
+    /// Established (IPCP opened, or a lease held).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Client::Pppoe(s) => s.phase == ClientPhase::Up,
+            Client::Ipoe(c) => c.is_up(),
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        match self {
+            Client::Pppoe(s) => s.phase == ClientPhase::Down,
+            Client::Ipoe(c) => c.state == IpoeState::Down,
+        }
+    }
+
+    /// The phase it failed in before coming up, if it did.
+    pub fn failed_phase(&self) -> Option<&'static str> {
+        match self {
+            Client::Pppoe(s) => s.failed.map(|p| p.as_str()),
+            Client::Ipoe(c) => c.failed.map(|p| p.as_str()),
+        }
+    }
+
+    /// When it came up first.
+    pub fn up_at(&self) -> Option<u64> {
+        match self {
+            Client::Pppoe(s) => s.up_at,
+            Client::Ipoe(c) => c.up_at,
+        }
+    }
+
+    /// When its setup started.
+    pub fn started(&self) -> u64 {
+        match self {
+            Client::Pppoe(s) => s.started,
+            Client::Ipoe(c) => c.started,
+        }
+    }
+
+    /// Its IPv4 address (0 before it has one).
+    pub fn ip(&self) -> u32 {
+        match self {
+            Client::Pppoe(s) => s.ip,
+            Client::Ipoe(c) => c.ip,
+        }
+    }
+
+    /// Malformed frames it received.
+    pub fn malformed(&self) -> u64 {
+        match self {
+            Client::Pppoe(s) => s.malformed,
+            Client::Ipoe(c) => c.malformed,
+        }
+    }
+
+    fn deadline(&self) -> Option<u64> {
+        match self {
+            Client::Pppoe(s) => s.deadline(),
+            Client::Ipoe(c) => c.deadline(),
+        }
+    }
+
+    fn start(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
+        match self {
+            Client::Pppoe(s) => s.start(now, out),
+            Client::Ipoe(c) => c.start(now, out),
+        }
+    }
+
+    fn input(&mut self, frame: &[u8], now: u64, out: &mut Vec<Vec<u8>>) {
+        match self {
+            Client::Pppoe(s) => s.input(frame, now, out),
+            Client::Ipoe(c) => c.input(frame, now, out),
+        }
+    }
+
+    fn poll(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
+        match self {
+            Client::Pppoe(s) => s.poll(now, out),
+            Client::Ipoe(c) => c.poll(now, out),
+        }
+    }
+}
+
 /// The emulator.
 pub struct Emulator {
     cfg: EmulatorConfig,
-    subs: Vec<Subscriber>,
+    subs: Vec<Client>,
     next: u32,
     t_first: Option<u64>,
     t_last_up: u64,
     up: u32,
+    /// Established sessions by access type (PPPoE, IPoE).
+    up_by: [u32; 2],
     done: u32,
     /// Deadline heap with lazy deletion: an entry is live only while it equals the
     /// subscriber's `sched` slot, so each subscriber has at most one live timer and
@@ -158,10 +349,19 @@ pub struct Emulator {
     failed: BTreeMap<String, u64>,
     counted: Vec<bool>,
     lost: Vec<bool>,
+    /// IPoE subscribers by bound address (ARP requests are broadcast).
+    by_ip: HashMap<u32, u32>,
 }
 
 /// `sched` value of a subscriber with no timer.
 const NO_TIMER: u64 = u64::MAX;
+
+fn slot_of(a: Access) -> usize {
+    match a {
+        Access::Pppoe => 0,
+        Access::Ipoe => 1,
+    }
+}
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,8 +377,8 @@ impl Emulator {
     pub fn new(cfg: EmulatorConfig) -> Emulator {
         let n = cfg.sessions;
         let subs = (0..n)
-            .map(|i| {
-                Subscriber::new(ClientParams {
+            .map(|i| match cfg.access.access_of(i) {
+                Access::Pppoe => Client::Pppoe(Box::new(Subscriber::new(ClientParams {
                     mac: mac_of(i),
                     vlans: vlans_of(cfg.vlans, i),
                     user: format!("{}{}", cfg.user_prefix, i).into_bytes(),
@@ -194,7 +394,12 @@ impl Emulator {
                     ipv6cp: cfg.ipv6cp,
                     magic: 0x5a00_0000 ^ i.wrapping_mul(2_654_435_761),
                     discovery_tries: 5,
-                })
+                }))),
+                Access::Ipoe => Client::Ipoe(Box::new(IpoeClient::new(IpoeParams {
+                    initial_timeout_ms: cfg.dhcp_timeout_ms,
+                    seed: 0x1d0e_0000 ^ i.wrapping_mul(2_654_435_761),
+                    ..IpoeParams::new(mac_of(i), vlans_of(cfg.vlans, i))
+                }))),
             })
             .collect();
         Emulator {
@@ -204,6 +409,7 @@ impl Emulator {
             t_first: None,
             t_last_up: 0,
             up: 0,
+            up_by: [0; 2],
             done: 0,
             timers: BinaryHeap::new(),
             sched: vec![NO_TIMER; n as usize],
@@ -211,17 +417,39 @@ impl Emulator {
             failed: BTreeMap::new(),
             counted: vec![false; n as usize],
             lost: vec![false; n as usize],
+            by_ip: HashMap::new(),
         }
     }
 
-    /// Subscriber `i`.
+    /// Subscriber `i` if it is a PPPoE client.
     pub fn subscriber(&self, i: u32) -> Option<&Subscriber> {
+        match self.subs.get(i as usize)? {
+            Client::Pppoe(s) => Some(s),
+            Client::Ipoe(_) => None,
+        }
+    }
+
+    /// Subscriber `i` if it is an IPoE client.
+    pub fn ipoe_client(&self, i: u32) -> Option<&IpoeClient> {
+        match self.subs.get(i as usize)? {
+            Client::Ipoe(c) => Some(c),
+            Client::Pppoe(_) => None,
+        }
+    }
+
+    /// Subscriber `i`, either access type.
+    pub fn client(&self, i: u32) -> Option<&Client> {
         self.subs.get(i as usize)
     }
 
     /// Sessions established now.
     pub fn established(&self) -> u32 {
         self.up
+    }
+
+    /// Sessions of access type `a` established now.
+    pub fn established_by(&self, a: Access) -> u32 {
+        self.up_by[slot_of(a)]
     }
 
     /// Whether every subscriber has finished setup (up or failed).
@@ -244,27 +472,35 @@ impl Emulator {
         let Some(s) = self.subs.get(k) else {
             return;
         };
-        let done = s.phase == ClientPhase::Up || s.failed.is_some();
+        let a = slot_of(s.access());
+        if let Client::Ipoe(c) = s {
+            if c.ip != 0 && c.is_up() {
+                self.by_ip.insert(c.ip, i);
+            }
+        }
+        let done = s.is_up() || s.failed_phase().is_some();
         if done && !self.counted.get(k).copied().unwrap_or(true) {
             if let Some(c) = self.counted.get_mut(k) {
                 *c = true;
             }
             self.done += 1;
-            if let (ClientPhase::Up, Some(t)) = (s.phase, s.up_at) {
+            if let (true, Some(t)) = (s.is_up(), s.up_at()) {
                 self.up += 1;
+                self.up_by[a] += 1;
                 self.t_last_up = self.t_last_up.max(t);
                 if let Some(h) = self.hist.as_mut() {
-                    let _ = h.record(t.saturating_sub(s.started).max(1));
+                    let _ = h.record(t.saturating_sub(s.started()).max(1));
                 }
-            } else if let Some(p) = s.failed {
-                *self.failed.entry(p.as_str().to_string()).or_default() += 1;
+            } else if let Some(p) = s.failed_phase() {
+                *self.failed.entry(p.to_string()).or_default() += 1;
             }
         }
         // An established session that went down again (PADT or LCP Terminate from
-        // the BNG) no longer counts as established; it is a failure in phase "up".
-        if s.phase == ClientPhase::Down
-            && s.failed.is_none()
-            && s.up_at.is_some()
+        // the BNG, a DHCPNAK at renewal or a lease run out) no longer counts as
+        // established; it is a failure in phase "up".
+        if s.is_down()
+            && s.failed_phase().is_none()
+            && s.up_at().is_some()
             && self.counted.get(k).copied().unwrap_or(false)
             && !self.lost.get(k).copied().unwrap_or(true)
         {
@@ -272,12 +508,14 @@ impl Emulator {
                 *l = true;
             }
             self.up = self.up.saturating_sub(1);
+            self.up_by[a] = self.up_by[a].saturating_sub(1);
             *self.failed.entry("up".to_string()).or_default() += 1;
         }
         // A subscriber that is down has no timers (its `poll` does nothing).
-        let d = match s.phase {
-            ClientPhase::Down => None,
-            _ => s.deadline().map(|d| d.max(earliest)),
+        let d = if s.is_down() {
+            None
+        } else {
+            s.deadline().map(|d| d.max(earliest))
         };
         let Some(slot) = self.sched.get_mut(k) else {
             return;
@@ -316,9 +554,25 @@ impl Emulator {
         }
     }
 
+    /// The subscriber a frame from the BNG is for: its destination MAC, or for a
+    /// broadcast, the DHCP reply's `chaddr` or the ARP request's target address.
+    fn demux(&self, frame: &[u8]) -> Option<u32> {
+        let dst = frame.get(..6)?;
+        if let Some(i) = index_of(dst) {
+            return Some(i);
+        }
+        if dst != [0xff; 6] {
+            return None;
+        }
+        if let Some(m) = ipoe::dhcp_reply_chaddr(frame) {
+            return index_of(&m);
+        }
+        ipoe::arp_request_target(frame).and_then(|a| self.by_ip.get(&a).copied())
+    }
+
     /// A frame from the BNG (demultiplexed by destination MAC).
     pub fn input(&mut self, frame: &[u8], now: u64, out: &mut Vec<Vec<u8>>) {
-        let Some(i) = frame.get(..6).and_then(index_of) else {
+        let Some(i) = self.demux(frame) else {
             return;
         };
         let Some(s) = self.subs.get_mut(i as usize) else {
@@ -354,11 +608,19 @@ impl Emulator {
         }
     }
 
-    /// Send PADT for every session (teardown).
+    /// End every session: PADT for PPPoE, DHCPRELEASE for IPoE (teardown).
     pub fn terminate_all(&mut self, out: &mut Vec<Vec<u8>>) {
+        let now = self.t_last_up;
+        self.terminate_all_at(now, out);
+    }
+
+    /// [`Emulator::terminate_all`] at time `now` (the DHCPRELEASE's `secs`).
+    pub fn terminate_all_at(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
         for s in self.subs.iter_mut() {
-            if s.phase == ClientPhase::Up {
-                s.terminate(out);
+            match s {
+                Client::Pppoe(s) if s.phase == ClientPhase::Up => s.terminate(out),
+                Client::Ipoe(c) if c.is_up() => c.stop(now, out),
+                _ => {}
             }
         }
     }
@@ -384,23 +646,85 @@ impl Emulator {
             setup_p90_ms: q(0.9),
             setup_p99_ms: q(0.99),
             setup_max_ms: h.map_or(0.0, |h| h.max() as f64),
-            malformed: self.subs.iter().map(|s| s.malformed).sum(),
+            malformed: self.subs.iter().map(|s| s.malformed()).sum(),
         }
     }
 
-    /// An upstream traffic frame of subscriber `i` (PPPoE + IPv4 + UDP to `dst`),
-    /// `frame_len` bytes on the wire (min 64), or `None` if `i` is not up.
+    /// Setup statistics of the subscribers of access type `a` (counted over them:
+    /// the rate runs from the first one's start to the last one's setup).
+    pub fn report_access(&self, a: Access) -> SetupReport {
+        let mut r = SetupReport::default();
+        let mut hist = Histogram::<u64>::new(3).ok();
+        let (mut first, mut last) = (u64::MAX, 0u64);
+        for (k, s) in self.subs.iter().enumerate() {
+            if s.access() != a {
+                continue;
+            }
+            r.sessions += 1;
+            r.malformed += s.malformed();
+            if (k as u32) < self.next {
+                r.started += 1;
+                first = first.min(s.started());
+            }
+            let lost = self.lost.get(k).copied().unwrap_or(false);
+            if let Some(p) = s.failed_phase() {
+                *r.failed_by_phase.entry(p.to_string()).or_default() += 1;
+            } else if lost {
+                *r.failed_by_phase.entry("up".to_string()).or_default() += 1;
+            } else if let (true, Some(t)) =
+                (self.counted.get(k).copied().unwrap_or(false), s.up_at())
+            {
+                r.established += 1;
+                last = last.max(t);
+                if let Some(h) = hist.as_mut() {
+                    let _ = h.record(t.saturating_sub(s.started()).max(1));
+                }
+            }
+        }
+        let secs = if first <= last {
+            (last - first) as f64 / 1000.0
+        } else {
+            0.0
+        };
+        r.setup_rate_per_s = if secs > 0.0 {
+            f64::from(r.established) / secs
+        } else {
+            f64::from(r.established) * 1000.0
+        };
+        if let Some(h) = hist.as_ref().filter(|h| !h.is_empty()) {
+            r.setup_p50_ms = h.value_at_quantile(0.5) as f64;
+            r.setup_p90_ms = h.value_at_quantile(0.9) as f64;
+            r.setup_p99_ms = h.value_at_quantile(0.99) as f64;
+            r.setup_max_ms = h.max() as f64;
+        }
+        r
+    }
+
+    /// An upstream traffic frame of subscriber `i` (PPPoE + IPv4 + UDP to `dst`, or
+    /// for IPoE Ethernet + IPv4 + UDP with the first payload octet 1, which tells the
+    /// lab's core sink the access type even behind CGNAT), `frame_len` bytes on the
+    /// wire (min 64), or `None` if `i` is not up.
     pub fn upstream_frame(&self, i: u32, dst: u32, frame_len: usize) -> Option<Vec<u8>> {
-        let s = self
-            .subs
-            .get(i as usize)
-            .filter(|s| s.phase == ClientPhase::Up)?;
-        let hdr = 14 + 4 * s.params().vlans.tag_count() + 8;
-        let ip_len = frame_len.max(hdr + 28).saturating_sub(hdr).min(1492);
-        let ip = ipv4_udp(s.ip, dst, ip_len, 1024 + (i % 50000) as u16, 5001);
-        let mut ppp = vec![0x00, 0x21];
-        ppp.extend_from_slice(&ip);
-        Some(s.session_frame(&ppp))
+        let sport = 1024 + (i % 50000) as u16;
+        match self.subs.get(i as usize).filter(|s| s.is_up())? {
+            Client::Pppoe(s) => {
+                let hdr = 14 + 4 * s.params().vlans.tag_count() + 8;
+                let ip_len = frame_len.max(hdr + 28).saturating_sub(hdr).min(1492);
+                let ip = ipv4_udp(s.ip, dst, ip_len, sport, 5001);
+                let mut ppp = vec![0x00, 0x21];
+                ppp.extend_from_slice(&ip);
+                Some(s.session_frame(&ppp))
+            }
+            Client::Ipoe(c) => {
+                let hdr = 14 + 4 * c.params().vlans.tag_count();
+                let ip_len = frame_len.max(hdr + 28).saturating_sub(hdr).min(1500);
+                let mut ip = ipv4_udp(c.ip, dst, ip_len, sport, 5001);
+                if let Some(b) = ip.get_mut(28) {
+                    *b = IPOE_MARK;
+                }
+                c.ip_frame(&ip)
+            }
+        }
     }
 
     /// A downstream frame to subscriber `i` as the core would send it (Ethernet + IPv4 +
@@ -413,10 +737,7 @@ impl Emulator {
         src_mac: [u8; 6],
         frame_len: usize,
     ) -> Option<Vec<u8>> {
-        let s = self
-            .subs
-            .get(i as usize)
-            .filter(|s| s.phase == ClientPhase::Up)?;
+        let s = self.subs.get(i as usize).filter(|s| s.is_up())?;
         let ip_len = frame_len.max(14 + 28).saturating_sub(14).min(1492);
         let mut f = Vec::with_capacity(14 + ip_len);
         f.extend_from_slice(&dst_mac);
@@ -424,7 +745,7 @@ impl Emulator {
         f.extend_from_slice(&[0x08, 0x00]);
         f.extend_from_slice(&ipv4_udp(
             src,
-            s.ip,
+            s.ip(),
             ip_len,
             5001,
             1024 + (i % 50000) as u16,
@@ -432,6 +753,10 @@ impl Emulator {
         Some(f)
     }
 }
+
+/// The first UDP payload octet of IPoE upstream traffic frames
+/// ([`Emulator::upstream_frame`]; PPPoE ones carry 0).
+pub const IPOE_MARK: u8 = 1;
 
 /// An IPv4/UDP packet of `ip_len` bytes (header checksum set, UDP checksum 0).
 pub fn ipv4_udp(src: u32, dst: u32, ip_len: usize, sport: u16, dport: u16) -> Vec<u8> {

@@ -1,6 +1,7 @@
-//! The lab's FreeRADIUS 3.2 instance: a generated config (N users, accounting to
-//! `detail` files, one log line per authentication) started on the bng namespace's
-//! loopback, and what it recorded (RFC 2865 Access, RFC 2866 Accounting).
+//! The lab's FreeRADIUS 3.2 instance: a generated config (N users: `user<i>`, or the
+//! MAC of an IPoE subscriber; accounting to `detail` files, one log line per
+//! authentication) started on the bng namespace's loopback, and what it recorded
+//! (RFC 2865 Access, RFC 2866 Accounting).
 
 use super::*;
 
@@ -61,8 +62,9 @@ post-auth {
 "#;
 
 impl FreeRadius {
-    /// Writes the config under `dir` for users `user0..userN` (password [`PASSWORD`]).
-    pub(super) fn configure(dir: &Path, n: u32) -> anyhow::Result<FreeRadius> {
+    /// Writes the config under `dir` for the users `names` (password [`PASSWORD`]):
+    /// `user<i>` for PPPoE subscribers, MACs for IPoE ones.
+    pub(super) fn configure(dir: &Path, names: &[String]) -> anyhow::Result<FreeRadius> {
         let src = Path::new("/etc/freeradius/3.0");
         if !src.join("radiusd.conf").exists() {
             bail!("/etc/freeradius/3.0 not found: apt-get install freeradius");
@@ -78,9 +80,10 @@ impl FreeRadius {
             rdir.join("clients.conf"),
             format!("client vbng {{\n\tipaddr = 127.0.0.1\n\tsecret = {SECRET}\n\trequire_message_authenticator = yes\n}}\n"),
         )?;
-        let mut users = String::with_capacity(n as usize * 48);
-        for i in 0..n {
-            users.push_str(&format!("user{i}\tCleartext-Password := \"{PASSWORD}\"\n"));
+        let mut users = String::with_capacity(names.len() * 48);
+        for u in names {
+            // Quoted: MAC user names have colons.
+            users.push_str(&format!("\"{u}\"\tCleartext-Password := \"{PASSWORD}\"\n"));
         }
         std::fs::write(rdir.join("mods-config/files/authorize"), users)?;
         let conf = rdir.join("radiusd.conf");

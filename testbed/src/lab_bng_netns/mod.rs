@@ -17,6 +17,11 @@
 //! an AF_PACKET socket opened inside the subscriber namespace; the core-side sink and
 //! generator on one opened inside the core namespace. Phases: session setup (with
 //! setup-rate control), upstream traffic, downstream traffic, teardown with PADT.
+//! With `--access ipoe` (or `mixed`: half of each) the subscribers are IPoE clients
+//! instead (`pktgen::subscribers::ipoe`, DHCPv4 per RFC 2131 §4.4) on the same socket
+//! and VLANs, the vBNG's config gets an `[ipoe]` section (users by MAC in the user
+//! file or FreeRADIUS), and teardown is by DHCPRELEASE; `per_access` in the report
+//! has the figures per access type.
 //! Traffic is sent in a closed loop (at most a window of frames in flight), so a loss
 //! is a real loss, not a ring overflow of our own making.
 //!
@@ -49,8 +54,10 @@ use dataplane::proto::ethernet::{walk_vlans, Vlans};
 use dataplane::proto::EtherType;
 use dataplane::stages::nat::NatConfig;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
-use pktgen::subscribers::lab::{imix, LabReport, TrafficReport};
-use pktgen::subscribers::{Emulator, EmulatorConfig, VlanPlan};
+use pktgen::subscribers::lab::{
+    downstream_access, imix, mac_user, upstream_access, LabReport, TrafficReport,
+};
+use pktgen::subscribers::{Access, AccessPlan, Emulator, EmulatorConfig, VlanPlan};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -69,7 +76,7 @@ use freeradius::FreeRadius;
 use report::print_report;
 pub use report::{BngCounters, CgnatReport, HostileReport, NatCounters, NetnsReport, RadiusFacts};
 pub use traffic::CoreWatch;
-use traffic::{traffic, Expect};
+use traffic::{traffic, Expect, Stream};
 
 const SECRET: &str = "lab-secret";
 const PASSWORD: &str = "lab-pw";
@@ -249,6 +256,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         "chap" => AuthProto::Chap,
         a => bail!("--auth must be pap or chap, not {a:?}"),
     };
+    let access: AccessPlan = args
+        .access
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("--access: {e}"))?;
     let frame_sizes = if args.frame == "imix" {
         imix()
     } else {
@@ -300,6 +311,13 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             .context("tshark not found: apt-get install tshark")?;
     }
     let n = args.sessions;
+    // AAA user names: `user<i>` for PPPoE, the MAC for IPoE (`ipoe.username = "mac"`).
+    let names: Vec<String> = (0..n)
+        .map(|i| match access.access_of(i) {
+            Access::Pppoe => format!("user{i}"),
+            Access::Ipoe => mac_user(i),
+        })
+        .collect();
     let dir = std::env::temp_dir().join(format!("{}-bng", lab.prefix()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -346,7 +364,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     );
     let radius = if args.radius {
         say("starting FreeRADIUS in the bng namespace");
-        let fr = FreeRadius::configure(&dir, n)?;
+        let fr = FreeRadius::configure(&dir, &names)?;
         let rd = fr.dir.display().to_string();
         let pid = lab.spawn(
             &ns_bng,
@@ -361,8 +379,8 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|(r, _)| format!(" {r}"))
             .unwrap_or_default();
-        for i in 0..n {
-            users.push_str(&format!("user{i} {PASSWORD}{r}\n"));
+        for u in &names {
+            users.push_str(&format!("{u} {PASSWORD}{r}\n"));
         }
         let uf = dir.join("users.txt");
         std::fs::write(&uf, users)?;
@@ -383,6 +401,16 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = &args.cgnat {
         cfg.push_str(&format!("[cgnat]\npool = [{p:?}]\n"));
+    }
+    if access.uses(Access::Ipoe) {
+        // As the in-memory lab's `[ipoe]` (`pktgen::subscribers::lab::lab_config`):
+        // the subscribers authorised by MAC with the line password, DHCP subnet
+        // 10.128.0.1/9, leases, offers and the rate limiter sized for the run.
+        let big = n.max(65_536);
+        cfg.push_str(&format!(
+            "[ipoe]\nusername = \"mac\"\npassword = \"{PASSWORD}\"\nauthorize = true\n[ipoe.dhcp]\ngateway = \"10.128.0.1/9\"\ndns = [\"192.0.2.53\"]\nmax_leases = {big}\nmax_offers = {}\nmax_rate_clients = {big}\n[[ipoe.dhcp.pools]]\nname = \"ipoe\"\nranges = [\"10.128.0.2-10.255.255.254\"]\n",
+            n.max(4096)
+        ));
     }
     let cfg_path = dir.join("vbng.toml");
     std::fs::write(&cfg_path, cfg)?;
@@ -493,6 +521,8 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         ipv6cp: false,
         restart_ms: 1000,
         max_payload: None,
+        access,
+        dhcp_timeout_ms: 1000,
     });
     let mut hostile = args.hostile.then(hostile_subscriber);
     let mut hostile_garbage = 0u64;
@@ -592,10 +622,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
 
     let up_ids: Vec<u32> = (0..n)
-        .filter(|&i| {
-            emu.subscriber(i)
-                .is_some_and(|s| s.phase == ClientPhase::Up)
-        })
+        .filter(|&i| emu.client(i).is_some_and(|c| c.is_up()))
         .collect();
     let size_of = |k: usize| {
         frame_sizes
@@ -607,32 +634,42 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         setup: setup.clone(),
         ..LabReport::default()
     };
+    report.set_access_setup(&emu, access);
     if !up_ids.is_empty() && args.packets > 0 {
         // Phase 2: upstream, subscriber namespace → core namespace.
         say("upstream traffic");
-        let templates: Vec<Vec<u8>> = up_ids
+        let (templates, kinds): (Vec<Vec<u8>>, Vec<Access>) = up_ids
             .iter()
             .enumerate()
-            .filter_map(|(k, &i)| emu.upstream_frame(i, CORE_HOST, size_of(k)))
-            .collect();
-        report.upstream = traffic(
+            .filter_map(|(k, &i)| {
+                emu.upstream_frame(i, CORE_HOST, size_of(k))
+                    .map(|f| (f, access.access_of(i)))
+            })
+            .unzip();
+        let (total, by) = traffic(
             &mut *sub_port,
             &mut *core_port,
             pool,
-            &templates,
+            Stream {
+                templates: &templates,
+                kinds: &kinds,
+                classify: upstream_access,
+            },
             args.packets,
             Expect::Core(core_peer),
             watch.as_ref(),
         );
+        report.upstream = total;
+        report.set_access_traffic(true, by);
         if !args.no_downstream {
             say("downstream traffic");
-            let templates: Vec<Vec<u8>> = match &watch {
+            let (templates, kinds): (Vec<Vec<u8>>, Vec<Access>) = match &watch {
                 // Answer the translated flows the core saw (pool address and port).
                 Some(w) => w
                     .flows()
                     .iter()
                     .enumerate()
-                    .map(|(k, &(ip, port))| {
+                    .map(|(k, &(ip, port, a))| {
                         let size = size_of(k);
                         let mut f = Vec::with_capacity(size);
                         f.extend_from_slice(&bng_core_mac);
@@ -645,26 +682,33 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
                             5001,
                             port,
                         ));
-                        f
+                        (f, a)
                     })
-                    .collect(),
+                    .unzip(),
                 None => up_ids
                     .iter()
                     .enumerate()
                     .filter_map(|(k, &i)| {
                         emu.downstream_frame(i, CORE_HOST, bng_core_mac, core_peer, size_of(k))
+                            .map(|f| (f, access.access_of(i)))
                     })
-                    .collect(),
+                    .unzip(),
             };
-            report.downstream = Some(traffic(
+            let (total, by) = traffic(
                 &mut *core_port,
                 &mut *sub_port,
                 pool,
-                &templates,
+                Stream {
+                    templates: &templates,
+                    kinds: &kinds,
+                    classify: downstream_access,
+                },
                 args.packets,
                 Expect::Subscribers,
                 None,
-            ));
+            );
+            report.downstream = Some(total);
+            report.set_access_traffic(false, by);
         }
     }
     // The NAT's own view (its node counters in the vBNG's /metrics), while the

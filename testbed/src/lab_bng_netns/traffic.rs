@@ -10,7 +10,7 @@ pub struct CoreWatch {
     pool: Vec<(u32, u32)>,
     inside: AtomicU64,
     outside: AtomicU64,
-    flows: Mutex<Vec<(u32, u16)>>,
+    flows: Mutex<Vec<(u32, u16, Access)>>,
 }
 
 impl CoreWatch {
@@ -23,8 +23,9 @@ impl CoreWatch {
         }
     }
 
-    /// The distinct (source address, UDP source port) seen so far.
-    pub(super) fn flows(&self) -> Vec<(u32, u16)> {
+    /// The distinct (source address, UDP source port, access type of the subscriber
+    /// behind it) seen so far.
+    pub(super) fn flows(&self) -> Vec<(u32, u16, Access)> {
         self.flows.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
@@ -74,7 +75,8 @@ impl CoreWatch {
 pub(super) enum Expect {
     /// IPv4 frames to the core peer's MAC.
     Core([u8; 6]),
-    /// PPPoE session frames carrying IPv4 to an emulated subscriber (`02:5b:` MACs).
+    /// PPPoE session frames carrying IPv4, or IPoE frames (IPv4 over Ethernet), to
+    /// an emulated subscriber (`02:5b:` MACs).
     Subscribers,
 }
 
@@ -89,37 +91,59 @@ impl Expect {
                     return false;
                 }
                 // Up to two VLAN tags (TR-101 QinQ), then PPPoE session carrying IPv4
-                // (PPP protocol 0x0021 after the 6-byte PPPoE header).
+                // (PPP protocol 0x0021 after the 6-byte PPPoE header), or IPv4 that
+                // is not DHCP (UDP from port 67).
                 let Ok(l2) = walk_vlans(d) else {
                     return false;
                 };
                 let off = l2.l3_offset;
-                l2.ethertype == EtherType::PPPOE_SESSION
-                    && d.get(off + 6..off + 8) == Some(&[0x00, 0x21][..])
+                match l2.ethertype {
+                    EtherType::PPPOE_SESSION => d.get(off + 6..off + 8) == Some(&[0x00, 0x21][..]),
+                    EtherType::IPV4 => {
+                        let ihl = d.get(off).map_or(20, |b| usize::from(b & 0x0f) * 4);
+                        !(d.get(off + 9) == Some(&17)
+                            && d.get(off + ihl..off + ihl + 2) == Some(&[0, 67][..]))
+                    }
+                    _ => false,
+                }
             }
         }
     }
 }
 
-/// Offer `packets` frames from `templates` (round robin) on `tx` with at most
-/// [`WINDOW`] in flight, counting on `rx` (in a second thread) the frames `expect`
-/// matches.
+/// Frames to offer, the access type of each, and how to tell the access type of a
+/// received frame (`pktgen::subscribers::lab::{upstream_access, downstream_access}`).
+pub(super) struct Stream<'a> {
+    pub(super) templates: &'a [Vec<u8>],
+    pub(super) kinds: &'a [Access],
+    pub(super) classify: fn(&[u8]) -> Access,
+}
+
+/// Offer `packets` frames from the stream's templates (round robin) on `tx` with at
+/// most [`WINDOW`] in flight, counting on `rx` (in a second thread) the frames
+/// `expect` matches; in all and per access type.
 pub(super) fn traffic(
     tx: &mut dyn Port,
     rx: &mut dyn Port,
     pool: &'static Pool,
-    templates: &[Vec<u8>],
+    stream: Stream<'_>,
     packets: u64,
     expect: Expect,
     watch: Option<&CoreWatch>,
-) -> TrafficReport {
+) -> (TrafficReport, Vec<(Access, TrafficReport)>) {
+    let templates = stream.templates;
+    let classify = stream.classify;
+    let slot = |a: Access| usize::from(a == Access::Ipoe);
+    // Per access type (PPPoE, IPoE): sent, bytes; received (atomic, rx thread).
+    let mut sent_by = [[0u64; 2]; 2];
+    let received_by = [AtomicU64::new(0), AtomicU64::new(0)];
     let received = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let mut sent = 0u64;
     let mut bytes = 0u64;
     let mut wall = 0.0;
     std::thread::scope(|s| {
-        let (received, stop) = (&received, &stop);
+        let (received, stop, received_by) = (&received, &stop, &received_by);
         let mut rcache = pool.cache();
         let want = templates.len();
         s.spawn(move || {
@@ -140,19 +164,25 @@ pub(super) fn traffic(
                 }
                 idle = 0;
                 let mut c = 0;
+                let mut by = [0u64; 2];
                 for p in b.iter() {
                     if expect.matches(p.data()) {
                         c += 1;
+                        let a = classify(p.data());
+                        by[slot(a)] += 1;
                         if let Some(w) = watch {
                             if let Some(f) = w.see(p.data()) {
                                 if seen.len() < want && seen.insert(f) {
                                     if let Ok(mut v) = w.flows.lock() {
-                                        v.push(f);
+                                        v.push((f.0, f.1, a));
                                     }
                                 }
                             }
                         }
                     }
+                }
+                for (r, n) in received_by.iter().zip(by) {
+                    r.fetch_add(n, Ordering::Relaxed);
                 }
                 received.fetch_add(c, Ordering::Release);
                 b.free_all(&mut rcache);
@@ -178,6 +208,7 @@ pub(super) fn traffic(
                 continue;
             }
             let burst = room.min(256).min(packets - sent) as usize;
+            let k0 = k;
             for _ in 0..burst {
                 let Some(f) = templates.get(k % templates.len()) else {
                     break;
@@ -196,6 +227,12 @@ pub(super) fn traffic(
                 bytes -= p.len() as u64;
             }
             k -= b.len();
+            for t in k0..k {
+                let i = t % templates.len();
+                let a = slot(stream.kinds.get(i).copied().unwrap_or(Access::Pppoe));
+                sent_by[a][0] += 1;
+                sent_by[a][1] += templates.get(i).map_or(0, |f| f.len() as u64);
+            }
             b.free_all(&mut cache);
         }
         // Drain: until nothing more arrives for 300 ms.
@@ -213,7 +250,7 @@ pub(super) fn traffic(
         stop.store(true, Ordering::Release);
     });
     let received = received.load(Ordering::Acquire);
-    TrafficReport {
+    let report = |sent: u64, received: u64, bytes: u64| TrafficReport {
         sent,
         received,
         plr: if sent > 0 {
@@ -233,5 +270,13 @@ pub(super) fn traffic(
         } else {
             0.0
         },
+    };
+    let mut per = Vec::new();
+    for (a, k) in [(Access::Pppoe, 0), (Access::Ipoe, 1)] {
+        let r = received_by[k].load(Ordering::Acquire);
+        if sent_by[k][0] > 0 || r > 0 {
+            per.push((a, report(sent_by[k][0], r, sent_by[k][1])));
+        }
     }
+    (report(sent, received, bytes), per)
 }

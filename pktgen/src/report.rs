@@ -15,6 +15,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Hollow markers and a dashed line (e.g. generator-limited points).
     pub hollow: bool,
+    /// Colour index (default: the series' position), to pair related series.
+    pub color: Option<usize>,
 }
 
 impl Series {
@@ -23,6 +25,7 @@ impl Series {
             name: name.into(),
             points,
             hollow: false,
+            color: None,
         }
     }
 }
@@ -159,8 +162,10 @@ pub fn chart(
     xscale: Scale,
     yscale: Scale,
 ) -> String {
-    let (w, h) = (640.0, 360.0);
-    let (ml, mr, mt, mb) = (70.0, 20.0, 40.0, 50.0);
+    // the legend sits between the title and the plot, two entries a row
+    let rows = series.len().div_ceil(2) as f64;
+    let (w, h) = (640.0, 330.0 + 16.0 * rows);
+    let (ml, mr, mt, mb) = (70.0, 20.0, 40.0 + 16.0 * rows, 50.0);
     let pw = w - ml - mr;
     let ph = h - mt - mb;
     let keep = |(x, y): &(f64, f64)| xscale.shows(*x) && yscale.shows(*y);
@@ -201,6 +206,12 @@ pub fn chart(
     }
     if x1 <= x0 {
         x1 = x0 + 1.0;
+    }
+    if xscale == Scale::Linear {
+        // a little room so the end points do not sit on the frame
+        let pad = (x1 - x0) * 0.03;
+        x0 -= pad;
+        x1 += pad;
     }
     let (x0, x1, xt) = xscale.axis(x0, x1, false);
     let (y0, y1, yt) = yscale.axis(y0, y1, true);
@@ -257,7 +268,7 @@ pub fn chart(
         scale_note(yscale)
     );
     for (i, ser) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
+        let c = COLORS[ser.color.unwrap_or(i) % COLORS.len()];
         let path: Vec<String> = ser
             .points
             .iter()
@@ -286,14 +297,15 @@ pub fn chart(
                 }
             }
         }
-        let ly = mt + 14.0 + 16.0 * i as f64;
+        let ly = 44.0 + 16.0 * (i / 2) as f64;
+        let lx = ml + (i % 2) as f64 * pw / 2.0;
         let _ = write!(
             s,
             r#"<rect x="{}" y="{}" width="10" height="10" fill="{}" stroke="{c}"/><text x="{}" y="{}">{}</text>"#,
-            ml + 10.0,
+            lx,
             ly - 9.0,
             if ser.hollow { "white" } else { c },
-            ml + 24.0,
+            lx + 14.0,
             ly,
             esc(&ser.name)
         );
@@ -376,7 +388,7 @@ pub fn rfc2544_plots(r: &Rfc2544Report) -> Vec<(String, String)> {
         Scale::Log10,
     );
     let mut plr = Vec::new();
-    for s in &r.results {
+    for (i, s) in r.results.iter().enumerate() {
         let all = s
             .trials
             .iter()
@@ -396,10 +408,13 @@ pub fn rfc2544_plots(r: &Rfc2544Report) -> Vec<(String, String)> {
                 .map(|(o, p, _)| (o / 1e6, p * 100.0))
                 .collect()
         };
-        plr.push(Series::new(format!("{} B", s.frame_size), pts(ok)));
+        let mut o = Series::new(format!("{} B", s.frame_size), pts(ok));
+        o.color = Some(i);
+        plr.push(o);
         if !gen.is_empty() {
             let mut g = Series::new(format!("{} B generator-limited", s.frame_size), pts(gen));
             g.hollow = true;
+            g.color = Some(i);
             plr.push(g);
         }
     }
@@ -448,7 +463,7 @@ pub fn write_rfc2544(dir: &Path, r: &Rfc2544Report) -> anyhow::Result<PathBuf> {
          <h1>RFC 2544 benchmark — {dut}</h1>\
          <table class=\"meta\"><tr><th>command line</th><td><code>{cmd}</code></td></tr>\
          <tr><th>start time (UTC)</th><td>{start}</td></tr>\
-         <tr><th>machine</th><td>{host}: {cpu}, {cores} cores</td></tr>\
+         <tr><th>machine</th><td>{host}: {cpu}, {cores} cores ({usable} usable by this run)</td></tr>\
          <tr><th>git commit</th><td>{git}</td></tr></table>\
          <p>Trial duration {dur:.1} s, loss threshold {plr} %, resolution {res} %, \
          highest rate {max:.3} Mpps. A trial whose generator fell more than {short} % short \
@@ -460,6 +475,7 @@ pub fn write_rfc2544(dir: &Path, r: &Rfc2544Report) -> anyhow::Result<PathBuf> {
         host = esc(&m.hostname),
         cpu = esc(&m.cpu_model),
         cores = m.cores,
+        usable = m.cores_usable,
         git = esc(m.git_commit.as_deref().unwrap_or("unknown")),
         dur = r.config.duration.as_secs_f64(),
         plr = r.config.plr * 100.0,

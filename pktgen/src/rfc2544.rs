@@ -228,7 +228,10 @@ pub struct RunMeta {
     pub start_time: String,
     pub hostname: String,
     pub cpu_model: String,
+    /// CPUs of the machine.
     pub cores: usize,
+    /// CPUs this process may run on (its affinity mask).
+    pub cores_usable: usize,
     /// Git commit the binary was built from, when known.
     pub git_commit: Option<String>,
 }
@@ -246,23 +249,27 @@ impl RunMeta {
             .filter(|s| !s.is_empty())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "unknown".into());
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split_once(':'))
-                    .map(|(_, v)| v.trim().to_string())
-            })
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
             .unwrap_or_else(|| "unknown".into());
+        let usable = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let cores = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
         RunMeta {
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
             start_time: rfc3339(secs),
             hostname,
             cpu_model,
-            cores: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            cores: if cores > 0 { cores } else { usable },
+            cores_usable: usable,
             git_commit: option_env!("PKTGEN_GIT_COMMIT")
                 .filter(|c| !c.is_empty())
                 .map(str::to_string),

@@ -159,3 +159,41 @@ fn lab_router_rfc2544_converges_and_reports_plots() {
     assert!(lat.contains("<polyline"), "latency plot has data");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn lab_router_failure_is_one_line_and_exit_1() {
+    for args in [
+        &["lab", "router", "--config", "/nonexistent/router.toml"][..],
+        &[
+            "lab",
+            "router",
+            "--rfc2544",
+            "/tmp/x",
+            "--config",
+            "/nonexistent/router.toml",
+        ][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("run testbed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("testbed: reading /nonexistent/router.toml"),
+            "{err}"
+        );
+        assert!(!err.contains("Caused by") && !err.contains("Os {"), "{err}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg("--help")
+        .output()
+        .expect("run testbed");
+    let s = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        s.contains("Exit status") && s.contains("generator-limited"),
+        "{s}"
+    );
+}

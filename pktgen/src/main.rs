@@ -11,10 +11,19 @@ use pktgen::rfc2544::{self, SearchConfig};
 use pktgen::run::{run_loop, PortPairRunner};
 use pktgen::{Generator, Receiver};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
+/// Exit status of an RFC 2544 search that ended generator-limited.
+const EXIT_GENERATOR_LIMITED: u8 = 3;
+
 #[derive(Parser)]
-#[command(about = "Packet generator: streams, RFC 2544, pcap replay/record")]
+#[command(
+    about = "Packet generator: streams, RFC 2544, pcap replay/record",
+    after_help = "Exit status: 0 done; 1 the run failed (the reason on one line on stderr); \
+                  2 bad command line; 3 (rfc2544) the search ended generator-limited for some \
+                  frame size: the report says so and gives no DUT throughput for it."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -41,6 +50,11 @@ enum Cmd {
         json: bool,
     },
     /// RFC 2544 §26.1 throughput search (+ latency, loss sweep) from --tx to --rx.
+    ///
+    /// A trial the generator could not offer (more than 2 % short, no loss) is
+    /// generator-limited and never becomes the DUT's throughput; when the search ends
+    /// on one, the report gives `"throughput": null`, `"generator_limited": true` and
+    /// the exit status is 3.
     Rfc2544 {
         #[arg(long)]
         tx: String,
@@ -61,7 +75,8 @@ enum Cmd {
         /// Base stream (first stream of this profile; default UDP/IPv4).
         #[arg(long)]
         profile: Option<PathBuf>,
-        /// Report directory (JSON, HTML, SVG).
+        /// Report directory (report.json, report.html, *.svg), created when missing;
+        /// relative paths are taken from the current directory.
         #[arg(long, default_value = "rfc2544-report")]
         out: PathBuf,
         #[arg(long)]
@@ -97,8 +112,19 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the reason chain joined by ": ".
+            eprintln!("pktgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     let pool = Pool::new(65536).context("no memory for the buffer pool")?;
     match cli.cmd {
         Cmd::Run {
@@ -234,15 +260,17 @@ fn main() -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&rep)?);
             } else {
-                for s in &rep.results {
-                    println!(
-                        "{:>5} B  {:>8.3} Mpps  {:>9.1} Mbit/s",
-                        s.frame_size,
-                        s.throughput_pps / 1e6,
-                        s.throughput_mbps
-                    );
+                for line in rep.summary_lines() {
+                    println!("{line}");
                 }
                 println!("report: {}", html.display());
+            }
+            if rep.generator_limited {
+                eprintln!(
+                    "pktgen: generator-limited: no DUT throughput for some frame size (see {})",
+                    html.display()
+                );
+                return Ok(ExitCode::from(EXIT_GENERATOR_LIMITED));
             }
         }
         Cmd::Replay {
@@ -299,5 +327,5 @@ fn main() -> anyhow::Result<()> {
             println!("captured {n} frames into {}", out.display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

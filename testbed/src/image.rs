@@ -36,7 +36,8 @@ pub enum ImageCmd {
         /// Only the ELF, no GRUB disk image
         #[arg(long)]
         no_disk: bool,
-        /// Output directory (default: <workspace>/target/images)
+        /// Output directory (default: target/images under the current directory,
+        /// where `image run`, `image lab` and `image bench` look for images)
         #[arg(long)]
         out: Option<PathBuf>,
         /// Recompile the kernel crate from scratch (`cargo clean -p unikernel` first)
@@ -188,7 +189,7 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             out,
             fresh,
         } => {
-            let out = out.unwrap_or_else(|| workspace_root().join("target/images"));
+            let out = out.unwrap_or_else(images_dir);
             if fresh {
                 clean_kernel_crate()?;
             }
@@ -244,7 +245,15 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
     }
 }
 
-/// The workspace root (the directory holding `vnfs/unikernel`).
+/// Where images are written and looked for: `target/images` under the current
+/// directory (the workspace's own `target/images` when run from the workspace root,
+/// as the README does); never a path fixed at compile time.
+pub fn images_dir() -> PathBuf {
+    PathBuf::from("target").join("images")
+}
+
+/// The workspace root (the directory holding `vnfs/unikernel`): the unikernel's
+/// sources, which `image build` compiles (and its cargo target directory there).
 pub fn workspace_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     here.parent().map(Path::to_path_buf).unwrap_or(here)
@@ -419,7 +428,7 @@ impl Guest {
 }
 
 fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
-    let dir = workspace_root().join("target/images");
+    let dir = images_dir();
     let nets = o
         .nets
         .iter()
@@ -445,7 +454,7 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
 fn prepare(vnf: &str, o: &RunOpts) -> Result<Guest> {
     example_config(vnf)?;
     if !o.no_build {
-        build(vnf, None, o.disk, &workspace_root().join("target/images"))?;
+        build(vnf, None, o.disk, &images_dir())?;
     }
     if let Some(d) = &o.pcap_dir {
         std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;

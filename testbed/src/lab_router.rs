@@ -3,7 +3,10 @@
 //! built from its example configuration (or `--config`); the generator and the sink
 //! are `pktgen`'s. Prints the KPIs (offered and received Mpps, PLR, latency
 //! percentiles, the DUT's own Mpps per core), or one JSON object with `--json`;
-//! `--rfc2544 DIR` runs the RFC 2544 §26 search instead and writes its report there.
+//! `--rfc2544 DIR` runs the RFC 2544 §26 search instead and writes its report there
+//! (report.json, report.html, SVG plots); a frame size whose search ended
+//! generator-limited gets no DUT throughput and the command exits with status 3
+//! ([`EXIT_GENERATOR_LIMITED`]).
 
 use anyhow::Context;
 use dataplane::buf::Pool;
@@ -21,6 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use vnf_router::{Config, Router};
+
+/// Exit status of an RFC 2544 run that ended generator-limited for some frame size.
+pub const EXIT_GENERATOR_LIMITED: u8 = 3;
 
 /// The router example configuration the lab runs by default.
 pub const EXAMPLE_CONFIG: &str = include_str!("../../vnfs/router/examples/router.toml");
@@ -50,7 +56,9 @@ pub struct RouterLabArgs {
     /// the generator's thread.
     #[arg(long)]
     pub dut_thread: bool,
-    /// Run the RFC 2544 search and write the report (JSON, HTML, SVG) into this dir.
+    /// Run the RFC 2544 search and write the report (report.json, report.html, SVG
+    /// plots) into this directory (created when missing; relative to the current
+    /// directory). Exit status 3 when some frame size ended generator-limited.
     #[arg(long)]
     pub rfc2544: Option<PathBuf>,
     /// RFC 2544 frame sizes (default: 64,128,256,512,1024,1280,1518).
@@ -391,11 +399,13 @@ pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
     Ok((k, dut.map(|d| d.errors()).unwrap_or_default()))
 }
 
-/// `testbed lab router`.
-pub fn main(args: RouterLabArgs) -> anyhow::Result<()> {
+/// `testbed lab router`; returns the exit status.
+pub fn main(args: RouterLabArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(dir) = &args.rfc2544 {
         let text = match &args.config {
-            Some(p) => std::fs::read_to_string(p)?,
+            Some(p) => {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+            }
             None => EXAMPLE_CONFIG.to_string(),
         };
         let mut lab = MemLab::new(&text, &args)?;
@@ -414,21 +424,19 @@ pub fn main(args: RouterLabArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string(&rep)?);
         } else {
-            for s in &rep.results {
-                println!(
-                    "{:>5} B  {:>8.3} Mpps{}",
-                    s.frame_size,
-                    s.throughput_pps / 1e6,
-                    if s.gen_limited {
-                        " (generator-limited)"
-                    } else {
-                        ""
-                    }
-                );
+            for line in rep.summary_lines() {
+                println!("{line}");
             }
             println!("report: {}", html.display());
         }
-        return Ok(());
+        if rep.generator_limited {
+            eprintln!(
+                "testbed: generator-limited: no DUT throughput for some frame size (see {})",
+                html.display()
+            );
+            return Ok(std::process::ExitCode::from(EXIT_GENERATOR_LIMITED));
+        }
+        return Ok(std::process::ExitCode::SUCCESS);
     }
     let (k, errors) = run_once(&args)?;
     if args.json {
@@ -462,5 +470,5 @@ pub fn main(args: RouterLabArgs) -> anyhow::Result<()> {
             print!("{}", errors);
         }
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

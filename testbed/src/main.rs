@@ -2,6 +2,7 @@
 //! QEMU unikernel guests with generators and real peers, and reports KPIs.
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 mod compare;
 mod image;
@@ -12,7 +13,13 @@ mod netns;
 mod scenario;
 
 #[derive(Parser)]
-#[command(about = "NFV lab orchestration and KPI runs")]
+#[command(
+    about = "NFV lab orchestration and KPI runs",
+    after_help = "Exit status: 0 done; 1 the run failed (the reason on one line on stderr); \
+                  2 bad command line; 3 (lab router --rfc2544) the search ended \
+                  generator-limited for some frame size (no DUT throughput for it); \
+                  130 interrupted."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -52,15 +59,27 @@ enum LabCmd {
     Run(scenario::RunArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the reason chain joined by ": ".
+            eprintln!("testbed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.cmd {
-        Cmd::Image(c) => image::main(c),
+        Cmd::Image(c) => done(image::main(c)),
         Cmd::Lab(LabCmd::Router(a)) => lab_router::main(a),
-        Cmd::Lab(LabCmd::Bng(a)) => lab_bng::run(a),
-        Cmd::Lab(LabCmd::Run(a)) => scenario::main(a),
-        Cmd::Compare(CompareCmd::Forward(a)) => compare::forward(a),
-        Cmd::Compare(CompareCmd::Nat(a)) => compare::nat(a),
-        Cmd::Compare(CompareCmd::Io(a)) => compare::io(a),
+        Cmd::Lab(LabCmd::Bng(a)) => done(lab_bng::run(a)),
+        Cmd::Lab(LabCmd::Run(a)) => done(scenario::main(a)),
+        Cmd::Compare(CompareCmd::Forward(a)) => done(compare::forward(a)),
+        Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
+        Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),
     }
 }

@@ -18,8 +18,12 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// From the workspace root: images go to (and are looked for in) `target/images`
+/// under the current directory.
 fn testbed() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_testbed"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    c.current_dir(root());
+    c
 }
 
 fn need(tool: &str, package: &str) {

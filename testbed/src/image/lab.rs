@@ -91,7 +91,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
     }
     need_tool("ip", "iproute2")?;
     if !o.no_build {
-        build(vnf, None, false, &workspace_root().join("target/images"))?;
+        build(vnf, None, false, &images_dir())?;
     }
     let id = std::process::id();
     let dir = std::env::temp_dir().join(format!("uk-lab-{id}"));
@@ -114,7 +114,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
         machine: o.machine,
         memory: o.memory.clone(),
         accel: Accel::Auto,
-        kernel: workspace_root().join(format!("target/images/{vnf}.elf")),
+        kernel: images_dir().join(format!("{vnf}.elf")),
         disk: None,
         initrd: Some(cfg),
         append: "stats=500".into(),

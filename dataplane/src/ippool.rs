@@ -228,7 +228,7 @@ impl PoolItem for Prefix6 {
         let n = last.index().wrapping_sub(first.index()).wrapping_add(1);
         if first.len() == last.len()
             && n.is_power_of_two()
-            && first.index() % n == 0
+            && first.index().is_multiple_of(n)
             && u32::from(first.len()) >= n.trailing_zeros()
         {
             let outer = first.len() - n.trailing_zeros() as u8;

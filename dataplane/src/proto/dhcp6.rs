@@ -549,13 +549,16 @@ impl<A> Ia<A> {
     }
 }
 
+/// The status code and other options nested in an option.
+type Nested = (Option<Status>, Vec<(u16, Vec<u8>)>);
+
 /// Parses nested options: the status code (at most once) and the rest into `other`;
 /// `item` gets the options of code `item_code`.
 fn parse_nested(
     b: &[u8],
     item_code: Option<u16>,
     mut item: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<(Option<Status>, Vec<(u16, Vec<u8>)>)> {
+) -> Result<Nested> {
     check_options(b)?;
     let mut st = None;
     let mut other = Vec::new();

@@ -3,10 +3,11 @@
 //! (an inclusive IPv4 range: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h`),
 //! [`Prefix64`] (an IPv6 /64 by its upper 64 bits, the unit of prefix pools, RFC 5072
 //! §5) and [`Prefix6`] (an IPv6 prefix of any length, the unit of delegated-prefix
-//! pools, RFC 8415 §6.3; it prints but does not parse). Each parses from its text form
-//! (`FromStr`), prints it (`Display`) and (de)serializes as that string, as does [`MacAddr`] (IEEE 802 colon form), so a
-//! TOML value such as `"10.0.0.0/24"` is a typed field: the configuration is checked
-//! when it is read, and a bad value is an error naming its key.
+//! pools, RFC 8415 §6.3; it prints but does not parse). Each parses from its text
+//! form (`FromStr`), prints it (`Display`) and (de)serializes as that string, as does
+//! [`MacAddr`] (IEEE 802 colon form), so a TOML value such as `"10.0.0.0/24"` is a
+//! typed field: the configuration is checked when it is read, and a bad value is an
+//! error naming its key.
 
 use crate::proto::ethernet::MacAddr;
 use core::fmt;

@@ -1,11 +1,13 @@
 //! Typed addresses for configurations and control planes: [`Net4`]/[`Net6`] (an
 //! address with its prefix length, as on an interface: `198.51.100.1/24`), [`Range4`]
-//! (an inclusive IPv4 range: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h`) and
+//! (an inclusive IPv4 range: `a.b.c.d`, `a.b.c.d/len` or `a.b.c.d-e.f.g.h`),
 //! [`Prefix64`] (an IPv6 /64 by its upper 64 bits, the unit of prefix pools, RFC 5072
-//! §5). Each parses from its text form (`FromStr`), prints it (`Display`) and
-//! (de)serializes as that string, as does [`MacAddr`] (IEEE 802 colon form), so a
-//! TOML value such as `"10.0.0.0/24"` is a typed field: the configuration is checked
-//! when it is read, and a bad value is an error naming its key.
+//! §5) and [`Prefix6`] (an IPv6 prefix of any length, the unit of delegated-prefix
+//! pools, RFC 8415 §6.3; it prints but does not parse). Each parses from its text
+//! form (`FromStr`), prints it (`Display`) and (de)serializes as that string, as does
+//! [`MacAddr`] (IEEE 802 colon form), so a TOML value such as `"10.0.0.0/24"` is a
+//! typed field: the configuration is checked when it is read, and a bad value is an
+//! error naming its key.
 
 use crate::proto::ethernet::MacAddr;
 use core::fmt;
@@ -170,6 +172,90 @@ impl Prefix64 {
 impl fmt::Display for Prefix64 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/64", self.network())
+    }
+}
+
+/// An IPv6 prefix of any length 0..=[`Prefix6::MAX_LEN`] with its host bits cleared:
+/// the unit of delegated-prefix pools (DHCPv6 IA_PD, RFC 8415 §6.3: e.g. /56s out of a
+/// /40; RADIUS Delegated-IPv6-Prefix, RFC 4818). Prints as `2001:db8:100::/56`.
+/// Ordered by length, then by address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix6 {
+    len: u8,
+    net: u128,
+}
+
+impl Prefix6 {
+    /// Longest prefix this type holds (pool keys keep the length in their top 8 bits).
+    pub const MAX_LEN: u8 = 120;
+
+    /// The prefix of length `len` holding `a` (host bits cleared); `None` if `len`
+    /// is above [`Prefix6::MAX_LEN`].
+    pub fn new(a: Ipv6Addr, len: u8) -> Option<Prefix6> {
+        (len <= Self::MAX_LEN).then(|| Prefix6 {
+            len,
+            net: u128::from(a) & mask6(len),
+        })
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv6Addr {
+        Ipv6Addr::from(self.net)
+    }
+
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether this is `::/0`.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `a` lies inside the prefix.
+    pub fn contains(&self, a: Ipv6Addr) -> bool {
+        u128::from(a) & mask6(self.len) == self.net
+    }
+
+    /// The first and last prefix of length `len` inside `outer` (an inclusive pool
+    /// range: the /56s of a /40). `None` if `len` is shorter than `outer`'s length
+    /// or above [`Prefix6::MAX_LEN`].
+    pub fn split(outer: Net6, len: u8) -> Option<(Prefix6, Prefix6)> {
+        if len < outer.len || len > Self::MAX_LEN {
+            return None;
+        }
+        let net = outer.network();
+        let last = u128::from(net) | (!mask6(outer.len) & mask6(len));
+        Some((
+            Prefix6::new(net, len)?,
+            Prefix6::new(Ipv6Addr::from(last), len)?,
+        ))
+    }
+
+    /// The index of the prefix among those of its length (its network bits).
+    pub fn index(&self) -> u128 {
+        match self.len {
+            0 => 0,
+            l => self.net >> (128 - u32::from(l)),
+        }
+    }
+
+    /// The prefix of length `len` with index `index` (see [`Prefix6::index`]); `len`
+    /// above [`Prefix6::MAX_LEN`] counts as that.
+    pub fn from_index(len: u8, index: u128) -> Prefix6 {
+        let len = len.min(Self::MAX_LEN);
+        let net = match len {
+            0 => 0,
+            l => index << (128 - u32::from(l)),
+        };
+        Prefix6 { len, net }
+    }
+}
+
+impl fmt::Display for Prefix6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network(), self.len)
     }
 }
 

@@ -1,13 +1,15 @@
 //! Address and prefix pools, one implementation for every family: IPv4 subscriber
 //! addresses (IPCP, RFC 1332 §3.3; later DHCPv4 leases, RFC 2131 §4.3.1) and IPv6 /64
-//! prefixes (one per PPP session for SLAAC, RFC 5072 §5; later DHCPv6 IA_PD,
-//! RFC 8415 §6.3), selected by name (RADIUS Framed-Pool, RFC 2869 §5.18;
+//! prefixes (one per PPP session for SLAAC, RFC 5072 §5), IPv6 addresses (DHCPv6
+//! IA_NA, RFC 8415 §6.2) and IPv6 prefixes of a configured length ([`Prefix6`]:
+//! DHCPv6 IA_PD, RFC 8415 §6.3), selected by name (RADIUS Framed-Pool, RFC 2869 §5.18;
 //! Framed-IPv6-Pool, RFC 3162 §2.4) with fixed items overriding (Framed-IP-Address,
 //! RFC 2865 §5.8; Framed-IPv6-Prefix, RFC 3162 §2.3).
 //!
 //! A family is a [`PoolItem`]: its items sit on a line of `u128` keys (an IPv4
 //! address as its 32 bits, a /64 as its upper 64 bits) and it names the martian keys
-//! that are never handed out. A [`Pool`] is one or more inclusive key ranges; its
+//! that are never handed out ([`Prefix6`] keys carry the prefix length in their top
+//! bits, so one line holds the prefixes of every length and a range holds one length). A [`Pool`] is one or more inclusive key ranges; its
 //! items are numbered from 0 across the ranges in order. [`Pools`] are the named
 //! pools of one family (the first is the default), the reserved items (the node's own
 //! addresses) and the fixed items held outside every pool.
@@ -29,7 +31,7 @@
 //! fixed item outside every pool is tracked in its own set, and martian and reserved
 //! items can neither be in a pool nor be taken.
 
-use crate::addr::Prefix64;
+use crate::addr::{Prefix6, Prefix64};
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
@@ -37,7 +39,7 @@ use alloc::vec::Vec;
 use bitvec::prelude::*;
 use core::fmt;
 use core::marker::PhantomData;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// Items a pool's bitmap covers at most (2 MiB of bitmap): allocation hands out the
 /// first `WINDOW` items of a larger pool; the rest can only be taken by name.
@@ -76,6 +78,13 @@ pub trait PoolItem: Copy + Eq + Ord + fmt::Debug + fmt::Display {
     /// An inclusive range as text, for messages.
     fn range_text(first: Self, last: Self) -> String {
         format!("{first}-{last}")
+    }
+
+    /// Whether `first` and `last` may bound one range (a family whose keys hold
+    /// several kinds of item, such as [`Prefix6`] of several lengths, says no to a
+    /// range that mixes them).
+    fn same_kind(_first: Self, _last: Self) -> bool {
+        true
     }
 }
 
@@ -140,6 +149,100 @@ impl PoolItem for Prefix64 {
     }
 }
 
+/// IPv6 addresses (/128s, DHCPv6 IA_NA, RFC 8415 §6.2). Martians as for
+/// [`Prefix64`]: `::/64`, `fe80::/10`, `ff00::/8`. Handed out rotating, as IPv4
+/// addresses are.
+impl PoolItem for Ipv6Addr {
+    const POOL: &'static str = "IPv6 address pool";
+    const NOUN: (&'static str, &'static str) = ("address", "addresses");
+    const MARTIANS: &'static [(u128, u128)] = &V6_MARTIANS;
+    const MARTIAN_TEXT: &'static str = "::/64, fe80::/10, ff00::/8";
+    const MAX_ITEMS: u128 = u128::MAX;
+    const REUSE_FREED_FIRST: bool = false;
+
+    fn key(self) -> u128 {
+        u128::from(self)
+    }
+
+    fn from_key(key: u128) -> Ipv6Addr {
+        Ipv6Addr::from(key)
+    }
+}
+
+/// The IPv6 martian address ranges: `::/64`, `fe80::/10`, `ff00::/8`.
+const V6_MARTIANS: [(u128, u128); 3] = [
+    (0, (1 << 64) - 1),
+    (0xfe80 << 112, (0xfec0 << 112) - 1),
+    (0xff00 << 112, u128::MAX),
+];
+
+/// Keys of [`Prefix6`]: the length in the top 8 bits, the prefix's index among those
+/// of its length below.
+const fn prefix6_key(len: u8, index: u128) -> u128 {
+    ((len as u128) << 120) | index
+}
+
+/// The martian ranges of every [`Prefix6`] length: the prefixes overlapping
+/// [`V6_MARTIANS`].
+const PREFIX6_MARTIANS: [(u128, u128); 3 * (Prefix6::MAX_LEN as usize + 1)] = {
+    let mut out = [(0u128, 0u128); 3 * (Prefix6::MAX_LEN as usize + 1)];
+    let mut l = 0u32;
+    while l <= Prefix6::MAX_LEN as u32 {
+        let mut i = 0;
+        while i < 3 {
+            let (a, b) = V6_MARTIANS[i];
+            let (x, y) = if l == 0 {
+                (0, 0)
+            } else {
+                (a >> (128 - l), b >> (128 - l))
+            };
+            out[l as usize * 3 + i] = (prefix6_key(l as u8, x), prefix6_key(l as u8, y));
+            i += 1;
+        }
+        l += 1;
+    }
+    out
+};
+
+/// IPv6 prefixes of a configured length (DHCPv6 IA_PD, RFC 8415 §6.3: /56s out of a
+/// /40). A range holds prefixes of one length. Martians: the prefixes overlapping
+/// `::/64`, `fe80::/10` or `ff00::/8`. Handed out lowest free first, as /64s are.
+impl PoolItem for Prefix6 {
+    const POOL: &'static str = "delegated prefix pool";
+    const NOUN: (&'static str, &'static str) = ("prefix", "prefixes");
+    const MARTIANS: &'static [(u128, u128)] = &PREFIX6_MARTIANS;
+    const MARTIAN_TEXT: &'static str = "prefixes overlapping ::/64, fe80::/10, ff00::/8";
+    const MAX_ITEMS: u128 = u128::MAX;
+    const REUSE_FREED_FIRST: bool = true;
+
+    fn key(self) -> u128 {
+        prefix6_key(self.len(), self.index())
+    }
+
+    fn from_key(key: u128) -> Prefix6 {
+        Prefix6::from_index((key >> 120) as u8, key & ((1 << 120) - 1))
+    }
+
+    /// The covering prefix when the range is one (`2001:db8:100::/40 in /56s`).
+    fn range_text(first: Self, last: Self) -> String {
+        let n = last.index().wrapping_sub(first.index()).wrapping_add(1);
+        if first.len() == last.len()
+            && n.is_power_of_two()
+            && first.index().is_multiple_of(n)
+            && u32::from(first.len()) >= n.trailing_zeros()
+        {
+            let outer = first.len() - n.trailing_zeros() as u8;
+            format!("{}/{outer} in /{}s", first.network(), first.len())
+        } else {
+            format!("{first} to {last}")
+        }
+    }
+
+    fn same_kind(first: Self, last: Self) -> bool {
+        first.len() == last.len()
+    }
+}
+
 /// Why an item could not be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolError {
@@ -169,7 +272,8 @@ impl fmt::Display for PoolError {
 pub enum PoolConfigError<A> {
     /// A pool without ranges.
     NoRanges { pool: String },
-    /// A range whose first item is above its last.
+    /// A range whose first item is above its last (or, for [`Prefix6`], whose
+    /// bounds differ in length).
     Inverted { pool: String, range: (A, A) },
     /// A range holding martian items.
     Martian { pool: String, range: (A, A) },
@@ -198,6 +302,9 @@ impl<A: PoolItem> fmt::Display for PoolConfigError<A> {
         let r = |&(a, b): &(A, A)| A::range_text(a, b);
         match self {
             PoolConfigError::NoRanges { pool } => write!(f, "{kind} {pool:?}: no ranges"),
+            PoolConfigError::Inverted { pool, range } if !A::same_kind(range.0, range.1) => {
+                write!(f, "{kind} {pool:?}: range {} mixes lengths", r(range))
+            }
             PoolConfigError::Inverted { pool, range } => {
                 write!(f, "{kind} {pool:?}: inverted range {}", r(range))
             }
@@ -305,7 +412,7 @@ impl<A: PoolItem> Pool<A> {
         let mut keys = Vec::with_capacity(ranges.len());
         for &(a, b) in ranges {
             let (lo, hi) = (a.key(), b.key());
-            if lo > hi {
+            if lo > hi || !A::same_kind(a, b) {
                 return Err(PoolConfigError::Inverted {
                     pool: pool(),
                     range: (a, b),
@@ -668,6 +775,88 @@ mod tests {
 
     fn pool6(name: &str, s: &str) -> Pool<Prefix64> {
         Pool::new(name, &[p6(s)]).unwrap()
+    }
+
+    fn pd(s: &str, len: u8) -> (Prefix6, Prefix6) {
+        Prefix6::split(s.parse().unwrap(), len).unwrap()
+    }
+
+    #[test]
+    fn delegated_prefixes_of_a_length() {
+        let r = pd("2001:db8:100::/40", 56);
+        assert_eq!(r.0.to_string(), "2001:db8:100::/56");
+        assert_eq!(r.1.to_string(), "2001:db8:1ff:ff00::/56");
+        let mut p = Pool::new("pd", &[r]).unwrap();
+        assert_eq!(p.size(), 1 << 16);
+        let a = p.alloc().unwrap();
+        let b = p.alloc().unwrap();
+        assert_eq!(a.to_string(), "2001:db8:100::/56");
+        assert_eq!(b.to_string(), "2001:db8:100:100::/56");
+        assert_eq!(Prefix6::from_key(b.key()), b);
+        p.free(a);
+        assert_eq!(p.alloc(), Ok(a), "lowest free first");
+        assert_eq!(p.take(b), Err(PoolError::InUse));
+        let other = Prefix6::new("2001:db8:100:200::".parse().unwrap(), 56).unwrap();
+        assert_eq!(p.take(other), Ok(()));
+        // A /60 is another item than the /56 it lies in.
+        let p60 = Prefix6::new("2001:db8:100::".parse().unwrap(), 60).unwrap();
+        assert!(!p.contains(p60));
+        assert_eq!(
+            PoolConfigError::<Prefix6>::Inverted {
+                pool: "x".into(),
+                range: r
+            }
+            .to_string(),
+            "delegated prefix pool \"x\": inverted range 2001:db8:100::/40 in /56s"
+        );
+        // One length per range; martians refused at every length.
+        let mixed = (r.0, pd("2001:db8:100::/40", 60).1);
+        assert!(matches!(
+            Pool::new("m", &[mixed]),
+            Err(PoolConfigError::Inverted { .. })
+        ));
+        assert!(Pool::new("m", &[mixed])
+            .unwrap_err()
+            .to_string()
+            .contains("mixes lengths"));
+        for bad in [
+            ("fe80::/10", 56),
+            ("::/32", 48),
+            ("f000::/4", 8),
+            ("ff00::/8", 64),
+        ] {
+            assert!(
+                matches!(
+                    Pool::new("m", &[pd(bad.0, bad.1)]),
+                    Err(PoolConfigError::Martian { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let mut all = Pools::new(vec![p], &[]).unwrap();
+        let fe80 = Prefix6::new("fe80::".parse().unwrap(), 64).unwrap();
+        assert_eq!(all.take(fe80), Err(PoolError::Invalid));
+        // A fixed prefix outside the pools (RADIUS Delegated-IPv6-Prefix).
+        let fixed = Prefix6::new("2001:db8:ff00::".parse().unwrap(), 48).unwrap();
+        assert_eq!(all.take(fixed), Ok(()));
+        assert_eq!(all.take(fixed), Err(PoolError::InUse));
+        assert_eq!(all.statics_in_use(), 1);
+        assert_eq!(Prefix6::new(Ipv6Addr::UNSPECIFIED, 121), None);
+    }
+
+    #[test]
+    fn ipv6_addresses() {
+        let x = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let mut p = Pool::new("na", &[(x("2001:db8::100"), x("2001:db8::1ff"))]).unwrap();
+        assert_eq!(p.size(), 256);
+        assert_eq!(p.alloc(), Ok(x("2001:db8::100")));
+        assert_eq!(p.alloc(), Ok(x("2001:db8::101")));
+        p.free(x("2001:db8::100"));
+        assert_eq!(p.alloc(), Ok(x("2001:db8::102")), "rotating");
+        assert!(matches!(
+            Pool::new("ll", &[(x("fe80::1"), x("fe80::2"))]),
+            Err(PoolConfigError::Martian { .. })
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! getters, `Repr::parse` (and emit → parse where it must round-trip), the VLAN and
 //! IPv6 extension-header walks, the option iterators, the in-place rewrites (TTL,
 //! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation, the
-//! NAT44 stage with its fragment path, and the DHCPv4 round trip with the relay
-//! agent's option 82 edits. Any panic is a bug.
+//! NAT44 stage with its fragment path, the DHCPv4 round trip with the relay
+//! agent's option 82 edits, and the DHCPv6 round trip (client/server and relay
+//! messages). Any panic is a bug.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
 //! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
@@ -25,6 +26,7 @@ pub fn exercise_all(b: &[u8]) {
     exercise_udp(b);
     exercise_tcp(b);
     exercise_dhcp4_all(b);
+    exercise_dhcp6(b);
 }
 
 pub fn exercise_l2(b: &[u8]) {
@@ -550,5 +552,57 @@ pub fn exercise_dhcp4(b: &[u8]) {
             assert_eq!(dhcp4::Repr::parse_bytes(&without).as_ref(), Ok(&r));
         }
         Err(_) => assert!(r.relay_agent_info.is_some()),
+    }
+}
+
+/// DHCPv6: the checked view and its option walk; for what parses, emit → parse must
+/// give the same [`dhcp6::Repr`] and emitting again the same bytes; a relay message's
+/// inner message is parsed too, and every message wrapped in a Relay-forward comes
+/// back unchanged.
+pub fn exercise_dhcp6(b: &[u8]) {
+    use dataplane::proto::dhcp6;
+    let Ok(p) = dhcp6::Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (
+        p.msg_type(),
+        p.message_type(),
+        p.is_relay(),
+        p.transaction_id(),
+    );
+    let _ = (p.hop_count(), p.link_address(), p.peer_address());
+    assert_eq!(
+        p.options().map(|(_, v)| 4 + v.len()).sum::<usize>(),
+        p.options_bytes().len(),
+        "a checked message's options cover it"
+    );
+    let Ok(r) = dhcp6::Repr::parse(&p) else {
+        return;
+    };
+    let mut out = Vec::new();
+    r.emit(&mut out).expect("a parsed message emits");
+    let r2 = dhcp6::Repr::parse_bytes(&out).expect("an emitted message parses");
+    assert_eq!(r, r2, "emit → parse changed the message");
+    let mut again = Vec::new();
+    r2.emit(&mut again).expect("emits again");
+    assert_eq!(out, again, "emit is not stable");
+    if let dhcp6::Repr::Relay(rm) = &r {
+        let _ = rm.inner();
+    }
+    let wrapped = dhcp6::Repr::Relay(dhcp6::RelayMessage {
+        msg_type: dhcp6::MessageType::RelayForw,
+        hop_count: 0,
+        link_address: Ipv6Addr::UNSPECIFIED,
+        peer_address: Ipv6Addr::LOCALHOST,
+        relay_message: out.clone(),
+        interface_id: Some(b"eth0".to_vec()),
+        other: Vec::new(),
+    });
+    let mut w = Vec::new();
+    if wrapped.emit(&mut w).is_ok() {
+        let dhcp6::Repr::Relay(back) = dhcp6::Repr::parse_bytes(&w).expect("relay parses") else {
+            panic!("a relay message parsed as another format");
+        };
+        assert_eq!(back.inner().as_ref(), Ok(&r));
     }
 }

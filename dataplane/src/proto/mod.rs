@@ -11,10 +11,10 @@
 //!   `emit(&self, &mut view)`: the only place that validates field values.
 //!
 //! Nothing here uses `std`; it links into the unikernel unchanged. The views and
-//! parsers never allocate, except [`dhcp4::Repr::parse`], which owns the decoded
-//! options. The emitters of the control protocols a BNG terminates
+//! parsers never allocate, except [`dhcp4::Repr::parse`] and [`dhcp6::Repr::parse`],
+//! which own the decoded options. The emitters of the control protocols a BNG terminates
 //! ([`pppoe::DiscoveryRepr::emit`], the [`ppp`] control-packet emitters,
-//! [`radius::Builder`], [`dhcp4::Repr::emit`]) append to a `Vec` (`alloc`): they run
+//! [`radius::Builder`], [`dhcp4::Repr::emit`], [`dhcp6::Repr::emit`]) append to a `Vec` (`alloc`): they run
 //! on the control path, never per forwarded packet.
 //! [`checksum`] holds the RFC 1071 internet checksum, the pseudo-header sums and the
 //! RFC 1624 incremental update.
@@ -31,11 +31,14 @@
 //!   RFC 2866, RFC 2869, RFC 3579 §3.2, RFC 5176)
 //! - [`dhcp4`]: DHCPv4 messages and options (RFC 2131 §2–§3, RFC 2132, RFC 3046 relay
 //!   agent information, RFC 3396 long options, RFC 3442 classless static routes)
+//! - [`dhcp6`]: DHCPv6 client/server and relay messages and options (RFC 8415 §8, §9,
+//!   §11, §21: DUIDs, IA_NA, IA_PD, status codes, ...; RFC 3646 DNS servers)
 
 pub mod arp;
 pub mod checksum;
 pub mod decode;
 pub mod dhcp4;
+pub mod dhcp6;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod icmpv6;

@@ -21,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod corelink;
 pub mod dhcp4;
+pub mod dhcp6;
 pub mod fastpath;
 pub mod fsm;
 pub mod icmp;

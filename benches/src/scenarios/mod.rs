@@ -5,6 +5,7 @@ use crate::{Params, Report};
 
 pub mod bng;
 pub mod esp;
+pub mod ike;
 pub mod l3fwd;
 pub mod nat;
 pub mod pktgen;
@@ -40,6 +41,11 @@ pub const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "esp-dec",
         "ESP AES-GCM-128 tunnel decrypt stage",
         esp::esp_dec,
+    ),
+    (
+        "ike-handshake",
+        "IKEv2 IKE_SA_INIT + IKE_AUTH + child SA per second, DH groups 14/19/31",
+        ike::ike_handshake,
     ),
     (
         "bng-up",

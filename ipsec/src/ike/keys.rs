@@ -9,7 +9,8 @@
 //!   (RFC 7296 §2.14);
 //! * [`IkeKeys::derive`]: SKEYSEED and SK_d, SK_ai, SK_ar, SK_ei, SK_er, SK_pi, SK_pr
 //!   (§2.14; with an AEAD cipher SK_ai/SK_ar are empty, RFC 5282 §7);
-//! * [`child_keymat`]: KEYMAT for a child SA (§2.17);
+//!   [`IkeKeys::derive_rekey`]: the same for a rekeyed IKE SA (§2.18);
+//! * [`child_keymat`] / [`child_keymat_pfs`]: KEYMAT for a child SA (§2.17);
 //! * [`psk_auth`]: AUTH for a pre-shared key (§2.15);
 //! * [`nat_detection_hash`]: NAT_DETECTION_*_IP data (§2.23).
 //!
@@ -345,11 +346,43 @@ impl IkeKeys {
         spi_r: u64,
     ) -> Result<IkeKeys, KeyError> {
         let seed = skeyseed(prf, ni, nr, shared);
+        Self::from_seed(prf, encr, &seed, ni, nr, spi_i, spi_r)
+    }
+
+    /// The keys of a new IKE SA made by a CREATE_CHILD_SA rekey (§2.18):
+    /// SKEYSEED = prf(SK_d (old), g^ir (new) ‖ Ni ‖ Nr) with the old SA's PRF, then
+    /// prf+ as in §2.14 with the new SA's PRF, the exchange's nonces and the new SPIs
+    /// (SPIi from the rekey's initiator).
+    #[allow(clippy::too_many_arguments)]
+    pub fn derive_rekey(
+        old_prf: Prf,
+        old_sk_d: &[u8],
+        prf: Prf,
+        encr: Algorithm,
+        ni: &[u8],
+        nr: &[u8],
+        shared: &[u8],
+        spi_i: u64,
+        spi_r: u64,
+    ) -> Result<IkeKeys, KeyError> {
+        let seed = old_prf.prf(old_sk_d, &[shared, ni, nr]);
+        Self::from_seed(prf, encr, &seed, ni, nr, spi_i, spi_r)
+    }
+
+    fn from_seed(
+        prf: Prf,
+        encr: Algorithm,
+        seed: &[u8],
+        ni: &[u8],
+        nr: &[u8],
+        spi_i: u64,
+        spi_r: u64,
+    ) -> Result<IkeKeys, KeyError> {
         let p = prf.out_len();
         let e = encr.keymat_len();
         let total = 3 * p + 2 * e;
         let km = prf.prf_plus(
-            &seed,
+            seed,
             &[ni, nr, &spi_i.to_be_bytes(), &spi_r.to_be_bytes()],
             total,
         )?;
@@ -389,8 +422,22 @@ pub fn child_keymat(
     nr: &[u8],
     alg: Algorithm,
 ) -> Result<(KeyMaterial, KeyMaterial), KeyError> {
+    child_keymat_pfs(prf, sk_d, &[], ni, nr, alg)
+}
+
+/// KEYMAT = prf+(SK_d, g^ir (new) ‖ Ni ‖ Nr) for a child SA made by a
+/// CREATE_CHILD_SA exchange with a KE payload (PFS, §2.17); an empty `shared` is
+/// [`child_keymat`].
+pub fn child_keymat_pfs(
+    prf: Prf,
+    sk_d: &[u8],
+    shared: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    alg: Algorithm,
+) -> Result<(KeyMaterial, KeyMaterial), KeyError> {
     let n = alg.keymat_len();
-    let km = prf.prf_plus(sk_d, &[ni, nr], 2 * n)?;
+    let km = prf.prf_plus(sk_d, &[shared, ni, nr], 2 * n)?;
     let (a, b) = km.split_at(n);
     let i2r = KeyMaterial::new(alg, a).map_err(|_| KeyError::Cipher)?;
     let r2i = KeyMaterial::new(alg, b).map_err(|_| KeyError::Cipher)?;
@@ -488,6 +535,59 @@ mod tests {
             sha256_hex(&z1),
             "34b0ca644513fd183880d688087619047e47ccf9fa7a287d4735a5125097db9a"
         );
+    }
+
+    /// §2.18 and §2.17 spelled out with `prf` / `prf_plus` directly.
+    #[test]
+    fn rekey_and_pfs_derivations_follow_the_rfc_formulas() {
+        let (ni, nr) = ([1u8; 32], [2u8; 32]);
+        let (sk_d, gir) = ([3u8; 32], [4u8; 32]);
+        let (spi_i, spi_r) = (0x0a0b_0c0d_0e0f_1011u64, 0x2122_2324_2526_2728u64);
+        // Old PRF SHA-256, new PRF SHA-384: SKEYSEED uses the old one.
+        let k = IkeKeys::derive_rekey(
+            Prf::HmacSha256,
+            &sk_d,
+            Prf::HmacSha384,
+            Algorithm::Aes128Gcm16,
+            &ni,
+            &nr,
+            &gir,
+            spi_i,
+            spi_r,
+        )
+        .unwrap();
+        let mut data = gir.to_vec();
+        data.extend_from_slice(&ni);
+        data.extend_from_slice(&nr);
+        let seed = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &sk_d), &data);
+        let mut s = ni.to_vec();
+        s.extend_from_slice(&nr);
+        s.extend_from_slice(&spi_i.to_be_bytes());
+        s.extend_from_slice(&spi_r.to_be_bytes());
+        let km = Prf::HmacSha384
+            .prf_plus(seed.as_ref(), &[&s], 3 * 48 + 2 * 20)
+            .unwrap();
+        assert_eq!(*k.sk_d, km[..48]);
+        assert_eq!(*k.sk_ei, km[48..68]);
+        assert_eq!(*k.sk_er, km[68..88]);
+        assert_eq!(*k.sk_pi, km[88..136]);
+        assert_eq!(*k.sk_pr, km[136..184]);
+        // Child KEYMAT with PFS: g^ir in front of the nonces; without, the nonces.
+        let alg = Algorithm::Aes128Gcm16;
+        let (a, _) = child_keymat_pfs(Prf::HmacSha256, &sk_d, &gir, &ni, &nr, alg).unwrap();
+        let (b, _) = child_keymat(Prf::HmacSha256, &sk_d, &ni, &nr, alg).unwrap();
+        let want = Prf::HmacSha256.prf_plus(&sk_d, &[&data], 40).unwrap();
+        let plain = Prf::HmacSha256.prf_plus(&sk_d, &[&ni, &nr], 40).unwrap();
+        let same = |km: &KeyMaterial, raw: &[u8]| {
+            let x = GcmKey::new(Backend::preferred(), alg, km).unwrap();
+            let y = KeyMaterial::new(alg, raw).unwrap();
+            let y = GcmKey::new(Backend::preferred(), alg, &y).unwrap();
+            let (mut p, mut q) = ([9u8; 16], [9u8; 16]);
+            x.seal(&[0; 8], b"", &mut p).unwrap() == y.seal(&[0; 8], b"", &mut q).unwrap() && p == q
+        };
+        assert!(same(&a, &want[..20]));
+        assert!(same(&b, &plain[..20]));
+        assert!(!same(&a, &plain[..20]));
     }
 
     #[test]

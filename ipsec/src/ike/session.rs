@@ -17,16 +17,27 @@
 //!   ESP AES-GCM-16 (RFC 4106 / RFC 5282), KEYMAT (§2.17), traffic selectors narrowed
 //!   to the intersection (§2.9); the result is a [`ChildSa`] that installs into
 //!   the [`Sad`];
-//! * CREATE_CHILD_SA rekeying of the child SA from either end (§1.3.3, §2.8; KEYMAT
-//!   from the exchange's nonces, no PFS), the rekey's initiator deleting the old SA;
+//! * CREATE_CHILD_SA rekeying of the child SA from either end (§1.3.3, §2.8), the
+//!   rekey's initiator deleting the old SA; with [`IkeConfig::child_pfs`] the request
+//!   carries a KE payload and KEYMAT includes the new g^ir (PFS, §1.3.1, §2.17); a
+//!   responder accepts a KE in any group it allows for the IKE SA;
+//! * CREATE_CHILD_SA rekeying of the IKE SA from either end (§1.3.2, §2.18):
+//!   SKEYSEED from the old SA's SK_d, the child SAs move to the new IKE SA (whose
+//!   initiator is the rekey's initiator, so this end's role may change), and the
+//!   rekey's initiator deletes the old IKE SA; requests that cross an IKE SA rekey
+//!   get TEMPORARY_FAILURE (§2.25.1, §2.25.2);
+//! * child SA lifetimes ([`IkeConfig::child_lifetime`]): `poll` starts a rekey at the
+//!   soft lifetime (less a random jitter) and deletes the SA at the hard one;
 //! * message IDs with a window of one (§2.3), retransmission with exponential
 //!   back-off by the requester only and cached responses for retransmitted requests
 //!   (§2.1), INFORMATIONAL deletes of child SAs and the IKE SA and empty liveness
 //!   checks (§1.4, §3.11).
 //!
-//! Not implemented: rekeying the IKE SA, additional child SAs (both answered
-//! NO_ADDITIONAL_SAS), PFS on rekey (NO_PROPOSAL_CHOSEN), simultaneous-rekey
-//! collisions (§2.8.1), certificates and EAP, groups other than 14, 19 and 31, NAT
+//! Not implemented: additional child SAs (answered NO_ADDITIONAL_SAS),
+//! simultaneous-rekey collision resolution by nonces (§2.8.1: crossing IKE SA rekeys
+//! both fail with TEMPORARY_FAILURE and are retried by the caller; crossing child SA
+//! rekeys leave two new child SAs), a retry after INVALID_KE_PAYLOAD on a rekey, IKE
+//! SA lifetimes, certificates and EAP, groups other than 14, 19 and 31, NAT
 //! keepalives (RFC 3948 §2.3), MOBIKE.
 //!
 //! Every received datagram that does not advance the exchange is dropped and counted
@@ -78,8 +89,27 @@ pub struct IkeConfig {
     pub retransmit_tries: u32,
     /// Responder: demand a COOKIE once this many SAs are half open (§2.6).
     pub half_open_limit: usize,
-    /// Responder: half-open and closed SAs are forgotten after this long.
+    /// Responder: half-open and closed SAs are forgotten after this long. Either
+    /// role: an IKE SA replaced by a rekey is closed after this long without the
+    /// peer's Delete.
     pub half_open_timeout_ms: u64,
+    /// PFS for child SA rekeys (§1.3.1): the Diffie-Hellman group of the KE payload
+    /// this end sends in CREATE_CHILD_SA; as responder, PFS is then required.
+    /// `None`: rekeys without KE, but a peer's KE in an allowed group is accepted.
+    pub child_pfs: Option<DhGroup>,
+    /// Child SA lifetimes, counted from the SA's creation; `None`: no expiry.
+    pub child_lifetime: Option<Lifetime>,
+}
+
+/// Soft and hard lifetimes of an SA, in milliseconds of `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// A rekey starts this long after creation, less a random part of `jitter_ms`
+    /// (so that both ends do not start it at once, §2.8.1).
+    pub soft_ms: u64,
+    /// The SA is deleted this long after creation, rekeyed or not.
+    pub hard_ms: u64,
+    pub jitter_ms: u64,
 }
 
 impl fmt::Debug for IkeConfig {
@@ -117,6 +147,8 @@ impl IkeConfig {
             retransmit_tries: 5,
             half_open_limit: 32,
             half_open_timeout_ms: 30_000,
+            child_pfs: None,
+            child_lifetime: None,
         }
     }
 }
@@ -153,6 +185,8 @@ pub enum DownReason {
     /// The peer's messages were authentic but unusable (bad KE value, missing
     /// payloads, an SA we did not offer).
     ProtocolError,
+    /// Replaced by a new IKE SA (§2.18; see [`Event::IkeSaRekeyed`]) and deleted.
+    Rekeyed,
 }
 
 /// State changes.
@@ -178,6 +212,20 @@ pub enum Event {
         spi_i: u64,
         spi_r: u64,
         reason: DownReason,
+    },
+    /// The IKE SA was rekeyed (§2.18): the child SAs now belong to the new IKE SA
+    /// (`spi_i`, `spi_r`; SPIi is the rekey initiator's). The old one ends later
+    /// with `IkeSaDown { reason: Rekeyed }`.
+    IkeSaRekeyed {
+        old_spi_i: u64,
+        old_spi_r: u64,
+        spi_i: u64,
+        spi_r: u64,
+    },
+    /// Our IKE SA rekey was refused with this notify (or its answer was unusable:
+    /// INVALID_SYNTAX); the old IKE SA stays.
+    IkeSaRekeyFailed {
+        notify: u16,
     },
 }
 
@@ -276,6 +324,8 @@ pub enum IkeState {
     Established,
     /// Our Delete of the IKE SA is outstanding.
     Deleting,
+    /// Replaced by a new IKE SA (§2.18), waiting for the rekey initiator's Delete.
+    Rekeyed,
     Closed,
 }
 
@@ -319,6 +369,11 @@ enum ReqKind {
         ni: Vec<u8>,
         spi: u32,
     },
+    /// CREATE_CHILD_SA rekeying the IKE SA, with our nonce and new IKE SPI.
+    RekeyIke {
+        ni: Vec<u8>,
+        spi: u64,
+    },
 }
 
 struct Pending {
@@ -342,6 +397,9 @@ struct ChildRef {
     outbound_spi: u32,
     local_ts: TrafficSelector,
     remote_ts: TrafficSelector,
+    /// When `poll` starts a rekey / deletes it (`u64::MAX`: never).
+    rekey_at: u64,
+    expire_at: u64,
 }
 
 /// The negotiated parameters of a new child SA.
@@ -357,11 +415,14 @@ struct ChildChoice {
 /// The exchange that creates a child SA: its nonces (Ni from the exchange's
 /// initiator), whether this end sent the request (KEYMAT order, §2.17), and the
 /// inbound SPI of the SA it rekeys.
+#[derive(Clone, Copy)]
 struct Creation<'a> {
     ni: &'a [u8],
     nr: &'a [u8],
     we_initiated: bool,
     rekey_of: Option<u32>,
+    /// g^ir of the exchange's KE payloads (PFS, §2.17).
+    shared: Option<&'a [u8]>,
 }
 
 /// Per-call context: configuration, randomness, counters, the output list.
@@ -480,10 +541,20 @@ struct IkeSuite {
 
 /// Responder's choice among the initiator's IKE proposals: the first usable proposal,
 /// within it our preferred cipher and PRF, and the KE payload's group if acceptable
-/// (saving an INVALID_KE_PAYLOAD round trip), else our preferred group.
-fn select_ike(props: &[Proposal], cfg: &IkeConfig, ke_group: u16) -> Option<(u8, IkeSuite)> {
+/// (saving an INVALID_KE_PAYLOAD round trip), else our preferred group. In
+/// IKE_SA_INIT proposals carry no SPI; in an IKE SA rekey (`rekey`) they carry the
+/// sender's new 8-byte SPI (§3.3.1).
+fn select_ike(
+    props: &[Proposal],
+    cfg: &IkeConfig,
+    ke_group: u16,
+    rekey: bool,
+) -> Option<(u8, IkeSuite)> {
     for p in props {
-        if p.protocol != protocol::IKE || !p.spi.is_empty() || !proposal_usable(p, protocol::IKE) {
+        if p.protocol != protocol::IKE
+            || !ike_spi_ok(&p.spi, rekey)
+            || !proposal_usable(p, protocol::IKE)
+        {
             continue;
         }
         let encr = cfg
@@ -511,6 +582,20 @@ fn select_ike(props: &[Proposal], cfg: &IkeConfig, ke_group: u16) -> Option<(u8,
     None
 }
 
+/// No SPI in IKE_SA_INIT; a non-zero 8-byte SPI in an IKE SA rekey.
+fn ike_spi_ok(spi: &[u8], rekey: bool) -> bool {
+    if rekey {
+        spi64(spi).is_some()
+    } else {
+        spi.is_empty()
+    }
+}
+
+fn spi64(b: &[u8]) -> Option<u64> {
+    let s = u64::from_be_bytes(b.try_into().ok()?);
+    (s != 0).then_some(s)
+}
+
 fn ike_proposal(cfg: &IkeConfig) -> Proposal {
     let mut transforms: Vec<Transform> = cfg.ike_encr.iter().map(|a| encr_transform(*a)).collect();
     transforms.extend(
@@ -531,8 +616,12 @@ fn ike_proposal(cfg: &IkeConfig) -> Proposal {
     }
 }
 
-fn esp_proposal(cfg: &IkeConfig, spi: u32) -> Proposal {
+/// Our ESP proposal; with `pfs` (a rekey with KE) its DH transform.
+fn esp_proposal(cfg: &IkeConfig, spi: u32, pfs: Option<DhGroup>) -> Proposal {
     let mut transforms: Vec<Transform> = cfg.esp_encr.iter().map(|a| encr_transform(*a)).collect();
+    if let Some(g) = pfs {
+        transforms.push(Transform::new(transform::DH, g.id()));
+    }
     if cfg.esn {
         transforms.push(Transform::new(transform::ESN, transform::ESN_YES));
     }
@@ -550,8 +639,49 @@ fn spi32(b: &[u8]) -> Option<u32> {
     (s >= 256).then_some(s)
 }
 
-/// Responder's child SA choice: (proposal number, peer's SPI, cipher, ESN).
-fn select_esp(props: &[Proposal], cfg: &IkeConfig) -> Option<(u8, u32, Algorithm, bool)> {
+/// Responder's choice of a child SA proposal.
+struct EspChoice {
+    num: u8,
+    peer_spi: u32,
+    alg: Algorithm,
+    esn: bool,
+    /// The PFS group (§1.3.1), only in CREATE_CHILD_SA.
+    dh: Option<DhGroup>,
+}
+
+/// The PFS group for an ESP proposal in CREATE_CHILD_SA: the KE payload's group when
+/// offered and allowed (ours or an IKE group), else ours, else an IKE group offered;
+/// `Some(None)` without PFS (no DH transform, or NONE offered, and PFS not required
+/// by us); `None` when the proposal is unacceptable.
+fn select_pfs(p: &Proposal, cfg: &IkeConfig, ke_group: Option<u16>) -> Option<Option<DhGroup>> {
+    let allowed = |g: &DhGroup| cfg.child_pfs == Some(*g) || cfg.ike_dh.contains(g);
+    let offered = |g: &DhGroup| offers(p, transform::DH, g.id());
+    let from_ke = ke_group
+        .and_then(DhGroup::from_id)
+        .filter(|g| allowed(g) && offered(g));
+    let pick = from_ke
+        .or(cfg.child_pfs.filter(offered))
+        .or_else(|| cfg.ike_dh.iter().copied().find(offered));
+    let none_ok = !p
+        .transforms
+        .iter()
+        .any(|t| t.kind == transform::DH && t.id != transform::DH_NONE);
+    let none_ok = none_ok || offers(p, transform::DH, transform::DH_NONE);
+    match pick {
+        Some(g) => Some(Some(g)),
+        None if none_ok && cfg.child_pfs.is_none() => Some(None),
+        None => None,
+    }
+}
+
+/// Responder's child SA choice. `ke_group`: in CREATE_CHILD_SA, `Some` with the KE
+/// payload's group if there is one (`Some(None)` without); `None` in IKE_AUTH, where
+/// DH transforms are ignored (§1.2).
+fn select_esp(
+    props: &[Proposal],
+    cfg: &IkeConfig,
+    ke_group: Option<Option<u16>>,
+) -> Option<EspChoice> {
     for p in props {
         if p.protocol != protocol::ESP || !proposal_usable(p, protocol::ESP) {
             continue;
@@ -573,8 +703,18 @@ fn select_esp(props: &[Proposal], cfg: &IkeConfig) -> Option<(u8, u32, Algorithm
         } else {
             None
         };
-        if let (Some(encr), Some(esn)) = (encr, esn) {
-            return Some((p.num, spi, encr, esn));
+        let dh = match ke_group {
+            Some(ke) => select_pfs(p, cfg, ke),
+            None => Some(None),
+        };
+        if let (Some(alg), Some(esn), Some(dh)) = (encr, esn, dh) {
+            return Some(EspChoice {
+                num: p.num,
+                peer_spi: spi,
+                alg,
+                esn,
+                dh,
+            });
         }
     }
     None
@@ -632,8 +772,19 @@ struct IkeSa {
     natt: bool,
     /// The peer's address when the SA was created (responder's INIT index).
     init_from: SocketAddr,
-    /// When it became half open or closed (responder expiry).
+    /// When it became half open, rekeyed or closed (expiry).
     since: u64,
+    /// The negotiated IKE suite (its group is the one a rekey proposes).
+    suite: Option<IkeSuite>,
+    /// Our private value for an outstanding rekey with a KE payload.
+    dh_rekey: Option<DhPrivate>,
+    /// The IKE SA a rekey just made, for the endpoint to take over.
+    successor: Option<Box<IkeSa>>,
+    /// Replaced by a rekey: it ends with `DownReason::Rekeyed`.
+    rekeyed: bool,
+    /// Inbound SPIs of child SAs that reached their hard lifetime, to be named in a
+    /// Delete once no request is outstanding.
+    owed_deletes: Vec<u32>,
 }
 
 impl IkeSa {
@@ -667,6 +818,29 @@ impl IkeSa {
             natt: false,
             init_from: remote,
             since: now,
+            suite: None,
+            dh_rekey: None,
+            successor: None,
+            rekeyed: false,
+            owed_deletes: Vec::new(),
+        }
+    }
+
+    /// This end's SPI: how the endpoint finds the SA.
+    fn local_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_i
+        } else {
+            self.spi_r
+        }
+    }
+
+    /// The peer's SPI.
+    fn peer_spi(&self) -> u64 {
+        if self.initiator {
+            self.spi_r
+        } else {
+            self.spi_i
         }
     }
 
@@ -682,6 +856,13 @@ impl IkeSa {
         if self.state == IkeState::Closed {
             return;
         }
+        let reason = if self.rekeyed {
+            DownReason::Rekeyed
+        } else {
+            reason
+        };
+        self.dh_rekey = None;
+        self.owed_deletes.clear();
         for c in core::mem::take(&mut self.children) {
             ctx.event(Event::ChildSaDown {
                 inbound_spi: c.inbound_spi,
@@ -867,7 +1048,7 @@ impl IkeSa {
             ctx.counters.invalid += 1;
             return;
         };
-        let Some(suite) = check_ike_choice(sa, ctx.cfg, dh.group()) else {
+        let Some(suite) = check_ike_choice(sa, ctx.cfg, dh.group(), false) else {
             ctx.counters.invalid += 1;
             return;
         };
@@ -905,6 +1086,7 @@ impl IkeSa {
         self.enc_out = Some(k.cipher(self.initiator)?);
         self.enc_in = Some(k.cipher(!self.initiator)?);
         self.keys = Some(k);
+        self.suite = Some(*s);
         Ok(())
     }
 
@@ -969,7 +1151,7 @@ impl IkeSa {
                 method: wire::auth_method::SHARED_KEY_MIC,
                 data: auth.to_vec(),
             }),
-            Payload::Sa(vec![esp_proposal(ctx.cfg, self.child_spi)]),
+            Payload::Sa(vec![esp_proposal(ctx.cfg, self.child_spi, None)]),
             Payload::TsI(vec![ctx.cfg.local_ts]),
             Payload::TsR(vec![ctx.cfg.remote_ts]),
         ];
@@ -979,7 +1161,8 @@ impl IkeSa {
 
     fn child_sa(&self, c: &ChildChoice, x: &Creation<'_>) -> Result<ChildSa, KeyError> {
         let k = self.keys.as_ref().ok_or(KeyError::Cipher)?;
-        let (i2r, r2i) = keys::child_keymat(k.prf, &k.sk_d, x.ni, x.nr, c.alg)?;
+        let shared = x.shared.unwrap_or(&[]);
+        let (i2r, r2i) = keys::child_keymat_pfs(k.prf, &k.sk_d, shared, x.ni, x.nr, c.alg)?;
         let (inbound_key, outbound_key) = if x.we_initiated {
             (r2i, i2r)
         } else {
@@ -1025,11 +1208,23 @@ impl IkeSa {
     }
 
     fn child_up(&mut self, ctx: &mut Ctx<'_>, c: ChildSa) {
+        let (mut rekey_at, mut expire_at) = (u64::MAX, u64::MAX);
+        if let Some(l) = ctx.cfg.child_lifetime {
+            let jitter = match l.jitter_ms {
+                0 => 0,
+                j => random_u64(ctx.rng).map_or(0, |r| r % (j + 1)),
+            };
+            let soft = l.soft_ms.saturating_sub(jitter).min(l.hard_ms);
+            rekey_at = ctx.now.saturating_add(soft);
+            expire_at = ctx.now.saturating_add(l.hard_ms);
+        }
         self.children.push(ChildRef {
             inbound_spi: c.inbound.spi,
             outbound_spi: c.outbound.spi,
             local_ts: c.local_ts,
             remote_ts: c.remote_ts,
+            rekey_at,
+            expire_at,
         });
         ctx.event(Event::ChildSaUp(Box::new(c)));
     }
@@ -1049,13 +1244,17 @@ impl IkeSa {
 
     /// Responder side of a child SA offer (IKE_AUTH or CREATE_CHILD_SA): the first
     /// acceptable proposal and the selectors narrowed to ours (§2.9). Returns the
-    /// reply payloads (SA, TSi, TSr) and the SA, or the error notify to send.
+    /// reply payloads (SA, TSi, TSr; in CREATE_CHILD_SA with PFS also our KE after
+    /// the SA) and the SA, or the error notify to send. `create_child`: the offer
+    /// came in CREATE_CHILD_SA, where a KE payload means PFS.
     fn answer_child(
         &self,
         ctx: &mut Ctx<'_>,
         pl: &[Payload],
         x: &Creation<'_>,
-    ) -> Result<(Vec<Payload>, ChildSa), u16> {
+        create_child: bool,
+    ) -> Result<(Vec<Payload>, ChildSa), Notify> {
+        let fail = |n: u16| Notify::new(n, Vec::new());
         let sa = find(pl, |p| match p {
             Payload::Sa(s) => Some(s),
             _ => None,
@@ -1068,18 +1267,51 @@ impl IkeSa {
             Payload::TsR(t) => Some(t),
             _ => None,
         });
-        let Some((num, peer_spi, alg, esn)) = sa.and_then(|s| select_esp(s, ctx.cfg)) else {
+        let ke = find(pl, |p| match p {
+            Payload::Ke(k) => Some(k),
+            _ => None,
+        });
+        let ke_group = create_child.then_some(ke.map(|k| k.group));
+        let Some(choice) = sa.and_then(|s| select_esp(s, ctx.cfg, ke_group)) else {
             ctx.counters.no_proposal_chosen += 1;
-            return Err(notify::NO_PROPOSAL_CHOSEN);
+            return Err(fail(notify::NO_PROPOSAL_CHOSEN));
+        };
+        let EspChoice {
+            num,
+            peer_spi,
+            alg,
+            esn,
+            dh,
+        } = choice;
+        // PFS: the KE payload must be of the chosen group (§1.3.1, §1.2).
+        let pfs = match (dh, ke) {
+            (None, _) => None,
+            (Some(g), Some(k)) if k.group == g.id() => {
+                let d =
+                    DhPrivate::generate(g, ctx.rng).map_err(|_| fail(notify::TEMPORARY_FAILURE))?;
+                let public = d.public().to_vec();
+                let shared = d.agree(&k.data).map_err(|_| {
+                    ctx.counters.invalid += 1;
+                    fail(notify::INVALID_SYNTAX)
+                })?;
+                Some((g, public, shared))
+            }
+            (Some(g), _) => {
+                ctx.counters.invalid_ke_sent += 1;
+                return Err(Notify::new(
+                    notify::INVALID_KE_PAYLOAD,
+                    g.id().to_be_bytes().to_vec(),
+                ));
+            }
         };
         let narrowed = match (tsi, tsr) {
             (Some(i), Some(r)) => narrow(i, &ctx.cfg.remote_ts).zip(narrow(r, &ctx.cfg.local_ts)),
             _ => None,
         };
         let Some((ti, tr)) = narrowed else {
-            return Err(notify::TS_UNACCEPTABLE);
+            return Err(fail(notify::TS_UNACCEPTABLE));
         };
-        let my = random_spi32(ctx.rng).map_err(|_| notify::TEMPORARY_FAILURE)?;
+        let my = random_spi32(ctx.rng).map_err(|_| fail(notify::TEMPORARY_FAILURE))?;
         let choice = ChildChoice {
             alg,
             esn,
@@ -1088,10 +1320,17 @@ impl IkeSa {
             local_ts: tr,
             remote_ts: ti,
         };
+        let x = Creation {
+            shared: pfs.as_ref().map(|p| p.2.as_slice()),
+            ..*x
+        };
         let c = self
-            .child_sa(&choice, x)
-            .map_err(|_| notify::TEMPORARY_FAILURE)?;
+            .child_sa(&choice, &x)
+            .map_err(|_| fail(notify::TEMPORARY_FAILURE))?;
         let mut transforms = vec![encr_transform(alg)];
+        if let Some((g, _, _)) = &pfs {
+            transforms.push(Transform::new(transform::DH, g.id()));
+        }
         let offered_esn = sa.is_some_and(|s| {
             s.iter()
                 .any(|p| p.num == num && p.transforms.iter().any(|t| t.kind == transform::ESN))
@@ -1104,16 +1343,20 @@ impl IkeSa {
             };
             transforms.push(Transform::new(transform::ESN, id));
         }
-        let reply = vec![
-            Payload::Sa(vec![Proposal {
-                num,
-                protocol: protocol::ESP,
-                spi: my.to_be_bytes().to_vec(),
-                transforms,
-            }]),
-            Payload::TsI(vec![ti]),
-            Payload::TsR(vec![tr]),
-        ];
+        let mut reply = vec![Payload::Sa(vec![Proposal {
+            num,
+            protocol: protocol::ESP,
+            spi: my.to_be_bytes().to_vec(),
+            transforms,
+        }])];
+        if let Some((g, public, _)) = pfs {
+            reply.push(Payload::Ke(KeyExchange {
+                group: g.id(),
+                data: public,
+            }));
+        }
+        reply.push(Payload::TsI(vec![ti]));
+        reply.push(Payload::TsR(vec![tr]));
         Ok((reply, c))
     }
 
@@ -1155,15 +1398,17 @@ impl IkeSa {
             nr: &self.nr,
             we_initiated: false,
             rekey_of: None,
+            shared: None,
         };
-        let child = match self.answer_child(ctx, pl, &x) {
+        let child = match self.answer_child(ctx, pl, &x, false) {
             Ok((reply, c)) => {
                 inner.extend(reply);
                 Ok(c)
             }
             Err(n) => {
-                inner.push(Payload::Notify(Notify::new(n, Vec::new())));
-                Err(n)
+                let kind = n.kind;
+                inner.push(Payload::Notify(n));
+                Err(kind)
             }
         };
         self.respond(ctx, req, data, &inner);
@@ -1218,8 +1463,9 @@ impl IkeSa {
             nr: &self.nr,
             we_initiated: true,
             rekey_of: None,
+            shared: None,
         };
-        match self.check_child_choice(ctx, pl, self.child_spi, &x) {
+        match self.check_child_choice(ctx, pl, self.child_spi, &x, None) {
             Some(c) => self.child_up(ctx, c),
             None => {
                 ctx.counters.invalid += 1;
@@ -1231,13 +1477,15 @@ impl IkeSa {
     }
 
     /// The peer's answer to our child SA offer must be one of our offers (with our
-    /// SPI `my_spi` inbound) and its selectors subsets of ours.
+    /// SPI `my_spi` inbound) and its selectors subsets of ours; with PFS
+    /// (`want_dh`) it names our KE payload's group.
     fn check_child_choice(
         &self,
         ctx: &Ctx<'_>,
         pl: &[Payload],
         my_spi: u32,
         x: &Creation<'_>,
+        want_dh: Option<DhGroup>,
     ) -> Option<ChildSa> {
         let sa = find(pl, |p| match p {
             Payload::Sa(s) => Some(s),
@@ -1250,6 +1498,7 @@ impl IkeSa {
         let peer_spi = spi32(&p.spi)?;
         let mut alg = None;
         let mut esn = None;
+        let mut dh = None;
         for t in &p.transforms {
             match t.kind {
                 transform::ENCR => {
@@ -1268,8 +1517,16 @@ impl IkeSa {
                         return None;
                     }
                 }
+                transform::DH => match want_dh {
+                    Some(g) if t.id == g.id() && dh.replace(t.id).is_none() => {}
+                    Some(_) => return None,
+                    None => {}
+                },
                 _ => {}
             }
+        }
+        if want_dh.is_some() && dh.is_none() {
+            return None;
         }
         let tsi = find(pl, |p| match p {
             Payload::TsI(t) => Some(t),
@@ -1298,28 +1555,57 @@ impl IkeSa {
 
     // ---- CREATE_CHILD_SA: rekeying the child SA (§1.3.3, §2.8) ----
 
-    fn rekey_child(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
+    fn can_request(&self) -> Result<(), RequestError> {
         if self.state != IkeState::Established {
             return Err(RequestError::NotEstablished);
         }
         if self.pending.is_some() {
             return Err(RequestError::Busy);
         }
+        Ok(())
+    }
+
+    /// Rekey of the newest child SA.
+    fn rekey_child(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
+        self.can_request()?;
         let old = *self.children.last().ok_or(RequestError::NoChild)?;
+        self.rekey_child_of(ctx, old)
+    }
+
+    fn rekey_child_of(&mut self, ctx: &mut Ctx<'_>, old: ChildRef) -> Result<(), RequestError> {
+        self.can_request()?;
         let ni = nonce(ctx.rng).map_err(|_| RequestError::Random)?;
         let spi = random_spi32(ctx.rng).map_err(|_| RequestError::Random)?;
-        let inner = [
+        let pfs = match ctx.cfg.child_pfs {
+            Some(g) => Some(DhPrivate::generate(g, ctx.rng).map_err(|_| RequestError::Random)?),
+            None => None,
+        };
+        let mut inner = vec![
             Payload::Notify(Notify {
                 protocol: protocol::ESP,
                 spi: old.inbound_spi.to_be_bytes().to_vec(),
                 kind: notify::REKEY_SA,
                 data: Vec::new(),
             }),
-            Payload::Sa(vec![esp_proposal(ctx.cfg, spi)]),
+            Payload::Sa(vec![esp_proposal(ctx.cfg, spi, ctx.cfg.child_pfs)]),
             Payload::Nonce(ni.clone()),
-            Payload::TsI(vec![old.local_ts]),
-            Payload::TsR(vec![old.remote_ts]),
         ];
+        if let Some(d) = &pfs {
+            inner.push(Payload::Ke(KeyExchange {
+                group: d.group().id(),
+                data: d.public().to_vec(),
+            }));
+        }
+        inner.push(Payload::TsI(vec![old.local_ts]));
+        inner.push(Payload::TsR(vec![old.remote_ts]));
+        if let Some(c) = self
+            .children
+            .iter_mut()
+            .find(|c| c.inbound_spi == old.inbound_spi)
+        {
+            c.rekey_at = u64::MAX;
+        }
+        self.dh_rekey = pfs;
         let kind = ReqKind::RekeyChild {
             old: old.inbound_spi,
             ni,
@@ -1329,8 +1615,9 @@ impl IkeSa {
         Ok(())
     }
 
-    /// The peer's CREATE_CHILD_SA request: a child SA rekey (REKEY_SA, no PFS) is
-    /// answered; a new additional child SA or an IKE SA rekey is refused.
+    /// The peer's CREATE_CHILD_SA request: a child SA rekey (REKEY_SA, with or
+    /// without PFS) or an IKE SA rekey (an IKE proposal) is answered; a new
+    /// additional child SA is refused.
     fn on_create_child_request(
         &mut self,
         ctx: &mut Ctx<'_>,
@@ -1339,9 +1626,25 @@ impl IkeSa {
         pl: &[Payload],
     ) {
         let refuse = |n: u16| vec![Payload::Notify(Notify::new(n, Vec::new()))];
-        let Some(rekey) = wire::find_notify(pl, notify::REKEY_SA) else {
+        let rekey = wire::find_notify(pl, notify::REKEY_SA);
+        let ike_offer = find(pl, |p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        })
+        .is_some_and(|s| s.iter().any(|p| p.protocol == protocol::IKE));
+        if rekey.is_none() && ike_offer {
+            return self.on_ike_rekey_request(ctx, h, data, pl);
+        }
+        let Some(rekey) = rekey else {
             return self.respond(ctx, h, data, &refuse(notify::NO_ADDITIONAL_SAS));
         };
+        // §2.25.1: not while we rekey the IKE SA.
+        if matches!(
+            self.pending.as_ref().map(|p| &p.kind),
+            Some(ReqKind::RekeyIke { .. })
+        ) {
+            return self.respond(ctx, h, data, &refuse(notify::TEMPORARY_FAILURE));
+        }
         // The notify names the SPI the peer receives on: our outbound SPI.
         let old = (rekey.protocol == protocol::ESP)
             .then(|| spi32(&rekey.spi))
@@ -1356,20 +1659,13 @@ impl IkeSa {
             };
             return self.respond(ctx, h, data, &[Payload::Notify(n)]);
         };
-        let ke = pl.iter().any(|p| matches!(p, Payload::Ke(_)));
         let ni = find(pl, |p| match p {
             Payload::Nonce(n) => Some(n),
             _ => None,
         });
-        let (Some(ni), false) = (ni, ke) else {
-            // No PFS here: a KE payload means a proposal we cannot accept.
-            ctx.counters.no_proposal_chosen += u64::from(ke);
-            let n = if ke {
-                notify::NO_PROPOSAL_CHOSEN
-            } else {
-                notify::INVALID_SYNTAX
-            };
-            return self.respond(ctx, h, data, &refuse(n));
+        let Some(ni) = ni else {
+            ctx.counters.invalid += 1;
+            return self.respond(ctx, h, data, &refuse(notify::INVALID_SYNTAX));
         };
         let nr = match nonce(ctx.rng) {
             Ok(n) => n,
@@ -1380,14 +1676,15 @@ impl IkeSa {
             nr: &nr,
             we_initiated: false,
             rekey_of: Some(old.inbound_spi),
+            shared: None,
         };
-        match self.answer_child(ctx, pl, &x) {
+        match self.answer_child(ctx, pl, &x, true) {
             Ok((mut reply, c)) => {
                 reply.insert(1, Payload::Nonce(nr.clone()));
                 self.respond(ctx, h, data, &reply);
                 self.child_up(ctx, c);
             }
-            Err(n) => self.respond(ctx, h, data, &refuse(n)),
+            Err(n) => self.respond(ctx, h, data, &[Payload::Notify(n)]),
         }
     }
 
@@ -1399,10 +1696,12 @@ impl IkeSa {
         ni: &[u8],
         spi: u32,
     ) {
+        let dh = self.dh_rekey.take();
         if let Some(n) = find(pl, |p| match p {
             Payload::Notify(n) if n.is_error() => Some(n.kind),
             _ => None,
         }) {
+            self.rekey_later(ctx, old);
             return ctx.event(Event::ChildSaFailed { notify: n });
         }
         let nr = find(pl, |p| match p {
@@ -1410,17 +1709,33 @@ impl IkeSa {
             _ => None,
         });
         let still_there = self.children.iter().any(|c| c.inbound_spi == old);
-        let made = nr.filter(|_| still_there).and_then(|nr| {
-            let x = Creation {
-                ni,
-                nr,
-                we_initiated: true,
-                rekey_of: Some(old),
-            };
-            self.check_child_choice(ctx, pl, spi, &x)
-        });
+        // PFS: the peer's KE in our group (§1.3.1).
+        let group = dh.as_ref().map(DhPrivate::group);
+        let shared = match dh {
+            None => Some(None),
+            Some(d) => find(pl, |p| match p {
+                Payload::Ke(k) if k.group == d.group().id() => Some(k),
+                _ => None,
+            })
+            .and_then(|k| d.agree(&k.data).ok())
+            .map(Some),
+        };
+        let made = match (nr, shared) {
+            (Some(nr), Some(shared)) if still_there => {
+                let x = Creation {
+                    ni,
+                    nr,
+                    we_initiated: true,
+                    rekey_of: Some(old),
+                    shared: shared.as_ref().map(|s| s.as_slice()),
+                };
+                self.check_child_choice(ctx, pl, spi, &x, group)
+            }
+            _ => None,
+        };
         let Some(c) = made else {
             ctx.counters.invalid += 1;
+            self.rekey_later(ctx, old);
             return ctx.event(Event::ChildSaFailed {
                 notify: notify::NO_PROPOSAL_CHOSEN,
             });
@@ -1437,6 +1752,231 @@ impl IkeSa {
             ReqKind::DeleteChild(old),
             &[d],
         );
+    }
+
+    /// After a failed rekey of a child SA with a lifetime: try again halfway to its
+    /// hard expiry (at least a second later).
+    fn rekey_later(&mut self, ctx: &Ctx<'_>, old: u32) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.inbound_spi == old) {
+            if c.expire_at != u64::MAX {
+                let wait = (c.expire_at.saturating_sub(ctx.now) / 2).max(1000);
+                c.rekey_at = ctx.now.saturating_add(wait);
+            }
+        }
+    }
+
+    // ---- CREATE_CHILD_SA: rekeying the IKE SA (§1.3.2, §2.18) ----
+
+    fn rekey_ike(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
+        self.can_request()?;
+        let g = self.suite.ok_or(RequestError::NotEstablished)?.dh;
+        let spi = random_spi64(ctx.rng).map_err(|_| RequestError::Random)?;
+        let ni = nonce(ctx.rng).map_err(|_| RequestError::Random)?;
+        let d = DhPrivate::generate(g, ctx.rng).map_err(|_| RequestError::Random)?;
+        let mut prop = ike_proposal(ctx.cfg);
+        prop.spi = spi.to_be_bytes().to_vec();
+        let inner = [
+            Payload::Sa(vec![prop]),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke(KeyExchange {
+                group: g.id(),
+                data: d.public().to_vec(),
+            }),
+        ];
+        self.dh_rekey = Some(d);
+        self.send_request(
+            ctx,
+            exchange::CREATE_CHILD_SA,
+            ReqKind::RekeyIke { ni, spi },
+            &inner,
+        );
+        Ok(())
+    }
+
+    /// The new IKE SA of a rekey: this SA's addresses and NAT state, fresh message
+    /// IDs (§2.18), the child SAs moved over.
+    fn successor_of(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        keys: IkeKeys,
+        suite: IkeSuite,
+    ) -> Result<IkeSa, KeyError> {
+        let mut n = IkeSa::new(initiator, self.local, self.remote, ctx.now);
+        n.spi_i = spi_i;
+        n.spi_r = spi_r;
+        n.enc_out = Some(keys.cipher(initiator)?);
+        n.enc_in = Some(keys.cipher(!initiator)?);
+        n.keys = Some(keys);
+        n.suite = Some(suite);
+        n.natt = self.natt;
+        n.nat_local = self.nat_local;
+        n.nat_remote = self.nat_remote;
+        n.state = IkeState::Established;
+        n.children = core::mem::take(&mut self.children);
+        n.owed_deletes = core::mem::take(&mut self.owed_deletes);
+        n.child_spi = self.child_spi;
+        ctx.event(Event::IkeSaRekeyed {
+            old_spi_i: self.spi_i,
+            old_spi_r: self.spi_r,
+            spi_i,
+            spi_r,
+        });
+        self.rekeyed = true;
+        self.since = ctx.now;
+        Ok(n)
+    }
+
+    fn on_ike_rekey_request(&mut self, ctx: &mut Ctx<'_>, h: &Header, data: &[u8], pl: &[Payload]) {
+        let refuse = |n: Notify| vec![Payload::Notify(n)];
+        let fail = |n: u16| Notify::new(n, Vec::new());
+        // §2.25.2: not while one of our own exchanges is outstanding (that includes a
+        // crossing IKE SA rekey: both fail, to be retried).
+        if self.pending.is_some() {
+            return self.respond(ctx, h, data, &refuse(fail(notify::TEMPORARY_FAILURE)));
+        }
+        let sa = find(pl, |p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        });
+        let ke = find(pl, |p| match p {
+            Payload::Ke(k) => Some(k),
+            _ => None,
+        });
+        let ni = find(pl, |p| match p {
+            Payload::Nonce(n) => Some(n),
+            _ => None,
+        });
+        let (Some(sa), Some(ke), Some(ni), Some(old)) = (sa, ke, ni, self.keys.as_ref()) else {
+            ctx.counters.invalid += 1;
+            return self.respond(ctx, h, data, &refuse(fail(notify::INVALID_SYNTAX)));
+        };
+        let old_prf = old.prf;
+        let Some((num, suite)) = select_ike(sa, ctx.cfg, ke.group, true) else {
+            ctx.counters.no_proposal_chosen += 1;
+            return self.respond(ctx, h, data, &refuse(fail(notify::NO_PROPOSAL_CHOSEN)));
+        };
+        if ke.group != suite.dh.id() {
+            ctx.counters.invalid_ke_sent += 1;
+            let n = Notify::new(
+                notify::INVALID_KE_PAYLOAD,
+                suite.dh.id().to_be_bytes().to_vec(),
+            );
+            return self.respond(ctx, h, data, &refuse(n));
+        }
+        let peer_spi = sa
+            .iter()
+            .find(|p| p.num == num && p.protocol == protocol::IKE)
+            .and_then(|p| spi64(&p.spi));
+        let made = (|| -> Result<_, KeyError> {
+            let peer_spi = peer_spi.ok_or(KeyError::BadPublicValue)?;
+            let mut my_spi = random_spi64(ctx.rng)?;
+            while my_spi == self.local_spi() {
+                my_spi = random_spi64(ctx.rng)?;
+            }
+            let nr = nonce(ctx.rng)?;
+            let d = DhPrivate::generate(suite.dh, ctx.rng)?;
+            let public = d.public().to_vec();
+            let shared = d.agree(&ke.data)?;
+            let sk_d = self.keys.as_ref().map(|k| &k.sk_d[..]).unwrap_or(&[]);
+            let keys = IkeKeys::derive_rekey(
+                old_prf, sk_d, suite.prf, suite.encr, ni, &nr, &shared, peer_spi, my_spi,
+            )?;
+            Ok((peer_spi, my_spi, nr, public, keys))
+        })();
+        let (peer_spi, my_spi, nr, public, keys) = match made {
+            Ok(m) => m,
+            Err(_) => {
+                ctx.counters.invalid += 1;
+                return self.respond(ctx, h, data, &refuse(fail(notify::INVALID_SYNTAX)));
+            }
+        };
+        let reply = [
+            Payload::Sa(vec![Proposal {
+                num,
+                protocol: protocol::IKE,
+                spi: my_spi.to_be_bytes().to_vec(),
+                transforms: vec![
+                    encr_transform(suite.encr),
+                    Transform::new(transform::PRF, suite.prf.id()),
+                    Transform::new(transform::DH, suite.dh.id()),
+                ],
+            }]),
+            Payload::Nonce(nr),
+            Payload::Ke(KeyExchange {
+                group: suite.dh.id(),
+                data: public,
+            }),
+        ];
+        // The new SA's initiator is the rekey's initiator: the peer (§2.18).
+        match self.successor_of(ctx, false, peer_spi, my_spi, keys, suite) {
+            Ok(n) => {
+                self.respond(ctx, h, data, &reply);
+                self.state = IkeState::Rekeyed;
+                self.successor = Some(Box::new(n));
+            }
+            Err(_) => self.respond(ctx, h, data, &refuse(fail(notify::TEMPORARY_FAILURE))),
+        }
+    }
+
+    fn on_ike_rekey_response(&mut self, ctx: &mut Ctx<'_>, pl: &[Payload], ni: &[u8], spi: u64) {
+        let dh = self.dh_rekey.take();
+        if let Some(n) = find(pl, |p| match p {
+            Payload::Notify(n) if n.is_error() => Some(n.kind),
+            _ => None,
+        }) {
+            return ctx.event(Event::IkeSaRekeyFailed { notify: n });
+        }
+        let sa = find(pl, |p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        });
+        let ke = find(pl, |p| match p {
+            Payload::Ke(k) => Some(k),
+            _ => None,
+        });
+        let nr = find(pl, |p| match p {
+            Payload::Nonce(n) => Some(n),
+            _ => None,
+        });
+        let made = (|| {
+            let (sa, ke, nr, d) = (sa?, ke?, nr?, dh?);
+            let suite = check_ike_choice(sa, ctx.cfg, d.group(), true)?;
+            let peer_spi = sa.first().and_then(|p| spi64(&p.spi))?;
+            if ke.group != d.group().id() || peer_spi == self.peer_spi() {
+                return None;
+            }
+            let old = self.keys.as_ref()?;
+            let shared = d.agree(&ke.data).ok()?;
+            let keys = IkeKeys::derive_rekey(
+                old.prf, &old.sk_d, suite.prf, suite.encr, ni, nr, &shared, spi, peer_spi,
+            )
+            .ok()?;
+            Some((peer_spi, keys, suite))
+        })();
+        let Some((peer_spi, keys, suite)) = made else {
+            ctx.counters.invalid += 1;
+            return ctx.event(Event::IkeSaRekeyFailed {
+                notify: notify::INVALID_SYNTAX,
+            });
+        };
+        match self.successor_of(ctx, true, spi, peer_spi, keys, suite) {
+            Ok(n) => self.successor = Some(Box::new(n)),
+            Err(_) => {
+                return ctx.event(Event::IkeSaRekeyFailed {
+                    notify: notify::TEMPORARY_FAILURE,
+                });
+            }
+        }
+        // §2.18: the rekey's initiator deletes the old IKE SA.
+        let d = Payload::Delete(Delete {
+            protocol: protocol::IKE,
+            spis: Vec::new(),
+        });
+        self.state = IkeState::Deleting;
+        self.send_request(ctx, exchange::INFORMATIONAL, ReqKind::DeleteIke, &[d]);
     }
 
     // ---- common: requests and responses on an SA with keys ----
@@ -1509,6 +2049,7 @@ impl IkeSa {
             }
             ReqKind::DeleteIke => self.close(ctx, DownReason::DeletedLocally),
             ReqKind::RekeyChild { old, ni, spi } => self.on_rekey_response(ctx, &pl, old, &ni, spi),
+            ReqKind::RekeyIke { ni, spi } => self.on_ike_rekey_response(ctx, &pl, &ni, spi),
             ReqKind::Init => {}
         }
     }
@@ -1552,6 +2093,11 @@ impl IkeSa {
             }
             exchange::CREATE_CHILD_SA if self.state == IkeState::Established => {
                 self.on_create_child_request(ctx, h, data, &pl)
+            }
+            exchange::CREATE_CHILD_SA if self.state == IkeState::Rekeyed => {
+                // The child SAs have moved to the new IKE SA.
+                let n = Payload::Notify(Notify::new(notify::TEMPORARY_FAILURE, Vec::new()));
+                self.respond(ctx, h, data, &[n]);
             }
             _ => {
                 ctx.counters.unexpected += 1;
@@ -1598,12 +2144,7 @@ impl IkeSa {
     }
 
     fn delete_child(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
-        if self.state != IkeState::Established {
-            return Err(RequestError::NotEstablished);
-        }
-        if self.pending.is_some() {
-            return Err(RequestError::Busy);
-        }
+        self.can_request()?;
         let c = *self.children.last().ok_or(RequestError::NoChild)?;
         let d = Payload::Delete(Delete {
             protocol: protocol::ESP,
@@ -1615,12 +2156,7 @@ impl IkeSa {
     }
 
     fn delete_ike(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
-        if self.state != IkeState::Established {
-            return Err(RequestError::NotEstablished);
-        }
-        if self.pending.is_some() {
-            return Err(RequestError::Busy);
-        }
+        self.can_request()?;
         let d = Payload::Delete(Delete {
             protocol: protocol::IKE,
             spis: Vec::new(),
@@ -1631,6 +2167,47 @@ impl IkeSa {
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        self.retransmit(ctx);
+        if self.state == IkeState::Rekeyed
+            && ctx.now.saturating_sub(self.since) >= ctx.cfg.half_open_timeout_ms
+        {
+            // The rekey's initiator never deleted the old SA.
+            return self.close(ctx, DownReason::Rekeyed);
+        }
+        if self.state == IkeState::Established {
+            self.lifetimes(ctx);
+        }
+    }
+
+    /// Child SA lifetimes: at the hard one the SA goes at once (the peer is told
+    /// with a Delete when no request is outstanding); at the soft one a rekey starts
+    /// when no request is outstanding.
+    fn lifetimes(&mut self, ctx: &mut Ctx<'_>) {
+        let now = ctx.now;
+        while let Some(c) = self.children.iter().find(|c| c.expire_at <= now).copied() {
+            self.child_down(ctx, c.inbound_spi);
+            self.owed_deletes.push(c.inbound_spi);
+        }
+        if self.pending.is_some() {
+            return;
+        }
+        if !self.owed_deletes.is_empty() {
+            let spis = core::mem::take(&mut self.owed_deletes);
+            let kind = ReqKind::DeleteChild(spis[0]);
+            let d = Payload::Delete(Delete {
+                protocol: protocol::ESP,
+                spis,
+            });
+            return self.send_request(ctx, exchange::INFORMATIONAL, kind, &[d]);
+        }
+        if let Some(c) = self.children.iter().find(|c| c.rekey_at <= now).copied() {
+            if self.rekey_child_of(ctx, c).is_err() {
+                self.rekey_later(ctx, c.inbound_spi);
+            }
+        }
+    }
+
+    fn retransmit(&mut self, ctx: &mut Ctx<'_>) {
         let Some(p) = &mut self.pending else { return };
         if ctx.now < p.next_at {
             return;
@@ -1654,16 +2231,46 @@ impl IkeSa {
         ctx.send(self.remote, &data, self.natt);
     }
 
-    fn next_timeout(&self) -> Option<u64> {
-        self.pending.as_ref().map(|p| p.next_at)
+    fn next_timeout(&self, cfg: &IkeConfig) -> Option<u64> {
+        let mut t = self.pending.as_ref().map(|p| p.next_at);
+        let mut at = |x: u64| {
+            if x != u64::MAX {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        match self.state {
+            IkeState::Rekeyed => at(self.since.saturating_add(cfg.half_open_timeout_ms)),
+            IkeState::Established => {
+                for c in &self.children {
+                    at(c.expire_at);
+                    // Rekeys and owed deletes wait for the outstanding request.
+                    if self.pending.is_none() {
+                        at(c.rekey_at);
+                    }
+                }
+                if self.pending.is_none() && !self.owed_deletes.is_empty() {
+                    at(0);
+                }
+            }
+            _ => {}
+        }
+        t
     }
 }
 
 /// Initiator's check of the responder's IKE choice: one proposal, one transform of
 /// each type, each one we offered, the group of our KE payload.
-fn check_ike_choice(sa: &[Proposal], cfg: &IkeConfig, group: DhGroup) -> Option<IkeSuite> {
+fn check_ike_choice(
+    sa: &[Proposal],
+    cfg: &IkeConfig,
+    group: DhGroup,
+    rekey: bool,
+) -> Option<IkeSuite> {
     let [p] = sa else { return None };
-    if p.protocol != protocol::IKE || !p.spi.is_empty() || !proposal_usable(p, protocol::IKE) {
+    if p.protocol != protocol::IKE
+        || !ike_spi_ok(&p.spi, rekey)
+        || !proposal_usable(p, protocol::IKE)
+    {
         return None;
     }
     let (mut encr, mut prf, mut dh) = (None, None, None);
@@ -1699,11 +2306,15 @@ fn check_ike_choice(sa: &[Proposal], cfg: &IkeConfig, group: DhGroup) -> Option<
     })
 }
 
-/// The initiator of one IKE SA and its child SA.
+/// The initiator of one IKE SA and its child SA. After an IKE SA rekey (§2.18) the
+/// new IKE SA is the current one (this end is its responder when the peer started
+/// the rekey); the old one is kept until its Delete completes.
 pub struct Initiator {
     cfg: IkeConfig,
     rng: SystemRandom,
     sa: IkeSa,
+    /// The IKE SA a rekey replaced, until it is closed.
+    old: Option<IkeSa>,
     counters: IkeCounters,
 }
 
@@ -1714,6 +2325,7 @@ impl Initiator {
             cfg,
             rng: SystemRandom::new(),
             sa: IkeSa::new(true, local, remote, now),
+            old: None,
             counters: IkeCounters::default(),
         }
     }
@@ -1723,6 +2335,18 @@ impl Initiator {
         now: u64,
         f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
     ) -> (R, Vec<Output>) {
+        self.run_on(false, now, f)
+            .unwrap_or_else(|| unreachable!("the current SA always exists"))
+    }
+
+    /// Runs `f` on the current SA, or on the replaced one (`None` if there is none),
+    /// then adopts the SA a rekey made.
+    fn run_on<R>(
+        &mut self,
+        old: bool,
+        now: u64,
+        f: impl FnOnce(&mut IkeSa, &mut Ctx<'_>) -> R,
+    ) -> Option<(R, Vec<Output>)> {
         let mut out = Vec::new();
         let mut ctx = Ctx {
             cfg: &self.cfg,
@@ -1731,8 +2355,32 @@ impl Initiator {
             out: &mut out,
             now,
         };
-        let r = f(&mut self.sa, &mut ctx);
-        (r, out)
+        let sa = if old {
+            self.old.as_mut()?
+        } else {
+            &mut self.sa
+        };
+        let r = f(sa, &mut ctx);
+        if let Some(n) = sa.successor.take() {
+            if old {
+                // Not reached: a replaced SA refuses rekeys. Keep the newest anyway.
+                if let Some(o) = self.old.take() {
+                    self.sa = *n;
+                    self.old = Some(o);
+                }
+            } else {
+                let prev = core::mem::replace(&mut self.sa, *n);
+                self.old = Some(prev);
+            }
+        }
+        if self
+            .old
+            .as_ref()
+            .is_some_and(|o| o.state == IkeState::Closed)
+        {
+            self.old = None;
+        }
+        Some((r, out))
     }
 
     /// Sends IKE_SA_INIT.
@@ -1773,29 +2421,50 @@ impl Initiator {
             }
         };
         let h = &msg.header;
-        let spi_ok = h.spi_i == self.sa.spi_i
-            && self.sa.spi_i != 0
-            && (self.sa.spi_r == 0 || h.spi_r == self.sa.spi_r);
-        if !spi_ok {
-            self.counters.unknown_spi += 1;
-            return Vec::new();
-        }
-        if src.from != self.sa.remote && !(self.sa.nat_local || self.sa.nat_remote) {
+        let cur = &self.sa;
+        let on_old = match &self.old {
+            Some(o) if h.spi_i == o.spi_i && h.spi_r == o.spi_r => true,
+            _ => {
+                let spi_ok = h.spi_i == cur.spi_i
+                    && cur.spi_i != 0
+                    && (cur.spi_r == 0 || h.spi_r == cur.spi_r);
+                if !spi_ok {
+                    self.counters.unknown_spi += 1;
+                    return Vec::new();
+                }
+                false
+            }
+        };
+        let sa = match (&self.old, on_old) {
+            (Some(o), true) => o,
+            _ => cur,
+        };
+        if src.from != sa.remote && !(sa.nat_local || sa.nat_remote) {
             self.counters.unexpected += 1;
             return Vec::new();
         }
-        self.run(now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
-            .1
+        self.run_on(on_old, now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
+            .map(|r| r.1)
+            .unwrap_or_default()
     }
 
-    /// Retransmissions and timeouts due at `now`.
+    /// Retransmissions, timeouts and lifetimes due at `now`.
     pub fn poll(&mut self, now: u64) -> Vec<Output> {
-        self.run(now, |sa, ctx| sa.poll(ctx)).1
+        let mut out = self
+            .run_on(true, now, |sa, ctx| sa.poll(ctx))
+            .map(|r| r.1)
+            .unwrap_or_default();
+        out.extend(self.run(now, |sa, ctx| sa.poll(ctx)).1);
+        out
     }
 
     /// When `poll` next has work, if ever.
     pub fn next_timeout(&self) -> Option<u64> {
-        self.sa.next_timeout()
+        let old = self.old.as_ref().and_then(|o| o.next_timeout(&self.cfg));
+        match (self.sa.next_timeout(&self.cfg), old) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// INFORMATIONAL Delete of the child SA (§1.4.1).
@@ -1804,10 +2473,18 @@ impl Initiator {
         r.map(|()| out)
     }
 
-    /// CREATE_CHILD_SA rekey of the (newest) child SA (§1.3.3, no PFS); the old SA
-    /// is deleted once the new one is up.
+    /// CREATE_CHILD_SA rekey of the (newest) child SA (§1.3.3, with PFS when
+    /// [`IkeConfig::child_pfs`] is set); the old SA is deleted once the new one is up.
     pub fn rekey_child(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self.run(now, |sa, ctx| sa.rekey_child(ctx));
+        r.map(|()| out)
+    }
+
+    /// CREATE_CHILD_SA rekey of the IKE SA (§2.18); when it completes
+    /// ([`Event::IkeSaRekeyed`]) the child SAs belong to the new IKE SA and the old
+    /// one is deleted.
+    pub fn rekey_ike(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self.run(now, |sa, ctx| sa.rekey_ike(ctx));
         r.map(|()| out)
     }
 
@@ -1821,9 +2498,15 @@ impl Initiator {
         self.sa.state
     }
 
-    /// (SPIi, SPIr); SPIr is 0 until the responder answered.
+    /// (SPIi, SPIr) of the current IKE SA; SPIr is 0 until the responder answered.
     pub fn spis(&self) -> (u64, u64) {
         (self.sa.spi_i, self.sa.spi_r)
+    }
+
+    /// The peer's SPI of the current IKE SA: SPIr, or SPIi after a rekey the peer
+    /// started (the key of the SA in a [`Responder`] peer).
+    pub fn peer_spi(&self) -> u64 {
+        self.sa.peer_spi()
     }
 
     pub fn counters(&self) -> IkeCounters {
@@ -1883,6 +2566,12 @@ impl Responder {
         if was_half_open && sa.state != IkeState::HalfOpen {
             self.half_open = self.half_open.saturating_sub(1);
         }
+        if let Some(n) = sa.successor.take() {
+            // A rekey made a new IKE SA (§2.18). Its SPI is fresh from 2^64; should
+            // it be taken, the new SA is not kept and the peer's requests on it fail.
+            let k = n.local_spi();
+            self.sas.entry(k).or_insert(*n);
+        }
         Some((r, out))
     }
 
@@ -1923,11 +2612,14 @@ impl Responder {
             }
             return self.on_init(data, &msg, src, now);
         }
-        let Some(sa) = self.sas.get(&h.spi_r) else {
+        // SAs are found by this end's SPI: SPIr, or SPIi of an SA this end
+        // initiated by rekeying (§2.18).
+        let ours = if h.from_initiator() { h.spi_r } else { h.spi_i };
+        let Some(sa) = self.sas.get(&ours) else {
             self.counters.unknown_spi += 1;
             return Vec::new();
         };
-        if sa.spi_i != h.spi_i {
+        if sa.spi_i != h.spi_i || sa.spi_r != h.spi_r {
             self.counters.unknown_spi += 1;
             return Vec::new();
         }
@@ -1937,7 +2629,7 @@ impl Responder {
             self.counters.unexpected += 1;
             return Vec::new();
         }
-        self.ctx_run(h.spi_r, now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
+        self.ctx_run(ours, now, |sa, ctx| sa.on_message(ctx, data, &msg, src))
             .map(|r| r.1)
             .unwrap_or_default()
     }
@@ -2027,7 +2719,7 @@ impl Responder {
                 return self.stateless(h.spi_i, src, Notify::new(notify::COOKIE, want));
             }
         }
-        let Some((num, suite)) = select_ike(sa, &self.cfg, ke.group) else {
+        let Some((num, suite)) = select_ike(sa, &self.cfg, ke.group, false) else {
             self.counters.no_proposal_chosen += 1;
             return self.stateless(
                 h.spi_i,
@@ -2154,10 +2846,11 @@ impl Responder {
         }
         let timeout = self.cfg.half_open_timeout_ms;
         let by_init = &mut self.by_init;
-        self.sas.retain(|_, sa| {
+        self.sas.retain(|k, sa| {
             let keep = sa.state != IkeState::Closed || now.saturating_sub(sa.since) < timeout;
-            if !keep {
-                by_init.remove(&(sa.spi_i, sa.init_from));
+            let key = (sa.spi_i, sa.init_from);
+            if !keep && by_init.get(&key) == Some(k) {
+                by_init.remove(&key);
             }
             keep
         });
@@ -2173,9 +2866,9 @@ impl Responder {
                 IkeState::HalfOpen | IkeState::Closed => Some(
                     sa.since
                         .saturating_add(t)
-                        .min(sa.next_timeout().unwrap_or(u64::MAX)),
+                        .min(sa.next_timeout(&self.cfg).unwrap_or(u64::MAX)),
                 ),
-                _ => sa.next_timeout(),
+                _ => sa.next_timeout(&self.cfg),
             })
             .min()
     }
@@ -2189,10 +2882,21 @@ impl Responder {
     }
 
     /// CREATE_CHILD_SA rekey of the (newest) child SA of the IKE SA with responder
-    /// SPI `spi_r` (§1.3.3, no PFS); the old SA is deleted once the new one is up.
+    /// SPI `spi_r` (§1.3.3, with PFS when [`IkeConfig::child_pfs`] is set); the old
+    /// SA is deleted once the new one is up.
     pub fn rekey_child(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self
             .ctx_run(spi_r, now, |sa, ctx| sa.rekey_child(ctx))
+            .ok_or(RequestError::NotEstablished)?;
+        r.map(|()| out)
+    }
+
+    /// CREATE_CHILD_SA rekey of the IKE SA with local SPI `spi` (§2.18). When it
+    /// completes ([`Event::IkeSaRekeyed`]), the new SA is found under this end's new
+    /// SPI, which is its SPIi: this end is the new SA's initiator.
+    pub fn rekey_ike(&mut self, spi: u64, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self
+            .ctx_run(spi, now, |sa, ctx| sa.rekey_ike(ctx))
             .ok_or(RequestError::NotEstablished)?;
         r.map(|()| out)
     }
@@ -2209,7 +2913,8 @@ impl Responder {
         self.sas.get(&spi_r).map(|s| s.state)
     }
 
-    /// Responder SPIs of the IKE SAs in `state`.
+    /// Local SPIs (SPIr, or SPIi for an SA this end made by rekeying) of the IKE SAs
+    /// in `state`.
     pub fn sas_in(&self, state: IkeState) -> Vec<u64> {
         self.sas
             .iter()

@@ -76,6 +76,8 @@ pub mod transform {
     pub const PRF_HMAC_SHA2_256: u16 = 5;
     pub const PRF_HMAC_SHA2_384: u16 = 6;
     pub const INTEG_NONE: u16 = 0;
+    /// NONE: no Diffie-Hellman (§3.3.2), offered next to a group when PFS is optional.
+    pub const DH_NONE: u16 = 0;
     pub const DH_MODP_2048: u16 = 14;
     pub const DH_ECP_256: u16 = 19;
     pub const DH_CURVE25519: u16 = 31;

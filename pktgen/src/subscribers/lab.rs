@@ -436,6 +436,7 @@ fn ipoe_section(n: u32) -> IpoeSection {
         authorize: true,
         lease_journal: None,
         dhcp,
+        relay: None,
     }
 }
 

@@ -2,8 +2,9 @@
 //! namespaces of this test; in one, a small server loop (test code: an AF_PACKET
 //! socket, `vbng::dhcp6::wire` to take frames apart and build replies) feeds
 //! `vbng::dhcp6::Server`; in the other, ISC `dhclient -6` obtains an address (IA_NA,
-//! `-N`) and then a delegated prefix (IA_PD, `-P`) through the four-message exchange
-//! (Solicit, Advertise, Request, Reply; RFC 8415 §18). Its script records the reason,
+//! `-N`, then releases it with `dhclient -r`) and a delegated prefix (IA_PD, `-P`)
+//! through the four-message exchange (Solicit, Advertise, Request, Reply; RFC 8415
+//! §18). Its script records the reason,
 //! the address or prefix and the DNS servers it was given; the test checks them
 //! against the pools and the server's Bound events. Traffic stays on the veth; the
 //! namespaces (and with them the veth) are removed at the end, on failure too. Fails
@@ -378,6 +379,29 @@ fn dhclient_gets_address_and_delegated_prefix() {
     );
     assert_eq!(len, "128", "{na}");
     assert_eq!(dns.trim(), "2001:db8::53", "{na}");
+
+    // dhclient -r releases the address from its lease file (RFC 8415 §18.2.7).
+    let o = Command::new("ip")
+        .args(["netns", "exec", &ns[0], "dhclient", "-6", "-r", "-N", "-sf"])
+        .arg(lab.dir.join("dhclientN.sh"))
+        .arg("-lf")
+        .arg(lab.dir.join("dhclientN.leases"))
+        .arg("-pf")
+        .arg(lab.dir.join("dhclientN.pid"))
+        .arg(&vc)
+        .output()
+        .expect("dhclient -r");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !events.lock().unwrap().iter().any(
+        |e| matches!(e, Event::Released { assigned, .. } if *assigned == Assigned::Address(addr)),
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "no Released event after dhclient -r: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // IA_PD.
     let pd = dhclient(&mut lab, &ns[0], &vc, "-P");

@@ -618,3 +618,112 @@ fn lines_keep_clients_apart() {
     };
     assert_eq!(ad.ia_na[0].items[0].addr, a("2001:db8:1::101"));
 }
+
+fn check_invariants(s: &Server) {
+    let na: u64 = s.addrs.iter().map(|p| p.in_use()).sum::<u64>() + s.addrs.statics_in_use() as u64;
+    let pd: u64 =
+        s.prefixes.iter().map(|p| p.in_use()).sum::<u64>() + s.prefixes.statics_in_use() as u64;
+    let held_na = s
+        .bindings
+        .values()
+        .filter(|b| matches!(b.assigned, Assigned::Address(_)))
+        .count()
+        + s.quarantine.len();
+    let held_pd = s
+        .bindings
+        .values()
+        .filter(|b| matches!(b.assigned, Assigned::Prefix(_)))
+        .count();
+    assert_eq!(na as usize, held_na, "addresses held");
+    assert_eq!(pd as usize, held_pd, "prefixes held");
+    assert_eq!(s.by_item.len(), s.bindings.len());
+    for (k, b) in &s.bindings {
+        assert_eq!(s.by_item.get(&b.assigned), Some(k));
+        assert_eq!(b.assigned.ia_kind(), k.kind);
+        assert!(s.timers.contains(&(b.until(), b.assigned)));
+    }
+    let offers = s
+        .bindings
+        .values()
+        .filter(|b| matches!(b.state, State::Offered { .. }))
+        .count();
+    assert_eq!(offers, s.offers);
+    assert!(s.offers <= s.cfg.max_offers as usize);
+    assert!(s.bindings.len() <= s.cfg.max_bindings as usize);
+    assert!(s.rate.len() <= s.cfg.max_rate_clients as usize);
+}
+
+proptest::proptest! {
+    /// Random conversations of a few clients (some on two lines) with random IAs,
+    /// hints and clock steps keep the books straight after every message and poll.
+    #[test]
+    fn random_conversations_keep_the_books(
+        ops in proptest::collection::vec((0u8..10, 0u8..6, 0u8..8, 0u32..2_000_000), 1..300)
+    ) {
+        let mut c = cfg();
+        c.max_offers = 3;
+        c.max_bindings = 5;
+        c.max_ias_per_client = 2;
+        c.max_rate_clients = 5;
+        c.rate_burst = 20;
+        c.decline_hold_s = 60;
+        c.preferred_lifetime_s = 300;
+        c.valid_lifetime_s = 600;
+        let mut s = Server::new(c, Duid::ll([2, 0, 0, 0, 0, 1])).unwrap();
+        let mut now = 0u64;
+        for (op, who, x, dt) in ops {
+            now += u64::from(dt);
+            let l = if who >= 4 { LineKey(vec![9]) } else { line() };
+            let t = match op {
+                0 => MessageType::Solicit,
+                1 => MessageType::Request,
+                2 => MessageType::Renew,
+                3 => MessageType::Rebind,
+                4 => MessageType::Release,
+                5 => MessageType::Decline,
+                6 => MessageType::Confirm,
+                7 => MessageType::InformationRequest,
+                _ => {
+                    s.poll(now);
+                    check_invariants(&s);
+                    continue;
+                }
+            };
+            let mut m = msg(t, who % 4);
+            m.rapid_commit = x & 1 != 0;
+            m.ia_na = vec![Ia::new(u32::from(x % 3), 0, 0)];
+            m.ia_pd = vec![Ia::new(u32::from(x % 2), 0, 0)];
+            m.ia_na[0].items.push(IaAddr {
+                addr: Ipv6Addr::from(0x2001_0db8_0001_0000_0000_0000_0000_0100u128 + u128::from(x)),
+                preferred: 0,
+                valid: 0,
+                status: None,
+                other: Vec::new(),
+            });
+            m.ia_pd[0].items.push(IaPrefix {
+                preferred: 0,
+                valid: 0,
+                len: 56,
+                prefix: Ipv6Addr::from((0x2001_0db8_0100_0000u128 << 64) | (u128::from(x % 4) << 72)),
+                status: None,
+                other: Vec::new(),
+            });
+            if matches!(t, MessageType::Request | MessageType::Renew | MessageType::Release | MessageType::Decline) {
+                m.server_id = Some(s.duid().clone());
+            }
+            let mut b = Vec::new();
+            Repr::Message(m.clone()).emit(&mut b).unwrap();
+            let h = s.handle(now, &l, a(CLIENT_LL), &b);
+            for e in &h.events {
+                if let Event::Bound { client, lease } | Event::Renewed { client, lease } = e {
+                    proptest::prop_assert_eq!(s.lease(client), Some(*lease));
+                }
+            }
+            check_invariants(&s);
+        }
+        // Everything ends: after the longest deadline the pools are empty again.
+        s.poll(now + 10_000_000);
+        check_invariants(&s);
+        proptest::prop_assert_eq!(s.bindings.len() + s.quarantine.len(), 0);
+    }
+}

@@ -151,6 +151,9 @@ pub struct Config {
     /// IPoE subscribers (DHCPv4) on the access port besides PPPoE; absent = PPPoE
     /// only.
     pub ipoe: Option<IpoeSection>,
+    /// The DHCPv6 server (RFC 8415): prefix delegation (IA_PD) to PPPoE subscribers
+    /// after IPv6CP. All prefix pools delegate one length (≤ 64).
+    pub dhcp6: Option<crate::dhcp6::Dhcp6Config>,
 }
 
 /// What an IPoE subscriber's AAA user name is made of.
@@ -293,6 +296,7 @@ impl Default for Config {
             cgnat_public: None,
             cgnat: None,
             ipoe: None,
+            dhcp6: None,
             listen: None,
         }
     }
@@ -774,6 +778,50 @@ impl Config {
         Ok(Some(c))
     }
 
+    /// `[dhcp6]`: the server's own checks; one delegated length (the fast path
+    /// routes one); prefix pools apart from the SLAAC /64 pools.
+    pub fn validate_dhcp6(&self) -> Result<(), ConfigError> {
+        let Some(d) = &self.dhcp6 else {
+            return Ok(());
+        };
+        d.validate()
+            .map_err(|e| ConfigError(alloc::format!("dhcp6: {}", e.0)))?;
+        let Some(first) = d.prefix_pools.first() else {
+            return Err(ConfigError(
+                "dhcp6.prefix_pools: at least one pool (prefix delegation)".to_string(),
+            ));
+        };
+        let bounds = |a: core::net::Ipv6Addr, len: u8| {
+            let n = u128::from(a);
+            let host = if len == 0 {
+                u128::MAX
+            } else {
+                u128::MAX >> len
+            };
+            (n & !host, n | host)
+        };
+        for p in &d.prefix_pools {
+            if p.len != first.len || p.len > 64 {
+                return Err(ConfigError(alloc::format!(
+                    "dhcp6.prefix_pools ({}): every pool delegates one length of at most 64 (the first says /{})",
+                    p.name, first.len
+                )));
+            }
+            let (lo, hi) = bounds(p.prefix.addr, p.prefix.len);
+            for q in &self.pools6 {
+                let (a, b) = bounds(q.prefix.addr, q.prefix.len);
+                if a <= hi && lo <= b {
+                    return Err(ConfigError(alloc::format!(
+                        "dhcp6.prefix_pools ({}): overlaps IPv6 pool {:?}",
+                        p.name,
+                        q.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `[ipoe]`: the DHCP server's own checks, and its pools apart from the PPPoE
     /// pools and the CGNAT outside pool.
     pub fn validate_ipoe(&self) -> Result<(), ConfigError> {
@@ -1038,6 +1086,7 @@ impl Config {
         }
         self.nat_config(1)?;
         self.validate_ipoe()?;
+        self.validate_dhcp6()?;
         if !(64..=MAX_PAYLOAD).contains(&self.max_payload) {
             return Err(ConfigError(alloc::format!(
                 "max_payload must be 64 to {MAX_PAYLOAD}"

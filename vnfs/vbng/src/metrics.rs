@@ -213,6 +213,35 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             }
         }
     }
+    if let Some(d) = cp.dhcp6_stats() {
+        p.gauge(
+            "vbng_delegated_prefixes",
+            "Sessions with a DHCPv6 delegated prefix routed (IA_PD)",
+            &[],
+            cp.delegated_prefix_count() as f64,
+        );
+        for (dir, it) in [
+            ("rx", d.rx_by_type().collect::<Vec<_>>()),
+            ("tx", d.tx_by_type().collect()),
+        ] {
+            for (t, v) in it {
+                p.counter(
+                    "vbng_dhcp6_messages_total",
+                    "DHCPv6 messages by direction and type (RFC 8415 §7.3)",
+                    &[("direction", dir), ("type", t)],
+                    v,
+                );
+            }
+        }
+        for (r, v) in d.drops_by_reason() {
+            p.counter(
+                "vbng_dhcp6_drops_total",
+                "DHCPv6 messages dropped or not answered, by reason",
+                &[("reason", r)],
+                v,
+            );
+        }
+    }
     p.nodes("0", nodes);
     p.finish()
 }

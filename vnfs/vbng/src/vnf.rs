@@ -185,6 +185,11 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
         link: core_link.clone(),
     });
     let dhcp_relay = cfg.ipoe.as_ref().is_some_and(|i| i.relay.is_some());
+    let pd_len = cfg
+        .dhcp6
+        .as_ref()
+        .and_then(|d| d.prefix_pools.first())
+        .map_or(0, |p| p.len);
     let fcfg = FastPathConfig {
         access_port: ACCESS_PORT,
         core_port: CORE_PORT,
@@ -214,6 +219,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
             .with_local(local)
             .with_ipoe(ipoe_gw)
             .with_dhcp_relay(dhcp_relay)
+            .with_prefix_delegation(pd_len)
             .with_core_ip6(cfg.core_ip6);
         if let Some(c) = &core_link {
             fp = fp.with_core_link(c.clone());

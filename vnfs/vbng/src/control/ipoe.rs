@@ -438,6 +438,7 @@ impl ControlPlane {
             idle: None,
             acct_started: false,
             installed: false,
+            pd: None,
         }
     }
 

@@ -35,6 +35,7 @@ impl ControlPlane {
     /// The prefix stays allocated to the session, so IPv6CP coming back up gets the
     /// same /64 (accounting and CoA keep naming it).
     pub(super) fn ipv6_down(&mut self, idx: u32) {
+        self.dhcp6_withdraw(idx);
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
@@ -122,6 +123,10 @@ impl ControlPlane {
     /// Router Solicitations with an RA and Neighbor Solicitations for our link-local
     /// address with an NA; drop the rest (counted).
     pub(super) fn ipv6_input(&mut self, idx: u32, ip: &[u8], now: u64) {
+        // DHCPv6 (prefix delegation) goes to the DHCPv6 server.
+        if self.dhcp6_input(idx, ip, now) {
+            return;
+        }
         let (our_ll, up) = match self.slots.get(idx as usize) {
             Some(Some(e)) => (
                 e.ppp()

@@ -66,6 +66,7 @@ use hashbrown::HashMap;
 // The AAA side (RADIUS or local users, accounting, CoA/Disconnect) and IPv6 (RA,
 // ND, /64s) of the control plane: more `impl ControlPlane` blocks.
 mod aaa;
+mod dhcp6;
 mod ipoe;
 pub use ipoe::IpoeRestored;
 mod ipv6;
@@ -463,6 +464,9 @@ struct Entry {
     idle: Option<(u64, u64, u64)>, // (timeout ms, last activity, last counter sum)
     acct_started: bool,
     installed: bool,
+    /// The delegated prefix routed to the session (DHCPv6 IA_PD): upper 64 bits,
+    /// length, and the server's binding.
+    pd: Option<(u64, u8, crate::dhcp6::ClientKey)>,
 }
 
 /// The access protocol's part of a subscriber.
@@ -605,6 +609,8 @@ pub struct ControlPlane {
     half_open: HalfOpen,
     /// IPoE subscribers and their DHCPv4 server (`[ipoe]`).
     ipoe: Option<ipoe::IpoeCtl>,
+    /// The DHCPv6 server (`[dhcp6]`): prefix delegation over PPPoE.
+    dhcp6: Option<dhcp6::Dhcp6Ctl>,
     /// The core side, for what the control plane itself sends there (the DHCP
     /// relay); set by [`ControlPlane::set_core`].
     core: Option<CoreSide>,
@@ -872,6 +878,10 @@ impl ControlPlane {
                 ..HalfOpen::default()
             },
             core: None,
+            dhcp6: match &cfg.dhcp6 {
+                Some(d) => Some(dhcp6::Dhcp6Ctl::new(d, our_mac)?),
+                None => None,
+            },
             ipoe: match &cfg.ipoe {
                 Some(i) => Some(ipoe::IpoeCtl::new(i, cfg.core_ip.map(|n| n.addr))?),
                 None => None,
@@ -1201,6 +1211,7 @@ impl ControlPlane {
             idle: None,
             acct_started: false,
             installed: false,
+            pd: None,
         };
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
@@ -1329,6 +1340,7 @@ impl ControlPlane {
     /// LCP renegotiated: stop forwarding, close accounting, return the address; the
     /// link authenticates again.
     pub(super) fn renegotiate(&mut self, idx: u32, now: u64) {
+        self.dhcp6_withdraw(idx);
         let started = matches!(self.slots.get(idx as usize), Some(Some(e)) if e.acct_started);
         if started && self.acct_enabled {
             self.account(
@@ -1392,6 +1404,7 @@ impl ControlPlane {
         if started && self.acct_enabled {
             self.account(idx, AcctStatus::Stop, Some(cause), now);
         }
+        self.dhcp6_withdraw(idx);
         let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else {
             return;
         };
@@ -1481,6 +1494,7 @@ impl ControlPlane {
             self.poll_session(idx, now);
         }
         self.poll_ipoe(now);
+        self.poll_dhcp6(now);
         self.poll_radius(now);
     }
 
@@ -1575,7 +1589,8 @@ impl ControlPlane {
         let t = self.timers.peek().map(|Reverse((t, _))| *t);
         let r = self.radius.as_ref().and_then(|r| r.deadline());
         let d = self.ipoe.as_ref().and_then(|i| i.server.next_deadline());
-        [t, r, d].into_iter().flatten().min()
+        let d6 = self.dhcp6.as_ref().and_then(|i| i.server.next_deadline());
+        [t, r, d, d6].into_iter().flatten().min()
     }
 
     /// All sessions.
@@ -1617,3 +1632,7 @@ mod tests;
 #[cfg(test)]
 #[path = "ipoe_tests.rs"]
 mod ipoe_tests;
+
+#[cfg(test)]
+#[path = "dhcp6_tests.rs"]
+mod dhcp6_tests;

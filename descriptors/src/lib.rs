@@ -51,10 +51,11 @@ pub fn reference_dir() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Default image location: `<workspace root>/target/images/<vnf>.qcow2`.
+/// Default image location: `target/images/<vnf>.qcow2` under the current directory
+/// (where `testbed image build` writes it by default); not a path fixed at compile
+/// time.
 pub fn default_image(m: &model::VnfModel) -> PathBuf {
-    workspace_root()
-        .join("target")
+    PathBuf::from("target")
         .join("images")
         .join(format!("{}.qcow2", m.name))
 }

@@ -34,7 +34,8 @@ enum Cmd {
         /// Only this deployment flavour (default: all)
         #[arg(long)]
         flavour: Option<String>,
-        /// Software image file (default: <workspace>/target/images/<vnf>.qcow2)
+        /// Software image file (default: target/images/<vnf>.qcow2 under the current
+        /// directory, where `testbed image build` writes it)
         #[arg(long)]
         image: Option<PathBuf>,
         /// Output: the .csar file (csar) or a folder (osm)

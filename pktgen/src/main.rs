@@ -56,8 +56,10 @@ enum Cmd {
     /// on one, the report gives `"throughput": null`, `"generator_limited": true` and
     /// the exit status is 3.
     Rfc2544 {
+        /// Transmit port spec (towards the DUT).
         #[arg(long)]
         tx: String,
+        /// Receive port spec (from the DUT).
         #[arg(long)]
         rx: String,
         /// Frame sizes (default: RFC 2544 §9.1 set).
@@ -79,6 +81,7 @@ enum Cmd {
         /// relative paths are taken from the current directory.
         #[arg(long, default_value = "rfc2544-report")]
         out: PathBuf,
+        /// Print the report as one JSON object (no progress bar).
         #[arg(long)]
         json: bool,
     },

@@ -430,17 +430,33 @@ pub fn search_size(
         }
     }
     let bits = frame_size as f64 * 8.0;
+    // the lowest load (as offered) at which the DUT lost frames, if any
+    let dut_loss = trials
+        .iter()
+        .filter(|t| t.limited_by == LimitedBy::Dut)
+        .map(|t| t.tx_pps)
+        .reduce(f64::min);
     let summary = if generator_limited {
+        let text = match dut_loss {
+            // the generator fell short below a rate at which the DUT did lose: the
+            // search could not close in on the DUT's limit
+            Some(l) => format!(
+                "{frame_size} B: generator-limited at {:.3} Mpps: the DUT lost frames at {:.3} Mpps offered, but the generator could not offer the rates below that; no DUT throughput",
+                gen_max / 1e6,
+                l / 1e6
+            ),
+            None => format!(
+                "{frame_size} B: generator-limited at {:.3} Mpps: the DUT's throughput is above what this generator can offer",
+                gen_max / 1e6
+            ),
+        };
         Summary {
             throughput: None,
             throughput_gbps: None,
             generator_limited: true,
             generator_max_pps: Some(gen_max),
             limited_by: LimitedBy::Generator,
-            text: format!(
-                "{frame_size} B: generator-limited at {:.3} Mpps: the DUT's throughput is above what this generator can offer",
-                gen_max / 1e6
-            ),
+            text,
         }
     } else {
         let text = match hi_by {
@@ -668,6 +684,48 @@ mod tests {
         assert_eq!(v["trials"][0]["limited_by"], "dut");
         // a passing trial is limited by nothing
         assert!(r.trials.iter().any(|t| t.limited_by == LimitedBy::None));
+    }
+
+    /// Loses above `cap`; the generator falls short at exactly one asked rate.
+    struct Noisy {
+        cap: f64,
+        short_at: f64,
+    }
+
+    impl TrialRunner for Noisy {
+        fn trial(&mut self, t: &TrialSpec) -> anyhow::Result<TrialResult> {
+            let mut m = Model::new(self.cap);
+            if t.rate_pps == self.short_at {
+                m.gen_cap = t.rate_pps * 0.9;
+            }
+            m.trial(t)
+        }
+    }
+
+    #[test]
+    fn generator_short_below_a_dut_loss_is_no_dut_figure_either() {
+        // 12 Mpps asked: the DUT (8 Mpps) loses; 6 Mpps asked: the generator gives
+        // 5.4 and nothing is lost; the search closes on 6 with the generator last
+        let mut n = Noisy {
+            cap: 8e6,
+            short_at: 6e6,
+        };
+        let cfg = SearchConfig {
+            max_trials: 30,
+            ..small_cfg()
+        };
+        let rep = run(&mut n, "noisy", &cfg, true).unwrap();
+        let r = &rep.results[0];
+        assert_eq!(r.trials[0].limited_by, LimitedBy::Dut);
+        assert_eq!(r.trials[1].limited_by, LimitedBy::Generator);
+        assert!(r.summary.generator_limited && r.summary.throughput.is_none());
+        assert!(
+            r.summary
+                .text
+                .contains("the DUT lost frames at 12.000 Mpps offered"),
+            "{}",
+            r.summary.text
+        );
     }
 
     #[test]

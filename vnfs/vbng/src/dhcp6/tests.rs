@@ -26,7 +26,7 @@ fn cfg() -> Dhcp6Config {
     }
 }
 
-fn server() -> Server {
+pub(super) fn server() -> Server {
     Server::new(cfg(), Duid::ll([2, 0, 0, 0, 0, 1])).unwrap()
 }
 
@@ -74,7 +74,7 @@ fn with_server_id(mut m: Message, s: &Server) -> Message {
 }
 
 /// Solicit → Advertise → Request → Reply: the RFC 8415 four-message exchange.
-fn bind(s: &mut Server, now: u64, n: u8) -> (Ipv6Addr, Prefix6) {
+pub(super) fn bind(s: &mut Server, now: u64, n: u8) -> (Ipv6Addr, Prefix6) {
     let (ad, ev) = send(s, now, &msg(MessageType::Solicit, n));
     let ad = ad.expect("advertise");
     assert!(ev.is_empty(), "an Advertise binds nothing");

@@ -727,3 +727,37 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.bindings.len() + s.quarantine.len(), 0);
     }
 }
+
+proptest::proptest! {
+    /// Arbitrary bytes, and valid messages with bytes flipped, are answered or
+    /// dropped with a counted reason, never a panic; the books stay straight.
+    #[test]
+    fn arbitrary_input_is_counted_not_fatal(
+        raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        flips in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 0..6),
+        t in 0u8..14,
+    ) {
+        let mut s = server();
+        let before = s.stats().total_drops();
+        let h = s.handle(0, &line(), a(CLIENT_LL), &raw);
+        proptest::prop_assert!(h.reply.is_some() || s.stats().total_drops() == before + 1);
+        let mut m = msg(MessageType::Solicit, 9);
+        if let Some(mt) = MessageType::from_u8(t) {
+            if !mt.is_relay() {
+                m.msg_type = mt;
+            }
+        }
+        m.server_id = Some(s.duid().clone());
+        let mut b = Vec::new();
+        Repr::Message(m).emit(&mut b).unwrap();
+        for (at, x) in flips {
+            if let Some(c) = b.get_mut(at % 64) {
+                *c ^= x;
+            }
+        }
+        let before = s.stats().total_drops();
+        let h = s.handle(1, &line(), a(CLIENT_LL), &b);
+        proptest::prop_assert!(h.reply.is_some() || s.stats().total_drops() == before + 1);
+        check_invariants(&s);
+    }
+}

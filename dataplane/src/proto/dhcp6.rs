@@ -363,17 +363,12 @@ impl Duid {
     /// DUID-EN at least 7 (type, enterprise number, an identifier octet), DUID-LL at
     /// least 5, DUID-UUID exactly 18 (RFC 6355). Otherwise `Malformed`.
     pub fn from_bytes(b: &[u8]) -> Result<Duid> {
-        let min = match be16(b, 0)? {
-            duid_type::LLT => 9,
-            duid_type::EN => 7,
-            duid_type::LL => 5,
-            duid_type::UUID => 18,
-            _ => 3,
-        };
-        let max = if be16(b, 0)? == duid_type::UUID {
-            18
-        } else {
-            MAX_DUID_LEN
+        let (min, max) = match be16(b, 0).map_err(|_| Error::Malformed)? {
+            duid_type::LLT => (9, MAX_DUID_LEN),
+            duid_type::EN => (7, MAX_DUID_LEN),
+            duid_type::LL => (5, MAX_DUID_LEN),
+            duid_type::UUID => (18, 18),
+            _ => (3, MAX_DUID_LEN),
         };
         if b.len() < min || b.len() > max {
             return Err(Error::Malformed);
@@ -1060,11 +1055,15 @@ impl Repr {
         }
     }
 
-    /// Appends the message to `out`. Fails with `Malformed`, leaving `out` as it was,
-    /// on a value the parser would refuse: a transaction id above 24 bits, a relay
-    /// type in a [`Message`] (or the reverse), an option value over 65535 octets, an
-    /// empty DNS server list is fine (absent) but an `other` entry with a typed code
-    /// is not, nor an empty relay message or Interface-Id.
+    /// Appends the message to `out`: the header, then (client/server format) Client
+    /// and Server Identifier, IA_NAs, IA_PDs, ORO, Preference, Elapsed Time, Status
+    /// Code, Rapid Commit, Reconfigure Accept, DNS servers (when not empty),
+    /// SOL_MAX_RT and `other`; (relay format) Relay Message, Interface-Id and `other`.
+    /// Fails with `Malformed`, leaving `out` as it was, on what the parser would
+    /// refuse: a transaction id above 24 bits, a relay type in a [`Message`] or
+    /// another type in a [`RelayMessage`], an option value over 65535 octets, an
+    /// IA Prefix length above 128, an `other` entry (at any level) with a code kept in
+    /// a typed field, an empty Relay Message or Interface-Id.
     pub fn emit(&self, out: &mut Vec<u8>) -> Result<()> {
         let start = out.len();
         let res = match self {

@@ -35,11 +35,13 @@
 //! - Bounded: at most `max_bindings` IAs, `max_offers` offers, `max_ias_per_client` IAs
 //!   of each type per client, a per-client token bucket against storms, and every
 //!   dropped message counted by [`DropReason`].
+//! - [`journal`] serialises the bindings so that a restart keeps them.
 //!
-//! Not yet wired to the fast path or the subscriber sessions; no journal yet; the
-//! Unicast option, Reconfigure (§18.3.11) and IA_TA are not implemented.
+//! Not yet wired to the fast path or the subscriber sessions; the Unicast option,
+//! Reconfigure (§18.3.11) and IA_TA are not implemented.
 
 pub mod config;
+pub mod journal;
 pub mod wire;
 
 pub use config::{AddrPoolConfig, Dhcp6Config, PrefixPoolConfig};

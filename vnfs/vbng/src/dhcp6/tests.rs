@@ -26,7 +26,7 @@ fn cfg() -> Dhcp6Config {
     }
 }
 
-fn server() -> Server {
+pub(super) fn server() -> Server {
     Server::new(cfg(), Duid::ll([2, 0, 0, 0, 0, 1])).unwrap()
 }
 
@@ -74,7 +74,7 @@ fn with_server_id(mut m: Message, s: &Server) -> Message {
 }
 
 /// Solicit → Advertise → Request → Reply: the RFC 8415 four-message exchange.
-fn bind(s: &mut Server, now: u64, n: u8) -> (Ipv6Addr, Prefix6) {
+pub(super) fn bind(s: &mut Server, now: u64, n: u8) -> (Ipv6Addr, Prefix6) {
     let (ad, ev) = send(s, now, &msg(MessageType::Solicit, n));
     let ad = ad.expect("advertise");
     assert!(ev.is_empty(), "an Advertise binds nothing");
@@ -725,5 +725,39 @@ proptest::proptest! {
         s.poll(now + 10_000_000);
         check_invariants(&s);
         proptest::prop_assert_eq!(s.bindings.len() + s.quarantine.len(), 0);
+    }
+}
+
+proptest::proptest! {
+    /// Arbitrary bytes, and valid messages with bytes flipped, are answered or
+    /// dropped with a counted reason, never a panic; the books stay straight.
+    #[test]
+    fn arbitrary_input_is_counted_not_fatal(
+        raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+        flips in proptest::collection::vec((0usize..400, proptest::num::u8::ANY), 0..6),
+        t in 0u8..14,
+    ) {
+        let mut s = server();
+        let before = s.stats().total_drops();
+        let h = s.handle(0, &line(), a(CLIENT_LL), &raw);
+        proptest::prop_assert!(h.reply.is_some() || s.stats().total_drops() == before + 1);
+        let mut m = msg(MessageType::Solicit, 9);
+        if let Some(mt) = MessageType::from_u8(t) {
+            if !mt.is_relay() {
+                m.msg_type = mt;
+            }
+        }
+        m.server_id = Some(s.duid().clone());
+        let mut b = Vec::new();
+        Repr::Message(m).emit(&mut b).unwrap();
+        for (at, x) in flips {
+            if let Some(c) = b.get_mut(at % 64) {
+                *c ^= x;
+            }
+        }
+        let before = s.stats().total_drops();
+        let h = s.handle(1, &line(), a(CLIENT_LL), &b);
+        proptest::prop_assert!(h.reply.is_some() || s.stats().total_drops() == before + 1);
+        check_invariants(&s);
     }
 }

@@ -233,3 +233,68 @@ fn ten_thousand_subscribers_with_freeradius_in_a_namespace_lab() {
         wall.as_secs_f64()
     );
 }
+
+/// `--access ipoe` against FreeRADIUS (users by MAC) and `--access mixed` against the
+/// local user file (root): every IPoE subscriber gets its lease from the `vbng`
+/// binary's DHCP server, traffic passes both ways without loss, the JSON has
+/// `per_access`, and DHCPRELEASE ends every session (FreeRADIUS: one Accept, Start
+/// and Stop each).
+#[test]
+fn ipoe_and_mixed_subscribers_in_a_namespace_lab() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the namespace lab needs root (scripts/test runs it as root)"
+    );
+    need("ip", "iproute2");
+    need("freeradius", "freeradius");
+    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
+    let vbng = testbed.with_file_name("vbng");
+    assert!(
+        vbng.exists(),
+        "{} not found: cargo build -p vbng",
+        vbng.display()
+    );
+    let n = 300u64;
+    for (access, radius) in [("ipoe", true), ("mixed", false)] {
+        let mut c = Command::new(&testbed);
+        c.args(["lab", "bng", "--netns", "--access", access])
+            .args(["--sessions", &n.to_string(), "--packets", "20000"])
+            .args(["--timeout", "60", "--json", "--vbng"])
+            .arg(&vbng);
+        if radius {
+            c.arg("--radius");
+        }
+        let out = c.output().expect("running testbed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "testbed lab bng --netns --access {access} failed ({}):\n{stderr}\n{stdout}",
+            out.status
+        );
+        let r: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\n{stderr}"));
+        assert_eq!(u(&r, &["sessions_established"]), n, "{access}: {r}");
+        assert_eq!(r["setup"]["failed_by_phase"], serde_json::json!({}));
+        assert_eq!(u(&r, &["bng", "sessions_up"]), n, "the BNG's own count");
+        assert_eq!(r["plr"].as_f64(), Some(0.0), "{access}: {r}");
+        assert_eq!(u(&r, &["upstream", "received"]), 20_000);
+        assert_eq!(u(&r, &["downstream", "received"]), 20_000);
+        assert_eq!(u(&r, &["sessions_after_teardown"]), 0, "released");
+        let ipoe = if access == "mixed" { n / 2 } else { n };
+        assert_eq!(u(&r, &["per_access", "ipoe", "sessions_established"]), ipoe);
+        assert_eq!(r["per_access"]["ipoe"]["plr"].as_f64(), Some(0.0));
+        let shares: u64 = ["pppoe", "ipoe"]
+            .iter()
+            .filter_map(|a| r["per_access"][a]["upstream"]["received"].as_u64())
+            .sum();
+        assert_eq!(shares, 20_000, "{}", r["per_access"]);
+        if radius {
+            for k in ["access_accepts", "acct_starts", "acct_stops"] {
+                assert_eq!(u(&r, &["radius", k]), n, "{k}: {}", r["radius"]);
+            }
+        }
+    }
+}

@@ -207,13 +207,14 @@ pub fn vlans_of(plan: VlanPlan, i: u32) -> Vlans {
 pub struct SetupReport {
     /// Subscribers configured.
     pub sessions: u32,
-    /// Sessions that reached IPCP Opened.
+    /// Sessions that reached IPCP Opened (PPPoE) or were bound by a DHCPACK (IPoE).
     pub established: u32,
     /// Failed sessions by the phase they failed in.
     pub failed_by_phase: BTreeMap<String, u64>,
     /// Setups started.
     pub started: u32,
-    /// Established sessions per second, first PADI to last IPCP up.
+    /// Established sessions per second, first setup started (PADI or DHCPDISCOVER) to
+    /// last one up.
     pub setup_rate_per_s: f64,
     /// Setup latency percentiles, ms.
     pub setup_p50_ms: f64,

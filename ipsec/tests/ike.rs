@@ -1235,3 +1235,36 @@ fn child_lifetimes_drive_rekey_and_expiry() {
     assert_eq!(i.next_timeout(), None);
     assert_eq!(i.state(), IkeState::Established);
 }
+
+/// IKE SA lifetime: `poll` rekeys the IKE SA at the soft lifetime (the child SA moves
+/// along), the new IKE SA gets fresh timers, and past its hard lifetime it is deleted
+/// (`Expired` here, `DeletedByPeer` at the peer, the child SA with it).
+#[test]
+fn ike_lifetime_drives_rekey_and_expiry() {
+    let (mut ci, cr) = configs();
+    ci.ike_lifetime = Some(Lifetime {
+        soft_ms: 20_000,
+        hard_ms: 30_000,
+        jitter_ms: 0,
+    });
+    let (mut i, mut r, _) = handshake(ci, cr);
+    assert_eq!(i.next_timeout(), Some(T0 + 20_000));
+    assert!(i.poll(T0 + 19_999).is_empty());
+    let t = T0 + 20_000;
+    let out = i.poll(t);
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, t, &mut run);
+    assert_eq!(rekeyed(&run.i_events).len(), 1);
+    assert_eq!(down_reason(&run.r_events), Some(DownReason::Rekeyed));
+    assert!(downs(&run.i_events).is_empty());
+    assert_eq!(i.next_timeout(), Some(t + 20_000), "fresh timers");
+    let late = t + 30_000;
+    let out = i.poll(late);
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, late, &mut run);
+    assert_eq!(i.state(), IkeState::Closed);
+    assert_eq!(down_reason(&run.i_events), Some(DownReason::Expired));
+    assert_eq!(down_reason(&run.r_events), Some(DownReason::DeletedByPeer));
+    assert_eq!(downs(&run.i_events).len(), 1);
+    assert_eq!(downs(&run.r_events).len(), 1);
+}

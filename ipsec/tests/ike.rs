@@ -1268,3 +1268,60 @@ fn ike_lifetime_drives_rekey_and_expiry() {
     assert_eq!(downs(&run.i_events).len(), 1);
     assert_eq!(downs(&run.r_events).len(), 1);
 }
+
+fn datagrams(out: Vec<Output>, events: &mut Vec<Event>) -> Vec<Vec<u8>> {
+    let mut d = Vec::new();
+    for o in out {
+        match o {
+            Output::Send { data, .. } => d.push(data),
+            Output::Event(e) => events.push(e),
+        }
+    }
+    d
+}
+
+/// Crossing IKE SA rekeys (§2.25.2): each end answers the other's request with
+/// TEMPORARY_FAILURE, both report `IkeSaRekeyFailed`, the IKE SA and its child SA
+/// stay, and a later rekey succeeds.
+#[test]
+fn crossing_ike_rekeys_both_fail_temporarily_then_one_succeeds() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    let spi_r = i.peer_spi();
+    let (mut ev_i, mut ev_r) = (Vec::new(), Vec::new());
+    let req_i = datagrams(i.rekey_ike(T0 + 1).unwrap(), &mut ev_i);
+    let req_r = datagrams(r.rekey_ike(spi_r, T0 + 1).unwrap(), &mut ev_r);
+    let ([req_i], [req_r]) = (&req_i[..], &req_r[..]) else {
+        panic!("one request each")
+    };
+    let resp_r = datagrams(r.handle(req_i, addr_i(), T0 + 1), &mut ev_r);
+    let resp_i = datagrams(i.handle(req_r, addr_r(), T0 + 1), &mut ev_i);
+    assert!(datagrams(i.handle(&resp_r[0], addr_r(), T0 + 1), &mut ev_i).is_empty());
+    assert!(datagrams(r.handle(&resp_i[0], addr_i(), T0 + 1), &mut ev_r).is_empty());
+    for ev in [&ev_i, &ev_r] {
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::IkeSaRekeyFailed { notify: n } if *n == notify::TEMPORARY_FAILURE
+            )),
+            "{ev:?}"
+        );
+        assert!(rekeyed(ev).is_empty() && down_reason(ev).is_none());
+    }
+    assert_eq!(i.state(), IkeState::Established);
+    assert_eq!(r.state(spi_r), Some(IkeState::Established));
+    planes.send();
+    let out = r.rekey_ike(spi_r, T0 + 2).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, false, T0 + 2, &mut run);
+    assert_eq!(rekeyed(&run.i_events).len(), 1);
+    planes.send();
+    // Rekeying again at once, before anything else: the new SA works as well.
+    let out = i.rekey_ike(T0 + 3).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 3, &mut run);
+    assert_eq!(rekeyed(&run.r_events).len(), 1);
+    assert_eq!(r.sas_in(IkeState::Established), vec![i.peer_spi()]);
+    planes.send();
+}

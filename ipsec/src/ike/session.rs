@@ -2432,17 +2432,15 @@ impl Initiator {
             &mut self.sa
         };
         let r = f(sa, &mut ctx);
-        if let Some(n) = sa.successor.take() {
-            if old {
-                // Not reached: a replaced SA refuses rekeys. Keep the newest anyway.
-                if let Some(o) = self.old.take() {
-                    self.sa = *n;
-                    self.old = Some(o);
-                }
-            } else {
-                let prev = core::mem::replace(&mut self.sa, *n);
-                self.old = Some(prev);
+        // A replaced SA refuses rekeys, so only the current one has a successor.
+        if let Some(n) = sa.successor.take().filter(|_| !old) {
+            // A second rekey before the first old SA's Delete completed: that one
+            // is given up (its child SAs have moved on already).
+            if let Some(o) = &mut self.old {
+                o.close(&mut ctx, DownReason::Rekeyed);
             }
+            let prev = core::mem::replace(&mut self.sa, *n);
+            self.old = Some(prev);
         }
         if self
             .old

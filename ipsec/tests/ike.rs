@@ -1325,3 +1325,54 @@ fn crossing_ike_rekeys_both_fail_temporarily_then_one_succeeds() {
     assert_eq!(r.sas_in(IkeState::Established), vec![i.peer_spi()]);
     planes.send();
 }
+
+/// A second IKE SA rekey while the first old SA's Delete is still outstanding: that
+/// old SA is given up at once (`IkeSaDown { Rekeyed }`), the late Delete still
+/// closes it at the peer, and the child SA works over the newest IKE SA.
+#[test]
+fn second_ike_rekey_before_the_old_delete_completes() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    let first = i.spis();
+    let (mut ev_i, mut ev_r) = (Vec::new(), Vec::new());
+    let req = datagrams(i.rekey_ike(T0 + 1).unwrap(), &mut ev_i);
+    let resp = datagrams(r.handle(&req[0], addr_i(), T0 + 1), &mut ev_r);
+    let delete = datagrams(i.handle(&resp[0], addr_r(), T0 + 1), &mut ev_i);
+    assert_eq!(delete.len(), 1, "the Delete of the old IKE SA, held back");
+    assert_eq!(rekeyed(&ev_i).len(), 1);
+    let out = i.rekey_ike(T0 + 2).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 2, &mut run);
+    let downs_i: Vec<(u64, u64)> = run
+        .i_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDown {
+                spi_i,
+                spi_r,
+                reason: DownReason::Rekeyed,
+            } => Some((*spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs_i.len(), 2, "the first and the second old SA");
+    assert!(downs_i.contains(&first));
+    // The held-back Delete reaches the peer: its first old SA closes too.
+    let answer = datagrams(r.handle(&delete[0], addr_i(), T0 + 3), &mut ev_r);
+    assert_eq!(down_reason(&ev_r), Some(DownReason::Rekeyed));
+    let before = i.counters().unknown_spi;
+    assert!(datagrams(i.handle(&answer[0], addr_r(), T0 + 3), &mut ev_i).is_empty());
+    assert_eq!(
+        i.counters().unknown_spi,
+        before + 1,
+        "the old SA is gone here"
+    );
+    assert_eq!(r.sas_in(IkeState::Established), vec![i.peer_spi()]);
+    planes.send();
+    let out = i.rekey_child(T0 + 4).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 4, &mut run);
+    planes.apply(&run);
+    planes.send();
+}

@@ -934,3 +934,445 @@ fn rekey_crossing_a_delete_is_child_sa_not_found() {
     assert_eq!(i.state(), IkeState::Established);
     assert_eq!(r.state(spi_r), Some(IkeState::Established));
 }
+
+fn rekeyed(events: &[Event]) -> Vec<(u64, u64, u64, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed {
+                old_spi_i,
+                old_spi_r,
+                spi_i,
+                spi_r,
+            } => Some((*old_spi_i, *old_spi_r, *spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two data planes holding the child SAs of both ends; `send` checks ESP both ways
+/// through the newest pair. Rekeyed pairs join the SADs next to the old ones (make
+/// before break); `ChildSaDown` takes them out.
+struct Planes {
+    i: Ipsec,
+    r: Ipsec,
+    out_i: ipsec::SaId,
+    out_r: ipsec::SaId,
+    /// (inbound SPI, inbound SA, outbound SA) per installed child SA, per end.
+    ids_i: Vec<(u32, ipsec::SaId, ipsec::SaId)>,
+    ids_r: Vec<(u32, ipsec::SaId, ipsec::SaId)>,
+    /// Traffic behind the initiator and behind the responder.
+    ts: (TrafficSelector, TrafficSelector),
+}
+
+impl Planes {
+    fn new(ci: &ChildSa, cr: &ChildSa) -> Self {
+        let (mut i, mut r) = (Ipsec::new(), Ipsec::new());
+        let (ii, out_i) = ci.install(&mut i.sad, 0).unwrap();
+        let (ir, out_r) = cr.install(&mut r.sad, 0).unwrap();
+        Planes {
+            i,
+            r,
+            out_i,
+            out_r,
+            ids_i: vec![(ci.inbound.spi, ii, out_i)],
+            ids_r: vec![(cr.inbound.spi, ir, out_r)],
+            ts: (ci.local_ts, ci.remote_ts),
+        }
+    }
+
+    /// Applies the child SA events of one run: new SAs in, deleted SAs out.
+    fn apply(&mut self, run: &Run) {
+        for (events, ipsec, ids, out) in [
+            (&run.i_events, &mut self.i, &mut self.ids_i, &mut self.out_i),
+            (&run.r_events, &mut self.r, &mut self.ids_r, &mut self.out_r),
+        ] {
+            for e in events {
+                match e {
+                    Event::ChildSaUp(c) => {
+                        let (a, b) = c.install(&mut ipsec.sad, 0).unwrap();
+                        ids.push((c.inbound.spi, a, b));
+                        *out = b;
+                    }
+                    Event::ChildSaDown { inbound_spi, .. } => {
+                        let k = ids.iter().position(|x| x.0 == *inbound_spi).unwrap();
+                        let (_, a, b) = ids.remove(k);
+                        ipsec.sad.remove(a);
+                        ipsec.sad.remove(b);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        let (a, b) = self.ts;
+        let IpAddr::V4(ia) = a.start_addr else {
+            panic!()
+        };
+        let IpAddr::V4(ib) = b.start_addr else {
+            panic!()
+        };
+        for (from_i, s, d) in [(true, ia, ib), (false, ib, ia)] {
+            let pkt = ipsec::testutil::udp4(s, d, 1000, 2000, 64);
+            let mut buf = ipsec::HeadroomBuf::from_packet(&pkt);
+            let (from, to, id) = if from_i {
+                (&mut self.i, &mut self.r, self.out_i)
+            } else {
+                (&mut self.r, &mut self.i, self.out_r)
+            };
+            from.encrypt_with(id, &mut buf, 0).unwrap();
+            let r = to.inbound(&mut buf, 0).unwrap();
+            assert!(matches!(r, Inbound::Decrypted { .. }), "{r:?}");
+            assert_eq!(ipsec::Buf::data(&buf), &pkt[..]);
+        }
+    }
+}
+
+/// IKE SA rekey (§2.18) started by either end, then a child SA rekey with PFS
+/// (§1.3.1) on the new IKE SA started by the other end, then a second IKE SA rekey:
+/// the child SA moves to each new IKE SA without going down, the old IKE SA is
+/// deleted by the rekey's initiator (`IkeSaDown { Rekeyed }`, no `ChildSaDown`),
+/// roles follow the rekey's initiator, and ESP flows throughout.
+#[test]
+fn ike_sa_rekey_from_either_end_keeps_traffic_flowing() {
+    for initiator_first in [true, false] {
+        let (mut ci, mut cr) = configs();
+        ci.child_pfs = Some(DhGroup::Modp2048);
+        cr.child_pfs = Some(DhGroup::Curve25519);
+        let (mut i, mut r, run) = handshake(ci, cr);
+        let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+        planes.send();
+        let mut t = T0;
+        for (step, by_initiator) in [initiator_first, !initiator_first].into_iter().enumerate() {
+            t += 1000;
+            let old = i.spis();
+            let old_r_key = i.peer_spi();
+            let out = if by_initiator {
+                i.rekey_ike(t).unwrap()
+            } else {
+                r.rekey_ike(old_r_key, t).unwrap()
+            };
+            let mut run = Run::default();
+            pump(&mut i, &mut r, out, by_initiator, t, &mut run);
+            // CREATE_CHILD_SA, then the Delete of the old IKE SA.
+            assert_eq!(run.wire.len(), 4, "step {step}");
+            let ri = rekeyed(&run.i_events);
+            assert_eq!(ri, rekeyed(&run.r_events));
+            let [(oi, or, ni, nr)] = ri[..] else {
+                panic!("one rekey: {:?}", run.i_events)
+            };
+            assert_eq!((oi, or), old);
+            assert_eq!(i.spis(), (ni, nr));
+            assert!(ni != oi && ni != or && nr != oi && nr != or);
+            // The new SA's initiator is the rekey's initiator.
+            let (mine, theirs) = if by_initiator { (ni, nr) } else { (nr, ni) };
+            assert_eq!(i.peer_spi(), theirs);
+            assert_ne!(i.peer_spi(), mine);
+            for ev in [&run.i_events, &run.r_events] {
+                assert_eq!(down_reason(ev), Some(DownReason::Rekeyed));
+                assert!(downs(ev).is_empty(), "children stay up");
+            }
+            assert_eq!(r.state(old_r_key), Some(IkeState::Closed));
+            assert_eq!(r.state(i.peer_spi()), Some(IkeState::Established));
+            assert_eq!(i.state(), IkeState::Established);
+            planes.send();
+
+            // A child SA rekey with PFS over the new IKE SA, by the other end.
+            t += 1000;
+            let out = if by_initiator {
+                r.rekey_child(i.peer_spi(), t).unwrap()
+            } else {
+                i.rekey_child(t).unwrap()
+            };
+            let mut run = Run::default();
+            pump(&mut i, &mut r, out, !by_initiator, t, &mut run);
+            assert_eq!(run.wire.len(), 4, "CREATE_CHILD_SA and the Delete");
+            let (new_i, new_r) = (children(&run.i_events), children(&run.r_events));
+            let ([new_i], [new_r]) = (&new_i[..], &new_r[..]) else {
+                panic!("one new child SA each: {:?}", run.i_events)
+            };
+            assert_eq!((new_i.ike_spi_i, new_i.ike_spi_r), (ni, nr));
+            assert_eq!(new_i.inbound.spi, new_r.outbound.spi);
+            // The request carried a KE payload: MODP-2048 (256 bytes) from the
+            // initiator, Curve25519 (32) from the responder, and the answer the
+            // same group.
+            let (req, resp) = (run.wire[0].2.len(), run.wire[1].2.len());
+            let g = if by_initiator { 32 } else { 256 };
+            // KE payload (8 + g) and the DH transform (8) on top of a plain rekey.
+            let plain = plain_rekey_len();
+            assert!(
+                req >= plain.0 + 16 + g && resp >= plain.1 + 16 + g,
+                "{req} {resp} {plain:?}"
+            );
+            planes.apply(&run);
+            assert_eq!(planes.ids_i.len(), 1);
+            assert_eq!(planes.ids_r.len(), 1);
+            planes.send();
+        }
+        // The last IKE SA still works for deletes.
+        t += 1000;
+        let out = i.delete_ike(t).unwrap();
+        let mut run = Run::default();
+        pump(&mut i, &mut r, out, true, t, &mut run);
+        assert_eq!(i.state(), IkeState::Closed);
+        assert_eq!(down_reason(&run.r_events), Some(DownReason::DeletedByPeer));
+        assert_eq!(downs(&run.r_events).len(), 1);
+    }
+}
+
+/// A child SA rekey without KE is refused by a responder that requires PFS; one
+/// with KE is accepted by a responder that does not ask for it (the group is one of
+/// its IKE groups), and the new child SA's keys come out the same at both ends.
+#[test]
+fn child_rekey_pfs_required_and_accepted() {
+    let (ci, mut cr) = configs();
+    cr.child_pfs = Some(DhGroup::Curve25519);
+    let (mut i, mut r, _) = handshake(ci, cr);
+    let out = i.rekey_child(T0 + 1).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 1, &mut run);
+    assert!(run.i_events.iter().any(|e| matches!(
+        e,
+        Event::ChildSaFailed { notify: n } if *n == notify::NO_PROPOSAL_CHOSEN
+    )));
+    assert!(children(&run.r_events).is_empty());
+
+    let (mut ci, cr) = configs();
+    ci.child_pfs = Some(DhGroup::Ecp256);
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let (old_i, old_r) = (child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    let mut planes = Planes::new(old_i, old_r);
+    let plain = plain_rekey_len();
+    let out = i.rekey_child(T0 + 2).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 2, &mut run);
+    let [new_i] = children(&run.i_events)[..] else {
+        panic!("{:?}", run.i_events)
+    };
+    let [new_r] = children(&run.r_events)[..] else {
+        panic!("{:?}", run.r_events)
+    };
+    assert!(
+        run.wire[0].2.len() >= plain.0 + 16 + 64,
+        "P-256 KE payload sent"
+    );
+    assert!(
+        run.wire[1].2.len() >= plain.1 + 16 + 64,
+        "P-256 KE payload answered"
+    );
+    let alg = new_i.outbound.algorithm;
+    assert_eq!(
+        fingerprint(alg, new_i.outbound_key()),
+        fingerprint(alg, new_r.inbound_key())
+    );
+    planes.apply(&run);
+    planes.send();
+}
+
+/// Sizes of the request and response of a child SA rekey without PFS.
+fn plain_rekey_len() -> (usize, usize) {
+    let (ci, cr) = configs();
+    let (mut i, mut r, _) = handshake(ci, cr);
+    let out = i.rekey_child(T0 + 1).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 1, &mut run);
+    assert_eq!(children(&run.r_events).len(), 1);
+    (run.wire[0].2.len(), run.wire[1].2.len())
+}
+
+/// Soft lifetime: `poll` starts the rekey between soft - jitter and soft, and the
+/// new child SA gets fresh timers. Hard lifetime: the child SA goes (both ends get
+/// `ChildSaDown`) when `poll` runs after it without a rekey.
+#[test]
+fn child_lifetimes_drive_rekey_and_expiry() {
+    let (mut ci, cr) = configs();
+    let life = Lifetime {
+        soft_ms: 10_000,
+        hard_ms: 15_000,
+        jitter_ms: 2_000,
+    };
+    ci.child_lifetime = Some(life);
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let first = child(&run.i_events).unwrap().inbound.spi;
+    let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    assert!(i.poll(T0 + 7_999).is_empty());
+    let at = i.next_timeout().expect("a rekey is due");
+    assert!((T0 + 8_000..=T0 + 10_000).contains(&at), "{}", at - T0);
+    assert!(i.poll(at - 1).is_empty());
+    let out = i.poll(at);
+    assert_eq!(out.len(), 1, "the CREATE_CHILD_SA request");
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, at, &mut run);
+    let [new] = children(&run.i_events)[..] else {
+        panic!("{:?}", run.i_events)
+    };
+    assert_eq!(new.rekey_of, Some(first));
+    let second = new.inbound.spi;
+    assert_eq!(downs(&run.i_events), vec![first]);
+    planes.apply(&run);
+    planes.send();
+    let next = i.next_timeout().unwrap();
+    assert!((at + 8_000..=at + 10_000).contains(&next), "fresh timers");
+    // Skip past the hard lifetime of the new child SA without polling at its soft
+    // one: it is deleted, and the peer told.
+    let late = at + 15_000;
+    let out = i.poll(late);
+    let mut run = Run::default();
+    let evs: Vec<u32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::ChildSaDown { inbound_spi, .. }) => Some(*inbound_spi),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(evs, vec![second]);
+    pump(&mut i, &mut r, out, true, late, &mut run);
+    assert_eq!(downs(&run.r_events).len(), 1);
+    assert!(children(&run.r_events).is_empty());
+    assert_eq!(i.rekey_child(late + 1).err(), Some(RequestError::NoChild));
+    assert_eq!(i.next_timeout(), None);
+    assert_eq!(i.state(), IkeState::Established);
+}
+
+/// IKE SA lifetime: `poll` rekeys the IKE SA at the soft lifetime (the child SA moves
+/// along), the new IKE SA gets fresh timers, and past its hard lifetime it is deleted
+/// (`Expired` here, `DeletedByPeer` at the peer, the child SA with it).
+#[test]
+fn ike_lifetime_drives_rekey_and_expiry() {
+    let (mut ci, cr) = configs();
+    ci.ike_lifetime = Some(Lifetime {
+        soft_ms: 20_000,
+        hard_ms: 30_000,
+        jitter_ms: 0,
+    });
+    let (mut i, mut r, _) = handshake(ci, cr);
+    assert_eq!(i.next_timeout(), Some(T0 + 20_000));
+    assert!(i.poll(T0 + 19_999).is_empty());
+    let t = T0 + 20_000;
+    let out = i.poll(t);
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, t, &mut run);
+    assert_eq!(rekeyed(&run.i_events).len(), 1);
+    assert_eq!(down_reason(&run.r_events), Some(DownReason::Rekeyed));
+    assert!(downs(&run.i_events).is_empty());
+    assert_eq!(i.next_timeout(), Some(t + 20_000), "fresh timers");
+    let late = t + 30_000;
+    let out = i.poll(late);
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, late, &mut run);
+    assert_eq!(i.state(), IkeState::Closed);
+    assert_eq!(down_reason(&run.i_events), Some(DownReason::Expired));
+    assert_eq!(down_reason(&run.r_events), Some(DownReason::DeletedByPeer));
+    assert_eq!(downs(&run.i_events).len(), 1);
+    assert_eq!(downs(&run.r_events).len(), 1);
+}
+
+fn datagrams(out: Vec<Output>, events: &mut Vec<Event>) -> Vec<Vec<u8>> {
+    let mut d = Vec::new();
+    for o in out {
+        match o {
+            Output::Send { data, .. } => d.push(data),
+            Output::Event(e) => events.push(e),
+        }
+    }
+    d
+}
+
+/// Crossing IKE SA rekeys (§2.25.2): each end answers the other's request with
+/// TEMPORARY_FAILURE, both report `IkeSaRekeyFailed`, the IKE SA and its child SA
+/// stay, and a later rekey succeeds.
+#[test]
+fn crossing_ike_rekeys_both_fail_temporarily_then_one_succeeds() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    let spi_r = i.peer_spi();
+    let (mut ev_i, mut ev_r) = (Vec::new(), Vec::new());
+    let req_i = datagrams(i.rekey_ike(T0 + 1).unwrap(), &mut ev_i);
+    let req_r = datagrams(r.rekey_ike(spi_r, T0 + 1).unwrap(), &mut ev_r);
+    let ([req_i], [req_r]) = (&req_i[..], &req_r[..]) else {
+        panic!("one request each")
+    };
+    let resp_r = datagrams(r.handle(req_i, addr_i(), T0 + 1), &mut ev_r);
+    let resp_i = datagrams(i.handle(req_r, addr_r(), T0 + 1), &mut ev_i);
+    assert!(datagrams(i.handle(&resp_r[0], addr_r(), T0 + 1), &mut ev_i).is_empty());
+    assert!(datagrams(r.handle(&resp_i[0], addr_i(), T0 + 1), &mut ev_r).is_empty());
+    for ev in [&ev_i, &ev_r] {
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::IkeSaRekeyFailed { notify: n } if *n == notify::TEMPORARY_FAILURE
+            )),
+            "{ev:?}"
+        );
+        assert!(rekeyed(ev).is_empty() && down_reason(ev).is_none());
+    }
+    assert_eq!(i.state(), IkeState::Established);
+    assert_eq!(r.state(spi_r), Some(IkeState::Established));
+    planes.send();
+    let out = r.rekey_ike(spi_r, T0 + 2).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, false, T0 + 2, &mut run);
+    assert_eq!(rekeyed(&run.i_events).len(), 1);
+    planes.send();
+    // Rekeying again at once, before anything else: the new SA works as well.
+    let out = i.rekey_ike(T0 + 3).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 3, &mut run);
+    assert_eq!(rekeyed(&run.r_events).len(), 1);
+    assert_eq!(r.sas_in(IkeState::Established), vec![i.peer_spi()]);
+    planes.send();
+}
+
+/// A second IKE SA rekey while the first old SA's Delete is still outstanding: that
+/// old SA is given up at once (`IkeSaDown { Rekeyed }`), the late Delete still
+/// closes it at the peer, and the child SA works over the newest IKE SA.
+#[test]
+fn second_ike_rekey_before_the_old_delete_completes() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, run) = handshake(ci, cr);
+    let mut planes = Planes::new(child(&run.i_events).unwrap(), child(&run.r_events).unwrap());
+    let first = i.spis();
+    let (mut ev_i, mut ev_r) = (Vec::new(), Vec::new());
+    let req = datagrams(i.rekey_ike(T0 + 1).unwrap(), &mut ev_i);
+    let resp = datagrams(r.handle(&req[0], addr_i(), T0 + 1), &mut ev_r);
+    let delete = datagrams(i.handle(&resp[0], addr_r(), T0 + 1), &mut ev_i);
+    assert_eq!(delete.len(), 1, "the Delete of the old IKE SA, held back");
+    assert_eq!(rekeyed(&ev_i).len(), 1);
+    let out = i.rekey_ike(T0 + 2).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 2, &mut run);
+    let downs_i: Vec<(u64, u64)> = run
+        .i_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaDown {
+                spi_i,
+                spi_r,
+                reason: DownReason::Rekeyed,
+            } => Some((*spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs_i.len(), 2, "the first and the second old SA");
+    assert!(downs_i.contains(&first));
+    // The held-back Delete reaches the peer: its first old SA closes too.
+    let answer = datagrams(r.handle(&delete[0], addr_i(), T0 + 3), &mut ev_r);
+    assert_eq!(down_reason(&ev_r), Some(DownReason::Rekeyed));
+    let before = i.counters().unknown_spi;
+    assert!(datagrams(i.handle(&answer[0], addr_r(), T0 + 3), &mut ev_i).is_empty());
+    assert_eq!(
+        i.counters().unknown_spi,
+        before + 1,
+        "the old SA is gone here"
+    );
+    assert_eq!(r.sas_in(IkeState::Established), vec![i.peer_spi()]);
+    planes.send();
+    let out = i.rekey_child(T0 + 4).unwrap();
+    let mut run = Run::default();
+    pump(&mut i, &mut r, out, true, T0 + 4, &mut run);
+    planes.apply(&run);
+    planes.send();
+}

@@ -12,7 +12,10 @@
 //! INSTALLED with the SPIs our side chose and was given, also after a CREATE_CHILD_SA
 //! rekey started by the initiator; ESP crosses the rekeyed child SA (charon's
 //! decrypts in our SAD; ours is counted by charon's inbound SA); deletes reach the
-//! other side; `tshark -V` dissects every IKE datagram without
+//! other side; an IKE SA rekey (RFC 7296 §2.18) both ways (`swanctl --rekey --ike`
+//! to our responder, `rekey_ike` of our initiator to charon), each followed by a
+//! child SA rekey with PFS (esp_proposals with x25519) over the new IKE SA and ESP
+//! through it; `tshark -V` dissects every IKE datagram without
 //! malformed-packet or error expert info.
 //!
 //! Root only: skipped (with a message) without root, `swanctl`, charon or `ip`. All
@@ -422,10 +425,18 @@ impl Node {
 
 /// Runs the responder in `ns` until `stop`.
 fn responder_thread(ns: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Seen> {
+    responder_thread_with(ns, stop, our_config(false))
+}
+
+fn responder_thread_with(
+    ns: String,
+    stop: Arc<AtomicBool>,
+    cfg: IkeConfig,
+) -> std::thread::JoinHandle<Seen> {
     std::thread::spawn(move || {
         enter_netns(&ns);
         let mut node = Node::bind();
-        let mut r = Responder::new(our_config(false), node.local).expect("responder");
+        let mut r = Responder::new(cfg, node.local).expect("responder");
         while !stop.load(Ordering::Relaxed) {
             node.step(&mut r);
         }
@@ -647,6 +658,148 @@ fn strongswan_initiates_to_our_responder() {
     assert!(text.contains("Exchange type: IKE_AUTH (35)"));
 }
 
+/// Polls `swanctl --list-sas` until `done` holds (at most 10 s); the last listing.
+fn list_until(lab: &Lab, done: impl Fn(&str) -> bool) -> String {
+    let t = Instant::now();
+    let mut l = lab.swanctl(&["--list-sas"]);
+    while !done(&l) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+        l = lab.swanctl(&["--list-sas"]);
+    }
+    l
+}
+
+/// charon rekeys the IKE SA it holds with our responder (`swanctl --rekey --ike`,
+/// RFC 7296 §2.18: CREATE_CHILD_SA with an IKE proposal, then its Delete of the old
+/// IKE SA), then rekeys the child SA over the new IKE SA with PFS (esp_proposals
+/// with x25519: a KE payload in CREATE_CHILD_SA, §1.3.1); ESP crosses the new child
+/// SA.
+#[test]
+fn strongswan_rekeys_the_ike_sa_then_a_pfs_child() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("c");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut cfg = our_config(false);
+    cfg.child_pfs = Some(DhGroup::Curve25519);
+    let ours = responder_thread_with(lab.ns_r.clone(), stop.clone(), cfg);
+    let conf = swanctl_conf("ours", "initiator.example", "responder.example", true).replace(
+        "esp_proposals = aes256gcm16\n",
+        "esp_proposals = aes256gcm16-x25519\n",
+    );
+    assert!(conf.contains("aes256gcm16-x25519"));
+    lab.start_charon(&conf);
+    let ns_i = lab.ns_i.clone();
+    run(Command::new("ip").args(["-n", &ns_i, "addr", "add", "10.1.0.1/32", "dev", "lo"]));
+    let init = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+    let sas = lab.swanctl(&["--list-sas"]);
+    lab.swanctl(&["--rekey", "--ike", "ours"]);
+    let after_ike = list_until(&lab, |l| l.contains("ours: #2, ESTABLISHED"));
+    lab.swanctl(&["--rekey", "--child", "net"]);
+    let first = installed(&after_ike).map(|l| l.spi_in);
+    let rekeyed = list_until(&lab, |l| installed(l).map(|l| l.spi_in) != first);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter_netns(&ns_i);
+            let u = UdpSocket::bind("10.1.0.1:0").expect("bind 10.1.0.1");
+            for _ in 0..3 {
+                let _ = u.send_to(b"through the rekeyed IKE SA's child", "10.2.0.1:9");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+    });
+    lab.swanctl(&["--terminate", "--ike", "ours", "--timeout", "10"]);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let seen = ours.join().expect("responder thread");
+
+    assert!(sas.contains("ours: #1, ESTABLISHED"), "{init}\n{sas}");
+    assert!(after_ike.contains("ours: #2, ESTABLISHED"), "{after_ike}");
+    let rekeys: Vec<(u64, u64, u64, u64)> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::IkeSaRekeyed {
+                old_spi_i,
+                old_spi_r,
+                spi_i,
+                spi_r,
+            } => Some((*old_spi_i, *old_spi_r, *spi_i, *spi_r)),
+            _ => None,
+        })
+        .collect();
+    let [(oi, or, ni, nr)] = rekeys[..] else {
+        panic!("one IKE SA rekey: {:?}\n{after_ike}", seen.events)
+    };
+    // charon lists the new IKE SA with the SPIs we agreed on.
+    assert!(
+        after_ike.contains(&format!("{ni:016x}_i")) && after_ike.contains(&format!("{nr:016x}_r")),
+        "{ni:016x} {nr:016x}\n{after_ike}"
+    );
+    assert!(seen.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown { spi_i, spi_r, reason: DownReason::Rekeyed } if (*spi_i, *spi_r) == (oi, or)
+    )));
+    let ups: Vec<&ChildSa> = seen
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ChildSaUp(c) => Some(&**c),
+            _ => None,
+        })
+        .collect();
+    let [child, new] = ups[..] else {
+        panic!("the child SA and its rekey: {:?}\n{rekeyed}", seen.events)
+    };
+    assert_eq!(new.rekey_of, Some(child.inbound.spi));
+    assert_eq!(
+        (new.ike_spi_i, new.ike_spi_r),
+        (ni, nr),
+        "made on the new IKE SA"
+    );
+    let l = installed(&rekeyed).expect("rekeyed child SA listed");
+    assert_eq!(
+        (l.spi_in, l.spi_out),
+        (new.outbound.spi, new.inbound.spi),
+        "{rekeyed}"
+    );
+    assert!(
+        seen.events.iter().any(|e| matches!(
+            e,
+            Event::IkeSaDown { spi_i, reason: DownReason::DeletedByPeer, .. } if *spi_i == ni
+        )),
+        "terminate reached the new IKE SA"
+    );
+    let c = seen.counters;
+    assert_eq!(
+        (
+            c.parse_errors,
+            c.integrity_failures,
+            c.auth_failures,
+            c.unknown_spi
+        ),
+        (0, 0, 0, 0)
+    );
+    // charon's ESP through the PFS child SA decrypts with the KEYMAT we derived
+    // (prf+(SK_d of the new IKE SA, g^ir ‖ Ni ‖ Nr), §2.17).
+    let mut ipsec = Ipsec::new();
+    new.install(&mut ipsec.sad, 0).expect("install child SA");
+    let here: SocketAddr = format!("{R_ADDR}:4500").parse().expect("addr");
+    let decrypted = seen
+        .esp
+        .iter()
+        .filter(|(from, p)| {
+            let mut b = ipsec::HeadroomBuf::from_packet(&common::udp_packet(*from, here, p));
+            matches!(ipsec.inbound(&mut b, 0), Ok(Inbound::Decrypted { .. }))
+                && ipsec::Buf::data(&b).ends_with(b"through the rekeyed IKE SA's child")
+        })
+        .count();
+    assert!(decrypted > 0, "no ESP decrypted: {:?}", ipsec.counters);
+    let text = common::tshark_check_ike(&lab.dir, "strongswan-ike-rekey", &seen.datagrams);
+    assert!(text.contains("Exchange type: CREATE_CHILD_SA (36)"));
+}
+
 /// What the initiator thread tells the test.
 enum Up {
     /// Child SA up and ESP sent: (our inbound SPI, our outbound SPI).
@@ -824,4 +977,156 @@ fn our_initiator_to_strongswan() {
     );
     let text = common::tshark_check_ike(&lab.dir, "strongswan-responder", &seen.datagrams);
     assert!(text.contains("Exchange type: INFORMATIONAL (37)"));
+}
+
+/// Steps `node` until `done` holds for its events (at most 10 s).
+fn step_until(node: &mut Node, i: &mut Initiator, done: impl Fn(&[Event]) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(&node.seen.events) {
+        if Instant::now() > deadline || i.state() == IkeState::Closed {
+            return false;
+        }
+        node.step(i);
+    }
+    true
+}
+
+/// Our initiator rekeys the IKE SA at charon (§2.18, then deletes the old one), then
+/// the child SA over the new IKE SA with PFS (charon's esp_proposals demand x25519);
+/// charon counts our ESP through the new child SA, lists the new IKE SA with our
+/// SPIs, and the final Delete goes over the new IKE SA.
+#[test]
+fn our_initiator_rekeys_the_ike_sa_at_strongswan() {
+    if !can_run() {
+        return;
+    }
+    let mut lab = Lab::new("d");
+    run(Command::new("ip").args(["-n", &lab.ns_i, "addr", "add", "10.2.0.1/32", "dev", "lo"]));
+    let conf = swanctl_conf("theirs", "responder.example", "initiator.example", false).replace(
+        "esp_proposals = aes256gcm16\n",
+        "esp_proposals = aes256gcm16-x25519\n",
+    );
+    lab.start_charon(&conf);
+    let (up_tx, up_rx) = std::sync::mpsc::channel::<Result<(u64, u64, u32, u32), String>>();
+    let (del_tx, del_rx) = std::sync::mpsc::channel::<()>();
+    let ns_r = lab.ns_r.clone();
+    let ours = std::thread::spawn(move || {
+        enter_netns(&ns_r);
+        let mut node = Node::bind();
+        let peer: SocketAddr = format!("{I_ADDR}:500").parse().expect("addr");
+        let mut cfg = our_config(true);
+        cfg.child_pfs = Some(DhGroup::Curve25519);
+        let mut i = Initiator::new(cfg, node.local, peer, node.now());
+        let out = i.start(node.now()).expect("start");
+        node.send_all(out);
+        let fail = |node: &Node, what: &str| Err(format!("{what}: {:?}", node.seen.events));
+        if !step_until(&mut node, &mut i, |e| {
+            e.iter().any(|e| matches!(e, Event::ChildSaUp(_)))
+        }) {
+            let _ = up_tx.send(fail(&node, "handshake"));
+            return node.seen;
+        }
+        let out = i.rekey_ike(node.now()).expect("rekey IKE SA");
+        node.send_all(out);
+        let rekeyed = step_until(&mut node, &mut i, |e| {
+            e.iter().any(|e| {
+                matches!(
+                    e,
+                    Event::IkeSaDown {
+                        reason: DownReason::Rekeyed,
+                        ..
+                    }
+                )
+            })
+        });
+        if !rekeyed {
+            let _ = up_tx.send(fail(&node, "IKE SA rekey"));
+            return node.seen;
+        }
+        let out = i.rekey_child(node.now()).expect("rekey child SA");
+        node.send_all(out);
+        let ok = step_until(&mut node, &mut i, |e| {
+            e.iter()
+                .any(|e| matches!(e, Event::ChildSaUp(c) if c.rekey_of.is_some()))
+                && e.iter()
+                    .filter(|e| matches!(e, Event::ChildSaDown { .. }))
+                    .count()
+                    == 1
+        });
+        let new = node.seen.events.iter().find_map(|e| match e {
+            Event::ChildSaUp(c) if c.rekey_of.is_some() => Some(c),
+            _ => None,
+        });
+        let Some(c) = new.filter(|_| ok) else {
+            let _ = up_tx.send(fail(&node, "PFS child rekey"));
+            return node.seen;
+        };
+        let mut ipsec = Ipsec::new();
+        let (_, out_id) = c.install(&mut ipsec.sad, 0).expect("install");
+        let enc = c.outbound.encap.expect("UDP encapsulation");
+        let pkt = common::udp_packet(
+            "10.1.0.1:1000".parse().expect("addr"),
+            "10.2.0.1:9".parse().expect("addr"),
+            b"through our child SA",
+        );
+        for _ in 0..3 {
+            let mut b = ipsec::HeadroomBuf::from_packet(&pkt);
+            ipsec.encrypt_with(out_id, &mut b, 0).expect("encrypt");
+            let esp = &ipsec::Buf::data(&b)[28..];
+            let to = SocketAddr::new(I_ADDR.parse().expect("addr"), enc.dport);
+            node.s4500.send_to(esp, to).expect("send ESP");
+        }
+        let (spi_i, spi_r) = i.spis();
+        let _ = up_tx.send(Ok((spi_i, spi_r, c.inbound.spi, c.outbound.spi)));
+        while del_rx.try_recv().is_err() {
+            node.step(&mut i);
+        }
+        let out = i.delete_ike(node.now()).expect("delete IKE SA");
+        node.send_all(out);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while i.state() != IkeState::Closed && Instant::now() < deadline {
+            node.step(&mut i);
+        }
+        node.seen
+    });
+    let up = up_rx
+        .recv_timeout(Duration::from_secs(40))
+        .unwrap_or(Err("initiator thread silent".into()));
+    std::thread::sleep(Duration::from_millis(300));
+    let sas = lab.swanctl(&["--list-sas"]);
+    let _ = del_tx.send(());
+    let seen = ours.join().expect("initiator thread");
+    let after = lab.swanctl(&["--list-sas"]);
+
+    let (spi_i, spi_r, our_in, our_out) = up.unwrap_or_else(|why| panic!("{why}\n{sas}"));
+    assert!(
+        sas.contains(&format!("{spi_i:016x}_i")) && sas.contains(&format!("{spi_r:016x}_r")),
+        "charon lists the new IKE SA {spi_i:016x}/{spi_r:016x}:\n{sas}"
+    );
+    assert_eq!(
+        installed(&sas),
+        Some(Listed {
+            spi_in: our_out,
+            spi_out: our_in,
+            packets_in: 3
+        }),
+        "charon decrypted our ESP through the PFS child SA:\n{sas}"
+    );
+    assert!(seen.events.iter().any(|e| matches!(
+        e,
+        Event::IkeSaDown { spi_i: a, reason: DownReason::DeletedLocally, .. } if *a == spi_i
+    )));
+    assert!(!after.contains("ESTABLISHED"), "{after}");
+    let c = seen.counters;
+    assert_eq!(
+        (
+            c.parse_errors,
+            c.integrity_failures,
+            c.auth_failures,
+            c.retransmits
+        ),
+        (0, 0, 0, 0)
+    );
+    let text = common::tshark_check_ike(&lab.dir, "strongswan-rekey-by-us", &seen.datagrams);
+    assert!(text.contains("Exchange type: CREATE_CHILD_SA (36)"));
 }

@@ -26,7 +26,7 @@ pub mod wire;
 pub use keys::{DhGroup, KeyError, Prf};
 #[cfg(feature = "ring")]
 pub use session::{
-    ChildSa, DownReason, Event, IkeConfig, IkeCounters, IkeState, Initiator, Output, RequestError,
-    Responder, NON_ESP_MARKER,
+    ChildSa, DownReason, Event, IkeConfig, IkeCounters, IkeState, Initiator, Lifetime, Output,
+    RequestError, Responder, NON_ESP_MARKER,
 };
 pub use wire::{Identification, Message, ParseError, Payload, TrafficSelector};

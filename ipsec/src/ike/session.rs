@@ -26,8 +26,9 @@
 //!   initiator is the rekey's initiator, so this end's role may change), and the
 //!   rekey's initiator deletes the old IKE SA; requests that cross an IKE SA rekey
 //!   get TEMPORARY_FAILURE (§2.25.1, §2.25.2);
-//! * child SA lifetimes ([`IkeConfig::child_lifetime`]): `poll` starts a rekey at the
-//!   soft lifetime (less a random jitter) and deletes the SA at the hard one;
+//! * child and IKE SA lifetimes ([`IkeConfig::child_lifetime`],
+//!   [`IkeConfig::ike_lifetime`]): `poll` starts a rekey at the soft lifetime (less a
+//!   random jitter) and deletes the SA at the hard one;
 //! * message IDs with a window of one (§2.3), retransmission with exponential
 //!   back-off by the requester only and cached responses for retransmitted requests
 //!   (§2.1), INFORMATIONAL deletes of child SAs and the IKE SA and empty liveness
@@ -36,8 +37,8 @@
 //! Not implemented: additional child SAs (answered NO_ADDITIONAL_SAS),
 //! simultaneous-rekey collision resolution by nonces (§2.8.1: crossing IKE SA rekeys
 //! both fail with TEMPORARY_FAILURE and are retried by the caller; crossing child SA
-//! rekeys leave two new child SAs), a retry after INVALID_KE_PAYLOAD on a rekey, IKE
-//! SA lifetimes, certificates and EAP, groups other than 14, 19 and 31, NAT
+//! rekeys leave two new child SAs), a retry after INVALID_KE_PAYLOAD on a rekey,
+//! byte and packet lifetimes, certificates and EAP, groups other than 14, 19 and 31, NAT
 //! keepalives (RFC 3948 §2.3), MOBIKE.
 //!
 //! Every received datagram that does not advance the exchange is dropped and counted
@@ -99,6 +100,9 @@ pub struct IkeConfig {
     pub child_pfs: Option<DhGroup>,
     /// Child SA lifetimes, counted from the SA's creation; `None`: no expiry.
     pub child_lifetime: Option<Lifetime>,
+    /// IKE SA lifetimes, counted from IKE_AUTH or the rekey that made the SA: `poll`
+    /// rekeys the IKE SA at the soft one (§2.18) and deletes it at the hard one.
+    pub ike_lifetime: Option<Lifetime>,
 }
 
 /// Soft and hard lifetimes of an SA, in milliseconds of `now`.
@@ -110,6 +114,22 @@ pub struct Lifetime {
     /// The SA is deleted this long after creation, rekeyed or not.
     pub hard_ms: u64,
     pub jitter_ms: u64,
+}
+
+impl Lifetime {
+    /// (soft, hard) deadlines for an SA made now; soft less a random jitter, never
+    /// after hard.
+    fn deadlines(&self, ctx: &Ctx<'_>) -> (u64, u64) {
+        let jitter = match self.jitter_ms {
+            0 => 0,
+            j => random_u64(ctx.rng).map_or(0, |r| r % j.saturating_add(1)),
+        };
+        let soft = self.soft_ms.saturating_sub(jitter).min(self.hard_ms);
+        (
+            ctx.now.saturating_add(soft),
+            ctx.now.saturating_add(self.hard_ms),
+        )
+    }
 }
 
 impl fmt::Debug for IkeConfig {
@@ -149,6 +169,7 @@ impl IkeConfig {
             half_open_timeout_ms: 30_000,
             child_pfs: None,
             child_lifetime: None,
+            ike_lifetime: None,
         }
     }
 }
@@ -187,6 +208,8 @@ pub enum DownReason {
     ProtocolError,
     /// Replaced by a new IKE SA (§2.18; see [`Event::IkeSaRekeyed`]) and deleted.
     Rekeyed,
+    /// Reached its hard lifetime ([`IkeConfig::ike_lifetime`]) and was deleted.
+    Expired,
 }
 
 /// State changes.
@@ -782,6 +805,11 @@ struct IkeSa {
     successor: Option<Box<IkeSa>>,
     /// Replaced by a rekey: it ends with `DownReason::Rekeyed`.
     rekeyed: bool,
+    /// Reached its hard lifetime: it ends with `DownReason::Expired`.
+    expired: bool,
+    /// IKE SA lifetime: when `poll` starts a rekey / deletes it (`u64::MAX`: never).
+    ike_rekey_at: u64,
+    ike_expire_at: u64,
     /// Inbound SPIs of child SAs that reached their hard lifetime, to be named in a
     /// Delete once no request is outstanding.
     owed_deletes: Vec<u32>,
@@ -822,7 +850,19 @@ impl IkeSa {
             dh_rekey: None,
             successor: None,
             rekeyed: false,
+            expired: false,
+            ike_rekey_at: u64::MAX,
+            ike_expire_at: u64::MAX,
             owed_deletes: Vec::new(),
+        }
+    }
+
+    /// Soft and hard lifetime of the IKE SA from now (`IkeConfig::ike_lifetime`).
+    fn start_ike_lifetime(&mut self, ctx: &Ctx<'_>) {
+        if let Some(l) = ctx.cfg.ike_lifetime {
+            let (soft, hard) = l.deadlines(ctx);
+            self.ike_rekey_at = soft;
+            self.ike_expire_at = hard;
         }
     }
 
@@ -858,6 +898,8 @@ impl IkeSa {
         }
         let reason = if self.rekeyed {
             DownReason::Rekeyed
+        } else if self.expired {
+            DownReason::Expired
         } else {
             reason
         };
@@ -1208,16 +1250,10 @@ impl IkeSa {
     }
 
     fn child_up(&mut self, ctx: &mut Ctx<'_>, c: ChildSa) {
-        let (mut rekey_at, mut expire_at) = (u64::MAX, u64::MAX);
-        if let Some(l) = ctx.cfg.child_lifetime {
-            let jitter = match l.jitter_ms {
-                0 => 0,
-                j => random_u64(ctx.rng).map_or(0, |r| r % (j + 1)),
-            };
-            let soft = l.soft_ms.saturating_sub(jitter).min(l.hard_ms);
-            rekey_at = ctx.now.saturating_add(soft);
-            expire_at = ctx.now.saturating_add(l.hard_ms);
-        }
+        let (rekey_at, expire_at) = ctx
+            .cfg
+            .child_lifetime
+            .map_or((u64::MAX, u64::MAX), |l| l.deadlines(ctx));
         self.children.push(ChildRef {
             inbound_spi: c.inbound.spi,
             outbound_spi: c.outbound.spi,
@@ -1413,6 +1449,7 @@ impl IkeSa {
         };
         self.respond(ctx, req, data, &inner);
         self.state = IkeState::Established;
+        self.start_ike_lifetime(ctx);
         ctx.event(Event::IkeSaUp {
             spi_i: self.spi_i,
             spi_r: self.spi_r,
@@ -1446,6 +1483,7 @@ impl IkeSa {
             return self.close(ctx, DownReason::AuthenticationFailed);
         }
         self.state = IkeState::Established;
+        self.start_ike_lifetime(ctx);
         ctx.event(Event::IkeSaUp {
             spi_i: self.spi_i,
             spi_r: self.spi_r,
@@ -1754,6 +1792,15 @@ impl IkeSa {
         );
     }
 
+    /// After a failed rekey of an IKE SA with a lifetime: try again halfway to its
+    /// hard expiry (at least a second later).
+    fn ike_rekey_later(&mut self, ctx: &Ctx<'_>) {
+        if self.ike_expire_at != u64::MAX {
+            let wait = (self.ike_expire_at.saturating_sub(ctx.now) / 2).max(1000);
+            self.ike_rekey_at = ctx.now.saturating_add(wait);
+        }
+    }
+
     /// After a failed rekey of a child SA with a lifetime: try again halfway to its
     /// hard expiry (at least a second later).
     fn rekey_later(&mut self, ctx: &Ctx<'_>, old: u32) {
@@ -1815,6 +1862,7 @@ impl IkeSa {
         n.nat_local = self.nat_local;
         n.nat_remote = self.nat_remote;
         n.state = IkeState::Established;
+        n.start_ike_lifetime(ctx);
         n.children = core::mem::take(&mut self.children);
         n.owed_deletes = core::mem::take(&mut self.owed_deletes);
         n.child_spi = self.child_spi;
@@ -1927,6 +1975,7 @@ impl IkeSa {
             Payload::Notify(n) if n.is_error() => Some(n.kind),
             _ => None,
         }) {
+            self.ike_rekey_later(ctx);
             return ctx.event(Event::IkeSaRekeyFailed { notify: n });
         }
         let sa = find(pl, |p| match p {
@@ -1958,6 +2007,7 @@ impl IkeSa {
         })();
         let Some((peer_spi, keys, suite)) = made else {
             ctx.counters.invalid += 1;
+            self.ike_rekey_later(ctx);
             return ctx.event(Event::IkeSaRekeyFailed {
                 notify: notify::INVALID_SYNTAX,
             });
@@ -2184,11 +2234,28 @@ impl IkeSa {
     /// when no request is outstanding.
     fn lifetimes(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now;
+        if self.ike_expire_at <= now {
+            // Hard IKE SA lifetime: Delete it (with its child SAs), or, with a
+            // request outstanding, close it here at once.
+            self.expired = true;
+            self.ike_expire_at = u64::MAX;
+            if self.delete_ike(ctx).is_err() {
+                self.close(ctx, DownReason::Expired);
+            }
+            return;
+        }
         while let Some(c) = self.children.iter().find(|c| c.expire_at <= now).copied() {
             self.child_down(ctx, c.inbound_spi);
             self.owed_deletes.push(c.inbound_spi);
         }
         if self.pending.is_some() {
+            return;
+        }
+        if self.ike_rekey_at <= now {
+            self.ike_rekey_at = u64::MAX;
+            if self.rekey_ike(ctx).is_err() {
+                self.ike_rekey_later(ctx);
+            }
             return;
         }
         if !self.owed_deletes.is_empty() {
@@ -2241,6 +2308,10 @@ impl IkeSa {
         match self.state {
             IkeState::Rekeyed => at(self.since.saturating_add(cfg.half_open_timeout_ms)),
             IkeState::Established => {
+                at(self.ike_expire_at);
+                if self.pending.is_none() {
+                    at(self.ike_rekey_at);
+                }
                 for c in &self.children {
                     at(c.expire_at);
                     // Rekeys and owed deletes wait for the outstanding request.
@@ -2361,17 +2432,15 @@ impl Initiator {
             &mut self.sa
         };
         let r = f(sa, &mut ctx);
-        if let Some(n) = sa.successor.take() {
-            if old {
-                // Not reached: a replaced SA refuses rekeys. Keep the newest anyway.
-                if let Some(o) = self.old.take() {
-                    self.sa = *n;
-                    self.old = Some(o);
-                }
-            } else {
-                let prev = core::mem::replace(&mut self.sa, *n);
-                self.old = Some(prev);
+        // A replaced SA refuses rekeys, so only the current one has a successor.
+        if let Some(n) = sa.successor.take().filter(|_| !old) {
+            // A second rekey before the first old SA's Delete completed: that one
+            // is given up (its child SAs have moved on already).
+            if let Some(o) = &mut self.old {
+                o.close(&mut ctx, DownReason::Rekeyed);
             }
+            let prev = core::mem::replace(&mut self.sa, *n);
+            self.old = Some(prev);
         }
         if self
             .old
@@ -2515,6 +2584,10 @@ impl Initiator {
 }
 
 /// A responder endpoint: every IKE SA initiated towards one local address.
+///
+/// Per-SA methods take the SA's local SPI: its SPIr, or, for an IKE SA this end
+/// made by rekeying (§2.18: the rekey's initiator is the new SA's initiator), its
+/// SPIi. [`Event::IkeSaRekeyed`] and [`Initiator::peer_spi`] tell which.
 pub struct Responder {
     cfg: IkeConfig,
     local: SocketAddr,
@@ -2873,7 +2946,7 @@ impl Responder {
             .min()
     }
 
-    /// INFORMATIONAL Delete of the child SA of the IKE SA with responder SPI `spi_r`.
+    /// INFORMATIONAL Delete of the child SA of the IKE SA with local SPI `spi_r`.
     pub fn delete_child(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self
             .ctx_run(spi_r, now, |sa, ctx| sa.delete_child(ctx))
@@ -2881,8 +2954,8 @@ impl Responder {
         r.map(|()| out)
     }
 
-    /// CREATE_CHILD_SA rekey of the (newest) child SA of the IKE SA with responder
-    /// SPI `spi_r` (§1.3.3, with PFS when [`IkeConfig::child_pfs`] is set); the old
+    /// CREATE_CHILD_SA rekey of the (newest) child SA of the IKE SA with local SPI
+    /// `spi_r` (§1.3.3, with PFS when [`IkeConfig::child_pfs`] is set); the old
     /// SA is deleted once the new one is up.
     pub fn rekey_child(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self
@@ -2901,7 +2974,7 @@ impl Responder {
         r.map(|()| out)
     }
 
-    /// INFORMATIONAL Delete of the IKE SA with responder SPI `spi_r`.
+    /// INFORMATIONAL Delete of the IKE SA with local SPI `spi_r`.
     pub fn delete_ike(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self
             .ctx_run(spi_r, now, |sa, ctx| sa.delete_ike(ctx))

@@ -3,6 +3,7 @@
 
 use crate::control::ControlPlane;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 use dataplane::metrics::Prom;
 use dataplane::stage::NodeStats;

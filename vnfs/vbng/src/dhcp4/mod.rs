@@ -379,9 +379,11 @@ impl Server {
 
     /// Ends a client's lease or offer from the operator's side (subscriber cleared,
     /// policy refused the lease): the address goes back to the pool and no event is
-    /// produced. The client learns of it at its next renewal (NAK) or when the lease
-    /// runs out; RFC 2131 has no message for the server to revoke a lease (RFC 3203
-    /// FORCERENEW is not implemented). Returns the address it held.
+    /// produced. At its next renewal the client gets a NAK if the address went to
+    /// another client meanwhile; if it is still free, the renewal binds it again (the
+    /// server adopts RENEWING clients of its pools, which keeps addresses across a
+    /// restart without a journal). RFC 2131 has no message for the server to revoke a
+    /// lease (RFC 3203 FORCERENEW is not implemented). Returns the address it held.
     pub fn revoke(&mut self, client: &ClientKey) -> Option<Ipv4Addr> {
         self.unbind(client, true).map(|b| b.addr)
     }

@@ -3,7 +3,6 @@
 
 use crate::control::ControlPlane;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::Write;
 use dataplane::metrics::Prom;
 use dataplane::stage::NodeStats;
@@ -160,19 +159,16 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             &[],
             cp.ipoe_session_count() as f64,
         );
-        for (dir, it) in [
-            ("rx", d.rx_by_type().collect::<Vec<_>>()),
-            ("tx", d.tx_by_type().collect()),
-        ] {
-            for (t, v) in it {
-                p.counter(
-                    "vbng_dhcp4_messages_total",
-                    "DHCPv4 messages by direction and type (RFC 2132 option 53)",
-                    &[("direction", dir), ("type", t)],
-                    v,
-                );
-            }
-        }
+        dhcp_families(
+            &mut p,
+            ["vbng_dhcp4_messages_total", "vbng_dhcp4_drops_total"],
+            [
+                "DHCPv4 messages by direction and type (RFC 2132 option 53)",
+                "DHCPv4 messages dropped or not answered, by reason",
+            ],
+            (d.rx_by_type(), d.tx_by_type()),
+            d.drops_by_reason(),
+        );
         for (dir, v) in [
             ("to_server", cp.stats.relay_to_server),
             ("to_client", cp.stats.relay_to_client),
@@ -191,14 +187,6 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             &[],
             cp.stats.ipoe_arp_replies,
         );
-        for (r, v) in d.drops_by_reason() {
-            p.counter(
-                "vbng_dhcp4_drops_total",
-                "DHCPv4 messages dropped or not answered, by reason",
-                &[("reason", r)],
-                v,
-            );
-        }
         if let Some(s) = cp.dhcp_server() {
             for (name, v) in [
                 ("leases", s.lease_count()),
@@ -221,30 +209,42 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
             &[],
             cp.delegated_prefix_count() as f64,
         );
-        for (dir, it) in [
-            ("rx", d.rx_by_type().collect::<Vec<_>>()),
-            ("tx", d.tx_by_type().collect()),
-        ] {
-            for (t, v) in it {
-                p.counter(
-                    "vbng_dhcp6_messages_total",
-                    "DHCPv6 messages by direction and type (RFC 8415 §7.3)",
-                    &[("direction", dir), ("type", t)],
-                    v,
-                );
-            }
-        }
-        for (r, v) in d.drops_by_reason() {
-            p.counter(
-                "vbng_dhcp6_drops_total",
+        dhcp_families(
+            &mut p,
+            ["vbng_dhcp6_messages_total", "vbng_dhcp6_drops_total"],
+            [
+                "DHCPv6 messages by direction and type (RFC 8415 §7.3)",
                 "DHCPv6 messages dropped or not answered, by reason",
-                &[("reason", r)],
-                v,
-            );
-        }
+            ],
+            (d.rx_by_type(), d.tx_by_type()),
+            d.drops_by_reason(),
+        );
     }
     p.nodes("0", nodes);
     p.finish()
+}
+
+/// A DHCP server's message counts by direction and type, and its drops by reason
+/// (`names`/`help`: the two families).
+fn dhcp_families<'a>(
+    p: &mut Prom,
+    names: [&str; 2],
+    help: [&str; 2],
+    (rx, tx): (
+        impl Iterator<Item = (&'a str, u64)>,
+        impl Iterator<Item = (&'a str, u64)>,
+    ),
+    drops: impl Iterator<Item = (&'a str, u64)>,
+) {
+    for (t, v) in rx {
+        p.counter(names[0], help[0], &[("direction", "rx"), ("type", t)], v);
+    }
+    for (t, v) in tx {
+        p.counter(names[0], help[0], &[("direction", "tx"), ("type", t)], v);
+    }
+    for (r, v) in drops {
+        p.counter(names[1], help[1], &[("reason", r)], v);
+    }
 }
 
 fn ip(a: u32) -> core::net::Ipv4Addr {

@@ -534,14 +534,14 @@ impl ControlPlane {
             self.stats.relay_dropped += 1;
             return;
         };
-        let servers = relay.servers.clone();
-        for s in servers {
-            let r = dhcp4::Reply {
-                message: out.clone(),
-                dst: dhcp4::Destination::Relay(s),
-                vlans: Vlans::NONE,
-                kind: mt.unwrap_or(MessageType::Request),
-            };
+        let mut r = dhcp4::Reply {
+            message: out,
+            dst: dhcp4::Destination::Relay(src),
+            vlans: Vlans::NONE,
+            kind: mt.unwrap_or(MessageType::Request),
+        };
+        for &s in &relay.servers {
+            r.dst = dhcp4::Destination::Relay(s);
             let f = dhcp4::wire::encap(&r, MacAddr(mac), src, Some(MacAddr(hop)));
             self.tx.push((port, f));
         }

@@ -26,6 +26,7 @@ pub mod fastpath;
 pub mod fsm;
 pub mod icmp;
 pub mod ipcp;
+pub mod journal_frame;
 pub mod lcp;
 pub mod metrics;
 pub mod mss;

@@ -17,15 +17,14 @@
 //! Integers are little-endian.
 
 use super::{ClientKey, Lease, Server};
+use crate::journal_frame::{open, FrameError, Writer};
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 use dataplane::proto::ethernet::Vlans;
-use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"VBNGDHC4";
 const VERSION: u8 = 1;
-const CHECK_LEN: usize = 8;
 
 /// Why a journal could not be loaded. Nothing is restored from a journal that fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +52,17 @@ impl fmt::Display for JournalError {
     }
 }
 
+impl From<FrameError> for JournalError {
+    fn from(e: FrameError) -> JournalError {
+        match e {
+            FrameError::BadMagic => JournalError::BadMagic,
+            FrameError::UnsupportedVersion(v) => JournalError::UnsupportedVersion(v),
+            FrameError::Truncated => JournalError::Truncated,
+            FrameError::Checksum => JournalError::Checksum,
+        }
+    }
+}
+
 /// What [`Server::load_journal`] restored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -65,57 +75,9 @@ pub struct Restored {
     pub refused: usize,
 }
 
-fn check(b: &[u8]) -> [u8; CHECK_LEN] {
-    let h = Sha256::digest(b);
-    let mut c = [0u8; CHECK_LEN];
-    c.copy_from_slice(&h[..CHECK_LEN]);
-    c
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
-        if self.0.len() < n {
-            return Err(JournalError::Truncated);
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u16(&mut self) -> Result<u16, JournalError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, JournalError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, JournalError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-}
-
 /// Decodes a journal into `(client, address, lease seconds, expiry in Unix ms)`.
 fn decode(b: &[u8]) -> Result<Vec<(ClientKey, Ipv4Addr, u32, u64)>, JournalError> {
-    if b.len() < MAGIC.len() || &b[..MAGIC.len()] != MAGIC {
-        return Err(JournalError::BadMagic);
-    }
-    if b.len() < MAGIC.len() + 1 + 4 + CHECK_LEN {
-        return Err(JournalError::Truncated);
-    }
-    let (body, c) = b.split_at(b.len() - CHECK_LEN);
-    if check(body) != c {
-        return Err(JournalError::Checksum);
-    }
-    let mut r = Reader(&body[MAGIC.len()..]);
-    let v = r.take(1)?[0];
-    if v != VERSION {
-        return Err(JournalError::UnsupportedVersion(v));
-    }
-    let n = r.u32()?;
+    let (n, mut r) = open(b, MAGIC, VERSION)?;
     let mut out = Vec::new();
     for _ in 0..n {
         let svlan = r.u16()?;
@@ -135,9 +97,7 @@ fn decode(b: &[u8]) -> Result<Vec<(ClientKey, Ipv4Addr, u32, u64)>, JournalError
         };
         out.push((key, addr, lease_s, expires));
     }
-    if !r.0.is_empty() {
-        return Err(JournalError::Truncated);
-    }
+    r.end()?;
     Ok(out)
 }
 
@@ -145,11 +105,8 @@ impl Server {
     /// The bound leases as a journal. `now_ms` is the server's clock, `unix_ms` the
     /// wall clock at the same moment.
     pub fn save_journal(&self, now_ms: u64, unix_ms: u64) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64 + self.lease_count() * 40);
-        b.extend_from_slice(MAGIC);
-        b.push(VERSION);
-        let at = b.len();
-        b.extend_from_slice(&0u32.to_le_bytes());
+        let mut w = Writer::new(MAGIC, VERSION, 64 + self.lease_count() * 40);
+        let b = &mut w.buf;
         let mut n = 0u32;
         for (k, l) in self.leases() {
             // Option 61 is at most 255 octets per instance but may be split (RFC 3396);
@@ -168,10 +125,7 @@ impl Server {
             b.extend_from_slice(&unix_ms.saturating_add(left).to_le_bytes());
             n += 1;
         }
-        b[at..at + 4].copy_from_slice(&n.to_le_bytes());
-        let c = check(&b);
-        b.extend_from_slice(&c);
-        b
+        w.finish(n)
     }
 
     /// Restores the leases of a journal: each one not yet expired at `unix_ms` is

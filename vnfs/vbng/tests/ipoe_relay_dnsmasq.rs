@@ -9,74 +9,12 @@
 //! Fails (does not skip) without root, `ip`, `udhcpc`, `dnsmasq`, `busybox`, `curl`
 //! or `ethtool`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sh(args: &[&str]) {
-    let st = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(st.success(), "{args:?} failed");
-}
+mod common_netns;
 
-fn ns_sh(ns: &str, cmd: &str) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", cmd])
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
-}
-
-struct Lab {
-    ns: Vec<String>,
-    dir: std::path::PathBuf,
-    children: Vec<Child>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.ns {
-            // dhclient may still run in the namespace: kill what is left there.
-            let _ = Command::new("ip")
-                .args(["netns", "pids", n])
-                .output()
-                .map(|o| {
-                    for p in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill").args(["-9", p]).status();
-                    }
-                });
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn need(tools: &[&str]) {
-    for t in tools {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "{t} not found (Debian udhcpc, isc-dhcp-client, busybox, curl)"
-        );
-    }
-}
-
-/// The value of a Prometheus sample line starting with `prefix`.
-fn sample(m: &str, prefix: &str) -> Option<f64> {
-    m.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-}
+use common_netns::{need, ns_sh, sample, sh, Lab};
 
 #[test]
 fn udhcpc_gets_a_lease_from_dnsmasq_through_the_relay() {

@@ -411,6 +411,11 @@ fn relay_adds_option_82_and_binds_on_the_servers_ack() {
     c.input(1, &server_frame(&bare, m.giaddr), 30);
     assert!(c.take_tx().is_empty());
     assert_eq!(c.stats.relay_dropped, 1);
+    let mut marked = request(MessageType::Request);
+    marked.relay_agent_info = Some(info.clone());
+    c.input(0, &client_frame(&marked, any, Ipv4Addr::BROADCAST), 40);
+    assert!(c.take_tx().is_empty(), "untrusted option 82 is not relayed");
+    assert_eq!(c.stats.relay_dropped, 2);
     // The lease runs out without a renewal: the session ends.
     c.poll(20 + 300_000);
     assert_eq!(c.session_count(), 0);

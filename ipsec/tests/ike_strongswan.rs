@@ -698,7 +698,11 @@ fn strongswan_rekeys_the_ike_sa_then_a_pfs_child() {
     let after_ike = list_until(&lab, |l| l.contains("ours: #2, ESTABLISHED"));
     lab.swanctl(&["--rekey", "--child", "net"]);
     let first = installed(&after_ike).map(|l| l.spi_in);
-    let rekeyed = list_until(&lab, |l| installed(l).map(|l| l.spi_in) != first);
+    // Mid-rekey the listing can show no INSTALLED child at all (the old one is
+    // REKEYING, the new one not yet listed): wait for an installed child with a new SPI.
+    let rekeyed = list_until(&lab, |l| {
+        installed(l).is_some_and(|l| Some(l.spi_in) != first)
+    });
     std::thread::scope(|s| {
         s.spawn(|| {
             enter_netns(&ns_i);

@@ -437,6 +437,7 @@ fn ipoe_section(n: u32) -> IpoeSection {
         lease_journal: None,
         dhcp,
         relay: None,
+        dhcp6: false,
     }
 }
 

@@ -192,6 +192,12 @@ pub struct IpoeSection {
     /// Relay DHCP to external servers instead of answering it (RFC 2131 §4.1,
     /// RFC 1542 §4.1, relay agent information RFC 3046).
     pub relay: Option<RelaySection>,
+    /// IPv6 for IPoE subscribers from the `[dhcp6]` server: IA_NA addresses (one
+    /// /128 each, routed to the subscriber) and IA_PD prefixes, Router
+    /// Advertisements on the access link (M/O flags from `ra_managed`/`ra_other`,
+    /// no prefix for SLAAC) and our link-local gateway answered by ND. A DHCPv6
+    /// Solicit starts a session like a DHCPDISCOVER (MAC user name).
+    pub dhcp6: bool,
 }
 
 /// `[ipoe.relay]`: the vBNG as a DHCP relay agent towards external servers on the
@@ -236,6 +242,7 @@ impl Default for IpoeSection {
             lease_journal: None,
             dhcp,
             relay: None,
+            dhcp6: false,
         }
     }
 }
@@ -786,7 +793,12 @@ impl Config {
         };
         d.validate()
             .map_err(|e| ConfigError(alloc::format!("dhcp6: {}", e.0)))?;
+        let ipoe6 = self.ipoe.as_ref().is_some_and(|i| i.dhcp6);
         let Some(first) = d.prefix_pools.first() else {
+            // IPoE subscribers may take addresses (IA_NA) only; PPPoE needs prefixes.
+            if ipoe6 && !d.address_pools.is_empty() {
+                return Ok(());
+            }
             return Err(ConfigError(
                 "dhcp6.prefix_pools: at least one pool (prefix delegation)".to_string(),
             ));
@@ -828,6 +840,12 @@ impl Config {
         let Some(i) = &self.ipoe else {
             return Ok(());
         };
+        if i.dhcp6 && self.dhcp6.is_none() {
+            return Err(ConfigError(
+                "ipoe.dhcp6: needs a [dhcp6] section (its pools serve the IPoE subscribers)"
+                    .to_string(),
+            ));
+        }
         i.dhcp
             .validate()
             .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;

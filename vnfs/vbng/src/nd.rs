@@ -44,7 +44,8 @@ pub fn is_link_local(a: u128) -> bool {
 /// What the Router Advertisement announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaParams {
-    /// The subscriber's /64 (upper 64 bits).
+    /// The subscriber's /64 (upper 64 bits); 0 = no Prefix Information option (an
+    /// IPoE link whose addresses come from DHCPv6 IA_NA only).
     pub prefix: u64,
     /// Router Lifetime, s (RFC 4861 §4.2; 0 = not a default router).
     pub router_lifetime_s: u16,
@@ -62,6 +63,9 @@ pub struct RaParams {
     pub managed: bool,
     /// O flag: other configuration by DHCPv6 (RFC 4861 §4.2).
     pub other: bool,
+    /// Our link-layer address on an Ethernet link (IPoE): sent as the Source
+    /// Link-Layer Address option (§4.6.1); `None` on PPP.
+    pub slla: Option<[u8; 6]>,
 }
 
 fn ipv6_frame(src: u128, dst: u128, hop_limit: u8, icmp: &mut [u8], out: &mut Vec<u8>) {
@@ -87,12 +91,19 @@ pub fn router_advertisement(our_iid: u64, dst: u128, p: &RaParams, out: &mut Vec
     m.extend_from_slice(&[msg::ROUTER_ADVERT, 0, 0, 0, 64, flags]);
     m.extend_from_slice(&p.router_lifetime_s.to_be_bytes());
     m.extend_from_slice(&[0; 8]);
-    // Prefix Information (§4.6.2): type 3, length 4 (32 bytes), /64, L=1 A=1.
-    m.extend_from_slice(&[3, 4, 64, 0xc0]);
-    m.extend_from_slice(&p.valid_s.to_be_bytes());
-    m.extend_from_slice(&p.preferred_s.min(p.valid_s).to_be_bytes());
-    m.extend_from_slice(&[0; 4]);
-    m.extend_from_slice(&(u128::from(p.prefix) << 64).to_be_bytes());
+    if let Some(mac) = p.slla {
+        // Source Link-Layer Address (§4.6.1): type 1, length 1.
+        m.extend_from_slice(&[1, 1]);
+        m.extend_from_slice(&mac);
+    }
+    if p.prefix != 0 {
+        // Prefix Information (§4.6.2): type 3, length 4 (32 bytes), /64, L=1 A=1.
+        m.extend_from_slice(&[3, 4, 64, 0xc0]);
+        m.extend_from_slice(&p.valid_s.to_be_bytes());
+        m.extend_from_slice(&p.preferred_s.min(p.valid_s).to_be_bytes());
+        m.extend_from_slice(&[0; 4]);
+        m.extend_from_slice(&(u128::from(p.prefix) << 64).to_be_bytes());
+    }
     if p.mtu > 0 {
         // MTU (§4.6.4): type 5, length 1.
         m.extend_from_slice(&[5, 1, 0, 0]);
@@ -121,10 +132,26 @@ pub fn router_solicitation(iid: u64, out: &mut Vec<u8>) {
 /// (RFC 4861 §7.2.4: R=1, S=1 unless `dst` is all-nodes, O=1; no target link-layer
 /// address on PPP).
 pub fn neighbor_advertisement(target: u128, dst: u128, out: &mut Vec<u8>) {
+    neighbor_advertisement_with(target, dst, None, out)
+}
+
+/// [`neighbor_advertisement`] on an Ethernet link: with the Target Link-Layer
+/// Address option (§4.6.1), which §7.2.4 requires in answer to a multicast
+/// solicitation.
+pub fn neighbor_advertisement_with(
+    target: u128,
+    dst: u128,
+    tlla: Option<[u8; 6]>,
+    out: &mut Vec<u8>,
+) {
     let flags = if dst == ALL_NODES { 0xa0 } else { 0xe0 };
-    let mut m = Vec::with_capacity(24);
+    let mut m = Vec::with_capacity(32);
     m.extend_from_slice(&[msg::NEIGHBOR_ADVERT, 0, 0, 0, flags, 0, 0, 0]);
     m.extend_from_slice(&target.to_be_bytes());
+    if let Some(mac) = tlla {
+        m.extend_from_slice(&[2, 1]);
+        m.extend_from_slice(&mac);
+    }
     ipv6_frame(target, dst, 255, &mut m, out);
 }
 
@@ -300,6 +327,7 @@ mod tests {
             dns_lifetime_s: 1800,
             managed: false,
             other: true,
+            slla: None,
         }
     }
 

@@ -212,6 +212,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
     let qcap = (n as usize * 2).max(1024);
     let nat = nat_cfg.is_some();
     let ipoe_gw = cp.ipoe_gateway();
+    let ipoe6 = cfg.dhcp6.is_some() && cfg.ipoe.as_ref().is_some_and(|i| i.dhcp6);
     let half = |mode: Mode, q: &Arc<UpdateQueue>| {
         let mut fp = FastPath::new(fcfg.clone(), q.clone(), counters.clone())
             .with_mode(mode)
@@ -220,6 +221,7 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
             .with_ipoe(ipoe_gw)
             .with_dhcp_relay(dhcp_relay)
             .with_prefix_delegation(pd_len)
+            .with_ipoe6(ipoe6)
             .with_core_ip6(cfg.core_ip6);
         if let Some(c) = &core_link {
             fp = fp.with_core_link(c.clone());

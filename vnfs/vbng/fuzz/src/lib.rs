@@ -347,7 +347,7 @@ pub fn exercise_wire(data: &[u8]) {
     if let Ok(vbng::nd::Nd::RouterAdvert {
         src,
         lifetime_s,
-        slaac_prefix: Some(prefix),
+        slaac_prefix: Some(prefix @ 1..),
         ..
     }) = vbng::nd::parse(data)
     {
@@ -362,6 +362,7 @@ pub fn exercise_wire(data: &[u8]) {
             dns_lifetime_s: 0,
             managed: false,
             other: false,
+            slla: None,
         };
         vbng::nd::router_advertisement(src as u64, vbng::nd::ALL_NODES, &p, &mut f);
         assert!(

@@ -34,7 +34,7 @@ impl Dhcp6Ctl {
 }
 
 /// The server's line key of a PPPoE session: access port, MAC, VLANs, session id.
-fn line_key(k: &AccessKey, sid: u16) -> LineKey {
+pub(super) fn line_key(k: &AccessKey, sid: u16) -> LineKey {
     let mut v = Vec::with_capacity(14);
     v.extend_from_slice(&k.port.to_be_bytes());
     v.extend_from_slice(&k.mac);
@@ -115,20 +115,27 @@ impl ControlPlane {
             }
         }
         for ev in h.events {
-            self.dhcp6_event(ev);
+            self.dhcp6_event(ev, now);
         }
         true
     }
 
     /// A binding event of the DHCPv6 server.
-    fn dhcp6_event(&mut self, ev: D6Event) {
-        let (client, lease, gone) = match ev {
+    pub(super) fn dhcp6_event(&mut self, ev: D6Event, now: u64) {
+        use radius::terminate_cause as tc;
+        let (client, lease, gone, cause) = match ev {
             D6Event::Bound { client, lease } | D6Event::Renewed { client, lease } => {
-                (client, Some(lease), None)
+                (client, Some(lease), None, 0)
             }
-            D6Event::Released { client, assigned }
-            | D6Event::Expired { client, assigned }
-            | D6Event::Declined { client, assigned } => (client, None, Some(assigned)),
+            D6Event::Released { client, assigned } => {
+                (client, None, Some(assigned), tc::USER_REQUEST)
+            }
+            D6Event::Expired { client, assigned } => {
+                (client, None, Some(assigned), tc::LOST_CARRIER)
+            }
+            D6Event::Declined { client, assigned } => {
+                (client, None, Some(assigned), tc::USER_ERROR)
+            }
         };
         let Some(idx) = line_of(&client.line).and_then(|k| self.by_key.get(&k).copied()) else {
             return;
@@ -137,6 +144,10 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        if matches!(e.access, Access::Ipoe(_)) {
+            self.ipoe6_event(idx, lease.map(|l| l.assigned), gone, client, cause, now);
+            return;
+        }
         match (lease.map(|l| l.assigned), gone) {
             (Some(Assigned::Prefix(p)), _) if p.len() == pd_len => {
                 let hi = (u128::from(p.network()) >> 64) as u64;
@@ -172,12 +183,18 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
-        let Some((hi, _, client)) = e.pd.take() else {
-            return;
-        };
-        self.fib.push(FibUpdate::RemovePd { idx, prefix: hi });
-        if let Some(d) = self.dhcp6.as_mut() {
-            d.server.revoke(&client);
+        let (pd, na) = (e.pd.take(), e.addr6.take());
+        if let Some((hi, _, client)) = pd {
+            self.fib.push(FibUpdate::RemovePd { idx, prefix: hi });
+            if let Some(d) = self.dhcp6.as_mut() {
+                d.server.revoke(&client);
+            }
+        }
+        if let Some((addr, client)) = na {
+            self.fib.push(FibUpdate::RemoveAddr6 { idx, addr });
+            if let Some(d) = self.dhcp6.as_mut() {
+                d.server.revoke(&client);
+            }
         }
     }
 
@@ -190,7 +207,7 @@ impl ControlPlane {
             return;
         }
         for ev in d.server.poll(now) {
-            self.dhcp6_event(ev);
+            self.dhcp6_event(ev, now);
         }
     }
 }

@@ -57,6 +57,13 @@ pub(super) struct IpoeCtl {
     relay: Option<RelaySection>,
     /// The relay's source address towards the servers (`core_ip`).
     core_ip: Option<Ipv4Addr>,
+    /// IPv6 for IPoE subscribers from the DHCPv6 server (`ipoe.dhcp6`).
+    pub(super) dhcp6: bool,
+    /// Per session slot: the DHCPv6 message (and its source) held while AAA decides.
+    pub(super) held6: BTreeMap<u32, (core::net::Ipv6Addr, Vec<u8>)>,
+    /// Router Solicitations from lines without a session: a token bucket
+    /// (tokens, last refill ms) so a storm of them costs a bounded number of RAs.
+    pub(super) rs_bucket: (u32, u64),
 }
 
 /// What [`ControlPlane::ipoe_restore`] did.
@@ -96,6 +103,9 @@ impl IpoeCtl {
             by_line: HashMap::new(),
             relay: cfg.relay.clone(),
             core_ip,
+            dhcp6: cfg.dhcp6,
+            held6: BTreeMap::new(),
+            rs_bucket: (super::ipoe6::RS_BURST, 0),
         })
     }
 
@@ -248,16 +258,28 @@ impl ControlPlane {
             self.stats.ipoe_no_username += 1;
             return;
         };
-        if !self.half_open.admit(key, &mut self.stats) {
+        let Some(idx) = self.ipoe_open(key, user.clone(), now) else {
             return;
+        };
+        if let Some(i) = self.ipoe.as_mut() {
+            i.held.insert(idx, msg.to_vec());
+        }
+        self.ipoe_aaa(idx, user, now);
+    }
+
+    /// A half-open IPoE session for a line without one (the PPPoE half-open limits
+    /// apply); `None` (counted) when the limits or the table refuse it.
+    pub(super) fn ipoe_open(&mut self, key: &AccessKey, user: Vec<u8>, now: u64) -> Option<u32> {
+        if !self.half_open.admit(key, &mut self.stats) {
+            return None;
         }
         let Some(idx) = self.free.pop() else {
             self.stats.table_full += 1;
-            return;
+            return None;
         };
         self.gen = self.gen.wrapping_add(1);
         let half_open = Some(now + self.half_open.timeout_ms);
-        let e = self.ipoe_entry(*key, user.clone(), false, half_open, now);
+        let e = self.ipoe_entry(*key, user, false, half_open, now);
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
             *s = Some(alloc::boxed::Box::new(e));
@@ -267,11 +289,14 @@ impl ControlPlane {
             i.by_line.insert((key.vlans, key.mac), idx);
         }
         self.stats.sessions_created += 1;
-        let (authorize, password) = match self.ipoe.as_mut() {
-            Some(i) => {
-                i.held.insert(idx, msg.to_vec());
-                (i.authorize, i.password.as_bytes().to_vec())
-            }
+        Some(idx)
+    }
+
+    /// AAA for a new IPoE session: RADIUS or the local users, or accepted at once
+    /// with `authorize = false`.
+    pub(super) fn ipoe_aaa(&mut self, idx: u32, user: Vec<u8>, now: u64) {
+        let (authorize, password) = match self.ipoe.as_ref() {
+            Some(i) => (i.authorize, i.password.as_bytes().to_vec()),
             None => return,
         };
         if authorize {
@@ -280,6 +305,12 @@ impl ControlPlane {
             self.accept(idx, Reply::default(), now);
         }
         self.schedule(idx);
+    }
+
+    /// The AAA user name of an IPoE line without a DHCPv4 message to read (a
+    /// DHCPv6 client): the MAC; `None` when option 82 names the subscriber.
+    pub(super) fn ipoe_mac_username(&self, key: &AccessKey) -> Option<Vec<u8>> {
+        (self.ipoe.as_ref()?.username == IpoeUsername::Mac).then(|| mac_text(&key.mac))
     }
 
     /// The AAA user name of a client: its MAC, or an option 82 sub-option as text.
@@ -303,6 +334,10 @@ impl ControlPlane {
         let msg = self.ipoe.as_mut().and_then(|i| i.held.remove(&idx));
         if let Some(m) = msg {
             self.dhcp(idx, &m, now);
+        }
+        let m6 = self.ipoe.as_mut().and_then(|i| i.held6.remove(&idx));
+        if let Some((src, m)) = m6 {
+            self.ipoe_dhcp6_serve(idx, src, &m, now);
         }
         self.schedule(idx);
     }
@@ -439,6 +474,7 @@ impl ControlPlane {
             acct_started: false,
             installed: false,
             pd: None,
+            addr6: None,
         }
     }
 
@@ -473,7 +509,20 @@ impl ControlPlane {
             (DhcpEvent::LeaseBound { lease, .. } | DhcpEvent::LeaseRenewed { lease, .. }, None) => {
                 self.lease_up(idx, lease, now)
             }
-            (_, Some(cause)) => self.remove_with(idx, cause, false, now),
+            (_, Some(cause)) => {
+                // A dual-stack subscriber keeps its session while DHCPv6 still binds
+                // an address or a prefix to it: only IPv4 stops.
+                match self.slots.get_mut(idx as usize) {
+                    Some(Some(e)) if e.addr6.is_some() || e.pd.is_some() => {
+                        if e.installed && e.ipv4_up {
+                            self.fib.push(FibUpdate::Down4 { idx, ip: e.ip });
+                        }
+                        e.ipv4_up = false;
+                        e.ip = 0;
+                    }
+                    _ => self.remove_with(idx, cause, false, now),
+                }
+            }
             _ => {}
         }
     }

@@ -86,6 +86,15 @@ impl ControlPlane {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;
         };
+        if matches!(e.access, Access::Ipoe(_)) {
+            // IPoE: over Ethernet, while DHCPv6 binds something to the subscriber.
+            let (key, up) = (e.key, e.ipv6_up);
+            e.next_ra = (interval > 0 && up).then_some(now + interval);
+            if up {
+                self.ipoe_send_ra(&key, dst);
+            }
+            return;
+        }
         let Some(our_iid) = e
             .ppp()
             .and_then(|p| p.link.ipv6cp.as_ref())
@@ -111,6 +120,7 @@ impl ControlPlane {
                 .unwrap_or(u32::MAX),
             managed: self.ra.managed,
             other: self.ra.other,
+            slla: None,
         };
         e.next_ra = (interval > 0).then_some(now + interval);
         let mut f = Vec::with_capacity(128);

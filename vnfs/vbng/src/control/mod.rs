@@ -68,6 +68,7 @@ use hashbrown::HashMap;
 mod aaa;
 mod dhcp6;
 mod ipoe;
+mod ipoe6;
 pub use ipoe::IpoeRestored;
 mod ipv6;
 
@@ -127,6 +128,23 @@ pub enum FibUpdate {
         /// Our IPv6CP interface identifier on the session's link: the fast path sends
         /// ICMPv6 errors to the subscriber from `fe80::<router_iid>` (0 = none).
         router_iid: u64,
+    },
+    /// Route one address to a session (an IPoE subscriber's DHCPv6 IA_NA /128).
+    AddAddr6 {
+        /// Session index.
+        idx: u32,
+        /// The address.
+        addr: u128,
+        /// Our interface identifier on the access link (`fe80::<router_iid>` sends
+        /// ICMPv6 errors to the subscriber).
+        router_iid: u64,
+    },
+    /// Stop routing a session's IA_NA address.
+    RemoveAddr6 {
+        /// Session index.
+        idx: u32,
+        /// The address.
+        addr: u128,
     },
     /// Route a delegated prefix (DHCPv6 IA_PD) to a session.
     AddPd {
@@ -467,6 +485,8 @@ struct Entry {
     /// The delegated prefix routed to the session (DHCPv6 IA_PD): upper 64 bits,
     /// length, and the server's binding.
     pd: Option<(u64, u8, crate::dhcp6::ClientKey)>,
+    /// An IPoE subscriber's DHCPv6 IA_NA address routed to it, and the binding.
+    addr6: Option<(u128, crate::dhcp6::ClientKey)>,
 }
 
 /// The access protocol's part of a subscriber.
@@ -1058,10 +1078,14 @@ impl ControlPlane {
         // RFC 2516 §5: discovery frames come to us or (PADI, §5.1) to broadcast;
         // session frames to us. Frames for another host on a shared segment are not
         // ours to answer.
-        let broadcast_ok = eth.dst_addr.is_broadcast()
+        let broadcast_ok = (eth.dst_addr.is_broadcast()
             && (eth.ethertype == EtherType::PPPOE_DISCOVERY
                 || (self.ipoe.is_some()
-                    && matches!(eth.ethertype, EtherType::IPV4 | EtherType::ARP)));
+                    && matches!(eth.ethertype, EtherType::IPV4 | EtherType::ARP))))
+            // IPv6 multicast (RFC 2464 §7: 33:33 + the group's low 32 bits) on IPoE.
+            || (eth.ethertype == EtherType::IPV6
+                && eth.dst_addr.0[..2] == [0x33, 0x33]
+                && self.ipoe6_enabled());
         if eth.dst_addr.0 != self.our_mac && !broadcast_ok {
             self.stats.not_for_us += 1;
             return;
@@ -1070,6 +1094,7 @@ impl ControlPlane {
             EtherType::PPPOE_DISCOVERY => self.discovery(&key, payload, now),
             EtherType::IPV4 => self.ipoe_input(&key, frame, now),
             EtherType::ARP => self.ipoe_arp(&key, payload, now),
+            EtherType::IPV6 => self.ipoe6_input(&key, payload, now),
             EtherType::PPPOE_SESSION => {
                 let Ok(p) = PppoePacket::new_checked(payload) else {
                     self.stats.malformed += 1;
@@ -1212,6 +1237,7 @@ impl ControlPlane {
             acct_started: false,
             installed: false,
             pd: None,
+            addr6: None,
         };
         self.half_open.enter(key);
         if let Some(s) = self.slots.get_mut(idx as usize) {
@@ -1453,6 +1479,7 @@ impl ControlPlane {
                 }
                 if let Some(c) = self.ipoe.as_mut() {
                     c.held.remove(&idx);
+                    c.held6.remove(&idx);
                     if c.by_line.get(&(e.key.vlans, e.key.mac)) == Some(&idx) {
                         c.by_line.remove(&(e.key.vlans, e.key.mac));
                     }

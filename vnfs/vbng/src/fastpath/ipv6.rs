@@ -71,6 +71,13 @@ pub(super) struct Tables {
     by_pd: HashMap<u64, u32, KeyHash>,
     /// Per session slot: its delegated prefix's upper 64 bits, 0 = none.
     pd: Vec<u64>,
+    /// IPoE subscribers' DHCPv6 IA_NA addresses (one /128 each, on a shared link
+    /// prefix): sized for every slot by [`FastPath::with_ipoe6`]; empty otherwise.
+    by_addr: HashMap<u128, u32, KeyHash>,
+    /// Per session slot: its IA_NA address, 0 = none.
+    addr: Vec<u128>,
+    /// Whether `by_addr` is in use (downstream looks there only then).
+    ipoe6: bool,
 }
 
 impl Tables {
@@ -85,6 +92,9 @@ impl Tables {
             pd_len: 0,
             by_pd: HashMap::with_capacity_and_hasher(0, KeyHash(seed ^ 0x9d)),
             pd: alloc::vec![0; n],
+            by_addr: HashMap::with_capacity_and_hasher(0, KeyHash(seed ^ 0x6a)),
+            addr: alloc::vec![0; n],
+            ipoe6: false,
         }
     }
 
@@ -185,6 +195,38 @@ impl FastPath {
                     self.v6.by_pd.insert(prefix, idx);
                 }
             }
+            FibUpdate::AddAddr6 {
+                idx,
+                addr,
+                router_iid,
+            } => {
+                if !self.v6.ipoe6 {
+                    return;
+                }
+                if let Some(r) = self.v6.router_iid.get_mut(idx as usize) {
+                    *r = router_iid;
+                }
+                let Some(slot) = self.v6.addr.get_mut(idx as usize) else {
+                    return;
+                };
+                let old = core::mem::replace(slot, addr);
+                if old != 0 && self.v6.by_addr.get(&old) == Some(&idx) {
+                    self.v6.by_addr.remove(&old);
+                }
+                if addr != 0 {
+                    self.v6.by_addr.insert(addr, idx);
+                }
+            }
+            FibUpdate::RemoveAddr6 { idx, addr } => {
+                if self.v6.by_addr.get(&addr) == Some(&idx) {
+                    self.v6.by_addr.remove(&addr);
+                }
+                if let Some(s) = self.v6.addr.get_mut(idx as usize) {
+                    if *s == addr {
+                        *s = 0;
+                    }
+                }
+            }
             FibUpdate::RemovePd { idx, prefix } => {
                 let prefix = prefix & self.v6.pd_mask;
                 if self.v6.by_pd.get(&prefix) == Some(&idx) {
@@ -227,6 +269,23 @@ impl FastPath {
             self.v6.by_pd.reserve(n);
         }
         self
+    }
+
+    /// IPv6 for IPoE subscribers (DHCPv6 IA_NA, RFC 8415 §6.2): each subscriber's
+    /// /128 is routed to it downstream and is the source it may use upstream (beside
+    /// its delegated prefix). The address table is sized for every session slot now.
+    pub fn with_ipoe6(mut self, on: bool) -> FastPath {
+        self.v6.ipoe6 = on;
+        if on {
+            let n = self.v6.addr.len();
+            self.v6.by_addr.reserve(n);
+        }
+        self
+    }
+
+    /// Installed IA_NA addresses.
+    pub fn addresses6(&self) -> usize {
+        self.v6.by_addr.len()
     }
 
     /// Our IPv6 address on the core side: source of ICMPv6 Time Exceeded and Packet
@@ -437,8 +496,8 @@ impl FastPath {
         }
     }
 
-    /// Upstream IPv6: `l2` is the offset of the PPPoE header, `vl`/`tags` the VLAN
-    /// tags seen, `plen` the PPPoE payload length (PPP protocol included).
+    /// Upstream IPv6 over PPPoE: `l2` is the offset of the PPPoE header, `vlans` the
+    /// VLAN tags seen, `plen` the PPPoE payload length (PPP protocol included).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) fn upstream6(
@@ -451,12 +510,50 @@ impl FastPath {
         sid: u16,
         plen: usize,
     ) -> Next {
-        let d = p.data();
-        let ip_off = l2 + 8;
-        if plen < 2 + 40 || l2 + 6 + plen > d.len() {
+        if plen < 2 + 40 || l2 + 6 + plen > p.data().len() {
             return Next::Drop(E_MALFORMED);
         }
-        let Some(ip) = d.get(ip_off..ip_off + (plen - 2)) else {
+        self.up6(p, now_ns, out, l2 + 8, plen - 2, vlans, sid)
+    }
+
+    /// Upstream IPv6 over Ethernet (RFC 2464) from an IPoE subscriber: `l2` is the
+    /// offset of the IPv6 header. Neighbor Discovery, link-local and multicast
+    /// (DHCPv6 to `ff02::1:2`) are punted to the control plane; the rest must come
+    /// from the subscriber's IA_NA address or delegated prefix.
+    #[inline]
+    pub(super) fn upstream6_ipoe(
+        &mut self,
+        p: &mut Pkt,
+        now_ns: u64,
+        out: &mut Out,
+        l2: usize,
+        vlans: Vlans,
+    ) -> Next {
+        let avail = p.data().len().saturating_sub(l2);
+        if avail < 40 {
+            return Next::Drop(E_MALFORMED);
+        }
+        self.up6(p, now_ns, out, l2, avail, vlans, 0)
+    }
+
+    /// Upstream IPv6 of a PPPoE (`sid` ≠ 0) or IPoE (`sid` 0) subscriber: the
+    /// datagram at `ip_off`, at most `avail` bytes (the PPPoE payload or the rest of
+    /// the frame): control traffic punted, session lookup, anti-spoofing, hop limit,
+    /// policer, re-framing to the core.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn up6(
+        &mut self,
+        p: &mut Pkt,
+        now_ns: u64,
+        out: &mut Out,
+        ip_off: usize,
+        avail: usize,
+        vlans: Vlans,
+        sid: u16,
+    ) -> Next {
+        let d = p.data();
+        let Some(ip) = d.get(ip_off..ip_off + avail) else {
             return Next::Drop(E_MALFORMED);
         };
         let total = 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]]));
@@ -475,13 +572,16 @@ impl FastPath {
         let Some(&idx) = self.by_key.get(&key) else {
             return Next::Drop(E_NO_SESSION);
         };
-        let pfx = self.v6.prefix.get(idx as usize).copied().unwrap_or(0);
+        let i = idx as usize;
+        let pfx = self.v6.prefix.get(i).copied().unwrap_or(0);
+        let na = self.v6.addr.get(i).copied().unwrap_or(0);
         let hi = (src >> 64) as u64;
-        if hi != pfx || pfx == 0 {
-            // Not the session's /64: its delegated prefix, or a spoofed source.
-            let pd = self.v6.pd.get(idx as usize).copied().unwrap_or(0);
+        if !((pfx != 0 && hi == pfx) || (na != 0 && src == na)) {
+            // Not the session's /64 or address: its delegated prefix, or spoofed.
+            let pd = self.v6.pd.get(i).copied().unwrap_or(0);
             if pd == 0 || hi & self.v6.pd_mask != pd {
-                return Next::Drop(if pfx == 0 && pd == 0 { E_IPV6 } else { E_SPOOF });
+                let none = pfx == 0 && na == 0 && pd == 0;
+                return Next::Drop(if none { E_IPV6 } else { E_SPOOF });
             }
         }
         if ip[7] <= 1 {
@@ -549,8 +649,20 @@ impl FastPath {
         let hi = u64::from_be_bytes(hi);
         let found = match self.v6.by_prefix.get(&hi) {
             Some(&i) => Some(i),
-            None if self.v6.pd_mask != 0 => self.v6.by_pd.get(&(hi & self.v6.pd_mask)).copied(),
-            None => None,
+            None => {
+                let a = if self.v6.ipoe6 {
+                    self.v6.by_addr.get(&u128_at(ip, 24)).copied()
+                } else {
+                    None
+                };
+                match a {
+                    Some(i) => Some(i),
+                    None if self.v6.pd_mask != 0 => {
+                        self.v6.by_pd.get(&(hi & self.v6.pd_mask)).copied()
+                    }
+                    None => None,
+                }
+            }
         };
         let Some(idx) = found else {
             // Link-scope and multicast control (RAs, RSs, Redirects, MLD) from the

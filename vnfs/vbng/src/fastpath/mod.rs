@@ -798,7 +798,9 @@ impl FastPath {
             u @ (FibUpdate::Add6 { .. }
             | FibUpdate::Remove6 { .. }
             | FibUpdate::AddPd { .. }
-            | FibUpdate::RemovePd { .. }) => self.apply6(u),
+            | FibUpdate::RemovePd { .. }
+            | FibUpdate::AddAddr6 { .. }
+            | FibUpdate::RemoveAddr6 { .. }) => self.apply6(u),
             FibUpdate::Rate { idx, rate } => {
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.up = bucket(rate.0, now_ns);
@@ -838,6 +840,7 @@ impl FastPath {
             EtherType::PPPOE_SESSION => {}
             EtherType::IPV4 if self.ipoe => return self.upstream_ipoe(p, now_ns, out, l2, vlans),
             EtherType::ARP if self.ipoe => return Next::Punt,
+            EtherType::IPV6 if self.ipoe => return self.upstream6_ipoe(p, now_ns, out, l2, vlans),
             _ => return Next::Drop(E_ETHERTYPE),
         }
         // PPPoE header (6) + PPP protocol (2).

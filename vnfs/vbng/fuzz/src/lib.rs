@@ -131,10 +131,77 @@ fn base_config(auth: AuthProto) -> Config {
                 lease_time_s: 60,
                 ..Default::default()
             },
+            // IPv6 for IPoE too: DHCPv6 and ND from IPoE lines reach the server and
+            // the RA/NA code (small pools, so exhaustion is reachable).
+            dhcp6: true,
+            ..Default::default()
+        }),
+        dhcp6: Some(vbng::dhcp6::Dhcp6Config {
+            address_pools: vec![vbng::dhcp6::AddrPoolConfig {
+                name: "na".into(),
+                first: "2001:db8:300::10".parse().unwrap(),
+                last: "2001:db8:300::17".parse().unwrap(),
+            }],
+            prefix_pools: vec![vbng::dhcp6::PrefixPoolConfig {
+                name: "pd".into(),
+                prefix: "2001:db8:400::/60".parse().unwrap(),
+                len: 62,
+            }],
+            valid_lifetime_s: 120,
+            preferred_lifetime_s: 60,
             ..Default::default()
         }),
         ..Config::default()
     }
+}
+
+/// A DHCPv6 client message `msg` (any bytes) from MAC `2:5c:dd:0:0:m` on line
+/// `vlans`: Ethernet to 33:33:00:01:00:02, IPv6 from the client's link-local
+/// address to `ff02::1:2`, UDP 546 → 547 with a valid checksum (RFC 8200 §8.1), so
+/// it reaches the DHCPv6 code; `nd`: an ICMPv6 Router Solicitation body instead.
+fn dhcp6_frame(m: u8, vlans: Vlans, nd: bool, msg: &[u8]) -> Vec<u8> {
+    use dataplane::proto::checksum::PseudoHeader;
+    use dataplane::proto::{icmpv6, ipv6, udp, EtherType, IpProtocol};
+    let mac = [2, 0x5c, 0xdd, 0, 0, m];
+    let eth = ethernet::Repr {
+        dst_addr: ethernet::MacAddr([0x33, 0x33, 0, 1, 0, 2]),
+        src_addr: ethernet::MacAddr(mac),
+        vlans: vlans.to_stack(),
+        ethertype: EtherType::IPV6,
+    };
+    let src = vbng::dhcp6::wire::link_local(ethernet::MacAddr(mac));
+    let dst: core::net::Ipv6Addr = if nd { "ff02::2" } else { "ff02::1:2" }.parse().unwrap();
+    let l3 = eth.buffer_len();
+    let l4 = if nd { msg.len().max(8) } else { udp::HEADER_LEN + msg.len() };
+    let mut f = vec![0u8; l3 + ipv6::HEADER_LEN + l4];
+    let _ = eth.emit(&mut ethernet::Frame::new_unchecked(&mut f[..]));
+    let _ = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: if nd { IpProtocol::ICMPV6 } else { IpProtocol::UDP },
+        payload_len: l4,
+        hop_limit: 255,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut ipv6::Packet::new_unchecked(&mut f[l3..]));
+    let at = l3 + ipv6::HEADER_LEN;
+    if nd {
+        f[at..at + msg.len()].copy_from_slice(msg);
+        f[at] = 133;
+        icmpv6::Packet::new_unchecked(&mut f[at..]).fill_checksum(&src, &dst);
+        return f;
+    }
+    let mut u = udp::Packet::new_unchecked(&mut f[at..]);
+    let _ = udp::Repr {
+        src_port: 546,
+        dst_port: 547,
+        payload_len: msg.len(),
+    }
+    .emit(&mut u);
+    u.payload_mut().copy_from_slice(msg);
+    u.fill_checksum(&PseudoHeader::V6 { src, dst });
+    f
 }
 
 /// A DHCP client message `msg` (any bytes) from MAC `2:5c:dd:0:0:m` on line `vlans`
@@ -443,7 +510,12 @@ pub fn exercise_control(data: &[u8]) {
                     svlan: 0,
                     cvlan: if b & 8 != 0 { 7 } else { 0 },
                 };
-                cp.input(0, &dhcp_frame(b & 7, vlans, b & 0x40 != 0, &msg), now);
+                if b & 0x20 != 0 && b & 0x80 == 0 {
+                    // DHCPv6 (or a Router Solicitation) from the same lines.
+                    cp.input(0, &dhcp6_frame(b & 7, vlans, b & 0x40 != 0, c), now);
+                } else {
+                    cp.input(0, &dhcp_frame(b & 7, vlans, b & 0x40 != 0, &msg), now);
+                }
             }
             1 => {
                 // Any PPP payload inside the live session.

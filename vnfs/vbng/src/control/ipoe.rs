@@ -479,7 +479,7 @@ impl ControlPlane {
     }
 
     /// A lease event from the DHCP server.
-    fn dhcp_event(&mut self, ev: DhcpEvent, now: u64) {
+    pub(super) fn dhcp_event(&mut self, ev: DhcpEvent, now: u64) {
         if let Some(i) = self.ipoe.as_mut() {
             i.dirty = true;
         }

@@ -274,12 +274,13 @@ impl ControlPlane {
                     }
                 }
                 e.addr6 = Some((a, client));
+                // The session first (an IPv6-only subscriber is installed now).
+                self.ipoe6_up(idx, now);
                 self.fib.push(FibUpdate::AddAddr6 {
                     idx,
                     addr: a,
                     router_iid,
                 });
-                self.ipoe6_up(idx, now);
             }
             (Some(Assigned::Prefix(p)), _) if p.len() == pd_len => {
                 let hi = (u128::from(p.network()) >> 64) as u64;
@@ -289,12 +290,12 @@ impl ControlPlane {
                     }
                 }
                 e.pd = Some((hi, p.len(), client));
+                self.ipoe6_up(idx, now);
                 self.fib.push(FibUpdate::AddPd {
                     idx,
                     prefix: hi,
                     len: p.len(),
                 });
-                self.ipoe6_up(idx, now);
             }
             (None, Some(Assigned::Address(a))) => {
                 let a = u128::from(a);

@@ -1663,3 +1663,7 @@ mod ipoe_tests;
 #[cfg(test)]
 #[path = "dhcp6_tests.rs"]
 mod dhcp6_tests;
+
+#[cfg(test)]
+#[path = "ipoe6_tests.rs"]
+mod ipoe6_tests;

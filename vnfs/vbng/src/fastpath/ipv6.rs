@@ -32,6 +32,13 @@
 //! refreshed like the IPv4 gateway, see `corelink`), or without it to the IPv4 next
 //! hop's MAC (static or resolved by ARP).
 //!
+//! IPoE subscribers (`ipoe.dhcp6`, [`FastPath::with_ipoe6`]): IPv6 over Ethernet
+//! (RFC 2464) from the access port is looked up by port, MAC and VLANs (session id
+//! 0); ND, link-local and multicast are punted; the source must be the subscriber's
+//! DHCPv6 IA_NA address (RFC 8415 §6.2) or in its delegated prefix. Downstream, a
+//! destination outside every /64 is looked up as a /128 in the address table, then
+//! by delegated prefix, and framed as Ethernet 0x86DD with the line's VLANs.
+//!
 //! Tables change only through [`FibUpdate::Add6`]/[`FibUpdate::Remove6`] from the
 //! lock-free update queue; nothing here allocates or locks.
 

@@ -558,3 +558,99 @@ fn delegated_prefix_routes_both_ways() {
     assert_eq!(out.ports[0].len(), 0);
     assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
 }
+
+/// Issue 15 items 4/5: an IPoE subscriber's DHCPv6 IA_NA /128 routes to its line
+/// downstream (Ethernet 0x86DD with its VLANs), is the only source besides its
+/// delegated prefix it may use upstream, and its link-local, multicast and ND
+/// traffic is punted to the control plane.
+#[test]
+fn ipoe_address_and_prefix_route_both_ways() {
+    let (fp, _, _) = setup((0, 0));
+    let mut fp = fp
+        .with_ipoe(Some(core::net::Ipv4Addr::new(100, 72, 0, 1)))
+        .with_prefix_delegation(56)
+        .with_ipoe6(true);
+    let line = AccessKey {
+        port: 0,
+        mac: [2, 9, 9, 9, 9, 9],
+        vlans: Vlans {
+            svlan: 0,
+            cvlan: 33,
+        },
+    };
+    fp.apply(
+        FibUpdate::Add {
+            idx: 5,
+            key: line,
+            sid: 0,
+            ip: 0,
+            rate: (0, 0),
+            mtu: 1500,
+        },
+        0,
+    );
+    const NA: u128 = 0x2001_0db8_0100_0000_0000_0000_0000_1000;
+    const PD: u64 = 0x2001_0db8_0200_0100;
+    fp.apply(
+        FibUpdate::AddAddr6 {
+            idx: 5,
+            addr: NA,
+            router_iid: 0x99,
+        },
+        0,
+    );
+    fp.apply(
+        FibUpdate::AddPd {
+            idx: 5,
+            prefix: PD,
+            len: 56,
+        },
+        0,
+    );
+    assert_eq!(fp.addresses6(), 1);
+    let eth_up = |ip: &[u8]| {
+        let mut f = alloc::vec![2, 0, 0, 0, 0, 0xa];
+        f.extend_from_slice(&line.mac);
+        f.extend_from_slice(&[0x81, 0, 0, 33, 0x86, 0xdd]);
+        f.extend_from_slice(ip);
+        f
+    };
+    // Downstream to the address: one C-VLAN tag, IPv6, hop limit decremented.
+    let down = down_frame(&ipv6(REMOTE, NA, 64, 17, 20));
+    let (out, _) = run(&mut fp, 1, core::slice::from_ref(&down));
+    let d: Vec<Vec<u8>> = out.ports[0].iter().map(|p| p.data().to_vec()).collect();
+    assert_eq!(d.len(), 1, "to the subscriber's line");
+    assert_eq!(&d[0][0..6], &line.mac);
+    assert_eq!(&d[0][12..18], &[0x81, 0, 0, 33, 0x86, 0xdd]);
+    assert_eq!(d[0][18 + 7], 63);
+    // Another address of the same /64 belongs to nobody.
+    let (out, node) = run(&mut fp, 1, &[down_frame(&ipv6(REMOTE, NA + 1, 64, 17, 20))]);
+    assert_eq!(out.ports[0].len(), 0);
+    assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
+    // Upstream: from the address and from the prefix pass, re-framed untagged to
+    // the core; another source is spoofed; link-local and ND are punted.
+    let lan = (u128::from(PD | 0x01) << 64) | 1;
+    let ll = 0xfe80_0000_0000_0000_0009_09ff_fe09_0909u128;
+    let mut rs = ipv6(ll, crate::nd::ALL_ROUTERS, 255, 58, 8);
+    rs[40] = 133;
+    let frames = [
+        eth_up(&ipv6(NA, REMOTE, 64, 17, 20)),
+        eth_up(&ipv6(lan, REMOTE, 64, 17, 20)),
+        eth_up(&ipv6(NA + 1, REMOTE, 64, 17, 20)),
+        eth_up(&rs),
+    ];
+    let (out, node) = run(&mut fp, 0, &frames);
+    let up: Vec<Vec<u8>> = out.ports[1].iter().map(|p| p.data().to_vec()).collect();
+    assert_eq!(up.len(), 2);
+    assert_eq!(&up[0][12..14], &[0x86, 0xdd]);
+    assert_eq!(up[0][14 + 7], 63);
+    assert_eq!(node.drops[E_SPOOF as usize], 1);
+    assert_eq!(out.punt.len(), 1, "the Router Solicitation");
+    // Withdrawn: no longer routed, and no longer a valid source.
+    fp.apply(FibUpdate::RemoveAddr6 { idx: 5, addr: NA }, 0);
+    assert_eq!(fp.addresses6(), 0);
+    let (out, _) = run(&mut fp, 1, &[down]);
+    assert_eq!(out.ports[0].len(), 0);
+    let (_, node) = run(&mut fp, 0, &[eth_up(&ipv6(NA, REMOTE, 64, 17, 20))]);
+    assert_eq!(node.drops[E_SPOOF as usize], 1);
+}

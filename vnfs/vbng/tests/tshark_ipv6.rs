@@ -9,7 +9,9 @@
 //! Ethernet 0x86DD on the core side), are written to a pcap and dissected by `tshark`.
 //! No frame may be malformed or carry a warning/error expert item (a bad ICMPv6 or
 //! UDP checksum is one: a negative control proves tshark checks them here). Fails if
-//! tshark is missing.
+//! tshark is missing. A second test does the same for IPv6 over IPoE (`ipoe.dhcp6`):
+//! RS/RA and NS/NA over Ethernet with link-layer address options, DHCPv6 Solicit and
+//! Reply.
 
 use dataplane::batch::{Batch, Out};
 use dataplane::buf::Pool;
@@ -376,4 +378,200 @@ fn ipv6_over_pppoe_dissects_cleanly() {
     );
     // The encapsulated frame towards the subscriber: hop limit 63 after the BNG.
     assert_eq!(down6.trim(), format!("{src}\t63\t1"));
+}
+
+/// An IPv6 datagram (`next` 17 or 58, `l4` with its checksum filled here) from the
+/// IPoE client's link-local address as an Ethernet frame with one C-VLAN tag.
+fn ipoe6_frame(
+    mac: [u8; 6],
+    to: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    next: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    use dataplane::proto::checksum::PseudoHeader;
+    use dataplane::proto::{icmpv6, udp};
+    let mut l4 = l4.to_vec();
+    if next == 17 {
+        udp::Packet::new_unchecked(&mut l4[..]).fill_checksum(&PseudoHeader::V6 { src, dst });
+    } else {
+        icmpv6::Packet::new_unchecked(&mut l4[..]).fill_checksum(&src, &dst);
+    }
+    let mut f = to.to_vec();
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x81, 0, 0, 42, 0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[next, 255]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&l4);
+    f
+}
+
+/// IPv6 for IPoE subscribers (`ipoe.dhcp6`) as Wireshark sees it: a Router
+/// Solicitation and our Router Advertisement over Ethernet (M and O flags, Source
+/// Link-Layer Address, no Prefix Information), a Neighbor Solicitation for our
+/// link-local address and the Neighbor Advertisement with the Target Link-Layer
+/// Address, a DHCPv6 Solicit with IA_NA, IA_PD and Rapid Commit and our Reply, all
+/// on a C-VLAN: no frame malformed or flagged.
+#[test]
+fn ipv6_over_ipoe_dissects_cleanly() {
+    use dataplane::proto::dhcp6::{opt, Duid, Ia, Message, MessageType, Repr};
+    use std::net::Ipv6Addr;
+    let cfg = Config {
+        auth: AuthProto::Pap,
+        auth_fallback: None,
+        ra_managed: true,
+        ra_other: true,
+        dns6: vec!["2001:db8::53".parse().expect("addr")],
+        ipoe: Some(vbng::config::IpoeSection {
+            authorize: false,
+            dhcp6: true,
+            ..vbng::config::IpoeSection::default()
+        }),
+        dhcp6: Some(vbng::dhcp6::Dhcp6Config {
+            address_pools: vec![vbng::dhcp6::AddrPoolConfig {
+                name: "na".into(),
+                first: "2001:db8:100::10".parse().expect("addr"),
+                last: "2001:db8:100::1f".parse().expect("addr"),
+            }],
+            prefix_pools: vec![vbng::dhcp6::PrefixPoolConfig {
+                name: "pd".into(),
+                prefix: "2001:db8:8000::/40".parse().expect("prefix"),
+                len: 56,
+            }],
+            dns: vec!["2001:db8::53".parse().expect("addr")],
+            ..Default::default()
+        }),
+        ..Config::default()
+    };
+    let counters = SessionCounters::new(16);
+    let mut cp =
+        ControlPlane::new(&cfg, 16, counters, Rng::from_seed([4; 32])).expect("control plane");
+    let mac = [2, 0x1e, 0, 0, 0, 6];
+    let ll = vbng::dhcp6::wire::link_local(dataplane::proto::ethernet::MacAddr(mac));
+    let ours = vbng::dhcp6::wire::link_local(dataplane::proto::ethernet::MacAddr(cp.mac()));
+    let mut frames = Vec::new();
+    let mut send = |cp: &mut ControlPlane, f: Vec<u8>, now: u64| {
+        cp.input(0, &f, now);
+        frames.push(f);
+        frames.extend(cp.take_tx().into_iter().map(|(_, f)| f));
+    };
+    let all_routers: Ipv6Addr = "ff02::2".parse().expect("addr");
+    let rs = ipoe6_frame(
+        mac,
+        [0x33, 0x33, 0, 0, 0, 2],
+        ll,
+        all_routers,
+        58,
+        &[133, 0, 0, 0, 0, 0, 0, 0],
+    );
+    send(&mut cp, rs, 10);
+    let o = ours.octets();
+    let sn = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(o[13]),
+        u16::from_be_bytes([o[14], o[15]]),
+    );
+    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    ns.extend_from_slice(&o);
+    ns.extend_from_slice(&[1, 1]);
+    ns.extend_from_slice(&mac);
+    send(
+        &mut cp,
+        ipoe6_frame(
+            mac,
+            [0x33, 0x33, 0xff, o[13], o[14], o[15]],
+            ll,
+            sn,
+            58,
+            &ns,
+        ),
+        20,
+    );
+    let solicit = Message {
+        client_id: Some(Duid::ll(mac)),
+        ia_na: vec![Ia::new(1, 0, 0)],
+        ia_pd: vec![Ia::new(2, 0, 0)],
+        rapid_commit: true,
+        oro: Some(vec![opt::DNS_SERVERS]),
+        elapsed_time: Some(0),
+        ..Message::new(MessageType::Solicit, 0x0077_8899)
+    };
+    let mut m = Vec::new();
+    Repr::Message(solicit).emit(&mut m).expect("emit");
+    let mut udp = vec![0x02, 0x22, 0x02, 0x23];
+    udp.extend_from_slice(&((8 + m.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&m);
+    let servers: Ipv6Addr = "ff02::1:2".parse().expect("addr");
+    send(
+        &mut cp,
+        ipoe6_frame(mac, [0x33, 0x33, 0, 1, 0, 2], ll, servers, 17, &udp),
+        30,
+    );
+    assert_eq!(cp.session_count(), 1, "an IPv6-only IPoE session");
+
+    let path = std::env::temp_dir().join(format!("vbng-ipoe6-{}.pcap", std::process::id()));
+    std::fs::write(&path, pcap(&frames)).expect("write pcap");
+    let bad = tshark(
+        &path,
+        "_ws.malformed || _ws.expert.severity >= 0x00600000",
+        &[],
+    );
+    let ra = tshark(
+        &path,
+        "vlan && icmpv6.type == 134",
+        &[
+            "ipv6.src",
+            "icmpv6.nd.ra.flag.m",
+            "icmpv6.nd.ra.flag.o",
+            "icmpv6.opt.linkaddr",
+            "icmpv6.opt.prefix",
+            "icmpv6.checksum.status",
+        ],
+    );
+    let na = tshark(
+        &path,
+        "vlan && icmpv6.type == 136",
+        &["icmpv6.nd.na.target_address", "icmpv6.opt.linkaddr"],
+    );
+    let reply = tshark(
+        &path,
+        "vlan && dhcpv6.msgtype == 7",
+        &[
+            "ipv6.src",
+            "dhcpv6.iaaddr.ip",
+            "dhcpv6.iaprefix.pref_addr",
+            "udp.checksum.status",
+        ],
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(bad.trim().is_empty(), "tshark flags frames:\n{bad}");
+    let our_mac = cp.mac().map(|b| format!("{b:02x}")).join(":");
+    // The solicited RA, and the one sent when the binding was made.
+    assert_eq!(ra.trim().lines().count(), 2, "{ra}");
+    let ra: Vec<&str> = ra.lines().next().unwrap_or("").split('\t').collect();
+    assert_eq!(ra.len(), 6, "{ra:?}");
+    assert_eq!(ra[0], ours.to_string());
+    assert_eq!((ra[1], ra[2]), ("1", "1"), "M and O flags: {ra:?}");
+    assert_eq!(ra[3], our_mac, "Source Link-Layer Address: {ra:?}");
+    assert_eq!(ra[4], "", "no Prefix Information on IPoE: {ra:?}");
+    assert_eq!(ra[5], "1", "checksum good: {ra:?}");
+    assert_eq!(
+        na.trim(),
+        format!("{ours}\t{our_mac}"),
+        "NA with the Target Link-Layer Address"
+    );
+    let reply: Vec<&str> = reply.trim().split('\t').collect();
+    assert_eq!(reply[0], ours.to_string(), "{reply:?}");
+    assert!(reply[1].starts_with("2001:db8:100::1"), "{reply:?}");
+    assert!(reply[2].starts_with("2001:db8:8"), "{reply:?}");
+    assert_eq!(reply[3], "1", "UDP checksum good: {reply:?}");
 }

@@ -130,6 +130,10 @@ pub mod attr {
     pub const FRAMED_IPV6_POOL: u8 = 100;
     /// Error-Cause (RFC 5176 §3.5).
     pub const ERROR_CAUSE: u8 = 101;
+    /// Delegated-IPv6-Prefix (RFC 4818 §3): the prefix delegated by DHCPv6 IA_PD.
+    pub const DELEGATED_IPV6_PREFIX: u8 = 123;
+    /// Framed-IPv6-Address (RFC 6911 §3.1): the address assigned by DHCPv6 IA_NA.
+    pub const FRAMED_IPV6_ADDRESS: u8 = 168;
 }
 
 /// Vendor-specific rate-limit attributes the vBNG understands (documented in the

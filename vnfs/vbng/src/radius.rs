@@ -272,6 +272,12 @@ pub struct Reply {
     pub framed_ipv6_prefix: Option<([u8; 16], u8)>,
     /// Framed-IPv6-Pool (RFC 3162 §2.4).
     pub framed_ipv6_pool: Option<String>,
+    /// Delegated-IPv6-Prefix (RFC 4818 §3): the DHCPv6 IA_PD prefix the subscriber
+    /// gets, (prefix octets, length).
+    pub delegated_ipv6_prefix: Option<([u8; 16], u8)>,
+    /// Framed-IPv6-Address (RFC 6911 §3.1): the DHCPv6 IA_NA address an IPoE
+    /// subscriber gets.
+    pub framed_ipv6_address: Option<[u8; 16]>,
 }
 
 /// Decode a Framed-IPv6-Prefix value (RFC 3162 §2.3): reserved octet, prefix length
@@ -315,6 +321,12 @@ pub fn parse_rate(s: &str) -> Option<u64> {
 }
 
 impl Reply {
+    /// Delegated-IPv6-Prefix as (prefix, length).
+    pub fn delegated_prefix(&self) -> Option<(u128, u8)> {
+        self.delegated_ipv6_prefix
+            .map(|(a, l)| (u128::from_be_bytes(a), l))
+    }
+
     /// Framed-IPv6-Prefix as (prefix, length).
     pub fn ipv6_prefix(&self) -> Option<(u128, u8)> {
         self.framed_ipv6_prefix
@@ -341,6 +353,14 @@ impl Reply {
                 .and_then(parse_ipv6_prefix)
                 .map(|(a, l)| (a.to_be_bytes(), l)),
             framed_ipv6_pool: p.attr(attr::FRAMED_IPV6_POOL).and_then(text),
+            // Same encoding as Framed-IPv6-Prefix (RFC 4818 §3).
+            delegated_ipv6_prefix: p
+                .attr(attr::DELEGATED_IPV6_PREFIX)
+                .and_then(parse_ipv6_prefix)
+                .map(|(a, l)| (a.to_be_bytes(), l)),
+            framed_ipv6_address: p
+                .attr(attr::FRAMED_IPV6_ADDRESS)
+                .and_then(|v| <[u8; 16]>::try_from(v).ok()),
         };
         if let Some(s) = p
             .vsa(vsa::MIKROTIK, vsa::MIKROTIK_RATE_LIMIT)
@@ -1196,6 +1216,32 @@ pub fn accounting_request_v6(
     r: &AcctRecord,
     ipv6_prefix: Option<(u128, u8)>,
 ) -> Request {
+    let v6 = AcctIpv6 {
+        framed_prefix: ipv6_prefix,
+        ..AcctIpv6::default()
+    };
+    accounting_request_ipv6(line, status, r, &v6)
+}
+
+/// A session's IPv6 addressing as accounting reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcctIpv6 {
+    /// The SLAAC /64 (Framed-IPv6-Prefix, RFC 3162 §2.3).
+    pub framed_prefix: Option<(u128, u8)>,
+    /// The DHCPv6 IA_PD prefix (Delegated-IPv6-Prefix, RFC 4818 §3).
+    pub delegated_prefix: Option<(u128, u8)>,
+    /// The DHCPv6 IA_NA address (Framed-IPv6-Address, RFC 6911 §3.1).
+    pub address: Option<u128>,
+}
+
+/// [`accounting_request`] with every IPv6 attribute of the session.
+pub fn accounting_request_ipv6(
+    line: &LineInfo,
+    status: AcctStatus,
+    r: &AcctRecord,
+    v6: &AcctIpv6,
+) -> Request {
+    let ipv6_prefix = v6.framed_prefix;
     let mut a = Vec::new();
     let u = |v: u32| v.to_be_bytes().to_vec();
     a.push((attr::ACCT_STATUS_TYPE, u(status as u32)));
@@ -1210,6 +1256,12 @@ pub fn accounting_request_v6(
     }
     if let Some((p, l)) = ipv6_prefix {
         a.push((attr::FRAMED_IPV6_PREFIX, ipv6_prefix_value(p, l)));
+    }
+    if let Some((p, l)) = v6.delegated_prefix {
+        a.push((attr::DELEGATED_IPV6_PREFIX, ipv6_prefix_value(p, l)));
+    }
+    if let Some(x) = v6.address {
+        a.push((attr::FRAMED_IPV6_ADDRESS, x.to_be_bytes().to_vec()));
     }
     line.push(&mut a);
     if let Some(c) = &r.class {
@@ -1901,5 +1953,50 @@ mod tests {
             .attrs
             .iter()
             .any(|(a, x)| *a == attr::FRAMED_IPV6_PREFIX && *x == v));
+    }
+
+    /// RFC 4818 §3 (Delegated-IPv6-Prefix, 123, Framed-IPv6-Prefix's encoding) and
+    /// RFC 6911 §3.1 (Framed-IPv6-Address, 168, 16 octets): read from an
+    /// Access-Accept, written into accounting; a wrong-sized address is ignored.
+    #[test]
+    fn delegated_prefix_and_framed_ipv6_address() {
+        let pd = 0x2001_0db8_8000_4200_u128 << 64;
+        let na = 0x2001_0db8_0100_0000_0000_0000_0000_001a_u128;
+        let v = ipv6_prefix_value(pd, 56);
+        assert_eq!(v.len(), 2 + 7);
+        let mut b = Builder::new(code::ACCESS_ACCEPT, 4, [0; 16]);
+        b.attr(attr::DELEGATED_IPV6_PREFIX, &v)
+            .attr(attr::FRAMED_IPV6_ADDRESS, &na.to_be_bytes());
+        let bytes = b.finish_request_md5(b"k").unwrap();
+        let r = Reply::from_packet(&Packet::new_checked(&bytes).unwrap());
+        assert_eq!(r.delegated_prefix(), Some((pd, 56)));
+        assert_eq!(r.framed_ipv6_address, Some(na.to_be_bytes()));
+        let mut b = Builder::new(code::ACCESS_ACCEPT, 5, [0; 16]);
+        b.attr(attr::FRAMED_IPV6_ADDRESS, &[0x20, 1, 0xd, 0xb8]);
+        let bytes = b.finish_request_md5(b"k").unwrap();
+        let r = Reply::from_packet(&Packet::new_checked(&bytes).unwrap());
+        assert_eq!(r.framed_ipv6_address, None);
+        let req = accounting_request_ipv6(
+            &LineInfo::default(),
+            AcctStatus::Interim,
+            &AcctRecord::default(),
+            &AcctIpv6 {
+                delegated_prefix: Some((pd, 56)),
+                address: Some(na),
+                ..AcctIpv6::default()
+            },
+        );
+        assert!(req
+            .attrs
+            .iter()
+            .any(|(a, x)| *a == attr::DELEGATED_IPV6_PREFIX && *x == v));
+        assert!(req
+            .attrs
+            .iter()
+            .any(|(a, x)| *a == attr::FRAMED_IPV6_ADDRESS && *x == na.to_be_bytes()));
+        assert!(!req
+            .attrs
+            .iter()
+            .any(|(a, _)| *a == attr::FRAMED_IPV6_PREFIX));
     }
 }

@@ -6,13 +6,14 @@
 //! Disconnect tearing a session down with PADT (sent by `radclient`), failover
 //! when the first server is down, and IPv6 (RFC 3162): Framed-IPv6-Prefix and
 //! Framed-IPv6-Pool applied (the /64 announced by RA, the subscriber's SLAAC address in
-//! it) and Framed-IPv6-Prefix in accounting. Fails (does not skip) when the tools are
-//! missing.
+//! it) and Framed-IPv6-Prefix in accounting; Delegated-IPv6-Prefix (RFC 4818) served
+//! by the DHCPv6 server as the session's IA_PD and in accounting. Fails (does not
+//! skip) when the tools are missing.
 
 use dataplane::proto::ethernet::Vlans;
 use pktgen::subscribers::client::{ClientParams, ClientPhase, Subscriber};
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -1016,4 +1017,94 @@ fn accounting_survives_server_outage_during_teardown() {
         restarted.elapsed().as_secs_f32()
     );
     let _ = std::fs::remove_dir_all(&journal_dir);
+}
+
+const USERS_PD: &str = r#"frank	Cleartext-Password := "frank-pw"
+	Delegated-IPv6-Prefix = 2001:db8:8000:4200::/56
+"#;
+
+/// RFC 4818: FreeRADIUS's Delegated-IPv6-Prefix is the prefix the PPPoE subscriber's
+/// DHCPv6 IA_PD gets (not the pool's next one), and it is in the accounting Stop.
+#[test]
+fn delegated_ipv6_prefix_served_by_dhcp6_and_accounted() {
+    use dataplane::proto::dhcp6::{Duid, Ia, Message, MessageType, Repr};
+    let fr = FreeRadius::start(USERS_PD);
+    let mut cfg = config(AuthProto::Pap, &[fr.auth_addr()], &[fr.acct_addr()]);
+    cfg.ipv6cp = true;
+    cfg.pools6 = vec![Pool6Config {
+        name: "default".into(),
+        prefix: "2001:db8:100::/40".parse().unwrap(),
+    }];
+    cfg.dhcp6 = Some(vbng::dhcp6::Dhcp6Config {
+        prefix_pools: vec![vbng::dhcp6::PrefixPoolConfig {
+            name: "pd".into(),
+            prefix: "2001:db8:8000::/40".parse().unwrap(),
+            len: 56,
+        }],
+        ..Default::default()
+    });
+    let mut lab = Lab::new(&cfg);
+    lab.ipv6cp = true;
+    let f = lab.add("frank", "frank-pw", AuthProto::Pap);
+    lab.run_until("SLAAC address from the RA", 15, |l| l.subs[f].ipv6 != 0);
+    // The CPE's Solicit (IA_PD, Rapid Commit) inside the session, from its
+    // link-local address to All_DHCP_Relay_Agents_and_Servers.
+    let solicit = Message {
+        client_id: Some(Duid::ll([2, 0, 0, 0, 0x10, 1])),
+        ia_pd: vec![Ia::new(9, 0, 0)],
+        rapid_commit: true,
+        elapsed_time: Some(0),
+        ..Message::new(MessageType::Solicit, 0x0042_4242)
+    };
+    let mut m = Vec::new();
+    Repr::Message(solicit).emit(&mut m).expect("emit");
+    let src: Ipv6Addr = "fe80::1234".parse().unwrap();
+    let dst: Ipv6Addr = "ff02::1:2".parse().unwrap();
+    let mut udp = vec![0x02, 0x22, 0x02, 0x23];
+    udp.extend_from_slice(&((8 + m.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&m);
+    dataplane::proto::udp::Packet::new_unchecked(&mut udp[..])
+        .fill_checksum(&dataplane::proto::checksum::PseudoHeader::V6 { src, dst });
+    let mut ppp = vec![0x00, 0x57, 0x60, 0, 0, 0];
+    ppp.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    ppp.extend_from_slice(&[17, 1]);
+    ppp.extend_from_slice(&src.octets());
+    ppp.extend_from_slice(&dst.octets());
+    ppp.extend_from_slice(&udp);
+    let frame = lab.subs[f].session_frame(&ppp);
+    lab.to_subs.clear();
+    let now = lab.now();
+    lab.cp.input(0, &frame, now);
+    lab.step();
+    let reply = lab
+        .to_subs
+        .iter()
+        .find_map(|fr| {
+            let at = fr.windows(2).position(|w| w == [0x00, 0x57])?;
+            let ip = fr.get(at + 2..)?;
+            (ip.get(6) == Some(&17)).then(|| Repr::parse_bytes(ip.get(48..)?).ok())?
+        })
+        .expect("a DHCPv6 Reply in the session");
+    let Repr::Message(reply) = reply else {
+        panic!("not a Reply")
+    };
+    let p = &reply.ia_pd[0].items[0];
+    assert_eq!(
+        (p.prefix, p.len),
+        ("2001:db8:8000:4200::".parse::<Ipv6Addr>().unwrap(), 56),
+        "the RADIUS prefix, not the pool's first"
+    );
+    assert_eq!(lab.cp.stats.dhcp6_fixed_refused, 0);
+    let mut out = Vec::new();
+    lab.subs[f].terminate(&mut out);
+    let now = lab.now();
+    for fr in out {
+        lab.cp.input(0, &fr, now);
+    }
+    lab.run_until("Stop with Delegated-IPv6-Prefix recorded", 10, |_| {
+        let d = fr.detail();
+        d.contains("Acct-Status-Type = Stop")
+            && d.contains("Delegated-IPv6-Prefix = 2001:db8:8000:4200::/56")
+    });
 }

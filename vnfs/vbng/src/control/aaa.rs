@@ -133,6 +133,7 @@ impl ControlPlane {
             e.rate = reply.rate.unwrap_or(default_rate);
             e.reply = reply;
             self.stats.auth_accept += 1;
+            self.dhcp6_fix(idx);
             self.ipoe_authorized(idx, now);
             return;
         }
@@ -182,6 +183,10 @@ impl ControlPlane {
         e.ip = ip;
         e.rate = reply.rate.unwrap_or(default_rate);
         e.reply = reply;
+        self.dhcp6_fix(idx);
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
         let mut ev = Vec::new();
         if let Some(p) = e.ppp_mut() {
             p.link
@@ -312,11 +317,15 @@ impl ControlPlane {
         let Some((line, rec)) = self.record(idx, cause, now) else {
             return;
         };
-        let prefix6 = match self.slots.get(idx as usize) {
-            Some(Some(e)) if e.prefix6 != 0 => Some((u128::from(e.prefix6) << 64, 64)),
-            _ => None,
+        let v6 = match self.slots.get(idx as usize) {
+            Some(Some(e)) => radius::AcctIpv6 {
+                framed_prefix: (e.prefix6 != 0).then(|| (u128::from(e.prefix6) << 64, 64)),
+                delegated_prefix: e.pd.as_ref().map(|(p, l, _)| (u128::from(*p) << 64, *l)),
+                address: e.addr6.as_ref().map(|(a, _)| *a),
+            },
+            _ => radius::AcctIpv6::default(),
         };
-        let req = radius::accounting_request_v6(&line, status, &rec, prefix6);
+        let req = radius::accounting_request_ipv6(&line, status, &rec, &v6);
         // The record carries all it needs: its retries do not look at the session.
         if let Some(r) = self.radius.as_mut() {
             r.submit_acct(req, now);

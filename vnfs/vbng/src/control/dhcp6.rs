@@ -177,6 +177,54 @@ impl ControlPlane {
         }
     }
 
+    /// AAA accepted session `idx`: its Delegated-IPv6-Prefix (RFC 4818) and, for an
+    /// IPoE subscriber, Framed-IPv6-Address (RFC 6911) become the fixed prefix and
+    /// address the DHCPv6 server gives the session's line (instead of the pools).
+    /// What cannot be honoured is counted (`dhcp6_fixed_refused`) and the pools
+    /// answer.
+    pub(super) fn dhcp6_fix(&mut self, idx: u32) {
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let pd = e.reply.delegated_prefix();
+        let na = e
+            .reply
+            .framed_ipv6_address
+            .filter(|_| matches!(e.access, Access::Ipoe(_)));
+        if pd.is_none() && na.is_none() {
+            return;
+        }
+        let line = line_key(&e.key, e.sid());
+        let Some(d) = self.dhcp6.as_mut() else {
+            self.stats.dhcp6_fixed_refused += 1;
+            return;
+        };
+        let prefix = pd.and_then(|(p, l)| {
+            (l == d.pd_len)
+                .then(|| dataplane::addr::Prefix6::new(Ipv6Addr::from(p), l))
+                .flatten()
+        });
+        let fixed = dhcp6::Fixed {
+            addr: na.map(Ipv6Addr::from),
+            prefix,
+        };
+        let refused = (pd.is_some() && prefix.is_none()) || d.server.assign(line, fixed).is_err();
+        if refused {
+            self.stats.dhcp6_fixed_refused += 1;
+        }
+    }
+
+    /// Session `idx` ends: its line's fixed address and prefix are forgotten.
+    pub(super) fn dhcp6_unfix(&mut self, idx: u32) {
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let line = line_key(&e.key, e.sid());
+        if let Some(d) = self.dhcp6.as_mut() {
+            d.server.unassign(&line);
+        }
+    }
+
     /// Session `idx` stops routing IPv6 or ends: its delegated prefix is withdrawn
     /// and given back to the server's pool.
     pub(super) fn dhcp6_withdraw(&mut self, idx: u32) {

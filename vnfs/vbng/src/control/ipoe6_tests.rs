@@ -412,3 +412,72 @@ fn ipoe_dhcp6_needs_a_dhcp6_section_and_may_be_address_only() {
     }
     na_only.validate().expect("IA_NA only is fine for IPoE");
 }
+
+/// RFC 4818 / RFC 6911: a Delegated-IPv6-Prefix and a Framed-IPv6-Address from the
+/// Access-Accept are what the subscriber's DHCPv6 gets (not the pools'); a
+/// delegated prefix of another length than the configured one is counted and the
+/// pool answers.
+#[test]
+fn radius_delegated_prefix_and_framed_ipv6_address_are_served() {
+    let mut c = cp(&cfg());
+    let want_na: Ipv6Addr = "2001:db8:100::1a".parse().unwrap();
+    let want_pd: Ipv6Addr = "2001:db8:8000:4200::".parse().unwrap();
+    let idx = c
+        .ipoe_open(&key(), b"02:aa:00:00:00:06".to_vec(), 0)
+        .unwrap();
+    let m = dhcp6_frame(&solicit(true, true));
+    let ip = &m[18..];
+    let req = crate::dhcp6::wire::decap_ipv6(ip).unwrap();
+    c.ipoe
+        .as_mut()
+        .unwrap()
+        .held6
+        .insert(idx, (req.src, req.message.to_vec()));
+    let reply = Reply {
+        delegated_ipv6_prefix: Some((want_pd.octets(), 56)),
+        framed_ipv6_address: Some(want_na.octets()),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    let tx = c.take_tx();
+    let r = tx
+        .iter()
+        .filter(|(_, f)| ip_of(f)[6] == 17)
+        .map(|(_, f)| reply_of(f))
+        .next()
+        .expect("a Reply");
+    assert_eq!(r.ia_na[0].items[0].addr, want_na);
+    assert_eq!(r.ia_pd[0].items[0].prefix, want_pd);
+    assert_eq!(r.ia_pd[0].items[0].len, 56);
+    assert_eq!(c.stats.dhcp6_fixed_refused, 0);
+    // The session ends: the line's fixed assignment goes with it, so the next
+    // subscriber on the line gets pool addresses.
+    c.terminate(idx, radius::terminate_cause::ADMIN_RESET, 20);
+    assert_eq!(c.session_count(), 0);
+
+    // A /48 where the pools delegate /56: refused, counted, the pool answers.
+    let mut c = cp(&cfg());
+    let idx = c
+        .ipoe_open(&key(), b"02:aa:00:00:00:06".to_vec(), 0)
+        .unwrap();
+    c.ipoe
+        .as_mut()
+        .unwrap()
+        .held6
+        .insert(idx, (req.src, req.message.to_vec()));
+    let reply = Reply {
+        delegated_ipv6_prefix: Some((want_pd.octets(), 48)),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    assert_eq!(c.stats.dhcp6_fixed_refused, 1);
+    let tx = c.take_tx();
+    let r = tx
+        .iter()
+        .filter(|(_, f)| ip_of(f)[6] == 17)
+        .map(|(_, f)| reply_of(f))
+        .next()
+        .expect("a Reply");
+    assert_eq!(r.ia_pd[0].items[0].len, 56, "from the pool");
+    assert_ne!(r.ia_pd[0].items[0].prefix, want_pd);
+}

@@ -304,11 +304,15 @@ pub struct ControlStats {
     /// Relay drops: client messages with option 82 on an untrusted line, replies
     /// without our option 82 or for no session, no route to the servers yet.
     pub relay_dropped: u64,
+    /// Delegated-IPv6-Prefix or Framed-IPv6-Address from RADIUS not honoured (not
+    /// the delegated length, martian, no `[dhcp6]`, too many lines): the pools
+    /// answer the subscriber's DHCPv6 instead.
+    pub dhcp6_fixed_refused: u64,
 }
 
 impl ControlStats {
     /// Every counter by name (the field names), for reports and tables.
-    pub fn fields(&self) -> [(&'static str, u64); 35] {
+    pub fn fields(&self) -> [(&'static str, u64); 36] {
         [
             ("sessions_created", self.sessions_created),
             ("sessions_up", self.sessions_up),
@@ -345,6 +349,7 @@ impl ControlStats {
             ("relay_to_server", self.relay_to_server),
             ("relay_to_client", self.relay_to_client),
             ("relay_dropped", self.relay_dropped),
+            ("dhcp6_fixed_refused", self.dhcp6_fixed_refused),
         ]
     }
 }
@@ -1431,6 +1436,7 @@ impl ControlPlane {
             self.account(idx, AcctStatus::Stop, Some(cause), now);
         }
         self.dhcp6_withdraw(idx);
+        self.dhcp6_unfix(idx);
         let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else {
             return;
         };

@@ -132,6 +132,9 @@ impl ControlPlane {
             i.authorized = true;
             e.rate = reply.rate.unwrap_or(default_rate);
             e.reply = reply;
+            if !self.dhcp4_fix(idx, now) {
+                return;
+            }
             self.stats.auth_accept += 1;
             self.dhcp6_fix(idx);
             self.ipoe_authorized(idx, now);

@@ -329,6 +329,58 @@ impl ControlPlane {
         }
     }
 
+    /// AAA accepted IPoE session `idx`: its Framed-IP-Address (RFC 2865 §5.8; not
+    /// 0xFFFFFFFE/0xFFFFFFFF, "the NAS chooses") or Framed-Pool (RFC 2869 §5.18)
+    /// becomes what the DHCP server offers its line. One that cannot be honoured
+    /// (outside the IPoE subnet, the gateway, martian, an unknown pool) rejects the
+    /// session as for PPPoE (`framed_ip_invalid`, `pool_exhausted`). In relay mode
+    /// the external servers choose and the attributes are ignored. `false` when the
+    /// session was rejected.
+    pub(super) fn dhcp4_fix(&mut self, idx: u32, now: u64) -> bool {
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return false;
+        };
+        let f = dhcp4::Fixed {
+            addr: e
+                .reply
+                .framed_ip
+                .filter(|ip| *ip != 0xffff_fffe && *ip != 0xffff_ffff)
+                .map(Ipv4Addr::from),
+            pool: e.reply.framed_pool.clone(),
+        };
+        let key = e.key;
+        let Some(i) = self.ipoe.as_mut() else {
+            return true;
+        };
+        if f == dhcp4::Fixed::default() || i.relay.is_some() {
+            return true;
+        }
+        match i.server.assign(key.vlans, key.mac, f) {
+            Ok(()) => true,
+            Err(err) => {
+                match err {
+                    dhcp4::AssignError::BadAddress => self.stats.framed_ip_invalid += 1,
+                    dhcp4::AssignError::NoSuchPool | dhcp4::AssignError::TooMany => {
+                        self.stats.pool_exhausted += 1
+                    }
+                }
+                self.reject(idx, now);
+                false
+            }
+        }
+    }
+
+    /// IPoE session `idx` ends: what AAA fixed for its line is forgotten.
+    pub(super) fn dhcp4_unfix(&mut self, idx: u32) {
+        let Some(Some(e)) = self.slots.get(idx as usize) else {
+            return;
+        };
+        let key = e.key;
+        if let (Some(i), Access::Ipoe(_)) = (self.ipoe.as_mut(), &e.access) {
+            i.server.unassign(key.vlans, key.mac);
+        }
+    }
+
     /// AAA accepted session `idx`: answer its held DHCP message.
     pub(super) fn ipoe_authorized(&mut self, idx: u32, now: u64) {
         let msg = self.ipoe.as_mut().and_then(|i| i.held.remove(&idx));

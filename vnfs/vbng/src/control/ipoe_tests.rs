@@ -475,3 +475,75 @@ fn malformed_and_storming_dhcp_leave_other_subscribers_alone() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].message_type, Some(MessageType::Offer));
 }
+
+/// RFC 2865 §5.8 / RFC 2869 §5.18 for IPoE: the Access-Accept's Framed-IP-Address is
+/// the address the subscriber's DHCP gets (even outside the pools, inside the IPoE
+/// subnet); one outside the subnet rejects the session; Framed-Pool picks the pool.
+#[test]
+fn radius_framed_ip_address_and_pool_drive_the_dhcp_offer() {
+    let any = Ipv4Addr::UNSPECIFIED;
+    let discover = client_frame(&request(MessageType::Discover), any, Ipv4Addr::BROADCAST);
+    let fixed = Ipv4Addr::new(100, 72, 200, 9);
+    let start = |c: &mut ControlPlane| {
+        let idx = c
+            .ipoe_open(&key(), b"02:aa:00:00:00:01".to_vec(), 0)
+            .unwrap();
+        let msg = crate::dhcp4::wire::decap(&discover)
+            .unwrap()
+            .message
+            .to_vec();
+        c.ipoe.as_mut().unwrap().held.insert(idx, msg);
+        idx
+    };
+    // Framed-IP-Address inside the subnet (the default pools cover 100.72.0.2–
+    // 100.72.255.254; this one is taken out of them for the line).
+    let mut c = cp_ipoe(true, Vec::new());
+    let idx = start(&mut c);
+    let reply = Reply {
+        framed_ip: Some(u32::from(fixed)),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    let offer = replies(&c.take_tx());
+    assert_eq!(offer.len(), 1, "one OFFER");
+    assert_eq!(offer[0].yiaddr, fixed, "the RADIUS address");
+    // The session ends: the line's fixed address goes with it.
+    c.terminate(idx, radius::terminate_cause::ADMIN_RESET, 20);
+    assert_eq!(c.session_count(), 0);
+
+    // Outside the IPoE subnet: rejected, counted.
+    let mut c = cp_ipoe(true, Vec::new());
+    let idx = start(&mut c);
+    let reply = Reply {
+        framed_ip: Some(u32::from(Ipv4Addr::new(10, 9, 9, 9))),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    assert!(replies(&c.take_tx()).is_empty());
+    assert_eq!(c.stats.framed_ip_invalid, 1);
+    assert_eq!(c.stats.auth_reject, 1);
+    assert_eq!(c.session_count(), 0);
+
+    // An unknown Framed-Pool: rejected too.
+    let mut c = cp_ipoe(true, Vec::new());
+    let idx = start(&mut c);
+    let reply = Reply {
+        framed_pool: Some("nosuch".into()),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    assert_eq!(c.session_count(), 0);
+    assert_eq!(c.stats.pool_exhausted, 1);
+
+    // 0xFFFFFFFE: the NAS chooses, from the pools.
+    let mut c = cp_ipoe(true, Vec::new());
+    let idx = start(&mut c);
+    let reply = Reply {
+        framed_ip: Some(0xffff_fffe),
+        ..Reply::default()
+    };
+    c.accept(idx, reply, 10);
+    let offer = replies(&c.take_tx());
+    assert_eq!(offer.len(), 1);
+    assert_eq!(offer[0].yiaddr, Ipv4Addr::new(100, 72, 0, 2));
+}

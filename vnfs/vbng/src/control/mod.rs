@@ -1437,6 +1437,7 @@ impl ControlPlane {
         }
         self.dhcp6_withdraw(idx);
         self.dhcp6_unfix(idx);
+        self.dhcp4_unfix(idx);
         let Some(e) = self.slots.get_mut(idx as usize).and_then(|s| s.take()) else {
             return;
         };

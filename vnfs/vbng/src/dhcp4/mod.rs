@@ -278,6 +278,28 @@ struct Bucket {
     at: u64,
 }
 
+/// What AAA fixed for a line's clients (RADIUS Framed-IP-Address, RFC 2865 §5.8, and
+/// Framed-Pool, RFC 2869 §5.18): used for new offers instead of the pools' choice.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fixed {
+    /// The address (in the subnet, not the gateway or broadcast; it need not lie in
+    /// a pool).
+    pub addr: Option<Ipv4Addr>,
+    /// The pool to allocate from.
+    pub pool: Option<String>,
+}
+
+/// Why [`Server::assign`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignError {
+    /// The address is outside the subnet, the gateway, its broadcast, or martian.
+    BadAddress,
+    /// No pool of that name.
+    NoSuchPool,
+    /// `max_leases` lines have a fixed assignment already.
+    TooMany,
+}
+
 /// The DHCPv4 server.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -296,6 +318,8 @@ pub struct Server {
     offers: usize,
     leases: usize,
     stats: Stats,
+    /// Per line (VLANs, MAC): what AAA fixed.
+    fixed: BTreeMap<(Vlans, [u8; 6]), Fixed>,
 }
 
 const MS: u64 = 1000;
@@ -319,7 +343,46 @@ impl Server {
             offers: 0,
             leases: 0,
             stats: Stats::default(),
+            fixed: BTreeMap::new(),
         })
+    }
+
+    /// Fixes the address or pool the clients of line (`vlans`, `mac`) get from
+    /// their next DISCOVER on (RADIUS attributes after authentication); a binding
+    /// already made is kept.
+    pub fn assign(&mut self, vlans: Vlans, mac: [u8; 6], f: Fixed) -> Result<(), AssignError> {
+        if let Some(a) = f.addr {
+            let mask = u32::from(self.netmask);
+            let (net, gw) = (
+                u32::from(self.cfg.gateway.addr) & mask,
+                self.cfg.gateway.addr,
+            );
+            let x = u32::from(a);
+            if x & mask != net
+                || a == gw
+                || x == net
+                || x == net | !mask
+                || !self.pools.assignable(a)
+            {
+                return Err(AssignError::BadAddress);
+            }
+        }
+        if let Some(p) = &f.pool {
+            if !self.pools.iter().any(|q| q.name() == p.as_str()) {
+                return Err(AssignError::NoSuchPool);
+            }
+        }
+        let line = (vlans, mac);
+        if !self.fixed.contains_key(&line) && self.fixed.len() >= self.cfg.max_leases as usize {
+            return Err(AssignError::TooMany);
+        }
+        self.fixed.insert(line, f);
+        Ok(())
+    }
+
+    /// Forgets what AAA fixed for a line (its session ended).
+    pub fn unassign(&mut self, vlans: Vlans, mac: [u8; 6]) {
+        self.fixed.remove(&(vlans, mac));
     }
 
     /// The configuration.
@@ -569,15 +632,35 @@ impl Server {
                 if self.offers >= self.cfg.max_offers as usize {
                     return Err(DropReason::OffersFull);
                 }
-                let want = req
-                    .requested_ip
-                    .filter(|&a| self.ours(a) && self.pools.take(a).is_ok());
-                let addr = match want {
-                    Some(a) => a,
-                    None => self
+                let fixed = self.fixed.get(&(key.vlans, key.mac)).cloned();
+                let addr = match fixed {
+                    // AAA's address: nobody else may hold it.
+                    Some(Fixed { addr: Some(a), .. }) => {
+                        if self.by_addr.contains_key(&a) || self.pools.take(a).is_err() {
+                            return Err(DropReason::PoolExhausted);
+                        }
+                        a
+                    }
+                    // AAA's pool.
+                    Some(Fixed {
+                        addr: None,
+                        pool: Some(p),
+                    }) => self
                         .pools
-                        .alloc(self.cfg.pool.as_deref())
+                        .alloc(Some(&p))
                         .map_err(|_| DropReason::PoolExhausted)?,
+                    _ => {
+                        let want = req
+                            .requested_ip
+                            .filter(|&a| self.ours(a) && self.pools.take(a).is_ok());
+                        match want {
+                            Some(a) => a,
+                            None => self
+                                .pools
+                                .alloc(self.cfg.pool.as_deref())
+                                .map_err(|_| DropReason::PoolExhausted)?,
+                        }
+                    }
                 };
                 let reply = match self.reply(req, &key, MessageType::Offer, addr, true) {
                     Ok(r) => r,

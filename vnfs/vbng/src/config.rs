@@ -850,12 +850,6 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError(alloc::format!("ipoe.dhcp: {}", e.0)))?;
         if let Some(r) = &i.relay {
-            if self.cgnat.is_some() || self.cgnat_public.is_some() {
-                // The servers' replies to giaddr would meet nat44 on the core side.
-                return Err(ConfigError(
-                    "ipoe.relay with [cgnat] is not supported yet".to_string(),
-                ));
-            }
             if r.servers.is_empty() || r.servers.len() > 4 {
                 return Err(ConfigError(
                     "ipoe.relay.servers: 1 to 4 servers".to_string(),

@@ -249,7 +249,8 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
             // Upstream comes first in order, so its kept batches reach `nat44` in
             // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
             graph.add(Box::new(up), Some(NODE_NAT));
-            graph.add(Box::new(CoreInput), Some(NODE_NAT));
+            let relay_giaddr = cp.ipoe_gateway().filter(|_| dhcp_relay).map(|g| g.octets());
+            graph.add(Box::new(CoreInput { relay_giaddr }), Some(NODE_NAT));
             graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
             graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
         }
@@ -497,9 +498,35 @@ const TO_DOWNSTREAM: u16 = 1;
 /// `bng-core-input`: the core port's entry node with CGNAT (an `ethernet-input` for
 /// the core side): IPv4 is kept for `nat44` (its default successor), IPv6 goes to
 /// `bng-downstream`, ARP to `bng-core-arp`. Without CGNAT the core port enters
-/// `bng-downstream` directly, which sends ARP to `bng-core-arp` itself.
-#[derive(Debug, Clone, Copy)]
-pub struct CoreInput;
+/// `bng-downstream` directly, which sends ARP to `bng-core-arp` itself. With the
+/// DHCP relay (`[ipoe.relay]`), the servers' replies (UDP to port 67 of the IPoE
+/// gateway, the relay's `giaddr`, RFC 2131 §4.1) are punted to the control plane
+/// here, before `nat44` could take them for inbound traffic without a session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreInput {
+    /// The IPoE gateway when relaying DHCP.
+    pub relay_giaddr: Option<[u8; 4]>,
+}
+
+impl CoreInput {
+    /// Whether an untagged IPv4 frame is a DHCP server's reply to our relay.
+    #[inline]
+    fn relay_reply(&self, d: &[u8]) -> bool {
+        let Some(g) = self.relay_giaddr else {
+            return false;
+        };
+        let Some(ip) = d.get(14..34) else {
+            return false;
+        };
+        let hl = usize::from(ip[0] & 0x0f) * 4;
+        ip[0] >> 4 == 4
+            && ip[9] == 17
+            && ip[6] & 0x1f == 0
+            && ip[7] == 0
+            && ip[16..20] == g
+            && d.get(14 + hl + 2..14 + hl + 4) == Some(&[0, 67])
+    }
+}
 
 impl Stage for CoreInput {
     fn name(&self) -> &'static str {
@@ -515,7 +542,9 @@ impl Stage for CoreInput {
         CORE_INPUT_NEXT
     }
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        let this = *self;
         batch.dispatch(node, out, |p, _| match p.data().get(12..14) {
+            Some(&[0x08, 0x00]) if this.relay_reply(p.data()) => Next::Punt,
             Some(&[0x08, 0x00]) => Next::Keep,
             Some(&[0x86, 0xdd]) => Next::Node(TO_DOWNSTREAM),
             Some(&[0x08, 0x06]) => Next::Node(TO_CORE_ARP),

@@ -226,3 +226,60 @@ fn routed() {
 fn cgnat() {
     lab("[cgnat]\npool = [\"203.0.113.0/28\"]\n");
 }
+
+/// With `[cgnat]` and the DHCP relay, a DHCP server's reply to our `giaddr` (the IPoE
+/// gateway) entering the core port is punted by `bng-core-input` to the control
+/// plane's relay before `nat44` (control traffic does not cross the NAT); other
+/// traffic to the gateway goes the data path.
+#[test]
+fn relay_reply_with_cgnat_reaches_the_control_plane() {
+    let cfg = Config::from_toml(
+        "core_ip = \"198.51.100.2/24\"\ncore_next_hop_mac = \"02:00:00:00:c0:01\"\n\
+         [cgnat]\npool = [\"203.0.113.0/28\"]\n\
+         [ipoe]\nauthorize = false\n[ipoe.dhcp]\ngateway = \"100.72.0.1/16\"\n\
+         [[ipoe.dhcp.pools]]\nname = \"ipoe\"\nranges = [\"100.72.1.10-100.72.1.50\"]\n\
+         [ipoe.relay]\nservers = [\"198.51.100.1\"]\n",
+    )
+    .unwrap();
+    cfg.validate()
+        .expect("relay with CGNAT is a valid combination");
+    let v = build(&cfg, &BuildEnv::new(CORE_MAC, 16, Rng::from_seed([5; 32]))).unwrap();
+    let mut control = v.control;
+    let pool = Pool::new(256).unwrap();
+    let (_gen, access) = pair("gen6", "access6", 64).unwrap();
+    let (core, mut sink) = pair("core6", "sink6", 64).unwrap();
+    let (punt, inject) = (ring(64), ring(64));
+    let mut w = Worker::new(
+        vec![Box::new(access) as Box<dyn Port>, Box::new(core)],
+        v.graph,
+        pool.cache(),
+        WorkerConfig::default(),
+    )
+    .unwrap()
+    .with_punt(punt.clone())
+    .with_inject(inject)
+    .on_update(update_hook());
+    let mut cache = pool.cache();
+    let gw = u32::from_be_bytes([100, 72, 0, 1]);
+    let server = u32::from_be_bytes([198, 51, 100, 1]);
+    let frame = |dport: u16| {
+        let mut f = CORE_MAC.to_vec();
+        f.extend_from_slice(&PEER_MAC);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&udp(server, gw, 67, dport));
+        f
+    };
+    send(&mut sink, &mut cache, &[frame(67), frame(68)]);
+    w.poll(1_000_000);
+    assert_eq!(punt.len(), 1, "the server's reply is punted");
+    let before = control.cp.stats.relay_dropped;
+    control.drain_punts(&punt, &mut cache, 1);
+    // Not a DHCP message our relay sent (no option 82): counted by the relay.
+    assert_eq!(control.cp.stats.relay_dropped, before + 1);
+    // The other datagram to the gateway went the data path and was refused there.
+    let errors = w.graph.show_errors();
+    assert!(
+        errors.contains("local-not-handled"),
+        "the other datagram is not the relay's:\n{errors}"
+    );
+}

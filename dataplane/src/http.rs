@@ -93,6 +93,7 @@ fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         413 => "Content Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Status",
     }
@@ -282,6 +283,46 @@ impl<T: Clone> Published<T> {
     pub fn get(&self) -> Option<T> {
         self.slot.lock().ok().map(|g| g.clone())
     }
+}
+
+/// A one-shot HTTP request (for CLIs: `vbng api`, tests): `(status, body)`; a body
+/// is sent with `content_type`. Errors (connection, no HTTP answer) are one line.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| std::format!("connecting to {addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = s.set_write_timeout(Some(IO_TIMEOUT));
+    let mut req = std::format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: {content_type}\r\n"
+    );
+    if !body.is_empty() {
+        req += &std::format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes())
+        .and_then(|()| s.write_all(body))
+        .map_err(|e| std::format!("sending to {addr}: {e}"))?;
+    let mut r = Vec::new();
+    s.read_to_end(&mut r)
+        .map_err(|e| std::format!("reading from {addr}: {e}"))?;
+    let r = String::from_utf8_lossy(&r).into_owned();
+    let (head, body) = r
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::format!("{addr}: no HTTP response"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::format!("{addr}: no HTTP status"))?;
+    Ok((status, body.to_string()))
 }
 
 /// A one-shot HTTP GET (for CLIs: `vbng show`, tests), body only; errors are one

@@ -420,7 +420,7 @@ impl From<String> for Secret {
 }
 
 /// A RADIUS server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// `ip:port`.
@@ -534,7 +534,7 @@ impl RadiusConfig {
 }
 
 /// A local user. `Debug` prints the password as `<redacted>`; it is zeroed on drop.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct UserConfig {
     /// User name.

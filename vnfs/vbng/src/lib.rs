@@ -29,6 +29,8 @@ pub mod ipcp;
 pub mod journal_frame;
 pub mod lcp;
 pub mod metrics;
+#[cfg(feature = "std")]
+pub mod mgmt;
 pub mod mss;
 pub mod nd;
 pub mod pool;

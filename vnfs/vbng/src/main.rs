@@ -75,6 +75,25 @@ enum Cmd {
         #[arg(short, long)]
         config: String,
     },
+    /// The management API of a running instance (RESTCONF-shaped JSON, RFC 8040;
+    /// the model is `yang/vbng@2026-12-02.yang`): `vbng api GET /vbng:vbng`,
+    /// `vbng api PATCH /vbng:vbng/subscriber-defaults -d '{"vbng:subscriber-defaults":
+    /// {"rate-down":"20000000"}}'`, `vbng api POST
+    /// /vbng:vbng/state/session=3/disconnect`. PATH is below `/restconf/data` unless
+    /// it starts with `/restconf`. Prints the answer; exits 1 with the server's
+    /// error-message when it refused.
+    Api {
+        /// GET, PUT, PATCH, POST or DELETE.
+        method: String,
+        /// The resource, e.g. `/vbng:vbng/user=alice`.
+        path: String,
+        /// Request body (JSON), or `@FILE`.
+        #[arg(short, long)]
+        data: Option<String>,
+        /// Address of the instance's `--listen`.
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        connect: String,
+    },
     /// Query a running instance.
     Show {
         /// What to show: `sessions`, `metrics`, `errors`, `trace` or `graph`.
@@ -207,6 +226,7 @@ fn run(
         listen: listen.or(cfg.listen.map(|a| a.to_string())),
         trace,
         lease_journal,
+        config: Some(cfg.clone()),
         ..Options::default()
     };
     let r = vbng::runtime::start(v, ports, io, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -275,6 +295,47 @@ fn real_main() -> anyhow::Result<()> {
                 c.users.len(),
                 if c.radius.is_some() { "on" } else { "off" }
             );
+            Ok(())
+        }
+        Cmd::Api {
+            method,
+            path,
+            data,
+            connect,
+        } => {
+            let method = method.to_ascii_uppercase();
+            if !matches!(method.as_str(), "GET" | "PUT" | "PATCH" | "POST" | "DELETE") {
+                bail!("method {method:?}: GET, PUT, PATCH, POST or DELETE");
+            }
+            let body = match data.as_deref() {
+                Some(d) => match d.strip_prefix('@') {
+                    Some(f) => std::fs::read(f).with_context(|| format!("reading {f}"))?,
+                    None => d.as_bytes().to_vec(),
+                },
+                None => Vec::new(),
+            };
+            let path = if path.starts_with("/restconf") {
+                path
+            } else {
+                format!("/restconf/data/{}", path.trim_start_matches('/'))
+            };
+            let (status, answer) =
+                dataplane::http::request(&connect, &method, &path, vbng::mgmt::MEDIA, &body)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if status >= 400 {
+                // The RFC 8040 error body's message, else its first line.
+                let msg = serde_json::from_str::<serde_json::Value>(&answer)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/ietf-restconf:errors/error/0/error-message")
+                            .and_then(|m| m.as_str().map(str::to_string))
+                    })
+                    .unwrap_or_else(|| answer.lines().next().unwrap_or("").to_string());
+                bail!("{method} {path}: HTTP {status}: {msg}");
+            }
+            if !answer.is_empty() {
+                println!("{answer}");
+            }
             Ok(())
         }
         Cmd::Show { what, connect } => {

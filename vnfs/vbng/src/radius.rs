@@ -572,6 +572,40 @@ impl Client {
         &self.cfg
     }
 
+    /// Replaces the servers (a management change while sessions run). Requests in
+    /// flight were encoded for the old servers (their secrets and identifiers): an
+    /// authentication request is sent again at once to the first new server (or
+    /// times out when there is none), an accounting record goes back to the head
+    /// of its queue and starts a new round over the new servers; nothing is lost.
+    pub fn set_servers(&mut self, auth: Vec<Server>, acct: Vec<Server>, now: u64) {
+        self.dead_until = [vec![0; auth.len()], vec![0; acct.len()]];
+        self.cfg.auth = auth;
+        self.cfg.acct = acct;
+        let pending = core::mem::take(&mut self.pending);
+        for (s, pe) in pending.into_iter().rev() {
+            self.in_flight -= 1;
+            let (c, id) = (usize::from(s / 256), (s % 256) as u8);
+            match pe.acct {
+                Some(meta) => self.acct_ready.push_front(AcctItem {
+                    meta,
+                    req: pe.req,
+                    server: None,
+                }),
+                None if self.cfg.auth.is_empty() => {
+                    self.stats.timeouts += 1;
+                    self.events.push(Event::Timeout { tag: pe.tag });
+                }
+                None => self.send_to(pe.tag, pe.req, 0, c, id, now),
+            }
+        }
+        self.next_due = self
+            .pending
+            .values()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(u64::MAX);
+    }
+
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight

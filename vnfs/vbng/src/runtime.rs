@@ -128,6 +128,7 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
 /// The control thread: punted frames in, timers, RADIUS, table updates out, the
 /// control plane's frames to the inject ring (with a backlog), CGNAT block records
 /// to the log. The control side is locked per round, never by the worker.
+#[allow(clippy::too_many_arguments)]
 fn control_thread(
     control: Arc<Mutex<Control>>,
     mut io: Option<RadiusIo>,
@@ -136,8 +137,8 @@ fn control_thread(
     mut cache: PoolCache,
     stop: Arc<AtomicBool>,
     lease_journal: Option<std::path::PathBuf>,
+    t0: Instant,
 ) {
-    let t0 = Instant::now();
     let mut inj = Injector::new();
     let mut journal_at = Instant::now();
     let mut journal_failed = false;
@@ -222,6 +223,10 @@ struct Http {
     shared: Arc<Shared>,
     stats: Stats,
     graph: String,
+    /// The management API (with [`Options::config`]); locked after `control`.
+    mgmt: Option<Mutex<crate::mgmt::Mgmt>>,
+    /// The control plane's clock origin.
+    t0: Instant,
 }
 
 impl Http {
@@ -253,7 +258,32 @@ impl Http {
         body
     }
 
+    /// The management API (RFC 8040 shape, [`crate::mgmt`]): under the control
+    /// side's lock, so a change is applied between two control rounds at once.
+    fn restconf(&self, r: &Request) -> Response {
+        let Some(m) = &self.mgmt else {
+            return Response::error(404, "no management API (vbng run without a config)");
+        };
+        let (Ok(mut c), Ok(mut m)) = (self.control.lock(), m.lock()) else {
+            return Response::error(500, "control plane unavailable");
+        };
+        let now = self.t0.elapsed().as_millis() as u64;
+        let a = m.handle(&r.method, &r.path, &r.query, &r.body, &mut c.cp, now);
+        Response {
+            status: a.status,
+            content_type: if r.path.starts_with("/restconf/yang/") && a.status == 200 {
+                "application/yang"
+            } else {
+                crate::mgmt::MEDIA
+            },
+            body: a.body,
+        }
+    }
+
     fn handle(&self, r: &Request) -> Response {
+        if r.path == "/restconf" || r.path.starts_with("/restconf/") {
+            return self.restconf(r);
+        }
         if r.method != "GET" {
             return Response::error(405, "GET only");
         }
@@ -284,7 +314,10 @@ impl Http {
                     t
                 })
             }
-            _ => Response::error(404, "try /metrics, /sessions, /errors, /trace or /graph"),
+            _ => Response::error(
+                404,
+                "try /metrics, /sessions, /errors, /trace, /graph or /restconf/data/vbng:vbng",
+            ),
         }
     }
 }
@@ -303,6 +336,9 @@ pub struct Options {
     /// The IPoE lease journal (`[ipoe] lease_journal`): written atomically at most
     /// once a [`JOURNAL_EVERY`] while leases change, and when stopping.
     pub lease_journal: Option<std::path::PathBuf>,
+    /// The configuration the vBNG runs: with it (and `listen`), the management API
+    /// ([`crate::mgmt`]) is served under `/restconf`.
+    pub config: Option<crate::config::Config>,
 }
 
 impl Default for Options {
@@ -313,6 +349,7 @@ impl Default for Options {
             pool_buffers: 1 << 15,
             ring: 4096,
             lease_journal: None,
+            config: None,
         }
     }
 }
@@ -375,6 +412,7 @@ pub fn start(
     });
     let control = Arc::new(Mutex::new(control));
     let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
     let http = match &opts.listen {
         Some(a) => {
             let h = Http {
@@ -382,6 +420,11 @@ pub fn start(
                 shared: shared.clone(),
                 stats,
                 graph: describe,
+                mgmt: opts
+                    .config
+                    .clone()
+                    .map(|c| Mutex::new(crate::mgmt::Mgmt::new(c))),
+                t0,
             };
             let handler: Handler = Arc::new(move |r| h.handle(r));
             Some(HttpServer::spawn(a, handler).map_err(|e| format!("listen {a}: {e}"))?)
@@ -400,7 +443,7 @@ pub fn start(
         let lj = opts.lease_journal.clone();
         let spawned = std::thread::Builder::new()
             .name("vbng-control".into())
-            .spawn(move || control_thread(c, io, punt, inject, cache, st, lj));
+            .spawn(move || control_thread(c, io, punt, inject, cache, st, lj, t0));
         match spawned {
             Ok(h) => h,
             Err(e) => {

@@ -974,6 +974,81 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Replaces the local users (a management change). Sessions already up keep
+    /// what they were given; new authentications see the new users. Checked first,
+    /// applied only when every user is valid.
+    pub fn set_users(&mut self, users: &[crate::config::UserConfig]) -> Result<(), ConfigError> {
+        let old = core::mem::take(&mut self.users);
+        match self.add_users(users) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.users = old;
+                Err(e)
+            }
+        }
+    }
+
+    /// The rate new sessions get when AAA names none (a management change; running
+    /// sessions keep theirs).
+    pub fn set_default_rate(&mut self, rate: (u64, u64)) {
+        self.default_rate = rate;
+    }
+
+    /// The rate new sessions get when AAA names none.
+    pub fn default_rate(&self) -> (u64, u64) {
+        self.default_rate
+    }
+
+    /// Replaces the RADIUS servers (a management change; see
+    /// [`radius::Client::set_servers`]: requests in flight move to the new servers).
+    /// `false` when RADIUS is not configured (the client is made at start-up).
+    pub fn set_radius_servers(
+        &mut self,
+        auth: &[crate::config::ServerConfig],
+        acct: &[crate::config::ServerConfig],
+        now: u64,
+    ) -> bool {
+        let conv = |v: &[crate::config::ServerConfig]| -> Vec<Server> {
+            v.iter()
+                .map(|s| Server {
+                    addr: s.addr,
+                    secret: s.secret.as_bytes().to_vec(),
+                })
+                .collect()
+        };
+        let Some(r) = self.radius.as_mut() else {
+            return false;
+        };
+        r.set_servers(conv(auth), conv(acct), now);
+        self.acct_enabled = !acct.is_empty();
+        true
+    }
+
+    /// The RADIUS client's servers (authentication, accounting), empty without
+    /// RADIUS.
+    pub fn radius_servers(&self) -> (Vec<core::net::SocketAddr>, Vec<core::net::SocketAddr>) {
+        match &self.radius {
+            Some(r) => (
+                r.config().auth.iter().map(|s| s.addr).collect(),
+                r.config().acct.iter().map(|s| s.addr).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Changes session `idx`'s rate (as a CoA does): the fast path's policers at
+    /// once. `false` when there is no such session.
+    pub fn set_session_rate(&mut self, idx: u32, rate: (u64, u64)) -> bool {
+        let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
+            return false;
+        };
+        e.rate = rate;
+        if e.installed {
+            self.fib.push(FibUpdate::Rate { idx, rate });
+        }
+        true
+    }
+
     /// Our access-side MAC.
     pub fn mac(&self) -> [u8; 6] {
         self.our_mac

@@ -1676,6 +1676,61 @@ mod tests {
         assert!(c.take_journal().contains(&JournalOp::Remove { id: 41 }));
     }
 
+    /// A management change of servers: the Access-Request in flight is sent again at
+    /// once to the new server, signed with its secret (its answer is taken, the old
+    /// server's is not); the accounting record in flight goes to the new accounting
+    /// server; nothing times out or is lost.
+    #[test]
+    fn servers_replaced_with_requests_in_flight() {
+        let mut c = client(1);
+        c.submit(
+            7,
+            Request {
+                service: Service::Auth,
+                attrs: vec![(attr::USER_NAME, b"u".to_vec())],
+                password: Some(b"pw".to_vec()),
+            },
+            0,
+        );
+        c.submit_acct(stop("s9"), 0);
+        let old = c.poll(0);
+        assert_eq!(old.len(), 2);
+        let new = Server {
+            addr: sa(4812),
+            secret: b"new-secret".to_vec(),
+        };
+        c.set_servers(vec![new.clone()], vec![new.clone()], 10);
+        let tx = c.poll(10);
+        assert_eq!(tx.len(), 2, "both sent again at once: {tx:?}");
+        assert!(tx.iter().all(|t| t.to == sa(4812)));
+        let auth = tx
+            .iter()
+            .find(|t| Packet::new_checked(&t.bytes).unwrap().code() == code::ACCESS_REQUEST)
+            .unwrap();
+        // The old server's late answer is not taken; the new one's is.
+        let a_old = old
+            .iter()
+            .find(|t| Packet::new_checked(&t.bytes).unwrap().code() == code::ACCESS_REQUEST)
+            .unwrap();
+        c.input(0, a_old.to, &accept_for(a_old, b"testing123", |_| {}));
+        assert!(c.events().is_empty());
+        c.input(0, auth.to, &accept_for(auth, b"new-secret", |_| {}));
+        assert!(matches!(
+            c.events()[..],
+            [Event::Response {
+                tag: 7,
+                code: code::ACCESS_ACCEPT,
+                ..
+            }]
+        ));
+        assert_eq!(c.stats.timeouts, 0);
+        assert_eq!(
+            c.acct_outstanding(),
+            1,
+            "the Stop still waits for its answer"
+        );
+    }
+
     #[test]
     fn access_reply_without_or_with_bad_message_authenticator_dropped() {
         let auth_req = || Request {

@@ -17,6 +17,7 @@
 //!  (no [cgnat])                  └─ ARP ──> bng-core-arp ──> core port (replies)
 //!  core port ──> bng-core-input ─┬─ IPv4 ──keep──> nat44 ──keep──> bng-downstream ──> access port
 //!  (with [cgnat])                ├─ IPv6 ─────────────────────────> bng-downstream
+//!                                ├─ DHCP replies to the relay's giaddr ──> punt
 //!                                └─ ARP ──> bng-core-arp
 //! ```
 //!

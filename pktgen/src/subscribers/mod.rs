@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod ipoe;
+pub mod ipoe6;
 
 use client::{ClientParams, ClientPhase, Subscriber};
 use dataplane::proto::ethernet::Vlans;

@@ -779,7 +779,7 @@ mod tests {
             assert_eq!(c.state, Ipoe6State::Bound, "rapid {rapid}");
             assert_eq!(c.addr >> 16, 0x2001_0db8_0100_0000_0000_0000_0000);
             assert_eq!(c.prefix.1, 56);
-            assert_eq!(c.prefix.0 >> 88, 0x2001_0db8_80);
+            assert_eq!(c.prefix.0 >> 88, 0x0020_010d_b880);
             assert_eq!(c.dns, vec!["2001:db8::53".parse::<Ipv6Addr>().unwrap()]);
             assert_eq!(c.ra_flags, (true, true));
             assert_eq!(c.router.map(|r| r.1), Some(cp.mac()));

@@ -706,6 +706,18 @@ impl MemifPort {
         self.last_error.as_deref()
     }
 
+    /// The shared ring indices while the link is up: `[tx head, tx tail, rx head, rx
+    /// tail]` as the peer sees them (for diagnostics).
+    pub fn ring_indices(&self) -> Option<[u16; 4]> {
+        let l = self.link.as_ref()?;
+        Some([
+            l.tx.head().load(Ordering::Acquire),
+            l.tx.tail().load(Ordering::Acquire),
+            l.rx.head().load(Ordering::Acquire),
+            l.rx.tail().load(Ordering::Acquire),
+        ])
+    }
+
     /// The peer's interface name (from CONNECT/CONNECTED), printable ASCII.
     pub fn peer_name(&self) -> &str {
         &self.peer_name

@@ -206,7 +206,7 @@ impl RingView {
     /// The ring at `off` in `m`, when `2^log2` descriptors fit and the offset is
     /// 8-byte aligned.
     fn new(m: &Mapping, off: usize, log2: u8) -> Option<RingView> {
-        if log2 > MAX_LOG2_RING || off % 8 != 0 {
+        if log2 > MAX_LOG2_RING || !off.is_multiple_of(8) {
             return None;
         }
         let end = off.checked_add(ring_bytes(log2))?;
@@ -613,7 +613,7 @@ impl MemifPort {
         if cfg.log2_ring > MAX_LOG2_RING || cfg.log2_ring == 0 {
             return Err(MemifError::Config("ring size must be 2^1 .. 2^14"));
         }
-        if cfg.buf_size < 128 || cfg.buf_size > 65535 || cfg.buf_size % 64 != 0 {
+        if cfg.buf_size < 128 || cfg.buf_size > 65535 || !cfg.buf_size.is_multiple_of(64) {
             return Err(MemifError::Config(
                 "buffer size must be a multiple of 64 in 128 .. 65472",
             ));
@@ -1218,7 +1218,7 @@ impl MemifPort {
         } else {
             CTRL_EVERY_DOWN
         };
-        if self.polls % every == 0 {
+        if self.polls.is_multiple_of(every) {
             self.poll_control();
         }
     }

@@ -274,8 +274,22 @@ fn check(port: &MemifPort, tp: &mut Testpmd, got: &[Vec<u8>], macswap: bool) {
     assert_eq!((rxp, rxb), (ours.tx_packets, ours.tx_bytes));
     assert_eq!((txp, txb), (ours.rx_packets, ours.rx_bytes));
     assert!(ours.tx_packets > N as u64 && ours.rx_packets > N as u64);
-    assert_eq!(ours.rx_dropped + ours.tx_dropped, 0);
-    assert_eq!(port.counters().ctrl_errors, 0);
+    let why = format!("{:?}, last error {:?}", port.counters(), port.last_error());
+    assert_eq!(ours.rx_dropped + ours.tx_dropped, 0, "{why}");
+    assert_eq!(port.counters().ctrl_errors, 0, "{why}");
+}
+
+/// One testpmd at a time: each busy-polls a core, and this machine has two.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn test_config(role: Role, id: u32) -> Config {
+    Config {
+        role,
+        id,
+        // testpmd answers from its interrupt thread; on a loaded machine give it time.
+        handshake_timeout: Duration::from_secs(10),
+        ..Config::default()
+    }
 }
 
 fn sock(tag: &str) -> PathBuf {
@@ -298,6 +312,7 @@ fn testpmd_server_our_slave() {
         eprintln!("memif_testpmd: skipped: {why}");
         return;
     }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let path = sock("server");
     let mut tp = Testpmd::spawn("s", &vdev("server", &path, 3), "io");
     let t = Instant::now();
@@ -312,11 +327,7 @@ fn testpmd_server_our_slave() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cfg = Config {
-        role: Role::Slave,
-        id: 3,
-        ..Config::default()
-    };
+    let cfg = test_config(Role::Slave, 3);
     let mut port = MemifPort::open(&path, &cfg).unwrap();
     wait_up(&mut port, &tp);
     start(&mut tp, &mut port);
@@ -332,12 +343,9 @@ fn testpmd_client_our_master() {
         eprintln!("memif_testpmd: skipped: {why}");
         return;
     }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let path = sock("client");
-    let cfg = Config {
-        role: Role::Master,
-        id: 7,
-        ..Config::default()
-    };
+    let cfg = test_config(Role::Master, 7);
     let mut port = MemifPort::open(&path, &cfg).unwrap();
     let mut tp = Testpmd::spawn("c", &vdev("client", &path, 7), "macswap");
     wait_up(&mut port, &tp);

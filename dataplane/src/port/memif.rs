@@ -27,8 +27,10 @@
 //!
 //! **Fast path.** `rx_burst`/`tx_burst` move descriptors and copy bytes; they do not
 //! allocate, lock or make system calls, except for a non-blocking look at the control
-//! socket every [`CTRL_EVERY`] calls while the link is up (and on every call while it
-//! is down, to connect, accept or continue the handshake). A frame longer than a
+//! socket every [`CTRL_EVERY`] calls while the link is up (every [`CTRL_EVERY_DOWN`]
+//! while it is down, to connect, accept or continue the handshake; setting up or
+//! tearing down a link allocates and maps memory, as start-up does).
+//! `dataplane/tests/memif_noalloc.rs` checks the bursts with a counting allocator. A frame longer than a
 //! buffer is chained over descriptors ([`DESC_FLAG_NEXT`]) on transmit and reassembled
 //! on receive, up to [`DATA_ROOM`] bytes.
 //!
@@ -1470,6 +1472,10 @@ impl MemifPort {
                     }
                     None => d.set_len_flags(flags, chunk as u32),
                 }
+            }
+            // A slave that shrank a buffer between our two reads of its length.
+            if off < data.len() {
+                fault = true;
             }
             if fault {
                 break;

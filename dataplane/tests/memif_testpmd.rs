@@ -4,6 +4,10 @@
 //! (`io`: unchanged; `macswap`: source and destination MAC swapped), we receive them
 //! all, and testpmd's port counters (`show port stats all`) agree with ours.
 //!
+//! A third test kills the testpmd server mid-run and starts another on the same
+//! path: our slave reports the link down, counts what it could not send, reconnects
+//! and exchanges the N frames with the new server.
+//!
 //! Skips (prints why and passes) when `dpdk-testpmd` or its memif driver is missing
 //! or when not run as root (scripts/test runs as root; scripts/setup installs the
 //! packages).
@@ -11,7 +15,7 @@
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::memif::{Config, MemifPort, Role};
-use dataplane::port::Port;
+use dataplane::port::{Port, PortStats};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -252,8 +256,27 @@ fn wait_up(port: &mut MemifPort, tp: &Testpmd) {
 /// Checks the N frames that came back and that testpmd's port counters equal ours
 /// (probes included on both sides).
 fn check(port: &MemifPort, tp: &mut Testpmd, got: &[Vec<u8>], macswap: bool) {
+    check_since(port, &PortStats::default(), tp, got, macswap);
+}
+
+/// [`check`] with our counters taken relative to `base` (a testpmd started later).
+fn check_since(
+    port: &MemifPort,
+    base: &PortStats,
+    tp: &mut Testpmd,
+    got: &[Vec<u8>],
+    macswap: bool,
+) {
     let (rxp, rxb, txp, txb) = tp.finish();
-    let ours = port.stats();
+    let now = port.stats();
+    let ours = PortStats {
+        rx_packets: now.rx_packets - base.rx_packets,
+        rx_bytes: now.rx_bytes - base.rx_bytes,
+        rx_dropped: now.rx_dropped - base.rx_dropped,
+        tx_packets: now.tx_packets - base.tx_packets,
+        tx_bytes: now.tx_bytes - base.tx_bytes,
+        tx_dropped: now.tx_dropped - base.tx_dropped,
+    };
     eprintln!(
         "memif_testpmd: {} frames back; testpmd RX {rxp} pkts {rxb} B, TX {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B",
         got.len(),
@@ -352,4 +375,65 @@ fn testpmd_client_our_master() {
     start(&mut tp, &mut port);
     let got = exchange(&mut port);
     check(&port, &mut tp, &got, true);
+}
+
+/// The testpmd server is killed mid-run (no DISCONNECT: its socket just closes): our
+/// slave reports the link down, counts the frames it could not send, and reconnects
+/// to the next testpmd on the same path, which then gets all N frames back and forth.
+#[test]
+fn testpmd_server_killed_and_restarted() {
+    if let Some(why) = skip_reason() {
+        eprintln!("memif_testpmd: skipped: {why}");
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = sock("restart");
+    let mut tp = Testpmd::spawn("r1", &vdev("server", &path, 0), "io");
+    let t = Instant::now();
+    while !path.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no socket\n{}",
+            tp.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut port = MemifPort::open(&path, &test_config(Role::Slave, 0)).unwrap();
+    wait_up(&mut port, &tp);
+    start(&mut tp, &mut port);
+    let _ = tp.child.kill();
+    let _ = tp.child.wait();
+    let pool = Pool::new(256).unwrap();
+    let mut c = pool.cache();
+    let t = Instant::now();
+    while port.is_up() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "link stayed up after the kill"
+        );
+        port.poll_control();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(port.counters().link_down, 1);
+    eprintln!(
+        "memif_testpmd: link down after the kill: {}",
+        port.last_error().unwrap_or("")
+    );
+    let mut tx = Batch::new();
+    let mut p = c.alloc().unwrap();
+    p.copy_from(&frame(1)).unwrap();
+    tx.push(p).unwrap();
+    port.tx_burst(&mut c, &mut tx);
+    assert!(tx.is_empty());
+    assert_eq!(port.counters().down_tx_drops, 1);
+    // The killed server left its socket file behind; DPDK will not bind over it.
+    let _ = std::fs::remove_file(&path);
+    drop(tp);
+    let mut tp = Testpmd::spawn("r2", &vdev("server", &path, 0), "io");
+    wait_up(&mut port, &tp);
+    assert_eq!(port.counters().link_up, 2);
+    let base = port.stats();
+    start(&mut tp, &mut port);
+    let got = exchange(&mut port);
+    check_since(&port, &base, &mut tp, &got, false);
 }

@@ -43,12 +43,15 @@ fn skip_reason() -> Option<String> {
 /// A running testpmd in interactive mode, its output collected line by line.
 struct Testpmd {
     child: Child,
+    /// `--file-prefix`: DPDK's run-time directory is /var/run/dpdk/PREFIX.
+    prefix: String,
     stdin: ChildStdin,
     out: Arc<Mutex<Vec<String>>>,
 }
 
 impl Testpmd {
     fn spawn(tag: &str, vdev: &str, fwd: &str) -> Testpmd {
+        let prefix = format!("dpmemif{tag}{}", std::process::id());
         let mut child = Command::new("dpdk-testpmd")
             .args([
                 "-l",
@@ -57,7 +60,7 @@ impl Testpmd {
                 "--no-huge",
                 "-m",
                 "512",
-                &format!("--file-prefix=dpmemif{tag}{}", std::process::id()),
+                &format!("--file-prefix={prefix}"),
                 "--vdev",
                 vdev,
                 "--",
@@ -83,7 +86,12 @@ impl Testpmd {
             });
         }
         let stdin = child.stdin.take().unwrap();
-        Testpmd { child, stdin, out }
+        Testpmd {
+            child,
+            prefix,
+            stdin,
+            out,
+        }
     }
 
     fn cmd(&mut self, c: &str) {
@@ -141,12 +149,15 @@ impl Drop for Testpmd {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
     }
 }
 

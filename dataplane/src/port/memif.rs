@@ -2229,5 +2229,6 @@ mod tests {
         assert!(!s.is_up());
         assert_eq!(s.counters().ring_errors, 1);
         drop(l);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -4,7 +4,7 @@
 //! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation, the
 //! NAT44 stage with its fragment path, the DHCPv4 round trip with the relay
 //! agent's option 82 edits, and the DHCPv6 round trip (client/server and relay
-//! messages). Any panic is a bug.
+//! messages), and the memif control-message parser. Any panic is a bug.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
 //! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
@@ -27,6 +27,7 @@ pub fn exercise_all(b: &[u8]) {
     exercise_tcp(b);
     exercise_dhcp4_all(b);
     exercise_dhcp6(b);
+    exercise_memif(b);
 }
 
 pub fn exercise_l2(b: &[u8]) {
@@ -604,5 +605,42 @@ pub fn exercise_dhcp6(b: &[u8]) {
             panic!("a relay message parsed as another format");
         };
         assert_eq!(back.inner().as_ref(), Ok(&r));
+    }
+}
+
+/// memif control messages ([`dataplane::proto::memif`]): the datagram as received
+/// (any length but 128 is an error), the same bytes cut or zero-padded to 128, and
+/// for every message that parses, emit → parse gives the same message back; the
+/// peer-text sanitiser and the ring-index check on values taken from the input.
+pub fn exercise_memif(b: &[u8]) {
+    use dataplane::proto::memif::{field_text, pending, Msg, MSG_SIZE};
+    let _ = Msg::parse(b);
+    let mut fixed = [0u8; MSG_SIZE];
+    let n = b.len().min(MSG_SIZE);
+    fixed[..n].copy_from_slice(&b[..n]);
+    if let Ok(m) = Msg::parse(&fixed) {
+        let again = Msg::parse(&m.emit()).expect("an emitted message parses");
+        assert_eq!(again, m);
+        match m {
+            Msg::Connect { name } | Msg::Connected { name } => {
+                let mut out = [0u8; 64];
+                let k = field_text(&name, &mut out);
+                assert!(out[..k].iter().all(|c| (0x20..0x7f).contains(c)));
+            }
+            Msg::Disconnect { reason, .. } => {
+                let mut out = [0u8; 16];
+                let k = field_text(&reason, &mut out);
+                assert!(k <= 16);
+            }
+            _ => {}
+        }
+    }
+    if b.len() >= 6 {
+        let h = u16::from_le_bytes([b[0], b[1]]);
+        let t = u16::from_le_bytes([b[2], b[3]]);
+        let size = 1u16 << (b[4] % 15);
+        if let Some(k) = pending(h, t, size) {
+            assert!(k <= size);
+        }
     }
 }

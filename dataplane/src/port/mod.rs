@@ -1,8 +1,9 @@
 //! Ports: one burst-oriented trait for every backend.
 //!
 //! Backends here: [`mem`] (an in-memory pair of virtio split rings, VIRTIO 1.1 §2.6),
-//! and with `std` [`pcap`] (nanosecond pcap files). Linux AF_XDP/AF_PACKET/TAP ports
-//! and the unikernel's virtio-net port implement the same trait elsewhere.
+//! and with `std` [`pcap`] (nanosecond pcap files), the Linux AF_XDP, AF_PACKET and
+//! TAP ports and [`memif`] (VPP's shared-memory interface, master or slave). The
+//! unikernel's virtio-net port implements the same trait elsewhere.
 
 use crate::batch::Batch;
 use crate::buf::PoolCache;
@@ -12,6 +13,8 @@ pub mod afpacket;
 #[cfg(feature = "std")]
 pub mod afxdp;
 pub mod mem;
+#[cfg(feature = "std")]
+pub mod memif;
 #[cfg(feature = "std")]
 pub mod pcap;
 #[cfg(feature = "std")]

@@ -10,8 +10,11 @@
 //! | `pcap:IN:OUT`           | read IN and write OUT (either may be empty)         |
 //! | `mem:NAME`              | in-memory virtio pair: the 1st and 2nd `mem:NAME`   |
 //! |                         | opened in a process are the two ends                |
+//! | `memif:PATH[,id=N][,master]` | memif (VPP/DPDK shared memory) on the unix     |
+//! |                         | socket PATH: slave (connects, owns the memory) by   |
+//! |                         | default, `master` listens; interface id N (0)       |
 
-use super::{afpacket, afxdp, mem, pcap, tap, Port};
+use super::{afpacket, afxdp, mem, memif, pcap, tap, Port};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::str::FromStr;
@@ -39,12 +42,17 @@ pub enum PortSpec {
     Mem {
         name: String,
     },
+    Memif {
+        path: PathBuf,
+        id: u32,
+        master: bool,
+    },
 }
 
 /// Errors of parsing or opening a port spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE or mem:NAME")]
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME or memif:PATH[,id=N][,master]")]
     Syntax(String),
     #[error("port {spec}: {msg}")]
     Open { spec: String, msg: String },
@@ -99,6 +107,24 @@ impl FromStr for PortSpec {
                 }
             }
             "mem" if !rest.is_empty() => Ok(PortSpec::Mem { name: rest.into() }),
+            "memif" => {
+                let mut parts = rest.split(',');
+                let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
+                let (mut id, mut master) = (0u32, false);
+                for opt in parts {
+                    match opt.split_once('=') {
+                        Some(("id", v)) => id = v.parse().map_err(|_| bad())?,
+                        None if opt == "master" => master = true,
+                        None if opt == "slave" => master = false,
+                        _ => return Err(bad()),
+                    }
+                }
+                Ok(PortSpec::Memif {
+                    path: path.into(),
+                    id,
+                    master,
+                })
+            }
             _ => Err(bad()),
         }
     }
@@ -119,6 +145,13 @@ impl core::fmt::Display for PortSpec {
                 write!(f, "pcap:{}:{}", d(rx), d(tx))
             }
             PortSpec::Mem { name } => write!(f, "mem:{name}"),
+            PortSpec::Memif { path, id, master } => {
+                write!(f, "memif:{},id={id}", path.display())?;
+                if *master {
+                    f.write_str(",master")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -161,6 +194,20 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
             .map_err(|e| err(e.to_string())),
         PortSpec::AfXdp { iface, queue } => {
             afxdp::XdpPort::open(iface, *queue, &afxdp::Config::default())
+                .map(|p| Box::new(p) as Box<dyn Port>)
+                .map_err(|e| err(e.to_string()))
+        }
+        PortSpec::Memif { path, id, master } => {
+            let cfg = memif::Config {
+                role: if *master {
+                    memif::Role::Master
+                } else {
+                    memif::Role::Slave
+                },
+                id: *id,
+                ..memif::Config::default()
+            };
+            memif::MemifPort::open(path, &cfg)
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
@@ -233,6 +280,35 @@ mod tests {
         }
         let s = "afxdp:v0:1".parse::<PortSpec>().unwrap();
         assert_eq!(s.to_string().parse::<PortSpec>().unwrap(), s);
+        assert_eq!(
+            "memif:/run/m.sock".parse::<PortSpec>().unwrap(),
+            PortSpec::Memif {
+                path: "/run/m.sock".into(),
+                id: 0,
+                master: false
+            }
+        );
+        let m = "memif:/tmp/x.sock,id=7,master".parse::<PortSpec>().unwrap();
+        assert_eq!(
+            m,
+            PortSpec::Memif {
+                path: "/tmp/x.sock".into(),
+                id: 7,
+                master: true
+            }
+        );
+        assert_eq!(m.to_string(), "memif:/tmp/x.sock,id=7,master");
+        assert_eq!(m.to_string().parse::<PortSpec>().unwrap(), m);
+        for bad in [
+            "memif:",
+            "memif:,id=1",
+            "memif:/s,id=x",
+            "memif:/s,id=-1",
+            "memif:/s,mastr",
+            "memif:/s,id=1,queues=2",
+        ] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -249,5 +325,34 @@ mod tests {
         assert_eq!(b.rx_burst(&mut c, &mut batch), 1);
         assert_eq!(batch.as_slice()[0].data(), &[7; 60]);
         batch.free_all(&mut c);
+    }
+
+    #[test]
+    fn memif_specs_open_a_master_and_a_slave() {
+        let path = std::env::temp_dir().join(alloc::format!("dp-spec-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        let mut m = open_str(&alloc::format!("memif:{},id=2,master", path.display())).unwrap();
+        let mut s = open_str(&alloc::format!("memif:{},id=2", path.display())).unwrap();
+        assert!(m.name().ends_with("/2/master"));
+        let t = std::time::Instant::now();
+        let mut got = Batch::new();
+        // The bursts drive the handshake; the slave's frames are dropped until it is up.
+        while got.is_empty() && t.elapsed() < std::time::Duration::from_secs(5) {
+            let mut batch = Batch::new();
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&[9; 64]).unwrap();
+            batch.push(p).unwrap();
+            s.tx_burst(&mut c, &mut batch);
+            batch.free_all(&mut c);
+            m.rx_burst(&mut c, &mut got);
+        }
+        assert_eq!(got.as_slice()[0].data(), &[9; 64]);
+        got.free_all(&mut c);
+        assert!(
+            s.stats().tx_dropped > 0,
+            "frames sent before the link came up are counted"
+        );
     }
 }

@@ -33,6 +33,8 @@
 //!   agent information, RFC 3396 long options, RFC 3442 classless static routes)
 //! - [`dhcp6`]: DHCPv6 client/server and relay messages and options (RFC 8415 §8, §9,
 //!   §11, §21: DUIDs, IA_NA, IA_PD, status codes, ...; RFC 3646 DNS servers)
+//! - [`memif`]: memif 2.0 control messages and ring layout (libmemif / DPDK
+//!   `net_memif` `memif.h`), parsed for the memif port
 
 pub mod arp;
 pub mod checksum;
@@ -44,6 +46,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod memif;
 pub mod ppp;
 pub mod pppoe;
 pub mod radius;

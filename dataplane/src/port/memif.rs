@@ -1,0 +1,2234 @@
+//! memif port: VPP's shared-memory packet interface, protocol 2.0, in either role.
+//!
+//! Wire format and ring layout: [`crate::proto::memif`] (libmemif's and DPDK
+//! `net_memif`'s `memif.h`); the exchange follows DPDK's `memif_socket.c` and
+//! libmemif, so `dpdk-testpmd --vdev net_memif0,...` and VPP's memif interfaces are
+//! peers (`dataplane/tests/memif_testpmd.rs` runs testpmd in both roles).
+//!
+//! **Roles.** The *master* (memif "server") listens on the unix socket path; the
+//! *slave* ("client") connects to it, retrying every [`Config::retry`] until a master
+//! answers. The slave owns the memory: one `memfd` region (sealed against shrinking)
+//! holds its transmit ring (C2S), its receive ring (S2C) and `2 × 2^log2` buffers of
+//! [`Config::buf_size`] bytes, sent to the master with `ADD_REGION` (fd passing,
+//! `SCM_RIGHTS`); each ring comes with an eventfd in `ADD_RING` as the protocol
+//! expects, but both sides poll: we set [`RING_FLAG_MASK_INT`] on the ring we receive
+//! from and never wait on an eventfd. One queue pair per port (ring index 0); the
+//! master offers no more in `HELLO`.
+//!
+//! **Copies.** The master must copy both ways: the buffers belong to the slave's
+//! region, and the master fills (S2C) or drains (C2S) the slave's buffers. Our slave
+//! copies too, because engine packet buffers live in the process's pool, not in a
+//! region the peer can map. A zero-copy slave would allocate its [`crate::buf::Pool`]
+//! inside a memfd region, register that region with `ADD_REGION`, and post pool
+//! buffers in its descriptors (region = the pool's region, offset = the buffer's
+//! offset), handing buffers to the ring on transmit and taking them back when the
+//! master's `tail` passes them — as DPDK's `zero-copy=yes` client does with its
+//! mempool memory. Nothing else in the protocol would change.
+//!
+//! **Fast path.** `rx_burst`/`tx_burst` move descriptors and copy bytes; they do not
+//! allocate, lock or make system calls, except for a non-blocking look at the control
+//! socket every [`CTRL_EVERY`] calls while the link is up (every [`CTRL_EVERY_DOWN`]
+//! while it is down, to connect, accept or continue the handshake; setting up or
+//! tearing down a link allocates and maps memory, as start-up does).
+//! `dataplane/tests/memif_noalloc.rs` checks the bursts with a counting allocator. A frame longer than a
+//! buffer is chained over descriptors ([`DESC_FLAG_NEXT`]) on transmit and reassembled
+//! on receive, up to [`DATA_ROOM`] bytes.
+//!
+//! **Bad peers.** Every control message is checked (size, type, version, interface
+//! id, secret, order, region fd present, region size within the passed file, ring
+//! inside its region, ring cookie); a failure sends `DISCONNECT` with the reason,
+//! closes the connection, counts [`MemifCounters::ctrl_errors`] and keeps the reason
+//! in [`MemifPort::last_error`]. On the rings, a peer index that claims more entries
+//! than the ring holds drops the connection ([`MemifCounters::ring_errors`]); a
+//! descriptor pointing outside the peer's regions is dropped and counted
+//! ([`MemifCounters::bad_desc`]). A peer that goes away (socket closed or
+//! `DISCONNECT`) takes the link down ([`MemifCounters::link_down`]); frames sent
+//! meanwhile are dropped and counted (`tx_dropped`, [`MemifCounters::down_tx_drops`]);
+//! the slave reconnects and the master accepts the next connection. Nothing panics.
+//!
+//! **Limits.** One queue pair; Ethernet mode only; no interrupt mode; the secret is
+//! checked as the C peers do (NUL-terminated, up to 24 bytes); the socket path is a
+//! file-system path (DPDK peers need `socket-abstract=no`).
+
+use super::{Port, PortStats};
+use crate::batch::Batch;
+use crate::buf::{PoolCache, DATA_ROOM, HEADROOM};
+use crate::proto::memif::{
+    self as wire, fixed, ring_bytes, AddRing, Hello, Init, Msg, DESC_FLAGS, DESC_FLAG_NEXT,
+    DESC_LENGTH, DESC_OFFSET, DESC_REGION, DESC_SIZE, MAX_LOG2_RING, MSG_SIZE, RING_COOKIE,
+    RING_FLAGS, RING_FLAG_MASK_INT, RING_HDR, RING_HEAD, RING_TAIL, SECRET_LEN, VERSION,
+};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU16, Ordering};
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// While the link is up, the control socket is read every this many bursts.
+pub const CTRL_EVERY: u32 = 256;
+/// While the link is down (connecting, handshake), every this many bursts.
+pub const CTRL_EVERY_DOWN: u32 = 8;
+/// Regions a master accepts from its slave.
+pub const MAX_REGIONS: usize = 16;
+/// Largest region a master maps (16 GiB).
+const MAX_REGION_SIZE: u64 = 1 << 34;
+
+/// memif role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Listens on the socket, maps the slave's memory ("server").
+    Master,
+    /// Connects, owns the memory ("client").
+    Slave,
+}
+
+/// Port settings.
+#[derive(Clone)]
+pub struct Config {
+    pub role: Role,
+    /// Interface id: the master serves the slave whose `INIT` names this id.
+    pub id: u32,
+    /// Shared secret (at most 24 bytes); never printed.
+    pub secret: Option<String>,
+    /// log2 of the ring size the slave offers (the master's `HELLO` may lower it).
+    pub log2_ring: u8,
+    /// Buffer size the slave lays out in its region.
+    pub buf_size: u32,
+    /// Slave: time between connection attempts.
+    pub retry: Duration,
+    /// Time a handshake may take before the connection is dropped.
+    pub handshake_timeout: Duration,
+    /// Interface name sent to the peer (`INIT`, `CONNECT`, `CONNECTED`, `HELLO`).
+    pub if_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            role: Role::Slave,
+            id: 0,
+            secret: None,
+            log2_ring: 10,
+            buf_size: 2048,
+            retry: Duration::from_millis(200),
+            handshake_timeout: Duration::from_secs(3),
+            if_name: "dataplane".into(),
+        }
+    }
+}
+
+/// Errors of opening a memif port.
+#[derive(Debug, thiserror::Error)]
+pub enum MemifError {
+    #[error("socket path {0:?} is empty or longer than 107 bytes")]
+    Path(PathBuf),
+    #[error("bad setting: {0}")]
+    Config(&'static str),
+    #[error("socket {path:?} is in use by a listening process")]
+    InUse { path: PathBuf },
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+fn sys(what: &'static str) -> MemifError {
+    MemifError::Sys {
+        what,
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// memif-specific counters (beyond [`PortStats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemifCounters {
+    /// Times the link came up (handshake completed).
+    pub link_up: u64,
+    /// Times an up link went down (peer closed, `DISCONNECT`, error).
+    pub link_down: u64,
+    /// Control connections dropped for a malformed, unexpected or refused message,
+    /// an invalid region or ring, or a handshake timeout.
+    pub ctrl_errors: u64,
+    /// Slave: connection attempts that found no master.
+    pub connect_failures: u64,
+    /// Received descriptors outside the peer's regions or longer than a buffer.
+    pub bad_desc: u64,
+    /// Peer ring indices claiming more entries than the ring holds.
+    pub ring_errors: u64,
+    /// Frames dropped by `tx_burst` while the link was down.
+    pub down_tx_drops: u64,
+}
+
+/// An `mmap`ed shared region, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    fn map(fd: RawFd, len: usize) -> io::Result<Mapping> {
+        // SAFETY: maps `len` bytes of a file we hold; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr: p.cast(), len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len come from our successful mmap.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A ring inside a mapping (bounds checked when it was made).
+#[derive(Clone, Copy)]
+struct RingView {
+    base: *mut u8,
+    size: u16,
+}
+
+impl RingView {
+    /// The ring at `off` in `m`, when `2^log2` descriptors fit and the offset is
+    /// 8-byte aligned.
+    fn new(m: &Mapping, off: usize, log2: u8) -> Option<RingView> {
+        if log2 > MAX_LOG2_RING || !off.is_multiple_of(8) {
+            return None;
+        }
+        let end = off.checked_add(ring_bytes(log2))?;
+        (end <= m.len).then(|| RingView {
+            // SAFETY: off < end <= len: inside the mapping.
+            base: unsafe { m.ptr.add(off) },
+            size: 1 << log2,
+        })
+    }
+    #[inline(always)]
+    fn mask(&self) -> u16 {
+        self.size - 1
+    }
+    #[inline(always)]
+    fn head(&self) -> &AtomicU16 {
+        // SAFETY: 2-aligned u16 inside the header (base is 8-aligned).
+        unsafe { AtomicU16::from_ptr(self.base.add(RING_HEAD).cast()) }
+    }
+    #[inline(always)]
+    fn tail(&self) -> &AtomicU16 {
+        // SAFETY: as for head.
+        unsafe { AtomicU16::from_ptr(self.base.add(RING_TAIL).cast()) }
+    }
+    fn cookie(&self) -> u32 {
+        // SAFETY: 4-aligned u32 at the ring's start.
+        unsafe { self.base.add(RING_COOKIE).cast::<u32>().read_volatile() }
+    }
+    fn init(&self, flags: u16) {
+        // SAFETY: header fields inside the ring.
+        unsafe {
+            self.base
+                .add(RING_COOKIE)
+                .cast::<u32>()
+                .write_volatile(wire::COOKIE);
+            self.base
+                .add(RING_FLAGS)
+                .cast::<u16>()
+                .write_volatile(flags);
+        }
+        self.head().store(0, Ordering::Release);
+        self.tail().store(0, Ordering::Release);
+    }
+    fn set_flags(&self, flags: u16) {
+        // SAFETY: header field inside the ring.
+        unsafe {
+            self.base
+                .add(RING_FLAGS)
+                .cast::<u16>()
+                .write_volatile(flags)
+        };
+    }
+    #[inline(always)]
+    fn desc(&self, idx: u16) -> Desc {
+        // SAFETY: slot < size: inside the ring; descriptors are 16-byte records at an
+        // 8-aligned base.
+        Desc(unsafe {
+            self.base
+                .add(RING_HDR + (idx & self.mask()) as usize * DESC_SIZE)
+        })
+    }
+}
+
+/// One descriptor in shared memory; every field is read or written once, volatile.
+#[derive(Clone, Copy)]
+struct Desc(*mut u8);
+
+impl Desc {
+    #[inline(always)]
+    fn flags(self) -> u16 {
+        // SAFETY: field inside the descriptor (see RingView::desc).
+        unsafe { self.0.add(DESC_FLAGS).cast::<u16>().read_volatile() }
+    }
+    #[inline(always)]
+    fn region(self) -> u16 {
+        // SAFETY: as above.
+        unsafe { self.0.add(DESC_REGION).cast::<u16>().read_volatile() }
+    }
+    #[inline(always)]
+    fn length(self) -> u32 {
+        // SAFETY: as above.
+        unsafe { self.0.add(DESC_LENGTH).cast::<u32>().read_volatile() }
+    }
+    #[inline(always)]
+    fn offset(self) -> u32 {
+        // SAFETY: as above.
+        unsafe { self.0.add(DESC_OFFSET).cast::<u32>().read_volatile() }
+    }
+    #[inline(always)]
+    fn write(self, flags: u16, region: u16, length: u32, offset: u32) {
+        // SAFETY: as above.
+        unsafe {
+            self.0.add(DESC_FLAGS).cast::<u16>().write_volatile(flags);
+            self.0.add(DESC_REGION).cast::<u16>().write_volatile(region);
+            self.0.add(DESC_LENGTH).cast::<u32>().write_volatile(length);
+            self.0.add(DESC_OFFSET).cast::<u32>().write_volatile(offset);
+        }
+    }
+    #[inline(always)]
+    fn set_len_flags(self, flags: u16, length: u32) {
+        // SAFETY: as above.
+        unsafe {
+            self.0.add(DESC_FLAGS).cast::<u16>().write_volatile(flags);
+            self.0.add(DESC_LENGTH).cast::<u32>().write_volatile(length);
+        }
+    }
+}
+
+/// Where a slave's buffers are: slot `j` of its transmit ring at `buf_off + j *
+/// buf_size`, slot `j` of its receive ring at `buf_off + (size + j) * buf_size`, all
+/// in region 0.
+#[derive(Clone, Copy)]
+struct SlaveBufs {
+    buf_off: usize,
+    buf_size: u32,
+}
+
+/// A connected link: the mapped regions and our two rings.
+struct Link {
+    regions: Vec<Mapping>,
+    /// Our transmit ring (slave: C2S, master: S2C) and receive ring.
+    tx: RingView,
+    rx: RingView,
+    /// Our producer index on `tx` (slave: C2S head; master: S2C tail).
+    tx_idx: u16,
+    /// Our consumer index on `rx` (slave: S2C tail seen; master: C2S head seen).
+    rx_idx: u16,
+    /// Slave: buffers posted on the receive ring (S2C head).
+    rx_posted: u16,
+    slave: Option<SlaveBufs>,
+    /// memfd and eventfds kept open for the life of the link.
+    _fds: Vec<OwnedFd>,
+}
+
+impl Link {
+    /// The address of `len` bytes at `off` in region `r`, when they lie inside it.
+    #[inline(always)]
+    fn buf(&self, r: u16, off: u32, len: u32) -> Option<*mut u8> {
+        let m = self.regions.get(r as usize)?;
+        let end = off as u64 + len as u64;
+        // SAFETY: off + len <= m.len: inside the mapping.
+        (end <= m.len as u64).then(|| unsafe { m.ptr.add(off as usize) })
+    }
+}
+
+/// Progress of the control exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Slave: not connected; master: listening.
+    Down,
+    /// Slave: connected, waiting for HELLO.
+    WaitHello,
+    /// Slave: sent the message before this step, waiting for its ACK.
+    WaitAck(Step),
+    /// Slave: sent CONNECT, waiting for CONNECTED.
+    WaitConnected,
+    /// Master: sent HELLO, waiting for INIT.
+    WaitInit,
+    /// Master: INIT accepted, collecting regions and rings until CONNECT.
+    Collect,
+    Up,
+}
+
+/// What the slave sent last and awaits an ACK for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Init,
+    Region,
+    RingC2s,
+    RingS2c,
+}
+
+/// Slave memory made at HELLO, sent during the handshake.
+struct SlaveSetup {
+    mem: Mapping,
+    memfd: OwnedFd,
+    efd_c2s: OwnedFd,
+    efd_s2c: OwnedFd,
+    log2: u8,
+    bufs: SlaveBufs,
+}
+
+/// What a master collects from its slave before CONNECT.
+#[derive(Default)]
+struct MasterSetup {
+    regions: Vec<Mapping>,
+    c2s: Option<AddRing>,
+    s2c: Option<AddRing>,
+    fds: Vec<OwnedFd>,
+}
+
+/// A memif port in one role on one socket path.
+pub struct MemifPort {
+    name: String,
+    path: PathBuf,
+    cfg: Config,
+    listener: Option<OwnedFd>,
+    ctrl: Option<OwnedFd>,
+    phase: Phase,
+    since: Instant,
+    next_try: Instant,
+    slave_setup: Option<SlaveSetup>,
+    master_setup: MasterSetup,
+    link: Option<Link>,
+    polls: u32,
+    stats: PortStats,
+    counters: MemifCounters,
+    last_error: Option<String>,
+    peer_name: String,
+    mac: [u8; 6],
+}
+
+// SAFETY: the mappings and ring pointers are owned by this port and only touched
+// through `&mut self`; the peer is another process (or port) sharing the memory
+// through the protocol's head/tail handshake.
+unsafe impl Send for MemifPort {}
+
+fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), MemifError> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; zero is valid.
+    let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() || bytes.contains(&0) {
+        return Err(MemifError::Path(path.into()));
+    }
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = core::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    Ok((sa, len as libc::socklen_t))
+}
+
+fn seqpacket() -> Result<OwnedFd, MemifError> {
+    // SAFETY: plain socket creation.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(sys("socket(AF_UNIX, SOCK_SEQPACKET)"));
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one message, with `pass` as `SCM_RIGHTS` when given.
+pub(crate) fn send_msg(fd: RawFd, m: &Msg, pass: Option<RawFd>) -> io::Result<()> {
+    send_raw(fd, &m.emit(), pass)
+}
+
+/// Sends raw bytes as one datagram (tests use it to play a hostile peer).
+pub(crate) fn send_raw(fd: RawFd, b: &[u8], pass: Option<RawFd>) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    };
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain old data.
+    let mut mh: libc::msghdr = unsafe { core::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    if let Some(f) = pass {
+        // SAFETY: CMSG_* compute sizes and positions inside `cbuf` (32 bytes, 8-aligned,
+        // larger than CMSG_SPACE(4)), which msg_control points to.
+        unsafe {
+            mh.msg_control = cbuf.as_mut_ptr().cast();
+            mh.msg_controllen = libc::CMSG_SPACE(4) as _;
+            let c = libc::CMSG_FIRSTHDR(&mh);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as _;
+            libc::CMSG_DATA(c).cast::<RawFd>().write_unaligned(f);
+        }
+    }
+    // SAFETY: mh points at live iovec/control buffers.
+    let r = unsafe { libc::sendmsg(fd, &mh, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else if r as usize != b.len() {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short control send",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A received datagram: its bytes (up to 256; `len` is its true length, clamped to
+/// 257 when it was longer) and the first file descriptor passed with it.
+struct Received {
+    buf: [u8; 256],
+    len: usize,
+    fd: Option<OwnedFd>,
+}
+
+/// Receives one datagram without blocking: `Ok(None)` when there is none, an
+/// `UnexpectedEof` error when the peer closed the socket.
+fn recv_msg(fd: RawFd) -> io::Result<Option<Received>> {
+    let mut r = Received {
+        buf: [0; 256],
+        len: 0,
+        fd: None,
+    };
+    let mut iov = libc::iovec {
+        iov_base: r.buf.as_mut_ptr().cast(),
+        iov_len: r.buf.len(),
+    };
+    let mut cbuf = [0u64; 16];
+    // SAFETY: msghdr is plain old data.
+    let mut mh: libc::msghdr = unsafe { core::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf.as_mut_ptr().cast();
+    mh.msg_controllen = core::mem::size_of_val(&cbuf) as _;
+    // SAFETY: mh points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(fd, &mut mh, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "peer closed the control socket",
+        ));
+    }
+    r.len = if mh.msg_flags & libc::MSG_TRUNC != 0 {
+        r.buf.len() + 1
+    } else {
+        n as usize
+    };
+    // Take the first passed descriptor; close any others.
+    // SAFETY: walks the control messages the kernel wrote into cbuf.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&mh);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c).cast::<RawFd>();
+                let nfd = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                for i in 0..nfd {
+                    let f = OwnedFd::from_raw_fd(data.add(i).read_unaligned());
+                    if r.fd.is_none() {
+                        r.fd = Some(f);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&mh, c);
+        }
+    }
+    Ok(Some(r))
+}
+
+/// A control failure: the reason sent in DISCONNECT and kept as last error.
+struct Fail(String);
+
+impl<T: Into<String>> From<T> for Fail {
+    fn from(s: T) -> Fail {
+        Fail(s.into())
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    let mut out = [0u8; 128];
+    let n = wire::field_text(b, &mut out);
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+/// Compares secrets as the C peers do (`strncmp` over 24 bytes), without an early
+/// exit on the first difference.
+fn secret_matches(ours: &[u8; SECRET_LEN], theirs: &[u8; SECRET_LEN]) -> bool {
+    let end = |s: &[u8; SECRET_LEN]| s.iter().position(|&c| c == 0).unwrap_or(SECRET_LEN);
+    let (a, b) = (end(ours), end(theirs));
+    let mut diff = (a != b) as u8;
+    for i in 0..SECRET_LEN {
+        let x = if i < a { ours[i] } else { 0 };
+        let y = if i < b { theirs[i] } else { 0 };
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain eventfd creation.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl MemifPort {
+    /// Opens a port on the socket at `path`: a master binds and listens now (a stale
+    /// socket file nobody listens on is replaced); a slave tries to connect on the
+    /// first poll and keeps retrying.
+    pub fn open(path: &Path, cfg: &Config) -> Result<MemifPort, MemifError> {
+        if cfg.log2_ring > MAX_LOG2_RING || cfg.log2_ring == 0 {
+            return Err(MemifError::Config("ring size must be 2^1 .. 2^14"));
+        }
+        if cfg.buf_size < 128 || cfg.buf_size > 65535 || !cfg.buf_size.is_multiple_of(64) {
+            return Err(MemifError::Config(
+                "buffer size must be a multiple of 64 in 128 .. 65472",
+            ));
+        }
+        if cfg.secret.as_ref().is_some_and(|s| s.len() >= SECRET_LEN) {
+            return Err(MemifError::Config("secret longer than 23 bytes"));
+        }
+        let (sa, salen) = sockaddr(path)?;
+        let role = match cfg.role {
+            Role::Master => "master",
+            Role::Slave => "slave",
+        };
+        let name = alloc::format!("memif:{}/{}/{}", path.display(), cfg.id, role);
+        let mut mac = [0x02, 0xfe, 0, 0, 0, 0];
+        // FNV-1a of the name: a stable, locally administered address per port.
+        let h = name.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
+        mac[2..6].copy_from_slice(&h.to_be_bytes());
+        let now = Instant::now();
+        let mut port = MemifPort {
+            name,
+            path: path.into(),
+            cfg: cfg.clone(),
+            listener: None,
+            ctrl: None,
+            phase: Phase::Down,
+            since: now,
+            next_try: now,
+            slave_setup: None,
+            master_setup: MasterSetup::default(),
+            link: None,
+            polls: 0,
+            stats: PortStats::default(),
+            counters: MemifCounters::default(),
+            last_error: None,
+            peer_name: String::new(),
+            mac,
+        };
+        if cfg.role == Role::Master {
+            if path.exists() {
+                // A socket someone still accepts on is in use; otherwise stale.
+                let probe = seqpacket()?;
+                // SAFETY: sa/salen describe a valid sockaddr_un.
+                let r = unsafe {
+                    libc::connect(
+                        probe.as_raw_fd(),
+                        (&sa as *const libc::sockaddr_un).cast(),
+                        salen,
+                    )
+                };
+                if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+                    return Err(MemifError::InUse { path: path.into() });
+                }
+                let _ = std::fs::remove_file(path);
+            }
+            let l = seqpacket()?;
+            // SAFETY: sa/salen describe a valid sockaddr_un.
+            if unsafe {
+                libc::bind(
+                    l.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_un).cast(),
+                    salen,
+                )
+            } != 0
+            {
+                return Err(sys("bind memif socket"));
+            }
+            // SAFETY: listen on our bound socket.
+            if unsafe { libc::listen(l.as_raw_fd(), 4) } != 0 {
+                return Err(sys("listen memif socket"));
+            }
+            port.listener = Some(l);
+        }
+        Ok(port)
+    }
+
+    /// Whether the link is up (handshake done, rings mapped).
+    pub fn is_up(&self) -> bool {
+        self.phase == Phase::Up
+    }
+
+    /// memif counters.
+    pub fn counters(&self) -> MemifCounters {
+        self.counters
+    }
+
+    /// The last control error or disconnect reason, for logs.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The shared ring indices while the link is up: `[tx head, tx tail, rx head, rx
+    /// tail]` as the peer sees them (for diagnostics).
+    pub fn ring_indices(&self) -> Option<[u16; 4]> {
+        let l = self.link.as_ref()?;
+        Some([
+            l.tx.head().load(Ordering::Acquire),
+            l.tx.tail().load(Ordering::Acquire),
+            l.rx.head().load(Ordering::Acquire),
+            l.rx.tail().load(Ordering::Acquire),
+        ])
+    }
+
+    /// The peer's interface name (from CONNECT/CONNECTED), printable ASCII.
+    pub fn peer_name(&self) -> &str {
+        &self.peer_name
+    }
+
+    /// Runs the control side once: connect/accept, handshake steps, peer messages.
+    /// `rx_burst`/`tx_burst` call it themselves; callers that want the link up
+    /// before sending may loop on it (with [`Self::is_up`]).
+    pub fn poll_control(&mut self) {
+        let now = Instant::now();
+        if self.phase != Phase::Down
+            && self.phase != Phase::Up
+            && now.duration_since(self.since) > self.cfg.handshake_timeout
+        {
+            self.fail(Fail("handshake timed out".into()), true, true);
+            return;
+        }
+        match self.cfg.role {
+            Role::Master => self.accept(),
+            Role::Slave => {
+                if self.ctrl.is_none() && now >= self.next_try {
+                    self.connect(now);
+                }
+            }
+        }
+        // Handle every queued message (a handshake step per message).
+        for _ in 0..16 {
+            let Some(fd) = self.ctrl.as_ref().map(|f| f.as_raw_fd()) else {
+                return;
+            };
+            match recv_msg(fd) {
+                Ok(None) => return,
+                Ok(Some(r)) => {
+                    if let Err(f) = self.handle(&r) {
+                        // A DISCONNECT from the peer is not our error to answer.
+                        let peer_left = f.0.starts_with("peer disconnected");
+                        self.fail(f, !peer_left, !peer_left);
+                        return;
+                    }
+                }
+                Err(e) => {
+                    self.fail(Fail(e.to_string()), false, false);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, now: Instant) {
+        self.next_try = now + self.cfg.retry;
+        let Ok((sa, salen)) = sockaddr(&self.path) else {
+            return;
+        };
+        let Ok(s) = seqpacket() else {
+            self.counters.connect_failures += 1;
+            return;
+        };
+        // SAFETY: sa/salen describe a valid sockaddr_un.
+        let r = unsafe {
+            libc::connect(
+                s.as_raw_fd(),
+                (&sa as *const libc::sockaddr_un).cast(),
+                salen,
+            )
+        };
+        if r != 0 {
+            self.counters.connect_failures += 1;
+            return;
+        }
+        self.ctrl = Some(s);
+        self.phase = Phase::WaitHello;
+        self.since = now;
+    }
+
+    fn accept(&mut self) {
+        let Some(l) = self.listener.as_ref() else {
+            return;
+        };
+        // SAFETY: accept on our listening socket; the result is checked.
+        let fd = unsafe {
+            libc::accept4(
+                l.as_raw_fd(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: fresh descriptor we own.
+        let s = unsafe { OwnedFd::from_raw_fd(fd) };
+        if self.ctrl.is_some() {
+            // One slave at a time: refuse the newcomer.
+            let _ = send_msg(s.as_raw_fd(), &disconnect("Already connected"), None);
+            return;
+        }
+        let hello = Msg::Hello(Hello {
+            name: fixed(&self.cfg.if_name),
+            min_version: VERSION,
+            max_version: VERSION,
+            max_region: (MAX_REGIONS - 1) as u16,
+            max_s2c_ring: 0,
+            max_c2s_ring: 0,
+            max_log2_ring_size: MAX_LOG2_RING,
+        });
+        if send_msg(s.as_raw_fd(), &hello, None).is_ok() {
+            self.ctrl = Some(s);
+            self.phase = Phase::WaitInit;
+            self.since = Instant::now();
+            self.master_setup = MasterSetup::default();
+        }
+    }
+
+    fn send(&mut self, m: &Msg, pass: Option<RawFd>) -> Result<(), Fail> {
+        let fd = self
+            .ctrl
+            .as_ref()
+            .map(|f| f.as_raw_fd())
+            .ok_or("no control socket")?;
+        send_msg(fd, m, pass).map_err(|e| Fail(alloc::format!("control send: {e}")))
+    }
+
+    /// One received message in the current phase.
+    fn handle(&mut self, r: &Received) -> Result<(), Fail> {
+        let m = Msg::parse(&r.buf[..r.len.min(r.buf.len())]).map_err(|e| {
+            if r.len > r.buf.len() {
+                Fail(alloc::format!(
+                    "control message of more than {} bytes (expected {MSG_SIZE})",
+                    r.buf.len()
+                ))
+            } else {
+                Fail(e.to_string())
+            }
+        })?;
+        if let Msg::Disconnect { code, reason } = m {
+            return Err(Fail(alloc::format!(
+                "peer disconnected (code {code}): {}",
+                text(&reason)
+            )));
+        }
+        match (self.phase, m) {
+            (Phase::WaitHello, Msg::Hello(h)) => self.on_hello(&h),
+            (Phase::WaitAck(step), Msg::Ack) => self.on_ack(step),
+            (Phase::WaitConnected, Msg::Connected { name }) => {
+                self.peer_name = text(&name);
+                self.slave_up()
+            }
+            (Phase::WaitInit, Msg::Init(i)) => self.on_init(&i),
+            (Phase::Collect, Msg::AddRegion { index, size }) => {
+                self.on_add_region(index, size, r.fd.as_ref())
+            }
+            (Phase::Collect, Msg::AddRing(ar)) => self.on_add_ring(ar, r.fd.as_ref()),
+            (Phase::Collect, Msg::Connect { name }) => {
+                self.peer_name = text(&name);
+                self.master_up()
+            }
+            (_, m) => Err(Fail(alloc::format!(
+                "unexpected control message type {} in this state",
+                m.kind()
+            ))),
+        }
+    }
+
+    // ---- slave ----
+
+    fn on_hello(&mut self, h: &Hello) -> Result<(), Fail> {
+        if h.min_version > VERSION || h.max_version < VERSION {
+            return Err("Incompatible memif version".into());
+        }
+        let log2 = self.cfg.log2_ring.min(h.max_log2_ring_size);
+        if log2 == 0 {
+            return Err("master allows no ring size we can use".into());
+        }
+        let size = 1usize << log2;
+        let rb = ring_bytes(log2);
+        let bs = self.cfg.buf_size as usize;
+        let buf_off = 2 * rb;
+        let total = buf_off + 2 * size * bs;
+        if total > u32::MAX as usize {
+            return Err("region too large for 32-bit offsets".into());
+        }
+        let err = |what: &str| Fail(alloc::format!("{what}: {}", io::Error::last_os_error()));
+        let cname = CString::new("memif_region_0").map_err(|_| "memfd name")?;
+        // SAFETY: memfd_create with a valid C string.
+        let fd = unsafe {
+            libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
+        if fd < 0 {
+            return Err(err("memfd_create"));
+        }
+        // SAFETY: fresh descriptor we own.
+        let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: size the memfd, then forbid shrinking it (peers check the seal).
+        if unsafe { libc::ftruncate(memfd.as_raw_fd(), total as libc::off_t) } != 0 {
+            return Err(err("ftruncate region"));
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } != 0 {
+            return Err(err("seal region"));
+        }
+        let mem = Mapping::map(memfd.as_raw_fd(), total)
+            .map_err(|e| Fail(alloc::format!("mmap region: {e}")))?;
+        let c2s = RingView::new(&mem, 0, log2).ok_or("ring layout")?;
+        let s2c = RingView::new(&mem, rb, log2).ok_or("ring layout")?;
+        c2s.init(0);
+        s2c.init(0);
+        let bufs = SlaveBufs {
+            buf_off,
+            buf_size: self.cfg.buf_size,
+        };
+        for j in 0..size as u16 {
+            c2s.desc(j)
+                .write(0, 0, bufs.buf_size, (buf_off + j as usize * bs) as u32);
+            s2c.desc(j).write(
+                0,
+                0,
+                bufs.buf_size,
+                (buf_off + (size + j as usize) * bs) as u32,
+            );
+        }
+        let efd_c2s = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
+        let efd_s2c = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
+        self.slave_setup = Some(SlaveSetup {
+            mem,
+            memfd,
+            efd_c2s,
+            efd_s2c,
+            log2,
+            bufs,
+        });
+        let mut secret = [0u8; SECRET_LEN];
+        if let Some(s) = &self.cfg.secret {
+            secret = fixed(s);
+        }
+        self.send(
+            &Msg::Init(Init {
+                version: VERSION,
+                id: self.cfg.id,
+                mode: wire::MODE_ETHERNET,
+                secret,
+                name: fixed(&self.cfg.if_name),
+            }),
+            None,
+        )?;
+        self.phase = Phase::WaitAck(Step::Init);
+        Ok(())
+    }
+
+    fn on_ack(&mut self, step: Step) -> Result<(), Fail> {
+        let s = self.slave_setup.as_ref().ok_or("no slave memory")?;
+        let (m, fd, next) = match step {
+            Step::Init => (
+                Msg::AddRegion {
+                    index: 0,
+                    size: s.mem.len as u64,
+                },
+                Some(s.memfd.as_raw_fd()),
+                Phase::WaitAck(Step::Region),
+            ),
+            Step::Region => (
+                Msg::AddRing(AddRing {
+                    flags: wire::ADD_RING_FLAG_C2S,
+                    index: 0,
+                    region: 0,
+                    offset: 0,
+                    log2_ring_size: s.log2,
+                    private_hdr_size: 0,
+                }),
+                Some(s.efd_c2s.as_raw_fd()),
+                Phase::WaitAck(Step::RingC2s),
+            ),
+            Step::RingC2s => (
+                Msg::AddRing(AddRing {
+                    flags: 0,
+                    index: 0,
+                    region: 0,
+                    offset: ring_bytes(s.log2) as u32,
+                    log2_ring_size: s.log2,
+                    private_hdr_size: 0,
+                }),
+                Some(s.efd_s2c.as_raw_fd()),
+                Phase::WaitAck(Step::RingS2c),
+            ),
+            Step::RingS2c => (
+                Msg::Connect {
+                    name: fixed(&self.cfg.if_name),
+                },
+                None,
+                Phase::WaitConnected,
+            ),
+        };
+        self.send(&m, fd)?;
+        self.phase = next;
+        Ok(())
+    }
+
+    fn slave_up(&mut self) -> Result<(), Fail> {
+        let s = self.slave_setup.take().ok_or("no slave memory")?;
+        let rb = ring_bytes(s.log2);
+        let tx = RingView::new(&s.mem, 0, s.log2).ok_or("ring layout")?;
+        let rx = RingView::new(&s.mem, rb, s.log2).ok_or("ring layout")?;
+        // We poll our receive ring: no interrupts.
+        rx.set_flags(RING_FLAG_MASK_INT);
+        let mut link = Link {
+            regions: Vec::new(),
+            tx,
+            rx,
+            tx_idx: 0,
+            rx_idx: 0,
+            rx_posted: 0,
+            slave: Some(s.bufs),
+            _fds: Vec::new(),
+        };
+        link.regions.push(s.mem);
+        link._fds.push(s.memfd);
+        link._fds.push(s.efd_c2s);
+        link._fds.push(s.efd_s2c);
+        refill(&mut link);
+        self.link_up(link);
+        Ok(())
+    }
+
+    // ---- master ----
+
+    fn on_init(&mut self, i: &Init) -> Result<(), Fail> {
+        if i.version != VERSION {
+            return Err("Incompatible memif version".into());
+        }
+        if i.id != self.cfg.id {
+            return Err("ID not found".into());
+        }
+        if i.mode != wire::MODE_ETHERNET {
+            return Err("Only ethernet mode supported".into());
+        }
+        if let Some(s) = &self.cfg.secret {
+            if i.secret[0] == 0 {
+                return Err("Secret required".into());
+            }
+            if !secret_matches(&fixed(s), &i.secret) {
+                return Err("Incorrect secret".into());
+            }
+        }
+        self.peer_name = text(&i.name);
+        self.send(&Msg::Ack, None)?;
+        self.phase = Phase::Collect;
+        Ok(())
+    }
+
+    fn on_add_region(&mut self, index: u16, size: u64, fd: Option<&OwnedFd>) -> Result<(), Fail> {
+        let fd = fd.ok_or("Missing region fd")?;
+        let ms = &mut self.master_setup;
+        if index as usize != ms.regions.len() || ms.regions.len() >= MAX_REGIONS {
+            return Err("Invalid region index".into());
+        }
+        if size == 0 || size > MAX_REGION_SIZE {
+            return Err(alloc::format!("region size {size} out of range").into());
+        }
+        // SAFETY: fstat into a zeroed stat of a descriptor we hold.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err("region fd: fstat failed".into());
+        }
+        if (st.st_size as u64) < size {
+            return Err(alloc::format!(
+                "region {index} of {size} bytes exceeds its file ({} bytes)",
+                st.st_size
+            )
+            .into());
+        }
+        // A region the peer may shrink could fault us (SIGBUS): a memfd must carry
+        // F_SEAL_SHRINK. Files without seal support (hugetlbfs) are taken as they are.
+        // SAFETY: F_GET_SEALS on a descriptor we hold.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals >= 0 && seals & libc::F_SEAL_SHRINK == 0 {
+            return Err("region not sealed against shrinking (F_SEAL_SHRINK)".into());
+        }
+        let m = Mapping::map(fd.as_raw_fd(), size as usize)
+            .map_err(|e| Fail(alloc::format!("mmap region {index}: {e}")))?;
+        ms.regions.push(m);
+        self.send(&Msg::Ack, None)
+    }
+
+    fn on_add_ring(&mut self, ar: AddRing, fd: Option<&OwnedFd>) -> Result<(), Fail> {
+        if ar.index != 0 {
+            return Err("Invalid ring index".into());
+        }
+        if ar.log2_ring_size == 0 || ar.log2_ring_size > MAX_LOG2_RING {
+            return Err(alloc::format!("ring size 2^{} not supported", ar.log2_ring_size).into());
+        }
+        let ms = &mut self.master_setup;
+        let slot = if ar.is_c2s() {
+            &mut ms.c2s
+        } else {
+            &mut ms.s2c
+        };
+        if slot.is_some() {
+            return Err("Ring added twice".into());
+        }
+        *slot = Some(ar);
+        if let Some(fd) = fd {
+            // The interrupt eventfd: kept, never written (we poll; see module docs).
+            if let Ok(f) = fd.try_clone() {
+                ms.fds.push(f);
+            }
+        }
+        self.send(&Msg::Ack, None)
+    }
+
+    fn master_up(&mut self) -> Result<(), Fail> {
+        let ms = core::mem::take(&mut self.master_setup);
+        let view = |ar: Option<AddRing>, which: &str| -> Result<RingView, Fail> {
+            let ar = ar.ok_or_else(|| Fail(alloc::format!("Missing {which} ring")))?;
+            let m = ms.regions.get(ar.region as usize).ok_or_else(|| {
+                Fail(alloc::format!(
+                    "{which} ring in unknown region {}",
+                    ar.region
+                ))
+            })?;
+            let v = RingView::new(m, ar.offset as usize, ar.log2_ring_size).ok_or_else(|| {
+                Fail(alloc::format!(
+                    "{which} ring at offset {} (2^{} slots) lies outside region {} or is misaligned",
+                    ar.offset, ar.log2_ring_size, ar.region
+                ))
+            })?;
+            if v.cookie() != wire::COOKIE {
+                return Err(Fail(alloc::format!("{which} ring has a wrong cookie")));
+            }
+            Ok(v)
+        };
+        let rx = view(ms.c2s, "C2S")?;
+        let tx = view(ms.s2c, "S2C")?;
+        for r in [rx, tx] {
+            r.head().store(0, Ordering::Release);
+            r.tail().store(0, Ordering::Release);
+        }
+        rx.set_flags(RING_FLAG_MASK_INT);
+        let link = Link {
+            regions: ms.regions,
+            tx,
+            rx,
+            tx_idx: 0,
+            rx_idx: 0,
+            rx_posted: 0,
+            slave: None,
+            _fds: ms.fds,
+        };
+        self.send(
+            &Msg::Connected {
+                name: fixed(&self.cfg.if_name),
+            },
+            None,
+        )?;
+        self.link_up(link);
+        Ok(())
+    }
+
+    // ---- both ----
+
+    fn link_up(&mut self, link: Link) {
+        self.link = Some(link);
+        self.phase = Phase::Up;
+        self.counters.link_up += 1;
+        self.last_error = None;
+    }
+
+    /// Drops the connection (sending DISCONNECT with the reason when `tell`), takes
+    /// the link down and records why; `ctrl_error` counts it in
+    /// [`MemifCounters::ctrl_errors`].
+    fn fail(&mut self, f: Fail, tell: bool, ctrl_error: bool) {
+        if tell {
+            if let Some(c) = self.ctrl.as_ref() {
+                let _ = send_msg(c.as_raw_fd(), &disconnect(&f.0), None);
+            }
+        }
+        if self.phase == Phase::Up {
+            self.counters.link_down += 1;
+        }
+        if ctrl_error {
+            self.counters.ctrl_errors += 1;
+        }
+        self.ctrl = None;
+        self.link = None;
+        self.slave_setup = None;
+        self.master_setup = MasterSetup::default();
+        self.phase = Phase::Down;
+        self.next_try = Instant::now() + self.cfg.retry;
+        self.last_error = Some(f.0);
+    }
+
+    /// Control work from the bursts: every [`CTRL_EVERY`] calls while up, every
+    /// [`CTRL_EVERY_DOWN`] while down.
+    #[inline]
+    fn tick(&mut self) {
+        self.polls = self.polls.wrapping_add(1);
+        let every = if self.phase == Phase::Up {
+            CTRL_EVERY
+        } else {
+            CTRL_EVERY_DOWN
+        };
+        if self.polls.is_multiple_of(every) {
+            self.poll_control();
+        }
+    }
+}
+
+fn disconnect(reason: &str) -> Msg {
+    Msg::Disconnect {
+        code: 0,
+        reason: fixed(reason),
+    }
+}
+
+/// Slave: posts every free slot of the receive ring (S2C head) with a whole buffer.
+#[inline]
+fn refill(l: &mut Link) {
+    let Some(b) = l.slave else {
+        return;
+    };
+    let size = l.rx.size;
+    let target = l.rx_idx.wrapping_add(size);
+    let mut h = l.rx_posted;
+    if h == target {
+        return;
+    }
+    while h != target {
+        let slot = (h & l.rx.mask()) as usize;
+        let off = b.buf_off + (size as usize + slot) * b.buf_size as usize;
+        l.rx.desc(h).write(0, 0, b.buf_size, off as u32);
+        h = h.wrapping_add(1);
+    }
+    l.rx_posted = h;
+    l.rx.head().store(h, Ordering::Release);
+}
+
+/// What a ring operation found wrong with the peer.
+enum RingFault {
+    /// The peer's index claims more entries than the ring holds.
+    Index,
+    /// A transmit descriptor the master must fill lies outside the slave's memory.
+    Desc,
+}
+
+impl MemifPort {
+    fn ring_fault(&mut self, f: RingFault) {
+        let msg = match f {
+            RingFault::Index => {
+                self.counters.ring_errors += 1;
+                "peer ring index out of range"
+            }
+            RingFault::Desc => {
+                self.counters.bad_desc += 1;
+                "peer descriptor outside its regions"
+            }
+        };
+        self.fail(Fail(msg.into()), true, false);
+    }
+
+    fn rx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
+        let Some(l) = self.link.as_mut() else {
+            return Ok(0);
+        };
+        let master = l.slave.is_none();
+        // Entries the peer has published to us.
+        let avail = if master {
+            let head = l.rx.head().load(Ordering::Acquire);
+            wire::pending(head, l.rx_idx, l.rx.size).ok_or(RingFault::Index)?
+        } else {
+            let tail = l.rx.tail().load(Ordering::Acquire);
+            let posted = l.rx_posted.wrapping_sub(l.rx_idx);
+            match wire::pending(tail, l.rx_idx, l.rx.size) {
+                Some(n) if n <= posted => n,
+                _ => return Err(RingFault::Index),
+            }
+        };
+        let mut n = 0;
+        let mut used: u16 = 0;
+        while used < avail && batch.room() > 0 {
+            // Find the packet's chain within what is published.
+            let mut k: u16 = 0;
+            let mut complete = false;
+            while used + k < avail {
+                let d = l.rx.desc(l.rx_idx.wrapping_add(used + k));
+                k += 1;
+                if d.flags() & DESC_FLAG_NEXT == 0 {
+                    complete = true;
+                    break;
+                }
+            }
+            if !complete {
+                if avail == l.rx.size {
+                    // A chain that fills the whole ring never ends: drop it.
+                    self.counters.bad_desc += 1;
+                    self.stats.rx_dropped += 1;
+                    used = avail;
+                }
+                break;
+            }
+            let first = l.rx_idx.wrapping_add(used);
+            used += k;
+            let Some(mut pkt) = cache.alloc() else {
+                self.stats.rx_dropped += 1;
+                continue;
+            };
+            let buf = pkt.buffer_mut();
+            let mut len = 0usize;
+            let mut ok = true;
+            for i in 0..k {
+                let idx = first.wrapping_add(i);
+                let d = l.rx.desc(idx);
+                let dl = d.length();
+                let src = match l.slave {
+                    // Our own buffers: trust our offsets, bound the length.
+                    Some(b) => {
+                        if dl > b.buf_size {
+                            None
+                        } else {
+                            let slot = (idx & l.rx.mask()) as usize;
+                            let off = b.buf_off + (l.rx.size as usize + slot) * b.buf_size as usize;
+                            l.buf(0, off as u32, dl)
+                        }
+                    }
+                    None => l.buf(d.region(), d.offset(), dl),
+                };
+                let Some(src) = src else {
+                    self.counters.bad_desc += 1;
+                    ok = false;
+                    break;
+                };
+                let dl = dl as usize;
+                if len + dl > DATA_ROOM {
+                    ok = false;
+                    break;
+                }
+                // SAFETY: src..src+dl lies in a mapped region (checked by `buf`); the
+                // destination stays inside the packet buffer (len + dl <= DATA_ROOM).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(HEADROOM + len), dl)
+                };
+                len += dl;
+            }
+            if !ok || len == 0 {
+                self.stats.rx_dropped += 1;
+                cache.free(pkt);
+                continue;
+            }
+            let _ = pkt.set_window(HEADROOM, len);
+            self.stats.rx_packets += 1;
+            self.stats.rx_bytes += len as u64;
+            let _ = batch.push(pkt);
+            n += 1;
+        }
+        if used > 0 {
+            l.rx_idx = l.rx_idx.wrapping_add(used);
+            if master {
+                l.rx.tail().store(l.rx_idx, Ordering::Release);
+            }
+        }
+        refill(l);
+        Ok(n)
+    }
+
+    fn tx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
+        let Some(l) = self.link.as_mut() else {
+            return Ok(0);
+        };
+        // Free slots we may fill.
+        let mut free = match l.slave {
+            Some(_) => {
+                let tail = l.tx.tail().load(Ordering::Acquire);
+                let inflight = wire::pending(l.tx_idx, tail, l.tx.size).ok_or(RingFault::Index)?;
+                l.tx.size - inflight
+            }
+            None => {
+                let head = l.tx.head().load(Ordering::Acquire);
+                wire::pending(head, l.tx_idx, l.tx.size).ok_or(RingFault::Index)?
+            }
+        };
+        let mut idx = l.tx_idx;
+        let mut count = 0;
+        let mut sent = 0;
+        let mut bytes = 0u64;
+        let mut dropped = 0u64;
+        let mut fault = false;
+        for p in batch.iter() {
+            let data = p.data();
+            if data.is_empty() {
+                dropped += 1;
+                count += 1;
+                continue;
+            }
+            // Reserve the descriptors this frame needs and check them first.
+            let mut need: u16 = 0;
+            let mut left = data.len();
+            let mut ok = true;
+            while left > 0 {
+                if need >= free {
+                    ok = false;
+                    break;
+                }
+                let d = l.tx.desc(idx.wrapping_add(need));
+                let cap = match l.slave {
+                    Some(b) => b.buf_size as usize,
+                    None => d.length() as usize,
+                };
+                if cap == 0 {
+                    fault = true;
+                    break;
+                }
+                left -= left.min(cap);
+                need += 1;
+            }
+            if fault || !ok {
+                break;
+            }
+            let mut off = 0usize;
+            for i in 0..need {
+                let di = idx.wrapping_add(i);
+                let d = l.tx.desc(di);
+                let (dst, cap) = match l.slave {
+                    Some(b) => {
+                        let slot = (di & l.tx.mask()) as usize;
+                        let o = (b.buf_off + slot * b.buf_size as usize) as u32;
+                        (l.buf(0, o, b.buf_size), b.buf_size)
+                    }
+                    None => {
+                        let cap = d.length();
+                        (l.buf(d.region(), d.offset(), cap), cap)
+                    }
+                };
+                let Some(dst) = dst else {
+                    fault = true;
+                    break;
+                };
+                let chunk = (data.len() - off).min(cap as usize);
+                // SAFETY: dst..dst+cap lies in a mapped region (checked by `buf`) and
+                // chunk <= cap; the source is the packet's data.
+                unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(off), dst, chunk) };
+                off += chunk;
+                let flags = if i + 1 < need { DESC_FLAG_NEXT } else { 0 };
+                match l.slave {
+                    Some(b) => {
+                        let slot = (di & l.tx.mask()) as usize;
+                        d.write(
+                            flags,
+                            0,
+                            chunk as u32,
+                            (b.buf_off + slot * b.buf_size as usize) as u32,
+                        )
+                    }
+                    None => d.set_len_flags(flags, chunk as u32),
+                }
+            }
+            // A slave that shrank a buffer between our two reads of its length.
+            if off < data.len() {
+                fault = true;
+            }
+            if fault {
+                break;
+            }
+            idx = idx.wrapping_add(need);
+            free -= need;
+            bytes += data.len() as u64;
+            sent += 1;
+            count += 1;
+        }
+        if idx != l.tx_idx {
+            l.tx_idx = idx;
+            match l.slave {
+                Some(_) => l.tx.head().store(idx, Ordering::Release),
+                None => l.tx.tail().store(idx, Ordering::Release),
+            }
+        }
+        batch.take_front(count, |p| cache.free(p));
+        self.stats.tx_packets += sent as u64;
+        self.stats.tx_bytes += bytes;
+        self.stats.tx_dropped += dropped;
+        if fault {
+            return Err(RingFault::Desc);
+        }
+        Ok(sent)
+    }
+}
+
+impl Drop for MemifPort {
+    fn drop(&mut self) {
+        if let Some(c) = self.ctrl.as_ref() {
+            let _ = send_msg(c.as_raw_fd(), &disconnect("Interface closed"), None);
+        }
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Port for MemifPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        self.tick();
+        match self.rx_inner(cache, batch) {
+            Ok(n) => n,
+            Err(f) => {
+                self.ring_fault(f);
+                0
+            }
+        }
+    }
+
+    fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        self.tick();
+        if self.link.is_none() {
+            let n = batch.len() as u64;
+            batch.free_all(cache);
+            self.stats.tx_dropped += n;
+            self.counters.down_tx_drops += n;
+            return 0;
+        }
+        match self.tx_inner(cache, batch) {
+            Ok(n) => n,
+            Err(f) => {
+                self.ring_fault(f);
+                0
+            }
+        }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(self.mac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::Pool;
+    use std::thread::sleep;
+
+    fn sock(tag: &str) -> PathBuf {
+        let p =
+            std::env::temp_dir().join(alloc::format!("dp-memif-{}-{tag}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn cfg(role: Role) -> Config {
+        Config {
+            role,
+            retry: Duration::from_millis(10),
+            ..Config::default()
+        }
+    }
+
+    /// Polls both ends until both are up (or 5 s pass).
+    fn bring_up(a: &mut MemifPort, b: &mut MemifPort) {
+        let t = Instant::now();
+        while !(a.is_up() && b.is_up()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "link did not come up: {:?} / {:?}",
+                a.last_error(),
+                b.last_error()
+            );
+            a.poll_control();
+            b.poll_control();
+            sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn frame(i: usize, len: usize) -> alloc::vec::Vec<u8> {
+        (0..len).map(|j| (i * 7 + j) as u8).collect()
+    }
+
+    /// Sends `frames` from `a` to `b`, receiving as it goes; returns what `b` got.
+    fn pass(
+        a: &mut MemifPort,
+        b: &mut MemifPort,
+        c: &mut PoolCache,
+        frames: &[alloc::vec::Vec<u8>],
+    ) -> alloc::vec::Vec<alloc::vec::Vec<u8>> {
+        let mut got = alloc::vec::Vec::new();
+        let mut next = 0;
+        let t = Instant::now();
+        let mut batch = Batch::new();
+        while got.len() < frames.len() && t.elapsed() < Duration::from_secs(5) {
+            while next < frames.len() && batch.len() < 32 {
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&frames[next]).unwrap();
+                batch.push(p).unwrap();
+                next += 1;
+            }
+            a.tx_burst(c, &mut batch);
+            let mut rx = Batch::new();
+            b.rx_burst(c, &mut rx);
+            for p in rx.iter() {
+                got.push(p.data().to_vec());
+            }
+            rx.free_all(c);
+        }
+        batch.free_all(c);
+        got
+    }
+
+    #[test]
+    fn master_and_slave_exchange_traffic() {
+        let path = sock("traffic");
+        let pool = Pool::new(1024).unwrap();
+        let mut c = pool.cache();
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        // Small slave buffers: frames above 1024 bytes travel as descriptor chains.
+        let scfg = Config {
+            buf_size: 1024,
+            log2_ring: 8,
+            ..cfg(Role::Slave)
+        };
+        let mut s = MemifPort::open(&path, &scfg).unwrap();
+        bring_up(&mut m, &mut s);
+        assert_eq!(m.peer_name(), "dataplane");
+        let frames: alloc::vec::Vec<_> =
+            (0..2000).map(|i| frame(i, 60 + (i * 37) % 1989)).collect();
+        let got = pass(&mut s, &mut m, &mut c, &frames);
+        assert_eq!(got, frames, "slave -> master");
+        let got = pass(&mut m, &mut s, &mut c, &frames);
+        assert_eq!(got, frames, "master -> slave");
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let (ms, ss) = (m.stats(), s.stats());
+        assert_eq!((ms.rx_packets, ms.tx_packets), (2000, 2000));
+        assert_eq!((ss.rx_packets, ss.tx_packets), (2000, 2000));
+        assert_eq!(ms.rx_bytes, ss.tx_bytes);
+        assert_eq!(ss.rx_bytes, ms.tx_bytes);
+        assert_eq!(ms.rx_bytes, bytes);
+        assert_eq!(
+            ms.rx_dropped + ss.rx_dropped + ms.tx_dropped + ss.tx_dropped,
+            0
+        );
+        assert_eq!(m.counters().ctrl_errors + s.counters().ctrl_errors, 0);
+        assert_eq!(pool.available(), 1024 - c.cached());
+    }
+
+    #[test]
+    fn full_ring_holds_frames_in_the_batch() {
+        let path = sock("full");
+        let pool = Pool::new(512).unwrap();
+        let mut c = pool.cache();
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        let mut s = MemifPort::open(
+            &path,
+            &Config {
+                log2_ring: 4,
+                ..cfg(Role::Slave)
+            },
+        )
+        .unwrap();
+        bring_up(&mut m, &mut s);
+        let mut batch = Batch::new();
+        for i in 0..40 {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&frame(i, 64)).unwrap();
+            batch.push(p).unwrap();
+        }
+        // 16 slots: 16 go, 24 stay for a retry.
+        assert_eq!(s.tx_burst(&mut c, &mut batch), 16);
+        assert_eq!(batch.len(), 24);
+        let mut rx = Batch::new();
+        assert_eq!(m.rx_burst(&mut c, &mut rx), 16);
+        assert_eq!(s.tx_burst(&mut c, &mut batch), 16);
+        rx.free_all(&mut c);
+        batch.free_all(&mut c);
+        // The master towards the slave: only as many as the slave posted.
+        for i in 0..40 {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&frame(i, 64)).unwrap();
+            batch.push(p).unwrap();
+        }
+        assert_eq!(m.tx_burst(&mut c, &mut batch), 16);
+        assert_eq!(s.rx_burst(&mut c, &mut rx), 16);
+        rx.free_all(&mut c);
+        batch.free_all(&mut c);
+    }
+
+    #[test]
+    fn peers_that_leave_and_come_back() {
+        let path = sock("restart");
+        let pool = Pool::new(256).unwrap();
+        let mut c = pool.cache();
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        let mut s = MemifPort::open(&path, &cfg(Role::Slave)).unwrap();
+        bring_up(&mut m, &mut s);
+        // The slave goes away: the master sees the link down and drops what it sends.
+        drop(s);
+        let t = Instant::now();
+        while m.is_up() && t.elapsed() < Duration::from_secs(2) {
+            m.poll_control();
+        }
+        assert!(!m.is_up());
+        assert_eq!(m.counters().link_down, 1);
+        assert!(
+            m.last_error().unwrap().contains("Interface closed"),
+            "{:?}",
+            m.last_error()
+        );
+        let mut batch = Batch::new();
+        let mut p = c.alloc().unwrap();
+        p.copy_from(&[1; 60]).unwrap();
+        batch.push(p).unwrap();
+        assert_eq!(m.tx_burst(&mut c, &mut batch), 0);
+        assert!(batch.is_empty());
+        assert_eq!(m.counters().down_tx_drops, 1);
+        assert_eq!(m.stats().tx_dropped, 1);
+        // A new slave: accepted, traffic flows.
+        let mut s = MemifPort::open(&path, &cfg(Role::Slave)).unwrap();
+        bring_up(&mut m, &mut s);
+        assert_eq!(m.counters().link_up, 2);
+        let f = [frame(1, 100)];
+        assert_eq!(pass(&mut m, &mut s, &mut c, &f), f);
+        // The master goes away (process killed: no DISCONNECT, socket closed); the
+        // slave retries until a new master listens on the same path.
+        drop(m);
+        let t = Instant::now();
+        while s.is_up() && t.elapsed() < Duration::from_secs(2) {
+            s.poll_control();
+        }
+        assert!(!s.is_up());
+        for _ in 0..3 {
+            s.poll_control();
+            sleep(Duration::from_millis(15));
+        }
+        assert!(s.counters().connect_failures >= 1);
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        bring_up(&mut m, &mut s);
+        assert_eq!(s.counters().link_up, 2);
+        assert_eq!(s.counters().link_down, 1);
+        assert_eq!(pass(&mut s, &mut m, &mut c, &f), f);
+        assert_eq!(s.counters().ctrl_errors + m.counters().ctrl_errors, 0);
+    }
+
+    #[test]
+    fn second_slave_is_refused_and_id_and_secret_are_checked() {
+        let path = sock("refuse");
+        let mcfg = Config {
+            id: 5,
+            secret: Some("sesame".into()),
+            ..cfg(Role::Master)
+        };
+        let mut m = MemifPort::open(&path, &mcfg).unwrap();
+        // wrong id
+        let mut s = MemifPort::open(
+            &path,
+            &Config {
+                id: 4,
+                ..cfg(Role::Slave)
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        while s.last_error().is_none() && t.elapsed() < Duration::from_secs(2) {
+            s.poll_control();
+            m.poll_control();
+        }
+        assert_eq!(m.last_error(), Some("ID not found"));
+        assert!(s.last_error().unwrap().contains("ID not found"));
+        assert!(!m.is_up() && !s.is_up());
+        // right id, wrong secret
+        let bad = Config {
+            id: 5,
+            secret: Some("open".into()),
+            ..cfg(Role::Slave)
+        };
+        let mut s = MemifPort::open(&path, &bad).unwrap();
+        let t = Instant::now();
+        while s.last_error().is_none() && t.elapsed() < Duration::from_secs(2) {
+            s.poll_control();
+            m.poll_control();
+        }
+        assert_eq!(m.last_error(), Some("Incorrect secret"));
+        // right id and secret
+        let good = Config {
+            id: 5,
+            secret: Some("sesame".into()),
+            ..cfg(Role::Slave)
+        };
+        let mut s = MemifPort::open(&path, &good).unwrap();
+        bring_up(&mut m, &mut s);
+        // a second slave is refused; the first stays up
+        let mut s2 = MemifPort::open(&path, &good).unwrap();
+        let t = Instant::now();
+        while s2.last_error().is_none() && t.elapsed() < Duration::from_secs(2) {
+            s2.poll_control();
+            m.poll_control();
+        }
+        assert!(s2.last_error().unwrap().contains("Already connected"));
+        assert!(m.is_up() && s.is_up());
+        assert_eq!(m.counters().ctrl_errors, 2);
+    }
+
+    #[test]
+    fn master_path_in_use() {
+        let path = sock("inuse");
+        let _m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        assert!(matches!(
+            MemifPort::open(&path, &cfg(Role::Master)),
+            Err(MemifError::InUse { .. })
+        ));
+        let long = PathBuf::from("/".repeat(120));
+        assert!(matches!(
+            MemifPort::open(&long, &cfg(Role::Slave)),
+            Err(MemifError::Path(_))
+        ));
+    }
+
+    // ---- hostile peers ----
+
+    /// A raw control socket connected to `path`.
+    fn raw_client(path: &Path) -> OwnedFd {
+        let s = seqpacket().unwrap();
+        let (sa, len) = sockaddr(path).unwrap();
+        // SAFETY: valid sockaddr_un.
+        let r =
+            unsafe { libc::connect(s.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) };
+        assert_eq!(r, 0);
+        s
+    }
+
+    /// Waits (polling `port`) for a message on `fd`.
+    fn expect_msg(port: &mut MemifPort, fd: &OwnedFd) -> Option<Msg> {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(2) {
+            port.poll_control();
+            match recv_msg(fd.as_raw_fd()) {
+                Ok(Some(r)) => return Msg::parse(&r.buf[..r.len.min(256)]).ok(),
+                Ok(None) => sleep(Duration::from_millis(1)),
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    fn memfd(size: usize, seal: bool) -> (OwnedFd, Mapping) {
+        let name = CString::new("hostile").unwrap();
+        // SAFETY: test helper; results checked.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING) };
+        assert!(fd >= 0);
+        // SAFETY: fresh fd.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sizing and sealing our own memfd.
+        unsafe {
+            assert_eq!(libc::ftruncate(fd.as_raw_fd(), size as libc::off_t), 0);
+            if seal {
+                assert_eq!(
+                    libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK),
+                    0
+                );
+            }
+        }
+        let m = Mapping::map(fd.as_raw_fd(), size).unwrap();
+        (fd, m)
+    }
+
+    fn init(id: u32) -> Msg {
+        Msg::Init(Init {
+            version: VERSION,
+            id,
+            mode: 0,
+            secret: [0; SECRET_LEN],
+            name: fixed("hostile"),
+        })
+    }
+
+    fn ring(c2s: bool, offset: u32, log2: u8) -> Msg {
+        Msg::AddRing(AddRing {
+            flags: if c2s { wire::ADD_RING_FLAG_C2S } else { 0 },
+            index: 0,
+            region: 0,
+            offset,
+            log2_ring_size: log2,
+            private_hdr_size: 0,
+        })
+    }
+
+    /// Plays a slave that sends `script` (message bytes and an optional fd) after
+    /// HELLO, each answered by ACK until the last, which must make the master drop
+    /// the connection with an error containing `want`.
+    fn hostile_slave(
+        m: &mut MemifPort,
+        script: &[(alloc::vec::Vec<u8>, Option<RawFd>)],
+        want: &str,
+    ) {
+        let errs = m.counters().ctrl_errors;
+        let c = raw_client(&m.path.clone());
+        assert!(matches!(expect_msg(m, &c), Some(Msg::Hello(_))));
+        for (i, (bytes, fd)) in script.iter().enumerate() {
+            send_raw(c.as_raw_fd(), bytes, *fd).unwrap();
+            let reply = expect_msg(m, &c);
+            if i + 1 < script.len() {
+                assert_eq!(reply, Some(Msg::Ack), "step {i} of {want}");
+            } else {
+                match reply {
+                    Some(Msg::Disconnect { reason, .. }) => {
+                        assert!(text(&reason).contains(want), "{} vs {want}", text(&reason))
+                    }
+                    r => panic!("expected DISCONNECT for {want}, got {r:?}"),
+                }
+            }
+        }
+        assert!(
+            m.last_error().unwrap().contains(want),
+            "{:?}",
+            m.last_error()
+        );
+        assert_eq!(m.counters().ctrl_errors, errs + 1, "{want}");
+        assert!(!m.is_up());
+    }
+
+    #[test]
+    fn master_survives_hostile_slaves() {
+        let path = sock("hostile-slave");
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        let e = |m: Msg| m.emit().to_vec();
+        let rb = ring_bytes(4);
+        let size = 2 * rb + 4096;
+        let (good_fd, good) = memfd(size, true);
+        RingView::new(&good, 0, 4).unwrap().init(0);
+        RingView::new(&good, rb, 4).unwrap().init(0);
+        let g = Some(good_fd.as_raw_fd());
+        let (unsealed, _um) = memfd(size, false);
+        let (nocookie, _nm) = memfd(size, true);
+        let region = |sz: usize| {
+            e(Msg::AddRegion {
+                index: 0,
+                size: sz as u64,
+            })
+        };
+
+        hostile_slave(&mut m, &[(alloc::vec![3u8; 64], None)], "of 64 bytes");
+        hostile_slave(
+            &mut m,
+            &[(alloc::vec![0u8; 300], None)],
+            "more than 256 bytes",
+        );
+        let mut t = [0u8; 128];
+        t[0] = 42;
+        hostile_slave(
+            &mut m,
+            &[(t.to_vec(), None)],
+            "unknown control message type 42",
+        );
+        let mut v = init(0).emit();
+        v[2] = 1; // version 1.x
+        hostile_slave(&mut m, &[(v.to_vec(), None)], "Incompatible memif version");
+        hostile_slave(&mut m, &[(e(init(9)), None)], "ID not found");
+        hostile_slave(
+            &mut m,
+            &[(e(Msg::Ack), None)],
+            "unexpected control message type 1",
+        );
+        hostile_slave(
+            &mut m,
+            &[(e(init(0)), None), (region(size), None)],
+            "Missing region fd",
+        );
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (
+                    e(Msg::AddRegion {
+                        index: 1,
+                        size: size as u64,
+                    }),
+                    g,
+                ),
+            ],
+            "Invalid region index",
+        );
+        hostile_slave(
+            &mut m,
+            &[(e(init(0)), None), (region(size + 4096), g)],
+            "exceeds its file",
+        );
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), Some(unsealed.as_raw_fd())),
+            ],
+            "not sealed",
+        );
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), g),
+                (e(ring(true, 0, 15)), g),
+            ],
+            "not supported",
+        );
+        let outside = (size - rb + 16) as u32;
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), g),
+                (e(ring(true, outside, 4)), g),
+                (e(ring(false, rb as u32, 4)), g),
+                (e(Msg::Connect { name: fixed("x") }), None),
+            ],
+            "lies outside region",
+        );
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), g),
+                (e(ring(true, 0, 4)), g),
+                (e(Msg::Connect { name: fixed("x") }), None),
+            ],
+            "Missing S2C ring",
+        );
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), Some(nocookie.as_raw_fd())),
+                (e(ring(true, 0, 4)), g),
+                (e(ring(false, rb as u32, 4)), g),
+                (e(Msg::Connect { name: fixed("x") }), None),
+            ],
+            "wrong cookie",
+        );
+        hostile_slave(
+            &mut m,
+            &[(e(init(0)), None), (e(init(0)), None)],
+            "unexpected control",
+        );
+
+        // A slave that completes the handshake, then corrupts its ring index and puts
+        // a descriptor outside its memory.
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        let cl = raw_client(&path);
+        assert!(matches!(expect_msg(&mut m, &cl), Some(Msg::Hello(_))));
+        for (b, fd) in [
+            (e(init(0)), None),
+            (region(size), g),
+            (e(ring(true, 0, 4)), g),
+            (e(ring(false, rb as u32, 4)), g),
+            (e(Msg::Connect { name: fixed("x") }), None),
+        ] {
+            send_raw(cl.as_raw_fd(), &b, fd).unwrap();
+            assert!(expect_msg(&mut m, &cl).is_some());
+        }
+        assert!(m.is_up());
+        let c2s = RingView::new(&good, 0, 4).unwrap();
+        // a descriptor outside the region: dropped and counted, link stays up
+        c2s.desc(0).write(0, 0, 64, (size - 10) as u32);
+        c2s.desc(1).write(0, 3, 64, 0);
+        c2s.head().store(2, Ordering::Release);
+        let mut rx = Batch::new();
+        assert_eq!(m.rx_burst(&mut c, &mut rx), 0);
+        assert_eq!(m.counters().bad_desc, 2);
+        assert_eq!(m.stats().rx_dropped, 2);
+        assert!(m.is_up());
+        // head 100 entries ahead of a 16-entry ring: link dropped
+        c2s.head().store(102, Ordering::Release);
+        assert_eq!(m.rx_burst(&mut c, &mut rx), 0);
+        assert!(!m.is_up());
+        assert_eq!(m.counters().ring_errors, 1);
+        assert_eq!(m.counters().link_down, 1);
+        drop(cl);
+
+        // After all that, a well-behaved slave still gets through.
+        let mut s = MemifPort::open(&path, &cfg(Role::Slave)).unwrap();
+        bring_up(&mut m, &mut s);
+        let f = [frame(3, 200)];
+        assert_eq!(pass(&mut s, &mut m, &mut c, &f), f);
+    }
+
+    /// A fake master: listens on `path`, accepts our slave and answers its HELLO
+    /// with `script`.
+    #[test]
+    fn slave_survives_hostile_masters() {
+        let path = sock("hostile-master");
+        let l = seqpacket().unwrap();
+        let (sa, len) = sockaddr(&path).unwrap();
+        // SAFETY: valid sockaddr_un; our socket.
+        unsafe {
+            assert_eq!(
+                libc::bind(l.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len),
+                0
+            );
+            assert_eq!(libc::listen(l.as_raw_fd(), 4), 0);
+        }
+        let mut s = MemifPort::open(&path, &cfg(Role::Slave)).unwrap();
+        let accept = |s: &mut MemifPort| -> OwnedFd {
+            let t = Instant::now();
+            loop {
+                s.poll_control();
+                // SAFETY: accept on our listener.
+                let fd = unsafe {
+                    libc::accept4(
+                        l.as_raw_fd(),
+                        core::ptr::null_mut(),
+                        core::ptr::null_mut(),
+                        0,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: fresh fd.
+                    return unsafe { OwnedFd::from_raw_fd(fd) };
+                }
+                assert!(t.elapsed() < Duration::from_secs(2));
+                sleep(Duration::from_millis(2));
+            }
+        };
+        let hello = |min: u16, max: u16| {
+            Msg::Hello(Hello {
+                name: fixed("evil"),
+                min_version: min,
+                max_version: max,
+                max_region: 0,
+                max_s2c_ring: 0,
+                max_c2s_ring: 0,
+                max_log2_ring_size: 10,
+            })
+        };
+        // Version 3 only.
+        let c = accept(&mut s);
+        send_msg(c.as_raw_fd(), &hello(0x300, 0x300), None).unwrap();
+        match expect_msg(&mut s, &c) {
+            Some(Msg::Disconnect { reason, .. }) => {
+                assert_eq!(text(&reason), "Incompatible memif version")
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(s.counters().ctrl_errors, 1);
+        // CONNECTED before anything else.
+        let c = accept(&mut s);
+        send_msg(c.as_raw_fd(), &Msg::Connected { name: fixed("x") }, None).unwrap();
+        assert!(matches!(
+            expect_msg(&mut s, &c),
+            Some(Msg::Disconnect { .. })
+        ));
+        assert_eq!(s.counters().ctrl_errors, 2);
+        // Garbage after a good HELLO.
+        let c = accept(&mut s);
+        send_msg(c.as_raw_fd(), &hello(VERSION, VERSION), None).unwrap();
+        assert!(matches!(expect_msg(&mut s, &c), Some(Msg::Init(_))));
+        send_raw(c.as_raw_fd(), &[1, 2, 3], None).unwrap();
+        assert!(matches!(
+            expect_msg(&mut s, &c),
+            Some(Msg::Disconnect { .. })
+        ));
+        assert!(s.last_error().unwrap().contains("of 3 bytes"));
+        assert_eq!(s.counters().ctrl_errors, 3);
+        // A master that stalls mid-handshake: timed out.
+        let quick = Config {
+            handshake_timeout: Duration::from_millis(100),
+            ..cfg(Role::Slave)
+        };
+        let mut s2 = MemifPort::open(&path, &quick).unwrap();
+        let c = accept(&mut s2);
+        send_msg(c.as_raw_fd(), &hello(VERSION, VERSION), None).unwrap();
+        assert!(matches!(expect_msg(&mut s2, &c), Some(Msg::Init(_))));
+        let t = Instant::now();
+        while s2.last_error().is_none() && t.elapsed() < Duration::from_secs(2) {
+            s2.poll_control();
+            sleep(Duration::from_millis(5));
+        }
+        assert_eq!(s2.last_error(), Some("handshake timed out"));
+        // A master that moves the receive tail past what the slave posted.
+        let c = accept(&mut s);
+        send_msg(c.as_raw_fd(), &hello(VERSION, VERSION), None).unwrap();
+        loop {
+            match expect_msg(&mut s, &c) {
+                Some(Msg::Connect { .. }) => break,
+                Some(_) => {}
+                None => panic!("handshake stalled"),
+            }
+            send_msg(c.as_raw_fd(), &Msg::Ack, None).unwrap();
+        }
+        send_msg(
+            c.as_raw_fd(),
+            &Msg::Connected {
+                name: fixed("evil"),
+            },
+            None,
+        )
+        .unwrap();
+        let t = Instant::now();
+        while !s.is_up() && t.elapsed() < Duration::from_secs(2) {
+            s.poll_control();
+        }
+        assert!(s.is_up());
+        assert_eq!(s.peer_name(), "evil");
+        let l2 = s.link.as_ref().unwrap();
+        l2.rx.tail().store(5000, Ordering::Release);
+        let pool = Pool::new(64).unwrap();
+        let mut cache = pool.cache();
+        let mut rx = Batch::new();
+        assert_eq!(s.rx_burst(&mut cache, &mut rx), 0);
+        assert!(!s.is_up());
+        assert_eq!(s.counters().ring_errors, 1);
+        drop(l);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1,0 +1,108 @@
+//! The memif port's bursts never call the allocator once the link is up: a counting
+//! global allocator watches a master and a slave in one process exchanging frames
+//! both ways (single-descriptor and chained frames, a full ring that leaves frames in
+//! the batch, and the periodic look at the control socket every `CTRL_EVERY` bursts).
+
+use dataplane::batch::Batch;
+use dataplane::buf::Pool;
+use dataplane::port::memif::{Config, MemifPort, Role, CTRL_EVERY};
+use dataplane::port::Port;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static WATCH: AtomicBool = AtomicBool::new(false);
+
+// Only the test's own thread counts (libtest's threads are not the code under test).
+thread_local! {
+    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+fn count() {
+    if WATCH.load(Ordering::Relaxed) && MINE.try_with(|m| m.get()).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn memif_bursts_do_not_allocate() {
+    MINE.with(|m| m.set(true));
+    let path = std::env::temp_dir().join(format!("dp-memif-noalloc-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let pool = Pool::new(2048).unwrap();
+    let mut c = pool.cache();
+    let mut m = MemifPort::open(
+        &path,
+        &Config {
+            role: Role::Master,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    // 1 KiB slave buffers: frames above that are chained.
+    let mut s = MemifPort::open(
+        &path,
+        &Config {
+            role: Role::Slave,
+            log2_ring: 6,
+            buf_size: 1024,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let t = Instant::now();
+    while !(m.is_up() && s.is_up()) {
+        assert!(t.elapsed() < Duration::from_secs(5), "link did not come up");
+        m.poll_control();
+        s.poll_control();
+    }
+    let frames: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 60 + i * 30]).collect();
+    let mut tx = Batch::new();
+    let mut rx = Batch::new();
+    let mut moved = 0u64;
+    WATCH.store(true, Ordering::Relaxed);
+    for round in 0..(4 * CTRL_EVERY as usize) {
+        let (a, b) = if round % 2 == 0 {
+            (&mut s, &mut m)
+        } else {
+            (&mut m, &mut s)
+        };
+        for f in &frames {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(f).unwrap();
+            let _ = tx.push(p);
+        }
+        a.tx_burst(&mut c, &mut tx);
+        moved += b.rx_burst(&mut c, &mut rx) as u64;
+        rx.free_all(&mut c);
+        tx.free_all(&mut c);
+    }
+    WATCH.store(false, Ordering::Relaxed);
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations in bursts");
+    assert!(moved > 1000, "only {moved} frames moved");
+    assert!(m.is_up() && s.is_up());
+    assert_eq!(m.counters().ctrl_errors + s.counters().ctrl_errors, 0);
+}

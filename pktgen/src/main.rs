@@ -36,7 +36,7 @@ enum Cmd {
         /// Profile file (TOML, or YAML by extension).
         #[arg(long)]
         profile: PathBuf,
-        /// Transmit port spec (afxdp:IF[:Q], afpacket:IF, tap:NAME, pcap:FILE, mem:NAME).
+        /// Transmit port spec (afxdp:IF[:Q], afpacket:IF, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master]).
         #[arg(long)]
         tx: String,
         /// Receive port spec (default: none, transmit only).

@@ -29,6 +29,7 @@ pub mod gtpu;
 pub mod ie;
 pub mod msg;
 pub mod node;
+pub mod samples;
 
 use core::fmt;
 

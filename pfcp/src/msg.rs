@@ -94,9 +94,20 @@ impl MsgType {
         self as u8 >= 50
     }
 
-    /// A request (the odd types; Version Not Supported is a response).
+    /// A request (its response type is the next number, Table 7.3-1).
     pub const fn is_request(self) -> bool {
-        (self as u8) % 2 == 1 && !matches!(self, MsgType::VersionNotSupportedResponse)
+        matches!(
+            self,
+            MsgType::HeartbeatRequest
+                | MsgType::AssociationSetupRequest
+                | MsgType::AssociationUpdateRequest
+                | MsgType::AssociationReleaseRequest
+                | MsgType::NodeReportRequest
+                | MsgType::SessionEstablishmentRequest
+                | MsgType::SessionModificationRequest
+                | MsgType::SessionDeletionRequest
+                | MsgType::SessionReportRequest
+        )
     }
 
     /// The response type to a request type.

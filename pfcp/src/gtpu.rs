@@ -143,8 +143,7 @@ impl Header {
             body.push(self.npdu.unwrap_or(0));
             body.push(self.ext.first().map_or(0, |x| x.ty));
             for (i, x) in self.ext.iter().enumerate() {
-                if x.ty == 0 || (x.content.len() + 2) % 4 != 0 || self.ext.len() > MAX_EXT_HEADERS
-                {
+                if x.ty == 0 || (x.content.len() + 2) % 4 != 0 || self.ext.len() > MAX_EXT_HEADERS {
                     return Err(Error::BadHeader);
                 }
                 let units = u8::try_from((x.content.len() + 2) / 4).map_err(|_| Error::TooLong)?;
@@ -367,7 +366,9 @@ pub fn decap_frame(pkt: &[u8]) -> Result<Decap<'_>> {
         return Err(Error::BadHeader);
     }
     let src_port = u.src_port();
-    let gtp = l4.get(8..usize::from(u.len())).ok_or(Error::InvalidLength)?;
+    let gtp = l4
+        .get(8..usize::from(u.len()))
+        .ok_or(Error::InvalidLength)?;
     let (h, frame) = Header::parse(gtp)?;
     if h.msg_type != msg_type::G_PDU {
         return Err(Error::UnknownMessage(h.msg_type));

@@ -848,7 +848,7 @@ impl Ie {
                     bbf::NAT_OUTSIDE_ADDRESS => Ie::BbfNatOutsideAddress(v4(v, 0).ok_or(bad)?),
                     bbf::APPLY_ACTION => Ie::BbfApplyAction(flags(1)?),
                     bbf::NAT_EXTERNAL_PORT_RANGE => {
-                        if v.is_empty() || v.len() % 4 != 0 {
+                        if v.is_empty() || v.len() & 3 != 0 {
                             return Err(bad);
                         }
                         Ie::BbfNatExternalPortRange(
@@ -1327,8 +1327,14 @@ impl Ie {
                 let d = o.description;
                 let need = |bits: u16, present: bool| (d & bits != 0) == present;
                 if !(need(ohc::GTPU_UDP_IPV4 | ohc::GTPU_UDP_IPV6, o.teid.is_some())
-                    && need(ohc::GTPU_UDP_IPV4 | ohc::UDP_IPV4 | ohc::IPV4, o.v4.is_some())
-                    && need(ohc::GTPU_UDP_IPV6 | ohc::UDP_IPV6 | ohc::IPV6, o.v6.is_some())
+                    && need(
+                        ohc::GTPU_UDP_IPV4 | ohc::UDP_IPV4 | ohc::IPV4,
+                        o.v4.is_some(),
+                    )
+                    && need(
+                        ohc::GTPU_UDP_IPV6 | ohc::UDP_IPV6 | ohc::IPV6,
+                        o.v6.is_some(),
+                    )
                     && need(ohc::UDP_IPV4 | ohc::UDP_IPV6, o.port.is_some())
                     && need(ohc::C_TAG, o.c_tag.is_some())
                     && need(ohc::S_TAG, o.s_tag.is_some()))
@@ -1416,7 +1422,9 @@ impl Ie {
             }
             Ie::BbfPppProtocol(p) => {
                 out.push(
-                    u8::from(p.control) << 2 | u8::from(p.data) << 1 | u8::from(p.protocol.is_some()),
+                    u8::from(p.control) << 2
+                        | u8::from(p.data) << 1
+                        | u8::from(p.protocol.is_some()),
                 );
                 if let Some(x) = p.protocol {
                     out.extend_from_slice(&x.to_be_bytes());

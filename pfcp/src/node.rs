@@ -368,9 +368,9 @@ impl Node {
                 }
             }
             MsgType::AssociationReleaseResponse => {
-                if self.peers.remove(&peer).is_some() {
-                    self.events
-                        .push_back(Event::AssociationReleased { peer });
+                let had = self.peers.remove(&peer);
+                if had.is_some() {
+                    self.events.push_back(Event::AssociationReleased { peer });
                 }
             }
             MsgType::HeartbeatResponse => {
@@ -457,8 +457,7 @@ impl Node {
                 ];
                 self.respond_now(now, peer, &msg.header, ies);
                 if self.peers.remove(&peer).is_some() {
-                    self.events
-                        .push_back(Event::AssociationReleased { peer });
+                    self.events.push_back(Event::AssociationReleased { peer });
                 }
             }
             _ => {
@@ -511,10 +510,7 @@ impl Node {
     }
 
     fn send_response(&mut self, now: u64, peer: SocketAddr, seq: u32, data: Vec<u8>) {
-        let keep = self
-            .cfg
-            .t1_ms
-            .saturating_mul(u64::from(self.cfg.n1) + 1);
+        let keep = self.cfg.t1_ms.saturating_mul(u64::from(self.cfg.n1) + 1);
         self.answered
             .insert((peer, seq), (data.clone(), now.saturating_add(keep)));
         self.transmit(peer, data);
@@ -537,12 +533,7 @@ impl Node {
             .unwrap_or(NodeId::Ipv4(core::net::Ipv4Addr::UNSPECIFIED));
         let rest = ies
             .iter()
-            .filter(|i| {
-                !matches!(
-                    i,
-                    Ie::NodeId(_) | Ie::RecoveryTimeStamp(_) | Ie::Cause(_)
-                )
-            })
+            .filter(|i| !matches!(i, Ie::NodeId(_) | Ie::RecoveryTimeStamp(_) | Ie::Cause(_)))
             .cloned()
             .collect();
         self.events.push_back(Event::Associated {

@@ -235,7 +235,7 @@ fn establishment_ies() -> Vec<Ie> {
             vec![
                 Ie::UrrId(1),
                 Ie::MeasurementMethod(Flags::new(&[
-                    measurement_method::DURAT | measurement_method::VOLUM,
+                    measurement_method::DURAT | measurement_method::VOLUM
                 ])),
                 Ie::ReportingTriggers(Flags::new(&[trigger::PERIO | trigger::VOLTH, 0])),
                 Ie::VolumeThreshold(Volume {
@@ -339,12 +339,7 @@ pub fn messages() -> Vec<Message> {
             3,
             vec![cp_node(), Ie::Cause(cause::REQUEST_ACCEPTED)],
         ),
-        Message::new(
-            MsgType::AssociationReleaseRequest,
-            None,
-            4,
-            vec![cp_node()],
-        ),
+        Message::new(MsgType::AssociationReleaseRequest, None, 4, vec![cp_node()]),
         Message::new(
             MsgType::AssociationReleaseResponse,
             None,
@@ -412,10 +407,7 @@ pub fn messages() -> Vec<Message> {
             vec![
                 Ie::group(ty::REMOVE_PDR, vec![Ie::PdrId(3)]),
                 Ie::group(ty::REMOVE_FAR, vec![Ie::FarId(3)]),
-                Ie::group(
-                    ty::UPDATE_PDR,
-                    vec![Ie::PdrId(1), Ie::Precedence(90)],
-                ),
+                Ie::group(ty::UPDATE_PDR, vec![Ie::PdrId(1), Ie::Precedence(90)]),
                 Ie::group(
                     ty::UPDATE_FAR,
                     vec![
@@ -450,10 +442,7 @@ pub fn messages() -> Vec<Message> {
                 ),
                 Ie::group(
                     ty::CREATE_QER,
-                    vec![
-                        Ie::QerId(2),
-                        Ie::GateStatus(GateStatus { ul: 1, dl: 1 }),
-                    ],
+                    vec![Ie::QerId(2), Ie::GateStatus(GateStatus { ul: 1, dl: 1 })],
                 ),
                 Ie::group(ty::REMOVE_QER, vec![Ie::QerId(2)]),
                 Ie::group(ty::REMOVE_URR, vec![Ie::UrrId(9)]),
@@ -494,12 +483,7 @@ pub fn messages() -> Vec<Message> {
             vec![Ie::Cause(cause::REQUEST_ACCEPTED)],
         ),
     ];
-    let mut prio = Message::new(
-        MsgType::SessionDeletionRequest,
-        up_seid,
-        12,
-        vec![],
-    );
+    let mut prio = Message::new(MsgType::SessionDeletionRequest, up_seid, 12, vec![]);
     prio.header.priority = Some(5);
     v.push(prio);
     v

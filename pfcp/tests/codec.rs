@@ -23,7 +23,11 @@ fn rt(m: &Message) {
 fn every_sample_message_round_trips() {
     let msgs = samples::messages();
     for t in MsgType::ALL {
-        assert!(msgs.iter().any(|m| m.msg_type() == t), "no sample of {}", t.name());
+        assert!(
+            msgs.iter().any(|m| m.msg_type() == t),
+            "no sample of {}",
+            t.name()
+        );
     }
     for m in &msgs {
         rt(m);
@@ -299,8 +303,8 @@ fn hostile_ies() {
         })
     );
     // A mandatory IE too short.
-    let e = Message::parse_bytes(&heartbeat(&ie_bytes(ty::RECOVERY_TIME_STAMP, &[0, 1])))
-        .unwrap_err();
+    let e =
+        Message::parse_bytes(&heartbeat(&ie_bytes(ty::RECOVERY_TIME_STAMP, &[0, 1]))).unwrap_err();
     assert_eq!(
         e,
         Error::BadIe {
@@ -339,7 +343,10 @@ fn hostile_ies() {
 fn establishment(create_pdr_value: &[u8]) -> Vec<u8> {
     let mut b = vec![0x21, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
     b.extend_from_slice(&ie_bytes(ty::NODE_ID, &[0, 10, 0, 0, 1]));
-    b.extend_from_slice(&ie_bytes(ty::F_SEID, &[2, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 1]));
+    b.extend_from_slice(&ie_bytes(
+        ty::F_SEID,
+        &[2, 0, 0, 0, 0, 0, 0, 0, 1, 10, 0, 0, 1],
+    ));
     b.extend_from_slice(&ie_bytes(ty::CREATE_PDR, create_pdr_value));
     let mut far = ie_bytes(ty::FAR_ID, &[0, 0, 0, 1]);
     far.extend_from_slice(&ie_bytes(ty::APPLY_ACTION, &[2]));

@@ -61,7 +61,10 @@ fn headers_round_trip() {
 fn signalling_messages() {
     let req = gtpu::echo_request(5);
     let (h, p) = Header::parse(&req).unwrap();
-    assert_eq!((h.msg_type, h.teid, h.seq), (msg_type::ECHO_REQUEST, 0, Some(5)));
+    assert_eq!(
+        (h.msg_type, h.teid, h.seq),
+        (msg_type::ECHO_REQUEST, 0, Some(5))
+    );
     assert!(p.is_empty());
     let resp = gtpu::echo_response(5);
     let (h, p) = Header::parse(&resp).unwrap();

@@ -51,11 +51,15 @@ fn associated() -> (Node, Node) {
     assert_eq!(pump(0, &mut c, addr(CP), &mut u), 1);
     assert_eq!(pump(0, &mut u, addr(UP), &mut c), 1);
     let ue = events(&mut u);
-    assert!(matches!(&ue[..], [Event::Associated { peer, recovery_time_stamp: 1000, ies, .. }]
-        if *peer == addr(CP) && ies == &vec![Ie::CpFunctionFeatures(Flags::new(&[0]))]));
+    assert!(
+        matches!(&ue[..], [Event::Associated { peer, recovery_time_stamp: 1000, ies, .. }]
+        if *peer == addr(CP) && ies == &vec![Ie::CpFunctionFeatures(Flags::new(&[0]))])
+    );
     let ce = events(&mut c);
-    assert!(matches!(&ce[0], Event::Associated { node_id: NodeId::Ipv4(_), recovery_time_stamp: 2000, ies, .. }
-        if ies.iter().any(|i| i.key() == (bbf::UP_FUNCTION_FEATURES, Some(bbf::ENTERPRISE_ID)))));
+    assert!(
+        matches!(&ce[0], Event::Associated { node_id: NodeId::Ipv4(_), recovery_time_stamp: 2000, ies, .. }
+        if ies.iter().any(|i| i.key() == (bbf::UP_FUNCTION_FEATURES, Some(bbf::ENTERPRISE_ID))))
+    );
     assert!(c.is_associated(addr(UP)) && u.is_associated(addr(CP)));
     (c, u)
 }
@@ -83,7 +87,13 @@ fn association_and_session_exchange() {
     assert_eq!(msg.ies, req.ies);
     let cp_seid = msg.ies.f_seid().unwrap().seid;
     // A retransmission while the application works is dropped, not passed on twice.
-    u.handle(6, addr(CP), &Message::new(req.msg_type(), Some(0), seq, req.ies.clone()).to_bytes().unwrap());
+    u.handle(
+        6,
+        addr(CP),
+        &Message::new(req.msg_type(), Some(0), seq, req.ies.clone())
+            .to_bytes()
+            .unwrap(),
+    );
     assert!(u.poll_event().is_none());
     u.respond(
         7,
@@ -108,7 +118,13 @@ fn association_and_session_exchange() {
     c.handle(9, addr(UP), &resp);
     assert_eq!(c.stats().unmatched_responses, 1);
     // A late retransmission of the request gets the cached response, byte for byte.
-    u.handle(10, addr(CP), &Message::new(req.msg_type(), Some(0), seq, req.ies.clone()).to_bytes().unwrap());
+    u.handle(
+        10,
+        addr(CP),
+        &Message::new(req.msg_type(), Some(0), seq, req.ies.clone())
+            .to_bytes()
+            .unwrap(),
+    );
     assert_eq!(u.poll_transmit().unwrap().data, resp);
     assert_eq!(u.stats().duplicate_requests, 2);
     assert!(u.poll_event().is_none());
@@ -168,12 +184,20 @@ fn malformed_requests_get_causes() {
     assert_eq!(r.ies.cause(), Some(cause::INVALID_LENGTH));
     assert_eq!(r.header.seq, 20);
     assert_eq!(u.stats().malformed_requests, 3);
-    assert!(u.poll_event().is_none(), "nothing malformed reaches the application");
+    assert!(
+        u.poll_event().is_none(),
+        "nothing malformed reaches the application"
+    );
     assert!(u.is_associated(addr(CP)), "the association survives");
     // A malformed heartbeat has no Cause to answer with: dropped.
-    let mut hb = Message::new(MsgType::HeartbeatRequest, None, 30, vec![Ie::RecoveryTimeStamp(1000)])
-        .to_bytes()
-        .unwrap();
+    let mut hb = Message::new(
+        MsgType::HeartbeatRequest,
+        None,
+        30,
+        vec![Ie::RecoveryTimeStamp(1000)],
+    )
+    .to_bytes()
+    .unwrap();
     hb.truncate(hb.len() - 1);
     u.handle(3, addr(CP), &hb);
     assert!(u.poll_transmit().is_none());
@@ -250,7 +274,11 @@ fn retransmission_and_timeout() {
     assert_eq!(u.stats().duplicate_requests, 1);
     pump(23_000, &mut u, addr(UP), &mut c);
     assert!(c.is_associated(addr(UP)));
-    assert_eq!(c.stats().unmatched_responses, 1, "the second answer matches nothing");
+    assert_eq!(
+        c.stats().unmatched_responses,
+        1,
+        "the second answer matches nothing"
+    );
     assert!(seq2 > seq);
 }
 
@@ -307,15 +335,23 @@ fn release_and_version_not_supported() {
     let (mut c, mut u) = associated();
     c.release(1, addr(UP)).unwrap();
     pump(1, &mut c, addr(CP), &mut u);
-    assert_eq!(events(&mut u), vec![Event::AssociationReleased { peer: addr(CP) }]);
+    assert_eq!(
+        events(&mut u),
+        vec![Event::AssociationReleased { peer: addr(CP) }]
+    );
     pump(1, &mut u, addr(UP), &mut c);
     let ev = events(&mut c);
     assert!(ev.contains(&Event::AssociationReleased { peer: addr(UP) }));
     assert!(!c.is_associated(addr(UP)) && !u.is_associated(addr(CP)));
     // Version 2 gets a Version Not Supported Response with the same sequence number.
-    let mut b = Message::new(MsgType::HeartbeatRequest, None, 77, vec![Ie::RecoveryTimeStamp(1)])
-        .to_bytes()
-        .unwrap();
+    let mut b = Message::new(
+        MsgType::HeartbeatRequest,
+        None,
+        77,
+        vec![Ie::RecoveryTimeStamp(1)],
+    )
+    .to_bytes()
+    .unwrap();
     b[0] = 0x40;
     u.handle(2, addr(CP), &b);
     let r = Message::parse_bytes(&u.poll_transmit().unwrap().data).unwrap();
@@ -363,5 +399,7 @@ fn refused_association_and_node_report() {
     )
     .unwrap();
     pump(1, &mut u, addr(UP), &mut c);
-    assert!(matches!(c.poll_event(), Some(Event::Request { msg, .. }) if msg.msg_type() == MsgType::NodeReportRequest));
+    assert!(
+        matches!(c.poll_event(), Some(Event::Request { msg, .. }) if msg.msg_type() == MsgType::NodeReportRequest)
+    );
 }

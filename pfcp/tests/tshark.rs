@@ -141,13 +141,14 @@ fn pfcp_and_gtpu_dissect_cleanly() {
     }
     assert!(bad.trim().is_empty(), "tshark flags frames:\n{bad}");
     assert_eq!(all.lines().count(), n_pfcp, "{all}");
-    assert_eq!(gtp_lines.lines().count(), frames.len() - n_pfcp, "{gtp_lines}");
+    assert_eq!(
+        gtp_lines.lines().count(),
+        frames.len() - n_pfcp,
+        "{gtp_lines}"
+    );
     for m in &msgs {
         let name = m.msg_type().name();
-        assert!(
-            all.contains(name),
-            "no {name} in the capture:\n{all}"
-        );
+        assert!(all.contains(name), "no {name} in the capture:\n{all}");
     }
     for k in [
         // 3GPP IEs

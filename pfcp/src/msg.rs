@@ -29,7 +29,7 @@ use crate::ie::{self, check_mandatory, Ie};
 use crate::{Error, Result};
 use alloc::vec::Vec;
 
-/// UDP port of PFCP (§7.2.1... and IANA).
+/// UDP port of PFCP requests (§7.2.1; IANA "pfcp").
 pub const PORT: u16 = 8805;
 /// The PFCP version this crate speaks.
 pub const VERSION: u8 = 1;

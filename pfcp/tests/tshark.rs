@@ -215,4 +215,15 @@ fn pfcp_and_gtpu_dissect_cleanly() {
     ] {
         assert!(detail.contains(k), "no {k:?} in the dissection");
     }
+    // tshark 4.0 does not decode the BBF CGNAT IEs (a Note, not a warning): check
+    // at least that it frames them as enterprise IEs of their types.
+    for t in [
+        pfcp::ie::bbf::NAT_OUTSIDE_ADDRESS,
+        pfcp::ie::bbf::APPLY_ACTION,
+        pfcp::ie::bbf::NAT_EXTERNAL_PORT_RANGE,
+        pfcp::ie::bbf::NAT_PORT_BLOCK,
+    ] {
+        let k = format!("Enterprise specific IE Type: {t}");
+        assert!(detail.contains(&k), "no {k:?} in the dissection");
+    }
 }

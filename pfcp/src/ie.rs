@@ -147,8 +147,6 @@ pub mod bbf {
         pub const LAC: u8 = 0x04;
         pub const LNS: u8 = 0x08;
         pub const LCP_KEEPALIVE_OFFLOAD: u8 = 0x10;
-        pub const NAT_CP: u8 = 0x20;
-        pub const NAT_UP: u8 = 0x40;
     }
     /// BBF Outer Header Creation description (2 octets).
     pub mod outer_header_creation {

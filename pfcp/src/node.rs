@@ -5,6 +5,8 @@
 //!
 //! What it does for the application:
 //!
+//! - **Bundles** (§7.2.1A): the messages of a datagram with the FO flag are handled
+//!   one after the other.
 //! - **Sequence numbers and retransmission** (§6.4, TS 23.007): each request gets a
 //!   fresh 24-bit sequence number; a request without a response is sent again every
 //!   T1 up to N1 times, then reported as [`Event::Timeout`]. A response is matched to
@@ -124,7 +126,8 @@ pub enum Event {
     },
 }
 
-/// Counters of what the node did not pass on.
+/// Counters of what the node did not pass on (`rx` counts messages, bundled ones
+/// one by one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
     pub rx: u64,
@@ -302,8 +305,24 @@ impl Node {
         Ok(())
     }
 
-    /// Feeds one received datagram from `peer`.
+    /// Feeds one received datagram from `peer`. Messages bundled with the FO flag
+    /// (§7.2.1A) are handled one after the other.
     pub fn handle(&mut self, now: u64, peer: SocketAddr, data: &[u8]) {
+        let mut rest = data;
+        loop {
+            let (one, more) = match Header::parse(rest) {
+                Ok((h, total)) if h.follow_on && total < rest.len() => rest.split_at(total),
+                _ => (rest, &[][..]),
+            };
+            self.handle_one(now, peer, one);
+            if more.is_empty() {
+                return;
+            }
+            rest = more;
+        }
+    }
+
+    fn handle_one(&mut self, now: u64, peer: SocketAddr, data: &[u8]) {
         self.stats.rx += 1;
         let Some(raw) = RawHeader::peek(data) else {
             self.stats.malformed_dropped += 1;
@@ -344,7 +363,7 @@ impl Node {
             self.stats.unmatched_responses += 1;
             return;
         }
-        let msg = match Message::parse_bytes(data) {
+        let msg = match parse_one(data) {
             Ok(m) => m,
             Err(_) => {
                 // Keep the request: its retransmission may get a good answer.
@@ -407,7 +426,7 @@ impl Node {
             self.stats.duplicate_requests += 1;
             return;
         }
-        let msg = match Message::parse_bytes(data) {
+        let msg = match parse_one(data) {
             Ok(m) => m,
             Err(e) => {
                 self.stats.malformed_requests += 1;
@@ -633,4 +652,14 @@ impl Node {
         self.stats.tx += 1;
         self.out.push_back(Transmit { dst, data });
     }
+}
+
+/// Parses exactly one message filling `b` (its FO flag, if any, was acted on by
+/// [`Node::handle`]).
+fn parse_one(b: &[u8]) -> Result<Message> {
+    let (m, used) = Message::parse(b)?;
+    if used != b.len() {
+        return Err(Error::InvalidLength);
+    }
+    Ok(m)
 }

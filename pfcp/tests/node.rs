@@ -403,3 +403,25 @@ fn refused_association_and_node_report() {
         matches!(c.poll_event(), Some(Event::Request { msg, .. }) if msg.msg_type() == MsgType::NodeReportRequest)
     );
 }
+
+#[test]
+fn bundled_requests_are_handled_one_by_one() {
+    let (_, mut u) = associated();
+    let mut hb = Message::new(
+        MsgType::HeartbeatRequest,
+        None,
+        40,
+        vec![Ie::RecoveryTimeStamp(1000)],
+    );
+    hb.header.follow_on = true;
+    let del = Message::new(MsgType::SessionDeletionRequest, Some(5), 41, vec![]);
+    let mut b = hb.to_bytes().unwrap();
+    del.emit(&mut b).unwrap();
+    u.handle(1, addr(CP), &b);
+    let r = Message::parse_bytes(&u.poll_transmit().unwrap().data).unwrap();
+    assert_eq!(
+        (r.msg_type(), r.header.seq),
+        (MsgType::HeartbeatResponse, 40)
+    );
+    assert!(matches!(u.poll_event(), Some(Event::Request { msg, .. }) if msg.header.seq == 41));
+}

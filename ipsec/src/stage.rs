@@ -11,13 +11,228 @@
 //!
 //! Each stage owns one [`Ipsec`] (SAD + SPD + counters): one worker per SA, so the
 //! outbound sequence counter needs no atomics.
+//!
+//! A running stage takes SA changes from the control plane (an IKE daemon) through
+//! an [`SaQueue`]: a fixed-size lock-free ring of [`SaUpdate`]s that the worker's
+//! table-update hook ([`update_hook`]) drains between bursts. The SA and its key
+//! schedule are built by the control plane, so installing one moves a box into a
+//! slot the SAD reserved at start-up; nothing on the packet path waits for it.
+//!
+//! In a router ([`EspDecrypt::gateway`], [`EspEncrypt::gateway`]) both stages see all
+//! IPv4 traffic: clear packets no policy names pass unchanged (default BYPASS),
+//! `esp-decrypt` only decapsulates and punts what is addressed to one of the
+//! gateway's own addresses (ESP, UDP 4500, and IKE on UDP 500, RFC 7296 §2.23).
 
 use crate::buf::Buf;
 use crate::error::DropReason;
+use crate::sa::{Direction, Sa};
+use crate::spd::{Action, Selector};
 use crate::{Inbound, Ipsec};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use crossbeam_queue::ArrayQueue;
 use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
+use dataplane::graph::Graph;
 use dataplane::stage::{Counter, NodeStats, Stage};
+use dataplane::worker::Hook;
+
+/// IKE's own UDP port (RFC 7296 §2).
+pub const IKE_PORT: u16 = 500;
+
+/// One change to a running stage's SAD and SPD, built by the control plane.
+pub enum SaUpdate {
+    /// `esp-decrypt`: install this inbound SA.
+    AddInbound(Box<Sa>),
+    /// `esp-encrypt`: install this outbound SA and point the outbound policy with
+    /// `selector` at it (the policy is appended when there is none: a new child SA;
+    /// otherwise this is a rekey and traffic moves to the new SA at once).
+    AddOutbound { sa: Box<Sa>, selector: Selector },
+    /// `esp-decrypt`: remove the inbound SA with this SPI.
+    RemoveInbound(u32),
+    /// `esp-encrypt`: remove the outbound SA with this SPI and the policy still
+    /// pointing at it, if any.
+    RemoveOutbound(u32),
+}
+
+impl core::fmt::Debug for SaUpdate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SaUpdate::AddInbound(sa) => write!(f, "AddInbound(spi {:#x})", sa.spi()),
+            SaUpdate::AddOutbound { sa, .. } => write!(f, "AddOutbound(spi {:#x})", sa.spi()),
+            SaUpdate::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
+            SaUpdate::RemoveOutbound(s) => write!(f, "RemoveOutbound({s:#x})"),
+        }
+    }
+}
+
+/// The ring of [`SaUpdate`]s to one stage.
+pub type SaQueue = Arc<ArrayQueue<SaUpdate>>;
+
+/// Updates a queue holds; an update that finds it full waits with its sender.
+pub const SA_QUEUE_LEN: usize = 256;
+
+/// SAs a gateway stage's SAD has room for without allocating.
+pub const GATEWAY_SAS: usize = 1024;
+
+/// A new [`SaQueue`].
+pub fn sa_queue() -> SaQueue {
+    Arc::new(ArrayQueue::new(SA_QUEUE_LEN))
+}
+
+/// Counts of applied and refused updates of one stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    pub applied: u64,
+    /// Duplicate inbound SPI, unknown SPI on remove, update for the other stage.
+    pub refused: u64,
+}
+
+/// Applies one update to `ipsec`. Removed (or refused) SAs are returned so the
+/// caller decides where their memory is freed.
+fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) -> Option<Sa> {
+    let (ok, gone) = match u {
+        SaUpdate::AddInbound(sa) if sa.config().direction == Direction::Inbound => {
+            match ipsec.sad.insert(*sa) {
+                Ok(_) => (true, None),
+                Err((_, sa)) => (false, Some(sa)),
+            }
+        }
+        SaUpdate::AddOutbound { sa, selector }
+            if sa.config().direction == Direction::Outbound =>
+        {
+            match ipsec.sad.insert(*sa) {
+                Ok(id) => {
+                    let at = ipsec
+                        .spd
+                        .outbound()
+                        .iter()
+                        .position(|p| p.selector == selector);
+                    match at {
+                        Some(i) => {
+                            ipsec.spd.set_outbound_action(i, Action::Protect(id));
+                        }
+                        None => {
+                            ipsec.spd.push_outbound(selector, Action::Protect(id));
+                        }
+                    }
+                    (true, None)
+                }
+                Err((_, sa)) => (false, Some(sa)),
+            }
+        }
+        SaUpdate::RemoveInbound(spi) => match ipsec.sad.lookup_inbound(spi) {
+            Some(id) => (true, ipsec.sad.remove(id)),
+            None => (false, None),
+        },
+        SaUpdate::RemoveOutbound(spi) => match ipsec.sad.find(Direction::Outbound, spi) {
+            Some(id) => {
+                let at = ipsec
+                    .spd
+                    .outbound()
+                    .iter()
+                    .position(|p| p.action == Action::Protect(id));
+                if let Some(i) = at {
+                    ipsec.spd.remove_outbound(i);
+                }
+                (true, ipsec.sad.remove(id))
+            }
+            None => (false, None),
+        },
+        SaUpdate::AddInbound(sa) | SaUpdate::AddOutbound { sa, .. } => (false, Some(*sa)),
+    };
+    if ok {
+        stats.applied += 1;
+    } else {
+        stats.refused += 1;
+    }
+    gone
+}
+
+/// Drains `q` into `ipsec`; returns the number applied or refused.
+fn drain(ipsec: &mut Ipsec, q: &Option<SaQueue>, stats: &mut UpdateStats) -> usize {
+    let Some(q) = q else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(u) = q.pop() {
+        n += 1;
+        // The old SA's key memory is wiped here (`Secret` zeroizes on drop).
+        drop(apply(ipsec, u, stats));
+    }
+    n
+}
+
+/// The worker hook that drains the update queues of the `esp-encrypt` and
+/// `esp-decrypt` nodes of its graph between bursts (register it with
+/// `Worker::on_update` or `WorkerSpec::hooks`).
+pub fn update_hook() -> Hook {
+    Box::new(|g: &mut Graph, _out: &mut Out| {
+        if let Some(s) = g.node_mut::<EspEncrypt>("esp-encrypt") {
+            s.drain_updates();
+        }
+        if let Some(s) = g.node_mut::<EspDecrypt>("esp-decrypt") {
+            s.drain_updates();
+        }
+    })
+}
+
+/// The queues of one worker's two stages.
+#[derive(Clone)]
+pub struct StageQueues {
+    pub encrypt: SaQueue,
+    pub decrypt: SaQueue,
+}
+
+impl Default for StageQueues {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StageQueues {
+    pub fn new() -> Self {
+        StageQueues {
+            encrypt: sa_queue(),
+            decrypt: sa_queue(),
+        }
+    }
+}
+
+/// Whether the IP packet at the start of `d` is addressed to one of `local`.
+#[inline]
+fn to_local(d: &[u8], local: &[IpAddr]) -> bool {
+    let dst = match d.first().map(|b| b >> 4) {
+        Some(4) => d
+            .get(16..20)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| IpAddr::from(b)),
+        Some(6) => d
+            .get(24..40)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(|b| IpAddr::from(b)),
+        _ => None,
+    };
+    dst.is_some_and(|a| local.contains(&a))
+}
+
+/// Whether the IP packet at the start of `d` is UDP to port `port` (not a non-first
+/// fragment).
+#[inline]
+fn udp_to(d: &[u8], port: u16) -> bool {
+    match crate::ip::parse(d) {
+        Ok(ip) => {
+            ip.proto == 17
+                && !ip.fragment
+                && d
+                    .get(ip.hdr_len + 2..ip.hdr_len + 4)
+                    .is_some_and(|p| p == port.to_be_bytes())
+        }
+        Err(_) => false,
+    }
+}
 
 impl Buf for Pkt {
     #[inline(always)]
@@ -167,11 +382,42 @@ impl From<DropReason> for Next {
 /// `esp-encrypt`: SPD lookup, then ESP encapsulation with the policy's SA.
 pub struct EspEncrypt {
     ipsec: Ipsec,
+    updates: Option<SaQueue>,
+    update_stats: UpdateStats,
 }
 
 impl EspEncrypt {
     pub fn new(ipsec: Ipsec) -> Self {
-        EspEncrypt { ipsec }
+        EspEncrypt {
+            ipsec,
+            updates: None,
+            update_stats: UpdateStats::default(),
+        }
+    }
+
+    /// A gateway's `esp-encrypt`: empty SAD (with room for [`GATEWAY_SAS`]) and
+    /// SPD whose default is BYPASS (traffic no policy names is routed in clear),
+    /// policies and SAs arriving through `updates`.
+    pub fn gateway(updates: SaQueue) -> Self {
+        let mut ipsec = Ipsec::new();
+        ipsec.spd.default_action = Action::Bypass;
+        ipsec.sad.reserve(GATEWAY_SAS);
+        EspEncrypt::new(ipsec).with_updates(updates)
+    }
+
+    /// Takes SA changes from `q` (drained by [`update_hook`]).
+    pub fn with_updates(mut self, q: SaQueue) -> Self {
+        self.updates = Some(q);
+        self
+    }
+
+    /// Applies the queued SA changes (between bursts).
+    pub fn drain_updates(&mut self) -> usize {
+        drain(&mut self.ipsec, &self.updates, &mut self.update_stats)
+    }
+
+    pub fn update_stats(&self) -> UpdateStats {
+        self.update_stats
     }
 
     pub fn ipsec(&self) -> &Ipsec {
@@ -230,6 +476,20 @@ impl Stage for EspEncrypt {
             "packets a BYPASS policy let through in clear (RFC 4301 §4.4.1)",
             c.bypassed,
         ));
+        f(Counter::total(
+            "sa_updates",
+            "SA changes applied from the control plane",
+            self.update_stats.applied,
+        ));
+        f(Counter::total(
+            "sa_updates_refused",
+            "SA changes refused (duplicate or unknown SPI)",
+            self.update_stats.refused,
+        ));
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -246,11 +506,52 @@ impl Stage for EspEncrypt {
 /// clear packets go through the inbound SPD (bypass or drop).
 pub struct EspDecrypt {
     ipsec: Ipsec,
+    updates: Option<SaQueue>,
+    update_stats: UpdateStats,
+    /// Gateway mode: only packets to these addresses are ours (empty: all).
+    local: Vec<IpAddr>,
+    /// Gateway mode: IKE on UDP 500 to `local` is punted too.
+    punt_ike: bool,
 }
 
 impl EspDecrypt {
     pub fn new(ipsec: Ipsec) -> Self {
-        EspDecrypt { ipsec }
+        EspDecrypt {
+            ipsec,
+            updates: None,
+            update_stats: UpdateStats::default(),
+            local: Vec::new(),
+            punt_ike: false,
+        }
+    }
+
+    /// A gateway's `esp-decrypt` in front of routing: packets to one of `local`
+    /// that are ESP (or ESP in UDP 4500) are decrypted, IKE on UDP 500 and 4500 and
+    /// NAT keepalives are punted to the IKE daemon; everything else (transit
+    /// traffic, other traffic to us) passes unchanged. SAs arrive through `updates`.
+    pub fn gateway(local: Vec<IpAddr>, updates: SaQueue) -> Self {
+        let mut ipsec = Ipsec::new();
+        ipsec.spd.default_action = Action::Bypass;
+        ipsec.sad.reserve(GATEWAY_SAS);
+        let mut s = EspDecrypt::new(ipsec).with_updates(updates);
+        s.local = local;
+        s.punt_ike = true;
+        s
+    }
+
+    /// Takes SA changes from `q` (drained by [`update_hook`]).
+    pub fn with_updates(mut self, q: SaQueue) -> Self {
+        self.updates = Some(q);
+        self
+    }
+
+    /// Applies the queued SA changes (between bursts).
+    pub fn drain_updates(&mut self) -> usize {
+        drain(&mut self.ipsec, &self.updates, &mut self.update_stats)
+    }
+
+    pub fn update_stats(&self) -> UpdateStats {
+        self.update_stats
     }
 
     pub fn ipsec(&self) -> &Ipsec {
@@ -265,7 +566,19 @@ impl EspDecrypt {
     #[inline]
     pub fn decrypt(&mut self, pkt: &mut Pkt, now: u64) -> Next {
         let r = match l3(pkt) {
-            Ok(mut b) => self.ipsec.inbound(&mut b, now),
+            Ok(mut b) => {
+                if !self.local.is_empty() {
+                    let d = b.data();
+                    if !to_local(d, &self.local) {
+                        return Next::Keep;
+                    }
+                    if self.punt_ike && udp_to(d, IKE_PORT) {
+                        self.ipsec.counters.punted += 1;
+                        return Next::Punt;
+                    }
+                }
+                self.ipsec.inbound(&mut b, now)
+            }
             Err(e) => Err(e),
         };
         match r {
@@ -315,6 +628,20 @@ impl Stage for EspDecrypt {
             "IKE and NAT-T keepalives on UDP 4500 sent to the control plane (RFC 3948)",
             c.punted,
         ));
+        f(Counter::total(
+            "sa_updates",
+            "SA changes applied from the control plane",
+            self.update_stats.applied,
+        ));
+        f(Counter::total(
+            "sa_updates_refused",
+            "SA changes refused (duplicate or unknown SPI)",
+            self.update_stats.refused,
+        ));
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {

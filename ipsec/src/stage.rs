@@ -100,9 +100,7 @@ fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) -> Option<Sa> 
                 Err((_, sa)) => (false, Some(sa)),
             }
         }
-        SaUpdate::AddOutbound { sa, selector }
-            if sa.config().direction == Direction::Outbound =>
-        {
+        SaUpdate::AddOutbound { sa, selector } if sa.config().direction == Direction::Outbound => {
             match ipsec.sad.insert(*sa) {
                 Ok(id) => {
                     let at = ipsec
@@ -226,8 +224,7 @@ fn udp_to(d: &[u8], port: u16) -> bool {
         Ok(ip) => {
             ip.proto == 17
                 && !ip.fragment
-                && d
-                    .get(ip.hdr_len + 2..ip.hdr_len + 4)
+                && d.get(ip.hdr_len + 2..ip.hdr_len + 4)
                     .is_some_and(|p| p == port.to_be_bytes())
         }
         Err(_) => false,

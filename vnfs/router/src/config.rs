@@ -182,6 +182,13 @@ pub struct Config {
     /// Policer (RFC 2697/2698), shaper and DSCP marking.
     #[serde(default)]
     pub qos: Option<QosConfig>,
+    /// IPsec gateway: the IKE daemon's connections (RFC 7296, swanctl-like; see
+    /// `ipsec::ike::daemon::config`); adds `esp-decrypt` and `esp-encrypt` to the
+    /// IPv4 pipeline. Needs the `std` feature (the IKE daemon runs in the `router`
+    /// binary).
+    #[cfg(feature = "std")]
+    #[serde(default)]
+    pub ike: Option<ipsec::ike::daemon::config::IkeSection>,
 }
 
 impl Config {
@@ -400,6 +407,29 @@ impl Config {
 
     fn check_features(&self, a: &Addrs) -> Result<(), ConfigError> {
         let nports = self.interfaces.len();
+        #[cfg(feature = "std")]
+        if let Some(ike) = &self.ike {
+            if self.engine.workers > 1 {
+                return err(
+                    "ike: needs engine.workers = 1 (an outbound SA's sequence numbers live in one worker)".into(),
+                );
+            }
+            let conns = ike
+                .connections()
+                .map_err(|e| ConfigError(format!("ike: {e}")))?;
+            for c in &conns {
+                let ours = match c.local {
+                    IpAddr::V4(l) => a.v4.iter().any(|(_, n)| n.addr == l),
+                    IpAddr::V6(_) => false,
+                };
+                if !ours {
+                    return err(format!(
+                        "ike: connections.{}.local_addrs: {} is not an IPv4 address of an interface",
+                        c.name, c.local
+                    ));
+                }
+            }
+        }
         if let Some(n) = &self.nat {
             if self.engine.workers > 1 {
                 return err(

@@ -72,9 +72,7 @@ impl<'de> Deserialize<'de> for Psk {
         let s = Zeroizing::new(String::deserialize(d)?);
         if let Some(h) = s.strip_prefix("0x") {
             if h.len() % 2 != 0 || h.is_empty() {
-                return Err(serde::de::Error::custom(
-                    "psk: odd or empty hex after 0x",
-                ));
+                return Err(serde::de::Error::custom("psk: odd or empty hex after 0x"));
             }
             let mut v = Zeroizing::new(Vec::with_capacity(h.len() / 2));
             for i in (0..h.len()).step_by(2) {
@@ -348,15 +346,14 @@ impl IkeSection {
             let ike = parse_proposals(&c.proposals, false).map_err(|e| at("proposals", e))?;
             let (child_name, ch) = match c.children.iter().next() {
                 Some(x) if c.children.len() == 1 => x,
-                _ => {
-                    return Err(at(
-                        "children",
-                        "exactly one child per connection (additional child SAs are not implemented)"
-                            .into(),
-                    ))
-                }
+                _ => return Err(at(
+                    "children",
+                    "exactly one child per connection (additional child SAs are not implemented)"
+                        .into(),
+                )),
             };
-            let cat = |k: &str, e: String| format!("connections.{name}.children.{child_name}.{k}: {e}");
+            let cat =
+                |k: &str, e: String| format!("connections.{name}.children.{child_name}.{k}: {e}");
             let esp =
                 parse_proposals(&ch.esp_proposals, true).map_err(|e| cat("esp_proposals", e))?;
             if esp.dh.len() > 1 {

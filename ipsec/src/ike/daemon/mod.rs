@@ -232,12 +232,24 @@ pub struct Metrics {
 const SESSION_NAMES: [(&str, &str); 8] = [
     ("ike_messages_received_total", "IKE messages received"),
     ("ike_messages_sent_total", "IKE messages sent"),
-    ("ike_retransmits_total", "requests sent again after a timeout (RFC 7296 §2.1)"),
+    (
+        "ike_retransmits_total",
+        "requests sent again after a timeout (RFC 7296 §2.1)",
+    ),
     ("ike_parse_errors_total", "datagrams that did not parse"),
-    ("ike_integrity_failures_total", "Encrypted payloads whose ICV did not verify"),
+    (
+        "ike_integrity_failures_total",
+        "Encrypted payloads whose ICV did not verify",
+    ),
     ("ike_unknown_spi_total", "messages for no known IKE SA"),
-    ("ike_bad_message_id_total", "replays and stale messages (RFC 7296 §2.3)"),
-    ("ike_cookies_sent_total", "COOKIE challenges sent (RFC 7296 §2.6)"),
+    (
+        "ike_bad_message_id_total",
+        "replays and stale messages (RFC 7296 §2.3)",
+    ),
+    (
+        "ike_cookies_sent_total",
+        "COOKIE challenges sent (RFC 7296 §2.6)",
+    ),
 ];
 
 impl Metrics {
@@ -266,8 +278,20 @@ impl Metrics {
             let _ = write!(s, "# HELP {n} {h}\n# TYPE {n} {t}\n{n} {v}\n");
         };
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        g(&mut s, "ike_sas", "established IKE SAs", "gauge", ld(&self.ike_sas));
-        g(&mut s, "child_sas", "installed child SAs (pairs)", "gauge", ld(&self.child_sas));
+        g(
+            &mut s,
+            "ike_sas",
+            "established IKE SAs",
+            "gauge",
+            ld(&self.ike_sas),
+        );
+        g(
+            &mut s,
+            "child_sas",
+            "installed child SAs (pairs)",
+            "gauge",
+            ld(&self.child_sas),
+        );
         let _ = write!(
             s,
             "# HELP ike_rekeys_total completed rekeys (RFC 7296 §2.8, §2.18)\n# TYPE ike_rekeys_total counter\nike_rekeys_total{{sa=\"ike\"}} {}\nike_rekeys_total{{sa=\"child\"}} {}\n",
@@ -281,7 +305,13 @@ impl Metrics {
         for (f, a) in Failure::ALL.iter().zip(self.failures.iter()) {
             let _ = writeln!(s, "ike_failures_total{{reason=\"{}\"}} {}", f.name(), ld(a));
         }
-        g(&mut s, "ike_initiated_total", "IKE SAs this end started", "counter", ld(&self.initiated));
+        g(
+            &mut s,
+            "ike_initiated_total",
+            "IKE SAs this end started",
+            "counter",
+            ld(&self.initiated),
+        );
         g(
             &mut s,
             "ike_nat_keepalives_sent_total",
@@ -427,7 +457,9 @@ impl Daemon {
     pub fn handle(&mut self, d: &Datagram, now: u64) {
         let natt = d.local.port() == NATT_PORT;
         if natt && d.data == [0xff] {
-            self.metrics.keepalives_received.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .keepalives_received
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         let body = if natt {
@@ -459,7 +491,8 @@ impl Daemon {
                 return false;
             };
             let (a, b) = i.spis();
-            let known = |x: u64| x != 0 && (x == a || x == b || c.ike.iter().any(|s| s.0 == x || s.1 == x));
+            let known =
+                |x: u64| x != 0 && (x == a || x == b || c.ike.iter().any(|s| s.0 == x || s.1 == x));
             known(spi_i) || known(spi_r)
         };
         let outs = if ours(conn) {
@@ -503,7 +536,8 @@ impl Daemon {
                     }
                 }
                 self.metrics.initiated.fetch_add(1, Ordering::Relaxed);
-                self.log.push(format!("{}: initiating to {remote}", self.conns[k].c.name));
+                self.log
+                    .push(format!("{}: initiating to {remote}", self.conns[k].c.name));
                 match r {
                     Ok(outs) => self.outputs(k, outs, now),
                     Err(e) => {
@@ -661,7 +695,11 @@ impl Daemon {
                 ..
             } => {
                 conn.ike.push((spi_i, spi_r));
-                if conn.initiator.as_ref().is_some_and(|i| i.spis() == (spi_i, spi_r)) {
+                if conn
+                    .initiator
+                    .as_ref()
+                    .is_some_and(|i| i.spis() == (spi_i, spi_r))
+                {
                     conn.established = true;
                 }
                 if nat_local {
@@ -701,7 +739,10 @@ impl Daemon {
                 if let Some(f) = Failure::of(reason) {
                     m.fail(f);
                 }
-                let ours = conn.initiator.as_ref().is_some_and(|i| i.spis() == (spi_i, spi_r));
+                let ours = conn
+                    .initiator
+                    .as_ref()
+                    .is_some_and(|i| i.spis() == (spi_i, spi_r));
                 if ours {
                     // Retry an attempt that never got up (start_action = start).
                     if !conn.established
@@ -744,7 +785,8 @@ impl Daemon {
                     }
                     Err(e) => {
                         m.fail(Failure::InstallFailed);
-                        self.log.push(format!("{name}: child SA not installed: {e}"));
+                        self.log
+                            .push(format!("{name}: child SA not installed: {e}"));
                     }
                 }
             }
@@ -762,7 +804,8 @@ impl Daemon {
                 };
                 let x = conn.children.remove(pos);
                 if x.replaced && self.grace_ms > 0 {
-                    self.retire.push((now + self.grace_ms, inbound_spi, outbound_spi));
+                    self.retire
+                        .push((now + self.grace_ms, inbound_spi, outbound_spi));
                 } else {
                     self.sink.remove(inbound_spi, outbound_spi);
                     m.child_sas.fetch_sub(1, Ordering::Relaxed);

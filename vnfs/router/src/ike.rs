@@ -297,6 +297,22 @@ pub fn run(mut d: Daemon, mut io: Io, stop: Arc<AtomicBool>) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+    // Going down: delete the IKE SAs (RFC 7296 §1.4.1) while the worker still runs,
+    // and wait up to a second for the answers.
+    let now = t0.elapsed().as_millis() as u64;
+    d.shutdown(now);
+    io.send(&mut d);
+    let end = Instant::now() + Duration::from_secs(1);
+    while d.ike_sas() > 0 && Instant::now() < end {
+        let now = t0.elapsed().as_millis() as u64;
+        io.receive(&mut d, now);
+        d.poll(now);
+        io.send(&mut d);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for l in d.take_log() {
+        tracing::info!("ike: {l}");
+    }
 }
 
 #[cfg(test)]

@@ -651,6 +651,43 @@ impl Daemon {
         Ok(())
     }
 
+    /// Deletes every established IKE SA (with its child SAs) and stops initiating:
+    /// for a daemon going down (swanctl's behaviour on shutdown). Keep calling
+    /// `handle`/`poll` until [`Daemon::ike_sas`] is 0 or a deadline passes.
+    pub fn shutdown(&mut self, now: u64) {
+        for k in 0..self.conns.len() {
+            let conn = &mut self.conns[k];
+            conn.start_at = None;
+            let mut outs = Vec::new();
+            let mut errs = Vec::new();
+            if let Some(i) = conn.initiator.as_mut() {
+                if conn.established {
+                    match i.delete_ike(now) {
+                        Ok(o) => outs.extend(o),
+                        Err(e) => errs.push(e),
+                    }
+                }
+            }
+            let spis: Vec<u64> = conn.ike.iter().map(|s| s.1).collect();
+            for spi_r in spis {
+                // SAs of our initiator are not the responder's: NotEstablished there.
+                if let Ok(o) = conn.responder.delete_ike(spi_r, now) {
+                    outs.extend(o);
+                }
+            }
+            for e in errs {
+                self.log
+                    .push(format!("{}: cannot delete the IKE SA: {e}", self.conns[k].c.name));
+            }
+            self.outputs(k, outs, now);
+        }
+    }
+
+    /// Established IKE SAs.
+    pub fn ike_sas(&self) -> usize {
+        self.conns.iter().map(|c| c.ike.len()).sum()
+    }
+
     fn conn_index(&self, name: &str) -> Result<usize, String> {
         self.conns
             .iter()

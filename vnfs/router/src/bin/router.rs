@@ -296,15 +296,20 @@ fn real_main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let stop = runner.stop_flag();
-    ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
+    // Ctrl-C ends the loop below; the workers keep running until `runner.stop()`, so
+    // the IKE daemon's Deletes (sent on the way down) still reach the wire.
+    let quit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let q = quit.clone();
+    ctrlc::set_handler(move || q.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
     let stop = runner.stop_flag();
     let t0 = Instant::now();
     let mut last_print = Instant::now();
     let mut last_rx = u64::MAX;
     let mut still = 0;
     tracing::info!("router ready");
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+        && !quit.load(std::sync::atomic::Ordering::Relaxed)
+    {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(s) = cli.seconds {
             if t0.elapsed().as_secs_f64() >= s {

@@ -82,7 +82,7 @@ impl Sad {
     /// Installs an SA built elsewhere (the control plane builds SAs off the data
     /// path, see `stage::SaUpdate`). Inbound SPIs must be unique; the SA comes back
     /// with the error.
-    pub fn insert(&mut self, sa: Sa) -> Result<SaId, (Error, Sa)> {
+    pub fn insert(&mut self, sa: Box<Sa>) -> Result<SaId, (Error, Box<Sa>)> {
         let spi = sa.cfg.spi;
         let inbound = sa.cfg.direction == Direction::Inbound;
         if inbound && self.inbound.contains_key(&spi) {
@@ -91,7 +91,7 @@ impl Sad {
         let id = match self.free.pop() {
             Some(index) => match self.slots.get_mut(index as usize) {
                 Some(slot) => {
-                    slot.sa = Some(sa);
+                    slot.sa = Some(*sa);
                     SaId {
                         index,
                         generation: slot.generation,
@@ -105,7 +105,7 @@ impl Sad {
                 };
                 self.slots.push(Slot {
                     generation: 0,
-                    sa: Some(sa),
+                    sa: Some(*sa),
                 });
                 SaId {
                     index,

@@ -90,18 +90,15 @@ pub struct UpdateStats {
     pub refused: u64,
 }
 
-/// Applies one update to `ipsec`. Removed (or refused) SAs are returned so the
-/// caller decides where their memory is freed.
-fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) -> Option<Sa> {
-    let (ok, gone) = match u {
+/// Applies one update to `ipsec`. A removed or refused SA is dropped here: its key
+/// memory is wiped (`Secret` zeroizes on drop) and freed, nothing is allocated.
+fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) {
+    let ok = match u {
         SaUpdate::AddInbound(sa) if sa.config().direction == Direction::Inbound => {
-            match ipsec.sad.insert(*sa) {
-                Ok(_) => (true, None),
-                Err((_, sa)) => (false, Some(sa)),
-            }
+            ipsec.sad.insert(sa).is_ok()
         }
         SaUpdate::AddOutbound { sa, selector } if sa.config().direction == Direction::Outbound => {
-            match ipsec.sad.insert(*sa) {
+            match ipsec.sad.insert(sa) {
                 Ok(id) => {
                     let at = ipsec
                         .spd
@@ -116,14 +113,14 @@ fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) -> Option<Sa> 
                             ipsec.spd.push_outbound(selector, Action::Protect(id));
                         }
                     }
-                    (true, None)
+                    true
                 }
-                Err((_, sa)) => (false, Some(sa)),
+                Err(_) => false,
             }
         }
         SaUpdate::RemoveInbound(spi) => match ipsec.sad.lookup_inbound(spi) {
-            Some(id) => (true, ipsec.sad.remove(id)),
-            None => (false, None),
+            Some(id) => ipsec.sad.remove(id).is_some(),
+            None => false,
         },
         SaUpdate::RemoveOutbound(spi) => match ipsec.sad.find(Direction::Outbound, spi) {
             Some(id) => {
@@ -135,18 +132,18 @@ fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) -> Option<Sa> 
                 if let Some(i) = at {
                     ipsec.spd.remove_outbound(i);
                 }
-                (true, ipsec.sad.remove(id))
+                ipsec.sad.remove(id).is_some()
             }
-            None => (false, None),
+            None => false,
         },
-        SaUpdate::AddInbound(sa) | SaUpdate::AddOutbound { sa, .. } => (false, Some(*sa)),
+        // an SA for the other direction's stage
+        SaUpdate::AddInbound(_) | SaUpdate::AddOutbound { .. } => false,
     };
     if ok {
         stats.applied += 1;
     } else {
         stats.refused += 1;
     }
-    gone
 }
 
 /// Drains `q` into `ipsec`; returns the number applied or refused.
@@ -157,8 +154,7 @@ fn drain(ipsec: &mut Ipsec, q: &Option<SaQueue>, stats: &mut UpdateStats) -> usi
     let mut n = 0;
     while let Some(u) = q.pop() {
         n += 1;
-        // The old SA's key memory is wiped here (`Secret` zeroizes on drop).
-        drop(apply(ipsec, u, stats));
+        apply(ipsec, u, stats);
     }
     n
 }
@@ -206,11 +202,11 @@ fn to_local(d: &[u8], local: &[IpAddr]) -> bool {
         Some(4) => d
             .get(16..20)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(|b| IpAddr::from(b)),
+            .map(IpAddr::from),
         Some(6) => d
             .get(24..40)
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map(|b| IpAddr::from(b)),
+            .map(IpAddr::from),
         _ => None,
     };
     dst.is_some_and(|a| local.contains(&a))
@@ -399,6 +395,7 @@ impl EspEncrypt {
         let mut ipsec = Ipsec::new();
         ipsec.spd.default_action = Action::Bypass;
         ipsec.sad.reserve(GATEWAY_SAS);
+        ipsec.spd.reserve(GATEWAY_SAS);
         EspEncrypt::new(ipsec).with_updates(updates)
     }
 
@@ -659,6 +656,7 @@ mod tests {
     use alloc::vec::Vec;
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use dataplane::buf::Pool;
+    use dataplane::graph::Graph;
 
     fn eth(ip: &[u8]) -> Vec<u8> {
         let mut f = alloc::vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -802,6 +800,164 @@ mod tests {
         assert_eq!(p.data()[18 + 9], 17, "UDP-encapsulated ESP");
         assert_eq!(dec.decrypt(&mut p, 0), Next::Keep);
         assert_eq!(p.data(), &f[..], "original frame restored");
+        out.cache.free(p);
+    }
+
+    fn frame(ip: &[u8], out: &mut Out) -> Pkt {
+        let mut p = out.cache.alloc().unwrap();
+        p.copy_from(&eth(ip)).unwrap();
+        p.meta.l3 = 14;
+        p
+    }
+
+    fn boxed(spi: u32, dir: Direction, km: &KeyMaterial) -> Box<Sa> {
+        let (a, b) = (
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        );
+        Box::new(Sa::new(SaConfig::tunnel(spi, dir, a, b), km, 0).unwrap())
+    }
+
+    /// SAs arrive through the update queues of running gateway stages, between
+    /// bursts: install, rekey (traffic moves to the new SA, the old inbound one still
+    /// decrypts), removal; refused updates are counted; transit traffic and traffic
+    /// no policy names pass unchanged; IKE to the gateway is punted.
+    #[test]
+    fn gateway_stages_take_sa_updates_between_bursts() {
+        let pool = Pool::new(256).unwrap();
+        let mut out = Out::new(1, pool.cache());
+        let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let (qe, qd) = (sa_queue(), sa_queue());
+        let mut enc = EspEncrypt::gateway(qe.clone());
+        let dec = EspDecrypt::gateway(alloc::vec![local], qd.clone());
+        let km1 = KeyMaterial::new(Algorithm::Aes128Gcm16, &[1; 20]).unwrap();
+        let km2 = KeyMaterial::new(Algorithm::Aes128Gcm16, &[2; 20]).unwrap();
+        let sel = Selector::between(
+            Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 0)), 16),
+            Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, 0)), 16),
+        );
+        let inner = udp4(
+            Ipv4Addr::new(10, 1, 0, 5),
+            Ipv4Addr::new(10, 2, 0, 5),
+            1,
+            2,
+            40,
+        );
+        let other = udp4(
+            Ipv4Addr::new(10, 3, 0, 5),
+            Ipv4Addr::new(10, 2, 0, 5),
+            1,
+            2,
+            40,
+        );
+        // Before any SA: everything passes in clear.
+        let mut p = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut p, 0), Next::Keep);
+        assert_eq!(&p.data()[14..], &inner[..]);
+        out.cache.free(p);
+        qe.push(SaUpdate::AddOutbound {
+            sa: boxed(0x1001, Direction::Outbound, &km1),
+            selector: sel,
+        })
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1001,
+            Direction::Inbound,
+            &km1,
+        )))
+        .unwrap();
+        // a duplicate inbound SPI and an SA for the wrong stage are refused
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1001,
+            Direction::Inbound,
+            &km1,
+        )))
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1002,
+            Direction::Outbound,
+            &km1,
+        )))
+        .unwrap();
+        let mut g = Graph::new();
+        g.add(Box::new(enc), None);
+        g.add(Box::new(dec), None);
+        let mut hook = update_hook();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert_eq!(enc.update_stats().applied, 1);
+        let mut old_esp = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut old_esp, 0), Next::Keep);
+        assert_eq!(old_esp.data()[14 + 9], 50, "ESP");
+        let mut clear = frame(&other, &mut out);
+        assert_eq!(enc.encrypt(&mut clear, 0), Next::Keep);
+        assert_eq!(&clear.data()[14..], &other[..], "no policy: bypass");
+        // rekey: the same selector moves to the new SA
+        qe.push(SaUpdate::AddOutbound {
+            sa: boxed(0x2002, Direction::Outbound, &km2),
+            selector: sel,
+        })
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x2002,
+            Direction::Inbound,
+            &km2,
+        )))
+        .unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        let mut new_esp = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut new_esp, 0), Next::Keep);
+        assert_eq!(&new_esp.data()[14 + 20..14 + 24], &0x2002u32.to_be_bytes());
+        assert_eq!(enc.ipsec().spd.outbound().len(), 1);
+        let dec = g.node_mut::<EspDecrypt>("esp-decrypt").unwrap();
+        assert_eq!(
+            dec.update_stats(),
+            UpdateStats {
+                applied: 2,
+                refused: 2
+            }
+        );
+        for p in [&mut old_esp, &mut new_esp] {
+            assert_eq!(dec.decrypt(p, 0), Next::Keep);
+            assert_eq!(&p.data()[14..], &inner[..], "old and new SA decrypt");
+        }
+        assert_eq!(dec.decrypt(&mut clear, 0), Next::Keep, "transit: untouched");
+        let ike = udp4(
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 2),
+            500,
+            500,
+            30,
+        );
+        let mut p = frame(&ike, &mut out);
+        assert_eq!(dec.decrypt(&mut p, 0), Next::Punt, "IKE to us");
+        for x in [old_esp, new_esp, clear, p] {
+            out.cache.free(x);
+        }
+        // the old SA retires; unknown SPIs are refused
+        qe.push(SaUpdate::RemoveOutbound(0x1001)).unwrap();
+        qd.push(SaUpdate::RemoveInbound(0x1001)).unwrap();
+        qd.push(SaUpdate::RemoveInbound(0x7777)).unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert_eq!(enc.ipsec().sad.len(), 1);
+        assert_eq!(
+            enc.ipsec().spd.outbound().len(),
+            1,
+            "the policy stays on the new SA"
+        );
+        let dec = g.node_mut::<EspDecrypt>("esp-decrypt").unwrap();
+        assert_eq!(dec.ipsec().sad.len(), 1);
+        assert_eq!(dec.update_stats().refused, 3);
+        // deleting the last SA removes its policy: clear again
+        qe.push(SaUpdate::RemoveOutbound(0x2002)).unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert!(enc.ipsec().spd.outbound().is_empty());
+        let mut p = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut p, 0), Next::Keep);
+        assert_eq!(&p.data()[14..], &inner[..]);
         out.cache.free(p);
     }
 

@@ -35,9 +35,7 @@ fn skip(why: &str) {
 }
 
 fn which(t: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join(t).is_file())
-    })
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
 }
 
 fn can_run() -> bool {
@@ -168,7 +166,15 @@ impl Lab {
 
     fn start_capture(&mut self) {
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[2], "tshark", "-q", "-i", &self.dev[3]])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[2],
+                "tshark",
+                "-q",
+                "-i",
+                &self.dev[3],
+            ])
             .args(["-f", "udp port 500 or udp port 4500", "-w"])
             .arg(self.path("wan.pcap"))
             .stdout(Stdio::null())
@@ -181,7 +187,10 @@ impl Lab {
             .unwrap_or_default()
             .contains("Capturing on")
         {
-            assert!(t.elapsed() < Duration::from_secs(10), "tshark did not start");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "tshark did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -338,7 +347,15 @@ secrets {{
             d.join("run").display()
         );
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[2], "unshare", "-m", "--propagation", "private"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[2],
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
             .args(["sh", "-c", &script])
             .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
             .stdin(Stdio::null())
@@ -347,8 +364,15 @@ secrets {{
             .spawn()
             .expect("charon");
         self.charon = Some(child);
-        self.wait("charon's vici socket", 15, || d.join("charon.vici").exists());
-        self.swanctl(&["--load-all", "--noprompt", "--file", &d.join("swanctl.conf").display().to_string()]);
+        self.wait("charon's vici socket", 15, || {
+            d.join("charon.vici").exists()
+        });
+        self.swanctl(&[
+            "--load-all",
+            "--noprompt",
+            "--file",
+            &d.join("swanctl.conf").display().to_string(),
+        ]);
     }
 
     fn swanctl(&self, args: &[&str]) -> String {
@@ -389,7 +413,9 @@ secrets {{
                 continue;
             }
             if inside {
-                let mut w = t.split(|c: char| c == ',' || c.is_whitespace()).filter(|x| !x.is_empty());
+                let mut w = t
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|x| !x.is_empty());
                 match (w.next(), w.next()) {
                     (Some("in"), Some(s)) => i = Some(s.to_string()),
                     (Some("out"), Some(s)) => o = Some(s.to_string()),
@@ -413,7 +439,9 @@ secrets {{
         self.wait("the router's SAs", 20, || {
             self.metric("ike_sas") == Some(1.0) && self.metric("child_sas") == Some(1.0)
         });
-        self.wait("charon's INSTALLED child SA", 10, || self.charon_established());
+        self.wait("charon's INSTALLED child SA", 10, || {
+            self.charon_established()
+        });
     }
 
     /// busybox ping from namespace `n` to `dst` until one answer (ARP and the
@@ -421,7 +449,18 @@ secrets {{
     fn ping(&self, n: usize, dst: &str) {
         for _ in 0..10 {
             let ok = Command::new("ip")
-                .args(["netns", "exec", &self.ns[n], "busybox", "ping", "-c", "1", "-W", "1", dst])
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns[n],
+                    "busybox",
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    dst,
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -430,7 +469,11 @@ secrets {{
                 return;
             }
         }
-        panic!("no ping answer from {dst} in {}; logs in {}", self.ns[n], self.dir.display());
+        panic!(
+            "no ping answer from {dst} in {}; logs in {}",
+            self.ns[n],
+            self.dir.display()
+        );
     }
 
     /// Three pings each way must all be answered.
@@ -551,8 +594,14 @@ fn strongswan_initiates_to_the_router() {
     let (sent, echoed) = stream.join().expect("stream");
     eprintln!("ipsec_strongswan: charon's rekey: {echoed}/{sent} echoed");
     assert!(sent > 300, "{sent}");
-    assert!(sent - echoed <= 2, "lost {} of {sent} across the rekey", sent - echoed);
-    lab.wait("the old child SA retired", 5, || lab.metric("child_sas") == Some(1.0));
+    assert!(
+        sent - echoed <= 2,
+        "lost {} of {sent} across the rekey",
+        sent - echoed
+    );
+    lab.wait("the old child SA retired", 5, || {
+        lab.metric("child_sas") == Some(1.0)
+    });
     lab.pings_both_ways();
     // charon deletes: the router removes its SAs.
     lab.swanctl(&["--terminate", "--ike", "gw-a", "--timeout", "10"]);
@@ -560,7 +609,10 @@ fn strongswan_initiates_to_the_router() {
         lab.metric("ike_sas") == Some(0.0) && lab.metric("child_sas") == Some(0.0)
     });
     assert!(lab.charon_empty());
-    assert_eq!(lab.metric("ike_failures_total{reason=\"timeout\"}"), Some(0.0));
+    assert_eq!(
+        lab.metric("ike_failures_total{reason=\"timeout\"}"),
+        Some(0.0)
+    );
     lab.check_capture(6);
 }
 
@@ -590,7 +642,11 @@ fn the_router_initiates_to_strongswan() {
     let (sent, echoed) = stream.join().expect("stream");
     eprintln!("ipsec_strongswan: our rekey: {echoed}/{sent} echoed");
     assert!(sent > 300, "{sent}");
-    assert!(sent - echoed <= 2, "lost {} of {sent} across the rekey", sent - echoed);
+    assert!(
+        sent - echoed <= 2,
+        "lost {} of {sent} across the rekey",
+        sent - echoed
+    );
     lab.pings_both_ways();
     // The router goes down: it deletes its IKE SA, charon's SAs go too.
     if let Some(mut r) = lab.router.take() {

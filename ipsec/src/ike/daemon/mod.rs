@@ -676,8 +676,10 @@ impl Daemon {
                 }
             }
             for e in errs {
-                self.log
-                    .push(format!("{}: cannot delete the IKE SA: {e}", self.conns[k].c.name));
+                self.log.push(format!(
+                    "{}: cannot delete the IKE SA: {e}",
+                    self.conns[k].c.name
+                ));
             }
             self.outputs(k, outs, now);
         }

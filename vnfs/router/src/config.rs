@@ -665,6 +665,51 @@ mod tests {
         assert!(!c.routes.is_empty());
     }
 
+    #[cfg(feature = "std")]
+    #[test]
+    fn ike_section_parses_and_is_checked() {
+        let ex = include_str!("../examples/router-ipsec.toml");
+        let c = Config::from_toml(ex).unwrap();
+        let ike = c.ike.as_ref().unwrap();
+        assert_eq!(ike.connections["site-b"].children.len(), 1);
+        let dbg = format!("{c:?}");
+        assert!(
+            dbg.contains("<secret>") && !dbg.contains("change me"),
+            "psk hidden"
+        );
+        // without the section nothing changes
+        assert!(Config::from_toml(include_str!("../examples/router.toml"))
+            .unwrap()
+            .ike
+            .is_none());
+        for (from, to, want) in [
+            (
+                "workers = 1",
+                "workers = 2",
+                "ike: needs engine.workers = 1",
+            ),
+            (
+                "local_addrs = \"198.51.100.1\"",
+                "local_addrs = \"198.51.100.9\"",
+                "ike: connections.site-b.local_addrs: 198.51.100.9 is not",
+            ),
+            (
+                "aes256gcm16-prfsha256-x25519",
+                "3des-md5-modp1024",
+                "ike: connections.site-b.proposals",
+            ),
+            (
+                "rekey_time_s = 3600",
+                "rekey_time_s = 3600\nbogus = 1",
+                "bogus",
+            ),
+        ] {
+            let e = Config::from_toml(&ex.replace(from, to)).unwrap_err().0;
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(!e.contains("change me"), "{e}");
+        }
+    }
+
     #[test]
     fn errors_name_the_field() {
         let bad = r#"

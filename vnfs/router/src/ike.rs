@@ -143,6 +143,9 @@ pub fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     f
 }
 
+/// A port and the next-hop address on it.
+type Hop = (u16, Ipv4Addr);
+
 /// The punt/inject side of the daemon.
 pub struct Io {
     l3: Arc<L3>,
@@ -195,8 +198,9 @@ impl Io {
         n
     }
 
-    /// The port and MAC to reach `peer` (FIB + neighbour table, else learned).
-    fn next_hop(&mut self, peer: Ipv4Addr) -> Result<(u16, [u8; 6]), Option<(u16, Ipv4Addr)>> {
+    /// The port and MAC to reach `peer` (FIB + neighbour table, else learned); when
+    /// unknown, the port and next-hop address to ask for (if routed).
+    fn next_hop(&mut self, peer: Ipv4Addr) -> Result<(u16, [u8; 6]), Option<Hop>> {
         let route = self
             .l3
             .fib4

@@ -444,6 +444,31 @@ secrets {{
         });
     }
 
+    /// The metrics file (engine and IKE daemon) passes `promtool check metrics`,
+    /// when promtool is installed.
+    fn promtool(&self) {
+        if !which("promtool") {
+            return;
+        }
+        let m = std::fs::read(self.path("metrics.txt")).expect("metrics");
+        let mut c = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool");
+        use std::io::Write;
+        c.stdin.take().expect("stdin").write_all(&m).expect("write");
+        let out = c.wait_with_output().expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// busybox ping from namespace `n` to `dst` until one answer (ARP and the
     /// first ESP may take a moment), at most 10 tries.
     fn ping(&self, n: usize, dst: &str) {
@@ -576,6 +601,7 @@ fn strongswan_initiates_to_the_router() {
     lab.start_charon();
     lab.swanctl(&["--initiate", "--child", "net", "--timeout", "15"]);
     lab.wait_up();
+    lab.promtool();
     lab.pings_both_ways();
     // charon rekeys the child SA in the middle of a UDP stream.
     let before = lab.charon_child().expect("child");

@@ -12,7 +12,8 @@
 //! to our responder / our `start_action = start` initiates), pings (busybox) pass
 //! hA → hB and hB → hA, a UDP stream runs across a child SA rekey (started by
 //! charon / by our soft lifetime) and is checked for loss, a delete from one side
-//! (`swanctl --terminate` / the router's shutdown) removes the SAs on both, and
+//! (`swanctl --terminate` / the router's shutdown) removes the SAs on both, the
+//! router's liveness checks (DPD) are answered, and
 //! tshark dissects the captured IKE without malformed-packet or error expert info.
 //!
 //! Root only; skipped with a message without root, charon, kernel-libipsec,
@@ -248,6 +249,7 @@ psk = "{PSK}"
 proposals = ["aes256gcm16-prfsha256-x25519"]
 start_action = "{start_action}"
 retry_s = 2
+dpd_delay_s = 3
 
 [ike.connections.gw-b.children.net]
 local_ts = ["10.1.0.0/16"]
@@ -629,6 +631,15 @@ fn strongswan_initiates_to_the_router() {
         lab.metric("child_sas") == Some(1.0)
     });
     lab.pings_both_ways();
+    // After 3 s without IKE traffic the router checks charon's liveness (§1.4).
+    lab.wait("a liveness check", 10, || {
+        lab.metric("ike_dpd_checks_total").is_some_and(|n| n >= 1.0)
+    });
+    lab.wait("its answer", 5, || {
+        lab.metric("ike_messages_received_total") > Some(0.0)
+            && lab.metric("ike_retransmits_total") == Some(0.0)
+    });
+    assert_eq!(lab.metric("ike_sas"), Some(1.0));
     // charon deletes: the router removes its SAs.
     lab.swanctl(&["--terminate", "--ike", "gw-a", "--timeout", "10"]);
     lab.wait("the router's SAs gone", 10, || {

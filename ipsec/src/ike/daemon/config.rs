@@ -20,6 +20,8 @@
 //! rekey_time_s = 3600         # IKE SA soft lifetime (rekey, §2.18); 0: never
 //! over_time_s = 360           # hard = rekey + over (swanctl's over_time)
 //! retry_s = 5                 # start_action = start: initiate again after a failure
+//! dpd_delay_s = 30            # liveness check after this long without a message (§1.4); 0: off
+//! dpd_action = "clear"        # clear | restart (initiate again) when the peer is dead
 //!
 //! [ike.connections.site-b.children.net]
 //! local_ts = ["10.1.0.0/16"]
@@ -167,7 +169,24 @@ pub struct ConnectionConfig {
     pub over_time_s: Option<u64>,
     #[serde(default = "d_retry")]
     pub retry_s: u64,
+    /// Dead peer detection: a liveness check (RFC 7296 §1.4) after this long
+    /// without a message from the peer; 0: off.
+    #[serde(default)]
+    pub dpd_delay_s: u64,
+    #[serde(default)]
+    pub dpd_action: DpdAction,
     pub children: BTreeMap<String, ChildConfig>,
+}
+
+/// What to do when a liveness check goes unanswered (swanctl's `dpd_action`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DpdAction {
+    /// Remove the SAs.
+    #[default]
+    Clear,
+    /// Remove the SAs and initiate again (`retry_s` later; needs a remote address).
+    Restart,
 }
 
 fn d_proposals() -> Vec<String> {
@@ -278,6 +297,9 @@ pub struct Connection {
     pub child_name: String,
     pub start_action: StartAction,
     pub retry_ms: u64,
+    /// 0: no liveness checks.
+    pub dpd_ms: u64,
+    pub dpd_action: DpdAction,
     ike: Proposal,
     esp: Proposal,
     local_id: Identification,
@@ -337,6 +359,12 @@ impl IkeSection {
             if remote.is_some_and(|r| r.is_ipv4() != local.is_ipv4()) {
                 return Err(at("remote_addrs", "not of local_addrs' family".into()));
             }
+            if remote.is_none() && c.dpd_action == DpdAction::Restart {
+                return Err(at(
+                    "dpd_action",
+                    "a connection to %any cannot restart".into(),
+                ));
+            }
             if remote.is_none() && c.start_action != StartAction::None {
                 return Err(at(
                     "start_action",
@@ -389,6 +417,8 @@ impl IkeSection {
                 child_name: child_name.clone(),
                 start_action: c.start_action,
                 retry_ms: c.retry_s.max(1).saturating_mul(1000),
+                dpd_ms: c.dpd_delay_s.saturating_mul(1000),
+                dpd_action: c.dpd_action,
                 ike,
                 esp,
                 local_id: parse_id(&c.local_id),

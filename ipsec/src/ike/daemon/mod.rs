@@ -26,9 +26,13 @@
 //!   once;
 //! * metrics: `ike_sas`, `child_sas`, rekeys and failures by reason ([`Metrics`]).
 //!
-//! Not done: DPD (liveness checks are answered by the session but not sent), trap
-//! policies that initiate on traffic, several children per connection, IPv6 in the
-//! router's punt path.
+//! * dead peer detection: a liveness check (an empty INFORMATIONAL, §1.4) after
+//!   `dpd_delay_s` without a message from the peer; unanswered, the session closes
+//!   the IKE SA (`Timeout`), its SAs are removed, and with `dpd_action = restart`
+//!   the connection is initiated again.
+//!
+//! Not done: trap policies that initiate on traffic, several children per
+//! connection, IPv6 in the router's punt path, MOBIKE.
 
 pub mod config;
 pub mod udp;
@@ -41,7 +45,7 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use config::{Connection, IkeSection, StartAction};
+use config::{Connection, DpdAction, IkeSection, StartAction};
 use core::fmt::Write as _;
 use core::net::{IpAddr, SocketAddr};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -219,6 +223,8 @@ pub struct Metrics {
     pub ike_rekeys: AtomicU64,
     pub child_rekeys: AtomicU64,
     pub initiated: AtomicU64,
+    /// Liveness checks sent (DPD, RFC 7296 §1.4).
+    pub dpd_checks: AtomicU64,
     pub keepalives_sent: AtomicU64,
     pub keepalives_received: AtomicU64,
     /// Datagrams no connection takes (unknown local/peer address).
@@ -314,6 +320,13 @@ impl Metrics {
         );
         g(
             &mut s,
+            "ike_dpd_checks_total",
+            "liveness checks sent (RFC 7296 §1.4)",
+            "counter",
+            ld(&self.dpd_checks),
+        );
+        g(
+            &mut s,
             "ike_nat_keepalives_sent_total",
             "NAT-T keepalives sent (RFC 3948 §2.3)",
             "counter",
@@ -363,6 +376,9 @@ struct Conn {
     keepalive: Option<(SocketAddr, u64)>,
     /// The peer's address on port 4500 after NAT-T moved there.
     natt_peer: Option<SocketAddr>,
+    /// When the last datagram from the peer arrived (or the last liveness check
+    /// went out), for DPD.
+    last_rx: u64,
 }
 
 /// The daemon: connections, their sessions, the SA sink, metrics.
@@ -411,6 +427,7 @@ impl Daemon {
                 children: Vec::new(),
                 keepalive: None,
                 natt_peer: None,
+                last_rx: 0,
             });
         }
         Ok(Daemon {
@@ -486,6 +503,7 @@ impl Daemon {
         if natt {
             conn.natt_peer = Some(d.peer);
         }
+        conn.last_rx = now;
         let ours = |c: &Conn| {
             let Some(i) = &c.initiator else {
                 return false;
@@ -548,7 +566,26 @@ impl Daemon {
                 }
             }
             let conn = &mut self.conns[k];
-            let mut outs = conn.responder.poll(now);
+            let mut outs = Vec::new();
+            if conn.c.dpd_ms > 0
+                && !conn.ike.is_empty()
+                && now.saturating_sub(conn.last_rx) >= conn.c.dpd_ms
+            {
+                conn.last_rx = now;
+                let r = match conn.initiator.as_mut() {
+                    Some(i) if conn.established => i.liveness(now),
+                    _ => match conn.ike.last() {
+                        Some(&(_, spi_r)) => conn.responder.liveness(spi_r, now),
+                        None => Ok(Vec::new()),
+                    },
+                };
+                // Busy: a request is outstanding, which checks liveness as well.
+                if let Ok(o) = r {
+                    outs.extend(o);
+                    self.metrics.dpd_checks.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            outs.extend(conn.responder.poll(now));
             if let Some(i) = conn.initiator.as_mut() {
                 if i.next_timeout().is_some_and(|t| t <= now) {
                     outs.extend(i.poll(now));
@@ -782,17 +819,22 @@ impl Daemon {
                     .initiator
                     .as_ref()
                     .is_some_and(|i| i.spis() == (spi_i, spi_r));
-                if ours {
+                if ours
+                    && !conn.established
+                    && conn.c.start_action != StartAction::None
+                    && Failure::of(reason).is_some()
+                {
                     // Retry an attempt that never got up (start_action = start).
-                    if !conn.established
-                        && conn.c.start_action != StartAction::None
-                        && Failure::of(reason).is_some()
-                    {
-                        conn.start_at = Some(now + conn.c.retry_ms);
-                    }
-                    if conn.ike.is_empty() {
-                        conn.keepalive = None;
-                    }
+                    conn.start_at = Some(now + conn.c.retry_ms);
+                }
+                if was_up
+                    && reason == DownReason::Timeout
+                    && conn.c.dpd_action == DpdAction::Restart
+                    && conn.ike.is_empty()
+                    && conn.c.remote.is_some()
+                {
+                    // The peer is dead (DPD or any unanswered request): start over.
+                    conn.start_at = Some(now + conn.c.retry_ms);
                 }
                 if conn.ike.is_empty() {
                     conn.keepalive = None;

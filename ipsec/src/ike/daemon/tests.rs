@@ -109,6 +109,10 @@ fn config_errors_name_the_key() {
             "rekey_time_s",
         ),
         (
+            B.replace("local_id", "dpd_action = \"restart\"\nlocal_id"),
+            "dpd_action",
+        ),
+        (
             alloc::format!("{A}[connections.to-b.children.two]\nlocal_ts=[\"1.0.0.0/8\"]\nremote_ts=[\"2.0.0.0/8\"]\n"),
             "children",
         ),
@@ -139,6 +143,8 @@ struct Pair {
     /// Drop the next n datagrams from A.
     lose_a: usize,
     sent_a: usize,
+    /// Drop everything from B.
+    cut_b: bool,
 }
 
 impl Pair {
@@ -152,7 +158,15 @@ impl Pair {
             now: 0,
             lose_a: 0,
             sent_a: 0,
+            cut_b: false,
         }
+    }
+
+    fn with(a: &str, b: &str) -> Pair {
+        let mut p = Pair::new();
+        p.a = Daemon::new(&section(a), Box::new(p.sa.clone())).unwrap();
+        p.b = Daemon::new(&section(b), Box::new(p.sb.clone())).unwrap();
+        p
     }
 
     /// Runs both for `ms`, in 10 ms steps.
@@ -179,6 +193,9 @@ impl Pair {
                     );
                 }
                 for d in self.b.take_output() {
+                    if self.cut_b {
+                        continue;
+                    }
                     self.a.handle(
                         &Datagram {
                             local: d.peer,
@@ -307,4 +324,38 @@ fn nat_keepalives_are_counted_not_parsed() {
     p.b.handle(&t, 0);
     p.b.poll(0);
     assert_eq!(m(&p.b).session[3].load(Ordering::Relaxed), 1, "parse error");
+}
+
+#[test]
+fn dead_peer_detection_clears_or_restarts() {
+    let a = A.replace(
+        "retry_s = 7",
+        "retry_s = 7\ndpd_delay_s = 10\ndpd_action = \"restart\"",
+    );
+    let b = B.replace("psk =", "dpd_delay_s = 10\npsk =");
+    let mut p = Pair::with(&a, &b);
+    p.run(200);
+    assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 1);
+    // A live peer answers: checks go out both ways every 10 s of silence, nothing fails.
+    p.run(25_000);
+    assert!(m(&p.a).dpd_checks.load(Ordering::Relaxed) >= 2);
+    assert!(m(&p.b).dpd_checks.load(Ordering::Relaxed) >= 2);
+    assert_eq!(m(&p.a).ike_sas.load(Ordering::Relaxed), 1);
+    assert_eq!(m(&p.a).failure(Failure::Timeout), 0);
+    // B goes silent: A's next check (at most 10 s later) is never answered (400 ms
+    // doubling, 5 retries: 25.2 s), A clears its SAs and, with dpd_action =
+    // restart, initiates again 7 s later.
+    p.cut_b = true;
+    p.run(43_000);
+    assert_eq!(m(&p.a).failure(Failure::Timeout), 1);
+    assert_eq!(m(&p.a).ike_sas.load(Ordering::Relaxed), 0);
+    assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 0);
+    assert_eq!(p.sa.0.lock().unwrap().removed.len(), 1);
+    assert_eq!(m(&p.a).initiated.load(Ordering::Relaxed), 2, "restarted");
+    // B's own checks to A went unanswered as well (its answers were dropped).
+    assert_eq!(m(&p.b).failure(Failure::Timeout), 1);
+    p.cut_b = false;
+    p.run(30_000);
+    assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 1, "back up");
+    assert!(m(&p.a).prometheus().contains("ike_dpd_checks_total"));
 }

@@ -174,7 +174,11 @@ fn real_main() -> anyhow::Result<()> {
     }
     let router = Router::build(&cfg, &port_macs, routes.as_deref())?;
     if cli.show_graph {
-        print!("{}", router.pipeline().describe());
+        let pl = match &cfg.ike {
+            Some(_) => router.pipeline_ipsec(&ipsec::stage::StageQueues::new()),
+            None => router.pipeline(),
+        };
+        print!("{}", pl.describe());
         return Ok(());
     }
     // The pool is the largest allocation: made once the configuration is known good.

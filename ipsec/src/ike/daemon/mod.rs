@@ -768,7 +768,7 @@ impl Daemon {
                 spi_i,
                 spi_r,
                 nat_local,
-                ..
+                nat_remote,
             } => {
                 conn.ike.push((spi_i, spi_r));
                 if conn
@@ -784,8 +784,14 @@ impl Daemon {
                     }
                 }
                 m.ike_sas.fetch_add(1, Ordering::Relaxed);
+                let nat = match (nat_local, nat_remote) {
+                    (false, false) => "",
+                    (true, false) => " (this end behind a NAT)",
+                    (false, true) => " (the peer behind a NAT)",
+                    (true, true) => " (both ends behind NATs)",
+                };
                 self.log.push(format!(
-                    "{name}: IKE SA {spi_i:016x}_i {spi_r:016x}_r established"
+                    "{name}: IKE SA {spi_i:016x}_i {spi_r:016x}_r established{nat}"
                 ));
             }
             Event::IkeSaRekeyed {

@@ -145,6 +145,8 @@ struct Pair {
     sent_a: usize,
     /// Drop everything from B.
     cut_b: bool,
+    /// A behind a NAT: its 192.0.2.1:P appears to B as 203.0.113.1:P+1000.
+    nat: bool,
 }
 
 impl Pair {
@@ -159,6 +161,7 @@ impl Pair {
             lose_a: 0,
             sent_a: 0,
             cut_b: false,
+            nat: false,
         }
     }
 
@@ -183,10 +186,15 @@ impl Pair {
                         continue;
                     }
                     assert_eq!(d.peer.ip(), "192.0.2.2".parse::<IpAddr>().unwrap());
+                    let from = if self.nat {
+                        SocketAddr::new("203.0.113.1".parse().unwrap(), d.local.port() + 1000)
+                    } else {
+                        d.local
+                    };
                     self.b.handle(
                         &Datagram {
                             local: d.peer,
-                            peer: d.local,
+                            peer: from,
                             data: d.data,
                         },
                         self.now,
@@ -196,9 +204,14 @@ impl Pair {
                     if self.cut_b {
                         continue;
                     }
+                    let to = if self.nat {
+                        SocketAddr::new("192.0.2.1".parse().unwrap(), d.peer.port() - 1000)
+                    } else {
+                        d.peer
+                    };
                     self.a.handle(
                         &Datagram {
-                            local: d.peer,
+                            local: to,
                             peer: d.local,
                             data: d.data,
                         },
@@ -358,4 +371,49 @@ fn dead_peer_detection_clears_or_restarts() {
     p.run(30_000);
     assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 1, "back up");
     assert!(m(&p.a).prometheus().contains("ike_dpd_checks_total"));
+}
+
+#[test]
+fn behind_a_nat_the_initiator_moves_to_4500_and_sends_keepalives() {
+    let mut p = Pair::new();
+    p.nat = true;
+    p.run(300);
+    let log = p.a.take_log().join("\n");
+    assert!(log.contains("established (this end behind a NAT)"), "{log}");
+    assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 1);
+    // 20 s keepalive interval (RFC 3948 §2.3), from port 4500
+    p.run(45_000);
+    let sent = m(&p.a).keepalives_sent.load(Ordering::Relaxed);
+    assert_eq!(sent, 2, "at 20 s and 40 s");
+    assert_eq!(m(&p.b).keepalives_received.load(Ordering::Relaxed), sent);
+    assert_eq!(
+        m(&p.b).keepalives_sent.load(Ordering::Relaxed),
+        0,
+        "B is not behind a NAT"
+    );
+    assert_eq!(m(&p.a).ike_sas.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn hard_child_lifetime_removes_the_sa_when_the_rekey_goes_unanswered() {
+    let a = A.replace("rekey_time_s = 0", "rekey_time_s = 2\nlife_time_s = 4");
+    let mut p = Pair::with(&a, B);
+    p.run(200);
+    assert_eq!(m(&p.a).child_sas.load(Ordering::Relaxed), 1);
+    p.lose_a = usize::MAX;
+    p.cut_b = true;
+    p.run(3_500);
+    assert_eq!(
+        m(&p.a).child_sas.load(Ordering::Relaxed),
+        1,
+        "rekey outstanding"
+    );
+    p.run(1_000);
+    assert_eq!(
+        m(&p.a).child_sas.load(Ordering::Relaxed),
+        0,
+        "hard lifetime"
+    );
+    assert_eq!(p.sa.0.lock().unwrap().removed.len(), 1);
+    assert_eq!(m(&p.a).child_rekeys.load(Ordering::Relaxed), 0);
 }

@@ -3,7 +3,10 @@
 //! (`ethernet-input` → `arp-input` → `ip4-input` → `ip4-lookup` → `ip4-rewrite`, and
 //! the IPv6 equivalents) that every worker runs. `no_std` + alloc: the unikernel
 //! image links the same code; the `router` binary (feature `std`) runs it over Linux
-//! ports.
+//! ports. With an `[ike]` section (feature `std`), [`Router::pipeline_ipsec`] adds
+//! `esp-decrypt` after `ip4-input` and `esp-encrypt` before `ip4-lookup`, and the
+//! [`ike`] module runs the IKE daemon (RFC 7296) over the worker's punt and inject
+//! rings.
 //!
 //! `ip4-input` and `ip6-input` are built with the router's own addresses
 //! ([`Ip4Input::for_l3`], [`Ip6Input::for_l3`]) so martians (RFC 1812 §5.3.7,

@@ -69,8 +69,8 @@ impl Sockets {
     }
 }
 
-/// Runs the daemon over its sockets until `stop` is set; time is milliseconds
-/// since the call.
+/// Runs the daemon over its sockets until `stop` is set, then deletes its IKE SAs;
+/// time is milliseconds since the call.
 pub fn run(d: &mut Daemon, stop: &AtomicBool) -> io::Result<()> {
     let socks = Sockets::bind(d)?;
     let t0 = Instant::now();
@@ -85,6 +85,22 @@ pub fn run(d: &mut Daemon, stop: &AtomicBool) -> io::Result<()> {
         if got == 0 {
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+    // Going down: delete the IKE SAs (RFC 7296 §1.4.1), wait up to a second for
+    // the answers.
+    let now = t0.elapsed().as_millis() as u64;
+    d.shutdown(now);
+    socks.send(d);
+    let end = Instant::now() + Duration::from_secs(1);
+    while d.ike_sas() > 0 && Instant::now() < end {
+        let now = t0.elapsed().as_millis() as u64;
+        socks.receive(d, now);
+        d.poll(now);
+        socks.send(d);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for l in d.take_log() {
+        tracing::info!("ike: {l}");
     }
     Ok(())
 }

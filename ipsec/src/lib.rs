@@ -11,9 +11,12 @@
 //! and encrypts, [`Ipsec::inbound`] decrypts and checks the policy. Both work in place
 //! on any [`Buf`] (the engine's packet buffers implement it in the `stage` module).
 //!
-//! [`ike`] is the IKEv2 (RFC 7296) control plane in progress: codec, key derivation
-//! and sans-IO initiator/responder state machines that produce child SAs for the SAD
-//! (key derivation and the state machines need the `ring` feature).
+//! [`ike`] is the IKEv2 (RFC 7296) control plane: codec, key derivation and sans-IO
+//! initiator/responder state machines that produce child SAs for the SAD (key
+//! derivation and the state machines need the `ring` feature), and, with the
+//! `daemon` feature (std), an IKE daemon that runs configured connections and
+//! installs their SAs into running `esp-*` stages through the stages' update queues
+//! (`stage::SaUpdate`).
 #![no_std]
 
 extern crate alloc;

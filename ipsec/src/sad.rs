@@ -79,6 +79,70 @@ impl Sad {
         Ok(id)
     }
 
+    /// Installs an SA built elsewhere (the control plane builds SAs off the data
+    /// path, see `stage::SaUpdate`). Inbound SPIs must be unique; the SA comes back
+    /// with the error.
+    pub fn insert(&mut self, sa: Box<Sa>) -> Result<SaId, (Error, Box<Sa>)> {
+        let spi = sa.cfg.spi;
+        let inbound = sa.cfg.direction == Direction::Inbound;
+        if inbound && self.inbound.contains_key(&spi) {
+            return Err((Error::DuplicateSpi(spi), sa));
+        }
+        let id = match self.free.pop() {
+            Some(index) => match self.slots.get_mut(index as usize) {
+                Some(slot) => {
+                    slot.sa = Some(*sa);
+                    SaId {
+                        index,
+                        generation: slot.generation,
+                    }
+                }
+                None => return Err((Error::UnknownSa, sa)),
+            },
+            None => {
+                let Ok(index) = u32::try_from(self.slots.len()) else {
+                    return Err((Error::UnknownSa, sa));
+                };
+                self.slots.push(Slot {
+                    generation: 0,
+                    sa: Some(*sa),
+                });
+                SaId {
+                    index,
+                    generation: 0,
+                }
+            }
+        };
+        if inbound {
+            self.inbound.insert(spi, id);
+        }
+        Ok(id)
+    }
+
+    /// Room for `n` SAs without allocating (a running worker's SAD reserves this
+    /// at start-up so installs between bursts do not grow it).
+    pub fn reserve(&mut self, n: usize) {
+        self.slots.reserve(n);
+        self.free.reserve(n);
+        self.inbound.reserve(n);
+    }
+
+    /// The installed SA with this direction and SPI (a scan: control-plane use).
+    pub fn find(&self, direction: Direction, spi: u32) -> Option<SaId> {
+        if direction == Direction::Inbound {
+            return self.lookup_inbound(spi);
+        }
+        self.slots.iter().enumerate().find_map(|(index, slot)| {
+            slot.sa
+                .as_ref()
+                .filter(|sa| sa.cfg.direction == direction && sa.cfg.spi == spi)
+                .map(|_| SaId {
+                    index: index as u32,
+                    generation: slot.generation,
+                })
+        })
+    }
+
     /// Deletes an SA (its key memory is wiped).
     pub fn remove(&mut self, id: SaId) -> Option<Sa> {
         let slot = self.slots.get_mut(id.index as usize)?;

@@ -135,6 +135,12 @@ impl Spd {
         Self::default()
     }
 
+    /// Room for `n` more policies each way without allocating.
+    pub fn reserve(&mut self, n: usize) {
+        self.outbound.reserve(n);
+        self.inbound.reserve(n);
+    }
+
     /// Appends an outbound policy (lower priority than all before it); returns its
     /// index.
     pub fn push_outbound(&mut self, selector: Selector, action: Action) -> usize {

@@ -11,13 +11,221 @@
 //!
 //! Each stage owns one [`Ipsec`] (SAD + SPD + counters): one worker per SA, so the
 //! outbound sequence counter needs no atomics.
+//!
+//! A running stage takes SA changes from the control plane (an IKE daemon) through
+//! an [`SaQueue`]: a fixed-size lock-free ring of [`SaUpdate`]s that the worker's
+//! table-update hook ([`update_hook`]) drains between bursts. The SA and its key
+//! schedule are built by the control plane, so installing one moves a box into a
+//! slot the SAD reserved at start-up; nothing on the packet path waits for it.
+//!
+//! In a router ([`EspDecrypt::gateway`], [`EspEncrypt::gateway`]) both stages see all
+//! IPv4 traffic: clear packets no policy names pass unchanged (default BYPASS),
+//! `esp-decrypt` only decapsulates and punts what is addressed to one of the
+//! gateway's own addresses (ESP, UDP 4500, and IKE on UDP 500, RFC 7296 §2.23).
 
 use crate::buf::Buf;
 use crate::error::DropReason;
+use crate::sa::{Direction, Sa};
+use crate::spd::{Action, Selector};
 use crate::{Inbound, Ipsec};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use crossbeam_queue::ArrayQueue;
 use dataplane::batch::{Batch, Next, Out};
 use dataplane::buf::Pkt;
+use dataplane::graph::Graph;
 use dataplane::stage::{Counter, NodeStats, Stage};
+use dataplane::worker::Hook;
+
+/// IKE's own UDP port (RFC 7296 §2).
+pub const IKE_PORT: u16 = 500;
+
+/// One change to a running stage's SAD and SPD, built by the control plane.
+pub enum SaUpdate {
+    /// `esp-decrypt`: install this inbound SA.
+    AddInbound(Box<Sa>),
+    /// `esp-encrypt`: install this outbound SA and point the outbound policy with
+    /// `selector` at it (the policy is appended when there is none: a new child SA;
+    /// otherwise this is a rekey and traffic moves to the new SA at once).
+    AddOutbound { sa: Box<Sa>, selector: Selector },
+    /// `esp-decrypt`: remove the inbound SA with this SPI.
+    RemoveInbound(u32),
+    /// `esp-encrypt`: remove the outbound SA with this SPI and the policy still
+    /// pointing at it, if any.
+    RemoveOutbound(u32),
+}
+
+impl core::fmt::Debug for SaUpdate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SaUpdate::AddInbound(sa) => write!(f, "AddInbound(spi {:#x})", sa.spi()),
+            SaUpdate::AddOutbound { sa, .. } => write!(f, "AddOutbound(spi {:#x})", sa.spi()),
+            SaUpdate::RemoveInbound(s) => write!(f, "RemoveInbound({s:#x})"),
+            SaUpdate::RemoveOutbound(s) => write!(f, "RemoveOutbound({s:#x})"),
+        }
+    }
+}
+
+/// The ring of [`SaUpdate`]s to one stage.
+pub type SaQueue = Arc<ArrayQueue<SaUpdate>>;
+
+/// Updates a queue holds; an update that finds it full waits with its sender.
+pub const SA_QUEUE_LEN: usize = 256;
+
+/// SAs a gateway stage's SAD has room for without allocating.
+pub const GATEWAY_SAS: usize = 1024;
+
+/// A new [`SaQueue`].
+pub fn sa_queue() -> SaQueue {
+    Arc::new(ArrayQueue::new(SA_QUEUE_LEN))
+}
+
+/// Counts of applied and refused updates of one stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpdateStats {
+    pub applied: u64,
+    /// Duplicate inbound SPI, unknown SPI on remove, update for the other stage.
+    pub refused: u64,
+}
+
+/// Applies one update to `ipsec`. A removed or refused SA is dropped here: its key
+/// memory is wiped (`Secret` zeroizes on drop) and freed, nothing is allocated.
+fn apply(ipsec: &mut Ipsec, u: SaUpdate, stats: &mut UpdateStats) {
+    let ok = match u {
+        SaUpdate::AddInbound(sa) if sa.config().direction == Direction::Inbound => {
+            ipsec.sad.insert(sa).is_ok()
+        }
+        SaUpdate::AddOutbound { sa, selector } if sa.config().direction == Direction::Outbound => {
+            match ipsec.sad.insert(sa) {
+                Ok(id) => {
+                    let at = ipsec
+                        .spd
+                        .outbound()
+                        .iter()
+                        .position(|p| p.selector == selector);
+                    match at {
+                        Some(i) => {
+                            ipsec.spd.set_outbound_action(i, Action::Protect(id));
+                        }
+                        None => {
+                            ipsec.spd.push_outbound(selector, Action::Protect(id));
+                        }
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        SaUpdate::RemoveInbound(spi) => match ipsec.sad.lookup_inbound(spi) {
+            Some(id) => ipsec.sad.remove(id).is_some(),
+            None => false,
+        },
+        SaUpdate::RemoveOutbound(spi) => match ipsec.sad.find(Direction::Outbound, spi) {
+            Some(id) => {
+                let at = ipsec
+                    .spd
+                    .outbound()
+                    .iter()
+                    .position(|p| p.action == Action::Protect(id));
+                if let Some(i) = at {
+                    ipsec.spd.remove_outbound(i);
+                }
+                ipsec.sad.remove(id).is_some()
+            }
+            None => false,
+        },
+        // an SA for the other direction's stage
+        SaUpdate::AddInbound(_) | SaUpdate::AddOutbound { .. } => false,
+    };
+    if ok {
+        stats.applied += 1;
+    } else {
+        stats.refused += 1;
+    }
+}
+
+/// Drains `q` into `ipsec`; returns the number applied or refused.
+fn drain(ipsec: &mut Ipsec, q: &Option<SaQueue>, stats: &mut UpdateStats) -> usize {
+    let Some(q) = q else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(u) = q.pop() {
+        n += 1;
+        apply(ipsec, u, stats);
+    }
+    n
+}
+
+/// The worker hook that drains the update queues of the `esp-encrypt` and
+/// `esp-decrypt` nodes of its graph between bursts (register it with
+/// `Worker::on_update` or `WorkerSpec::hooks`).
+pub fn update_hook() -> Hook {
+    Box::new(|g: &mut Graph, _out: &mut Out| {
+        if let Some(s) = g.node_mut::<EspEncrypt>("esp-encrypt") {
+            s.drain_updates();
+        }
+        if let Some(s) = g.node_mut::<EspDecrypt>("esp-decrypt") {
+            s.drain_updates();
+        }
+    })
+}
+
+/// The queues of one worker's two stages.
+#[derive(Clone)]
+pub struct StageQueues {
+    pub encrypt: SaQueue,
+    pub decrypt: SaQueue,
+}
+
+impl Default for StageQueues {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StageQueues {
+    pub fn new() -> Self {
+        StageQueues {
+            encrypt: sa_queue(),
+            decrypt: sa_queue(),
+        }
+    }
+}
+
+/// Whether the IP packet at the start of `d` is addressed to one of `local`.
+#[inline]
+fn to_local(d: &[u8], local: &[IpAddr]) -> bool {
+    let dst = match d.first().map(|b| b >> 4) {
+        Some(4) => d
+            .get(16..20)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(IpAddr::from),
+        Some(6) => d
+            .get(24..40)
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(IpAddr::from),
+        _ => None,
+    };
+    dst.is_some_and(|a| local.contains(&a))
+}
+
+/// Whether the IP packet at the start of `d` is UDP to port `port` (not a non-first
+/// fragment).
+#[inline]
+fn udp_to(d: &[u8], port: u16) -> bool {
+    match crate::ip::parse(d) {
+        Ok(ip) => {
+            ip.proto == 17
+                && !ip.fragment
+                && d.get(ip.hdr_len + 2..ip.hdr_len + 4)
+                    .is_some_and(|p| p == port.to_be_bytes())
+        }
+        Err(_) => false,
+    }
+}
 
 impl Buf for Pkt {
     #[inline(always)]
@@ -167,11 +375,43 @@ impl From<DropReason> for Next {
 /// `esp-encrypt`: SPD lookup, then ESP encapsulation with the policy's SA.
 pub struct EspEncrypt {
     ipsec: Ipsec,
+    updates: Option<SaQueue>,
+    update_stats: UpdateStats,
 }
 
 impl EspEncrypt {
     pub fn new(ipsec: Ipsec) -> Self {
-        EspEncrypt { ipsec }
+        EspEncrypt {
+            ipsec,
+            updates: None,
+            update_stats: UpdateStats::default(),
+        }
+    }
+
+    /// A gateway's `esp-encrypt`: empty SAD (with room for [`GATEWAY_SAS`]) and
+    /// SPD whose default is BYPASS (traffic no policy names is routed in clear),
+    /// policies and SAs arriving through `updates`.
+    pub fn gateway(updates: SaQueue) -> Self {
+        let mut ipsec = Ipsec::new();
+        ipsec.spd.default_action = Action::Bypass;
+        ipsec.sad.reserve(GATEWAY_SAS);
+        ipsec.spd.reserve(GATEWAY_SAS);
+        EspEncrypt::new(ipsec).with_updates(updates)
+    }
+
+    /// Takes SA changes from `q` (drained by [`update_hook`]).
+    pub fn with_updates(mut self, q: SaQueue) -> Self {
+        self.updates = Some(q);
+        self
+    }
+
+    /// Applies the queued SA changes (between bursts).
+    pub fn drain_updates(&mut self) -> usize {
+        drain(&mut self.ipsec, &self.updates, &mut self.update_stats)
+    }
+
+    pub fn update_stats(&self) -> UpdateStats {
+        self.update_stats
     }
 
     pub fn ipsec(&self) -> &Ipsec {
@@ -230,6 +470,20 @@ impl Stage for EspEncrypt {
             "packets a BYPASS policy let through in clear (RFC 4301 §4.4.1)",
             c.bypassed,
         ));
+        f(Counter::total(
+            "sa_updates",
+            "SA changes applied from the control plane",
+            self.update_stats.applied,
+        ));
+        f(Counter::total(
+            "sa_updates_refused",
+            "SA changes refused (duplicate or unknown SPI)",
+            self.update_stats.refused,
+        ));
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -246,11 +500,52 @@ impl Stage for EspEncrypt {
 /// clear packets go through the inbound SPD (bypass or drop).
 pub struct EspDecrypt {
     ipsec: Ipsec,
+    updates: Option<SaQueue>,
+    update_stats: UpdateStats,
+    /// Gateway mode: only packets to these addresses are ours (empty: all).
+    local: Vec<IpAddr>,
+    /// Gateway mode: IKE on UDP 500 to `local` is punted too.
+    punt_ike: bool,
 }
 
 impl EspDecrypt {
     pub fn new(ipsec: Ipsec) -> Self {
-        EspDecrypt { ipsec }
+        EspDecrypt {
+            ipsec,
+            updates: None,
+            update_stats: UpdateStats::default(),
+            local: Vec::new(),
+            punt_ike: false,
+        }
+    }
+
+    /// A gateway's `esp-decrypt` in front of routing: packets to one of `local`
+    /// that are ESP (or ESP in UDP 4500) are decrypted, IKE on UDP 500 and 4500 and
+    /// NAT keepalives are punted to the IKE daemon; everything else (transit
+    /// traffic, other traffic to us) passes unchanged. SAs arrive through `updates`.
+    pub fn gateway(local: Vec<IpAddr>, updates: SaQueue) -> Self {
+        let mut ipsec = Ipsec::new();
+        ipsec.spd.default_action = Action::Bypass;
+        ipsec.sad.reserve(GATEWAY_SAS);
+        let mut s = EspDecrypt::new(ipsec).with_updates(updates);
+        s.local = local;
+        s.punt_ike = true;
+        s
+    }
+
+    /// Takes SA changes from `q` (drained by [`update_hook`]).
+    pub fn with_updates(mut self, q: SaQueue) -> Self {
+        self.updates = Some(q);
+        self
+    }
+
+    /// Applies the queued SA changes (between bursts).
+    pub fn drain_updates(&mut self) -> usize {
+        drain(&mut self.ipsec, &self.updates, &mut self.update_stats)
+    }
+
+    pub fn update_stats(&self) -> UpdateStats {
+        self.update_stats
     }
 
     pub fn ipsec(&self) -> &Ipsec {
@@ -265,7 +560,19 @@ impl EspDecrypt {
     #[inline]
     pub fn decrypt(&mut self, pkt: &mut Pkt, now: u64) -> Next {
         let r = match l3(pkt) {
-            Ok(mut b) => self.ipsec.inbound(&mut b, now),
+            Ok(mut b) => {
+                if !self.local.is_empty() {
+                    let d = b.data();
+                    if !to_local(d, &self.local) {
+                        return Next::Keep;
+                    }
+                    if self.punt_ike && udp_to(d, IKE_PORT) {
+                        self.ipsec.counters.punted += 1;
+                        return Next::Punt;
+                    }
+                }
+                self.ipsec.inbound(&mut b, now)
+            }
             Err(e) => Err(e),
         };
         match r {
@@ -315,6 +622,20 @@ impl Stage for EspDecrypt {
             "IKE and NAT-T keepalives on UDP 4500 sent to the control plane (RFC 3948)",
             c.punted,
         ));
+        f(Counter::total(
+            "sa_updates",
+            "SA changes applied from the control plane",
+            self.update_stats.applied,
+        ));
+        f(Counter::total(
+            "sa_updates_refused",
+            "SA changes refused (duplicate or unknown SPI)",
+            self.update_stats.refused,
+        ));
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
@@ -335,6 +656,7 @@ mod tests {
     use alloc::vec::Vec;
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     use dataplane::buf::Pool;
+    use dataplane::graph::Graph;
 
     fn eth(ip: &[u8]) -> Vec<u8> {
         let mut f = alloc::vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -478,6 +800,164 @@ mod tests {
         assert_eq!(p.data()[18 + 9], 17, "UDP-encapsulated ESP");
         assert_eq!(dec.decrypt(&mut p, 0), Next::Keep);
         assert_eq!(p.data(), &f[..], "original frame restored");
+        out.cache.free(p);
+    }
+
+    fn frame(ip: &[u8], out: &mut Out) -> Pkt {
+        let mut p = out.cache.alloc().unwrap();
+        p.copy_from(&eth(ip)).unwrap();
+        p.meta.l3 = 14;
+        p
+    }
+
+    fn boxed(spi: u32, dir: Direction, km: &KeyMaterial) -> Box<Sa> {
+        let (a, b) = (
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        );
+        Box::new(Sa::new(SaConfig::tunnel(spi, dir, a, b), km, 0).unwrap())
+    }
+
+    /// SAs arrive through the update queues of running gateway stages, between
+    /// bursts: install, rekey (traffic moves to the new SA, the old inbound one still
+    /// decrypts), removal; refused updates are counted; transit traffic and traffic
+    /// no policy names pass unchanged; IKE to the gateway is punted.
+    #[test]
+    fn gateway_stages_take_sa_updates_between_bursts() {
+        let pool = Pool::new(256).unwrap();
+        let mut out = Out::new(1, pool.cache());
+        let local = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        let (qe, qd) = (sa_queue(), sa_queue());
+        let mut enc = EspEncrypt::gateway(qe.clone());
+        let dec = EspDecrypt::gateway(alloc::vec![local], qd.clone());
+        let km1 = KeyMaterial::new(Algorithm::Aes128Gcm16, &[1; 20]).unwrap();
+        let km2 = KeyMaterial::new(Algorithm::Aes128Gcm16, &[2; 20]).unwrap();
+        let sel = Selector::between(
+            Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 0)), 16),
+            Prefix::new(IpAddr::V4(Ipv4Addr::new(10, 2, 0, 0)), 16),
+        );
+        let inner = udp4(
+            Ipv4Addr::new(10, 1, 0, 5),
+            Ipv4Addr::new(10, 2, 0, 5),
+            1,
+            2,
+            40,
+        );
+        let other = udp4(
+            Ipv4Addr::new(10, 3, 0, 5),
+            Ipv4Addr::new(10, 2, 0, 5),
+            1,
+            2,
+            40,
+        );
+        // Before any SA: everything passes in clear.
+        let mut p = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut p, 0), Next::Keep);
+        assert_eq!(&p.data()[14..], &inner[..]);
+        out.cache.free(p);
+        qe.push(SaUpdate::AddOutbound {
+            sa: boxed(0x1001, Direction::Outbound, &km1),
+            selector: sel,
+        })
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1001,
+            Direction::Inbound,
+            &km1,
+        )))
+        .unwrap();
+        // a duplicate inbound SPI and an SA for the wrong stage are refused
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1001,
+            Direction::Inbound,
+            &km1,
+        )))
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x1002,
+            Direction::Outbound,
+            &km1,
+        )))
+        .unwrap();
+        let mut g = Graph::new();
+        g.add(Box::new(enc), None);
+        g.add(Box::new(dec), None);
+        let mut hook = update_hook();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert_eq!(enc.update_stats().applied, 1);
+        let mut old_esp = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut old_esp, 0), Next::Keep);
+        assert_eq!(old_esp.data()[14 + 9], 50, "ESP");
+        let mut clear = frame(&other, &mut out);
+        assert_eq!(enc.encrypt(&mut clear, 0), Next::Keep);
+        assert_eq!(&clear.data()[14..], &other[..], "no policy: bypass");
+        // rekey: the same selector moves to the new SA
+        qe.push(SaUpdate::AddOutbound {
+            sa: boxed(0x2002, Direction::Outbound, &km2),
+            selector: sel,
+        })
+        .unwrap();
+        qd.push(SaUpdate::AddInbound(boxed(
+            0x2002,
+            Direction::Inbound,
+            &km2,
+        )))
+        .unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        let mut new_esp = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut new_esp, 0), Next::Keep);
+        assert_eq!(&new_esp.data()[14 + 20..14 + 24], &0x2002u32.to_be_bytes());
+        assert_eq!(enc.ipsec().spd.outbound().len(), 1);
+        let dec = g.node_mut::<EspDecrypt>("esp-decrypt").unwrap();
+        assert_eq!(
+            dec.update_stats(),
+            UpdateStats {
+                applied: 2,
+                refused: 2
+            }
+        );
+        for p in [&mut old_esp, &mut new_esp] {
+            assert_eq!(dec.decrypt(p, 0), Next::Keep);
+            assert_eq!(&p.data()[14..], &inner[..], "old and new SA decrypt");
+        }
+        assert_eq!(dec.decrypt(&mut clear, 0), Next::Keep, "transit: untouched");
+        let ike = udp4(
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 2),
+            500,
+            500,
+            30,
+        );
+        let mut p = frame(&ike, &mut out);
+        assert_eq!(dec.decrypt(&mut p, 0), Next::Punt, "IKE to us");
+        for x in [old_esp, new_esp, clear, p] {
+            out.cache.free(x);
+        }
+        // the old SA retires; unknown SPIs are refused
+        qe.push(SaUpdate::RemoveOutbound(0x1001)).unwrap();
+        qd.push(SaUpdate::RemoveInbound(0x1001)).unwrap();
+        qd.push(SaUpdate::RemoveInbound(0x7777)).unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert_eq!(enc.ipsec().sad.len(), 1);
+        assert_eq!(
+            enc.ipsec().spd.outbound().len(),
+            1,
+            "the policy stays on the new SA"
+        );
+        let dec = g.node_mut::<EspDecrypt>("esp-decrypt").unwrap();
+        assert_eq!(dec.ipsec().sad.len(), 1);
+        assert_eq!(dec.update_stats().refused, 3);
+        // deleting the last SA removes its policy: clear again
+        qe.push(SaUpdate::RemoveOutbound(0x2002)).unwrap();
+        hook(&mut g, &mut out);
+        let enc = g.node_mut::<EspEncrypt>("esp-encrypt").unwrap();
+        assert!(enc.ipsec().spd.outbound().is_empty());
+        let mut p = frame(&inner, &mut out);
+        assert_eq!(enc.encrypt(&mut p, 0), Next::Keep);
+        assert_eq!(&p.data()[14..], &inner[..]);
         out.cache.free(p);
     }
 

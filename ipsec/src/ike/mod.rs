@@ -12,8 +12,14 @@
 //!   (IKE_SA_INIT, IKE_AUTH with PSK and one ESP child SA, INFORMATIONAL deletes,
 //!   retransmissions, cookies), producing [`ChildSa`]s for the [`Sad`](crate::Sad).
 //!
+//! * [`daemon`] (feature `daemon`): connections from a swanctl-like config, their
+//!   sessions driven over datagrams with timers, child SAs pushed into running
+//!   `esp-*` stages, metrics.
+//!
 //! See `session` for what is not implemented yet.
 
+#[cfg(feature = "daemon")]
+pub mod daemon;
 #[cfg(feature = "ring")]
 pub mod keys;
 #[cfg(feature = "ring")]

@@ -32,7 +32,7 @@
 //! * message IDs with a window of one (§2.3), retransmission with exponential
 //!   back-off by the requester only and cached responses for retransmitted requests
 //!   (§2.1), INFORMATIONAL deletes of child SAs and the IKE SA and empty liveness
-//!   checks (§1.4, §3.11).
+//!   checks, answered and sent (`liveness`, §1.4, §3.11).
 //!
 //! Not implemented: additional child SAs (answered NO_ADDITIONAL_SAS),
 //! simultaneous-rekey collision resolution by nonces (§2.8.1: crossing IKE SA rekeys
@@ -397,6 +397,8 @@ enum ReqKind {
         ni: Vec<u8>,
         spi: u64,
     },
+    /// An empty INFORMATIONAL request: a liveness check (§1.4, dead peer detection).
+    Liveness,
 }
 
 struct Pending {
@@ -2098,6 +2100,7 @@ impl IkeSa {
                 self.child_down(ctx, spi);
             }
             ReqKind::DeleteIke => self.close(ctx, DownReason::DeletedLocally),
+            ReqKind::Liveness => {}
             ReqKind::RekeyChild { old, ni, spi } => self.on_rekey_response(ctx, &pl, old, &ni, spi),
             ReqKind::RekeyIke { ni, spi } => self.on_ike_rekey_response(ctx, &pl, &ni, spi),
             ReqKind::Init => {}
@@ -2202,6 +2205,12 @@ impl IkeSa {
         });
         let kind = ReqKind::DeleteChild(c.inbound_spi);
         self.send_request(ctx, exchange::INFORMATIONAL, kind, &[d]);
+        Ok(())
+    }
+
+    fn liveness(&mut self, ctx: &mut Ctx<'_>) -> Result<(), RequestError> {
+        self.can_request()?;
+        self.send_request(ctx, exchange::INFORMATIONAL, ReqKind::Liveness, &[]);
         Ok(())
     }
 
@@ -2534,6 +2543,13 @@ impl Initiator {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// An empty INFORMATIONAL request, a liveness check (§1.4): unanswered after the
+    /// retransmissions, the IKE SA closes with [`DownReason::Timeout`].
+    pub fn liveness(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self.run(now, |sa, ctx| sa.liveness(ctx));
+        r.map(|()| out)
     }
 
     /// INFORMATIONAL Delete of the child SA (§1.4.1).
@@ -2944,6 +2960,14 @@ impl Responder {
                 _ => sa.next_timeout(&self.cfg),
             })
             .min()
+    }
+
+    /// A liveness check (§1.4) on the IKE SA with local SPI `spi_r`.
+    pub fn liveness(&mut self, spi_r: u64, now: u64) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self
+            .ctx_run(spi_r, now, |sa, ctx| sa.liveness(ctx))
+            .ok_or(RequestError::NotEstablished)?;
+        r.map(|()| out)
     }
 
     /// INFORMATIONAL Delete of the child SA of the IKE SA with local SPI `spi_r`.

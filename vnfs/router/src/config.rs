@@ -182,6 +182,13 @@ pub struct Config {
     /// Policer (RFC 2697/2698), shaper and DSCP marking.
     #[serde(default)]
     pub qos: Option<QosConfig>,
+    /// IPsec gateway: the IKE daemon's connections (RFC 7296, swanctl-like; see
+    /// `ipsec::ike::daemon::config`); adds `esp-decrypt` and `esp-encrypt` to the
+    /// IPv4 pipeline. Needs the `std` feature (the IKE daemon runs in the `router`
+    /// binary).
+    #[cfg(feature = "std")]
+    #[serde(default)]
+    pub ike: Option<ipsec::ike::daemon::config::IkeSection>,
 }
 
 impl Config {
@@ -400,6 +407,29 @@ impl Config {
 
     fn check_features(&self, a: &Addrs) -> Result<(), ConfigError> {
         let nports = self.interfaces.len();
+        #[cfg(feature = "std")]
+        if let Some(ike) = &self.ike {
+            if self.engine.workers > 1 {
+                return err(
+                    "ike: needs engine.workers = 1 (an outbound SA's sequence numbers live in one worker)".into(),
+                );
+            }
+            let conns = ike
+                .connections()
+                .map_err(|e| ConfigError(format!("ike: {e}")))?;
+            for c in &conns {
+                let ours = match c.local {
+                    IpAddr::V4(l) => a.v4.iter().any(|(_, n)| n.addr == l),
+                    IpAddr::V6(_) => false,
+                };
+                if !ours {
+                    return err(format!(
+                        "ike: connections.{}.local_addrs: {} is not an IPv4 address of an interface",
+                        c.name, c.local
+                    ));
+                }
+            }
+        }
         if let Some(n) = &self.nat {
             if self.engine.workers > 1 {
                 return err(
@@ -633,6 +663,51 @@ mod tests {
         let c = Config::from_toml(include_str!("../examples/router.toml")).unwrap();
         assert_eq!(c.interfaces.len(), 2);
         assert!(!c.routes.is_empty());
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn ike_section_parses_and_is_checked() {
+        let ex = include_str!("../examples/router-ipsec.toml");
+        let c = Config::from_toml(ex).unwrap();
+        let ike = c.ike.as_ref().unwrap();
+        assert_eq!(ike.connections["site-b"].children.len(), 1);
+        let dbg = format!("{c:?}");
+        assert!(
+            dbg.contains("<secret>") && !dbg.contains("change me"),
+            "psk hidden"
+        );
+        // without the section nothing changes
+        assert!(Config::from_toml(include_str!("../examples/router.toml"))
+            .unwrap()
+            .ike
+            .is_none());
+        for (from, to, want) in [
+            (
+                "workers = 1",
+                "workers = 2",
+                "ike: needs engine.workers = 1",
+            ),
+            (
+                "local_addrs = \"198.51.100.1\"",
+                "local_addrs = \"198.51.100.9\"",
+                "ike: connections.site-b.local_addrs: 198.51.100.9 is not",
+            ),
+            (
+                "aes256gcm16-prfsha256-x25519",
+                "3des-md5-modp1024",
+                "ike: connections.site-b.proposals",
+            ),
+            (
+                "rekey_time_s = 3600",
+                "rekey_time_s = 3600\nbogus = 1",
+                "bogus",
+            ),
+        ] {
+            let e = Config::from_toml(&ex.replace(from, to)).unwrap_err().0;
+            assert!(e.contains(want), "{want}: {e}");
+            assert!(!e.contains("change me"), "{e}");
+        }
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! (`ethernet-input` → `arp-input` → `ip4-input` → `ip4-lookup` → `ip4-rewrite`, and
 //! the IPv6 equivalents) that every worker runs. `no_std` + alloc: the unikernel
 //! image links the same code; the `router` binary (feature `std`) runs it over Linux
-//! ports.
+//! ports. With an `[ike]` section (feature `std`), [`Router::pipeline_ipsec`] adds
+//! `esp-decrypt` after `ip4-input` and `esp-encrypt` before `ip4-lookup`, and the
+//! [`ike`] module runs the IKE daemon (RFC 7296) over the worker's punt and inject
+//! rings.
 //!
 //! `ip4-input` and `ip6-input` are built with the router's own addresses
 //! ([`Ip4Input::for_l3`], [`Ip6Input::for_l3`]) so martians (RFC 1812 §5.3.7,
@@ -17,6 +20,8 @@ extern crate alloc;
 extern crate std;
 
 pub mod config;
+#[cfg(feature = "std")]
+pub mod ike;
 
 pub use config::{Config, ConfigError};
 
@@ -148,6 +153,71 @@ impl Router {
     /// QoS tables are per worker). The optional stages were built once by
     /// [`Router::build`], so building them again cannot fail on configuration.
     pub fn pipeline(&self) -> Pipeline {
+        self.pipeline_with(None)
+    }
+
+    /// The IPv4 addresses IKE is spoken on (the `[ike]` connections' local
+    /// addresses); empty without an `[ike]` section.
+    #[cfg(feature = "std")]
+    pub fn ike_addrs(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = Vec::new();
+        if let Some(ike) = &self.config.ike {
+            for c in ike.connections().unwrap_or_default() {
+                if !v.contains(&c.local) {
+                    v.push(c.local);
+                }
+            }
+        }
+        v
+    }
+
+    /// A pipeline for one worker of an IPsec gateway: as [`Router::pipeline`] plus
+    /// `esp-decrypt` right after `ip4-input` (ESP and ESP-in-UDP to the IKE
+    /// addresses is decrypted, IKE on UDP 500/4500 punted to the daemon; the inner
+    /// packet then goes through firewall, NAT, QoS and routing like any other) and
+    /// `esp-encrypt` right before `ip4-lookup` (traffic an SPD policy names is
+    /// encrypted first, so the lookup routes the outer packet to the peer). The
+    /// stages take their SAs from `queues` (register
+    /// [`ipsec::stage::update_hook`] on the worker).
+    #[cfg(feature = "std")]
+    pub fn pipeline_ipsec(&self, queues: &ipsec::stage::StageQueues) -> Pipeline {
+        self.pipeline_with(Some(queues))
+    }
+
+    #[cfg(feature = "std")]
+    fn pipeline_with(&self, queues: Option<&ipsec::stage::StageQueues>) -> Pipeline {
+        let mut p = self.pipeline_head();
+        if let Some(q) = queues {
+            p.push(Box::new(ipsec::stage::EspDecrypt::gateway(
+                self.ike_addrs(),
+                q.decrypt.clone(),
+            )));
+        }
+        if let Ok(extra) = feature_stages(&self.config) {
+            for s in extra {
+                p.push(s);
+            }
+        }
+        if let Some(q) = queues {
+            p.push(Box::new(ipsec::stage::EspEncrypt::gateway(
+                q.encrypt.clone(),
+            )));
+        }
+        self.pipeline_tail(p)
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn pipeline_with(&self, _queues: Option<()>) -> Pipeline {
+        let mut p = self.pipeline_head();
+        if let Ok(extra) = feature_stages(&self.config) {
+            for s in extra {
+                p.push(s);
+            }
+        }
+        self.pipeline_tail(p)
+    }
+
+    fn pipeline_head(&self) -> Pipeline {
         let mut p = Pipeline::new();
         // ethernet-input branches by class; each protocol's nodes form a chain. IPv4
         // is also its default successor and comes next, so IPv4 batches move no
@@ -157,11 +227,10 @@ impl Router {
             Some("ip4-input"),
         );
         p.push(Box::new(Ip4Input::for_l3(&self.l3)));
-        if let Ok(extra) = feature_stages(&self.config) {
-            for s in extra {
-                p.push(s);
-            }
-        }
+        p
+    }
+
+    fn pipeline_tail(&self, mut p: Pipeline) -> Pipeline {
         p.push(Box::new(Ip4Lookup::new(self.l3.clone())));
         p.add(Box::new(Ip4Rewrite::new(self.l3.clone())), None);
         p.add(Box::new(ArpInput::new(self.l3.clone())), None);

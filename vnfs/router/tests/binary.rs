@@ -249,3 +249,24 @@ fn huge_sizes_are_refused_before_allocating() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--show-graph` of an IPsec gateway shows where the ESP nodes sit.
+#[test]
+fn show_graph_of_the_ipsec_example_has_the_esp_nodes() {
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/router-ipsec.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_router"))
+        .arg("--config")
+        .arg(&ex)
+        .arg("--show-graph")
+        .output()
+        .expect("run router");
+    let g = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for edge in ["ip4-input -> esp-decrypt", "esp-encrypt -> ip4-lookup"] {
+        assert!(g.contains(edge), "{edge}: {g}");
+    }
+}

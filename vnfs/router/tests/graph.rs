@@ -58,3 +58,22 @@ fn packets_visit_only_the_nodes_of_their_protocol() {
         tx.free_all(&mut out.cache);
     }
 }
+
+/// With `[ike]`, `esp-decrypt` follows `ip4-input` and `esp-encrypt` precedes
+/// `ip4-lookup` (the outer packet is routed); without it the graph is unchanged.
+#[test]
+fn ipsec_gateway_adds_the_esp_nodes_around_the_ipv4_features() {
+    let cfg = vnf_router::Config::from_toml(include_str!("../examples/router-ipsec.toml"))
+        .expect("example");
+    let r = vnf_router::Router::build(&cfg, &[], None).expect("build");
+    assert!(!r.pipeline().describe().contains("esp-"));
+    let q = ipsec::stage::StageQueues::new();
+    let g = r.pipeline_ipsec(&q).describe();
+    for edge in [
+        "ip4-input -> esp-decrypt",
+        "esp-decrypt -> esp-encrypt",
+        "esp-encrypt -> ip4-lookup",
+    ] {
+        assert!(g.contains(edge), "{edge}: {g}");
+    }
+}

@@ -174,7 +174,11 @@ fn real_main() -> anyhow::Result<()> {
     }
     let router = Router::build(&cfg, &port_macs, routes.as_deref())?;
     if cli.show_graph {
-        print!("{}", router.pipeline().describe());
+        let pl = match &cfg.ike {
+            Some(_) => router.pipeline_ipsec(&ipsec::stage::StageQueues::new()),
+            None => router.pipeline(),
+        };
+        print!("{}", pl.describe());
         return Ok(());
     }
     // The pool is the largest allocation: made once the configuration is known good.
@@ -189,10 +193,36 @@ fn real_main() -> anyhow::Result<()> {
     );
     let cores = core_ids(workers);
     let mut wspecs = Vec::new();
+    // `[ike]`: the worker runs esp-decrypt/esp-encrypt fed by the daemon's SA queues;
+    // IKE is punted to the daemon's thread and its answers injected (check() made
+    // sure there is one worker).
+    let ipsec_gw = match &cfg.ike {
+        Some(ike) => {
+            let queues = ipsec::stage::StageQueues::new();
+            let sink = ipsec::ike::daemon::StageSink::new(vec![(
+                queues.encrypt.clone(),
+                queues.decrypt.clone(),
+            )]);
+            let daemon = ipsec::ike::daemon::Daemon::new(ike, Box::new(sink))
+                .map_err(|e| anyhow::anyhow!("ike: {e}"))?;
+            let punt = dataplane::worker::ring(1024);
+            let inject = dataplane::worker::ring(1024);
+            Some((queues, daemon, punt, inject))
+        }
+        None => None,
+    };
     for (w, ports) in per_worker.into_iter().enumerate() {
-        let mut pl = router.pipeline();
+        let mut pl = match &ipsec_gw {
+            Some((q, ..)) => router.pipeline_ipsec(q),
+            None => router.pipeline(),
+        };
         pl.trace_next(cli.trace);
         let mut spec = WorkerSpec::new(ports, pl, pool.cache());
+        if let Some((_, _, punt, inject)) = &ipsec_gw {
+            spec.punt = Some(punt.clone());
+            spec.inject = Some(inject.clone());
+            spec.hooks.push(ipsec::stage::update_hook());
+        }
         spec.core = cores.get(w).copied();
         spec.trace = if cli.trace > 0 {
             64 * cli.trace as usize
@@ -202,14 +232,60 @@ fn real_main() -> anyhow::Result<()> {
         wspecs.push(spec);
     }
     let runner = Runner::start(wspecs)?;
+    let ike_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut ike_metrics: Option<(
+        std::sync::Arc<ipsec::ike::daemon::Metrics>,
+        std::sync::Arc<vnf_router::ike::IoStats>,
+    )> = None;
+    let ike_thread = match ipsec_gw {
+        Some((_, daemon, punt, inject)) => {
+            let io = vnf_router::ike::Io::new(
+                router.l3.clone(),
+                router.macs.clone(),
+                punt,
+                inject,
+                pool.cache(),
+            );
+            ike_metrics = Some((daemon.metrics(), io.stats.clone()));
+            let stop = ike_stop.clone();
+            tracing::info!(
+                "router: IKE daemon on {}",
+                router
+                    .ike_addrs()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("ike".into())
+                    .spawn(move || vnf_router::ike::run(daemon, io, stop))
+                    .context("starting the IKE thread")?,
+            )
+        }
+        None => None,
+    };
+    let ike_text = {
+        let m = ike_metrics.clone();
+        move || match &m {
+            Some((d, io)) => format!("{}{}", d.prometheus(), io.prometheus()),
+            None => String::new(),
+        }
+    };
     let _http = match &cli.listen {
         Some(a) => {
             let src = runner.snapshot_source();
+            let ike_text = ike_text.clone();
             let h: dataplane::http::Handler = std::sync::Arc::new(move |r| {
                 use dataplane::http::Response;
                 let snaps = src.snapshots();
                 match r.path.as_str() {
-                    "/metrics" => Response::metrics(dataplane::runner::prometheus(&snaps)),
+                    "/metrics" => Response::metrics(format!(
+                        "{}{}",
+                        dataplane::runner::prometheus(&snaps),
+                        ike_text()
+                    )),
                     "/errors" => {
                         Response::text(show_errors(snaps.iter().flat_map(|s| s.nodes.iter())))
                     }
@@ -224,15 +300,20 @@ fn real_main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let stop = runner.stop_flag();
-    ctrlc::set_handler(move || stop.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
+    // Ctrl-C ends the loop below; the workers keep running until `runner.stop()`, so
+    // the IKE daemon's Deletes (sent on the way down) still reach the wire.
+    let quit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let q = quit.clone();
+    ctrlc::set_handler(move || q.store(true, std::sync::atomic::Ordering::Relaxed)).ok();
     let stop = runner.stop_flag();
     let t0 = Instant::now();
     let mut last_print = Instant::now();
     let mut last_rx = u64::MAX;
     let mut still = 0;
     tracing::info!("router ready");
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed)
+        && !quit.load(std::sync::atomic::Ordering::Relaxed)
+    {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(s) = cli.seconds {
             if t0.elapsed().as_secs_f64() >= s {
@@ -241,7 +322,10 @@ fn real_main() -> anyhow::Result<()> {
         }
         let snaps = runner.snapshots();
         if let Some(m) = &cli.metrics {
-            let _ = std::fs::write(m, dataplane::runner::prometheus(&snaps));
+            let _ = std::fs::write(
+                m,
+                format!("{}{}", dataplane::runner::prometheus(&snaps), ike_text()),
+            );
         }
         let rx: u64 = snaps
             .iter()
@@ -271,9 +355,16 @@ fn real_main() -> anyhow::Result<()> {
             tracing::info!("router: rx {rx} tx {tx}");
         }
     }
+    ike_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = ike_thread {
+        let _ = t.join();
+    }
     let fin = runner.stop();
     if let Some(m) = &cli.metrics {
-        let _ = std::fs::write(m, dataplane::runner::prometheus(&fin));
+        let _ = std::fs::write(
+            m,
+            format!("{}{}", dataplane::runner::prometheus(&fin), ike_text()),
+        );
     }
     for (w, s) in fin.iter().enumerate() {
         for (name, st) in &s.ports {

@@ -137,6 +137,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             json,
         } => {
+            let header = pktgen::meta::Header::start("pktgen.run", 1);
             let p = Profile::load(&profile)?;
             let mut g = Generator::from_profile(&p)?;
             let mut txp = spec::open_str(&tx)?;
@@ -193,7 +194,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = ticker.join();
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                println!("{}", header.json(&r)?);
             } else if !counting {
                 println!(
                     "sent {} ({:.3} Mpps, {} refused by the port)",
@@ -284,6 +285,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             loops,
             json,
         } => {
+            let header = pktgen::meta::Header::start("pktgen.replay", 1);
             let (frames, skipped) = replay::load(&pcap)?;
             let mean = frames
                 .iter()
@@ -301,7 +303,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut cache = pool.cache();
             let st = replay::replay(txp.as_mut(), &mut cache, &frames, pace, loops, None);
             if json {
-                println!("{}", serde_json::to_string(&st)?);
+                println!("{}", header.json(&st)?);
             } else {
                 println!(
                     "sent {} frames ({} refused, {} skipped as too large) in {:.3} s",

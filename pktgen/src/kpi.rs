@@ -50,8 +50,15 @@ impl TrafficKpis {
         }
     }
 
-    /// The run failed when its loss ratio is above `max_plr`: a one-line reason.
+    /// The run failed when traffic was offered and none of it arrived, or when its
+    /// loss ratio is above `max_plr`: a one-line reason.
     pub fn check_plr(&self, max_plr: Option<f64>) -> Result<(), String> {
+        if self.tx > 0 && self.rx == 0 {
+            return Err(format!(
+                "none of the {} packets offered reached the far end",
+                self.tx
+            ));
+        }
         match max_plr {
             Some(m) if self.plr > m => Err(format!(
                 "packet loss ratio {:.6} above --max-plr {m} ({} of {} packets lost)",
@@ -95,6 +102,12 @@ mod tests {
         let e = k.check_plr(Some(0.001)).unwrap_err();
         assert!(e.contains("above --max-plr 0.001"), "{e}");
         assert!(parse_plr("0.5").is_ok());
+        let none = TrafficKpis {
+            tx: 5,
+            ..TrafficKpis::default()
+        };
+        assert!(none.check_plr(None).unwrap_err().contains("none of the 5"));
+        assert!(TrafficKpis::default().check_plr(Some(0.0)).is_ok());
         for bad in ["-0.1", "1.5", "NaN", "x"] {
             assert!(parse_plr(bad).is_err(), "{bad}");
         }

@@ -18,6 +18,13 @@ use vbng::lcp::AuthProto;
 
 /// Options of `testbed lab bng`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 every session came up and the traffic passed; 1 the run \
+                  failed, with the reason on one line on stderr: not every session came up \
+                  within --timeout, no packet reached the far end, the loss ratio is above \
+                  --max-plr, or (--netns) the vbng binary, FreeRADIUS or tshark is missing; \
+                  2 bad command line. The report is printed (or written) before the verdict."
+)]
 pub struct BngLabArgs {
     /// Number of emulated subscribers (at least 1).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]

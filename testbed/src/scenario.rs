@@ -292,9 +292,13 @@ pub fn run_file(path: &Path) -> anyhow::Result<serde_json::Value> {
             }
             if !ok {
                 bail!(
-                    "process {:?} did not print {marker:?}: {}",
-                    p.cmd,
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    "process `{}` did not print {marker:?}; its log: {}",
+                    p.cmd.join(" "),
+                    std::fs::read_to_string(&log)
+                        .unwrap_or_default()
+                        .lines()
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 );
             }
         }
@@ -343,9 +347,10 @@ pub fn run_file(path: &Path) -> anyhow::Result<serde_json::Value> {
 
 /// `testbed lab run FILE`.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let header = pktgen::meta::Header::start("testbed.lab.run", 1);
     let v = run_file(&args.file)?;
     if args.json {
-        println!("{v}");
+        println!("{}", header.json(&v)?);
     } else {
         match v.get("rx") {
             Some(rx) => println!(

@@ -98,7 +98,11 @@ pub struct Report {
 /// the median per burst (a burst during which the thread was descheduled is an
 /// outlier, not the median), on the thread's CPU time the total (descheduled time is
 /// not counted at all). Returns (`mpps_per_core`, `headline`, `clock`).
-pub fn headline(median_mpps: f64, total_mpps: f64, cpu_clock: bool) -> (f64, &'static str, &'static str) {
+pub fn headline(
+    median_mpps: f64,
+    total_mpps: f64,
+    cpu_clock: bool,
+) -> (f64, &'static str, &'static str) {
     if cpu_clock {
         (total_mpps, "total", "thread_cpu")
     } else if median_mpps.is_finite() && median_mpps > 0.0 {

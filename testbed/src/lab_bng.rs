@@ -264,7 +264,14 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.per_session {
         write_per_session(p, &std::mem::take(&mut r.per_session))?;
     }
-    let judge = || verdict(r.sessions_established, args.sessions, &r.traffic, args.max_plr);
+    let judge = || {
+        verdict(
+            r.sessions_established,
+            args.sessions,
+            &r.traffic,
+            args.max_plr,
+        )
+    };
     if args.json {
         println!("{}", header.json(&r)?);
         return judge();

@@ -26,12 +26,9 @@ fn stderr(o: &Output) -> String {
 /// Text that only Rust's `Debug` formatting produces: struct dumps
 /// (`Name { field: … }`), `Some(…)`/`None`, quoted string lists.
 fn debug_text(s: &str) -> Option<&'static str> {
-    for pat in ["Some(", "None", "{ ", " }", "[\"", "Ok(", "Err("] {
-        if s.contains(pat) {
-            return Some(pat);
-        }
-    }
-    None
+    ["Some(", "None", "{ ", " }", "[\"", "Ok(", "Err("]
+        .into_iter()
+        .find(|&pat| s.contains(pat))
 }
 
 /// Every string in the JSON, checked for `Debug` text.
@@ -58,8 +55,8 @@ fn assert_no_debug(v: &serde_json::Value, path: &str) {
 
 /// One JSON object with the report header named `schema`.
 fn report(s: &str, schema: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(s.trim())
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {s}"));
+    let v: serde_json::Value =
+        serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {s}"));
     assert_eq!(v["schema"]["name"], schema, "{s}");
     assert!(v["schema"]["version"].as_u64() >= Some(1), "{s}");
     assert!(v["command"].as_str().unwrap().contains(" lab "), "{s}");
@@ -187,7 +184,9 @@ fn lab_bng_json_report_has_the_header_the_shared_block_and_no_debug_text() {
     assert_eq!(rows.len(), 40, "{text}");
     let mut access = std::collections::BTreeMap::new();
     for r in &rows {
-        *access.entry(r["access"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        *access
+            .entry(r["access"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
         assert_eq!(r["tx_up"], 100, "{r}");
         assert_eq!(r["rx_up"], 100, "{r}");
         assert_eq!(r["tx_down"], 100, "{r}");
@@ -251,7 +250,10 @@ fn lab_bng_by_duration_with_lcp_echo_and_live_progress() {
     let (out, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{err}");
     // Live lines on stderr (not a terminal here, so one per line).
-    assert!(err.lines().any(|l| l.starts_with("upstream: 2 s,")), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("upstream: 2 s,")),
+        "{err}"
+    );
     // Echo-Requests every second for every session, each answered.
     let echo = out
         .lines()
@@ -287,5 +289,8 @@ fn lab_router_json_report_has_the_header_and_the_shared_block() {
     assert_eq!(t["tx"], v["tx"]);
     assert_eq!(t["rx"], v["rx"]);
     assert!(t["latency_p99_us"].as_f64() > Some(0.0), "{t}");
-    assert!(t["flows_verified"].is_null(), "the router lab does not verify flows");
+    assert!(
+        t["flows_verified"].is_null(),
+        "the router lab does not verify flows"
+    );
 }

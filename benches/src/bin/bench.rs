@@ -83,7 +83,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             r.clock
         );
         for (k, v) in &r.extra {
-            println!("  {k}: {v}");
+            match v {
+                // text as text (a JSON string would print quoted, with escapes)
+                serde_json::Value::String(t) => println!("  {k}: {}", t.trim_end()),
+                v => println!("  {k}: {v}"),
+            }
         }
     }
     Ok(())

@@ -660,10 +660,7 @@ fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u
 }
 
 /// Run the lab.
-pub fn run(
-    cfg: &LabConfig,
-    mut progress: impl FnMut(&Progress<'_>),
-) -> anyhow::Result<LabReport> {
+pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::Result<LabReport> {
     let n = cfg.sessions.max(1);
     let pool = Pool::new(1 << 16).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
     let (mut gen, access) =
@@ -751,7 +748,7 @@ pub fn run(
         emu.start_due(now, &mut frames);
         emu.poll(now, &mut frames);
         for f in &frames {
-            echo.from_subscriber(f);
+            echo.count_up(f);
         }
         q.extend(frames.drain(..));
         send_frames(&mut gen, &mut gcache, &mut q);
@@ -762,7 +759,7 @@ pub fn run(
                 break;
             }
             rxb.drain(|p| {
-                echo.to_subscriber(p.data());
+                echo.count_down(p.data());
                 emu.input(p.data(), now, &mut frames);
                 gcache.free(p);
             });
@@ -1226,7 +1223,7 @@ impl LcpEchoReport {
     }
 
     /// A frame from the BNG to a subscriber.
-    fn to_subscriber(&mut self, f: &[u8]) {
+    fn count_down(&mut self, f: &[u8]) {
         match Self::lcp_code(f) {
             Some(9) => self.requests_received += 1,
             Some(10) => self.replies_received += 1,
@@ -1235,7 +1232,7 @@ impl LcpEchoReport {
     }
 
     /// A frame from a subscriber to the BNG.
-    fn from_subscriber(&mut self, f: &[u8]) {
+    fn count_up(&mut self, f: &[u8]) {
         match Self::lcp_code(f) {
             Some(9) => self.requests_sent += 1,
             Some(10) => self.replies_sent += 1,
@@ -1376,7 +1373,9 @@ impl Tracker {
     fn received(&mut self, d: &[u8], now: u64) -> Option<usize> {
         let (ip, v6) = ip_at(d)?;
         let at = if v6 { ip + 2 } else { ip + 4 };
-        let s = d.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))?;
+        let s = d
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))?;
         let &(c, t, ts) = self.ring.get(usize::from(s))?;
         if c == NONE {
             return None;
@@ -1509,7 +1508,7 @@ fn traffic(
                 for p in cb.iter() {
                     let d = p.data();
                     if is_control(d) {
-                        live.echo.to_subscriber(d);
+                        live.echo.count_down(d);
                         live.emu.input(d, now_ms, &mut ctl);
                     }
                 }
@@ -1517,7 +1516,7 @@ fn traffic(
             }
         }
         for f in ctl.drain(..) {
-            live.echo.from_subscriber(&f);
+            live.echo.count_up(&f);
             live.queue.push_back(f);
         }
         if !live.queue.is_empty() {
@@ -1572,7 +1571,7 @@ fn traffic(
                 let d = p.data();
                 if is_control(d) {
                     if !up {
-                        live.echo.to_subscriber(d);
+                        live.echo.count_down(d);
                         live.emu.input(d, now_ms, &mut ctl);
                     }
                     continue;

@@ -234,10 +234,8 @@ fn hostile_subscriber() -> Subscriber {
 
 /// Run the namespace lab and print its report.
 pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
-    let header = pktgen::meta::Header::start(
-        crate::lab_bng::SCHEMA_NETNS,
-        crate::lab_bng::SCHEMA_VERSION,
-    );
+    let header =
+        pktgen::meta::Header::start(crate::lab_bng::SCHEMA_NETNS, crate::lab_bng::SCHEMA_VERSION);
     anyhow::ensure!(
         args.duration.is_none() && args.per_session.is_none(),
         "--duration and --per-session are for the in-memory lab, not with --netns"

@@ -6,6 +6,16 @@
 //! The subscribers are PPPoE clients, IPoE (DHCPv4) clients or half of each
 //! ([`LabConfig::access`]); the report has the figures per access type too.
 //!
+//! What BNG testers expect of the traffic phases (BNG Blaster is the reference): by
+//! packet count or by time ([`LabConfig::duration`]); every frame stamped (the IPv4
+//! identification or the IPv6 flow label carries a send counter) for one-way latency
+//! percentiles, per-stream and per-subscriber counters ([`SessionCounters`]) and flow
+//! verification (each stream's first and last packet seen); the subscribers' control
+//! plane keeps running while traffic flows, answering the BNG's LCP Echo-Requests
+//! (RFC 1661 §5.8, counted in [`LcpEchoReport`]) and renewing DHCP leases; a live
+//! [`Progress`] line every second of a long phase; and the traffic figures in the
+//! shape every lab reports ([`crate::kpi::TrafficKpis`]).
+//!
 //! The BNG is the `vbng` binary's: [`lab_config`] turns the lab's settings into a
 //! `vbng::config::Config`, [`vbng::vnf::build`] composes it (the same function the
 //! binary calls), its graph runs on the engine's `dataplane::worker::Worker` and its

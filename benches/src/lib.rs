@@ -144,3 +144,20 @@ pub fn tsc_hz(ms: u64) -> f64 {
     let dt = t0.elapsed().as_secs_f64();
     (c1.wrapping_sub(c0)) as f64 / dt
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_is_the_median_on_the_wall_clock_and_the_total_on_cpu_time() {
+        assert_eq!(headline(40.0, 24.0, false), (40.0, "median_burst", "tsc"));
+        assert_eq!(headline(40.0, 24.0, true), (24.0, "total", "thread_cpu"));
+        // no burst timed on its own: the total, said so
+        assert_eq!(headline(f64::NAN, 24.0, false), (24.0, "total", "tsc"));
+        assert_eq!(headline(f64::INFINITY, 24.0, false).1, "total");
+        let mut v = vec![3.0, 1.0, 2.0, 100.0, 2.5];
+        assert_eq!(median(&mut v), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+}

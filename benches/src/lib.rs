@@ -63,14 +63,28 @@ pub struct Params {
     pub seconds: f64,
 }
 
-/// One line of the `bench` report (`--json` prints it as one JSON object).
+/// One line of the `bench` report (`--json` prints it as one JSON object, after the
+/// report header of `pktgen::meta`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub pkt_size: String,
     /// Packets that went through the device under test during the timed part.
     pub packets: u64,
+    /// The headline figure: [`Report::mpps_median_burst`] when the timed sections run
+    /// on the wall clock (TSC), [`Report::mpps_total`] when they run on the thread's
+    /// CPU time (see `headline` and benches/RESULTS.md).
     pub mpps_per_core: f64,
+    /// Mpps per core from the median cost per packet over the timed bursts (each
+    /// burst, batch, step, section or handshake timed on its own).
+    pub mpps_median_burst: f64,
+    /// Mpps per core from all the timed cycles (or time) over all the packets.
+    pub mpps_total: f64,
+    /// Which of the two `mpps_per_core` is: `median_burst` or `total`.
+    pub headline: &'static str,
+    /// The clock of the timed sections: `tsc` (wall clock: counts time the thread was
+    /// descheduled) or `thread_cpu` (does not).
+    pub clock: &'static str,
     /// Ethernet frame bits per second (without preamble/IFG), per core.
     pub gbps_per_core: f64,
     pub cycles_per_packet: f64,
@@ -78,6 +92,30 @@ pub struct Report {
     /// Scenario-specific figures (sessions, tables, ...).
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The two per-core figures of a run and which is the headline: on the wall clock
+/// the median per burst (a burst during which the thread was descheduled is an
+/// outlier, not the median), on the thread's CPU time the total (descheduled time is
+/// not counted at all). Returns (`mpps_per_core`, `headline`, `clock`).
+pub fn headline(
+    median_mpps: f64,
+    total_mpps: f64,
+    cpu_clock: bool,
+) -> (f64, &'static str, &'static str) {
+    if cpu_clock {
+        (total_mpps, "total", "thread_cpu")
+    } else if median_mpps.is_finite() && median_mpps > 0.0 {
+        (median_mpps, "median_burst", "tsc")
+    } else {
+        (total_mpps, "total", "tsc")
+    }
+}
+
+/// The median of some samples (sorts them); NaN when there are none.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// Time stamp counter (cycles); falls back to nanoseconds off x86_64.
@@ -105,4 +143,21 @@ pub fn tsc_hz(ms: u64) -> f64 {
     let c1 = cycles();
     let dt = t0.elapsed().as_secs_f64();
     (c1.wrapping_sub(c0)) as f64 / dt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headline_is_the_median_on_the_wall_clock_and_the_total_on_cpu_time() {
+        assert_eq!(headline(40.0, 24.0, false), (40.0, "median_burst", "tsc"));
+        assert_eq!(headline(40.0, 24.0, true), (24.0, "total", "thread_cpu"));
+        // no burst timed on its own: the total, said so
+        assert_eq!(headline(f64::NAN, 24.0, false), (24.0, "total", "tsc"));
+        assert_eq!(headline(f64::INFINITY, 24.0, false).1, "total");
+        let mut v = vec![3.0, 1.0, 2.0, 100.0, 2.5];
+        assert_eq!(median(&mut v), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
 }

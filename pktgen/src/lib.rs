@@ -8,9 +8,13 @@
 //!   variation; [`gen`]: paced transmit; [`sig`]: the tail signature; [`rx`]: loss,
 //!   reordering, duplicates, latency (HDR histogram); [`rfc2544`]: §26 benchmarks;
 //!   [`replay`]: pcap replay at a rate and capture; [`report`]: JSON + HTML/SVG;
-//!   [`run`]: the polling loop and a port-pair trial runner.
+//!   [`run`]: the polling loop and a port-pair trial runner; [`meta`]: the header
+//!   (`schema`, `command`, `started`, `machine`, `commit`) of every JSON report;
+//!   [`kpi`]: the traffic figures every lab reports in one shape.
 
 pub mod gen;
+pub mod kpi;
+pub mod meta;
 pub mod profile;
 pub mod replay;
 pub mod report;

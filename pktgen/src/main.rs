@@ -20,9 +20,12 @@ const EXIT_GENERATOR_LIMITED: u8 = 3;
 #[derive(Parser)]
 #[command(
     about = "Packet generator: streams, RFC 2544, pcap replay/record",
-    after_help = "Exit status: 0 done; 1 the run failed (the reason on one line on stderr); \
-                  2 bad command line; 3 (rfc2544) the search ended generator-limited for some \
-                  frame size: the report says so and gives no DUT throughput for it."
+    after_help = "Exit status: 0 done; 1 the run failed, the reason on one line on stderr \
+                  (a port or file that cannot be opened; run --rx: nothing arrived, or the \
+                  loss ratio is above --max-plr); 2 bad command line; 3 (rfc2544) the search \
+                  ended generator-limited for some frame size: the report says so and gives \
+                  no DUT throughput for it. Every --json report carries schema, command, \
+                  started, machine and commit."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +51,11 @@ enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// With --rx: the run fails (exit status 1, after the report) when its packet
+        /// loss ratio is above X (0 to 1; default: no limit; a run where nothing
+        /// arrives fails regardless).
+        #[arg(long, value_name = "X", value_parser = pktgen::kpi::parse_plr)]
+        max_plr: Option<f64>,
     },
     /// RFC 2544 §26.1 throughput search (+ latency, loss sweep) from --tx to --rx.
     ///
@@ -136,7 +144,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             rx,
             duration,
             json,
+            max_plr,
         } => {
+            let header = pktgen::meta::Header::start("pktgen.run", 1);
             let p = Profile::load(&profile)?;
             let mut g = Generator::from_profile(&p)?;
             let mut txp = spec::open_str(&tx)?;
@@ -193,7 +203,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = ticker.join();
             if json {
-                println!("{}", serde_json::to_string(&r)?);
+                println!("{}", header.json(&r)?);
             } else if !counting {
                 println!(
                     "sent {} ({:.3} Mpps, {} refused by the port)",
@@ -216,6 +226,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     r.rx.latency.p99_us,
                     r.rx.latency.max_us
                 );
+            }
+            if counting {
+                let mut k = pktgen::kpi::TrafficKpis {
+                    tx: r.rx.tx,
+                    rx: r.rx.rx,
+                    ..pktgen::kpi::TrafficKpis::default()
+                };
+                k.finish();
+                k.check_plr(max_plr)
+                    .map_err(|e| anyhow::anyhow!("run failed: {e}"))?;
             }
         }
         Cmd::Rfc2544 {
@@ -284,6 +304,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             loops,
             json,
         } => {
+            let header = pktgen::meta::Header::start("pktgen.replay", 1);
             let (frames, skipped) = replay::load(&pcap)?;
             let mean = frames
                 .iter()
@@ -301,7 +322,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut cache = pool.cache();
             let st = replay::replay(txp.as_mut(), &mut cache, &frames, pace, loops, None);
             if json {
-                println!("{}", serde_json::to_string(&st)?);
+                println!("{}", header.json(&st)?);
             } else {
                 println!(
                     "sent {} frames ({} refused, {} skipped as too large) in {:.3} s",

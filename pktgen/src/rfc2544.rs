@@ -237,71 +237,40 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
-    /// The meta data of this process, now.
+    /// The meta data of this process, now (from [`crate::meta`], the header every
+    /// report of the workspace carries).
     pub fn capture() -> RunMeta {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "unknown".into());
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let usable = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let cores = cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("processor"))
-            .count();
+        RunMeta::from_header(&crate::meta::Header::start(REPORT_SCHEMA, REPORT_VERSION))
+    }
+
+    /// The same facts as a report header.
+    pub fn from_header(h: &crate::meta::Header) -> RunMeta {
         RunMeta {
-            command_line: std::env::args().collect::<Vec<_>>().join(" "),
-            start_time: rfc3339(secs),
-            hostname,
-            cpu_model,
-            cores: if cores > 0 { cores } else { usable },
-            cores_usable: usable,
-            git_commit: option_env!("PKTGEN_GIT_COMMIT")
-                .filter(|c| !c.is_empty())
-                .map(str::to_string),
+            command_line: h.command.clone(),
+            start_time: h.started.clone(),
+            hostname: h.machine.host.clone(),
+            cpu_model: h.machine.cpu_model.clone(),
+            cores: h.machine.cores,
+            cores_usable: h.machine.cores_usable,
+            git_commit: h.commit.clone(),
         }
     }
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // days since 1970-01-01 to a civil date (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
+/// Schema name of the RFC 2544 report (`report.json`, `--json`).
+pub const REPORT_SCHEMA: &str = "pktgen.rfc2544";
+/// Its version.
+pub const REPORT_VERSION: u32 = 1;
+
+pub use crate::meta::rfc3339;
 
 /// A whole RFC 2544 run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Rfc2544Report {
+    /// `schema`, `command`, `started`, `machine`, `commit` (the header every report
+    /// carries; `meta` holds the same facts under its older names).
+    #[serde(flatten)]
+    pub header: crate::meta::Header,
     pub dut: String,
     pub meta: RunMeta,
     pub config: SearchConfig,
@@ -505,7 +474,8 @@ pub fn run(
     cfg: &SearchConfig,
     quiet: bool,
 ) -> anyhow::Result<Rfc2544Report> {
-    let meta = RunMeta::capture();
+    let header = crate::meta::Header::start(REPORT_SCHEMA, REPORT_VERSION);
+    let meta = RunMeta::from_header(&header);
     let per = cfg.max_trials as u64 + 1;
     let pb = bar(per * cfg.frame_sizes.len() as u64, quiet);
     let mut results = Vec::new();
@@ -514,6 +484,7 @@ pub fn run(
     }
     pb.finish_and_clear();
     Ok(Rfc2544Report {
+        header,
         dut: dut.into(),
         meta,
         config: cfg.clone(),

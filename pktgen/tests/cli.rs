@@ -85,3 +85,57 @@ fn help_documents_the_exit_status() {
         "{s}"
     );
 }
+
+/// `run --json` over a loopback: one JSON object with the report header; the same
+/// run towards a port nothing comes back from fails with one line after its report.
+#[test]
+fn run_report_has_the_header_and_nothing_received_fails() {
+    let profile = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/udp64.toml");
+    let ok = pktgen(&[
+        "run",
+        "--profile",
+        profile,
+        "--tx",
+        "mem:runloop",
+        "--rx",
+        "mem:runloop",
+        "--duration",
+        "0.2",
+        "--json",
+        "--max-plr",
+        "0",
+    ]);
+    let err = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("one JSON object");
+    assert_eq!(v["schema"]["name"], "pktgen.run", "{v}");
+    assert!(
+        v["started"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{v}"
+    );
+    assert!(v["machine"]["cores"].as_u64() >= Some(1), "{v}");
+    assert!(
+        v["command"].as_str().is_some_and(|c| c.contains(" run ")),
+        "{v}"
+    );
+    assert!(v["rx"]["rx"].as_u64() > Some(0), "{v}");
+
+    let lost = pktgen(&[
+        "run",
+        "--profile",
+        profile,
+        "--tx",
+        "mem:runsend",
+        "--rx",
+        "mem:runnothing",
+        "--duration",
+        "0.2",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&lost.stderr);
+    assert_eq!(lost.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("pktgen: run failed: none of the "), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&lost.stdout).expect("the report first");
+    assert_eq!(v["rx"]["rx"], 0, "{v}");
+}

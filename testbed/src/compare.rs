@@ -40,6 +40,12 @@ use std::time::Duration;
 
 /// Options of `testbed compare ...`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 done; 1 the run failed, with the reason on one line on \
+                  stderr: not root, a tool or binary missing (the router, dpdk-testpmd, nft), \
+                  a DUT that never became ready, or no packet through one of the two DUTs \
+                  (the report is printed first); 2 bad command line."
+)]
 pub struct CompareArgs {
     /// Seconds of traffic per DUT.
     #[arg(long, default_value_t = 3.0, value_parser = pktgen::parse_seconds)]
@@ -86,6 +92,8 @@ pub struct CompareReport {
     pub theirs_mpps: f64,
     /// ours_mpps / theirs_mpps.
     pub ratio: f64,
+    /// The machine for people; in the JSON, `machine` is the report header's object
+    /// (host, CPU model, cores, kernel).
     pub machine: String,
 }
 
@@ -236,20 +244,7 @@ fn clk_tck() -> f64 {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|x| x.trim().to_string())
-        })
-        .unwrap_or_default();
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let k = crate::netns::sh(&["uname", "-r"]).unwrap_or_default();
-    format!("{cpu}, {n} cores, Linux {}", k.trim())
+    pktgen::meta::Machine::this().summary()
 }
 
 fn router_config(io: &str, topo: &Topo) -> String {
@@ -446,9 +441,25 @@ fn report(
     }
 }
 
-fn print(r: &CompareReport, json: bool) -> anyhow::Result<()> {
+/// Schema name of the compare report.
+pub const SCHEMA: &str = "testbed.compare";
+/// Its version: 2 since `machine` became the header's object (it was a string).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The comparison failed when either DUT passed no packet at all.
+fn verdict(r: &CompareReport) -> anyhow::Result<()> {
+    for (who, rx) in [
+        (&r.ours, r.received_mpps_ours),
+        (&r.theirs, r.received_mpps_theirs),
+    ] {
+        anyhow::ensure!(rx > 0.0, "compare failed: no packet went through {who}");
+    }
+    Ok(())
+}
+
+fn print(h: &pktgen::meta::Header, r: &CompareReport, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(r)?);
+        println!("{}", h.json(r)?);
     } else {
         println!(
             "compare {} ({} B, {:.1} s, {} ports)",
@@ -470,6 +481,7 @@ fn print(r: &CompareReport, json: bool) -> anyhow::Result<()> {
 
 /// `testbed compare forward`.
 pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
+    let header = pktgen::meta::Header::start(SCHEMA, SCHEMA_VERSION);
     let (o, gen_sys) = {
         let t = topo("fo")?;
         run_ours_router(&t, &args)?
@@ -488,7 +500,8 @@ pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
         1.0,
         cores,
     );
-    print(&r, args.json)
+    print(&header, &r, args.json)?;
+    verdict(&r)
 }
 
 /// Our NAT44 router: the router's stages with the `nat44` stage (NAPT, RFC 4787
@@ -588,6 +601,7 @@ fn run_in_process(
 
 /// `testbed compare nat`.
 pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
+    let header = pktgen::meta::Header::start(SCHEMA, SCHEMA_VERSION);
     let (o, gen_sys) = {
         let t = topo("no")?;
         run_ours_nat(&t, &args)?
@@ -606,7 +620,8 @@ pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
         1.0,
         cores,
     );
-    print(&r, args.json)
+    print(&header, &r, args.json)?;
+    verdict(&r)
 }
 
 fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
@@ -654,6 +669,7 @@ fn run_testpmd(topo: &Topo, args: &CompareArgs) -> anyhow::Result<RunResult> {
 
 /// `testbed compare io`.
 pub fn io(args: CompareArgs) -> anyhow::Result<()> {
+    let header = pktgen::meta::Header::start(SCHEMA, SCHEMA_VERSION);
     let o = {
         let t = topo("io")?;
         run_in_process(&t, &args, None)?.0
@@ -672,5 +688,6 @@ pub fn io(args: CompareArgs) -> anyhow::Result<()> {
         1.0,
         1.0,
     );
-    print(&r, args.json)
+    print(&header, &r, args.json)?;
+    verdict(&r)
 }

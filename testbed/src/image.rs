@@ -180,6 +180,17 @@ pub enum Accel {
     Tcg,
 }
 
+impl Accel {
+    /// The option's value as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Auto => "auto",
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
 pub fn main(cmd: ImageCmd) -> Result<()> {
     match cmd {
         ImageCmd::Build {
@@ -576,9 +587,9 @@ fn bench(vnf: &str, runs: usize, o: &RunOpts) -> Result<()> {
     let mut w = out.lock();
     writeln!(
         w,
-        "image bench {vnf}: machine {} accel {:?} memory {} runs {}",
+        "image bench {vnf}: machine {} accel {} memory {} runs {}",
         o.machine.qemu_name(),
-        o.accel,
+        o.accel.name(),
         o.memory,
         host.len()
     )?;

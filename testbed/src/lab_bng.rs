@@ -1,9 +1,13 @@
 //! `testbed lab bng`: the embedded BNG lab — emulated PPPoE or IPoE (DHCPv4)
 //! subscribers, or half of each (`--access pppoe|ipoe|mixed`) → vBNG → core sink in
 //! one process over in-memory virtio rings, no root. Prints a human summary, or with
-//! `--json` one JSON object (`sessions_established`, `setup_rate_per_s`,
-//! `setup_p99_ms`, `throughput_mpps`, `plr`, the phase details, and `per_access`
-//! with the same figures per access type). The lab itself is
+//! `--json` one JSON object (the report header of `pktgen::meta`: `schema`,
+//! `command`, `started`, `machine`, `commit`; then `sessions_established`,
+//! `setup_rate_per_s`, `setup_p99_ms`, `throughput_mpps`, `plr`, the phase details,
+//! `per_access` with the same figures per access type, `traffic` in the shape every
+//! lab reports, `lcp_echo`). `--per-session FILE` writes per-subscriber counters as
+//! JSON lines. Exits non-zero with a one-line reason when not every session came up
+//! or the loss ratio is above `--max-plr`. The lab itself is
 //! `pktgen::subscribers::lab`. With `--netns` the same lab runs across network
 //! namespaces with the `vbng` binary and FreeRADIUS (`lab_bng_netns`).
 
@@ -14,6 +18,13 @@ use vbng::lcp::AuthProto;
 
 /// Options of `testbed lab bng`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 every session came up and the traffic passed; 1 the run \
+                  failed, with the reason on one line on stderr: not every session came up \
+                  within --timeout, no packet reached the far end, the loss ratio is above \
+                  --max-plr, or (--netns) the vbng binary, FreeRADIUS or tshark is missing; \
+                  2 bad command line. The report is printed (or written) before the verdict."
+)]
 pub struct BngLabArgs {
     /// Number of emulated subscribers (at least 1).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -40,6 +51,27 @@ pub struct BngLabArgs {
     /// Packets per traffic phase (upstream, then downstream).
     #[arg(long, default_value_t = 1_000_000)]
     pub packets: u64,
+    /// Traffic by time: each traffic phase (upstream, downstream, and the IPv6 ones)
+    /// offers traffic for S seconds instead of `--packets` packets.
+    #[arg(long, value_name = "S", value_parser = pktgen::parse_seconds, conflicts_with = "packets")]
+    pub duration: Option<f64>,
+    /// Write one JSON object per subscriber into FILE (JSON lines): `subscriber`,
+    /// `access`, `session_id`, `address`, `address6`, `tx_up`, `rx_up`, `tx_down`,
+    /// `rx_down`, `loss`, `flows`, `flows_verified`.
+    #[arg(long, value_name = "FILE")]
+    pub per_session: Option<std::path::PathBuf>,
+    /// The run fails (exit status 1) when its packet loss ratio over all traffic
+    /// phases is above X (0 to 1; default: no limit).
+    #[arg(long, value_name = "X", value_parser = pktgen::kpi::parse_plr)]
+    pub max_plr: Option<f64>,
+    /// The BNG's LCP Echo-Request interval in seconds (0 = off); the report counts
+    /// the requests and replies (`lcp_echo`).
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub lcp_echo_interval: u32,
+    /// Print a live status line on stderr every second of a phase that has run two
+    /// (default: only when stderr is a terminal).
+    #[arg(long)]
+    pub progress: bool,
     /// Per-subscriber rate `up/down` in bit/s (k/M/G suffixes), default unlimited
     /// (with `--netns`: written into the vBNG's user file and default rates).
     #[arg(long)]
@@ -85,13 +117,90 @@ pub struct BngLabArgs {
 
 /// The lab's verdict after its report: it failed (exit status non-zero, one-line
 /// reason) when not every subscriber came up — a throughput or loss figure over fewer
-/// sessions than asked for is not the result that was asked for.
-pub fn verdict(established: u32, wanted: u32) -> anyhow::Result<()> {
+/// sessions than asked for is not the result that was asked for — or when its loss
+/// ratio is above `--max-plr`.
+pub fn verdict(
+    established: u32,
+    wanted: u32,
+    traffic: &pktgen::kpi::TrafficKpis,
+    max_plr: Option<f64>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         established >= wanted,
         "lab failed: only {established} of {wanted} sessions came up"
     );
+    traffic
+        .check_plr(max_plr)
+        .map_err(|e| anyhow::anyhow!("lab failed: {e}"))
+}
+
+/// Schema name of the in-memory lab's JSON report.
+pub const SCHEMA: &str = "testbed.lab.bng";
+/// Schema name of the `--netns` lab's JSON report (the in-memory one's fields and
+/// the namespace lab's facts).
+pub const SCHEMA_NETNS: &str = "testbed.lab.bng.netns";
+
+/// `name count, …` of some counters, or `none`.
+pub fn join_counts(c: &std::collections::BTreeMap<String, u64>) -> String {
+    if c.is_empty() {
+        return "none".into();
+    }
+    c.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+/// Its version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Writes the per-subscriber counters as JSON lines.
+fn write_per_session(
+    path: &std::path::Path,
+    rows: &[pktgen::subscribers::lab::SessionCounters],
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let f = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("--per-session {}: {e}", path.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    for r in rows {
+        serde_json::to_writer(&mut w, r)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+        .map_err(|e| anyhow::anyhow!("--per-session {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// Prints the lab's progress on stderr: phase lines unless `quiet`, live status lines
+/// when `live` (rewritten in place on a terminal).
+pub fn progress_printer(
+    quiet: bool,
+    live: bool,
+) -> impl FnMut(&pktgen::subscribers::lab::Progress<'_>) {
+    use pktgen::subscribers::lab::Progress;
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let mut open = false;
+    move |m: &Progress<'_>| match m {
+        Progress::Phase(s) => {
+            if open {
+                eprintln!();
+                open = false;
+            }
+            if !quiet {
+                eprintln!("lab bng: {s}");
+            }
+        }
+        Progress::Live(s) if live => {
+            if tty {
+                eprint!("\r{s}\x1b[K");
+                open = true;
+            } else {
+                eprintln!("{s}");
+            }
+        }
+        Progress::Live(_) => {}
+    }
 }
 
 /// Run the lab and print its report.
@@ -133,6 +242,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         !(args.ipv6 && access == AccessPlan::Ipoe),
         "--ipv6 needs PPPoE subscribers (IPv6CP and SLAAC over PPP): use --access pppoe or mixed"
     );
+    let header = pktgen::meta::Header::start(SCHEMA, SCHEMA_VERSION);
     let cfg = LabConfig {
         sessions: args.sessions,
         setup_rate: args.setup_rate,
@@ -146,16 +256,25 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         cgnat,
         ipv6: args.ipv6,
         access,
+        duration: args.duration.map(Duration::from_secs_f64),
+        keepalive_s: args.lcp_echo_interval,
     };
-    let quiet = args.json;
-    let r = run_lab(&cfg, |m| {
-        if !quiet {
-            eprintln!("lab bng: {m}");
-        }
-    })?;
+    let live = args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut r = run_lab(&cfg, progress_printer(args.json, live))?;
+    if let Some(p) = &args.per_session {
+        write_per_session(p, &std::mem::take(&mut r.per_session))?;
+    }
+    let judge = || {
+        verdict(
+            r.sessions_established,
+            args.sessions,
+            &r.traffic,
+            args.max_plr,
+        )
+    };
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
-        return verdict(r.sessions_established, args.sessions);
+        println!("{}", header.json(&r)?);
+        return judge();
     }
     println!(
         "sessions established   {} / {}",
@@ -170,13 +289,10 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         r.setup_p50_ms, r.setup_p99_ms
     );
     if !r.setup.failed_by_phase.is_empty() {
-        let f: Vec<String> = r
-            .setup
-            .failed_by_phase
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        println!("failures by phase      {}", f.join(", "));
+        println!(
+            "failures by phase      {}",
+            join_counts(&r.setup.failed_by_phase)
+        );
     }
     let u = &r.upstream;
     println!(
@@ -190,6 +306,25 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         );
     }
     println!("packet loss ratio      {:.6}", r.plr);
+    let k = &r.traffic;
+    let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!(
+        "latency                p50 {} µs, p99 {} µs, max {} µs",
+        us(k.latency_p50_us),
+        us(k.latency_p99_us),
+        us(k.latency_max_us)
+    );
+    println!(
+        "flows verified         {} / {} (first and last packet of each stream seen)",
+        k.flows_verified.unwrap_or(0),
+        k.flows
+    );
+    if let Some(e) = &r.lcp_echo {
+        println!(
+            "LCP echo               {} requests from the BNG, {} replies (interval {} s)",
+            e.requests_received, e.replies_sent, e.interval_s
+        );
+    }
     if access == AccessPlan::Mixed {
         for (name, a) in &r.per_access {
             println!(
@@ -241,5 +376,12 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     };
     println!("{label:<22} {}", r.sessions_after_teardown);
     print!("{}", r.bng_errors);
-    verdict(r.sessions_established, args.sessions)
+    let w = &r.bng_worker;
+    if w.tx_full + w.frame_full + w.tx_unsent + w.punt_dropped + w.inject_dropped > 0 {
+        println!(
+            "BNG worker losses      {} transmit batch full, {} node frame full, {} unsent, {} punts and {} injections dropped",
+            w.tx_full, w.frame_full, w.tx_unsent, w.punt_dropped, w.inject_dropped
+        );
+    }
+    judge()
 }

@@ -2,7 +2,9 @@
 //! virtio rings (no root, no devices). The router is the real `vnf-router` pipeline
 //! built from its example configuration (or `--config`); the generator and the sink
 //! are `pktgen`'s. Prints the KPIs (offered and received Mpps, PLR, latency
-//! percentiles, the DUT's own Mpps per core), or one JSON object with `--json`;
+//! percentiles, the DUT's own Mpps per core), or one JSON object with `--json` (the
+//! report header of `pktgen::meta`, the flat KPIs, and `traffic` in the shape every
+//! lab reports); exit status 1 when nothing arrived or the loss is above `--max-plr`;
 //! `--rfc2544 DIR` runs the RFC 2544 §26 search instead and writes its report there
 //! (report.json, report.html, SVG plots); a frame size whose search ended
 //! generator-limited gets no DUT throughput and the command exits with status 3
@@ -33,6 +35,13 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../../vnfs/router/examples/router
 
 /// Options of `testbed lab router`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 done; 1 the run failed, with the reason on one line on \
+                  stderr: no packet reached the sink, the loss ratio is above --max-plr, or \
+                  the configuration could not be read; 2 bad command line; 3 (--rfc2544) the \
+                  search ended generator-limited for some frame size (no DUT throughput for \
+                  it). The report is printed before the verdict."
+)]
 pub struct RouterLabArgs {
     /// Router configuration (TOML); interface 0 faces the generator, 1 the sink.
     #[arg(long)]
@@ -73,6 +82,10 @@ pub struct RouterLabArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// The run fails (exit status 1) when its packet loss ratio is above X (0 to 1;
+    /// default: no limit). A run where nothing arrives fails regardless.
+    #[arg(long, value_name = "X", value_parser = pktgen::kpi::parse_plr)]
+    pub max_plr: Option<f64>,
 }
 
 impl Default for RouterLabArgs {
@@ -90,6 +103,7 @@ impl Default for RouterLabArgs {
             max_mpps: 4.0,
             trial: 1.0,
             json: false,
+            max_plr: None,
         }
     }
 }
@@ -355,7 +369,14 @@ pub struct LabKpis {
     /// Packets per second one DUT core handles, from the DUT's busy time.
     pub dut_mpps_per_core: f64,
     pub dut_drops: u64,
+    /// The same traffic figures in the shape every lab reports (`pktgen::kpi`).
+    pub traffic: pktgen::kpi::TrafficKpis,
 }
+
+/// Schema name of the lab's JSON report (`--json` without `--rfc2544`).
+pub const SCHEMA: &str = "testbed.lab.router";
+/// Its version.
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// Runs the lab once with `args` and returns its KPIs (plus `show errors`).
 pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
@@ -371,6 +392,24 @@ pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
     let mut g = Generator::new(vec![Stream::new(0, &spec)?]);
     let (r, ns) = lab.run(&mut g, Duration::from_secs_f64(args.duration))?;
     let dut = lab.dut.as_ref();
+    let dut_mpps = ns.map(|n| 1e3 / n).unwrap_or(0.0);
+    let mut traffic = pktgen::kpi::TrafficKpis {
+        tx: r.rx.tx,
+        rx: r.rx.rx,
+        duration_s: r.seconds,
+        latency_p50_us: (r.rx.latency.samples > 0).then_some(r.rx.latency.p50_us),
+        latency_p99_us: (r.rx.latency.samples > 0).then_some(r.rx.latency.p99_us),
+        latency_max_us: (r.rx.latency.samples > 0).then_some(r.rx.latency.max_us),
+        flows: u64::from(args.flows.clamp(1, 64000)),
+        // one stream varying its source port: no per-flow first/last packet check
+        flows_verified: None,
+        dut_mpps_per_core: dut_mpps,
+        ..pktgen::kpi::TrafficKpis::default()
+    };
+    traffic.finish();
+    // the generator's own rates (its clock), as in the flat fields
+    traffic.offered_mpps = r.tx_pps / 1e6;
+    traffic.received_mpps = r.rx_pps / 1e6;
     let k = LabKpis {
         lab: "router",
         dut: "vnf-router",
@@ -393,8 +432,9 @@ pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
         latency_p99_us: r.rx.latency.p99_us,
         latency_p999_us: r.rx.latency.p999_us,
         latency_max_us: r.rx.latency.max_us,
-        dut_mpps_per_core: ns.map(|n| 1e3 / n).unwrap_or(0.0),
+        dut_mpps_per_core: dut_mpps,
         dut_drops: dut.map(|d| d.drops()).unwrap_or(0),
+        traffic,
     };
     Ok((k, dut.map(|d| d.errors()).unwrap_or_default()))
 }
@@ -438,9 +478,10 @@ pub fn main(args: RouterLabArgs) -> anyhow::Result<std::process::ExitCode> {
         }
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    let header = pktgen::meta::Header::start(SCHEMA, SCHEMA_VERSION);
     let (k, errors) = run_once(&args)?;
     if args.json {
-        println!("{}", serde_json::to_string(&k)?);
+        println!("{}", header.json(&k)?);
     } else {
         println!(
             "lab router ({}, {} B frames, {:.1} s)",
@@ -470,5 +511,8 @@ pub fn main(args: RouterLabArgs) -> anyhow::Result<std::process::ExitCode> {
             print!("{}", errors);
         }
     }
+    k.traffic
+        .check_plr(args.max_plr)
+        .map_err(|e| anyhow::anyhow!("lab failed: {e}"))?;
     Ok(std::process::ExitCode::SUCCESS)
 }

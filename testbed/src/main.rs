@@ -15,10 +15,14 @@ mod scenario;
 #[derive(Parser)]
 #[command(
     about = "NFV lab orchestration and KPI runs",
-    after_help = "Exit status: 0 done; 1 the run failed (the reason on one line on stderr); \
-                  2 bad command line; 3 (lab router --rfc2544) the search ended \
+    after_help = "Exit status: 0 done; 1 the run failed, the reason on one line on stderr \
+                  (lab bng: not every session came up; lab router and lab bng: no packet \
+                  arrived, or the loss ratio is above --max-plr; a peer, tool or file \
+                  missing); 2 bad command line; 3 (lab router --rfc2544) the search ended \
                   generator-limited for some frame size (no DUT throughput for it); \
-                  130 interrupted."
+                  130 interrupted.\n\nEvery --json report carries schema {name, version}, \
+                  command, started (RFC 3339 UTC), machine {host, cpu_model, cores, \
+                  cores_usable, kernel} and commit."
 )]
 struct Cli {
     #[command(subcommand)]

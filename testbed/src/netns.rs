@@ -215,7 +215,7 @@ impl Lab {
         }
         let child = c
             .spawn()
-            .with_context(|| format!("starting {cmd:?} in {ns}"))?;
+            .with_context(|| format!("starting `{}` in {ns}", cmd.join(" ")))?;
         let id = child.id();
         register(Res::Proc(child));
         Ok(id)

@@ -153,12 +153,23 @@ pub struct Scenario {
 
 /// Options of `testbed lab run`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 done; 1 the run failed, with the reason on one line on \
+                  stderr: a bad scenario, a namespace, link or process that could not be \
+                  set up, a process that never printed its ready marker, no packet of the \
+                  traffic section arrived, or the loss ratio is above --max-plr (the report \
+                  is printed first); 2 bad command line."
+)]
 pub struct RunArgs {
     /// Scenario file (TOML).
     pub file: PathBuf,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// With a traffic section: the run fails when its packet loss ratio is above X
+    /// (0 to 1; default: no limit; a run where nothing arrives fails regardless).
+    #[arg(long, value_name = "X", value_parser = pktgen::kpi::parse_plr)]
+    pub max_plr: Option<f64>,
 }
 
 struct Ctx {
@@ -292,9 +303,13 @@ pub fn run_file(path: &Path) -> anyhow::Result<serde_json::Value> {
             }
             if !ok {
                 bail!(
-                    "process {:?} did not print {marker:?}: {}",
-                    p.cmd,
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    "process `{}` did not print {marker:?}; its log: {}",
+                    p.cmd.join(" "),
+                    std::fs::read_to_string(&log)
+                        .unwrap_or_default()
+                        .lines()
+                        .collect::<Vec<_>>()
+                        .join(" | ")
                 );
             }
         }
@@ -343,9 +358,10 @@ pub fn run_file(path: &Path) -> anyhow::Result<serde_json::Value> {
 
 /// `testbed lab run FILE`.
 pub fn main(args: RunArgs) -> anyhow::Result<()> {
+    let header = pktgen::meta::Header::start("testbed.lab.run", 1);
     let v = run_file(&args.file)?;
     if args.json {
-        println!("{v}");
+        println!("{}", header.json(&v)?);
     } else {
         match v.get("rx") {
             Some(rx) => println!(
@@ -359,6 +375,16 @@ pub fn main(args: RunArgs) -> anyhow::Result<()> {
             ),
             None => println!("lab built and removed (no traffic section)"),
         }
+    }
+    if let Some(rx) = v.get("rx") {
+        let mut k = pktgen::kpi::TrafficKpis {
+            tx: rx["tx"].as_u64().unwrap_or(0),
+            rx: rx["rx"].as_u64().unwrap_or(0),
+            ..pktgen::kpi::TrafficKpis::default()
+        };
+        k.finish();
+        k.check_plr(args.max_plr)
+            .map_err(|e| anyhow::anyhow!("lab failed: {e}"))?;
     }
     Ok(())
 }

@@ -6,23 +6,44 @@ use benches::{Params, PktSize};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "Mpps/core per VNF pipeline scenario")]
+#[command(
+    about = "Mpps/core per VNF pipeline scenario",
+    after_help = "Every scenario prints two per-core figures: the median cost per packet over \
+                  the timed bursts, and all timed cycles over all packets; mpps_per_core is \
+                  the median on the wall clock, the total on thread CPU time (see \
+                  benches/RESULTS.md). --json prints one object with the report header \
+                  (schema, command, started, machine, commit). Exit status: 0 done; 1 the \
+                  scenario failed (unknown name, sessions not up), the reason on one line \
+                  on stderr; 2 bad command line."
+)]
 struct Cli {
     /// Scenario name (`list` prints them)
     scenario: String,
     /// Frame size in bytes (60..=1518) or `imix`
     #[arg(long, default_value = "64")]
     pkt_size: PktSize,
-    /// Timed duration in seconds
-    #[arg(long, default_value_t = 3.0)]
+    /// Timed duration in seconds (every scenario; ike-handshake runs it per DH group,
+    /// bng-down after an upstream phase as long)
+    #[arg(long, default_value_t = 3.0, value_parser = pktgen::parse_seconds)]
     seconds: f64,
     /// One JSON object per line
     #[arg(long)]
     json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the reason chain joined by ": " (not anyhow's Debug dump).
+            eprintln!("bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
     if cli.scenario == "list" {
         for (name, desc, _) in SCENARIOS {
             println!("{name:<16} {desc}");
@@ -41,16 +62,32 @@ fn main() -> anyhow::Result<()> {
         pkt_size: cli.pkt_size,
         seconds: cli.seconds,
     };
+    let header = pktgen::meta::Header::start("benches.bench", 1);
     let r = run(&params)?;
     if cli.json {
-        println!("{}", serde_json::to_string(&r)?);
+        println!("{}", header.json(&r)?);
     } else {
         println!(
             "{:<14} size={:<5} packets={:<11} {:>7.2} Mpps/core {:>7.2} Gbps/core {:>7.1} cycles/pkt drops={}",
             r.scenario, r.pkt_size, r.packets, r.mpps_per_core, r.gbps_per_core, r.cycles_per_packet, r.drops
         );
+        println!(
+            "  Mpps/core: median per burst {:.2}, total cycles/packets {:.2} (headline: {}, clock {})",
+            r.mpps_median_burst,
+            r.mpps_total,
+            if r.headline == "total" {
+                "total"
+            } else {
+                "median per burst"
+            },
+            r.clock
+        );
         for (k, v) in &r.extra {
-            println!("  {k}: {v}");
+            match v {
+                // text as text (a JSON string would print quoted, with escapes)
+                serde_json::Value::String(t) => println!("  {k}: {}", t.trim_end()),
+                v => println!("  {k}: {v}"),
+            }
         }
     }
     Ok(())

@@ -13,7 +13,8 @@
 //!
 //! The JSON report's headline fields describe group 31 and count IKE datagrams
 //! handled by the responder (`packets`, `mpps_per_core` and `cycles_per_packet`
-//! over responder time); `extra.groups` has one object per group.
+//! over responder time: the median over handshakes of the responder's time per
+//! datagram; `mpps_total` over all of it); `extra.groups` has one object per group.
 
 use crate::{tsc_hz, Params, Report};
 use ipsec::ike::{
@@ -54,6 +55,8 @@ struct GroupRun {
     wall: Duration,
     responder: Duration,
     responder_datagrams: u64,
+    /// Responder seconds per datagram of each handshake.
+    per_handshake: Vec<f64>,
 }
 
 /// Handshakes until `seconds` of wall time have passed.
@@ -68,6 +71,7 @@ fn run_group(g: DhGroup, seconds: f64) -> anyhow::Result<GroupRun> {
         wall: Duration::ZERO,
         responder: Duration::ZERO,
         responder_datagrams: 0,
+        per_handshake: Vec::new(),
     };
     let budget = Duration::from_secs_f64(seconds.max(0.01));
     let t0 = Instant::now();
@@ -94,12 +98,16 @@ fn run_group(g: DhGroup, seconds: f64) -> anyhow::Result<GroupRun> {
             &mut i_child,
         );
         let mut rounds = 0;
+        let (mut hs_time, mut hs_datagrams) = (Duration::ZERO, 0u32);
         while let Some(d) = to_r.pop() {
             rounds += 1;
             anyhow::ensure!(rounds < 10, "handshake does not converge");
             let t = Instant::now();
             let out = r.handle(&d, addr_i, now);
-            run.responder += t.elapsed();
+            let dt = t.elapsed();
+            run.responder += dt;
+            hs_time += dt;
+            hs_datagrams += 1;
             run.responder_datagrams += 1;
             let mut to_i = Vec::new();
             sends(out, &mut to_i, &mut r_child);
@@ -113,6 +121,10 @@ fn run_group(g: DhGroup, seconds: f64) -> anyhow::Result<GroupRun> {
             g.id()
         );
         run.handshakes += 1;
+        if hs_datagrams > 0 {
+            run.per_handshake
+                .push(hs_time.as_secs_f64() / f64::from(hs_datagrams));
+        }
     }
     run.wall = t0.elapsed();
     Ok(run)
@@ -146,8 +158,11 @@ pub fn ike_handshake(p: &Params) -> anyhow::Result<Report> {
             head = Some(r);
         }
     }
-    let h = head.ok_or_else(|| anyhow::anyhow!("group 31 did not run"))?;
+    let mut h = head.ok_or_else(|| anyhow::anyhow!("group 31 did not run"))?;
     let resp_s = h.responder.as_secs_f64().max(1e-9);
+    let total_mpps = h.responder_datagrams as f64 / resp_s / 1e6;
+    let median_mpps = 1.0 / crate::median(&mut h.per_handshake) / 1e6;
+    let (mpps, headline, clock) = crate::headline(median_mpps, total_mpps, false);
     let mut extra = serde_json::Map::new();
     extra.insert("headline_dh_group".into(), 31.into());
     extra.insert(
@@ -164,9 +179,13 @@ pub fn ike_handshake(p: &Params) -> anyhow::Result<Report> {
         scenario: "ike-handshake".into(),
         pkt_size: "ike".into(),
         packets: h.responder_datagrams,
-        mpps_per_core: h.responder_datagrams as f64 / resp_s / 1e6,
+        mpps_per_core: mpps,
+        mpps_median_burst: median_mpps,
+        mpps_total: total_mpps,
+        headline,
+        clock,
         gbps_per_core: 0.0,
-        cycles_per_packet: resp_s * hz / h.responder_datagrams.max(1) as f64,
+        cycles_per_packet: hz / mpps / 1e6,
         drops: 0,
         extra,
     })

@@ -190,7 +190,8 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
         .copied()
         .unwrap_or(f64::NAN);
     let mean_cpp = dut_cycles as f64 / dut_packets.max(1) as f64;
-    let mpps = hz / median_cpp / 1e6;
+    let (mpps, headline, clock) =
+        crate::headline(hz / median_cpp / 1e6, hz / mean_cpp / 1e6, false);
     let drops: u64 = worker.graph.nodes().map(|n| n.dropped()).sum();
     let mut extra = serde_json::Map::new();
     extra.insert("routes".into(), (router.l3.fib4.len() as u64).into());
@@ -204,12 +205,20 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
         pkt_size: p.pkt_size.label(),
         packets: dut_packets,
         mpps_per_core: mpps,
+        mpps_median_burst: hz / median_cpp / 1e6,
+        mpps_total: hz / mean_cpp / 1e6,
+        headline,
+        clock,
         gbps_per_core: if received > 0 {
             bytes as f64 * 8.0 / received as f64 * mpps / 1e3
         } else {
             0.0
         },
-        cycles_per_packet: median_cpp,
+        cycles_per_packet: if headline == "total" {
+            mean_cpp
+        } else {
+            median_cpp
+        },
         drops,
         extra,
     })

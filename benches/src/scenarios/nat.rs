@@ -156,12 +156,14 @@ fn report(
     // Per-core rate from the median batch cost; the mean (which counts time the
     // thread spent descheduled on a shared machine) is reported beside it.
     let mean_cpp = r.cycles as f64 / r.packets.max(1) as f64;
-    let cpp = if r.median_cpp > 0.0 {
-        r.median_cpp
+    let median_mpps = if r.median_cpp > 0.0 {
+        r.hz / r.median_cpp / 1e6
     } else {
-        mean_cpp
+        f64::NAN
     };
-    let mpps = r.hz / cpp / 1e6;
+    let total_mpps = r.hz / mean_cpp / 1e6;
+    let (mpps, headline, clock) = crate::headline(median_mpps, total_mpps, false);
+    let cpp = r.hz / mpps / 1e6;
     let mean_bytes = r.bytes as f64 / r.packets.max(1) as f64;
     let mut extra = extra;
     extra.insert("mean_cycles_per_packet".into(), mean_cpp.into());
@@ -171,6 +173,10 @@ fn report(
         pkt_size: p.pkt_size.label(),
         packets: r.packets,
         mpps_per_core: mpps,
+        mpps_median_burst: median_mpps,
+        mpps_total: total_mpps,
+        headline,
+        clock,
         gbps_per_core: mpps * mean_bytes * 8.0 / 1e3,
         cycles_per_packet: cpp,
         drops,

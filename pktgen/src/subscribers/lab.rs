@@ -6,6 +6,16 @@
 //! The subscribers are PPPoE clients, IPoE (DHCPv4) clients or half of each
 //! ([`LabConfig::access`]); the report has the figures per access type too.
 //!
+//! What BNG testers expect of the traffic phases (BNG Blaster is the reference): by
+//! packet count or by time ([`LabConfig::duration`]); every frame stamped (the IPv4
+//! identification or the IPv6 flow label carries a send counter) for one-way latency
+//! percentiles, per-stream and per-subscriber counters ([`SessionCounters`]) and flow
+//! verification (each stream's first and last packet seen); the subscribers' control
+//! plane keeps running while traffic flows, answering the BNG's LCP Echo-Requests
+//! (RFC 1661 §5.8, counted in [`LcpEchoReport`]) and renewing DHCP leases; a live
+//! [`Progress`] line every second of a long phase; and the traffic figures in the
+//! shape every lab reports ([`crate::kpi::TrafficKpis`]).
+//!
 //! The BNG is the `vbng` binary's: [`lab_config`] turns the lab's settings into a
 //! `vbng::config::Config`, [`vbng::vnf::build`] composes it (the same function the
 //! binary calls), its graph runs on the engine's `dataplane::worker::Worker` and its
@@ -58,6 +68,12 @@ pub struct LabConfig {
     pub ipv6: bool,
     /// PPPoE, IPoE (DHCPv4, the vBNG's `[ipoe]`) or half of each.
     pub access: AccessPlan,
+    /// Traffic by time: each traffic phase offers traffic for this long instead of
+    /// [`LabConfig::packets`] packets.
+    pub duration: Option<Duration>,
+    /// The BNG's LCP Echo-Request interval, seconds (RFC 1661 §5.8 keepalive; 0 =
+    /// off). The emulated subscribers answer them during every phase.
+    pub keepalive_s: u32,
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -78,6 +94,8 @@ impl Default for LabConfig {
             cgnat: None,
             ipv6: false,
             access: AccessPlan::Pppoe,
+            duration: None,
+            keepalive_s: 30,
         }
     }
 }
@@ -105,8 +123,24 @@ pub struct TrafficReport {
     pub bng_mpps_per_core: f64,
     /// BNG nanoseconds per packet.
     pub bng_ns_per_packet: f64,
+    /// Packets per second of the BNG per core from the median cost per packet over
+    /// its loop steps that received packets (`bng_mpps_per_core` is from all its
+    /// time); `null` when no step did.
+    pub bng_mpps_per_core_median: Option<f64>,
     /// Mean frame size offered, bytes.
     pub mean_frame: f64,
+    /// Seconds the phase ran (offering, then draining).
+    pub duration_s: f64,
+    /// One-way latency through the BNG of the received packets, p50/p99/max, µs
+    /// (per-packet stamps, time taken once per burst on each side; `null` when none
+    /// arrived). Per access type: the phase's.
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    pub latency_max_us: Option<f64>,
+    /// Streams offered (one per subscriber).
+    pub flows: u64,
+    /// Of them, those whose first and last packet both arrived.
+    pub flows_verified: u64,
 }
 
 impl LabReport {
@@ -292,6 +326,16 @@ pub struct LabReport {
     pub access: String,
     /// The figures per access type (`pppoe`, `ipoe`; the types the run used).
     pub per_access: BTreeMap<String, AccessReport>,
+    /// The traffic figures in the shape every lab reports (`pktgen::kpi`): all
+    /// traffic phases together (IPv4 and IPv6, upstream and downstream), latency
+    /// percentiles over all of them, streams offered and verified.
+    pub traffic: crate::kpi::TrafficKpis,
+    /// LCP Echo between the subscribers and the BNG (with PPPoE subscribers).
+    pub lcp_echo: Option<LcpEchoReport>,
+    /// Counters per subscriber (not in the JSON; `testbed lab bng --per-session FILE`
+    /// writes them as JSON lines).
+    #[serde(skip)]
+    pub per_session: Vec<SessionCounters>,
 }
 
 /// The BNG worker's loop counters at the end of the lab.
@@ -311,6 +355,11 @@ pub struct WorkerReport {
     pub tx_unsent: u64,
     /// Frames the control plane could not hand to the inject ring (too long).
     pub injector_oversize: u64,
+    /// Packets the graph could not queue for a port (its transmit batch was full)
+    /// and freed (`dataplane::batch::OutStats::tx_full`).
+    pub tx_full: u64,
+    /// Packets a node could not hand to the next node (its input frame was full).
+    pub frame_full: u64,
 }
 
 /// The `nat44` node (CGNAT) after the traffic phases: its own counters and its drops.
@@ -358,7 +407,7 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
         auth: cfg.auth,
         // `auth_fallback` stays at the binary's default: a TOML file cannot say "none"
         // (the clients accept only `auth`, so it is never used).
-        keepalive_interval_s: 30,
+        keepalive_interval_s: cfg.keepalive_s,
         restart_ms: 1000,
         pools: vec![vbng::config::PoolConfig {
             name: "default".into(),
@@ -465,6 +514,10 @@ struct Bng {
     busy: Duration,
     /// CGNAT port-block log records read from the `nat44` node.
     nat_log_records: u64,
+    /// While a traffic phase runs: nanoseconds per packet of each step that received
+    /// packets (capacity reserved at start-up; full = no more samples).
+    steps: Vec<f32>,
+    sampling: bool,
 }
 
 impl Bng {
@@ -474,6 +527,7 @@ impl Bng {
     /// frames onto the inject ring (sent by the next worker iteration).
     fn step(&mut self, now_ms: u64, now_ns: u64) {
         let t = Instant::now();
+        let rx0 = self.worker.stats.rx_packets;
         for _ in 0..POLLS_PER_STEP {
             let work = self.worker.poll(now_ns);
             self.control
@@ -490,7 +544,12 @@ impl Bng {
                 self.nat_log_records += 1;
             }
         }
-        self.busy += t.elapsed();
+        let dt = t.elapsed();
+        self.busy += dt;
+        let n = self.worker.stats.rx_packets - rx0;
+        if self.sampling && n > 0 && self.steps.len() < self.steps.capacity() {
+            self.steps.push(dt.as_nanos() as f32 / n as f32);
+        }
     }
 
     /// Frames between the worker and the control plane, not yet handled.
@@ -542,6 +601,8 @@ impl Bng {
             inject_dropped: w.inject_dropped,
             tx_unsent: w.tx_unsent,
             injector_oversize: self.injector.oversize,
+            tx_full: self.worker.out.stats.tx_full,
+            frame_full: self.worker.out.stats.frame_full,
         }
     }
 
@@ -610,7 +671,7 @@ fn send_frames(port: &mut MemPort, cache: &mut PoolCache, q: &mut VecDeque<Vec<u
 }
 
 /// Run the lab.
-pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<LabReport> {
+pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::Result<LabReport> {
     let n = cfg.sessions.max(1);
     let pool = Pool::new(1 << 16).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
     let (mut gen, access) =
@@ -645,6 +706,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         cache: pool.cache(),
         busy: Duration::ZERO,
         nat_log_records: 0,
+        steps: Vec::with_capacity(1 << 20),
+        sampling: false,
     };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {
@@ -669,10 +732,15 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     let ms = |t0: Instant| t0.elapsed().as_millis() as u64;
 
     // Phase 1: session setup.
-    progress(&format!("setting up {n} sessions"));
+    progress(&Progress::Phase(&format!("setting up {n} sessions")));
+    let mut echo = LcpEchoReport {
+        interval_s: cfg.keepalive_s,
+        ..LcpEchoReport::default()
+    };
     let mut q: VecDeque<Vec<u8>> = VecDeque::new();
     let mut frames = Vec::new();
     let mut rxb = Batch::new();
+    let mut next_live = 2.0;
     // Run until every subscriber settled and the last frames (the final IPCP
     // Configure-Acks) reached the BNG.
     let mut quiet = 0;
@@ -690,6 +758,9 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         let now = ms(t0);
         emu.start_due(now, &mut frames);
         emu.poll(now, &mut frames);
+        for f in &frames {
+            echo.count_up(f);
+        }
         q.extend(frames.drain(..));
         send_frames(&mut gen, &mut gcache, &mut q);
         bng.step(ms(t0), t0.elapsed().as_nanos() as u64);
@@ -699,9 +770,18 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 break;
             }
             rxb.drain(|p| {
+                echo.count_down(p.data());
                 emu.input(p.data(), now, &mut frames);
                 gcache.free(p);
             });
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        if secs >= next_live {
+            next_live = secs.floor() + 1.0;
+            progress(&Progress::Live(&format!(
+                "setup: {secs:.0} s, {} of {n} sessions up",
+                emu.established()
+            )));
         }
     }
     let setup = emu.report();
@@ -717,10 +797,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             emu.report()
         );
     }
-    progress(&format!(
+    progress(&Progress::Phase(&format!(
         "{} sessions up ({:.0}/s, p99 {:.1} ms)",
         setup.established, setup.setup_rate_per_s, setup.setup_p99_ms
-    ));
+    )));
 
     // Phase 2: upstream traffic; phase 3: downstream traffic.
     let up_ids: Vec<u32> = (0..n)
@@ -732,24 +812,55 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
         ..LabReport::default()
     };
     report.set_access_setup(&emu, cfg.access);
+    let limit = match cfg.duration {
+        Some(d) => Limit::Time(d),
+        None => Limit::Packets(cfg.packets),
+    };
+    let size_of = |k: usize| {
+        cfg.frame_sizes
+            .get(k % cfg.frame_sizes.len().max(1))
+            .copied()
+            .unwrap_or(64)
+    };
+    // Per subscriber: the counters of every phase, added up.
+    let mut per: BTreeMap<u32, SessionCounters> = BTreeMap::new();
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("static histogram bounds are valid");
+    let mut phases: Vec<TrafficReport> = Vec::new();
+    // Adds a phase's stamps to the per-subscriber counters and the latency.
+    let mut account = |d: &PhaseDetail, owners: &[u32], up: bool| {
+        let _ = hist.add(&d.tracker.hist);
+        for (t, &o) in owners.iter().enumerate() {
+            let e = per.entry(o).or_default();
+            let (tx, rx) = (d.tracker.tx[t], d.tracker.rx[t]);
+            if up {
+                e.tx_up += tx;
+                e.rx_up += rx;
+            } else {
+                e.tx_down += tx;
+                e.rx_down += rx;
+            }
+            if tx > 0 {
+                e.flows += 1;
+                e.flows_verified += u32::from(d.tracker.verified(t));
+            }
+        }
+    };
     if !up_ids.is_empty() {
         let mut templates = Vec::new();
         let mut kinds = Vec::new();
+        let mut owners = Vec::new();
         for (k, &i) in up_ids.iter().enumerate() {
-            let size = cfg
-                .frame_sizes
-                .get(k % cfg.frame_sizes.len().max(1))
-                .copied()
-                .unwrap_or(64);
-            if let Some(f) = emu.upstream_frame(i, 0xc633_6401, size) {
+            if let Some(f) = emu.upstream_frame(i, 0xc633_6401, size_of(k)) {
                 templates.push(f);
                 kinds.push(kind(i));
+                owners.push(i);
             }
         }
-        progress("upstream traffic");
+        progress(&Progress::Phase("upstream traffic"));
         let mut flows = Vec::new();
         let want_flows = cfg.cgnat.is_some().then_some(&mut flows);
-        let (total, by) = traffic(
+        let (total, by, d) = traffic(
             &mut bng,
             &mut gen,
             &mut sink,
@@ -757,26 +868,32 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             Stream {
                 templates: &templates,
                 kinds: &kinds,
+                owners: &owners,
                 classify: upstream_access,
             },
-            cfg.packets,
+            limit,
             &t0,
             want_flows,
+            true,
+            "upstream",
+            &mut Live {
+                emu: &mut emu,
+                queue: VecDeque::new(),
+                echo: &mut echo,
+                progress: &mut progress,
+            },
         );
+        account(&d, &owners, true);
+        phases.push(total.clone());
         report.upstream = total;
         report.set_access_traffic(true, by);
         if cfg.downstream {
-            let size_of = |k: usize| {
-                cfg.frame_sizes
-                    .get(k % cfg.frame_sizes.len().max(1))
-                    .copied()
-                    .unwrap_or(64)
-            };
             let mut templates = Vec::new();
             let mut kinds = Vec::new();
+            let mut owners = Vec::new();
             if cfg.cgnat.is_some() {
                 // Answer the translated flows the core saw (public address and port).
-                for (k, &(ip, port, a)) in flows.iter().enumerate() {
+                for (k, &(ip, port, a, owner)) in flows.iter().enumerate() {
                     let size = size_of(k);
                     let mut f = Vec::with_capacity(size);
                     f.extend_from_slice(&core_mac);
@@ -791,6 +908,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     ));
                     templates.push(f);
                     kinds.push(a);
+                    owners.push(owner);
                 }
             } else {
                 for (k, &i) in up_ids.iter().enumerate() {
@@ -799,11 +917,12 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     {
                         templates.push(f);
                         kinds.push(kind(i));
+                        owners.push(i);
                     }
                 }
             }
-            progress("downstream traffic");
-            let (total, by) = traffic(
+            progress(&Progress::Phase("downstream traffic"));
+            let (total, by, d) = traffic(
                 &mut bng,
                 &mut sink,
                 &mut gen,
@@ -811,12 +930,23 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                 Stream {
                     templates: &templates,
                     kinds: &kinds,
+                    owners: &owners,
                     classify: downstream_access,
                 },
-                cfg.packets,
+                limit,
                 &t0,
                 None,
+                false,
+                "downstream",
+                &mut Live {
+                    emu: &mut emu,
+                    queue: VecDeque::new(),
+                    echo: &mut echo,
+                    progress: &mut progress,
+                },
             );
+            account(&d, &owners, false);
+            phases.push(total.clone());
             report.downstream = Some(total);
             report.set_access_traffic(false, by);
         }
@@ -825,50 +955,53 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
     // Phases 2b/3b: the same over IPv6 (SLAAC addresses, the sessions' /64s).
     if cfg.ipv6 {
         report.ipv6_sessions = ipv6_ready(&emu, n);
-        let size_of = |k: usize| {
-            cfg.frame_sizes
-                .get(k % cfg.frame_sizes.len().max(1))
-                .copied()
-                .unwrap_or(64)
-        };
-        let v6: Vec<&super::client::Subscriber> = up_ids
+        let v6: Vec<(u32, u128, Vec<u8>)> = up_ids
             .iter()
-            .filter_map(|&i| emu.subscriber(i))
-            .filter(|s| s.ipv6 != 0)
-            .collect();
-        let up6: Vec<Vec<u8>> = v6
-            .iter()
+            .filter_map(|&i| emu.subscriber(i).map(|s| (i, s)))
+            .filter(|(_, s)| s.ipv6 != 0)
             .enumerate()
-            .filter_map(|(k, s)| {
+            .filter_map(|(k, (i, s))| {
                 s.ipv6_udp_frame(IPV6_REMOTE, size_of(k), 1024 + (k % 50000) as u16, 5001)
+                    .map(|f| (i, s.ipv6, f))
             })
             .collect();
+        let owners: Vec<u32> = v6.iter().map(|v| v.0).collect();
+        let up6: Vec<Vec<u8>> = v6.iter().map(|v| v.2.clone()).collect();
+        let kinds = vec![Access::Pppoe; up6.len()];
         if !up6.is_empty() {
-            progress("IPv6 upstream traffic");
-            let kinds = vec![Access::Pppoe; up6.len()];
-            report.upstream6 = Some(
-                traffic(
-                    &mut bng,
-                    &mut gen,
-                    &mut sink,
-                    &mut gcache,
-                    Stream {
-                        templates: &up6,
-                        kinds: &kinds,
-                        classify: |_| Access::Pppoe,
-                    },
-                    cfg.packets,
-                    &t0,
-                    None,
-                )
-                .0,
+            progress(&Progress::Phase("IPv6 upstream traffic"));
+            let (total, _, d) = traffic(
+                &mut bng,
+                &mut gen,
+                &mut sink,
+                &mut gcache,
+                Stream {
+                    templates: &up6,
+                    kinds: &kinds,
+                    owners: &owners,
+                    classify: |_| Access::Pppoe,
+                },
+                limit,
+                &t0,
+                None,
+                true,
+                "IPv6 upstream",
+                &mut Live {
+                    emu: &mut emu,
+                    queue: VecDeque::new(),
+                    echo: &mut echo,
+                    progress: &mut progress,
+                },
             );
+            account(&d, &owners, true);
+            phases.push(total.clone());
+            report.upstream6 = Some(total);
         }
         if cfg.downstream && !v6.is_empty() {
             let down6: Vec<Vec<u8>> = v6
                 .iter()
                 .enumerate()
-                .map(|(k, s)| {
+                .map(|(k, &(_, addr, _))| {
                     let ip_len = size_of(k).saturating_sub(14).clamp(48, 1492);
                     let mut f = Vec::with_capacity(14 + ip_len);
                     f.extend_from_slice(&core_mac);
@@ -876,7 +1009,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     f.extend_from_slice(&[0x86, 0xdd]);
                     f.extend_from_slice(&super::client::ipv6_udp(
                         IPV6_REMOTE,
-                        s.ipv6,
+                        addr,
                         ip_len,
                         5001,
                         1024 + (k % 50000) as u16,
@@ -884,25 +1017,33 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
                     f
                 })
                 .collect();
-            progress("IPv6 downstream traffic");
-            let kinds = vec![Access::Pppoe; down6.len()];
-            report.downstream6 = Some(
-                traffic(
-                    &mut bng,
-                    &mut sink,
-                    &mut gen,
-                    &mut gcache,
-                    Stream {
-                        templates: &down6,
-                        kinds: &kinds,
-                        classify: |_| Access::Pppoe,
-                    },
-                    cfg.packets,
-                    &t0,
-                    None,
-                )
-                .0,
+            progress(&Progress::Phase("IPv6 downstream traffic"));
+            let (total, _, d) = traffic(
+                &mut bng,
+                &mut sink,
+                &mut gen,
+                &mut gcache,
+                Stream {
+                    templates: &down6,
+                    kinds: &kinds,
+                    owners: &owners,
+                    classify: |_| Access::Pppoe,
+                },
+                limit,
+                &t0,
+                None,
+                false,
+                "IPv6 downstream",
+                &mut Live {
+                    emu: &mut emu,
+                    queue: VecDeque::new(),
+                    echo: &mut echo,
+                    progress: &mut progress,
+                },
             );
+            account(&d, &owners, false);
+            phases.push(total.clone());
+            report.downstream6 = Some(total);
         }
         let (s, r) = [report.upstream6.as_ref(), report.downstream6.as_ref()]
             .into_iter()
@@ -914,6 +1055,46 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&str)) -> anyhow::Result<La
             0.0
         };
     }
+
+    // The shared traffic block and the per-subscriber counters.
+    let mut k = crate::kpi::TrafficKpis::default();
+    let mut busy_ns = 0.0;
+    for p in &phases {
+        k.tx += p.sent;
+        k.rx += p.received;
+        k.duration_s += p.duration_s;
+        k.flows += p.flows;
+        *k.flows_verified.get_or_insert(0) += p.flows_verified;
+        busy_ns += p.bng_ns_per_packet * p.sent as f64;
+    }
+    (k.latency_p50_us, k.latency_p99_us, k.latency_max_us) = latency_us(&hist);
+    if busy_ns > 0.0 {
+        k.dut_mpps_per_core = k.tx as f64 / busy_ns * 1e3;
+    }
+    k.finish();
+    report.traffic = k;
+    report.per_session = per
+        .into_iter()
+        .map(|(i, mut c)| {
+            let cl = emu.client(i);
+            c.subscriber = i;
+            c.access = cl.map_or("pppoe", |c| c.access().as_str());
+            c.session_id = emu.subscriber(i).map(|s| s.sid);
+            c.address = std::net::Ipv4Addr::from(cl.map_or(0, |c| c.ip())).to_string();
+            c.address6 = emu
+                .subscriber(i)
+                .filter(|s| s.ipv6 != 0)
+                .map(|s| std::net::Ipv6Addr::from(s.ipv6).to_string());
+            let (t, r) = (c.tx_up + c.tx_down, c.rx_up + c.rx_down);
+            c.loss = if t > 0 {
+                t.saturating_sub(r) as f64 / t as f64
+            } else {
+                0.0
+            };
+            c
+        })
+        .collect();
+    report.lcp_echo = cfg.access.uses(Access::Pppoe).then_some(echo);
 
     // The NAT after the traffic (its sessions live on after the PPPoE sessions end).
     if let Some(pool) = &cfg.cgnat {
@@ -961,6 +1142,8 @@ struct Stream<'a> {
     templates: &'a [Vec<u8>],
     /// The access type of each template.
     kinds: &'a [Access],
+    /// The subscriber each template belongs to.
+    owners: &'a [u32],
     /// The access type of a frame received at the far end.
     classify: fn(&[u8]) -> Access,
 }
@@ -985,10 +1168,294 @@ pub fn downstream_access(f: &[u8]) -> Access {
     }
 }
 
-/// Offer `packets` frames from the stream's templates (round robin) on `tx`, run
-/// the BNG, count what arrives on `rx`, in all and per access type; with `flows`,
-/// record the distinct (source address, UDP source port, access type) of the first
-/// frames received (one per template).
+/// Where the IP header of a frame starts and whether it is IPv6: after the VLAN tags,
+/// and for a PPPoE session frame (RFC 2516 §4) after the PPPoE header and the PPP
+/// protocol (IPv4 0x0021, IPv6 0x0057). `None` for anything else.
+pub fn ip_at(f: &[u8]) -> Option<(usize, bool)> {
+    use dataplane::proto::EtherType;
+    let l = dataplane::proto::ethernet::walk_vlans(f).ok()?;
+    let o = l.l3_offset;
+    match l.ethertype {
+        EtherType::IPV4 => Some((o, false)),
+        EtherType::IPV6 => Some((o, true)),
+        EtherType::PPPOE_SESSION => match f.get(o + 6..o + 8)? {
+            [0x00, 0x21] => Some((o + 8, false)),
+            [0x00, 0x57] => Some((o + 8, true)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a frame belongs to the control plane rather than to the lab's traffic:
+/// anything but UDP over IPv4 or IPv6 (PPPoE discovery, LCP, PAP/CHAP, IPCP,
+/// IPv6CP, ARP, ICMPv6 RA/ND), and DHCPv4 (UDP ports 67/68).
+pub fn is_control(f: &[u8]) -> bool {
+    let Some((ip, v6)) = ip_at(f) else {
+        return true;
+    };
+    if v6 {
+        return f.get(ip + 6) != Some(&17);
+    }
+    let hl = f.get(ip).map_or(20, |b| usize::from(b & 0x0f) * 4);
+    if f.get(ip + 9) != Some(&17) {
+        return true;
+    }
+    let port = |at: usize| f.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    matches!(port(ip + hl), Some(67 | 68)) || matches!(port(ip + hl + 2), Some(67 | 68))
+}
+
+/// LCP Echo (RFC 1661 §5.8) seen between the subscribers and the BNG.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct LcpEchoReport {
+    /// The BNG's keepalive interval, seconds (0 = off).
+    pub interval_s: u32,
+    /// Echo-Requests the subscribers received from the BNG.
+    pub requests_received: u64,
+    /// Echo-Replies the subscribers sent back.
+    pub replies_sent: u64,
+    /// Echo-Requests the subscribers sent (the emulated clients send none).
+    pub requests_sent: u64,
+    /// Echo-Replies the subscribers received.
+    pub replies_received: u64,
+}
+
+impl LcpEchoReport {
+    /// The LCP code of a PPPoE session frame carrying LCP, if any.
+    fn lcp_code(f: &[u8]) -> Option<u8> {
+        let l = dataplane::proto::ethernet::walk_vlans(f).ok()?;
+        if l.ethertype != dataplane::proto::EtherType::PPPOE_SESSION {
+            return None;
+        }
+        let o = l.l3_offset;
+        (f.get(o + 6..o + 8)? == [0xc0, 0x21])
+            .then(|| f.get(o + 8).copied())
+            .flatten()
+    }
+
+    /// A frame from the BNG to a subscriber.
+    fn count_down(&mut self, f: &[u8]) {
+        match Self::lcp_code(f) {
+            Some(9) => self.requests_received += 1,
+            Some(10) => self.replies_received += 1,
+            _ => {}
+        }
+    }
+
+    /// A frame from a subscriber to the BNG.
+    fn count_up(&mut self, f: &[u8]) {
+        match Self::lcp_code(f) {
+            Some(9) => self.requests_sent += 1,
+            Some(10) => self.replies_sent += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Counters of one subscriber over the traffic phases (a line of `--per-session`).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct SessionCounters {
+    /// The subscriber's index in the lab (0-based).
+    pub subscriber: u32,
+    /// `pppoe` or `ipoe`.
+    pub access: &'static str,
+    /// The PPPoE session id (RFC 2516 §4; `null` for IPoE).
+    pub session_id: Option<u16>,
+    /// Its IPv4 address.
+    pub address: String,
+    /// Its SLAAC IPv6 address, when it has one.
+    pub address6: Option<String>,
+    /// Upstream packets sent and received (IPv4 and IPv6 phases).
+    pub tx_up: u64,
+    pub rx_up: u64,
+    /// Downstream packets sent and received.
+    pub tx_down: u64,
+    pub rx_down: u64,
+    /// Loss ratio over both directions.
+    pub loss: f64,
+    /// Streams (one per direction and IP version) whose first and last packet arrived.
+    pub flows_verified: u32,
+    /// Streams offered.
+    pub flows: u32,
+}
+
+/// Progress of the lab: phase changes, and (every second of a phase that has run for
+/// two) a live status line.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    Phase(&'a str),
+    Live(&'a str),
+}
+
+impl std::fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Progress::Phase(s) | Progress::Live(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Send stamps in flight at most (a stamp is the low 16 bits of the send counter).
+const STAMPS: usize = 1 << 16;
+const NONE: u64 = u64::MAX;
+
+/// Per-packet stamps of one traffic phase: each frame sent carries the low 16 bits of
+/// a send counter (the IPv4 identification, header checksum updated per RFC 1624, or
+/// the low 16 bits of the IPv6 flow label); the receiver looks the stamp up to get
+/// the send time (latency), the template (per-stream counters) and the counter
+/// (first and last packet of each stream seen: flow verification). Time stamps are
+/// taken once per burst on each side.
+struct Tracker {
+    /// By stamp: the full send counter, the template, the send time (ns).
+    ring: Vec<(u64, u32, u64)>,
+    next: u64,
+    /// Where each template's IP header is, and whether it is IPv6.
+    ip: Vec<Option<(usize, bool)>>,
+    /// Latency, ns.
+    hist: hdrhistogram::Histogram<u64>,
+    tx: Vec<u64>,
+    rx: Vec<u64>,
+    first_tx: Vec<u64>,
+    last_tx: Vec<u64>,
+    min_rx: Vec<u64>,
+    max_rx: Vec<u64>,
+}
+
+impl Tracker {
+    fn new(templates: &[Vec<u8>]) -> Tracker {
+        let n = templates.len();
+        Tracker {
+            ring: vec![(NONE, 0, 0); STAMPS],
+            next: 0,
+            ip: templates.iter().map(|t| ip_at(t)).collect(),
+            hist: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+                .expect("static histogram bounds are valid"),
+            tx: vec![0; n],
+            rx: vec![0; n],
+            first_tx: vec![NONE; n],
+            last_tx: vec![NONE; n],
+            min_rx: vec![NONE; n],
+            max_rx: vec![0; n],
+        }
+    }
+
+    /// Writes stamp `c` into frame `d` of template `t`.
+    fn stamp(&self, t: usize, d: &mut [u8], c: u64) {
+        let s = (c & 0xffff) as u16;
+        match self.ip.get(t).copied().flatten() {
+            Some((ip, false)) => {
+                if let (Some(&[a, b]), Some(&[x, y])) = (
+                    d.get(ip + 4..ip + 6).map(|v| [v[0], v[1]]).as_ref(),
+                    d.get(ip + 10..ip + 12).map(|v| [v[0], v[1]]).as_ref(),
+                ) {
+                    let old = u16::from_be_bytes([a, b]);
+                    let hc = u16::from_be_bytes([x, y]);
+                    let c = dataplane::proto::checksum::update16(hc, old, s);
+                    d[ip + 4..ip + 6].copy_from_slice(&s.to_be_bytes());
+                    d[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+                }
+            }
+            Some((ip, true)) => {
+                if let Some(v) = d.get_mut(ip + 2..ip + 4) {
+                    v.copy_from_slice(&s.to_be_bytes());
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Frame of template `t` sent with counter `c` at `now` ns.
+    fn sent(&mut self, t: usize, c: u64, now: u64) {
+        if let Some(e) = self.ring.get_mut((c as usize) & (STAMPS - 1)) {
+            *e = (c, t as u32, now);
+        }
+        if let Some(x) = self.tx.get_mut(t) {
+            *x += 1;
+        }
+        if self.first_tx.get(t) == Some(&NONE) {
+            self.first_tx[t] = c;
+        }
+        if let Some(x) = self.last_tx.get_mut(t) {
+            *x = c;
+        }
+    }
+
+    /// A traffic frame arrived at `now` ns: its template, if its stamp is known.
+    fn received(&mut self, d: &[u8], now: u64) -> Option<usize> {
+        let (ip, v6) = ip_at(d)?;
+        let at = if v6 { ip + 2 } else { ip + 4 };
+        let s = d
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))?;
+        let &(c, t, ts) = self.ring.get(usize::from(s))?;
+        if c == NONE {
+            return None;
+        }
+        let t = t as usize;
+        self.hist.saturating_record(now.saturating_sub(ts).max(1));
+        if let Some(x) = self.rx.get_mut(t) {
+            *x += 1;
+        }
+        if let Some(x) = self.min_rx.get_mut(t) {
+            *x = (*x).min(c);
+        }
+        if let Some(x) = self.max_rx.get_mut(t) {
+            *x = (*x).max(c);
+        }
+        Some(t)
+    }
+
+    /// Template `t` was offered and both its first and last packet arrived.
+    fn verified(&self, t: usize) -> bool {
+        self.first_tx.get(t).is_some_and(|&f| f != NONE)
+            && self.min_rx.get(t) == self.first_tx.get(t)
+            && self.max_rx.get(t) == self.last_tx.get(t)
+    }
+}
+
+/// Latency percentiles of a histogram in µs (`None` when empty).
+fn latency_us(h: &hdrhistogram::Histogram<u64>) -> (Option<f64>, Option<f64>, Option<f64>) {
+    if h.is_empty() {
+        return (None, None, None);
+    }
+    let us = |v: u64| Some(v as f64 / 1e3);
+    (
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.max()),
+    )
+}
+
+/// How long a traffic phase runs: a number of packets, or a time.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    Packets(u64),
+    Time(Duration),
+}
+
+/// What a traffic phase gives besides its report: the stamps, for latency and the
+/// per-session counters.
+struct PhaseDetail {
+    tracker: Tracker,
+}
+
+/// The subscribers' control plane kept running while traffic flows (LCP echo,
+/// DHCP renewals): the emulator, its frames not sent yet, the LCP echo count, and
+/// the lab's progress callback.
+struct Live<'a> {
+    emu: &'a mut Emulator,
+    queue: VecDeque<Vec<u8>>,
+    echo: &'a mut LcpEchoReport,
+    progress: &'a mut dyn FnMut(&Progress<'_>),
+}
+
+/// Offer frames from the stream's templates (round robin) on `tx` until `limit`,
+/// run the BNG, count what arrives on `rx`, in all, per access type and per
+/// template; with `flows`, record the distinct (source address, UDP source port,
+/// access type, subscriber) of the frames received (one per template). `up` tells
+/// which port faces the subscribers (`tx` upstream, `rx` downstream): control frames
+/// there go to the emulator and its answers go out there, so sessions stay up
+/// however long the phase runs.
 #[allow(clippy::too_many_arguments)]
 fn traffic(
     bng: &mut Bng,
@@ -996,12 +1463,20 @@ fn traffic(
     rx: &mut MemPort,
     cache: &mut PoolCache,
     stream: Stream<'_>,
-    packets: u64,
+    limit: Limit,
     t0: &Instant,
-    mut flows: Option<&mut Vec<(u32, u16, Access)>>,
-) -> (TrafficReport, Vec<(Access, TrafficReport)>) {
+    mut flows: Option<&mut Vec<(u32, u16, Access, u32)>>,
+    up: bool,
+    name: &str,
+    live: &mut Live<'_>,
+) -> (TrafficReport, Vec<(Access, TrafficReport)>, PhaseDetail) {
     let templates = stream.templates;
     let mut seen = std::collections::HashSet::new();
+    let mut tr = Tracker::new(templates);
+    let packets = match limit {
+        Limit::Packets(p) => p,
+        Limit::Time(_) => u64::MAX,
+    };
 
     let mut sent = 0u64;
     let mut received = 0u64;
@@ -1014,13 +1489,52 @@ fn traffic(
     };
     let mut k = 0usize;
     let busy0 = bng.busy;
+    bng.steps.clear();
+    bng.sampling = true;
     let start = Instant::now();
     let mut b = Batch::new();
     let mut rxb = Batch::new();
+    let mut cb = Batch::new();
     let mut idle = 0;
-    let mut pending = Vec::with_capacity(256);
-    while (sent < packets || idle < 3) && !templates.is_empty() {
-        if sent < packets {
+    let mut pending: Vec<(usize, u64)> = Vec::with_capacity(256);
+    let mut ctl = Vec::new();
+    let mut last_ms = u64::MAX;
+    let mut next_live = 2.0;
+    let mut sending = true;
+    while (sending || idle < 3) && !templates.is_empty() {
+        let el = start.elapsed();
+        sending = match limit {
+            Limit::Packets(p) => sent < p,
+            Limit::Time(d) => el < d,
+        };
+        let now_ms = t0.elapsed().as_millis() as u64;
+        // The subscribers' timers (LCP echo answers, DHCP renewals), once a ms.
+        if now_ms != last_ms {
+            last_ms = now_ms;
+            live.emu.poll(now_ms, &mut ctl);
+        }
+        if up {
+            // Control frames from the BNG to the subscribers during upstream traffic.
+            while tx.rx_burst(cache, &mut cb) > 0 {
+                for p in cb.iter() {
+                    let d = p.data();
+                    if is_control(d) {
+                        live.echo.count_down(d);
+                        live.emu.input(d, now_ms, &mut ctl);
+                    }
+                }
+                cb.free_all(cache);
+            }
+        }
+        for f in ctl.drain(..) {
+            live.echo.count_up(&f);
+            live.queue.push_back(f);
+        }
+        if !live.queue.is_empty() {
+            let port = if up { &mut *tx } else { &mut *rx };
+            send_frames(port, cache, &mut live.queue);
+        }
+        if sending {
             let room = tx.tx_room().min(256).min((packets - sent) as usize);
             pending.clear();
             for _ in 0..room {
@@ -1028,23 +1542,27 @@ fn traffic(
                 let Some(f) = templates.get(t) else {
                     break;
                 };
-                k += 1;
                 let Some(mut p) = cache.alloc() else { break };
                 if p.copy_from(f).is_err() {
                     cache.free(p);
+                    k += 1;
                     continue;
                 }
-                pending.push((
-                    slot(stream.kinds.get(t).copied().unwrap_or(Access::Pppoe)),
-                    f.len() as u64,
-                ));
+                k += 1;
+                tr.stamp(t, p.data_mut(), tr.next + pending.len() as u64);
+                pending.push((t, f.len() as u64));
                 let _ = b.push(p);
             }
+            let now = t0.elapsed().as_nanos() as u64;
             let n = tx.tx_burst(cache, &mut b);
-            for &(a, len) in pending.iter().take(n) {
+            for &(t, len) in pending.iter().take(n) {
+                let a = slot(stream.kinds.get(t).copied().unwrap_or(Access::Pppoe));
                 by[a][0] += 1;
                 by[a][2] += len;
                 bytes += len;
+                let c = tr.next;
+                tr.next += 1;
+                tr.sent(t, c, now);
             }
             sent += n as u64;
             b.free_all(cache);
@@ -1059,20 +1577,30 @@ fn traffic(
             if n == 0 {
                 break;
             }
-            got += n;
+            let now = t0.elapsed().as_nanos() as u64;
             for p in rxb.iter() {
                 let d = p.data();
+                if is_control(d) {
+                    if !up {
+                        live.echo.count_down(d);
+                        live.emu.input(d, now_ms, &mut ctl);
+                    }
+                    continue;
+                }
+                got += 1;
                 let a = (stream.classify)(d);
                 by[slot(a)][1] += 1;
-                if let Some(fl) = flows.as_deref_mut() {
+                let t = tr.received(d, now);
+                if let (Some(fl), Some(t)) = (flows.as_deref_mut(), t) {
                     if seen.len() < templates.len() {
                         if let (Some(x), Some(y)) = (d.get(26..30), d.get(34..36)) {
-                            let k = (
+                            let key = (
                                 u32::from_be_bytes([x[0], x[1], x[2], x[3]]),
                                 u16::from_be_bytes([y[0], y[1]]),
                             );
-                            if seen.insert(k) {
-                                fl.push((k.0, k.1, a));
+                            if seen.insert(key) {
+                                let owner = stream.owners.get(t).copied().unwrap_or(0);
+                                fl.push((key.0, key.1, a, owner));
                             }
                         }
                     }
@@ -1081,12 +1609,29 @@ fn traffic(
             rxb.free_all(cache);
         }
         received += got as u64;
-        if sent >= packets {
+        if !sending {
             idle = if got == 0 { idle + 1 } else { 0 };
+        }
+        let secs = el.as_secs_f64();
+        if secs >= next_live {
+            next_live = secs.floor() + 1.0;
+            let msg = format!(
+                "{name}: {secs:.0} s, {sent} sent, {received} received, {:.3} Mpps",
+                received as f64 / secs.max(1e-9) / 1e6
+            );
+            (live.progress)(&Progress::Live(&msg));
         }
     }
     let wall = start.elapsed().as_secs_f64();
     let busy = (bng.busy - busy0).as_secs_f64();
+    bng.sampling = false;
+    bng.steps.sort_unstable_by(|a, b| a.total_cmp(b));
+    let median_mpps = bng
+        .steps
+        .get(bng.steps.len() / 2)
+        .filter(|&&ns| ns > 0.0)
+        .map(|&ns| 1e3 / f64::from(ns));
+    let (p50, p99, max) = latency_us(&tr.hist);
     let report = |sent: u64, received: u64, bytes: u64| TrafficReport {
         sent,
         received,
@@ -1110,24 +1655,44 @@ fn traffic(
         } else {
             0.0
         },
+        bng_mpps_per_core_median: median_mpps,
         mean_frame: if sent > 0 {
             bytes as f64 / sent as f64
         } else {
             0.0
         },
+        duration_s: wall,
+        latency_p50_us: p50,
+        latency_p99_us: p99,
+        latency_max_us: max,
+        flows: 0,
+        flows_verified: 0,
     };
-    let total = report(sent, received, bytes);
+    let mut total = report(sent, received, bytes);
     let mut per = Vec::new();
+    let flows_of = |a: Option<Access>| {
+        let mut f = (0u64, 0u64);
+        for t in 0..templates.len() {
+            if a.is_none_or(|a| stream.kinds.get(t) == Some(&a)) && tr.tx[t] > 0 {
+                f.0 += 1;
+                f.1 += u64::from(tr.verified(t));
+            }
+        }
+        f
+    };
+    (total.flows, total.flows_verified) = flows_of(None);
     for (a, c) in [(Access::Pppoe, by[0]), (Access::Ipoe, by[1])] {
         if c[0] > 0 || c[1] > 0 {
             let mut t = report(c[0], c[1], c[2]);
-            // The BNG's own figures are the phase's (both types share its loop).
+            // The BNG's own figures and the latency are the phase's (both types
+            // share its loop).
             t.bng_mpps_per_core = total.bng_mpps_per_core;
             t.bng_ns_per_packet = total.bng_ns_per_packet;
+            (t.flows, t.flows_verified) = flows_of(Some(a));
             per.push((a, t));
         }
     }
-    (total, per)
+    (total, per, PhaseDetail { tracker: tr })
 }
 
 #[cfg(test)]

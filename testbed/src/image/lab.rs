@@ -82,6 +82,9 @@ fn parse_counter(line: &str, key: &str) -> Option<u64> {
 }
 
 pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
+    // Version 2: `machine` is the report header's (the host); the QEMU machine type
+    // moved to `qemu_machine`.
+    let header = pktgen::meta::Header::start("testbed.image.lab", 2);
     if vnf != "router" {
         bail!("image lab: only the router has a lab");
     }
@@ -255,7 +258,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
         }
     }
     let result = serde_json::json!({
-        "machine": o.machine.qemu_name(),
+        "qemu_machine": o.machine.qemu_name(),
         "payload": o.size,
         "seconds": o.seconds,
         "generator": g,
@@ -263,7 +266,14 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
         "guest_port0_rx": rx0,
         "guest_port1_tx": tx1,
     });
-    println!("lab result: {result}");
+    println!("lab result: {}", header.json(&result)?);
+    let good = result["sink"]["good"].as_u64().unwrap_or(0);
+    if good == 0 {
+        bail!(
+            "lab failed: none of the {} datagrams sent came through the guest",
+            result["generator"]["sent"].as_u64().unwrap_or(0)
+        );
+    }
     Ok(())
 }
 

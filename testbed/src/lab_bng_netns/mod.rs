@@ -234,6 +234,12 @@ fn hostile_subscriber() -> Subscriber {
 
 /// Run the namespace lab and print its report.
 pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
+    let header =
+        pktgen::meta::Header::start(crate::lab_bng::SCHEMA_NETNS, crate::lab_bng::SCHEMA_VERSION);
+    anyhow::ensure!(
+        args.duration.is_none() && args.per_session.is_none(),
+        "--duration and --per-session are for the in-memory lab, not with --netns"
+    );
     let t_start = Instant::now();
     // Our handler first, so that Ctrl-C also removes the temp dir; the netns
     // registry's own handler then finds one installed and leaves it.
@@ -601,12 +607,12 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
     let setup = emu.report();
     say(&format!(
-        "{} sessions up ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms), failures {:?}",
+        "{} sessions up ({:.0}/s, p50 {:.1} ms, p99 {:.1} ms), failures: {}",
         setup.established,
         setup.setup_rate_per_s,
         setup.setup_p50_ms,
         setup.setup_p99_ms,
-        setup.failed_by_phase
+        crate::lab_bng::join_counts(&setup.failed_by_phase)
     ));
     let mut bng = BngCounters::default();
     // The BNG counts a session up when the subscriber's final IPCP ack arrives.
@@ -816,6 +822,19 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
 
     report.sessions_after_teardown = bng.sessions_after_teardown as usize;
     report.summarise(&setup);
+    // The traffic block every lab reports (no per-packet stamps here: no latency,
+    // no flow verification).
+    let mut k = pktgen::kpi::TrafficKpis::default();
+    for t in [Some(&report.upstream), report.downstream.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        k.tx += t.sent;
+        k.rx += t.received;
+        k.duration_s += t.duration_s;
+    }
+    k.finish();
+    report.traffic = k;
     report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
     let mut out = NetnsReport {
         lab: report,
@@ -845,8 +864,13 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     out.lab_rx_dropped = sub_port.stats().rx_dropped + core_port.stats().rx_dropped;
     drop(sub_port);
     drop(core_port);
-    print_report(args, &out)?;
-    crate::lab_bng::verdict(out.lab.sessions_established, args.sessions)
+    print_report(args, &header, &out)?;
+    crate::lab_bng::verdict(
+        out.lab.sessions_established,
+        args.sessions,
+        &out.lab.traffic,
+        args.max_plr,
+    )
 }
 
 #[cfg(test)]

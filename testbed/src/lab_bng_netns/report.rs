@@ -113,9 +113,13 @@ pub struct NatCounters {
     pub icmp_errors_sent: u64,
 }
 
-pub(super) fn print_report(args: &BngLabArgs, r: &NetnsReport) -> anyhow::Result<()> {
+pub(super) fn print_report(
+    args: &BngLabArgs,
+    header: &pktgen::meta::Header,
+    r: &NetnsReport,
+) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string(r)?);
+        println!("{}", header.json(r)?);
         return Ok(());
     }
     let l = &r.lab;
@@ -132,7 +136,10 @@ pub(super) fn print_report(args: &BngLabArgs, r: &NetnsReport) -> anyhow::Result
         l.setup_p50_ms, l.setup_p99_ms
     );
     if !l.setup.failed_by_phase.is_empty() {
-        println!("failures by phase      {:?}", l.setup.failed_by_phase);
+        println!(
+            "failures by phase      {}",
+            crate::lab_bng::join_counts(&l.setup.failed_by_phase)
+        );
     }
     let u = &l.upstream;
     println!(
@@ -155,8 +162,10 @@ pub(super) fn print_report(args: &BngLabArgs, r: &NetnsReport) -> anyhow::Result
     }
     if let Some(h) = &r.hostile {
         println!(
-            "hostile subscriber     {}: came up {}, failed in {:?}",
-            h.mac, h.came_up, h.failed_in
+            "hostile subscriber     {}: came up {}, failed in {}",
+            h.mac,
+            if h.came_up { "yes" } else { "no" },
+            h.failed_in.as_deref().unwrap_or("no phase")
         );
     }
     if let Some(c) = &r.cgnat {

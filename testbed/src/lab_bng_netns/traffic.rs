@@ -270,6 +270,9 @@ pub(super) fn traffic(
         } else {
             0.0
         },
+        duration_s: wall,
+        // No per-packet stamps across the namespaces: no latency, no verified flows.
+        ..TrafficReport::default()
     };
     let mut per = Vec::new();
     for (a, k) in [(Access::Pppoe, 0), (Access::Ipoe, 1)] {

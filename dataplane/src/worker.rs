@@ -172,6 +172,12 @@ impl<P: Port> Worker<P> {
             h(&mut self.graph, &mut self.out);
         }
         let mut work = self.take_injected();
+        // Injected frames go out before the receive bursts: left in the transmit
+        // queues, they would take room a full burst of forwarded packets needs, and
+        // the overflow would be dropped as `tx_full`.
+        if work > 0 {
+            work += self.transmit();
+        }
         for i in 0..self.ports.len() {
             let Some(p) = self.ports.get_mut(i) else {
                 continue;
@@ -188,6 +194,18 @@ impl<P: Port> Worker<P> {
             self.graph.run(&mut self.rx, &mut self.out);
             // the graph ends every packet; anything left is a bug, never a leak
             self.rx.free_all(&mut self.out.cache);
+            // Several ports' bursts may go out one port (hairpin, two access ports
+            // to one core): send what this burst queued before the next one fills
+            // the same transmit queue past its room.
+            if i + 1 < self.ports.len()
+                && self
+                    .out
+                    .ports
+                    .iter()
+                    .any(|b| b.room() < crate::batch::BATCH_SIZE)
+            {
+                work += self.transmit();
+            }
         }
         self.hand_punts();
         work += self.transmit();
@@ -384,5 +402,55 @@ mod tests {
         assert_eq!(got.len(), N as usize);
         assert!(got.iter().copied().eq(0..N), "in order");
         assert_eq!(w.stats.injected, u64::from(N));
+    }
+
+    /// Injected frames for a port and a full burst forwarded to the same port in one
+    /// iteration (the vBNG's LCP Echo-Requests beside downstream traffic): all go
+    /// out, none is dropped as `tx_full`.
+    #[test]
+    fn injected_frames_leave_room_for_a_full_forwarded_burst() {
+        let pool = Pool::new(4096).unwrap();
+        let (a, mut gen) = mem::pair("x-a", "x-gen", 1024).unwrap();
+        let (b, mut sink) = mem::pair("x-b", "x-sink", 1024).unwrap();
+        let mut g = Graph::new();
+        g.add(
+            alloc::boxed::Box::new(crate::stages::xconnect::Xconnect::new(alloc::vec![
+                Some(1),
+                Some(0)
+            ])),
+            None,
+        );
+        let inject = ring(64);
+        let mut w = Worker::new(alloc::vec![a, b], g, pool.cache(), WorkerConfig::default())
+            .unwrap()
+            .with_inject(inject.clone());
+        let mut c = pool.cache();
+        for round in 0..10u32 {
+            for i in 0..2u32 {
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&[0xee; 60]).unwrap();
+                p.data_mut()[..4].copy_from_slice(&(round * 2 + i).to_be_bytes());
+                p.meta.port = 1;
+                inject.push(p).map_err(|_| ()).unwrap();
+            }
+            let mut burst = Batch::new();
+            for _ in 0..crate::batch::BATCH_SIZE {
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&[0x11; 60]).unwrap();
+                burst.push(p).map_err(|_| ()).unwrap();
+            }
+            gen.tx_burst(&mut c, &mut burst);
+            assert!(burst.is_empty());
+            w.poll(u64::from(round));
+            let mut got = Batch::new();
+            let mut n = 0;
+            while sink.rx_burst(&mut c, &mut got) > 0 {
+                n += got.len();
+                got.free_all(&mut c);
+            }
+            assert_eq!(n, crate::batch::BATCH_SIZE + 2, "round {round}");
+        }
+        assert_eq!(w.out.stats.tx_full, 0);
+        assert_eq!(w.stats.inject_dropped, 0);
     }
 }

@@ -20,8 +20,12 @@ pub use build::*;
 const UNIKERNEL_DIR: &str = "vnfs/unikernel";
 /// Rust target of the kernel (set in the crate's `.cargo/config.toml`).
 const TARGET: &str = "x86_64-unknown-linux-gnu";
-/// VNFs that have a unikernel build, with their shipped example config.
-const VNFS: &[(&str, &str)] = &[("router", "vnfs/router/examples/router.toml")];
+/// VNFs that have a unikernel build (the kernel crate's cargo feature of the same
+/// name), with their shipped example config.
+const VNFS: &[(&str, &str)] = &[
+    ("router", "vnfs/router/examples/router.toml"),
+    ("vbng", "vnfs/unikernel/examples/vbng.toml"),
+];
 /// Fixed timestamp for reproducible images unless SOURCE_DATE_EPOCH is set.
 const DEFAULT_EPOCH: &str = "1700000000";
 

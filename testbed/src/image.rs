@@ -55,7 +55,9 @@ pub enum ImageCmd {
         opts: RunOpts,
     },
     /// Namespace lab: the guest routes UDP from a generator in netns A (tap port 0) to
-    /// a checking sink in netns B (tap port 1); reports the forwarding rate (root)
+    /// a checking sink in netns B (tap port 1); reports the forwarding rate (root).
+    /// `vbng`: PPPoE subscribers on the access NIC, UDP both ways through the core NIC,
+    /// over QEMU UDP-socket netdevs (no root)
     Lab {
         vnf: String,
         /// Seconds of traffic (finite, 0 to 86400)
@@ -64,9 +66,13 @@ pub enum ImageCmd {
         /// UDP payload bytes
         #[arg(long, default_value_t = 18)]
         size: usize,
-        /// Offered load in packets/s (0: as fast as the generator goes)
+        /// Offered load in packets/s (0: as fast as the generator goes; vbng: 1000 per
+        /// direction)
         #[arg(long, default_value_t = 0)]
         pps: u64,
+        /// PPPoE subscribers (vbng)
+        #[arg(long, default_value_t = 10)]
+        sessions: u32,
         #[arg(long, value_enum, default_value_t = Machine::Microvm)]
         machine: Machine,
         #[arg(long, default_value = "128M")]
@@ -218,6 +224,7 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             seconds,
             size,
             pps,
+            sessions,
             machine,
             memory,
             no_build,
@@ -227,6 +234,7 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
                 seconds,
                 size,
                 pps,
+                sessions,
                 machine,
                 memory,
                 no_build,
@@ -601,6 +609,8 @@ fn bench(vnf: &str, runs: usize, o: &RunOpts) -> Result<()> {
 
 /// The namespace lab: taps in two network namespaces, the guest between them.
 mod lab;
+/// The vBNG's lab: PPPoE subscribers and core traffic over UDP-socket netdevs.
+mod lab_vbng;
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@ pub struct LabOpts {
     pub seconds: f64,
     pub size: usize,
     pub pps: u64,
+    /// PPPoE subscribers (the vBNG's lab).
+    pub sessions: u32,
     pub machine: Machine,
     pub memory: String,
     pub no_build: bool,
@@ -82,8 +84,11 @@ fn parse_counter(line: &str, key: &str) -> Option<u64> {
 }
 
 pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
+    if vnf == "vbng" {
+        return super::lab_vbng::run(o);
+    }
     if vnf != "router" {
-        bail!("image lab: only the router has a lab");
+        bail!("image lab: no lab for VNF `{vnf}` (router, vbng)");
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

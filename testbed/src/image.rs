@@ -357,6 +357,31 @@ pub struct Guest {
     pub append: String,
     pub nets: Vec<NetSpec>,
     pub pcap_dir: Option<PathBuf>,
+    /// fw_cfg files (`-fw_cfg name=NAME,file=PATH`), e.g. the vBNG's host seed.
+    pub fw_cfg: Vec<(String, PathBuf)>,
+}
+
+/// fw_cfg name of the seed the vBNG guest mixes into its random source.
+pub const FWCFG_ENTROPY: &str = "opt/vnf/entropy";
+
+/// Write 32 bytes from the host's /dev/urandom to `path` (mode 0600): the vBNG
+/// guest's seed (fw_cfg `opt/vnf/entropy`) for CPUs without RDSEED/RDRAND (TCG).
+pub fn write_host_seed(path: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("read /dev/urandom")?;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(&seed)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 impl Guest {
@@ -411,6 +436,10 @@ impl Guest {
                 }
             }
         }
+        for (name, file) in &self.fw_cfg {
+            c.arg("-fw_cfg")
+                .arg(format!("name={name},file={}", file.display()));
+        }
         for (i, n) in self.nets.iter().enumerate() {
             let (netdev, mac) = match n {
                 NetSpec::Tap { ifname, mac } => (
@@ -460,7 +489,25 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         append: o.append.clone(),
         nets,
         pcap_dir: o.pcap_dir.clone(),
+        fw_cfg: seed_for(vnf)?.into_iter().collect(),
     })
+}
+
+/// The vBNG's host seed for `image run` and `image bench`: a file in the temp
+/// directory, removed by [`remove_seed`] when the guest is done.
+fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
+    if vnf != "vbng" {
+        return Ok(None);
+    }
+    let p = std::env::temp_dir().join(format!("uk-{vnf}-{}.seed", std::process::id()));
+    write_host_seed(&p)?;
+    Ok(Some((FWCFG_ENTROPY.to_string(), p)))
+}
+
+fn remove_seed(g: &Guest) {
+    for (_, f) in &g.fw_cfg {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 fn prepare(vnf: &str, o: &RunOpts) -> Result<Guest> {
@@ -486,6 +533,12 @@ pub fn guest_code(st: ExitStatus) -> Result<i32> {
 
 fn run(vnf: &str, o: &RunOpts) -> Result<i32> {
     let guest = prepare(vnf, o)?;
+    let r = run_guest(vnf, o, &guest);
+    remove_seed(&guest);
+    r
+}
+
+fn run_guest(vnf: &str, o: &RunOpts, guest: &Guest) -> Result<i32> {
     let mut cmd = guest.command()?;
     cmd.stdin(Stdio::null());
     if o.until_ready {
@@ -553,6 +606,12 @@ fn bench(vnf: &str, runs: usize, o: &RunOpts) -> Result<()> {
         o.append = format!("{} exit=ready", o.append).trim().to_string();
     }
     let guest = prepare(vnf, &o)?;
+    let r = bench_guest(vnf, runs, &o, &guest);
+    remove_seed(&guest);
+    r
+}
+
+fn bench_guest(vnf: &str, runs: usize, o: &RunOpts, guest: &Guest) -> Result<()> {
     let ready_tag = format!("{vnf} ready");
     let (mut host, mut inside) = (Vec::new(), Vec::new());
     for i in 0..runs.max(1) {

@@ -121,7 +121,10 @@ fn image_builds_and_boots_to_ready_with_two_nics() {
     assert_eq!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("vbng ready in"), "no ready line\n{t}");
     // The baked example: two local users, one pool.
-    assert!(t.contains("(2 ports, 4096 session slots, 2 local users, 1 pools"), "{t}");
+    assert!(
+        t.contains("(2 ports, 4096 session slots, 2 local users, 1 pools"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -134,7 +137,10 @@ fn refuses_radius_and_missing_nics_with_one_line() {
          [radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"testing123\" }]\n",
     )
     .expect("write config");
-    let o = run_image(&["--config", cfg.to_str().expect("utf-8")], &udp_nets(17510));
+    let o = run_image(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &udp_nets(17510),
+    );
     let _ = std::fs::remove_file(&cfg);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
@@ -200,7 +206,10 @@ fn pppoe_sessions_and_traffic_both_ways() {
     }
     // The guest's own session table lists the ten users up.
     for i in 0..10 {
-        assert!(t.contains(&format!("user{i} ")), "user{i} not in the session table\n{t}");
+        assert!(
+            t.contains(&format!("user{i} ")),
+            "user{i} not in the session table\n{t}"
+        );
     }
     assert_eq!(r["guest_exit"].as_u64(), Some(0), "{t}");
 }

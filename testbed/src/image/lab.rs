@@ -130,6 +130,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
             })
             .collect(),
         pcap_dir: None,
+        fw_cfg: Vec::new(),
     };
     let mut child = guest
         .command()?

@@ -129,6 +129,8 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("vbng.toml");
     std::fs::write(&cfg, vbng_config(n))?;
+    let seed = dir.join("seed");
+    write_host_seed(&seed)?;
     // Ports: host access = base, guest access = base+1; host core = base+2, guest
     // core = base+3 (derived from the pid so labs side by side do not collide).
     let base = 20000 + (id % 10000) as u16 * 4;
@@ -150,6 +152,7 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             })
             .collect(),
         pcap_dir: None,
+        fw_cfg: vec![(FWCFG_ENTROPY.to_string(), seed)],
     };
     let mut child = guest
         .command()?
@@ -245,12 +248,17 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             upf.bad += 1;
         }
     };
-    let drain_end = |end: Instant, emu: &mut Emulator, upf: &mut Flow, downf: &mut Flow,
-                         buf: &mut [u8], frames: &mut Vec<Vec<u8>>| {
+    let drain_end = |end: Instant,
+                     emu: &mut Emulator,
+                     upf: &mut Flow,
+                     downf: &mut Flow,
+                     buf: &mut [u8],
+                     frames: &mut Vec<Vec<u8>>| {
         while Instant::now() < end {
             let now = ms(t0);
             let a = drain(&access, buf, |f| {
-                if f.get(12..14) == Some(&[0x88, 0x64][..]) && f.get(20..22) == Some(&[0, 0x21][..]) {
+                if f.get(12..14) == Some(&[0x88, 0x64][..]) && f.get(20..22) == Some(&[0, 0x21][..])
+                {
                     if downstream_ok(emu, f) {
                         downf.received += 1;
                     } else {

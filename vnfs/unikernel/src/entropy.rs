@@ -8,7 +8,7 @@
 //!   of some AMD parts after resume);
 //! - a seed handed in by the host, fw_cfg `opt/vnf/entropy` (e.g.
 //!   `-fw_cfg name=opt/vnf/entropy,file=SEED` with 32 bytes from /dev/urandom);
-//! - always, the low bits of 4096 TSC intervals around a short loop (timing jitter).
+//! - always, the low bits of 1024 TSC readings around a short loop (timing jitter).
 //!
 //! With neither a hardware source nor a host seed the console says so: the TSC jitter
 //! of an emulated CPU is a weak source.
@@ -16,6 +16,9 @@
 use crate::arch;
 use core::arch::asm;
 use sha2::{Digest, Sha256};
+
+/// TSC readings mixed in.
+const JITTER_SAMPLES: usize = 1024;
 
 /// fw_cfg file with a seed from the host.
 const FWCFG_ENTROPY: &str = "opt/vnf/entropy";
@@ -116,17 +119,19 @@ pub fn seed() -> ([u8; 32], Sources) {
     h.update((host.len() as u64).to_le_bytes());
     h.update(&host);
     // Timing jitter: the TSC around a loop whose length depends on the last reading.
+    let mut samples = [0u16; JITTER_SAMPLES];
     let mut prev = arch::rdtsc();
     let mut acc = prev;
-    for _ in 0..4096 {
+    for s in samples.iter_mut() {
         for _ in 0..(acc & 7) {
             core::hint::spin_loop();
         }
         let t = arch::rdtsc();
         acc = acc.rotate_left(7) ^ t.wrapping_sub(prev);
         prev = t;
-        h.update((t as u16).to_le_bytes());
+        *s = t as u16;
     }
+    samples.iter().for_each(|s| h.update(s.to_le_bytes()));
     h.update(acc.to_le_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(&h.finalize());

@@ -176,10 +176,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         .mac()
         .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
     let Vbng {
-        graph,
-        control,
-        nat,
-        ..
+        graph, control, nat, ..
     } = match build(&cfg, &BuildEnv::new(core_mac, sessions, Rng::from_seed(seed))) {
         Ok(v) => v,
         Err(e) => config_error(e),
@@ -188,7 +185,11 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     for (i, p) in ports.iter().enumerate() {
         log::info!(
             "port {i} ({}): {} device mac {} vbng mac {}",
-            if i == usize::from(ACCESS_PORT) { "access" } else { "core" },
+            if i == usize::from(ACCESS_PORT) {
+                "access"
+            } else {
+                "core"
+            },
             p.name(),
             mac_str(p.mac().unwrap_or_default()),
             mac_str(macs[i])

@@ -143,6 +143,10 @@ pub struct RunOpts {
     /// A port: `tap:IFNAME[,mac=MAC]`, `udp:LOCALPORT:PEERPORT[,mac=MAC]` (repeatable, in port order)
     #[arg(long = "net")]
     nets: Vec<String>,
+    /// A file for the guest's fw_cfg, `NAME=FILE` (e.g. `opt/vnf/users=users.txt`;
+    /// repeatable)
+    #[arg(long = "fw-cfg")]
+    fw_cfg: Vec<String>,
     /// Record each port's traffic to DIR/port<N>.pcap (QEMU filter-dump)
     #[arg(long)]
     pcap_dir: Option<PathBuf>,
@@ -476,9 +480,20 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         .enumerate()
         .map(|(i, s)| NetSpec::parse(s, i))
         .collect::<Result<Vec<_>>>()?;
+    let mut fw_cfg = Vec::new();
+    for f in &o.fw_cfg {
+        match f.split_once('=') {
+            // QEMU's option syntax: a comma would start the next option.
+            Some((name, file)) if !name.is_empty() && !file.is_empty() && !f.contains(',') => {
+                fw_cfg.push((name.to_string(), PathBuf::from(file)))
+            }
+            _ => bail!("--fw-cfg {f}: expected NAME=FILE (no commas)"),
+        }
+    }
     if o.disk && (o.config.is_some() || !o.append.is_empty()) {
         bail!("--disk boots GRUB's own entry: --config and --append apply to the ELF only");
     }
+    fw_cfg.extend(seed_for(vnf)?);
     Ok(Guest {
         machine: o.machine,
         memory: o.memory.clone(),
@@ -489,7 +504,7 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         append: o.append.clone(),
         nets,
         pcap_dir: o.pcap_dir.clone(),
-        fw_cfg: seed_for(vnf)?.into_iter().collect(),
+        fw_cfg,
     })
 }
 
@@ -505,8 +520,10 @@ fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
 }
 
 fn remove_seed(g: &Guest) {
-    for (_, f) in &g.fw_cfg {
-        let _ = std::fs::remove_file(f);
+    for (name, f) in &g.fw_cfg {
+        if name == FWCFG_ENTROPY {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 

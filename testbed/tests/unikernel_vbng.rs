@@ -204,6 +204,26 @@ fn pppoe_sessions_and_traffic_both_ways() {
         );
         assert_eq!(r[dir]["bad"].as_u64(), Some(0), "{dir}: bad frames\n{t}");
     }
+    // The guest's counters agree: it received what was sent to it and sent on what
+    // came through.
+    let c = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}\n{t}"));
+    let (up, down) = (&r["upstream"], &r["downstream"]);
+    assert!(
+        c("guest_port0_rx") >= up["sent"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port1_tx") >= up["received"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port1_rx") >= down["sent"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port0_tx") >= down["received"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
     // The guest's own session table lists the ten users up.
     for i in 0..10 {
         assert!(
@@ -212,4 +232,54 @@ fn pppoe_sessions_and_traffic_both_ways() {
         );
     }
     assert_eq!(r["guest_exit"].as_u64(), Some(0), "{t}");
+}
+
+#[test]
+fn user_file_comes_over_fw_cfg() {
+    built();
+    let dir = std::env::temp_dir().join(format!("uk-vbng-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let users = dir.join("users.txt");
+    std::fs::write(
+        &users,
+        "# lab users\ncarol pw1\ndave pw2 100.64.0.77 1M/2M\n",
+    )
+    .expect("users");
+    let cfg = dir.join("vbng.toml");
+    std::fs::write(
+        &cfg,
+        "user_file = \"users.txt\"\n[[pools]]\nname = \"p\"\nranges = [\"100.64.0.2-100.64.0.200\"]\n\
+         [[users]]\nname = \"erin\"\npassword = \"pw3\"\n",
+    )
+    .expect("config");
+    let fw = format!("opt/vnf/users={}", users.display());
+    let o = run_image(
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--fw-cfg",
+            &fw,
+            "--append",
+            "exit=ready sessions=100",
+        ],
+        &udp_nets(17540),
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("(2 ports, 100 session slots, 3 local users"),
+        "{t}"
+    );
+    // Without the file: a one-line reason.
+    let o = run_image(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &udp_nets(17550),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("user_file = \"users.txt\": pass the file as fw_cfg opt/vnf/users"),
+        "{t}"
+    );
 }

@@ -78,7 +78,7 @@ impl Drop for Lab {
     }
 }
 
-fn parse_counter(line: &str, key: &str) -> Option<u64> {
+pub(super) fn parse_counter(line: &str, key: &str) -> Option<u64> {
     let rest = line.split(key).nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }

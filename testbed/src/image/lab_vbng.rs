@@ -326,7 +326,6 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         let _ = stdin.write_all(b"sessions\nerrors\nexit\n");
         let _ = stdin.flush();
     }
-    let last = g.wait_for("pipeline:", 30);
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
         if let Some(st) = g.child.try_wait()? {
@@ -337,7 +336,19 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    last?;
+    // Every console line is printed once the reader reaches the end of the output;
+    // the last counter lines are the guest's final ones (printed at `exit`).
+    let (mut sessions_line, mut port) = (None, [(None, None), (None, None)]);
+    while let Ok(l) = g.lines.recv_timeout(Duration::from_secs(10)) {
+        for (i, p) in port.iter_mut().enumerate() {
+            if l.contains(&format!("port {i}:")) {
+                *p = (lab::parse_counter(&l, "rx "), lab::parse_counter(&l, "tx "));
+            }
+        }
+        if l.contains("sessions:") && l.contains(" up,") {
+            sessions_line = l.split("sessions: ").nth(1).map(str::to_string);
+        }
+    }
     let result = serde_json::json!({
         "machine": o.machine.qemu_name(),
         "sessions": n,
@@ -352,6 +363,11 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         "upstream": upf,
         "downstream": downf,
         "guest_exit": code,
+        "guest_port0_rx": port[0].0,
+        "guest_port0_tx": port[0].1,
+        "guest_port1_rx": port[1].0,
+        "guest_port1_tx": port[1].1,
+        "guest_sessions": sessions_line,
     });
     println!("lab result: {result}");
     if code != 0 {

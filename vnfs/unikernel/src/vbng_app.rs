@@ -69,7 +69,7 @@ fn load(table: toml::Table) -> Config {
             Some(Ok(t)) => t,
             Some(Err(_)) => config_error(alloc::format!("fw_cfg {FWCFG_USERS} is not UTF-8")),
             None => config_error(alloc::format!(
-                "user_file = {f:?}: pass the file as fw_cfg {FWCFG_USERS}"
+                "user_file = \"{f}\": pass the file as fw_cfg {FWCFG_USERS}"
             )),
         };
         match parse_user_file(&text) {

@@ -100,20 +100,39 @@ fn drain(s: &UdpSocket, buf: &mut [u8], mut f: impl FnMut(&[u8])) -> usize {
     n
 }
 
-/// A downstream frame from `emu`'s subscriber as the guest must emit it: PPPoE
-/// session (RFC 2516 §4, ethertype 0x8864), PPP IPv4 (0x0021), to that subscriber's
-/// MAC and address.
-fn downstream_ok(emu: &Emulator, f: &[u8]) -> bool {
+/// The ethertype after any 802.1Q/802.1ad tags and where its payload starts.
+fn ethertype(f: &[u8]) -> Option<(u16, usize)> {
+    let mut off = 12;
+    loop {
+        let t = u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]);
+        if t == 0x8100 || t == 0x88a8 {
+            off += 4;
+        } else {
+            return Some((t, off + 2));
+        }
+    }
+}
+
+/// A PPPoE session frame carrying IPv4 (RFC 2516 §4, ethertype 0x8864; PPP 0x0021):
+/// the offset of the IPv4 header.
+fn pppoe_ipv4(f: &[u8]) -> Option<usize> {
+    match ethertype(f)? {
+        (0x8864, o) if f.get(o + 6..o + 8) == Some(&[0x00, 0x21][..]) => Some(o + 8),
+        _ => None,
+    }
+}
+
+/// A downstream frame as the guest must emit it: PPPoE session, PPP IPv4, to the
+/// subscriber's MAC, on its C-VLAN (the emulator's own check of the tags is
+/// skipped here; the address is the subscriber's).
+fn downstream_ok(emu: &Emulator, f: &[u8], ip: usize) -> bool {
     let Some(i) = f.get(..6).and_then(index_of) else {
         return false;
     };
     let Some(c) = emu.client(i) else {
         return false;
     };
-    f.get(12..14) == Some(&[0x88, 0x64][..])
-        && f.get(20..22) == Some(&[0x00, 0x21][..])
-        && f.get(22) == Some(&0x45)
-        && f.get(38..42) == Some(&c.ip().to_be_bytes()[..])
+    f.get(ip) == Some(&0x45) && f.get(ip + 16..ip + 20) == Some(&c.ip().to_be_bytes()[..])
 }
 
 /// Run the lab: `sessions` subscribers, then `seconds` of traffic at `pps` frames/s
@@ -189,7 +208,9 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         auth: vbng::lcp::AuthProto::Chap,
         user_prefix: "user".into(),
         password: PASSWORD.into(),
-        vlans: VlanPlan::Untagged,
+        // One C-VLAN per subscriber (TR-101 1:1), so each is its own access line for
+        // the vBNG's half-open limits (`half_open_per_line`).
+        vlans: VlanPlan::Single { base: 100 },
         ipv6cp: false,
         restart_ms: 1000,
         max_payload: None,
@@ -257,9 +278,8 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         while Instant::now() < end {
             let now = ms(t0);
             let a = drain(&access, buf, |f| {
-                if f.get(12..14) == Some(&[0x88, 0x64][..]) && f.get(20..22) == Some(&[0, 0x21][..])
-                {
-                    if downstream_ok(emu, f) {
+                if let Some(ip) = pppoe_ipv4(f) {
+                    if downstream_ok(emu, f, ip) {
                         downf.received += 1;
                     } else {
                         downf.bad += 1;
@@ -290,7 +310,8 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             let due = Duration::from_secs_f64(k as f64 / pps as f64);
             if tt.elapsed() < due {
                 drain_end(
-                    Instant::now() + Duration::from_micros(500).min(due - tt.elapsed()),
+                    Instant::now()
+                        + Duration::from_micros(500).min(due.saturating_sub(tt.elapsed())),
                     &mut emu,
                     &mut upf,
                     &mut downf,

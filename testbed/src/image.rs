@@ -20,8 +20,12 @@ pub use build::*;
 const UNIKERNEL_DIR: &str = "vnfs/unikernel";
 /// Rust target of the kernel (set in the crate's `.cargo/config.toml`).
 const TARGET: &str = "x86_64-unknown-linux-gnu";
-/// VNFs that have a unikernel build, with their shipped example config.
-const VNFS: &[(&str, &str)] = &[("router", "vnfs/router/examples/router.toml")];
+/// VNFs that have a unikernel build (the kernel crate's cargo feature of the same
+/// name), with their shipped example config.
+const VNFS: &[(&str, &str)] = &[
+    ("router", "vnfs/router/examples/router.toml"),
+    ("vbng", "vnfs/unikernel/examples/vbng.toml"),
+];
 /// Fixed timestamp for reproducible images unless SOURCE_DATE_EPOCH is set.
 const DEFAULT_EPOCH: &str = "1700000000";
 
@@ -51,7 +55,9 @@ pub enum ImageCmd {
         opts: RunOpts,
     },
     /// Namespace lab: the guest routes UDP from a generator in netns A (tap port 0) to
-    /// a checking sink in netns B (tap port 1); reports the forwarding rate (root)
+    /// a checking sink in netns B (tap port 1); reports the forwarding rate (root).
+    /// `vbng`: PPPoE subscribers on the access NIC, UDP both ways through the core NIC,
+    /// over QEMU UDP-socket netdevs (no root)
     Lab {
         vnf: String,
         /// Seconds of traffic (finite, 0 to 86400)
@@ -60,9 +66,13 @@ pub enum ImageCmd {
         /// UDP payload bytes
         #[arg(long, default_value_t = 18)]
         size: usize,
-        /// Offered load in packets/s (0: as fast as the generator goes)
+        /// Offered load in packets/s (0: as fast as the generator goes; vbng: 1000 per
+        /// direction)
         #[arg(long, default_value_t = 0)]
         pps: u64,
+        /// PPPoE subscribers (vbng)
+        #[arg(long, default_value_t = 10)]
+        sessions: u32,
         #[arg(long, value_enum, default_value_t = Machine::Microvm)]
         machine: Machine,
         #[arg(long, default_value = "128M")]
@@ -133,6 +143,10 @@ pub struct RunOpts {
     /// A port: `tap:IFNAME[,mac=MAC]`, `udp:LOCALPORT:PEERPORT[,mac=MAC]` (repeatable, in port order)
     #[arg(long = "net")]
     nets: Vec<String>,
+    /// A file for the guest's fw_cfg, `NAME=FILE` (e.g. `opt/vnf/users=users.txt`;
+    /// repeatable)
+    #[arg(long = "fw-cfg")]
+    fw_cfg: Vec<String>,
     /// Record each port's traffic to DIR/port<N>.pcap (QEMU filter-dump)
     #[arg(long)]
     pcap_dir: Option<PathBuf>,
@@ -225,6 +239,7 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             seconds,
             size,
             pps,
+            sessions,
             machine,
             memory,
             no_build,
@@ -234,6 +249,7 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
                 seconds,
                 size,
                 pps,
+                sessions,
                 machine,
                 memory,
                 no_build,
@@ -356,6 +372,31 @@ pub struct Guest {
     pub append: String,
     pub nets: Vec<NetSpec>,
     pub pcap_dir: Option<PathBuf>,
+    /// fw_cfg files (`-fw_cfg name=NAME,file=PATH`), e.g. the vBNG's host seed.
+    pub fw_cfg: Vec<(String, PathBuf)>,
+}
+
+/// fw_cfg name of the seed the vBNG guest mixes into its random source.
+pub const FWCFG_ENTROPY: &str = "opt/vnf/entropy";
+
+/// Write 32 bytes from the host's /dev/urandom to `path` (mode 0600): the vBNG
+/// guest's seed (fw_cfg `opt/vnf/entropy`) for CPUs without RDSEED/RDRAND (TCG).
+pub fn write_host_seed(path: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut seed = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .context("read /dev/urandom")?;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(&seed)
+        .with_context(|| format!("write {}", path.display()))
 }
 
 impl Guest {
@@ -410,6 +451,10 @@ impl Guest {
                 }
             }
         }
+        for (name, file) in &self.fw_cfg {
+            c.arg("-fw_cfg")
+                .arg(format!("name={name},file={}", file.display()));
+        }
         for (i, n) in self.nets.iter().enumerate() {
             let (netdev, mac) = match n {
                 NetSpec::Tap { ifname, mac } => (
@@ -446,9 +491,20 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         .enumerate()
         .map(|(i, s)| NetSpec::parse(s, i))
         .collect::<Result<Vec<_>>>()?;
+    let mut fw_cfg = Vec::new();
+    for f in &o.fw_cfg {
+        match f.split_once('=') {
+            // QEMU's option syntax: a comma would start the next option.
+            Some((name, file)) if !name.is_empty() && !file.is_empty() && !f.contains(',') => {
+                fw_cfg.push((name.to_string(), PathBuf::from(file)))
+            }
+            _ => bail!("--fw-cfg {f}: expected NAME=FILE (no commas)"),
+        }
+    }
     if o.disk && (o.config.is_some() || !o.append.is_empty()) {
         bail!("--disk boots GRUB's own entry: --config and --append apply to the ELF only");
     }
+    fw_cfg.extend(seed_for(vnf)?);
     Ok(Guest {
         machine: o.machine,
         memory: o.memory.clone(),
@@ -459,7 +515,27 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         append: o.append.clone(),
         nets,
         pcap_dir: o.pcap_dir.clone(),
+        fw_cfg,
     })
+}
+
+/// The vBNG's host seed for `image run` and `image bench`: a file in the temp
+/// directory, removed by [`remove_seed`] when the guest is done.
+fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
+    if vnf != "vbng" {
+        return Ok(None);
+    }
+    let p = std::env::temp_dir().join(format!("uk-{vnf}-{}.seed", std::process::id()));
+    write_host_seed(&p)?;
+    Ok(Some((FWCFG_ENTROPY.to_string(), p)))
+}
+
+fn remove_seed(g: &Guest) {
+    for (name, f) in &g.fw_cfg {
+        if name == FWCFG_ENTROPY {
+            let _ = std::fs::remove_file(f);
+        }
+    }
 }
 
 fn prepare(vnf: &str, o: &RunOpts) -> Result<Guest> {
@@ -485,6 +561,12 @@ pub fn guest_code(st: ExitStatus) -> Result<i32> {
 
 fn run(vnf: &str, o: &RunOpts) -> Result<i32> {
     let guest = prepare(vnf, o)?;
+    let r = run_guest(vnf, o, &guest);
+    remove_seed(&guest);
+    r
+}
+
+fn run_guest(vnf: &str, o: &RunOpts, guest: &Guest) -> Result<i32> {
     let mut cmd = guest.command()?;
     cmd.stdin(Stdio::null());
     if o.until_ready {
@@ -552,6 +634,12 @@ fn bench(vnf: &str, runs: usize, o: &RunOpts) -> Result<()> {
         o.append = format!("{} exit=ready", o.append).trim().to_string();
     }
     let guest = prepare(vnf, &o)?;
+    let r = bench_guest(vnf, runs, &o, &guest);
+    remove_seed(&guest);
+    r
+}
+
+fn bench_guest(vnf: &str, runs: usize, o: &RunOpts, guest: &Guest) -> Result<()> {
     let ready_tag = format!("{vnf} ready");
     let (mut host, mut inside) = (Vec::new(), Vec::new());
     for i in 0..runs.max(1) {
@@ -608,6 +696,8 @@ fn bench(vnf: &str, runs: usize, o: &RunOpts) -> Result<()> {
 
 /// The namespace lab: taps in two network namespaces, the guest between them.
 mod lab;
+/// The vBNG's lab: PPPoE subscribers and core traffic over UDP-socket netdevs.
+mod lab_vbng;
 
 #[cfg(test)]
 mod tests;

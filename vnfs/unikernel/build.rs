@@ -1,7 +1,9 @@
 //! Link the kernel with its own linker script and bake the VNF configuration in.
 //!
-//! `UNIKERNEL_CONFIG` names the TOML file to embed (the router's shipped example
-//! when unset); it is copied to `$OUT_DIR/config.toml` and `include_bytes!`-ed.
+//! `UNIKERNEL_CONFIG` names the TOML file to embed (when unset, the VNF's shipped
+//! example: the router's `vnfs/router/examples/router.toml`, the vBNG's
+//! `examples/vbng.toml` of this crate); it is copied to `$OUT_DIR/config.toml` and
+//! `include_bytes!`-ed.
 
 use std::{env, fs, path::PathBuf};
 
@@ -25,6 +27,7 @@ fn main() {
 
     let cfg = match env::var_os("UNIKERNEL_CONFIG") {
         Some(p) => PathBuf::from(p),
+        None if env::var_os("CARGO_FEATURE_VBNG").is_some() => dir.join("examples/vbng.toml"),
         None => dir.join("../router/examples/router.toml"),
     };
     println!("cargo:rerun-if-changed={}", cfg.display());

@@ -23,7 +23,7 @@ pub fn build(vnf: &str, config: Option<&Path>, disk: bool, out: &Path) -> Result
     let elf = out.join(format!("{vnf}.elf"));
     // One build with the Multiboot header (for GRUB); the `-kernel` image gets the
     // header neutralised so QEMU takes the PVH entry (it tries Multiboot first).
-    let kernel = cargo_build(&config)?;
+    let kernel = cargo_build(vnf, &config)?;
     let mb = std::fs::read(&kernel).with_context(|| format!("read {}", kernel.display()))?;
     let pvh = without_multiboot(&mb)?;
     std::fs::write(&elf, pvh).with_context(|| format!("write {}", elf.display()))?;
@@ -93,9 +93,10 @@ pub(super) fn clean_kernel_crate() -> Result<()> {
     Ok(())
 }
 
-/// `cargo build --release --features multiboot` of the unikernel crate; returns the
-/// kernel path.
-pub(super) fn cargo_build(config: &Path) -> Result<PathBuf> {
+/// `cargo build --release --features multiboot` of the unikernel crate with the VNF's
+/// feature (`router` is the default one; others build with `--no-default-features`);
+/// returns the kernel path.
+pub(super) fn cargo_build(vnf: &str, config: &Path) -> Result<PathBuf> {
     let root = workspace_root();
     let dir = root.join(UNIKERNEL_DIR);
     let target_dir = dir.join("target");
@@ -137,7 +138,12 @@ pub(super) fn cargo_build(config: &Path) -> Result<PathBuf> {
         .arg(&target_dir)
         .arg("--config")
         .arg(&flags_toml);
-    cmd.args(["--features", "multiboot"]);
+    if vnf == "router" {
+        cmd.args(["--features", "multiboot"]);
+    } else {
+        cmd.args(["--no-default-features", "--features"])
+            .arg(format!("multiboot,{vnf}"));
+    }
     for v in [
         "CARGO_TARGET_DIR",
         "RUSTFLAGS",

@@ -8,6 +8,8 @@ pub struct LabOpts {
     pub seconds: f64,
     pub size: usize,
     pub pps: u64,
+    /// PPPoE subscribers (the vBNG's lab).
+    pub sessions: u32,
     pub machine: Machine,
     pub memory: String,
     pub no_build: bool,
@@ -76,17 +78,20 @@ impl Drop for Lab {
     }
 }
 
-fn parse_counter(line: &str, key: &str) -> Option<u64> {
+pub(super) fn parse_counter(line: &str, key: &str) -> Option<u64> {
     let rest = line.split(key).nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
 }
 
 pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
+    if vnf == "vbng" {
+        return super::lab_vbng::run(o);
+    }
     // Version 2: `machine` is the report header's (the host); the QEMU machine type
     // moved to `qemu_machine`.
     let header = pktgen::meta::Header::start("testbed.image.lab", 2);
     if vnf != "router" {
-        bail!("image lab: only the router has a lab");
+        bail!("image lab: no lab for VNF `{vnf}` (router, vbng)");
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -128,6 +133,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
             })
             .collect(),
         pcap_dir: None,
+        fw_cfg: Vec::new(),
     };
     let mut child = guest
         .command()?

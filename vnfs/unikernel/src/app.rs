@@ -5,9 +5,10 @@
 //! Prints `router ready` once the ports are up, counters every `stats` period, and
 //! answers console commands (`stats`, `errors`, `help`, `exit`).
 
+use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
 use crate::net::VirtioPort;
-use crate::{arch, clock, print, println, serial, virtio, VNF};
+use crate::{arch, clock, print, println, VNF};
 use alloc::string::String;
 use alloc::vec::Vec;
 use dataplane::buf::Pool;
@@ -15,85 +16,30 @@ use dataplane::port::Port;
 use dataplane::worker::{Worker, WorkerConfig};
 use vnf_router::{Config, Router};
 
-/// Receive buffers posted per port.
-const RX_BUFFERS: usize = crate::net::QUEUE_SIZE;
 /// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`).
 const FWCFG_ROUTES: &str = "opt/vnf/routes";
 
-fn config_error(e: impl core::fmt::Display) -> ! {
-    crate::fatal(arch::EXIT_CONFIG, format_args!("bad configuration: {e}"))
-}
-
-/// Bring up every virtio-net port with buffers from `pool`.
-fn open_ports(pool: &'static Pool) -> Vec<VirtioPort> {
-    let mut cache = pool.cache();
-    let mut ports = Vec::new();
-    for f in virtio::discover() {
-        let loc = f.location.clone();
-        match VirtioPort::new(f, ports.len(), &mut cache, RX_BUFFERS) {
-            Ok(p) => ports.push(p),
-            Err(e) => crate::fatal(arch::EXIT_PLATFORM, format_args!("port at {loc}: {e}")),
-        }
-    }
-    ports
-}
-
-fn mac_str(m: [u8; 6]) -> String {
-    alloc::format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0],
-        m[1],
-        m[2],
-        m[3],
-        m[4],
-        m[5]
-    )
-}
-
 fn print_stats(w: &Worker<VirtioPort>) {
-    let t = clock::uptime_us() / 1000;
-    let out = &w.out;
-    for (i, p) in w.ports.iter().enumerate() {
-        let s = p.stats();
-        println!(
-            "stats t={t}ms port {i}: rx {} pkts {} bytes drop {}, tx {} pkts {} bytes drop {}",
-            s.rx_packets, s.rx_bytes, s.rx_dropped, s.tx_packets, s.tx_bytes, s.tx_dropped
-        );
-    }
-    let nodes: u64 = w.graph.nodes().map(|n| n.dropped()).sum();
-    println!(
-        "stats t={t}ms pipeline: dropped {nodes}, tx-full {}, no-port {}, punt-full {}",
-        out.stats.tx_full, out.stats.no_port, out.stats.punt_full
-    );
+    print_port_stats(w, clock::uptime_us() / 1000);
 }
 
 /// Console management: one command per line.
 struct Console {
-    line: String,
+    line: LineReader,
 }
 
 impl Console {
     fn poll(&mut self, w: &Worker<VirtioPort>) {
-        while let Some(b) = serial::try_read() {
-            match b {
-                b'\r' | b'\n' => {
-                    let cmd = core::mem::take(&mut self.line);
-                    match cmd.trim() {
-                        "" => {}
-                        "stats" => print_stats(w),
-                        "errors" => print!("{}", w.graph.show_errors()),
-                        "exit" => {
-                            print_stats(w);
-                            arch::exit(arch::EXIT_OK)
-                        }
-                        "help" => println!("commands: stats, errors, exit"),
-                        other => println!("unknown command `{other}` (try help)"),
-                    }
-                }
-                b if self.line.len() < 128 => self.line.push(b as char),
-                _ => {}
+        self.line.poll(|cmd| match cmd {
+            "stats" => print_stats(w),
+            "errors" => print!("{}", w.graph.show_errors()),
+            "exit" => {
+                print_stats(w);
+                arch::exit(arch::EXIT_OK)
             }
-        }
+            "help" => println!("commands: stats, errors, exit"),
+            other => println!("unknown command `{other}` (try help)"),
+        });
     }
 }
 
@@ -191,7 +137,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let stats_ns = stats_ms * 1_000_000;
     let mut next_stats = clock::now_ns() + stats_ns;
     let stop_at = opts.exit_after_ms.map(|ms| clock::now_ns() + ms * 1_000_000);
-    let mut console = Console { line: String::new() };
+    let mut console = Console {
+        line: LineReader::default(),
+    };
     let mut iter: u64 = 0;
     let mut now = clock::now_ns();
     loop {

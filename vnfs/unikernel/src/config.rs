@@ -3,7 +3,8 @@
 //! The VNF reads the same TOML as the process VNF. Its source, highest priority first:
 //! a boot module (`-initrd FILE` under PVH, GRUB `module FILE`), the fw_cfg file
 //! `opt/vnf/config`, or the copy baked into the image at build time. Then the kernel
-//! command line applies: platform options (`log=`, `stats=`, `exit=`, `selftest=`) and
+//! command line applies: platform options (`log=`, `stats=`, `exit=`, `selftest=`,
+//! and for the vBNG `sessions=`) and
 //! `config.<dotted.path>=<toml value>` overrides of single keys (array elements by
 //! index, e.g. `config.ports.0.mac="02:00:00:00:00:01"`; an unparsable value is taken
 //! as a string).
@@ -30,6 +31,10 @@ pub struct Options {
     pub selftest_clock_ms: Option<u64>,
     /// `config.` overrides, in command-line order.
     pub overrides: Vec<(String, String)>,
+    /// vBNG session slots (`sessions=N`, 1 to `vbng::config::MAX_SESSIONS`; the
+    /// tables for every slot are allocated at start).
+    #[cfg(feature = "vbng")]
+    pub sessions: Option<u32>,
 }
 
 impl Default for Options {
@@ -41,6 +46,8 @@ impl Default for Options {
             exit_after_ms: None,
             selftest_clock_ms: None,
             overrides: Vec::new(),
+            #[cfg(feature = "vbng")]
+            sessions: None,
         }
     }
 }
@@ -103,6 +110,17 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
             }
             "stats" => o.stats_ms = Some(num(word, v)?),
             "exit" if v == "ready" => o.exit_on_ready = true,
+            #[cfg(feature = "vbng")]
+            "sessions" => {
+                let n = num(word, v)?;
+                if !(1..=u64::from(vbng::config::MAX_SESSIONS)).contains(&n) {
+                    return Err(ConfigError::Cmdline {
+                        word: word.to_string(),
+                        why: format!("session slots must be 1 to {}", vbng::config::MAX_SESSIONS),
+                    });
+                }
+                o.sessions = Some(n as u32);
+            }
             "exit" => o.exit_after_ms = Some(num(word, v)?),
             "selftest" => match v.strip_prefix("clock:") {
                 Some(ms) => o.selftest_clock_ms = Some(num(word, ms)?),

@@ -1,18 +1,28 @@
 //! A VNF booted as its own kernel: PVH (or Multiboot) entry, identity paging, SSE,
 //! heap, serial console, calibrated TSC clock, PCI/virtio-mmio discovery and
 //! virtio-net ports polled by the VNF pipeline. See `boot` for the entry protocol and
-//! `config` for how the VNF configuration reaches the guest.
+//! `config` for how the VNF configuration reaches the guest. One VNF per image, chosen
+//! by a cargo feature: `router` (default, `app`) or `vbng` (`vbng_app`).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+#[cfg(all(feature = "router", feature = "vbng"))]
+compile_error!("one VNF per image: build with `--no-default-features --features vbng` for the vBNG");
+#[cfg(not(any(feature = "router", feature = "vbng")))]
+compile_error!("no VNF: enable the `router` or the `vbng` feature");
+
+#[cfg(feature = "router")]
 mod app;
 mod arch;
 mod boot;
 mod bootinfo;
 mod clock;
+mod common;
 mod config;
+#[cfg(feature = "vbng")]
+mod entropy;
 mod fwcfg;
 mod heap;
 mod mem;
@@ -20,6 +30,8 @@ mod net;
 mod pci;
 mod serial;
 mod sparse;
+#[cfg(feature = "vbng")]
+mod vbng_app;
 mod virtio;
 
 use core::fmt;
@@ -28,7 +40,11 @@ use core::fmt;
 static BAKED_CONFIG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/config.toml"));
 
 /// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(feature = "router")]
 pub const VNF: &str = "router";
+/// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(all(feature = "vbng", not(feature = "router")))]
+pub const VNF: &str = "vbng";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
 const FWCFG_CONFIG: &str = "opt/vnf/config";
@@ -89,7 +105,10 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         Ok(t) => t,
         Err(e) => fatal(arch::EXIT_CONFIG, format_args!("bad configuration: {e}")),
     };
-    app::run(table, &opts)
+    #[cfg(feature = "router")]
+    app::run(table, &opts);
+    #[cfg(all(feature = "vbng", not(feature = "router")))]
+    vbng_app::run(table, &opts);
 }
 
 /// Pick the config source (module, fw_cfg, baked) and apply command-line overrides.

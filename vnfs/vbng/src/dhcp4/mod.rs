@@ -40,6 +40,7 @@ pub use config::{Dhcp4Config, RouteConfig};
 use crate::config::ConfigError;
 use crate::pool::Pools;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use dataplane::proto::dhcp4::{

@@ -1,0 +1,293 @@
+//! The vBNG unikernel under QEMU (TCG): the image builds, boots to `vbng ready` with
+//! two NICs, refuses what it cannot do (`[radius]`, too few NICs) with a one-line
+//! reason, and terminates PPPoE subscribers: `image lab vbng` brings 10 sessions up
+//! with the repository's subscriber emulator on the access NIC and passes UDP both
+//! ways through the core NIC (QEMU UDP-socket netdevs; no root).
+//!
+//! A test binary of its own (not in `unikernel.rs`): the router and the vBNG share the
+//! kernel crate's target directory, and cargo runs test binaries one after another.
+//!
+//! Needs: qemu-system-x86, qemu-utils, grub-pc-bin, xorriso. Missing tools fail the
+//! tests with a message; nothing is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn testbed() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    c.current_dir(root());
+    c
+}
+
+fn need(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is missing: apt-get install {package}");
+}
+
+/// One QEMU guest at a time (a small machine; the UDP ports do not collide).
+fn qemu_lock() -> MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `testbed image build vbng` once per test process.
+fn built() -> PathBuf {
+    static B: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = B.get_or_init(|| {
+        need("qemu-system-x86_64", "qemu-system-x86");
+        need("qemu-img", "qemu-utils");
+        need("grub-mkrescue", "grub-pc-bin");
+        need("xorriso", "xorriso");
+        let out = testbed()
+            .args(["image", "build", "vbng"])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "image build failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+    root().join("target/images")
+}
+
+fn udp_nets(base: u16) -> Vec<String> {
+    vec![
+        "--net".into(),
+        format!("udp:{}:{},mac=02:00:00:00:0a:01", base, base + 1),
+        "--net".into(),
+        format!("udp:{}:{},mac=02:00:00:00:0b:01", base + 2, base + 3),
+    ]
+}
+
+fn run_image(args: &[&str], extra: &[String]) -> Output {
+    let _g = qemu_lock();
+    testbed()
+        .args([
+            "image",
+            "run",
+            "vbng",
+            "--no-build",
+            "--memory",
+            "128M",
+            "--timeout",
+            "120",
+        ])
+        .args(args)
+        .args(extra)
+        .output()
+        .expect("run testbed image run")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn image_builds_and_boots_to_ready_with_two_nics() {
+    let dir = built();
+    let elf = std::fs::read(dir.join("vbng.elf")).expect("vbng.elf");
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert!(
+        elf.len() <= 2 << 20,
+        "stripped vbng ELF is {} bytes (> 2 MiB)",
+        elf.len()
+    );
+    let qcow2 = std::fs::read(dir.join("vbng.qcow2")).expect("vbng.qcow2");
+    assert_eq!(&qcow2[..4], b"QFI\xfb", "not a qcow2 image");
+    let o = run_image(&["--append", "exit=ready"], &udp_nets(17500));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(t.contains("vbng ready in"), "no ready line\n{t}");
+    // The baked example: two local users, one pool.
+    assert!(
+        t.contains("(2 ports, 4096 session slots, 2 local users, 1 pools"),
+        "{t}"
+    );
+}
+
+#[test]
+fn refuses_radius_and_missing_nics_with_one_line() {
+    built();
+    let cfg = std::env::temp_dir().join(format!("uk-vbng-radius-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[[pools]]\nname = \"p\"\nranges = [\"100.64.0.2-100.64.0.200\"]\n\n\
+         [radius]\nauth = [{ addr = \"127.0.0.1:1812\", secret = \"testing123\" }]\n",
+    )
+    .expect("write config");
+    let o = run_image(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &udp_nets(17510),
+    );
+    let _ = std::fs::remove_file(&cfg);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.contains("FATAL: bad configuration"))
+        .unwrap_or_else(|| panic!("no FATAL line\n{t}"));
+    assert!(
+        line.contains("[radius]") && line.contains("host network stack"),
+        "{line}"
+    );
+    // Unknown keys are refused by path, as `vbng check` does.
+    let o = run_image(&["--append", "config.no_such_key=1"], &udp_nets(17520));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("no_such_key"), "{t}");
+    // One NIC is not enough.
+    let o = run_image(&[], &udp_nets(17530)[..2]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("the vBNG needs 2 virtio-net ports (0 access, 1 core) but the guest has 1"),
+        "{t}"
+    );
+}
+
+#[test]
+fn pppoe_sessions_and_traffic_both_ways() {
+    built();
+    let _g = qemu_lock();
+    let o = testbed()
+        .args([
+            "image",
+            "lab",
+            "vbng",
+            "--no-build",
+            "--sessions",
+            "10",
+            "--seconds",
+            "3",
+            "--pps",
+            "300",
+        ])
+        .output()
+        .expect("run testbed image lab vbng");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let line = t
+        .lines()
+        .find_map(|l| l.strip_prefix("lab result: "))
+        .unwrap_or_else(|| panic!("no result\n{t}"));
+    let r: serde_json::Value = serde_json::from_str(line).expect("lab result JSON");
+    assert_eq!(
+        r["schema"]["name"], "testbed.image.lab.vbng",
+        "report header\n{t}"
+    );
+    assert!(
+        r["machine"].is_object() && r["qemu_machine"].is_string(),
+        "{t}"
+    );
+    assert_eq!(r["established"].as_u64(), Some(10), "sessions up\n{t}");
+    for dir in ["upstream", "downstream"] {
+        let sent = r[dir]["sent"].as_u64().expect("sent");
+        let got = r[dir]["received"].as_u64().expect("received");
+        assert!(sent >= 800, "{dir}: only {sent} sent\n{t}");
+        assert!(
+            got * 100 >= sent * 95,
+            "{dir}: {got} of {sent} came through\n{t}"
+        );
+        assert_eq!(r[dir]["bad"].as_u64(), Some(0), "{dir}: bad frames\n{t}");
+    }
+    // The guest's counters agree: it received what was sent to it and sent on what
+    // came through.
+    let c = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}\n{t}"));
+    let (up, down) = (&r["upstream"], &r["downstream"]);
+    assert!(
+        c("guest_port0_rx") >= up["sent"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port1_tx") >= up["received"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port1_rx") >= down["sent"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    assert!(
+        c("guest_port0_tx") >= down["received"].as_u64().unwrap_or(u64::MAX),
+        "{t}"
+    );
+    // The guest's own session table lists the ten users up.
+    for i in 0..10 {
+        assert!(
+            t.contains(&format!("user{i} ")),
+            "user{i} not in the session table\n{t}"
+        );
+    }
+    assert_eq!(r["guest_exit"].as_u64(), Some(0), "{t}");
+}
+
+#[test]
+fn user_file_comes_over_fw_cfg() {
+    built();
+    let dir = std::env::temp_dir().join(format!("uk-vbng-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let users = dir.join("users.txt");
+    std::fs::write(
+        &users,
+        "# lab users\ncarol pw1\ndave pw2 100.64.0.77 1M/2M\n",
+    )
+    .expect("users");
+    let cfg = dir.join("vbng.toml");
+    std::fs::write(
+        &cfg,
+        "user_file = \"users.txt\"\n[[pools]]\nname = \"p\"\nranges = [\"100.64.0.2-100.64.0.200\"]\n\
+         [[users]]\nname = \"erin\"\npassword = \"pw3\"\n",
+    )
+    .expect("config");
+    let fw = format!("opt/vnf/users={}", users.display());
+    let o = run_image(
+        &[
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--fw-cfg",
+            &fw,
+            "--append",
+            "exit=ready sessions=100",
+        ],
+        &udp_nets(17540),
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("(2 ports, 100 session slots, 3 local users"),
+        "{t}"
+    );
+    // Without the file: a one-line reason.
+    let o = run_image(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &udp_nets(17550),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("user_file = \"users.txt\": pass the file as fw_cfg opt/vnf/users"),
+        "{t}"
+    );
+}

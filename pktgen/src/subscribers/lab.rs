@@ -445,8 +445,44 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
             pool: vec![*pool],
             ..CgnatSection::default()
         }),
-        ipoe: cfg.access.uses(Access::Ipoe).then(|| ipoe_section(n)),
+        ipoe: cfg.access.uses(Access::Ipoe).then(|| IpoeSection {
+            // With `ipv6`, IPoE subscribers run DHCPv6 too (address and /56).
+            dhcp6: cfg.ipv6,
+            ..ipoe_section(n)
+        }),
+        dhcp6: (cfg.ipv6 && cfg.access.uses(Access::Ipoe)).then(|| dhcp6_section(n)),
+        ra_managed: cfg.ipv6 && cfg.access.uses(Access::Ipoe),
+        ra_other: cfg.ipv6 && cfg.access.uses(Access::Ipoe),
         ..Config::default()
+    }
+}
+
+/// IA_NA addresses of the lab's IPoE subscribers (`2001:db8:300::/48`).
+const IPOE6_NA: [u16; 3] = [0x2001, 0xdb8, 0x300];
+
+/// The lab's `[dhcp6]` section for `n` IPoE subscribers (with `ipv6`): addresses
+/// from `2001:db8:300::/48`, a /56 each from `2001:db8:4000::/40`, bindings, offers
+/// and the rate limiter sized for the run.
+fn dhcp6_section(n: u32) -> vbng::dhcp6::Dhcp6Config {
+    let [a, b, c] = IPOE6_NA;
+    vbng::dhcp6::Dhcp6Config {
+        address_pools: vec![vbng::dhcp6::AddrPoolConfig {
+            name: "ipoe-na".into(),
+            first: std::net::Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 1),
+            last: std::net::Ipv6Addr::new(a, b, c, 0, 0, 0, 0xffff, 0xffff),
+        }],
+        prefix_pools: vec![vbng::dhcp6::PrefixPoolConfig {
+            name: "ipoe-pd".into(),
+            prefix: vbng::config::Net6 {
+                addr: [0x2001, 0xdb8, 0x4000, 0, 0, 0, 0, 0].into(),
+                len: 40,
+            },
+            len: 56,
+        }],
+        max_bindings: (2 * n).max(65_536),
+        max_offers: (2 * n).max(4096),
+        max_rate_clients: n.max(65_536),
+        ..vbng::dhcp6::Dhcp6Config::default()
     }
 }
 
@@ -727,6 +763,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
         access: cfg.access,
         // Like the PPP restart timer above: 1 s rather than the RFC's 4 s.
         dhcp_timeout_ms: 1000,
+        ipoe_dhcp6: cfg.ipv6,
     });
     let t0 = Instant::now();
     let ms = |t0: Instant| t0.elapsed().as_millis() as u64;
@@ -753,7 +790,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
             || !q.is_empty()
             || bng.in_flight() > 0
             || bng.cp().stats.sessions_up < u64::from(emu.established())
-            || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established_by(Access::Pppoe));
+            || (cfg.ipv6 && ipv6_ready(&emu, n) < emu.established());
         quiet = if busy { 0 } else { quiet + 1 };
         let now = ms(t0);
         emu.start_due(now, &mut frames);
@@ -955,19 +992,29 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     // Phases 2b/3b: the same over IPv6 (SLAAC addresses, the sessions' /64s).
     if cfg.ipv6 {
         report.ipv6_sessions = ipv6_ready(&emu, n);
-        let v6: Vec<(u32, u128, Vec<u8>)> = up_ids
+        let remote6 = std::net::Ipv6Addr::from(IPV6_REMOTE);
+        let v6: Vec<(u32, u128, Vec<u8>, Access)> = up_ids
             .iter()
-            .filter_map(|&i| emu.subscriber(i).map(|s| (i, s)))
-            .filter(|(_, s)| s.ipv6 != 0)
             .enumerate()
-            .filter_map(|(k, (i, s))| {
-                s.ipv6_udp_frame(IPV6_REMOTE, size_of(k), 1024 + (k % 50000) as u16, 5001)
-                    .map(|f| (i, s.ipv6, f))
+            .filter_map(|(k, &i)| {
+                let sport = 1024 + (k % 50000) as u16;
+                if let Some(s) = emu.subscriber(i).filter(|s| s.ipv6 != 0) {
+                    return s
+                        .ipv6_udp_frame(IPV6_REMOTE, size_of(k), sport, 5001)
+                        .map(|f| (i, s.ipv6, f, Access::Pppoe));
+                }
+                // IPoE: UDP from the IA_NA address to the router's MAC, the same
+                // frame size as the PPPoE streams.
+                let c = emu.ipoe6_client(i).filter(|c| c.is_up() && c.addr != 0)?;
+                let pad =
+                    size_of(k).saturating_sub(c.udp_frame(None, remote6, sport, 5001, &[])?.len());
+                c.udp_frame(None, remote6, sport, 5001, &vec![0u8; pad])
+                    .map(|f| (i, c.addr, f, Access::Ipoe))
             })
             .collect();
         let owners: Vec<u32> = v6.iter().map(|v| v.0).collect();
         let up6: Vec<Vec<u8>> = v6.iter().map(|v| v.2.clone()).collect();
-        let kinds = vec![Access::Pppoe; up6.len()];
+        let kinds: Vec<Access> = v6.iter().map(|v| v.3).collect();
         if !up6.is_empty() {
             progress(&Progress::Phase("IPv6 upstream traffic"));
             let (total, _, d) = traffic(
@@ -979,7 +1026,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     templates: &up6,
                     kinds: &kinds,
                     owners: &owners,
-                    classify: |_| Access::Pppoe,
+                    classify: access6,
                 },
                 limit,
                 &t0,
@@ -1001,7 +1048,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
             let down6: Vec<Vec<u8>> = v6
                 .iter()
                 .enumerate()
-                .map(|(k, &(_, addr, _))| {
+                .map(|(k, &(_, addr, _, _))| {
                     let ip_len = size_of(k).saturating_sub(14).clamp(48, 1492);
                     let mut f = Vec::with_capacity(14 + ip_len);
                     f.extend_from_slice(&core_mac);
@@ -1027,7 +1074,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     templates: &down6,
                     kinds: &kinds,
                     owners: &owners,
-                    classify: |_| Access::Pppoe,
+                    classify: access6,
                 },
                 limit,
                 &t0,
@@ -1081,10 +1128,12 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
             c.access = cl.map_or("pppoe", |c| c.access().as_str());
             c.session_id = emu.subscriber(i).map(|s| s.sid);
             c.address = std::net::Ipv4Addr::from(cl.map_or(0, |c| c.ip())).to_string();
-            c.address6 = emu
-                .subscriber(i)
-                .filter(|s| s.ipv6 != 0)
-                .map(|s| std::net::Ipv6Addr::from(s.ipv6).to_string());
+            c.address6 = match (emu.subscriber(i), emu.ipoe6_client(i)) {
+                (Some(s), _) => (s.ipv6 != 0).then_some(s.ipv6),
+                (None, Some(c)) => (c.addr != 0).then_some(c.addr),
+                _ => None,
+            }
+            .map(|a| std::net::Ipv6Addr::from(a).to_string());
             let (t, r) = (c.tx_up + c.tx_down, c.rx_up + c.rx_down);
             c.loss = if t > 0 {
                 t.saturating_sub(r) as f64 / t as f64
@@ -1128,12 +1177,40 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     Ok(report)
 }
 
-/// Established subscribers that have formed their SLAAC address.
+/// Established subscribers with IPv6: PPPoE ones that formed their SLAAC address,
+/// IPoE ones holding a DHCPv6 address and a router.
 fn ipv6_ready(emu: &Emulator, n: u32) -> u32 {
     (0..n)
-        .filter_map(|i| emu.subscriber(i))
-        .filter(|s| s.phase == super::client::ClientPhase::Up && s.ipv6 != 0)
+        .filter(|&i| match (emu.subscriber(i), emu.ipoe6_client(i)) {
+            (Some(s), _) => s.phase == super::client::ClientPhase::Up && s.ipv6 != 0,
+            (None, Some(c)) => c.is_up() && c.addr != 0 && c.router.is_some(),
+            _ => false,
+        })
         .count() as u32
+}
+
+/// The access type of an IPv6 frame at either end: PPPoE session frames are PPPoE;
+/// plain IPv6 from or to an IPoE subscriber's address (`2001:db8:300::/48`) is IPoE.
+pub fn access6(f: &[u8]) -> Access {
+    use dataplane::proto::EtherType;
+    let Ok(l2) = dataplane::proto::ethernet::walk_vlans(f) else {
+        return Access::Pppoe;
+    };
+    if l2.ethertype != EtherType::IPV6 {
+        return Access::Pppoe;
+    }
+    let [a, b, c] = IPOE6_NA;
+    let mut want = [0u8; 6];
+    want[..2].copy_from_slice(&a.to_be_bytes());
+    want[2..4].copy_from_slice(&b.to_be_bytes());
+    want[4..].copy_from_slice(&c.to_be_bytes());
+    let at = l2.l3_offset;
+    let ours = |o: usize| f.get(at + o..at + o + 6) == Some(&want[..]);
+    if ours(8) || ours(24) {
+        Access::Ipoe
+    } else {
+        Access::Pppoe
+    }
 }
 
 /// Frames to offer in a traffic phase, and how to tell the access type of each.
@@ -1769,6 +1846,52 @@ mod tests {
     /// IPoE subscribers (DHCPv4) and half-and-half runs: every session up, traffic
     /// both ways with no loss, the per-access figures add up, teardown by
     /// DHCPRELEASE leaves no session.
+    #[test]
+    fn ipoe_subscribers_run_dhcpv6_and_forward_ipv6_both_ways() {
+        // Issue 15 item 6: with `ipv6`, IPoE subscribers get an address and a /56 by
+        // DHCPv6 from the vBNG (beside PPPoE's SLAAC in a mixed run) and pass IPv6
+        // both ways; their per-subscriber record names the address.
+        for access in [AccessPlan::Ipoe, AccessPlan::Mixed] {
+            let r = run(
+                &LabConfig {
+                    sessions: 100,
+                    packets: 10_000,
+                    access,
+                    ipv6: true,
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(r.sessions_established, 100, "{access:?} {:?}", r.setup);
+            assert_eq!(r.ipv6_sessions, 100, "{}", r.bng_errors);
+            let (u, d) = (
+                r.upstream6.as_ref().unwrap(),
+                r.downstream6.as_ref().unwrap(),
+            );
+            assert_eq!(
+                (u.received, d.received),
+                (10_000, 10_000),
+                "{}",
+                r.bng_errors
+            );
+            assert_eq!(r.ipv6_plr, 0.0);
+            let ipoe6: Vec<&String> = r
+                .per_session
+                .iter()
+                .filter(|c| c.access == "ipoe")
+                .filter_map(|c| c.address6.as_ref())
+                .collect();
+            let want = if access == AccessPlan::Mixed { 50 } else { 100 };
+            assert_eq!(ipoe6.len(), want);
+            assert!(
+                ipoe6.iter().all(|a| a.starts_with("2001:db8:300::")),
+                "{ipoe6:?}"
+            );
+            assert_eq!(r.sessions_after_teardown, 0, "{}", r.bng_errors);
+        }
+    }
+
     #[test]
     fn ipoe_and_mixed_sessions_forward_both_ways() {
         for access in [AccessPlan::Ipoe, AccessPlan::Mixed] {

@@ -147,6 +147,9 @@ pub struct EmulatorConfig {
     pub access: AccessPlan,
     /// DHCP first retransmission wait, ms (RFC 2131 §4.1: 4000).
     pub dhcp_timeout_ms: u64,
+    /// IPoE subscribers also run IPv6: router discovery and a DHCPv6 client asking
+    /// for an address and a prefix ([`ipoe6`], RFC 8415), beside DHCPv4.
+    pub ipoe_dhcp6: bool,
 }
 
 impl Default for EmulatorConfig {
@@ -167,6 +170,7 @@ impl Default for EmulatorConfig {
             max_payload: None,
             access: AccessPlan::Pppoe,
             dhcp_timeout_ms: ipoe::RFC_INITIAL_TIMEOUT_MS,
+            ipoe_dhcp6: false,
         }
     }
 }
@@ -353,6 +357,8 @@ pub struct Emulator {
     lost: Vec<bool>,
     /// IPoE subscribers by bound address (ARP requests are broadcast).
     by_ip: HashMap<u32, u32>,
+    /// Per subscriber: its DHCPv6 client (IPoE subscribers with `ipoe_dhcp6`).
+    v6: Vec<Option<ipoe6::Ipoe6Client>>,
 }
 
 /// `sched` value of a subscriber with no timer.
@@ -404,9 +410,20 @@ impl Emulator {
                 }))),
             })
             .collect();
+        let v6 = (0..n)
+            .map(|i| {
+                (cfg.ipoe_dhcp6 && cfg.access.access_of(i) == Access::Ipoe).then(|| {
+                    ipoe6::Ipoe6Client::new(ipoe6::Ipoe6Params {
+                        initial_timeout_ms: cfg.dhcp_timeout_ms.clamp(1, 1000),
+                        ..ipoe6::Ipoe6Params::new(mac_of(i), vlans_of(cfg.vlans, i))
+                    })
+                })
+            })
+            .collect();
         Emulator {
             cfg,
             subs,
+            v6,
             next: 0,
             t_first: None,
             t_last_up: 0,
@@ -437,6 +454,16 @@ impl Emulator {
             Client::Ipoe(c) => Some(c),
             Client::Pppoe(_) => None,
         }
+    }
+
+    /// Subscriber `i`'s DHCPv6 client (IPoE with `ipoe_dhcp6`).
+    pub fn ipoe6_client(&self, i: u32) -> Option<&ipoe6::Ipoe6Client> {
+        self.v6.get(i as usize)?.as_ref()
+    }
+
+    /// IPoE subscribers holding DHCPv6 bindings.
+    pub fn ipoe6_bound(&self) -> u32 {
+        self.v6.iter().flatten().filter(|c| c.is_up()).count() as u32
     }
 
     /// Subscriber `i`, either access type.
@@ -513,12 +540,15 @@ impl Emulator {
             self.up_by[a] = self.up_by[a].saturating_sub(1);
             *self.failed.entry("up".to_string()).or_default() += 1;
         }
-        // A subscriber that is down has no timers (its `poll` does nothing).
-        let d = if s.is_down() {
-            None
-        } else {
-            s.deadline().map(|d| d.max(earliest))
-        };
+        // A subscriber that is down has no timers (its `poll` does nothing); its
+        // DHCPv6 client's timers count too.
+        let d4 = if s.is_down() { None } else { s.deadline() };
+        let d6 = self.v6.get(k).and_then(|c| c.as_ref()?.deadline());
+        let d = match (d4, d6) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|d| d.max(earliest));
         let Some(slot) = self.sched.get_mut(k) else {
             return;
         };
@@ -551,6 +581,9 @@ impl Emulator {
             if let Some(s) = self.subs.get_mut(i as usize) {
                 s.start(now, out);
             }
+            if let Some(Some(c)) = self.v6.get_mut(i as usize) {
+                c.start(now, out);
+            }
             self.next += 1;
             self.track(i, now);
         }
@@ -577,10 +610,18 @@ impl Emulator {
         let Some(i) = self.demux(frame) else {
             return;
         };
-        let Some(s) = self.subs.get_mut(i as usize) else {
-            return;
-        };
-        s.input(frame, now, out);
+        // IPv6 (after up to two VLAN tags) goes to the DHCPv6 client, if any.
+        let ipv6 = dataplane::proto::ethernet::walk_vlans(frame)
+            .is_ok_and(|l2| l2.ethertype == dataplane::proto::EtherType::IPV6);
+        match self.v6.get_mut(i as usize) {
+            Some(Some(c)) if ipv6 => c.input(frame, now, out),
+            _ => {
+                let Some(s) = self.subs.get_mut(i as usize) else {
+                    return;
+                };
+                s.input(frame, now, out);
+            }
+        }
         self.track(i, now);
     }
 
@@ -604,6 +645,11 @@ impl Emulator {
             if s.deadline().is_some_and(|d| d <= now) {
                 s.poll(now, out);
             }
+            if let Some(Some(c)) = self.v6.get_mut(i as usize) {
+                if c.deadline().is_some_and(|d| d <= now) {
+                    c.poll(now, out);
+                }
+            }
             // Re-armed no earlier than the next millisecond, so one call ends even if
             // a timer did not move.
             self.track(i, now + 1);
@@ -623,6 +669,11 @@ impl Emulator {
                 Client::Pppoe(s) if s.phase == ClientPhase::Up => s.terminate(out),
                 Client::Ipoe(c) if c.is_up() => c.stop(now, out),
                 _ => {}
+            }
+        }
+        for c in self.v6.iter_mut().flatten() {
+            if c.is_up() {
+                c.stop(now, out);
             }
         }
     }

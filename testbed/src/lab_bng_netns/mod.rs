@@ -529,6 +529,8 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         max_payload: None,
         access,
         dhcp_timeout_ms: 1000,
+        // The netns lab runs IPv6 over PPPoE only.
+        ipoe_dhcp6: false,
     });
     let mut hostile = args.hostile.then(hostile_subscriber);
     let mut hostile_garbage = 0u64;

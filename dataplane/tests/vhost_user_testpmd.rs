@@ -105,8 +105,10 @@ impl Testpmd {
     }
 
     /// Port 0's RX/TX packets and bytes from `show port stats all`, read after testpmd
-    /// quits (its stdout is a pipe, so it only flushes at exit).
-    fn finish(&mut self) -> (u64, u64, u64, u64) {
+    /// quits (its stdout is a pipe, so it only flushes at exit). Our port keeps
+    /// polling its control socket meanwhile: testpmd stops its rings on the way out
+    /// (`GET_VRING_BASE`) and waits for our answers.
+    fn finish(&mut self, port: &mut VhostUserPort) -> (u64, u64, u64, u64) {
         self.cmd("show port stats all");
         self.cmd("stop");
         self.cmd("quit");
@@ -115,7 +117,8 @@ impl Testpmd {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            port.poll_control();
+            std::thread::sleep(Duration::from_millis(1));
         }
         // let the reader threads drain the pipes
         std::thread::sleep(Duration::from_millis(200));
@@ -267,19 +270,19 @@ fn wait_up(port: &mut VhostUserPort, tp: &Testpmd) {
 
 /// Checks the N frames that came back and that testpmd's port counters equal ours
 /// (probes included on both sides).
-fn check(port: &VhostUserPort, tp: &mut Testpmd, got: &[Vec<u8>], macswap: bool) {
+fn check(port: &mut VhostUserPort, tp: &mut Testpmd, got: &[Vec<u8>], macswap: bool) {
     check_since(port, &PortStats::default(), tp, got, macswap);
 }
 
 /// [`check`] with our counters taken relative to `base` (a testpmd started later).
 fn check_since(
-    port: &VhostUserPort,
+    port: &mut VhostUserPort,
     base: &PortStats,
     tp: &mut Testpmd,
     got: &[Vec<u8>],
     macswap: bool,
 ) {
-    let (rxp, rxb, txp, txb) = tp.finish();
+    let (rxp, rxb, txp, txb) = tp.finish(port);
     let now = port.stats();
     let ours = PortStats {
         rx_packets: now.rx_packets - base.rx_packets,
@@ -290,12 +293,14 @@ fn check_since(
         tx_dropped: now.tx_dropped - base.tx_dropped,
     };
     eprintln!(
-        "vhost_user_testpmd: {} frames back; testpmd RX {rxp} pkts {rxb} B, TX {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B",
+        "vhost_user_testpmd: {} frames back; testpmd RX {rxp} pkts {rxb} B, TX {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B; features {:#x}; {:?}",
         got.len(),
         ours.tx_packets,
         ours.tx_bytes,
         ours.rx_packets,
-        ours.rx_bytes
+        ours.rx_bytes,
+        port.features(),
+        port.counters()
     );
     assert_eq!(got.len(), N, "frames back from testpmd\n{}", tp.text());
     for (i, g) in got.iter().enumerate() {
@@ -357,7 +362,7 @@ fn testpmd_client_our_server() {
     }
     start(&mut tp, &mut port);
     let got = exchange(&mut port);
-    check(&port, &mut tp, &got, false);
+    check(&mut port, &mut tp, &got, false);
 }
 
 /// testpmd's virtio-user listens (`server=1`); our port connects as the client.
@@ -389,7 +394,7 @@ fn testpmd_server_our_client() {
     wait_up(&mut port, &tp);
     start(&mut tp, &mut port);
     let got = exchange(&mut port);
-    check(&port, &mut tp, &got, true);
+    check(&mut port, &mut tp, &got, true);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -446,7 +451,7 @@ fn testpmd_frontend_killed_and_restarted() {
     let base = port.stats();
     start(&mut tp, &mut port);
     let got = exchange(&mut port);
-    check_since(&port, &base, &mut tp, &got, false);
+    check_since(&mut port, &base, &mut tp, &got, false);
 }
 
 /// [`wait_up`], but true (skip) when testpmd has no virtio-user driver.

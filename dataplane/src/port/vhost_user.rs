@@ -292,6 +292,8 @@ struct Incoming {
     buf: Box<[u8; HDR_LEN + MAX_PAYLOAD]>,
     have: usize,
     fds: Vec<OwnedFd>,
+    /// More descriptors came than fit our control buffer.
+    fds_truncated: bool,
 }
 
 /// A vhost-user backend port.
@@ -493,6 +495,7 @@ impl VhostUserPort {
                 buf: Box::new([0; HDR_LEN + MAX_PAYLOAD]),
                 have: 0,
                 fds: Vec::with_capacity(16),
+                fds_truncated: false,
             },
             features: 0,
             protocol: 0,
@@ -571,11 +574,22 @@ impl VhostUserPort {
     /// Runs the control side once: accept/connect, then every complete message
     /// waiting on the socket. The bursts call it themselves.
     pub fn poll_control(&mut self) {
-        if self.cfg.server {
+        // Messages of the current frontend first: one that left is noticed before
+        // the next one is accepted (a second frontend is refused while one is on).
+        self.drain();
+        if self.conn.is_none() {
+            if self.cfg.server {
+                self.accept();
+            } else if Instant::now() >= self.next_try {
+                self.connect();
+            }
+            self.drain();
+        } else if self.cfg.server {
             self.accept();
-        } else if self.conn.is_none() && Instant::now() >= self.next_try {
-            self.connect();
         }
+    }
+
+    fn drain(&mut self) {
         for _ in 0..64 {
             let Some(fd) = self.conn.as_ref().map(|f| f.as_raw_fd()) else {
                 return;
@@ -650,6 +664,7 @@ impl VhostUserPort {
     fn reset(&mut self) {
         self.inc.have = 0;
         self.inc.fds.clear();
+        self.inc.fds_truncated = false;
         self.features = 0;
         self.protocol = 0;
         self.hdr_len = 10;
@@ -685,8 +700,11 @@ impl VhostUserPort {
             let need = if self.inc.have < HDR_LEN {
                 HDR_LEN
             } else {
-                let h = Header::parse(&self.inc.buf[..HDR_LEN]).map_err(|e| Fail(e.to_string()))?;
-                HDR_LEN + h.size as usize
+                match Header::parse(&self.inc.buf[..HDR_LEN]) {
+                    Ok(h) => HDR_LEN + h.size as usize,
+                    // `handle` refuses it (a counted control error).
+                    Err(_) => return Ok(true),
+                }
             };
             if self.inc.have == need {
                 return Ok(true);
@@ -733,10 +751,10 @@ impl VhostUserPort {
                     c = libc::CMSG_NXTHDR(&mh, c);
                 }
             }
-            if mh.msg_flags & libc::MSG_CTRUNC != 0 {
-                return Err("too many file descriptors with one message".into());
-            }
             self.inc.have += n as usize;
+            if mh.msg_flags & libc::MSG_CTRUNC != 0 {
+                self.inc.fds_truncated = true;
+            }
         }
     }
 
@@ -761,6 +779,9 @@ impl VhostUserPort {
         let p = wire::parse_payload(&h, &self.inc.buf[HDR_LEN..HDR_LEN + h.size as usize])
             .map_err(|e| Fail(e.to_string()))?;
         self.inc.have = 0;
+        if core::mem::take(&mut self.inc.fds_truncated) {
+            return Err("too many file descriptors with one message".into());
+        }
         let fds = core::mem::take(&mut self.inc.fds);
         let r = self.dispatch(&h, p, fds);
         let acked = self.protocol & PROTOCOL_F_REPLY_ACK != 0 && h.need_reply();

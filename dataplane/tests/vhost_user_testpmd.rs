@@ -213,6 +213,18 @@ fn exchange(port: &mut VhostUserPort) -> Vec<Vec<u8>> {
 /// count on both sides like any frame (testpmd's counters are not cleared: its
 /// `clear port stats` races with the forwarding core's counter updates).
 fn start(tp: &mut Testpmd, port: &mut VhostUserPort) {
+    // The link is up as soon as both rings are started and enabled, while testpmd's
+    // driver may still be finishing its port start; a frame written then can vanish
+    // uncounted on its side. Give it a moment (answering its messages meanwhile).
+    let w = Instant::now();
+    while w.elapsed() < Duration::from_millis(500) {
+        port.poll_control();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!(
+        "vhost_user_testpmd: negotiated features {:#x}",
+        port.features()
+    );
     tp.cmd("start");
     let pool = Pool::new(256).unwrap();
     let mut c = pool.cache();
@@ -293,13 +305,12 @@ fn check_since(
         tx_dropped: now.tx_dropped - base.tx_dropped,
     };
     eprintln!(
-        "vhost_user_testpmd: {} frames back; testpmd RX {rxp} pkts {rxb} B, TX {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B; features {:#x}; {:?}",
+        "vhost_user_testpmd: {} frames back; testpmd RX {rxp} pkts {rxb} B, TX {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B; {:?}",
         got.len(),
         ours.tx_packets,
         ours.tx_bytes,
         ours.rx_packets,
         ours.rx_bytes,
-        port.features(),
         port.counters()
     );
     assert_eq!(got.len(), N, "frames back from testpmd\n{}", tp.text());

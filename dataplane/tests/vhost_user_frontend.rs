@@ -231,12 +231,24 @@ fn hostile_control_messages() {
         b.truncate(wire::HDR_LEN + 3);
         fe.send_raw(&b);
     });
-    survives(&mut port, &path, &mut c, "features not offered", |fe, _, _| {
-        fe.send(&Out::request_u64(wire::SET_FEATURES, 0, 1 << 15), &[]);
-    });
-    survives(&mut port, &path, &mut c, "unsupported request", |fe, _, _| {
-        fe.send(&Out::request_u64(wire::SET_LOG_BASE, 0, 0), &[]);
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "features not offered",
+        |fe, _, _| {
+            fe.send(&Out::request_u64(wire::SET_FEATURES, 0, 1 << 15), &[]);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "unsupported request",
+        |fe, _, _| {
+            fe.send(&Out::request_u64(wire::SET_LOG_BASE, 0, 0), &[]);
+        },
+    );
     survives(&mut port, &path, &mut c, "unknown request", |fe, _, _| {
         fe.send(&Out::request(999, 0), &[]);
     });
@@ -246,29 +258,47 @@ fn hostile_control_messages() {
             &[],
         );
     });
-    survives(&mut port, &path, &mut c, "ring size not a power of 2", |fe, _, _| {
-        fe.send(
-            &Out::request_state(wire::SET_VRING_NUM, 0, VringState { index: 0, num: 100 }),
-            &[],
-        );
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "ring size not a power of 2",
+        |fe, _, _| {
+            fe.send(
+                &Out::request_state(wire::SET_VRING_NUM, 0, VringState { index: 0, num: 100 }),
+                &[],
+            );
+        },
+    );
     survives(&mut port, &path, &mut c, "kick without fd", |fe, _, _| {
         fe.send(&Out::request_u64(wire::SET_VRING_KICK, 0, 0), &[]);
     });
-    survives(&mut port, &path, &mut c, "memory table without fds", |fe, _, _| {
-        fe.send(&Out::request_mem(0, &[Frontend::region()]), &[]);
-    });
-    survives(&mut port, &path, &mut c, "memory table beyond its file", |fe, p, _| {
-        let mut r = Frontend::region();
-        r.memory_size = 1 << 30;
-        // NEED_REPLY with REPLY_ACK: the port acks with a failure status, then closes.
-        fe.send(
-            &Out::request_u64(wire::SET_PROTOCOL_FEATURES, 0, wire::PROTOCOL_F_REPLY_ACK),
-            &[],
-        );
-        let ack = fe.acked(p, &Out::request_mem(0, &[r]), &[fe.memfd.as_raw_fd()]);
-        assert_eq!(ack, Some(1));
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "memory table without fds",
+        |fe, _, _| {
+            fe.send(&Out::request_mem(0, &[Frontend::region()]), &[]);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "memory table beyond its file",
+        |fe, p, _| {
+            let mut r = Frontend::region();
+            r.memory_size = 1 << 30;
+            // NEED_REPLY with REPLY_ACK: the port acks with a failure status, then closes.
+            fe.send(
+                &Out::request_u64(wire::SET_PROTOCOL_FEATURES, 0, wire::PROTOCOL_F_REPLY_ACK),
+                &[],
+            );
+            let ack = fe.acked(p, &Out::request_mem(0, &[r]), &[fe.memfd.as_raw_fd()]);
+            assert_eq!(ack, Some(1));
+        },
+    );
     survives(&mut port, &path, &mut c, "region wraps", |fe, _, _| {
         let r = Region {
             guest_phys_addr: u64::MAX - 10,
@@ -276,18 +306,30 @@ fn hostile_control_messages() {
         };
         fe.send(&Out::request_mem(0, &[r]), &[fe.memfd.as_raw_fd()]);
     });
-    survives(&mut port, &path, &mut c, "ring outside the memory table", |fe, p, _| {
-        fe.negotiate(p);
-        let mut a = Frontend::addr(1);
-        a.used = UADDR + MEM as u64 - 100;
-        fe.ring(p, 1, &a);
-    });
-    survives(&mut port, &path, &mut c, "descriptor table before the table", |fe, p, _| {
-        fe.negotiate(p);
-        let mut a = Frontend::addr(0);
-        a.desc = UADDR - 16;
-        fe.ring(p, 0, &a);
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "ring outside the memory table",
+        |fe, p, _| {
+            fe.negotiate(p);
+            let mut a = Frontend::addr(1);
+            a.used = UADDR + MEM as u64 - 100;
+            fe.ring(p, 1, &a);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "descriptor table before the table",
+        |fe, p, _| {
+            fe.negotiate(p);
+            let mut a = Frontend::addr(0);
+            a.desc = UADDR - 16;
+            fe.ring(p, 0, &a);
+        },
+    );
     assert_eq!(port.counters().ctrl_errors, 14);
     assert_eq!(port.counters().link_up, 14);
 }
@@ -297,30 +339,54 @@ fn hostile_rings() {
     let pool = Pool::new(1024).unwrap();
     let mut c = pool.cache();
     let (path, mut port) = server("hostile-ring");
-    survives(&mut port, &path, &mut c, "tx descriptor out of bounds", |fe, p, c| {
-        fe.setup(p);
-        fe.write_desc(Q1_DESC, 0, GPA + MEM as u64 - 10, 100, 0, 0);
-        fe.avail_ring(Q1_AVAIL, 0, 0);
-        fe.idx(Q1_AVAIL).store(1, Ordering::Release);
-        rx_tx(p, c);
-    });
-    survives(&mut port, &path, &mut c, "descriptor below guest memory", |fe, p, c| {
-        fe.setup(p);
-        fe.write_desc(Q1_DESC, 0, GPA - 4096, 100, 0, 0);
-        fe.avail_ring(Q1_AVAIL, 0, 0);
-        fe.idx(Q1_AVAIL).store(1, Ordering::Release);
-        rx_tx(p, c);
-    });
-    survives(&mut port, &path, &mut c, "rx descriptor out of bounds", |fe, p, c| {
-        fe.setup(p);
-        fe.write_desc(Q0_DESC, 0, u64::MAX - 8, 2048, 2, 0);
-        rx_tx(p, c);
-    });
-    survives(&mut port, &path, &mut c, "rx descriptor read-only", |fe, p, c| {
-        fe.setup(p);
-        fe.write_desc(Q0_DESC, 0, GPA + RX_BUFS as u64, 2048, 0, 0);
-        rx_tx(p, c);
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "tx descriptor out of bounds",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.write_desc(Q1_DESC, 0, GPA + MEM as u64 - 10, 100, 0, 0);
+            fe.avail_ring(Q1_AVAIL, 0, 0);
+            fe.idx(Q1_AVAIL).store(1, Ordering::Release);
+            rx_tx(p, c);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "descriptor below guest memory",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.write_desc(Q1_DESC, 0, GPA - 4096, 100, 0, 0);
+            fe.avail_ring(Q1_AVAIL, 0, 0);
+            fe.idx(Q1_AVAIL).store(1, Ordering::Release);
+            rx_tx(p, c);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "rx descriptor out of bounds",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.write_desc(Q0_DESC, 0, u64::MAX - 8, 2048, 2, 0);
+            rx_tx(p, c);
+        },
+    );
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "rx descriptor read-only",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.write_desc(Q0_DESC, 0, GPA + RX_BUFS as u64, 2048, 0, 0);
+            rx_tx(p, c);
+        },
+    );
     survives(&mut port, &path, &mut c, "descriptor loop", |fe, p, c| {
         fe.setup(p);
         fe.write_desc(Q1_DESC, 0, GPA + TX_BUFS as u64, 16, 1, 1);
@@ -336,26 +402,42 @@ fn hostile_rings() {
         fe.idx(Q1_AVAIL).store(1, Ordering::Release);
         rx_tx(p, c);
     });
-    survives(&mut port, &path, &mut c, "indirect descriptor", |fe, p, c| {
-        fe.setup(p);
-        fe.write_desc(Q1_DESC, 0, GPA + TX_BUFS as u64, 16, 4, 0);
-        fe.avail_ring(Q1_AVAIL, 0, 0);
-        fe.idx(Q1_AVAIL).store(1, Ordering::Release);
-        rx_tx(p, c);
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "indirect descriptor",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.write_desc(Q1_DESC, 0, GPA + TX_BUFS as u64, 16, 4, 0);
+            fe.avail_ring(Q1_AVAIL, 0, 0);
+            fe.idx(Q1_AVAIL).store(1, Ordering::Release);
+            rx_tx(p, c);
+        },
+    );
     survives(&mut port, &path, &mut c, "head out of range", |fe, p, c| {
         fe.setup(p);
         fe.avail_ring(Q1_AVAIL, 0, NUM + 3);
         fe.idx(Q1_AVAIL).store(1, Ordering::Release);
         rx_tx(p, c);
     });
-    survives(&mut port, &path, &mut c, "avail index runaway", |fe, p, c| {
-        fe.setup(p);
-        fe.idx(Q1_AVAIL).store(NUM + 1, Ordering::Release);
-        rx_tx(p, c);
-    });
+    survives(
+        &mut port,
+        &path,
+        &mut c,
+        "avail index runaway",
+        |fe, p, c| {
+            fe.setup(p);
+            fe.idx(Q1_AVAIL).store(NUM + 1, Ordering::Release);
+            rx_tx(p, c);
+        },
+    );
     let k = port.counters();
-    assert_eq!((k.bad_desc, k.ring_errors, k.ctrl_errors), (7, 2, 0), "{k:?}");
+    assert_eq!(
+        (k.bad_desc, k.ring_errors, k.ctrl_errors),
+        (7, 2, 0),
+        "{k:?}"
+    );
     // Each hostile frontend's link went down, and each good one's when it left.
     assert_eq!(k.link_down, 9 + 8);
 }

@@ -86,7 +86,10 @@ fn vhost_user_bursts_do_not_allocate() {
         back += fe.receive(&mut buf, |_| {}) as u64;
     }
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations in bursts");
-    assert!(moved > 10_000 && back == moved, "moved {moved}, back {back}");
+    assert!(
+        moved > 10_000 && back == moved,
+        "moved {moved}, back {back}"
+    );
     assert!(port.is_up());
     assert!(port.counters().calls > 0);
     assert_eq!(port.counters().ctrl_errors, 0);

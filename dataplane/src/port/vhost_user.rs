@@ -53,11 +53,10 @@ use super::{Port, PortStats};
 use crate::batch::Batch;
 use crate::buf::{PoolCache, DATA_ROOM, HEADROOM};
 use crate::proto::vhost_user::{
-    self as wire, avail_bytes, desc_bytes, used_bytes, Header, Out, Payload, VringState,
-    DESC_SIZE, F_PROTOCOL_FEATURES, HDR_LEN, MAX_PAYLOAD, MAX_QUEUE_SIZE, PROTOCOL_F_MQ,
-    PROTOCOL_F_REPLY_ACK, VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF,
-    VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
-    VIRTQ_USED_F_NO_NOTIFY,
+    self as wire, avail_bytes, desc_bytes, used_bytes, Header, Out, Payload, VringState, DESC_SIZE,
+    F_PROTOCOL_FEATURES, HDR_LEN, MAX_PAYLOAD, MAX_QUEUE_SIZE, PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK,
+    VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT,
+    VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY,
 };
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -264,7 +263,9 @@ impl Vq {
     fn put_used(&mut self, id: u16, len: u32) {
         // SAFETY: slot < num: inside the used ring (4-aligned, checked).
         unsafe {
-            let e = self.used.add(4 + 8 * (self.used_idx & self.mask()) as usize);
+            let e = self
+                .used
+                .add(4 + 8 * (self.used_idx & self.mask()) as usize);
             e.cast::<u32>().write_volatile(id as u32);
             e.add(4).cast::<u32>().write_volatile(len);
         }
@@ -759,7 +760,11 @@ impl VhostUserPort {
     }
 
     fn reply(&mut self, o: &Out) -> Result<(), Fail> {
-        let fd = self.conn.as_ref().map(|f| f.as_raw_fd()).ok_or("no connection")?;
+        let fd = self
+            .conn
+            .as_ref()
+            .map(|f| f.as_raw_fd())
+            .ok_or("no connection")?;
         send_with_fds(fd, o.bytes(), &[]).map_err(|e| Fail(alloc::format!("control send: {e}")))
     }
 
@@ -931,9 +936,7 @@ impl VhostUserPort {
                 }
                 Ok(())
             }
-            (r, _) => Err(Fail(alloc::format!(
-                "unsupported vhost-user request {r}"
-            ))),
+            (r, _) => Err(Fail(alloc::format!("unsupported vhost-user request {r}"))),
         }
     }
 
@@ -965,7 +968,7 @@ impl VhostUserPort {
                         "ring {i}: {what} at {addr:#x} ({len} bytes) not covered by the memory table"
                     ))
                 })?;
-                if (p as usize) % align != 0 {
+                if !(p as usize).is_multiple_of(align) {
                     return Err(Fail(alloc::format!("ring {i}: {what} misaligned")));
                 }
                 Ok(p)
@@ -1042,7 +1045,9 @@ impl VhostUserPort {
         let avail = q.avail_idx();
         let pending = avail.wrapping_sub(q.last_avail);
         if pending as u32 > q.num {
-            return Err(RingFault::Index("available index ahead by more than the ring"));
+            return Err(RingFault::Index(
+                "available index ahead by more than the ring",
+            ));
         }
         let mut n = 0;
         let mut left = pending;
@@ -1140,7 +1145,9 @@ impl VhostUserPort {
         let q = &mut self.vq[RXQ];
         let mut avail = q.avail_idx();
         if avail.wrapping_sub(q.last_avail) as u32 > q.num {
-            return Err(RingFault::Index("available index ahead by more than the ring"));
+            return Err(RingFault::Index(
+                "available index ahead by more than the ring",
+            ));
         }
         // virtio-net header: all zero (no offloads), num_buffers = 1 with 12 bytes.
         let mut h = [0u8; 12];
@@ -1190,10 +1197,7 @@ impl VhostUserPort {
                         (h[off..hdr].as_ptr(), (hdr - off).min(dlen as usize - w))
                     } else {
                         let d = off - hdr;
-                        (
-                            data[d..].as_ptr(),
-                            (data.len() - d).min(dlen as usize - w),
-                        )
+                        (data[d..].as_ptr(), (data.len() - d).min(dlen as usize - w))
                     };
                     // SAFETY: dst..dst+dlen lies in a mapped region (translate) and
                     // w + n <= dlen; the source is the header or the frame.

@@ -114,7 +114,10 @@ pub struct Header {
 impl Header {
     /// Parses the first [`HDR_LEN`] bytes; checks the version and the payload size.
     pub fn parse(b: &[u8]) -> Result<Header, Error> {
-        let b: &[u8; HDR_LEN] = b.get(..HDR_LEN).and_then(|s| s.try_into().ok()).ok_or(Error::Short)?;
+        let b: &[u8; HDR_LEN] = b
+            .get(..HDR_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(Error::Short)?;
         let h = Header {
             request: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             flags: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
@@ -202,9 +205,14 @@ impl fmt::Display for Error {
         match self {
             Error::Short => write!(f, "truncated vhost-user message"),
             Error::Version(v) => write!(f, "vhost-user version {v} (expected 1)"),
-            Error::TooLong(n) => write!(f, "vhost-user payload of {n} bytes (at most {MAX_PAYLOAD})"),
+            Error::TooLong(n) => {
+                write!(f, "vhost-user payload of {n} bytes (at most {MAX_PAYLOAD})")
+            }
             Error::Size { request, size } => {
-                write!(f, "vhost-user request {request} with a payload of {size} bytes")
+                write!(
+                    f,
+                    "vhost-user request {request} with a payload of {size} bytes"
+                )
             }
             Error::Regions(n) => {
                 write!(f, "memory table of {n} regions (1 to {MAX_REGIONS})")
@@ -224,7 +232,9 @@ fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// A parsed request payload.
+/// A parsed request payload. (A memory table is held inline: parsing allocates
+/// nothing, and payloads live on the control path only, one at a time.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Payload {
     None,
@@ -251,7 +261,11 @@ pub fn parse_payload(h: &Header, p: &[u8]) -> Result<Payload, Error> {
         }
     };
     Ok(match h.request {
-        GET_FEATURES | GET_PROTOCOL_FEATURES | SET_OWNER | RESET_OWNER | GET_QUEUE_NUM
+        GET_FEATURES
+        | GET_PROTOCOL_FEATURES
+        | SET_OWNER
+        | RESET_OWNER
+        | GET_QUEUE_NUM
         | GET_STATUS => {
             // Some frontends send an (ignored) u64 with the GETs.
             if !p.is_empty() && p.len() != 8 {
@@ -259,8 +273,13 @@ pub fn parse_payload(h: &Header, p: &[u8]) -> Result<Payload, Error> {
             }
             Payload::None
         }
-        SET_FEATURES | SET_PROTOCOL_FEATURES | SET_VRING_KICK | SET_VRING_CALL | SET_VRING_ERR
-        | SET_LOG_BASE | SET_STATUS => {
+        SET_FEATURES
+        | SET_PROTOCOL_FEATURES
+        | SET_VRING_KICK
+        | SET_VRING_CALL
+        | SET_VRING_ERR
+        | SET_LOG_BASE
+        | SET_STATUS => {
             want(8)?;
             Payload::U64(le64(p, 0))
         }
@@ -404,8 +423,12 @@ mod tests {
     #[test]
     fn round_trips() {
         let (h, p) = parse(Out::request(GET_FEATURES, 0).bytes()).unwrap();
-        assert_eq!((h.request, h.flags, h.size, p), (GET_FEATURES, VERSION, 0, Payload::None));
-        let (h, p) = parse(Out::request_u64(SET_FEATURES, FLAG_NEED_REPLY, 1 << 32).bytes()).unwrap();
+        assert_eq!(
+            (h.request, h.flags, h.size, p),
+            (GET_FEATURES, VERSION, 0, Payload::None)
+        );
+        let (h, p) =
+            parse(Out::request_u64(SET_FEATURES, FLAG_NEED_REPLY, 1 << 32).bytes()).unwrap();
         assert!(h.need_reply());
         assert_eq!(p, Payload::U64(1 << 32));
         let s = VringState { index: 1, num: 256 };
@@ -437,7 +460,9 @@ mod tests {
         ];
         let (h, p) = parse(Out::request_mem(0, &r).bytes()).unwrap();
         assert_eq!(h.size, 8 + 64);
-        let Payload::Mem(t) = p else { panic!("not a table") };
+        let Payload::Mem(t) = p else {
+            panic!("not a table")
+        };
         assert_eq!(t.regions(), &r);
         let rep = Out::reply_u64(GET_QUEUE_NUM, 1);
         let h = Header::parse(rep.bytes()).unwrap();
@@ -472,14 +497,17 @@ mod tests {
         b[HDR_LEN] = 2;
         assert!(matches!(parse(&b), Err(Error::Size { .. })));
         // a vring address too short
-        let mut b = Out::request_addr(0, &VringAddr {
-            index: 0,
-            flags: 0,
-            desc: 0,
-            used: 0,
-            avail: 0,
-            log: 0,
-        })
+        let mut b = Out::request_addr(
+            0,
+            &VringAddr {
+                index: 0,
+                flags: 0,
+                desc: 0,
+                used: 0,
+                avail: 0,
+                log: 0,
+            },
+        )
         .bytes()
         .to_vec();
         b[8] = 32;

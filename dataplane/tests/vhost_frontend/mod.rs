@@ -61,7 +61,10 @@ pub fn memfd(size: usize) -> (OwnedFd, *mut u8) {
     // SAFETY: fresh descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: size the file we own.
-    assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) }, 0);
+    assert_eq!(
+        unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) },
+        0
+    );
     // SAFETY: map it; checked.
     let p = unsafe {
         libc::mmap(
@@ -170,10 +173,7 @@ impl Frontend {
         self.send(&Out::request_u64(wire::SET_FEATURES, 0, f), &[]);
         let pf = self.u64_reply(port, wire::GET_PROTOCOL_FEATURES);
         assert_ne!(pf & wire::PROTOCOL_F_REPLY_ACK, 0);
-        self.send(
-            &Out::request_u64(wire::SET_PROTOCOL_FEATURES, 0, pf),
-            &[],
-        );
+        self.send(&Out::request_u64(wire::SET_PROTOCOL_FEATURES, 0, pf), &[]);
         assert_eq!(self.u64_reply(port, wire::GET_QUEUE_NUM), 1);
         let ack = self.acked(
             port,
@@ -202,7 +202,10 @@ impl Frontend {
     /// Sets up ring `q` with `a` and starts and enables it.
     pub fn ring(&mut self, port: &mut VhostUserPort, q: u32, a: &VringAddr) {
         let st = |num| VringState { index: q, num };
-        self.send(&Out::request_state(wire::SET_VRING_NUM, 0, st(NUM as u32)), &[]);
+        self.send(
+            &Out::request_state(wire::SET_VRING_NUM, 0, st(NUM as u32)),
+            &[],
+        );
         self.send(&Out::request_state(wire::SET_VRING_BASE, 0, st(0)), &[]);
         self.send(&Out::request_addr(0, a), &[]);
         self.send(
@@ -223,7 +226,14 @@ impl Frontend {
     pub fn setup(&mut self, port: &mut VhostUserPort) {
         self.negotiate(port);
         for i in 0..NUM {
-            self.write_desc(Q0_DESC, i, GPA + (RX_BUFS + i as usize * BUF) as u64, BUF as u32, 2, 0);
+            self.write_desc(
+                Q0_DESC,
+                i,
+                GPA + (RX_BUFS + i as usize * BUF) as u64,
+                BUF as u32,
+                2,
+                0,
+            );
             self.avail_ring(Q0_AVAIL, i, i);
         }
         self.rx_avail = NUM;
@@ -330,7 +340,11 @@ impl Frontend {
                 };
                 // num_buffers = 1, no flags
                 // SAFETY: inside buffer `id`.
-                let nb = unsafe { self.at(RX_BUFS + id as usize * BUF + 10).cast::<u16>().read() };
+                let nb = unsafe {
+                    self.at(RX_BUFS + id as usize * BUF + 10)
+                        .cast::<u16>()
+                        .read()
+                };
                 assert_eq!(nb, 1);
                 each(f);
             }

@@ -47,7 +47,9 @@
 //! **Limits.** One queue pair (`queues=1`); split rings only (no packed ring); no
 //! mergeable buffers (a frame longer than the driver's receive chain is dropped and
 //! counted); a descriptor may not straddle two regions; no live migration (dirty
-//! log), no IOMMU (`IOTLB`), no inflight tracking.
+//! log), no IOMMU (`IOTLB`), no inflight tracking. Region files are checked when
+//! mapped but need not be sealed (DPDK's and QEMU's are not), so a frontend that
+//! shrinks one afterwards can fault us (`SIGBUS`), as with DPDK's vhost library.
 
 use super::{Port, PortStats};
 use crate::batch::Batch;

@@ -790,7 +790,9 @@ impl VhostUserPort {
             return Err("too many file descriptors with one message".into());
         }
         let fds = core::mem::take(&mut self.inc.fds);
-        let r = self.dispatch(&h, p, fds);
+        // The rings are resolved before the ack: a memory table or ring address that
+        // leaves a live ring uncovered is acked as a failure.
+        let r = self.dispatch(&h, p, fds).and_then(|()| self.refresh());
         let acked = self.protocol & PROTOCOL_F_REPLY_ACK != 0 && h.need_reply();
         let replies_anyway = matches!(
             h.request,
@@ -803,8 +805,7 @@ impl VhostUserPort {
             let status = if r.is_ok() { 0 } else { 1 };
             let _ = self.reply(&Out::reply_u64(h.request, status));
         }
-        r?;
-        self.refresh()
+        r
     }
 
     fn dispatch(&mut self, h: &Header, p: Payload, mut fds: Vec<OwnedFd>) -> Result<(), Fail> {

@@ -9,7 +9,8 @@
 //! reports the link down, counts what it could not send, and serves the new frontend,
 //! which then gets all N frames back and forth.
 //!
-//! Skips (prints why and passes) when `dpdk-testpmd` or its virtio-user driver is
+//! testpmd runs under `stdbuf -oL` so that its start-up lines reach us before it
+//! quits. Skips (prints why and passes) when `dpdk-testpmd` or its virtio-user driver is
 //! missing or when not run as root (scripts/test runs as root; scripts/setup installs
 //! the packages).
 
@@ -53,8 +54,12 @@ struct Testpmd {
 impl Testpmd {
     fn spawn(tag: &str, vdev: &str, fwd: &str) -> Testpmd {
         let prefix = format!("dpvhost{tag}{}", std::process::id());
-        let mut child = Command::new("dpdk-testpmd")
+        // Line-buffered output (coreutils' stdbuf): `start` waits for the line
+        // testpmd prints once its port is started.
+        let mut child = Command::new("stdbuf")
             .args([
+                "-oL",
+                "dpdk-testpmd",
                 "-l",
                 "0,1",
                 "--no-pci",
@@ -213,11 +218,17 @@ fn exchange(port: &mut VhostUserPort) -> Vec<Vec<u8>> {
 /// count on both sides like any frame (testpmd's counters are not cleared: its
 /// `clear port stats` races with the forwarding core's counter updates).
 fn start(tp: &mut Testpmd, port: &mut VhostUserPort) {
-    // The link is up as soon as both rings are started and enabled, while testpmd's
-    // driver may still be finishing its port start; a frame written then can vanish
-    // uncounted on its side. Give it a moment (answering its messages meanwhile).
+    // Our link is up as soon as both rings are started and enabled, while testpmd's
+    // driver is still starting its port: the virtio PMD's start flushes whatever
+    // already sits in its receive ring, uncounted. Wait for the "Done" testpmd
+    // prints after starting its ports (answering its messages meanwhile).
     let w = Instant::now();
-    while w.elapsed() < Duration::from_millis(500) {
+    while !tp.out.lock().unwrap().iter().any(|l| l.trim() == "Done") {
+        assert!(
+            w.elapsed() < Duration::from_secs(10),
+            "testpmd did not finish starting its port\n{}",
+            tp.text()
+        );
         port.poll_control();
         std::thread::sleep(Duration::from_millis(1));
     }

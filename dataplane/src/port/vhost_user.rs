@@ -1166,6 +1166,12 @@ impl VhostUserPort {
                 if q.last_avail == avail {
                     break;
                 }
+                if avail.wrapping_sub(q.last_avail) as u32 > q.num {
+                    fault = Some(RingFault::Index(
+                        "available index ahead by more than the ring",
+                    ));
+                    break;
+                }
             }
             let head = q.avail_ring(q.last_avail);
             if head as u32 >= q.num {

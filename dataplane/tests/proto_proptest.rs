@@ -220,6 +220,28 @@ proptest! {
     }
 
     #[test]
+    fn vhost_user_messages_with_plausible_headers(
+        request in 0u32..42,
+        mut body in proptest::collection::vec(any::<u8>(), 0..300),
+        n in 0u32..10,
+        cut in any::<usize>(),
+    ) {
+        // Version 1, the size field telling the truth (mostly), a region count that
+        // sometimes matches the body: the payload parsers see real work.
+        if request == 5 && body.len() >= 8 {
+            body[..4].copy_from_slice(&n.to_le_bytes());
+            body.truncate(8 + 32 * n as usize);
+        }
+        let mut m = Vec::new();
+        m.extend_from_slice(&request.to_le_bytes());
+        m.extend_from_slice(&1u32.to_le_bytes());
+        m.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        m.extend_from_slice(&body);
+        exercise_vhost_user(&m);
+        exercise_vhost_user(&m[..cut % (m.len() + 1)]);
+    }
+
+    #[test]
     fn checksum_fast_equals_reference(b in proptest::collection::vec(any::<u8>(), 0..1600), off in 0usize..8) {
         let s = b.get(off..).unwrap_or(&[]);
         prop_assert_eq!(checksum::data(s), reference_sum(s));

@@ -4,7 +4,8 @@
 //! NAT, MSS clamp, echo reply) and the ICMP error builders, IPv4 fragmentation, the
 //! NAT44 stage with its fragment path, the DHCPv4 round trip with the relay
 //! agent's option 82 edits, and the DHCPv6 round trip (client/server and relay
-//! messages), and the memif control-message parser. Any panic is a bug.
+//! messages), the memif control-message parser and the vhost-user message codec.
+//! Any panic is a bug.
 //!
 //! Shared by the cargo-fuzz targets (`fuzz_targets/*.rs`) and by
 //! `dataplane/tests/proto_proptest.rs` (included there with `#[path]`).
@@ -28,6 +29,7 @@ pub fn exercise_all(b: &[u8]) {
     exercise_dhcp4_all(b);
     exercise_dhcp6(b);
     exercise_memif(b);
+    exercise_vhost_user(b);
 }
 
 pub fn exercise_l2(b: &[u8]) {
@@ -643,4 +645,30 @@ pub fn exercise_memif(b: &[u8]) {
             assert!(k <= size);
         }
     }
+}
+
+/// vhost-user messages ([`dataplane::proto::vhost_user`]): header and payload of the
+/// bytes as received; for every request whose payload parses, the same request
+/// emitted again parses to the same payload.
+pub fn exercise_vhost_user(b: &[u8]) {
+    use dataplane::proto::vhost_user::{parse_payload, Header, Out, Payload, HDR_LEN};
+    let Ok(h) = Header::parse(b) else {
+        return;
+    };
+    let Ok(p) = parse_payload(&h, &b[HDR_LEN..]) else {
+        return;
+    };
+    let out = match p {
+        Payload::None => return,
+        Payload::U64(v) => Out::request_u64(h.request, 0, v),
+        Payload::State(s) => Out::request_state(h.request, 0, s),
+        Payload::Addr(a) => Out::request_addr(0, &a),
+        Payload::Mem(t) => Out::request_mem(0, t.regions()),
+    };
+    let h2 = Header::parse(out.bytes()).expect("an emitted header parses");
+    assert_eq!(h2.request, h.request);
+    assert_eq!(
+        parse_payload(&h2, &out.bytes()[HDR_LEN..]).expect("an emitted payload parses"),
+        p
+    );
 }

@@ -2,7 +2,8 @@
 //!
 //! Backends here: [`mem`] (an in-memory pair of virtio split rings, VIRTIO 1.1 §2.6),
 //! and with `std` [`pcap`] (nanosecond pcap files), the Linux AF_XDP, AF_PACKET and
-//! TAP ports and [`memif`] (VPP's shared-memory interface, master or slave). The
+//! TAP ports, [`memif`] (VPP's shared-memory interface, master or slave) and
+//! [`vhost_user`] (the backend of a virtio-net device driven over vhost-user). The
 //! unikernel's virtio-net port implements the same trait elsewhere.
 
 use crate::batch::Batch;
@@ -21,6 +22,8 @@ pub mod pcap;
 pub mod spec;
 #[cfg(feature = "std")]
 pub mod tap;
+#[cfg(feature = "std")]
+pub mod vhost_user;
 
 /// Counters every port keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

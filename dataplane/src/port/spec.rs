@@ -13,8 +13,12 @@
 //! | `memif:PATH[,id=N][,master]` | memif (VPP/DPDK shared memory) on the unix     |
 //! |                         | socket PATH: slave (connects, owns the memory) by   |
 //! |                         | default, `master` listens; interface id N (0)       |
+//! | `vhost-user:PATH[,server][,queues=N]` | vhost-user backend of a virtio-net    |
+//! |                         | device on the unix socket PATH: client (connects)   |
+//! |                         | by default, `server` listens; one queue pair only   |
+//! |                         | (`queues=1`, the default)                           |
 
-use super::{afpacket, afxdp, mem, memif, pcap, tap, Port};
+use super::{afpacket, afxdp, mem, memif, pcap, tap, vhost_user, Port};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::str::FromStr;
@@ -47,13 +51,19 @@ pub enum PortSpec {
         id: u32,
         master: bool,
     },
+    VhostUser {
+        path: PathBuf,
+        server: bool,
+    },
 }
 
 /// Errors of parsing or opening a port spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME or memif:PATH[,id=N][,master]")]
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master] or vhost-user:PATH[,server][,queues=N]")]
     Syntax(String),
+    #[error("port spec {spec:?}: {msg}")]
+    Unsupported { spec: String, msg: &'static str },
     #[error("port {spec}: {msg}")]
     Open { spec: String, msg: String },
 }
@@ -125,6 +135,32 @@ impl FromStr for PortSpec {
                     master,
                 })
             }
+            "vhost-user" => {
+                let mut parts = rest.split(',');
+                let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
+                let mut server = false;
+                for opt in parts {
+                    match opt.split_once('=') {
+                        Some(("queues", v)) => match v.parse::<u32>().map_err(|_| bad())? {
+                            1 => {}
+                            0 => return Err(bad()),
+                            _ => {
+                                return Err(SpecError::Unsupported {
+                                    spec: s.to_string(),
+                                    msg: "vhost-user ports have one queue pair (queues=1); multiqueue is not implemented",
+                                })
+                            }
+                        },
+                        None if opt == "server" => server = true,
+                        None if opt == "client" => server = false,
+                        _ => return Err(bad()),
+                    }
+                }
+                Ok(PortSpec::VhostUser {
+                    path: path.into(),
+                    server,
+                })
+            }
             _ => Err(bad()),
         }
     }
@@ -149,6 +185,13 @@ impl core::fmt::Display for PortSpec {
                 write!(f, "memif:{},id={id}", path.display())?;
                 if *master {
                     f.write_str(",master")?;
+                }
+                Ok(())
+            }
+            PortSpec::VhostUser { path, server } => {
+                write!(f, "vhost-user:{}", path.display())?;
+                if *server {
+                    f.write_str(",server")?;
                 }
                 Ok(())
             }
@@ -208,6 +251,15 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 ..memif::Config::default()
             };
             memif::MemifPort::open(path, &cfg)
+                .map(|p| Box::new(p) as Box<dyn Port>)
+                .map_err(|e| err(e.to_string()))
+        }
+        PortSpec::VhostUser { path, server } => {
+            let cfg = vhost_user::Config {
+                server: *server,
+                ..vhost_user::Config::default()
+            };
+            vhost_user::VhostUserPort::open(path, &cfg)
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
@@ -309,6 +361,40 @@ mod tests {
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
+        assert_eq!(
+            "vhost-user:/run/v.sock".parse::<PortSpec>().unwrap(),
+            PortSpec::VhostUser {
+                path: "/run/v.sock".into(),
+                server: false
+            }
+        );
+        let v = "vhost-user:/tmp/v.sock,server,queues=1"
+            .parse::<PortSpec>()
+            .unwrap();
+        assert_eq!(
+            v,
+            PortSpec::VhostUser {
+                path: "/tmp/v.sock".into(),
+                server: true
+            }
+        );
+        assert_eq!(v.to_string(), "vhost-user:/tmp/v.sock,server");
+        assert_eq!(v.to_string().parse::<PortSpec>().unwrap(), v);
+        for bad in [
+            "vhost-user:",
+            "vhost-user:,server",
+            "vhost-user:/s,srv",
+            "vhost-user:/s,queues=0",
+            "vhost-user:/s,queues=x",
+        ] {
+            assert!(
+                matches!(bad.parse::<PortSpec>(), Err(SpecError::Syntax(_))),
+                "{bad}"
+            );
+        }
+        let e = "vhost-user:/s,queues=2".parse::<PortSpec>().unwrap_err();
+        assert!(matches!(e, SpecError::Unsupported { .. }));
+        assert!(e.to_string().contains("one queue pair"), "{e}");
     }
 
     #[test]
@@ -354,5 +440,28 @@ mod tests {
             s.stats().tx_dropped > 0,
             "frames sent before the link came up are counted"
         );
+    }
+
+    #[test]
+    fn vhost_user_specs_open_a_server_and_a_client() {
+        let path =
+            std::env::temp_dir().join(alloc::format!("dp-spec-vu-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let srv = open_str(&alloc::format!("vhost-user:{},server", path.display())).unwrap();
+        assert!(path.exists(), "the server listens on its path");
+        assert!(srv.name().ends_with(",server"));
+        let mut cli = open_str(&alloc::format!("vhost-user:{}", path.display())).unwrap();
+        let pool = Pool::new(16).unwrap();
+        let mut c = pool.cache();
+        let mut batch = Batch::new();
+        let mut p = c.alloc().unwrap();
+        p.copy_from(&[1; 60]).unwrap();
+        batch.push(p).unwrap();
+        // No frontend on either end: the frame is dropped and counted.
+        cli.tx_burst(&mut c, &mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(cli.stats().tx_dropped, 1);
+        drop(srv);
+        assert!(!path.exists(), "the server removes its socket");
     }
 }

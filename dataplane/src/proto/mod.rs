@@ -35,6 +35,8 @@
 //!   §11, §21: DUIDs, IA_NA, IA_PD, status codes, ...; RFC 3646 DNS servers)
 //! - [`memif`]: memif 2.0 control messages and ring layout (libmemif / DPDK
 //!   `net_memif` `memif.h`), parsed for the memif port
+//! - [`vhost_user`]: vhost-user messages (QEMU `docs/interop/vhost-user.rst`) and the
+//!   split-virtqueue layout (VIRTIO 1.1 §2.6), parsed for the vhost-user port
 
 pub mod arp;
 pub mod checksum;
@@ -52,6 +54,7 @@ pub mod pppoe;
 pub mod radius;
 pub mod tcp;
 pub mod udp;
+pub mod vhost_user;
 
 use core::fmt;
 

@@ -1,0 +1,96 @@
+//! The vhost-user port's bursts never call the allocator once the link is up: a
+//! counting global allocator watches the port exchange frames both ways with the
+//! in-process frontend (`vhost_frontend`: single-descriptor and header-split chains,
+//! call eventfds signalled, and the periodic look at the control socket every
+//! `CTRL_EVERY` bursts). Only the port's calls are watched, not the frontend's.
+
+mod vhost_frontend;
+
+use dataplane::batch::Batch;
+use dataplane::buf::Pool;
+use dataplane::port::vhost_user::{Config, VhostUserPort, CTRL_EVERY};
+use dataplane::port::Port;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use vhost_frontend::*;
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static WATCH: AtomicBool = AtomicBool::new(false);
+
+// Only the test's own thread counts (libtest's threads are not the code under test).
+thread_local! {
+    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+fn count() {
+    if WATCH.load(Ordering::Relaxed) && MINE.try_with(|m| m.get()).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn vhost_user_bursts_do_not_allocate() {
+    MINE.with(|m| m.set(true));
+    let path = std::env::temp_dir().join(format!("dp-vhost-noalloc-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let pool = Pool::new(2048).unwrap();
+    let mut c = pool.cache();
+    let mut port = VhostUserPort::open(
+        &path,
+        &Config {
+            server: true,
+            ..Config::default()
+        },
+    )
+    .unwrap();
+    let mut fe = Frontend::connect(&path);
+    fe.setup(&mut port);
+    let frames: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 60 + i * 20]).collect();
+    let mut buf = vec![0u8; BUF];
+    let mut b = Batch::new();
+    let mut moved = 0u64;
+    let mut back = 0u64;
+    for round in 0..(4 * CTRL_EVERY as usize) {
+        for (i, f) in frames.iter().enumerate() {
+            if !fe.transmit(f, (round + i) % 2 == 0) {
+                break;
+            }
+        }
+        WATCH.store(true, Ordering::Relaxed);
+        moved += port.rx_burst(&mut c, &mut b) as u64;
+        port.tx_burst(&mut c, &mut b);
+        WATCH.store(false, Ordering::Relaxed);
+        b.free_all(&mut c);
+        back += fe.receive(&mut buf, |_| {}) as u64;
+    }
+    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations in bursts");
+    assert!(
+        moved > 10_000 && back == moved,
+        "moved {moved}, back {back}"
+    );
+    assert!(port.is_up());
+    assert!(port.counters().calls > 0);
+    assert_eq!(port.counters().ctrl_errors, 0);
+}

@@ -474,8 +474,7 @@ impl Cp {
                     if self.by_idx.get(&s.idx) == Some(&seid) {
                         self.by_idx.remove(&s.idx);
                         // The session has no user plane state: it ends.
-                        self.cp
-                            .terminate(s.idx, terminate_cause::NAS_REQUEST, now);
+                        self.cp.terminate(s.idx, terminate_cause::NAS_REQUEST, now);
                         self.sync(now);
                     }
                 }
@@ -597,7 +596,14 @@ impl Cp {
                 ],
             ),
         ];
-        self.send(now, n, MsgType::SessionEstablishmentRequest, Some(0), ies, seid);
+        self.send(
+            now,
+            n,
+            MsgType::SessionEstablishmentRequest,
+            Some(0),
+            ies,
+            seid,
+        );
     }
 
     fn modify(&mut self, now: u64, seid: u64, ies: Vec<Ie>) {
@@ -607,7 +613,14 @@ impl Cp {
         match s.up_seid {
             Some(up_seid) => {
                 let n = s.up;
-                self.send(now, n, MsgType::SessionModificationRequest, Some(up_seid), ies, seid);
+                self.send(
+                    now,
+                    n,
+                    MsgType::SessionModificationRequest,
+                    Some(up_seid),
+                    ies,
+                    seid,
+                );
             }
             None => s.queued.push(ies),
         }
@@ -620,7 +633,14 @@ impl Cp {
         match s.up_seid {
             Some(up_seid) => {
                 let n = s.up;
-                self.send(now, n, MsgType::SessionDeletionRequest, Some(up_seid), vec![], seid);
+                self.send(
+                    now,
+                    n,
+                    MsgType::SessionDeletionRequest,
+                    Some(up_seid),
+                    vec![],
+                    seid,
+                );
             }
             None => s.delete = true,
         }
@@ -747,7 +767,13 @@ impl Cp {
     }
 
     /// Creates (`Some`) or removes (`None`) a downstream IPv6 PDR.
-    fn routes(&mut self, now: u64, seid: Option<u64>, id: u16, add: Option<(UeIpAddress, Option<u64>)>) {
+    fn routes(
+        &mut self,
+        now: u64,
+        seid: Option<u64>,
+        id: u16,
+        add: Option<(UeIpAddress, Option<u64>)>,
+    ) {
         let Some(seid) = seid else {
             self.stats.no_up += 1;
             return;
@@ -869,7 +895,7 @@ impl Cp {
         let mut urr = vec![
             Ie::UrrId(URR_ID),
             Ie::MeasurementMethod(Flags::new(&[
-                measurement_method::DURAT | measurement_method::VOLUM,
+                measurement_method::DURAT | measurement_method::VOLUM
             ])),
         ];
         if self.cfg.measurement_period_s > 0 {
@@ -922,7 +948,14 @@ impl Cp {
             },
         );
         self.by_idx.insert(idx, seid);
-        self.send(now, n, MsgType::SessionEstablishmentRequest, Some(0), ies, seid);
+        self.send(
+            now,
+            n,
+            MsgType::SessionEstablishmentRequest,
+            Some(0),
+            ies,
+            seid,
+        );
     }
 }
 

@@ -233,7 +233,10 @@ pub fn report_counters(ies: &[Ie]) -> Option<(u64, u64, u64, u64)> {
         .filter(|i| {
             matches!(
                 i.key(),
-                (ty::USAGE_REPORT_SMR | ty::USAGE_REPORT_SDR | ty::USAGE_REPORT_SRR, None)
+                (
+                    ty::USAGE_REPORT_SMR | ty::USAGE_REPORT_SDR | ty::USAGE_REPORT_SRR,
+                    None
+                )
             )
         })
         .find_map(|r| {

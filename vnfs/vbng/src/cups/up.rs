@@ -12,8 +12,8 @@
 //! unwrapped and injected on the access port ([`Up::take_inject`]).
 
 use super::{
-    raw, trigger_immediate, trigger_periodic, trigger_termination,
-    usage_report, Datagram, MEASUREMENT_PERIOD, QUERY_URR, ROUTER_IID_IE,
+    raw, trigger_immediate, trigger_periodic, trigger_termination, usage_report, Datagram,
+    MEASUREMENT_PERIOD, QUERY_URR, ROUTER_IID_IE,
 };
 use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
@@ -394,8 +394,7 @@ impl Up {
                         && msg.ies.cause() == Some(cause::SESSION_CONTEXT_NOT_FOUND) =>
                 {
                     // The control plane no longer knows the session (§7.5.9.2).
-                    if let Some(seid) = msg.header.seid.filter(|s| self.sessions.contains_key(s))
-                    {
+                    if let Some(seid) = msg.header.seid.filter(|s| self.sessions.contains_key(s)) {
                         self.remove(seid);
                     }
                 }
@@ -521,8 +520,7 @@ impl Up {
             ];
             for p in msg.ies.all(ty::CREATE_PDR, None) {
                 let c = p.children();
-                let (Some(Ie::PdrId(id)), Some(pdi)) = (c.find(ty::PDR_ID), c.find(ty::PDI))
-                else {
+                let (Some(Ie::PdrId(id)), Some(pdi)) = (c.find(ty::PDR_ID), c.find(ty::PDI)) else {
                     continue;
                 };
                 if let Some(Ie::FTeid(FTeid::Choose { .. })) = pdi.children().find(ty::F_TEID) {
@@ -661,9 +659,11 @@ impl Up {
             let m = f
                 .children()
                 .find(ty::UPDATE_FORWARDING_PARAMETERS)
-                .and_then(|fp| match fp.children().all(bbf::MTU, Some(bbf::ENTERPRISE_ID)).next() {
-                    Some(Ie::BbfMtu(m)) => Some(*m),
-                    _ => None,
+                .and_then(|fp| {
+                    match fp.children().all(bbf::MTU, Some(bbf::ENTERPRISE_ID)).next() {
+                        Some(Ie::BbfMtu(m)) => Some(*m),
+                        _ => None,
+                    }
                 });
             if let Some(m) = m.filter(|m| *m != s.mtu) {
                 s.mtu = m;
@@ -673,7 +673,10 @@ impl Up {
         for q in msg.ies.all(ty::UPDATE_QER, None) {
             if let Some(r) = qer_rate(q.children()) {
                 s.rate = r;
-                ups.push(FibUpdate::Rate { idx: s.slot, rate: r });
+                ups.push(FibUpdate::Rate {
+                    idx: s.slot,
+                    rate: r,
+                });
             }
         }
         if readd {
@@ -707,7 +710,13 @@ impl Up {
             .is_some_and(|r| r.cp == peer && r.seid == seid)
         {
             let cp_seid = self.redirect.take().map_or(0, |r| r.cp_seid);
-            return self.respond(now, peer, &msg, cp_seid, vec![Ie::Cause(cause::REQUEST_ACCEPTED)]);
+            return self.respond(
+                now,
+                peer,
+                &msg,
+                cp_seid,
+                vec![Ie::Cause(cause::REQUEST_ACCEPTED)],
+            );
         }
         if !self.sessions.get(&seid).is_some_and(|s| s.cp == peer) {
             return self.unknown(now, peer, &msg, seid);
@@ -756,7 +765,10 @@ fn access_line(pdr: &[Ie]) -> Option<([u8; 6], Vlans, u16)> {
         svlan: vid(ty::S_TAG),
         cvlan: vid(ty::C_TAG),
     };
-    let sid = match pdi.all(bbf::PPPOE_SESSION_ID, Some(bbf::ENTERPRISE_ID)).next()? {
+    let sid = match pdi
+        .all(bbf::PPPOE_SESSION_ID, Some(bbf::ENTERPRISE_ID))
+        .next()?
+    {
         Ie::BbfPppoeSessionId(s) => *s,
         _ => return None,
     };

@@ -479,7 +479,13 @@ fn two_user_planes_sessions_traffic_and_loss() {
     ] {
         assert!(types.contains(t.name()), "no {} in {types:?}", t.name());
     }
-    tshark_check(&log);
+    tshark_check(
+        &log,
+        &[
+            "Usage Report (Session Report Request)",
+            "Measurement Period",
+        ],
+    );
 }
 
 fn tshark_ok() -> bool {
@@ -492,7 +498,7 @@ fn tshark_ok() -> bool {
 
 /// The datagrams in Ethernet/IPv4/UDP in a pcap, dissected by tshark: no malformed
 /// frame, no warning or error expert item, the BBF IEs named.
-fn tshark_check(log: &[Datagram]) {
+fn tshark_check(log: &[Datagram], extra: &[&str]) {
     assert!(
         tshark_ok(),
         "tshark not found: install the Debian package tshark (scripts/test does)"
@@ -566,10 +572,8 @@ fn tshark_check(log: &[Datagram]) {
         "Ethernet Packet Filter",
         "UE IP Address",
         "Outer Header Creation",
-        "Usage Report (Session Report Request)",
         "Usage Report (Session Deletion Response)",
         "Volume Measurement",
-        "Measurement Period",
         "Logical Port",
         "PPPoE Session ID",
         "PPP protocol",
@@ -577,7 +581,10 @@ fn tshark_check(log: &[Datagram]) {
         "BBF Outer Header Creation",
         "BBF Outer Header Removal",
         "BBF UP Function Features",
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    {
         assert!(detail.contains(k), "tshark does not name {k}");
     }
 }
@@ -613,4 +620,441 @@ fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u
     u.payload_mut().copy_from_slice(payload);
     u.fill_checksum(&PseudoHeader::V4 { src, dst });
     p
+}
+
+/// Moves datagrams between a control plane and user planes until nothing moves.
+fn pump(bus: &mut Bus, cp: &mut Cp, ups: &mut [&mut Up], now: u64) {
+    for _ in 0..10 {
+        for (i, u) in ups.iter_mut().enumerate() {
+            for d in bus.recv(UP_ADDRS[i]) {
+                u.input(now, &d);
+            }
+            u.poll(now);
+            bus.send(u.take_datagrams());
+        }
+        for d in bus.recv(CP_ADDR) {
+            cp.input(now, &d);
+        }
+        cp.poll(now);
+        bus.send(cp.take_datagrams());
+    }
+}
+
+fn drain_updates(up: &Up) -> Vec<vbng::control::FibUpdate> {
+    let q = up.fib().queues().next().unwrap().clone();
+    let mut v = Vec::new();
+    while let Some(u) = q.pop() {
+        v.push(u);
+    }
+    v
+}
+
+/// Every kind of fast-path update of the control plane reaches the user plane's
+/// queues through PFCP as the same update (on the user plane's own slot and port).
+#[test]
+fn every_update_kind_crosses_pfcp() {
+    use vbng::control::FibUpdate as F;
+    use vbng::pppoe::AccessKey;
+    let cfg = config();
+    let counters = SessionCounters::new(16);
+    let cpl = ControlPlane::new(&cfg, 16, counters.clone(), Rng::from_seed([9; 32])).unwrap();
+    let mut cc = CpConfig::new(CP_ADDR, vec![UP_ADDRS[0]], 1);
+    cc.measurement_period_s = 0;
+    let mut cp = Cp::new(cpl, counters, cc);
+    let mut up = Up::build(
+        &cfg,
+        &BuildEnv::new(CORE_MAC, 16, Rng::from_seed([1; 32])),
+        UpConfig::new(UP_ADDRS[0], 2),
+    )
+    .unwrap()
+    .up;
+    let mut bus = Bus::new().with_log();
+    cp.start(0);
+    bus.send(cp.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut up], 1);
+    assert!(cp.up_ready(0) && up.has_redirect());
+    let key = AccessKey {
+        port: 0,
+        mac: [2, 0, 0, 0, 0, 0x10],
+        vlans: Vlans {
+            svlan: 100,
+            cvlan: 7,
+        },
+    };
+    let (p6, pd, a6, ip) = (
+        0x2001_0db8_0001_0000u64,
+        0x2001_0db8_ff00_0000u64,
+        0x2001_0db8_0002_0000_0000_0000_0000_0009u128,
+        0x6440_0005u32,
+    );
+    // Establishment, and modifications sent once the UP's SEID is known.
+    for u in [
+        F::Add {
+            idx: 5,
+            key,
+            sid: 0x1234,
+            ip: 0,
+            rate: (2_000_000, 10_000_000),
+            mtu: 1492,
+        },
+        F::Add6 {
+            idx: 5,
+            prefix: p6,
+            router_iid: 0x1122,
+        },
+        F::AddPd {
+            idx: 5,
+            prefix: pd,
+            len: 56,
+        },
+        F::AddAddr6 {
+            idx: 5,
+            addr: a6,
+            router_iid: 0x1122,
+        },
+    ] {
+        cp.apply(2, u);
+    }
+    pump(&mut bus, &mut cp, &mut [&mut up], 2);
+    assert_eq!(
+        drain_updates(&up),
+        vec![
+            F::Add {
+                idx: 0,
+                key,
+                sid: 0x1234,
+                ip: 0,
+                rate: (2_000_000, 10_000_000),
+                mtu: 1492
+            },
+            F::Add6 {
+                idx: 0,
+                prefix: p6,
+                router_iid: 0x1122
+            },
+            F::AddPd {
+                idx: 0,
+                prefix: pd,
+                len: 56
+            },
+            F::AddAddr6 {
+                idx: 0,
+                addr: a6,
+                router_iid: 0x1122
+            },
+        ]
+    );
+    // IPv4 comes, the rate changes (CoA), IPv4 and the rest go.
+    for u in [
+        F::Add {
+            idx: 5,
+            key,
+            sid: 0x1234,
+            ip,
+            rate: (2_000_000, 10_000_000),
+            mtu: 1480,
+        },
+        F::Rate {
+            idx: 5,
+            rate: (1_000_000, 0),
+        },
+        F::Down4 { idx: 5, ip },
+        F::Remove6 { idx: 5, prefix: p6 },
+        F::RemoveAddr6 { idx: 5, addr: a6 },
+    ] {
+        cp.apply(3, u);
+        pump(&mut bus, &mut cp, &mut [&mut up], 3);
+    }
+    assert_eq!(
+        drain_updates(&up),
+        vec![
+            F::Add {
+                idx: 0,
+                key,
+                sid: 0x1234,
+                ip,
+                rate: (2_000_000, 10_000_000),
+                mtu: 1480
+            },
+            F::Rate {
+                idx: 0,
+                rate: (1_000_000, 0)
+            },
+            F::Down4 { idx: 0, ip },
+            F::Remove6 { idx: 0, prefix: p6 },
+            F::RemoveAddr6 { idx: 0, addr: a6 },
+        ]
+    );
+    cp.apply(
+        4,
+        F::Remove {
+            idx: 5,
+            key,
+            sid: 0x1234,
+            ip: 0,
+        },
+    );
+    pump(&mut bus, &mut cp, &mut [&mut up], 4);
+    assert_eq!(
+        drain_updates(&up),
+        vec![
+            F::RemovePd { idx: 0, prefix: pd },
+            F::Remove {
+                idx: 0,
+                key,
+                sid: 0x1234,
+                ip: 0
+            },
+        ]
+    );
+    assert_eq!(
+        (up.session_count(), cp.up_sessions(0), cp.stats.deleted),
+        (0, 0, 1)
+    );
+    // A session for a port without a user plane goes nowhere (counted).
+    cp.apply(
+        5,
+        F::Add {
+            idx: 6,
+            key: AccessKey { port: 3, ..key },
+            sid: 1,
+            ip,
+            rate: (0, 0),
+            mtu: 1492,
+        },
+    );
+    assert_eq!(cp.stats.no_up, 1);
+    // All of it dissects cleanly, the IPv6 PDRs too.
+    tshark_check(
+        &bus.log.take().unwrap(),
+        &[
+            "Remove PDR",
+            "Update QER",
+            "Update FAR",
+            "Update Forwarding Parameters",
+            "Prefix Delegation",
+        ],
+    );
+}
+
+/// A PFCP peer playing the other end, with its datagrams on the bus.
+struct Fake {
+    node: pfcp::node::Node,
+    addr: Ipv4Addr,
+}
+
+impl Fake {
+    fn new(addr: Ipv4Addr) -> Fake {
+        Fake {
+            node: pfcp::node::Node::new(pfcp::node::Config::new(pfcp::ie::NodeId::Ipv4(addr), 7)),
+            addr,
+        }
+    }
+    fn flush(&mut self, bus: &mut Bus) {
+        let src = std::net::SocketAddr::from((self.addr, 8805));
+        while let Some(t) = self.node.poll_transmit() {
+            bus.send([Datagram::Pfcp {
+                src,
+                dst: t.dst,
+                data: t.data,
+            }]);
+        }
+    }
+    fn recv(&mut self, bus: &mut Bus, now: u64) -> Vec<pfcp::node::Event> {
+        for d in bus.recv(self.addr) {
+            if let Datagram::Pfcp { src, data, .. } = d {
+                self.node.handle(now, src, &data);
+            }
+        }
+        std::iter::from_fn(|| self.node.poll_event()).collect()
+    }
+}
+
+fn response_cause(evs: &[pfcp::node::Event]) -> Vec<(u8, Option<u16>)> {
+    use pfcp::ie::IeList;
+    evs.iter()
+        .filter_map(|e| match e {
+            pfcp::node::Event::Response { msg, .. } => {
+                Some((msg.ies.cause()?, msg.ies.offending_ie()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Hostile or wrong requests to a user plane are refused per TS 29.244 §7.6 and
+/// counted; garbage GTP-U and punts before the redirect session are dropped and
+/// counted; a control plane refuses usage reports for sessions it does not know.
+#[test]
+fn refusals_and_drops() {
+    use pfcp::ie::{cause, interface, ty, FSeid, Ie};
+    let cfg = config();
+    let mut up = Up::build(
+        &cfg,
+        &BuildEnv::new(CORE_MAC, 4, Rng::from_seed([1; 32])),
+        UpConfig::new(UP_ADDRS[0], 2),
+    )
+    .unwrap()
+    .up;
+    let mut bus = Bus::new();
+    let mut fake = Fake::new(CP_ADDR);
+    let upa = std::net::SocketAddr::from((UP_ADDRS[0], 8805));
+    let est = |pdi_if: u8| {
+        vec![
+            Ie::NodeId(pfcp::ie::NodeId::Ipv4(CP_ADDR)),
+            Ie::FSeid(FSeid {
+                seid: 9,
+                v4: Some(CP_ADDR),
+                v6: None,
+            }),
+            Ie::group(
+                ty::CREATE_PDR,
+                vec![
+                    Ie::PdrId(1),
+                    Ie::Precedence(1),
+                    Ie::group(ty::PDI, vec![Ie::SourceInterface(pdi_if)]),
+                    Ie::FarId(1),
+                ],
+            ),
+            Ie::group(
+                ty::CREATE_FAR,
+                vec![
+                    Ie::FarId(1),
+                    Ie::ApplyAction(pfcp::ie::Flags::new(&[pfcp::ie::apply_action::FORW])),
+                ],
+            ),
+        ]
+    };
+    let exchange = |fake: &mut Fake,
+                    up: &mut Up,
+                    bus: &mut Bus,
+                    t: MsgType,
+                    seid: Option<u64>,
+                    ies: Vec<Ie>| {
+        fake.node.send_request(0, upa, t, seid, ies).unwrap();
+        fake.flush(bus);
+        for d in bus.recv(UP_ADDRS[0]) {
+            up.input(0, &d);
+        }
+        bus.send(up.take_datagrams());
+        response_cause(&fake.recv(bus, 0))
+    };
+    // Not associated: Cause 72.
+    let r = exchange(
+        &mut fake,
+        &mut up,
+        &mut bus,
+        MsgType::SessionEstablishmentRequest,
+        Some(0),
+        est(interface::ACCESS),
+    );
+    assert_eq!(r, vec![(cause::NO_ESTABLISHED_PFCP_ASSOCIATION, None)]);
+    fake.node.associate(0, upa).unwrap();
+    fake.flush(&mut bus);
+    for d in bus.recv(UP_ADDRS[0]) {
+        up.input(0, &d);
+    }
+    bus.send(up.take_datagrams());
+    fake.recv(&mut bus, 0);
+    assert!(fake.node.is_associated(upa));
+    // No access line in the PDRs: Cause 69 naming Create PDR.
+    let r = exchange(
+        &mut fake,
+        &mut up,
+        &mut bus,
+        MsgType::SessionEstablishmentRequest,
+        Some(0),
+        est(interface::ACCESS),
+    );
+    assert_eq!(
+        r,
+        vec![(cause::MANDATORY_IE_INCORRECT, Some(ty::CREATE_PDR))]
+    );
+    // Unknown sessions: Cause 65.
+    let r = exchange(
+        &mut fake,
+        &mut up,
+        &mut bus,
+        MsgType::SessionModificationRequest,
+        Some(0x77),
+        vec![],
+    );
+    assert_eq!(r, vec![(cause::SESSION_CONTEXT_NOT_FOUND, None)]);
+    let r = exchange(
+        &mut fake,
+        &mut up,
+        &mut bus,
+        MsgType::SessionDeletionRequest,
+        Some(0x77),
+        vec![],
+    );
+    assert_eq!(r, vec![(cause::SESSION_CONTEXT_NOT_FOUND, None)]);
+    assert_eq!(up.stats.requests_refused, 3);
+    assert_eq!(up.session_count(), 0);
+    // GTP-U: garbage, and a G-PDU to a TEID that is not ours.
+    up.input(0, &Datagram::Gtpu(vec![0x45, 0, 0, 3]));
+    let t = pfcp::gtpu::Tunnel {
+        src: CP_ADDR,
+        dst: UP_ADDRS[0],
+        src_port: 2152,
+        teid: 0xdead,
+    };
+    up.input(
+        0,
+        &Datagram::Gtpu(pfcp::gtpu::encap_frame(&t, None, &[0u8; 60]).unwrap()),
+    );
+    assert_eq!(up.stats.gtpu_dropped, 2);
+    assert!(up.take_inject().is_empty());
+    // A punt before the redirect session exists.
+    up.punted(0, &[0u8; 60]);
+    assert_eq!(up.stats.punt_dropped, 1);
+    assert!(up.take_datagrams().is_empty());
+
+    // The control plane: a usage report for a session it does not know is refused
+    // with Cause 65; garbage GTP-U and G-PDUs from strangers are dropped.
+    let counters = SessionCounters::new(4);
+    let cpl = ControlPlane::new(&cfg, 4, counters.clone(), Rng::from_seed([9; 32])).unwrap();
+    let mut cp = Cp::new(cpl, counters, CpConfig::new(CP_ADDR, vec![UP_ADDRS[0]], 1));
+    let mut fup = Fake::new(UP_ADDRS[0]);
+    cp.start(0);
+    bus.send(cp.take_datagrams());
+    fup.recv(&mut bus, 0);
+    fup.flush(&mut bus);
+    for d in bus.recv(CP_ADDR) {
+        cp.input(0, &d);
+    }
+    bus.send(cp.take_datagrams());
+    fup.recv(&mut bus, 0);
+    let cpa = std::net::SocketAddr::from((CP_ADDR, 8805));
+    fup.node
+        .send_request(
+            0,
+            cpa,
+            MsgType::SessionReportRequest,
+            Some(0x55),
+            vec![Ie::ReportType(pfcp::ie::Flags::new(&[
+                pfcp::ie::report_type::USAR,
+            ]))],
+        )
+        .unwrap();
+    fup.flush(&mut bus);
+    for d in bus.recv(CP_ADDR) {
+        cp.input(0, &d);
+    }
+    bus.send(cp.take_datagrams());
+    let r = response_cause(&fup.recv(&mut bus, 0));
+    assert_eq!(r, vec![(cause::SESSION_CONTEXT_NOT_FOUND, None)]);
+    cp.input(0, &Datagram::Gtpu(vec![1, 2, 3]));
+    let t = pfcp::gtpu::Tunnel {
+        src: Ipv4Addr::new(203, 0, 113, 9),
+        dst: CP_ADDR,
+        src_port: 2152,
+        teid: vbng::cups::cp::teid_from_up(0),
+    };
+    cp.input(
+        0,
+        &Datagram::Gtpu(pfcp::gtpu::encap_frame(&t, None, &[0u8; 60]).unwrap()),
+    );
+    assert_eq!(cp.stats.gtpu_dropped, 2);
+    assert_eq!(cp.cp.session_count(), 0);
 }

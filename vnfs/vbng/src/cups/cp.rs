@@ -456,10 +456,8 @@ impl Cp {
                     }
                 }
             }
-            MsgType::SessionDeletionRequest => {
-                if self.sess.remove(&seid).is_some() {
-                    self.stats.deleted += 1;
-                }
+            MsgType::SessionDeletionRequest if self.sess.remove(&seid).is_some() => {
+                self.stats.deleted += 1;
             }
             _ => {}
         }
@@ -644,6 +642,13 @@ impl Cp {
             }
             None => s.delete = true,
         }
+    }
+
+    /// Sends one fast-path update as PFCP to the user plane owning the session
+    /// (what [`Cp::sync`] does with the control plane's own updates; public for tools
+    /// and tests).
+    pub fn apply(&mut self, now: u64, u: FibUpdate) {
+        self.fib(now, u);
     }
 
     /// One fast-path update of the control plane, as PFCP.
@@ -847,7 +852,7 @@ impl Cp {
             }));
         }
         // §8.2.94/§8.2.95 octets 5–7: the VID flag, then the VID.
-        let tag = |v: u16| (v != 0).then(|| [0x04, (v >> 8) as u8 & 0x0f, v as u8]);
+        let tag = |v: u16| (v != 0).then_some([0x04, (v >> 8) as u8 & 0x0f, v as u8]);
         let mut ohc_desc = 0;
         if key.vlans.cvlan != 0 {
             ohc_desc |= ohc::C_TAG;

@@ -283,7 +283,7 @@ pub fn router_iid(iid: u64) -> Ie {
 }
 
 /// The raw value of IE `(t, enterprise)` among `ies`, if kept raw.
-pub fn raw<'a>(ies: &'a [Ie], t: u16, enterprise: Option<u16>) -> Option<&'a [u8]> {
+pub fn raw(ies: &[Ie], t: u16, enterprise: Option<u16>) -> Option<&[u8]> {
     ies.iter().find_map(|i| match i {
         Ie::Unknown(r) if r.ty == t && r.enterprise == enterprise => Some(&r.data[..]),
         _ => None,

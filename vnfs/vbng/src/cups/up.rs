@@ -247,6 +247,11 @@ impl Up {
         self.sessions.len()
     }
 
+    /// The fast path's update queues (what the PFCP sessions became).
+    pub fn fib(&self) -> &FibQueues {
+        &self.fib
+    }
+
     /// Whether the control plane's redirect session is established.
     pub fn has_redirect(&self) -> bool {
         self.redirect.is_some()
@@ -718,7 +723,7 @@ impl Up {
                 vec![Ie::Cause(cause::REQUEST_ACCEPTED)],
             );
         }
-        if !self.sessions.get(&seid).is_some_and(|s| s.cp == peer) {
+        if self.sessions.get(&seid).is_none_or(|s| s.cp != peer) {
             return self.unknown(now, peer, &msg, seid);
         }
         let Some((c, s)) = self.remove(seid) else {

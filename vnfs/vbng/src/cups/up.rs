@@ -186,6 +186,8 @@ pub struct Up {
     out: Vec<Datagram>,
     inject: Vec<(u16, Vec<u8>)>,
     gtpu_seq: u16,
+    /// The earliest periodic usage report due (`u64::MAX`: none).
+    next_report: u64,
     /// Counters.
     pub stats: UpStats,
 }
@@ -228,6 +230,7 @@ impl Up {
             out: Vec::new(),
             inject: Vec::new(),
             gtpu_seq: 0,
+            next_report: u64::MAX,
             stats: UpStats::default(),
         };
         Ok(UpParts {
@@ -318,14 +321,22 @@ impl Up {
             self.node.handle_timeout(now);
         }
         self.events(now);
-        let due: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.period_ms > 0 && s.next_report <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for seid in due {
-            self.report(now, seid);
+        if self.next_report <= now {
+            let due: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.period_ms > 0 && s.next_report <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            for seid in due {
+                self.report(now, seid);
+            }
+            self.next_report = self
+                .sessions
+                .values()
+                .map(|s| s.next_report)
+                .min()
+                .unwrap_or(u64::MAX);
         }
         self.fib.flush();
     }
@@ -616,6 +627,7 @@ impl Up {
                 }
             }
         }
+        self.next_report = self.next_report.min(s.next_report);
         self.sessions.insert(our_seid, s);
         self.stats.sessions_established += 1;
         let ies = vec![

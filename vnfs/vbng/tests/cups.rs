@@ -1058,3 +1058,59 @@ fn refusals_and_drops() {
     assert_eq!(cp.stats.gtpu_dropped, 2);
     assert_eq!(cp.cp.session_count(), 0);
 }
+
+/// The same ends over real UDP sockets on loopback (PFCP 8805, GTP-U 2152): the
+/// association and the redirect session come up, a PADI punted by the user plane
+/// reaches the control plane in GTP-U and its PADO comes back for the access port.
+#[test]
+fn udp_sockets_carry_pfcp_and_gtpu() {
+    use vbng::cups::udp::UdpLink;
+    let (cpa, upa) = (Ipv4Addr::new(127, 0, 21, 1), Ipv4Addr::new(127, 0, 21, 11));
+    let cfg = config();
+    let counters = SessionCounters::new(4);
+    let cpl = ControlPlane::new(&cfg, 4, counters.clone(), Rng::from_seed([9; 32])).unwrap();
+    let mut cp = Cp::new(cpl, counters, CpConfig::new(cpa, vec![upa], 1));
+    let mut up = Up::build(
+        &cfg,
+        &BuildEnv::new(CORE_MAC, 4, Rng::from_seed([1; 32])),
+        UpConfig::new(upa, 2),
+    )
+    .unwrap()
+    .up;
+    let mut lcp = UdpLink::bind(cpa).expect("bind the control plane's sockets");
+    let mut lup = UdpLink::bind(upa).expect("bind the user plane's sockets");
+    let t0 = std::time::Instant::now();
+    let now = || t0.elapsed().as_millis() as u64;
+    cp.start(now());
+    let mut padi_sent = false;
+    let mut got = Vec::new();
+    while t0.elapsed() < std::time::Duration::from_secs(5) && got.is_empty() {
+        for d in lcp.recv() {
+            cp.input(now(), &d);
+        }
+        cp.poll(now());
+        lcp.send(cp.take_datagrams());
+        for d in lup.recv() {
+            up.input(now(), &d);
+        }
+        up.poll(now());
+        if cp.up_ready(0) && up.has_redirect() && !padi_sent {
+            let mut f = vec![0xff; 6];
+            f.extend_from_slice(&[2, 0, 0, 0, 0, 0x10, 0x88, 0x63]);
+            f.extend_from_slice(&[0x11, 0x09, 0, 0, 0, 4, 0x01, 0x01, 0, 0]);
+            up.punted(0, &f);
+            padi_sent = true;
+        }
+        lup.send(up.take_datagrams());
+        got = up.take_inject();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(padi_sent, "no association over UDP: {cp:?}");
+    assert_eq!(got.len(), 1, "{cp:?} {up:?}");
+    let (port, pado) = &got[0];
+    assert_eq!(*port, 0);
+    assert_eq!(&pado[0..6], &[2, 0, 0, 0, 0, 0x10]);
+    assert_eq!(&pado[12..14], &[0x88, 0x63]);
+    assert_eq!(pado[15], 0x07, "PADO");
+    assert_eq!((lcp.errors, lup.errors), (0, 0));
+}

@@ -6,7 +6,8 @@
 //! packets to it in GTP-U (3GPP TS 29.281; TR-459 §6.2 "control packet redirect").
 //!
 //! Sans-IO like the rest: both ends take datagrams ([`Datagram`]) and time in and
-//! give datagrams out; [`Bus`] carries them in memory (tests, the in-process lab).
+//! give datagrams out; [`Bus`] carries them in memory (tests, the in-process lab),
+//! `udp::UdpLink` (with `std`) over UDP sockets (PFCP 8805, GTP-U 2152).
 //!
 //! # Placement
 //!
@@ -57,6 +58,8 @@
 //! a user plane that loses its control plane removes all its sessions.
 
 pub mod cp;
+#[cfg(feature = "std")]
+pub mod udp;
 pub mod up;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -362,7 +362,7 @@ impl Up {
                 s.seqn,
                 trigger_periodic(),
                 c,
-                ((now - s.created) / 1000) as u32,
+                (now.saturating_sub(s.created) / 1000) as u32,
             ),
         ];
         let (cp, cp_seid) = (s.cp, s.cp_seid);
@@ -711,7 +711,7 @@ impl Up {
                 s.seqn,
                 trigger_immediate(),
                 c,
-                ((now - s.created) / 1000) as u32,
+                (now.saturating_sub(s.created) / 1000) as u32,
             ));
         }
         let cp_seid = s.cp_seid;
@@ -748,7 +748,7 @@ impl Up {
                 s.seqn.wrapping_add(1),
                 trigger_termination(),
                 c,
-                ((now - s.created) / 1000) as u32,
+                (now.saturating_sub(s.created) / 1000) as u32,
             ),
         ];
         self.respond(now, peer, &msg, s.cp_seid, ies);

@@ -1,7 +1,7 @@
 //! What the disaggregated vBNG's control plane ([`crate::cups::cp`], BBF TR-459
 //! control/user plane separation) needs from the [`ControlPlane`] beyond the
 //! monolithic contract: ending every session of a user plane that was lost (PFCP
-//! heartbeat loss, TS 29.244 §6.2.2; TR-459 §7.7 user plane failure), and taking the
+//! heartbeat loss, TS 29.244 §6.2.2), and taking the
 //! per-session counters from PFCP usage reports (TS 29.244 §5.2.2) instead of from an
 //! in-process fast path.
 

@@ -2,7 +2,7 @@
 //! monolithic [`ControlPlane`] unchanged, with its fast-path updates turned into PFCP
 //! session messages (3GPP TS 29.244 §7.5, TR-459 §6.6 BBF IEs) to the user plane that
 //! owns the session's access port, its frames sent to that user plane in GTP-U
-//! (TS 29.281, TR-459 §6.2), and the user planes' redirected control packets fed to
+//! (TS 29.281; TR-459 control packet redirect), and the user planes' redirected control packets fed to
 //! it. See [`super`] for the mapping and the placement rule (user plane `n` = access
 //! port `n`).
 
@@ -500,7 +500,7 @@ impl Cp {
         })
     }
 
-    /// The redirect session of user plane `n` (TR-459 §6.2): PPPoE discovery and
+    /// The redirect session of user plane `n` (TR-459 control packet redirect): PPPoE discovery and
     /// PPP control from the access to us in GTP-U, and our frames back.
     fn establish_redirect(&mut self, now: u64, n: usize) {
         let seid = self.next_seid;

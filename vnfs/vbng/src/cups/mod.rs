@@ -3,7 +3,7 @@
 //! PPPoE/PPP, AAA, pools, accounting) programs user planes ([`up::Up`]: the
 //! [`crate::vnf::build`] fast path without AAA) over PFCP (3GPP TS 29.244 with the
 //! TR-459 BBF IEs, crate `pfcp`), and the user planes tunnel the subscribers' control
-//! packets to it in GTP-U (3GPP TS 29.281; TR-459 §6.2 "control packet redirect").
+//! packets to it in GTP-U (3GPP TS 29.281; TR-459's "control packet redirect").
 //!
 //! Sans-IO like the rest: both ends take datagrams ([`Datagram`]) and time in and
 //! give datagrams out; [`Bus`] carries them in memory (tests, the in-process lab),
@@ -52,7 +52,7 @@
 //! reports, so accounting, Idle-Timeout and `show sessions` read what the user plane
 //! counted.
 //!
-//! Loss (TR-459 §7.7): when PFCP heartbeats to a user plane fail (TS 29.244
+//! Loss: when PFCP heartbeats to a user plane fail (TS 29.244
 //! §6.2.2–§6.2.3), the control plane ends every session of that user plane with an
 //! Accounting-Stop (Acct-Terminate-Cause Lost-Service) and tries to associate again;
 //! a user plane that loses its control plane removes all its sessions.
@@ -88,9 +88,9 @@ pub const QER_ID: u32 = 1;
 /// Vendor IE (type, enterprise id) carrying the router interface identifier of an
 /// IPv6 PDR (8 octets).
 pub const ROUTER_IID_IE: (u16, u16) = (0x8001, 32473);
-/// Measurement Period (TS 29.244 §8.2.39): not decoded by `pfcp`, kept raw.
+/// Measurement Period (TS 29.244 §8.2, IE type 64): not decoded by `pfcp`, kept raw.
 pub const MEASUREMENT_PERIOD: u16 = 64;
-/// Query URR (TS 29.244 §7.5.4.10, grouped): kept raw.
+/// Query URR (TS 29.244 §7.5.4, grouped IE type 77): kept raw.
 pub const QUERY_URR: u16 = 77;
 
 /// One datagram between the control plane and a user plane.

@@ -1,5 +1,5 @@
 //! UDP sockets for the CUPS datagrams ([`Datagram`]): PFCP on port 8805 (3GPP TS
-//! 29.244 §4.2) and GTP-U on port 2152 (TS 29.281 §4.4.2), bound to one local IPv4
+//! 29.244 §7.2.1) and GTP-U on port 2152 (TS 29.281 §4.4.2.3), bound to one local IPv4
 //! address. A GTP-U [`Datagram`] is a whole IPv4/UDP packet (as `pfcp::gtpu`
 //! builds and checks it): the socket sends its UDP payload to the packet's
 //! destination and wraps what it receives back into such a packet (checksums filled)

@@ -1,7 +1,7 @@
 //! A vBNG user plane (BBF TR-459 "BNG-UP"): the [`crate::vnf::build`] worker graph
 //! without AAA, programmed over PFCP (3GPP TS 29.244 §7.5 session messages, TR-459
 //! §6.6 BBF IEs) by the control plane ([`super::cp`]), with the subscribers' control
-//! packets tunnelled to the control plane in GTP-U (TS 29.281 G-PDUs, TR-459 §6.2).
+//! packets tunnelled to the control plane in GTP-U (TS 29.281 G-PDUs; TR-459's control packet redirect).
 //!
 //! PFCP sessions become the fast path's [`FibUpdate`]s (see the table in
 //! [`super`]), applied through the same update queues ([`FibQueues`]) as in the
@@ -409,7 +409,7 @@ impl Up {
                     if msg.msg_type() == MsgType::SessionReportResponse
                         && msg.ies.cause() == Some(cause::SESSION_CONTEXT_NOT_FOUND) =>
                 {
-                    // The control plane no longer knows the session (§7.5.9.2).
+                    // The control plane no longer knows the session (§7.5.9).
                     if let Some(seid) = msg.header.seid.filter(|s| self.sessions.contains_key(s)) {
                         self.remove(seid);
                     }
@@ -512,7 +512,7 @@ impl Up {
         });
         self.gen = self.gen.wrapping_add(1);
         if let Some((teid, cp_ip)) = to_cp {
-            // The redirect session (TR-459 §6.2): our TEID for the CP-function PDRs.
+            // The redirect session (TR-459 control packet redirect): our TEID for the CP-function PDRs.
             let our_seid = u64::from(self.gen) << 32;
             self.redirect = Some(Redirect {
                 cp: peer,

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod corelink;
+pub mod cups;
 pub mod dhcp4;
 pub mod dhcp6;
 pub mod fastpath;

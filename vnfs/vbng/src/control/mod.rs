@@ -66,6 +66,7 @@ use hashbrown::HashMap;
 // The AAA side (RADIUS or local users, accounting, CoA/Disconnect) and IPv6 (RA,
 // ND, /64s) of the control plane: more `impl ControlPlane` blocks.
 mod aaa;
+pub mod cups;
 mod dhcp6;
 mod ipoe;
 mod ipoe6;

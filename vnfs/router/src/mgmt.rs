@@ -343,7 +343,7 @@ impl Mgmt {
             Err(m) => return invalid(path, &m),
         };
         if let Err(e) = new.check() {
-            return invalid(path, &e.0);
+            return invalid(path, &name_route(&new, &e.0));
         }
         if new.nat != self.cfg.nat {
             return unsupported(
@@ -381,7 +381,7 @@ impl Mgmt {
             }
             match Router::build(&new, &self.macs, self.route_file.as_deref()) {
                 Ok(r) => built = Some(r.l3),
-                Err(e) => return invalid(path, &e.0),
+                Err(e) => return invalid(path, &name_route(&new, &e.0)),
             }
         }
         // Apply: everything was checked above.
@@ -423,6 +423,22 @@ impl Mgmt {
             }
             while l.done.pop().is_some() {}
         }
+    }
+}
+
+/// A configuration error about `route[N]` names the route by its prefix (the key
+/// the API knows it by).
+fn name_route(cfg: &Config, msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("route[") else {
+        return msg.to_string();
+    };
+    let Some((n, tail)) = rest.split_once(']') else {
+        return msg.to_string();
+    };
+    match n.parse::<usize>().ok().and_then(|i| cfg.routes.get(i)) {
+        Some(r) if !tail.starts_with(" (") => format!("route {}{tail}", r.prefix),
+        Some(r) => format!("route {}{}", r.prefix, tail.split_once(')').map_or(tail, |x| x.1)),
+        None => msg.to_string(),
     }
 }
 

@@ -386,7 +386,13 @@ impl Schema {
             None => v.clone(),
         };
         match (method, &last.key) {
-            ("POST", _) if exists => Err(error(409, "application", "data-exists", path, "already exists")),
+            ("POST", _) if exists => Err(error(
+                409,
+                "application",
+                "data-exists",
+                path,
+                "already exists",
+            )),
             ("PATCH", _) if !exists => Err(missing(path)),
             (_, Some(k)) => {
                 let list = parent
@@ -445,16 +451,31 @@ mod tests {
         let steps = S.parse_path("m:m/item=b").unwrap();
         let body = json!({"m:item": [{"name": "b", "v": 2}]});
         assert_eq!(S.edit(&mut t, "POST", &steps, &body, "/p"), Ok(true));
-        assert_eq!(S.edit(&mut t, "POST", &steps, &body, "/p").unwrap_err().status, 409);
+        assert_eq!(
+            S.edit(&mut t, "POST", &steps, &body, "/p")
+                .unwrap_err()
+                .status,
+            409
+        );
         let patch = json!({"m:m": {"item": [{"name": "a", "w": 3}]}});
         assert_eq!(S.edit(&mut t, "PATCH", &[], &patch, "/p"), Ok(false));
         assert_eq!(t["item"][0], json!({"name": "a", "v": 1, "w": 3}));
-        assert_eq!(S.edit(&mut t, "DELETE", &steps, &Value::Null, "/p"), Ok(false));
+        assert_eq!(
+            S.edit(&mut t, "DELETE", &steps, &Value::Null, "/p"),
+            Ok(false)
+        );
         assert_eq!(t["item"].as_array().unwrap().len(), 1);
-        let e = S.edit(&mut t, "DELETE", &steps, &Value::Null, "/p").unwrap_err();
+        let e = S
+            .edit(&mut t, "DELETE", &steps, &Value::Null, "/p")
+            .unwrap_err();
         assert_eq!(e.status, 404);
         assert!(e.body.contains("\"error-tag\":\"invalid-value\""));
         let wrong = json!({"m:item": [{"name": "c"}]});
-        assert_eq!(S.edit(&mut t, "PUT", &steps, &wrong, "/p").unwrap_err().status, 400);
+        assert_eq!(
+            S.edit(&mut t, "PUT", &steps, &wrong, "/p")
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 }

@@ -437,7 +437,11 @@ fn name_route(cfg: &Config, msg: &str) -> String {
     };
     match n.parse::<usize>().ok().and_then(|i| cfg.routes.get(i)) {
         Some(r) if !tail.starts_with(" (") => format!("route {}{tail}", r.prefix),
-        Some(r) => format!("route {}{}", r.prefix, tail.split_once(')').map_or(tail, |x| x.1)),
+        Some(r) => format!(
+            "route {}{}",
+            r.prefix,
+            tail.split_once(')').map_or(tail, |x| x.1)
+        ),
         None => msg.to_string(),
     }
 }
@@ -551,7 +555,11 @@ fn config_from(tree: &Value, base: &Config) -> Result<Config, String> {
                 .and_then(Value::as_array)
                 .ok_or("nat: pool is a leaf-list")?
                 .iter()
-                .map(|p| p.as_str().map(str::to_string).ok_or("nat: pool entries are text"))
+                .map(|p| {
+                    p.as_str()
+                        .map(str::to_string)
+                        .ok_or("nat: pool entries are text")
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Some(nc)
         }

@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 use vnf_router::mgmt::{update_hook, Answer, Mgmt, WorkerLink, YANG};
 use vnf_router::{Config, Router};
 
-const YANG_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/yang/router@2026-12-02.yang"
-);
+const YANG_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/yang/router@2026-12-02.yang");
 
 const CFG: &str = r#"
 [[interface]]
@@ -99,7 +96,11 @@ fn the_module_passes_yanglint_and_pyang() {
         .output()
         .expect("yanglint (Debian libyang2-tools)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let pyang = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/pyang");
     if std::path::Path::new(pyang).exists() {
         let o = Command::new(pyang).arg(YANG_FILE).output().expect("pyang");
@@ -133,7 +134,13 @@ fn get_validates_against_the_module() {
     let mut bad = v.clone();
     bad["router:router"]["route"][0]["drop"] = json!([null]);
     assert!(!yanglint("data", &bad.to_string()).0);
-    let c = m.handle("GET", "/restconf/data/router:router", "content=config", b"", &[]);
+    let c = m.handle(
+        "GET",
+        "/restconf/data/router:router",
+        "content=config",
+        b"",
+        &[],
+    );
     assert!(json_of(&c)["router:router"].get("state").is_none());
     let (ok, err) = yanglint("config", &c.body);
     assert!(ok, "{err}\n{}", c.body);
@@ -150,7 +157,10 @@ fn get_validates_against_the_module() {
     );
     let y = call(&mut m, "GET", "/restconf/yang/router", "");
     assert_eq!(y.body, YANG);
-    assert_eq!(call(&mut m, "GET", "/restconf/data/router:router/nope", "").status, 404);
+    assert_eq!(
+        call(&mut m, "GET", "/restconf/data/router:router/nope", "").status,
+        404
+    );
 }
 
 fn error_tag(a: &Answer) -> String {
@@ -200,7 +210,15 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
         r#"{"router:policer":{"meter":"trtcm","cir-bps":"1000000","cbs":3000,"pir-bps":"2000000","pbs":3000}}"#,
     );
     assert_eq!(a.status, 204, "{}", a.body);
-    let p = &m.config().qos.as_ref().unwrap().policer.as_ref().unwrap().meter;
+    let p = &m
+        .config()
+        .qos
+        .as_ref()
+        .unwrap()
+        .policer
+        .as_ref()
+        .unwrap()
+        .meter;
     assert_eq!(
         *p,
         dataplane::stages::qos::MeterConfig::Trtcm {
@@ -212,7 +230,13 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
     );
     // Invalid as a whole: a good rate change and a route whose next hop is in no
     // connected subnet. Nothing changes; RFC 8040 body.
-    let before = m.handle("GET", "/restconf/data/router:router", "content=config", b"", &[]);
+    let before = m.handle(
+        "GET",
+        "/restconf/data/router:router",
+        "content=config",
+        b"",
+        &[],
+    );
     let a = call(
         &mut m,
         "PATCH",
@@ -225,8 +249,20 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
     assert_eq!(e["error-type"], "application");
     assert_eq!(e["error-tag"], "invalid-value");
     assert_eq!(e["error-path"], "/router:router");
-    assert!(e["error-message"].as_str().unwrap().contains("172.16.0.0/12"), "{e}");
-    let after = m.handle("GET", "/restconf/data/router:router", "content=config", b"", &[]);
+    assert!(
+        e["error-message"]
+            .as_str()
+            .unwrap()
+            .contains("172.16.0.0/12"),
+        "{e}"
+    );
+    let after = m.handle(
+        "GET",
+        "/restconf/data/router:router",
+        "content=config",
+        b"",
+        &[],
+    );
     assert_eq!(before.body, after.body);
     // A trTCM peak below the committed rate: Config::check refuses it.
     let a = call(
@@ -235,13 +271,23 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
         "/restconf/data/router:router/qos/policer",
         r#"{"router:policer":{"pir-bps":"10"}}"#,
     );
-    assert_eq!((a.status, error_tag(&a).as_str()), (400, "invalid-value"), "{}", a.body);
+    assert_eq!(
+        (a.status, error_tag(&a).as_str()),
+        (400, "invalid-value"),
+        "{}",
+        a.body
+    );
     // Both actions, neither: refused.
     for body in [
         r#"{"router:route":[{"prefix":"10.8.0.0/16","next-hop":"192.0.2.2","drop":[null]}]}"#,
         r#"{"router:route":[{"prefix":"10.8.0.0/16"}]}"#,
     ] {
-        let a = call(&mut m, "PUT", "/restconf/data/router:router/route=10.8.0.0%2F16", body);
+        let a = call(
+            &mut m,
+            "PUT",
+            "/restconf/data/router:router/route=10.8.0.0%2F16",
+            body,
+        );
         assert_eq!(a.status, 400, "{}", a.body);
     }
     // The NAT pool: operation-not-supported, with a message that says why.
@@ -251,15 +297,25 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
         "/restconf/data/router:router/nat",
         r#"{"router:nat":{"pool":["192.0.2.200/30"]}}"#,
     );
-    assert_eq!((a.status, error_tag(&a).as_str()), (501, "operation-not-supported"));
+    assert_eq!(
+        (a.status, error_tag(&a).as_str()),
+        (501, "operation-not-supported")
+    );
     assert!(a.body.contains("restart"), "{}", a.body);
     // State is read-only; bad JSON is malformed.
     let a = call(&mut m, "DELETE", "/restconf/data/router:router/state", "");
-    assert_eq!((a.status, error_tag(&a).as_str()), (405, "operation-not-supported"));
-    let a = call(&mut m, "PATCH", "/restconf/data/router:router", "{");
-    assert_eq!((a.status, error_tag(&a).as_str()), (400, "malformed-message"));
     assert_eq!(
-        m.handle("GET", "/restconf/data", "content=bogus", b"", &[]).status,
+        (a.status, error_tag(&a).as_str()),
+        (405, "operation-not-supported")
+    );
+    let a = call(&mut m, "PATCH", "/restconf/data/router:router", "{");
+    assert_eq!(
+        (a.status, error_tag(&a).as_str()),
+        (400, "malformed-message")
+    );
+    assert_eq!(
+        m.handle("GET", "/restconf/data", "content=bogus", b"", &[])
+            .status,
         400
     );
 }
@@ -488,8 +544,12 @@ fn router_binary_serves_the_api() {
         l.local_addr().expect("addr").port()
     };
     let cfg_path = dir.join("router.toml");
-    std::fs::write(&cfg_path, CFG.replace("mem:a", "mem:api-a").replace("mem:c", "mem:api-c"))
-        .expect("config");
+    std::fs::write(
+        &cfg_path,
+        CFG.replace("mem:a", "mem:api-a")
+            .replace("mem:c", "mem:api-c"),
+    )
+    .expect("config");
     let addr = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
         .arg("--config")
@@ -513,7 +573,11 @@ fn router_binary_serves_the_api() {
         std::thread::sleep(Duration::from_millis(100));
         got = api(&["GET", "/router:router/state"]);
     }
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     let v: Value = serde_json::from_slice(&got.stdout).expect("json");
     assert_eq!(v["router:state"]["interface"][0]["name"], "access");
     let p = api(&[
@@ -539,7 +603,10 @@ fn router_binary_serves_the_api() {
     let err = String::from_utf8_lossy(&bad.stderr).to_string();
     assert_eq!(bad.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("HTTP 400") && err.contains("172.16.0.0/12"), "{err}");
+    assert!(
+        err.contains("HTTP 400") && err.contains("172.16.0.0/12"),
+        "{err}"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

@@ -377,8 +377,7 @@ fn real_main() -> anyhow::Result<()> {
                     let a = m.handle(&r.method, &r.path, &r.query, &r.body, &snaps);
                     return Response {
                         status: a.status,
-                        content_type: if r.path.starts_with("/restconf/yang/") && a.status == 200
-                        {
+                        content_type: if r.path.starts_with("/restconf/yang/") && a.status == 200 {
                             "application/yang"
                         } else {
                             vnf_router::mgmt::MEDIA

@@ -154,7 +154,8 @@ pub fn update_hook(link: &WorkerLink) -> Hook {
                 }
             };
             // The queue has room for every change in flight (the management side
-            // waits for each); were it full, the update would be freed here.
+            // waits for each and empties it first); were it full, the update would
+            // be freed here.
             let _ = link.done.push(u);
         }
     })
@@ -390,10 +391,7 @@ impl Mgmt {
         }
         if let (Some(a), Some(b)) = (new_meter, old_meter) {
             if a != b {
-                for l in &self.links {
-                    let _ = l.to_worker.push(Update::Meter(a));
-                }
-                self.wait_done();
+                self.send(|| Update::Meter(a));
             }
         }
         self.cfg = new;
@@ -403,25 +401,30 @@ impl Mgmt {
     /// Hands `l3` to every worker, with the neighbours learned so far.
     fn swap_l3(&mut self, l3: Arc<L3>) {
         copy_neighbours(&self.l3, &l3);
-        for l in &self.links {
-            let _ = l.to_worker.push(Update::L3(L3Stages::new(&l3)));
-        }
-        self.wait_done();
+        self.send(|| Update::L3(L3Stages::new(&l3)));
         // What the workers learned into the old table before they swapped.
         copy_neighbours(&self.l3, &l3);
         // The old state is freed here (the last reference, unless a request holds one).
         self.l3 = l3;
     }
 
-    /// Waits until every worker took its queued changes (or the time-out: a stopped
-    /// worker); the returned boxes, with the old state, are freed here.
-    fn wait_done(&self) {
-        let t = Instant::now();
+    /// Hands one update (made by `make`) to every worker and waits until each has
+    /// applied it and handed it back (or the time-out: a stopped worker; its update
+    /// stays queued). What comes back, the old L3 state with it, is freed here.
+    fn send(&self, make: impl Fn() -> Update) {
+        let mut pending = Vec::new();
         for l in &self.links {
-            while !l.to_worker.is_empty() && t.elapsed() < APPLY_TIMEOUT {
+            // Earlier updates a slow worker handed back late.
+            while l.done.pop().is_some() {}
+            if l.to_worker.push(make()).is_ok() {
+                pending.push(l);
+            }
+        }
+        let t = Instant::now();
+        for l in pending {
+            while l.done.pop().is_none() && t.elapsed() < APPLY_TIMEOUT {
                 std::thread::sleep(Duration::from_micros(200));
             }
-            while l.done.pop().is_some() {}
         }
     }
 }

@@ -533,6 +533,20 @@ fn changes_while_traffic_flows() {
         "every frame to the new prefix arrived or was counted: {t:?}"
     );
     assert_eq!(node_drops(&fin, "policer"), sent - got, "{p:?}");
+    // The state with the workers' counters validates against the module.
+    let a = mgmt
+        .lock()
+        .unwrap()
+        .handle("GET", "/restconf/data/router:router", "", b"", &fin);
+    let v = json_of(&a);
+    let st = &v["router:router"]["state"];
+    assert_eq!(
+        st["interface"][0]["rx-packets"],
+        (t.sent_old + t.sent_new + p.sent_old + p.sent_new + q.sent_old + q.sent_new).to_string()
+    );
+    assert_eq!(st["node"].as_array().map(Vec::len), Some(2), "{st}");
+    let (ok, err) = yanglint("data", &a.body);
+    assert!(ok, "{err}\n{}", a.body);
 }
 
 #[test]

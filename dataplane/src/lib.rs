@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod port;
 pub mod proto;
 #[cfg(feature = "std")]
+pub mod restconf;
+#[cfg(feature = "std")]
 pub mod runner;
 pub mod stage;
 pub mod stages;

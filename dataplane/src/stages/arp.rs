@@ -59,7 +59,26 @@ fn mac_of(b: &[u8]) -> Option<[u8; 6]> {
     b.try_into().ok()
 }
 
+impl ArpInput {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut ArpInput) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+    }
+}
+
 impl Stage for ArpInput {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "arp-input"
     }

@@ -422,7 +422,26 @@ fn echo_reply(pkt: &mut Pkt) -> bool {
     true
 }
 
+impl Ip4Lookup {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut Ip4Lookup) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+    }
+}
+
 impl Stage for Ip4Lookup {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ip4-lookup"
     }
@@ -609,7 +628,28 @@ fn send_arp_request(out: &mut Out, l3: &L3, port: u16, target: Ipv4Addr) -> bool
     out.emit(port, p)
 }
 
+impl Ip4Rewrite {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut Ip4Rewrite) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+        core::mem::swap(&mut self.cache, &mut fresh.cache);
+        core::mem::swap(&mut self.fast, &mut fresh.fast);
+    }
+}
+
 impl Stage for Ip4Rewrite {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ip4-rewrite"
     }

@@ -324,7 +324,26 @@ fn is_nd(pkt: &Pkt) -> bool {
         && matches!(d.get(l3 + ipv6::HEADER_LEN), Some(t) if (133..=137).contains(t))
 }
 
+impl Ip6Nd {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut Ip6Nd) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+    }
+}
+
 impl Stage for Ip6Nd {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ip6-nd"
     }
@@ -543,7 +562,26 @@ fn echo_reply6(pkt: &mut Pkt) -> bool {
     true
 }
 
+impl Ip6Lookup {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut Ip6Lookup) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+    }
+}
+
 impl Stage for Ip6Lookup {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ip6-lookup"
     }
@@ -722,7 +760,26 @@ fn send_ns(out: &mut Out, l3: &L3, port: u16, target: Ipv6Addr) -> bool {
     out.emit(port, p)
 }
 
+impl Ip6Rewrite {
+    /// The L3 state this stage forwards with.
+    pub fn l3(&self) -> &Arc<L3> {
+        &self.l3
+    }
+
+    /// Takes `fresh`'s L3 state (and what this stage derived from it) and leaves this
+    /// stage's old one in `fresh`; the counters stay. Allocates nothing, so a worker
+    /// can call it between bursts with a stage built off the data path (a route
+    /// change at run time); `fresh` then carries the old state away to be freed.
+    pub fn swap_l3(&mut self, fresh: &mut Ip6Rewrite) {
+        core::mem::swap(&mut self.l3, &mut fresh.l3);
+    }
+}
+
 impl Stage for Ip6Rewrite {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "ip6-rewrite"
     }

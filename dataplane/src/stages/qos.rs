@@ -157,6 +157,14 @@ impl Policer {
         }
     }
 
+    /// Replaces every meter with a fresh one of `meter` (a rate or burst change at
+    /// run time: the buckets start full). Allocates nothing.
+    pub fn set_all_meters(&mut self, meter: &MeterConfig, now_ns: u64) {
+        for m in self.meters.iter_mut() {
+            *m = meter.build(now_ns);
+        }
+    }
+
     #[inline]
     fn police(&mut self, p: &mut Pkt, now_ns: u64) -> Next {
         let i = match self.key {
@@ -205,6 +213,10 @@ impl Policer {
 }
 
 impl Stage for Policer {
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> &'static str {
         "policer"
     }

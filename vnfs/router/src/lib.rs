@@ -22,6 +22,8 @@ extern crate std;
 pub mod config;
 #[cfg(feature = "std")]
 pub mod ike;
+#[cfg(feature = "std")]
+pub mod mgmt;
 
 pub use config::{Config, ConfigError};
 

@@ -25,11 +25,18 @@
 //! malformed-message, 404 invalid-value for a missing resource, 405
 //! operation-not-supported, 409 data-exists, 501 operation-not-supported).
 //!
+//! The generic parts (paths with list keys, the JSON tree edits, error bodies,
+//! [`Answer`], the media type) are shared with the other VNFs' APIs in
+//! [`dataplane::restconf`].
+//!
 //! What a running vBNG cannot change (adding RADIUS where none was configured at
 //! start, pools, ports) is refused with `operation-not-supported`.
 
 use crate::config::{Config, Password, Secret, ServerConfig, UserConfig};
 use crate::control::ControlPlane;
+use dataplane::restconf::{
+    error, invalid, malformed, missing, str_of, u64_of, unsupported, Schema, Step,
+};
 use serde_json::{json, Map, Value};
 use std::format;
 use std::string::{String, ToString};
@@ -39,220 +46,21 @@ use std::vec::Vec;
 pub const MODULE: &str = "vbng";
 /// The YANG module.
 pub const YANG: &str = include_str!("../yang/vbng@2026-12-02.yang");
-/// The media type of RESTCONF JSON (RFC 8040 §11.3.2).
-pub const MEDIA: &str = "application/yang-data+json";
+pub use dataplane::restconf::{Answer, MEDIA};
 
-/// An API answer: status and JSON body (empty for 204).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// Body (JSON, or the YANG text for the schema resource).
-    pub body: String,
-}
-
-impl Answer {
-    fn json(status: u16, v: &Value) -> Answer {
-        Answer {
-            status,
-            body: v.to_string(),
-        }
-    }
-    fn empty(status: u16) -> Answer {
-        Answer {
-            status,
-            body: String::new(),
-        }
-    }
-}
-
-/// An RFC 8040 §7.1 error.
-fn error(status: u16, etype: &str, tag: &str, path: &str, msg: &str) -> Answer {
-    let mut e = json!({
-        "error-type": etype,
-        "error-tag": tag,
-        "error-message": msg,
-    });
-    if !path.is_empty() {
-        e["error-path"] = Value::String(path.to_string());
-    }
-    Answer::json(status, &json!({"ietf-restconf:errors": {"error": [e]}}))
-}
-
-fn invalid(path: &str, msg: &str) -> Answer {
-    error(400, "application", "invalid-value", path, msg)
-}
-
-fn malformed(msg: &str) -> Answer {
-    error(400, "protocol", "malformed-message", "", msg)
-}
-
-fn missing(path: &str) -> Answer {
-    error(404, "protocol", "invalid-value", path, "no such resource")
-}
-
-fn unsupported(status: u16, msg: &str) -> Answer {
-    error(status, "protocol", "operation-not-supported", "", msg)
-}
-
-/// The key leaf of each list of the module.
-fn list_key(list: &str) -> Option<&'static str> {
-    match list {
-        "user" => Some("name"),
-        "auth-server" | "acct-server" => Some("address"),
-        "session" => Some("id"),
-        _ => None,
-    }
-}
-
-/// Percent-decoding of a key value in a path (RFC 8040 §3.5.3).
-fn pct_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = core::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(h, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// One step of a data path: a node name, with a key for a list entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Step {
-    name: String,
-    key: Option<String>,
-}
-
-/// The steps below `vbng:vbng` of a data path; `None` when malformed or outside
-/// the module.
-fn parse_path(p: &str) -> Option<Vec<Step>> {
-    let p = p.trim_end_matches('/');
-    let rest = p.strip_prefix("vbng:vbng")?;
-    if rest.is_empty() {
-        return Some(Vec::new());
-    }
-    let rest = rest.strip_prefix('/')?;
-    let mut v = Vec::new();
-    for seg in rest.split('/') {
-        // A child may repeat the module prefix (RFC 8040 §3.5.3).
-        let seg = seg.strip_prefix("vbng:").unwrap_or(seg);
-        let (name, key) = match seg.split_once('=') {
-            Some((n, k)) => (n, Some(pct_decode(k)?)),
-            None => (seg, None),
-        };
-        if name.is_empty() || (key.is_some() && list_key(name).is_none()) {
-            return None;
-        }
-        v.push(Step {
-            name: name.to_string(),
-            key,
-        });
-    }
-    Some(v)
-}
-
-/// The value at `steps` in `root`.
-fn find<'a>(root: &'a Value, steps: &[Step]) -> Option<&'a Value> {
-    let mut cur = root;
-    for s in steps {
-        let child = cur.get(&s.name)?;
-        cur = match &s.key {
-            Some(k) => entry(child, &s.name, k)?,
-            None => child,
-        };
-    }
-    Some(cur)
-}
+/// The module and the key leaf of each of its lists.
+const SCHEMA: Schema = Schema {
+    module: MODULE,
+    keys: &[
+        ("user", "name"),
+        ("auth-server", "address"),
+        ("acct-server", "address"),
+        ("session", "id"),
+    ],
+};
 
 fn key_of(list: &str, e: &Value) -> Option<String> {
-    let k = e.get(list_key(list)?)?;
-    Some(match k {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-}
-
-fn entry<'a>(list: &'a Value, name: &str, key: &str) -> Option<&'a Value> {
-    list.as_array()?
-        .iter()
-        .find(|e| key_of(name, e).as_deref() == Some(key))
-}
-
-/// The parent of `steps`' last node (a container or list entry), mutable.
-fn parent_mut<'a>(root: &'a mut Value, steps: &[Step]) -> Option<&'a mut Map<String, Value>> {
-    let mut cur = root;
-    for s in steps {
-        let child = cur.get_mut(&s.name)?;
-        cur = match &s.key {
-            Some(k) => {
-                let k = k.clone();
-                child
-                    .as_array_mut()?
-                    .iter_mut()
-                    .find(|e| key_of(&s.name, e).as_deref() == Some(k.as_str()))?
-            }
-            None => child,
-        };
-    }
-    cur.as_object_mut()
-}
-
-/// RFC 7951 merge of `src` into `dst`: objects member by member, lists entry by
-/// entry by key, leaves replaced.
-fn merge(dst: &mut Value, src: &Value, name: &str) {
-    match (dst, src) {
-        (Value::Object(d), Value::Object(s)) => {
-            for (k, v) in s {
-                match d.get_mut(k) {
-                    Some(x) => merge(x, v, k),
-                    None => {
-                        d.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        (Value::Array(d), Value::Array(s)) if list_key(name).is_some() => {
-            for v in s {
-                let k = key_of(name, v);
-                match d.iter_mut().find(|e| k.is_some() && key_of(name, e) == k) {
-                    Some(x) => merge(x, v, name),
-                    None => d.push(v.clone()),
-                }
-            }
-        }
-        (d, s) => *d = s.clone(),
-    }
-}
-
-/// The member `name` of a request body, with or without the module qualifier
-/// (RFC 7951 §4: the top-level member must be qualified; we accept both).
-fn body_member<'a>(body: &'a Value, name: &str) -> Option<&'a Value> {
-    let o = body.as_object()?;
-    if o.len() != 1 {
-        return None;
-    }
-    o.get(&format!("{MODULE}:{name}")).or_else(|| o.get(name))
-}
-
-/// A 64-bit integer leaf: RFC 7951 §6.1 encodes it as a string; a number is taken.
-fn u64_of(v: Option<&Value>) -> Result<u64, String> {
-    match v {
-        None => Ok(0),
-        Some(Value::String(s)) => s.parse().map_err(|_| format!("{s:?} is not a uint64")),
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| format!("{n} is not a uint64")),
-        Some(other) => Err(format!("{other} is not a uint64")),
-    }
-}
-
-fn str_of<'a>(e: &'a Value, k: &str) -> Option<&'a str> {
-    e.get(k).and_then(Value::as_str)
+    SCHEMA.key_of(list, e)
 }
 
 /// The configuration part of the tree, secrets included (never sent out).
@@ -412,12 +220,7 @@ impl Mgmt {
             if method != "GET" {
                 return unsupported(405, "the API root is read-only");
             }
-            return Answer::json(
-                200,
-                &json!({"ietf-restconf:restconf": {
-                    "data": {}, "operations": {}, "yang-library-version": "2019-01-04"
-                }}),
-            );
+            return dataplane::restconf::root();
         }
         if rest == "/yang/vbng" {
             return Answer {
@@ -429,20 +232,17 @@ impl Mgmt {
             return missing(path);
         };
         let data = data.strip_prefix('/').unwrap_or(data);
-        let content = query
-            .split('&')
-            .find_map(|q| q.strip_prefix("content="))
-            .unwrap_or("all");
-        if !matches!(content, "all" | "config" | "nonconfig") {
-            return invalid("", "content must be all, config or nonconfig");
-        }
+        let content = match dataplane::restconf::content_of(query) {
+            Ok(c) => c,
+            Err(a) => return a,
+        };
         if data.is_empty() {
             if method != "GET" {
                 return unsupported(405, "write below /restconf/data/vbng:vbng");
             }
             return self.get(&[], content, cp);
         }
-        let Some(steps) = parse_path(data) else {
+        let Some(steps) = SCHEMA.parse_path(data) else {
             return missing(&format!("/{data}"));
         };
         // Actions on a session (RFC 8040 §3.6).
@@ -487,19 +287,7 @@ impl Mgmt {
         if content != "config" {
             root["state"] = state_tree(&self.cfg, cp);
         }
-        let Some(last) = steps.last() else {
-            return Answer::json(200, &json!({"vbng:vbng": root}));
-        };
-        let path = steps_text(steps);
-        let Some(v) = find(&root, steps) else {
-            return missing(&path);
-        };
-        let v = if last.key.is_some() {
-            Value::Array(vec![v.clone()])
-        } else {
-            v.clone()
-        };
-        Answer::json(200, &json!({ format!("{MODULE}:{}", last.name): v }))
+        SCHEMA.get(&root, steps)
     }
 
     /// A configuration change: the new tree, checked, then applied.
@@ -514,7 +302,7 @@ impl Mgmt {
     ) -> Answer {
         let old = config_tree(&self.cfg);
         let mut tree = old.clone();
-        let created = match edit(&mut tree, method, steps, body, path) {
+        let created = match SCHEMA.edit(&mut tree, method, steps, body, path) {
             Ok(c) => c,
             Err(a) => return a,
         };
@@ -575,7 +363,7 @@ impl Mgmt {
                     Ok(v) => v,
                     Err(e) => return malformed(&format!("body is not JSON: {e}")),
                 };
-                let Some(input) = body_member(&v, "input") else {
+                let Some(input) = SCHEMA.body_member(&v, "input") else {
                     return malformed(
                         "expected {\"vbng:input\": {\"rate-up\": …, \"rate-down\": …}}",
                     );
@@ -608,129 +396,6 @@ fn action_of(steps: &[Step]) -> Option<(u32, String)> {
             Some((b.key.as_deref()?.parse().ok()?, c.name.clone()))
         }
         _ => None,
-    }
-}
-
-fn steps_text(steps: &[Step]) -> String {
-    let mut s = String::from("/vbng:vbng");
-    for x in steps {
-        s.push('/');
-        s.push_str(&x.name);
-        if let Some(k) = &x.key {
-            s.push('=');
-            s.push_str(k);
-        }
-    }
-    s
-}
-
-/// Applies `method` at `steps` to the configuration tree; `true` when a resource
-/// was created.
-fn edit(
-    tree: &mut Value,
-    method: &str,
-    steps: &[Step],
-    body: &Value,
-    path: &str,
-) -> Result<bool, Answer> {
-    let Some((last, parents)) = steps.split_last() else {
-        // The whole configuration.
-        let Some(v) = body_member(body, "vbng") else {
-            return Err(malformed("expected {\"vbng:vbng\": {…}}"));
-        };
-        let mut v = v.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("state");
-        }
-        match method {
-            "PUT" => *tree = v,
-            "PATCH" => merge(tree, &v, "vbng"),
-            _ => return Err(unsupported(405, "PUT or PATCH the whole configuration")),
-        }
-        return Ok(false);
-    };
-    let Some(parent) = parent_mut(tree, parents) else {
-        return Err(missing(path));
-    };
-    let exists = match &last.key {
-        Some(k) => parent
-            .get(&last.name)
-            .and_then(|l| entry(l, &last.name, k))
-            .is_some(),
-        None => parent.contains_key(&last.name),
-    };
-    if method == "DELETE" {
-        if !exists {
-            return Err(missing(path));
-        }
-        match &last.key {
-            Some(k) => {
-                if let Some(Value::Array(a)) = parent.get_mut(&last.name) {
-                    a.retain(|e| key_of(&last.name, e).as_deref() != Some(k.as_str()));
-                }
-            }
-            None => {
-                parent.remove(&last.name);
-            }
-        }
-        return Ok(false);
-    }
-    let Some(v) = body_member(body, &last.name) else {
-        return Err(malformed(&format!(
-            "expected {{\"{MODULE}:{}\": …}}",
-            last.name
-        )));
-    };
-    // A list entry's body is a one-entry array whose key matches the path.
-    let v = match &last.key {
-        Some(k) => {
-            let e = match v {
-                Value::Array(a) if a.len() == 1 => &a[0],
-                _ => return Err(malformed("a list entry's body is a one-entry array")),
-            };
-            if key_of(&last.name, e).as_deref() != Some(k.as_str()) {
-                return Err(invalid(path, "the key in the body differs from the path"));
-            }
-            e.clone()
-        }
-        None => v.clone(),
-    };
-    match (method, &last.key) {
-        ("POST", _) if exists => Err(error(
-            409,
-            "application",
-            "data-exists",
-            path,
-            "already exists",
-        )),
-        ("PATCH", _) if !exists => Err(missing(path)),
-        (_, Some(k)) => {
-            let list = parent
-                .entry(last.name.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
-            let Some(a) = list.as_array_mut() else {
-                return Err(invalid(path, "not a list"));
-            };
-            match a
-                .iter_mut()
-                .find(|e| key_of(&last.name, e).as_deref() == Some(k.as_str()))
-            {
-                Some(x) if method == "PATCH" => merge(x, &v, &last.name),
-                Some(x) => *x = v,
-                None => a.push(v),
-            }
-            Ok(!exists)
-        }
-        (_, None) => {
-            match parent.get_mut(&last.name) {
-                Some(x) if method == "PATCH" => merge(x, &v, &last.name),
-                Some(x) => *x = v,
-                None => {
-                    parent.insert(last.name.clone(), v);
-                }
-            }
-            Ok(!exists)
-        }
     }
 }
 

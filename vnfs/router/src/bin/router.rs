@@ -4,7 +4,10 @@
 //! seconds, Prometheus text with `--metrics FILE` (rewritten every second) and over
 //! HTTP with `--listen ADDR` (`/metrics`, `/errors`, `/trace`), and
 //! `show errors` at exit (Ctrl-C, or `--seconds N`, or when every pcap input ends).
-//! `--check` checks the configuration (and its route file) without opening a port.
+//! With `--listen`, the management API (RESTCONF-shaped JSON, RFC 8040; the model
+//! is `yang/router@2026-12-02.yang`, see `vnf_router::mgmt`) is served under
+//! `/restconf`; `router api METHOD PATH [-d JSON|@FILE] [--connect ADDR]` is its
+//! client. `--check` checks the configuration (and its route file) without opening a port.
 //! Exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad command
 //! line.
 
@@ -25,17 +28,21 @@ use vnf_router::{Config, Router};
                   input; or --check passed); 1 failed (the reason on one line on stderr); \
                   2 bad command line."
 )]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
     /// Router configuration (TOML)
-    #[arg(long)]
-    config: std::path::PathBuf,
+    #[arg(long, required = true)]
+    config: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: until Ctrl-C or all pcap inputs end)
     #[arg(long)]
     seconds: Option<f64>,
     /// Write Prometheus metrics to this file every second
     #[arg(long)]
     metrics: Option<std::path::PathBuf>,
-    /// Serve `GET /metrics` (Prometheus), `/errors` and `/trace` on this address
+    /// Serve `GET /metrics` (Prometheus), `/errors`, `/trace` and the management API
+    /// (`/restconf`, see `router api`) on this address
     /// (e.g. `127.0.0.1:9100`), from a thread of its own: a slow scraper never stalls
     /// forwarding
     #[arg(long)]
@@ -50,6 +57,65 @@ struct Cli {
     /// print one line and exit; no port is opened
     #[arg(long)]
     check: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Cmd {
+    /// The management API of a running router (RESTCONF-shaped JSON, RFC 8040; the
+    /// model is `yang/router@2026-12-02.yang`): `router api GET /router:router`,
+    /// `router api POST /router:router/route=10.9.0.0%2F16 -d
+    /// '{"router:route":[{"prefix":"10.9.0.0/16","next-hop":"192.0.2.2"}]}'`. PATH is
+    /// below `/restconf/data` unless it starts with `/restconf`. Prints the answer;
+    /// exits 1 with the server's error-message when it refused.
+    Api {
+        /// GET, PUT, PATCH, POST or DELETE.
+        method: String,
+        /// The resource, e.g. `/router:router/qos/policer`.
+        path: String,
+        /// Request body (JSON), or `@FILE`.
+        #[arg(short, long)]
+        data: Option<String>,
+        /// Address of the router's `--listen`.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        connect: String,
+    },
+}
+
+fn api(method: &str, path: &str, data: Option<&str>, connect: &str) -> anyhow::Result<()> {
+    let method = method.to_ascii_uppercase();
+    if !matches!(method.as_str(), "GET" | "PUT" | "PATCH" | "POST" | "DELETE") {
+        bail!("method {method:?}: GET, PUT, PATCH, POST or DELETE");
+    }
+    let body = match data {
+        Some(d) => match d.strip_prefix('@') {
+            Some(f) => std::fs::read(f).with_context(|| format!("reading {f}"))?,
+            None => d.as_bytes().to_vec(),
+        },
+        None => Vec::new(),
+    };
+    let path = if path.starts_with("/restconf") {
+        path.to_string()
+    } else {
+        format!("/restconf/data/{}", path.trim_start_matches('/'))
+    };
+    let (status, answer) =
+        dataplane::http::request(connect, &method, &path, vnf_router::mgmt::MEDIA, &body)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if status >= 400 {
+        // The RFC 8040 error body's message, else its first line.
+        let msg = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/ietf-restconf:errors/error/0/error-message")
+                    .and_then(|m| m.as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| answer.lines().next().unwrap_or("").to_string());
+        bail!("{method} {path}: HTTP {status}: {msg}");
+    }
+    if !answer.is_empty() {
+        println!("{answer}");
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -74,9 +140,22 @@ fn real_main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let cli = Cli::parse();
-    let text = std::fs::read_to_string(&cli.config)
-        .with_context(|| format!("reading {}", cli.config.display()))?;
-    let cfg = Config::from_toml(&text).with_context(|| cli.config.display().to_string())?;
+    if let Some(Cmd::Api {
+        method,
+        path,
+        data,
+        connect,
+    }) = &cli.cmd
+    {
+        return api(method, path, data.as_deref(), connect);
+    }
+    let Some(config) = &cli.config else {
+        bail!("--config is required");
+    };
+    let cli_config = config.clone();
+    let text = std::fs::read_to_string(&cli_config)
+        .with_context(|| format!("reading {}", cli_config.display()))?;
+    let cfg = Config::from_toml(&text).with_context(|| cli_config.display().to_string())?;
     if let Some(s) = cli.seconds {
         if !s.is_finite() || s <= 0.0 || s > 365.0 * 86400.0 {
             bail!("--seconds: {s} is not a number of seconds in (0, 31536000]");
@@ -91,7 +170,7 @@ fn real_main() -> anyhow::Result<()> {
     }
     let routes = match &cfg.route_file {
         Some(rf) => {
-            let base = cli.config.parent().unwrap_or(std::path::Path::new("."));
+            let base = cli_config.parent().unwrap_or(std::path::Path::new("."));
             let p = base.join(&rf.path);
             Some(
                 std::fs::read_to_string(&p)
@@ -137,10 +216,10 @@ fn real_main() -> anyhow::Result<()> {
             .map(|i| [0x02, 0, 0, 0, 0, i as u8])
             .collect();
         let router = Router::build(&cfg, &macs, routes.as_deref())
-            .with_context(|| cli.config.display().to_string())?;
+            .with_context(|| cli_config.display().to_string())?;
         println!(
             "ok: {}: {} interfaces, {} IPv4 / {} IPv6 routes, {} neighbours, {} worker(s)",
-            cli.config.display(),
+            cli_config.display(),
             cfg.interfaces.len(),
             router.l3.fib4.len(),
             router.l3.fib6.len(),
@@ -193,6 +272,10 @@ fn real_main() -> anyhow::Result<()> {
     );
     let cores = core_ids(workers);
     let mut wspecs = Vec::new();
+    // The management API's queues to each worker's update hook.
+    let links: Vec<vnf_router::mgmt::WorkerLink> = (0..workers)
+        .map(|_| vnf_router::mgmt::WorkerLink::new())
+        .collect();
     // `[ike]`: the worker runs esp-decrypt/esp-encrypt fed by the daemon's SA queues;
     // IKE is punted to the daemon's thread and its answers injected (check() made
     // sure there is one worker).
@@ -218,6 +301,7 @@ fn real_main() -> anyhow::Result<()> {
         };
         pl.trace_next(cli.trace);
         let mut spec = WorkerSpec::new(ports, pl, pool.cache());
+        spec.hooks.push(vnf_router::mgmt::update_hook(&links[w]));
         if let Some((_, _, punt, inject)) = &ipsec_gw {
             spec.punt = Some(punt.clone());
             spec.inject = Some(inject.clone());
@@ -277,9 +361,30 @@ fn real_main() -> anyhow::Result<()> {
         Some(a) => {
             let src = runner.snapshot_source();
             let ike_text = ike_text.clone();
+            let mgmt = std::sync::Mutex::new(vnf_router::mgmt::Mgmt::new(
+                &router,
+                routes.clone(),
+                links.clone(),
+            ));
             let h: dataplane::http::Handler = std::sync::Arc::new(move |r| {
                 use dataplane::http::Response;
                 let snaps = src.snapshots();
+                if r.path == "/restconf" || r.path.starts_with("/restconf/") {
+                    // One change at a time; the workers keep forwarding meanwhile.
+                    let Ok(mut m) = mgmt.lock() else {
+                        return Response::error(500, "management API unavailable");
+                    };
+                    let a = m.handle(&r.method, &r.path, &r.query, &r.body, &snaps);
+                    return Response {
+                        status: a.status,
+                        content_type: if r.path.starts_with("/restconf/yang/") && a.status == 200 {
+                            "application/yang"
+                        } else {
+                            vnf_router::mgmt::MEDIA
+                        },
+                        body: a.body,
+                    };
+                }
                 match r.path.as_str() {
                     "/metrics" => Response::metrics(format!(
                         "{}{}",
@@ -290,7 +395,7 @@ fn real_main() -> anyhow::Result<()> {
                         Response::text(show_errors(snaps.iter().flat_map(|s| s.nodes.iter())))
                     }
                     "/trace" => Response::text(snaps.iter().map(|s| s.trace.as_str()).collect()),
-                    _ => Response::error(404, "try /metrics, /errors or /trace"),
+                    _ => Response::error(404, "try /metrics, /errors, /trace or /restconf"),
                 }
             });
             let srv = dataplane::http::HttpServer::spawn(a, h)

@@ -15,8 +15,9 @@
 //! other side; an IKE SA rekey (RFC 7296 §2.18) both ways (`swanctl --rekey --ike`
 //! to our responder, `rekey_ike` of our initiator to charon), each followed by a
 //! child SA rekey with PFS (esp_proposals with x25519) over the new IKE SA and ESP
-//! through it; `tshark -V` dissects every IKE datagram without
-//! malformed-packet or error expert info.
+//! through it; charon offering only MODP-2048, ECP-256 or Curve25519 (groups 14,
+//! 19, 31) establishes with our responder in each; `tshark -V` dissects every IKE
+//! datagram without malformed-packet or error expert info.
 //!
 //! Root only: skipped (with a message) without root, `swanctl`, charon or `ip`. All
 //! traffic stays inside the two namespaces; they, charon and the scratch files are
@@ -656,6 +657,50 @@ fn strongswan_initiates_to_our_responder() {
 
     let text = common::tshark_check_ike(&lab.dir, "strongswan", &seen.datagrams);
     assert!(text.contains("Exchange type: IKE_AUTH (35)"));
+}
+
+/// RFC 7296 §3.3.2 transform type 4 with each group we implement (14 MODP-2048,
+/// 19 ECP-256, 31 Curve25519): charon offers only that group, our responder
+/// agrees, the IKE SA and the child SA come up, and charon names the group.
+#[test]
+fn strongswan_establishes_with_each_dh_group() {
+    if !can_run() {
+        return;
+    }
+    for (group, listed, tag) in [
+        ("modp2048", "MODP_2048", "m"),
+        ("ecp256", "ECP_256", "e"),
+        ("x25519", "CURVE_25519", "x"),
+    ] {
+        let mut lab = Lab::new(tag);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ours = responder_thread(lab.ns_r.clone(), stop.clone());
+        let conf = swanctl_conf("ours", "initiator.example", "responder.example", true).replace(
+            "proposals = aes256gcm16-prfsha256-prfsha384-x25519-modp2048",
+            &format!("proposals = aes256gcm16-prfsha256-{group}"),
+        );
+        assert!(conf.contains(&format!("-{group}\n")), "{conf}");
+        lab.start_charon(&conf);
+        // kernel-libipsec needs a local address inside local_ts for the child SA.
+        let ns_i = lab.ns_i.clone();
+        run(Command::new("ip").args(["-n", &ns_i, "addr", "add", "10.1.0.1/32", "dev", "lo"]));
+        let init = lab.swanctl(&["--initiate", "--child", "net", "--timeout", "20"]);
+        let sas = list_until(&lab, |l| l.contains("INSTALLED"));
+        lab.swanctl(&["--terminate", "--ike", "ours", "--timeout", "10"]);
+        stop.store(true, Ordering::Relaxed);
+        let seen = ours.join().expect("responder thread");
+        assert!(sas.contains("ESTABLISHED"), "{group}: {init}\n{sas}");
+        assert!(sas.contains("INSTALLED"), "{group}: child SA:\n{sas}");
+        assert!(
+            sas.contains(&format!("AES_GCM_16-256/PRF_HMAC_SHA2_256/{listed}")),
+            "{group}:\n{sas}"
+        );
+        assert!(
+            seen.events.iter().any(|e| matches!(e, Event::ChildSaUp(_))),
+            "{group}: {:?}",
+            seen.events
+        );
+    }
 }
 
 /// Polls `swanctl --list-sas` until `done` holds (at most 10 s); the last listing.

@@ -17,7 +17,9 @@
 //! child SA rekey with PFS (esp_proposals with x25519) over the new IKE SA and ESP
 //! through it; charon offering only MODP-2048, ECP-256 or Curve25519 (groups 14,
 //! 19, 31) establishes with our responder in each; `tshark -V` dissects every IKE
-//! datagram without malformed-packet or error expert info.
+//! datagram without malformed-packet or error expert info; and tshark decrypts the
+//! ESP our initiator sent with the child SA key charon logged (`chd = 4`), so our
+//! KEYMAT (§2.17) and ESP match charon's.
 //!
 //! Root only: skipped (with a message) without root, `swanctl`, charon or `ip`. All
 //! traffic stays inside the two namespaces; they, charon and the scratch files are
@@ -133,6 +135,8 @@ impl Lab {
       default = 1
       ike = 2
       enc = 1
+      chd = 4
+      flush_line = yes
       time_format = %T
     }}
   }}
@@ -234,6 +238,52 @@ struct Seen {
     counters: IkeCounters,
     /// UDP-encapsulated ESP received on port 4500: (from, UDP payload).
     esp: Vec<(SocketAddr, Vec<u8>)>,
+    /// ESP we sent, as whole IPv4 packets (outer IPv4 + UDP 4500 + ESP).
+    esp_sent: Vec<Vec<u8>>,
+}
+
+/// The child SA key charon's `chd = 4` log shows for the SA with `spi` in
+/// `direction` ("inbound" or "outbound"): the "encryption initiator key" or
+/// "encryption responder key" dump (`which`) logged before "adding inbound ESP SA" /
+/// "registering outbound ESP SA" with that SPI. Key ‖ salt, as hex.
+fn charon_child_key(log: &str, spi: u32, direction: &str, which: &str) -> Option<String> {
+    let lines: Vec<&str> = log.lines().collect();
+    let marker = format!("SPI 0x{spi:08x},");
+    let at = lines.iter().enumerate().position(|(k, l)| {
+        l.contains(&marker)
+            && k > 0
+            && lines[k - 1].contains(&format!(
+                "{} ESP SA",
+                if direction == "inbound" {
+                    "adding inbound"
+                } else {
+                    "registering outbound"
+                }
+            ))
+    })?;
+    let head = format!("encryption {which} key =>");
+    let start = lines[..at].iter().rposition(|l| l.contains(&head))?;
+    let mut hex = String::new();
+    for l in &lines[start + 1..at] {
+        // "HH:MM:SS NN[CHD]    0: 26 AE AC ...  ascii"
+        let Some((_, rest)) = l.split_once("[CHD]") else {
+            break;
+        };
+        let Some((off, bytes)) = rest.trim_start().split_once(": ") else {
+            break;
+        };
+        if off.parse::<usize>().is_err() {
+            break;
+        }
+        for b in bytes.split_whitespace().take(16) {
+            if b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()) {
+                hex.push_str(&b.to_ascii_lowercase());
+            } else {
+                break;
+            }
+        }
+    }
+    (!hex.is_empty()).then_some(hex)
 }
 
 /// charon's side of the connection: 10.1.0.0/16 behind the initiator, 10.2.0.0/16
@@ -949,6 +999,7 @@ fn our_initiator_to_strongswan() {
         for _ in 0..3 {
             let mut b = ipsec::HeadroomBuf::from_packet(&pkt);
             ipsec.encrypt_with(out_id, &mut b, 0).expect("encrypt");
+            node.seen.esp_sent.push(ipsec::Buf::data(&b).to_vec());
             // Outer IPv4 (20) + UDP (8): the rest is the ESP packet.
             let esp = &ipsec::Buf::data(&b)[28..];
             let to = SocketAddr::new(I_ADDR.parse().expect("addr"), enc.dport);
@@ -1026,6 +1077,58 @@ fn our_initiator_to_strongswan() {
     );
     let text = common::tshark_check_ike(&lab.dir, "strongswan-responder", &seen.datagrams);
     assert!(text.contains("Exchange type: INFORMATIONAL (37)"));
+
+    // tshark decrypts the ESP we sent with the key charon derived for that SA (its
+    // `chd = 4` log): our KEYMAT (RFC 7296 §2.17) and our ESP agree with charon's.
+    let log = std::fs::read_to_string(lab.dir.join("charon.log")).unwrap_or_default();
+    let key = charon_child_key(&log, our_out, "inbound", "initiator")
+        .unwrap_or_else(|| panic!("no key for SPI {our_out:08x} in charon's log"));
+    let pcap = lab.dir.join("our-esp.pcap");
+    common::write_pcap(&pcap, &seen.esp_sent);
+    let tshark = common::which("tshark").expect("tshark");
+    let uat = format!(
+        "uat:esp_sa:\"IPv4\",\"*\",\"*\",\"0x{our_out:08x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x{key}\",\"NULL\",\"\""
+    );
+    let out = Command::new(tshark)
+        .arg("-n")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-o", "esp.enable_encryption_decode:TRUE", "-o", &uat])
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "occurrence=l",
+            "-e",
+            "esp.spi",
+            "-e",
+            "udp.dstport",
+        ])
+        .args(["-e", "_ws.malformed", "-e", "data.data"])
+        .output()
+        .expect("run tshark");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for l in text.lines() {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(
+            f.first().copied(),
+            Some(format!("0x{our_out:08x}").as_str()),
+            "{l}"
+        );
+        // The last UDP header is the inner one (port 9) once decrypted.
+        assert_eq!(
+            f.get(1).copied(),
+            Some("9"),
+            "inner UDP after decryption: {l}"
+        );
+        assert_eq!(f.get(2).copied(), Some(""), "malformed: {l}");
+        assert_eq!(
+            f.get(3).copied(),
+            Some(common::hex(b"through our child SA").as_str()),
+            "{l}"
+        );
+    }
 }
 
 /// Steps `node` until `done` holds for its events (at most 10 s).

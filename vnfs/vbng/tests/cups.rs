@@ -480,6 +480,7 @@ fn two_user_planes_sessions_traffic_and_loss() {
         assert!(types.contains(t.name()), "no {} in {types:?}", t.name());
     }
     tshark_check(
+        "main",
         &log,
         &[
             "Usage Report (Session Report Request)",
@@ -498,7 +499,8 @@ fn tshark_ok() -> bool {
 
 /// The datagrams in Ethernet/IPv4/UDP in a pcap, dissected by tshark: no malformed
 /// frame, no warning or error expert item, the BBF IEs named.
-fn tshark_check(log: &[Datagram], extra: &[&str]) {
+/// `tag` keeps the pcap of each test apart (tests of this file run in parallel).
+fn tshark_check(tag: &str, log: &[Datagram], extra: &[&str]) {
     assert!(
         tshark_ok(),
         "tshark not found: install the Debian package tshark (scripts/test does)"
@@ -527,7 +529,7 @@ fn tshark_check(log: &[Datagram], extra: &[&str]) {
             Datagram::Gtpu(p) => eth(p),
         })
         .collect();
-    let path = std::env::temp_dir().join(format!("vbng-cups-{}.pcap", std::process::id()));
+    let path = std::env::temp_dir().join(format!("vbng-cups-{tag}-{}.pcap", std::process::id()));
     {
         use pcap_file::pcap::{PcapPacket, PcapWriter};
         let file = std::fs::File::create(&path).expect("create pcap");
@@ -826,6 +828,7 @@ fn every_update_kind_crosses_pfcp() {
     assert_eq!(cp.stats.no_up, 1);
     // All of it dissects cleanly, the IPv6 PDRs too.
     tshark_check(
+        "updates",
         &bus.log.take().unwrap(),
         &[
             "Remove PDR",

@@ -64,7 +64,6 @@ use core::sync::atomic::{AtomicU16, Ordering};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -135,13 +134,6 @@ pub enum MemifError {
         what: &'static str,
         source: io::Error,
     },
-}
-
-fn sys(what: &'static str) -> MemifError {
-    MemifError::Sys {
-        what,
-        source: io::Error::last_os_error(),
-    }
 }
 
 /// memif-specific counters (beyond [`PortStats`]).
@@ -426,34 +418,14 @@ pub struct MemifPort {
 unsafe impl Send for MemifPort {}
 
 fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), MemifError> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; zero is valid.
-    let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
-    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() || bytes.contains(&0) {
-        return Err(MemifError::Path(path.into()));
-    }
-    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = core::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((sa, len as libc::socklen_t))
+    super::unix::sockaddr(path).ok_or_else(|| MemifError::Path(path.into()))
 }
 
 fn seqpacket() -> Result<OwnedFd, MemifError> {
-    // SAFETY: plain socket creation.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(sys("socket(AF_UNIX, SOCK_SEQPACKET)"));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    super::unix::socket(libc::SOCK_SEQPACKET).map_err(|source| MemifError::Sys {
+        what: "socket(AF_UNIX, SOCK_SEQPACKET)",
+        source,
+    })
 }
 
 /// Sends one message, with `pass` as `SCM_RIGHTS` when given.
@@ -656,38 +628,12 @@ impl MemifPort {
             mac,
         };
         if cfg.role == Role::Master {
-            if path.exists() {
-                // A socket someone still accepts on is in use; otherwise stale.
-                let probe = seqpacket()?;
-                // SAFETY: sa/salen describe a valid sockaddr_un.
-                let r = unsafe {
-                    libc::connect(
-                        probe.as_raw_fd(),
-                        (&sa as *const libc::sockaddr_un).cast(),
-                        salen,
-                    )
-                };
-                if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                    return Err(MemifError::InUse { path: path.into() });
-                }
-                let _ = std::fs::remove_file(path);
-            }
-            let l = seqpacket()?;
-            // SAFETY: sa/salen describe a valid sockaddr_un.
-            if unsafe {
-                libc::bind(
-                    l.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_un).cast(),
-                    salen,
-                )
-            } != 0
-            {
-                return Err(sys("bind memif socket"));
-            }
-            // SAFETY: listen on our bound socket.
-            if unsafe { libc::listen(l.as_raw_fd(), 4) } != 0 {
-                return Err(sys("listen memif socket"));
-            }
+            let l = super::unix::listen(path, &sa, salen, libc::SOCK_SEQPACKET).map_err(
+                |e| match e {
+                    super::unix::ListenError::InUse => MemifError::InUse { path: path.into() },
+                    super::unix::ListenError::Sys(what, source) => MemifError::Sys { what, source },
+                },
+            )?;
             port.listener = Some(l);
         }
         Ok(port)

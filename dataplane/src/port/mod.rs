@@ -23,6 +23,8 @@ pub mod spec;
 #[cfg(feature = "std")]
 pub mod tap;
 #[cfg(feature = "std")]
+mod unix;
+#[cfg(feature = "std")]
 pub mod vhost_user;
 
 /// Counters every port keeps.

@@ -66,7 +66,6 @@ use alloc::vec::Vec;
 use core::sync::atomic::{fence, AtomicU16, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -114,13 +113,6 @@ pub enum VhostError {
         what: &'static str,
         source: io::Error,
     },
-}
-
-fn sys(what: &'static str) -> VhostError {
-    VhostError::Sys {
-        what,
-        source: io::Error::last_os_error(),
-    }
 }
 
 /// vhost-user counters (beyond [`PortStats`]).
@@ -327,34 +319,14 @@ pub struct VhostUserPort {
 unsafe impl Send for VhostUserPort {}
 
 fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), VhostError> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: sockaddr_un is plain old data; zero is valid.
-    let mut sa: libc::sockaddr_un = unsafe { core::mem::zeroed() };
-    if bytes.is_empty() || bytes.len() >= sa.sun_path.len() || bytes.contains(&0) {
-        return Err(VhostError::Path(path.into()));
-    }
-    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (d, s) in sa.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    let len = core::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((sa, len as libc::socklen_t))
+    super::unix::sockaddr(path).ok_or_else(|| VhostError::Path(path.into()))
 }
 
 fn stream() -> Result<OwnedFd, VhostError> {
-    // SAFETY: plain socket creation.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(sys("socket(AF_UNIX, SOCK_STREAM)"));
-    }
-    // SAFETY: fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    super::unix::socket(libc::SOCK_STREAM).map_err(|source| VhostError::Sys {
+        what: "socket(AF_UNIX, SOCK_STREAM)",
+        source,
+    })
 }
 
 /// Sends `b` whole on a stream socket, with `fds` as `SCM_RIGHTS` (tests use it to
@@ -513,37 +485,11 @@ impl VhostUserPort {
             mac,
         };
         if cfg.server {
-            if path.exists() {
-                let probe = stream()?;
-                // SAFETY: sa/salen describe a valid sockaddr_un.
-                let r = unsafe {
-                    libc::connect(
-                        probe.as_raw_fd(),
-                        (&sa as *const libc::sockaddr_un).cast(),
-                        salen,
-                    )
-                };
-                if r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                    return Err(VhostError::InUse { path: path.into() });
-                }
-                let _ = std::fs::remove_file(path);
-            }
-            let l = stream()?;
-            // SAFETY: sa/salen describe a valid sockaddr_un.
-            if unsafe {
-                libc::bind(
-                    l.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_un).cast(),
-                    salen,
-                )
-            } != 0
-            {
-                return Err(sys("bind vhost-user socket"));
-            }
-            // SAFETY: listen on our bound socket.
-            if unsafe { libc::listen(l.as_raw_fd(), 4) } != 0 {
-                return Err(sys("listen vhost-user socket"));
-            }
+            let l =
+                super::unix::listen(path, &sa, salen, libc::SOCK_STREAM).map_err(|e| match e {
+                    super::unix::ListenError::InUse => VhostError::InUse { path: path.into() },
+                    super::unix::ListenError::Sys(what, source) => VhostError::Sys { what, source },
+                })?;
             port.listener = Some(l);
         }
         Ok(port)

@@ -513,8 +513,8 @@ impl Daemon {
                 |x: u64| x != 0 && (x == a || x == b || c.ike.iter().any(|s| s.0 == x || s.1 == x));
             known(spi_i) || known(spi_r)
         };
-        let outs = if ours(conn) {
-            let i = conn.initiator.as_mut().expect("checked");
+        let mine = ours(conn);
+        let outs = if let (true, Some(i)) = (mine, conn.initiator.as_mut()) {
             if natt {
                 i.handle_natt(&d.data, d.peer, now)
             } else {

@@ -656,8 +656,7 @@ fn changes_while_traffic_flows() {
     assert_eq!(a.status, 204);
     // The worker applies table updates between bursts: the burst already in its
     // rings when the change was made still meets the old policer.
-    let (sent, got) = phase(1, &mut w, &mut control, &mut s, &mut now);
-    assert!(got <= sent);
+    let _ = phase(1, &mut w, &mut control, &mut s, &mut now);
     let (sent, got) = phase(20, &mut w, &mut control, &mut s, &mut now);
     assert_eq!(got, sent, "unlimited again");
     assert_eq!(control.cp.session_count(), 1, "the session never went down");

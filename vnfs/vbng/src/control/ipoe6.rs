@@ -159,22 +159,7 @@ impl ControlPlane {
 
     /// A Router Advertisement to `dst` on IPoE line `key`.
     pub(super) fn ipoe_send_ra(&mut self, key: &AccessKey, dst: u128) {
-        let interval = self.ra.interval_ms;
-        let p = crate::nd::RaParams {
-            prefix: 0,
-            router_lifetime_s: self.ra.router_lifetime_s,
-            valid_s: self.ra.valid_s,
-            preferred_s: self.ra.preferred_s,
-            mtu: 1500,
-            dns: self.ra.dns.clone(),
-            dns_lifetime_s: (interval / 1000 * 3)
-                .clamp(1, u64::from(u32::MAX))
-                .try_into()
-                .unwrap_or(u32::MAX),
-            managed: self.ra.managed,
-            other: self.ra.other,
-            slla: Some(self.our_mac),
-        };
+        let p = self.ra.params(0, 1500, Some(self.our_mac));
         let iid = self.access_ll() as u64;
         let mut f = Vec::with_capacity(128);
         crate::nd::router_advertisement(iid, dst, &p, &mut f);

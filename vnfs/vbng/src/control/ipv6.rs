@@ -105,24 +105,9 @@ impl ControlPlane {
         if !e.ipv6_up || e.prefix6 == 0 {
             return;
         }
-        let mtu = e.mtu();
-        let p = crate::nd::RaParams {
-            prefix: e.prefix6,
-            router_lifetime_s: self.ra.router_lifetime_s,
-            valid_s: self.ra.valid_s,
-            preferred_s: self.ra.preferred_s,
-            mtu: u32::from(mtu),
-            dns: self.ra.dns.clone(),
-            // RFC 8106 §5.1: at least MaxRtrAdvInterval; 3× is the suggested default.
-            dns_lifetime_s: (interval / 1000 * 3)
-                .clamp(1, u64::from(u32::MAX))
-                .try_into()
-                .unwrap_or(u32::MAX),
-            managed: self.ra.managed,
-            other: self.ra.other,
-            slla: None,
-        };
+        let (prefix, mtu) = (e.prefix6, e.mtu());
         e.next_ra = (interval > 0).then_some(now + interval);
+        let p = self.ra.params(prefix, mtu, None);
         let mut f = Vec::with_capacity(128);
         crate::nd::router_advertisement(our_iid, dst, &p, &mut f);
         self.stats.ra_sent += 1;

@@ -597,6 +597,29 @@ struct RaConfig {
     other: bool,
 }
 
+impl RaConfig {
+    /// What an RA announces: `prefix` (0 = no Prefix Information, IPoE), the link
+    /// `mtu`, our link-layer address on Ethernet (`slla`), the rest as configured.
+    fn params(&self, prefix: u64, mtu: u16, slla: Option<[u8; 6]>) -> crate::nd::RaParams {
+        crate::nd::RaParams {
+            prefix,
+            router_lifetime_s: self.router_lifetime_s,
+            valid_s: self.valid_s,
+            preferred_s: self.preferred_s,
+            mtu: u32::from(mtu),
+            dns: self.dns.clone(),
+            // RFC 8106 §5.1: at least MaxRtrAdvInterval; 3× is the suggested default.
+            dns_lifetime_s: (self.interval_ms / 1000 * 3)
+                .clamp(1, u64::from(u32::MAX))
+                .try_into()
+                .unwrap_or(u32::MAX),
+            managed: self.managed,
+            other: self.other,
+            slla,
+        }
+    }
+}
+
 /// The control plane.
 #[derive(Debug, Clone)]
 pub struct ControlPlane {

@@ -38,6 +38,8 @@ pub struct ArpInput {
     pub replies: u64,
     /// Bindings learned or refreshed from requests and replies addressed to us.
     pub learned: u64,
+    /// Where the next incremental neighbour-aging step starts.
+    age_cursor: usize,
 }
 
 impl ArpInput {
@@ -46,6 +48,7 @@ impl ArpInput {
             l3,
             replies: 0,
             learned: 0,
+            age_cursor: 0,
         }
     }
 }
@@ -176,7 +179,10 @@ impl Stage for ArpInput {
     }
 
     fn tick(&mut self, out: &mut Out) {
-        self.l3.neigh.age(out.now_ns);
+        // one slice of the table per tick: a full sweep of a large table every
+        // millisecond would cost the fast path cache lines for nothing
+        let (_, next) = self.l3.neigh.age_step(out.now_ns, self.age_cursor);
+        self.age_cursor = next;
     }
 }
 

@@ -13,7 +13,8 @@
 //!   tunnel's remote subnet → `esp-encrypt` (not NATed); from one (decrypted) →
 //!   `ip4-lookup`; from the LAN to the LAN, to our own addresses → `ip4-lookup`;
 //!   other LAN traffic and WAN traffic to the WAN address → `nat44` (default
-//!   successor; straight to `ip4-lookup` without NAT).
+//!   successor; straight to `ip4-lookup` without NAT); from the WAN straight to a
+//!   LAN address while NAT is on: dropped (`wan-to-lan`).
 //!
 //! All three read the headers through bounds-checked slices: a short or odd frame
 //! is passed on (the next node counts it) or dropped with a reason, never a panic;
@@ -208,6 +209,14 @@ impl Stage for TunnelCheck {
     }
 }
 
+dataplane::drop_reasons! {
+    /// Why `vcpe-select` drops.
+    pub enum SelectDrop {
+        WanToLan = ("wan-to-lan",
+            "from the WAN straight to a LAN address while NAT is on (replies come back to the WAN address)"),
+    }
+}
+
 /// `vcpe-select`'s next nodes.
 pub const SELECT_NEXT: &[&str] = &["esp-encrypt", "ip4-lookup"];
 const TO_TUNNEL: Next = Next::Node(0);
@@ -275,6 +284,9 @@ impl Select {
         let nat = if pkt.meta.port == self.lan_port {
             !(self.lan.contains(dst) || dst == self.lan_addr || dst == self.wan_addr)
         } else {
+            if self.nat && self.lan.contains(dst) {
+                return SelectDrop::WanToLan.into();
+            }
             dst == self.wan_addr
         };
         if nat && self.nat {
@@ -294,6 +306,14 @@ impl Stage for Select {
 
     fn next_nodes(&self) -> &'static [&'static str] {
         SELECT_NEXT
+    }
+
+    fn errors(&self) -> &'static [&'static str] {
+        SelectDrop::NAMES
+    }
+
+    fn error_help(&self) -> &'static [&'static str] {
+        SelectDrop::HELP
     }
 
     fn process(&mut self, b: &mut Batch, node: &mut NodeStats, out: &mut Out) {

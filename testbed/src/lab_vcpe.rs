@@ -220,7 +220,7 @@ fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
 fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
     let c = n.to_string();
     let out = lab
-        .exec(ns, &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", &to.to_string()])
+        .exec(ns, &["busybox", "ping", "-c", &c, "-W", "1", &to.to_string()])
         .unwrap_or_else(|e| e.to_string());
     // "N packets transmitted, M received"
     let received = out
@@ -236,25 +236,37 @@ fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
 struct Capture(Child);
 
 impl Capture {
-    fn start(ns: &str, dev: &str, path: &Path) -> anyhow::Result<Capture> {
+    fn start(ns: &str, dev: &str, path: &Path, log: &Path) -> anyhow::Result<Capture> {
         let c = Command::new("ip")
             .args(["netns", "exec", ns, "tshark", "-n", "-q", "-i", dev, "-f", "esp", "-w"])
             .arg(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
             .spawn()
             .context("starting tshark (apt-get install tshark)")?;
-        let cap = Capture(c);
-        // tshark creates the file once it captures
+        let mut cap = Capture(c);
+        // tshark says so once it captures (it may take seconds to load on a busy
+        // machine)
         let t0 = Instant::now();
-        while !path.exists() && t0.elapsed() < Duration::from_secs(10) {
+        let started = || {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("Capturing on")
+        };
+        while !started() && t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(st)) = cap.0.try_wait() {
+                let why = std::fs::read_to_string(log).unwrap_or_default();
+                bail!(
+                    "tshark on {dev} in {ns} exited ({st}): {}",
+                    why.lines().last().unwrap_or("")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
-        if !path.exists() {
-            bail!("tshark did not start capturing on {dev} in {ns}");
+        if !started() {
+            bail!("tshark did not start capturing on {dev} in {ns} within 30 s");
         }
-        std::thread::sleep(Duration::from_millis(300));
         Ok(cap)
     }
 
@@ -426,7 +438,7 @@ pub fn main(a: VcpeLabArgs) -> anyhow::Result<ExitCode> {
             vcpe_bin.display()
         );
     }
-    for tool in ["udhcpc", "tshark", "ping"] {
+    for tool in ["udhcpc", "tshark", "busybox"] {
         crate::netns::sh(&["sh", "-c", &format!("command -v {tool}")])
             .with_context(|| format!("{tool} is required (scripts/setup installs it)"))?;
     }
@@ -518,7 +530,7 @@ fn run(a: &VcpeLabArgs, lab: &Lab, dir: &Path, vcpe_bin: &Path) -> anyhow::Resul
         .clone()
         .unwrap_or_else(|| dir.join("wan.pcap"));
     let _ = std::fs::remove_file(&pcap);
-    let cap = Capture::start(&wan, "br0", &pcap)?;
+    let cap = Capture::start(&wan, "br0", &pcap, &dir.join("tshark.log"))?;
     // the first echo may wait for ARP on both sides
     let p12 = ping(lab, &lan1, lease2.address, 5);
     let p21 = ping(lab, &lan2, lease1.address, 5);

@@ -22,7 +22,7 @@ fn two_sites_lease_ping_decrypt_and_stream() {
         eprintln!("skipped: the namespace lab needs root");
         return;
     }
-    for t in ["ip", "udhcpc", "tshark", "ping"] {
+    for t in ["ip", "udhcpc", "tshark", "busybox"] {
         if missing(t) {
             eprintln!("skipped: {t} is not installed (scripts/setup installs it)");
             return;

@@ -132,9 +132,9 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
         }
         (sent, got)
     };
-    run(20_000, &mut gc);
+    run(10_000, &mut gc);
     let before = ALLOCS.load(Ordering::Relaxed);
-    let (sent, got) = run(300_000, &mut gc);
+    let (sent, got) = run(100_000, &mut gc);
     let after = ALLOCS.load(Ordering::Relaxed);
     assert!(got > sent / 4, "delivered {got} of {sent}");
     assert_eq!(after - before, 0, "allocations on the packet path");
@@ -144,5 +144,5 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
             enc = c.value;
         }
     });
-    assert!(enc > 100_000, "encrypted {enc}");
+    assert!(enc > 20_000, "encrypted {enc}");
 }

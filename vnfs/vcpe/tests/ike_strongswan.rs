@@ -359,7 +359,10 @@ fn vcpe_initiates_to_a_strongswan_hub_and_pings_cross_both_ways() {
     lab.ping(3, "192.168.1.2");
     let sas = lab.swanctl(&["--list-sas"]);
     assert!(sas.contains("cpe-a") && sas.contains("ESTABLISHED"), "{sas}");
-    assert!(sas.contains("192.168.2.0/24 === 192.168.1.0/24"), "{sas}");
+    assert!(
+        sas.contains("192.168.2.0/24") && sas.contains("192.168.1.0/24"),
+        "{sas}"
+    );
     // the vCPE's own counters saw the tunnel traffic
     let m = std::fs::read_to_string(lab.path("metrics.txt")).unwrap_or_default();
     let enc = m

@@ -198,7 +198,8 @@ fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
         ],
     )
     .with_context(|| format!("udhcpc in {ns} got no lease"))?;
-    let text = std::fs::read_to_string(&out).with_context(|| format!("udhcpc in {ns}: no lease"))?;
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("udhcpc in {ns}: no lease"))?;
     let f: Vec<&str> = text.split_whitespace().collect();
     let (Some(ip), Some(mask), Some(router)) = (
         f.first().and_then(|x| x.parse::<Ipv4Addr>().ok()),
@@ -208,8 +209,14 @@ fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
         bail!("udhcpc in {ns}: lease without address, subnet or router: {text:?}");
     };
     let len = mask_len(mask).with_context(|| format!("udhcpc in {ns}: bad subnet {mask}"))?;
-    lab.exec(ns, &["ip", "addr", "add", &format!("{ip}/{len}"), "dev", "eth0"])?;
-    lab.exec(ns, &["ip", "route", "add", "default", "via", &router.to_string()])?;
+    lab.exec(
+        ns,
+        &["ip", "addr", "add", &format!("{ip}/{len}"), "dev", "eth0"],
+    )?;
+    lab.exec(
+        ns,
+        &["ip", "route", "add", "default", "via", &router.to_string()],
+    )?;
     Ok(Lease {
         address: ip,
         prefix_len: len,
@@ -220,7 +227,10 @@ fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
 fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
     let c = n.to_string();
     let out = lab
-        .exec(ns, &["busybox", "ping", "-c", &c, "-W", "1", &to.to_string()])
+        .exec(
+            ns,
+            &["busybox", "ping", "-c", &c, "-W", "1", &to.to_string()],
+        )
         .unwrap_or_else(|e| e.to_string());
     // "N packets transmitted, M received"
     let received = out
@@ -238,7 +248,9 @@ struct Capture(Child);
 impl Capture {
     fn start(ns: &str, dev: &str, path: &Path, log: &Path) -> anyhow::Result<Capture> {
         let c = Command::new("ip")
-            .args(["netns", "exec", ns, "tshark", "-n", "-q", "-i", dev, "-f", "esp", "-w"])
+            .args([
+                "netns", "exec", ns, "tshark", "-n", "-q", "-i", dev, "-f", "esp", "-w",
+            ])
             .arg(path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -313,15 +325,28 @@ fn decrypt(pcap: &Path, k: &Keys) -> anyhow::Result<Decrypt> {
         ]);
     }
     cmd.args([
-        "-T", "fields", "-E", "occurrence=l", "-e", "esp.spi", "-e", "ip.src", "-e", "ip.dst",
-        "-e", "icmp.type",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=l",
+        "-e",
+        "esp.spi",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+        "-e",
+        "icmp.type",
     ]);
     let out = cmd.output().context("running tshark")?;
     if !out.status.success() {
         bail!(
             "tshark -r {}: {}",
             pcap.display(),
-            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -495,11 +520,27 @@ fn run(a: &VcpeLabArgs, lab: &Lab, dir: &Path, vcpe_bin: &Path) -> anyhow::Resul
     lab.veth(&v1, "wan", &wan, "p1")?;
     lab.veth(&v2, "wan", &wan, "p2")?;
     lab.bridge(&wan, "br0", &["p1", "p2"])?;
-    lab.exec(&wan, &["ip", "addr", "add", "198.51.100.1/24", "dev", "br0"])?;
+    lab.exec(
+        &wan,
+        &["ip", "addr", "add", "198.51.100.1/24", "dev", "br0"],
+    )?;
     // AF_PACKET sees what the veth receives; no offloads that would hand it
     // unchecksummed or merged frames
-    for (ns, dev) in [(&v1, "lan"), (&v1, "wan"), (&v2, "lan"), (&v2, "wan"), (&lan1, "eth0"), (&lan2, "eth0")] {
-        let _ = lab.exec(ns, &["ethtool", "-K", dev, "tx", "off", "rx", "off", "gro", "off", "gso", "off", "tso", "off"]);
+    for (ns, dev) in [
+        (&v1, "lan"),
+        (&v1, "wan"),
+        (&v2, "lan"),
+        (&v2, "wan"),
+        (&lan1, "eth0"),
+        (&lan2, "eth0"),
+    ] {
+        let _ = lab.exec(
+            ns,
+            &[
+                "ethtool", "-K", dev, "tx", "off", "rx", "off", "gro", "off", "gso", "off", "tso",
+                "off",
+            ],
+        );
     }
     for (n, ns) in [(1u8, &v1), (2, &v2)] {
         let cfg = dir.join(format!("vcpe{n}.toml"));
@@ -525,10 +566,7 @@ fn run(a: &VcpeLabArgs, lab: &Lab, dir: &Path, vcpe_bin: &Path) -> anyhow::Resul
     };
     let lease1 = dhcp(lab, &lan1, dir).map_err(|e| anyhow::anyhow!("{e:#}{}", dump_logs()))?;
     let lease2 = dhcp(lab, &lan2, dir).map_err(|e| anyhow::anyhow!("{e:#}{}", dump_logs()))?;
-    let pcap = a
-        .pcap
-        .clone()
-        .unwrap_or_else(|| dir.join("wan.pcap"));
+    let pcap = a.pcap.clone().unwrap_or_else(|| dir.join("wan.pcap"));
     let _ = std::fs::remove_file(&pcap);
     let cap = Capture::start(&wan, "br0", &pcap, &dir.join("tshark.log"))?;
     // the first echo may wait for ARP on both sides

@@ -37,7 +37,15 @@ fn two_sites_lease_ping_decrypt_and_stream() {
     );
     let out = Command::new(&testbed)
         .args([
-            "lab", "vcpe", "--json", "--seconds", "1", "--rate", "1000", "--size", "800",
+            "lab",
+            "vcpe",
+            "--json",
+            "--seconds",
+            "1",
+            "--rate",
+            "1000",
+            "--size",
+            "800",
         ])
         .arg("--vcpe")
         .arg(&vcpe)
@@ -50,7 +58,10 @@ fn two_sites_lease_ping_decrypt_and_stream() {
     assert_eq!(v["schema"]["name"], "testbed.lab.vcpe");
     let l1 = v["lease_lan1"]["address"].as_str().unwrap();
     let l2 = v["lease_lan2"]["address"].as_str().unwrap();
-    assert!(l1.starts_with("192.168.1.") && l2.starts_with("192.168.2."), "{v}");
+    assert!(
+        l1.starts_with("192.168.1.") && l2.starts_with("192.168.2."),
+        "{v}"
+    );
     assert!(v["ping_1_to_2"]["received"].as_u64().unwrap() > 0, "{v}");
     assert!(v["ping_2_to_1"]["received"].as_u64().unwrap() > 0, "{v}");
     assert!(v["tshark"]["decrypted_icmp"].as_u64().unwrap() > 0, "{v}");

@@ -110,6 +110,9 @@ impl Stats {
     }
 }
 
+/// A port and the next-hop address on it.
+type Hop = (u16, Ipv4Addr);
+
 /// The control plane of one vCPE.
 pub struct ControlPlane {
     l3: Arc<L3>,
@@ -364,7 +367,7 @@ impl ControlPlane {
     }
 
     /// The port and MAC to reach `peer`, or the (port, next hop) to ask for.
-    fn next_hop(&self, peer: Ipv4Addr) -> Result<(u16, [u8; 6]), Option<(u16, Ipv4Addr)>> {
+    fn next_hop(&self, peer: Ipv4Addr) -> Result<(u16, [u8; 6]), Option<Hop>> {
         let hop = self
             .l3
             .fib4

@@ -125,7 +125,9 @@ impl Vcpe {
             mtu: cfg.wan.mtu,
         })
         .map_err(|x| cerr("wan", x))?;
-        let gw = b.via4(cfg.wan.gateway).map_err(|x| cerr("wan.gateway", x))?;
+        let gw = b
+            .via4(cfg.wan.gateway)
+            .map_err(|x| cerr("wan.gateway", x))?;
         b.route4(Ipv4Addr::UNSPECIFIED, 0, gw)
             .map_err(|x| cerr("wan.gateway", x))?;
         for (i, r) in cfg.routes.iter().enumerate() {
@@ -222,7 +224,8 @@ impl Vcpe {
         let c = &self.config;
         let l3 = &self.l3;
         let mut enc = EspEncrypt::gateway(queues.encrypt.clone());
-        let mut dec = EspDecrypt::gateway(vec![IpAddr::V4(self.wan_addr())], queues.decrypt.clone());
+        let mut dec =
+            EspDecrypt::gateway(vec![IpAddr::V4(self.wan_addr())], queues.decrypt.clone());
         for (i, t) in c.tunnels.iter().enumerate() {
             install_static(self.wan_addr(), t, &mut enc, &mut dec)
                 .map_err(|e| cerr(&format!("tunnel[{i}] ({})", t.name), e))?;
@@ -230,7 +233,10 @@ impl Vcpe {
         let fw = Firewall::new(&self.firewall_config()).map_err(|e| cerr("firewall", e))?;
         let mut g = Pipeline::new();
         g.add(Box::new(LanInput::default()), Some("ethernet-input"));
-        g.add(Box::new(WanInput::new(self.remotes())), Some("ethernet-input"));
+        g.add(
+            Box::new(WanInput::new(self.remotes())),
+            Some("ethernet-input"),
+        );
         g.add(
             Box::new(Classify::new(self.macs.clone()).with_next(ETH_NEXT)),
             Some("ip4-input"),
@@ -255,7 +261,10 @@ impl Vcpe {
             g.add(Box::new(n), Some("ip4-lookup"));
         }
         g.add(Box::new(enc), Some("vcpe-tunnel-check"));
-        g.add(Box::new(TunnelCheck::new(self.remotes())), Some("ip4-lookup"));
+        g.add(
+            Box::new(TunnelCheck::new(self.remotes())),
+            Some("ip4-lookup"),
+        );
         g.add(Box::new(Ip4Lookup::new(l3.clone())), Some("ip4-rewrite"));
         g.add(Box::new(Ip4Rewrite::new(l3.clone())), None);
         g.set_entry("ethernet-input");
@@ -291,7 +300,8 @@ fn install_static(
     };
     let (me, peer) = (IpAddr::V4(wan), IpAddr::V4(t.peer));
     let out_alg = alg(s.key_out.bytes());
-    let km = KeyMaterial::new(out_alg, s.key_out.bytes()).map_err(|e| format!("static.key_out: {e}"))?;
+    let km =
+        KeyMaterial::new(out_alg, s.key_out.bytes()).map_err(|e| format!("static.key_out: {e}"))?;
     let mut oc = SaConfig::tunnel(s.spi_out, Direction::Outbound, me, peer);
     oc.algorithm = out_alg;
     let ip = enc.ipsec_mut();
@@ -304,7 +314,8 @@ fn install_static(
         Action::Protect(id),
     );
     let in_alg = alg(s.key_in.bytes());
-    let km = KeyMaterial::new(in_alg, s.key_in.bytes()).map_err(|e| format!("static.key_in: {e}"))?;
+    let km =
+        KeyMaterial::new(in_alg, s.key_in.bytes()).map_err(|e| format!("static.key_in: {e}"))?;
     let mut ic = SaConfig::tunnel(s.spi_in, Direction::Inbound, peer, me);
     ic.algorithm = in_alg;
     ic.selector = Some(Selector::between(prefix(&t.remote), prefix(&t.local)));

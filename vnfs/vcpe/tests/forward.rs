@@ -32,7 +32,9 @@ fn dhcp_discover_gets_an_offer_from_the_pool() {
     let d = dhcp_discover(H1, 1);
     for n in [20, 40, 60, 100] {
         let o = a.send(LAN, &d[..n]);
-        assert!(o.iter().all(|(p, _)| *p != LAN || ip_of(&o[0].1).is_none_or(|x| x.3 != 67)));
+        assert!(o
+            .iter()
+            .all(|(p, _)| *p != LAN || ip_of(&o[0].1).is_none_or(|x| x.3 != 67)));
     }
 }
 
@@ -43,17 +45,36 @@ fn lan_traffic_is_natted_and_only_replies_come_back() {
     a.neighbour([192, 168, 1, 10], H1);
     let o = a.send(
         LAN,
-        &udp(H1, A_LAN, [192, 168, 1, 10], [203, 0, 113, 5], 40000, 9999, b"out"),
+        &udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 10],
+            [203, 0, 113, 5],
+            40000,
+            9999,
+            b"out",
+        ),
     );
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!(o[0].0, WAN);
     assert_eq!(&o[0].1[..6], &GW);
     let (src, dst, _, sport, dport) = ip_of(&o[0].1).unwrap();
-    assert_eq!((src, dst, dport), ([198, 51, 100, 2], [203, 0, 113, 5], 9999));
+    assert_eq!(
+        (src, dst, dport),
+        ([198, 51, 100, 2], [203, 0, 113, 5], 9999)
+    );
     // the reply maps back to the LAN host
     let o = a.send(
         WAN,
-        &udp(GW, A_WAN, [203, 0, 113, 5], [198, 51, 100, 2], 9999, sport, b"back"),
+        &udp(
+            GW,
+            A_WAN,
+            [203, 0, 113, 5],
+            [198, 51, 100, 2],
+            9999,
+            sport,
+            b"back",
+        ),
     );
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!(o[0].0, LAN);
@@ -63,19 +84,43 @@ fn lan_traffic_is_natted_and_only_replies_come_back() {
     // filtering), dropped
     let o = a.send(
         WAN,
-        &udp(GW, A_WAN, [203, 0, 113, 5], [198, 51, 100, 2], 9998, sport, b"x"),
+        &udp(
+            GW,
+            A_WAN,
+            [203, 0, 113, 5],
+            [198, 51, 100, 2],
+            9998,
+            sport,
+            b"x",
+        ),
     );
     assert!(o.is_empty(), "{o:?}");
     // straight to a LAN address from the WAN: a new connection, the firewall drops
     // it; with the tuple of the tracked connection, vcpe-select does (not NATed)
     let o = a.send(
         WAN,
-        &udp(GW, A_WAN, [203, 0, 113, 5], [192, 168, 1, 10], 9999, 40001, b"x"),
+        &udp(
+            GW,
+            A_WAN,
+            [203, 0, 113, 5],
+            [192, 168, 1, 10],
+            9999,
+            40001,
+            b"x",
+        ),
     );
     assert!(o.is_empty(), "{o:?}");
     let o = a.send(
         WAN,
-        &udp(GW, A_WAN, [203, 0, 113, 5], [192, 168, 1, 10], 9999, 40000, b"x"),
+        &udp(
+            GW,
+            A_WAN,
+            [203, 0, 113, 5],
+            [192, 168, 1, 10],
+            9999,
+            40000,
+            b"x",
+        ),
     );
     assert!(o.is_empty(), "{o:?}");
     let errs = a.graph.show_errors();
@@ -94,12 +139,23 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
     b.neighbour([192, 168, 2, 20], H2);
     let o = a.send(
         LAN,
-        &udp(H1, A_LAN, [192, 168, 1, 10], [192, 168, 2, 20], 5000, 6000, b"hello b"),
+        &udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 10],
+            [192, 168, 2, 20],
+            5000,
+            6000,
+            b"hello b",
+        ),
     );
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!(o[0].0, WAN);
     let (src, dst, proto, _, _) = ip_of(&o[0].1).unwrap();
-    assert_eq!((src, dst, proto), ([198, 51, 100, 2], [198, 51, 100, 3], 50));
+    assert_eq!(
+        (src, dst, proto),
+        ([198, 51, 100, 2], [198, 51, 100, 3], 50)
+    );
     // SPI of the tunnel
     assert_eq!(&o[0].1[14 + 20..14 + 24], &0x1001u32.to_be_bytes());
     let o = b.send(WAN, &o[0].1);
@@ -113,7 +169,10 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
     );
     assert!(o[0].1.ends_with(b"hello b"));
     // and back, an ICMP echo from B's LAN
-    let o = b.send(LAN, &icmp_echo(H2, B_LAN, [192, 168, 2, 20], [192, 168, 1, 10], 7));
+    let o = b.send(
+        LAN,
+        &icmp_echo(H2, B_LAN, [192, 168, 2, 20], [192, 168, 1, 10], 7),
+    );
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!(ip_of(&o[0].1).unwrap().2, 50);
     let o = a.send(WAN, &o[0].1);
@@ -123,7 +182,10 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
     assert_eq!((src, dst, proto), ([192, 168, 2, 20], [192, 168, 1, 10], 1));
     // the same packet again: a replay, dropped
     let again = {
-        let o = b.send(LAN, &icmp_echo(H2, B_LAN, [192, 168, 2, 20], [192, 168, 1, 10], 8));
+        let o = b.send(
+            LAN,
+            &icmp_echo(H2, B_LAN, [192, 168, 2, 20], [192, 168, 1, 10], 8),
+        );
         o[0].1.clone()
     };
     assert_eq!(a.send(WAN, &again).len(), 1);
@@ -131,7 +193,15 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
     // a clear packet claiming to come from B's LAN: dropped before anything
     let o = a.send(
         WAN,
-        &udp(B_WAN, A_WAN, [192, 168, 2, 20], [192, 168, 1, 10], 1, 2, b"spoof"),
+        &udp(
+            B_WAN,
+            A_WAN,
+            [192, 168, 2, 20],
+            [192, 168, 1, 10],
+            1,
+            2,
+            b"spoof",
+        ),
     );
     assert!(o.is_empty(), "{o:?}");
     let errs = a.graph.show_errors();
@@ -154,7 +224,15 @@ fn ike_tunnel_without_sa_drops_instead_of_leaking_and_starts_ike() {
     a.neighbour([192, 168, 1, 10], H1);
     let o = a.send(
         LAN,
-        &udp(H1, A_LAN, [192, 168, 1, 10], [192, 168, 2, 20], 5000, 6000, b"early"),
+        &udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 10],
+            [192, 168, 2, 20],
+            5000,
+            6000,
+            b"early",
+        ),
     );
     // nothing in clear; what leaves is IKE (UDP 500) to the peer
     for (port, f) in &o {
@@ -194,7 +272,11 @@ fn bad_configurations_are_refused_with_the_field_named() {
             "key_in = \"fedcba98\"",
             "key",
         ),
-        ("address = \"192.168.1.1/24\"", "address = \"192.168.1.1\"", "line"),
+        (
+            "address = \"192.168.1.1/24\"",
+            "address = \"192.168.1.1\"",
+            "line",
+        ),
         ("[nat]", "[nat]\nbogus = 1", "bogus"),
     ];
     for (from, to, want) in cases {

@@ -194,7 +194,13 @@ esp_proposals = ["aes256gcm16"]
         );
         std::fs::write(self.path("vcpe.toml"), conf).expect("config");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[1], env!("CARGO_BIN_EXE_vcpe"), "run"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[1],
+                env!("CARGO_BIN_EXE_vcpe"),
+                "run",
+            ])
             .arg(self.path("vcpe.toml"))
             .arg("--metrics")
             .arg(self.path("metrics.txt"))
@@ -278,7 +284,15 @@ secrets {{
             d.join("run").display()
         );
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns[2], "unshare", "-m", "--propagation", "private"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns[2],
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
             .args(["sh", "-c", &script])
             .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
             .stdin(Stdio::null())
@@ -287,7 +301,9 @@ secrets {{
             .spawn()
             .expect("charon");
         self.charon = Some(child);
-        self.wait("charon's vici socket", 15, || d.join("charon.vici").exists());
+        self.wait("charon's vici socket", 15, || {
+            d.join("charon.vici").exists()
+        });
         self.swanctl(&[
             "--load-all",
             "--noprompt",
@@ -326,7 +342,18 @@ secrets {{
     fn ping(&self, n: usize, dst: &str) {
         let once = || {
             Command::new("ip")
-                .args(["netns", "exec", &self.ns[n], "busybox", "ping", "-c", "1", "-W", "1", dst])
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns[n],
+                    "busybox",
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "1",
+                    dst,
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -351,14 +378,19 @@ fn vcpe_initiates_to_a_strongswan_hub_and_pings_cross_both_ways() {
     let mut lab = Lab::new();
     lab.start_charon();
     lab.start_vcpe();
-    lab.wait("the IKE SA", 20, || lab.metric("ike_sas").is_some_and(|v| v >= 1.0));
+    lab.wait("the IKE SA", 20, || {
+        lab.metric("ike_sas").is_some_and(|v| v >= 1.0)
+    });
     lab.wait("charon's child SA", 10, || {
         lab.swanctl(&["--list-sas"]).contains("INSTALLED")
     });
     lab.ping(0, "192.168.2.2");
     lab.ping(3, "192.168.1.2");
     let sas = lab.swanctl(&["--list-sas"]);
-    assert!(sas.contains("cpe-a") && sas.contains("ESTABLISHED"), "{sas}");
+    assert!(
+        sas.contains("cpe-a") && sas.contains("ESTABLISHED"),
+        "{sas}"
+    );
     assert!(
         sas.contains("192.168.2.0/24") && sas.contains("192.168.1.0/24"),
         "{sas}"

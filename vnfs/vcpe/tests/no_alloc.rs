@@ -68,11 +68,11 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
     let a = vcpe::vnf::build(&vcpe::Config::from_toml(A).unwrap()).unwrap();
     let b = vcpe::vnf::build(&vcpe::Config::from_toml(B).unwrap()).unwrap();
     let learn = |v: &vcpe::vnf::Built, ip: [u8; 4], mac: [u8; 6]| {
-        assert!(v.vcpe.l3.neigh.learn(
-            dataplane::stages::neigh::key_v4(ip.into()),
-            mac,
-            0
-        ));
+        assert!(v
+            .vcpe
+            .l3
+            .neigh
+            .learn(dataplane::stages::neigh::key_v4(ip.into()), mac, 0));
     };
     learn(&a, [198, 51, 100, 3], B_WAN);
     learn(&a, [198, 51, 100, 1], B_WAN); // the "Internet" is B's port too
@@ -88,20 +88,60 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
         tx_policy: TxPolicy::Drop,
         ..WorkerConfig::default()
     };
-    let mut wa = Worker::new(vec![a_lan, a_wan], a.graph, pool.cache(), cfg.clone()).unwrap();
+    let mut wa = Worker::new(vec![a_lan, a_wan], a.graph, pool.cache(), cfg).unwrap();
     let mut wb = Worker::new(vec![b_lan, b_wan], b.graph, pool.cache(), cfg).unwrap();
     let t1 = [
-        udp(H1, A_LAN, [192, 168, 1, 10], [203, 0, 113, 5], 40000, 9, &[0; 18]),
-        udp(H1, A_LAN, [192, 168, 1, 10], [192, 168, 2, 20], 5000, 6000, &[0; 400]),
-        udp(H1, A_LAN, [192, 168, 1, 11], [203, 0, 113, 6], 40001, 9, &[0; 1000]),
+        udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 10],
+            [203, 0, 113, 5],
+            40000,
+            9,
+            &[0; 18],
+        ),
+        udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 10],
+            [192, 168, 2, 20],
+            5000,
+            6000,
+            &[0; 400],
+        ),
+        udp(
+            H1,
+            A_LAN,
+            [192, 168, 1, 11],
+            [203, 0, 113, 6],
+            40001,
+            9,
+            &[0; 1000],
+        ),
         icmp_echo(H1, A_LAN, [192, 168, 1, 10], [192, 168, 2, 20], 3),
     ];
     let t2 = [
-        udp(H2, B_LAN, [192, 168, 2, 20], [192, 168, 1, 10], 6000, 5000, &[0; 100]),
+        udp(
+            H2,
+            B_LAN,
+            [192, 168, 2, 20],
+            [192, 168, 1, 10],
+            6000,
+            5000,
+            &[0; 100],
+        ),
         // to the Internet from B (NATed; arrives at A's WAN, where it is not for
         // A's MAC... the frames go to the gateway's MAC, which is A's WAN here: A
         // drops it as unsolicited)
-        udp(H2, B_LAN, [192, 168, 2, 21], [203, 0, 113, 7], 1, 2, &[0; 30]),
+        udp(
+            H2,
+            B_LAN,
+            [192, 168, 2, 21],
+            [203, 0, 113, 7],
+            1,
+            2,
+            &[0; 30],
+        ),
     ];
     let mut gc = pool.cache();
     let mut gb = Batch::new();

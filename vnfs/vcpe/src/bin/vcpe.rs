@@ -84,7 +84,7 @@ fn main() -> ExitCode {
 fn load(path: &PathBuf) -> anyhow::Result<Config> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Config::from_toml(&text).with_context(|| path.display().to_string())?)
+    Config::from_toml(&text).with_context(|| path.display().to_string())
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
@@ -149,8 +149,8 @@ fn run(
         ports.push(p);
     }
     let built = vnf::build_with_macs(&cfg, &macs).with_context(|| config.display().to_string())?;
-    let pool = dataplane::buf::Pool::new(cfg.engine.pool_buffers)
-        .context("allocating the buffer pool")?;
+    let pool =
+        dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
     let punt = dataplane::worker::ring(1024);
     let inject = dataplane::worker::ring(1024);
     let mut graph = built.graph;
@@ -205,14 +205,15 @@ fn run(
                     }
                     "/trace" => Response::text(snaps.iter().map(|s| s.trace.as_str()).collect()),
                     "/leases" => {
-                        let l = stats.lease_list.lock().map(|l| l.clone()).unwrap_or_default();
+                        let l = stats
+                            .lease_list
+                            .lock()
+                            .map(|l| l.clone())
+                            .unwrap_or_default();
                         Response::text(
                             l.iter()
                                 .map(|(m, a)| {
-                                    format!(
-                                        "{} {a}\n",
-                                        dataplane::proto::ethernet::MacAddr(*m)
-                                    )
+                                    format!("{} {a}\n", dataplane::proto::ethernet::MacAddr(*m))
                                 })
                                 .collect(),
                         )

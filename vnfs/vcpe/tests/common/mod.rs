@@ -112,8 +112,11 @@ pub fn icmp_echo(
     f
 }
 
-/// (src, dst, ip protocol, src port, dst port) of an IPv4 frame.
-pub fn ip_of(f: &[u8]) -> Option<([u8; 4], [u8; 4], u8, u16, u16)> {
+/// (src, dst, ip protocol, src port, dst port).
+pub type Tuple = ([u8; 4], [u8; 4], u8, u16, u16);
+
+/// The [`Tuple`] of an IPv4 frame.
+pub fn ip_of(f: &[u8]) -> Option<Tuple> {
     let s = etherparse::SlicedPacket::from_ethernet(f).ok()?;
     let etherparse::NetSlice::Ipv4(ip) = s.net? else {
         return None;

@@ -173,11 +173,11 @@ pub fn ike_section(v: &Vcpe) -> Result<Option<IkeSection>, ConfigError> {
         if let Some(r) = &k.remote_id {
             c.insert("remote_id".into(), Value::String(r.clone()));
         }
+        // The daemon's section takes the PSK as text: handed over as hex. This
+        // copy lives in the table below until the section is parsed, then is
+        // freed (the daemon's own copy is wiped on drop).
         let hex: String = k.psk.bytes().iter().map(|b| format!("{b:02x}")).collect();
-        c.insert(
-            "psk".into(),
-            Value::String(format!("0x{}", zeroize::Zeroizing::new(hex).as_str())),
-        );
+        c.insert("psk".into(), Value::String(format!("0x{hex}")));
         if let Some(p) = &k.proposals {
             c.insert(
                 "proposals".into(),
@@ -230,7 +230,6 @@ pub fn ike_section(v: &Vcpe) -> Result<Option<IkeSection>, ConfigError> {
     }
     let mut sec = toml::Table::new();
     sec.insert("connections".into(), Value::Table(conns));
-    // The PSK passed through the table as hex; the table is dropped right here.
     let s: IkeSection = Value::Table(sec)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError(format!("tunnel.ike: {}", e.message())))?;

@@ -5,10 +5,11 @@
 //!   67, RFC 2131 §4.1; sent from 0.0.0.0 to the limited broadcast, which
 //!   `ip4-input` drops as martians) are punted to the DHCP server; the rest goes on
 //!   to `ethernet-input`.
-//! - `vcpe-wan-input`: the WAN port's entry node. A clear IPv4 packet whose source
-//!   lies in a tunnel's remote subnet is dropped (RFC 4301 §5.2: traffic a PROTECT
-//!   policy covers must arrive protected; after `esp-decrypt` such sources are
-//!   legitimate, so the check is made before it).
+//! - `vcpe-wan-guard`: between `ip4-input` and `esp-decrypt` (after
+//!   `ethernet-input` has found the IPv4 header, VLAN tags or not). A clear IPv4
+//!   packet from the WAN whose source lies in a tunnel's remote subnet is dropped
+//!   (RFC 4301 §5.2: traffic a PROTECT policy covers must arrive protected; after
+//!   `esp-decrypt` such sources are legitimate, so the check is made before it).
 //! - `vcpe-select`: after the firewall, picks the path of each IPv4 packet: to a
 //!   tunnel's remote subnet → `esp-encrypt` (not NATed); from one (decrypted) →
 //!   `ip4-lookup`; from the LAN to the LAN, to our own addresses → `ip4-lookup`;
@@ -115,27 +116,28 @@ impl Stage for LanInput {
 }
 
 dataplane::drop_reasons! {
-    /// Why `vcpe-wan-input` drops.
+    /// Why `vcpe-wan-guard` drops.
     pub enum WanDrop {
         ClearTunnelSource = ("clear-tunnel-source",
             "clear packet from the WAN with a source in a tunnel's remote subnet (RFC 4301 §5.2)"),
     }
 }
 
-/// `vcpe-wan-input`.
-pub struct WanInput {
+/// `vcpe-wan-guard`.
+pub struct WanGuard {
+    wan_port: u16,
     remotes: Vec<Subnet>,
 }
 
-impl WanInput {
-    pub fn new(remotes: Vec<Subnet>) -> Self {
-        WanInput { remotes }
+impl WanGuard {
+    pub fn new(wan_port: u16, remotes: Vec<Subnet>) -> Self {
+        WanGuard { wan_port, remotes }
     }
 }
 
-impl Stage for WanInput {
+impl Stage for WanGuard {
     fn name(&self) -> &'static str {
-        "vcpe-wan-input"
+        "vcpe-wan-guard"
     }
 
     fn errors(&self) -> &'static [&'static str] {
@@ -150,9 +152,13 @@ impl Stage for WanInput {
         if self.remotes.is_empty() {
             return;
         }
-        let remotes = &self.remotes;
+        let (remotes, wan) = (&self.remotes, self.wan_port);
         b.dispatch(node, out, |pkt: &mut Pkt, _| {
-            match ip4_of(pkt.data()).and_then(|ip| be32(ip, 12)) {
+            if pkt.meta.port != wan {
+                return Next::Keep;
+            }
+            let l3 = usize::from(pkt.meta.l3);
+            match pkt.data().get(l3..).and_then(|ip| be32(ip, 12)) {
                 Some(src) if remotes.iter().any(|r| r.contains(src)) => {
                     WanDrop::ClearTunnelSource.into()
                 }

@@ -4,12 +4,12 @@
 //!
 //! ```text
 //! port lan ─> vcpe-lan-input ──(DHCP to port 67)──> punt (DHCP server)
-//!                  │
-//! port wan ─> vcpe-wan-input (clear packets from a tunnel's remote subnet: drop)
 //!                  ▼
-//!            ethernet-input ─┬─> arp-input ─────────────────────────────> port / drop
-//!                            └─> ip4-input ─> esp-decrypt (ESP to the WAN address;
-//!                                 IKE punted) ─> firewall ─> vcpe-select
+//! port wan ─> ethernet-input ─┬─> arp-input ────────────────────────────> port / drop
+//!                             └─> ip4-input ─> vcpe-wan-guard (clear packets from a
+//!                                  tunnel's remote subnet: drop) ─> esp-decrypt (ESP
+//!                                  to the WAN address; IKE punted) ─> firewall
+//!                                  ─> vcpe-select
 //!   vcpe-select ─┬─(to a remote subnet)─> esp-encrypt ─> vcpe-tunnel-check ─┐
 //!                ├─(LAN→WAN, WAN→WAN address)─> nat44 ─────────────────────┤
 //!                └─(decrypted, LAN→LAN, to us)─────────────────────────────┴─>
@@ -26,7 +26,7 @@
 
 use crate::config::{Config, ConfigError, TunnelConfig};
 use crate::control::ControlPlane;
-use crate::nodes::{LanInput, Select, Subnet, TunnelCheck, WanInput};
+use crate::nodes::{LanInput, Select, Subnet, TunnelCheck, WanGuard};
 use core::net::{IpAddr, Ipv4Addr};
 use dataplane::stage::Pipeline;
 use dataplane::stages::arp::ArpInput;
@@ -234,15 +234,15 @@ impl Vcpe {
         let mut g = Pipeline::new();
         g.add(Box::new(LanInput::default()), Some("ethernet-input"));
         g.add(
-            Box::new(WanInput::new(self.remotes())),
-            Some("ethernet-input"),
-        );
-        g.add(
             Box::new(Classify::new(self.macs.clone()).with_next(ETH_NEXT)),
             Some("ip4-input"),
         );
         g.add(Box::new(ArpInput::new(l3.clone())), None);
-        g.add(Box::new(Ip4Input::for_l3(l3)), Some("esp-decrypt"));
+        g.add(Box::new(Ip4Input::for_l3(l3)), Some("vcpe-wan-guard"));
+        g.add(
+            Box::new(WanGuard::new(WAN, self.remotes())),
+            Some("esp-decrypt"),
+        );
         g.add(Box::new(dec), Some("firewall"));
         g.add(Box::new(fw), Some("vcpe-select"));
         let nat = c.nat.enabled;
@@ -269,7 +269,6 @@ impl Vcpe {
         g.add(Box::new(Ip4Rewrite::new(l3.clone())), None);
         g.set_entry("ethernet-input");
         g.set_port_entry(LAN, "vcpe-lan-input");
-        g.set_port_entry(WAN, "vcpe-wan-input");
         g.seal().map_err(|e| cerr("graph", e))?;
         Ok(g)
     }

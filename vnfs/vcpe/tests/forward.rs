@@ -31,10 +31,7 @@ fn dhcp_discover_gets_an_offer_from_the_pool() {
     // a truncated request is counted, not answered, and nothing panics
     let d = dhcp_discover(H1, 1);
     for n in [20, 40, 60, 100] {
-        let o = a.send(LAN, &d[..n]);
-        assert!(o
-            .iter()
-            .all(|(p, _)| *p != LAN || ip_of(&o[0].1).is_none_or(|x| x.3 != 67)));
+        assert!(a.send(LAN, &d[..n]).is_empty(), "{n}");
     }
 }
 
@@ -204,6 +201,10 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
         ),
     );
     assert!(o.is_empty(), "{o:?}");
+    // the same behind an 802.1Q tag
+    let mut tagged = udp(B_WAN, A_WAN, [192, 168, 2, 20], [192, 168, 1, 10], 1, 2, b"spoof");
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    assert!(a.send(WAN, &tagged).is_empty());
     let errs = a.graph.show_errors();
     assert!(errs.contains("clear-tunnel-source"), "{errs}");
     assert!(errs.contains("replay"), "{errs}");

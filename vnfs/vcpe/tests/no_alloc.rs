@@ -130,9 +130,8 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
             5000,
             &[0; 100],
         ),
-        // to the Internet from B (NATed; arrives at A's WAN, where it is not for
-        // A's MAC... the frames go to the gateway's MAC, which is A's WAN here: A
-        // drops it as unsolicited)
+        // to the Internet from B: NATed, sent to the "gateway", which is A's WAN
+        // MAC here; A's firewall drops it (not a reply to anything of A's)
         udp(
             H2,
             B_LAN,

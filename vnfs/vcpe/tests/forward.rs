@@ -202,7 +202,15 @@ fn static_tunnel_carries_lan_to_lan_both_ways_without_nat() {
     );
     assert!(o.is_empty(), "{o:?}");
     // the same behind an 802.1Q tag
-    let mut tagged = udp(B_WAN, A_WAN, [192, 168, 2, 20], [192, 168, 1, 10], 1, 2, b"spoof");
+    let mut tagged = udp(
+        B_WAN,
+        A_WAN,
+        [192, 168, 2, 20],
+        [192, 168, 1, 10],
+        1,
+        2,
+        b"spoof",
+    );
     tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
     assert!(a.send(WAN, &tagged).is_empty());
     let errs = a.graph.show_errors();

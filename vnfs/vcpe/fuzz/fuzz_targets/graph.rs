@@ -1,8 +1,7 @@
 //! Fuzz target: arbitrary frames into the vCPE's graph (site A of the examples, a
 //! static tunnel, NAT, firewall, DHCP server) on the LAN or WAN port (the first
 //! byte picks the port and whether the frame goes to the control plane as a punt
-//! would), and whatever is punted into its control plane. Nothing may panic; the
-//! graph must end every packet (sent, punted or dropped with a reason).
+//! would), and whatever is punted into its control plane. Nothing may panic.
 #![no_main]
 
 use dataplane::batch::{Batch, Out};
@@ -53,7 +52,6 @@ fuzz_target!(|data: &[u8]| {
             s.out.now_ns = s.now * 1_000_000;
             s.graph.run(&mut b, &mut s.out);
             b.free_all(&mut s.out.cache);
-            assert!(b.is_empty());
         } else {
             s.out.cache.free(p);
         }

@@ -9,6 +9,7 @@ mod image;
 mod lab_bng;
 mod lab_bng_netns;
 mod lab_router;
+mod lab_vcpe;
 mod netns;
 mod scenario;
 
@@ -58,6 +59,10 @@ enum LabCmd {
     Router(lab_router::RouterLabArgs),
     /// Emulated PPPoE subscribers -> vBNG -> core sink in one process (no root).
     Bng(lab_bng::BngLabArgs),
+    /// Two vCPE sites (udhcpc on each LAN, a static-key IPsec tunnel across a WAN
+    /// bridge) in network namespaces: leases, pings, tshark decryption, LAN-to-LAN
+    /// throughput and loss (root).
+    Vcpe(lab_vcpe::VcpeLabArgs),
     /// A netns lab from a scenario file (namespaces, veths, bridges, taps, processes,
     /// traffic); everything is removed at the end, on error and on Ctrl-C (root).
     Run(scenario::RunArgs),
@@ -82,6 +87,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Lab(LabCmd::Router(a)) => lab_router::main(a),
         Cmd::Lab(LabCmd::Bng(a)) => done(lab_bng::run(a)),
         Cmd::Lab(LabCmd::Run(a)) => done(scenario::main(a)),
+        Cmd::Lab(LabCmd::Vcpe(a)) => lab_vcpe::main(a),
         Cmd::Compare(CompareCmd::Forward(a)) => done(compare::forward(a)),
         Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),

@@ -9,6 +9,7 @@ pub mod ike;
 pub mod l3fwd;
 pub mod nat;
 pub mod pktgen;
+pub mod vcpe;
 
 pub type ScenarioFn = fn(&Params) -> anyhow::Result<Report>;
 
@@ -66,5 +67,10 @@ pub const SCENARIOS: &[(&str, &str, ScenarioFn)] = &[
         "pktgen-tx",
         "generator rate per core into the in-memory ring",
         pktgen::pktgen_tx,
+    ),
+    (
+        "vcpe",
+        "vCPE LAN->WAN: firewall + NAT44 to the Internet and ESP AES-GCM-128 to a site, 1k flows",
+        vcpe::vcpe,
     ),
 ];

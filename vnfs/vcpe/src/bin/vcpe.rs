@@ -1,0 +1,295 @@
+//! `vcpe`: the vCPE VNF as a Linux process.
+//!
+//! - `vcpe check CONFIG`: parses and checks the configuration and builds the graph
+//!   and the control plane without opening a port; prints one line.
+//! - `vcpe graph CONFIG`: prints the node graph.
+//! - `vcpe run CONFIG [--seconds N] [--listen ADDR] [--metrics FILE] [--trace N]`:
+//!   opens the LAN and WAN ports from their specs (`afpacket:IF`, `afxdp:IF[:Q]`,
+//!   `tap:NAME`, `pcap:IN[:OUT]`, `mem:NAME`, `memif:PATH`, `vhost-user:PATH`), runs
+//!   the graph on one pinned worker and the control plane (DHCP server, IKE) on a
+//!   thread of its own; `--listen` serves `/metrics` (Prometheus), `/errors`,
+//!   `/trace` and `/leases`. Stops on Ctrl-C/SIGTERM or after `--seconds`, then
+//!   prints the port counters and `show errors`.
+//!
+//! Exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad command
+//! line.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use dataplane::port::spec;
+use dataplane::port::Port;
+use dataplane::runner::{Runner, WorkerSpec};
+use dataplane::stage::show_errors;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vcpe::vnf::{self, LAN, WAN};
+use vcpe::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "vCPE VNF: LAN DHCP, NAT44, stateful firewall, routes, IPsec tunnels",
+    after_help = "Exit status: 0 done; 1 failed (the reason on one line on stderr); 2 bad command line."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check a configuration (and build the graph) without opening a port.
+    Check { config: PathBuf },
+    /// Print the node graph of a configuration.
+    Graph { config: PathBuf },
+    /// Run the vCPE.
+    Run {
+        config: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Serve `/metrics`, `/errors`, `/trace` and `/leases` on this address.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Write Prometheus metrics to this file every second.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+        /// Trace the first N packets (printed at exit; at most 16384).
+        #[arg(long, default_value_t = 0)]
+        trace: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vcpe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Config::from_toml(&text).with_context(|| path.display().to_string())
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Check { config } => {
+            let cfg = load(&config)?;
+            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
+            let ike = cfg.tunnels.iter().filter(|t| t.ike.is_some()).count();
+            println!(
+                "ok: {}: lan {} wan {} via {}, {} route(s), {} tunnel(s) ({} static, {} ike), dhcp {}, nat {}, {} nodes",
+                config.display(),
+                cfg.lan.address,
+                cfg.wan.address,
+                cfg.wan.gateway,
+                cfg.routes.len(),
+                cfg.tunnels.len(),
+                cfg.tunnels.len() - ike,
+                ike,
+                if cfg.lan.dhcp.is_some() { "on" } else { "off" },
+                if cfg.nat.enabled { "on" } else { "off" },
+                b.graph.len()
+            );
+            Ok(())
+        }
+        Cmd::Graph { config } => {
+            let cfg = load(&config)?;
+            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
+            print!("{}", b.graph.describe());
+            Ok(())
+        }
+        Cmd::Run {
+            config,
+            seconds,
+            listen,
+            metrics,
+            trace,
+        } => run(config, seconds, listen, metrics, trace),
+    }
+}
+
+fn run(
+    config: PathBuf,
+    seconds: Option<f64>,
+    listen: Option<String>,
+    metrics: Option<PathBuf>,
+    trace: u32,
+) -> anyhow::Result<()> {
+    let cfg = load(&config)?;
+    if let Some(s) = seconds {
+        if !s.is_finite() || s <= 0.0 || s > 365.0 * 86400.0 {
+            bail!("--seconds: {s} is not a number of seconds in (0, 31536000]");
+        }
+    }
+    if trace > 16384 {
+        bail!("--trace: {trace} is not in 0..=16384");
+    }
+    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    let mut macs = Vec::new();
+    for (name, s) in [("lan", &cfg.lan.port), ("wan", &cfg.wan.port)] {
+        let p = spec::open(s).with_context(|| format!("{name}.port {s}"))?;
+        macs.push(p.mac().unwrap_or([0x02, 0xc9, 0, 0, 0, macs.len() as u8]));
+        ports.push(p);
+    }
+    let built = vnf::build_with_macs(&cfg, &macs).with_context(|| config.display().to_string())?;
+    let pool =
+        dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
+    let punt = dataplane::worker::ring(1024);
+    let inject = dataplane::worker::ring(1024);
+    let mut graph = built.graph;
+    graph.trace_next(trace);
+    let mut ws = WorkerSpec::new(ports, graph, pool.cache());
+    ws.punt = Some(punt.clone());
+    ws.inject = Some(inject.clone());
+    ws.hooks.push(ipsec::stage::update_hook());
+    ws.trace = if trace > 0 {
+        64 * trace as usize
+    } else {
+        cfg.engine.trace
+    };
+    let runner = Runner::start(vec![ws]).context("starting the worker")?;
+    let stats = built.control.stats.clone();
+    let ike_metrics = built.control.ike_metrics();
+    let cp_stop = Arc::new(AtomicBool::new(false));
+    let cp_thread = {
+        let (stop, cache, cp) = (cp_stop.clone(), pool.cache(), built.control);
+        std::thread::Builder::new()
+            .name("vcpe-control".into())
+            .spawn(move || vcpe::control::run(cp, punt, inject, cache, stop))
+            .context("starting the control thread")?
+    };
+    let extra = {
+        let stats = stats.clone();
+        let ike = ike_metrics.clone();
+        move || {
+            let mut s = stats.prometheus();
+            if let Some(m) = &ike {
+                s.push_str(&m.prometheus());
+            }
+            s
+        }
+    };
+    let _http = match &listen {
+        Some(a) => {
+            let src = runner.snapshot_source();
+            let extra = extra.clone();
+            let stats = stats.clone();
+            let h: dataplane::http::Handler = Arc::new(move |r| {
+                use dataplane::http::Response;
+                let snaps = src.snapshots();
+                match r.path.as_str() {
+                    "/metrics" => Response::metrics(format!(
+                        "{}{}",
+                        dataplane::runner::prometheus(&snaps),
+                        extra()
+                    )),
+                    "/errors" => {
+                        Response::text(show_errors(snaps.iter().flat_map(|s| s.nodes.iter())))
+                    }
+                    "/trace" => Response::text(snaps.iter().map(|s| s.trace.as_str()).collect()),
+                    "/leases" => {
+                        let l = stats
+                            .lease_list
+                            .lock()
+                            .map(|l| l.clone())
+                            .unwrap_or_default();
+                        Response::text(
+                            l.iter()
+                                .map(|(m, a)| {
+                                    format!("{} {a}\n", dataplane::proto::ethernet::MacAddr(*m))
+                                })
+                                .collect(),
+                        )
+                    }
+                    _ => Response::error(404, "try /metrics, /errors, /trace or /leases"),
+                }
+            });
+            let srv = dataplane::http::HttpServer::spawn(a, h)
+                .with_context(|| format!("--listen {a}"))?;
+            tracing::info!("vcpe: metrics on http://{}/metrics", srv.addr());
+            Some(srv)
+        }
+        None => None,
+    };
+    let quit = Arc::new(AtomicBool::new(false));
+    let q = quit.clone();
+    ctrlc::set_handler(move || q.store(true, Ordering::Relaxed)).ok();
+    tracing::info!(
+        "vcpe ready: lan {} ({}), wan {} ({}), {} tunnel(s)",
+        cfg.lan.address,
+        cfg.lan.port,
+        cfg.wan.address,
+        cfg.wan.port,
+        cfg.tunnels.len()
+    );
+    let t0 = Instant::now();
+    let mut last_print = Instant::now();
+    let stop = runner.stop_flag();
+    while !stop.load(Ordering::Relaxed) && !quit.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if seconds.is_some_and(|s| t0.elapsed().as_secs_f64() >= s) {
+            break;
+        }
+        if let Some(m) = &metrics {
+            let snaps = runner.snapshots();
+            let _ = std::fs::write(
+                m,
+                format!("{}{}", dataplane::runner::prometheus(&snaps), extra()),
+            );
+        }
+        let iv = cfg.engine.stats_interval;
+        if iv > 0 && last_print.elapsed().as_secs() >= u64::from(iv) {
+            last_print = Instant::now();
+            let snaps = runner.snapshots();
+            let (rx, tx) = snaps
+                .iter()
+                .flat_map(|s| s.ports.iter())
+                .fold((0, 0), |(r, t), p| (r + p.1.rx_packets, t + p.1.tx_packets));
+            tracing::info!("vcpe: rx {rx} tx {tx}");
+        }
+    }
+    cp_stop.store(true, Ordering::Relaxed);
+    let _ = cp_thread.join();
+    let fin = runner.stop();
+    if let Some(m) = &metrics {
+        let _ = std::fs::write(
+            m,
+            format!("{}{}", dataplane::runner::prometheus(&fin), extra()),
+        );
+    }
+    for s in &fin {
+        for (i, (name, st)) in s.ports.iter().enumerate() {
+            let side = match i as u16 {
+                LAN => "lan",
+                WAN => "wan",
+                _ => "port",
+            };
+            eprintln!(
+                "{side} {name}: rx {} tx {} rx_dropped {} tx_dropped {}",
+                st.rx_packets, st.tx_packets, st.rx_dropped, st.tx_dropped
+            );
+        }
+        if !s.trace.is_empty() {
+            eprintln!("trace:\n{}", s.trace);
+        }
+    }
+    eprint!("{}", show_errors(fin.iter().flat_map(|s| s.nodes.iter())));
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The vCPE VNF (issue 17): a customer-premises router on the packet engine.
+//!
+//! - LAN: address and prefix, ARP (RFC 826), the DHCPv4 server (RFC 2131; the
+//!   vBNG's `vbng::dhcp4` core) — see [`control`].
+//! - WAN: address, default gateway; NAT44 from the LAN to the WAN address
+//!   (RFC 4787/5382/5508 behaviour, `dataplane::stages::nat`) and the stateful
+//!   firewall (`dataplane::stages::firewall`, RFC 9293 §3.3.2 connection states)
+//!   letting only return traffic in — see [`vnf`].
+//! - Static and connected routes (`dataplane::stages::ip4`, RFC 1812).
+//! - IPsec site-to-site tunnels (ESP tunnel mode, RFC 4303, AES-GCM RFC 4106) with
+//!   static SAs or the vCPE's own IKEv2 (RFC 7296, PSK): traffic to a remote subnet
+//!   is encrypted and not NATed; ESP from the peer is decrypted to the LAN.
+//!
+//! [`vnf::build`] turns a [`Config`] into the worker's graph and the control plane;
+//! the `vcpe` binary, `bench vcpe` and `testbed lab vcpe` call it.
+
+pub mod config;
+pub mod control;
+pub mod nodes;
+pub mod vnf;
+
+pub use config::{Config, ConfigError};

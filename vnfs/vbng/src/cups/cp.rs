@@ -10,11 +10,12 @@ use super::{
     measurement_period, query_urr, report_counters, router_iid, Datagram, FAR_ACCESS, FAR_CORE,
     PDR_ADDR6, PDR_PD, PDR_UPLINK, PDR_V4, PDR_V6, QER_ID, URR_ID,
 };
+use crate::config::Placement;
 use crate::control::cups::LOST_SERVICE;
 use crate::control::{ControlPlane, FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
 use crate::radius::terminate_cause;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -45,6 +46,8 @@ pub struct CpConfig {
     pub associate_retry_ms: u64,
     /// The user planes' access port name (BBF Logical Port).
     pub logical_port: Vec<u8>,
+    /// How a new line is placed on a user plane.
+    pub placement: Placement,
 }
 
 impl CpConfig {
@@ -60,6 +63,7 @@ impl CpConfig {
             measurement_period_s: 10,
             associate_retry_ms: 5_000,
             logical_port: b"access0".to_vec(),
+            placement: Placement::AccessPort,
         }
     }
 }
@@ -93,6 +97,9 @@ pub struct CpStats {
     pub tx_dropped: u64,
     /// GTP-U packets dropped (malformed, unknown TEID or source).
     pub gtpu_dropped: u64,
+    /// Placement by load: redirected copies of a line's frames from a user plane
+    /// that does not serve the line (dropped).
+    pub placement_dropped: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,9 +143,18 @@ pub struct Cp {
     next_seid: u64,
     gtpu_seq: u16,
     out: Vec<Datagram>,
+    /// Placement by load: the user plane serving each line (MAC, S-VLAN, C-VLAN)
+    /// and when the line was last heard through it.
+    lines: BTreeMap<([u8; 6], u16, u16), (usize, u64)>,
+    /// Lines per user plane (placement by load).
+    line_count: Vec<usize>,
+    next_line_gc: u64,
     /// Counters.
     pub stats: CpStats,
 }
+
+/// Placement by load: a line not heard for this long is forgotten (ms).
+const LINE_IDLE_MS: u64 = 300_000;
 
 impl core::fmt::Debug for Cp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -149,6 +165,14 @@ impl core::fmt::Debug for Cp {
             .field("stats", &self.stats)
             .finish()
     }
+}
+
+/// The line of a frame: source MAC and VLAN ids (outer, inner; 0 = none).
+fn line_of(frame: &[u8]) -> Option<([u8; 6], u16, u16)> {
+    let mac: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+    let l = dataplane::proto::ethernet::walk_vlans(frame).ok()?;
+    let v = dataplane::proto::ethernet::Vlans::from(l.vlans);
+    Some((mac, v.svlan, v.cvlan))
 }
 
 /// TEID of the redirect tunnel from user plane `n` to us.
@@ -164,6 +188,7 @@ impl Cp {
             counters,
             node: Node::new(cfg.node.clone()),
             ups: vec![UpState::default(); cfg.ups.len()],
+            line_count: vec![0; cfg.ups.len()],
             cfg,
             sess: BTreeMap::new(),
             by_idx: BTreeMap::new(),
@@ -171,6 +196,8 @@ impl Cp {
             next_seid: 1,
             gtpu_seq: 0,
             out: Vec::new(),
+            lines: BTreeMap::new(),
+            next_line_gc: LINE_IDLE_MS,
             stats: CpStats::default(),
         }
     }
@@ -237,10 +264,57 @@ impl Cp {
         });
         match n {
             Some(n) if d.tunnel.dst == self.cfg.addr => {
+                if self.cfg.placement == Placement::Load && !self.place(now, n, d.frame) {
+                    self.stats.placement_dropped += 1;
+                    return;
+                }
                 self.stats.redirected_in += 1;
                 self.cp.input(n as u16, d.frame, now);
             }
             _ => self.stats.gtpu_dropped += 1,
+        }
+    }
+
+    /// Placement by load: whether user plane `n` serves the line of `frame`. A new
+    /// line goes to the ready user plane with the fewest lines; the copies of its
+    /// frames that the other user planes redirect are dropped.
+    fn place(&mut self, now: u64, n: usize, frame: &[u8]) -> bool {
+        let Some(line) = line_of(frame) else {
+            return false;
+        };
+        if now >= self.next_line_gc {
+            self.next_line_gc = now + LINE_IDLE_MS;
+            let live: BTreeSet<([u8; 6], u16, u16)> = self
+                .cp
+                .sessions()
+                .iter()
+                .map(|s| (s.key.mac, s.key.vlans.svlan, s.key.vlans.cvlan))
+                .collect();
+            let counts = &mut self.line_count;
+            self.lines.retain(|l, (u, seen)| {
+                let keep = live.contains(l) || now.saturating_sub(*seen) < LINE_IDLE_MS;
+                if !keep {
+                    counts[*u] = counts[*u].saturating_sub(1);
+                }
+                keep
+            });
+        }
+        if let Some((u, seen)) = self.lines.get_mut(&line) {
+            if *u == n {
+                *seen = now;
+            }
+            return *u == n;
+        }
+        let best = (0..self.ups.len())
+            .filter(|&m| self.up_ready(m))
+            .min_by_key(|&m| (self.line_count[m], m));
+        match best {
+            Some(m) => {
+                self.lines.insert(line, (m, now));
+                self.line_count[m] += 1;
+                m == n
+            }
+            None => false,
         }
     }
 

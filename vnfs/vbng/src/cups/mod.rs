@@ -57,6 +57,8 @@
 //! Accounting-Stop (Acct-Terminate-Cause Lost-Service) and tries to associate again;
 //! a user plane that loses its control plane removes all its sessions.
 
+#[cfg(feature = "std")]
+pub mod app;
 pub mod cp;
 #[cfg(feature = "std")]
 pub mod udp;

@@ -45,6 +45,9 @@ pub struct UpConfig {
     pub node: node::Config,
     /// The TEID we choose for the redirect session's CP-function PDR.
     pub redirect_teid: u32,
+    /// The only control plane whose session requests we serve (`None`: any
+    /// associated one).
+    pub cp: Option<Ipv4Addr>,
 }
 
 impl UpConfig {
@@ -59,6 +62,7 @@ impl UpConfig {
             addr,
             node: n,
             redirect_teid: 1,
+            cp: None,
         }
     }
 }
@@ -473,6 +477,22 @@ impl Up {
     }
 
     fn request(&mut self, now: u64, peer: SocketAddr, msg: Message) {
+        let foreign = match (self.cfg.cp, peer) {
+            (Some(cp), SocketAddr::V4(p)) => *p.ip() != cp,
+            (Some(_), SocketAddr::V6(_)) => true,
+            (None, _) => false,
+        };
+        if foreign {
+            self.stats.requests_refused += 1;
+            let _ = self.node.respond(
+                now,
+                peer,
+                &msg.header,
+                msg.header.seid,
+                vec![Ie::Cause(cause::REQUEST_REJECTED)],
+            );
+            return;
+        }
         match msg.msg_type() {
             MsgType::SessionEstablishmentRequest => self.establish(now, peer, msg),
             MsgType::SessionModificationRequest => self.modify(now, peer, msg),

@@ -222,6 +222,11 @@ impl Cp {
         self.sess.values().filter(|s| s.up == n).count()
     }
 
+    /// PFCP requests sent and not yet answered.
+    pub fn node_outstanding(&self) -> usize {
+        self.node.outstanding()
+    }
+
     /// The PFCP node's counters.
     pub fn node_stats(&self) -> node::Stats {
         self.node.stats()

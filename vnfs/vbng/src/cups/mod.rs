@@ -166,6 +166,11 @@ impl Bus {
         }
     }
 
+    /// Datagrams queued, not yet taken.
+    pub fn pending(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
+    }
+
     /// Takes what waits for `addr`.
     pub fn recv(&mut self, addr: Ipv4Addr) -> Vec<Datagram> {
         if self.cut.contains(&addr) {

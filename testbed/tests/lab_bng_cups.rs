@@ -128,3 +128,89 @@ fn cups_lab_exit_codes() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("IPv6"));
 }
+
+#[test]
+fn compare_bng_runs_both_side_by_side() {
+    let o = testbed(&[
+        "compare",
+        "bng",
+        "--sessions",
+        "40",
+        "--ups",
+        "2",
+        "--packets",
+        "4000",
+        "--json",
+    ]);
+    let v = json(&o);
+    let s = v.to_string();
+    assert_eq!(v["schema"]["name"], "testbed.compare.bng", "{s}");
+    for side in ["monolithic", "disaggregated"] {
+        let f = &v[side];
+        assert_eq!(f["sessions_established"], 40, "{s}");
+        assert_eq!(f["plr"].as_f64(), Some(0.0), "{s}");
+        for k in [
+            "setup_rate_per_s",
+            "setup_p99_ms",
+            "throughput_mpps",
+            "bng_mpps_per_core",
+            "rss_peak_mib",
+        ] {
+            assert!(f[k].as_f64() > Some(0.0), "{side}.{k}: {s}");
+        }
+    }
+    for k in [
+        "setup_rate",
+        "setup_p99",
+        "throughput",
+        "bng_mpps_per_core",
+        "rss_peak",
+    ] {
+        assert!(v["ratio"][k].as_f64() > Some(0.0), "ratio.{k}: {s}");
+    }
+    let r = v["ratio"]["rss_peak"].as_f64().unwrap();
+    let want = v["disaggregated"]["rss_peak_mib"].as_f64().unwrap()
+        / v["monolithic"]["rss_peak_mib"].as_f64().unwrap();
+    assert!((r - want).abs() < 1e-9, "{s}");
+    assert_eq!(v["per_up"].as_array().map(|a| a.len()), Some(2), "{s}");
+    // The human table names both and the ratios.
+    let o = testbed(&[
+        "compare",
+        "bng",
+        "--sessions",
+        "10",
+        "--ups",
+        "1",
+        "--packets",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = String::from_utf8_lossy(&o.stdout);
+    for w in [
+        "monolithic",
+        "cp + 1 up",
+        "ratio",
+        "setup latency p99",
+        "peak RSS",
+        "packet loss ratio",
+    ] {
+        assert!(t.contains(w), "{w} in {t}");
+    }
+    // A failing run fails the comparison with its reason on one line.
+    let o = testbed(&[
+        "compare",
+        "bng",
+        "--sessions",
+        "4000",
+        "--timeout",
+        "1",
+        "--packets",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("monolithic run failed") && e.contains("sessions came up"),
+        "{e}"
+    );
+}

@@ -184,6 +184,9 @@ struct Lab {
     now: u64,
     /// (Acct-Session-Id, Acct-Status-Type) → Acct-Terminate-Cause.
     acct: BTreeMap<(String, u32), Option<u32>>,
+    /// Acct-Session-Id → the Stop's (input octets, input packets, output octets,
+    /// output packets).
+    stop_counts: BTreeMap<String, (u32, u32, u32, u32)>,
     /// Whether user plane i's worker still runs (a killed one is stopped too).
     alive: Vec<bool>,
 }
@@ -208,6 +211,7 @@ impl Lab {
             bus,
             now: 0,
             acct: BTreeMap::new(),
+            stop_counts: BTreeMap::new(),
             alive: vec![true; UP_ADDRS.len()],
         }
     }
@@ -240,6 +244,11 @@ impl Lab {
             if p.code() == 4 {
                 let id = String::from_utf8(p.attr(44).expect("Acct-Session-Id").to_vec()).unwrap();
                 let st = p.attr_u32(40).expect("Acct-Status-Type");
+                if st == 2 {
+                    let a = |t| p.attr_u32(t).unwrap_or(0);
+                    self.stop_counts
+                        .insert(id.clone(), (a(42), a(47), a(43), a(48)));
+                }
                 self.acct.insert((id, st), p.attr_u32(49));
             }
         }
@@ -486,6 +495,83 @@ fn two_user_planes_sessions_traffic_and_loss() {
             "Usage Report (Session Report Request)",
             "Measurement Period",
         ],
+    );
+}
+
+/// Associates both user planes and brings every subscriber up.
+fn lab_up() -> Lab {
+    let mut lab = Lab::new();
+    assert!(
+        lab.run_until(2_000, |l| l.cp.up_ready(0) && l.cp.up_ready(1)),
+        "{:?}",
+        lab.cp
+    );
+    for u in lab.ups.iter_mut() {
+        let now = lab.now;
+        for s in u.subs.iter_mut() {
+            s.start(now, &mut u.pending);
+        }
+    }
+    assert!(lab.run_until(20_000, all_up), "{:?}", lab.cp);
+    lab.run_until(200, |_| false);
+    assert_eq!(lab.cp.stats.established, 2 * PER_UP as u64);
+    lab
+}
+
+/// The Acct-Session-Id of subscriber `k` of user plane `i`.
+fn acct_id(lab: &Lab, i: usize, k: usize) -> String {
+    let mac = lab.ups[i].subs[k].params().mac;
+    lab.cp
+        .cp
+        .sessions()
+        .into_iter()
+        .find(|s| s.key.mac == mac)
+        .map(|s| s.acct_id)
+        .expect("the subscriber's session")
+}
+
+/// The Accounting-Stop's volume is the final usage report of the Session Deletion
+/// Response (TS 29.244 §7.5.7), not the last periodic report: traffic after the last
+/// periodic report is counted.
+#[test]
+fn accounting_stop_counts_the_final_usage_report() {
+    let mut lab = lab_up();
+    assert_eq!(lab.traffic(0), (PER_UP, PER_UP));
+    // The periodic reports (every second) bring one packet each way.
+    lab.run_until(1_500, |_| false);
+    let id = acct_id(&lab, 0, 0);
+    let mac = lab.ups[0].subs[0].params().mac;
+    let last = |lab: &Lab| {
+        lab.cp
+            .cp
+            .sessions()
+            .into_iter()
+            .find(|s| s.key.mac == mac)
+            .map(|s| s.counters)
+            .expect("session")
+    };
+    let c1 = last(&lab);
+    assert_eq!((c1.1, c1.3), (1, 1), "the periodic report: {c1:?}");
+    // A second packet each way, then the subscriber leaves at once (before the next
+    // periodic report).
+    assert_eq!(lab.traffic(0), (PER_UP, PER_UP));
+    assert_eq!(last(&lab), c1, "no report yet");
+    let u = &mut lab.ups[0];
+    u.subs[0].terminate(&mut u.pending);
+    assert!(
+        lab.run_until(500, |l| l.stop_counts.contains_key(&id)),
+        "the Stop: {:?}",
+        lab.cp.stats
+    );
+    let (io, ip, oo, op) = lab.stop_counts[&id];
+    assert_eq!((ip, op), (2, 2), "both packets each way in the Stop");
+    assert_eq!(u64::from(io), 2 * c1.0, "input octets");
+    assert_eq!(u64::from(oo), 2 * c1.2, "output octets");
+    assert_eq!(lab.cp.stats.final_reports, 1);
+    assert_eq!(lab.cp.stats.deleted, 1);
+    assert_eq!(
+        lab.acct[&(id, 2)],
+        Some(vbng::radius::terminate_cause::USER_REQUEST)
     );
 }
 

@@ -11,7 +11,7 @@ use super::{
     PDR_ADDR6, PDR_PD, PDR_UPLINK, PDR_V4, PDR_V6, QER_ID, URR_ID,
 };
 use crate::config::Placement;
-use crate::control::cups::LOST_SERVICE;
+use crate::control::cups::{HeldStop, LOST_SERVICE};
 use crate::control::{ControlPlane, FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
 use crate::radius::terminate_cause;
@@ -97,6 +97,9 @@ pub struct CpStats {
     pub tx_dropped: u64,
     /// GTP-U packets dropped (malformed, unknown TEID or source).
     pub gtpu_dropped: u64,
+    /// Accounting-Stops sent with the counters of the Session Deletion Response's
+    /// final usage report.
+    pub final_reports: u64,
     /// Placement by load: redirected copies of a line's frames from a user plane
     /// that does not serve the line (dropped).
     pub placement_dropped: u64,
@@ -123,6 +126,8 @@ struct Sess {
     ip: u32,
     rate: (u64, u64),
     mtu: u16,
+    /// Its Accounting-Stop, held for the Deletion Response's final usage report.
+    stop: Option<HeldStop>,
 }
 
 /// The control plane with its PFCP node and the user planes' state.
@@ -182,7 +187,8 @@ pub fn teid_from_up(n: usize) -> u32 {
 
 impl Cp {
     /// Wraps `cp` (built with `counters`, which the usage reports now fill).
-    pub fn new(cp: ControlPlane, counters: Arc<SessionCounters>, cfg: CpConfig) -> Cp {
+    pub fn new(mut cp: ControlPlane, counters: Arc<SessionCounters>, cfg: CpConfig) -> Cp {
+        cp.hold_stops(true);
         Cp {
             cp,
             counters,
@@ -444,7 +450,18 @@ impl Cp {
             retry_at: now + self.cfg.associate_retry_ms,
             ..UpState::default()
         };
-        self.sess.retain(|_, s| s.up != n);
+        let gone: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(_, s)| s.up == n)
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in gone {
+            // Sessions being deleted there: no final report will come.
+            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                self.cp.submit_stop(h, now);
+            }
+        }
         self.by_idx.retain(|_, seid| self.sess.contains_key(seid));
         self.inflight.retain(|_, seid| self.sess.contains_key(seid));
         let ended = self.cp.terminate_port(n as u16, LOST_SERVICE, now);
@@ -535,8 +552,18 @@ impl Cp {
                     }
                 }
             }
-            MsgType::SessionDeletionRequest if self.sess.remove(&seid).is_some() => {
-                self.stats.deleted += 1;
+            MsgType::SessionDeletionRequest => {
+                if let Some(s) = self.sess.remove(&seid) {
+                    self.stats.deleted += 1;
+                    if let Some(mut h) = s.stop {
+                        // TS 29.244 §7.5.7: the final count of the session.
+                        if let Some(c) = report_counters(&msg.ies) {
+                            h.set_counters(c);
+                            self.stats.final_reports += 1;
+                        }
+                        self.cp.submit_stop(h, now);
+                    }
+                }
             }
             _ => {}
         }
@@ -558,7 +585,10 @@ impl Cp {
             }
             MsgType::SessionModificationRequest => self.stats.modify_failed += 1,
             MsgType::SessionDeletionRequest => {
-                self.sess.remove(&seid);
+                // No final report: the Stop carries the last one's counters.
+                if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                    self.cp.submit_stop(h, now);
+                }
             }
             _ => {}
         }
@@ -795,9 +825,18 @@ impl Cp {
                 }
             },
             FibUpdate::Remove { .. } => {
+                // The Stop waits for the final usage report, if the session has a
+                // user plane to send one.
+                let mut held = self.cp.take_held_stop(idx);
                 if let Some(seid) = seid {
                     self.by_idx.remove(&idx);
+                    if let Some(s) = self.sess.get_mut(&seid) {
+                        s.stop = held.take();
+                    }
                     self.delete(now, seid);
+                }
+                if let Some(h) = held {
+                    self.cp.submit_stop(h, now);
                 }
             }
             FibUpdate::Down4 { .. } => {
@@ -1029,6 +1068,7 @@ impl Cp {
                 ip,
                 rate,
                 mtu,
+                stop: None,
             },
         );
         self.by_idx.insert(idx, seid);

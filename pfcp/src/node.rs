@@ -416,6 +416,18 @@ impl Node {
         data: &[u8],
     ) {
         let key = (peer, raw.seq);
+        if t == MsgType::AssociationSetupRequest && self.answered.contains_key(&key) {
+            // A restarted peer numbers its requests from the start again (TS 23.007
+            // §19A): an Association Setup Request with a new Recovery Time Stamp is
+            // a new request, not a retransmission of the one cached under its number.
+            let known = self.peers.get(&peer).and_then(|p| p.recovery_time_stamp);
+            let rts = parse_one(data)
+                .ok()
+                .and_then(|m| m.ies.recovery_time_stamp());
+            if rts.is_some() && known.is_some() && rts != known {
+                self.forget_requests(peer);
+            }
+        }
         if let Some((resp, _)) = self.answered.get(&key) {
             let resp = resp.clone();
             self.stats.duplicate_requests += 1;
@@ -563,11 +575,20 @@ impl Node {
         });
     }
 
+    /// Drops the cached answers and pending requests of `peer`.
+    fn forget_requests(&mut self, peer: SocketAddr) {
+        self.answered.retain(|(a, _), _| *a != peer);
+        self.in_progress.retain(|(a, _)| *a != peer);
+    }
+
     fn check_restart(&mut self, peer: SocketAddr, rts: u32) {
         if let Some(p) = self.peers.get_mut(&peer) {
             match p.recovery_time_stamp {
                 Some(old) if old != rts => {
                     p.recovery_time_stamp = Some(rts);
+                    // Its sequence numbers start over: the cached answers to its
+                    // old requests must not answer its new ones.
+                    self.forget_requests(peer);
                     self.events.push_back(Event::PeerRestarted {
                         peer,
                         old,

@@ -122,6 +122,7 @@ fn up_box(i: usize, cfg: &Config) -> UpBox {
     let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut uc = UpConfig::new(UP_ADDRS[i], 0xe7a1_0000 + start);
     node_timers(&mut uc.node);
+    uc.audit_ms = 2_000;
     let parts = Up::build(
         cfg,
         &BuildEnv::new(CORE_MAC, 64, Rng::from_seed([i as u8 + 1; 32])),
@@ -573,6 +574,95 @@ fn accounting_stop_counts_the_final_usage_report() {
         lab.acct[&(id, 2)],
         Some(vbng::radius::terminate_cause::USER_REQUEST)
     );
+}
+
+/// A control plane restart (its PFCP function with a new Recovery Time Stamp, the
+/// subscriber state kept): it associates again with both user planes, audits them by
+/// establishing its sessions again — the user planes match them to the sessions they
+/// kept, which forward all along — and a session it ended while it could not reach
+/// the user plane is removed there when the audit window closes unclaimed.
+#[test]
+fn control_plane_restart_reassociates_audits_and_keeps_traffic() {
+    let mut lab = lab_up();
+    for i in 0..2 {
+        assert_eq!(lab.traffic(i), (PER_UP, PER_UP), "user plane {i}");
+    }
+    // While the control plane is cut off it ends one session: its deletion is lost.
+    lab.bus.set_cut(CP_ADDR, true);
+    let gone = acct_id(&lab, 0, 0);
+    let idx = lab
+        .cp
+        .cp
+        .sessions()
+        .into_iter()
+        .find(|s| s.acct_id == gone)
+        .map(|s| s.idx)
+        .expect("session");
+    let now = lab.now;
+    lab.cp
+        .cp
+        .terminate(idx, vbng::radius::terminate_cause::NAS_REQUEST, now);
+    lab.cp.sync(now);
+    lab.run_until(50, |_| false);
+    assert_eq!(
+        lab.ups[0].up.session_count(),
+        PER_UP,
+        "the deletion never arrived"
+    );
+
+    // The restart; then traffic flows before, during and after the re-association.
+    let now = lab.now;
+    lab.cp.restart(now, 0xe7a0_1000);
+    lab.bus.set_cut(CP_ADDR, false);
+    for i in 0..2 {
+        assert_eq!(
+            lab.traffic(i),
+            (PER_UP, PER_UP),
+            "user plane {i} at the restart"
+        );
+    }
+    assert!(
+        lab.run_until(3_000, |l| l.cp.stats.audited == 2 * PER_UP as u64 - 1),
+        "audit: {:?}",
+        lab.cp.stats
+    );
+    assert!(lab.cp.up_ready(0) && lab.cp.up_ready(1));
+    assert_eq!(lab.cp.stats.restarts, 1);
+    assert_eq!(lab.cp.stats.associations, 4);
+    for (i, u) in lab.ups.iter().enumerate() {
+        assert_eq!(
+            u.up.stats.cp_restarts, 1,
+            "user plane {i} saw the new Recovery Time Stamp"
+        );
+        assert_eq!(
+            u.up.stats.sessions_established, PER_UP as u64,
+            "nothing re-created"
+        );
+        assert_eq!(u.up.stats.sessions_deleted, 0);
+    }
+    assert_eq!(lab.ups[0].up.stats.adopted, PER_UP as u64 - 1);
+    assert_eq!(lab.ups[1].up.stats.adopted, PER_UP as u64);
+    // The live sessions keep forwarding, and stay under the control plane: the
+    // session it ended is still forwarding until the audit window closes.
+    assert_eq!(lab.traffic(1), (PER_UP, PER_UP));
+    assert!(lab.run_until(2_500, |l| l.ups[0].up.stats.audit_removed == 1));
+    assert_eq!(lab.ups[0].up.session_count(), PER_UP - 1);
+    assert_eq!(lab.ups[1].up.session_count(), PER_UP);
+    assert_eq!(lab.ups[1].up.stats.audit_removed, 0);
+    // Usage reports from the adopted sessions reach the control plane again.
+    let before = lab.cp.stats.reports;
+    assert_eq!(lab.traffic(1), (PER_UP, PER_UP));
+    lab.run_until(1_500, |_| false);
+    assert!(lab.cp.stats.reports > before, "{:?}", lab.cp.stats);
+    // The ended session's Stop went out; ending an adopted session deletes it on
+    // its user plane with the final report.
+    assert!(lab.acct.contains_key(&(gone, 2)));
+    let id = acct_id(&lab, 1, 3);
+    let u = &mut lab.ups[1];
+    u.subs[3].terminate(&mut u.pending);
+    assert!(lab.run_until(1_000, |l| l.stop_counts.contains_key(&id)));
+    assert_eq!(lab.ups[1].up.session_count(), PER_UP - 1);
+    assert!(lab.cp.stats.final_reports >= 1);
 }
 
 fn tshark_ok() -> bool {

@@ -97,6 +97,10 @@ pub struct CpStats {
     pub tx_dropped: u64,
     /// GTP-U packets dropped (malformed, unknown TEID or source).
     pub gtpu_dropped: u64,
+    /// Our PFCP restarts ([`Cp::restart`]).
+    pub restarts: u64,
+    /// Sessions established again on their user plane after a restart (the audit).
+    pub audited: u64,
     /// Accounting-Stops sent with the counters of the Session Deletion Response's
     /// final usage report.
     pub final_reports: u64,
@@ -128,6 +132,13 @@ struct Sess {
     mtu: u16,
     /// Its Accounting-Stop, held for the Deletion Response's final usage report.
     stop: Option<HeldStop>,
+    /// The line and PPPoE session id (for the audit after a restart).
+    key: AccessKey,
+    sid: u16,
+    /// Its downstream IPv6 PDRs (Create PDR IEs by PDR ID), for the audit.
+    routes6: BTreeMap<u16, Ie>,
+    /// Established again after our restart (the audit), not yet answered.
+    audit: bool,
 }
 
 /// The control plane with its PFCP node and the user planes' state.
@@ -242,6 +253,69 @@ impl Cp {
     pub fn start(&mut self, now: u64) {
         for n in 0..self.ups.len() {
             self.associate(now, n);
+        }
+    }
+
+    /// Our PFCP function restarted with the subscriber state kept (a control plane
+    /// restarting from its checkpoint, or a standby taking over with it): a new
+    /// PFCP node with a new Recovery Time Stamp (TS 29.244 §8.2.65, TS 23.007 §19A)
+    /// associates again with every user plane, and each association is followed by
+    /// the audit ([`Cp::audit`]). Sessions being deleted lose their deletion (their
+    /// Stops go with the last reported counters; the user plane drops them when its
+    /// audit window ends unclaimed); modifications not yet answered are re-sent as
+    /// part of the audit's complete state.
+    pub fn restart(&mut self, now: u64, recovery_time_stamp: u32) {
+        self.cfg.node.recovery_time_stamp = recovery_time_stamp;
+        self.node = Node::new(self.cfg.node.clone());
+        for u in &mut self.ups {
+            *u = UpState::default();
+        }
+        self.inflight.clear();
+        // Sessions being deleted (no longer their slot's live session).
+        let gone: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(k, s)| self.by_idx.get(&s.idx) != Some(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in gone {
+            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                self.cp.submit_stop(h, now);
+            }
+        }
+        for s in self.sess.values_mut() {
+            s.up_seid = None;
+            s.queued.clear();
+            s.audit = true;
+        }
+        self.stats.restarts += 1;
+        self.start(now);
+    }
+
+    /// The audit of user plane `n` after our restart: each of its sessions we hold
+    /// is established again with its whole current state (the user plane matches
+    /// the line to the session it kept and keeps forwarding it).
+    fn audit(&mut self, now: u64, n: usize) {
+        let todo: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(_, s)| s.up == n && s.audit && s.up_seid.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in todo {
+            let Some(s) = self.sess.get(&seid) else {
+                continue;
+            };
+            let mut ies = self.establish_ies(seid, s.key, s.sid, s.ip, s.rate, s.mtu);
+            ies.extend(s.routes6.values().cloned());
+            self.send(
+                now,
+                n,
+                MsgType::SessionEstablishmentRequest,
+                Some(0),
+                ies,
+                seid,
+            );
         }
     }
 
@@ -410,6 +484,7 @@ impl Cp {
                     self.ups[n].associated = true;
                     self.ups[n].associating = false;
                     self.establish_redirect(now, n);
+                    self.audit(now, n);
                 }
                 Event::AssociationRefused { peer, .. } => {
                     if let Some(n) = self.up_index(peer) {
@@ -531,7 +606,11 @@ impl Cp {
                     return;
                 };
                 s.up_seid = Some(up_seid);
-                self.stats.established += 1;
+                if core::mem::take(&mut s.audit) {
+                    self.stats.audited += 1;
+                } else {
+                    self.stats.established += 1;
+                }
                 let queued = core::mem::take(&mut s.queued);
                 let delete = s.delete;
                 for ies in queued {
@@ -921,6 +1000,14 @@ impl Cp {
             }
             None => remove_pdr(id),
         };
+        let adding = matches!(ie.key(), (ty::CREATE_PDR, None));
+        if let Some(s) = self.sess.get_mut(&seid) {
+            if adding {
+                s.routes6.insert(id, ie.clone());
+            } else {
+                s.routes6.remove(&id);
+            }
+        }
         self.modify(now, seid, vec![ie]);
     }
 
@@ -942,6 +1029,46 @@ impl Cp {
         }
         let seid = self.next_seid;
         self.next_seid += 1;
+        let ies = self.establish_ies(seid, key, sid, ip, rate, mtu);
+        self.sess.insert(
+            seid,
+            Sess {
+                idx,
+                up: n,
+                up_seid: None,
+                queued: Vec::new(),
+                delete: false,
+                ip,
+                rate,
+                mtu,
+                stop: None,
+                key,
+                sid,
+                routes6: BTreeMap::new(),
+                audit: false,
+            },
+        );
+        self.by_idx.insert(idx, seid);
+        self.send(
+            now,
+            n,
+            MsgType::SessionEstablishmentRequest,
+            Some(0),
+            ies,
+            seid,
+        );
+    }
+
+    /// The Session Establishment Request IEs of a subscriber session.
+    fn establish_ies(
+        &self,
+        seid: u64,
+        key: AccessKey,
+        sid: u16,
+        ip: u32,
+        rate: (u64, u64),
+        mtu: u16,
+    ) -> Vec<Ie> {
         let mut filter = vec![Ie::MacAddress(MacAddress {
             src: Some(key.mac),
             ..MacAddress::default()
@@ -1057,29 +1184,7 @@ impl Cp {
                 ],
             ),
         ]);
-        self.sess.insert(
-            seid,
-            Sess {
-                idx,
-                up: n,
-                up_seid: None,
-                queued: Vec::new(),
-                delete: false,
-                ip,
-                rate,
-                mtu,
-                stop: None,
-            },
-        );
-        self.by_idx.insert(idx, seid);
-        self.send(
-            now,
-            n,
-            MsgType::SessionEstablishmentRequest,
-            Some(0),
-            ies,
-            seid,
-        );
+        ies
     }
 }
 

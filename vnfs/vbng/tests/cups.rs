@@ -1002,6 +1002,75 @@ fn every_update_kind_crosses_pfcp() {
         },
     );
     assert_eq!(cp.stats.no_up, 1);
+    // An IPoE session (no PPPoE session id): its uplink PDR matches IPv4 over
+    // Ethernet (Ethertype 0x0800, no BBF PPPoE Session ID or PPP Protocol), its FAR
+    // towards the access has no BBF PPP Outer Header Creation; the fast path gets it
+    // with session id 0.
+    let ikey = AccessKey {
+        mac: [2, 0, 0, 0, 0, 0x11],
+        ..key
+    };
+    cp.apply(
+        6,
+        F::Add {
+            idx: 7,
+            key: ikey,
+            sid: 0,
+            ip,
+            rate: (0, 0),
+            mtu: 1500,
+        },
+    );
+    let est = bus.log.as_ref().map_or(0, |l| l.len());
+    pump(&mut bus, &mut cp, &mut [&mut up], 6);
+    assert_eq!(
+        drain_updates(&up),
+        vec![F::Add {
+            idx: 0,
+            key: ikey,
+            sid: 0,
+            ip,
+            rate: (0, 0),
+            mtu: 1500
+        }]
+    );
+    let req = bus.log.as_ref().unwrap()[est..]
+        .iter()
+        .find_map(|d| match d {
+            Datagram::Pfcp { data, .. } => Message::parse_datagram(data)
+                .unwrap()
+                .into_iter()
+                .find(|m| m.msg_type() == MsgType::SessionEstablishmentRequest),
+            _ => None,
+        })
+        .expect("the IPoE establishment");
+    let text = format!("{:?}", req.ies);
+    assert!(text.contains("Ethertype(2048)"), "{text}");
+    assert!(
+        !text.contains("BbfPppoeSessionId") && !text.contains("BbfPppProtocol"),
+        "{text}"
+    );
+    assert!(!text.contains("BbfOuterHeaderCreation"), "{text}");
+    // The redirect session tunnels IPoE control too: DHCPv4, ARP, ICMPv6, DHCPv6.
+    let redirect = bus.log.as_ref().unwrap().iter().find_map(|d| match d {
+        Datagram::Pfcp { data, .. } => Message::parse_datagram(data)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.msg_type() == MsgType::SessionEstablishmentRequest),
+        _ => None,
+    });
+    let text = format!("{:?}", redirect.expect("the redirect session").ies);
+    for want in [
+        "permit out 17 from any 68 to any 67",
+        "Ethertype(2054)",
+        "permit out 58 from any to any",
+        "permit out 17 from any 546 to any 547",
+    ] {
+        assert!(
+            text.contains(want) || text.contains(&format!("{:?}", want.as_bytes())),
+            "{want} in {text}"
+        );
+    }
     // All of it dissects cleanly, the IPv6 PDRs too.
     tshark_check(
         "updates",

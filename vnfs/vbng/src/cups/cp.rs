@@ -24,7 +24,7 @@ use pfcp::gtpu::{self, Tunnel};
 use pfcp::ie::{
     apply_action, bbf, cause, interface, measurement_method, ohc, ohr, trigger, ty,
     BbfOuterHeaderCreation, FSeid, FTeid, Flags, GateStatus, Ie, IeList, MacAddress, Mbr, NodeId,
-    OuterHeaderCreation, OuterHeaderRemoval, PppProtocol, UeIpAddress, VlanTag,
+    OuterHeaderCreation, OuterHeaderRemoval, PppProtocol, SdfFilter, UeIpAddress, VlanTag,
 };
 use pfcp::msg::{Message, MsgType};
 use pfcp::node::{self, Event, Node};
@@ -717,11 +717,39 @@ impl Cp {
                 ],
             )
         };
+        // IPoE control (TR-459 control packet redirect of DHCP, ARP and RS/ND):
+        // an Ethertype and, for IP, an SDF filter (IPFilterRule, RFC 6733 §4.3).
+        let ipoe = |id: u16, ethertype: u16, rule: Option<&str>| {
+            let mut pdi = vec![
+                Ie::SourceInterface(interface::ACCESS),
+                Ie::group(ty::ETHERNET_PACKET_FILTER, vec![Ie::Ethertype(ethertype)]),
+                Ie::BbfLogicalPort(self.cfg.logical_port.clone()),
+            ];
+            if let Some(r) = rule {
+                pdi.push(Ie::SdfFilter(SdfFilter {
+                    flow_description: Some(r.as_bytes().to_vec()),
+                    ..SdfFilter::default()
+                }));
+            }
+            Ie::group(
+                ty::CREATE_PDR,
+                vec![
+                    Ie::PdrId(id),
+                    Ie::Precedence(10),
+                    Ie::group(ty::PDI, pdi),
+                    Ie::FarId(1),
+                ],
+            )
+        };
         let ies = vec![
             Ie::NodeId(self.cfg.node.node_id.clone()),
             self.f_seid(seid),
             from_access(1, 0x8863, false),
             from_access(2, 0x8864, true),
+            ipoe(4, 0x0800, Some("permit out 17 from any 68 to any 67")),
+            ipoe(5, 0x0806, None),
+            ipoe(6, 0x86dd, Some("permit out 58 from any to any")),
+            ipoe(7, 0x86dd, Some("permit out 17 from any 546 to any 547")),
             Ie::group(
                 ty::CREATE_PDR,
                 vec![
@@ -1079,17 +1107,21 @@ impl Cp {
         if key.vlans.svlan != 0 {
             filter.push(Ie::STag(VlanTag::vid(key.vlans.svlan)));
         }
-        filter.push(Ie::Ethertype(0x8864));
+        // PPPoE session frames (RFC 2516), or IPoE (sid 0: IPv4 over Ethernet).
+        let ipoe = sid == 0;
+        filter.push(Ie::Ethertype(if ipoe { 0x0800 } else { 0x8864 }));
         let mut uplink_pdi = vec![
             Ie::SourceInterface(interface::ACCESS),
             Ie::group(ty::ETHERNET_PACKET_FILTER, filter),
             Ie::BbfLogicalPort(self.cfg.logical_port.clone()),
-            Ie::BbfPppoeSessionId(sid),
-            Ie::BbfPppProtocol(PppProtocol {
+        ];
+        if !ipoe {
+            uplink_pdi.push(Ie::BbfPppoeSessionId(sid));
+            uplink_pdi.push(Ie::BbfPppProtocol(PppProtocol {
                 data: true,
                 ..PppProtocol::default()
-            }),
-        ];
+            }));
+        }
         if ip != 0 {
             uplink_pdi.push(Ie::UeIpAddress(UeIpAddress {
                 v4: Some(Ipv4Addr::from(ip)),
@@ -1117,11 +1149,13 @@ impl Cp {
                 s_tag: tag(key.vlans.svlan),
             }));
         }
-        to_access.push(Ie::BbfOuterHeaderCreation(BbfOuterHeaderCreation {
-            description: bbf::outer_header_creation::PPP,
-            tunnel_id: 0,
-            session_id: 0,
-        }));
+        if !ipoe {
+            to_access.push(Ie::BbfOuterHeaderCreation(BbfOuterHeaderCreation {
+                description: bbf::outer_header_creation::PPP,
+                tunnel_id: 0,
+                session_id: 0,
+            }));
+        }
         to_access.push(Ie::BbfMtu(mtu));
         let mut ies = vec![
             Ie::NodeId(self.cfg.node.node_id.clone()),
@@ -1132,7 +1166,11 @@ impl Cp {
                     Ie::PdrId(PDR_UPLINK),
                     Ie::Precedence(100),
                     Ie::group(ty::PDI, uplink_pdi),
-                    Ie::BbfOuterHeaderRemoval(bbf::outer_header_removal::PPP_PPPOE_ETHERNET),
+                    Ie::BbfOuterHeaderRemoval(if ipoe {
+                        bbf::outer_header_removal::ETHERNET
+                    } else {
+                        bbf::outer_header_removal::PPP_PPPOE_ETHERNET
+                    }),
                     Ie::FarId(FAR_CORE),
                     Ie::UrrId(URR_ID),
                     Ie::QerId(QER_ID),

@@ -943,11 +943,13 @@ fn access_line(pdr: &[Ie]) -> Option<([u8; 6], Vlans, u16)> {
         svlan: vid(ty::S_TAG),
         cvlan: vid(ty::C_TAG),
     };
+    // PPPoE: the session id; IPoE (Ethertype IPv4, no PPPoE session): 0.
     let sid = match pdi
         .all(bbf::PPPOE_SESSION_ID, Some(bbf::ENTERPRISE_ID))
-        .next()?
+        .next()
     {
-        Ie::BbfPppoeSessionId(s) => *s,
+        Some(Ie::BbfPppoeSessionId(s)) if *s != 0 => *s,
+        None if matches!(epf.find(ty::ETHERTYPE), Some(Ie::Ethertype(0x0800))) => 0,
         _ => return None,
     };
     Some((mac, vlans, sid))

@@ -798,7 +798,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                 cfg.cgnat.is_none() && !cfg.ipv6,
                 "--cups: CGNAT and IPv6 are not carried over PFCP by the lab yet"
             );
-            let c = super::lab_cups::CupsBng::new(&vcfg, ups, n, access, core, core_mac, &pool)?;
+            let c = super::lab_cups::CupsBng::new(&vcfg, ups, n, access, core, core_mac, pool)?;
             (
                 Dut::Cups(Box::new(c)),
                 format!("vbng-cp + {ups} x vbng-up (PFCP/GTP-U in memory)"),

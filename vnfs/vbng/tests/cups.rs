@@ -1515,3 +1515,72 @@ fn mutated_datagrams_never_panic() {
     }
     assert!(n > 1000);
 }
+
+/// Placement by load (dual-homed access: both user planes' access ports reach every
+/// line): a new line's PADI, redirected by both user planes, is answered through the
+/// user plane with fewer lines only; the copy from the other is dropped; the next new
+/// line goes to the other user plane, and later frames of a line through the wrong
+/// user plane are dropped too.
+#[test]
+fn placement_by_load_answers_each_line_through_one_user_plane() {
+    let cfg = config();
+    let counters = SessionCounters::new(16);
+    let cpl = ControlPlane::new(&cfg, 16, counters.clone(), Rng::from_seed([9; 32])).unwrap();
+    let mut cc = CpConfig::new(CP_ADDR, UP_ADDRS.to_vec(), 1);
+    cc.placement = vbng::config::Placement::Load;
+    let mut cp = Cp::new(cpl, counters, cc);
+    let mk = |i: usize| {
+        Up::build(
+            &cfg,
+            &BuildEnv::new(CORE_MAC, 16, Rng::from_seed([i as u8 + 1; 32])),
+            UpConfig::new(UP_ADDRS[i], 2 + i as u32),
+        )
+        .unwrap()
+        .up
+    };
+    let (mut u0, mut u1) = (mk(0), mk(1));
+    let mut bus = Bus::new();
+    cp.start(0);
+    bus.send(cp.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 1);
+    assert!(cp.up_ready(0) && cp.up_ready(1));
+    let padi = |mac: [u8; 6]| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x88, 0x63]);
+        f.extend_from_slice(&[0x11, 0x09, 0x00, 0x00, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]);
+        f
+    };
+    let port = vbng::vnf::ACCESS_PORT;
+    // Line A: both user planes redirect its PADI; one answers.
+    let a = padi([2, 0, 0, 0, 0, 0xa]);
+    u0.punted(port, &a);
+    u1.punted(port, &a);
+    bus.send(u0.take_datagrams());
+    bus.send(u1.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 2);
+    let (i0, i1) = (u0.take_inject(), u1.take_inject());
+    assert_eq!((i0.len(), i1.len()), (1, 0), "PADO through user plane 0 only");
+    assert_eq!(cp.stats.placement_dropped, 1);
+    // Line B goes to the other, less loaded, user plane.
+    let b = padi([2, 0, 0, 0, 0, 0xb]);
+    u1.punted(port, &b);
+    u0.punted(port, &b);
+    bus.send(u1.take_datagrams());
+    bus.send(u0.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 3);
+    let (i0, i1) = (u0.take_inject(), u1.take_inject());
+    assert_eq!((i0.len(), i1.len()), (0, 1), "PADO through user plane 1 only");
+    assert_eq!(cp.stats.placement_dropped, 2);
+    // Line A again through user plane 1: dropped; through user plane 0: answered.
+    u1.punted(port, &a);
+    bus.send(u1.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 4);
+    assert_eq!(cp.stats.placement_dropped, 3);
+    assert!(u1.take_inject().is_empty());
+    u0.punted(port, &a);
+    bus.send(u0.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 5);
+    assert_eq!(u0.take_inject().len(), 1);
+    assert_eq!(cp.stats.placement_dropped, 3);
+}

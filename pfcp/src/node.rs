@@ -173,6 +173,9 @@ pub struct Node {
     pending: BTreeMap<u32, Pending>,
     /// Responses already sent, by (peer, request sequence number), with expiry.
     answered: BTreeMap<(SocketAddr, u32), (Vec<u8>, u64)>,
+    /// The cached answers in the order they expire (expiry, peer, sequence number);
+    /// an entry no longer matching `answered` is stale and skipped.
+    expiry: VecDeque<(u64, SocketAddr, u32)>,
     /// Requests handed to the application and not yet answered.
     in_progress: BTreeSet<(SocketAddr, u32)>,
     next_seq: u32,
@@ -188,6 +191,7 @@ impl Node {
             peers: BTreeMap::new(),
             pending: BTreeMap::new(),
             answered: BTreeMap::new(),
+            expiry: VecDeque::new(),
             in_progress: BTreeSet::new(),
             next_seq: 1,
             out: VecDeque::new(),
@@ -238,7 +242,7 @@ impl Node {
             .values()
             .filter(|p| p.associated && self.cfg.heartbeat_interval_ms > 0)
             .map(|p| p.next_heartbeat_ms);
-        let cache = self.answered.values().map(|(_, e)| *e);
+        let cache = self.expiry.front().map(|e| e.0);
         retrans.chain(hb).chain(cache).min()
     }
 
@@ -542,8 +546,9 @@ impl Node {
 
     fn send_response(&mut self, now: u64, peer: SocketAddr, seq: u32, data: Vec<u8>) {
         let keep = self.cfg.t1_ms.saturating_mul(u64::from(self.cfg.n1) + 1);
-        self.answered
-            .insert((peer, seq), (data.clone(), now.saturating_add(keep)));
+        let exp = now.saturating_add(keep);
+        self.answered.insert((peer, seq), (data.clone(), exp));
+        self.expiry.push_back((exp, peer, seq));
         self.transmit(peer, data);
     }
 
@@ -656,7 +661,19 @@ impl Node {
                 }
             }
         }
-        self.answered.retain(|_, (_, exp)| *exp > now);
+        while let Some(&(exp, peer, seq)) = self.expiry.front() {
+            if exp > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self
+                .answered
+                .get(&(peer, seq))
+                .is_some_and(|(_, e)| *e == exp)
+            {
+                self.answered.remove(&(peer, seq));
+            }
+        }
     }
 
     fn alloc_seq(&mut self) -> u32 {

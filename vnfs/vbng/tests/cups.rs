@@ -1560,7 +1560,11 @@ fn placement_by_load_answers_each_line_through_one_user_plane() {
     bus.send(u1.take_datagrams());
     pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 2);
     let (i0, i1) = (u0.take_inject(), u1.take_inject());
-    assert_eq!((i0.len(), i1.len()), (1, 0), "PADO through user plane 0 only");
+    assert_eq!(
+        (i0.len(), i1.len()),
+        (1, 0),
+        "PADO through user plane 0 only"
+    );
     assert_eq!(cp.stats.placement_dropped, 1);
     // Line B goes to the other, less loaded, user plane.
     let b = padi([2, 0, 0, 0, 0, 0xb]);
@@ -1570,7 +1574,11 @@ fn placement_by_load_answers_each_line_through_one_user_plane() {
     bus.send(u0.take_datagrams());
     pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 3);
     let (i0, i1) = (u0.take_inject(), u1.take_inject());
-    assert_eq!((i0.len(), i1.len()), (0, 1), "PADO through user plane 1 only");
+    assert_eq!(
+        (i0.len(), i1.len()),
+        (0, 1),
+        "PADO through user plane 1 only"
+    );
     assert_eq!(cp.stats.placement_dropped, 2);
     // Line A again through user plane 1: dropped; through user plane 0: answered.
     u1.punted(port, &a);

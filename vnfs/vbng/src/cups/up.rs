@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
 use crate::vnf::{build, BuildEnv, BuildError, FibQueues, ACCESS_PORT};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -203,8 +203,9 @@ pub struct Up {
     out: Vec<Datagram>,
     inject: Vec<(u16, Vec<u8>)>,
     gtpu_seq: u16,
-    /// The earliest periodic usage report due (`u64::MAX`: none).
-    next_report: u64,
+    /// Periodic usage reports due: (when, our SEID); an entry whose session moved
+    /// its report is stale and skipped.
+    due: BTreeSet<(u64, u64)>,
     /// The earliest audit deadline (`u64::MAX`: none).
     next_audit: u64,
     /// Counters.
@@ -249,7 +250,7 @@ impl Up {
             out: Vec::new(),
             inject: Vec::new(),
             gtpu_seq: 0,
-            next_report: u64::MAX,
+            due: BTreeSet::new(),
             next_audit: u64::MAX,
             stats: UpStats::default(),
         };
@@ -341,22 +342,18 @@ impl Up {
             self.node.handle_timeout(now);
         }
         self.events(now);
-        if self.next_report <= now {
-            let due: Vec<u64> = self
+        while let Some(&(t, seid)) = self.due.first() {
+            if t > now {
+                break;
+            }
+            self.due.pop_first();
+            if self
                 .sessions
-                .iter()
-                .filter(|(_, s)| s.period_ms > 0 && s.next_report <= now)
-                .map(|(k, _)| *k)
-                .collect();
-            for seid in due {
+                .get(&seid)
+                .is_some_and(|s| s.period_ms > 0 && s.next_report == t)
+            {
                 self.report(now, seid);
             }
-            self.next_report = self
-                .sessions
-                .values()
-                .map(|s| s.next_report)
-                .min()
-                .unwrap_or(u64::MAX);
         }
         if self.next_audit <= now {
             let unclaimed: Vec<u64> = self
@@ -388,6 +385,7 @@ impl Up {
             return;
         };
         s.next_report = now + s.period_ms;
+        self.due.insert((s.next_report, seid));
         if c == s.last {
             return;
         }
@@ -712,7 +710,9 @@ impl Up {
                 }
             }
         }
-        self.next_report = self.next_report.min(s.next_report);
+        if s.period_ms > 0 {
+            self.due.insert((s.next_report, our_seid));
+        }
         self.sessions.insert(our_seid, s);
         self.stats.sessions_established += 1;
         let ies = vec![
@@ -788,7 +788,9 @@ impl Up {
         for u in ups {
             self.push(u);
         }
-        self.next_report = self.next_report.min(s.next_report);
+        if s.period_ms > 0 {
+            self.due.insert((s.next_report, seid));
+        }
         self.sessions.insert(seid, s);
         self.stats.adopted += 1;
         let ies = vec![

@@ -72,7 +72,8 @@ struct UpBox {
 pub struct UpReport {
     /// The user plane's PFCP/GTP-U address.
     pub addr: String,
-    /// Subscriber sessions on it (PFCP sessions) at the end of the traffic phases.
+    /// Subscriber sessions on it (PFCP sessions) at the end of the run, after the
+    /// teardown (0 when every session ended and was deleted).
     pub sessions: u64,
     /// PFCP sessions it established and deleted.
     pub sessions_established: u64,

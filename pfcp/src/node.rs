@@ -173,6 +173,9 @@ pub struct Node {
     pending: BTreeMap<u32, Pending>,
     /// Responses already sent, by (peer, request sequence number), with expiry.
     answered: BTreeMap<(SocketAddr, u32), (Vec<u8>, u64)>,
+    /// The cached answers in the order they expire (expiry, peer, sequence number);
+    /// an entry no longer matching `answered` is stale and skipped.
+    expiry: VecDeque<(u64, SocketAddr, u32)>,
     /// Requests handed to the application and not yet answered.
     in_progress: BTreeSet<(SocketAddr, u32)>,
     next_seq: u32,
@@ -188,6 +191,7 @@ impl Node {
             peers: BTreeMap::new(),
             pending: BTreeMap::new(),
             answered: BTreeMap::new(),
+            expiry: VecDeque::new(),
             in_progress: BTreeSet::new(),
             next_seq: 1,
             out: VecDeque::new(),
@@ -238,7 +242,7 @@ impl Node {
             .values()
             .filter(|p| p.associated && self.cfg.heartbeat_interval_ms > 0)
             .map(|p| p.next_heartbeat_ms);
-        let cache = self.answered.values().map(|(_, e)| *e);
+        let cache = self.expiry.front().map(|e| e.0);
         retrans.chain(hb).chain(cache).min()
     }
 
@@ -416,6 +420,18 @@ impl Node {
         data: &[u8],
     ) {
         let key = (peer, raw.seq);
+        if t == MsgType::AssociationSetupRequest && self.answered.contains_key(&key) {
+            // A restarted peer numbers its requests from the start again (TS 23.007
+            // §19A): an Association Setup Request with a new Recovery Time Stamp is
+            // a new request, not a retransmission of the one cached under its number.
+            let known = self.peers.get(&peer).and_then(|p| p.recovery_time_stamp);
+            let rts = parse_one(data)
+                .ok()
+                .and_then(|m| m.ies.recovery_time_stamp());
+            if rts.is_some() && known.is_some() && rts != known {
+                self.forget_requests(peer);
+            }
+        }
         if let Some((resp, _)) = self.answered.get(&key) {
             let resp = resp.clone();
             self.stats.duplicate_requests += 1;
@@ -530,8 +546,9 @@ impl Node {
 
     fn send_response(&mut self, now: u64, peer: SocketAddr, seq: u32, data: Vec<u8>) {
         let keep = self.cfg.t1_ms.saturating_mul(u64::from(self.cfg.n1) + 1);
-        self.answered
-            .insert((peer, seq), (data.clone(), now.saturating_add(keep)));
+        let exp = now.saturating_add(keep);
+        self.answered.insert((peer, seq), (data.clone(), exp));
+        self.expiry.push_back((exp, peer, seq));
         self.transmit(peer, data);
     }
 
@@ -563,11 +580,20 @@ impl Node {
         });
     }
 
+    /// Drops the cached answers and pending requests of `peer`.
+    fn forget_requests(&mut self, peer: SocketAddr) {
+        self.answered.retain(|(a, _), _| *a != peer);
+        self.in_progress.retain(|(a, _)| *a != peer);
+    }
+
     fn check_restart(&mut self, peer: SocketAddr, rts: u32) {
         if let Some(p) = self.peers.get_mut(&peer) {
             match p.recovery_time_stamp {
                 Some(old) if old != rts => {
                     p.recovery_time_stamp = Some(rts);
+                    // Its sequence numbers start over: the cached answers to its
+                    // old requests must not answer its new ones.
+                    self.forget_requests(peer);
                     self.events.push_back(Event::PeerRestarted {
                         peer,
                         old,
@@ -635,7 +661,19 @@ impl Node {
                 }
             }
         }
-        self.answered.retain(|_, (_, exp)| *exp > now);
+        while let Some(&(exp, peer, seq)) = self.expiry.front() {
+            if exp > now {
+                break;
+            }
+            self.expiry.pop_front();
+            if self
+                .answered
+                .get(&(peer, seq))
+                .is_some_and(|(_, e)| *e == exp)
+            {
+                self.answered.remove(&(peer, seq));
+            }
+        }
     }
 
     fn alloc_seq(&mut self) -> u32 {

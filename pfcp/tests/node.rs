@@ -425,3 +425,76 @@ fn bundled_requests_are_handled_one_by_one() {
     );
     assert!(matches!(u.poll_event(), Some(Event::Request { msg, .. }) if msg.header.seq == 41));
 }
+
+/// A restarted CP numbers its requests from the start again (TS 23.007 §19A): its
+/// Association Setup Request carries a sequence number the UP answered before the
+/// restart, but a new Recovery Time Stamp — the UP handles it (and reports the
+/// restart) instead of answering from its cache, and the CP's next session request
+/// under an old number is handled too.
+#[test]
+fn restarted_peer_reusing_sequence_numbers_is_not_answered_from_the_cache() {
+    let (mut c, mut u) = associated();
+    // A session request the UP answers (and caches under its number).
+    c.send_request(
+        10,
+        addr(UP),
+        MsgType::SessionEstablishmentRequest,
+        Some(0),
+        establishment().ies,
+    )
+    .unwrap();
+    pump(10, &mut c, addr(CP), &mut u);
+    let ev = events(&mut u);
+    let Some(Event::Request { msg, .. }) = ev.first() else {
+        panic!("{ev:?}");
+    };
+    let ies = vec![
+        Ie::NodeId(NodeId::Ipv4(Ipv4Addr::new(192, 0, 2, UP))),
+        Ie::Cause(cause::REQUEST_ACCEPTED),
+    ];
+    u.respond(10, addr(CP), &msg.header, Some(7), ies).unwrap();
+    pump(10, &mut u, addr(UP), &mut c);
+    // The CP restarts (same address, new Recovery Time Stamp, numbers from 1).
+    let mut cc = Config::new(NodeId::Fqdn("cp.bng.example".into()), 1001);
+    cc.association_ies = vec![Ie::CpFunctionFeatures(Flags::new(&[0]))];
+    let mut c2 = Node::new(cc);
+    c2.associate(100, addr(UP)).unwrap();
+    pump(100, &mut c2, addr(CP), &mut u);
+    let ev = events(&mut u);
+    assert!(
+        ev.contains(&Event::PeerRestarted {
+            peer: addr(CP),
+            old: 1000,
+            new: 1001
+        }),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::Associated {
+            recovery_time_stamp: 1001,
+            ..
+        }
+    )));
+    pump(100, &mut u, addr(UP), &mut c2);
+    assert!(c2.is_associated(addr(UP)));
+    assert!(events(&mut c2)
+        .iter()
+        .any(|e| matches!(e, Event::Associated { .. })));
+    // Its first session request reuses the number of the one answered before.
+    c2.send_request(
+        110,
+        addr(UP),
+        MsgType::SessionEstablishmentRequest,
+        Some(0),
+        establishment().ies,
+    )
+    .unwrap();
+    pump(110, &mut c2, addr(CP), &mut u);
+    let ev = events(&mut u);
+    assert!(
+        matches!(&ev[..], [Event::Request { msg, .. }] if msg.msg_type() == MsgType::SessionEstablishmentRequest),
+        "handed to the application, not answered from the cache: {ev:?}"
+    );
+    assert!(u.poll_transmit().is_none(), "no stale cached answer");
+}

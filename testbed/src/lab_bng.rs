@@ -109,6 +109,17 @@ pub struct BngLabArgs {
     /// With `--netns`: capture the access link with tshark into this file.
     #[arg(long, requires = "netns")]
     pub capture: Option<String>,
+    /// The disaggregated vBNG (BBF TR-459, issue 21): one control plane (`vbng-cp`)
+    /// and `--ups` user planes (`vbng-up`) over PFCP and GTP-U, in memory; the
+    /// subscribers' lines are spread over the user planes' access ports. The JSON
+    /// has the same fields as the monolithic lab's plus `cups` (the control plane's
+    /// PFCP counters and `per_up` figures).
+    #[arg(long, conflicts_with = "netns")]
+    pub cups: bool,
+    /// With `--cups`: user planes (1 to 64).
+    #[arg(long, default_value_t = 2, requires = "cups",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub ups: u32,
     /// With `--netns`: add a hostile subscriber (PADI flood, bad LCP, garbage after the
     /// PPPoE header, wrong password).
     #[arg(long, requires = "netns")]
@@ -258,6 +269,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         access,
         duration: args.duration.map(Duration::from_secs_f64),
         keepalive_s: args.lcp_echo_interval,
+        cups_ups: args.cups.then_some(args.ups as usize),
     };
     let live = args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut r = run_lab(&cfg, progress_printer(args.json, live))?;
@@ -375,6 +387,26 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         AccessPlan::Mixed => "sessions after teardown",
     };
     println!("{label:<22} {}", r.sessions_after_teardown);
+    if let Some(c) = &r.cups {
+        println!(
+            "PFCP (control plane)   {} user planes, {} sessions established, {} deleted, {} usage reports, {} messages in, {} out",
+            c.ups,
+            c.cp.get("established").copied().unwrap_or(0),
+            c.cp.get("deleted").copied().unwrap_or(0),
+            c.cp.get("reports").copied().unwrap_or(0),
+            c.pfcp_rx,
+            c.pfcp_tx
+        );
+        for (n, u) in c.per_up.iter().enumerate() {
+            println!(
+                "user plane {n:<2} {:<12} {} sessions, access {} in / {} out, core {} in / {} out, {} redirected, {} injected",
+                u.addr, u.sessions_established, u.access_rx, u.access_tx, u.core_rx, u.core_tx, u.redirected, u.injected
+            );
+        }
+    }
+    if let Some(k) = r.rss_peak_kib {
+        println!("peak RSS               {:.1} MiB", k as f64 / 1024.0);
+    }
     print!("{}", r.bng_errors);
     let w = &r.bng_worker;
     if w.tx_full + w.frame_full + w.tx_unsent + w.punt_dropped + w.inject_dropped > 0 {

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compare;
+mod compare_bng;
 mod image;
 mod lab_bng;
 mod lab_bng_netns;
@@ -51,6 +52,9 @@ enum CompareCmd {
     Nat(compare::CompareArgs),
     /// Our raw port I/O vs dpdk-testpmd io-forward on the same veths.
     Io(compare::CompareArgs),
+    /// The monolithic vBNG vs the disaggregated one (vbng-cp + N vbng-up over
+    /// PFCP/GTP-U) on the in-memory BNG lab, each in its own process (no root).
+    Bng(compare_bng::CompareBngArgs),
 }
 
 #[derive(Subcommand)]
@@ -91,5 +95,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Compare(CompareCmd::Forward(a)) => done(compare::forward(a)),
         Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),
+        Cmd::Compare(CompareCmd::Bng(a)) => done(compare_bng::run(a)),
     }
 }

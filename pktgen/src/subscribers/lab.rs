@@ -74,6 +74,10 @@ pub struct LabConfig {
     /// The BNG's LCP Echo-Request interval, seconds (RFC 1661 §5.8 keepalive; 0 =
     /// off). The emulated subscribers answer them during every phase.
     pub keepalive_s: u32,
+    /// The disaggregated vBNG (BBF TR-459): a control plane and this many user
+    /// planes over PFCP/GTP-U ([`super::lab_cups`]) instead of the monolithic one;
+    /// `None`: monolithic.
+    pub cups_ups: Option<usize>,
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -96,6 +100,7 @@ impl Default for LabConfig {
             access: AccessPlan::Pppoe,
             duration: None,
             keepalive_s: 30,
+            cups_ups: None,
         }
     }
 }
@@ -332,6 +337,13 @@ pub struct LabReport {
     pub traffic: crate::kpi::TrafficKpis,
     /// LCP Echo between the subscribers and the BNG (with PPPoE subscribers).
     pub lcp_echo: Option<LcpEchoReport>,
+    /// With `cups_ups`: the control plane's PFCP figures and each user plane's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cups: Option<super::lab_cups::CupsReport>,
+    /// The lab process's peak resident set size at the end, KiB (`VmHWM` of
+    /// `/proc/self/status`; `null` where unknown): the BNG's memory with the
+    /// lab's own (generator, sink, buffers).
+    pub rss_peak_kib: Option<u64>,
     /// Counters per subscriber (not in the JSON; `testbed lab bng --per-session FILE`
     /// writes them as JSON lines).
     #[serde(skip)]
@@ -539,13 +551,7 @@ const POLLS_PER_STEP: usize = 16;
 /// worker (ports 0 access, 1 core), and the control side on the punt and inject rings,
 /// both stepped from the lab's one thread.
 struct Bng {
-    worker: Worker<MemPort>,
-    control: Control,
-    punt: PktRing,
-    inject: PktRing,
-    injector: Injector,
-    /// Buffers of the control side (punted frames freed, injected frames allocated).
-    cache: PoolCache,
+    dut: Dut,
     /// Time spent in the BNG (worker and control plane).
     busy: Duration,
     /// CGNAT port-block log records read from the `nat44` node.
@@ -556,33 +562,54 @@ struct Bng {
     sampling: bool,
 }
 
+/// The BNG under test: monolithic or disaggregated.
+enum Dut {
+    Mono(Box<Mono>),
+    Cups(Box<super::lab_cups::CupsBng>),
+}
+
+/// The monolithic vBNG: the worker (ports 0 access, 1 core) and the control side on
+/// its punt and inject rings.
+struct Mono {
+    worker: Worker<MemPort>,
+    control: Control,
+    punt: PktRing,
+    inject: PktRing,
+    injector: Injector,
+    /// Buffers of the control side (punted frames freed, injected frames allocated).
+    cache: PoolCache,
+}
+
 impl Bng {
     /// One lab step of the BNG: worker iterations (table updates, injected frames,
     /// rx, graph, punts, tx, timers) until it is idle, the punted frames to the control
     /// plane after each, then the control plane's timers and table updates and its
     /// frames onto the inject ring (sent by the next worker iteration).
     fn step(&mut self, now_ms: u64, now_ns: u64) {
-        let t = Instant::now();
-        let rx0 = self.worker.stats.rx_packets;
-        for _ in 0..POLLS_PER_STEP {
-            let work = self.worker.poll(now_ns);
-            self.control
-                .drain_punts(&self.punt, &mut self.cache, now_ms);
-            if work == 0 {
-                break;
+        let (dt, n) = match &mut self.dut {
+            Dut::Mono(m) => {
+                let t = Instant::now();
+                let rx0 = m.worker.stats.rx_packets;
+                for _ in 0..POLLS_PER_STEP {
+                    let work = m.worker.poll(now_ns);
+                    m.control.drain_punts(&m.punt, &mut m.cache, now_ms);
+                    if work == 0 {
+                        break;
+                    }
+                }
+                let tx = m.control.poll(now_ms);
+                m.injector.queue(tx);
+                m.injector.flush(&m.inject, &mut m.cache);
+                if let Some(log) = &m.control.nat_log {
+                    while log.pop().is_some() {
+                        self.nat_log_records += 1;
+                    }
+                }
+                (t.elapsed(), m.worker.stats.rx_packets - rx0)
             }
-        }
-        let tx = self.control.poll(now_ms);
-        self.injector.queue(tx);
-        self.injector.flush(&self.inject, &mut self.cache);
-        if let Some(log) = &self.control.nat_log {
-            while log.pop().is_some() {
-                self.nat_log_records += 1;
-            }
-        }
-        let dt = t.elapsed();
+            Dut::Cups(c) => c.step(now_ms, now_ns),
+        };
         self.busy += dt;
-        let n = self.worker.stats.rx_packets - rx0;
         if self.sampling && n > 0 && self.steps.len() < self.steps.capacity() {
             self.steps.push(dt.as_nanos() as f32 / n as f32);
         }
@@ -590,20 +617,29 @@ impl Bng {
 
     /// Frames between the worker and the control plane, not yet handled.
     fn in_flight(&self) -> usize {
-        self.injector.len() + self.inject.len() + self.punt.len()
+        match &self.dut {
+            Dut::Mono(m) => m.injector.len() + m.inject.len() + m.punt.len(),
+            Dut::Cups(c) => c.in_flight(),
+        }
     }
 
     fn cp(&self) -> &ControlPlane {
-        &self.control.cp
+        match &self.dut {
+            Dut::Mono(m) => &m.control.cp,
+            Dut::Cups(c) => c.cp(),
+        }
     }
 
     /// `show errors` of the graph and the control plane's counters.
     fn errors(&self) -> String {
-        format!(
-            "{}{}",
-            self.worker.graph.show_errors(),
-            format_counters("control plane", &self.control_counters())
-        )
+        match &self.dut {
+            Dut::Mono(m) => format!(
+                "{}{}",
+                m.worker.graph.show_errors(),
+                format_counters("control plane", &self.control_counters())
+            ),
+            Dut::Cups(c) => c.errors(),
+        }
     }
 
     fn control_counters(&self) -> BTreeMap<String, u64> {
@@ -616,8 +652,12 @@ impl Bng {
     }
 
     fn drops(&self) -> Vec<NodeDrop> {
+        let m = match &self.dut {
+            Dut::Mono(m) => m,
+            Dut::Cups(c) => return c.drops(),
+        };
         let mut v = Vec::new();
-        for n in self.worker.graph.nodes() {
+        for n in m.worker.graph.nodes() {
             v.extend(n.nonzero_drops().map(|(reason, _, count)| NodeDrop {
                 node: n.name.to_string(),
                 reason: reason.to_string(),
@@ -628,7 +668,11 @@ impl Bng {
     }
 
     fn worker_report(&self) -> WorkerReport {
-        let w = &self.worker.stats;
+        let m = match &self.dut {
+            Dut::Mono(m) => m,
+            Dut::Cups(c) => return c.worker_report(),
+        };
+        let w = &m.worker.stats;
         WorkerReport {
             loops: w.loops,
             punted: w.punted,
@@ -636,15 +680,18 @@ impl Bng {
             injected: w.injected,
             inject_dropped: w.inject_dropped,
             tx_unsent: w.tx_unsent,
-            injector_oversize: self.injector.oversize,
-            tx_full: self.worker.out.stats.tx_full,
-            frame_full: self.worker.out.stats.frame_full,
+            injector_oversize: m.injector.oversize,
+            tx_full: m.worker.out.stats.tx_full,
+            frame_full: m.worker.out.stats.frame_full,
         }
     }
 
     /// The `nat44` node's counters and drops (with CGNAT).
     fn nat_report(&self, pool: &str) -> Option<NatReport> {
-        let g = &self.worker.graph;
+        let Dut::Mono(m) = &self.dut else {
+            return None;
+        };
+        let g = &m.worker.graph;
         let node = g.nodes().find(|n| n.name == NODE_NAT)?;
         let mut r = NatReport {
             pool: pool.to_string(),
@@ -719,27 +766,47 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     let core_mac = core.mac().unwrap_or([2, 0, 0, 0, 0, 2]);
     // The core sink poses as the configured next hop.
     let sink_mac = vcfg.core_next_hop_mac.octets();
-    let Vbng { graph, control, .. } = build(&vcfg, &BuildEnv::new(core_mac, n, Rng::from_os()))
-        .map_err(|e| anyhow::anyhow!("vbng: {e}"))?;
-    let bng_graph = graph.describe();
-    let (punt, inject) = (ring(RING), ring(RING));
-    let worker = Worker::new(
-        vec![access, core],
-        graph,
-        pool.cache(),
-        WorkerConfig::default(),
-    )
-    .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
-    .with_punt(punt.clone())
-    .with_inject(inject.clone())
-    .on_update(update_hook());
+    let (dut, bng_graph) = match cfg.cups_ups {
+        None => {
+            let Vbng { graph, control, .. } =
+                build(&vcfg, &BuildEnv::new(core_mac, n, Rng::from_os()))
+                    .map_err(|e| anyhow::anyhow!("vbng: {e}"))?;
+            let bng_graph = graph.describe();
+            let (punt, inject) = (ring(RING), ring(RING));
+            let worker = Worker::new(
+                vec![access, core],
+                graph,
+                pool.cache(),
+                WorkerConfig::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
+            .with_punt(punt.clone())
+            .with_inject(inject.clone())
+            .on_update(update_hook());
+            let m = Mono {
+                worker,
+                control,
+                punt,
+                inject,
+                injector: Injector::new(),
+                cache: pool.cache(),
+            };
+            (Dut::Mono(Box::new(m)), bng_graph)
+        }
+        Some(ups) => {
+            anyhow::ensure!(
+                cfg.cgnat.is_none() && !cfg.ipv6,
+                "--cups: CGNAT and IPv6 are not carried over PFCP by the lab yet"
+            );
+            let c = super::lab_cups::CupsBng::new(&vcfg, ups, n, access, core, core_mac, pool)?;
+            (
+                Dut::Cups(Box::new(c)),
+                format!("vbng-cp + {ups} x vbng-up (PFCP/GTP-U in memory)"),
+            )
+        }
+    };
     let mut bng = Bng {
-        worker,
-        control,
-        punt,
-        inject,
-        injector: Injector::new(),
-        cache: pool.cache(),
+        dut,
         busy: Duration::ZERO,
         nat_log_records: 0,
         steps: Vec::with_capacity(1 << 20),
@@ -1174,7 +1241,18 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     report.bng_control = bng.control_counters();
     report.bng_worker = bng.worker_report();
     report.bng_graph = bng_graph;
+    if let Dut::Cups(c) = &bng.dut {
+        report.cups = Some(c.report());
+    }
+    report.rss_peak_kib = rss_peak_kib();
     Ok(report)
+}
+
+/// This process's peak resident set size, KiB (`VmHWM` in `/proc/self/status`).
+pub fn rss_peak_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    l.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Established subscribers with IPv6: PPPoE ones that formed their SLAAC address,

@@ -885,3 +885,4 @@ mod tests {
     }
 }
 pub mod lab;
+pub mod lab_cups;

@@ -154,6 +154,98 @@ pub struct Config {
     /// The DHCPv6 server (RFC 8415): prefix delegation (IA_PD) to PPPoE subscribers
     /// after IPv6CP. All prefix pools delegate one length (≤ 64).
     pub dhcp6: Option<crate::dhcp6::Dhcp6Config>,
+    /// The disaggregated vBNG (BBF TR-459, `vbng-cp` and `vbng-up`): PFCP and GTP-U
+    /// addresses; absent for the monolithic `vbng` (which refuses it).
+    pub cups: Option<CupsSection>,
+}
+
+/// How the control plane places a new session on a user plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// On the user plane whose access port the subscriber's line is on (user plane
+    /// `n` is the control plane's access port `n`).
+    #[default]
+    AccessPort,
+    /// Dual-homed access (every user plane's access port reaches every line): a new
+    /// line is answered through the user plane with the fewest sessions; the copies
+    /// of its broadcasts that other user planes redirect are dropped.
+    Load,
+}
+
+/// `[cups]`: the disaggregated vBNG (BBF TR-459). `vbng-cp` reads `addr` and `ups`;
+/// `vbng-up` reads `addr` and `cp`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CupsSection {
+    /// Our PFCP (UDP 8805, TS 29.244 §7.2.1) and GTP-U (UDP 2152, TS 29.281) address;
+    /// also our PFCP Node ID.
+    pub addr: Ipv4Addr,
+    /// `vbng-cp`: the user planes' addresses; user plane `n` is access port `n`.
+    pub ups: Vec<Ipv4Addr>,
+    /// `vbng-up`: the control plane's address (only its PFCP requests are served).
+    pub cp: Option<Ipv4Addr>,
+    /// `vbng-cp`: the sessions' usage reporting period, s (0: only the final report
+    /// and queries).
+    pub measurement_period_s: u32,
+    /// PFCP heartbeat interval, s (TS 29.244 §6.2.2).
+    pub heartbeat_s: u32,
+    /// `vbng-cp`: session placement, `access-port` (default) or `load`.
+    pub placement: Placement,
+}
+
+/// Most user planes one control plane drives.
+pub const MAX_UPS: usize = 64;
+
+impl Default for CupsSection {
+    fn default() -> Self {
+        CupsSection {
+            addr: Ipv4Addr::UNSPECIFIED,
+            ups: Vec::new(),
+            cp: None,
+            measurement_period_s: 10,
+            heartbeat_s: 10,
+            placement: Placement::AccessPort,
+        }
+    }
+}
+
+impl CupsSection {
+    /// Checks the section for a control plane (`cp = true`) or a user plane.
+    pub fn validate(&self, cp: bool) -> Result<(), ConfigError> {
+        let e = |m: &str| Err(ConfigError(alloc::format!("cups: {m}")));
+        if self.addr.is_unspecified() || self.addr.is_multicast() || self.addr.is_broadcast() {
+            return e("addr: our unicast PFCP/GTP-U address is required");
+        }
+        if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
+            return e("heartbeat_s: 1 to 3600");
+        }
+        if cp {
+            if self.ups.is_empty() || self.ups.len() > MAX_UPS {
+                return e("ups: 1 to 64 user plane addresses");
+            }
+            for (i, u) in self.ups.iter().enumerate() {
+                if *u == self.addr || self.ups[..i].contains(u) {
+                    return e(&alloc::format!(
+                        "ups[{i}] {u}: duplicate or our own address"
+                    ));
+                }
+            }
+            if self.cp.is_some() {
+                return e("cp: only for vbng-up");
+            }
+        } else {
+            match self.cp {
+                None => return e("cp: the control plane's address is required"),
+                Some(c) if c == self.addr => return e("cp: our own address"),
+                _ => {}
+            }
+            if !self.ups.is_empty() {
+                return e("ups: only for vbng-cp");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What an IPoE subscriber's AAA user name is made of.
@@ -305,6 +397,7 @@ impl Default for Config {
             ipoe: None,
             dhcp6: None,
             listen: None,
+            cups: None,
         }
     }
 }
@@ -627,6 +720,30 @@ pub fn parse_rate_pair(s: &str) -> Result<(u64, u64), ConfigError> {
     let u = crate::radius::parse_rate(u).ok_or_else(|| err(s, "rate"))?;
     let d = crate::radius::parse_rate(d).ok_or_else(|| err(s, "rate"))?;
     Ok((u, d))
+}
+
+/// Reads and validates a config file (as `vbng`, `vbng-cp` and `vbng-up` do); a
+/// relative `user_file` is read from the config file's directory. The error is one
+/// line naming the file.
+#[cfg(feature = "std")]
+pub fn load_file(path: &str) -> Result<Config, String> {
+    use std::path::Path;
+    let text = std::fs::read_to_string(path).map_err(|e| alloc::format!("reading {path}: {e}"))?;
+    let mut cfg = Config::from_toml(&text).map_err(|e| alloc::format!("{path}: {e}"))?;
+    if let Some(f) = cfg.user_file.clone() {
+        let f = match Path::new(path).parent() {
+            Some(dir) if Path::new(&f).is_relative() => dir.join(&f),
+            _ => f.into(),
+        };
+        let shown = f.display();
+        let t = std::fs::read_to_string(&f).map_err(|e| alloc::format!("reading {shown}: {e}"))?;
+        cfg.users
+            .extend(parse_user_file(&t).map_err(|e| alloc::format!("{shown}: {e}"))?);
+        // The file's users meet the same rules (unique names, addresses in a pool).
+        cfg.validate()
+            .map_err(|e| alloc::format!("{path} with {shown}: {e}"))?;
+    }
+    Ok(cfg)
 }
 
 /// Parse a user file: `name password [ip] [up/down]` per line, `#` comments.

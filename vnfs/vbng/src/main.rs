@@ -24,7 +24,7 @@ use dataplane::stage::show_errors;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-use vbng::config::{parse_user_file, Config, MAX_SESSIONS};
+use vbng::config::{Config, MAX_SESSIONS};
 use vbng::radius_io::RadiusIo;
 use vbng::rng::Rng;
 use vbng::runtime::{Options, MAX_TRACE};
@@ -104,22 +104,12 @@ enum Cmd {
     },
 }
 
-/// Read and validate a config; a relative `user_file` is found next to the config.
+/// Read and validate a config (`vbng::config::load_file`); the `[cups]` section is
+/// for `vbng-cp` and `vbng-up` only.
 fn load(path: &str) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    let mut cfg = Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-    if let Some(f) = cfg.user_file.clone() {
-        let f = match Path::new(path).parent() {
-            Some(dir) if Path::new(&f).is_relative() => dir.join(&f),
-            _ => f.into(),
-        };
-        let shown = f.display();
-        let t = std::fs::read_to_string(&f).with_context(|| format!("reading {shown}"))?;
-        cfg.users
-            .extend(parse_user_file(&t).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?);
-        // The file's users meet the same rules (unique names, addresses in a pool).
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{path} with {shown}: {e}"))?;
+    let cfg = vbng::config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cfg.cups.is_some() {
+        bail!("{path}: [cups] is for vbng-cp and vbng-up, not the monolithic vbng");
     }
     Ok(cfg)
 }

@@ -122,6 +122,7 @@ fn up_box(i: usize, cfg: &Config) -> UpBox {
     let start = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut uc = UpConfig::new(UP_ADDRS[i], 0xe7a1_0000 + start);
     node_timers(&mut uc.node);
+    uc.audit_ms = 2_000;
     let parts = Up::build(
         cfg,
         &BuildEnv::new(CORE_MAC, 64, Rng::from_seed([i as u8 + 1; 32])),
@@ -184,6 +185,9 @@ struct Lab {
     now: u64,
     /// (Acct-Session-Id, Acct-Status-Type) → Acct-Terminate-Cause.
     acct: BTreeMap<(String, u32), Option<u32>>,
+    /// Acct-Session-Id → the Stop's (input octets, input packets, output octets,
+    /// output packets).
+    stop_counts: BTreeMap<String, (u32, u32, u32, u32)>,
     /// Whether user plane i's worker still runs (a killed one is stopped too).
     alive: Vec<bool>,
 }
@@ -208,6 +212,7 @@ impl Lab {
             bus,
             now: 0,
             acct: BTreeMap::new(),
+            stop_counts: BTreeMap::new(),
             alive: vec![true; UP_ADDRS.len()],
         }
     }
@@ -240,6 +245,11 @@ impl Lab {
             if p.code() == 4 {
                 let id = String::from_utf8(p.attr(44).expect("Acct-Session-Id").to_vec()).unwrap();
                 let st = p.attr_u32(40).expect("Acct-Status-Type");
+                if st == 2 {
+                    let a = |t| p.attr_u32(t).unwrap_or(0);
+                    self.stop_counts
+                        .insert(id.clone(), (a(42), a(47), a(43), a(48)));
+                }
                 self.acct.insert((id, st), p.attr_u32(49));
             }
         }
@@ -487,6 +497,172 @@ fn two_user_planes_sessions_traffic_and_loss() {
             "Measurement Period",
         ],
     );
+}
+
+/// Associates both user planes and brings every subscriber up.
+fn lab_up() -> Lab {
+    let mut lab = Lab::new();
+    assert!(
+        lab.run_until(2_000, |l| l.cp.up_ready(0) && l.cp.up_ready(1)),
+        "{:?}",
+        lab.cp
+    );
+    for u in lab.ups.iter_mut() {
+        let now = lab.now;
+        for s in u.subs.iter_mut() {
+            s.start(now, &mut u.pending);
+        }
+    }
+    assert!(lab.run_until(20_000, all_up), "{:?}", lab.cp);
+    lab.run_until(200, |_| false);
+    assert_eq!(lab.cp.stats.established, 2 * PER_UP as u64);
+    lab
+}
+
+/// The Acct-Session-Id of subscriber `k` of user plane `i`.
+fn acct_id(lab: &Lab, i: usize, k: usize) -> String {
+    let mac = lab.ups[i].subs[k].params().mac;
+    lab.cp
+        .cp
+        .sessions()
+        .into_iter()
+        .find(|s| s.key.mac == mac)
+        .map(|s| s.acct_id)
+        .expect("the subscriber's session")
+}
+
+/// The Accounting-Stop's volume is the final usage report of the Session Deletion
+/// Response (TS 29.244 §7.5.7), not the last periodic report: traffic after the last
+/// periodic report is counted.
+#[test]
+fn accounting_stop_counts_the_final_usage_report() {
+    let mut lab = lab_up();
+    assert_eq!(lab.traffic(0), (PER_UP, PER_UP));
+    // The periodic reports (every second) bring one packet each way.
+    lab.run_until(1_500, |_| false);
+    let id = acct_id(&lab, 0, 0);
+    let mac = lab.ups[0].subs[0].params().mac;
+    let last = |lab: &Lab| {
+        lab.cp
+            .cp
+            .sessions()
+            .into_iter()
+            .find(|s| s.key.mac == mac)
+            .map(|s| s.counters)
+            .expect("session")
+    };
+    let c1 = last(&lab);
+    assert_eq!((c1.1, c1.3), (1, 1), "the periodic report: {c1:?}");
+    // A second packet each way, then the subscriber leaves at once (before the next
+    // periodic report).
+    assert_eq!(lab.traffic(0), (PER_UP, PER_UP));
+    assert_eq!(last(&lab), c1, "no report yet");
+    let u = &mut lab.ups[0];
+    u.subs[0].terminate(&mut u.pending);
+    assert!(
+        lab.run_until(500, |l| l.stop_counts.contains_key(&id)),
+        "the Stop: {:?}",
+        lab.cp.stats
+    );
+    let (io, ip, oo, op) = lab.stop_counts[&id];
+    assert_eq!((ip, op), (2, 2), "both packets each way in the Stop");
+    assert_eq!(u64::from(io), 2 * c1.0, "input octets");
+    assert_eq!(u64::from(oo), 2 * c1.2, "output octets");
+    assert_eq!(lab.cp.stats.final_reports, 1);
+    assert_eq!(lab.cp.stats.deleted, 1);
+    assert_eq!(
+        lab.acct[&(id, 2)],
+        Some(vbng::radius::terminate_cause::USER_REQUEST)
+    );
+}
+
+/// A control plane restart (its PFCP function with a new Recovery Time Stamp, the
+/// subscriber state kept): it associates again with both user planes, audits them by
+/// establishing its sessions again — the user planes match them to the sessions they
+/// kept, which forward all along — and a session it ended while it could not reach
+/// the user plane is removed there when the audit window closes unclaimed.
+#[test]
+fn control_plane_restart_reassociates_audits_and_keeps_traffic() {
+    let mut lab = lab_up();
+    for i in 0..2 {
+        assert_eq!(lab.traffic(i), (PER_UP, PER_UP), "user plane {i}");
+    }
+    // While the control plane is cut off it ends one session: its deletion is lost.
+    lab.bus.set_cut(CP_ADDR, true);
+    let gone = acct_id(&lab, 0, 0);
+    let idx = lab
+        .cp
+        .cp
+        .sessions()
+        .into_iter()
+        .find(|s| s.acct_id == gone)
+        .map(|s| s.idx)
+        .expect("session");
+    let now = lab.now;
+    lab.cp
+        .cp
+        .terminate(idx, vbng::radius::terminate_cause::NAS_REQUEST, now);
+    lab.cp.sync(now);
+    lab.run_until(50, |_| false);
+    assert_eq!(
+        lab.ups[0].up.session_count(),
+        PER_UP,
+        "the deletion never arrived"
+    );
+
+    // The restart; then traffic flows before, during and after the re-association.
+    let now = lab.now;
+    lab.cp.restart(now, 0xe7a0_1000);
+    lab.bus.set_cut(CP_ADDR, false);
+    for i in 0..2 {
+        assert_eq!(
+            lab.traffic(i),
+            (PER_UP, PER_UP),
+            "user plane {i} at the restart"
+        );
+    }
+    assert!(
+        lab.run_until(3_000, |l| l.cp.stats.audited == 2 * PER_UP as u64 - 1),
+        "audit: {:?}",
+        lab.cp.stats
+    );
+    assert!(lab.cp.up_ready(0) && lab.cp.up_ready(1));
+    assert_eq!(lab.cp.stats.restarts, 1);
+    assert_eq!(lab.cp.stats.associations, 4);
+    for (i, u) in lab.ups.iter().enumerate() {
+        assert_eq!(
+            u.up.stats.cp_restarts, 1,
+            "user plane {i} saw the new Recovery Time Stamp"
+        );
+        assert_eq!(
+            u.up.stats.sessions_established, PER_UP as u64,
+            "nothing re-created"
+        );
+        assert_eq!(u.up.stats.sessions_deleted, 0);
+    }
+    assert_eq!(lab.ups[0].up.stats.adopted, PER_UP as u64 - 1);
+    assert_eq!(lab.ups[1].up.stats.adopted, PER_UP as u64);
+    // The live sessions keep forwarding, and stay under the control plane: the
+    // session it ended is still forwarding until the audit window closes.
+    assert_eq!(lab.traffic(1), (PER_UP, PER_UP));
+    assert!(lab.run_until(2_500, |l| l.ups[0].up.stats.audit_removed == 1));
+    assert_eq!(lab.ups[0].up.session_count(), PER_UP - 1);
+    assert_eq!(lab.ups[1].up.session_count(), PER_UP);
+    assert_eq!(lab.ups[1].up.stats.audit_removed, 0);
+    // Usage reports from the adopted sessions reach the control plane again.
+    let before = lab.cp.stats.reports;
+    assert_eq!(lab.traffic(1), (PER_UP, PER_UP));
+    lab.run_until(1_500, |_| false);
+    assert!(lab.cp.stats.reports > before, "{:?}", lab.cp.stats);
+    // The ended session's Stop went out; ending an adopted session deletes it on
+    // its user plane with the final report.
+    assert!(lab.acct.contains_key(&(gone, 2)));
+    let id = acct_id(&lab, 1, 3);
+    let u = &mut lab.ups[1];
+    u.subs[3].terminate(&mut u.pending);
+    assert!(lab.run_until(1_000, |l| l.stop_counts.contains_key(&id)));
+    assert_eq!(lab.ups[1].up.session_count(), PER_UP - 1);
+    assert!(lab.cp.stats.final_reports >= 1);
 }
 
 fn tshark_ok() -> bool {
@@ -826,6 +1002,75 @@ fn every_update_kind_crosses_pfcp() {
         },
     );
     assert_eq!(cp.stats.no_up, 1);
+    // An IPoE session (no PPPoE session id): its uplink PDR matches IPv4 over
+    // Ethernet (Ethertype 0x0800, no BBF PPPoE Session ID or PPP Protocol), its FAR
+    // towards the access has no BBF PPP Outer Header Creation; the fast path gets it
+    // with session id 0.
+    let ikey = AccessKey {
+        mac: [2, 0, 0, 0, 0, 0x11],
+        ..key
+    };
+    cp.apply(
+        6,
+        F::Add {
+            idx: 7,
+            key: ikey,
+            sid: 0,
+            ip,
+            rate: (0, 0),
+            mtu: 1500,
+        },
+    );
+    let est = bus.log.as_ref().map_or(0, |l| l.len());
+    pump(&mut bus, &mut cp, &mut [&mut up], 6);
+    assert_eq!(
+        drain_updates(&up),
+        vec![F::Add {
+            idx: 0,
+            key: ikey,
+            sid: 0,
+            ip,
+            rate: (0, 0),
+            mtu: 1500
+        }]
+    );
+    let req = bus.log.as_ref().unwrap()[est..]
+        .iter()
+        .find_map(|d| match d {
+            Datagram::Pfcp { data, .. } => Message::parse_datagram(data)
+                .unwrap()
+                .into_iter()
+                .find(|m| m.msg_type() == MsgType::SessionEstablishmentRequest),
+            _ => None,
+        })
+        .expect("the IPoE establishment");
+    let text = format!("{:?}", req.ies);
+    assert!(text.contains("Ethertype(2048)"), "{text}");
+    assert!(
+        !text.contains("BbfPppoeSessionId") && !text.contains("BbfPppProtocol"),
+        "{text}"
+    );
+    assert!(!text.contains("BbfOuterHeaderCreation"), "{text}");
+    // The redirect session tunnels IPoE control too: DHCPv4, ARP, ICMPv6, DHCPv6.
+    let redirect = bus.log.as_ref().unwrap().iter().find_map(|d| match d {
+        Datagram::Pfcp { data, .. } => Message::parse_datagram(data)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.msg_type() == MsgType::SessionEstablishmentRequest),
+        _ => None,
+    });
+    let text = format!("{:?}", redirect.expect("the redirect session").ies);
+    for want in [
+        "permit out 17 from any 68 to any 67",
+        "Ethertype(2054)",
+        "permit out 58 from any to any",
+        "permit out 17 from any 546 to any 547",
+    ] {
+        assert!(
+            text.contains(want) || text.contains(&format!("{:?}", want.as_bytes())),
+            "{want} in {text}"
+        );
+    }
     // All of it dissects cleanly, the IPv6 PDRs too.
     tshark_check(
         "updates",
@@ -1269,4 +1514,81 @@ fn mutated_datagrams_never_panic() {
         }
     }
     assert!(n > 1000);
+}
+
+/// Placement by load (dual-homed access: both user planes' access ports reach every
+/// line): a new line's PADI, redirected by both user planes, is answered through the
+/// user plane with fewer lines only; the copy from the other is dropped; the next new
+/// line goes to the other user plane, and later frames of a line through the wrong
+/// user plane are dropped too.
+#[test]
+fn placement_by_load_answers_each_line_through_one_user_plane() {
+    let cfg = config();
+    let counters = SessionCounters::new(16);
+    let cpl = ControlPlane::new(&cfg, 16, counters.clone(), Rng::from_seed([9; 32])).unwrap();
+    let mut cc = CpConfig::new(CP_ADDR, UP_ADDRS.to_vec(), 1);
+    cc.placement = vbng::config::Placement::Load;
+    let mut cp = Cp::new(cpl, counters, cc);
+    let mk = |i: usize| {
+        Up::build(
+            &cfg,
+            &BuildEnv::new(CORE_MAC, 16, Rng::from_seed([i as u8 + 1; 32])),
+            UpConfig::new(UP_ADDRS[i], 2 + i as u32),
+        )
+        .unwrap()
+        .up
+    };
+    let (mut u0, mut u1) = (mk(0), mk(1));
+    let mut bus = Bus::new();
+    cp.start(0);
+    bus.send(cp.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 1);
+    assert!(cp.up_ready(0) && cp.up_ready(1));
+    let padi = |mac: [u8; 6]| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x88, 0x63]);
+        f.extend_from_slice(&[0x11, 0x09, 0x00, 0x00, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]);
+        f
+    };
+    let port = vbng::vnf::ACCESS_PORT;
+    // Line A: both user planes redirect its PADI; one answers.
+    let a = padi([2, 0, 0, 0, 0, 0xa]);
+    u0.punted(port, &a);
+    u1.punted(port, &a);
+    bus.send(u0.take_datagrams());
+    bus.send(u1.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 2);
+    let (i0, i1) = (u0.take_inject(), u1.take_inject());
+    assert_eq!(
+        (i0.len(), i1.len()),
+        (1, 0),
+        "PADO through user plane 0 only"
+    );
+    assert_eq!(cp.stats.placement_dropped, 1);
+    // Line B goes to the other, less loaded, user plane.
+    let b = padi([2, 0, 0, 0, 0, 0xb]);
+    u1.punted(port, &b);
+    u0.punted(port, &b);
+    bus.send(u1.take_datagrams());
+    bus.send(u0.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 3);
+    let (i0, i1) = (u0.take_inject(), u1.take_inject());
+    assert_eq!(
+        (i0.len(), i1.len()),
+        (0, 1),
+        "PADO through user plane 1 only"
+    );
+    assert_eq!(cp.stats.placement_dropped, 2);
+    // Line A again through user plane 1: dropped; through user plane 0: answered.
+    u1.punted(port, &a);
+    bus.send(u1.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 4);
+    assert_eq!(cp.stats.placement_dropped, 3);
+    assert!(u1.take_inject().is_empty());
+    u0.punted(port, &a);
+    bus.send(u0.take_datagrams());
+    pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 5);
+    assert_eq!(u0.take_inject().len(), 1);
+    assert_eq!(cp.stats.placement_dropped, 3);
 }

@@ -663,6 +663,11 @@ pub struct ControlPlane {
     /// The core side, for what the control plane itself sends there (the DHCP
     /// relay); set by [`ControlPlane::set_core`].
     core: Option<CoreSide>,
+    /// Disaggregated: Accounting-Stops of installed sessions are held for the user
+    /// plane's final usage report ([`ControlPlane::hold_stops`]).
+    hold_stops: bool,
+    /// The held Stops, in the order of their sessions' table removals.
+    held: VecDeque<(u32, cups::HeldStop)>,
     /// Counters.
     pub stats: ControlStats,
 }
@@ -935,6 +940,8 @@ impl ControlPlane {
                 Some(i) => Some(ipoe::IpoeCtl::new(i, cfg.core_ip.map(|n| n.addr))?),
                 None => None,
             },
+            hold_stops: false,
+            held: VecDeque::new(),
             stats: ControlStats::default(),
         })
     }
@@ -1530,9 +1537,16 @@ impl ControlPlane {
     }
 
     pub(super) fn remove_with(&mut self, idx: u32, cause: u32, send_padt: bool, now: u64) {
-        let started = matches!(self.slots.get(idx as usize), Some(Some(e)) if e.acct_started);
+        let (started, installed) = match self.slots.get(idx as usize) {
+            Some(Some(e)) => (e.acct_started, e.installed),
+            _ => (false, false),
+        };
         if started && self.acct_enabled {
-            self.account(idx, AcctStatus::Stop, Some(cause), now);
+            if self.hold_stops && installed {
+                self.hold_stop(idx, cause, now);
+            } else {
+                self.account(idx, AcctStatus::Stop, Some(cause), now);
+            }
         }
         self.dhcp6_withdraw(idx);
         self.dhcp6_unfix(idx);

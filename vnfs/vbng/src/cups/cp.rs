@@ -10,11 +10,12 @@ use super::{
     measurement_period, query_urr, report_counters, router_iid, Datagram, FAR_ACCESS, FAR_CORE,
     PDR_ADDR6, PDR_PD, PDR_UPLINK, PDR_V4, PDR_V6, QER_ID, URR_ID,
 };
-use crate::control::cups::LOST_SERVICE;
+use crate::config::Placement;
+use crate::control::cups::{HeldStop, LOST_SERVICE};
 use crate::control::{ControlPlane, FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
 use crate::radius::terminate_cause;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -23,7 +24,7 @@ use pfcp::gtpu::{self, Tunnel};
 use pfcp::ie::{
     apply_action, bbf, cause, interface, measurement_method, ohc, ohr, trigger, ty,
     BbfOuterHeaderCreation, FSeid, FTeid, Flags, GateStatus, Ie, IeList, MacAddress, Mbr, NodeId,
-    OuterHeaderCreation, OuterHeaderRemoval, PppProtocol, UeIpAddress, VlanTag,
+    OuterHeaderCreation, OuterHeaderRemoval, PppProtocol, SdfFilter, UeIpAddress, VlanTag,
 };
 use pfcp::msg::{Message, MsgType};
 use pfcp::node::{self, Event, Node};
@@ -45,6 +46,8 @@ pub struct CpConfig {
     pub associate_retry_ms: u64,
     /// The user planes' access port name (BBF Logical Port).
     pub logical_port: Vec<u8>,
+    /// How a new line is placed on a user plane.
+    pub placement: Placement,
 }
 
 impl CpConfig {
@@ -60,6 +63,7 @@ impl CpConfig {
             measurement_period_s: 10,
             associate_retry_ms: 5_000,
             logical_port: b"access0".to_vec(),
+            placement: Placement::AccessPort,
         }
     }
 }
@@ -93,6 +97,16 @@ pub struct CpStats {
     pub tx_dropped: u64,
     /// GTP-U packets dropped (malformed, unknown TEID or source).
     pub gtpu_dropped: u64,
+    /// Our PFCP restarts ([`Cp::restart`]).
+    pub restarts: u64,
+    /// Sessions established again on their user plane after a restart (the audit).
+    pub audited: u64,
+    /// Accounting-Stops sent with the counters of the Session Deletion Response's
+    /// final usage report.
+    pub final_reports: u64,
+    /// Placement by load: redirected copies of a line's frames from a user plane
+    /// that does not serve the line (dropped).
+    pub placement_dropped: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -116,6 +130,15 @@ struct Sess {
     ip: u32,
     rate: (u64, u64),
     mtu: u16,
+    /// Its Accounting-Stop, held for the Deletion Response's final usage report.
+    stop: Option<HeldStop>,
+    /// The line and PPPoE session id (for the audit after a restart).
+    key: AccessKey,
+    sid: u16,
+    /// Its downstream IPv6 PDRs (Create PDR IEs by PDR ID), for the audit.
+    routes6: BTreeMap<u16, Ie>,
+    /// Established again after our restart (the audit), not yet answered.
+    audit: bool,
 }
 
 /// The control plane with its PFCP node and the user planes' state.
@@ -136,9 +159,18 @@ pub struct Cp {
     next_seid: u64,
     gtpu_seq: u16,
     out: Vec<Datagram>,
+    /// Placement by load: the user plane serving each line (MAC, S-VLAN, C-VLAN)
+    /// and when the line was last heard through it.
+    lines: BTreeMap<([u8; 6], u16, u16), (usize, u64)>,
+    /// Lines per user plane (placement by load).
+    line_count: Vec<usize>,
+    next_line_gc: u64,
     /// Counters.
     pub stats: CpStats,
 }
+
+/// Placement by load: a line not heard for this long is forgotten (ms).
+const LINE_IDLE_MS: u64 = 300_000;
 
 impl core::fmt::Debug for Cp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -151,6 +183,14 @@ impl core::fmt::Debug for Cp {
     }
 }
 
+/// The line of a frame: source MAC and VLAN ids (outer, inner; 0 = none).
+fn line_of(frame: &[u8]) -> Option<([u8; 6], u16, u16)> {
+    let mac: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
+    let l = dataplane::proto::ethernet::walk_vlans(frame).ok()?;
+    let v = dataplane::proto::ethernet::Vlans::from(l.vlans);
+    Some((mac, v.svlan, v.cvlan))
+}
+
 /// TEID of the redirect tunnel from user plane `n` to us.
 pub fn teid_from_up(n: usize) -> u32 {
     0x100 + n as u32
@@ -158,12 +198,14 @@ pub fn teid_from_up(n: usize) -> u32 {
 
 impl Cp {
     /// Wraps `cp` (built with `counters`, which the usage reports now fill).
-    pub fn new(cp: ControlPlane, counters: Arc<SessionCounters>, cfg: CpConfig) -> Cp {
+    pub fn new(mut cp: ControlPlane, counters: Arc<SessionCounters>, cfg: CpConfig) -> Cp {
+        cp.hold_stops(true);
         Cp {
             cp,
             counters,
             node: Node::new(cfg.node.clone()),
             ups: vec![UpState::default(); cfg.ups.len()],
+            line_count: vec![0; cfg.ups.len()],
             cfg,
             sess: BTreeMap::new(),
             by_idx: BTreeMap::new(),
@@ -171,6 +213,8 @@ impl Cp {
             next_seid: 1,
             gtpu_seq: 0,
             out: Vec::new(),
+            lines: BTreeMap::new(),
+            next_line_gc: LINE_IDLE_MS,
             stats: CpStats::default(),
         }
     }
@@ -195,6 +239,11 @@ impl Cp {
         self.sess.values().filter(|s| s.up == n).count()
     }
 
+    /// PFCP requests sent and not yet answered.
+    pub fn node_outstanding(&self) -> usize {
+        self.node.outstanding()
+    }
+
     /// The PFCP node's counters.
     pub fn node_stats(&self) -> node::Stats {
         self.node.stats()
@@ -204,6 +253,69 @@ impl Cp {
     pub fn start(&mut self, now: u64) {
         for n in 0..self.ups.len() {
             self.associate(now, n);
+        }
+    }
+
+    /// Our PFCP function restarted with the subscriber state kept (a control plane
+    /// restarting from its checkpoint, or a standby taking over with it): a new
+    /// PFCP node with a new Recovery Time Stamp (TS 29.244 §8.2.65, TS 23.007 §19A)
+    /// associates again with every user plane, and each association is followed by
+    /// the audit ([`Cp::audit`]). Sessions being deleted lose their deletion (their
+    /// Stops go with the last reported counters; the user plane drops them when its
+    /// audit window ends unclaimed); modifications not yet answered are re-sent as
+    /// part of the audit's complete state.
+    pub fn restart(&mut self, now: u64, recovery_time_stamp: u32) {
+        self.cfg.node.recovery_time_stamp = recovery_time_stamp;
+        self.node = Node::new(self.cfg.node.clone());
+        for u in &mut self.ups {
+            *u = UpState::default();
+        }
+        self.inflight.clear();
+        // Sessions being deleted (no longer their slot's live session).
+        let gone: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(k, s)| self.by_idx.get(&s.idx) != Some(k))
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in gone {
+            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                self.cp.submit_stop(h, now);
+            }
+        }
+        for s in self.sess.values_mut() {
+            s.up_seid = None;
+            s.queued.clear();
+            s.audit = true;
+        }
+        self.stats.restarts += 1;
+        self.start(now);
+    }
+
+    /// The audit of user plane `n` after our restart: each of its sessions we hold
+    /// is established again with its whole current state (the user plane matches
+    /// the line to the session it kept and keeps forwarding it).
+    fn audit(&mut self, now: u64, n: usize) {
+        let todo: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(_, s)| s.up == n && s.audit && s.up_seid.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in todo {
+            let Some(s) = self.sess.get(&seid) else {
+                continue;
+            };
+            let mut ies = self.establish_ies(seid, s.key, s.sid, s.ip, s.rate, s.mtu);
+            ies.extend(s.routes6.values().cloned());
+            self.send(
+                now,
+                n,
+                MsgType::SessionEstablishmentRequest,
+                Some(0),
+                ies,
+                seid,
+            );
         }
     }
 
@@ -237,10 +349,57 @@ impl Cp {
         });
         match n {
             Some(n) if d.tunnel.dst == self.cfg.addr => {
+                if self.cfg.placement == Placement::Load && !self.place(now, n, d.frame) {
+                    self.stats.placement_dropped += 1;
+                    return;
+                }
                 self.stats.redirected_in += 1;
                 self.cp.input(n as u16, d.frame, now);
             }
             _ => self.stats.gtpu_dropped += 1,
+        }
+    }
+
+    /// Placement by load: whether user plane `n` serves the line of `frame`. A new
+    /// line goes to the ready user plane with the fewest lines; the copies of its
+    /// frames that the other user planes redirect are dropped.
+    fn place(&mut self, now: u64, n: usize, frame: &[u8]) -> bool {
+        let Some(line) = line_of(frame) else {
+            return false;
+        };
+        if now >= self.next_line_gc {
+            self.next_line_gc = now + LINE_IDLE_MS;
+            let live: BTreeSet<([u8; 6], u16, u16)> = self
+                .cp
+                .sessions()
+                .iter()
+                .map(|s| (s.key.mac, s.key.vlans.svlan, s.key.vlans.cvlan))
+                .collect();
+            let counts = &mut self.line_count;
+            self.lines.retain(|l, (u, seen)| {
+                let keep = live.contains(l) || now.saturating_sub(*seen) < LINE_IDLE_MS;
+                if !keep {
+                    counts[*u] = counts[*u].saturating_sub(1);
+                }
+                keep
+            });
+        }
+        if let Some((u, seen)) = self.lines.get_mut(&line) {
+            if *u == n {
+                *seen = now;
+            }
+            return *u == n;
+        }
+        let best = (0..self.ups.len())
+            .filter(|&m| self.up_ready(m))
+            .min_by_key(|&m| (self.line_count[m], m));
+        match best {
+            Some(m) => {
+                self.lines.insert(line, (m, now));
+                self.line_count[m] += 1;
+                m == n
+            }
+            None => false,
         }
     }
 
@@ -325,6 +484,7 @@ impl Cp {
                     self.ups[n].associated = true;
                     self.ups[n].associating = false;
                     self.establish_redirect(now, n);
+                    self.audit(now, n);
                 }
                 Event::AssociationRefused { peer, .. } => {
                     if let Some(n) = self.up_index(peer) {
@@ -365,7 +525,18 @@ impl Cp {
             retry_at: now + self.cfg.associate_retry_ms,
             ..UpState::default()
         };
-        self.sess.retain(|_, s| s.up != n);
+        let gone: Vec<u64> = self
+            .sess
+            .iter()
+            .filter(|(_, s)| s.up == n)
+            .map(|(k, _)| *k)
+            .collect();
+        for seid in gone {
+            // Sessions being deleted there: no final report will come.
+            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                self.cp.submit_stop(h, now);
+            }
+        }
         self.by_idx.retain(|_, seid| self.sess.contains_key(seid));
         self.inflight.retain(|_, seid| self.sess.contains_key(seid));
         let ended = self.cp.terminate_port(n as u16, LOST_SERVICE, now);
@@ -435,7 +606,11 @@ impl Cp {
                     return;
                 };
                 s.up_seid = Some(up_seid);
-                self.stats.established += 1;
+                if core::mem::take(&mut s.audit) {
+                    self.stats.audited += 1;
+                } else {
+                    self.stats.established += 1;
+                }
                 let queued = core::mem::take(&mut s.queued);
                 let delete = s.delete;
                 for ies in queued {
@@ -456,8 +631,18 @@ impl Cp {
                     }
                 }
             }
-            MsgType::SessionDeletionRequest if self.sess.remove(&seid).is_some() => {
-                self.stats.deleted += 1;
+            MsgType::SessionDeletionRequest => {
+                if let Some(s) = self.sess.remove(&seid) {
+                    self.stats.deleted += 1;
+                    if let Some(mut h) = s.stop {
+                        // TS 29.244 §7.5.7: the final count of the session.
+                        if let Some(c) = report_counters(&msg.ies) {
+                            h.set_counters(c);
+                            self.stats.final_reports += 1;
+                        }
+                        self.cp.submit_stop(h, now);
+                    }
+                }
             }
             _ => {}
         }
@@ -479,7 +664,10 @@ impl Cp {
             }
             MsgType::SessionModificationRequest => self.stats.modify_failed += 1,
             MsgType::SessionDeletionRequest => {
-                self.sess.remove(&seid);
+                // No final report: the Stop carries the last one's counters.
+                if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                    self.cp.submit_stop(h, now);
+                }
             }
             _ => {}
         }
@@ -529,11 +717,39 @@ impl Cp {
                 ],
             )
         };
+        // IPoE control (TR-459 control packet redirect of DHCP, ARP and RS/ND):
+        // an Ethertype and, for IP, an SDF filter (IPFilterRule, RFC 6733 §4.3).
+        let ipoe = |id: u16, ethertype: u16, rule: Option<&str>| {
+            let mut pdi = vec![
+                Ie::SourceInterface(interface::ACCESS),
+                Ie::group(ty::ETHERNET_PACKET_FILTER, vec![Ie::Ethertype(ethertype)]),
+                Ie::BbfLogicalPort(self.cfg.logical_port.clone()),
+            ];
+            if let Some(r) = rule {
+                pdi.push(Ie::SdfFilter(SdfFilter {
+                    flow_description: Some(r.as_bytes().to_vec()),
+                    ..SdfFilter::default()
+                }));
+            }
+            Ie::group(
+                ty::CREATE_PDR,
+                vec![
+                    Ie::PdrId(id),
+                    Ie::Precedence(10),
+                    Ie::group(ty::PDI, pdi),
+                    Ie::FarId(1),
+                ],
+            )
+        };
         let ies = vec![
             Ie::NodeId(self.cfg.node.node_id.clone()),
             self.f_seid(seid),
             from_access(1, 0x8863, false),
             from_access(2, 0x8864, true),
+            ipoe(4, 0x0800, Some("permit out 17 from any 68 to any 67")),
+            ipoe(5, 0x0806, None),
+            ipoe(6, 0x86dd, Some("permit out 58 from any to any")),
+            ipoe(7, 0x86dd, Some("permit out 17 from any 546 to any 547")),
             Ie::group(
                 ty::CREATE_PDR,
                 vec![
@@ -716,9 +932,18 @@ impl Cp {
                 }
             },
             FibUpdate::Remove { .. } => {
+                // The Stop waits for the final usage report, if the session has a
+                // user plane to send one.
+                let mut held = self.cp.take_held_stop(idx);
                 if let Some(seid) = seid {
                     self.by_idx.remove(&idx);
+                    if let Some(s) = self.sess.get_mut(&seid) {
+                        s.stop = held.take();
+                    }
                     self.delete(now, seid);
+                }
+                if let Some(h) = held {
+                    self.cp.submit_stop(h, now);
                 }
             }
             FibUpdate::Down4 { .. } => {
@@ -803,6 +1028,14 @@ impl Cp {
             }
             None => remove_pdr(id),
         };
+        let adding = matches!(ie.key(), (ty::CREATE_PDR, None));
+        if let Some(s) = self.sess.get_mut(&seid) {
+            if adding {
+                s.routes6.insert(id, ie.clone());
+            } else {
+                s.routes6.remove(&id);
+            }
+        }
         self.modify(now, seid, vec![ie]);
     }
 
@@ -824,6 +1057,46 @@ impl Cp {
         }
         let seid = self.next_seid;
         self.next_seid += 1;
+        let ies = self.establish_ies(seid, key, sid, ip, rate, mtu);
+        self.sess.insert(
+            seid,
+            Sess {
+                idx,
+                up: n,
+                up_seid: None,
+                queued: Vec::new(),
+                delete: false,
+                ip,
+                rate,
+                mtu,
+                stop: None,
+                key,
+                sid,
+                routes6: BTreeMap::new(),
+                audit: false,
+            },
+        );
+        self.by_idx.insert(idx, seid);
+        self.send(
+            now,
+            n,
+            MsgType::SessionEstablishmentRequest,
+            Some(0),
+            ies,
+            seid,
+        );
+    }
+
+    /// The Session Establishment Request IEs of a subscriber session.
+    fn establish_ies(
+        &self,
+        seid: u64,
+        key: AccessKey,
+        sid: u16,
+        ip: u32,
+        rate: (u64, u64),
+        mtu: u16,
+    ) -> Vec<Ie> {
         let mut filter = vec![Ie::MacAddress(MacAddress {
             src: Some(key.mac),
             ..MacAddress::default()
@@ -834,17 +1107,21 @@ impl Cp {
         if key.vlans.svlan != 0 {
             filter.push(Ie::STag(VlanTag::vid(key.vlans.svlan)));
         }
-        filter.push(Ie::Ethertype(0x8864));
+        // PPPoE session frames (RFC 2516), or IPoE (sid 0: IPv4 over Ethernet).
+        let ipoe = sid == 0;
+        filter.push(Ie::Ethertype(if ipoe { 0x0800 } else { 0x8864 }));
         let mut uplink_pdi = vec![
             Ie::SourceInterface(interface::ACCESS),
             Ie::group(ty::ETHERNET_PACKET_FILTER, filter),
             Ie::BbfLogicalPort(self.cfg.logical_port.clone()),
-            Ie::BbfPppoeSessionId(sid),
-            Ie::BbfPppProtocol(PppProtocol {
+        ];
+        if !ipoe {
+            uplink_pdi.push(Ie::BbfPppoeSessionId(sid));
+            uplink_pdi.push(Ie::BbfPppProtocol(PppProtocol {
                 data: true,
                 ..PppProtocol::default()
-            }),
-        ];
+            }));
+        }
         if ip != 0 {
             uplink_pdi.push(Ie::UeIpAddress(UeIpAddress {
                 v4: Some(Ipv4Addr::from(ip)),
@@ -872,11 +1149,13 @@ impl Cp {
                 s_tag: tag(key.vlans.svlan),
             }));
         }
-        to_access.push(Ie::BbfOuterHeaderCreation(BbfOuterHeaderCreation {
-            description: bbf::outer_header_creation::PPP,
-            tunnel_id: 0,
-            session_id: 0,
-        }));
+        if !ipoe {
+            to_access.push(Ie::BbfOuterHeaderCreation(BbfOuterHeaderCreation {
+                description: bbf::outer_header_creation::PPP,
+                tunnel_id: 0,
+                session_id: 0,
+            }));
+        }
         to_access.push(Ie::BbfMtu(mtu));
         let mut ies = vec![
             Ie::NodeId(self.cfg.node.node_id.clone()),
@@ -887,7 +1166,11 @@ impl Cp {
                     Ie::PdrId(PDR_UPLINK),
                     Ie::Precedence(100),
                     Ie::group(ty::PDI, uplink_pdi),
-                    Ie::BbfOuterHeaderRemoval(bbf::outer_header_removal::PPP_PPPOE_ETHERNET),
+                    Ie::BbfOuterHeaderRemoval(if ipoe {
+                        bbf::outer_header_removal::ETHERNET
+                    } else {
+                        bbf::outer_header_removal::PPP_PPPOE_ETHERNET
+                    }),
                     Ie::FarId(FAR_CORE),
                     Ie::UrrId(URR_ID),
                     Ie::QerId(QER_ID),
@@ -939,28 +1222,7 @@ impl Cp {
                 ],
             ),
         ]);
-        self.sess.insert(
-            seid,
-            Sess {
-                idx,
-                up: n,
-                up_seid: None,
-                queued: Vec::new(),
-                delete: false,
-                ip,
-                rate,
-                mtu,
-            },
-        );
-        self.by_idx.insert(idx, seid);
-        self.send(
-            now,
-            n,
-            MsgType::SessionEstablishmentRequest,
-            Some(0),
-            ies,
-            seid,
-        );
+        ies
     }
 }
 

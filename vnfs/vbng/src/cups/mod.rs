@@ -57,6 +57,8 @@
 //! Accounting-Stop (Acct-Terminate-Cause Lost-Service) and tries to associate again;
 //! a user plane that loses its control plane removes all its sessions.
 
+#[cfg(feature = "std")]
+pub mod app;
 pub mod cp;
 #[cfg(feature = "std")]
 pub mod udp;
@@ -162,6 +164,11 @@ impl Bus {
                 _ => self.dropped += 1,
             }
         }
+    }
+
+    /// Datagrams queued, not yet taken.
+    pub fn pending(&self) -> usize {
+        self.queues.values().map(|q| q.len()).sum()
     }
 
     /// Takes what waits for `addr`.

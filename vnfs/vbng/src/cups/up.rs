@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
 use crate::vnf::{build, BuildEnv, BuildError, FibQueues, ACCESS_PORT};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -45,6 +45,13 @@ pub struct UpConfig {
     pub node: node::Config,
     /// The TEID we choose for the redirect session's CP-function PDR.
     pub redirect_teid: u32,
+    /// The only control plane whose session requests we serve (`None`: any
+    /// associated one).
+    pub cp: Option<Ipv4Addr>,
+    /// How long the sessions of a control plane that restarted (new Recovery Time
+    /// Stamp) or stopped answering heartbeats are kept forwarding, waiting for it to
+    /// claim them again (its audit); unclaimed ones are then removed (ms).
+    pub audit_ms: u64,
 }
 
 impl UpConfig {
@@ -59,6 +66,8 @@ impl UpConfig {
             addr,
             node: n,
             redirect_teid: 1,
+            cp: None,
+            audit_ms: 60_000,
         }
     }
 }
@@ -82,6 +91,12 @@ pub struct UpStats {
     pub gtpu_dropped: u64,
     /// Usage reports sent (Session Report Requests).
     pub reports: u64,
+    /// Our control plane restarted or was lost: its sessions kept for the audit.
+    pub cp_restarts: u64,
+    /// Sessions claimed again by a restarted control plane (kept in the fast path).
+    pub adopted: u64,
+    /// Sessions no control plane claimed within the audit window (removed).
+    pub audit_removed: u64,
 }
 
 /// What a downstream PDR routes.
@@ -108,6 +123,8 @@ struct Sess {
     next_report: u64,
     seqn: u32,
     last: (u64, u64, u64, u64),
+    /// Waiting to be claimed by a restarted control plane until then (ms).
+    audit_by: Option<u64>,
 }
 
 impl Sess {
@@ -186,8 +203,11 @@ pub struct Up {
     out: Vec<Datagram>,
     inject: Vec<(u16, Vec<u8>)>,
     gtpu_seq: u16,
-    /// The earliest periodic usage report due (`u64::MAX`: none).
-    next_report: u64,
+    /// Periodic usage reports due: (when, our SEID); an entry whose session moved
+    /// its report is stale and skipped.
+    due: BTreeSet<(u64, u64)>,
+    /// The earliest audit deadline (`u64::MAX`: none).
+    next_audit: u64,
     /// Counters.
     pub stats: UpStats,
 }
@@ -230,7 +250,8 @@ impl Up {
             out: Vec::new(),
             inject: Vec::new(),
             gtpu_seq: 0,
-            next_report: u64::MAX,
+            due: BTreeSet::new(),
+            next_audit: u64::MAX,
             stats: UpStats::default(),
         };
         Ok(UpParts {
@@ -321,20 +342,34 @@ impl Up {
             self.node.handle_timeout(now);
         }
         self.events(now);
-        if self.next_report <= now {
-            let due: Vec<u64> = self
+        while let Some(&(t, seid)) = self.due.first() {
+            if t > now {
+                break;
+            }
+            self.due.pop_first();
+            if self
                 .sessions
-                .iter()
-                .filter(|(_, s)| s.period_ms > 0 && s.next_report <= now)
-                .map(|(k, _)| *k)
-                .collect();
-            for seid in due {
+                .get(&seid)
+                .is_some_and(|s| s.period_ms > 0 && s.next_report == t)
+            {
                 self.report(now, seid);
             }
-            self.next_report = self
+        }
+        if self.next_audit <= now {
+            let unclaimed: Vec<u64> = self
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.audit_by.is_some_and(|t| t <= now))
+                .map(|(k, _)| *k)
+                .collect();
+            for seid in unclaimed {
+                self.remove(seid);
+                self.stats.audit_removed += 1;
+            }
+            self.next_audit = self
                 .sessions
                 .values()
-                .map(|s| s.next_report)
+                .filter_map(|s| s.audit_by)
                 .min()
                 .unwrap_or(u64::MAX);
         }
@@ -350,6 +385,7 @@ impl Up {
             return;
         };
         s.next_report = now + s.period_ms;
+        self.due.insert((s.next_report, seid));
         if c == s.last {
             return;
         }
@@ -402,9 +438,10 @@ impl Up {
         while let Some(ev) = self.node.poll_event() {
             match ev {
                 Event::Request { peer, msg } => self.request(now, peer, msg),
-                Event::PeerLost { peer }
-                | Event::PeerRestarted { peer, .. }
-                | Event::AssociationReleased { peer } => self.clear_peer(peer),
+                Event::PeerLost { peer } | Event::PeerRestarted { peer, .. } => {
+                    self.retain_peer(now, peer)
+                }
+                Event::AssociationReleased { peer } => self.clear_peer(peer),
                 Event::Response { msg, .. }
                     if msg.msg_type() == MsgType::SessionReportResponse
                         && msg.ies.cause() == Some(cause::SESSION_CONTEXT_NOT_FOUND) =>
@@ -416,6 +453,26 @@ impl Up {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// The control plane at `peer` restarted or stopped answering: its sessions keep
+    /// forwarding for [`UpConfig::audit_ms`], for it to claim them again
+    /// (TS 23.007 §19A leaves what to keep to the node; TR-459 keeps subscribers'
+    /// traffic through a control plane restart); its redirect session is gone.
+    fn retain_peer(&mut self, now: u64, peer: SocketAddr) {
+        self.stats.cp_restarts += 1;
+        let by = now.saturating_add(self.cfg.audit_ms);
+        for s in self.sessions.values_mut().filter(|s| s.cp == peer) {
+            s.audit_by = Some(by);
+            s.period_ms = 0;
+            s.next_report = u64::MAX;
+        }
+        if self.sessions.values().any(|s| s.audit_by.is_some()) {
+            self.next_audit = self.next_audit.min(by);
+        }
+        if self.redirect.as_ref().is_some_and(|r| r.cp == peer) {
+            self.redirect = None;
         }
     }
 
@@ -473,6 +530,22 @@ impl Up {
     }
 
     fn request(&mut self, now: u64, peer: SocketAddr, msg: Message) {
+        let foreign = match (self.cfg.cp, peer) {
+            (Some(cp), SocketAddr::V4(p)) => *p.ip() != cp,
+            (Some(_), SocketAddr::V6(_)) => true,
+            (None, _) => false,
+        };
+        if foreign {
+            self.stats.requests_refused += 1;
+            let _ = self.node.respond(
+                now,
+                peer,
+                &msg.header,
+                msg.header.seid,
+                vec![Ie::Cause(cause::REQUEST_REJECTED)],
+            );
+            return;
+        }
         match msg.msg_type() {
             MsgType::SessionEstablishmentRequest => self.establish(now, peer, msg),
             MsgType::SessionModificationRequest => self.modify(now, peer, msg),
@@ -572,6 +645,15 @@ impl Up {
                 ty::CREATE_PDR,
             );
         };
+        // A restarted control plane claiming a session we kept (its audit).
+        let kept = self
+            .sessions
+            .iter()
+            .find(|(_, s)| s.cp == peer && s.key.mac == mac && s.key.vlans == vlans && s.sid == sid)
+            .map(|(k, _)| *k);
+        if let Some(seid) = kept {
+            return self.adopt(now, peer, &msg, seid, cp_seid);
+        }
         let Some(slot) = self.free.pop() else {
             return self.refuse(now, peer, &msg, cp_seid, cause::NO_RESOURCES_AVAILABLE, 0);
         };
@@ -594,6 +676,7 @@ impl Up {
             next_report: u64::MAX,
             seqn: 0,
             last: (0, 0, 0, 0),
+            audit_by: None,
         };
         for p in msg.ies.all(ty::CREATE_PDR, None) {
             if let Some((id, r)) = downstream(p.children()) {
@@ -627,7 +710,9 @@ impl Up {
                 }
             }
         }
-        self.next_report = self.next_report.min(s.next_report);
+        if s.period_ms > 0 {
+            self.due.insert((s.next_report, our_seid));
+        }
         self.sessions.insert(our_seid, s);
         self.stats.sessions_established += 1;
         let ies = vec![
@@ -640,6 +725,84 @@ impl Up {
             }),
         ];
         self.respond(now, peer, &msg, cp_seid, ies);
+    }
+
+    /// Session Establishment for a session we kept: it is the control plane's again
+    /// (its new SEID), the fast path keeps forwarding it; what changed (routes, rate,
+    /// MTU) is applied.
+    fn adopt(&mut self, now: u64, peer: SocketAddr, msg: &Message, seid: u64, cp_seid: u64) {
+        let Some(mut s) = self.sessions.remove(&seid) else {
+            return;
+        };
+        s.cp_seid = cp_seid;
+        s.audit_by = None;
+        let mut routes = BTreeMap::new();
+        for p in msg.ies.all(ty::CREATE_PDR, None) {
+            if let Some((id, r)) = downstream(p.children()) {
+                routes.insert(id, r);
+            }
+        }
+        let mut ups = Vec::new();
+        let mut readd = false;
+        for (id, r) in &s.routes {
+            if routes.get(id) != Some(r) {
+                ups.push(s.route_remove(*r));
+            }
+        }
+        for (id, r) in &routes {
+            if s.routes.get(id) != Some(r) {
+                if matches!(r, Route::V4(_)) {
+                    readd = true;
+                } else if let Some(u) = s.route_add(*r) {
+                    ups.push(u);
+                }
+            }
+        }
+        s.routes = routes;
+        for f in msg.ies.all(ty::CREATE_FAR, None) {
+            if let Some(m) = far_mtu(f.children()).filter(|m| *m != s.mtu) {
+                s.mtu = m;
+                readd = true;
+            }
+        }
+        for q in msg.ies.all(ty::CREATE_QER, None) {
+            if let Some(r) = qer_rate(q.children()).filter(|r| *r != s.rate) {
+                s.rate = r;
+                ups.push(FibUpdate::Rate {
+                    idx: s.slot,
+                    rate: r,
+                });
+            }
+        }
+        if readd {
+            ups.push(s.add());
+        }
+        for u in msg.ies.all(ty::CREATE_URR, None) {
+            if let Some(p) = raw(u.children(), MEASUREMENT_PERIOD, None)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            {
+                s.period_ms = u64::from(u32::from_be_bytes(p)) * 1000;
+                s.next_report = now + s.period_ms;
+            }
+        }
+        for u in ups {
+            self.push(u);
+        }
+        if s.period_ms > 0 {
+            self.due.insert((s.next_report, seid));
+        }
+        self.sessions.insert(seid, s);
+        self.stats.adopted += 1;
+        let ies = vec![
+            Ie::NodeId(self.cfg.node.node_id.clone()),
+            Ie::Cause(cause::REQUEST_ACCEPTED),
+            Ie::FSeid(FSeid {
+                seid,
+                v4: Some(self.cfg.addr),
+                v6: None,
+            }),
+        ];
+        self.respond(now, peer, msg, cp_seid, ies);
     }
 
     fn modify(&mut self, now: u64, peer: SocketAddr, msg: Message) {
@@ -782,11 +945,13 @@ fn access_line(pdr: &[Ie]) -> Option<([u8; 6], Vlans, u16)> {
         svlan: vid(ty::S_TAG),
         cvlan: vid(ty::C_TAG),
     };
+    // PPPoE: the session id; IPoE (Ethertype IPv4, no PPPoE session): 0.
     let sid = match pdi
         .all(bbf::PPPOE_SESSION_ID, Some(bbf::ENTERPRISE_ID))
-        .next()?
+        .next()
     {
-        Ie::BbfPppoeSessionId(s) => *s,
+        Some(Ie::BbfPppoeSessionId(s)) if *s != 0 => *s,
+        None if matches!(epf.find(ty::ETHERTYPE), Some(Ie::Ethertype(0x0800))) => 0,
         _ => return None,
     };
     Some((mac, vlans, sid))

@@ -1,0 +1,285 @@
+//! The `vbng-cp` and `vbng-up` processes (std): the sans-IO ends ([`Cp`], [`Up`])
+//! over UDP sockets ([`UdpLink`]: PFCP 8805, GTP-U 2152 on the `[cups]` address),
+//! RADIUS sockets for the control plane ([`RadiusIo`]), and for the user plane the
+//! [`crate::vnf::build`] worker graph on its ports in a thread of its own, its punts
+//! redirected to the control plane and the control plane's frames injected.
+//!
+//! Both are single loops the binaries (and tests) step: [`CpApp::step`] and
+//! [`UpApp::step`] do one round and return how much they did (0: idle, the caller
+//! may sleep a little).
+
+use super::cp::{Cp, CpConfig, CpStats};
+use super::udp::UdpLink;
+use super::up::{Up, UpConfig, UpStats};
+use crate::config::{Config, CupsSection};
+use crate::control::{ControlPlane, SessionCounters};
+use crate::radius_io::RadiusIo;
+use crate::rng::Rng;
+use crate::vnf::{update_hook, BuildEnv, Injector};
+use dataplane::buf::{Pool, PoolCache};
+use dataplane::port::Port;
+use dataplane::runner::WorkerSnapshot;
+use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use std::string::{String, ToString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::vec::Vec;
+
+/// Seconds between 1900 (NTP era 0) and 1970.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// Our PFCP Recovery Time Stamp (TS 29.244 §8.2.65): NTP seconds of now.
+pub fn recovery_time_stamp() -> u32 {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (unix + NTP_UNIX_OFFSET) as u32
+}
+
+/// The `[cups]` section of `cfg`, checked for a control plane (`cp`) or a user plane.
+pub fn section(cfg: &Config, cp: bool) -> Result<CupsSection, String> {
+    let s = cfg.cups.clone().ok_or_else(|| {
+        "no [cups] section (addr, and ups for vbng-cp or cp for vbng-up)".to_string()
+    })?;
+    s.validate(cp).map_err(|e| e.0)?;
+    Ok(s)
+}
+
+/// The control plane's PFCP settings from its `[cups]` section.
+pub fn cp_config(s: &CupsSection, recovery_time_stamp: u32) -> CpConfig {
+    let mut c = CpConfig::new(s.addr, s.ups.clone(), recovery_time_stamp);
+    c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
+    c.measurement_period_s = s.measurement_period_s;
+    c.placement = s.placement;
+    c
+}
+
+/// A user plane's PFCP settings from its `[cups]` section.
+pub fn up_config(s: &CupsSection, recovery_time_stamp: u32) -> UpConfig {
+    let mut c = UpConfig::new(s.addr, recovery_time_stamp);
+    c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
+    c.cp = s.cp;
+    c
+}
+
+/// The `vbng-cp` process: the control plane, its PFCP/GTP-U sockets and RADIUS.
+pub struct CpApp {
+    pub cp: Cp,
+    link: UdpLink,
+    radius: Option<RadiusIo>,
+    t0: Instant,
+}
+
+impl CpApp {
+    /// Builds the control plane of `cfg` (with a `[cups]` section for a control plane)
+    /// with `max_sessions` slots, binds its sockets and starts associating with the
+    /// user planes.
+    pub fn new(cfg: &Config, max_sessions: u32) -> Result<CpApp, String> {
+        let s = section(cfg, true)?;
+        let counters = SessionCounters::new(max_sessions as usize);
+        let cpl = ControlPlane::new(cfg, max_sessions, counters.clone(), Rng::from_os())
+            .map_err(|e| e.0)?;
+        let link = UdpLink::bind(s.addr)
+            .map_err(|e| std::format!("binding {}:8805 and {}:2152: {e}", s.addr, s.addr))?;
+        let radius = match &cfg.radius {
+            Some(r) => Some(
+                RadiusIo::bind(
+                    "0.0.0.0:0".parse().map_err(|_| "bind address")?,
+                    4,
+                    r.coa_listen,
+                )
+                .map_err(|e| std::format!("radius sockets: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut cp = Cp::new(cpl, counters, cp_config(&s, recovery_time_stamp()));
+        let t0 = Instant::now();
+        cp.start(0);
+        Ok(CpApp {
+            cp,
+            link,
+            radius,
+            t0,
+        })
+    }
+
+    /// Milliseconds since start.
+    pub fn now(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    /// One round: datagrams in, RADIUS, timers, datagrams out. Returns the datagrams
+    /// handled.
+    pub fn step(&mut self) -> usize {
+        let now = self.now();
+        let mut n = 0;
+        for d in self.link.recv() {
+            self.cp.input(now, &d);
+            n += 1;
+        }
+        if let Some(io) = self.radius.as_mut() {
+            n += io.pump(&mut self.cp.cp, now);
+        }
+        self.cp.poll(now);
+        let out = self.cp.take_datagrams();
+        n += out.len();
+        self.link.send(out);
+        n
+    }
+
+    /// The PFCP side's counters.
+    pub fn stats(&self) -> CpStats {
+        self.cp.stats
+    }
+}
+
+/// The `vbng-up` process: the worker graph in its own thread, the PFCP node and the
+/// redirect tunnel in the caller's loop.
+pub struct UpApp {
+    pub up: Up,
+    link: UdpLink,
+    punt: PktRing,
+    inject: PktRing,
+    injector: Injector,
+    cache: PoolCache,
+    stop: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
+    worker: Option<JoinHandle<WorkerSnapshot>>,
+    t0: Instant,
+}
+
+/// Punt and inject ring sizes of a user plane.
+const RING: usize = 4096;
+
+impl UpApp {
+    /// Builds the user plane of `cfg` (with a `[cups]` section for a user plane) over
+    /// `ports` (index 0 access, 1 core), binds its sockets and starts its worker
+    /// (`hold`: the worker polls nothing until [`UpApp::release`]).
+    pub fn new(
+        cfg: &Config,
+        ports: Vec<Box<dyn Port>>,
+        max_sessions: u32,
+        hold: bool,
+    ) -> Result<UpApp, String> {
+        let s = section(cfg, false)?;
+        let core_mac = ports
+            .get(usize::from(crate::vnf::CORE_PORT))
+            .and_then(|p| p.mac())
+            .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
+        let parts = Up::build(
+            cfg,
+            &BuildEnv::new(core_mac, max_sessions, Rng::from_os()),
+            up_config(&s, recovery_time_stamp()),
+        )
+        .map_err(|e| e.0)?;
+        let link = UdpLink::bind(s.addr)
+            .map_err(|e| std::format!("binding {}:8805 and {}:2152: {e}", s.addr, s.addr))?;
+        let pool = Pool::new(1 << 15).ok_or("buffer pool: out of memory")?;
+        let (punt, inject) = (ring(RING), ring(RING));
+        let w = Worker::new(ports, parts.graph, pool.cache(), WorkerConfig::default())
+            .map_err(|e| std::format!("vbng-up graph: {e}"))?
+            .with_punt(punt.clone())
+            .with_inject(inject.clone())
+            .on_update(update_hook());
+        let stop = Arc::new(AtomicBool::new(false));
+        let hold = Arc::new(AtomicBool::new(hold));
+        let (st, ho) = (stop.clone(), hold.clone());
+        let worker = std::thread::Builder::new()
+            .name("vbng-up-worker".into())
+            .spawn(move || worker_thread(w, st, ho))
+            .map_err(|e| std::format!("worker thread: {e}"))?;
+        Ok(UpApp {
+            up: parts.up,
+            link,
+            punt,
+            inject,
+            injector: Injector::new(),
+            cache: pool.cache(),
+            stop,
+            hold,
+            worker: Some(worker),
+            t0: Instant::now(),
+        })
+    }
+
+    /// One round: datagrams in, punted frames redirected, the control plane's frames
+    /// injected, timers, datagrams out. Returns how much it handled.
+    pub fn step(&mut self) -> usize {
+        let now = self.t0.elapsed().as_millis() as u64;
+        let mut n = 0;
+        for d in self.link.recv() {
+            self.up.input(now, &d);
+            n += 1;
+        }
+        n += self.up.drain_punts(&self.punt, &mut self.cache);
+        let inj = self.up.take_inject();
+        n += inj.len();
+        self.injector.queue(inj);
+        self.injector.flush(&self.inject, &mut self.cache);
+        self.up.poll(now);
+        let out = self.up.take_datagrams();
+        n += out.len();
+        self.link.send(out);
+        n
+    }
+
+    /// Lets a held worker run.
+    pub fn release(&self) {
+        self.hold.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the worker thread ended on its own (a panic).
+    pub fn worker_finished(&self) -> bool {
+        self.worker.as_ref().is_none_or(|w| w.is_finished())
+    }
+
+    /// The PFCP side's counters.
+    pub fn stats(&self) -> UpStats {
+        self.up.stats
+    }
+
+    /// Stops the worker (it sends what is queued) and returns its final counters.
+    pub fn stop(mut self) -> Result<WorkerSnapshot, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.worker.take() {
+            Some(w) => w.join().map_err(|_| "worker thread panicked".to_string()),
+            None => Ok(WorkerSnapshot::default()),
+        }
+    }
+}
+
+impl Drop for UpApp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The user plane's worker loop (a short sleep when a poll found nothing).
+fn worker_thread(mut w: Worker, stop: Arc<AtomicBool>, hold: Arc<AtomicBool>) -> WorkerSnapshot {
+    let t0 = Instant::now();
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if hold.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if w.poll(t0.elapsed().as_nanos() as u64) == 0 {
+            idle += 1;
+            if idle > 16 {
+                std::thread::sleep(Duration::from_micros(if idle > 1000 { 250 } else { 50 }));
+            }
+        } else {
+            idle = 0;
+        }
+    }
+    w.poll(t0.elapsed().as_nanos() as u64);
+    w.flush();
+    let mut fin = WorkerSnapshot::default();
+    dataplane::runner::publish_counters(&mut fin, &w);
+    fin
+}

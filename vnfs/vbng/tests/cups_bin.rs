@@ -1,0 +1,210 @@
+//! The disaggregated vBNG's two binaries (issue 21): `vbng-cp check` and `vbng-up
+//! check` accept their configs and refuse bad `[cups]` sections with one line and
+//! exit status 1; the monolithic `vbng` refuses a `[cups]` section; and the two
+//! processes, on their own loopback addresses, associate over PFCP (UDP 8805), the
+//! control plane sets up the user plane's redirect session, and a PPPoE PADI the
+//! user plane reads on its access port (a pcap port) reaches the control plane in
+//! GTP-U (UDP 2152) and its PADO comes back out of the user plane's access port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run binary")
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vbng-cups-bin-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A loopback /24 of our own (127.a.b.0): fixed PFCP/GTP-U ports, unique addresses.
+fn net(salt: u8) -> String {
+    let p = std::process::id();
+    format!("127.{}.{}", (p >> 8) as u8 | 1, (p as u8) ^ salt)
+}
+
+const CP: &str = env!("CARGO_BIN_EXE_vbng-cp");
+const UP: &str = env!("CARGO_BIN_EXE_vbng-up");
+
+fn write(d: &Path, name: &str, text: &str) -> String {
+    let p = d.join(name);
+    std::fs::write(&p, text).expect("write config");
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+fn one_line_failure(o: &Output, want: &str) {
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+    assert!(e.contains(want), "want {want:?} in {e}");
+}
+
+#[test]
+fn check_accepts_and_refuses() {
+    let d = tmpdir("check");
+    let cp = write(
+        &d,
+        "cp.toml",
+        "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\", \"127.0.0.3\"]\nplacement = \"load\"\n",
+    );
+    let o = run(CP, &["check", "-c", &cp]);
+    assert!(o.status.success(), "{o:?}");
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.starts_with("ok:") && s.contains("2 user planes"), "{s}");
+    let up = write(
+        &d,
+        "up.toml",
+        "[cups]\naddr = \"127.0.0.2\"\ncp = \"127.0.0.1\"\n",
+    );
+    let o = run(UP, &["check", "-c", &up]);
+    assert!(o.status.success(), "{o:?}");
+    // A user plane config is not a control plane config and the other way round.
+    one_line_failure(&run(CP, &["check", "-c", &up]), "ups");
+    one_line_failure(&run(UP, &["check", "-c", &cp]), "cp");
+    for (name, text, want) in [
+        ("none.toml", "", "no [cups] section"),
+        (
+            "dup.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\", \"127.0.0.2\"]\n",
+            "duplicate",
+        ),
+        (
+            "own.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.1\"]\n",
+            "own address",
+        ),
+        ("noaddr.toml", "[cups]\nups = [\"127.0.0.2\"]\n", "addr"),
+        (
+            "hb.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nheartbeat_s = 0\n",
+            "heartbeat_s",
+        ),
+        (
+            "place.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nplacement = \"random\"\n",
+            "placement",
+        ),
+        (
+            "unknown.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nbogus = 1\n",
+            "bogus",
+        ),
+    ] {
+        let p = write(&d, name, text);
+        one_line_failure(&run(CP, &["check", "-c", &p]), want);
+    }
+    // The monolithic vbng refuses [cups].
+    let o = run(env!("CARGO_BIN_EXE_vbng"), &["check", "-c", &cp]);
+    one_line_failure(&o, "vbng-cp");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A PADI (RFC 2516 §5.1) from `mac` on C-VLAN 10, with a Service-Name tag.
+fn padi(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a, 0x88, 0x63]);
+    f.extend_from_slice(&[0x11, 0x09, 0x00, 0x00, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00]);
+    f
+}
+
+#[test]
+fn processes_associate_and_redirect_discovery() {
+    use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+    let d = tmpdir("run");
+    let n = net(0x5a);
+    let (cpa, upa) = (format!("{n}.1"), format!("{n}.2"));
+    let cp_cfg = write(
+        &d,
+        "cp.toml",
+        &format!("[cups]\naddr = \"{cpa}\"\nups = [\"{upa}\"]\nheartbeat_s = 1\n"),
+    );
+    let up_cfg = write(
+        &d,
+        "up.toml",
+        &format!("[cups]\naddr = \"{upa}\"\ncp = \"{cpa}\"\nheartbeat_s = 1\n"),
+    );
+    let input = d.join("in.pcap");
+    {
+        let mut w = PcapWriter::new(std::fs::File::create(&input).expect("pcap")).expect("header");
+        let f = padi([2, 0x5b, 0, 0, 0, 1]);
+        w.write_packet(&PcapPacket::new(
+            std::time::Duration::ZERO,
+            f.len() as u32,
+            &f,
+        ))
+        .expect("write");
+    }
+    let out = d.join("out.pcap");
+    let core = d.join("core.pcap");
+    // The user plane first (its sockets bound), then the control plane.
+    let up = Command::new(UP)
+        .args([
+            "run",
+            "-c",
+            &up_cfg,
+            "--access",
+            &format!("pcap:{}:{}", input.display(), out.display()),
+            "--core",
+            &format!("pcap::{}", core.display()),
+            "--max-sessions",
+            "64",
+            "--wait-cp",
+            "4",
+            "--duration",
+            "5",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vbng-up");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let cp = Command::new(CP)
+        .args([
+            "run",
+            "-c",
+            &cp_cfg,
+            "--duration",
+            "4",
+            "--max-sessions",
+            "64",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start vbng-cp");
+    let up = up.wait_with_output().expect("vbng-up ends");
+    let cpo = cp.wait_with_output().expect("vbng-cp ends");
+    let (ue, ce) = (
+        String::from_utf8_lossy(&up.stderr).into_owned(),
+        String::from_utf8_lossy(&cpo.stderr).into_owned(),
+    );
+    assert!(up.status.success(), "vbng-up: {ue}");
+    assert!(cpo.status.success(), "vbng-cp: {ce}");
+    assert!(ce.contains("1 associations"), "vbng-cp: {ce}");
+    assert!(
+        ue.contains("1 frames redirected, 1 injected"),
+        "vbng-up: {ue}"
+    );
+    let mut r = PcapReader::new(std::fs::File::open(&out).expect("out pcap")).expect("header");
+    let mut pado = 0;
+    while let Some(p) = r.next_packet() {
+        let p = p.expect("packet");
+        let f = &p.data;
+        // To the subscriber, C-VLAN 10 kept, PPPoE discovery code PADO (0x07).
+        if f[..6] == [2, 0x5b, 0, 0, 0, 1]
+            && f[12..16] == [0x81, 0, 0, 0x0a]
+            && f[16..18] == [0x88, 0x63]
+            && f[19] == 0x07
+        {
+            pado += 1;
+        }
+    }
+    assert_eq!(pado, 1, "vbng-up: {ue}\nvbng-cp: {ce}");
+    let _ = std::fs::remove_dir_all(&d);
+}

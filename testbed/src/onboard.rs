@@ -124,6 +124,7 @@ fn bin_dir(a: &OnboardArgs) -> Result<PathBuf> {
 
 fn unpack(pkg: &Path, dir: &Path) -> Result<Unpacked> {
     let name = pkg.to_string_lossy().to_string();
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let (format, root) = if name.ends_with(".csar") {
         let f = std::fs::File::open(pkg).with_context(|| format!("open {name}"))?;
         let mut z = zip::ZipArchive::new(f).context("the CSAR is not a zip archive")?;

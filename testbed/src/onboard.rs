@@ -11,7 +11,7 @@
 //! 3. **Boot the software image** under QEMU (TCG) from its GRUB disk with the day-0
 //!    TOML delivered as the package says (fw_cfg `opt/vnf/config`) and two NICs (UDP
 //!    socket netdevs, access and core); the boot counts when the serial console
-//!    prints `<vnf> ready`. A CSAR carries the image; for an OSM package the image
+//!    says it took the configuration from that fw_cfg file and prints `<vnf> ready`. A CSAR carries the image; for an OSM package the image
 //!    comes from the "VIM": `target/images/<vnf>.qcow2` (or `--image`).
 //! 4. **Instantiate for the management part as a Linux process**: the unikernel has
 //!    no host network stack yet, so it serves no metrics or API. The package's
@@ -22,12 +22,14 @@
 //! 5. **Health check**: the package's `health-check.sh` in the VNF's namespace.
 //! 6. **KPIs**: `GET /metrics` on the package's port; every KPI's metric family must
 //!    be there (values summed over its samples), else the run fails.
-//! 7. **Drain** when the package declares one (`drain.sh`, `terminate_start`), then
+//! 7. **Day-2**: the package's read-only operation `day2/get-state.sh` (its
+//!    scripts call the RESTCONF API).
+//! 8. **Drain** when the package declares one (`drain.sh`, `terminate_start`), then
 //!    terminate: the process is stopped, namespaces and veths removed.
 //!
 //! JSON: the report header, then `package`, `format`, `vnf`, `validated`,
 //! `platform`, `image_boot`, `instantiated`, `healthy`, `kpis` (KPI id → value),
-//! `drain`, `scale`, `terminated`. Exit 1 with a one-line reason when a step fails.
+//! `drain`, `day2`, `scale`, `terminated`. Exit 1 with a one-line reason when a step fails.
 
 use crate::netns::{sh, Lab};
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,6 +102,8 @@ struct ImageBoot {
     image: String,
     day0: String,
     ready_line: Option<String>,
+    /// The console line where the guest says it took the day-0 from fw_cfg.
+    day0_line: Option<String>,
     seconds: f64,
 }
 
@@ -238,6 +242,8 @@ fn boot_image(u: &Unpacked, image: &Path, timeout: u64, tmp: &Path) -> Result<Im
         }
     });
     let mut ready = None;
+    let mut day0_line = None;
+    let day0_tag = format!("config: fw_cfg {}", u.kpi.day0.fw_cfg);
     let mut last = String::new();
     while t0.elapsed() < Duration::from_secs(timeout) {
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -245,6 +251,7 @@ fn boot_image(u: &Unpacked, image: &Path, timeout: u64, tmp: &Path) -> Result<Im
                 ready = Some(l);
                 break;
             }
+            Ok(l) if l.contains(&day0_tag) => day0_line = Some(l),
             Ok(l) => last = l,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(_) => break,
@@ -258,11 +265,17 @@ fn boot_image(u: &Unpacked, image: &Path, timeout: u64, tmp: &Path) -> Result<Im
             "image boot: no `{tag}` line on the console within {timeout} s (last line: {last:?})"
         );
     }
+    if day0_line.is_none() {
+        bail!(
+            "image boot: the guest did not say `{day0_tag}`: it did not take the package's day-0"
+        );
+    }
     Ok(ImageBoot {
         booted: true,
         image: image.display().to_string(),
         day0: format!("fw_cfg {}", u.kpi.day0.fw_cfg),
         ready_line: ready,
+        day0_line,
         seconds,
     })
 }
@@ -434,6 +447,25 @@ fn run(a: &OnboardArgs, bins: &Path, tmp: &Path) -> Result<Value> {
     );
     let state: Value =
         serde_json::from_str(&lab.exec(&ns, &["curl", "-sf", &state_url])?).unwrap_or(Value::Null);
+    // A day-2 operation of the package (the read-only one): its script calls the API.
+    let get_state = u.scripts.join("day2/get-state.sh");
+    let day2 = if get_state.is_file() {
+        let g = Command::new("ip")
+            .args(["netns", "exec", &ns, "sh"])
+            .arg(&get_state)
+            .arg("127.0.0.1")
+            .output()?;
+        if !g.status.success() {
+            bail!(
+                "day-2 operation get-state failed: {}",
+                String::from_utf8_lossy(&g.stderr).trim()
+            );
+        }
+        let v: Value = serde_json::from_slice(&g.stdout).unwrap_or(Value::Null);
+        json!({"get-state": if v.is_object() { "ok" } else { "not JSON" }})
+    } else {
+        Value::Null
+    };
     // 7. Drain if declared, then terminate.
     let drain_script = u.scripts.join("drain.sh");
     let drain = if drain_script.is_file() {
@@ -476,6 +508,7 @@ fn run(a: &OnboardArgs, bins: &Path, tmp: &Path) -> Result<Value> {
         "kpis": kpis,
         "state": state,
         "drain": drain,
+        "day2": day2,
         "scale": "scaling aspects are declared in the package; one instance runs here, none is added",
         "terminated": !alive() && ns_gone,
     }))

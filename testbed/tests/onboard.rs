@@ -127,6 +127,13 @@ fn check_report(v: &Value, vnf: &str, kpis: &[&str]) {
             .is_some_and(|l| l.contains(&format!("{vnf} ready"))),
         "{v}"
     );
+    assert_eq!(v["day2"]["get-state"], "ok", "{v}");
+    assert!(
+        v["image_boot"]["day0_line"]
+            .as_str()
+            .is_some_and(|l| l.contains("config: fw_cfg opt/vnf/config")),
+        "{v}"
+    );
     for k in ["instantiated", "healthy", "terminated"] {
         assert_eq!(v[k], true, "{k}: {v}");
     }

@@ -7,6 +7,62 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+/// A metric family as the code exports it: the registry the VNF packages take their
+/// monitoring parameters from (`descriptors`), so a package names only metrics
+/// that exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Family name.
+    pub name: &'static str,
+    /// `# HELP` text.
+    pub help: &'static str,
+    /// `counter` or `gauge`.
+    pub kind: &'static str,
+}
+
+/// Frames received per port (`port` label).
+pub const PORT_RX_PACKETS: Metric = Metric {
+    name: "dp_port_rx_packets_total",
+    help: "Frames received",
+    kind: "counter",
+};
+/// Frames sent per port.
+pub const PORT_TX_PACKETS: Metric = Metric {
+    name: "dp_port_tx_packets_total",
+    help: "Frames sent",
+    kind: "counter",
+};
+/// Bytes received per port.
+pub const PORT_RX_BYTES: Metric = Metric {
+    name: "dp_port_rx_bytes_total",
+    help: "Bytes received",
+    kind: "counter",
+};
+/// Bytes sent per port.
+pub const PORT_TX_BYTES: Metric = Metric {
+    name: "dp_port_tx_bytes_total",
+    help: "Bytes sent",
+    kind: "counter",
+};
+/// Drops per node and reason (every declared reason, zero or not).
+pub const NODE_DROPS: Metric = Metric {
+    name: "dp_node_drops_total",
+    help: "Packets a node dropped, by reason (every declared reason)",
+    kind: "counter",
+};
+/// Poll loops per worker.
+pub const WORKER_LOOPS: Metric = Metric {
+    name: "dp_worker_loops_total",
+    help: "Poll loop iterations",
+    kind: "counter",
+};
+/// Poll loops without a packet per worker (busy ratio = 1 - idle / loops).
+pub const WORKER_IDLE_LOOPS: Metric = Metric {
+    name: "dp_worker_idle_loops_total",
+    help: "Poll loops with no packet",
+    kind: "counter",
+};
+
 /// Builds one exposition text. Samples are grouped by metric family in the output
 /// (the text format requires a family's samples to be contiguous), in the order the
 /// families were first used.
@@ -92,6 +148,15 @@ impl Prom {
     }
 
     /// A counter sample.
+    /// A sample of a registered family (a counter or an integer gauge).
+    pub fn metric(&mut self, m: &Metric, labels: &[(&str, &str)], v: u64) {
+        if m.kind == "gauge" {
+            self.gauge(m.name, m.help, labels, v as f64);
+        } else {
+            self.counter(m.name, m.help, labels, v);
+        }
+    }
+
     pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], v: u64) {
         self.sample(name, help, "counter", labels, &v);
     }
@@ -139,12 +204,8 @@ impl Prom {
     ) {
         let l = [("worker", worker)];
         for (name, help, v) in [
-            ("dp_worker_loops_total", "Poll loop iterations", s.loops),
-            (
-                "dp_worker_idle_loops_total",
-                "Poll loops with no packet",
-                s.idle_loops,
-            ),
+            (WORKER_LOOPS.name, WORKER_LOOPS.help, s.loops),
+            (WORKER_IDLE_LOOPS.name, WORKER_IDLE_LOOPS.help, s.idle_loops),
             (
                 "dp_worker_rx_packets_total",
                 "Packets received from the ports",
@@ -239,12 +300,7 @@ impl Prom {
                     ("node", n.name),
                     ("reason", n.reason_name(i)),
                 ];
-                self.counter(
-                    "dp_node_drops_total",
-                    "Packets a node dropped, by reason (every declared reason)",
-                    &l,
-                    *c,
-                );
+                self.metric(&NODE_DROPS, &l, *c);
             }
             if n.undeclared > 0 {
                 let l = [
@@ -252,12 +308,7 @@ impl Prom {
                     ("node", n.name),
                     ("reason", "undeclared"),
                 ];
-                self.counter(
-                    "dp_node_drops_total",
-                    "Packets a node dropped, by reason (every declared reason)",
-                    &l,
-                    n.undeclared,
-                );
+                self.metric(&NODE_DROPS, &l, n.undeclared);
             }
         }
     }
@@ -265,21 +316,16 @@ impl Prom {
     /// Port counters.
     pub fn port(&mut self, port: &str, s: &PortStats) {
         let l = [("port", port)];
-        self.counter(
-            "dp_port_rx_packets_total",
-            "Frames received",
-            &l,
-            s.rx_packets,
-        );
-        self.counter("dp_port_rx_bytes_total", "Bytes received", &l, s.rx_bytes);
+        self.metric(&PORT_RX_PACKETS, &l, s.rx_packets);
+        self.metric(&PORT_RX_BYTES, &l, s.rx_bytes);
         self.counter(
             "dp_port_rx_dropped_total",
             "Frames lost on receive",
             &l,
             s.rx_dropped,
         );
-        self.counter("dp_port_tx_packets_total", "Frames sent", &l, s.tx_packets);
-        self.counter("dp_port_tx_bytes_total", "Bytes sent", &l, s.tx_bytes);
+        self.metric(&PORT_TX_PACKETS, &l, s.tx_packets);
+        self.metric(&PORT_TX_BYTES, &l, s.tx_bytes);
         self.counter(
             "dp_port_tx_dropped_total",
             "Frames that could not be sent",

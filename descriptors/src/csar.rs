@@ -10,9 +10,11 @@
 //! Definitions/<vnf>_top.vnfd.yaml + <vnf>_types.yaml + <vnf>_df_<f>.yaml
 //! Definitions/etsi_nfv_sol001_{common,vnfd}_types.yaml   ETSI type files
 //! Files/images/<image>           the software image artifact
-//! Files/day0/<vnf>.toml, <vnf>-cloud-init.yaml            day-0 configuration
+//! Files/day0/<vnf>.toml, README.md                         day-0 configuration and
+//!                                how the VNF takes it (fw_cfg, `--config`)
 //! Files/monitoring/<vnf>-kpis.yaml                         KPI → Prometheus metric map
 //! Scripts/<lcm script>           Vnflcm operation implementations
+//! Scripts/day2/<operation>.sh    day-1/day-2 operations over the RESTCONF API
 //! ChangeLog.txt                  SOL004 4.3.5 change history
 //! <vnf>.mf                       SOL004 4.3.2 manifest: metadata + SHA-256 per file
 //! ```
@@ -89,41 +91,60 @@ fn changelog(m: &VnfModel) -> String {
     )
 }
 
-/// The KPI map shipped in `Files/monitoring/`: every KPI, including those SOL001
-/// `monitoring_parameters` cannot express (their metric values are restricted to
-/// IFA 027 measurements).
+/// The KPI map shipped in `Files/monitoring/` (and `monitoring/` of the OSM
+/// package): every KPI, including those SOL001 `monitoring_parameters` cannot
+/// express (their metric values are restricted to IFA 027 measurements), the
+/// management endpoint, how day-0 is taken and the image file; `testbed onboard`
+/// reads it.
 pub fn kpi_file(m: &VnfModel) -> Result<String> {
     #[derive(serde::Serialize)]
     struct K<'a> {
         vnf: &'a str,
-        scrape: &'a str,
+        scrape: String,
+        management: &'a crate::model::Management,
+        day0: Day0<'a>,
+        image: String,
         kpis: &'a [crate::model::Kpi],
+    }
+    #[derive(serde::Serialize)]
+    struct Day0<'a> {
+        file_name: &'a str,
+        install_path: &'a str,
+        fw_cfg: &'a str,
+        process_command: &'a str,
     }
     Ok(serde_norway::to_string(&K {
         vnf: &m.name,
-        scrape: "http://<mgmt-ip>:9100/metrics (Prometheus text format)",
+        scrape: format!(
+            "http://<mgmt-ip>:{}{} (Prometheus text format)",
+            m.management.port, m.management.metrics_path
+        ),
+        management: &m.management,
+        day0: Day0 {
+            file_name: &m.day0.file_name,
+            install_path: &m.day0.install_path,
+            fw_cfg: &m.day0.fw_cfg,
+            process_command: &m.day0.process_command,
+        },
+        image: format!(
+            "{}-{}.{}",
+            m.image.name,
+            m.image.version,
+            m.image.disk_format.as_str()
+        ),
         kpis: &m.kpis,
     })?)
 }
 
 /// All files of the CSAR except the manifest, in zip order.
-fn entries(
-    m: &VnfModel,
-    image: &ImageInfo,
-    reference: &Path,
-    sign: Option<&Signing>,
-) -> Result<Vec<Entry>> {
+fn entries(m: &VnfModel, image: &ImageInfo, sign: Option<&Signing>) -> Result<Vec<Entry>> {
     let mut v = vec![Entry::bytes(TOSCA_META, tosca_meta(m, sign.is_some()))];
     for (name, text) in sol001::render(m, image)? {
         v.push(Entry::bytes(format!("Definitions/{name}"), text));
     }
-    let types_dir = reference.join("sol001").join(sol001::SOL001_VERSION);
-    for f in [sol001::COMMON_TYPES, sol001::VNFD_TYPES] {
-        let p = types_dir.join(f);
-        let data = std::fs::read(&p).map_err(|e| Error::Reference {
-            reason: format!("cannot read ETSI type file {}: {e}", p.display()),
-        })?;
-        v.push(Entry::bytes(format!("Definitions/{f}"), data));
+    // The ETSI type files ship inside the crate (etsi/README.md: origin, licence).
+    for (f, data) in sol001::ETSI_TYPES {
+        v.push(Entry::bytes(format!("Definitions/{f}"), data.to_vec()));
     }
     v.push(Entry::file_with_sha256(
         format!("Files/images/{}", image.file_name),
@@ -135,8 +156,8 @@ fn entries(
         m.day0.toml.clone(),
     ));
     v.push(Entry::bytes(
-        format!("Files/day0/{}", sol001::cloud_init_name(m)),
-        sol001::cloud_init(m),
+        format!("Files/day0/{}", crate::model::DAY0_README),
+        m.day0_readme(),
     ));
     v.push(Entry::bytes(
         format!("Files/monitoring/{}-kpis.yaml", m.name),
@@ -146,6 +167,12 @@ fn entries(
         v.push(Entry::script(
             format!("Scripts/{}", s.file_name),
             s.content.clone(),
+        ));
+    }
+    for o in &m.operations {
+        v.push(Entry::script(
+            format!("Scripts/day2/{}", o.file_name),
+            o.content.clone(),
         ));
     }
     v.push(Entry::bytes("ChangeLog.txt", changelog(m)));
@@ -216,12 +243,11 @@ pub fn manifest(m: &VnfModel, entries: &[Entry]) -> Result<String> {
 pub fn write(
     m: &VnfModel,
     image: &ImageInfo,
-    reference: &Path,
     out: &Path,
     force: bool,
     sign: Option<&Signing>,
 ) -> Result<()> {
-    let mut all = entries(m, image, reference, sign)?;
+    let mut all = entries(m, image, sign)?;
     let mut mf = manifest(m, &all)?;
     if let Some(s) = sign {
         // SOL004 5.3 option 1: the CMS signature of the manifest, appended to it.

@@ -41,7 +41,7 @@ pub enum Error {
         reason: String,
     },
     /// No image given and none at the default location.
-    #[error("image: no --image given and {} does not exist; SOL001 SwImageData (checksum, size) and SOL006 sw-image-desc (checksum, size, min-disk) need the image file, so the package cannot be built without it", default.display())]
+    #[error("image: no --image given and {} does not exist (`testbed image build` builds it for router and vbng; descriptors runs it when a `testbed` binary is next to it); SOL001 SwImageData (checksum, size) and SOL006 sw-image-desc (checksum, size, min-disk) need the image file, so the package cannot be built without it", default.display())]
     NoImage {
         /// Where the default image was looked for.
         default: PathBuf,

@@ -60,6 +60,43 @@ pub fn default_image(m: &model::VnfModel) -> PathBuf {
         .join(format!("{}.qcow2", m.name))
 }
 
+/// The VNFs `testbed image build` can build.
+pub const BUILDABLE: &[&str] = &["router", "vbng"];
+
+/// Builds the missing default image `d` of a built-in VNF with the `testbed` binary
+/// next to this one (`testbed image build <vnf>`, which writes
+/// `target/images/<vnf>.qcow2` under the current directory); [`Error::NoImage`]
+/// when the VNF has no unikernel build or no `testbed` binary is there.
+fn build_image(m: &model::VnfModel, d: &Path) -> Result<()> {
+    let no_image = || Error::NoImage {
+        default: d.to_path_buf(),
+    };
+    if !BUILDABLE.contains(&m.name.as_str()) {
+        return Err(no_image());
+    }
+    let testbed = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.join("testbed")))
+        .filter(|p| p.is_file())
+        .ok_or_else(no_image)?;
+    let out_dir = d.parent().unwrap_or(Path::new("."));
+    eprintln!(
+        "descriptors: no image at {}: building it with {} image build {}",
+        d.display(),
+        testbed.display(),
+        m.name
+    );
+    let st = std::process::Command::new(&testbed)
+        .args(["image", "build", &m.name, "--out"])
+        .arg(out_dir)
+        .status()
+        .map_err(error::io(&testbed))?;
+    if !st.success() || !d.is_file() {
+        return Err(no_image());
+    }
+    Ok(())
+}
+
 /// A built-in model by name, or a model file (`.yaml`, `.yml`, `.json`).
 pub fn load_model(name: &str) -> Result<model::VnfModel> {
     if let Some(m) = vnfs::builtin(name) {
@@ -134,22 +171,14 @@ pub fn build(m: &model::VnfModel, opts: &BuildOptions) -> Result<()> {
         None => {
             let d = default_image(&m);
             if !d.is_file() {
-                return Err(Error::NoImage { default: d });
+                build_image(&m, &d)?;
             }
             d
         }
     };
     let image = image::inspect(&image_path, &m.image)?;
-    let reference = reference_dir()?;
     match opts.format {
-        Format::Csar => csar::write(
-            &m,
-            &image,
-            &reference,
-            &opts.out,
-            opts.force,
-            opts.sign.as_ref(),
-        ),
+        Format::Csar => csar::write(&m, &image, &opts.out, opts.force, opts.sign.as_ref()),
         Format::Osm => osm::write(&m, &image, &opts.out, opts.force),
     }
 }

@@ -52,6 +52,76 @@ pub struct VnfModel {
     pub day0: Day0Config,
     /// Lifecycle management scripts.
     pub lcm_scripts: Vec<LcmScript>,
+    /// Where the VNF serves its metrics and management API.
+    pub management: Management,
+    /// Day-1/day-2 operations over the management API (shipped as scripts).
+    pub operations: Vec<Operation>,
+}
+
+/// The VNF's management endpoint (on the management CP): Prometheus metrics and the
+/// RESTCONF API, one HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Management {
+    /// TCP port of the listener (the VNF's `--listen`).
+    pub port: u16,
+    /// Path of the Prometheus text (`/metrics`).
+    pub metrics_path: String,
+    /// The RESTCONF data resource of the VNF's YANG module
+    /// (`/restconf/data/vbng:vbng`).
+    pub api_root: String,
+    /// The resource the health check reads (answers 200 when the VNF runs).
+    pub health_path: String,
+    /// What serves it, honestly: which platforms have the endpoint.
+    pub served_by: String,
+}
+
+/// A day-1/day-2 operation: a script calling the management API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// Name (OSM config-primitive / ONAP LCM operation name).
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// HTTP method.
+    pub method: String,
+    /// RESTCONF path.
+    pub path: String,
+    /// Script file name (`Scripts/day2/` in the CSAR, `scripts/day2/` for OSM).
+    pub file_name: String,
+    /// Script text (POSIX sh, curl).
+    pub content: String,
+}
+
+/// File name of the day-0 notes in the packages.
+pub const DAY0_README: &str = "README.md";
+
+impl VnfModel {
+    /// How the VNF takes its day-0 configuration, for `Files/day0/README.md`.
+    pub fn day0_readme(&self) -> String {
+        format!(
+            "# Day-0 configuration of {product}\n\n\
+             `{file}` is the VNF's own TOML configuration ({name} checks it with \
+             `{name} --check`/`check`). How the VNF takes it:\n\n\
+             - **Unikernel image** (`Files/images/`): from QEMU fw_cfg \
+             `{fw_cfg}` (`-fw_cfg name={fw_cfg},file={file}`), else a boot module \
+             (`-initrd`), else the configuration baked into the image; single keys \
+             can be overridden on the kernel command line (`config.KEY=VALUE`). \
+             The image does not read an OpenStack config drive or cloud-init user \
+             data: a VIM that offers only those boots it with its baked \
+             configuration.\n\
+             - **Linux process** (the `{name}` binary): `{process}`.\n\n\
+             Management (metrics, RESTCONF API) listens on port {port}: {served}\n",
+            product = self.product_name,
+            file = self.day0.file_name,
+            name = self.name,
+            fw_cfg = self.day0.fw_cfg,
+            process = self.day0.process_command,
+            port = self.management.port,
+            served = self.management.served_by,
+        )
+    }
 }
 
 /// Software image (IFA 011 SwImageDesc, clause 7.1.6.5).
@@ -375,14 +445,19 @@ impl Ifa027Metric {
     }
 }
 
-/// Day-0 configuration: the VNF's TOML, delivered as a cloud-init config drive file.
+/// Day-0 configuration: the VNF's TOML, as the unikernel takes it (QEMU fw_cfg) and
+/// as the Linux process takes it (`--config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Day0Config {
     /// File name of the TOML (`router.toml`).
     pub file_name: String,
-    /// Path where cloud-init writes it in the VNFC.
+    /// Where a Linux VNFC keeps it (the process's `--config`).
     pub install_path: String,
+    /// The fw_cfg file name the unikernel reads it from (`opt/vnf/config`).
+    pub fw_cfg: String,
+    /// The process's command line with this file (`vbng run --config …`).
+    pub process_command: String,
     /// The TOML text.
     pub toml: String,
 }

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! <vnf>_vnf/<vnf>_vnfd.yaml            SOL006 VNFD (see crate::sol006)
-//! <vnf>_vnf/cloud_init/<vnf>-cloud-init.yaml   day-0: writes the VNF TOML
+//! <vnf>_vnf/day0/<vnf>.toml, README.md  day-0 TOML and how the VNF takes it
 //! <vnf>_vnf/scripts/*.sh               lifecycle-management-script files
+//! <vnf>_vnf/scripts/day2/*.sh          day-1/day-2 operations (RESTCONF API)
 //! <vnf>_vnf/icons/<vnf>.png
 //! <vnf>_vnf/checksums.txt              MD5 per file, `<md5>\t<path>`
 //! <vnf>_ns/<vnf>_nsd.yaml              SOL006 NSD
@@ -20,7 +21,7 @@ use crate::error::Result;
 use crate::image::{hex, ImageInfo};
 use crate::model::VnfModel;
 use crate::package::{self, Entry};
-use crate::{sol001, sol006};
+use crate::sol006;
 use md5::{Digest, Md5};
 use std::path::Path;
 
@@ -55,9 +56,10 @@ pub fn vnf_entries(m: &VnfModel, image: &ImageInfo) -> Result<Vec<Entry>> {
             format!("{}_vnfd.yaml", m.name),
             serde_norway::to_string(&sol006::vnfd(m, image))?,
         ),
+        Entry::bytes(format!("day0/{}", m.day0.file_name), m.day0.toml.clone()),
         Entry::bytes(
-            format!("cloud_init/{}", sol006::cloud_init_name(m)),
-            sol001::cloud_init(m),
+            format!("day0/{}", crate::model::DAY0_README),
+            m.day0_readme(),
         ),
     ];
     for s in &m.lcm_scripts {
@@ -66,6 +68,16 @@ pub fn vnf_entries(m: &VnfModel, image: &ImageInfo) -> Result<Vec<Entry>> {
             s.content.clone(),
         ));
     }
+    for o in &m.operations {
+        v.push(Entry::script(
+            format!("scripts/day2/{}", o.file_name),
+            o.content.clone(),
+        ));
+    }
+    v.push(Entry::bytes(
+        format!("monitoring/{}-kpis.yaml", m.name),
+        crate::csar::kpi_file(m)?,
+    ));
     v.push(Entry::bytes(format!("icons/{}.png", m.name), icon(m, 0)));
     v.push(Entry::bytes("README.md", readme(m)));
     with_checksums(v)
@@ -101,9 +113,19 @@ fn readme(m: &VnfModel) -> String {
     for f in &m.flavours {
         s.push_str(&format!("- `{}`: {}\n", f.id, f.description));
     }
-    s.push_str("\n## KPIs (Prometheus, mgmt CP port 9100)\n\n");
+    s.push_str(&format!(
+        "\n## KPIs (Prometheus, mgmt CP port {}{})\n\n",
+        m.management.port, m.management.metrics_path
+    ));
     for k in &m.kpis {
         s.push_str(&format!("- `{}` [{}]: {}\n", k.metric, k.unit, k.name));
+    }
+    s.push_str("\n## Day-1/day-2 operations (`scripts/day2/`, RESTCONF)\n\n");
+    for o in &m.operations {
+        s.push_str(&format!(
+            "- `{}` ({} {}): {}\n",
+            o.file_name, o.method, o.path, o.description
+        ));
     }
     s
 }

@@ -566,7 +566,7 @@ mod tests {
 
         let mut m = vnfs::vbng();
         m.vdus[0].cps[1].virtual_link = "nowhere".into();
-        assert_eq!(err_field(&m), "vdus[bng-dp].cps[dp-access].virtual_link");
+        assert_eq!(err_field(&m), "vdus[vbng].cps[vbng-core].virtual_link");
 
         let mut m = vnfs::vcpe();
         m.flavours[1].scaling_aspects[0].max_scale_level = 0;

@@ -27,6 +27,18 @@ pub const COMMON_TYPES: &str = "etsi_nfv_sol001_common_types.yaml";
 /// ETSI VNFD type file name.
 pub const VNFD_TYPES: &str = "etsi_nfv_sol001_vnfd_types.yaml";
 
+/// The ETSI type files, shipped inside the crate (`etsi/README.md`: origin, licence).
+pub const ETSI_TYPES: [(&str, &[u8]); 2] = [
+    (
+        COMMON_TYPES,
+        include_bytes!("../etsi/sol001/v2.6.1/etsi_nfv_sol001_common_types.yaml"),
+    ),
+    (
+        VNFD_TYPES,
+        include_bytes!("../etsi/sol001/v2.6.1/etsi_nfv_sol001_vnfd_types.yaml"),
+    ),
+];
+
 /// The VNF-specific node type name.
 pub fn node_type(m: &VnfModel) -> String {
     format!("nfvrs.{}.VNF", m.name.replace('-', "_"))
@@ -47,26 +59,6 @@ fn df_file(m: &VnfModel, f: &Flavour) -> String {
 
 fn requirement_name(cp: &ExtCp) -> String {
     format!("virtual_link_{}", cp.id.replace('-', "_"))
-}
-
-/// Name of the day-0 cloud-init file in the package.
-pub fn cloud_init_name(m: &VnfModel) -> String {
-    format!("{}-cloud-init.yaml", m.name)
-}
-
-/// cloud-config that writes the day-0 TOML into the VNFC (config drive user data).
-pub fn cloud_init(m: &VnfModel) -> String {
-    let mut s = String::from("#cloud-config\n");
-    s.push_str(&format!(
-        "# day-0 configuration of {} {}\nwrite_files:\n  - path: {}\n    permissions: '0644'\n    content: |\n",
-        m.product_name, m.software_version, m.day0.install_path
-    ));
-    for line in m.day0.toml.lines() {
-        s.push_str("      ");
-        s.push_str(line);
-        s.push('\n');
-    }
-    s
 }
 
 fn header(description: String, imports: Vec<String>) -> Value {
@@ -336,7 +328,6 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
                 "max_number_of_instances" => u64::from(p.max_instances),
             },
             "boot_order" => list([storage.clone()]),
-            "boot_data" => format!("../Files/day0/{}", cloud_init_name(m)),
         };
         if !mons.is_empty() {
             push(&mut props, "monitoring_parameters", Value::Sequence(mons));
@@ -357,7 +348,7 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
                 "artifacts" => ymap! {
                     "day0_config" => ymap! {
                         "type" => "tosca.artifacts.File",
-                        "description" => "Day-0 configuration (TOML), written by cloud-init",
+                        "description" => format!("Day-0 configuration (TOML): fw_cfg {} for the unikernel, --config for the process (Files/day0/README.md)", m.day0.fw_cfg),
                         "file" => format!("../Files/day0/{}", m.day0.file_name),
                         "deploy_path" => m.day0.install_path.clone(),
                     },

@@ -2,8 +2,9 @@
 //!
 //! The documents follow the SOL006 v2.6.1 YANG modules (`etsi-nfv-vnfd:vnfd`,
 //! `etsi-nfv-nsd:nsd`) plus the OSM IM release 9 augments OSM relies on
-//! (`mgmt-interface:mgmt-cp`, `cloud-init:cloud-init-file`,
-//! `interface:virtual-interface`, `interface:position`). They are SOL006-complete:
+//! (`mgmt-interface:mgmt-cp`, `interface:virtual-interface`, `interface:position`).
+//! No `cloud-init-file`: the unikernel does not run cloud-init (the package's
+//! `day0/README.md` says how it takes its configuration). They are SOL006-complete:
 //! `software-version`, `vnfm-info`, image `checksum`/`size`/`min-disk`, instantiation
 //! levels with a default, scaling aspects with deltas.
 //!
@@ -30,11 +31,6 @@ pub fn vnfd_id(m: &VnfModel) -> String {
 /// NSD id of a model's single-VNF network service.
 pub fn nsd_id(m: &VnfModel) -> String {
     format!("{}_nsd", m.name)
-}
-
-/// Name of the cloud-init file in the OSM package (`cloud_init/`).
-pub fn cloud_init_name(m: &VnfModel) -> String {
-    crate::sol001::cloud_init_name(m)
 }
 
 fn vdu_id(m: &VnfModel, vdu: &str, f: &Flavour) -> String {
@@ -126,7 +122,6 @@ pub fn vnfd(m: &VnfModel, image: &ImageInfo) -> Value {
                 "virtual-storage-desc" => list([storage.clone()]),
                 "sw-image-desc" => image_id.clone(),
                 "monitoring-parameter" => Value::Sequence(mons),
-                "cloud-init-file" => cloud_init_name(m),
             });
             computes.push(ymap! {
                 "id" => compute,
@@ -475,8 +470,8 @@ mod tests {
     #[test]
     fn one_flavour_keeps_vdu_ids_and_maps_ext_cps_to_vdu_cps() {
         let m = crate::vnfs::vbng().with_only_flavour("small").unwrap();
-        assert_eq!(vdu_id(&m, "bng-dp", &m.flavours[0]), "bng-dp");
+        assert_eq!(vdu_id(&m, "vbng", &m.flavours[0]), "vbng");
         let two = crate::vnfs::vbng();
-        assert_eq!(vdu_id(&two, "bng-dp", &two.flavours[1]), "bng-dp-large");
+        assert_eq!(vdu_id(&two, "vbng", &two.flavours[1]), "vbng-large");
     }
 }

@@ -1,10 +1,14 @@
 //! The built-in models of our VNFs: `router`, `vbng`, `vcpe` and `keyserver`.
 //!
 //! Each model is an IFA 011 VNFD in [`crate::model`] form: two deployment flavours
-//! (`small`, `large`), management/access/core connection points (SR-IOV for the
-//! high-rate data ports, virtio for management), one software image (the unikernel
-//! disk image `target/images/<vnf>.qcow2`), the KPIs each VNF exports in Prometheus
-//! text format, and its day-0 TOML.
+//! (`small`, `large`), access/core/management connection points in the order the
+//! VNF takes its ports (SR-IOV for the data ports, virtio for management), one
+//! software image (the unikernel disk image `target/images/<vnf>.qcow2`), the KPIs
+//! taken from the code's metric registry (`dataplane::metrics`, `vbng::metrics`),
+//! its management endpoint, health check, drain and day-2 scripts over its RESTCONF
+//! API, and its day-0 TOML with how the VNF takes it (fw_cfg or `--config`).
+//! The router and the vBNG exist; the vCPE and key server models are sketches of
+//! VNFs not written yet (their packages say so).
 
 use crate::model::*;
 
@@ -162,95 +166,181 @@ fn flavour(
     }
 }
 
+/// A KPI from a metric family of the code's registry (`dataplane::metrics`,
+/// `vbng::metrics`): the package names exactly what the VNF exports.
+fn kpi(
+    id: &str,
+    name: &str,
+    metric: &dataplane::metrics::Metric,
+    unit: &str,
+    ifa027: Option<Ifa027Metric>,
+    osm_metric: Option<&str>,
+    collection_period_s: u64,
+) -> Kpi {
+    Kpi {
+        id: s(id),
+        name: s(name),
+        metric: s(metric.name),
+        unit: s(unit),
+        ifa027,
+        osm_metric: osm_metric.map(s),
+        collection_period_s,
+    }
+}
+
+/// The engine's KPIs, which every VNF on it exports (per port, node and worker).
 fn kpis(extra: Vec<Kpi>) -> Vec<Kpi> {
+    use dataplane::metrics as dm;
     let mut v = vec![
-        Kpi {
-            id: s("rx-mpps"),
-            name: s("Forwarded rate"),
-            metric: s("vnf_rx_packets_total"),
-            unit: s("Mpps"),
-            ifa027: Some(Ifa027Metric::PacketIncomingVnfExtCp),
-            osm_metric: Some(s("packets_received")),
-            collection_period_s: 10,
-        },
-        Kpi {
-            id: s("tx-mpps"),
-            name: s("Transmitted rate"),
-            metric: s("vnf_tx_packets_total"),
-            unit: s("Mpps"),
-            ifa027: Some(Ifa027Metric::PacketOutgoingVnfExtCp),
-            osm_metric: Some(s("packets_sent")),
-            collection_period_s: 10,
-        },
-        Kpi {
-            id: s("drops"),
-            name: s("Dropped packets (all stage drop reasons)"),
-            metric: s("vnf_drop_packets_total"),
-            unit: s("packets"),
-            ifa027: None,
-            osm_metric: Some(s("packets_in_dropped")),
-            collection_period_s: 10,
-        },
-        Kpi {
-            id: s("cpu"),
-            name: s("vCPU usage"),
-            metric: s("vnf_cpu_busy_ratio"),
-            unit: s("percent"),
-            ifa027: Some(Ifa027Metric::VCpuUsageMeanVnf),
-            osm_metric: Some(s("cpu_utilization")),
-            collection_period_s: 30,
-        },
+        kpi(
+            "rx-packets",
+            "Frames received (per port)",
+            &dm::PORT_RX_PACKETS,
+            "packets",
+            Some(Ifa027Metric::PacketIncomingVnfExtCp),
+            Some("packets_received"),
+            10,
+        ),
+        kpi(
+            "tx-packets",
+            "Frames sent (per port)",
+            &dm::PORT_TX_PACKETS,
+            "packets",
+            Some(Ifa027Metric::PacketOutgoingVnfExtCp),
+            Some("packets_sent"),
+            10,
+        ),
+        kpi(
+            "rx-bytes",
+            "Bytes received (per port)",
+            &dm::PORT_RX_BYTES,
+            "bytes",
+            Some(Ifa027Metric::ByteIncomingVnfExtCp),
+            None,
+            10,
+        ),
+        kpi(
+            "tx-bytes",
+            "Bytes sent (per port)",
+            &dm::PORT_TX_BYTES,
+            "bytes",
+            Some(Ifa027Metric::ByteOutgoingVnfExtCp),
+            None,
+            10,
+        ),
+        kpi(
+            "drops",
+            "Dropped packets (per node and reason)",
+            &dm::NODE_DROPS,
+            "packets",
+            None,
+            Some("packets_in_dropped"),
+            10,
+        ),
+        kpi(
+            "idle-loops",
+            "Poll loops without a packet (busy ratio = 1 - idle/loops)",
+            &dm::WORKER_IDLE_LOOPS,
+            "loops",
+            None,
+            None,
+            30,
+        ),
     ];
     v.extend(extra);
     v
 }
 
-fn sessions_kpi(metric: &str, name: &str) -> Kpi {
-    Kpi {
-        id: s("sessions"),
-        name: s(name),
-        metric: s(metric),
-        unit: s("sessions"),
-        ifa027: None,
-        osm_metric: None,
-        collection_period_s: 30,
-    }
+fn curl_json() -> &'static str {
+    "curl -sf -H 'Content-Type: application/yang-data+json' -H 'Accept: application/yang-data+json'"
 }
 
-fn health_script(vnf: &str) -> LcmScript {
+/// `instantiate_end`: the management endpoint answers (the RESTCONF state resource
+/// and the first KPI's metric family).
+fn health_script(m: &VnfModel) -> LcmScript {
+    let mg = &m.management;
+    let first = m.kpis.first().map_or("", |k| k.metric.as_str());
     LcmScript {
         id: s("health-check"),
         event: LcmEvent::InstantiateEnd,
         file_name: s("health-check.sh"),
         content: format!(
             "#!/bin/sh\n\
-             # instantiate_end: wait until the {vnf} metrics endpoint answers.\n\
+             # instantiate_end: wait until {vnf} answers on its management endpoint:\n\
+             # GET {health} (RESTCONF) and {metrics} with `{first}`.\n\
              set -eu\n\
-             host=\"${{1:?usage: health-check.sh MGMT_IP}}\"\n\
+             host=\"${{1:?usage: health-check.sh MGMT_IP [TRIES]}}\"\n\
+             tries=\"${{2:-60}}\"\n\
+             base=\"http://$host:{port}\"\n\
              i=0\n\
-             while [ \"$i\" -lt 60 ]; do\n\
-             \x20 if wget -q -O - \"http://$host:9100/metrics\" | grep -q '^vnf_rx_packets_total'; then\n\
-             \x20   echo \"{vnf} ready\"; exit 0\n\
+             while [ \"$i\" -lt \"$tries\" ]; do\n\
+             \x20 if curl -sf -H 'Accept: application/yang-data+json' \"$base{health}\" >/dev/null &&\n\
+             \x20    curl -sf \"$base{metrics}\" | grep -q '^{first}'; then\n\
+             \x20   echo \"{vnf} healthy\"; exit 0\n\
              \x20 fi\n\
-             \x20 i=$((i + 1)); sleep 2\n\
+             \x20 i=$((i + 1)); sleep 1\n\
              done\n\
-             echo \"{vnf} did not become ready\" >&2\n\
-             exit 1\n"
+             echo \"{vnf} did not become healthy\" >&2\n\
+             exit 1\n",
+            vnf = m.name,
+            port = mg.port,
+            health = mg.health_path,
+            metrics = mg.metrics_path,
         ),
     }
 }
 
-fn drain_script(vnf: &str, what: &str) -> LcmScript {
+/// `terminate_start`: the vBNG's `drain` RPC (no new sessions, existing ones stay).
+fn drain_script(m: &VnfModel) -> LcmScript {
     LcmScript {
         id: s("drain"),
         event: LcmEvent::TerminateStart,
         file_name: s("drain.sh"),
         content: format!(
             "#!/bin/sh\n\
-             # terminate_start: ask {vnf} to stop accepting new {what} and report what is left.\n\
+             # terminate_start: {vnf} stops accepting sessions (RESTCONF RPC {vnf}:drain);\n\
+             # prints the RPC output (sessions left).\n\
              set -eu\n\
              host=\"${{1:?usage: drain.sh MGMT_IP}}\"\n\
-             wget -q -O - --post-data='' \"http://$host:9100/drain\"\n"
+             {curl} -X POST -d '{{\"{vnf}:input\":{{\"enable\":true}}}}' \\\n\
+             \x20 \"http://$host:{port}/restconf/operations/{vnf}:drain\"\n\
+             echo\n",
+            vnf = m.name,
+            curl = curl_json(),
+            port = m.management.port,
+        ),
+    }
+}
+
+/// A day-1/day-2 operation script: `METHOD PATH` with a JSON body built from the
+/// script's arguments by `body` (a shell expression), answering 2xx or failing.
+fn operation(
+    m: &VnfModel,
+    name: &str,
+    description: &str,
+    method: &str,
+    path: &str,
+    usage: &str,
+    body: Option<&str>,
+) -> Operation {
+    let data = body.map_or(String::new(), |b| format!(" -d \"{b}\""));
+    Operation {
+        name: s(name),
+        description: s(description),
+        method: s(method),
+        path: s(path),
+        file_name: format!("{name}.sh"),
+        content: format!(
+            "#!/bin/sh\n\
+             # {description}\n\
+             # {method} {path} on the {vnf} management API (RESTCONF, RFC 8040).\n\
+             set -eu\n\
+             [ \"$#\" -ge 1 ] || {{ echo 'usage: {name}.sh MGMT_IP {usage}' >&2; exit 2; }}\n\
+             host=\"$1\"; shift\n\
+             {curl} -X {method}{data} \"http://$host:{port}{path}\"\n",
+            vnf = m.name,
+            curl = curl_json(),
+            port = m.management.port,
         ),
     }
 }
@@ -275,13 +365,80 @@ fn base(name: &str, product: &str, description: &str, uuid: &str) -> VnfModel {
         day0: Day0Config {
             file_name: format!("{name}.toml"),
             install_path: format!("/etc/{name}/{name}.toml"),
+            fw_cfg: s("opt/vnf/config"),
+            process_command: format!("{name} --config /etc/{name}/{name}.toml"),
             toml: String::new(),
         },
         lcm_scripts: Vec::new(),
+        management: Management {
+            port: 9100,
+            metrics_path: s("/metrics"),
+            api_root: format!("/restconf/data/{name}:{name}"),
+            health_path: format!("/restconf/data/{name}:{name}/state"),
+            served_by: format!("not implemented yet: there is no {name} binary"),
+        },
+        operations: Vec::new(),
     }
 }
 
-/// IP router: one data-plane VDU with access and core SR-IOV ports.
+/// The three connection points of our single-VDU VNFs, in the order the unikernel
+/// takes its virtio-net NICs (port 0 access, port 1 core) and the process its
+/// ports; management last (the process's `--listen`; the unikernel has no
+/// management NIC yet).
+fn three_cps(vdu: &str, bps: u64) -> Vec<VduCp> {
+    vec![
+        cp(
+            &format!("{vdu}-access"),
+            CpRole::Access,
+            Vnic::SrIov,
+            0,
+            "access-vl",
+            bps,
+        ),
+        cp(
+            &format!("{vdu}-core"),
+            CpRole::Core,
+            Vnic::SrIov,
+            1,
+            "core-vl",
+            bps,
+        ),
+        cp(
+            &format!("{vdu}-mgmt"),
+            CpRole::Management,
+            Vnic::Virtio,
+            2,
+            "mgmt-vl",
+            GBPS,
+        ),
+    ]
+}
+
+fn three_ext_cps(access: &str, core: &str, mgmt: &str) -> Vec<ExtCp> {
+    vec![
+        ext(
+            "mgmt",
+            mgmt,
+            CpRole::Management,
+            "mgmt-vl",
+            LayerProtocol::Ipv4,
+        ),
+        ext(
+            "access",
+            access,
+            CpRole::Access,
+            "access-vl",
+            LayerProtocol::Ethernet,
+        ),
+        ext("core", core, CpRole::Core, "core-vl", LayerProtocol::Ipv4),
+    ]
+}
+
+/// `PREFIX` percent-encoded for a list key in a path (RFC 8040 §3.5.3), in sh.
+const ROUTE_KEY: &str = "$(printf %s \"$1\" | sed 's|/|%2F|')";
+
+/// IP router: one VDU (data and control plane in one process or unikernel) with
+/// access and core ports and the management endpoint.
 pub fn router() -> VnfModel {
     let mut m = base(
         "router",
@@ -292,68 +449,27 @@ pub fn router() -> VnfModel {
     m.vdus = vec![Vdu {
         id: s("router"),
         name: s("router"),
-        description: s("Router data plane and control plane in one unikernel"),
-        cps: vec![
-            cp(
-                "router-mgmt",
-                CpRole::Management,
-                Vnic::Virtio,
-                0,
-                "mgmt-vl",
-                GBPS,
-            ),
-            cp(
-                "router-access",
-                CpRole::Access,
-                Vnic::SrIov,
-                1,
-                "access-vl",
-                10 * GBPS,
-            ),
-            cp(
-                "router-core",
-                CpRole::Core,
-                Vnic::SrIov,
-                2,
-                "core-vl",
-                10 * GBPS,
-            ),
-        ],
+        description: s("Router data plane and control plane in one process or unikernel"),
+        cps: three_cps("router", 10 * GBPS),
     }];
     m.virtual_links = vec![
         mgmt_vl(),
         vl(
             "access-vl",
-            "Access side",
+            "Access side (interface 0)",
             LayerProtocol::Ethernet,
             None,
             10 * GBPS,
         ),
-        vl("core-vl", "Core side", LayerProtocol::Ipv4, None, 10 * GBPS),
-    ];
-    m.ext_cps = vec![
-        ext(
-            "mgmt",
-            "Management",
-            CpRole::Management,
-            "mgmt-vl",
-            LayerProtocol::Ipv4,
-        ),
-        ext(
-            "access",
-            "Access network",
-            CpRole::Access,
-            "access-vl",
-            LayerProtocol::Ethernet,
-        ),
-        ext(
-            "core",
-            "Core network",
-            CpRole::Core,
+        vl(
             "core-vl",
+            "Core side (interface 1)",
             LayerProtocol::Ipv4,
+            None,
+            10 * GBPS,
         ),
     ];
+    m.ext_cps = three_ext_cps("Access network", "Core network", "Management");
     m.flavours = vec![
         flavour(
             "small",
@@ -372,22 +488,62 @@ pub fn router() -> VnfModel {
             &[],
         ),
     ];
-    m.kpis = kpis(vec![Kpi {
-        id: s("routes"),
-        name: s("Installed routes"),
-        metric: s("router_fib_routes"),
-        unit: s("routes"),
-        ifa027: None,
-        osm_metric: None,
-        collection_period_s: 60,
-    }]);
-    m.day0.toml = include_str!("../../vnfs/router/examples/router.toml").to_string();
-    m.lcm_scripts = vec![health_script("router")];
+    m.kpis = kpis(Vec::new());
+    // The shipped example with its two interfaces on AF_PACKET ports named like the
+    // CPs (the unikernel maps interfaces to its NICs in order and ignores the spec).
+    m.day0.toml = include_str!("../../vnfs/router/examples/router.toml")
+        .replace("\"mem:access\"", "\"afpacket:access\"")
+        .replace("\"mem:core\"", "\"afpacket:core\"");
+    m.day0.process_command = s("router --config /etc/router/router.toml --listen 0.0.0.0:9100");
+    m.management.served_by = s(
+        "the `router` process (`--listen`); the unikernel image has no management \
+         endpoint yet (no host network stack on its NICs)",
+    );
+    m.lcm_scripts = vec![health_script(&m)];
+    let route = format!("/restconf/data/router:router/route={ROUTE_KEY}");
+    m.operations = vec![
+        operation(
+            &m,
+            "set-nat-pool",
+            "Replace the NAT44 pool (existing sessions keep their bindings; removed addresses drain)",
+            "PUT",
+            "/restconf/data/router:router/nat",
+            "ADDR|PREFIX|RANGE",
+            Some("{\\\"router:nat\\\":{\\\"pool\\\":[\\\"$1\\\"]}}"),
+        ),
+        operation(
+            &m,
+            "add-route",
+            "Add or replace a static route",
+            "PUT",
+            &route,
+            "PREFIX NEXT_HOP",
+            Some("{\\\"router:route\\\":[{\\\"prefix\\\":\\\"$1\\\",\\\"next-hop\\\":\\\"$2\\\"}]}"),
+        ),
+        operation(
+            &m,
+            "delete-route",
+            "Delete a static route",
+            "DELETE",
+            &route,
+            "PREFIX",
+            None,
+        ),
+        operation(
+            &m,
+            "get-state",
+            "Read the operational state (interfaces, routes, NAT, drops)",
+            "GET",
+            "/restconf/data/router:router/state",
+            "",
+            None,
+        ),
+    ];
     m
 }
 
-/// vBNG: a scalable data-plane VDU and one control-plane VDU (PPPoE/IPoE sessions,
-/// RADIUS), joined by an internal link.
+/// vBNG: one VDU (PPPoE/IPoE termination, RADIUS or local AAA, QoS, CGNAT in one
+/// process or unikernel), the access and core ports and the management endpoint.
 pub fn vbng() -> VnfModel {
     let mut m = base(
         "vbng",
@@ -395,143 +551,119 @@ pub fn vbng() -> VnfModel {
         "Virtual BNG: PPPoE and IPoE termination, RADIUS AAA, per-subscriber QoS, CGNAT",
         "5a0d5a3e-9f0b-4c59-8a1e-6d2f6b3c7002",
     );
-    m.vdus = vec![
-        Vdu {
-            id: s("bng-dp"),
-            name: s("bng-dp"),
-            description: s("Data plane: PPPoE/IPoE forwarding, QoS, CGNAT"),
-            cps: vec![
-                cp(
-                    "dp-mgmt",
-                    CpRole::Management,
-                    Vnic::Virtio,
-                    0,
-                    "mgmt-vl",
-                    GBPS,
-                ),
-                cp(
-                    "dp-access",
-                    CpRole::Access,
-                    Vnic::SrIov,
-                    1,
-                    "access-vl",
-                    25 * GBPS,
-                ),
-                cp(
-                    "dp-core",
-                    CpRole::Core,
-                    Vnic::SrIov,
-                    2,
-                    "core-vl",
-                    25 * GBPS,
-                ),
-                cp(
-                    "dp-ctrl",
-                    CpRole::Internal,
-                    Vnic::Virtio,
-                    3,
-                    "ctrl-vl",
-                    GBPS,
-                ),
-            ],
-        },
-        Vdu {
-            id: s("bng-cp"),
-            name: s("bng-cp"),
-            description: s("Control plane: PPP/DHCP sessions, RADIUS, table programming"),
-            cps: vec![
-                cp(
-                    "cp-mgmt",
-                    CpRole::Management,
-                    Vnic::Virtio,
-                    0,
-                    "mgmt-vl",
-                    GBPS,
-                ),
-                cp(
-                    "cp-ctrl",
-                    CpRole::Internal,
-                    Vnic::Virtio,
-                    1,
-                    "ctrl-vl",
-                    GBPS,
-                ),
-            ],
-        },
-    ];
+    m.vdus = vec![Vdu {
+        id: s("vbng"),
+        name: s("vbng"),
+        description: s(
+            "Subscriber termination (PPPoE, IPoE), AAA, QoS, CGNAT and routing to the core",
+        ),
+        cps: three_cps("vbng", 25 * GBPS),
+    }];
     m.virtual_links = vec![
         mgmt_vl(),
         vl(
             "access-vl",
-            "Subscriber access (S-VLAN/C-VLAN)",
+            "Subscriber access (S-VLAN/C-VLAN), port 0",
             LayerProtocol::Ethernet,
             None,
             25 * GBPS,
         ),
         vl(
             "core-vl",
-            "Core / Internet",
+            "Core / Internet, port 1",
             LayerProtocol::Ipv4,
             None,
             25 * GBPS,
         ),
-        vl(
-            "ctrl-vl",
-            "Punt path and table programming between bng-cp and bng-dp",
-            LayerProtocol::Ipv4,
-            Some("172.16.0.0/24"),
-            GBPS,
-        ),
     ];
-    m.ext_cps = vec![
-        ext(
-            "mgmt",
-            "Management and RADIUS",
-            CpRole::Management,
-            "mgmt-vl",
-            LayerProtocol::Ipv4,
-        ),
-        ext(
-            "access",
-            "Subscriber access",
-            CpRole::Access,
-            "access-vl",
-            LayerProtocol::Ethernet,
-        ),
-        ext(
-            "core",
-            "Core network",
-            CpRole::Core,
-            "core-vl",
-            LayerProtocol::Ipv4,
-        ),
-    ];
+    m.ext_cps = three_ext_cps("Subscriber access", "Core network", "Management and RADIUS");
     m.flavours = vec![
         flavour(
             "small",
-            "4 vCPU data plane: 8k subscribers",
-            "bng-dp",
+            "4 vCPU: 8k subscribers",
+            "vbng",
             (4, 4096, 1),
             1,
-            &[("bng-cp", 2, 2048)],
+            &[],
         ),
         flavour(
             "large",
-            "16 vCPU data plane: 64k subscribers",
-            "bng-dp",
+            "16 vCPU: 64k subscribers",
+            "vbng",
             (16, 16384, 2),
             3,
-            &[("bng-cp", 4, 4096)],
+            &[],
         ),
     ];
-    m.kpis = kpis(vec![sessions_kpi(
-        "vbng_sessions_active",
-        "Active PPPoE/IPoE sessions",
-    )]);
-    m.day0.toml = include_str!("../../vnfs/vbng/vbng.example.toml").to_string();
-    m.lcm_scripts = vec![
-        health_script("vbng"),
-        drain_script("vbng", "subscriber sessions"),
+    m.kpis = kpis(vec![
+        kpi(
+            "sessions",
+            "Subscriber sessions (PPPoE and IPoE)",
+            &vbng::metrics::SESSIONS,
+            "sessions",
+            None,
+            None,
+            30,
+        ),
+        kpi(
+            "draining",
+            "1 while draining (no new sessions)",
+            &vbng::metrics::DRAINING,
+            "flag",
+            None,
+            None,
+            30,
+        ),
+    ]);
+    // The configuration the unikernel image bakes in (local users: the image has no
+    // host network stack for RADIUS yet); the process takes it too.
+    m.day0.toml = include_str!("../../vnfs/unikernel/examples/vbng.toml").to_string();
+    m.day0.process_command = s(
+        "vbng run --config /etc/vbng/vbng.toml --access afpacket:access --core afpacket:core --listen 0.0.0.0:9180",
+    );
+    m.management.port = 9180;
+    m.management.served_by = s(
+        "the `vbng run` process (`--listen`); the unikernel image has no management \
+         endpoint yet (no host network stack on its NICs)",
+    );
+    m.lcm_scripts = vec![health_script(&m), drain_script(&m)];
+    m.operations = vec![
+        operation(
+            &m,
+            "drain",
+            "Stop accepting new sessions (existing ones stay); `false` ends it",
+            "POST",
+            "/restconf/operations/vbng:drain",
+            "[true|false]",
+            Some("{\\\"vbng:input\\\":{\\\"enable\\\":${1:-true}}}"),
+        ),
+        operation(
+            &m,
+            "set-subscriber-rate",
+            "Default per-subscriber rates in bit/s (sessions without their own)",
+            "PATCH",
+            "/restconf/data/vbng:vbng/subscriber-defaults",
+            "RATE_UP RATE_DOWN",
+            Some("{\\\"vbng:subscriber-defaults\\\":{\\\"rate-up\\\":\\\"$1\\\",\\\"rate-down\\\":\\\"$2\\\"}}"),
+        ),
+        operation(
+            &m,
+            "disconnect-session",
+            "End a session (Acct-Terminate-Cause Admin-Reset)",
+            "POST",
+            "/restconf/data/vbng:vbng/state/session=$1/disconnect",
+            "SESSION_ID",
+            None,
+        ),
+        operation(
+            &m,
+            "get-state",
+            "Read the operational state (sessions, counters)",
+            "GET",
+            "/restconf/data/vbng:vbng/state",
+            "",
+            None,
+        ),
     ];
     m
 }
@@ -619,11 +751,9 @@ pub fn vcpe() -> VnfModel {
             &[],
         ),
     ];
-    m.kpis = kpis(vec![sessions_kpi(
-        "vcpe_nat_sessions",
-        "NAT/firewall sessions",
-    )]);
-    m.day0.toml = s("# vCPE day-0 configuration (written by cloud-init)\n\
+    m.kpis = kpis(Vec::new());
+    m.day0.toml = s(
+        "# vCPE day-0 configuration (a sketch: there is no vcpe binary yet)\n\
 [vnf]\n\
 name = \"vcpe\"\n\
 \n\
@@ -641,8 +771,9 @@ hub = \"203.0.113.1\"\n\
 keyserver = \"203.0.113.2:500\"\n\
 \n\
 [metrics]\n\
-listen = \"0.0.0.0:9100\"\n");
-    m.lcm_scripts = vec![health_script("vcpe")];
+listen = \"0.0.0.0:9100\"\n",
+    );
+    m.lcm_scripts = vec![health_script(&m)];
     m
 }
 
@@ -714,11 +845,9 @@ pub fn keyserver() -> VnfModel {
             &[],
         ),
     ];
-    m.kpis = kpis(vec![sessions_kpi(
-        "keyserver_cpes_served",
-        "CPEs with installed SAs",
-    )]);
-    m.day0.toml = s("# key server day-0 configuration (written by cloud-init)\n\
+    m.kpis = kpis(Vec::new());
+    m.day0.toml = s(
+        "# key server day-0 configuration (a sketch: there is no keyserver binary yet)\n\
 [vnf]\n\
 name = \"keyserver\"\n\
 \n\
@@ -728,10 +857,8 @@ psk_file = \"/etc/keyserver/psk\"\n\
 rekey_s = 3600\n\
 \n\
 [metrics]\n\
-listen = \"0.0.0.0:9100\"\n");
-    m.lcm_scripts = vec![
-        health_script("keyserver"),
-        drain_script("keyserver", "CPEs"),
-    ];
+listen = \"0.0.0.0:9100\"\n",
+    );
+    m.lcm_scripts = vec![health_script(&m)];
     m
 }

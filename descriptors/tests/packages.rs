@@ -66,6 +66,7 @@ fn must_reject(p: &Path, what: &str) -> String {
 #[test]
 fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
     let d = tmpdir();
+
     let img = make_image(d.path(), "img.qcow2");
     let out = d.path().join("csar");
     std::fs::create_dir(&out).unwrap();
@@ -133,7 +134,8 @@ fn every_vnf_osm_package_passes_yanglint() {
         for f in [
             format!("{name}_vnf/{name}_vnfd.yaml"),
             format!("{name}_vnf/checksums.txt"),
-            format!("{name}_vnf/cloud_init/{name}-cloud-init.yaml"),
+            format!("{name}_vnf/day0/{name}.toml"),
+            format!("{name}_vnf/day0/README.md"),
             format!("{name}_vnf/icons/{name}.png"),
             format!("{name}_ns/{name}_nsd.yaml"),
             format!("{name}_vnf.tar.gz"),
@@ -149,7 +151,7 @@ fn every_vnf_osm_package_passes_yanglint() {
     descriptors::build(&m, &o).unwrap();
     let vnfd = std::fs::read_to_string(out.join("vbng-large/vbng_vnf/vbng_vnfd.yaml")).unwrap();
     assert!(
-        vnfd.contains("vdu-id: bng-dp") && !vnfd.contains("id: small"),
+        vnfd.contains("vdu-id: vbng") && !vnfd.contains("id: small"),
         "{vnfd}"
     );
 
@@ -503,6 +505,20 @@ fn cli_errors_name_the_problem_and_leave_nothing() {
     ]);
     assert!(!ok && msg.contains("vendor"), "{msg}");
     assert_empty(dp);
+
+    // Packaging reads nothing from outside the repository (the ETSI type files ship
+    // inside the crate): with the reference folder pointing nowhere it still works.
+    let out2 = dp.join("noref.csar");
+    let o = Command::new(env!("CARGO_BIN_EXE_descriptors"))
+        .args([
+            "package", "router", "--format", "csar", "--image", img_s, "-o",
+        ])
+        .arg(&out2)
+        .env("VNF_SHARED_REFERENCE", dp.join("no-such-reference"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(&out2).unwrap();
 
     // Success, then a refusal to overwrite without --force.
     let (ok, msg) = cli(&[

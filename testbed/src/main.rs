@@ -12,6 +12,7 @@ mod lab_bng_netns;
 mod lab_router;
 mod lab_vcpe;
 mod netns;
+mod onboard;
 mod scenario;
 
 #[derive(Parser)]
@@ -42,6 +43,10 @@ enum Cmd {
     /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io`, root)
     #[command(subcommand)]
     Compare(CompareCmd),
+    /// A VNF manager's lifecycle for one package (CSAR or OSM): validate, unpack, boot
+    /// its image under QEMU with its day-0, instantiate (as the VNF process), health
+    /// check, KPIs, drain, terminate (root)
+    Onboard(onboard::OnboardArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,5 +101,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),
         Cmd::Compare(CompareCmd::Bng(a)) => done(compare_bng::run(a)),
+        Cmd::Onboard(a) => done(onboard::main(a)),
     }
 }

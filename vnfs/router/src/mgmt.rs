@@ -22,7 +22,15 @@
 //!   worker.
 //! - the policer's meter: set in place in every worker's `policer` stage
 //!   ([`dataplane::stages::qos::Policer::set_all_meters`]); the buckets start full.
-//! - anything else (the NAT pool, adding or removing the policer or NAT, route
+//! - the NAT44 pool (`nat/pool`): the new pool's tables are built here and every
+//!   worker's `nat44` takes them between two bursts
+//!   ([`dataplane::stages::nat::Nat44::apply_pool_change`]). Existing sessions keep
+//!   their bindings: an address removed from the pool *drains* — its subscribers
+//!   keep it (paired pooling, RFC 6888 REQ-2) until their last mapping expires —
+//!   while new subscribers are paired from the new pool at once (see
+//!   [`dataplane::stages::nat::repool`]). The state's `nat/address` list shows which
+//!   addresses are draining.
+//! - anything else (the other NAT settings, adding or removing the policer or NAT, route
 //!   changes of an IPsec gateway, whose IKE thread holds the L3 state) is refused with
 //!   `operation-not-supported` (501): restart the router with the new configuration.
 //!
@@ -42,6 +50,7 @@ use dataplane::stages::arp::ArpInput;
 use dataplane::stages::ip4::{Ip4Lookup, Ip4Rewrite};
 use dataplane::stages::ip6::{Ip6Lookup, Ip6Nd, Ip6Rewrite};
 use dataplane::stages::l3::L3;
+use dataplane::stages::nat::{Nat44, PoolChange};
 use dataplane::stages::qos::{MeterConfig, Policer};
 use dataplane::worker::Hook;
 use serde_json::{json, Map, Value};
@@ -91,6 +100,8 @@ pub enum Update {
     L3(Box<L3Stages>),
     /// A new policer meter.
     Meter(MeterConfig),
+    /// A new NAT44 pool; it comes back with what the stage no longer holds.
+    NatPool(Box<PoolChange>),
 }
 
 /// The queues between the management side and one worker's update hook.
@@ -152,6 +163,12 @@ pub fn update_hook(link: &WorkerLink) -> Hook {
                     }
                     Update::Meter(m)
                 }
+                Update::NatPool(mut ch) => {
+                    if let Some(n) = g.node_mut::<Nat44>("nat44") {
+                        n.apply_pool_change(&mut ch);
+                    }
+                    Update::NatPool(ch)
+                }
             };
             // The queue has room for every change in flight (the management side
             // waits for each and empties it first); were it full, the update would
@@ -168,19 +185,26 @@ pub struct Mgmt {
     macs: Vec<[u8; 6]>,
     l3: Arc<L3>,
     links: Vec<WorkerLink>,
+    /// Every NAT pool address since start (a bound on what a `nat44` still holds).
+    nat_seen: Vec<u32>,
 }
 
 impl Mgmt {
     /// The API over `router` (as built at start, with the route file's text if the
     /// config names one) whose workers run [`update_hook`] of `links`.
     pub fn new(router: &Router, route_file: Option<String>, links: Vec<WorkerLink>) -> Mgmt {
-        Mgmt {
+        let mut m = Mgmt {
             cfg: router.config.clone(),
             route_file,
             macs: router.macs.clone(),
             l3: router.l3.clone(),
             links,
+            nat_seen: Vec::new(),
+        };
+        if let Some(n) = &router.config.nat {
+            m.nat_seen = pool_addrs(n);
         }
+        m
     }
 
     /// The running configuration.
@@ -329,6 +353,24 @@ impl Mgmt {
         if !nodes.is_empty() {
             st["node"] = Value::Array(nodes);
         }
+        if self.cfg.nat.is_some() {
+            let per_worker = |name: &str| -> Vec<u64> {
+                snaps
+                    .iter()
+                    .map(|s| {
+                        s.counters
+                            .iter()
+                            .filter(|(n, c)| *n == "nat44" && c.name == name)
+                            .map(|(_, c)| c.value)
+                            .sum::<u64>()
+                    })
+                    .collect()
+            };
+            st["nat"] = json!({
+                "sessions": per_worker("sessions-active").iter().sum::<u64>().to_string(),
+                "draining-addresses": per_worker("pool-addresses-draining").into_iter().max().unwrap_or(0),
+            });
+        }
         st
     }
 
@@ -346,11 +388,18 @@ impl Mgmt {
         if let Err(e) = new.check() {
             return invalid(path, &name_route(&new, &e.0));
         }
+        let mut pool_change = None;
         if new.nat != self.cfg.nat {
-            return unsupported(
-                501,
-                "the NAT44 pool cannot change under running sessions: restart the router with the new [nat] pool",
-            );
+            let (Some(a), Some(b)) = (&new.nat, &self.cfg.nat) else {
+                return unsupported(501, "NAT44 cannot be added or removed while running");
+            };
+            if a.pool != b.pool {
+                // Built once here to check it; one per worker when applied.
+                if let Err(e) = PoolChange::new(a, self.nat_seen.len()) {
+                    return invalid(path, &format!("nat: {e}"));
+                }
+                pool_change = Some(a.clone());
+            }
         }
         let old_meter = self
             .cfg
@@ -391,17 +440,50 @@ impl Mgmt {
         }
         if let (Some(a), Some(b)) = (new_meter, old_meter) {
             if a != b {
-                self.send(|| Update::Meter(a));
+                self.send(|| Some(Update::Meter(a)));
+            }
+        }
+        if let Some(nc) = pool_change {
+            if !self.change_pool(&nc) {
+                // Only a worker that stopped or has no nat44 node gets here.
+                self.cfg = new;
+                return dataplane::restconf::error(
+                    500,
+                    "application",
+                    "operation-failed",
+                    path,
+                    "a worker did not take the new NAT pool (stopped?)",
+                );
             }
         }
         self.cfg = new;
         Answer::empty(if created { 201 } else { 204 })
     }
 
+    /// Hands the new pool to every worker's `nat44` (checked by the caller); `false`
+    /// when a worker did not take it.
+    fn change_pool(&mut self, nc: &dataplane::stages::nat::NatConfig) -> bool {
+        let held = self.nat_seen.len();
+        let back = self.send(|| match PoolChange::new(nc, held) {
+            Ok(ch) => Some(Update::NatPool(Box::new(ch))),
+            Err(_) => None,
+        });
+        let taken = back
+            .iter()
+            .filter(|u| matches!(u, Update::NatPool(ch) if ch.outcome() == Some(Ok(()))))
+            .count();
+        for a in pool_addrs(nc) {
+            if let Err(i) = self.nat_seen.binary_search(&a) {
+                self.nat_seen.insert(i, a);
+            }
+        }
+        taken == self.links.len()
+    }
+
     /// Hands `l3` to every worker, with the neighbours learned so far.
     fn swap_l3(&mut self, l3: Arc<L3>) {
         copy_neighbours(&self.l3, &l3);
-        self.send(|| Update::L3(L3Stages::new(&l3)));
+        self.send(|| Some(Update::L3(L3Stages::new(&l3))));
         // What the workers learned into the old table before they swapped.
         copy_neighbours(&self.l3, &l3);
         // The old state is freed here (the last reference, unless a request holds one).
@@ -410,23 +492,46 @@ impl Mgmt {
 
     /// Hands one update (made by `make`) to every worker and waits until each has
     /// applied it and handed it back (or the time-out: a stopped worker; its update
-    /// stays queued). What comes back, the old L3 state with it, is freed here.
-    fn send(&self, make: impl Fn() -> Update) {
+    /// stays queued). What comes back, the old L3 state with it, is returned to be
+    /// read and freed here.
+    fn send(&self, make: impl Fn() -> Option<Update>) -> Vec<Update> {
         let mut pending = Vec::new();
         for l in &self.links {
             // Earlier updates a slow worker handed back late.
             while l.done.pop().is_some() {}
-            if l.to_worker.push(make()).is_ok() {
-                pending.push(l);
+            if let Some(u) = make() {
+                if l.to_worker.push(u).is_ok() {
+                    pending.push(l);
+                }
             }
         }
         let t = Instant::now();
+        let mut back = Vec::new();
         for l in pending {
-            while l.done.pop().is_none() && t.elapsed() < APPLY_TIMEOUT {
+            loop {
+                if let Some(u) = l.done.pop() {
+                    back.push(u);
+                    break;
+                }
+                if t.elapsed() >= APPLY_TIMEOUT {
+                    break;
+                }
                 std::thread::sleep(Duration::from_micros(200));
             }
         }
+        back
     }
+}
+
+/// The addresses of a NAT pool, sorted (empty when the pool does not parse).
+fn pool_addrs(n: &dataplane::stages::nat::NatConfig) -> Vec<u32> {
+    let mut v = Vec::new();
+    for (lo, hi) in n.pool_ranges().unwrap_or_default() {
+        v.extend(lo..=hi);
+    }
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// A configuration error about `route[N]` names the route by its prefix (the key

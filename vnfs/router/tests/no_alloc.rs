@@ -155,3 +155,28 @@ fn million_packets_without_allocating() {
         "{errs}"
     );
 }
+
+/// A NAT44 pool change (issue 19) is taken by the stage between bursts without
+/// allocating: everything was built off the data path by `PoolChange::new`.
+#[test]
+fn nat_pool_change_applies_without_allocating() {
+    use dataplane::stages::nat::{Nat44, NatConfig, PoolChange};
+    let mut c = NatConfig {
+        inside_ports: vec![0],
+        pool: vec!["192.0.2.100/30".into()],
+        max_sessions: 1024,
+        max_subscribers: 64,
+        ..NatConfig::default()
+    };
+    let mut n = Nat44::new(&c).unwrap();
+    c.pool = vec!["192.0.2.102-192.0.2.110".into()];
+    let mut ch = PoolChange::new(&c, 4).unwrap();
+    MINE.with(|m| m.set(true));
+    let before = ALLOCS.load(Ordering::Relaxed);
+    n.apply_pool_change(&mut ch);
+    let after = ALLOCS.load(Ordering::Relaxed);
+    MINE.with(|m| m.set(false));
+    assert_eq!(ch.outcome(), Some(Ok(())));
+    assert_eq!(n.pool_addresses().count(), 9);
+    assert_eq!(after - before, 0, "allocations while taking the pool");
+}

@@ -4,19 +4,34 @@
 use crate::control::ControlPlane;
 use alloc::string::String;
 use core::fmt::Write;
-use dataplane::metrics::Prom;
+use dataplane::metrics::{Metric, Prom};
+
+/// Sessions in the table (the `sessions` KPI of the vBNG package).
+pub const SESSIONS: Metric = Metric {
+    name: "vbng_sessions",
+    help: "Sessions in the table",
+    kind: "gauge",
+};
+/// Authentication verdicts (`result` label).
+pub const AUTH: Metric = Metric {
+    name: "vbng_auth_total",
+    help: "Authentication verdicts",
+    kind: "counter",
+};
+/// 1 while the vBNG is draining (the `drain` operation): no new session is accepted.
+pub const DRAINING: Metric = Metric {
+    name: "vbng_draining",
+    help: "1 while draining: new sessions are refused, existing ones stay",
+    kind: "gauge",
+};
 use dataplane::stage::NodeStats;
 
 /// Render all counters.
 pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeStats>) -> String {
     let mut p = Prom::new();
     let s = cp.stats;
-    p.gauge(
-        "vbng_sessions",
-        "Sessions in the table",
-        &[],
-        cp.session_count() as f64,
-    );
+    p.metric(&SESSIONS, &[], cp.session_count() as u64);
+    p.metric(&DRAINING, &[], u64::from(cp.draining()));
     p.gauge(
         "vbng_sessions_half_open",
         "Sessions past PADS and not yet in the PPP Network phase",
@@ -41,12 +56,7 @@ pub fn prometheus<'a>(cp: &ControlPlane, nodes: impl Iterator<Item = &'a NodeSta
         ("reject", s.auth_reject),
         ("timeout", s.aaa_timeout),
     ] {
-        p.counter(
-            "vbng_auth_total",
-            "Authentication verdicts",
-            &[("result", name)],
-            v,
-        );
+        p.metric(&AUTH, &[("result", name)], v);
     }
     for (name, v) in [
         ("malformed", s.malformed),

@@ -17,6 +17,11 @@
 //!   the worker keeps forwarding. An invalid change is refused whole.
 //! - `POST /restconf/data/vbng:vbng/state/session=ID/set-rate` and `.../disconnect`:
 //!   the YANG actions on a session (§3.6).
+//! - `POST /restconf/operations/vbng:drain` — the YANG `drain` RPC (§3.6.1): with
+//!   `{"vbng:input":{"enable":false}}` it ends draining; otherwise the vBNG stops
+//!   answering PADI/PADR and the DHCP messages that would open an IPoE session
+//!   (clients turn to another BNG), existing sessions stay; the output counts them.
+//!   The packages' `drain.sh` (terminate_start) calls it.
 //! - `GET /restconf/yang/vbng` — the module text (the schema resource).
 //!
 //! Errors carry the RFC 8040 §7.1 body
@@ -167,6 +172,7 @@ fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
         "name": cfg.name,
         "sessions": cp.session_count(),
         "sessions-ipv6": cp.ipv6_session_count(),
+        "draining": cp.draining(),
         "counters": {
             "sessions-created": s.sessions_created.to_string(),
             "sessions-up": s.sessions_up.to_string(),
@@ -175,6 +181,7 @@ fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
             "auth-reject": s.auth_reject.to_string(),
             "aaa-timeout": s.aaa_timeout.to_string(),
             "malformed": s.malformed.to_string(),
+            "drain-refused": cp.drain_refused.to_string(),
         },
     });
     if !sessions.is_empty() {
@@ -221,6 +228,32 @@ impl Mgmt {
                 return unsupported(405, "the API root is read-only");
             }
             return dataplane::restconf::root();
+        }
+        if rest == "/operations/vbng:drain" {
+            if method != "POST" {
+                return unsupported(405, "operations are invoked with POST");
+            }
+            let enable = if body.iter().all(u8::is_ascii_whitespace) {
+                true
+            } else {
+                let v: Value = match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(e) => return malformed(&format!("body is not JSON: {e}")),
+                };
+                match SCHEMA.body_member(&v, "input").map(|i| i.get("enable")) {
+                    Some(None) => true,
+                    Some(Some(Value::Bool(b))) => *b,
+                    Some(Some(_)) => {
+                        return invalid("/vbng:drain/input/enable", "enable is a boolean")
+                    }
+                    None => return malformed("expected {\"vbng:input\": {\"enable\": true}}"),
+                }
+            };
+            cp.set_draining(enable);
+            return Answer::json(
+                200,
+                &json!({"vbng:output": {"draining": enable, "sessions": cp.session_count()}}),
+            );
         }
         if rest == "/yang/vbng" {
             return Answer {

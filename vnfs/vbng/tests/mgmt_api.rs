@@ -99,11 +99,19 @@ fn the_module_passes_yanglint_and_pyang() {
 /// unreachable), so the state has one.
 fn with_session(c: &Config) -> (ControlPlane, Subscriber) {
     let mut cp = cp(c);
+    let s = bring_up(&mut cp, 1, 0);
+    assert_eq!(s.phase, ClientPhase::Up, "{:?}", cp.stats);
+    (cp, s)
+}
+
+/// Subscriber `n` (alice's credentials, its own MAC and C-VLAN) run against `cp`
+/// from `t0` for 20 simulated seconds or until it is up.
+fn bring_up(cp: &mut ControlPlane, n: u8, t0: u64) -> Subscriber {
     let mut s = Subscriber::new(ClientParams {
-        mac: [2, 0x7a, 0, 0, 0, 1],
+        mac: [2, 0x7a, 0, 0, 0, n],
         vlans: Vlans {
             svlan: 0,
-            cvlan: 11,
+            cvlan: 10 + u16::from(n),
         },
         user: b"alice".to_vec(),
         password: b"alice-pw".to_vec(),
@@ -117,9 +125,9 @@ fn with_session(c: &Config) -> (ControlPlane, Subscriber) {
         discovery_tries: 3,
     });
     let mut up = Vec::new();
-    s.start(0, &mut up);
+    s.start(t0, &mut up);
     // The RADIUS requests time out (nothing listens), then local users answer.
-    for now in (0..20_000u64).step_by(50) {
+    for now in (t0..t0 + 20_000u64).step_by(50) {
         for f in up.drain(..) {
             cp.input(0, &f, now);
         }
@@ -133,8 +141,74 @@ fn with_session(c: &Config) -> (ControlPlane, Subscriber) {
             break;
         }
     }
-    assert_eq!(s.phase, ClientPhase::Up, "{:?}", cp.stats);
-    (cp, s)
+    s
+}
+
+/// The drain RPC (RFC 8040 §3.6.1): while draining, a new subscriber gets no answer
+/// and the existing session stays; the output, the state and the metric say so;
+/// `enable: false` ends it and the subscriber comes up.
+#[test]
+fn drain_rpc_refuses_new_sessions_and_keeps_existing_ones() {
+    let c = cfg();
+    let (mut cp, _s) = with_session(&c);
+    let mut m = Mgmt::new(c);
+    let a = call(
+        &mut m,
+        &mut cp,
+        "POST",
+        "/restconf/operations/vbng:drain",
+        "",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        json_of(&a),
+        json!({"vbng:output": {"draining": true, "sessions": 1}})
+    );
+    let late = bring_up(&mut cp, 2, 30_000);
+    assert_ne!(late.phase, ClientPhase::Up);
+    assert_eq!(cp.session_count(), 1, "the existing session stays");
+    assert!(cp.drain_refused > 0);
+    let st = call(&mut m, &mut cp, "GET", "/restconf/data/vbng:vbng/state", "");
+    let v = json_of(&st);
+    assert_eq!(v["vbng:state"]["draining"], true);
+    assert_eq!(
+        v["vbng:state"]["counters"]["drain-refused"],
+        cp.drain_refused.to_string()
+    );
+    let whole = call(&mut m, &mut cp, "GET", "/restconf/data/vbng:vbng", "");
+    let (ok, err) = yanglint("data", &whole.body);
+    assert!(ok, "{err}\n{}", whole.body);
+    let text = vbng::metrics::prometheus(&cp, std::iter::empty());
+    assert!(text.contains("\nvbng_draining 1\n"), "{text}");
+    // GET is not how an operation is invoked; a bad input is refused.
+    let a = call(
+        &mut m,
+        &mut cp,
+        "GET",
+        "/restconf/operations/vbng:drain",
+        "",
+    );
+    assert_eq!(a.status, 405);
+    let a = call(
+        &mut m,
+        &mut cp,
+        "POST",
+        "/restconf/operations/vbng:drain",
+        r#"{"vbng:input":{"enable":"no"}}"#,
+    );
+    assert_eq!(a.status, 400);
+    // Drain ended: the next subscriber comes up.
+    let a = call(
+        &mut m,
+        &mut cp,
+        "POST",
+        "/restconf/operations/vbng:drain",
+        r#"{"vbng:input":{"enable":false}}"#,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let again = bring_up(&mut cp, 3, 60_000);
+    assert_eq!(again.phase, ClientPhase::Up);
+    assert_eq!(cp.session_count(), 2);
 }
 
 #[test]

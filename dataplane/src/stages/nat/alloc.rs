@@ -42,6 +42,36 @@ pub struct OutsideAddr {
     ports: [BitVec<u64, Lsb0>; 3],
     /// Blocks allocated.
     pub nblocks: u32,
+    /// Removed from the pool at run time ([`super::repool`]): its subscribers keep
+    /// it until their last mapping ends; no new subscriber is paired with it.
+    pub draining: bool,
+}
+
+impl OutsideAddr {
+    /// An address with no block in use: `bpa` blocks, `nports` ports per protocol.
+    pub fn new(addr: u32, bpa: u32, nports: usize) -> OutsideAddr {
+        OutsideAddr {
+            addr,
+            blocks: bitvec![u64, Lsb0; 0; bpa as usize],
+            owner: vec![NONE; bpa as usize],
+            used: vec![0; bpa as usize],
+            ports: [
+                bitvec![u64, Lsb0; 0; nports],
+                bitvec![u64, Lsb0; 0; nports],
+                bitvec![u64, Lsb0; 0; nports],
+            ],
+            nblocks: 0,
+            draining: false,
+        }
+    }
+}
+
+/// Blocks per address and ports per protocol of a port range cut in blocks.
+pub fn geometry(port_min: u16, port_max: u16, block_size: u16) -> (u32, usize) {
+    let span = u32::from(port_max).saturating_sub(u32::from(port_min)) + 1;
+    let bs = u32::from(block_size.max(1));
+    let bpa = span / bs;
+    (bpa, (bpa * bs) as usize)
 }
 
 /// A subscriber (one inside address) and its port blocks.
@@ -104,24 +134,11 @@ impl Pool {
         max_blocks: u16,
         max_subs: u32,
     ) -> Self {
-        let span = u32::from(port_max) - u32::from(port_min) + 1;
         let bs = u32::from(block_size.max(1));
-        let bpa = span / bs;
-        let nports = (bpa * bs) as usize;
+        let (bpa, nports) = geometry(port_min, port_max, block_size);
         let addrs = addrs
             .iter()
-            .map(|&addr| OutsideAddr {
-                addr,
-                blocks: bitvec![u64, Lsb0; 0; bpa as usize],
-                owner: vec![NONE; bpa as usize],
-                used: vec![0; bpa as usize],
-                ports: [
-                    bitvec![u64, Lsb0; 0; nports],
-                    bitvec![u64, Lsb0; 0; nports],
-                    bitvec![u64, Lsb0; 0; nports],
-                ],
-                nblocks: 0,
-            })
+            .map(|&addr| OutsideAddr::new(addr, bpa, nports))
             .collect();
         let subs = vec![Subscriber::EMPTY; max_subs as usize];
         let sub_free = (0..max_subs).rev().collect();
@@ -149,25 +166,33 @@ impl Pool {
     }
 
     /// Takes a subscriber slot for `inside`, paired with an outside address chosen by
-    /// hashing the inside address, then the next one with a free block.
+    /// hashing the inside address, then the next one with a free block; never an
+    /// address that is draining.
     pub fn new_subscriber(&mut self, inside: u32) -> Option<u32> {
         let n = self.addrs.len();
         if n == 0 {
             return None;
         }
         let start = (inside.wrapping_mul(0x9e37_79b1) >> 8) as usize % n;
-        let mut addr = start;
+        let mut addr = None;
         for k in 0..n {
             let a = (start + k) % n;
-            if self
-                .addrs
-                .get(a)
-                .is_some_and(|o| o.nblocks < self.blocks_per_addr)
-            {
-                addr = a;
+            let Some(o) = self.addrs.get(a) else {
+                continue;
+            };
+            if o.draining {
+                continue;
+            }
+            if addr.is_none() {
+                // Full everywhere: the first active one (the block allocation fails).
+                addr = Some(a);
+            }
+            if o.nblocks < self.blocks_per_addr {
+                addr = Some(a);
                 break;
             }
         }
+        let addr = addr?;
         let s = self.sub_free.pop()?;
         if let Some(sub) = self.subs.get_mut(s as usize) {
             *sub = Subscriber {

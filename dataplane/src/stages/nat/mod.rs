@@ -54,8 +54,10 @@ pub mod table;
 #[cfg(test)]
 use config::parse_pool_entry;
 pub use config::*;
+pub use repool::PoolChange;
 mod icmp;
 mod reassembly;
+pub mod repool;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -493,6 +495,10 @@ impl Stage for Nat44 {
         NatDrop::HELP
     }
 
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
+    }
+
     fn counters(&self, f: &mut dyn FnMut(Counter)) {
         let st = &self.stats;
         f(Counter::gauge(
@@ -514,6 +520,11 @@ impl Stage for Nat44 {
             "port-blocks-in-use",
             "port blocks allocated to subscribers",
             self.blocks_in_use(),
+        ));
+        f(Counter::gauge(
+            "pool-addresses-draining",
+            "addresses removed from the pool at run time that still hold port blocks",
+            self.draining_addresses() as u64,
         ));
         f(Counter::gauge(
             "fragments-held",

@@ -1255,3 +1255,75 @@ fn frag4_output_is_translated_whole() {
     assert!(checksums_ok(&whole));
     assert_eq!(tuple(&whole), (EXT, udp_port(&h, 5000), SRV, 53));
 }
+
+/// Issue 19: the pool changed under live sessions. Existing bindings keep working
+/// both ways on the removed address (draining); new subscribers get the new pool; a
+/// drained subscriber is paired from the new pool once its mappings expired; the
+/// drained address is dropped at the next change; a wrong geometry is refused.
+#[test]
+fn pool_change_drains_the_old_address_and_pairs_new_subscribers_from_the_new_pool() {
+    let mut h = H::new(cfg());
+    let a = udp([10, 0, 0, 1], 5000, [192, 0, 2, 1], 53);
+    let (ext_a, port_a, _, _) = tuple(&h.run(IN, &a).unwrap());
+    assert_eq!(ext_a, EXT);
+
+    let mut new_cfg = cfg();
+    new_cfg.pool = vec!["203.0.113.8/30".into()];
+    let mut ch = PoolChange::new(&new_cfg, 1).unwrap();
+    h.nat.apply_pool_change(&mut ch);
+    assert_eq!(ch.outcome(), Some(Ok(())));
+    assert_eq!(h.nat.draining_addresses(), 1);
+    let pool: Vec<_> = h.nat.pool_addresses().collect();
+    assert_eq!(pool.len(), 5, "4 new + 1 draining: {pool:?}");
+    assert!(pool.contains(&(Ipv4Addr::from(EXT), true, 1)));
+
+    // The existing session keeps its binding, both ways.
+    assert_eq!(
+        tuple(&h.run(IN, &a).unwrap()),
+        (EXT, port_a, [192, 0, 2, 1], 53)
+    );
+    let back = udp([192, 0, 2, 1], 53, EXT, port_a);
+    assert_eq!(tuple(&h.run(OUT, &back).unwrap()).2, [10, 0, 0, 1]);
+    // Paired pooling: the same subscriber's new mapping stays on its address.
+    let a2 = udp([10, 0, 0, 1], 5001, [192, 0, 2, 9], 53);
+    assert_eq!(tuple(&h.run(IN, &a2).unwrap()).0, EXT);
+    // A new subscriber: from the new pool.
+    for i in 2..40u8 {
+        let b = udp([10, 0, 1, i], 6000, [192, 0, 2, 1], 53);
+        let ext = tuple(&h.run(IN, &b).unwrap()).0;
+        assert!(
+            ext[..3] == [203, 0, 113] && (8..12).contains(&ext[3]),
+            "{ext:?}"
+        );
+    }
+    // Unsolicited inbound to the new pool is dropped like before (no mapping).
+    assert!(h
+        .run(OUT, &udp([192, 0, 2, 1], 53, [203, 0, 113, 9], 4444))
+        .is_none());
+
+    // Once its mappings expired, subscriber A is paired from the new pool.
+    h.now += 301 * SEC;
+    h.nat.expire(h.now, 1 << 20);
+    assert_eq!(h.nat.draining_addresses(), 0);
+    let ext = tuple(&h.run(IN, &a).unwrap()).0;
+    assert_eq!(ext[..3], [203, 0, 113]);
+    // The next change drops the drained address.
+    let mut again = cfg();
+    again.pool = vec!["203.0.113.8/30".into(), "198.51.100.77".into()];
+    let mut ch = PoolChange::new(&again, 5).unwrap();
+    h.nat.apply_pool_change(&mut ch);
+    assert_eq!(ch.outcome(), Some(Ok(())));
+    assert_eq!(h.nat.pool_addresses().count(), 5);
+    assert!(h
+        .nat
+        .pool_addresses()
+        .all(|(a, d, _)| !d && a != Ipv4Addr::from(EXT)));
+
+    // Another block size: refused, nothing changed.
+    let mut bad = again.clone();
+    bad.cgnat = Some(CgnatConfig::default());
+    let mut ch = PoolChange::new(&bad, 5).unwrap();
+    h.nat.apply_pool_change(&mut ch);
+    assert!(matches!(ch.outcome(), Some(Err(_))));
+    assert_eq!(h.nat.pool_addresses().count(), 5);
+}

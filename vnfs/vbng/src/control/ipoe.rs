@@ -270,6 +270,10 @@ impl ControlPlane {
     /// A half-open IPoE session for a line without one (the PPPoE half-open limits
     /// apply); `None` (counted) when the limits or the table refuse it.
     pub(super) fn ipoe_open(&mut self, key: &AccessKey, user: Vec<u8>, now: u64) -> Option<u32> {
+        if self.draining {
+            self.drain_refused += 1;
+            return None;
+        }
         if !self.half_open.admit(key, &mut self.stats) {
             return None;
         }

@@ -670,6 +670,12 @@ pub struct ControlPlane {
     held: VecDeque<(u32, cups::HeldStop)>,
     /// Counters.
     pub stats: ControlStats,
+    /// Draining (the management API's `drain` operation): PADI/PADR and the DHCP
+    /// messages that would open an IPoE session are dropped unanswered (so the
+    /// subscriber's client turns to another BNG); existing sessions stay.
+    draining: bool,
+    /// Session starts refused while draining.
+    pub drain_refused: u64,
 }
 
 /// The core port as the control plane sees it: where frames it originates there go
@@ -894,6 +900,8 @@ impl ControlPlane {
         let mut g = [0u8; 4];
         rng.fill(&mut g);
         Ok(ControlPlane {
+            draining: false,
+            drain_refused: 0,
             link,
             our_mac,
             disc,
@@ -1095,6 +1103,16 @@ impl ControlPlane {
         self.radius.as_ref().map(|r| r.stats)
     }
 
+    /// Starts (`true`) or ends draining: see the `draining` field.
+    pub fn set_draining(&mut self, on: bool) {
+        self.draining = on;
+    }
+
+    /// Whether the vBNG is draining.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
     /// Sessions currently in the table.
     pub fn session_count(&self) -> usize {
         self.by_key.len()
@@ -1237,6 +1255,11 @@ impl ControlPlane {
     }
 
     pub(super) fn discovery(&mut self, key: &AccessKey, payload: &[u8], now: u64) {
+        // RFC 2516 §5: the code is the header's second byte; PADI 0x09, PADR 0x19.
+        if self.draining && matches!(payload.get(1), Some(0x09 | 0x19)) {
+            self.drain_refused += 1;
+            return;
+        }
         match self.disc.input(key, payload, now) {
             DiscoveryAction::None => {}
             DiscoveryAction::Reply(p) => {

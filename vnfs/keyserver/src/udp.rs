@@ -1,0 +1,130 @@
+//! The key server on a UDP socket: rounds of (receive a batch, run timers, write
+//! the journal if keys changed, send), so that no key leaves before it is on disk.
+
+use crate::config::Config;
+use crate::server::{Server, StartError, Stats};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Datagrams handled per round before timers run and answers go out.
+const BATCH: usize = 256;
+
+pub struct UdpServer {
+    pub server: Server,
+    sock: UdpSocket,
+    start: Instant,
+    buf: Vec<u8>,
+    /// Journal write failures (the server keeps running; see `last_error`).
+    pub last_error: Option<String>,
+}
+
+impl UdpServer {
+    /// Binds `cfg.server.listen` and restores the journal.
+    pub fn bind(cfg: &Config) -> Result<UdpServer, StartError> {
+        let sock = UdpSocket::bind(cfg.server.listen)
+            .map_err(|e| StartError(format!("bind {}: {e}", cfg.server.listen)))?;
+        let local = sock
+            .local_addr()
+            .map_err(|e| StartError(format!("socket: {e}")))?;
+        let mut server = Server::new(cfg, local, 0)?;
+        server.flush_journal().map_err(StartError)?;
+        Ok(UdpServer {
+            server,
+            sock,
+            start: Instant::now(),
+            buf: vec![0u8; 65536],
+            last_error: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    /// Milliseconds since start (the server's clock).
+    pub fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// One round: waits up to `timeout` for the first datagram.
+    pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+        let now = self.now();
+        let wait = self
+            .server
+            .next_timeout()
+            .map_or(timeout, |t| Duration::from_millis(t.saturating_sub(now)))
+            .min(timeout)
+            .max(Duration::from_millis(1));
+        self.sock.set_read_timeout(Some(wait))?;
+        let mut got = 0;
+        loop {
+            match self.sock.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let now = self.now();
+                    let d = self.buf[..n].to_vec();
+                    self.server.handle(&d, from, false, now);
+                    got += 1;
+                    if got == 1 {
+                        self.sock.set_nonblocking(true)?;
+                    }
+                    if got >= BATCH {
+                        break;
+                    }
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    break
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if got > 0 {
+            self.sock.set_nonblocking(false)?;
+        }
+        self.server.poll(self.now());
+        self.finish_round()
+    }
+
+    /// Writes the journal (if needed) and sends what the round produced.
+    pub fn finish_round(&mut self) -> io::Result<()> {
+        if let Err(e) = self.server.flush_journal() {
+            // Keys not on disk are not sent: they go in a later round.
+            self.last_error = Some(e);
+            return Ok(());
+        }
+        for t in self.server.take_transmits() {
+            match self.sock.send_to(&t.data, t.to) {
+                Ok(_) => {}
+                // A CPE gone away (ICMP port unreachable): retransmissions time out.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes a CPE now (see [`Server::revoke`]).
+    pub fn revoke(&mut self, id: &str) -> Result<(), String> {
+        let now = self.now();
+        self.server.revoke(id, now)?;
+        self.finish_round().map_err(|e| e.to_string())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.server.stats()
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        while !stop.load(Ordering::Relaxed) {
+            self.run_once(Duration::from_millis(100))?;
+        }
+        Ok(())
+    }
+}

@@ -33,6 +33,8 @@ impl fmt::Display for Topology {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: String,
+    #[serde(default)]
+    listen_natt: Option<String>,
     id: String,
     #[serde(default = "d_alg")]
     algorithm: String,
@@ -103,6 +105,10 @@ struct Raw {
 pub struct Server {
     /// UDP address of the IKE socket (port 500, or any for labs and tests).
     pub listen: SocketAddr,
+    /// UDP address of the NAT-T socket (port 4500; RFC 7296 §2.23, RFC 3948 non-ESP
+    /// marker), for CPEs behind NATs or, like strongSwan with kernel-libipsec, that
+    /// always float to 4500.
+    pub listen_natt: Option<SocketAddr>,
     /// The key server's IKE identity (FQDN, IDr).
     pub id: String,
     /// Cipher of the CPE-to-CPE child SAs.
@@ -243,8 +249,15 @@ impl Config {
         if s.retransmit_ms == 0 || s.retransmit_tries == 0 {
             return err("server.retransmit_ms and retransmit_tries must be positive".into());
         }
+        let listen_natt = match s.listen_natt {
+            None => None,
+            Some(m) => Some(m.parse().map_err(|_| {
+                ConfigError(format!("server.listen_natt {m:?} is not ip:port"))
+            })?),
+        };
         let server = Server {
             listen,
+            listen_natt,
             id: s.id,
             algorithm,
             rekey_interval_ms,

@@ -14,6 +14,8 @@ const BATCH: usize = 256;
 pub struct UdpServer {
     pub server: Server,
     sock: UdpSocket,
+    /// The NAT-T socket (port 4500), when configured.
+    natt: Option<UdpSocket>,
     start: Instant,
     buf: Vec<u8>,
     /// Journal write failures (the server keeps running; see `last_error`).
@@ -28,11 +30,23 @@ impl UdpServer {
         let local = sock
             .local_addr()
             .map_err(|e| StartError(format!("socket: {e}")))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| StartError(format!("socket: {e}")))?;
+        let natt = match cfg.server.listen_natt {
+            None => None,
+            Some(a) => {
+                let s = UdpSocket::bind(a).map_err(|e| StartError(format!("bind {a}: {e}")))?;
+                s.set_nonblocking(true)
+                    .map_err(|e| StartError(format!("socket: {e}")))?;
+                Some(s)
+            }
+        };
         let mut server = Server::new(cfg, local, 0)?;
         server.flush_journal().map_err(StartError)?;
         Ok(UdpServer {
             server,
             sock,
+            natt,
             start: Instant::now(),
             buf: vec![0u8; 65536],
             last_error: None,
@@ -50,41 +64,59 @@ impl UdpServer {
 
     /// One round: waits up to `timeout` for the first datagram.
     pub fn run_once(&mut self, timeout: Duration) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
         let now = self.now();
         let wait = self
             .server
             .next_timeout()
             .map_or(timeout, |t| Duration::from_millis(t.saturating_sub(now)))
-            .min(timeout)
-            .max(Duration::from_millis(1));
-        self.sock.set_read_timeout(Some(wait))?;
-        let mut got = 0;
-        loop {
-            match self.sock.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    let now = self.now();
-                    let d = self.buf[..n].to_vec();
-                    self.server.handle(&d, from, false, now);
-                    got += 1;
-                    if got == 1 {
-                        self.sock.set_nonblocking(true)?;
-                    }
-                    if got >= BATCH {
-                        break;
-                    }
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    break
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(e),
+            .min(timeout);
+        let mut fds = vec![libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(n) = &self.natt {
+            fds.push(libc::pollfd {
+                fd: n.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let rc = unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                wait.as_millis().min(i32::MAX as u128) as i32,
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
             }
         }
-        if got > 0 {
-            self.sock.set_nonblocking(false)?;
+        for natt in [false, true] {
+            let sock = if natt {
+                match &self.natt {
+                    Some(s) => s,
+                    None => break,
+                }
+            } else {
+                &self.sock
+            };
+            for _ in 0..BATCH {
+                match sock.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        let now = self.start.elapsed().as_millis() as u64;
+                        self.server.handle(&self.buf[..n], from, natt, now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => return Err(e),
+                }
+            }
         }
         self.server.poll(self.now());
         self.finish_round()
@@ -98,7 +130,11 @@ impl UdpServer {
             return Ok(());
         }
         for t in self.server.take_transmits() {
-            match self.sock.send_to(&t.data, t.to) {
+            let sock = match (&self.natt, t.natt) {
+                (Some(n), true) => n,
+                _ => &self.sock,
+            };
+            match sock.send_to(&t.data, t.to) {
                 Ok(_) => {}
                 // A CPE gone away (ICMP port unreachable): retransmissions time out.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}

@@ -1433,7 +1433,9 @@ fn private_notifies_travel_in_informational_requests() {
     let n = wire::Notify::new(notify::FIRST_PRIVATE_STATUS + 7, b"key material".to_vec());
     // Not a private type: not reported to the application.
     let plain = wire::Notify::new(notify::FIRST_STATUS + 100, b"x".to_vec());
-    let out = r.private_request(spi_r, vec![n.clone(), plain], T0).unwrap();
+    let out = r
+        .private_request(spi_r, vec![n.clone(), plain], T0)
+        .unwrap();
     assert!(r.busy(spi_r));
     // The payload is encrypted: its bytes are not on the wire.
     for o in &out {
@@ -1465,10 +1467,9 @@ fn private_notifies_travel_in_informational_requests() {
     let out = i.private_request(vec![n.clone()], T0).unwrap();
     assert!(i.busy());
     pump(&mut i, &mut r, out, true, T0, &mut run);
-    assert!(run
-        .r_events
-        .iter()
-        .any(|e| matches!(e, Event::PrivateRequest { notifies, .. } if *notifies == vec![n.clone()])));
+    assert!(run.r_events.iter().any(
+        |e| matches!(e, Event::PrivateRequest { notifies, .. } if *notifies == vec![n.clone()])
+    ));
     assert!(!i.busy());
     assert_eq!(i.state(), IkeState::Established);
 }

@@ -65,6 +65,10 @@ pub struct KeyserverLabArgs {
     /// Pin the key server's thread to this CPU (the CPEs run elsewhere).
     #[arg(long)]
     pub server_cpu: Option<usize>,
+    /// Keep the key server's journal in FILE (written atomically each round with
+    /// new keys), as a production server would.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<std::path::PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +99,8 @@ pub struct Report {
     pub cpe_reconnects: u64,
     pub keys_in_secret_memory: bool,
     pub server_cpu: Option<usize>,
+    pub journal: bool,
+    pub journal_writes: u64,
 }
 
 fn config(a: &KeyserverLabArgs) -> anyhow::Result<Config> {
@@ -106,6 +112,11 @@ fn config(a: &KeyserverLabArgs) -> anyhow::Result<Config> {
         a.rekey_s,
         (a.rekey_s / 10.0).min(2.0)
     );
+    if let Some(j) = &a.journal {
+        // Inside [server]: its last line is the blank one just written.
+        t.pop();
+        let _ = writeln!(t, "journal = {:?}\n", j.display().to_string());
+    }
     let n = a.cpes as usize;
     let g = a.group_size as usize;
     for k in 0..n.div_ceil(g) {
@@ -116,7 +127,10 @@ fn config(a: &KeyserverLabArgs) -> anyhow::Result<Config> {
                 k * g
             );
         } else {
-            let _ = write!(t, "[[group]]\nname = \"g{k}\"\ntopology = \"full-mesh\"\n\n");
+            let _ = write!(
+                t,
+                "[[group]]\nname = \"g{k}\"\ntopology = \"full-mesh\"\n\n"
+            );
         }
     }
     for k in 0..n {
@@ -233,14 +247,18 @@ impl Swarm {
         let mut any = false;
         for si in 0..self.socks.len() {
             for _ in 0..64 {
-                let Ok((n, from)) = self.socks[si].recv_from(&mut self.buf) else { break };
+                let Ok((n, from)) = self.socks[si].recv_from(&mut self.buf) else {
+                    break;
+                };
                 any = true;
                 if n < 8 {
                     continue;
                 }
                 let mut spi = [0u8; 8];
                 spi.copy_from_slice(&self.buf[..8]);
-                let Some(&k) = self.by_spi.get(&u64::from_be_bytes(spi)) else { continue };
+                let Some(&k) = self.by_spi.get(&u64::from_be_bytes(spi)) else {
+                    continue;
+                };
                 let d = self.buf[..n].to_vec();
                 self.clients[k].handle(&d, from, now);
                 self.after(k);
@@ -296,16 +314,16 @@ pub fn run(a: KeyserverLabArgs) -> anyhow::Result<()> {
     let (s2, st2) = (srv.clone(), stop.clone());
     let cpu = a.server_cpu;
     let (pin_tx, pin_rx) = std::sync::mpsc::channel();
-    let server = std::thread::Builder::new()
-        .name("keyserver".into())
-        .spawn(move || -> std::io::Result<()> {
+    let server = std::thread::Builder::new().name("keyserver".into()).spawn(
+        move || -> std::io::Result<()> {
             let _ = pin_tx.send(cpu.map(pin).transpose().map_err(|e| e.to_string()));
             while !st2.load(Ordering::Relaxed) {
                 let mut g = s2.lock().map_err(|_| std::io::Error::other("poisoned"))?;
                 g.run_once(Duration::from_millis(5))?;
             }
             Ok(())
-        })?;
+        },
+    )?;
     if let Ok(Err(e)) = pin_rx.recv() {
         stop.store(true, Ordering::Relaxed);
         let _ = server.join();
@@ -387,7 +405,13 @@ pub fn run(a: KeyserverLabArgs) -> anyhow::Result<()> {
     let end = server.join();
     let st = srv
         .lock()
-        .map(|g| (g.stats(), g.server.ike_counters(), g.server.keys_in_secret_memory()))
+        .map(|g| {
+            (
+                g.stats(),
+                g.server.ike_counters(),
+                g.server.keys_in_secret_memory(),
+            )
+        })
         .map_err(|_| anyhow::anyhow!("key server thread failed"))?;
     if let Ok(Err(e)) = end {
         anyhow::bail!("key server: {e}");
@@ -414,6 +438,8 @@ pub fn run(a: KeyserverLabArgs) -> anyhow::Result<()> {
         cpe_reconnects: swarm.reconnects,
         keys_in_secret_memory: secret,
         server_cpu: a.server_cpu,
+        journal: a.journal.is_some(),
+        journal_writes: fin.journal_writes,
     };
     if a.json {
         println!("{}", header.json(&r)?);

@@ -15,10 +15,22 @@ fn lab(args: &[&str]) -> std::process::Output {
 #[test]
 fn small_lab_reports_every_field() {
     let o = lab(&[
-        "--cpes", "40", "--group-size", "5", "--rekey-s", "0.5", "--measure-s", "1.5", "--json",
+        "--cpes",
+        "40",
+        "--group-size",
+        "5",
+        "--rekey-s",
+        "0.5",
+        "--measure-s",
+        "1.5",
+        "--json",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
     assert_eq!(v["schema"]["name"], "testbed.lab.keyserver");
     for k in ["command", "started", "machine", "commit"] {

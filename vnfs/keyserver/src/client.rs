@@ -458,8 +458,7 @@ impl Client {
                     }
                 }
                 Record::Activate { pair, epoch } => {
-                    if self.have.contains(&(pair, epoch))
-                        && self.active.get(&pair) != Some(&epoch)
+                    if self.have.contains(&(pair, epoch)) && self.active.get(&pair) != Some(&epoch)
                     {
                         self.active.insert(pair, epoch);
                         self.events.push_back(ClientEvent::Activate { pair, epoch });
@@ -479,8 +478,12 @@ impl Client {
         }
         if u.flags & proto::FLAG_SYNC_END != 0 {
             if let Some(keep) = self.restated.take() {
-                let gone: Vec<(u64, u32)> =
-                    self.have.iter().filter(|k| !keep.contains(k)).copied().collect();
+                let gone: Vec<(u64, u32)> = self
+                    .have
+                    .iter()
+                    .filter(|k| !keep.contains(k))
+                    .copied()
+                    .collect();
                 for (p, e) in gone {
                     self.delete(p, e);
                 }
@@ -540,7 +543,9 @@ impl UdpClient {
     ) -> std::io::Result<()> {
         let now = self.now();
         let wait = self.client.next_timeout().saturating_sub(now).max(1);
-        let wait = Duration::from_millis(wait).min(timeout).max(Duration::from_millis(1));
+        let wait = Duration::from_millis(wait)
+            .min(timeout)
+            .max(Duration::from_millis(1));
         self.sock.set_read_timeout(Some(wait))?;
         match self.sock.recv_from(&mut self.buf) {
             Ok((n, from)) => {

@@ -200,7 +200,9 @@ pub fn parse_prefix(s: &str) -> Result<(IpAddr, u8), String> {
 
 fn ms(what: &str, s: f64) -> Result<u64, ConfigError> {
     if !(s.is_finite() && s > 0.0 && s < 1e9) {
-        return err(format!("server.{what} must be a positive number of seconds"));
+        return err(format!(
+            "server.{what} must be a positive number of seconds"
+        ));
     }
     Ok((s * 1000.0).round().max(1.0) as u64)
 }
@@ -251,9 +253,10 @@ impl Config {
         }
         let listen_natt = match s.listen_natt {
             None => None,
-            Some(m) => Some(m.parse().map_err(|_| {
-                ConfigError(format!("server.listen_natt {m:?} is not ip:port"))
-            })?),
+            Some(m) => Some(
+                m.parse()
+                    .map_err(|_| ConfigError(format!("server.listen_natt {m:?} is not ip:port")))?,
+            ),
         };
         let server = Server {
             listen,
@@ -274,7 +277,10 @@ impl Config {
                 return err(format!("group {:?}: empty or duplicate name", g.name));
             }
             if g.topology == Topology::HubSpoke && g.hubs.is_empty() {
-                return err(format!("group {}: hub-spoke needs at least one hub", g.name));
+                return err(format!(
+                    "group {}: hub-spoke needs at least one hub",
+                    g.name
+                ));
             }
             if g.topology == Topology::FullMesh && !g.hubs.is_empty() {
                 return err(format!("group {}: full-mesh takes no hubs", g.name));
@@ -306,9 +312,13 @@ impl Config {
                 .address
                 .parse()
                 .map_err(|_| ConfigError(format!("cpe {}: bad address {:?}", c.id, c.address)))?;
-            let subnet = parse_prefix(&c.subnet).map_err(|e| ConfigError(format!("cpe {}: {e}", c.id)))?;
+            let subnet =
+                parse_prefix(&c.subnet).map_err(|e| ConfigError(format!("cpe {}: {e}", c.id)))?;
             if subnet.0.is_ipv4() != address.is_ipv4() {
-                return err(format!("cpe {}: address and subnet of different families", c.id));
+                return err(format!(
+                    "cpe {}: address and subnet of different families",
+                    c.id
+                ));
             }
             for g in &c.groups {
                 if !names.contains(g) {
@@ -395,11 +405,23 @@ groups = ["g"]
     fn refuses_bad_configs() {
         for (from, to, what) in [
             ("hubs = [\"hub\"]", "hubs = [\"nobody\"]", "unknown hub"),
-            ("topology = \"hub-spoke\"", "topology = \"ring\"", "unknown variant"),
+            (
+                "topology = \"hub-spoke\"",
+                "topology = \"ring\"",
+                "unknown variant",
+            ),
             ("psk = \"hub-secret-1\"", "psk = \"short\"", "shorter"),
             ("overlap_s = 2", "overlap_s = 90", "shorter than"),
-            ("groups = [\"g\"]\n\n[[cpe]]", "groups = [\"x\"]\n\n[[cpe]]", "unknown group"),
-            ("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/33\"", "too long"),
+            (
+                "groups = [\"g\"]\n\n[[cpe]]",
+                "groups = [\"x\"]\n\n[[cpe]]",
+                "unknown group",
+            ),
+            (
+                "subnet = \"10.0.0.0/24\"",
+                "subnet = \"10.0.0.0/33\"",
+                "too long",
+            ),
             ("id = \"spoke\"", "id = \"hub\"", "duplicate"),
             ("[server]", "[server]\nbogus = 1", "unknown field"),
         ] {

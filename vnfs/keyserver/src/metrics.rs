@@ -13,18 +13,68 @@ pub fn render(s: &Stats) -> String {
     };
     m("cpes", "gauge", "CPEs configured and not revoked", s.cpes);
     m("cpes_online", "gauge", "CPEs with an IKE SA", s.online);
-    m("cpes_served", "gauge", "CPEs holding their full key state", s.served);
+    m(
+        "cpes_served",
+        "gauge",
+        "CPEs holding their full key state",
+        s.served,
+    );
     m("groups", "gauge", "Site groups", s.groups);
     m("pairs", "gauge", "CPE-to-CPE tunnels keyed", s.pairs);
-    m("rekeys_total", "counter", "Tunnel key rotations completed", s.rekeys);
-    m("rekeys_in_progress", "gauge", "Tunnel key rotations under way", s.rekeys_in_progress);
-    m("revocations_total", "counter", "CPEs revoked", s.revocations);
-    m("revocations_pending", "gauge", "Revocations not yet acknowledged by every peer", s.revocations_pending);
-    m("updates_sent_total", "counter", "Key updates sent", s.updates_sent);
-    m("updates_acked_total", "counter", "Key updates acknowledged", s.updates_acked);
-    m("auth_failures_total", "counter", "IKE_AUTH failures", s.auth_failures);
-    m("journal_writes_total", "counter", "Journal snapshots written", s.journal_writes);
-    m("journal_errors_total", "counter", "Journal writes that failed", s.journal_errors);
+    m(
+        "rekeys_total",
+        "counter",
+        "Tunnel key rotations completed",
+        s.rekeys,
+    );
+    m(
+        "rekeys_in_progress",
+        "gauge",
+        "Tunnel key rotations under way",
+        s.rekeys_in_progress,
+    );
+    m(
+        "revocations_total",
+        "counter",
+        "CPEs revoked",
+        s.revocations,
+    );
+    m(
+        "revocations_pending",
+        "gauge",
+        "Revocations not yet acknowledged by every peer",
+        s.revocations_pending,
+    );
+    m(
+        "updates_sent_total",
+        "counter",
+        "Key updates sent",
+        s.updates_sent,
+    );
+    m(
+        "updates_acked_total",
+        "counter",
+        "Key updates acknowledged",
+        s.updates_acked,
+    );
+    m(
+        "auth_failures_total",
+        "counter",
+        "IKE_AUTH failures",
+        s.auth_failures,
+    );
+    m(
+        "journal_writes_total",
+        "counter",
+        "Journal snapshots written",
+        s.journal_writes,
+    );
+    m(
+        "journal_errors_total",
+        "counter",
+        "Journal writes that failed",
+        s.journal_errors,
+    );
     o
 }
 

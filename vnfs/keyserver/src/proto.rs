@@ -88,9 +88,15 @@ impl fmt::Debug for Install {
 pub enum Record {
     Install(Box<Install>),
     /// Switch the pair's outbound traffic to this epoch's SA.
-    Activate { pair: u64, epoch: u32 },
+    Activate {
+        pair: u64,
+        epoch: u32,
+    },
     /// Remove the pair's SAs of this epoch ([`ALL_EPOCHS`]: all of them).
-    Delete { pair: u64, epoch: u32 },
+    Delete {
+        pair: u64,
+        epoch: u32,
+    },
 }
 
 /// The body of one [`KS_UPDATE`] notify.

@@ -23,6 +23,10 @@ use zeroize::Zeroizing;
 /// IKE message below common path MTUs).
 pub const MAX_UPDATE: usize = 1100;
 
+/// How often the IKE endpoint's timers run (retransmissions, half-open expiry): its
+/// `poll` visits every SA, so it does not run on every round.
+pub const IKE_TICK_MS: u64 = 20;
+
 /// A datagram to send from the IKE socket.
 #[derive(Debug)]
 pub struct Transmit {
@@ -208,6 +212,8 @@ pub struct Server {
     groups: usize,
     /// IKE SAs to delete once their outstanding request is answered.
     kill: Vec<u64>,
+    /// When the IKE endpoint's timers last ran.
+    last_ike_poll: u64,
 }
 
 /// Stable pair identifier: FNV-1a (64) of the two identities in order.
@@ -241,12 +247,22 @@ pub fn prefix_ts(p: (IpAddr, u8)) -> TrafficSelector {
         IpAddr::V4(a) => {
             let m = if p.1 == 0 { 0 } else { u32::MAX << (32 - p.1) };
             let s = u32::from(a) & m;
-            (IpAddr::from(s.to_be_bytes()), IpAddr::from((s | !m).to_be_bytes()))
+            (
+                IpAddr::from(s.to_be_bytes()),
+                IpAddr::from((s | !m).to_be_bytes()),
+            )
         }
         IpAddr::V6(a) => {
-            let m = if p.1 == 0 { 0 } else { u128::MAX << (128 - p.1) };
+            let m = if p.1 == 0 {
+                0
+            } else {
+                u128::MAX << (128 - p.1)
+            };
             let s = u128::from(a) & m;
-            (IpAddr::from(s.to_be_bytes()), IpAddr::from((s | !m).to_be_bytes()))
+            (
+                IpAddr::from(s.to_be_bytes()),
+                IpAddr::from((s | !m).to_be_bytes()),
+            )
         }
     };
     TrafficSelector {
@@ -329,6 +345,7 @@ impl Server {
             ready: Vec::new(),
             groups: cfg.groups.len(),
             kill: Vec::new(),
+            last_ike_poll: now,
         };
         srv.stats.revocations = srv.cpes.iter().filter(|c| c.revoked).count() as u64;
         // The pairs the topology asks for.
@@ -404,13 +421,23 @@ impl Server {
             if srv.pairs.contains_key(&id) {
                 continue;
             }
-            let e = srv.new_epoch(0).ok_or_else(|| StartError("random generator failed".into()))?;
+            let e = srv
+                .new_epoch(0)
+                .ok_or_else(|| StartError("random generator failed".into()))?;
             srv.add_pair(id, a, b, vec![e], Phase::Stable, now);
         }
         Ok(srv)
     }
 
-    fn add_pair(&mut self, id: u64, a: usize, b: usize, epochs: Vec<Epoch>, phase: Phase, now: u64) {
+    fn add_pair(
+        &mut self,
+        id: u64,
+        a: usize,
+        b: usize,
+        epochs: Vec<Epoch>,
+        phase: Phase,
+        now: u64,
+    ) {
         // Spread the first rotations over one interval.
         let due = match phase {
             Phase::Stable => now + self.rekey_ms / 2 + self.random_u64() % (self.rekey_ms / 2 + 1),
@@ -530,8 +557,11 @@ impl Server {
 
     /// Timers: IKE retransmissions, rotations, overlap ends.
     pub fn poll(&mut self, now: u64) {
-        let out = self.responder.poll(now);
-        self.outputs(out, now);
+        if now >= self.last_ike_poll + IKE_TICK_MS {
+            self.last_ike_poll = now;
+            let out = self.responder.poll(now);
+            self.outputs(out, now);
+        }
         for spi in std::mem::take(&mut self.kill) {
             self.kill_ike(spi, now);
         }
@@ -540,7 +570,9 @@ impl Server {
                 break;
             }
             self.heap.pop();
-            let Some(p) = self.pairs.get(&id) else { continue };
+            let Some(p) = self.pairs.get(&id) else {
+                continue;
+            };
             if p.due != t {
                 continue;
             }
@@ -555,11 +587,8 @@ impl Server {
 
     /// When `poll` next has work (ms), at the latest.
     pub fn next_timeout(&self) -> Option<u64> {
-        let h = self.heap.peek().map(|Reverse((t, _))| *t);
-        match (h, self.responder.next_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let h = self.heap.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
+        Some(h.min(self.last_ike_poll + IKE_TICK_MS))
     }
 
     fn online(&self, k: usize) -> bool {
@@ -582,7 +611,9 @@ impl Server {
         let Some(e) = self.new_epoch(next) else {
             return;
         };
-        let Some(p) = self.pairs.get_mut(&id) else { return };
+        let Some(p) = self.pairs.get_mut(&id) else {
+            return;
+        };
         p.epochs.push(e);
         p.phase = Phase::Installing { a: false, b: false };
         p.due = u64::MAX;
@@ -597,7 +628,9 @@ impl Server {
     }
 
     fn finish_rotation(&mut self, id: u64, now: u64) {
-        let Some(p) = self.pairs.get_mut(&id) else { return };
+        let Some(p) = self.pairs.get_mut(&id) else {
+            return;
+        };
         if p.epochs.len() < 2 {
             p.phase = Phase::Stable;
             return;
@@ -627,9 +660,15 @@ impl Server {
     fn event(&mut self, e: Event, now: u64) {
         match e {
             Event::IkeSaUp { spi_r, .. } => {
-                let Some(id) = self.responder.peer_id(spi_r) else { return };
-                let Ok(name) = core::str::from_utf8(&id.data) else { return };
-                let Some(&k) = self.by_id.get(name) else { return };
+                let Some(id) = self.responder.peer_id(spi_r) else {
+                    return;
+                };
+                let Ok(name) = core::str::from_utf8(&id.data) else {
+                    return;
+                };
+                let Some(&k) = self.by_id.get(name) else {
+                    return;
+                };
                 if self.cpes[k].revoked {
                     return self.kill_ike(spi_r, now);
                 }
@@ -740,7 +779,9 @@ impl Server {
         let ids = self.cpes[k].pairs.clone();
         let mut recs = Vec::new();
         for id in ids {
-            let Some(p) = self.pairs.get(&id) else { continue };
+            let Some(p) = self.pairs.get(&id) else {
+                continue;
+            };
             let sending = p.sending();
             for e in &p.epochs {
                 recs.push(self.install_record(p, e, k, e.epoch == sending));
@@ -865,7 +906,9 @@ impl Server {
                 }
             }
             Ack::Installed { pair, epoch } => {
-                let Some(p) = self.pairs.get_mut(&pair) else { return };
+                let Some(p) = self.pairs.get_mut(&pair) else {
+                    return;
+                };
                 if p.epochs.last().map(|e| e.epoch) != Some(epoch) {
                     return;
                 }
@@ -886,7 +929,9 @@ impl Server {
             }
             Ack::Activated { pair, epoch } => {
                 let overlap = self.overlap_ms;
-                let Some(p) = self.pairs.get_mut(&pair) else { return };
+                let Some(p) = self.pairs.get_mut(&pair) else {
+                    return;
+                };
                 if p.epochs.last().map(|e| e.epoch) != Some(epoch) {
                     return;
                 }
@@ -930,7 +975,9 @@ impl Server {
             waiting: HashSet::new(),
         };
         for pid in std::mem::take(&mut self.cpes[k].pairs) {
-            let Some(mut p) = self.pairs.remove(&pid) else { continue };
+            let Some(mut p) = self.pairs.remove(&pid) else {
+                continue;
+            };
             let o = p.other(k);
             self.cpes[o].pairs.retain(|x| *x != pid);
             if p.phase != Phase::Stable {

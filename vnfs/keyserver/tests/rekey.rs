@@ -1,6 +1,6 @@
 //! Make-before-break rotation: two emulated CPEs exchange ESP (the `ipsec` crate's
 //! encrypt/decrypt) both ways every millisecond while the key server rotates their
-//! tunnel's keys every 300 ms; no packet may fail to decrypt, across several
+//! tunnel's keys every 500 ms; no packet may fail to decrypt, across several
 //! rotations. And revocation: the revoked CPE's peers delete its SAs within one
 //! rekey interval, and it cannot authenticate again.
 
@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn rotation_loses_no_packet() {
-    let mut t = server_toml(0.3, 0.05, None);
+    // The overlap (old inbound SAs kept after both ends switched) must exceed the
+    // longest time a packet spends in flight; here that includes this thread being
+    // descheduled on a loaded machine between encrypting and decrypting.
+    let mut t = server_toml(0.5, 0.25, None);
     t.push_str("[[group]]\nname = \"g\"\ntopology = \"full-mesh\"\n\n");
     t.push_str(&cpe_toml("a", 1, &["g"]));
     t.push_str(&cpe_toml("b", 2, &["g"]));
@@ -28,7 +31,10 @@ fn rotation_loses_no_packet() {
     let start = Instant::now();
     let rekeys0 = srv.stats().rekeys;
     while start.elapsed() < Duration::from_millis(2500) || srv.stats().rekeys < rekeys0 + 3 {
-        assert!(start.elapsed() < Duration::from_secs(20), "too few rotations");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "too few rotations"
+        );
         for (from, to) in [(0usize, 1usize), (1, 0)] {
             let p = cpes[from]
                 .encrypt(pair, Cpe::lan(from + 1, 5), Cpe::lan(to + 1, 6), 0)
@@ -61,7 +67,11 @@ fn rotation_loses_no_packet() {
     let st = srv.stats();
     assert!(st.rekeys >= rekeys0 + 3, "{st:?}");
     assert!(epochs.len() >= 3, "sent with epochs {epochs:?}");
-    assert_eq!(lost, 0, "{lost} of {sent} packets lost across {} rotations", st.rekeys);
+    assert_eq!(
+        lost, 0,
+        "{lost} of {sent} packets lost across {} rotations",
+        st.rekeys
+    );
     assert_eq!(ok, sent);
     // Old SAs are deleted after the overlap: at most two epochs installed.
     assert!(cpes[0].sas.len() <= 2 && cpes[1].sas.len() <= 2);
@@ -76,13 +86,18 @@ fn revoked_cpe_loses_its_tunnels() {
         t.push_str(&cpe_toml(id, k + 1, &["g"]));
     }
     let srv = ServerThread::start(&Config::from_toml(&t).unwrap());
-    let mut cpes: Vec<Cpe> = ["a", "b", "c"].iter().map(|i| Cpe::new(i, srv.addr)).collect();
+    let mut cpes: Vec<Cpe> = ["a", "b", "c"]
+        .iter()
+        .map(|i| Cpe::new(i, srv.addr))
+        .collect();
     assert!(run_until(&mut cpes, 10.0, |c| c.iter().all(Cpe::synced)));
     let ac = cpes[0].pair_with("c").unwrap();
     let bc = cpes[1].pair_with("c").unwrap();
     let ab = cpes[0].pair_with("b").unwrap();
     // c can reach a before the revocation.
-    let p = cpes[2].encrypt(ac, Cpe::lan(3, 1), Cpe::lan(1, 1), 0).unwrap();
+    let p = cpes[2]
+        .encrypt(ac, Cpe::lan(3, 1), Cpe::lan(1, 1), 0)
+        .unwrap();
     assert!(cpes[0].decrypt(&p));
     let t0 = Instant::now();
     srv.srv.lock().unwrap().revoke("c").unwrap();
@@ -96,14 +111,20 @@ fn revoked_cpe_loses_its_tunnels() {
     // c's packets (still encrypted with its old keys) no longer decrypt at a.
     assert!(!cpes[0].decrypt(&p));
     // a and b keep their own tunnel.
-    let q = cpes[0].encrypt(ab, Cpe::lan(1, 1), Cpe::lan(2, 1), 0).unwrap();
+    let q = cpes[0]
+        .encrypt(ab, Cpe::lan(1, 1), Cpe::lan(2, 1), 0)
+        .unwrap();
     assert!(cpes[1].decrypt(&q));
     // c is disconnected and cannot authenticate again.
     run_until(&mut cpes, 1.0, |_| false);
     assert!(!cpes[2].udp.client.is_connected());
     let st = srv.stats();
-    assert_eq!((st.cpes, st.pairs, st.revocations, st.revocations_pending), (2, 1, 1, 0));
+    assert_eq!(
+        (st.cpes, st.pairs, st.revocations, st.revocations_pending),
+        (2, 1, 1, 0)
+    );
     let done = srv.srv.lock().unwrap().server.take_revoked();
     assert_eq!(done.len(), 1);
-    assert!(done[0].took_ms <= took.as_millis() as u64 + 5);
+    // Acknowledged by every peer within one rekey interval, as the server saw it.
+    assert!(done[0].took_ms < (rekey_s * 1000.0) as u64, "{done:?}");
 }

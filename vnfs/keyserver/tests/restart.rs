@@ -52,7 +52,9 @@ fn exchange(cpes: &mut [Cpe]) -> (u64, u64) {
             if x == y {
                 continue;
             }
-            let Some(pair) = cpes[x].pair_with(IDS[y]) else { continue };
+            let Some(pair) = cpes[x].pair_with(IDS[y]) else {
+                continue;
+            };
             let Some(p) = cpes[x].encrypt(pair, Cpe::lan(x + 1, 1), Cpe::lan(y + 1, 1), 0) else {
                 continue;
             };
@@ -124,7 +126,10 @@ fn kill_and_restart_under_rekeying_loses_no_cpe() {
     }
     assert!(all_back, "not every CPE was served again after the restart");
     // Rotations go on after the restart, still without loss.
-    let epochs_before: usize = cpes.iter().map(|c| c.sending.values().sum::<u32>() as usize).sum();
+    let epochs_before: usize = cpes
+        .iter()
+        .map(|c| c.sending.values().sum::<u32>() as usize)
+        .sum();
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(1500) {
         for c in cpes.iter_mut() {
@@ -134,10 +139,16 @@ fn kill_and_restart_under_rekeying_loses_no_cpe() {
         sent += s;
         failed += f;
     }
-    let epochs_after: usize = cpes.iter().map(|c| c.sending.values().sum::<u32>() as usize).sum();
+    let epochs_after: usize = cpes
+        .iter()
+        .map(|c| c.sending.values().sum::<u32>() as usize)
+        .sum();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(epochs_after > epochs_before, "no rotation after the restart");
+    assert!(
+        epochs_after > epochs_before,
+        "no rotation after the restart"
+    );
     assert!(cpes.iter().all(|c| c.peers.len() == IDS.len() - 1));
     assert_eq!(failed, 0, "{failed} of {sent} ESP packets failed");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -68,7 +68,15 @@ impl Lab {
             &lab.ns_k,
         ]));
         for (ns, dev, addr) in [(&lab.ns_c, &vc, CPE_ADDR), (&lab.ns_k, &vk, KS_ADDR)] {
-            run(Command::new("ip").args(["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]));
+            run(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                dev,
+            ]));
             run(Command::new("ip").args(["-n", ns, "link", "set", dev.as_str(), "up"]));
         }
         // kernel-libipsec routes the child SA into its TUN device from a local
@@ -160,7 +168,15 @@ secrets {{
         std::fs::write(d.join("swanctl.conf"), swanctl).unwrap();
         let script = format!("mount --bind {} /run && exec {CHARON}", run_dir.display());
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns_c, "unshare", "-m", "--propagation", "private"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns_c,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+            ])
             .args(["sh", "-c", &script])
             .env("STRONGSWAN_CONF", d.join("strongswan.conf"))
             .stdin(Stdio::null())
@@ -303,11 +319,17 @@ fn strongswan_is_a_served_cpe() {
         return;
     }
     let (st, sas, ok, log) = attempt("a", PSK);
-    assert!(ok, "swanctl --initiate failed; SAs:\n{sas}\ncharon log:\n{log}");
+    assert!(
+        ok,
+        "swanctl --initiate failed; SAs:\n{sas}\ncharon log:\n{log}"
+    );
     assert!(sas.contains("ESTABLISHED"), "{sas}");
     assert!(sas.contains("INSTALLED"), "{sas}");
     assert_eq!(st.online, 1, "{st:?}");
-    assert_eq!(st.served, 1, "charon did not acknowledge the update: {st:?}");
+    assert_eq!(
+        st.served, 1,
+        "charon did not acknowledge the update: {st:?}"
+    );
     assert!(st.updates_acked >= 1);
     assert_eq!(st.auth_failures, 0);
 

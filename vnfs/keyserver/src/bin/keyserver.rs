@@ -119,7 +119,10 @@ fn run(cfg: &Config, seconds: Option<Duration>) -> Result<(), String> {
             }
         }
         for r in srv.server.take_revoked() {
-            println!("keyserver: {} revoked, peers acknowledged in {} ms", r.id, r.took_ms);
+            println!(
+                "keyserver: {} revoked, peers acknowledged in {} ms",
+                r.id, r.took_ms
+            );
         }
         if srv.last_error != last_err {
             if let Some(e) = &srv.last_error {

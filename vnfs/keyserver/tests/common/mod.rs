@@ -58,7 +58,10 @@ impl ServerThread {
         let (s, st) = (srv.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
-                s.lock().unwrap().run_once(Duration::from_millis(2)).unwrap();
+                s.lock()
+                    .unwrap()
+                    .run_once(Duration::from_millis(2))
+                    .unwrap();
                 std::thread::yield_now();
             }
         });
@@ -192,7 +195,13 @@ impl Cpe {
 
     /// An ESP packet of `pair` from this CPE's LAN host to the peer's, with the
     /// sending epoch's SA.
-    pub fn encrypt(&mut self, pair: u64, src: Ipv4Addr, dst: Ipv4Addr, seq: u32) -> Option<Vec<u8>> {
+    pub fn encrypt(
+        &mut self,
+        pair: u64,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        seq: u32,
+    ) -> Option<Vec<u8>> {
         let epoch = *self.sending.get(&pair)?;
         let (_, out) = *self.sas.get(&(pair, epoch))?;
         let pkt = ipsec::testutil::udp4(src, dst, 1000, 2000, 64);

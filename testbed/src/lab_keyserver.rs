@@ -206,11 +206,9 @@ impl Swarm {
         let c = &mut self.clients[k];
         while let Some(e) = c.poll_event() {
             match e {
-                ClientEvent::Synced => {
-                    if !self.synced[k] {
-                        self.synced[k] = true;
-                        self.synced_count += 1;
-                    }
+                ClientEvent::Synced if !self.synced[k] => {
+                    self.synced[k] = true;
+                    self.synced_count += 1;
                 }
                 ClientEvent::Disconnected(_) => {
                     self.reconnects += 1;

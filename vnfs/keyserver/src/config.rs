@@ -433,3 +433,14 @@ groups = ["g"]
         }
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    #[test]
+    fn the_example_is_valid() {
+        let t = include_str!("../examples/keyserver.toml");
+        let c = super::Config::from_toml(t).unwrap();
+        assert_eq!(c.cpes.len(), 2);
+        assert_eq!(c.server.listen_natt.map(|a| a.port()), Some(4500));
+    }
+}

@@ -178,3 +178,67 @@ fn check_validates() {
     assert!(se.contains("server.listen"), "{se}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn metrics_and_revoke_over_http() {
+    let dir = std::env::temp_dir().join(format!("ks-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = write_config(&dir, "127.0.0.1:0");
+    let t = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[server]\n",
+        "[server]\nmetrics = \"127.0.0.1:0\"\n",
+        1,
+    );
+    std::fs::write(&cfg, t).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyserver"))
+        .arg("run")
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr: SocketAddr = first
+        .strip_prefix("keyserver: listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let second = lines.next().unwrap().unwrap();
+    let http = second
+        .strip_prefix("keyserver: metrics on http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{second:?}"))
+        .to_string();
+    let mut cpes: Vec<Cpe> = ["a", "b"].iter().map(|id| Cpe::new(id, addr)).collect();
+    assert!(run_until(&mut cpes, 10.0, |c| c.iter().all(Cpe::synced)));
+    let served = |want: &str| {
+        let t = Instant::now();
+        loop {
+            let m = dataplane::http::get(&http, "/metrics").unwrap();
+            if m.contains(want) || t.elapsed() > Duration::from_secs(5) {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let m = served("keyserver_cpes_served 2\n");
+    assert!(m.contains("keyserver_cpes 6\n"), "{m}");
+    assert!(m.contains("keyserver_cpes_served 2\n"), "{m}");
+    assert!(m.contains("keyserver_pairs 15\n"), "{m}");
+    assert!(!m.contains("secret-of"));
+    let (st, body) =
+        dataplane::http::request(&http, "POST", "/revoke?id=a", "text/plain", b"").unwrap();
+    assert_eq!(st, 200, "{body}");
+    let ab = cpes[1].pair_with("a").unwrap();
+    assert!(run_until(&mut cpes, 3.0, |c| c[1]
+        .deletes_all
+        .contains(&ab)));
+    let m = served("keyserver_revocations_total 1\n");
+    assert!(m.contains("keyserver_revocations_total 1\n"), "{m}");
+    assert!(m.contains("keyserver_cpes 5\n"), "{m}");
+    let (st, _) = dataplane::http::request(&http, "POST", "/revoke", "text/plain", b"").unwrap();
+    assert_eq!(st, 400);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

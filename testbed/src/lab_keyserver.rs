@@ -283,6 +283,24 @@ impl Swarm {
     }
 }
 
+/// Keeps the calling thread (the CPEs) off `cpu` when other CPUs are allowed.
+fn avoid(cpu: usize) {
+    // SAFETY: sched_getaffinity/sched_setaffinity on this thread with a valid set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return;
+        }
+        let others = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| c != cpu && libc::CPU_ISSET(c, &set))
+            .count();
+        if others > 0 {
+            libc::CPU_CLR(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
 fn pin(cpu: usize) -> anyhow::Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it.
     unsafe {
@@ -326,6 +344,9 @@ pub fn run(a: KeyserverLabArgs) -> anyhow::Result<()> {
         stop.store(true, Ordering::Relaxed);
         let _ = server.join();
         anyhow::bail!("{e}");
+    }
+    if let Some(c) = a.server_cpu {
+        avoid(c);
     }
     let stats = || srv.lock().map(|g| g.stats()).unwrap_or_default();
     let n = a.cpes as usize;

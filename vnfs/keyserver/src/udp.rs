@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 /// Datagrams handled per round before timers run and answers go out.
 const BATCH: usize = 256;
+/// At most one journal write per this interval: a round whose state changed less
+/// than this after the last write holds its datagrams (new keys included) until the
+/// next write, so that rotations at a high rate do not cost an fsync per round.
+pub const JOURNAL_EVERY: Duration = Duration::from_millis(100);
 
 pub struct UdpServer {
     pub server: Server,
@@ -20,6 +24,7 @@ pub struct UdpServer {
     buf: Vec<u8>,
     /// Journal write failures (the server keeps running; see `last_error`).
     pub last_error: Option<String>,
+    last_journal: Option<Instant>,
 }
 
 impl UdpServer {
@@ -50,6 +55,7 @@ impl UdpServer {
             start: Instant::now(),
             buf: vec![0u8; 65536],
             last_error: None,
+            last_journal: None,
         })
     }
 
@@ -124,6 +130,16 @@ impl UdpServer {
 
     /// Writes the journal (if needed) and sends what the round produced.
     pub fn finish_round(&mut self) -> io::Result<()> {
+        if self.server.journal_dirty() {
+            if self
+                .last_journal
+                .is_some_and(|t| t.elapsed() < JOURNAL_EVERY)
+            {
+                // Held until the next write (a later round, within JOURNAL_EVERY).
+                return Ok(());
+            }
+            self.last_journal = Some(Instant::now());
+        }
         if let Err(e) = self.server.flush_journal() {
             // Keys not on disk are not sent: they go in a later round.
             self.last_error = Some(e);

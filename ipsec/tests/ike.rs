@@ -11,7 +11,7 @@ mod common;
 use common::unhex;
 use ipsec::crypto::{Backend, GcmKey};
 use ipsec::ike::keys::{self, IkeKeys};
-use ipsec::ike::wire::notify;
+use ipsec::ike::wire::{self, notify};
 use ipsec::ike::*;
 use ipsec::spd::Prefix;
 use ipsec::{Algorithm, Inbound, Ipsec, KeyMaterial};
@@ -1375,4 +1375,101 @@ fn second_ike_rekey_before_the_old_delete_completes() {
     pump(&mut i, &mut r, out, true, T0 + 4, &mut run);
     planes.apply(&run);
     planes.send();
+}
+
+// ---- per-peer PSKs and private-use INFORMATIONAL requests (key server) ----
+
+/// A responder with a PSK per initiator identity (`IkeConfig::peer_psks`).
+fn peer_psk_responder(peer_key: &[u8]) -> IkeConfig {
+    let (_, mut r) = configs();
+    r.psk = zeroize::Zeroizing::new(b"not this one".to_vec());
+    r.remote_id = None;
+    r.peer_psks.insert(
+        (wire::id_type::FQDN, b"initiator.example".to_vec()),
+        zeroize::Zeroizing::new(peer_key.to_vec()),
+    );
+    r.peer_psks.insert(
+        (wire::id_type::FQDN, b"other.example".to_vec()),
+        zeroize::Zeroizing::new(b"other key".to_vec()),
+    );
+    r
+}
+
+#[test]
+fn per_peer_psk_selects_the_initiators_key() {
+    let (ci, _) = configs();
+    let (i, r, run) = handshake(ci, peer_psk_responder(b"correct horse battery staple"));
+    assert_eq!(i.state(), IkeState::Established);
+    let spi_r = i.spis().1;
+    assert_eq!(
+        r.peer_id(spi_r),
+        Some(&Identification::fqdn("initiator.example"))
+    );
+    assert!(child(&run.r_events).is_some());
+    // Another identity's key does not authenticate this one.
+    let (ci, _) = configs();
+    let (i, r, _) = handshake(ci, peer_psk_responder(b"other key"));
+    assert_eq!(i.state(), IkeState::Closed);
+    assert_eq!(r.counters().auth_failures, 1);
+    // An identity missing from the table fails (no fallback to `psk`).
+    let (mut ci, _) = configs();
+    ci.local_id = Identification::fqdn("stranger.example");
+    ci.psk = zeroize::Zeroizing::new(b"not this one".to_vec());
+    let (i, mut r, _) = handshake(ci, peer_psk_responder(b"x"));
+    assert_eq!(i.state(), IkeState::Closed);
+    assert_eq!(r.counters().auth_failures, 1);
+    // Revoking a peer's key at run time.
+    r.peer_psks_mut().clear();
+    assert!(r.peer_psks_mut().is_empty());
+}
+
+#[test]
+fn private_notifies_travel_in_informational_requests() {
+    let (ci, cr) = configs();
+    let (mut i, mut r, mut run) = handshake(ci, cr);
+    let spi_r = i.spis().1;
+    run.i_events.clear();
+    run.r_events.clear();
+    let n = wire::Notify::new(notify::FIRST_PRIVATE_STATUS + 7, b"key material".to_vec());
+    // Not a private type: not reported to the application.
+    let plain = wire::Notify::new(notify::FIRST_STATUS + 100, b"x".to_vec());
+    let out = r
+        .private_request(spi_r, vec![n.clone(), plain], T0)
+        .unwrap();
+    assert!(r.busy(spi_r));
+    // The payload is encrypted: its bytes are not on the wire.
+    for o in &out {
+        if let Output::Send { data, .. } = o {
+            assert!(!data.windows(12).any(|w| w == b"key material"));
+        }
+    }
+    // Window of one (RFC 7296 §2.3).
+    assert_eq!(
+        r.private_request(spi_r, vec![n.clone()], T0).unwrap_err(),
+        RequestError::Busy
+    );
+    pump(&mut i, &mut r, out, false, T0, &mut run);
+    let got: Vec<_> = run
+        .i_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PrivateRequest { notifies, .. } => Some(notifies.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![vec![n.clone()]]);
+    assert!(run
+        .r_events
+        .iter()
+        .any(|e| matches!(e, Event::PrivateAnswered { notifies, .. } if notifies.is_empty())));
+    assert!(!r.busy(spi_r));
+    // And from the initiator.
+    let out = i.private_request(vec![n.clone()], T0).unwrap();
+    assert!(i.busy());
+    pump(&mut i, &mut r, out, true, T0, &mut run);
+    assert!(run.r_events.iter().any(
+        |e| matches!(e, Event::PrivateRequest { notifies, .. } if *notifies == vec![n.clone()])
+    ));
+    assert!(!i.busy());
+    assert_eq!(i.state(), IkeState::Established);
 }

@@ -9,6 +9,7 @@ mod compare_bng;
 mod image;
 mod lab_bng;
 mod lab_bng_netns;
+mod lab_keyserver;
 mod lab_router;
 mod lab_vcpe;
 mod netns;
@@ -75,6 +76,8 @@ enum LabCmd {
     /// A netns lab from a scenario file (namespaces, veths, bridges, taps, processes,
     /// traffic); everything is removed at the end, on error and on Ctrl-C (root).
     Run(scenario::RunArgs),
+    /// One SD-WAN key server and N emulated CPEs over UDP on loopback (no root).
+    Keyserver(lab_keyserver::KeyserverLabArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Lab(LabCmd::Bng(a)) => done(lab_bng::run(a)),
         Cmd::Lab(LabCmd::Run(a)) => done(scenario::main(a)),
         Cmd::Lab(LabCmd::Vcpe(a)) => lab_vcpe::main(a),
+        Cmd::Lab(LabCmd::Keyserver(a)) => done(lab_keyserver::run(a)),
         Cmd::Compare(CompareCmd::Forward(a)) => done(compare::forward(a)),
         Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),

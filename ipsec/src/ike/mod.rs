@@ -33,6 +33,6 @@ pub use keys::{DhGroup, KeyError, Prf};
 #[cfg(feature = "ring")]
 pub use session::{
     ChildSa, DownReason, Event, IkeConfig, IkeCounters, IkeState, Initiator, Lifetime, Output,
-    RequestError, Responder, NON_ESP_MARKER,
+    PeerPsks, RequestError, Responder, NON_ESP_MARKER,
 };
 pub use wire::{Identification, Message, ParseError, Payload, TrafficSelector};

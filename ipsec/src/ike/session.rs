@@ -103,7 +103,14 @@ pub struct IkeConfig {
     /// IKE SA lifetimes, counted from IKE_AUTH or the rekey that made the SA: `poll`
     /// rekeys the IKE SA at the soft one (§2.18) and deletes it at the hard one.
     pub ike_lifetime: Option<Lifetime>,
+    /// Responder with many peers: the PSK of each initiator identity (IDi), used
+    /// in place of `psk` for both AUTH payloads (§2.15). When not empty, an IDi
+    /// missing here fails authentication. Keys: (ID type, ID data).
+    pub peer_psks: PeerPsks,
 }
+
+/// Per-peer pre-shared keys, by (ID type, ID data) of the peer's identity.
+pub type PeerPsks = alloc::collections::BTreeMap<(u8, Vec<u8>), SecretBytes>;
 
 /// Soft and hard lifetimes of an SA, in milliseconds of `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +177,7 @@ impl IkeConfig {
             child_pfs: None,
             child_lifetime: None,
             ike_lifetime: None,
+            peer_psks: PeerPsks::new(),
         }
     }
 }
@@ -249,6 +257,23 @@ pub enum Event {
     /// INVALID_SYNTAX); the old IKE SA stays.
     IkeSaRekeyFailed {
         notify: u16,
+    },
+    /// The peer sent an INFORMATIONAL request with notifies of the private-use
+    /// status range (§3.10.1, [`notify::FIRST_PRIVATE_STATUS`] and above); these
+    /// are they. The request is answered (empty) right after this event in the
+    /// same output list, so a caller that acts on outputs in order has acted on
+    /// the notifies before the peer sees the answer.
+    PrivateRequest {
+        spi_i: u64,
+        spi_r: u64,
+        notifies: Vec<Notify>,
+    },
+    /// Our [`Initiator::private_request`] / [`Responder::private_request`] was
+    /// answered; the private-use notifies of the answer (often none).
+    PrivateAnswered {
+        spi_i: u64,
+        spi_r: u64,
+        notifies: Vec<Notify>,
     },
 }
 
@@ -399,6 +424,8 @@ enum ReqKind {
     },
     /// An empty INFORMATIONAL request: a liveness check (§1.4, dead peer detection).
     Liveness,
+    /// An INFORMATIONAL request with private-use notifies.
+    Private,
 }
 
 struct Pending {
@@ -468,6 +495,16 @@ impl Ctx<'_> {
     fn event(&mut self, e: Event) {
         self.out.push(Output::Event(e));
     }
+}
+
+/// The private-use status notifies (§3.10.1) of a message, in order.
+fn private_notifies(pl: &[Payload]) -> Vec<Notify> {
+    pl.iter()
+        .filter_map(|p| match p {
+            Payload::Notify(n) if n.kind >= notify::FIRST_PRIVATE_STATUS => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The non-ESP marker that starts IKE messages on port 4500 (RFC 3948 §2.2).
@@ -815,6 +852,9 @@ struct IkeSa {
     /// Inbound SPIs of child SAs that reached their hard lifetime, to be named in a
     /// Delete once no request is outstanding.
     owed_deletes: Vec<u32>,
+    /// The peer's authenticated identity (responder: its IDi), which also picks
+    /// its PSK from [`IkeConfig::peer_psks`].
+    peer_id: Option<Identification>,
 }
 
 impl IkeSa {
@@ -856,7 +896,21 @@ impl IkeSa {
             ike_rekey_at: u64::MAX,
             ike_expire_at: u64::MAX,
             owed_deletes: Vec::new(),
+            peer_id: None,
         }
+    }
+
+    /// The PSK for this SA's AUTH payloads: the peer's own one when the
+    /// configuration has per-peer keys (empty when its identity is unknown, which
+    /// fails verification), else the one PSK.
+    fn psk<'c>(&self, ctx: &Ctx<'c>) -> &'c [u8] {
+        if ctx.cfg.peer_psks.is_empty() {
+            return &ctx.cfg.psk;
+        }
+        self.peer_id
+            .as_ref()
+            .and_then(|id| ctx.cfg.peer_psks.get(&(id.id_type, id.data.clone())))
+            .map_or(&[][..], |k| k.as_slice())
     }
 
     /// Soft and hard lifetime of the IKE SA from now (`IkeConfig::ike_lifetime`).
@@ -1167,13 +1221,18 @@ impl IkeSa {
             (&self.init_resp, &self.ni, &k.sk_pr)
         };
         let signed = keys::signed_octets(k.prf, first, nonce, skp, &id.body());
-        keys::psk_auth(k.prf, &ctx.cfg.psk, &signed)
+        keys::psk_auth(k.prf, self.psk(ctx), &signed)
     }
 
-    fn auth_ok(&self, ctx: &Ctx<'_>, id: &Identification, auth: &Auth) -> bool {
+    fn auth_ok(&mut self, ctx: &Ctx<'_>, id: &Identification, auth: &Auth) -> bool {
         if auth.method != wire::auth_method::SHARED_KEY_MIC
             || ctx.cfg.remote_id.as_ref().is_some_and(|r| r != id)
         {
+            return false;
+        }
+        self.peer_id = Some(id.clone());
+        let psk = self.psk(ctx);
+        if psk.is_empty() {
             return false;
         }
         let Some(k) = &self.keys else { return false };
@@ -1183,7 +1242,7 @@ impl IkeSa {
             (&self.init_req, &self.nr, &k.sk_pi)
         };
         let signed = keys::signed_octets(k.prf, first, nonce, skp, &id.body());
-        keys::psk_auth_verify(k.prf, &ctx.cfg.psk, &signed, &auth.data)
+        keys::psk_auth_verify(k.prf, psk, &signed, &auth.data)
     }
 
     fn send_auth(&mut self, ctx: &mut Ctx<'_>) {
@@ -1854,6 +1913,7 @@ impl IkeSa {
         suite: IkeSuite,
     ) -> Result<IkeSa, KeyError> {
         let mut n = IkeSa::new(initiator, self.local, self.remote, ctx.now);
+        n.peer_id = self.peer_id.clone();
         n.spi_i = spi_i;
         n.spi_r = spi_r;
         n.enc_out = Some(keys.cipher(initiator)?);
@@ -2101,6 +2161,14 @@ impl IkeSa {
             }
             ReqKind::DeleteIke => self.close(ctx, DownReason::DeletedLocally),
             ReqKind::Liveness => {}
+            ReqKind::Private => {
+                let notifies = private_notifies(&pl);
+                ctx.event(Event::PrivateAnswered {
+                    spi_i: self.spi_i,
+                    spi_r: self.spi_r,
+                    notifies,
+                });
+            }
             ReqKind::RekeyChild { old, ni, spi } => self.on_rekey_response(ctx, &pl, old, &ni, spi),
             ReqKind::RekeyIke { ni, spi } => self.on_ike_rekey_response(ctx, &pl, &ni, spi),
             ReqKind::Init => {}
@@ -2188,6 +2256,14 @@ impl IkeSa {
                 _ => {}
             }
         }
+        let notifies = private_notifies(pl);
+        if !notifies.is_empty() {
+            ctx.event(Event::PrivateRequest {
+                spi_i: self.spi_i,
+                spi_r: self.spi_r,
+                notifies,
+            });
+        }
         if delete_ike {
             // §1.4.1: the response to an IKE SA delete is empty.
             self.respond(ctx, h, data, &[]);
@@ -2205,6 +2281,17 @@ impl IkeSa {
         });
         let kind = ReqKind::DeleteChild(c.inbound_spi);
         self.send_request(ctx, exchange::INFORMATIONAL, kind, &[d]);
+        Ok(())
+    }
+
+    fn private_request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        notifies: Vec<Notify>,
+    ) -> Result<(), RequestError> {
+        self.can_request()?;
+        let inner: Vec<Payload> = notifies.into_iter().map(Payload::Notify).collect();
+        self.send_request(ctx, exchange::INFORMATIONAL, ReqKind::Private, &inner);
         Ok(())
     }
 
@@ -2552,6 +2639,18 @@ impl Initiator {
         r.map(|()| out)
     }
 
+    /// An INFORMATIONAL request carrying `notifies` (of the private-use status
+    /// range, §3.10.1) inside the Encrypted payload; its answer comes as
+    /// [`Event::PrivateAnswered`].
+    pub fn private_request(
+        &mut self,
+        notifies: Vec<Notify>,
+        now: u64,
+    ) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self.run(now, |sa, ctx| sa.private_request(ctx, notifies));
+        r.map(|()| out)
+    }
+
     /// INFORMATIONAL Delete of the child SA (§1.4.1).
     pub fn delete_child(&mut self, now: u64) -> Result<Vec<Output>, RequestError> {
         let (r, out) = self.run(now, |sa, ctx| sa.delete_child(ctx));
@@ -2584,6 +2683,11 @@ impl Initiator {
     }
 
     /// (SPIi, SPIr) of the current IKE SA; SPIr is 0 until the responder answered.
+    /// Whether a request of ours is outstanding (window of one, §2.3).
+    pub fn busy(&self) -> bool {
+        self.sa.pending.is_some()
+    }
+
     pub fn spis(&self) -> (u64, u64) {
         (self.sa.spi_i, self.sa.spi_r)
     }
@@ -2968,6 +3072,41 @@ impl Responder {
             .ctx_run(spi_r, now, |sa, ctx| sa.liveness(ctx))
             .ok_or(RequestError::NotEstablished)?;
         r.map(|()| out)
+    }
+
+    /// An INFORMATIONAL request with private-use `notifies` (§3.10.1) on the IKE SA
+    /// with local SPI `spi_r`; its answer comes as [`Event::PrivateAnswered`].
+    pub fn private_request(
+        &mut self,
+        spi_r: u64,
+        notifies: Vec<Notify>,
+        now: u64,
+    ) -> Result<Vec<Output>, RequestError> {
+        let (r, out) = self
+            .ctx_run(spi_r, now, |sa, ctx| sa.private_request(ctx, notifies))
+            .ok_or(RequestError::NotEstablished)?;
+        r.map(|()| out)
+    }
+
+    /// The authenticated identity (IDi) of the peer of the IKE SA with local SPI
+    /// `spi_r`, once its IKE_AUTH verified.
+    pub fn peer_id(&self, spi_r: u64) -> Option<&Identification> {
+        self.sas
+            .get(&spi_r)
+            .filter(|s| s.state != IkeState::HalfOpen)
+            .and_then(|s| s.peer_id.as_ref())
+    }
+
+    /// Whether a request of ours is outstanding on that IKE SA (window of one,
+    /// §2.3): a new request would be refused with [`RequestError::Busy`].
+    pub fn busy(&self, spi_r: u64) -> bool {
+        self.sas.get(&spi_r).is_some_and(|s| s.pending.is_some())
+    }
+
+    /// The per-peer PSKs ([`IkeConfig::peer_psks`]), to add or revoke peers while
+    /// running; established SAs are not affected.
+    pub fn peer_psks_mut(&mut self) -> &mut PeerPsks {
+        &mut self.cfg.peer_psks
     }
 
     /// INFORMATIONAL Delete of the child SA of the IKE SA with local SPI `spi_r`.

@@ -110,6 +110,9 @@ pub mod notify {
     pub const REKEY_SA: u16 = 16393;
     /// Types below this are errors (§3.10.1).
     pub const FIRST_STATUS: u16 = 16384;
+    /// First status type of the private-use range 40960-65535 (§3.10.1), for
+    /// extensions such as the key server's (`vnfs/keyserver`).
+    pub const FIRST_PRIVATE_STATUS: u16 = 40960;
 }
 
 /// Identification types (§3.5).

@@ -906,6 +906,9 @@ impl Daemon {
                 self.log
                     .push(format!("{name}: IKE SA rekey refused (notify {notify})"));
             }
+            // Private-use notifies are an application's business (the key server);
+            // a plain IKE daemon has none to send and answers them empty.
+            Event::PrivateRequest { .. } | Event::PrivateAnswered { .. } => {}
         }
     }
 }

@@ -73,6 +73,15 @@ pub enum ImageCmd {
         /// PPPoE subscribers (vbng)
         #[arg(long, default_value_t = 10)]
         sessions: u32,
+        /// (vbng) Authenticate and account by RADIUS instead of local users: a server
+        /// (FreeRADIUS) on the host's loopback, auth on PORT, accounting on PORT+1,
+        /// reached by the guest through its management NIC (QEMU user networking);
+        /// the subscribers are user0, user1, ... with the password uk-lab-secret
+        #[arg(long, value_name = "PORT")]
+        radius: Option<u16>,
+        /// (vbng) The RADIUS shared secret with --radius
+        #[arg(long, default_value = "testing123")]
+        radius_secret: String,
         #[arg(long, value_enum, default_value_t = Machine::Microvm)]
         machine: Machine,
         #[arg(long, default_value = "128M")]
@@ -240,6 +249,8 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             size,
             pps,
             sessions,
+            radius,
+            radius_secret,
             machine,
             memory,
             no_build,
@@ -250,6 +261,8 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
                 size,
                 pps,
                 sessions,
+                radius,
+                radius_secret,
                 machine,
                 memory,
                 no_build,
@@ -331,10 +344,19 @@ pub enum NetSpec {
     Tap { ifname: String, mac: String },
     /// A UDP socket pair on loopback (QEMU `-netdev socket,udp=`).
     Udp { local: u16, peer: u16, mac: String },
+    /// QEMU user networking (slirp: the guest is 10.0.2.15/24, the host 10.0.2.2,
+    /// no root): `fwd` forwards host TCP ports on 127.0.0.1 to guest ports.
+    User { fwd: Vec<(u16, u16)>, mac: String },
 }
 
+/// The guest's address on a `user` port (QEMU's slirp default).
+pub const USER_NET_GUEST: &str = "10.0.2.15";
+/// The host as a `user` port's guest sees it.
+pub const USER_NET_HOST: &str = "10.0.2.2";
+
 impl NetSpec {
-    /// Parse `tap:IFNAME[,mac=MAC]` or `udp:LOCAL:PEER[,mac=MAC]`; port `index` picks
+    /// Parse `tap:IFNAME[,mac=MAC]`, `udp:LOCAL:PEER[,mac=MAC]` or
+    /// `user[:HOSTPORT-GUESTPORT...][,mac=MAC]`; port `index` picks
     /// the default MAC 02:00:00:00:00:<index+1>.
     pub fn parse(s: &str, index: usize) -> Result<Self> {
         let (main, opts) = s.split_once(',').unwrap_or((s, ""));
@@ -356,7 +378,20 @@ impl NetSpec {
                 peer: p.parse().with_context(|| format!("--net {s}: bad port"))?,
                 mac,
             }),
-            _ => bail!("--net {s}: expected tap:IFNAME or udp:LOCALPORT:PEERPORT"),
+            ["user", fwd @ ..] => {
+                let mut v = Vec::new();
+                for f in fwd {
+                    let (h, g) = f
+                        .split_once('-')
+                        .ok_or_else(|| anyhow!("--net {s}: expected HOSTPORT-GUESTPORT, not `{f}`"))?;
+                    v.push((
+                        h.parse().with_context(|| format!("--net {s}: bad port `{h}`"))?,
+                        g.parse().with_context(|| format!("--net {s}: bad port `{g}`"))?,
+                    ));
+                }
+                Ok(NetSpec::User { fwd: v, mac })
+            }
+            _ => bail!("--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT or user[:HOSTPORT-GUESTPORT...]"),
         }
     }
 }
@@ -465,6 +500,13 @@ impl Guest {
                     format!("socket,id=n{i},udp=127.0.0.1:{peer},localaddr=127.0.0.1:{local}"),
                     mac,
                 ),
+                NetSpec::User { fwd, mac } => {
+                    let mut d = format!("user,id=n{i},net=10.0.2.0/24");
+                    for (h, g) in fwd {
+                        d += &format!(",hostfwd=tcp:127.0.0.1:{h}-{USER_NET_GUEST}:{g}");
+                    }
+                    (d, mac)
+                }
             };
             c.args(["-netdev", &netdev]);
             c.args([

@@ -21,10 +21,10 @@ mod bootinfo;
 mod clock;
 mod common;
 mod config;
-#[cfg(feature = "vbng")]
 mod entropy;
 mod fwcfg;
 mod heap;
+mod hoststack;
 mod mem;
 mod net;
 mod pci;

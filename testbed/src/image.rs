@@ -159,6 +159,14 @@ pub struct RunOpts {
     /// Record each port's traffic to DIR/port<N>.pcap (QEMU filter-dump)
     #[arg(long)]
     pcap_dir: Option<PathBuf>,
+    /// Attach FILE as a read-only virtio-blk disk (e.g. a config drive ISO; repeatable)
+    #[arg(long = "drive")]
+    drives: Vec<PathBuf>,
+    /// Hand --config to the guest on a config drive instead of a boot module: an ISO
+    /// 9660 volume (built with xorriso) labelled `config-2` (OpenStack:
+    /// openstack/latest/user_data) or `cidata` (NoCloud: user-data), as a virtio-blk disk
+    #[arg(long, value_name = "KIND", value_parser = ["config-2", "cidata"])]
+    config_drive: Option<String>,
     /// Boot the GRUB disk image (<vnf>.qcow2) instead of the ELF (machine pc or q35)
     #[arg(long)]
     disk: bool,
@@ -192,6 +200,14 @@ impl Machine {
         match self {
             Machine::Microvm => "virtio-net-device",
             Machine::Q35 | Machine::Pc => "virtio-net-pci",
+        }
+    }
+
+    /// The virtio-blk device of this machine.
+    pub fn blk_device(self) -> &'static str {
+        match self {
+            Machine::Microvm => "virtio-blk-device",
+            Machine::Q35 | Machine::Pc => "virtio-blk-pci",
         }
     }
 }
@@ -407,6 +423,8 @@ pub struct Guest {
     pub append: String,
     pub nets: Vec<NetSpec>,
     pub pcap_dir: Option<PathBuf>,
+    /// Read-only virtio-blk disks (raw images: config drives).
+    pub drives: Vec<PathBuf>,
     /// fw_cfg files (`-fw_cfg name=NAME,file=PATH`), e.g. the vBNG's host seed.
     pub fw_cfg: Vec<(String, PathBuf)>,
 }
@@ -486,6 +504,18 @@ impl Guest {
                 }
             }
         }
+        for (i, d) in self.drives.iter().enumerate() {
+            let f = d.display().to_string();
+            if f.contains(',') {
+                bail!("--drive {f}: QEMU option syntax forbids commas in the path");
+            }
+            c.arg("-drive")
+                .arg(format!("file={f},if=none,id=d{i},format=raw,readonly=on"));
+            c.args([
+                "-device",
+                &format!("{},drive=d{i}", self.machine.blk_device()),
+            ]);
+        }
         for (name, file) in &self.fw_cfg {
             c.arg("-fw_cfg")
                 .arg(format!("name={name},file={}", file.display()));
@@ -547,18 +577,77 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         bail!("--disk boots GRUB's own entry: --config and --append apply to the ELF only");
     }
     fw_cfg.extend(seed_for(vnf)?);
+    let mut drives = o.drives.clone();
+    let mut initrd = o.config.clone();
+    if let Some(kind) = &o.config_drive {
+        let Some(cfg) = &o.config else {
+            bail!("--config-drive {kind}: needs --config FILE (the user data)");
+        };
+        let iso = std::env::temp_dir().join(format!("{}{kind}.iso", built_drive_prefix()));
+        make_config_drive(kind, cfg, &iso)?;
+        drives.push(iso);
+        initrd = None;
+    }
     Ok(Guest {
         machine: o.machine,
         memory: o.memory.clone(),
         accel: o.accel,
         kernel: dir.join(format!("{vnf}.elf")),
         disk: o.disk.then(|| dir.join(format!("{vnf}.qcow2"))),
-        initrd: o.config.clone(),
+        initrd,
         append: o.append.clone(),
         nets,
         pcap_dir: o.pcap_dir.clone(),
+        drives,
         fw_cfg,
     })
+}
+
+/// Build a config drive at `out` whose user data is the file `user_data`: `kind`
+/// `config-2` (OpenStack: `openstack/latest/user_data`, `meta_data.json`) or `cidata`
+/// (cloud-init NoCloud: `user-data`, `meta-data`); ISO 9660 with Joliet and Rock
+/// Ridge names, by xorriso (`-as mkisofs`, as genisoimage would).
+pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()> {
+    need_tool("xorriso", "xorriso")?;
+    let data = std::fs::read(user_data).with_context(|| format!("read {}", user_data.display()))?;
+    let dir = std::env::temp_dir().join(format!(
+        "uk-drive-{}-{}",
+        std::process::id(),
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("iso")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = |rel: &str, bytes: &[u8]| -> Result<()> {
+        let p = dir.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        std::fs::write(&p, bytes).with_context(|| format!("write {}", p.display()))
+    };
+    match kind {
+        "config-2" => {
+            w("openstack/latest/user_data", &data)?;
+            w("openstack/latest/meta_data.json", b"{\"uuid\": \"00000000-0000-0000-0000-000000000001\", \"name\": \"vnf\"}\n")?;
+        }
+        "cidata" => {
+            w("user-data", &data)?;
+            w("meta-data", b"instance-id: vnf-1\nlocal-hostname: vnf\n")?;
+        }
+        _ => bail!("config drive kind {kind}: expected config-2 or cidata"),
+    }
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-J", "-r", "-V", kind, "-o"])
+        .arg(out)
+        .arg(&dir)
+        .output()
+        .context("run xorriso")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !o.status.success() {
+        bail!(
+            "xorriso failed: {}",
+            String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 /// The vBNG's host seed for `image run` and `image bench`: a file in the temp
@@ -578,6 +667,22 @@ fn remove_seed(g: &Guest) {
             let _ = std::fs::remove_file(f);
         }
     }
+    // Config drives built for this run (`--config-drive`), never the user's `--drive`.
+    let prefix = built_drive_prefix();
+    for d in &g.drives {
+        if d.parent() == Some(std::env::temp_dir().as_path())
+            && d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let _ = std::fs::remove_file(d);
+        }
+    }
+}
+
+/// File name prefix of the config drives this process builds in the temp directory.
+fn built_drive_prefix() -> String {
+    format!("uk-cfgdrive-{}-", std::process::id())
 }
 
 fn prepare(vnf: &str, o: &RunOpts) -> Result<Guest> {

@@ -324,3 +324,110 @@ fn routes_udp_between_namespaces_through_taps() {
         "guest counters rx0={rx0} tx1={tx1}, sent {sent}, received {good}\n{t}"
     );
 }
+
+/// A TCP port on the host's loopback that is free now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+/// Families (`# TYPE` lines) of a Prometheus text.
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The guest's host network stack serves `/metrics` on port 9100 (the `router
+/// --listen` port) with the Linux router's families, scraped from the host through
+/// QEMU user networking (slirp) and a host port forward. Port 0 is the user-net NIC
+/// and interface 0 has the guest's slirp address, so the stack shares the port with
+/// the fast path (its default place: port 0, interface 0's first IPv4): the router
+/// answers slirp's ARP, TCP goes to the stack.
+#[test]
+fn metrics_endpoint_served_by_the_guest_host_stack() {
+    built();
+    let dir = std::env::temp_dir().join(format!("uk-router-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("router.toml");
+    std::fs::write(
+        &cfg,
+        "[[interface]]\nname = \"mgmt\"\nmac = \"02:00:00:00:01:01\"\nipv4 = [\"10.0.2.15/24\"]\n\n\
+         [[interface]]\nname = \"core\"\nmac = \"02:00:00:00:02:01\"\nipv4 = [\"198.51.100.1/24\"]\n",
+    )
+    .expect("config");
+    let fwd = free_tcp_port();
+    let _g = qemu_lock();
+    let mut child = testbed()
+        .args([
+            "image",
+            "run",
+            "router",
+            "--no-build",
+            "--memory",
+            "128M",
+            "--timeout",
+            "120",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--append",
+            "exit=30000 stats=0",
+            "--net",
+            &format!("user:{fwd}-9100,mac=02:00:00:00:01:01"),
+            "--net",
+            "udp:17290:17291,mac=02:00:00:00:02:01",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn testbed image run");
+    let t0 = std::time::Instant::now();
+    let mut got = Err(String::new());
+    while t0.elapsed() < std::time::Duration::from_secs(25) {
+        got = dataplane::http::get(&format!("127.0.0.1:{fwd}"), "/metrics");
+        if got.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let e404 = dataplane::http::request(
+        &format!("127.0.0.1:{fwd}"),
+        "GET",
+        "/nothing",
+        "text/plain",
+        b"",
+    );
+    let out = child.wait_with_output().expect("wait for the guest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&out);
+    let body = got.unwrap_or_else(|e| panic!("no /metrics from the guest: {e}\n{t}"));
+    let f = families(&body);
+    for name in [
+        "dp_node_packets_total",
+        "dp_node_drops_total",
+        "dp_port_rx_packets_total",
+        "dp_port_tx_packets_total",
+        "dp_worker_loops_total",
+        "dp_worker_rx_packets_total",
+        "dp_engine_tx_full_total",
+    ] {
+        assert!(f.contains(name), "{name} missing from /metrics\n{body}");
+    }
+    assert!(
+        body.contains("dp_node_packets_total{worker=\"0\",node=\"ip4-lookup\"}"),
+        "{body}"
+    );
+    match e404 {
+        Ok((status, _)) => assert_eq!(status, 404, "{t}"),
+        Err(e) => panic!("/nothing: {e}\n{t}"),
+    }
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("host stack: port 0 10.0.2.15/24 (shared with the fast path)"),
+        "{t}"
+    );
+}

@@ -137,6 +137,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
             })
             .collect(),
         pcap_dir: None,
+        drives: Vec::new(),
         fw_cfg: Vec::new(),
     };
     let mut child = guest

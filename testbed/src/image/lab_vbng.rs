@@ -240,6 +240,7 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             }])
             .collect(),
         pcap_dir: None,
+        drives: Vec::new(),
         fw_cfg: vec![(FWCFG_ENTROPY.to_string(), seed)],
     };
     let mut child = guest

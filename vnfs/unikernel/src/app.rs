@@ -214,7 +214,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         worker.poll(now);
         iter += 1;
         if let Some((s, h)) = stack.as_mut() {
-            if iter & 15 == 0 {
+            if iter & 15 == 0 || s.pending() {
                 s.poll();
                 if h.poll(s, |_, p, _| http(&worker, p)) {
                     s.poll();

@@ -349,6 +349,8 @@ impl HostStack {
         );
     }
 
+    // The router has no UDP client yet (the vBNG's RADIUS uses these).
+    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
     /// A UDP socket bound to `port` (`0`: an ephemeral port from `seed`).
     pub fn udp_open(&mut self, port: u16, seed: u64) -> Result<(SocketHandle, u16), String> {
         let mut s = udp::Socket::new(
@@ -365,6 +367,7 @@ impl HostStack {
         Ok((self.sockets.add(s), port))
     }
 
+    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
     /// Queue a datagram; `false` when the socket's buffer is full or the address is
     /// not IPv4 (a lost datagram: the caller retransmits).
     pub fn udp_send(&mut self, h: SocketHandle, to: core::net::SocketAddr, data: &[u8]) -> bool {
@@ -376,6 +379,7 @@ impl HostStack {
         self.sockets.get_mut::<udp::Socket>(h).send_slice(data, ep).is_ok()
     }
 
+    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
     /// Hand every datagram waiting on `h` to `f(from, bytes)`.
     pub fn udp_recv(&mut self, h: SocketHandle, mut f: impl FnMut(core::net::SocketAddr, &[u8])) -> usize {
         let s = self.sockets.get_mut::<udp::Socket>(h);
@@ -605,7 +609,13 @@ pub fn attach(
         diverted: 0,
         dropped: 0,
     });
-    let (seed, _) = crate::entropy::seed();
+    let (seed, src) = crate::entropy::seed();
+    if !src.strong() {
+        log::warn!(
+            "host stack: TCP sequence numbers and ephemeral ports seeded from {} only",
+            src.describe()
+        );
+    }
     let mut s8 = [0u8; 8];
     s8.copy_from_slice(&seed[..8]);
     let a = net.addr;

@@ -209,6 +209,9 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             None => vbng_config(n),
         },
     )?;
+    if o.radius_secret.is_empty() || o.radius_secret.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+        bail!("--radius-secret: expected a non-empty secret without quotes, backslashes or control characters");
+    }
     let http_fwd = free_tcp_port()?;
     let seed = dir.join("seed");
     write_host_seed(&seed)?;

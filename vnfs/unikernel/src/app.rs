@@ -7,12 +7,12 @@
 
 use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
+use crate::hoststack::{HttpServer, NetConfig, Response};
 use crate::net::VirtioPort;
 use crate::{arch, clock, print, println, VNF};
 use alloc::string::String;
 use alloc::vec::Vec;
 use dataplane::buf::Pool;
-use crate::hoststack::{HttpServer, NetConfig, Response};
 use dataplane::metrics::Prom;
 use dataplane::port::Port;
 use dataplane::worker::{ring, Worker, WorkerConfig};

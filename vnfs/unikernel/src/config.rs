@@ -127,10 +127,12 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
             }
             "exit" => o.exit_after_ms = Some(num(word, v)?),
             "mgmt" => {
-                o.mgmt = Some(crate::hoststack::NetConfig::parse(v).map_err(|why| ConfigError::Cmdline {
-                    word: word.to_string(),
-                    why,
-                })?)
+                o.mgmt = Some(
+                    crate::hoststack::NetConfig::parse(v).map_err(|why| ConfigError::Cmdline {
+                        word: word.to_string(),
+                        why,
+                    })?,
+                )
             }
             "selftest" => match v.strip_prefix("clock:") {
                 Some(ms) => o.selftest_clock_ms = Some(num(word, ms)?),

@@ -58,11 +58,7 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
         let sectors = dev.capacity() * SECTOR_SIZE as u64 / SECTOR as u64;
         // Device-visible: the bounce buffer must be identity-mapped memory.
         let bounce = crate::sparse::dma_safe(|| alloc::vec![0u8; BOUNCE]);
-        let mut blk = Blk {
-            dev,
-            bounce,
-            sectors,
-        };
+        let mut blk = Blk { dev, bounce, sectors };
         match iso9660::user_data(&mut blk) {
             Ok(Some((kind, data))) => {
                 log::info!(

@@ -20,6 +20,7 @@
 //! head, `Content-Length`, `Connection: close`) for `/metrics`, and UDP sockets
 //! ([`HostStack::udp_open`]) for the vBNG's RADIUS client.
 
+use crate::hostwire::{classify, parse_request, Verdict};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -79,56 +80,6 @@ impl NetConfig {
 pub fn parse_v4(s: &str) -> Option<[u8; 4]> {
     let a: core::net::Ipv4Addr = s.parse().ok()?;
     Some(a.octets())
-}
-
-/// What the divert does with a received frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// To the fast path only.
-    Pass,
-    /// To the stack only.
-    Stack,
-    /// A copy to the stack, the frame to the fast path.
-    Both,
-}
-
-/// Classify a frame received on the stack's port (see the module docs).
-pub fn classify(f: &[u8], addr: [u8; 4], exclusive: bool) -> Verdict {
-    if exclusive {
-        return Verdict::Stack;
-    }
-    let Some(et) = f.get(12..14) else {
-        return Verdict::Pass;
-    };
-    match u16::from_be_bytes([et[0], et[1]]) {
-        // ARP (RFC 826) over Ethernet/IPv4: an opcode 2 reply whose target is us.
-        0x0806 => {
-            if f.get(14..22) == Some(&[0, 1, 8, 0, 6, 4, 0, 2][..]) && f.get(38..42) == Some(&addr[..]) {
-                Verdict::Both
-            } else {
-                Verdict::Pass
-            }
-        }
-        0x0800 => {
-            let Some(ip) = f.get(14..34) else {
-                return Verdict::Pass;
-            };
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff;
-            if ip[0] >> 4 != 4 || ihl < 20 || frag != 0 || ip[16..20] != addr {
-                return Verdict::Pass;
-            }
-            match ip[9] {
-                6 => Verdict::Stack,
-                17 => match f.get(14 + ihl + 2..14 + ihl + 4) {
-                    Some(p) if !matches!(u16::from_be_bytes([p[0], p[1]]), 67 | 68) => Verdict::Stack,
-                    _ => Verdict::Pass,
-                },
-                _ => Verdict::Pass,
-            }
-        }
-        _ => Verdict::Pass,
-    }
 }
 
 /// The divert's end on a port: frames for the stack go onto `ring`.
@@ -357,13 +308,8 @@ impl HostStack {
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
         );
-        let port = if port == 0 {
-            49152 + (seed % 16384) as u16
-        } else {
-            port
-        };
-        s.bind(port)
-            .map_err(|e| alloc::format!("udp port {port}: {e}"))?;
+        let port = if port == 0 { 49152 + (seed % 16384) as u16 } else { port };
+        s.bind(port).map_err(|e| alloc::format!("udp port {port}: {e}"))?;
         Ok((self.sockets.add(s), port))
     }
 
@@ -549,24 +495,6 @@ impl HttpServer {
     }
 }
 
-/// The request line of a complete head: `Ok(None)` while incomplete.
-fn parse_request(b: &[u8]) -> Result<Option<(&str, &str, &str)>, ()> {
-    let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = core::str::from_utf8(&b[..end]).map_err(|_| ())?;
-    let line = head.lines().next().ok_or(())?;
-    let mut it = line.split(' ');
-    let (Some(m), Some(target), Some(v), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(());
-    };
-    if !v.starts_with("HTTP/1.") || m.is_empty() || !target.starts_with('/') {
-        return Err(());
-    }
-    let (p, q) = target.split_once('?').unwrap_or((target, ""));
-    Ok(Some((m, p, q)))
-}
-
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -631,7 +559,11 @@ pub fn attach(
             Some(g) => alloc::format!(" via {}.{}.{}.{}", g[0], g[1], g[2], g[3]),
             None => String::new(),
         },
-        if exclusive { " (port of its own)" } else { " (shared with the fast path)" }
+        if exclusive {
+            " (port of its own)"
+        } else {
+            " (shared with the fast path)"
+        }
     );
     HostStack::new(mac, net, rx, inject, cache, u64::from_le_bytes(s8))
 }

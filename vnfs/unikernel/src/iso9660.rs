@@ -140,16 +140,18 @@ pub fn open(dev: &mut impl Sectors) -> Result<Volume, IsoError> {
                 let id = &d[40..72];
                 let label: String = id
                     .iter()
-                    .map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' })
+                    .map(|&c| {
+                        if c.is_ascii_graphic() || c == b' ' {
+                            c as char
+                        } else {
+                            '?'
+                        }
+                    })
                     .collect();
                 pvd = Some((String::from(label.trim_end()), root_of(&d)?));
             }
             // Joliet: escape sequences %/@, %/C or %/E (UCS-2 levels 1-3) at 88.
-            2 if joliet.is_none()
-                && d[88] == b'%'
-                && d[89] == b'/'
-                && matches!(d[90], b'@' | b'C' | b'E') =>
-            {
+            2 if joliet.is_none() && d[88] == b'%' && d[89] == b'/' && matches!(d[90], b'@' | b'C' | b'E') => {
                 joliet = root_of(&d).ok();
             }
             255 => break,
@@ -180,9 +182,7 @@ fn record_name(r: &[u8], joliet: bool) -> Option<String> {
     }
     if joliet {
         let units = raw.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-        let s: String = char::decode_utf16(units)
-            .map(|c| c.unwrap_or('?'))
-            .collect();
+        let s: String = char::decode_utf16(units).map(|c| c.unwrap_or('?')).collect();
         return Some(String::from(s.split(';').next().unwrap_or("")));
     }
     // Rock Ridge NM in the system use area (after the name, padded to even).

@@ -22,17 +22,17 @@
 //! Prints `vbng ready` once up, counters every `stats` period, and answers console
 //! commands (`stats`, `errors`, `sessions`, `help`, `exit`).
 
-use crate::hoststack::{HostStack, HttpServer, NetConfig, Response};
 use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
+use crate::hoststack::{HostStack, HttpServer, NetConfig, Response};
 use crate::net::VirtioPort;
 use crate::{arch, clock, print, println, VNF};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use smoltcp::iface::SocketHandle;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::Port;
 use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use smoltcp::iface::SocketHandle;
 use vbng::config::{parse_user_file, Config};
 use vbng::rng::Rng;
 use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Stats, Vbng, ACCESS_PORT, CORE_PORT};
@@ -56,9 +56,7 @@ pub fn unsupported(cfg: &Config) -> Option<&'static str> {
         if r.acct_journal.is_some() {
             return Some("radius.acct_journal: the vbng unikernel has no file system");
         }
-        if r.auth.iter().chain(r.acct.iter()).any(|s| !s.addr.is_ipv4())
-            || r.coa_listen.is_some_and(|a| !a.is_ipv4())
-        {
+        if r.auth.iter().chain(r.acct.iter()).any(|s| !s.addr.is_ipv4()) || r.coa_listen.is_some_and(|a| !a.is_ipv4()) {
             return Some("[radius]: the unikernel's host stack is IPv4 only");
         }
     }
@@ -367,13 +365,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let mut http = stack.as_mut().map(|s| {
         let port = cfg.listen.map_or(DEFAULT_HTTP_PORT, |a| a.port());
         let a = s.net.addr;
-        log::info!(
-            "metrics on http://{}.{}.{}.{}:{port}/metrics",
-            a[0],
-            a[1],
-            a[2],
-            a[3]
-        );
+        log::info!("metrics on http://{}.{}.{}.{}:{port}/metrics", a[0], a[1], a[2], a[3]);
         HttpServer::new(s, port)
     });
     let radius = match (&cfg.radius, stack.as_mut()) {

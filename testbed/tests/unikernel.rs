@@ -362,7 +362,7 @@ fn metrics_endpoint_served_by_the_guest_host_stack() {
     .expect("config");
     let fwd = free_tcp_port();
     let _g = qemu_lock();
-    let mut child = testbed()
+    let child = testbed()
         .args([
             "image",
             "run",
@@ -533,7 +533,10 @@ fn routes_between_four_nics() {
     let t0 = std::time::Instant::now();
     let mut buf = [0u8; 2048];
     while routed.iter().any(|r| !r) && t0.elapsed() < std::time::Duration::from_secs(20) {
-        for i in (0..N).filter(|&i| !routed[i]) {
+        for i in 0..N {
+            if routed[i] {
+                continue;
+            }
             let j = (i + 1) % N;
             let f = udp_frame(
                 router_mac(i),

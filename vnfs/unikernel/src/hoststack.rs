@@ -304,9 +304,11 @@ impl HostStack {
     #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
     /// A UDP socket bound to `port` (`0`: an ephemeral port from `seed`).
     pub fn udp_open(&mut self, port: u16, seed: u64) -> Result<(SocketHandle, u16), String> {
+        // Room for a burst of requests (a thousand subscribers authenticating at
+        // once over four channels) before the stack drains them.
         let mut s = udp::Socket::new(
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
-            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 64 * 1024]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0; UDP_BYTES]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0; UDP_BYTES]),
         );
         let port = if port == 0 { 49152 + (seed % 16384) as u16 } else { port };
         s.bind(port).map_err(|e| alloc::format!("udp port {port}: {e}"))?;
@@ -567,6 +569,10 @@ pub fn attach(
     );
     HostStack::new(mac, net, rx, inject, cache, u64::from_le_bytes(s8))
 }
+
+/// Datagrams and bytes a UDP socket buffers per direction.
+const UDP_PACKETS: usize = 512;
+const UDP_BYTES: usize = 128 * 1024;
 
 /// Frames waiting for the stack, at most.
 const STACK_RING: usize = 256;

@@ -456,6 +456,13 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
                 if let Some(s) = &stack {
                     s.print_stats(clock::uptime_us() / 1000, http.as_ref());
                 }
+                if let Some(r) = &cs.radius {
+                    println!(
+                        "stats t={}ms radius: send failed {}",
+                        clock::uptime_us() / 1000,
+                        r.send_failed
+                    );
+                }
             }
             let mut exit = false;
             console.poll(|cmd| match cmd {
@@ -470,6 +477,13 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
                 print_stats(&worker, &cs.control, &cs.injector);
                 if let Some(s) = &stack {
                     s.print_stats(clock::uptime_us() / 1000, http.as_ref());
+                }
+                if let Some(r) = &cs.radius {
+                    println!(
+                        "stats t={}ms radius: send failed {}",
+                        clock::uptime_us() / 1000,
+                        r.send_failed
+                    );
                 }
                 arch::exit(arch::EXIT_OK);
             }

@@ -471,7 +471,7 @@ impl HttpServer {
                         Some(Response::error(431, "request head too large"))
                     }
                     Ok(None) => None,
-                    Err(()) => {
+                    Err(_) => {
                         self.bad += 1;
                         Some(Response::error(400, "malformed request"))
                     }

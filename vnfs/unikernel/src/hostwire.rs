@@ -54,19 +54,23 @@ pub fn classify(f: &[u8], addr: [u8; 4], exclusive: bool) -> Verdict {
     }
 }
 
+/// A request head that is not HTTP/1.x (bad request line, not UTF-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadRequest;
+
 /// The request line of a complete head: `Ok(None)` while incomplete.
-pub fn parse_request(b: &[u8]) -> Result<Option<(&str, &str, &str)>, ()> {
+pub fn parse_request(b: &[u8]) -> Result<Option<(&str, &str, &str)>, BadRequest> {
     let Some(end) = b.windows(4).position(|w| w == b"\r\n\r\n") else {
         return Ok(None);
     };
-    let head = core::str::from_utf8(&b[..end]).map_err(|_| ())?;
-    let line = head.lines().next().ok_or(())?;
+    let head = core::str::from_utf8(&b[..end]).map_err(|_| BadRequest)?;
+    let line = head.lines().next().ok_or(BadRequest)?;
     let mut it = line.split(' ');
     let (Some(m), Some(target), Some(v), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(());
+        return Err(BadRequest);
     };
     if !v.starts_with("HTTP/1.") || m.is_empty() || !target.starts_with('/') {
-        return Err(());
+        return Err(BadRequest);
     }
     let (p, q) = target.split_once('?').unwrap_or((target, ""));
     Ok(Some((m, p, q)))

@@ -626,7 +626,10 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
     match kind {
         "config-2" => {
             w("openstack/latest/user_data", &data)?;
-            w("openstack/latest/meta_data.json", b"{\"uuid\": \"00000000-0000-0000-0000-000000000001\", \"name\": \"vnf\"}\n")?;
+            w(
+                "openstack/latest/meta_data.json",
+                b"{\"uuid\": \"00000000-0000-0000-0000-000000000001\", \"name\": \"vnf\"}\n",
+            )?;
         }
         "cidata" => {
             w("user-data", &data)?;
@@ -644,7 +647,10 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
     if !o.status.success() {
         bail!(
             "xorriso failed: {}",
-            String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     Ok(())

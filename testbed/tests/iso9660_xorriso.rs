@@ -21,7 +21,10 @@ fn need_xorriso() {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "xorriso is missing: apt-get install xorriso (scripts/setup does)");
+    assert!(
+        ok,
+        "xorriso is missing: apt-get install xorriso (scripts/setup does)"
+    );
 }
 
 struct Tmp(PathBuf);
@@ -52,7 +55,11 @@ fn iso(name: &str, label: &str, flags: &[&str], files: &[(&str, &[u8])]) -> Vec<
         .arg(&src)
         .output()
         .expect("run xorriso");
-    assert!(o.status.success(), "xorriso: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "xorriso: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     std::fs::read(&out).expect("read the image")
 }
 
@@ -76,9 +83,18 @@ fn openstack_config_drive_with_joliet_and_rock_ridge() {
     assert_eq!(kind, DriveKind::ConfigDrive);
     assert_eq!(data, toml);
     // Case-insensitive, other files, directories are not files.
-    assert_eq!(read_file(&mut dev, &v, "OpenStack/2012-08-10/USER_DATA").expect("old"), b"old");
-    assert_eq!(read_file(&mut dev, &v, "openstack/latest"), Err(IsoError::NotFound));
-    assert_eq!(read_file(&mut dev, &v, "openstack/none/user_data"), Err(IsoError::NotFound));
+    assert_eq!(
+        read_file(&mut dev, &v, "OpenStack/2012-08-10/USER_DATA").expect("old"),
+        b"old"
+    );
+    assert_eq!(
+        read_file(&mut dev, &v, "openstack/latest"),
+        Err(IsoError::NotFound)
+    );
+    assert_eq!(
+        read_file(&mut dev, &v, "openstack/none/user_data"),
+        Err(IsoError::NotFound)
+    );
 }
 
 #[test]

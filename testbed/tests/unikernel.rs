@@ -565,7 +565,10 @@ fn routes_between_four_nics() {
     let _ = std::fs::remove_dir_all(&dir);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(t.contains("router ready in") && t.contains("(4 ports,"), "{t}");
+    assert!(
+        t.contains("router ready in") && t.contains("(4 ports,"),
+        "{t}"
+    );
     for (i, r) in routed.iter().enumerate() {
         assert!(r, "nothing routed from NIC {i} to NIC {}\n{t}", (i + 1) % N);
     }
@@ -614,12 +617,16 @@ fn config_drive_gives_the_day0_config() {
         let t = text(&o);
         assert_eq!(o.status.code(), Some(0), "{kind}: {t}");
         assert!(
-            t.contains("config drive: virtio-blk at") && t.contains(&format!("{kind} volume, {path}")),
+            t.contains("config drive: virtio-blk at")
+                && t.contains(&format!("{kind} volume, {path}")),
             "{kind}: {t}"
         );
         assert!(!t.contains("config: boot module"), "{kind}: {t}");
         // 2 connected + 20 static (+ the interfaces' own addresses).
-        assert!(t.contains("router ready in") && t.contains("IPv4 /"), "{kind}: {t}");
+        assert!(
+            t.contains("router ready in") && t.contains("IPv4 /"),
+            "{kind}: {t}"
+        );
         let n4: usize = t
             .split(" IPv4 / ")
             .next()
@@ -631,14 +638,23 @@ fn config_drive_gives_the_day0_config() {
     // Not TOML on the drive: refused with one line naming the drive.
     std::fs::write(&cfg, "#cloud-config\nwrite_files:\n  - path: /etc/x\n").expect("junk");
     let o = run_image(
-        &["--config", c, "--config-drive", "cidata", "--append", "exit=ready"],
+        &[
+            "--config",
+            c,
+            "--config-drive",
+            "cidata",
+            "--append",
+            "exit=ready",
+        ],
         &udp_nets(17280),
     );
     let _ = std::fs::remove_dir_all(&dir);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(
-        t.contains("FATAL: bad configuration: config from NoCloud drive user-data is not valid TOML"),
+        t.contains(
+            "FATAL: bad configuration: config from NoCloud drive user-data is not valid TOML"
+        ),
         "{t}"
     );
 }

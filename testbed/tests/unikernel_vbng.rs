@@ -344,13 +344,22 @@ impl FreeRadius {
             "client lab {\n\tipaddr = 127.0.0.1\n\tsecret = testing123\n\trequire_message_authenticator = yes\n}\n".into(),
         );
         let auth = "mods-config/files/authorize";
-        w(auth, format!("DEFAULT Cleartext-Password := \"uk-lab-secret\"\n{}", r(auth)));
+        w(
+            auth,
+            format!(
+                "DEFAULT Cleartext-Password := \"uk-lab-secret\"\n{}",
+                r(auth)
+            ),
+        );
         let d = dir.display();
         w(
             "radiusd.conf",
             r("radiusd.conf")
                 .replace("logdir = /var/log/freeradius", &format!("logdir = {d}/log"))
-                .replace("run_dir = ${localstatedir}/run/${name}", &format!("run_dir = {d}/run"))
+                .replace(
+                    "run_dir = ${localstatedir}/run/${name}",
+                    &format!("run_dir = {d}/run"),
+                )
                 .replace("reject_delay = 1", "reject_delay = 0"),
         );
         // The default site's listeners: IPv4 loopback on our ports, no IPv6.
@@ -378,9 +387,16 @@ impl FreeRadius {
                 }
             }
             let block = &rest[start..end];
-            let active: String = block.lines().map(|l| l.split('#').next().unwrap_or("")).collect();
+            let active: String = block
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or(""))
+                .collect();
             if !active.contains("ipv6addr") {
-                let p = if active.contains("type = acct") { port + 1 } else { port };
+                let p = if active.contains("type = acct") {
+                    port + 1
+                } else {
+                    port
+                };
                 out.push_str(
                     &block
                         .replace("ipaddr = *", "ipaddr = 127.0.0.1")
@@ -403,7 +419,10 @@ impl FreeRadius {
             .arg(&dir)
             .status()
             .expect("chown");
-        assert!(st.success(), "chown to freerad failed (the test runs as root)");
+        assert!(
+            st.success(),
+            "chown to freerad failed (the test runs as root)"
+        );
         let log = dir.join("server.log");
         let child = Command::new("freeradius")
             .args(["-f", "-l"])
@@ -506,9 +525,16 @@ fn radius_sessions_with_freeradius_over_the_host_stack() {
         assert_eq!(r[dir]["bad"].as_u64(), Some(0), "{dir}: bad frames\n{t}");
     }
     let m = &r["metrics"];
-    assert_eq!(m["vbng_auth_total{result=\"accept\"}"].as_f64(), Some(n as f64), "{t}");
+    assert_eq!(
+        m["vbng_auth_total{result=\"accept\"}"].as_f64(),
+        Some(n as f64),
+        "{t}"
+    );
     assert!(
-        m["vbng_radius_total{kind=\"requests\"}"].as_f64().unwrap_or(0.0) >= 2.0 * n as f64,
+        m["vbng_radius_total{kind=\"requests\"}"]
+            .as_f64()
+            .unwrap_or(0.0)
+            >= 2.0 * n as f64,
         "access and accounting requests\n{t}"
     );
     // Accounting-Start of every session at the server (RFC 2866 §5.1), naming the user.

@@ -82,7 +82,10 @@ fn pick_metrics(text: &str) -> serde_json::Map<String, serde_json::Value> {
         let fam = name.split('{').next().unwrap_or(name);
         if matches!(
             fam,
-            "vbng_sessions" | "vbng_auth_total" | "vbng_radius_total" | "dp_worker_rx_packets_total"
+            "vbng_sessions"
+                | "vbng_auth_total"
+                | "vbng_radius_total"
+                | "dp_worker_rx_packets_total"
         ) {
             if let Ok(v) = v.parse::<f64>() {
                 m.insert(name.to_string(), serde_json::json!(v));
@@ -209,7 +212,11 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             None => vbng_config(n),
         },
     )?;
-    if o.radius_secret.is_empty() || o.radius_secret.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+    if o.radius_secret.is_empty()
+        || o.radius_secret
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
         bail!("--radius-secret: expected a non-empty secret without quotes, backslashes or control characters");
     }
     let http_fwd = free_tcp_port()?;
@@ -419,9 +426,7 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
     let scrape = dataplane::http::get(&format!("127.0.0.1:{http_fwd}"), "/metrics");
     let (scraped, metrics) = match &scrape {
         Ok(t) => (
-            t.lines()
-                .filter(|l| l.starts_with("# TYPE "))
-                .count(),
+            t.lines().filter(|l| l.starts_with("# TYPE ")).count(),
             pick_metrics(t),
         ),
         Err(e) => {

@@ -7,6 +7,8 @@
 
 extern crate alloc;
 
+// Formatted by the unikernel's rustfmt.toml (max_width 120), not the workspace's.
+#[rustfmt::skip]
 #[path = "../../vnfs/unikernel/src/iso9660.rs"]
 #[allow(dead_code)]
 mod iso9660;

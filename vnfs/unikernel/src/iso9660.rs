@@ -66,10 +66,7 @@ pub trait Sectors {
 impl Sectors for &[u8] {
     fn read(&mut self, lba: u32, buf: &mut [u8]) -> bool {
         let start = lba as usize * SECTOR;
-        match start
-            .checked_add(buf.len())
-            .and_then(|end| self.get(start..end))
-        {
+        match start.checked_add(buf.len()).and_then(|end| self.get(start..end)) {
             Some(s) => {
                 buf.copy_from_slice(s);
                 true
@@ -115,9 +112,7 @@ fn read_extent(dev: &mut impl Sectors, e: Extent) -> Result<Vec<u8>, IsoError> {
 
 /// The root directory record of a volume descriptor (§8.4.18: 34 bytes at 156).
 fn root_of(d: &[u8]) -> Result<Extent, IsoError> {
-    let r = d
-        .get(156..190)
-        .ok_or(IsoError::Malformed("short volume descriptor"))?;
+    let r = d.get(156..190).ok_or(IsoError::Malformed("short volume descriptor"))?;
     let e = Extent {
         lba: le32(r, 2).ok_or(IsoError::Malformed("root record"))?,
         len: le32(r, 10).ok_or(IsoError::Malformed("root record"))?,
@@ -156,11 +151,7 @@ pub fn open(dev: &mut impl Sectors) -> Result<Volume, IsoError> {
                 pvd = Some((String::from(label.trim_end()), root_of(&d)?));
             }
             // Joliet: escape sequences %/@, %/C or %/E (UCS-2 levels 1-3) at 88.
-            2 if joliet.is_none()
-                && d[88] == b'%'
-                && d[89] == b'/'
-                && matches!(d[90], b'@' | b'C' | b'E') =>
-            {
+            2 if joliet.is_none() && d[88] == b'%' && d[89] == b'/' && matches!(d[90], b'@' | b'C' | b'E') => {
                 joliet = root_of(&d).ok();
             }
             255 => break,
@@ -190,12 +181,8 @@ fn record_name(r: &[u8], joliet: bool) -> Option<String> {
         return None; // "." and ".."
     }
     if joliet {
-        let units = raw
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]));
-        let s: String = char::decode_utf16(units)
-            .map(|c| c.unwrap_or('?'))
-            .collect();
+        let units = raw.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        let s: String = char::decode_utf16(units).map(|c| c.unwrap_or('?')).collect();
         return Some(String::from(s.split(';').next().unwrap_or("")));
     }
     // Rock Ridge NM in the system use area (after the name, padded to even).
@@ -214,11 +201,7 @@ fn record_name(r: &[u8], joliet: bool) -> Option<String> {
             let flags = e[4];
             // flags: 1 continue, 2 current, 4 parent.
             if flags & 6 == 0 {
-                nm.extend(
-                    e[5..elen]
-                        .iter()
-                        .map(|&c| if c.is_ascii() { c as char } else { '?' }),
-                );
+                nm.extend(e[5..elen].iter().map(|&c| if c.is_ascii() { c as char } else { '?' }));
                 found = true;
             }
         }
@@ -236,12 +219,7 @@ fn record_name(r: &[u8], joliet: bool) -> Option<String> {
 }
 
 /// Find `name` in the directory at `dir`: (extent, is a directory).
-fn lookup(
-    dev: &mut impl Sectors,
-    v: &Volume,
-    dir: Extent,
-    name: &str,
-) -> Result<(Extent, bool), IsoError> {
+fn lookup(dev: &mut impl Sectors, v: &Volume, dir: Extent, name: &str) -> Result<(Extent, bool), IsoError> {
     if dir.len > MAX_DIR {
         return Err(IsoError::Malformed("directory too large"));
     }

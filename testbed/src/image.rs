@@ -73,6 +73,15 @@ pub enum ImageCmd {
         /// PPPoE subscribers (vbng)
         #[arg(long, default_value_t = 10)]
         sessions: u32,
+        /// (vbng) Authenticate and account by RADIUS instead of local users: a server
+        /// (FreeRADIUS) on the host's loopback, auth on PORT, accounting on PORT+1,
+        /// reached by the guest through its management NIC (QEMU user networking);
+        /// the subscribers are user0, user1, ... with the password uk-lab-secret
+        #[arg(long, value_name = "PORT")]
+        radius: Option<u16>,
+        /// (vbng) The RADIUS shared secret with --radius
+        #[arg(long, default_value = "testing123")]
+        radius_secret: String,
         #[arg(long, value_enum, default_value_t = Machine::Microvm)]
         machine: Machine,
         #[arg(long, default_value = "128M")]
@@ -150,6 +159,14 @@ pub struct RunOpts {
     /// Record each port's traffic to DIR/port<N>.pcap (QEMU filter-dump)
     #[arg(long)]
     pcap_dir: Option<PathBuf>,
+    /// Attach FILE as a read-only virtio-blk disk (e.g. a config drive ISO; repeatable)
+    #[arg(long = "drive")]
+    drives: Vec<PathBuf>,
+    /// Hand --config to the guest on a config drive instead of a boot module: an ISO
+    /// 9660 volume (built with xorriso) labelled `config-2` (OpenStack:
+    /// openstack/latest/user_data) or `cidata` (NoCloud: user-data), as a virtio-blk disk
+    #[arg(long, value_name = "KIND", value_parser = ["config-2", "cidata"])]
+    config_drive: Option<String>,
     /// Boot the GRUB disk image (<vnf>.qcow2) instead of the ELF (machine pc or q35)
     #[arg(long)]
     disk: bool,
@@ -183,6 +200,14 @@ impl Machine {
         match self {
             Machine::Microvm => "virtio-net-device",
             Machine::Q35 | Machine::Pc => "virtio-net-pci",
+        }
+    }
+
+    /// The virtio-blk device of this machine.
+    pub fn blk_device(self) -> &'static str {
+        match self {
+            Machine::Microvm => "virtio-blk-device",
+            Machine::Q35 | Machine::Pc => "virtio-blk-pci",
         }
     }
 }
@@ -240,6 +265,8 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             size,
             pps,
             sessions,
+            radius,
+            radius_secret,
             machine,
             memory,
             no_build,
@@ -250,6 +277,8 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
                 size,
                 pps,
                 sessions,
+                radius,
+                radius_secret,
                 machine,
                 memory,
                 no_build,
@@ -331,10 +360,19 @@ pub enum NetSpec {
     Tap { ifname: String, mac: String },
     /// A UDP socket pair on loopback (QEMU `-netdev socket,udp=`).
     Udp { local: u16, peer: u16, mac: String },
+    /// QEMU user networking (slirp: the guest is 10.0.2.15/24, the host 10.0.2.2,
+    /// no root): `fwd` forwards host TCP ports on 127.0.0.1 to guest ports.
+    User { fwd: Vec<(u16, u16)>, mac: String },
 }
 
+/// The guest's address on a `user` port (QEMU's slirp default).
+pub const USER_NET_GUEST: &str = "10.0.2.15";
+/// The host as a `user` port's guest sees it.
+pub const USER_NET_HOST: &str = "10.0.2.2";
+
 impl NetSpec {
-    /// Parse `tap:IFNAME[,mac=MAC]` or `udp:LOCAL:PEER[,mac=MAC]`; port `index` picks
+    /// Parse `tap:IFNAME[,mac=MAC]`, `udp:LOCAL:PEER[,mac=MAC]` or
+    /// `user[:HOSTPORT-GUESTPORT...][,mac=MAC]`; port `index` picks
     /// the default MAC 02:00:00:00:00:<index+1>.
     pub fn parse(s: &str, index: usize) -> Result<Self> {
         let (main, opts) = s.split_once(',').unwrap_or((s, ""));
@@ -356,7 +394,20 @@ impl NetSpec {
                 peer: p.parse().with_context(|| format!("--net {s}: bad port"))?,
                 mac,
             }),
-            _ => bail!("--net {s}: expected tap:IFNAME or udp:LOCALPORT:PEERPORT"),
+            ["user", fwd @ ..] => {
+                let mut v = Vec::new();
+                for f in fwd {
+                    let (h, g) = f
+                        .split_once('-')
+                        .ok_or_else(|| anyhow!("--net {s}: expected HOSTPORT-GUESTPORT, not `{f}`"))?;
+                    v.push((
+                        h.parse().with_context(|| format!("--net {s}: bad port `{h}`"))?,
+                        g.parse().with_context(|| format!("--net {s}: bad port `{g}`"))?,
+                    ));
+                }
+                Ok(NetSpec::User { fwd: v, mac })
+            }
+            _ => bail!("--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT or user[:HOSTPORT-GUESTPORT...]"),
         }
     }
 }
@@ -372,6 +423,8 @@ pub struct Guest {
     pub append: String,
     pub nets: Vec<NetSpec>,
     pub pcap_dir: Option<PathBuf>,
+    /// Read-only virtio-blk disks (raw images: config drives).
+    pub drives: Vec<PathBuf>,
     /// fw_cfg files (`-fw_cfg name=NAME,file=PATH`), e.g. the vBNG's host seed.
     pub fw_cfg: Vec<(String, PathBuf)>,
 }
@@ -451,6 +504,18 @@ impl Guest {
                 }
             }
         }
+        for (i, d) in self.drives.iter().enumerate() {
+            let f = d.display().to_string();
+            if f.contains(',') {
+                bail!("--drive {f}: QEMU option syntax forbids commas in the path");
+            }
+            c.arg("-drive")
+                .arg(format!("file={f},if=none,id=d{i},format=raw,readonly=on"));
+            c.args([
+                "-device",
+                &format!("{},drive=d{i}", self.machine.blk_device()),
+            ]);
+        }
         for (name, file) in &self.fw_cfg {
             c.arg("-fw_cfg")
                 .arg(format!("name={name},file={}", file.display()));
@@ -465,6 +530,13 @@ impl Guest {
                     format!("socket,id=n{i},udp=127.0.0.1:{peer},localaddr=127.0.0.1:{local}"),
                     mac,
                 ),
+                NetSpec::User { fwd, mac } => {
+                    let mut d = format!("user,id=n{i},net=10.0.2.0/24");
+                    for (h, g) in fwd {
+                        d += &format!(",hostfwd=tcp:127.0.0.1:{h}-{USER_NET_GUEST}:{g}");
+                    }
+                    (d, mac)
+                }
             };
             c.args(["-netdev", &netdev]);
             c.args([
@@ -505,18 +577,83 @@ fn guest_for(vnf: &str, o: &RunOpts) -> Result<Guest> {
         bail!("--disk boots GRUB's own entry: --config and --append apply to the ELF only");
     }
     fw_cfg.extend(seed_for(vnf)?);
+    let mut drives = o.drives.clone();
+    let mut initrd = o.config.clone();
+    if let Some(kind) = &o.config_drive {
+        let Some(cfg) = &o.config else {
+            bail!("--config-drive {kind}: needs --config FILE (the user data)");
+        };
+        let iso = std::env::temp_dir().join(format!("{}{kind}.iso", built_drive_prefix()));
+        make_config_drive(kind, cfg, &iso)?;
+        drives.push(iso);
+        initrd = None;
+    }
     Ok(Guest {
         machine: o.machine,
         memory: o.memory.clone(),
         accel: o.accel,
         kernel: dir.join(format!("{vnf}.elf")),
         disk: o.disk.then(|| dir.join(format!("{vnf}.qcow2"))),
-        initrd: o.config.clone(),
+        initrd,
         append: o.append.clone(),
         nets,
         pcap_dir: o.pcap_dir.clone(),
+        drives,
         fw_cfg,
     })
+}
+
+/// Build a config drive at `out` whose user data is the file `user_data`: `kind`
+/// `config-2` (OpenStack: `openstack/latest/user_data`, `meta_data.json`) or `cidata`
+/// (cloud-init NoCloud: `user-data`, `meta-data`); ISO 9660 with Joliet and Rock
+/// Ridge names, by xorriso (`-as mkisofs`, as genisoimage would).
+pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()> {
+    need_tool("xorriso", "xorriso")?;
+    let data = std::fs::read(user_data).with_context(|| format!("read {}", user_data.display()))?;
+    let dir = std::env::temp_dir().join(format!(
+        "uk-drive-{}-{}",
+        std::process::id(),
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("iso")
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let w = |rel: &str, bytes: &[u8]| -> Result<()> {
+        let p = dir.join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        std::fs::write(&p, bytes).with_context(|| format!("write {}", p.display()))
+    };
+    match kind {
+        "config-2" => {
+            w("openstack/latest/user_data", &data)?;
+            w(
+                "openstack/latest/meta_data.json",
+                b"{\"uuid\": \"00000000-0000-0000-0000-000000000001\", \"name\": \"vnf\"}\n",
+            )?;
+        }
+        "cidata" => {
+            w("user-data", &data)?;
+            w("meta-data", b"instance-id: vnf-1\nlocal-hostname: vnf\n")?;
+        }
+        _ => bail!("config drive kind {kind}: expected config-2 or cidata"),
+    }
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-J", "-r", "-V", kind, "-o"])
+        .arg(out)
+        .arg(&dir)
+        .output()
+        .context("run xorriso")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !o.status.success() {
+        bail!(
+            "xorriso failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    Ok(())
 }
 
 /// The vBNG's host seed for `image run` and `image bench`: a file in the temp
@@ -536,6 +673,22 @@ fn remove_seed(g: &Guest) {
             let _ = std::fs::remove_file(f);
         }
     }
+    // Config drives built for this run (`--config-drive`), never the user's `--drive`.
+    let prefix = built_drive_prefix();
+    for d in &g.drives {
+        if d.parent() == Some(std::env::temp_dir().as_path())
+            && d.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let _ = std::fs::remove_file(d);
+        }
+    }
+}
+
+/// File name prefix of the config drives this process builds in the temp directory.
+fn built_drive_prefix() -> String {
+    format!("uk-cfgdrive-{}-", std::process::id())
 }
 
 fn prepare(vnf: &str, o: &RunOpts) -> Result<Guest> {

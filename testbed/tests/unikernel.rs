@@ -324,3 +324,337 @@ fn routes_udp_between_namespaces_through_taps() {
         "guest counters rx0={rx0} tx1={tx1}, sent {sent}, received {good}\n{t}"
     );
 }
+
+/// A TCP port on the host's loopback that is free now.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free TCP port")
+}
+
+/// Families (`# TYPE` lines) of a Prometheus text.
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The guest's host network stack serves `/metrics` on port 9100 (the `router
+/// --listen` port) with the Linux router's families, scraped from the host through
+/// QEMU user networking (slirp) and a host port forward. Port 0 is the user-net NIC
+/// and interface 0 has the guest's slirp address, so the stack shares the port with
+/// the fast path (its default place: port 0, interface 0's first IPv4): the router
+/// answers slirp's ARP, TCP goes to the stack.
+#[test]
+fn metrics_endpoint_served_by_the_guest_host_stack() {
+    built();
+    let dir = std::env::temp_dir().join(format!("uk-router-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("router.toml");
+    std::fs::write(
+        &cfg,
+        "[[interface]]\nname = \"mgmt\"\nmac = \"02:00:00:00:01:01\"\nipv4 = [\"10.0.2.15/24\"]\n\n\
+         [[interface]]\nname = \"core\"\nmac = \"02:00:00:00:02:01\"\nipv4 = [\"198.51.100.1/24\"]\n",
+    )
+    .expect("config");
+    let fwd = free_tcp_port();
+    let _g = qemu_lock();
+    let child = testbed()
+        .args([
+            "image",
+            "run",
+            "router",
+            "--no-build",
+            "--memory",
+            "128M",
+            "--timeout",
+            "120",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--append",
+            "exit=30000 stats=0",
+            "--net",
+            &format!("user:{fwd}-9100,mac=02:00:00:00:01:01"),
+            "--net",
+            "udp:17290:17291,mac=02:00:00:00:02:01",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn testbed image run");
+    let t0 = std::time::Instant::now();
+    let mut got = Err(String::new());
+    while t0.elapsed() < std::time::Duration::from_secs(25) {
+        got = dataplane::http::get(&format!("127.0.0.1:{fwd}"), "/metrics");
+        if got.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let e404 = dataplane::http::request(
+        &format!("127.0.0.1:{fwd}"),
+        "GET",
+        "/nothing",
+        "text/plain",
+        b"",
+    );
+    let out = child.wait_with_output().expect("wait for the guest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&out);
+    let body = got.unwrap_or_else(|e| panic!("no /metrics from the guest: {e}\n{t}"));
+    let f = families(&body);
+    for name in [
+        "dp_node_packets_total",
+        "dp_node_drops_total",
+        "dp_port_rx_packets_total",
+        "dp_port_tx_packets_total",
+        "dp_worker_loops_total",
+        "dp_worker_rx_packets_total",
+        "dp_engine_tx_full_total",
+    ] {
+        assert!(f.contains(name), "{name} missing from /metrics\n{body}");
+    }
+    assert!(
+        body.contains("dp_node_packets_total{worker=\"0\",node=\"ip4-lookup\"}"),
+        "{body}"
+    );
+    match e404 {
+        Ok((status, _)) => assert_eq!(status, 404, "{t}"),
+        Err(e) => panic!("/nothing: {e}\n{t}"),
+    }
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("host stack: port 0 10.0.2.15/24 (shared with the fast path)"),
+        "{t}"
+    );
+}
+
+/// An Ethernet II / IPv4 / UDP frame (header checksum filled, UDP checksum 0).
+fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+    let payload = b"uk-multi-nic";
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 1, 0, 0, ttl, 17, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let sum = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&4000u16.to_be_bytes());
+    f.extend_from_slice(&4001u16.to_be_bytes());
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// More than two NICs: the router with four interfaces on four virtio-net devices
+/// (QEMU UDP-socket netdevs, this process at the other end of each) routes a UDP
+/// datagram in on every NIC and out of the next one (0→1→2→3→0), rewritten for the
+/// configured neighbour (its MAC, TTL - 1).
+#[test]
+fn routes_between_four_nics() {
+    built();
+    const N: usize = 4;
+    let router_mac = |i: usize| [0x02, 0, 0, 0, 0x0d, i as u8 + 1];
+    let host_mac = |i: usize| [0x02, 0, 0, 0, 0x0e, i as u8 + 1];
+    let dir = std::env::temp_dir().join(format!("uk-router-4nic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("router.toml");
+    let mut t = String::from("[engine]\npool_buffers = 4096\n");
+    for i in 0..N {
+        let m = router_mac(i);
+        t += &format!(
+            "\n[[interface]]\nname = \"n{i}\"\nmac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"\nipv4 = [\"10.70.{i}.1/24\"]\n",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+    for i in 0..N {
+        let m = host_mac(i);
+        t += &format!(
+            "\n[[neighbor]]\nip = \"10.70.{i}.2\"\nmac = \"{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}\"\n",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+    std::fs::write(&cfg, t).expect("config");
+    let base = 17300u16;
+    let socks: Vec<std::net::UdpSocket> = (0..N)
+        .map(|i| {
+            let p = base + 2 * i as u16;
+            let s = std::net::UdpSocket::bind(("127.0.0.1", p)).expect("bind");
+            s.connect(("127.0.0.1", p + 1)).expect("connect");
+            s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    let mut args: Vec<String> = [
+        "image",
+        "run",
+        "router",
+        "--no-build",
+        "--memory",
+        "128M",
+        "--timeout",
+        "120",
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--append",
+        "exit=25000 stats=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 0..N {
+        let p = base + 2 * i as u16;
+        args.push("--net".into());
+        args.push(format!("udp:{}:{p}", p + 1));
+    }
+    let _g = qemu_lock();
+    let child = testbed()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn testbed image run");
+    let mut routed = [false; N];
+    let t0 = std::time::Instant::now();
+    let mut buf = [0u8; 2048];
+    while routed.iter().any(|r| !r) && t0.elapsed() < std::time::Duration::from_secs(20) {
+        for i in 0..N {
+            if routed[i] {
+                continue;
+            }
+            let j = (i + 1) % N;
+            let f = udp_frame(
+                router_mac(i),
+                host_mac(i),
+                [10, 70, i as u8, 2],
+                [10, 70, j as u8, 2],
+                64,
+            );
+            let _ = socks[i].send(&f);
+            // What comes out of NIC j: ours, rewritten for neighbour j.
+            while let Ok(n) = socks[j].recv(&mut buf) {
+                let g = &buf[..n];
+                if g.len() == f.len()
+                    && g[..6] == host_mac(j)
+                    && g[6..12] == router_mac(j)
+                    && g[22] == 63
+                    && g[26..34] == f[26..34]
+                    && g[42..] == f[42..]
+                {
+                    routed[i] = true;
+                }
+            }
+        }
+    }
+    let out = child.wait_with_output().expect("wait for the guest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(
+        t.contains("router ready in") && t.contains("(4 ports,"),
+        "{t}"
+    );
+    for (i, r) in routed.iter().enumerate() {
+        assert!(r, "nothing routed from NIC {i} to NIC {}\n{t}", (i + 1) % N);
+    }
+}
+
+/// Day-0 from a config drive: `image run --config FILE --config-drive KIND` puts the
+/// router's TOML on an ISO 9660 volume (xorriso) as OpenStack (`config-2`,
+/// `openstack/latest/user_data`) or cloud-init NoCloud (`cidata`, `user-data`) do, on
+/// a virtio-blk disk (virtio-mmio on microvm, PCI on q35); the guest reads it
+/// instead of the baked config. A drive whose user data is not TOML is a one-line
+/// configuration error.
+#[test]
+fn config_drive_gives_the_day0_config() {
+    built();
+    let dir = std::env::temp_dir().join(format!("uk-router-drive-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("router.toml");
+    let mut t = String::new();
+    for i in 0..2 {
+        t += &format!("[[interface]]\nname = \"d{i}\"\nipv4 = [\"10.80.{i}.1/24\"]\n\n");
+    }
+    // Twenty routes of our own (the baked example has 7 IPv4 routes in all): the
+    // ready line counts them with the connected ones.
+    for r in 0..20 {
+        t += &format!("[[route]]\nprefix = \"203.0.{r}.0/24\"\nvia = \"10.80.1.2\"\n\n");
+    }
+    std::fs::write(&cfg, &t).expect("config");
+    let c = cfg.to_str().expect("utf-8");
+    for (kind, machine, path) in [
+        ("config-2", "microvm", "openstack/latest/user_data"),
+        ("cidata", "q35", "user-data"),
+    ] {
+        let o = run_image(
+            &[
+                "--config",
+                c,
+                "--config-drive",
+                kind,
+                "--machine",
+                machine,
+                "--append",
+                "exit=ready",
+            ],
+            &udp_nets(17280),
+        );
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(0), "{kind}: {t}");
+        assert!(
+            t.contains("config drive: virtio-blk at")
+                && t.contains(&format!("{kind} volume, {path}")),
+            "{kind}: {t}"
+        );
+        assert!(!t.contains("config: boot module"), "{kind}: {t}");
+        // 2 connected + 20 static (+ the interfaces' own addresses).
+        assert!(
+            t.contains("router ready in") && t.contains("IPv4 /"),
+            "{kind}: {t}"
+        );
+        let n4: usize = t
+            .split(" IPv4 / ")
+            .next()
+            .and_then(|s| s.rsplit(", ").next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no route count\n{t}"));
+        assert!(n4 >= 22, "{kind}: {n4} IPv4 routes\n{t}");
+    }
+    // Not TOML on the drive: refused with one line naming the drive.
+    std::fs::write(&cfg, "#cloud-config\nwrite_files:\n  - path: /etc/x\n").expect("junk");
+    let o = run_image(
+        &[
+            "--config",
+            c,
+            "--config-drive",
+            "cidata",
+            "--append",
+            "exit=ready",
+        ],
+        &udp_nets(17280),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains(
+            "FATAL: bad configuration: config from NoCloud drive user-data is not valid TOML"
+        ),
+        "{t}"
+    );
+}

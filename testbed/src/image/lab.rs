@@ -10,6 +10,10 @@ pub struct LabOpts {
     pub pps: u64,
     /// PPPoE subscribers (the vBNG's lab).
     pub sessions: u32,
+    /// (vbng) RADIUS on the host's loopback: auth on this port, accounting on the next.
+    pub radius: Option<u16>,
+    /// (vbng) Its shared secret.
+    pub radius_secret: String,
     pub machine: Machine,
     pub memory: String,
     pub no_build: bool,
@@ -133,6 +137,7 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
             })
             .collect(),
         pcap_dir: None,
+        drives: Vec::new(),
         fw_cfg: Vec::new(),
     };
     let mut child = guest

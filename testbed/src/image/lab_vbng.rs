@@ -6,8 +6,13 @@
 //! users, IPCP); then UDP flows both ways: each subscriber sends upstream frames
 //! that must come out of the core NIC as plain IPv4 to the configured next hop, and
 //! the core side sends frames to each subscriber's address that must come out of the
-//! access NIC PPPoE-encapsulated to that subscriber. Prints one `lab result: {json}`
-//! line; fails when the guest does not come up or reports an error.
+//! access NIC PPPoE-encapsulated to that subscriber. A third NIC (QEMU user
+//! networking, guest 10.0.2.15, host 10.0.2.2) carries the guest's own traffic on
+//! its host network stack: `/metrics` is scraped through a host port forward at the
+//! end, and with `--radius PORT` the subscribers are authenticated and accounted by
+//! a RADIUS server on the host's loopback (auth PORT, accounting PORT+1) instead of
+//! local users. Prints one `lab result: {json}` line; fails when the guest does not
+//! come up or reports an error.
 
 use super::*;
 use pktgen::subscribers::{index_of, Emulator, EmulatorConfig, VlanPlan};
@@ -22,8 +27,9 @@ const NIC_MAC: [&str; 2] = ["02:00:00:00:0a:01", "02:00:00:00:0b:01"];
 const CORE_HOP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc0, 0x01];
 /// Where the subscribers' upstream traffic goes (behind the core next hop).
 const CORE_DST: u32 = u32::from_be_bytes([198, 51, 100, 10]);
-/// Password of every lab user `user<i>`.
-const PASSWORD: &str = "uk-lab-secret";
+/// Password of every lab user `user<i>` (local users, or the RADIUS server's with
+/// `--radius`).
+pub const PASSWORD: &str = "uk-lab-secret";
 
 /// The lab's vBNG config: `n` local users, one pool, a static core next hop.
 pub fn vbng_config(n: u32) -> String {
@@ -38,6 +44,55 @@ pub fn vbng_config(n: u32) -> String {
         t += &format!("\n[[users]]\nname = \"user{i}\"\npassword = \"{PASSWORD}\"\n");
     }
     t
+}
+
+/// The lab's vBNG config with RADIUS instead of local users: the server at the
+/// host's loopback `port` (auth) and `port + 1` (accounting), as the guest reaches
+/// it through its management NIC (QEMU user networking: the host is 10.0.2.2).
+pub fn vbng_config_radius(port: u16, secret: &str) -> String {
+    let host = USER_NET_HOST;
+    let mut t = vbng_config(0);
+    t += &format!(
+        "\n[radius]\nauth = [{{ addr = \"{host}:{port}\", secret = \"{secret}\" }}]\n\
+         acct = [{{ addr = \"{host}:{}\", secret = \"{secret}\" }}]\n\
+         timeout_ms = 2000\ntries = 3\nnas_ip = \"{USER_NET_GUEST}\"\ninterim_s = 0\n",
+        port + 1
+    );
+    t
+}
+
+/// The management NIC's MAC, and the guest port of the vBNG's HTTP endpoint.
+const MGMT_MAC: &str = "02:00:00:00:0c:01";
+const HTTP_PORT: u16 = 9180;
+
+/// A TCP port on the host's loopback that is free now.
+fn free_tcp_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("bind a TCP port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Families and values of a Prometheus text that the lab reports: every sample of
+/// `vbng_sessions`, `vbng_auth_total`, `vbng_radius_total`, `dp_worker_rx_packets_total`.
+fn pick_metrics(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, v)) = l.rsplit_once(' ') else {
+            continue;
+        };
+        let fam = name.split('{').next().unwrap_or(name);
+        if matches!(
+            fam,
+            "vbng_sessions"
+                | "vbng_auth_total"
+                | "vbng_radius_total"
+                | "dp_worker_rx_packets_total"
+        ) {
+            if let Ok(v) = v.parse::<f64>() {
+                m.insert(name.to_string(), serde_json::json!(v));
+            }
+        }
+    }
+    m
 }
 
 /// Frames seen in one direction.
@@ -150,7 +205,21 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("uk-lab-vbng-{id}"));
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("vbng.toml");
-    std::fs::write(&cfg, vbng_config(n))?;
+    std::fs::write(
+        &cfg,
+        match o.radius {
+            Some(p) => vbng_config_radius(p, &o.radius_secret),
+            None => vbng_config(n),
+        },
+    )?;
+    if o.radius_secret.is_empty()
+        || o.radius_secret
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c.is_control())
+    {
+        bail!("--radius-secret: expected a non-empty secret without quotes, backslashes or control characters");
+    }
+    let http_fwd = free_tcp_port()?;
     let seed = dir.join("seed");
     write_host_seed(&seed)?;
     // Ports: host access = base, guest access = base+1; host core = base+2, guest
@@ -165,15 +234,23 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         kernel: images_dir().join(format!("{vnf}.elf")),
         disk: None,
         initrd: Some(cfg),
-        append: format!("stats=1000 sessions={}", n.max(64)),
+        append: format!(
+            "stats=1000 sessions={} mgmt=2:{USER_NET_GUEST}/24:{USER_NET_HOST}",
+            n.max(64)
+        ),
         nets: (0..2u16)
             .map(|i| NetSpec::Udp {
                 local: base + 2 * i + 1,
                 peer: base + 2 * i,
                 mac: NIC_MAC[usize::from(i)].into(),
             })
+            .chain([NetSpec::User {
+                fwd: vec![(http_fwd, HTTP_PORT)],
+                mac: MGMT_MAC.into(),
+            }])
             .collect(),
         pcap_dir: None,
+        drives: Vec::new(),
         fw_cfg: vec![(FWCFG_ENTROPY.to_string(), seed)],
     };
     let mut child = guest
@@ -345,6 +422,18 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         );
     }
     let traffic_s = tt.elapsed().as_secs_f64();
+    // The guest's metrics over its host stack (management NIC, host port forward).
+    let scrape = dataplane::http::get(&format!("127.0.0.1:{http_fwd}"), "/metrics");
+    let (scraped, metrics) = match &scrape {
+        Ok(t) => (
+            t.lines().filter(|l| l.starts_with("# TYPE ")).count(),
+            pick_metrics(t),
+        ),
+        Err(e) => {
+            eprintln!("lab: scraping the guest's /metrics failed: {e}");
+            (0, serde_json::Map::new())
+        }
+    };
     // The guest's own view, then a clean stop.
     if let Some(stdin) = g.child.stdin.as_mut() {
         let _ = stdin.write_all(b"sessions\nerrors\nexit\n");
@@ -392,6 +481,9 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         "guest_port1_rx": port[1].0,
         "guest_port1_tx": port[1].1,
         "guest_sessions": sessions_line,
+        "aaa": if o.radius.is_some() { "radius" } else { "local" },
+        "metrics_families": scraped,
+        "metrics": metrics,
     });
     println!("lab result: {}", header.json(&result)?);
     if code != 0 {

@@ -20,6 +20,21 @@ fn netspec_parses_tap_and_udp() {
             mac: "02:aa:00:00:00:01".into()
         }
     );
+    assert_eq!(
+        NetSpec::parse("user:19100-9100:19180-9180", 2).unwrap(),
+        NetSpec::User {
+            fwd: vec![(19100, 9100), (19180, 9180)],
+            mac: "02:00:00:00:00:03".into()
+        }
+    );
+    assert_eq!(
+        NetSpec::parse("user", 0).unwrap(),
+        NetSpec::User {
+            fwd: vec![],
+            mac: "02:00:00:00:00:01".into()
+        }
+    );
+    assert!(NetSpec::parse("user:19100", 0).is_err());
     assert!(NetSpec::parse("udp:x:1", 0).is_err());
     assert!(NetSpec::parse("vde:sw", 0).is_err());
     assert!(NetSpec::parse("tap:uk0,speed=10", 0).is_err());

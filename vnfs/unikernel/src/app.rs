@@ -7,13 +7,15 @@
 
 use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
+use crate::hoststack::{HttpServer, NetConfig, Response};
 use crate::net::VirtioPort;
 use crate::{arch, clock, print, println, VNF};
 use alloc::string::String;
 use alloc::vec::Vec;
 use dataplane::buf::Pool;
+use dataplane::metrics::Prom;
 use dataplane::port::Port;
-use dataplane::worker::{Worker, WorkerConfig};
+use dataplane::worker::{ring, Worker, WorkerConfig};
 use vnf_router::{Config, Router};
 
 /// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`).
@@ -21,6 +23,45 @@ const FWCFG_ROUTES: &str = "opt/vnf/routes";
 
 fn print_stats(w: &Worker<VirtioPort>) {
     print_port_stats(w, clock::uptime_us() / 1000);
+}
+
+/// Port of the HTTP metrics endpoint (the `router` binary's `--listen 127.0.0.1:9100`).
+pub const METRICS_PORT: u16 = 9100;
+
+/// Prometheus text of the one worker, with the families and labels the Linux
+/// `router --listen` serves (`dataplane::runner::prometheus`: worker `0`).
+fn metrics(w: &Worker<VirtioPort>) -> String {
+    let mut p = Prom::new();
+    p.nodes("0", w.graph.nodes());
+    let mut cs = Vec::new();
+    w.graph.counters(&mut |n, c| cs.push((n, c)));
+    p.node_counters("0", cs.iter().map(|(n, c)| (*n, c)));
+    for port in w.ports.iter() {
+        p.port(&alloc::format!("{}/w0", port.name()), &port.stats());
+    }
+    p.worker("0", &w.stats, &w.out.stats);
+    p.finish()
+}
+
+/// `/metrics`, `/errors`; 404 else.
+fn http(w: &Worker<VirtioPort>, path: &str) -> Response {
+    match path {
+        "/metrics" => Response::metrics(metrics(w)),
+        "/errors" => Response::text(w.graph.show_errors()),
+        _ => Response::error(404, "try /metrics or /errors"),
+    }
+}
+
+/// The host stack's place by default: port 0 with interface 0's first IPv4 address.
+fn default_mgmt(cfg: &Config) -> Option<NetConfig> {
+    let a = cfg.interfaces.first()?.ipv4.first()?;
+    let (ip, len) = vnf_router::config::parse_net4(a).ok()?;
+    Some(NetConfig {
+        port: 0,
+        addr: ip.octets(),
+        prefix: len,
+        gateway: None,
+    })
 }
 
 /// Console management: one command per line.
@@ -84,8 +125,23 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             ports.len()
         ));
     }
-    // Interfaces map to ports in order; extra ports stay idle.
-    ports.truncate(cfg.interfaces.len());
+    let mgmt = opts.mgmt.or_else(|| default_mgmt(&cfg));
+    // Interfaces map to ports in order; extra ports stay idle, but for the host
+    // stack's own port (`mgmt=N:...` past the interfaces).
+    let keep = match mgmt {
+        Some(m) if usize::from(m.port) >= cfg.interfaces.len() => {
+            if usize::from(m.port) >= ports.len() {
+                config_error(alloc::format!(
+                    "mgmt port {} but the guest has {} virtio-net ports",
+                    m.port,
+                    ports.len()
+                ));
+            }
+            usize::from(m.port) + 1
+        }
+        _ => cfg.interfaces.len(),
+    };
+    ports.truncate(keep);
     let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
     let router = match Router::build(&cfg, &port_macs, routes.as_deref()) {
         Ok(r) => r,
@@ -102,6 +158,18 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         );
     }
     let nports = ports.len();
+    let inject = ring(256);
+    let mut stack = mgmt.map(|m| {
+        let i = usize::from(m.port);
+        let exclusive = i >= cfg.interfaces.len();
+        let mac = match router.macs.get(i) {
+            Some(mac) if !exclusive => *mac,
+            _ => ports[i].mac().unwrap_or_default(),
+        };
+        let mut s = crate::hoststack::attach(&mut ports[i], mac, m, exclusive, inject.clone(), pool.cache());
+        let h = HttpServer::new(&mut s, METRICS_PORT);
+        (s, h)
+    });
     let mut worker = match Worker::new(
         ports,
         router.pipeline(),
@@ -112,7 +180,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             ..WorkerConfig::default()
         },
     ) {
-        Ok(w) => w,
+        Ok(w) => w.with_inject(inject),
         Err(e) => config_error(e),
     };
     let ready_us = clock::uptime_us();
@@ -145,11 +213,22 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     loop {
         worker.poll(now);
         iter += 1;
+        if let Some((s, h)) = stack.as_mut() {
+            if iter & 15 == 0 || s.pending() {
+                s.poll();
+                if h.poll(s, |_, p, _| http(&worker, p)) {
+                    s.poll();
+                }
+            }
+        }
         if iter & 63 == 0 {
             now = clock::now_ns();
             if stats_ns > 0 && now >= next_stats {
                 next_stats = now + stats_ns;
                 print_stats(&worker);
+                if let Some((s, h)) = &stack {
+                    s.print_stats(clock::uptime_us() / 1000, Some(h));
+                }
             }
             console.poll(&worker);
             if stop_at.is_some_and(|t| now >= t) {

@@ -54,6 +54,9 @@ pub fn print_port_stats(w: &Worker<VirtioPort>, t: u64) {
             "stats t={t}ms port {i}: rx {} pkts {} bytes drop {}, tx {} pkts {} bytes drop {}",
             s.rx_packets, s.rx_bytes, s.rx_dropped, s.tx_packets, s.tx_bytes, s.tx_dropped
         );
+        if let Some((d, l)) = p.tap_stats() {
+            println!("stats t={t}ms port {i} host stack: diverted {d} lost {l}");
+        }
     }
     let nodes: u64 = w.graph.nodes().map(|n| n.dropped()).sum();
     println!(

@@ -35,6 +35,9 @@ pub struct Options {
     /// tables for every slot are allocated at start).
     #[cfg(feature = "vbng")]
     pub sessions: Option<u32>,
+    /// The host stack's port and address (`mgmt=PORT:ADDR/LEN[:GATEWAY]`); default:
+    /// the VNF's own (see `hoststack`).
+    pub mgmt: Option<crate::hoststack::NetConfig>,
 }
 
 impl Default for Options {
@@ -48,6 +51,7 @@ impl Default for Options {
             overrides: Vec::new(),
             #[cfg(feature = "vbng")]
             sessions: None,
+            mgmt: None,
         }
     }
 }
@@ -122,6 +126,14 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
                 o.sessions = Some(n as u32);
             }
             "exit" => o.exit_after_ms = Some(num(word, v)?),
+            "mgmt" => {
+                o.mgmt = Some(
+                    crate::hoststack::NetConfig::parse(v).map_err(|why| ConfigError::Cmdline {
+                        word: word.to_string(),
+                        why,
+                    })?,
+                )
+            }
             "selftest" => match v.strip_prefix("clock:") {
                 Some(ms) => o.selftest_clock_ms = Some(num(word, ms)?),
                 None => {

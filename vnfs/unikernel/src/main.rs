@@ -21,10 +21,13 @@ mod bootinfo;
 mod clock;
 mod common;
 mod config;
-#[cfg(feature = "vbng")]
+mod configdrive;
 mod entropy;
 mod fwcfg;
 mod heap;
+mod hoststack;
+mod hostwire;
+mod iso9660;
 mod mem;
 mod net;
 mod pci;
@@ -111,13 +114,23 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     vbng_app::run(table, &opts);
 }
 
-/// Pick the config source (module, fw_cfg, baked) and apply command-line overrides.
+/// Pick the config source (module, config drive, fw_cfg, baked) and apply
+/// command-line overrides.
 fn load_config(info: &bootinfo::BootInfo, opts: &config::Options) -> Result<toml::Table, config::ConfigError> {
     let mut table = if let Some(m) = info.modules.iter().next() {
         // SAFETY: `m` is a loader module, excluded from the heap.
         let bytes = unsafe { bootinfo::module_bytes(m) };
         log::info!("config: boot module ({} bytes)", bytes.len());
         config::parse_toml(bytes, "boot module")?
+    } else if let Some(r) = configdrive::read() {
+        let (kind, bytes) = r.map_err(config::ConfigError::Invalid)?;
+        config::parse_toml(
+            &bytes,
+            match kind {
+                iso9660::DriveKind::ConfigDrive => "config drive openstack/latest/user_data",
+                iso9660::DriveKind::NoCloud => "NoCloud drive user-data",
+            },
+        )?
     } else if let Some(bytes) = fwcfg::read_file(FWCFG_CONFIG) {
         log::info!("config: fw_cfg {FWCFG_CONFIG} ({} bytes)", bytes.len());
         config::parse_toml(&bytes, "fw_cfg")?

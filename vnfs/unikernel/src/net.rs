@@ -33,6 +33,8 @@ pub struct VirtioPort {
     tx: Vec<Option<Pkt>>,
     tx_inflight: usize,
     stats: PortStats,
+    /// The host stack's divert on this port (see `hoststack`).
+    tap: Option<crate::hoststack::Tap>,
 }
 
 // SAFETY: the unikernel runs one CPU; the device's queues are only touched through
@@ -79,6 +81,7 @@ impl VirtioPort {
             tx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_inflight: 0,
             stats: PortStats::default(),
+            tap: None,
         };
         p.dev.disable_interrupts();
         for _ in 0..rx_buffers.min(QUEUE_SIZE) {
@@ -89,6 +92,16 @@ impl VirtioPort {
             }
         }
         Ok(p)
+    }
+
+    /// Divert the host stack's frames received on this port (see `hoststack`).
+    pub fn set_tap(&mut self, tap: crate::hoststack::Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// The divert's counters: (frames to the stack, frames lost on the way).
+    pub fn tap_stats(&self) -> Option<(u64, u64)> {
+        self.tap.as_ref().map(|t| (t.diverted, t.dropped))
     }
 
     /// Give a buffer to the device's receive queue.
@@ -164,6 +177,13 @@ impl Port for VirtioPort {
                     self.stats.rx_packets += 1;
                     self.stats.rx_bytes += pkt.len() as u64;
                     pkt.meta.port = self.index;
+                    let pkt = match self.tap.as_mut() {
+                        Some(t) => match t.divert(pkt, cache) {
+                            Some(p) => p,
+                            None => continue,
+                        },
+                        None => pkt,
+                    };
                     if let Err(p) = batch.push(pkt) {
                         cache.free(p);
                         self.stats.rx_dropped += 1;

@@ -4,29 +4,38 @@
 //! loop: the engine's worker (`dataplane::worker::Worker::poll`: injected frames,
 //! rx, graph, punts, tx, timers; table updates applied between bursts by
 //! `vbng::vnf::update_hook`), then the control side: punted frames to the control
-//! plane (PPPoE discovery, PPP, local AAA, DHCP), its timers by the unikernel clock,
-//! table updates to the fast path, and its frames onto the inject ring.
+//! plane (PPPoE discovery, PPP, AAA, DHCP), its timers by the unikernel clock,
+//! table updates to the fast path, and its frames onto the inject ring; then the
+//! host network stack (`hoststack`): the RADIUS client's datagrams (RFC 2865 access,
+//! RFC 2866 accounting; 4 client sockets as the Linux binary's `RadiusIo`) and the
+//! CoA/Disconnect listener (RFC 5176, `radius.coa_listen`'s port), and HTTP
+//! `/metrics` (the Linux binary's families), `/sessions`, `/errors` on the port of
+//! `listen` (default 9180).
 //!
-//! AAA is by the local users of the configuration (`users = [...]`, or `user_file`
-//! handed in as fw_cfg `opt/vnf/users`). RADIUS needs a host network stack, which the
-//! unikernel does not have yet: a `[radius]` section is refused, as is anything else
-//! that needs a file system (`ipoe.lease_journal`). `listen` (HTTP metrics) is ignored
-//! with a warning: the counters are on the console.
+//! The stack sits on the core port at `core_ip` (default gateway `core_gateway`), or
+//! where `mgmt=PORT:ADDR/LEN[:GATEWAY]` puts it (a port past the core is the stack's
+//! own). AAA is by RADIUS with `[radius]`, else by the local users (`users = [...]`,
+//! or `user_file` handed in as fw_cfg `opt/vnf/users`). Refused: what needs a file
+//! system (`ipoe.lease_journal`, `radius.acct_journal`), RADIUS servers that are not
+//! IPv4, and `[radius]` with nowhere to put the stack.
 //!
 //! Prints `vbng ready` once up, counters every `stats` period, and answers console
 //! commands (`stats`, `errors`, `sessions`, `help`, `exit`).
 
 use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
+use crate::hoststack::{HostStack, HttpServer, NetConfig, Response};
 use crate::net::VirtioPort;
 use crate::{arch, clock, print, println, VNF};
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::Port;
 use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use smoltcp::iface::SocketHandle;
 use vbng::config::{parse_user_file, Config};
 use vbng::rng::Rng;
-use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Vbng, ACCESS_PORT, CORE_PORT};
+use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Stats, Vbng, ACCESS_PORT, CORE_PORT};
 
 /// fw_cfg file holding the text of `user_file` (`-fw_cfg name=opt/vnf/users,file=...`).
 const FWCFG_USERS: &str = "opt/vnf/users";
@@ -36,12 +45,20 @@ const DEFAULT_SESSIONS: u32 = 4096;
 /// Punt and inject ring sizes between the worker and the control side.
 const RING: usize = 1024;
 
+/// Default port of the HTTP endpoint without `listen` (the Linux runtime's example).
+const DEFAULT_HTTP_PORT: u16 = 9180;
+/// RADIUS client sockets (as the Linux binary's `RadiusIo::bind(.., 4, ..)`).
+const RADIUS_CHANNELS: usize = 4;
+
 /// What the unikernel cannot do (yet) that the configuration asks for: one line.
 pub fn unsupported(cfg: &Config) -> Option<&'static str> {
-    if cfg.radius.is_some() {
-        return Some(
-            "[radius]: RADIUS needs a host network stack, which the vbng unikernel does not have yet; authenticate with local users (users = [...])",
-        );
+    if let Some(r) = &cfg.radius {
+        if r.acct_journal.is_some() {
+            return Some("radius.acct_journal: the vbng unikernel has no file system");
+        }
+        if r.auth.iter().chain(r.acct.iter()).any(|s| !s.addr.is_ipv4()) || r.coa_listen.is_some_and(|a| !a.is_ipv4()) {
+            return Some("[radius]: the unikernel's host stack is IPv4 only");
+        }
     }
     if cfg.ipoe.as_ref().is_some_and(|i| i.lease_journal.is_some()) {
         return Some("ipoe.lease_journal: the vbng unikernel has no file system");
@@ -83,9 +100,6 @@ fn load(table: toml::Table) -> Config {
     if let Some(why) = unsupported(&cfg) {
         config_error(why);
     }
-    if let Some(a) = cfg.listen {
-        log::warn!("listen = {a} ignored: no host network stack (counters on the console)");
-    }
     cfg
 }
 
@@ -108,6 +122,36 @@ fn print_stats(w: &Worker<VirtioPort>, c: &Control, inj: &Injector) {
     );
 }
 
+/// Prometheus text with the families of the Linux binary's `/metrics`
+/// (`vbng::runtime`: the BNG's own-traffic counters, node counters, ports, the
+/// worker, the control plane's; `?sessions` adds the per-session ones).
+fn metrics(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, sessions: bool) -> String {
+    let mut p = dataplane::metrics::Prom::new();
+    stats.prometheus(&mut p);
+    let mut cs = Vec::new();
+    w.graph.counters(&mut |n, c| cs.push((n, c)));
+    p.node_counters("0", cs.iter().map(|(n, c)| (*n, c)));
+    for port in w.ports.iter() {
+        p.port(port.name(), &port.stats());
+    }
+    p.worker("0", &w.stats, &w.out.stats);
+    let mut body = vbng::metrics::prometheus(&c.cp, w.graph.nodes()) + &p.finish();
+    if sessions {
+        body += &vbng::metrics::prometheus_sessions(&c.cp);
+    }
+    body
+}
+
+/// `/metrics[?sessions]`, `/sessions`, `/errors`; 404 else.
+fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, path: &str, query: &str) -> Response {
+    match path {
+        "/metrics" => Response::metrics(metrics(w, c, stats, query == "sessions")),
+        "/sessions" => Response::text(vbng::metrics::show_sessions(&c.cp)),
+        "/errors" => Response::text(w.graph.show_errors()),
+        _ => Response::error(404, "try /metrics, /sessions or /errors"),
+    }
+}
+
 /// The control side on the worker's punt and inject rings, stepped from the loop.
 struct ControlSide {
     control: Control,
@@ -118,13 +162,101 @@ struct ControlSide {
     cache: PoolCache,
     /// CGNAT port-block records (`[cgnat] log = true`), printed on the console.
     nat_log: bool,
+    /// The RADIUS client's sockets on the host stack (with `[radius]`).
+    radius: Option<RadiusSockets>,
+}
+
+/// The RADIUS client's UDP sockets: one per channel, and the CoA/DM listener.
+struct RadiusSockets {
+    channels: Vec<SocketHandle>,
+    coa: Option<SocketHandle>,
+    /// Datagrams the stack could not queue (the client retransmits).
+    send_failed: u64,
+}
+
+impl RadiusSockets {
+    fn open(stack: &mut HostStack, coa_port: Option<u16>) -> Result<RadiusSockets, String> {
+        let mut channels = Vec::new();
+        let mut seed = crate::arch::rdtsc();
+        for _ in 0..RADIUS_CHANNELS {
+            // Distinct ephemeral ports (49152-65535).
+            loop {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                match stack.udp_open(0, seed >> 33) {
+                    Ok((h, _)) => {
+                        channels.push(h);
+                        break;
+                    }
+                    Err(_) if channels.len() < 64 => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let coa = match coa_port {
+            Some(p) => Some(stack.udp_open(p, 0)?.0),
+            None => None,
+        };
+        Ok(RadiusSockets {
+            channels,
+            coa,
+            send_failed: 0,
+        })
+    }
+
+    /// Send what the control plane queued, hand what arrived to it, answer CoA/DM
+    /// (the Linux `RadiusIo::pump` over the host stack).
+    fn pump(&mut self, stack: &mut HostStack, cp: &mut vbng::control::ControlPlane, now_ms: u64) -> usize {
+        let mut n = 0;
+        for note in cp.take_notices() {
+            log::warn!("radius: {note}");
+        }
+        // No journal (radius.acct_journal is refused): nothing to write.
+        let _ = cp.take_acct_journal();
+        n += self.send(stack, cp);
+        stack.poll();
+        for (i, &h) in self.channels.iter().enumerate() {
+            n += stack.udp_recv(h, |from, b| cp.radius_input(i as u8, from, b, now_ms));
+        }
+        if let Some(h) = self.coa {
+            let mut answers = Vec::new();
+            n += stack.udp_recv(h, |from, b| {
+                if let Some(r) = cp.dynauth(b, now_ms) {
+                    answers.push((from, r));
+                }
+            });
+            for (to, r) in answers {
+                if !stack.udp_send(h, to, &r) {
+                    self.send_failed += 1;
+                }
+            }
+        }
+        // Responses may have produced new requests (accounting Start after accept).
+        n += self.send(stack, cp);
+        n
+    }
+
+    fn send(&mut self, stack: &mut HostStack, cp: &mut vbng::control::ControlPlane) -> usize {
+        let tx = cp.take_radius_tx();
+        let n = tx.len();
+        for t in tx {
+            if let Some(&h) = self.channels.get(usize::from(t.channel)) {
+                if !stack.udp_send(h, t.to, &t.bytes) {
+                    self.send_failed += 1;
+                }
+            }
+        }
+        n
+    }
 }
 
 impl ControlSide {
     /// Punted frames in, timers at `now_ms`, table updates out, frames to the inject
     /// ring; returns the work done.
-    fn step(&mut self, now_ms: u64) -> usize {
+    fn step(&mut self, now_ms: u64, stack: Option<&mut HostStack>) -> usize {
         let mut work = self.control.drain_punts(&self.punt, &mut self.cache, now_ms);
+        if let (Some(r), Some(s)) = (self.radius.as_mut(), stack) {
+            work += r.pump(s, &mut self.control.cp, now_ms);
+        }
         let tx = self.control.poll(now_ms);
         work += tx.len();
         self.injector.queue(tx);
@@ -170,13 +302,42 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             ports.len()
         ));
     }
-    // Extra ports stay idle.
-    ports.truncate(2);
+    // The host stack: where `mgmt=` says, else on the core port at `core_ip`.
+    let mgmt = opts.mgmt.or_else(|| {
+        cfg.core_ip.map(|n| NetConfig {
+            port: CORE_PORT,
+            addr: n.addr.octets(),
+            prefix: n.len,
+            gateway: cfg.core_gateway.map(|g| g.octets()),
+        })
+    });
+    if mgmt.is_none() && cfg.radius.is_some() {
+        config_error("[radius] needs the host network stack: set core_ip (the stack's address on the core port) or mgmt=PORT:ADDR/LEN[:GATEWAY] on the command line");
+    }
+    // Extra ports stay idle, but for the host stack's own port past the core.
+    let keep = match mgmt {
+        Some(m) if m.port > CORE_PORT => {
+            if usize::from(m.port) >= ports.len() {
+                config_error(alloc::format!(
+                    "mgmt port {} but the guest has {} virtio-net ports",
+                    m.port,
+                    ports.len()
+                ));
+            }
+            usize::from(m.port) + 1
+        }
+        _ => 2,
+    };
+    ports.truncate(keep);
+    let nports = ports.len();
     let core_mac = ports[usize::from(CORE_PORT)]
         .mac()
         .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
     let Vbng {
-        graph, control, nat, ..
+        graph,
+        control,
+        nat,
+        stats,
     } = match build(&cfg, &BuildEnv::new(core_mac, sessions, Rng::from_seed(seed))) {
         Ok(v) => v,
         Err(e) => config_error(e),
@@ -185,17 +346,35 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     for (i, p) in ports.iter().enumerate() {
         log::info!(
             "port {i} ({}): {} device mac {} vbng mac {}",
-            if i == usize::from(ACCESS_PORT) {
-                "access"
-            } else {
-                "core"
+            match i as u16 {
+                ACCESS_PORT => "access",
+                CORE_PORT => "core",
+                _ => "management",
             },
             p.name(),
             mac_str(p.mac().unwrap_or_default()),
-            mac_str(macs[i])
+            mac_str(macs.get(i).copied().or(p.mac()).unwrap_or_default())
         );
     }
     let (punt, inject) = (ring(RING), ring(RING));
+    let mut stack = mgmt.map(|m| {
+        let i = usize::from(m.port);
+        let mac = macs.get(i).copied().or(ports[i].mac()).unwrap_or_default();
+        crate::hoststack::attach(&mut ports[i], mac, m, m.port > CORE_PORT, inject.clone(), pool.cache())
+    });
+    let mut http = stack.as_mut().map(|s| {
+        let port = cfg.listen.map_or(DEFAULT_HTTP_PORT, |a| a.port());
+        let a = s.net.addr;
+        log::info!("metrics on http://{}.{}.{}.{}:{port}/metrics", a[0], a[1], a[2], a[3]);
+        HttpServer::new(s, port)
+    });
+    let radius = match (&cfg.radius, stack.as_mut()) {
+        (Some(r), Some(s)) => match RadiusSockets::open(s, r.coa_listen.map(|a| a.port())) {
+            Ok(rs) => Some(rs),
+            Err(e) => config_error(alloc::format!("[radius]: {e}")),
+        },
+        _ => None,
+    };
     let mut worker = match Worker::new(
         ports,
         graph,
@@ -220,13 +399,18 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         injector: Injector::new(),
         cache: pool.cache(),
         nat_log,
+        radius,
     };
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms (2 ports, {sessions} session slots, {} local users, {} pools{}, heap peak {} KiB, {} demand-zero pages)",
+        "{VNF} ready in {}.{:03} ms ({nports} ports, {sessions} session slots, {} local users{}, {} pools{}, heap peak {} KiB, {} demand-zero pages)",
         ready_us / 1000,
         ready_us % 1000,
         cfg.users.len(),
+        match &cfg.radius {
+            Some(r) => alloc::format!(", radius {} auth {} acct servers", r.auth.len(), r.acct.len()),
+            None => String::new(),
+        },
         cfg.pools.len(),
         match &nat {
             Some(n) => alloc::format!(", cgnat pool {}", n.pool.join(" ")),
@@ -252,13 +436,33 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         // The control side after every burst that punted, else every 16th round
         // (timers: LCP echo, restart timers, half-open limits, RAs).
         iter += 1;
-        if !cs.punt.is_empty() || !cs.injector.is_empty() || iter & 15 == 0 {
-            cs.step(now_ms);
+        let stack_rx = stack.as_ref().is_some_and(|s| s.pending());
+        if !cs.punt.is_empty() || !cs.injector.is_empty() || stack_rx || iter & 15 == 0 {
+            if let Some(s) = stack.as_mut() {
+                s.poll();
+            }
+            cs.step(now_ms, stack.as_mut());
+            if let (Some(s), Some(h)) = (stack.as_mut(), http.as_mut()) {
+                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, p, q)) {
+                    s.poll();
+                }
+                s.poll();
+            }
         }
         if iter & 63 == 0 {
             if stats_ns > 0 && now >= next_stats {
                 next_stats = now + stats_ns;
                 print_stats(&worker, &cs.control, &cs.injector);
+                if let Some(s) = &stack {
+                    s.print_stats(clock::uptime_us() / 1000, http.as_ref());
+                }
+                if let Some(r) = &cs.radius {
+                    println!(
+                        "stats t={}ms radius: send failed {}",
+                        clock::uptime_us() / 1000,
+                        r.send_failed
+                    );
+                }
             }
             let mut exit = false;
             console.poll(|cmd| match cmd {
@@ -271,6 +475,16 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             });
             if exit || stop_at.is_some_and(|t| now >= t) {
                 print_stats(&worker, &cs.control, &cs.injector);
+                if let Some(s) = &stack {
+                    s.print_stats(clock::uptime_us() / 1000, http.as_ref());
+                }
+                if let Some(r) = &cs.radius {
+                    println!(
+                        "stats t={}ms radius: send failed {}",
+                        clock::uptime_us() / 1000,
+                        r.send_failed
+                    );
+                }
                 arch::exit(arch::EXIT_OK);
             }
         }

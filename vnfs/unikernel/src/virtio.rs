@@ -1,4 +1,4 @@
-//! virtio-net discovery (virtio 1.2 §4.1 PCI transport, §4.2.2 MMIO transport) and the
+//! virtio-net (and virtio-blk) discovery (virtio 1.2 §4.1 PCI transport, §4.2.2 MMIO transport) and the
 //! `virtio-drivers` HAL for an identity-mapped kernel.
 //!
 //! With a PCI host bridge (q35, pc) the bus is scanned for virtio-net functions
@@ -72,19 +72,24 @@ const MMIO_SLOTS: u64 = 24;
 
 /// Find every virtio-net device, in bus order.
 pub fn discover() -> Vec<Found> {
+    discover_kind(DeviceType::Network)
+}
+
+/// Find every virtio device of type `kind` (network, block), in bus order.
+pub fn discover_kind(kind: DeviceType) -> Vec<Found> {
     if pci::present() {
-        discover_pci()
+        discover_pci(kind)
     } else {
-        discover_mmio()
+        discover_mmio(kind)
     }
 }
 
-fn discover_pci() -> Vec<Found> {
+fn discover_pci(kind: DeviceType) -> Vec<Found> {
     let mut out = Vec::new();
     let mut root = PciRoot::new(PortCam);
     let mut found = Vec::new();
     for (df, info) in root.enumerate_bus(0) {
-        if virtio_device_type(&info) == Some(DeviceType::Network) {
+        if virtio_device_type(&info) == Some(kind) {
             found.push(df);
         }
     }
@@ -114,7 +119,8 @@ fn discover_pci() -> Vec<Found> {
     out
 }
 
-fn discover_mmio() -> Vec<Found> {
+fn discover_mmio(kind: DeviceType) -> Vec<Found> {
+    let want = kind as u32;
     let mut out = Vec::new();
     // QEMU fills the slots from the top: scanning downwards gives command-line order.
     for i in (0..MMIO_SLOTS).rev() {
@@ -124,7 +130,7 @@ fn discover_mmio() -> Vec<Found> {
             let p = addr as usize as *const u32;
             (p.read_volatile(), p.add(2).read_volatile())
         };
-        if magic != 0x7472_6976 || dev != 1 {
+        if magic != 0x7472_6976 || dev != want {
             continue;
         }
         let Some(hdr) = NonNull::new(addr as usize as *mut VirtIOHeader) else {
@@ -133,7 +139,7 @@ fn discover_mmio() -> Vec<Found> {
         // SAFETY: a virtio-mmio register block of MMIO_SLOT bytes lives at `addr` for the
         // life of the guest and is used by this transport only.
         match unsafe { MmioTransport::new(hdr, MMIO_SLOT as usize) } {
-            Ok(t) if t.device_type() == DeviceType::Network => out.push(Found {
+            Ok(t) if t.device_type() == kind => out.push(Found {
                 transport: t.into(),
                 location: alloc::format!("mmio {addr:#x}"),
             }),

@@ -219,6 +219,7 @@ fn boot_image(u: &Unpacked, image: &Path, timeout: u64, tmp: &Path) -> Result<Im
         nets,
         pcap_dir: None,
         fw_cfg,
+        drives: Vec::new(),
     };
     let t0 = Instant::now();
     let mut child = g

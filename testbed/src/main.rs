@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod compare;
+mod compare_dpdk;
 mod image;
 mod lab_bng;
 mod lab_bng_netns;
@@ -37,7 +38,7 @@ enum Cmd {
     /// Run a lab (`lab router`: generator -> router -> sink in memory, no root)
     #[command(subcommand)]
     Lab(LabCmd),
-    /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io`, root)
+    /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io|dpdk`, root)
     #[command(subcommand)]
     Compare(CompareCmd),
 }
@@ -50,6 +51,8 @@ enum CompareCmd {
     Nat(compare::CompareArgs),
     /// Our raw port I/O vs dpdk-testpmd io-forward on the same veths.
     Io(compare::CompareArgs),
+    /// Our port I/O, router and NAT44 vs dpdk-testpmd over vhost-user and memif rings.
+    Dpdk(compare_dpdk::DpdkArgs),
 }
 
 #[derive(Subcommand)]
@@ -85,5 +88,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Compare(CompareCmd::Forward(a)) => done(compare::forward(a)),
         Cmd::Compare(CompareCmd::Nat(a)) => done(compare::nat(a)),
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),
+        Cmd::Compare(CompareCmd::Dpdk(a)) => done(compare_dpdk::main(a)),
     }
 }

@@ -141,6 +141,11 @@ impl Prom {
         for (name, help, v) in [
             ("dp_worker_loops_total", "Poll loop iterations", s.loops),
             (
+                "dp_worker_busy_cycles_total",
+                "CPU cycles (TSC) spent in polls that moved a packet",
+                s.busy_cycles,
+            ),
+            (
                 "dp_worker_idle_loops_total",
                 "Poll loops with no packet",
                 s.idle_loops,

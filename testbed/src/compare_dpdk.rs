@@ -218,27 +218,7 @@ pub fn pin(core: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A time-stamp counter read (cycles on x86_64, nanoseconds elsewhere).
-#[inline]
-pub fn cycles() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: rdtsc has no preconditions on x86_64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        pktgen::sig::now_ns()
-    }
-}
-
-/// Counter ticks per second of [`cycles`], measured over 50 ms.
-pub fn cycles_hz() -> f64 {
-    let (c0, t0) = (cycles(), Instant::now());
-    std::thread::sleep(Duration::from_millis(50));
-    let (c1, t1) = (cycles(), Instant::now());
-    (c1.wrapping_sub(c0)) as f64 / (t1 - t0).as_secs_f64()
-}
+use dataplane::runner::cycles;
 
 const DUT_MAC0: &str = "02:00:00:00:d0:00";
 const DUT_MAC1: &str = "02:00:00:00:d0:01";

@@ -799,6 +799,89 @@ mod tests {
         assert_eq!(fe.counters().connects, 2);
     }
 
+    /// A backend that answers with the wrong reply, one that closes mid-setup, and
+    /// one that writes garbage into the used rings: clear errors, counted, no crash.
+    #[test]
+    fn hostile_backends_are_counted_and_survived() {
+        use std::io::Write;
+        use std::os::unix::net::UnixListener;
+        let path = sock("hostile");
+        let l = UnixListener::bind(&path).unwrap();
+        let cfg = Config {
+            queue_size: 64,
+            retry: Duration::from_millis(5),
+            reply_timeout: Duration::from_millis(300),
+        };
+        // 1: GET_FEATURES answered as if it were GET_PROTOCOL_FEATURES
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 2 * HDR_LEN];
+            let _ = s.read_exact(&mut b); // SET_OWNER, GET_FEATURES
+            let _ = s.write_all(
+                Out::reply_u64(wire::GET_PROTOCOL_FEATURES, 0).bytes(),
+            );
+            // 2: the next connection is closed before any reply
+            let (s2, _) = l.accept().unwrap();
+            drop(s2);
+            l
+        });
+        let mut fe = VirtioUserPort::open(&path, &cfg).unwrap();
+        assert!(!fe.is_up());
+        assert_eq!(fe.counters().ctrl_errors, 1);
+        assert!(
+            fe.last_error().unwrap().contains("reply to request 1"),
+            "{:?}",
+            fe.last_error()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        fe.try_connect();
+        assert!(!fe.is_up());
+        assert_eq!(fe.counters().ctrl_errors, 2);
+        let l = h.join().unwrap();
+        drop(l);
+        let _ = std::fs::remove_file(&path);
+        // 3: a real backend, then garbage in the used ring it shares with us
+        let vcfg = vhost_user::Config {
+            server: true,
+            ..vhost_user::Config::default()
+        };
+        let mut be = VhostUserPort::open(&path, &vcfg).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let h = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                be.poll_control();
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            be
+        });
+        assert!(fe.wait_up(Duration::from_secs(5)), "{:?}", fe.last_error());
+        stop.store(true, Ordering::Relaxed);
+        let _be = h.join().unwrap();
+        let pool = Pool::new(256).unwrap();
+        let mut c = pool.cache();
+        // used entry 0 names descriptor 999 (there are 64) with a huge length
+        let used = fe.q[0].used;
+        // SAFETY: the first used element of ring 0 inside our mapping.
+        unsafe {
+            let e = fe.at(used + 4);
+            e.cast::<u32>().write_volatile(999);
+            e.add(4).cast::<u32>().write_volatile(1 << 20);
+        }
+        fe.idx(used).store(1, Ordering::Release);
+        let mut b = Batch::new();
+        assert_eq!(fe.rx_burst(&mut c, &mut b), 0);
+        assert_eq!(fe.counters().ring_errors, 1);
+        assert!(!fe.is_up());
+        assert!(fe.last_error().unwrap().contains("out of range"));
+        // frames sent now are dropped and counted, not written to a dead ring
+        let mut b = Batch::new();
+        b.push(c.alloc().unwrap()).unwrap();
+        fe.tx_burst(&mut c, &mut b);
+        assert!(b.is_empty());
+        assert_eq!(fe.counters().down_tx_drops, 1);
+    }
+
     #[test]
     fn bad_queue_size_is_refused() {
         let cfg = Config {

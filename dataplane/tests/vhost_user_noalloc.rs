@@ -103,8 +103,7 @@ fn virtio_user_bursts_do_not_allocate() {
     use dataplane::port::virtio_user::{self, VirtioUserPort};
     use std::time::{Duration, Instant};
     MINE.with(|m| m.set(true));
-    let path =
-        std::env::temp_dir().join(format!("dp-vuser-noalloc-{}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!("dp-vuser-noalloc-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let pool = Pool::new(4096).unwrap();
     let mut c = pool.cache();

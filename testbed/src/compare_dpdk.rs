@@ -404,7 +404,11 @@ impl Side {
 }
 
 /// Opens both generator ports and waits until they are up (the DUT must be running).
-fn wait_gen_up(g: &mut [GenPort; 2], who: &str, mut alive: impl FnMut() -> bool) -> anyhow::Result<()> {
+fn wait_gen_up(
+    g: &mut [GenPort; 2],
+    who: &str,
+    mut alive: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     let t = Instant::now();
     while !(g[0].up() & g[1].up()) {
         if t.elapsed() > Duration::from_secs(10) || !alive() {
@@ -679,7 +683,9 @@ fn run_theirs(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::R
             let why = text
                 .lines()
                 .rev()
-                .find(|l| l.contains("EAL: Error") || l.contains("Cause:") || l.contains("not found"))
+                .find(|l| {
+                    l.contains("EAL: Error") || l.contains("Cause:") || l.contains("not found")
+                })
                 .unwrap_or("no reason printed")
                 .trim()
                 .to_string();
@@ -779,7 +785,8 @@ pub fn main(args: DpdkArgs) -> anyhow::Result<()> {
         "workload",
     )?;
     testpmd_present()?;
-    let header = pktgen::meta::Header::start(crate::compare::SCHEMA, crate::compare::SCHEMA_VERSION);
+    let header =
+        pktgen::meta::Header::start(crate::compare::SCHEMA, crate::compare::SCHEMA_VERSION);
     let dir = std::env::temp_dir().join(format!("tb-dpdk-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let _clean = Cleanup(dir.clone());
@@ -805,7 +812,10 @@ pub fn main(args: DpdkArgs) -> anyhow::Result<()> {
             }
             let _ = std::io::stdout().flush();
             if l.ours_mpps <= 0.0 || l.theirs_mpps <= 0.0 {
-                failures.push(format!("{} {}: no packet through a DUT", l.ring, l.workload));
+                failures.push(format!(
+                    "{} {}: no packet through a DUT",
+                    l.ring, l.workload
+                ));
             }
             if !l.counters_agree {
                 failures.push(format!(

@@ -382,7 +382,9 @@ impl NetSpec {
                 peer: p.parse().with_context(|| format!("--net {s}: bad port"))?,
                 mac,
             }),
-            _ => bail!("--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT or vhost-user:SOCKET"),
+            _ => {
+                bail!("--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT or vhost-user:SOCKET")
+            }
         }
     }
 }
@@ -739,9 +741,9 @@ fn bench_guest(vnf: &str, runs: usize, o: &RunOpts, guest: &Guest) -> Result<()>
 
 /// The namespace lab: taps in two network namespaces, the guest between them.
 mod lab;
-mod lab_vhost;
 /// The vBNG's lab: PPPoE subscribers and core traffic over UDP-socket netdevs.
 mod lab_vbng;
+mod lab_vhost;
 
 #[cfg(test)]
 mod tests;

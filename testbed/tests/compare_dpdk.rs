@@ -78,7 +78,10 @@ fn compare_dpdk_prints_one_agreeing_line_per_ring_and_workload() {
                 "{side}: {v}"
             );
         }
-        assert!(seen.insert((ring, wl)), "a (ring, workload) twice: {stdout}");
+        assert!(
+            seen.insert((ring, wl)),
+            "a (ring, workload) twice: {stdout}"
+        );
     }
     assert_eq!(seen.len(), 6, "{stdout}");
 }

@@ -408,7 +408,12 @@ mod tests {
             );
         }
         let vu = "virtio-user:/tmp/b.sock".parse::<PortSpec>().unwrap();
-        assert_eq!(vu, PortSpec::VirtioUser { path: "/tmp/b.sock".into() });
+        assert_eq!(
+            vu,
+            PortSpec::VirtioUser {
+                path: "/tmp/b.sock".into()
+            }
+        );
         assert_eq!(vu.to_string().parse::<PortSpec>().unwrap(), vu);
         for bad in ["virtio-user:", "virtio-user:/s,server"] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");

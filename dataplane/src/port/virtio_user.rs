@@ -437,10 +437,7 @@ impl VirtioUserPort {
             userspace_addr: base,
             mmap_offset: 0,
         };
-        send(
-            &Out::request_mem(0, &[region]),
-            &[self.mem._fd.as_raw_fd()],
-        )?;
+        send(&Out::request_mem(0, &[region]), &[self.mem._fd.as_raw_fd()])?;
         let kick = [
             eventfd().map_err(|e| io("eventfd", e))?,
             eventfd().map_err(|e| io("eventfd", e))?,
@@ -641,11 +638,7 @@ impl Port for VirtioUserPort {
             // SAFETY: header + frame fit in buffer `id` of our mapping.
             unsafe {
                 core::ptr::write_bytes(self.at(off), 0, self.hdr);
-                core::ptr::copy_nonoverlapping(
-                    data.as_ptr(),
-                    self.at(off + self.hdr),
-                    data.len(),
-                );
+                core::ptr::copy_nonoverlapping(data.as_ptr(), self.at(off + self.hdr), data.len());
             }
             self.write_desc(1, id, self.addr(off), (self.hdr + data.len()) as u32, 0);
             self.in_flight[id as usize] = true;
@@ -679,10 +672,8 @@ mod tests {
     use crate::port::vhost_user::{self, VhostUserPort};
 
     fn sock(tag: &str) -> PathBuf {
-        let p = std::env::temp_dir().join(alloc::format!(
-            "dp-vuser-{tag}-{}.sock",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(alloc::format!("dp-vuser-{tag}-{}.sock", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
     }
@@ -817,9 +808,7 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut b = [0u8; 2 * HDR_LEN];
             let _ = s.read_exact(&mut b); // SET_OWNER, GET_FEATURES
-            let _ = s.write_all(
-                Out::reply_u64(wire::GET_PROTOCOL_FEATURES, 0).bytes(),
-            );
+            let _ = s.write_all(Out::reply_u64(wire::GET_PROTOCOL_FEATURES, 0).bytes());
             // 2: the next connection is closed before any reply
             let (s2, _) = l.accept().unwrap();
             drop(s2);

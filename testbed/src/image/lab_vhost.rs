@@ -127,8 +127,14 @@ pub fn run(vnf: &str, o: &lab::LabOpts) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("start qemu-system-x86_64")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no QEMU stdout"))?;
-    let stderr = child.stderr.take().ok_or_else(|| anyhow!("no QEMU stderr"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no QEMU stdout"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow!("no QEMU stderr"))?;
     guard.guest = Some(child);
     let (tx, rx) = mpsc::channel::<String>();
     for (r, tag) in [
@@ -174,9 +180,17 @@ pub fn run(vnf: &str, o: &lab::LabOpts) -> Result<()> {
         if Instant::now() > deadline {
             bail!(
                 "not ready within 120 s (guest ready: {guest_ready}; NIC 0: {}, NIC 1: {}){}",
-                ports[0].last_error().unwrap_or(if ports[0].is_up() { "up" } else { "down" }),
-                ports[1].last_error().unwrap_or(if ports[1].is_up() { "up" } else { "down" }),
-                if last_qemu.is_empty() { String::new() } else { format!("; {last_qemu}") }
+                ports[0]
+                    .last_error()
+                    .unwrap_or(if ports[0].is_up() { "up" } else { "down" }),
+                ports[1]
+                    .last_error()
+                    .unwrap_or(if ports[1].is_up() { "up" } else { "down" }),
+                if last_qemu.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {last_qemu}")
+                }
             );
         }
         std::thread::sleep(Duration::from_millis(1));

@@ -62,9 +62,15 @@ fn netspec_vhost_user_gives_a_shared_memory_backend_and_a_vhost_user_netdev() {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let has = |x: &str| args.iter().any(|a| a == x);
-    assert!(has("memory-backend-memfd,id=mem,size=128M,share=on"), "{args:?}");
+    assert!(
+        has("memory-backend-memfd,id=mem,size=128M,share=on"),
+        "{args:?}"
+    );
     assert!(has("microvm,memory-backend=mem"), "{args:?}");
-    assert!(has("socket,id=c0,path=/tmp/v0.sock,reconnect=1"), "{args:?}");
+    assert!(
+        has("socket,id=c0,path=/tmp/v0.sock,reconnect=1"),
+        "{args:?}"
+    );
     assert!(has("vhost-user,id=n0,chardev=c0"), "{args:?}");
     assert!(!args.iter().any(|a| a.contains("filter-dump")), "{args:?}");
 }

@@ -57,7 +57,8 @@ use std::time::{Duration, Instant};
 
 /// Bytes per buffer (header + frame).
 pub const BUF: usize = 2048;
-/// While up, the socket is checked for a closed backend every this many bursts.
+/// While up, the socket is checked for a closed backend every this many bursts (a
+/// power of two).
 const CHECK_EVERY: u32 = 1024;
 
 /// Port settings.
@@ -506,7 +507,7 @@ impl VirtioUserPort {
         self.tick = self.tick.wrapping_add(1);
         match &self.link {
             Some(l) => {
-                if self.tick % CHECK_EVERY != 0 {
+                if self.tick & (CHECK_EVERY - 1) != 0 {
                     return;
                 }
                 let mut b = [0u8; 64];
@@ -519,7 +520,7 @@ impl VirtioUserPort {
                 }
             }
             None => {
-                if self.tick % 64 == 0 && Instant::now() >= self.next_try {
+                if self.tick & 63 == 0 && Instant::now() >= self.next_try {
                     self.try_connect();
                 }
             }

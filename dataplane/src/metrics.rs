@@ -205,6 +205,11 @@ impl Prom {
         let l = [("worker", worker)];
         for (name, help, v) in [
             (WORKER_LOOPS.name, WORKER_LOOPS.help, s.loops),
+            (
+                "dp_worker_busy_cycles_total",
+                "CPU cycles (TSC) spent in polls that moved a packet",
+                s.busy_cycles,
+            ),
             (WORKER_IDLE_LOOPS.name, WORKER_IDLE_LOOPS.help, s.idle_loops),
             (
                 "dp_worker_rx_packets_total",

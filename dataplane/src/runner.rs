@@ -88,6 +88,30 @@ pub struct Runner {
     shared: Vec<Arc<Shared>>,
 }
 
+/// A cycle counter read: the time-stamp counter on x86_64 (constant rate on every
+/// CPU this targets), a monotonic nanosecond clock elsewhere.
+#[inline]
+pub fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        T0.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// Ticks per second of [`cycles`], measured over 50 ms.
+pub fn cycles_hz() -> f64 {
+    let (c0, t0) = (cycles(), Instant::now());
+    std::thread::sleep(core::time::Duration::from_millis(50));
+    let (c1, t1) = (cycles(), Instant::now());
+    c1.wrapping_sub(c0) as f64 / (t1 - t0).as_secs_f64()
+}
+
 /// Nanoseconds since `t0`.
 fn now_ns(t0: Instant) -> u64 {
     t0.elapsed().as_nanos() as u64
@@ -133,7 +157,11 @@ fn worker(spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Worke
             w.flush();
             break;
         }
+        let c0 = cycles();
         let busy = w.poll(now) > 0;
+        if busy {
+            w.stats.busy_cycles += cycles().wrapping_sub(c0);
+        }
         if w.stats.loops & 63 == 0 {
             now = now_ns(t0);
         }

@@ -97,6 +97,10 @@ pub struct WorkerStats {
     pub tx_unsent: u64,
     /// Graph timer runs.
     pub ticks: u64,
+    /// CPU cycles (the x86 time-stamp counter; nanoseconds elsewhere) spent in polls
+    /// that moved a packet: the worker's busy time, counted by
+    /// [`crate::runner`]'s loop (a worker polled by other code leaves it 0).
+    pub busy_cycles: u64,
 }
 
 /// One worker: its ports (queues), its graph, its buffer cache and rings.

@@ -39,7 +39,7 @@ enum Cmd {
         /// Profile file (TOML, or YAML by extension).
         #[arg(long)]
         profile: PathBuf,
-        /// Transmit port spec (afxdp:IF[:Q], afpacket:IF, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master], vhost-user:PATH[,server]).
+        /// Transmit port spec (afxdp:IF[:Q], afpacket:IF, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master], vhost-user:PATH[,server], virtio-user:PATH).
         #[arg(long)]
         tx: String,
         /// Receive port spec (default: none, transmit only).

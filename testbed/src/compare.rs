@@ -25,6 +25,15 @@
 //! (`/proc/stat`) plus the generator's extra system time compared with the run
 //! against our DUT, per second of wall time, floored at 0.05 core. testpmd uses one
 //! forwarding core.
+//!
+//! Cycles per packet (`cycles_per_pkt_ours`/`_theirs`): ours = the worker's busy
+//! cycles — the time-stamp counter over polls that moved a packet (the router's
+//! `dp_worker_busy_cycles_total` metric, or the in-process loop's own count) — per
+//! packet received; Linux = the CPU time above (softirq plus the generator's extra
+//! system time) in cycles per packet the sink received. Both count only the work of
+//! forwarding, not a poll loop's idle spinning, so a generator-limited run (both
+//! DUTs keep up) still says which DUT spends less per packet. testpmd's side of
+//! `io` has no such figure here (`null`); `compare dpdk` reports testpmd's own.
 
 use crate::netns::{in_netns, Lab};
 use anyhow::{bail, Context};
@@ -92,6 +101,15 @@ pub struct CompareReport {
     pub theirs_mpps: f64,
     /// ours_mpps / theirs_mpps.
     pub ratio: f64,
+    /// CPU cycles per forwarded packet at the same offered load: ours = the worker's
+    /// busy cycles (polls that moved a packet) / packets it received; Linux = its
+    /// softirq time plus the generator's extra system time (see the module docs), in
+    /// cycles, / packets the sink received. Comparable even when the generator, not
+    /// a DUT, limited the Mpps. `null` when a side could not be measured.
+    pub cycles_per_pkt_ours: Option<f64>,
+    pub cycles_per_pkt_theirs: Option<f64>,
+    /// cycles_per_pkt_theirs / cycles_per_pkt_ours (above 1: ours spends less).
+    pub cycles_ratio: Option<f64>,
     /// The machine for people; in the JSON, `machine` is the report header's object
     /// (host, CPU model, cores, kernel).
     pub machine: String,
@@ -277,17 +295,60 @@ mac = "{}"
     )
 }
 
-fn run_ours_router(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(RunResult, f64)> {
+/// A counter's value (summed over its label sets) in Prometheus text.
+fn prom_sum(text: &str, name: &str) -> Option<u64> {
+    let mut found = false;
+    let mut sum = 0u64;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = l.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        let v = rest.rsplit(' ').next()?.parse::<f64>().ok()?;
+        sum += v as u64;
+        found = true;
+    }
+    found.then_some(sum)
+}
+
+/// The router's busy cycles per received packet from its metrics file (rewritten
+/// every second): read once the file shows every packet of the run.
+fn router_cycles_per_pkt(metrics: &std::path::Path, received: u64) -> Option<f64> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(250));
+        let text = std::fs::read_to_string(metrics).unwrap_or_default();
+        let (Some(busy), Some(rx)) = (
+            prom_sum(&text, "dp_worker_busy_cycles_total"),
+            prom_sum(&text, "dp_worker_rx_packets_total"),
+        ) else {
+            continue;
+        };
+        if rx >= received && rx > 0 {
+            return Some(busy as f64 / rx as f64);
+        }
+    }
+    None
+}
+
+fn run_ours_router(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(Dut, f64)> {
     let bin = router_bin(args)?;
     let dir = std::env::temp_dir().join(format!("{}-router", topo.lab.prefix()));
     std::fs::create_dir_all(&dir)?;
     let cfg = dir.join("router.toml");
     std::fs::write(&cfg, router_config(&args.io, topo))?;
     let log = dir.join("router.log");
+    let metrics = dir.join("router.prom");
     let bin_s = bin.display().to_string();
     let cfg_s = cfg.display().to_string();
-    topo.lab
-        .spawn(&topo.d, &[&bin_s, "--config", &cfg_s], Some(&log))?;
+    let metrics_s = metrics.display().to_string();
+    topo.lab.spawn(
+        &topo.d,
+        &[&bin_s, "--config", &cfg_s, "--metrics", &metrics_s],
+        Some(&log),
+    )?;
     // wait until the router says it is ready
     let mut ready = false;
     for _ in 0..100 {
@@ -311,7 +372,15 @@ fn run_ours_router(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(RunResult
     let s0 = self_sys_secs();
     let r = traffic(topo, args, &s)?;
     let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
-    Ok((r, sys))
+    let cycles_per_pkt = router_cycles_per_pkt(&metrics, r.rx.rx);
+    Ok((
+        Dut {
+            run: r,
+            cores: 1.0,
+            cycles_per_pkt,
+        },
+        sys,
+    ))
 }
 
 /// Linux forwarding; `gen_sys` is the generator's system CPU per second measured in
@@ -323,7 +392,7 @@ fn run_linux_forward(
     args: &CompareArgs,
     nat: bool,
     gen_sys: f64,
-) -> anyhow::Result<(RunResult, f64)> {
+) -> anyhow::Result<Dut> {
     let l = &topo.lab;
     let d = &topo.d;
     l.exec(d, &["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
@@ -402,23 +471,38 @@ fn run_linux_forward(
     let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
     let j1 = softirq_jiffies();
     let softirq = (j1.saturating_sub(j0)) as f64 / clk_tck() / r.seconds.max(1e-3);
-    let cores = (softirq + (sys - gen_sys).max(0.0)).max(0.05);
-    Ok((r, cores))
+    let busy = softirq + (sys - gen_sys).max(0.0);
+    let cores = busy.max(0.05);
+    // the kernel's CPU seconds per second of traffic, in cycles, per forwarded packet
+    let cycles_per_pkt =
+        (r.rx.rx > 0).then(|| busy * r.seconds * dataplane::runner::cycles_hz() / r.rx.rx as f64);
+    Ok(Dut {
+        run: r,
+        cores,
+        cycles_per_pkt,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One DUT's run: the traffic, the cores it used, its cycles per packet.
+struct Dut {
+    run: RunResult,
+    cores: f64,
+    cycles_per_pkt: Option<f64>,
+}
+
 fn report(
     which: &'static str,
     ours: &str,
     theirs: &str,
     args: &CompareArgs,
-    o: &RunResult,
-    t: &RunResult,
-    ours_cores: f64,
-    theirs_cores: f64,
+    od: &Dut,
+    td: &Dut,
 ) -> CompareReport {
+    let (o, t) = (&od.run, &td.run);
+    let (ours_cores, theirs_cores) = (od.cores, td.cores);
     let om = o.rx_pps / 1e6 / ours_cores;
     let tm = t.rx_pps / 1e6 / theirs_cores;
+    let (co, ct) = (od.cycles_per_pkt, td.cycles_per_pkt);
     CompareReport {
         compare: which,
         ours: ours.into(),
@@ -437,6 +521,12 @@ fn report(
         ours_mpps: om,
         theirs_mpps: tm,
         ratio: if tm > 0.0 { om / tm } else { 0.0 },
+        cycles_per_pkt_ours: co,
+        cycles_per_pkt_theirs: ct,
+        cycles_ratio: match (co, ct) {
+            (Some(a), Some(b)) if a > 0.0 => Some(b / a),
+            _ => None,
+        },
         machine: machine(),
     }
 }
@@ -474,6 +564,15 @@ fn print(h: &pktgen::meta::Header, r: &CompareReport, json: bool) -> anyhow::Res
             r.theirs, r.offered_mpps_theirs, r.received_mpps_theirs, r.plr_theirs, r.theirs_cores, r.theirs_mpps
         );
         println!("  ratio (ours/theirs per DUT core): {:.2}", r.ratio);
+        let c = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "-".into());
+        println!(
+            "  CPU cycles per forwarded packet: ours {}  theirs {}  (theirs/ours {})",
+            c(r.cycles_per_pkt_ours),
+            c(r.cycles_per_pkt_theirs),
+            r.cycles_ratio
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
         println!("  machine: {}", r.machine);
     }
     Ok(())
@@ -486,7 +585,7 @@ pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
         let t = topo("fo")?;
         run_ours_router(&t, &args)?
     };
-    let (t, cores) = {
+    let t = {
         let tp = topo("fl")?;
         run_linux_forward(&tp, &args, false, gen_sys)?
     };
@@ -497,8 +596,6 @@ pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
         &args,
         &o,
         &t,
-        1.0,
-        cores,
     );
     print(&header, &r, args.json)?;
     verdict(&r)
@@ -507,7 +604,7 @@ pub fn forward(args: CompareArgs) -> anyhow::Result<()> {
 /// Our NAT44 router: the router's stages with the `nat44` stage (NAPT, RFC 4787
 /// endpoint-independent mapping) before routing, polled by one thread of this process
 /// inside namespace D on the same ports the router VNF would use.
-fn run_ours_nat(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(RunResult, f64)> {
+fn run_ours_nat(topo: &Topo, args: &CompareArgs) -> anyhow::Result<(Dut, f64)> {
     use dataplane::stages::{arp::ArpInput, classify::Classify, ip4, nat};
     let cfg = vnf_router::Config::from_toml(&router_config(&args.io, topo))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -540,13 +637,13 @@ fn run_in_process(
     topo: &Topo,
     args: &CompareArgs,
     pipeline: Option<dataplane::stage::Pipeline>,
-) -> anyhow::Result<(RunResult, f64)> {
+) -> anyhow::Result<(Dut, f64)> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let io = args.io.clone();
     let d = topo.d.clone();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let st = stop.clone();
-    let h = std::thread::spawn(move || -> anyhow::Result<u64> {
+    let h = std::thread::spawn(move || -> anyhow::Result<(u64, u64, u64)> {
         let pool = Pool::new(32768).context("pool")?;
         let ports = in_netns(&d, || -> anyhow::Result<_> {
             Ok([
@@ -576,27 +673,37 @@ fn run_in_process(
         .map_err(|e| anyhow::anyhow!("graph: {e}"))?;
         let t0 = std::time::Instant::now();
         let mut now = 0;
+        let mut busy = 0u64;
         while !st.load(Ordering::Relaxed) {
-            w.poll(now);
+            let c0 = dataplane::runner::cycles();
+            if w.poll(now) > 0 {
+                busy += dataplane::runner::cycles().wrapping_sub(c0);
+            }
             if w.stats.loops & 63 == 0 {
                 now = t0.elapsed().as_nanos() as u64;
             }
         }
-        let n = w.stats.tx_packets;
-        Ok(n)
+        Ok((w.stats.tx_packets, w.stats.rx_packets, busy))
     });
     std::thread::sleep(Duration::from_millis(300));
     let s = stream(args, &topo.mac_g0, &topo.mac_d0);
     let s0 = self_sys_secs();
     let r = traffic(topo, args, &s);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let fwd = h
+    let (fwd, rx, busy) = h
         .join()
         .map_err(|_| anyhow::anyhow!("DUT thread panicked"))??;
     let r = r?;
     let sys = (self_sys_secs() - s0) / r.seconds.max(1e-3);
     anyhow::ensure!(fwd > 0, "the in-process DUT forwarded nothing");
-    Ok((r, sys))
+    Ok((
+        Dut {
+            run: r,
+            cores: 1.0,
+            cycles_per_pkt: (rx > 0).then(|| busy as f64 / rx as f64),
+        },
+        sys,
+    ))
 }
 
 /// `testbed compare nat`.
@@ -606,7 +713,7 @@ pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
         let t = topo("no")?;
         run_ours_nat(&t, &args)?
     };
-    let (t, cores) = {
+    let t = {
         let tp = topo("nl")?;
         run_linux_forward(&tp, &args, true, gen_sys)?
     };
@@ -617,8 +724,6 @@ pub fn nat(args: CompareArgs) -> anyhow::Result<()> {
         &args,
         &o,
         &t,
-        1.0,
-        cores,
     );
     print(&header, &r, args.json)?;
     verdict(&r)
@@ -676,7 +781,11 @@ pub fn io(args: CompareArgs) -> anyhow::Result<()> {
     };
     let t = {
         let tp = topo("ip")?;
-        run_testpmd(&tp, &args)?
+        Dut {
+            run: run_testpmd(&tp, &args)?,
+            cores: 1.0,
+            cycles_per_pkt: None,
+        }
     };
     let r = report(
         "io",
@@ -685,8 +794,6 @@ pub fn io(args: CompareArgs) -> anyhow::Result<()> {
         &args,
         &o,
         &t,
-        1.0,
-        1.0,
     );
     print(&header, &r, args.json)?;
     verdict(&r)

@@ -89,6 +89,11 @@ pub enum ImageCmd {
         /// Use the image as built; do not rebuild first
         #[arg(long)]
         no_build: bool,
+        /// router: attach the guest's two NICs to vhost-user sockets served by this
+        /// process (QEMU is the vhost-user frontend, our ports the backends; the
+        /// generator and sink run on them, as on an OVS-DPDK or VPP host; no root)
+        #[arg(long)]
+        vhost_user: bool,
     },
     /// (lab helper) send UDP datagrams to DST for SECONDS; prints a JSON summary
     #[command(hide = true)]
@@ -149,7 +154,10 @@ pub struct RunOpts {
     /// Extra kernel command line (e.g. `exit=ready`, `config.key=value`)
     #[arg(long, default_value = "")]
     append: String,
-    /// A port: `tap:IFNAME[,mac=MAC]`, `udp:LOCALPORT:PEERPORT[,mac=MAC]` (repeatable, in port order)
+    /// A port: `tap:IFNAME[,mac=MAC]`, `udp:LOCALPORT:PEERPORT[,mac=MAC]` or
+    /// `vhost-user:SOCKET[,mac=MAC]` (QEMU connects to a vhost-user backend listening
+    /// on SOCKET, e.g. `pktgen --tx vhost-user:SOCKET,server`; guest RAM becomes a
+    /// shared memfd) (repeatable, in port order)
     #[arg(long = "net")]
     nets: Vec<String>,
     /// A file for the guest's fw_cfg, `NAME=FILE` (e.g. `opt/vnf/users=users.txt`;
@@ -270,9 +278,9 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             machine,
             memory,
             no_build,
-        } => lab::run(
-            &vnf,
-            &lab::LabOpts {
+            vhost_user,
+        } => {
+            let o = lab::LabOpts {
                 seconds,
                 size,
                 pps,
@@ -282,8 +290,13 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
                 machine,
                 memory,
                 no_build,
-            },
-        ),
+            };
+            if vhost_user {
+                lab_vhost::run(&vnf, &o)
+            } else {
+                lab::run(&vnf, &o)
+            }
+        }
         ImageCmd::GenUdp {
             dst,
             seconds,
@@ -363,6 +376,9 @@ pub enum NetSpec {
     /// QEMU user networking (slirp: the guest is 10.0.2.15/24, the host 10.0.2.2,
     /// no root): `fwd` forwards host TCP ports on 127.0.0.1 to guest ports.
     User { fwd: Vec<(u16, u16)>, mac: String },
+    /// A vhost-user backend listening on a unix socket (QEMU `-netdev vhost-user`,
+    /// QEMU the frontend and client); guest RAM is then a shared memfd the backend maps.
+    VhostUser { path: PathBuf, mac: String },
 }
 
 /// The guest's address on a `user` port (QEMU's slirp default).
@@ -382,6 +398,16 @@ impl NetSpec {
                 Some(("mac", m)) => mac = m.to_string(),
                 _ => bail!("--net {s}: unknown option `{o}`"),
             }
+        }
+        if let Some(path) = main.strip_prefix("vhost-user:") {
+            // QEMU's option syntax: a comma in the path would start the next option
+            if path.is_empty() || path.contains(',') {
+                bail!("--net {s}: expected vhost-user:SOCKET (a path without commas)");
+            }
+            return Ok(NetSpec::VhostUser {
+                path: path.into(),
+                mac,
+            });
         }
         let parts: Vec<&str> = main.split(':').collect();
         match parts.as_slice() {
@@ -407,7 +433,9 @@ impl NetSpec {
                 }
                 Ok(NetSpec::User { fwd: v, mac })
             }
-            _ => bail!("--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT or user[:HOSTPORT-GUESTPORT...]"),
+            _ => bail!(
+                "--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT, user[:HOSTPORT-GUESTPORT...] or vhost-user:SOCKET"
+            ),
         }
     }
 }
@@ -463,14 +491,21 @@ impl Guest {
             Accel::Auto => "tcg",
         };
         let mut c = Command::new("qemu-system-x86_64");
-        c.args([
-            "-accel",
-            accel,
-            "-machine",
-            self.machine.qemu_name(),
-            "-m",
-            &self.memory,
-        ]);
+        // vhost-user backends map guest RAM: it must be a shared file (a memfd)
+        let vhost = self
+            .nets
+            .iter()
+            .any(|n| matches!(n, NetSpec::VhostUser { .. }));
+        let machine = if vhost {
+            c.arg("-object").arg(format!(
+                "memory-backend-memfd,id=mem,size={},share=on",
+                self.memory
+            ));
+            format!("{},memory-backend=mem", self.machine.qemu_name())
+        } else {
+            self.machine.qemu_name().to_string()
+        };
+        c.args(["-accel", accel, "-machine", &machine, "-m", &self.memory]);
         c.args([
             "-nodefaults",
             "-no-user-config",
@@ -537,13 +572,23 @@ impl Guest {
                     }
                     (d, mac)
                 }
+                NetSpec::VhostUser { path, mac } => {
+                    // QEMU connects (and reconnects every second) to the backend
+                    c.arg("-chardev").arg(format!(
+                        "socket,id=c{i},path={},reconnect=1",
+                        path.display()
+                    ));
+                    (format!("vhost-user,id=n{i},chardev=c{i}"), mac)
+                }
             };
+            let dump = !matches!(n, NetSpec::VhostUser { .. });
             c.args(["-netdev", &netdev]);
             c.args([
                 "-device",
                 &format!("{},netdev=n{i},mac={mac}", self.machine.net_device()),
             ]);
-            if let Some(d) = &self.pcap_dir {
+            // (the vhost-user data path bypasses QEMU: nothing to dump)
+            if let Some(d) = self.pcap_dir.as_ref().filter(|_| dump) {
                 let f = d.join(format!("port{i}.pcap"));
                 c.arg("-object").arg(format!(
                     "filter-dump,id=f{i},netdev=n{i},file={}",
@@ -851,6 +896,7 @@ fn bench_guest(vnf: &str, runs: usize, o: &RunOpts, guest: &Guest) -> Result<()>
 mod lab;
 /// The vBNG's lab: PPPoE subscribers and core traffic over UDP-socket netdevs.
 mod lab_vbng;
+mod lab_vhost;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 mod compare;
 mod compare_bng;
+mod compare_dpdk;
 mod image;
 mod lab_bng;
 mod lab_bng_netns;
@@ -41,7 +42,7 @@ enum Cmd {
     /// Run a lab (`lab router`: generator -> router -> sink in memory, no root)
     #[command(subcommand)]
     Lab(LabCmd),
-    /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io`, root)
+    /// Side-by-side KPI runs on one veth topology (`compare forward|nat|io|dpdk`, root)
     #[command(subcommand)]
     Compare(CompareCmd),
     /// A VNF manager's lifecycle for one package (CSAR or OSM): validate, unpack, boot
@@ -61,6 +62,8 @@ enum CompareCmd {
     /// The monolithic vBNG vs the disaggregated one (vbng-cp + N vbng-up over
     /// PFCP/GTP-U) on the in-memory BNG lab, each in its own process (no root).
     Bng(compare_bng::CompareBngArgs),
+    /// Our port I/O, router and NAT44 vs dpdk-testpmd over vhost-user and memif rings.
+    Dpdk(compare_dpdk::DpdkArgs),
 }
 
 #[derive(Subcommand)]
@@ -106,5 +109,6 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Compare(CompareCmd::Io(a)) => done(compare::io(a)),
         Cmd::Compare(CompareCmd::Bng(a)) => done(compare_bng::run(a)),
         Cmd::Onboard(a) => done(onboard::main(a)),
+        Cmd::Compare(CompareCmd::Dpdk(a)) => done(compare_dpdk::main(a)),
     }
 }

@@ -60,6 +60,20 @@ fn compare_nat_ours_and_nftables_forward_everything_at_low_rate() {
     let v = compare("nat", "afpacket");
     assert_eq!(v["plr_theirs"].as_f64().unwrap(), 0.0, "{v}");
     assert!(v["received_mpps_ours"].as_f64().unwrap() > 0.0, "{v}");
+    // cycles per forwarded packet on both sides (Linux's from jiffies: coarse at this
+    // rate, possibly 0)
+    assert!(v["cycles_per_pkt_ours"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["cycles_per_pkt_theirs"].as_f64().unwrap() >= 0.0, "{v}");
+}
+
+#[test]
+fn compare_forward_reports_cycles_per_packet_for_the_router_process_and_linux() {
+    let v = compare("forward", "afpacket");
+    assert!(v["received_mpps_ours"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["received_mpps_theirs"].as_f64().unwrap() > 0.0, "{v}");
+    // the router's busy cycles come from its metrics file
+    assert!(v["cycles_per_pkt_ours"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["cycles_per_pkt_theirs"].as_f64().unwrap() >= 0.0, "{v}");
 }
 
 #[test]

@@ -656,5 +656,47 @@ fn config_drive_gives_the_day0_config() {
             "FATAL: bad configuration: config from NoCloud drive user-data is not valid TOML"
         ),
         "{t}"
+/// The router guest with both NICs on vhost-user: QEMU is the frontend, the testbed's
+/// own vhost-user ports the backends (server sockets), as on an OVS-DPDK or VPP host.
+/// No root needed.
+#[test]
+fn routes_udp_over_vhost_user_nics_served_by_our_process() {
+    built();
+    let _g = qemu_lock();
+    let o = testbed()
+        .args([
+            "image",
+            "lab",
+            "router",
+            "--vhost-user",
+            "--no-build",
+            "--seconds",
+            "2",
+            "--pps",
+            "1000",
+        ])
+        .output()
+        .expect("run testbed image lab --vhost-user");
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let line = t
+        .lines()
+        .find_map(|l| l.strip_prefix("lab result: "))
+        .unwrap_or_else(|| panic!("no result\n{t}"));
+    let r: serde_json::Value = serde_json::from_str(line).expect("lab result JSON");
+    assert_eq!(r["nics"], "vhost-user", "{t}");
+    let sent = r["sent"].as_u64().expect("sent");
+    let good = r["good"].as_u64().expect("good");
+    assert!(sent >= 1000, "sent {sent}\n{t}");
+    assert!(
+        good > 0 && good * 10 >= sent * 9,
+        "routed {good} of {sent}\n{t}"
+    );
+    assert_eq!(r["bad_rewrite"].as_u64(), Some(0), "{t}");
+    let rx0 = r["guest_port0_rx"].as_u64().expect("guest port 0 rx");
+    let tx1 = r["guest_port1_tx"].as_u64().expect("guest port 1 tx");
+    assert!(
+        rx0 >= good && tx1 >= good,
+        "guest counters rx0={rx0} tx1={tx1}, received {good}\n{t}"
     );
 }

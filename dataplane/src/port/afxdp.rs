@@ -8,6 +8,15 @@
 //! otherwise. Packets are copied between UMEM chunks and pool buffers (one `memcpy`
 //! per frame), which keeps the engine's buffer pool independent of the device.
 //!
+//! **libxdp / xsk-rs?** Not as a replacement for what is here. The XDP program is
+//! six instructions and the socket setup a few `setsockopt`/`mmap` calls; libxdp
+//! (Debian `libxdp-dev`) would add a C library and libbpf to every binary and an
+//! object file to ship, and `xsk-rs` wraps the same C libraries (bindgen, a C
+//! toolchain at build time), neither usable in the no_std core. What libxdp offers
+//! that we lack is its multi-program dispatcher protocol (several XDP programs on one
+//! interface, e.g. ours beside a firewall's): if a deployment needs that, attach
+//! through libxdp's dispatcher then rather than replacing the socket code.
+//!
 //! Ring protocol (af_xdp.rst "Rings"): single producer / single consumer with
 //! `producer`/`consumer` u32 indices shared with the kernel; the producer publishes
 //! entries with a release store of `producer`, the consumer frees them with a release

@@ -3,7 +3,8 @@
 //! Backends here: [`mem`] (an in-memory pair of virtio split rings, VIRTIO 1.1 §2.6),
 //! and with `std` [`pcap`] (nanosecond pcap files), the Linux AF_XDP, AF_PACKET and
 //! TAP ports, [`memif`] (VPP's shared-memory interface, master or slave) and
-//! [`vhost_user`] (the backend of a virtio-net device driven over vhost-user). The
+//! [`vhost_user`] (the backend of a virtio-net device driven over vhost-user) and
+//! [`virtio_user`] (the frontend: a virtio-net driver over vhost-user). The
 //! unikernel's virtio-net port implements the same trait elsewhere.
 
 use crate::batch::Batch;
@@ -26,6 +27,8 @@ pub mod tap;
 mod unix;
 #[cfg(feature = "std")]
 pub mod vhost_user;
+#[cfg(feature = "std")]
+pub mod virtio_user;
 
 /// Counters every port keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

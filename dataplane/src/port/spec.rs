@@ -17,8 +17,11 @@
 //! |                         | device on the unix socket PATH: client (connects)   |
 //! |                         | by default, `server` listens; one queue pair only   |
 //! |                         | (`queues=1`, the default)                           |
+//! | `virtio-user:PATH`      | virtio-net driver (vhost-user frontend) connecting  |
+//! |                         | to a backend listening on PATH (DPDK `net_vhost`,   |
+//! |                         | `vhost-user:PATH,server`); one queue pair           |
 
-use super::{afpacket, afxdp, mem, memif, pcap, tap, vhost_user, Port};
+use super::{afpacket, afxdp, mem, memif, pcap, tap, vhost_user, virtio_user, Port};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use core::str::FromStr;
@@ -55,12 +58,15 @@ pub enum PortSpec {
         path: PathBuf,
         server: bool,
     },
+    VirtioUser {
+        path: PathBuf,
+    },
 }
 
 /// Errors of parsing or opening a port spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master] or vhost-user:PATH[,server][,queues=N]")]
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master], vhost-user:PATH[,server][,queues=N] or virtio-user:PATH")]
     Syntax(String),
     #[error("port spec {spec:?}: {msg}")]
     Unsupported { spec: String, msg: &'static str },
@@ -161,6 +167,9 @@ impl FromStr for PortSpec {
                     server,
                 })
             }
+            "virtio-user" if !rest.is_empty() && !rest.contains(',') => {
+                Ok(PortSpec::VirtioUser { path: rest.into() })
+            }
             _ => Err(bad()),
         }
     }
@@ -195,6 +204,7 @@ impl core::fmt::Display for PortSpec {
                 }
                 Ok(())
             }
+            PortSpec::VirtioUser { path } => write!(f, "virtio-user:{}", path.display()),
         }
     }
 }
@@ -260,6 +270,11 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 ..vhost_user::Config::default()
             };
             vhost_user::VhostUserPort::open(path, &cfg)
+                .map(|p| Box::new(p) as Box<dyn Port>)
+                .map_err(|e| err(e.to_string()))
+        }
+        PortSpec::VirtioUser { path } => {
+            virtio_user::VirtioUserPort::open(path, &virtio_user::Config::default())
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
@@ -391,6 +406,17 @@ mod tests {
                 matches!(bad.parse::<PortSpec>(), Err(SpecError::Syntax(_))),
                 "{bad}"
             );
+        }
+        let vu = "virtio-user:/tmp/b.sock".parse::<PortSpec>().unwrap();
+        assert_eq!(
+            vu,
+            PortSpec::VirtioUser {
+                path: "/tmp/b.sock".into()
+            }
+        );
+        assert_eq!(vu.to_string().parse::<PortSpec>().unwrap(), vu);
+        for bad in ["virtio-user:", "virtio-user:/s,server"] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
         let e = "vhost-user:/s,queues=2".parse::<PortSpec>().unwrap_err();
         assert!(matches!(e, SpecError::Unsupported { .. }));

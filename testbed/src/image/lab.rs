@@ -19,11 +19,11 @@ pub struct LabOpts {
     pub no_build: bool,
 }
 
-const ROUTER_MAC: [&str; 2] = ["02:00:00:00:01:01", "02:00:00:00:02:01"];
-const HOST_MAC: [&str; 2] = ["02:00:00:00:0a:02", "02:00:00:00:0b:02"];
-const ROUTER_IP: [&str; 2] = ["10.61.1.1", "10.61.2.1"];
-const HOST_IP: [&str; 2] = ["10.61.1.2", "10.61.2.2"];
-const UDP_PORT: u16 = 9999;
+pub(super) const ROUTER_MAC: [&str; 2] = ["02:00:00:00:01:01", "02:00:00:00:02:01"];
+pub(super) const HOST_MAC: [&str; 2] = ["02:00:00:00:0a:02", "02:00:00:00:0b:02"];
+pub(super) const ROUTER_IP: [&str; 2] = ["10.61.1.1", "10.61.2.1"];
+pub(super) const HOST_IP: [&str; 2] = ["10.61.1.2", "10.61.2.2"];
+pub(super) const UDP_PORT: u16 = 9999;
 
 /// The router config of the lab (handed to the guest as a boot module).
 pub fn router_config() -> String {

@@ -41,6 +41,56 @@ fn netspec_parses_tap_and_udp() {
 }
 
 #[test]
+fn netspec_vhost_user_gives_a_shared_memory_backend_and_a_vhost_user_netdev() {
+    let n = NetSpec::parse("vhost-user:/tmp/v0.sock,mac=02:aa:00:00:00:02", 0).unwrap();
+    assert_eq!(
+        n,
+        NetSpec::VhostUser {
+            path: "/tmp/v0.sock".into(),
+            mac: "02:aa:00:00:00:02".into()
+        }
+    );
+    assert!(NetSpec::parse("vhost-user:", 0).is_err());
+    assert!(NetSpec::parse("vhost-user:/tmp/a,b.sock", 0).is_err());
+    if std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
+        != Some(true)
+    {
+        eprintln!("skipped the command-line half: qemu-system-x86_64 not installed");
+        return;
+    }
+    let g = Guest {
+        machine: Machine::Microvm,
+        memory: "128M".into(),
+        accel: Accel::Tcg,
+        kernel: "k.elf".into(),
+        disk: None,
+        initrd: None,
+        append: String::new(),
+        nets: vec![n],
+        pcap_dir: Some("/tmp/p".into()),
+        fw_cfg: Vec::new(),
+    };
+    let c = g.command().unwrap();
+    let args: Vec<String> = c
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let has = |x: &str| args.iter().any(|a| a == x);
+    assert!(
+        has("memory-backend-memfd,id=mem,size=128M,share=on"),
+        "{args:?}"
+    );
+    assert!(has("microvm,memory-backend=mem"), "{args:?}");
+    assert!(
+        has("socket,id=c0,path=/tmp/v0.sock,reconnect=1"),
+        "{args:?}"
+    );
+    assert!(has("vhost-user,id=n0,chardev=c0"), "{args:?}");
+    assert!(!args.iter().any(|a| a.contains("filter-dump")), "{args:?}");
+}
+
+#[test]
 fn ready_line_and_median() {
     assert_eq!(
         parse_ready_ms("router ready in 3.512 ms (2 ports, heap peak 10 KiB)"),

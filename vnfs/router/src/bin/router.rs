@@ -270,7 +270,16 @@ fn real_main() -> anyhow::Result<()> {
         router.l3.fib6.len(),
         workers
     );
-    let cores = core_ids(workers);
+    let cores = if cfg.engine.cores.is_empty() {
+        core_ids(workers)
+    } else {
+        cfg.engine.cores.clone()
+    };
+    // Several workers: a hand-off mesh (NAT steers packets to the worker owning
+    // the session) and, with a stateful firewall, software RSS so both directions
+    // of a flow meet on one worker whatever the NIC's RSS does.
+    let mut mesh = dataplane::worker::handoff_mesh(workers, 4096).into_iter();
+    let soft_rss = workers > 1 && cfg.firewall.is_some();
     let mut wspecs = Vec::new();
     // The management API's queues to each worker's update hook.
     let links: Vec<vnf_router::mgmt::WorkerLink> = (0..workers)
@@ -297,10 +306,14 @@ fn real_main() -> anyhow::Result<()> {
     for (w, ports) in per_worker.into_iter().enumerate() {
         let mut pl = match &ipsec_gw {
             Some((q, ..)) => router.pipeline_ipsec(q),
-            None => router.pipeline(),
+            None => router.pipeline_for(w as u16, workers as u16),
         };
         pl.trace_next(cli.trace);
         let mut spec = WorkerSpec::new(ports, pl, pool.cache());
+        if workers > 1 {
+            spec.handoff = mesh.next();
+            spec.soft_rss = soft_rss;
+        }
         spec.hooks.push(vnf_router::mgmt::update_hook(&links[w]));
         if let Some((_, _, punt, inject)) = &ipsec_gw {
             spec.punt = Some(punt.clone());

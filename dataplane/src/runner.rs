@@ -95,6 +95,26 @@ pub struct Runner {
     shared: Vec<Arc<Shared>>,
 }
 
+/// Pins the calling thread to `core` (`core_affinity`); false when the core does
+/// not exist or pinning failed.
+pub fn pin_to(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+/// Core of worker `k` among `n`: `cores[k]` when a core list is given, else `k`
+/// wrapped at the machine's core count.
+pub fn core_for(k: usize, cores: &[usize]) -> usize {
+    match cores.get(k) {
+        Some(&c) => c,
+        None => {
+            let avail = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            k % avail
+        }
+    }
+}
+
 /// Nanoseconds since `t0`.
 fn now_ns(t0: Instant) -> u64 {
     t0.elapsed().as_nanos() as u64

@@ -420,11 +420,6 @@ impl Config {
         let nports = self.interfaces.len();
         #[cfg(feature = "std")]
         if let Some(ike) = &self.ike {
-            if self.engine.workers > 1 {
-                return err(
-                    "ike: needs engine.workers = 1 (an outbound SA's sequence numbers live in one worker)".into(),
-                );
-            }
             let conns = ike
                 .connections()
                 .map_err(|e| ConfigError(format!("ike: {e}")))?;
@@ -689,11 +684,6 @@ mod tests {
             .ike
             .is_none());
         for (from, to, want) in [
-            (
-                "workers = 1",
-                "workers = 2",
-                "ike: needs engine.workers = 1",
-            ),
             (
                 "local_addrs = \"198.51.100.1\"",
                 "local_addrs = \"198.51.100.9\"",

@@ -193,6 +193,19 @@ impl Router {
         self.pipeline_with(Some(queues), 0, 1)
     }
 
+    /// [`Router::pipeline_ipsec`] for worker `worker` of `workers`: each worker has
+    /// its own `queues` (the daemon fans every SA out to all of them) and hands ESP
+    /// traffic to the worker that owns its SA (`ipsec::stage::sa_owner`).
+    #[cfg(feature = "std")]
+    pub fn pipeline_ipsec_for(
+        &self,
+        queues: &ipsec::stage::StageQueues,
+        worker: u16,
+        workers: u16,
+    ) -> Pipeline {
+        self.pipeline_with(Some(queues), worker, workers)
+    }
+
     #[cfg(feature = "std")]
     fn pipeline_with(
         &self,
@@ -202,10 +215,10 @@ impl Router {
     ) -> Pipeline {
         let mut p = self.pipeline_head();
         if let Some(q) = queues {
-            p.push(Box::new(ipsec::stage::EspDecrypt::gateway(
-                self.ike_addrs(),
-                q.decrypt.clone(),
-            )));
+            p.push(Box::new(
+                ipsec::stage::EspDecrypt::gateway(self.ike_addrs(), q.decrypt.clone())
+                    .for_worker(worker, workers),
+            ));
         }
         if let Ok(extra) = feature_stages(&self.config, worker, workers) {
             for s in extra {
@@ -213,9 +226,9 @@ impl Router {
             }
         }
         if let Some(q) = queues {
-            p.push(Box::new(ipsec::stage::EspEncrypt::gateway(
-                q.encrypt.clone(),
-            )));
+            p.push(Box::new(
+                ipsec::stage::EspEncrypt::gateway(q.encrypt.clone()).for_worker(worker, workers),
+            ));
         }
         self.pipeline_tail(p)
     }

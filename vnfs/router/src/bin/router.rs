@@ -286,15 +286,21 @@ fn real_main() -> anyhow::Result<()> {
         .map(|_| vnf_router::mgmt::WorkerLink::new())
         .collect();
     // `[ike]`: the worker runs esp-decrypt/esp-encrypt fed by the daemon's SA queues;
-    // IKE is punted to the daemon's thread and its answers injected (check() made
-    // sure there is one worker).
+    // IKE is punted to the daemon's thread and its answers injected.
+    // Several workers: each has its own SA queues, the daemon sends every SA to
+    // all of them, and the ESP stages hand packets to the SA's owner; IKE punts
+    // from every worker share one lock-free ring, as do the daemon's answers.
     let ipsec_gw = match &cfg.ike {
         Some(ike) => {
-            let queues = ipsec::stage::StageQueues::new();
-            let sink = ipsec::ike::daemon::StageSink::new(vec![(
-                queues.encrypt.clone(),
-                queues.decrypt.clone(),
-            )]);
+            let queues: Vec<ipsec::stage::StageQueues> = (0..workers)
+                .map(|_| ipsec::stage::StageQueues::new())
+                .collect();
+            let sink = ipsec::ike::daemon::StageSink::new(
+                queues
+                    .iter()
+                    .map(|q| (q.encrypt.clone(), q.decrypt.clone()))
+                    .collect(),
+            );
             let daemon = ipsec::ike::daemon::Daemon::new(ike, Box::new(sink))
                 .map_err(|e| anyhow::anyhow!("ike: {e}"))?;
             let punt = dataplane::worker::ring(1024);
@@ -305,7 +311,7 @@ fn real_main() -> anyhow::Result<()> {
     };
     for (w, ports) in per_worker.into_iter().enumerate() {
         let mut pl = match &ipsec_gw {
-            Some((q, ..)) => router.pipeline_ipsec(q),
+            Some((q, ..)) => router.pipeline_ipsec_for(&q[w], w as u16, workers as u16),
             None => router.pipeline_for(w as u16, workers as u16),
         };
         pl.trace_next(cli.trace);

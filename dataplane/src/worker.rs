@@ -448,7 +448,10 @@ impl<P: Port> Worker<P> {
             None
         });
         // a full burst for one worker must not wait behind the next port's
-        if handoff.iter().any(|b| b.room() < crate::batch::BATCH_SIZE / 2) {
+        if handoff
+            .iter()
+            .any(|b| b.room() < crate::batch::BATCH_SIZE / 2)
+        {
             self.push_handoffs();
         }
     }
@@ -733,12 +736,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "count"
         }
-        fn process(
-            &mut self,
-            b: &mut Batch,
-            n: &mut crate::stage::NodeStats,
-            o: &mut Out,
-        ) {
+        fn process(&mut self, b: &mut Batch, n: &mut crate::stage::NodeStats, o: &mut Out) {
             b.dispatch(n, o, |_, _| crate::batch::Next::Keep);
         }
     }
@@ -756,12 +754,7 @@ mod tests {
         fn errors(&self) -> &'static [&'static str] {
             &["wrong-worker"]
         }
-        fn process(
-            &mut self,
-            b: &mut Batch,
-            n: &mut crate::stage::NodeStats,
-            o: &mut Out,
-        ) {
+        fn process(&mut self, b: &mut Batch, n: &mut crate::stage::NodeStats, o: &mut Out) {
             let by_hash = self.by_hash;
             b.dispatch(n, o, |p, o| {
                 let owner = if by_hash {

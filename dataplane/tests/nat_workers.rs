@@ -236,7 +236,10 @@ fn return_traffic_reaches_the_owner_and_no_session_exists_twice() {
             let (s, sp, d, dp) = tuple(&f);
             assert_eq!((s, sp), (REMOTE, 53));
             assert!(flows.contains(&(d, dp)), "{d:?}:{dp}");
-            assert_eq!(usize::from(Nat44::inside_owner(u32::from_be_bytes(d), 2)), w);
+            assert_eq!(
+                usize::from(Nat44::inside_owner(u32::from_be_bytes(d), 2)),
+                w
+            );
         }
     }
     assert_eq!(lab.drops(), 0);

@@ -115,7 +115,14 @@ fn two_workers_with_handoff_do_not_allocate() {
     // Frames are built before counting: 64 hosts x 8 flows, then their replies
     // (the reply addresses come from the first round's output).
     let out_frames: Vec<Vec<u8>> = (0..512u32)
-        .map(|i| udp([10, 0, (i / 8) as u8, 1], 2000 + (i % 8) as u16, [192, 0, 2, 9], 53))
+        .map(|i| {
+            udp(
+                [10, 0, (i / 8) as u8, 1],
+                2000 + (i % 8) as u16,
+                [192, 0, 2, 9],
+                53,
+            )
+        })
         .collect();
     let mut b = Batch::new();
     let mut got: Vec<Vec<u8>> = Vec::with_capacity(4096);

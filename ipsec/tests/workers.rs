@@ -218,7 +218,11 @@ fn an_sa_is_owned_by_one_worker_and_the_receiver_accepts_every_packet() {
     let clear = rx2.take(&mut c);
     assert_eq!(clear.len(), frames.len(), "each packet decrypted once");
     let replays: u64 = rx2.ws.iter().map(|w| drops(w, DropReason::Replay)).sum();
-    assert_eq!(replays, frames.len() as u64, "every copy caught as a replay");
+    assert_eq!(
+        replays,
+        frames.len() as u64,
+        "every copy caught as a replay"
+    );
     for (w, f) in &clear {
         // the inner packet's destination names its SA
         let k = u32::from(f[14 + 18]);

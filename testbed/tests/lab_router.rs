@@ -232,5 +232,8 @@ fn lab_router_two_workers_share_the_flows_without_loss() {
         .collect();
     assert_eq!(per.len(), 2, "{s}");
     assert_eq!(per.iter().sum::<u64>(), tx, "{s}");
-    assert!(per.iter().all(|&p| p > tx / 10), "both workers busy: {per:?}");
+    assert!(
+        per.iter().all(|&p| p > tx / 10),
+        "both workers busy: {per:?}"
+    );
 }

@@ -80,7 +80,9 @@ fn report(
         gbps_per_core: mpps * (t.mean_frame + 4.0) * 8.0 / 1e3,
         cycles_per_packet: hz / mpps / 1e6,
         drops: t.sent.saturating_sub(t.received),
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     }
 }
 

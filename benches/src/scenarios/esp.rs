@@ -259,7 +259,9 @@ fn run_one(
         gbps_per_core: bytes as f64 * 8.0 / secs / 1e9 * mpps / total_mpps,
         cycles_per_packet: hz / mpps / 1e6,
         drops: node.dropped(),
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }
 

@@ -187,6 +187,8 @@ pub fn ike_handshake(p: &Params) -> anyhow::Result<Report> {
         gbps_per_core: 0.0,
         cycles_per_packet: hz / mpps / 1e6,
         drops: 0,
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }

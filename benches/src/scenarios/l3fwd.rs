@@ -244,7 +244,9 @@ fn worker(
             median_cpp
         },
         drops,
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }
 

@@ -180,7 +180,9 @@ fn report(
         gbps_per_core: mpps * mean_bytes * 8.0 / 1e3,
         cycles_per_packet: cpp,
         drops,
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     }
 }
 
@@ -220,9 +222,7 @@ fn nat44_worker(
     start: &std::sync::Barrier,
 ) -> anyhow::Result<Report> {
     let owned: Vec<u32> = (0..SUBS * FLOWS_PER_SUB)
-        .filter(|f| {
-            usize::from(Nat44::inside_owner(sub_addr(f / FLOWS_PER_SUB), n as u16)) == k
-        })
+        .filter(|f| usize::from(Nat44::inside_owner(sub_addr(f / FLOWS_PER_SUB), n as u16)) == k)
         .collect();
     let n_flows = owned.len() as u32;
     if owned.is_empty() {

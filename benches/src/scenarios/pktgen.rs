@@ -108,6 +108,8 @@ pub fn pktgen_tx(p: &Params) -> anyhow::Result<Report> {
         gbps_per_core: bytes as f64 * 8.0 / secs.max(1e-9) / 1e9 * mpps / total_mpps,
         cycles_per_packet: hz / mpps / 1e6,
         drops: refused,
-        extra,        workers: 1,        per_worker: Vec::new(),
+        extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }

@@ -288,8 +288,7 @@ fn feature_stages(
     }
     if let Some(n) = &cfg.nat {
         v.push(Box::new(
-            Nat44::new_worker(n, worker, workers)
-                .map_err(|e| ConfigError(format!("nat: {e}")))?,
+            Nat44::new_worker(n, worker, workers).map_err(|e| ConfigError(format!("nat: {e}")))?,
         ));
     }
     if let Some(q) = &cfg.qos {

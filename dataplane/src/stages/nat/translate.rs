@@ -303,7 +303,10 @@ impl Nat44 {
         let proto = *d.get(q + 9)?;
         let ql4 = q + ihl;
         let off = if proto == ICMP { 4 } else { 0 };
-        Some(u16::from_be_bytes([*d.get(ql4 + off)?, *d.get(ql4 + off + 1)?]))
+        Some(u16::from_be_bytes([
+            *d.get(ql4 + off)?,
+            *d.get(ql4 + off + 1)?,
+        ]))
     }
 
     /// Translates one packet (third pass).
@@ -343,7 +346,9 @@ impl Nat44 {
                 rewrite(b, l3, l4, pre.flow.proto, false, ea, ep);
                 if self.hairpinning && self.in_pool(pre.flow.dst) {
                     if self.workers > 1
-                        && self.port_owner(pre.flow.dport).is_some_and(|w| w != self.me)
+                        && self
+                            .port_owner(pre.flow.dport)
+                            .is_some_and(|w| w != self.me)
                     {
                         return NatDrop::HairpinRemote.into();
                     }

@@ -61,6 +61,146 @@ impl core::str::FromStr for PktSize {
 pub struct Params {
     pub pkt_size: PktSize,
     pub seconds: f64,
+    /// Workers (`bench --workers N`): scenarios that support several run one
+    /// pinned thread per worker ([`par_workers`]); the others refuse N > 1.
+    pub workers: usize,
+    /// Cores of the workers (`--cores`), one per worker; empty: worker k on core k.
+    pub cores: Vec<usize>,
+}
+
+impl Params {
+    /// One worker, unpinned (what every scenario ran before `--workers`).
+    pub fn new(pkt_size: PktSize, seconds: f64) -> Self {
+        Params {
+            pkt_size,
+            seconds,
+            workers: 1,
+            cores: Vec::new(),
+        }
+    }
+}
+
+/// One worker's figures in a report (`per_worker` in the JSON).
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerFigures {
+    pub worker: usize,
+    /// Core it was pinned to (`None`: one worker without `--cores`, not pinned).
+    pub core: Option<usize>,
+    pub packets: u64,
+    pub mpps_per_core: f64,
+    pub mpps_median_burst: f64,
+    pub mpps_total: f64,
+    pub drops: u64,
+    /// Packets this worker handed to another worker that owns their state.
+    pub handoffs: u64,
+}
+
+/// Runs `f(k, start)` for workers `k = 0..n`, each on its own thread pinned to its
+/// core (`cores`, else core k); `start` is a barrier every worker waits at right
+/// before its timed part, so the timed parts run at the same time. One worker runs
+/// on the calling thread, unpinned unless `cores` names a core (as before
+/// `--workers`). Returns the workers' reports in order.
+pub fn par_workers<F>(n: usize, cores: &[usize], f: F) -> anyhow::Result<Vec<Report>>
+where
+    F: Fn(usize, &std::sync::Barrier) -> anyhow::Result<Report> + Sync,
+{
+    let n = n.max(1);
+    let start = std::sync::Barrier::new(n);
+    if n == 1 {
+        if let Some(&c) = cores.first() {
+            dataplane::runner::pin_to(c);
+        }
+        let mut r = f(0, &start)?;
+        r.per_worker = vec![figures(0, cores.first().copied(), &r)];
+        return Ok(vec![r]);
+    }
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|k| {
+                let (f, start) = (&f, &start);
+                let core = dataplane::runner::core_for(k, cores);
+                s.spawn(move || {
+                    dataplane::runner::pin_to(core);
+                    let mut r = f(k, start)?;
+                    r.per_worker = vec![figures(k, Some(core), &r)];
+                    Ok(r)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+            })
+            .collect()
+    })
+}
+
+/// A one-worker report with its `per_worker` entry (`core`: where it was pinned).
+pub fn single(mut r: Report, core: Option<usize>) -> Report {
+    r.workers = 1;
+    r.per_worker = vec![figures(0, core, &r)];
+    r
+}
+
+fn figures(worker: usize, core: Option<usize>, r: &Report) -> WorkerFigures {
+    WorkerFigures {
+        worker,
+        core,
+        packets: r.packets,
+        mpps_per_core: r.mpps_per_core,
+        mpps_median_burst: r.mpps_median_burst,
+        mpps_total: r.mpps_total,
+        drops: r.drops,
+        handoffs: r
+            .extra
+            .get("handoffs")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0),
+    }
+}
+
+/// One report from the workers' reports: `packets` and `drops` summed,
+/// `mpps_total` the sum of every worker's rate (the VNF's throughput), the per-core
+/// figures (`mpps_per_core`, `mpps_median_burst`, `gbps_per_core`,
+/// `cycles_per_packet`) the mean over the workers; `extra` is worker 0's, every
+/// worker's own figures are in `per_worker`. With one worker it is that worker's
+/// report unchanged.
+pub fn combine(mut v: Vec<Report>) -> anyhow::Result<Report> {
+    let n = v.len();
+    let mut per = Vec::with_capacity(n);
+    for r in v.iter_mut() {
+        per.append(&mut r.per_worker);
+    }
+    let mut it = v.into_iter();
+    let Some(mut out) = it.next() else {
+        anyhow::bail!("no worker ran");
+    };
+    let mean = |x: f64| x / n as f64;
+    let (mut mpc, mut med, mut gbps, mut cpp) = (
+        out.mpps_per_core,
+        out.mpps_median_burst,
+        out.gbps_per_core,
+        out.cycles_per_packet,
+    );
+    for r in it {
+        out.packets += r.packets;
+        out.drops += r.drops;
+        out.mpps_total += r.mpps_total;
+        mpc += r.mpps_per_core;
+        med += r.mpps_median_burst;
+        gbps += r.gbps_per_core;
+        cpp += r.cycles_per_packet;
+    }
+    if n > 1 {
+        out.mpps_per_core = mean(mpc);
+        out.mpps_median_burst = mean(med);
+        out.gbps_per_core = mean(gbps);
+        out.cycles_per_packet = mean(cpp);
+    }
+    out.workers = n;
+    out.per_worker = per;
+    Ok(out)
 }
 
 /// One line of the `bench` report (`--json` prints it as one JSON object, after the
@@ -92,6 +232,11 @@ pub struct Report {
     /// Scenario-specific figures (sessions, tables, ...).
     #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Workers that ran (`--workers`); with several, `mpps_total` is the sum over
+    /// them and the per-core figures their mean ([`combine`]).
+    pub workers: usize,
+    /// Each worker's figures.
+    pub per_worker: Vec<WorkerFigures>,
 }
 
 /// The two per-core figures of a run and which is the headline: on the wall clock

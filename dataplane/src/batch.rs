@@ -30,6 +30,11 @@ pub enum Next {
     Punt,
     /// Drop, counting this reason (index into the stage's `errors()`).
     Drop(u16),
+    /// Hand to worker `w`, which owns the packet's state (VPP's worker hand-off):
+    /// the packet resumes at the same node on that worker. Only meaningful with
+    /// several workers ([`Out::workers`] > 1); otherwise, or for a worker that does
+    /// not exist, it is counted in [`OutStats::no_handoff`] and freed.
+    Handoff(u16),
 }
 
 /// Up to [`BATCH_SIZE`] owned packets.
@@ -151,6 +156,26 @@ impl Batch {
         self.len = len - n;
     }
 
+    /// Offers every packet to `f`, in order: the packets it gives back stay in the
+    /// batch, in order; the others are its own (moved elsewhere).
+    pub fn retain(&mut self, mut f: impl FnMut(Pkt) -> Option<Pkt>) {
+        let len = self.len;
+        self.len = 0; // a panic in `f` leaks packets rather than double-freeing them
+        let base = self.pkts.as_mut_ptr().cast::<Pkt>();
+        let mut w = 0;
+        for r in 0..len {
+            // SAFETY: r < len: slot r is initialised and read out exactly once; slot
+            // w <= r was vacated (read out) before it is written.
+            unsafe {
+                if let Some(p) = f(core::ptr::read(base.add(r))) {
+                    core::ptr::write(base.add(w), p);
+                    w += 1;
+                }
+            }
+        }
+        self.len = w;
+    }
+
     /// Takes every packet out, in order.
     pub fn drain(&mut self, f: impl FnMut(Pkt)) {
         let n = self.len;
@@ -244,6 +269,9 @@ pub struct OutStats {
     pub no_edge: u64,
     /// A next node's input frame was full.
     pub frame_full: u64,
+    /// `Next::Handoff` to a worker that does not exist (or without hand-off rings),
+    /// or the hand-off batch to that worker was full.
+    pub no_handoff: u64,
 }
 
 /// Everything a stage can send packets to, plus the worker's buffer cache, the trace
@@ -272,6 +300,16 @@ pub struct Out {
     pub keep_name: &'static str,
     /// The running node's default successor's index (`u16::MAX`: none).
     pub keep_idx: u16,
+    /// The running node's index in the graph (where a handed-off packet resumes).
+    pub node: u16,
+    /// This worker's index among [`Out::workers`] (0 with one worker).
+    pub worker: u16,
+    /// How many workers run this graph (1: no hand-off; nodes that steer to an
+    /// owner check this first, so one worker does no extra work).
+    pub workers: u16,
+    /// Packets for each other worker (`Next::Handoff`), indexed by worker; empty
+    /// with one worker. The worker loop moves them onto the hand-off rings.
+    pub handoff: Vec<Batch>,
 }
 
 impl Out {
@@ -293,7 +331,18 @@ impl Out {
             edge_names: &[],
             keep_name: "",
             keep_idx: u16::MAX,
+            node: u16::MAX,
+            worker: 0,
+            workers: 1,
+            handoff: Vec::new(),
         }
+    }
+
+    /// The worker that owns hash value `h` among `n` workers (a multiply-shift
+    /// instead of a division: `h * n >> 32`).
+    #[inline(always)]
+    pub fn owner_of(h: u32, n: u16) -> u16 {
+        ((u64::from(h) * u64::from(n)) >> 32) as u16
     }
 
     /// Sends a packet to a next hop other than `Keep` (which is treated as a drop of
@@ -344,6 +393,25 @@ impl Out {
             }
             Next::Keep => {
                 node.count_drop(0);
+                self.cache.free(pkt);
+            }
+            Next::Handoff(w) => self.hand_to(w, pkt, node),
+        }
+    }
+
+    #[cold]
+    fn hand_to(&mut self, w: u16, mut pkt: Pkt, node: &mut NodeStats) {
+        pkt.meta.resume = self.node;
+        match self.handoff.get_mut(usize::from(w)) {
+            Some(b) if w != self.worker => match b.push(pkt) {
+                Ok(()) => node.handoffs += 1,
+                Err(p) => {
+                    self.stats.no_handoff += 1;
+                    self.cache.free(p);
+                }
+            },
+            _ => {
+                self.stats.no_handoff += 1;
                 self.cache.free(pkt);
             }
         }

@@ -71,6 +71,9 @@ pub struct Meta {
     /// 0: not traced; otherwise the packet's trace number (recorded by every stage
     /// it passes, see [`crate::stage::Trace`]).
     pub trace: u32,
+    /// Graph node a packet handed to another worker resumes at
+    /// ([`crate::batch::Next::Handoff`]; set by the engine).
+    pub resume: u16,
 }
 
 /// A pool of [`BUF_SIZE`]-byte buffers in one contiguous, zeroed allocation.

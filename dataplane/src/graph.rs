@@ -328,6 +328,27 @@ impl Graph {
     /// Runs the graph on a received batch; every packet ends at a port, the punt
     /// batch, or a counted drop. Seals the graph first if it was not (start-up).
     pub fn run(&mut self, batch: &mut Batch, out: &mut Out) {
+        self.run_from(batch, out, None);
+    }
+
+    /// The node packets received on `port` enter at (its index in the graph).
+    pub fn port_entry(&self, port: u16) -> u16 {
+        match self.port_entry_idx.get(usize::from(port)) {
+            Some(&e) if e != NONE => e,
+            _ => self.entry_idx as u16,
+        }
+    }
+
+    /// Runs the graph on packets already waiting in the nodes' input frames (handed
+    /// off by another worker, see [`crate::batch::Next::Handoff`]), from node
+    /// `first` on (no frame before it may hold packets).
+    pub fn run_frames(&mut self, first: usize, out: &mut Out) {
+        // an empty batch in hand: nothing to initialise (uninit slots, length 0)
+        let mut b = Batch::new();
+        self.run_from(&mut b, out, Some(first));
+    }
+
+    fn run_from(&mut self, batch: &mut Batch, out: &mut Out, start: Option<usize>) {
         if !self.sealed && self.error.is_none() {
             if let Err(e) = self.seal() {
                 // Kept (see `Graph::error`) so it is not retried on every batch;
@@ -361,7 +382,9 @@ impl Graph {
         // before it in order have nothing pending (every run empties every frame),
         // so the walk starts there.
         let mut cur = self.entry_idx;
-        if let Some(&e) = batch
+        if let Some(s) = start {
+            cur = s;
+        } else if let Some(&e) = batch
             .iter()
             .next()
             .and_then(|p| self.port_entry_idx.get(usize::from(p.meta.port)))
@@ -392,6 +415,7 @@ impl Graph {
                 out.keep_idx = keep;
                 out.edges = slot.edges;
                 out.edge_names = slot.stage.next_nodes();
+                out.node = i as u16;
                 slot.stage.process(batch, &mut self.stats[i], out);
                 if !batch.is_empty() {
                     if keep == NONE {

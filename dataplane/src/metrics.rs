@@ -248,6 +248,21 @@ impl Prom {
             ),
             ("dp_worker_ticks_total", "Graph timer runs", s.ticks),
             (
+                "dp_worker_handed_off_total",
+                "Packets handed to the worker that owns their state",
+                s.handed_off,
+            ),
+            (
+                "dp_worker_handoff_received_total",
+                "Packets other workers handed to this one",
+                s.handoff_received,
+            ),
+            (
+                "dp_worker_handoff_dropped_total",
+                "Packets dropped because the hand-off ring to their owner was full",
+                s.handoff_dropped,
+            ),
+            (
                 "dp_engine_tx_full_total",
                 "Packets dropped because a transmit queue was full",
                 o.tx_full,
@@ -271,6 +286,11 @@ impl Prom {
                 "dp_engine_frame_full_total",
                 "Packets dropped because a next node's frame was full",
                 o.frame_full,
+            ),
+            (
+                "dp_engine_no_handoff_total",
+                "Packets handed to a worker that does not exist, or whose hand-off batch was full",
+                o.no_handoff,
             ),
         ] {
             self.counter(name, help, &l, v);
@@ -298,6 +318,12 @@ impl Prom {
                 "Packets a stage punted to the control plane",
                 &l,
                 n.punts,
+            );
+            self.counter(
+                "dp_node_handoffs_total",
+                "Packets a stage handed to the worker that owns their state",
+                &l,
+                n.handoffs,
             );
             for (i, c) in n.drops.iter().enumerate() {
                 let l = [

@@ -14,7 +14,7 @@ use crate::buf::PoolCache;
 use crate::metrics::Prom;
 use crate::port::{Port, PortStats};
 use crate::stage::{Counter, NodeStats, Pipeline};
-use crate::worker::{Hook, PktRing, TxPolicy, Worker, WorkerConfig, WorkerStats};
+use crate::worker::{Handoff, Hook, PktRing, TxPolicy, Worker, WorkerConfig, WorkerStats};
 use std::boxed::Box;
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,11 @@ pub struct WorkerSpec {
     pub hooks: Vec<Hook>,
     /// Trace buffer size (0 disables tracing).
     pub trace: usize,
+    /// This worker's end of the hand-off mesh ([`crate::worker::handoff_mesh`]);
+    /// `None` with one worker.
+    pub handoff: Option<Handoff>,
+    /// Software RSS over the hand-off mesh ([`WorkerConfig::soft_rss`]).
+    pub soft_rss: bool,
 }
 
 impl WorkerSpec {
@@ -53,6 +58,8 @@ impl WorkerSpec {
             inject: None,
             hooks: Vec::new(),
             trace: 0,
+            handoff: None,
+            soft_rss: false,
         }
     }
 }
@@ -112,6 +119,26 @@ pub fn cycles_hz() -> f64 {
     c1.wrapping_sub(c0) as f64 / (t1 - t0).as_secs_f64()
 }
 
+/// Pins the calling thread to `core` (`core_affinity`); false when the core does
+/// not exist or pinning failed.
+pub fn pin_to(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+/// Core of worker `k` among `n`: `cores[k]` when a core list is given, else `k`
+/// wrapped at the machine's core count.
+pub fn core_for(k: usize, cores: &[usize]) -> usize {
+    match cores.get(k) {
+        Some(&c) => c,
+        None => {
+            let avail = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            k % avail
+        }
+    }
+}
+
 /// Nanoseconds since `t0`.
 fn now_ns(t0: Instant) -> u64 {
     t0.elapsed().as_nanos() as u64
@@ -124,6 +151,7 @@ fn worker(spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Worke
     let cfg = WorkerConfig {
         trace: spec.trace,
         tx_policy: TxPolicy::Drop,
+        soft_rss: spec.soft_rss,
         ..WorkerConfig::default()
     };
     let mut w = match Worker::new(spec.ports, spec.pipeline, spec.cache, cfg) {
@@ -144,6 +172,9 @@ fn worker(spec: WorkerSpec, stop: Arc<AtomicBool>, shared: Arc<Shared>) -> Worke
     }
     if let Some(q) = spec.inject {
         w = w.with_inject(q);
+    }
+    if let Some(h) = spec.handoff {
+        w = w.with_handoff(h);
     }
     for h in spec.hooks {
         w.add_hook(h);

@@ -79,6 +79,8 @@ pub struct NodeStats {
     pub tx: u64,
     /// Packets the node punted to the control plane.
     pub punts: u64,
+    /// Packets the node handed to the worker that owns their state.
+    pub handoffs: u64,
     /// Drops per reason, one slot per declared reason (sized at start-up).
     pub drops: Vec<u64>,
     /// Drops with a code the node did not declare (a bug in the node; counted, never
@@ -95,6 +97,7 @@ impl NodeStats {
             packets: 0,
             tx: 0,
             punts: 0,
+            handoffs: 0,
             drops: vec![0; errors.len().max(1)],
             undeclared: 0,
         }
@@ -147,6 +150,7 @@ impl NodeStats {
         self.packets += other.packets;
         self.tx += other.tx;
         self.punts += other.punts;
+        self.handoffs += other.handoffs;
         self.undeclared += other.undeclared;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += *b;
@@ -162,6 +166,7 @@ impl NodeStats {
         self.packets = src.packets;
         self.tx = src.tx;
         self.punts = src.punts;
+        self.handoffs = src.handoffs;
         self.undeclared = src.undeclared;
         if self.drops.len() == src.drops.len() {
             self.drops.copy_from_slice(&src.drops);
@@ -312,6 +317,7 @@ fn fmt_next(s: &mut String, n: Next, node: &str, errors: &[&str]) {
         Next::Node(_) => write!(s, "{node}"),
         Next::Port(p) => write!(s, "port {p}"),
         Next::Punt => write!(s, "punt"),
+        Next::Handoff(w) => write!(s, "handoff worker {w}"),
         Next::Drop(r) => match errors.get(r as usize) {
             Some(e) => write!(s, "drop ({e})"),
             None => write!(s, "drop ({r})"),

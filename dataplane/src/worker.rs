@@ -39,6 +39,137 @@ pub fn ring(cap: usize) -> PktRing {
     Arc::new(ArrayQueue::new(cap.max(1)))
 }
 
+/// One worker's end of the hand-off mesh (VPP's worker hand-off): a bounded
+/// lock-free ring (single producer, single consumer, preallocated) from every
+/// worker to every other. A node that finds a packet's state owned by another
+/// worker answers [`crate::batch::Next::Handoff`]; the loop moves it onto the ring
+/// to its owner after the burst, and the owner runs it from the same node on.
+/// Full rings drop, counted ([`WorkerStats::handoff_dropped`]).
+pub struct Handoff {
+    me: u16,
+    /// Ring to each worker (`None` for this one).
+    to: Vec<Option<PktRing>>,
+    /// Rings from the other workers.
+    from: Vec<PktRing>,
+}
+
+impl Handoff {
+    /// This worker's index.
+    pub fn worker(&self) -> u16 {
+        self.me
+    }
+
+    /// How many workers the mesh joins.
+    pub fn workers(&self) -> u16 {
+        self.to.len() as u16
+    }
+}
+
+/// The hand-off mesh of `n` workers, rings of `cap` packets each (allocated now):
+/// element `k` is worker `k`'s end.
+pub fn handoff_mesh(n: usize, cap: usize) -> Vec<Handoff> {
+    let n = n.clamp(1, usize::from(u16::MAX));
+    // rings[from][to]
+    let rings: Vec<Vec<Option<PktRing>>> = (0..n)
+        .map(|f| (0..n).map(|t| (f != t).then(|| ring(cap))).collect())
+        .collect();
+    (0..n)
+        .map(|k| Handoff {
+            me: k as u16,
+            to: rings[k].clone(),
+            from: (0..n).filter_map(|f| rings[f][k].clone()).collect(),
+        })
+        .collect()
+}
+
+/// The control plane's side of every worker's punt and inject rings: punted
+/// packets are read from all workers in turn; packets it sends go to one worker's
+/// inject ring (the one that owns the subscriber or flow, or worker 0), which
+/// transmits them on its own queue of their `meta.port`.
+pub struct CtrlRings {
+    pub punt: Vec<PktRing>,
+    pub inject: Vec<PktRing>,
+    next: usize,
+}
+
+impl CtrlRings {
+    /// Rings for `n` workers, `cap` packets each; hand `punt[k]`/`inject[k]` to
+    /// worker `k` ([`Worker::with_punt`], [`Worker::with_inject`]).
+    pub fn new(n: usize, cap: usize) -> Self {
+        let n = n.max(1);
+        CtrlRings {
+            punt: (0..n).map(|_| ring(cap)).collect(),
+            inject: (0..n).map(|_| ring(cap)).collect(),
+            next: 0,
+        }
+    }
+
+    /// The next punted packet of any worker (round robin over the workers, so one
+    /// busy worker cannot starve the others' punts), with the worker it came from.
+    pub fn recv(&mut self) -> Option<(usize, Pkt)> {
+        let n = self.punt.len();
+        for k in 0..n {
+            let w = (self.next + k) % n;
+            if let Some(p) = self.punt.get(w).and_then(|q| q.pop()) {
+                self.next = (w + 1) % n;
+                return Some((w, p));
+            }
+        }
+        None
+    }
+
+    /// Gives `pkt` to worker `w` for transmission on its `meta.port`; the packet
+    /// back when that ring is full or `w` does not exist.
+    pub fn send(&self, w: usize, pkt: Pkt) -> Result<(), Pkt> {
+        match self.inject.get(w) {
+            Some(q) => q.push(pkt),
+            None => Err(pkt),
+        }
+    }
+}
+
+/// Table updates fanned out to every worker without stalling any: one bounded
+/// lock-free queue per worker, each message cloned into every queue. A worker's
+/// update hook drains its own queue between bursts ([`Fanout::receiver`]). A
+/// full queue refuses the message for that worker (returned in the error count):
+/// the sender retries or resynchronises; no worker ever waits.
+pub struct Fanout<T> {
+    queues: Vec<Arc<ArrayQueue<T>>>,
+}
+
+impl<T: Clone> Fanout<T> {
+    /// Queues of `cap` messages for `n` workers.
+    pub fn new(n: usize, cap: usize) -> Self {
+        Fanout {
+            queues: (0..n.max(1))
+                .map(|_| Arc::new(ArrayQueue::new(cap.max(1))))
+                .collect(),
+        }
+    }
+
+    /// Worker `k`'s queue.
+    pub fn receiver(&self, k: usize) -> Option<Arc<ArrayQueue<T>>> {
+        self.queues.get(k).cloned()
+    }
+
+    /// Sends `msg` to every worker; returns how many workers' queues were full
+    /// (0: delivered everywhere).
+    pub fn send(&self, msg: T) -> usize {
+        let mut full = 0;
+        for q in &self.queues {
+            if q.push(msg.clone()).is_err() {
+                full += 1;
+            }
+        }
+        full
+    }
+
+    /// Whether every worker has applied every message sent so far.
+    pub fn drained(&self) -> bool {
+        self.queues.iter().all(|q| q.is_empty())
+    }
+}
+
 /// A table-update hook: called between bursts with the worker's graph; it drains
 /// its VNF's update messages into the nodes' tables.
 pub type Hook = Box<dyn FnMut(&mut Graph, &mut Out) + Send>;
@@ -62,6 +193,12 @@ pub struct WorkerConfig {
     /// Graph timers run at most this often, ns.
     pub tick_ns: u64,
     pub tx_policy: TxPolicy,
+    /// Software RSS (with a hand-off mesh of several workers): every received
+    /// packet gets its symmetric flow hash in `meta.hash`
+    /// ([`crate::hash::frame_hash`]) and goes to the worker that hash names, so
+    /// both directions of a flow meet on one worker even when the ports' own
+    /// steering (a NIC's asymmetric RSS, a single queue) does not do it.
+    pub soft_rss: bool,
 }
 
 impl Default for WorkerConfig {
@@ -70,6 +207,7 @@ impl Default for WorkerConfig {
             trace: 0,
             tick_ns: 1_000_000,
             tx_policy: TxPolicy::Retry,
+            soft_rss: false,
         }
     }
 }
@@ -101,6 +239,12 @@ pub struct WorkerStats {
     /// that moved a packet: the worker's busy time, counted by
     /// [`crate::runner`]'s loop (a worker polled by other code leaves it 0).
     pub busy_cycles: u64,
+    /// Packets put on a hand-off ring to the worker that owns them.
+    pub handed_off: u64,
+    /// Packets taken from other workers' hand-off rings.
+    pub handoff_received: u64,
+    /// Packets dropped because the ring to their owner was full.
+    pub handoff_dropped: u64,
 }
 
 /// One worker: its ports (queues), its graph, its buffer cache and rings.
@@ -111,6 +255,7 @@ pub struct Worker<P: Port = Box<dyn Port>> {
     rx: Batch,
     punt: Option<PktRing>,
     inject: Option<PktRing>,
+    handoff: Option<Handoff>,
     hooks: Vec<Hook>,
     cfg: WorkerConfig,
     next_tick: u64,
@@ -138,6 +283,7 @@ impl<P: Port> Worker<P> {
             rx: Batch::new(),
             punt: None,
             inject: None,
+            handoff: None,
             hooks: Vec::new(),
             cfg,
             next_tick: 0,
@@ -154,6 +300,20 @@ impl<P: Port> Worker<P> {
     /// Packets from `ring` are transmitted on the port in their `meta.port`.
     pub fn with_inject(mut self, ring: PktRing) -> Self {
         self.inject = Some(ring);
+        self
+    }
+
+    /// Joins a hand-off mesh ([`handoff_mesh`]): nodes may answer
+    /// `Next::Handoff(w)` and, with [`WorkerConfig::soft_rss`], received packets go
+    /// to the worker their flow hash names. A mesh of one changes nothing.
+    pub fn with_handoff(mut self, h: Handoff) -> Self {
+        let n = h.workers();
+        if n > 1 {
+            self.out.worker = h.me;
+            self.out.workers = n;
+            self.out.handoff = (0..n).map(|_| Batch::new()).collect();
+            self.handoff = Some(h);
+        }
         self
     }
 
@@ -182,6 +342,9 @@ impl<P: Port> Worker<P> {
         if work > 0 {
             work += self.transmit();
         }
+        if self.handoff.is_some() {
+            work += self.take_handed_off();
+        }
         for i in 0..self.ports.len() {
             let Some(p) = self.ports.get_mut(i) else {
                 continue;
@@ -194,6 +357,9 @@ impl<P: Port> Worker<P> {
             self.stats.rx_packets += n as u64;
             for pkt in self.rx.iter_mut() {
                 pkt.meta.port = i as u16;
+            }
+            if self.cfg.soft_rss && self.handoff.is_some() {
+                self.spread(i as u16);
             }
             self.graph.run(&mut self.rx, &mut self.out);
             // the graph ends every packet; anything left is a bug, never a leak
@@ -212,6 +378,9 @@ impl<P: Port> Worker<P> {
             }
         }
         self.hand_punts();
+        if self.handoff.is_some() {
+            self.push_handoffs();
+        }
         work += self.transmit();
         if now_ns >= self.next_tick {
             self.next_tick = now_ns.saturating_add(self.cfg.tick_ns);
@@ -219,6 +388,9 @@ impl<P: Port> Worker<P> {
             self.stats.ticks += 1;
             // timers may have queued packets (ARP refresh, retransmissions)
             self.hand_punts();
+            if self.handoff.is_some() {
+                self.push_handoffs();
+            }
             work += self.transmit();
         }
         self.stats.loops += 1;
@@ -250,6 +422,110 @@ impl<P: Port> Worker<P> {
         }
         self.stats.injected += n as u64;
         n
+    }
+
+    /// Software RSS on the burst in hand (from `port`): packets whose flow hash
+    /// names another worker leave for it, to resume at the port's entry node.
+    fn spread(&mut self, port: u16) {
+        let (me, n) = (self.out.worker, self.out.workers);
+        let entry = self.graph.port_entry(port);
+        let handoff = &mut self.out.handoff;
+        let cache = &mut self.out.cache;
+        let dropped = &mut self.stats.handoff_dropped;
+        self.rx.retain(|mut p| {
+            let h = crate::hash::frame_hash(p.data());
+            p.meta.hash = h;
+            let w = Out::owner_of(h, n);
+            if w == me {
+                return Some(p);
+            }
+            p.meta.resume = entry;
+            match handoff.get_mut(usize::from(w)) {
+                Some(b) => {
+                    if let Err(p) = b.push(p) {
+                        *dropped += 1;
+                        cache.free(p);
+                    }
+                }
+                None => cache.free(p),
+            }
+            None
+        });
+        // a full burst for one worker must not wait behind the next port's
+        if handoff
+            .iter()
+            .any(|b| b.room() < crate::batch::BATCH_SIZE / 2)
+        {
+            self.push_handoffs();
+        }
+    }
+
+    /// Moves the packets nodes handed off onto the rings to their owners.
+    fn push_handoffs(&mut self) {
+        let Some(h) = &self.handoff else {
+            return;
+        };
+        let cache = &mut self.out.cache;
+        let st = &mut self.stats;
+        for (w, b) in self.out.handoff.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            match h.to.get(w).and_then(|r| r.as_ref()) {
+                Some(q) => b.drain(|p| match q.push(p) {
+                    Ok(()) => st.handed_off += 1,
+                    Err(p) => {
+                        st.handoff_dropped += 1;
+                        cache.free(p);
+                    }
+                }),
+                None => {
+                    st.handoff_dropped += b.len() as u64;
+                    b.free_all(cache);
+                }
+            }
+        }
+    }
+
+    /// Runs what other workers handed to this one: each packet joins the input
+    /// frame of the node it resumes at, then the graph runs from the first of them.
+    fn take_handed_off(&mut self) -> usize {
+        let Some(h) = &self.handoff else {
+            return 0;
+        };
+        let nodes = self.graph.len();
+        let mut total = 0;
+        let mut first = usize::MAX;
+        for q in h.from.iter() {
+            for _ in 0..crate::batch::BATCH_SIZE {
+                let Some(p) = q.pop() else {
+                    break;
+                };
+                total += 1;
+                let at = usize::from(p.meta.resume);
+                if at >= nodes {
+                    // not a node of this graph: a bug in the sender, counted
+                    self.stats.handoff_dropped += 1;
+                    self.out.cache.free(p);
+                    continue;
+                }
+                if self.out.frames.get(at).is_some_and(|f| f.is_full()) {
+                    self.graph.run_frames(first.min(at), &mut self.out);
+                    first = usize::MAX;
+                }
+                if let Some(f) = self.out.frames.get_mut(at) {
+                    if let Err(p) = f.push(p) {
+                        self.out.cache.free(p);
+                    }
+                }
+                first = first.min(at);
+            }
+        }
+        if first != usize::MAX {
+            self.graph.run_frames(first, &mut self.out);
+        }
+        self.stats.handoff_received += total as u64;
+        total
     }
 
     fn hand_punts(&mut self) {
@@ -456,5 +732,211 @@ mod tests {
         }
         assert_eq!(w.out.stats.tx_full, 0);
         assert_eq!(w.stats.inject_dropped, 0);
+    }
+
+    /// Counts what enters it and keeps it.
+    struct Count;
+    impl crate::stage::Stage for Count {
+        fn name(&self) -> &'static str {
+            "count"
+        }
+        fn process(&mut self, b: &mut Batch, n: &mut crate::stage::NodeStats, o: &mut Out) {
+            b.dispatch(n, o, |_, _| crate::batch::Next::Keep);
+        }
+    }
+
+    /// Owner = first byte of the frame (or the flow hash's worker with `by_hash`);
+    /// hands off what it does not own, sends the rest out port 0; drops (reason 0)
+    /// a packet that arrived owned elsewhere twice or whose hash is wrong.
+    struct Owner {
+        by_hash: bool,
+    }
+    impl crate::stage::Stage for Owner {
+        fn name(&self) -> &'static str {
+            "owner"
+        }
+        fn errors(&self) -> &'static [&'static str] {
+            &["wrong-worker"]
+        }
+        fn process(&mut self, b: &mut Batch, n: &mut crate::stage::NodeStats, o: &mut Out) {
+            let by_hash = self.by_hash;
+            b.dispatch(n, o, |p, o| {
+                let owner = if by_hash {
+                    if p.meta.hash != crate::hash::frame_hash(p.data()) {
+                        return crate::batch::Next::Drop(0);
+                    }
+                    Out::owner_of(p.meta.hash, o.workers)
+                } else {
+                    u16::from(p.data()[0])
+                };
+                if owner == o.worker {
+                    crate::batch::Next::Port(0)
+                } else if by_hash {
+                    // software RSS already sent it to its owner
+                    crate::batch::Next::Drop(0)
+                } else {
+                    crate::batch::Next::Handoff(owner)
+                }
+            });
+        }
+    }
+
+    fn two_workers(
+        pool: &'static Pool,
+        by_hash: bool,
+    ) -> (Vec<Worker<mem::MemPort>>, Vec<mem::MemPort>) {
+        let mesh = handoff_mesh(2, 1024);
+        let mut ws = Vec::new();
+        let mut peers = Vec::new();
+        for (k, h) in mesh.into_iter().enumerate() {
+            let (a, peer) = mem::pair(&alloc::format!("h{k}"), "peer", 1024).unwrap();
+            let mut g = Graph::new();
+            g.push(Box::new(Count));
+            g.push(Box::new(Owner { by_hash }));
+            let cfg = WorkerConfig {
+                soft_rss: by_hash,
+                ..WorkerConfig::default()
+            };
+            let w = Worker::new(alloc::vec![a], g, pool.cache(), cfg)
+                .unwrap()
+                .with_handoff(h);
+            ws.push(w);
+            peers.push(peer);
+        }
+        (ws, peers)
+    }
+
+    fn drain(peer: &mut mem::MemPort, c: &mut PoolCache) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        let mut b = Batch::new();
+        while peer.rx_burst(c, &mut b) > 0 {
+            b.drain(|p| {
+                got.push(p.data().to_vec());
+                c.free(p);
+            });
+        }
+        got
+    }
+
+    /// A node's hand-off reaches the owner and resumes at the same node there
+    /// (the nodes before it do not see the packet twice); nothing is lost.
+    #[test]
+    fn handoff_reaches_the_owner_and_resumes_at_the_node() {
+        let pool = Pool::new(4096).unwrap();
+        let mut c = pool.cache();
+        let (mut ws, mut peers) = two_workers(pool, false);
+        let mut b = Batch::new();
+        for i in 0..200u8 {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&[i % 2, i, 0, 0]).unwrap();
+            b.push(p).unwrap();
+        }
+        peers[0].tx_burst(&mut c, &mut b);
+        for t in 0..4 {
+            for w in ws.iter_mut() {
+                w.poll(t);
+            }
+        }
+        let got0 = drain(&mut peers[0], &mut c);
+        let got1 = drain(&mut peers[1], &mut c);
+        assert_eq!(got0.len(), 100);
+        assert_eq!(got1.len(), 100);
+        assert!(got0.iter().all(|f| f[0] == 0));
+        assert!(got1.iter().all(|f| f[0] == 1));
+        // in order on the owner
+        let seq: Vec<u8> = got1.iter().map(|f| f[1]).collect();
+        assert!(seq.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(ws[0].stats.handed_off, 100);
+        assert_eq!(ws[1].stats.handoff_received, 100);
+        let count1 = ws[1].graph.nodes().next().unwrap().packets;
+        assert_eq!(count1, 0, "resumed at `owner`, not at the entry node");
+        let owner1 = ws[1].graph.nodes().nth(1).unwrap();
+        assert_eq!((owner1.packets, owner1.dropped()), (100, 0));
+        assert_eq!(ws[0].graph.nodes().nth(1).unwrap().handoffs, 100);
+    }
+
+    /// Software RSS: every packet reaches the worker its symmetric flow hash names,
+    /// with `meta.hash` set, in both directions of each flow.
+    #[test]
+    fn soft_rss_sends_both_directions_to_the_hash_owner() {
+        let pool = Pool::new(8192).unwrap();
+        let mut c = pool.cache();
+        let (mut ws, mut peers) = two_workers(pool, true);
+        let frame = |src: u32, dst: u32, sp: u16, dp: u16| {
+            let mut f = [0u8; 60];
+            f[12] = 0x08;
+            f[14] = 0x45;
+            f[23] = 17;
+            f[26..30].copy_from_slice(&src.to_be_bytes());
+            f[30..34].copy_from_slice(&dst.to_be_bytes());
+            f[34..36].copy_from_slice(&sp.to_be_bytes());
+            f[36..38].copy_from_slice(&dp.to_be_bytes());
+            f
+        };
+        let mut owners = [0usize; 2];
+        // forward direction into worker 0's port, reverse into worker 1's
+        for (k, rev) in [(0usize, false), (1, true)] {
+            let mut b = Batch::new();
+            for i in 0..128u32 {
+                let (s, d, sp, dp) = (0x0a00_0000 + i, 0xc000_0201, 1000 + i as u16, 53);
+                let f = if rev {
+                    frame(d, s, dp, sp)
+                } else {
+                    frame(s, d, sp, dp)
+                };
+                owners[usize::from(Out::owner_of(crate::hash::frame_hash(&f), 2))] += 1;
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&f).unwrap();
+                b.push(p).unwrap();
+            }
+            peers[k].tx_burst(&mut c, &mut b);
+        }
+        for t in 0..4 {
+            for w in ws.iter_mut() {
+                w.poll(t);
+            }
+        }
+        let got0 = drain(&mut peers[0], &mut c).len();
+        let got1 = drain(&mut peers[1], &mut c).len();
+        assert_eq!([got0, got1], owners, "each packet at its hash's worker");
+        assert!(owners[0] > 0 && owners[1] > 0, "{owners:?}");
+        for w in &ws {
+            assert_eq!(w.graph.nodes().nth(1).unwrap().dropped(), 0);
+        }
+        let handed: u64 = ws.iter().map(|w| w.stats.handed_off).sum();
+        let recv: u64 = ws.iter().map(|w| w.stats.handoff_received).sum();
+        assert_eq!(handed, recv);
+        assert!(handed > 0);
+    }
+
+    #[test]
+    fn ctrl_rings_and_fanout_reach_every_worker() {
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        let mut cr = CtrlRings::new(3, 4);
+        for w in [2usize, 0, 2] {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&[w as u8]).unwrap();
+            cr.punt[w].push(p).unwrap();
+        }
+        let mut from = Vec::new();
+        while let Some((w, p)) = cr.recv() {
+            assert_eq!(usize::from(p.data()[0]), w);
+            from.push(w);
+            c.free(p);
+        }
+        assert_eq!(from, [0, 2, 2]);
+        let p = c.alloc().unwrap();
+        assert!(cr.send(5, p).is_err_and(|p| {
+            c.free(p);
+            true
+        }));
+        let f: Fanout<u32> = Fanout::new(2, 2);
+        assert_eq!(f.send(7), 0);
+        assert_eq!(f.send(8), 0);
+        assert_eq!(f.send(9), 2, "both queues full: refused, nobody waits");
+        let r1 = f.receiver(1).unwrap();
+        assert_eq!((r1.pop(), r1.pop(), r1.pop()), (Some(7), Some(8), None));
+        assert!(!f.drained());
     }
 }

@@ -171,6 +171,27 @@ impl Ipsec {
         }
     }
 
+    /// The SPI of the SA [`Ipsec::outbound`] would protect this packet with (`None`:
+    /// bypassed, discarded, not IP, or no such SA). For steering a packet to the
+    /// worker that owns the SA before its sequence number is taken.
+    pub fn outbound_spi(&self, data: &[u8]) -> Option<u32> {
+        let ip = ip::parse(data).ok()?;
+        let flow = Flow::from_info(&ip, data);
+        match self.spd.lookup_outbound(&flow) {
+            Action::Protect(id) => self.sad.get(id).map(|sa| sa.cfg.spi),
+            _ => None,
+        }
+    }
+
+    /// The SPI of an ESP packet (plain or UDP-encapsulated; `None` otherwise). For
+    /// steering it to the worker that owns the SA before the replay check.
+    pub fn inbound_spi(&self, data: &[u8]) -> Option<u32> {
+        match esp::classify(data, self.natt_port) {
+            Ok(Class::Esp(p)) => Some(p.spi),
+            _ => None,
+        }
+    }
+
     /// Encrypts with a given outbound SA, skipping the SPD (the caller already chose,
     /// e.g. a route-based tunnel). Not counted in [`Counters`].
     #[inline]

@@ -377,6 +377,18 @@ pub struct EspEncrypt {
     ipsec: Ipsec,
     updates: Option<SaQueue>,
     update_stats: UpdateStats,
+    /// Several workers: (this worker, workers); see [`sa_owner`].
+    steer: Option<(u16, u16)>,
+}
+
+/// The worker among `n` that owns the SA with `spi`: it alone encrypts with an
+/// outbound SA (so its sequence numbers strictly increase) and checks an inbound
+/// SA's replay window (one window per SA). Every worker holds every SA (the control
+/// plane fans SA changes out to every worker's queue); the others hand the
+/// packets to the owner (`Next::Handoff`).
+#[inline]
+pub fn sa_owner(spi: u32, n: u16) -> u16 {
+    dataplane::batch::Out::owner_of(spi.wrapping_mul(0x9e37_79b1), n)
 }
 
 impl EspEncrypt {
@@ -385,7 +397,15 @@ impl EspEncrypt {
             ipsec,
             updates: None,
             update_stats: UpdateStats::default(),
+            steer: None,
         }
+    }
+
+    /// Worker `me` of `n`: packets whose SA another worker owns are handed there
+    /// ([`sa_owner`]). One worker: nothing changes.
+    pub fn for_worker(mut self, me: u16, n: u16) -> Self {
+        self.steer = (n > 1).then_some((me, n));
+        self
     }
 
     /// A gateway's `esp-encrypt`: empty SAD (with room for [`GATEWAY_SAS`]) and
@@ -425,6 +445,15 @@ impl EspEncrypt {
     /// One packet (the stage's per-packet body; public for callers without batches).
     #[inline]
     pub fn encrypt(&mut self, pkt: &mut Pkt, now: u64) -> Next {
+        if let Some((me, n)) = self.steer {
+            let spi = pkt
+                .data()
+                .get(usize::from(pkt.meta.l3)..)
+                .and_then(|d| self.ipsec.outbound_spi(d));
+            if let Some(w) = spi.map(|s| sa_owner(s, n)).filter(|&w| w != me) {
+                return Next::Handoff(w);
+            }
+        }
         let r = match l3(pkt) {
             Ok(mut b) => self.ipsec.outbound(&mut b, now),
             Err(e) => Err(e),
@@ -506,6 +535,8 @@ pub struct EspDecrypt {
     local: Vec<IpAddr>,
     /// Gateway mode: IKE on UDP 500 to `local` is punted too.
     punt_ike: bool,
+    /// Several workers: (this worker, workers); see [`sa_owner`].
+    steer: Option<(u16, u16)>,
 }
 
 impl EspDecrypt {
@@ -516,7 +547,15 @@ impl EspDecrypt {
             update_stats: UpdateStats::default(),
             local: Vec::new(),
             punt_ike: false,
+            steer: None,
         }
+    }
+
+    /// Worker `me` of `n`: ESP packets whose SA another worker owns are handed
+    /// there before the replay check ([`sa_owner`]). One worker: nothing changes.
+    pub fn for_worker(mut self, me: u16, n: u16) -> Self {
+        self.steer = (n > 1).then_some((me, n));
+        self
     }
 
     /// A gateway's `esp-decrypt` in front of routing: packets to one of `local`
@@ -569,6 +608,16 @@ impl EspDecrypt {
                     if self.punt_ike && udp_to(d, IKE_PORT) {
                         self.ipsec.counters.punted += 1;
                         return Next::Punt;
+                    }
+                }
+                if let Some((me, n)) = self.steer {
+                    if let Some(w) = self
+                        .ipsec
+                        .inbound_spi(b.data())
+                        .map(|s| sa_owner(s, n))
+                        .filter(|&w| w != me)
+                    {
+                        return Next::Handoff(w);
                     }
                 }
                 self.ipsec.inbound(&mut b, now)

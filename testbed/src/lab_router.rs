@@ -86,6 +86,13 @@ pub struct RouterLabArgs {
     /// default: no limit). A run where nothing arrives fails regardless.
     #[arg(long, value_name = "X", value_parser = pktgen::kpi::parse_plr)]
     pub max_plr: Option<f64>,
+    /// Router workers: the generator's and the sink's ports get one queue per
+    /// worker (the in-memory multi-queue pair steers by the symmetric flow hash,
+    /// as a NIC's RSS does) and the workers are joined by the hand-off mesh; with
+    /// --dut-thread each worker runs on its own thread. Packets of one stream
+    /// through several workers may arrive reordered (each flow stays in order).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
 }
 
 impl Default for RouterLabArgs {
@@ -104,28 +111,39 @@ impl Default for RouterLabArgs {
             trial: 1.0,
             json: false,
             max_plr: None,
+            workers: 1,
         }
     }
 }
 
-/// The router as a device under test: its two ports and one worker (the engine's
-/// worker loop over the router's graph).
+/// The router as a device under test: its ports and its workers (the engine's
+/// worker loop over the router's graph, one per worker, joined by the hand-off
+/// mesh when there are several).
 pub struct Dut {
-    worker: Worker<MemPort>,
-    /// Nanoseconds spent in steps that moved packets.
+    workers: Vec<Worker<MemPort>>,
+    /// Nanoseconds spent in steps that moved packets (summed over the workers).
     pub busy_ns: u64,
     /// Packets received by the DUT.
     pub packets: u64,
+    /// Packets received per worker.
+    pub per_worker: Vec<u64>,
 }
 
 impl Dut {
-    /// One iteration of the worker loop (receive, graph, transmit, timers). Returns
-    /// packets received.
+    /// One iteration of every worker's loop (receive, graph, transmit, timers).
+    /// Returns packets received.
     #[inline]
     pub fn step(&mut self) -> usize {
-        let before = self.worker.stats.rx_packets;
-        self.worker.poll(now_ns());
-        let n = (self.worker.stats.rx_packets - before) as usize;
+        let mut n = 0;
+        for (k, w) in self.workers.iter_mut().enumerate() {
+            let before = w.stats.rx_packets;
+            w.poll(now_ns());
+            let got = w.stats.rx_packets - before;
+            if let Some(c) = self.per_worker.get_mut(k) {
+                *c += got;
+            }
+            n += got as usize;
+        }
         self.packets += n as u64;
         n
     }
@@ -141,21 +159,42 @@ impl Dut {
         n
     }
 
-    /// `show errors` of the graph.
+    /// `show errors` of the graph (summed over the workers).
     pub fn errors(&self) -> String {
-        self.worker.graph.show_errors()
+        let mut nodes: Vec<dataplane::stage::NodeStats> = Vec::new();
+        for w in &self.workers {
+            for (i, n) in w.graph.nodes().enumerate() {
+                match nodes.get_mut(i) {
+                    Some(m) => m.merge(n),
+                    None => nodes.push(n.clone()),
+                }
+            }
+        }
+        dataplane::stage::show_errors(nodes.iter())
     }
 
-    /// Total drops counted by the graph.
+    /// Total drops counted by the graphs and the hand-off rings.
     pub fn drops(&self) -> u64 {
-        self.worker.graph.nodes().map(|n| n.dropped()).sum()
+        self.workers
+            .iter()
+            .map(|w| {
+                w.graph.nodes().map(|n| n.dropped()).sum::<u64>()
+                    + w.stats.handoff_dropped
+                    + w.out.stats.no_handoff
+            })
+            .sum()
+    }
+
+    /// Packets the workers handed to each other.
+    pub fn handoffs(&self) -> u64 {
+        self.workers.iter().map(|w| w.stats.handed_off).sum()
     }
 }
 
 /// Generator port, sink port, the DUT between them, and the base stream.
 pub struct MemLab {
-    pub gen_port: MemPort,
-    pub sink_port: MemPort,
+    pub gen_port: Box<dyn Port>,
+    pub sink_port: Box<dyn Port>,
     pub dut: Option<Dut>,
     pub base: StreamSpec,
     pub dut_thread: bool,
@@ -175,19 +214,34 @@ impl MemLab {
         let pool = Pool::new(cfg.engine.pool_buffers.max(16384) + 16384)
             .context("no memory for the buffer pool")?;
         let ring = cfg.engine.ring_size.max(256);
-        let (gen_port, access) =
-            mem::pair("gen", "access", ring).context("bad ring size for the lab")?;
-        let (core, sink_port) = mem::pair("core", "sink", ring).context("bad ring size")?;
+        let n = usize::from(args.workers.max(1));
+        // One queue per worker on both sides; the generator's and the sink's ends
+        // steer by the symmetric flow hash (the in-memory NIC's RSS).
+        let (gen_port, access): (Box<dyn Port>, Vec<MemPort>) = if n == 1 {
+            let (g, a) = mem::pair("gen", "access", ring).context("bad ring size for the lab")?;
+            (Box::new(g), vec![a])
+        } else {
+            let (g, a) = mem::mq_pair("gen", "access", n, ring).context("bad ring size")?;
+            (Box::new(g), a)
+        };
+        let (core, sink_port): (Vec<MemPort>, Box<dyn Port>) = if n == 1 {
+            let (c, s) = mem::pair("core", "sink", ring).context("bad ring size")?;
+            (vec![c], Box::new(s))
+        } else {
+            // the sink's end steers the router's transmissions, the router's end
+            // of each queue is worker k's core port
+            let (s, c) = mem::mq_pair("sink", "core", n, ring).context("bad ring size")?;
+            (c, Box::new(s))
+        };
         let router = Router::build(
             &cfg,
             &[
-                access.mac().unwrap_or_default(),
-                core.mac().unwrap_or_default(),
+                access.first().and_then(|a| a.mac()).unwrap_or_default(),
+                core.first().and_then(|c| c.mac()).unwrap_or_default(),
             ],
             None,
         )
         .map_err(|e| anyhow::anyhow!("router: {e}"))?;
-        let pipeline = router.pipeline();
         let router_mac = router.macs.first().copied().unwrap_or_default();
         // the generator poses as the access-side neighbour when the config names one
         let gen_mac = cfg
@@ -234,22 +288,29 @@ impl MemLab {
             )
         };
         let cache = pool.cache();
+        let mut workers = Vec::with_capacity(n);
+        let mesh = dataplane::worker::handoff_mesh(n, 4096);
+        for (k, ((a, c), h)) in access.into_iter().zip(core).zip(mesh).enumerate() {
+            let w = Worker::new(
+                vec![a, c],
+                router.pipeline_for(k as u16, n as u16),
+                pool.cache(),
+                WorkerConfig {
+                    tx_policy: TxPolicy::Drop,
+                    ..WorkerConfig::default()
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("router graph: {e}"))?;
+            workers.push(w.with_handoff(h));
+        }
         Ok(MemLab {
             gen_port,
             sink_port,
             dut: Some(Dut {
-                worker: Worker::new(
-                    vec![access, core],
-                    pipeline,
-                    pool.cache(),
-                    WorkerConfig {
-                        tx_policy: TxPolicy::Drop,
-                        ..WorkerConfig::default()
-                    },
-                )
-                .map_err(|e| anyhow::anyhow!("router graph: {e}"))?,
+                workers,
                 busy_ns: 0,
                 packets: 0,
+                per_worker: vec![0; n],
             }),
             base,
             dut_thread: args.dut_thread,
@@ -271,32 +332,44 @@ impl MemLab {
             .context("DUT lost by an earlier failed run")?;
         dut.busy_ns = 0;
         dut.packets = 0;
+        dut.per_worker.iter_mut().for_each(|c| *c = 0);
         let res;
         let ns_per_pkt;
         if self.dut_thread {
             let stop = Arc::new(AtomicBool::new(false));
-            let s2 = stop.clone();
-            let h = std::thread::spawn(move || {
-                // no clock reads in the loop (on some VMs they cost more than a
-                // packet); busy time = wall time × the share of polls that moved
-                // packets (an empty poll is cheaper, so this errs towards "busy")
-                let t0 = now_ns();
-                let (mut polls, mut idle) = (0u64, 0u64);
-                while !s2.load(Ordering::Relaxed) {
-                    polls += 1;
-                    if dut.step() == 0 {
-                        idle += 1;
-                        std::hint::spin_loop();
+            // one thread per worker, each its own one-worker DUT
+            let mut hs = Vec::new();
+            for w in std::mem::take(&mut dut.workers) {
+                let s2 = stop.clone();
+                let mut one = Dut {
+                    workers: vec![w],
+                    busy_ns: 0,
+                    packets: 0,
+                    per_worker: vec![0],
+                };
+                hs.push(std::thread::spawn(move || {
+                    // no clock reads in the loop (on some VMs they cost more than a
+                    // packet); busy time = wall time × the share of polls that moved
+                    // packets (an empty poll is cheaper, so this errs towards "busy")
+                    let t0 = now_ns();
+                    let (mut polls, mut idle) = (0u64, 0u64);
+                    while !s2.load(Ordering::Relaxed) {
+                        polls += 1;
+                        if one.step() == 0 {
+                            idle += 1;
+                            std::hint::spin_loop();
+                        }
                     }
-                }
-                let wall = now_ns() - t0;
-                dut.busy_ns = (wall as f64 * (polls - idle) as f64 / polls.max(1) as f64) as u64;
-                dut
-            });
+                    let wall = now_ns() - t0;
+                    one.busy_ns =
+                        (wall as f64 * (polls - idle) as f64 / polls.max(1) as f64) as u64;
+                    one
+                }));
+            }
             res = run_loop(
                 g,
-                &mut self.gen_port,
-                &mut self.sink_port,
+                &mut *self.gen_port,
+                &mut *self.sink_port,
                 &mut self.rcv,
                 &mut self.cache,
                 duration,
@@ -304,16 +377,24 @@ impl MemLab {
                 |_| {},
             );
             stop.store(true, Ordering::Relaxed);
-            let d = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("DUT thread panicked"))?;
-            ns_per_pkt = (d.packets > 0).then(|| d.busy_ns as f64 / d.packets as f64);
-            self.dut = Some(d);
+            for (k, h) in hs.into_iter().enumerate() {
+                let mut one = h
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("DUT thread panicked"))?;
+                dut.busy_ns += one.busy_ns;
+                dut.packets += one.packets;
+                if let Some(c) = dut.per_worker.get_mut(k) {
+                    *c = one.packets;
+                }
+                dut.workers.append(&mut one.workers);
+            }
+            ns_per_pkt = (dut.packets > 0).then(|| dut.busy_ns as f64 / dut.packets as f64);
+            self.dut = Some(dut);
         } else {
             res = run_loop(
                 g,
-                &mut self.gen_port,
-                &mut self.sink_port,
+                &mut *self.gen_port,
+                &mut *self.sink_port,
                 &mut self.rcv,
                 &mut self.cache,
                 duration,
@@ -369,6 +450,12 @@ pub struct LabKpis {
     /// Packets per second one DUT core handles, from the DUT's busy time.
     pub dut_mpps_per_core: f64,
     pub dut_drops: u64,
+    /// Router workers (`--workers`).
+    pub workers: usize,
+    /// Packets each worker received.
+    pub per_worker_packets: Vec<u64>,
+    /// Packets the workers handed to each other (hand-off mesh).
+    pub handoffs: u64,
     /// The same traffic figures in the shape every lab reports (`pktgen::kpi`).
     pub traffic: pktgen::kpi::TrafficKpis,
 }
@@ -434,6 +521,9 @@ pub fn run_once(args: &RouterLabArgs) -> anyhow::Result<(LabKpis, String)> {
         latency_max_us: r.rx.latency.max_us,
         dut_mpps_per_core: dut_mpps,
         dut_drops: dut.map(|d| d.drops()).unwrap_or(0),
+        workers: usize::from(args.workers.max(1)),
+        per_worker_packets: dut.map(|d| d.per_worker.clone()).unwrap_or_default(),
+        handoffs: dut.map(|d| d.handoffs()).unwrap_or(0),
         traffic,
     };
     Ok((k, dut.map(|d| d.errors()).unwrap_or_default()))

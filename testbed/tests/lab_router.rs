@@ -200,3 +200,40 @@ fn lab_router_failure_is_one_line_and_exit_1() {
         "{s}"
     );
 }
+
+/// `--workers 2`: the flows spread over both workers (the in-memory NIC's
+/// symmetric RSS), every packet arrives, nothing is dropped; the report says how
+/// many workers ran and what each received.
+#[test]
+fn lab_router_two_workers_share_the_flows_without_loss() {
+    let s = testbed(&[
+        "lab",
+        "router",
+        "--json",
+        "--workers",
+        "2",
+        "--duration",
+        "0.5",
+        "--rate",
+        "20kpps",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(s.trim()).expect("one JSON object");
+    assert_eq!(v["workers"].as_u64(), Some(2), "{s}");
+    let tx = v["tx"].as_u64().unwrap();
+    assert!(tx > 1000, "{s}");
+    assert_eq!(v["rx"].as_u64().unwrap(), tx, "{s}");
+    assert_eq!(v["lost"].as_u64().unwrap(), 0, "{s}");
+    assert_eq!(v["dut_drops"].as_u64().unwrap(), 0, "{s}");
+    let per: Vec<u64> = v["per_worker_packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(per.len(), 2, "{s}");
+    assert_eq!(per.iter().sum::<u64>(), tx, "{s}");
+    assert!(
+        per.iter().all(|&p| p > tx / 10),
+        "both workers busy: {per:?}"
+    );
+}

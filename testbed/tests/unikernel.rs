@@ -656,6 +656,9 @@ fn config_drive_gives_the_day0_config() {
             "FATAL: bad configuration: config from NoCloud drive user-data is not valid TOML"
         ),
         "{t}"
+    );
+}
+
 /// The router guest with both NICs on vhost-user: QEMU is the frontend, the testbed's
 /// own vhost-user ports the backends (server sockets), as on an OVS-DPDK or VPP host.
 /// No root needed.

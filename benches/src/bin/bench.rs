@@ -1,5 +1,7 @@
-//! `bench <scenario> [--pkt-size N|imix] [--seconds S] [--json]`: Mpps per core of
-//! one pipeline, generator and sink excluded from the timed part as far as possible.
+//! `bench <scenario> [--pkt-size N|imix] [--seconds S] [--workers N] [--cores LIST]
+//! [--json]`: Mpps per core of one pipeline, generator and sink excluded from the
+//! timed part as far as possible; with `--workers N` the scenario's pipeline runs on N
+//! pinned worker threads at once and the report adds the total and per-worker rates.
 
 use benches::scenarios::SCENARIOS;
 use benches::{Params, PktSize};
@@ -29,7 +31,18 @@ struct Cli {
     /// One JSON object per line
     #[arg(long)]
     json: bool,
+    /// Worker threads, each pinned to its own core, each with its own queues and
+    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Cores of the workers, comma-separated, one per worker (default: worker k on
+    /// core k)
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
 }
+
+/// Scenarios that run several workers.
+const MULTI: &[&str] = &["l3fwd-small", "l3fwd-bgp", "nat44", "esp-enc", "esp-dec"];
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -58,12 +71,37 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             names.join(", ")
         );
     };
+    let workers = usize::from(cli.workers);
+    if workers > 1 && !MULTI.contains(&cli.scenario.as_str()) {
+        anyhow::bail!(
+            "scenario {} runs one worker; --workers N works with {}",
+            cli.scenario,
+            MULTI.join(", ")
+        );
+    }
+    if !cli.cores.is_empty() && cli.cores.len() != workers {
+        anyhow::bail!(
+            "--cores names {} cores for {} workers (one per worker)",
+            cli.cores.len(),
+            workers
+        );
+    }
     let params = Params {
-        pkt_size: cli.pkt_size,
-        seconds: cli.seconds,
+        workers,
+        cores: cli.cores.clone(),
+        ..Params::new(cli.pkt_size, cli.seconds)
     };
     let header = pktgen::meta::Header::start("benches.bench", 1);
-    let r = run(&params)?;
+    if workers == 1 {
+        if let Some(&c) = params.cores.first() {
+            dataplane::runner::pin_to(c);
+        }
+    }
+    let mut r = run(&params)?;
+    if r.per_worker.is_empty() {
+        // a scenario that ran on this thread: its figures are worker 0's
+        r = benches::single(r, params.cores.first().copied());
+    }
     if cli.json {
         println!("{}", header.json(&r)?);
     } else {
@@ -82,6 +120,24 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             },
             r.clock
         );
+        if r.workers > 1 {
+            println!(
+                "  workers: {}  Mpps total (sum of the workers' rates) {:.2}, per core (mean) {:.2}",
+                r.workers, r.mpps_total, r.mpps_per_core
+            );
+            for w in &r.per_worker {
+                println!(
+                    "    worker {} core {}: packets={} {:.2} Mpps/core (total {:.2}) drops={} handoffs={}",
+                    w.worker,
+                    w.core.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    w.packets,
+                    w.mpps_per_core,
+                    w.mpps_total,
+                    w.drops,
+                    w.handoffs
+                );
+            }
+        }
         for (k, v) in &r.extra {
             match v {
                 // text as text (a JSON string would print quoted, with escapes)

@@ -81,6 +81,8 @@ fn report(
         cycles_per_packet: hz / mpps / 1e6,
         drops: t.sent.saturating_sub(t.received),
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     }
 }
 

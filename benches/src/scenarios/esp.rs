@@ -44,11 +44,12 @@ fn frame(size: usize, i: usize) -> Vec<u8> {
     f
 }
 
-fn sa_pair() -> anyhow::Result<(EspEncrypt, EspDecrypt)> {
+/// An outbound and an inbound SA of SPI `spi` (one worker owns both).
+fn sa_pair(spi: u32) -> anyhow::Result<(EspEncrypt, EspDecrypt)> {
     let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
     let km = KeyMaterial::new(Algorithm::Aes128Gcm16, &[0x42; 20]).map_err(anyhow::Error::msg)?;
-    let mut cfg = SaConfig::tunnel(0x1000_0001, Direction::Outbound, src, dst);
+    let mut cfg = SaConfig::tunnel(spi, Direction::Outbound, src, dst);
     cfg.backend = Backend::Ring;
     cfg.esn = true;
     let mut tx = Ipsec::new();
@@ -119,17 +120,32 @@ const SECTION: usize = 16;
 /// DMA into cache (DDIO); more would time DRAM misses the generator caused.
 const SECTION_BYTES: u64 = 64 * 1024;
 
+/// With `--workers N` every worker owns its own SA (SPI 0x10000001 + k), as the
+/// engine steers an SA's traffic to its one owner (sequence numbers and the replay
+/// window never shared).
 fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
+    let n = p.workers.max(1);
+    let reports = crate::par_workers(n, &p.cores, |k, start| run_one(p, decrypt, k, start))?;
+    crate::combine(reports)
+}
+
+fn run_one(
+    p: &Params,
+    decrypt: bool,
+    k: usize,
+    start: &std::sync::Barrier,
+) -> anyhow::Result<Report> {
     let name = if decrypt { "esp-dec" } else { "esp-enc" };
     let pool =
         Pool::new(((SECTION + 2) * BATCH) as u32).ok_or_else(|| anyhow::anyhow!("buffer pool"))?;
     let mut out = Out::new(1, pool.cache());
-    let (mut enc, mut dec) = sa_pair()?;
+    let (mut enc, mut dec) = sa_pair(0x1000_0001 + k as u32)?;
     let mut n_enc = NodeStats::new(enc.name(), enc.errors());
     let mut n_dec = NodeStats::new(dec.name(), dec.errors());
     // One batch worth of templates; IMIX interleaves sizes inside each batch.
     let templates: Vec<Vec<u8>> = (0..BATCH).map(|i| frame(p.pkt_size.nth(i), i)).collect();
     let wire_per_batch: u64 = (0..BATCH).map(|i| p.pkt_size.nth(i) as u64).sum();
+    start.wait();
     let hz = tsc_hz(50);
     let warmup_ns = 200_000_000u64;
     let budget_ns = (p.seconds * 1e9) as u64;
@@ -244,6 +260,8 @@ fn run(p: &Params, decrypt: bool) -> anyhow::Result<Report> {
         cycles_per_packet: hz / mpps / 1e6,
         drops: node.dropped(),
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }
 

@@ -188,5 +188,7 @@ pub fn ike_handshake(p: &Params) -> anyhow::Result<Report> {
         cycles_per_packet: hz / mpps / 1e6,
         drops: 0,
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }

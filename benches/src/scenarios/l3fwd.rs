@@ -94,13 +94,35 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
     let build_s = t_build.elapsed().as_secs_f64();
     drop(text);
     let dsts = gen::addrs_in_v4(&routes, 1 << 20, 7);
+    drop(routes);
+    let n = p.workers.max(1);
+    let reports = crate::par_workers(n, &p.cores, |k, start| {
+        worker(p, name, &router, &dsts, k, n, start, build_s)
+    })?;
+    crate::combine(reports)
+}
+
+/// Worker `k` of `n`: its own generator, queues and sink around the router's graph
+/// (the L3 tables are shared, as the router binary's workers share them); destinations
+/// start at a different offset per worker.
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    p: &Params,
+    name: &str,
+    router: &Router,
+    dsts: &[u32],
+    k: usize,
+    n: usize,
+    start: &std::sync::Barrier,
+    build_s: f64,
+) -> anyhow::Result<Report> {
     let pool = Pool::new(16384).context("pool")?;
     let (mut gen_port, r_in) = mem::pair("gen", "access", 1024).context("ring")?;
     let (r_out, mut sink) = mem::pair("core", "sink", 1024).context("ring")?;
     // The router's graph in the engine's worker loop, as the binary runs it.
     let mut worker = Worker::new(
         vec![r_in, r_out],
-        router.pipeline(),
+        router.pipeline_for(k as u16, n as u16),
         pool.cache(),
         WorkerConfig {
             tx_policy: TxPolicy::Drop,
@@ -116,10 +138,12 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
         frame(p.pkt_size.nth(i), 0, &mut b);
         tpl.push(b);
     }
+    start.wait();
     let hz = tsc_hz(50);
     let mut gb = Batch::new();
     let mut sb = Batch::new();
-    let (mut k, mut di) = (0usize, 0usize);
+    let mut di = k * 7919;
+    let mut k = 0usize;
     let mut dut_cycles = 0u64;
     let mut dut_packets = 0u64;
     let mut bytes = 0u64;
@@ -221,6 +245,8 @@ fn run(p: &Params, name: &str, nroutes: usize) -> anyhow::Result<Report> {
         },
         drops,
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }
 

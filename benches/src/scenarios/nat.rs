@@ -181,6 +181,8 @@ fn report(
         cycles_per_packet: cpp,
         drops,
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     }
 }
 
@@ -201,13 +203,35 @@ fn sub_addr(i: u32) -> u32 {
     0x6440_0000 + i // 100.64.0.0/10
 }
 
-/// `nat44`: 1M active sessions, random flows among them, both directions.
+/// `nat44`: 1M active sessions, random flows among them, both directions. With
+/// `--workers N` each worker runs its own `nat44` (`Nat44::new_worker`) over the
+/// subscribers it owns (about 1M/N sessions each, 1M in all) and gets only its own
+/// traffic, as when the NIC steers upstream by subscriber and downstream by outside
+/// port range (flow director rules): no packet is handed off in this scenario (the
+/// hand-off path is tested in `dataplane/tests/nat_workers.rs`).
 pub fn nat44(p: &Params) -> anyhow::Result<Report> {
-    let n_flows = SUBS * FLOWS_PER_SUB;
+    let n = p.workers.max(1);
+    let reports = crate::par_workers(n, &p.cores, |k, start| nat44_worker(p, k, n, start))?;
+    crate::combine(reports)
+}
+
+fn nat44_worker(
+    p: &Params,
+    k: usize,
+    n: usize,
+    start: &std::sync::Barrier,
+) -> anyhow::Result<Report> {
+    let owned: Vec<u32> = (0..SUBS * FLOWS_PER_SUB)
+        .filter(|f| usize::from(Nat44::inside_owner(sub_addr(f / FLOWS_PER_SUB), n as u16)) == k)
+        .collect();
+    let n_flows = owned.len() as u32;
+    if owned.is_empty() {
+        return Err(anyhow!("worker {k} of {n} owns no subscriber"));
+    }
     let cfg = NatConfig {
         inside_ports: vec![0],
         pool: vec!["198.51.100.0/24".into()],
-        max_sessions: n_flows + n_flows / 8,
+        max_sessions: (n_flows + n_flows / 8).max(1024),
         max_subscribers: SUBS * 2,
         cgnat: Some(CgnatConfig {
             block_size: 512,
@@ -218,7 +242,7 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
         log_capacity: 1 << 17,
         ..NatConfig::default()
     };
-    let mut nat = Nat44::new(&cfg).map_err(|e| anyhow!("{e}"))?;
+    let mut nat = Nat44::new_worker(&cfg, k as u16, n as u16).map_err(|e| anyhow!("{e}"))?;
     let pool = Pool::new(8192).ok_or_else(|| anyhow!("buffer pool"))?;
     let mut out = Out::new(2, pool.cache());
     let mut node = NodeStats::new("nat44", nat.errors());
@@ -231,7 +255,7 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     out.now_ns = 1_000_000_000;
     while next < n_flows {
         fill(&mut b, &mut gc, BATCH_SIZE, |buf| {
-            let f = next;
+            let f = owned[next as usize % owned.len()];
             next += 1;
             let (s, j) = (f / FLOWS_PER_SUB, f % FLOWS_PER_SUB);
             (
@@ -261,8 +285,8 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     }
     // Outside ports of every flow, for the out→in direction.
     let mut ext = vec![(0u32, 0u16); n_flows as usize];
-    for (f, e) in ext.iter_mut().enumerate() {
-        let f = f as u32;
+    for (i, e) in ext.iter_mut().enumerate() {
+        let f = owned[i];
         let (s, j) = (f / FLOWS_PER_SUB, f % FLOWS_PER_SUB);
         if let Some((a, port)) = nat.lookup_in2out(&Flow {
             src: sub_addr(s),
@@ -276,12 +300,14 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     }
     let setup_drops = node.dropped();
     let mut node = NodeStats::new("nat44", nat.errors());
-    let mut rng = SmallRng::seed_from_u64(7);
-    let mut k = 0usize;
+    let mut rng = SmallRng::seed_from_u64(7 + k as u64);
+    let mut pk = 0usize;
+    start.wait();
     let r = drive(&mut nat, &mut node, &mut out, p.seconds, 64, |buf| {
-        let f = rng.gen_range(0..n_flows);
-        let sz = size.nth(k);
-        k += 1;
+        let i = rng.gen_range(0..n_flows);
+        let f = owned[i as usize];
+        let sz = size.nth(pk);
+        pk += 1;
         let (s, j) = (f / FLOWS_PER_SUB, f % FLOWS_PER_SUB);
         if rng.gen::<bool>() {
             (
@@ -289,7 +315,7 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
                 0,
             )
         } else {
-            let (a, port) = ext[f as usize];
+            let (a, port) = ext[i as usize];
             (frame(buf, sz, REMOTE, REMOTE_PORT, a, port), 1)
         }
     });
@@ -308,6 +334,7 @@ pub fn nat44(p: &Params) -> anyhow::Result<Report> {
     );
     extra.insert("drop_reasons".into(), drop_map(&node));
     extra.insert("tsc_ghz".into(), (r.hz / 1e9).into());
+    extra.insert("handoffs".into(), node.handoffs.into());
     Ok(report("nat44", p, &r, node.dropped(), extra))
 }
 

@@ -109,5 +109,7 @@ pub fn pktgen_tx(p: &Params) -> anyhow::Result<Report> {
         cycles_per_packet: hz / mpps / 1e6,
         drops: refused,
         extra,
+        workers: 1,
+        per_worker: Vec::new(),
     })
 }

@@ -210,6 +210,8 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
             median_cpp
         },
         drops,
+        workers: 1,
+        per_worker: Vec::new(),
         extra,
     })
 }

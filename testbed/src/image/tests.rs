@@ -70,6 +70,7 @@ fn netspec_vhost_user_gives_a_shared_memory_backend_and_a_vhost_user_netdev() {
         nets: vec![n],
         pcap_dir: Some("/tmp/p".into()),
         fw_cfg: Vec::new(),
+        drives: Vec::new(),
     };
     let c = g.command().unwrap();
     let args: Vec<String> = c

@@ -87,6 +87,9 @@ pub struct EngineConfig {
     pub trace: usize,
     /// Seconds between counter lines on the console (0: off).
     pub stats_interval: u32,
+    /// Cores the workers are pinned to, one per worker in order (empty: workers
+    /// 0..n on cores 0..n, wrapping at the machine's core count).
+    pub cores: Vec<usize>,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +102,7 @@ impl Default for EngineConfig {
             neighbors: 4096,
             trace: 0,
             stats_interval: 0,
+            cores: Vec::new(),
         }
     }
 }
@@ -225,6 +229,13 @@ impl Config {
     fn check_engine(&self) -> Result<(), ConfigError> {
         use limits::*;
         let e = &self.engine;
+        if !e.cores.is_empty() && e.cores.len() != e.workers {
+            return err(format!(
+                "engine.cores: {} cores for {} workers (one core per worker, or none)",
+                e.cores.len(),
+                e.workers
+            ));
+        }
         if e.workers == 0 || e.workers > MAX_WORKERS {
             return err(format!(
                 "engine.workers: {} is not in 1..={MAX_WORKERS}",
@@ -409,11 +420,6 @@ impl Config {
         let nports = self.interfaces.len();
         #[cfg(feature = "std")]
         if let Some(ike) = &self.ike {
-            if self.engine.workers > 1 {
-                return err(
-                    "ike: needs engine.workers = 1 (an outbound SA's sequence numbers live in one worker)".into(),
-                );
-            }
             let conns = ike
                 .connections()
                 .map_err(|e| ConfigError(format!("ike: {e}")))?;
@@ -431,11 +437,6 @@ impl Config {
             }
         }
         if let Some(n) = &self.nat {
-            if self.engine.workers > 1 {
-                return err(
-                    "nat: needs engine.workers = 1 (return traffic to a pool address is not steered to the worker that owns the mapping)".into(),
-                );
-            }
             n.validate().map_err(|e| ConfigError(format!("nat: {e}")))?;
             if let Some(p) = n.inside_ports.iter().find(|p| usize::from(**p) >= nports) {
                 return err(format!(
@@ -683,11 +684,6 @@ mod tests {
             .ike
             .is_none());
         for (from, to, want) in [
-            (
-                "workers = 1",
-                "workers = 2",
-                "ike: needs engine.workers = 1",
-            ),
             (
                 "local_addrs = \"198.51.100.1\"",
                 "local_addrs = \"198.51.100.9\"",

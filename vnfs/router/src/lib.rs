@@ -143,7 +143,7 @@ impl Router {
         // Static entries never go stale.
         st.neigh.reachable_ns = u64::MAX;
         // Build the optional stages once so a bad section fails here, with its name.
-        feature_stages(cfg)?;
+        feature_stages(cfg, 0, 1)?;
         Ok(Router {
             l3: Arc::new(b.build()),
             macs,
@@ -155,7 +155,14 @@ impl Router {
     /// QoS tables are per worker). The optional stages were built once by
     /// [`Router::build`], so building them again cannot fail on configuration.
     pub fn pipeline(&self) -> Pipeline {
-        self.pipeline_with(None)
+        self.pipeline_with(None, 0, 1)
+    }
+
+    /// The pipeline of worker `worker` among `workers` (run them joined by a
+    /// hand-off mesh, `dataplane::worker::handoff_mesh`): `nat44` is built for that
+    /// worker (its sessions, its slice of the outside ports, steering to the owner).
+    pub fn pipeline_for(&self, worker: u16, workers: u16) -> Pipeline {
+        self.pipeline_with(None, worker, workers)
     }
 
     /// The IPv4 addresses IKE is spoken on (the `[ike]` connections' local
@@ -183,35 +190,53 @@ impl Router {
     /// [`ipsec::stage::update_hook`] on the worker).
     #[cfg(feature = "std")]
     pub fn pipeline_ipsec(&self, queues: &ipsec::stage::StageQueues) -> Pipeline {
-        self.pipeline_with(Some(queues))
+        self.pipeline_with(Some(queues), 0, 1)
+    }
+
+    /// [`Router::pipeline_ipsec`] for worker `worker` of `workers`: each worker has
+    /// its own `queues` (the daemon fans every SA out to all of them) and hands ESP
+    /// traffic to the worker that owns its SA (`ipsec::stage::sa_owner`).
+    #[cfg(feature = "std")]
+    pub fn pipeline_ipsec_for(
+        &self,
+        queues: &ipsec::stage::StageQueues,
+        worker: u16,
+        workers: u16,
+    ) -> Pipeline {
+        self.pipeline_with(Some(queues), worker, workers)
     }
 
     #[cfg(feature = "std")]
-    fn pipeline_with(&self, queues: Option<&ipsec::stage::StageQueues>) -> Pipeline {
+    fn pipeline_with(
+        &self,
+        queues: Option<&ipsec::stage::StageQueues>,
+        worker: u16,
+        workers: u16,
+    ) -> Pipeline {
         let mut p = self.pipeline_head();
         if let Some(q) = queues {
-            p.push(Box::new(ipsec::stage::EspDecrypt::gateway(
-                self.ike_addrs(),
-                q.decrypt.clone(),
-            )));
+            p.push(Box::new(
+                ipsec::stage::EspDecrypt::gateway(self.ike_addrs(), q.decrypt.clone())
+                    .for_worker(worker, workers),
+            ));
         }
-        if let Ok(extra) = feature_stages(&self.config) {
+        if let Ok(extra) = feature_stages(&self.config, worker, workers) {
             for s in extra {
                 p.push(s);
             }
         }
         if let Some(q) = queues {
-            p.push(Box::new(ipsec::stage::EspEncrypt::gateway(
-                q.encrypt.clone(),
-            )));
+            p.push(Box::new(
+                ipsec::stage::EspEncrypt::gateway(q.encrypt.clone()).for_worker(worker, workers),
+            ));
         }
         self.pipeline_tail(p)
     }
 
     #[cfg(not(feature = "std"))]
-    fn pipeline_with(&self, _queues: Option<()>) -> Pipeline {
+    fn pipeline_with(&self, _queues: Option<()>, worker: u16, workers: u16) -> Pipeline {
         let mut p = self.pipeline_head();
-        if let Ok(extra) = feature_stages(&self.config) {
+        if let Ok(extra) = feature_stages(&self.config, worker, workers) {
             for s in extra {
                 p.push(s);
             }
@@ -249,7 +274,11 @@ const ROUTER_NEXT: &[&str] = &["arp-input", "ip4-input", "ip6-input"];
 
 /// Firewall, NAT44 and QoS stages of the config, in pipeline order: firewall first
 /// (it sees inside addresses), then NAT, then the policer, shaper and marker.
-fn feature_stages(cfg: &Config) -> Result<Vec<Box<dyn dataplane::stage::Stage>>, ConfigError> {
+fn feature_stages(
+    cfg: &Config,
+    worker: u16,
+    workers: u16,
+) -> Result<Vec<Box<dyn dataplane::stage::Stage>>, ConfigError> {
     use dataplane::stages::{firewall::Firewall, nat::Nat44, qos};
     let mut v: Vec<Box<dyn dataplane::stage::Stage>> = Vec::new();
     if let Some(f) = &cfg.firewall {
@@ -259,7 +288,7 @@ fn feature_stages(cfg: &Config) -> Result<Vec<Box<dyn dataplane::stage::Stage>>,
     }
     if let Some(n) = &cfg.nat {
         v.push(Box::new(
-            Nat44::new(n).map_err(|e| ConfigError(format!("nat: {e}")))?,
+            Nat44::new_worker(n, worker, workers).map_err(|e| ConfigError(format!("nat: {e}")))?,
         ));
     }
     if let Some(q) = &cfg.qos {

@@ -116,11 +116,18 @@ fn bad_sections_are_named() {
     let bad = CFG.replace("inside_ports = [0]", "inside_ports = [7]");
     let e = Config::from_toml(&bad).unwrap_err();
     assert!(e.0.contains("nat.inside_ports"), "{e}");
-    let bad = CFG.replace("workers = 1", "workers = 2");
+    // NAT runs on several workers (each owns a slice of the outside ports)
+    let two = CFG.replace("workers = 1", "workers = 2");
+    let c = Config::from_toml(&two).unwrap();
+    let r = Router::build(&c, &[], None).unwrap();
+    for w in 0..2 {
+        assert!(r.pipeline_for(w, 2).nodes().any(|n| n.name == "nat44"));
+    }
+    let bad = CFG.replace("workers = 1", "workers = 2\ncores = [1]");
     assert!(Config::from_toml(&bad)
         .unwrap_err()
         .0
-        .contains("nat: needs engine.workers = 1"));
+        .contains("engine.cores: 1 cores for 2 workers"));
     let bad = CFG.replace("pool = [\"203.0.113.0/30\"]", "pool = [\"203.0.113.0/99\"]");
     let cfg = Config::from_toml(&bad);
     let e = match cfg {

@@ -121,6 +121,9 @@ pub struct Pool {
     pub max_blocks: u16,
     /// Blocks allocated in total.
     pub blocks_in_use: u64,
+    /// This worker's slice of every outside address's blocks: `slice.0..slice.1`
+    /// (all of them with one worker; see [`Pool::set_slice`]).
+    pub slice: (u32, u32),
 }
 
 impl Pool {
@@ -151,7 +154,46 @@ impl Pool {
             blocks_per_addr: bpa,
             max_blocks: max_blocks.clamp(1, MAX_BLOCKS as u16),
             blocks_in_use: 0,
+            slice: (0, bpa),
         }
+    }
+
+    /// First block of worker `k`'s slice among `n` workers (`k = n`: the end).
+    #[inline]
+    pub fn slice_start(bpa: u32, k: u16, n: u16) -> u32 {
+        (u64::from(bpa) * u64::from(k) / u64::from(n.max(1))) as u32
+    }
+
+    /// Restricts allocation to worker `k`'s slice of every outside address's
+    /// blocks among `n` workers: consecutive whole blocks, so a subscriber's port
+    /// blocks stay intact and the owner of an outside port is known from the port
+    /// alone ([`Pool::port_owner`]).
+    pub fn set_slice(&mut self, k: u16, n: u16) {
+        let n = n.max(1);
+        let k = k.min(n - 1);
+        self.slice = (
+            Self::slice_start(self.blocks_per_addr, k, n),
+            Self::slice_start(self.blocks_per_addr, k + 1, n),
+        );
+    }
+
+    /// The worker among `n` whose slice holds outside port `port` (`None`: the port
+    /// is in no block).
+    #[inline]
+    pub fn port_owner(&self, port: u16, n: u16) -> Option<u16> {
+        let bpa = self.blocks_per_addr;
+        let b = u32::from(port.checked_sub(self.port_min)?) / u32::from(self.block_size.max(1));
+        if b >= bpa || n == 0 {
+            return None;
+        }
+        let mut k = ((u64::from(b) * u64::from(n)) / u64::from(bpa)).min(u64::from(n - 1)) as u16;
+        while k + 1 < n && Self::slice_start(bpa, k + 1, n) <= b {
+            k += 1;
+        }
+        while k > 0 && Self::slice_start(bpa, k, n) > b {
+            k -= 1;
+        }
+        Some(k)
     }
 
     /// Index of outside address `a`, if it is one of ours.
@@ -187,7 +229,7 @@ impl Pool {
                 // Full everywhere: the first active one (the block allocation fails).
                 addr = Some(a);
             }
-            if o.nblocks < self.blocks_per_addr {
+            if o.nblocks < self.slice.1 - self.slice.0 {
                 addr = Some(a);
                 break;
             }
@@ -283,12 +325,15 @@ impl Pool {
         if sub.nblocks >= self.max_blocks {
             return Err(AllocError::NoPort);
         }
-        let start = (sub.inside.wrapping_mul(0x85eb_ca6b) >> 4) as usize % oa.blocks.len().max(1);
-        let after = oa.blocks.get(start..).and_then(|r| r.first_zero());
+        // Within this worker's slice (all blocks with one worker).
+        let (s_lo, s_hi) = (self.slice.0 as usize, self.slice.1 as usize);
+        let width = s_hi.saturating_sub(s_lo).max(1);
+        let start = s_lo + (sub.inside.wrapping_mul(0x85eb_ca6b) >> 4) as usize % width;
+        let after = oa.blocks.get(start..s_hi).and_then(|r| r.first_zero());
         let b = match after {
             Some(z) => start + z,
-            None => match oa.blocks.get(..start).and_then(|r| r.first_zero()) {
-                Some(z) => z,
+            None => match oa.blocks.get(s_lo..start).and_then(|r| r.first_zero()) {
+                Some(z) => s_lo + z,
                 None => return Err(AllocError::NoBlock),
             },
         };

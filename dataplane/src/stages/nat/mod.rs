@@ -99,6 +99,7 @@ crate::drop_reasons! {
         FragTiny = ("tiny or overlapping fragment (RFC 1858)", "first fragment too short for the transport ports, or overlapping (RFC 1858)"),
         FragHoldFull = ("fragment hold queue full", "no room to hold a fragment that arrived before its first fragment"),
         FragExpired = ("fragment expired before its first fragment", "a held fragment timed out before its first fragment arrived"),
+        HairpinRemote = ("hairpin to another worker's mapping", "hairpinned packet whose destination mapping another worker owns (several workers only)"),
     }
 }
 
@@ -238,6 +239,8 @@ enum Act {
     /// A non-first fragment (no transport header).
     FragIn2Out,
     FragOut2In,
+    /// Owned by another worker (several workers): hand it there.
+    Handoff(u16),
 }
 
 /// `Pre::frag`: not a fragment, the first fragment, a later one.
@@ -335,6 +338,10 @@ pub struct Nat44 {
     /// Keys of the fragments promised a hold slot in the current batch.
     pending_keys: [FragKey; frag::HOLD_SLOTS],
     scratch: Box<Batch>,
+    /// This worker's index and the number of workers (VPP nat44-ed style: sessions
+    /// private to a worker, outside ports sliced among the workers).
+    me: u16,
+    workers: u16,
 }
 
 impl fmt::Debug for Nat44 {
@@ -350,6 +357,39 @@ impl fmt::Debug for Nat44 {
 impl Nat44 {
     /// Builds the stage and allocates every table (start-up).
     pub fn new(cfg: &NatConfig) -> Result<Self, ConfigError> {
+        Self::new_worker(cfg, 0, 1)
+    }
+
+    /// The stage of worker `me` among `workers` (each worker builds its own, with
+    /// `max_sessions`/`max_subscribers` each). Sessions are private to a worker:
+    /// inside→outside packets belong to the worker chosen by a hash of the inside
+    /// (subscriber) address, so a subscriber's mappings, port blocks and session
+    /// limit live on one worker; outside→inside packets and ICMP errors belong to
+    /// the worker whose slice of the outside ports holds their destination port
+    /// (the quoted source port for errors). A packet that arrives elsewhere is
+    /// handed to its owner (`Next::Handoff`, the worker loop's hand-off rings):
+    /// no table is shared, nothing is locked.
+    pub fn new_worker(cfg: &NatConfig, me: u16, workers: u16) -> Result<Self, ConfigError> {
+        let mut n = Self::build(cfg)?;
+        let workers = workers.max(1);
+        n.me = me.min(workers - 1);
+        n.workers = workers;
+        n.pool.set_slice(n.me, workers);
+        Ok(n)
+    }
+
+    /// The worker that owns inside (subscriber) address `a` among `n`.
+    #[inline(always)]
+    pub fn inside_owner(a: u32, n: u16) -> u16 {
+        Out::owner_of((a ^ (a >> 16)).wrapping_mul(0x9e37_79b1), n)
+    }
+
+    /// The worker whose slice holds outside port `port` (`None`: no block has it).
+    pub fn port_owner(&self, port: u16) -> Option<u16> {
+        self.pool.port_owner(port, self.workers)
+    }
+
+    fn build(cfg: &NatConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let mut addrs = Vec::new();
         for (lo, hi) in cfg.pool_ranges()? {
@@ -427,6 +467,8 @@ impl Nat44 {
             expired_uncounted: 0,
             pending_keys: [FragKey::default(); frag::HOLD_SLOTS],
             scratch: Box::new(Batch::new()),
+            me: 0,
+            workers: 1,
         })
     }
 
@@ -628,8 +670,12 @@ impl Stage for Nat44 {
         let now = units(out.now_ns);
         let n = batch.len().min(BATCH_SIZE);
         // Pass 1: parse, hash, prefetch the home bucket.
+        let steer = self.workers > 1;
         for (i, p) in batch.iter().enumerate() {
-            let r = self.parse(p);
+            let mut r = self.parse(p);
+            if steer {
+                self.steer(&mut r, p);
+            }
             if matches!(r.act, Act::In2Out | Act::Out2In) {
                 self.table.prefetch(r.h);
             }

@@ -275,12 +275,47 @@ impl Nat44 {
         self.new_session(m, f.src, f.sport, now)
     }
 
+    /// Several workers: marks a packet another worker owns for hand-off (see
+    /// [`Nat44::new_worker`]). Non-first outside→inside fragments carry no port and
+    /// stay where they arrive (their first fragment's worker may differ).
+    #[inline]
+    pub(super) fn steer(&self, r: &mut Pre, p: &Pkt) {
+        let owner = match r.act {
+            Act::In2Out | Act::FragIn2Out | Act::ErrIn2Out => {
+                Some(Self::inside_owner(r.flow.src, self.workers))
+            }
+            Act::Out2In => self.port_owner(r.flow.dport),
+            Act::ErrOut2In => Self::quoted_sport(p.data(), usize::from(r.l4))
+                .and_then(|port| self.port_owner(port)),
+            _ => None,
+        };
+        if let Some(w) = owner {
+            if w != self.me {
+                r.act = Act::Handoff(w);
+            }
+        }
+    }
+
+    /// Source port (ICMP query: identifier) of the packet an ICMP error quotes.
+    fn quoted_sport(d: &[u8], l4: usize) -> Option<u16> {
+        let q = l4 + 8;
+        let ihl = usize::from(d.get(q)? & 0x0f) * 4;
+        let proto = *d.get(q + 9)?;
+        let ql4 = q + ihl;
+        let off = if proto == ICMP { 4 } else { 0 };
+        Some(u16::from_be_bytes([
+            *d.get(ql4 + off)?,
+            *d.get(ql4 + off + 1)?,
+        ]))
+    }
+
     /// Translates one packet (third pass).
     #[inline(always)]
     pub(super) fn handle(&mut self, p: &mut Pkt, pre: &Pre, now: u32, out: &mut Out) -> Next {
         match pre.act {
             Act::Pass => Next::Keep,
             Act::Drop(r) => r.into(),
+            Act::Handoff(w) => Next::Handoff(w),
             Act::In2Out => {
                 let s = match self.in2out_session(pre, now) {
                     Ok(s) => s,
@@ -310,6 +345,13 @@ impl Nat44 {
                 };
                 rewrite(b, l3, l4, pre.flow.proto, false, ea, ep);
                 if self.hairpinning && self.in_pool(pre.flow.dst) {
+                    if self.workers > 1
+                        && self
+                            .port_owner(pre.flow.dport)
+                            .is_some_and(|w| w != self.me)
+                    {
+                        return NatDrop::HairpinRemote.into();
+                    }
                     return self.hairpin(p, pre, ea, ep, now);
                 }
                 Next::Keep

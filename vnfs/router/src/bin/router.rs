@@ -270,22 +270,37 @@ fn real_main() -> anyhow::Result<()> {
         router.l3.fib6.len(),
         workers
     );
-    let cores = core_ids(workers);
+    let cores = if cfg.engine.cores.is_empty() {
+        core_ids(workers)
+    } else {
+        cfg.engine.cores.clone()
+    };
+    // Several workers: a hand-off mesh (NAT steers packets to the worker owning
+    // the session) and, with a stateful firewall, software RSS so both directions
+    // of a flow meet on one worker whatever the NIC's RSS does.
+    let mut mesh = dataplane::worker::handoff_mesh(workers, 4096).into_iter();
+    let soft_rss = workers > 1 && cfg.firewall.is_some();
     let mut wspecs = Vec::new();
     // The management API's queues to each worker's update hook.
     let links: Vec<vnf_router::mgmt::WorkerLink> = (0..workers)
         .map(|_| vnf_router::mgmt::WorkerLink::new())
         .collect();
     // `[ike]`: the worker runs esp-decrypt/esp-encrypt fed by the daemon's SA queues;
-    // IKE is punted to the daemon's thread and its answers injected (check() made
-    // sure there is one worker).
+    // IKE is punted to the daemon's thread and its answers injected.
+    // Several workers: each has its own SA queues, the daemon sends every SA to
+    // all of them, and the ESP stages hand packets to the SA's owner; IKE punts
+    // from every worker share one lock-free ring, as do the daemon's answers.
     let ipsec_gw = match &cfg.ike {
         Some(ike) => {
-            let queues = ipsec::stage::StageQueues::new();
-            let sink = ipsec::ike::daemon::StageSink::new(vec![(
-                queues.encrypt.clone(),
-                queues.decrypt.clone(),
-            )]);
+            let queues: Vec<ipsec::stage::StageQueues> = (0..workers)
+                .map(|_| ipsec::stage::StageQueues::new())
+                .collect();
+            let sink = ipsec::ike::daemon::StageSink::new(
+                queues
+                    .iter()
+                    .map(|q| (q.encrypt.clone(), q.decrypt.clone()))
+                    .collect(),
+            );
             let daemon = ipsec::ike::daemon::Daemon::new(ike, Box::new(sink))
                 .map_err(|e| anyhow::anyhow!("ike: {e}"))?;
             let punt = dataplane::worker::ring(1024);
@@ -296,11 +311,15 @@ fn real_main() -> anyhow::Result<()> {
     };
     for (w, ports) in per_worker.into_iter().enumerate() {
         let mut pl = match &ipsec_gw {
-            Some((q, ..)) => router.pipeline_ipsec(q),
-            None => router.pipeline(),
+            Some((q, ..)) => router.pipeline_ipsec_for(&q[w], w as u16, workers as u16),
+            None => router.pipeline_for(w as u16, workers as u16),
         };
         pl.trace_next(cli.trace);
         let mut spec = WorkerSpec::new(ports, pl, pool.cache());
+        if workers > 1 {
+            spec.handoff = mesh.next();
+            spec.soft_rss = soft_rss;
+        }
         spec.hooks.push(vnf_router::mgmt::update_hook(&links[w]));
         if let Some((_, _, punt, inject)) = &ipsec_gw {
             spec.punt = Some(punt.clone());

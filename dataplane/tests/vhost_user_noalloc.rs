@@ -16,15 +16,20 @@ use vhost_frontend::*;
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static WATCH: AtomicBool = AtomicBool::new(false);
 
-// Only the test's own thread counts (libtest's threads are not the code under test).
+// Only a test's own thread counts, and only while it watches: the tests of this file
+// run in parallel, and one test's unwatched frontend work must not count against the
+// other's watched bursts (nor libtest's threads against either).
 thread_local! {
-    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    static WATCH: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+fn watch(on: bool) {
+    WATCH.with(|w| w.set(on));
 }
 
 fn count() {
-    if WATCH.load(Ordering::Relaxed) && MINE.try_with(|m| m.get()).unwrap_or(false) {
+    if WATCH.try_with(|w| w.get()).unwrap_or(false) {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -52,7 +57,6 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn vhost_user_bursts_do_not_allocate() {
-    MINE.with(|m| m.set(true));
     let path = std::env::temp_dir().join(format!("dp-vhost-noalloc-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let pool = Pool::new(2048).unwrap();
@@ -78,10 +82,10 @@ fn vhost_user_bursts_do_not_allocate() {
                 break;
             }
         }
-        WATCH.store(true, Ordering::Relaxed);
+        watch(true);
         moved += port.rx_burst(&mut c, &mut b) as u64;
         port.tx_burst(&mut c, &mut b);
-        WATCH.store(false, Ordering::Relaxed);
+        watch(false);
         b.free_all(&mut c);
         back += fe.receive(&mut buf, |_| {}) as u64;
     }
@@ -102,7 +106,6 @@ fn vhost_user_bursts_do_not_allocate() {
 fn virtio_user_bursts_do_not_allocate() {
     use dataplane::port::virtio_user::{self, VirtioUserPort};
     use std::time::{Duration, Instant};
-    MINE.with(|m| m.set(true));
     let path = std::env::temp_dir().join(format!("dp-vuser-noalloc-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let pool = Pool::new(4096).unwrap();
@@ -149,12 +152,12 @@ fn virtio_user_bursts_do_not_allocate() {
             p.copy_from(&[i as u8; 64]).unwrap();
             out.push(p).unwrap();
         }
-        WATCH.store(true, Ordering::Relaxed);
+        watch(true);
         sent += fe.tx_burst(&mut c, &mut out) as u64;
         be.rx_burst(&mut c, &mut mid);
         be.tx_burst(&mut c, &mut mid);
         got += fe.rx_burst(&mut c, &mut back) as u64;
-        WATCH.store(false, Ordering::Relaxed);
+        watch(false);
         out.free_all(&mut c);
         mid.free_all(&mut c);
         back.free_all(&mut c);

@@ -196,12 +196,14 @@ fn compare_bng_runs_both_side_by_side() {
     ] {
         assert!(t.contains(w), "{w} in {t}");
     }
-    // A failing run fails the comparison with its reason on one line.
+    // A failing run fails the comparison with its reason on one line. Which side
+    // misses the 1 s for 8,000 sessions depends on the machine's load (a quiet one
+    // sets the monolithic BNG up in time, never the disaggregated one).
     let o = testbed(&[
         "compare",
         "bng",
         "--sessions",
-        "4000",
+        "8000",
         "--timeout",
         "1",
         "--packets",
@@ -210,7 +212,9 @@ fn compare_bng_runs_both_side_by_side() {
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        e.contains("monolithic run failed") && e.contains("sessions came up"),
+        (e.contains("monolithic run failed") || e.contains("disaggregated run failed"))
+            && e.contains("sessions came up")
+            && e.trim().lines().count() <= 3,
         "{e}"
     );
 }

@@ -672,20 +672,11 @@ impl Config {
                     t.remote, o.name, o.remote
                 ));
             }
-            let kinds = [
-                t.static_sa.is_some(),
-                t.ike.is_some(),
-                t.keyserver.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() > 1 {
-                return err(format!(
-                    "{at}: only one of [static], [ike] and [keyserver]"
-                ));
+            if t.keyserver.is_some() && (t.static_sa.is_some() || t.ike.is_some()) {
+                return err(format!("{at}: [keyserver] and [static] or [ike]: not both"));
             }
             if t.keyserver.is_some() && self.keyserver.is_none() {
-                return err(format!(
-                    "{at}.keyserver: needs a [keyserver] section"
-                ));
+                return err(format!("{at}.keyserver: needs a [keyserver] section"));
             }
             match (&t.static_sa, &t.ike) {
                 (Some(s), None) => {

@@ -250,7 +250,7 @@ impl KeyLink {
                 &self.queues.decrypt
             };
             match q.push(u) {
-                Ok(()) => return,
+                Ok(()) => {}
                 Err(u) => self.backlog.push_back((enc, u)),
             }
         } else {

@@ -247,10 +247,53 @@ fn keys_from_the_key_server_carry_traffic_across_rotations_and_revocation_stops_
     let o = lan_packet(&mut duts[0], 0, 1 << 30);
     for (port, f) in o {
         assert_eq!(port, WAN);
-        assert!(duts[1].send(WAN, &f).is_empty(), "B accepted a revoked peer");
+        assert!(
+            duts[1].send(WAN, &f).is_empty(),
+            "B accepted a revoked peer"
+        );
     }
     // and B sends nothing to A in clear or with old keys: its policy is gone and
     // the tunnel check drops the packet
     let o = lan_packet(&mut duts[1], 1, 1 << 30);
     assert!(o.is_empty(), "{o:?}");
+}
+
+#[test]
+fn keyserver_configurations_are_checked_and_the_psk_never_prints() {
+    use vcpe::Config;
+    let srv: SocketAddr = "127.0.0.1:500".parse().unwrap();
+    let good = vcpe_config(A, "a.example", "b.example", "secret of site a", srv);
+    let c = Config::from_toml(&good).unwrap();
+    assert!(!format!("{c:?}").contains("secret of site a"));
+    assert!(format!("{c:?}").contains("<secret>"));
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "psk = \"secret of site a\"",
+            "psk = \"short\"",
+            "keyserver.psk",
+        ),
+        ("id = \"a.example\"", "id = \"\"", "keyserver.id"),
+        (
+            "server = \"127.0.0.1:500\"",
+            "server = \"0.0.0.0:500\"",
+            "keyserver.server",
+        ),
+        ("server_id", "bogus = 1\nserver_id", "bogus"),
+    ];
+    for (from, to, want) in cases {
+        assert!(good.contains(from), "{from}");
+        let e = Config::from_toml(&good.replacen(from, to, 1)).unwrap_err();
+        assert!(e.0.contains(want), "{to}: {e}");
+        assert!(!e.0.contains('\n'), "one line: {e}");
+        assert!(!e.0.contains("secret of site a"), "{e}");
+    }
+    // a [tunnel.keyserver] needs the [keyserver] section
+    let i = good.find("[keyserver]").unwrap();
+    let e = Config::from_toml(&good[..i]).unwrap_err();
+    assert!(e.0.contains("needs a [keyserver]"), "{e}");
+    // and is not also static
+    let j = A.find("[tunnel.static]").unwrap();
+    let both = format!("{}{}\n{}", &good[..i], &A[j..], &good[i..]);
+    let e = Config::from_toml(&both).unwrap_err();
+    assert!(e.0.contains("not both"), "{e}");
 }

@@ -1,8 +1,10 @@
 //! Tunnel keys from the SD-WAN key server: the key server (the `keyserver` crate's
 //! UDP server, in process, on loopback) and two vCPEs (their graphs run frame by
 //! frame, wired WAN to WAN in memory). Both register over UDP, get their tunnel's
-//! keys, and LAN→LAN traffic crosses the tunnel both ways with no loss across
-//! several make-before-break rotations; then one vCPE is revoked and its traffic no
+//! keys (B's control plane runs only every 30 ms, so B learns of every update
+//! later than A), and LAN→LAN traffic
+//! crosses the tunnel both ways with no loss across several make-before-break
+//! rotations; then one vCPE is revoked and its traffic no
 //! longer reaches its peer.
 
 mod common;
@@ -92,6 +94,11 @@ fn tick(d: &mut Dut, t0: Instant) {
     d.now_ms = d.now_ms.max(1000 + t0.elapsed().as_millis() as u64);
     d.control.poll(d.now_ms);
     assert!(d.control.take_frames().is_empty());
+    drain(d);
+}
+
+/// The worker's update hook: the `esp-*` stages take the queued SA updates.
+fn drain(d: &mut Dut) {
     d.graph
         .node_mut::<EspEncrypt>("esp-encrypt")
         .unwrap()
@@ -174,6 +181,11 @@ fn keys_from_the_key_server_carry_traffic_across_rotations_and_revocation_stops_
     let mut spis = [HashSet::new(), HashSet::new()];
     let rekeys0 = srv.srv.lock().unwrap().stats().rekeys;
     let start = Instant::now();
+    // From here B's control plane runs every 30 ms only: its key server updates
+    // wait in its socket, while A applies its own at once. An end that switched
+    // to new keys before its peer installed them would lose packets.
+    duts[1].poll_control = false;
+    let mut b_polled = Instant::now();
     loop {
         let rekeys = srv.srv.lock().unwrap().stats().rekeys;
         if start.elapsed() > Duration::from_millis(1500) && rekeys >= rekeys0 + 2 {
@@ -183,8 +195,15 @@ fn keys_from_the_key_server_carry_traffic_across_rotations_and_revocation_stops_
             start.elapsed() < Duration::from_secs(20),
             "too few rotations"
         );
+        if b_polled.elapsed() >= Duration::from_millis(30) {
+            tick(&mut duts[1], t0);
+            b_polled = Instant::now();
+        }
         for from in 0..2 {
-            tick(&mut duts[from], t0);
+            if from == 0 {
+                tick(&mut duts[0], t0);
+            }
+            drain(&mut duts[from]);
             let seq = sent[from];
             let o = lan_packet(&mut duts[from], from, seq);
             assert_eq!(o.len(), 1, "side {from} seq {seq}: {o:?}");
@@ -201,7 +220,7 @@ fn keys_from_the_key_server_carry_traffic_across_rotations_and_revocation_stops_
             .is_some_and(|(t, ..)| now.duration_since(*t) >= Duration::from_millis(2))
         {
             let (_, to, seq, f) = wire.pop_front().unwrap();
-            tick(&mut duts[to], t0);
+            drain(&mut duts[to]);
             let o = duts[to].send(WAN, &f);
             assert_eq!(o.len(), 1, "to side {to} seq {seq} lost: {o:?}");
             assert_eq!(o[0].0, LAN);
@@ -233,6 +252,7 @@ fn keys_from_the_key_server_carry_traffic_across_rotations_and_revocation_stops_
         spis[1].len()
     );
 
+    duts[1].poll_control = true;
     // Revocation: B deletes A's tunnel; what A still sends no longer reaches B's LAN.
     srv.srv.lock().unwrap().revoke("a.example").unwrap();
     let t1 = Instant::now();

@@ -37,6 +37,12 @@
 //! key_out = "40 or 72 hex digits"
 //! key_in = "40 or 72 hex digits"
 //! # or [tunnel.ike] psk = "...": the vCPE's own IKEv2 (RFC 7296)
+//! # or [tunnel.keyserver] (peer_id = "..."): keys from the SD-WAN key server
+//!
+//! [keyserver]              # the SD-WAN key server (vnfs/keyserver), for those tunnels
+//! server = "203.0.113.9:500"
+//! id = "branch1.example"
+//! psk = "a long random secret"
 //! ```
 //!
 //! [`Config::check`] refuses, with one line naming the field, what would misbehave at
@@ -44,10 +50,11 @@
 //! host bits, a DHCP pool outside the LAN subnet or holding the LAN address, tunnels
 //! whose subnets overlap each other or whose peer is inside a tunnelled subnet,
 //! reserved SPIs (< 256, RFC 4303 §2.1), keys of the wrong length, a tunnel with
-//! both or neither of `static` and `ike`. Keys and PSKs never print (`<secret>`).
+//! not exactly one of `static`, `ike` and `keyserver`, a `keyserver` tunnel without a
+//! `[keyserver]` section. Keys and PSKs never print (`<secret>`).
 
 use core::fmt;
-use core::net::Ipv4Addr;
+use core::net::{Ipv4Addr, SocketAddr};
 use dataplane::addr::{Net4, Range4};
 use dataplane::port::spec::PortSpec;
 use dataplane::proto::ethernet::MacAddr;
@@ -352,6 +359,52 @@ fn d_child_rekey() -> u64 {
     3600
 }
 
+/// A tunnel whose keys come from the key server (`[keyserver]`): its SAs are the
+/// server's INSTALL records whose traffic selectors are this tunnel's `local` and
+/// `remote` (and whose peer is `peer`, and `peer_id` when given).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelKeyserver {
+    /// The peer CPE's identity at the key server; not checked when absent.
+    #[serde(default)]
+    pub peer_id: Option<String>,
+}
+
+fn d_ks_bind() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+fn d_ks_dpd() -> u64 {
+    10_000
+}
+fn d_ks_retransmit() -> u64 {
+    500
+}
+
+/// `[keyserver]`: the SD-WAN key server this CPE registers with (IKEv2, PSK) to
+/// receive the keys of its `[tunnel.keyserver]` tunnels (`keyserver::client`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyserverSection {
+    /// The server's UDP address (IKE).
+    pub server: SocketAddr,
+    /// Our identity (FQDN) as configured at the server (`[[cpe]] id`).
+    pub id: String,
+    /// Our PSK at the server; never printed, wiped on drop.
+    pub psk: Psk,
+    /// The server's identity (its `server.id`); checked when given.
+    #[serde(default)]
+    pub server_id: Option<String>,
+    /// The local UDP socket (a host socket of the control plane).
+    #[serde(default = "d_ks_bind")]
+    pub bind: SocketAddr,
+    /// A liveness check after this long without a message from the server (0: off).
+    #[serde(default = "d_ks_dpd")]
+    pub dpd_ms: u64,
+    /// IKE retransmission timeout (RFC 7296 §2.1).
+    #[serde(default = "d_ks_retransmit")]
+    pub retransmit_ms: u64,
+}
+
 /// One IPsec site-to-site tunnel: traffic from `local` to `remote` is ESP in tunnel
 /// mode to `peer` (not NATed); ESP from `peer` is decrypted to the LAN.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -368,6 +421,8 @@ pub struct TunnelConfig {
     pub static_sa: Option<StaticSa>,
     #[serde(default)]
     pub ike: Option<TunnelIke>,
+    #[serde(default)]
+    pub keyserver: Option<TunnelKeyserver>,
 }
 
 /// The whole vCPE configuration.
@@ -386,6 +441,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     #[serde(default, rename = "tunnel")]
     pub tunnels: Vec<TunnelConfig>,
+    #[serde(default)]
+    pub keyserver: Option<KeyserverSection>,
 }
 
 fn has_host_bits(n: &Net4) -> bool {
@@ -551,6 +608,20 @@ impl Config {
                 return err(format!("route[{i}].prefix: {} given twice", r.prefix));
             }
         }
+        if let Some(k) = &self.keyserver {
+            if k.id.is_empty() {
+                return err("keyserver.id: empty".to_string());
+            }
+            if k.psk.bytes().len() < 8 {
+                return err("keyserver.psk: shorter than 8 bytes".to_string());
+            }
+            if k.server.port() == 0 || k.server.ip().is_unspecified() {
+                return err(format!("keyserver.server: {} is not an address", k.server));
+            }
+            if k.retransmit_ms == 0 {
+                return err("keyserver.retransmit_ms: 0".to_string());
+            }
+        }
         if self.tunnels.len() > limits::MAX_TUNNELS {
             return err(format!("tunnel: more than {}", limits::MAX_TUNNELS));
         }
@@ -601,6 +672,12 @@ impl Config {
                     t.remote, o.name, o.remote
                 ));
             }
+            if t.keyserver.is_some() && (t.static_sa.is_some() || t.ike.is_some()) {
+                return err(format!("{at}: [keyserver] and [static] or [ike]: not both"));
+            }
+            if t.keyserver.is_some() && self.keyserver.is_none() {
+                return err(format!("{at}.keyserver: needs a [keyserver] section"));
+            }
             match (&t.static_sa, &t.ike) {
                 (Some(s), None) => {
                     for (f, spi) in [("spi_out", s.spi_out), ("spi_in", s.spi_in)] {
@@ -629,8 +706,11 @@ impl Config {
                 (Some(_), Some(_)) => {
                     return err(format!("{at}: either [static] or [ike], not both"));
                 }
+                (None, None) if t.keyserver.is_some() => {}
                 (None, None) => {
-                    return err(format!("{at}: needs [tunnel.static] or [tunnel.ike]"));
+                    return err(format!(
+                        "{at}: needs [tunnel.static], [tunnel.ike] or [tunnel.keyserver]"
+                    ));
                 }
             }
         }

@@ -120,6 +120,8 @@ pub struct ControlPlane {
     lan_addr: Ipv4Addr,
     dhcp: Option<Server>,
     ike: Option<Daemon>,
+    /// Tunnel keys from the key server (`[keyserver]`).
+    keys: Option<crate::keylink::KeyLink>,
     /// Peer address → (port, MAC) of the last frame from it.
     learned: HashMap<Ipv4Addr, (u16, [u8; 6])>,
     out: Vec<(u16, Vec<u8>)>,
@@ -253,7 +255,12 @@ impl ControlPlane {
             }
             None => None,
         };
+        let keys = match &v.config.keyserver {
+            Some(k) => Some(crate::keylink::KeyLink::new(k, &v.config.tunnels, queues)?),
+            None => None,
+        };
         Ok(ControlPlane {
+            keys,
             l3: v.l3.clone(),
             macs: v.macs.clone(),
             lan_addr: v.config.lan.address.addr,
@@ -296,9 +303,18 @@ impl ControlPlane {
         self.ike.as_ref().map_or(Vec::new(), |d| d.children(name))
     }
 
-    /// Log lines of the IKE daemon since the last call.
+    /// The key server link, when `[keyserver]` is configured.
+    pub fn keylink(&self) -> Option<&crate::keylink::KeyLink> {
+        self.keys.as_ref()
+    }
+
+    /// Log lines of the IKE daemon and the key server link since the last call.
     pub fn take_log(&mut self) -> Vec<String> {
-        self.ike.as_mut().map_or(Vec::new(), |d| d.take_log())
+        let mut l = self.ike.as_mut().map_or(Vec::new(), |d| d.take_log());
+        if let Some(k) = self.keys.as_mut() {
+            l.extend(k.take_log());
+        }
+        l
     }
 
     /// One punted frame received on `port` at `now_ms`.
@@ -348,6 +364,9 @@ impl ControlPlane {
         }
         if let Some(d) = self.ike.as_mut() {
             d.poll(now_ms);
+        }
+        if let Some(k) = self.keys.as_mut() {
+            k.poll(now_ms);
         }
         self.flush_ike();
     }

@@ -10,12 +10,14 @@
 //! - IPsec site-to-site tunnels (ESP tunnel mode, RFC 4303, AES-GCM RFC 4106) with
 //!   static SAs or the vCPE's own IKEv2 (RFC 7296, PSK): traffic to a remote subnet
 //!   is encrypted and not NATed; ESP from the peer is decrypted to the LAN.
+//! - Or tunnel keys from the SD-WAN key server (`vnfs/keyserver`): [`keylink`].
 //!
 //! [`vnf::build`] turns a [`Config`] into the worker's graph and the control plane;
 //! the `vcpe` binary, `bench vcpe` and `testbed lab vcpe` call it.
 
 pub mod config;
 pub mod control;
+pub mod keylink;
 pub mod nodes;
 pub mod vnf;
 

@@ -167,6 +167,7 @@ fn run(
     let runner = Runner::start(vec![ws]).context("starting the worker")?;
     let stats = built.control.stats.clone();
     let ike_metrics = built.control.ike_metrics();
+    let key_stats = built.control.keylink().map(|k| k.stats.clone());
     let cp_stop = Arc::new(AtomicBool::new(false));
     let cp_thread = {
         let (stop, cache, cp) = (cp_stop.clone(), pool.cache(), built.control);
@@ -178,10 +179,14 @@ fn run(
     let extra = {
         let stats = stats.clone();
         let ike = ike_metrics.clone();
+        let keys = key_stats.clone();
         move || {
             let mut s = stats.prometheus();
             if let Some(m) = &ike {
                 s.push_str(&m.prometheus());
+            }
+            if let Some(k) = &keys {
+                s.push_str(&k.prometheus());
             }
             s
         }

@@ -21,6 +21,8 @@ pub struct Dut {
     pub control: ControlPlane,
     pub out: Out,
     pub now_ms: u64,
+    /// `send` runs the control plane's timers after each frame (default).
+    pub poll_control: bool,
     _pool: &'static Pool,
 }
 
@@ -37,6 +39,7 @@ impl Dut {
             control: b.control,
             out,
             now_ms: 1000,
+            poll_control: true,
             _pool: pool,
         }
     }
@@ -74,7 +77,9 @@ impl Dut {
                 .handle_frame(p.meta.port, p.data(), self.now_ms);
             self.out.cache.free(p);
         }
-        self.control.poll(self.now_ms);
+        if self.poll_control {
+            self.control.poll(self.now_ms);
+        }
         res.extend(self.control.take_frames());
         res
     }

@@ -1,0 +1,391 @@
+//! Tunnel keys from the SD-WAN key server (`vnfs/keyserver`, its README "Protocol"
+//! and "Client library"): the control plane runs a `keyserver::client::Client`
+//! (IKEv2 with PSK, RFC 7296 §1.2 and §2.15, updates in INFORMATIONAL exchanges
+//! §1.4) on a host UDP socket and turns its events into [`SaUpdate`]s on the
+//! running `esp-*` stages' queues, as the vCPE's own IKE does:
+//!
+//! - `Install` (epoch e of a tunnel): the inbound SA goes to `esp-decrypt` at once;
+//!   the outbound SA goes to `esp-encrypt` (re-pointing the tunnel's policy) only
+//!   when the record is `active`, otherwise it waits here for `Activate`;
+//! - `Activate`: the waiting outbound SA is installed; traffic moves to it, the old
+//!   inbound SA stays so packets in flight still decrypt;
+//! - `Delete`: the epoch's (or every epoch's) SAs are removed from both stages.
+//!
+//! An `Install` is matched to the `[[tunnel]]` with `[tunnel.keyserver]` whose
+//! `local`/`remote` subnets equal the record's traffic selectors and whose `peer`
+//! is the record's peer address (and `peer_id`, when configured); a record that
+//! matches none is refused (counted, `vcpe_keyserver_refused_total`), since the
+//! graph only protects configured subnets.
+//!
+//! The events are applied (queued to the stages) before the client's answers leave:
+//! the answer is the acknowledgement on which the server moves a rotation on.
+
+use crate::config::{ConfigError, KeyserverSection, TunnelConfig};
+use core::net::{IpAddr, Ipv4Addr};
+use dataplane::addr::Net4;
+use ipsec::sa::Sa;
+use ipsec::spd::Selector;
+use ipsec::stage::{SaUpdate, StageQueues};
+use keyserver::client::{Client, ClientConfig, ClientEvent, TunnelKeys};
+use std::collections::{HashMap, VecDeque};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters of the key server link.
+#[derive(Default)]
+pub struct KeyStats {
+    /// 1 while the IKE SA with the key server is up.
+    pub connected: AtomicU64,
+    /// Epochs installed (inbound SA queued).
+    pub installs: AtomicU64,
+    /// Outbound SAs switched to (at install when active, or on Activate).
+    pub activations: AtomicU64,
+    /// Epochs removed.
+    pub deletes: AtomicU64,
+    /// Installs that matched no `[tunnel.keyserver]` or whose SAs did not build.
+    pub refused: AtomicU64,
+    /// Full restatements applied (SYNC_END).
+    pub syncs: AtomicU64,
+    /// Socket errors (send or receive).
+    pub socket_errors: AtomicU64,
+}
+
+impl KeyStats {
+    /// Prometheus text.
+    pub fn prometheus(&self) -> String {
+        let mut s = String::new();
+        for (n, t, h, a) in [
+            (
+                "vcpe_keyserver_connected",
+                "gauge",
+                "1 while registered with the key server",
+                &self.connected,
+            ),
+            (
+                "vcpe_keyserver_installs_total",
+                "counter",
+                "tunnel key epochs installed from the key server",
+                &self.installs,
+            ),
+            (
+                "vcpe_keyserver_activations_total",
+                "counter",
+                "outbound SAs switched to",
+                &self.activations,
+            ),
+            (
+                "vcpe_keyserver_deletes_total",
+                "counter",
+                "tunnel key epochs removed",
+                &self.deletes,
+            ),
+            (
+                "vcpe_keyserver_refused_total",
+                "counter",
+                "key server installs matching no [tunnel.keyserver]",
+                &self.refused,
+            ),
+            (
+                "vcpe_keyserver_syncs_total",
+                "counter",
+                "full restatements from the key server",
+                &self.syncs,
+            ),
+            (
+                "vcpe_keyserver_socket_errors_total",
+                "counter",
+                "key server socket errors",
+                &self.socket_errors,
+            ),
+        ] {
+            s.push_str(&format!(
+                "# HELP {n} {h}\n# TYPE {n} {t}\n{n} {}\n",
+                a.load(Ordering::Relaxed)
+            ));
+        }
+        s
+    }
+}
+
+/// One installed epoch of a tunnel.
+struct Epoch {
+    spi_in: u32,
+    spi_out: u32,
+    /// The outbound SA waiting for `Activate`.
+    pending: Option<(Box<Sa>, Selector)>,
+    /// Its outbound SA is in `esp-encrypt`.
+    outbound: bool,
+}
+
+/// A `[tunnel.keyserver]` tunnel.
+struct Slot {
+    name: String,
+    peer: Ipv4Addr,
+    local: Net4,
+    remote: Net4,
+    peer_id: Option<String>,
+}
+
+/// The key server link of one vCPE.
+pub struct KeyLink {
+    client: Client,
+    sock: UdpSocket,
+    queues: StageQueues,
+    tunnels: Vec<Slot>,
+    epochs: HashMap<(u64, u32), Epoch>,
+    /// (to esp-encrypt, update) a full queue could not take yet.
+    backlog: VecDeque<(bool, SaUpdate)>,
+    buf: Vec<u8>,
+    log: Vec<String>,
+    pub stats: Arc<KeyStats>,
+}
+
+fn same(ts: &ipsec::ike::TrafficSelector, n: &Net4) -> bool {
+    let lo = n.network();
+    let hi = crate::config::broadcast(n);
+    ts.start_addr == IpAddr::V4(lo)
+        && ts.end_addr == IpAddr::V4(hi)
+        && ts.ip_proto == 0
+        && ts.start_port == 0
+        && ts.end_port == 65535
+}
+
+impl KeyLink {
+    /// Binds `k.bind` and starts registering with `k.server`; the SAs go to `queues`.
+    pub fn new(
+        k: &KeyserverSection,
+        tunnels: &[TunnelConfig],
+        queues: &StageQueues,
+    ) -> Result<KeyLink, ConfigError> {
+        let sock = UdpSocket::bind(k.bind)
+            .map_err(|e| ConfigError(format!("keyserver.bind: {}: {e}", k.bind)))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| ConfigError(format!("keyserver.bind: {e}")))?;
+        let local = sock
+            .local_addr()
+            .map_err(|e| ConfigError(format!("keyserver.bind: {e}")))?;
+        let mut cfg = ClientConfig::new(&k.id, k.psk.bytes());
+        cfg.server_id = k.server_id.clone();
+        cfg.dpd_ms = k.dpd_ms;
+        cfg.retransmit_ms = k.retransmit_ms;
+        let tunnels = tunnels
+            .iter()
+            .filter_map(|t| {
+                t.keyserver.as_ref().map(|ks| Slot {
+                    name: t.name.clone(),
+                    peer: t.peer,
+                    local: t.local,
+                    remote: t.remote,
+                    peer_id: ks.peer_id.clone(),
+                })
+            })
+            .collect();
+        Ok(KeyLink {
+            client: Client::new(cfg, local, k.server),
+            sock,
+            queues: queues.clone(),
+            tunnels,
+            epochs: HashMap::new(),
+            backlog: VecDeque::new(),
+            buf: vec![0u8; 65536],
+            log: Vec::new(),
+            stats: Arc::new(KeyStats::default()),
+        })
+    }
+
+    /// Registered with the server and its last restatement applied.
+    pub fn is_synced(&self) -> bool {
+        self.client.is_synced()
+    }
+
+    /// (pair, epoch) of every installed epoch.
+    pub fn installed(&self) -> Vec<(u64, u32)> {
+        let mut v: Vec<_> = self.epochs.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Log lines since the last call.
+    pub fn take_log(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.log)
+    }
+
+    /// Datagrams in, timers, events applied, answers out. `now_ms`: the control
+    /// plane's clock.
+    pub fn poll(&mut self, now_ms: u64) {
+        loop {
+            match self.sock.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    let d = &self.buf[..n];
+                    self.client.handle(d, from, now_ms);
+                    self.apply_events();
+                    self.send();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        self.client.poll(now_ms);
+        self.apply_events();
+        self.send();
+    }
+
+    fn send(&mut self) {
+        while let Some((to, d)) = self.client.poll_transmit() {
+            if self.sock.send_to(&d, to).is_err() {
+                self.stats.socket_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn push(&mut self, enc: bool, u: SaUpdate) {
+        if self.backlog.is_empty() {
+            let q = if enc {
+                &self.queues.encrypt
+            } else {
+                &self.queues.decrypt
+            };
+            match q.push(u) {
+                Ok(()) => {}
+                Err(u) => self.backlog.push_back((enc, u)),
+            }
+        } else {
+            self.backlog.push_back((enc, u));
+        }
+    }
+
+    fn flush_backlog(&mut self) {
+        while let Some((enc, u)) = self.backlog.pop_front() {
+            let q = if enc {
+                &self.queues.encrypt
+            } else {
+                &self.queues.decrypt
+            };
+            if let Err(u) = q.push(u) {
+                self.backlog.push_front((enc, u));
+                return;
+            }
+        }
+    }
+
+    fn apply_events(&mut self) {
+        self.flush_backlog();
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                ClientEvent::Connected => {
+                    self.stats.connected.store(1, Ordering::Relaxed);
+                    self.log.push("keyserver: registered".into());
+                }
+                ClientEvent::Disconnected(_) => {
+                    // The SAs stay: the server restates them at the next
+                    // registration (and deletes what it does not restate).
+                    self.stats.connected.store(0, Ordering::Relaxed);
+                    self.log
+                        .push("keyserver: registration lost, registering again".into());
+                }
+                ClientEvent::Synced => {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                ClientEvent::Install(t) => self.install(&t),
+                ClientEvent::Activate { pair, epoch } => self.activate(pair, epoch),
+                ClientEvent::Delete { pair, epoch } => {
+                    let gone: Vec<(u64, u32)> = self
+                        .epochs
+                        .keys()
+                        .filter(|(p, e)| *p == pair && epoch.is_none_or(|x| x == *e))
+                        .copied()
+                        .collect();
+                    for k in gone {
+                        self.remove(k);
+                    }
+                }
+            }
+        }
+    }
+
+    fn tunnel_for(&self, t: &TunnelKeys) -> Option<usize> {
+        self.tunnels.iter().position(|s| {
+            same(&t.local_ts, &s.local)
+                && same(&t.remote_ts, &s.remote)
+                && t.peer == IpAddr::V4(s.peer)
+                && s.peer_id.as_ref().is_none_or(|p| *p == t.peer_id)
+        })
+    }
+
+    fn install(&mut self, t: &TunnelKeys) {
+        let key = (t.pair, t.epoch);
+        if self.epochs.contains_key(&key) {
+            return;
+        }
+        let Some(ti) = self.tunnel_for(t) else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.log.push(format!(
+                "keyserver: tunnel to {} ({}) matches no [tunnel.keyserver]: refused",
+                t.peer_id, t.peer
+            ));
+            return;
+        };
+        let built = (|| {
+            let sel = t.outbound_selector()?;
+            let i = Sa::new(t.inbound.clone(), t.inbound_key(), 0).ok()?;
+            let o = Sa::new(t.outbound.clone(), t.outbound_key(), 0).ok()?;
+            Some((sel, i, o))
+        })();
+        let Some((sel, i, o)) = built else {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        self.push(false, SaUpdate::AddInbound(Box::new(i)));
+        self.stats.installs.fetch_add(1, Ordering::Relaxed);
+        let mut ep = Epoch {
+            spi_in: t.inbound.spi,
+            spi_out: t.outbound.spi,
+            pending: Some((Box::new(o), sel)),
+            outbound: false,
+        };
+        if t.active {
+            Self::switch(&mut ep, &mut |u| self.push(true, u));
+            self.stats.activations.fetch_add(1, Ordering::Relaxed);
+        }
+        self.log.push(format!(
+            "keyserver: tunnel {} epoch {} installed{}",
+            self.tunnels[ti].name,
+            t.epoch,
+            if t.active { " and active" } else { "" }
+        ));
+        self.epochs.insert(key, ep);
+    }
+
+    fn switch(ep: &mut Epoch, push: &mut dyn FnMut(SaUpdate)) {
+        if let Some((sa, selector)) = ep.pending.take() {
+            push(SaUpdate::AddOutbound { sa, selector });
+            ep.outbound = true;
+        }
+    }
+
+    fn activate(&mut self, pair: u64, epoch: u32) {
+        let Some(mut ep) = self.epochs.remove(&(pair, epoch)) else {
+            return;
+        };
+        if ep.pending.is_some() {
+            Self::switch(&mut ep, &mut |u| self.push(true, u));
+            self.stats.activations.fetch_add(1, Ordering::Relaxed);
+        }
+        self.epochs.insert((pair, epoch), ep);
+    }
+
+    fn remove(&mut self, key: (u64, u32)) {
+        let Some(ep) = self.epochs.remove(&key) else {
+            return;
+        };
+        if ep.outbound {
+            self.push(true, SaUpdate::RemoveOutbound(ep.spi_out));
+        }
+        self.push(false, SaUpdate::RemoveInbound(ep.spi_in));
+        self.stats.deletes.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -257,6 +257,73 @@ pub fn headline(
     }
 }
 
+/// Times the DUT's part of a bench loop: one worker-loop iteration per
+/// [`BurstTimer::poll`], its cycles and packets summed and, for each burst that moved
+/// packets, its cost per packet (the samples behind the median headline).
+pub struct BurstTimer {
+    /// Cycles spent in timed polls.
+    pub cycles: u64,
+    /// Packets the timed polls received.
+    pub packets: u64,
+    /// Cycles per packet of each burst that moved packets (pre-allocated).
+    pub per_burst: Vec<f64>,
+}
+
+impl BurstTimer {
+    /// Room for 4M burst samples, allocated once before the timed loop.
+    pub fn new() -> Self {
+        BurstTimer {
+            cycles: 0,
+            packets: 0,
+            per_burst: Vec::with_capacity(1 << 22),
+        }
+    }
+
+    /// Forgets what was timed so far (the end of the warm-up).
+    pub fn reset(&mut self) {
+        self.cycles = 0;
+        self.packets = 0;
+        self.per_burst.clear();
+    }
+
+    /// One timed `worker.poll(now)`; `sample`: keep this burst's cost per packet.
+    /// Returns the packets it received.
+    pub fn poll<P: dataplane::port::Port>(
+        &mut self,
+        worker: &mut dataplane::worker::Worker<P>,
+        now: u64,
+        sample: bool,
+    ) -> usize {
+        let before = worker.stats.rx_packets;
+        let c0 = cycles();
+        worker.poll(now);
+        let c = cycles().wrapping_sub(c0);
+        let n = (worker.stats.rx_packets - before) as usize;
+        self.cycles += c;
+        self.packets += n as u64;
+        if sample && n > 0 && self.per_burst.len() < self.per_burst.capacity() {
+            self.per_burst.push(c as f64 / n as f64);
+        }
+        n
+    }
+
+    /// Median cycles per packet over the sampled bursts (sorts them).
+    pub fn median_cpp(&mut self) -> f64 {
+        median(&mut self.per_burst)
+    }
+
+    /// Mean cycles per packet over every timed poll.
+    pub fn mean_cpp(&self) -> f64 {
+        self.cycles as f64 / self.packets.max(1) as f64
+    }
+}
+
+impl Default for BurstTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The median of some samples (sorts them); NaN when there are none.
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_unstable_by(|a, b| a.total_cmp(b));

@@ -9,7 +9,7 @@
 //! was descheduled is an outlier, not the median); `extra.mpps_from_mean` is the
 //! plain mean.
 
-use crate::{cycles, tsc_hz, Params, Report};
+use crate::{tsc_hz, Params, Report};
 use anyhow::{anyhow, Context};
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
@@ -144,13 +144,11 @@ fn worker(
     let mut sb = Batch::new();
     let mut di = k * 7919;
     let mut k = 0usize;
-    let mut dut_cycles = 0u64;
-    let mut dut_packets = 0u64;
     let mut bytes = 0u64;
     let mut received = 0u64;
     // cycles per packet of every timed burst: the median filters out bursts during
     // which the thread was descheduled (shared, noisy machines)
-    let mut per_burst: Vec<f64> = Vec::with_capacity(1 << 22);
+    let mut timer = crate::BurstTimer::new();
     let warm = Instant::now();
     let mut timing = false;
     let t0 = Instant::now();
@@ -158,9 +156,7 @@ fn worker(
         let el = t0.elapsed().as_secs_f64();
         if !timing && warm.elapsed().as_secs_f64() > 0.3 {
             timing = true;
-            dut_cycles = 0;
-            dut_packets = 0;
-            per_burst.clear();
+            timer.reset();
             bytes = 0;
             received = 0;
         }
@@ -190,16 +186,7 @@ fn worker(
         gen_port.tx_burst(&mut gc, &mut gb);
         // router (timed): one iteration of the worker loop
         let now = (el * 1e9) as u64;
-        let before = worker.stats.rx_packets;
-        let c0 = cycles();
-        worker.poll(now);
-        let c1 = cycles();
-        let n = (worker.stats.rx_packets - before) as usize;
-        dut_cycles += c1.wrapping_sub(c0);
-        dut_packets += n as u64;
-        if timing && n > 0 && per_burst.len() < per_burst.capacity() {
-            per_burst.push(c1.wrapping_sub(c0) as f64 / n as f64);
-        }
+        timer.poll(&mut worker, now, timing);
         // sink (not timed)
         let got = sink.rx_burst(&mut gc, &mut sb);
         received += got as u64;
@@ -208,12 +195,8 @@ fn worker(
         }
         sb.free_all(&mut gc);
     }
-    per_burst.sort_by(|a, b| a.total_cmp(b));
-    let median_cpp = per_burst
-        .get(per_burst.len() / 2)
-        .copied()
-        .unwrap_or(f64::NAN);
-    let mean_cpp = dut_cycles as f64 / dut_packets.max(1) as f64;
+    let median_cpp = timer.median_cpp();
+    let mean_cpp = timer.mean_cpp();
     let (mpps, headline, clock) =
         crate::headline(hz / median_cpp / 1e6, hz / mean_cpp / 1e6, false);
     let drops: u64 = worker.graph.nodes().map(|n| n.dropped()).sum();
@@ -223,11 +206,11 @@ fn worker(
     extra.insert("received".into(), received.into());
     extra.insert("tsc_ghz".into(), (hz / 1e9).into());
     extra.insert("mpps_from_mean".into(), (hz / mean_cpp / 1e6).into());
-    extra.insert("bursts".into(), (per_burst.len() as u64).into());
+    extra.insert("bursts".into(), (timer.per_burst.len() as u64).into());
     Ok(Report {
         scenario: name.into(),
         pkt_size: p.pkt_size.label(),
-        packets: dut_packets,
+        packets: timer.packets,
         mpps_per_core: mpps,
         mpps_median_burst: hz / median_cpp / 1e6,
         mpps_total: hz / mean_cpp / 1e6,

@@ -10,7 +10,7 @@
 //! `mpps_per_core` is the median cost per packet over the timed bursts;
 //! `extra.natted` and `extra.encrypted` count what each path did.
 
-use crate::{cycles, tsc_hz, Params, Report};
+use crate::{tsc_hz, Params, Report};
 use anyhow::{anyhow, Context};
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
@@ -115,17 +115,15 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
     let mut gb = Batch::new();
     let mut sb = Batch::new();
     let mut k = 0usize;
-    let (mut dut_cycles, mut dut_packets, mut bytes, mut received) = (0u64, 0u64, 0u64, 0u64);
-    let mut per_burst: Vec<f64> = Vec::with_capacity(1 << 22);
+    let (mut bytes, mut received) = (0u64, 0u64);
+    let mut timer = crate::BurstTimer::new();
     let mut timing = false;
     let t0 = Instant::now();
     loop {
         let el = t0.elapsed().as_secs_f64();
         if !timing && el > 0.3 {
             timing = true;
-            dut_cycles = 0;
-            dut_packets = 0;
-            per_burst.clear();
+            timer.reset();
             bytes = 0;
             received = 0;
         }
@@ -147,16 +145,7 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
         gen_port.tx_burst(&mut gc, &mut gb);
         // the vCPE (timed): one iteration of the worker loop
         let now = (el * 1e9) as u64;
-        let before = worker.stats.rx_packets;
-        let c0 = cycles();
-        worker.poll(now);
-        let c1 = cycles();
-        let n = (worker.stats.rx_packets - before) as usize;
-        dut_cycles += c1.wrapping_sub(c0);
-        dut_packets += n as u64;
-        if timing && n > 0 && per_burst.len() < per_burst.capacity() {
-            per_burst.push(c1.wrapping_sub(c0) as f64 / n as f64);
-        }
+        timer.poll(&mut worker, now, timing);
         // sink (not timed)
         let got = sink.rx_burst(&mut gc, &mut sb);
         received += got as u64;
@@ -165,8 +154,8 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
         }
         sb.free_all(&mut gc);
     }
-    let median_cpp = crate::median(&mut per_burst);
-    let mean_cpp = dut_cycles as f64 / dut_packets.max(1) as f64;
+    let median_cpp = timer.median_cpp();
+    let mean_cpp = timer.mean_cpp();
     let (mpps, headline, clock) =
         crate::headline(hz / median_cpp / 1e6, hz / mean_cpp / 1e6, false);
     let drops: u64 = worker.graph.nodes().map(|n| n.dropped()).sum();
@@ -189,11 +178,11 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
     extra.insert("received".into(), received.into());
     extra.insert("tsc_ghz".into(), (hz / 1e9).into());
     extra.insert("mpps_from_mean".into(), (hz / mean_cpp / 1e6).into());
-    extra.insert("bursts".into(), (per_burst.len() as u64).into());
+    extra.insert("bursts".into(), (timer.per_burst.len() as u64).into());
     Ok(Report {
         scenario: "vcpe".into(),
         pkt_size: p.pkt_size.label(),
-        packets: dut_packets,
+        packets: timer.packets,
         mpps_per_core: mpps,
         mpps_median_burst: hz / median_cpp / 1e6,
         mpps_total: hz / mean_cpp / 1e6,

@@ -619,8 +619,13 @@ impl Server {
         p.due = u64::MAX;
         self.dirty = true;
         self.stats.rekeys_in_progress += 1;
-        let p = &self.pairs[&id];
-        let e = p.epochs.last().expect("just pushed");
+        let Some((p, e)) = self
+            .pairs
+            .get(&id)
+            .and_then(|p| p.epochs.last().map(|e| (p, e)))
+        else {
+            return;
+        };
         let ra = self.install_record(p, e, a, false);
         let rb = self.install_record(p, e, b, false);
         self.queue(a, ra, 0);
@@ -827,7 +832,7 @@ impl Server {
             let mut size = 12;
             let mut acks = Vec::new();
             while let Some((r, f)) = c.outbox.front() {
-                let len = r.encoded_len();
+                let (len, f) = (r.encoded_len(), *f);
                 if !u.records.is_empty() && size + len > MAX_UPDATE {
                     break;
                 }
@@ -836,7 +841,9 @@ impl Server {
                     break;
                 }
                 size += len;
-                let (r, f) = c.outbox.pop_front().expect("front");
+                let Some((r, _)) = c.outbox.pop_front() else {
+                    break;
+                };
                 u.flags |= f;
                 match &r {
                     Record::Install(i) => {
@@ -860,10 +867,10 @@ impl Server {
                     }
                     Record::Delete { .. } => {}
                 }
-                // Placeholder delete of an empty sync carries no instruction.
-                let placeholder =
+                // The delete-all of pair 0 only marks an empty sync: no instruction.
+                let empty_sync_marker =
                     matches!(r, Record::Delete { pair: 0, epoch } if epoch == ALL_EPOCHS);
-                if !placeholder {
+                if !empty_sync_marker {
                     u.records.push(r);
                 }
                 if f & proto::FLAG_SYNC_END != 0 {

@@ -182,21 +182,46 @@ fn topo(tag: &str) -> anyhow::Result<Topo> {
 }
 
 fn stream(args: &CompareArgs, src_mac: &str, dst_mac: &str) -> StreamSpec {
-    let mut s = StreamSpec::udp("compare");
+    udp_stream(
+        "compare",
+        UdpFlows {
+            flows: args.flows,
+            size: args.size,
+            rate: &args.rate,
+            burst: 256,
+        },
+        src_mac,
+        dst_mac,
+    )
+}
+
+/// What the side-by-side runs offer: `flows` UDP flows (source ports from 1024),
+/// frames of `size` bytes at `rate`, in bursts of `burst`.
+pub(crate) struct UdpFlows<'a> {
+    pub flows: u32,
+    pub size: u16,
+    pub rate: &'a str,
+    pub burst: u32,
+}
+
+/// The UDP stream of every compare run: 192.0.2.2 → 198.18.0.1:5001, source port
+/// varied over the flows.
+pub(crate) fn udp_stream(name: &str, f: UdpFlows, src_mac: &str, dst_mac: &str) -> StreamSpec {
+    let mut s = StreamSpec::udp(name);
     s.src_mac = Some(src_mac.into());
     s.dst_mac = Some(dst_mac.into());
     s.ip.src = "192.0.2.2".into();
     s.ip.dst = "198.18.0.1".into();
     s.l4.sport = FieldSpec::Vary {
         from: Scalar::Num(1024),
-        to: Scalar::Num(1024 + args.flows.clamp(1, 60000) as u64 - 1),
+        to: Scalar::Num(1024 + f.flows.clamp(1, 60000) as u64 - 1),
         step: None,
         mode: Mode::Inc,
     };
     s.l4.dport = 5001u64.into();
-    s.size = SizeSpec::Fixed(args.size as u64);
-    s.rate = Scalar::Str(args.rate.clone());
-    s.burst = 256;
+    s.size = SizeSpec::Fixed(f.size as u64);
+    s.rate = Scalar::Str(f.rate.to_string());
+    s.burst = f.burst;
     s
 }
 

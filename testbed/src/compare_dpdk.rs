@@ -39,7 +39,7 @@ use dataplane::port::memif::{self, MemifPort};
 use dataplane::port::virtio_user::{self, VirtioUserPort};
 use dataplane::port::{Port, PortStats};
 use dataplane::worker::{TxPolicy, Worker, WorkerConfig};
-use pktgen::profile::{FieldSpec, Mode, Scalar, SizeSpec, StreamSpec};
+use pktgen::profile::StreamSpec;
 use pktgen::run::{run_loop, RunResult};
 use pktgen::{Generator, Receiver, Stream};
 use serde::Serialize;
@@ -226,22 +226,17 @@ const SINK_MAC: &str = "02:00:00:00:5c:00";
 const GEN_MAC: &str = "02:00:00:00:9e:00";
 
 fn stream(args: &DpdkArgs) -> StreamSpec {
-    let mut s = StreamSpec::udp("compare-dpdk");
-    s.src_mac = Some(GEN_MAC.into());
-    s.dst_mac = Some(DUT_MAC0.into());
-    s.ip.src = "192.0.2.2".into();
-    s.ip.dst = "198.18.0.1".into();
-    s.l4.sport = FieldSpec::Vary {
-        from: Scalar::Num(1024),
-        to: Scalar::Num(1024 + args.flows.clamp(1, 60000) as u64 - 1),
-        step: None,
-        mode: Mode::Inc,
-    };
-    s.l4.dport = 5001u64.into();
-    s.size = SizeSpec::Fixed(args.size as u64);
-    s.rate = Scalar::Str(args.rate.clone());
-    s.burst = 32;
-    s
+    crate::compare::udp_stream(
+        "compare-dpdk",
+        crate::compare::UdpFlows {
+            flows: args.flows,
+            size: args.size,
+            rate: &args.rate,
+            burst: 32,
+        },
+        GEN_MAC,
+        DUT_MAC0,
+    )
 }
 
 fn router_toml(p0: &str, p1: &str) -> String {

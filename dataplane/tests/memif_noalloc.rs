@@ -7,49 +7,17 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::memif::{Config, MemifPort, Role, CTRL_EVERY};
 use dataplane::port::Port;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static WATCH: AtomicBool = AtomicBool::new(false);
-
-// Only the test's own thread counts (libtest's threads are not the code under test).
-thread_local! {
-    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-fn count() {
-    if WATCH.load(Ordering::Relaxed) && MINE.try_with(|m| m.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod counting;
+use counting::{watch, ALLOCS};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[test]
 fn memif_bursts_do_not_allocate() {
-    MINE.with(|m| m.set(true));
     let path = std::env::temp_dir().join(format!("dp-memif-noalloc-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let pool = Pool::new(2048).unwrap();
@@ -83,7 +51,7 @@ fn memif_bursts_do_not_allocate() {
     let mut tx = Batch::new();
     let mut rx = Batch::new();
     let mut moved = 0u64;
-    WATCH.store(true, Ordering::Relaxed);
+    watch(true);
     for round in 0..(4 * CTRL_EVERY as usize) {
         let (a, b) = if round % 2 == 0 {
             (&mut s, &mut m)
@@ -100,7 +68,7 @@ fn memif_bursts_do_not_allocate() {
         rx.free_all(&mut c);
         tx.free_all(&mut c);
     }
-    WATCH.store(false, Ordering::Relaxed);
+    watch(false);
     assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations in bursts");
     assert!(moved > 1000, "only {moved} frames moved");
     assert!(m.is_up() && s.is_up());

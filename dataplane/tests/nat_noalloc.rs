@@ -13,50 +13,13 @@ use dataplane::stages::qos::{
     MeterConfig, MeterKey, Policer, PolicerConfig, Shaper, ShaperConfig, Verdict,
 };
 use etherparse::PacketBuilder;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// Only allocations made by the test's own thread count: libtest's threads (its
-// "running for over 60 seconds" notice on a loaded machine) are not the code under
-// test.
-thread_local! {
-    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-fn count() {
-    if MINE.try_with(|m| m.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-static WATCH: AtomicBool = AtomicBool::new(false);
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCH.load(Ordering::Relaxed) {
-            count();
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if WATCH.load(Ordering::Relaxed) {
-            count();
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod counting;
+use counting::{watch, ALLOCS};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
     let mut v = Vec::new();
@@ -125,7 +88,6 @@ fn run(stage: &mut dyn Stage, node: &mut NodeStats, out: &mut Out, frames: &[(Ve
 
 #[test]
 fn stages_do_not_allocate_on_the_packet_path() {
-    MINE.with(|m| m.set(true));
     let pool = Pool::new(4096).unwrap();
     let mut out = Out::new(2, pool.cache());
     let nat_cfg = NatConfig {
@@ -234,7 +196,7 @@ fn stages_do_not_allocate_on_the_packet_path() {
         r.reverse();
         frag_replies.extend(r.into_iter().map(|f| (f, 1)));
     }
-    WATCH.store(true, Ordering::SeqCst);
+    watch(true);
     for round in 0..5u64 {
         out.now_ns = 1_000_000_000 + round * 400_000_000_000; // 400 s apart: expiry
         run(&mut nat, &mut nn, &mut out, &inside);
@@ -248,7 +210,7 @@ fn stages_do_not_allocate_on_the_packet_path() {
         run(&mut pol, &mut np, &mut out, &inside);
         run(&mut sh, &mut ns, &mut out, &inside);
     }
-    WATCH.store(false, Ordering::SeqCst);
+    watch(false);
     assert!(nat.stats.sessions_created > 200, "sessions opened");
     assert!(nat.stats.sessions_expired > 0, "sessions expired");
     assert!(nat.stats.icmp_errors_sent > 0, "exhaustion answered");

@@ -10,50 +10,14 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::vhost_user::{Config, VhostUserPort, CTRL_EVERY};
 use dataplane::port::Port;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use vhost_frontend::*;
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// Only a test's own thread counts, and only while it watches: the tests of this file
-// run in parallel, and one test's unwatched frontend work must not count against the
-// other's watched bursts (nor libtest's threads against either).
-thread_local! {
-    static WATCH: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-fn watch(on: bool) {
-    WATCH.with(|w| w.set(on));
-}
-
-fn count() {
-    if WATCH.try_with(|w| w.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod counting;
+use counting::{watch, ALLOCS};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[test]
 fn vhost_user_bursts_do_not_allocate() {

@@ -10,50 +10,13 @@ use dataplane::port::{mem, Port};
 use dataplane::stages::nat::{CgnatConfig, Nat44, NatConfig};
 use dataplane::stages::xconnect::Xconnect;
 use dataplane::worker::{handoff_mesh, Worker, WorkerConfig};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// Only allocations made by the test's own thread count: libtest's threads (its
-// "running for over 60 seconds" notice on a loaded machine) are not the code under
-// test.
-thread_local! {
-    static MINE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-fn count() {
-    if MINE.try_with(|m| m.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-static WATCH: AtomicBool = AtomicBool::new(false);
-
-// SAFETY: forwards to the system allocator unchanged, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if WATCH.load(Ordering::Relaxed) {
-            count();
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if WATCH.load(Ordering::Relaxed) {
-            count();
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod counting;
+use counting::{watch, ALLOCS};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting::Counting = counting::Counting;
 
 fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
     let mut f = vec![0u8; 60];
@@ -74,7 +37,6 @@ fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> Vec<u8> {
 
 #[test]
 fn two_workers_with_handoff_do_not_allocate() {
-    MINE.with(|m| m.set(true));
     let pool = Pool::new(16384).unwrap();
     let mut c = pool.cache();
     let cfg = NatConfig {
@@ -173,12 +135,12 @@ fn two_workers_with_handoff_do_not_allocate() {
         .collect();
     let mut sink = Vec::new();
     ALLOCS.store(0, Ordering::Relaxed);
-    WATCH.store(true, Ordering::Relaxed);
+    watch(true);
     for _ in 0..4 {
         round(&mut ws, &mut peers, &out_frames, 0, false, &mut sink);
         round(&mut ws, &mut peers, &replies, 1, false, &mut sink);
     }
-    WATCH.store(false, Ordering::Relaxed);
+    watch(false);
     let n = ALLOCS.load(Ordering::Relaxed);
     let handed: u64 = ws.iter().map(|w| w.stats.handed_off).sum();
     assert!(handed > 0, "hand-offs happened");

@@ -1,0 +1,47 @@
+//! The counting global allocator of the no-allocation tests: a thread counts its
+//! allocations (and reallocations) only while it watches (`watch(true)`), so
+//! libtest's threads, a test's unwatched set-up and a parallel test's work never
+//! count against the code under test. Each test file installs it with
+//! `#[global_allocator] static GLOBAL: counting::Counting = counting::Counting;`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Forwards to the system allocator, counting the calls of watching threads.
+pub struct Counting;
+
+/// Allocations made by watching threads.
+pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static WATCH: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Starts or stops counting the calling thread's allocations.
+pub fn watch(on: bool) {
+    WATCH.with(|w| w.set(on));
+}
+
+fn count() {
+    if WATCH.try_with(|w| w.get()).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}

@@ -385,7 +385,17 @@ fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
     let out = lab
         .exec(
             ns,
-            &["busybox", "ping", "-c", &c, "-i", "0.2", "-W", "1", &to.to_string()],
+            &[
+                "busybox",
+                "ping",
+                "-c",
+                &c,
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                &to.to_string(),
+            ],
         )
         .unwrap_or_else(|e| e.to_string());
     // "N packets transmitted, M received"
@@ -544,7 +554,8 @@ fn decrypt(pcap: &Path, sas: &[SaRecord]) -> anyhow::Result<Decrypt> {
     cmd.arg("-n").arg("-r").arg(pcap);
     cmd.args(["-o", "esp.enable_encryption_decode:TRUE"]);
     for r in sas {
-        cmd.arg("-o").arg(format!("uat:esp_sa:{}", r.record.as_str()));
+        cmd.arg("-o")
+            .arg(format!("uat:esp_sa:{}", r.record.as_str()));
     }
     cmd.args([
         "-T",
@@ -716,7 +727,10 @@ pub fn main(a: VcpeLabArgs) -> anyhow::Result<ExitCode> {
         bail!("--rate: {} is not in 1..=1000000", a.rate);
     }
     if !a.rekey_interval.is_finite() || !(0.2..=3600.0).contains(&a.rekey_interval) {
-        bail!("--rekey-interval: {} is not in [0.2, 3600]", a.rekey_interval);
+        bail!(
+            "--rekey-interval: {} is not in [0.2, 3600]",
+            a.rekey_interval
+        );
     }
     let header = pktgen::meta::Header::start("testbed.lab.vcpe", 2);
     let next_to_us = |name: &str| -> anyhow::Result<PathBuf> {

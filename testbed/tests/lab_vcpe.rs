@@ -122,7 +122,14 @@ fn keyserver_keys_lease_ping_decrypt_two_generations() {
 #[test]
 fn static_keys_lease_ping_decrypt_and_stream() {
     let Some(v) = lab(&[
-        "--keys", "static", "--seconds", "1", "--rate", "1000", "--size", "800",
+        "--keys",
+        "static",
+        "--seconds",
+        "1",
+        "--rate",
+        "1000",
+        "--size",
+        "800",
     ]) else {
         return;
     };

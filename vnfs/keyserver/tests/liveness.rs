@@ -60,7 +60,10 @@ fn silent_cpe_is_marked_down_and_its_peers_drop_it() {
     assert!(st.liveness_missed >= 3, "{st:?}");
     assert_eq!(st.peer_drops, 2, "{st:?}");
     assert_eq!(st.online, 2, "{st:?}");
-    assert_eq!(srv.srv.lock().unwrap().server.take_down(), vec!["c".to_string()]);
+    assert_eq!(
+        srv.srv.lock().unwrap().server.take_down(),
+        vec!["c".to_string()]
+    );
     // The pairs stay configured; a and b keep their tunnel and are not down.
     assert_eq!(st.pairs, 3);
     let q = live[0]
@@ -91,9 +94,15 @@ fn silent_cpe_is_marked_down_and_its_peers_drop_it() {
     let p = cpes[2]
         .encrypt(ac, Cpe::lan(3, 1), Cpe::lan(1, 1), 0)
         .unwrap();
-    assert!(cpes[0].decrypt(&p), "c's packet does not decrypt at a again");
+    assert!(
+        cpes[0].decrypt(&p),
+        "c's packet does not decrypt at a again"
+    );
     let metrics = keyserver::metrics::render(&st);
-    assert!(metrics.contains("keyserver_cpes_marked_down_total 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("keyserver_cpes_marked_down_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -107,5 +116,8 @@ fn liveness_settings_are_checked() {
     // 0 turns the checks off
     let mut t = server_toml(30.0, 0.1, None);
     t = t.replacen("[server]\n", "[server]\nliveness_interval_s = 0\n", 1);
-    assert_eq!(Config::from_toml(&t).unwrap().server.liveness_interval_ms, 0);
+    assert_eq!(
+        Config::from_toml(&t).unwrap().server.liveness_interval_ms,
+        0
+    );
 }

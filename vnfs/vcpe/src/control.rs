@@ -314,8 +314,7 @@ impl ControlPlane {
         match self.keys.as_mut() {
             Some(k) => k.export_sas(path),
             None => Err(ConfigError(
-                "--esp-sa-log: needs a [keyserver] section (static keys are in the config)"
-                    .into(),
+                "--esp-sa-log: needs a [keyserver] section (static keys are in the config)".into(),
             )),
         }
     }

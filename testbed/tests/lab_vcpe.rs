@@ -1,8 +1,10 @@
 //! `testbed lab vcpe --json` (root): two `vcpe` processes in namespaces, BusyBox
-//! `udhcpc` gets a lease on each LAN, pings cross the static-key tunnel both ways,
-//! tshark decrypts the WAN capture with the run's keys, and a UDP stream crosses
-//! from LAN to LAN. Skips (with the reason printed) when not root or a tool is
-//! missing; `scripts/test` runs it as root with the tools installed.
+//! `udhcpc` gets a lease on each LAN, pings cross the tunnel both ways, a UDP stream
+//! crosses from LAN to LAN, and tshark decrypts the WAN capture — with the keys our
+//! key server issued (default mode: a `keyserver` process, keys rotated during the
+//! run, the vCPEs' opt-in SA export) or with the run's static keys. Skips (with the
+//! reason printed) when not root or a tool is missing; `scripts/test` runs it as
+//! root with the tools installed.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -15,42 +17,39 @@ fn missing(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn two_sites_lease_ping_decrypt_and_stream() {
+/// Runs `testbed lab vcpe --json ARGS…`; `None` when skipped.
+fn lab(args: &[&str]) -> Option<serde_json::Value> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: the namespace lab needs root");
-        return;
+        return None;
     }
     for t in ["ip", "udhcpc", "tshark", "busybox"] {
         if missing(t) {
             eprintln!("skipped: {t} is not installed (scripts/setup installs it)");
-            return;
+            return None;
         }
     }
     let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vcpe = testbed.with_file_name("vcpe");
-    assert!(
-        vcpe.exists(),
-        "{} not found: build it first (`cargo build -p vcpe`; `cargo test --workspace` does)",
-        vcpe.display()
-    );
-    let out = Command::new(&testbed)
-        .args([
-            "lab",
-            "vcpe",
-            "--json",
-            "--seconds",
-            "1",
-            "--rate",
-            "1000",
-            "--size",
-            "800",
-        ])
-        .arg("--vcpe")
-        .arg(&vcpe)
-        .output()
+    let mut cmd = Command::new(&testbed);
+    cmd.args(["lab", "vcpe", "--json"]).args(args);
+    for bin in ["vcpe", "keyserver"] {
+        let p = testbed.with_file_name(bin);
+        assert!(
+            p.exists(),
+            "{} not found: build it first (`cargo build -p {bin}`; `cargo test --workspace` does)",
+            p.display()
+        );
+        cmd.arg(format!("--{bin}")).arg(&p);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run testbed");
+    // the lab's names: "tb" + pid % 100000 + "vc" (testbed/src/netns.rs)
+    let prefix = format!("tb{}vc", child.id() % 100_000);
+    let out = child.wait_with_output().expect("run testbed");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "testbed lab vcpe failed: {stderr}");
     let v: serde_json::Value =
@@ -64,7 +63,18 @@ fn two_sites_lease_ping_decrypt_and_stream() {
     );
     assert!(v["ping_1_to_2"]["received"].as_u64().unwrap() > 0, "{v}");
     assert!(v["ping_2_to_1"]["received"].as_u64().unwrap() > 0, "{v}");
-    assert!(v["tshark"]["decrypted_icmp"].as_u64().unwrap() > 0, "{v}");
+    // every ESP frame on the WAN decrypted, to ICMP and the UDP stream, none
+    // malformed
+    let ts = &v["tshark"];
+    assert!(ts["decrypted_icmp"].as_u64().unwrap() > 0, "{v}");
+    assert!(ts["decrypted_udp"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(ts["undecrypted"], 0, "{v}");
+    assert_eq!(ts["malformed"], 0, "{v}");
+    assert_eq!(
+        ts["esp_frames"].as_u64().unwrap(),
+        ts["decrypted_icmp"].as_u64().unwrap() + ts["decrypted_udp"].as_u64().unwrap(),
+        "{v}"
+    );
     let t = &v["traffic"];
     assert!(t["tx"].as_u64().unwrap() > 500, "{v}");
     // debug builds of two vCPEs on a shared machine: loss is reported, not judged
@@ -76,7 +86,54 @@ fn two_sites_lease_ping_decrypt_and_stream() {
     // nothing left behind
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
-        !String::from_utf8_lossy(&ns.stdout).contains("vcl1"),
-        "a lab namespace was left behind"
+        !String::from_utf8_lossy(&ns.stdout)
+            .lines()
+            .any(|l| l.starts_with(&prefix)),
+        "a lab namespace ({prefix}…) was left behind"
     );
+    Some(v)
+}
+
+#[test]
+fn keyserver_keys_lease_ping_decrypt_two_generations() {
+    let Some(v) = lab(&[
+        "--seconds",
+        "1.5",
+        "--rate",
+        "1000",
+        "--size",
+        "800",
+        "--rekey-interval",
+        "0.5",
+    ]) else {
+        return;
+    };
+    assert_eq!(v["keys"], "keyserver", "{v}");
+    let k = &v["keyserver"];
+    assert_eq!(k["cpes_served"], 2, "{v}");
+    assert!(k["rekeys"].as_u64().unwrap() >= 1, "{v}");
+    // the SAs of at least two key generations, each decrypting
+    let ts = &v["tshark"];
+    assert!(ts["epochs_decrypted"].as_array().unwrap().len() >= 2, "{v}");
+    assert!(ts["spis_decrypted"].as_u64().unwrap() >= 3, "{v}");
+    assert!(k["sas_exported"].as_u64().unwrap() >= 4, "{v}");
+}
+
+#[test]
+fn static_keys_lease_ping_decrypt_and_stream() {
+    let Some(v) = lab(&[
+        "--keys",
+        "static",
+        "--seconds",
+        "1",
+        "--rate",
+        "1000",
+        "--size",
+        "800",
+    ]) else {
+        return;
+    };
+    assert_eq!(v["keys"], "static", "{v}");
+    assert!(v.get("keyserver").is_none(), "{v}");
+    assert_eq!(v["tshark"]["spis_decrypted"], 2, "{v}");
 }

@@ -129,6 +129,12 @@ impl KeyMaterial {
         Ok(k)
     }
 
+    /// The key ‖ salt bytes, for an explicit opt-in key log only (the vCPE's
+    /// `--esp-sa-log`, the lab's decryption with tshark): never print them.
+    pub fn expose_for_key_log(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&[])
+    }
+
     fn split(&self) -> (&[u8], [u8; SALT_LEN]) {
         let all = self.bytes.get(..self.len).unwrap_or(&[]);
         let (key, salt) = all.split_at(all.len().saturating_sub(SALT_LEN));

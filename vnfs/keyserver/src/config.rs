@@ -50,6 +50,10 @@ struct RawServer {
     retransmit_ms: u64,
     #[serde(default = "d_tries")]
     retransmit_tries: u32,
+    #[serde(default = "d_liveness")]
+    liveness_interval_s: f64,
+    #[serde(default = "d_liveness_misses")]
+    liveness_misses: u32,
 }
 
 fn d_alg() -> String {
@@ -66,6 +70,12 @@ fn d_retransmit() -> u64 {
 }
 fn d_tries() -> u32 {
     5
+}
+fn d_liveness() -> f64 {
+    10.0
+}
+fn d_liveness_misses() -> u32 {
+    3
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -124,6 +134,13 @@ pub struct Server {
     pub metrics: Option<SocketAddr>,
     pub retransmit_ms: u64,
     pub retransmit_tries: u32,
+    /// A CPE silent this long gets a liveness check (RFC 7296 §1.4, §2.4: an
+    /// empty INFORMATIONAL request); each further interval without an answer is a
+    /// missed check (milliseconds; 0: no checks).
+    pub liveness_interval_ms: u64,
+    /// After this many missed checks in a row the CPE is down: its IKE SA is
+    /// deleted and its peers drop their SAs with it until it is back.
+    pub liveness_misses: u32,
 }
 
 /// `[[group]]`: a site group.
@@ -251,6 +268,14 @@ impl Config {
         if s.retransmit_ms == 0 || s.retransmit_tries == 0 {
             return err("server.retransmit_ms and retransmit_tries must be positive".into());
         }
+        let liveness_interval_ms = if s.liveness_interval_s == 0.0 {
+            0
+        } else {
+            ms("liveness_interval_s", s.liveness_interval_s)?
+        };
+        if s.liveness_misses == 0 || s.liveness_misses > 1000 {
+            return err("server.liveness_misses must be in 1..=1000".into());
+        }
         let listen_natt = match s.listen_natt {
             None => None,
             Some(m) => Some(
@@ -269,6 +294,8 @@ impl Config {
             metrics,
             retransmit_ms: s.retransmit_ms,
             retransmit_tries: s.retransmit_tries,
+            liveness_interval_ms,
+            liveness_misses: s.liveness_misses,
         };
         let mut names = HashSet::new();
         let mut groups = Vec::new();

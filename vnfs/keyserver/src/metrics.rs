@@ -75,6 +75,36 @@ pub fn render(s: &Stats) -> String {
         "Journal writes that failed",
         s.journal_errors,
     );
+    m(
+        "liveness_checks_total",
+        "counter",
+        "Liveness checks sent (empty INFORMATIONAL, RFC 7296 section 1.4)",
+        s.liveness_checks,
+    );
+    m(
+        "liveness_missed_total",
+        "counter",
+        "Liveness intervals a CPE left its outstanding request unanswered",
+        s.liveness_missed,
+    );
+    m(
+        "cpes_marked_down_total",
+        "counter",
+        "CPEs marked down after too many missed liveness checks",
+        s.cpes_marked_down,
+    );
+    m(
+        "cpes_down",
+        "gauge",
+        "CPEs down now (marked down, not authenticated since)",
+        s.cpes_down,
+    );
+    m(
+        "peer_drops_total",
+        "counter",
+        "Pairs whose surviving end was told to drop its SAs because the other end is down",
+        s.peer_drops,
+    );
     o
 }
 
@@ -90,6 +120,6 @@ mod tests {
         let t = super::render(&s);
         assert!(t.contains("keyserver_cpes 3\n"));
         assert!(t.contains("keyserver_rekeys_total 9\n"));
-        assert_eq!(t.lines().filter(|l| !l.starts_with('#')).count(), 14);
+        assert_eq!(t.lines().filter(|l| !l.starts_with('#')).count(), 19);
     }
 }

@@ -4,6 +4,16 @@
 //! a full synchronisation after IKE_AUTH, then make-before-break rotations of each
 //! pair's SAs and deletions on revocation. [`crate::udp::serve`] drives it over a
 //! socket.
+//!
+//! CPE liveness (RFC 7296 §2.4, checks as in §1.4): a CPE whose IKE SA has carried
+//! no answer for `liveness_interval_ms` gets an INFORMATIONAL request with no
+//! payloads; every further interval in which its outstanding request (check or
+//! update, retransmitted by the IKE window, §2.1) stays unanswered is a missed check.
+//! After `liveness_misses` missed checks in a row the CPE is *down*: its IKE SA is
+//! deleted and each online peer gets a DELETE of every epoch of their pair, as on a
+//! revocation — but the pair and its keys stay. When the CPE authenticates again,
+//! its synchronisation restates the pair and the peer gets the pair's INSTALL
+//! records again. Synchronisations of other CPEs leave out the pairs with a down CPE.
 
 use crate::config::{Config, Topology};
 use crate::journal::{self, JEpoch, JPair, Snapshot};
@@ -62,6 +72,16 @@ pub struct Stats {
     pub auth_failures: u64,
     pub journal_writes: u64,
     pub journal_errors: u64,
+    /// Liveness checks sent (empty INFORMATIONAL requests, RFC 7296 §1.4).
+    pub liveness_checks: u64,
+    /// Intervals a CPE's outstanding request (check or update) went unanswered.
+    pub liveness_missed: u64,
+    /// CPEs marked down after too many missed checks (counter).
+    pub cpes_marked_down: u64,
+    /// CPEs down now (gauge): marked down and not authenticated again.
+    pub cpes_down: u64,
+    /// DELETEs sent to the peers of CPEs marked down (one per pair).
+    pub peer_drops: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +130,8 @@ struct Pair {
     phase: Phase,
     /// When the next rotation starts (Stable) or the old epoch goes (Draining).
     due: u64,
+    /// One end is down (liveness): the other was told to drop the pair's SAs.
+    suspended: bool,
 }
 
 impl Pair {
@@ -159,6 +181,14 @@ struct Cpe {
     inflight: Option<Vec<Ack>>,
     seq: u64,
     pairs: Vec<u64>,
+    /// Liveness: when the next check goes out or the next miss is counted.
+    live_due: u64,
+    /// Missed checks in a row.
+    missed: u32,
+    /// A liveness check of ours is outstanding.
+    probing: bool,
+    /// Marked down (liveness) and not authenticated since.
+    down: bool,
 }
 
 /// A finished revocation.
@@ -214,7 +244,16 @@ pub struct Server {
     kill: Vec<u64>,
     /// When the IKE endpoint's timers last ran.
     last_ike_poll: u64,
+    liveness_ms: u64,
+    liveness_misses: u32,
+    /// When the liveness sweep last ran.
+    last_sweep: u64,
+    /// CPEs marked down since the last [`Server::take_down`], with the misses.
+    down_done: Vec<String>,
 }
+
+/// How often the liveness sweep visits the online CPEs (ms).
+pub const LIVENESS_SWEEP_MS: u64 = 50;
 
 /// Stable pair identifier: FNV-1a (64) of the two identities in order.
 pub fn pair_id(a: &str, b: &str) -> u64 {
@@ -321,6 +360,10 @@ impl Server {
                 inflight: None,
                 seq: 0,
                 pairs: Vec::new(),
+                live_due: u64::MAX,
+                missed: 0,
+                probing: false,
+                down: false,
             });
         }
         let mut srv = Server {
@@ -346,6 +389,10 @@ impl Server {
             groups: cfg.groups.len(),
             kill: Vec::new(),
             last_ike_poll: now,
+            liveness_ms: s.liveness_interval_ms,
+            liveness_misses: s.liveness_misses,
+            last_sweep: now,
+            down_done: Vec::new(),
         };
         srv.stats.revocations = srv.cpes.iter().filter(|c| c.revoked).count() as u64;
         // The pairs the topology asks for.
@@ -458,6 +505,7 @@ impl Server {
                 epochs,
                 phase,
                 due,
+                suspended: false,
             },
         );
     }
@@ -565,6 +613,10 @@ impl Server {
         for spi in std::mem::take(&mut self.kill) {
             self.kill_ike(spi, now);
         }
+        if self.liveness_ms > 0 && now >= self.last_sweep + LIVENESS_SWEEP_MS {
+            self.last_sweep = now;
+            self.liveness(now);
+        }
         while let Some(&Reverse((t, id))) = self.heap.peek() {
             if t > now {
                 break;
@@ -588,7 +640,138 @@ impl Server {
     /// When `poll` next has work (ms), at the latest.
     pub fn next_timeout(&self) -> Option<u64> {
         let h = self.heap.peek().map_or(u64::MAX, |Reverse((t, _))| *t);
-        Some(h.min(self.last_ike_poll + IKE_TICK_MS))
+        let mut t = h.min(self.last_ike_poll + IKE_TICK_MS);
+        if self.liveness_ms > 0 {
+            t = t.min(self.last_sweep + LIVENESS_SWEEP_MS);
+        }
+        Some(t)
+    }
+
+    /// The liveness sweep: checks to silent CPEs, misses counted, CPEs marked down.
+    fn liveness(&mut self, now: u64) {
+        for k in 0..self.cpes.len() {
+            let c = &self.cpes[k];
+            let Some(spi) = c.ike else { continue };
+            if now < c.live_due {
+                continue;
+            }
+            let outstanding = c.probing || c.inflight.is_some() || self.responder.busy(spi);
+            if outstanding {
+                self.stats.liveness_missed += 1;
+                let c = &mut self.cpes[k];
+                c.missed += 1;
+                if c.missed >= self.liveness_misses {
+                    self.mark_down(k, now);
+                } else {
+                    c.live_due = now + self.liveness_ms;
+                }
+                continue;
+            }
+            // An INFORMATIONAL request with no payloads (§1.4); its answer comes as
+            // PrivateAnswered without notifies.
+            match self.responder.private_request(spi, Vec::new(), now) {
+                Ok(out) => {
+                    self.stats.liveness_checks += 1;
+                    let c = &mut self.cpes[k];
+                    c.probing = true;
+                    c.live_due = now + self.liveness_ms;
+                    self.outputs(out, now);
+                }
+                Err(_) => {
+                    // Not established (any more): its IkeSaDown follows; look again
+                    // next interval.
+                    self.cpes[k].live_due = now + self.liveness_ms;
+                }
+            }
+        }
+    }
+
+    /// An answer (or a new IKE SA) from CPE `k`: it is alive.
+    fn heard(&mut self, k: usize, now: u64) {
+        let c = &mut self.cpes[k];
+        c.missed = 0;
+        c.probing = false;
+        c.live_due = if self.liveness_ms > 0 {
+            now + self.liveness_ms
+        } else {
+            u64::MAX
+        };
+    }
+
+    /// CPE `k` missed too many liveness checks: its IKE SA goes and its peers drop
+    /// their SAs with it (DELETE of every epoch), as on a revocation; the pairs and
+    /// their keys stay for its return.
+    fn mark_down(&mut self, k: usize, now: u64) {
+        self.stats.cpes_marked_down += 1;
+        self.cpes[k].down = true;
+        self.down_done.push(self.cpes[k].id.clone());
+        if let Some(spi) = self.cpes[k].ike {
+            self.by_spi.remove(&spi);
+            self.kill_ike(spi, now);
+        }
+        self.offline(k, now);
+        self.cpes[k].probing = false;
+        self.cpes[k].missed = 0;
+        self.cpes[k].live_due = u64::MAX;
+        for pid in self.cpes[k].pairs.clone() {
+            let Some(p) = self.pairs.get_mut(&pid) else {
+                continue;
+            };
+            if p.suspended {
+                continue;
+            }
+            p.suspended = true;
+            let o = p.other(k);
+            if self.online(o) {
+                self.stats.peer_drops += 1;
+                self.queue(
+                    o,
+                    Record::Delete {
+                        pair: pid,
+                        epoch: ALL_EPOCHS,
+                    },
+                    0,
+                );
+            }
+        }
+        self.pump(now);
+    }
+
+    /// CPE `k` is back (IKE_AUTH): the peers of its suspended pairs get the pairs'
+    /// keys again.
+    fn resume(&mut self, k: usize) {
+        self.cpes[k].down = false;
+        for pid in self.cpes[k].pairs.clone() {
+            let Some(p) = self.pairs.get(&pid) else {
+                continue;
+            };
+            if !p.suspended {
+                continue;
+            }
+            let o = p.other(k);
+            if self.cpes[o].down {
+                continue;
+            }
+            let sending = p.sending();
+            let recs: Vec<Record> = p
+                .epochs
+                .iter()
+                .map(|e| self.install_record(p, e, o, e.epoch == sending))
+                .collect();
+            if let Some(p) = self.pairs.get_mut(&pid) {
+                p.suspended = false;
+            }
+            if self.online(o) {
+                for r in recs {
+                    self.queue(o, r, 0);
+                }
+            }
+        }
+    }
+
+    /// CPEs marked down (liveness) since the last call.
+    pub fn take_down(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.down_done)
     }
 
     fn online(&self, k: usize) -> bool {
@@ -685,7 +868,9 @@ impl Server {
                 self.cpes[k].ike = Some(spi_r);
                 self.cpes[k].inflight = None;
                 self.by_spi.insert(spi_r, k);
+                self.heard(k, now);
                 self.sync(k);
+                self.resume(k);
             }
             Event::IkeSaDown { spi_i, spi_r, .. } => {
                 for s in [spi_r, spi_i] {
@@ -726,7 +911,14 @@ impl Server {
                     .or_else(|| self.by_spi.get(&spi_i))
                     .copied();
                 if let Some(k) = k {
-                    if let Some(acks) = self.cpes[k].inflight.take() {
+                    let probe = self.cpes[k].probing;
+                    self.heard(k, now);
+                    if probe {
+                        // The answer to a liveness check.
+                        if !self.cpes[k].outbox.is_empty() {
+                            self.ready.push(k);
+                        }
+                    } else if let Some(acks) = self.cpes[k].inflight.take() {
                         self.stats.updates_acked += 1;
                         for a in acks {
                             self.ack(k, a, now);
@@ -787,6 +979,10 @@ impl Server {
             let Some(p) = self.pairs.get(&id) else {
                 continue;
             };
+            // A pair whose other end is down is not restated (so dropped).
+            if p.suspended && self.cpes[p.other(k)].down {
+                continue;
+            }
             let sending = p.sending();
             for e in &p.epochs {
                 recs.push(self.install_record(p, e, k, e.epoch == sending));
@@ -1098,6 +1294,7 @@ impl Server {
         s.groups = self.groups as u64;
         s.pairs = self.pairs.len() as u64;
         s.revocations_pending = self.revocations.len() as u64;
+        s.cpes_down = self.cpes.iter().filter(|c| c.down && !c.revoked).count() as u64;
         s.auth_failures = self.responder.counters().auth_failures;
         s
     }

@@ -308,6 +308,17 @@ impl ControlPlane {
         self.keys.as_ref()
     }
 
+    /// Opt-in export of the key server's ESP SAs to `path` (Wireshark `esp_sa`
+    /// records, mode 0600; see [`crate::keylink`]). Refused without `[keyserver]`.
+    pub fn export_sas(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        match self.keys.as_mut() {
+            Some(k) => k.export_sas(path),
+            None => Err(ConfigError(
+                "--esp-sa-log: needs a [keyserver] section (static keys are in the config)".into(),
+            )),
+        }
+    }
+
     /// Log lines of the IKE daemon and the key server link since the last call.
     pub fn take_log(&mut self) -> Vec<String> {
         let mut l = self.ike.as_mut().map_or(Vec::new(), |d| d.take_log());

@@ -19,6 +19,19 @@
 //!
 //! The events are applied (queued to the stages) before the client's answers leave:
 //! the answer is the acknowledgement on which the server moves a rotation on.
+//!
+//! **SA export (opt-in, for labs).** Keys are never printed. Only when asked for
+//! explicitly ([`KeyLink::export_sas`], the binary's `vcpe run --esp-sa-log FILE`,
+//! in the spirit of `SSLKEYLOGFILE`) does the link append every ESP SA it installs
+//! — inbound and outbound, each epoch — to FILE as one record of Wireshark's
+//! `esp_sa` UAT (the `esp_sa` file of a Wireshark profile, or `tshark -o
+//! uat:esp_sa:RECORD`): protocol, source, destination, SPI, encryption
+//! (`AES-GCM with 16 octet ICV [RFC4106]`, RFC 4106 §8.1 key ‖ salt), key,
+//! authentication (`NULL`), key. A `#` comment line before each record names
+//! the tunnel, epoch and direction. The file is created with mode 0600; an existing
+//! file readable by group or others is refused. Records are written (and flushed)
+//! before the acknowledgement leaves, so a capture never holds ESP of an SA that is
+//! not yet in the file.
 
 use crate::config::{ConfigError, KeyserverSection, TunnelConfig};
 use core::net::{IpAddr, Ipv4Addr};
@@ -28,6 +41,7 @@ use ipsec::spd::Selector;
 use ipsec::stage::{SaUpdate, StageQueues};
 use keyserver::client::{Client, ClientConfig, ClientEvent, TunnelKeys};
 use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +63,10 @@ pub struct KeyStats {
     pub syncs: AtomicU64,
     /// Socket errors (send or receive).
     pub socket_errors: AtomicU64,
+    /// SA records appended to the `--esp-sa-log` file (0 unless enabled).
+    pub sa_exports: AtomicU64,
+    /// SA records that could not be written to it.
+    pub sa_export_errors: AtomicU64,
 }
 
 impl KeyStats {
@@ -98,6 +116,18 @@ impl KeyStats {
                 "key server socket errors",
                 &self.socket_errors,
             ),
+            (
+                "vcpe_keyserver_sa_exports_total",
+                "counter",
+                "ESP SAs appended to the opt-in --esp-sa-log file",
+                &self.sa_exports,
+            ),
+            (
+                "vcpe_keyserver_sa_export_errors_total",
+                "counter",
+                "ESP SAs that could not be written to the --esp-sa-log file",
+                &self.sa_export_errors,
+            ),
         ] {
             s.push_str(&format!(
                 "# HELP {n} {h}\n# TYPE {n} {t}\n{n} {}\n",
@@ -138,7 +168,64 @@ pub struct KeyLink {
     backlog: VecDeque<(bool, SaUpdate)>,
     buf: Vec<u8>,
     log: Vec<String>,
+    /// The opt-in SA export (`--esp-sa-log`).
+    sa_log: Option<std::fs::File>,
     pub stats: Arc<KeyStats>,
+}
+
+/// Wireshark's name of AES-GCM-16 in its `esp_sa` UAT (both key sizes).
+pub const WIRESHARK_GCM16: &str = "AES-GCM with 16 octet ICV [RFC4106]";
+
+/// One `esp_sa` UAT record (Wireshark 3.x/4.x field order): any protocol family of
+/// `src`, the SPI, AES-GCM-16 with `keymat` (key ‖ salt), no authentication. The
+/// text holds the key: it is wiped on drop.
+pub fn esp_sa_record(
+    src: IpAddr,
+    dst: IpAddr,
+    spi: u32,
+    keymat: &[u8],
+) -> zeroize::Zeroizing<String> {
+    use core::fmt::Write as _;
+    let fam = if src.is_ipv4() { "IPv4" } else { "IPv6" };
+    let mut s = zeroize::Zeroizing::new(String::with_capacity(160));
+    let _ = write!(
+        s,
+        "\"{fam}\",\"{src}\",\"{dst}\",\"0x{spi:08x}\",\"{WIRESHARK_GCM16}\",\"0x"
+    );
+    for b in keymat {
+        let _ = write!(s, "{b:02x}");
+    }
+    s.push_str("\",\"NULL\",\"\"");
+    s
+}
+
+/// Opens (creates, mode 0600) the SA export file for appending; refuses one that
+/// group or others may read.
+pub fn open_sa_log(path: &std::path::Path) -> Result<std::fs::File, ConfigError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ConfigError(format!("--esp-sa-log {}: {e}", path.display())))?;
+    let m = f
+        .metadata()
+        .map_err(|e| ConfigError(format!("--esp-sa-log {}: {e}", path.display())))?;
+    if !m.is_file() {
+        return Err(ConfigError(format!(
+            "--esp-sa-log {}: not a regular file",
+            path.display()
+        )));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(ConfigError(format!(
+            "--esp-sa-log {}: readable by group or others (mode {:o}); keys need 0600",
+            path.display(),
+            m.mode() & 0o777
+        )));
+    }
+    Ok(f)
 }
 
 fn same(ts: &ipsec::ike::TrafficSelector, n: &Net4) -> bool {
@@ -190,8 +277,46 @@ impl KeyLink {
             backlog: VecDeque::new(),
             buf: vec![0u8; 65536],
             log: Vec::new(),
+            sa_log: None,
             stats: Arc::new(KeyStats::default()),
         })
+    }
+
+    /// Appends every ESP SA installed from now on to `path` (see the module docs:
+    /// opt-in, for decrypting captures in labs).
+    pub fn export_sas(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        self.sa_log = Some(open_sa_log(path)?);
+        self.log.push(format!(
+            "keyserver: exporting ESP SAs (keys) to {} as requested",
+            path.display()
+        ));
+        Ok(())
+    }
+
+    fn export(&mut self, tunnel: usize, t: &TunnelKeys) {
+        let Some(f) = self.sa_log.as_mut() else {
+            return;
+        };
+        let name = self.tunnels.get(tunnel).map_or("", |s| s.name.as_str());
+        let mut text = zeroize::Zeroizing::new(String::new());
+        for (dir, src, dst, spi, key) in [
+            ("in", t.peer, t.local, t.inbound.spi, t.inbound_key()),
+            ("out", t.local, t.peer, t.outbound.spi, t.outbound_key()),
+        ] {
+            text.push_str(&format!("# tunnel {name} epoch {} {dir}\n", t.epoch));
+            text.push_str(&esp_sa_record(src, dst, spi, key.expose_for_key_log()));
+            text.push('\n');
+        }
+        match f.write_all(text.as_bytes()).and_then(|()| f.flush()) {
+            Ok(()) => {
+                self.stats.sa_exports.fetch_add(2, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.sa_export_errors.fetch_add(2, Ordering::Relaxed);
+                self.log
+                    .push(format!("keyserver: --esp-sa-log: write failed: {e}"));
+            }
+        }
     }
 
     /// Registered with the server and its last restatement applied.
@@ -339,6 +464,7 @@ impl KeyLink {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        self.export(ti, t);
         self.push(false, SaUpdate::AddInbound(Box::new(i)));
         self.stats.installs.fetch_add(1, Ordering::Relaxed);
         let mut ep = Epoch {

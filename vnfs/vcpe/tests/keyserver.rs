@@ -317,3 +317,117 @@ fn keyserver_configurations_are_checked_and_the_psk_never_prints() {
     let e = Config::from_toml(&both).unwrap_err();
     assert!(e.0.contains("not both"), "{e}");
 }
+
+/// The opt-in SA export (`--esp-sa-log`): every SA the key link installs, both
+/// directions and every epoch, as Wireshark `esp_sa` records in a 0600 file; the
+/// ESP on the wire uses SPIs of the file; a group-readable file and a vCPE without
+/// `[keyserver]` are refused.
+#[test]
+fn sa_export_holds_every_installed_sa_as_esp_sa_records() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = std::env::temp_dir().join(format!("vcpe-sa-export-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // refused: without [keyserver], and a file others can read
+    let mut plain = Dut::new(A);
+    assert!(plain.control.export_sas(&dir.join("x")).is_err());
+    let open = dir.join("open");
+    std::fs::write(&open, "").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let srv = ServerThread::start();
+    let mut duts = [
+        Dut::new(&vcpe_config(
+            A,
+            "a.example",
+            "b.example",
+            "secret of site a",
+            srv.addr,
+        )),
+        Dut::new(&vcpe_config(
+            B,
+            "b.example",
+            "a.example",
+            "secret of site b",
+            srv.addr,
+        )),
+    ];
+    let e = duts[0].control.export_sas(&open).unwrap_err().to_string();
+    assert!(e.contains("readable by group or others"), "{e}");
+    let files = [dir.join("a.esp_sa"), dir.join("b.esp_sa")];
+    for (d, f) in duts.iter_mut().zip(&files) {
+        d.control.export_sas(f).unwrap();
+    }
+    duts[0].neighbour([198, 51, 100, 3], B_WAN);
+    duts[0].neighbour([192, 168, 1, 10], H1);
+    duts[1].neighbour([198, 51, 100, 2], A_WAN);
+    duts[1].neighbour([192, 168, 2, 20], H2);
+    // synced, then at least one rotation (rekey every 0.4 s): two epochs installed
+    let t0 = Instant::now();
+    let installs = |d: &Dut| {
+        d.control
+            .keylink()
+            .unwrap()
+            .stats
+            .installs
+            .load(Ordering::Relaxed)
+    };
+    while !(duts.iter().all(synced) && duts.iter().all(|d| installs(d) >= 2)) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no rotation");
+        for d in duts.iter_mut() {
+            tick(d, t0);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut spis: Vec<HashSet<(String, u32)>> = Vec::new();
+    for (i, (d, f)) in duts.iter().zip(&files).enumerate() {
+        let me = ["198.51.100.2", "198.51.100.3"][i];
+        let m = std::fs::metadata(f).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o600, "{}", f.display());
+        let text = std::fs::read_to_string(f).unwrap();
+        let records: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        let comments: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        let n = installs(d) as usize;
+        assert_eq!(records.len(), 2 * n, "{text}");
+        assert_eq!(comments.len(), 2 * n, "{text}");
+        let stats = &d.control.keylink().unwrap().stats;
+        assert_eq!(stats.sa_exports.load(Ordering::Relaxed) as usize, 2 * n);
+        let mut set = HashSet::new();
+        for (c, r) in comments.iter().zip(&records) {
+            let f: Vec<&str> = r.split(',').map(|x| x.trim_matches('"')).collect();
+            assert_eq!(f.len(), 8, "{r}");
+            assert_eq!(f[0], "IPv4");
+            assert_eq!(f[4], "AES-GCM with 16 octet ICV [RFC4106]");
+            assert_eq!(f[6], "NULL");
+            assert_eq!(f[7], "");
+            // AES-256-GCM (the server's default): 32-octet key ‖ 4-octet salt
+            assert_eq!(f[5].len(), 2 + 72, "{r}");
+            let dir = if c.ends_with(" in") { "in" } else { "out" };
+            assert!(c.starts_with("# tunnel ") && c.contains(" epoch "), "{c}");
+            let spi = u32::from_str_radix(f[3].trim_start_matches("0x"), 16).unwrap();
+            let (src, dst) = (f[1].to_string(), f[2].to_string());
+            if dir == "out" {
+                assert_eq!(src, me, "{r}");
+            } else {
+                assert_eq!(dst, me, "{r}");
+            }
+            set.insert((format!("{src}>{dst}"), spi));
+        }
+        spis.push(set);
+    }
+    // one end's outbound SAs are the other's inbound ones
+    assert_eq!(spis[0], spis[1]);
+    // the ESP A sends carries an SPI of A's outbound records
+    for d in duts.iter_mut() {
+        tick(d, t0);
+    }
+    let out = lan_packet(&mut duts[0], 0, 1);
+    let (port, f) = out.first().expect("an ESP frame");
+    assert_eq!(*port, WAN);
+    let spi = u32::from_be_bytes([f[34], f[35], f[36], f[37]]);
+    assert!(
+        spis[0].contains(&("198.51.100.2>198.51.100.3".to_string(), spi)),
+        "SPI {spi:#x} not exported: {:?}",
+        spis[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

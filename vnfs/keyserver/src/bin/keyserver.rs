@@ -124,6 +124,9 @@ fn run(cfg: &Config, seconds: Option<Duration>) -> Result<(), String> {
                 r.id, r.took_ms
             );
         }
+        for id in srv.server.take_down() {
+            println!("keyserver: {id} down (liveness checks unanswered), its peers told to drop their SAs");
+        }
         if srv.last_error != last_err {
             if let Some(e) = &srv.last_error {
                 eprintln!("keyserver: journal: {e}");

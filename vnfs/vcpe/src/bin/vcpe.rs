@@ -9,7 +9,8 @@
 //!   the graph on one pinned worker and the control plane (DHCP server, IKE) on a
 //!   thread of its own; `--listen` serves `/metrics` (Prometheus), `/errors`,
 //!   `/trace` and `/leases`. Stops on Ctrl-C/SIGTERM or after `--seconds`, then
-//!   prints the port counters and `show errors`.
+//!   prints the port counters and `show errors`. `--esp-sa-log FILE` (opt-in, for
+//!   labs) appends the key server's ESP SAs to FILE for Wireshark (`vcpe::keylink`).
 //!
 //! Exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad command
 //! line.
@@ -59,6 +60,10 @@ enum Cmd {
         /// Trace the first N packets (printed at exit; at most 16384).
         #[arg(long, default_value_t = 0)]
         trace: u32,
+        /// Opt-in, for labs: append every ESP SA from the key server (keys
+        /// included) to FILE as Wireshark `esp_sa` records (created 0600).
+        #[arg(long, value_name = "FILE")]
+        esp_sa_log: Option<PathBuf>,
     },
 }
 
@@ -121,7 +126,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             listen,
             metrics,
             trace,
-        } => run(config, seconds, listen, metrics, trace),
+            esp_sa_log,
+        } => run(config, seconds, listen, metrics, trace, esp_sa_log),
     }
 }
 
@@ -131,6 +137,7 @@ fn run(
     listen: Option<String>,
     metrics: Option<PathBuf>,
     trace: u32,
+    esp_sa_log: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let cfg = load(&config)?;
     if let Some(s) = seconds {
@@ -148,7 +155,11 @@ fn run(
         macs.push(p.mac().unwrap_or([0x02, 0xc9, 0, 0, 0, macs.len() as u8]));
         ports.push(p);
     }
-    let built = vnf::build_with_macs(&cfg, &macs).with_context(|| config.display().to_string())?;
+    let mut built =
+        vnf::build_with_macs(&cfg, &macs).with_context(|| config.display().to_string())?;
+    if let Some(p) = &esp_sa_log {
+        built.control.export_sas(p)?;
+    }
     let pool =
         dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
     let punt = dataplane::worker::ring(1024);

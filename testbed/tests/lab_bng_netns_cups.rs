@@ -73,7 +73,7 @@ fn cups_processes_in_namespaces_and_a_user_plane_killed() {
     let s = r.to_string();
 
     // The monolithic namespace lab's KPIs.
-    assert_eq!(r["schema"], "testbed.lab.bng.netns", "{s}");
+    assert_eq!(r["schema"]["name"], "testbed.lab.bng.netns", "{s}");
     assert_eq!(u(&r, &["sessions_established"]), n, "{s}");
     assert!(r["setup_rate_per_s"].as_f64() > Some(0.0), "{s}");
     assert!(r["setup_p99_ms"].as_f64() > Some(0.0), "{s}");

@@ -945,7 +945,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
     k.finish();
     report.traffic = k;
-    report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
+    // (vbng-cp has no fast path: the user planes print their node errors at exit.)
+    if !args.cups {
+        report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
+    }
     let mut out = NetnsReport {
         lab: report,
         io: "afpacket".into(),

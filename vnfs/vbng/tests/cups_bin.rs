@@ -87,6 +87,11 @@ fn check_accepts_and_refuses() {
             "heartbeat_s",
         ),
         (
+            "t1.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nt1_ms = 5\n",
+            "t1_ms",
+        ),
+        (
             "place.toml",
             "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nplacement = \"random\"\n",
             "placement",

@@ -247,7 +247,16 @@ impl CupsLab {
         anyhow::ensure!((1..=64).contains(&ups), "--ups: 1 to 64");
         let mut ns_ups = Vec::with_capacity(ups);
         let mut links = Vec::new();
-        netns::sh(&["ip", "-n", ns_cp, "addr", "add", &format!("{CP_ADDR}/32"), "dev", "lo"])?;
+        netns::sh(&[
+            "ip",
+            "-n",
+            ns_cp,
+            "addr",
+            "add",
+            &format!("{CP_ADDR}/32"),
+            "dev",
+            "lo",
+        ])?;
         for n in 0..ups {
             let ns = lab.netns(&format!("up{n}"))?;
             let (a, c, pf) = (format!("a{n}"), format!("c{n}"), format!("pf{n}"));
@@ -262,9 +271,36 @@ impl CupsLab {
                 netns::sh(&["ip", "-n", dev_ns, "link", "set", dev, "address", mac])?;
             }
             let (ua, ca) = (up_addr(n), cp_side(n));
-            netns::sh(&["ip", "-n", &ns, "addr", "add", &format!("{ua}/24"), "dev", "pfcp"])?;
-            netns::sh(&["ip", "-n", ns_cp, "addr", "add", &format!("{ca}/24"), "dev", &pf])?;
-            netns::sh(&["ip", "-n", &ns, "route", "add", &format!("{CP_ADDR}/32"), "via", &ca])?;
+            netns::sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ua}/24"),
+                "dev",
+                "pfcp",
+            ])?;
+            netns::sh(&[
+                "ip",
+                "-n",
+                ns_cp,
+                "addr",
+                "add",
+                &format!("{ca}/24"),
+                "dev",
+                &pf,
+            ])?;
+            netns::sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "route",
+                "add",
+                &format!("{CP_ADDR}/32"),
+                "via",
+                &ca,
+            ])?;
             for (dev_ns, dev) in [
                 (ns_sub, a.as_str()),
                 (ns.as_str(), "acc1"),
@@ -273,7 +309,11 @@ impl CupsLab {
             ] {
                 lab.exec(
                     dev_ns,
-                    &["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")],
+                    &[
+                        "sysctl",
+                        "-qw",
+                        &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                    ],
                 )?;
                 links.push((dev_ns.to_string(), dev.to_string()));
             }
@@ -355,7 +395,10 @@ impl CupsLab {
                 };
                 bail!(
                     "the user planes did not associate with vbng-cp ({log}):\n{}",
-                    tail(&std::fs::read_to_string(dir.join(&log)).unwrap_or_default(), 30)
+                    tail(
+                        &std::fs::read_to_string(dir.join(&log)).unwrap_or_default(),
+                        30
+                    )
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -461,7 +504,10 @@ pub struct CupsNetnsReport {
 /// The `vbng_cups_events_total` counters of a `/metrics` text.
 pub(super) fn cp_counters(m: &str) -> BTreeMap<String, u64> {
     let mut c = BTreeMap::new();
-    for l in m.lines().filter(|l| l.starts_with("vbng_cups_events_total{")) {
+    for l in m
+        .lines()
+        .filter(|l| l.starts_with("vbng_cups_events_total{"))
+    {
         let Some((k, v)) = l.rsplit_once(' ') else {
             continue;
         };
@@ -572,8 +618,14 @@ pub(super) fn kill_phase(
     let alive: Vec<usize> = (0..templates.len())
         .filter(|&i| templates.get(i).is_some_and(|f| c.serves(f)))
         .collect();
-    let t: Vec<Vec<u8>> = alive.iter().filter_map(|&i| templates.get(i).cloned()).collect();
-    let kd: Vec<Access> = alive.iter().filter_map(|&i| kinds.get(i).copied()).collect();
+    let t: Vec<Vec<u8>> = alive
+        .iter()
+        .filter_map(|&i| templates.get(i).cloned())
+        .collect();
+    let kd: Vec<Access> = alive
+        .iter()
+        .filter_map(|&i| kinds.get(i).copied())
+        .collect();
     let (upstream_after, _) = traffic(
         sub_port,
         core_port,

@@ -73,9 +73,9 @@ mod freeradius;
 mod report;
 mod traffic;
 
+pub use cups::{CupsNetnsReport, UpNetnsReport};
 use freeradius::FreeRadius;
 use report::print_report;
-pub use cups::{CupsNetnsReport, UpNetnsReport};
 pub use report::{BngCounters, CgnatReport, HostileReport, NatCounters, NetnsReport, RadiusFacts};
 pub use traffic::CoreWatch;
 use traffic::{traffic, Expect, Stream};
@@ -358,31 +358,37 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         let c = cups::CupsLab::topology(&lab, args.ups as usize, &ns_sub, &ns_bng, &ns_core)?;
         links.clone_from(&c.links);
         cups = Some(c);
-        (cups::CORE_PEER_MAC.to_string(), parse_mac(cups::UP_CORE_MAC)?)
+        (
+            cups::CORE_PEER_MAC.to_string(),
+            parse_mac(cups::UP_CORE_MAC)?,
+        )
     } else {
-    lab.veth(&ns_sub, "acc0", &ns_bng, "acc1")?;
-    lab.veth(&ns_bng, "core1", &ns_core, "core0")?;
-    netns::sh(&[
-        "ip", "-n", &ns_bng, "link", "set", "acc1", "address", BNG_MAC,
-    ])?;
-    for (ns, dev) in [
-        (&ns_sub, "acc0"),
-        (&ns_bng, "acc1"),
-        (&ns_bng, "core1"),
-        (&ns_core, "core0"),
-    ] {
-        // No IPv6 autoconfiguration chatter on the lab links.
-        lab.exec(
-            ns,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-            ],
-        )?;
-        links.push((ns.to_string(), dev.to_string()));
-    }
-    (lab.mac(&ns_core, "core0")?, parse_mac(&lab.mac(&ns_bng, "core1")?)?)
+        lab.veth(&ns_sub, "acc0", &ns_bng, "acc1")?;
+        lab.veth(&ns_bng, "core1", &ns_core, "core0")?;
+        netns::sh(&[
+            "ip", "-n", &ns_bng, "link", "set", "acc1", "address", BNG_MAC,
+        ])?;
+        for (ns, dev) in [
+            (&ns_sub, "acc0"),
+            (&ns_bng, "acc1"),
+            (&ns_bng, "core1"),
+            (&ns_core, "core0"),
+        ] {
+            // No IPv6 autoconfiguration chatter on the lab links.
+            lab.exec(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                ],
+            )?;
+            links.push((ns.to_string(), dev.to_string()));
+        }
+        (
+            lab.mac(&ns_core, "core0")?,
+            parse_mac(&lab.mac(&ns_bng, "core1")?)?,
+        )
     };
     let core_peer = parse_mac(&core_peer_mac)?;
 
@@ -502,11 +508,17 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     let bng_args: Vec<String> = if args.cups {
         vec!["--max-sessions".into(), max_sessions.clone()]
     } else {
-        ["--access", "afpacket:acc1", "--core", "afpacket:core1", "--max-sessions"]
-            .iter()
-            .map(|a| a.to_string())
-            .chain([max_sessions.clone()])
-            .collect()
+        [
+            "--access",
+            "afpacket:acc1",
+            "--core",
+            "afpacket:core1",
+            "--max-sessions",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([max_sessions.clone()])
+        .collect()
     };
     let vbng_pid = lab.spawn(
         &ns_bng,

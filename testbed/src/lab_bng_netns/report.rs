@@ -191,7 +191,8 @@ pub(super) fn print_report(
             c.cp.get("deleted").copied().unwrap_or(0),
             c.cp.get("reports").copied().unwrap_or(0),
         );
-        let kib = |k: Option<u64>| k.map_or("-".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        let kib =
+            |k: Option<u64>| k.map_or("-".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
         println!("vbng-cp                peak RSS {}", kib(c.cp_rss_peak_kib));
         for (n, u) in c.per_up.iter().enumerate() {
             println!(

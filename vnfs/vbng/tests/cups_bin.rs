@@ -250,7 +250,15 @@ fn control_plane_listen_serves_metrics_and_user_planes() {
     );
     let http = format!("{cpa}:9180");
     let mut cp = Command::new(CP)
-        .args(["run", "-c", &cp_cfg, "--duration", "20", "--max-sessions", "64"])
+        .args([
+            "run",
+            "-c",
+            &cp_cfg,
+            "--duration",
+            "20",
+            "--max-sessions",
+            "64",
+        ])
         .args(["--listen", &http])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -279,7 +287,15 @@ fn control_plane_listen_serves_metrics_and_user_planes() {
     assert_eq!(v["user-planes"][0]["address"], upa.as_str(), "{c}");
 
     let mut up = Command::new(UP)
-        .args(["run", "-c", &up_cfg, "--max-sessions", "64", "--duration", "20"])
+        .args([
+            "run",
+            "-c",
+            &up_cfg,
+            "--max-sessions",
+            "64",
+            "--duration",
+            "20",
+        ])
         .args(["--access", &format!("pcap::{}", d.join("a.pcap").display())])
         .args(["--core", &format!("pcap::{}", d.join("c.pcap").display())])
         .stderr(std::process::Stdio::null())

@@ -10,9 +10,9 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vbng::config::MAX_SESSIONS;
-use std::sync::{Arc, Mutex};
 use vbng::cups::app::{section, serve, CpApp};
 
 #[derive(Parser)]
@@ -95,7 +95,10 @@ fn real_main() -> Result<(), String> {
             let t0 = Instant::now();
             let mut idle = 0u32;
             while duration == 0 || t0.elapsed() < Duration::from_secs(duration) {
-                let n = app.lock().map_err(|_| "control plane lock poisoned")?.step();
+                let n = app
+                    .lock()
+                    .map_err(|_| "control plane lock poisoned")?
+                    .step();
                 if n == 0 {
                     idle += 1;
                     if idle > 16 {

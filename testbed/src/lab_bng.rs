@@ -103,7 +103,8 @@ pub struct BngLabArgs {
     /// namespace (else a local user file).
     #[arg(long, requires = "netns")]
     pub radius: bool,
-    /// With `--netns`: the vbng binary (default: `vbng` next to this executable).
+    /// With `--netns`: the vbng binary (default: `vbng` next to this executable;
+    /// with `--cups`, `vbng-cp` and `vbng-up` next to it).
     #[arg(long, requires = "netns")]
     pub vbng: Option<String>,
     /// With `--netns`: capture the access link with tshark into this file.

@@ -40,6 +40,11 @@
 //! after the PPPoE header and a wrong password; it must not come up and must not
 //! disturb anyone else. `--capture FILE` records the access link with `tshark`.
 //!
+//! `--cups --ups N` runs the disaggregated vBNG instead: `vbng-cp` in the bng
+//! namespace's place (FreeRADIUS, `/metrics`) and each `vbng-up` in a namespace of its
+//! own (`cups`: topology, ports over the user planes' links, `--kill-up`); the report
+//! adds `cups`. `rss_peak_kib` is the BNG processes' peak RSS (summed).
+//!
 //! Everything created (namespaces, veths, processes, the temp dir) is removed at the
 //! end, on error and on Ctrl-C/SIGTERM (the `netns` registry, plus this module's temp
 //! dir in the same signal handler).

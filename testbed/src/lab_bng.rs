@@ -103,23 +103,31 @@ pub struct BngLabArgs {
     /// namespace (else a local user file).
     #[arg(long, requires = "netns")]
     pub radius: bool,
-    /// With `--netns`: the vbng binary (default: `vbng` next to this executable).
+    /// With `--netns`: the vbng binary (default: `vbng` next to this executable;
+    /// with `--cups`, `vbng-cp` and `vbng-up` next to it).
     #[arg(long, requires = "netns")]
     pub vbng: Option<String>,
     /// With `--netns`: capture the access link with tshark into this file.
     #[arg(long, requires = "netns")]
     pub capture: Option<String>,
     /// The disaggregated vBNG (BBF TR-459, issue 21): one control plane (`vbng-cp`)
-    /// and `--ups` user planes (`vbng-up`) over PFCP and GTP-U, in memory; the
-    /// subscribers' lines are spread over the user planes' access ports. The JSON
-    /// has the same fields as the monolithic lab's plus `cups` (the control plane's
-    /// PFCP counters and `per_up` figures).
-    #[arg(long, conflicts_with = "netns")]
+    /// and `--ups` user planes (`vbng-up`) over PFCP and GTP-U, in memory, or with
+    /// `--netns` as processes in namespaces of their own; the subscribers' lines are
+    /// spread over the user planes' access ports. The JSON has the same fields as
+    /// the monolithic lab's plus `cups` (the control plane's PFCP counters and
+    /// `per_up` figures).
+    #[arg(long)]
     pub cups: bool,
     /// With `--cups`: user planes (1 to 64).
     #[arg(long, default_value_t = 2, requires = "cups",
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub ups: u32,
+    /// With `--netns --cups`: after the traffic phases, kill user plane N's process
+    /// (SIGKILL): the control plane must clear exactly its sessions with
+    /// Accounting-Stops (Lost-Service) once PFCP heartbeats fail, and the other user
+    /// planes' subscribers must keep passing traffic (JSON `cups.kill`).
+    #[arg(long, value_name = "N", requires = "cups", requires = "netns")]
+    pub kill_up: Option<u32>,
     /// With `--netns`: add a hostile subscriber (PADI flood, bad LCP, garbage after the
     /// PPPoE header, wrong password).
     #[arg(long, requires = "netns")]

@@ -114,7 +114,9 @@ fn cups_lab_exit_codes() {
         vec!["--cups", "--ups", "0"],
         vec!["--cups", "--ups", "65"],
         vec!["--ups", "2"],
-        vec!["--cups", "--netns"],
+        // --kill-up is for the namespace lab with --cups.
+        vec!["--kill-up", "1"],
+        vec!["--cups", "--kill-up", "1"],
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_testbed"))
             .args(["lab", "bng"])

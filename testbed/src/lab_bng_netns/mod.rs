@@ -40,6 +40,11 @@
 //! after the PPPoE header and a wrong password; it must not come up and must not
 //! disturb anyone else. `--capture FILE` records the access link with `tshark`.
 //!
+//! `--cups --ups N` runs the disaggregated vBNG instead: `vbng-cp` in the bng
+//! namespace's place (FreeRADIUS, `/metrics`) and each `vbng-up` in a namespace of its
+//! own (`cups`: topology, ports over the user planes' links, `--kill-up`); the report
+//! adds `cups`. `rss_peak_kib` is the BNG processes' peak RSS (summed).
+//!
 //! Everything created (namespaces, veths, processes, the temp dir) is removed at the
 //! end, on error and on Ctrl-C/SIGTERM (the `netns` registry, plus this module's temp
 //! dir in the same signal handler).
@@ -68,10 +73,12 @@ use std::time::{Duration, Instant};
 use vbng::fsm::Timers;
 use vbng::lcp::AuthProto;
 
+mod cups;
 mod freeradius;
 mod report;
 mod traffic;
 
+pub use cups::{CupsNetnsReport, UpNetnsReport};
 use freeradius::FreeRadius;
 use report::print_report;
 pub use report::{BngCounters, CgnatReport, HostileReport, NatCounters, NetnsReport, RadiusFacts};
@@ -303,11 +310,24 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             .context("executable dir")?
             .join("vbng"),
     };
-    anyhow::ensure!(
-        vbng_bin.exists(),
-        "vbng binary not found at {} (build it: cargo build -p vbng, or pass --vbng PATH)",
-        vbng_bin.display()
-    );
+    // With --cups: vbng-cp and vbng-up next to the vbng binary.
+    let (vbng_bin, up_bin) = if args.cups {
+        anyhow::ensure!(
+            args.cgnat.is_none(),
+            "--cgnat with --cups --netns: CGNAT is not carried over PFCP yet"
+        );
+        let d = vbng_bin.parent().context("binary dir")?;
+        (d.join("vbng-cp"), Some(d.join("vbng-up")))
+    } else {
+        (vbng_bin, None)
+    };
+    for b in std::iter::once(&vbng_bin).chain(up_bin.as_ref()) {
+        anyhow::ensure!(
+            b.exists(),
+            "{} not found (build it: cargo build -p vbng, or pass --vbng PATH)",
+            b.display()
+        );
+    }
     if args.radius {
         netns::sh(&["sh", "-c", "command -v freeradius"])
             .context("freeradius not found: apt-get install freeradius")?;
@@ -332,32 +352,49 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
 
     // Topology.
+    // With --cups the control plane's namespace takes the bng namespace's part
+    // (FreeRADIUS, /metrics); the user planes have namespaces of their own.
     let ns_sub = lab.netns("sub")?;
-    let ns_bng = lab.netns("bng")?;
+    let ns_bng = lab.netns(if args.cups { "cp" } else { "bng" })?;
     let ns_core = lab.netns("core")?;
-    lab.veth(&ns_sub, "acc0", &ns_bng, "acc1")?;
-    lab.veth(&ns_bng, "core1", &ns_core, "core0")?;
-    netns::sh(&[
-        "ip", "-n", &ns_bng, "link", "set", "acc1", "address", BNG_MAC,
-    ])?;
-    for (ns, dev) in [
-        (&ns_sub, "acc0"),
-        (&ns_bng, "acc1"),
-        (&ns_bng, "core1"),
-        (&ns_core, "core0"),
-    ] {
-        // No IPv6 autoconfiguration chatter on the lab links.
-        lab.exec(
-            ns,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
-            ],
-        )?;
-    }
-    let core_peer_mac = lab.mac(&ns_core, "core0")?;
-    let bng_core_mac = parse_mac(&lab.mac(&ns_bng, "core1")?)?;
+    let mut cups = None;
+    let mut links: Vec<(String, String)> = Vec::new();
+    let (core_peer_mac, bng_core_mac) = if args.cups {
+        let c = cups::CupsLab::topology(&lab, args.ups as usize, &ns_sub, &ns_bng, &ns_core)?;
+        links.clone_from(&c.links);
+        cups = Some(c);
+        (
+            cups::CORE_PEER_MAC.to_string(),
+            parse_mac(cups::UP_CORE_MAC)?,
+        )
+    } else {
+        lab.veth(&ns_sub, "acc0", &ns_bng, "acc1")?;
+        lab.veth(&ns_bng, "core1", &ns_core, "core0")?;
+        netns::sh(&[
+            "ip", "-n", &ns_bng, "link", "set", "acc1", "address", BNG_MAC,
+        ])?;
+        for (ns, dev) in [
+            (&ns_sub, "acc0"),
+            (&ns_bng, "acc1"),
+            (&ns_bng, "core1"),
+            (&ns_core, "core0"),
+        ] {
+            // No IPv6 autoconfiguration chatter on the lab links.
+            lab.exec(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+                ],
+            )?;
+            links.push((ns.to_string(), dev.to_string()));
+        }
+        (
+            lab.mac(&ns_core, "core0")?,
+            parse_mac(&lab.mac(&ns_bng, "core1")?)?,
+        )
+    };
     let core_peer = parse_mac(&core_peer_mac)?;
 
     // FreeRADIUS or local users.
@@ -419,7 +456,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         ));
     }
     let cfg_path = dir.join("vbng.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    match &cups {
+        Some(c) => std::fs::write(&cfg_path, format!("{cfg}{}", c.cp_section()))?,
+        None => std::fs::write(&cfg_path, &cfg)?,
+    }
 
     // Capture of the access link.
     let capture = match &args.capture {
@@ -435,7 +475,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
                     "-B",
                     "64",
                     "-i",
-                    "acc0",
+                    if args.cups { "a0" } else { "acc0" },
                     "-w",
                     &path.display().to_string(),
                 ],
@@ -466,20 +506,37 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     ));
     let vlog = dir.join("vbng.log");
     let max_sessions = (n + 64).to_string();
-    let vbng_pid = lab.spawn(
-        &ns_bng,
-        &[
-            &vbng_bin.display().to_string(),
-            "run",
-            "-c",
-            &cfg_path.display().to_string(),
+    if let (Some(c), Some(b)) = (cups.as_mut(), up_bin.as_ref()) {
+        say(&format!("starting {} user planes ({})", c.ups, b.display()));
+        c.spawn_ups(&lab, &dir, &cfg, b, &max_sessions)?;
+    }
+    let bng_args: Vec<String> = if args.cups {
+        vec!["--max-sessions".into(), max_sessions.clone()]
+    } else {
+        [
             "--access",
             "afpacket:acc1",
             "--core",
             "afpacket:core1",
             "--max-sessions",
-            &max_sessions,
-        ],
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([max_sessions.clone()])
+        .collect()
+    };
+    let vbng_pid = lab.spawn(
+        &ns_bng,
+        &[
+            vbng_bin.display().to_string(),
+            "run".into(),
+            "-c".into(),
+            cfg_path.display().to_string(),
+        ]
+        .iter()
+        .chain(&bng_args)
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
         Some(&vlog),
     )?;
     let t0 = Instant::now();
@@ -491,6 +548,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(c) = &cups {
+        say("waiting for the user planes to associate");
+        c.wait_ready(&ns_bng, vbng_pid, &dir)?;
     }
 
     // Our ports, opened inside their namespaces (a socket stays in the namespace it
@@ -506,8 +567,16 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("AF_PACKET on {iface}: {e}"))?;
         Ok(Box::new(p))
     };
-    let mut sub_port = in_netns(&ns_sub, || open("acc0"))??;
-    let mut core_port = in_netns(&ns_core, || open("core0"))??;
+    let (mut sub_port, mut core_port): (Box<dyn Port>, Box<dyn Port>) = match &cups {
+        Some(c) => {
+            let (a, b) = c.ports(&ns_sub, &ns_core, &open)?;
+            (Box::new(a), Box::new(b))
+        }
+        None => (
+            in_netns(&ns_sub, || open("acc0"))??,
+            in_netns(&ns_core, || open("core0"))??,
+        ),
+    };
     let pool = Pool::new(1 << 15).context("buffer pool")?;
     let mut cache = pool.cache();
 
@@ -628,6 +697,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // With --cups: the sessions per user plane (the control plane's count).
+    let setup_metrics = http_get(&ns_bng, "/metrics").unwrap_or_default();
+    let mut kill = None;
+    let mut up_rss_at_kill = Vec::new();
 
     let up_ids: Vec<u32> = (0..n)
         .filter(|&i| emu.client(i).is_some_and(|c| c.is_up()))
@@ -718,6 +791,23 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             report.downstream = Some(total);
             report.set_access_traffic(false, by);
         }
+        if let (Some(c), Some(k)) = (&cups, args.kill_up) {
+            say(&format!("killing user plane {k}"));
+            up_rss_at_kill = c.rss();
+            kill = Some(cups::kill_phase(
+                c,
+                k as usize,
+                &ns_bng,
+                radius.as_ref(),
+                &mut *sub_port,
+                &mut *core_port,
+                pool,
+                &templates,
+                &kinds,
+                args.packets,
+                core_peer,
+            )?);
+        }
     }
     // The NAT's own view (its node counters in the vBNG's /metrics), while the
     // sessions are still there; the worker publishes every 100 ms.
@@ -736,6 +826,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         if h.phase == ClientPhase::Up {
             h.terminate(&mut padts);
         }
+    }
+    if let Some(c) = &cups {
+        // A killed user plane's sessions are gone already.
+        padts.retain(|f| c.serves(f));
     }
     let window = u64::from(args.max_outstanding.unwrap_or(256).max(1));
     let mut m = http_get(&ns_bng, "/metrics").unwrap_or_default();
@@ -785,14 +879,45 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
     };
-    for (ns, dev) in [
-        (&ns_sub, "acc0"),
-        (&ns_bng, "acc1"),
-        (&ns_bng, "core1"),
-        (&ns_core, "core0"),
-    ] {
+    for (ns, dev) in &links {
         bng.veth_tx_dropped += stat(ns, dev, "tx_dropped");
     }
+    // Memory: the BNG processes' peak RSS (vbng; or vbng-cp and every vbng-up, a
+    // killed one's as it was before the kill).
+    let cp_rss = cups::rss_peak_kib(vbng_pid);
+    let cups_report = cups.as_ref().map(|c| {
+        let end = c.rss();
+        let m = http_get(&ns_bng, "/metrics").unwrap_or_default();
+        let per_up: Vec<UpNetnsReport> = (0..c.ups)
+            .map(|i| {
+                let killed = args.kill_up == Some(i as u32);
+                UpNetnsReport {
+                    addr: cups::up_addr(i),
+                    sessions_after_setup: cups::up_sessions(&setup_metrics, i),
+                    rss_peak_kib: if killed {
+                        up_rss_at_kill.get(i).copied().flatten()
+                    } else {
+                        end.get(i).copied().flatten()
+                    },
+                    killed,
+                }
+            })
+            .collect();
+        CupsNetnsReport {
+            ups: c.ups,
+            placement: "access-port".into(),
+            cp: cups::cp_counters(&m),
+            cp_rss_peak_kib: cp_rss,
+            per_up,
+            dropped_dead: c.drops[0].load(Ordering::Relaxed),
+            no_route: c.drops[1].load(Ordering::Relaxed),
+            kill: kill.take(),
+        }
+    });
+    report.rss_peak_kib = match &cups_report {
+        Some(c) => cp_rss.map(|r| r + c.per_up.iter().filter_map(|u| u.rss_peak_kib).sum::<u64>()),
+        None => cp_rss,
+    };
 
     // What FreeRADIUS recorded: wait for the Stops of the PADTs to be written.
     let facts = radius.as_ref().map(|fr| {
@@ -837,7 +962,10 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
     k.finish();
     report.traffic = k;
-    report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
+    // (vbng-cp has no fast path: the user planes print their node errors at exit.)
+    if !args.cups {
+        report.bng_errors = http_get(&ns_bng, "/errors").unwrap_or_default();
+    }
     let mut out = NetnsReport {
         lab: report,
         io: "afpacket".into(),
@@ -854,9 +982,15 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         lab_rx_dropped: 0,
         wall_s: t_start.elapsed().as_secs_f64(),
         cgnat,
+        cups: cups_report,
     };
     if std::env::var_os("TESTBED_KEEP_LOGS").is_some() {
-        for f in ["vbng.log", "freeradius.log"] {
+        let ups: Vec<String> = (0..args.ups).map(|n| format!("vbng-up{n}.log")).collect();
+        let ups = if args.cups { &ups[..] } else { &[] };
+        for f in ["vbng.log", "freeradius.log"]
+            .into_iter()
+            .chain(ups.iter().map(String::as_str))
+        {
             let _ = std::fs::copy(
                 dir.join(f),
                 std::env::temp_dir().join(format!("lab-bng-{f}")),

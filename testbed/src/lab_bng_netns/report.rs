@@ -72,6 +72,10 @@ pub struct NetnsReport {
     pub wall_s: f64,
     /// CGNAT (`--cgnat`): what the core saw and the vBNG's NAT counters.
     pub cgnat: Option<CgnatReport>,
+    /// The disaggregated vBNG (`--cups`): the control plane's PFCP counters, the
+    /// user planes, `--kill-up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cups: Option<CupsNetnsReport>,
 }
 
 /// What the core namespace saw of CGNAT traffic, and the vBNG's `nat44` counters.
@@ -177,6 +181,47 @@ pub(super) fn print_report(
             "nat44                  {} packets, {} drops, {} sessions created, {} subscribers, {} blocks",
             c.nat.packets, c.nat.drops, c.nat.sessions_created, c.nat.subscribers, c.nat.blocks
         );
+    }
+    if let Some(c) = &r.cups {
+        println!(
+            "PFCP (control plane)   {} user planes, {} associations, {} sessions established, {} deleted, {} usage reports",
+            c.ups,
+            c.cp.get("associations").copied().unwrap_or(0),
+            c.cp.get("established").copied().unwrap_or(0),
+            c.cp.get("deleted").copied().unwrap_or(0),
+            c.cp.get("reports").copied().unwrap_or(0),
+        );
+        let kib =
+            |k: Option<u64>| k.map_or("-".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+        println!("vbng-cp                peak RSS {}", kib(c.cp_rss_peak_kib));
+        for (n, u) in c.per_up.iter().enumerate() {
+            println!(
+                "vbng-up {n:<2} {:<12} {} sessions after setup, peak RSS {}{}",
+                u.addr,
+                u.sessions_after_setup,
+                kib(u.rss_peak_kib),
+                if u.killed { ", killed" } else { "" }
+            );
+        }
+        if let Some(k) = &c.kill {
+            println!(
+                "killed user plane {}    {} sessions on it, {} cleared by vbng-cp in {} ms, {} Lost-Service Accounting-Stops; others {} before, {} after",
+                k.up,
+                k.sessions_on_up,
+                k.sessions_cleared,
+                k.detect_ms,
+                k.acct_stops_lost_service.map_or("-".to_string(), |n| n.to_string()),
+                k.other_sessions_before,
+                k.other_sessions_after
+            );
+            println!(
+                "upstream after kill    {} sent, {} received, loss {:.6}",
+                k.upstream_after.sent, k.upstream_after.received, k.upstream_after.plr
+            );
+        }
+    }
+    if let Some(k) = r.lab.rss_peak_kib {
+        println!("BNG peak RSS           {:.1} MiB", k as f64 / 1024.0);
     }
     if let Some(c) = &r.capture {
         println!("capture                {c}");

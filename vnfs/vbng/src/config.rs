@@ -192,6 +192,11 @@ pub struct CupsSection {
     pub heartbeat_s: u32,
     /// `vbng-cp`: session placement, `access-port` (default) or `load`.
     pub placement: Placement,
+    /// PFCP request retransmission timer T1, ms (TS 29.244 §6.4; default 3000).
+    pub t1_ms: u64,
+    /// PFCP retransmissions N1 before a request (a heartbeat: the peer) is given up
+    /// (TS 29.244 §6.4; default 3).
+    pub n1: u32,
 }
 
 /// Most user planes one control plane drives.
@@ -206,6 +211,8 @@ impl Default for CupsSection {
             measurement_period_s: 10,
             heartbeat_s: 10,
             placement: Placement::AccessPort,
+            t1_ms: 3_000,
+            n1: 3,
         }
     }
 }
@@ -219,6 +226,9 @@ impl CupsSection {
         }
         if self.heartbeat_s == 0 || self.heartbeat_s > 3600 {
             return e("heartbeat_s: 1 to 3600");
+        }
+        if !(100..=60_000).contains(&self.t1_ms) || self.n1 > 10 {
+            return e("t1_ms: 100 to 60000, n1: 0 to 10");
         }
         if cp {
             if self.ups.is_empty() || self.ups.len() > MAX_UPS {

@@ -87,6 +87,11 @@ fn check_accepts_and_refuses() {
             "heartbeat_s",
         ),
         (
+            "t1.toml",
+            "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nt1_ms = 5\n",
+            "t1_ms",
+        ),
+        (
             "place.toml",
             "[cups]\naddr = \"127.0.0.1\"\nups = [\"127.0.0.2\"]\nplacement = \"random\"\n",
             "placement",
@@ -206,5 +211,124 @@ fn processes_associate_and_redirect_discovery() {
         }
     }
     assert_eq!(pado, 1, "vbng-up: {ue}\nvbng-cp: {ce}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// GET `path` from `addr`: (status, body), or `None` when nothing answers yet.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    let status = r.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, r.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// `vbng-cp --listen`: before its user plane runs, `/metrics` and `/cups` show it not
+/// associated; once `vbng-up` runs, associated and ready, with the subscriber core's
+/// `vbng_*` series as `vbng` serves them; `/restconf` answers with the vbng YANG
+/// module's data; when the user plane's process is killed, heartbeats fail (T1 100
+/// ms, N1 1) and the association is reported down with the loss counted.
+#[test]
+fn control_plane_listen_serves_metrics_and_user_planes() {
+    let d = tmpdir("listen");
+    let n = net(0xa5);
+    let (cpa, upa) = (format!("{n}.1"), format!("{n}.2"));
+    let timers = "heartbeat_s = 1\nt1_ms = 100\nn1 = 1\n";
+    let cp_cfg = write(
+        &d,
+        "cp.toml",
+        &format!("[cups]\naddr = \"{cpa}\"\nups = [\"{upa}\"]\n{timers}"),
+    );
+    let up_cfg = write(
+        &d,
+        "up.toml",
+        &format!("[cups]\naddr = \"{upa}\"\ncp = \"{cpa}\"\n{timers}"),
+    );
+    let http = format!("{cpa}:9180");
+    let mut cp = Command::new(CP)
+        .args([
+            "run",
+            "-c",
+            &cp_cfg,
+            "--duration",
+            "20",
+            "--max-sessions",
+            "64",
+        ])
+        .args(["--listen", &http])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start vbng-cp");
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed().as_secs() < 10, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait("vbng-cp's /metrics", &|| get(&http, "/metrics").is_some());
+    let (st, m) = get(&http, "/metrics").expect("metrics");
+    assert_eq!(st, 200);
+    assert!(m.contains("\nvbng_sessions 0\n"), "{m}");
+    assert!(
+        m.contains(&format!(
+            "vbng_cups_up_associated{{up=\"0\",addr=\"{upa}\"}} 0"
+        )),
+        "{m}"
+    );
+    let (st, c) = get(&http, "/cups").expect("cups");
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_str(&c).expect("JSON");
+    assert_eq!(v["user-planes"][0]["associated"], false, "{c}");
+    assert_eq!(v["user-planes"][0]["address"], upa.as_str(), "{c}");
+
+    let mut up = Command::new(UP)
+        .args([
+            "run",
+            "-c",
+            &up_cfg,
+            "--max-sessions",
+            "64",
+            "--duration",
+            "20",
+        ])
+        .args(["--access", &format!("pcap::{}", d.join("a.pcap").display())])
+        .args(["--core", &format!("pcap::{}", d.join("c.pcap").display())])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start vbng-up");
+    wait("the user plane to be ready", &|| {
+        get(&http, "/metrics").is_some_and(|(_, m)| {
+            m.contains(&format!("vbng_cups_up_ready{{up=\"0\",addr=\"{upa}\"}} 1"))
+        })
+    });
+    let (_, c) = get(&http, "/cups").expect("cups");
+    let v: serde_json::Value = serde_json::from_str(&c).expect("JSON");
+    assert_eq!(v["user-planes"][0]["associated"], true, "{c}");
+    assert_eq!(v["user-planes"][0]["ready"], true, "{c}");
+    assert_eq!(v["user-planes"][0]["sessions"], 0, "{c}");
+    assert_eq!(v["associations"], 1, "{c}");
+    let (st, r) = get(&http, "/restconf/data/vbng:vbng").expect("restconf");
+    assert_eq!(st, 200, "{r}");
+    let rv: serde_json::Value = serde_json::from_str(&r).expect("RESTCONF JSON");
+    assert!(rv.get("vbng:vbng").is_some(), "{r}");
+    assert_eq!(get(&http, "/nothing").map(|a| a.0), Some(404));
+
+    // The user plane dies: the association goes down, the loss is counted.
+    up.kill().expect("kill vbng-up");
+    let _ = up.wait();
+    wait("the association to go down", &|| {
+        get(&http, "/metrics").is_some_and(|(_, m)| {
+            m.contains(&format!(
+                "vbng_cups_up_associated{{up=\"0\",addr=\"{upa}\"}} 0"
+            )) && m.contains("vbng_cups_events_total{event=\"ups_lost\"} 1")
+        })
+    });
+    let _ = cp.kill();
+    let _ = cp.wait();
     let _ = std::fs::remove_dir_all(&d);
 }

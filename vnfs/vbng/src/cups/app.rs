@@ -51,6 +51,8 @@ pub fn section(cfg: &Config, cp: bool) -> Result<CupsSection, String> {
 pub fn cp_config(s: &CupsSection, recovery_time_stamp: u32) -> CpConfig {
     let mut c = CpConfig::new(s.addr, s.ups.clone(), recovery_time_stamp);
     c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
+    c.node.t1_ms = s.t1_ms;
+    c.node.n1 = s.n1;
     c.measurement_period_s = s.measurement_period_s;
     c.placement = s.placement;
     c
@@ -60,6 +62,8 @@ pub fn cp_config(s: &CupsSection, recovery_time_stamp: u32) -> CpConfig {
 pub fn up_config(s: &CupsSection, recovery_time_stamp: u32) -> UpConfig {
     let mut c = UpConfig::new(s.addr, recovery_time_stamp);
     c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
+    c.node.t1_ms = s.t1_ms;
+    c.node.n1 = s.n1;
     c.cp = s.cp;
     c
 }
@@ -282,4 +286,154 @@ fn worker_thread(mut w: Worker, stop: Arc<AtomicBool>, hold: Arc<AtomicBool>) ->
     let mut fin = WorkerSnapshot::default();
     dataplane::runner::publish_counters(&mut fin, &w);
     fin
+}
+
+/// The control plane's own Prometheus series (beside the subscriber core's
+/// `vbng_*` ones): per user plane its PFCP association state, redirect tunnel and
+/// sessions; the PFCP side's counters.
+pub fn prometheus(cp: &Cp) -> String {
+    let mut p = dataplane::metrics::Prom::new();
+    for (n, a) in cp.up_addrs().iter().enumerate() {
+        let idx = n.to_string();
+        let addr = a.to_string();
+        let l = [("up", idx.as_str()), ("addr", addr.as_str())];
+        p.gauge(
+            "vbng_cups_up_associated",
+            "PFCP association with the user plane up (1) or not (0)",
+            &l,
+            f64::from(u8::from(cp.up_associated(n))),
+        );
+        p.gauge(
+            "vbng_cups_up_ready",
+            "User plane associated and its control packet redirect session established",
+            &l,
+            f64::from(u8::from(cp.up_ready(n))),
+        );
+        p.gauge(
+            "vbng_cups_up_sessions",
+            "Subscriber PFCP sessions on the user plane",
+            &l,
+            cp.up_sessions(n) as f64,
+        );
+    }
+    let s = cp.stats;
+    for (name, v) in [
+        ("associations", s.associations),
+        ("ups_lost", s.ups_lost),
+        ("sessions_lost", s.sessions_lost),
+        ("established", s.established),
+        ("establish_failed", s.establish_failed),
+        ("modify_failed", s.modify_failed),
+        ("deleted", s.deleted),
+        ("reports", s.reports),
+        ("no_up", s.no_up),
+        ("redirected_in", s.redirected_in),
+        ("redirected_out", s.redirected_out),
+        ("tx_dropped", s.tx_dropped),
+        ("gtpu_dropped", s.gtpu_dropped),
+        ("restarts", s.restarts),
+        ("audited", s.audited),
+        ("final_reports", s.final_reports),
+        ("placement_dropped", s.placement_dropped),
+    ] {
+        p.counter(
+            "vbng_cups_events_total",
+            "The control plane's PFCP and redirect counters",
+            &[("event", name)],
+            v,
+        );
+    }
+    p.gauge(
+        "vbng_cups_pfcp_outstanding",
+        "PFCP requests sent and not yet answered",
+        &[],
+        cp.node_outstanding() as f64,
+    );
+    p.finish()
+}
+
+/// The user planes as JSON (`GET /cups`): address, association, redirect session,
+/// sessions; and the PFCP counters.
+pub fn cups_json(cp: &Cp) -> String {
+    let ups: Vec<serde_json::Value> = cp
+        .up_addrs()
+        .iter()
+        .enumerate()
+        .map(|(n, a)| {
+            serde_json::json!({
+                "up": n,
+                "address": a.to_string(),
+                "associated": cp.up_associated(n),
+                "ready": cp.up_ready(n),
+                "sessions": cp.up_sessions(n),
+            })
+        })
+        .collect();
+    let s = cp.stats;
+    serde_json::json!({
+        "user-planes": ups,
+        "sessions": cp.cp.session_count(),
+        "associations": s.associations,
+        "ups-lost": s.ups_lost,
+        "sessions-lost": s.sessions_lost,
+        "established": s.established,
+        "deleted": s.deleted,
+        "usage-reports": s.reports,
+    })
+    .to_string()
+}
+
+/// `vbng-cp --listen ADDR`: the control plane's HTTP endpoint (threads of its own;
+/// each request takes the control plane's lock between two [`CpApp::step`]s):
+/// `GET /metrics` (the subscriber core's `vbng_*` series as the monolithic vBNG
+/// serves them, plus [`prometheus`]), `/sessions`, `/cups` ([`cups_json`]) and the
+/// management API under `/restconf` ([`crate::mgmt`], the same as `vbng`'s).
+pub fn serve(
+    app: Arc<std::sync::Mutex<CpApp>>,
+    addr: &str,
+    cfg: Config,
+) -> Result<dataplane::http::HttpServer, String> {
+    use dataplane::http::{Handler, Response};
+    let mgmt = std::sync::Mutex::new(crate::mgmt::Mgmt::new(cfg));
+    let h: Handler = Arc::new(move |r| {
+        let Ok(mut a) = app.lock() else {
+            return Response::error(500, "control plane unavailable");
+        };
+        if r.path == "/restconf" || r.path.starts_with("/restconf/") {
+            let Ok(mut m) = mgmt.lock() else {
+                return Response::error(500, "management API unavailable");
+            };
+            let now = a.now();
+            let ans = m.handle(&r.method, &r.path, &r.query, &r.body, &mut a.cp.cp, now);
+            return Response {
+                status: ans.status,
+                content_type: if r.path.starts_with("/restconf/yang/") && ans.status == 200 {
+                    "application/yang"
+                } else {
+                    crate::mgmt::MEDIA
+                },
+                body: ans.body,
+            };
+        }
+        if r.method != "GET" {
+            return Response::error(405, "GET only");
+        }
+        match r.path.as_str() {
+            "/metrics" => {
+                let mut body = crate::metrics::prometheus(&a.cp.cp, core::iter::empty());
+                body += &prometheus(&a.cp);
+                if r.query == "sessions" {
+                    body += &crate::metrics::prometheus_sessions(&a.cp.cp);
+                }
+                Response::metrics(body)
+            }
+            "/sessions" => Response::text(crate::metrics::show_sessions(&a.cp.cp)),
+            "/cups" => Response::json(cups_json(&a.cp)),
+            _ => Response::error(
+                404,
+                "try /metrics, /sessions, /cups or /restconf/data/vbng:vbng",
+            ),
+        }
+    });
+    dataplane::http::HttpServer::spawn(addr, h).map_err(|e| std::format!("listen {addr}: {e}"))
 }

@@ -234,6 +234,16 @@ impl Cp {
             .is_some_and(|u| u.associated && u.teid_out.is_some())
     }
 
+    /// The user planes' addresses (user plane `n` is access port `n`).
+    pub fn up_addrs(&self) -> &[Ipv4Addr] {
+        &self.cfg.ups
+    }
+
+    /// Whether the PFCP association with user plane `n` is up (TS 29.244 §6.2.6).
+    pub fn up_associated(&self, n: usize) -> bool {
+        self.ups.get(n).is_some_and(|u| u.associated)
+    }
+
     /// PFCP sessions (subscribers) on user plane `n`.
     pub fn up_sessions(&self, n: usize) -> usize {
         self.sess.values().filter(|s| s.up == n).count()

@@ -15,7 +15,7 @@
 //! The stack sits on the core port at `core_ip` (default gateway `core_gateway`), or
 //! where `mgmt=PORT:ADDR/LEN[:GATEWAY]` puts it (a port past the core is the stack's
 //! own). AAA is by RADIUS with `[radius]`, else by the local users (`users = [...]`,
-//! or `user_file` handed in as fw_cfg `opt/vnf/users`). Refused: what needs a file
+//! or `user_file`: the file at that path on the config drive, else fw_cfg `opt/vnf/users`). Refused: what needs a file
 //! system (`ipoe.lease_journal`, `radius.acct_journal`), RADIUS servers that are not
 //! IPv4, and `[radius]` with nowhere to put the stack.
 //!
@@ -37,7 +37,8 @@ use vbng::config::{parse_user_file, Config};
 use vbng::rng::Rng;
 use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Stats, Vbng, ACCESS_PORT, CORE_PORT};
 
-/// fw_cfg file holding the text of `user_file` (`-fw_cfg name=opt/vnf/users,file=...`).
+/// fw_cfg file holding the text of `user_file` (`-fw_cfg name=opt/vnf/users,file=...`)
+/// when the config drive does not have it (see `configdrive::side_file`).
 const FWCFG_USERS: &str = "opt/vnf/users";
 /// Session slots without `sessions=` on the command line (about 300 bytes each, plus
 /// the CGNAT tables when configured).
@@ -82,16 +83,10 @@ fn load(table: toml::Table) -> Config {
         }
     };
     if let Some(f) = cfg.user_file.clone() {
-        let text = match crate::fwcfg::read_file(FWCFG_USERS).map(String::from_utf8) {
-            Some(Ok(t)) => t,
-            Some(Err(_)) => config_error(alloc::format!("fw_cfg {FWCFG_USERS} is not UTF-8")),
-            None => config_error(alloc::format!(
-                "user_file = \"{f}\": pass the file as fw_cfg {FWCFG_USERS}"
-            )),
-        };
+        let text = crate::configdrive::side_file("user_file", &f, FWCFG_USERS).unwrap_or_else(|e| config_error(e));
         match parse_user_file(&text) {
             Ok(u) => cfg.users.extend(u),
-            Err(e) => config_error(alloc::format!("fw_cfg {FWCFG_USERS}: {e}")),
+            Err(e) => config_error(alloc::format!("user_file {f:?}: {e}")),
         }
     }
     if let Err(e) = cfg.validate() {
@@ -403,7 +398,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     };
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({nports} ports, {sessions} session slots, {} local users{}, {} pools{}, heap peak {} KiB, {} demand-zero pages)",
+        "{VNF} ready in {}.{:03} ms ({nports} ports, {sessions} session slots, {} local users{}, {} pools{}, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         cfg.users.len(),
@@ -417,7 +412,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             None => String::new(),
         },
         crate::heap::peak() / 1024,
-        crate::sparse::pages()
+        crate::sparse::pages(),
+        crate::heap::used() / 1024,
+        crate::heap::claimed() / 1024
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);

@@ -89,7 +89,7 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
                 *DRIVE.lock() = Some(Open {
                     blk,
                     volume,
-                    loc: loc.to_string(),
+                    loc,
                 });
                 return Some(Ok((kind, data)));
             }

@@ -320,6 +320,9 @@ impl DriveKind {
 
 /// The user data of a config drive on `dev`: `Ok(None)` when the volume is ISO 9660
 /// but neither `config-2` nor `cidata`.
+// The kernel goes through `config_volume` (it keeps the volume open for the side
+// files); the host tests (`testbed/tests/iso9660_xorriso.rs`) and the fuzz target use this.
+#[allow(dead_code)]
 pub fn user_data(dev: &mut impl Sectors) -> Result<Option<(DriveKind, Vec<u8>)>, IsoError> {
     let Some((kind, v)) = config_volume(dev)? else {
         return Ok(None);

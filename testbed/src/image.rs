@@ -695,7 +695,10 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
     // The files the config names (route file, user file), at the path it names.
     for (on_drive, host) in scale::side_files(user_data) {
         if on_drive.is_empty() || on_drive.split('/').any(|c| c == "..") {
-            bail!("{}: cannot put {on_drive:?} on a config drive", user_data.display());
+            bail!(
+                "{}: cannot put {on_drive:?} on a config drive",
+                user_data.display()
+            );
         }
         let p = dir.join(&on_drive);
         if let Some(d) = p.parent() {

@@ -569,7 +569,9 @@ fn guest_mgmt(vnf: &str, day0: &Path) -> Result<(usize, std::net::Ipv4Addr, u8)>
         .split_once('/')
         .ok_or_else(|| anyhow!("day-0: {net} is not ADDR/LEN"))?;
     let ip: std::net::Ipv4Addr = a.parse().map_err(|_| anyhow!("day-0: bad address {a}"))?;
-    let len: u8 = l.parse().map_err(|_| anyhow!("day-0: bad prefix length {l}"))?;
+    let len: u8 = l
+        .parse()
+        .map_err(|_| anyhow!("day-0: bad prefix length {l}"))?;
     if !(8..=30).contains(&len) {
         bail!("day-0: /{len} leaves no room for a host on the management link");
     }
@@ -581,7 +583,11 @@ fn guest_mgmt(vnf: &str, day0: &Path) -> Result<(usize, std::net::Ipv4Addr, u8)>
 fn host_side(guest: std::net::Ipv4Addr, len: u8) -> std::net::Ipv4Addr {
     let mask = u32::MAX << (32 - u32::from(len));
     let bcast = (u32::from(guest) & mask) | !mask;
-    let pick = if bcast - 1 == u32::from(guest) { bcast - 2 } else { bcast - 1 };
+    let pick = if bcast - 1 == u32::from(guest) {
+        bcast - 2
+    } else {
+        bcast - 1
+    };
     std::net::Ipv4Addr::from(pick)
 }
 
@@ -658,10 +664,21 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
         .find(|l| l.contains(&day0_tag))
         .map(str::to_string)
     else {
-        bail!("instantiate: the guest did not say `{day0_tag}`: it did not take the package's day-0");
+        bail!(
+            "instantiate: the guest did not say `{day0_tag}`: it did not take the package's day-0"
+        );
     };
     let mgmt_tap = taps.get(mport).copied().unwrap_or(taps[0]);
-    sh(&["ip", "-n", &ns, "addr", "add", &format!("{hip}/{len}"), "dev", mgmt_tap])?;
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{hip}/{len}"),
+        "dev",
+        mgmt_tap,
+    ])?;
     let host = gip.to_string();
     // 5. Health check: the package's own script, against the guest.
     let health = u.scripts.join("health-check.sh");
@@ -689,7 +706,11 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
     let mut kpis = serde_json::Map::new();
     for k in &u.kpi.kpis {
         let Some(v) = fam.get(&k.metric) else {
-            bail!("KPI {}: the guest does not export {} on {url}", k.id, k.metric);
+            bail!(
+                "KPI {}: the guest does not export {} on {url}",
+                k.id,
+                k.metric
+            );
         };
         kpis.insert(k.id.clone(), json!(v));
     }
@@ -697,8 +718,9 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
         "http://{host}:{}{}",
         u.kpi.management.port, u.kpi.management.health_path
     );
-    let state: Value = serde_json::from_str(&lab.exec(&ns, &["curl", "-sf", "-m", "10", &state_url])?)
-        .unwrap_or(Value::Null);
+    let state: Value =
+        serde_json::from_str(&lab.exec(&ns, &["curl", "-sf", "-m", "10", &state_url])?)
+            .unwrap_or(Value::Null);
     let get_state = u.scripts.join("day2/get-state.sh");
     let day2 = if get_state.is_file() {
         let g = Command::new("ip")
@@ -758,4 +780,48 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
         "scale": "scaling aspects are declared in the package; one instance runs here, none is added",
         "terminated": !alive() && ns_gone,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_side_is_the_last_free_address_of_the_subnet() {
+        let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(host_side(a("192.0.2.1"), 24), a("192.0.2.254"));
+        assert_eq!(host_side(a("192.0.2.254"), 24), a("192.0.2.253"));
+        assert_eq!(host_side(a("10.0.0.1"), 30), a("10.0.0.2"));
+        assert_eq!(host_side(a("10.0.0.2"), 30), a("10.0.0.1"));
+    }
+
+    #[test]
+    fn guest_mgmt_follows_the_images_default_place() {
+        let d = std::env::temp_dir().join(format!("onb-mgmt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let r = d.join("router.toml");
+        std::fs::write(
+            &r,
+            "[[interface]]\nname = \"a\"\nipv4 = [\"192.0.2.1/24\"]\n",
+        )
+        .unwrap();
+        let (port, ip, len) = guest_mgmt("router", &r).unwrap();
+        assert_eq!(
+            (port, ip.to_string(), len),
+            (0, "192.0.2.1".to_string(), 24)
+        );
+        let v = d.join("vbng.toml");
+        std::fs::write(&v, "core_ip = \"198.51.100.1/24\"\n").unwrap();
+        let (port, ip, _) = guest_mgmt("vbng", &v).unwrap();
+        assert_eq!((port, ip.to_string()), (1, "198.51.100.1".to_string()));
+        std::fs::write(&v, "name = \"x\"\n").unwrap();
+        assert!(guest_mgmt("vbng", &v).is_err());
+        std::fs::write(
+            &r,
+            "[[interface]]\nname = \"a\"\nipv4 = [\"192.0.2.1/31\"]\n",
+        )
+        .unwrap();
+        assert!(guest_mgmt("router", &r).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -183,7 +183,12 @@ fn vbng_osm_package_onboards_and_drains_and_a_false_kpi_fails() {
     package("vbng", "osm", &out);
     let (ok, v, err) = onboard(&out.join("vbng_vnf.tar.gz"));
     assert!(ok, "{err}");
-    check_report(&v, "vbng", "process", &["sessions", "draining", "rx-packets", "drops"]);
+    check_report(
+        &v,
+        "vbng",
+        "process",
+        &["sessions", "draining", "rx-packets", "drops"],
+    );
     assert_eq!(v["format"], "osm");
     let drain: Value = serde_json::from_str(v["drain"].as_str().expect("drain output"))
         .expect("drain output is the RPC's JSON");

@@ -74,7 +74,14 @@ fn tmp(name: &str) -> PathBuf {
 
 fn scale_config(vnf: &str, count: usize, dir: &Path) {
     let o = testbed()
-        .args(["image", "scale-config", vnf, "--count", &count.to_string(), "--dir"])
+        .args([
+            "image",
+            "scale-config",
+            vnf,
+            "--count",
+            &count.to_string(),
+            "--dir",
+        ])
         .arg(dir)
         .output()
         .expect("run testbed image scale-config");

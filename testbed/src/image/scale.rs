@@ -44,12 +44,21 @@ pub fn write_routes(path: &Path, count: usize) -> Result<u64> {
     let mut n = 0u64;
     for r in &routes {
         let a = r.addr.to_be_bytes();
-        let line = format!("{}.{}.{}.{}/{} {}\n", a[0], a[1], a[2], a[3], r.len, r.nh & 1);
+        let line = format!(
+            "{}.{}.{}.{}/{} {}\n",
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            r.len,
+            r.nh & 1
+        );
         n += line.len() as u64;
         w.write_all(line.as_bytes())
             .with_context(|| format!("write {}", path.display()))?;
     }
-    w.flush().with_context(|| format!("write {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(n)
 }
 
@@ -80,7 +89,8 @@ pub fn write_users(path: &Path, count: usize) -> Result<u64> {
         w.write_all(line.as_bytes())
             .with_context(|| format!("write {}", path.display()))?;
     }
-    w.flush().with_context(|| format!("write {}", path.display()))?;
+    w.flush()
+        .with_context(|| format!("write {}", path.display()))?;
     Ok(n)
 }
 
@@ -92,7 +102,8 @@ pub fn write(vnf: &str, count: usize, dir: &Path) -> Result<Written> {
             let side = dir.join("routes.txt");
             let bytes = write_routes(&side, count)?;
             let cfg = dir.join("router.toml");
-            std::fs::write(&cfg, router_toml()).with_context(|| format!("write {}", cfg.display()))?;
+            std::fs::write(&cfg, router_toml())
+                .with_context(|| format!("write {}", cfg.display()))?;
             (cfg, side, bytes)
         }
         "vbng" => {

@@ -55,7 +55,8 @@ fn state_json(w: &Worker<VirtioPort>, cfg: &Config, fib: (usize, usize), macs: &
     use core::fmt::Write;
     let mut s = alloc::format!(
         "{{\"router:state\":{{\"ipv4-routes\":{},\"ipv6-routes\":{},\"interface\":[",
-        fib.0, fib.1
+        fib.0,
+        fib.1
     );
     for (i, ic) in cfg.interfaces.iter().enumerate() {
         let st = w.ports.get(i).map(|p| p.stats()).unwrap_or_default();

@@ -86,11 +86,7 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
                     kind.path(),
                     data.len()
                 );
-                *DRIVE.lock() = Some(Open {
-                    blk,
-                    volume,
-                    loc,
-                });
+                *DRIVE.lock() = Some(Open { blk, volume, loc });
                 return Some(Ok((kind, data)));
             }
             Ok(None) => log::info!("virtio-blk at {loc}: ISO 9660 but not config-2 or cidata; skipped"),

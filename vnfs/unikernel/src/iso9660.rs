@@ -106,8 +106,7 @@ fn read_extent(dev: &mut impl Sectors, e: Extent) -> Result<Vec<u8>, IsoError> {
     // here is freed once the tables are built.
     let n = sectors_for(e.len) * SECTOR;
     let mut buf = Vec::new();
-    buf.try_reserve_exact(n)
-        .map_err(|_| IsoError::TooLarge(e.len))?;
+    buf.try_reserve_exact(n).map_err(|_| IsoError::TooLarge(e.len))?;
     buf.resize(n, 0);
     if !dev.read(e.lba, &mut buf) {
         return Err(IsoError::Io(e.lba));

@@ -75,8 +75,8 @@ pub struct OnboardArgs {
     /// Where the instance whose health and KPIs are checked runs: `guest` (the
     /// booted image itself, its management endpoint reached over its NIC on a tap
     /// in the VNF's namespace), `process` (the package's Linux process command), or
-    /// `auto`: guest for the router, process for the vBNG (whose guest serves
-    /// /metrics but not the RESTCONF state the health check reads)
+    /// `auto`: guest for the router, process for the vBNG (its guest serves /metrics
+    /// and the RESTCONF state, but not the `drain` RPC its package declares)
     #[arg(long, value_parser = ["auto", "guest", "process"], default_value = "auto")]
     platform: String,
 }

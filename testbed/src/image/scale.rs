@@ -154,3 +154,55 @@ pub fn side_files(config: &Path) -> Vec<(String, PathBuf)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn side_files_are_the_files_the_config_names() {
+        let d = std::env::temp_dir().join(format!("scale-side-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let r = d.join("router.toml");
+        std::fs::write(&r, router_toml()).unwrap();
+        assert_eq!(
+            side_files(&r),
+            vec![("routes.txt".to_string(), d.join("routes.txt"))]
+        );
+        let v = d.join("vbng.toml");
+        std::fs::write(&v, "user_file = \"/etc/vbng/users.txt\"\nname = \"x\"\n").unwrap();
+        assert_eq!(
+            side_files(&v),
+            vec![(
+                "etc/vbng/users.txt".to_string(),
+                PathBuf::from("/etc/vbng/users.txt")
+            )]
+        );
+        // Not TOML: the guest reports it; nothing to copy.
+        std::fs::write(&v, "#cloud-config\nwrite_files: [\n").unwrap();
+        assert!(side_files(&v).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn route_file_lines_parse_and_name_both_next_hops() {
+        let d = std::env::temp_dir().join(format!("scale-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("routes.txt");
+        let bytes = write_routes(&p, 2000).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.len() as u64, bytes);
+        let routes = dataplane::lpm::routes::parse_routes(&text).unwrap();
+        assert_eq!(routes.len(), 2000);
+        let mut seen = [false; 2];
+        for r in &routes {
+            let nh = match r {
+                dataplane::lpm::routes::Route::V4(x) => x.nh,
+                dataplane::lpm::routes::Route::V6(_) => panic!("IPv6 in an IPv4 table"),
+            };
+            seen[nh as usize] = true;
+        }
+        assert_eq!(seen, [true, true]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -138,12 +138,46 @@ fn metrics(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, sessions: bool) -
 }
 
 /// `/metrics[?sessions]`, `/sessions`, `/errors`; 404 else.
-fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, path: &str, query: &str) -> Response {
+/// RESTCONF path of the vBNG's operational state (the Linux vBNG's management API).
+const STATE_PATH: &str = "/restconf/data/vbng:vbng/state";
+
+/// The `state` subtree as the Linux vBNG's RESTCONF API returns it (RFC 8040
+/// §3.5.3; RFC 7951 JSON, 64-bit counters as strings), without the per-session
+/// `session` list (the guest's `/sessions` shows the sessions).
+fn state_json(c: &Control, name: &str) -> String {
+    let s = &c.cp.stats;
+    let mut esc = String::with_capacity(name.len());
+    for ch in name.chars() {
+        match ch {
+            '"' => esc.push_str("\\\""),
+            '\\' => esc.push_str("\\\\"),
+            ch if (ch as u32) < 0x20 => esc.push_str(&alloc::format!("\\u{:04x}", ch as u32)),
+            ch => esc.push(ch),
+        }
+    }
+    alloc::format!(
+        "{{\"vbng:state\":{{\"name\":\"{esc}\",\"sessions\":{},\"sessions-ipv6\":{},\"draining\":{},\"counters\":{{\"sessions-created\":\"{}\",\"sessions-up\":\"{}\",\"sessions-ended\":\"{}\",\"auth-accept\":\"{}\",\"auth-reject\":\"{}\",\"aaa-timeout\":\"{}\",\"malformed\":\"{}\",\"drain-refused\":\"{}\"}}}}}}\n",
+        c.cp.session_count(),
+        c.cp.ipv6_session_count(),
+        c.cp.draining(),
+        s.sessions_created,
+        s.sessions_up,
+        s.sessions_ended,
+        s.auth_accept,
+        s.auth_reject,
+        s.aaa_timeout,
+        s.malformed,
+        c.cp.drain_refused
+    )
+}
+
+fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, name: &str, path: &str, query: &str) -> Response {
     match path {
         "/metrics" => Response::metrics(metrics(w, c, stats, query == "sessions")),
         "/sessions" => Response::text(vbng::metrics::show_sessions(&c.cp)),
         "/errors" => Response::text(w.graph.show_errors()),
-        _ => Response::error(404, "try /metrics, /sessions or /errors"),
+        STATE_PATH => Response::yang_json(state_json(c, name)),
+        _ => Response::error(404, "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng/state"),
     }
 }
 
@@ -270,6 +304,7 @@ impl ControlSide {
 /// Run the vBNG; never returns.
 pub fn run(table: toml::Table, opts: &Options) -> ! {
     let cfg = load(table);
+    let name = cfg.name.clone();
     let sessions = opts.sessions.unwrap_or(DEFAULT_SESSIONS);
     let (seed, src) = crate::entropy::seed();
     if src.strong() {
@@ -440,7 +475,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             }
             cs.step(now_ms, stack.as_mut());
             if let (Some(s), Some(h)) = (stack.as_mut(), http.as_mut()) {
-                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, p, q)) {
+                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, &name, p, q)) {
                     s.poll();
                 }
                 s.poll();

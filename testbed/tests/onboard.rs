@@ -96,11 +96,16 @@ fn package(vnf: &str, format: &str, out: &Path) {
 }
 
 fn onboard(pkg: &Path) -> (bool, Value, String) {
+    onboard_with(pkg, &[])
+}
+
+fn onboard_with(pkg: &Path, extra: &[&str]) -> (bool, Value, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .current_dir(root())
         .arg("onboard")
         .arg(pkg)
         .arg("--json")
+        .args(extra)
         .output()
         .expect("testbed onboard");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -234,6 +239,36 @@ fn vbng_osm_package_onboards_and_drains_and_a_false_kpi_fails() {
     assert!(
         err.contains("vbng_sessions_bogus") && err.contains("does not export"),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The vBNG CSAR with `--platform guest`: the booted image itself answers the
+/// package's health check (RESTCONF state GET and `/metrics` over its core NIC, a tap
+/// in the namespace), its KPIs and `get-state`; the declared drain is reported as not
+/// run (the guest serves no RESTCONF operations).
+#[test]
+fn vbng_csar_onboards_on_the_guest() {
+    setup();
+    let _g = lock();
+    image("vbng");
+    let d = tmp("vbng-guest");
+    let csar = d.join("vbng.csar");
+    package("vbng", "csar", &csar);
+    let (ok, v, err) = onboard_with(&csar, &["--platform", "guest"]);
+    assert!(ok, "{err}");
+    check_report(
+        &v,
+        "vbng",
+        "guest",
+        &["sessions", "draining", "rx-packets", "drops"],
+    );
+    assert_eq!(v["state"]["vbng:state"]["draining"], false, "{v}");
+    assert!(
+        v["drain"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not run")),
+        "{v}"
     );
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -177,7 +177,10 @@ fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, name: &str, p
         "/sessions" => Response::text(vbng::metrics::show_sessions(&c.cp)),
         "/errors" => Response::text(w.graph.show_errors()),
         STATE_PATH => Response::yang_json(state_json(c, name)),
-        _ => Response::error(404, "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng/state"),
+        _ => Response::error(
+            404,
+            "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng/state",
+        ),
     }
 }
 

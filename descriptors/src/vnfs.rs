@@ -496,8 +496,9 @@ pub fn router() -> VnfModel {
         .replace("\"mem:core\"", "\"afpacket:core\"");
     m.day0.process_command = s("router --config /etc/router/router.toml --listen 0.0.0.0:9100");
     m.management.served_by = s(
-        "the `router` process (`--listen`); the unikernel image has no management \
-         endpoint yet (no host network stack on its NICs)",
+        "the `router` process (`--listen`), and the unikernel image's own host network \
+         stack on its access NIC (port 9100 at interface 0's first IPv4 address: /metrics \
+         and the RESTCONF state GET, no configuration changes)",
     );
     m.lcm_scripts = vec![health_script(&m)];
     let route = format!("/restconf/data/router:router/route={ROUTE_KEY}");
@@ -623,8 +624,9 @@ pub fn vbng() -> VnfModel {
     );
     m.management.port = 9180;
     m.management.served_by = s(
-        "the `vbng run` process (`--listen`); the unikernel image has no management \
-         endpoint yet (no host network stack on its NICs)",
+        "the `vbng run` process (`--listen`); the unikernel image serves /metrics, \
+         /sessions and /errors on its core NIC (the port of `listen` at `core_ip`) but \
+         not the RESTCONF API",
     );
     m.lcm_scripts = vec![health_script(&m), drain_script(&m)];
     m.operations = vec![

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod build;
 pub use build::*;
+pub mod scale;
 
 /// The unikernel crate, relative to the workspace root.
 const UNIKERNEL_DIR: &str = "vnfs/unikernel";
@@ -125,6 +126,19 @@ pub enum ImageCmd {
         /// Expected IPv4 TTL
         #[arg(long)]
         ttl: u8,
+    },
+    /// Write a config with a big side table: the router's TOML and a route file of
+    /// COUNT BGP-like IPv4 prefixes, or the vBNG's TOML and a user file of COUNT
+    /// users (DIR/<vnf>.toml; boot it with `image run <vnf> --config DIR/<vnf>.toml
+    /// --config-drive config-2`)
+    ScaleConfig {
+        vnf: String,
+        /// Prefixes (router) or users (vbng)
+        #[arg(long)]
+        count: usize,
+        /// Output directory
+        #[arg(long)]
+        dir: PathBuf,
     },
     /// Boot-to-ready time: launch the image N times and report the median
     Bench {
@@ -267,6 +281,16 @@ pub fn main(cmd: ImageCmd) -> Result<()> {
             std::process::exit(code);
         }
         ImageCmd::Bench { vnf, runs, opts } => bench(&vnf, runs, &opts),
+        ImageCmd::ScaleConfig { vnf, count, dir } => {
+            let w = scale::write(&vnf, count, &dir)?;
+            println!(
+                "{}: {count} entries in {} ({} bytes)",
+                w.config.display(),
+                w.side_file.display(),
+                w.bytes
+            );
+            Ok(())
+        }
         ImageCmd::Lab {
             vnf,
             seconds,
@@ -668,6 +692,26 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
         }
         std::fs::write(&p, bytes).with_context(|| format!("write {}", p.display()))
     };
+    // The files the config names (route file, user file), at the path it names.
+    for (on_drive, host) in scale::side_files(user_data) {
+        if on_drive.is_empty() || on_drive.split('/').any(|c| c == "..") {
+            bail!(
+                "{}: cannot put {on_drive:?} on a config drive",
+                user_data.display()
+            );
+        }
+        let p = dir.join(&on_drive);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+        }
+        std::fs::copy(&host, &p).with_context(|| {
+            format!(
+                "{} names {}: copy it onto the config drive",
+                user_data.display(),
+                host.display()
+            )
+        })?;
+    }
     match kind {
         "config-2" => {
             w("openstack/latest/user_data", &data)?;

@@ -9,16 +9,25 @@
 //!    its `monitoring/<vnf>-kpis.yaml` (management endpoint, KPIs, day-0 delivery,
 //!    image file name) and its scripts.
 //! 3. **Boot the software image** under QEMU (TCG) from its GRUB disk with the day-0
-//!    TOML delivered as the package says (fw_cfg `opt/vnf/config`) and two NICs (UDP
-//!    socket netdevs, access and core); the boot counts when the serial console
-//!    says it took the configuration from that fw_cfg file and prints `<vnf> ready`. A CSAR carries the image; for an OSM package the image
-//!    comes from the "VIM": `target/images/<vnf>.qcow2` (or `--image`).
-//! 4. **Instantiate for the management part as a Linux process**: the unikernel has
-//!    no host network stack yet, so it serves no metrics or API. The package's
-//!    process command (the `router`/`vbng` binary next to this one, `--bin-dir`) runs
-//!    in a network namespace with the day-0 TOML, its access and core CPs as veths
-//!    (peers in a second namespace) and its management endpoint on the package's
-//!    port. The JSON says so: `"platform": "process"`, `image_boot` for the guest.
+//!    TOML delivered as the package says (fw_cfg `opt/vnf/config`) and two NICs
+//!    (access, core); the boot counts when the serial console says it took the
+//!    configuration from that fw_cfg file and prints `<vnf> ready`. A CSAR carries the
+//!    image; for an OSM package the image comes from the "VIM":
+//!    `target/images/<vnf>.qcow2` (or `--image`).
+//! 4. **Instantiate** on the platform `--platform` picks (`auto`: guest for the
+//!    router, process for the vBNG):
+//!    - `guest`: the booted image is the instance. QEMU runs in the VNF's network
+//!      namespace with the NICs on taps there; the tap of the guest's management
+//!      NIC (the router's port 0, at interface 0's first IPv4 address; the vBNG's
+//!      core port at `core_ip`) gets the last free address of that subnet, and the
+//!      steps below reach the guest's own host network stack (`/metrics`, the
+//!      RESTCONF state `GET`) over it. The guest serves no RESTCONF operations, so a
+//!      declared drain is reported as not run.
+//!    - `process`: the package's process command (the `router`/`vbng` binary next to
+//!      this one, `--bin-dir`) runs in a network namespace with the day-0 TOML, its
+//!      access and core CPs as veths (peers in a second namespace) and its management
+//!      endpoint on the package's port; the image is booted to its ready line first.
+//!      The JSON says which: `"platform": "guest"|"process"`.
 //! 5. **Health check**: the package's `health-check.sh` in the VNF's namespace.
 //! 6. **KPIs**: `GET /metrics` on the package's port; every KPI's metric family must
 //!    be there (values summed over its samples), else the run fails.
@@ -63,6 +72,13 @@ pub struct OnboardArgs {
     /// Skip the QEMU boot of the image (process instantiation only)
     #[arg(long)]
     no_boot: bool,
+    /// Where the instance whose health and KPIs are checked runs: `guest` (the
+    /// booted image itself, its management endpoint reached over its NIC on a tap
+    /// in the VNF's namespace), `process` (the package's Linux process command), or
+    /// `auto`: guest for the router, process for the vBNG (its guest serves /metrics
+    /// and the RESTCONF state, but not the `drain` RPC its package declares)
+    #[arg(long, value_parser = ["auto", "guest", "process"], default_value = "auto")]
+    platform: String,
 }
 
 /// What the package says (its `monitoring/<vnf>-kpis.yaml`).
@@ -366,6 +382,19 @@ fn run(a: &OnboardArgs, bins: &Path, tmp: &Path) -> Result<Value> {
         (None, Some(p)) => p.clone(),
         (None, None) => crate::image::images_dir().join(format!("{vnf}.qcow2")),
     };
+    let platform = match (a.platform.as_str(), vnf.as_str()) {
+        ("auto", "router") | ("guest", _) => "guest",
+        _ => "process",
+    };
+    if platform == "guest" {
+        if a.no_boot {
+            bail!("--no-boot: the guest platform boots the image (use --platform process)");
+        }
+        if !image.is_file() {
+            bail!("image: {} does not exist", image.display());
+        }
+        return run_on_guest(a, &u, &image, tmp);
+    }
     let image_boot = if a.no_boot {
         json!({"booted": false, "skipped": "--no-boot"})
     } else {
@@ -513,4 +542,286 @@ fn run(a: &OnboardArgs, bins: &Path, tmp: &Path) -> Result<Value> {
         "scale": "scaling aspects are declared in the package; one instance runs here, none is added",
         "terminated": !alive() && ns_gone,
     }))
+}
+
+/// The management address of the guest from its day-0 TOML, as the image places its
+/// host stack by default: (port, guest address, prefix length). The router: port 0,
+/// interface 0's first IPv4 address; the vBNG: the core port (1) at `core_ip`.
+fn guest_mgmt(vnf: &str, day0: &Path) -> Result<(usize, std::net::Ipv4Addr, u8)> {
+    let text = std::fs::read_to_string(day0).with_context(|| format!("read {}", day0.display()))?;
+    let t: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow!("day-0 {}: {}", day0.display(), e.message()))?;
+    let (port, net) = match vnf {
+        "router" => (
+            0,
+            t.get("interface")
+                .and_then(|i| i.get(0))
+                .and_then(|i| i.get("ipv4"))
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.as_str()),
+        ),
+        "vbng" => (1, t.get("core_ip").and_then(|a| a.as_str())),
+        other => bail!("guest platform: no management address rule for {other}"),
+    };
+    let net = net.ok_or_else(|| anyhow!("day-0: no IPv4 address for the guest's host stack"))?;
+    let (a, l) = net
+        .split_once('/')
+        .ok_or_else(|| anyhow!("day-0: {net} is not ADDR/LEN"))?;
+    let ip: std::net::Ipv4Addr = a.parse().map_err(|_| anyhow!("day-0: bad address {a}"))?;
+    let len: u8 = l
+        .parse()
+        .map_err(|_| anyhow!("day-0: bad prefix length {l}"))?;
+    if !(8..=30).contains(&len) {
+        bail!("day-0: /{len} leaves no room for a host on the management link");
+    }
+    Ok((port, ip, len))
+}
+
+/// A host address on the guest's management subnet: the last usable one that is not
+/// the guest's.
+fn host_side(guest: std::net::Ipv4Addr, len: u8) -> std::net::Ipv4Addr {
+    let mask = u32::MAX << (32 - u32::from(len));
+    let bcast = (u32::from(guest) & mask) | !mask;
+    let pick = if bcast - 1 == u32::from(guest) {
+        bcast - 2
+    } else {
+        bcast - 1
+    };
+    std::net::Ipv4Addr::from(pick)
+}
+
+/// Platform `guest`: the booted image is the instance. Its NICs are taps in the VNF's
+/// namespace (QEMU runs there), the management NIC's tap gets an address on the
+/// guest's management subnet, and the package's health check, KPI scrape and day-2
+/// get-state run in that namespace against the guest's own host stack.
+fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Result<Value> {
+    use crate::image::{Accel, Guest, Machine, NetSpec};
+    let vnf = u.kpi.vnf.as_str();
+    let (mport, gip, len) = guest_mgmt(vnf, &u.day0)?;
+    let hip = host_side(gip, len);
+    let lab = Lab::new("onb")?;
+    let ns = lab.netns("vnf")?;
+    let taps = ["uk-access", "uk-core"];
+    for t in taps {
+        lab.tap(&ns, t)?;
+    }
+    let mut fw_cfg = vec![(u.kpi.day0.fw_cfg.clone(), u.day0.clone())];
+    if vnf == "vbng" {
+        let seed = tmp.join("guest-entropy.seed");
+        crate::image::write_host_seed(&seed)?;
+        fw_cfg.push((crate::image::FWCFG_ENTROPY.to_string(), seed));
+    }
+    let g = Guest {
+        machine: Machine::Pc,
+        memory: "256M".into(),
+        accel: Accel::Tcg,
+        kernel: PathBuf::new(),
+        disk: Some(image.to_path_buf()),
+        initrd: None,
+        append: String::new(),
+        nets: taps
+            .iter()
+            .enumerate()
+            .map(|(i, t)| NetSpec::Tap {
+                ifname: t.to_string(),
+                mac: format!("02:00:00:00:0c:{:02x}", i + 1),
+            })
+            .collect(),
+        pcap_dir: None,
+        fw_cfg,
+        drives: Vec::new(),
+    };
+    let qemu = g.command()?;
+    let mut argv: Vec<String> = vec![qemu.get_program().to_string_lossy().to_string()];
+    argv.extend(qemu.get_args().map(|x| x.to_string_lossy().to_string()));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let console = tmp.join(format!("{vnf}-guest.log"));
+    let t0 = Instant::now();
+    let pid = lab.spawn(&ns, &argv, Some(&console))?;
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let tag = format!("{vnf} ready");
+    let read_console = || std::fs::read_to_string(&console).unwrap_or_default();
+    let ready = loop {
+        if let Some(l) = read_console().lines().find(|l| l.contains(&tag)) {
+            break l.to_string();
+        }
+        if !alive() {
+            bail!(
+                "instantiate: the guest stopped before `{tag}` (last line: {:?})",
+                read_console().lines().last().unwrap_or("")
+            );
+        }
+        if t0.elapsed() > Duration::from_secs(a.boot_timeout) {
+            bail!("instantiate: no `{tag}` line within {} s", a.boot_timeout);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let boot_s = t0.elapsed().as_secs_f64();
+    let day0_tag = format!("config: fw_cfg {}", u.kpi.day0.fw_cfg);
+    let Some(day0_line) = read_console()
+        .lines()
+        .find(|l| l.contains(&day0_tag))
+        .map(str::to_string)
+    else {
+        bail!(
+            "instantiate: the guest did not say `{day0_tag}`: it did not take the package's day-0"
+        );
+    };
+    let mgmt_tap = taps.get(mport).copied().unwrap_or(taps[0]);
+    sh(&[
+        "ip",
+        "-n",
+        &ns,
+        "addr",
+        "add",
+        &format!("{hip}/{len}"),
+        "dev",
+        mgmt_tap,
+    ])?;
+    let host = gip.to_string();
+    // 5. Health check: the package's own script, against the guest.
+    let health = u.scripts.join("health-check.sh");
+    let h = Command::new("ip")
+        .args(["netns", "exec", &ns, "sh"])
+        .arg(&health)
+        .args([host.as_str(), "30"])
+        .output()
+        .with_context(|| format!("run {}", health.display()))?;
+    let healthy = h.status.success();
+    if !healthy {
+        bail!(
+            "health check against the guest at {host} failed ({}): console: {}",
+            String::from_utf8_lossy(&h.stderr).trim(),
+            read_console().lines().last().unwrap_or("")
+        );
+    }
+    // 6. KPIs from the guest's /metrics.
+    let url = format!(
+        "http://{host}:{}{}",
+        u.kpi.management.port, u.kpi.management.metrics_path
+    );
+    let text = lab.exec(&ns, &["curl", "-sf", "-m", "10", &url])?;
+    let fam = families(&text);
+    let mut kpis = serde_json::Map::new();
+    for k in &u.kpi.kpis {
+        let Some(v) = fam.get(&k.metric) else {
+            bail!(
+                "KPI {}: the guest does not export {} on {url}",
+                k.id,
+                k.metric
+            );
+        };
+        kpis.insert(k.id.clone(), json!(v));
+    }
+    let state_url = format!(
+        "http://{host}:{}{}",
+        u.kpi.management.port, u.kpi.management.health_path
+    );
+    let state: Value =
+        serde_json::from_str(&lab.exec(&ns, &["curl", "-sf", "-m", "10", &state_url])?)
+            .unwrap_or(Value::Null);
+    let get_state = u.scripts.join("day2/get-state.sh");
+    let day2 = if get_state.is_file() {
+        let g = Command::new("ip")
+            .args(["netns", "exec", &ns, "sh"])
+            .arg(&get_state)
+            .arg(&host)
+            .output()?;
+        if !g.status.success() {
+            bail!(
+                "day-2 operation get-state against the guest failed: {}",
+                String::from_utf8_lossy(&g.stderr).trim()
+            );
+        }
+        let v: Value = serde_json::from_slice(&g.stdout).unwrap_or(Value::Null);
+        json!({"get-state": if v.is_object() { "ok" } else { "not JSON" }})
+    } else {
+        Value::Null
+    };
+    let drain = if u.scripts.join("drain.sh").is_file() {
+        json!("not run: the guest serves no RESTCONF operations (use --platform process)")
+    } else {
+        Value::Null
+    };
+    let instantiated = alive();
+    // 8. Terminate: the guest is stopped with the lab (its namespace and taps go too).
+    drop(lab);
+    let t = Instant::now();
+    while alive() && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ns_gone = !sh(&["ip", "netns", "list"])?.contains(&ns);
+    Ok(json!({
+        "package": a.package.display().to_string(),
+        "format": u.format,
+        "vnf": vnf,
+        "validated": true,
+        "platform": "guest",
+        "platform_note": "the booted image is the instance: health check, KPIs and day-2 \
+                          get-state ran against its host network stack over its NIC (a tap \
+                          in the VNF's namespace)",
+        "image_boot": ImageBoot {
+            booted: true,
+            image: image.display().to_string(),
+            day0: day0_tag.trim_start_matches("config: ").to_string(),
+            ready_line: Some(ready),
+            day0_line: Some(day0_line),
+            seconds: boot_s,
+        },
+        "mgmt": format!("{host}/{len} on NIC {mport} ({mgmt_tap}), host side {hip}"),
+        "instantiated": instantiated,
+        "healthy": healthy,
+        "health_output": String::from_utf8_lossy(&h.stdout).trim(),
+        "kpis": kpis,
+        "state": state,
+        "drain": drain,
+        "day2": day2,
+        "scale": "scaling aspects are declared in the package; one instance runs here, none is added",
+        "terminated": !alive() && ns_gone,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_side_is_the_last_free_address_of_the_subnet() {
+        let a = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+        assert_eq!(host_side(a("192.0.2.1"), 24), a("192.0.2.254"));
+        assert_eq!(host_side(a("192.0.2.254"), 24), a("192.0.2.253"));
+        assert_eq!(host_side(a("10.0.0.1"), 30), a("10.0.0.2"));
+        assert_eq!(host_side(a("10.0.0.2"), 30), a("10.0.0.1"));
+    }
+
+    #[test]
+    fn guest_mgmt_follows_the_images_default_place() {
+        let d = std::env::temp_dir().join(format!("onb-mgmt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let r = d.join("router.toml");
+        std::fs::write(
+            &r,
+            "[[interface]]\nname = \"a\"\nipv4 = [\"192.0.2.1/24\"]\n",
+        )
+        .unwrap();
+        let (port, ip, len) = guest_mgmt("router", &r).unwrap();
+        assert_eq!(
+            (port, ip.to_string(), len),
+            (0, "192.0.2.1".to_string(), 24)
+        );
+        let v = d.join("vbng.toml");
+        std::fs::write(&v, "core_ip = \"198.51.100.1/24\"\n").unwrap();
+        let (port, ip, _) = guest_mgmt("vbng", &v).unwrap();
+        assert_eq!((port, ip.to_string()), (1, "198.51.100.1".to_string()));
+        std::fs::write(&v, "name = \"x\"\n").unwrap();
+        assert!(guest_mgmt("vbng", &v).is_err());
+        std::fs::write(
+            &r,
+            "[[interface]]\nname = \"a\"\nipv4 = [\"192.0.2.1/31\"]\n",
+        )
+        .unwrap();
+        assert!(guest_mgmt("router", &r).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

@@ -96,11 +96,16 @@ fn package(vnf: &str, format: &str, out: &Path) {
 }
 
 fn onboard(pkg: &Path) -> (bool, Value, String) {
+    onboard_with(pkg, &[])
+}
+
+fn onboard_with(pkg: &Path, extra: &[&str]) -> (bool, Value, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .current_dir(root())
         .arg("onboard")
         .arg(pkg)
         .arg("--json")
+        .args(extra)
         .output()
         .expect("testbed onboard");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -115,11 +120,11 @@ fn tmp(tag: &str) -> PathBuf {
     d
 }
 
-fn check_report(v: &Value, vnf: &str, kpis: &[&str]) {
+fn check_report(v: &Value, vnf: &str, platform: &str, kpis: &[&str]) {
     assert_eq!(v["schema"]["name"], "testbed.onboard", "{v}");
     assert_eq!(v["vnf"], vnf, "{v}");
     assert_eq!(v["validated"], true, "{v}");
-    assert_eq!(v["platform"], "process", "{v}");
+    assert_eq!(v["platform"], platform, "{v}");
     assert_eq!(v["image_boot"]["booted"], true, "{v}");
     assert!(
         v["image_boot"]["ready_line"]
@@ -153,9 +158,11 @@ fn router_csar_onboards() {
     package("router", "csar", &csar);
     let (ok, v, err) = onboard(&csar);
     assert!(ok, "{err}");
+    // The guest itself: health check, KPIs and get-state over its NIC.
     check_report(
         &v,
         "router",
+        "guest",
         &[
             "rx-packets",
             "tx-packets",
@@ -181,7 +188,12 @@ fn vbng_osm_package_onboards_and_drains_and_a_false_kpi_fails() {
     package("vbng", "osm", &out);
     let (ok, v, err) = onboard(&out.join("vbng_vnf.tar.gz"));
     assert!(ok, "{err}");
-    check_report(&v, "vbng", &["sessions", "draining", "rx-packets", "drops"]);
+    check_report(
+        &v,
+        "vbng",
+        "process",
+        &["sessions", "draining", "rx-packets", "drops"],
+    );
     assert_eq!(v["format"], "osm");
     let drain: Value = serde_json::from_str(v["drain"].as_str().expect("drain output"))
         .expect("drain output is the RPC's JSON");
@@ -227,6 +239,36 @@ fn vbng_osm_package_onboards_and_drains_and_a_false_kpi_fails() {
     assert!(
         err.contains("vbng_sessions_bogus") && err.contains("does not export"),
         "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The vBNG CSAR with `--platform guest`: the booted image itself answers the
+/// package's health check (RESTCONF state GET and `/metrics` over its core NIC, a tap
+/// in the namespace), its KPIs and `get-state`; the declared drain is reported as not
+/// run (the guest serves no RESTCONF operations).
+#[test]
+fn vbng_csar_onboards_on_the_guest() {
+    setup();
+    let _g = lock();
+    image("vbng");
+    let d = tmp("vbng-guest");
+    let csar = d.join("vbng.csar");
+    package("vbng", "csar", &csar);
+    let (ok, v, err) = onboard_with(&csar, &["--platform", "guest"]);
+    assert!(ok, "{err}");
+    check_report(
+        &v,
+        "vbng",
+        "guest",
+        &["sessions", "draining", "rx-packets", "drops"],
+    );
+    assert_eq!(v["state"]["vbng:state"]["draining"], false, "{v}");
+    assert!(
+        v["drain"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("not run")),
+        "{v}"
     );
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -18,7 +18,8 @@ use dataplane::port::Port;
 use dataplane::worker::{ring, Worker, WorkerConfig};
 use vnf_router::{Config, Router};
 
-/// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`).
+/// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`)
+/// when the config drive does not have it (see `configdrive::side_file`).
 const FWCFG_ROUTES: &str = "opt/vnf/routes";
 
 fn print_stats(w: &Worker<VirtioPort>) {
@@ -43,12 +44,62 @@ fn metrics(w: &Worker<VirtioPort>) -> String {
     p.finish()
 }
 
-/// `/metrics`, `/errors`; 404 else.
-fn http(w: &Worker<VirtioPort>, path: &str) -> Response {
+/// RESTCONF path of the router's operational state (the Linux router's management
+/// API: `GET /restconf/data/router:router/state`).
+pub const STATE_PATH: &str = "/restconf/data/router:router/state";
+
+/// The `state` subtree of the router YANG module as the Linux router's RESTCONF API
+/// returns it (RFC 8040 §3.5.3, §4.3; RFC 7951 JSON: counters as strings): route
+/// counts and per-interface counters, `{"router:state": {...}}`.
+fn state_json(w: &Worker<VirtioPort>, cfg: &Config, fib: (usize, usize), macs: &[[u8; 6]]) -> String {
+    use core::fmt::Write;
+    let mut s = alloc::format!(
+        "{{\"router:state\":{{\"ipv4-routes\":{},\"ipv6-routes\":{},\"interface\":[",
+        fib.0,
+        fib.1
+    );
+    for (i, ic) in cfg.interfaces.iter().enumerate() {
+        let st = w.ports.get(i).map(|p| p.stats()).unwrap_or_default();
+        let _ = write!(
+            s,
+            "{}{{\"name\":\"{}\",\"mac\":\"{}\",\"rx-packets\":\"{}\",\"tx-packets\":\"{}\",\"rx-dropped\":\"{}\",\"tx-dropped\":\"{}\"}}",
+            if i == 0 { "" } else { "," },
+            json_escape(&ic.name),
+            mac_str(macs.get(i).copied().unwrap_or_default()),
+            st.rx_packets,
+            st.tx_packets,
+            st.rx_dropped,
+            st.tx_dropped
+        );
+    }
+    s.push_str("]}}\n");
+    s
+}
+
+/// A JSON string's content (RFC 8259 §7): quotes, backslashes and controls escaped.
+fn json_escape(v: &str) -> String {
+    use core::fmt::Write;
+    let mut o = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// `/metrics`, `/errors`, the RESTCONF state; 404 else.
+fn http(w: &Worker<VirtioPort>, path: &str, state: &dyn Fn(&Worker<VirtioPort>) -> String) -> Response {
     match path {
         "/metrics" => Response::metrics(metrics(w)),
         "/errors" => Response::text(w.graph.show_errors()),
-        _ => Response::error(404, "try /metrics or /errors"),
+        STATE_PATH => Response::yang_json(state(w)),
+        _ => Response::error(404, "try /metrics, /errors or /restconf/data/router:router/state"),
     }
 }
 
@@ -93,17 +144,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     if let Err(e) = cfg.check() {
         config_error(e);
     }
-    let routes = match &cfg.route_file {
-        Some(rf) => match crate::fwcfg::read_file(FWCFG_ROUTES).map(String::from_utf8) {
-            Some(Ok(t)) => Some(t),
-            Some(Err(_)) => config_error(alloc::format!("fw_cfg {FWCFG_ROUTES} is not UTF-8")),
-            None => config_error(alloc::format!(
-                "route_file.path = {:?}: pass the file as fw_cfg {FWCFG_ROUTES}",
-                rf.path
-            )),
-        },
-        None => None,
-    };
+    let routes = cfg.route_file.as_ref().map(|rf| {
+        crate::configdrive::side_file("route_file.path", &rf.path, FWCFG_ROUTES).unwrap_or_else(|e| config_error(e))
+    });
     // A single poll-mode core needs the rings' worth of buffers plus batches in
     // flight; a larger pool only costs guest RAM.
     let need = (cfg.interfaces.len().max(1) * RX_BUFFERS * 2 + 2048) as u32;
@@ -143,10 +186,20 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     };
     ports.truncate(keep);
     let port_macs: Vec<[u8; 6]> = ports.iter().map(|p| p.mac().unwrap_or_default()).collect();
+    let t_build = clock::now_ns();
     let router = match Router::build(&cfg, &port_macs, routes.as_deref()) {
         Ok(r) => r,
         Err(e) => config_error(e),
     };
+    if let Some(text) = routes {
+        log::info!(
+            "route file: {} bytes, tables built in {} ms",
+            text.len(),
+            (clock::now_ns() - t_build) / 1_000_000
+        );
+        // `run` never returns: the text would otherwise stay for good.
+        drop(text);
+    }
     for (i, (p, ic)) in ports.iter().zip(cfg.interfaces.iter()).enumerate() {
         log::info!(
             "port {i} ({}): {} device mac {} router mac {} {:?}",
@@ -183,16 +236,20 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         Ok(w) => w.with_inject(inject),
         Err(e) => config_error(e),
     };
+    let fib = (router.l3.fib4.len(), router.l3.fib6.len());
+    let state = |w: &Worker<VirtioPort>| state_json(w, &cfg, fib, &router.macs);
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB, {} demand-zero pages)",
+        "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         nports,
         router.l3.fib4.len(),
         router.l3.fib6.len(),
         crate::heap::peak() / 1024,
-        crate::sparse::pages()
+        crate::sparse::pages(),
+        crate::heap::used() / 1024,
+        crate::heap::claimed() / 1024
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);
@@ -216,7 +273,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         if let Some((s, h)) = stack.as_mut() {
             if iter & 15 == 0 || s.pending() {
                 s.poll();
-                if h.poll(s, |_, p, _| http(&worker, p)) {
+                if h.poll(s, |_, p, _| http(&worker, p, &state)) {
                     s.poll();
                 }
             }

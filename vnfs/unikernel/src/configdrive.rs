@@ -43,8 +43,23 @@ impl Sectors for Blk {
     }
 }
 
+/// The config drive the configuration came from, kept open for the files the
+/// configuration names (`route_file.path`, `user_file`).
+struct Open {
+    blk: Blk,
+    volume: iso9660::Volume,
+    loc: String,
+}
+
+// SAFETY: the unikernel runs on one CPU without threads; the device is only ever
+// touched from the boot path through the lock below.
+unsafe impl Send for Open {}
+
+static DRIVE: spinning_top::Spinlock<Option<Open>> = spinning_top::Spinlock::new(None);
+
 /// The user data of the first virtio-blk disk that is a config drive: `None` when
-/// there is none; an error (one line) when one is there but unreadable.
+/// there is none; an error (one line) when one is there but unreadable. The drive
+/// stays open for [`file`].
 pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
     for f in virtio::discover_kind(DeviceType::Block) {
         let loc = f.location.clone();
@@ -59,14 +74,19 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
         // Device-visible: the bounce buffer must be identity-mapped memory.
         let bounce = crate::sparse::dma_safe(|| alloc::vec![0u8; BOUNCE]);
         let mut blk = Blk { dev, bounce, sectors };
-        match iso9660::user_data(&mut blk) {
-            Ok(Some((kind, data))) => {
+        let found = iso9660::config_volume(&mut blk).and_then(|r| match r {
+            Some((kind, v)) => iso9660::read_file(&mut blk, &v, kind.path()).map(|d| Some((kind, v, d))),
+            None => Ok(None),
+        });
+        match found {
+            Ok(Some((kind, volume, data))) => {
                 log::info!(
                     "config drive: virtio-blk at {loc}, {} volume, {} ({} bytes)",
                     kind.label(),
                     kind.path(),
                     data.len()
                 );
+                *DRIVE.lock() = Some(Open { blk, volume, loc });
                 return Some(Ok((kind, data)));
             }
             Ok(None) => log::info!("virtio-blk at {loc}: ISO 9660 but not config-2 or cidata; skipped"),
@@ -77,4 +97,51 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
         }
     }
     None
+}
+
+/// A file the configuration names (`route_file.path`, `user_file`), from the config
+/// drive the configuration came from: `path` relative to the volume's root (a
+/// leading `/` ignored), as the host put it there (`testbed image run --config-drive`
+/// copies the file the TOML names to the same path on the drive). `None` when the
+/// configuration did not come from a config drive; an error (one line) when it did
+/// but the file is not there or unreadable.
+pub fn file(path: &str) -> Option<Result<Vec<u8>, String>> {
+    let mut g = DRIVE.lock();
+    let d = g.as_mut()?;
+    let t0 = crate::clock::now_ns();
+    Some(match iso9660::read_file(&mut d.blk, &d.volume, path) {
+        Ok(data) => {
+            log::info!(
+                "config drive: {path} ({} bytes in {} ms)",
+                data.len(),
+                (crate::clock::now_ns() - t0) / 1_000_000
+            );
+            Ok(data)
+        }
+        Err(e) => Err(alloc::format!("config drive at {}: {path}: {e}", d.loc)),
+    })
+}
+
+/// The text of a file the configuration names (`key` = `path`): from the config
+/// drive when the configuration came from one and the file is there, else from
+/// fw_cfg file `fwcfg`; a one-line error when neither has it.
+pub fn side_file(key: &str, path: &str, fwcfg: &str) -> Result<String, String> {
+    let bytes = match file(path) {
+        Some(Ok(b)) => b,
+        drive => match crate::fwcfg::read_file(fwcfg) {
+            Some(b) => {
+                log::info!("config: {key} from fw_cfg {fwcfg} ({} bytes)", b.len());
+                b
+            }
+            None => {
+                return Err(match drive {
+                    Some(Err(e)) => alloc::format!("{key}: {e}, and no fw_cfg {fwcfg}"),
+                    _ => alloc::format!(
+                        "{key} = {path:?}: put the file on the config drive at that path or pass it as fw_cfg {fwcfg}"
+                    ),
+                })
+            }
+        },
+    };
+    String::from_utf8(bytes).map_err(|_| alloc::format!("{key} = {path:?}: the file is not UTF-8"))
 }

@@ -238,6 +238,12 @@ pub fn claimed() -> usize {
     HEAP.claimed.load(Ordering::Relaxed)
 }
 
+/// Bytes allocated now (demand-zero pages written so far included: they are cut
+/// from heap chunks; the window's untouched pages are not).
+pub fn used() -> usize {
+    HEAP.used.load(Ordering::Relaxed)
+}
+
 /// Most bytes ever allocated at once.
 pub fn peak() -> usize {
     HEAP.peak.load(Ordering::Relaxed)

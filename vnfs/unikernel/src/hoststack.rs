@@ -370,6 +370,14 @@ impl Response {
             body,
         }
     }
+    /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
+    pub fn yang_json(body: String) -> Response {
+        Response {
+            status: 200,
+            content_type: "application/yang-data+json",
+            body,
+        }
+    }
     /// An error page.
     pub fn error(status: u16, msg: &str) -> Response {
         Response {

@@ -15,7 +15,6 @@
 //! arbitrary bytes).
 
 use alloc::string::String;
-use alloc::vec;
 use alloc::vec::Vec;
 
 /// Logical sector size (§6.1.2; the only size this reader accepts).
@@ -102,7 +101,13 @@ fn sectors_for(len: u32) -> usize {
 }
 
 fn read_extent(dev: &mut impl Sectors, e: Extent) -> Result<Vec<u8>, IsoError> {
-    let mut buf = vec![0u8; sectors_for(e.len) * SECTOR];
+    // Not `vec![0; n]`: a zeroed allocation of a megabyte or more would land in the
+    // unikernel's demand-zero window, which is never given back; a route file read
+    // here is freed once the tables are built.
+    let n = sectors_for(e.len) * SECTOR;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(n).map_err(|_| IsoError::TooLarge(e.len))?;
+    buf.resize(n, 0);
     if !dev.read(e.lba, &mut buf) {
         return Err(IsoError::Io(e.lba));
     }
@@ -314,7 +319,19 @@ impl DriveKind {
 
 /// The user data of a config drive on `dev`: `Ok(None)` when the volume is ISO 9660
 /// but neither `config-2` nor `cidata`.
+// The kernel goes through `config_volume` (it keeps the volume open for the side
+// files); the host tests (`testbed/tests/iso9660_xorriso.rs`) and the fuzz target use this.
+#[allow(dead_code)]
 pub fn user_data(dev: &mut impl Sectors) -> Result<Option<(DriveKind, Vec<u8>)>, IsoError> {
+    let Some((kind, v)) = config_volume(dev)? else {
+        return Ok(None);
+    };
+    Ok(Some((kind, read_file(dev, &v, kind.path())?)))
+}
+
+/// The volume on `dev` when it is a config drive (`config-2` or `cidata`), kept
+/// open for the files the configuration names (a route file, a user file).
+pub fn config_volume(dev: &mut impl Sectors) -> Result<Option<(DriveKind, Volume)>, IsoError> {
     let v = open(dev)?;
     let kind = if v.label.eq_ignore_ascii_case("config-2") {
         DriveKind::ConfigDrive
@@ -323,5 +340,5 @@ pub fn user_data(dev: &mut impl Sectors) -> Result<Option<(DriveKind, Vec<u8>)>,
     } else {
         return Ok(None);
     };
-    Ok(Some((kind, read_file(dev, &v, kind.path())?)))
+    Ok(Some((kind, v)))
 }

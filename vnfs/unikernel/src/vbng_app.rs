@@ -15,7 +15,7 @@
 //! The stack sits on the core port at `core_ip` (default gateway `core_gateway`), or
 //! where `mgmt=PORT:ADDR/LEN[:GATEWAY]` puts it (a port past the core is the stack's
 //! own). AAA is by RADIUS with `[radius]`, else by the local users (`users = [...]`,
-//! or `user_file` handed in as fw_cfg `opt/vnf/users`). Refused: what needs a file
+//! or `user_file`: the file at that path on the config drive, else fw_cfg `opt/vnf/users`). Refused: what needs a file
 //! system (`ipoe.lease_journal`, `radius.acct_journal`), RADIUS servers that are not
 //! IPv4, and `[radius]` with nowhere to put the stack.
 //!
@@ -37,7 +37,8 @@ use vbng::config::{parse_user_file, Config};
 use vbng::rng::Rng;
 use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Stats, Vbng, ACCESS_PORT, CORE_PORT};
 
-/// fw_cfg file holding the text of `user_file` (`-fw_cfg name=opt/vnf/users,file=...`).
+/// fw_cfg file holding the text of `user_file` (`-fw_cfg name=opt/vnf/users,file=...`)
+/// when the config drive does not have it (see `configdrive::side_file`).
 const FWCFG_USERS: &str = "opt/vnf/users";
 /// Session slots without `sessions=` on the command line (about 300 bytes each, plus
 /// the CGNAT tables when configured).
@@ -82,16 +83,10 @@ fn load(table: toml::Table) -> Config {
         }
     };
     if let Some(f) = cfg.user_file.clone() {
-        let text = match crate::fwcfg::read_file(FWCFG_USERS).map(String::from_utf8) {
-            Some(Ok(t)) => t,
-            Some(Err(_)) => config_error(alloc::format!("fw_cfg {FWCFG_USERS} is not UTF-8")),
-            None => config_error(alloc::format!(
-                "user_file = \"{f}\": pass the file as fw_cfg {FWCFG_USERS}"
-            )),
-        };
+        let text = crate::configdrive::side_file("user_file", &f, FWCFG_USERS).unwrap_or_else(|e| config_error(e));
         match parse_user_file(&text) {
             Ok(u) => cfg.users.extend(u),
-            Err(e) => config_error(alloc::format!("fw_cfg {FWCFG_USERS}: {e}")),
+            Err(e) => config_error(alloc::format!("user_file {f:?}: {e}")),
         }
     }
     if let Err(e) = cfg.validate() {
@@ -143,12 +138,49 @@ fn metrics(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, sessions: bool) -
 }
 
 /// `/metrics[?sessions]`, `/sessions`, `/errors`; 404 else.
-fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, path: &str, query: &str) -> Response {
+/// RESTCONF path of the vBNG's operational state (the Linux vBNG's management API).
+const STATE_PATH: &str = "/restconf/data/vbng:vbng/state";
+
+/// The `state` subtree as the Linux vBNG's RESTCONF API returns it (RFC 8040
+/// §3.5.3; RFC 7951 JSON, 64-bit counters as strings), without the per-session
+/// `session` list (the guest's `/sessions` shows the sessions).
+fn state_json(c: &Control, name: &str) -> String {
+    let s = &c.cp.stats;
+    let mut esc = String::with_capacity(name.len());
+    for ch in name.chars() {
+        match ch {
+            '"' => esc.push_str("\\\""),
+            '\\' => esc.push_str("\\\\"),
+            ch if (ch as u32) < 0x20 => esc.push_str(&alloc::format!("\\u{:04x}", ch as u32)),
+            ch => esc.push(ch),
+        }
+    }
+    alloc::format!(
+        "{{\"vbng:state\":{{\"name\":\"{esc}\",\"sessions\":{},\"sessions-ipv6\":{},\"draining\":{},\"counters\":{{\"sessions-created\":\"{}\",\"sessions-up\":\"{}\",\"sessions-ended\":\"{}\",\"auth-accept\":\"{}\",\"auth-reject\":\"{}\",\"aaa-timeout\":\"{}\",\"malformed\":\"{}\",\"drain-refused\":\"{}\"}}}}}}\n",
+        c.cp.session_count(),
+        c.cp.ipv6_session_count(),
+        c.cp.draining(),
+        s.sessions_created,
+        s.sessions_up,
+        s.sessions_ended,
+        s.auth_accept,
+        s.auth_reject,
+        s.aaa_timeout,
+        s.malformed,
+        c.cp.drain_refused
+    )
+}
+
+fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, name: &str, path: &str, query: &str) -> Response {
     match path {
         "/metrics" => Response::metrics(metrics(w, c, stats, query == "sessions")),
         "/sessions" => Response::text(vbng::metrics::show_sessions(&c.cp)),
         "/errors" => Response::text(w.graph.show_errors()),
-        _ => Response::error(404, "try /metrics, /sessions or /errors"),
+        STATE_PATH => Response::yang_json(state_json(c, name)),
+        _ => Response::error(
+            404,
+            "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng/state",
+        ),
     }
 }
 
@@ -275,6 +307,7 @@ impl ControlSide {
 /// Run the vBNG; never returns.
 pub fn run(table: toml::Table, opts: &Options) -> ! {
     let cfg = load(table);
+    let name = cfg.name.clone();
     let sessions = opts.sessions.unwrap_or(DEFAULT_SESSIONS);
     let (seed, src) = crate::entropy::seed();
     if src.strong() {
@@ -403,7 +436,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     };
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({nports} ports, {sessions} session slots, {} local users{}, {} pools{}, heap peak {} KiB, {} demand-zero pages)",
+        "{VNF} ready in {}.{:03} ms ({nports} ports, {sessions} session slots, {} local users{}, {} pools{}, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         cfg.users.len(),
@@ -417,7 +450,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             None => String::new(),
         },
         crate::heap::peak() / 1024,
-        crate::sparse::pages()
+        crate::sparse::pages(),
+        crate::heap::used() / 1024,
+        crate::heap::claimed() / 1024
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);
@@ -443,7 +478,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             }
             cs.step(now_ms, stack.as_mut());
             if let (Some(s), Some(h)) = (stack.as_mut(), http.as_mut()) {
-                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, p, q)) {
+                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, &name, p, q)) {
                     s.poll();
                 }
                 s.poll();

@@ -124,6 +124,10 @@ pub struct Pool {
     /// This worker's slice of every outside address's blocks: `slice.0..slice.1`
     /// (all of them with one worker; see [`Pool::set_slice`]).
     pub slice: (u32, u32),
+    /// The outside ports of this worker's slice, `own_ports.0..own_ports.1` (the
+    /// same on every address): the per-packet ownership test of the return
+    /// traffic is two compares ([`Pool::owns_port`]), no division.
+    own_ports: (u32, u32),
 }
 
 impl Pool {
@@ -155,7 +159,14 @@ impl Pool {
             max_blocks: max_blocks.clamp(1, MAX_BLOCKS as u16),
             blocks_in_use: 0,
             slice: (0, bpa),
+            own_ports: Self::ports_of(port_min, bs, (0, bpa)),
         }
+    }
+
+    /// The outside ports of the blocks `slice.0..slice.1`.
+    fn ports_of(port_min: u16, bs: u32, slice: (u32, u32)) -> (u32, u32) {
+        let first = u32::from(port_min);
+        (first + slice.0 * bs, first + slice.1 * bs)
     }
 
     /// First block of worker `k`'s slice among `n` workers (`k = n`: the end).
@@ -175,6 +186,15 @@ impl Pool {
             Self::slice_start(self.blocks_per_addr, k, n),
             Self::slice_start(self.blocks_per_addr, k + 1, n),
         );
+        self.own_ports = Self::ports_of(self.port_min, u32::from(self.block_size), self.slice);
+    }
+
+    /// Whether outside port `port` lies in a block of this worker's slice (what
+    /// [`Pool::port_owner`] answers with this worker, without its divisions).
+    #[inline(always)]
+    pub fn owns_port(&self, port: u16) -> bool {
+        let p = u32::from(port);
+        p >= self.own_ports.0 && p < self.own_ports.1
     }
 
     /// The worker among `n` whose slice holds outside port `port` (`None`: the port
@@ -513,5 +533,31 @@ mod tests {
         assert_eq!(p2 % 2, 1);
         assert_eq!(p3 % 2, 1);
         assert_ne!(p2, p3);
+    }
+
+    /// The two-compare ownership test agrees with `port_owner` on every port, for
+    /// uneven slices (blocks not divisible by the workers) and ports outside any
+    /// block (below `port_min`, in the partial block at the top).
+    #[test]
+    fn owns_port_is_port_owner_of_this_worker() {
+        for (min, max, bs, n) in [
+            (1024u16, 65535u16, 512u16, 2u16),
+            (1024, 65535, 512, 3),
+            (1024, 65535, 100, 4),
+            (2000, 3000, 64, 5),
+            (1, 65535, 1000, 1),
+        ] {
+            for k in 0..n {
+                let mut p = Pool::new(&[0xc633_6401], min, max, bs, 4, 4);
+                p.set_slice(k, n);
+                for port in 0..=u16::MAX {
+                    assert_eq!(
+                        p.owns_port(port),
+                        p.port_owner(port, n) == Some(k),
+                        "ports {min}-{max} blocks {bs} worker {k}/{n} port {port}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -278,21 +278,32 @@ impl Nat44 {
     /// Several workers: marks a packet another worker owns for hand-off (see
     /// [`Nat44::new_worker`]). Non-first outside→inside fragments carry no port and
     /// stay where they arrive (their first fragment's worker may differ).
+    ///
+    /// Per packet this is a multiply for inside→outside and two compares for
+    /// return traffic to this worker's own ports (the common case when the NIC or
+    /// the generator steers by subscriber and outside port range); only a port of
+    /// another worker's slice pays for [`Nat44::port_owner`].
     #[inline]
     pub(super) fn steer(&self, r: &mut Pre, p: &Pkt) {
         let owner = match r.act {
             Act::In2Out | Act::FragIn2Out | Act::ErrIn2Out => {
-                Some(Self::inside_owner(r.flow.src, self.workers))
+                Self::inside_owner(r.flow.src, self.workers)
             }
-            Act::Out2In => self.port_owner(r.flow.dport),
-            Act::ErrOut2In => Self::quoted_sport(p.data(), usize::from(r.l4))
-                .and_then(|port| self.port_owner(port)),
-            _ => None,
+            Act::Out2In if self.pool.owns_port(r.flow.dport) => return,
+            Act::Out2In => match self.port_owner(r.flow.dport) {
+                Some(w) => w,
+                None => return,
+            },
+            Act::ErrOut2In => match Self::quoted_sport(p.data(), usize::from(r.l4))
+                .and_then(|port| self.port_owner(port))
+            {
+                Some(w) => w,
+                None => return,
+            },
+            _ => return,
         };
-        if let Some(w) = owner {
-            if w != self.me {
-                r.act = Act::Handoff(w);
-            }
+        if owner != self.me {
+            r.act = Act::Handoff(owner);
         }
     }
 
@@ -346,6 +357,7 @@ impl Nat44 {
                 rewrite(b, l3, l4, pre.flow.proto, false, ea, ep);
                 if self.hairpinning && self.in_pool(pre.flow.dst) {
                     if self.workers > 1
+                        && !self.pool.owns_port(pre.flow.dport)
                         && self
                             .port_owner(pre.flow.dport)
                             .is_some_and(|w| w != self.me)

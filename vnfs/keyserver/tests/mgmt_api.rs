@@ -91,14 +91,16 @@ fn rekey_interval_and_revocation_at_run_time() {
     let mut m = Mgmt::new(&cfg);
     let mut call = |method: &str, path: &str, body: &str| {
         let mut s = srv.srv.lock().unwrap();
-        m.handle(&mut s, method, path, "", body.as_bytes())
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        m.handle(&mut s, method, path, query, body.as_bytes())
     };
     let mut cpes = vec![
         Cpe::new("a", srv.addr),
         Cpe::new("b", srv.addr),
         Cpe::new("c", srv.addr),
     ];
-    assert!(run_until(&mut cpes, 10.0, |c| c.iter().all(Cpe::synced)));
+    assert!(run_until(&mut cpes, 10.0, |c| c.iter().all(Cpe::synced)
+        && srv.stats().served == 3));
     let st = json_of(&call("GET", "/restconf/data/keyserver:keyserver/state", "").body);
     let st = &st["keyserver:state"];
     assert_eq!(st["served"], 3, "{st}");

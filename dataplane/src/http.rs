@@ -353,46 +353,6 @@ pub fn get(addr: &str, path: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stuck_clients_do_not_block_others() {
-        let h: Handler = Arc::new(|r: &Request| match r.path.as_str() {
-            "/metrics" => Response::metrics("x_total 1\n".into()),
-            _ => Response::error(404, "try /metrics"),
-        });
-        let srv = HttpServer::spawn("127.0.0.1:0", h).unwrap();
-        let a = srv.addr().to_string();
-        // connects and never sends; sends half a request
-        let _silent = TcpStream::connect(&a).unwrap();
-        let mut half = TcpStream::connect(&a).unwrap();
-        half.write_all(b"GET /metr").unwrap();
-        for _ in 0..3 {
-            assert_eq!(get(&a, "/metrics").unwrap(), "x_total 1\n");
-        }
-        let e = get(&a, "/nope").unwrap_err();
-        assert!(e.contains("404") && e.contains("try /metrics"), "{e}");
-        // garbage gets a 400, not a crash
-        let mut g = TcpStream::connect(&a).unwrap();
-        g.write_all(b"\x00\x01 junk\r\n\r\n").unwrap();
-        let mut r = String::new();
-        let _ = g.read_to_string(&mut r);
-        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
-    }
-
-    #[test]
-    fn published_never_blocks_the_writer() {
-        let p = Published::new(1u64);
-        let g = p.slot.lock().unwrap();
-        assert!(!p.try_publish(|v| *v = 2));
-        drop(g);
-        assert!(p.try_publish(|v| *v = 3));
-        assert_eq!(p.get(), Some(3));
-    }
-}
-
 /// The client of a VNF's management API (`vcpe api`, `keyserver api`): `method` on
 /// `path` (below `/restconf/data` unless it starts with `/restconf`) with the body
 /// `data` (JSON, or `@FILE`). The answer's body, or one line with the server's
@@ -433,4 +393,44 @@ pub fn restconf_call(
         return Err(std::format!("{method} {path}: HTTP {status}: {msg}"));
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stuck_clients_do_not_block_others() {
+        let h: Handler = Arc::new(|r: &Request| match r.path.as_str() {
+            "/metrics" => Response::metrics("x_total 1\n".into()),
+            _ => Response::error(404, "try /metrics"),
+        });
+        let srv = HttpServer::spawn("127.0.0.1:0", h).unwrap();
+        let a = srv.addr().to_string();
+        // connects and never sends; sends half a request
+        let _silent = TcpStream::connect(&a).unwrap();
+        let mut half = TcpStream::connect(&a).unwrap();
+        half.write_all(b"GET /metr").unwrap();
+        for _ in 0..3 {
+            assert_eq!(get(&a, "/metrics").unwrap(), "x_total 1\n");
+        }
+        let e = get(&a, "/nope").unwrap_err();
+        assert!(e.contains("404") && e.contains("try /metrics"), "{e}");
+        // garbage gets a 400, not a crash
+        let mut g = TcpStream::connect(&a).unwrap();
+        g.write_all(b"\x00\x01 junk\r\n\r\n").unwrap();
+        let mut r = String::new();
+        let _ = g.read_to_string(&mut r);
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    }
+
+    #[test]
+    fn published_never_blocks_the_writer() {
+        let p = Published::new(1u64);
+        let g = p.slot.lock().unwrap();
+        assert!(!p.try_publish(|v| *v = 2));
+        drop(g);
+        assert!(p.try_publish(|v| *v = 3));
+        assert_eq!(p.get(), Some(3));
+    }
 }

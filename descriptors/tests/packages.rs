@@ -157,7 +157,10 @@ fn every_vnf_osm_package_passes_yanglint() {
                 "{name}: {} not a config primitive",
                 o.name
             );
-            assert!(out.join(name).join(format!("{name}_vnf/{script}")).is_file());
+            assert!(out
+                .join(name)
+                .join(format!("{name}_vnf/{script}"))
+                .is_file());
             assert!(o.path.starts_with("/restconf/"), "{}", o.path);
         }
     }

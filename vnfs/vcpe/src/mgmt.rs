@@ -81,6 +81,17 @@ pub struct L3Stages {
     arp: ArpInput,
 }
 
+impl L3Stages {
+    /// The stages over `l3` (allocates: call off the worker).
+    pub fn new(l3: &Arc<L3>) -> Box<L3Stages> {
+        Box::new(L3Stages {
+            lookup: Ip4Lookup::new(l3.clone()),
+            rewrite: Ip4Rewrite::new(l3.clone()),
+            arp: ArpInput::new(l3.clone()),
+        })
+    }
+}
+
 /// One SA in a state report (no key).
 #[derive(Clone, Copy, Debug)]
 pub struct SaInfo {
@@ -99,6 +110,18 @@ pub struct Report {
     pub sas: Vec<SaInfo>,
     pub rules: Vec<RuleCounter>,
     pub connections: usize,
+}
+
+impl Report {
+    /// An empty report with room for `sas` SAs and `rules` rule counters (allocated
+    /// here, off the worker).
+    pub fn with_capacity(sas: usize, rules: usize) -> Box<Report> {
+        Box::new(Report {
+            sas: Vec::with_capacity(sas),
+            rules: Vec::with_capacity(rules),
+            connections: 0,
+        })
+    }
 }
 
 /// A request to the worker.
@@ -131,6 +154,16 @@ impl WorkerLink {
             to_worker: Arc::new(ArrayQueue::new(4)),
             done: Arc::new(ArrayQueue::new(4)),
         }
+    }
+
+    /// Queues `u` for the worker (back when the queue is full).
+    pub fn push(&self, u: Update) -> Result<(), Update> {
+        self.to_worker.push(u)
+    }
+
+    /// What the worker handed back, oldest first.
+    pub fn pop_done(&self) -> Option<Update> {
+        self.done.pop()
     }
 }
 
@@ -371,11 +404,10 @@ impl Mgmt {
     fn report(&self) -> Option<Report> {
         let nrules = self.rule_names().len();
         let back = self.send(|| {
-            Some(Update::Report(Box::new(Report {
-                sas: Vec::with_capacity(MAX_REPORT_SAS),
-                rules: Vec::with_capacity(nrules),
-                connections: 0,
-            })))
+            Some(Update::Report(Report::with_capacity(
+                MAX_REPORT_SAS,
+                nrules,
+            )))
         });
         back.into_iter().find_map(|u| match u {
             Update::Report(r) => Some(*r),
@@ -550,13 +582,7 @@ impl Mgmt {
         if routes_changed {
             let l3 = built.l3.clone();
             copy_neighbours(&self.l3, &l3);
-            let back = self.send(|| {
-                Some(Update::L3(Box::new(L3Stages {
-                    lookup: Ip4Lookup::new(l3.clone()),
-                    rewrite: Ip4Rewrite::new(l3.clone()),
-                    arp: ArpInput::new(l3.clone()),
-                })))
-            });
+            let back = self.send(|| Some(Update::L3(L3Stages::new(&l3))));
             // What the worker learned into the old table before it swapped.
             copy_neighbours(&self.l3, &l3);
             drop(back);

@@ -353,6 +353,48 @@ pub fn get(addr: &str, path: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
+/// The client of a VNF's management API (`vcpe api`, `keyserver api`): `method` on
+/// `path` (below `/restconf/data` unless it starts with `/restconf`) with the body
+/// `data` (JSON, or `@FILE`). The answer's body, or one line with the server's
+/// RFC 8040 `error-message` when it refused (status ≥ 400).
+pub fn restconf_call(
+    connect: &str,
+    method: &str,
+    path: &str,
+    data: Option<&str>,
+) -> Result<String, String> {
+    let method = method.to_ascii_uppercase();
+    if !matches!(method.as_str(), "GET" | "PUT" | "PATCH" | "POST" | "DELETE") {
+        return Err(std::format!(
+            "method {method}: GET, PUT, PATCH, POST or DELETE"
+        ));
+    }
+    let body = match data {
+        Some(d) => match d.strip_prefix('@') {
+            Some(f) => std::fs::read(f).map_err(|e| std::format!("reading {f}: {e}"))?,
+            None => d.as_bytes().to_vec(),
+        },
+        None => Vec::new(),
+    };
+    let path = if path.starts_with("/restconf") {
+        path.to_string()
+    } else {
+        std::format!("/restconf/data/{}", path.trim_start_matches('/'))
+    };
+    let (status, answer) = request(connect, &method, &path, crate::restconf::MEDIA, &body)?;
+    if status >= 400 {
+        let msg = serde_json::from_str::<serde_json::Value>(&answer)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/ietf-restconf:errors/error/0/error-message")
+                    .and_then(|m| m.as_str().map(str::to_string))
+            })
+            .unwrap_or_else(|| answer.lines().next().unwrap_or("").to_string());
+        return Err(std::format!("{method} {path}: HTTP {status}: {msg}"));
+    }
+    Ok(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,10 @@ pub struct Operation {
     pub method: String,
     /// RESTCONF path.
     pub path: String,
+    /// The script's arguments after the management address, in order (OSM
+    /// config-primitive parameters, all strings).
+    #[serde(default)]
+    pub params: Vec<String>,
     /// Script file name (`Scripts/day2/` in the CSAR, `scripts/day2/` for OSM).
     pub file_name: String,
     /// Script text (POSIX sh, curl).

@@ -224,6 +224,50 @@ pub fn vnfd(m: &VnfModel, image: &ImageInfo) -> Value {
     single("vnfd", v)
 }
 
+/// The flavour's LCM operation settings; with day-1/day-2 operations, OSM's
+/// `operate-vnf-op-config/day1-2` (OSM IM augment `day1-2`) lists each as a
+/// config primitive run by its script (`scripts/day2/`, calling the RESTCONF API),
+/// the management address first and then the primitive's parameters.
+fn lcm_ops(m: &VnfModel) -> Value {
+    let mut v = ymap! {
+        "scale-vnf-op-config" => ymap! { "scaling-by-more-than-one-step-supported" => true },
+        "terminate-vnf-op-config" => ymap! { "min-graceful-termination" => 1000u64 },
+    };
+    if m.operations.is_empty() {
+        return v;
+    }
+    let prims: Vec<Value> = m
+        .operations
+        .iter()
+        .map(|o| {
+            let mut p = ymap! {
+                "name" => o.name.clone(),
+                "user-defined-script" => format!("scripts/day2/{}", o.file_name),
+            };
+            if !o.params.is_empty() {
+                let params: Vec<Value> = o
+                    .params
+                    .iter()
+                    .map(|n| ymap! { "name" => n.clone(), "data-type" => "STRING" })
+                    .collect();
+                push(&mut p, "parameter", Value::Sequence(params));
+            }
+            p
+        })
+        .collect();
+    push(
+        &mut v,
+        "operate-vnf-op-config",
+        ymap! {
+            "day1-2" => list([ymap! {
+                "id" => m.name.clone(),
+                "config-primitive" => Value::Sequence(prims),
+            }]),
+        },
+    );
+    v
+}
+
 fn df(m: &VnfModel, f: &Flavour) -> Value {
     let vdu_profiles: Vec<Value> = f
         .vdu_profiles
@@ -342,10 +386,7 @@ fn df(m: &VnfModel, f: &Flavour) -> Value {
         "instantiation-level" => Value::Sequence(levels),
         "default-instantiation-level" => f.default_level.clone(),
         "supported-operation" => list(ops),
-        "lcm-operations-configuration" => ymap! {
-            "scale-vnf-op-config" => ymap! { "scaling-by-more-than-one-step-supported" => true },
-            "terminate-vnf-op-config" => ymap! { "min-graceful-termination" => 1000u64 },
-        },
+        "lcm-operations-configuration" => lcm_ops(m),
         "monitoring-parameter" => Value::Sequence(mons),
     };
     if !indicators.is_empty() {

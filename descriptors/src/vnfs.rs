@@ -329,6 +329,10 @@ fn operation(
         description: s(description),
         method: s(method),
         path: s(path),
+        params: usage
+            .split_whitespace()
+            .map(|p| p.to_ascii_lowercase().replace(['_', '|'], "-"))
+            .collect(),
         file_name: format!("{name}.sh"),
         content: format!(
             "#!/bin/sh\n\
@@ -632,6 +636,15 @@ pub fn vbng() -> VnfModel {
     m.operations = vec![
         operation(
             &m,
+            "set-cgnat-pool",
+            "Replace the CGNAT pool (existing subscribers keep their address, which drains; new ones use the new pool)",
+            "PUT",
+            "/restconf/data/vbng:vbng/cgnat",
+            "ADDR|PREFIX|RANGE",
+            Some("{\\\"vbng:cgnat\\\":{\\\"pool\\\":[\\\"$1\\\"]}}"),
+        ),
+        operation(
+            &m,
             "drain",
             "Stop accepting new sessions (existing ones stay); `false` ends it",
             "POST",
@@ -754,28 +767,63 @@ pub fn vcpe() -> VnfModel {
         ),
     ];
     m.kpis = kpis(Vec::new());
-    m.day0.toml = s(
-        "# vCPE day-0 configuration (a sketch: there is no vcpe binary yet)\n\
-[vnf]\n\
-name = \"vcpe\"\n\
-\n\
-[lan]\n\
-port = \"lan\"\n\
-address = \"192.168.1.1/24\"\n\
-dhcp_pool = \"192.168.1.100-192.168.1.200\"\n\
-\n\
-[wan]\n\
-port = \"wan\"\n\
-dhcp = true\n\
-\n\
-[ipsec]\n\
-hub = \"203.0.113.1\"\n\
-keyserver = \"203.0.113.2:500\"\n\
-\n\
-[metrics]\n\
-listen = \"0.0.0.0:9100\"\n",
+    // The shipped example (site A): `vcpe check` passes it.
+    m.day0.toml = include_str!("../../vnfs/vcpe/examples/vcpe-a.toml").to_string();
+    m.day0.process_command = s("vcpe run /etc/vcpe/vcpe.toml --listen 0.0.0.0:9100");
+    m.management.served_by = s(
+        "the `vcpe run` process (`--listen`): RESTCONF-shaped API of the YANG module \
+         vcpe@2026-12-02 (`vcpe api` is its client)",
     );
     m.lcm_scripts = vec![health_script(&m)];
+    let route = format!("/restconf/data/vcpe:vcpe/route={ROUTE_KEY}");
+    let rule = "/restconf/data/vcpe:vcpe/firewall/rule=$1";
+    m.operations = vec![
+        operation(
+            &m,
+            "add-route",
+            "Add or replace a static route (applied while traffic flows)",
+            "PUT",
+            &route,
+            "PREFIX NEXT_HOP",
+            Some("{\\\"vcpe:route\\\":[{\\\"prefix\\\":\\\"$1\\\",\\\"next-hop\\\":\\\"$2\\\"}]}"),
+        ),
+        operation(
+            &m,
+            "delete-route",
+            "Delete a static route",
+            "DELETE",
+            &route,
+            "PREFIX",
+            None,
+        ),
+        operation(
+            &m,
+            "deny-destination",
+            "Add or replace a firewall rule denying LAN traffic to a destination (tracked connections to it end)",
+            "PUT",
+            rule,
+            "RULE_NAME DESTINATION",
+            Some("{\\\"vcpe:rule\\\":[{\\\"name\\\":\\\"$1\\\",\\\"action\\\":\\\"deny\\\",\\\"from\\\":\\\"lan\\\",\\\"destination\\\":\\\"$2\\\"}]}"),
+        ),
+        operation(
+            &m,
+            "delete-rule",
+            "Delete a firewall rule",
+            "DELETE",
+            rule,
+            "RULE_NAME",
+            None,
+        ),
+        operation(
+            &m,
+            "get-state",
+            "Read the operational state (interfaces, leases, NAT, firewall, tunnel SAs)",
+            "GET",
+            "/restconf/data/vcpe:vcpe/state",
+            "",
+            None,
+        ),
+    ];
     m
 }
 
@@ -848,19 +896,43 @@ pub fn keyserver() -> VnfModel {
         ),
     ];
     m.kpis = kpis(Vec::new());
-    m.day0.toml = s(
-        "# key server day-0 configuration (a sketch: there is no keyserver binary yet)\n\
-[vnf]\n\
-name = \"keyserver\"\n\
-\n\
-[ike]\n\
-listen = \"0.0.0.0:500\"\n\
-psk_file = \"/etc/keyserver/psk\"\n\
-rekey_s = 3600\n\
-\n\
-[metrics]\n\
-listen = \"0.0.0.0:9100\"\n",
+    // The shipped example, its management API on every address.
+    m.day0.toml = include_str!("../../vnfs/keyserver/examples/keyserver.toml")
+        .replace("127.0.0.1:9100", "0.0.0.0:9100");
+    m.day0.process_command = s("keyserver run /etc/keyserver/keyserver.toml");
+    m.management.served_by = s(
+        "the `keyserver run` process on `server.metrics`: /metrics, POST /revoke and the \
+         RESTCONF-shaped API of the YANG module keyserver@2026-12-02 (`keyserver api`)",
     );
     m.lcm_scripts = vec![health_script(&m)];
+    m.operations = vec![
+        operation(
+            &m,
+            "set-rekey-interval",
+            "Change how often every tunnel's keys are replaced (seconds; at run time)",
+            "PATCH",
+            "/restconf/data/keyserver:keyserver/server",
+            "SECONDS",
+            Some("{\\\"keyserver:server\\\":{\\\"rekey-interval\\\":$1}}"),
+        ),
+        operation(
+            &m,
+            "revoke-cpe",
+            "Revoke a CPE: its peers delete their SAs with it (YANG action revoke)",
+            "POST",
+            "/restconf/data/keyserver:keyserver/cpe=$1/revoke",
+            "CPE_ID",
+            None,
+        ),
+        operation(
+            &m,
+            "get-state",
+            "Read the operational state (CPEs up/served, tunnels' SA generation and rekey times)",
+            "GET",
+            "/restconf/data/keyserver:keyserver/state",
+            "",
+            None,
+        ),
+    ];
     m
 }

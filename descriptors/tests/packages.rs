@@ -143,6 +143,26 @@ fn every_vnf_osm_package_passes_yanglint() {
         ] {
             assert!(out.join(name).join(&f).is_file(), "{f} missing");
         }
+        // Day-1/day-2: every operation is an OSM config primitive (day1-2) run by
+        // its script, which the package ships.
+        let vnfd =
+            std::fs::read_to_string(out.join(name).join(format!("{name}_vnf/{name}_vnfd.yaml")))
+                .unwrap();
+        assert!(!m.operations.is_empty(), "{name} has no day-2 operation");
+        assert!(vnfd.contains("day1-2:"), "{vnfd}");
+        for o in &m.operations {
+            let script = format!("scripts/day2/{}", o.file_name);
+            assert!(
+                vnfd.contains(&format!("user-defined-script: {script}")),
+                "{name}: {} not a config primitive",
+                o.name
+            );
+            assert!(out
+                .join(name)
+                .join(format!("{name}_vnf/{script}"))
+                .is_file());
+            assert!(o.path.starts_with("/restconf/"), "{}", o.path);
+        }
     }
     // One flavour only: VDU ids are the model's and ext-cpd maps to int-cpd.
     let m = vnfs::vbng();

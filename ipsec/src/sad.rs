@@ -219,6 +219,11 @@ impl Sad {
         }
     }
 
+    /// The installed SAs (for reports; keys stay inside each [`Sa`]).
+    pub fn iter(&self) -> impl Iterator<Item = &Sa> {
+        self.slots.iter().filter_map(|s| s.sa.as_ref())
+    }
+
     pub fn len(&self) -> usize {
         self.slots.iter().filter(|s| s.sa.is_some()).count()
     }

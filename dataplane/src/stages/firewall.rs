@@ -70,6 +70,8 @@ pub struct Conn {
     pub last: u32,
     /// FIN seen from the originator (bit 0) / responder (bit 1).
     fins: u8,
+    /// Ingress port of the first packet (to check the connection against new rules).
+    pub in_port: u16,
 }
 
 crate::drop_reasons! {
@@ -112,6 +114,42 @@ fn ckey(src: u32, sport: u16, dst: u32, dport: u16, proto: u8) -> u64 {
         (u64::from(src) << 32) | u64::from(dst),
         (u64::from(sport) << 48) | (u64::from(dport) << 32) | (u64::from(proto) << 8) | 0x5a,
     )
+}
+
+/// A rule set built off the data path for [`Firewall::swap_rules`]; after the swap
+/// it holds the old rules (to be freed off the worker) and how many connections the
+/// new rules ended.
+pub struct RuleSwap {
+    set: RuleSet,
+    counters: Vec<RuleCounter>,
+    default_action: Action,
+    ended: u32,
+}
+
+impl RuleSwap {
+    /// The rules and default action of `cfg` (checked as [`Firewall::new`] does; the
+    /// connection limits and time-outs of `cfg` are not used).
+    pub fn new(cfg: &FirewallConfig) -> Result<RuleSwap, FwConfigError> {
+        cfg.validate()?;
+        let rules = cfg
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Rule::parse(r, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = rules.len();
+        Ok(RuleSwap {
+            set: RuleSet::new(rules),
+            counters: vec![RuleCounter::default(); n],
+            default_action: cfg.default_action,
+            ended: 0,
+        })
+    }
+
+    /// Connections the new rules ended (after the swap).
+    pub fn ended(&self) -> u32 {
+        self.ended
+    }
 }
 
 /// The firewall stage.
@@ -190,6 +228,40 @@ impl Firewall {
     /// Counters of rule `i` (config order).
     pub fn rule_counters(&self) -> &[RuleCounter] {
         &self.counters
+    }
+
+    /// Takes the rules of `new` (built off the data path) and hands the old ones
+    /// back in it, between two bursts; allocates nothing. The per-rule counters start
+    /// at zero. Tracked connections are checked against the new rules by their first
+    /// packet's 5-tuple and ingress port: those the new rules deny (by a rule or by
+    /// the default action) end now, the others keep their state under the rule that
+    /// now allows them.
+    pub fn swap_rules(&mut self, new: &mut RuleSwap) {
+        core::mem::swap(&mut self.set, &mut new.set);
+        core::mem::swap(&mut self.counters, &mut new.counters);
+        core::mem::swap(&mut self.default_action, &mut new.default_action);
+        new.ended = 0;
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns.get(i).copied() else {
+                break;
+            };
+            if c.state == ConnState::Free {
+                continue;
+            }
+            let m = self
+                .set
+                .classify(c.src, c.dst, c.proto, c.sport, c.dport, c.in_port);
+            let action = match m {
+                Some(r) => self.set.rules.get(r).map_or(Action::Deny, |x| x.action),
+                None => self.default_action,
+            };
+            if action == Action::Deny {
+                self.delete(i as u32);
+                new.ended += 1;
+            } else if let Some(x) = self.conns.get_mut(i) {
+                x.rule = m.map_or(u16::MAX, |r| r as u16);
+            }
+        }
     }
 
     /// Connections tracked.
@@ -441,6 +513,7 @@ impl Firewall {
             rule,
             last: now,
             fins: 0,
+            in_port,
         };
         if !self.create(c) {
             return FirewallDrop::TableFull.into();
@@ -588,6 +661,10 @@ impl Stage for Firewall {
 
     fn error_help(&self) -> &'static [&'static str] {
         FirewallDrop::HELP
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+        Some(self)
     }
 
     fn counters(&self, f: &mut dyn FnMut(Counter)) {

@@ -18,6 +18,7 @@ pub mod config;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+pub mod mgmt;
 pub mod proto;
 pub mod server;
 pub mod udp;

@@ -132,6 +132,8 @@ struct Pair {
     due: u64,
     /// One end is down (liveness): the other was told to drop the pair's SAs.
     suspended: bool,
+    /// When the last rotation finished (none since start).
+    rotated: Option<u64>,
 }
 
 impl Pair {
@@ -189,6 +191,29 @@ struct Cpe {
     probing: bool,
     /// Marked down (liveness) and not authenticated since.
     down: bool,
+}
+
+/// A CPE as the management API shows it ([`Server::views`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpeView {
+    pub id: String,
+    pub revoked: bool,
+    /// Its IKE SA is up.
+    pub online: bool,
+    /// Synchronised on its current IKE SA.
+    pub served: bool,
+    pub tunnels: Vec<TunnelView>,
+}
+
+/// One tunnel of a CPE: its SA generation (the epoch both ends send with) and its
+/// rotation times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunnelView {
+    pub peer: String,
+    pub generation: u32,
+    pub rekeying: bool,
+    pub since_rekey_ms: Option<u64>,
+    pub next_rekey_ms: Option<u64>,
 }
 
 /// A finished revocation.
@@ -506,6 +531,7 @@ impl Server {
                 phase,
                 due,
                 suspended: false,
+                rotated: None,
             },
         );
     }
@@ -826,6 +852,7 @@ impl Server {
         let old = p.epochs.remove(0);
         p.phase = Phase::Stable;
         p.due = now + self.rekey_ms;
+        p.rotated = Some(now);
         let (a, b, due, epoch) = (p.a, p.b, p.due, old.epoch);
         self.heap.push(Reverse((due, id)));
         self.drop_epoch(old);
@@ -1297,6 +1324,57 @@ impl Server {
         s.cpes_down = self.cpes.iter().filter(|c| c.down && !c.revoked).count() as u64;
         s.auth_failures = self.responder.counters().auth_failures;
         s
+    }
+
+    /// The CPEs and their tunnels as the management API shows them (no key).
+    pub fn views(&self, now: u64) -> Vec<CpeView> {
+        self.cpes
+            .iter()
+            .enumerate()
+            .map(|(k, c)| CpeView {
+                id: c.id.clone(),
+                revoked: c.revoked,
+                online: c.ike.is_some(),
+                served: c.served,
+                tunnels: c
+                    .pairs
+                    .iter()
+                    .filter_map(|pid| self.pairs.get(pid))
+                    .map(|p| TunnelView {
+                        peer: self.cpes[p.other(k)].id.clone(),
+                        generation: p.sending(),
+                        rekeying: p.phase != Phase::Stable,
+                        since_rekey_ms: p.rotated.map(|t| now.saturating_sub(t)),
+                        next_rekey_ms: (p.phase == Phase::Stable)
+                            .then(|| p.due.saturating_sub(now)),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The rotation interval (ms).
+    pub fn rekey_interval_ms(&self) -> u64 {
+        self.rekey_ms
+    }
+
+    /// Changes the rotation interval at run time: longer than the overlap; a tunnel
+    /// whose next rotation is further away than the new interval is due after it.
+    pub fn set_rekey_interval(&mut self, ms: u64, now: u64) -> Result<(), String> {
+        if ms <= self.overlap_ms {
+            return Err(format!(
+                "the rekey interval must be longer than the overlap ({} ms)",
+                self.overlap_ms
+            ));
+        }
+        self.rekey_ms = ms;
+        for p in self.pairs.values_mut() {
+            if p.phase == Phase::Stable && p.due > now + ms {
+                p.due = now + ms;
+                self.heap.push(Reverse((p.due, p.id)));
+            }
+        }
+        Ok(())
     }
 
     /// Whether CPE `id` is served (synchronised on its current IKE SA).

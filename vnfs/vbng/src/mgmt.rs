@@ -34,17 +34,31 @@
 //! [`Answer`], the media type) are shared with the other VNFs' APIs in
 //! [`dataplane::restconf`].
 //!
-//! What a running vBNG cannot change (adding RADIUS where none was configured at
-//! start, pools, ports) is refused with `operation-not-supported`.
+//! - The CGNAT pool (`cgnat/pool`, with `[cgnat]` or `cgnat_public` at start) as the
+//!   router's NAT pool: the new pool's tables are built here and the worker's
+//!   `nat44` takes them between two bursts
+//!   ([`dataplane::stages::nat::Nat44::apply_pool_change`], through [`NatLink`] and
+//!   [`nat_pool_hook`]). Existing subscribers keep their outside address and port
+//!   blocks — an address removed from the pool *drains* until their last mapping
+//!   expires (paired pooling, RFC 6888 REQ-2) — while new subscribers get blocks
+//!   from the new pool at once.
+//!
+//! What a running vBNG cannot change (adding RADIUS or CGNAT where none was
+//! configured at start, address pools, ports) is refused with
+//! `operation-not-supported`.
 
 use crate::config::{Config, Password, Secret, ServerConfig, UserConfig};
 use crate::control::ControlPlane;
+use crossbeam_queue::ArrayQueue;
 use dataplane::restconf::{
     error, invalid, malformed, missing, str_of, u64_of, unsupported, Schema, Step,
 };
+use dataplane::stages::nat::PoolChange;
 use serde_json::{json, Map, Value};
+use std::boxed::Box;
 use std::format;
 use std::string::{String, ToString};
+use std::sync::Arc;
 use std::vec::Vec;
 
 /// The YANG module's name (the JSON namespace qualifier).
@@ -66,6 +80,64 @@ const SCHEMA: Schema = Schema {
 
 fn key_of(list: &str, e: &Value) -> Option<String> {
     SCHEMA.key_of(list, e)
+}
+
+/// How long a CGNAT pool change waits for the worker.
+const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The queues between the management side and the worker's `nat44` for CGNAT pool
+/// changes (fixed-size, lock-free; allocated here).
+#[derive(Clone)]
+pub struct NatLink {
+    to_worker: Arc<ArrayQueue<Box<PoolChange>>>,
+    done: Arc<ArrayQueue<Box<PoolChange>>>,
+}
+
+impl core::fmt::Debug for NatLink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("NatLink")
+    }
+}
+
+impl Default for NatLink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NatLink {
+    pub fn new() -> NatLink {
+        NatLink {
+            to_worker: Arc::new(ArrayQueue::new(2)),
+            done: Arc::new(ArrayQueue::new(2)),
+        }
+    }
+}
+
+/// The worker's side of `link` (`Worker::on_update`): between bursts the `nat44`
+/// node takes a queued pool change, which goes back (with what the stage no longer
+/// holds) to be freed off the worker. Allocates and locks nothing.
+pub fn nat_pool_hook(link: &NatLink) -> dataplane::worker::Hook {
+    let link = link.clone();
+    Box::new(move |g, _out| {
+        while let Some(mut ch) = link.to_worker.pop() {
+            if let Some(n) = g.node_mut::<crate::vnf::CgnatNode>(crate::vnf::NODE_NAT) {
+                n.0.apply_pool_change(&mut ch);
+            }
+            // The management side empties `done` before each change and waits for
+            // it: there is room.
+            let _ = link.done.push(ch);
+        }
+    })
+}
+
+/// The CGNAT pool of a configuration (`[cgnat] pool` or `cgnat_public`).
+fn cgnat_pool(cfg: &Config) -> Option<Vec<dataplane::addr::Range4>> {
+    match (&cfg.cgnat, &cfg.cgnat_public) {
+        (Some(c), _) => Some(c.pool.clone()),
+        (None, Some(p)) => Some(vec![*p]),
+        (None, None) => None,
+    }
 }
 
 /// The configuration part of the tree, secrets included (never sent out).
@@ -106,6 +178,9 @@ fn config_tree(cfg: &Config) -> Value {
         .collect();
     if !users.is_empty() {
         v["user"] = Value::Array(users);
+    }
+    if let Some(p) = cgnat_pool(cfg) {
+        v["cgnat"] = json!({"pool": p.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
     }
     v
 }
@@ -195,12 +270,63 @@ fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
 #[derive(Debug, Clone)]
 pub struct Mgmt {
     cfg: Config,
+    /// The worker's `nat44` (CGNAT pool changes) and the session slots it was built
+    /// for.
+    nat: Option<(NatLink, u32)>,
+    /// Every CGNAT pool address since start (a bound on what `nat44` still holds).
+    nat_seen: Vec<u32>,
 }
 
 impl Mgmt {
     /// The API over the configuration the vBNG started with.
     pub fn new(cfg: Config) -> Mgmt {
-        Mgmt { cfg }
+        let mut m = Mgmt {
+            cfg,
+            nat: None,
+            nat_seen: Vec::new(),
+        };
+        m.see_pool();
+        m
+    }
+
+    /// With the worker's CGNAT pool link (`nat_pool_hook` registered on the worker
+    /// built for `slots` session slots): the pool can change at run time.
+    pub fn with_nat_link(mut self, link: NatLink, slots: u32) -> Mgmt {
+        self.nat = Some((link, slots));
+        self
+    }
+
+    fn see_pool(&mut self) {
+        for r in cgnat_pool(&self.cfg).unwrap_or_default() {
+            let (lo, hi) = r.bounds();
+            for a in lo..=hi {
+                if let Err(i) = self.nat_seen.binary_search(&a) {
+                    self.nat_seen.insert(i, a);
+                }
+            }
+        }
+    }
+
+    /// Hands `ch` to the worker's `nat44` and waits until it took it.
+    fn change_pool(&self, link: &NatLink, ch: PoolChange) -> Result<(), String> {
+        while link.done.pop().is_some() {}
+        if link.to_worker.push(Box::new(ch)).is_err() {
+            return Err("the worker has not taken the previous change yet".to_string());
+        }
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(ch) = link.done.pop() {
+                return match ch.outcome() {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("the worker has no nat44 node".to_string()),
+                };
+            }
+            if t.elapsed() >= APPLY_TIMEOUT {
+                return Err("the worker did not take the new pool (stopped?)".to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 
     /// The running configuration.
@@ -354,6 +480,24 @@ impl Mgmt {
                 "RADIUS can be changed while running but not added or removed (restart with [radius])",
             );
         }
+        let mut pool_change = None;
+        if cgnat_pool(&new) != cgnat_pool(&self.cfg) {
+            let Some((link, slots)) = &self.nat else {
+                return unsupported(
+                    501,
+                    "no CGNAT pool change here (CGNAT off, or no worker link): restart the vBNG",
+                );
+            };
+            let nc = match new.nat_config(*slots) {
+                Ok(Some(nc)) => nc,
+                Ok(None) => return unsupported(501, "CGNAT cannot be removed while running"),
+                Err(e) => return invalid(path, &e.0),
+            };
+            match PoolChange::new(&nc, self.nat_seen.len()) {
+                Ok(ch) => pool_change = Some((link.clone(), ch)),
+                Err(e) => return invalid(path, &format!("cgnat: {e}")),
+            }
+        }
         // Apply: the one fallible step first, so a refusal leaves everything as it was.
         if new.users != self.cfg.users {
             if let Err(e) = cp.set_users(&new.users) {
@@ -369,6 +513,15 @@ impl Mgmt {
             if a.auth != b.auth || a.acct != b.acct {
                 cp.set_radius_servers(&a.auth, &a.acct, now_ms);
             }
+        }
+        if let Some((link, ch)) = pool_change {
+            let r = self.change_pool(&link, ch);
+            self.cfg = new;
+            self.see_pool();
+            if let Err(m) = r {
+                return error(500, "application", "operation-failed", path, &m);
+            }
+            return Answer::empty(if created { 201 } else { 204 });
         }
         self.cfg = new;
         Answer::empty(if created { 201 } else { 204 })
@@ -481,7 +634,7 @@ fn keep_secrets(tree: &mut Value, old: &Value) {
 /// A configuration from the tree: `base` with the modelled parts replaced.
 fn config_from(tree: &Value, base: &Config) -> Result<Config, String> {
     let mut c = base.clone();
-    let known = ["subscriber-defaults", "radius", "user"];
+    let known = ["subscriber-defaults", "radius", "user", "cgnat"];
     if let Some(o) = tree.as_object() {
         if let Some(k) = o.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(format!("unknown node {k:?}"));
@@ -542,5 +695,29 @@ fn config_from(tree: &Value, base: &Config) -> Result<Config, String> {
             })
             .collect::<Result<Vec<_>, String>>()?,
     };
+    match (tree.get("cgnat"), cgnat_pool(base)) {
+        (None, None) => {}
+        (None, Some(_)) => return Err("CGNAT cannot be removed while running".to_string()),
+        (Some(_), None) => return Err("CGNAT cannot be added while running".to_string()),
+        (Some(n), Some(_)) => {
+            let pool = n
+                .get("pool")
+                .and_then(Value::as_array)
+                .ok_or("cgnat: pool is a leaf-list")?
+                .iter()
+                .map(|p| {
+                    p.as_str()
+                        .and_then(|t| t.parse::<dataplane::addr::Range4>().ok())
+                        .ok_or_else(|| {
+                            format!("cgnat: pool entry {p} is not a.b.c.d, a.b.c.d/len or a.b.c.d-e.f.g.h")
+                        })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let mut sec = base.cgnat.clone().unwrap_or_default();
+            sec.pool = pool;
+            c.cgnat = Some(sec);
+            c.cgnat_public = None;
+        }
+    }
     Ok(c)
 }

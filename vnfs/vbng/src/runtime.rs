@@ -386,8 +386,11 @@ pub fn start(
         mut graph,
         control,
         stats,
+        nat,
         ..
     } = v;
+    // The session slots the CGNAT was built for (its subscriber limit).
+    let nat_slots = nat.as_ref().map_or(0, |n| n.max_subscribers);
     let pool = Pool::new(opts.pool_buffers).ok_or("buffer pool: out of memory")?;
     let (punt, inject) = (ring(opts.ring), ring(opts.ring));
     let trace = opts.trace.min(MAX_TRACE);
@@ -406,6 +409,9 @@ pub fn start(
     .with_punt(punt.clone())
     .with_inject(inject.clone())
     .on_update(update_hook());
+    // CGNAT pool changes from the management API (`mgmt::nat_pool_hook`).
+    let nat_link = crate::mgmt::NatLink::new();
+    let w = w.on_update(crate::mgmt::nat_pool_hook(&nat_link));
     let shared = Arc::new(Shared {
         snap: Mutex::new(WorkerSnapshot::default()),
         trace_req: AtomicU32::new(0),
@@ -420,10 +426,10 @@ pub fn start(
                 shared: shared.clone(),
                 stats,
                 graph: describe,
-                mgmt: opts
-                    .config
-                    .clone()
-                    .map(|c| Mutex::new(crate::mgmt::Mgmt::new(c))),
+                mgmt: opts.config.clone().map(|c| {
+                    let m = crate::mgmt::Mgmt::new(c).with_nat_link(nat_link, nat_slots);
+                    Mutex::new(m)
+                }),
                 t0,
             };
             let handler: Handler = Arc::new(move |r| h.handle(r));

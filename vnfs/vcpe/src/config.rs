@@ -238,6 +238,32 @@ pub struct FirewallSection {
     /// Let the remote sites of the tunnels open connections to the LAN (default);
     /// off: only replies come back through a tunnel too.
     pub tunnel_inbound: bool,
+    /// Own rules (`[[firewall.rule]]`), matched in order before the built-in ones;
+    /// changed at run time through the management API (`mgmt`).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<FwRule>,
+}
+
+/// A firewall rule: absent fields match anything; `action` is `allow` (tracked),
+/// `allow-stateless` or `deny`; `from` is the ingress side, `lan` or `wan`; addresses
+/// `a.b.c.d[/len]`, `proto` `tcp`/`udp`/`icmp`/a number, ports `N` or `N-M`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FwRule {
+    pub name: String,
+    pub action: dataplane::stages::firewall::Action,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub src: Option<String>,
+    #[serde(default)]
+    pub dst: Option<String>,
+    #[serde(default)]
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub sport: Option<String>,
+    #[serde(default)]
+    pub dport: Option<String>,
 }
 
 impl Default for FirewallSection {
@@ -245,6 +271,7 @@ impl Default for FirewallSection {
         FirewallSection {
             max_connections: 65536,
             tunnel_inbound: true,
+            rules: Vec::new(),
         }
     }
 }
@@ -588,6 +615,17 @@ impl Config {
                 "firewall.max_connections: {fc} is not in 1..={}",
                 limits::MAX_CONNECTIONS
             ));
+        }
+        for (i, r) in self.firewall.rules.iter().enumerate() {
+            if r.name.is_empty() || self.firewall.rules[..i].iter().any(|x| x.name == r.name) {
+                return err(format!(
+                    "firewall.rule[{i}].name: {:?} is empty or not unique",
+                    r.name
+                ));
+            }
+            if !matches!(r.from.as_deref(), None | Some("lan" | "wan")) {
+                return err(format!("firewall.rule {}: from is lan or wan", r.name));
+            }
         }
         if self.routes.len() > limits::MAX_ROUTES {
             return err(format!("route: more than {}", limits::MAX_ROUTES));

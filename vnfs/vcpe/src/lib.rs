@@ -18,6 +18,7 @@
 pub mod config;
 pub mod control;
 pub mod keylink;
+pub mod mgmt;
 pub mod nodes;
 pub mod vnf;
 

@@ -164,11 +164,30 @@ impl Vcpe {
     /// The firewall's configuration (see the module docs).
     pub fn firewall_config(&self) -> FirewallConfig {
         let c = &self.config;
-        let mut rules = vec![RuleConfig {
+        // The own rules first (`firewall.rule`), then the built-in ones.
+        let mut rules: Vec<RuleConfig> = c
+            .firewall
+            .rules
+            .iter()
+            .map(|r| RuleConfig {
+                action: r.action,
+                src: r.src.clone(),
+                dst: r.dst.clone(),
+                proto: r.proto.clone(),
+                sport: r.sport.clone(),
+                dport: r.dport.clone(),
+                in_port: match r.from.as_deref() {
+                    Some("lan") => Some(LAN),
+                    Some("wan") => Some(WAN),
+                    _ => None,
+                },
+            })
+            .collect();
+        rules.push(RuleConfig {
             action: FwAction::Allow,
             in_port: Some(LAN),
             ..RuleConfig::default()
-        }];
+        });
         if c.firewall.tunnel_inbound {
             for t in &c.tunnels {
                 rules.push(RuleConfig {

@@ -2,7 +2,9 @@
 //! watches two vCPEs in the engine's worker loop — site A's LAN sends to the
 //! Internet (firewall, NAT44) and through the static tunnel to site B (ESP encrypt);
 //! B decrypts to its LAN and answers through the tunnel (B encrypts, A decrypts);
-//! unsolicited WAN traffic is dropped on the way.
+//! unsolicited WAN traffic is dropped on the way. A's worker also takes management
+//! changes meanwhile (`vcpe::mgmt::update_hook`: a new L3 state, new firewall rules,
+//! a state report), prepared off the worker: taking them allocates nothing either.
 
 mod common;
 
@@ -89,6 +91,8 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
         ..WorkerConfig::default()
     };
     let mut wa = Worker::new(vec![a_lan, a_wan], a.graph, pool.cache(), cfg).unwrap();
+    let link = vcpe::mgmt::WorkerLink::new();
+    wa.add_hook(vcpe::mgmt::update_hook(&link));
     let mut wb = Worker::new(vec![b_lan, b_wan], b.graph, pool.cache(), cfg).unwrap();
     let t1 = [
         udp(
@@ -172,9 +176,48 @@ fn two_vcpes_forward_and_encrypt_without_allocating() {
         (sent, got)
     };
     run(10_000, &mut gc);
+    // Management changes for A's worker, built here as the management side does
+    // (not counted: it is not the worker).
+    MINE.with(|m| m.set(false));
+    let mut rules = a.vcpe.config.clone();
+    rules.firewall.rules.push(vcpe::config::FwRule {
+        name: "no-6".into(),
+        action: dataplane::stages::firewall::Action::Deny,
+        from: Some("lan".into()),
+        src: None,
+        dst: Some("203.0.113.6".into()),
+        proto: None,
+        sport: None,
+        dport: None,
+    });
+    let rebuilt = vcpe::vnf::Vcpe::new(&rules, &[]).unwrap();
+    let sw = dataplane::stages::firewall::RuleSwap::new(&rebuilt.firewall_config()).unwrap();
+    let updates = [
+        vcpe::mgmt::Update::L3(vcpe::mgmt::L3Stages::new(&a.vcpe.l3)),
+        vcpe::mgmt::Update::Rules(Box::new(sw)),
+        vcpe::mgmt::Update::Report(vcpe::mgmt::Report::with_capacity(64, 64)),
+    ];
+    for u in updates {
+        assert!(link.push(u).is_ok());
+    }
+    MINE.with(|m| m.set(true));
     let before = ALLOCS.load(Ordering::Relaxed);
     let (sent, got) = run(100_000, &mut gc);
     let after = ALLOCS.load(Ordering::Relaxed);
+    MINE.with(|m| m.set(false));
+    let mut back = Vec::new();
+    while let Some(u) = link.pop_done() {
+        back.push(u);
+    }
+    assert_eq!(back.len(), 3, "the worker took every change");
+    match &back[2] {
+        vcpe::mgmt::Update::Report(r) => {
+            assert_eq!(r.sas.len(), 2, "the static tunnel's two SAs");
+            assert!(r.rules.len() >= 3);
+        }
+        _ => panic!("the report comes back last"),
+    }
+    MINE.with(|m| m.set(true));
     assert!(got > sent / 4, "delivered {got} of {sent}");
     assert_eq!(after - before, 0, "allocations on the packet path");
     let mut enc = 0;

@@ -331,3 +331,41 @@ fn config_errors() {
         Some(FwConfigError::BadRule(0, "dport"))
     );
 }
+
+#[test]
+fn rule_swap_ends_denied_connections_and_keeps_the_rest() {
+    let allow_udp = rule(Action::Allow, Some("10.0.0.0/8"), None, Some("udp"), None);
+    let mut f = fw(vec![allow_udp.clone()]);
+    let other: [u8; 4] = [198, 51, 100, 9];
+    // Two tracked flows, from ingress port 0.
+    assert_eq!(f.decide(&udp(LAN, 5000, WEB, 53), 0, 1), Next::Keep);
+    assert_eq!(f.decide(&udp(LAN, 5001, other, 53), 0, 1), Next::Keep);
+    assert_eq!(f.connection_count(), 2);
+    // New rules: WEB denied first; the flow to it ends, the other stays tracked.
+    let mut sw = RuleSwap::new(&FirewallConfig {
+        rules: vec![
+            rule(Action::Deny, None, Some("192.0.2.80"), None, None),
+            allow_udp,
+        ],
+        ..FirewallConfig::default()
+    })
+    .unwrap();
+    f.swap_rules(&mut sw);
+    assert_eq!(sw.ended(), 1);
+    assert_eq!(f.connection_count(), 1);
+    assert_eq!(
+        f.decide(&udp(LAN, 5000, WEB, 53), 0, 2),
+        FirewallDrop::RuleDeny.into()
+    );
+    assert_eq!(f.decide(&udp(LAN, 5001, other, 53), 0, 2), Next::Keep);
+    // Its reply still passes as established (rule 1 now allows it).
+    assert_eq!(f.decide(&udp(other, 53, LAN, 5001), 1, 2), Next::Keep);
+    let c = f.rule_counters();
+    assert_eq!((c.len(), c[0].packets), (2, 1));
+    // The old rules came back to be freed off the worker; a bad set is refused.
+    assert!(RuleSwap::new(&FirewallConfig {
+        rules: vec![rule(Action::Deny, None, Some("300.1.1.1"), None, None)],
+        ..FirewallConfig::default()
+    })
+    .is_err());
+}

@@ -8,9 +8,12 @@
 //!   `tap:NAME`, `pcap:IN[:OUT]`, `mem:NAME`, `memif:PATH`, `vhost-user:PATH`), runs
 //!   the graph on one pinned worker and the control plane (DHCP server, IKE) on a
 //!   thread of its own; `--listen` serves `/metrics` (Prometheus), `/errors`,
-//!   `/trace` and `/leases`. Stops on Ctrl-C/SIGTERM or after `--seconds`, then
+//!   `/trace`, `/leases` and the management API under `/restconf` (RFC 8040; the
+//!   model is `yang/vcpe@2026-12-02.yang`, see `vcpe::mgmt`). Stops on Ctrl-C/SIGTERM or after `--seconds`, then
 //!   prints the port counters and `show errors`. `--esp-sa-log FILE` (opt-in, for
 //!   labs) appends the key server's ESP SAs to FILE for Wireshark (`vcpe::keylink`).
+//! - `vcpe api METHOD PATH [-d JSON|@FILE] [--connect ADDR]`: the management API's
+//!   client; exits 1 with the server's error-message when it refused.
 //!
 //! Exit status: 0 done, 1 failed (the reason on one line on stderr), 2 bad command
 //! line.
@@ -51,7 +54,8 @@ enum Cmd {
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
         #[arg(long)]
         seconds: Option<f64>,
-        /// Serve `/metrics`, `/errors`, `/trace` and `/leases` on this address.
+        /// Serve `/metrics`, `/errors`, `/trace`, `/leases` and the management API
+        /// (`/restconf`, see `vcpe api`) on this address.
         #[arg(long)]
         listen: Option<String>,
         /// Write Prometheus metrics to this file every second.
@@ -64,6 +68,24 @@ enum Cmd {
         /// included) to FILE as Wireshark `esp_sa` records (created 0600).
         #[arg(long, value_name = "FILE")]
         esp_sa_log: Option<PathBuf>,
+    },
+    /// The management API of a running vCPE (RESTCONF-shaped JSON, RFC 8040; the model
+    /// is `yang/vcpe@2026-12-02.yang`): `vcpe api GET /vcpe:vcpe/state`, `vcpe api
+    /// POST /vcpe:vcpe/route=10.9.0.0%2F16 -d
+    /// '{"vcpe:route":[{"prefix":"10.9.0.0/16","next-hop":"198.51.100.9"}]}'`. PATH is
+    /// below `/restconf/data` unless it starts with `/restconf`. Prints the answer;
+    /// exits 1 with the server's error-message when it refused.
+    Api {
+        /// GET, PUT, PATCH, POST or DELETE.
+        method: String,
+        /// The resource, e.g. `/vcpe:vcpe/firewall`.
+        path: String,
+        /// Request body (JSON), or `@FILE`.
+        #[arg(short, long)]
+        data: Option<String>,
+        /// Address of the vCPE's `--listen`.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        connect: String,
     },
 }
 
@@ -128,6 +150,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             trace,
             esp_sa_log,
         } => run(config, seconds, listen, metrics, trace, esp_sa_log),
+        Cmd::Api {
+            method,
+            path,
+            data,
+            connect,
+        } => {
+            let a = dataplane::http::restconf_call(&connect, &method, &path, data.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            if !a.is_empty() {
+                println!("{a}");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -170,6 +205,8 @@ fn run(
     ws.punt = Some(punt.clone());
     ws.inject = Some(inject.clone());
     ws.hooks.push(ipsec::stage::update_hook());
+    let link = vcpe::mgmt::WorkerLink::new();
+    ws.hooks.push(vcpe::mgmt::update_hook(&link));
     ws.trace = if trace > 0 {
         64 * trace as usize
     } else {
@@ -207,9 +244,32 @@ fn run(
             let src = runner.snapshot_source();
             let extra = extra.clone();
             let stats = stats.clone();
+            let mgmt = std::sync::Mutex::new(vcpe::mgmt::Mgmt::new(
+                &built.vcpe,
+                vec![link.clone()],
+                Some(stats.clone()),
+                key_stats.clone(),
+            ));
             let h: dataplane::http::Handler = Arc::new(move |r| {
                 use dataplane::http::Response;
                 let snaps = src.snapshots();
+                if r.path == "/restconf" || r.path.starts_with("/restconf/") {
+                    // One change at a time; the worker keeps forwarding meanwhile.
+                    let Ok(mut m) = mgmt.lock() else {
+                        return Response::error(500, "management API unavailable");
+                    };
+                    let a = m.handle(&r.method, &r.path, &r.query, &r.body, &snaps);
+                    let yang = r.path.starts_with("/restconf/yang/") && a.status == 200;
+                    return Response {
+                        status: a.status,
+                        content_type: if yang {
+                            "application/yang"
+                        } else {
+                            vcpe::mgmt::MEDIA
+                        },
+                        body: a.body,
+                    };
+                }
                 match r.path.as_str() {
                     "/metrics" => Response::metrics(format!(
                         "{}{}",
@@ -234,7 +294,9 @@ fn run(
                                 .collect(),
                         )
                     }
-                    _ => Response::error(404, "try /metrics, /errors, /trace or /leases"),
+                    _ => {
+                        Response::error(404, "try /metrics, /errors, /trace, /leases or /restconf")
+                    }
                 }
             });
             let srv = dataplane::http::HttpServer::spawn(a, h)

@@ -39,7 +39,12 @@ use ipsec::crypto::{Algorithm, KeyMaterial};
 use ipsec::sa::{Direction, SaConfig};
 use ipsec::spd::{Action, Prefix, Selector};
 use ipsec::stage::{EspDecrypt, EspEncrypt, StageQueues};
-use std::sync::Arc;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// Port number of the LAN interface.
 pub const LAN: u16 = 0;

@@ -169,7 +169,10 @@ fn refuses_ike_keyserver_and_one_nic_with_one_line() {
     }
     let _ = std::fs::remove_file(&cfg);
     // `vcpe check`'s rules: an unknown key by path, a gateway off the WAN subnet.
-    let o = run_image(&["--append", "config.nat.no_such_key=1"], &udp_nets(17720, 2));
+    let o = run_image(
+        &["--append", "config.nat.no_such_key=1"],
+        &udp_nets(17720, 2),
+    );
     assert!(fatal_line(&o).contains("nat.no_such_key"));
     let o = run_image(
         &["--append", "config.wan.gateway=\"10.9.9.9\""],

@@ -1,10 +1,10 @@
 //! A pre-shared key (RFC 7296 §2.15) as configurations give it: text, or `0x` and
 //! hex. `no_std`; with the `serde` feature it deserializes from a TOML string.
 
-use alloc::vec::Vec;
-use core::fmt;
 #[cfg(feature = "serde")]
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
 #[cfg(feature = "serde")]
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;

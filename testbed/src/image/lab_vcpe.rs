@@ -55,7 +55,10 @@ pub fn run(o: &super::lab::LabOpts) -> Result<()> {
     if !o.no_build {
         build("vcpe", None, false, &images_dir())?;
     }
-    let kernel = images_dir().join("vcpe.elf").canonicalize().context("target/images/vcpe.elf (image build vcpe)")?;
+    let kernel = images_dir()
+        .join("vcpe.elf")
+        .canonicalize()
+        .context("target/images/vcpe.elf (image build vcpe)")?;
     let lab = Lab::new("uv")?;
     let dir = std::env::temp_dir().join(format!("{}-image-vcpe", lab.prefix()));
     std::fs::create_dir_all(&dir)?;
@@ -220,10 +223,14 @@ fn lab_run(
             last_line(&log2, "vcpe")
         );
     }
-    // The guest's metrics from the LAN, through its host stack.
-    let metrics = lab
-        .exec(&l1, &["busybox", "wget", "-q", "-O", "-", "-T", "5", "http://192.168.1.1:9100/metrics"])
-        .unwrap_or_default();
+    // The guest's metrics from the LAN, through its host stack (curl).
+    let (metrics, metrics_error) = match lab.exec(
+        &l1,
+        &["curl", "-sf", "-m", "10", "http://192.168.1.1:9100/metrics"],
+    ) {
+        Ok(m) => (m, None),
+        Err(e) => (String::new(), Some(format!("{e:#}"))),
+    };
     let metric = |name: &str| -> Option<u64> {
         metrics
             .lines()
@@ -250,6 +257,7 @@ fn lab_run(
         "ping_2_to_1": p21,
         "metrics_dhcp_replies": metric("vcpe_dhcp_replies_total"),
         "metrics_leases": metric("vcpe_dhcp_leases"),
+        "metrics_error": metrics_error,
         "payload": o.size,
         "pps": pps,
         "traffic": traffic,

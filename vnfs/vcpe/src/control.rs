@@ -22,17 +22,17 @@
 use crate::config::ConfigError;
 #[cfg(feature = "std")]
 use crate::config::TunnelConfig;
-use crate::vnf::{Vcpe, LAN};
 #[cfg(feature = "std")]
 use crate::vnf::WAN;
+use crate::vnf::{Vcpe, LAN};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::net::Ipv4Addr;
 #[cfg(feature = "std")]
 use core::net::IpAddr;
+use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use dataplane::buf::PoolCache;
 use dataplane::proto::ethernet::MacAddr;

@@ -26,6 +26,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 const VNFS: &[(&str, &str)] = &[
     ("router", "vnfs/router/examples/router.toml"),
     ("vbng", "vnfs/unikernel/examples/vbng.toml"),
+    ("vcpe", "vnfs/vcpe/examples/vcpe-a.toml"),
 ];
 /// Fixed timestamp for reproducible images unless SOURCE_DATE_EPOCH is set.
 const DEFAULT_EPOCH: &str = "1700000000";
@@ -58,7 +59,9 @@ pub enum ImageCmd {
     /// Namespace lab: the guest routes UDP from a generator in netns A (tap port 0) to
     /// a checking sink in netns B (tap port 1); reports the forwarding rate (root).
     /// `vbng`: PPPoE subscribers on the access NIC, UDP both ways through the core NIC,
-    /// over QEMU UDP-socket netdevs (no root)
+    /// over QEMU UDP-socket netdevs (no root). `vcpe` (root): udhcpc gets a lease from
+    /// the guest on its LAN, pings and a UDP stream cross a static-key tunnel to a
+    /// `vcpe` process in another namespace
     Lab {
         vnf: String,
         /// Seconds of traffic (finite, 0 to 86400)
@@ -68,7 +71,7 @@ pub enum ImageCmd {
         #[arg(long, default_value_t = 18)]
         size: usize,
         /// Offered load in packets/s (0: as fast as the generator goes; vbng: 1000 per
-        /// direction)
+        /// direction; vcpe: 1000 LAN to LAN)
         #[arg(long, default_value_t = 0)]
         pps: u64,
         /// PPPoE subscribers (vbng)
@@ -748,7 +751,7 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
 /// The vBNG's host seed for `image run` and `image bench`: a file in the temp
 /// directory, removed by [`remove_seed`] when the guest is done.
 fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
-    if vnf != "vbng" {
+    if vnf != "vbng" && vnf != "vcpe" {
         return Ok(None);
     }
     let p = std::env::temp_dir().join(format!("uk-{vnf}-{}.seed", std::process::id()));
@@ -940,6 +943,8 @@ fn bench_guest(vnf: &str, runs: usize, o: &RunOpts, guest: &Guest) -> Result<()>
 mod lab;
 /// The vBNG's lab: PPPoE subscribers and core traffic over UDP-socket netdevs.
 mod lab_vbng;
+/// The vCPE's lab: udhcpc on its LAN, a tunnel to a `vcpe` process (root).
+mod lab_vcpe;
 mod lab_vhost;
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ fn random_bytes(n: usize) -> anyhow::Result<Vec<u8>> {
 
 /// The run's tunnel keys: (spi a→b, key a→b, spi b→a, key b→a), AES-128-GCM key ‖
 /// salt (RFC 4106 §8.1).
-struct Keys {
+pub(crate) struct Keys {
     spi_ab: u32,
     key_ab: Vec<u8>,
     spi_ba: u32,
@@ -182,7 +182,7 @@ struct Keys {
 }
 
 impl Keys {
-    fn new() -> anyhow::Result<Keys> {
+    pub(crate) fn new() -> anyhow::Result<Keys> {
         let r = random_bytes(4 + 4 + 40)?;
         let spi = |b: &[u8]| 0x1000 + (u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x0fff_ffff);
         Ok(Keys {
@@ -288,7 +288,7 @@ retransmit_ms = 200
 }
 
 /// The vCPE configuration of site `n` (1 or 2) with static keys.
-fn config(n: u8, k: &Keys) -> String {
+pub(crate) fn config(n: u8, k: &Keys) -> String {
     let (me, peer) = (n, 3 - n);
     let (spi_out, key_out, spi_in, key_in) = if n == 1 {
         (k.spi_ab, &k.key_ab, k.spi_ba, &k.key_ba)
@@ -334,7 +334,7 @@ fn mask_len(m: Ipv4Addr) -> Option<u8> {
 }
 
 /// Runs `udhcpc` once on `eth0` of `ns` and configures the lease it got.
-fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
+pub(crate) fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
     let out = dir.join(format!("{ns}.lease"));
     let script = dir.join(format!("{ns}.sh"));
     std::fs::write(
@@ -380,7 +380,7 @@ fn dhcp(lab: &Lab, ns: &str, dir: &Path) -> anyhow::Result<Lease> {
     })
 }
 
-fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
+pub(crate) fn ping(lab: &Lab, ns: &str, to: Ipv4Addr, n: u32) -> Ping {
     let c = n.to_string();
     let out = lab
         .exec(
@@ -648,7 +648,7 @@ fn metric(m: &str, name: &str) -> Option<u64> {
 
 /// Sends `rate` UDP packets/s of `size` bytes from `ns_tx` to `dst:9000` in `ns_rx`
 /// for `seconds`; returns the traffic figures.
-fn stream(
+pub(crate) fn stream(
     ns_tx: &str,
     ns_rx: &str,
     dst: Ipv4Addr,

@@ -12,6 +12,8 @@
 //!   (IKE_SA_INIT, IKE_AUTH with PSK and one ESP child SA, INFORMATIONAL deletes,
 //!   retransmissions, cookies), producing [`ChildSa`]s for the [`Sad`](crate::Sad).
 //!
+//! * [`psk`]: the pre-shared key type of the configurations (wiped on drop, never
+//!   printed; `serde` feature: from TOML text or `0x` hex);
 //! * [`daemon`] (feature `daemon`): connections from a swanctl-like config, their
 //!   sessions driven over datagrams with timers, child SAs pushed into running
 //!   `esp-*` stages, metrics.
@@ -22,6 +24,7 @@
 pub mod daemon;
 #[cfg(feature = "ring")]
 pub mod keys;
+pub mod psk;
 #[cfg(feature = "ring")]
 pub mod session;
 pub mod sk;

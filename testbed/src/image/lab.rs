@@ -91,11 +91,14 @@ pub fn run(vnf: &str, o: &LabOpts) -> Result<()> {
     if vnf == "vbng" {
         return super::lab_vbng::run(o);
     }
+    if vnf == "vcpe" {
+        return super::lab_vcpe::run(o);
+    }
     // Version 2: `machine` is the report header's (the host); the QEMU machine type
     // moved to `qemu_machine`.
     let header = pktgen::meta::Header::start("testbed.image.lab", 2);
     if vnf != "router" {
-        bail!("image lab: no lab for VNF `{vnf}` (router, vbng)");
+        bail!("image lab: no lab for VNF `{vnf}` (router, vbng, vcpe)");
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {

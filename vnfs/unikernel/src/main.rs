@@ -2,7 +2,8 @@
 //! heap, serial console, calibrated TSC clock, PCI/virtio-mmio discovery and
 //! virtio-net ports polled by the VNF pipeline. See `boot` for the entry protocol and
 //! `config` for how the VNF configuration reaches the guest. One VNF per image, chosen
-//! by a cargo feature: `router` (default, `app`) or `vbng` (`vbng_app`).
+//! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`) or `vcpe`
+//! (`vcpe_app`).
 #![no_std]
 #![no_main]
 
@@ -10,8 +11,10 @@ extern crate alloc;
 
 #[cfg(all(feature = "router", feature = "vbng"))]
 compile_error!("one VNF per image: build with `--no-default-features --features vbng` for the vBNG");
-#[cfg(not(any(feature = "router", feature = "vbng")))]
-compile_error!("no VNF: enable the `router` or the `vbng` feature");
+#[cfg(all(feature = "vcpe", any(feature = "router", feature = "vbng")))]
+compile_error!("one VNF per image: build with `--no-default-features --features vcpe` for the vCPE");
+#[cfg(not(any(feature = "router", feature = "vbng", feature = "vcpe")))]
+compile_error!("no VNF: enable the `router`, the `vbng` or the `vcpe` feature");
 
 #[cfg(feature = "router")]
 mod app;
@@ -35,6 +38,8 @@ mod serial;
 mod sparse;
 #[cfg(feature = "vbng")]
 mod vbng_app;
+#[cfg(feature = "vcpe")]
+mod vcpe_app;
 mod virtio;
 
 use core::fmt;
@@ -48,6 +53,9 @@ pub const VNF: &str = "router";
 /// Name of the VNF this image runs (printed in the `<vnf> ready` line).
 #[cfg(all(feature = "vbng", not(feature = "router")))]
 pub const VNF: &str = "vbng";
+/// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
+pub const VNF: &str = "vcpe";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
 const FWCFG_CONFIG: &str = "opt/vnf/config";
@@ -112,6 +120,8 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     app::run(table, &opts);
     #[cfg(all(feature = "vbng", not(feature = "router")))]
     vbng_app::run(table, &opts);
+    #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
+    vcpe_app::run(table, &opts);
 }
 
 /// Pick the config source (module, config drive, fw_cfg, baked) and apply

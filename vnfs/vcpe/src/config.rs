@@ -53,12 +53,21 @@
 //! not exactly one of `static`, `ike` and `keyserver`, a `keyserver` tunnel without a
 //! `[keyserver]` section. Keys and PSKs never print (`<secret>`).
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 use core::net::{Ipv4Addr, SocketAddr};
 use dataplane::addr::{Net4, Range4};
-use dataplane::port::spec::PortSpec;
+#[cfg(feature = "std")]
+pub use dataplane::port::spec::PortSpec;
 use dataplane::proto::ethernet::MacAddr;
-use ipsec::ike::daemon::config::Psk;
+use ipsec::ike::psk::Psk;
+
+/// A port as the configuration names it. Without `std` (the unikernel) the text is
+/// kept as given and not used: the ports are the guest's NICs in order.
+#[cfg(not(feature = "std"))]
+pub type PortSpec = String;
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
@@ -72,7 +81,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl core::error::Error for ConfigError {}
 
 fn err<T>(s: String) -> Result<T, ConfigError> {
     Err(ConfigError(s))
@@ -127,16 +136,28 @@ impl Default for EngineConfig {
     }
 }
 
+#[cfg(feature = "std")]
 fn port_spec<'de, D: Deserializer<'de>>(d: D) -> Result<PortSpec, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<PortSpec>()
         .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
+#[cfg(not(feature = "std"))]
+fn port_spec<'de, D: Deserializer<'de>>(d: D) -> Result<PortSpec, D::Error> {
+    String::deserialize(d)
+}
+
+#[cfg(feature = "std")]
 fn default_port() -> PortSpec {
     PortSpec::Mem {
         name: String::new(),
     }
+}
+
+#[cfg(not(feature = "std"))]
+fn default_port() -> PortSpec {
+    String::new()
 }
 
 fn default_mtu() -> u16 {

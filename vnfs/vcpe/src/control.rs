@@ -12,22 +12,45 @@
 //!   peer, else an ARP request (RFC 826) goes out and the datagram is dropped (IKE
 //!   retransmits, RFC 7296 §2.1).
 //!
-//! [`run`] is the Linux thread around it: punt ring in, inject ring out.
+//! [`run`] is the Linux thread around it: punt ring in, inject ring out; the
+//! unikernel calls [`step`] from its one loop.
+//!
+//! Without the `std` feature (the unikernel) there is no IKE daemon and no key
+//! server link: [`ControlPlane::new`] refuses `[tunnel.ike]`, `[tunnel.keyserver]`
+//! and `[keyserver]` with one line; DHCP and the static-key tunnels work the same.
 
-use crate::config::{ConfigError, TunnelConfig};
-use crate::vnf::{Vcpe, LAN, WAN};
-use core::net::{IpAddr, Ipv4Addr};
+use crate::config::ConfigError;
+#[cfg(feature = "std")]
+use crate::config::TunnelConfig;
+#[cfg(feature = "std")]
+use crate::vnf::WAN;
+use crate::vnf::{Vcpe, LAN};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+#[cfg(feature = "std")]
+use core::net::IpAddr;
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU64, Ordering};
 use dataplane::buf::PoolCache;
 use dataplane::proto::ethernet::MacAddr;
-use dataplane::stages::l3::{AdjKind, L3};
+#[cfg(feature = "std")]
+use dataplane::stages::l3::AdjKind;
+#[cfg(feature = "std")]
 use dataplane::stages::neigh::key_v4;
 use dataplane::worker::PktRing;
+#[cfg(feature = "std")]
 use ipsec::ike::daemon::config::IkeSection;
+#[cfg(feature = "std")]
 use ipsec::ike::daemon::{Daemon, StageSink};
 use ipsec::stage::StageQueues;
+#[cfg(feature = "std")]
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+#[cfg(feature = "std")]
+use std::sync::atomic::AtomicBool;
+#[cfg(feature = "std")]
 use std::time::{Duration, Instant};
 use vbng::dhcp4::{self, Dhcp4Config, Server};
 
@@ -50,6 +73,7 @@ pub struct Stats {
     pub leases: AtomicU64,
     /// The bound leases (client MAC, address), as of the last DHCP message or
     /// expiry (for `/leases`).
+    #[cfg(feature = "std")]
     pub lease_list: std::sync::Mutex<Vec<([u8; 6], Ipv4Addr)>>,
 }
 
@@ -111,18 +135,24 @@ impl Stats {
 }
 
 /// A port and the next-hop address on it.
+#[cfg(feature = "std")]
 type Hop = (u16, Ipv4Addr);
 
 /// The control plane of one vCPE.
 pub struct ControlPlane {
-    l3: Arc<L3>,
+    #[cfg(feature = "std")]
+    l3: Arc<dataplane::stages::l3::L3>,
     macs: Vec<[u8; 6]>,
+    #[cfg(feature = "std")]
     lan_addr: Ipv4Addr,
     dhcp: Option<Server>,
+    #[cfg(feature = "std")]
     ike: Option<Daemon>,
     /// Tunnel keys from the key server (`[keyserver]`).
+    #[cfg(feature = "std")]
     keys: Option<crate::keylink::KeyLink>,
     /// Peer address → (port, MAC) of the last frame from it.
+    #[cfg(feature = "std")]
     learned: HashMap<Ipv4Addr, (u16, [u8; 6])>,
     out: Vec<(u16, Vec<u8>)>,
     pub stats: Arc<Stats>,
@@ -148,8 +178,39 @@ pub fn dhcp_config(v: &Vcpe) -> Option<Dhcp4Config> {
     })
 }
 
+/// What a build without `std` (the unikernel) refuses: IKE and the key server need
+/// the IKE daemon and host sockets (`ipsec`'s `daemon` feature is `std`). One line
+/// naming the section.
+pub fn needs_std(v: &crate::Config) -> Option<String> {
+    if let Some((i, t)) = v.tunnels.iter().enumerate().find(|(_, t)| t.ike.is_some()) {
+        return Some(format!(
+            "tunnel[{i}] ({}).ike: IKEv2 needs the vcpe's std build (the Linux binary); this build takes [tunnel.static] keys only",
+            t.name
+        ));
+    }
+    if let Some((i, t)) = v
+        .tunnels
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.keyserver.is_some())
+    {
+        return Some(format!(
+            "tunnel[{i}] ({}).keyserver: the key server link needs the vcpe's std build (the Linux binary); this build takes [tunnel.static] keys only",
+            t.name
+        ));
+    }
+    if v.keyserver.is_some() {
+        return Some(
+            "keyserver: the key server link needs the vcpe's std build (the Linux binary)"
+                .to_string(),
+        );
+    }
+    None
+}
+
 /// The IKE daemon's section from the `[tunnel.ike]` tunnels (`None` without one):
 /// one connection per tunnel, one child SA `net` from `local` to `remote`.
+#[cfg(feature = "std")]
 pub fn ike_section(v: &Vcpe) -> Result<Option<IkeSection>, ConfigError> {
     let wan = v.wan_addr();
     let tunnels: Vec<&TunnelConfig> = v
@@ -245,6 +306,14 @@ impl ControlPlane {
             Some(c) => Some(Server::new(c).map_err(|e| ConfigError(format!("lan.dhcp: {e}")))?),
             None => None,
         };
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = queues;
+            if let Some(why) = needs_std(&v.config) {
+                return Err(ConfigError(why));
+            }
+        }
+        #[cfg(feature = "std")]
         let ike = match ike_section(v)? {
             Some(s) => {
                 let sink = StageSink::new(vec![(queues.encrypt.clone(), queues.decrypt.clone())]);
@@ -255,17 +324,23 @@ impl ControlPlane {
             }
             None => None,
         };
+        #[cfg(feature = "std")]
         let keys = match &v.config.keyserver {
             Some(k) => Some(crate::keylink::KeyLink::new(k, &v.config.tunnels, queues)?),
             None => None,
         };
         Ok(ControlPlane {
+            #[cfg(feature = "std")]
             keys,
+            #[cfg(feature = "std")]
             l3: v.l3.clone(),
             macs: v.macs.clone(),
+            #[cfg(feature = "std")]
             lan_addr: v.config.lan.address.addr,
             dhcp,
+            #[cfg(feature = "std")]
             ike,
+            #[cfg(feature = "std")]
             learned: HashMap::new(),
             out: Vec::new(),
             stats: Arc::new(Stats::default()),
@@ -273,6 +348,7 @@ impl ControlPlane {
     }
 
     /// The IKE daemon's metrics (RFC 7296 exchanges, SAs), when IKE runs.
+    #[cfg(feature = "std")]
     pub fn ike_metrics(&self) -> Option<Arc<ipsec::ike::daemon::Metrics>> {
         self.ike.as_ref().map(|d| d.metrics())
     }
@@ -288,28 +364,33 @@ impl ControlPlane {
     fn publish_leases(&self) {
         let l = self.leases();
         self.stats.leases.store(l.len() as u64, Ordering::Relaxed);
+        #[cfg(feature = "std")]
         if let Ok(mut g) = self.stats.lease_list.lock() {
             *g = l;
         }
     }
 
     /// Established IKE SAs.
+    #[cfg(feature = "std")]
     pub fn ike_sas(&self) -> usize {
         self.ike.as_ref().map_or(0, |d| d.ike_sas())
     }
 
     /// Child SAs (inbound SPI, outbound SPI) of the tunnel `name`.
+    #[cfg(feature = "std")]
     pub fn child_sas(&self, name: &str) -> Vec<(u32, u32)> {
         self.ike.as_ref().map_or(Vec::new(), |d| d.children(name))
     }
 
     /// The key server link, when `[keyserver]` is configured.
+    #[cfg(feature = "std")]
     pub fn keylink(&self) -> Option<&crate::keylink::KeyLink> {
         self.keys.as_ref()
     }
 
     /// Opt-in export of the key server's ESP SAs to `path` (Wireshark `esp_sa`
     /// records, mode 0600; see [`crate::keylink`]). Refused without `[keyserver]`.
+    #[cfg(feature = "std")]
     pub fn export_sas(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
         match self.keys.as_mut() {
             Some(k) => k.export_sas(path),
@@ -320,6 +401,7 @@ impl ControlPlane {
     }
 
     /// Log lines of the IKE daemon and the key server link since the last call.
+    #[cfg(feature = "std")]
     pub fn take_log(&mut self) -> Vec<String> {
         let mut l = self.ike.as_mut().map_or(Vec::new(), |d| d.take_log());
         if let Some(k) = self.keys.as_mut() {
@@ -348,6 +430,7 @@ impl ControlPlane {
                 return;
             }
         }
+        #[cfg(feature = "std")]
         if port == WAN {
             if let Some(d) = self.ike.as_mut() {
                 if let Some((port, mac, g)) = vnf_router::ike::parse_frame(port, frame) {
@@ -373,16 +456,20 @@ impl ControlPlane {
                 self.publish_leases();
             }
         }
-        if let Some(d) = self.ike.as_mut() {
-            d.poll(now_ms);
+        #[cfg(feature = "std")]
+        {
+            if let Some(d) = self.ike.as_mut() {
+                d.poll(now_ms);
+            }
+            if let Some(k) = self.keys.as_mut() {
+                k.poll(now_ms);
+            }
+            self.flush_ike();
         }
-        if let Some(k) = self.keys.as_mut() {
-            k.poll(now_ms);
-        }
-        self.flush_ike();
     }
 
     /// Deletes the IKE SAs (RFC 7296 §1.4.1) on the way down.
+    #[cfg(feature = "std")]
     pub fn shutdown(&mut self, now_ms: u64) {
         if let Some(d) = self.ike.as_mut() {
             d.shutdown(now_ms);
@@ -396,6 +483,7 @@ impl ControlPlane {
     }
 
     /// The port and MAC to reach `peer`, or the (port, next hop) to ask for.
+    #[cfg(feature = "std")]
     fn next_hop(&self, peer: Ipv4Addr) -> Result<(u16, [u8; 6]), Option<Hop>> {
         let hop = self
             .l3
@@ -418,6 +506,7 @@ impl ControlPlane {
         }
     }
 
+    #[cfg(feature = "std")]
     fn flush_ike(&mut self) {
         let Some(d) = self.ike.as_mut() else {
             return;
@@ -500,6 +589,7 @@ pub fn step(
     for (port, f) in cp.take_frames() {
         inject(cache, inject_ring, port, &f, &stats);
     }
+    #[cfg(feature = "std")]
     for l in cp.take_log() {
         tracing::info!("ike: {l}");
     }
@@ -509,6 +599,7 @@ pub fn step(
 /// Runs the control plane until `stop`; time is milliseconds since the call. On
 /// the way down the IKE SAs are deleted while the worker still runs (it must be
 /// stopped after this returns), waiting up to a second for the answers.
+#[cfg(feature = "std")]
 pub fn run(
     mut cp: ControlPlane,
     punt: PktRing,

@@ -13,11 +13,23 @@
 //! - Or tunnel keys from the SD-WAN key server (`vnfs/keyserver`): [`keylink`].
 //!
 //! [`vnf::build`] turns a [`Config`] into the worker's graph and the control plane;
-//! the `vcpe` binary, `bench vcpe` and `testbed lab vcpe` call it.
+//! the `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and the unikernel image
+//! (`vnfs/unikernel --features vcpe`) call it.
+//!
+//! The configuration, the graph, the static-key tunnels and the DHCP server are
+//! `no_std` + `alloc`; the `std` feature (default) adds port specs, the IKE daemon,
+//! the key server link, the control-plane thread and the binary. Without it, a
+//! `[tunnel.ike]`, `[tunnel.keyserver]` or `[keyserver]` is refused by
+//! [`control::ControlPlane::new`] with one line.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 pub mod config;
 pub mod control;
+#[cfg(feature = "std")]
 pub mod keylink;
+#[cfg(feature = "std")]
 pub mod mgmt;
 pub mod nodes;
 pub mod vnf;

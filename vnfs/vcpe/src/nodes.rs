@@ -21,6 +21,7 @@
 //! is passed on (the next node counts it) or dropped with a reason, never a panic;
 //! none allocates.
 
+use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use dataplane::addr::Net4;
 use dataplane::batch::{Batch, Next, Out};
@@ -353,6 +354,7 @@ impl Stage for Select {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn dhcp_requests_are_recognised_and_short_frames_are_not() {

@@ -27,6 +27,12 @@
 use crate::config::{Config, ConfigError, TunnelConfig};
 use crate::control::ControlPlane;
 use crate::nodes::{LanInput, Select, Subnet, TunnelCheck, WanGuard};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr};
 use dataplane::stage::Pipeline;
 use dataplane::stages::arp::ArpInput;
@@ -39,7 +45,6 @@ use ipsec::crypto::{Algorithm, KeyMaterial};
 use ipsec::sa::{Direction, SaConfig};
 use ipsec::spd::{Action, Prefix, Selector};
 use ipsec::stage::{EspDecrypt, EspEncrypt, StageQueues};
-use std::sync::Arc;
 
 /// Port number of the LAN interface.
 pub const LAN: u16 = 0;

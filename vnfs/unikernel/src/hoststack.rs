@@ -371,6 +371,8 @@ impl Response {
         }
     }
     /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
+    // RESTCONF state (router and vBNG apps).
+    #[cfg_attr(feature = "vcpe", allow(dead_code))]
     pub fn yang_json(body: String) -> Response {
         Response {
             status: 200,

@@ -230,7 +230,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let mut cache = pool.cache();
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({nports} ports, lan {}, wan {}, {} tunnels, dhcp {}, nat {}, heap peak {} KiB, {} demand-zero pages)",
+        "{VNF} ready in {}.{:03} ms ({nports} ports, lan {}, wan {}, {} tunnels, dhcp {}, nat {}, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         cfg.lan.address,
@@ -239,7 +239,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         if cfg.lan.dhcp.is_some() { "on" } else { "off" },
         if cfg.nat.enabled { "on" } else { "off" },
         crate::heap::peak() / 1024,
-        crate::sparse::pages()
+        crate::sparse::pages(),
+        crate::heap::used() / 1024,
+        crate::heap::claimed() / 1024
     );
     if opts.exit_on_ready {
         arch::exit(arch::EXIT_OK);

@@ -443,9 +443,6 @@ struct Link {
 /// its two rings. Dropping it (link down, port closed) returns them to the pool.
 struct Zc {
     shared: &'static Shared,
-    /// A cache over the shared pool: replacement buffers for the receive ring, sent
-    /// packets coming back.
-    cache: PoolCache,
     /// Receive ring (S2C) slot → the empty buffer posted there.
     rx_bufs: Vec<Option<Pkt>>,
     /// Transmit ring (C2S) slot → the packet sent from there until the master's
@@ -463,7 +460,6 @@ impl Zc {
         tx_bufs.resize_with(size as usize, || None);
         Zc {
             shared,
-            cache: shared.pool.cache(),
             rx_bufs,
             tx_bufs,
             tx_done: 0,
@@ -479,12 +475,47 @@ impl Zc {
 
 impl Drop for Zc {
     fn drop(&mut self) {
-        for p in self.rx_bufs.iter_mut().chain(self.tx_bufs.iter_mut()) {
-            if let Some(p) = p.take() {
-                self.cache.free(p);
+        let pool = self.shared.pool;
+        let (rx, tx) = (&mut self.rx_bufs, &mut self.tx_bufs);
+        let done = with_zc_cache(pool, |c| {
+            for p in rx.iter_mut().chain(tx.iter_mut()).filter_map(Option::take) {
+                c.free(p);
+            }
+        });
+        if done.is_none() {
+            // The thread is exiting (its cache is gone): straight to the pool.
+            for p in self
+                .rx_bufs
+                .iter_mut()
+                .chain(self.tx_bufs.iter_mut())
+                .filter_map(Option::take)
+            {
+                pool.free(p);
             }
         }
     }
+}
+
+std::thread_local! {
+    /// The thread's cache over the shared pool, used by all its zero-copy links: a
+    /// buffer one link gives back (a sent frame) is the next one another link posts
+    /// for receive, last in first out, so the buffers in use stay few and
+    /// cache-warm instead of cycling through the whole region.
+    static ZC_CACHE: core::cell::RefCell<Option<PoolCache>> =
+        const { core::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's cache over the shared pool (made on first use, when
+/// a link comes up); `None` while the thread exits.
+#[inline]
+fn with_zc_cache<R>(pool: &'static Pool, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+    ZC_CACHE
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            Some(f(c.get_or_insert_with(|| pool.cache())))
+        })
+        .ok()
+        .flatten()
 }
 
 impl Link {
@@ -1382,23 +1413,28 @@ fn refill(l: &mut Link) {
         return;
     }
     if let Some(z) = l.zc.as_mut() {
-        while h != target {
-            let slot = (h & l.rx.mask()) as usize;
-            // A buffer still posted (its frame was dropped) is posted again.
-            if z.rx_bufs[slot].is_none() {
-                match z.cache.alloc() {
-                    Some(p) => z.rx_bufs[slot] = Some(p),
-                    // Shared pool exhausted: post the rest on a later burst.
-                    None => break,
+        let rx = l.rx;
+        h = with_zc_cache(z.shared.pool, |cache| {
+            while h != target {
+                let slot = (h & rx.mask()) as usize;
+                // A buffer still posted (its frame was dropped) is posted again.
+                if z.rx_bufs[slot].is_none() {
+                    match cache.alloc() {
+                        Some(p) => z.rx_bufs[slot] = Some(p),
+                        // Shared pool exhausted: post the rest on a later burst.
+                        None => break,
+                    }
                 }
+                if let Some(p) = z.rx_bufs[slot].as_ref() {
+                    let off = p.index() as usize * BUF_SIZE + HEADROOM;
+                    rx.desc(h)
+                        .write(0, SHARED_REGION, DATA_ROOM as u32, off as u32);
+                }
+                h = h.wrapping_add(1);
             }
-            if let Some(p) = z.rx_bufs[slot].as_ref() {
-                let off = p.index() as usize * BUF_SIZE + HEADROOM;
-                l.rx.desc(h)
-                    .write(0, SHARED_REGION, DATA_ROOM as u32, off as u32);
-            }
-            h = h.wrapping_add(1);
-        }
+            h
+        })
+        .unwrap_or(l.rx_posted);
     } else {
         while h != target {
             let slot = (h & l.rx.mask()) as usize;
@@ -1531,48 +1567,50 @@ fn tx_zc(
     if back > l.tx_idx.wrapping_sub(z.tx_done) {
         return Err(RingFault::Index);
     }
-    for _ in 0..back {
-        if let Some(p) = z.tx_bufs[(z.tx_done & tx.mask()) as usize].take() {
-            z.cache.free(p);
-        }
-        z.tx_done = z.tx_done.wrapping_add(1);
-    }
     let free = (tx.size - inflight) as usize;
     let pool = z.shared.pool;
     let mut idx = l.tx_idx;
     let (mut sent, mut bytes, mut dropped) = (0usize, 0u64, 0u64);
-    batch.take_front(batch.len().min(free), |p| {
-        if p.is_empty() {
-            dropped += 1;
-            cache.free(p);
-            return;
+    let _ = with_zc_cache(pool, |zcache| {
+        for _ in 0..back {
+            if let Some(p) = z.tx_bufs[(z.tx_done & tx.mask()) as usize].take() {
+                zcache.free(p);
+            }
+            z.tx_done = z.tx_done.wrapping_add(1);
         }
-        let p = if pool.owns(&p) {
-            counters.zc_frames += 1;
-            p
-        } else {
-            let Some(mut q) = z.cache.alloc() else {
+        batch.take_front(batch.len().min(free), |p| {
+            if p.is_empty() {
                 dropped += 1;
                 cache.free(p);
                 return;
+            }
+            let p = if pool.owns(&p) {
+                counters.zc_frames += 1;
+                p
+            } else {
+                let Some(mut q) = zcache.alloc() else {
+                    dropped += 1;
+                    cache.free(p);
+                    return;
+                };
+                let len = p.len();
+                // A frame grown into its headroom may exceed DATA_ROOM: start earlier.
+                let _ = q.set_window(HEADROOM.min(BUF_SIZE - len), len);
+                q.data_mut().copy_from_slice(p.data());
+                q.meta = p.meta;
+                cache.free(p);
+                counters.zc_copies += 1;
+                q
             };
-            let len = p.len();
-            // A frame grown into its headroom may exceed DATA_ROOM: start earlier.
-            let _ = q.set_window(HEADROOM.min(BUF_SIZE - len), len);
-            q.data_mut().copy_from_slice(p.data());
-            q.meta = p.meta;
-            cache.free(p);
-            counters.zc_copies += 1;
-            q
-        };
-        tx.desc(idx)
-            .write(0, SHARED_REGION, p.len() as u32, z.offset(&p));
-        bytes += p.len() as u64;
-        sent += 1;
-        if let Some(old) = z.tx_bufs[(idx & tx.mask()) as usize].replace(p) {
-            z.cache.free(old);
-        }
-        idx = idx.wrapping_add(1);
+            tx.desc(idx)
+                .write(0, SHARED_REGION, p.len() as u32, z.offset(&p));
+            bytes += p.len() as u64;
+            sent += 1;
+            if let Some(old) = z.tx_bufs[(idx & tx.mask()) as usize].replace(p) {
+                zcache.free(old);
+            }
+            idx = idx.wrapping_add(1);
+        });
     });
     if idx != l.tx_idx {
         l.tx_idx = idx;

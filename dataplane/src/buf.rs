@@ -128,7 +128,7 @@ impl Pool {
     /// but this pool's packets (and the peer the memory is shared with, under its
     /// ring protocol) reads or writes.
     pub unsafe fn from_raw(base: NonNull<u8>, n: u32) -> Option<&'static Pool> {
-        if n == 0 || base.as_ptr() as usize % 64 != 0 {
+        if n == 0 || !(base.as_ptr() as usize).is_multiple_of(64) {
             return None;
         }
         let free = ArrayQueue::new(n as usize);

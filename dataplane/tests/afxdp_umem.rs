@@ -99,7 +99,8 @@ fn same(d: &[u8], i: u32) -> bool {
 }
 
 fn seq(d: &[u8]) -> Option<u32> {
-    (d.len() >= 18 && d[12..14] == ETHERTYPE).then(|| u32::from_be_bytes([d[14], d[15], d[16], d[17]]))
+    (d.len() >= 18 && d[12..14] == ETHERTYPE)
+        .then(|| u32::from_be_bytes([d[14], d[15], d[16], d[17]]))
 }
 
 #[test]
@@ -135,7 +136,8 @@ fn umem_chunks_are_engine_buffers() {
     const MARK: u32 = 1 << 30;
     let (mut next, mut at_b, mut back_at_a, mut fwd_at_a) = (0u32, 0u32, 0u32, 0u32);
     let (mut in_place, mut bad) = (0u32, 0u32);
-    let (mut tx, mut rx, mut out, mut fwd) = (Batch::new(), Batch::new(), Batch::new(), Batch::new());
+    let (mut tx, mut rx, mut out, mut fwd) =
+        (Batch::new(), Batch::new(), Batch::new(), Batch::new());
     let t = Instant::now();
     watch(true);
     while (at_b < N || back_at_a < N || fwd_at_a < N / 2) && t.elapsed() < Duration::from_secs(20) {
@@ -204,8 +206,16 @@ fn umem_chunks_are_engine_buffers() {
     assert_eq!(back_at_a, N, "b -> a (sent from b's own chunks)");
     assert_eq!(fwd_at_a, N / 2, "a's chunks forwarded through b");
     assert_eq!(bad, 0, "frames changed on the way");
-    assert_eq!(in_place, 2 * N + N / 2, "every frame received into the port's UMEM");
-    assert_eq!(a.tx_copies(), u64::from(N), "heap packets are copied into a's UMEM");
+    assert_eq!(
+        in_place,
+        2 * N + N / 2,
+        "every frame received into the port's UMEM"
+    );
+    assert_eq!(
+        a.tx_copies(),
+        u64::from(N),
+        "heap packets are copied into a's UMEM"
+    );
     assert_eq!(b.tx_copies(), u64::from(N / 2), "b copies only a's packets");
     assert_eq!(allocs, 0, "allocations in the bursts");
 }

@@ -483,7 +483,7 @@ impl XdpPort {
                 (map(len, 0).ok_or_else(|| sys("mmap umem"))?, len, false)
             }
         };
-        let res = Self::open_inner(iface, ifindex, mac, queue, cfg, umem, umem_len, huge);
+        let res = Self::open_inner(iface, ifindex, mac, queue, cfg, (umem, umem_len), huge);
         if res.is_err() {
             // SAFETY: our mapping, not referenced by anything else on this path (the
             // pool is made only on success).
@@ -498,8 +498,7 @@ impl XdpPort {
         mac: [u8; 6],
         queue: u32,
         cfg: &Config,
-        umem: *mut u8,
-        umem_len: usize,
+        (umem, umem_len): (*mut u8, usize),
         huge: bool,
     ) -> Result<Self, XdpError> {
         // SAFETY: socket creation.
@@ -604,8 +603,8 @@ impl XdpPort {
         // SAFETY: `frames × BUF_SIZE` bytes of our page-aligned UMEM mapping, never
         // unmapped once the pool exists (see Drop); only the pool's packets and the
         // kernel (for the chunks we hand it) touch them.
-        let pool = unsafe { Pool::from_raw(base, cfg.frames) }
-            .ok_or(XdpError::Geometry("UMEM pool"))?;
+        let pool =
+            unsafe { Pool::from_raw(base, cfg.frames) }.ok_or(XdpError::Geometry("UMEM pool"))?;
         let mut parked = Vec::new();
         if zerocopy && !huge {
             // Only chunks inside one 4 KiB page may reach a zero-copy driver.
@@ -792,7 +791,9 @@ impl Port for XdpPort {
         let room = size - self.tx.local.wrapping_sub(cons);
         // Completions must fit their ring too: in flight <= its size.
         let inflight = self.tx.local.wrapping_sub(self.comp.local);
-        let n = batch.len().min(room.min(size.saturating_sub(inflight)) as usize);
+        let n = batch
+            .len()
+            .min(room.min(size.saturating_sub(inflight)) as usize);
         let (mut sent, mut bytes, mut dropped, mut copies) = (0u32, 0u64, 0u64, 0u64);
         let mut p = self.tx.local;
         let pool = self.pool;

@@ -1507,9 +1507,7 @@ fn rx_zc(
                     for i in 1..k {
                         let idx = first.wrapping_add(i);
                         let dl = rx.desc(idx).length() as usize;
-                        let src = z.rx_bufs[(idx & rx.mask()) as usize]
-                            .as_ref()
-                            .map(data_at);
+                        let src = z.rx_bufs[(idx & rx.mask()) as usize].as_ref().map(data_at);
                         let Some(src) = src.filter(|_| len + dl <= DATA_ROOM) else {
                             ok = false;
                             break;

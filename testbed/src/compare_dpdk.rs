@@ -312,18 +312,18 @@ fn graph(w: Workload, p0: &str, p1: &str) -> anyhow::Result<dataplane::stage::Pi
 
 /// The generator's side of a ring.
 enum GenPort {
-    Virtio(VirtioUserPort),
-    Memif(MemifPort),
+    Virtio(Box<VirtioUserPort>),
+    Memif(Box<MemifPort>),
 }
 
 impl GenPort {
     fn open(ring: Ring, path: &Path) -> anyhow::Result<GenPort> {
         Ok(match ring {
-            Ring::VhostUser => GenPort::Virtio(
+            Ring::VhostUser => GenPort::Virtio(Box::new(
                 VirtioUserPort::open(path, &virtio_user::Config::default())
                     .with_context(|| format!("virtio-user {}", path.display()))?,
-            ),
-            Ring::Memif => GenPort::Memif(
+            )),
+            Ring::Memif => GenPort::Memif(Box::new(
                 MemifPort::open(
                     path,
                     &memif::Config {
@@ -332,7 +332,7 @@ impl GenPort {
                     },
                 )
                 .with_context(|| format!("memif master {}", path.display()))?,
-            ),
+            )),
         })
     }
     fn up(&mut self) -> bool {

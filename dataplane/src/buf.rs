@@ -116,6 +116,34 @@ impl Pool {
         Some(Box::leak(Box::new(Pool { base, n, free })))
     }
 
+    /// A pool over memory the caller provides instead of the allocator: `n` buffers
+    /// of [`BUF_SIZE`] bytes from `base` — a shared-memory region a peer maps (memif
+    /// zero-copy) or an AF_XDP UMEM, so the buffers a device or peer fills are engine
+    /// packets without a copy. Returns `None` when `n` is 0.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be aligned to 64 bytes and point to `n * BUF_SIZE` readable and
+    /// writable bytes that stay mapped for the rest of the process and that nothing
+    /// but this pool's packets (and the peer the memory is shared with, under its
+    /// ring protocol) reads or writes.
+    pub unsafe fn from_raw(base: NonNull<u8>, n: u32) -> Option<&'static Pool> {
+        if n == 0 || !(base.as_ptr() as usize).is_multiple_of(64) {
+            return None;
+        }
+        let free = ArrayQueue::new(n as usize);
+        for i in 0..n {
+            let _ = free.push(i);
+        }
+        Some(Box::leak(Box::new(Pool { base, n, free })))
+    }
+
+    /// Start of the pool's memory (buffer `i` is at `i * BUF_SIZE`).
+    #[inline(always)]
+    pub fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
     /// Number of buffers in the pool.
     pub fn capacity(&self) -> u32 {
         self.n

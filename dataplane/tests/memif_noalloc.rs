@@ -1,7 +1,9 @@
 //! The memif port's bursts never call the allocator once the link is up: a counting
 //! global allocator watches a master and a slave in one process exchanging frames
 //! both ways (single-descriptor and chained frames, a full ring that leaves frames in
-//! the batch, and the periodic look at the control socket every `CTRL_EVERY` bursts).
+//! the batch, and the periodic look at the control socket every `CTRL_EVERY` bursts),
+//! for a zero-copy slave (received frames sent back out of it in place, shared-pool
+//! buffers posted and given back) and for a copying one.
 
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
@@ -18,7 +20,19 @@ static GLOBAL: counting::Counting = counting::Counting;
 
 #[test]
 fn memif_bursts_do_not_allocate() {
-    let path = std::env::temp_dir().join(format!("dp-memif-noalloc-{}.sock", std::process::id()));
+    bursts(false);
+}
+
+#[test]
+fn memif_zero_copy_bursts_do_not_allocate() {
+    bursts(true);
+}
+
+fn bursts(zero_copy: bool) {
+    let path = std::env::temp_dir().join(format!(
+        "dp-memif-noalloc-{}-{zero_copy}.sock",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&path);
     let pool = Pool::new(2048).unwrap();
     let mut c = pool.cache();
@@ -37,6 +51,7 @@ fn memif_bursts_do_not_allocate() {
             role: Role::Slave,
             log2_ring: 6,
             buf_size: 1024,
+            zero_copy,
             ..Config::default()
         },
     )
@@ -53,18 +68,22 @@ fn memif_bursts_do_not_allocate() {
     let mut moved = 0u64;
     watch(true);
     for round in 0..(4 * CTRL_EVERY as usize) {
-        let (a, b) = if round % 2 == 0 {
-            (&mut s, &mut m)
-        } else {
-            (&mut m, &mut s)
-        };
         for f in &frames {
             let mut p = c.alloc().unwrap();
             p.copy_from(f).unwrap();
             let _ = tx.push(p);
         }
-        a.tx_burst(&mut c, &mut tx);
-        moved += b.rx_burst(&mut c, &mut rx) as u64;
+        if round % 2 == 0 {
+            s.tx_burst(&mut c, &mut tx);
+            moved += m.rx_burst(&mut c, &mut rx) as u64;
+        } else {
+            // master -> slave, and the slave sends what it got straight back
+            m.tx_burst(&mut c, &mut tx);
+            moved += s.rx_burst(&mut c, &mut rx) as u64;
+            s.tx_burst(&mut c, &mut rx);
+            rx.free_all(&mut c);
+            moved += m.rx_burst(&mut c, &mut rx) as u64;
+        }
         rx.free_all(&mut c);
         tx.free_all(&mut c);
     }
@@ -73,4 +92,5 @@ fn memif_bursts_do_not_allocate() {
     assert!(moved > 1000, "only {moved} frames moved");
     assert!(m.is_up() && s.is_up());
     assert_eq!(m.counters().ctrl_errors + s.counters().ctrl_errors, 0);
+    assert_eq!(s.counters().zc_frames > 0, zero_copy);
 }

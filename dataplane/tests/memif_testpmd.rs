@@ -340,14 +340,26 @@ fn vdev(role: &str, path: &Path, id: u32) -> String {
 }
 
 /// testpmd is the memif server (master); our port connects as the slave.
+/// (Zero-copy slave: testpmd fills and drains our engine buffers in the shared
+/// region directly.)
 #[test]
 fn testpmd_server_our_slave() {
+    server_our_slave(true);
+}
+
+/// The same with a copying slave (`memif:PATH,copy`).
+#[test]
+fn testpmd_server_our_copying_slave() {
+    server_our_slave(false);
+}
+
+fn server_our_slave(zero_copy: bool) {
     if let Some(why) = skip_reason() {
         eprintln!("memif_testpmd: skipped: {why}");
         return;
     }
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let path = sock("server");
+    let path = sock(if zero_copy { "server" } else { "server-copy" });
     let mut tp = Testpmd::spawn("s", &vdev("server", &path, 3), "io");
     let t = Instant::now();
     while !path.exists() {
@@ -361,12 +373,22 @@ fn testpmd_server_our_slave() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cfg = test_config(Role::Slave, 3);
+    let cfg = Config {
+        zero_copy,
+        ..test_config(Role::Slave, 3)
+    };
     let mut port = MemifPort::open(&path, &cfg).unwrap();
     wait_up(&mut port, &tp);
     start(&mut tp, &mut port);
     let got = exchange(&mut port);
     check(&port, &mut tp, &got, false);
+    // Zero-copy: every frame came back in a shared buffer testpmd wrote into.
+    let zc = port.counters().zc_frames;
+    if zero_copy {
+        assert!(zc >= N as u64, "{zc} frames received in place");
+    } else {
+        assert_eq!(zc, 0);
+    }
 }
 
 /// Our port is the memif master; testpmd connects as the client (slave) and owns

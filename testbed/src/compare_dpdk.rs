@@ -12,7 +12,11 @@
 //!   driver: our `virtio-user:PATH` port) and owns the memory. Each DUT copies once per
 //!   frame each way, as the protocol demands.
 //! * **memif:** the generator is the master and listens; the DUT is the slave
-//!   (testpmd `net_memif,role=client`, ours `memif:PATH`) and owns the memory.
+//!   (testpmd `net_memif,role=client`, ours `memif:PATH`) and owns the memory. Ours
+//!   is a zero-copy slave (frames forwarded between its two links never copied;
+//!   `--memif-copy`: the copying slave, `memif:PATH,copy`); testpmd's client runs
+//!   with the driver's default `zero-copy=no` (its zero-copy mode needs EAL
+//!   `--single-file-segments` over hugepages), so it copies each frame in and out.
 //!
 //! Workloads: `io` — testpmd `--forward-mode=io` vs our port-to-port cross-connect in
 //! the engine's worker loop; `l3` — testpmd `macswap` vs our full router graph
@@ -86,6 +90,10 @@ pub struct DpdkArgs {
     /// One JSON object per line and (ring, workload).
     #[arg(long)]
     pub json: bool,
+    /// Our memif slave copies frames through a region of its own
+    /// (`memif:PATH,copy`) instead of posting engine buffers (zero-copy, default).
+    #[arg(long)]
+    pub memif_copy: bool,
 }
 
 /// One (ring, workload) line.
@@ -304,18 +312,18 @@ fn graph(w: Workload, p0: &str, p1: &str) -> anyhow::Result<dataplane::stage::Pi
 
 /// The generator's side of a ring.
 enum GenPort {
-    Virtio(VirtioUserPort),
-    Memif(MemifPort),
+    Virtio(Box<VirtioUserPort>),
+    Memif(Box<MemifPort>),
 }
 
 impl GenPort {
     fn open(ring: Ring, path: &Path) -> anyhow::Result<GenPort> {
         Ok(match ring {
-            Ring::VhostUser => GenPort::Virtio(
+            Ring::VhostUser => GenPort::Virtio(Box::new(
                 VirtioUserPort::open(path, &virtio_user::Config::default())
                     .with_context(|| format!("virtio-user {}", path.display()))?,
-            ),
-            Ring::Memif => GenPort::Memif(
+            )),
+            Ring::Memif => GenPort::Memif(Box::new(
                 MemifPort::open(
                     path,
                     &memif::Config {
@@ -324,7 +332,7 @@ impl GenPort {
                     },
                 )
                 .with_context(|| format!("memif master {}", path.display()))?,
-            ),
+            )),
         })
     }
     fn up(&mut self) -> bool {
@@ -443,9 +451,10 @@ fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<RunResult> {
     ))
 }
 
-fn dut_spec(ring: Ring, path: &Path) -> String {
+fn dut_spec(ring: Ring, path: &Path, memif_copy: bool) -> String {
     match ring {
         Ring::VhostUser => format!("vhost-user:{},server", path.display()),
+        Ring::Memif if memif_copy => format!("memif:{},copy", path.display()),
         Ring::Memif => format!("memif:{}", path.display()),
     }
 }
@@ -456,7 +465,10 @@ fn run_ours(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::Res
         dir.join(format!("o-{}-0.sock", ring.name())),
         dir.join(format!("o-{}-1.sock", ring.name())),
     ];
-    let specs = [dut_spec(ring, &paths[0]), dut_spec(ring, &paths[1])];
+    let specs = [
+        dut_spec(ring, &paths[0], args.memif_copy),
+        dut_spec(ring, &paths[1], args.memif_copy),
+    ];
     // memif: the generator (master) listens first; vhost-user: the DUT listens and the
     // generator's frontend retries until it does
     let mut g = [
@@ -755,7 +767,11 @@ fn line(args: &DpdkArgs, ring: Ring, w: Workload, o: &Side, t: &Side) -> DpdkLin
             ours: o.counts(),
             theirs: t.counts(),
         },
-        ours: format!("{ours} over {}", ring.name()),
+        ours: match ring {
+            Ring::Memif if args.memif_copy => format!("{ours} over memif (copying slave)"),
+            Ring::Memif => format!("{ours} over memif (zero-copy slave)"),
+            Ring::VhostUser => format!("{ours} over {}", ring.name()),
+        },
         theirs: format!("dpdk-testpmd {} over {}", w.testpmd_mode(), ring.name()),
         frame_size: args.size,
         duration_s: args.duration,

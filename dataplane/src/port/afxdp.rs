@@ -5,8 +5,30 @@
 //! ctx->rx_queue_index, XDP_PASS)`), loaded with `bpf(2)` and attached with a BPF link
 //! (native driver mode where the driver has it, e.g. veth; generic/SKB mode
 //! otherwise). The socket binds zero-copy when the driver supports it, copy mode
-//! otherwise. Packets are copied between UMEM chunks and pool buffers (one `memcpy`
-//! per frame), which keeps the engine's buffer pool independent of the device.
+//! otherwise (veth, most virtual devices: the kernel then copies each frame between
+//! its skb and the UMEM; zero-copy drivers DMA straight into the UMEM).
+//!
+//! **UMEM frames are engine buffers.** The UMEM is an engine [`Pool`]
+//! ([`Pool::from_raw`]): chunks of [`BUF_SIZE`] bytes registered in unaligned-chunk
+//! mode (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`, since 2304 is not a power of two), so the
+//! kernel writes a received frame at the chunk's `XDP_PACKET_HEADROOM` (256 = our
+//! [`HEADROOM`]) and the engine processes it in place, as the very packet it got —
+//! no copy on our side. Every chunk is in exactly one place: the pool (free ring or
+//! a cache), the engine (a [`Pkt`]), or the kernel (posted on the fill ring, or
+//! queued on the TX ring until its completion comes back). The port keeps the
+//! packets the kernel holds in a table indexed by chunk (`kernel`), so a received
+//! descriptor gives back its packet, a completion gives back the sent packet (freed
+//! to the pool), and closing the port returns every chunk the kernel still had.
+//! Receive refills the fill ring with fresh chunks of the pool; transmit posts the
+//! packet's own chunk when it belongs to this port's UMEM and copies into a fresh
+//! chunk otherwise (a packet received on another port: the kernel only takes
+//! addresses inside the socket's own UMEM). A packet the engine drops or forwards
+//! elsewhere returns its chunk to this UMEM's pool wherever it is freed, so nothing
+//! leaks. Counters: [`XdpPort::tx_copies`]. On a zero-copy driver the UMEM should be
+//! on huge pages (we try `MAP_HUGETLB` first): a chunk that crosses a 4 KiB page
+//! boundary on ordinary pages is not DMA-contiguous, so with zero-copy on ordinary
+//! pages those chunks are set aside at open and only page-contained chunks circulate.
+//! A closed port's UMEM stays mapped (its packets may still be in the engine).
 //!
 //! **libxdp / xsk-rs?** Not as a replacement for what is here. The XDP program is
 //! six instructions and the socket setup a few `setsockopt`/`mmap` calls; libxdp
@@ -15,7 +37,10 @@
 //! toolchain at build time), neither usable in the no_std core. What libxdp offers
 //! that we lack is its multi-program dispatcher protocol (several XDP programs on one
 //! interface, e.g. ours beside a firewall's): if a deployment needs that, attach
-//! through libxdp's dispatcher then rather than replacing the socket code.
+//! through libxdp's dispatcher then rather than replacing the socket code. Nor would
+//! libxdp's `xsk_umem__create`/`xsk_socket__create` help with the UMEM-as-pool part:
+//! they map the rings and register the UMEM (a few lines here), while who owns which
+//! chunk — the part that must be right for zero copy — stays with the caller.
 //!
 //! Ring protocol (af_xdp.rst "Rings"): single producer / single consumer with
 //! `producer`/`consumer` u32 indices shared with the kernel; the producer publishes
@@ -24,7 +49,7 @@
 
 use super::{Port, PortStats};
 use crate::batch::Batch;
-use crate::buf::{PoolCache, DATA_ROOM, HEADROOM};
+use crate::buf::{Pkt, Pool, PoolCache, BUF_SIZE, HEADROOM};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -33,8 +58,12 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-/// UMEM chunk size.
-pub const FRAME: usize = 2048;
+/// UMEM chunk size: one engine buffer.
+pub const FRAME: usize = BUF_SIZE;
+/// In unaligned-chunk mode the upper 16 bits of a descriptor address carry the data
+/// offset inside the chunk (`XSK_UNALIGNED_BUF_OFFSET_SHIFT`).
+const OFFSET_SHIFT: u32 = 48;
+const ADDR_MASK: u64 = (1 << OFFSET_SHIFT) - 1;
 
 /// Geometry and mode.
 #[derive(Clone, Copy, Debug)]
@@ -366,8 +395,17 @@ pub struct XdpPort {
     comp: Ring,
     fd: OwnedFd,
     umem: *mut u8,
-    umem_len: usize,
-    tx_free: Vec<u64>,
+    /// The UMEM's chunks as engine buffers.
+    pool: &'static Pool,
+    /// This port's cache over `pool`: fill-ring refills, completed transmits.
+    cache: PoolCache,
+    /// Chunk index → the packet while the kernel holds the chunk (fill or TX ring).
+    kernel: Vec<Option<Pkt>>,
+    /// Chunks never handed to the kernel (zero-copy on ordinary pages: they cross a
+    /// page boundary); returned to the pool on close.
+    parked: Vec<Pkt>,
+    /// Frames sent from a packet outside this UMEM (copied into a chunk).
+    tx_copies: u64,
     mac: [u8; 6],
     zerocopy: bool,
     stats: PortStats,
@@ -420,25 +458,35 @@ impl XdpPort {
         }
         let (ifindex, mac) =
             super::afpacket::iface_info(iface).ok_or_else(|| XdpError::NoIface(iface.into()))?;
-        let umem_len = cfg.frames as usize * FRAME;
-        // SAFETY: anonymous private mapping for the UMEM.
-        let umem = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                umem_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
+        const HUGE: usize = 2 << 20;
+        let want = cfg.frames as usize * FRAME;
+        let map = |len: usize, flags: libc::c_int| {
+            // SAFETY: an anonymous private mapping for the UMEM.
+            let m = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE | flags,
+                    -1,
+                    0,
+                )
+            };
+            (m != libc::MAP_FAILED).then_some(m.cast::<u8>())
         };
-        if umem == libc::MAP_FAILED {
-            return Err(sys("mmap umem"));
-        }
-        let umem = umem.cast::<u8>();
-        let res = Self::open_inner(iface, ifindex, mac, queue, cfg, umem, umem_len);
+        // Huge pages keep chunks physically contiguous for zero-copy drivers.
+        let huge_len = want.div_ceil(HUGE) * HUGE;
+        let (umem, umem_len, huge) = match map(huge_len, libc::MAP_HUGETLB) {
+            Some(m) => (m, huge_len, true),
+            None => {
+                let len = want.div_ceil(4096) * 4096;
+                (map(len, 0).ok_or_else(|| sys("mmap umem"))?, len, false)
+            }
+        };
+        let res = Self::open_inner(iface, ifindex, mac, queue, cfg, (umem, umem_len), huge);
         if res.is_err() {
-            // SAFETY: our mapping, not referenced by anything else on this path.
+            // SAFETY: our mapping, not referenced by anything else on this path (the
+            // pool is made only on success).
             unsafe { libc::munmap(umem.cast(), umem_len) };
         }
         res
@@ -450,8 +498,8 @@ impl XdpPort {
         mac: [u8; 6],
         queue: u32,
         cfg: &Config,
-        umem: *mut u8,
-        umem_len: usize,
+        (umem, umem_len): (*mut u8, usize),
+        huge: bool,
     ) -> Result<Self, XdpError> {
         // SAFETY: socket creation.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -466,7 +514,7 @@ impl XdpPort {
             len: umem_len as u64,
             chunk_size: FRAME as u32,
             headroom: 0,
-            flags: 0,
+            flags: libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG,
             tx_metadata_len: 0,
         };
         if setopt(f, libc::XDP_UMEM_REG, &reg) != 0 {
@@ -500,18 +548,8 @@ impl XdpPort {
         }
         let rx = Ring::map(f, &offs.rx, n, 16, libc::XDP_PGOFF_RX_RING as u64)?;
         let tx = Ring::map(f, &offs.tx, n, 16, libc::XDP_PGOFF_TX_RING as u64)?;
-        let mut fill = Ring::map(f, &offs.fr, n, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let fill = Ring::map(f, &offs.fr, n, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = Ring::map(f, &offs.cr, n, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
-        // receive chunks: the first `n`; the rest are for transmit
-        for i in 0..n {
-            // SAFETY: fill ring slot i (< size), owned by us before we publish.
-            unsafe { fill.u64_slot(i).write((i as usize * FRAME) as u64) };
-        }
-        fill.local = n;
-        fill.prod().store(n, Ordering::Release);
-        let tx_free: Vec<u64> = (n..cfg.frames)
-            .map(|i| (i as usize * FRAME) as u64)
-            .collect();
 
         let attach = attach(ifindex, cfg.native)?;
         let bind = |flags: u16| {
@@ -561,7 +599,31 @@ impl XdpPort {
             detach(ifindex);
             return Err(e);
         }
-        Ok(XdpPort {
+        let base = core::ptr::NonNull::new(umem).ok_or(XdpError::Geometry("null UMEM"))?;
+        // SAFETY: `frames × BUF_SIZE` bytes of our page-aligned UMEM mapping, never
+        // unmapped once the pool exists (see Drop); only the pool's packets and the
+        // kernel (for the chunks we hand it) touch them.
+        let pool =
+            unsafe { Pool::from_raw(base, cfg.frames) }.ok_or(XdpError::Geometry("UMEM pool"))?;
+        let mut parked = Vec::new();
+        if zerocopy && !huge {
+            // Only chunks inside one 4 KiB page may reach a zero-copy driver.
+            let mut keep = Vec::with_capacity(cfg.frames as usize);
+            while let Some(p) = pool.alloc() {
+                let off = p.index() as usize * FRAME % 4096;
+                if off + FRAME > 4096 {
+                    parked.push(p);
+                } else {
+                    keep.push(p);
+                }
+            }
+            for p in keep {
+                pool.free(p);
+            }
+        }
+        let mut kernel = Vec::with_capacity(cfg.frames as usize);
+        kernel.resize_with(cfg.frames as usize, || None);
+        let mut port = XdpPort {
             name: alloc::format!("{iface}:{queue}"),
             ifindex,
             queue,
@@ -572,12 +634,53 @@ impl XdpPort {
             comp,
             fd,
             umem,
-            umem_len,
-            tx_free,
+            pool,
+            cache: pool.cache(),
+            kernel,
+            parked,
+            tx_copies: 0,
             mac,
             zerocopy,
             stats: PortStats::default(),
-        })
+        };
+        port.refill();
+        Ok(port)
+    }
+
+    /// Posts fresh chunks on the fill ring, as many as it has room for.
+    #[inline]
+    fn refill(&mut self) {
+        let size = self.fill.mask + 1;
+        let cons = self.fill.cons().load(Ordering::Acquire);
+        let room = size - self.fill.local.wrapping_sub(cons);
+        let mut fp = self.fill.local;
+        for _ in 0..room {
+            let Some(p) = self.cache.alloc() else {
+                break;
+            };
+            let idx = p.index() as usize;
+            // SAFETY: the fill ring has room for this entry (counted above).
+            unsafe { self.fill.u64_slot(fp).write((idx * FRAME) as u64) };
+            if let Some(old) = self.kernel.get_mut(idx).and_then(|k| k.replace(p)) {
+                // Cannot happen (a free chunk is not with the kernel); keep it safe.
+                self.cache.free(old);
+            }
+            fp = fp.wrapping_add(1);
+        }
+        if fp != self.fill.local {
+            self.fill.local = fp;
+            self.fill.prod().store(fp, Ordering::Release);
+        }
+    }
+
+    /// Frames sent from a packet outside this port's UMEM (copied into a chunk).
+    pub fn tx_copies(&self) -> u64 {
+        self.tx_copies
+    }
+
+    /// The pool of this port's UMEM chunks.
+    pub fn pool(&self) -> &'static Pool {
+        self.pool
     }
 
     /// True when the program runs in the driver (native XDP), false for generic XDP.
@@ -590,25 +693,18 @@ impl XdpPort {
         self.zerocopy
     }
 
-    #[inline(always)]
-    fn chunk(&self, addr: u64, len: usize) -> Option<*mut u8> {
-        let a = addr as usize;
-        if a.checked_add(len)? > self.umem_len || len > FRAME {
-            return None;
-        }
-        // SAFETY: bounds checked against the UMEM just above.
-        Some(unsafe { self.umem.add(a) })
-    }
-
-    /// Takes completed transmit chunks back.
+    /// Takes completed transmit chunks back: their packets go to the pool.
     #[inline]
     fn reap(&mut self) {
         let prod = self.comp.prod().load(Ordering::Acquire);
         let mut c = self.comp.local;
         while c != prod {
             // SAFETY: entry published by the kernel (acquire above).
-            let a = unsafe { self.comp.u64_slot(c).read() };
-            self.tx_free.push(a & !(FRAME as u64 - 1));
+            let a = unsafe { self.comp.u64_slot(c).read() } & ADDR_MASK;
+            let idx = a as usize / FRAME;
+            if let Some(p) = self.kernel.get_mut(idx).and_then(Option::take) {
+                self.cache.free(p);
+            }
             c = c.wrapping_add(1);
         }
         if c != self.comp.local {
@@ -628,10 +724,15 @@ impl Drop for XdpPort {
             let _ = bpf(BPF_MAP_DELETE_ELEM, &mut attr);
         }
         detach(self.ifindex);
-        // Rings unmap in their own Drop; the UMEM after the socket is gone is fine
-        // because the kernel holds its own pin on the pages until the socket closes.
-        // SAFETY: our UMEM mapping.
-        unsafe { libc::munmap(self.umem.cast(), self.umem_len) };
+        // The chunks the kernel held go back to the pool (the socket closes when
+        // this port's fields drop, so the kernel stops using them). The UMEM stays
+        // mapped: packets of its pool may still be in the engine or in other ports.
+        for p in self.kernel.iter_mut().filter_map(Option::take) {
+            self.cache.free(p);
+        }
+        for p in self.parked.drain(..) {
+            self.cache.free(p);
+        }
     }
 }
 
@@ -640,47 +741,43 @@ impl Port for XdpPort {
         &self.name
     }
 
-    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+    fn rx_burst(&mut self, _cache: &mut PoolCache, batch: &mut Batch) -> usize {
         let prod = self.rx.prod().load(Ordering::Acquire);
         let avail = prod.wrapping_sub(self.rx.local) as usize;
         let n = avail.min(batch.room());
         if n == 0 {
+            self.refill();
             return 0;
         }
         let mut got = 0;
         let mut bytes = 0u64;
-        let mut fp = self.fill.local;
         for k in 0..n as u32 {
             // SAFETY: entry published by the kernel (acquire above).
             let d = unsafe { self.rx.desc_slot(self.rx.local.wrapping_add(k)).read() };
+            let base = (d.addr & ADDR_MASK) as usize;
+            let off = (d.addr >> OFFSET_SHIFT) as usize + base % FRAME;
             let len = d.len as usize;
-            match (self.chunk(d.addr, len), len <= DATA_ROOM) {
-                (Some(src), true) => match cache.alloc() {
-                    Some(mut pkt) => {
-                        let buf = pkt.buffer_mut();
-                        if let Some(dst) = buf.get_mut(HEADROOM..HEADROOM + len) {
-                            // SAFETY: src is `len` readable bytes of the UMEM chunk
-                            // the kernel handed to us.
-                            dst.copy_from_slice(unsafe { core::slice::from_raw_parts(src, len) });
-                        }
-                        let _ = pkt.set_window(HEADROOM, len);
-                        bytes += len as u64;
-                        let _ = batch.push(pkt);
-                        got += 1;
-                    }
-                    None => self.stats.rx_dropped += 1,
-                },
-                _ => self.stats.rx_dropped += 1,
+            // The chunk we posted: its packet, with the frame where the kernel put it.
+            // (A descriptor for a chunk the kernel does not hold is dropped as well.)
+            let pkt = self.kernel.get_mut(base / FRAME).and_then(Option::take);
+            match pkt {
+                Some(pkt) if off + len > FRAME || len == 0 => {
+                    self.cache.free(pkt);
+                    self.stats.rx_dropped += 1;
+                }
+                Some(mut pkt) => {
+                    let _ = pkt.set_window(off, len);
+                    pkt.meta = Default::default();
+                    bytes += len as u64;
+                    let _ = batch.push(pkt);
+                    got += 1;
+                }
+                None => self.stats.rx_dropped += 1,
             }
-            // give the chunk back to the kernel
-            // SAFETY: the fill ring has room: every chunk we return was taken from it.
-            unsafe { self.fill.u64_slot(fp).write(d.addr & !(FRAME as u64 - 1)) };
-            fp = fp.wrapping_add(1);
         }
         self.rx.local = self.rx.local.wrapping_add(n as u32);
         self.rx.cons().store(self.rx.local, Ordering::Release);
-        self.fill.local = fp;
-        self.fill.prod().store(fp, Ordering::Release);
+        self.refill();
         self.stats.rx_packets += got as u64;
         self.stats.rx_bytes += bytes;
         got
@@ -692,36 +789,57 @@ impl Port for XdpPort {
         let cons = self.tx.cons().load(Ordering::Acquire);
         self.tx.cached = cons;
         let room = size - self.tx.local.wrapping_sub(cons);
-        let n = batch.len().min(room as usize).min(self.tx_free.len());
-        let mut sent = 0u32;
-        let mut bytes = 0u64;
-        let mut dropped = 0u64;
+        // Completions must fit their ring too: in flight <= its size.
+        let inflight = self.tx.local.wrapping_sub(self.comp.local);
+        let n = batch
+            .len()
+            .min(room.min(size.saturating_sub(inflight)) as usize);
+        let (mut sent, mut bytes, mut dropped, mut copies) = (0u32, 0u64, 0u64, 0u64);
         let mut p = self.tx.local;
-        for pkt in batch.iter().take(n) {
-            let len = pkt.len();
-            let Some(addr) = self.tx_free.pop() else {
-                break;
-            };
-            let Some(dst) = self.chunk(addr, len) else {
-                self.tx_free.push(addr);
+        let pool = self.pool;
+        let umem = self.umem as usize;
+        let (tx, kernel, own) = (&self.tx, &mut self.kernel, &mut self.cache);
+        batch.take_front(n, |pkt| {
+            if pkt.is_empty() {
                 dropped += 1;
-                continue;
+                cache.free(pkt);
+                return;
+            }
+            let pkt = if pool.owns(&pkt) {
+                pkt
+            } else {
+                // Another port's packet: the kernel only takes our UMEM's chunks.
+                let Some(mut q) = own.alloc() else {
+                    dropped += 1;
+                    cache.free(pkt);
+                    return;
+                };
+                let len = pkt.len();
+                let _ = q.set_window(HEADROOM.min(FRAME - len), len);
+                q.data_mut().copy_from_slice(pkt.data());
+                cache.free(pkt);
+                copies += 1;
+                q
             };
-            // SAFETY: dst has room for len bytes (chunk() checked); the chunk is ours
-            // (from the free list) until the kernel completes it.
+            let len = pkt.len();
+            let addr = (pkt.data_ptr() as usize - umem) as u64;
+            let idx = pkt.index() as usize;
+            // SAFETY: slot p is ours until we publish (room counted above).
             unsafe {
-                core::ptr::copy_nonoverlapping(pkt.data().as_ptr(), dst, len);
-                self.tx.desc_slot(p).write(XdpDesc {
+                tx.desc_slot(p).write(XdpDesc {
                     addr,
                     len: len as u32,
                     options: 0,
-                });
+                })
+            };
+            if let Some(old) = kernel.get_mut(idx).and_then(|k| k.replace(pkt)) {
+                own.free(old);
             }
             p = p.wrapping_add(1);
             sent += 1;
             bytes += len as u64;
-        }
-        batch.take_front(n, |pkt| cache.free(pkt));
+        });
+        self.tx_copies += copies;
         if sent > 0 {
             self.tx.local = p;
             self.tx.prod().store(p, Ordering::Release);

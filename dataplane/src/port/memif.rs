@@ -15,15 +15,31 @@
 //! from and never wait on an eventfd. One queue pair per port (ring index 0); the
 //! master offers no more in `HELLO`.
 //!
-//! **Copies.** The master must copy both ways: the buffers belong to the slave's
-//! region, and the master fills (S2C) or drains (C2S) the slave's buffers. Our slave
-//! copies too, because engine packet buffers live in the process's pool, not in a
-//! region the peer can map. A zero-copy slave would allocate its [`crate::buf::Pool`]
-//! inside a memfd region, register that region with `ADD_REGION`, and post pool
-//! buffers in its descriptors (region = the pool's region, offset = the buffer's
-//! offset), handing buffers to the ring on transmit and taking them back when the
-//! master's `tail` passes them — as DPDK's `zero-copy=yes` client does with its
-//! mempool memory. Nothing else in the protocol would change.
+//! **Copies.** A *zero-copy slave* ([`Config::zero_copy`], the default) posts engine
+//! packet buffers on its rings. Its region 0 holds only the two rings; region 1 is
+//! the process's shared buffer region ([`shared_pool`]: one sealed memfd whose
+//! [`SHARED_BUFFERS`] buffers are an engine [`Pool`], mapped once and sent to every
+//! master). The receive ring (S2C) is posted with empty buffers of that pool (offset
+//! = the buffer's data room, length [`DATA_ROOM`]); a frame the master wrote there is
+//! handed to the engine as that very packet and the slot is posted again with a
+//! fresh buffer. On transmit (C2S) the descriptor points at the packet's own data,
+//! and the packet is kept until the master's `tail` passes it, then freed. So a frame
+//! received on one memif port and sent on another is never copied: the same buffer
+//! goes S2C on the first link and C2S on the second — what DPDK's `zero-copy=yes`
+//! client does with its mempool. Copies remain only where a packet is not in the
+//! shared region (a packet of the worker's pool, e.g. one the VNF built) or the
+//! master chained a frame over several descriptors; [`MemifCounters::zc_frames`] and
+//! [`MemifCounters::zc_copies`] count both cases. The price: every master this
+//! process serves maps the whole shared region, so it can read and write the frames
+//! of the other memif links too — give `memif:PATH,copy` (a region per link, copies
+//! both ways, as before) when the masters are not equally trusted.
+//!
+//! The *master* must copy both ways; the protocol leaves it no choice: all buffers
+//! belong to the slave's regions, the master may only fill (S2C) or drain (C2S) the
+//! buffers the slave posted and must hand each descriptor back (advance `tail` or
+//! `head`) before the slave can reuse it, so it can neither give the engine a buffer
+//! it must return within the burst nor put an engine buffer of its own on a ring. VPP
+//! and DPDK's `net_memif` server copy for the same reason.
 //!
 //! **Fast path.** `rx_burst`/`tx_burst` move descriptors and copy bytes; they do not
 //! allocate, lock or make system calls, except for a non-blocking look at the control
@@ -52,7 +68,7 @@
 
 use super::{Port, PortStats};
 use crate::batch::Batch;
-use crate::buf::{PoolCache, DATA_ROOM, HEADROOM};
+use crate::buf::{Pkt, Pool, PoolCache, BUF_SIZE, DATA_ROOM, HEADROOM};
 use crate::proto::memif::{
     self as wire, fixed, ring_bytes, AddRing, Hello, Init, Msg, DESC_FLAGS, DESC_FLAG_NEXT,
     DESC_LENGTH, DESC_OFFSET, DESC_REGION, DESC_SIZE, MAX_LOG2_RING, MSG_SIZE, RING_COOKIE,
@@ -65,6 +81,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// While the link is up, the control socket is read every this many bursts.
@@ -75,6 +92,14 @@ pub const CTRL_EVERY_DOWN: u32 = 8;
 pub const MAX_REGIONS: usize = 16;
 /// Largest region a master maps (16 GiB).
 const MAX_REGION_SIZE: u64 = 1 << 34;
+/// Buffers in the process's shared buffer region (zero-copy slaves; see
+/// [`shared_pool`]): 16384 × [`BUF_SIZE`] = 36 MiB of memfd, of which only the pages
+/// touched are backed. Each zero-copy slave link holds up to two rings' worth
+/// (2 × 2^`log2_ring`) posted or in flight.
+pub const SHARED_BUFFERS: u32 = 16384;
+/// Region index of the shared buffer region in a zero-copy slave's `ADD_REGION`s
+/// (region 0 holds its rings).
+const SHARED_REGION: u16 = 1;
 
 /// memif role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +128,11 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Interface name sent to the peer (`INIT`, `CONNECT`, `CONNECTED`, `HELLO`).
     pub if_name: String,
+    /// Slave: post engine buffers of the process's shared region ([`shared_pool`])
+    /// on the rings, so frames are received and sent without a copy (`false`: copy
+    /// into and out of a region of the link's own, as before). A master always
+    /// copies (the buffers are the slave's).
+    pub zero_copy: bool,
 }
 
 impl Default for Config {
@@ -116,6 +146,7 @@ impl Default for Config {
             retry: Duration::from_millis(200),
             handshake_timeout: Duration::from_secs(3),
             if_name: "dataplane".into(),
+            zero_copy: true,
         }
     }
 }
@@ -154,6 +185,12 @@ pub struct MemifCounters {
     pub ring_errors: u64,
     /// Frames dropped by `tx_burst` while the link was down.
     pub down_tx_drops: u64,
+    /// Zero-copy slave: frames received or sent in place, as engine buffers of the
+    /// shared region.
+    pub zc_frames: u64,
+    /// Zero-copy slave: frames copied anyway — sent from a buffer outside the shared
+    /// region (a packet of another pool) or received over a descriptor chain.
+    pub zc_copies: u64,
 }
 
 /// An `mmap`ed shared region, unmapped on drop.
@@ -187,6 +224,72 @@ impl Drop for Mapping {
         // SAFETY: ptr/len come from our successful mmap.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
+}
+
+/// The process's shared buffer region: one memfd (sealed against shrinking),
+/// mapped once for the life of the process, whose [`SHARED_BUFFERS`] buffers form an
+/// engine [`Pool`]. Every zero-copy slave link sends it to its master as region
+/// [`SHARED_REGION`], so a frame received on one memif port is sent on another from
+/// the same buffer.
+struct Shared {
+    pool: &'static Pool,
+    fd: OwnedFd,
+    len: usize,
+}
+
+static SHARED: OnceLock<Result<Shared, (&'static str, i32)>> = OnceLock::new();
+
+fn make_shared() -> Result<Shared, (&'static str, i32)> {
+    let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let len = SHARED_BUFFERS as usize * BUF_SIZE;
+    // SAFETY: memfd_create with a NUL-terminated name.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"memif_buffers".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(("memfd_create shared buffers", errno()));
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: size the memfd, then forbid shrinking it (masters check the seal).
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+        return Err(("ftruncate shared buffers", errno()));
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } != 0 {
+        return Err(("seal shared buffers", errno()));
+    }
+    let m = Mapping::map(fd.as_raw_fd(), len)
+        .map_err(|e| ("mmap shared buffers", e.raw_os_error().unwrap_or(0)))?;
+    let base = core::ptr::NonNull::new(m.ptr).ok_or(("mmap shared buffers", 0))?;
+    // Mapped for the rest of the process: the pool's packets live there.
+    core::mem::forget(m);
+    // SAFETY: `len` = SHARED_BUFFERS × BUF_SIZE bytes at a page-aligned address,
+    // never unmapped; only the pool's packets and the masters we hand the memfd to
+    // (through the memif rings) touch them.
+    let pool = unsafe { Pool::from_raw(base, SHARED_BUFFERS) }.ok_or(("shared pool", 0))?;
+    Ok(Shared { pool, fd, len })
+}
+
+fn shared() -> Result<&'static Shared, MemifError> {
+    SHARED
+        .get_or_init(make_shared)
+        .as_ref()
+        .map_err(|&(what, e)| MemifError::Sys {
+            what,
+            source: io::Error::from_raw_os_error(e),
+        })
+}
+
+/// The pool of the process's shared buffer region (made on first use): zero-copy
+/// slaves receive into its buffers and send its packets without a copy. A VNF that
+/// builds packets itself may take them from this pool so that they, too, leave over
+/// memif without a copy.
+pub fn shared_pool() -> Result<&'static Pool, MemifError> {
+    shared().map(|s| s.pool)
 }
 
 /// A ring inside a mapping (bounds checked when it was made).
@@ -330,8 +433,89 @@ struct Link {
     /// Slave: buffers posted on the receive ring (S2C head).
     rx_posted: u16,
     slave: Option<SlaveBufs>,
+    /// Zero-copy slave: the engine buffers on the rings.
+    zc: Option<Zc>,
     /// memfd and eventfds kept open for the life of the link.
     _fds: Vec<OwnedFd>,
+}
+
+/// A zero-copy slave's buffers: which engine packet sits behind each descriptor of
+/// its two rings. Dropping it (link down, port closed) returns them to the pool.
+struct Zc {
+    shared: &'static Shared,
+    /// Receive ring (S2C) slot → the empty buffer posted there.
+    rx_bufs: Vec<Option<Pkt>>,
+    /// Transmit ring (C2S) slot → the packet sent from there until the master's
+    /// tail passes it.
+    tx_bufs: Vec<Option<Pkt>>,
+    /// Transmit entries given back so far (trails the master's C2S tail).
+    tx_done: u16,
+}
+
+impl Zc {
+    fn new(shared: &'static Shared, size: u16) -> Zc {
+        let mut rx_bufs = Vec::with_capacity(size as usize);
+        let mut tx_bufs = Vec::with_capacity(size as usize);
+        rx_bufs.resize_with(size as usize, || None);
+        tx_bufs.resize_with(size as usize, || None);
+        Zc {
+            shared,
+            rx_bufs,
+            tx_bufs,
+            tx_done: 0,
+        }
+    }
+
+    /// Offset in the shared region of `p`'s first data byte.
+    #[inline(always)]
+    fn offset(&self, p: &Pkt) -> u32 {
+        (p.data_ptr() as usize - self.shared.pool.base() as usize) as u32
+    }
+}
+
+impl Drop for Zc {
+    fn drop(&mut self) {
+        let pool = self.shared.pool;
+        let (rx, tx) = (&mut self.rx_bufs, &mut self.tx_bufs);
+        let done = with_zc_cache(pool, |c| {
+            for p in rx.iter_mut().chain(tx.iter_mut()).filter_map(Option::take) {
+                c.free(p);
+            }
+        });
+        if done.is_none() {
+            // The thread is exiting (its cache is gone): straight to the pool.
+            for p in self
+                .rx_bufs
+                .iter_mut()
+                .chain(self.tx_bufs.iter_mut())
+                .filter_map(Option::take)
+            {
+                pool.free(p);
+            }
+        }
+    }
+}
+
+std::thread_local! {
+    /// The thread's cache over the shared pool, used by all its zero-copy links: a
+    /// buffer one link gives back (a sent frame) is the next one another link posts
+    /// for receive, last in first out, so the buffers in use stay few and
+    /// cache-warm instead of cycling through the whole region.
+    static ZC_CACHE: core::cell::RefCell<Option<PoolCache>> =
+        const { core::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's cache over the shared pool (made on first use, when
+/// a link comes up); `None` while the thread exits.
+#[inline]
+fn with_zc_cache<R>(pool: &'static Pool, f: impl FnOnce(&mut PoolCache) -> R) -> Option<R> {
+    ZC_CACHE
+        .try_with(|c| {
+            let mut c = c.try_borrow_mut().ok()?;
+            Some(f(c.get_or_insert_with(|| pool.cache())))
+        })
+        .ok()
+        .flatten()
 }
 
 impl Link {
@@ -368,6 +552,8 @@ enum Phase {
 enum Step {
     Init,
     Region,
+    /// Zero-copy: the shared buffer region.
+    Buffers,
     RingC2s,
     RingS2c,
 }
@@ -380,6 +566,8 @@ struct SlaveSetup {
     efd_s2c: OwnedFd,
     log2: u8,
     bufs: SlaveBufs,
+    /// Zero-copy: the shared region, sent as region 1; region 0 holds only rings.
+    zc: Option<&'static Shared>,
 }
 
 /// What a master collects from its slave before CONNECT.
@@ -596,6 +784,10 @@ impl MemifPort {
             return Err(MemifError::Config("secret longer than 23 bytes"));
         }
         let (sa, salen) = sockaddr(path)?;
+        if cfg.role == Role::Slave && cfg.zero_copy {
+            // Made now, at start-up, not in the first handshake.
+            shared()?;
+        }
         let role = match cfg.role {
             Role::Master => "master",
             Role::Slave => "slave",
@@ -842,9 +1034,18 @@ impl MemifPort {
         }
         let size = 1usize << log2;
         let rb = ring_bytes(log2);
+        let zc = if self.cfg.zero_copy {
+            Some(shared().map_err(|e| Fail(e.to_string()))?)
+        } else {
+            None
+        };
         let bs = self.cfg.buf_size as usize;
         let buf_off = 2 * rb;
-        let total = buf_off + 2 * size * bs;
+        let total = if zc.is_some() {
+            buf_off
+        } else {
+            buf_off + 2 * size * bs
+        };
         if total > u32::MAX as usize {
             return Err("region too large for 32-bit offsets".into());
         }
@@ -878,6 +1079,12 @@ impl MemifPort {
             buf_size: self.cfg.buf_size,
         };
         for j in 0..size as u16 {
+            if zc.is_some() {
+                // Posted with engine buffers when the link comes up.
+                c2s.desc(j).write(0, SHARED_REGION, 0, 0);
+                s2c.desc(j).write(0, SHARED_REGION, 0, 0);
+                continue;
+            }
             c2s.desc(j)
                 .write(0, 0, bufs.buf_size, (buf_off + j as usize * bs) as u32);
             s2c.desc(j).write(
@@ -896,6 +1103,7 @@ impl MemifPort {
             efd_s2c,
             log2,
             bufs,
+            zc,
         });
         let mut secret = [0u8; SECRET_LEN];
         if let Some(s) = &self.cfg.secret {
@@ -926,7 +1134,18 @@ impl MemifPort {
                 Some(s.memfd.as_raw_fd()),
                 Phase::WaitAck(Step::Region),
             ),
-            Step::Region => (
+            Step::Region if s.zc.is_some() => {
+                let z = s.zc.ok_or("no shared region")?;
+                (
+                    Msg::AddRegion {
+                        index: SHARED_REGION,
+                        size: z.len as u64,
+                    },
+                    Some(z.fd.as_raw_fd()),
+                    Phase::WaitAck(Step::Buffers),
+                )
+            }
+            Step::Region | Step::Buffers => (
                 Msg::AddRing(AddRing {
                     flags: wire::ADD_RING_FLAG_C2S,
                     index: 0,
@@ -978,6 +1197,7 @@ impl MemifPort {
             rx_idx: 0,
             rx_posted: 0,
             slave: Some(s.bufs),
+            zc: s.zc.map(|z| Zc::new(z, 1u16 << s.log2)),
             _fds: Vec::new(),
         };
         link.regions.push(s.mem);
@@ -1111,6 +1331,7 @@ impl MemifPort {
             rx_idx: 0,
             rx_posted: 0,
             slave: None,
+            zc: None,
             _fds: ms.fds,
         };
         self.send(
@@ -1191,14 +1412,212 @@ fn refill(l: &mut Link) {
     if h == target {
         return;
     }
-    while h != target {
-        let slot = (h & l.rx.mask()) as usize;
-        let off = b.buf_off + (size as usize + slot) * b.buf_size as usize;
-        l.rx.desc(h).write(0, 0, b.buf_size, off as u32);
-        h = h.wrapping_add(1);
+    if let Some(z) = l.zc.as_mut() {
+        let rx = l.rx;
+        h = with_zc_cache(z.shared.pool, |cache| {
+            while h != target {
+                let slot = (h & rx.mask()) as usize;
+                // A buffer still posted (its frame was dropped) is posted again.
+                if z.rx_bufs[slot].is_none() {
+                    match cache.alloc() {
+                        Some(p) => z.rx_bufs[slot] = Some(p),
+                        // Shared pool exhausted: post the rest on a later burst.
+                        None => break,
+                    }
+                }
+                if let Some(p) = z.rx_bufs[slot].as_ref() {
+                    let off = p.index() as usize * BUF_SIZE + HEADROOM;
+                    rx.desc(h)
+                        .write(0, SHARED_REGION, DATA_ROOM as u32, off as u32);
+                }
+                h = h.wrapping_add(1);
+            }
+            h
+        })
+        .unwrap_or(l.rx_posted);
+    } else {
+        while h != target {
+            let slot = (h & l.rx.mask()) as usize;
+            let off = b.buf_off + (size as usize + slot) * b.buf_size as usize;
+            l.rx.desc(h).write(0, 0, b.buf_size, off as u32);
+            h = h.wrapping_add(1);
+        }
+    }
+    if h == l.rx_posted {
+        return;
     }
     l.rx_posted = h;
     l.rx.head().store(h, Ordering::Release);
+}
+
+/// Zero-copy slave receive: hands the posted engine buffers the master filled (S2C
+/// entries up to its tail, `avail` of them) to `batch` without a copy. A frame the
+/// master chained over several descriptors is gathered into its first buffer (a
+/// copy, counted in `zc_copies`); the other buffers stay posted.
+fn rx_zc(
+    l: &mut Link,
+    avail: u16,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut MemifCounters,
+) -> usize {
+    let rx = l.rx;
+    let Some(z) = l.zc.as_mut() else {
+        return 0;
+    };
+    let base = z.shared.pool.base();
+    // First data byte of the buffer posted at a slot (as `refill` posted it).
+    let data_at = |p: &Pkt| -> *mut u8 {
+        // SAFETY: inside the shared region: buffer `index` + HEADROOM.
+        unsafe { base.add(p.index() as usize * BUF_SIZE + HEADROOM) }
+    };
+    let mut n = 0;
+    let mut used: u16 = 0;
+    while used < avail && batch.room() > 0 {
+        let mut k: u16 = 0;
+        let mut complete = false;
+        while used + k < avail {
+            let d = rx.desc(l.rx_idx.wrapping_add(used + k));
+            k += 1;
+            if d.flags() & DESC_FLAG_NEXT == 0 {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            if avail == rx.size {
+                counters.bad_desc += 1;
+                stats.rx_dropped += 1;
+                used = avail;
+            }
+            break;
+        }
+        let first = l.rx_idx.wrapping_add(used);
+        used += k;
+        let slot0 = (first & rx.mask()) as usize;
+        // Only the length is the master's; where the buffer is, we posted.
+        let mut len = rx.desc(first).length() as usize;
+        let mut ok = len <= DATA_ROOM;
+        if !ok {
+            counters.bad_desc += 1;
+        }
+        if ok && k > 1 {
+            match z.rx_bufs[slot0].as_ref().map(data_at) {
+                Some(dst) => {
+                    for i in 1..k {
+                        let idx = first.wrapping_add(i);
+                        let dl = rx.desc(idx).length() as usize;
+                        let src = z.rx_bufs[(idx & rx.mask()) as usize].as_ref().map(data_at);
+                        let Some(src) = src.filter(|_| len + dl <= DATA_ROOM) else {
+                            ok = false;
+                            break;
+                        };
+                        // SAFETY: both are DATA_ROOM-byte data rooms of distinct shared
+                        // buffers we posted; len + dl <= DATA_ROOM.
+                        unsafe { core::ptr::copy_nonoverlapping(src, dst.add(len), dl) };
+                        len += dl;
+                    }
+                    counters.zc_copies += 1;
+                }
+                None => ok = false,
+            }
+        }
+        let taken = if ok && len > 0 {
+            z.rx_bufs[slot0].take()
+        } else {
+            None
+        };
+        // A dropped frame's buffers stay posted for the next one.
+        let Some(mut p) = taken else {
+            stats.rx_dropped += 1;
+            continue;
+        };
+        let _ = p.set_window(HEADROOM, len);
+        if k == 1 {
+            counters.zc_frames += 1;
+        }
+        stats.rx_packets += 1;
+        stats.rx_bytes += len as u64;
+        let _ = batch.push(p);
+        n += 1;
+    }
+    l.rx_idx = l.rx_idx.wrapping_add(used);
+    n
+}
+
+/// Zero-copy slave transmit: gives back the buffers the master has consumed (C2S
+/// tail), then posts each packet's own buffer in a descriptor; a packet of another
+/// pool is copied into a shared buffer first (`zc_copies`).
+fn tx_zc(
+    l: &mut Link,
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut MemifCounters,
+) -> Result<usize, RingFault> {
+    let tx = l.tx;
+    let tail = tx.tail().load(Ordering::Acquire);
+    let inflight = wire::pending(l.tx_idx, tail, tx.size).ok_or(RingFault::Index)?;
+    let Some(z) = l.zc.as_mut() else {
+        return Ok(0);
+    };
+    let back = tail.wrapping_sub(z.tx_done);
+    if back > l.tx_idx.wrapping_sub(z.tx_done) {
+        return Err(RingFault::Index);
+    }
+    let free = (tx.size - inflight) as usize;
+    let pool = z.shared.pool;
+    let mut idx = l.tx_idx;
+    let (mut sent, mut bytes, mut dropped) = (0usize, 0u64, 0u64);
+    let _ = with_zc_cache(pool, |zcache| {
+        for _ in 0..back {
+            if let Some(p) = z.tx_bufs[(z.tx_done & tx.mask()) as usize].take() {
+                zcache.free(p);
+            }
+            z.tx_done = z.tx_done.wrapping_add(1);
+        }
+        batch.take_front(batch.len().min(free), |p| {
+            if p.is_empty() {
+                dropped += 1;
+                cache.free(p);
+                return;
+            }
+            let p = if pool.owns(&p) {
+                counters.zc_frames += 1;
+                p
+            } else {
+                let Some(mut q) = zcache.alloc() else {
+                    dropped += 1;
+                    cache.free(p);
+                    return;
+                };
+                let len = p.len();
+                // A frame grown into its headroom may exceed DATA_ROOM: start earlier.
+                let _ = q.set_window(HEADROOM.min(BUF_SIZE - len), len);
+                q.data_mut().copy_from_slice(p.data());
+                q.meta = p.meta;
+                cache.free(p);
+                counters.zc_copies += 1;
+                q
+            };
+            tx.desc(idx)
+                .write(0, SHARED_REGION, p.len() as u32, z.offset(&p));
+            bytes += p.len() as u64;
+            sent += 1;
+            if let Some(old) = z.tx_bufs[(idx & tx.mask()) as usize].replace(p) {
+                zcache.free(old);
+            }
+            idx = idx.wrapping_add(1);
+        });
+    });
+    if idx != l.tx_idx {
+        l.tx_idx = idx;
+        tx.head().store(idx, Ordering::Release);
+    }
+    stats.tx_packets += sent as u64;
+    stats.tx_bytes += bytes;
+    stats.tx_dropped += dropped;
+    Ok(sent)
 }
 
 /// What a ring operation found wrong with the peer.
@@ -1241,6 +1660,11 @@ impl MemifPort {
                 _ => return Err(RingFault::Index),
             }
         };
+        if l.zc.is_some() {
+            let n = rx_zc(l, avail, batch, &mut self.stats, &mut self.counters);
+            refill(l);
+            return Ok(n);
+        }
         let mut n = 0;
         let mut used: u16 = 0;
         while used < avail && batch.room() > 0 {
@@ -1332,6 +1756,9 @@ impl MemifPort {
         let Some(l) = self.link.as_mut() else {
             return Ok(0);
         };
+        if l.zc.is_some() {
+            return tx_zc(l, cache, batch, &mut self.stats, &mut self.counters);
+        }
         // Free slots we may fill.
         let mut free = match l.slave {
             Some(_) => {
@@ -1577,14 +2004,25 @@ mod tests {
 
     #[test]
     fn master_and_slave_exchange_traffic() {
-        let path = sock("traffic");
+        exchange_traffic(false);
+    }
+
+    #[test]
+    fn master_and_zero_copy_slave_exchange_traffic() {
+        exchange_traffic(true);
+    }
+
+    fn exchange_traffic(zero_copy: bool) {
+        let path = sock(if zero_copy { "traffic-zc" } else { "traffic" });
         let pool = Pool::new(1024).unwrap();
         let mut c = pool.cache();
         let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
-        // Small slave buffers: frames above 1024 bytes travel as descriptor chains.
+        // Copy mode with small slave buffers: frames above 1024 bytes travel as
+        // descriptor chains. Zero-copy posts whole engine buffers (DATA_ROOM).
         let scfg = Config {
             buf_size: 1024,
             log2_ring: 8,
+            zero_copy,
             ..cfg(Role::Slave)
         };
         let mut s = MemifPort::open(&path, &scfg).unwrap();
@@ -1608,7 +2046,63 @@ mod tests {
             0
         );
         assert_eq!(m.counters().ctrl_errors + s.counters().ctrl_errors, 0);
+        let sc = s.counters();
+        if zero_copy {
+            // Received in place; sent from our pool's packets, so copied once each.
+            assert_eq!((sc.zc_frames, sc.zc_copies), (2000, 2000));
+        } else {
+            assert_eq!((sc.zc_frames, sc.zc_copies), (0, 0));
+        }
         assert_eq!(pool.available(), 1024 - c.cached());
+    }
+
+    /// Two zero-copy slave links, frames received on one sent on the other (a VNF's
+    /// port-to-port forwarding): the same shared buffers travel S2C on the first link
+    /// and C2S on the second, nothing is copied, and no buffer is lost — more frames
+    /// pass than the shared region holds, so a leak per frame would stall the run.
+    #[test]
+    fn zero_copy_forwarding_copies_nothing_and_leaks_nothing() {
+        let (p1, p2) = (sock("zcfwd1"), sock("zcfwd2"));
+        let pool = Pool::new(1024).unwrap();
+        let mut c = pool.cache();
+        let mut m1 = MemifPort::open(&p1, &cfg(Role::Master)).unwrap();
+        let mut m2 = MemifPort::open(&p2, &cfg(Role::Master)).unwrap();
+        let mut s1 = MemifPort::open(&p1, &cfg(Role::Slave)).unwrap();
+        let mut s2 = MemifPort::open(&p2, &cfg(Role::Slave)).unwrap();
+        bring_up(&mut m1, &mut s1);
+        bring_up(&mut m2, &mut s2);
+        let total = SHARED_BUFFERS as usize + 4000;
+        let (mut sent, mut got, mut bad) = (0usize, 0usize, 0usize);
+        let (mut gen, mut fwd, mut sink) = (Batch::new(), Batch::new(), Batch::new());
+        let t = Instant::now();
+        while got < total && t.elapsed() < Duration::from_secs(20) {
+            while sent < total && gen.len() < 64 {
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&frame(sent, 60 + sent % 200)).unwrap();
+                gen.push(p).unwrap();
+                sent += 1;
+            }
+            m1.tx_burst(&mut c, &mut gen);
+            s1.rx_burst(&mut c, &mut fwd);
+            s2.tx_burst(&mut c, &mut fwd);
+            m2.rx_burst(&mut c, &mut sink);
+            for p in sink.iter() {
+                if p.data() != frame(got, 60 + got % 200).as_slice() {
+                    bad += 1;
+                }
+                got += 1;
+            }
+            sink.free_all(&mut c);
+        }
+        assert_eq!(got, total, "frames through both links");
+        assert_eq!(bad, 0, "frames changed on the way");
+        let (c1, c2) = (s1.counters(), s2.counters());
+        assert_eq!(c1.zc_frames, total as u64, "received in place");
+        assert_eq!(c2.zc_frames, total as u64, "sent in place");
+        assert_eq!(c1.zc_copies + c2.zc_copies, 0);
+        assert_eq!(s1.stats().rx_dropped + s2.stats().tx_dropped, 0);
+        gen.free_all(&mut c);
+        fwd.free_all(&mut c);
     }
 
     #[test]
@@ -1706,6 +2200,41 @@ mod tests {
         assert_eq!(s.counters().link_down, 1);
         assert_eq!(pass(&mut s, &mut m, &mut c, &f), f);
         assert_eq!(s.counters().ctrl_errors + m.counters().ctrl_errors, 0);
+    }
+
+    /// A master that goes away mid-run, again and again, while the zero-copy slave
+    /// has buffers posted and frames in flight: each link-down returns them to the
+    /// shared pool (24 links × 1024 posted buffers exceed the region, so a leak would
+    /// leave the later links without buffers and the frames would not arrive).
+    #[test]
+    fn zero_copy_slave_returns_its_buffers_when_the_master_leaves() {
+        let path = sock("zcrestart");
+        let pool = Pool::new(512).unwrap();
+        let mut c = pool.cache();
+        let mut s = MemifPort::open(&path, &cfg(Role::Slave)).unwrap();
+        for round in 0..24u32 {
+            let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+            bring_up(&mut m, &mut s);
+            let f: alloc::vec::Vec<_> = (0..40).map(|i| frame(i, 64 + i)).collect();
+            assert_eq!(pass(&mut m, &mut s, &mut c, &f), f, "round {round}");
+            // frames left in flight on the slave's transmit ring
+            let mut b = Batch::new();
+            for x in &f {
+                let mut p = c.alloc().unwrap();
+                p.copy_from(x).unwrap();
+                b.push(p).unwrap();
+            }
+            s.tx_burst(&mut c, &mut b);
+            b.free_all(&mut c);
+            drop(m);
+            let t = Instant::now();
+            while s.is_up() && t.elapsed() < Duration::from_secs(2) {
+                s.poll_control();
+            }
+            assert!(!s.is_up(), "round {round}: link still up");
+        }
+        assert_eq!(s.counters().link_down, 24);
+        assert_eq!(s.stats().rx_dropped, 0);
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! | `pcap:IN:OUT`           | read IN and write OUT (either may be empty)         |
 //! | `mem:NAME`              | in-memory virtio pair: the 1st and 2nd `mem:NAME`   |
 //! |                         | opened in a process are the two ends                |
-//! | `memif:PATH[,id=N][,master]` | memif (VPP/DPDK shared memory) on the unix     |
-//! |                         | socket PATH: slave (connects, owns the memory) by   |
-//! |                         | default, `master` listens; interface id N (0)       |
+//! | `memif:PATH[,id=N][,master][,copy]` | memif (VPP/DPDK shared memory) on the  |
+//! |                         | unix socket PATH: slave (connects, owns the memory) |
+//! |                         | by default, `master` listens; interface id N (0);   |
+//! |                         | a slave is zero-copy unless `copy` is given         |
 //! | `vhost-user:PATH[,server][,queues=N]` | vhost-user backend of a virtio-net    |
 //! |                         | device on the unix socket PATH: client (connects)   |
 //! |                         | by default, `server` listens; one queue pair only   |
@@ -53,6 +54,9 @@ pub enum PortSpec {
         path: PathBuf,
         id: u32,
         master: bool,
+        /// Slave: copy frames through a region of the link's own instead of posting
+        /// engine buffers of the shared region (zero-copy, the default).
+        copy: bool,
     },
     VhostUser {
         path: PathBuf,
@@ -66,7 +70,7 @@ pub enum PortSpec {
 /// Errors of parsing or opening a port spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master], vhost-user:PATH[,server][,queues=N] or virtio-user:PATH")]
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master][,copy], vhost-user:PATH[,server][,queues=N] or virtio-user:PATH")]
     Syntax(String),
     #[error("port spec {spec:?}: {msg}")]
     Unsupported { spec: String, msg: &'static str },
@@ -126,12 +130,13 @@ impl FromStr for PortSpec {
             "memif" => {
                 let mut parts = rest.split(',');
                 let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
-                let (mut id, mut master) = (0u32, false);
+                let (mut id, mut master, mut copy) = (0u32, false, false);
                 for opt in parts {
                     match opt.split_once('=') {
                         Some(("id", v)) => id = v.parse().map_err(|_| bad())?,
                         None if opt == "master" => master = true,
                         None if opt == "slave" => master = false,
+                        None if opt == "copy" => copy = true,
                         _ => return Err(bad()),
                     }
                 }
@@ -139,6 +144,7 @@ impl FromStr for PortSpec {
                     path: path.into(),
                     id,
                     master,
+                    copy,
                 })
             }
             "vhost-user" => {
@@ -190,10 +196,18 @@ impl core::fmt::Display for PortSpec {
                 write!(f, "pcap:{}:{}", d(rx), d(tx))
             }
             PortSpec::Mem { name } => write!(f, "mem:{name}"),
-            PortSpec::Memif { path, id, master } => {
+            PortSpec::Memif {
+                path,
+                id,
+                master,
+                copy,
+            } => {
                 write!(f, "memif:{},id={id}", path.display())?;
                 if *master {
                     f.write_str(",master")?;
+                }
+                if *copy {
+                    f.write_str(",copy")?;
                 }
                 Ok(())
             }
@@ -250,7 +264,12 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
-        PortSpec::Memif { path, id, master } => {
+        PortSpec::Memif {
+            path,
+            id,
+            master,
+            copy,
+        } => {
             let cfg = memif::Config {
                 role: if *master {
                     memif::Role::Master
@@ -258,6 +277,7 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                     memif::Role::Slave
                 },
                 id: *id,
+                zero_copy: !*copy,
                 ..memif::Config::default()
             };
             memif::MemifPort::open(path, &cfg)
@@ -352,7 +372,8 @@ mod tests {
             PortSpec::Memif {
                 path: "/run/m.sock".into(),
                 id: 0,
-                master: false
+                master: false,
+                copy: false
             }
         );
         let m = "memif:/tmp/x.sock,id=7,master".parse::<PortSpec>().unwrap();
@@ -361,11 +382,15 @@ mod tests {
             PortSpec::Memif {
                 path: "/tmp/x.sock".into(),
                 id: 7,
-                master: true
+                master: true,
+                copy: false
             }
         );
         assert_eq!(m.to_string(), "memif:/tmp/x.sock,id=7,master");
         assert_eq!(m.to_string().parse::<PortSpec>().unwrap(), m);
+        let c = "memif:/tmp/x.sock,copy".parse::<PortSpec>().unwrap();
+        assert!(matches!(c, PortSpec::Memif { copy: true, .. }));
+        assert_eq!(c.to_string(), "memif:/tmp/x.sock,id=0,copy");
         for bad in [
             "memif:",
             "memif:,id=1",

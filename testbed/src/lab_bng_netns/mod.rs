@@ -466,6 +466,9 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     ));
     let vlog = dir.join("vbng.log");
     let max_sessions = (n + 64).to_string();
+    // `--workers N`: the vBNG's workers share each veth through an AF_PACKET
+    // fanout group (a socket per worker).
+    let workers = args.workers.to_string();
     let vbng_pid = lab.spawn(
         &ns_bng,
         &[
@@ -479,6 +482,8 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
             "afpacket:core1",
             "--max-sessions",
             &max_sessions,
+            "--workers",
+            &workers,
         ],
         Some(&vlog),
     )?;

@@ -755,7 +755,9 @@ impl Bng {
                 m.injector.len()
                     + m.rings.inject.iter().map(|r| r.len()).sum::<usize>()
                     + m.rings.punt.iter().map(|r| r.len()).sum::<usize>()
-                    + m.nic.as_ref().map_or(0, |n| n.pend[0].len() + n.pend[1].len())
+                    + m.nic
+                        .as_ref()
+                        .map_or(0, |n| n.pend[0].len() + n.pend[1].len())
             }
             Dut::Cups(c) => c.in_flight(),
         }
@@ -1310,7 +1312,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
-                churn: Churn::new(&churn_ids),
+                    churn: Churn::new(&churn_ids),
                 },
             );
             account(&d, &owners, false);
@@ -1369,7 +1371,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
-                churn: Churn::new(&[]),
+                    churn: Churn::new(&[]),
                 },
             );
             account(&d, &owners, true);
@@ -1418,7 +1420,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
-                churn: Churn::new(&[]),
+                    churn: Churn::new(&[]),
                 },
             );
             account(&d, &owners, false);

@@ -142,7 +142,9 @@ fn open_ports(access: &str, core: &str, workers: u16) -> anyhow::Result<Vec<Vec<
     for (i, spec) in specs.iter().enumerate() {
         let what = if i == 0 { "access" } else { "core" };
         // A fanout group id of this process and port (unique in the namespace).
-        let group = (std::process::id() as u16).wrapping_mul(2).wrapping_add(i as u16);
+        let group = (std::process::id() as u16)
+            .wrapping_mul(2)
+            .wrapping_add(i as u16);
         for (k, ports) in all.iter_mut().enumerate() {
             let p: Box<dyn Port> = match spec {
                 PortSpec::AfXdp { iface, queue } if workers > 1 => {
@@ -275,7 +277,8 @@ fn run(
         cores: cfg.cores.clone(),
         ..Options::default()
     };
-    let r = vbng::runtime::start_workers(v, more_graphs, ports, io, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = vbng::runtime::start_workers(v, more_graphs, ports, io, &opts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t0 = Instant::now();
     while (duration == 0 || t0.elapsed() < Duration::from_secs(duration)) && !r.is_finished() {
         std::thread::sleep(Duration::from_millis(20));

@@ -520,7 +520,9 @@ pub fn start_workers(
         ws.push(w);
     }
     let shared = Arc::new(Shared {
-        snap: (0..n).map(|_| Mutex::new(WorkerSnapshot::default())).collect(),
+        snap: (0..n)
+            .map(|_| Mutex::new(WorkerSnapshot::default()))
+            .collect(),
         trace_req: AtomicU32::new(0),
     });
     let control = Arc::new(Mutex::new(control));
@@ -547,8 +549,8 @@ pub fn start_workers(
     let mut workers = Vec::with_capacity(n);
     for (k, w) in ws.into_iter().enumerate() {
         let (sh, st) = (shared.clone(), stop.clone());
-        let core = (n > 1 || !opts.cores.is_empty())
-            .then(|| dataplane::runner::core_for(k, &opts.cores));
+        let core =
+            (n > 1 || !opts.cores.is_empty()).then(|| dataplane::runner::core_for(k, &opts.cores));
         let spawned = std::thread::Builder::new()
             .name(format!("vbng-worker{k}"))
             .spawn(move || worker_thread(w, k, core, sh, st));

@@ -163,7 +163,11 @@ impl Lab {
             sinks.push(sc);
         }
         let queues: Vec<_> = v.control.fib.queues().cloned().collect();
-        assert_eq!(queues.len(), 4, "an update queue per fast-path node per worker");
+        assert_eq!(
+            queues.len(),
+            4,
+            "an update queue per fast-path node per worker"
+        );
         Lab {
             ws,
             gens,
@@ -187,7 +191,11 @@ impl Lab {
 
     /// Offers `frames` on worker `w`'s queue: `core` false on the access side.
     fn offer(&mut self, w: usize, core: bool, frames: &[Vec<u8>]) {
-        let port = if core { &mut self.sinks[w] } else { &mut self.gens[w] };
+        let port = if core {
+            &mut self.sinks[w]
+        } else {
+            &mut self.gens[w]
+        };
         for f in frames {
             let mut p = self.c.alloc().expect("buffer");
             p.copy_from(f).expect("fits");
@@ -216,7 +224,11 @@ impl Lab {
     fn collect(&mut self, core: bool, keep: bool, got: &mut Vec<(usize, Vec<u8>)>) -> u64 {
         let mut n = 0;
         for k in 0..self.ws.len() {
-            let port = if core { &mut self.sinks[k] } else { &mut self.gens[k] };
+            let port = if core {
+                &mut self.sinks[k]
+            } else {
+                &mut self.gens[k]
+            };
             while port.rx_burst(&mut self.c, &mut self.b) > 0 {
                 n += self.b.len() as u64;
                 let c = &mut self.c;

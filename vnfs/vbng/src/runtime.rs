@@ -299,14 +299,34 @@ impl Http {
         let snaps = self.shared.snapshots();
         let mut p = dataplane::metrics::Prom::new();
         self.stats.prometheus(&mut p);
+        // Port counters summed by port name over the workers (each worker's queue
+        // or fanout socket of a port), with AF_PACKET ring overruns in rx_dropped.
+        let mut ports: Vec<(&str, dataplane::port::PortStats)> = Vec::new();
+        for snap in &snaps {
+            for (name, st) in &snap.ports {
+                let at = match ports.iter().position(|(n, _)| *n == name.as_str()) {
+                    Some(i) => i,
+                    None => {
+                        ports.push((name.as_str(), Default::default()));
+                        ports.len() - 1
+                    }
+                };
+                if let Some((_, t)) = ports.get_mut(at) {
+                    t.rx_packets += st.rx_packets;
+                    t.rx_bytes += st.rx_bytes;
+                    t.rx_dropped += st.rx_dropped;
+                    t.tx_packets += st.tx_packets;
+                    t.tx_bytes += st.tx_bytes;
+                    t.tx_dropped += st.tx_dropped;
+                }
+            }
+        }
+        for (name, st) in &ports {
+            p.port(name, st);
+        }
         for (k, snap) in snaps.iter().enumerate() {
             let w = k.to_string();
             p.node_counters(&w, snap.counters.iter().map(|(n, c)| (*n, c)));
-            // Port counters (each worker's queues), with AF_PACKET ring overruns in
-            // rx_dropped.
-            for (name, st) in &snap.ports {
-                p.port(name, st);
-            }
             p.worker(&w, &snap.worker, &snap.out);
             if k > 0 {
                 // Worker 0's nodes are in the vBNG's own families below.

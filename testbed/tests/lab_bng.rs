@@ -235,8 +235,8 @@ fn lab_bng_two_workers_churn_without_loss() {
         "--json",
         "--sessions",
         "600",
-        "--packets",
-        "30000",
+        "--duration",
+        "0.5",
         "--workers",
         "2",
         "--churn",
@@ -249,11 +249,14 @@ fn lab_bng_two_workers_churn_without_loss() {
     assert_eq!(v["workers"], 2, "{s}");
     assert_eq!(v["upstream"]["plr"].as_f64(), Some(0.0), "{s}");
     assert_eq!(v["downstream"]["plr"].as_f64(), Some(0.0), "{s}");
-    assert_eq!(v["upstream"]["sent"], 30000, "{s}");
+    assert!(v["upstream"]["sent"].as_u64() > Some(1000), "{s}");
+    assert!(v["downstream"]["sent"].as_u64() > Some(1000), "{s}");
     assert_eq!(v["sessions_after_teardown"], 0, "{s}");
-    // The churn really ran: sessions came up again during the traffic phases.
+    // The churn really ran: sessions came up again during the traffic phases (one
+    // churning subscriber goes down or up per millisecond of traffic: some 500
+    // re-setups in the two half-second phases; at least 50 even on a slow machine).
     let up = v["bng_control"]["sessions_up"].as_u64().unwrap_or(0);
-    assert!(up > 600 + 100, "sessions_up {up}: {s}");
+    assert!(up > 600 + 50, "sessions_up {up}: {s}");
     let per = v["per_worker"].as_array().expect("per_worker");
     assert_eq!(per.len(), 2, "{s}");
     let mut handed = 0;

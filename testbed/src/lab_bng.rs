@@ -132,6 +132,18 @@ pub struct BngLabArgs {
     /// PPPoE header, wrong password).
     #[arg(long, requires = "netns")]
     pub hostile: bool,
+    /// vBNG workers (1 to 64): one graph per worker, each with its own queue of the
+    /// access and core links (steered by the symmetric flow hash), a subscriber's
+    /// traffic owned by one worker and handed over when it arrives on another. The
+    /// JSON adds `workers` and `per_worker`.
+    #[arg(long, default_value_t = 1, conflicts_with = "cups",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
+    /// Churn: the last N PPPoE subscribers are torn down (PADT) and set up again
+    /// (PADI ...) over and over while the IPv4 traffic phases run; the traffic is
+    /// the other subscribers', so its loss is what set-up and tear-down bursts cost.
+    #[arg(long, default_value_t = 0, conflicts_with_all = ["cups", "netns"])]
+    pub churn: u32,
 }
 
 /// The lab's verdict after its report: it failed (exit status non-zero, one-line
@@ -278,6 +290,8 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         duration: args.duration.map(Duration::from_secs_f64),
         keepalive_s: args.lcp_echo_interval,
         cups_ups: args.cups.then_some(args.ups as usize),
+        workers: usize::from(args.workers),
+        churn: args.churn,
     };
     let live = args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut r = run_lab(&cfg, progress_printer(args.json, live))?;

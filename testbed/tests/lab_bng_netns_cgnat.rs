@@ -149,3 +149,42 @@ fn rate_in_the_namespace_lab_is_the_users_rate() {
     let e = r["bng_errors"].as_str().unwrap_or("");
     assert!(e.contains("policed-down"), "{e}");
 }
+
+/// `--workers 2` in the namespace lab: the `vbng` binary runs two pinned workers,
+/// each with its own AF_PACKET socket on each veth (a `PACKET_FANOUT_HASH` group),
+/// with CGNAT: every subscriber up, no loss either way, only pool addresses at the
+/// core, one NAT session per subscriber summed over the workers.
+#[test]
+fn two_workers_in_the_namespace_lab() {
+    let n = 100u64;
+    let r = lab(&[
+        "--sessions",
+        &n.to_string(),
+        "--packets",
+        "10000",
+        "--workers",
+        "2",
+        "--cgnat",
+        "203.0.113.0/28",
+    ]);
+    assert_eq!(u(&r, &["sessions_established"]), n, "{}", r["bng_errors"]);
+    assert_eq!(
+        u(&r, &["upstream", "received"]),
+        10_000,
+        "{}",
+        r["bng_errors"]
+    );
+    assert_eq!(
+        u(&r, &["downstream", "received"]),
+        10_000,
+        "{}",
+        r["bng_errors"]
+    );
+    assert_eq!(u(&r, &["sessions_after_teardown"]), 0);
+    let c = &r["cgnat"];
+    assert_eq!(u(c, &["core_src_outside_pool"]), 0, "{c}");
+    assert_eq!(u(c, &["core_flows"]), n, "{c}");
+    // Summed over both workers' nat44 (`worker="0"`, `worker="1"` in /metrics).
+    assert_eq!(u(c, &["nat", "sessions_created"]), n, "{c}");
+    assert_eq!(u(c, &["nat", "drops"]), 0, "{c}");
+}

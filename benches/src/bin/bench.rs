@@ -32,7 +32,8 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Worker threads, each pinned to its own core, each with its own queues and
-    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec)
+    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec; bng-up, bng-down
+    /// and bng-up-ipoe step their workers in turn from the lab's thread)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
     /// Cores of the workers, comma-separated, one per worker (default: worker k on
@@ -42,7 +43,16 @@ struct Cli {
 }
 
 /// Scenarios that run several workers.
-const MULTI: &[&str] = &["l3fwd-small", "l3fwd-bgp", "nat44", "esp-enc", "esp-dec"];
+const MULTI: &[&str] = &[
+    "l3fwd-small",
+    "l3fwd-bgp",
+    "nat44",
+    "esp-enc",
+    "esp-dec",
+    "bng-up",
+    "bng-down",
+    "bng-up-ipoe",
+];
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -25,6 +25,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const TPACKET_V3: libc::c_int = 2;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+/// packet(7) `PACKET_FANOUT` and its hash mode (linux/if_packet.h).
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_OUTGOING: u8 = 4;
 /// TPACKET_ALIGN(sizeof(struct tpacket3_hdr)).
 const HDR3_LEN: usize = 48;
@@ -71,6 +74,11 @@ pub struct Config {
     pub tx_frames: u32,
     /// Bypass the qdisc layer on transmit.
     pub qdisc_bypass: bool,
+    /// Join fanout group `g` (packet(7) `PACKET_FANOUT`, `PACKET_FANOUT_HASH`): the
+    /// sockets of one group on one interface share its received frames by the
+    /// kernel's flow hash, one socket per worker (several workers over one
+    /// interface without NIC queues). `None`: every frame.
+    pub fanout: Option<u16>,
 }
 
 impl Default for Config {
@@ -81,6 +89,7 @@ impl Default for Config {
             retire_ms: 1,
             tx_frames: 2048,
             qdisc_bypass: true,
+            fanout: None,
         }
     }
 }
@@ -277,6 +286,14 @@ impl AfPacketPort {
         };
         if r != 0 {
             return Err(sys("bind"));
+        }
+        if let Some(g) = cfg.fanout {
+            // packet(7): the group id in the low 16 bits, the mode in the high ones;
+            // joined after bind.
+            let arg: libc::c_int = libc::c_int::from(g) | (PACKET_FANOUT_HASH << 16);
+            if setopt(f, libc::SOL_PACKET, PACKET_FANOUT, &arg) != 0 {
+                return Err(sys("PACKET_FANOUT"));
+            }
         }
         Ok(port)
     }

@@ -25,9 +25,9 @@
 use super::{Access, AccessPlan, Emulator, EmulatorConfig, SetupReport, VlanPlan, IPOE_MARK};
 use dataplane::batch::Batch;
 use dataplane::buf::{Pool, PoolCache};
-use dataplane::port::mem::{pair, MemPort};
+use dataplane::port::mem::{mq_pair, pair, MemPort, MqPort};
 use dataplane::port::Port;
-use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use dataplane::worker::{handoff_mesh, CtrlRings, Worker, WorkerConfig};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use vbng::config::{CgnatSection, Config, IpoeSection, IpoeUsername, Range4, User
 use vbng::control::ControlPlane;
 use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
-use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Vbng, NODE_NAT};
+use vbng::vnf::{build_workers, update_hook, BuildEnv, Control, Injector, Vbng, NODE_NAT};
 
 /// Lab settings.
 #[derive(Debug, Clone)]
@@ -78,6 +78,18 @@ pub struct LabConfig {
     /// planes over PFCP/GTP-U ([`super::lab_cups`]) instead of the monolithic one;
     /// `None`: monolithic.
     pub cups_ups: Option<usize>,
+    /// Workers of the (monolithic) vBNG (`testbed lab bng --workers N`): one graph
+    /// per worker, each with its queue of the access and the core link behind a
+    /// steering "NIC" (symmetric flow hash), a subscriber's traffic owned by one
+    /// worker and handed over when it arrives on another. The lab steps them in
+    /// turn from its one thread and times each on its own.
+    pub workers: usize,
+    /// Churn: the last this many PPPoE subscribers are set up and torn down over
+    /// and over while the IPv4 traffic phases run (each ends its session with PADT
+    /// and starts again with PADI about every 100 ms); the traffic streams are the
+    /// other subscribers', so their loss shows whether set-up and tear-down bursts
+    /// cost traffic. 0: none.
+    pub churn: u32,
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -101,6 +113,8 @@ impl Default for LabConfig {
             duration: None,
             keepalive_s: 30,
             cups_ups: None,
+            workers: 1,
+            churn: 0,
         }
     }
 }
@@ -323,8 +337,13 @@ pub struct LabReport {
     pub ipv6_plr: f64,
     /// With CGNAT: the `nat44` node's counters after the traffic phases.
     pub nat: Option<NatReport>,
-    /// The BNG worker's loop counters (punt and inject rings, unsent frames).
+    /// The BNG worker's loop counters (punt and inject rings, unsent frames), summed
+    /// over the workers.
     pub bng_worker: WorkerReport,
+    /// Workers of the vBNG.
+    pub workers: usize,
+    /// Each worker's figures.
+    pub per_worker: Vec<LabWorker>,
     /// The graph the BNG ran (`Graph::describe` of [`vbng::vnf::build`]'s graph).
     pub bng_graph: String,
     /// `pppoe`, `ipoe` or `mixed`.
@@ -372,6 +391,43 @@ pub struct WorkerReport {
     pub tx_full: u64,
     /// Packets a node could not hand to the next node (its input frame was full).
     pub frame_full: u64,
+}
+
+/// One worker of the vBNG (`per_worker` in the lab's JSON).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LabWorker {
+    pub worker: usize,
+    /// Packets it received during the traffic phases.
+    pub traffic_packets: u64,
+    /// Time spent in its loop during the traffic phases, s.
+    pub traffic_busy_s: f64,
+    /// `traffic_packets` over `traffic_busy_s`, Mpps (its rate on a core of its own).
+    pub mpps: f64,
+    /// Packets it received in all.
+    pub rx_packets: u64,
+    /// Packets it handed to another worker (not the owner of their subscriber).
+    pub handed_off: u64,
+    /// Packets other workers handed to it.
+    pub handoff_received: u64,
+    /// Packets lost on a full hand-off ring.
+    pub handoff_dropped: u64,
+    /// Packets it punted to the control plane.
+    pub punted: u64,
+    /// Its part of each traffic phase.
+    pub phases: Vec<WorkerPhase>,
+}
+
+/// One worker's part of one traffic phase.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkerPhase {
+    /// `upstream`, `downstream`, `IPv6 upstream`, `IPv6 downstream`.
+    pub phase: String,
+    /// Packets it received (from its queues and from other workers).
+    pub packets: u64,
+    /// Time spent in its loop, s.
+    pub busy_s: f64,
+    /// `packets` over `busy_s`, Mpps.
+    pub mpps: f64,
 }
 
 /// The `nat44` node (CGNAT) after the traffic phases: its own counters and its drops.
@@ -465,6 +521,7 @@ pub fn lab_config(cfg: &LabConfig) -> Config {
         dhcp6: (cfg.ipv6 && cfg.access.uses(Access::Ipoe)).then(|| dhcp6_section(n)),
         ra_managed: cfg.ipv6 && cfg.access.uses(Access::Ipoe),
         ra_other: cfg.ipv6 && cfg.access.uses(Access::Ipoe),
+        workers: cfg.workers.clamp(1, usize::from(vbng::config::MAX_WORKERS)) as u16,
         ..Config::default()
     }
 }
@@ -560,6 +617,8 @@ struct Bng {
     /// packets (capacity reserved at start-up; full = no more samples).
     steps: Vec<f32>,
     sampling: bool,
+    /// Each traffic phase's name and its per-worker (loop time, packets).
+    phases: Vec<(String, Vec<(Duration, u64)>)>,
 }
 
 /// The BNG under test: monolithic or disaggregated.
@@ -568,44 +627,117 @@ enum Dut {
     Cups(Box<super::lab_cups::CupsBng>),
 }
 
-/// The monolithic vBNG: the worker (ports 0 access, 1 core) and the control side on
-/// its punt and inject rings.
+/// The monolithic vBNG: its workers (ports 0 access, 1 core; one queue of each per
+/// worker) and the control side on their punt and inject rings.
 struct Mono {
-    worker: Worker<MemPort>,
+    workers: Vec<Worker<MemPort>>,
     control: Control,
-    punt: PktRing,
-    inject: PktRing,
+    rings: CtrlRings,
     injector: Injector,
     /// Buffers of the control side (punted frames freed, injected frames allocated).
     cache: PoolCache,
+    /// With several workers: the "NIC" between the lab's ports and the workers'
+    /// queues.
+    nic: Option<Box<Nic>>,
+    /// Per worker: time spent in its loop and packets it received, during the
+    /// traffic phases (while `Bng::sampling`).
+    per: Vec<(Duration, u64)>,
+}
+
+/// The multi-queue "NIC" of a vBNG with several workers: what the subscribers and
+/// the core send (on the lab's single access and core links) is spread over the
+/// workers' receive queues by the symmetric flow hash (`port::mem::mq_pair`, as a
+/// NIC's symmetric RSS does: PPPoE and ARP by their MAC pair, IP by addresses and
+/// ports), and the workers' transmit queues are merged back onto the links. A
+/// frame that reaches a worker not owning its subscriber is handed over by the
+/// vBNG itself.
+struct Nic {
+    /// The BNG's ends of the lab's access and core links.
+    links: [MemPort; 2],
+    /// The steering ends of the workers' queues (access, core).
+    mq: [MqPort; 2],
+    /// Frames taken from a link that a queue could not take yet (in order).
+    pend: [Batch; 2],
+    out: Batch,
+}
+
+impl Nic {
+    /// Links → workers' receive queues (steered), workers' transmit queues → links.
+    fn shuffle(&mut self, cache: &mut PoolCache) {
+        for i in 0..2 {
+            let (link, mq, pend) = (&mut self.links[i], &mut self.mq[i], &mut self.pend[i]);
+            if pend.room() > 0 {
+                link.rx_burst(cache, pend);
+            }
+            if !pend.is_empty() {
+                mq.tx_burst(cache, pend);
+            }
+            let out = &mut self.out;
+            loop {
+                if mq.rx_burst(cache, out) == 0 {
+                    break;
+                }
+                link.tx_burst(cache, out);
+                // What the link cannot take now is lost, as on a wire.
+                out.free_all(cache);
+            }
+        }
+    }
 }
 
 impl Bng {
     /// One lab step of the BNG: worker iterations (table updates, injected frames,
-    /// rx, graph, punts, tx, timers) until it is idle, the punted frames to the control
-    /// plane after each, then the control plane's timers and table updates and its
-    /// frames onto the inject ring (sent by the next worker iteration).
+    /// rx, graph, punts, tx, timers) until every worker is idle, the punted frames to
+    /// the control plane after each, then the control plane's timers and table
+    /// updates and its frames onto worker 0's inject ring (sent by its next
+    /// iteration).
     fn step(&mut self, now_ms: u64, now_ns: u64) {
+        let sampling = self.sampling;
         let (dt, n) = match &mut self.dut {
             Dut::Mono(m) => {
                 let t = Instant::now();
-                let rx0 = m.worker.stats.rx_packets;
+                let mut nic_time = Duration::ZERO;
+                if let Some(nic) = m.nic.as_mut() {
+                    let tn = Instant::now();
+                    nic.shuffle(&mut m.cache);
+                    nic_time += tn.elapsed();
+                }
+                let rx0: u64 = m.workers.iter().map(|w| w.stats.rx_packets).sum();
                 for _ in 0..POLLS_PER_STEP {
-                    let work = m.worker.poll(now_ns);
-                    m.control.drain_punts(&m.punt, &mut m.cache, now_ms);
+                    let mut work = 0;
+                    for (w, per) in m.workers.iter_mut().zip(m.per.iter_mut()) {
+                        let tw = Instant::now();
+                        let r0 = w.stats.rx_packets;
+                        work += w.poll(now_ns);
+                        if sampling {
+                            per.0 += tw.elapsed();
+                            per.1 += w.stats.rx_packets - r0;
+                        }
+                    }
+                    for r in &m.rings.punt {
+                        m.control.drain_punts(r, &mut m.cache, now_ms);
+                    }
                     if work == 0 {
                         break;
                     }
                 }
+                if let Some(nic) = m.nic.as_mut() {
+                    let tn = Instant::now();
+                    nic.shuffle(&mut m.cache);
+                    nic_time += tn.elapsed();
+                }
                 let tx = m.control.poll(now_ms);
                 m.injector.queue(tx);
-                m.injector.flush(&m.inject, &mut m.cache);
+                if let Some(inj) = m.rings.inject.first() {
+                    m.injector.flush(inj, &mut m.cache);
+                }
                 if let Some(log) = &m.control.nat_log {
                     while log.pop().is_some() {
                         self.nat_log_records += 1;
                     }
                 }
-                (t.elapsed(), m.worker.stats.rx_packets - rx0)
+                let rx1: u64 = m.workers.iter().map(|w| w.stats.rx_packets).sum();
+                (t.elapsed().saturating_sub(nic_time), rx1 - rx0)
             }
             Dut::Cups(c) => c.step(now_ms, now_ns),
         };
@@ -615,10 +747,18 @@ impl Bng {
         }
     }
 
-    /// Frames between the worker and the control plane, not yet handled.
+    /// Frames between the workers and the control plane (or in the "NIC"), not
+    /// yet handled.
     fn in_flight(&self) -> usize {
         match &self.dut {
-            Dut::Mono(m) => m.injector.len() + m.inject.len() + m.punt.len(),
+            Dut::Mono(m) => {
+                m.injector.len()
+                    + m.rings.inject.iter().map(|r| r.len()).sum::<usize>()
+                    + m.rings.punt.iter().map(|r| r.len()).sum::<usize>()
+                    + m.nic
+                        .as_ref()
+                        .map_or(0, |n| n.pend[0].len() + n.pend[1].len())
+            }
             Dut::Cups(c) => c.in_flight(),
         }
     }
@@ -630,14 +770,20 @@ impl Bng {
         }
     }
 
-    /// `show errors` of the graph and the control plane's counters.
+    /// `show errors` of the graphs (per worker with several) and the control
+    /// plane's counters.
     fn errors(&self) -> String {
         match &self.dut {
-            Dut::Mono(m) => format!(
-                "{}{}",
-                m.worker.graph.show_errors(),
-                format_counters("control plane", &self.control_counters())
-            ),
+            Dut::Mono(m) => {
+                let mut t = String::new();
+                for (k, w) in m.workers.iter().enumerate() {
+                    if m.workers.len() > 1 {
+                        t += &format!("worker {k}:\n");
+                    }
+                    t += &w.graph.show_errors();
+                }
+                t + &format_counters("control plane", &self.control_counters())
+            }
             Dut::Cups(c) => c.errors(),
         }
     }
@@ -651,20 +797,33 @@ impl Bng {
             .collect()
     }
 
+    /// Drops by (node, reason), summed over the workers.
     fn drops(&self) -> Vec<NodeDrop> {
         let m = match &self.dut {
             Dut::Mono(m) => m,
             Dut::Cups(c) => return c.drops(),
         };
-        let mut v = Vec::new();
-        for n in m.worker.graph.nodes() {
-            v.extend(n.nonzero_drops().map(|(reason, _, count)| NodeDrop {
-                node: n.name.to_string(),
-                reason: reason.to_string(),
-                count,
-            }));
+        let mut sum: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut order = Vec::new();
+        for w in &m.workers {
+            for n in w.graph.nodes() {
+                for (reason, _, count) in n.nonzero_drops() {
+                    let k = (n.name.to_string(), reason.to_string());
+                    if !sum.contains_key(&k) {
+                        order.push(k.clone());
+                    }
+                    *sum.entry(k).or_insert(0) += count;
+                }
+            }
         }
-        v
+        order
+            .into_iter()
+            .map(|k| NodeDrop {
+                count: sum.get(&k).copied().unwrap_or(0),
+                node: k.0,
+                reason: k.1,
+            })
+            .collect()
     }
 
     fn worker_report(&self) -> WorkerReport {
@@ -672,44 +831,113 @@ impl Bng {
             Dut::Mono(m) => m,
             Dut::Cups(c) => return c.worker_report(),
         };
-        let w = &m.worker.stats;
-        WorkerReport {
-            loops: w.loops,
-            punted: w.punted,
-            punt_dropped: w.punt_dropped,
-            injected: w.injected,
-            inject_dropped: w.inject_dropped,
-            tx_unsent: w.tx_unsent,
+        let mut r = WorkerReport {
             injector_oversize: m.injector.oversize,
-            tx_full: m.worker.out.stats.tx_full,
-            frame_full: m.worker.out.stats.frame_full,
+            ..WorkerReport::default()
+        };
+        for w in &m.workers {
+            let s = &w.stats;
+            r.loops += s.loops;
+            r.punted += s.punted;
+            r.punt_dropped += s.punt_dropped;
+            r.injected += s.injected;
+            r.inject_dropped += s.inject_dropped;
+            r.tx_unsent += s.tx_unsent;
+            r.tx_full += w.out.stats.tx_full;
+            r.frame_full += w.out.stats.frame_full;
+        }
+        r
+    }
+
+    /// Each worker's (loop time, packets) in the traffic phases so far.
+    fn worker_times(&self) -> Vec<(Duration, u64)> {
+        match &self.dut {
+            Dut::Mono(m) => m.per.clone(),
+            Dut::Cups(_) => Vec::new(),
         }
     }
 
-    /// The `nat44` node's counters and drops (with CGNAT).
+    /// Each worker's figures (the traffic phases' packets and loop time, hand-offs).
+    fn per_worker(&self) -> Vec<LabWorker> {
+        let Dut::Mono(m) = &self.dut else {
+            return Vec::new();
+        };
+        m.workers
+            .iter()
+            .zip(&m.per)
+            .enumerate()
+            .map(|(k, (w, &(busy, pkts)))| LabWorker {
+                worker: k,
+                traffic_packets: pkts,
+                traffic_busy_s: busy.as_secs_f64(),
+                mpps: if busy > Duration::ZERO {
+                    pkts as f64 / busy.as_secs_f64() / 1e6
+                } else {
+                    0.0
+                },
+                rx_packets: w.stats.rx_packets,
+                handed_off: w.stats.handed_off,
+                handoff_received: w.stats.handoff_received,
+                handoff_dropped: w.stats.handoff_dropped + w.out.stats.no_handoff,
+                punted: w.stats.punted,
+                phases: self
+                    .phases
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        let &(busy, packets) = v.get(k)?;
+                        let busy_s = busy.as_secs_f64();
+                        Some(WorkerPhase {
+                            phase: name.clone(),
+                            packets,
+                            busy_s,
+                            mpps: if busy_s > 0.0 {
+                                packets as f64 / busy_s / 1e6
+                            } else {
+                                0.0
+                            },
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The `nat44` nodes' counters and drops (with CGNAT), summed over the workers
+    /// (each worker's node holds its own sessions).
     fn nat_report(&self, pool: &str) -> Option<NatReport> {
         let Dut::Mono(m) = &self.dut else {
             return None;
         };
-        let g = &m.worker.graph;
-        let node = g.nodes().find(|n| n.name == NODE_NAT)?;
         let mut r = NatReport {
             pool: pool.to_string(),
-            packets: node.packets,
-            drops: node.dropped(),
             log_records: self.nat_log_records,
             ..NatReport::default()
         };
-        for (i, &d) in node.drops.iter().enumerate() {
-            if d > 0 {
-                r.drop_reasons.insert(node.reason_name(i).to_string(), d);
+        let mut found = false;
+        for w in &m.workers {
+            let g = &w.graph;
+            let Some(node) = g.nodes().find(|n| n.name == NODE_NAT) else {
+                continue;
+            };
+            found = true;
+            r.packets += node.packets;
+            r.drops += node.dropped();
+            for (i, &d) in node.drops.iter().enumerate() {
+                if d > 0 {
+                    *r.drop_reasons
+                        .entry(node.reason_name(i).to_string())
+                        .or_insert(0) += d;
+                }
             }
+            g.counters(&mut |name, c| {
+                if name == NODE_NAT {
+                    *r.counters.entry(c.name.to_string()).or_insert(0) += c.value;
+                }
+            });
         }
-        g.counters(&mut |name, c| {
-            if name == NODE_NAT {
-                r.counters.insert(c.name.to_string(), c.value);
-            }
-        });
+        if !found {
+            return None;
+        }
         // The first of the names the node reports it under.
         let get = |names: &[&str]| {
             names
@@ -768,28 +996,58 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     let sink_mac = vcfg.core_next_hop_mac.octets();
     let (dut, bng_graph) = match cfg.cups_ups {
         None => {
-            let Vbng { graph, control, .. } =
-                build(&vcfg, &BuildEnv::new(core_mac, n, Rng::from_os()))
+            let workers = cfg.workers.clamp(1, usize::from(vbng::config::MAX_WORKERS));
+            let env = BuildEnv::new(core_mac, n, Rng::from_os());
+            let (Vbng { graph, control, .. }, more_graphs) =
+                build_workers(&vcfg, &env, workers as u16)
                     .map_err(|e| anyhow::anyhow!("vbng: {e}"))?;
             let bng_graph = graph.describe();
-            let (punt, inject) = (ring(RING), ring(RING));
-            let worker = Worker::new(
-                vec![access, core],
-                graph,
-                pool.cache(),
-                WorkerConfig::default(),
-            )
-            .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
-            .with_punt(punt.clone())
-            .with_inject(inject.clone())
-            .on_update(update_hook());
+            let rings = CtrlRings::new(workers, RING);
+            // One worker: the lab's links are its ports. Several: each worker has
+            // its queue of each link, behind the steering "NIC".
+            let (ports, nic) = if workers == 1 {
+                (vec![vec![access, core]], None)
+            } else {
+                let (mq_a, qa) = mq_pair("nic-access", "bng-access", workers, 4096)
+                    .ok_or_else(|| anyhow::anyhow!("ring"))?;
+                let (mq_c, qc) = mq_pair("nic-core", "bng-core", workers, 4096)
+                    .ok_or_else(|| anyhow::anyhow!("ring"))?;
+                let nic = Nic {
+                    links: [access, core],
+                    mq: [mq_a, mq_c],
+                    pend: [Batch::new(), Batch::new()],
+                    out: Batch::new(),
+                };
+                let ports = qa.into_iter().zip(qc).map(|(a, c)| vec![a, c]).collect();
+                (ports, Some(Box::new(nic)))
+            };
+            let mut mesh = handoff_mesh(workers, 4096).into_iter();
+            let mut ws = Vec::with_capacity(workers);
+            let graphs = std::iter::once(graph).chain(more_graphs);
+            for (k, (graph, ports)) in graphs.zip(ports).enumerate() {
+                let (Some(punt), Some(inject)) = (rings.punt.get(k), rings.inject.get(k)) else {
+                    anyhow::bail!("control rings");
+                };
+                let mut w = Worker::new(ports, graph, pool.cache(), WorkerConfig::default())
+                    .map_err(|e| anyhow::anyhow!("vbng graph: {e}"))?
+                    .with_punt(punt.clone())
+                    .with_inject(inject.clone())
+                    .on_update(update_hook());
+                if workers > 1 {
+                    if let Some(h) = mesh.next() {
+                        w = w.with_handoff(h);
+                    }
+                }
+                ws.push(w);
+            }
             let m = Mono {
-                worker,
+                per: vec![(Duration::ZERO, 0); ws.len()],
+                workers: ws,
                 control,
-                punt,
-                inject,
+                rings,
                 injector: Injector::new(),
                 cache: pool.cache(),
+                nic,
             };
             (Dut::Mono(Box::new(m)), bng_graph)
         }
@@ -811,6 +1069,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
         nat_log_records: 0,
         steps: Vec::with_capacity(1 << 20),
         sampling: false,
+        phases: Vec::new(),
     };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {
@@ -907,7 +1166,12 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     )));
 
     // Phase 2: upstream traffic; phase 3: downstream traffic.
-    let up_ids: Vec<u32> = (0..n)
+    // The churning subscribers (`churn`) send no traffic of their own.
+    let stable = n - cfg.churn.min(n);
+    let churn_ids: Vec<u32> = (stable..n)
+        .filter(|&i| emu.client(i).is_some_and(|c| c.access() == Access::Pppoe))
+        .collect();
+    let up_ids: Vec<u32> = (0..stable)
         .filter(|&i| emu.client(i).is_some_and(|s| s.is_up()))
         .collect();
     let kind = |i: u32| cfg.access.access_of(i);
@@ -985,6 +1249,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                 queue: VecDeque::new(),
                 echo: &mut echo,
                 progress: &mut progress,
+                churn: Churn::new(&churn_ids),
             },
         );
         account(&d, &owners, true);
@@ -1047,6 +1312,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
+                    churn: Churn::new(&churn_ids),
                 },
             );
             account(&d, &owners, false);
@@ -1105,6 +1371,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
+                    churn: Churn::new(&[]),
                 },
             );
             account(&d, &owners, true);
@@ -1153,6 +1420,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
                     queue: VecDeque::new(),
                     echo: &mut echo,
                     progress: &mut progress,
+                    churn: Churn::new(&[]),
                 },
             );
             account(&d, &owners, false);
@@ -1240,6 +1508,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     report.bng_drops = bng.drops();
     report.bng_control = bng.control_counters();
     report.bng_worker = bng.worker_report();
+    report.per_worker = bng.per_worker();
+    report.workers = report.per_worker.len().max(1);
     report.bng_graph = bng_graph;
     if let Dut::Cups(c) = &bng.dut {
         report.cups = Some(c.report());
@@ -1602,6 +1872,39 @@ struct Live<'a> {
     queue: VecDeque<Vec<u8>>,
     echo: &'a mut LcpEchoReport,
     progress: &'a mut dyn FnMut(&Progress<'_>),
+    churn: Churn<'a>,
+}
+
+/// The churning subscribers of a traffic phase ([`LabConfig::churn`]).
+struct Churn<'a> {
+    ids: &'a [u32],
+    next: usize,
+}
+
+impl<'a> Churn<'a> {
+    fn new(ids: &'a [u32]) -> Churn<'a> {
+        Churn { ids, next: 0 }
+    }
+
+    /// One millisecond of churn: the next hundredth of the subscribers each go down
+    /// (if up) or start again (if down).
+    fn tick(&mut self, emu: &mut Emulator, now_ms: u64, out: &mut Vec<Vec<u8>>) {
+        let n = self.ids.len();
+        for _ in 0..n.div_ceil(100) {
+            if let Some(&i) = self.ids.get(self.next % n.max(1)) {
+                emu.churn(i, now_ms, false, out);
+            }
+            self.next = (self.next + 1) % n.max(1);
+        }
+    }
+
+    /// The end of the churn: subscribers half way through a setup are stopped.
+    fn finish(&mut self, emu: &mut Emulator, now_ms: u64, out: &mut Vec<Vec<u8>>) {
+        for &i in self.ids {
+            emu.churn(i, now_ms, true, out);
+        }
+        self.ids = &[];
+    }
 }
 
 /// Offer frames from the stream's templates (round robin) on `tx` until `limit`,
@@ -1644,6 +1947,7 @@ fn traffic(
     };
     let mut k = 0usize;
     let busy0 = bng.busy;
+    let workers0 = bng.worker_times();
     bng.steps.clear();
     bng.sampling = true;
     let start = Instant::now();
@@ -1663,10 +1967,16 @@ fn traffic(
             Limit::Time(d) => el < d,
         };
         let now_ms = t0.elapsed().as_millis() as u64;
-        // The subscribers' timers (LCP echo answers, DHCP renewals), once a ms.
+        // The subscribers' timers (LCP echo answers, DHCP renewals), once a ms;
+        // the churn while traffic is offered.
         if now_ms != last_ms {
             last_ms = now_ms;
             live.emu.poll(now_ms, &mut ctl);
+            if sending {
+                live.churn.tick(live.emu, now_ms, &mut ctl);
+            } else {
+                live.churn.finish(live.emu, now_ms, &mut ctl);
+            }
         }
         if up {
             // Control frames from the BNG to the subscribers during upstream traffic.
@@ -1780,6 +2090,13 @@ fn traffic(
     let wall = start.elapsed().as_secs_f64();
     let busy = (bng.busy - busy0).as_secs_f64();
     bng.sampling = false;
+    let delta = bng
+        .worker_times()
+        .iter()
+        .zip(&workers0)
+        .map(|(a, b)| (a.0.saturating_sub(b.0), a.1 - b.1))
+        .collect();
+    bng.phases.push((name.to_string(), delta));
     bng.steps.sort_unstable_by(|a, b| a.total_cmp(b));
     let median_mpps = bng
         .steps
@@ -1853,6 +2170,7 @@ fn traffic(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vbng::vnf::build;
 
     #[test]
     fn small_lab_sets_up_forwards_and_tears_down() {

@@ -656,6 +656,28 @@ impl Emulator {
         }
     }
 
+    /// Churn (set-up/tear-down bursts while traffic flows): a PPPoE subscriber `i`
+    /// that is up ends its session (PADT), one that is down starts again (PADI,
+    /// then the whole setup); one in between is left alone. With `finish`, one in
+    /// between is stopped instead (PADT once it has a session id), so the churn can
+    /// end with every subscriber up or down. Returns whether it sent anything.
+    /// IPoE subscribers are left alone.
+    pub fn churn(&mut self, i: u32, now: u64, finish: bool, out: &mut Vec<Vec<u8>>) -> bool {
+        let Some(Client::Pppoe(s)) = self.subs.get_mut(i as usize) else {
+            return false;
+        };
+        let n = out.len();
+        match s.phase {
+            ClientPhase::Up if !finish => s.terminate(out),
+            ClientPhase::Down if !finish => s.start(now, out),
+            ClientPhase::Up | ClientPhase::Down => {}
+            _ if finish => s.terminate(out),
+            _ => {}
+        }
+        self.track(i, now);
+        out.len() > n
+    }
+
     /// End every session: PADT for PPPoE, DHCPRELEASE for IPoE (teardown).
     pub fn terminate_all(&mut self, out: &mut Vec<Vec<u8>>) {
         let now = self.t_last_up;

@@ -522,7 +522,13 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         ]
         .iter()
         .map(|a| a.to_string())
-        .chain([max_sessions.clone()])
+        .chain([
+            max_sessions.clone(),
+            // `--workers N`: the vBNG's workers share each veth through an
+            // AF_PACKET fanout group (a socket per worker).
+            "--workers".to_string(),
+            args.workers.to_string(),
+        ])
         .collect()
     };
     let vbng_pid = lab.spawn(

@@ -40,6 +40,8 @@ pub const MAX_SERVICE_NAMES: usize = 64;
 pub const MAX_PAYLOAD: u16 = 9000;
 /// Longest half-open timeout, s.
 pub const MAX_HALF_OPEN_TIMEOUT_S: u32 = 120;
+/// Most workers (`workers`).
+pub const MAX_WORKERS: u16 = 64;
 
 /// Top-level configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +126,13 @@ pub struct Config {
     pub default_rate_down: u64,
     /// Ports (used by the binary): access and core port specs.
     pub ports: PortsConfig,
+    /// Workers (1 to [`MAX_WORKERS`], default 1): the fast path runs on this many
+    /// pinned threads, a subscriber's traffic owned by one of them and handed over
+    /// when it arrives on another; the control plane keeps a thread of its own. With
+    /// several, the ports must give each worker its own queue (AF_XDP `queue`).
+    pub workers: u16,
+    /// The cores of the workers, one per worker (empty: worker k on core k).
+    pub cores: Vec<usize>,
     /// The static next-hop MAC on the core port (used without `core_gateway`).
     pub core_next_hop_mac: MacAddr,
     /// Our address on the core link with its prefix length, `198.51.100.1/24`: ARP
@@ -396,6 +405,8 @@ impl Default for Config {
             default_rate_up: 0,
             default_rate_down: 0,
             ports: PortsConfig::default(),
+            workers: 1,
+            cores: Vec::new(),
             core_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0xc0, 0x01]),
             core_ip: None,
             core_gateway: None,
@@ -1136,6 +1147,19 @@ impl Config {
     /// Check the values against each other and against their limits (their syntax
     /// was checked when they were read).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > MAX_WORKERS {
+            return Err(ConfigError(alloc::format!(
+                "workers: 1 to {MAX_WORKERS}, not {}",
+                self.workers
+            )));
+        }
+        if !self.cores.is_empty() && self.cores.len() != usize::from(self.workers) {
+            return Err(ConfigError(alloc::format!(
+                "cores: one core per worker ({} workers, {} cores)",
+                self.workers,
+                self.cores.len()
+            )));
+        }
         let core = self.core_ip;
         if let Some(n) = core {
             let a = n.addr;

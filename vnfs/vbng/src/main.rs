@@ -67,6 +67,11 @@ enum Cmd {
         #[arg(long, default_value_t = 0,
               value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_TRACE)))]
         trace: u32,
+        /// Workers (overrides `workers`): with several, the access and core ports
+        /// must be `afxdp:IFACE:QUEUE` (worker k opens queue QUEUE+k) or
+        /// `afpacket:IFACE` (a socket per worker in a fanout group).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(vbng::config::MAX_WORKERS)))]
+        workers: Option<u16>,
     },
     /// Validate a config file and its user file (limits: see the README); exits 1
     /// with a one-line reason when refused.
@@ -114,6 +119,59 @@ fn load(path: &str) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
+/// Each worker's (access, core) ports: one worker opens the specs as given; with
+/// several, `afxdp:IFACE:QUEUE` ports give worker k queue QUEUE+k of each (the NIC's
+/// RSS spreads the frames), `afpacket:IFACE` ports give each worker a socket of its
+/// own in a fanout group (packet(7) `PACKET_FANOUT_HASH`: the kernel spreads the
+/// frames by flow hash). A frame that reaches a worker not owning its subscriber is
+/// handed over. Other port kinds have one queue: refused with several workers.
+fn open_ports(access: &str, core: &str, workers: u16) -> anyhow::Result<Vec<Vec<Box<dyn Port>>>> {
+    use dataplane::port::afpacket::{AfPacketPort, Config as AfConfig};
+    use dataplane::port::spec::{open, PortSpec};
+    let parse = |what: &str, s: &str| -> anyhow::Result<PortSpec> {
+        let p: PortSpec = s.parse().with_context(|| format!("{what} port {s}"))?;
+        if workers > 1 && !matches!(p, PortSpec::AfXdp { .. } | PortSpec::AfPacket { .. }) {
+            bail!(
+                "{what} port {s}: workers = {workers} needs afxdp or afpacket ports (one queue per worker)"
+            );
+        }
+        Ok(p)
+    };
+    let specs = [parse("access", access)?, parse("core", core)?];
+    let mut all: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, spec) in specs.iter().enumerate() {
+        let what = if i == 0 { "access" } else { "core" };
+        // A fanout group id of this process and port (unique in the namespace).
+        let group = (std::process::id() as u16)
+            .wrapping_mul(2)
+            .wrapping_add(i as u16);
+        for (k, ports) in all.iter_mut().enumerate() {
+            let p: Box<dyn Port> = match spec {
+                PortSpec::AfXdp { iface, queue } if workers > 1 => {
+                    let q = PortSpec::AfXdp {
+                        iface: iface.clone(),
+                        queue: queue + k as u32,
+                    };
+                    open(&q).with_context(|| format!("{what} port {q}"))?
+                }
+                PortSpec::AfPacket { iface } if workers > 1 => {
+                    let cfg = AfConfig {
+                        fanout: Some(group),
+                        ..AfConfig::default()
+                    };
+                    Box::new(
+                        AfPacketPort::open(iface, &cfg)
+                            .with_context(|| format!("{what} port {spec} (worker {k})"))?,
+                    )
+                }
+                other => open(other).with_context(|| format!("{what} port {other}"))?,
+            };
+            ports.push(p);
+        }
+    }
+    Ok(all)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(
     cfg: Config,
@@ -124,17 +182,16 @@ fn run(
     duration: u64,
     trace: u32,
 ) -> anyhow::Result<()> {
-    let ports: Vec<Box<dyn Port>> = vec![
-        dataplane::port::spec::open_str(&access)
-            .with_context(|| format!("access port {access}"))?,
-        dataplane::port::spec::open_str(&core).with_context(|| format!("core port {core}"))?,
-    ];
+    let workers = cfg.workers.max(1);
+    let ports = open_ports(&access, &core, workers)?;
     let core_mac = ports
-        .get(usize::from(CORE_PORT))
+        .first()
+        .and_then(|p| p.get(usize::from(CORE_PORT)))
         .and_then(|p| p.mac())
         .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
-    let mut v = vbng::vnf::build(&cfg, &BuildEnv::new(core_mac, max_sessions, Rng::from_os()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let env = BuildEnv::new(core_mac, max_sessions, Rng::from_os());
+    let (mut v, more_graphs) =
+        vbng::vnf::build_workers(&cfg, &env, workers).map_err(|e| anyhow::anyhow!("{e}"))?;
     let io = match &cfg.radius {
         Some(r) => {
             let mut io = RadiusIo::bind("0.0.0.0:0".parse()?, 4, r.coa_listen)?;
@@ -217,9 +274,11 @@ fn run(
         trace,
         lease_journal,
         config: Some(cfg.clone()),
+        cores: cfg.cores.clone(),
         ..Options::default()
     };
-    let r = vbng::runtime::start(v, ports, io, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let r = vbng::runtime::start_workers(v, more_graphs, ports, io, &opts)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t0 = Instant::now();
     while (duration == 0 || t0.elapsed() < Duration::from_secs(duration)) && !r.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
@@ -266,8 +325,18 @@ fn real_main() -> anyhow::Result<()> {
             listen,
             duration,
             trace,
+            workers,
         } => {
-            let cfg = load(&config)?;
+            let mut cfg = load(&config)?;
+            if let Some(n) = workers {
+                cfg.workers = n;
+                if !cfg.cores.is_empty() && cfg.cores.len() != usize::from(n) {
+                    bail!(
+                        "--workers {n}: the config's cores list names {} cores",
+                        cfg.cores.len()
+                    );
+                }
+            }
             let access = access.unwrap_or_else(|| cfg.ports.access.clone());
             let core = core.unwrap_or_else(|| cfg.ports.core.clone());
             if access.is_empty() || core.is_empty() {

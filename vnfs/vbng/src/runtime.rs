@@ -1,15 +1,19 @@
 //! The vBNG on the engine's runtime (std): [`start`] runs a composed [`Vbng`]
-//! ([`crate::vnf::build`]) over its ports with
+//! ([`crate::vnf::build`]) over its ports, [`start_workers`] one with several
+//! workers ([`crate::vnf::build_workers`]), with
 //!
-//! - the worker graph on a `dataplane::worker::Worker` in a thread of its own
-//!   (`vbng-worker`), table updates applied between bursts by
+//! - each worker graph on a `dataplane::worker::Worker` in a thread of its own
+//!   (`vbng-worker<k>`, pinned to its core with several workers or a core list),
+//!   joined by the engine's hand-off mesh (a packet of a subscriber another worker
+//!   owns is handed to it), table updates applied between bursts by
 //!   [`crate::vnf::update_hook`], counters published every [`PUBLISH_EVERY`] for
-//!   readers on other threads (the worker only ever `try_lock`s);
+//!   readers on other threads (a worker only ever `try_lock`s);
 //! - the control side ([`Control`]: PPPoE, PPP, AAA, timers, RADIUS I/O) in another
-//!   (`vbng-control`), fed by the worker's punt ring and sending through its inject
-//!   ring (frames copied into pool buffers with `meta.port` set; what a full ring
-//!   cannot take waits in a backlog); it holds the control side's mutex for one round
-//!   at a time;
+//!   (`vbng-control`), fed by every worker's punt ring (read in turn) and sending
+//!   through worker 0's inject ring (frames copied into pool buffers with
+//!   `meta.port` set; what a full ring cannot take waits in a backlog); table
+//!   updates go to every worker's own queues; it holds the control side's mutex for
+//!   one round at a time;
 //! - with a listen address, `dataplane::http::HttpServer` (threads of its own) serving
 //!   `GET /metrics` (`?sessions` adds per-session series), `/sessions`, `/errors`,
 //!   `/trace` (`?add=N` traces the next N packets) and `/graph`; `/sessions` and the
@@ -27,7 +31,7 @@ use dataplane::http::{Handler, HttpServer, Request, Response};
 use dataplane::port::Port;
 use dataplane::runner::WorkerSnapshot;
 use dataplane::stage::show_errors;
-use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use dataplane::worker::{handoff_mesh, ring, CtrlRings, PktRing, Worker, WorkerConfig};
 use std::boxed::Box;
 use std::format;
 use std::net::SocketAddr;
@@ -38,6 +42,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
+/// Packets each hand-off ring between two workers holds.
+const HANDOFF_RING: usize = 4096;
 /// Most packets `--trace` and `/trace?add=N` trace at once.
 pub const MAX_TRACE: u32 = 16384;
 /// How often the worker publishes its counters for `/metrics`.
@@ -61,7 +67,8 @@ const CONTROL_SLEEP_LONG: Duration = Duration::from_micros(500);
 /// What the worker thread publishes and the HTTP threads read (never locked by the
 /// worker except with `try_lock`).
 struct Shared {
-    snap: Mutex<WorkerSnapshot>,
+    /// One per worker.
+    snap: Vec<Mutex<WorkerSnapshot>>,
     /// Packets to trace, asked for by `/trace?add=N` (taken by the worker).
     trace_req: AtomicU32,
 }
@@ -74,7 +81,21 @@ fn publish(dst: &mut WorkerSnapshot, w: &Worker) {
 
 /// The worker thread: the engine's worker loop, counters published every
 /// [`PUBLISH_EVERY`], a short sleep when a poll found nothing.
-fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> WorkerSnapshot {
+fn worker_thread(
+    mut w: Worker,
+    k: usize,
+    core: Option<usize>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) -> WorkerSnapshot {
+    if let Some(c) = core {
+        if !dataplane::runner::pin_to(c) {
+            tracing::warn!("vbng: worker {k} not pinned to core {c}");
+        }
+    }
+    let Some(snap) = shared.snap.get(k) else {
+        return WorkerSnapshot::default();
+    };
     let t0 = Instant::now();
     let mut last_pub = Instant::now();
     let mut idle = 0u32;
@@ -90,12 +111,18 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
         let n = w.poll(t0.elapsed().as_nanos() as u64);
         if last_pub.elapsed() >= PUBLISH_EVERY {
             last_pub = Instant::now();
-            let t = shared.trace_req.swap(0, Ordering::Relaxed);
+            // Worker 0 takes the trace request (the others trace what they were
+            // asked at start).
+            let t = if k == 0 {
+                shared.trace_req.swap(0, Ordering::Relaxed)
+            } else {
+                0
+            };
             if t > 0 {
                 w.out.trace.clear();
                 w.trace_next(t.min(MAX_TRACE));
             }
-            if let Ok(mut s) = shared.snap.try_lock() {
+            if let Ok(mut s) = snap.try_lock() {
                 publish(&mut s, &w);
                 // The trace text is formatted only when it changed.
                 let recs = w.out.trace.records().len();
@@ -119,7 +146,7 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
     let mut fin = WorkerSnapshot::default();
     publish(&mut fin, &w);
     fin.trace = w.out.trace.format();
-    if let Ok(mut s) = shared.snap.lock() {
+    if let Ok(mut s) = snap.lock() {
         *s = fin.clone();
     }
     fin
@@ -132,7 +159,7 @@ fn worker_thread(mut w: Worker, shared: Arc<Shared>, stop: Arc<AtomicBool>) -> W
 fn control_thread(
     control: Arc<Mutex<Control>>,
     mut io: Option<RadiusIo>,
-    punt: PktRing,
+    punt: Vec<PktRing>,
     inject: PktRing,
     mut cache: PoolCache,
     stop: Arc<AtomicBool>,
@@ -153,7 +180,10 @@ fn control_thread(
             let Ok(mut c) = control.lock() else {
                 return;
             };
-            work += c.drain_punts(&punt, &mut cache, now_ms);
+            // Every worker's punts, in turn (a busy worker cannot starve the others).
+            for r in &punt {
+                work += c.drain_punts(r, &mut cache, now_ms);
+            }
             if let Some(io) = io.as_mut() {
                 work += io.pump(&mut c.cp, now_ms);
             }
@@ -229,29 +259,85 @@ struct Http {
     t0: Instant,
 }
 
-impl Http {
-    fn snapshot(&self) -> WorkerSnapshot {
-        self.shared
-            .snap
-            .lock()
-            .map(|g| g.clone())
+impl Shared {
+    /// Worker `k`'s last publication.
+    fn snapshot(&self, k: usize) -> WorkerSnapshot {
+        self.snap
+            .get(k)
+            .and_then(|s| s.lock().ok().map(|g| g.clone()))
             .unwrap_or_default()
     }
 
+    /// Every worker's last publication.
+    fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        (0..self.snap.len()).map(|k| self.snapshot(k)).collect()
+    }
+}
+
+impl Http {
+    fn snapshot(&self) -> WorkerSnapshot {
+        self.shared.snapshot(0)
+    }
+
+    /// `show errors` of every worker (headed by the worker with several).
+    fn errors(&self) -> String {
+        let snaps = self.shared.snapshots();
+        if snaps.len() == 1 {
+            return snaps
+                .first()
+                .map(|s| show_errors(s.nodes.iter()))
+                .unwrap_or_default();
+        }
+        let mut t = String::new();
+        for (k, s) in snaps.iter().enumerate() {
+            t += &format!("worker {k}:\n{}", show_errors(s.nodes.iter()));
+        }
+        t
+    }
+
     fn metrics(&self, sessions: bool) -> String {
-        let snap = self.snapshot();
+        let snaps = self.shared.snapshots();
         let mut p = dataplane::metrics::Prom::new();
         self.stats.prometheus(&mut p);
-        p.node_counters("0", snap.counters.iter().map(|(n, c)| (*n, c)));
-        // Port counters, with AF_PACKET ring overruns in rx_dropped.
-        for (name, st) in &snap.ports {
+        // Port counters summed by port name over the workers (each worker's queue
+        // or fanout socket of a port), with AF_PACKET ring overruns in rx_dropped.
+        let mut ports: Vec<(&str, dataplane::port::PortStats)> = Vec::new();
+        for snap in &snaps {
+            for (name, st) in &snap.ports {
+                let at = match ports.iter().position(|(n, _)| *n == name.as_str()) {
+                    Some(i) => i,
+                    None => {
+                        ports.push((name.as_str(), Default::default()));
+                        ports.len() - 1
+                    }
+                };
+                if let Some((_, t)) = ports.get_mut(at) {
+                    t.rx_packets += st.rx_packets;
+                    t.rx_bytes += st.rx_bytes;
+                    t.rx_dropped += st.rx_dropped;
+                    t.tx_packets += st.tx_packets;
+                    t.tx_bytes += st.tx_bytes;
+                    t.tx_dropped += st.tx_dropped;
+                }
+            }
+        }
+        for (name, st) in &ports {
             p.port(name, st);
         }
-        p.worker("0", &snap.worker, &snap.out);
+        for (k, snap) in snaps.iter().enumerate() {
+            let w = k.to_string();
+            p.node_counters(&w, snap.counters.iter().map(|(n, c)| (*n, c)));
+            p.worker(&w, &snap.worker, &snap.out);
+            if k > 0 {
+                // Worker 0's nodes are in the vBNG's own families below.
+                p.nodes(&w, snap.nodes.iter());
+            }
+        }
         let Ok(c) = self.control.lock() else {
             return String::new();
         };
-        let mut body = crate::metrics::prometheus(&c.cp, snap.nodes.iter()) + &p.finish();
+        let nodes = snaps.first().into_iter().flat_map(|s| s.nodes.iter());
+        let mut body = crate::metrics::prometheus(&c.cp, nodes) + &p.finish();
         if sessions {
             body += &crate::metrics::prometheus_sessions(&c.cp);
         }
@@ -293,7 +379,7 @@ impl Http {
                 Ok(c) => Response::text(crate::metrics::show_sessions(&c.cp)),
                 Err(_) => Response::error(500, "control plane unavailable"),
             },
-            "/errors" => Response::text(show_errors(self.snapshot().nodes.iter())),
+            "/errors" => Response::text(self.errors()),
             "/graph" => Response::text(self.graph.clone()),
             "/trace" => {
                 if let Some(n) = r.query.strip_prefix("add=") {
@@ -339,6 +425,9 @@ pub struct Options {
     /// The configuration the vBNG runs: with it (and `listen`), the management API
     /// ([`crate::mgmt`]) is served under `/restconf`.
     pub config: Option<crate::config::Config>,
+    /// Cores of the workers (`cores`), one per worker; empty: with several
+    /// workers, worker k on core k; one worker is not pinned.
+    pub cores: Vec<usize>,
 }
 
 impl Default for Options {
@@ -350,6 +439,7 @@ impl Default for Options {
             ring: 4096,
             lease_journal: None,
             config: None,
+            cores: Vec::new(),
         }
     }
 }
@@ -357,7 +447,8 @@ impl Default for Options {
 /// A running vBNG; [`Running::stop`] ends it.
 pub struct Running {
     stop: Arc<AtomicBool>,
-    worker: JoinHandle<WorkerSnapshot>,
+    /// One per worker.
+    workers: Vec<JoinHandle<WorkerSnapshot>>,
     control_thread: JoinHandle<()>,
     /// The control side (locked one round at a time by the control thread).
     pub control: Arc<Mutex<Control>>,
@@ -367,23 +458,42 @@ pub struct Running {
 
 /// What a stopped vBNG leaves: its final counters and trace.
 pub struct Stopped {
-    /// The worker's final counters (nodes, ports, loop, trace).
+    /// Worker 0's final counters (nodes, ports, loop, trace).
     pub worker: WorkerSnapshot,
+    /// Every worker's final counters (worker 0's first).
+    pub workers: Vec<WorkerSnapshot>,
     /// The control side.
     pub control: Arc<Mutex<Control>>,
 }
 
 /// Starts the vBNG `v` over `ports` (index 0 access, 1 core) with the RADIUS socket
-/// `io` (if any). Errors (the buffer pool, the graph, the listen address, threads)
-/// are one line.
+/// `io` (if any): one worker ([`start_workers`] runs several). Errors (the buffer
+/// pool, the graph, the listen address, threads) are one line.
 pub fn start(
     v: Vbng,
     ports: Vec<Box<dyn Port>>,
     io: Option<RadiusIo>,
     opts: &Options,
 ) -> Result<Running, String> {
+    start_workers(v, Vec::new(), vec![ports], io, opts)
+}
+
+/// Starts the vBNG `v` with one worker per graph (`v.graph`, then `more_graphs`
+/// from [`crate::vnf::build_workers`]), worker k over `ports[k]` (its queues of
+/// the access and the core port), pinned to [`Options::cores`]`[k]` (with several
+/// workers and no list: core k). The workers are joined by a hand-off mesh: a
+/// packet of a subscriber another worker owns is handed to it. Each worker has its
+/// own punt and inject ring; the control thread reads every punt ring and sends
+/// through worker 0's inject ring.
+pub fn start_workers(
+    v: Vbng,
+    more_graphs: Vec<dataplane::graph::Graph>,
+    ports: Vec<Vec<Box<dyn Port>>>,
+    io: Option<RadiusIo>,
+    opts: &Options,
+) -> Result<Running, String> {
     let Vbng {
-        mut graph,
+        graph,
         control,
         stats,
         nat,
@@ -391,29 +501,58 @@ pub fn start(
     } = v;
     // The session slots the CGNAT was built for (its subscriber limit).
     let nat_slots = nat.as_ref().map_or(0, |n| n.max_subscribers);
+    let mut graphs = Vec::with_capacity(1 + more_graphs.len());
+    graphs.push(graph);
+    graphs.extend(more_graphs);
+    let n = graphs.len();
+    if ports.len() != n {
+        return Err(format!(
+            "{n} worker(s) but ports for {} (one access and one core queue per worker)",
+            ports.len()
+        ));
+    }
     let pool = Pool::new(opts.pool_buffers).ok_or("buffer pool: out of memory")?;
-    let (punt, inject) = (ring(opts.ring), ring(opts.ring));
+    let rings = CtrlRings::new(n, opts.ring);
     let trace = opts.trace.min(MAX_TRACE);
-    graph.trace_next(trace);
-    let describe = graph.describe();
-    let w = Worker::new(
-        ports,
-        graph,
-        pool.cache(),
-        WorkerConfig {
-            trace: if trace > 0 { 64 * trace as usize } else { 4096 },
-            ..WorkerConfig::default()
-        },
-    )
-    .map_err(|e| format!("vbng graph: {e}"))?
-    .with_punt(punt.clone())
-    .with_inject(inject.clone())
-    .on_update(update_hook());
-    // CGNAT pool changes from the management API (`mgmt::nat_pool_hook`).
     let nat_link = crate::mgmt::NatLink::new();
-    let w = w.on_update(crate::mgmt::nat_pool_hook(&nat_link));
+    let describe = graphs.first().map(|g| g.describe()).unwrap_or_default();
+    let mut mesh = handoff_mesh(n, HANDOFF_RING).into_iter();
+    let mut ws = Vec::with_capacity(n);
+    for (k, (mut graph, ports)) in graphs.into_iter().zip(ports).enumerate() {
+        graph.trace_next(trace);
+        let (Some(punt), Some(inject)) = (rings.punt.get(k), rings.inject.get(k)) else {
+            return Err("control rings".to_string());
+        };
+        let mut w = Worker::new(
+            ports,
+            graph,
+            pool.cache(),
+            WorkerConfig {
+                trace: if trace > 0 { 64 * trace as usize } else { 4096 },
+                ..WorkerConfig::default()
+            },
+        )
+        .map_err(|e| format!("vbng graph: {e}"))?
+        .with_punt(punt.clone())
+        .with_inject(inject.clone())
+        .on_update(update_hook());
+        if n == 1 {
+            // CGNAT pool changes from the management API (`mgmt::nat_pool_hook`);
+            // with several workers each nat44 owns a slice of the pool and a change
+            // is refused (501) instead.
+            w = w.on_update(crate::mgmt::nat_pool_hook(&nat_link));
+        }
+        if n > 1 {
+            if let Some(h) = mesh.next() {
+                w = w.with_handoff(h);
+            }
+        }
+        ws.push(w);
+    }
     let shared = Arc::new(Shared {
-        snap: Mutex::new(WorkerSnapshot::default()),
+        snap: (0..n)
+            .map(|_| Mutex::new(WorkerSnapshot::default()))
+            .collect(),
         trace_req: AtomicU32::new(0),
     });
     let control = Arc::new(Mutex::new(control));
@@ -427,8 +566,12 @@ pub fn start(
                 stats,
                 graph: describe,
                 mgmt: opts.config.clone().map(|c| {
-                    let m = crate::mgmt::Mgmt::new(c).with_nat_link(nat_link, nat_slots);
-                    Mutex::new(m)
+                    let m = crate::mgmt::Mgmt::new(c);
+                    Mutex::new(if n == 1 {
+                        m.with_nat_link(nat_link, nat_slots)
+                    } else {
+                        m
+                    })
                 }),
                 t0,
             };
@@ -437,16 +580,30 @@ pub fn start(
         }
         None => None,
     };
-    let worker = {
+    let mut workers = Vec::with_capacity(n);
+    for (k, w) in ws.into_iter().enumerate() {
         let (sh, st) = (shared.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("vbng-worker".into())
-            .spawn(move || worker_thread(w, sh, st))
-            .map_err(|e| format!("worker thread: {e}"))?
-    };
+        let core =
+            (n > 1 || !opts.cores.is_empty()).then(|| dataplane::runner::core_for(k, &opts.cores));
+        let spawned = std::thread::Builder::new()
+            .name(format!("vbng-worker{k}"))
+            .spawn(move || worker_thread(w, k, core, sh, st));
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                for h in workers {
+                    let _ = h.join();
+                }
+                return Err(format!("worker thread: {e}"));
+            }
+        }
+    }
     let control_thread = {
         let (c, st, cache) = (control.clone(), stop.clone(), pool.cache());
         let lj = opts.lease_journal.clone();
+        let punt = rings.punt.clone();
+        let inject = rings.inject.first().cloned().unwrap_or_else(|| ring(1));
         let spawned = std::thread::Builder::new()
             .name("vbng-control".into())
             .spawn(move || control_thread(c, io, punt, inject, cache, st, lj, t0));
@@ -454,14 +611,16 @@ pub fn start(
             Ok(h) => h,
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
-                let _ = worker.join();
+                for h in workers {
+                    let _ = h.join();
+                }
                 return Err(format!("control thread: {e}"));
             }
         }
     };
     Ok(Running {
         stop,
-        worker,
+        workers,
         control_thread,
         control,
         shared,
@@ -477,16 +636,17 @@ impl Running {
 
     /// Whether a thread ended on its own (a panic).
     pub fn is_finished(&self) -> bool {
-        self.worker.is_finished() || self.control_thread.is_finished()
+        self.workers.iter().any(|w| w.is_finished()) || self.control_thread.is_finished()
     }
 
-    /// The worker's last published counters.
+    /// Worker 0's last published counters.
     pub fn snapshot(&self) -> WorkerSnapshot {
-        self.shared
-            .snap
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or_default()
+        self.shared.snapshot(0)
+    }
+
+    /// Every worker's last published counters.
+    pub fn snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.shared.snapshots()
     }
 
     /// Stops the control thread (its last frames reach the inject ring, RADIUS
@@ -495,12 +655,16 @@ impl Running {
     pub fn stop(self) -> Result<Stopped, String> {
         self.stop.store(true, Ordering::Relaxed);
         let c = self.control_thread.join();
-        let w = self.worker.join();
+        let ws: Vec<_> = self.workers.into_iter().map(|w| w.join()).collect();
         drop(self.http);
         c.map_err(|_| "control thread panicked".to_string())?;
-        let worker = w.map_err(|_| "worker thread panicked".to_string())?;
+        let mut workers = Vec::with_capacity(ws.len());
+        for w in ws {
+            workers.push(w.map_err(|_| "worker thread panicked".to_string())?);
+        }
         Ok(Stopped {
-            worker,
+            worker: workers.first().cloned().unwrap_or_default(),
+            workers,
             control: self.control,
         })
     }

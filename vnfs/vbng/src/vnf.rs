@@ -29,6 +29,11 @@
 //! [`Injector`] copies into pool buffers for the worker's inject ring (again with a
 //! backlog: a dropped PADS costs a subscriber a restart timer). A worker applies the
 //! updates between bursts with [`update_hook`].
+//!
+//! Several workers ([`build_workers`]): one graph per worker, each fast-path node
+//! with its own update queue (every update goes to all of them), each `nat44` with
+//! its slice of the outside ports; a subscriber's traffic is owned by one worker
+//! (`fastpath::session_owner`) and handed to it where it arrives elsewhere.
 
 use crate::config::{Config, ConfigError};
 use crate::control::{ControlPlane, FibUpdate, SessionCounters};
@@ -119,6 +124,7 @@ pub struct Vbng {
     /// The worker graph (ports [`ACCESS_PORT`], [`CORE_PORT`], each with its entry
     /// node; see the module docs).
     /// Run it with `dataplane::worker::Worker` and register [`update_hook`].
+    /// With several workers ([`build_workers`]) this is worker 0's graph.
     pub graph: Graph,
     /// The control plane and the fast path's update queues.
     pub control: Control,
@@ -165,6 +171,22 @@ impl Stats {
 /// `cgnat_public`) a `nat44` node between the upstream and downstream fast path. See
 /// the module docs for the graph.
 pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
+    build_workers(cfg, env, 1).map(|(v, _)| v)
+}
+
+/// [`build`] for `workers` workers (1 to [`crate::config::MAX_WORKERS`]): the
+/// [`Vbng`] with worker 0's graph and the graphs of workers 1.. — the same nodes,
+/// each worker's fast-path nodes with their own tables fed by their own update
+/// queues (the control side's [`FibQueues`] sends every update to all of them) and,
+/// with `[cgnat]`, their own `nat44` owning a slice of every outside address's port
+/// blocks (`Nat44::new_worker`). A subscriber's traffic belongs to one worker
+/// (`fastpath::session_owner`); run the graphs joined by a hand-off mesh
+/// (`dataplane::worker::handoff_mesh`) so packets reach it wherever they arrive.
+pub fn build_workers(
+    cfg: &Config,
+    env: &BuildEnv,
+    workers: u16,
+) -> Result<(Vbng, Vec<Graph>), BuildError> {
     let n = env.max_sessions;
     let nat_cfg = cfg.nat_config(n)?;
     let counters = SessionCounters::new(n as usize);
@@ -214,7 +236,8 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
     let nat = nat_cfg.is_some();
     let ipoe_gw = cp.ipoe_gateway();
     let ipoe6 = cfg.dhcp6.is_some() && cfg.ipoe.as_ref().is_some_and(|i| i.dhcp6);
-    let half = |mode: Mode, q: &Arc<UpdateQueue>| {
+    let workers = workers.clamp(1, crate::config::MAX_WORKERS);
+    let half = |mode: Mode, q: &Arc<UpdateQueue>, k: u16| {
         let mut fp = FastPath::new(fcfg.clone(), q.clone(), counters.clone())
             .with_mode(mode)
             .with_nat(nat)
@@ -223,66 +246,86 @@ pub fn build(cfg: &Config, env: &BuildEnv) -> Result<Vbng, BuildError> {
             .with_dhcp_relay(dhcp_relay)
             .with_prefix_delegation(pd_len)
             .with_ipoe6(ipoe6)
-            .with_core_ip6(cfg.core_ip6);
+            .with_core_ip6(cfg.core_ip6)
+            .with_worker(k, workers);
         if let Some(c) = &core_link {
             fp = fp.with_core_link(c.clone());
         }
         fp
     };
-    let (q_up, q_down) = (update_queue(qcap), update_queue(qcap));
-    let up = half(Mode::Upstream, &q_up);
-    let down = half(Mode::Downstream, &q_down);
+    let nat_log = match &nat_cfg {
+        Some(nc) if nc.cgnat.is_some_and(|c| c.log) => Some(Arc::new(NatLog::new(NAT_LOG_QUEUE))),
+        _ => None,
+    };
+    let relay_giaddr = cp.ipoe_gateway().filter(|_| dhcp_relay).map(|g| g.octets());
+    let mut graphs = Vec::with_capacity(usize::from(workers));
+    let mut queues = Vec::with_capacity(2 * usize::from(workers));
+    let mut fp_stats = Vec::with_capacity(2 * usize::from(workers));
+    for k in 0..workers {
+        let (q_up, q_down) = (update_queue(qcap), update_queue(qcap));
+        let up = half(Mode::Upstream, &q_up, k);
+        let down = half(Mode::Downstream, &q_down, k);
+        fp_stats.push(up.stats());
+        fp_stats.push(down.stats());
+        queues.push(q_up);
+        queues.push(q_down);
+        let mut graph = Graph::new();
+        match &nat_cfg {
+            Some(nc) => {
+                // Each worker its own `nat44` with its slice of every outside
+                // address's port blocks (VPP nat44-ed style, `Nat44::new_worker`).
+                let mut n44 = Nat44::new_worker(nc, k, workers)
+                    .map_err(|e| BuildError(alloc::format!("cgnat: {e}")))?;
+                if let Some(q) = &nat_log {
+                    n44.set_log_sink(Box::new(NatLogSink(q.clone())));
+                }
+                // Upstream comes first in order, so its kept batches reach `nat44` in
+                // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
+                graph.add(Box::new(up), Some(NODE_NAT));
+                graph.add(Box::new(CoreInput { relay_giaddr }), Some(NODE_NAT));
+                graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
+                graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
+            }
+            None => {
+                graph.add(Box::new(up), None);
+                graph.set_port_entry(CORE_PORT, NODE_DOWNSTREAM);
+            }
+        }
+        graph.add(Box::new(down), None);
+        graph.add(
+            Box::new(CoreArp {
+                core: core_link.clone(),
+                core_mac: env.core_mac,
+            }),
+            None,
+        );
+        graph.set_entry(NODE_UPSTREAM);
+        graph.set_port_entry(ACCESS_PORT, NODE_UPSTREAM);
+        graph
+            .seal()
+            .map_err(|e| BuildError(alloc::format!("vbng graph: {e}")))?;
+        graphs.push(graph);
+    }
     let stats = Stats {
         sessions: counters,
-        fastpath: alloc::vec![up.stats(), down.stats()],
-        core_link: core_link.clone(),
+        fastpath: fp_stats,
+        core_link,
     };
-    let mut graph = Graph::new();
-    let mut nat_log = None;
-    match &nat_cfg {
-        Some(nc) => {
-            let mut n44 = Nat44::new(nc).map_err(|e| BuildError(alloc::format!("cgnat: {e}")))?;
-            if nc.cgnat.is_some_and(|c| c.log) {
-                let q = Arc::new(NatLog::new(NAT_LOG_QUEUE));
-                n44.set_log_sink(Box::new(NatLogSink(q.clone())));
-                nat_log = Some(q);
-            }
-            // Upstream comes first in order, so its kept batches reach `nat44` in
-            // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
-            graph.add(Box::new(up), Some(NODE_NAT));
-            let relay_giaddr = cp.ipoe_gateway().filter(|_| dhcp_relay).map(|g| g.octets());
-            graph.add(Box::new(CoreInput { relay_giaddr }), Some(NODE_NAT));
-            graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
-            graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
-        }
-        None => {
-            graph.add(Box::new(up), None);
-            graph.set_port_entry(CORE_PORT, NODE_DOWNSTREAM);
-        }
-    }
-    graph.add(Box::new(down), None);
-    graph.add(
-        Box::new(CoreArp {
-            core: core_link,
-            core_mac: env.core_mac,
-        }),
-        None,
-    );
-    graph.set_entry(NODE_UPSTREAM);
-    graph.set_port_entry(ACCESS_PORT, NODE_UPSTREAM);
-    graph
-        .seal()
-        .map_err(|e| BuildError(alloc::format!("vbng graph: {e}")))?;
-    Ok(Vbng {
+    let mut graphs = graphs.into_iter();
+    let Some(graph) = graphs.next() else {
+        return Err(BuildError("vbng: no worker".into()));
+    };
+    let vbng = Vbng {
         graph,
         control: Control {
             cp,
-            fib: FibQueues::new(alloc::vec![q_up, q_down]),
+            fib: FibQueues::new(queues),
             nat_log,
         },
         stats,
         nat: nat_cfg,
-    })
+    };
+    Ok((vbng, graphs.collect()))
 }
 
 /// A worker hook that applies pending table updates to the fast-path nodes between

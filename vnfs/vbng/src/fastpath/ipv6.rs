@@ -579,6 +579,9 @@ impl FastPath {
         let Some(&idx) = self.by_key.get(&key) else {
             return Next::Drop(E_NO_SESSION);
         };
+        if let Some(w) = self.elsewhere(idx) {
+            return Next::Handoff(w);
+        }
         let i = idx as usize;
         let pfx = self.v6.prefix.get(i).copied().unwrap_or(0);
         let na = self.v6.addr.get(i).copied().unwrap_or(0);
@@ -682,6 +685,9 @@ impl FastPath {
                 E_NO_ROUTE
             });
         };
+        if let Some(w) = self.elsewhere(idx) {
+            return Next::Handoff(w);
+        }
         let hop = ip[7];
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_ROUTE);

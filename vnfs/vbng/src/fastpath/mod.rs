@@ -189,6 +189,26 @@ struct Sess {
     up: Option<TokenBucket>,
     down: Option<TokenBucket>,
     mtu: u16,
+    /// The worker that owns the session's traffic ([`session_owner`]).
+    owner: u16,
+}
+
+/// The worker among `workers` that owns the traffic of session `idx` with IPv4
+/// address `ip` (0: none yet): with an address, the one the CGNAT would choose for
+/// it (`Nat44::inside_owner`, a hash of the subscriber address), so a subscriber's
+/// sessions, policers and NAT mappings live on one worker and no packet crosses
+/// cores twice; without one (IPv6 only, IPCP not open) a hash of the session slot.
+/// Upstream packets find the session by their PPPoE session id (or MAC for IPoE),
+/// downstream ones by the subscriber address or prefix; both end at this worker.
+#[inline]
+pub fn session_owner(ip: u32, idx: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        0
+    } else if ip != 0 {
+        dataplane::stages::nat::Nat44::inside_owner(ip, workers)
+    } else {
+        Out::owner_of(idx.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995, workers)
+    }
 }
 
 /// Next nodes of a `Downstream` instance: core ARP goes to the graph's ARP node.
@@ -436,6 +456,9 @@ pub struct FastPath {
     v6: v6::Tables,
     updates: Arc<ArrayQueue<FibUpdate>>,
     counters: Arc<SessionCounters>,
+    /// This node's worker and the number of workers ([`FastPath::with_worker`]).
+    me: u16,
+    workers: u16,
 }
 
 impl core::fmt::Debug for FastPath {
@@ -496,6 +519,31 @@ impl FastPath {
             cfg,
             updates,
             counters,
+            me: 0,
+            workers: 1,
+        }
+    }
+
+    /// The instance of worker `me` among `workers` (default: the only one). Every
+    /// worker holds every session (the control plane's updates are fanned out to
+    /// all); a packet of a session another worker owns ([`session_owner`]) is handed
+    /// to it (`Next::Handoff`) before it touches any per-session state, so a
+    /// session's policers run on one worker and its packets stay in order.
+    pub fn with_worker(mut self, me: u16, workers: u16) -> FastPath {
+        self.workers = workers.max(1);
+        self.me = me.min(self.workers - 1);
+        self
+    }
+
+    /// The worker that owns session `idx` when it is not this one (several workers).
+    #[inline(always)]
+    fn elsewhere(&self, idx: u32) -> Option<u16> {
+        if self.workers <= 1 {
+            return None;
+        }
+        match self.sess.get(idx as usize) {
+            Some(Some(s)) if s.owner != self.me => Some(s.owner),
+            _ => None,
         }
     }
 
@@ -770,6 +818,7 @@ impl FastPath {
                     up: bucket(rate.0, now_ns),
                     down: bucket(rate.1, now_ns),
                     mtu: mtu.max(68),
+                    owner: session_owner(ip, idx, self.workers),
                 });
                 self.by_key.insert(key_of(&key, sid), idx);
                 if ip != 0 {
@@ -780,8 +829,10 @@ impl FastPath {
                 if self.by_ip.get(&ip) == Some(&idx) {
                     self.by_ip.remove(&ip);
                 }
+                let workers = self.workers;
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.ip = 0;
+                    s.owner = session_owner(0, idx, workers);
                 }
             }
             FibUpdate::Remove { idx, key, sid, ip } => {
@@ -927,6 +978,9 @@ impl FastPath {
         ip_len: usize,
         mac: [u8; 6],
     ) -> Next {
+        if let Some(w) = self.elsewhere(idx) {
+            return Next::Handoff(w);
+        }
         let d = p.data();
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_SESSION);
@@ -1073,6 +1127,9 @@ impl FastPath {
         let Some(&idx) = self.by_ip.get(&dst) else {
             return Next::Drop(E_NO_ROUTE);
         };
+        if let Some(w) = self.elsewhere(idx) {
+            return Next::Handoff(w);
+        }
         let Some(Some(s)) = self.sess.get_mut(idx as usize) else {
             return Next::Drop(E_NO_ROUTE);
         };

@@ -304,7 +304,9 @@ fn user_file_comes_over_fw_cfg() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(
-        t.contains("user_file = \"users.txt\": pass the file as fw_cfg opt/vnf/users"),
+        t.contains(
+            "user_file = \"users.txt\": put the file on the config drive at that path or pass it as fw_cfg opt/vnf/users"
+        ),
         "{t}"
     );
 }

@@ -84,6 +84,30 @@ pub fn root() -> Answer {
     )
 }
 
+/// What every VNF's API answers the same way. `path` must start with `/restconf`.
+/// The API root (GET only, RFC 8040 §3.3) and the module's YANG text at
+/// `/restconf/yang/MODULE` are answered here as `Err`. Any other path comes back
+/// as `Ok`, with `/restconf` and trailing slashes removed.
+pub fn front<'a>(method: &str, path: &'a str, module: &str, yang: &str) -> Result<&'a str, Answer> {
+    let Some(rest) = path.strip_prefix("/restconf") else {
+        return Err(missing(path));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        if method != "GET" {
+            return Err(unsupported(405, "the API root is read-only"));
+        }
+        return Err(root());
+    }
+    if rest.strip_prefix("/yang/") == Some(module) {
+        return Err(Answer {
+            status: 200,
+            body: yang.to_string(),
+        });
+    }
+    Ok(rest)
+}
+
 /// Percent-decoding of a key value in a path (RFC 8040 §3.5.3).
 pub fn pct_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();

@@ -116,22 +116,10 @@ impl Mgmt {
         query: &str,
         body: &[u8],
     ) -> Answer {
-        let Some(rest) = path.strip_prefix("/restconf") else {
-            return missing(path);
+        let rest = match dataplane::restconf::front(method, path, "keyserver", YANG) {
+            Ok(rest) => rest,
+            Err(answer) => return answer,
         };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() {
-            if method != "GET" {
-                return unsupported(405, "the API root is read-only");
-            }
-            return dataplane::restconf::root();
-        }
-        if rest == "/yang/keyserver" {
-            return Answer {
-                status: 200,
-                body: YANG.to_string(),
-            };
-        }
         if let Some(op) = rest.strip_prefix("/operations/") {
             if op != "keyserver:revoke" {
                 return missing(rest);

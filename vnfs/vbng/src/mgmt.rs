@@ -345,16 +345,10 @@ impl Mgmt {
         cp: &mut ControlPlane,
         now_ms: u64,
     ) -> Answer {
-        let Some(rest) = path.strip_prefix("/restconf") else {
-            return missing(path);
+        let rest = match dataplane::restconf::front(method, path, "vbng", YANG) {
+            Ok(rest) => rest,
+            Err(answer) => return answer,
         };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() {
-            if method != "GET" {
-                return unsupported(405, "the API root is read-only");
-            }
-            return dataplane::restconf::root();
-        }
         if rest == "/operations/vbng:drain" {
             if method != "POST" {
                 return unsupported(405, "operations are invoked with POST");
@@ -380,12 +374,6 @@ impl Mgmt {
                 200,
                 &json!({"vbng:output": {"draining": enable, "sessions": cp.session_count()}}),
             );
-        }
-        if rest == "/yang/vbng" {
-            return Answer {
-                status: 200,
-                body: YANG.to_string(),
-            };
         }
         let Some(data) = rest.strip_prefix("/data") else {
             return missing(path);

@@ -301,22 +301,10 @@ impl Mgmt {
         body: &[u8],
         snaps: &[WorkerSnapshot],
     ) -> Answer {
-        let Some(rest) = path.strip_prefix("/restconf") else {
-            return missing(path);
+        let rest = match dataplane::restconf::front(method, path, "vcpe", YANG) {
+            Ok(rest) => rest,
+            Err(answer) => return answer,
         };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() {
-            if method != "GET" {
-                return unsupported(405, "the API root is read-only");
-            }
-            return dataplane::restconf::root();
-        }
-        if rest == "/yang/vcpe" {
-            return Answer {
-                status: 200,
-                body: YANG.to_string(),
-            };
-        }
         let Some(data) = rest.strip_prefix("/data") else {
             return missing(path);
         };

@@ -18,11 +18,10 @@ use dataplane::port::afxdp::{Config, XdpPort};
 use dataplane::port::Port;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod counting;
-use counting::{watch, ALLOCS};
+use counting::{allocs, watch};
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -193,7 +192,7 @@ fn umem_chunks_are_engine_buffers() {
         out.free_all(&mut c);
     }
     watch(false);
-    let allocs = ALLOCS.load(Ordering::Relaxed);
+    let allocs = allocs();
     eprintln!(
         "afxdp_umem: a->b {at_b}, b->a {back_at_a}, forwarded {fwd_at_a}, in place {in_place}, \
          copies a {} b {}, rx drops a {} b {}",

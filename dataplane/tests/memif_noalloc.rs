@@ -9,11 +9,10 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::memif::{Config, MemifPort, Role, CTRL_EVERY};
 use dataplane::port::Port;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 mod counting;
-use counting::{watch, ALLOCS};
+use counting::{allocs, watch};
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -88,7 +87,7 @@ fn bursts(zero_copy: bool) {
         tx.free_all(&mut c);
     }
     watch(false);
-    assert_eq!(ALLOCS.load(Ordering::Relaxed), 0, "allocations in bursts");
+    assert_eq!(allocs(), 0, "allocations in bursts");
     assert!(moved > 1000, "only {moved} frames moved");
     assert!(m.is_up() && s.is_up());
     assert_eq!(m.counters().ctrl_errors + s.counters().ctrl_errors, 0);

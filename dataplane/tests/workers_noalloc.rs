@@ -10,10 +10,9 @@ use dataplane::port::{mem, Port};
 use dataplane::stages::nat::{CgnatConfig, Nat44, NatConfig};
 use dataplane::stages::xconnect::Xconnect;
 use dataplane::worker::{handoff_mesh, Worker, WorkerConfig};
-use std::sync::atomic::Ordering;
 
 mod counting;
-use counting::{watch, ALLOCS};
+use counting::{allocs, watch};
 
 #[global_allocator]
 static GLOBAL: counting::Counting = counting::Counting;
@@ -134,14 +133,14 @@ fn two_workers_with_handoff_do_not_allocate() {
         })
         .collect();
     let mut sink = Vec::new();
-    ALLOCS.store(0, Ordering::Relaxed);
+    counting::reset();
     watch(true);
     for _ in 0..4 {
         round(&mut ws, &mut peers, &out_frames, 0, false, &mut sink);
         round(&mut ws, &mut peers, &replies, 1, false, &mut sink);
     }
     watch(false);
-    let n = ALLOCS.load(Ordering::Relaxed);
+    let n = allocs();
     let handed: u64 = ws.iter().map(|w| w.stats.handed_off).sum();
     assert!(handed > 0, "hand-offs happened");
     let drops: u64 = ws

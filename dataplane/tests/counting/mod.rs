@@ -1,20 +1,30 @@
 //! The counting global allocator of the no-allocation tests: a thread counts its
 //! allocations (and reallocations) only while it watches (`watch(true)`), so
 //! libtest's threads, a test's unwatched set-up and a parallel test's work never
-//! count against the code under test. Each test file installs it with
+//! count against the code under test. The count itself is per thread too: a test
+//! that runs beside another (libtest runs a file's tests in parallel) reads only
+//! its own allocations. Each test file installs it with
 //! `#[global_allocator] static GLOBAL: counting::Counting = counting::Counting;`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Forwards to the system allocator, counting the calls of watching threads.
 pub struct Counting;
 
-/// Allocations made by watching threads.
-pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
 thread_local! {
     static WATCH: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    static COUNT: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// Allocations the calling thread made while it watched.
+pub fn allocs() -> u64 {
+    COUNT.with(|c| c.get())
+}
+
+/// Sets the calling thread's count back to zero.
+#[allow(dead_code)]
+pub fn reset() {
+    COUNT.with(|c| c.set(0));
 }
 
 /// Starts or stops counting the calling thread's allocations.
@@ -24,7 +34,7 @@ pub fn watch(on: bool) {
 
 fn count() {
     if WATCH.try_with(|w| w.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
     }
 }
 

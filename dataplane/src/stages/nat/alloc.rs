@@ -538,8 +538,8 @@ impl Pool {
         Some(s)
     }
 
-    /// Gives back every block of subscriber `s` (whose ports must all be free) and
-    /// unpins it; writes a release record per block to `log`.
+    /// Gives back every block of subscriber `s` (its mappings ended first) with all
+    /// their ports, and unpins it; writes a release record per block to `log`.
     pub fn release_blocks(&mut self, s: u32, now_ns: u64, log: &mut dyn FnMut(&LogRecord)) {
         let Some(sub) = self.subs.get(s as usize).copied() else {
             return;
@@ -548,8 +548,15 @@ impl Pool {
             return;
         };
         let outside = oa.addr;
+        let bs = usize::from(self.block_size);
         for &b in sub.blocks.iter().take(usize::from(sub.nblocks)) {
             let bi = usize::from(b);
+            // Every port of the block free again, whatever was left marked.
+            for ports in oa.ports.iter_mut() {
+                if let Some(r) = ports.get_mut(bi * bs..(bi + 1) * bs) {
+                    r.fill(false);
+                }
+            }
             oa.blocks.set(bi, false);
             if let Some(o) = oa.owner.get_mut(bi) {
                 *o = NONE;

@@ -1875,7 +1875,9 @@ fn cgnat_hostile_bindings_refused() {
         });
         let mut bad_len = b([203, 0, 113, 1], 1024, 2047);
         bad_len[1] = short;
-        let cases: Vec<(Vec<Ie>, (Vec<(u8, Option<u16>)>, bool))> = vec![
+        // (the NAT IEs, the answer: causes with Offending IE, Failed Rule ID given)
+        type Answer = (Vec<(u8, Option<u16>)>, bool);
+        let cases: Vec<(Vec<Ie>, Answer)> = vec![
             (
                 bad_len,
                 (

@@ -318,10 +318,7 @@ pub fn build_workers(
                 // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
                 graph.add(Box::new(up), Some(NODE_NAT));
                 graph.add(Box::new(CoreInput { relay_giaddr }), Some(NODE_NAT));
-                let binder = env.nat_bindings.clone().map(|q| NatBinder {
-                    q,
-                    ..NatBinder::default()
-                });
+                let binder = env.nat_bindings.clone().map(NatBinder::new);
                 graph.add(Box::new(CgnatNode(n44, binder)), Some(NODE_DOWNSTREAM));
                 graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
             }
@@ -741,10 +738,11 @@ pub struct NatBinder {
     pub refused: u64,
 }
 
-impl Default for NatBinder {
-    fn default() -> NatBinder {
+impl NatBinder {
+    /// Over queue `q`, nothing applied yet.
+    pub fn new(q: Arc<NatBindQueue>) -> NatBinder {
         NatBinder {
-            q: Arc::new(ArrayQueue::new(1)),
+            q,
             bound: 0,
             unbound: 0,
             refused: 0,

@@ -494,3 +494,52 @@ proptest! {
         }
     }
 }
+
+/// The BBF CGNAT IEs (a disaggregated BNG's port-block binding) of a bad length are
+/// refused as incorrect with their own type as the Offending IE (Cause 69), wherever
+/// they sit: a NAT Outside Address shorter than an IPv4 address, a NAT External Port
+/// Range that is empty or not whole (start, end) pairs, an empty NAT Port Block or
+/// BBF Apply Action.
+#[test]
+fn bbf_nat_ies_of_a_bad_length_are_refused() {
+    let e = Some(bbf::ENTERPRISE_ID);
+    for (t, v) in [
+        (bbf::NAT_OUTSIDE_ADDRESS, &[203, 0, 113][..]),
+        (bbf::NAT_OUTSIDE_ADDRESS, &[][..]),
+        (bbf::NAT_EXTERNAL_PORT_RANGE, &[][..]),
+        (bbf::NAT_EXTERNAL_PORT_RANGE, &[4, 0, 7, 255, 9][..]),
+        (bbf::NAT_EXTERNAL_PORT_RANGE, &[4, 0][..]),
+        (bbf::NAT_PORT_BLOCK, &[][..]),
+        (bbf::APPLY_ACTION, &[][..]),
+    ] {
+        assert_eq!(
+            Ie::decode(t, e, v, 0),
+            Err(Error::BadIe { ie: t }),
+            "{t} {v:?}"
+        );
+        // Inside the core FAR's Forwarding Parameters of a message: Cause 69.
+        let mut raw = t.to_be_bytes().to_vec();
+        raw.extend_from_slice(&((v.len() + 2) as u16).to_be_bytes());
+        raw.extend_from_slice(&bbf::ENTERPRISE_ID.to_be_bytes());
+        raw.extend_from_slice(v);
+        let mut fp = ie_bytes(ty::DESTINATION_INTERFACE, &[1]);
+        fp.extend_from_slice(&raw);
+        let mut far = ie_bytes(ty::FAR_ID, &[0, 0, 0, 1]);
+        far.extend_from_slice(&ie_bytes(ty::APPLY_ACTION, &[2]));
+        far.extend_from_slice(&ie_bytes(ty::FORWARDING_PARAMETERS, &fp));
+        let err = pfcp::ie::parse_ies(&ie_bytes(ty::CREATE_FAR, &far), 0).unwrap_err();
+        assert_eq!(err, Error::BadIe { ie: t });
+        assert_eq!(err.cause(), pfcp::ie::cause::MANDATORY_IE_INCORRECT);
+    }
+    // The good ones round trip, several ranges included.
+    for i in [
+        Ie::BbfNatOutsideAddress(std::net::Ipv4Addr::new(203, 0, 113, 5)),
+        Ie::BbfNatExternalPortRange(vec![(1024, 2047), (4096, 5119)]),
+        Ie::BbfNatPortBlock(b"cgnat".to_vec()),
+        Ie::BbfApplyAction(Flags::new(&[bbf::apply_action::NAT])),
+    ] {
+        let mut b = Vec::new();
+        i.emit(&mut b).unwrap();
+        assert_eq!(pfcp::ie::parse_ies(&b, 0).unwrap(), vec![i]);
+    }
+}

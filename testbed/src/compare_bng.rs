@@ -5,7 +5,10 @@
 //! the memory figure (peak RSS, `VmHWM`) is that run's. Prints setup rate, setup
 //! latency p99, throughput, BNG Mpps per core, PLR and peak RSS for each, and the
 //! ratios disaggregated / monolithic. With `--json` one object: the report header,
-//! `monolithic`, `disaggregated` (each with those figures) and `ratio`.
+//! `monolithic`, `disaggregated` (each with those figures) and `ratio`. With
+//! `--cgnat POOL` both run CGNAT on that pool: the monolithic `nat44` allocating port
+//! blocks on its fast path, the disaggregated control plane allocating them and
+//! sending them over PFCP (BBF TR-459 NAT IEs) to the user planes' `nat44`.
 
 use serde::Serialize;
 use std::process::Command;
@@ -35,6 +38,9 @@ pub struct CompareBngArgs {
     /// Setup timeout of each run, seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// CGNAT public pool (e.g. `203.0.113.0/28`) for both runs (`lab bng --cgnat`).
+    #[arg(long, value_name = "POOL")]
+    pub cgnat: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -72,6 +78,8 @@ struct Report {
     ups: u32,
     access: String,
     packets: u64,
+    /// The CGNAT pool of both runs (`--cgnat`), or null.
+    cgnat: Option<String>,
     monolithic: Figures,
     disaggregated: Figures,
     ratio: Ratios,
@@ -93,6 +101,7 @@ fn lab(a: &CompareBngArgs, extra: &[&str], what: &str) -> anyhow::Result<serde_j
     let out = Command::new(exe)
         .args(["lab", "bng", "--json", "--sessions", &s, "--packets", &p])
         .args(["--timeout", &t, "--access", &a.access, "--frame", &a.frame])
+        .args(a.cgnat.iter().flat_map(|p| ["--cgnat", p.as_str()]))
         .args(extra)
         .output()
         .map_err(|e| anyhow::anyhow!("{what} run: {e}"))?;
@@ -157,6 +166,7 @@ pub fn run(a: CompareBngArgs) -> anyhow::Result<()> {
         ups: a.ups,
         access: a.access.clone(),
         packets: a.packets,
+        cgnat: a.cgnat.clone(),
         per_up: cups["cups"]["per_up"].clone(),
         monolithic: m,
         disaggregated: d,

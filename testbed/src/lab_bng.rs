@@ -81,7 +81,9 @@ pub struct BngLabArgs {
     pub no_downstream: bool,
     /// CGNAT public pool (e.g. `203.0.113.0/28`): subscriber traffic is translated on
     /// its way to the core (nat44 node between the two halves of the fast path; with
-    /// `--netns` a `[cgnat]` section in the vBNG's config).
+    /// `--netns` a `[cgnat]` section in the vBNG's config). With `--cups` the control
+    /// plane allocates each subscriber's port block and sends it to its user plane
+    /// over PFCP (BBF TR-459 NAT IEs); the user planes' nat44 allocate none.
     #[arg(long)]
     pub cgnat: Option<String>,
     /// Setup timeout, seconds (at least 1).

@@ -84,6 +84,48 @@ fn cups_lab_spreads_sessions_over_user_planes_with_the_monolithic_fields() {
     assert_eq!(keys(&m["traffic"]), keys(&v["traffic"]));
 }
 
+/// `--cups --cgnat`: the control plane allocates each subscriber's port block and
+/// sends it over PFCP; the user planes' `nat44` translate both ways (no loss), the
+/// JSON's `nat` sums their counters (one subscriber and block each, none refused),
+/// and every binding is freed at teardown.
+#[test]
+fn cups_lab_with_cgnat_over_pfcp() {
+    let v = json(&testbed(&[
+        "lab",
+        "bng",
+        "--json",
+        "--sessions",
+        "40",
+        "--packets",
+        "4000",
+        "--access",
+        "mixed",
+        "--cups",
+        "--ups",
+        "2",
+        "--cgnat",
+        "203.0.113.0/29",
+    ]));
+    let s = v.to_string();
+    assert_eq!(v["sessions_established"], 40, "{s}");
+    assert_eq!(v["plr"].as_f64(), Some(0.0), "{s}");
+    assert_eq!(v["upstream"]["received"], 4000, "{s}");
+    assert_eq!(v["downstream"]["received"], 4000, "{s}");
+    let n = &v["nat"];
+    assert_eq!(n["pool"], "203.0.113.0/29", "{s}");
+    assert_eq!(n["subscribers"], 40, "{s}");
+    assert_eq!(n["blocks"], 40, "{s}");
+    assert_eq!(n["drops"], 0, "{s}");
+    assert_eq!(n["counters"]["bindings-installed"], 40, "{s}");
+    assert_eq!(n["counters"]["bindings-refused"], 0, "{s}");
+    assert!(n["packets"].as_u64() >= Some(8000), "{s}");
+    let c = &v["cups"]["cp"];
+    assert_eq!(c["nat_allocated"], 40, "{s}");
+    assert_eq!(c["nat_freed"], 40, "freed at teardown: {s}");
+    assert_eq!(c["nat_bindings"], 0, "{s}");
+    assert_eq!(v["cups"]["no_route"], 0, "{s}");
+}
+
 #[test]
 fn cups_lab_exit_codes() {
     // One setup per second, a 1 s timeout: not every session comes up.

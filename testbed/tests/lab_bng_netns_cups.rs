@@ -7,8 +7,10 @@
 //! FreeRADIUS accounting, memory). Then user plane 1's process is killed: the
 //! control plane clears exactly its sessions, FreeRADIUS gets one Lost-Service
 //! Accounting-Stop for each, user plane 0's sessions stay and its subscribers'
-//! traffic still passes without loss; the rest go down with PADT. Fails (does not
-//! skip) without root, `ip` or `freeradius`.
+//! traffic still passes without loss; the rest go down with PADT. With `--cgnat`
+//! the control plane allocates every subscriber's port block and sends it over PFCP
+//! (BBF TR-459 NAT IEs): the core sees only pool addresses. Fails (does not skip)
+//! without root, `ip` or `freeradius`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -57,6 +59,7 @@ fn cups_processes_in_namespaces_and_a_user_plane_killed() {
         .args(["lab", "bng", "--netns", "--radius", "--cups", "--ups", "2"])
         .args(["--sessions", &n.to_string(), "--packets", "4000"])
         .args(["--kill-up", "1", "--access", "mixed"])
+        .args(["--cgnat", "203.0.113.0/28"])
         .args(["--timeout", "60", "--json", "--vbng"])
         .arg(&vbng)
         .output()
@@ -119,4 +122,14 @@ fn cups_processes_in_namespaces_and_a_user_plane_killed() {
     assert_eq!(u(c, &["cp", "sessions_lost"]), n / 2, "{s}");
     // The survivors went down with PADT/RELEASE: their PFCP sessions deleted.
     assert_eq!(u(c, &["cp", "deleted"]), n / 2, "{s}");
+
+    // CGNAT over PFCP: one binding per session from the control plane, every one
+    // freed (deleted or lost with its user plane); the core saw only the pool.
+    assert_eq!(u(c, &["cp", "nat_allocated"]), n, "{s}");
+    assert_eq!(u(c, &["cp", "nat_freed"]), n, "{s}");
+    assert_eq!(u(c, &["cp", "nat_exhausted"]), 0, "{s}");
+    let g = &r["cgnat"];
+    assert_eq!(u(g, &["core_src_outside_pool"]), 0, "{s}");
+    assert!(u(g, &["core_src_in_pool"]) >= 4000, "{s}");
+    assert_eq!(u(g, &["core_flows"]), n, "{s}");
 }

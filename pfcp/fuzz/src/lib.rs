@@ -26,6 +26,45 @@ pub fn exercise_pfcp_message(b: &[u8]) {
         let mut out = Vec::new();
         ie::emit_ies(&ies, &mut out).expect("parsed IEs emit");
         assert_eq!(ie::parse_ies(&out, 0).expect("emitted IEs parse"), ies);
+        nat_ies(&ies);
+    }
+}
+
+/// The BBF CGNAT IEs (TR-459 NAT binding) found anywhere in `ies`: each decoded one
+/// holds what its encoding demands (an address, at least one whole port pair, a
+/// non-empty pool name or flags) and emits alone to bytes that decode to itself.
+fn nat_ies(ies: &[ie::Ie]) {
+    use ie::{bbf, Ie};
+    for i in ies {
+        let nat = match i {
+            Ie::BbfNatExternalPortRange(r) => {
+                assert!(!r.is_empty(), "a decoded port range has a pair");
+                true
+            }
+            Ie::BbfNatPortBlock(n) => {
+                assert!(!n.is_empty(), "a decoded port block has a name");
+                true
+            }
+            Ie::BbfApplyAction(f) => {
+                assert!(!f.0.is_empty(), "decoded BBF Apply Action flags");
+                true
+            }
+            Ie::BbfNatOutsideAddress(_) => true,
+            Ie::Grouped(g) => {
+                nat_ies(&g.ies);
+                false
+            }
+            _ => false,
+        };
+        if nat {
+            let mut b = Vec::new();
+            i.emit(&mut b).expect("a decoded NAT IE emits");
+            assert_eq!(i.key().1, Some(bbf::ENTERPRISE_ID));
+            assert_eq!(
+                ie::parse_ies(&b, 0).expect("an emitted NAT IE parses"),
+                vec![i.clone()]
+            );
+        }
     }
 }
 

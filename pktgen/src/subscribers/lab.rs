@@ -905,17 +905,19 @@ impl Bng {
     /// The `nat44` nodes' counters and drops (with CGNAT), summed over the workers
     /// (each worker's node holds its own sessions).
     fn nat_report(&self, pool: &str) -> Option<NatReport> {
-        let Dut::Mono(m) = &self.dut else {
-            return None;
-        };
         let mut r = NatReport {
             pool: pool.to_string(),
             log_records: self.nat_log_records,
             ..NatReport::default()
         };
+        // The monolithic vBNG's workers, or every user plane's (CUPS: each user
+        // plane's `nat44` holds the bindings its control plane gave).
+        let graphs: Vec<&dataplane::graph::Graph> = match &self.dut {
+            Dut::Mono(m) => m.workers.iter().map(|w| &w.graph).collect(),
+            Dut::Cups(c) => c.graphs().collect(),
+        };
         let mut found = false;
-        for w in &m.workers {
-            let g = &w.graph;
+        for g in graphs {
             let Some(node) = g.nodes().find(|n| n.name == NODE_NAT) else {
                 continue;
             };
@@ -1053,8 +1055,8 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
         }
         Some(ups) => {
             anyhow::ensure!(
-                cfg.cgnat.is_none() && !cfg.ipv6,
-                "--cups: CGNAT and IPv6 are not carried over PFCP by the lab yet"
+                !cfg.ipv6,
+                "--cups: IPv6 is not carried over PFCP by the lab yet"
             );
             let c = super::lab_cups::CupsBng::new(&vcfg, ups, n, access, core, core_mac, pool)?;
             (

@@ -132,6 +132,10 @@ pub struct CupsBng {
     bus: Bus,
     /// Subscriber address → user plane (the router's routes).
     routes: HashMap<u32, usize>,
+    /// CGNAT: (outside address, first port of the binding) → user plane, and the
+    /// bindings' size in ports (each user plane announces the blocks it was given).
+    nat_routes: HashMap<(u32, u16), usize>,
+    nat_span: Option<(u16, u16)>,
     cache: PoolCache,
     switch_dropped: u64,
     no_route: u64,
@@ -166,6 +170,12 @@ impl CupsBng {
         let mut cc = CpConfig::new(CP_ADDR, (0..ups).map(up_addr).collect(), 0xe7a0_0000);
         // The lab's sessions report usage every 10 s and at deletion.
         cc.measurement_period_s = 10;
+        // `--cgnat`: the control plane allocates each subscriber's port block.
+        cc.nat = vcfg
+            .nat_config(max_sessions)
+            .map_err(|e| anyhow::anyhow!("vbng-cp: {}", e.0))?
+            .as_ref()
+            .and_then(vbng::cups::NatPlan::new);
         let mut cp = Cp::new(cpl, counters, cc);
         let mut boxes = Vec::new();
         for n in 0..ups {
@@ -209,6 +219,7 @@ impl CupsBng {
         cp.start(0);
         let mut bus = Bus::new();
         let first = cp.take_datagrams();
+        let nat_span = cp_nat_span(&cp);
         let mut me = CupsBng {
             access,
             core,
@@ -217,6 +228,8 @@ impl CupsBng {
             ups: boxes,
             bus: Bus::new(),
             routes: HashMap::new(),
+            nat_routes: HashMap::new(),
+            nat_span,
             cache: pool.cache(),
             switch_dropped: 0,
             no_route: 0,
@@ -235,6 +248,11 @@ impl CupsBng {
             me.exchange(now);
         }
         Ok(me)
+    }
+
+    /// Every user plane's worker graph.
+    pub fn graphs(&self) -> impl Iterator<Item = &dataplane::graph::Graph> {
+        self.ups.iter().map(|u| &u.worker.graph)
     }
 
     /// The subscriber core.
@@ -344,8 +362,10 @@ impl CupsBng {
             let len = b.len();
             let mut miss = Vec::new();
             let (routes, out) = (&self.routes, &mut self.out);
-            b.take_front(len, |p| match dst4(p.data()).and_then(|a| routes.get(&a)) {
-                Some(&k) => {
+            let (nat, span) = (&self.nat_routes, self.nat_span);
+            let route = move |f: &[u8]| route_of(f, routes, nat, span);
+            b.take_front(len, |p| match route(p.data()) {
+                Some(k) => {
                     if let Err(p) = out[k].push(p) {
                         p.pool().free(p);
                     }
@@ -355,8 +375,8 @@ impl CupsBng {
             if !miss.is_empty() {
                 self.learn_routes();
                 for p in miss {
-                    match dst4(p.data()).and_then(|a| self.routes.get(&a)) {
-                        Some(&k) => {
+                    match route_of(p.data(), &self.routes, &self.nat_routes, self.nat_span) {
+                        Some(k) => {
                             if let Err(p) = self.out[k].push(p) {
                                 p.pool().free(p);
                             }
@@ -396,13 +416,19 @@ impl CupsBng {
         }
     }
 
-    /// The router's routes: each session's address to its user plane (access port).
+    /// The router's routes: each session's address to its user plane (access port),
+    /// and with CGNAT each binding's outside address and ports.
     fn learn_routes(&mut self) {
         self.routes.clear();
         for s in self.cp.cp.sessions() {
             if s.ip != 0 {
                 self.routes.insert(s.ip, usize::from(s.key.port));
             }
+        }
+        self.nat_routes.clear();
+        for (_, b, up) in self.cp.nat_bindings() {
+            self.nat_routes
+                .insert((u32::from(b.outside), b.port_first), up);
         }
     }
 
@@ -542,6 +568,10 @@ fn cp_counters(cp: &Cp) -> std::collections::BTreeMap<String, u64> {
         ("tx_dropped", s.tx_dropped),
         ("gtpu_dropped", s.gtpu_dropped),
         ("placement_dropped", s.placement_dropped),
+        ("nat_allocated", s.nat_allocated),
+        ("nat_freed", s.nat_freed),
+        ("nat_exhausted", s.nat_exhausted),
+        ("nat_bindings", cp.nat_bound()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -561,6 +591,43 @@ pub fn line_up(f: &[u8], n: usize) -> usize {
         .map(|l| dataplane::proto::ethernet::Vlans::from(l.vlans).cvlan)
         .unwrap_or(0);
     usize::from(cvlan.saturating_sub(1)) % n.max(1)
+}
+
+/// The port-block geometry of the control plane's CGNAT pool: (first port,
+/// block size).
+fn cp_nat_span(cp: &Cp) -> Option<(u16, u16)> {
+    cp.nat_plan().map(|p| (p.port_min, p.block_size))
+}
+
+/// The user plane a core frame goes to: by its destination address, or with CGNAT
+/// by the binding holding its destination address and port.
+fn route_of(
+    f: &[u8],
+    routes: &HashMap<u32, usize>,
+    nat: &HashMap<(u32, u16), usize>,
+    span: Option<(u16, u16)>,
+) -> Option<usize> {
+    let a = dst4(f)?;
+    if let Some(&k) = routes.get(&a) {
+        return Some(k);
+    }
+    let (min, bs) = span?;
+    let port = dst_port(f)?;
+    let first = min + (port.checked_sub(min)? / bs) * bs;
+    nat.get(&(a, first)).copied()
+}
+
+/// The UDP/TCP destination port (or ICMP query identifier) of an IPv4 frame.
+fn dst_port(f: &[u8]) -> Option<u16> {
+    let l = dataplane::proto::ethernet::walk_vlans(f).ok()?;
+    let ip = f.get(l.l3_offset..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    let l4 = ip.get(ihl..)?;
+    match ip.get(9)? {
+        6 | 17 => Some(u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?])),
+        1 => Some(u16::from_be_bytes([*l4.get(4)?, *l4.get(5)?])),
+        _ => None,
+    }
 }
 
 /// The IPv4 destination of an Ethernet frame (after VLAN tags).

@@ -312,10 +312,6 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     };
     // With --cups: vbng-cp and vbng-up next to the vbng binary.
     let (vbng_bin, up_bin) = if args.cups {
-        anyhow::ensure!(
-            args.cgnat.is_none(),
-            "--cgnat with --cups --netns: CGNAT is not carried over PFCP yet"
-        );
         let d = vbng_bin.parent().context("binary dir")?;
         (d.join("vbng-cp"), Some(d.join("vbng-up")))
     } else {

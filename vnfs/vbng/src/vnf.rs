@@ -87,6 +87,11 @@ pub struct BuildEnv {
     /// Random source of the control plane (magic numbers, CHAP challenges, RADIUS
     /// authenticators, PPPoE cookies).
     pub rng: Rng,
+    /// A user plane of a disaggregated vBNG (`cups::up`): the `nat44` nodes take
+    /// their port blocks from this queue (bindings the control plane allocated,
+    /// drained by [`update_hook`]) and never allocate one on the fast path
+    /// (`NatConfig::external_blocks`).
+    pub nat_bindings: Option<Arc<NatBindQueue>>,
 }
 
 impl BuildEnv {
@@ -96,9 +101,36 @@ impl BuildEnv {
             core_mac,
             max_sessions,
             rng,
+            nat_bindings: None,
         }
     }
+
+    /// With the `nat44` bindings queue of a user plane (see
+    /// [`BuildEnv::nat_bindings`]).
+    pub fn with_nat_bindings(mut self, q: Arc<NatBindQueue>) -> BuildEnv {
+        self.nat_bindings = Some(q);
+        self
+    }
 }
+
+/// A CGNAT binding operation for the `nat44` node of a user plane: install or remove
+/// the (outside address, port block) binding of a subscriber's inside address
+/// (`Nat44::bind` / `Nat44::unbind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatOp {
+    Bind {
+        inside: core::net::Ipv4Addr,
+        outside: core::net::Ipv4Addr,
+        port_first: u16,
+        port_last: u16,
+    },
+    Unbind {
+        inside: core::net::Ipv4Addr,
+    },
+}
+
+/// The queue of [`NatOp`]s from a user plane's PFCP side to its `nat44` node.
+pub type NatBindQueue = ArrayQueue<NatOp>;
 
 /// Why [`build`] refused: one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +220,10 @@ pub fn build_workers(
     workers: u16,
 ) -> Result<(Vbng, Vec<Graph>), BuildError> {
     let n = env.max_sessions;
-    let nat_cfg = cfg.nat_config(n)?;
+    let mut nat_cfg = cfg.nat_config(n)?;
+    if let Some(nc) = nat_cfg.as_mut() {
+        nc.external_blocks = env.nat_bindings.is_some();
+    }
     let counters = SessionCounters::new(n as usize);
     let mut cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
     let core_link = match cfg.core_ip {
@@ -283,7 +318,8 @@ pub fn build_workers(
                 // hand; core IPv4 moves once from `bng-core-input` into nat44's frame.
                 graph.add(Box::new(up), Some(NODE_NAT));
                 graph.add(Box::new(CoreInput { relay_giaddr }), Some(NODE_NAT));
-                graph.add(Box::new(CgnatNode(n44)), Some(NODE_DOWNSTREAM));
+                let binder = env.nat_bindings.clone().map(NatBinder::new);
+                graph.add(Box::new(CgnatNode(n44, binder)), Some(NODE_DOWNSTREAM));
                 graph.set_port_entry(CORE_PORT, NODE_CORE_INPUT);
             }
             None => {
@@ -336,6 +372,9 @@ pub fn update_hook() -> Hook {
             if let Some(fp) = g.node_mut::<FastPath>(name) {
                 fp.drain_updates(out.now_ns);
             }
+        }
+        if let Some(n) = g.node_mut::<CgnatNode>(NODE_NAT) {
+            n.drain_bindings();
         }
     })
 }
@@ -683,8 +722,60 @@ impl Stage for CoreArp {
 }
 
 /// `nat44` as a vBNG node: the engine's [`Nat44`] with its table sizes and
-/// counters reported as node counters.
-pub struct CgnatNode(pub Nat44);
+/// counters reported as node counters; on a user plane, with the queue of the
+/// bindings its control plane allocated.
+pub struct CgnatNode(pub Nat44, pub Option<NatBinder>);
+
+/// A user plane's binding queue and what became of the bindings.
+#[derive(Debug)]
+pub struct NatBinder {
+    pub q: Arc<NatBindQueue>,
+    /// Bindings installed and removed.
+    pub bound: u64,
+    pub unbound: u64,
+    /// Bindings the stage refused (the PFCP side checks them first: 0 unless the
+    /// two disagree).
+    pub refused: u64,
+}
+
+impl NatBinder {
+    /// Over queue `q`, nothing applied yet.
+    pub fn new(q: Arc<NatBindQueue>) -> NatBinder {
+        NatBinder {
+            q,
+            bound: 0,
+            unbound: 0,
+            refused: 0,
+        }
+    }
+}
+
+impl CgnatNode {
+    /// Applies the queued binding operations (between bursts; allocates nothing).
+    pub fn drain_bindings(&mut self) {
+        let Some(b) = self.1.as_mut() else {
+            return;
+        };
+        while let Some(op) = b.q.pop() {
+            match op {
+                NatOp::Bind {
+                    inside,
+                    outside,
+                    port_first,
+                    port_last,
+                } => match self.0.bind(inside, outside, port_first, port_last) {
+                    Ok(()) => b.bound += 1,
+                    Err(_) => b.refused += 1,
+                },
+                NatOp::Unbind { inside } => {
+                    if self.0.unbind(inside) {
+                        b.unbound += 1;
+                    }
+                }
+            }
+        }
+    }
+}
 
 impl Stage for CgnatNode {
     fn name(&self) -> &'static str {
@@ -707,6 +798,23 @@ impl Stage for CgnatNode {
     }
     fn counters(&self, f: &mut dyn FnMut(Counter)) {
         // The engine's node may report its own counters one day: then use those.
+        if let Some(b) = &self.1 {
+            f(Counter::total(
+                "bindings-installed",
+                "port-block bindings from the control plane installed",
+                b.bound,
+            ));
+            f(Counter::total(
+                "bindings-removed",
+                "port-block bindings removed",
+                b.unbound,
+            ));
+            f(Counter::total(
+                "bindings-refused",
+                "port-block bindings the stage refused",
+                b.refused,
+            ));
+        }
         let mut own = false;
         self.0.counters(&mut |c| {
             own = true;

@@ -194,13 +194,23 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let cfg = config();
+        Lab::with(config())
+    }
+
+    /// With `cfg` (both ends': the control plane allocates CGNAT bindings when it
+    /// has `[cgnat]`).
+    fn with(cfg: Config) -> Lab {
         let counters = SessionCounters::new(128);
         let cpl = ControlPlane::new(&cfg, 128, counters.clone(), Rng::from_seed([9; 32])).unwrap();
         let mut cc = CpConfig::new(CP_ADDR, UP_ADDRS.to_vec(), 0xe7a0_0000);
         node_timers(&mut cc.node);
         cc.measurement_period_s = 1;
         cc.associate_retry_ms = 1_000;
+        cc.nat = cfg
+            .nat_config(128)
+            .unwrap()
+            .as_ref()
+            .and_then(vbng::cups::NatPlan::new);
         let mut cp = Cp::new(cpl, counters, cc);
         cp.start(0);
         let ups = (0..UP_ADDRS.len()).map(|i| up_box(i, &cfg)).collect();
@@ -1591,4 +1601,339 @@ fn placement_by_load_answers_each_line_through_one_user_plane() {
     pump(&mut bus, &mut cp, &mut [&mut u0, &mut u1], 5);
     assert_eq!(u0.take_inject().len(), 1);
     assert_eq!(cp.stats.placement_dropped, 3);
+}
+
+/// A `[cgnat]` section for both ends: 4 outside addresses, blocks of 1024 ports.
+fn cgnat_config() -> Config {
+    let mut cfg = config();
+    let c = Config::from_toml("[cgnat]\npool = [\"203.0.113.0/30\"]\nblock_size = 1024\n").unwrap();
+    cfg.cgnat = c.cgnat;
+    cfg
+}
+
+/// The `nat44` node's counter `name` of user plane `i`.
+fn nat_counter(lab: &Lab, i: usize, name: &str) -> u64 {
+    let mut v = 0;
+    lab.ups[i].w.graph.counters(&mut |node, c| {
+        if node == vbng::vnf::NODE_NAT && c.name == name {
+            v += c.value;
+        }
+    });
+    v
+}
+
+/// CGNAT over PFCP (BBF TR-459 NAT IEs in the core FAR): the control plane allocates
+/// one port block per subscriber (distinct, in the pool, the same slot → the same
+/// block), each user plane installs its subscribers' bindings in `nat44` (none
+/// allocated on its fast path); upstream leaves with the binding's outside address
+/// and a port of its block, downstream to it comes back to the subscriber; ending
+/// the sessions frees every binding at both ends; every datagram dissects cleanly.
+#[test]
+fn cgnat_bindings_over_pfcp_translate_and_free() {
+    let mut lab = Lab::with(cgnat_config());
+    assert!(lab.run_until(2_000, |l| l.cp.up_ready(0) && l.cp.up_ready(1)));
+    for u in lab.ups.iter_mut() {
+        let now = lab.now;
+        for s in u.subs.iter_mut() {
+            s.start(now, &mut u.pending);
+        }
+    }
+    assert!(lab.run_until(20_000, all_up), "{:?}", lab.cp);
+    lab.run_until(200, |_| false);
+    assert_eq!(lab.cp.stats.established, 2 * PER_UP as u64);
+    // One binding per session, distinct, whole blocks of the pool, the slot's own.
+    let plan = lab.cp.nat_plan().unwrap().clone();
+    let mut seen = BTreeSet::new();
+    let mut by_ip = BTreeMap::new();
+    for s in lab.cp.cp.sessions() {
+        let b = lab.cp.nat_binding(s.idx).expect("a binding per session");
+        let blocks = plan.blocks_of(&b).expect("whole blocks of the pool");
+        assert_eq!(blocks.len(), 1);
+        assert!(seen.insert(blocks.start), "{b:?} bound twice");
+        let k = s.idx as usize;
+        let n = plan.addrs.len();
+        assert_eq!(
+            blocks.start,
+            (k % n) * plan.blocks_per_addr as usize + k / n
+        );
+        by_ip.insert(s.ip, b);
+    }
+    assert_eq!(lab.cp.nat_bound(), 2 * PER_UP as u64);
+    for i in 0..2 {
+        assert_eq!(lab.ups[i].up.nat_claimed(), Some(PER_UP));
+        assert_eq!(lab.ups[i].up.stats.nat_refused, 0);
+        assert_eq!(nat_counter(&lab, i, "bindings-installed"), PER_UP as u64);
+        assert_eq!(nat_counter(&lab, i, "port-blocks-in-use"), PER_UP as u64);
+    }
+    // Upstream: the core sees only pool addresses, each its subscriber's binding.
+    for i in 0..2 {
+        let now = lab.now;
+        let u = &mut lab.ups[i];
+        let frames: Vec<Vec<u8>> = u
+            .subs
+            .iter()
+            .map(|s| {
+                let mut ppp = vec![0x00, 0x21];
+                ppp.extend_from_slice(&udp(s.ip, REMOTE, 4000, 53));
+                s.session_frame(&ppp)
+            })
+            .collect();
+        send(&mut u.gen, &mut u.cache, &frames);
+        u.w.poll(now * 1_000_000);
+        let got: Vec<Vec<u8>> = recv(&mut u.sink, &mut u.cache)
+            .into_iter()
+            .filter(|f| f[12..14] == [0x08, 0x00])
+            .collect();
+        assert_eq!(got.len(), PER_UP, "user plane {i}");
+        let mut answers = Vec::new();
+        let mut want = BTreeMap::new();
+        for f in &got {
+            let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+            let sport = u16::from_be_bytes([f[34], f[35]]);
+            assert_eq!(src.octets()[..3], [203, 0, 113], "core sees {src}");
+            let owner = by_ip
+                .iter()
+                .find(|(_, b)| b.outside == src && (b.port_first..=b.port_last).contains(&sport))
+                .map(|(ip, _)| *ip)
+                .expect("a port of a subscriber's binding");
+            want.insert(owner, ());
+            let mut a = CORE_MAC.to_vec();
+            a.extend_from_slice(&PEER_MAC);
+            a.extend_from_slice(&[0x08, 0x00]);
+            a.extend_from_slice(&udp(REMOTE, u32::from(src), 53, sport));
+            answers.push(a);
+        }
+        assert_eq!(want.len(), PER_UP, "each subscriber once");
+        send(&mut u.sink, &mut u.cache, &answers);
+        u.w.poll(now * 1_000_000 + 1);
+        let down = recv(&mut u.gen, &mut u.cache);
+        let back = down
+            .iter()
+            .filter(|d| {
+                d.len() >= 50
+                    && d[20..22] == [0x88, 0x64]
+                    && u.subs.iter().any(|s| {
+                        d[0..6] == s.params().mac
+                            && u32::from_be_bytes([d[46], d[47], d[48], d[49]]) == s.ip
+                    })
+            })
+            .count();
+        assert_eq!(back, PER_UP, "downstream through user plane {i}");
+    }
+    // The sessions end: every binding freed at both ends.
+    for u in lab.ups.iter_mut() {
+        for s in u.subs.iter_mut() {
+            s.terminate(&mut u.pending);
+        }
+    }
+    assert!(
+        lab.run_until(5_000, |l| l.cp.stats.deleted == 2 * PER_UP as u64),
+        "{:?}",
+        lab.cp.stats
+    );
+    lab.run_until(100, |_| false);
+    assert_eq!(lab.cp.nat_bound(), 0);
+    assert_eq!(lab.cp.stats.nat_freed, 2 * PER_UP as u64);
+    for i in 0..2 {
+        assert_eq!(lab.ups[i].up.nat_claimed(), Some(0));
+        assert_eq!(nat_counter(&lab, i, "bindings-removed"), PER_UP as u64);
+        assert_eq!(nat_counter(&lab, i, "port-blocks-in-use"), 0);
+        assert_eq!(nat_counter(&lab, i, "sessions-active"), 0);
+    }
+    let log = lab.bus.log.take().unwrap();
+    tshark_check(
+        "cgnat",
+        &log,
+        &[
+            "Enterprise specific IE Type: 32782",
+            "Enterprise specific IE Type: 32784",
+        ],
+    );
+}
+
+/// Hostile CGNAT bindings to a user plane are refused per TS 29.244 without
+/// touching other sessions: a NAT Outside Address of the wrong length (Cause 69,
+/// Offending IE), NAT without its address (Cause 67), a block outside the pool, not
+/// whole blocks, reversed, or held by another session (Cause 73 with the Failed
+/// Rule ID), several ranges (Cause 69); a binding to a user plane without
+/// `[cgnat]` is a rule it cannot create (Cause 73).
+#[test]
+fn cgnat_hostile_bindings_refused() {
+    use pfcp::ie::{bbf, cause, interface, ty, FSeid, Flags, Ie, MacAddress, RawIe};
+    let b = |o: [u8; 4], f: u16, l: u16| {
+        vec![
+            Ie::BbfApplyAction(Flags::new(&[bbf::apply_action::NAT])),
+            Ie::BbfNatOutsideAddress(Ipv4Addr::from(o)),
+            Ie::BbfNatExternalPortRange(vec![(f, l)]),
+        ]
+    };
+    let est = |k: u8, nat: Vec<Ie>| {
+        let mut fp = vec![Ie::DestinationInterface(interface::CORE)];
+        fp.extend(nat);
+        vec![
+            Ie::NodeId(pfcp::ie::NodeId::Ipv4(CP_ADDR)),
+            Ie::FSeid(FSeid {
+                seid: 100 + u64::from(k),
+                v4: Some(CP_ADDR),
+                v6: None,
+            }),
+            Ie::group(
+                ty::CREATE_PDR,
+                vec![
+                    Ie::PdrId(1),
+                    Ie::Precedence(100),
+                    Ie::group(
+                        ty::PDI,
+                        vec![
+                            Ie::SourceInterface(interface::ACCESS),
+                            Ie::group(
+                                ty::ETHERNET_PACKET_FILTER,
+                                vec![Ie::MacAddress(MacAddress {
+                                    src: Some([2, 0, 0, 0, 7, k]),
+                                    ..MacAddress::default()
+                                })],
+                            ),
+                            Ie::BbfPppoeSessionId(u16::from(k) + 1),
+                        ],
+                    ),
+                    Ie::FarId(1),
+                ],
+            ),
+            Ie::group(
+                ty::CREATE_FAR,
+                vec![
+                    Ie::FarId(1),
+                    Ie::ApplyAction(Flags::new(&[pfcp::ie::apply_action::FORW])),
+                    Ie::group(ty::FORWARDING_PARAMETERS, fp),
+                ],
+            ),
+        ]
+    };
+    let upa = std::net::SocketAddr::from((UP_ADDRS[0], 8805));
+    for with_nat in [true, false] {
+        let cfg = if with_nat { cgnat_config() } else { config() };
+        let mut up = Up::build(
+            &cfg,
+            &BuildEnv::new(CORE_MAC, 8, Rng::from_seed([1; 32])),
+            UpConfig::new(UP_ADDRS[0], 2),
+        )
+        .unwrap()
+        .up;
+        let mut bus = Bus::new();
+        let mut fake = Fake::new(CP_ADDR);
+        fake.node.associate(0, upa).unwrap();
+        fake.flush(&mut bus);
+        for d in bus.recv(UP_ADDRS[0]) {
+            up.input(0, &d);
+        }
+        bus.send(up.take_datagrams());
+        fake.recv(&mut bus, 0);
+        let ask = |up: &mut Up, fake: &mut Fake, bus: &mut Bus, ies: Vec<Ie>| {
+            fake.node
+                .send_request(0, upa, MsgType::SessionEstablishmentRequest, Some(0), ies)
+                .unwrap();
+            fake.flush(bus);
+            for d in bus.recv(UP_ADDRS[0]) {
+                up.input(0, &d);
+            }
+            bus.send(up.take_datagrams());
+            let evs = fake.recv(bus, 0);
+            let failed_rule = evs.iter().any(|e| {
+                matches!(e, pfcp::node::Event::Response { msg, .. }
+                    if vbng::cups::raw(&msg.ies, vbng::cups::up::FAILED_RULE_ID, None)
+                        == Some(&[1, 0, 0, 0, 1][..]))
+            });
+            (response_cause(&evs), failed_rule)
+        };
+        let rule = cause::RULE_CREATION_MODIFICATION_FAILURE;
+        let range = Some(bbf::NAT_EXTERNAL_PORT_RANGE);
+        if !with_nat {
+            assert_eq!(
+                ask(
+                    &mut up,
+                    &mut fake,
+                    &mut bus,
+                    est(1, b([203, 0, 113, 1], 1024, 2047))
+                ),
+                (vec![(rule, Some(bbf::APPLY_ACTION))], true)
+            );
+            assert_eq!(up.session_count(), 0);
+            continue;
+        }
+        // A good one.
+        let ok = ask(
+            &mut up,
+            &mut fake,
+            &mut bus,
+            est(1, b([203, 0, 113, 1], 2048, 3071)),
+        );
+        assert_eq!(ok, (vec![(cause::REQUEST_ACCEPTED, None)], false));
+        let short = Ie::Unknown(RawIe {
+            ty: bbf::NAT_OUTSIDE_ADDRESS,
+            enterprise: Some(bbf::ENTERPRISE_ID),
+            data: vec![203, 0, 113],
+        });
+        let mut bad_len = b([203, 0, 113, 1], 1024, 2047);
+        bad_len[1] = short;
+        // (the NAT IEs, the answer: causes with Offending IE, Failed Rule ID given)
+        type Answer = (Vec<(u8, Option<u16>)>, bool);
+        let cases: Vec<(Vec<Ie>, Answer)> = vec![
+            (
+                bad_len,
+                (
+                    vec![(
+                        cause::MANDATORY_IE_INCORRECT,
+                        Some(bbf::NAT_OUTSIDE_ADDRESS),
+                    )],
+                    false,
+                ),
+            ),
+            (
+                vec![Ie::BbfApplyAction(Flags::new(&[bbf::apply_action::NAT]))],
+                (
+                    vec![(
+                        cause::CONDITIONAL_IE_MISSING,
+                        Some(bbf::NAT_OUTSIDE_ADDRESS),
+                    )],
+                    false,
+                ),
+            ),
+            (
+                b([198, 51, 100, 1], 1024, 2047),
+                (vec![(rule, range)], true),
+            ),
+            (b([203, 0, 113, 1], 1100, 2123), (vec![(rule, range)], true)),
+            (b([203, 0, 113, 1], 3071, 2048), (vec![(rule, range)], true)),
+            (b([203, 0, 113, 1], 2048, 3071), (vec![(rule, range)], true)),
+            (
+                vec![
+                    Ie::BbfApplyAction(Flags::new(&[bbf::apply_action::NAT])),
+                    Ie::BbfNatOutsideAddress(Ipv4Addr::new(203, 0, 113, 1)),
+                    Ie::BbfNatExternalPortRange(vec![(1024, 2047), (3072, 4095)]),
+                ],
+                (vec![(cause::MANDATORY_IE_INCORRECT, range)], false),
+            ),
+        ];
+        for (k, (nat, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                ask(&mut up, &mut fake, &mut bus, est(k as u8 + 2, nat)),
+                want,
+                "case {k}"
+            );
+        }
+        // The good session is untouched; nothing else was set up.
+        assert_eq!(up.session_count(), 1);
+        assert_eq!(up.nat_claimed(), Some(1));
+        assert_eq!(up.stats.nat_bound, 0, "bound once its address is known");
+        // The block freed by nothing: another session still cannot take it, a
+        // free one it can.
+        let next = ask(
+            &mut up,
+            &mut fake,
+            &mut bus,
+            est(20, b([203, 0, 113, 2], 2048, 3071)),
+        );
+        assert_eq!(next.0, vec![(cause::REQUEST_ACCEPTED, None)]);
+        assert_eq!(up.nat_claimed(), Some(2));
+    }
 }

@@ -87,6 +87,10 @@ pub struct Subscriber {
     /// Mappings of this subscriber.
     pub mappings: u32,
     pub live: bool,
+    /// Its blocks were given from outside ([`Pool::bind_subscriber`]): the fast
+    /// path takes no new block for it and keeps its blocks when their ports are
+    /// free; only [`Pool::release_blocks`] gives them back.
+    pub pinned: bool,
 }
 
 impl Subscriber {
@@ -98,6 +102,7 @@ impl Subscriber {
         sessions: 0,
         mappings: 0,
         live: false,
+        pinned: false,
     };
 }
 
@@ -341,8 +346,8 @@ impl Pool {
             let b = (i / bs) as u16;
             return Ok(take(oa, pi, b, i, port_min));
         }
-        // 2. A new block.
-        if sub.nblocks >= self.max_blocks {
+        // 2. A new block (never for a subscriber whose blocks were given).
+        if sub.pinned || sub.nblocks >= self.max_blocks {
             return Err(AllocError::NoPort);
         }
         // Within this worker's slice (all blocks with one worker).
@@ -424,7 +429,7 @@ impl Pool {
             return;
         };
         *u = u.saturating_sub(1);
-        if *u > 0 {
+        if *u > 0 || self.subs.get(s as usize).is_some_and(|x| x.pinned) {
             return;
         }
         // Block empty: give it back.
@@ -451,6 +456,131 @@ impl Pool {
                 port_last: last,
                 time_ns: now_ns,
             });
+        }
+    }
+}
+
+impl Pool {
+    /// Whether port `port` of protocol `proto` is in use on outside address index `a`.
+    pub fn port_in_use(&self, a: usize, proto: u8, port: u16) -> bool {
+        let Some(i) = port.checked_sub(self.port_min) else {
+            return false;
+        };
+        self.addrs
+            .get(a)
+            .and_then(|o| o.ports[proto_index(proto)].get(usize::from(i)))
+            .is_some_and(|x| *x)
+    }
+
+    /// Whether block `b` of outside address index `a` is free and within this
+    /// worker's slice.
+    pub fn block_free(&self, a: usize, b: u16) -> bool {
+        let bi = usize::from(b);
+        (self.slice.0 as usize..self.slice.1 as usize).contains(&bi)
+            && self
+                .addrs
+                .get(a)
+                .and_then(|o| o.blocks.get(bi))
+                .is_some_and(|x| !*x)
+    }
+
+    /// Takes a subscriber slot for `inside` holding exactly blocks `first..=last`
+    /// of outside address index `a` (checked free by the caller with
+    /// [`Pool::block_free`]), pinned ([`Subscriber::pinned`]). Allocates nothing:
+    /// the slot comes from the free list built at start-up. `None` when no slot is
+    /// free. Writes an allocation record per block to `log`.
+    pub fn bind_subscriber(
+        &mut self,
+        inside: u32,
+        a: usize,
+        first: u16,
+        last: u16,
+        now_ns: u64,
+        log: &mut dyn FnMut(&LogRecord),
+    ) -> Option<u32> {
+        let s = self.sub_free.pop()?;
+        let oa = self.addrs.get_mut(a)?;
+        let mut sub = Subscriber {
+            inside,
+            addr: a as u32,
+            live: true,
+            pinned: true,
+            ..Subscriber::EMPTY
+        };
+        for b in first..=last {
+            let bi = usize::from(b);
+            oa.blocks.set(bi, true);
+            if let Some(o) = oa.owner.get_mut(bi) {
+                *o = s;
+            }
+            oa.nblocks += 1;
+            if let Some(slot) = sub.blocks.get_mut(usize::from(sub.nblocks)) {
+                *slot = b;
+                sub.nblocks += 1;
+            }
+        }
+        self.blocks_in_use += u64::from(sub.nblocks);
+        let outside = oa.addr;
+        if let Some(x) = self.subs.get_mut(s as usize) {
+            *x = sub;
+        }
+        for &b in sub.blocks.iter().take(usize::from(sub.nblocks)) {
+            let (pf, pl) = self.block_range(b);
+            log(&LogRecord {
+                event: LogEvent::Alloc,
+                subscriber: Ipv4Addr::from(inside),
+                outside: Ipv4Addr::from(outside),
+                port_first: pf,
+                port_last: pl,
+                time_ns: now_ns,
+            });
+        }
+        Some(s)
+    }
+
+    /// Gives back every block of subscriber `s` (its mappings ended first) with all
+    /// their ports, and unpins it; writes a release record per block to `log`.
+    pub fn release_blocks(&mut self, s: u32, now_ns: u64, log: &mut dyn FnMut(&LogRecord)) {
+        let Some(sub) = self.subs.get(s as usize).copied() else {
+            return;
+        };
+        let Some(oa) = self.addrs.get_mut(sub.addr as usize) else {
+            return;
+        };
+        let outside = oa.addr;
+        let bs = usize::from(self.block_size);
+        for &b in sub.blocks.iter().take(usize::from(sub.nblocks)) {
+            let bi = usize::from(b);
+            // Every port of the block free again, whatever was left marked.
+            for ports in oa.ports.iter_mut() {
+                if let Some(r) = ports.get_mut(bi * bs..(bi + 1) * bs) {
+                    r.fill(false);
+                }
+            }
+            oa.blocks.set(bi, false);
+            if let Some(o) = oa.owner.get_mut(bi) {
+                *o = NONE;
+            }
+            if let Some(u) = oa.used.get_mut(bi) {
+                *u = 0;
+            }
+            oa.nblocks = oa.nblocks.saturating_sub(1);
+        }
+        self.blocks_in_use = self.blocks_in_use.saturating_sub(u64::from(sub.nblocks));
+        for &b in sub.blocks.iter().take(usize::from(sub.nblocks)) {
+            let (pf, pl) = self.block_range(b);
+            log(&LogRecord {
+                event: LogEvent::Release,
+                subscriber: Ipv4Addr::from(sub.inside),
+                outside: Ipv4Addr::from(outside),
+                port_first: pf,
+                port_last: pl,
+                time_ns: now_ns,
+            });
+        }
+        if let Some(x) = self.subs.get_mut(s as usize) {
+            x.nblocks = 0;
+            x.pinned = false;
         }
     }
 }

@@ -98,6 +98,11 @@ pub struct NatConfig {
     pub expiry_scan: u32,
     /// Capacity of the in-memory log ring.
     pub log_capacity: u32,
+    /// Port blocks are given from outside (a disaggregated BNG's control plane
+    /// allocates them, [`Nat44::bind`]): the fast path never pairs a new inside
+    /// address with an outside address nor takes a block; traffic from an inside
+    /// address without a binding is dropped (`no port block bound`).
+    pub external_blocks: bool,
 }
 
 impl Default for NatConfig {
@@ -120,6 +125,7 @@ impl Default for NatConfig {
             icmp_source: None,
             expiry_scan: 4096,
             log_capacity: 65536,
+            external_blocks: false,
         }
     }
 }

@@ -46,11 +46,13 @@
 //! all others outside→inside, and only those addressed to a pool address are touched.
 
 pub mod alloc;
+mod binding;
 mod config;
 pub mod frag;
 pub mod log;
 pub mod rewrite;
 pub mod table;
+pub use binding::BindError;
 #[cfg(test)]
 use config::parse_pool_entry;
 pub use config::*;
@@ -100,6 +102,7 @@ crate::drop_reasons! {
         FragHoldFull = ("fragment hold queue full", "no room to hold a fragment that arrived before its first fragment"),
         FragExpired = ("fragment expired before its first fragment", "a held fragment timed out before its first fragment arrived"),
         HairpinRemote = ("hairpin to another worker's mapping", "hairpinned packet whose destination mapping another worker owns (several workers only)"),
+        NoBinding = ("no port block bound to subscriber", "external port blocks: the inside address has no binding from the control plane"),
     }
 }
 
@@ -297,6 +300,7 @@ pub struct Nat44 {
     t_icmp: u32,
     sess_limit: u32,
     cgnat_log: bool,
+    external_blocks: bool,
     icmp_errors: bool,
     icmp_rate: u32,
     icmp_src: u32,
@@ -429,6 +433,7 @@ impl Nat44 {
             t_icmp: secs_to_units(cfg.timeouts.icmp),
             sess_limit: limit,
             cgnat_log: log,
+            external_blocks: cfg.external_blocks,
             icmp_errors: cfg.icmp_errors,
             icmp_rate: cfg.icmp_error_rate,
             icmp_src: cfg.icmp_source.map(u32::from).unwrap_or(pool_lo),

@@ -165,6 +165,7 @@ impl Nat44 {
     pub(super) fn new_mapping(&mut self, f: &Flow) -> Result<u32, NatDrop> {
         let sub = match self.find_sub(f.src) {
             Some(s) => s,
+            None if self.external_blocks => return Err(NatDrop::NoBinding),
             None => {
                 let s = self
                     .pool

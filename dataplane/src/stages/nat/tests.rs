@@ -1327,3 +1327,112 @@ fn pool_change_drains_the_old_address_and_pairs_new_subscribers_from_the_new_poo
     assert!(matches!(ch.outcome(), Some(Err(_))));
     assert_eq!(h.nat.pool_addresses().count(), 5);
 }
+
+/// Port blocks given from outside (a disaggregated BNG's control plane allocates
+/// them): translation uses only the bound block, both ways; conflicting, misaligned,
+/// out-of-pool and excess bindings are refused without touching the stage; unbind
+/// ends the sessions and frees the block for another subscriber; an inside address
+/// without a binding is dropped, never paired on the fast path.
+#[test]
+fn external_blocks_bind_translate_unbind() {
+    let mut c = cfg();
+    c.pool = vec!["198.51.100.0/30".into()];
+    c.cgnat = Some(CgnatConfig {
+        block_size: 512,
+        blocks_per_subscriber: 2,
+        sessions_per_subscriber: 4000,
+        log: true,
+    });
+    c.max_subscribers = 2;
+    c.external_blocks = true;
+    let mut h = H::new(c);
+    let sub1 = Ipv4Addr::new(100, 64, 0, 7);
+    let sub2 = Ipv4Addr::new(100, 64, 0, 8);
+    let ext = Ipv4Addr::new(198, 51, 100, 2);
+    // No binding: dropped, nothing allocated.
+    assert!(h
+        .run(IN, &udp(sub1.octets(), 5000, [192, 0, 2, 9], 53))
+        .is_none());
+    assert_eq!(h.drops(NatDrop::NoBinding), 1);
+    assert_eq!(h.nat.blocks_in_use(), 0);
+    // Refusals.
+    let bad = [
+        (
+            Ipv4Addr::new(198, 51, 100, 9),
+            1024,
+            1535,
+            BindError::NotInPool,
+        ),
+        (ext, 1025, 1536, BindError::BadRange),
+        (ext, 1024, 1500, BindError::BadRange),
+        (ext, 1024, 2559, BindError::BadRange),
+        (ext, 1000, 1535, BindError::BadRange),
+    ];
+    for (o, f, l, e) in bad {
+        assert_eq!(h.nat.bind(sub1, o, f, l), Err(e), "{o} {f}-{l}");
+    }
+    assert_eq!(h.nat.blocks_in_use(), 0);
+    h.nat.bind(sub1, ext, 2048, 2559).unwrap();
+    h.nat.bind(sub1, ext, 2048, 2559).unwrap();
+    assert_eq!(h.nat.blocks_in_use(), 1);
+    assert_eq!(h.nat.bind(sub1, ext, 2560, 3071), Err(BindError::Conflict));
+    assert_eq!(h.nat.bind(sub2, ext, 2048, 2559), Err(BindError::Conflict));
+    // Upstream: the bound address, a port of the bound block; downstream back.
+    let mut ports = Vec::new();
+    for sp in [5000u16, 2100, 40000] {
+        let o = h
+            .run(IN, &udp(sub1.octets(), sp, [192, 0, 2, 9], 53))
+            .unwrap();
+        let (s, p, _, _) = tuple(&o);
+        assert_eq!(s, ext.octets());
+        assert!((2048..=2559).contains(&p), "{p}");
+        assert!(checksums_ok(&o));
+        ports.push(p);
+        let back = h
+            .run(OUT, &udp([192, 0, 2, 9], 53, ext.octets(), p))
+            .unwrap();
+        assert_eq!(tuple(&back).2, sub1.octets());
+        assert_eq!(tuple(&back).3, sp);
+    }
+    assert_eq!(ports[1], 2100, "port preserved inside the block");
+    // Exhaust the block: no new block is taken on the fast path.
+    for sp in 10000..10600u16 {
+        h.run(IN, &udp(sub1.octets(), sp, [192, 0, 2, 9], 53));
+    }
+    assert!(h.drops(NatDrop::NoPort) > 0);
+    assert_eq!(h.nat.blocks_in_use(), 1);
+    // The second slot, then the table is full.
+    h.nat.bind(sub2, ext, 1024, 2047).unwrap();
+    assert_eq!(
+        h.nat.bind(Ipv4Addr::new(100, 64, 0, 9), ext, 3072, 3583),
+        Err(BindError::Full)
+    );
+    // Unbind: sessions end, the block is free for another subscriber.
+    assert!(h.nat.session_count() > 0);
+    assert!(h.nat.unbind(sub1));
+    assert!(!h.nat.unbind(sub1));
+    assert_eq!(h.nat.session_count(), 0);
+    assert_eq!(h.nat.blocks_in_use(), 2);
+    assert!(h
+        .run(OUT, &udp([192, 0, 2, 9], 53, ext.octets(), ports[0]))
+        .is_none());
+    assert!(h.nat.unbind(sub2));
+    assert_eq!(h.nat.blocks_in_use(), 0);
+    assert_eq!(h.nat.subscriber_count(), 0);
+    h.nat
+        .bind(Ipv4Addr::new(100, 64, 0, 9), ext, 2048, 2559)
+        .unwrap();
+    let allocs = h
+        .nat
+        .log
+        .iter()
+        .filter(|r| r.event == LogEvent::Alloc)
+        .count();
+    let rels = h
+        .nat
+        .log
+        .iter()
+        .filter(|r| r.event == LogEvent::Release)
+        .count();
+    assert_eq!((allocs, rels), (4, 3));
+}

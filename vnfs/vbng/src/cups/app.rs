@@ -98,7 +98,14 @@ impl CpApp {
             ),
             None => None,
         };
-        let mut cp = Cp::new(cpl, counters, cp_config(&s, recovery_time_stamp()));
+        let mut cc = cp_config(&s, recovery_time_stamp());
+        // `[cgnat]`: the control plane allocates the port blocks (`cups::NatPlan`).
+        cc.nat = cfg
+            .nat_config(max_sessions)
+            .map_err(|e| e.0)?
+            .as_ref()
+            .and_then(super::NatPlan::new);
+        let mut cp = Cp::new(cpl, counters, cc);
         let t0 = Instant::now();
         cp.start(0);
         Ok(CpApp {
@@ -335,6 +342,9 @@ pub fn prometheus(cp: &Cp) -> String {
         ("audited", s.audited),
         ("final_reports", s.final_reports),
         ("placement_dropped", s.placement_dropped),
+        ("nat_allocated", s.nat_allocated),
+        ("nat_freed", s.nat_freed),
+        ("nat_exhausted", s.nat_exhausted),
     ] {
         p.counter(
             "vbng_cups_events_total",
@@ -343,6 +353,12 @@ pub fn prometheus(cp: &Cp) -> String {
             v,
         );
     }
+    p.gauge(
+        "vbng_cups_nat_bindings",
+        "CGNAT port-block bindings the control plane holds",
+        &[],
+        cp.nat_bound() as f64,
+    );
     p.gauge(
         "vbng_cups_pfcp_outstanding",
         "PFCP requests sent and not yet answered",

@@ -7,8 +7,8 @@
 //! port `n`).
 
 use super::{
-    measurement_period, query_urr, report_counters, router_iid, Datagram, FAR_ACCESS, FAR_CORE,
-    PDR_ADDR6, PDR_PD, PDR_UPLINK, PDR_V4, PDR_V6, QER_ID, URR_ID,
+    measurement_period, nat_ies, query_urr, report_counters, router_iid, Datagram, NatBinding,
+    NatPlan, FAR_ACCESS, FAR_CORE, PDR_ADDR6, PDR_PD, PDR_UPLINK, PDR_V4, PDR_V6, QER_ID, URR_ID,
 };
 use crate::config::Placement;
 use crate::control::cups::{HeldStop, LOST_SERVICE};
@@ -48,6 +48,9 @@ pub struct CpConfig {
     pub logical_port: Vec<u8>,
     /// How a new line is placed on a user plane.
     pub placement: Placement,
+    /// CGNAT (`[cgnat]`): the pool whose port blocks the control plane allocates,
+    /// one binding per subscriber session, sent to the user plane in the core FAR.
+    pub nat: Option<NatPlan>,
 }
 
 impl CpConfig {
@@ -64,6 +67,7 @@ impl CpConfig {
             associate_retry_ms: 5_000,
             logical_port: b"access0".to_vec(),
             placement: Placement::AccessPort,
+            nat: None,
         }
     }
 }
@@ -107,6 +111,12 @@ pub struct CpStats {
     /// Placement by load: redirected copies of a line's frames from a user plane
     /// that does not serve the line (dropped).
     pub placement_dropped: u64,
+    /// CGNAT bindings allocated and freed (a binding is freed when its session is
+    /// gone from its user plane: deleted, refused, or the user plane lost).
+    pub nat_allocated: u64,
+    pub nat_freed: u64,
+    /// Sessions set up without a binding: every port block of the pool was taken.
+    pub nat_exhausted: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -139,6 +149,8 @@ struct Sess {
     routes6: BTreeMap<u16, Ie>,
     /// Established again after our restart (the audit), not yet answered.
     audit: bool,
+    /// Its CGNAT binding.
+    nat: Option<NatBinding>,
 }
 
 /// The control plane with its PFCP node and the user planes' state.
@@ -165,6 +177,9 @@ pub struct Cp {
     /// Lines per user plane (placement by load).
     line_count: Vec<usize>,
     next_line_gc: u64,
+    /// CGNAT: which port blocks of the pool are bound (one bit per block, as
+    /// [`NatPlan::binding`] numbers them).
+    nat_used: Vec<u64>,
     /// Counters.
     pub stats: CpStats,
 }
@@ -200,6 +215,7 @@ impl Cp {
     /// Wraps `cp` (built with `counters`, which the usage reports now fill).
     pub fn new(mut cp: ControlPlane, counters: Arc<SessionCounters>, cfg: CpConfig) -> Cp {
         cp.hold_stops(true);
+        let cfg_nat = cfg.nat.clone();
         Cp {
             cp,
             counters,
@@ -215,8 +231,91 @@ impl Cp {
             out: Vec::new(),
             lines: BTreeMap::new(),
             next_line_gc: LINE_IDLE_MS,
+            nat_used: vec![0; cfg_nat_words(&cfg_nat)],
             stats: CpStats::default(),
         }
+    }
+
+    /// The CGNAT pool whose blocks we allocate (`None` without `[cgnat]`).
+    pub fn nat_plan(&self) -> Option<&NatPlan> {
+        self.cfg.nat.as_ref()
+    }
+
+    /// The CGNAT binding of session slot `idx`'s live session.
+    pub fn nat_binding(&self, idx: u32) -> Option<NatBinding> {
+        self.sess.get(self.by_idx.get(&idx)?)?.nat
+    }
+
+    /// Every live session's CGNAT binding (session slot, binding, user plane).
+    pub fn nat_bindings(&self) -> impl Iterator<Item = (u32, NatBinding, usize)> + '_ {
+        self.by_idx
+            .iter()
+            .filter_map(|(idx, seid)| self.sess.get(seid).and_then(|s| Some((*idx, s.nat?, s.up))))
+    }
+
+    /// CGNAT bindings held (live sessions and sessions being deleted).
+    pub fn nat_bound(&self) -> u64 {
+        self.nat_used
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum()
+    }
+
+    /// Allocates a binding for session slot `idx`, deterministically first (RFC 7422
+    /// style): slot k's block is block k div n of address k mod n (n addresses), so
+    /// the binding is a function of the slot alone and the same after a control
+    /// plane restart that keeps its slots; when that block is still held (a session
+    /// being deleted) or the slot is beyond the pool, the next free block in that
+    /// order.
+    fn nat_alloc(&mut self, idx: u32) -> Option<NatBinding> {
+        let plan = self.cfg.nat.as_ref()?;
+        let total = plan.blocks();
+        if total == 0 {
+            return None;
+        }
+        let bpa = plan.blocks_per_addr as usize;
+        let na = plan.addrs.len();
+        // Slot k → address k mod n, block k div n (addresses filled evenly).
+        let pos = |k: usize| (k % na) * bpa + (k / na) % bpa.max(1);
+        let start = idx as usize % total;
+        let free =
+            |used: &[u64], i: usize| used.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) == 0);
+        let i = (0..total)
+            .map(|d| pos((start + d) % total))
+            .find(|&i| free(&self.nat_used, i));
+        let Some(i) = i else {
+            self.stats.nat_exhausted += 1;
+            return None;
+        };
+        let b = plan.binding(i)?;
+        if let Some(w) = self.nat_used.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+        self.stats.nat_allocated += 1;
+        Some(b)
+    }
+
+    /// Frees a binding (its session is gone from its user plane).
+    fn nat_free(&mut self, b: Option<NatBinding>) {
+        let (Some(b), Some(plan)) = (b, self.cfg.nat.as_ref()) else {
+            return;
+        };
+        let Some(r) = plan.blocks_of(&b) else {
+            return;
+        };
+        for i in r {
+            if let Some(w) = self.nat_used.get_mut(i / 64) {
+                *w &= !(1 << (i % 64));
+            }
+        }
+        self.stats.nat_freed += 1;
+    }
+
+    /// Removes a session record, freeing its binding.
+    fn drop_sess(&mut self, seid: u64) -> Option<Sess> {
+        let s = self.sess.remove(&seid)?;
+        self.nat_free(s.nat);
+        Some(s)
     }
 
     fn up_addr(&self, n: usize) -> SocketAddr {
@@ -289,7 +388,7 @@ impl Cp {
             .map(|(k, _)| *k)
             .collect();
         for seid in gone {
-            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+            if let Some(h) = self.drop_sess(seid).and_then(|s| s.stop) {
                 self.cp.submit_stop(h, now);
             }
         }
@@ -316,7 +415,7 @@ impl Cp {
             let Some(s) = self.sess.get(&seid) else {
                 continue;
             };
-            let mut ies = self.establish_ies(seid, s.key, s.sid, s.ip, s.rate, s.mtu);
+            let mut ies = self.establish_ies(seid, s.key, s.sid, s.ip, s.rate, s.mtu, s.nat);
             ies.extend(s.routes6.values().cloned());
             self.send(
                 now,
@@ -543,7 +642,7 @@ impl Cp {
             .collect();
         for seid in gone {
             // Sessions being deleted there: no final report will come.
-            if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+            if let Some(h) = self.drop_sess(seid).and_then(|s| s.stop) {
                 self.cp.submit_stop(h, now);
             }
         }
@@ -642,7 +741,7 @@ impl Cp {
                 }
             }
             MsgType::SessionDeletionRequest => {
-                if let Some(s) = self.sess.remove(&seid) {
+                if let Some(s) = self.drop_sess(seid) {
                     self.stats.deleted += 1;
                     if let Some(mut h) = s.stop {
                         // TS 29.244 §7.5.7: the final count of the session.
@@ -663,7 +762,7 @@ impl Cp {
         match request {
             MsgType::SessionEstablishmentRequest => {
                 self.stats.establish_failed += 1;
-                if let Some(s) = self.sess.remove(&seid) {
+                if let Some(s) = self.drop_sess(seid) {
                     if self.by_idx.get(&s.idx) == Some(&seid) {
                         self.by_idx.remove(&s.idx);
                         // The session has no user plane state: it ends.
@@ -675,7 +774,7 @@ impl Cp {
             MsgType::SessionModificationRequest => self.stats.modify_failed += 1,
             MsgType::SessionDeletionRequest => {
                 // No final report: the Stop carries the last one's counters.
-                if let Some(h) = self.sess.remove(&seid).and_then(|s| s.stop) {
+                if let Some(h) = self.drop_sess(seid).and_then(|s| s.stop) {
                     self.cp.submit_stop(h, now);
                 }
             }
@@ -1067,7 +1166,8 @@ impl Cp {
         }
         let seid = self.next_seid;
         self.next_seid += 1;
-        let ies = self.establish_ies(seid, key, sid, ip, rate, mtu);
+        let nat = self.nat_alloc(idx);
+        let ies = self.establish_ies(seid, key, sid, ip, rate, mtu, nat);
         self.sess.insert(
             seid,
             Sess {
@@ -1084,6 +1184,7 @@ impl Cp {
                 sid,
                 routes6: BTreeMap::new(),
                 audit: false,
+                nat,
             },
         );
         self.by_idx.insert(idx, seid);
@@ -1097,7 +1198,9 @@ impl Cp {
         );
     }
 
-    /// The Session Establishment Request IEs of a subscriber session.
+    /// The Session Establishment Request IEs of a subscriber session (with its
+    /// CGNAT binding in the core FAR's Forwarding Parameters).
+    #[allow(clippy::too_many_arguments)]
     fn establish_ies(
         &self,
         seid: u64,
@@ -1106,6 +1209,7 @@ impl Cp {
         ip: u32,
         rate: (u64, u64),
         mtu: u16,
+        nat: Option<NatBinding>,
     ) -> Vec<Ie> {
         let mut filter = vec![Ie::MacAddress(MacAddress {
             src: Some(key.mac),
@@ -1208,10 +1312,13 @@ impl Cp {
                 vec![
                     Ie::FarId(FAR_CORE),
                     Ie::ApplyAction(Flags::new(&[apply_action::FORW])),
-                    Ie::group(
-                        ty::FORWARDING_PARAMETERS,
-                        vec![Ie::DestinationInterface(interface::CORE)],
-                    ),
+                    Ie::group(ty::FORWARDING_PARAMETERS, {
+                        let mut fp = vec![Ie::DestinationInterface(interface::CORE)];
+                        if let Some(b) = &nat {
+                            fp.extend(nat_ies(b));
+                        }
+                        fp
+                    }),
                 ],
             ),
             Ie::group(
@@ -1234,6 +1341,11 @@ impl Cp {
         ]);
         ies
     }
+}
+
+/// Words of the binding bitmap of a pool.
+fn cfg_nat_words(p: &Option<NatPlan>) -> usize {
+    p.as_ref().map_or(0, |p| p.blocks().div_ceil(64))
 }
 
 /// MBR from a rate in bit/s (0 = unlimited is sent as 0 kbps).

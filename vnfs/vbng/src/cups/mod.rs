@@ -299,3 +299,145 @@ pub fn raw(ies: &[Ie], t: u16, enterprise: Option<u16>) -> Option<&[u8]> {
         _ => None,
     })
 }
+
+/// Name of the CGNAT pool in the BBF NAT Port Block IE the control plane sends.
+pub const NAT_POOL_NAME: &[u8] = b"cgnat";
+
+/// A subscriber's CGNAT binding: its outside address and port range (whole port
+/// blocks), allocated by the control plane and installed by the user plane's
+/// `nat44` (`Nat44::bind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NatBinding {
+    pub outside: Ipv4Addr,
+    pub port_first: u16,
+    pub port_last: u16,
+}
+
+/// The CGNAT pool's geometry as both ends see it (from the `[cgnat]` section: the
+/// same `nat44` settings as the monolithic vBNG): outside addresses, ports
+/// `port_min..` cut in blocks of `block_size`, `blocks_per_addr` blocks each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatPlan {
+    /// Outside addresses, sorted.
+    pub addrs: Vec<u32>,
+    pub port_min: u16,
+    pub block_size: u16,
+    pub blocks_per_addr: u32,
+    /// Blocks one subscriber may hold (the user plane's limit).
+    pub max_blocks: u16,
+    /// Subscribers the user plane's `nat44` holds.
+    pub max_subscribers: u32,
+}
+
+impl NatPlan {
+    /// From a resolved `nat44` configuration (`Config::nat_config`).
+    pub fn new(nc: &dataplane::stages::nat::NatConfig) -> Option<NatPlan> {
+        let mut addrs = Vec::new();
+        for (lo, hi) in nc.pool_ranges().ok()? {
+            addrs.extend(lo..=hi);
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        let c = nc.cgnat?;
+        let (bpa, _) =
+            dataplane::stages::nat::alloc::geometry(nc.port_min, nc.port_max, c.block_size);
+        Some(NatPlan {
+            addrs,
+            port_min: nc.port_min,
+            block_size: c.block_size.max(1),
+            blocks_per_addr: bpa,
+            max_blocks: c.blocks_per_subscriber,
+            max_subscribers: nc.max_subscribers,
+        })
+    }
+
+    /// Blocks in the pool.
+    pub fn blocks(&self) -> usize {
+        self.addrs.len() * self.blocks_per_addr as usize
+    }
+
+    /// The binding of block number `i` (address `i / blocks_per_addr`).
+    pub fn binding(&self, i: usize) -> Option<NatBinding> {
+        let bpa = self.blocks_per_addr as usize;
+        let a = *self.addrs.get(i / bpa.max(1))?;
+        let b = (i % bpa.max(1)) as u32;
+        let first = u32::from(self.port_min) + b * u32::from(self.block_size);
+        let last = first + u32::from(self.block_size) - 1;
+        Some(NatBinding {
+            outside: Ipv4Addr::from(a),
+            port_first: u16::try_from(first).ok()?,
+            port_last: u16::try_from(last).ok()?,
+        })
+    }
+
+    /// The block numbers (as [`NatPlan::binding`] counts them) a binding holds, if
+    /// it is whole blocks of this pool within the per-subscriber limit.
+    pub fn blocks_of(&self, b: &NatBinding) -> Option<core::ops::Range<usize>> {
+        let a = self.addrs.binary_search(&u32::from(b.outside)).ok()?;
+        let bs = u32::from(self.block_size);
+        let lo = u32::from(b.port_first).checked_sub(u32::from(self.port_min))?;
+        let hi = (u32::from(b.port_last) + 1).checked_sub(u32::from(self.port_min))?;
+        if b.port_last < b.port_first || lo % bs != 0 || hi % bs != 0 {
+            return None;
+        }
+        let (b0, b1) = (lo / bs, hi / bs);
+        if b1 > self.blocks_per_addr || b1 - b0 > u32::from(self.max_blocks) {
+            return None;
+        }
+        let base = a * self.blocks_per_addr as usize;
+        Some(base + b0 as usize..base + b1 as usize)
+    }
+}
+
+/// The binding a Forwarding Parameters (or Update Forwarding Parameters) IE asks
+/// for: `None` without BBF Apply Action NAT; `Some(Err((cause, ie)))` when NAT is
+/// asked for without a BBF NAT Outside Address or BBF NAT External Port Range
+/// (Cause 67 "Conditional IE missing") or with several port ranges (Cause 69
+/// "Mandatory IE incorrect": a binding is one range), `ie` the IE missing or faulty.
+pub fn nat_binding_of(fp: &[Ie]) -> Option<Result<NatBinding, (u8, u16)>> {
+    use pfcp::ie::{bbf, cause, IeList};
+    let b = Some(bbf::ENTERPRISE_ID);
+    let nat = fp.all(bbf::APPLY_ACTION, b).any(|i| match i {
+        Ie::BbfApplyAction(f) => f.has(0, bbf::apply_action::NAT),
+        _ => false,
+    });
+    if !nat {
+        return None;
+    }
+    let outside = fp.all(bbf::NAT_OUTSIDE_ADDRESS, b).find_map(|i| match i {
+        Ie::BbfNatOutsideAddress(a) => Some(*a),
+        _ => None,
+    });
+    let range = fp
+        .all(bbf::NAT_EXTERNAL_PORT_RANGE, b)
+        .find_map(|i| match i {
+            Ie::BbfNatExternalPortRange(r) => Some(r.clone()),
+            _ => None,
+        });
+    let missing = cause::CONDITIONAL_IE_MISSING;
+    Some(match (outside, range) {
+        (None, _) => Err((missing, bbf::NAT_OUTSIDE_ADDRESS)),
+        (Some(_), None) => Err((missing, bbf::NAT_EXTERNAL_PORT_RANGE)),
+        (Some(outside), Some(r)) => match r[..] {
+            [(port_first, port_last)] => Ok(NatBinding {
+                outside,
+                port_first,
+                port_last,
+            }),
+            _ => Err((cause::MANDATORY_IE_INCORRECT, bbf::NAT_EXTERNAL_PORT_RANGE)),
+        },
+    })
+}
+
+/// The BBF NAT IEs of a binding for a Forwarding Parameters IE (BBF TR-459 CGNAT:
+/// BBF Apply Action NAT, BBF NAT Port Block naming the pool, BBF NAT Outside
+/// Address, BBF NAT External Port Range).
+pub fn nat_ies(b: &NatBinding) -> [Ie; 4] {
+    use pfcp::ie::bbf;
+    [
+        Ie::BbfApplyAction(Flags::new(&[bbf::apply_action::NAT])),
+        Ie::BbfNatPortBlock(NAT_POOL_NAME.to_vec()),
+        Ie::BbfNatOutsideAddress(b.outside),
+        Ie::BbfNatExternalPortRange(alloc::vec![(b.port_first, b.port_last)]),
+    ]
+}

@@ -12,14 +12,14 @@
 //! unwrapped and injected on the access port ([`Up::take_inject`]).
 
 use super::{
-    raw, trigger_immediate, trigger_periodic, trigger_termination, usage_report, Datagram,
-    MEASUREMENT_PERIOD, QUERY_URR, ROUTER_IID_IE,
+    nat_binding_of, raw, trigger_immediate, trigger_periodic, trigger_termination, usage_report,
+    Datagram, NatBinding, NatPlan, FAR_CORE, MEASUREMENT_PERIOD, QUERY_URR, ROUTER_IID_IE,
 };
 use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
-use crate::vnf::{build, BuildEnv, BuildError, FibQueues, ACCESS_PORT};
-use alloc::collections::{BTreeMap, BTreeSet};
+use crate::vnf::{build, BuildEnv, BuildError, FibQueues, NatBindQueue, NatOp, ACCESS_PORT};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -97,6 +97,12 @@ pub struct UpStats {
     pub adopted: u64,
     /// Sessions no control plane claimed within the audit window (removed).
     pub audit_removed: u64,
+    /// CGNAT bindings installed in the `nat44` node and removed.
+    pub nat_bound: u64,
+    pub nat_unbound: u64,
+    /// CGNAT bindings refused (outside the pool, not whole blocks, taken by
+    /// another session, no subscriber room, or no `[cgnat]` here).
+    pub nat_refused: u64,
 }
 
 /// What a downstream PDR routes.
@@ -125,6 +131,10 @@ struct Sess {
     last: (u64, u64, u64, u64),
     /// Waiting to be claimed by a restarted control plane until then (ms).
     audit_by: Option<u64>,
+    /// Its CGNAT binding (claimed in [`UpNat::owner`]) and the inside address it is
+    /// installed for in the `nat44` node.
+    nat: Option<NatBinding>,
+    nat_applied: Option<(Ipv4Addr, NatBinding)>,
 }
 
 impl Sess {
@@ -208,8 +218,130 @@ pub struct Up {
     due: BTreeSet<(u64, u64)>,
     /// The earliest audit deadline (`u64::MAX`: none).
     next_audit: u64,
+    /// CGNAT (`[cgnat]`): the bindings the control plane gave, towards `nat44`.
+    nat: Option<UpNat>,
     /// Counters.
     pub stats: UpStats,
+}
+
+/// A user plane's CGNAT side: the pool (to check the bindings it is given), the
+/// blocks claimed by its sessions, and the queue to the `nat44` node.
+struct UpNat {
+    plan: NatPlan,
+    q: Arc<NatBindQueue>,
+    /// Operations the full queue could not take yet (offered again by `poll`).
+    backlog: VecDeque<NatOp>,
+    /// Block (as [`NatPlan::binding`] numbers them) → our SEID of its session.
+    owner: BTreeMap<usize, u64>,
+    /// Sessions holding a binding.
+    claimed: usize,
+}
+
+/// Why a binding was refused: the PFCP Cause (TS 29.244 §8.2.1) and the IE.
+type NatRefusal = (u8, u16);
+
+impl UpNat {
+    fn push(&mut self, op: NatOp) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(op);
+        } else if let Err(op) = self.q.push(op) {
+            self.backlog.push_back(op);
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(op) = self.backlog.pop_front() {
+            if let Err(op) = self.q.push(op) {
+                self.backlog.push_front(op);
+                break;
+            }
+        }
+    }
+
+    /// Checks and claims `b` for session `seid` (TS 29.244 §7.6: a binding outside
+    /// the pool, not whole blocks, or held by another session fails the rule, Cause
+    /// 73; no subscriber room, Cause 75).
+    fn claim(&mut self, seid: u64, b: &NatBinding) -> Result<(), NatRefusal> {
+        let range = self.plan.blocks_of(b).ok_or((
+            cause::RULE_CREATION_MODIFICATION_FAILURE,
+            bbf::NAT_EXTERNAL_PORT_RANGE,
+        ))?;
+        if range
+            .clone()
+            .any(|i| self.owner.get(&i).is_some_and(|o| *o != seid))
+        {
+            return Err((
+                cause::RULE_CREATION_MODIFICATION_FAILURE,
+                bbf::NAT_EXTERNAL_PORT_RANGE,
+            ));
+        }
+        let mine = range.clone().any(|i| self.owner.contains_key(&i));
+        if !mine && self.claimed >= self.plan.max_subscribers as usize {
+            return Err((cause::NO_RESOURCES_AVAILABLE, bbf::NAT_PORT_BLOCK));
+        }
+        if !mine {
+            self.claimed += 1;
+        }
+        for i in range {
+            self.owner.insert(i, seid);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, seid: u64, b: &NatBinding) {
+        let Some(range) = self.plan.blocks_of(b) else {
+            return;
+        };
+        let mut had = false;
+        for i in range {
+            if self.owner.get(&i) == Some(&seid) {
+                self.owner.remove(&i);
+                had = true;
+            }
+        }
+        if had {
+            self.claimed = self.claimed.saturating_sub(1);
+        }
+    }
+}
+
+/// Brings a session's `nat44` binding in line with its binding and IPv4 address
+/// (bound only while both exist).
+fn nat_sync(nat: &mut Option<UpNat>, stats: &mut UpStats, s: &mut Sess) {
+    let Some(n) = nat.as_mut() else {
+        return;
+    };
+    let ip = s.ip();
+    let want = s.nat.filter(|_| ip != 0).map(|b| (Ipv4Addr::from(ip), b));
+    if want == s.nat_applied {
+        return;
+    }
+    if let Some((inside, _)) = s.nat_applied.take() {
+        n.push(NatOp::Unbind { inside });
+        stats.nat_unbound += 1;
+    }
+    if let Some((inside, b)) = want {
+        n.push(NatOp::Bind {
+            inside,
+            outside: b.outside,
+            port_first: b.port_first,
+            port_last: b.port_last,
+        });
+        stats.nat_bound += 1;
+    }
+    s.nat_applied = want;
+}
+
+/// The binding the FARs of a request ask for (`Create FAR` or `Update FAR` with its
+/// Forwarding Parameters): `None` when none asks for NAT.
+fn far_nat(fars: &[&Ie]) -> Option<Result<NatBinding, NatRefusal>> {
+    fars.iter().find_map(|f| {
+        let c = f.children();
+        let fp = c
+            .find(ty::FORWARDING_PARAMETERS)
+            .or_else(|| c.find(ty::UPDATE_FORWARDING_PARAMETERS))?;
+        nat_binding_of(fp.children())
+    })
 }
 
 impl core::fmt::Debug for Up {
@@ -236,8 +368,22 @@ impl Up {
     /// access MAC is the configured one, the same as the control plane's) and the
     /// PFCP side from `up`. The built control plane is dropped: no AAA here.
     pub fn build(cfg: &Config, env: &BuildEnv, up: UpConfig) -> Result<UpParts, BuildError> {
-        let v = build(cfg, env)?;
         let n = env.max_sessions;
+        // CGNAT: the control plane allocates the port blocks; `nat44` takes them
+        // from our queue and allocates none on the fast path.
+        let plan = cfg.nat_config(n)?.as_ref().and_then(NatPlan::new);
+        let nat = plan.map(|plan| UpNat {
+            q: Arc::new(NatBindQueue::new((2 * n as usize).max(1024))),
+            plan,
+            backlog: VecDeque::new(),
+            owner: BTreeMap::new(),
+            claimed: 0,
+        });
+        let env = match &nat {
+            Some(u) => env.clone().with_nat_bindings(u.q.clone()),
+            None => env.clone(),
+        };
+        let v = build(cfg, &env)?;
         let up = Up {
             node: Node::new(up.node.clone()),
             cfg: up,
@@ -252,6 +398,7 @@ impl Up {
             gtpu_seq: 0,
             due: BTreeSet::new(),
             next_audit: u64::MAX,
+            nat,
             stats: UpStats::default(),
         };
         Ok(UpParts {
@@ -374,6 +521,14 @@ impl Up {
                 .unwrap_or(u64::MAX);
         }
         self.fib.flush();
+        if let Some(n) = self.nat.as_mut() {
+            n.flush();
+        }
+    }
+
+    /// CGNAT bindings held by sessions (`None` without `[cgnat]`).
+    pub fn nat_claimed(&self) -> Option<usize> {
+        self.nat.as_ref().map(|n| n.claimed)
     }
 
     fn report(&mut self, now: u64, seid: u64) {
@@ -494,7 +649,12 @@ impl Up {
 
     /// Removes a session from the fast path; returns its final counters.
     fn remove(&mut self, seid: u64) -> Option<((u64, u64, u64, u64), Sess)> {
-        let s = self.sessions.remove(&seid)?;
+        let mut s = self.sessions.remove(&seid)?;
+        let b = s.nat.take();
+        nat_sync(&mut self.nat, &mut self.stats, &mut s);
+        if let (Some(b), Some(n)) = (b, self.nat.as_mut()) {
+            n.release(seid, &b);
+        }
         for r in s.routes.values() {
             if !matches!(r, Route::V4(_)) {
                 self.push(s.route_remove(*r));
@@ -525,6 +685,30 @@ impl Up {
         }
         if ie != 0 {
             ies.push(Ie::OffendingIe(ie));
+        }
+        self.respond(now, peer, msg, seid, ies);
+    }
+
+    /// Refuses a request for its CGNAT binding: Cause 73 "Rule creation/modification
+    /// failure" with the Failed Rule ID of the core FAR (TS 29.244 §7.5.3, §8.2.80),
+    /// or Cause 67/69/75; the Offending IE names the NAT IE.
+    fn refuse_nat(&mut self, now: u64, peer: SocketAddr, msg: &Message, seid: u64, r: NatRefusal) {
+        self.stats.nat_refused += 1;
+        self.stats.requests_refused += 1;
+        let (c, ie) = r;
+        let mut ies = vec![Ie::Cause(c)];
+        if msg.msg_type() == MsgType::SessionEstablishmentRequest {
+            ies.insert(0, Ie::NodeId(self.cfg.node.node_id.clone()));
+        }
+        ies.push(Ie::OffendingIe(ie));
+        if c == cause::RULE_CREATION_MODIFICATION_FAILURE {
+            let mut v = vec![FAILED_RULE_FAR];
+            v.extend_from_slice(&FAR_CORE.to_be_bytes());
+            ies.push(Ie::Unknown(pfcp::ie::RawIe {
+                ty: FAILED_RULE_ID,
+                enterprise: None,
+                data: v,
+            }));
         }
         self.respond(now, peer, msg, seid, ies);
     }
@@ -654,10 +838,26 @@ impl Up {
         if let Some(seid) = kept {
             return self.adopt(now, peer, &msg, seid, cp_seid);
         }
+        let nat = match (far_nat(&fars), self.nat.is_some()) {
+            (None, _) => None,
+            (Some(Err(r)), _) => return self.refuse_nat(now, peer, &msg, cp_seid, r),
+            (Some(Ok(_)), false) => {
+                // No `[cgnat]` here: the rule cannot be created.
+                let r = (cause::RULE_CREATION_MODIFICATION_FAILURE, bbf::APPLY_ACTION);
+                return self.refuse_nat(now, peer, &msg, cp_seid, r);
+            }
+            (Some(Ok(b)), true) => Some(b),
+        };
         let Some(slot) = self.free.pop() else {
             return self.refuse(now, peer, &msg, cp_seid, cause::NO_RESOURCES_AVAILABLE, 0);
         };
         let our_seid = (u64::from(self.gen) << 32) | u64::from(slot + 1);
+        if let (Some(b), Some(n)) = (&nat, self.nat.as_mut()) {
+            if let Err(r) = n.claim(our_seid, b) {
+                self.free.push(slot);
+                return self.refuse_nat(now, peer, &msg, cp_seid, r);
+            }
+        }
         let mut s = Sess {
             slot,
             cp: peer,
@@ -677,6 +877,8 @@ impl Up {
             seqn: 0,
             last: (0, 0, 0, 0),
             audit_by: None,
+            nat,
+            nat_applied: None,
         };
         for p in msg.ies.all(ty::CREATE_PDR, None) {
             if let Some((id, r)) = downstream(p.children()) {
@@ -713,6 +915,7 @@ impl Up {
         if s.period_ms > 0 {
             self.due.insert((s.next_report, our_seid));
         }
+        nat_sync(&mut self.nat, &mut self.stats, &mut s);
         self.sessions.insert(our_seid, s);
         self.stats.sessions_established += 1;
         let ies = vec![
@@ -791,6 +994,26 @@ impl Up {
         if s.period_ms > 0 {
             self.due.insert((s.next_report, seid));
         }
+        // The restarted control plane's binding (the same one when its allocation
+        // kept the slot's; a different one replaces ours when it is free).
+        let fars: Vec<&Ie> = msg.ies.all(ty::CREATE_FAR, None).collect();
+        if let (Some(Ok(b)), Some(n)) = (far_nat(&fars), self.nat.as_mut()) {
+            if s.nat != Some(b) {
+                let old = s.nat;
+                if let Some(o) = &old {
+                    n.release(seid, o);
+                }
+                if n.claim(seid, &b).is_ok() {
+                    s.nat = Some(b);
+                } else {
+                    self.stats.nat_refused += 1;
+                    if let Some(o) = &old {
+                        let _ = n.claim(seid, o);
+                    }
+                }
+            }
+        }
+        nat_sync(&mut self.nat, &mut self.stats, &mut s);
         self.sessions.insert(seid, s);
         self.stats.adopted += 1;
         let ies = vec![
@@ -810,6 +1033,39 @@ impl Up {
         let Some(mut s) = self.sessions.remove(&seid).filter(|s| s.cp == peer) else {
             return self.unknown(now, peer, &msg, seid);
         };
+        // A new binding (Update FAR, Update Forwarding Parameters): checked before
+        // anything changes; refused, the session stays as it was.
+        let fars: Vec<&Ie> = msg.ies.all(ty::UPDATE_FAR, None).collect();
+        match (far_nat(&fars), self.nat.as_mut()) {
+            (None, _) => {}
+            (Some(Err(r)), _) => {
+                let cp_seid = s.cp_seid;
+                self.sessions.insert(seid, s);
+                return self.refuse_nat(now, peer, &msg, cp_seid, r);
+            }
+            (Some(Ok(_)), None) => {
+                let cp_seid = s.cp_seid;
+                self.sessions.insert(seid, s);
+                let r = (cause::RULE_CREATION_MODIFICATION_FAILURE, bbf::APPLY_ACTION);
+                return self.refuse_nat(now, peer, &msg, cp_seid, r);
+            }
+            (Some(Ok(b)), Some(n)) => {
+                if s.nat != Some(b) {
+                    if let Some(o) = s.nat {
+                        n.release(seid, &o);
+                    }
+                    if let Err(r) = n.claim(seid, &b) {
+                        if let Some(o) = s.nat {
+                            let _ = n.claim(seid, &o);
+                        }
+                        let cp_seid = s.cp_seid;
+                        self.sessions.insert(seid, s);
+                        return self.refuse_nat(now, peer, &msg, cp_seid, r);
+                    }
+                    s.nat = Some(b);
+                }
+            }
+        }
         let mut ups = Vec::new();
         let mut readd = false;
         for p in msg.ies.all(ty::REMOVE_PDR, None) {
@@ -865,6 +1121,7 @@ impl Up {
         for u in ups {
             self.push(u);
         }
+        nat_sync(&mut self.nat, &mut self.stats, &mut s);
         let mut ies = vec![Ie::Cause(cause::REQUEST_ACCEPTED)];
         if raw(&msg.ies, QUERY_URR, None).is_some() {
             let c = self.counters.get(s.slot);
@@ -922,6 +1179,11 @@ impl Up {
         self.refuse(now, peer, msg, 0, cause::SESSION_CONTEXT_NOT_FOUND, 0);
     }
 }
+
+/// Failed Rule ID (TS 29.244 §8.2.80, IE type 114): not decoded by `pfcp`, sent
+/// raw; Rule ID Type 1 is a FAR (its FAR ID follows, 4 octets).
+pub const FAILED_RULE_ID: u16 = 114;
+const FAILED_RULE_FAR: u8 = 1;
 
 /// The access line of an uplink PDR: (MAC, VLANs, PPPoE session id).
 fn access_line(pdr: &[Ie]) -> Option<([u8; 6], Vlans, u16)> {

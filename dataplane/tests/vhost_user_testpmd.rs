@@ -570,8 +570,14 @@ fn testpmd_two_queues_two_workers() {
             .unwrap_or_else(|| panic!("no {key} in testpmd's xstats:\n{}", lines.join("\n")))
     };
     for (k, (got, ours, name)) in results.iter().enumerate() {
-        let (rxp, rxb) = (xstat(&format!("rx_q{k}_good_packets")), xstat(&format!("rx_q{k}_good_bytes")));
-        let (txp, txb) = (xstat(&format!("tx_q{k}_good_packets")), xstat(&format!("tx_q{k}_good_bytes")));
+        let (rxp, rxb) = (
+            xstat(&format!("rx_q{k}_good_packets")),
+            xstat(&format!("rx_q{k}_good_bytes")),
+        );
+        let (txp, txb) = (
+            xstat(&format!("tx_q{k}_good_packets")),
+            xstat(&format!("tx_q{k}_good_bytes")),
+        );
         eprintln!(
             "vhost_user_testpmd: {name}: {} frames back; testpmd rxq{k} {rxp} pkts {rxb} B, txq{k} {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B",
             got.len(),
@@ -605,7 +611,10 @@ fn exchange_tagged(port: &mut dyn Port, q: u8) -> Vec<Vec<u8>> {
     // Probe until one comes back, then let stragglers in.
     let t = Instant::now();
     'probe: loop {
-        assert!(t.elapsed() < Duration::from_secs(10), "queue {q}: no probe came back");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "queue {q}: no probe came back"
+        );
         let mut tx = Batch::new();
         let mut p = c.alloc().unwrap();
         let mut f = frame_tagged(0, q);

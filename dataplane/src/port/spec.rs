@@ -536,7 +536,8 @@ mod tests {
 
     #[test]
     fn vhost_user_queues_open_one_port_per_worker() {
-        let path = std::env::temp_dir().join(alloc::format!("vmq-spec-{}.sock", std::process::id()));
+        let path =
+            std::env::temp_dir().join(alloc::format!("vmq-spec-{}.sock", std::process::id()));
         let spec: PortSpec = alloc::format!("vhost-user:{},server,queues=2", path.display())
             .parse()
             .unwrap();

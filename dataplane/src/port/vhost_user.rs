@@ -3,8 +3,8 @@
 //!
 //! Protocol: QEMU's `docs/interop/vhost-user.rst` (message codec in
 //! [`crate::proto::vhost_user`]); rings: VIRTIO 1.1 §2.6 (split virtqueues); device:
-//! VIRTIO 1.1 §5.1 (network device, one queue pair: ring 0 is the driver's receiveq1,
-//! which we fill, ring 1 its transmitq1, which we drain).
+//! VIRTIO 1.1 §5.1 (network device: ring 2k is the driver's receiveq(k+1), which we
+//! fill, ring 2k+1 its transmitq(k+1), which we drain; multiqueue §5.1.6.5.5).
 //!
 //! **Roles.** `server`: we bind the unix stream socket and accept one frontend at a
 //! time (a second is closed at once). Client (the default): we connect to a frontend
@@ -12,8 +12,10 @@
 //! [`Config::retry`].
 //!
 //! **Negotiation.** Features offered: `VIRTIO_F_VERSION_1` and
-//! `VHOST_USER_F_PROTOCOL_FEATURES`; protocol features offered: `MQ` (answering
-//! `GET_QUEUE_NUM` with 1: one queue pair) and `REPLY_ACK`. Mergeable receive
+//! `VHOST_USER_F_PROTOCOL_FEATURES`, with `queues=N` > 1 also `VIRTIO_NET_F_MQ` and
+//! `VIRTIO_NET_F_CTRL_VQ` (the control queue stays with the frontend, which sends
+//! `SET_VRING_ENABLE` for the pairs it uses); protocol features offered: `MQ`
+//! (answering `GET_QUEUE_NUM` with N) and `REPLY_ACK`. Mergeable receive
 //! buffers, indirect descriptors, event idx, offloads, dirty logging and the
 //! backend request channel are not offered, so the virtio-net header is 12 bytes
 //! with `VERSION_1` and 10 without, and we write it zeroed (`num_buffers` = 1).
@@ -44,7 +46,17 @@
 //! while down are dropped and counted (`tx_dropped`, [`VhostCounters::down_tx_drops`]);
 //! a server accepts the next frontend, a client reconnects.
 //!
-//! **Limits.** One queue pair (`queues=1`); split rings only (no packed ring); no
+//! **Multi-queue.** [`VhostUserPort`] serves pair 0 and runs the control socket
+//! inline (every [`CTRL_EVERY`] bursts). [`open_queues`] gives one [`VhostQueue`]
+//! per pair, for one worker each: a worker touches only its pair's rings and its
+//! own counters, takes no lock and never waits; the control socket is served by a
+//! thread of the device's own that sleeps in `poll(2)` and, to apply a message,
+//! pauses the pairs with a lock-free handshake (`Shared`): workers skip a burst
+//! meanwhile. A ring fault a worker finds is handed to that thread, which closes
+//! the connection as for a single pair. `dataplane/tests/vhost_user_testpmd.rs`
+//! (`testpmd_two_queues_two_workers`) runs two pairs against DPDK's virtio-user.
+//!
+//! **Limits.** At most [`MAX_QUEUES`] pairs; split rings only (no packed ring); no
 //! mergeable buffers (a frame longer than the driver's receive chain is dropped and
 //! counted); a descriptor may not straddle two regions; no live migration (dirty
 //! log), no IOMMU (`IOTLB`), no inflight tracking. Region files are checked when
@@ -62,8 +74,8 @@ use crate::proto::vhost_user::{
 };
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU8, Ordering};
 use std::io;
@@ -316,7 +328,9 @@ impl Rings {
         Rings {
             hdr_len: 10,
             regions: Vec::with_capacity(wire::MAX_REGIONS),
-            vq: (0..2 * queues).map(|_| UnsafeCell::new(Vq::default())).collect(),
+            vq: (0..2 * queues)
+                .map(|_| UnsafeCell::new(Vq::default()))
+                .collect(),
         }
     }
 
@@ -1376,7 +1390,7 @@ fn tx_inner(
 /// receiveq `2k` and transmitq `2k + 1`) and its own counters; they take no lock,
 /// make no system call but the `call` eventfd write, and never wait: while the
 /// control owner changes the device (a thread of its own, woken by the control
-/// socket) the pair moves nothing ([`Shared`]).
+/// socket) the pair moves nothing (see `Shared`).
 pub struct VhostQueue {
     name: String,
     shared: Arc<Shared>,
@@ -1518,7 +1532,9 @@ impl VhostQueue {
 
     #[inline(always)]
     fn leave(&self) {
-        self.shared.slots[self.k].busy.store(false, Ordering::Release);
+        self.shared.slots[self.k]
+            .busy
+            .store(false, Ordering::Release);
     }
 
     fn done(&mut self, res: Result<usize, RingFault>) -> usize {

@@ -36,6 +36,13 @@
 //! * `DUT`: the DUT's input ring was full (the generator found no room) or the DUT
 //!   dropped frames itself;
 //! * `ring`: the DUT took every frame but its output ring to the sink overflowed.
+//!
+//! **Trials.** Each (ring, workload) runs `--trials` times per side, the sides
+//! alternating which goes first, each trial after `--warmup` seconds of unmeasured
+//! traffic; the line reports each side's median trial (its counters, PLR, cycles)
+//! with every trial's rate (`ours_mpps_trials`, `theirs_mpps_trials`,
+//! `ratio_trials`) and the spread ((max - min) / median). testpmd's `--burst` is our
+//! worker's batch by default, its rings (`--rxd`/`--txd`, memif `rsize`) as ours.
 
 use anyhow::{bail, Context};
 use dataplane::buf::Pool;

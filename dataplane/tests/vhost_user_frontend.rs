@@ -124,6 +124,7 @@ fn frames_both_ways_with_a_client_port_that_reconnects() {
         &Config {
             server: false,
             retry: Duration::from_millis(5),
+            ..Config::default()
         },
     )
     .unwrap();

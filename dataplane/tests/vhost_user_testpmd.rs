@@ -17,7 +17,7 @@
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::vhost_user::{Config, VhostUserPort};
-use dataplane::port::{Port, PortStats};
+use dataplane::port::{spec, Port, PortStats};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -53,6 +53,10 @@ struct Testpmd {
 
 impl Testpmd {
     fn spawn(tag: &str, vdev: &str, fwd: &str) -> Testpmd {
+        Testpmd::spawn_with(tag, vdev, fwd, &[])
+    }
+
+    fn spawn_with(tag: &str, vdev: &str, fwd: &str, extra: &[&str]) -> Testpmd {
         let prefix = format!("dpvhost{tag}{}", std::process::id());
         // Line-buffered output (coreutils' stdbuf): `start` waits for the line
         // testpmd prints once its port is started.
@@ -74,6 +78,7 @@ impl Testpmd {
                 &format!("--forward-mode={fwd}"),
                 "--total-num-mbufs=8192",
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -114,20 +119,7 @@ impl Testpmd {
     /// polling its control socket meanwhile: testpmd stops its rings on the way out
     /// (`GET_VRING_BASE`) and waits for our answers.
     fn finish(&mut self, port: &mut VhostUserPort) -> (u64, u64, u64, u64) {
-        self.cmd("show port stats all");
-        self.cmd("stop");
-        self.cmd("quit");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            port.poll_control();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // let the reader threads drain the pipes
-        std::thread::sleep(Duration::from_millis(200));
-        let lines: Vec<String> = self.out.lock().unwrap().clone();
+        let lines = self.quit_with("show port stats all", &mut || port.poll_control());
         let from = lines
             .iter()
             .position(|l| l.contains("NIC statistics for port 0"))
@@ -148,6 +140,26 @@ impl Testpmd {
             field("TX-packets:"),
             field("TX-bytes:"),
         )
+    }
+
+    /// Sends `show`, stops and quits testpmd (calling `poll` meanwhile: our side
+    /// must answer its `GET_VRING_BASE`s) and returns all its output.
+    fn quit_with(&mut self, show: &str, poll: &mut dyn FnMut()) -> Vec<String> {
+        self.cmd(show);
+        self.cmd("stop");
+        self.cmd("quit");
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            poll();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // let the reader threads drain the pipes
+        std::thread::sleep(Duration::from_millis(200));
+        let lines = self.out.lock().unwrap().clone();
+        lines
     }
 }
 
@@ -411,6 +423,7 @@ fn testpmd_server_our_client() {
     let cfg = Config {
         server: false,
         retry: Duration::from_millis(20),
+        ..Config::default()
     };
     let mut port = VhostUserPort::open(&path, &cfg).unwrap();
     wait_up(&mut port, &tp);
@@ -494,4 +507,160 @@ fn wait_up_or_no_driver(port: &mut VhostUserPort, tp: &Testpmd) -> bool {
         std::thread::sleep(Duration::from_millis(1));
     }
     false
+}
+
+/// Multi-queue: testpmd's virtio-user with two queue pairs (`queues=2`, `--rxq=2
+/// --txq=2`, `io`: its receive queue k is forwarded to its transmit queue k) and our
+/// server with `queues=2` opened for two workers ([`spec::open_workers`]): one
+/// [`VhostQueue`] per worker thread, the control socket on the device's own thread.
+/// Each worker sends N frames tagged with its queue on its pair and must get exactly
+/// its own N back; testpmd's per-queue counters (`show port xstats 0`:
+/// `rx_qK_good_packets`, `tx_qK_good_packets` and their bytes) equal each worker's port counters.
+#[test]
+fn testpmd_two_queues_two_workers() {
+    if let Some(why) = skip_reason() {
+        eprintln!("vhost_user_testpmd: skipped: {why}");
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = sock("mq");
+    let ports = spec::open_workers(
+        &format!("vhost-user:{},server,queues=2", path.display())
+            .parse()
+            .unwrap(),
+        2,
+    )
+    .unwrap();
+    let vdev = format!("net_virtio_user0,path={},server=0,queues=2", path.display());
+    let mut tp = Testpmd::spawn_with("mq", &vdev, "io", &["--rxq=2", "--txq=2"]);
+    let t = Instant::now();
+    while !tp.out.lock().unwrap().iter().any(|l| l.trim() == "Done") {
+        if no_driver(&tp) {
+            eprintln!("vhost_user_testpmd: skipped: no net_virtio_user driver");
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "testpmd did not start its two-queue port\n{}",
+            tp.text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tp.cmd("start");
+    // Two workers, one queue pair each, run at once.
+    let workers: Vec<_> = ports
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut port)| {
+            std::thread::spawn(move || {
+                let got = exchange_tagged(&mut *port, k as u8);
+                (got, port.stats(), port.name().to_string())
+            })
+        })
+        .collect();
+    let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let lines = tp.quit_with("show port xstats 0", &mut || {});
+    let xstat = |key: &str| -> u64 {
+        lines
+            .iter()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {key} in testpmd's xstats:\n{}", lines.join("\n")))
+    };
+    for (k, (got, ours, name)) in results.iter().enumerate() {
+        let (rxp, rxb) = (
+            xstat(&format!("rx_q{k}_good_packets")),
+            xstat(&format!("rx_q{k}_good_bytes")),
+        );
+        let (txp, txb) = (
+            xstat(&format!("tx_q{k}_good_packets")),
+            xstat(&format!("tx_q{k}_good_bytes")),
+        );
+        eprintln!(
+            "vhost_user_testpmd: {name}: {} frames back; testpmd rxq{k} {rxp} pkts {rxb} B, txq{k} {txp} pkts {txb} B; ours TX {} pkts {} B, RX {} pkts {} B",
+            got.len(),
+            ours.tx_packets,
+            ours.tx_bytes,
+            ours.rx_packets,
+            ours.rx_bytes
+        );
+        assert_eq!(got.len(), N, "queue {k}: frames back\n{}", tp.text());
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g, &frame_tagged(i, k as u8), "queue {k} frame {i}");
+        }
+        assert_eq!((rxp, rxb), (ours.tx_packets, ours.tx_bytes), "queue {k}");
+        assert_eq!((txp, txb), (ours.rx_packets, ours.rx_bytes), "queue {k}");
+        assert_eq!(ours.rx_dropped + ours.tx_dropped, 0, "queue {k}");
+    }
+}
+
+/// [`frame`] carrying the queue it is sent on.
+fn frame_tagged(i: usize, q: u8) -> Vec<u8> {
+    let mut f = frame(i);
+    f[18] = q;
+    f
+}
+
+/// [`exchange`] on any port with tagged frames; waits (10 s at most) for the pair
+/// to come up and probes it first (testpmd drops what arrives before it forwards).
+fn exchange_tagged(port: &mut dyn Port, q: u8) -> Vec<Vec<u8>> {
+    let pool = Pool::new(4096).unwrap();
+    let mut c = pool.cache();
+    // Probe until one comes back, then let stragglers in.
+    let t = Instant::now();
+    'probe: loop {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "queue {q}: no probe came back"
+        );
+        let mut tx = Batch::new();
+        let mut p = c.alloc().unwrap();
+        let mut f = frame_tagged(0, q);
+        f[12..14].copy_from_slice(&[0x88, 0xb6]);
+        p.copy_from(&f).unwrap();
+        tx.push(p).unwrap();
+        port.tx_burst(&mut c, &mut tx);
+        tx.free_all(&mut c);
+        let w = Instant::now();
+        while w.elapsed() < Duration::from_millis(50) {
+            let mut rx = Batch::new();
+            port.rx_burst(&mut c, &mut rx);
+            let back = rx
+                .iter()
+                .any(|p| p.data().get(12..14) == Some(&[0x88, 0xb6][..]));
+            rx.free_all(&mut c);
+            if back {
+                break 'probe;
+            }
+        }
+    }
+    let w = Instant::now();
+    while w.elapsed() < Duration::from_millis(300) {
+        let mut rx = Batch::new();
+        port.rx_burst(&mut c, &mut rx);
+        rx.free_all(&mut c);
+    }
+    let mut got = Vec::new();
+    let mut next = 0;
+    let mut tx = Batch::new();
+    let t = Instant::now();
+    while got.len() < N && t.elapsed() < Duration::from_secs(15) {
+        while next < N && tx.len() < 32 && next < got.len() + WINDOW {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&frame_tagged(next, q)).unwrap();
+            tx.push(p).unwrap();
+            next += 1;
+        }
+        port.tx_burst(&mut c, &mut tx);
+        let mut rx = Batch::new();
+        port.rx_burst(&mut c, &mut rx);
+        for p in rx.iter() {
+            got.push(p.data().to_vec());
+        }
+        rx.free_all(&mut c);
+    }
+    tx.free_all(&mut c);
+    got
 }

@@ -36,6 +36,13 @@
 //! * `DUT`: the DUT's input ring was full (the generator found no room) or the DUT
 //!   dropped frames itself;
 //! * `ring`: the DUT took every frame but its output ring to the sink overflowed.
+//!
+//! **Trials.** Each (ring, workload) runs `--trials` times per side, the sides
+//! alternating which goes first, each trial after `--warmup` seconds of unmeasured
+//! traffic; the line reports each side's median trial (its counters, PLR, cycles)
+//! with every trial's rate (`ours_mpps_trials`, `theirs_mpps_trials`,
+//! `ratio_trials`) and the spread ((max - min) / median). testpmd's `--burst` is our
+//! worker's batch by default, its rings (`--rxd`/`--txd`, memif `rsize`) as ours.
 
 use anyhow::{bail, Context};
 use dataplane::buf::Pool;
@@ -94,6 +101,25 @@ pub struct DpdkArgs {
     /// (`memif:PATH,copy`) instead of posting engine buffers (zero-copy, default).
     #[arg(long)]
     pub memif_copy: bool,
+    /// Trials per side and (ring, workload), alternating which side goes first; the
+    /// figures reported are the medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=99))]
+    pub trials: u32,
+    /// Seconds of traffic before each trial's measurement (not counted in the rates).
+    #[arg(long, default_value_t = 0.5, value_parser = parse_warmup)]
+    pub warmup: f64,
+    /// testpmd's burst (`--burst`): by default our worker's batch
+    /// (`dataplane::batch::BATCH_SIZE`), so both DUTs move the same bursts.
+    #[arg(long, default_value_t = dataplane::batch::BATCH_SIZE as u32,
+          value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub burst: u32,
+}
+
+fn parse_warmup(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=60.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in [0, 60]")),
+    }
 }
 
 /// One (ring, workload) line.
@@ -129,6 +155,23 @@ pub struct DpdkLine {
     pub frame_size: u16,
     pub duration_s: f64,
     pub dut_core: usize,
+    /// Trials per side; `ours_mpps`, `theirs_mpps` and the fields above are those of
+    /// each side's median trial (`counters_agree`: every trial's counters agree).
+    pub trials: u32,
+    /// Every trial's rate, in the order run (trial k of both sides ran back to back,
+    /// alternating which went first).
+    pub ours_mpps_trials: Vec<f64>,
+    pub theirs_mpps_trials: Vec<f64>,
+    /// (max - min) / median of each side's trials.
+    pub ours_mpps_spread: f64,
+    pub theirs_mpps_spread: f64,
+    /// Trial k's ours / theirs.
+    pub ratio_trials: Vec<f64>,
+    /// Seconds of traffic before each measured trial.
+    pub warmup_s: f64,
+    /// testpmd's burst; ours is its worker's batch.
+    pub burst_theirs: u32,
+    pub burst_ours: u32,
 }
 
 /// Both sides' figures.
@@ -433,12 +476,28 @@ fn wait_gen_up(
     Ok(())
 }
 
+/// A warm-up of `args.warmup` seconds (rings, caches, the DUT's tables), then the
+/// measured run. The generator's and the DUT's port counters include the warm-up.
 fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<RunResult> {
     let pool = Pool::new(16384).context("pool")?;
     let mut cache = pool.cache();
+    let [a, b] = g;
+    if args.warmup > 0.0 {
+        let mut gen = Generator::new(vec![Stream::new(0, &stream(args))?]);
+        let mut rcv = Receiver::new();
+        run_loop(
+            &mut gen,
+            a.port(),
+            b.port(),
+            &mut rcv,
+            &mut cache,
+            Duration::from_secs_f64(args.warmup),
+            Duration::from_millis(100),
+            |_| {},
+        );
+    }
     let mut gen = Generator::new(vec![Stream::new(0, &stream(args))?]);
     let mut rcv = Receiver::new();
-    let [a, b] = g;
     Ok(run_loop(
         &mut gen,
         a.port(),
@@ -655,6 +714,7 @@ fn run_theirs(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::R
             "--total-num-mbufs=8192",
             "--rxd=1024",
             "--txd=1024",
+            &format!("--burst={}", args.burst),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -739,6 +799,54 @@ fn run_theirs(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::R
     })
 }
 
+/// Index of the median of `v` (the lower middle of an even count).
+fn median_index(v: &[f64]) -> usize {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    idx[(v.len() - 1) / 2]
+}
+
+/// (max - min) / median.
+fn spread(v: &[f64]) -> f64 {
+    let m = v[median_index(v)];
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    if m > 0.0 {
+        (hi - lo) / m
+    } else {
+        0.0
+    }
+}
+
+/// The line of several trials per side: each side's median trial, with every
+/// trial's rate and the spread.
+fn line_of(args: &DpdkArgs, ring: Ring, w: Workload, os: &[Side], ts: &[Side]) -> DpdkLine {
+    let om: Vec<f64> = os.iter().map(|s| s.run.rx_pps / 1e6).collect();
+    let tm: Vec<f64> = ts.iter().map(|s| s.run.rx_pps / 1e6).collect();
+    let mut l = line(
+        args,
+        ring,
+        w,
+        &os[median_index(&om)],
+        &ts[median_index(&tm)],
+    );
+    l.counters_agree = os.iter().chain(ts).all(Side::agree);
+    l.trials = om.len() as u32;
+    l.ours_mpps_spread = spread(&om);
+    l.theirs_mpps_spread = spread(&tm);
+    l.ratio_trials = om
+        .iter()
+        .zip(&tm)
+        .map(|(o, t)| if *t > 0.0 { o / t } else { 0.0 })
+        .collect();
+    l.ours_mpps_trials = om;
+    l.theirs_mpps_trials = tm;
+    l
+}
+
 fn line(args: &DpdkArgs, ring: Ring, w: Workload, o: &Side, t: &Side) -> DpdkLine {
     let om = o.run.rx_pps / 1e6;
     let tm = t.run.rx_pps / 1e6;
@@ -776,6 +884,15 @@ fn line(args: &DpdkArgs, ring: Ring, w: Workload, o: &Side, t: &Side) -> DpdkLin
         frame_size: args.size,
         duration_s: args.duration,
         dut_core: args.dut_core,
+        trials: 1,
+        ours_mpps_trials: vec![om],
+        theirs_mpps_trials: vec![tm],
+        ours_mpps_spread: 0.0,
+        theirs_mpps_spread: 0.0,
+        ratio_trials: vec![if tm > 0.0 { om / tm } else { 0.0 }],
+        warmup_s: args.warmup,
+        burst_theirs: args.burst,
+        burst_ours: dataplane::batch::BATCH_SIZE as u32,
     }
 }
 
@@ -805,19 +922,48 @@ pub fn main(args: DpdkArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for &ring in &rings {
         for &w in &wls {
-            let o = run_ours(&args, ring, w, &dir)
-                .with_context(|| format!("{} {} ours", ring.name(), w.name()))?;
-            let t = run_theirs(&args, ring, w, &dir)
-                .with_context(|| format!("{} {} dpdk-testpmd", ring.name(), w.name()))?;
-            let l = line(&args, ring, w, &o, &t);
+            // Alternate which side goes first, so a drift of the machine's load
+            // (other work on the generator's core) does not favour one side.
+            let (mut os, mut ts) = (Vec::new(), Vec::new());
+            for k in 0..args.trials {
+                let ours = |os: &mut Vec<Side>| -> anyhow::Result<()> {
+                    os.push(run_ours(&args, ring, w, &dir).with_context(|| {
+                        format!("{} {} ours (trial {})", ring.name(), w.name(), k + 1)
+                    })?);
+                    Ok(())
+                };
+                let theirs = |ts: &mut Vec<Side>| -> anyhow::Result<()> {
+                    ts.push(run_theirs(&args, ring, w, &dir).with_context(|| {
+                        format!(
+                            "{} {} dpdk-testpmd (trial {})",
+                            ring.name(),
+                            w.name(),
+                            k + 1
+                        )
+                    })?);
+                    Ok(())
+                };
+                if k % 2 == 0 {
+                    ours(&mut os)?;
+                    theirs(&mut ts)?;
+                } else {
+                    theirs(&mut ts)?;
+                    ours(&mut os)?;
+                }
+            }
+            let l = line_of(&args, ring, w, &os, &ts);
+            let (o, t) = (
+                &os[median_index(&l.ours_mpps_trials)],
+                &ts[median_index(&l.theirs_mpps_trials)],
+            );
             if args.json {
                 println!("{}", header.json(&l)?);
             } else {
                 println!(
-                    "{:<10} {:<5}  ours {:>7.3} Mpps (PLR {:.4}, {:>6.1} cyc/pkt, {:<9})  testpmd {:>7.3} Mpps (PLR {:.4}, {:>6.1} cyc/pkt, {:<9})  ratio {:.2}  offered {:.3}/{:.3} Mpps{}",
-                    l.ring, l.workload, l.ours_mpps, l.plr_ours, l.cycles_per_pkt_ours, l.limited_ours,
-                    l.theirs_mpps, l.plr_theirs, l.cycles_per_pkt_theirs, l.limited_theirs, l.ratio,
-                    l.offered_mpps, l.offered_mpps_theirs,
+                    "{:<10} {:<5}  ours {:>7.3} Mpps ±{:.0}% (PLR {:.4}, {:>6.1} cyc/pkt, {:<9})  testpmd {:>7.3} Mpps ±{:.0}% (PLR {:.4}, {:>6.1} cyc/pkt, {:<9})  ratio {:.2} (median of {} trials)  offered {:.3}/{:.3} Mpps{}",
+                    l.ring, l.workload, l.ours_mpps, 50.0 * l.ours_mpps_spread, l.plr_ours, l.cycles_per_pkt_ours, l.limited_ours,
+                    l.theirs_mpps, 50.0 * l.theirs_mpps_spread, l.plr_theirs, l.cycles_per_pkt_theirs, l.limited_theirs, l.ratio,
+                    l.trials, l.offered_mpps, l.offered_mpps_theirs,
                     if l.counters_agree { "" } else { "  COUNTERS DISAGREE" }
                 );
             }
@@ -877,6 +1023,18 @@ mod tests {
         assert_eq!(s.tx_dropped, [0, 10]);
         assert!((s.cycles_per_pkt - 52.75).abs() < 1e-9);
         assert!(parse_testpmd(&lines[..4]).is_none());
+    }
+
+    #[test]
+    fn medians_and_spreads_of_trials() {
+        assert_eq!(median_index(&[3.0, 1.0, 2.0]), 2);
+        assert_eq!(median_index(&[4.0, 1.0, 3.0, 2.0]), 3);
+        assert_eq!(median_index(&[5.0]), 0);
+        assert!((spread(&[1.0, 2.0, 3.0]) - 1.0).abs() < 1e-12);
+        assert_eq!(spread(&[2.0, 2.0]), 0.0);
+        assert_eq!(spread(&[0.0, 0.0, 0.0]), 0.0);
+        assert!(parse_warmup("0.5").is_ok() && parse_warmup("-1").is_err());
+        assert!(parse_warmup("nan").is_err());
     }
 
     #[test]

@@ -16,8 +16,8 @@
 //! |                         | a slave is zero-copy unless `copy` is given         |
 //! | `vhost-user:PATH[,server][,queues=N]` | vhost-user backend of a virtio-net    |
 //! |                         | device on the unix socket PATH: client (connects)   |
-//! |                         | by default, `server` listens; one queue pair only   |
-//! |                         | (`queues=1`, the default)                           |
+//! |                         | by default, `server` listens; `queues=N` (1): N     |
+//! |                         | queue pairs, one per worker ([`open_workers`])      |
 //! | `virtio-user:PATH`      | virtio-net driver (vhost-user frontend) connecting  |
 //! |                         | to a backend listening on PATH (DPDK `net_vhost`,   |
 //! |                         | `vhost-user:PATH,server`); one queue pair           |
@@ -25,6 +25,7 @@
 use super::{afpacket, afxdp, mem, memif, pcap, tap, vhost_user, virtio_user, Port};
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::str::FromStr;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub enum PortSpec {
     VhostUser {
         path: PathBuf,
         server: bool,
+        /// Queue pairs (1..=[`vhost_user::MAX_QUEUES`]), one per worker.
+        queues: u16,
     },
     VirtioUser {
         path: PathBuf,
@@ -151,17 +154,18 @@ impl FromStr for PortSpec {
                 let mut parts = rest.split(',');
                 let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
                 let mut server = false;
+                let mut queues = 1;
                 for opt in parts {
                     match opt.split_once('=') {
                         Some(("queues", v)) => match v.parse::<u32>().map_err(|_| bad())? {
-                            1 => {}
                             0 => return Err(bad()),
-                            _ => {
+                            n if n > u32::from(vhost_user::MAX_QUEUES) => {
                                 return Err(SpecError::Unsupported {
                                     spec: s.to_string(),
-                                    msg: "vhost-user ports have one queue pair (queues=1); multiqueue is not implemented",
+                                    msg: "vhost-user ports have at most 64 queue pairs",
                                 })
                             }
+                            n => queues = n as u16,
                         },
                         None if opt == "server" => server = true,
                         None if opt == "client" => server = false,
@@ -171,6 +175,7 @@ impl FromStr for PortSpec {
                 Ok(PortSpec::VhostUser {
                     path: path.into(),
                     server,
+                    queues,
                 })
             }
             "virtio-user" if !rest.is_empty() && !rest.contains(',') => {
@@ -211,10 +216,17 @@ impl core::fmt::Display for PortSpec {
                 }
                 Ok(())
             }
-            PortSpec::VhostUser { path, server } => {
+            PortSpec::VhostUser {
+                path,
+                server,
+                queues,
+            } => {
                 write!(f, "vhost-user:{}", path.display())?;
                 if *server {
                     f.write_str(",server")?;
+                }
+                if *queues != 1 {
+                    write!(f, ",queues={queues}")?;
                 }
                 Ok(())
             }
@@ -284,7 +296,10 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
-        PortSpec::VhostUser { path, server } => {
+        PortSpec::VhostUser { queues, .. } if *queues > 1 => Err(err(alloc::format!(
+            "queues={queues} needs {queues} workers (one queue pair each)"
+        ))),
+        PortSpec::VhostUser { path, server, .. } => {
             let cfg = vhost_user::Config {
                 server: *server,
                 ..vhost_user::Config::default()
@@ -298,6 +313,53 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
+    }
+}
+
+/// Opens the ports `workers` workers poll for one spec, element `w` for worker
+/// `w`: AF_XDP queues `QUEUE + w`; a vhost-user device with `queues=workers` (one
+/// queue pair per worker, its control socket served by a thread of its own).
+/// Other backends have one queue: several workers are refused (the caller
+/// decides whether one port may be shared some other way).
+pub fn open_workers(spec: &PortSpec, workers: usize) -> Result<Vec<Box<dyn Port>>, SpecError> {
+    let err = |msg: String| SpecError::Open {
+        spec: spec.to_string(),
+        msg,
+    };
+    match spec {
+        _ if workers <= 1 => Ok(alloc::vec![open(spec)?]),
+        PortSpec::AfXdp { iface, queue } => (0..workers)
+            .map(|w| {
+                open(&PortSpec::AfXdp {
+                    iface: iface.clone(),
+                    queue: queue + w as u32,
+                })
+            })
+            .collect(),
+        PortSpec::VhostUser {
+            path,
+            server,
+            queues,
+        } => {
+            if usize::from(*queues) != workers {
+                return Err(err(alloc::format!(
+                    "{workers} workers need queues={workers} (one queue pair each)"
+                )));
+            }
+            let cfg = vhost_user::Config {
+                server: *server,
+                queues: *queues,
+                ..vhost_user::Config::default()
+            };
+            let qs = vhost_user::open_queues(path, &cfg).map_err(|e| err(e.to_string()))?;
+            Ok(qs
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn Port>)
+                .collect())
+        }
+        _ => Err(err(alloc::format!(
+            "{workers} workers need a port with a queue per worker (afxdp, vhost-user with queues={workers})"
+        ))),
     }
 }
 
@@ -405,7 +467,8 @@ mod tests {
             "vhost-user:/run/v.sock".parse::<PortSpec>().unwrap(),
             PortSpec::VhostUser {
                 path: "/run/v.sock".into(),
-                server: false
+                server: false,
+                queues: 1
             }
         );
         let v = "vhost-user:/tmp/v.sock,server,queues=1"
@@ -415,7 +478,8 @@ mod tests {
             v,
             PortSpec::VhostUser {
                 path: "/tmp/v.sock".into(),
-                server: true
+                server: true,
+                queues: 1
             }
         );
         assert_eq!(v.to_string(), "vhost-user:/tmp/v.sock,server");
@@ -443,9 +507,51 @@ mod tests {
         for bad in ["virtio-user:", "virtio-user:/s,server"] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
-        let e = "vhost-user:/s,queues=2".parse::<PortSpec>().unwrap_err();
+        let mq = "vhost-user:/s,queues=2,server".parse::<PortSpec>().unwrap();
+        assert_eq!(
+            mq,
+            PortSpec::VhostUser {
+                path: "/s".into(),
+                server: true,
+                queues: 2
+            }
+        );
+        assert_eq!(mq.to_string(), "vhost-user:/s,server,queues=2");
+        assert_eq!(mq.to_string().parse::<PortSpec>().unwrap(), mq);
+        let e = "vhost-user:/s,queues=65".parse::<PortSpec>().unwrap_err();
         assert!(matches!(e, SpecError::Unsupported { .. }));
-        assert!(e.to_string().contains("one queue pair"), "{e}");
+        assert!(e.to_string().contains("at most 64"), "{e}");
+        // One port cannot serve two pairs; N workers need queues=N.
+        let e = open(&mq).err().expect("queues=2 on one worker");
+        assert!(e.to_string().contains("needs 2 workers"), "{e}");
+        let e = open_workers(&"vhost-user:/s,server,queues=3".parse().unwrap(), 2)
+            .err()
+            .expect("3 pairs for 2 workers");
+        assert!(e.to_string().contains("queues=2"), "{e}");
+        let e = open_workers(&"tap:x0".parse().unwrap(), 2)
+            .err()
+            .expect("tap for 2 workers");
+        assert!(e.to_string().contains("a queue per worker"), "{e}");
+    }
+
+    #[test]
+    fn vhost_user_queues_open_one_port_per_worker() {
+        let path =
+            std::env::temp_dir().join(alloc::format!("vmq-spec-{}.sock", std::process::id()));
+        let spec: PortSpec = alloc::format!("vhost-user:{},server,queues=2", path.display())
+            .parse()
+            .unwrap();
+        let ports = open_workers(&spec, 2).unwrap();
+        assert_eq!(ports.len(), 2);
+        assert!(ports[1].name().ends_with(",queue=1"), "{}", ports[1].name());
+        assert!(path.exists());
+        drop(ports);
+        // The control thread notices within its poll timeout and removes the socket.
+        let t = std::time::Instant::now();
+        while path.exists() && t.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!path.exists(), "socket file left behind");
     }
 
     #[test]

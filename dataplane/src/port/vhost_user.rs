@@ -3,8 +3,8 @@
 //!
 //! Protocol: QEMU's `docs/interop/vhost-user.rst` (message codec in
 //! [`crate::proto::vhost_user`]); rings: VIRTIO 1.1 §2.6 (split virtqueues); device:
-//! VIRTIO 1.1 §5.1 (network device, one queue pair: ring 0 is the driver's receiveq1,
-//! which we fill, ring 1 its transmitq1, which we drain).
+//! VIRTIO 1.1 §5.1 (network device: ring 2k is the driver's receiveq(k+1), which we
+//! fill, ring 2k+1 its transmitq(k+1), which we drain; multiqueue §5.1.6.5.5).
 //!
 //! **Roles.** `server`: we bind the unix stream socket and accept one frontend at a
 //! time (a second is closed at once). Client (the default): we connect to a frontend
@@ -12,8 +12,10 @@
 //! [`Config::retry`].
 //!
 //! **Negotiation.** Features offered: `VIRTIO_F_VERSION_1` and
-//! `VHOST_USER_F_PROTOCOL_FEATURES`; protocol features offered: `MQ` (answering
-//! `GET_QUEUE_NUM` with 1: one queue pair) and `REPLY_ACK`. Mergeable receive
+//! `VHOST_USER_F_PROTOCOL_FEATURES`, with `queues=N` > 1 also `VIRTIO_NET_F_MQ` and
+//! `VIRTIO_NET_F_CTRL_VQ` (the control queue stays with the frontend, which sends
+//! `SET_VRING_ENABLE` for the pairs it uses); protocol features offered: `MQ`
+//! (answering `GET_QUEUE_NUM` with N) and `REPLY_ACK`. Mergeable receive
 //! buffers, indirect descriptors, event idx, offloads, dirty logging and the
 //! backend request channel are not offered, so the virtio-net header is 12 bytes
 //! with `VERSION_1` and 10 without, and we write it zeroed (`num_buffers` = 1).
@@ -44,7 +46,17 @@
 //! while down are dropped and counted (`tx_dropped`, [`VhostCounters::down_tx_drops`]);
 //! a server accepts the next frontend, a client reconnects.
 //!
-//! **Limits.** One queue pair (`queues=1`); split rings only (no packed ring); no
+//! **Multi-queue.** [`VhostUserPort`] serves pair 0 and runs the control socket
+//! inline (every [`CTRL_EVERY`] bursts). [`open_queues`] gives one [`VhostQueue`]
+//! per pair, for one worker each: a worker touches only its pair's rings and its
+//! own counters, takes no lock and never waits; the control socket is served by a
+//! thread of the device's own that sleeps in `poll(2)` and, to apply a message,
+//! pauses the pairs with a lock-free handshake (`Shared`): workers skip a burst
+//! meanwhile. A ring fault a worker finds is handed to that thread, which closes
+//! the connection as for a single pair. `dataplane/tests/vhost_user_testpmd.rs`
+//! (`testpmd_two_queues_two_workers`) runs two pairs against DPDK's virtio-user.
+//!
+//! **Limits.** At most [`MAX_QUEUES`] pairs; split rings only (no packed ring); no
 //! mergeable buffers (a frame longer than the driver's receive chain is dropped and
 //! counted); a descriptor may not straddle two regions; no live migration (dirty
 //! log), no IOMMU (`IOTLB`), no inflight tracking. Region files are checked when
@@ -62,8 +74,10 @@ use crate::proto::vhost_user::{
 };
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{fence, AtomicU16, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU8, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -77,9 +91,15 @@ pub const CTRL_EVERY_DOWN: u32 = 8;
 pub const FEATURES: u64 = VIRTIO_F_VERSION_1 | F_PROTOCOL_FEATURES;
 /// vhost-user protocol features we offer.
 pub const PROTOCOL_FEATURES: u64 = PROTOCOL_F_MQ | PROTOCOL_F_REPLY_ACK;
-/// Rings of our one queue pair.
-const RINGS: usize = 2;
-/// The driver's receive ring (we transmit into it) and transmit ring (we receive).
+/// Queue pairs a port may have (`queues=N`, the frontend's rings 0..2N).
+pub const MAX_QUEUES: u16 = 64;
+/// Virtio-net multiqueue (VIRTIO 1.1 §5.1.3) and the control queue it needs; offered
+/// only with `queues` > 1. The frontend keeps the control queue to itself (DPDK's
+/// virtio-user and QEMU both handle it and send `SET_VRING_ENABLE` for the pairs).
+pub const VIRTIO_NET_F_CTRL_VQ: u64 = 1 << 17;
+pub const VIRTIO_NET_F_MQ: u64 = 1 << 22;
+/// Pair `k`'s rings: the driver's receiveq (we transmit into it) is `2k`, its
+/// transmitq (we receive from it) `2k + 1`.
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 
@@ -90,6 +110,9 @@ pub struct Config {
     pub server: bool,
     /// Client: time between connection attempts.
     pub retry: Duration,
+    /// Queue pairs (1..=[`MAX_QUEUES`]): [`VhostUserPort::open`] serves one,
+    /// [`open_queues`] one per worker.
+    pub queues: u16,
 }
 
 impl Default for Config {
@@ -97,6 +120,7 @@ impl Default for Config {
         Config {
             server: false,
             retry: Duration::from_millis(200),
+            queues: 1,
         }
     }
 }
@@ -291,6 +315,83 @@ struct Incoming {
     fds_truncated: bool,
 }
 
+/// What the fast path reads: the memory table, the rings, the header length.
+struct Rings {
+    hdr_len: usize,
+    regions: Vec<Region>,
+    /// `2 * queues` rings; a queue pair's worker owns its two while it runs.
+    vq: Box<[UnsafeCell<Vq>]>,
+}
+
+impl Rings {
+    fn new(queues: usize) -> Rings {
+        Rings {
+            hdr_len: 10,
+            regions: Vec::with_capacity(wire::MAX_REGIONS),
+            vq: (0..2 * queues)
+                .map(|_| UnsafeCell::new(Vq::default()))
+                .collect(),
+        }
+    }
+
+    #[inline(always)]
+    fn q(&mut self, i: usize) -> &mut Vq {
+        self.vq[i].get_mut()
+    }
+
+    fn reset(&mut self) {
+        self.hdr_len = 10;
+        self.regions.clear();
+        for q in self.vq.iter_mut() {
+            *q.get_mut() = Vq::default();
+        }
+    }
+}
+
+/// One queue pair's flags, on a cache line of its own (its worker writes `busy`
+/// every burst).
+#[repr(align(64))]
+#[derive(Default)]
+struct Slot {
+    /// The worker is inside a burst on this pair's rings.
+    busy: AtomicBool,
+    /// A ring fault the worker found (a [`RingFault`] code, 0: none); the control
+    /// owner closes the connection and clears it.
+    fault: AtomicU8,
+}
+
+/// The state a control owner shares with the queue pairs' workers.
+///
+/// Exclusion without a lock (a Dekker-style handshake, sequentially consistent on
+/// both sides): a worker sets its `busy`, then reads `paused`, and touches the
+/// rings only when it was clear; the control owner sets `paused`, then waits until
+/// no `busy` is set, and only then changes the rings (memory table, ring
+/// addresses, `GET_VRING_BASE`, disconnects). A worker never waits: a paused pair
+/// just moves nothing for that burst.
+struct Shared {
+    rings: UnsafeCell<Rings>,
+    paused: AtomicBool,
+    up: AtomicBool,
+    slots: Box<[Slot]>,
+}
+
+// SAFETY: `rings` is written only by the control owner while every worker is out
+// of its burst (`paused` / `busy` above); workers read the table and each touches
+// only its own pair's rings.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+impl Shared {
+    fn new(queues: usize) -> Shared {
+        Shared {
+            rings: UnsafeCell::new(Rings::new(queues)),
+            paused: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            slots: (0..queues).map(|_| Slot::default()).collect(),
+        }
+    }
+}
+
 /// A vhost-user backend port.
 pub struct VhostUserPort {
     name: String,
@@ -302,9 +403,10 @@ pub struct VhostUserPort {
     inc: Incoming,
     features: u64,
     protocol: u64,
-    hdr_len: usize,
-    regions: Vec<Region>,
-    vq: [Vq; RINGS],
+    shared: Arc<Shared>,
+    /// The rings are served by [`VhostQueue`]s on other threads: pause them
+    /// around every change.
+    mq: bool,
     up: bool,
     polls: u32,
     stats: PortStats,
@@ -474,9 +576,8 @@ impl VhostUserPort {
             },
             features: 0,
             protocol: 0,
-            hdr_len: 10,
-            regions: Vec::with_capacity(wire::MAX_REGIONS),
-            vq: Default::default(),
+            shared: Arc::new(Shared::new(usize::from(cfg.queues.clamp(1, MAX_QUEUES)))),
+            mq: false,
             up: false,
             polls: 0,
             stats: PortStats::default(),
@@ -616,10 +717,23 @@ impl VhostUserPort {
         self.inc.fds_truncated = false;
         self.features = 0;
         self.protocol = 0;
-        self.hdr_len = 10;
-        self.vq = Default::default();
-        self.regions.clear();
+        self.rings().reset();
         self.set_up(false);
+    }
+
+    /// The rings, for the control side.
+    // SAFETY (of callers): on a single-queue port only this port touches them; on a
+    // multi-queue device the control owner calls this only while paused
+    // ([`Shared`]).
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    fn rings(&self) -> &mut Rings {
+        // SAFETY: see above: no other reference to the rings is live.
+        unsafe { &mut *self.shared.rings.get() }
+    }
+
+    fn queues(&self) -> usize {
+        self.shared.slots.len()
     }
 
     fn set_up(&mut self, up: bool) {
@@ -630,6 +744,7 @@ impl VhostUserPort {
             self.counters.link_down += 1;
         }
         self.up = up;
+        self.shared.up.store(up, Ordering::Release);
     }
 
     /// Drops the connection and records why (`ctrl`: count a control error).
@@ -707,7 +822,7 @@ impl VhostUserPort {
         }
     }
 
-    fn reply(&mut self, o: &Out) -> Result<(), Fail> {
+    fn reply(&self, o: &Out) -> Result<(), Fail> {
         let fd = self
             .conn
             .as_ref()
@@ -717,12 +832,24 @@ impl VhostUserPort {
     }
 
     fn ring(&self, index: u32) -> Result<usize, Fail> {
-        if (index as usize) < RINGS {
+        let rings = 2 * self.queues();
+        if (index as usize) < rings {
             Ok(index as usize)
         } else {
             Err(Fail(alloc::format!(
-                "ring {index}: one queue pair only (rings 0 and 1)"
+                "ring {index}: {} queue pair(s) (rings 0 to {})",
+                self.queues(),
+                rings - 1
             )))
+        }
+    }
+
+    /// Virtio features offered: multiqueue only with several pairs.
+    fn offered(&self) -> u64 {
+        if self.queues() > 1 {
+            FEATURES | VIRTIO_NET_F_MQ | VIRTIO_NET_F_CTRL_VQ
+        } else {
+            FEATURES
         }
     }
 
@@ -763,16 +890,16 @@ impl VhostUserPort {
             }
         };
         match (h.request, p) {
-            (wire::GET_FEATURES, _) => self.reply(&Out::reply_u64(h.request, FEATURES)),
+            (wire::GET_FEATURES, _) => self.reply(&Out::reply_u64(h.request, self.offered())),
             (wire::SET_FEATURES, Payload::U64(v)) => {
-                if v & !FEATURES != 0 {
+                if v & !self.offered() != 0 {
                     return Err(Fail(alloc::format!(
                         "features {:#x} not offered",
-                        v & !FEATURES
+                        v & !self.offered()
                     )));
                 }
                 self.features = v;
-                self.hdr_len = if v & (VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MRG_RXBUF) != 0 {
+                self.rings().hdr_len = if v & (VIRTIO_F_VERSION_1 | VIRTIO_NET_F_MRG_RXBUF) != 0 {
                     12
                 } else {
                     10
@@ -794,12 +921,13 @@ impl VhostUserPort {
             }
             (wire::SET_OWNER, _) => Ok(()),
             (wire::RESET_OWNER, _) => {
-                self.vq = Default::default();
-                self.regions.clear();
+                self.rings().reset();
                 self.set_up(false);
                 Ok(())
             }
-            (wire::GET_QUEUE_NUM, _) => self.reply(&Out::reply_u64(h.request, 1)),
+            (wire::GET_QUEUE_NUM, _) => {
+                self.reply(&Out::reply_u64(h.request, self.queues() as u64))
+            }
             (wire::SET_MEM_TABLE, Payload::Mem(t)) => {
                 if fds.len() != t.nregions as usize {
                     return Err(Fail(alloc::format!(
@@ -809,13 +937,14 @@ impl VhostUserPort {
                     )));
                 }
                 // The rings will be resolved again against the new table.
-                for q in self.vq.iter_mut() {
-                    q.desc = core::ptr::null_mut();
+                let rings = self.rings();
+                for q in rings.vq.iter_mut() {
+                    q.get_mut().desc = core::ptr::null_mut();
                 }
-                self.regions.clear();
+                rings.regions.clear();
                 for (r, fd) in t.regions().iter().zip(fds.iter()) {
                     let m = map_region(fd, r)?;
-                    self.regions.push(m);
+                    rings.regions.push(m);
                 }
                 Ok(())
             }
@@ -827,14 +956,14 @@ impl VhostUserPort {
                         s.num
                     )));
                 }
-                self.vq[i].num = s.num;
-                self.vq[i].desc = core::ptr::null_mut();
+                self.rings().q(i).num = s.num;
+                self.rings().q(i).desc = core::ptr::null_mut();
                 Ok(())
             }
             (wire::SET_VRING_ADDR, Payload::Addr(a)) => {
                 let i = self.ring(a.index)?;
-                self.vq[i].addr = Some(a);
-                self.vq[i].desc = core::ptr::null_mut();
+                self.rings().q(i).addr = Some(a);
+                self.rings().q(i).desc = core::ptr::null_mut();
                 Ok(())
             }
             (wire::SET_VRING_BASE, Payload::State(s)) => {
@@ -842,13 +971,13 @@ impl VhostUserPort {
                 if s.num > 0xffff {
                     return Err(Fail(alloc::format!("ring base {} out of range", s.num)));
                 }
-                self.vq[i].last_avail = s.num as u16;
-                self.vq[i].used_idx = s.num as u16;
+                self.rings().q(i).last_avail = s.num as u16;
+                self.rings().q(i).used_idx = s.num as u16;
                 Ok(())
             }
             (wire::GET_VRING_BASE, Payload::State(s)) => {
                 let i = self.ring(s.index)?;
-                let q = &mut self.vq[i];
+                let q = self.rings().q(i);
                 q.started = false;
                 q.kick = None;
                 q.desc = core::ptr::null_mut();
@@ -863,25 +992,25 @@ impl VhostUserPort {
             }
             (wire::SET_VRING_KICK, Payload::U64(v)) => {
                 let i = self.ring((v & wire::VRING_INDEX_MASK) as u32)?;
-                self.vq[i].kick = fd_for(v, &mut fds)?;
-                self.vq[i].started = true;
+                self.rings().q(i).kick = fd_for(v, &mut fds)?;
+                self.rings().q(i).started = true;
                 Ok(())
             }
             (wire::SET_VRING_CALL, Payload::U64(v)) => {
                 let i = self.ring((v & wire::VRING_INDEX_MASK) as u32)?;
-                self.vq[i].call = fd_for(v, &mut fds)?;
+                self.rings().q(i).call = fd_for(v, &mut fds)?;
                 Ok(())
             }
             (wire::SET_VRING_ERR, Payload::U64(v)) => {
                 let i = self.ring((v & wire::VRING_INDEX_MASK) as u32)?;
-                self.vq[i].err = fd_for(v, &mut fds)?;
+                self.rings().q(i).err = fd_for(v, &mut fds)?;
                 Ok(())
             }
             (wire::SET_VRING_ENABLE, Payload::State(s)) => {
                 let i = self.ring(s.index)?;
-                self.vq[i].enabled = s.num != 0;
+                self.rings().q(i).enabled = s.num != 0;
                 if s.num == 0 {
-                    self.vq[i].desc = core::ptr::null_mut();
+                    self.rings().q(i).desc = core::ptr::null_mut();
                 }
                 Ok(())
             }
@@ -892,16 +1021,19 @@ impl VhostUserPort {
     /// Resolves the rings that are set up, started and enabled; updates link state.
     fn refresh(&mut self) -> Result<(), Fail> {
         let proto = self.features & F_PROTOCOL_FEATURES != 0;
-        for i in 0..RINGS {
-            let q = &self.vq[i];
+        let rings = self.rings();
+        let mapped = !rings.regions.is_empty();
+        for i in 0..rings.vq.len() {
+            let q = rings.q(i);
             let want = q.started && (q.enabled || !proto) && q.num != 0 && q.addr.is_some();
             if !want {
-                self.vq[i].desc = core::ptr::null_mut();
+                q.desc = core::ptr::null_mut();
                 continue;
             }
-            if q.ready() || self.regions.is_empty() {
+            if q.ready() || !mapped {
                 continue;
             }
+            let num = q.num;
             let a = q.addr.unwrap_or(wire::VringAddr {
                 index: 0,
                 flags: 0,
@@ -912,7 +1044,7 @@ impl VhostUserPort {
             });
             let key: fn(&Region) -> u64 = |r| r.uaddr;
             let find = |addr: u64, len: u64, align: usize, what: &str| -> Result<*mut u8, Fail> {
-                let p = translate(&self.regions, addr, len, key).ok_or_else(|| {
+                let p = translate(&rings.regions, addr, len, key).ok_or_else(|| {
                     Fail(alloc::format!(
                         "ring {i}: {what} at {addr:#x} ({len} bytes) not covered by the memory table"
                     ))
@@ -922,10 +1054,10 @@ impl VhostUserPort {
                 }
                 Ok(p)
             };
-            let desc = find(a.desc, desc_bytes(q.num), 16, "descriptor table")?;
-            let avail = find(a.avail, avail_bytes(q.num), 2, "available ring")?;
-            let used = find(a.used, used_bytes(q.num), 4, "used ring")?;
-            let q = &mut self.vq[i];
+            let desc = find(a.desc, desc_bytes(num), 16, "descriptor table")?;
+            let avail = find(a.avail, avail_bytes(num), 2, "available ring")?;
+            let used = find(a.used, used_bytes(num), 4, "used ring")?;
+            let q = rings.q(i);
             q.desc = desc;
             q.avail = avail;
             q.used = used;
@@ -933,7 +1065,9 @@ impl VhostUserPort {
             // SAFETY: used flags inside the used ring (resolved above).
             unsafe { used.cast::<u16>().write_volatile(VIRTQ_USED_F_NO_NOTIFY) };
         }
-        let up = self.vq.iter().all(|q| q.ready());
+        // Up once the first pair runs (a frontend may enable fewer pairs than
+        // offered).
+        let up = rings.q(RXQ).ready() && rings.q(TXQ).ready();
         self.set_up(up);
         Ok(())
     }
@@ -952,6 +1086,45 @@ impl VhostUserPort {
 enum RingFault {
     Index(&'static str),
     Desc(&'static str),
+}
+
+/// Ring faults a [`VhostQueue`]'s worker hands to the control owner (`Slot::fault`).
+const FAULTS: [&str; 9] = [
+    "",
+    "available index ahead by more than the ring",
+    "available head out of range",
+    "descriptor chain loops",
+    "indirect descriptor (not negotiated)",
+    "descriptor outside the memory table",
+    "descriptor next out of range",
+    "receive descriptor indirect or not device-writable",
+    "ring fault",
+];
+
+impl RingFault {
+    /// Index into [`FAULTS`] (never 0).
+    fn code(&self) -> u8 {
+        let w = match self {
+            RingFault::Index(w) | RingFault::Desc(w) => *w,
+        };
+        FAULTS[1..]
+            .iter()
+            .position(|f| *f == w)
+            .map_or(FAULTS.len() - 1, |i| i + 1) as u8
+    }
+}
+
+/// Frames handed to a pair whose link is down: freed and counted.
+fn down_drop(
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut VhostCounters,
+) {
+    let n = batch.len() as u64;
+    batch.free_all(cache);
+    stats.tx_dropped += n;
+    counters.down_tx_drops += n;
 }
 
 /// Signals the ring's call eventfd unless the driver suppressed interrupts.
@@ -983,220 +1156,464 @@ impl VhostUserPort {
         };
         self.fail(Fail(why.into()), false);
     }
+}
 
-    /// Drains the driver's transmit ring.
-    fn rx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
-        let hdr = self.hdr_len;
-        let q = &mut self.vq[TXQ];
-        if !q.ready() {
-            return Ok(0);
+/// Drains the driver's transmit ring.
+fn rx_inner(
+    q: &mut Vq,
+    regions: &[Region],
+    hdr: usize,
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut VhostCounters,
+) -> Result<usize, RingFault> {
+    if !q.ready() {
+        return Ok(0);
+    }
+    let avail = q.avail_idx();
+    let pending = avail.wrapping_sub(q.last_avail);
+    if pending as u32 > q.num {
+        return Err(RingFault::Index(
+            "available index ahead by more than the ring",
+        ));
+    }
+    let mut n = 0;
+    let mut left = pending;
+    let mut fault = None;
+    while left > 0 && batch.room() > 0 {
+        let head = q.avail_ring(q.last_avail);
+        if head as u32 >= q.num {
+            fault = Some(RingFault::Index("available head out of range"));
+            break;
         }
-        let avail = q.avail_idx();
-        let pending = avail.wrapping_sub(q.last_avail);
-        if pending as u32 > q.num {
-            return Err(RingFault::Index(
-                "available index ahead by more than the ring",
-            ));
-        }
-        let mut n = 0;
-        let mut left = pending;
-        let mut fault = None;
-        while left > 0 && batch.room() > 0 {
-            let head = q.avail_ring(q.last_avail);
-            if head as u32 >= q.num {
-                fault = Some(RingFault::Index("available head out of range"));
+        let mut pkt = cache.alloc();
+        let mut len = 0usize;
+        let mut skip = hdr;
+        let mut too_long = false;
+        let mut i = head;
+        let mut hops = 0u32;
+        loop {
+            hops += 1;
+            if hops > q.num {
+                fault = Some(RingFault::Desc("descriptor chain loops"));
                 break;
             }
-            let mut pkt = cache.alloc();
-            let mut len = 0usize;
-            let mut skip = hdr;
-            let mut too_long = false;
-            let mut i = head;
-            let mut hops = 0u32;
-            loop {
-                hops += 1;
-                if hops > q.num {
-                    fault = Some(RingFault::Desc("descriptor chain loops"));
-                    break;
-                }
-                let (addr, dlen, flags, next) = q.desc(i);
-                if flags & VIRTQ_DESC_F_INDIRECT != 0 {
-                    fault = Some(RingFault::Desc("indirect descriptor (not negotiated)"));
-                    break;
-                }
-                let Some(src) = translate(&self.regions, addr, dlen as u64, |r| r.gpa) else {
-                    fault = Some(RingFault::Desc("descriptor outside the memory table"));
-                    break;
+            let (addr, dlen, flags, next) = q.desc(i);
+            if flags & VIRTQ_DESC_F_INDIRECT != 0 {
+                fault = Some(RingFault::Desc("indirect descriptor (not negotiated)"));
+                break;
+            }
+            let Some(src) = translate(regions, addr, dlen as u64, |r| r.gpa) else {
+                fault = Some(RingFault::Desc("descriptor outside the memory table"));
+                break;
+            };
+            let s = skip.min(dlen as usize);
+            skip -= s;
+            let chunk = dlen as usize - s;
+            if len + chunk > DATA_ROOM {
+                too_long = true;
+            } else if let Some(p) = pkt.as_mut() {
+                // SAFETY: src..src+dlen lies in a mapped region (translate); the
+                // destination stays inside the buffer (len + chunk <= DATA_ROOM).
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.add(s),
+                        p.buffer_mut().as_mut_ptr().add(HEADROOM + len),
+                        chunk,
+                    )
                 };
-                let s = skip.min(dlen as usize);
-                skip -= s;
-                let chunk = dlen as usize - s;
-                if len + chunk > DATA_ROOM {
-                    too_long = true;
-                } else if let Some(p) = pkt.as_mut() {
-                    // SAFETY: src..src+dlen lies in a mapped region (translate); the
-                    // destination stays inside the buffer (len + chunk <= DATA_ROOM).
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            src.add(s),
-                            p.buffer_mut().as_mut_ptr().add(HEADROOM + len),
-                            chunk,
-                        )
-                    };
-                    len += chunk;
-                }
-                if flags & VIRTQ_DESC_F_NEXT == 0 {
-                    break;
-                }
-                if next as u32 >= q.num {
-                    fault = Some(RingFault::Desc("descriptor next out of range"));
-                    break;
-                }
-                i = next;
+                len += chunk;
             }
-            if fault.is_some() {
-                if let Some(p) = pkt {
-                    cache.free(p);
-                }
+            if flags & VIRTQ_DESC_F_NEXT == 0 {
                 break;
             }
-            q.put_used(head, 0);
-            q.last_avail = q.last_avail.wrapping_add(1);
-            left -= 1;
-            match pkt {
-                Some(mut p) if !too_long && len > 0 => {
-                    let _ = p.set_window(HEADROOM, len);
-                    self.stats.rx_packets += 1;
-                    self.stats.rx_bytes += len as u64;
-                    let _ = batch.push(p);
-                    n += 1;
-                }
-                Some(p) => {
-                    self.stats.rx_dropped += 1;
-                    cache.free(p);
-                }
-                None => self.stats.rx_dropped += 1,
+            if next as u32 >= q.num {
+                fault = Some(RingFault::Desc("descriptor next out of range"));
+                break;
+            }
+            i = next;
+        }
+        if fault.is_some() {
+            if let Some(p) = pkt {
+                cache.free(p);
+            }
+            break;
+        }
+        q.put_used(head, 0);
+        q.last_avail = q.last_avail.wrapping_add(1);
+        left -= 1;
+        match pkt {
+            Some(mut p) if !too_long && len > 0 => {
+                let _ = p.set_window(HEADROOM, len);
+                stats.rx_packets += 1;
+                stats.rx_bytes += len as u64;
+                let _ = batch.push(p);
+                n += 1;
+            }
+            Some(p) => {
+                stats.rx_dropped += 1;
+                cache.free(p);
+            }
+            None => stats.rx_dropped += 1,
+        }
+    }
+    if left != pending {
+        q.publish_used();
+        notify(q, &mut counters.calls);
+    }
+    match fault {
+        Some(f) => Err(f),
+        None => Ok(n),
+    }
+}
+
+/// Fills the driver's receive ring.
+fn tx_inner(
+    q: &mut Vq,
+    regions: &[Region],
+    hdr: usize,
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut VhostCounters,
+) -> Result<usize, RingFault> {
+    let mut avail = q.avail_idx();
+    if avail.wrapping_sub(q.last_avail) as u32 > q.num {
+        return Err(RingFault::Index(
+            "available index ahead by more than the ring",
+        ));
+    }
+    // virtio-net header: all zero (no offloads), num_buffers = 1 with 12 bytes.
+    let mut h = [0u8; 12];
+    h[10] = 1;
+    let mut count = 0;
+    let mut sent = 0;
+    let mut bytes = 0u64;
+    let mut too_long = 0u64;
+    let mut fault = None;
+    for p in batch.iter() {
+        if q.last_avail == avail {
+            avail = q.avail_idx();
+            if q.last_avail == avail {
+                break;
+            }
+            if avail.wrapping_sub(q.last_avail) as u32 > q.num {
+                fault = Some(RingFault::Index(
+                    "available index ahead by more than the ring",
+                ));
+                break;
             }
         }
-        if left != pending {
-            q.publish_used();
-            notify(q, &mut self.counters.calls);
+        let head = q.avail_ring(q.last_avail);
+        if head as u32 >= q.num {
+            fault = Some(RingFault::Index("available head out of range"));
+            break;
         }
-        match fault {
-            Some(f) => Err(f),
-            None => Ok(n),
+        let data = p.data();
+        let total = hdr + data.len();
+        let mut off = 0usize; // bytes of header + data written
+        let mut i = head;
+        let mut hops = 0u32;
+        loop {
+            hops += 1;
+            if hops > q.num {
+                fault = Some(RingFault::Desc("descriptor chain loops"));
+                break;
+            }
+            let (addr, dlen, flags, next) = q.desc(i);
+            if flags & VIRTQ_DESC_F_INDIRECT != 0 || flags & VIRTQ_DESC_F_WRITE == 0 {
+                fault = Some(RingFault::Desc(
+                    "receive descriptor indirect or not device-writable",
+                ));
+                break;
+            }
+            let Some(dst) = translate(regions, addr, dlen as u64, |r| r.gpa) else {
+                fault = Some(RingFault::Desc("descriptor outside the memory table"));
+                break;
+            };
+            let mut w = 0usize;
+            while w < dlen as usize && off < total {
+                let (src, n) = if off < hdr {
+                    (h[off..hdr].as_ptr(), (hdr - off).min(dlen as usize - w))
+                } else {
+                    let d = off - hdr;
+                    (data[d..].as_ptr(), (data.len() - d).min(dlen as usize - w))
+                };
+                // SAFETY: dst..dst+dlen lies in a mapped region (translate) and
+                // w + n <= dlen; the source is the header or the frame.
+                unsafe { core::ptr::copy_nonoverlapping(src, dst.add(w), n) };
+                w += n;
+                off += n;
+            }
+            if flags & VIRTQ_DESC_F_NEXT == 0 || off == total {
+                break;
+            }
+            if next as u32 >= q.num {
+                fault = Some(RingFault::Desc("descriptor next out of range"));
+                break;
+            }
+            i = next;
+        }
+        if fault.is_some() {
+            break;
+        }
+        q.last_avail = q.last_avail.wrapping_add(1);
+        count += 1;
+        if off < total {
+            // The chain was too short: give the buffer back empty.
+            q.put_used(head, 0);
+            too_long += 1;
+        } else {
+            q.put_used(head, total as u32);
+            sent += 1;
+            bytes += data.len() as u64;
+        }
+    }
+    if count > 0 {
+        q.publish_used();
+        notify(q, &mut counters.calls);
+    }
+    batch.take_front(count, |p| cache.free(p));
+    stats.tx_packets += sent as u64;
+    stats.tx_bytes += bytes;
+    stats.tx_dropped += too_long;
+    counters.tx_too_long += too_long;
+    match fault {
+        Some(f) => Err(f),
+        None => Ok(sent),
+    }
+}
+
+/// One queue pair of a multi-queue vhost-user device ([`open_queues`]): a port for
+/// one worker. Its bursts touch only pair `k`'s two rings (the driver's
+/// receiveq `2k` and transmitq `2k + 1`) and its own counters; they take no lock,
+/// make no system call but the `call` eventfd write, and never wait: while the
+/// control owner changes the device (a thread of its own, woken by the control
+/// socket) the pair moves nothing (see `Shared`).
+pub struct VhostQueue {
+    name: String,
+    shared: Arc<Shared>,
+    k: usize,
+    stats: PortStats,
+    counters: VhostCounters,
+    mac: [u8; 6],
+}
+
+/// Opens a vhost-user device of `cfg.queues` queue pairs on `path` and returns one
+/// [`VhostQueue`] per pair, to be polled by one worker each. The control socket is
+/// served by a thread of its own (`vhost-ctl`), off the fast path: it sleeps in
+/// `poll(2)` on the socket and pauses the pairs only while it applies a message
+/// or a disconnect. It ends, closing the socket (and removing a server's socket
+/// file), once every queue is dropped.
+pub fn open_queues(path: &Path, cfg: &Config) -> Result<Vec<VhostQueue>, VhostError> {
+    let mut ctl = VhostUserPort::open(path, cfg)?;
+    ctl.mq = true;
+    let queues: Vec<VhostQueue> = (0..ctl.queues())
+        .map(|k| VhostQueue {
+            name: alloc::format!("{},queue={k}", ctl.name),
+            shared: ctl.shared.clone(),
+            k,
+            stats: PortStats::default(),
+            counters: VhostCounters::default(),
+            mac: ctl.mac,
+        })
+        .collect();
+    std::thread::Builder::new()
+        .name("vhost-ctl".into())
+        .spawn(move || control_loop(ctl))
+        .map_err(|source| VhostError::Sys {
+            what: "spawning the vhost-user control thread",
+            source,
+        })?;
+    Ok(queues)
+}
+
+/// The control owner of a multi-queue device.
+fn control_loop(mut ctl: VhostUserPort) {
+    while Arc::strong_count(&ctl.shared) > 1 {
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 2];
+        if let Some(c) = ctl.conn.as_ref() {
+            fds[0].fd = c.as_raw_fd();
+        }
+        if let Some(l) = ctl.listener.as_ref() {
+            fds[1].fd = l.as_raw_fd();
+        }
+        // SAFETY: two pollfds of ours (a negative fd is ignored); 10 ms at most, so
+        // faults, client retries and the end are noticed.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
+        let fault = ctl
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.fault.load(Ordering::Acquire))
+            .find(|&f| f != 0);
+        let retry = !ctl.cfg.server && ctl.conn.is_none() && Instant::now() >= ctl.next_try;
+        if r > 0 || fault.is_some() || retry {
+            ctl.pause();
+            if let Some(f) = fault {
+                let why = FAULTS.get(usize::from(f)).copied().unwrap_or("ring fault");
+                ctl.fail(Fail(why.into()), false);
+                for s in ctl.shared.slots.iter() {
+                    s.fault.store(0, Ordering::Release);
+                }
+            }
+            ctl.poll_control();
+            ctl.resume();
+        }
+    }
+}
+
+impl VhostUserPort {
+    /// Stops every queue pair's worker from touching the rings and waits until
+    /// none is inside a burst (a burst's length at most).
+    fn pause(&self) {
+        self.shared.paused.store(true, Ordering::SeqCst);
+        for s in self.shared.slots.iter() {
+            while s.busy.load(Ordering::SeqCst) {
+                core::hint::spin_loop();
+            }
         }
     }
 
-    /// Fills the driver's receive ring.
-    fn tx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
-        let hdr = self.hdr_len;
-        let q = &mut self.vq[RXQ];
-        let mut avail = q.avail_idx();
-        if avail.wrapping_sub(q.last_avail) as u32 > q.num {
-            return Err(RingFault::Index(
-                "available index ahead by more than the ring",
-            ));
+    fn resume(&self) {
+        self.shared.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+impl VhostQueue {
+    /// This pair's index (rings `2k` and `2k + 1`).
+    pub fn queue(&self) -> usize {
+        self.k
+    }
+
+    /// Whether the device's first pair runs (the frontend set it up).
+    pub fn is_up(&self) -> bool {
+        self.shared.up.load(Ordering::Acquire)
+    }
+
+    /// Whether this pair's rings run (the frontend enabled it).
+    pub fn is_running(&self) -> bool {
+        if !self.enter() {
+            return false;
         }
-        // virtio-net header: all zero (no offloads), num_buffers = 1 with 12 bytes.
-        let mut h = [0u8; 12];
-        h[10] = 1;
-        let mut count = 0;
-        let mut sent = 0;
-        let mut bytes = 0u64;
-        let mut too_long = 0u64;
-        let mut fault = None;
-        for p in batch.iter() {
-            if q.last_avail == avail {
-                avail = q.avail_idx();
-                if q.last_avail == avail {
-                    break;
+        // SAFETY: entered (see `rx_burst`).
+        let r = unsafe { &*self.shared.rings.get() };
+        // SAFETY: pair k's rings are this queue's alone.
+        let up = unsafe {
+            (*r.vq[2 * self.k + RXQ].get()).ready() && (*r.vq[2 * self.k + TXQ].get()).ready()
+        };
+        self.leave();
+        up
+    }
+
+    /// This pair's counters (ring faults it found, calls, drops); link changes
+    /// and control errors are the device's.
+    pub fn counters(&self) -> VhostCounters {
+        self.counters
+    }
+
+    /// Enters a burst: false while the control owner holds the rings or after a
+    /// fault it has not handled yet.
+    #[inline(always)]
+    fn enter(&self) -> bool {
+        let slot = &self.shared.slots[self.k];
+        slot.busy.store(true, Ordering::SeqCst);
+        if self.shared.paused.load(Ordering::SeqCst) || slot.fault.load(Ordering::Relaxed) != 0 {
+            slot.busy.store(false, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    #[inline(always)]
+    fn leave(&self) {
+        self.shared.slots[self.k]
+            .busy
+            .store(false, Ordering::Release);
+    }
+
+    fn done(&mut self, res: Result<usize, RingFault>) -> usize {
+        match res {
+            Ok(n) => n,
+            Err(f) => {
+                match f {
+                    RingFault::Index(_) => self.counters.ring_errors += 1,
+                    RingFault::Desc(_) => self.counters.bad_desc += 1,
                 }
-                if avail.wrapping_sub(q.last_avail) as u32 > q.num {
-                    fault = Some(RingFault::Index(
-                        "available index ahead by more than the ring",
-                    ));
-                    break;
-                }
-            }
-            let head = q.avail_ring(q.last_avail);
-            if head as u32 >= q.num {
-                fault = Some(RingFault::Index("available head out of range"));
-                break;
-            }
-            let data = p.data();
-            let total = hdr + data.len();
-            let mut off = 0usize; // bytes of header + data written
-            let mut i = head;
-            let mut hops = 0u32;
-            loop {
-                hops += 1;
-                if hops > q.num {
-                    fault = Some(RingFault::Desc("descriptor chain loops"));
-                    break;
-                }
-                let (addr, dlen, flags, next) = q.desc(i);
-                if flags & VIRTQ_DESC_F_INDIRECT != 0 || flags & VIRTQ_DESC_F_WRITE == 0 {
-                    fault = Some(RingFault::Desc(
-                        "receive descriptor indirect or not device-writable",
-                    ));
-                    break;
-                }
-                let Some(dst) = translate(&self.regions, addr, dlen as u64, |r| r.gpa) else {
-                    fault = Some(RingFault::Desc("descriptor outside the memory table"));
-                    break;
-                };
-                let mut w = 0usize;
-                while w < dlen as usize && off < total {
-                    let (src, n) = if off < hdr {
-                        (h[off..hdr].as_ptr(), (hdr - off).min(dlen as usize - w))
-                    } else {
-                        let d = off - hdr;
-                        (data[d..].as_ptr(), (data.len() - d).min(dlen as usize - w))
-                    };
-                    // SAFETY: dst..dst+dlen lies in a mapped region (translate) and
-                    // w + n <= dlen; the source is the header or the frame.
-                    unsafe { core::ptr::copy_nonoverlapping(src, dst.add(w), n) };
-                    w += n;
-                    off += n;
-                }
-                if flags & VIRTQ_DESC_F_NEXT == 0 || off == total {
-                    break;
-                }
-                if next as u32 >= q.num {
-                    fault = Some(RingFault::Desc("descriptor next out of range"));
-                    break;
-                }
-                i = next;
-            }
-            if fault.is_some() {
-                break;
-            }
-            q.last_avail = q.last_avail.wrapping_add(1);
-            count += 1;
-            if off < total {
-                // The chain was too short: give the buffer back empty.
-                q.put_used(head, 0);
-                too_long += 1;
-            } else {
-                q.put_used(head, total as u32);
-                sent += 1;
-                bytes += data.len() as u64;
+                self.shared.slots[self.k]
+                    .fault
+                    .store(f.code(), Ordering::Release);
+                0
             }
         }
-        if count > 0 {
-            q.publish_used();
-            notify(q, &mut self.counters.calls);
+    }
+}
+
+impl Port for VhostQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        if !self.enter() {
+            return 0;
         }
-        batch.take_front(count, |p| cache.free(p));
-        self.stats.tx_packets += sent as u64;
-        self.stats.tx_bytes += bytes;
-        self.stats.tx_dropped += too_long;
-        self.counters.tx_too_long += too_long;
-        match fault {
-            Some(f) => Err(f),
-            None => Ok(sent),
+        // SAFETY: entered: the control owner changes nothing until we leave, and
+        // the regions are only read.
+        let r = unsafe { &*self.shared.rings.get() };
+        // SAFETY: pair k's transmitq is touched by this queue alone.
+        let q = unsafe { &mut *r.vq[2 * self.k + TXQ].get() };
+        let res = rx_inner(
+            q,
+            &r.regions,
+            r.hdr_len,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        );
+        self.leave();
+        self.done(res)
+    }
+
+    fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        if !self.enter() {
+            down_drop(cache, batch, &mut self.stats, &mut self.counters);
+            return 0;
         }
+        // SAFETY: as in `rx_burst`.
+        let r = unsafe { &*self.shared.rings.get() };
+        // SAFETY: pair k's receiveq is touched by this queue alone.
+        let q = unsafe { &mut *r.vq[2 * self.k + RXQ].get() };
+        let res = if q.ready() {
+            tx_inner(
+                q,
+                &r.regions,
+                r.hdr_len,
+                cache,
+                batch,
+                &mut self.stats,
+                &mut self.counters,
+            )
+        } else {
+            down_drop(cache, batch, &mut self.stats, &mut self.counters);
+            Ok(0)
+        };
+        self.leave();
+        self.done(res)
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(self.mac)
     }
 }
 
@@ -1215,7 +1632,18 @@ impl Port for VhostUserPort {
 
     fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
         self.tick();
-        match self.rx_inner(cache, batch) {
+        // SAFETY: a single-queue port is the rings' only user (no `VhostQueue`).
+        let r = unsafe { &mut *self.shared.rings.get() };
+        let res = rx_inner(
+            r.vq[TXQ].get_mut(),
+            &r.regions,
+            r.hdr_len,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        );
+        match res {
             Ok(n) => n,
             Err(f) => {
                 self.ring_fault(f);
@@ -1226,14 +1654,22 @@ impl Port for VhostUserPort {
 
     fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
         self.tick();
-        if !self.vq[RXQ].ready() {
-            let n = batch.len() as u64;
-            batch.free_all(cache);
-            self.stats.tx_dropped += n;
-            self.counters.down_tx_drops += n;
+        // SAFETY: a single-queue port is the rings' only user (no `VhostQueue`).
+        let r = unsafe { &mut *self.shared.rings.get() };
+        if !r.q(RXQ).ready() {
+            down_drop(cache, batch, &mut self.stats, &mut self.counters);
             return 0;
         }
-        match self.tx_inner(cache, batch) {
+        let res = tx_inner(
+            r.vq[RXQ].get_mut(),
+            &r.regions,
+            r.hdr_len,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        );
+        match res {
             Ok(n) => n,
             Err(f) => {
                 self.ring_fault(f);

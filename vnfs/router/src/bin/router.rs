@@ -186,8 +186,11 @@ fn real_main() -> anyhow::Result<()> {
             .port
             .parse()
             .with_context(|| format!("interface[{i}] ({}).port", ic.name))?;
-        if workers > 1 && !matches!(s, PortSpec::AfXdp { .. }) {
-            bail!("interface[{i}] ({}).port: engine.workers > 1 needs afxdp ports (one queue per worker)", ic.name);
+        if workers > 1
+            && !matches!(s, PortSpec::AfXdp { .. })
+            && !matches!(s, PortSpec::VhostUser { queues, .. } if usize::from(queues) == workers)
+        {
+            bail!("interface[{i}] ({}).port: engine.workers = {workers} needs afxdp ports or vhost-user ports with queues={workers} (one queue per worker)", ic.name);
         }
         specs.push(s);
     }
@@ -232,19 +235,13 @@ fn real_main() -> anyhow::Result<()> {
     let mut port_macs = Vec::new();
     let mut pcap_inputs = false;
     for (i, s) in specs.iter().enumerate() {
-        for (w, ports) in per_worker.iter_mut().enumerate() {
-            let s = match s {
-                PortSpec::AfXdp { iface, queue } => PortSpec::AfXdp {
-                    iface: iface.clone(),
-                    queue: queue + w as u32,
-                },
-                other => other.clone(),
-            };
-            if let PortSpec::Pcap { rx: Some(_), .. } = s {
-                pcap_inputs = true;
-            }
-            let p = spec::open(&s)
-                .with_context(|| format!("interface[{i}] ({})", cfg.interfaces[i].name))?;
+        if let PortSpec::Pcap { rx: Some(_), .. } = s {
+            pcap_inputs = true;
+        }
+        // One port per worker: AF_XDP queue QUEUE + w, vhost-user queue pair w.
+        let opened = spec::open_workers(s, workers)
+            .with_context(|| format!("interface[{i}] ({})", cfg.interfaces[i].name))?;
+        for (w, (ports, p)) in per_worker.iter_mut().zip(opened).enumerate() {
             if w == 0 {
                 port_macs.push(p.mac().unwrap_or([0x02, 0, 0, 0, 0, i as u8]));
             }

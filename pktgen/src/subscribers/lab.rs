@@ -2461,6 +2461,50 @@ mod tests {
     use super::*;
     use vbng::vnf::build;
 
+    /// Two workers, sessions set up by the vBNG's own control plane: the "NIC"
+    /// steers PPPoE by session id and IPv4 by subscriber address (`vbng::steer`)
+    /// and the control plane gave every session an address of its session id's
+    /// worker, so no packet of either direction is handed between the workers —
+    /// with the lab stepping the workers and with each on a thread of its own —
+    /// and none is lost.
+    #[test]
+    fn two_workers_hand_off_nothing_of_locally_set_up_sessions() {
+        for parallel in [None, Some(Vec::new())] {
+            let threads = parallel.is_some();
+            let r = run(
+                &LabConfig {
+                    sessions: 300,
+                    packets: 30_000,
+                    workers: 2,
+                    parallel,
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(r.sessions_established, 300, "{:?}", r.setup);
+            assert_eq!(r.bng_control.get("off_share"), Some(&0), "{threads}");
+            let d = r.downstream.as_ref().unwrap();
+            assert!(r.upstream.sent >= 29_000 && d.sent >= 29_000, "{threads}");
+            assert_eq!(r.upstream.received, r.upstream.sent, "{}", r.bng_errors);
+            assert_eq!(d.received, d.sent, "{}", r.bng_errors);
+            assert_eq!(r.per_worker.len(), 2);
+            for phase in ["upstream", "downstream"] {
+                let (mut packets, mut handed) = (0, 0);
+                for w in &r.per_worker {
+                    let p = w.phases.iter().find(|p| p.phase == phase).unwrap();
+                    // Both workers own subscribers and carry their traffic.
+                    assert!(p.packets > 5_000, "{phase} {threads}: {:?}", w.phases);
+                    packets += p.packets;
+                    handed += p.handed_off;
+                }
+                // The hand-off fraction: 0 (before the steering fix ~0.5).
+                let frac = handed as f64 / packets as f64;
+                assert_eq!(handed, 0, "{phase} {threads}: hand-off fraction {frac}");
+            }
+        }
+    }
+
     #[test]
     fn small_lab_sets_up_forwards_and_tears_down() {
         for auth in [AuthProto::Pap, AuthProto::Chap] {

@@ -2023,13 +2023,15 @@ fn parallel_traffic(
             .enumerate()
             .map(|(k, (((w, (inp, outp)), mut pc), mine))| {
                 let (start, done) = (&start, &done);
-                let pin = (n > 1 || !cores.is_empty())
-                    .then(|| dataplane::runner::core_for(k, cores));
+                let pin =
+                    (n > 1 || !cores.is_empty()).then(|| dataplane::runner::core_for(k, cores));
                 s.spawn(move || {
                     if let Some(c) = pin {
                         dataplane::runner::pin_to(c);
                     }
-                    lane(w, inp, outp, &mut pc, stream, mine, limit, t0, start, done, n)
+                    lane(
+                        w, inp, outp, &mut pc, stream, mine, limit, t0, start, done, n,
+                    )
                 })
             })
             .collect();
@@ -2214,9 +2216,16 @@ fn traffic(
             Limit::Packets(p) => Limit::Packets(p / m.workers.len().max(1) as u64),
             l => l,
         };
-        let (report, per, lanes) = parallel_traffic(m, tx, rx, cache, &stream, limit, t0, up, cores);
+        let (report, per, lanes) =
+            parallel_traffic(m, tx, rx, cache, &stream, limit, t0, up, cores);
         bng.phases.push((name.to_string(), lanes));
-        return (report, per, PhaseDetail { tracker: Tracker::new(templates) });
+        return (
+            report,
+            per,
+            PhaseDetail {
+                tracker: Tracker::new(templates),
+            },
+        );
     }
     let mut seen = std::collections::HashSet::new();
     let mut tr = Tracker::new(templates);

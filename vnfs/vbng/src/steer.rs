@@ -122,7 +122,10 @@ mod tests {
             by_sid[usize::from(sid_owner(sid, 2))] += 1;
         }
         // Both workers get a fair share of the session ids (within 5 %).
-        assert!(by_sid.iter().all(|&n| n > 0xffff / 2 * 95 / 100), "{by_sid:?}");
+        assert!(
+            by_sid.iter().all(|&n| n > 0xffff / 2 * 95 / 100),
+            "{by_sid:?}"
+        );
         let mut by_addr = [0u32; 2];
         for i in 0..4096u32 {
             by_addr[usize::from(addr_owner(0x6440_0002 + i, 2))] += 1;

@@ -632,7 +632,7 @@ struct Bng {
     sampling: bool,
     /// Each traffic phase's name and its per-worker (loop time, packets,
     /// hand-offs).
-    phases: Vec<(String, Vec<(Duration, u64, u64)>)>,
+    phases: Vec<(String, WorkerTimes)>,
     /// [`LabConfig::parallel`].
     parallel: Option<Vec<usize>>,
 }
@@ -867,7 +867,7 @@ impl Bng {
 
     /// Each worker's (loop time, packets) in the traffic phases so far, and the
     /// packets it handed off.
-    fn worker_times(&self) -> Vec<(Duration, u64, u64)> {
+    fn worker_times(&self) -> WorkerTimes {
         match &self.dut {
             Dut::Mono(m) => m
                 .per
@@ -1942,7 +1942,9 @@ impl<'a> Churn<'a> {
 /// which port faces the subscribers (`tx` upstream, `rx` downstream): control frames
 /// there go to the emulator and its answers go out there, so sessions stay up
 /// however long the phase runs.
-#[allow(clippy::too_many_arguments)]
+/// Each worker's (loop time, packets, hand-offs) in a traffic phase.
+type WorkerTimes = Vec<(Duration, u64, u64)>;
+
 /// One worker's part of a parallel traffic phase ([`LabConfig::parallel`]).
 #[derive(Debug, Default, Clone, Copy)]
 struct Lane {
@@ -1978,11 +1980,7 @@ fn parallel_traffic(
     t0: &Instant,
     up: bool,
     cores: &[usize],
-) -> (
-    TrafficReport,
-    Vec<(Access, TrafficReport)>,
-    Vec<(Duration, u64, u64)>,
-) {
+) -> (TrafficReport, Vec<(Access, TrafficReport)>, WorkerTimes) {
     let templates = stream.templates;
     let n = m.workers.len().max(1);
     let pick: fn(&[u8], u16) -> u16 = if up {
@@ -2197,6 +2195,7 @@ fn lane(
     l
 }
 
+#[allow(clippy::too_many_arguments)]
 fn traffic(
     bng: &mut Bng,
     tx: &mut MemPort,

@@ -565,6 +565,52 @@ impl<A: PoolItem> Pool<A> {
         }
     }
 
+    /// The first free bit at or after the cursor, else from the start, whose item
+    /// satisfies `pred`.
+    fn scan_where(&self, pred: &dyn Fn(A) -> bool) -> Option<u64> {
+        let c = (self.cursor as usize).min(self.bits.len());
+        let ok = |i: usize| self.item_at(i as u128).is_some_and(pred);
+        let after = self
+            .bits
+            .get(c..)
+            .and_then(|s| s.iter_zeros().map(|i| i + c).find(|&i| ok(i)));
+        after
+            .or_else(|| {
+                self.bits
+                    .get(..c)
+                    .and_then(|s| s.iter_zeros().find(|&i| ok(i)))
+            })
+            .map(|i| i as u64)
+    }
+
+    /// Hand out a free item that satisfies `pred` (a worker's share of the pool:
+    /// the items that steer to it); [`PoolError::Exhausted`] when no free item in
+    /// the window does. Scans the free items from the cursor, so with a share of
+    /// one item in `k` it looks at about `k` of them.
+    pub fn alloc_where(&mut self, pred: &dyn Fn(A) -> bool) -> Result<A, PoolError> {
+        if self.in_use - self.beyond >= self.window {
+            return Err(PoolError::Exhausted);
+        }
+        loop {
+            let len = self.bits.len() as u64;
+            if len < self.window && (len == 0 || self.held_bits * 8 >= len * 7) {
+                self.grow();
+            }
+            if let Some(i) = self.scan_where(pred) {
+                let item = self.item_at(u128::from(i)).ok_or(PoolError::Exhausted)?;
+                self.bits.set(i as usize, true);
+                self.held_bits += 1;
+                self.in_use += 1;
+                self.cursor = i + 1;
+                return Ok(item);
+            }
+            if self.bits.len() as u64 >= self.window {
+                return Err(PoolError::Exhausted);
+            }
+            self.grow();
+        }
+    }
+
     /// Take a specific item (a RADIUS Framed-IP-Address inside this pool).
     /// [`PoolError::NoSuchPool`] if it is not in the pool.
     pub fn take(&mut self, item: A) -> Result<(), PoolError> {
@@ -692,6 +738,24 @@ impl<A: PoolItem> Pools<A> {
             None => self.pools.first_mut().ok_or(PoolError::NoSuchPool)?,
         };
         p.alloc()
+    }
+
+    /// [`Pools::alloc`] restricted to the items that satisfy `pred`
+    /// ([`Pool::alloc_where`]).
+    pub fn alloc_where(
+        &mut self,
+        name: Option<&str>,
+        pred: &dyn Fn(A) -> bool,
+    ) -> Result<A, PoolError> {
+        let p = match name {
+            Some(n) => self
+                .pools
+                .iter_mut()
+                .find(|p| p.name == n)
+                .ok_or(PoolError::NoSuchPool)?,
+            None => self.pools.first_mut().ok_or(PoolError::NoSuchPool)?,
+        };
+        p.alloc_where(pred)
     }
 
     /// Whether `item` may be handed out at all (not martian, not reserved).
@@ -888,6 +952,28 @@ mod tests {
         assert_eq!(p.alloc(), Ok(a("10.0.0.11")));
         assert_eq!(p.take(a("10.0.0.12")), Err(PoolError::InUse));
         assert_eq!(p.take(a("10.0.2.0")), Err(PoolError::NoSuchPool));
+    }
+
+    #[test]
+    fn alloc_where_hands_out_only_the_share_asked_for() {
+        let mut p = Pool::new("a", &[(a("10.0.0.0"), a("10.0.3.255"))]).unwrap();
+        let odd = |x: Ipv4Addr| x.octets()[3] % 2 == 1;
+        let mut got = BTreeSet::new();
+        for _ in 0..512 {
+            let x = p.alloc_where(&odd).unwrap();
+            assert!(odd(x) && got.insert(x), "{x}");
+        }
+        // Every odd address is out; the even half is still there, one by one.
+        assert_eq!(p.alloc_where(&odd), Err(PoolError::Exhausted));
+        assert_eq!(p.in_use(), 512);
+        let e = p.alloc().unwrap();
+        assert!(!odd(e));
+        p.free(a("10.0.2.7"));
+        assert_eq!(p.alloc_where(&odd), Ok(a("10.0.2.7")));
+        let mut ps = Pools::new(alloc::vec![p], &[]).unwrap();
+        assert_eq!(ps.alloc_where(Some("x"), &odd), Err(PoolError::NoSuchPool));
+        assert_eq!(ps.alloc_where(None, &odd), Err(PoolError::Exhausted));
+        assert!(ps.alloc_where(None, &|x| !odd(x)).is_ok());
     }
 
     /// A freed address comes round again only after the rest of the pool has.

@@ -12,14 +12,20 @@
 //!
 //! `--workers N` (`bng-up`, `bng-down`, `bng-up-ipoe`): the vBNG with N workers
 //! (`testbed lab bng --workers N`): a "NIC" steers the subscribers' and the core's
-//! frames to the workers' queues by the symmetric flow hash, a packet that reaches
-//! a worker not owning its subscriber is handed over. The lab steps the workers in
-//! turn from its one thread and times each worker's loop on its own: a worker's
-//! rate is its packets over its own loop time (as on a core of its own), and
-//! `mpps_total` is the sum of the workers' rates (as for the other scenarios),
-//! `mpps_per_core` their mean, `per_worker` each one's figures with its
-//! hand-offs. `--cores` pins the lab's thread to the first core given. With one
-//! worker the figures are as before.
+//! frames to the workers' queues as the vBNG asks a NIC to (`vbng::steer`: PPPoE
+//! by session id, IPv4 by subscriber address; the control plane allocates each
+//! session's address so both land on its owner), a packet that reaches a worker
+//! not owning its subscriber is handed over. The sessions are set up by the lab
+//! from its one thread (pinned to the first core of `--cores`); the timed traffic
+//! phases run each worker on a thread of its own pinned to its core (as the other
+//! scenarios' `par_workers`, `LabConfig::parallel`): each thread offers its
+//! worker the frames steered to it, runs the worker and takes what it sends, and
+//! times only the worker's loop. A worker's rate is its packets over its own loop
+//! time, `mpps_total` the sum of the workers' rates (as for the other
+//! scenarios), `mpps_per_core` their mean, `per_worker` each one's figures with
+//! its hand-offs in the phase. `--workers 1` with `--cores` runs the same way
+//! (one thread, pinned), for a like-for-like ratio; without `--workers` or
+//! `--cores` the figures are as before (the lab steps the BNG from its thread).
 
 use crate::{Params, PktSize, Report};
 use pktgen::subscribers::lab::{imix, run, LabConfig, TrafficReport};
@@ -35,7 +41,7 @@ fn lab_with(
     access: AccessPlan,
     downstream: bool,
 ) -> anyhow::Result<pktgen::subscribers::lab::LabReport> {
-    if p.workers > 1 {
+    if parallel(p) {
         if let Some(&c) = p.cores.first() {
             dataplane::runner::pin_to(c);
         }
@@ -52,6 +58,7 @@ fn lab_with(
         setup_timeout: Duration::from_secs(120),
         access,
         workers: p.workers.max(1),
+        parallel: parallel(p).then(|| p.cores.clone()),
         ..LabConfig::default()
     };
     let r = run(&cfg, |_| {})?;
@@ -69,6 +76,12 @@ fn lab_with(
     Ok(r)
 }
 
+/// Whether the traffic phases run each worker on its own thread (see the module
+/// docs).
+fn parallel(p: &Params) -> bool {
+    p.workers > 1 || !p.cores.is_empty()
+}
+
 fn report(
     name: &str,
     p: &Params,
@@ -77,7 +90,7 @@ fn report(
     phase: &str,
 ) -> Report {
     let mut rep = report1(name, p, t, r);
-    if r.workers <= 1 {
+    if !parallel(p) {
         return rep;
     }
     // Several workers: each one's rate over its own loop time in this phase.
@@ -85,16 +98,17 @@ fn report(
     let mut per = Vec::with_capacity(r.per_worker.len());
     for w in &r.per_worker {
         let ph = w.phases.iter().find(|x| x.phase == phase);
-        let (packets, mpps) = ph.map_or((0, 0.0), |x| (x.packets, x.mpps));
+        let (packets, mpps, handoffs) =
+            ph.map_or((0, 0.0, 0), |x| (x.packets, x.mpps, x.handed_off));
         per.push(crate::WorkerFigures {
             worker: w.worker,
-            core: None,
+            core: Some(dataplane::runner::core_for(w.worker, &p.cores)),
             packets,
             mpps_per_core: mpps,
             mpps_median_burst: f64::NAN,
             mpps_total: mpps,
             drops: 0,
-            handoffs: w.handed_off,
+            handoffs,
         });
     }
     let total: f64 = per.iter().map(|w| w.mpps_total).sum();
@@ -107,11 +121,7 @@ fn report(
     rep.cycles_per_packet = hz / mean / 1e6;
     rep.extra.insert(
         "handoffs".into(),
-        r.per_worker
-            .iter()
-            .map(|w| w.handed_off)
-            .sum::<u64>()
-            .into(),
+        per.iter().map(|w| w.handoffs).sum::<u64>().into(),
     );
     rep.extra.insert(
         "handoff_dropped".into(),

@@ -421,6 +421,32 @@ pub struct MqPort {
     queues: Vec<MemPort>,
     steer: Vec<Batch>,
     next_rx: usize,
+    /// The queue of a frame among n ([`MqPort::with_steer`]).
+    pick: Steer,
+}
+
+/// A steering function of an [`MqPort`]: the queue (below n) of a frame.
+pub type Steer = fn(&[u8], u16) -> u16;
+
+/// The default steering: the symmetric flow hash modulo the queues.
+fn by_flow_hash(frame: &[u8], n: u16) -> u16 {
+    (crate::hash::frame_hash(frame) % u32::from(n.max(1))) as u16
+}
+
+impl MqPort {
+    /// Steers by `f` instead of the symmetric flow hash (a NIC's flow rules or
+    /// RSS on other fields, e.g. `vbng::steer`); a queue number out of range is
+    /// taken modulo the queues.
+    pub fn with_steer(mut self, f: Steer) -> MqPort {
+        self.pick = f;
+        self
+    }
+
+    /// The steering ends of the queues (queue k's is the k-th), e.g. to feed each
+    /// worker's queue from a thread of its own.
+    pub fn queues_mut(&mut self) -> &mut [MemPort] {
+        &mut self.queues
+    }
 }
 
 /// Creates a multi-queue pair: the steering end and `queues` per-worker ends (queue
@@ -453,6 +479,7 @@ pub fn mq_pair(
             queues: a,
             steer,
             next_rx: 0,
+            pick: by_flow_hash,
         },
         b,
     ))
@@ -483,9 +510,10 @@ impl Port for MqPort {
         let n = self.queues.len();
         // Sort by queue; what a queue cannot take goes back to `batch` in order.
         let steer = &mut self.steer;
+        let pick = self.pick;
         let len = batch.len();
         batch.take_front(len, |p| {
-            let q = crate::hash::frame_hash(p.data()) as usize % n;
+            let q = usize::from(pick(p.data(), n as u16)) % n.max(1);
             if let Some(b) = steer.get_mut(q) {
                 if let Err(p) = b.push(p) {
                     p.pool().free(p);

@@ -90,6 +90,16 @@ pub struct LabConfig {
     /// other subscribers', so their loss shows whether set-up and tear-down bursts
     /// cost traffic. 0: none.
     pub churn: u32,
+    /// The timed IPv4 traffic phases with each worker of the (monolithic) vBNG on
+    /// a thread of its own, pinned to its core (`dataplane::runner::core_for`
+    /// over this list; empty: one worker unpinned, several on cores 0, 1, …), as
+    /// `bench bng-up --workers N --cores …` runs them: each thread offers the
+    /// frames the "NIC" steers to its worker's queue (`vbng::steer`), runs the
+    /// worker and takes what it sends; only the worker's loop is timed. The
+    /// lab's generator, control plane and sink pause meanwhile, and packets are
+    /// counted, not stamped (no latency nor per-flow figures for these phases).
+    /// `None`: the lab steps everything from its one thread.
+    pub parallel: Option<Vec<usize>>,
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -115,6 +125,7 @@ impl Default for LabConfig {
             cups_ups: None,
             workers: 1,
             churn: 0,
+            parallel: None,
         }
     }
 }
@@ -428,6 +439,8 @@ pub struct WorkerPhase {
     pub busy_s: f64,
     /// `packets` over `busy_s`, Mpps.
     pub mpps: f64,
+    /// Packets it handed to another worker in this phase.
+    pub handed_off: u64,
 }
 
 /// The `nat44` node (CGNAT) after the traffic phases: its own counters and its drops.
@@ -617,8 +630,11 @@ struct Bng {
     /// packets (capacity reserved at start-up; full = no more samples).
     steps: Vec<f32>,
     sampling: bool,
-    /// Each traffic phase's name and its per-worker (loop time, packets).
-    phases: Vec<(String, Vec<(Duration, u64)>)>,
+    /// Each traffic phase's name and its per-worker (loop time, packets,
+    /// hand-offs).
+    phases: Vec<(String, WorkerTimes)>,
+    /// [`LabConfig::parallel`].
+    parallel: Option<Vec<usize>>,
 }
 
 /// The BNG under test: monolithic or disaggregated.
@@ -849,10 +865,16 @@ impl Bng {
         r
     }
 
-    /// Each worker's (loop time, packets) in the traffic phases so far.
-    fn worker_times(&self) -> Vec<(Duration, u64)> {
+    /// Each worker's (loop time, packets) in the traffic phases so far, and the
+    /// packets it handed off.
+    fn worker_times(&self) -> WorkerTimes {
         match &self.dut {
-            Dut::Mono(m) => m.per.clone(),
+            Dut::Mono(m) => m
+                .per
+                .iter()
+                .zip(&m.workers)
+                .map(|(&(d, p), w)| (d, p, w.stats.handed_off))
+                .collect(),
             Dut::Cups(_) => Vec::new(),
         }
     }
@@ -884,7 +906,7 @@ impl Bng {
                     .phases
                     .iter()
                     .filter_map(|(name, v)| {
-                        let &(busy, packets) = v.get(k)?;
+                        let &(busy, packets, handed_off) = v.get(k)?;
                         let busy_s = busy.as_secs_f64();
                         Some(WorkerPhase {
                             phase: name.clone(),
@@ -895,6 +917,7 @@ impl Bng {
                             } else {
                                 0.0
                             },
+                            handed_off,
                         })
                     })
                     .collect(),
@@ -1010,10 +1033,14 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
             let (ports, nic) = if workers == 1 {
                 (vec![vec![access, core]], None)
             } else {
+                // Steered as the vBNG asks a NIC to (`vbng::steer`): PPPoE by
+                // session id, IPv4 by the subscriber address.
                 let (mq_a, qa) = mq_pair("nic-access", "bng-access", workers, 4096)
                     .ok_or_else(|| anyhow::anyhow!("ring"))?;
+                let mq_a = mq_a.with_steer(vbng::steer::access_queue);
                 let (mq_c, qc) = mq_pair("nic-core", "bng-core", workers, 4096)
                     .ok_or_else(|| anyhow::anyhow!("ring"))?;
+                let mq_c = mq_c.with_steer(vbng::steer::core_queue);
                 let nic = Nic {
                     links: [access, core],
                     mq: [mq_a, mq_c],
@@ -1072,6 +1099,7 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
         steps: Vec::with_capacity(1 << 20),
         sampling: false,
         phases: Vec::new(),
+        parallel: cfg.parallel.clone(),
     };
     let mut gcache = pool.cache();
     let mut emu = Emulator::new(EmulatorConfig {
@@ -1916,6 +1944,259 @@ impl<'a> Churn<'a> {
 /// which port faces the subscribers (`tx` upstream, `rx` downstream): control frames
 /// there go to the emulator and its answers go out there, so sessions stay up
 /// however long the phase runs.
+/// Each worker's (loop time, packets, hand-offs) in a traffic phase.
+type WorkerTimes = Vec<(Duration, u64, u64)>;
+
+/// One worker's part of a parallel traffic phase ([`LabConfig::parallel`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Lane {
+    /// Per access type (PPPoE, IPoE): sent, received, bytes sent.
+    by: [[u64; 3]; 2],
+    /// Time in the worker's loop iterations that received packets.
+    busy: Duration,
+    /// Packets it received in those (from its queues and from other workers).
+    packets: u64,
+    /// Packets it handed to another worker.
+    handed_off: u64,
+}
+
+fn access_slot(a: Access) -> usize {
+    match a {
+        Access::Pppoe => 0,
+        Access::Ipoe => 1,
+    }
+}
+
+/// A traffic phase with every worker on its own thread ([`LabConfig::parallel`]):
+/// worker k gets the templates the "NIC" steers to it (`vbng::steer`), in its own
+/// queue (with one worker: the lab's link); returns the phase's report, its
+/// figures per access type and each worker's (loop time, packets, hand-offs).
+#[allow(clippy::too_many_arguments)]
+fn parallel_traffic(
+    m: &mut Mono,
+    tx: &mut MemPort,
+    rx: &mut MemPort,
+    cache: &mut PoolCache,
+    stream: &Stream<'_>,
+    limit: Limit,
+    t0: &Instant,
+    up: bool,
+    cores: &[usize],
+) -> (TrafficReport, Vec<(Access, TrafficReport)>, WorkerTimes) {
+    let templates = stream.templates;
+    let n = m.workers.len().max(1);
+    let pick: fn(&[u8], u16) -> u16 = if up {
+        vbng::steer::access_queue
+    } else {
+        vbng::steer::core_queue
+    };
+    let mine: Vec<Vec<usize>> = (0..n)
+        .map(|k| {
+            (0..templates.len())
+                .filter(|&t| usize::from(pick(&templates[t], n as u16)) == k)
+                .collect()
+        })
+        .collect();
+    // (where the worker's traffic goes in, where it comes out).
+    let ends: Vec<(&mut MemPort, &mut MemPort)> = match m.nic.as_deref_mut() {
+        Some(nic) => {
+            let [a, c] = &mut nic.mq;
+            a.queues_mut()
+                .iter_mut()
+                .zip(c.queues_mut().iter_mut())
+                .map(|(a, c)| if up { (a, c) } else { (c, a) })
+                .collect()
+        }
+        None => vec![(tx, rx)],
+    };
+    let caches: Vec<PoolCache> = (0..n).map(|_| cache.pool().cache()).collect();
+    let start = std::sync::Barrier::new(n);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let wall = Instant::now();
+    let lanes: Vec<Lane> = std::thread::scope(|s| {
+        let hs: Vec<_> = m
+            .workers
+            .iter_mut()
+            .zip(ends)
+            .zip(caches)
+            .zip(&mine)
+            .enumerate()
+            .map(|(k, (((w, (inp, outp)), mut pc), mine))| {
+                let (start, done) = (&start, &done);
+                let pin =
+                    (n > 1 || !cores.is_empty()).then(|| dataplane::runner::core_for(k, cores));
+                s.spawn(move || {
+                    if let Some(c) = pin {
+                        dataplane::runner::pin_to(c);
+                    }
+                    lane(
+                        w, inp, outp, &mut pc, stream, mine, limit, t0, start, done, n,
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let wall = wall.elapsed().as_secs_f64();
+    let (mut busy, mut packets) = (Duration::ZERO, 0u64);
+    let mut by = [[0u64; 3]; 2];
+    for (l, per) in lanes.iter().zip(m.per.iter_mut()) {
+        per.0 += l.busy;
+        per.1 += l.packets;
+        busy += l.busy;
+        packets += l.packets;
+        for (a, b) in by.iter_mut().zip(l.by) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+    }
+    let busy = busy.as_secs_f64();
+    let mpps = if busy > 0.0 {
+        packets as f64 / busy / 1e6
+    } else {
+        0.0
+    };
+    let report = |c: [u64; 3]| TrafficReport {
+        sent: c[0],
+        received: c[1],
+        plr: if c[0] > 0 {
+            (c[0] - c[1].min(c[0])) as f64 / c[0] as f64
+        } else {
+            0.0
+        },
+        throughput_mpps: if wall > 0.0 {
+            c[1] as f64 / wall / 1e6
+        } else {
+            0.0
+        },
+        bng_mpps_per_core: mpps,
+        bng_ns_per_packet: if mpps > 0.0 { 1e3 / mpps } else { 0.0 },
+        bng_mpps_per_core_median: None,
+        mean_frame: if c[0] > 0 {
+            c[2] as f64 / c[0] as f64
+        } else {
+            0.0
+        },
+        duration_s: wall,
+        ..TrafficReport::default()
+    };
+    let total = report([
+        by[0][0] + by[1][0],
+        by[0][1] + by[1][1],
+        by[0][2] + by[1][2],
+    ]);
+    let mut per = Vec::new();
+    for (a, c) in [(Access::Pppoe, by[0]), (Access::Ipoe, by[1])] {
+        if c[0] > 0 || c[1] > 0 {
+            per.push((a, report(c)));
+        }
+    }
+    let lanes = lanes
+        .iter()
+        .map(|l| (l.busy, l.packets, l.handed_off))
+        .collect();
+    (total, per, lanes)
+}
+
+/// One worker's thread in a parallel traffic phase: offers copies of its
+/// templates (`mine`) on `inp` while the phase lasts, runs the worker (only its
+/// loop iterations that received packets are timed), counts the data frames it
+/// sends out of `outp`; after every worker stopped offering, runs until idle
+/// (frames handed over from the others).
+#[allow(clippy::too_many_arguments)]
+fn lane(
+    w: &mut Worker<MemPort>,
+    inp: &mut MemPort,
+    outp: &mut MemPort,
+    cache: &mut PoolCache,
+    stream: &Stream<'_>,
+    mine: &[usize],
+    limit: Limit,
+    t0: &Instant,
+    start: &std::sync::Barrier,
+    done: &std::sync::atomic::AtomicUsize,
+    n: usize,
+) -> Lane {
+    use std::sync::atomic::Ordering;
+    let mut l = Lane::default();
+    let (mut b, mut rb) = (Batch::new(), Batch::new());
+    let mut pending: Vec<usize> = Vec::with_capacity(dataplane::batch::BATCH_SIZE);
+    let mut j = 0usize;
+    let h0 = w.stats.handed_off;
+    let mut sending = true;
+    let mut idle = 0u32;
+    start.wait();
+    let begin = Instant::now();
+    loop {
+        if sending {
+            let sent = l.by[0][0] + l.by[1][0];
+            let go = !mine.is_empty()
+                && match limit {
+                    Limit::Time(d) => begin.elapsed() < d,
+                    Limit::Packets(p) => sent < p,
+                };
+            if !go {
+                sending = false;
+                done.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        if sending {
+            let room = inp.tx_room().min(dataplane::batch::BATCH_SIZE);
+            pending.clear();
+            for _ in 0..room {
+                let t = mine[j % mine.len()];
+                j += 1;
+                let Some(mut p) = cache.alloc() else { break };
+                if p.copy_from(&stream.templates[t]).is_err() {
+                    cache.free(p);
+                    continue;
+                }
+                if let Err(p) = b.push(p) {
+                    cache.free(p);
+                    break;
+                }
+                pending.push(t);
+            }
+            let k = inp.tx_burst(cache, &mut b);
+            for &t in pending.iter().take(k) {
+                let a = access_slot(stream.kinds.get(t).copied().unwrap_or(Access::Pppoe));
+                l.by[a][0] += 1;
+                l.by[a][2] += stream.templates[t].len() as u64;
+            }
+            b.free_all(cache);
+        }
+        let r0 = w.stats.rx_packets;
+        let tw = Instant::now();
+        let work = w.poll(t0.elapsed().as_nanos() as u64);
+        let dt = tw.elapsed();
+        let got = w.stats.rx_packets - r0;
+        if got > 0 {
+            l.busy += dt;
+            l.packets += got;
+        }
+        while outp.rx_burst(cache, &mut rb) > 0 {
+            for p in rb.iter() {
+                let d = p.data();
+                if !is_control(d) {
+                    l.by[access_slot((stream.classify)(d))][1] += 1;
+                }
+            }
+            rb.free_all(cache);
+        }
+        if !sending && done.load(Ordering::Acquire) >= n {
+            idle = if work == 0 { idle + 1 } else { 0 };
+            if idle >= 1000 {
+                break;
+            }
+        }
+    }
+    l.handed_off = w.stats.handed_off - h0;
+    l
+}
+
 #[allow(clippy::too_many_arguments)]
 fn traffic(
     bng: &mut Bng,
@@ -1931,6 +2212,22 @@ fn traffic(
     live: &mut Live<'_>,
 ) -> (TrafficReport, Vec<(Access, TrafficReport)>, PhaseDetail) {
     let templates = stream.templates;
+    if let (Some(cores), Dut::Mono(m)) = (bng.parallel.as_deref(), &mut bng.dut) {
+        let limit = match limit {
+            Limit::Packets(p) => Limit::Packets(p / m.workers.len().max(1) as u64),
+            l => l,
+        };
+        let (report, per, lanes) =
+            parallel_traffic(m, tx, rx, cache, &stream, limit, t0, up, cores);
+        bng.phases.push((name.to_string(), lanes));
+        return (
+            report,
+            per,
+            PhaseDetail {
+                tracker: Tracker::new(templates),
+            },
+        );
+    }
     let mut seen = std::collections::HashSet::new();
     let mut tr = Tracker::new(templates);
     let packets = match limit {
@@ -2096,7 +2393,7 @@ fn traffic(
         .worker_times()
         .iter()
         .zip(&workers0)
-        .map(|(a, b)| (a.0.saturating_sub(b.0), a.1 - b.1))
+        .map(|(a, b)| (a.0.saturating_sub(b.0), a.1 - b.1, a.2 - b.2))
         .collect();
     bng.phases.push((name.to_string(), delta));
     bng.steps.sort_unstable_by(|a, b| a.total_cmp(b));
@@ -2173,6 +2470,50 @@ fn traffic(
 mod tests {
     use super::*;
     use vbng::vnf::build;
+
+    /// Two workers, sessions set up by the vBNG's own control plane: the "NIC"
+    /// steers PPPoE by session id and IPv4 by subscriber address (`vbng::steer`)
+    /// and the control plane gave every session an address of its session id's
+    /// worker, so no packet of either direction is handed between the workers —
+    /// with the lab stepping the workers and with each on a thread of its own —
+    /// and none is lost.
+    #[test]
+    fn two_workers_hand_off_nothing_of_locally_set_up_sessions() {
+        for parallel in [None, Some(Vec::new())] {
+            let threads = parallel.is_some();
+            let r = run(
+                &LabConfig {
+                    sessions: 300,
+                    packets: 30_000,
+                    workers: 2,
+                    parallel,
+                    ..LabConfig::default()
+                },
+                |_| {},
+            )
+            .unwrap();
+            assert_eq!(r.sessions_established, 300, "{:?}", r.setup);
+            assert_eq!(r.bng_control.get("off_share"), Some(&0), "{threads}");
+            let d = r.downstream.as_ref().unwrap();
+            assert!(r.upstream.sent >= 29_000 && d.sent >= 29_000, "{threads}");
+            assert_eq!(r.upstream.received, r.upstream.sent, "{}", r.bng_errors);
+            assert_eq!(d.received, d.sent, "{}", r.bng_errors);
+            assert_eq!(r.per_worker.len(), 2);
+            for phase in ["upstream", "downstream"] {
+                let (mut packets, mut handed) = (0, 0);
+                for w in &r.per_worker {
+                    let p = w.phases.iter().find(|p| p.phase == phase).unwrap();
+                    // Both workers own subscribers and carry their traffic.
+                    assert!(p.packets > 5_000, "{phase} {threads}: {:?}", w.phases);
+                    packets += p.packets;
+                    handed += p.handed_off;
+                }
+                // The hand-off fraction: 0 (before the steering fix ~0.5).
+                let frac = handed as f64 / packets as f64;
+                assert_eq!(handed, 0, "{phase} {threads}: hand-off fraction {frac}");
+            }
+        }
+    }
 
     #[test]
     fn small_lab_sets_up_forwards_and_tears_down() {

@@ -44,4 +44,5 @@ pub mod rng;
 #[cfg(feature = "std")]
 pub mod runtime;
 pub mod session;
+pub mod steer;
 pub mod vnf;

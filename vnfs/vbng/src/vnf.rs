@@ -272,6 +272,9 @@ pub fn build_workers(
     let ipoe_gw = cp.ipoe_gateway();
     let ipoe6 = cfg.dhcp6.is_some() && cfg.ipoe.as_ref().is_some_and(|i| i.dhcp6);
     let workers = workers.clamp(1, crate::config::MAX_WORKERS);
+    // PPPoE addresses from the share of the pool that steers to the session's
+    // worker (`crate::steer`).
+    cp.set_workers(workers);
     let half = |mode: Mode, q: &Arc<UpdateQueue>, k: u16| {
         let mut fp = FastPath::new(fcfg.clone(), q.clone(), counters.clone())
             .with_mode(mode)

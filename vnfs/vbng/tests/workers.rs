@@ -300,7 +300,7 @@ fn both_ways(cgnat: bool) {
             assert!(outside.insert((src, sport)), "one outside port per flow");
         } else {
             let i = u32::from(src[3]) - 2;
-            let owner = session_owner(u32::from_be_bytes(src), i, 2);
+            let owner = session_owner(u32::from_be_bytes(src), sid(i), i, 2);
             assert_eq!(*w, usize::from(owner), "left from the owner");
         }
         down.push(core_frame(&udp(REMOTE, 53, src, sport)));
@@ -320,7 +320,7 @@ fn both_ways(cgnat: bool) {
         assert_eq!(&f[20..22], &[0x88, 0x64]);
         assert_eq!(u16::from_be_bytes([f[24], f[25]]), sid(i));
         assert_eq!(&f[30 + 16..30 + 20], &sub_ip(i));
-        let owner = session_owner(u32::from_be_bytes(sub_ip(i)), i, 2);
+        let owner = session_owner(u32::from_be_bytes(sub_ip(i)), sid(i), i, 2);
         assert_eq!(*w, usize::from(owner), "encapsulated by the owner");
         *seen.entry(i).or_insert(0) += 1;
     }

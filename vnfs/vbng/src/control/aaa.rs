@@ -148,10 +148,7 @@ impl ControlPlane {
             Some(ip) if ip != 0xffff_fffe && ip != 0xffff_ffff => {
                 self.pools.take(Ipv4Addr::from(ip)).map(|_| ip)
             }
-            _ => self
-                .pools
-                .alloc(reply.framed_pool.as_deref())
-                .map(u32::from),
+            _ => self.alloc_steered(idx, reply.framed_pool.as_deref()),
         };
         let ip = match got {
             Ok(ip) => ip,
@@ -200,6 +197,28 @@ impl ControlPlane {
 
     /// IPCP opened: route the address to the session (installing the session first
     /// if IPv6CP has not already).
+    /// A PPPoE session's address from pool `name`: with several workers one that
+    /// steers to the worker its session id steers to ([`crate::steer`]: the
+    /// session's owner, so its downstream traffic lands where its upstream does),
+    /// else (that share exhausted: counted `off_share`) any free one.
+    pub(super) fn alloc_steered(&mut self, idx: u32, name: Option<&str>) -> Result<u32, PoolError> {
+        let n = self.workers;
+        let sid = match self.slots.get(idx as usize) {
+            Some(Some(e)) => e.sid(),
+            _ => 0,
+        };
+        if n > 1 && sid != 0 {
+            let w = crate::steer::sid_owner(sid, n);
+            let mine = move |a: Ipv4Addr| crate::steer::addr_owner(u32::from(a), n) == w;
+            match self.pools.alloc_where(name, &mine) {
+                Ok(a) => return Ok(u32::from(a)),
+                Err(PoolError::Exhausted) => self.stats.off_share += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        self.pools.alloc(name).map(u32::from)
+    }
+
     pub(super) fn network_up(&mut self, idx: u32, now: u64) {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;

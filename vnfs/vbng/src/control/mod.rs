@@ -249,6 +249,10 @@ pub struct ControlStats {
     pub pool_exhausted: u64,
     /// Session table full.
     pub table_full: u64,
+    /// PPPoE sessions given an address outside their worker's share of the pool
+    /// (that share exhausted, several workers): their upstream traffic is handed
+    /// between workers.
+    pub off_share: u64,
     /// CoA requests applied.
     pub coa: u64,
     /// Disconnect requests applied.
@@ -313,7 +317,7 @@ pub struct ControlStats {
 
 impl ControlStats {
     /// Every counter by name (the field names), for reports and tables.
-    pub fn fields(&self) -> [(&'static str, u64); 36] {
+    pub fn fields(&self) -> [(&'static str, u64); 37] {
         [
             ("sessions_created", self.sessions_created),
             ("sessions_up", self.sessions_up),
@@ -325,6 +329,7 @@ impl ControlStats {
             ("no_session", self.no_session),
             ("pool_exhausted", self.pool_exhausted),
             ("table_full", self.table_full),
+            ("off_share", self.off_share),
             ("coa", self.coa),
             ("disconnect", self.disconnect),
             ("dynauth_rejected", self.dynauth_rejected),
@@ -633,6 +638,9 @@ pub struct ControlPlane {
     by_key: HashMap<(AccessKey, u16), u32>,
     by_host: HashMap<(AccessKey, Vec<u8>), u32>,
     next_sid: u16,
+    /// Workers of the fast path ([`ControlPlane::set_workers`]): a PPPoE session's
+    /// address comes from the share of the pool its session id steers to.
+    workers: u16,
     timers: BinaryHeap<Reverse<(u64, u32)>>,
     radius: Option<Client>,
     acct_enabled: bool,
@@ -911,6 +919,7 @@ impl ControlPlane {
             by_key: HashMap::with_capacity(n as usize),
             by_host: HashMap::with_capacity(n as usize),
             next_sid: 1,
+            workers: cfg.workers.max(1),
             timers: BinaryHeap::new(),
             radius,
             acct_enabled,
@@ -1273,6 +1282,14 @@ impl ControlPlane {
                 }
             }
         }
+    }
+
+    /// The fast path's workers (`vnf::build_workers`): from now on a PPPoE
+    /// session's address is allocated from the share of the pool that steers to
+    /// the worker its session id steers to ([`crate::steer`]), so neither
+    /// direction of its traffic is handed between workers.
+    pub fn set_workers(&mut self, workers: u16) {
+        self.workers = workers.max(1);
     }
 
     pub(super) fn alloc_sid(&mut self, key: &AccessKey) -> Option<u16> {

@@ -127,6 +127,7 @@ fn control_stats_fields_name_every_counter() {
         relay_to_client: 34,
         relay_dropped: 35,
         dhcp6_fixed_refused: 36,
+        off_share: 37,
     };
     let dbg = alloc::format!("{s:?}");
     let mut seen: Vec<u64> = s.fields().iter().map(|f| f.1).collect();
@@ -138,7 +139,7 @@ fn control_stats_fields_name_every_counter() {
         );
     }
     seen.sort_unstable();
-    assert_eq!(seen, (1..=36).collect::<Vec<u64>>());
+    assert_eq!(seen, (1..=37).collect::<Vec<u64>>());
 }
 
 #[test]

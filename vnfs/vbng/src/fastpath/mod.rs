@@ -193,19 +193,26 @@ struct Sess {
     owner: u16,
 }
 
-/// The worker among `workers` that owns the traffic of session `idx` with IPv4
-/// address `ip` (0: none yet): with an address, the one the CGNAT would choose for
-/// it (`Nat44::inside_owner`, a hash of the subscriber address), so a subscriber's
+/// The worker among `workers` that owns the traffic of session `idx` (PPPoE
+/// session id `sid`, 0 for IPoE) with IPv4 address `ip` (0: none yet): with an
+/// address, the one the CGNAT would choose for it (`Nat44::inside_owner`, a hash
+/// of the subscriber address, [`crate::steer::addr_owner`]), so a subscriber's
 /// sessions, policers and NAT mappings live on one worker and no packet crosses
-/// cores twice; without one (IPv6 only, IPCP not open) a hash of the session slot.
-/// Upstream packets find the session by their PPPoE session id (or MAC for IPoE),
-/// downstream ones by the subscriber address or prefix; both end at this worker.
+/// cores twice; without one (IPv6 only, IPCP not open) the worker its session id
+/// steers to ([`crate::steer::sid_owner`]), else (IPoE) a hash of the session
+/// slot. Upstream packets find the session by their PPPoE session id (or MAC for
+/// IPoE), downstream ones by the subscriber address or prefix; both end at this
+/// worker. The control plane allocates a PPPoE session's address so that the two
+/// agree (see [`crate::steer`]): steered by [`crate::steer::access_queue`] and
+/// [`crate::steer::core_queue`], no packet of it is handed over.
 #[inline]
-pub fn session_owner(ip: u32, idx: u32, workers: u16) -> u16 {
+pub fn session_owner(ip: u32, sid: u16, idx: u32, workers: u16) -> u16 {
     if workers <= 1 {
         0
     } else if ip != 0 {
-        dataplane::stages::nat::Nat44::inside_owner(ip, workers)
+        crate::steer::addr_owner(ip, workers)
+    } else if sid != 0 {
+        crate::steer::sid_owner(sid, workers)
     } else {
         Out::owner_of(idx.wrapping_mul(0x9e37_79b1) ^ 0x5bd1_e995, workers)
     }
@@ -818,7 +825,7 @@ impl FastPath {
                     up: bucket(rate.0, now_ns),
                     down: bucket(rate.1, now_ns),
                     mtu: mtu.max(68),
-                    owner: session_owner(ip, idx, self.workers),
+                    owner: session_owner(ip, sid, idx, self.workers),
                 });
                 self.by_key.insert(key_of(&key, sid), idx);
                 if ip != 0 {
@@ -832,7 +839,7 @@ impl FastPath {
                 let workers = self.workers;
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.ip = 0;
-                    s.owner = session_owner(0, idx, workers);
+                    s.owner = session_owner(0, s.sid, idx, workers);
                 }
             }
             FibUpdate::Remove { idx, key, sid, ip } => {

@@ -25,6 +25,14 @@
 //! access and core veth have the same MACs (separate links), so the frames and
 //! checks of the monolithic lab apply unchanged.
 //!
+//! `--up-platform guest`: each user plane is the `vbng-up` unikernel (`testbed image
+//! build vbng-up`) under QEMU (`-accel tcg`, microvm) started in its namespace, NIC 0
+//! (access, the user plane's access MAC), NIC 1 (core, [`UP_CORE_MAC`]) and NIC 2
+//! (control) on taps bridged to `acc1`, `core1` and `pfcp`; the guest's host stack
+//! has the user plane's address on NIC 2 (`mgmt=2:10.99.(n+1).2/24:10.99.(n+1).1`),
+//! its config (the process's TOML) comes in fw_cfg `opt/vnf/config`, its console is
+//! `vbng-up<n>.log`. Its boot to ready and memory used come from its ready line.
+//!
 //! PFCP runs with a 1 s heartbeat and T1 500 ms, N1 2 (the `[cups]` `heartbeat_s`,
 //! `t1_ms`, `n1`), so a user plane that dies is noticed within about 2.5 s.
 //! `--kill-up N` kills user plane N after the traffic phases and reports

@@ -44,6 +44,8 @@
 //! namespace's place (FreeRADIUS, `/metrics`) and each `vbng-up` in a namespace of its
 //! own (`cups`: topology, ports over the user planes' links, `--kill-up`); the report
 //! adds `cups`. `rss_peak_kib` is the BNG processes' peak RSS (summed).
+//! `--up-platform guest` boots each user plane as the `vbng-up` unikernel under QEMU
+//! (TCG) in its namespace instead of the process (`cups`: taps bridged to the links).
 //!
 //! Everything created (namespaces, veths, processes, the temp dir) is removed at the
 //! end, on error and on Ctrl-C/SIGTERM (the `netns` registry, plus this module's temp

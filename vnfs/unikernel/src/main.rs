@@ -63,7 +63,10 @@ pub const VNF: &str = "vbng";
 #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
 pub const VNF: &str = "vcpe";
 /// Name of the VNF this image runs (printed in the `<vnf> ready` line).
-#[cfg(all(feature = "vbng-up", not(any(feature = "router", feature = "vbng", feature = "vcpe"))))]
+#[cfg(all(
+    feature = "vbng-up",
+    not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+))]
 pub const VNF: &str = "vbng-up";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
@@ -131,7 +134,10 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     vbng_app::run(table, &opts);
     #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
     vcpe_app::run(table, &opts);
-    #[cfg(all(feature = "vbng-up", not(any(feature = "router", feature = "vbng", feature = "vcpe"))))]
+    #[cfg(all(
+        feature = "vbng-up",
+        not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+    ))]
     vbng_up_app::run(table, &opts);
 }
 

@@ -376,7 +376,14 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let (punt, inject) = (ring(RING), ring(RING));
     let i = usize::from(net.port);
     let mac = macs.get(i).copied().or(ports[i].mac()).unwrap_or_default();
-    let mut stack = crate::hoststack::attach(&mut ports[i], mac, net, net.port > CORE_PORT, inject.clone(), pool.cache());
+    let mut stack = crate::hoststack::attach(
+        &mut ports[i],
+        mac,
+        net,
+        net.port > CORE_PORT,
+        inject.clone(),
+        pool.cache(),
+    );
     let http_port = cfg.listen.map_or(DEFAULT_HTTP_PORT, |a| a.port());
     log::info!("metrics on http://{}:{http_port}/metrics", cups.addr);
     let mut http = HttpServer::new(&mut stack, http_port);

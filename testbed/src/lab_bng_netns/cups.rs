@@ -268,6 +268,15 @@ impl CupsLab {
             "dev",
             "lo",
         ])?;
+        if guest {
+            // The control plane's ARP requests name the link's address as their
+            // sender (not the PFCP source on lo): a guest's smoltcp stack answers
+            // only requests from its own subnet, as a router on that link would ask.
+            lab.exec(
+                ns_cp,
+                &["sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2"],
+            )?;
+        }
         for n in 0..ups {
             let ns = lab.netns(&format!("up{n}"))?;
             if guest {
@@ -488,6 +497,9 @@ const GUEST_NICS: [(&str, &str, &str); 3] = [
 fn guest_wiring(lab: &Lab, ns: &str) -> anyhow::Result<()> {
     for (i, (tap, link, _)) in GUEST_NICS.iter().enumerate() {
         lab.tap(ns, tap)?;
+        // Room for the lab's window of frames in flight while the TCG guest is
+        // descheduled (a tap queues 500 by default).
+        netns::sh(&["ip", "-n", ns, "link", "set", tap, "txqueuelen", "4096"])?;
         lab.bridge(ns, &format!("br{i}"), &[tap, link])?;
     }
     Ok(())

@@ -26,6 +26,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 const VNFS: &[(&str, &str)] = &[
     ("router", "vnfs/router/examples/router.toml"),
     ("vbng", "vnfs/unikernel/examples/vbng.toml"),
+    ("vbng-up", "vnfs/unikernel/examples/vbng-up.toml"),
     ("vcpe", "vnfs/vcpe/examples/vcpe-a.toml"),
 ];
 /// Fixed timestamp for reproducible images unless SOURCE_DATE_EPOCH is set.
@@ -751,7 +752,7 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
 /// The vBNG's host seed for `image run` and `image bench`: a file in the temp
 /// directory, removed by [`remove_seed`] when the guest is done.
 fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
-    if vnf != "vbng" && vnf != "vcpe" {
+    if !matches!(vnf, "vbng" | "vbng-up" | "vcpe") {
         return Ok(None);
     }
     let p = std::env::temp_dir().join(format!("uk-{vnf}-{}.seed", std::process::id()));

@@ -130,6 +130,17 @@ pub struct BngLabArgs {
     /// planes' subscribers must keep passing traffic (JSON `cups.kill`).
     #[arg(long, value_name = "N", requires = "cups", requires = "netns")]
     pub kill_up: Option<u32>,
+    /// With `--netns --cups`: what runs each user plane: `process` (the `vbng-up`
+    /// binary) or `guest` (the `vbng-up` unikernel image under QEMU, `-accel tcg`,
+    /// its access, core and control NICs taps bridged to the user plane's
+    /// namespace's links; build it with `testbed image build vbng-up`). Either way
+    /// the control plane is the `vbng-cp` process.
+    #[arg(long, value_enum, default_value_t = UpPlatform::Process, requires = "cups")]
+    pub up_platform: UpPlatform,
+    /// With `--up-platform guest`: the user plane image (default
+    /// `target/images/vbng-up.elf` under the current directory).
+    #[arg(long, value_name = "ELF", requires = "cups")]
+    pub up_image: Option<String>,
     /// With `--netns`: add a hostile subscriber (PADI flood, bad LCP, garbage after the
     /// PPPoE header, wrong password).
     #[arg(long, requires = "netns")]
@@ -146,6 +157,15 @@ pub struct BngLabArgs {
     /// the other subscribers', so its loss is what set-up and tear-down bursts cost.
     #[arg(long, default_value_t = 0, conflicts_with_all = ["cups", "netns"])]
     pub churn: u32,
+}
+
+/// What runs a user plane of `--netns --cups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpPlatform {
+    /// The `vbng-up` process.
+    Process,
+    /// The `vbng-up` unikernel under QEMU (TCG).
+    Guest,
 }
 
 /// The lab's verdict after its report: it failed (exit status non-zero, one-line
@@ -238,6 +258,10 @@ pub fn progress_printer(
 
 /// Run the lab and print its report.
 pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.up_platform == UpPlatform::Process || args.netns,
+        "--up-platform guest needs --netns (the guests' NICs are taps in the lab's namespaces)"
+    );
     if args.netns {
         return crate::lab_bng_netns::run(&args);
     }

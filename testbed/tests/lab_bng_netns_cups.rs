@@ -10,10 +10,16 @@
 //! traffic still passes without loss; the rest go down with PADT. With `--cgnat`
 //! the control plane allocates every subscriber's port block and sends it over PFCP
 //! (BBF TR-459 NAT IEs): the core sees only pool addresses. Fails (does not skip)
-//! without root, `ip` or `freeradius`.
+//! without root, `ip` or `freeradius`. The second test runs the user plane as the
+//! `vbng-up` unikernel guest instead (`--up-platform guest`, QEMU TCG).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// One namespace lab at a time: the guest user plane's TCG CPU would otherwise take
+/// the other lab's time and its zero-loss phases with it.
+static LAB: Mutex<()> = Mutex::new(());
 
 fn need(tool: &str, pkg: &str) {
     let ok = Command::new("sh")
@@ -36,6 +42,7 @@ fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
 
 #[test]
 fn cups_processes_in_namespaces_and_a_user_plane_killed() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -132,4 +139,108 @@ fn cups_processes_in_namespaces_and_a_user_plane_killed() {
     assert_eq!(u(g, &["core_src_outside_pool"]), 0, "{s}");
     assert!(u(g, &["core_src_in_pool"]) >= 4000, "{s}");
     assert_eq!(u(g, &["core_flows"]), n, "{s}");
+}
+
+/// `testbed lab bng --netns --radius --cups --ups 1 --up-platform guest` (root): the
+/// user plane is the `vbng-up` unikernel under QEMU (TCG) with its access, core and
+/// control NICs on taps bridged into its namespace; `vbng-cp` (a process) associates
+/// with it over PFCP on the control NIC, brings the subscribers up through the
+/// guest's GTP-U redirect, programs their sessions, and FreeRADIUS accounts every
+/// one; traffic passes both ways through the guest (not yet without loss under TCG:
+/// most frames must arrive) and every session goes down with its PFCP session
+/// deleted. The image is built first
+/// (`testbed image build vbng-up --no-disk`). Fails (does not skip) without root,
+/// `ip`, `freeradius` or QEMU.
+#[test]
+fn cups_guest_user_plane_in_a_namespace() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the namespace lab needs root (scripts/test runs it as root)"
+    );
+    need("ip", "iproute2");
+    need("freeradius", "freeradius");
+    need("qemu-system-x86_64", "qemu-system-x86");
+    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
+    let vbng = testbed.with_file_name("vbng");
+    assert!(
+        testbed.with_file_name("vbng-cp").exists(),
+        "vbng-cp not found: build the workspace binaries first (`cargo build -p vbng`)"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let out = Command::new(&testbed)
+        .current_dir(&root)
+        .args(["image", "build", "vbng-up", "--no-disk"])
+        .output()
+        .expect("running testbed image build");
+    assert!(
+        out.status.success(),
+        "testbed image build vbng-up failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = root.join("target/images/vbng-up.elf");
+    let n = 10u64;
+    let t0 = std::time::Instant::now();
+    let out = Command::new(&testbed)
+        .args(["lab", "bng", "--netns", "--radius", "--cups", "--ups", "1"])
+        .args(["--up-platform", "guest", "--up-image"])
+        .arg(&image)
+        .args(["--sessions", &n.to_string(), "--packets", "1000"])
+        .args(["--timeout", "60", "--json", "--vbng"])
+        .arg(&vbng)
+        .output()
+        .expect("running testbed");
+    let took = t0.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "testbed lab bng --netns --cups --up-platform guest failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\n{stderr}"));
+    let s = r.to_string();
+    eprintln!("guest user plane lab: {:.1} s", took.as_secs_f64());
+
+    assert_eq!(u(&r, &["sessions_established"]), n, "{s}");
+    assert_eq!(u(&r, &["upstream", "sent"]), 1000, "{s}");
+    assert_eq!(u(&r, &["downstream", "sent"]), 1000, "{s}");
+    // Traffic passes through the guest both ways, but not yet without loss: on the
+    // loaded 2-core machine runs lost 0 to 256 of 1000 frames downstream and once 87
+    // upstream (where — the guest's virtio rings under TCG or the taps — is not
+    // pinned down yet; see vnfs/vbng/README.md). Most frames must arrive.
+    let up = u(&r, &["upstream", "received"]);
+    assert!((500..=1000).contains(&up), "upstream {up} of 1000: {s}");
+    let down = u(&r, &["downstream", "received"]);
+    assert!(
+        (500..=1000).contains(&down),
+        "downstream {down} of 1000: {s}"
+    );
+    assert_eq!(u(&r, &["lab_rx_dropped"]), 0, "{s}");
+    assert_eq!(u(&r, &["sessions_after_teardown"]), 0, "{s}");
+    // FreeRADIUS: every session authenticated and accounted, started and stopped.
+    assert_eq!(u(&r, &["radius", "access_accepts"]), n, "{s}");
+    assert_eq!(u(&r, &["radius", "acct_starts"]), n, "{s}");
+    assert_eq!(u(&r, &["radius", "acct_stops"]), n, "{s}");
+
+    // The guest associated, carried every session, and reported its boot.
+    let c = &r["cups"];
+    assert_eq!(c["ups"], 1, "{s}");
+    assert!(u(c, &["cp", "associations"]) >= 1, "{s}");
+    assert_eq!(u(c, &["cp", "established"]), n, "{s}");
+    assert_eq!(u(c, &["cp", "deleted"]), n, "{s}");
+    assert_eq!(u(c, &["cp", "ups_lost"]), 0, "{s}");
+    assert!(u(c, &["cp", "redirected_in"]) > 0, "{s}");
+    let per = c["per_up"].as_array().expect("per_up");
+    assert_eq!(per.len(), 1, "{s}");
+    assert_eq!(u(&per[0], &["sessions_after_setup"]), n, "{s}");
+    assert!(per[0]["guest_ready_ms"].as_f64() > Some(0.0), "{s}");
+    assert!(u(&per[0], &["guest_memory_used_kib"]) > 0, "{s}");
 }

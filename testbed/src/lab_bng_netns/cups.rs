@@ -25,6 +25,14 @@
 //! access and core veth have the same MACs (separate links), so the frames and
 //! checks of the monolithic lab apply unchanged.
 //!
+//! `--up-platform guest`: each user plane is the `vbng-up` unikernel (`testbed image
+//! build vbng-up`) under QEMU (`-accel tcg`, microvm) started in its namespace, NIC 0
+//! (access, the user plane's access MAC), NIC 1 (core, [`UP_CORE_MAC`]) and NIC 2
+//! (control) on taps bridged to `acc1`, `core1` and `pfcp`; the guest's host stack
+//! has the user plane's address on NIC 2 (`mgmt=2:10.99.(n+1).2/24:10.99.(n+1).1`),
+//! its config (the process's TOML) comes in fw_cfg `opt/vnf/config`, its console is
+//! `vbng-up<n>.log`. Its boot to ready and memory used come from its ready line.
+//!
 //! PFCP runs with a 1 s heartbeat and T1 500 ms, N1 2 (the `[cups]` `heartbeat_s`,
 //! `t1_ms`, `n1`), so a user plane that dies is noticed within about 2.5 s.
 //! `--kill-up N` kills user plane N after the traffic phases and reports
@@ -227,6 +235,8 @@ pub(super) struct CupsLab {
     pub(super) ups: usize,
     pub(super) ns_ups: Vec<String>,
     pub(super) up_pids: Vec<u32>,
+    /// The user planes are unikernel guests (`--up-platform guest`), not processes.
+    pub(super) guest: bool,
     pub(super) dead: Arc<Vec<AtomicBool>>,
     /// The [`Fanout`]s' drops: to a dead user plane, without a route.
     pub(super) drops: Arc<[AtomicU64; 2]>,
@@ -243,6 +253,7 @@ impl CupsLab {
         ns_sub: &str,
         ns_cp: &str,
         ns_core: &str,
+        guest: bool,
     ) -> anyhow::Result<CupsLab> {
         anyhow::ensure!((1..=64).contains(&ups), "--ups: 1 to 64");
         let mut ns_ups = Vec::with_capacity(ups);
@@ -257,30 +268,59 @@ impl CupsLab {
             "dev",
             "lo",
         ])?;
+        if guest {
+            // The control plane's ARP requests name the link's address as their
+            // sender (not the PFCP source on lo): a guest's smoltcp stack answers
+            // only requests from its own subnet, as a router on that link would ask.
+            lab.exec(
+                ns_cp,
+                &["sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2"],
+            )?;
+        }
         for n in 0..ups {
             let ns = lab.netns(&format!("up{n}"))?;
+            if guest {
+                // No IPv6 chatter from the taps and bridges either.
+                for k in ["all", "default"] {
+                    lab.exec(
+                        &ns,
+                        &[
+                            "sysctl",
+                            "-qw",
+                            &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
+                        ],
+                    )?;
+                }
+            }
             let (a, c, pf) = (format!("a{n}"), format!("c{n}"), format!("pf{n}"));
             lab.veth(ns_sub, &a, &ns, "acc1")?;
             lab.veth(&ns, "core1", ns_core, &c)?;
             lab.veth(&ns, "pfcp", ns_cp, &pf)?;
-            for (dev_ns, dev, mac) in [
-                (ns.as_str(), "acc1", BNG_MAC),
-                (ns.as_str(), "core1", UP_CORE_MAC),
-                (ns_core, c.as_str(), CORE_PEER_MAC),
-            ] {
+            // A guest's NICs have the user plane's MACs (see `guest_wiring`); its
+            // namespace's veths only bridge.
+            let mut macs = vec![(ns_core, c.as_str(), CORE_PEER_MAC)];
+            if !guest {
+                macs.push((ns.as_str(), "acc1", BNG_MAC));
+                macs.push((ns.as_str(), "core1", UP_CORE_MAC));
+            }
+            for (dev_ns, dev, mac) in macs {
                 netns::sh(&["ip", "-n", dev_ns, "link", "set", dev, "address", mac])?;
             }
             let (ua, ca) = (up_addr(n), cp_side(n));
-            netns::sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{ua}/24"),
-                "dev",
-                "pfcp",
-            ])?;
+            if guest {
+                guest_wiring(lab, &ns)?;
+            } else {
+                netns::sh(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "addr",
+                    "add",
+                    &format!("{ua}/24"),
+                    "dev",
+                    "pfcp",
+                ])?;
+            }
             netns::sh(&[
                 "ip",
                 "-n",
@@ -291,16 +331,18 @@ impl CupsLab {
                 "dev",
                 &pf,
             ])?;
-            netns::sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "route",
-                "add",
-                &format!("{CP_ADDR}/32"),
-                "via",
-                &ca,
-            ])?;
+            if !guest {
+                netns::sh(&[
+                    "ip",
+                    "-n",
+                    &ns,
+                    "route",
+                    "add",
+                    &format!("{CP_ADDR}/32"),
+                    "via",
+                    &ca,
+                ])?;
+            }
             for (dev_ns, dev) in [
                 (ns_sub, a.as_str()),
                 (ns.as_str(), "acc1"),
@@ -323,6 +365,7 @@ impl CupsLab {
             ups,
             ns_ups,
             up_pids: Vec::new(),
+            guest,
             dead: Arc::new((0..ups).map(|_| AtomicBool::new(false)).collect()),
             drops: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
             links,
@@ -355,6 +398,11 @@ impl CupsLab {
             );
             let path = dir.join(format!("vbng-up{n}.toml"));
             std::fs::write(&path, cfg)?;
+            if self.guest {
+                let pid = spawn_guest(lab, &self.ns_ups[n], dir, n, &path, bin, max_sessions)?;
+                self.up_pids.push(pid);
+                continue;
+            }
             let pid = lab.spawn(
                 &self.ns_ups[n],
                 &[
@@ -436,6 +484,101 @@ impl CupsLab {
     }
 }
 
+/// Taps of a guest user plane in its namespace: (tap, the namespace's link it is
+/// bridged to, the guest NIC's MAC). NIC 0 access, 1 core, 2 control (PFCP, GTP-U).
+const GUEST_NICS: [(&str, &str, &str); 3] = [
+    ("tacc", "acc1", BNG_MAC),
+    ("tcore", "core1", UP_CORE_MAC),
+    ("tpf", "pfcp", "02:00:00:00:ee:01"),
+];
+
+/// A guest user plane's side of its namespace: a tap per NIC, each bridged to the
+/// namespace's veth of that link (the frames pass untouched, VLAN tags included).
+fn guest_wiring(lab: &Lab, ns: &str) -> anyhow::Result<()> {
+    for (i, (tap, link, _)) in GUEST_NICS.iter().enumerate() {
+        lab.tap(ns, tap)?;
+        // Room for the lab's window of frames in flight while the TCG guest is
+        // descheduled (a tap queues 500 by default).
+        netns::sh(&["ip", "-n", ns, "link", "set", tap, "txqueuelen", "4096"])?;
+        lab.bridge(ns, &format!("br{i}"), &[tap, link])?;
+    }
+    Ok(())
+}
+
+/// Boots user plane `n` as a unikernel guest (QEMU, `-accel tcg`, microvm) in its
+/// namespace: the config (`vbng-up run`'s TOML) in fw_cfg `opt/vnf/config`, a host
+/// seed in `opt/vnf/entropy`, the host stack on NIC 2 at the user plane's address
+/// (`mgmt=`), its console in `vbng-up<n>.log`. Returns QEMU's pid.
+fn spawn_guest(
+    lab: &Lab,
+    ns: &str,
+    dir: &Path,
+    n: usize,
+    cfg: &Path,
+    image: &Path,
+    max_sessions: &str,
+) -> anyhow::Result<u32> {
+    use crate::image::{Accel, Guest, Machine, NetSpec, FWCFG_ENTROPY};
+    let seed = dir.join(format!("vbng-up{n}.seed"));
+    crate::image::write_host_seed(&seed)?;
+    let g = Guest {
+        machine: Machine::Microvm,
+        memory: "256M".into(),
+        accel: Accel::Tcg,
+        kernel: image.to_path_buf(),
+        disk: None,
+        initrd: None,
+        append: format!(
+            "mgmt=2:{}/24:{} sessions={max_sessions} stats=5000",
+            up_addr(n),
+            cp_side(n)
+        ),
+        nets: GUEST_NICS
+            .iter()
+            .map(|(tap, _, mac)| NetSpec::Tap {
+                ifname: tap.to_string(),
+                mac: mac.to_string(),
+            })
+            .collect(),
+        pcap_dir: None,
+        drives: Vec::new(),
+        fw_cfg: vec![
+            ("opt/vnf/config".into(), cfg.to_path_buf()),
+            (FWCFG_ENTROPY.into(), seed),
+        ],
+    };
+    let c = g.command()?;
+    let argv: Vec<String> = std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    lab.spawn(
+        ns,
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(&dir.join(format!("vbng-up{n}.log"))),
+    )
+}
+
+/// Boot to ready (ms) and memory used (KiB) from a guest user plane's ready line
+/// (`vbng-up ready in 123.456 ms (... memory used N KiB of M KiB)`).
+pub(super) fn guest_ready(log: &str) -> Option<(f64, u64)> {
+    let l = log.lines().find(|l| l.starts_with("vbng-up ready in "))?;
+    let ms = l
+        .strip_prefix("vbng-up ready in ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let kib = l
+        .split("memory used ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((ms, kib))
+}
+
 /// Peak resident set size of process `pid`, KiB (`VmHWM` of its `/proc` status).
 pub(super) fn rss_peak_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -454,6 +597,10 @@ pub struct UpNetnsReport {
     pub rss_peak_kib: Option<u64>,
     /// Killed by `--kill-up`.
     pub killed: bool,
+    /// `--up-platform guest`: the guest's boot to ready (ms) and the memory its
+    /// ready line reports used (KiB); `rss_peak_kib` is then QEMU's.
+    pub guest_ready_ms: Option<f64>,
+    pub guest_memory_used_kib: Option<u64>,
 }
 
 /// `--kill-up N`: what happened when user plane N's process was killed.

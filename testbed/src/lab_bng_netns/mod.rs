@@ -44,12 +44,14 @@
 //! namespace's place (FreeRADIUS, `/metrics`) and each `vbng-up` in a namespace of its
 //! own (`cups`: topology, ports over the user planes' links, `--kill-up`); the report
 //! adds `cups`. `rss_peak_kib` is the BNG processes' peak RSS (summed).
+//! `--up-platform guest` boots each user plane as the `vbng-up` unikernel under QEMU
+//! (TCG) in its namespace instead of the process (`cups`: taps bridged to the links).
 //!
 //! Everything created (namespaces, veths, processes, the temp dir) is removed at the
 //! end, on error and on Ctrl-C/SIGTERM (the `netns` registry, plus this module's temp
 //! dir in the same signal handler).
 
-use crate::lab_bng::BngLabArgs;
+use crate::lab_bng::{BngLabArgs, UpPlatform};
 use crate::netns::{self, in_netns, Lab};
 use anyhow::{bail, Context};
 use dataplane::batch::Batch;
@@ -313,15 +315,25 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     // With --cups: vbng-cp and vbng-up next to the vbng binary.
     let (vbng_bin, up_bin) = if args.cups {
         let d = vbng_bin.parent().context("binary dir")?;
-        (d.join("vbng-cp"), Some(d.join("vbng-up")))
+        let up = match (args.up_platform, &args.up_image) {
+            (UpPlatform::Process, _) => d.join("vbng-up"),
+            (UpPlatform::Guest, Some(p)) => PathBuf::from(p),
+            (UpPlatform::Guest, None) => crate::image::images_dir().join("vbng-up.elf"),
+        };
+        (d.join("vbng-cp"), Some(up))
     } else {
         (vbng_bin, None)
     };
     for b in std::iter::once(&vbng_bin).chain(up_bin.as_ref()) {
         anyhow::ensure!(
             b.exists(),
-            "{} not found (build it: cargo build -p vbng, or pass --vbng PATH)",
-            b.display()
+            "{} not found ({})",
+            b.display(),
+            if b.extension().is_some_and(|e| e == "elf") {
+                "build it: testbed image build vbng-up, or pass --up-image ELF"
+            } else {
+                "build it: cargo build -p vbng, or pass --vbng PATH"
+            }
         );
     }
     if args.radius {
@@ -356,7 +368,14 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     let mut cups = None;
     let mut links: Vec<(String, String)> = Vec::new();
     let (core_peer_mac, bng_core_mac) = if args.cups {
-        let c = cups::CupsLab::topology(&lab, args.ups as usize, &ns_sub, &ns_bng, &ns_core)?;
+        let c = cups::CupsLab::topology(
+            &lab,
+            args.ups as usize,
+            &ns_sub,
+            &ns_bng,
+            &ns_core,
+            args.up_platform == UpPlatform::Guest,
+        )?;
         links.clone_from(&c.links);
         cups = Some(c);
         (
@@ -893,7 +912,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         let per_up: Vec<UpNetnsReport> = (0..c.ups)
             .map(|i| {
                 let killed = args.kill_up == Some(i as u32);
-                UpNetnsReport {
+                let mut u = UpNetnsReport {
                     addr: cups::up_addr(i),
                     sessions_after_setup: cups::up_sessions(&setup_metrics, i),
                     rss_peak_kib: if killed {
@@ -902,7 +921,17 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
                         end.get(i).copied().flatten()
                     },
                     killed,
+                    ..UpNetnsReport::default()
+                };
+                if c.guest {
+                    let log = std::fs::read_to_string(dir.join(format!("vbng-up{i}.log")))
+                        .unwrap_or_default();
+                    if let Some((ms, kib)) = cups::guest_ready(&log) {
+                        u.guest_ready_ms = Some(ms);
+                        u.guest_memory_used_kib = Some(kib);
+                    }
                 }
+                u
             })
             .collect();
         CupsNetnsReport {

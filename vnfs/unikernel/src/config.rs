@@ -33,7 +33,7 @@ pub struct Options {
     pub overrides: Vec<(String, String)>,
     /// vBNG session slots (`sessions=N`, 1 to `vbng::config::MAX_SESSIONS`; the
     /// tables for every slot are allocated at start).
-    #[cfg(feature = "vbng")]
+    #[cfg(any(feature = "vbng", feature = "vbng-up"))]
     pub sessions: Option<u32>,
     /// The host stack's port and address (`mgmt=PORT:ADDR/LEN[:GATEWAY]`); default:
     /// the VNF's own (see `hoststack`).
@@ -49,7 +49,7 @@ impl Default for Options {
             exit_after_ms: None,
             selftest_clock_ms: None,
             overrides: Vec::new(),
-            #[cfg(feature = "vbng")]
+            #[cfg(any(feature = "vbng", feature = "vbng-up"))]
             sessions: None,
             mgmt: None,
         }
@@ -114,7 +114,7 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
             }
             "stats" => o.stats_ms = Some(num(word, v)?),
             "exit" if v == "ready" => o.exit_on_ready = true,
-            #[cfg(feature = "vbng")]
+            #[cfg(any(feature = "vbng", feature = "vbng-up"))]
             "sessions" => {
                 let n = num(word, v)?;
                 if !(1..=u64::from(vbng::config::MAX_SESSIONS)).contains(&n) {

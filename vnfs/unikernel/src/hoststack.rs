@@ -301,7 +301,7 @@ impl HostStack {
     }
 
     // The router has no UDP client yet (the vBNG's RADIUS uses these).
-    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "vbng", feature = "vbng-up")), allow(dead_code))]
     /// A UDP socket bound to `port` (`0`: an ephemeral port from `seed`).
     pub fn udp_open(&mut self, port: u16, seed: u64) -> Result<(SocketHandle, u16), String> {
         // Room for a burst of requests (a thousand subscribers authenticating at
@@ -315,7 +315,7 @@ impl HostStack {
         Ok((self.sockets.add(s), port))
     }
 
-    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "vbng", feature = "vbng-up")), allow(dead_code))]
     /// Queue a datagram; `false` when the socket's buffer is full or the address is
     /// not IPv4 (a lost datagram: the caller retransmits).
     pub fn udp_send(&mut self, h: SocketHandle, to: core::net::SocketAddr, data: &[u8]) -> bool {
@@ -327,7 +327,7 @@ impl HostStack {
         self.sockets.get_mut::<udp::Socket>(h).send_slice(data, ep).is_ok()
     }
 
-    #[cfg_attr(not(feature = "vbng"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "vbng", feature = "vbng-up")), allow(dead_code))]
     /// Hand every datagram waiting on `h` to `f(from, bytes)`.
     pub fn udp_recv(&mut self, h: SocketHandle, mut f: impl FnMut(core::net::SocketAddr, &[u8])) -> usize {
         let s = self.sockets.get_mut::<udp::Socket>(h);
@@ -372,7 +372,7 @@ impl Response {
     }
     /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
     // RESTCONF state (router and vBNG apps).
-    #[cfg_attr(feature = "vcpe", allow(dead_code))]
+    #[cfg_attr(any(feature = "vcpe", feature = "vbng-up"), allow(dead_code))]
     pub fn yang_json(body: String) -> Response {
         Response {
             status: 200,

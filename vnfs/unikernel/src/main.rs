@@ -2,8 +2,8 @@
 //! heap, serial console, calibrated TSC clock, PCI/virtio-mmio discovery and
 //! virtio-net ports polled by the VNF pipeline. See `boot` for the entry protocol and
 //! `config` for how the VNF configuration reaches the guest. One VNF per image, chosen
-//! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`) or `vcpe`
-//! (`vcpe_app`).
+//! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`), `vbng-up`
+//! (`vbng_up_app`: a user plane of the disaggregated vBNG) or `vcpe` (`vcpe_app`).
 #![no_std]
 #![no_main]
 
@@ -13,8 +13,10 @@ extern crate alloc;
 compile_error!("one VNF per image: build with `--no-default-features --features vbng` for the vBNG");
 #[cfg(all(feature = "vcpe", any(feature = "router", feature = "vbng")))]
 compile_error!("one VNF per image: build with `--no-default-features --features vcpe` for the vCPE");
-#[cfg(not(any(feature = "router", feature = "vbng", feature = "vcpe")))]
-compile_error!("no VNF: enable the `router`, the `vbng` or the `vcpe` feature");
+#[cfg(all(feature = "vbng-up", any(feature = "router", feature = "vbng", feature = "vcpe")))]
+compile_error!("one VNF per image: build with `--no-default-features --features vbng-up` for the vBNG user plane");
+#[cfg(not(any(feature = "router", feature = "vbng", feature = "vbng-up", feature = "vcpe")))]
+compile_error!("no VNF: enable the `router`, the `vbng`, the `vbng-up` or the `vcpe` feature");
 
 #[cfg(feature = "router")]
 mod app;
@@ -34,10 +36,14 @@ mod iso9660;
 mod mem;
 mod net;
 mod pci;
+#[cfg(feature = "vbng-up")]
+mod rtc;
 mod serial;
 mod sparse;
 #[cfg(feature = "vbng")]
 mod vbng_app;
+#[cfg(feature = "vbng-up")]
+mod vbng_up_app;
 #[cfg(feature = "vcpe")]
 mod vcpe_app;
 mod virtio;
@@ -56,6 +62,12 @@ pub const VNF: &str = "vbng";
 /// Name of the VNF this image runs (printed in the `<vnf> ready` line).
 #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
 pub const VNF: &str = "vcpe";
+/// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(all(
+    feature = "vbng-up",
+    not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+))]
+pub const VNF: &str = "vbng-up";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
 const FWCFG_CONFIG: &str = "opt/vnf/config";
@@ -122,6 +134,11 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     vbng_app::run(table, &opts);
     #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
     vcpe_app::run(table, &opts);
+    #[cfg(all(
+        feature = "vbng-up",
+        not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+    ))]
+    vbng_up_app::run(table, &opts);
 }
 
 /// Pick the config source (module, config drive, fw_cfg, baked) and apply

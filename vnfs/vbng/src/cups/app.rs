@@ -60,12 +60,7 @@ pub fn cp_config(s: &CupsSection, recovery_time_stamp: u32) -> CpConfig {
 
 /// A user plane's PFCP settings from its `[cups]` section.
 pub fn up_config(s: &CupsSection, recovery_time_stamp: u32) -> UpConfig {
-    let mut c = UpConfig::new(s.addr, recovery_time_stamp);
-    c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
-    c.node.t1_ms = s.t1_ms;
-    c.node.n1 = s.n1;
-    c.cp = s.cp;
-    c
+    UpConfig::from_section(s, recovery_time_stamp)
 }
 
 /// The `vbng-cp` process: the control plane, its PFCP/GTP-U sockets and RADIUS.

@@ -7,7 +7,9 @@
 //!
 //! Sans-IO like the rest: both ends take datagrams ([`Datagram`]) and time in and
 //! give datagrams out; [`Bus`] carries them in memory (tests, the in-process lab),
-//! `udp::UdpLink` (with `std`) over UDP sockets (PFCP 8805, GTP-U 2152).
+//! `udp::UdpLink` (with `std`) over UDP sockets (PFCP 8805, GTP-U 2152); the
+//! unikernel's user plane over its host stack's UDP sockets with the same
+//! `udp::gtpu_payload` / `udp::ipv4_udp` conversions.
 //!
 //! # Placement
 //!
@@ -60,7 +62,6 @@
 #[cfg(feature = "std")]
 pub mod app;
 pub mod cp;
-#[cfg(feature = "std")]
 pub mod udp;
 pub mod up;
 

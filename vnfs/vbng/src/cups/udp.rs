@@ -4,14 +4,24 @@
 //! builds and checks it): the socket sends its UDP payload to the packet's
 //! destination and wraps what it receives back into such a packet (checksums filled)
 //! with the sender's address, so the sans-IO ends do not change.
+//!
+//! The sockets need `std`; the two conversions ([`gtpu_payload`], [`ipv4_udp`]) do
+//! not (the unikernel's user plane uses them over its host stack's sockets).
 
+#[cfg(feature = "std")]
 use super::Datagram;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
 use dataplane::proto::checksum::PseudoHeader;
 use dataplane::proto::{ipv4, udp, IpProtocol};
+#[cfg(feature = "std")]
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+#[cfg(feature = "std")]
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 
 /// The two sockets of one CUPS node.
+#[cfg(feature = "std")]
 #[derive(Debug)]
 pub struct UdpLink {
     local: Ipv4Addr,
@@ -22,6 +32,7 @@ pub struct UdpLink {
     pub errors: u64,
 }
 
+#[cfg(feature = "std")]
 impl UdpLink {
     /// Binds `local`:8805 and `local`:2152 (non-blocking).
     pub fn bind(local: Ipv4Addr) -> io::Result<UdpLink> {
@@ -98,8 +109,8 @@ impl UdpLink {
     }
 }
 
-/// The destination and UDP payload of an IPv4/UDP packet.
-fn gtpu_payload(p: &[u8]) -> Option<(Ipv4Addr, &[u8])> {
+/// The destination and UDP payload of an IPv4/UDP packet (a GTP-U [`super::Datagram`]).
+pub fn gtpu_payload(p: &[u8]) -> Option<(Ipv4Addr, &[u8])> {
     let ip = ipv4::Packet::new_checked(p).ok()?;
     if ip.protocol() != IpProtocol::UDP {
         return None;
@@ -110,8 +121,9 @@ fn gtpu_payload(p: &[u8]) -> Option<(Ipv4Addr, &[u8])> {
     Some((dst, l4.get(8..usize::from(u.len()))?))
 }
 
-/// `payload` in UDP (port 2152 both ways) in IPv4 from `src` to `dst`.
-fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Option<Vec<u8>> {
+/// `payload` in UDP (port 2152 both ways) in IPv4 from `src` to `dst` (a GTP-U
+/// [`super::Datagram`] from a datagram a socket received).
+pub fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Option<Vec<u8>> {
     let ulen = 8 + payload.len();
     let repr = ipv4::Repr {
         src_addr: src,

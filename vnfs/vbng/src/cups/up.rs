@@ -70,6 +70,17 @@ impl UpConfig {
             audit_ms: 60_000,
         }
     }
+
+    /// A user plane's settings from its `[cups]` section (the `vbng-up` process and
+    /// the `vbng-up` unikernel alike).
+    pub fn from_section(s: &crate::config::CupsSection, recovery_time_stamp: u32) -> UpConfig {
+        let mut c = UpConfig::new(s.addr, recovery_time_stamp);
+        c.node.heartbeat_interval_ms = u64::from(s.heartbeat_s) * 1000;
+        c.node.t1_ms = s.t1_ms;
+        c.node.n1 = s.n1;
+        c.cp = s.cp;
+        c
+    }
 }
 
 /// Counters of a user plane.

@@ -149,10 +149,7 @@ fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
                 );
             }
             let script = format!("Scripts/day2/{}", o.file_name);
-            assert!(
-                names.iter().any(|n| *n == script),
-                "{name}: {script} missing"
-            );
+            assert!(names.contains(&script), "{name}: {script} missing");
         }
     }
     let report = must_validate(&out);

@@ -23,7 +23,7 @@ pub mod lpm;
 pub mod metrics;
 pub mod port;
 pub mod proto;
-#[cfg(feature = "std")]
+#[cfg(feature = "restconf")]
 pub mod restconf;
 #[cfg(feature = "std")]
 pub mod runner;

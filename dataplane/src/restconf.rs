@@ -5,11 +5,11 @@
 //! (§11.3.2). Each VNF keeps its own YANG module and the mapping between its tree and
 //! its configuration; a [`Schema`] names the module and the key leaf of each list.
 
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 use serde_json::{json, Map, Value};
-use std::format;
-use std::string::{String, ToString};
-use std::vec;
-use std::vec::Vec;
 
 /// The media type of RESTCONF JSON (RFC 8040 §11.3.2).
 pub const MEDIA: &str = "application/yang-data+json";

@@ -211,11 +211,70 @@ fn types(m: &VnfModel) -> Value {
                 "flavour_description" => ymap! { "type" => "string", "default" => "" },
             },
             "requirements" => requirements,
-            "interfaces" => ymap! { "Vnflcm" => ymap! { "type" => "tosca.interfaces.nfv.Vnflcm" } },
+            "interfaces" => node_interfaces(m),
         },
     );
     push(&mut doc, "node_types", Value::Mapping(nt));
+    if !m.operations.is_empty() {
+        let mut it = Mapping::new();
+        it.insert(Value::from(day2_interface_type(m)), day2_interface(m));
+        push(&mut doc, "interface_types", Value::Mapping(it));
+    }
     doc
+}
+
+/// The interface of the VNF's custom day-1/day-2 operations (the OSM config
+/// primitives): SOL001 declares LCM operations beyond `tosca.interfaces.nfv.Vnflcm`
+/// as a VNF-specific interface type derived from `tosca.interfaces.Root` (ETSI GS
+/// NFV-SOL 001 v2.6.1 §6.7, interface types; a TOSCA Simple Profile in YAML 1.3
+/// interface type definition), which the VNF node type lists next to `Vnflcm` and
+/// the flavour's VNF node implements with the operations' scripts.
+pub const DAY2_INTERFACE: &str = "Day2";
+
+/// The VNF-specific interface type of [`DAY2_INTERFACE`].
+pub fn day2_interface_type(m: &VnfModel) -> String {
+    format!("nfvrs.{}.interfaces.Day2", m.name.replace('-', "_"))
+}
+
+/// The node type's interfaces: `Vnflcm`, and the day-2 one when there are operations.
+fn node_interfaces(m: &VnfModel) -> Value {
+    let mut i = ymap! { "Vnflcm" => ymap! { "type" => "tosca.interfaces.nfv.Vnflcm" } };
+    if !m.operations.is_empty() {
+        push(
+            &mut i,
+            DAY2_INTERFACE,
+            ymap! { "type" => day2_interface_type(m) },
+        );
+    }
+    i
+}
+
+/// The interface type: one operation per day-2 operation, its parameters as
+/// string inputs (the script's arguments after the management address).
+fn day2_interface(m: &VnfModel) -> Value {
+    let mut t = ymap! {
+        "derived_from" => "tosca.interfaces.Root",
+        "description" => format!(
+            "Day-1/day-2 operations of the {} over its RESTCONF API (RFC 8040), each run by its script",
+            m.product_name
+        ),
+    };
+    for o in &m.operations {
+        let mut op =
+            ymap! { "description" => format!("{} ({} {})", o.description, o.method, o.path) };
+        if !o.params.is_empty() {
+            let mut inputs = Mapping::new();
+            for p in &o.params {
+                inputs.insert(
+                    Value::from(p.clone()),
+                    ymap! { "type" => "string", "required" => true },
+                );
+            }
+            push(&mut op, "inputs", Value::Mapping(inputs));
+        }
+        push(&mut t, &o.name, op);
+    }
+    t
 }
 
 fn mib(v: u64) -> String {
@@ -295,11 +354,27 @@ fn flavour(m: &VnfModel, f: &Flavour, image: &ImageInfo) -> Value {
                 },
             );
         }
-        push(
-            &mut vnf,
-            "interfaces",
-            ymap! { "Vnflcm" => Value::Mapping(ops) },
-        );
+        let mut ifs = ymap! { "Vnflcm" => Value::Mapping(ops) };
+        if !m.operations.is_empty() {
+            // The day-2 operations' implementations: their scripts.
+            let mut day2 = Mapping::new();
+            for o in &m.operations {
+                let id = format!("day2-{}", o.name);
+                day2.insert(
+                    Value::from(o.name.clone()),
+                    ymap! { "implementation" => id.clone() },
+                );
+                arts.insert(
+                    Value::from(id),
+                    ymap! {
+                        "type" => "tosca.artifacts.Implementation.Bash",
+                        "file" => format!("../Scripts/day2/{}", o.file_name),
+                    },
+                );
+            }
+            push(&mut ifs, DAY2_INTERFACE, Value::Mapping(day2));
+        }
+        push(&mut vnf, "interfaces", ifs);
         push(&mut vnf, "artifacts", Value::Mapping(arts));
     }
     nodes.insert(Value::from("VNF"), vnf);

@@ -113,6 +113,44 @@ fn every_vnf_csar_passes_tosca_parser_and_sol004_checks() {
         assert!(mf.contains(&format!(
             "Source: {image_member}\nAlgorithm: SHA-256\nHash: {img_hash}\n"
         )));
+        // SOL001: the day-1/day-2 operations (the OSM config primitives) are an
+        // interface of the VNF node type, its type derived from tosca.interfaces.Root,
+        // each operation implemented by its script in the package.
+        let mut types = String::new();
+        z.by_name(&format!("Definitions/{name}_types.yaml"))
+            .unwrap()
+            .read_to_string(&mut types)
+            .unwrap();
+        let types: serde_norway::Value = serde_norway::from_str(&types).unwrap();
+        let itype = descriptors::sol001::day2_interface_type(&m);
+        let node = &types["node_types"][descriptors::sol001::node_type(&m).as_str()];
+        assert_eq!(
+            node["interfaces"]["Day2"]["type"].as_str(),
+            Some(itype.as_str()),
+            "{name}"
+        );
+        let it = &types["interface_types"][itype.as_str()];
+        assert_eq!(
+            it["derived_from"].as_str(),
+            Some("tosca.interfaces.Root"),
+            "{name}"
+        );
+        assert!(!m.operations.is_empty(), "{name}");
+        for o in &m.operations {
+            assert!(
+                it[o.name.as_str()]["description"].is_string(),
+                "{name}: {}",
+                o.name
+            );
+            for p in &o.params {
+                assert_eq!(
+                    it[o.name.as_str()]["inputs"][p.as_str()]["type"].as_str(),
+                    Some("string")
+                );
+            }
+            let script = format!("Scripts/day2/{}", o.file_name);
+            assert!(names.contains(&script), "{name}: {script} missing");
+        }
     }
     let report = must_validate(&out);
     assert_eq!(

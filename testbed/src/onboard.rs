@@ -21,8 +21,10 @@
 //!      NIC (the router's port 0, at interface 0's first IPv4 address; the vBNG's
 //!      core port at `core_ip`) gets the last free address of that subnet, and the
 //!      steps below reach the guest's own host network stack (`/metrics`, the
-//!      RESTCONF state `GET`) over it. The guest serves no RESTCONF operations, so a
-//!      declared drain is reported as not run.
+//!      RESTCONF API) over it. The vBNG guest serves the `vbng:drain` RPC (the
+//!      Linux vBNG's `vbng::mgmt`), so the package's drain runs against it as on the
+//!      process platform; the router guest's API is read-only (its package
+//!      declares no drain).
 //!    - `process`: the package's process command (the `router`/`vbng` binary next to
 //!      this one, `--bin-dir`) runs in a network namespace with the day-0 TOML, its
 //!      access and core CPs as veths (peers in a second namespace) and its management
@@ -75,8 +77,8 @@ pub struct OnboardArgs {
     /// Where the instance whose health and KPIs are checked runs: `guest` (the
     /// booted image itself, its management endpoint reached over its NIC on a tap
     /// in the VNF's namespace), `process` (the package's Linux process command), or
-    /// `auto`: guest for the router, process for the vBNG (its guest serves /metrics
-    /// and the RESTCONF state, but not the `drain` RPC its package declares)
+    /// `auto`: guest for the router, process for the vBNG (the package's process
+    /// command; `guest` runs the same checks and the drain against its image)
     #[arg(long, value_parser = ["auto", "guest", "process"], default_value = "auto")]
     platform: String,
 }
@@ -527,10 +529,10 @@ fn run(a: &OnboardArgs, bins: &Path, tmp: &Path) -> Result<Value> {
         "vnf": vnf,
         "validated": true,
         "platform": "process",
-        "platform_note": "the unikernel image has no host network stack yet (no metrics or API \
-                          in the guest): it is booted under QEMU to its ready line with its \
+        "platform_note": "the unikernel image is booted under QEMU to its ready line with its \
                           day-0, and the package's Linux process (the VNF binary) is the \
-                          instance whose health and KPIs are checked",
+                          instance whose health, KPIs and drain are checked (--platform guest \
+                          checks the image itself)",
         "image_boot": image_boot,
         "instantiated": instantiated,
         "healthy": healthy,
@@ -739,13 +741,37 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
     } else {
         Value::Null
     };
-    let drain = if u.scripts.join("drain.sh").is_file() {
-        json!("not run: the guest serves no RESTCONF operations (use --platform process)")
+    // 8. Drain if declared: the package's script calls the guest's RESTCONF RPC,
+    // and the guest's state must say it drains.
+    let drain_script = u.scripts.join("drain.sh");
+    let drain = if drain_script.is_file() {
+        let d = Command::new("ip")
+            .args(["netns", "exec", &ns, "sh"])
+            .arg(&drain_script)
+            .arg(&host)
+            .output()?;
+        if !d.status.success() {
+            bail!(
+                "drain.sh against the guest failed: {}",
+                String::from_utf8_lossy(&d.stderr).trim()
+            );
+        }
+        let after: Value =
+            serde_json::from_str(&lab.exec(&ns, &["curl", "-sf", "-m", "10", &state_url])?)
+                .unwrap_or(Value::Null);
+        let draining = after
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|st| st.get("draining"));
+        if draining.is_some_and(|d| d != &Value::Bool(true)) {
+            bail!("drain.sh ran but the guest's state does not say it drains");
+        }
+        Value::String(String::from_utf8_lossy(&d.stdout).trim().to_string())
     } else {
         Value::Null
     };
     let instantiated = alive();
-    // 8. Terminate: the guest is stopped with the lab (its namespace and taps go too).
+    // 9. Terminate: the guest is stopped with the lab (its namespace and taps go too).
     drop(lab);
     let t = Instant::now();
     while alive() && t.elapsed() < Duration::from_secs(5) {
@@ -758,9 +784,9 @@ fn run_on_guest(a: &OnboardArgs, u: &Unpacked, image: &Path, tmp: &Path) -> Resu
         "vnf": vnf,
         "validated": true,
         "platform": "guest",
-        "platform_note": "the booted image is the instance: health check, KPIs and day-2 \
-                          get-state ran against its host network stack over its NIC (a tap \
-                          in the VNF's namespace)",
+        "platform_note": "the booted image is the instance: health check, KPIs, day-2 \
+                          get-state and the drain ran against its host network stack over its \
+                          NIC (a tap in the VNF's namespace)",
         "image_boot": ImageBoot {
             booted: true,
             image: image.display().to_string(),

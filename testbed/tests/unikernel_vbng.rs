@@ -249,6 +249,27 @@ fn pppoe_sessions_and_traffic_both_ways() {
         Some(10.0),
         "{t}"
     );
+    // The guest's RESTCONF API (the Linux vBNG's `vbng::mgmt`): hostile and invalid
+    // requests get their RFC 8040 errors (and the guest keeps answering), then the
+    // package's drain RPC drains it and the state says so.
+    let api = &r["api"];
+    for (k, status, tag) in [
+        ("drain-enable-not-boolean", 400, "invalid-value"),
+        ("drain-not-json", 400, "malformed-message"),
+        ("drain-get", 405, "operation-not-supported"),
+        ("state-put", 405, "operation-not-supported"),
+        ("rate-not-a-number", 400, "invalid-value"),
+        ("body-too-large", 413, "too-big"),
+        ("chunked", 411, "malformed-message"),
+        ("bad-length", 400, "malformed-message"),
+    ] {
+        assert_eq!(api["refused"][k]["status"], status, "{k}\n{t}");
+        assert_eq!(api["refused"][k]["error-tag"], tag, "{k}\n{t}");
+    }
+    assert_eq!(api["drain"]["vbng:output"]["draining"], true, "{t}");
+    assert_eq!(api["drain"]["vbng:output"]["sessions"], 10, "{t}");
+    assert_eq!(api["state-after-drain"]["draining"], true, "{t}");
+    assert_eq!(api["state-after-drain"]["sessions-listed"], 10, "{t}");
     // The guest's own session table lists the ten users up.
     for i in 0..10 {
         assert!(

@@ -11,11 +11,15 @@
 //! its host network stack: `/metrics` is scraped through a host port forward at the
 //! end, and with `--radius PORT` the subscribers are authenticated and accounted by
 //! a RADIUS server on the host's loopback (auth PORT, accounting PORT+1) instead of
-//! local users. Prints one `lab result: {json}` line; fails when the guest does not
+//! local users. After the traffic the guest's RESTCONF API is probed through the
+//! same forward ([`api_probe`]: hostile requests first, each must get its RFC 8040
+//! error, then the `vbng:drain` RPC and the state that shows it; `api` in the
+//! result). Prints one `lab result: {json}` line; fails when the guest does not
 //! come up or reports an error.
 
 use super::*;
 use pktgen::subscribers::{index_of, Emulator, EmulatorConfig, VlanPlan};
+use serde_json::{json, Value};
 use std::net::UdpSocket;
 use std::sync::mpsc;
 
@@ -434,6 +438,7 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             (0, serde_json::Map::new())
         }
     };
+    let api = api_probe(&format!("127.0.0.1:{http_fwd}"));
     // The guest's own view, then a clean stop.
     if let Some(stdin) = g.child.stdin.as_mut() {
         let _ = stdin.write_all(b"sessions\nerrors\nexit\n");
@@ -484,12 +489,93 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
         "aaa": if o.radius.is_some() { "radius" } else { "local" },
         "metrics_families": scraped,
         "metrics": metrics,
+        "api": api,
     });
     println!("lab result: {}", header.json(&result)?);
     if code != 0 {
         bail!("guest exit code {code}");
     }
     Ok(())
+}
+
+/// One raw HTTP exchange (a request the client library would not send): the
+/// answer's status and body, or the failure as text.
+fn raw_http(addr: &str, req: &[u8]) -> std::result::Result<(u16, String), String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    s.write_all(req).map_err(|e| format!("send: {e}"))?;
+    let mut r = Vec::new();
+    s.read_to_end(&mut r).map_err(|e| format!("read: {e}"))?;
+    let r = String::from_utf8_lossy(&r).into_owned();
+    let (head, body) = r.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, body.to_string()))
+}
+
+/// The guest's RESTCONF API at `addr`: hostile and invalid requests (each answer's
+/// status and RFC 8040 `error-tag`), then `POST /restconf/operations/vbng:drain`
+/// (its output) and the state after it (`draining`, the sessions listed).
+fn api_probe(addr: &str) -> Value {
+    let tag = |r: &std::result::Result<(u16, String), String>| match r {
+        Ok((status, body)) => {
+            let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            json!({
+                "status": status,
+                "error-tag": v["ietf-restconf:errors"]["error"][0]["error-tag"],
+            })
+        }
+        Err(e) => json!({ "failed": e }),
+    };
+    let media = "application/yang-data+json";
+    let call =
+        |m: &str, p: &str, b: &str| dataplane::http::request(addr, m, p, media, b.as_bytes());
+    let drain = "/restconf/operations/vbng:drain";
+    let refused = json!({
+        "drain-enable-not-boolean": tag(&call("POST", drain, r#"{"vbng:input":{"enable":"yes"}}"#)),
+        "drain-not-json": tag(&call("POST", drain, "{not json")),
+        "drain-get": tag(&call("GET", drain, "")),
+        "state-put": tag(&call("PUT", "/restconf/data/vbng:vbng/state", r#"{"vbng:state":{}}"#)),
+        "rate-not-a-number": tag(&call(
+            "PATCH",
+            "/restconf/data/vbng:vbng/subscriber-defaults",
+            r#"{"vbng:subscriber-defaults":{"rate-down":"fast"}}"#,
+        )),
+        "body-too-large": tag(&raw_http(
+            addr,
+            format!("POST {drain} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n").as_bytes(),
+        )),
+        "chunked": tag(&raw_http(
+            addr,
+            format!("POST {drain} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").as_bytes(),
+        )),
+        "bad-length": tag(&raw_http(
+            addr,
+            format!("POST {drain} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n").as_bytes(),
+        )),
+    });
+    let output = match call("POST", drain, "") {
+        Ok((200, b)) => serde_json::from_str(&b).unwrap_or(Value::Null),
+        Ok((st, b)) => json!({ "status": st, "body": b }),
+        Err(e) => json!({ "failed": e }),
+    };
+    let state = match call("GET", "/restconf/data/vbng:vbng/state", "") {
+        Ok((200, b)) => {
+            let v: Value = serde_json::from_str(&b).unwrap_or(Value::Null);
+            json!({
+                "draining": v["vbng:state"]["draining"],
+                "sessions": v["vbng:state"]["sessions"],
+                "sessions-listed": v["vbng:state"]["session"].as_array().map(Vec::len),
+            })
+        }
+        Ok((st, b)) => json!({ "status": st, "body": b }),
+        Err(e) => json!({ "failed": e }),
+    };
+    json!({ "refused": refused, "drain": output, "state-after-drain": state })
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {

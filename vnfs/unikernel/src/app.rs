@@ -93,8 +93,21 @@ fn json_escape(v: &str) -> String {
     o
 }
 
-/// `/metrics`, `/errors`, the RESTCONF state; 404 else.
-fn http(w: &Worker<VirtioPort>, path: &str, state: &dyn Fn(&Worker<VirtioPort>) -> String) -> Response {
+/// `/metrics`, `/errors`, the RESTCONF state; 404 else. The guest's API is
+/// read-only: any other method on a `/restconf` path gets the RFC 8040 §7.1 error
+/// `operation-not-supported` (405); route changes need the Linux router's API.
+fn http(w: &Worker<VirtioPort>, method: &str, path: &str, state: &dyn Fn(&Worker<VirtioPort>) -> String) -> Response {
+    if method != "GET" {
+        return if path == "/restconf" || path.starts_with("/restconf/") {
+            Response::restconf_error(
+                405,
+                "operation-not-supported",
+                "the router guest's RESTCONF API is read-only (GET of the state); change routes through the Linux router's API",
+            )
+        } else {
+            Response::error(405, "GET only")
+        };
+    }
     match path {
         "/metrics" => Response::metrics(metrics(w)),
         "/errors" => Response::text(w.graph.show_errors()),
@@ -273,7 +286,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         if let Some((s, h)) = stack.as_mut() {
             if iter & 15 == 0 || s.pending() {
                 s.poll();
-                if h.poll(s, |_, p, _| http(&worker, p, &state)) {
+                if h.poll(s, |m, p, _, _| http(&worker, m, p, &state)) {
                     s.poll();
                 }
             }

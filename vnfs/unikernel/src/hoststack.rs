@@ -17,10 +17,11 @@
 //! for the same address. Frames move in pool buffers: the divert allocates nothing.
 //!
 //! On top: [`HttpServer`], a minimal HTTP/1.1 server (RFC 9112: request line and
-//! head, `Content-Length`, `Connection: close`) for `/metrics`, and UDP sockets
-//! ([`HostStack::udp_open`]) for the vBNG's RADIUS client.
+//! head, a `Content-Length` body of at most [`MAX_BODY`] bytes, `Connection: close`)
+//! for `/metrics` and the RESTCONF API, and UDP sockets ([`HostStack::udp_open`])
+//! for the vBNG's RADIUS client.
 
-use crate::hostwire::{classify, parse_request, Verdict};
+use crate::hostwire::{body_length, classify, parse_request, BodyError, Verdict};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -371,13 +372,46 @@ impl Response {
         }
     }
     /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
-    // RESTCONF state (router and vBNG apps).
-    #[cfg_attr(any(feature = "vcpe", feature = "vbng-up"), allow(dead_code))]
+    // The router app's RESTCONF state.
+    #[cfg(feature = "router")]
     pub fn yang_json(body: String) -> Response {
         Response {
             status: 200,
             content_type: "application/yang-data+json",
             body,
+        }
+    }
+    /// A RESTCONF answer (RFC 8040): JSON errors and data as
+    /// `application/yang-data+json`, the schema resource as `application/yang`.
+    #[cfg(feature = "vbng")]
+    pub fn restconf(status: u16, body: String, yang: bool) -> Response {
+        Response {
+            status,
+            content_type: if yang {
+                "application/yang"
+            } else {
+                "application/yang-data+json"
+            },
+            body,
+        }
+    }
+    /// An RFC 8040 §7.1 error body (`error-type` protocol) with `status`.
+    pub fn restconf_error(status: u16, tag: &str, msg: &str) -> Response {
+        let mut m = String::with_capacity(msg.len());
+        for ch in msg.chars() {
+            match ch {
+                '"' => m.push_str("\\\""),
+                '\\' => m.push_str("\\\\"),
+                ch if (ch as u32) < 0x20 => m.push(' '),
+                ch => m.push(ch),
+            }
+        }
+        Response {
+            status,
+            content_type: "application/yang-data+json",
+            body: alloc::format!(
+                "{{\"ietf-restconf:errors\":{{\"error\":[{{\"error-type\":\"protocol\",\"error-tag\":\"{tag}\",\"error-message\":\"{m}\"}}]}}}}"
+            ),
         }
     }
     /// An error page.
@@ -392,6 +426,9 @@ impl Response {
 
 /// Largest request head.
 const MAX_HEAD: usize = 8 * 1024;
+/// Largest request body (a RESTCONF change; larger ones get 413 and an RFC 8040
+/// error).
+pub const MAX_BODY: usize = 64 * 1024;
 /// Connections answered at once.
 const CONNECTIONS: usize = 4;
 /// A connection that sends nothing (or reads nothing) is closed after this.
@@ -405,8 +442,11 @@ struct Conn {
     answered: bool,
 }
 
-/// A minimal HTTP/1.1 server on the host stack: `GET` only, one request per
-/// connection, answered with `Content-Length` and `Connection: close`.
+/// A minimal HTTP/1.1 server on the host stack: one request per connection (any
+/// method, a body by `Content-Length` up to [`MAX_BODY`]), answered with
+/// `Content-Length` and `Connection: close`. A head over 8 KiB, a chunked or
+/// oversized body, or a malformed request line is answered with an error and
+/// counted in `bad`.
 pub struct HttpServer {
     port: u16,
     conns: Vec<Conn>,
@@ -443,9 +483,13 @@ impl HttpServer {
         }
     }
 
-    /// Serve what the connections have: `handler(method, path, query)` answers a
-    /// complete request. Returns whether anything was done.
-    pub fn poll(&mut self, stack: &mut HostStack, mut handler: impl FnMut(&str, &str, &str) -> Response) -> bool {
+    /// Serve what the connections have: `handler(method, path, query, body)`
+    /// answers a complete request. Returns whether anything was done.
+    pub fn poll(
+        &mut self,
+        stack: &mut HostStack,
+        mut handler: impl FnMut(&str, &str, &str, &[u8]) -> Response,
+    ) -> bool {
         let mut work = false;
         for c in self.conns.iter_mut() {
             let s = stack.sockets.get_mut::<tcp::Socket>(c.h);
@@ -466,16 +510,37 @@ impl HttpServer {
                     }
                     work = true;
                     c.req.extend_from_slice(&buf[..n]);
-                    if c.req.len() > MAX_HEAD {
+                    if c.req.len() > MAX_HEAD + MAX_BODY {
                         break;
                     }
                 }
                 let resp = match parse_request(&c.req) {
-                    Ok(Some((m, p, q))) => Some(if m == "GET" {
-                        handler(m, p, q)
-                    } else {
-                        Response::error(405, "GET only")
-                    }),
+                    Ok(Some((m, p, q))) => {
+                        let head = c.req.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |e| e + 4);
+                        match body_length(&c.req, MAX_BODY) {
+                            Ok(n) if c.req.len() >= head + n => Some(handler(m, p, q, &c.req[head..head + n])),
+                            // The rest of the body has not arrived yet.
+                            Ok(_) => None,
+                            Err(e) => {
+                                self.bad += 1;
+                                Some(match e {
+                                    BodyError::Chunked => Response::restconf_error(
+                                        411,
+                                        "malformed-message",
+                                        "send the body with a Content-Length (no Transfer-Encoding)",
+                                    ),
+                                    BodyError::BadLength => {
+                                        Response::restconf_error(400, "malformed-message", "bad Content-Length")
+                                    }
+                                    BodyError::TooLarge => Response::restconf_error(
+                                        413,
+                                        "too-big",
+                                        &alloc::format!("request body larger than {MAX_BODY} bytes"),
+                                    ),
+                                })
+                            }
+                        }
+                    }
                     Ok(None) if c.req.len() > MAX_HEAD => {
                         self.bad += 1;
                         Some(Response::error(431, "request head too large"))
@@ -510,10 +575,17 @@ impl HttpServer {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
         _ => "Error",
     }
 }

@@ -34,6 +34,7 @@ use dataplane::port::Port;
 use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
 use smoltcp::iface::SocketHandle;
 use vbng::config::{parse_user_file, Config};
+use vbng::mgmt::{GraphNat, Mgmt, NatAccess};
 use vbng::rng::Rng;
 use vbng::vnf::{build, update_hook, BuildEnv, Control, Injector, Stats, Vbng, ACCESS_PORT, CORE_PORT};
 
@@ -137,51 +138,40 @@ fn metrics(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, sessions: bool) -
     body
 }
 
-/// `/metrics[?sessions]`, `/sessions`, `/errors`; 404 else.
-/// RESTCONF path of the vBNG's operational state (the Linux vBNG's management API).
-const STATE_PATH: &str = "/restconf/data/vbng:vbng/state";
-
-/// The `state` subtree as the Linux vBNG's RESTCONF API returns it (RFC 8040
-/// §3.5.3; RFC 7951 JSON, 64-bit counters as strings), without the per-session
-/// `session` list (the guest's `/sessions` shows the sessions).
-fn state_json(c: &Control, name: &str) -> String {
-    let s = &c.cp.stats;
-    let mut esc = String::with_capacity(name.len());
-    for ch in name.chars() {
-        match ch {
-            '"' => esc.push_str("\\\""),
-            '\\' => esc.push_str("\\\\"),
-            ch if (ch as u32) < 0x20 => esc.push_str(&alloc::format!("\\u{:04x}", ch as u32)),
-            ch => esc.push(ch),
-        }
+/// `/metrics[?sessions]`, `/sessions`, `/errors` (GET); 404 else.
+fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, method: &str, path: &str, query: &str) -> Response {
+    if method != "GET" {
+        return Response::error(
+            405,
+            "GET only (the RESTCONF API under /restconf takes PUT, PATCH, POST, DELETE)",
+        );
     }
-    alloc::format!(
-        "{{\"vbng:state\":{{\"name\":\"{esc}\",\"sessions\":{},\"sessions-ipv6\":{},\"draining\":{},\"counters\":{{\"sessions-created\":\"{}\",\"sessions-up\":\"{}\",\"sessions-ended\":\"{}\",\"auth-accept\":\"{}\",\"auth-reject\":\"{}\",\"aaa-timeout\":\"{}\",\"malformed\":\"{}\",\"drain-refused\":\"{}\"}}}}}}\n",
-        c.cp.session_count(),
-        c.cp.ipv6_session_count(),
-        c.cp.draining(),
-        s.sessions_created,
-        s.sessions_up,
-        s.sessions_ended,
-        s.auth_accept,
-        s.auth_reject,
-        s.aaa_timeout,
-        s.malformed,
-        c.cp.drain_refused
-    )
-}
-
-fn http_answer(w: &Worker<VirtioPort>, c: &Control, stats: &Stats, name: &str, path: &str, query: &str) -> Response {
     match path {
         "/metrics" => Response::metrics(metrics(w, c, stats, query == "sessions")),
         "/sessions" => Response::text(vbng::metrics::show_sessions(&c.cp)),
         "/errors" => Response::text(w.graph.show_errors()),
-        STATE_PATH => Response::yang_json(state_json(c, name)),
-        _ => Response::error(
-            404,
-            "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng/state",
-        ),
+        _ => Response::error(404, "try /metrics, /sessions, /errors or /restconf/data/vbng:vbng"),
     }
+}
+
+/// The vBNG's RESTCONF API (`vbng::mgmt`, the Linux vBNG's code: RFC 8040 paths,
+/// the `drain` RPC, session actions, configuration changes validated as a whole,
+/// RFC 8040 §7.1 errors), answered between two worker polls: the worker's `nat44`
+/// is read and changed in place ([`GraphNat`]).
+fn restconf(
+    api: &mut Mgmt,
+    w: &mut Worker<VirtioPort>,
+    c: &mut Control,
+    cgnat: bool,
+    req: (&str, &str, &str, &[u8]),
+    now_ms: u64,
+) -> Response {
+    let (method, path, query, body) = req;
+    let mut g = GraphNat(&mut w.graph);
+    let nat: Option<&mut dyn NatAccess> = if cgnat { Some(&mut g) } else { None };
+    let a = api.handle_with(method, path, query, body, &mut c.cp, now_ms, nat);
+    let yang = a.status == 200 && path.starts_with("/restconf/yang/");
+    Response::restconf(a.status, a.body, yang)
 }
 
 /// The control side on the worker's punt and inject rings, stepped from the loop.
@@ -307,7 +297,6 @@ impl ControlSide {
 /// Run the vBNG; never returns.
 pub fn run(table: toml::Table, opts: &Options) -> ! {
     let cfg = load(table);
-    let name = cfg.name.clone();
     let sessions = opts.sessions.unwrap_or(DEFAULT_SESSIONS);
     let (seed, src) = crate::entropy::seed();
     if src.strong() {
@@ -425,6 +414,13 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         Err(e) => config_error(e),
     };
     let nat_log = control.nat_log.is_some();
+    // The management API over the running configuration (CGNAT pool changes on a
+    // worker built for `max_subscribers` slots).
+    let cgnat = nat.is_some();
+    let mut api = match &nat {
+        Some(n) => Mgmt::new(cfg.clone()).with_nat_slots(n.max_subscribers),
+        None => Mgmt::new(cfg.clone()),
+    };
     let mut cs = ControlSide {
         control,
         punt,
@@ -478,7 +474,14 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             }
             cs.step(now_ms, stack.as_mut());
             if let (Some(s), Some(h)) = (stack.as_mut(), http.as_mut()) {
-                if h.poll(s, |_, p, q| http_answer(&worker, &cs.control, &stats, &name, p, q)) {
+                let served = h.poll(s, |m, p, q, b| {
+                    if p == "/restconf" || p.starts_with("/restconf/") {
+                        restconf(&mut api, &mut worker, &mut cs.control, cgnat, (m, p, q, b), now_ms)
+                    } else {
+                        http_answer(&worker, &cs.control, &stats, m, p, q)
+                    }
+                });
+                if served {
                     s.poll();
                 }
                 s.poll();

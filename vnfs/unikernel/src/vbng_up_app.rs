@@ -262,7 +262,10 @@ fn metrics(w: &Worker<VirtioPort>, s: &UpSide) -> String {
     p.finish()
 }
 
-fn http_answer(w: &Worker<VirtioPort>, s: &UpSide, path: &str) -> Response {
+fn http_answer(w: &Worker<VirtioPort>, s: &UpSide, method: &str, path: &str) -> Response {
+    if method != "GET" {
+        return Response::error(405, "GET only");
+    }
     match path {
         "/metrics" => Response::metrics(metrics(w, s)),
         "/errors" => Response::text(w.graph.show_errors()),
@@ -448,7 +451,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         iter += 1;
         if !side.punt.is_empty() || !side.injector.is_empty() || stack.pending() || iter & 15 == 0 {
             side.step(now_ms, &mut stack);
-            if http.poll(&mut stack, |_, p, _| http_answer(&worker, &side, p)) {
+            if http.poll(&mut stack, |m, p, _, _| http_answer(&worker, &side, m, p)) {
                 stack.poll();
             }
             if side.up.has_redirect() != redirect {

@@ -268,7 +268,13 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         if !punt.is_empty() || s.pending() || iter & 15 == 0 {
             vcpe::control::step(&mut cp, &punt, &inject, &mut cache, now_ms);
             s.poll();
-            if h.poll(s, |_, p, _| http_answer(&worker, &cp, p)) {
+            if h.poll(s, |m, p, _, _| {
+                if m == "GET" {
+                    http_answer(&worker, &cp, p)
+                } else {
+                    Response::error(405, "GET only")
+                }
+            }) {
                 s.poll();
             }
         }

@@ -30,7 +30,7 @@ pub mod ipcp;
 pub mod journal_frame;
 pub mod lcp;
 pub mod metrics;
-#[cfg(feature = "std")]
+#[cfg(feature = "mgmt")]
 pub mod mgmt;
 pub mod mss;
 pub mod nd;

@@ -49,17 +49,19 @@
 
 use crate::config::{Config, Password, Secret, ServerConfig, UserConfig};
 use crate::control::ControlPlane;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
 use crossbeam_queue::ArrayQueue;
 use dataplane::restconf::{
     error, invalid, malformed, missing, str_of, u64_of, unsupported, Schema, Step,
 };
 use dataplane::stages::nat::PoolChange;
 use serde_json::{json, Map, Value};
-use std::boxed::Box;
-use std::format;
-use std::string::{String, ToString};
-use std::sync::Arc;
-use std::vec::Vec;
 
 /// The YANG module's name (the JSON namespace qualifier).
 pub const MODULE: &str = "vbng";
@@ -82,8 +84,58 @@ fn key_of(list: &str, e: &Value) -> Option<String> {
     SCHEMA.key_of(list, e)
 }
 
-/// How long a CGNAT pool change waits for the worker.
+/// How long a CGNAT pool change (or a pool report) waits for the worker.
+#[cfg(feature = "std")]
 const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One outside address the worker's `nat44` holds: its address, whether it is
+/// draining (removed from the pool at run time, RFC 6888 REQ-2 paired pooling) and
+/// the port blocks still bound to subscribers on it.
+pub type PoolAddr = (Ipv4Addr, bool, u32);
+
+/// How the management side reaches the worker's `nat44`: over the [`NatLink`]
+/// queues when the worker is another thread (the Linux vBNG), or directly when
+/// one loop runs both (the unikernel guest reads and changes its worker's graph
+/// between two polls).
+pub trait NatAccess {
+    /// Has the worker take `ch` (built by [`PoolChange::new`] off the data path);
+    /// `Err` with the stage's (or the link's) reason when it was not applied.
+    fn apply(&mut self, ch: PoolChange) -> Result<(), String>;
+    /// The outside addresses the worker holds now (`held` bounds how many), or
+    /// why they cannot be read.
+    fn pool(&mut self, held: usize) -> Result<Vec<PoolAddr>, String>;
+}
+
+/// [`NatAccess`] on a graph the caller owns (one loop runs the worker and the
+/// management side): its `nat44` node is read and changed in place.
+pub struct GraphNat<'a>(pub &'a mut dataplane::graph::Graph);
+
+impl NatAccess for GraphNat<'_> {
+    fn apply(&mut self, mut ch: PoolChange) -> Result<(), String> {
+        let Some(n) = self
+            .0
+            .node_mut::<crate::vnf::CgnatNode>(crate::vnf::NODE_NAT)
+        else {
+            return Err("the graph has no nat44 node".to_string());
+        };
+        n.0.apply_pool_change(&mut ch);
+        match ch.outcome() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the nat44 node did not take the change".to_string()),
+        }
+    }
+
+    fn pool(&mut self, _held: usize) -> Result<Vec<PoolAddr>, String> {
+        match self
+            .0
+            .node_mut::<crate::vnf::CgnatNode>(crate::vnf::NODE_NAT)
+        {
+            Some(n) => Ok(n.0.pool_addresses().collect()),
+            None => Err("the graph has no nat44 node".to_string()),
+        }
+    }
+}
 
 /// The queues between the management side and the worker's `nat44` for CGNAT pool
 /// changes (fixed-size, lock-free; allocated here).
@@ -91,6 +143,10 @@ const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct NatLink {
     to_worker: Arc<ArrayQueue<Box<PoolChange>>>,
     done: Arc<ArrayQueue<Box<PoolChange>>>,
+    /// Pool reports: an empty vector with room for every address the stage may
+    /// hold goes to the worker, which fills it within that room.
+    ask: Arc<ArrayQueue<Vec<PoolAddr>>>,
+    told: Arc<ArrayQueue<Vec<PoolAddr>>>,
 }
 
 impl core::fmt::Debug for NatLink {
@@ -110,6 +166,8 @@ impl NatLink {
         NatLink {
             to_worker: Arc::new(ArrayQueue::new(2)),
             done: Arc::new(ArrayQueue::new(2)),
+            ask: Arc::new(ArrayQueue::new(2)),
+            told: Arc::new(ArrayQueue::new(2)),
         }
     }
 }
@@ -128,7 +186,57 @@ pub fn nat_pool_hook(link: &NatLink) -> dataplane::worker::Hook {
             // it: there is room.
             let _ = link.done.push(ch);
         }
+        while let Some(mut v) = link.ask.pop() {
+            if let Some(n) = g.node_mut::<crate::vnf::CgnatNode>(crate::vnf::NODE_NAT) {
+                // Within the room the management side reserved: no allocation.
+                let room = v.capacity();
+                v.extend(n.0.pool_addresses().take(room));
+            }
+            let _ = link.told.push(v);
+        }
     })
+}
+
+/// Waits (at most [`APPLY_TIMEOUT`]) for the worker to answer on `q`.
+#[cfg(feature = "std")]
+fn wait_for<T>(q: &ArrayQueue<T>) -> Option<T> {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(x) = q.pop() {
+            return Some(x);
+        }
+        if t.elapsed() >= APPLY_TIMEOUT {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+}
+
+#[cfg(feature = "std")]
+impl NatAccess for NatLink {
+    /// Hands `ch` to the worker's `nat44` and waits until it took it.
+    fn apply(&mut self, ch: PoolChange) -> Result<(), String> {
+        while self.done.pop().is_some() {}
+        if self.to_worker.push(Box::new(ch)).is_err() {
+            return Err("the worker has not taken the previous change yet".to_string());
+        }
+        match wait_for(&self.done) {
+            Some(ch) => match ch.outcome() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("the worker has no nat44 node".to_string()),
+            },
+            None => Err("the worker did not take the new pool (stopped?)".to_string()),
+        }
+    }
+
+    fn pool(&mut self, held: usize) -> Result<Vec<PoolAddr>, String> {
+        while self.told.pop().is_some() {}
+        if self.ask.push(Vec::with_capacity(held)).is_err() {
+            return Err("the worker has not answered the previous report yet".to_string());
+        }
+        wait_for(&self.told).ok_or_else(|| "the worker did not answer (stopped?)".to_string())
+    }
 }
 
 /// The CGNAT pool of a configuration (`[cgnat] pool` or `cgnat_public`).
@@ -207,8 +315,8 @@ fn mac_text(m: &[u8; 6]) -> String {
     )
 }
 
-/// The operational state.
-fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
+/// The operational state; `pool` is what the worker's `nat44` holds (with CGNAT).
+fn state_tree(cfg: &Config, cp: &ControlPlane, pool: Option<&[PoolAddr]>) -> Value {
     let s = &cp.stats;
     let sessions: Vec<Value> = cp
         .sessions()
@@ -262,6 +370,23 @@ fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
     if !sessions.is_empty() {
         st["session"] = Value::Array(sessions);
     }
+    if let Some(pool) = pool {
+        // Addresses removed from the pool that subscribers still hold (RFC 6888
+        // REQ-2: paired pooling keeps them until their last mapping ends).
+        let draining: Vec<Value> = pool
+            .iter()
+            .filter(|(_, d, blocks)| *d && *blocks > 0)
+            .map(|(a, _, blocks)| json!({"address": a.to_string(), "port-blocks": blocks}))
+            .collect();
+        let mut c = json!({
+            "pool-addresses": pool.len(),
+            "port-blocks-in-use": pool.iter().map(|p| u64::from(p.2)).sum::<u64>().to_string(),
+        });
+        if !draining.is_empty() {
+            c["draining-address"] = Value::Array(draining);
+        }
+        st["cgnat"] = c;
+    }
     st
 }
 
@@ -270,9 +395,12 @@ fn state_tree(cfg: &Config, cp: &ControlPlane) -> Value {
 #[derive(Debug, Clone)]
 pub struct Mgmt {
     cfg: Config,
-    /// The worker's `nat44` (CGNAT pool changes) and the session slots it was built
-    /// for.
-    nat: Option<(NatLink, u32)>,
+    /// The session slots the worker's `nat44` was built for (CGNAT pool changes
+    /// through a [`NatAccess`]).
+    nat_slots: Option<u32>,
+    /// The worker's `nat44` over queues (the Linux vBNG's worker thread).
+    #[cfg(feature = "std")]
+    link: Option<NatLink>,
     /// Every CGNAT pool address since start (a bound on what `nat44` still holds).
     nat_seen: Vec<u32>,
 }
@@ -282,7 +410,9 @@ impl Mgmt {
     pub fn new(cfg: Config) -> Mgmt {
         let mut m = Mgmt {
             cfg,
-            nat: None,
+            nat_slots: None,
+            #[cfg(feature = "std")]
+            link: None,
             nat_seen: Vec::new(),
         };
         m.see_pool();
@@ -291,8 +421,17 @@ impl Mgmt {
 
     /// With the worker's CGNAT pool link (`nat_pool_hook` registered on the worker
     /// built for `slots` session slots): the pool can change at run time.
+    #[cfg(feature = "std")]
     pub fn with_nat_link(mut self, link: NatLink, slots: u32) -> Mgmt {
-        self.nat = Some((link, slots));
+        self.nat_slots = Some(slots);
+        self.link = Some(link);
+        self
+    }
+
+    /// With a worker built for `slots` session slots whose `nat44` the caller
+    /// hands to [`Mgmt::handle_with`] (a loop that runs both, as the unikernel).
+    pub fn with_nat_slots(mut self, slots: u32) -> Mgmt {
+        self.nat_slots = Some(slots);
         self
     }
 
@@ -307,35 +446,15 @@ impl Mgmt {
         }
     }
 
-    /// Hands `ch` to the worker's `nat44` and waits until it took it.
-    fn change_pool(&self, link: &NatLink, ch: PoolChange) -> Result<(), String> {
-        while link.done.pop().is_some() {}
-        if link.to_worker.push(Box::new(ch)).is_err() {
-            return Err("the worker has not taken the previous change yet".to_string());
-        }
-        let t = std::time::Instant::now();
-        loop {
-            if let Some(ch) = link.done.pop() {
-                return match ch.outcome() {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err("the worker has no nat44 node".to_string()),
-                };
-            }
-            if t.elapsed() >= APPLY_TIMEOUT {
-                return Err("the worker did not take the new pool (stopped?)".to_string());
-            }
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-    }
-
     /// The running configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
     /// Answers one request: `path` is the HTTP path (from `/restconf`), `query` the
-    /// query string; `now_ms` is the control plane's clock.
+    /// query string; `now_ms` is the control plane's clock. The worker's `nat44` is
+    /// reached over the link of [`Mgmt::with_nat_link`].
+    #[cfg(feature = "std")]
     pub fn handle(
         &mut self,
         method: &str,
@@ -345,6 +464,24 @@ impl Mgmt {
         cp: &mut ControlPlane,
         now_ms: u64,
     ) -> Answer {
+        let mut link = self.link.clone();
+        let nat = link.as_mut().map(|l| l as &mut dyn NatAccess);
+        self.handle_with(method, path, query, body, cp, now_ms, nat)
+    }
+
+    /// [`Mgmt::handle`] with the worker's `nat44` reached through `nat` (`None`:
+    /// no CGNAT pool state or change).
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        cp: &mut ControlPlane,
+        now_ms: u64,
+        nat: Option<&mut dyn NatAccess>,
+    ) -> Answer {
         let rest = match dataplane::restconf::front(method, path, "vbng", YANG) {
             Ok(rest) => rest,
             Err(answer) => return answer,
@@ -353,21 +490,9 @@ impl Mgmt {
             if method != "POST" {
                 return unsupported(405, "operations are invoked with POST");
             }
-            let enable = if body.iter().all(u8::is_ascii_whitespace) {
-                true
-            } else {
-                let v: Value = match serde_json::from_slice(body) {
-                    Ok(v) => v,
-                    Err(e) => return malformed(&format!("body is not JSON: {e}")),
-                };
-                match SCHEMA.body_member(&v, "input").map(|i| i.get("enable")) {
-                    Some(None) => true,
-                    Some(Some(Value::Bool(b))) => *b,
-                    Some(Some(_)) => {
-                        return invalid("/vbng:drain/input/enable", "enable is a boolean")
-                    }
-                    None => return malformed("expected {\"vbng:input\": {\"enable\": true}}"),
-                }
+            let enable = match drain_input(body) {
+                Ok(e) => e,
+                Err(a) => return a,
             };
             cp.set_draining(enable);
             return Answer::json(
@@ -387,7 +512,7 @@ impl Mgmt {
             if method != "GET" {
                 return unsupported(405, "write below /restconf/data/vbng:vbng");
             }
-            return self.get(&[], content, cp);
+            return self.get(&[], content, cp, nat);
         }
         let Some(steps) = SCHEMA.parse_path(data) else {
             return missing(&format!("/{data}"));
@@ -400,7 +525,7 @@ impl Mgmt {
             return self.action(id, &action, body, cp, now_ms);
         }
         match method {
-            "GET" => self.get(&steps, content, cp),
+            "GET" => self.get(&steps, content, cp, nat),
             "PUT" | "PATCH" | "POST" | "DELETE" => {
                 if steps.first().is_some_and(|s| s.name == "state") {
                     return error(
@@ -419,25 +544,47 @@ impl Mgmt {
                         Err(e) => return malformed(&format!("body is not JSON: {e}")),
                     }
                 };
-                self.write(method, &steps, &parsed, &format!("/{data}"), cp, now_ms)
+                self.write(
+                    method,
+                    &steps,
+                    &parsed,
+                    &format!("/{data}"),
+                    cp,
+                    now_ms,
+                    nat,
+                )
             }
             _ => unsupported(405, "GET, PUT, PATCH, POST or DELETE"),
         }
     }
 
-    fn get(&self, steps: &[Step], content: &str, cp: &ControlPlane) -> Answer {
+    fn get(
+        &self,
+        steps: &[Step],
+        content: &str,
+        cp: &ControlPlane,
+        nat: Option<&mut dyn NatAccess>,
+    ) -> Answer {
         let mut root = Value::Object(Map::new());
         if content != "nonconfig" {
             root = config_tree(&self.cfg);
             strip_secrets(&mut root);
         }
         if content != "config" {
-            root["state"] = state_tree(&self.cfg, cp);
+            let pool = match nat {
+                Some(n) if cgnat_pool(&self.cfg).is_some() => match n.pool(self.nat_seen.len()) {
+                    Ok(p) => Some(p),
+                    Err(m) => return error(500, "application", "operation-failed", "", &m),
+                },
+                _ => None,
+            };
+            root["state"] = state_tree(&self.cfg, cp, pool.as_deref());
         }
         SCHEMA.get(&root, steps)
     }
 
     /// A configuration change: the new tree, checked, then applied.
+    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
         method: &str,
@@ -446,6 +593,7 @@ impl Mgmt {
         path: &str,
         cp: &mut ControlPlane,
         now_ms: u64,
+        nat: Option<&mut dyn NatAccess>,
     ) -> Answer {
         let old = config_tree(&self.cfg);
         let mut tree = old.clone();
@@ -470,19 +618,19 @@ impl Mgmt {
         }
         let mut pool_change = None;
         if cgnat_pool(&new) != cgnat_pool(&self.cfg) {
-            let Some((link, slots)) = &self.nat else {
+            let (Some(slots), Some(nat)) = (self.nat_slots, nat) else {
                 return unsupported(
                     501,
                     "no CGNAT pool change here (CGNAT off, or no worker link): restart the vBNG",
                 );
             };
-            let nc = match new.nat_config(*slots) {
+            let nc = match new.nat_config(slots) {
                 Ok(Some(nc)) => nc,
                 Ok(None) => return unsupported(501, "CGNAT cannot be removed while running"),
                 Err(e) => return invalid(path, &e.0),
             };
             match PoolChange::new(&nc, self.nat_seen.len()) {
-                Ok(ch) => pool_change = Some((link.clone(), ch)),
+                Ok(ch) => pool_change = Some((nat, ch)),
                 Err(e) => return invalid(path, &format!("cgnat: {e}")),
             }
         }
@@ -502,8 +650,8 @@ impl Mgmt {
                 cp.set_radius_servers(&a.auth, &a.acct, now_ms);
             }
         }
-        if let Some((link, ch)) = pool_change {
-            let r = self.change_pool(&link, ch);
+        if let Some((nat, ch)) = pool_change {
+            let r = nat.apply(ch);
             self.cfg = new;
             self.see_pool();
             if let Err(m) = r {
@@ -554,6 +702,25 @@ impl Mgmt {
             }
             _ => missing(&path),
         }
+    }
+}
+
+/// The input of the `drain` RPC (RFC 8040 §3.6.1, RFC 7951 JSON): an empty body or
+/// `{"vbng:input":{}}` drains, `{"vbng:input":{"enable":B}}` sets it; anything else
+/// is the RFC 8040 §7.1 error to answer.
+pub fn drain_input(body: &[u8]) -> Result<bool, Answer> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(true);
+    }
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Err(malformed(&format!("body is not JSON: {e}"))),
+    };
+    match SCHEMA.body_member(&v, "input").map(|i| i.get("enable")) {
+        Some(None) => Ok(true),
+        Some(Some(Value::Bool(b))) => Ok(*b),
+        Some(Some(_)) => Err(invalid("/vbng:drain/input/enable", "enable is a boolean")),
+        None => Err(malformed("expected {\"vbng:input\": {\"enable\": true}}")),
     }
 }
 

@@ -343,6 +343,30 @@ fn cgnat_pool_changes_while_traffic_flows() {
     let (ok, err) = yanglint("config", &conf.body);
     assert!(ok, "{err}\n{}", conf.body);
 
+    // 6. The state lists the old address as draining, with A's port block, and
+    // validates against the module.
+    let all = m.handle(
+        "GET",
+        "/restconf/data/vbng:vbng",
+        "",
+        b"",
+        &mut control.cp,
+        now(),
+    );
+    assert_eq!(all.status, 200, "{}", all.body);
+    let v: Value = serde_json::from_str(&all.body).expect("json");
+    let c = &v["vbng:vbng"]["state"]["cgnat"];
+    let draining = c["draining-address"].as_array().expect("draining-address");
+    assert_eq!(draining.len(), 1, "{c}");
+    assert_eq!(draining[0]["address"], "203.0.113.1", "{c}");
+    assert!(draining[0]["port-blocks"].as_u64() >= Some(1), "{c}");
+    assert_eq!(
+        c["pool-addresses"], 2,
+        "the new address and the draining one: {c}"
+    );
+    let (ok, err) = yanglint("data", &all.body);
+    assert!(ok, "{err}\n{}", all.body);
+
     stop.store(true, Ordering::Relaxed);
     worker.join().expect("worker");
 }

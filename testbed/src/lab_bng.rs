@@ -318,6 +318,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         cups_ups: args.cups.then_some(args.ups as usize),
         workers: usize::from(args.workers),
         churn: args.churn,
+        parallel: None,
     };
     let live = args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut r = run_lab(&cfg, progress_printer(args.json, live))?;

@@ -7,6 +7,7 @@
 //! sending the datagrams of [`Client::poll_transmit`]: the IKE answer among them is
 //! the CPE's acknowledgement, on which the server moves a rotation forward.
 
+use crate::prelude::*;
 use crate::proto::{self, Install, Record, Update, ALL_EPOCHS};
 use ipsec::crypto::{Algorithm, KeyMaterial};
 use ipsec::ike::wire::Identification;

@@ -2,12 +2,12 @@
 //! sections (the crate README has an annotated example). [`Config::from_toml`] parses
 //! and validates; `keyserver check CONFIG` runs exactly that.
 
-use ipsec::crypto::Algorithm;
-use serde::Deserialize;
 use crate::prelude::*;
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 use hashbrown::{HashMap, HashSet};
+use ipsec::crypto::Algorithm;
+use serde::Deserialize;
 
 /// Where the journal lives: a file path (`std`); without `std` (the unikernel) the
 /// text of the setting, which such a build refuses (it has no file system).
@@ -246,6 +246,18 @@ impl Config {
                     .join(" "),
             )
         })?;
+        Config::from_raw(raw)
+    }
+
+    /// Validates a TOML table (the unikernel's configuration, after its command-line
+    /// overrides) as [`Config::from_toml`] validates text.
+    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let raw = Raw::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(e.message().trim().replace('\n', " ")))?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
         let s = raw.server;
         let listen: SocketAddr = s
             .listen

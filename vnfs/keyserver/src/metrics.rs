@@ -1,7 +1,7 @@
 //! The key server's metrics in the Prometheus text format (`GET /metrics`).
 
-use crate::server::Stats;
 use crate::prelude::*;
+use crate::server::Stats;
 use core::fmt::Write;
 
 /// Prometheus exposition of `s`.

@@ -22,8 +22,8 @@
 //! server's own thread ([`Mgmt::handle`] takes the server), so the API never races
 //! the protocol state.
 
-use crate::prelude::*;
 use crate::config::Config;
+use crate::prelude::*;
 use crate::proto::alg_code;
 use crate::udp::UdpServer;
 use dataplane::restconf::{

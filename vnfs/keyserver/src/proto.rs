@@ -19,11 +19,11 @@
 //! length is known), so later versions can add records. Parsing never panics: a
 //! malformed update is refused whole with a [`ProtoError`].
 
-use ipsec::crypto::Algorithm;
-use ipsec::ike::TrafficSelector;
 use crate::prelude::*;
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use ipsec::crypto::Algorithm;
+use ipsec::ike::TrafficSelector;
 use zeroize::Zeroizing;
 
 /// The private-use status notify type of a key server update (RFC 7296 §3.10.1).

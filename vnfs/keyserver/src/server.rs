@@ -20,16 +20,16 @@ use crate::config::{Config, Topology};
 use crate::journal;
 use crate::journal::{JEpoch, JPair, Snapshot};
 use crate::keys::KeyArena;
-use crate::proto::{self, Install, Record, Update, ALL_EPOCHS};
-use ipsec::crypto::Algorithm;
-use ipsec::ike::wire::{Identification, Notify};
-use ipsec::ike::{Event, IkeConfig, Output, Responder, TrafficSelector};
-use ring::rand::{SecureRandom, SystemRandom};
 use crate::prelude::*;
+use crate::proto::{self, Install, Record, Update, ALL_EPOCHS};
 use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use core::cmp::Reverse;
 use core::net::{IpAddr, SocketAddr};
 use hashbrown::{HashMap, HashSet};
+use ipsec::crypto::Algorithm;
+use ipsec::ike::wire::{Identification, Notify};
+use ipsec::ike::{Event, IkeConfig, Output, Responder, TrafficSelector};
+use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
 /// Largest notify body the server puts in one INFORMATIONAL request (keeps the
@@ -369,7 +369,8 @@ impl Server {
         let snap: Option<Snapshot> = match &s.journal {
             Some(_) => {
                 return Err(StartError(
-                    "server.journal: this build has no file system (the std build keeps one)".into(),
+                    "server.journal: this build has no file system (the std build keeps one)"
+                        .into(),
                 ))
             }
             None => None,

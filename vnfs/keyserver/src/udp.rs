@@ -1,8 +1,8 @@
 //! The key server on a UDP socket: rounds of (receive a batch, run timers, write
 //! the journal if keys changed, send), so that no key leaves before it is on disk.
 
-use crate::prelude::*;
 use crate::config::Config;
+use crate::prelude::*;
 use crate::server::{Server, StartError, Stats};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

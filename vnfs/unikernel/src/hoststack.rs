@@ -285,6 +285,7 @@ impl HostStack {
     }
 
     /// Frames wait for the stack.
+    #[cfg_attr(feature = "keyserver", allow(dead_code))]
     pub fn pending(&self) -> bool {
         !self.dev.rx.is_empty()
     }
@@ -405,7 +406,8 @@ struct Conn {
     answered: bool,
 }
 
-/// A minimal HTTP/1.1 server on the host stack: `GET` only, one request per
+/// A minimal HTTP/1.1 server on the host stack: `GET` (and `POST` with
+/// [`HttpServer::post`]), one request per
 /// connection, answered with `Content-Length` and `Connection: close`.
 pub struct HttpServer {
     port: u16,
@@ -414,6 +416,9 @@ pub struct HttpServer {
     pub served: u64,
     /// Connections closed for a malformed or oversized request.
     pub bad: u64,
+    /// `POST` reaches the handler too (its body is not read: actions without
+    /// input, the key server's revoke); otherwise 405.
+    pub post: bool,
 }
 
 impl HttpServer {
@@ -440,6 +445,7 @@ impl HttpServer {
             conns,
             served: 0,
             bad: 0,
+            post: false,
         }
     }
 
@@ -471,7 +477,7 @@ impl HttpServer {
                     }
                 }
                 let resp = match parse_request(&c.req) {
-                    Ok(Some((m, p, q))) => Some(if m == "GET" {
+                    Ok(Some((m, p, q))) => Some(if m == "GET" || (self.post && m == "POST") {
                         handler(m, p, q)
                     } else {
                         Response::error(405, "GET only")
@@ -511,6 +517,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        204 => "No Content",
         404 => "Not Found",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",

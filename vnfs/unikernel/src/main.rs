@@ -2,8 +2,8 @@
 //! heap, serial console, calibrated TSC clock, PCI/virtio-mmio discovery and
 //! virtio-net ports polled by the VNF pipeline. See `boot` for the entry protocol and
 //! `config` for how the VNF configuration reaches the guest. One VNF per image, chosen
-//! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`) or `vcpe`
-//! (`vcpe_app`).
+//! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`), `vcpe`
+//! (`vcpe_app`) or `keyserver` (`keyserver_app`).
 #![no_std]
 #![no_main]
 
@@ -13,8 +13,10 @@ extern crate alloc;
 compile_error!("one VNF per image: build with `--no-default-features --features vbng` for the vBNG");
 #[cfg(all(feature = "vcpe", any(feature = "router", feature = "vbng")))]
 compile_error!("one VNF per image: build with `--no-default-features --features vcpe` for the vCPE");
-#[cfg(not(any(feature = "router", feature = "vbng", feature = "vcpe")))]
-compile_error!("no VNF: enable the `router`, the `vbng` or the `vcpe` feature");
+#[cfg(all(feature = "keyserver", any(feature = "router", feature = "vbng", feature = "vcpe")))]
+compile_error!("one VNF per image: build with `--no-default-features --features keyserver` for the key server");
+#[cfg(not(any(feature = "router", feature = "vbng", feature = "vcpe", feature = "keyserver")))]
+compile_error!("no VNF: enable the `router`, the `vbng`, the `vcpe` or the `keyserver` feature");
 
 #[cfg(feature = "router")]
 mod app;
@@ -31,11 +33,15 @@ mod heap;
 mod hoststack;
 mod hostwire;
 mod iso9660;
+#[cfg(feature = "keyserver")]
+mod keyserver_app;
 mod mem;
 mod net;
 mod pci;
 mod serial;
 mod sparse;
+#[cfg(feature = "keyserver")]
+mod sysrand;
 #[cfg(feature = "vbng")]
 mod vbng_app;
 #[cfg(feature = "vcpe")]
@@ -56,6 +62,12 @@ pub const VNF: &str = "vbng";
 /// Name of the VNF this image runs (printed in the `<vnf> ready` line).
 #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
 pub const VNF: &str = "vcpe";
+/// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(all(
+    feature = "keyserver",
+    not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+))]
+pub const VNF: &str = "keyserver";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
 const FWCFG_CONFIG: &str = "opt/vnf/config";
@@ -122,6 +134,11 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     vbng_app::run(table, &opts);
     #[cfg(all(feature = "vcpe", not(any(feature = "router", feature = "vbng"))))]
     vcpe_app::run(table, &opts);
+    #[cfg(all(
+        feature = "keyserver",
+        not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+    ))]
+    keyserver_app::run(table, &opts);
 }
 
 /// Pick the config source (module, config drive, fw_cfg, baked) and apply

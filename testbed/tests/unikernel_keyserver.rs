@@ -161,7 +161,7 @@ fn three_linux_cpes_get_matching_keys_from_the_guest_and_a_revocation_reaches_th
     let http_port = free_tcp_port();
     let t0 = Instant::now();
     // The guest leaves by itself (`exit=MS`), so `image run` removes its config
-    // drive and seed; 25 s of guest time is plenty for the exchange below.
+    // drive and seed; 20 s of guest time is plenty for the exchange below.
     let mut child = testbed()
         .args([
             "image",
@@ -175,7 +175,7 @@ fn three_linux_cpes_get_matching_keys_from_the_guest_and_a_revocation_reaches_th
             "--timeout",
             "60",
             "--append",
-            "exit=25000",
+            "exit=20000",
             "--config-drive",
             "config-2",
             "--config",
@@ -232,8 +232,24 @@ fn three_linux_cpes_get_matching_keys_from_the_guest_and_a_revocation_reaches_th
         }
     }
     let synced: Vec<bool> = got.iter().map(|g| g.synced).collect();
-    assert!(synced.iter().all(|s| *s), "synchronised: {synced:?}");
-    eprintln!("3 CPEs served {:?} after ready", t0.elapsed());
+    if !synced.iter().all(|s| *s) {
+        let console: Vec<String> = rx.try_iter().collect();
+        let counters: Vec<String> = clients
+            .iter()
+            .map(|c| {
+                let k = c.client.counters();
+                format!(
+                    "connects {} disconnects {} updates {}",
+                    k.connects, k.disconnects, k.updates
+                )
+            })
+            .collect();
+        panic!(
+            "synchronised: {synced:?}; clients: {counters:?}\nconsole:\n{}",
+            console.join("\n")
+        );
+    }
+    eprintln!("3 CPEs served {:?} after QEMU launch", t0.elapsed());
 
     // Hub-and-spoke: the hub has a tunnel to each branch, each branch one to the hub,
     // and the two ends of each tunnel hold mirror-image SAs with the same keys.

@@ -896,13 +896,16 @@ pub fn keyserver() -> VnfModel {
         ),
     ];
     m.kpis = kpis(Vec::new());
-    // The shipped example, its management API on every address.
-    m.day0.toml = include_str!("../../vnfs/keyserver/examples/keyserver.toml")
-        .replace("127.0.0.1:9100", "0.0.0.0:9100");
+    // The configuration the unikernel image bakes in (`testbed image build
+    // keyserver`; no journal: the image has no persistent disk, a restarted guest
+    // re-keys every CPE); the process takes it too.
+    m.day0.toml = include_str!("../../vnfs/unikernel/examples/keyserver.toml").to_string();
     m.day0.process_command = s("keyserver run /etc/keyserver/keyserver.toml");
     m.management.served_by = s(
         "the `keyserver run` process on `server.metrics`: /metrics, POST /revoke and the \
-         RESTCONF-shaped API of the YANG module keyserver@2026-12-02 (`keyserver api`)",
+         RESTCONF-shaped API of the YANG module keyserver@2026-12-02 (`keyserver api`); \
+         the unikernel image serves /metrics, GET .../state and the revoke action on the \
+         port of `server.metrics` at `listen`'s address (its first NIC)",
     );
     m.lcm_scripts = vec![health_script(&m)];
     m.operations = vec![

@@ -28,6 +28,7 @@ const VNFS: &[(&str, &str)] = &[
     ("vbng", "vnfs/unikernel/examples/vbng.toml"),
     ("vbng-up", "vnfs/unikernel/examples/vbng-up.toml"),
     ("vcpe", "vnfs/vcpe/examples/vcpe-a.toml"),
+    ("keyserver", "vnfs/unikernel/examples/keyserver.toml"),
 ];
 /// Fixed timestamp for reproducible images unless SOURCE_DATE_EPOCH is set.
 const DEFAULT_EPOCH: &str = "1700000000";
@@ -402,8 +403,13 @@ pub enum NetSpec {
     /// A UDP socket pair on loopback (QEMU `-netdev socket,udp=`).
     Udp { local: u16, peer: u16, mac: String },
     /// QEMU user networking (slirp: the guest is 10.0.2.15/24, the host 10.0.2.2,
-    /// no root): `fwd` forwards host TCP ports on 127.0.0.1 to guest ports.
-    User { fwd: Vec<(u16, u16)>, mac: String },
+    /// no root): `fwd` forwards host TCP ports on 127.0.0.1 to guest ports, `udp`
+    /// host UDP ports (`HOSTPORT-GUESTPORT/udp`: the key server's IKE).
+    User {
+        fwd: Vec<(u16, u16)>,
+        udp: Vec<(u16, u16)>,
+        mac: String,
+    },
     /// A vhost-user backend listening on a unix socket (QEMU `-netdev vhost-user`,
     /// QEMU the frontend and client); guest RAM is then a shared memfd the backend maps.
     VhostUser { path: PathBuf, mac: String },
@@ -416,7 +422,7 @@ pub const USER_NET_HOST: &str = "10.0.2.2";
 
 impl NetSpec {
     /// Parse `tap:IFNAME[,mac=MAC]`, `udp:LOCAL:PEER[,mac=MAC]` or
-    /// `user[:HOSTPORT-GUESTPORT...][,mac=MAC]`; port `index` picks
+    /// `user[:HOSTPORT-GUESTPORT[/udp]...][,mac=MAC]`; port `index` picks
     /// the default MAC 02:00:00:00:00:<index+1>.
     pub fn parse(s: &str, index: usize) -> Result<Self> {
         let (main, opts) = s.split_once(',').unwrap_or((s, ""));
@@ -449,20 +455,29 @@ impl NetSpec {
                 mac,
             }),
             ["user", fwd @ ..] => {
-                let mut v = Vec::new();
+                let (mut v, mut udp) = (Vec::new(), Vec::new());
                 for f in fwd {
+                    let (f, is_udp) = match f.strip_suffix("/udp") {
+                        Some(f) => (f, true),
+                        None => (*f, false),
+                    };
                     let (h, g) = f
                         .split_once('-')
                         .ok_or_else(|| anyhow!("--net {s}: expected HOSTPORT-GUESTPORT, not `{f}`"))?;
-                    v.push((
+                    let pair = (
                         h.parse().with_context(|| format!("--net {s}: bad port `{h}`"))?,
                         g.parse().with_context(|| format!("--net {s}: bad port `{g}`"))?,
-                    ));
+                    );
+                    if is_udp {
+                        udp.push(pair);
+                    } else {
+                        v.push(pair);
+                    }
                 }
-                Ok(NetSpec::User { fwd: v, mac })
+                Ok(NetSpec::User { fwd: v, udp, mac })
             }
             _ => bail!(
-                "--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT, user[:HOSTPORT-GUESTPORT...] or vhost-user:SOCKET"
+                "--net {s}: expected tap:IFNAME, udp:LOCALPORT:PEERPORT, user[:HOSTPORT-GUESTPORT[/udp]...] or vhost-user:SOCKET"
             ),
         }
     }
@@ -593,10 +608,13 @@ impl Guest {
                     format!("socket,id=n{i},udp=127.0.0.1:{peer},localaddr=127.0.0.1:{local}"),
                     mac,
                 ),
-                NetSpec::User { fwd, mac } => {
+                NetSpec::User { fwd, udp, mac } => {
                     let mut d = format!("user,id=n{i},net=10.0.2.0/24");
                     for (h, g) in fwd {
                         d += &format!(",hostfwd=tcp:127.0.0.1:{h}-{USER_NET_GUEST}:{g}");
+                    }
+                    for (h, g) in udp {
+                        d += &format!(",hostfwd=udp:127.0.0.1:{h}-{USER_NET_GUEST}:{g}");
                     }
                     (d, mac)
                 }
@@ -752,7 +770,7 @@ pub fn make_config_drive(kind: &str, user_data: &Path, out: &Path) -> Result<()>
 /// The vBNG's host seed for `image run` and `image bench`: a file in the temp
 /// directory, removed by [`remove_seed`] when the guest is done.
 fn seed_for(vnf: &str) -> Result<Option<(String, PathBuf)>> {
-    if !matches!(vnf, "vbng" | "vbng-up" | "vcpe") {
+    if !matches!(vnf, "vbng" | "vbng-up" | "vcpe" | "keyserver") {
         return Ok(None);
     }
     let p = std::env::temp_dir().join(format!("uk-{vnf}-{}.seed", std::process::id()));

@@ -2,7 +2,7 @@
 //!
 //! `UNIKERNEL_CONFIG` names the TOML file to embed (when unset, the VNF's shipped
 //! example: the router's `vnfs/router/examples/router.toml`, the vBNG's
-//! `examples/vbng.toml` of this crate, the vBNG user plane's `examples/vbng-up.toml`, the vCPE's `vnfs/vcpe/examples/vcpe-a.toml`); it is copied to `$OUT_DIR/config.toml` and
+//! `examples/vbng.toml` of this crate, the vBNG user plane's `examples/vbng-up.toml`, the vCPE's `vnfs/vcpe/examples/vcpe-a.toml`, the key server's `examples/keyserver.toml`); it is copied to `$OUT_DIR/config.toml` and
 //! `include_bytes!`-ed.
 
 use std::{env, fs, path::PathBuf};
@@ -30,6 +30,7 @@ fn main() {
         None if env::var_os("CARGO_FEATURE_VBNG").is_some() => dir.join("examples/vbng.toml"),
         None if env::var_os("CARGO_FEATURE_VBNG_UP").is_some() => dir.join("examples/vbng-up.toml"),
         None if env::var_os("CARGO_FEATURE_VCPE").is_some() => dir.join("../vcpe/examples/vcpe-a.toml"),
+        None if env::var_os("CARGO_FEATURE_KEYSERVER").is_some() => dir.join("examples/keyserver.toml"),
         None => dir.join("../router/examples/router.toml"),
     };
     println!("cargo:rerun-if-changed={}", cfg.display());

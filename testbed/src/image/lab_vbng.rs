@@ -250,6 +250,7 @@ pub fn run(o: &lab::LabOpts) -> Result<()> {
             })
             .chain([NetSpec::User {
                 fwd: vec![(http_fwd, HTTP_PORT)],
+                udp: vec![],
                 mac: MGMT_MAC.into(),
             }])
             .collect(),

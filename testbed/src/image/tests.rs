@@ -24,6 +24,7 @@ fn netspec_parses_tap_and_udp() {
         NetSpec::parse("user:19100-9100:19180-9180", 2).unwrap(),
         NetSpec::User {
             fwd: vec![(19100, 9100), (19180, 9180)],
+            udp: vec![],
             mac: "02:00:00:00:00:03".into()
         }
     );
@@ -31,9 +32,19 @@ fn netspec_parses_tap_and_udp() {
         NetSpec::parse("user", 0).unwrap(),
         NetSpec::User {
             fwd: vec![],
+            udp: vec![],
             mac: "02:00:00:00:00:01".into()
         }
     );
+    assert_eq!(
+        NetSpec::parse("user:19100-9100:17500-500/udp", 0).unwrap(),
+        NetSpec::User {
+            fwd: vec![(19100, 9100)],
+            udp: vec![(17500, 500)],
+            mac: "02:00:00:00:00:01".into()
+        }
+    );
+    assert!(NetSpec::parse("user:17500/udp", 0).is_err());
     assert!(NetSpec::parse("user:19100", 0).is_err());
     assert!(NetSpec::parse("udp:x:1", 0).is_err());
     assert!(NetSpec::parse("vde:sw", 0).is_err());

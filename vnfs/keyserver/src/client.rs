@@ -7,6 +7,7 @@
 //! sending the datagrams of [`Client::poll_transmit`]: the IKE answer among them is
 //! the CPE's acknowledgement, on which the server moves a rotation forward.
 
+use crate::prelude::*;
 use crate::proto::{self, Install, Record, Update, ALL_EPOCHS};
 use ipsec::crypto::{Algorithm, KeyMaterial};
 use ipsec::ike::wire::Identification;
@@ -286,10 +287,16 @@ impl Client {
         self.server = server;
     }
 
-    /// One datagram from the server.
+    /// One datagram from the server. From port 4500 — where the IKE stack moves
+    /// when it detects a NAT (RFC 7296 §2.23) — IKE messages carry the non-ESP
+    /// marker (RFC 3948 §2.2), which is stripped here.
     pub fn handle(&mut self, data: &[u8], from: SocketAddr, now: u64) {
         let Some(i) = self.ike.as_mut() else { return };
-        let out = i.handle(data, from, now);
+        let out = if from.port() == ipsec::sa::NATT_PORT {
+            i.handle_natt(data, from, now)
+        } else {
+            i.handle(data, from, now)
+        };
         if !out.is_empty() {
             self.last_rx = now;
         }

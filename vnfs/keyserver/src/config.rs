@@ -2,12 +2,21 @@
 //! sections (the crate README has an annotated example). [`Config::from_toml`] parses
 //! and validates; `keyserver check CONFIG` runs exactly that.
 
+use crate::prelude::*;
+use core::fmt;
+use core::net::{IpAddr, SocketAddr};
+use hashbrown::{HashMap, HashSet};
 use ipsec::crypto::Algorithm;
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+
+/// Where the journal lives: a file path (`std`); without `std` (the unikernel) the
+/// text of the setting, which such a build refuses (it has no file system).
+#[cfg(feature = "std")]
+pub type JournalPath = std::path::PathBuf;
+/// Where the journal lives: a file path (`std`); without `std` (the unikernel) the
+/// text of the setting, which such a build refuses (it has no file system).
+#[cfg(not(feature = "std"))]
+pub type JournalPath = String;
 use zeroize::Zeroizing;
 
 /// How the CPEs of a site group are paired.
@@ -43,7 +52,7 @@ struct RawServer {
     #[serde(default = "d_overlap")]
     overlap_s: f64,
     #[serde(default)]
-    journal: Option<PathBuf>,
+    journal: Option<JournalPath>,
     #[serde(default)]
     metrics: Option<String>,
     #[serde(default = "d_retransmit")]
@@ -129,7 +138,7 @@ pub struct Server {
     /// for packets in flight (milliseconds).
     pub overlap_ms: u64,
     /// Where the state journal lives; `None`: state is not kept across restarts.
-    pub journal: Option<PathBuf>,
+    pub journal: Option<JournalPath>,
     /// HTTP address of the metrics endpoint (`/metrics`), if any.
     pub metrics: Option<SocketAddr>,
     pub retransmit_ms: u64,
@@ -195,7 +204,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl core::error::Error for ConfigError {}
 
 fn err<T>(s: String) -> Result<T, ConfigError> {
     Err(ConfigError(s))
@@ -221,7 +230,8 @@ fn ms(what: &str, s: f64) -> Result<u64, ConfigError> {
             "server.{what} must be a positive number of seconds"
         ));
     }
-    Ok((s * 1000.0).round().max(1.0) as u64)
+    // Rounded to the nearest millisecond (`s` is positive; `f64::round` is std).
+    Ok(((s * 1000.0 + 0.5) as u64).max(1))
 }
 
 impl Config {
@@ -236,6 +246,18 @@ impl Config {
                     .join(" "),
             )
         })?;
+        Config::from_raw(raw)
+    }
+
+    /// Validates a TOML table (the unikernel's configuration, after its command-line
+    /// overrides) as [`Config::from_toml`] validates text.
+    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let raw = Raw::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(e.message().trim().replace('\n', " ")))?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Config, ConfigError> {
         let s = raw.server;
         let listen: SocketAddr = s
             .listen
@@ -380,6 +402,7 @@ impl Config {
     }
 
     /// Reads and validates a file.
+    #[cfg(feature = "std")]
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;

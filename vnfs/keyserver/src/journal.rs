@@ -14,9 +14,14 @@
 //! The file holds key material: it is created with mode 0600, and the buffers that
 //! build and read it are zeroized.
 
+use crate::prelude::*;
+#[cfg(feature = "std")]
 use std::fs;
+#[cfg(feature = "std")]
 use std::io::{self, Write};
+#[cfg(feature = "std")]
 use std::os::unix::fs::OpenOptionsExt;
+#[cfg(feature = "std")]
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -170,6 +175,7 @@ impl<'a> R<'a> {
 }
 
 /// Replaces the file at `path` with `data` atomically (see the module docs).
+#[cfg(feature = "std")]
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
@@ -193,6 +199,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Loads the snapshot at `path`; `Ok(None)` when there is none yet.
+#[cfg(feature = "std")]
 pub fn load(path: &Path) -> Result<Option<Snapshot>, String> {
     match fs::read(path) {
         Ok(b) => {

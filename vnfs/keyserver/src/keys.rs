@@ -3,6 +3,7 @@
 //! pages of `memfd_secret(2)` memory (when the kernel allows it; the heap, wiped on
 //! drop, otherwise) instead of a page each. Freed slots are zeroized at once.
 
+use crate::prelude::*;
 use ipsec::secret::{Secret, Storage};
 
 /// Octets per slot: the two directions' key ‖ salt of one epoch (2 × 36 at most).

@@ -12,17 +12,43 @@
 //! * [`journal`]: the state snapshot written atomically; [`keys`]: key storage in
 //!   `memfd_secret(2)` memory;
 //! * [`metrics`]: Prometheus text of [`server::Stats`].
+//!
+//! `no_std` + `alloc` without the `std` feature (default on): the configuration,
+//! the update codec, the sans-IO [`server::Server`] (datagrams and a millisecond
+//! clock in, datagrams out), the key arena (heap memory, zeroized when freed), the
+//! journal's snapshot codec and the metrics text — what the key server unikernel
+//! (`vnfs/unikernel --features keyserver`) runs. `std` adds the journal file,
+//! `memfd_secret(2)` key memory, the UDP socket driver ([`udp`]), the management
+//! API ([`mgmt`]), the CPE library ([`client`]) and the binary.
+#![no_std]
 
+#[macro_use]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+/// What `std`'s prelude would give every module (the crate is `no_std`).
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+}
+
+#[cfg(feature = "std")]
 pub mod client;
 pub mod config;
 pub mod journal;
 pub mod keys;
 pub mod metrics;
+#[cfg(feature = "std")]
 pub mod mgmt;
 pub mod proto;
 pub mod server;
+#[cfg(feature = "std")]
 pub mod udp;
 
+#[cfg(feature = "std")]
 pub use client::{Client, ClientConfig, ClientEvent, TunnelKeys, UdpClient};
 pub use config::Config;
 pub use server::{Server, Stats};

@@ -1,7 +1,8 @@
 //! The key server's metrics in the Prometheus text format (`GET /metrics`).
 
+use crate::prelude::*;
 use crate::server::Stats;
-use std::fmt::Write;
+use core::fmt::Write;
 
 /// Prometheus exposition of `s`.
 pub fn render(s: &Stats) -> String {

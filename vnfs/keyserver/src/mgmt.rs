@@ -23,6 +23,7 @@
 //! the protocol state.
 
 use crate::config::Config;
+use crate::prelude::*;
 use crate::proto::alg_code;
 use crate::udp::UdpServer;
 use dataplane::restconf::{

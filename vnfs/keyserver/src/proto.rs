@@ -19,10 +19,11 @@
 //! length is known), so later versions can add records. Parsing never panics: a
 //! malformed update is refused whole with a [`ProtoError`].
 
+use crate::prelude::*;
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipsec::crypto::Algorithm;
 use ipsec::ike::TrafficSelector;
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use zeroize::Zeroizing;
 
 /// The private-use status notify type of a key server update (RFC 7296 §3.10.1).
@@ -135,7 +136,7 @@ impl fmt::Display for ProtoError {
     }
 }
 
-impl std::error::Error for ProtoError {}
+impl core::error::Error for ProtoError {}
 
 /// Wire code of an algorithm.
 pub fn alg_code(a: Algorithm) -> u8 {

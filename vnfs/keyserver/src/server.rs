@@ -16,17 +16,20 @@
 //! records again. Synchronisations of other CPEs leave out the pairs with a down CPE.
 
 use crate::config::{Config, Topology};
-use crate::journal::{self, JEpoch, JPair, Snapshot};
+#[cfg(feature = "std")]
+use crate::journal;
+use crate::journal::{JEpoch, JPair, Snapshot};
 use crate::keys::KeyArena;
+use crate::prelude::*;
 use crate::proto::{self, Install, Record, Update, ALL_EPOCHS};
+use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
+use core::cmp::Reverse;
+use core::net::{IpAddr, SocketAddr};
+use hashbrown::{HashMap, HashSet};
 use ipsec::crypto::Algorithm;
 use ipsec::ike::wire::{Identification, Notify};
 use ipsec::ike::{Event, IkeConfig, Output, Responder, TrafficSelector};
 use ring::rand::{SecureRandom, SystemRandom};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// Largest notify body the server puts in one INFORMATIONAL request (keeps the
@@ -235,13 +238,13 @@ struct Revocation {
 #[derive(Debug)]
 pub struct StartError(pub String);
 
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for StartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl std::error::Error for StartError {}
+impl core::error::Error for StartError {}
 
 /// The key server.
 pub struct Server {
@@ -257,7 +260,7 @@ pub struct Server {
     keys: KeyArena,
     spis: HashSet<u32>,
     rng: SystemRandom,
-    journal: Option<PathBuf>,
+    journal: Option<crate::config::JournalPath>,
     dirty: bool,
     out: Vec<Transmit>,
     stats: Stats,
@@ -355,8 +358,21 @@ impl Server {
         ike.half_open_limit = 4096;
         let mut responder =
             Responder::new(ike, local).map_err(|_| StartError("random generator failed".into()))?;
+        #[cfg(feature = "std")]
         let snap = match &s.journal {
             Some(p) => journal::load(p).map_err(StartError)?,
+            None => None,
+        };
+        // No file system: a restart starts from the configuration (new keys; the
+        // CPEs' liveness checks notice and they authenticate again).
+        #[cfg(not(feature = "std"))]
+        let snap: Option<Snapshot> = match &s.journal {
+            Some(_) => {
+                return Err(StartError(
+                    "server.journal: this build has no file system (the std build keeps one)"
+                        .into(),
+                ))
+            }
             None => None,
         };
         let journal_revoked: HashSet<String> = snap
@@ -636,7 +652,7 @@ impl Server {
             let out = self.responder.poll(now);
             self.outputs(out, now);
         }
-        for spi in std::mem::take(&mut self.kill) {
+        for spi in core::mem::take(&mut self.kill) {
             self.kill_ike(spi, now);
         }
         if self.liveness_ms > 0 && now >= self.last_sweep + LIVENESS_SWEEP_MS {
@@ -797,7 +813,7 @@ impl Server {
 
     /// CPEs marked down (liveness) since the last call.
     pub fn take_down(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.down_done)
+        core::mem::take(&mut self.down_done)
     }
 
     fn online(&self, k: usize) -> bool {
@@ -1204,7 +1220,7 @@ impl Server {
             started: now,
             waiting: HashSet::new(),
         };
-        for pid in std::mem::take(&mut self.cpes[k].pairs) {
+        for pid in core::mem::take(&mut self.cpes[k].pairs) {
             let Some(mut p) = self.pairs.remove(&pid) else {
                 continue;
             };
@@ -1243,12 +1259,12 @@ impl Server {
 
     /// Revocations finished since the last call.
     pub fn take_revoked(&mut self) -> Vec<Revoked> {
-        std::mem::take(&mut self.revoked_done)
+        core::mem::take(&mut self.revoked_done)
     }
 
     /// Datagrams to send (write the journal first: [`Server::flush_journal`]).
     pub fn take_transmits(&mut self) -> Vec<Transmit> {
-        std::mem::take(&mut self.out)
+        core::mem::take(&mut self.out)
     }
 
     /// Whether new key material awaits the journal.
@@ -1258,6 +1274,7 @@ impl Server {
 
     /// Writes the journal if the state changed. Call before sending the transmits
     /// of the same round, so that no key leaves before it is on disk.
+    #[cfg(feature = "std")]
     pub fn flush_journal(&mut self) -> Result<(), String> {
         if !self.dirty {
             return Ok(());
@@ -1280,7 +1297,8 @@ impl Server {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    /// The state as the journal keeps it (keys included: zeroized when dropped).
+    pub fn snapshot(&self) -> Snapshot {
         let n = 2 * self.algorithm.keymat_len();
         let mut pairs: Vec<&Pair> = self.pairs.values().collect();
         pairs.sort_by_key(|p| p.id);

@@ -2,6 +2,7 @@
 //! the journal if keys changed, send), so that no key leaves before it is on disk.
 
 use crate::config::Config;
+use crate::prelude::*;
 use crate::server::{Server, StartError, Stats};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

@@ -46,8 +46,8 @@ impl Sectors for Blk {
 /// The config drive the configuration came from, kept open for the files the
 /// configuration names (`route_file.path`, `user_file`).
 // Side files (route/user tables) are read by the router and vBNG apps only (not
-// the vCPE, not the vBNG user plane: no AAA, no route file).
-#[cfg_attr(any(feature = "vcpe", feature = "vbng-up"), allow(dead_code))]
+// the vCPE, the vBNG user plane or the key server: no AAA, no route file).
+#[cfg_attr(any(feature = "vcpe", feature = "vbng-up", feature = "keyserver"), allow(dead_code))]
 struct Open {
     blk: Blk,
     volume: iso9660::Volume,
@@ -109,8 +109,8 @@ pub fn read() -> Option<Result<(DriveKind, Vec<u8>), String>> {
 /// configuration did not come from a config drive; an error (one line) when it did
 /// but the file is not there or unreadable.
 // Side files (route/user tables) are read by the router and vBNG apps only (not
-// the vCPE, not the vBNG user plane: no AAA, no route file).
-#[cfg_attr(any(feature = "vcpe", feature = "vbng-up"), allow(dead_code))]
+// the vCPE, the vBNG user plane or the key server: no AAA, no route file).
+#[cfg_attr(any(feature = "vcpe", feature = "vbng-up", feature = "keyserver"), allow(dead_code))]
 pub fn file(path: &str) -> Option<Result<Vec<u8>, String>> {
     let mut g = DRIVE.lock();
     let d = g.as_mut()?;
@@ -132,8 +132,8 @@ pub fn file(path: &str) -> Option<Result<Vec<u8>, String>> {
 /// drive when the configuration came from one and the file is there, else from
 /// fw_cfg file `fwcfg`; a one-line error when neither has it.
 // Side files (route/user tables) are read by the router and vBNG apps only (not
-// the vCPE, not the vBNG user plane: no AAA, no route file).
-#[cfg_attr(any(feature = "vcpe", feature = "vbng-up"), allow(dead_code))]
+// the vCPE, the vBNG user plane or the key server: no AAA, no route file).
+#[cfg_attr(any(feature = "vcpe", feature = "vbng-up", feature = "keyserver"), allow(dead_code))]
 pub fn side_file(key: &str, path: &str, fwcfg: &str) -> Result<String, String> {
     let bytes = match file(path) {
         Some(Ok(b)) => b,

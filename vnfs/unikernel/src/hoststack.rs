@@ -286,6 +286,7 @@ impl HostStack {
     }
 
     /// Frames wait for the stack.
+    #[cfg_attr(feature = "keyserver", allow(dead_code))]
     pub fn pending(&self) -> bool {
         !self.dev.rx.is_empty()
     }
@@ -372,8 +373,8 @@ impl Response {
         }
     }
     /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
-    // The router app's RESTCONF state.
-    #[cfg(feature = "router")]
+    // The router and key server apps' RESTCONF state.
+    #[cfg(any(feature = "router", feature = "keyserver"))]
     pub fn yang_json(body: String) -> Response {
         Response {
             status: 200,

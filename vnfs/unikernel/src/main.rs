@@ -3,7 +3,8 @@
 //! virtio-net ports polled by the VNF pipeline. See `boot` for the entry protocol and
 //! `config` for how the VNF configuration reaches the guest. One VNF per image, chosen
 //! by a cargo feature: `router` (default, `app`), `vbng` (`vbng_app`), `vbng-up`
-//! (`vbng_up_app`: a user plane of the disaggregated vBNG) or `vcpe` (`vcpe_app`).
+//! (`vbng_up_app`: a user plane of the disaggregated vBNG), `vcpe` (`vcpe_app`) or
+//! `keyserver` (`keyserver_app`).
 #![no_std]
 #![no_main]
 
@@ -15,8 +16,19 @@ compile_error!("one VNF per image: build with `--no-default-features --features 
 compile_error!("one VNF per image: build with `--no-default-features --features vcpe` for the vCPE");
 #[cfg(all(feature = "vbng-up", any(feature = "router", feature = "vbng", feature = "vcpe")))]
 compile_error!("one VNF per image: build with `--no-default-features --features vbng-up` for the vBNG user plane");
-#[cfg(not(any(feature = "router", feature = "vbng", feature = "vbng-up", feature = "vcpe")))]
-compile_error!("no VNF: enable the `router`, the `vbng`, the `vbng-up` or the `vcpe` feature");
+#[cfg(all(
+    feature = "keyserver",
+    any(feature = "router", feature = "vbng", feature = "vcpe", feature = "vbng-up")
+))]
+compile_error!("one VNF per image: build with `--no-default-features --features keyserver` for the key server");
+#[cfg(not(any(
+    feature = "router",
+    feature = "vbng",
+    feature = "vbng-up",
+    feature = "vcpe",
+    feature = "keyserver"
+)))]
+compile_error!("no VNF: enable the `router`, the `vbng`, the `vbng-up`, the `vcpe` or the `keyserver` feature");
 
 #[cfg(feature = "router")]
 mod app;
@@ -33,6 +45,8 @@ mod heap;
 mod hoststack;
 mod hostwire;
 mod iso9660;
+#[cfg(feature = "keyserver")]
+mod keyserver_app;
 mod mem;
 mod net;
 mod pci;
@@ -40,6 +54,8 @@ mod pci;
 mod rtc;
 mod serial;
 mod sparse;
+#[cfg(feature = "keyserver")]
+mod sysrand;
 #[cfg(feature = "vbng")]
 mod vbng_app;
 #[cfg(feature = "vbng-up")]
@@ -68,6 +84,12 @@ pub const VNF: &str = "vcpe";
     not(any(feature = "router", feature = "vbng", feature = "vcpe"))
 ))]
 pub const VNF: &str = "vbng-up";
+/// Name of the VNF this image runs (printed in the `<vnf> ready` line).
+#[cfg(all(
+    feature = "keyserver",
+    not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+))]
+pub const VNF: &str = "keyserver";
 
 /// fw_cfg file name of a config blob (`-fw_cfg name=opt/vnf/config,file=...`).
 const FWCFG_CONFIG: &str = "opt/vnf/config";
@@ -139,6 +161,11 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         not(any(feature = "router", feature = "vbng", feature = "vcpe"))
     ))]
     vbng_up_app::run(table, &opts);
+    #[cfg(all(
+        feature = "keyserver",
+        not(any(feature = "router", feature = "vbng", feature = "vcpe"))
+    ))]
+    keyserver_app::run(table, &opts);
 }
 
 /// Pick the config source (module, config drive, fw_cfg, baked) and apply

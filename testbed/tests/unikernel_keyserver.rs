@@ -1,0 +1,396 @@
+//! The key server unikernel under QEMU (TCG): `image build keyserver` builds it (the
+//! `keyserver` crate without `std`), it boots to `keyserver ready` with its
+//! configuration on an OpenStack config drive, and three Linux CPEs
+//! (`keyserver::client::UdpClient`, the vCPE's key server link) authenticate to it
+//! with IKEv2 and receive matching keys for their hub-and-spoke tunnels; `/metrics`
+//! and the RESTCONF state count them; a revocation through the guest's API
+//! (`POST …/cpe=ID/revoke`) makes the hub drop the revoked CPE's tunnel; a bad
+//! configuration ends the boot with one line.
+//!
+//! Networking is QEMU user networking (slirp, no tap, loopback only): host
+//! 127.0.0.1:500 and :4500 (UDP) forward to the guest's IKE and NAT-T ports — the
+//! CPEs see the NAT, move to 4500 as RFC 7296 §2.23 says, and the guest answers
+//! there — and a host TCP port to its HTTP port. Binding port 500 needs root; the
+//! test skips (printing why) without root, QEMU or xorriso, or when 500/4500 are
+//! taken. A test binary of its own: the images share the kernel crate's target
+//! directory, and cargo runs test binaries one after another.
+
+use keyserver::client::{ClientConfig, ClientEvent, TunnelKeys, UdpClient};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn testbed() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    c.current_dir(root());
+    c
+}
+
+fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+}
+
+const CPES: [&str; 3] = ["hq.example", "branch1.example", "branch2.example"];
+
+fn psk(id: &str) -> String {
+    format!("uk-ks-secret-of-{id}")
+}
+
+/// The guest's configuration: `keyserver run`'s TOML, on slirp's guest address.
+fn config(extra_server: &str) -> String {
+    let mut t = format!(
+        "[server]\nlisten = \"10.0.2.15:500\"\nlisten_natt = \"10.0.2.15:4500\"\nmetrics = \"10.0.2.15:9100\"\nid = \"ks.example\"\nrekey_interval_s = 3600\nliveness_interval_s = 10\n{extra_server}\n[[group]]\nname = \"branches\"\ntopology = \"hub-spoke\"\nhubs = [\"hq.example\"]\n"
+    );
+    for (k, id) in CPES.iter().enumerate() {
+        t += &format!(
+            "\n[[cpe]]\nid = \"{id}\"\npsk = \"{}\"\naddress = \"198.51.100.{}\"\nsubnet = \"10.{}.0.0/24\"\ngroups = [\"branches\"]\n",
+            psk(id),
+            k + 1,
+            k + 1
+        );
+    }
+    t
+}
+
+/// Why the test cannot run here, if it cannot.
+fn cannot_run() -> Option<String> {
+    for t in ["qemu-system-x86_64", "xorriso"] {
+        if !have(t) {
+            return Some(format!("{t} is not installed (scripts/setup installs it)"));
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("forwarding host UDP port 500 to the guest needs root".into());
+    }
+    for p in [500, 4500] {
+        if UdpSocket::bind(("127.0.0.1", p)).is_err() {
+            return Some(format!("127.0.0.1:{p}/udp is taken"));
+        }
+    }
+    None
+}
+
+fn build() {
+    let out = testbed()
+        .args(["image", "build", "keyserver", "--no-disk"])
+        .output()
+        .expect("run testbed image build");
+    assert!(
+        out.status.success(),
+        "image build keyserver failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One HTTP/1.1 request to the guest through the forward: (status, body).
+fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: guest\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut b = String::new();
+    s.read_to_string(&mut b).ok()?;
+    let status = b.split(' ').nth(1)?.parse().ok()?;
+    let body = b.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// What one CPE received.
+#[derive(Default)]
+struct Cpe {
+    synced: bool,
+    tunnels: HashMap<u64, TunnelKeys>,
+    deleted: Vec<u64>,
+}
+
+fn step(c: &mut UdpClient, got: &mut Cpe) {
+    c.run_once(Duration::from_millis(5), |e| match e {
+        ClientEvent::Install(t) => {
+            got.tunnels.insert(t.pair, *t);
+        }
+        ClientEvent::Delete { pair, epoch: None } => {
+            got.tunnels.remove(&pair);
+            got.deleted.push(pair);
+        }
+        ClientEvent::Synced => got.synced = true,
+        _ => {}
+    })
+    .expect("client socket");
+}
+
+#[test]
+fn three_linux_cpes_get_matching_keys_from_the_guest_and_a_revocation_reaches_the_hub() {
+    if let Some(why) = cannot_run() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    build();
+    let elf = std::fs::read(root().join("target/images/keyserver.elf")).expect("keyserver.elf");
+    assert!(
+        elf.len() <= 2 << 20,
+        "stripped keyserver ELF is {} bytes (> 2 MiB)",
+        elf.len()
+    );
+    let cfg = std::env::temp_dir().join(format!("ks-guest-uk-{}.toml", std::process::id()));
+    std::fs::write(&cfg, config("")).expect("write config");
+    let http_port = free_tcp_port();
+    let t0 = Instant::now();
+    // The guest leaves by itself (`exit=MS`), so `image run` removes its config
+    // drive and seed; 12 s of guest time is plenty for the exchange below.
+    let mut child = testbed()
+        .args([
+            "image",
+            "run",
+            "keyserver",
+            "--no-build",
+            "--accel",
+            "tcg",
+            "--memory",
+            "128M",
+            "--timeout",
+            "60",
+            "--append",
+            "exit=12000",
+            "--config-drive",
+            "config-2",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--net")
+        .arg(format!("user:{http_port}-9100:500-500/udp:4500-4500/udp"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run testbed image run");
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line.clone());
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) if l.contains("keyserver ready in") => break l,
+            Ok(l) if l.contains("FATAL") => panic!("guest refused: {l}"),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no ready line within 30 s");
+            }
+        }
+    };
+    eprintln!("{ready} (QEMU launch to ready {:?})", t0.elapsed());
+    assert!(ready.contains("3 cpes, 1 groups, 2 tunnels"), "{ready}");
+    assert!(ready.contains("memory used"), "{ready}");
+
+    // Three Linux CPEs authenticate through the NAT (slirp) and synchronise.
+    let server: SocketAddr = "127.0.0.1:500".parse().unwrap();
+    let mut clients: Vec<UdpClient> = CPES
+        .iter()
+        .map(|id| {
+            let mut c = ClientConfig::new(id, psk(id).as_bytes());
+            c.server_id = Some("ks.example".into());
+            c.retransmit_ms = 1000;
+            UdpClient::connect(c, "127.0.0.1:0".parse().unwrap(), server).expect("client")
+        })
+        .collect();
+    let mut got: Vec<Cpe> = CPES.iter().map(|_| Cpe::default()).collect();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !got.iter().all(|g| g.synced) && Instant::now() < deadline {
+        for (c, g) in clients.iter_mut().zip(got.iter_mut()) {
+            step(c, g);
+        }
+    }
+    let synced: Vec<bool> = got.iter().map(|g| g.synced).collect();
+    if !synced.iter().all(|s| *s) {
+        let console: Vec<String> = rx.try_iter().collect();
+        let counters: Vec<String> = clients
+            .iter()
+            .map(|c| {
+                let k = c.client.counters();
+                format!(
+                    "connects {} disconnects {} updates {}",
+                    k.connects, k.disconnects, k.updates
+                )
+            })
+            .collect();
+        panic!(
+            "synchronised: {synced:?}; clients: {counters:?}\nconsole:\n{}",
+            console.join("\n")
+        );
+    }
+    eprintln!("3 CPEs served {:?} after QEMU launch", t0.elapsed());
+
+    // Hub-and-spoke: the hub has a tunnel to each branch, each branch one to the hub,
+    // and the two ends of each tunnel hold mirror-image SAs with the same keys.
+    assert_eq!(got[0].tunnels.len(), 2);
+    for b in 1..3 {
+        assert_eq!(got[b].tunnels.len(), 1, "{}", CPES[b]);
+        let (pair, tb) = got[b].tunnels.iter().next().unwrap();
+        assert_eq!(tb.peer_id, CPES[0]);
+        let th = got[0].tunnels.get(pair).expect("the hub has the pair");
+        assert_eq!(th.peer_id, CPES[b]);
+        assert_eq!(th.outbound.spi, tb.inbound.spi);
+        assert_eq!(th.inbound.spi, tb.outbound.spi);
+        assert_ne!(th.outbound.spi, th.inbound.spi);
+        assert_eq!(
+            th.outbound_key().expose_for_key_log(),
+            tb.inbound_key().expose_for_key_log()
+        );
+        assert_eq!(
+            th.inbound_key().expose_for_key_log(),
+            tb.outbound_key().expose_for_key_log()
+        );
+        assert_ne!(
+            th.outbound_key().expose_for_key_log(),
+            th.inbound_key().expose_for_key_log()
+        );
+        assert!(th.active && tb.active);
+    }
+    // The other branch's keys are not the first's.
+    let k1 = got[1]
+        .tunnels
+        .values()
+        .next()
+        .unwrap()
+        .outbound_key()
+        .expose_for_key_log()
+        .to_vec();
+    let k2 = got[2]
+        .tunnels
+        .values()
+        .next()
+        .unwrap()
+        .outbound_key()
+        .expose_for_key_log()
+        .to_vec();
+    assert_ne!(k1, k2);
+
+    // The guest's metrics and RESTCONF state count them.
+    let (st, m) = http(http_port, "GET", "/metrics").expect("GET /metrics");
+    assert_eq!(st, 200, "{m}");
+    assert!(m.contains("keyserver_cpes_served 3\n"), "{m}");
+    assert!(m.contains("keyserver_pairs 2\n"), "{m}");
+    let (st, s) =
+        http(http_port, "GET", "/restconf/data/keyserver:keyserver/state").expect("GET state");
+    assert_eq!(st, 200, "{s}");
+    let v: serde_json::Value = serde_json::from_str(&s).expect("state JSON");
+    let state = &v["keyserver:state"];
+    assert_eq!(state["served"], 3, "{v}");
+    assert_eq!(state["tunnels"], 2, "{v}");
+    let hq = state["cpe"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == CPES[0]))
+        .unwrap_or_else(|| panic!("no hq in {v}"));
+    assert_eq!(hq["up"], true, "{v}");
+    assert_eq!(hq["tunnel"].as_array().map(Vec::len), Some(2), "{v}");
+    // Never a key or PSK in the API.
+    assert!(!s.contains("secret"), "{s}");
+
+    // Revoke branch2 through the guest's API: the hub drops their tunnel.
+    let pair2 = *got[2].tunnels.keys().next().unwrap();
+    let (st, b) = http(
+        http_port,
+        "POST",
+        "/restconf/data/keyserver:keyserver/cpe=branch2.example/revoke",
+    )
+    .expect("POST revoke");
+    assert_eq!(st, 204, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !got[0].deleted.contains(&pair2) && Instant::now() < deadline {
+        for (c, g) in clients.iter_mut().zip(got.iter_mut()) {
+            step(c, g);
+        }
+    }
+    assert!(
+        got[0].deleted.contains(&pair2),
+        "the hub kept the revoked branch's tunnel"
+    );
+    assert_eq!(got[0].tunnels.len(), 1);
+    let (_, m) = http(http_port, "GET", "/metrics").expect("GET /metrics");
+    assert!(m.contains("keyserver_revocations_total 1\n"), "{m}");
+    let (st, _) = http(
+        http_port,
+        "POST",
+        "/restconf/data/keyserver:keyserver/cpe=nobody/revoke",
+    )
+    .expect("POST");
+    assert_eq!(st, 400);
+
+    let status = child.wait().expect("wait for image run");
+    let console = reader.join().expect("console reader");
+    let _ = std::fs::remove_file(&cfg);
+    assert!(status.success(), "{console}");
+    assert!(
+        console.contains("keyserver: revoking branch2.example"),
+        "{console}"
+    );
+    assert!(
+        !console.contains("uk-ks-secret"),
+        "a PSK on the console\n{console}"
+    );
+    // A journal is refused with one line (no persistent disk in the guest).
+    let bad = std::env::temp_dir().join(format!("ks-guest-uk-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, config("journal = \"/var/lib/keyserver/state\"\n")).expect("write");
+    let o = testbed()
+        .args([
+            "image",
+            "run",
+            "keyserver",
+            "--no-build",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "60",
+            "--config",
+        ])
+        .arg(&bad)
+        .args(["--net", "user"])
+        .output()
+        .expect("image run");
+    let _ = std::fs::remove_file(&bad);
+    let t = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.contains("FATAL: bad configuration"))
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        line.contains("server.journal: the key server unikernel has no persistent disk"),
+        "{line}"
+    );
+}

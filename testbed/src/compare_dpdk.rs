@@ -184,7 +184,8 @@ pub struct SideCounters<T> {
 /// Frame counts along one side's path.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Counts {
-    /// Frames the generator emitted (stamped), and those its ring refused.
+    /// Frames the generator emitted (stamped), and those its ring refused, warm-up
+    /// included (like the port counters).
     pub emitted: u64,
     pub refused: u64,
     /// Frames the generator put on the DUT's input ring.
@@ -407,6 +408,8 @@ impl GenPort {
 /// What one side's run gave.
 struct Side {
     run: RunResult,
+    /// What the warm-up before `run` emitted (the port counters include it).
+    warm: Warm,
     /// The generator's ports' counters (transmit, sink).
     gen: [PortStats; 2],
     /// The DUT's receive count on its input port, transmit count on its output port.
@@ -433,8 +436,8 @@ impl Side {
     }
     fn counts(&self) -> Counts {
         Counts {
-            emitted: self.run.emitted,
-            refused: self.run.tx_refused,
+            emitted: self.run.emitted + self.warm.emitted,
+            refused: self.run.tx_refused + self.warm.refused,
             gen_tx: self.gen[0].tx_packets,
             dut_rx: self.dut_rx,
             dut_tx: self.dut_tx,
@@ -477,15 +480,18 @@ fn wait_gen_up(
 }
 
 /// A warm-up of `args.warmup` seconds (rings, caches, the DUT's tables), then the
-/// measured run. The generator's and the DUT's port counters include the warm-up.
-fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<RunResult> {
+/// measured run. The generator's and the DUT's port counters include the warm-up;
+/// so do the returned frames emitted and refused in it (the second value), which
+/// the counters' check adds to the measured run's.
+fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<(RunResult, Warm)> {
     let pool = Pool::new(16384).context("pool")?;
     let mut cache = pool.cache();
     let [a, b] = g;
+    let mut warm = Warm::default();
     if args.warmup > 0.0 {
         let mut gen = Generator::new(vec![Stream::new(0, &stream(args))?]);
         let mut rcv = Receiver::new();
-        run_loop(
+        let w = run_loop(
             &mut gen,
             a.port(),
             b.port(),
@@ -495,10 +501,14 @@ fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<RunResult> {
             Duration::from_millis(100),
             |_| {},
         );
+        warm = Warm {
+            emitted: w.emitted,
+            refused: w.tx_refused,
+        };
     }
     let mut gen = Generator::new(vec![Stream::new(0, &stream(args))?]);
     let mut rcv = Receiver::new();
-    Ok(run_loop(
+    let run = run_loop(
         &mut gen,
         a.port(),
         b.port(),
@@ -507,7 +517,15 @@ fn traffic(args: &DpdkArgs, g: &mut [GenPort; 2]) -> anyhow::Result<RunResult> {
         Duration::from_secs_f64(args.duration),
         Duration::from_millis(100),
         |_| {},
-    ))
+    );
+    Ok((run, warm))
+}
+
+/// Frames the generator emitted, and those its ring refused, in the warm-up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Warm {
+    emitted: u64,
+    refused: u64,
 }
 
 fn dut_spec(ring: Ring, path: &Path, memif_copy: bool) -> String {
@@ -585,11 +603,12 @@ fn run_ours(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::Res
     let (st, busy, drops, unsent) = h
         .join()
         .map_err(|_| anyhow::anyhow!("our DUT thread panicked"))??;
-    let run = run?;
+    let (run, warm) = run?;
     let gen = [g[0].port().stats(), g[1].port().stats()];
     let rx = st[0].rx_packets.max(1);
     Ok(Side {
         run,
+        warm,
         gen,
         dut_rx: st[0].rx_packets,
         dut_tx: st[1].tx_packets,
@@ -766,7 +785,7 @@ fn run_theirs(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::R
     wait_gen_up(&mut g, "dpdk-testpmd", || {
         !matches!(tp.child.try_wait(), Ok(Some(_)))
     })?;
-    let run = traffic(args, &mut g)?;
+    let (run, warm) = traffic(args, &mut g)?;
     let _ = writeln!(stdin);
     let _ = stdin.flush();
     let t = Instant::now();
@@ -790,6 +809,7 @@ fn run_theirs(args: &DpdkArgs, ring: Ring, w: Workload, dir: &Path) -> anyhow::R
     let gen = [g[0].port().stats(), g[1].port().stats()];
     Ok(Side {
         run,
+        warm,
         gen,
         dut_rx: s.rx[0],
         dut_tx: s.tx[1],

@@ -28,6 +28,10 @@ fn compare_dpdk_prints_one_agreeing_line_per_ring_and_workload() {
             "dpdk",
             "--duration",
             "0.3",
+            "--trials",
+            "2",
+            "--warmup",
+            "0.1",
             "--rate",
             "20kpps",
             "--json",
@@ -67,6 +71,12 @@ fn compare_dpdk_prints_one_agreeing_line_per_ring_and_workload() {
             );
         }
         assert_eq!(v["counters_agree"], true, "{v}");
+        assert_eq!(v["trials"], 2, "{v}");
+        assert_eq!(
+            v["ours_mpps_trials"].as_array().map(Vec::len),
+            Some(2),
+            "{v}"
+        );
         for side in ["ours", "theirs"] {
             let c = &v["counters"][side];
             assert_eq!(c["gen_tx"], c["dut_rx"], "{side}: {v}");

@@ -248,6 +248,12 @@ pub struct WorkerStats {
 }
 
 /// One worker: its ports (queues), its graph, its buffer cache and rings.
+///
+/// Cache-line aligned: workers kept side by side (a `Vec<Worker>` stepped or
+/// scoped onto threads) must not share a line, or one worker's per-loop writes
+/// (`stats`, its batches) invalidate the line the next worker reads its ports and
+/// graph from on every loop (false sharing).
+#[repr(align(64))]
 pub struct Worker<P: Port = Box<dyn Port>> {
     pub ports: Vec<P>,
     pub graph: Graph,

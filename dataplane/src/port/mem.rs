@@ -297,6 +297,11 @@ impl Device {
 }
 
 /// One end of an in-memory port pair.
+///
+/// Cache-line aligned: the queues of a multi-queue port sit side by side in one
+/// `Vec`, each polled by its own worker, and each end writes its ring indices and
+/// `stats` on every burst (see [`crate::worker::Worker`]).
+#[repr(align(64))]
 pub struct MemPort {
     name: String,
     mac: [u8; 6],

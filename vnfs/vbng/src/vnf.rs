@@ -224,7 +224,10 @@ pub fn build_workers(
     if let Some(nc) = nat_cfg.as_mut() {
         nc.external_blocks = env.nat_bindings.is_some();
     }
-    let counters = SessionCounters::new(n as usize);
+    let counters = SessionCounters::with_workers(
+        n as usize,
+        usize::from(workers.clamp(1, crate::config::MAX_WORKERS)),
+    );
     let mut cp = ControlPlane::new(cfg, n, counters.clone(), env.rng.clone())?;
     let core_link = match cfg.core_ip {
         Some(n) => {

@@ -5,10 +5,9 @@
 //! per-session counters from PFCP usage reports (TS 29.244 §5.2.2) instead of from an
 //! in-process fast path.
 
-use super::{ControlPlane, SessionCounters};
+use super::ControlPlane;
 use crate::radius::{self, AcctIpv6, AcctRecord, AcctStatus, LineInfo};
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 /// Acct-Terminate-Cause "Lost Service" (RFC 2866 §5.10): the user plane carrying the
 /// session is gone.
@@ -102,19 +101,5 @@ impl ControlPlane {
             self.remove_with(idx, cause, false, now);
         }
         idxs.len()
-    }
-}
-
-impl SessionCounters {
-    /// Sets slot `idx` to absolute values (up octets, up packets, down octets, down
-    /// packets), as a user plane's usage report counts them.
-    pub fn set(&self, idx: u32, v: (u64, u64, u64, u64)) {
-        let i = idx as usize * 4;
-        if let Some(s) = self.v.get(i..i + 4) {
-            s[0].store(v.0, Ordering::Relaxed);
-            s[1].store(v.1, Ordering::Relaxed);
-            s[2].store(v.2, Ordering::Relaxed);
-            s[3].store(v.3, Ordering::Relaxed);
-        }
     }
 }

@@ -174,56 +174,109 @@ pub enum FibUpdate {
 
 /// Per-session traffic counters written by the fast path, read for accounting:
 /// four relaxed atomics per session slot (up octets, up packets, down octets, down
-/// packets).
+/// packets) and per worker.
+///
+/// Each worker counts in a block of slots of its own ([`SessionCounters::up`] and
+/// [`SessionCounters::down`] take the worker's number) and readers add the blocks
+/// up. A session is written by the worker that owns it (`crate::steer`), but
+/// sessions of different workers sit side by side in the table: with one shared
+/// block, the counter increment was the hottest instruction of
+/// `bench bng-down --workers 2` (39 % of the fast path's samples in `perf`) and
+/// two workers reached 0.7–1.3× one worker's rate. Padding each slot to a cache
+/// line did not help (likely the adjacent-line prefetcher, which pairs 64-byte
+/// lines); a block per worker brought the two-worker rate to 1.9× (see
+/// `benches/RESULTS.md`, issue 14).
+/// Only its own worker writes a block, so an increment is a load and a store, not
+/// a locked read-modify-write.
 #[derive(Debug)]
 pub struct SessionCounters {
-    v: Vec<AtomicU64>,
+    v: Vec<[AtomicU64; 4]>,
+    slots: usize,
+    workers: usize,
 }
 
 impl SessionCounters {
-    /// Counters for `n` session slots.
+    /// Counters for `n` session slots and one worker.
     pub fn new(n: usize) -> Arc<SessionCounters> {
+        SessionCounters::with_workers(n, 1)
+    }
+    /// Counters for `n` session slots counted by `workers` workers.
+    pub fn with_workers(n: usize, workers: usize) -> Arc<SessionCounters> {
+        let workers = workers.max(1);
         Arc::new(SessionCounters {
-            v: (0..n * 4).map(|_| AtomicU64::new(0)).collect(),
+            v: (0..n * workers).map(|_| Default::default()).collect(),
+            slots: n,
+            workers,
         })
     }
     /// Slots.
     pub fn capacity(&self) -> usize {
-        self.v.len() / 4
+        self.slots
     }
-    /// Count an upstream packet of `bytes` for slot `idx`.
-    #[inline]
-    pub fn up(&self, idx: u32, bytes: u64) {
-        let i = idx as usize * 4;
-        if let (Some(o), Some(p)) = (self.v.get(i), self.v.get(i + 1)) {
-            o.fetch_add(bytes, Ordering::Relaxed);
-            p.fetch_add(1, Ordering::Relaxed);
+    /// Workers counting.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+    #[inline(always)]
+    fn own(&self, worker: u16, idx: u32) -> Option<&[AtomicU64; 4]> {
+        let (w, i) = (usize::from(worker), idx as usize);
+        if i < self.slots && w < self.workers {
+            self.v.get(w * self.slots + i)
+        } else {
+            None
         }
     }
-    /// Count a downstream packet.
+    /// Worker `worker` counts an upstream packet of `bytes` for slot `idx`.
     #[inline]
-    pub fn down(&self, idx: u32, bytes: u64) {
-        let i = idx as usize * 4 + 2;
-        if let (Some(o), Some(p)) = (self.v.get(i), self.v.get(i + 1)) {
-            o.fetch_add(bytes, Ordering::Relaxed);
-            p.fetch_add(1, Ordering::Relaxed);
+    pub fn up(&self, worker: u16, idx: u32, bytes: u64) {
+        if let Some(s) = self.own(worker, idx) {
+            bump(&s[0], bytes);
+            bump(&s[1], 1);
         }
     }
-    /// (up octets, up packets, down octets, down packets).
+    /// Worker `worker` counts a downstream packet.
+    #[inline]
+    pub fn down(&self, worker: u16, idx: u32, bytes: u64) {
+        if let Some(s) = self.own(worker, idx) {
+            bump(&s[2], bytes);
+            bump(&s[3], 1);
+        }
+    }
+    /// (up octets, up packets, down octets, down packets), every worker's.
     pub fn get(&self, idx: u32) -> (u64, u64, u64, u64) {
-        let i = idx as usize * 4;
-        let g = |k: usize| self.v.get(i + k).map_or(0, |a| a.load(Ordering::Relaxed));
-        (g(0), g(1), g(2), g(3))
+        let mut t = [0u64; 4];
+        for w in 0..self.workers {
+            if let Some(s) = self.own(w as u16, idx) {
+                for (x, a) in t.iter_mut().zip(s) {
+                    *x = x.wrapping_add(a.load(Ordering::Relaxed));
+                }
+            }
+        }
+        (t[0], t[1], t[2], t[3])
     }
-    /// Zero a slot (session start).
-    pub fn reset(&self, idx: u32) {
-        let i = idx as usize * 4;
-        for k in 0..4 {
-            if let Some(a) = self.v.get(i + k) {
-                a.store(0, Ordering::Relaxed);
+    /// Sets slot `idx` to absolute values (up octets, up packets, down octets, down
+    /// packets), as a user plane's usage report counts them.
+    pub fn set(&self, idx: u32, v: (u64, u64, u64, u64)) {
+        for w in 0..self.workers {
+            if let Some(s) = self.own(w as u16, idx) {
+                let v = if w == 0 { v } else { (0, 0, 0, 0) };
+                s[0].store(v.0, Ordering::Relaxed);
+                s[1].store(v.1, Ordering::Relaxed);
+                s[2].store(v.2, Ordering::Relaxed);
+                s[3].store(v.3, Ordering::Relaxed);
             }
         }
     }
+    /// Zero a slot (session start).
+    pub fn reset(&self, idx: u32) {
+        self.set(idx, (0, 0, 0, 0));
+    }
+}
+
+/// Adds `n` to a counter only its worker writes (no locked instruction).
+#[inline(always)]
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// Control-plane counters.

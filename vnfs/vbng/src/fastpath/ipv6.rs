@@ -616,7 +616,7 @@ impl FastPath {
         let Some(nh) = self.next_hop6(now_ns, out) else {
             return Next::Drop(E_UNRESOLVED);
         };
-        self.counters.up(idx, total as u64);
+        self.counters.up(self.me, idx, total as u64);
         let extra = d.len() - (ip_off + total);
         if extra > 0 && p.trim(extra).is_err() {
             return Next::Drop(E_MALFORMED);
@@ -720,7 +720,7 @@ impl FastPath {
                 return Next::Drop(E_POLICE_DOWN);
             }
         }
-        self.counters.down(idx, total as u64);
+        self.counters.down(self.me, idx, total as u64);
         let (key, sid) = (s.key, s.sid);
         let extra = d.len() - (14 + total);
         if extra > 0 && p.trim(extra).is_err() {

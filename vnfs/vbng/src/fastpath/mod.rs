@@ -1062,7 +1062,7 @@ impl FastPath {
         let Some(nh) = self.next_hop(now_ns, out) else {
             return Next::Drop(E_UNRESOLVED);
         };
-        self.counters.up(idx, ip_len as u64);
+        self.counters.up(self.me, idx, ip_len as u64);
         // Trim Ethernet padding past the PPPoE length, then re-frame in place.
         let extra = d.len() - (ip_off + ip_len);
         if extra > 0 && p.trim(extra).is_err() {
@@ -1183,7 +1183,7 @@ impl FastPath {
                 return Next::Drop(E_POLICE_DOWN);
             }
         }
-        self.counters.down(idx, ip_len as u64);
+        self.counters.down(self.me, idx, ip_len as u64);
         let (key, sid) = (s.key, s.sid);
         let extra = d.len() - (14 + ip_len);
         if extra > 0 && p.trim(extra).is_err() {

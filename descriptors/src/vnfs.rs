@@ -904,8 +904,11 @@ pub fn keyserver() -> VnfModel {
     m.management.served_by = s(
         "the `keyserver run` process on `server.metrics`: /metrics, POST /revoke and the \
          RESTCONF-shaped API of the YANG module keyserver@2026-12-02 (`keyserver api`); \
-         the unikernel image serves /metrics, GET .../state and the revoke action on the \
-         port of `server.metrics` at `listen`'s address (its first NIC)",
+         the unikernel image serves /metrics, GET .../state and the revoke action at \
+         `server.metrics` on its management NIC (ks-mgmt, NIC 0; `mgmt=` on the kernel \
+         command line moves it) and IKE at `server.listen` on its CPE-facing NIC \
+         (ks-core, NIC 1; `core=`), a stack on each; with `metrics` at `listen`'s \
+         address one stack on NIC 0 serves both",
     );
     m.lcm_scripts = vec![health_script(&m)];
     m.operations = vec![

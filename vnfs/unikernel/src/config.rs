@@ -4,7 +4,7 @@
 //! a boot module (`-initrd FILE` under PVH, GRUB `module FILE`), the fw_cfg file
 //! `opt/vnf/config`, or the copy baked into the image at build time. Then the kernel
 //! command line applies: platform options (`log=`, `stats=`, `exit=`, `selftest=`,
-//! and for the vBNG `sessions=`) and
+//! `mgmt=`, for the vBNG `sessions=`, for the key server `core=`) and
 //! `config.<dotted.path>=<toml value>` overrides of single keys (array elements by
 //! index, e.g. `config.ports.0.mac="02:00:00:00:00:01"`; an unparsable value is taken
 //! as a string).
@@ -38,6 +38,10 @@ pub struct Options {
     /// The host stack's port and address (`mgmt=PORT:ADDR/LEN[:GATEWAY]`); default:
     /// the VNF's own (see `hoststack`).
     pub mgmt: Option<crate::hoststack::NetConfig>,
+    /// The key server's IKE stack (`core=PORT:ADDR/LEN[:GATEWAY]`) when management
+    /// is on a NIC of its own (see `keyserver_app`).
+    #[cfg(feature = "keyserver")]
+    pub core: Option<crate::hoststack::NetConfig>,
 }
 
 impl Default for Options {
@@ -52,6 +56,8 @@ impl Default for Options {
             #[cfg(any(feature = "vbng", feature = "vbng-up"))]
             sessions: None,
             mgmt: None,
+            #[cfg(feature = "keyserver")]
+            core: None,
         }
     }
 }
@@ -128,7 +134,16 @@ pub fn parse_cmdline(line: &str) -> Result<Options, ConfigError> {
             "exit" => o.exit_after_ms = Some(num(word, v)?),
             "mgmt" => {
                 o.mgmt = Some(
-                    crate::hoststack::NetConfig::parse(v).map_err(|why| ConfigError::Cmdline {
+                    crate::hoststack::NetConfig::parse(k, v).map_err(|why| ConfigError::Cmdline {
+                        word: word.to_string(),
+                        why,
+                    })?,
+                )
+            }
+            #[cfg(feature = "keyserver")]
+            "core" => {
+                o.core = Some(
+                    crate::hoststack::NetConfig::parse(k, v).map_err(|why| ConfigError::Cmdline {
                         word: word.to_string(),
                         why,
                     })?,

@@ -44,17 +44,13 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// Parse the command-line word's value `PORT:ADDR/LEN[:GATEWAY]`.
-    pub fn parse(v: &str) -> Result<NetConfig, String> {
+    /// Parse the value `PORT:ADDR/LEN[:GATEWAY]` of the command-line word `key=`
+    /// (`mgmt`, or the key server's `core`).
+    pub fn parse(key: &str, v: &str) -> Result<NetConfig, String> {
+        let usage = || alloc::format!("expected {key}=PORT:ADDR/LEN[:GATEWAY]");
         let mut it = v.split(':');
-        let port = it
-            .next()
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| String::from("expected mgmt=PORT:ADDR/LEN[:GATEWAY]"))?;
-        let (a, l) = it
-            .next()
-            .and_then(|c| c.split_once('/'))
-            .ok_or_else(|| String::from("expected mgmt=PORT:ADDR/LEN[:GATEWAY]"))?;
+        let port = it.next().and_then(|p| p.parse::<u16>().ok()).ok_or_else(usage)?;
+        let (a, l) = it.next().and_then(|c| c.split_once('/')).ok_or_else(usage)?;
         let addr = parse_v4(a).ok_or_else(|| alloc::format!("`{a}` is not an IPv4 address"))?;
         let prefix = l
             .parse::<u8>()
@@ -66,7 +62,7 @@ impl NetConfig {
             None => None,
         };
         if it.next().is_some() {
-            return Err(String::from("expected mgmt=PORT:ADDR/LEN[:GATEWAY]"));
+            return Err(usage());
         }
         Ok(NetConfig {
             port,

@@ -2,9 +2,11 @@
 //! (the TOML `keyserver run` reads), its sans-IO server (`keyserver::server::Server`,
 //! the crate built without `std`: IKEv2 per RFC 7296 with a PSK per CPE, then the key
 //! distribution protocol of `vnfs/keyserver/README.md` over each CPE's IKE SA), on
-//! the host network stack (`hoststack`, smoltcp) of one virtio-net port. One loop:
-//! the engine's worker moves frames between the port and the stack (the port is the
-//! stack's alone: an empty graph, every frame diverted), the stack delivers the IKE
+//! host network stacks (`hoststack`, smoltcp): one on one virtio-net port, or one per
+//! NIC as the VNF package lays it out (see "Stacks" below). One loop: the engine's
+//! worker moves frames between the ports and the stacks (each port is its stack's
+//! alone: an empty graph, every frame diverted; one inject ring, each frame carrying
+//! its port), the IKE stack delivers the
 //! datagrams (UDP `server.listen`'s port, and `listen_natt`'s with the RFC 3948
 //! non-ESP marker), the server handles them and runs its timers (retransmissions,
 //! rotations, liveness) by the unikernel clock, and its datagrams go back out; HTTP
@@ -13,8 +15,22 @@
 //! management API's `state` subtree, RFC 8040 §3.5.3, RFC 7951 JSON), and the
 //! YANG action `POST /restconf/data/keyserver:keyserver/cpe=ID/revoke` (§3.6).
 //!
-//! The stack's address: `mgmt=PORT:ADDR/LEN[:GATEWAY]` on the command line, else
-//! `server.listen`'s IPv4 address as a /24 on port 0; `listen`'s port either way.
+//! Stacks. The package (`descriptors`, `keyserver`) has two connection points:
+//! `ks-mgmt` (NIC 0, management) and `ks-core` (NIC 1, the CPEs). The IKE address is
+//! `core=PORT:ADDR/LEN[:GATEWAY]`'s on the kernel command line (it must be
+//! `server.listen`'s), else `server.listen`'s, else `mgmt=`'s; the management (HTTP)
+//! address is `mgmt=PORT:ADDR/LEN[:GATEWAY]`'s (it wins over `server.metrics`'s
+//! address; HTTP keeps `metrics`'s port), else `server.metrics`'s, else IKE's.
+//! - The same address (e.g. `metrics` at `listen`'s address, or no `metrics`): one
+//!   stack serves IKE and HTTP, on `mgmt=`'s (or `core=`'s) port and prefix, else
+//!   as a /24 on NIC 0 — the layout before the two-NIC one.
+//! - Different addresses: two stacks, management on NIC 0 (or `mgmt=`'s port) and
+//!   IKE on NIC 1 (or `core=`'s), each a /24 without a gateway unless its option
+//!   gives them; HTTP is served on the management stack only, IKE on the other.
+//!
+//! Refused with one line: too few NICs for the stacks' ports, both stacks on one
+//! port, `core=` at another address than `listen`'s, `mgmt=` and `core=` giving the
+//! same address differently.
 //!
 //! Secrets: tunnel keys live in heap chunks zeroized slot by slot when freed
 //! (`keyserver::keys`); `memfd_secret(2)` does not apply — the guest owns all of its
@@ -48,8 +64,12 @@ use keyserver::server::Server;
 const RING: usize = 1024;
 /// HTTP port without `server.metrics` (the README's example).
 const DEFAULT_HTTP_PORT: u16 = 9100;
-/// The stack's prefix when its address is `server.listen`'s.
+/// A stack's prefix when no `mgmt=`/`core=` gives it.
 const DEFAULT_PREFIX: u8 = 24;
+/// The management NIC without `mgmt=` (the package's `ks-mgmt`, NIC index 0).
+const MGMT_PORT: u16 = 0;
+/// The IKE NIC without `core=` when management has its own (`ks-core`, NIC 1).
+const IKE_PORT: u16 = 1;
 /// RESTCONF path of the key server's operational state.
 const STATE_PATH: &str = "/restconf/data/keyserver:keyserver/state";
 
@@ -70,26 +90,78 @@ fn load(table: toml::Table) -> Config {
     cfg
 }
 
-/// Where the stack goes: `mgmt=`, else `server.listen`'s address.
-fn stack_net(cfg: &Config, opts: &Options) -> NetConfig {
-    let listen = match cfg.server.listen.ip() {
+/// Where the stacks go: the IKE stack, and the management (HTTP) stack when it is
+/// not the IKE stack (a NIC of its own).
+struct Layout {
+    ike: NetConfig,
+    mgmt: Option<NetConfig>,
+}
+
+/// A specified IPv4 address (`0.0.0.0` is none).
+fn v4(a: SocketAddr) -> Option<[u8; 4]> {
+    match a.ip() {
         IpAddr::V4(a) if !a.is_unspecified() => Some(a.octets()),
         _ => None,
-    };
-    match (opts.mgmt, listen) {
-        (Some(m), Some(l)) if m.addr != l => config_error(alloc::format!(
-            "server.listen {} is not the address mgmt= gives the host stack",
-            cfg.server.listen
-        )),
-        (Some(m), _) => m,
-        (None, Some(addr)) => NetConfig {
-            port: 0,
-            addr,
-            prefix: DEFAULT_PREFIX,
-            gateway: None,
-        },
-        (None, None) => config_error("server.listen is unspecified: give the guest's IPv4 address there or mgmt=PORT:ADDR/LEN[:GATEWAY] on the command line"),
     }
+}
+
+fn dotted(a: [u8; 4]) -> core::net::Ipv4Addr {
+    core::net::Ipv4Addr::from(a)
+}
+
+/// The stacks' places. IKE: `core=` (its address must be `server.listen`'s, the
+/// address IKE's NAT detection hashes), else `server.listen`'s address, else
+/// `mgmt=`'s. Management: `mgmt=` (the command line wins over `server.metrics`'s
+/// address; HTTP keeps `metrics`'s port), else `server.metrics`'s address, else
+/// IKE's. The same address: one stack (on `mgmt=`'s or `core=`'s port, else a /24 on
+/// NIC 0) serves both, as before. Different ones: management on NIC 0 (or `mgmt=`'s
+/// port) and IKE on NIC 1 (or `core=`'s), each a /24 without a gateway unless its
+/// option says otherwise.
+fn layout(cfg: &Config, opts: &Options) -> Layout {
+    let listen = v4(cfg.server.listen);
+    let metrics = cfg.server.metrics.and_then(v4);
+    let core = opts.core;
+    let mgmt = opts.mgmt;
+    if let (Some(c), Some(l)) = (core, listen) {
+        if c.addr != l {
+            config_error(alloc::format!(
+                "server.listen {} is not the address core= gives the IKE stack",
+                cfg.server.listen
+            ));
+        }
+    }
+    let Some(ike_addr) = core.map(|c| c.addr).or(listen).or(mgmt.map(|m| m.addr)) else {
+        config_error("server.listen is unspecified: give the guest's IPv4 address there or mgmt=PORT:ADDR/LEN[:GATEWAY] on the command line")
+    };
+    let mgmt_addr = mgmt.map(|m| m.addr).or(metrics).unwrap_or(ike_addr);
+    let on = |port: u16, addr: [u8; 4]| NetConfig {
+        port,
+        addr,
+        prefix: DEFAULT_PREFIX,
+        gateway: None,
+    };
+    if mgmt_addr == ike_addr {
+        let one = match (mgmt, core) {
+            (Some(m), Some(c)) if m != c => config_error(alloc::format!(
+                "mgmt= and core= both give {}: one stack serves IKE and HTTP there; give one of them",
+                dotted(ike_addr)
+            )),
+            (Some(n), _) | (None, Some(n)) => n,
+            (None, None) => on(0, ike_addr),
+        };
+        return Layout { ike: one, mgmt: None };
+    }
+    let m = mgmt.unwrap_or(on(MGMT_PORT, mgmt_addr));
+    let i = core.unwrap_or(on(IKE_PORT, ike_addr));
+    if m.port == i.port {
+        config_error(alloc::format!(
+            "management {} and IKE {} are both on port {}: give mgmt= and core= different ports",
+            dotted(m.addr),
+            dotted(i.addr),
+            m.port
+        ));
+    }
+    Layout { ike: i, mgmt: Some(m) }
 }
 
 fn json_str(o: &mut String, s: &str) {
@@ -267,6 +339,18 @@ fn print_stats(srv: &Server, ike: &Ike) {
     );
 }
 
+/// The stacks' counter lines (HTTP's on the management stack's).
+fn print_stack_stats(ike: &HostStack, mgmt: Option<&HostStack>, http: &HttpServer) {
+    let t = clock::uptime_us() / 1000;
+    match mgmt {
+        Some(m) => {
+            ike.print_stats(t, None);
+            m.print_stats(t, Some(http));
+        }
+        None => ike.print_stats(t, Some(http)),
+    }
+}
+
 /// One line per CPE: id, up/down, served, tunnels.
 fn show_cpes(srv: &Server, now_ms: u64) -> String {
     let mut o = String::new();
@@ -296,8 +380,10 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             src.describe()
         );
     }
-    let net = stack_net(&cfg, opts);
-    let need = (2 * RX_BUFFERS + 2 * RING + 1024) as u32;
+    let lay = layout(&cfg, opts);
+    let last = lay.mgmt.map_or(lay.ike.port, |m| m.port.max(lay.ike.port));
+    // Receive and transmit buffers of each stack's port, the inject ring, slack.
+    let need = (2 * (usize::from(last) + 1) * RX_BUFFERS + 2 * RING + 1024) as u32;
     // Device-visible: the virtio queues point straight into these buffers.
     let Some(pool) = crate::sparse::dma_safe(|| Pool::new(need)) else {
         crate::fatal(
@@ -306,24 +392,37 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         )
     };
     let mut ports = open_ports(pool);
-    if usize::from(net.port) >= ports.len() {
-        config_error(alloc::format!(
-            "the key server's host stack is on port {} but the guest has {} virtio-net ports",
-            net.port,
-            ports.len()
-        ));
+    if usize::from(last) >= ports.len() {
+        config_error(match lay.mgmt {
+            Some(m) => alloc::format!(
+                "the key server's management stack is on port {} and its IKE stack on port {} but the guest has {} virtio-net ports",
+                m.port,
+                lay.ike.port,
+                ports.len()
+            ),
+            None => alloc::format!(
+                "the key server's host stack is on port {} but the guest has {} virtio-net ports",
+                lay.ike.port,
+                ports.len()
+            ),
+        });
     }
-    // The stack's port only; the others stay idle.
-    ports.truncate(usize::from(net.port) + 1);
+    // The stacks' ports only; the others stay idle.
+    ports.truncate(usize::from(last) + 1);
     let nports = ports.len();
     for (i, p) in ports.iter().enumerate() {
         log::info!("port {i}: {} mac {}", p.name(), mac_str(p.mac().unwrap_or_default()));
     }
+    // One inject ring for every stack: each frame carries its port (`meta.port`).
     let inject = ring(RING);
-    let i = usize::from(net.port);
-    let mac = ports[i].mac().unwrap_or([0x02, 0, 0, 0, 0x0e, 0x01]);
-    let mut stack = crate::hoststack::attach(&mut ports[i], mac, net, true, inject.clone(), pool.cache());
-    let ip = IpAddr::from(net.addr);
+    let mut attach = |net: NetConfig| {
+        let i = usize::from(net.port);
+        let mac = ports[i].mac().unwrap_or([0x02, 0, 0, 0, 0x0e, 0x01 + net.port as u8]);
+        crate::hoststack::attach(&mut ports[i], mac, net, true, inject.clone(), pool.cache())
+    };
+    let mut stack = attach(lay.ike);
+    let mut mgmt_stack = lay.mgmt.map(&mut attach);
+    let ip = IpAddr::from(lay.ike.addr);
     let local = SocketAddr::new(ip, cfg.server.listen.port());
     let main = match stack.udp_open(local.port(), 0) {
         Ok((h, _)) => h,
@@ -334,8 +433,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         Err(e) => config_error(alloc::format!("server.listen_natt: {e}")),
     });
     let http_port = cfg.server.metrics.map_or(DEFAULT_HTTP_PORT, |a| a.port());
-    let mut http = HttpServer::new(&mut stack, http_port);
-    log::info!("metrics on http://{ip}:{http_port}/metrics");
+    let http_ip = IpAddr::from(lay.mgmt.unwrap_or(lay.ike).addr);
+    let mut http = HttpServer::new(mgmt_stack.as_mut().unwrap_or(&mut stack), http_port);
+    log::info!("metrics on http://{http_ip}:{http_port}/metrics");
     let mut worker = match Worker::new(
         ports,
         Graph::new(),
@@ -362,13 +462,14 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
     let st = srv.stats();
     let ready_us = clock::uptime_us();
     println!(
-        "{VNF} ready in {}.{:03} ms ({nports} ports, ike {local}{}, {} cpes, {} groups, {} tunnels, {}, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
+        "{VNF} ready in {}.{:03} ms ({nports} ports, ike {local}{}, http {http_ip}:{http_port}{}, {} cpes, {} groups, {} tunnels, {}, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         match cfg.server.listen_natt {
             Some(a) => alloc::format!(" and {}:{}", ip, a.port()),
             None => String::new(),
         },
+        if lay.mgmt.is_some() { " (management NIC)" } else { "" },
         st.cpes,
         st.groups,
         st.pairs,
@@ -403,8 +504,15 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         for id in srv.take_down() {
             println!("keyserver: cpe {id} is down (liveness checks unanswered)");
         }
-        if http.poll(&mut stack, |m, p, _, _| http_answer(&mut srv, t, m, p)) {
-            stack.poll();
+        let hs = match mgmt_stack.as_mut() {
+            Some(m) => {
+                m.poll();
+                m
+            }
+            None => &mut stack,
+        };
+        if http.poll(hs, |m, p, _, _| http_answer(&mut srv, t, m, p)) {
+            hs.poll();
         }
         iter += 1;
         if iter & 63 == 0 {
@@ -412,7 +520,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
                 next_stats = now + stats_ns;
                 print_port_stats(&worker, clock::uptime_us() / 1000);
                 print_stats(&srv, &ike);
-                stack.print_stats(clock::uptime_us() / 1000, Some(&http));
+                print_stack_stats(&stack, mgmt_stack.as_ref(), &http);
             }
             let mut exit = false;
             let mut revoke: Vec<String> = Vec::new();
@@ -434,7 +542,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             }
             if exit || stop_at.is_some_and(|t| now >= t) {
                 print_stats(&srv, &ike);
-                stack.print_stats(clock::uptime_us() / 1000, Some(&http));
+                print_stack_stats(&stack, mgmt_stack.as_ref(), &http);
                 arch::exit(arch::EXIT_OK);
             }
         }

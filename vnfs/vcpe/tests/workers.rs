@@ -281,6 +281,26 @@ fn check_sequence(seen: &[(usize, u32, u32)], spi: u32, want: usize) {
 
 #[test]
 fn esp_with_two_workers_keeps_sequence_numbers_increasing() {
+    tunnel_round_trip(&two_workers(A));
+}
+
+/// With `firewall.tunnel_inbound = false` only replies to connections A's LAN
+/// started come in from the tunnel: the reply, decrypted by the inbound SA's
+/// owner, must meet the connection on the worker that tracked the request
+/// (`vcpe-steer`: the LAN host's owner), not on whichever worker the request
+/// arrived.
+#[test]
+fn tunnel_replies_meet_their_connection_with_two_workers() {
+    let a = A.replace("[firewall]\n", "[firewall]\ntunnel_inbound = false\n");
+    let cfg = two_workers(&a);
+    assert!(!cfg.firewall.tunnel_inbound);
+    tunnel_round_trip(&cfg);
+}
+
+/// A (`a`) and B (examples/vcpe-b.toml), two workers each: A's hosts send to B's
+/// through the static tunnel, B's hosts answer; checks the ESP on the wire and the
+/// counters on both sides.
+fn tunnel_round_trip(a: &Config) {
     let pool = Pool::new(8192).unwrap();
     let mut c = pool.cache();
     let (a_lan, mut h1) = links("a-lan", N);
@@ -294,7 +314,7 @@ fn esp_with_two_workers_keeps_sequence_numbers_increasing() {
         nb.push(([192, 168, 2, 20 + i], host_mac(2, i)));
     }
     let wc = WorkerConfig::default();
-    let (_a, mut wa) = site(&two_workers(A), &na, a_lan, a_wan, pool, wc);
+    let (_a, mut wa) = site(a, &na, a_lan, a_wan, pool, wc);
     let (_b, mut wb) = site(&two_workers(B), &nb, b_lan, b_wan, pool, wc);
     let mut now = 1_000_000_000;
     let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
@@ -322,12 +342,12 @@ fn esp_with_two_workers_keeps_sequence_numbers_increasing() {
         for p in h2.iter_mut() {
             delivered_b += take(p, &mut c).len();
         }
-        // B's hosts answer, on both of B's LAN queues.
+        // B's hosts answer (half of A's flows), on both of B's LAN queues.
         for i in 0..8u8 {
             let f = udp(
-                host_mac(2, i),
+                host_mac(2, i % 4),
                 B_LAN,
-                [192, 168, 2, 20 + i],
+                [192, 168, 2, 20 + i % 4],
                 [192, 168, 1, 10 + i],
                 6000,
                 5000 + round,

@@ -143,7 +143,7 @@ struct Epoch {
     spi_in: u32,
     spi_out: u32,
     /// The outbound SA waiting for `Activate` (one copy per worker).
-    pending: Option<(Vec<Box<Sa>>, Selector)>,
+    pending: Option<(Vec<Sa>, Selector)>,
     /// Its outbound SA is in `esp-encrypt`.
     outbound: bool,
 }
@@ -473,9 +473,7 @@ impl KeyLink {
                 ins.push(Box::new(
                     Sa::new(t.inbound.clone(), t.inbound_key(), 0).ok()?,
                 ));
-                outs.push(Box::new(
-                    Sa::new(t.outbound.clone(), t.outbound_key(), 0).ok()?,
-                ));
+                outs.push(Sa::new(t.outbound.clone(), t.outbound_key(), 0).ok()?);
             }
             Some((sel, ins, outs))
         })();
@@ -510,7 +508,13 @@ impl KeyLink {
     fn switch(ep: &mut Epoch, push: &mut dyn FnMut(usize, SaUpdate)) {
         if let Some((sas, selector)) = ep.pending.take() {
             for (w, sa) in sas.into_iter().enumerate() {
-                push(w, SaUpdate::AddOutbound { sa, selector });
+                push(
+                    w,
+                    SaUpdate::AddOutbound {
+                        sa: Box::new(sa),
+                        selector,
+                    },
+                );
             }
             ep.outbound = true;
         }

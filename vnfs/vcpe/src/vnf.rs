@@ -1,6 +1,7 @@
 //! The composition: [`build`] turns a [`Config`] into the worker's graph and the
-//! control plane. The `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and the tests
-//! all call it, so what is tested is what ships.
+//! control plane ([`build_workers`]: one graph per worker, see
+//! [`Vcpe::graph_for`]). The `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and
+//! the tests all call it, so what is tested is what ships.
 //!
 //! ```text
 //! port lan ─> vcpe-lan-input ──(DHCP to port 67)──> punt (DHCP server)
@@ -110,7 +111,10 @@ pub struct BuiltWorkers {
 /// [`build_with_macs`]. One worker gives what [`build_with_macs`] gives.
 pub fn build_workers(cfg: &Config, port_macs: &[[u8; 6]]) -> Result<BuiltWorkers, ConfigError> {
     let vcpe = Arc::new(Vcpe::new(cfg, port_macs)?);
-    let n = cfg.engine.workers.clamp(1, crate::config::limits::MAX_WORKERS);
+    let n = cfg
+        .engine
+        .workers
+        .clamp(1, crate::config::limits::MAX_WORKERS);
     let queues: Vec<StageQueues> = (0..n).map(|_| StageQueues::new()).collect();
     let mut graphs = Vec::with_capacity(n);
     for (w, q) in queues.iter().enumerate() {
@@ -179,7 +183,10 @@ impl Vcpe {
             macs,
         };
         // Build the nodes once so a bad section fails here, with its name.
-        let n = cfg.engine.workers.clamp(1, crate::config::limits::MAX_WORKERS) as u16;
+        let n = cfg
+            .engine
+            .workers
+            .clamp(1, crate::config::limits::MAX_WORKERS) as u16;
         v.graph_for(&StageQueues::new(), 0, n)?;
         Ok(v)
     }

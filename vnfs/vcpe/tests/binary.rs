@@ -170,5 +170,8 @@ fn check_takes_workers_and_refuses_bad_ones_in_one_line() {
     std::fs::remove_file(&one_queue).ok();
     let e = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{e}");
-    assert!(e.contains("lan.port") && e.contains("2 workers need"), "{e}");
+    assert!(
+        e.contains("lan.port") && e.contains("2 workers need"),
+        "{e}"
+    );
 }

@@ -13,9 +13,9 @@
 //! - after start-up neither vCPE's workers allocate (a per-thread counting
 //!   allocator watching the thread that polls all four workers).
 
+mod common;
 #[path = "../../../dataplane/tests/counting/mod.rs"]
 mod counting;
-mod common;
 
 use common::*;
 use counting::{allocs, watch};
@@ -179,7 +179,15 @@ fn nat_replies_reach_the_worker_owning_the_session() {
             .map(|j| {
                 let (sport, dport) = (40000 + j, 1000 + u16::from(i) * 2 + j);
                 flows.insert(dport, (src, sport));
-                udp(host_mac(1, i), A_LAN, src, [203, 0, 113, 5], sport, dport, b"out")
+                udp(
+                    host_mac(1, i),
+                    A_LAN,
+                    src,
+                    [203, 0, 113, 5],
+                    sport,
+                    dport,
+                    b"out",
+                )
             })
             .collect();
         offer(&mut lan_peer[usize::from(i) % N], &mut c, &frames);
@@ -199,14 +207,25 @@ fn nat_replies_reach_the_worker_owning_the_session() {
         assert!(flows.contains_key(&dp));
         assert!(outside.insert(sp), "outside port {sp} used twice");
         let nat = ws[*k].graph.node_mut::<Nat44>("nat44").unwrap();
-        assert_eq!(nat.port_owner(sp), Some(*k as u16), "sent by the port's owner");
+        assert_eq!(
+            nat.port_owner(sp),
+            Some(*k as u16),
+            "sent by the port's owner"
+        );
     }
     let sessions: Vec<u64> = ws
         .iter()
         .map(|w| counter(w, "nat44", "sessions-active"))
         .collect();
-    assert_eq!(sessions.iter().sum::<u64>(), flows.len() as u64, "{sessions:?}");
-    assert!(sessions.iter().all(|&s| s > 0), "both workers own sessions: {sessions:?}");
+    assert_eq!(
+        sessions.iter().sum::<u64>(),
+        flows.len() as u64,
+        "{sessions:?}"
+    );
+    assert!(
+        sessions.iter().all(|&s| s > 0),
+        "both workers own sessions: {sessions:?}"
+    );
     // The replies, half of them on the worker that does not own the session.
     for (j, (k, f)) in out.iter().enumerate() {
         let (src, dst, _, sp, dp) = ip_of(f).unwrap();
@@ -413,10 +432,42 @@ fn two_workers_forward_and_encrypt_without_allocating() {
     let (_a, mut wa) = site(&two_workers(A), &na, a_lan, a_wan, pool, wc);
     let (_b, mut wb) = site(&two_workers(B), &nb, b_lan, b_wan, pool, wc);
     let t1 = [
-        udp(host_mac(1, 0), A_LAN, [192, 168, 1, 10], [203, 0, 113, 5], 40000, 9, &[0; 18]),
-        udp(host_mac(1, 0), A_LAN, [192, 168, 1, 10], [192, 168, 2, 20], 5000, 6000, &[0; 400]),
-        udp(host_mac(1, 1), A_LAN, [192, 168, 1, 11], [203, 0, 113, 6], 40001, 9, &[0; 1000]),
-        udp(host_mac(1, 1), A_LAN, [192, 168, 1, 11], [192, 168, 2, 20], 5001, 6000, &[0; 200]),
+        udp(
+            host_mac(1, 0),
+            A_LAN,
+            [192, 168, 1, 10],
+            [203, 0, 113, 5],
+            40000,
+            9,
+            &[0; 18],
+        ),
+        udp(
+            host_mac(1, 0),
+            A_LAN,
+            [192, 168, 1, 10],
+            [192, 168, 2, 20],
+            5000,
+            6000,
+            &[0; 400],
+        ),
+        udp(
+            host_mac(1, 1),
+            A_LAN,
+            [192, 168, 1, 11],
+            [203, 0, 113, 6],
+            40001,
+            9,
+            &[0; 1000],
+        ),
+        udp(
+            host_mac(1, 1),
+            A_LAN,
+            [192, 168, 1, 11],
+            [192, 168, 2, 20],
+            5001,
+            6000,
+            &[0; 200],
+        ),
     ];
     let t2 = [udp(
         host_mac(2, 0),
@@ -475,7 +526,6 @@ fn two_workers_forward_and_encrypt_without_allocating() {
     let (sent, got) = run(20_000, &mut gc);
     let n = allocs() - before;
     watch(false);
-    drop(run);
     assert_eq!(n, 0, "allocations on the packet path of two workers");
     assert!(got > sent / 4, "delivered {got} of {sent}");
     assert!(handed(&wa, &wb) > 1000, "hand-offs ran while watched");

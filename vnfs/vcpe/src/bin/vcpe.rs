@@ -216,8 +216,9 @@ fn run(
     let punt = dataplane::worker::ring(1024);
     let inject = dataplane::worker::ring(1024);
     let mut mesh = dataplane::worker::handoff_mesh(workers, 4096).into_iter();
-    let links: Vec<vcpe::mgmt::WorkerLink> =
-        (0..workers).map(|_| vcpe::mgmt::WorkerLink::new()).collect();
+    let links: Vec<vcpe::mgmt::WorkerLink> = (0..workers)
+        .map(|_| vcpe::mgmt::WorkerLink::new())
+        .collect();
     let mut wspecs = Vec::with_capacity(workers);
     for (w, (ports, mut graph)) in per_worker
         .into_iter()

@@ -2,7 +2,8 @@
 //!
 //! - `vcpe check CONFIG`: parses and checks the configuration and builds the graph
 //!   and the control plane without opening a port; prints one line.
-//! - `vcpe graph CONFIG`: prints the node graph.
+//! - `vcpe graph CONFIG`: prints the node graph (worker 0's; with several workers
+//!   it holds `vcpe-steer`).
 //! - `vcpe run CONFIG [--seconds N] [--listen ADDR] [--metrics FILE] [--trace N]`:
 //!   opens the LAN and WAN ports from their specs (`afpacket:IF`, `afxdp:IF[:Q]`,
 //!   `tap:NAME`, `pcap:IN[:OUT]`, `mem:NAME`, `memif:PATH`, `vhost-user:PATH`), runs
@@ -121,7 +122,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Check { config } => {
             let cfg = load(&config)?;
-            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
+            let b = vnf::build_workers(&cfg, &[]).with_context(|| config.display().to_string())?;
             let ike = cfg.tunnels.iter().filter(|t| t.ike.is_some()).count();
             let workers = if cfg.engine.workers > 1 {
                 format!(", {} workers", cfg.engine.workers)
@@ -140,14 +141,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 ike,
                 if cfg.lan.dhcp.is_some() { "on" } else { "off" },
                 if cfg.nat.enabled { "on" } else { "off" },
-                b.graph.len()
+                b.graphs.first().map_or(0, |g| g.len())
             );
             Ok(())
         }
         Cmd::Graph { config } => {
             let cfg = load(&config)?;
-            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
-            print!("{}", b.graph.describe());
+            // Worker 0's graph (the others differ only in which worker they are).
+            let b = vnf::build_workers(&cfg, &[]).with_context(|| config.display().to_string())?;
+            if let Some(g) = b.graphs.first() {
+                print!("{}", g.describe());
+            }
             Ok(())
         }
         Cmd::Run {

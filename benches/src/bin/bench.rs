@@ -32,7 +32,7 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Worker threads, each pinned to its own core, each with its own queues and
-    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec; bng-up, bng-down
+    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec, vcpe; bng-up, bng-down
     /// and bng-up-ipoe step their workers in turn from the lab's thread)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
@@ -52,6 +52,7 @@ const MULTI: &[&str] = &[
     "bng-up",
     "bng-down",
     "bng-up-ipoe",
+    "vcpe",
 ];
 
 fn main() -> std::process::ExitCode {

@@ -9,15 +9,29 @@
 //! worker loop (receive burst, graph, transmit burst) is inside the cycle counter.
 //! `mpps_per_core` is the median cost per packet over the timed bursts;
 //! `extra.natted` and `extra.encrypted` count what each path did.
+//!
+//! `--workers N`: the vCPE is built with `engine.workers = N`
+//! (`vcpe::vnf::build_workers`, one graph per worker joined by the hand-off mesh)
+//! and each worker runs on its own pinned thread (`par_workers`) with its own
+//! generator and sink. Each worker's LAN hosts are ones it owns
+//! (`Nat44::inside_owner`) and its tunnel traffic goes to a site of its own (N
+//! tunnels, worker k's outbound SPI one `ipsec::stage::sa_owner` gives to k), as
+//! when the NIC steers each LAN host and each tunnel to its worker: no packet is
+//! handed off in steady state (`extra.handoffs`; the hand-off paths are tested in
+//! `vnfs/vcpe/tests/workers.rs`). One worker: the one tunnel and flows as before.
 
 use crate::{tsc_hz, Params, Report};
 use anyhow::{anyhow, Context};
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::{mem, Port};
+use dataplane::stage::Pipeline;
+use dataplane::stages::nat::Nat44;
 use dataplane::stages::neigh::key_v4;
-use dataplane::worker::{TxPolicy, Worker, WorkerConfig};
+use dataplane::worker::{Handoff, TxPolicy, Worker, WorkerConfig};
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+use std::sync::Mutex;
 use std::time::Instant;
 
 const CONFIG: &str = r#"
@@ -30,17 +44,38 @@ address = "192.168.1.1/24"
 mac = "02:c9:00:00:0a:02"
 address = "198.51.100.2/24"
 gateway = "198.51.100.1"
-[[tunnel]]
-name = "site-b"
-peer = "198.51.100.3"
-local = "192.168.1.0/24"
-remote = "192.168.2.0/24"
-[tunnel.static]
-spi_out = 0x1001
-spi_in = 0x2001
-key_out = "0123456789abcdef0123456789abcdef01020304"
-key_in = "fedcba9876543210fedcba9876543210a1a2a3a4"
 "#;
+
+/// Most workers the scenario runs (one tunnel and one /24 remote site each).
+const MAX_WORKERS: usize = 64;
+
+/// The configuration for `n` workers: tunnel t to site 192.168.(2+t).0/24 behind
+/// peer 198.51.100.(3+t), its outbound SPI the first from 0x1001 on (after the
+/// previous tunnel's) that worker t owns. One worker: the one tunnel `site-b`
+/// with SPIs 0x1001/0x2001.
+fn config(n: usize) -> String {
+    let mut c = CONFIG.replace("[engine]\n", &format!("[engine]\nworkers = {n}\n"));
+    let mut spi = 0x1000u32;
+    for t in 0..n {
+        spi += 1;
+        while usize::from(ipsec::stage::sa_owner(spi, n as u16)) != t {
+            spi += 1;
+        }
+        let name = if t == 0 {
+            "site-b".to_string()
+        } else {
+            format!("site-{t}")
+        };
+        let _ = write!(
+            c,
+            "[[tunnel]]\nname = \"{name}\"\npeer = \"198.51.100.{}\"\nlocal = \"192.168.1.0/24\"\nremote = \"192.168.{}.0/24\"\n[tunnel.static]\nspi_out = {spi}\nspi_in = {}\nkey_out = \"0123456789abcdef0123456789abcdef01020304\"\nkey_in = \"fedcba9876543210fedcba9876543210a1a2a3a4\"\n",
+            3 + t,
+            2 + t,
+            0x2001 + t,
+        );
+    }
+    c
+}
 
 /// A UDP/IPv4 frame of `size` bytes on the wire (FCS included) from a LAN host.
 fn frame(size: usize, src: [u8; 4], dst: [u8; 4], sport: u16, buf: &mut Vec<u8>) {
@@ -69,23 +104,62 @@ fn frame(size: usize, src: [u8; 4], dst: [u8; 4], sport: u16, buf: &mut Vec<u8>)
 const FLOWS: usize = 1024;
 
 pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
-    let cfg = vcpe::Config::from_toml(CONFIG).map_err(|e| anyhow!("{e}"))?;
-    let built = vcpe::vnf::build(&cfg).map_err(|e| anyhow!("{e}"))?;
+    let n = p.workers.max(1);
+    if n > MAX_WORKERS {
+        anyhow::bail!("vcpe: --workers {n} is over {MAX_WORKERS}");
+    }
+    let cfg = vcpe::Config::from_toml(&config(n)).map_err(|e| anyhow!("{e}"))?;
+    let built = vcpe::vnf::build_workers(&cfg, &[]).map_err(|e| anyhow!("{e}"))?;
     let l3 = &built.vcpe.l3;
-    for (ip, mac) in [
-        ([198, 51, 100, 1], [2, 0, 0, 0, 0, 0xfe]),
-        ([198, 51, 100, 3], [0x02, 0xc9, 0, 0, 0x0b, 0x02]),
-    ] {
+    let mut neigh = vec![([198, 51, 100, 1], [2, 0, 0, 0, 0, 0xfe])];
+    for t in 0..n {
+        neigh.push(([198, 51, 100, 3 + t as u8], [0x02, 0xc9, 0, 0, 0x0b, 0x02]));
+    }
+    for (ip, mac) in neigh {
         if !l3.neigh.learn(key_v4(Ipv4Addr::from(ip)), mac, 0) {
             anyhow::bail!("neighbour table full");
         }
     }
+    // Worker k takes its graph and its end of the mesh on its own thread.
+    let graphs: Vec<Mutex<Option<Pipeline>>> = built
+        .graphs
+        .into_iter()
+        .map(|g| Mutex::new(Some(g)))
+        .collect();
+    let mesh: Vec<Mutex<Option<Handoff>>> = dataplane::worker::handoff_mesh(n, 1024)
+        .into_iter()
+        .map(|h| Mutex::new((n > 1).then_some(h)))
+        .collect();
+    let take = |k: usize| -> anyhow::Result<(Pipeline, Option<Handoff>)> {
+        let g = graphs
+            .get(k)
+            .and_then(|m| m.lock().ok()?.take())
+            .ok_or_else(|| anyhow!("worker {k}: no graph"))?;
+        let h = mesh.get(k).and_then(|m| m.lock().ok()?.take());
+        Ok((g, h))
+    };
+    let reports = crate::par_workers(n, &p.cores, |k, start| {
+        let (g, h) = take(k)?;
+        worker(p, g, h, k, n, start)
+    })?;
+    crate::combine(reports)
+}
+
+/// Worker `k` of `n`: its own generator, queues and sink around its graph.
+fn worker(
+    p: &Params,
+    graph: Pipeline,
+    handoff: Option<Handoff>,
+    k: usize,
+    n: usize,
+    start: &std::sync::Barrier,
+) -> anyhow::Result<Report> {
     let pool = Pool::new(16384).context("pool")?;
     let (mut gen_port, lan) = mem::pair("gen", "lan", 1024).context("ring")?;
     let (wan, mut sink) = mem::pair("wan", "sink", 1024).context("ring")?;
     let mut worker = Worker::new(
         vec![lan, wan],
-        built.graph,
+        graph,
         pool.cache(),
         WorkerConfig {
             tx_policy: TxPolicy::Drop,
@@ -93,14 +167,27 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
         },
     )
     .map_err(|e| anyhow!("vcpe graph: {e}"))?;
+    if let Some(h) = handoff {
+        worker = worker.with_handoff(h);
+    }
     let mut gc = pool.cache();
+    // The LAN hosts this worker owns (all of them with one worker).
+    let hosts: Vec<[u8; 4]> = (0..240u8)
+        .map(|i| [192, 168, 1, 10 + i])
+        .filter(|h| usize::from(Nat44::inside_owner(u32::from_be_bytes(*h), n as u16)) == k)
+        .take(128)
+        .collect();
+    if hosts.is_empty() {
+        anyhow::bail!("worker {k} of {n} owns no LAN host");
+    }
+    let site = [192, 168, 2 + k as u8, 20];
     // Templates: one per (IMIX slot, flow), alternating Internet / remote site.
     let slots = crate::PktSize::IMIX_SEQ.len();
     let mut tpl = Vec::with_capacity(slots * FLOWS * 2);
     for f in 0..FLOWS {
-        let host = [192, 168, 1, 10 + (f % 128) as u8];
+        let host = hosts[f % hosts.len()];
         let sport = 10000 + f as u16;
-        for (i, dst) in [[203, 0, 113, (f % 250) as u8 + 1], [192, 168, 2, 20]]
+        for (i, dst) in [[203, 0, 113, (f % 250) as u8 + 1], site]
             .iter()
             .enumerate()
         {
@@ -111,6 +198,7 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
             }
         }
     }
+    start.wait();
     let hz = tsc_hz(50);
     let mut gb = Batch::new();
     let mut sb = Batch::new();
@@ -175,6 +263,7 @@ pub fn vcpe(p: &Params) -> anyhow::Result<Report> {
         }
     }
     extra.insert("flows".into(), (FLOWS as u64).into());
+    extra.insert("handoffs".into(), worker.stats.handed_off.into());
     extra.insert("received".into(), received.into());
     extra.insert("tsc_ghz".into(), (hz / 1e9).into());
     extra.insert("mpps_from_mean".into(), (hz / mean_cpp / 1e6).into());

@@ -3,7 +3,9 @@
 //! not parse is refused with the field named):
 //!
 //! ```toml
-//! [engine]                 # optional: buffer pool, tables, trace
+//! [engine]                 # optional: workers, buffer pool, tables, trace
+//! workers = 2              # fast-path threads (default 1), see EngineConfig
+//! cores = [2, 3]           # their cores, one per worker (default: worker k on core k)
 //! pool_buffers = 16384
 //!
 //! [lan]
@@ -89,6 +91,9 @@ fn err<T>(s: String) -> Result<T, ConfigError> {
 
 /// Size limits checked by [`Config::check`] (each bounds one start-up allocation).
 pub mod limits {
+    /// `engine.workers`: 1..=256 (as the router's); with NAT, at most one worker
+    /// per block of outside ports (`nat.port_min..=port_max` in blocks of 256).
+    pub const MAX_WORKERS: usize = 256;
     /// `engine.pool_buffers`: 1024..=2^20.
     pub const MIN_POOL_BUFFERS: u32 = 1024;
     pub const MAX_POOL_BUFFERS: u32 = 1 << 20;
@@ -108,10 +113,20 @@ pub mod limits {
     pub const MAX_LEASES: u32 = 1 << 16;
 }
 
-/// Engine sizing (one worker: NAT, firewall and SA state live on it).
+/// Engine sizing.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
+    /// Worker threads (1 to [`limits::MAX_WORKERS`], default 1), each pinned to a
+    /// core. With several, each worker has its own NAT sessions (and a slice of the
+    /// outside ports), firewall connections (those of the LAN hosts it owns) and
+    /// `nat.max_sessions`/`firewall.max_connections` each; an ESP SA is used by one
+    /// worker; packets that arrive on another are handed over. The ports must give
+    /// each worker its own queue (AF_XDP `queue`, vhost-user `queues=N`, `mem:`).
+    pub workers: usize,
+    /// Cores the workers are pinned to, one per worker in order (empty: workers
+    /// 0..n on cores 0..n, wrapping at the machine's core count).
+    pub cores: Vec<usize>,
     /// Packet buffers in the pool.
     pub pool_buffers: u32,
     /// Neighbour (ARP) table slots.
@@ -127,6 +142,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            workers: 1,
+            cores: Vec::new(),
             pool_buffers: 16384,
             neighbors: 1024,
             tbl8_groups: 256,
@@ -530,6 +547,20 @@ impl Config {
     /// Every check that needs neither ports nor tables.
     pub fn check(&self) -> Result<(), ConfigError> {
         let e = &self.engine;
+        if !e.cores.is_empty() && e.cores.len() != e.workers {
+            return err(format!(
+                "engine.cores: {} cores for {} workers (one core per worker, or none)",
+                e.cores.len(),
+                e.workers
+            ));
+        }
+        if e.workers == 0 || e.workers > limits::MAX_WORKERS {
+            return err(format!(
+                "engine.workers: {} is not in 1..={}",
+                e.workers,
+                limits::MAX_WORKERS
+            ));
+        }
         if !(limits::MIN_POOL_BUFFERS..=limits::MAX_POOL_BUFFERS).contains(&e.pool_buffers) {
             return err(format!(
                 "engine.pool_buffers: {} is not in {}..={}",
@@ -629,6 +660,18 @@ impl Config {
                 "nat.port_min/port_max: {}..{} is not a port range",
                 self.nat.port_min, self.nat.port_max
             ));
+        }
+        if self.nat.enabled {
+            // NAT44 slices the outside ports among the workers in blocks of 256
+            // (fewer when the range is smaller): each worker needs one.
+            let span = u32::from(self.nat.port_max) - u32::from(self.nat.port_min) + 1;
+            let blocks = (span / span.min(256)) as usize;
+            if self.engine.workers > blocks {
+                return err(format!(
+                    "engine.workers: {} workers need a block of outside ports each; nat.port_min..port_max ({}..{}) holds {blocks}",
+                    self.engine.workers, self.nat.port_min, self.nat.port_max
+                ));
+            }
         }
         let fc = self.firewall.max_connections;
         if fc == 0 || fc > limits::MAX_CONNECTIONS {

@@ -302,6 +302,13 @@ pub fn ike_section(v: &Vcpe) -> Result<Option<IkeSection>, ConfigError> {
 impl ControlPlane {
     /// The control plane of `v`; IKE child SAs go to `queues`.
     pub fn new(v: &Vcpe, queues: &StageQueues) -> Result<ControlPlane, ConfigError> {
+        Self::for_workers(v, core::slice::from_ref(queues))
+    }
+
+    /// The control plane of `v` with several workers: IKE's and the key server's
+    /// SA changes go to every worker's `queues` (one entry per worker), each drained
+    /// by that worker's [`ipsec::stage::update_hook`] between bursts.
+    pub fn for_workers(v: &Vcpe, queues: &[StageQueues]) -> Result<ControlPlane, ConfigError> {
         let dhcp = match dhcp_config(v) {
             Some(c) => Some(Server::new(c).map_err(|e| ConfigError(format!("lan.dhcp: {e}")))?),
             None => None,
@@ -316,7 +323,12 @@ impl ControlPlane {
         #[cfg(feature = "std")]
         let ike = match ike_section(v)? {
             Some(s) => {
-                let sink = StageSink::new(vec![(queues.encrypt.clone(), queues.decrypt.clone())]);
+                let sink = StageSink::new(
+                    queues
+                        .iter()
+                        .map(|q| (q.encrypt.clone(), q.decrypt.clone()))
+                        .collect(),
+                );
                 Some(
                     Daemon::new(&s, Box::new(sink))
                         .map_err(|e| ConfigError(format!("tunnel.ike: {e}")))?,

@@ -142,8 +142,8 @@ impl KeyStats {
 struct Epoch {
     spi_in: u32,
     spi_out: u32,
-    /// The outbound SA waiting for `Activate`.
-    pending: Option<(Box<Sa>, Selector)>,
+    /// The outbound SA waiting for `Activate` (one copy per worker).
+    pending: Option<(Vec<Sa>, Selector)>,
     /// Its outbound SA is in `esp-encrypt`.
     outbound: bool,
 }
@@ -161,11 +161,12 @@ struct Slot {
 pub struct KeyLink {
     client: Client,
     sock: UdpSocket,
-    queues: StageQueues,
+    /// Every worker's queues: each SA change goes to all of them.
+    queues: Vec<StageQueues>,
     tunnels: Vec<Slot>,
     epochs: HashMap<(u64, u32), Epoch>,
-    /// (to esp-encrypt, update) a full queue could not take yet.
-    backlog: VecDeque<(bool, SaUpdate)>,
+    /// (worker, to esp-encrypt, update) a full queue could not take yet.
+    backlog: VecDeque<(usize, bool, SaUpdate)>,
     buf: Vec<u8>,
     log: Vec<String>,
     /// The opt-in SA export (`--esp-sa-log`).
@@ -239,11 +240,12 @@ fn same(ts: &ipsec::ike::TrafficSelector, n: &Net4) -> bool {
 }
 
 impl KeyLink {
-    /// Binds `k.bind` and starts registering with `k.server`; the SAs go to `queues`.
+    /// Binds `k.bind` and starts registering with `k.server`; the SAs go to every
+    /// worker's `queues` (one entry per worker).
     pub fn new(
         k: &KeyserverSection,
         tunnels: &[TunnelConfig],
-        queues: &StageQueues,
+        queues: &[StageQueues],
     ) -> Result<KeyLink, ConfigError> {
         let sock = UdpSocket::bind(k.bind)
             .map_err(|e| ConfigError(format!("keyserver.bind: {}: {e}", k.bind)))?;
@@ -271,7 +273,7 @@ impl KeyLink {
         Ok(KeyLink {
             client: Client::new(cfg, local, k.server),
             sock,
-            queues: queues.clone(),
+            queues: queues.to_vec(),
             tunnels,
             epochs: HashMap::new(),
             backlog: VecDeque::new(),
@@ -367,31 +369,37 @@ impl KeyLink {
         }
     }
 
-    fn push(&mut self, enc: bool, u: SaUpdate) {
+    /// Queues `u` for worker `w` (behind what is waiting, so changes stay in order).
+    fn push(&mut self, w: usize, enc: bool, u: SaUpdate) {
         if self.backlog.is_empty() {
-            let q = if enc {
-                &self.queues.encrypt
-            } else {
-                &self.queues.decrypt
+            let Some(qs) = self.queues.get(w) else {
+                return;
             };
+            let q = if enc { &qs.encrypt } else { &qs.decrypt };
             match q.push(u) {
                 Ok(()) => {}
-                Err(u) => self.backlog.push_back((enc, u)),
+                Err(u) => self.backlog.push_back((w, enc, u)),
             }
         } else {
-            self.backlog.push_back((enc, u));
+            self.backlog.push_back((w, enc, u));
+        }
+    }
+
+    /// Queues the update `make(w)` for every worker `w`.
+    fn push_all(&mut self, enc: bool, make: impl Fn() -> SaUpdate) {
+        for w in 0..self.queues.len() {
+            self.push(w, enc, make());
         }
     }
 
     fn flush_backlog(&mut self) {
-        while let Some((enc, u)) = self.backlog.pop_front() {
-            let q = if enc {
-                &self.queues.encrypt
-            } else {
-                &self.queues.decrypt
+        while let Some((w, enc, u)) = self.backlog.pop_front() {
+            let Some(qs) = self.queues.get(w) else {
+                continue;
             };
+            let q = if enc { &qs.encrypt } else { &qs.decrypt };
             if let Err(u) = q.push(u) {
-                self.backlog.push_front((enc, u));
+                self.backlog.push_front((w, enc, u));
                 return;
             }
         }
@@ -454,27 +462,38 @@ impl KeyLink {
             ));
             return;
         };
+        // Every worker holds every SA; the SA's owner alone uses it
+        // (`ipsec::stage::sa_owner`).
+        let n = self.queues.len();
         let built = (|| {
             let sel = t.outbound_selector()?;
-            let i = Sa::new(t.inbound.clone(), t.inbound_key(), 0).ok()?;
-            let o = Sa::new(t.outbound.clone(), t.outbound_key(), 0).ok()?;
-            Some((sel, i, o))
+            let mut ins = Vec::with_capacity(n);
+            let mut outs = Vec::with_capacity(n);
+            for _ in 0..n {
+                ins.push(Box::new(
+                    Sa::new(t.inbound.clone(), t.inbound_key(), 0).ok()?,
+                ));
+                outs.push(Sa::new(t.outbound.clone(), t.outbound_key(), 0).ok()?);
+            }
+            Some((sel, ins, outs))
         })();
-        let Some((sel, i, o)) = built else {
+        let Some((sel, ins, o)) = built else {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return;
         };
         self.export(ti, t);
-        self.push(false, SaUpdate::AddInbound(Box::new(i)));
+        for (w, i) in ins.into_iter().enumerate() {
+            self.push(w, false, SaUpdate::AddInbound(i));
+        }
         self.stats.installs.fetch_add(1, Ordering::Relaxed);
         let mut ep = Epoch {
             spi_in: t.inbound.spi,
             spi_out: t.outbound.spi,
-            pending: Some((Box::new(o), sel)),
+            pending: Some((o, sel)),
             outbound: false,
         };
         if t.active {
-            Self::switch(&mut ep, &mut |u| self.push(true, u));
+            Self::switch(&mut ep, &mut |w, u| self.push(w, true, u));
             self.stats.activations.fetch_add(1, Ordering::Relaxed);
         }
         self.log.push(format!(
@@ -486,9 +505,17 @@ impl KeyLink {
         self.epochs.insert(key, ep);
     }
 
-    fn switch(ep: &mut Epoch, push: &mut dyn FnMut(SaUpdate)) {
-        if let Some((sa, selector)) = ep.pending.take() {
-            push(SaUpdate::AddOutbound { sa, selector });
+    fn switch(ep: &mut Epoch, push: &mut dyn FnMut(usize, SaUpdate)) {
+        if let Some((sas, selector)) = ep.pending.take() {
+            for (w, sa) in sas.into_iter().enumerate() {
+                push(
+                    w,
+                    SaUpdate::AddOutbound {
+                        sa: Box::new(sa),
+                        selector,
+                    },
+                );
+            }
             ep.outbound = true;
         }
     }
@@ -498,7 +525,7 @@ impl KeyLink {
             return;
         };
         if ep.pending.is_some() {
-            Self::switch(&mut ep, &mut |u| self.push(true, u));
+            Self::switch(&mut ep, &mut |w, u| self.push(w, true, u));
             self.stats.activations.fetch_add(1, Ordering::Relaxed);
         }
         self.epochs.insert((pair, epoch), ep);
@@ -509,9 +536,9 @@ impl KeyLink {
             return;
         };
         if ep.outbound {
-            self.push(true, SaUpdate::RemoveOutbound(ep.spi_out));
+            self.push_all(true, || SaUpdate::RemoveOutbound(ep.spi_out));
         }
-        self.push(false, SaUpdate::RemoveInbound(ep.spi_in));
+        self.push_all(false, || SaUpdate::RemoveInbound(ep.spi_in));
         self.stats.deletes.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -12,7 +12,9 @@
 //!   is encrypted and not NATed; ESP from the peer is decrypted to the LAN.
 //! - Or tunnel keys from the SD-WAN key server (`vnfs/keyserver`): [`keylink`].
 //!
-//! [`vnf::build`] turns a [`Config`] into the worker's graph and the control plane;
+//! [`vnf::build`] turns a [`Config`] into the worker's graph and the control plane
+//! ([`vnf::build_workers`]: one graph per worker, `engine.workers`, joined by the
+//! engine's hand-off mesh);
 //! the `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and the unikernel image
 //! (`vnfs/unikernel --features vcpe`) call it.
 //!

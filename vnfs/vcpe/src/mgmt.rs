@@ -397,10 +397,35 @@ impl Mgmt {
                 nrules,
             )))
         });
-        back.into_iter().find_map(|u| match u {
-            Update::Report(r) => Some(*r),
+        // Several workers: one report each, summed (an SA is used by its owner
+        // only, the other workers' copies count nothing).
+        let mut all = back.into_iter().filter_map(|u| match u {
+            Update::Report(r) => Some(r),
             _ => None,
-        })
+        });
+        let mut sum = *all.next()?;
+        for r in all {
+            sum.connections += r.connections;
+            for (s, x) in sum.rules.iter_mut().zip(r.rules.iter()) {
+                s.packets += x.packets;
+                s.bytes += x.bytes;
+            }
+            for x in &r.sas {
+                match sum
+                    .sas
+                    .iter_mut()
+                    .find(|s| s.spi == x.spi && s.outbound == x.outbound)
+                {
+                    Some(s) => {
+                        s.packets += x.packets;
+                        s.bytes += x.bytes;
+                        s.last_seq = s.last_seq.max(x.last_seq);
+                    }
+                    None => sum.sas.push(*x),
+                }
+            }
+        }
+        Some(sum)
     }
 
     fn state_tree(&self, snaps: &[WorkerSnapshot]) -> Value {

@@ -16,8 +16,15 @@
 //!   other LAN traffic and WAN traffic to the WAN address → `nat44` (default
 //!   successor; straight to `ip4-lookup` without NAT); from the WAN straight to a
 //!   LAN address while NAT is on: dropped (`wan-to-lan`).
+//! - `vcpe-steer` (several workers only): between `esp-decrypt` and `firewall`,
+//!   hands each IPv4 packet to the worker that owns its LAN host (the source of
+//!   LAN traffic, the destination of WAN traffic into the LAN subnet, e.g.
+//!   decrypted tunnel traffic), by `nat44`'s own inside-address hash
+//!   (`Nat44::inside_owner`): both directions of a LAN host's connections meet on
+//!   one worker's firewall, and `nat44` finds LAN traffic already on its owner.
+//!   WAN traffic to the WAN address passes on (`nat44` steers it by outside port).
 //!
-//! All three read the headers through bounds-checked slices: a short or odd frame
+//! All of them read the headers through bounds-checked slices: a short or odd frame
 //! is passed on (the next node counts it) or dropped with a reason, never a panic;
 //! none allocates.
 
@@ -166,6 +173,74 @@ impl Stage for WanGuard {
                 _ => Next::Keep,
             }
         });
+    }
+}
+
+/// `vcpe-steer` (see the module docs).
+pub struct Steer {
+    lan_port: u16,
+    lan: Subnet,
+    me: u16,
+    workers: u16,
+    handed: u64,
+}
+
+impl Steer {
+    /// Worker `me` of `workers`, the LAN on `lan_port` with subnet `lan`.
+    pub fn new(lan_port: u16, lan: &Net4, me: u16, workers: u16) -> Self {
+        Steer {
+            lan_port,
+            lan: Subnet::of(lan),
+            me,
+            workers: workers.max(1),
+            handed: 0,
+        }
+    }
+
+    /// The worker owning the LAN host of `pkt`, if it is not this one.
+    #[inline(always)]
+    fn owner(&self, pkt: &Pkt) -> Option<u16> {
+        let ip = pkt.data().get(usize::from(pkt.meta.l3)..)?;
+        let host = if pkt.meta.port == self.lan_port {
+            be32(ip, 12)?
+        } else {
+            let dst = be32(ip, 16)?;
+            if !self.lan.contains(dst) {
+                return None;
+            }
+            dst
+        };
+        let w = dataplane::stages::nat::Nat44::inside_owner(host, self.workers);
+        (w != self.me).then_some(w)
+    }
+}
+
+impl Stage for Steer {
+    fn name(&self) -> &'static str {
+        "vcpe-steer"
+    }
+
+    fn process(&mut self, b: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        if self.workers < 2 {
+            return;
+        }
+        let mut handed = 0;
+        b.dispatch(node, out, |pkt: &mut Pkt, _| match self.owner(pkt) {
+            Some(w) => {
+                handed += 1;
+                Next::Handoff(w)
+            }
+            None => Next::Keep,
+        });
+        self.handed += handed;
+    }
+
+    fn counters(&self, f: &mut dyn FnMut(Counter)) {
+        f(Counter::total(
+            "handed_off",
+            "packets handed to the worker owning their LAN host",
+            self.handed,
+        ));
     }
 }
 

@@ -1,6 +1,7 @@
 //! The composition: [`build`] turns a [`Config`] into the worker's graph and the
-//! control plane. The `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and the tests
-//! all call it, so what is tested is what ships.
+//! control plane ([`build_workers`]: one graph per worker, see
+//! [`Vcpe::graph_for`]). The `vcpe` binary, `bench vcpe`, `testbed lab vcpe` and
+//! the tests all call it, so what is tested is what ships.
 //!
 //! ```text
 //! port lan ─> vcpe-lan-input ──(DHCP to port 67)──> punt (DHCP server)
@@ -26,7 +27,7 @@
 
 use crate::config::{Config, ConfigError, TunnelConfig};
 use crate::control::ControlPlane;
-use crate::nodes::{LanInput, Select, Subnet, TunnelCheck, WanGuard};
+use crate::nodes::{LanInput, Select, Steer, Subnet, TunnelCheck, WanGuard};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -94,6 +95,40 @@ pub fn build_with_macs(cfg: &Config, port_macs: &[[u8; 6]]) -> Result<Built, Con
     })
 }
 
+/// What [`build_workers`] returns: the state, one graph and one set of SA queues
+/// per worker (`engine.workers`), and the control plane feeding all of them.
+pub struct BuiltWorkers {
+    pub vcpe: Arc<Vcpe>,
+    /// Worker k's graph ([`Vcpe::graph_for`]); run them joined by a hand-off mesh
+    /// (`dataplane::worker::handoff_mesh`) when there are several.
+    pub graphs: Vec<Pipeline>,
+    /// Worker k's SA queues: register [`ipsec::stage::update_hook`] on each worker.
+    pub queues: Vec<StageQueues>,
+    pub control: ControlPlane,
+}
+
+/// Builds the vCPE for `engine.workers` workers; `port_macs` as in
+/// [`build_with_macs`]. One worker gives what [`build_with_macs`] gives.
+pub fn build_workers(cfg: &Config, port_macs: &[[u8; 6]]) -> Result<BuiltWorkers, ConfigError> {
+    let vcpe = Arc::new(Vcpe::new(cfg, port_macs)?);
+    let n = cfg
+        .engine
+        .workers
+        .clamp(1, crate::config::limits::MAX_WORKERS);
+    let queues: Vec<StageQueues> = (0..n).map(|_| StageQueues::new()).collect();
+    let mut graphs = Vec::with_capacity(n);
+    for (w, q) in queues.iter().enumerate() {
+        graphs.push(vcpe.graph_for(q, w as u16, n as u16)?);
+    }
+    let control = ControlPlane::for_workers(&vcpe, &queues)?;
+    Ok(BuiltWorkers {
+        vcpe,
+        graphs,
+        queues,
+        control,
+    })
+}
+
 fn cerr(at: &str, e: impl core::fmt::Display) -> ConfigError {
     ConfigError(format!("{at}: {e}"))
 }
@@ -148,7 +183,11 @@ impl Vcpe {
             macs,
         };
         // Build the nodes once so a bad section fails here, with its name.
-        v.graph(&StageQueues::new())?;
+        let n = cfg
+            .engine
+            .workers
+            .clamp(1, crate::config::limits::MAX_WORKERS) as u16;
+        v.graph_for(&StageQueues::new(), 0, n)?;
         Ok(v)
     }
 
@@ -245,11 +284,32 @@ impl Vcpe {
     /// One worker's graph (see the module docs); static SAs are installed in its
     /// `esp-*` nodes, IKE's arrive through `queues`.
     pub fn graph(&self, queues: &StageQueues) -> Result<Pipeline, ConfigError> {
+        self.graph_for(queues, 0, 1)
+    }
+
+    /// The graph of worker `worker` among `workers` (run them joined by a hand-off
+    /// mesh, `dataplane::worker::handoff_mesh`). One worker: [`Vcpe::graph`]. With
+    /// several, `vcpe-steer` sits between `esp-decrypt` and `firewall` (a LAN
+    /// host's traffic on one worker), `nat44` is the worker's own
+    /// (`Nat44::new_worker`: its sessions, its slice of the outside ports) and the
+    /// `esp-*` nodes hand packets to the worker owning their SA
+    /// (`ipsec::stage::sa_owner`); every worker holds every SA (static ones
+    /// installed here, IKE's and the key server's fanned out to each worker's
+    /// `queues`).
+    pub fn graph_for(
+        &self,
+        queues: &StageQueues,
+        worker: u16,
+        workers: u16,
+    ) -> Result<Pipeline, ConfigError> {
         let c = &self.config;
         let l3 = &self.l3;
-        let mut enc = EspEncrypt::gateway(queues.encrypt.clone());
+        let workers = workers.max(1);
+        let worker = worker.min(workers - 1);
+        let mut enc = EspEncrypt::gateway(queues.encrypt.clone()).for_worker(worker, workers);
         let mut dec =
-            EspDecrypt::gateway(vec![IpAddr::V4(self.wan_addr())], queues.decrypt.clone());
+            EspDecrypt::gateway(vec![IpAddr::V4(self.wan_addr())], queues.decrypt.clone())
+                .for_worker(worker, workers);
         for (i, t) in c.tunnels.iter().enumerate() {
             install_static(self.wan_addr(), t, &mut enc, &mut dec)
                 .map_err(|e| cerr(&format!("tunnel[{i}] ({})", t.name), e))?;
@@ -267,7 +327,15 @@ impl Vcpe {
             Box::new(WanGuard::new(WAN, self.remotes())),
             Some("esp-decrypt"),
         );
-        g.add(Box::new(dec), Some("firewall"));
+        if workers > 1 {
+            g.add(Box::new(dec), Some("vcpe-steer"));
+            g.add(
+                Box::new(Steer::new(LAN, &c.lan.address, worker, workers)),
+                Some("firewall"),
+            );
+        } else {
+            g.add(Box::new(dec), Some("firewall"));
+        }
         g.add(Box::new(fw), Some("vcpe-select"));
         let nat = c.nat.enabled;
         g.add(
@@ -281,7 +349,8 @@ impl Vcpe {
             Some(if nat { "nat44" } else { "ip4-lookup" }),
         );
         if nat {
-            let n = Nat44::new(&self.nat_config()).map_err(|e| cerr("nat", e))?;
+            let n = Nat44::new_worker(&self.nat_config(), worker, workers)
+                .map_err(|e| cerr("nat", e))?;
             g.add(Box::new(n), Some("ip4-lookup"));
         }
         g.add(Box::new(enc), Some("vcpe-tunnel-check"));

@@ -115,3 +115,63 @@ fn run_serves_metrics_that_promtool_accepts() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn check_takes_workers_and_refuses_bad_ones_in_one_line() {
+    let a = include_str!("../examples/vcpe-a.toml");
+    let with = |engine: &str, extra: &str| format!("[engine]\n{engine}\n{a}{extra}");
+    let ok = scratch("workers-ok.toml");
+    std::fs::write(&ok, with("workers = 2\ncores = [0, 1]", "")).unwrap();
+    let out = Command::new(BIN).arg("check").arg(&ok).output().unwrap();
+    std::fs::remove_file(&ok).ok();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && s.contains(", 2 workers"), "{s}");
+    for (engine, extra, want) in [
+        ("workers = 0", "", "engine.workers: 0 is not in 1..=256"),
+        ("workers = 257", "", "engine.workers: 257 is not in 1..=256"),
+        (
+            "workers = 2\ncores = [1, 2, 3]",
+            "",
+            "engine.cores: 3 cores for 2 workers",
+        ),
+        (
+            "workers = 4",
+            "port_min = 2000\nport_max = 2511\n",
+            "engine.workers: 4 workers need a block of outside ports each",
+        ),
+    ] {
+        let bad = scratch("workers-bad.toml");
+        // `extra` goes into the [nat] section (right after its header).
+        let text = with(engine, "").replace("[nat]\n", &format!("[nat]\n{extra}"));
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new(BIN).arg("check").arg(&bad).output().unwrap();
+        std::fs::remove_file(&bad).ok();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert_eq!(e.trim_end().lines().count(), 1, "{e}");
+        assert!(e.contains(want), "{want}: {e}");
+    }
+    // Several workers need a queue per worker: an in-memory port has one.
+    let one_queue = scratch("workers-mem.toml");
+    let id = std::process::id();
+    std::fs::write(
+        &one_queue,
+        with("workers = 2", "")
+            .replace("afpacket:lan0", &format!("mem:vwl{id}"))
+            .replace("afpacket:wan0", &format!("mem:vww{id}")),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&one_queue)
+        .args(["--seconds", "1"])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&one_queue).ok();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("lan.port") && e.contains("2 workers need"),
+        "{e}"
+    );
+}

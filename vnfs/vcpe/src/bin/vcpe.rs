@@ -2,12 +2,16 @@
 //!
 //! - `vcpe check CONFIG`: parses and checks the configuration and builds the graph
 //!   and the control plane without opening a port; prints one line.
-//! - `vcpe graph CONFIG`: prints the node graph.
+//! - `vcpe graph CONFIG`: prints the node graph (worker 0's; with several workers
+//!   it holds `vcpe-steer`).
 //! - `vcpe run CONFIG [--seconds N] [--listen ADDR] [--metrics FILE] [--trace N]`:
 //!   opens the LAN and WAN ports from their specs (`afpacket:IF`, `afxdp:IF[:Q]`,
 //!   `tap:NAME`, `pcap:IN[:OUT]`, `mem:NAME`, `memif:PATH`, `vhost-user:PATH`), runs
-//!   the graph on one pinned worker and the control plane (DHCP server, IKE) on a
-//!   thread of its own; `--listen` serves `/metrics` (Prometheus), `/errors`,
+//!   the graph on `engine.workers` workers (one thread each, pinned to
+//!   `engine.cores` when several or when given; several need a queue per worker:
+//!   `afxdp:IF[:Q]` opens queues Q..Q+N-1, `vhost-user:PATH,queues=N`) joined by a
+//!   hand-off mesh, and the control plane (DHCP server, IKE, key server) on a
+//!   thread of its own, fed by every worker's punts; `--listen` serves `/metrics` (Prometheus), `/errors`,
 //!   `/trace`, `/leases` and the management API under `/restconf` (RFC 8040; the
 //!   model is `yang/vcpe@2026-12-02.yang`, see `vcpe::mgmt`). Stops on Ctrl-C/SIGTERM or after `--seconds`, then
 //!   prints the port counters and `show errors`. `--esp-sa-log FILE` (opt-in, for
@@ -118,10 +122,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Check { config } => {
             let cfg = load(&config)?;
-            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
+            let b = vnf::build_workers(&cfg, &[]).with_context(|| config.display().to_string())?;
             let ike = cfg.tunnels.iter().filter(|t| t.ike.is_some()).count();
+            let workers = if cfg.engine.workers > 1 {
+                format!(", {} workers", cfg.engine.workers)
+            } else {
+                String::new()
+            };
             println!(
-                "ok: {}: lan {} wan {} via {}, {} route(s), {} tunnel(s) ({} static, {} ike), dhcp {}, nat {}, {} nodes",
+                "ok: {}: lan {} wan {} via {}, {} route(s), {} tunnel(s) ({} static, {} ike), dhcp {}, nat {}, {} nodes{workers}",
                 config.display(),
                 cfg.lan.address,
                 cfg.wan.address,
@@ -132,14 +141,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 ike,
                 if cfg.lan.dhcp.is_some() { "on" } else { "off" },
                 if cfg.nat.enabled { "on" } else { "off" },
-                b.graph.len()
+                b.graphs.first().map_or(0, |g| g.len())
             );
             Ok(())
         }
         Cmd::Graph { config } => {
             let cfg = load(&config)?;
-            let b = vnf::build(&cfg).with_context(|| config.display().to_string())?;
-            print!("{}", b.graph.describe());
+            // Worker 0's graph (the others differ only in which worker they are).
+            let b = vnf::build_workers(&cfg, &[]).with_context(|| config.display().to_string())?;
+            if let Some(g) = b.graphs.first() {
+                print!("{}", g.describe());
+            }
             Ok(())
         }
         Cmd::Run {
@@ -183,36 +195,61 @@ fn run(
     if trace > 16384 {
         bail!("--trace: {trace} is not in 0..=16384");
     }
-    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    let workers = cfg.engine.workers;
+    // per_worker[w]: worker w's queue of the LAN and of the WAN port.
+    let mut per_worker: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
     let mut macs = Vec::new();
     for (name, s) in [("lan", &cfg.lan.port), ("wan", &cfg.wan.port)] {
-        let p = spec::open(s).with_context(|| format!("{name}.port {s}"))?;
-        macs.push(p.mac().unwrap_or([0x02, 0xc9, 0, 0, 0, macs.len() as u8]));
-        ports.push(p);
+        let opened = spec::open_workers(s, workers).with_context(|| format!("{name}.port {s}"))?;
+        for (w, (ports, p)) in per_worker.iter_mut().zip(opened).enumerate() {
+            if w == 0 {
+                macs.push(p.mac().unwrap_or([0x02, 0xc9, 0, 0, 0, macs.len() as u8]));
+            }
+            ports.push(p);
+        }
     }
     let mut built =
-        vnf::build_with_macs(&cfg, &macs).with_context(|| config.display().to_string())?;
+        vnf::build_workers(&cfg, &macs).with_context(|| config.display().to_string())?;
     if let Some(p) = &esp_sa_log {
         built.control.export_sas(p)?;
     }
     let pool =
         dataplane::buf::Pool::new(cfg.engine.pool_buffers).context("allocating the buffer pool")?;
+    // The workers' punts share one lock-free ring to the control thread, as do its
+    // answers (whichever worker takes one sends it on its own queue).
     let punt = dataplane::worker::ring(1024);
     let inject = dataplane::worker::ring(1024);
-    let mut graph = built.graph;
-    graph.trace_next(trace);
-    let mut ws = WorkerSpec::new(ports, graph, pool.cache());
-    ws.punt = Some(punt.clone());
-    ws.inject = Some(inject.clone());
-    ws.hooks.push(ipsec::stage::update_hook());
-    let link = vcpe::mgmt::WorkerLink::new();
-    ws.hooks.push(vcpe::mgmt::update_hook(&link));
-    ws.trace = if trace > 0 {
-        64 * trace as usize
-    } else {
-        cfg.engine.trace
-    };
-    let runner = Runner::start(vec![ws]).context("starting the worker")?;
+    let mut mesh = dataplane::worker::handoff_mesh(workers, 4096).into_iter();
+    let links: Vec<vcpe::mgmt::WorkerLink> = (0..workers)
+        .map(|_| vcpe::mgmt::WorkerLink::new())
+        .collect();
+    let mut wspecs = Vec::with_capacity(workers);
+    for (w, (ports, mut graph)) in per_worker
+        .into_iter()
+        .zip(std::mem::take(&mut built.graphs))
+        .enumerate()
+    {
+        graph.trace_next(trace);
+        let mut ws = WorkerSpec::new(ports, graph, pool.cache());
+        ws.punt = Some(punt.clone());
+        ws.inject = Some(inject.clone());
+        ws.hooks.push(ipsec::stage::update_hook());
+        ws.hooks.push(vcpe::mgmt::update_hook(&links[w]));
+        ws.trace = if trace > 0 {
+            64 * trace as usize
+        } else {
+            cfg.engine.trace
+        };
+        if workers > 1 {
+            ws.handoff = mesh.next();
+        }
+        // One worker without `engine.cores` stays unpinned, as it always was.
+        if workers > 1 || !cfg.engine.cores.is_empty() {
+            ws.core = Some(dataplane::runner::core_for(w, &cfg.engine.cores));
+        }
+        wspecs.push(ws);
+    }
+    let runner = Runner::start(wspecs).context("starting the workers")?;
     let stats = built.control.stats.clone();
     let ike_metrics = built.control.ike_metrics();
     let key_stats = built.control.keylink().map(|k| k.stats.clone());
@@ -246,7 +283,7 @@ fn run(
             let stats = stats.clone();
             let mgmt = std::sync::Mutex::new(vcpe::mgmt::Mgmt::new(
                 &built.vcpe,
-                vec![link.clone()],
+                links.clone(),
                 Some(stats.clone()),
                 key_stats.clone(),
             ));
@@ -310,12 +347,13 @@ fn run(
     let q = quit.clone();
     ctrlc::set_handler(move || q.store(true, Ordering::Relaxed)).ok();
     tracing::info!(
-        "vcpe ready: lan {} ({}), wan {} ({}), {} tunnel(s)",
+        "vcpe ready: lan {} ({}), wan {} ({}), {} tunnel(s), {} worker(s)",
         cfg.lan.address,
         cfg.lan.port,
         cfg.wan.address,
         cfg.wan.port,
-        cfg.tunnels.len()
+        cfg.tunnels.len(),
+        workers
     );
     let t0 = Instant::now();
     let mut last_print = Instant::now();
@@ -352,7 +390,13 @@ fn run(
             format!("{}{}", dataplane::runner::prometheus(&fin), extra()),
         );
     }
-    for s in &fin {
+    for (w, s) in fin.iter().enumerate() {
+        // One worker: the lines as they always were; several: each names its worker.
+        let who = if workers > 1 {
+            format!("worker {w} ")
+        } else {
+            String::new()
+        };
         for (i, (name, st)) in s.ports.iter().enumerate() {
             let side = match i as u16 {
                 LAN => "lan",
@@ -360,12 +404,16 @@ fn run(
                 _ => "port",
             };
             eprintln!(
-                "{side} {name}: rx {} tx {} rx_dropped {} tx_dropped {}",
+                "{who}{side} {name}: rx {} tx {} rx_dropped {} tx_dropped {}",
                 st.rx_packets, st.tx_packets, st.rx_dropped, st.tx_dropped
             );
         }
         if !s.trace.is_empty() {
-            eprintln!("trace:\n{}", s.trace);
+            if workers > 1 {
+                eprintln!("trace (worker {w}):\n{}", s.trace);
+            } else {
+                eprintln!("trace:\n{}", s.trace);
+            }
         }
     }
     eprint!("{}", show_errors(fin.iter().flat_map(|s| s.nodes.iter())));

@@ -19,7 +19,7 @@ use dataplane::stage::show_errors;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use vbng::config::MAX_SESSIONS;
-use vbng::cups::app::{section, UpApp};
+use vbng::cups::app::{check_up_workers, section, UpApp};
 
 #[derive(Parser)]
 #[command(
@@ -86,6 +86,7 @@ fn real_main() -> Result<(), String> {
         Cmd::Check { config } => {
             let c = vbng::config::load_file(&config)?;
             let s = section(&c, false).map_err(|e| format!("{config}: {e}"))?;
+            check_up_workers(&c).map_err(|e| format!("{config}: {e}"))?;
             println!(
                 "ok: PFCP/GTP-U on {}, control plane {}",
                 s.addr,
@@ -111,13 +112,7 @@ fn real_main() -> Result<(), String> {
             if let Some(list) = cores {
                 c.cores = list;
             }
-            if !c.cores.is_empty() && c.cores.len() != usize::from(c.workers) {
-                return Err(format!(
-                    "cores: one core per worker ({} workers, {} cores)",
-                    c.workers,
-                    c.cores.len()
-                ));
-            }
+            check_up_workers(&c).map_err(|e| format!("{config}: {e}"))?;
             let access = access.unwrap_or_else(|| c.ports.access.clone());
             let core = core.unwrap_or_else(|| c.ports.core.clone());
             if access.is_empty() || core.is_empty() {

@@ -48,6 +48,31 @@ pub fn section(cfg: &Config, cp: bool) -> Result<CupsSection, String> {
     Ok(s)
 }
 
+/// A user plane's `workers` and `cores` (as the monolithic vBNG's), checked against
+/// the rest of its config: several workers and CGNAT (`[cgnat]`, `cgnat_public`)
+/// are refused, the control plane's port blocks not being split by worker.
+pub fn check_up_workers(cfg: &Config) -> Result<(), String> {
+    let n = cfg.workers;
+    if n == 0 || n > crate::config::MAX_WORKERS {
+        return Err(std::format!(
+            "workers: 1 to {}, not {n}",
+            crate::config::MAX_WORKERS
+        ));
+    }
+    if !cfg.cores.is_empty() && cfg.cores.len() != usize::from(n) {
+        return Err(std::format!(
+            "cores: one core per worker ({n} workers, {} cores)",
+            cfg.cores.len()
+        ));
+    }
+    if n > 1 && (cfg.cgnat.is_some() || cfg.cgnat_public.is_some()) {
+        return Err(std::format!(
+            "workers = {n} with CGNAT: a user plane with [cgnat] runs one worker"
+        ));
+    }
+    Ok(())
+}
+
 /// The control plane's PFCP settings from its `[cups]` section.
 pub fn cp_config(s: &CupsSection, recovery_time_stamp: u32) -> CpConfig {
     let mut c = CpConfig::new(s.addr, s.ups.clone(), recovery_time_stamp);

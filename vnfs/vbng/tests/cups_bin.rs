@@ -354,16 +354,32 @@ fn user_plane_workers_refusals() {
     one_line_failure(&run(UP, &["check", "-c", &nat]), "with CGNAT");
     let pcap = |n: &str| format!("pcap::{}", d.join(n).display());
     let (a, c) = (pcap("a.pcap"), pcap("c.pcap"));
-    let base = ["run", "-c", &up, "--access", &a, "--core", &c, "--duration", "1"];
+    let base = [
+        "run",
+        "-c",
+        &up,
+        "--access",
+        &a,
+        "--core",
+        &c,
+        "--duration",
+        "1",
+    ];
     // The config's two cores for one worker.
     let o = run(UP, &[&base[..], &["--workers", "1"]].concat());
     one_line_failure(&o, "cores: one core per worker (1 workers, 2 cores)");
     // Two workers on pcap ports (one queue each).
     let o = run(UP, &base);
     one_line_failure(&o, "workers = 2 needs afxdp or afpacket ports");
-    let o = run(UP, &[&base[..], &["--workers", "3", "--cores", "0,1,1"]].concat());
+    let o = run(
+        UP,
+        &[&base[..], &["--workers", "3", "--cores", "0,1,1"]].concat(),
+    );
     one_line_failure(&o, "workers = 3 needs afxdp or afpacket ports");
-    let o = run(UP, &[&base[..], &["--workers", "2", "--cores", "1"]].concat());
+    let o = run(
+        UP,
+        &[&base[..], &["--workers", "2", "--cores", "1"]].concat(),
+    );
     one_line_failure(&o, "cores: one core per worker (2 workers, 1 cores)");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -489,7 +489,8 @@ fn sessions_traffic_and_accounting(cp_workers: u16) -> Lab {
         s.terminate(&mut lab.pending);
     }
     assert!(
-        lab.run_until(3_000, |l| l.stop_counts.len() == SUBS && l.up.session_count() == 0),
+        lab.run_until(3_000, |l| l.stop_counts.len() == SUBS
+            && l.up.session_count() == 0),
         "every session ended: {} Stops, {} sessions on the user plane",
         lab.stop_counts.len(),
         lab.up.session_count()
@@ -512,7 +513,10 @@ fn sessions_traffic_and_accounting(cp_workers: u16) -> Lab {
 #[test]
 fn two_workers_steered_sessions_traffic_and_accounting() {
     let lab = sessions_traffic_and_accounting(WORKERS as u16);
-    assert!(lab.subs.iter().all(Lab::aligned), "addresses from the owner's share");
+    assert!(
+        lab.subs.iter().all(Lab::aligned),
+        "addresses from the owner's share"
+    );
     assert_eq!(lab.handed_off(), 0, "no packet handed between workers");
 }
 

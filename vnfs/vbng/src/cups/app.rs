@@ -1,8 +1,10 @@
 //! The `vbng-cp` and `vbng-up` processes (std): the sans-IO ends ([`Cp`], [`Up`])
 //! over UDP sockets ([`UdpLink`]: PFCP 8805, GTP-U 2152 on the `[cups]` address),
 //! RADIUS sockets for the control plane ([`RadiusIo`]), and for the user plane the
-//! [`crate::vnf::build`] worker graph on its ports in a thread of its own, its punts
-//! redirected to the control plane and the control plane's frames injected.
+//! [`crate::vnf::build`] worker graph on its ports in a thread of its own (with
+//! `workers = N`, N graphs each on a pinned thread joined by a hand-off mesh:
+//! [`UpApp::with_workers`]), its punts redirected to the control plane and the
+//! control plane's frames injected.
 //!
 //! Both are single loops the binaries (and tests) step: [`CpApp::step`] and
 //! [`UpApp::step`] do one round and return how much they did (0: idle, the caller
@@ -274,8 +276,7 @@ impl UpApp {
         let mut workers = Vec::with_capacity(n);
         for (k, w) in ws.into_iter().enumerate() {
             let (st, ho) = (stop.clone(), hold.clone());
-            let core = (n > 1 || !cores.is_empty())
-                .then(|| dataplane::runner::core_for(k, cores));
+            let core = (n > 1 || !cores.is_empty()).then(|| dataplane::runner::core_for(k, cores));
             let spawned = std::thread::Builder::new()
                 .name(std::format!("vbng-up-worker{k}"))
                 .spawn(move || worker_thread(w, k, core, st, ho));

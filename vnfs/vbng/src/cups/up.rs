@@ -18,7 +18,9 @@ use super::{
 use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
-use crate::vnf::{build_workers, BuildEnv, BuildError, FibQueues, NatBindQueue, NatOp, ACCESS_PORT};
+use crate::vnf::{
+    build_workers, BuildEnv, BuildError, FibQueues, NatBindQueue, NatOp, ACCESS_PORT,
+};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec;

@@ -148,8 +148,11 @@ pub struct BngLabArgs {
     /// vBNG workers (1 to 64): one graph per worker, each with its own queue of the
     /// access and core links (steered by the symmetric flow hash), a subscriber's
     /// traffic owned by one worker and handed over when it arrives on another. The
-    /// JSON adds `workers` and `per_worker`.
-    #[arg(long, default_value_t = 1, conflicts_with = "cups",
+    /// JSON adds `workers` and `per_worker`. With `--netns --cups` (user planes
+    /// run as processes): the workers of each user plane (`vbng-up --workers`),
+    /// the control plane's config saying `workers` too, so that it allocates each
+    /// PPPoE session's address from the share that steers to the session's worker.
+    #[arg(long, default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
     /// Churn: the last N PPPoE subscribers are torn down (PADT) and set up again
@@ -261,6 +264,14 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.up_platform == UpPlatform::Process || args.netns,
         "--up-platform guest needs --netns (the guests' NICs are taps in the lab's namespaces)"
+    );
+    anyhow::ensure!(
+        !args.cups || args.workers == 1 || (args.netns && args.up_platform == UpPlatform::Process),
+        "--workers with --cups needs --netns and --up-platform process (the vbng-up processes run the workers)"
+    );
+    anyhow::ensure!(
+        !args.cups || args.workers == 1 || args.cgnat.is_none(),
+        "--workers with --cups and --cgnat: a user plane with CGNAT runs one worker"
     );
     if args.netns {
         return crate::lab_bng_netns::run(&args);

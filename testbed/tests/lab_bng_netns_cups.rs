@@ -11,7 +11,11 @@
 //! the control plane allocates every subscriber's port block and sends it over PFCP
 //! (BBF TR-459 NAT IEs): the core sees only pool addresses. Fails (does not skip)
 //! without root, `ip` or `freeradius`. The second test runs the user plane as the
-//! `vbng-up` unikernel guest instead (`--up-platform guest`, QEMU TCG).
+//! `vbng-up` unikernel guest instead (`--up-platform guest`, QEMU TCG). The third
+//! runs each user plane process with two workers (`--workers 2`: two worker
+//! threads per `vbng-up`, each with its socket of the veths' AF_PACKET fanout
+//! groups, the control plane told of them): every subscriber comes up and the
+//! traffic passes both ways without loss.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -243,4 +247,65 @@ fn cups_guest_user_plane_in_a_namespace() {
     assert_eq!(u(&per[0], &["sessions_after_setup"]), n, "{s}");
     assert!(per[0]["guest_ready_ms"].as_f64() > Some(0.0), "{s}");
     assert!(u(&per[0], &["guest_memory_used_kib"]) > 0, "{s}");
+}
+
+#[test]
+fn cups_user_planes_with_two_workers() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the namespace lab needs root (scripts/test runs it as root)"
+    );
+    need("ip", "iproute2");
+    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
+    let vbng = testbed.with_file_name("vbng");
+    for b in ["vbng-cp", "vbng-up"] {
+        let p = testbed.with_file_name(b);
+        assert!(
+            p.exists(),
+            "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
+            p.display()
+        );
+    }
+    let n = 40u64;
+    let out = Command::new(&testbed)
+        .args([
+            "lab",
+            "bng",
+            "--netns",
+            "--cups",
+            "--ups",
+            "2",
+            "--workers",
+            "2",
+        ])
+        .args(["--sessions", &n.to_string(), "--packets", "2000"])
+        .args(["--timeout", "60", "--json", "--vbng"])
+        .arg(&vbng)
+        .output()
+        .expect("running testbed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "testbed lab bng --netns --cups --workers 2 failed ({}):\n{stderr}\n{stdout}",
+        out.status
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{stdout}\n{stderr}"));
+    let s = r.to_string();
+    assert_eq!(u(&r, &["sessions_established"]), n, "{s}");
+    assert_eq!(u(&r, &["upstream", "received"]), 2000, "{s}");
+    assert_eq!(u(&r, &["downstream", "received"]), 2000, "{s}");
+    assert_eq!(r["plr"].as_f64(), Some(0.0), "{s}");
+    assert_eq!(u(&r, &["sessions_after_teardown"]), 0, "{s}");
+    let c = &r["cups"];
+    assert_eq!(u(c, &["cp", "established"]), n, "{s}");
+    let per = c["per_up"].as_array().expect("per_up");
+    assert_eq!(per.len(), 2, "{s}");
+    for p in per {
+        assert_eq!(u(p, &["sessions_after_setup"]), n / 2, "{s}");
+    }
 }

@@ -382,7 +382,8 @@ impl CupsLab {
     }
 
     /// Writes user plane configs (the lab's vBNG config with a user plane's
-    /// `[cups]`) and starts the user planes, each in its namespace.
+    /// `[cups]`) and starts the user planes, each in its namespace with `workers`
+    /// workers.
     pub(super) fn spawn_ups(
         &mut self,
         lab: &Lab,
@@ -390,7 +391,9 @@ impl CupsLab {
         base_cfg: &str,
         bin: &Path,
         max_sessions: &str,
+        workers: u16,
     ) -> anyhow::Result<()> {
+        let workers = workers.to_string();
         for n in 0..self.ups {
             let cfg = format!(
                 "{base_cfg}[cups]\naddr = \"{}\"\ncp = \"{CP_ADDR}\"\n{PFCP_TIMERS}",
@@ -418,6 +421,10 @@ impl CupsLab {
                     max_sessions,
                     "--wait-cp",
                     "30",
+                    // Its workers share each veth through an AF_PACKET fanout
+                    // group (a socket per worker).
+                    "--workers",
+                    &workers,
                 ],
                 Some(&dir.join(format!("vbng-up{n}.log"))),
             )?;

@@ -472,7 +472,12 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     }
     let cfg_path = dir.join("vbng.toml");
     match &cups {
-        Some(c) => std::fs::write(&cfg_path, format!("{cfg}{}", c.cp_section()))?,
+        // The control plane allocates PPPoE addresses from the share of the pool
+        // that steers to the session's worker on the user planes (`vbng::steer`).
+        Some(c) => std::fs::write(
+            &cfg_path,
+            format!("workers = {}\n{cfg}{}", args.workers, c.cp_section()),
+        )?,
         None => std::fs::write(&cfg_path, &cfg)?,
     }
 
@@ -523,7 +528,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
     let max_sessions = (n + 64).to_string();
     if let (Some(c), Some(b)) = (cups.as_mut(), up_bin.as_ref()) {
         say(&format!("starting {} user planes ({})", c.ups, b.display()));
-        c.spawn_ups(&lab, &dir, &cfg, b, &max_sessions)?;
+        c.spawn_ups(&lab, &dir, &cfg, b, &max_sessions, args.workers)?;
     }
     let bng_args: Vec<String> = if args.cups {
         vec!["--max-sessions".into(), max_sessions.clone()]

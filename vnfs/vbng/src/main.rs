@@ -119,57 +119,9 @@ fn load(path: &str) -> anyhow::Result<Config> {
     Ok(cfg)
 }
 
-/// Each worker's (access, core) ports: one worker opens the specs as given; with
-/// several, `afxdp:IFACE:QUEUE` ports give worker k queue QUEUE+k of each (the NIC's
-/// RSS spreads the frames), `afpacket:IFACE` ports give each worker a socket of its
-/// own in a fanout group (packet(7) `PACKET_FANOUT_HASH`: the kernel spreads the
-/// frames by flow hash). A frame that reaches a worker not owning its subscriber is
-/// handed over. Other port kinds have one queue: refused with several workers.
+/// Each worker's (access, core) ports ([`vbng::runtime::open_ports`]).
 fn open_ports(access: &str, core: &str, workers: u16) -> anyhow::Result<Vec<Vec<Box<dyn Port>>>> {
-    use dataplane::port::afpacket::{AfPacketPort, Config as AfConfig};
-    use dataplane::port::spec::{open, PortSpec};
-    let parse = |what: &str, s: &str| -> anyhow::Result<PortSpec> {
-        let p: PortSpec = s.parse().with_context(|| format!("{what} port {s}"))?;
-        if workers > 1 && !matches!(p, PortSpec::AfXdp { .. } | PortSpec::AfPacket { .. }) {
-            bail!(
-                "{what} port {s}: workers = {workers} needs afxdp or afpacket ports (one queue per worker)"
-            );
-        }
-        Ok(p)
-    };
-    let specs = [parse("access", access)?, parse("core", core)?];
-    let mut all: Vec<Vec<Box<dyn Port>>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, spec) in specs.iter().enumerate() {
-        let what = if i == 0 { "access" } else { "core" };
-        // A fanout group id of this process and port (unique in the namespace).
-        let group = (std::process::id() as u16)
-            .wrapping_mul(2)
-            .wrapping_add(i as u16);
-        for (k, ports) in all.iter_mut().enumerate() {
-            let p: Box<dyn Port> = match spec {
-                PortSpec::AfXdp { iface, queue } if workers > 1 => {
-                    let q = PortSpec::AfXdp {
-                        iface: iface.clone(),
-                        queue: queue + k as u32,
-                    };
-                    open(&q).with_context(|| format!("{what} port {q}"))?
-                }
-                PortSpec::AfPacket { iface } if workers > 1 => {
-                    let cfg = AfConfig {
-                        fanout: Some(group),
-                        ..AfConfig::default()
-                    };
-                    Box::new(
-                        AfPacketPort::open(iface, &cfg)
-                            .with_context(|| format!("{what} port {spec} (worker {k})"))?,
-                    )
-                }
-                other => open(other).with_context(|| format!("{what} port {other}"))?,
-            };
-            ports.push(p);
-        }
-    }
-    Ok(all)
+    vbng::runtime::open_ports(access, core, workers).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,6 +5,9 @@
 //! control plane sets up the user plane's redirect session, and a PPPoE PADI the
 //! user plane reads on its access port (a pcap port) reaches the control plane in
 //! GTP-U (UDP 2152) and its PADO comes back out of the user plane's access port.
+//! `vbng-up` takes `workers`/`cores` (`--workers`, `--cores`) as `vbng` does and
+//! refuses, with one line, a core list of the wrong length, several workers on
+//! single-queue ports, and several workers with CGNAT.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -330,5 +333,53 @@ fn control_plane_listen_serves_metrics_and_user_planes() {
     });
     let _ = cp.kill();
     let _ = cp.wait();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn user_plane_workers_refusals() {
+    let d = tmpdir("workers");
+    let up = write(
+        &d,
+        "up.toml",
+        "workers = 2\ncores = [0, 1]\n[cups]\naddr = \"127.0.0.2\"\ncp = \"127.0.0.1\"\n",
+    );
+    let o = run(UP, &["check", "-c", &up]);
+    assert!(o.status.success(), "{o:?}");
+    let nat = write(
+        &d,
+        "nat.toml",
+        "workers = 2\n[cgnat]\npool = [\"198.51.100.0/30\"]\n[cups]\naddr = \"127.0.0.2\"\ncp = \"127.0.0.1\"\n",
+    );
+    one_line_failure(&run(UP, &["check", "-c", &nat]), "with CGNAT");
+    let pcap = |n: &str| format!("pcap::{}", d.join(n).display());
+    let (a, c) = (pcap("a.pcap"), pcap("c.pcap"));
+    let base = [
+        "run",
+        "-c",
+        &up,
+        "--access",
+        &a,
+        "--core",
+        &c,
+        "--duration",
+        "1",
+    ];
+    // The config's two cores for one worker.
+    let o = run(UP, &[&base[..], &["--workers", "1"]].concat());
+    one_line_failure(&o, "cores: one core per worker (1 workers, 2 cores)");
+    // Two workers on pcap ports (one queue each).
+    let o = run(UP, &base);
+    one_line_failure(&o, "workers = 2 needs afxdp or afpacket ports");
+    let o = run(
+        UP,
+        &[&base[..], &["--workers", "3", "--cores", "0,1,1"]].concat(),
+    );
+    one_line_failure(&o, "workers = 3 needs afxdp or afpacket ports");
+    let o = run(
+        UP,
+        &[&base[..], &["--workers", "2", "--cores", "1"]].concat(),
+    );
+    one_line_failure(&o, "cores: one core per worker (2 workers, 1 cores)");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -6,14 +6,20 @@
 //! (`ports`, `mac`, `core_ip`, `core_next_hop_mac`, ...) plus `[cups]` (`addr`: our
 //! PFCP/GTP-U address and Node ID, `cp`: the control plane's address,
 //! `heartbeat_s`). `vbng-up check -c FILE` validates it.
+//!
+//! `workers = N` and `cores = [..]` (or `--workers N`, `--cores 2,3`) run the fast
+//! path as N worker graphs, each in a thread pinned to its core, with the same
+//! meaning as in the monolithic `vbng`: with several workers the ports must be
+//! `afxdp:IFACE:QUEUE` (worker k opens queue QUEUE+k) or `afpacket:IFACE` (a socket
+//! per worker in a fanout group); a frame reaching a worker that does not own its
+//! subscriber is handed over (counted `handed_off`).
 
 use clap::{Parser, Subcommand};
-use dataplane::port::Port;
 use dataplane::stage::show_errors;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use vbng::config::MAX_SESSIONS;
-use vbng::cups::app::{section, UpApp};
+use vbng::cups::app::{check_up_workers, section, UpApp};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +54,14 @@ enum Cmd {
         /// redirect session, or after this many seconds (0 = at once).
         #[arg(long, default_value_t = 0)]
         wait_cp: u64,
+        /// Workers (overrides `workers`): with several, the access and core ports
+        /// must be `afxdp:IFACE:QUEUE` (worker k opens queue QUEUE+k) or
+        /// `afpacket:IFACE` (a socket per worker in a fanout group).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=i64::from(vbng::config::MAX_WORKERS)))]
+        workers: Option<u16>,
+        /// The workers' cores, one per worker, comma-separated (overrides `cores`).
+        #[arg(long, value_delimiter = ',')]
+        cores: Option<Vec<usize>>,
     },
     /// Validate a config file; exits 1 with a one-line reason when refused.
     Check {
@@ -72,6 +86,7 @@ fn real_main() -> Result<(), String> {
         Cmd::Check { config } => {
             let c = vbng::config::load_file(&config)?;
             let s = section(&c, false).map_err(|e| format!("{config}: {e}"))?;
+            check_up_workers(&c).map_err(|e| format!("{config}: {e}"))?;
             println!(
                 "ok: PFCP/GTP-U on {}, control plane {}",
                 s.addr,
@@ -86,9 +101,18 @@ fn real_main() -> Result<(), String> {
             max_sessions,
             duration,
             wait_cp,
+            workers,
+            cores,
         } => {
-            let c = vbng::config::load_file(&config)?;
+            let mut c = vbng::config::load_file(&config)?;
             section(&c, false).map_err(|e| format!("{config}: {e}"))?;
+            if let Some(n) = workers {
+                c.workers = n;
+            }
+            if let Some(list) = cores {
+                c.cores = list;
+            }
+            check_up_workers(&c).map_err(|e| format!("{config}: {e}"))?;
             let access = access.unwrap_or_else(|| c.ports.access.clone());
             let core = core.unwrap_or_else(|| c.ports.core.clone());
             if access.is_empty() || core.is_empty() {
@@ -98,13 +122,8 @@ fn real_main() -> Result<(), String> {
                 );
             }
             let t0 = Instant::now();
-            let ports: Vec<Box<dyn Port>> = vec![
-                dataplane::port::spec::open_str(&access)
-                    .map_err(|e| format!("access port {access}: {e}"))?,
-                dataplane::port::spec::open_str(&core)
-                    .map_err(|e| format!("core port {core}: {e}"))?,
-            ];
-            let mut app = UpApp::new(&c, ports, max_sessions, wait_cp > 0)
+            let ports = vbng::runtime::open_ports(&access, &core, c.workers.max(1))?;
+            let mut app = UpApp::with_workers(&c, ports, max_sessions, wait_cp > 0, &c.cores)
                 .map_err(|e| format!("{config}: {e}"))?;
             // The worker waits for the control plane's redirect session (or wait_cp).
             while !app.up.has_redirect() && t0.elapsed() < Duration::from_secs(wait_cp) {
@@ -132,8 +151,21 @@ fn real_main() -> Result<(), String> {
             }
             let s = app.stats();
             let n = app.up.session_count();
-            let fin = app.stop()?;
-            eprint!("{}", show_errors(fin.nodes.iter()));
+            let fin = app.stop_workers()?;
+            let handed: u64 = fin.iter().map(|w| w.worker.handed_off).sum();
+            if fin.len() == 1 {
+                if let Some(w) = fin.first() {
+                    eprint!("{}", show_errors(w.nodes.iter()));
+                }
+            } else {
+                for (k, w) in fin.iter().enumerate() {
+                    eprint!("worker {k}:\n{}", show_errors(w.nodes.iter()));
+                }
+                eprintln!(
+                    "vbng-up: {} workers, {handed} packets handed between them",
+                    fin.len()
+                );
+            }
             eprintln!(
                 "vbng-up: {n} sessions, {} established, {} deleted, {} requests refused, {} frames redirected, {} injected, {} punts and {} GTP-U packets dropped, {} usage reports",
                 s.sessions_established, s.sessions_deleted, s.requests_refused, s.redirected, s.injected, s.punt_dropped, s.gtpu_dropped, s.reports

@@ -1,8 +1,10 @@
 //! The `vbng-cp` and `vbng-up` processes (std): the sans-IO ends ([`Cp`], [`Up`])
 //! over UDP sockets ([`UdpLink`]: PFCP 8805, GTP-U 2152 on the `[cups]` address),
 //! RADIUS sockets for the control plane ([`RadiusIo`]), and for the user plane the
-//! [`crate::vnf::build`] worker graph on its ports in a thread of its own, its punts
-//! redirected to the control plane and the control plane's frames injected.
+//! [`crate::vnf::build`] worker graph on its ports in a thread of its own (with
+//! `workers = N`, N graphs each on a pinned thread joined by a hand-off mesh:
+//! [`UpApp::with_workers`]), its punts redirected to the control plane and the
+//! control plane's frames injected.
 //!
 //! Both are single loops the binaries (and tests) step: [`CpApp::step`] and
 //! [`UpApp::step`] do one round and return how much they did (0: idle, the caller
@@ -19,12 +21,13 @@ use crate::vnf::{update_hook, BuildEnv, Injector};
 use dataplane::buf::{Pool, PoolCache};
 use dataplane::port::Port;
 use dataplane::runner::WorkerSnapshot;
-use dataplane::worker::{ring, PktRing, Worker, WorkerConfig};
+use dataplane::worker::{handoff_mesh, ring, CtrlRings, PktRing, Worker, WorkerConfig};
 use std::string::{String, ToString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::vec;
 use std::vec::Vec;
 
 /// Seconds between 1900 (NTP era 0) and 1970.
@@ -45,6 +48,31 @@ pub fn section(cfg: &Config, cp: bool) -> Result<CupsSection, String> {
     })?;
     s.validate(cp).map_err(|e| e.0)?;
     Ok(s)
+}
+
+/// A user plane's `workers` and `cores` (as the monolithic vBNG's), checked against
+/// the rest of its config: several workers and CGNAT (`[cgnat]`, `cgnat_public`)
+/// are refused, the control plane's port blocks not being split by worker.
+pub fn check_up_workers(cfg: &Config) -> Result<(), String> {
+    let n = cfg.workers;
+    if n == 0 || n > crate::config::MAX_WORKERS {
+        return Err(std::format!(
+            "workers: 1 to {}, not {n}",
+            crate::config::MAX_WORKERS
+        ));
+    }
+    if !cfg.cores.is_empty() && cfg.cores.len() != usize::from(n) {
+        return Err(std::format!(
+            "cores: one core per worker ({n} workers, {} cores)",
+            cfg.cores.len()
+        ));
+    }
+    if n > 1 && (cfg.cgnat.is_some() || cfg.cgnat_public.is_some()) {
+        return Err(std::format!(
+            "workers = {n} with CGNAT: a user plane with [cgnat] runs one worker"
+        ));
+    }
+    Ok(())
 }
 
 /// The control plane's PFCP settings from its `[cups]` section.
@@ -141,23 +169,31 @@ impl CpApp {
     }
 }
 
-/// The `vbng-up` process: the worker graph in its own thread, the PFCP node and the
-/// redirect tunnel in the caller's loop.
+/// The `vbng-up` process: the worker graphs each in a thread of its own
+/// (`vbng-up-worker<k>`, pinned to its core with several workers or a core list,
+/// joined by a hand-off mesh), the PFCP node and the redirect tunnel in the
+/// caller's loop: it reads every worker's punt ring in turn and sends the control
+/// plane's frames through worker 0's inject ring; the sessions' table updates go to
+/// every worker's own queues.
 pub struct UpApp {
     pub up: Up,
     link: UdpLink,
-    punt: PktRing,
+    /// One per worker.
+    punt: Vec<PktRing>,
     inject: PktRing,
     injector: Injector,
     cache: PoolCache,
     stop: Arc<AtomicBool>,
     hold: Arc<AtomicBool>,
-    worker: Option<JoinHandle<WorkerSnapshot>>,
+    /// One per worker.
+    workers: Vec<JoinHandle<WorkerSnapshot>>,
     t0: Instant,
 }
 
 /// Punt and inject ring sizes of a user plane.
 const RING: usize = 4096;
+/// Packets each hand-off ring between two workers holds.
+const HANDOFF_RING: usize = 4096;
 
 impl UpApp {
     /// Builds the user plane of `cfg` (with a `[cups]` section for a user plane) over
@@ -169,49 +205,115 @@ impl UpApp {
         max_sessions: u32,
         hold: bool,
     ) -> Result<UpApp, String> {
+        UpApp::with_workers(cfg, vec![ports], max_sessions, hold, &[])
+    }
+
+    /// [`UpApp::new`] with one worker per element of `ports` (worker k's queues of
+    /// the access and the core port, as `vbng`'s `workers`): worker k runs on
+    /// `cores[k]` (with several workers and no list: core k; one worker without a
+    /// list is not pinned).
+    pub fn with_workers(
+        cfg: &Config,
+        ports: Vec<Vec<Box<dyn Port>>>,
+        max_sessions: u32,
+        hold: bool,
+        cores: &[usize],
+    ) -> Result<UpApp, String> {
         let s = section(cfg, false)?;
+        let n = ports.len();
+        if n == 0 || n > usize::from(crate::config::MAX_WORKERS) {
+            return Err(std::format!(
+                "workers: 1 to {}, not {n}",
+                crate::config::MAX_WORKERS
+            ));
+        }
+        if !cores.is_empty() && cores.len() != n {
+            return Err(std::format!(
+                "cores: one core per worker ({n} workers, {} cores)",
+                cores.len()
+            ));
+        }
         let core_mac = ports
-            .get(usize::from(crate::vnf::CORE_PORT))
+            .first()
+            .and_then(|p| p.get(usize::from(crate::vnf::CORE_PORT)))
             .and_then(|p| p.mac())
             .unwrap_or([0x02, 0, 0, 0, 0xc0, 0x02]);
-        let parts = Up::build(
+        let parts = Up::build_workers(
             cfg,
             &BuildEnv::new(core_mac, max_sessions, Rng::from_os()),
             up_config(&s, recovery_time_stamp()),
+            n as u16,
         )
         .map_err(|e| e.0)?;
         let link = UdpLink::bind(s.addr)
             .map_err(|e| std::format!("binding {}:8805 and {}:2152: {e}", s.addr, s.addr))?;
         let pool = Pool::new(1 << 15).ok_or("buffer pool: out of memory")?;
-        let (punt, inject) = (ring(RING), ring(RING));
-        let w = Worker::new(ports, parts.graph, pool.cache(), WorkerConfig::default())
-            .map_err(|e| std::format!("vbng-up graph: {e}"))?
-            .with_punt(punt.clone())
-            .with_inject(inject.clone())
-            .on_update(update_hook());
+        let rings = CtrlRings::new(n, RING);
+        let mut mesh = handoff_mesh(n, HANDOFF_RING).into_iter();
+        let graphs = core::iter::once(parts.graph).chain(parts.more_graphs);
+        let mut ws = Vec::with_capacity(n);
+        for (k, (graph, ports)) in graphs.zip(ports).enumerate() {
+            let (Some(punt), Some(inject)) = (rings.punt.get(k), rings.inject.get(k)) else {
+                return Err("control rings".to_string());
+            };
+            let mut w = Worker::new(ports, graph, pool.cache(), WorkerConfig::default())
+                .map_err(|e| std::format!("vbng-up graph: {e}"))?
+                .with_punt(punt.clone())
+                .with_inject(inject.clone())
+                .on_update(update_hook());
+            if n > 1 {
+                if let Some(h) = mesh.next() {
+                    w = w.with_handoff(h);
+                }
+            }
+            ws.push(w);
+        }
+        if ws.len() != n {
+            return Err(std::format!("{n} workers but {} graphs", ws.len()));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let hold = Arc::new(AtomicBool::new(hold));
-        let (st, ho) = (stop.clone(), hold.clone());
-        let worker = std::thread::Builder::new()
-            .name("vbng-up-worker".into())
-            .spawn(move || worker_thread(w, st, ho))
-            .map_err(|e| std::format!("worker thread: {e}"))?;
+        let mut workers = Vec::with_capacity(n);
+        for (k, w) in ws.into_iter().enumerate() {
+            let (st, ho) = (stop.clone(), hold.clone());
+            let core = (n > 1 || !cores.is_empty()).then(|| dataplane::runner::core_for(k, cores));
+            let spawned = std::thread::Builder::new()
+                .name(std::format!("vbng-up-worker{k}"))
+                .spawn(move || worker_thread(w, k, core, st, ho));
+            match spawned {
+                Ok(h) => workers.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in workers {
+                        let _ = h.join();
+                    }
+                    return Err(std::format!("worker thread: {e}"));
+                }
+            }
+        }
+        let inject = rings.inject.first().cloned().unwrap_or_else(|| ring(1));
         Ok(UpApp {
             up: parts.up,
             link,
-            punt,
+            punt: rings.punt.clone(),
             inject,
             injector: Injector::new(),
             cache: pool.cache(),
             stop,
             hold,
-            worker: Some(worker),
+            workers,
             t0: Instant::now(),
         })
     }
 
-    /// One round: datagrams in, punted frames redirected, the control plane's frames
-    /// injected, timers, datagrams out. Returns how much it handled.
+    /// Workers running the fast path.
+    pub fn worker_count(&self) -> usize {
+        self.punt.len()
+    }
+
+    /// One round: datagrams in, punted frames (every worker's, in turn) redirected,
+    /// the control plane's frames injected, timers, datagrams out. Returns how much
+    /// it handled.
     pub fn step(&mut self) -> usize {
         let now = self.t0.elapsed().as_millis() as u64;
         let mut n = 0;
@@ -219,7 +321,9 @@ impl UpApp {
             self.up.input(now, &d);
             n += 1;
         }
-        n += self.up.drain_punts(&self.punt, &mut self.cache);
+        for r in &self.punt {
+            n += self.up.drain_punts(r, &mut self.cache);
+        }
         let inj = self.up.take_inject();
         n += inj.len();
         self.injector.queue(inj);
@@ -231,14 +335,14 @@ impl UpApp {
         n
     }
 
-    /// Lets a held worker run.
+    /// Lets held workers run.
     pub fn release(&self) {
         self.hold.store(false, Ordering::Relaxed);
     }
 
-    /// Whether the worker thread ended on its own (a panic).
+    /// Whether a worker thread ended on its own (a panic).
     pub fn worker_finished(&self) -> bool {
-        self.worker.as_ref().is_none_or(|w| w.is_finished())
+        self.workers.is_empty() || self.workers.iter().any(|w| w.is_finished())
     }
 
     /// The PFCP side's counters.
@@ -246,27 +350,54 @@ impl UpApp {
         self.up.stats
     }
 
-    /// Stops the worker (it sends what is queued) and returns its final counters.
-    pub fn stop(mut self) -> Result<WorkerSnapshot, String> {
+    /// Stops the workers (each sends what is queued) and returns worker 0's final
+    /// counters ([`UpApp::stop_workers`]: every worker's).
+    pub fn stop(self) -> Result<WorkerSnapshot, String> {
+        Ok(self.stop_workers()?.into_iter().next().unwrap_or_default())
+    }
+
+    /// Stops the workers (each sends what is queued) and returns their final
+    /// counters, worker 0's first.
+    pub fn stop_workers(mut self) -> Result<Vec<WorkerSnapshot>, String> {
         self.stop.store(true, Ordering::Relaxed);
-        match self.worker.take() {
-            Some(w) => w.join().map_err(|_| "worker thread panicked".to_string()),
-            None => Ok(WorkerSnapshot::default()),
+        let mut fin = Vec::with_capacity(self.workers.len());
+        let mut panicked = false;
+        for w in core::mem::take(&mut self.workers) {
+            match w.join() {
+                Ok(s) => fin.push(s),
+                Err(_) => panicked = true,
+            }
         }
+        if panicked {
+            return Err("worker thread panicked".to_string());
+        }
+        Ok(fin)
     }
 }
 
 impl Drop for UpApp {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(w) = self.worker.take() {
+        for w in core::mem::take(&mut self.workers) {
             let _ = w.join();
         }
     }
 }
 
-/// The user plane's worker loop (a short sleep when a poll found nothing).
-fn worker_thread(mut w: Worker, stop: Arc<AtomicBool>, hold: Arc<AtomicBool>) -> WorkerSnapshot {
+/// A user plane's worker loop (a short sleep when a poll found nothing), pinned to
+/// `core` when given.
+fn worker_thread(
+    mut w: Worker,
+    k: usize,
+    core: Option<usize>,
+    stop: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
+) -> WorkerSnapshot {
+    if let Some(c) = core {
+        if !dataplane::runner::pin_to(c) {
+            tracing::warn!("vbng-up: worker {k} not pinned to core {c}");
+        }
+    }
     let t0 = Instant::now();
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {

@@ -18,7 +18,9 @@ use super::{
 use crate::config::Config;
 use crate::control::{FibUpdate, SessionCounters};
 use crate::pppoe::AccessKey;
-use crate::vnf::{build, BuildEnv, BuildError, FibQueues, NatBindQueue, NatOp, ACCESS_PORT};
+use crate::vnf::{
+    build_workers, BuildEnv, BuildError, FibQueues, NatBindQueue, NatOp, ACCESS_PORT,
+};
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec;
@@ -369,8 +371,14 @@ impl core::fmt::Debug for Up {
 pub struct UpParts {
     pub up: Up,
     /// Run with `dataplane::worker::Worker` and [`crate::vnf::update_hook`], punt and
-    /// inject rings, as the monolithic vBNG.
+    /// inject rings, as the monolithic vBNG. With several workers
+    /// ([`Up::build_workers`]) this is worker 0's graph.
     pub graph: Graph,
+    /// The graphs of workers 1.. (empty with one worker): run each on a worker of
+    /// its own, the workers joined by a hand-off mesh
+    /// (`dataplane::worker::handoff_mesh`), as [`crate::runtime::start_workers`]
+    /// runs the monolithic vBNG's.
+    pub more_graphs: Vec<Graph>,
     pub stats: crate::vnf::Stats,
 }
 
@@ -379,7 +387,32 @@ impl Up {
     /// access MAC is the configured one, the same as the control plane's) and the
     /// PFCP side from `up`. The built control plane is dropped: no AAA here.
     pub fn build(cfg: &Config, env: &BuildEnv, up: UpConfig) -> Result<UpParts, BuildError> {
+        Up::build_workers(cfg, env, up, 1)
+    }
+
+    /// [`Up::build`] for `workers` workers (1 to [`crate::config::MAX_WORKERS`],
+    /// [`crate::vnf::build_workers`]): every session's [`FibUpdate`]s go to every
+    /// worker's update queues (each with its own backlog: a worker slow to take its
+    /// updates holds up none of the others), each worker counts its packets in its
+    /// own block of the session counters and the usage reports read their sum
+    /// ([`SessionCounters::get`]). A subscriber's traffic belongs to one worker
+    /// (`fastpath::session_owner`: by its IPv4 address once it has one); what
+    /// arrives on another is handed over. With `[cgnat]` one worker only: the
+    /// control plane allocates the port blocks from the whole pool, while each
+    /// worker's `nat44` holds a slice of it (refused with a one-line reason).
+    pub fn build_workers(
+        cfg: &Config,
+        env: &BuildEnv,
+        up: UpConfig,
+        workers: u16,
+    ) -> Result<UpParts, BuildError> {
         let n = env.max_sessions;
+        let workers = workers.clamp(1, crate::config::MAX_WORKERS);
+        if workers > 1 && cfg.nat_config(n)?.is_some() {
+            return Err(BuildError(alloc::format!(
+                "workers = {workers} with [cgnat]: a user plane with CGNAT runs one worker (the control plane's port blocks are not split by worker)"
+            )));
+        }
         // CGNAT: the control plane allocates the port blocks; `nat44` takes them
         // from our queue and allocates none on the fast path.
         let plan = cfg.nat_config(n)?.as_ref().and_then(NatPlan::new);
@@ -394,7 +427,7 @@ impl Up {
             Some(u) => env.clone().with_nat_bindings(u.q.clone()),
             None => env.clone(),
         };
-        let v = build(cfg, &env)?;
+        let (v, more_graphs) = build_workers(cfg, &env, workers)?;
         let up = Up {
             node: Node::new(up.node.clone()),
             cfg: up,
@@ -415,6 +448,7 @@ impl Up {
         Ok(UpParts {
             up,
             graph: v.graph,
+            more_graphs,
             stats: v.stats,
         })
     }

@@ -171,6 +171,11 @@ pub struct Node {
     cfg: Config,
     peers: BTreeMap<SocketAddr, Peer>,
     pending: BTreeMap<u32, Pending>,
+    /// The pending requests by retransmission deadline (deadline, sequence number):
+    /// the next T1 expiry without a scan of every pending request.
+    deadlines: BTreeSet<(u64, u32)>,
+    /// Pending Heartbeat Requests per peer (at most one is sent at a time).
+    heartbeats: BTreeSet<SocketAddr>,
     /// Responses already sent, by (peer, request sequence number), with expiry.
     answered: BTreeMap<(SocketAddr, u32), (Vec<u8>, u64)>,
     /// The cached answers in the order they expire (expiry, peer, sequence number);
@@ -190,6 +195,8 @@ impl Node {
             cfg,
             peers: BTreeMap::new(),
             pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            heartbeats: BTreeSet::new(),
             answered: BTreeMap::new(),
             expiry: VecDeque::new(),
             in_progress: BTreeSet::new(),
@@ -236,14 +243,14 @@ impl Node {
 
     /// When [`Node::handle_timeout`] next has work to do.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let retrans = self.pending.values().map(|p| p.deadline_ms);
+        let retrans = self.deadlines.first().map(|d| d.0);
         let hb = self
             .peers
             .values()
             .filter(|p| p.associated && self.cfg.heartbeat_interval_ms > 0)
             .map(|p| p.next_heartbeat_ms);
         let cache = self.expiry.front().map(|e| e.0);
-        retrans.chain(hb).chain(cache).min()
+        retrans.into_iter().chain(hb).chain(cache).min()
     }
 
     /// Sends an Association Setup Request to `peer`.
@@ -278,13 +285,14 @@ impl Node {
         }
         let seq = self.alloc_seq();
         let data = Message::new(msg_type, seid, seq, ies).to_bytes()?;
-        self.pending.insert(
+        let deadline_ms = now.saturating_add(self.cfg.t1_ms);
+        self.track(
             seq,
             Pending {
                 peer,
                 msg_type,
                 data: data.clone(),
-                deadline_ms: now.saturating_add(self.cfg.t1_ms),
+                deadline_ms,
                 retries: 0,
             },
         );
@@ -375,7 +383,7 @@ impl Node {
                 return;
             }
         };
-        let Some(p) = self.pending.remove(&raw.seq) else {
+        let Some(p) = self.untrack(raw.seq) else {
             return;
         };
         match t {
@@ -607,13 +615,13 @@ impl Node {
 
     /// Retransmits, times out, sends heartbeats and expires the response cache.
     pub fn handle_timeout(&mut self, now: u64) {
-        let due: Vec<u32> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        for seq in due {
+        // The requests whose T1 ran out, in deadline order (§6.4: N1 retransmissions,
+        // then the request has failed).
+        while let Some(&(deadline, seq)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
             let Some(p) = self.pending.get_mut(&seq) else {
                 continue;
             };
@@ -621,11 +629,12 @@ impl Node {
                 p.retries += 1;
                 p.deadline_ms = now.saturating_add(self.cfg.t1_ms);
                 let (peer, data) = (p.peer, p.data.clone());
+                self.deadlines.insert((p.deadline_ms, seq));
                 self.stats.retransmits += 1;
                 self.transmit(peer, data);
                 continue;
             }
-            let Some(p) = self.pending.remove(&seq) else {
+            let Some(p) = self.untrack(seq) else {
                 continue;
             };
             self.stats.timeouts += 1;
@@ -648,10 +657,7 @@ impl Node {
                 .map(|(a, _)| *a)
                 .collect();
             for peer in due {
-                let busy = self
-                    .pending
-                    .values()
-                    .any(|p| p.peer == peer && p.msg_type == MsgType::HeartbeatRequest);
+                let busy = self.heartbeats.contains(&peer);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.next_heartbeat_ms = now.saturating_add(self.cfg.heartbeat_interval_ms);
                 }
@@ -674,6 +680,26 @@ impl Node {
                 self.answered.remove(&(peer, seq));
             }
         }
+    }
+
+    /// Adds a request to the pending ones (and its deadline to [`Node::deadlines`]).
+    fn track(&mut self, seq: u32, p: Pending) {
+        self.untrack(seq);
+        self.deadlines.insert((p.deadline_ms, seq));
+        if p.msg_type == MsgType::HeartbeatRequest {
+            self.heartbeats.insert(p.peer);
+        }
+        self.pending.insert(seq, p);
+    }
+
+    /// Removes a pending request (answered or failed).
+    fn untrack(&mut self, seq: u32) -> Option<Pending> {
+        let p = self.pending.remove(&seq)?;
+        self.deadlines.remove(&(p.deadline_ms, seq));
+        if p.msg_type == MsgType::HeartbeatRequest {
+            self.heartbeats.remove(&p.peer);
+        }
+        Some(p)
     }
 
     fn alloc_seq(&mut self) -> u32 {

@@ -498,3 +498,75 @@ fn restarted_peer_reusing_sequence_numbers_is_not_answered_from_the_cache() {
     );
     assert!(u.poll_transmit().is_none(), "no stale cached answer");
 }
+
+#[test]
+fn many_pending_requests_time_out_by_their_own_t1() {
+    // Requests sent at different times: the next timeout is the earliest pending
+    // one's T1; answered requests no longer count; the rest are retransmitted and
+    // fail each at its own deadlines, N1 times T1 after it was sent.
+    let (mut c, mut u) = associated();
+    let mut seqs = Vec::new();
+    for t in 0..100u64 {
+        let seq = c
+            .send_request(
+                t,
+                addr(UP),
+                MsgType::SessionDeletionRequest,
+                Some(t + 1),
+                vec![],
+            )
+            .unwrap();
+        seqs.push(seq);
+    }
+    // Heartbeats off the table: the first one is due at 10 000.
+    assert_eq!(c.poll_timeout(), Some(3000));
+    // The first 50 answered (the UP refuses them: no such session).
+    for _ in 0..50 {
+        let t = c.poll_transmit().unwrap();
+        u.handle(0, addr(CP), &t.data);
+    }
+    while let Some(Event::Request { peer, msg }) = u.poll_event() {
+        u.respond(
+            0,
+            peer,
+            &msg.header,
+            Some(0),
+            vec![Ie::Cause(cause::SESSION_CONTEXT_NOT_FOUND)],
+        )
+        .unwrap();
+    }
+    pump(0, &mut u, addr(UP), &mut c);
+    assert_eq!(c.outstanding(), 50);
+    assert_eq!(
+        c.poll_timeout(),
+        Some(3050),
+        "the first unanswered one's T1"
+    );
+    while c.poll_transmit().is_some() {}
+    c.handle_timeout(3060);
+    assert_eq!(c.stats().retransmits, 11, "requests sent at 50..=60");
+    assert_eq!(c.poll_timeout(), Some(3061));
+    // Each fails N1 retransmissions after its first one (those sent at 50..=60 were
+    // first retransmitted at 3060), 3 T1 later.
+    let timeouts = |c: &mut Node| {
+        events(c)
+            .into_iter()
+            .filter(|e| matches!(e, Event::Timeout { .. }))
+            .count()
+    };
+    for now in 3061..12_060 {
+        c.handle_timeout(now);
+    }
+    assert_eq!(timeouts(&mut c), 0);
+    c.handle_timeout(12_060);
+    assert_eq!(timeouts(&mut c), 11);
+    c.handle_timeout(12_061);
+    assert_eq!(timeouts(&mut c), 1);
+    for now in 12_062..12_100 {
+        c.handle_timeout(now);
+    }
+    assert_eq!(timeouts(&mut c), 38);
+    // Only the heartbeat sent at 10 000 is left.
+    assert_eq!(c.outstanding(), 1);
+    assert_eq!(c.stats().retransmits, 150);
+}

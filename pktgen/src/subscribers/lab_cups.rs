@@ -63,6 +63,11 @@ struct UpBox {
     cache: PoolCache,
     /// Frames the aggregation and the router handed to it (upstream, downstream).
     to_up: (u64, u64),
+    /// Frames it sent (access, core) that the lab's link could not take yet: held
+    /// in order, as the monolithic worker's own transmit queue holds them, so that
+    /// N user planes sending at once into the one link do not lose what one worker
+    /// would not.
+    held: [Batch; 2],
     /// Time its worker and PFCP side ran.
     busy: Duration,
 }
@@ -213,6 +218,7 @@ impl CupsBng {
                 injector: Injector::new(),
                 cache: pool.cache(),
                 to_up: (0, 0),
+                held: [Batch::new(), Batch::new()],
                 busy: Duration::ZERO,
             });
         }
@@ -265,7 +271,9 @@ impl CupsBng {
     pub fn in_flight(&self) -> usize {
         self.ups
             .iter()
-            .map(|u| u.injector.len() + u.inject.len() + u.punt.len())
+            .map(|u| {
+                u.injector.len() + u.inject.len() + u.punt.len() + u.held[0].len() + u.held[1].len()
+            })
             .sum::<usize>()
             + self.bus.pending()
             + self.cp.node_outstanding()
@@ -399,18 +407,24 @@ impl CupsBng {
         moved
     }
 
-    /// The user planes' frames back to the lab.
+    /// The user planes' frames back to the lab. What the lab's link cannot take now
+    /// stays held (and, once that is full, in the user plane's port) until it can:
+    /// the link is drained only after the step, and two user planes can send twice
+    /// what one worker can in a step.
     fn switch_out(&mut self) {
-        let mut b = Batch::new();
         for u in &mut self.ups {
-            for (from, to) in [
-                (&mut u.access, &mut self.access),
-                (&mut u.core, &mut self.core),
+            let [held_access, held_core] = &mut u.held;
+            for (from, held, to) in [
+                (&mut u.access, held_access, &mut self.access),
+                (&mut u.core, held_core, &mut self.core),
             ] {
-                while from.rx_burst(&mut self.cache, &mut b) > 0 {
-                    to.tx_burst(&mut self.cache, &mut b);
-                    self.switch_dropped += b.len() as u64;
-                    b.free_all(&mut self.cache);
+                loop {
+                    if held.room() > 0 {
+                        from.rx_burst(&mut self.cache, held);
+                    }
+                    if held.is_empty() || to.tx_burst(&mut self.cache, held) == 0 {
+                        break;
+                    }
                 }
             }
         }

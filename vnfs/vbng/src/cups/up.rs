@@ -220,6 +220,11 @@ pub struct Up {
     counters: Arc<SessionCounters>,
     /// By our SEID.
     sessions: BTreeMap<u64, Sess>,
+    /// The sessions by access line (MAC, VLANs, PPPoE session id) and our SEID: a
+    /// Session Establishment Request for a line we already hold (a restarted control
+    /// plane's audit) is found without a scan of every session. An entry whose
+    /// session is gone is stale; lookups check the session.
+    by_line: BTreeSet<([u8; 6], Vlans, u16, u64)>,
     free: Vec<u32>,
     gen: u32,
     redirect: Option<Redirect>,
@@ -434,6 +439,7 @@ impl Up {
             fib: v.control.fib,
             counters: v.stats.sessions.clone(),
             sessions: BTreeMap::new(),
+            by_line: BTreeSet::new(),
             free: (0..n).rev().collect(),
             gen: 0,
             redirect: None,
@@ -695,6 +701,7 @@ impl Up {
     /// Removes a session from the fast path; returns its final counters.
     fn remove(&mut self, seid: u64) -> Option<((u64, u64, u64, u64), Sess)> {
         let mut s = self.sessions.remove(&seid)?;
+        self.by_line.remove(&(s.key.mac, s.key.vlans, s.sid, seid));
         let b = s.nat.take();
         nat_sync(&mut self.nat, &mut self.stats, &mut s);
         if let (Some(b), Some(n)) = (b, self.nat.as_mut()) {
@@ -875,11 +882,16 @@ impl Up {
             );
         };
         // A restarted control plane claiming a session we kept (its audit).
+        let sessions = &self.sessions;
         let kept = self
-            .sessions
-            .iter()
-            .find(|(_, s)| s.cp == peer && s.key.mac == mac && s.key.vlans == vlans && s.sid == sid)
-            .map(|(k, _)| *k);
+            .by_line
+            .range((mac, vlans, sid, 0)..=(mac, vlans, sid, u64::MAX))
+            .map(|e| e.3)
+            .find(|seid| {
+                sessions.get(seid).is_some_and(|s| {
+                    s.cp == peer && s.key.mac == mac && s.key.vlans == vlans && s.sid == sid
+                })
+            });
         if let Some(seid) = kept {
             return self.adopt(now, peer, &msg, seid, cp_seid);
         }
@@ -961,6 +973,7 @@ impl Up {
             self.due.insert((s.next_report, our_seid));
         }
         nat_sync(&mut self.nat, &mut self.stats, &mut s);
+        self.by_line.insert((mac, vlans, sid, our_seid));
         self.sessions.insert(our_seid, s);
         self.stats.sessions_established += 1;
         let ies = vec![

@@ -426,6 +426,53 @@ fn two_user_planes_sessions_traffic_and_loss() {
     lab.run_until(100, |_| false);
     assert!(lab.cp.stats.reports > before);
 
+    // A second control plane associates with user plane 0 and tries to modify and
+    // delete sessions it does not own (every SEID the user plane could have given
+    // out): Cause 65 each time, and user plane 0's sessions and traffic are as
+    // they were (TS 29.244 §7.5.4/§7.5.6: the session is the other CP's).
+    {
+        use pfcp::ie::cause;
+        let rogue = Ipv4Addr::new(192, 0, 2, 66);
+        let upa = std::net::SocketAddr::from((UP_ADDRS[0], 8805));
+        let mut fake = Fake::new(rogue);
+        fake.node.associate(lab.now, upa).unwrap();
+        fake.flush(&mut lab.bus);
+        lab.run_until(20, |_| false);
+        fake.recv(&mut lab.bus, lab.now);
+        assert!(fake.node.is_associated(upa));
+        let mut refused = 0;
+        for gen in 0..4u64 {
+            for slot in 1..=(PER_UP as u64 + 4) {
+                let seid = (gen << 32) | slot;
+                for t in [
+                    MsgType::SessionModificationRequest,
+                    MsgType::SessionDeletionRequest,
+                ] {
+                    fake.node
+                        .send_request(lab.now, upa, t, Some(seid), vec![])
+                        .unwrap();
+                    fake.flush(&mut lab.bus);
+                    lab.run_until(1, |_| false);
+                    let r = response_cause(&fake.recv(&mut lab.bus, lab.now));
+                    assert_eq!(
+                        r,
+                        vec![(cause::SESSION_CONTEXT_NOT_FOUND, None)],
+                        "SEID {seid:#x}"
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(refused, 4 * (PER_UP + 4) * 2);
+        assert_eq!(lab.ups[0].up.session_count(), PER_UP);
+        assert_eq!(lab.cp.up_sessions(0), PER_UP);
+        assert_eq!(
+            lab.traffic(0),
+            (PER_UP, PER_UP),
+            "user plane 0 after the rogue CP"
+        );
+    }
+
     // User plane 1 dies: nothing from or to it any more.
     lab.bus.set_cut(UP_ADDRS[1], true);
     lab.alive[1] = false;

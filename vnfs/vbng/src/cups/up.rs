@@ -1088,7 +1088,12 @@ impl Up {
 
     fn modify(&mut self, now: u64, peer: SocketAddr, msg: Message) {
         let seid = msg.header.seid.unwrap_or(0);
-        let Some(mut s) = self.sessions.remove(&seid).filter(|s| s.cp == peer) else {
+        // A control plane that does not own the session gets Cause 65 and the
+        // session stays as it is (checked before it is taken out of the map).
+        if self.sessions.get(&seid).is_none_or(|s| s.cp != peer) {
+            return self.unknown(now, peer, &msg, seid);
+        }
+        let Some(mut s) = self.sessions.remove(&seid) else {
             return self.unknown(now, peer, &msg, seid);
         };
         // A new binding (Update FAR, Update Forwarding Parameters): checked before

@@ -114,7 +114,7 @@ pub fn alloc(layout: Layout) -> Option<*mut u8> {
     // A freed range of the same size: every page already maps the zero page.
     for i in 0..FREE_SLOTS {
         let st = FREE_START[i].load(Ordering::Relaxed);
-        if st != 0 && FREE_LEN[i].load(Ordering::Relaxed) == len && st % align == 0 {
+        if st != 0 && FREE_LEN[i].load(Ordering::Relaxed) == len && st.is_multiple_of(align) {
             FREE_START[i].store(0, Ordering::Relaxed);
             FREE_LEN[i].store(0, Ordering::Relaxed);
             return Some(st as *mut u8);

@@ -704,6 +704,9 @@ fn routes_udp_over_vhost_user_nics_served_by_our_process() {
     );
 }
 
+/// An HTTP answer (status, body) or why there was none.
+type HttpResult = Result<(u16, String), String>;
+
 /// An RFC 8040 §7.1 error body's first `error-tag`.
 fn error_tag(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
@@ -814,7 +817,7 @@ fn restconf_route_changes_served_by_the_guest() {
     }
     // Everything below is collected, then checked once the guest has exited (its
     // console goes with every failure).
-    let mut steps: Vec<(&str, Result<(u16, String), String>)> = vec![("first GET", first)];
+    let mut steps: Vec<(&str, HttpResult)> = vec![("first GET", first)];
     // Sends frames to `dst` in on NIC a for at most `secs`; true once one comes out
     // of NIC b rewritten for neighbour 10.71.2.2.
     let forwarded = |dst: [u8; 4], secs: u64| {

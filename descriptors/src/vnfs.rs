@@ -502,7 +502,7 @@ pub fn router() -> VnfModel {
     m.management.served_by = s(
         "the `router` process (`--listen`), and the unikernel image's own host network \
          stack on its access NIC (port 9100 at interface 0's first IPv4 address: /metrics \
-         and the RESTCONF state GET, no configuration changes)",
+         and the same RESTCONF API, route and policer changes included)",
     );
     m.lcm_scripts = vec![health_script(&m)];
     let route = format!("/restconf/data/router:router/route={ROUTE_KEY}");

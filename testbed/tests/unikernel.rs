@@ -703,3 +703,255 @@ fn routes_udp_over_vhost_user_nics_served_by_our_process() {
         "guest counters rx0={rx0} tx1={tx1}, received {good}\n{t}"
     );
 }
+
+/// An HTTP answer (status, body) or why there was none.
+type HttpResult = Result<(u16, String), String>;
+
+/// An RFC 8040 §7.1 error body's first `error-tag`.
+fn error_tag(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["ietf-restconf:errors"]["error"][0]["error-tag"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no RFC 8040 error body: {body}"))
+        .to_string()
+}
+
+/// The guest serves the Linux router's RESTCONF writes (`vnf_router::mgmt` without
+/// std) on its host stack: a route PUT over the management NIC (QEMU user
+/// networking, port 9100 forwarded) shows in the GET and forwards a frame sent on a
+/// UDP-socket NIC out of the other one at once; a PATCH adds a second route; the
+/// policer's meter changes; a malformed body gets 400 `malformed-message` and a
+/// route whose next hop is in no connected subnet 400 `invalid-value`, both with
+/// RFC 8040 §7.1 bodies and nothing changed. Then 150 route changes in a row (each
+/// builds a new FIB with its demand-zero 64 MiB `tbl24`): the guest's memory stays
+/// bounded (the window and the pages of replaced tables are reused) and it still
+/// answers and exits cleanly.
+#[test]
+fn restconf_route_changes_served_by_the_guest() {
+    built();
+    let router_mac = |i: u8| [0x02, 0, 0, 0, 0x0f, i];
+    let host_mac = |i: u8| [0x02, 0, 0, 0, 0x1f, i];
+    let mac = |m: [u8; 6]| {
+        format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("uk-router-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("router.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[interface]]\nname = \"mgmt\"\nmac = \"02:00:00:00:01:01\"\nipv4 = [\"10.0.2.15/24\"]\n\n\
+             [[interface]]\nname = \"a\"\nmac = \"{}\"\nipv4 = [\"10.71.1.1/24\"]\n\n\
+             [[interface]]\nname = \"b\"\nmac = \"{}\"\nipv4 = [\"10.71.2.1/24\"]\n\n\
+             [[neighbor]]\nip = \"10.71.1.2\"\nmac = \"{}\"\n\n\
+             [[neighbor]]\nip = \"10.71.2.2\"\nmac = \"{}\"\n\n\
+             [qos.policer]\nmeter = {{ type = \"srtcm\", cir_bps = 10000000000, cbs = 1000000, ebs = 1000000 }}\n",
+            mac(router_mac(1)),
+            mac(router_mac(2)),
+            mac(host_mac(1)),
+            mac(host_mac(2)),
+        ),
+    )
+    .expect("config");
+    let base = 17400u16;
+    let socks: Vec<std::net::UdpSocket> = (0..2u16)
+        .map(|i| {
+            let p = base + 2 * i;
+            let s = std::net::UdpSocket::bind(("127.0.0.1", p)).expect("bind");
+            s.connect(("127.0.0.1", p + 1)).expect("connect");
+            s.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    let fwd = free_tcp_port();
+    let _g = qemu_lock();
+    let child = testbed()
+        .args([
+            "image",
+            "run",
+            "router",
+            "--no-build",
+            "--memory",
+            "128M",
+            "--timeout",
+            "120",
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "--append",
+            "exit=20000 stats=0",
+            "--net",
+            &format!("user:{fwd}-9100,mac=02:00:00:00:01:01"),
+            "--net",
+            &format!("udp:{}:{base},mac={}", base + 1, mac(router_mac(1))),
+            "--net",
+            &format!("udp:{}:{},mac={}", base + 3, base + 2, mac(router_mac(2))),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn testbed image run");
+    let addr = format!("127.0.0.1:{fwd}");
+    let call = |method: &str, path: &str, body: &str| {
+        dataplane::http::request(
+            &addr,
+            method,
+            path,
+            "application/yang-data+json",
+            body.as_bytes(),
+        )
+    };
+    let t0 = Instant::now();
+    let root = "/restconf/data/router:router";
+    // The API is up once the GET answers.
+    let mut first = Err(String::new());
+    while t0.elapsed() < std::time::Duration::from_secs(15) {
+        first = call("GET", root, "");
+        if first.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Everything below is collected, then checked once the guest has exited (its
+    // console goes with every failure).
+    let mut steps: Vec<(&str, HttpResult)> = vec![("first GET", first)];
+    // Sends frames to `dst` in on NIC a for at most `secs`; true once one comes out
+    // of NIC b rewritten for neighbour 10.71.2.2.
+    let forwarded = |dst: [u8; 4], secs: u64| {
+        let f = udp_frame(router_mac(1), host_mac(1), [10, 71, 1, 2], dst, 64);
+        let mut buf = [0u8; 2048];
+        let t = Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(secs) {
+            let _ = socks[0].send(&f);
+            while let Ok(n) = socks[1].recv(&mut buf) {
+                let g = &buf[..n];
+                if g.len() == f.len()
+                    && g[..6] == host_mac(2)
+                    && g[6..12] == router_mac(2)
+                    && g[22] == 63
+                    && g[30..34] == dst
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    let before = forwarded([203, 0, 113, 9], 1);
+    steps.push((
+        "PUT route",
+        call(
+            "PUT",
+            &format!("{root}/route=203.0.113.0%2F24"),
+            r#"{"router:route":[{"prefix":"203.0.113.0/24","next-hop":"10.71.2.2"}]}"#,
+        ),
+    ));
+    let after_put = forwarded([203, 0, 113, 9], 3);
+    steps.push((
+        "PATCH route",
+        call(
+            "PATCH",
+            root,
+            r#"{"router:router":{"route":[{"prefix":"198.18.0.0/15","next-hop":"10.71.2.2"}]}}"#,
+        ),
+    ));
+    let after_patch = forwarded([198, 19, 0, 1], 3);
+    steps.push((
+        "PUT meter",
+        call(
+            "PUT",
+            &format!("{root}/qos/policer"),
+            r#"{"router:policer":{"meter":"trtcm","cir-bps":"5000000000","cbs":900000,"pir-bps":"9000000000","pbs":900000}}"#,
+        ),
+    ));
+    steps.push(("GET config", call("GET", root, "")));
+    steps.push(("malformed", call("PATCH", root, "{\"router:router\":")));
+    steps.push((
+        "invalid",
+        call(
+            "PUT",
+            &format!("{root}/route=172.16.0.0%2F12"),
+            r#"{"router:route":[{"prefix":"172.16.0.0/12","next-hop":"10.99.0.1"}]}"#,
+        ),
+    ));
+    steps.push((
+        "GET after refusals",
+        call("GET", &format!("{root}?content=config"), ""),
+    ));
+    // Many changes in a row: each builds and swaps a new FIB.
+    let t_many = Instant::now();
+    let mut many = Ok((204, String::new()));
+    for i in 0..150 {
+        let (m, b) = if i % 2 == 0 {
+            ("DELETE", "")
+        } else {
+            (
+                "PUT",
+                r#"{"router:route":[{"prefix":"203.0.113.0/24","next-hop":"10.71.2.2"}]}"#,
+            )
+        };
+        many = call(m, &format!("{root}/route=203.0.113.0%2F24"), b);
+        if !matches!(many, Ok((s, _)) if s == 201 || s == 204) {
+            many = Err(format!("change {i} ({m}): {many:?}"));
+            break;
+        }
+    }
+    let many_ms = t_many.elapsed().as_millis();
+    let after_many = forwarded([198, 19, 0, 2], 3);
+    let steps_ms = t0.elapsed().as_millis();
+    steps.push(("150 changes", many));
+    let out = child.wait_with_output().expect("wait for the guest");
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = text(&out);
+    let mut got = std::collections::HashMap::new();
+    for (name, r) in steps {
+        got.insert(name, r.unwrap_or_else(|e| panic!("{name}: {e}\n{t}")));
+    }
+    let json = |s: &str| -> serde_json::Value {
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}\n{t}"))
+    };
+    assert_eq!(got["first GET"].0, 200, "{t}");
+    assert!(!before, "forwarded without a route\n{t}");
+    assert_eq!(got["PUT route"].0, 201, "{:?}\n{t}", got["PUT route"]);
+    assert!(after_put, "the PUT route did not forward\n{t}");
+    assert_eq!(got["PATCH route"].0, 204, "{:?}\n{t}", got["PATCH route"]);
+    assert!(after_patch, "the PATCHed route did not forward\n{t}");
+    assert_eq!(got["PUT meter"].0, 204, "{:?}\n{t}", got["PUT meter"]);
+    let v = json(&got["GET config"].1);
+    let r = &v["router:router"];
+    let routes = r["route"].as_array().expect("route list");
+    for (p, nh) in [
+        ("203.0.113.0/24", "10.71.2.2"),
+        ("198.18.0.0/15", "10.71.2.2"),
+    ] {
+        assert!(
+            routes
+                .iter()
+                .any(|e| e["prefix"] == p && e["next-hop"] == nh),
+            "{p} missing: {v}"
+        );
+    }
+    assert_eq!(r["qos"]["policer"]["cir-bps"], "5000000000", "{v}");
+    // 3 connected, 3 local (/32) and the 2 new routes.
+    assert_eq!(r["state"]["ipv4-routes"], 8, "{v}");
+    assert_eq!(r["state"]["interface"][1]["name"], "a", "{v}");
+    assert_eq!(got["malformed"].0, 400, "{t}");
+    assert_eq!(error_tag(&got["malformed"].1), "malformed-message");
+    assert_eq!(got["invalid"].0, 400, "{t}");
+    assert_eq!(error_tag(&got["invalid"].1), "invalid-value");
+    let c = json(&got["GET after refusals"].1);
+    assert_eq!(
+        c["router:router"]["route"].as_array().map(Vec::len),
+        Some(2),
+        "{c}"
+    );
+    assert_eq!(got["150 changes"].0, 201, "{:?}\n{t}", got["150 changes"]);
+    assert!(after_many, "not forwarding after 150 changes\n{t}");
+    eprintln!(
+        "150 route changes over the guest's API: {many_ms} ms; every step done {steps_ms} ms after launch (the guest exits at 20 s)"
+    );
+    assert_eq!(out.status.code(), Some(0), "{t}");
+}

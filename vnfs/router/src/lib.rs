@@ -22,7 +22,7 @@ extern crate std;
 pub mod config;
 #[cfg(feature = "std")]
 pub mod ike;
-#[cfg(feature = "std")]
+#[cfg(feature = "mgmt")]
 pub mod mgmt;
 
 pub use config::{Config, ConfigError};

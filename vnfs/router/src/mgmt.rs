@@ -35,6 +35,11 @@
 //!   `operation-not-supported` (501): restart the router with the new configuration.
 //!
 //! Errors carry the RFC 8040 §7.1 body with the status of §7.
+//!
+//! Without `std` (feature `mgmt`, the unikernel guest) the same code serves the same
+//! resources: one loop runs the worker and the API, so a change is applied to the
+//! worker's graph directly between two polls ([`Local`], the [`Workers`] the guest
+//! passes to [`Mgmt::handle_with`]) instead of over the [`WorkerLink`] queues.
 
 use crate::config::RouteConfig;
 use crate::{Config, Router};
@@ -44,7 +49,10 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use crossbeam_queue::ArrayQueue;
+use dataplane::graph::Graph;
+use dataplane::port::Port;
 use dataplane::restconf::{invalid, malformed, missing, str_of, u64_of, unsupported, Schema, Step};
+#[cfg(feature = "std")]
 use dataplane::runner::WorkerSnapshot;
 use dataplane::stages::arp::ArpInput;
 use dataplane::stages::ip4::{Ip4Lookup, Ip4Rewrite};
@@ -52,8 +60,9 @@ use dataplane::stages::ip6::{Ip6Lookup, Ip6Nd, Ip6Rewrite};
 use dataplane::stages::l3::L3;
 use dataplane::stages::nat::{Nat44, PoolChange};
 use dataplane::stages::qos::{MeterConfig, Policer};
-use dataplane::worker::Hook;
+use dataplane::worker::{Hook, Worker};
 use serde_json::{json, Map, Value};
+#[cfg(feature = "std")]
 use std::time::{Duration, Instant};
 
 pub use dataplane::restconf::{Answer, MEDIA};
@@ -69,6 +78,7 @@ const SCHEMA: Schema = Schema {
 };
 
 /// How long a change waits for every worker to take it.
+#[cfg(feature = "std")]
 const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A worker's L3 stages built off the data path: swapped with the worker's own.
@@ -135,41 +145,7 @@ pub fn update_hook(link: &WorkerLink) -> Hook {
     let link = link.clone();
     Box::new(move |g, out| {
         while let Some(u) = link.to_worker.pop() {
-            let u = match u {
-                Update::L3(mut s) => {
-                    if let Some(x) = g.node_mut::<Ip4Lookup>("ip4-lookup") {
-                        x.swap_l3(&mut s.ip4_lookup);
-                    }
-                    if let Some(x) = g.node_mut::<Ip4Rewrite>("ip4-rewrite") {
-                        x.swap_l3(&mut s.ip4_rewrite);
-                    }
-                    if let Some(x) = g.node_mut::<ArpInput>("arp-input") {
-                        x.swap_l3(&mut s.arp);
-                    }
-                    if let Some(x) = g.node_mut::<Ip6Nd>("ip6-nd") {
-                        x.swap_l3(&mut s.ip6_nd);
-                    }
-                    if let Some(x) = g.node_mut::<Ip6Lookup>("ip6-lookup") {
-                        x.swap_l3(&mut s.ip6_lookup);
-                    }
-                    if let Some(x) = g.node_mut::<Ip6Rewrite>("ip6-rewrite") {
-                        x.swap_l3(&mut s.ip6_rewrite);
-                    }
-                    Update::L3(s)
-                }
-                Update::Meter(m) => {
-                    if let Some(p) = g.node_mut::<Policer>("policer") {
-                        p.set_all_meters(&m, out.now_ns);
-                    }
-                    Update::Meter(m)
-                }
-                Update::NatPool(mut ch) => {
-                    if let Some(n) = g.node_mut::<Nat44>("nat44") {
-                        n.apply_pool_change(&mut ch);
-                    }
-                    Update::NatPool(ch)
-                }
-            };
+            let u = apply(g, u, out.now_ns);
             // The queue has room for every change in flight (the management side
             // waits for each and empties it first); were it full, the update would
             // be freed here.
@@ -178,13 +154,210 @@ pub fn update_hook(link: &WorkerLink) -> Hook {
     })
 }
 
+/// Applies one change to a worker's graph (its stages by name) at `now_ns`; returns
+/// it, holding what the stages gave up (the old L3 state), to be freed off the data
+/// path. Allocates and locks nothing.
+pub fn apply(g: &mut Graph, u: Update, now_ns: u64) -> Update {
+    match u {
+        Update::L3(mut s) => {
+            if let Some(x) = g.node_mut::<Ip4Lookup>("ip4-lookup") {
+                x.swap_l3(&mut s.ip4_lookup);
+            }
+            if let Some(x) = g.node_mut::<Ip4Rewrite>("ip4-rewrite") {
+                x.swap_l3(&mut s.ip4_rewrite);
+            }
+            if let Some(x) = g.node_mut::<ArpInput>("arp-input") {
+                x.swap_l3(&mut s.arp);
+            }
+            if let Some(x) = g.node_mut::<Ip6Nd>("ip6-nd") {
+                x.swap_l3(&mut s.ip6_nd);
+            }
+            if let Some(x) = g.node_mut::<Ip6Lookup>("ip6-lookup") {
+                x.swap_l3(&mut s.ip6_lookup);
+            }
+            if let Some(x) = g.node_mut::<Ip6Rewrite>("ip6-rewrite") {
+                x.swap_l3(&mut s.ip6_rewrite);
+            }
+            Update::L3(s)
+        }
+        Update::Meter(m) => {
+            if let Some(p) = g.node_mut::<Policer>("policer") {
+                p.set_all_meters(&m, now_ns);
+            }
+            Update::Meter(m)
+        }
+        Update::NatPool(mut ch) => {
+            if let Some(n) = g.node_mut::<Nat44>("nat44") {
+                n.apply_pool_change(&mut ch);
+            }
+            Update::NatPool(ch)
+        }
+    }
+}
+
+/// How the management side reaches the workers: over the [`WorkerLink`] queues
+/// when they are other threads (the Linux router), or directly when one loop runs
+/// the worker and the API ([`Local`], the unikernel guest).
+pub trait Workers {
+    /// How many workers forward.
+    fn count(&self) -> usize;
+    /// Hands one update (made by `make`, once per worker) to every worker and
+    /// returns what each handed back once applied (the old L3 state with it), to be
+    /// read and freed here.
+    fn send(&mut self, make: &mut dyn FnMut() -> Option<Update>) -> Vec<Update>;
+    /// Interface `i`'s counters summed over the workers: rx and tx packets, rx and
+    /// tx drops.
+    fn port(&self, i: usize) -> [u64; 4];
+    /// Drops per node, summed over the workers.
+    fn node_drops(&self) -> Vec<(&'static str, u64)>;
+    /// Counter `name` of node `node`, one value per worker.
+    fn counter(&self, node: &str, name: &str) -> Vec<u64>;
+}
+
+/// The one worker of a loop that also serves the API (the unikernel guest): changes
+/// are applied to its graph in place, between two polls, at `now_ns`.
+pub struct Local<'a, P: Port> {
+    pub worker: &'a mut Worker<P>,
+    pub now_ns: u64,
+}
+
+impl<P: Port> Workers for Local<'_, P> {
+    fn count(&self) -> usize {
+        1
+    }
+
+    fn send(&mut self, make: &mut dyn FnMut() -> Option<Update>) -> Vec<Update> {
+        match make() {
+            Some(u) => alloc::vec![apply(&mut self.worker.graph, u, self.now_ns)],
+            None => Vec::new(),
+        }
+    }
+
+    fn port(&self, i: usize) -> [u64; 4] {
+        match self.worker.ports.get(i) {
+            Some(p) => {
+                let s = p.stats();
+                [s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped]
+            }
+            None => [0; 4],
+        }
+    }
+
+    fn node_drops(&self) -> Vec<(&'static str, u64)> {
+        self.worker
+            .graph
+            .nodes()
+            .map(|n| (n.name, n.drops.iter().sum()))
+            .collect()
+    }
+
+    fn counter(&self, node: &str, name: &str) -> Vec<u64> {
+        let mut v = 0;
+        self.worker.graph.counters(&mut |n, c| {
+            if n == node && c.name == name {
+                v += c.value;
+            }
+        });
+        alloc::vec![v]
+    }
+}
+
+/// Worker threads over their [`WorkerLink`]s, with their latest counters.
+#[cfg(feature = "std")]
+struct Threads<'a> {
+    links: &'a [WorkerLink],
+    snaps: &'a [WorkerSnapshot],
+}
+
+#[cfg(feature = "std")]
+impl Workers for Threads<'_> {
+    fn count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Waits until each worker has applied the update and handed it back (or the
+    /// time-out: a stopped worker; its update stays queued).
+    fn send(&mut self, make: &mut dyn FnMut() -> Option<Update>) -> Vec<Update> {
+        let mut pending = Vec::new();
+        for l in self.links {
+            // Earlier updates a slow worker handed back late.
+            while l.done.pop().is_some() {}
+            if let Some(u) = make() {
+                if l.to_worker.push(u).is_ok() {
+                    pending.push(l);
+                }
+            }
+        }
+        let t = Instant::now();
+        let mut back = Vec::new();
+        for l in pending {
+            loop {
+                if let Some(u) = l.done.pop() {
+                    back.push(u);
+                    break;
+                }
+                if t.elapsed() >= APPLY_TIMEOUT {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        back
+    }
+
+    fn port(&self, i: usize) -> [u64; 4] {
+        let mut c = [0u64; 4];
+        for s in self.snaps {
+            if let Some((_, p)) = s.ports.get(i) {
+                c[0] += p.rx_packets;
+                c[1] += p.tx_packets;
+                c[2] += p.rx_dropped;
+                c[3] += p.tx_dropped;
+            }
+        }
+        c
+    }
+
+    fn node_drops(&self) -> Vec<(&'static str, u64)> {
+        let mut nodes: Vec<(&'static str, u64)> = Vec::new();
+        for s in self.snaps {
+            for n in &s.nodes {
+                let d: u64 = n.drops.iter().sum();
+                match nodes.iter_mut().find(|(x, _)| *x == n.name) {
+                    Some(e) => e.1 += d,
+                    None => nodes.push((n.name, d)),
+                }
+            }
+        }
+        nodes
+    }
+
+    fn counter(&self, node: &str, name: &str) -> Vec<u64> {
+        self.snaps
+            .iter()
+            .map(|s| {
+                s.counters
+                    .iter()
+                    .filter(|(n, c)| *n == node && c.name == name)
+                    .map(|(_, c)| c.value)
+                    .sum::<u64>()
+            })
+            .collect()
+    }
+}
+
 /// The management side of a running router.
 pub struct Mgmt {
     cfg: Config,
     route_file: Option<String>,
     macs: Vec<[u8; 6]>,
     l3: Arc<L3>,
+    /// Worker threads' queues (std: [`Mgmt::handle`]; without std the caller passes
+    /// its [`Workers`]).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     links: Vec<WorkerLink>,
+    /// Why the routes cannot change while running, when they cannot.
+    fixed_routes: Option<&'static str>,
     /// Every NAT pool address since start (a bound on what a `nat44` still holds).
     nat_seen: Vec<u32>,
 }
@@ -199,12 +372,20 @@ impl Mgmt {
             macs: router.macs.clone(),
             l3: router.l3.clone(),
             links,
+            fixed_routes: None,
             nat_seen: Vec::new(),
         };
         if let Some(n) = &router.config.nat {
             m.nat_seen = pool_addrs(n);
         }
         m
+    }
+
+    /// Route changes are refused (`operation-not-supported`, 501) with `why`: a
+    /// guest that did not keep its route file's text cannot rebuild its tables.
+    pub fn with_fixed_routes(mut self, why: &'static str) -> Mgmt {
+        self.fixed_routes = Some(why);
+        self
     }
 
     /// The running configuration.
@@ -218,7 +399,9 @@ impl Mgmt {
     }
 
     /// Answers one request: `path` is the HTTP path (from `/restconf`), `query` the
-    /// query string, `snaps` the workers' latest counters (for the state).
+    /// query string, `snaps` the workers' latest counters (for the state); changes
+    /// go to the workers over the links given to [`Mgmt::new`].
+    #[cfg(feature = "std")]
     pub fn handle(
         &mut self,
         method: &str,
@@ -226,6 +409,31 @@ impl Mgmt {
         query: &str,
         body: &[u8],
         snaps: &[WorkerSnapshot],
+    ) -> Answer {
+        let links = core::mem::take(&mut self.links);
+        let a = self.handle_with(
+            method,
+            path,
+            query,
+            body,
+            &mut Threads {
+                links: &links,
+                snaps,
+            },
+        );
+        self.links = links;
+        a
+    }
+
+    /// [`Mgmt::handle`] with the workers (their counters, and where changes go)
+    /// given by `workers`.
+    pub fn handle_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        workers: &mut dyn Workers,
     ) -> Answer {
         let rest = match dataplane::restconf::front(method, path, "router", YANG) {
             Ok(rest) => rest,
@@ -243,14 +451,14 @@ impl Mgmt {
             if method != "GET" {
                 return unsupported(405, "write below /restconf/data/router:router");
             }
-            return self.get(&[], content, snaps);
+            return self.get(&[], content, workers);
         }
         let Some(steps) = SCHEMA.parse_path(data) else {
             return missing(&format!("/{data}"));
         };
         let path = format!("/{data}");
         match method {
-            "GET" => self.get(&steps, content, snaps),
+            "GET" => self.get(&steps, content, workers),
             "PUT" | "PATCH" | "POST" | "DELETE" => {
                 if steps.first().is_some_and(|s| s.name == "state") {
                     return dataplane::restconf::error(
@@ -269,39 +477,31 @@ impl Mgmt {
                         Err(e) => return malformed(&format!("body is not JSON: {e}")),
                     }
                 };
-                self.write(method, &steps, &parsed, &path)
+                self.write(method, &steps, &parsed, &path, workers)
             }
             _ => unsupported(405, "GET, PUT, PATCH, POST or DELETE"),
         }
     }
 
-    fn get(&self, steps: &[Step], content: &str, snaps: &[WorkerSnapshot]) -> Answer {
+    fn get(&self, steps: &[Step], content: &str, workers: &dyn Workers) -> Answer {
         let mut root = Value::Object(Map::new());
         if content != "nonconfig" {
             root = config_tree(&self.cfg);
         }
         if content != "config" {
-            root["state"] = self.state_tree(snaps);
+            root["state"] = self.state_tree(workers);
         }
         SCHEMA.get(&root, steps)
     }
 
-    fn state_tree(&self, snaps: &[WorkerSnapshot]) -> Value {
+    fn state_tree(&self, workers: &dyn Workers) -> Value {
         let ifaces: Vec<Value> = self
             .cfg
             .interfaces
             .iter()
             .enumerate()
             .map(|(i, ic)| {
-                let mut c = [0u64; 4];
-                for s in snaps {
-                    if let Some((_, p)) = s.ports.get(i) {
-                        c[0] += p.rx_packets;
-                        c[1] += p.tx_packets;
-                        c[2] += p.rx_dropped;
-                        c[3] += p.tx_dropped;
-                    }
-                }
+                let c = workers.port(i);
                 let m = self.macs.get(i).copied().unwrap_or_default();
                 json!({
                     "name": ic.name,
@@ -316,17 +516,8 @@ impl Mgmt {
                 })
             })
             .collect();
-        let mut nodes: Vec<(&'static str, u64)> = Vec::new();
-        for s in snaps {
-            for n in &s.nodes {
-                let d: u64 = n.drops.iter().sum();
-                match nodes.iter_mut().find(|(x, _)| *x == n.name) {
-                    Some(e) => e.1 += d,
-                    None => nodes.push((n.name, d)),
-                }
-            }
-        }
-        let nodes: Vec<Value> = nodes
+        let nodes: Vec<Value> = workers
+            .node_drops()
             .iter()
             .filter(|(_, d)| *d > 0)
             .map(|(n, d)| json!({"name": n, "drops": d.to_string()}))
@@ -342,18 +533,7 @@ impl Mgmt {
             st["node"] = Value::Array(nodes);
         }
         if self.cfg.nat.is_some() {
-            let per_worker = |name: &str| -> Vec<u64> {
-                snaps
-                    .iter()
-                    .map(|s| {
-                        s.counters
-                            .iter()
-                            .filter(|(n, c)| *n == "nat44" && c.name == name)
-                            .map(|(_, c)| c.value)
-                            .sum::<u64>()
-                    })
-                    .collect()
-            };
+            let per_worker = |name: &str| workers.counter("nat44", name);
             st["nat"] = json!({
                 "sessions": per_worker("sessions-active").iter().sum::<u64>().to_string(),
                 "draining-addresses": per_worker("pool-addresses-draining").into_iter().max().unwrap_or(0),
@@ -363,7 +543,14 @@ impl Mgmt {
     }
 
     /// A configuration change: the new tree, checked as a whole, then applied.
-    fn write(&mut self, method: &str, steps: &[Step], body: &Value, path: &str) -> Answer {
+    fn write(
+        &mut self,
+        method: &str,
+        steps: &[Step],
+        body: &Value,
+        path: &str,
+        workers: &mut dyn Workers,
+    ) -> Answer {
         let mut tree = config_tree(&self.cfg);
         let created = match SCHEMA.edit(&mut tree, method, steps, body, path) {
             Ok(c) => c,
@@ -417,6 +604,9 @@ impl Mgmt {
                     "routes of an IPsec gateway cannot change while running (the IKE daemon holds the forwarding state): restart the router",
                 );
             }
+            if let Some(why) = self.fixed_routes {
+                return unsupported(501, why);
+            }
             match Router::build(&new, &self.macs, self.route_file.as_deref()) {
                 Ok(r) => built = Some(r.l3),
                 Err(e) => return invalid(path, &name_route(&new, &e.0)),
@@ -424,15 +614,15 @@ impl Mgmt {
         }
         // Apply: everything was checked above.
         if let Some(l3) = built {
-            self.swap_l3(l3);
+            self.swap_l3(l3, workers);
         }
         if let (Some(a), Some(b)) = (new_meter, old_meter) {
             if a != b {
-                self.send(|| Some(Update::Meter(a)));
+                workers.send(&mut || Some(Update::Meter(a)));
             }
         }
         if let Some(nc) = pool_change {
-            if !self.change_pool(&nc) {
+            if !self.change_pool(&nc, workers) {
                 // Only a worker that stopped or has no nat44 node gets here.
                 self.cfg = new;
                 return dataplane::restconf::error(
@@ -450,9 +640,13 @@ impl Mgmt {
 
     /// Hands the new pool to every worker's `nat44` (checked by the caller); `false`
     /// when a worker did not take it.
-    fn change_pool(&mut self, nc: &dataplane::stages::nat::NatConfig) -> bool {
+    fn change_pool(
+        &mut self,
+        nc: &dataplane::stages::nat::NatConfig,
+        workers: &mut dyn Workers,
+    ) -> bool {
         let held = self.nat_seen.len();
-        let back = self.send(|| match PoolChange::new(nc, held) {
+        let back = workers.send(&mut || match PoolChange::new(nc, held) {
             Ok(ch) => Some(Update::NatPool(Box::new(ch))),
             Err(_) => None,
         });
@@ -465,49 +659,17 @@ impl Mgmt {
                 self.nat_seen.insert(i, a);
             }
         }
-        taken == self.links.len()
+        taken == workers.count()
     }
 
     /// Hands `l3` to every worker, with the neighbours learned so far.
-    fn swap_l3(&mut self, l3: Arc<L3>) {
+    fn swap_l3(&mut self, l3: Arc<L3>, workers: &mut dyn Workers) {
         copy_neighbours(&self.l3, &l3);
-        self.send(|| Some(Update::L3(L3Stages::new(&l3))));
+        workers.send(&mut || Some(Update::L3(L3Stages::new(&l3))));
         // What the workers learned into the old table before they swapped.
         copy_neighbours(&self.l3, &l3);
         // The old state is freed here (the last reference, unless a request holds one).
         self.l3 = l3;
-    }
-
-    /// Hands one update (made by `make`) to every worker and waits until each has
-    /// applied it and handed it back (or the time-out: a stopped worker; its update
-    /// stays queued). What comes back, the old L3 state with it, is returned to be
-    /// read and freed here.
-    fn send(&self, make: impl Fn() -> Option<Update>) -> Vec<Update> {
-        let mut pending = Vec::new();
-        for l in &self.links {
-            // Earlier updates a slow worker handed back late.
-            while l.done.pop().is_some() {}
-            if let Some(u) = make() {
-                if l.to_worker.push(u).is_ok() {
-                    pending.push(l);
-                }
-            }
-        }
-        let t = Instant::now();
-        let mut back = Vec::new();
-        for l in pending {
-            loop {
-                if let Some(u) = l.done.pop() {
-                    back.push(u);
-                    break;
-                }
-                if t.elapsed() >= APPLY_TIMEOUT {
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        back
     }
 }
 

@@ -4,6 +4,17 @@
 //! Linux runner and the labs drive.
 //! Prints `router ready` once the ports are up, counters every `stats` period, and
 //! answers console commands (`stats`, `errors`, `help`, `exit`).
+//!
+//! The host stack serves `/metrics`, `/errors` and the Linux router's RESTCONF API
+//! (`vnf_router::mgmt` without std: RFC 8040 paths, RFC 7951 JSON, RFC 8040 §7.1
+//! error bodies): GET of the configuration and state, and PUT/PATCH/POST/DELETE of
+//! the routes and the policer's meter (and a NAT pool), each checked as a whole and
+//! applied to the worker's stages between two polls ([`vnf_router::mgmt::Local`]).
+//! A route change builds the new L3 state beside the running one; the old one is
+//! freed once the worker has swapped (its demand-zero tables go back to the window,
+//! `sparse::free`), so repeated changes keep the guest's memory bounded. A router
+//! whose routes come from a route file refuses route changes (501): the guest does
+//! not keep the file's text to rebuild its tables.
 
 use crate::common::{config_error, mac_str, open_ports, print_port_stats, LineReader, RX_BUFFERS};
 use crate::config::{ConfigError, Options};
@@ -16,6 +27,7 @@ use dataplane::buf::Pool;
 use dataplane::metrics::Prom;
 use dataplane::port::Port;
 use dataplane::worker::{ring, Worker, WorkerConfig};
+use vnf_router::mgmt::{Local, Mgmt};
 use vnf_router::{Config, Router};
 
 /// fw_cfg file holding the text of `route_file.path` (`-fw_cfg name=opt/vnf/routes,file=...`)
@@ -44,75 +56,26 @@ fn metrics(w: &Worker<VirtioPort>) -> String {
     p.finish()
 }
 
-/// RESTCONF path of the router's operational state (the Linux router's management
-/// API: `GET /restconf/data/router:router/state`).
-pub const STATE_PATH: &str = "/restconf/data/router:router/state";
-
-/// The `state` subtree of the router YANG module as the Linux router's RESTCONF API
-/// returns it (RFC 8040 §3.5.3, §4.3; RFC 7951 JSON: counters as strings): route
-/// counts and per-interface counters, `{"router:state": {...}}`.
-fn state_json(w: &Worker<VirtioPort>, cfg: &Config, fib: (usize, usize), macs: &[[u8; 6]]) -> String {
-    use core::fmt::Write;
-    let mut s = alloc::format!(
-        "{{\"router:state\":{{\"ipv4-routes\":{},\"ipv6-routes\":{},\"interface\":[",
-        fib.0,
-        fib.1
-    );
-    for (i, ic) in cfg.interfaces.iter().enumerate() {
-        let st = w.ports.get(i).map(|p| p.stats()).unwrap_or_default();
-        let _ = write!(
-            s,
-            "{}{{\"name\":\"{}\",\"mac\":\"{}\",\"rx-packets\":\"{}\",\"tx-packets\":\"{}\",\"rx-dropped\":\"{}\",\"tx-dropped\":\"{}\"}}",
-            if i == 0 { "" } else { "," },
-            json_escape(&ic.name),
-            mac_str(macs.get(i).copied().unwrap_or_default()),
-            st.rx_packets,
-            st.tx_packets,
-            st.rx_dropped,
-            st.tx_dropped
-        );
+/// `/metrics` and `/errors` (GET only); the RESTCONF API under `/restconf`
+/// (`api`, the Linux router's code) with the worker's counters, changes applied to
+/// its graph in place at `now_ns`; 404 else.
+fn http(w: &mut Worker<VirtioPort>, api: &mut Mgmt, req: (&str, &str, &str, &[u8]), now_ns: u64) -> Response {
+    let (method, path, query, body) = req;
+    if path == "/restconf" || path.starts_with("/restconf/") {
+        let a = api.handle_with(method, path, query, body, &mut Local { worker: w, now_ns });
+        let yang = a.status == 200 && path.starts_with("/restconf/yang/");
+        return Response::restconf(a.status, a.body, yang);
     }
-    s.push_str("]}}\n");
-    s
-}
-
-/// A JSON string's content (RFC 8259 §7): quotes, backslashes and controls escaped.
-fn json_escape(v: &str) -> String {
-    use core::fmt::Write;
-    let mut o = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-/// `/metrics`, `/errors`, the RESTCONF state; 404 else. The guest's API is
-/// read-only: any other method on a `/restconf` path gets the RFC 8040 §7.1 error
-/// `operation-not-supported` (405); route changes need the Linux router's API.
-fn http(w: &Worker<VirtioPort>, method: &str, path: &str, state: &dyn Fn(&Worker<VirtioPort>) -> String) -> Response {
     if method != "GET" {
-        return if path == "/restconf" || path.starts_with("/restconf/") {
-            Response::restconf_error(
-                405,
-                "operation-not-supported",
-                "the router guest's RESTCONF API is read-only (GET of the state); change routes through the Linux router's API",
-            )
-        } else {
-            Response::error(405, "GET only")
-        };
+        return Response::error(
+            405,
+            "GET only (the RESTCONF API under /restconf takes PUT, PATCH, POST, DELETE)",
+        );
     }
     match path {
         "/metrics" => Response::metrics(metrics(w)),
         "/errors" => Response::text(w.graph.show_errors()),
-        STATE_PATH => Response::yang_json(state(w)),
-        _ => Response::error(404, "try /metrics, /errors or /restconf/data/router:router/state"),
+        _ => Response::error(404, "try /metrics, /errors or /restconf/data/router:router"),
     }
 }
 
@@ -249,16 +212,24 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         Ok(w) => w.with_inject(inject),
         Err(e) => config_error(e),
     };
+    // The management API over the running configuration; it holds the L3 state
+    // from here on (the router's own reference goes, so a replaced state is freed).
+    let mut api = Mgmt::new(&router, None, Vec::new());
+    if cfg.route_file.is_some() {
+        api = api.with_fixed_routes(
+            "the guest does not keep its route file to rebuild the tables: change routes by restarting with a new route file",
+        );
+    }
     let fib = (router.l3.fib4.len(), router.l3.fib6.len());
-    let state = |w: &Worker<VirtioPort>| state_json(w, &cfg, fib, &router.macs);
+    drop(router);
     let ready_us = clock::uptime_us();
     println!(
         "{VNF} ready in {}.{:03} ms ({} ports, {} IPv4 / {} IPv6 routes, heap peak {} KiB, {} demand-zero pages, memory used {} KiB of {} KiB)",
         ready_us / 1000,
         ready_us % 1000,
         nports,
-        router.l3.fib4.len(),
-        router.l3.fib6.len(),
+        fib.0,
+        fib.1,
         crate::heap::peak() / 1024,
         crate::sparse::pages(),
         crate::heap::used() / 1024,
@@ -286,7 +257,9 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
         if let Some((s, h)) = stack.as_mut() {
             if iter & 15 == 0 || s.pending() {
                 s.poll();
-                if h.poll(s, |m, p, _, _| http(&worker, m, p, &state)) {
+                if h.poll(s, |m, p, q, b| {
+                    http(&mut worker, &mut api, (m, p, q, b), clock::now_ns())
+                }) {
                     s.poll();
                 }
             }

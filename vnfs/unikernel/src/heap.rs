@@ -64,7 +64,8 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if crate::sparse::contains(ptr) {
-            // Demand-zero tables live for the whole run.
+            // Demand-zero tables: pages back to the window's free list.
+            crate::sparse::free(ptr, layout.size());
             return;
         }
         self.used.fetch_sub(layout.size(), Ordering::Relaxed);
@@ -77,6 +78,21 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { self.talc.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if crate::sparse::contains(ptr) {
+            // A demand-zero block is not talc's: move it.
+            let Ok(l) = Layout::from_size_align(new_size, layout.align()) else {
+                return core::ptr::null_mut();
+            };
+            // SAFETY: forwarded contract; both blocks hold at least the copied bytes.
+            unsafe {
+                let p = self.alloc(l);
+                if !p.is_null() {
+                    core::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
+                return p;
+            }
+        }
         // SAFETY: forwarded contract.
         let mut p = unsafe { self.talc.realloc(ptr, layout, new_size) };
         if p.is_null() {

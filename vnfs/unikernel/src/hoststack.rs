@@ -369,8 +369,8 @@ impl Response {
         }
     }
     /// 200 with a RESTCONF JSON body (RFC 8040 §3.2, `application/yang-data+json`).
-    // The router and key server apps' RESTCONF state.
-    #[cfg(any(feature = "router", feature = "keyserver"))]
+    // The key server app's RESTCONF state.
+    #[cfg(feature = "keyserver")]
     pub fn yang_json(body: String) -> Response {
         Response {
             status: 200,
@@ -380,7 +380,7 @@ impl Response {
     }
     /// A RESTCONF answer (RFC 8040): JSON errors and data as
     /// `application/yang-data+json`, the schema resource as `application/yang`.
-    #[cfg(feature = "vbng")]
+    #[cfg(any(feature = "vbng", feature = "router"))]
     pub fn restconf(status: u16, body: String, yang: bool) -> Response {
         Response {
             status,

@@ -5,6 +5,12 @@
 //! and restarts the instruction. A table that is mostly empty costs only the pages it
 //! writes, so guest RAM follows what the VNF uses, not what it reserves.
 //!
+//! A freed block gives its written pages back (zeroed, to a free list the fault
+//! handler takes from first) and is remapped to the zero page; its range is kept in a
+//! few slots and handed out again to an allocation of the same size and alignment.
+//! A table replaced at run time (a router's FIB after a route change) thus reuses
+//! the old one's window and pages: repeated changes do not grow the guest's memory.
+//!
 //! The fault handler runs on its own stack (TSS IST1, SDM §6.14.5) so the interrupted
 //! code's red zone survives, and saves all caller-saved and SSE state (FXSAVE).
 
@@ -47,8 +53,28 @@ const CHUNK_PAGES: usize = 64;
 static CHUNK_NEXT: AtomicUsize = AtomicUsize::new(0);
 static CHUNK_LEFT: AtomicUsize = AtomicUsize::new(0);
 
-/// A zeroed, identity-mapped 4 KiB page (never freed).
+/// Pages freed blocks gave back (zeroed): a list linked through each page's first word.
+static FREE_PAGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Freed window ranges (start, length; 0 when empty), reused by size.
+const FREE_SLOTS: usize = 8;
+static FREE_START: [AtomicUsize; FREE_SLOTS] = [const { AtomicUsize::new(0) }; FREE_SLOTS];
+static FREE_LEN: [AtomicUsize; FREE_SLOTS] = [const { AtomicUsize::new(0) }; FREE_SLOTS];
+
+/// A zeroed, identity-mapped 4 KiB page: one a freed block gave back, else cut from
+/// a chunk (page tables are never freed).
 fn page() -> Option<*mut u64> {
+    let f = FREE_PAGES.load(Ordering::Relaxed);
+    if f != 0 {
+        // SAFETY: `f` heads the free list of whole identity-mapped pages of ours; its
+        // first word links the next one and is cleared before the page is handed out.
+        unsafe {
+            let p = f as *mut usize;
+            FREE_PAGES.store(*p, Ordering::Relaxed);
+            *p = 0;
+        }
+        return Some(f as *mut u64);
+    }
     if CHUNK_LEFT.load(Ordering::Relaxed) == 0 {
         let l = Layout::from_size_align(CHUNK_PAGES * 4096, 4096).ok()?;
         // SAFETY: non-zero size; identity-mapped because page tables and pages must be.
@@ -84,6 +110,16 @@ pub fn alloc(layout: Layout) -> Option<*mut u8> {
         z => z,
     };
     let align = layout.align().max(4096);
+    let len = (layout.size() + 0xfff) & !0xfff;
+    // A freed range of the same size: every page already maps the zero page.
+    for i in 0..FREE_SLOTS {
+        let st = FREE_START[i].load(Ordering::Relaxed);
+        if st != 0 && FREE_LEN[i].load(Ordering::Relaxed) == len && st.is_multiple_of(align) {
+            FREE_START[i].store(0, Ordering::Relaxed);
+            FREE_LEN[i].store(0, Ordering::Relaxed);
+            return Some(st as *mut u8);
+        }
+    }
     let start = NEXT.load(Ordering::Relaxed).checked_add(align - 1)? & !(align - 1);
     let end = start.checked_add((layout.size() + 0xfff) & !0xfff)?;
     if end > WINDOW + WINDOW_LEN {
@@ -102,7 +138,44 @@ pub fn alloc(layout: Layout) -> Option<*mut u8> {
     Some(start as *mut u8)
 }
 
-/// True when `p` lies in the window (its blocks are never reused).
+/// Frees the block at `p` of `size` bytes (from [`alloc`]): each page written since
+/// goes back zeroed to the free list and its PTE to the zero page; the range is kept
+/// for reuse (when every slot is taken, it stays reserved: the window is large).
+pub fn free(p: *mut u8, size: usize) {
+    let start = p as usize;
+    let len = (size + 0xfff) & !0xfff;
+    let zero = ZERO_PAGE.load(Ordering::Relaxed) as u64;
+    let mut va = start;
+    while va < start + len {
+        if let Some(pte) = pte_slot(va, false) {
+            // SAFETY: `pte` is ours; a written page is ours alone (identity-mapped),
+            // zeroed here and linked into the free list through its first word.
+            unsafe {
+                let e = *pte;
+                let phys = e & 0x000f_ffff_ffff_f000;
+                if e & P != 0 && phys != zero {
+                    *pte = zero | P;
+                    core::ptr::write_bytes(phys as usize as *mut u8, 0, 4096);
+                    *(phys as usize as *mut usize) = FREE_PAGES.load(Ordering::Relaxed);
+                    FREE_PAGES.store(phys as usize, Ordering::Relaxed);
+                    PAGES.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        va += 4096;
+    }
+    // SAFETY: reloading CR3 flushes the TLB: no stale writable translation stays.
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack)) };
+    for i in 0..FREE_SLOTS {
+        if FREE_START[i].load(Ordering::Relaxed) == 0 {
+            FREE_START[i].store(start, Ordering::Relaxed);
+            FREE_LEN[i].store(len, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// True when `p` lies in the window.
 pub fn contains(p: *mut u8) -> bool {
     (WINDOW..WINDOW + WINDOW_LEN).contains(&(p as usize))
 }

@@ -184,8 +184,8 @@ pub enum FibUpdate {
 /// `bench bng-down --workers 2` (39 % of the fast path's samples in `perf`) and
 /// two workers reached 0.7–1.3× one worker's rate. Padding each slot to a cache
 /// line did not help (likely the adjacent-line prefetcher, which pairs 64-byte
-/// lines); a block per worker brought the two-worker rate to 1.9× (see
-/// `benches/RESULTS.md`, issue 14).
+/// lines); with a block per worker two workers reach 1.79× one worker's rate
+/// (median of 5 pairs, 1.43–2.05; see `benches/RESULTS.md`, issue 14).
 /// Only its own worker writes a block, so an increment is a load and a store, not
 /// a locked read-modify-write.
 #[derive(Debug)]

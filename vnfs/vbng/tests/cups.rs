@@ -31,6 +31,9 @@ use vbng::lcp::AuthProto;
 use vbng::rng::Rng;
 use vbng::vnf::{update_hook, BuildEnv, Injector};
 
+mod common_frames;
+use common_frames::udp;
+
 const CORE_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 2];
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0xc0, 1];
 const REMOTE: u32 = 0xc633_6401;
@@ -38,22 +41,6 @@ const CP_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const UP_ADDRS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 11), Ipv4Addr::new(192, 0, 2, 12)];
 const PER_UP: usize = 20;
 const STEP_MS: u64 = 5;
-
-fn udp(src: u32, dst: u32, sport: u16, dport: u16) -> Vec<u8> {
-    let mut v = vec![0u8; 48];
-    v[0] = 0x45;
-    v[2..4].copy_from_slice(&48u16.to_be_bytes());
-    v[8] = 64;
-    v[9] = 17;
-    v[12..16].copy_from_slice(&src.to_be_bytes());
-    v[16..20].copy_from_slice(&dst.to_be_bytes());
-    let c = dataplane::proto::checksum::internet(&v[..20]);
-    v[10..12].copy_from_slice(&c.to_be_bytes());
-    v[20..22].copy_from_slice(&sport.to_be_bytes());
-    v[22..24].copy_from_slice(&dport.to_be_bytes());
-    v[24..26].copy_from_slice(&28u16.to_be_bytes());
-    v
-}
 
 fn send(port: &mut MemPort, cache: &mut PoolCache, frames: &[Vec<u8>]) {
     for chunk in frames.chunks(32) {

@@ -1165,12 +1165,7 @@ impl MemifPort {
             return Err("master allows no ring size we can use".into());
         }
         // HELLO's maxima are ring indices: ask for as many pairs as both allow.
-        let pairs = self
-            .cfg
-            .queues
-            .min(h.max_c2s_ring.saturating_add(1))
-            .min(h.max_s2c_ring.saturating_add(1))
-            .max(1);
+        let pairs = h.ring_pairs(self.cfg.queues);
         let np = usize::from(pairs);
         let size = 1usize << log2;
         let rb = ring_bytes(log2);
@@ -2286,11 +2281,12 @@ impl MemifQueue {
         }
     }
 
-    /// Enters a burst: this pair's state while the link is up with it, `None` while
-    /// the control owner holds the link, after a fault it has not handled yet, or
-    /// while the pair is down. Pair with [`Self::leave`].
+    /// Enters a burst: this pair's state and the link's regions while the link is
+    /// up with it, `None` while the control owner holds the link, after a fault it
+    /// has not handled yet, or while the pair is down. Both stay valid, and the pair
+    /// this queue's alone, until [`Self::leave`].
     #[inline(always)]
-    fn enter(&self) -> Option<(&mut Pair, &[Mapping])> {
+    fn enter(&self) -> Option<(*mut Pair, *const [Mapping])> {
         let slot = &self.shared.slots[self.q];
         slot.busy.store(true, Ordering::SeqCst);
         if self.shared.paused.load(Ordering::SeqCst) || slot.fault.load(Ordering::Relaxed) != 0 {
@@ -2300,9 +2296,7 @@ impl MemifQueue {
         // SAFETY: entered: the control owner changes nothing until we leave.
         let link = unsafe { &*self.shared.link.get() };
         match link.as_ref().and_then(|l| Some((l.pairs.get(self.q)?, l))) {
-            // SAFETY: pair q's cell is touched by this queue alone; the regions are
-            // only read.
-            Some((p, l)) => Some((unsafe { &mut *p.get() }, &l.regions)),
+            Some((p, l)) => Some((p.get(), l.regions.as_slice() as *const [Mapping])),
             None => {
                 slot.busy.store(false, Ordering::Release);
                 None
@@ -2349,12 +2343,12 @@ impl Port for MemifQueue {
         let Some((p, regions)) = self.enter() else {
             return 0;
         };
-        // SAFETY: `enter` hands out this pair alone; `stats`/`counters` are ours.
-        let p: *mut Pair = p;
-        let regions: *const [Mapping] = regions;
+        // SAFETY: entered: the control owner changes nothing until we leave; pair
+        // q's cell is touched by this queue alone and the regions are only read.
+        let (p, regions) = unsafe { (&mut *p, &*regions) };
         let res = rx_pair(
-            unsafe { &mut *p },
-            unsafe { &*regions },
+            p,
+            regions,
             cache,
             batch,
             &mut self.stats,
@@ -2372,12 +2366,11 @@ impl Port for MemifQueue {
             self.counters.down_tx_drops += n;
             return 0;
         };
-        let p: *mut Pair = p;
-        let regions: *const [Mapping] = regions;
         // SAFETY: as in `rx_burst`.
+        let (p, regions) = unsafe { (&mut *p, &*regions) };
         let res = tx_pair(
-            unsafe { &mut *p },
-            unsafe { &*regions },
+            p,
+            regions,
             cache,
             batch,
             &mut self.stats,

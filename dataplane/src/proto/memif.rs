@@ -111,6 +111,18 @@ pub struct Hello {
     pub max_log2_ring_size: u8,
 }
 
+impl Hello {
+    /// The ring pairs a slave that wants `wanted` (at least 1) asks this master for:
+    /// as many as both ring maxima allow (they are indices: `max + 1` rings), never
+    /// fewer than one. Rings are numbered `0..pairs` in each direction.
+    pub fn ring_pairs(&self, wanted: u16) -> u16 {
+        wanted
+            .min(self.max_c2s_ring.saturating_add(1))
+            .min(self.max_s2c_ring.saturating_add(1))
+            .max(1)
+    }
+}
+
 /// `INIT`: the slave names the interface it wants.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Init {
@@ -436,6 +448,25 @@ mod tests {
         let b = Msg::AddRegion { index: 1, size: 2 }.emit();
         assert_eq!(&b[..12], &[4, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(ring_bytes(10), 128 + 16 * 1024);
+    }
+
+    #[test]
+    fn ring_pairs_within_both_maxima() {
+        let h = |c2s, s2c| Hello {
+            name: fixed("m"),
+            min_version: VERSION,
+            max_version: VERSION,
+            max_region: 0,
+            max_s2c_ring: s2c,
+            max_c2s_ring: c2s,
+            max_log2_ring_size: 10,
+        };
+        assert_eq!(h(0, 0).ring_pairs(4), 1);
+        assert_eq!(h(255, 255).ring_pairs(4), 4);
+        assert_eq!(h(1, 3).ring_pairs(4), 2);
+        assert_eq!(h(3, 2).ring_pairs(2), 2);
+        assert_eq!(h(u16::MAX, u16::MAX).ring_pairs(16), 16);
+        assert_eq!(h(5, 5).ring_pairs(0), 1);
     }
 
     #[test]

@@ -8,12 +8,28 @@
 //! **Roles.** The *master* (memif "server") listens on the unix socket path; the
 //! *slave* ("client") connects to it, retrying every [`Config::retry`] until a master
 //! answers. The slave owns the memory: one `memfd` region (sealed against shrinking)
-//! holds its transmit ring (C2S), its receive ring (S2C) and `2 × 2^log2` buffers of
-//! [`Config::buf_size`] bytes, sent to the master with `ADD_REGION` (fd passing,
-//! `SCM_RIGHTS`); each ring comes with an eventfd in `ADD_RING` as the protocol
-//! expects, but both sides poll: we set [`RING_FLAG_MASK_INT`] on the ring we receive
-//! from and never wait on an eventfd. One queue pair per port (ring index 0); the
-//! master offers no more in `HELLO`.
+//! holds its transmit rings (C2S), its receive rings (S2C) and `2 × 2^log2` buffers
+//! of [`Config::buf_size`] bytes per ring pair, sent to the master with `ADD_REGION`
+//! (fd passing, `SCM_RIGHTS`); each ring comes with an eventfd in `ADD_RING` as the
+//! protocol expects, but both sides poll: we set [`RING_FLAG_MASK_INT`] on the rings
+//! we receive from and never wait on an eventfd.
+//!
+//! **Ring pairs** ([`Config::queues`], `memif:PATH,queues=N`, 1 to [`MAX_QUEUES`]).
+//! A master's `HELLO` allows ring indices `0..N` each way (`max_c2s_ring` and
+//! `max_s2c_ring` are the largest index, `N - 1`) and refuses an `ADD_RING` with a
+//! higher index. A slave asks for as many pairs as it wants and the master's maxima
+//! allow ([`Hello::ring_pairs`]): `ADD_RING` for C2S rings `0..n`, then S2C rings
+//! `0..n`, C2S ring `q` at `q × ring size` in region 0 and S2C ring `q` after all the
+//! C2S rings, then a copying slave's buffers, pair by pair. Pair `q` is C2S ring `q`
+//! with S2C ring `q`; each has its own descriptors, buffers and, for a zero-copy
+//! slave, its own posted engine buffers. At `CONNECT` a master needs rings `0..k`
+//! each way without a gap; with more rings one way than the other (a DPDK peer with
+//! `--rxq` ≠ `--txq`) the extra ones are not served. [`MemifPort`] serves pair 0 and
+//! runs the control socket inline; [`open_queues`] gives one [`MemifQueue`] per pair
+//! for one worker each, with the control socket on a thread of its own that pauses
+//! the pairs (a lock-free handshake, as the multi-queue vhost-user device does) only
+//! while it brings the link up or down. A link with fewer pairs than queues (the
+//! peer asked for or allowed fewer) leaves the extra queues down.
 //!
 //! **Copies.** A *zero-copy slave* ([`Config::zero_copy`], the default) posts engine
 //! packet buffers on its rings. Its region 0 holds only the two rings; region 1 is
@@ -62,7 +78,8 @@
 //! meanwhile are dropped and counted (`tx_dropped`, [`MemifCounters::down_tx_drops`]);
 //! the slave reconnects and the master accepts the next connection. Nothing panics.
 //!
-//! **Limits.** One queue pair; Ethernet mode only; no interrupt mode; the secret is
+//! **Limits.** At most [`MAX_QUEUES`] ring pairs, served as pairs (C2S and S2C ring
+//! `q` together); Ethernet mode only; no interrupt mode; the secret is
 //! checked as the C peers do (NUL-terminated, up to 24 bytes); the socket path is a
 //! file-system path (DPDK peers need `socket-abstract=no`).
 
@@ -100,7 +117,9 @@ const MAX_REGION_SIZE: u64 = 1 << 34;
 /// Buffers in the process's shared buffer region (zero-copy slaves; see
 /// [`shared_pool`]): 16384 × [`BUF_SIZE`] = 36 MiB of memfd, of which only the pages
 /// touched are backed. Each zero-copy slave link holds up to two rings' worth
-/// (2 × 2^`log2_ring`) posted or in flight.
+/// (2 × 2^`log2_ring`) posted or in flight per ring pair: 8 pairs of 1024-slot
+/// rings fill it (a pair that finds the region empty posts what it gets and the
+/// rest on later bursts).
 pub const SHARED_BUFFERS: u32 = 16384;
 /// Region index of the shared buffer region in a zero-copy slave's `ADD_REGION`s
 /// (region 0 holds its rings).

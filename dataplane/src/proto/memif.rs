@@ -21,7 +21,10 @@
 //!   CONNECTED ---------------------->
 //! ```
 //!
-//! Either side may send `DISCONNECT` (code, reason) at any time. The slave owns the
+//! `ADD_RING` comes once per ring: its `index` numbers the rings of one direction
+//! from 0, at most the master's `HELLO` maximum of that direction (a largest index,
+//! not a count; [`Hello::ring_pairs`] is what a slave asks for). Either side may
+//! send `DISCONNECT` (code, reason) at any time. The slave owns the
 //! shared memory: it creates the regions, lays out the rings and the buffers in them,
 //! and the master maps what it is given.
 //!

@@ -17,7 +17,7 @@
 
 use dataplane::batch::Batch;
 use dataplane::buf::Pool;
-use dataplane::port::memif::{Config, MemifPort, Role};
+use dataplane::port::memif::{open_queues, Config, MemifPort, MemifQueue, Role};
 use dataplane::port::{spec, Port, PortStats};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -511,45 +511,73 @@ fn two_queues(testpmd_server: bool) {
         ("mqc", "client", ",master")
     };
     let path = sock(tag);
-    let extra = ["--rxq=2", "--txq=2"];
     let spec = format!("memif:{},id=4{ours},queues=2", path.display());
     let open = || spec::open_workers(&spec.parse().unwrap(), 2).unwrap();
     let (mut tp, ports) = if testpmd_server {
-        let tp = Testpmd::spawn_with(tag, &vdev(role, &path, 4), "io", &extra);
-        let t = Instant::now();
-        while !path.exists() {
-            let text = tp.text();
-            if text.contains("net_memif") && text.contains("not found") {
-                eprintln!("memif_testpmd: skipped: no net_memif driver (librte-net-memif23)");
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "testpmd did not create {}:\n{text}",
-                path.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let Some(tp) = spawn_two_queue_server(tag, &path) else {
+            return;
+        };
         (tp, open())
     } else {
         let ports = open();
         (
-            Testpmd::spawn_with(tag, &vdev(role, &path, 4), "io", &extra),
+            Testpmd::spawn_with(tag, &vdev(role, &path, 4), "io", &TWO_QUEUES),
             ports,
         )
     };
     tp.cmd("start");
+    let results = on_workers(ports);
+    check_queues(&mut tp, &results, &[PortStats::default(); 2]);
+}
+
+/// testpmd's arguments for two queue pairs.
+const TWO_QUEUES: [&str; 2] = ["--rxq=2", "--txq=2"];
+
+/// A two-queue testpmd memif server on `path` (interface id 4), once its socket
+/// exists; `None` (test skipped) without the memif driver.
+fn spawn_two_queue_server(tag: &str, path: &Path) -> Option<Testpmd> {
+    let tp = Testpmd::spawn_with(tag, &vdev("server", path, 4), "io", &TWO_QUEUES);
+    let t = Instant::now();
+    while !path.exists() {
+        let text = tp.text();
+        if text.contains("net_memif") && text.contains("not found") {
+            eprintln!("memif_testpmd: skipped: no net_memif driver (librte-net-memif23)");
+            return None;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "testpmd did not create {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(tp)
+}
+
+/// What one worker brought back: the frames, its port's counters and name, the
+/// frames it dropped before its pair came up, and the port.
+type WorkerResult<P> = (Vec<Vec<u8>>, PortStats, String, u64, P);
+
+/// Runs [`exchange_tagged`] on every port at once, port k on a thread of its own
+/// with tag k.
+fn on_workers<P: Port + Send + 'static>(ports: Vec<P>) -> Vec<WorkerResult<P>> {
     let workers: Vec<_> = ports
         .into_iter()
         .enumerate()
         .map(|(k, mut port)| {
             std::thread::spawn(move || {
-                let (got, before) = exchange_tagged(&mut *port, k as u8);
-                (got, port.stats(), port.name().to_string(), before)
+                let (got, before) = exchange_tagged(&mut port, k as u8);
+                (got, port.stats(), port.name().to_string(), before, port)
             })
         })
         .collect();
-    let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    workers.into_iter().map(|w| w.join().unwrap()).collect()
+}
+
+/// Quits testpmd and checks each worker's frames (exactly its own N, in order) and
+/// that testpmd's per-queue counters (`show port xstats 0`) equal the worker's port
+/// counters since `base`.
+fn check_queues<P>(tp: &mut Testpmd, results: &[WorkerResult<P>], base: &[PortStats]) {
     tp.cmd("show port xstats 0");
     tp.cmd("stop");
     tp.cmd("quit");
@@ -571,7 +599,16 @@ fn two_queues(testpmd_server: bool) {
             })
             .unwrap_or_else(|| panic!("no {key} in testpmd's xstats:\n{}", lines.join("\n")))
     };
-    for (k, (got, ours, name, before)) in results.iter().enumerate() {
+    for (k, (got, now, name, before, _)) in results.iter().enumerate() {
+        let b = &base[k];
+        let ours = PortStats {
+            rx_packets: now.rx_packets - b.rx_packets,
+            rx_bytes: now.rx_bytes - b.rx_bytes,
+            rx_dropped: now.rx_dropped - b.rx_dropped,
+            tx_packets: now.tx_packets - b.tx_packets,
+            tx_bytes: now.tx_bytes - b.tx_bytes,
+            tx_dropped: now.tx_dropped - b.tx_dropped,
+        };
         let (rxp, rxb) = (
             xstat(&format!("rx_q{k}_packets")),
             xstat(&format!("rx_q{k}_bytes")),
@@ -596,8 +633,119 @@ fn two_queues(testpmd_server: bool) {
         assert_eq!((txp, txb), (ours.rx_packets, ours.rx_bytes), "queue {k}");
         // Probes sent before the pair came up are dropped (and counted); none after.
         assert_eq!(ours.rx_dropped, 0, "queue {k}");
-        assert_eq!(ours.tx_dropped, *before, "queue {k}");
+        assert_eq!(*before, b.tx_dropped + ours.tx_dropped, "queue {k}");
     }
+}
+
+/// Two queue pairs on two worker threads, the testpmd server killed while both
+/// workers keep sending: both queues report the link down and count what they
+/// could not send; the slave reconnects to the next testpmd on the path, both
+/// pairs come back and carry their N frames each.
+#[test]
+fn testpmd_two_queue_server_killed_and_restarted() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    if let Some(why) = skip_reason() {
+        eprintln!("memif_testpmd: skipped: {why}");
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let path = sock("mq-restart");
+    let Some(mut tp) = spawn_two_queue_server("mqr1", &path) else {
+        return;
+    };
+    let cfg = Config {
+        queues: 2,
+        ..test_config(Role::Slave, 4)
+    };
+    let qs = open_queues(&path, &cfg).unwrap();
+    let t = Instant::now();
+    while !qs.iter().all(|q| q.is_up()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no link\n{}",
+            tp.text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tp.cmd("start");
+    // Both workers keep sending and receiving through the kill.
+    let stop = Arc::new(AtomicBool::new(false));
+    // Frames each worker got back: the kill comes once both pairs forward.
+    let back: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let workers: Vec<_> = qs
+        .into_iter()
+        .map(|mut q| {
+            let (stop, back) = (stop.clone(), back.clone());
+            std::thread::spawn(move || {
+                let pool = Pool::new(512).unwrap();
+                let mut c = pool.cache();
+                let mut tx = Batch::new();
+                while !stop.load(Ordering::Relaxed) {
+                    while tx.len() < 4 {
+                        let mut p = c.alloc().unwrap();
+                        p.copy_from(&frame_tagged(0, q.queue() as u8)).unwrap();
+                        tx.push(p).unwrap();
+                    }
+                    q.tx_burst(&mut c, &mut tx);
+                    let mut rx = Batch::new();
+                    let n = q.rx_burst(&mut c, &mut rx);
+                    back[q.queue()].fetch_add(n as u64, Ordering::Relaxed);
+                    rx.free_all(&mut c);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                tx.free_all(&mut c);
+                q
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while back.iter().any(|b| b.load(Ordering::Relaxed) == 0) {
+        if t.elapsed() > Duration::from_secs(10) {
+            stop.store(true, Ordering::Relaxed);
+            panic!("testpmd forwarded nothing on a pair\n{}", tp.text());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = tp.child.kill();
+    let _ = tp.child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let qs: Vec<MemifQueue> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let t = Instant::now();
+    while qs.iter().any(|q| q.is_up()) {
+        assert!(t.elapsed() < Duration::from_secs(5), "link stayed up");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for q in &qs {
+        let c = q.counters();
+        assert_eq!((c.link_up, c.link_down), (1, 1), "queue {}", q.queue());
+        assert!(c.down_tx_drops > 0, "queue {}: drops while down", q.queue());
+        assert!(
+            q.stats().rx_packets > 0,
+            "queue {}: traffic before",
+            q.queue()
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    drop(tp);
+    let Some(mut tp) = spawn_two_queue_server("mqr2", &path) else {
+        return;
+    };
+    let t = Instant::now();
+    while !qs.iter().all(|q| q.is_up()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no relink\n{}",
+            tp.text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(qs[1].counters().link_up, 2);
+    let base: Vec<PortStats> = qs.iter().map(|q| q.stats()).collect();
+    tp.cmd("start");
+    let results = on_workers(qs);
+    // `before` counts since the port opened: drops of the first run included.
+    check_queues(&mut tp, &results, &base);
 }
 
 /// [`frame`] carrying the queue it is sent on.

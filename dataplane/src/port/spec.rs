@@ -629,6 +629,54 @@ mod tests {
         assert!(!path.exists(), "socket file left behind");
     }
 
+    /// `memif:...,queues=2` for two workers, master and slave: one port per ring
+    /// pair (named `...,queue=K`), each carrying its own frames; the master's socket
+    /// file goes with its last queue.
+    #[test]
+    fn memif_queues_open_one_port_per_worker() {
+        let path =
+            std::env::temp_dir().join(alloc::format!("dp-spec-mq-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let spec = |extra: &str| -> PortSpec {
+            alloc::format!("memif:{},id=3{extra},queues=2", path.display())
+                .parse()
+                .unwrap()
+        };
+        let mut m = open_workers(&spec(",master"), 2).unwrap();
+        let mut s = open_workers(&spec(""), 2).unwrap();
+        assert_eq!((m.len(), s.len()), (2, 2));
+        assert!(m[1].name().ends_with("/master,queue=1"), "{}", m[1].name());
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        for k in 0..2u8 {
+            let mut got = Batch::new();
+            let t = std::time::Instant::now();
+            // Frames sent before the link is up are dropped; keep sending.
+            while got.is_empty() && t.elapsed() < std::time::Duration::from_secs(5) {
+                let mut batch = Batch::new();
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&[k; 64]).unwrap();
+                batch.push(p).unwrap();
+                s[usize::from(k)].tx_burst(&mut c, &mut batch);
+                batch.free_all(&mut c);
+                m[usize::from(k)].rx_burst(&mut c, &mut got);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(got.as_slice()[0].data(), &[k; 64], "queue {k}");
+            got.free_all(&mut c);
+            // nothing on the other pair
+            m[usize::from(1 - k)].rx_burst(&mut c, &mut got);
+            assert!(got.is_empty(), "queue {k}'s frame on the other pair");
+        }
+        drop(s);
+        drop(m);
+        let t = std::time::Instant::now();
+        while path.exists() && t.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!path.exists(), "socket file left behind");
+    }
+
     #[test]
     fn mem_spec_pairs_two_opens() {
         let pool = Pool::new(16).unwrap();

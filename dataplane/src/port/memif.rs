@@ -2261,12 +2261,20 @@ fn control_loop(mut ctl: MemifPort) {
 
 impl MemifPort {
     /// Stops every queue pair's worker from touching the link and waits until none
-    /// is inside a burst (a burst's length at most).
+    /// is inside a burst (a burst's length at most; the control thread yields its
+    /// core meanwhile if the wait is long, e.g. a worker preempted mid-burst on a
+    /// shared core).
     fn pause(&self) {
         self.shared.paused.store(true, Ordering::SeqCst);
         for s in self.shared.slots.iter() {
+            let mut spins = 0u32;
             while s.busy.load(Ordering::SeqCst) {
-                core::hint::spin_loop();
+                spins += 1;
+                if spins < 1024 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
     }
@@ -3279,6 +3287,66 @@ mod tests {
             &[(e(init(0)), None), (e(init(0)), None)],
             "unexpected control",
         );
+        // Ring indices: beyond what HELLO allowed, or with a gap.
+        let ring_at = |c2s: bool, index: u16, offset: usize| {
+            e(Msg::AddRing(AddRing {
+                index,
+                ..match ring(c2s, offset as u32, 4) {
+                    Msg::AddRing(a) => a,
+                    _ => unreachable!(),
+                }
+            }))
+        };
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), g),
+                (ring_at(true, 1, 0), g),
+            ],
+            "Invalid ring index",
+        );
+        {
+            let p2 = sock("hostile-slave-2");
+            let mut m2 = MemifPort::open(
+                &p2,
+                &Config {
+                    queues: 2,
+                    ..cfg(Role::Master)
+                },
+            )
+            .unwrap();
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 2, 0), g),
+                ],
+                "Invalid ring index",
+            );
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 1, 0), g),
+                    (ring_at(false, 0, rb), g),
+                    (e(Msg::Connect { name: fixed("x") }), None),
+                ],
+                "Missing C2S ring 0",
+            );
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 0, 0), g),
+                    (ring_at(true, 0, rb), g),
+                ],
+                "Ring added twice",
+            );
+        }
 
         // A slave that completes the handshake, then corrupts its ring index and puts
         // a descriptor outside its memory.

@@ -2187,8 +2187,7 @@ pub struct MemifQueue {
 /// fewer pairs (or a master whose slave asks for fewer) runs with fewer: the queues
 /// beyond them stay down ([`MemifQueue::is_up`]).
 pub fn open_queues(path: &Path, cfg: &Config) -> Result<Vec<MemifQueue>, MemifError> {
-    let mut ctl = MemifPort::open(path, cfg)?;
-    ctl.cfg.retry = ctl.cfg.retry.max(Duration::from_millis(1));
+    let ctl = MemifPort::open(path, cfg)?;
     let queues: Vec<MemifQueue> = (0..usize::from(cfg.queues))
         .map(|q| MemifQueue {
             name: alloc::format!("{},queue={q}", ctl.name),

@@ -613,7 +613,8 @@ pub fn exercise_dhcp6(b: &[u8]) {
 /// memif control messages ([`dataplane::proto::memif`]): the datagram as received
 /// (any length but 128 is an error), the same bytes cut or zero-padded to 128, and
 /// for every message that parses, emit → parse gives the same message back; the
-/// peer-text sanitiser and the ring-index check on values taken from the input.
+/// peer-text sanitiser, the ring-index check on values taken from the input, and
+/// for a `HELLO` the ring pairs a slave would ask for (`Hello::ring_pairs`).
 pub fn exercise_memif(b: &[u8]) {
     use dataplane::proto::memif::{field_text, pending, Msg, MSG_SIZE};
     let _ = Msg::parse(b);
@@ -633,6 +634,13 @@ pub fn exercise_memif(b: &[u8]) {
                 let mut out = [0u8; 16];
                 let k = field_text(&reason, &mut out);
                 assert!(k <= 16);
+            }
+            Msg::Hello(h) => {
+                // The ring pairs a slave asks for: 1 ..= wanted, within both maxima.
+                let wanted = u16::from(b.get(MSG_SIZE).copied().unwrap_or(2));
+                let n = h.ring_pairs(wanted);
+                assert!(n >= 1 && n <= wanted.max(1));
+                assert!(n == 1 || (n - 1 <= h.max_c2s_ring && n - 1 <= h.max_s2c_ring));
             }
             _ => {}
         }

@@ -8,12 +8,28 @@
 //! **Roles.** The *master* (memif "server") listens on the unix socket path; the
 //! *slave* ("client") connects to it, retrying every [`Config::retry`] until a master
 //! answers. The slave owns the memory: one `memfd` region (sealed against shrinking)
-//! holds its transmit ring (C2S), its receive ring (S2C) and `2 × 2^log2` buffers of
-//! [`Config::buf_size`] bytes, sent to the master with `ADD_REGION` (fd passing,
-//! `SCM_RIGHTS`); each ring comes with an eventfd in `ADD_RING` as the protocol
-//! expects, but both sides poll: we set [`RING_FLAG_MASK_INT`] on the ring we receive
-//! from and never wait on an eventfd. One queue pair per port (ring index 0); the
-//! master offers no more in `HELLO`.
+//! holds its transmit rings (C2S), its receive rings (S2C) and `2 × 2^log2` buffers
+//! of [`Config::buf_size`] bytes per ring pair, sent to the master with `ADD_REGION`
+//! (fd passing, `SCM_RIGHTS`); each ring comes with an eventfd in `ADD_RING` as the
+//! protocol expects, but both sides poll: we set [`RING_FLAG_MASK_INT`] on the rings
+//! we receive from and never wait on an eventfd.
+//!
+//! **Ring pairs** ([`Config::queues`], `memif:PATH,queues=N`, 1 to [`MAX_QUEUES`]).
+//! A master's `HELLO` allows ring indices `0..N` each way (`max_c2s_ring` and
+//! `max_s2c_ring` are the largest index, `N - 1`) and refuses an `ADD_RING` with a
+//! higher index. A slave asks for as many pairs as it wants and the master's maxima
+//! allow ([`Hello::ring_pairs`]): `ADD_RING` for C2S rings `0..n`, then S2C rings
+//! `0..n`, C2S ring `q` at `q × ring size` in region 0 and S2C ring `q` after all the
+//! C2S rings, then a copying slave's buffers, pair by pair. Pair `q` is C2S ring `q`
+//! with S2C ring `q`; each has its own descriptors, buffers and, for a zero-copy
+//! slave, its own posted engine buffers. At `CONNECT` a master needs rings `0..k`
+//! each way without a gap; with more rings one way than the other (a DPDK peer with
+//! `--rxq` ≠ `--txq`) the extra ones are not served. [`MemifPort`] serves pair 0 and
+//! runs the control socket inline; [`open_queues`] gives one [`MemifQueue`] per pair
+//! for one worker each, with the control socket on a thread of its own that pauses
+//! the pairs (a lock-free handshake, as the multi-queue vhost-user device does) only
+//! while it brings the link up or down. A link with fewer pairs than queues (the
+//! peer asked for or allowed fewer) leaves the extra queues down.
 //!
 //! **Copies.** A *zero-copy slave* ([`Config::zero_copy`], the default) posts engine
 //! packet buffers on its rings. Its region 0 holds only the two rings; region 1 is
@@ -62,7 +78,8 @@
 //! meanwhile are dropped and counted (`tx_dropped`, [`MemifCounters::down_tx_drops`]);
 //! the slave reconnects and the master accepts the next connection. Nothing panics.
 //!
-//! **Limits.** One queue pair; Ethernet mode only; no interrupt mode; the secret is
+//! **Limits.** At most [`MAX_QUEUES`] ring pairs, served as pairs (C2S and S2C ring
+//! `q` together); Ethernet mode only; no interrupt mode; the secret is
 //! checked as the C peers do (NUL-terminated, up to 24 bytes); the socket path is a
 //! file-system path (DPDK peers need `socket-abstract=no`).
 
@@ -74,9 +91,12 @@ use crate::proto::memif::{
     DESC_LENGTH, DESC_OFFSET, DESC_REGION, DESC_SIZE, MAX_LOG2_RING, MSG_SIZE, RING_COOKIE,
     RING_FLAGS, RING_FLAG_MASK_INT, RING_HDR, RING_HEAD, RING_TAIL, SECRET_LEN, VERSION,
 };
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -88,6 +108,8 @@ use std::time::{Duration, Instant};
 pub const CTRL_EVERY: u32 = 256;
 /// While the link is down (connecting, handshake), every this many bursts.
 pub const CTRL_EVERY_DOWN: u32 = 8;
+/// Queue pairs a port may have (`queues=N`; ring indices 0..N each way).
+pub const MAX_QUEUES: u16 = 16;
 /// Regions a master accepts from its slave.
 pub const MAX_REGIONS: usize = 16;
 /// Largest region a master maps (16 GiB).
@@ -95,7 +117,9 @@ const MAX_REGION_SIZE: u64 = 1 << 34;
 /// Buffers in the process's shared buffer region (zero-copy slaves; see
 /// [`shared_pool`]): 16384 × [`BUF_SIZE`] = 36 MiB of memfd, of which only the pages
 /// touched are backed. Each zero-copy slave link holds up to two rings' worth
-/// (2 × 2^`log2_ring`) posted or in flight.
+/// (2 × 2^`log2_ring`) posted or in flight per ring pair: 8 pairs of 1024-slot
+/// rings fill it (a pair that finds the region empty posts what it gets and the
+/// rest on later bursts).
 pub const SHARED_BUFFERS: u32 = 16384;
 /// Region index of the shared buffer region in a zero-copy slave's `ADD_REGION`s
 /// (region 0 holds its rings).
@@ -133,6 +157,10 @@ pub struct Config {
     /// into and out of a region of the link's own, as before). A master always
     /// copies (the buffers are the slave's).
     pub zero_copy: bool,
+    /// Queue pairs (1..=[`MAX_QUEUES`]): a slave asks for this many rings each way
+    /// (fewer if the master's `HELLO` allows fewer), a master allows this many.
+    /// [`MemifPort`] serves pair 0; [`open_queues`] gives one port per pair.
+    pub queues: u16,
 }
 
 impl Default for Config {
@@ -147,6 +175,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(3),
             if_name: "dataplane".into(),
             zero_copy: true,
+            queues: 1,
         }
     }
 }
@@ -420,9 +449,9 @@ struct SlaveBufs {
     buf_size: u32,
 }
 
-/// A connected link: the mapped regions and our two rings.
-struct Link {
-    regions: Vec<Mapping>,
+/// One queue pair of a connected link: our two rings (ring index `q` in each
+/// direction) and where we are on them. A queue pair's worker alone touches it.
+struct Pair {
     /// Our transmit ring (slave: C2S, master: S2C) and receive ring.
     tx: RingView,
     rx: RingView,
@@ -432,9 +461,20 @@ struct Link {
     rx_idx: u16,
     /// Slave: buffers posted on the receive ring (S2C head).
     rx_posted: u16,
+    /// Slave (either mode): where this pair's own buffers are in region 0 (a
+    /// zero-copy slave has none there and posts engine buffers instead); `None`:
+    /// master.
     slave: Option<SlaveBufs>,
-    /// Zero-copy slave: the engine buffers on the rings.
+    /// Zero-copy slave: the engine buffers on this pair's rings.
     zc: Option<Zc>,
+}
+
+/// A connected link: the mapped regions and one [`Pair`] per queue pair.
+struct Link {
+    regions: Vec<Mapping>,
+    /// Queue pair `q` (ring index `q` each way); each cell is touched by the pair's
+    /// user only (the port itself, or the [`MemifQueue`] of pair `q`).
+    pairs: Box<[UnsafeCell<Pair>]>,
     /// memfd and eventfds kept open for the life of the link.
     _fds: Vec<OwnedFd>,
 }
@@ -518,15 +558,14 @@ fn with_zc_cache<R>(pool: &'static Pool, f: impl FnOnce(&mut PoolCache) -> R) ->
         .flatten()
 }
 
-impl Link {
-    /// The address of `len` bytes at `off` in region `r`, when they lie inside it.
-    #[inline(always)]
-    fn buf(&self, r: u16, off: u32, len: u32) -> Option<*mut u8> {
-        let m = self.regions.get(r as usize)?;
-        let end = off as u64 + len as u64;
-        // SAFETY: off + len <= m.len: inside the mapping.
-        (end <= m.len as u64).then(|| unsafe { m.ptr.add(off as usize) })
-    }
+/// The address of `len` bytes at `off` in region `r` of `regions`, when they lie
+/// inside it.
+#[inline(always)]
+fn region_buf(regions: &[Mapping], r: u16, off: u32, len: u32) -> Option<*mut u8> {
+    let m = regions.get(r as usize)?;
+    let end = off as u64 + len as u64;
+    // SAFETY: off + len <= m.len: inside the mapping.
+    (end <= m.len as u64).then(|| unsafe { m.ptr.add(off as usize) })
 }
 
 /// Progress of the control exchange.
@@ -554,28 +593,78 @@ enum Step {
     Region,
     /// Zero-copy: the shared buffer region.
     Buffers,
-    RingC2s,
-    RingS2c,
+    /// The C2S ring of this index.
+    RingC2s(u16),
+    /// The S2C ring of this index.
+    RingS2c(u16),
 }
 
 /// Slave memory made at HELLO, sent during the handshake.
 struct SlaveSetup {
     mem: Mapping,
     memfd: OwnedFd,
-    efd_c2s: OwnedFd,
-    efd_s2c: OwnedFd,
+    /// Per queue pair: the C2S and the S2C ring's eventfd.
+    efds: Vec<(OwnedFd, OwnedFd)>,
     log2: u8,
+    /// Queue pairs (rings each way): C2S ring `q` at `q × ring_bytes`, S2C ring `q`
+    /// at `(pairs + q) × ring_bytes` in region 0.
+    pairs: u16,
+    /// Pair 0's buffers; pair `q`'s follow at `q × 2 × 2^log2` buffers further.
     bufs: SlaveBufs,
     /// Zero-copy: the shared region, sent as region 1; region 0 holds only rings.
     zc: Option<&'static Shared>,
+}
+
+/// Pair `q`'s buffers in a copying slave's region 0 (pair 0's are `b`; each pair has
+/// `2 × size` of them).
+fn pair_bufs(b: SlaveBufs, q: usize, size: usize) -> SlaveBufs {
+    SlaveBufs {
+        buf_off: b.buf_off + q * 2 * size * b.buf_size as usize,
+        buf_size: b.buf_size,
+    }
+}
+
+impl SlaveSetup {
+    /// `ADD_RING` for ring `q` one way, its eventfd, and the step that awaits the
+    /// ACK.
+    fn add_ring(&self, c2s: bool, q: u16) -> (Msg, Option<RawFd>, Phase) {
+        let rb = ring_bytes(self.log2);
+        let (flags, at, efd, step) = match c2s {
+            true => (
+                wire::ADD_RING_FLAG_C2S,
+                usize::from(q),
+                &self.efds[usize::from(q)].0,
+                Step::RingC2s(q),
+            ),
+            false => (
+                0,
+                usize::from(self.pairs + q),
+                &self.efds[usize::from(q)].1,
+                Step::RingS2c(q),
+            ),
+        };
+        (
+            Msg::AddRing(AddRing {
+                flags,
+                index: q,
+                region: 0,
+                offset: (at * rb) as u32,
+                log2_ring_size: self.log2,
+                private_hdr_size: 0,
+            }),
+            Some(efd.as_raw_fd()),
+            Phase::WaitAck(step),
+        )
+    }
 }
 
 /// What a master collects from its slave before CONNECT.
 #[derive(Default)]
 struct MasterSetup {
     regions: Vec<Mapping>,
-    c2s: Option<AddRing>,
-    s2c: Option<AddRing>,
+    /// Rings by index (each below [`Config::queues`]).
+    c2s: Vec<Option<AddRing>>,
+    s2c: Vec<Option<AddRing>>,
     fds: Vec<OwnedFd>,
 }
 
@@ -591,7 +680,8 @@ pub struct MemifPort {
     next_try: Instant,
     slave_setup: Option<SlaveSetup>,
     master_setup: MasterSetup,
-    link: Option<Link>,
+    /// The link, shared with the [`MemifQueue`]s of [`open_queues`].
+    shared: Arc<LinkShared>,
     polls: u32,
     stats: PortStats,
     counters: MemifCounters,
@@ -601,9 +691,65 @@ pub struct MemifPort {
 }
 
 // SAFETY: the mappings and ring pointers are owned by this port and only touched
-// through `&mut self`; the peer is another process (or port) sharing the memory
+// through `&mut self` (or, with [`open_queues`], by each pair's queue under the
+// handshake of `LinkShared`); the peer is another process (or port) sharing the memory
 // through the protocol's head/tail handshake.
 unsafe impl Send for MemifPort {}
+
+/// One queue pair's flags, on a cache line of its own (its worker writes `busy`
+/// every burst).
+#[repr(align(64))]
+#[derive(Default)]
+struct Slot {
+    /// The worker is inside a burst on this pair's rings.
+    busy: AtomicBool,
+    /// A ring fault the worker found (1: index, 2: descriptor; 0: none); the
+    /// control owner drops the connection and clears it.
+    fault: AtomicU8,
+}
+
+/// What the control owner of a link shares with the queue pairs' workers.
+///
+/// Exclusion without a lock, as vhost-user's multi-queue device does it (a
+/// Dekker-style handshake, sequentially consistent on both sides): a worker sets
+/// its `busy`, then reads `paused`, and touches the link only when it was clear; the
+/// control owner sets `paused`, waits until no `busy` is set, and only then brings
+/// the link up or down. A worker never waits: a paused pair moves nothing for that
+/// burst.
+struct LinkShared {
+    link: UnsafeCell<Option<Link>>,
+    paused: AtomicBool,
+    /// The link is up, with this many queue pairs (0 while down).
+    pairs: AtomicUsize,
+    slots: Box<[Slot]>,
+    /// The control owner's counters, published for the queues.
+    link_up: AtomicU64,
+    link_down: AtomicU64,
+    ctrl_errors: AtomicU64,
+    connect_failures: AtomicU64,
+}
+
+// SAFETY: `link` is replaced only by the control owner while every worker is out of
+// its burst (`paused` / `busy` above); workers read the regions and each touches
+// only its own pair's cell.
+unsafe impl Sync for LinkShared {}
+// SAFETY: as for `MemifPort`.
+unsafe impl Send for LinkShared {}
+
+impl LinkShared {
+    fn new(queues: usize) -> LinkShared {
+        LinkShared {
+            link: UnsafeCell::new(None),
+            paused: AtomicBool::new(false),
+            pairs: AtomicUsize::new(0),
+            slots: (0..queues.max(1)).map(|_| Slot::default()).collect(),
+            link_up: AtomicU64::new(0),
+            link_down: AtomicU64::new(0),
+            ctrl_errors: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+        }
+    }
+}
 
 fn sockaddr(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t), MemifError> {
     super::unix::sockaddr(path).ok_or_else(|| MemifError::Path(path.into()))
@@ -780,6 +926,9 @@ impl MemifPort {
                 "buffer size must be a multiple of 64 in 128 .. 65472",
             ));
         }
+        if cfg.queues == 0 || cfg.queues > MAX_QUEUES {
+            return Err(MemifError::Config("queues must be 1 .. 16"));
+        }
         if cfg.secret.as_ref().is_some_and(|s| s.len() >= SECRET_LEN) {
             return Err(MemifError::Config("secret longer than 23 bytes"));
         }
@@ -811,7 +960,7 @@ impl MemifPort {
             next_try: now,
             slave_setup: None,
             master_setup: MasterSetup::default(),
-            link: None,
+            shared: Arc::new(LinkShared::new(usize::from(cfg.queues))),
             polls: 0,
             stats: PortStats::default(),
             counters: MemifCounters::default(),
@@ -849,7 +998,9 @@ impl MemifPort {
     /// The shared ring indices while the link is up: `[tx head, tx tail, rx head, rx
     /// tail]` as the peer sees them (for diagnostics).
     pub fn ring_indices(&self) -> Option<[u16; 4]> {
-        let l = self.link.as_ref()?;
+        // SAFETY: read-only look at pair 0's shared indices; the link is changed only
+        // by this port (`&self` excludes that here).
+        let l = unsafe { &*(*self.shared.link.get()).as_ref()?.pairs[0].get() };
         Some([
             l.tx.head().load(Ordering::Acquire),
             l.tx.tail().load(Ordering::Acquire),
@@ -960,8 +1111,8 @@ impl MemifPort {
             min_version: VERSION,
             max_version: VERSION,
             max_region: (MAX_REGIONS - 1) as u16,
-            max_s2c_ring: 0,
-            max_c2s_ring: 0,
+            max_s2c_ring: self.cfg.queues - 1,
+            max_c2s_ring: self.cfg.queues - 1,
             max_log2_ring_size: MAX_LOG2_RING,
         });
         if send_msg(s.as_raw_fd(), &hello, None).is_ok() {
@@ -1032,6 +1183,9 @@ impl MemifPort {
         if log2 == 0 {
             return Err("master allows no ring size we can use".into());
         }
+        // HELLO's maxima are ring indices: ask for as many pairs as both allow.
+        let pairs = h.ring_pairs(self.cfg.queues);
+        let np = usize::from(pairs);
         let size = 1usize << log2;
         let rb = ring_bytes(log2);
         let zc = if self.cfg.zero_copy {
@@ -1040,11 +1194,11 @@ impl MemifPort {
             None
         };
         let bs = self.cfg.buf_size as usize;
-        let buf_off = 2 * rb;
+        let buf_off = 2 * np * rb;
         let total = if zc.is_some() {
             buf_off
         } else {
-            buf_off + 2 * size * bs
+            buf_off + 2 * np * size * bs
         };
         if total > u32::MAX as usize {
             return Err("region too large for 32-bit offsets".into());
@@ -1070,38 +1224,43 @@ impl MemifPort {
         }
         let mem = Mapping::map(memfd.as_raw_fd(), total)
             .map_err(|e| Fail(alloc::format!("mmap region: {e}")))?;
-        let c2s = RingView::new(&mem, 0, log2).ok_or("ring layout")?;
-        let s2c = RingView::new(&mem, rb, log2).ok_or("ring layout")?;
-        c2s.init(0);
-        s2c.init(0);
         let bufs = SlaveBufs {
             buf_off,
             buf_size: self.cfg.buf_size,
         };
-        for j in 0..size as u16 {
-            if zc.is_some() {
-                // Posted with engine buffers when the link comes up.
-                c2s.desc(j).write(0, SHARED_REGION, 0, 0);
-                s2c.desc(j).write(0, SHARED_REGION, 0, 0);
-                continue;
+        let mut efds = Vec::with_capacity(np);
+        for q in 0..np {
+            let c2s = RingView::new(&mem, q * rb, log2).ok_or("ring layout")?;
+            let s2c = RingView::new(&mem, (np + q) * rb, log2).ok_or("ring layout")?;
+            c2s.init(0);
+            s2c.init(0);
+            let pb = pair_bufs(bufs, q, size);
+            for j in 0..size as u16 {
+                if zc.is_some() {
+                    // Posted with engine buffers when the link comes up.
+                    c2s.desc(j).write(0, SHARED_REGION, 0, 0);
+                    s2c.desc(j).write(0, SHARED_REGION, 0, 0);
+                    continue;
+                }
+                c2s.desc(j)
+                    .write(0, 0, pb.buf_size, (pb.buf_off + j as usize * bs) as u32);
+                s2c.desc(j).write(
+                    0,
+                    0,
+                    pb.buf_size,
+                    (pb.buf_off + (size + j as usize) * bs) as u32,
+                );
             }
-            c2s.desc(j)
-                .write(0, 0, bufs.buf_size, (buf_off + j as usize * bs) as u32);
-            s2c.desc(j).write(
-                0,
-                0,
-                bufs.buf_size,
-                (buf_off + (size + j as usize) * bs) as u32,
-            );
+            let efd_c2s = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
+            let efd_s2c = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
+            efds.push((efd_c2s, efd_s2c));
         }
-        let efd_c2s = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
-        let efd_s2c = eventfd().map_err(|e| Fail(alloc::format!("eventfd: {e}")))?;
         self.slave_setup = Some(SlaveSetup {
             mem,
             memfd,
-            efd_c2s,
-            efd_s2c,
+            efds,
             log2,
+            pairs,
             bufs,
             zc,
         });
@@ -1145,31 +1304,12 @@ impl MemifPort {
                     Phase::WaitAck(Step::Buffers),
                 )
             }
-            Step::Region | Step::Buffers => (
-                Msg::AddRing(AddRing {
-                    flags: wire::ADD_RING_FLAG_C2S,
-                    index: 0,
-                    region: 0,
-                    offset: 0,
-                    log2_ring_size: s.log2,
-                    private_hdr_size: 0,
-                }),
-                Some(s.efd_c2s.as_raw_fd()),
-                Phase::WaitAck(Step::RingC2s),
-            ),
-            Step::RingC2s => (
-                Msg::AddRing(AddRing {
-                    flags: 0,
-                    index: 0,
-                    region: 0,
-                    offset: ring_bytes(s.log2) as u32,
-                    log2_ring_size: s.log2,
-                    private_hdr_size: 0,
-                }),
-                Some(s.efd_s2c.as_raw_fd()),
-                Phase::WaitAck(Step::RingS2c),
-            ),
-            Step::RingS2c => (
+            // The C2S rings 0..pairs, then the S2C rings 0..pairs.
+            Step::Region | Step::Buffers => s.add_ring(true, 0),
+            Step::RingC2s(q) if q + 1 < s.pairs => s.add_ring(true, q + 1),
+            Step::RingC2s(_) => s.add_ring(false, 0),
+            Step::RingS2c(q) if q + 1 < s.pairs => s.add_ring(false, q + 1),
+            Step::RingS2c(_) => (
                 Msg::Connect {
                     name: fixed(&self.cfg.if_name),
                 },
@@ -1185,26 +1325,37 @@ impl MemifPort {
     fn slave_up(&mut self) -> Result<(), Fail> {
         let s = self.slave_setup.take().ok_or("no slave memory")?;
         let rb = ring_bytes(s.log2);
-        let tx = RingView::new(&s.mem, 0, s.log2).ok_or("ring layout")?;
-        let rx = RingView::new(&s.mem, rb, s.log2).ok_or("ring layout")?;
-        // We poll our receive ring: no interrupts.
-        rx.set_flags(RING_FLAG_MASK_INT);
+        let np = usize::from(s.pairs);
+        let size = 1usize << s.log2;
+        let mut pairs = Vec::with_capacity(np);
+        for q in 0..np {
+            let tx = RingView::new(&s.mem, q * rb, s.log2).ok_or("ring layout")?;
+            let rx = RingView::new(&s.mem, (np + q) * rb, s.log2).ok_or("ring layout")?;
+            // We poll our receive rings: no interrupts.
+            rx.set_flags(RING_FLAG_MASK_INT);
+            let mut p = Pair {
+                tx,
+                rx,
+                tx_idx: 0,
+                rx_idx: 0,
+                rx_posted: 0,
+                slave: Some(pair_bufs(s.bufs, q, size)),
+                zc: s.zc.map(|z| Zc::new(z, size as u16)),
+            };
+            refill(&mut p);
+            pairs.push(UnsafeCell::new(p));
+        }
         let mut link = Link {
             regions: Vec::new(),
-            tx,
-            rx,
-            tx_idx: 0,
-            rx_idx: 0,
-            rx_posted: 0,
-            slave: Some(s.bufs),
-            zc: s.zc.map(|z| Zc::new(z, 1u16 << s.log2)),
-            _fds: Vec::new(),
+            pairs: pairs.into_boxed_slice(),
+            _fds: Vec::with_capacity(1 + 2 * np),
         };
         link.regions.push(s.mem);
         link._fds.push(s.memfd);
-        link._fds.push(s.efd_c2s);
-        link._fds.push(s.efd_s2c);
-        refill(&mut link);
+        for (a, b) in s.efds {
+            link._fds.push(a);
+            link._fds.push(b);
+        }
         self.link_up(link);
         Ok(())
     }
@@ -1270,18 +1421,23 @@ impl MemifPort {
     }
 
     fn on_add_ring(&mut self, ar: AddRing, fd: Option<&OwnedFd>) -> Result<(), Fail> {
-        if ar.index != 0 {
+        if ar.index >= self.cfg.queues {
             return Err("Invalid ring index".into());
         }
         if ar.log2_ring_size == 0 || ar.log2_ring_size > MAX_LOG2_RING {
             return Err(alloc::format!("ring size 2^{} not supported", ar.log2_ring_size).into());
         }
         let ms = &mut self.master_setup;
-        let slot = if ar.is_c2s() {
+        let rings = if ar.is_c2s() {
             &mut ms.c2s
         } else {
             &mut ms.s2c
         };
+        let i = usize::from(ar.index);
+        if rings.len() <= i {
+            rings.resize(i + 1, None);
+        }
+        let slot = &mut rings[i];
         if slot.is_some() {
             return Err("Ring added twice".into());
         }
@@ -1297,8 +1453,7 @@ impl MemifPort {
 
     fn master_up(&mut self) -> Result<(), Fail> {
         let ms = core::mem::take(&mut self.master_setup);
-        let view = |ar: Option<AddRing>, which: &str| -> Result<RingView, Fail> {
-            let ar = ar.ok_or_else(|| Fail(alloc::format!("Missing {which} ring")))?;
+        let view = |ar: AddRing, which: &str| -> Result<RingView, Fail> {
             let m = ms.regions.get(ar.region as usize).ok_or_else(|| {
                 Fail(alloc::format!(
                     "{which} ring in unknown region {}",
@@ -1316,22 +1471,43 @@ impl MemifPort {
             }
             Ok(v)
         };
-        let rx = view(ms.c2s, "C2S")?;
-        let tx = view(ms.s2c, "S2C")?;
-        for r in [rx, tx] {
-            r.head().store(0, Ordering::Release);
-            r.tail().store(0, Ordering::Release);
+        // Every ring given is checked; rings 0..n each way must all be there. With
+        // more rings one way than the other, the extra ones are left unserved (we
+        // run queue pairs).
+        let mut views = [Vec::new(), Vec::new()];
+        for (k, (rings, which)) in [(&ms.c2s, "C2S"), (&ms.s2c, "S2C")].into_iter().enumerate() {
+            for (i, ar) in rings.iter().enumerate() {
+                let ar = ar.ok_or_else(|| Fail(alloc::format!("Missing {which} ring {i}")))?;
+                views[k].push(view(ar, which)?);
+            }
+            if rings.is_empty() {
+                return Err(Fail(alloc::format!("Missing {which} ring")));
+            }
         }
-        rx.set_flags(RING_FLAG_MASK_INT);
+        let [c2s, s2c] = views;
+        let pairs: Vec<UnsafeCell<Pair>> = c2s
+            .into_iter()
+            .zip(s2c)
+            .map(|(rx, tx)| {
+                for r in [rx, tx] {
+                    r.head().store(0, Ordering::Release);
+                    r.tail().store(0, Ordering::Release);
+                }
+                rx.set_flags(RING_FLAG_MASK_INT);
+                UnsafeCell::new(Pair {
+                    tx,
+                    rx,
+                    tx_idx: 0,
+                    rx_idx: 0,
+                    rx_posted: 0,
+                    slave: None,
+                    zc: None,
+                })
+            })
+            .collect();
         let link = Link {
             regions: ms.regions,
-            tx,
-            rx,
-            tx_idx: 0,
-            rx_idx: 0,
-            rx_posted: 0,
-            slave: None,
-            zc: None,
+            pairs: pairs.into_boxed_slice(),
             _fds: ms.fds,
         };
         self.send(
@@ -1347,10 +1523,19 @@ impl MemifPort {
     // ---- both ----
 
     fn link_up(&mut self, link: Link) {
-        self.link = Some(link);
+        let n = link.pairs.len();
+        // SAFETY: single-queue: we are the link's only user; multi-queue: the control
+        // owner pauses the queues around `poll_control` (see `LinkShared`).
+        unsafe { *self.shared.link.get() = Some(link) };
+        self.shared.pairs.store(n, Ordering::Release);
         self.phase = Phase::Up;
         self.counters.link_up += 1;
         self.last_error = None;
+    }
+
+    /// The queue pairs the link runs with (0 while down).
+    pub fn queues_up(&self) -> usize {
+        self.shared.pairs.load(Ordering::Acquire)
     }
 
     /// Drops the connection (sending DISCONNECT with the reason when `tell`), takes
@@ -1369,7 +1554,9 @@ impl MemifPort {
             self.counters.ctrl_errors += 1;
         }
         self.ctrl = None;
-        self.link = None;
+        self.shared.pairs.store(0, Ordering::Release);
+        // SAFETY: as in `link_up`.
+        unsafe { *self.shared.link.get() = None };
         self.slave_setup = None;
         self.master_setup = MasterSetup::default();
         self.phase = Phase::Down;
@@ -1402,7 +1589,7 @@ fn disconnect(reason: &str) -> Msg {
 
 /// Slave: posts every free slot of the receive ring (S2C head) with a whole buffer.
 #[inline]
-fn refill(l: &mut Link) {
+fn refill(l: &mut Pair) {
     let Some(b) = l.slave else {
         return;
     };
@@ -1455,7 +1642,7 @@ fn refill(l: &mut Link) {
 /// master chained over several descriptors is gathered into its first buffer (a
 /// copy, counted in `zc_copies`); the other buffers stay posted.
 fn rx_zc(
-    l: &mut Link,
+    l: &mut Pair,
     avail: u16,
     batch: &mut Batch,
     stats: &mut PortStats,
@@ -1549,7 +1736,7 @@ fn rx_zc(
 /// tail), then posts each packet's own buffer in a descriptor; a packet of another
 /// pool is copied into a shared buffer first (`zc_copies`).
 fn tx_zc(
-    l: &mut Link,
+    l: &mut Pair,
     cache: &mut PoolCache,
     batch: &mut Batch,
     stats: &mut PortStats,
@@ -1644,237 +1831,277 @@ impl MemifPort {
     }
 
     fn rx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
-        let Some(l) = self.link.as_mut() else {
+        // SAFETY: a single-queue port is its link's only user (see `LinkShared`).
+        let Some(link) = (unsafe { &mut *self.shared.link.get() }).as_mut() else {
             return Ok(0);
         };
-        let master = l.slave.is_none();
-        // Entries the peer has published to us.
-        let avail = if master {
-            let head = l.rx.head().load(Ordering::Acquire);
-            wire::pending(head, l.rx_idx, l.rx.size).ok_or(RingFault::Index)?
-        } else {
-            let tail = l.rx.tail().load(Ordering::Acquire);
-            let posted = l.rx_posted.wrapping_sub(l.rx_idx);
-            match wire::pending(tail, l.rx_idx, l.rx.size) {
-                Some(n) if n <= posted => n,
-                _ => return Err(RingFault::Index),
-            }
-        };
-        if l.zc.is_some() {
-            let n = rx_zc(l, avail, batch, &mut self.stats, &mut self.counters);
-            refill(l);
-            return Ok(n);
-        }
-        let mut n = 0;
-        let mut used: u16 = 0;
-        while used < avail && batch.room() > 0 {
-            // Find the packet's chain within what is published.
-            let mut k: u16 = 0;
-            let mut complete = false;
-            while used + k < avail {
-                let d = l.rx.desc(l.rx_idx.wrapping_add(used + k));
-                k += 1;
-                if d.flags() & DESC_FLAG_NEXT == 0 {
-                    complete = true;
-                    break;
-                }
-            }
-            if !complete {
-                if avail == l.rx.size {
-                    // A chain that fills the whole ring never ends: drop it.
-                    self.counters.bad_desc += 1;
-                    self.stats.rx_dropped += 1;
-                    used = avail;
-                }
-                break;
-            }
-            let first = l.rx_idx.wrapping_add(used);
-            used += k;
-            let Some(mut pkt) = cache.alloc() else {
-                self.stats.rx_dropped += 1;
-                continue;
-            };
-            let buf = pkt.buffer_mut();
-            let mut len = 0usize;
-            let mut ok = true;
-            for i in 0..k {
-                let idx = first.wrapping_add(i);
-                let d = l.rx.desc(idx);
-                let dl = d.length();
-                let src = match l.slave {
-                    // Our own buffers: trust our offsets, bound the length.
-                    Some(b) => {
-                        if dl > b.buf_size {
-                            None
-                        } else {
-                            let slot = (idx & l.rx.mask()) as usize;
-                            let off = b.buf_off + (l.rx.size as usize + slot) * b.buf_size as usize;
-                            l.buf(0, off as u32, dl)
-                        }
-                    }
-                    None => l.buf(d.region(), d.offset(), dl),
-                };
-                let Some(src) = src else {
-                    self.counters.bad_desc += 1;
-                    ok = false;
-                    break;
-                };
-                let dl = dl as usize;
-                if len + dl > DATA_ROOM {
-                    ok = false;
-                    break;
-                }
-                // SAFETY: src..src+dl lies in a mapped region (checked by `buf`); the
-                // destination stays inside the packet buffer (len + dl <= DATA_ROOM).
-                unsafe {
-                    core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(HEADROOM + len), dl)
-                };
-                len += dl;
-            }
-            if !ok || len == 0 {
-                self.stats.rx_dropped += 1;
-                cache.free(pkt);
-                continue;
-            }
-            let _ = pkt.set_window(HEADROOM, len);
-            self.stats.rx_packets += 1;
-            self.stats.rx_bytes += len as u64;
-            let _ = batch.push(pkt);
-            n += 1;
-        }
-        if used > 0 {
-            l.rx_idx = l.rx_idx.wrapping_add(used);
-            if master {
-                l.rx.tail().store(l.rx_idx, Ordering::Release);
-            }
-        }
-        refill(l);
-        Ok(n)
+        rx_pair(
+            link.pairs[0].get_mut(),
+            &link.regions,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        )
     }
 
     fn tx_inner(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> Result<usize, RingFault> {
-        let Some(l) = self.link.as_mut() else {
+        // SAFETY: as in `rx_inner`.
+        let Some(link) = (unsafe { &mut *self.shared.link.get() }).as_mut() else {
             return Ok(0);
         };
-        if l.zc.is_some() {
-            return tx_zc(l, cache, batch, &mut self.stats, &mut self.counters);
-        }
-        // Free slots we may fill.
-        let mut free = match l.slave {
-            Some(_) => {
-                let tail = l.tx.tail().load(Ordering::Acquire);
-                let inflight = wire::pending(l.tx_idx, tail, l.tx.size).ok_or(RingFault::Index)?;
-                l.tx.size - inflight
-            }
-            None => {
-                let head = l.tx.head().load(Ordering::Acquire);
-                wire::pending(head, l.tx_idx, l.tx.size).ok_or(RingFault::Index)?
-            }
-        };
-        let mut idx = l.tx_idx;
-        let mut count = 0;
-        let mut sent = 0;
-        let mut bytes = 0u64;
-        let mut dropped = 0u64;
-        let mut fault = false;
-        for p in batch.iter() {
-            let data = p.data();
-            if data.is_empty() {
-                dropped += 1;
-                count += 1;
-                continue;
-            }
-            // Reserve the descriptors this frame needs and check them first.
-            let mut need: u16 = 0;
-            let mut left = data.len();
-            let mut ok = true;
-            while left > 0 {
-                if need >= free {
-                    ok = false;
-                    break;
-                }
-                let d = l.tx.desc(idx.wrapping_add(need));
-                let cap = match l.slave {
-                    Some(b) => b.buf_size as usize,
-                    None => d.length() as usize,
-                };
-                if cap == 0 {
-                    fault = true;
-                    break;
-                }
-                left -= left.min(cap);
-                need += 1;
-            }
-            if fault || !ok {
-                break;
-            }
-            let mut off = 0usize;
-            for i in 0..need {
-                let di = idx.wrapping_add(i);
-                let d = l.tx.desc(di);
-                let (dst, cap) = match l.slave {
-                    Some(b) => {
-                        let slot = (di & l.tx.mask()) as usize;
-                        let o = (b.buf_off + slot * b.buf_size as usize) as u32;
-                        (l.buf(0, o, b.buf_size), b.buf_size)
-                    }
-                    None => {
-                        let cap = d.length();
-                        (l.buf(d.region(), d.offset(), cap), cap)
-                    }
-                };
-                let Some(dst) = dst else {
-                    fault = true;
-                    break;
-                };
-                let chunk = (data.len() - off).min(cap as usize);
-                // SAFETY: dst..dst+cap lies in a mapped region (checked by `buf`) and
-                // chunk <= cap; the source is the packet's data.
-                unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(off), dst, chunk) };
-                off += chunk;
-                let flags = if i + 1 < need { DESC_FLAG_NEXT } else { 0 };
-                match l.slave {
-                    Some(b) => {
-                        let slot = (di & l.tx.mask()) as usize;
-                        d.write(
-                            flags,
-                            0,
-                            chunk as u32,
-                            (b.buf_off + slot * b.buf_size as usize) as u32,
-                        )
-                    }
-                    None => d.set_len_flags(flags, chunk as u32),
-                }
-            }
-            // A slave that shrank a buffer between our two reads of its length.
-            if off < data.len() {
-                fault = true;
-            }
-            if fault {
-                break;
-            }
-            idx = idx.wrapping_add(need);
-            free -= need;
-            bytes += data.len() as u64;
-            sent += 1;
-            count += 1;
-        }
-        if idx != l.tx_idx {
-            l.tx_idx = idx;
-            match l.slave {
-                Some(_) => l.tx.head().store(idx, Ordering::Release),
-                None => l.tx.tail().store(idx, Ordering::Release),
-            }
-        }
-        batch.take_front(count, |p| cache.free(p));
-        self.stats.tx_packets += sent as u64;
-        self.stats.tx_bytes += bytes;
-        self.stats.tx_dropped += dropped;
-        if fault {
-            return Err(RingFault::Desc);
-        }
-        Ok(sent)
+        tx_pair(
+            link.pairs[0].get_mut(),
+            &link.regions,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        )
     }
+}
+
+/// Receives on one queue pair (either role, either copy mode).
+fn rx_pair(
+    l: &mut Pair,
+    regions: &[Mapping],
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut MemifCounters,
+) -> Result<usize, RingFault> {
+    let master = l.slave.is_none();
+    // Entries the peer has published to us.
+    let avail = if master {
+        let head = l.rx.head().load(Ordering::Acquire);
+        wire::pending(head, l.rx_idx, l.rx.size).ok_or(RingFault::Index)?
+    } else {
+        let tail = l.rx.tail().load(Ordering::Acquire);
+        let posted = l.rx_posted.wrapping_sub(l.rx_idx);
+        match wire::pending(tail, l.rx_idx, l.rx.size) {
+            Some(n) if n <= posted => n,
+            _ => return Err(RingFault::Index),
+        }
+    };
+    if l.zc.is_some() {
+        let n = rx_zc(l, avail, batch, stats, counters);
+        refill(l);
+        return Ok(n);
+    }
+    let mut n = 0;
+    let mut used: u16 = 0;
+    while used < avail && batch.room() > 0 {
+        // Find the packet's chain within what is published.
+        let mut k: u16 = 0;
+        let mut complete = false;
+        while used + k < avail {
+            let d = l.rx.desc(l.rx_idx.wrapping_add(used + k));
+            k += 1;
+            if d.flags() & DESC_FLAG_NEXT == 0 {
+                complete = true;
+                break;
+            }
+        }
+        if !complete {
+            if avail == l.rx.size {
+                // A chain that fills the whole ring never ends: drop it.
+                counters.bad_desc += 1;
+                stats.rx_dropped += 1;
+                used = avail;
+            }
+            break;
+        }
+        let first = l.rx_idx.wrapping_add(used);
+        used += k;
+        let Some(mut pkt) = cache.alloc() else {
+            stats.rx_dropped += 1;
+            continue;
+        };
+        let buf = pkt.buffer_mut();
+        let mut len = 0usize;
+        let mut ok = true;
+        for i in 0..k {
+            let idx = first.wrapping_add(i);
+            let d = l.rx.desc(idx);
+            let dl = d.length();
+            let src = match l.slave {
+                // Our own buffers: trust our offsets, bound the length.
+                Some(b) => {
+                    if dl > b.buf_size {
+                        None
+                    } else {
+                        let slot = (idx & l.rx.mask()) as usize;
+                        let off = b.buf_off + (l.rx.size as usize + slot) * b.buf_size as usize;
+                        region_buf(regions, 0, off as u32, dl)
+                    }
+                }
+                None => region_buf(regions, d.region(), d.offset(), dl),
+            };
+            let Some(src) = src else {
+                counters.bad_desc += 1;
+                ok = false;
+                break;
+            };
+            let dl = dl as usize;
+            if len + dl > DATA_ROOM {
+                ok = false;
+                break;
+            }
+            // SAFETY: src..src+dl lies in a mapped region (checked by `buf`); the
+            // destination stays inside the packet buffer (len + dl <= DATA_ROOM).
+            unsafe {
+                core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr().add(HEADROOM + len), dl)
+            };
+            len += dl;
+        }
+        if !ok || len == 0 {
+            stats.rx_dropped += 1;
+            cache.free(pkt);
+            continue;
+        }
+        let _ = pkt.set_window(HEADROOM, len);
+        stats.rx_packets += 1;
+        stats.rx_bytes += len as u64;
+        let _ = batch.push(pkt);
+        n += 1;
+    }
+    if used > 0 {
+        l.rx_idx = l.rx_idx.wrapping_add(used);
+        if master {
+            l.rx.tail().store(l.rx_idx, Ordering::Release);
+        }
+    }
+    refill(l);
+    Ok(n)
+}
+
+/// Sends on one queue pair (either role, either copy mode).
+fn tx_pair(
+    l: &mut Pair,
+    regions: &[Mapping],
+    cache: &mut PoolCache,
+    batch: &mut Batch,
+    stats: &mut PortStats,
+    counters: &mut MemifCounters,
+) -> Result<usize, RingFault> {
+    if l.zc.is_some() {
+        return tx_zc(l, cache, batch, stats, counters);
+    }
+    // Free slots we may fill.
+    let mut free = match l.slave {
+        Some(_) => {
+            let tail = l.tx.tail().load(Ordering::Acquire);
+            let inflight = wire::pending(l.tx_idx, tail, l.tx.size).ok_or(RingFault::Index)?;
+            l.tx.size - inflight
+        }
+        None => {
+            let head = l.tx.head().load(Ordering::Acquire);
+            wire::pending(head, l.tx_idx, l.tx.size).ok_or(RingFault::Index)?
+        }
+    };
+    let mut idx = l.tx_idx;
+    let mut count = 0;
+    let mut sent = 0;
+    let mut bytes = 0u64;
+    let mut dropped = 0u64;
+    let mut fault = false;
+    for p in batch.iter() {
+        let data = p.data();
+        if data.is_empty() {
+            dropped += 1;
+            count += 1;
+            continue;
+        }
+        // Reserve the descriptors this frame needs and check them first.
+        let mut need: u16 = 0;
+        let mut left = data.len();
+        let mut ok = true;
+        while left > 0 {
+            if need >= free {
+                ok = false;
+                break;
+            }
+            let d = l.tx.desc(idx.wrapping_add(need));
+            let cap = match l.slave {
+                Some(b) => b.buf_size as usize,
+                None => d.length() as usize,
+            };
+            if cap == 0 {
+                fault = true;
+                break;
+            }
+            left -= left.min(cap);
+            need += 1;
+        }
+        if fault || !ok {
+            break;
+        }
+        let mut off = 0usize;
+        for i in 0..need {
+            let di = idx.wrapping_add(i);
+            let d = l.tx.desc(di);
+            let (dst, cap) = match l.slave {
+                Some(b) => {
+                    let slot = (di & l.tx.mask()) as usize;
+                    let o = (b.buf_off + slot * b.buf_size as usize) as u32;
+                    (region_buf(regions, 0, o, b.buf_size), b.buf_size)
+                }
+                None => {
+                    let cap = d.length();
+                    (region_buf(regions, d.region(), d.offset(), cap), cap)
+                }
+            };
+            let Some(dst) = dst else {
+                fault = true;
+                break;
+            };
+            let chunk = (data.len() - off).min(cap as usize);
+            // SAFETY: dst..dst+cap lies in a mapped region (checked by `buf`) and
+            // chunk <= cap; the source is the packet's data.
+            unsafe { core::ptr::copy_nonoverlapping(data.as_ptr().add(off), dst, chunk) };
+            off += chunk;
+            let flags = if i + 1 < need { DESC_FLAG_NEXT } else { 0 };
+            match l.slave {
+                Some(b) => {
+                    let slot = (di & l.tx.mask()) as usize;
+                    d.write(
+                        flags,
+                        0,
+                        chunk as u32,
+                        (b.buf_off + slot * b.buf_size as usize) as u32,
+                    )
+                }
+                None => d.set_len_flags(flags, chunk as u32),
+            }
+        }
+        // A slave that shrank a buffer between our two reads of its length.
+        if off < data.len() {
+            fault = true;
+        }
+        if fault {
+            break;
+        }
+        idx = idx.wrapping_add(need);
+        free -= need;
+        bytes += data.len() as u64;
+        sent += 1;
+        count += 1;
+    }
+    if idx != l.tx_idx {
+        l.tx_idx = idx;
+        match l.slave {
+            Some(_) => l.tx.head().store(idx, Ordering::Release),
+            None => l.tx.tail().store(idx, Ordering::Release),
+        }
+    }
+    batch.take_front(count, |p| cache.free(p));
+    stats.tx_packets += sent as u64;
+    stats.tx_bytes += bytes;
+    stats.tx_dropped += dropped;
+    if fault {
+        return Err(RingFault::Desc);
+    }
+    Ok(sent)
 }
 
 impl Drop for MemifPort {
@@ -1906,7 +2133,7 @@ impl Port for MemifPort {
 
     fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
         self.tick();
-        if self.link.is_none() {
+        if self.phase != Phase::Up {
             let n = batch.len() as u64;
             batch.free_all(cache);
             self.stats.tx_dropped += n;
@@ -1920,6 +2147,263 @@ impl Port for MemifPort {
                 0
             }
         }
+    }
+
+    fn stats(&self) -> PortStats {
+        self.stats
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        Some(self.mac)
+    }
+}
+
+/// Ring fault codes a [`MemifQueue`] hands to its control owner.
+const FAULT_INDEX: u8 = 1;
+const FAULT_DESC: u8 = 2;
+
+/// One queue pair of a multi-queue memif link ([`open_queues`]): a port for one
+/// worker. Its bursts touch only pair `q`'s two rings (ring index `q` each way, and
+/// the zero-copy buffers posted on them) and its own counters; they take no lock,
+/// make no system call and never wait: while the control owner brings the link up
+/// or down (a thread of its own, woken by the control socket) the pair moves
+/// nothing (see `LinkShared`).
+pub struct MemifQueue {
+    name: String,
+    shared: Arc<LinkShared>,
+    q: usize,
+    stats: PortStats,
+    counters: MemifCounters,
+    mac: [u8; 6],
+}
+
+/// Opens a memif link of `cfg.queues` queue pairs on `path` (either role) and
+/// returns one [`MemifQueue`] per pair, to be polled by one worker each. The control
+/// socket is served by a thread of its own (`memif-ctl`), off the fast path: it
+/// sleeps in `poll(2)` on the socket (10 ms at most, for a slave's retries and
+/// handshake timeouts) and pauses the pairs only while it handles a message, a
+/// connection attempt or a ring fault. It ends, sending `DISCONNECT` and removing a
+/// master's socket file, once every queue is dropped. A slave whose master allows
+/// fewer pairs (or a master whose slave asks for fewer) runs with fewer: the queues
+/// beyond them stay down ([`MemifQueue::is_up`]).
+pub fn open_queues(path: &Path, cfg: &Config) -> Result<Vec<MemifQueue>, MemifError> {
+    let ctl = MemifPort::open(path, cfg)?;
+    let queues: Vec<MemifQueue> = (0..usize::from(cfg.queues))
+        .map(|q| MemifQueue {
+            name: alloc::format!("{},queue={q}", ctl.name),
+            shared: ctl.shared.clone(),
+            q,
+            stats: PortStats::default(),
+            counters: MemifCounters::default(),
+            mac: ctl.mac,
+        })
+        .collect();
+    std::thread::Builder::new()
+        .name("memif-ctl".into())
+        .spawn(move || control_loop(ctl))
+        .map_err(|source| MemifError::Sys {
+            what: "spawning the memif control thread",
+            source,
+        })?;
+    Ok(queues)
+}
+
+/// The control owner of a multi-queue link.
+fn control_loop(mut ctl: MemifPort) {
+    while Arc::strong_count(&ctl.shared) > 1 {
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 2];
+        if let Some(c) = ctl.ctrl.as_ref() {
+            fds[0].fd = c.as_raw_fd();
+        }
+        if let Some(l) = ctl.listener.as_ref() {
+            fds[1].fd = l.as_raw_fd();
+        }
+        // SAFETY: two pollfds of ours (a negative fd is ignored); 10 ms at most.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
+        let fault = ctl
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.fault.load(Ordering::Acquire))
+            .find(|&f| f != 0);
+        let now = Instant::now();
+        let handshake = ctl.phase != Phase::Up && ctl.phase != Phase::Down;
+        let retry = ctl.cfg.role == Role::Slave && ctl.ctrl.is_none() && now >= ctl.next_try;
+        if r > 0 || fault.is_some() || handshake || retry {
+            ctl.pause();
+            if let Some(f) = fault {
+                let why = if f == FAULT_INDEX {
+                    "peer ring index out of range"
+                } else {
+                    "peer descriptor outside its regions"
+                };
+                ctl.fail(Fail(why.into()), true, false);
+                for s in ctl.shared.slots.iter() {
+                    s.fault.store(0, Ordering::Release);
+                }
+            }
+            ctl.poll_control();
+            ctl.resume();
+            let (c, sh) = (ctl.counters, &ctl.shared);
+            sh.link_up.store(c.link_up, Ordering::Relaxed);
+            sh.link_down.store(c.link_down, Ordering::Relaxed);
+            sh.ctrl_errors.store(c.ctrl_errors, Ordering::Relaxed);
+            sh.connect_failures
+                .store(c.connect_failures, Ordering::Relaxed);
+        }
+    }
+}
+
+impl MemifPort {
+    /// Stops every queue pair's worker from touching the link and waits until none
+    /// is inside a burst (a burst's length at most; the control thread yields its
+    /// core meanwhile if the wait is long, e.g. a worker preempted mid-burst on a
+    /// shared core).
+    fn pause(&self) {
+        self.shared.paused.store(true, Ordering::SeqCst);
+        for s in self.shared.slots.iter() {
+            let mut spins = 0u32;
+            while s.busy.load(Ordering::SeqCst) {
+                spins += 1;
+                if spins < 1024 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    fn resume(&self) {
+        self.shared.paused.store(false, Ordering::SeqCst);
+    }
+}
+
+impl MemifQueue {
+    /// This pair's index (ring `q` each way).
+    pub fn queue(&self) -> usize {
+        self.q
+    }
+
+    /// Whether the link is up with this pair among its rings.
+    pub fn is_up(&self) -> bool {
+        self.q < self.shared.pairs.load(Ordering::Acquire)
+    }
+
+    /// This pair's counters (frames, faults it found, zero-copy), with the link's
+    /// `link_up`, `link_down`, `ctrl_errors` and `connect_failures`.
+    pub fn counters(&self) -> MemifCounters {
+        let sh = &self.shared;
+        MemifCounters {
+            link_up: sh.link_up.load(Ordering::Relaxed),
+            link_down: sh.link_down.load(Ordering::Relaxed),
+            ctrl_errors: sh.ctrl_errors.load(Ordering::Relaxed),
+            connect_failures: sh.connect_failures.load(Ordering::Relaxed),
+            ..self.counters
+        }
+    }
+
+    /// Enters a burst: this pair's state and the link's regions while the link is
+    /// up with it, `None` while the control owner holds the link, after a fault it
+    /// has not handled yet, or while the pair is down. Both stay valid, and the pair
+    /// this queue's alone, until [`Self::leave`].
+    #[inline(always)]
+    fn enter(&self) -> Option<(*mut Pair, *const [Mapping])> {
+        let slot = &self.shared.slots[self.q];
+        slot.busy.store(true, Ordering::SeqCst);
+        if self.shared.paused.load(Ordering::SeqCst) || slot.fault.load(Ordering::Relaxed) != 0 {
+            slot.busy.store(false, Ordering::Release);
+            return None;
+        }
+        // SAFETY: entered: the control owner changes nothing until we leave.
+        let link = unsafe { &*self.shared.link.get() };
+        match link.as_ref().and_then(|l| Some((l.pairs.get(self.q)?, l))) {
+            Some((p, l)) => Some((p.get(), l.regions.as_slice() as *const [Mapping])),
+            None => {
+                slot.busy.store(false, Ordering::Release);
+                None
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn leave(&self) {
+        self.shared.slots[self.q]
+            .busy
+            .store(false, Ordering::Release);
+    }
+
+    fn done(&mut self, res: Result<usize, RingFault>) -> usize {
+        match res {
+            Ok(n) => n,
+            Err(f) => {
+                let code = match f {
+                    RingFault::Index => {
+                        self.counters.ring_errors += 1;
+                        FAULT_INDEX
+                    }
+                    RingFault::Desc => {
+                        self.counters.bad_desc += 1;
+                        FAULT_DESC
+                    }
+                };
+                self.shared.slots[self.q]
+                    .fault
+                    .store(code, Ordering::Release);
+                0
+            }
+        }
+    }
+}
+
+impl Port for MemifQueue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        let Some((p, regions)) = self.enter() else {
+            return 0;
+        };
+        // SAFETY: entered: the control owner changes nothing until we leave; pair
+        // q's cell is touched by this queue alone and the regions are only read.
+        let (p, regions) = unsafe { (&mut *p, &*regions) };
+        let res = rx_pair(
+            p,
+            regions,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        );
+        self.leave();
+        self.done(res)
+    }
+
+    fn tx_burst(&mut self, cache: &mut PoolCache, batch: &mut Batch) -> usize {
+        let Some((p, regions)) = self.enter() else {
+            let n = batch.len() as u64;
+            batch.free_all(cache);
+            self.stats.tx_dropped += n;
+            self.counters.down_tx_drops += n;
+            return 0;
+        };
+        // SAFETY: as in `rx_burst`.
+        let (p, regions) = unsafe { (&mut *p, &*regions) };
+        let res = tx_pair(
+            p,
+            regions,
+            cache,
+            batch,
+            &mut self.stats,
+            &mut self.counters,
+        );
+        self.leave();
+        self.done(res)
     }
 
     fn stats(&self) -> PortStats {
@@ -2103,6 +2587,273 @@ mod tests {
         assert_eq!(s1.stats().rx_dropped + s2.stats().tx_dropped, 0);
         gen.free_all(&mut c);
         fwd.free_all(&mut c);
+    }
+
+    /// Waits (5 s at most) until every queue reports `up`.
+    fn wait_queues(qs: &[&MemifQueue], up: bool) {
+        let t = Instant::now();
+        while qs.iter().any(|q| q.is_up() != up) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "queues did not go {}",
+                if up { "up" } else { "down" }
+            );
+            sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A frame tagged with the queue pair it is sent on (byte 0) and its number.
+    fn qframe(q: usize, i: usize) -> alloc::vec::Vec<u8> {
+        let mut f = frame(i, 60 + (i * 37) % 1400);
+        f[0] = q as u8;
+        f[1..5].copy_from_slice(&(i as u32).to_be_bytes());
+        f
+    }
+
+    /// Sends `n` tagged frames each way over one queue pair (slave queue `s`,
+    /// master queue `m`) and checks that exactly those come out, in order.
+    fn pair_traffic(s: &mut MemifQueue, m: &mut MemifQueue, n: usize) {
+        let q = s.queue();
+        let pool = Pool::new(512).unwrap();
+        let mut c = pool.cache();
+        for (from, to) in [(0, 1), (1, 0)] {
+            let (a, b): (&mut MemifQueue, &mut MemifQueue) = if from == 0 {
+                (&mut *s, &mut *m)
+            } else {
+                (&mut *m, &mut *s)
+            };
+            let (mut next, mut got) = (0, 0);
+            let mut batch = Batch::new();
+            let t = Instant::now();
+            while got < n {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "queue {q} {from}->{to}: {got} of {n}"
+                );
+                while next < n && batch.len() < 32 {
+                    let mut p = c.alloc().unwrap();
+                    p.copy_from(&qframe(q, next)).unwrap();
+                    batch.push(p).unwrap();
+                    next += 1;
+                }
+                a.tx_burst(&mut c, &mut batch);
+                let mut rx = Batch::new();
+                b.rx_burst(&mut c, &mut rx);
+                for p in rx.iter() {
+                    assert_eq!(p.data(), qframe(q, got).as_slice(), "queue {q} frame {got}");
+                    got += 1;
+                }
+                rx.free_all(&mut c);
+            }
+            batch.free_all(&mut c);
+        }
+    }
+
+    #[test]
+    fn two_queue_pairs_carry_their_own_traffic() {
+        two_queue_pairs(true);
+        two_queue_pairs(false);
+    }
+
+    /// Our master and our slave with `queues=2`, each pair on a thread of its own
+    /// at once: every frame comes out of the pair it went into (no cross-talk), and
+    /// each pair's counters on one side equal the other side's.
+    fn two_queue_pairs(zero_copy: bool) {
+        let path = sock(if zero_copy { "mq-zc" } else { "mq-copy" });
+        let m = open_queues(
+            &path,
+            &Config {
+                queues: 2,
+                ..cfg(Role::Master)
+            },
+        )
+        .unwrap();
+        let s = open_queues(
+            &path,
+            &Config {
+                queues: 2,
+                buf_size: 1024,
+                log2_ring: 8,
+                zero_copy,
+                ..cfg(Role::Slave)
+            },
+        )
+        .unwrap();
+        assert_eq!((m.len(), s.len()), (2, 2));
+        assert!(s[1].name().ends_with("/slave,queue=1"), "{}", s[1].name());
+        wait_queues(&[&m[0], &m[1], &s[0], &s[1]], true);
+        const N: usize = 3000;
+        let workers: alloc::vec::Vec<_> = m
+            .into_iter()
+            .zip(s)
+            .map(|(mut m, mut s)| {
+                std::thread::spawn(move || {
+                    pair_traffic(&mut s, &mut m, N);
+                    (m, s)
+                })
+            })
+            .collect();
+        for w in workers {
+            let (m, s) = w.join().unwrap();
+            let (ms, ss) = (m.stats(), s.stats());
+            let q = m.queue();
+            assert_eq!((ms.rx_packets, ms.tx_packets), (N as u64, N as u64), "{q}");
+            assert_eq!((ss.rx_packets, ss.tx_packets), (N as u64, N as u64), "{q}");
+            assert_eq!(
+                (ms.rx_bytes, ms.tx_bytes),
+                (ss.tx_bytes, ss.rx_bytes),
+                "{q}"
+            );
+            assert_eq!(
+                ms.rx_dropped + ms.tx_dropped + ss.rx_dropped + ss.tx_dropped,
+                0,
+                "{q}"
+            );
+            let (mc, sc) = (m.counters(), s.counters());
+            assert_eq!((mc.link_up, sc.link_up), (1, 1));
+            assert_eq!(
+                mc.ctrl_errors + sc.ctrl_errors + mc.bad_desc + sc.bad_desc,
+                0
+            );
+            if zero_copy {
+                // Received in place; sent from the test's pool, so copied once each.
+                assert_eq!((sc.zc_frames, sc.zc_copies), (N as u64, N as u64), "{q}");
+            } else {
+                assert_eq!(sc.zc_frames, 0);
+            }
+        }
+    }
+
+    /// A slave asking for more pairs than the master allows runs with the master's
+    /// count; its extra queue stays down and drops what it is given.
+    #[test]
+    fn fewer_pairs_than_asked() {
+        let path = sock("mq-fewer");
+        let mut m = MemifPort::open(&path, &cfg(Role::Master)).unwrap();
+        let mut s = open_queues(
+            &path,
+            &Config {
+                queues: 2,
+                ..cfg(Role::Slave)
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        while !(m.is_up() && s[0].is_up()) {
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", m.last_error());
+            m.poll_control();
+            sleep(Duration::from_millis(1));
+        }
+        assert_eq!(m.queues_up(), 1);
+        assert!(!s[1].is_up());
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        let mut b = Batch::new();
+        let mut p = c.alloc().unwrap();
+        p.copy_from(&frame(1, 64)).unwrap();
+        b.push(p).unwrap();
+        assert_eq!(s[1].tx_burst(&mut c, &mut b), 0);
+        assert!(b.is_empty());
+        assert_eq!(s[1].counters().down_tx_drops, 1);
+        let f = [frame(2, 64)];
+        let mut got = alloc::vec::Vec::new();
+        let t = Instant::now();
+        while got.is_empty() && t.elapsed() < Duration::from_secs(5) {
+            let mut p = c.alloc().unwrap();
+            p.copy_from(&f[0]).unwrap();
+            b.push(p).unwrap();
+            m.tx_burst(&mut c, &mut b);
+            b.free_all(&mut c);
+            s[0].rx_burst(&mut c, &mut b);
+            got.extend(b.iter().map(|p| p.data().to_vec()));
+            b.free_all(&mut c);
+        }
+        assert_eq!(got[0], f[0]);
+    }
+
+    /// Two pairs on worker threads that keep bursting while the peer goes away and
+    /// comes back, in both directions: no crash, every queue reports the link down,
+    /// frames sent meanwhile are counted as dropped, and after the reconnect both
+    /// pairs carry traffic again.
+    #[test]
+    fn two_queue_pairs_survive_peers_that_leave() {
+        use std::sync::atomic::AtomicBool;
+        let path = sock("mq-leave");
+        let mcfg = Config {
+            queues: 2,
+            ..cfg(Role::Master)
+        };
+        let scfg = Config {
+            queues: 2,
+            ..cfg(Role::Slave)
+        };
+        let mut m = open_queues(&path, &mcfg).unwrap();
+        let s = open_queues(&path, &scfg).unwrap();
+        wait_queues(&[&m[0], &m[1], &s[0], &s[1]], true);
+        // Workers hammer the master's pairs (send and receive) the whole time.
+        let stop = Arc::new(AtomicBool::new(false));
+        let spin = |mut q: MemifQueue, stop: Arc<AtomicBool>| {
+            std::thread::spawn(move || {
+                let pool = Pool::new(256).unwrap();
+                let mut c = pool.cache();
+                let mut b = Batch::new();
+                while !stop.load(Ordering::Relaxed) {
+                    while b.len() < 8 {
+                        let mut p = c.alloc().unwrap();
+                        p.copy_from(&frame(q.queue(), 64)).unwrap();
+                        b.push(p).unwrap();
+                    }
+                    q.tx_burst(&mut c, &mut b);
+                    let mut rx = Batch::new();
+                    q.rx_burst(&mut c, &mut rx);
+                    rx.free_all(&mut c);
+                }
+                b.free_all(&mut c);
+                q
+            })
+        };
+        let hs: alloc::vec::Vec<_> = m.drain(..).map(|q| spin(q, stop.clone())).collect();
+        sleep(Duration::from_millis(50));
+        // The slave goes away (its queues dropped: DISCONNECT, socket closed).
+        // the workers keep bursting through the link going down
+        drop(s);
+        sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        let mut m: alloc::vec::Vec<MemifQueue> =
+            hs.into_iter().map(|h| h.join().unwrap()).collect();
+        wait_queues(&[&m[0], &m[1]], false);
+        for q in &m {
+            let c = q.counters();
+            assert_eq!((c.link_up, c.link_down), (1, 1), "queue {}", q.queue());
+            assert!(c.down_tx_drops > 0, "queue {}: drops while down", q.queue());
+        }
+        // A new slave: both pairs up and carrying traffic again.
+        let mut s = open_queues(&path, &scfg).unwrap();
+        wait_queues(&[&m[0], &m[1], &s[0], &s[1]], true);
+        for (sq, mq) in s.iter_mut().zip(m.iter_mut()) {
+            pair_traffic(sq, mq, 200);
+        }
+        assert_eq!(m[0].counters().link_up, 2);
+        // Now the master goes away while the slave's pairs keep bursting; the slave
+        // reconnects to the next master on the path.
+        stop.store(false, Ordering::Relaxed);
+        let hs: alloc::vec::Vec<_> = s.drain(..).map(|q| spin(q, stop.clone())).collect();
+        sleep(Duration::from_millis(50));
+        drop(m);
+        sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        let mut s: alloc::vec::Vec<MemifQueue> =
+            hs.into_iter().map(|h| h.join().unwrap()).collect();
+        wait_queues(&[&s[0], &s[1]], false);
+        assert_eq!(s[1].counters().link_down, 1);
+        assert!(s[0].counters().down_tx_drops > 0);
+        let mut m = open_queues(&path, &mcfg).unwrap();
+        wait_queues(&[&m[0], &m[1], &s[0], &s[1]], true);
+        for (sq, mq) in s.iter_mut().zip(m.iter_mut()) {
+            pair_traffic(sq, mq, 200);
+        }
+        assert_eq!(s[0].counters().link_up, 2);
+        assert_eq!(s[0].counters().ctrl_errors + m[0].counters().ctrl_errors, 0);
     }
 
     #[test]
@@ -2535,6 +3286,66 @@ mod tests {
             &[(e(init(0)), None), (e(init(0)), None)],
             "unexpected control",
         );
+        // Ring indices: beyond what HELLO allowed, or with a gap.
+        let ring_at = |c2s: bool, index: u16, offset: usize| {
+            e(Msg::AddRing(AddRing {
+                index,
+                ..match ring(c2s, offset as u32, 4) {
+                    Msg::AddRing(a) => a,
+                    _ => unreachable!(),
+                }
+            }))
+        };
+        hostile_slave(
+            &mut m,
+            &[
+                (e(init(0)), None),
+                (region(size), g),
+                (ring_at(true, 1, 0), g),
+            ],
+            "Invalid ring index",
+        );
+        {
+            let p2 = sock("hostile-slave-2");
+            let mut m2 = MemifPort::open(
+                &p2,
+                &Config {
+                    queues: 2,
+                    ..cfg(Role::Master)
+                },
+            )
+            .unwrap();
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 2, 0), g),
+                ],
+                "Invalid ring index",
+            );
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 1, 0), g),
+                    (ring_at(false, 0, rb), g),
+                    (e(Msg::Connect { name: fixed("x") }), None),
+                ],
+                "Missing C2S ring 0",
+            );
+            hostile_slave(
+                &mut m2,
+                &[
+                    (e(init(0)), None),
+                    (region(size), g),
+                    (ring_at(true, 0, 0), g),
+                    (ring_at(true, 0, rb), g),
+                ],
+                "Ring added twice",
+            );
+        }
 
         // A slave that completes the handshake, then corrupts its ring index and puts
         // a descriptor outside its memory.
@@ -2695,7 +3506,8 @@ mod tests {
         }
         assert!(s.is_up());
         assert_eq!(s.peer_name(), "evil");
-        let l2 = s.link.as_ref().unwrap();
+        // SAFETY: test: nobody else touches the slave's link now.
+        let l2 = unsafe { &*(*s.shared.link.get()).as_ref().unwrap().pairs[0].get() };
         l2.rx.tail().store(5000, Ordering::Release);
         let pool = Pool::new(64).unwrap();
         let mut cache = pool.cache();

@@ -10,10 +10,12 @@
 //! | `pcap:IN:OUT`           | read IN and write OUT (either may be empty)         |
 //! | `mem:NAME`              | in-memory virtio pair: the 1st and 2nd `mem:NAME`   |
 //! |                         | opened in a process are the two ends                |
-//! | `memif:PATH[,id=N][,master][,copy]` | memif (VPP/DPDK shared memory) on the  |
-//! |                         | unix socket PATH: slave (connects, owns the memory) |
-//! |                         | by default, `master` listens; interface id N (0);   |
-//! |                         | a slave is zero-copy unless `copy` is given         |
+//! | `memif:PATH[,id=N][,master][,copy][,queues=N]` | memif (VPP/DPDK shared  |
+//! |                         | memory) on the unix socket PATH: slave (connects,   |
+//! |                         | owns the memory) by default, `master` listens;      |
+//! |                         | interface id N (0); a slave is zero-copy unless     |
+//! |                         | `copy` is given; `queues=N` (1, at most 16): N ring |
+//! |                         | pairs, one per worker ([`open_workers`])            |
 //! | `vhost-user:PATH[,server][,queues=N]` | vhost-user backend of a virtio-net    |
 //! |                         | device on the unix socket PATH: client (connects)   |
 //! |                         | by default, `server` listens; `queues=N` (1): N     |
@@ -58,6 +60,8 @@ pub enum PortSpec {
         /// Slave: copy frames through a region of the link's own instead of posting
         /// engine buffers of the shared region (zero-copy, the default).
         copy: bool,
+        /// Queue pairs (1..=[`memif::MAX_QUEUES`]), one per worker.
+        queues: u16,
     },
     VhostUser {
         path: PathBuf,
@@ -73,7 +77,7 @@ pub enum PortSpec {
 /// Errors of parsing or opening a port spec.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master][,copy], vhost-user:PATH[,server][,queues=N] or virtio-user:PATH")]
+    #[error("bad port spec {0:?}: expected afxdp:IFACE[:QUEUE], afpacket:IFACE, tap:NAME, pcap:FILE, mem:NAME, memif:PATH[,id=N][,master][,copy][,queues=N], vhost-user:PATH[,server][,queues=N] or virtio-user:PATH")]
     Syntax(String),
     #[error("port spec {spec:?}: {msg}")]
     Unsupported { spec: String, msg: &'static str },
@@ -133,10 +137,20 @@ impl FromStr for PortSpec {
             "memif" => {
                 let mut parts = rest.split(',');
                 let path = parts.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
-                let (mut id, mut master, mut copy) = (0u32, false, false);
+                let (mut id, mut master, mut copy, mut queues) = (0u32, false, false, 1);
                 for opt in parts {
                     match opt.split_once('=') {
                         Some(("id", v)) => id = v.parse().map_err(|_| bad())?,
+                        Some(("queues", v)) => match v.parse::<u32>().map_err(|_| bad())? {
+                            0 => return Err(bad()),
+                            n if n > u32::from(memif::MAX_QUEUES) => {
+                                return Err(SpecError::Unsupported {
+                                    spec: s.to_string(),
+                                    msg: "memif ports have at most 16 queue pairs",
+                                })
+                            }
+                            n => queues = n as u16,
+                        },
                         None if opt == "master" => master = true,
                         None if opt == "slave" => master = false,
                         None if opt == "copy" => copy = true,
@@ -148,6 +162,7 @@ impl FromStr for PortSpec {
                     id,
                     master,
                     copy,
+                    queues,
                 })
             }
             "vhost-user" => {
@@ -206,6 +221,7 @@ impl core::fmt::Display for PortSpec {
                 id,
                 master,
                 copy,
+                queues,
             } => {
                 write!(f, "memif:{},id={id}", path.display())?;
                 if *master {
@@ -213,6 +229,9 @@ impl core::fmt::Display for PortSpec {
                 }
                 if *copy {
                     f.write_str(",copy")?;
+                }
+                if *queues != 1 {
+                    write!(f, ",queues={queues}")?;
                 }
                 Ok(())
             }
@@ -276,26 +295,12 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
                 .map(|p| Box::new(p) as Box<dyn Port>)
                 .map_err(|e| err(e.to_string()))
         }
-        PortSpec::Memif {
-            path,
-            id,
-            master,
-            copy,
-        } => {
-            let cfg = memif::Config {
-                role: if *master {
-                    memif::Role::Master
-                } else {
-                    memif::Role::Slave
-                },
-                id: *id,
-                zero_copy: !*copy,
-                ..memif::Config::default()
-            };
-            memif::MemifPort::open(path, &cfg)
-                .map(|p| Box::new(p) as Box<dyn Port>)
-                .map_err(|e| err(e.to_string()))
-        }
+        PortSpec::Memif { queues, .. } if *queues > 1 => Err(err(alloc::format!(
+            "queues={queues} needs {queues} workers (one queue pair each)"
+        ))),
+        PortSpec::Memif { path, .. } => memif::MemifPort::open(path, &memif_config(spec))
+            .map(|p| Box::new(p) as Box<dyn Port>)
+            .map_err(|e| err(e.to_string())),
         PortSpec::VhostUser { queues, .. } if *queues > 1 => Err(err(alloc::format!(
             "queues={queues} needs {queues} workers (one queue pair each)"
         ))),
@@ -316,9 +321,34 @@ pub fn open(spec: &PortSpec) -> Result<Box<dyn Port>, SpecError> {
     }
 }
 
+/// The memif port settings of a `memif:` spec (defaults for anything else).
+fn memif_config(spec: &PortSpec) -> memif::Config {
+    match spec {
+        PortSpec::Memif {
+            id,
+            master,
+            copy,
+            queues,
+            ..
+        } => memif::Config {
+            role: if *master {
+                memif::Role::Master
+            } else {
+                memif::Role::Slave
+            },
+            id: *id,
+            zero_copy: !*copy,
+            queues: *queues,
+            ..memif::Config::default()
+        },
+        _ => memif::Config::default(),
+    }
+}
+
 /// Opens the ports `workers` workers poll for one spec, element `w` for worker
-/// `w`: AF_XDP queues `QUEUE + w`; a vhost-user device with `queues=workers` (one
-/// queue pair per worker, its control socket served by a thread of its own).
+/// `w`: AF_XDP queues `QUEUE + w`; a vhost-user device or a memif link with
+/// `queues=workers` (one queue pair per worker, the control socket served by a
+/// thread of its own).
 /// Other backends have one queue: several workers are refused (the caller
 /// decides whether one port may be shared some other way).
 pub fn open_workers(spec: &PortSpec, workers: usize) -> Result<Vec<Box<dyn Port>>, SpecError> {
@@ -357,8 +387,21 @@ pub fn open_workers(spec: &PortSpec, workers: usize) -> Result<Vec<Box<dyn Port>
                 .map(|q| Box::new(q) as Box<dyn Port>)
                 .collect())
         }
+        PortSpec::Memif { path, queues, .. } => {
+            if usize::from(*queues) != workers {
+                return Err(err(alloc::format!(
+                    "{workers} workers need queues={workers} (one queue pair each)"
+                )));
+            }
+            let qs =
+                memif::open_queues(path, &memif_config(spec)).map_err(|e| err(e.to_string()))?;
+            Ok(qs
+                .into_iter()
+                .map(|q| Box::new(q) as Box<dyn Port>)
+                .collect())
+        }
         _ => Err(err(alloc::format!(
-            "{workers} workers need a port with a queue per worker (afxdp, vhost-user with queues={workers})"
+            "{workers} workers need a port with a queue per worker (afxdp, vhost-user or memif with queues={workers})"
         ))),
     }
 }
@@ -435,7 +478,8 @@ mod tests {
                 path: "/run/m.sock".into(),
                 id: 0,
                 master: false,
-                copy: false
+                copy: false,
+                queues: 1
             }
         );
         let m = "memif:/tmp/x.sock,id=7,master".parse::<PortSpec>().unwrap();
@@ -445,7 +489,8 @@ mod tests {
                 path: "/tmp/x.sock".into(),
                 id: 7,
                 master: true,
-                copy: false
+                copy: false,
+                queues: 1
             }
         );
         assert_eq!(m.to_string(), "memif:/tmp/x.sock,id=7,master");
@@ -459,10 +504,40 @@ mod tests {
             "memif:/s,id=x",
             "memif:/s,id=-1",
             "memif:/s,mastr",
-            "memif:/s,id=1,queues=2",
+            "memif:/s,queues=0",
+            "memif:/s,queues=x",
+            "memif:/s,queue=2",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
+        let mm = "memif:/s,id=1,queues=2".parse::<PortSpec>().unwrap();
+        assert_eq!(
+            mm,
+            PortSpec::Memif {
+                path: "/s".into(),
+                id: 1,
+                master: false,
+                copy: false,
+                queues: 2
+            }
+        );
+        assert_eq!(mm.to_string(), "memif:/s,id=1,queues=2");
+        assert_eq!(mm.to_string().parse::<PortSpec>().unwrap(), mm);
+        let mm = "memif:/s,queues=16,copy,master"
+            .parse::<PortSpec>()
+            .unwrap();
+        assert_eq!(mm.to_string(), "memif:/s,id=0,master,copy,queues=16");
+        assert_eq!(mm.to_string().parse::<PortSpec>().unwrap(), mm);
+        let e = "memif:/s,queues=17".parse::<PortSpec>().unwrap_err();
+        assert!(e.to_string().contains("at most 16"), "{e}");
+        let e = open(&"memif:/s,queues=2".parse().unwrap())
+            .err()
+            .expect("memif queues=2 on one worker");
+        assert!(e.to_string().contains("needs 2 workers"), "{e}");
+        let e = open_workers(&"memif:/s,master,queues=3".parse().unwrap(), 2)
+            .err()
+            .expect("3 memif pairs for 2 workers");
+        assert!(e.to_string().contains("queues=2"), "{e}");
         assert_eq!(
             "vhost-user:/run/v.sock".parse::<PortSpec>().unwrap(),
             PortSpec::VhostUser {
@@ -547,6 +622,54 @@ mod tests {
         assert!(path.exists());
         drop(ports);
         // The control thread notices within its poll timeout and removes the socket.
+        let t = std::time::Instant::now();
+        while path.exists() && t.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!path.exists(), "socket file left behind");
+    }
+
+    /// `memif:...,queues=2` for two workers, master and slave: one port per ring
+    /// pair (named `...,queue=K`), each carrying its own frames; the master's socket
+    /// file goes with its last queue.
+    #[test]
+    fn memif_queues_open_one_port_per_worker() {
+        let path =
+            std::env::temp_dir().join(alloc::format!("dp-spec-mq-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let spec = |extra: &str| -> PortSpec {
+            alloc::format!("memif:{},id=3{extra},queues=2", path.display())
+                .parse()
+                .unwrap()
+        };
+        let mut m = open_workers(&spec(",master"), 2).unwrap();
+        let mut s = open_workers(&spec(""), 2).unwrap();
+        assert_eq!((m.len(), s.len()), (2, 2));
+        assert!(m[1].name().ends_with("/master,queue=1"), "{}", m[1].name());
+        let pool = Pool::new(64).unwrap();
+        let mut c = pool.cache();
+        for k in 0..2u8 {
+            let mut got = Batch::new();
+            let t = std::time::Instant::now();
+            // Frames sent before the link is up are dropped; keep sending.
+            while got.is_empty() && t.elapsed() < std::time::Duration::from_secs(5) {
+                let mut batch = Batch::new();
+                let mut p = c.alloc().unwrap();
+                p.copy_from(&[k; 64]).unwrap();
+                batch.push(p).unwrap();
+                s[usize::from(k)].tx_burst(&mut c, &mut batch);
+                batch.free_all(&mut c);
+                m[usize::from(k)].rx_burst(&mut c, &mut got);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(got.as_slice()[0].data(), &[k; 64], "queue {k}");
+            got.free_all(&mut c);
+            // nothing on the other pair
+            m[usize::from(1 - k)].rx_burst(&mut c, &mut got);
+            assert!(got.is_empty(), "queue {k}'s frame on the other pair");
+        }
+        drop(s);
+        drop(m);
         let t = std::time::Instant::now();
         while path.exists() && t.elapsed() < std::time::Duration::from_secs(2) {
             std::thread::sleep(std::time::Duration::from_millis(5));

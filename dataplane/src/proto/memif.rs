@@ -21,7 +21,10 @@
 //!   CONNECTED ---------------------->
 //! ```
 //!
-//! Either side may send `DISCONNECT` (code, reason) at any time. The slave owns the
+//! `ADD_RING` comes once per ring: its `index` numbers the rings of one direction
+//! from 0, at most the master's `HELLO` maximum of that direction (a largest index,
+//! not a count; [`Hello::ring_pairs`] is what a slave asks for). Either side may
+//! send `DISCONNECT` (code, reason) at any time. The slave owns the
 //! shared memory: it creates the regions, lays out the rings and the buffers in them,
 //! and the master maps what it is given.
 //!
@@ -109,6 +112,18 @@ pub struct Hello {
     /// Largest client-to-server ring index.
     pub max_c2s_ring: u16,
     pub max_log2_ring_size: u8,
+}
+
+impl Hello {
+    /// The ring pairs a slave that wants `wanted` (at least 1) asks this master for:
+    /// as many as both ring maxima allow (they are indices: `max + 1` rings), never
+    /// fewer than one. Rings are numbered `0..pairs` in each direction.
+    pub fn ring_pairs(&self, wanted: u16) -> u16 {
+        wanted
+            .min(self.max_c2s_ring.saturating_add(1))
+            .min(self.max_s2c_ring.saturating_add(1))
+            .max(1)
+    }
 }
 
 /// `INIT`: the slave names the interface it wants.
@@ -436,6 +451,25 @@ mod tests {
         let b = Msg::AddRegion { index: 1, size: 2 }.emit();
         assert_eq!(&b[..12], &[4, 0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(ring_bytes(10), 128 + 16 * 1024);
+    }
+
+    #[test]
+    fn ring_pairs_within_both_maxima() {
+        let h = |c2s, s2c| Hello {
+            name: fixed("m"),
+            min_version: VERSION,
+            max_version: VERSION,
+            max_region: 0,
+            max_s2c_ring: s2c,
+            max_c2s_ring: c2s,
+            max_log2_ring_size: 10,
+        };
+        assert_eq!(h(0, 0).ring_pairs(4), 1);
+        assert_eq!(h(255, 255).ring_pairs(4), 4);
+        assert_eq!(h(1, 3).ring_pairs(4), 2);
+        assert_eq!(h(3, 2).ring_pairs(2), 2);
+        assert_eq!(h(u16::MAX, u16::MAX).ring_pairs(16), 16);
+        assert_eq!(h(5, 5).ring_pairs(0), 1);
     }
 
     #[test]

@@ -189,8 +189,9 @@ fn real_main() -> anyhow::Result<()> {
         if workers > 1
             && !matches!(s, PortSpec::AfXdp { .. })
             && !matches!(s, PortSpec::VhostUser { queues, .. } if usize::from(queues) == workers)
+            && !matches!(s, PortSpec::Memif { queues, .. } if usize::from(queues) == workers)
         {
-            bail!("interface[{i}] ({}).port: engine.workers = {workers} needs afxdp ports or vhost-user ports with queues={workers} (one queue per worker)", ic.name);
+            bail!("interface[{i}] ({}).port: engine.workers = {workers} needs afxdp ports or vhost-user or memif ports with queues={workers} (one queue per worker)", ic.name);
         }
         specs.push(s);
     }

@@ -157,16 +157,50 @@ crate::drop_reasons! {
     }
 }
 
-/// A small set of IPv4 addresses with a one-word filter in front: most addresses are
-/// rejected by one multiply, shift and bit test; members (and the rare false
-/// positive) are confirmed by a scan of the few configured addresses.
+/// A small set of IPv4 addresses for the per-packet martian test: up to
+/// [`AddrSet4::EXACT`] addresses are compared exactly (four compares, no false
+/// positive); a larger set has a one-word filter in front (one multiply, shift and
+/// bit test reject most addresses; members and the rare false positive are
+/// confirmed by a scan of the configured addresses).
 #[derive(Clone, Debug, Default)]
 pub struct AddrSet4 {
     filter: u64,
     addrs: alloc::vec::Vec<u32>,
 }
 
+/// What the per-packet test of an [`AddrSet4`] reads, copied out of the set once per
+/// batch ([`AddrSet4::probe`]) so it sits in registers. Addresses are compared as
+/// they lie in the header (`u32::from_ne_bytes` of the four octets), so the packet's
+/// address needs no byte swap.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AddrProbe4 {
+    /// The members when there are at most [`AddrSet4::EXACT`], padded with 0 (an
+    /// address on network 0, martian by its first byte already).
+    small: [u32; AddrSet4::EXACT],
+    /// The filter word over the members when the set is larger.
+    filter: u64,
+    /// `small` holds the whole set.
+    exact: bool,
+}
+
+impl AddrProbe4 {
+    /// True when `a` (octets in header order, `u32::from_ne_bytes`) may be in the
+    /// set; exact for a small set.
+    #[inline(always)]
+    pub(crate) fn maybe(&self, a: u32) -> bool {
+        if self.exact {
+            let [s0, s1, s2, s3] = self.small;
+            (a == s0) | (a == s1) | (a == s2) | (a == s3)
+        } else {
+            self.filter & AddrSet4::bit(a) != 0
+        }
+    }
+}
+
 impl AddrSet4 {
+    /// Sets up to this size are probed exactly.
+    pub const EXACT: usize = 4;
+
     #[inline(always)]
     fn bit(a: u32) -> u64 {
         1u64 << (a.wrapping_mul(0x9e37_79b1) >> 26)
@@ -185,6 +219,23 @@ impl AddrSet4 {
     #[inline(always)]
     pub fn contains(&self, a: u32) -> bool {
         self.filter & Self::bit(a) != 0 && self.addrs.contains(&a)
+    }
+
+    /// The per-packet test's view of the set.
+    pub(crate) fn probe(&self) -> AddrProbe4 {
+        let wire = |a: u32| u32::from_ne_bytes(a.to_be_bytes());
+        let mut p = AddrProbe4 {
+            small: [0; Self::EXACT],
+            filter: 0,
+            exact: self.addrs.len() <= Self::EXACT,
+        };
+        for (i, &a) in self.addrs.iter().enumerate() {
+            if let Some(x) = p.small.get_mut(i) {
+                *x = wire(a);
+            }
+            p.filter |= Self::bit(wire(a));
+        }
+        p
     }
 
     pub fn len(&self) -> usize {
@@ -236,10 +287,51 @@ impl Ip4Input {
     }
 }
 
-/// The martian verdict on a source and destination address (RFC 1812 §5.3.7,
-/// §4.2.2.11, §5.3.5), or `None` for a packet that may be forwarded.
+/// Whether a first address byte is martian as a source (RFC 1812 §5.3.7: network
+/// 0, network 127, class D and E) and, the same bytes, as a destination (network 0,
+/// network 127, multicast, class E and the limited broadcast): 0, 127 or 224 and up,
+/// as arithmetic (no table, no branch).
 #[inline(always)]
+fn martian_first(b: u8) -> u64 {
+    u64::from(b.wrapping_sub(1) >= 223) | u64::from(b == 127)
+}
+
+/// The fast test of the martian filter on an IPv4 header's addresses (`src` and
+/// `dst` as `u32::from_ne_bytes` of their octets): false for a pair that is
+/// certainly not martian (the common case, decided by arithmetic on the first bytes
+/// and the probes of our own and the directed-broadcast addresses), true when
+/// [`martian4_slow`] must decide.
+#[inline(always)]
+fn martian4_maybe(src: u32, dst: u32, own: &AddrProbe4, bcast: &AddrProbe4) -> bool {
+    let first = |a: u32| a.to_ne_bytes()[0];
+    (martian_first(first(src)) | martian_first(first(dst))) != 0
+        || own.maybe(src)
+        || bcast.maybe(dst)
+}
+
+/// The martian verdict on a source and destination address (RFC 1812 §5.3.7,
+/// §4.2.2.11, §5.3.5), or `None` for a packet that may be forwarded: the fast
+/// test ([`martian4_maybe`]) and, when it hits, the exact one.
+#[cfg(test)]
 fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Option<Ip4InputDrop> {
+    let (s, d) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
+    if martian4_maybe(s, d, &own.probe(), &bcast.probe()) {
+        martian4_slow(src, dst, own, bcast)
+    } else {
+        None
+    }
+}
+
+/// The exact, ordered martian verdict once the fast test ([`martian4_maybe`]) hit
+/// (out of line: rare).
+#[cold]
+#[inline(never)]
+fn martian4_slow(
+    src: [u8; 4],
+    dst: [u8; 4],
+    own: &AddrSet4,
+    bcast: &AddrSet4,
+) -> Option<Ip4InputDrop> {
     match src[0] {
         0 => return Some(Ip4InputDrop::SrcThisNet),
         127 => return Some(Ip4InputDrop::SrcLoopback),
@@ -254,10 +346,10 @@ fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Opt
         240.. => return Some(Ip4InputDrop::DstClassE),
         _ => {}
     }
-    if !own.is_empty() && own.contains(u32::from_be_bytes(src)) {
+    if own.contains(u32::from_be_bytes(src)) {
         return Some(Ip4InputDrop::SrcOurs);
     }
-    if !bcast.is_empty() && bcast.contains(u32::from_be_bytes(dst)) {
+    if bcast.contains(u32::from_be_bytes(dst)) {
         return Some(Ip4InputDrop::DstDirectedBcast);
     }
     None
@@ -279,6 +371,8 @@ impl Stage for Ip4Input {
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
         let verify = self.verify_checksum;
         let (own, bcast) = (&self.own, &self.directed_broadcast);
+        // What the per-packet martian test reads, in registers for the batch.
+        let (own_probe, bcast_probe) = (own.probe(), bcast.probe());
         batch.dispatch(node, out, |pkt, _| {
             if pkt.meta.class != class::IPV4 {
                 return Next::Keep;
@@ -307,8 +401,15 @@ impl Stage for Ip4Input {
             }
             let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
             let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
-            if let Some(r) = martian4(src, dst, own, bcast) {
-                return r.into();
+            if martian4_maybe(
+                u32::from_ne_bytes(src),
+                u32::from_ne_bytes(dst),
+                &own_probe,
+                &bcast_probe,
+            ) {
+                if let Some(r) = martian4_slow(src, dst, own, bcast) {
+                    return r.into();
+                }
             }
             l4_offset(pkt, l3 + hl);
             let want = l3 + total;
@@ -886,5 +987,37 @@ mod tests {
         }
         assert!(!s.contains(0xdead_beef));
         assert!(!AddrSet4::default().contains(0));
+    }
+
+    #[test]
+    fn addr_probe_is_exact_for_small_sets_and_misses_no_member() {
+        let big: alloc::vec::Vec<[u8; 4]> = (1..200u32)
+            .map(|i| (i * 7919 + 0x0a00_0000).to_be_bytes())
+            .collect();
+        for n in [0, 1, 3, AddrSet4::EXACT, AddrSet4::EXACT + 1, big.len()] {
+            let s = set(&big[..n]);
+            let p = s.probe();
+            for a in &big[..n] {
+                assert!(p.maybe(u32::from_ne_bytes(*a)), "{n}: member missed");
+            }
+            if n <= AddrSet4::EXACT {
+                // no false positive outside network 0 (the padding)
+                for a in &big[n..] {
+                    assert!(!p.maybe(u32::from_ne_bytes(*a)), "{n}: false positive");
+                }
+            }
+        }
+        // the verdicts through the probes match the sets' own answers
+        let own = set(&[[10, 0, 0, 1], [192, 0, 2, 1]]);
+        let bc = set(&[[10, 0, 0, 255]]);
+        assert_eq!(
+            martian4([10, 0, 0, 1], [8, 8, 8, 8], &own, &bc),
+            Some(Ip4InputDrop::SrcOurs)
+        );
+        assert_eq!(
+            martian4([8, 8, 8, 8], [10, 0, 0, 255], &own, &bc),
+            Some(Ip4InputDrop::DstDirectedBcast)
+        );
+        assert_eq!(martian4([8, 8, 8, 8], [10, 0, 0, 254], &own, &bc), None);
     }
 }

@@ -43,7 +43,7 @@ impl AccessHdr {
     /// Write the header for a datagram of `ip_len` bytes (`v6`: IPv6, else IPv4)
     /// into `h` (at least [`AccessHdr::len`] bytes). Returns the bytes written, or
     /// `None` when `h` is too short or the datagram too long for a PPPoE length.
-    #[inline]
+    #[inline(always)]
     pub fn write(&self, h: &mut [u8], ip_len: usize, v6: bool) -> Option<usize> {
         let n = self.len();
         let h = h.get_mut(..n)?;

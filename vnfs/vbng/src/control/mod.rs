@@ -227,7 +227,7 @@ impl SessionCounters {
         }
     }
     /// Worker `worker` counts an upstream packet of `bytes` for slot `idx`.
-    #[inline]
+    #[inline(always)]
     pub fn up(&self, worker: u16, idx: u32, bytes: u64) {
         if let Some(s) = self.own(worker, idx) {
             bump(&s[0], bytes);
@@ -235,7 +235,7 @@ impl SessionCounters {
         }
     }
     /// Worker `worker` counts a downstream packet.
-    #[inline]
+    #[inline(always)]
     pub fn down(&self, worker: u16, idx: u32, bytes: u64) {
         if let Some(s) = self.own(worker, idx) {
             bump(&s[2], bytes);

@@ -631,7 +631,7 @@ impl FastPath {
     }
 
     /// Whether `a` (host order) is one of our addresses.
-    #[inline]
+    #[inline(always)]
     fn is_local(&self, a: u32) -> bool {
         self.local.gateway.is_some_and(|g| u32::from(g) == a)
             || self.core.as_ref().is_some_and(|c| u32::from(c.ip) == a)
@@ -719,11 +719,17 @@ impl FastPath {
 
     /// The core next hop's MAC, resolved once per batch; sends the ARP request the
     /// resolution asks for. `None` while unresolved.
-    #[inline]
+    #[inline(always)]
     fn next_hop(&mut self, now: u64, out: &mut Out) -> Option<[u8; 6]> {
-        if let Some(nh) = self.nh_batch {
-            return nh;
+        match self.nh_batch {
+            Some(nh) => nh,
+            None => self.resolve_next_hop(now, out),
         }
+    }
+
+    /// [`FastPath::next_hop`]'s first call in a batch (out of line).
+    #[inline(never)]
+    fn resolve_next_hop(&mut self, now: u64, out: &mut Out) -> Option<[u8; 6]> {
         let nh = match self.core.as_deref().map(|c| c.next_hop(now)) {
             None | Some(NextHop::Static) => Some(self.cfg.core_next_hop),
             Some(NextHop::Mac { mac, refresh }) => {

@@ -43,7 +43,7 @@
 //! lock-free update queue; nothing here allocates or locks.
 
 use super::{
-    inc, pack, FastPath, KeyHash, E_CORE_CONTROL, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED,
+    inc, FastPath, KeyHash, E_CORE_CONTROL, E_HEADROOM, E_IPV6, E_LOCAL, E_MALFORMED,
     E_ND_CONSUMED, E_NO_ROUTE, E_NO_SESSION, E_POLICE_DOWN, E_POLICE_UP, E_SPOOF, E_TTL,
     E_UNRESOLVED,
 };
@@ -575,8 +575,7 @@ impl FastPath {
         }
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&d[6..12]);
-        let key = pack(p.meta.port, &mac, vlans.svlan, vlans.cvlan, sid);
-        let Some(&idx) = self.by_key.get(&key) else {
+        let Some(idx) = self.find_session(p.meta.port, &mac, vlans, sid) else {
             return Next::Drop(E_NO_SESSION);
         };
         if let Some(w) = self.elsewhere(idx) {

@@ -39,6 +39,7 @@ use crate::corelink::{ArpVerdict, CoreLink, NextHop};
 use crate::icmp::{self, AccessHdr};
 use crate::mss::{self, Clamp, MssClamp};
 use crate::pppoe::AccessKey;
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -458,7 +459,16 @@ pub struct FastPath {
     icmp_limit: RateLimit,
     stats: Arc<FastPathStats>,
     by_key: HashMap<Key, u32, KeyHash>,
+    /// PPPoE session id → the slot of the session last installed with that id
+    /// ([`NO_SLOT`]: none), allocated once (65,536 entries): the upstream lookup
+    /// loads the slot and compares the session's line (port, MAC, VLANs) instead of
+    /// hashing; a miss (another line with the same id) falls back to `by_key`.
+    by_sid: Box<[u32]>,
     by_ip: HashMap<u32, u32, KeyHash>,
+    /// The low 16 bits of a subscriber's IPv4 address → the slot of the session
+    /// last given an address with those bits, as `by_sid` for downstream: unique
+    /// within any pool up to a /16; a miss falls back to `by_ip`.
+    by_ip16: Box<[u32]>,
     sess: Vec<Option<Sess>>,
     v6: v6::Tables,
     updates: Arc<ArrayQueue<FibUpdate>>,
@@ -473,6 +483,24 @@ impl core::fmt::Debug for FastPath {
         f.debug_struct("FastPath")
             .field("sessions", &self.by_key.len())
             .finish()
+    }
+}
+
+/// An empty entry of [`FastPath::by_sid`] and [`FastPath::by_ip16`].
+const NO_SLOT: u32 = u32::MAX;
+
+/// The [`FastPath::by_ip16`] entry of an IPv4 address.
+#[inline(always)]
+fn ip16(ip: u32) -> usize {
+    (ip & 0xffff) as usize
+}
+
+/// Empties index entry `at` if it names slot `idx` (that session went away).
+fn unindex(index: &mut [u32], at: usize, idx: u32) {
+    if let Some(e) = index.get_mut(at) {
+        if *e == idx {
+            *e = NO_SLOT;
+        }
     }
 }
 
@@ -520,6 +548,8 @@ impl FastPath {
             nh6_batch: None,
             stats: Arc::new(FastPathStats::default()),
             by_key: HashMap::with_capacity_and_hasher(n, KeyHash(seed)),
+            by_sid: alloc::vec![NO_SLOT; 1 << 16].into_boxed_slice(),
+            by_ip16: alloc::vec![NO_SLOT; 1 << 16].into_boxed_slice(),
             by_ip: HashMap::with_capacity_and_hasher(n, KeyHash(seed.rotate_left(32))),
             sess: (0..n).map(|_| None).collect(),
             v6: v6::Tables::new(n, seed.rotate_left(48)),
@@ -628,6 +658,46 @@ impl FastPath {
     /// The counters of the BNG's own traffic.
     pub fn stats(&self) -> Arc<FastPathStats> {
         self.stats.clone()
+    }
+
+    /// The slot of the session on line (`port`, `mac`, `vlans`) with PPPoE session
+    /// id `sid` (0: IPoE): through the session-id index when its entry is this
+    /// line's session (one load, one compare), else the hash table.
+    #[inline(always)]
+    fn find_session(&self, port: u16, mac: &[u8; 6], vlans: Vlans, sid: u16) -> Option<u32> {
+        if sid != 0 {
+            let i = self
+                .by_sid
+                .get(usize::from(sid))
+                .copied()
+                .unwrap_or(NO_SLOT);
+            if let Some(Some(s)) = self.sess.get(i as usize) {
+                if s.sid == sid
+                    && s.key.port == port
+                    && s.key.mac == *mac
+                    && s.key.vlans.svlan & 0x0fff == vlans.svlan & 0x0fff
+                    && s.key.vlans.cvlan & 0x0fff == vlans.cvlan & 0x0fff
+                {
+                    return Some(i);
+                }
+            }
+        }
+        self.by_key
+            .get(&pack(port, mac, vlans.svlan, vlans.cvlan, sid))
+            .copied()
+    }
+
+    /// The slot of the session with IPv4 address `ip` (host order): through the
+    /// low-16-bit index when its entry is that session, else the hash table.
+    #[inline(always)]
+    fn find_by_ip(&self, ip: u32) -> Option<u32> {
+        let i = self.by_ip16.get(ip16(ip)).copied().unwrap_or(NO_SLOT);
+        if let Some(Some(s)) = self.sess.get(i as usize) {
+            if s.ip == ip && ip != 0 {
+                return Some(i);
+            }
+        }
+        self.by_ip.get(&ip).copied()
     }
 
     /// Whether `a` (host order) is one of our addresses.
@@ -821,8 +891,17 @@ impl FastPath {
                     return;
                 };
                 if let Some(old) = slot.take() {
-                    self.by_key.remove(&key_of(&old.key, old.sid));
-                    self.by_ip.remove(&old.ip);
+                    // Only the entries that still name this slot (a later session
+                    // on the same line or address keeps its own).
+                    let k = key_of(&old.key, old.sid);
+                    if self.by_key.get(&k) == Some(&idx) {
+                        self.by_key.remove(&k);
+                    }
+                    if self.by_ip.get(&old.ip) == Some(&idx) {
+                        self.by_ip.remove(&old.ip);
+                    }
+                    unindex(&mut self.by_sid, usize::from(old.sid), idx);
+                    unindex(&mut self.by_ip16, ip16(old.ip), idx);
                 }
                 *slot = Some(Sess {
                     key,
@@ -834,14 +913,24 @@ impl FastPath {
                     owner: session_owner(ip, sid, idx, self.workers),
                 });
                 self.by_key.insert(key_of(&key, sid), idx);
+                // The indexes follow the tables: the last session installed wins.
+                if sid != 0 {
+                    if let Some(e) = self.by_sid.get_mut(usize::from(sid)) {
+                        *e = idx;
+                    }
+                }
                 if ip != 0 {
                     self.by_ip.insert(ip, idx);
+                    if let Some(e) = self.by_ip16.get_mut(ip16(ip)) {
+                        *e = idx;
+                    }
                 }
             }
             FibUpdate::Down4 { idx, ip } => {
                 if self.by_ip.get(&ip) == Some(&idx) {
                     self.by_ip.remove(&ip);
                 }
+                unindex(&mut self.by_ip16, ip16(ip), idx);
                 let workers = self.workers;
                 if let Some(Some(s)) = self.sess.get_mut(idx as usize) {
                     s.ip = 0;
@@ -852,9 +941,11 @@ impl FastPath {
                 if self.by_key.get(&key_of(&key, sid)) == Some(&idx) {
                     self.by_key.remove(&key_of(&key, sid));
                 }
+                unindex(&mut self.by_sid, usize::from(sid), idx);
                 if self.by_ip.get(&ip) == Some(&idx) {
                     self.by_ip.remove(&ip);
                 }
+                unindex(&mut self.by_ip16, ip16(ip), idx);
                 if let Some(s) = self.sess.get_mut(idx as usize) {
                     *s = None;
                 }
@@ -929,8 +1020,7 @@ impl FastPath {
         }
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&d[6..12]);
-        let key = pack(p.meta.port, &mac, vlans.svlan, vlans.cvlan, sid);
-        let Some(&idx) = self.by_key.get(&key) else {
+        let Some(idx) = self.find_session(p.meta.port, &mac, vlans, sid) else {
             return Next::Drop(E_NO_SESSION);
         };
         self.up4(p, now_ns, out, idx, l2 + 8, plen - 2, mac)
@@ -1137,7 +1227,7 @@ impl FastPath {
             inc(&self.stats.echo_replies);
             return Next::Port(self.cfg.core_port);
         }
-        let Some(&idx) = self.by_ip.get(&dst) else {
+        let Some(idx) = self.find_by_ip(dst) else {
             return Next::Drop(E_NO_ROUTE);
         };
         if let Some(w) = self.elsewhere(idx) {

@@ -616,3 +616,124 @@ fn ipoe_upstream_downstream_dhcp_and_arp() {
     let (_, node) = run(&mut plain, 0, &[ipoe_frame(&ipoe, [8, 0], &good)], 7);
     assert_eq!(node.drops[E_ETHERTYPE as usize], 1);
 }
+
+/// Two lines with the same PPPoE session id (RFC 2516 makes an id unique per
+/// peer MAC, not per BNG): the session-id index holds one of them, the hash table
+/// both; each line's traffic reaches its own session whichever is indexed, also
+/// after the indexed one goes away, and a frame from a line with no session is
+/// dropped.
+#[test]
+fn same_session_id_on_two_lines() {
+    let (mut fp, key, c) = setup((0, 0));
+    let other = AccessKey {
+        mac: [2, 1, 1, 1, 1, 2],
+        ..key
+    };
+    fp.apply(
+        FibUpdate::Add {
+            idx: 5,
+            key: other,
+            sid: 0x55,
+            ip: 0x6440_0007,
+            rate: (0, 0),
+            mtu: 1492,
+        },
+        0,
+    );
+    let a = ipv4(0x6440_0005, 0x0808_0808, 64, 10);
+    let b = ipv4(0x6440_0007, 0x0808_0808, 64, 10);
+    let stranger = AccessKey {
+        mac: [2, 1, 1, 1, 1, 3],
+        ..key
+    };
+    let frames = alloc::vec![
+        up_frame(&key, 0x55, &a),
+        up_frame(&other, 0x55, &b),
+        // line b's address from line a: anti-spoofing still applies
+        up_frame(&key, 0x55, &b),
+        up_frame(&stranger, 0x55, &a),
+    ];
+    let (out, node) = run(&mut fp, 0, &frames, 0);
+    assert_eq!(out.ports[1].len(), 2);
+    assert_eq!(node.drops[E_SPOOF as usize], 1);
+    assert_eq!(node.drops[E_NO_SESSION as usize], 1);
+    assert_eq!(c.get(3).1, 1);
+    assert_eq!(c.get(5).1, 1);
+    // the indexed session (the first one added) goes; the other still forwards
+    fp.apply(
+        FibUpdate::Remove {
+            idx: 3,
+            key,
+            sid: 0x55,
+            ip: 0x6440_0005,
+        },
+        0,
+    );
+    let frames = alloc::vec![up_frame(&key, 0x55, &a), up_frame(&other, 0x55, &b)];
+    let (out, node) = run(&mut fp, 0, &frames, 0);
+    assert_eq!(out.ports[1].len(), 1);
+    assert_eq!(node.drops[E_NO_SESSION as usize], 1);
+    assert_eq!(c.get(5).1, 2);
+    // a new session on slot 3 with the same id is found again
+    fp.apply(
+        FibUpdate::Add {
+            idx: 3,
+            key,
+            sid: 0x55,
+            ip: 0x6440_0005,
+            rate: (0, 0),
+            mtu: 1492,
+        },
+        0,
+    );
+    let frames = alloc::vec![up_frame(&key, 0x55, &a), up_frame(&other, 0x55, &b)];
+    let (out, _) = run(&mut fp, 0, &frames, 0);
+    assert_eq!(out.ports[1].len(), 2);
+}
+
+/// Two subscribers whose addresses share their low 16 bits (two pools): the
+/// downstream index holds the later one, the hash table both; each address's
+/// traffic reaches its own session, also after the indexed one's address goes.
+#[test]
+fn downstream_addresses_sharing_the_index_entry() {
+    let (mut fp, key, c) = setup((0, 0));
+    let other = AccessKey {
+        mac: [2, 1, 1, 1, 1, 2],
+        ..key
+    };
+    // 100.64.0.5 (slot 3, from `setup`) and 10.99.0.5 (slot 5)
+    fp.apply(
+        FibUpdate::Add {
+            idx: 5,
+            key: other,
+            sid: 0x66,
+            ip: 0x0a63_0005,
+            rate: (0, 0),
+            mtu: 1492,
+        },
+        0,
+    );
+    let down = |dst: u32| {
+        let mut f = alloc::vec![2, 0, 0, 0, 0, 0xc, 2, 0, 0, 0, 0, 0xd, 8, 0];
+        f.extend_from_slice(&ipv4(0x0808_0808, dst, 64, 10));
+        f
+    };
+    let frames = alloc::vec![down(0x6440_0005), down(0x0a63_0005), down(0x0a64_0005)];
+    let (out, node) = run(&mut fp, 1, &frames, 0);
+    assert_eq!(out.ports[0].len(), 2);
+    assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
+    assert_eq!(c.get(3).3, 1);
+    assert_eq!(c.get(5).3, 1);
+    // the indexed (later) session loses its address; the other still gets traffic
+    fp.apply(
+        FibUpdate::Down4 {
+            idx: 5,
+            ip: 0x0a63_0005,
+        },
+        0,
+    );
+    let (out, node) = run(&mut fp, 1, &[down(0x6440_0005), down(0x0a63_0005)], 0);
+    assert_eq!(out.ports[0].len(), 1);
+    assert_eq!(node.drops[E_NO_ROUTE as usize], 1);
+    assert_eq!(c.get(3).3, 2);
+}

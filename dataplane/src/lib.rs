@@ -21,6 +21,7 @@ pub mod http;
 pub mod ippool;
 pub mod lpm;
 pub mod metrics;
+pub mod mgmt_fanout;
 pub mod port;
 pub mod proto;
 #[cfg(feature = "restconf")]

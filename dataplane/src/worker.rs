@@ -132,7 +132,9 @@ impl CtrlRings {
 /// lock-free queue per worker, each message cloned into every queue. A worker's
 /// update hook drains its own queue between bursts ([`Fanout::receiver`]). A
 /// full queue refuses the message for that worker (returned in the error count):
-/// the sender retries or resynchronises; no worker ever waits.
+/// the sender retries or resynchronises; no worker ever waits. Requests that each
+/// worker hands back once applied (management changes, state reports) go through
+/// [`crate::mgmt_fanout`] instead.
 pub struct Fanout<T> {
     queues: Vec<Arc<ArrayQueue<T>>>,
 }

@@ -12,7 +12,10 @@
 //!
 //! A change is applied to a copy of the running configuration, checked as a whole
 //! ([`Config::check`] and [`Router::build`], which resolves every next hop), and only
-//! then applied, while the workers keep forwarding:
+//! then applied, while the workers keep forwarding. Each change goes to every worker
+//! over its [`WorkerLink`] and comes back once applied ([`dataplane::mgmt_fanout`]:
+//! per-worker lock-free queues drained by [`update_hook`] between two bursts; a
+//! stopped worker is waited for at most two seconds):
 //! - routes: the new L3 state is built here, off the data path; the neighbour
 //!   entries the workers learned (ARP/ND) are copied into it, then every worker gets
 //!   a fresh set of L3 stages through its update hook ([`update_hook`]) and swaps its
@@ -48,8 +51,10 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use crossbeam_queue::ArrayQueue;
 use dataplane::graph::Graph;
+#[cfg(feature = "std")]
+use dataplane::mgmt_fanout;
+use dataplane::mgmt_fanout::Link;
 use dataplane::port::Port;
 use dataplane::restconf::{invalid, malformed, missing, str_of, u64_of, unsupported, Schema, Step};
 #[cfg(feature = "std")]
@@ -63,7 +68,7 @@ use dataplane::stages::qos::{MeterConfig, Policer};
 use dataplane::worker::{Hook, Worker};
 use serde_json::{json, Map, Value};
 #[cfg(feature = "std")]
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use dataplane::restconf::{Answer, MEDIA};
 
@@ -114,44 +119,17 @@ pub enum Update {
     NatPool(Box<PoolChange>),
 }
 
-/// The queues between the management side and one worker's update hook.
-#[derive(Clone)]
-pub struct WorkerLink {
-    to_worker: Arc<ArrayQueue<Update>>,
-    done: Arc<ArrayQueue<Update>>,
-}
-
-impl Default for WorkerLink {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl WorkerLink {
-    /// A link (fixed-size lock-free queues, allocated here).
-    pub fn new() -> WorkerLink {
-        WorkerLink {
-            to_worker: Arc::new(ArrayQueue::new(4)),
-            done: Arc::new(ArrayQueue::new(4)),
-        }
-    }
-}
+/// The queues between the management side and one worker's update hook
+/// ([`dataplane::mgmt_fanout::Link`]: fixed-size lock-free queues, allocated by
+/// `WorkerLink::new`).
+pub type WorkerLink = Link<Update>;
 
 /// The worker's side of `link`: register on the worker (`WorkerSpec::hooks`). Between
 /// bursts it takes the queued changes, applies them to the graph's stages by name and
-/// hands each back (with the old L3 state) to be freed off the worker. Allocates and
-/// locks nothing.
+/// hands each back (with the old L3 state) to be freed off the worker
+/// ([`dataplane::mgmt_fanout::hook`]). Allocates and locks nothing.
 pub fn update_hook(link: &WorkerLink) -> Hook {
-    let link = link.clone();
-    Box::new(move |g, out| {
-        while let Some(u) = link.to_worker.pop() {
-            let u = apply(g, u, out.now_ns);
-            // The queue has room for every change in flight (the management side
-            // waits for each and empties it first); were it full, the update would
-            // be freed here.
-            let _ = link.done.push(u);
-        }
-    })
+    dataplane::mgmt_fanout::hook(link, |g, out, u| apply(g, u, out.now_ns))
 }
 
 /// Applies one change to a worker's graph (its stages by name) at `now_ns`; returns
@@ -276,33 +254,9 @@ impl Workers for Threads<'_> {
     }
 
     /// Waits until each worker has applied the update and handed it back (or the
-    /// time-out: a stopped worker; its update stays queued).
+    /// time-out: a stopped worker; its update stays queued): [`mgmt_fanout::send`].
     fn send(&mut self, make: &mut dyn FnMut() -> Option<Update>) -> Vec<Update> {
-        let mut pending = Vec::new();
-        for l in self.links {
-            // Earlier updates a slow worker handed back late.
-            while l.done.pop().is_some() {}
-            if let Some(u) = make() {
-                if l.to_worker.push(u).is_ok() {
-                    pending.push(l);
-                }
-            }
-        }
-        let t = Instant::now();
-        let mut back = Vec::new();
-        for l in pending {
-            loop {
-                if let Some(u) = l.done.pop() {
-                    back.push(u);
-                    break;
-                }
-                if t.elapsed() >= APPLY_TIMEOUT {
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        back
+        mgmt_fanout::send(self.links, make, APPLY_TIMEOUT)
     }
 
     fn port(&self, i: usize) -> [u64; 4] {

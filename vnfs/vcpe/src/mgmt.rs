@@ -1,6 +1,6 @@
 //! The vCPE's management API (issue 19): the YANG module `yang/vcpe@2026-12-02.yang`
 //! served as a RESTCONF-shaped JSON API (RFC 8040, JSON per RFC 7951 with 64-bit
-//! integers as strings) on `vcpe run --listen`, off the worker thread. The generic
+//! integers as strings) on `vcpe run --listen`, off the worker threads. The generic
 //! parts (paths, tree edits, RFC 8040 §7.1 error bodies) are
 //! [`dataplane::restconf`]; `vcpe api METHOD PATH [-d JSON|@FILE]` is the client.
 //!
@@ -12,15 +12,20 @@
 //! a [`Config`] and checked as a whole by building a vCPE from it ([`Vcpe::new`]:
 //! every config check, the forwarding state with each next hop resolved, the whole
 //! graph with the firewall's rules compiled); only then is it applied, while the
-//! worker keeps forwarding:
-//! - routes (`route`): the new L3 state is built here; the neighbours the worker
-//!   learned are copied into it, the worker swaps its `ip4-lookup`, `ip4-rewrite`
-//!   and `arp-input` state for it between two bursts ([`update_hook`]) and hands the
-//!   old state back to be freed here;
-//! - the firewall's own rules (`firewall/rule`): compiled here
-//!   ([`dataplane::stages::firewall::RuleSwap`]) and swapped into the worker's
-//!   `firewall` between two bursts; tracked connections the new rules deny end then
-//!   (`state/firewall/ended-by-rule-change`).
+//! workers keep forwarding. Each change (and each state report) goes to every
+//! worker (`engine.workers`) over its [`WorkerLink`] and comes back once applied
+//! ([`dataplane::mgmt_fanout`]: per-worker lock-free queues, drained by
+//! [`update_hook`] between two bursts; a stopped worker is waited for at most two
+//! seconds):
+//! - routes (`route`): the new L3 state is built here; the neighbours the workers
+//!   learned are copied into it, every worker swaps its `ip4-lookup`, `ip4-rewrite`
+//!   and `arp-input` state for it and hands the old state back to be freed here;
+//! - the firewall's own rules (`firewall/rule`): compiled here, one
+//!   [`dataplane::stages::firewall::RuleSwap`] per worker, and swapped into each
+//!   worker's `firewall`; the tracked connections a worker owns that the new rules
+//!   deny end then, and `state/firewall/ended-by-rule-change` counts them summed
+//!   over the workers;
+//! - the state's firewall and tunnel counters: one report per worker, summed.
 //!
 //! Any other change (interfaces, DHCP, NAT, firewall limits, tunnels) is refused with
 //! `operation-not-supported` (501): restart the vCPE. The tunnels' state shows each
@@ -32,8 +37,8 @@ use crate::control::Stats;
 use crate::keylink::KeyStats;
 use crate::vnf::Vcpe;
 use crate::Config;
-use crossbeam_queue::ArrayQueue;
 use dataplane::addr::Net4;
+use dataplane::mgmt_fanout::Link;
 use dataplane::restconf::{
     error, invalid, malformed, missing, str_of, unsupported, Answer, Schema, Step,
 };
@@ -48,7 +53,7 @@ use serde_json::{json, Map, Value};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use dataplane::restconf::MEDIA;
 
@@ -134,38 +139,10 @@ pub enum Update {
     Report(Box<Report>),
 }
 
-/// The queues between the management side and the worker's update hook.
-#[derive(Clone)]
-pub struct WorkerLink {
-    to_worker: Arc<ArrayQueue<Update>>,
-    done: Arc<ArrayQueue<Update>>,
-}
-
-impl Default for WorkerLink {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl WorkerLink {
-    /// A link (fixed-size lock-free queues, allocated here).
-    pub fn new() -> WorkerLink {
-        WorkerLink {
-            to_worker: Arc::new(ArrayQueue::new(4)),
-            done: Arc::new(ArrayQueue::new(4)),
-        }
-    }
-
-    /// Queues `u` for the worker (back when the queue is full).
-    pub fn push(&self, u: Update) -> Result<(), Update> {
-        self.to_worker.push(u)
-    }
-
-    /// What the worker handed back, oldest first.
-    pub fn pop_done(&self) -> Option<Update> {
-        self.done.pop()
-    }
-}
+/// The queues between the management side and one worker's update hook
+/// ([`dataplane::mgmt_fanout::Link`]: fixed-size lock-free queues, allocated by
+/// `WorkerLink::new`; `push` queues a request, `pop_done` takes what came back).
+pub type WorkerLink = Link<Update>;
 
 fn sa_info(sa: &ipsec::sa::Sa) -> SaInfo {
     let c = sa.config();
@@ -187,65 +164,65 @@ fn sa_info(sa: &ipsec::sa::Sa) -> SaInfo {
 
 /// The worker's side of `link` (register it in `WorkerSpec::hooks`): between bursts
 /// it applies the queued changes to the graph's stages by name, fills state reports
-/// and hands each back to be read and freed off the worker. Allocates and locks
-/// nothing.
+/// and hands each back to be read and freed off the worker
+/// ([`dataplane::mgmt_fanout::hook`]). Allocates and locks nothing.
 pub fn update_hook(link: &WorkerLink) -> dataplane::worker::Hook {
-    let link = link.clone();
-    Box::new(move |g, _out| {
-        while let Some(u) = link.to_worker.pop() {
-            let u = match u {
-                Update::L3(mut s) => {
-                    if let Some(x) = g.node_mut::<Ip4Lookup>("ip4-lookup") {
-                        x.swap_l3(&mut s.lookup);
-                    }
-                    if let Some(x) = g.node_mut::<Ip4Rewrite>("ip4-rewrite") {
-                        x.swap_l3(&mut s.rewrite);
-                    }
-                    if let Some(x) = g.node_mut::<ArpInput>("arp-input") {
-                        x.swap_l3(&mut s.arp);
-                    }
-                    Update::L3(s)
-                }
-                Update::Rules(mut r) => {
-                    if let Some(f) = g.node_mut::<Firewall>("firewall") {
-                        f.swap_rules(&mut r);
-                    }
-                    Update::Rules(r)
-                }
-                Update::Report(mut r) => {
-                    if let Some(f) = g.node_mut::<Firewall>("firewall") {
-                        r.connections = f.connection_count();
-                        for c in f.rule_counters() {
-                            if r.rules.len() == r.rules.capacity() {
-                                break;
-                            }
-                            r.rules.push(*c);
-                        }
-                    }
-                    if let Some(e) = g.node_mut::<EspEncrypt>("esp-encrypt") {
-                        for sa in e.ipsec().sad.iter() {
-                            if r.sas.len() == r.sas.capacity() {
-                                break;
-                            }
-                            r.sas.push(sa_info(sa));
-                        }
-                    }
-                    if let Some(d) = g.node_mut::<EspDecrypt>("esp-decrypt") {
-                        for sa in d.ipsec().sad.iter() {
-                            if r.sas.len() == r.sas.capacity() {
-                                break;
-                            }
-                            r.sas.push(sa_info(sa));
-                        }
-                    }
-                    Update::Report(r)
-                }
-            };
-            // The management side waits for each request and empties the queue
-            // first, so there is room; were it full, the update would be freed here.
-            let _ = link.done.push(u);
+    dataplane::mgmt_fanout::hook(link, |g, _out, u| apply(g, u))
+}
+
+/// Applies one request to a worker's graph (its stages by name); returns it, holding
+/// what the stages gave up (the old L3 state, the old rules with the connections the
+/// new ones ended) or reported, to be read and freed off the data path. Allocates and
+/// locks nothing.
+fn apply(g: &mut dataplane::graph::Graph, u: Update) -> Update {
+    match u {
+        Update::L3(mut s) => {
+            if let Some(x) = g.node_mut::<Ip4Lookup>("ip4-lookup") {
+                x.swap_l3(&mut s.lookup);
+            }
+            if let Some(x) = g.node_mut::<Ip4Rewrite>("ip4-rewrite") {
+                x.swap_l3(&mut s.rewrite);
+            }
+            if let Some(x) = g.node_mut::<ArpInput>("arp-input") {
+                x.swap_l3(&mut s.arp);
+            }
+            Update::L3(s)
         }
-    })
+        Update::Rules(mut r) => {
+            if let Some(f) = g.node_mut::<Firewall>("firewall") {
+                f.swap_rules(&mut r);
+            }
+            Update::Rules(r)
+        }
+        Update::Report(mut r) => {
+            if let Some(f) = g.node_mut::<Firewall>("firewall") {
+                r.connections = f.connection_count();
+                for c in f.rule_counters() {
+                    if r.rules.len() == r.rules.capacity() {
+                        break;
+                    }
+                    r.rules.push(*c);
+                }
+            }
+            if let Some(e) = g.node_mut::<EspEncrypt>("esp-encrypt") {
+                for sa in e.ipsec().sad.iter() {
+                    if r.sas.len() == r.sas.capacity() {
+                        break;
+                    }
+                    r.sas.push(sa_info(sa));
+                }
+            }
+            if let Some(d) = g.node_mut::<EspDecrypt>("esp-decrypt") {
+                for sa in d.ipsec().sad.iter() {
+                    if r.sas.len() == r.sas.capacity() {
+                        break;
+                    }
+                    r.sas.push(sa_info(sa));
+                }
+            }
+            Update::Report(r)
+        }
+    }
 }
 
 /// The management side of a running vCPE.
@@ -256,7 +233,7 @@ pub struct Mgmt {
     links: Vec<WorkerLink>,
     control: Option<Arc<Stats>>,
     keys: Option<Arc<KeyStats>>,
-    /// Connections the rule changes ended, summed.
+    /// Connections the rule changes ended, summed over the changes and the workers.
     ended: u64,
 }
 
@@ -360,33 +337,11 @@ impl Mgmt {
         SCHEMA.get(&root, steps)
     }
 
-    /// Hands one request (made by `make`) to the worker and waits until it is handed
-    /// back (or the time-out: a stopped worker; the request stays queued).
-    fn send(&self, mut make: impl FnMut() -> Option<Update>) -> Vec<Update> {
-        let mut pending = Vec::new();
-        for l in &self.links {
-            while l.done.pop().is_some() {}
-            if let Some(u) = make() {
-                if l.to_worker.push(u).is_ok() {
-                    pending.push(l);
-                }
-            }
-        }
-        let t = Instant::now();
-        let mut back = Vec::new();
-        for l in pending {
-            loop {
-                if let Some(u) = l.done.pop() {
-                    back.push(u);
-                    break;
-                }
-                if t.elapsed() >= APPLY_TIMEOUT {
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
-        back
+    /// Hands one request (made by `make`, once per worker) to every worker and waits
+    /// until each has handed it back (or the time-out: a stopped worker; the request
+    /// stays queued): [`dataplane::mgmt_fanout::send`].
+    fn send(&self, make: impl FnMut() -> Option<Update>) -> Vec<Update> {
+        dataplane::mgmt_fanout::send(&self.links, make, APPLY_TIMEOUT)
     }
 
     fn report(&self) -> Option<Report> {
@@ -585,8 +540,9 @@ impl Mgmt {
         let routes_changed = new.routes != self.cfg.routes;
         let rules_changed = new.firewall.rules != self.cfg.firewall.rules;
         let rules = if rules_changed {
-            match RuleSwap::new(&built.firewall_config()) {
-                Ok(r) => Some(r),
+            let fc = built.firewall_config();
+            match RuleSwap::new(&fc) {
+                Ok(r) => Some((fc, r)),
                 Err(e) => return invalid(path, &format!("firewall: {e}")),
             }
         } else {
@@ -601,10 +557,17 @@ impl Mgmt {
             drop(back);
             self.l3 = l3;
         }
-        if let Some(r) = rules {
-            // One worker (the vCPE runs one): one rule set.
-            let mut r = Some(r);
-            let back = self.send(|| r.take().map(|x| Update::Rules(Box::new(x))));
+        if let Some((fc, first)) = rules {
+            // One rule set per worker, each compiled here (checked above, so the
+            // others compile too); every worker ends the tracked connections it owns
+            // that the new rules deny and reports how many: the count is their sum.
+            let mut first = Some(first);
+            let back = self.send(|| {
+                first
+                    .take()
+                    .or_else(|| RuleSwap::new(&fc).ok())
+                    .map(|x| Update::Rules(Box::new(x)))
+            });
             for u in back {
                 if let Update::Rules(x) = u {
                     self.ended += u64::from(x.ended());

@@ -535,3 +535,174 @@ fn two_workers_forward_and_encrypt_without_allocating() {
         .sum();
     assert!(enc > 5_000, "encrypted {enc}");
 }
+
+/// A firewall rule change with two workers (the management API's fan-out,
+/// `vcpe::mgmt`): every worker takes the new rules between two bursts and ends the
+/// tracked connections it owns that they deny; the API's
+/// `state/firewall/ended-by-rule-change` is the sum over both workers.
+#[test]
+fn a_rule_change_ends_the_connections_of_both_workers() {
+    use dataplane::stages::firewall::Firewall;
+    use vcpe::mgmt::{update_hook, Mgmt, WorkerLink};
+
+    const Z: [u8; 4] = [203, 0, 113, 77];
+    const X: [u8; 4] = [203, 0, 113, 5];
+    let pool = Pool::new(8192).unwrap();
+    let mut c = pool.cache();
+    let (lan, mut lan_peer) = links("fw-lan", N);
+    let (wan, mut wan_peer) = links("fw-wan", N);
+    let mut neigh = vec![([198, 51, 100, 1], GW)];
+    for i in 0..32u8 {
+        neigh.push(([192, 168, 1, 10 + i], host_mac(1, i)));
+    }
+    let (v, mut ws) = site(
+        &two_workers(A),
+        &neigh,
+        lan,
+        wan,
+        pool,
+        WorkerConfig::default(),
+    );
+    let mgmt_links: Vec<WorkerLink> = (0..N).map(|_| WorkerLink::new()).collect();
+    for (w, l) in ws.iter_mut().zip(&mgmt_links) {
+        w.add_hook(update_hook(l));
+    }
+    let mut mgmt = Mgmt::new(&v, mgmt_links, None, None);
+    // 32 hosts, one connection each to Z and to X; host i's frames arrive on worker
+    // i % 2's queue, its connections are tracked by its owner.
+    let frames = |dst: [u8; 4], sport: u16| -> Vec<(usize, Vec<u8>)> {
+        (0..32u8)
+            .map(|i| {
+                let f = udp(
+                    host_mac(1, i),
+                    A_LAN,
+                    [192, 168, 1, 10 + i],
+                    dst,
+                    sport,
+                    9,
+                    b"q",
+                );
+                (usize::from(i) % N, f)
+            })
+            .collect()
+    };
+    let send = |frames: &[(usize, Vec<u8>)],
+                lan_peer: &mut [MemPort],
+                ws: &mut Vec<Worker<MemPort>>,
+                wan_peer: &mut [MemPort],
+                c: &mut PoolCache,
+                now: &mut u64|
+     -> usize {
+        for (k, f) in frames {
+            offer(&mut lan_peer[*k], c, std::slice::from_ref(f));
+        }
+        poll_all(&mut [ws], now);
+        wan_peer.iter_mut().map(|p| take(p, c).len()).sum()
+    };
+    let mut now = 1_000_000_000;
+    let (to_z, to_x) = (frames(Z, 40000), frames(X, 40001));
+    assert_eq!(
+        send(
+            &to_z,
+            &mut lan_peer,
+            &mut ws,
+            &mut wan_peer,
+            &mut c,
+            &mut now
+        ),
+        32
+    );
+    assert_eq!(
+        send(
+            &to_x,
+            &mut lan_peer,
+            &mut ws,
+            &mut wan_peer,
+            &mut c,
+            &mut now
+        ),
+        32
+    );
+    let conns = |ws: &mut Vec<Worker<MemPort>>| -> Vec<usize> {
+        ws.iter_mut()
+            .map(|w| {
+                w.graph
+                    .node_mut::<Firewall>("firewall")
+                    .unwrap()
+                    .connection_count()
+            })
+            .collect()
+    };
+    let before = conns(&mut ws);
+    assert_eq!(before.iter().sum::<usize>(), 64, "{before:?}");
+
+    // The rule change and the state, from the management thread while the workers
+    // poll here.
+    let api = std::thread::spawn(move || {
+        let post = mgmt.handle(
+            "POST",
+            "/restconf/data/vcpe:vcpe/firewall/rule=no-z",
+            "",
+            br#"{"vcpe:rule":[{"name":"no-z","action":"deny","from":"lan","destination":"203.0.113.77/32","protocol":"udp"}]}"#,
+            &[],
+        );
+        let state = mgmt.handle("GET", "/restconf/data/vcpe:vcpe/state", "", b"", &[]);
+        (post, state)
+    });
+    let t = std::time::Instant::now();
+    while !api.is_finished() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "API stuck"
+        );
+        now += 100_000;
+        for w in ws.iter_mut() {
+            w.poll(now);
+        }
+        std::thread::yield_now();
+    }
+    let (post, state) = api.join().unwrap();
+    assert_eq!(post.status, 201, "{}", post.body);
+    assert_eq!(state.status, 200, "{}", state.body);
+
+    let after = conns(&mut ws);
+    let ended: Vec<usize> = before.iter().zip(&after).map(|(b, a)| b - a).collect();
+    assert_eq!(
+        ended.iter().sum::<usize>(),
+        32,
+        "every connection to Z ended"
+    );
+    assert!(
+        ended.iter().all(|&e| e > 0),
+        "both workers owned connections to Z: {ended:?}"
+    );
+    let st: serde_json::Value = serde_json::from_str(&state.body).unwrap();
+    assert_eq!(
+        st["vcpe:state"]["firewall"]["ended-by-rule-change"], "32",
+        "the count sums both workers': {ended:?}, {st}"
+    );
+    assert_eq!(st["vcpe:state"]["firewall"]["connections"], 32, "{st}");
+    // Both workers forward with the new rules: nothing more to Z, X as before.
+    assert_eq!(
+        send(
+            &to_z,
+            &mut lan_peer,
+            &mut ws,
+            &mut wan_peer,
+            &mut c,
+            &mut now
+        ),
+        0
+    );
+    assert_eq!(
+        send(
+            &to_x,
+            &mut lan_peer,
+            &mut ws,
+            &mut wan_peer,
+            &mut c,
+            &mut now
+        ),
+        32
+    );
+}

@@ -49,7 +49,9 @@
 //!
 //! Everything created (namespaces, veths, processes, the temp dir) is removed at the
 //! end, on error and on Ctrl-C/SIGTERM (the `netns` registry, plus this module's temp
-//! dir in the same signal handler).
+//! dir in the same signal handler). With `TESTBED_KEEP_LOGS` set, a run that reaches
+//! its report copies the logs of the processes it started to `$TMPDIR/lab-bng-<name>`
+//! after they have been stopped and waited for (`finish`), before the temp dir goes.
 
 use crate::lab_bng::{BngLabArgs, UpPlatform};
 use crate::netns::{self, in_netns, Lab};
@@ -119,13 +121,62 @@ fn remove_tmpdir() {
 }
 
 /// Removes the lab's processes and namespaces, then its temp dir (in that order:
-/// FreeRADIUS writes into the dir until it is stopped).
-struct Guard;
+/// FreeRADIUS writes into the dir until it is stopped), keeping the processes' logs
+/// in between when asked to (`TESTBED_KEEP_LOGS`).
+struct Guard {
+    keep: Option<KeepLogs>,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        netns::cleanup_all();
+        finish(netns::cleanup_all, self.keep.as_ref());
         remove_tmpdir();
+    }
+}
+
+/// Logs to copy out of the lab's temp dir before it is removed.
+struct KeepLogs {
+    /// The lab's temp dir.
+    from: PathBuf,
+    /// File names in it (missing ones are skipped: no `--radius`, no `--capture`).
+    names: Vec<String>,
+    /// Where the copies go, as `lab-bng-<name>`.
+    to: PathBuf,
+}
+
+impl KeepLogs {
+    /// Copies what is there; returns how many files were copied.
+    fn copy(&self) -> usize {
+        self.names
+            .iter()
+            .filter(|f| {
+                std::fs::copy(self.from.join(f), self.to.join(format!("lab-bng-{f}"))).is_ok()
+            })
+            .count()
+    }
+}
+
+/// The logs of every process the lab starts: the BNG (`vbng`, or `vbng-cp` with
+/// `--cups`), FreeRADIUS, tshark and, with `--cups`, each user plane (process or
+/// QEMU guest console).
+fn log_names(cups: bool, ups: u32) -> Vec<String> {
+    let mut v: Vec<String> = ["vbng.log", "freeradius.log", "tshark.log"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if cups {
+        v.extend((0..ups).map(|n| format!("vbng-up{n}.log")));
+    }
+    v
+}
+
+/// Stops the lab's processes (`stop` returns once every one has exited and been
+/// waited for), then copies their logs: only then are they complete (the user
+/// planes print their counters and node errors at exit).
+fn finish(stop: impl FnOnce(), keep: Option<&KeepLogs>) {
+    stop();
+    if let Some(k) = keep {
+        k.copy();
     }
 }
 
@@ -258,7 +309,7 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         remove_tmpdir();
         std::process::exit(130);
     });
-    let _guard = Guard;
+    let mut guard = Guard { keep: None };
     let lab = Lab::new("bng")?;
     let quiet = args.json;
     let say = |m: &str| {
@@ -1020,18 +1071,13 @@ pub fn run(args: &BngLabArgs) -> anyhow::Result<()> {
         cgnat,
         cups: cups_report,
     };
+    // Copied by the guard once the processes have been stopped and waited for.
     if std::env::var_os("TESTBED_KEEP_LOGS").is_some() {
-        let ups: Vec<String> = (0..args.ups).map(|n| format!("vbng-up{n}.log")).collect();
-        let ups = if args.cups { &ups[..] } else { &[] };
-        for f in ["vbng.log", "freeradius.log"]
-            .into_iter()
-            .chain(ups.iter().map(String::as_str))
-        {
-            let _ = std::fs::copy(
-                dir.join(f),
-                std::env::temp_dir().join(format!("lab-bng-{f}")),
-            );
-        }
+        guard.keep = Some(KeepLogs {
+            from: dir.clone(),
+            names: log_names(args.cups, args.ups),
+            to: std::env::temp_dir(),
+        });
     }
     out.lab_rx_dropped = sub_port.stats().rx_dropped + core_port.stats().rx_dropped;
     drop(sub_port);
@@ -1060,6 +1106,81 @@ mod tests {
         assert_eq!(metric(m, "vbng_session_events_total", ""), 13);
         assert_eq!(metric(m, "vbng_pppoe_discovery_total", "padi_rate_mac"), 7);
         assert_eq!(metric(m, "vbng_missing", ""), 0);
+    }
+
+    #[test]
+    fn logs_are_kept_after_the_processes_have_exited() {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let base = std::env::temp_dir().join(format!("keep-logs-test-{}", std::process::id()));
+        let (from, to) = (base.join("lab"), base.join("kept"));
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::create_dir_all(&to).unwrap();
+        let names = log_names(true, 2);
+        assert_eq!(
+            names,
+            [
+                "vbng.log",
+                "freeradius.log",
+                "tshark.log",
+                "vbng-up0.log",
+                "vbng-up1.log"
+            ]
+        );
+        assert_eq!(log_names(false, 2).len(), 3);
+        // A "user plane" that writes its last line when told to stop, as vbng-up does.
+        let log = std::fs::File::create(from.join("vbng-up1.log")).unwrap();
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "trap 'echo counters at exit; exit 0' INT; echo up; while :; do sleep 0.05; done",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::fs::write(from.join("vbng.log"), "cp\n").unwrap();
+        // Up and logging before it is stopped.
+        let t0 = Instant::now();
+        while std::fs::read_to_string(from.join("vbng-up1.log")).unwrap() != "up\n" {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the child never logged"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let keep = KeepLogs {
+            from: from.clone(),
+            names,
+            to: to.clone(),
+        };
+        let pid = child.id();
+        finish(
+            || {
+                // SAFETY: kill(2) on our own child's process group.
+                unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGINT) };
+                let t0 = Instant::now();
+                while child.try_wait().unwrap().is_none() {
+                    if t0.elapsed() > Duration::from_secs(10) {
+                        let _ = child.kill();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            },
+            Some(&keep),
+        );
+        let up = std::fs::read_to_string(to.join("lab-bng-vbng-up1.log")).unwrap();
+        assert_eq!(up, "up\ncounters at exit\n");
+        assert_eq!(
+            std::fs::read_to_string(to.join("lab-bng-vbng.log")).unwrap(),
+            "cp\n"
+        );
+        // Only what was there.
+        assert!(!to.join("lab-bng-freeradius.log").exists());
+        assert!(!to.join("lab-bng-vbng-up0.log").exists());
+        assert_eq!(keep.copy(), 2);
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

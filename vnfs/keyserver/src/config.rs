@@ -7,7 +7,7 @@ use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 use hashbrown::{HashMap, HashSet};
 use ipsec::crypto::Algorithm;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// Where the journal lives: a file path (`std`); without `std` (the unikernel) the
 /// text of the setting, which such a build refuses (it has no file system).
@@ -100,13 +100,44 @@ struct RawGroup {
 #[serde(deny_unknown_fields)]
 struct RawCpe {
     id: String,
-    psk: String,
+    /// Wiped when dropped, on every path (a refused configuration too).
+    #[serde(deserialize_with = "secret_string")]
+    psk: Zeroizing<String>,
     address: String,
     subnet: String,
     #[serde(default)]
     groups: Vec<String>,
     #[serde(default)]
     revoked: bool,
+}
+
+/// A secret string straight into a zeroizing buffer (the deserializer's `String`,
+/// moved, not copied).
+/// A value of another type is refused without echoing it.
+fn secret_string<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d)
+        .map(Zeroizing::new)
+        .map_err(|_| serde::de::Error::custom("psk: expected a string (the value is not shown)"))
+}
+
+/// Moves each `[[cpe]]` table's `psk` string out of `table` into a zeroizing
+/// buffer (by the CPE's index; `None` where it is missing or not a string, which
+/// the deserializer then refuses), leaving an empty string in its place: a value
+/// tree dropped half-way through deserialization (a refused configuration) then
+/// holds no PSK, and these buffers are wiped whatever happens.
+fn take_psks(table: &mut toml::Table) -> Vec<Option<Zeroizing<String>>> {
+    let Some(toml::Value::Array(cpes)) = table.get_mut("cpe") else {
+        return Vec::new();
+    };
+    cpes.iter_mut()
+        .map(|c| match c {
+            toml::Value::Table(t) => match t.get_mut("psk") {
+                Some(toml::Value::String(s)) => Some(Zeroizing::new(core::mem::take(s))),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -250,10 +281,20 @@ impl Config {
     }
 
     /// Validates a TOML table (the unikernel's configuration, after its command-line
-    /// overrides) as [`Config::from_toml`] validates text.
-    pub fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
-        let raw = Raw::deserialize(toml::Value::Table(table))
+    /// overrides) as [`Config::from_toml`] validates text. The table is consumed:
+    /// its PSK strings are moved into zeroizing buffers before anything else (see
+    /// [`take_psks`]), so no copy survives in it, whether the configuration is
+    /// accepted or refused.
+    pub fn from_table(mut table: toml::Table) -> Result<Config, ConfigError> {
+        let mut psks = take_psks(&mut table);
+        let mut raw = Raw::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(e.message().trim().replace('\n', " ")))?;
+        // Deserialized in order, one `RawCpe` per array element.
+        for (c, p) in raw.cpes.iter_mut().zip(psks.iter_mut()) {
+            if let Some(p) = p.take() {
+                c.psk = p;
+            }
+        }
         Config::from_raw(raw)
     }
 
@@ -342,9 +383,9 @@ impl Config {
         }
         let mut ids: HashMap<String, usize> = HashMap::new();
         let mut cpes = Vec::new();
-        for mut c in raw.cpes {
+        for c in raw.cpes {
+            // `c.psk` is wiped when `c` goes, at the end of this iteration.
             let psk = Zeroizing::new(c.psk.as_bytes().to_vec());
-            zeroize::Zeroize::zeroize(&mut c.psk);
             if c.id.is_empty() || c.id.len() > 255 || ids.contains_key(&c.id) {
                 return err(format!(
                     "cpe {:?}: empty, longer than 255 octets or duplicate id",
@@ -404,8 +445,11 @@ impl Config {
     /// Reads and validates a file.
     #[cfg(feature = "std")]
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        // The text holds the PSKs: wiped when dropped.
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?,
+        );
         Config::from_toml(&text)
     }
 }
@@ -481,6 +525,71 @@ groups = ["g"]
             assert!(e.0.contains(what), "{what}: {e}");
             assert!(!e.0.contains('\n'));
         }
+    }
+
+    /// Compiles only for a zeroizing buffer.
+    fn zeroizing<T: zeroize::Zeroize>(_: &Zeroizing<T>) {}
+
+    #[test]
+    fn psks_are_zeroizing_and_never_printed() {
+        let raw: Raw = toml::from_str(OK).unwrap();
+        zeroizing(&raw.cpes[0].psk);
+        assert_eq!(raw.cpes[0].psk.as_str(), "hub-secret-1");
+        let c = Config::from_toml(OK).unwrap();
+        zeroizing(&c.cpes[0].psk);
+        assert_eq!(&c.cpes[0].psk[..], b"hub-secret-1");
+        assert_eq!(&c.cpes[1].psk[..], b"spoke-secret-1");
+        for text in [
+            format!("{c:?}"),
+            format!("{c:#?}"),
+            format!("{:?}", c.cpes[1]),
+        ] {
+            assert!(!text.contains("secret-1"), "{text}");
+            assert!(text.contains("<secret>"), "{text}");
+        }
+        // Refusals name the CPE, never its key.
+        let short = OK.replacen("\"hub-secret-1\"", "\"sh0rt!\"", 1);
+        let e = Config::from_toml(&short).unwrap_err();
+        assert!(
+            e.0.contains("cpe hub: psk shorter") && !e.0.contains("sh0rt!"),
+            "{e}"
+        );
+        let t: toml::Table = OK
+            .replacen("\"hub-secret-1\"", "918273645", 1)
+            .parse()
+            .unwrap();
+        let e = Config::from_table(t).unwrap_err();
+        assert!(
+            e.0.contains("psk: expected a string") && !e.0.contains("918273645"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_table_keeps_no_psk() {
+        let mut t: toml::Table = OK.parse().unwrap();
+        let psks = take_psks(&mut t);
+        let got: Vec<Option<&str>> = psks
+            .iter()
+            .map(|p| p.as_ref().map(|s| s.as_str()))
+            .collect();
+        assert_eq!(got, [Some("hub-secret-1"), Some("spoke-secret-1")]);
+        let cpes = t["cpe"].as_array().unwrap();
+        assert_eq!(cpes.len(), 2);
+        for c in cpes {
+            assert_eq!(c["psk"].as_str(), Some(""));
+        }
+        // The table route gives the same keys as the text route.
+        let c = Config::from_table(OK.parse().unwrap()).unwrap();
+        let keys: Vec<&[u8]> = c.cpes.iter().map(|c| &c.psk[..]).collect();
+        assert_eq!(keys, [&b"hub-secret-1"[..], &b"spoke-secret-1"[..]]);
+        // A missing PSK is still refused as one.
+        let t: toml::Table = OK
+            .replacen("psk = \"hub-secret-1\"\n", "", 1)
+            .parse()
+            .unwrap();
+        let e = Config::from_table(t).unwrap_err();
+        assert!(e.0.contains("missing field `psk`"), "{e}");
     }
 }
 

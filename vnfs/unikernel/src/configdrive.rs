@@ -37,6 +37,9 @@ impl Sectors for Blk {
                 return false;
             }
             chunk.copy_from_slice(&b[..chunk.len()]);
+            // The drive stays open for the guest's life: its bounce buffer must not
+            // keep the user data's secrets (PSKs, RADIUS and ESP keys) after a read.
+            zeroize::Zeroize::zeroize(b);
             lba += n as u64;
         }
         true

@@ -178,6 +178,9 @@ fn load_config(info: &bootinfo::BootInfo, opts: &config::Options) -> Result<toml
         config::parse_toml(bytes, "boot module")?
     } else if let Some(r) = configdrive::read() {
         let (kind, bytes) = r.map_err(config::ConfigError::Invalid)?;
+        // The text holds the configuration's secrets (PSKs, RADIUS and ESP keys):
+        // wiped once parsed.
+        let bytes = zeroize::Zeroizing::new(bytes);
         config::parse_toml(
             &bytes,
             match kind {
@@ -186,6 +189,7 @@ fn load_config(info: &bootinfo::BootInfo, opts: &config::Options) -> Result<toml
             },
         )?
     } else if let Some(bytes) = fwcfg::read_file(FWCFG_CONFIG) {
+        let bytes = zeroize::Zeroizing::new(bytes);
         log::info!("config: fw_cfg {FWCFG_CONFIG} ({} bytes)", bytes.len());
         config::parse_toml(&bytes, "fw_cfg")?
     } else {

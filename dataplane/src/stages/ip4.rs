@@ -184,6 +184,14 @@ pub(crate) struct AddrProbe4 {
 }
 
 impl AddrProbe4 {
+    /// True when `a` (octets in header order) is one of `small`: the whole set
+    /// when `exact`.
+    #[inline(always)]
+    pub(crate) fn has(&self, a: u32) -> bool {
+        let [s0, s1, s2, s3] = self.small;
+        (a == s0) | (a == s1) | (a == s2) | (a == s3)
+    }
+
     /// True when `a` (octets in header order, `u32::from_ne_bytes`) may be in the
     /// set; exact for a small set.
     #[inline(always)]
@@ -287,26 +295,39 @@ impl Ip4Input {
     }
 }
 
-/// Whether a first address byte is martian as a source (RFC 1812 §5.3.7: network
-/// 0, network 127, class D and E) and, the same bytes, as a destination (network 0,
-/// network 127, multicast, class E and the limited broadcast): 0, 127 or 224 and up,
-/// as arithmetic (no table, no branch).
-#[inline(always)]
-fn martian_first(b: u8) -> u64 {
-    u64::from(b.wrapping_sub(1) >= 223) | u64::from(b == 127)
-}
+/// First address bytes that are martian as a source (RFC 1812 §5.3.7: network 0,
+/// network 127, class D and E) and, the same bytes, as a destination (network 0,
+/// network 127, multicast, class E and the limited broadcast): 0, 127 and 224 up,
+/// as a 256-byte table (one load per address).
+static MARTIAN_FIRST: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b == 0 || b == 127 || b >= 224) as u8;
+        b += 1;
+    }
+    t
+};
 
 /// The fast test of the martian filter on an IPv4 header's addresses (`src` and
 /// `dst` as `u32::from_ne_bytes` of their octets): false for a pair that is
-/// certainly not martian (the common case, decided by arithmetic on the first bytes
-/// and the probes of our own and the directed-broadcast addresses), true when
-/// [`martian4_slow`] must decide.
+/// certainly not martian (the common case, decided by a table of first bytes and
+/// the probes of our own and the directed-broadcast addresses), true when
+/// [`martian4_slow`] must decide. `EXACT`: both probes hold their whole sets.
 #[inline(always)]
-fn martian4_maybe(src: u32, dst: u32, own: &AddrProbe4, bcast: &AddrProbe4) -> bool {
-    let first = |a: u32| a.to_ne_bytes()[0];
-    (martian_first(first(src)) | martian_first(first(dst))) != 0
-        || own.maybe(src)
-        || bcast.maybe(dst)
+fn martian4_maybe<const EXACT: bool>(
+    src: u32,
+    dst: u32,
+    own: &AddrProbe4,
+    bcast: &AddrProbe4,
+) -> bool {
+    let first = |a: u32| usize::from(a.to_ne_bytes()[0]);
+    let bad = MARTIAN_FIRST[first(src)] | MARTIAN_FIRST[first(dst)];
+    if EXACT {
+        bad != 0 || own.has(src) || bcast.has(dst)
+    } else {
+        bad != 0 || own.maybe(src) || bcast.maybe(dst)
+    }
 }
 
 /// The martian verdict on a source and destination address (RFC 1812 §5.3.7,
@@ -315,7 +336,13 @@ fn martian4_maybe(src: u32, dst: u32, own: &AddrProbe4, bcast: &AddrProbe4) -> b
 #[cfg(test)]
 fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Option<Ip4InputDrop> {
     let (s, d) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
-    if martian4_maybe(s, d, &own.probe(), &bcast.probe()) {
+    let (o, b) = (own.probe(), bcast.probe());
+    let hit = if o.exact && b.exact {
+        martian4_maybe::<true>(s, d, &o, &b)
+    } else {
+        martian4_maybe::<false>(s, d, &o, &b)
+    };
+    if hit {
         martian4_slow(src, dst, own, bcast)
     } else {
         None
@@ -369,10 +396,32 @@ impl Stage for Ip4Input {
     }
 
     fn process(&mut self, batch: &mut Batch, node: &mut NodeStats, out: &mut Out) {
+        // What the per-packet martian test reads, in registers for the batch; with
+        // both address sets small (the usual router) the test is compiled without
+        // the filter-word path.
+        let (own_probe, bcast_probe) = (self.own.probe(), self.directed_broadcast.probe());
+        if own_probe.exact && bcast_probe.exact {
+            self.input::<true>(batch, node, out, &own_probe, &bcast_probe);
+        } else {
+            self.input::<false>(batch, node, out, &own_probe, &bcast_probe);
+        }
+    }
+}
+
+impl Ip4Input {
+    /// The per-packet work of [`Ip4Input`]'s `process`; `EXACT`: both probes hold
+    /// their whole sets ([`AddrProbe4::maybe`]).
+    #[inline(always)]
+    fn input<const EXACT: bool>(
+        &self,
+        batch: &mut Batch,
+        node: &mut NodeStats,
+        out: &mut Out,
+        own_probe: &AddrProbe4,
+        bcast_probe: &AddrProbe4,
+    ) {
         let verify = self.verify_checksum;
         let (own, bcast) = (&self.own, &self.directed_broadcast);
-        // What the per-packet martian test reads, in registers for the batch.
-        let (own_probe, bcast_probe) = (own.probe(), bcast.probe());
         batch.dispatch(node, out, |pkt, _| {
             if pkt.meta.class != class::IPV4 {
                 return Next::Keep;
@@ -392,20 +441,23 @@ impl Stage for Ip4Input {
             let Some(hdr) = ip.get(..hl) else {
                 return Ip4InputDrop::Trunc.into();
             };
-            let total = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+            let Some(fixed) = hdr.first_chunk::<20>() else {
+                return Ip4InputDrop::Trunc.into();
+            };
+            let total = usize::from(u16::from_be_bytes([fixed[2], fixed[3]]));
             if total < hl || total > ip.len() {
                 return Ip4InputDrop::Len.into();
             }
             if verify && !header_checksum_ok(hdr) {
                 return Ip4InputDrop::Csum.into();
             }
-            let src = [hdr[12], hdr[13], hdr[14], hdr[15]];
-            let dst = [hdr[16], hdr[17], hdr[18], hdr[19]];
-            if martian4_maybe(
+            let src = [fixed[12], fixed[13], fixed[14], fixed[15]];
+            let dst = [fixed[16], fixed[17], fixed[18], fixed[19]];
+            if martian4_maybe::<EXACT>(
                 u32::from_ne_bytes(src),
                 u32::from_ne_bytes(dst),
-                &own_probe,
-                &bcast_probe,
+                own_probe,
+                bcast_probe,
             ) {
                 if let Some(r) = martian4_slow(src, dst, own, bcast) {
                     return r.into();

@@ -83,6 +83,7 @@
 //! checked as the C peers do (NUL-terminated, up to 24 bytes); the socket path is a
 //! file-system path (DPDK peers need `socket-abstract=no`).
 
+use super::gate::Gate;
 use super::{Port, PortStats};
 use crate::batch::Batch;
 use crate::buf::{Pkt, Pool, PoolCache, BUF_SIZE, DATA_ROOM, HEADROOM};
@@ -96,7 +97,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -696,32 +697,17 @@ pub struct MemifPort {
 // through the protocol's head/tail handshake.
 unsafe impl Send for MemifPort {}
 
-/// One queue pair's flags, on a cache line of its own (its worker writes `busy`
-/// every burst).
-#[repr(align(64))]
-#[derive(Default)]
-struct Slot {
-    /// The worker is inside a burst on this pair's rings.
-    busy: AtomicBool,
-    /// A ring fault the worker found (1: index, 2: descriptor; 0: none); the
-    /// control owner drops the connection and clears it.
-    fault: AtomicU8,
-}
-
 /// What the control owner of a link shares with the queue pairs' workers.
 ///
-/// Exclusion without a lock, as vhost-user's multi-queue device does it (a
-/// Dekker-style handshake, sequentially consistent on both sides): a worker sets
-/// its `busy`, then reads `paused`, and touches the link only when it was clear; the
-/// control owner sets `paused`, waits until no `busy` is set, and only then brings
-/// the link up or down. A worker never waits: a paused pair moves nothing for that
-/// burst.
+/// Exclusion without a lock, as vhost-user's multi-queue device does it: the
+/// pause handshake of [`super::gate`]; the control owner brings the link up or down
+/// only while every pair is paused.
 struct LinkShared {
     link: UnsafeCell<Option<Link>>,
-    paused: AtomicBool,
+    /// The pause handshake with the pairs' workers.
+    gate: Gate,
     /// The link is up, with this many queue pairs (0 while down).
     pairs: AtomicUsize,
-    slots: Box<[Slot]>,
     /// The control owner's counters, published for the queues.
     link_up: AtomicU64,
     link_down: AtomicU64,
@@ -730,7 +716,7 @@ struct LinkShared {
 }
 
 // SAFETY: `link` is replaced only by the control owner while every worker is out of
-// its burst (`paused` / `busy` above); workers read the regions and each touches
+// its burst (the gate above); workers read the regions and each touches
 // only its own pair's cell.
 unsafe impl Sync for LinkShared {}
 // SAFETY: as for `MemifPort`.
@@ -740,9 +726,8 @@ impl LinkShared {
     fn new(queues: usize) -> LinkShared {
         LinkShared {
             link: UnsafeCell::new(None),
-            paused: AtomicBool::new(false),
+            gate: Gate::new(queues.max(1)),
             pairs: AtomicUsize::new(0),
-            slots: (0..queues.max(1)).map(|_| Slot::default()).collect(),
             link_up: AtomicU64::new(0),
             link_down: AtomicU64::new(0),
             ctrl_errors: AtomicU64::new(0),
@@ -2224,12 +2209,7 @@ fn control_loop(mut ctl: MemifPort) {
         }
         // SAFETY: two pollfds of ours (a negative fd is ignored); 10 ms at most.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
-        let fault = ctl
-            .shared
-            .slots
-            .iter()
-            .map(|s| s.fault.load(Ordering::Acquire))
-            .find(|&f| f != 0);
+        let fault = ctl.shared.gate.first_fault();
         let now = Instant::now();
         let handshake = ctl.phase != Phase::Up && ctl.phase != Phase::Down;
         let retry = ctl.cfg.role == Role::Slave && ctl.ctrl.is_none() && now >= ctl.next_try;
@@ -2242,9 +2222,7 @@ fn control_loop(mut ctl: MemifPort) {
                     "peer descriptor outside its regions"
                 };
                 ctl.fail(Fail(why.into()), true, false);
-                for s in ctl.shared.slots.iter() {
-                    s.fault.store(0, Ordering::Release);
-                }
+                ctl.shared.gate.clear_faults();
             }
             ctl.poll_control();
             ctl.resume();
@@ -2260,26 +2238,13 @@ fn control_loop(mut ctl: MemifPort) {
 
 impl MemifPort {
     /// Stops every queue pair's worker from touching the link and waits until none
-    /// is inside a burst (a burst's length at most; the control thread yields its
-    /// core meanwhile if the wait is long, e.g. a worker preempted mid-burst on a
-    /// shared core).
+    /// is inside a burst ([`Gate::pause`]).
     fn pause(&self) {
-        self.shared.paused.store(true, Ordering::SeqCst);
-        for s in self.shared.slots.iter() {
-            let mut spins = 0u32;
-            while s.busy.load(Ordering::SeqCst) {
-                spins += 1;
-                if spins < 1024 {
-                    core::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
+        self.shared.gate.pause();
     }
 
     fn resume(&self) {
-        self.shared.paused.store(false, Ordering::SeqCst);
+        self.shared.gate.resume();
     }
 }
 
@@ -2313,10 +2278,7 @@ impl MemifQueue {
     /// this queue's alone, until [`Self::leave`].
     #[inline(always)]
     fn enter(&self) -> Option<(*mut Pair, *const [Mapping])> {
-        let slot = &self.shared.slots[self.q];
-        slot.busy.store(true, Ordering::SeqCst);
-        if self.shared.paused.load(Ordering::SeqCst) || slot.fault.load(Ordering::Relaxed) != 0 {
-            slot.busy.store(false, Ordering::Release);
+        if !self.shared.gate.enter(self.q) {
             return None;
         }
         // SAFETY: entered: the control owner changes nothing until we leave.
@@ -2324,7 +2286,7 @@ impl MemifQueue {
         match link.as_ref().and_then(|l| Some((l.pairs.get(self.q)?, l))) {
             Some((p, l)) => Some((p.get(), l.regions.as_slice() as *const [Mapping])),
             None => {
-                slot.busy.store(false, Ordering::Release);
+                self.shared.gate.leave(self.q);
                 None
             }
         }
@@ -2332,9 +2294,7 @@ impl MemifQueue {
 
     #[inline(always)]
     fn leave(&self) {
-        self.shared.slots[self.q]
-            .busy
-            .store(false, Ordering::Release);
+        self.shared.gate.leave(self.q);
     }
 
     fn done(&mut self, res: Result<usize, RingFault>) -> usize {
@@ -2351,9 +2311,7 @@ impl MemifQueue {
                         FAULT_DESC
                     }
                 };
-                self.shared.slots[self.q]
-                    .fault
-                    .store(code, Ordering::Release);
+                self.shared.gate.report(self.q, code);
                 0
             }
         }

@@ -14,6 +14,8 @@ use crate::buf::PoolCache;
 pub mod afpacket;
 #[cfg(feature = "std")]
 pub mod afxdp;
+#[cfg(feature = "std")]
+mod gate;
 pub mod mem;
 #[cfg(feature = "std")]
 pub mod memif;

@@ -63,6 +63,7 @@
 //! mapped but need not be sealed (DPDK's and QEMU's are not), so a frontend that
 //! shrinks one afterwards can fault us (`SIGBUS`), as with DPDK's vhost library.
 
+use super::gate::Gate;
 use super::{Port, PortStats};
 use crate::batch::Batch;
 use crate::buf::{PoolCache, DATA_ROOM, HEADROOM};
@@ -77,7 +78,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU16, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -348,18 +349,6 @@ impl Rings {
     }
 }
 
-/// One queue pair's flags, on a cache line of its own (its worker writes `busy`
-/// every burst).
-#[repr(align(64))]
-#[derive(Default)]
-struct Slot {
-    /// The worker is inside a burst on this pair's rings.
-    busy: AtomicBool,
-    /// A ring fault the worker found (a [`RingFault`] code, 0: none); the control
-    /// owner closes the connection and clears it.
-    fault: AtomicU8,
-}
-
 /// The state a control owner shares with the queue pairs' workers.
 ///
 /// Exclusion without a lock (a Dekker-style handshake, sequentially consistent on
@@ -370,9 +359,9 @@ struct Slot {
 /// just moves nothing for that burst.
 struct Shared {
     rings: UnsafeCell<Rings>,
-    paused: AtomicBool,
+    /// The pause handshake with the pairs' workers ([`super::gate`]).
+    gate: Gate,
     up: AtomicBool,
-    slots: Box<[Slot]>,
 }
 
 // SAFETY: `rings` is written only by the control owner while every worker is out
@@ -385,9 +374,8 @@ impl Shared {
     fn new(queues: usize) -> Shared {
         Shared {
             rings: UnsafeCell::new(Rings::new(queues)),
-            paused: AtomicBool::new(false),
+            gate: Gate::new(queues),
             up: AtomicBool::new(false),
-            slots: (0..queues).map(|_| Slot::default()).collect(),
         }
     }
 }
@@ -733,7 +721,7 @@ impl VhostUserPort {
     }
 
     fn queues(&self) -> usize {
-        self.shared.slots.len()
+        self.shared.gate.len()
     }
 
     fn set_up(&mut self, up: bool) {
@@ -1446,21 +1434,14 @@ fn control_loop(mut ctl: VhostUserPort) {
         // SAFETY: two pollfds of ours (a negative fd is ignored); 10 ms at most, so
         // faults, client retries and the end are noticed.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, 10) };
-        let fault = ctl
-            .shared
-            .slots
-            .iter()
-            .map(|s| s.fault.load(Ordering::Acquire))
-            .find(|&f| f != 0);
+        let fault = ctl.shared.gate.first_fault();
         let retry = !ctl.cfg.server && ctl.conn.is_none() && Instant::now() >= ctl.next_try;
         if r > 0 || fault.is_some() || retry {
             ctl.pause();
             if let Some(f) = fault {
                 let why = FAULTS.get(usize::from(f)).copied().unwrap_or("ring fault");
                 ctl.fail(Fail(why.into()), false);
-                for s in ctl.shared.slots.iter() {
-                    s.fault.store(0, Ordering::Release);
-                }
+                ctl.shared.gate.clear_faults();
             }
             ctl.poll_control();
             ctl.resume();
@@ -1470,18 +1451,13 @@ fn control_loop(mut ctl: VhostUserPort) {
 
 impl VhostUserPort {
     /// Stops every queue pair's worker from touching the rings and waits until
-    /// none is inside a burst (a burst's length at most).
+    /// none is inside a burst ([`Gate::pause`]).
     fn pause(&self) {
-        self.shared.paused.store(true, Ordering::SeqCst);
-        for s in self.shared.slots.iter() {
-            while s.busy.load(Ordering::SeqCst) {
-                core::hint::spin_loop();
-            }
-        }
+        self.shared.gate.pause();
     }
 
     fn resume(&self) {
-        self.shared.paused.store(false, Ordering::SeqCst);
+        self.shared.gate.resume();
     }
 }
 
@@ -1521,20 +1497,12 @@ impl VhostQueue {
     /// fault it has not handled yet.
     #[inline(always)]
     fn enter(&self) -> bool {
-        let slot = &self.shared.slots[self.k];
-        slot.busy.store(true, Ordering::SeqCst);
-        if self.shared.paused.load(Ordering::SeqCst) || slot.fault.load(Ordering::Relaxed) != 0 {
-            slot.busy.store(false, Ordering::Release);
-            return false;
-        }
-        true
+        self.shared.gate.enter(self.k)
     }
 
     #[inline(always)]
     fn leave(&self) {
-        self.shared.slots[self.k]
-            .busy
-            .store(false, Ordering::Release);
+        self.shared.gate.leave(self.k);
     }
 
     fn done(&mut self, res: Result<usize, RingFault>) -> usize {
@@ -1545,9 +1513,7 @@ impl VhostQueue {
                     RingFault::Index(_) => self.counters.ring_errors += 1,
                     RingFault::Desc(_) => self.counters.bad_desc += 1,
                 }
-                self.shared.slots[self.k]
-                    .fault
-                    .store(f.code(), Ordering::Release);
+                self.shared.gate.report(self.k, f.code());
                 0
             }
         }

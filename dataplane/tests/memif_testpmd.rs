@@ -19,165 +19,34 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::memif::{open_queues, Config, MemifPort, MemifQueue, Role};
 use dataplane::port::{spec, Port, PortStats};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod testpmd_common;
+use testpmd_common::{frame, frame_tagged, port0_stats, probe_until_back, Testpmd};
 
 const N: usize = 2000;
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("dpdk-testpmd").is_file()))
-        .unwrap_or(false);
-    if !found {
-        return Some(
-            "dpdk-testpmd not installed (apt-get install dpdk-dev librte-net-memif23)".into(),
-        );
-    }
-    None
-}
-
-/// A running testpmd in interactive mode, its output collected line by line.
-struct Testpmd {
-    child: Child,
-    /// `--file-prefix`: DPDK's run-time directory is /var/run/dpdk/PREFIX.
-    prefix: String,
-    stdin: ChildStdin,
-    out: Arc<Mutex<Vec<String>>>,
+    testpmd_common::skip_reason("dpdk-dev librte-net-memif23")
 }
 
 impl Testpmd {
     fn spawn(tag: &str, vdev: &str, fwd: &str) -> Testpmd {
-        Self::spawn_with(tag, vdev, fwd, &[])
+        Testpmd::spawn_with(tag, vdev, fwd, &[])
     }
 
     /// [`Self::spawn`] with more testpmd arguments (after `-i`).
     fn spawn_with(tag: &str, vdev: &str, fwd: &str, extra: &[&str]) -> Testpmd {
-        let prefix = format!("dpmemif{tag}{}", std::process::id());
-        let mut child = Command::new("dpdk-testpmd")
-            .args([
-                "-l",
-                "0,1",
-                "--no-pci",
-                "--no-huge",
-                "-m",
-                "512",
-                &format!("--file-prefix={prefix}"),
-                "--vdev",
-                vdev,
-                "--",
-                "-i",
-                &format!("--forward-mode={fwd}"),
-                "--total-num-mbufs=8192",
-            ])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dpdk-testpmd");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let o = out.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(r).lines().map_while(Result::ok) {
-                    o.lock().unwrap().push(l);
-                }
-            });
-        }
-        let stdin = child.stdin.take().unwrap();
-        Testpmd {
-            child,
-            prefix,
-            stdin,
-            out,
-        }
-    }
-
-    fn cmd(&mut self, c: &str) {
-        let _ = writeln!(self.stdin, "{c}");
-        let _ = self.stdin.flush();
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().unwrap().join("\n")
+        Testpmd::spawn_named("dpmemif", tag, vdev, fwd, extra)
     }
 
     /// Port 0's RX/TX packets and bytes from `show port stats all`, read after testpmd
     /// quits (its stdout is a pipe, so it only flushes at exit).
     fn finish(&mut self) -> (u64, u64, u64, u64) {
-        self.cmd("show port stats all");
-        self.cmd("stop");
-        self.cmd("quit");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // let the reader threads drain the pipes
-        std::thread::sleep(Duration::from_millis(200));
-        let lines: Vec<String> = self.out.lock().unwrap().clone();
-        let from = lines
-            .iter()
-            .position(|l| l.contains("NIC statistics for port 0"))
-            .unwrap_or_else(|| panic!("no port statistics from testpmd:\n{}", lines.join("\n")));
-        let lines = &lines[from..];
-        let field = |key: &str| -> u64 {
-            lines
-                .iter()
-                .find_map(|l| {
-                    let i = l.find(key)?;
-                    l[i + key.len()..].split_whitespace().next()?.parse().ok()
-                })
-                .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
-        };
-        (
-            field("RX-packets:"),
-            field("RX-bytes:"),
-            field("TX-packets:"),
-            field("TX-bytes:"),
-        )
+        port0_stats(&self.quit_with("show port stats all", &mut || {}))
     }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        self.cmd("stop");
-        self.cmd("quit");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-    }
-}
-
-fn frame(i: usize) -> Vec<u8> {
-    let len = 60 + (i * 53) % 1455;
-    let mut f: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
-    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xaa]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xbb]);
-    f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
-    f[14..18].copy_from_slice(&(i as u32).to_be_bytes());
-    f
 }
 
 /// Frames in flight at most: testpmd drops what it cannot put on a full ring, and
@@ -748,13 +617,6 @@ fn testpmd_two_queue_server_killed_and_restarted() {
     check_queues(&mut tp, &results, &base);
 }
 
-/// [`frame`] carrying the queue it is sent on.
-fn frame_tagged(i: usize, q: u8) -> Vec<u8> {
-    let mut f = frame(i);
-    f[18] = q;
-    f
-}
-
 /// [`exchange`] on any port with tagged frames; waits (10 s at most) for the pair
 /// to come up and probes it first (testpmd drops what arrives before it forwards).
 /// Also returns the frames the port dropped before a probe came back (sent while
@@ -762,33 +624,7 @@ fn frame_tagged(i: usize, q: u8) -> Vec<u8> {
 fn exchange_tagged(port: &mut dyn Port, q: u8) -> (Vec<Vec<u8>>, u64) {
     let pool = Pool::new(4096).unwrap();
     let mut c = pool.cache();
-    let t = Instant::now();
-    'probe: loop {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "queue {q}: no probe came back"
-        );
-        let mut tx = Batch::new();
-        let mut p = c.alloc().unwrap();
-        let mut f = frame_tagged(0, q);
-        f[12..14].copy_from_slice(&[0x88, 0xb6]);
-        p.copy_from(&f).unwrap();
-        tx.push(p).unwrap();
-        port.tx_burst(&mut c, &mut tx);
-        tx.free_all(&mut c);
-        let w = Instant::now();
-        while w.elapsed() < Duration::from_millis(50) {
-            let mut rx = Batch::new();
-            port.rx_burst(&mut c, &mut rx);
-            let back = rx
-                .iter()
-                .any(|p| p.data().get(12..14) == Some(&[0x88, 0xb6][..]));
-            rx.free_all(&mut c);
-            if back {
-                break 'probe;
-            }
-        }
-    }
+    probe_until_back(port, &mut c, q);
     let before = port.stats().tx_dropped;
     let w = Instant::now();
     while w.elapsed() < Duration::from_millis(300) {

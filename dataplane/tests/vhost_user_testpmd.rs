@@ -18,37 +18,17 @@ use dataplane::batch::Batch;
 use dataplane::buf::Pool;
 use dataplane::port::vhost_user::{Config, VhostUserPort};
 use dataplane::port::{spec, Port, PortStats};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod testpmd_common;
+use testpmd_common::{frame, frame_tagged, port0_stats, probe_until_back, Testpmd};
 
 const N: usize = 2000;
 
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("dpdk-testpmd").is_file()))
-        .unwrap_or(false);
-    if !found {
-        return Some(
-            "dpdk-testpmd not installed (apt-get install dpdk librte-net-virtio23)".into(),
-        );
-    }
-    None
-}
-
-/// A running testpmd in interactive mode, its output collected line by line.
-struct Testpmd {
-    child: Child,
-    /// `--file-prefix`: DPDK's run-time directory is /var/run/dpdk/PREFIX.
-    prefix: String,
-    stdin: ChildStdin,
-    out: Arc<Mutex<Vec<String>>>,
+    testpmd_common::skip_reason("dpdk librte-net-virtio23")
 }
 
 impl Testpmd {
@@ -56,62 +36,9 @@ impl Testpmd {
         Testpmd::spawn_with(tag, vdev, fwd, &[])
     }
 
+    /// [`Self::spawn`] with more testpmd arguments (after `-i`).
     fn spawn_with(tag: &str, vdev: &str, fwd: &str, extra: &[&str]) -> Testpmd {
-        let prefix = format!("dpvhost{tag}{}", std::process::id());
-        // Line-buffered output (coreutils' stdbuf): `start` waits for the line
-        // testpmd prints once its port is started.
-        let mut child = Command::new("stdbuf")
-            .args([
-                "-oL",
-                "dpdk-testpmd",
-                "-l",
-                "0,1",
-                "--no-pci",
-                "--no-huge",
-                "-m",
-                "512",
-                &format!("--file-prefix={prefix}"),
-                "--vdev",
-                vdev,
-                "--",
-                "-i",
-                &format!("--forward-mode={fwd}"),
-                "--total-num-mbufs=8192",
-            ])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn dpdk-testpmd");
-        let out = Arc::new(Mutex::new(Vec::new()));
-        for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let o = out.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(r).lines().map_while(Result::ok) {
-                    o.lock().unwrap().push(l);
-                }
-            });
-        }
-        let stdin = child.stdin.take().unwrap();
-        Testpmd {
-            child,
-            prefix,
-            stdin,
-            out,
-        }
-    }
-
-    fn cmd(&mut self, c: &str) {
-        let _ = writeln!(self.stdin, "{c}");
-        let _ = self.stdin.flush();
-    }
-
-    fn text(&self) -> String {
-        self.out.lock().unwrap().join("\n")
+        Testpmd::spawn_named("dpvhost", tag, vdev, fwd, extra)
     }
 
     /// Port 0's RX/TX packets and bytes from `show port stats all`, read after testpmd
@@ -119,77 +46,8 @@ impl Testpmd {
     /// polling its control socket meanwhile: testpmd stops its rings on the way out
     /// (`GET_VRING_BASE`) and waits for our answers.
     fn finish(&mut self, port: &mut VhostUserPort) -> (u64, u64, u64, u64) {
-        let lines = self.quit_with("show port stats all", &mut || port.poll_control());
-        let from = lines
-            .iter()
-            .position(|l| l.contains("NIC statistics for port 0"))
-            .unwrap_or_else(|| panic!("no port statistics from testpmd:\n{}", lines.join("\n")));
-        let lines = &lines[from..];
-        let field = |key: &str| -> u64 {
-            lines
-                .iter()
-                .find_map(|l| {
-                    let i = l.find(key)?;
-                    l[i + key.len()..].split_whitespace().next()?.parse().ok()
-                })
-                .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
-        };
-        (
-            field("RX-packets:"),
-            field("RX-bytes:"),
-            field("TX-packets:"),
-            field("TX-bytes:"),
-        )
+        port0_stats(&self.quit_with("show port stats all", &mut || port.poll_control()))
     }
-
-    /// Sends `show`, stops and quits testpmd (calling `poll` meanwhile: our side
-    /// must answer its `GET_VRING_BASE`s) and returns all its output.
-    fn quit_with(&mut self, show: &str, poll: &mut dyn FnMut()) -> Vec<String> {
-        self.cmd(show);
-        self.cmd("stop");
-        self.cmd("quit");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            poll();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // let the reader threads drain the pipes
-        std::thread::sleep(Duration::from_millis(200));
-        let lines = self.out.lock().unwrap().clone();
-        lines
-    }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        self.cmd("stop");
-        self.cmd("quit");
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
-    }
-}
-
-fn frame(i: usize) -> Vec<u8> {
-    let len = 60 + (i * 53) % 1455;
-    let mut f: Vec<u8> = (0..len).map(|j| (i + j) as u8).collect();
-    f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xaa]);
-    f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0xbb]);
-    f[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
-    f[14..18].copy_from_slice(&(i as u32).to_be_bytes());
-    f
 }
 
 /// Frames in flight at most: testpmd drops what it cannot put on a full ring, and
@@ -596,46 +454,13 @@ fn testpmd_two_queues_two_workers() {
     }
 }
 
-/// [`frame`] carrying the queue it is sent on.
-fn frame_tagged(i: usize, q: u8) -> Vec<u8> {
-    let mut f = frame(i);
-    f[18] = q;
-    f
-}
-
 /// [`exchange`] on any port with tagged frames; waits (10 s at most) for the pair
 /// to come up and probes it first (testpmd drops what arrives before it forwards).
 fn exchange_tagged(port: &mut dyn Port, q: u8) -> Vec<Vec<u8>> {
     let pool = Pool::new(4096).unwrap();
     let mut c = pool.cache();
     // Probe until one comes back, then let stragglers in.
-    let t = Instant::now();
-    'probe: loop {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "queue {q}: no probe came back"
-        );
-        let mut tx = Batch::new();
-        let mut p = c.alloc().unwrap();
-        let mut f = frame_tagged(0, q);
-        f[12..14].copy_from_slice(&[0x88, 0xb6]);
-        p.copy_from(&f).unwrap();
-        tx.push(p).unwrap();
-        port.tx_burst(&mut c, &mut tx);
-        tx.free_all(&mut c);
-        let w = Instant::now();
-        while w.elapsed() < Duration::from_millis(50) {
-            let mut rx = Batch::new();
-            port.rx_burst(&mut c, &mut rx);
-            let back = rx
-                .iter()
-                .any(|p| p.data().get(12..14) == Some(&[0x88, 0xb6][..]));
-            rx.free_all(&mut c);
-            if back {
-                break 'probe;
-            }
-        }
-    }
+    probe_until_back(port, &mut c, q);
     let w = Instant::now();
     while w.elapsed() < Duration::from_millis(300) {
         let mut rx = Batch::new();

@@ -197,8 +197,7 @@ impl AddrProbe4 {
     #[inline(always)]
     pub(crate) fn maybe(&self, a: u32) -> bool {
         if self.exact {
-            let [s0, s1, s2, s3] = self.small;
-            (a == s0) | (a == s1) | (a == s2) | (a == s3)
+            self.has(a)
         } else {
             self.filter & AddrSet4::bit(a) != 0
         }

@@ -495,6 +495,13 @@ fn ip16(ip: u32) -> usize {
     (ip & 0xffff) as usize
 }
 
+/// Points index entry `at` at slot `idx` (the session installed last wins).
+fn index(index: &mut [u32], at: usize, idx: u32) {
+    if let Some(e) = index.get_mut(at) {
+        *e = idx;
+    }
+}
+
 /// Empties index entry `at` if it names slot `idx` (that session went away).
 fn unindex(index: &mut [u32], at: usize, idx: u32) {
     if let Some(e) = index.get_mut(at) {
@@ -915,15 +922,11 @@ impl FastPath {
                 self.by_key.insert(key_of(&key, sid), idx);
                 // The indexes follow the tables: the last session installed wins.
                 if sid != 0 {
-                    if let Some(e) = self.by_sid.get_mut(usize::from(sid)) {
-                        *e = idx;
-                    }
+                    index(&mut self.by_sid, usize::from(sid), idx);
                 }
                 if ip != 0 {
                     self.by_ip.insert(ip, idx);
-                    if let Some(e) = self.by_ip16.get_mut(ip16(ip)) {
-                        *e = idx;
-                    }
+                    index(&mut self.by_ip16, ip16(ip), idx);
                 }
             }
             FibUpdate::Down4 { idx, ip } => {

@@ -35,6 +35,33 @@ fn need(tool: &str, pkg: &str) {
     assert!(ok, "{tool} not found: apt-get install {pkg}");
 }
 
+/// What every lab here needs: root, `ip` and the `tools` (command, Debian
+/// package), and the workspace `binaries` beside `testbed`. Returns the paths of
+/// `testbed` and `vbng`.
+fn lab_setup(tools: &[(&str, &str)], binaries: &[&str]) -> (PathBuf, PathBuf) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the namespace lab needs root (scripts/test runs it as root)"
+    );
+    need("ip", "iproute2");
+    for (tool, pkg) in tools {
+        need(tool, pkg);
+    }
+    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
+    for b in binaries {
+        let p = testbed.with_file_name(b);
+        assert!(
+            p.exists(),
+            "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
+            p.display()
+        );
+    }
+    let vbng = testbed.with_file_name("vbng");
+    (testbed, vbng)
+}
+
 fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
     let mut x = v;
     for p in path {
@@ -47,24 +74,7 @@ fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
 #[test]
 fn cups_processes_in_namespaces_and_a_user_plane_killed() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    need("freeradius", "freeradius");
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    for b in ["vbng-cp", "vbng-up"] {
-        let p = testbed.with_file_name(b);
-        assert!(
-            p.exists(),
-            "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
-            p.display()
-        );
-    }
+    let (testbed, vbng) = lab_setup(&[("freeradius", "freeradius")], &["vbng-cp", "vbng-up"]);
     let n = 40u64;
     let out = Command::new(&testbed)
         .args(["lab", "bng", "--netns", "--radius", "--cups", "--ups", "2"])
@@ -158,20 +168,12 @@ fn cups_processes_in_namespaces_and_a_user_plane_killed() {
 #[test]
 fn cups_guest_user_plane_in_a_namespace() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    need("freeradius", "freeradius");
-    need("qemu-system-x86_64", "qemu-system-x86");
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    assert!(
-        testbed.with_file_name("vbng-cp").exists(),
-        "vbng-cp not found: build the workspace binaries first (`cargo build -p vbng`)"
+    let (testbed, vbng) = lab_setup(
+        &[
+            ("freeradius", "freeradius"),
+            ("qemu-system-x86_64", "qemu-system-x86"),
+        ],
+        &["vbng-cp"],
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -252,23 +254,7 @@ fn cups_guest_user_plane_in_a_namespace() {
 #[test]
 fn cups_user_planes_with_two_workers() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    for b in ["vbng-cp", "vbng-up"] {
-        let p = testbed.with_file_name(b);
-        assert!(
-            p.exists(),
-            "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
-            p.display()
-        );
-    }
+    let (testbed, vbng) = lab_setup(&[], &["vbng-cp", "vbng-up"]);
     let n = 40u64;
     let out = Command::new(&testbed)
         .args([

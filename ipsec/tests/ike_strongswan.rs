@@ -591,7 +591,13 @@ fn strongswan_initiates_to_our_responder() {
     let t = Instant::now();
     let mut rekeyed = lab.swanctl(&["--list-sas"]);
     let first = installed(&sas).map(|l| l.spi_in);
-    while installed(&rekeyed).map(|l| l.spi_in) == first && t.elapsed() < Duration::from_secs(10) {
+    // While charon rekeys, the old SA is REKEYING and the new one not yet listed:
+    // no INSTALLED SA at all is "not yet" too, not "rekeyed".
+    let waiting = |text: &str| {
+        let now = installed(text).map(|l| l.spi_in);
+        now.is_none() || now == first
+    };
+    while waiting(&rekeyed) && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
         rekeyed = lab.swanctl(&["--list-sas"]);
     }

@@ -136,8 +136,11 @@ extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     };
     serial::init_log(opts.log);
     log::info!(
-        "{VNF} unikernel: {:?} boot, TSC {}.{:03} MHz ({src:?}), heap {} KiB, cmdline `{cmdline}`",
-        info.loader,
+        "{VNF} unikernel: {} boot, TSC {}.{:03} MHz ({src}), heap {} KiB, cmdline `{cmdline}`",
+        match info.loader {
+            bootinfo::Loader::Pvh => "PVH",
+            bootinfo::Loader::Multiboot => "Multiboot",
+        },
         hz / 1_000_000,
         hz / 1000 % 1000,
         heap / 1024

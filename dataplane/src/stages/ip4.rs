@@ -35,7 +35,7 @@
 use super::arp;
 use super::classify::class;
 use super::frag4::fragment4;
-use super::l3::{AdjKind, L3};
+use super::l3::{AdjKind, Martian4, L3};
 use super::neigh::{key_v4, Resolve};
 use crate::batch::{Batch, Next, Out, BATCH_SIZE};
 use crate::buf::Pkt;
@@ -255,10 +255,17 @@ impl AddrSet4 {
 }
 
 /// `ip4-input`: header validation (RFC 1812 §5.2.2) and the martian filter (§5.3.7).
+///
+/// The destination half of the filter can be left to `ip4-lookup`, whose FIB holds a
+/// drop route for every martian destination ([`super::l3`]), when nothing sits
+/// between the two nodes ([`Ip4Input::dst_checked_by_fib`]); the source half always
+/// runs here.
 #[derive(Clone, Debug)]
 pub struct Ip4Input {
     /// Verify the header checksum (on unless a NIC already did).
     pub verify_checksum: bool,
+    /// Drop martian destinations here (on unless `ip4-lookup` comes right after).
+    pub check_dst: bool,
     /// Our own addresses: packets arriving with one of them as source are dropped.
     pub own: AddrSet4,
     /// Directed-broadcast addresses of our connected subnets: not forwarded.
@@ -269,6 +276,7 @@ impl Default for Ip4Input {
     fn default() -> Self {
         Ip4Input {
             verify_checksum: true,
+            check_dst: true,
             own: AddrSet4::default(),
             directed_broadcast: AddrSet4::default(),
         }
@@ -292,6 +300,15 @@ impl Ip4Input {
         }
         s
     }
+
+    /// Leaves martian destinations to the FIB's drop routes: for a graph whose next
+    /// IPv4 node after this one is `ip4-lookup`, so that no feature (firewall, NAT,
+    /// QoS, IPsec) ever sees a martian destination. Saves the per-packet destination
+    /// test on the plain forwarding path.
+    pub fn dst_checked_by_fib(mut self) -> Self {
+        self.check_dst = false;
+        self
+    }
 }
 
 /// First address bytes that are martian as a source (RFC 1812 §5.3.7: network 0,
@@ -312,15 +329,24 @@ static MARTIAN_FIRST: [u8; 256] = {
 /// `dst` as `u32::from_ne_bytes` of their octets): false for a pair that is
 /// certainly not martian (the common case, decided by a table of first bytes and
 /// the probes of our own and the directed-broadcast addresses), true when
-/// [`martian4_slow`] must decide. `EXACT`: both probes hold their whole sets.
+/// [`martian4_slow`] must decide. `EXACT`: both probes hold their whole sets;
+/// `DST`: the destination is tested too.
 #[inline(always)]
-fn martian4_maybe<const EXACT: bool>(
+fn martian4_maybe<const EXACT: bool, const DST: bool>(
     src: u32,
     dst: u32,
     own: &AddrProbe4,
     bcast: &AddrProbe4,
 ) -> bool {
     let first = |a: u32| usize::from(a.to_ne_bytes()[0]);
+    if !DST {
+        let bad = MARTIAN_FIRST[first(src)];
+        return if EXACT {
+            bad != 0 || own.has(src)
+        } else {
+            bad != 0 || own.maybe(src)
+        };
+    }
     let bad = MARTIAN_FIRST[first(src)] | MARTIAN_FIRST[first(dst)];
     if EXACT {
         bad != 0 || own.has(src) || bcast.has(dst)
@@ -337,19 +363,19 @@ fn martian4(src: [u8; 4], dst: [u8; 4], own: &AddrSet4, bcast: &AddrSet4) -> Opt
     let (s, d) = (u32::from_ne_bytes(src), u32::from_ne_bytes(dst));
     let (o, b) = (own.probe(), bcast.probe());
     let hit = if o.exact && b.exact {
-        martian4_maybe::<true>(s, d, &o, &b)
+        martian4_maybe::<true, true>(s, d, &o, &b)
     } else {
-        martian4_maybe::<false>(s, d, &o, &b)
+        martian4_maybe::<false, true>(s, d, &o, &b)
     };
     if hit {
-        martian4_slow(src, dst, own, bcast)
+        martian4_slow(src, dst, own, bcast, true)
     } else {
         None
     }
 }
 
 /// The exact, ordered martian verdict once the fast test ([`martian4_maybe`]) hit
-/// (out of line: rare).
+/// (out of line: rare). `check_dst`: the destination is judged here too.
 #[cold]
 #[inline(never)]
 fn martian4_slow(
@@ -357,12 +383,18 @@ fn martian4_slow(
     dst: [u8; 4],
     own: &AddrSet4,
     bcast: &AddrSet4,
+    check_dst: bool,
 ) -> Option<Ip4InputDrop> {
     match src[0] {
         0 => return Some(Ip4InputDrop::SrcThisNet),
         127 => return Some(Ip4InputDrop::SrcLoopback),
         224.. => return Some(Ip4InputDrop::SrcClassDe),
         _ => {}
+    }
+    if !check_dst {
+        return own
+            .contains(u32::from_be_bytes(src))
+            .then_some(Ip4InputDrop::SrcOurs);
     }
     match dst[0] {
         0 => return Some(Ip4InputDrop::DstThisNet),
@@ -399,19 +431,24 @@ impl Stage for Ip4Input {
         // both address sets small (the usual router) the test is compiled without
         // the filter-word path.
         let (own_probe, bcast_probe) = (self.own.probe(), self.directed_broadcast.probe());
-        if own_probe.exact && bcast_probe.exact {
-            self.input::<true>(batch, node, out, &own_probe, &bcast_probe);
-        } else {
-            self.input::<false>(batch, node, out, &own_probe, &bcast_probe);
+        let exact = own_probe.exact && (bcast_probe.exact || !self.check_dst);
+        match (exact, self.check_dst) {
+            (true, true) => self.input::<true, true>(batch, node, out, &own_probe, &bcast_probe),
+            (false, true) => self.input::<false, true>(batch, node, out, &own_probe, &bcast_probe),
+            (true, false) => self.input::<true, false>(batch, node, out, &own_probe, &bcast_probe),
+            (false, false) => {
+                self.input::<false, false>(batch, node, out, &own_probe, &bcast_probe)
+            }
         }
     }
 }
 
 impl Ip4Input {
     /// The per-packet work of [`Ip4Input`]'s `process`; `EXACT`: both probes hold
-    /// their whole sets ([`AddrProbe4::maybe`]).
+    /// their whole sets ([`AddrProbe4::maybe`]); `DST`: martian destinations are
+    /// dropped here ([`Ip4Input::check_dst`]).
     #[inline(always)]
-    fn input<const EXACT: bool>(
+    fn input<const EXACT: bool, const DST: bool>(
         &self,
         batch: &mut Batch,
         node: &mut NodeStats,
@@ -452,13 +489,13 @@ impl Ip4Input {
             }
             let src = [fixed[12], fixed[13], fixed[14], fixed[15]];
             let dst = [fixed[16], fixed[17], fixed[18], fixed[19]];
-            if martian4_maybe::<EXACT>(
+            if martian4_maybe::<EXACT, DST>(
                 u32::from_ne_bytes(src),
                 u32::from_ne_bytes(dst),
                 own_probe,
                 bcast_probe,
             ) {
-                if let Some(r) = martian4_slow(src, dst, own, bcast) {
+                if let Some(r) = martian4_slow(src, dst, own, bcast, DST) {
                     return r.into();
                 }
             }
@@ -503,6 +540,25 @@ crate::drop_reasons! {
         Blackhole = ("blackhole route", "the matching route is a blackhole (discard) route"),
         Local = ("local, not handled", "addressed to this router but not a protocol it answers"),
         EchoFail = ("bad ICMP echo to us", "ICMP echo request to this router that could not be answered (malformed)"),
+        DstThisNet = ("martian destination: this network 0.0.0.0/8", "destination address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
+        DstLoopback = ("martian destination: loopback 127.0.0.0/8", "destination address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
+        DstMcast = ("multicast destination not routed", "multicast destination: this router does not route multicast"),
+        DstLimitedBcast = ("limited broadcast not forwarded", "destination 255.255.255.255 is never forwarded (RFC 1812 §5.3.5.1)"),
+        DstClassE = ("martian destination: class E 240.0.0.0/4", "destination address in 240.0.0.0/4 (RFC 1812 §5.3.7)"),
+        DstDirectedBcast = ("directed broadcast not forwarded", "directed broadcast forwarding is off (RFC 2644)"),
+    }
+}
+
+impl From<Martian4> for Ip4LookupDrop {
+    fn from(m: Martian4) -> Self {
+        match m {
+            Martian4::ThisNet => Ip4LookupDrop::DstThisNet,
+            Martian4::Loopback => Ip4LookupDrop::DstLoopback,
+            Martian4::Multicast => Ip4LookupDrop::DstMcast,
+            Martian4::ClassE => Ip4LookupDrop::DstClassE,
+            Martian4::LimitedBroadcast => Ip4LookupDrop::DstLimitedBcast,
+            Martian4::DirectedBroadcast => Ip4LookupDrop::DstDirectedBcast,
+        }
     }
 }
 
@@ -677,11 +733,25 @@ impl Stage for Ip4Lookup {
                     }
                 }
                 Some(AdjKind::Drop) => Ip4LookupDrop::Blackhole.into(),
+                Some(AdjKind::Martian(m)) => martian_dst_drop(m, pkt),
                 Some(_) => Next::Keep,
                 None => Ip4LookupDrop::NoRoute.into(),
             }
         });
     }
+}
+
+/// The drop of a packet whose destination hit a martian route of the FIB (out of
+/// line: rare).
+#[cold]
+#[inline(never)]
+fn martian_dst_drop(m: Martian4, pkt: &Pkt) -> Next {
+    let o = pkt.meta.l3 as usize + 16;
+    let dst = match pkt.data().get(o..o + 4) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
+    };
+    Ip4LookupDrop::from(m.reason(dst)).into()
 }
 
 /// A gateway adjacency's ready-made Ethernet header (dst from the neighbour table,

@@ -4,7 +4,14 @@
 //! The FIB maps a prefix to an adjacency index (RFC 1812 §5.2.4.3 longest match).
 //! An adjacency says how to reach the next hop: `Glean` (a connected subnet — the
 //! destination itself is the neighbour), `Via` (a gateway address), `Local` (one of our
-//! addresses — deliver to the router) or `Drop` (a blackhole route). Built once by
+//! addresses — deliver to the router), `Drop` (a blackhole route) or `Martian` (an
+//! IPv4 destination that is never forwarded, RFC 1812 §5.3.7 and §5.3.5: 0.0.0.0/8,
+//! 127.0.0.0/8, multicast 224.0.0.0/4, class E 240.0.0.0/4 with the limited broadcast
+//! 255.255.255.255, and the directed broadcast of each connected subnet up to /30,
+//! RFC 2644). The martian routes are installed by [`L3Builder::new`] and
+//! [`L3Builder::iface`], and no route inside them is accepted, so `ip4-lookup` drops a
+//! martian destination with its reason whatever the routes (VPP installs the same
+//! special drop entries in every IPv4 FIB). Built once by
 //! the control plane ([`L3Builder`]) and shared read-only (`Arc<L3>`) by the workers;
 //! only the neighbour table changes at run time, lock-free.
 
@@ -80,6 +87,58 @@ pub enum AdjKind {
     Local,
     /// Blackhole: drop.
     Drop,
+    /// An IPv4 destination that is never forwarded.
+    Martian(Martian4),
+}
+
+/// Why an IPv4 destination is never forwarded (the `Martian` routes of the FIB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Martian4 {
+    /// 0.0.0.0/8, "this network" (RFC 1812 §5.3.7).
+    ThisNet,
+    /// 127.0.0.0/8 (RFC 1812 §5.3.7).
+    Loopback,
+    /// 224.0.0.0/4: this router does not route multicast.
+    Multicast,
+    /// 240.0.0.0/4 (RFC 1812 §5.3.7), the limited broadcast apart.
+    ClassE,
+    /// 255.255.255.255 (RFC 1812 §5.3.5.1).
+    LimitedBroadcast,
+    /// The broadcast address of a connected subnet (RFC 1812 §5.3.5.2, off as RFC
+    /// 2644 asks).
+    DirectedBroadcast,
+}
+
+impl Martian4 {
+    /// The reason `dst` (host order) hit a route to `self`: the class E route also
+    /// covers the limited broadcast, which has a reason of its own.
+    #[inline]
+    pub fn reason(self, dst: u32) -> Martian4 {
+        if self == Martian4::ClassE && dst == u32::MAX {
+            Martian4::LimitedBroadcast
+        } else {
+            self
+        }
+    }
+}
+
+/// The martian destination prefixes every IPv4 FIB holds (the directed broadcasts are
+/// added per interface). The limited broadcast shares the class E route (its reason
+/// is told apart on the drop path, [`Martian4::reason`]) so that it takes no
+/// extension group of the FIB.
+const MARTIAN4: [(u32, u8, Martian4); 4] = [
+    (0x0000_0000, 8, Martian4::ThisNet),
+    (0x7f00_0000, 8, Martian4::Loopback),
+    (0xe000_0000, 4, Martian4::Multicast),
+    (0xf000_0000, 4, Martian4::ClassE),
+];
+
+/// True when the prefix `net/len` (host order, masked) lies inside a martian prefix of
+/// [`MARTIAN4`] (or is one).
+fn in_martian4(net: u32, len: u8) -> bool {
+    MARTIAN4
+        .iter()
+        .any(|&(m, ml, _)| len >= ml && net & mask4(ml) == m)
 }
 
 /// One adjacency.
@@ -102,6 +161,8 @@ pub enum L3Error {
     TooManyAdjacencies,
     /// A size setting above its limit: the setting, the value asked for, the limit.
     Limit(&'static str, u64, u64),
+    /// A route inside martian address space (`prefix/len`), which is never forwarded.
+    MartianRoute(String),
 }
 
 impl fmt::Display for L3Error {
@@ -114,6 +175,10 @@ impl fmt::Display for L3Error {
             L3Error::Lpm(e) => write!(f, "route table: {e}"),
             L3Error::TooManyAdjacencies => f.write_str("too many next hops"),
             L3Error::Limit(what, v, max) => write!(f, "{what}: {v} is above the limit of {max}"),
+            L3Error::MartianRoute(p) => write!(
+                f,
+                "route {p} is inside martian address space, which is never forwarded (RFC 1812 §5.3.7)"
+            ),
         }
     }
 }
@@ -188,7 +253,7 @@ impl L3Builder {
         let neigh = NeighTable::try_new(neigh_capacity)
             .map_err(|max| L3Error::Limit("neighbors", neigh_capacity as u64, max as u64))?;
         let fib4 = Lpm4::with_config(crate::lpm::ipv4::Lpm4Config { tbl8_groups })?;
-        Ok(L3Builder {
+        let mut b = L3Builder {
             l3: L3 {
                 ifaces: Vec::new(),
                 by_port: Vec::new(),
@@ -197,6 +262,18 @@ impl L3Builder {
                 fib6: Lpm6::new(),
                 neigh,
             },
+        };
+        for (net, len, why) in MARTIAN4 {
+            let nh = b.martian(why)?;
+            b.l3.fib4.add(net, len, nh)?;
+        }
+        Ok(b)
+    }
+
+    fn martian(&mut self, why: Martian4) -> Result<NextHop, L3Error> {
+        self.adjacency(Adj {
+            port: 0,
+            kind: AdjKind::Martian(why),
         })
     }
 
@@ -216,6 +293,13 @@ impl L3Builder {
     pub fn iface(&mut self, ifc: Iface) -> Result<(), L3Error> {
         let port = ifc.port;
         for n in &ifc.v4 {
+            if in_martian4(u32::from(n.addr) & mask4(n.len), n.len) {
+                return Err(L3Error::MartianRoute(alloc::format!(
+                    "{}/{}", n.addr, n.len
+                )));
+            }
+        }
+        for n in &ifc.v4 {
             let glean = self.adjacency(Adj {
                 port,
                 kind: AdjKind::Glean,
@@ -227,6 +311,10 @@ impl L3Builder {
                 kind: AdjKind::Local,
             })?;
             self.l3.fib4.add(u32::from(n.addr), 32, local)?;
+            if n.len <= 30 {
+                let bcast = self.martian(Martian4::DirectedBroadcast)?;
+                self.l3.fib4.add(net | !mask4(n.len), 32, bcast)?;
+            }
         }
         for n in &ifc.v6 {
             let glean = self.adjacency(Adj {
@@ -294,8 +382,21 @@ impl L3Builder {
     }
 
     /// Adds (or replaces) an IPv4 route to adjacency `nh`.
+    /// A route inside martian space (see the module documentation), or to the
+    /// directed broadcast address of a connected subnet, is refused.
     pub fn route4(&mut self, net: Ipv4Addr, len: u8, nh: NextHop) -> Result<(), L3Error> {
         let a = u32::from(net) & mask4(len.min(32));
+        let bcast = len == 32
+            && self.l3.ifaces.iter().any(|i| {
+                i.v4.iter()
+                    .any(|n| n.len <= 30 && (u32::from(n.addr) | !mask4(n.len)) == a)
+            });
+        if in_martian4(a, len) || bcast {
+            return Err(L3Error::MartianRoute(alloc::format!(
+                "{}/{len}",
+                Ipv4Addr::from(a)
+            )));
+        }
         self.l3.fib4.add(a, len, nh)?;
         Ok(())
     }
@@ -322,5 +423,115 @@ impl L3Builder {
 
     pub fn build(self) -> L3 {
         self.l3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> L3Builder {
+        let mut b = L3Builder::new(16, 16).unwrap();
+        b.iface(Iface {
+            name: "a".into(),
+            port: 0,
+            mac: [2, 0, 0, 0, 0, 1],
+            v4: alloc::vec![Net4 {
+                addr: Ipv4Addr::new(10, 1, 0, 1),
+                len: 16
+            }],
+            v6: Vec::new(),
+            mtu: 1500,
+        })
+        .unwrap();
+        b
+    }
+
+    fn kind(l3: &L3, a: [u8; 4]) -> Option<AdjKind> {
+        let nh = l3.fib4.lookup(u32::from_be_bytes(a))?;
+        l3.adj(nh).map(|a| a.kind)
+    }
+
+    #[test]
+    fn martian_destinations_are_drop_routes_whatever_the_default_route() {
+        let mut b = builder();
+        let gw = b.via4(Ipv4Addr::new(10, 1, 0, 2)).unwrap();
+        b.route4(Ipv4Addr::UNSPECIFIED, 0, gw).unwrap();
+        b.route4(Ipv4Addr::new(192, 0, 0, 0), 2, gw).unwrap();
+        let l3 = b.build();
+        let m = |a| match kind(&l3, a) {
+            Some(AdjKind::Martian(m)) => Some(m.reason(u32::from_be_bytes(a))),
+            _ => None,
+        };
+        assert_eq!(m([0, 0, 0, 0]), Some(Martian4::ThisNet));
+        assert_eq!(m([0, 200, 1, 1]), Some(Martian4::ThisNet));
+        assert_eq!(m([127, 0, 0, 1]), Some(Martian4::Loopback));
+        assert_eq!(m([224, 0, 0, 5]), Some(Martian4::Multicast));
+        assert_eq!(m([239, 255, 255, 255]), Some(Martian4::Multicast));
+        assert_eq!(m([240, 0, 0, 1]), Some(Martian4::ClassE));
+        assert_eq!(m([255, 255, 255, 254]), Some(Martian4::ClassE));
+        assert_eq!(m([255, 255, 255, 255]), Some(Martian4::LimitedBroadcast));
+        // the /16's broadcast, outside the /24 of our own address
+        assert_eq!(m([10, 1, 255, 255]), Some(Martian4::DirectedBroadcast));
+        // neighbours of the martian space are routed as configured
+        assert_eq!(
+            kind(&l3, [1, 0, 0, 0]),
+            Some(AdjKind::Via4(Ipv4Addr::new(10, 1, 0, 2)))
+        );
+        assert_eq!(
+            kind(&l3, [126, 255, 255, 255]),
+            Some(AdjKind::Via4(Ipv4Addr::new(10, 1, 0, 2)))
+        );
+        assert_eq!(
+            kind(&l3, [223, 255, 255, 255]),
+            Some(AdjKind::Via4(Ipv4Addr::new(10, 1, 0, 2)))
+        );
+        assert_eq!(kind(&l3, [10, 1, 255, 254]), Some(AdjKind::Glean));
+        assert_eq!(kind(&l3, [10, 1, 0, 1]), Some(AdjKind::Local));
+    }
+
+    #[test]
+    fn routes_into_martian_space_are_refused_in_one_line() {
+        let mut b = builder();
+        let gw = b.via4(Ipv4Addr::new(10, 1, 0, 2)).unwrap();
+        for (net, len) in [
+            ([127, 0, 0, 0], 8),
+            ([127, 1, 0, 0], 16),
+            ([0, 0, 0, 0], 8),
+            ([0, 0, 0, 0], 32),
+            ([224, 0, 0, 0], 4),
+            ([232, 1, 0, 0], 16),
+            ([255, 255, 255, 255], 32),
+            ([10, 1, 255, 255], 32),
+        ] {
+            let e = b.route4(Ipv4Addr::from(net), len, gw).unwrap_err();
+            let t = alloc::format!("{e}");
+            assert!(matches!(e, L3Error::MartianRoute(_)), "{t}");
+            assert!(t.contains("martian") && !t.contains('\n'), "{t}");
+        }
+        let l3 = b.build();
+        assert!(matches!(
+            kind(&l3, [127, 1, 0, 1]),
+            Some(AdjKind::Martian(_))
+        ));
+    }
+
+    #[test]
+    fn an_interface_inside_martian_space_is_refused() {
+        let mut b = L3Builder::new(16, 16).unwrap();
+        let e = b
+            .iface(Iface {
+                name: "lo".into(),
+                port: 0,
+                mac: [2, 0, 0, 0, 0, 1],
+                v4: alloc::vec![Net4 {
+                    addr: Ipv4Addr::new(127, 0, 0, 1),
+                    len: 8
+                }],
+                v6: Vec::new(),
+                mtu: 1500,
+            })
+            .unwrap_err();
+        assert!(matches!(e, L3Error::MartianRoute(_)));
     }
 }

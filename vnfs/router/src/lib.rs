@@ -213,17 +213,16 @@ impl Router {
         worker: u16,
         workers: u16,
     ) -> Pipeline {
-        let mut p = self.pipeline_head();
+        let extra = feature_stages(&self.config, worker, workers).unwrap_or_default();
+        let mut p = self.pipeline_head(queues.is_none() && extra.is_empty());
         if let Some(q) = queues {
             p.push(Box::new(
                 ipsec::stage::EspDecrypt::gateway(self.ike_addrs(), q.decrypt.clone())
                     .for_worker(worker, workers),
             ));
         }
-        if let Ok(extra) = feature_stages(&self.config, worker, workers) {
-            for s in extra {
-                p.push(s);
-            }
+        for s in extra {
+            p.push(s);
         }
         if let Some(q) = queues {
             p.push(Box::new(
@@ -235,16 +234,18 @@ impl Router {
 
     #[cfg(not(feature = "std"))]
     fn pipeline_with(&self, _queues: Option<()>, worker: u16, workers: u16) -> Pipeline {
-        let mut p = self.pipeline_head();
-        if let Ok(extra) = feature_stages(&self.config, worker, workers) {
-            for s in extra {
-                p.push(s);
-            }
+        let extra = feature_stages(&self.config, worker, workers).unwrap_or_default();
+        let mut p = self.pipeline_head(extra.is_empty());
+        for s in extra {
+            p.push(s);
         }
         self.pipeline_tail(p)
     }
 
-    fn pipeline_head(&self) -> Pipeline {
+    /// `ethernet-input` and `ip4-input`. `lookup_next`: `ip4-lookup` follows
+    /// `ip4-input` directly (no firewall, NAT, QoS or IPsec node in between), so
+    /// martian destinations are left to the FIB's drop routes.
+    fn pipeline_head(&self, lookup_next: bool) -> Pipeline {
         let mut p = Pipeline::new();
         // ethernet-input branches by class; each protocol's nodes form a chain. IPv4
         // is also its default successor and comes next, so IPv4 batches move no
@@ -253,7 +254,12 @@ impl Router {
             Box::new(Classify::new(self.macs.clone()).with_next(ROUTER_NEXT)),
             Some("ip4-input"),
         );
-        p.push(Box::new(Ip4Input::for_l3(&self.l3)));
+        let input = Ip4Input::for_l3(&self.l3);
+        p.push(Box::new(if lookup_next {
+            input.dst_checked_by_fib()
+        } else {
+            input
+        }));
         p
     }
 

@@ -2,6 +2,10 @@
 //! §2.5.5.2, §2.5.6, §2.7) sent one at a time through the example router: each is
 //! dropped under its own named reason and nothing at all leaves any port (no
 //! forwarded frame, no ICMP error, no ARP request or Neighbor Solicitation).
+//!
+//! In the plain example router `ip4-lookup` follows `ip4-input`, so martian IPv4
+//! destinations hit the FIB's drop routes there; in a router with firewall, NAT or
+//! QoS between the two, `ip4-input` drops them before any feature sees them.
 
 mod common;
 
@@ -59,17 +63,17 @@ fn each_martian_is_dropped_with_its_reason_and_nothing_is_sent() {
     let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (
             udp4([192, 0, 2, 10], [127, 0, 0, 1]),
-            "ip4-input",
+            "ip4-lookup",
             "martian destination: loopback 127.0.0.0/8",
         ),
         (
             udp4([192, 0, 2, 10], [0, 0, 0, 0]),
-            "ip4-input",
+            "ip4-lookup",
             "martian destination: this network 0.0.0.0/8",
         ),
         (
             udp4([192, 0, 2, 10], [0, 1, 2, 3]),
-            "ip4-input",
+            "ip4-lookup",
             "martian destination: this network 0.0.0.0/8",
         ),
         (
@@ -99,28 +103,28 @@ fn each_martian_is_dropped_with_its_reason_and_nothing_is_sent() {
         ),
         (
             udp4([192, 0, 2, 10], [239, 1, 1, 1]),
-            "ip4-input",
+            "ip4-lookup",
             "multicast destination not routed",
         ),
         (
             udp4([192, 0, 2, 10], [255, 255, 255, 255]),
-            "ip4-input",
+            "ip4-lookup",
             "limited broadcast not forwarded",
         ),
         (
             udp4([192, 0, 2, 10], [240, 0, 0, 1]),
-            "ip4-input",
+            "ip4-lookup",
             "martian destination: class E 240.0.0.0/4",
         ),
         // directed broadcast of the other connected subnet (and of our own)
         (
             udp4([192, 0, 2, 10], [198, 51, 100, 255]),
-            "ip4-input",
+            "ip4-lookup",
             "directed broadcast not forwarded",
         ),
         (
             udp4([192, 0, 2, 10], [192, 0, 2, 255]),
-            "ip4-input",
+            "ip4-lookup",
             "directed broadcast not forwarded",
         ),
         (
@@ -193,13 +197,52 @@ fn each_martian_is_dropped_with_its_reason_and_nothing_is_sent() {
     }
 }
 
+/// IPv4 destination martians from the inside of the NAT example (firewall, NAT44 and
+/// a policer between `ip4-input` and `ip4-lookup`): each is dropped by `ip4-input`
+/// under its reason, no feature node sees a packet, and nothing leaves.
+#[test]
+fn with_features_martian_destinations_never_reach_them() {
+    let cfg = vnf_router::Config::from_toml(include_str!("../examples/router-nat.toml")).unwrap();
+    let r = vnf_router::Router::build(&cfg, &[], None).unwrap();
+    let cases: [([u8; 4], &str); 6] = [
+        ([127, 0, 0, 1], "martian destination: loopback 127.0.0.0/8"),
+        ([0, 1, 2, 3], "martian destination: this network 0.0.0.0/8"),
+        ([239, 1, 1, 1], "multicast destination not routed"),
+        ([255, 255, 255, 255], "limited broadcast not forwarded"),
+        ([240, 0, 0, 1], "martian destination: class E 240.0.0.0/4"),
+        ([198, 51, 100, 255], "directed broadcast not forwarded"),
+    ];
+    for (dst, reason) in cases {
+        let (out, pl) = run_frames(&r, &[(0, udp4([100, 64, 0, 10], dst))]);
+        assert!(out.iter().all(Vec::is_empty), "{reason}: {out:02x?}");
+        assert_eq!(
+            drops(&pl, "ip4-input", reason),
+            1,
+            "{reason}:\n{}",
+            pl.show_errors()
+        );
+        let features: Vec<_> = pl
+            .nodes()
+            .filter(|n| {
+                ["firewall", "nat44", "policer"]
+                    .iter()
+                    .any(|f| n.name.starts_with(f))
+            })
+            .collect();
+        assert!(!features.is_empty(), "the NAT example has no feature nodes");
+        for n in features {
+            assert_eq!(n.packets, 0, "{reason}: {} saw the packet", n.name);
+        }
+    }
+}
+
 #[test]
 fn no_arp_request_for_a_subnet_broadcast_but_one_for_a_host() {
     let r = router();
     let (out, pl) = run_frames(&r, &[(0, udp4([192, 0, 2, 10], [198, 51, 100, 255]))]);
     assert!(out.iter().all(Vec::is_empty), "{out:02x?}");
     assert_eq!(
-        drops(&pl, "ip4-input", "directed broadcast not forwarded"),
+        drops(&pl, "ip4-lookup", "directed broadcast not forwarded"),
         1
     );
     assert_eq!(drops(&pl, "ip4-rewrite", "ARP pending"), 0);

@@ -201,7 +201,7 @@ fn worker(
         crate::headline(hz / median_cpp / 1e6, hz / mean_cpp / 1e6, false);
     let drops: u64 = worker.graph.nodes().map(|n| n.dropped()).sum();
     let mut extra = serde_json::Map::new();
-    extra.insert("routes".into(), (router.l3.fib4.len() as u64).into());
+    extra.insert("routes".into(), (router.l3.routes4() as u64).into());
     extra.insert("route_build_s".into(), build_s.into());
     extra.insert("received".into(), received.into());
     extra.insert("tsc_ghz".into(), (hz / 1e9).into());

@@ -198,6 +198,8 @@ pub struct L3 {
     pub fib4: Lpm4,
     pub fib6: Lpm6,
     pub neigh: NeighTable,
+    /// Entries of `fib4` that are martian drop routes (not configured by anyone).
+    martian4: usize,
 }
 
 impl fmt::Debug for L3 {
@@ -217,6 +219,12 @@ impl L3 {
     pub fn iface(&self, port: u16) -> Option<&Iface> {
         let i = (*self.by_port.get(port as usize)?)?;
         self.ifaces.get(i)
+    }
+
+    /// IPv4 routes from the interfaces and the configuration: the FIB's entries
+    /// without its martian drop routes (what `ipv4-routes` reports).
+    pub fn routes4(&self) -> usize {
+        self.fib4.len().saturating_sub(self.martian4)
     }
 
     /// The adjacency with index `nh`.
@@ -261,11 +269,13 @@ impl L3Builder {
                 fib4,
                 fib6: Lpm6::new(),
                 neigh,
+                martian4: 0,
             },
         };
         for (net, len, why) in MARTIAN4 {
             let nh = b.martian(why)?;
             b.l3.fib4.add(net, len, nh)?;
+            b.l3.martian4 += 1;
         }
         Ok(b)
     }
@@ -313,7 +323,9 @@ impl L3Builder {
             self.l3.fib4.add(u32::from(n.addr), 32, local)?;
             if n.len <= 30 {
                 let bcast = self.martian(Martian4::DirectedBroadcast)?;
+                let before = self.l3.fib4.len();
                 self.l3.fib4.add(net | !mask4(n.len), 32, bcast)?;
+                self.l3.martian4 += self.l3.fib4.len() - before;
             }
         }
         for n in &ifc.v6 {
@@ -459,6 +471,9 @@ mod tests {
         b.route4(Ipv4Addr::UNSPECIFIED, 0, gw).unwrap();
         b.route4(Ipv4Addr::new(192, 0, 0, 0), 2, gw).unwrap();
         let l3 = b.build();
+        // connected, local and the two routes; the martian entries are not counted
+        assert_eq!(l3.routes4(), 4);
+        assert_eq!(l3.fib4.len(), 4 + 4 + 1);
         let m = |a| match kind(&l3, a) {
             Some(AdjKind::Martian(m)) => Some(m.reason(u32::from_be_bytes(a))),
             _ => None,

@@ -477,7 +477,7 @@ impl Mgmt {
             .map(|(n, d)| json!({"name": n, "drops": d.to_string()}))
             .collect();
         let mut st = json!({
-            "ipv4-routes": self.l3.fib4.len(),
+            "ipv4-routes": self.l3.routes4(),
             "ipv6-routes": self.l3.fib6.len(),
         });
         if !ifaces.is_empty() {

@@ -174,7 +174,7 @@ fn error_tag(a: &Answer) -> String {
 fn changes_apply_and_invalid_ones_are_refused_whole() {
     let r = router(NAT);
     let mut m = Mgmt::new(&r, None, Vec::new());
-    let fib = m.l3().fib4.len();
+    let fib = m.l3().routes4();
     // Add a route.
     let a = call(
         &mut m,
@@ -184,7 +184,7 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
     );
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(m.config().routes.len(), 3);
-    assert_eq!(m.l3().fib4.len(), fib + 1);
+    assert_eq!(m.l3().routes4(), fib + 1);
     // Creating it again: 409 data-exists.
     let a = call(
         &mut m,
@@ -201,7 +201,7 @@ fn changes_apply_and_invalid_ones_are_refused_whole() {
         "",
     );
     assert_eq!(a.status, 204, "{}", a.body);
-    assert_eq!(m.l3().fib4.len(), fib);
+    assert_eq!(m.l3().routes4(), fib);
     // The policer's meter.
     let a = call(
         &mut m,

@@ -220,7 +220,7 @@ pub fn run(table: toml::Table, opts: &Options) -> ! {
             "the guest does not keep its route file to rebuild the tables: change routes by restarting with a new route file",
         );
     }
-    let fib = (router.l3.fib4.len(), router.l3.fib6.len());
+    let fib = (router.l3.routes4(), router.l3.fib6.len());
     drop(router);
     let ready_us = clock::uptime_us();
     println!(

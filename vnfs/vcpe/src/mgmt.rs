@@ -384,7 +384,7 @@ impl Mgmt {
     }
 
     fn state_tree(&self, snaps: &[WorkerSnapshot]) -> Value {
-        let mut st = json!({ "ipv4-routes": self.l3.fib4.len() });
+        let mut st = json!({ "ipv4-routes": self.l3.routes4() });
         let ifaces: Vec<Value> = ["lan", "wan"]
             .iter()
             .enumerate()

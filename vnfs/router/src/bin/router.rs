@@ -225,7 +225,7 @@ fn real_main() -> anyhow::Result<()> {
             "ok: {}: {} interfaces, {} IPv4 / {} IPv6 routes, {} neighbours, {} worker(s)",
             cli_config.display(),
             cfg.interfaces.len(),
-            router.l3.fib4.len(),
+            router.l3.routes4(),
             router.l3.fib6.len(),
             cfg.neighbors.len(),
             workers
@@ -264,7 +264,7 @@ fn real_main() -> anyhow::Result<()> {
     tracing::info!(
         "router: {} interfaces, {} IPv4 / {} IPv6 routes, {} worker(s)",
         cfg.interfaces.len(),
-        router.l3.fib4.len(),
+        router.l3.routes4(),
         router.l3.fib6.len(),
         workers
     );

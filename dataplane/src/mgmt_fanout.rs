@@ -23,7 +23,10 @@
 //! time-out shared by all of them:
 //! - a worker that is stopped or stuck is waited for no longer than the time-out;
 //!   its request stays queued (it applies it if it ever polls again), and whatever it
-//!   hands back late is discarded at the next [`send`];
+//!   hands back late is discarded by a later [`send`]: every request carries the
+//!   link's sequence number, and [`send`] takes as an answer only the request it
+//!   gave, so a late answer to an earlier request that arrives while a later one is
+//!   waited for is never mistaken for it;
 //! - a worker whose queue is full (stopped for [`QUEUE`] requests) does not get the
 //!   request, which is freed at once on the management side and not waited for;
 //! - a worker for which `make` returns `None` gets nothing;
@@ -40,6 +43,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 #[cfg(feature = "std")]
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_queue::ArrayQueue;
 #[cfg(feature = "std")]
 use std::time::{Duration, Instant};
@@ -52,10 +56,13 @@ pub const QUEUE: usize = 4;
 #[cfg(feature = "std")]
 const POLL: Duration = Duration::from_micros(200);
 
-/// The queues between the management side and one worker's update hook.
+/// The queues between the management side and one worker's update hook; each
+/// request travels with its sequence number on this link.
 pub struct Link<T> {
-    to_worker: Arc<ArrayQueue<T>>,
-    done: Arc<ArrayQueue<T>>,
+    to_worker: Arc<ArrayQueue<(u64, T)>>,
+    done: Arc<ArrayQueue<(u64, T)>>,
+    /// The sequence number of the next request queued on this link.
+    seq: Arc<AtomicU64>,
 }
 
 impl<T> Clone for Link<T> {
@@ -63,6 +70,7 @@ impl<T> Clone for Link<T> {
         Link {
             to_worker: self.to_worker.clone(),
             done: self.done.clone(),
+            seq: self.seq.clone(),
         }
     }
 }
@@ -80,17 +88,25 @@ impl<T> Link<T> {
         Link {
             to_worker: Arc::new(ArrayQueue::new(QUEUE)),
             done: Arc::new(ArrayQueue::new(QUEUE)),
+            seq: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Queues `u` for the worker (back when the queue is full).
     pub fn push(&self, u: T) -> Result<(), T> {
-        self.to_worker.push(u)
+        self.push_seq(u).map(|_| ())
+    }
+
+    /// Queues `u` under the link's next sequence number and returns that number (`u`
+    /// back when the queue is full; the number is then not used).
+    fn push_seq(&self, u: T) -> Result<u64, T> {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.to_worker.push((n, u)).map(|()| n).map_err(|(_, u)| u)
     }
 
     /// What the worker handed back, oldest first.
     pub fn pop_done(&self) -> Option<T> {
-        self.done.pop()
+        self.done.pop().map(|(_, u)| u)
     }
 
     /// The worker's side: takes every queued request, applies `apply` to it and
@@ -100,8 +116,8 @@ impl<T> Link<T> {
     /// freed here.
     pub fn serve(&self, mut apply: impl FnMut(T) -> T) -> usize {
         let mut n = 0;
-        while let Some(u) = self.to_worker.pop() {
-            let _ = self.done.push(apply(u));
+        while let Some((seq, u)) = self.to_worker.pop() {
+            let _ = self.done.push((seq, apply(u)));
             n += 1;
         }
         n
@@ -139,18 +155,23 @@ pub fn send<T>(
         while l.done.pop().is_some() {}
         if let Some(u) = make() {
             // A full queue: the request is freed here, not waited for.
-            if l.to_worker.push(u).is_ok() {
-                pending.push(l);
+            if let Ok(seq) = l.push_seq(u) {
+                pending.push((l, seq));
             }
         }
     }
     let t = Instant::now();
     let mut back = Vec::new();
-    for l in pending {
+    for (l, seq) in pending {
         loop {
-            if let Some(u) = l.done.pop() {
-                back.push(u);
-                break;
+            match l.done.pop() {
+                Some((s, u)) if s == seq => {
+                    back.push(u);
+                    break;
+                }
+                // A late answer to an earlier request: freed here.
+                Some(_) => continue,
+                None => {}
             }
             if t.elapsed() >= timeout {
                 break;
@@ -317,6 +338,34 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         w0.join().unwrap();
         w1.join().unwrap();
+    }
+
+    #[test]
+    fn a_late_answer_arriving_during_the_next_request_is_not_taken_for_it() {
+        let links: Vec<Link<Req>> = alloc::vec![Link::new()];
+        let drops = Arc::new(AtomicUsize::new(0));
+        // Round 1: the worker is stopped, its request stays queued.
+        assert!(send(&links, || Some(req(1, &drops)), Duration::from_millis(20)).is_empty());
+        // Round 2: the worker wakes up while round 2 is waited for and hands back
+        // both requests, round 1's first.
+        let link = links[0].clone();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            link.serve(|mut r| {
+                r.by = Some(7);
+                r
+            })
+        });
+        let back = send(&links, || Some(req(2, &drops)), Duration::from_secs(10));
+        assert_eq!(late.join().unwrap(), 2, "both requests were applied");
+        let by: Vec<_> = back.iter().map(|r| (r.round, r.by)).collect();
+        assert_eq!(by, [(2, Some(7))], "round 2's answer is round 2's request");
+        drop(back);
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            2,
+            "the late answer was freed"
+        );
     }
 
     #[test]

@@ -18,14 +18,17 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 /// Folds a 64-bit accumulator of one's-complement partial sums (16-bit words added
 /// as integers) to 16 bits (RFC 1071 §4.1's end-around carry). Nonzero sums fold to
 /// `1..=0xffff`.
+///
+/// Two end-around-carry additions: the 32-bit halves (add with carry), then the
+/// 16-bit halves by adding the word to itself rotated by 16 bits, whose upper half
+/// is then the sum of the halves plus the carry out of the lower one (the fold of
+/// Linux's `csum_fold`). Seven instructions for any accumulator.
 #[inline(always)]
-pub fn fold(mut acc: u64) -> u16 {
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff_ffff) + (acc >> 32);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc = (acc & 0xffff) + (acc >> 16);
-    acc as u16
+pub fn fold(acc: u64) -> u16 {
+    let (s, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    // At most 2^32 - 2 when the addition carried, so adding the carry cannot.
+    let s = s + u32::from(carry);
+    (s.wrapping_add(s.rotate_right(16)) >> 16) as u16
 }
 
 /// Sums `data` in native byte order into a 64-bit accumulator (not folded).
@@ -223,6 +226,51 @@ mod tests {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         sum as u16
+    }
+
+    /// The textbook end-around-carry loop.
+    fn fold_reference(mut acc: u64) -> u16 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    #[test]
+    fn fold_matches_the_loop_for_every_kind_of_accumulator() {
+        let mut edges = alloc::vec![
+            0u64,
+            1,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX
+        ];
+        for k in 0..64 {
+            let b = 1u64 << k;
+            edges.extend([b, b - 1, b + 1, !b, u64::MAX - b]);
+        }
+        for h in [0u64, 1, 0xffff, 0xfffe, 0x1_0000, 0xffff_ffff] {
+            for l in [0u64, 1, 0xffff, 0xfffe, 0x1_0000, 0xffff_ffff] {
+                edges.push(h << 32 | l);
+                edges.push(h << 16 | l);
+            }
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            edges.push(x);
+            edges.push(x >> (x % 64));
+        }
+        for &a in &edges {
+            let f = fold(a);
+            assert_eq!(f, fold_reference(a), "{a:#x}");
+            // nonzero sums never fold to zero
+            assert_eq!(f == 0, a == 0, "{a:#x}");
+        }
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub use crate::graph::Graph;
 pub type Pipeline = Graph;
 
 /// Declares a node's drop reasons as one enum with a name and a description per
-/// variant, in `Next::Drop` index order:
+/// variant (string literals or `&'static str` constants, so that nodes dropping for
+/// the same reason share its text), in `Next::Drop` index order:
 ///
 /// ```
 /// dataplane::drop_reasons! {
@@ -42,7 +43,7 @@ pub type Pipeline = Graph;
 #[macro_export]
 macro_rules! drop_reasons {
     ($(#[$m:meta])* $vis:vis enum $name:ident {
-        $($(#[$vm:meta])* $var:ident = ($s:literal, $d:literal)),+ $(,)?
+        $($(#[$vm:meta])* $var:ident = ($s:expr, $d:expr)),+ $(,)?
     }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]

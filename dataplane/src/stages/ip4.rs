@@ -148,12 +148,12 @@ crate::drop_reasons! {
         SrcThisNet = ("martian source: this network 0.0.0.0/8", "source address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
         SrcLoopback = ("martian source: loopback 127.0.0.0/8", "source address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
         SrcOurs = ("martian source: one of our addresses", "source address is one of this router's (spoofed or looped)"),
-        DstThisNet = ("martian destination: this network 0.0.0.0/8", "destination address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
-        DstLoopback = ("martian destination: loopback 127.0.0.0/8", "destination address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
-        DstMcast = ("multicast destination not routed", "multicast destination: this router does not route multicast"),
-        DstLimitedBcast = ("limited broadcast not forwarded", "destination 255.255.255.255 is never forwarded (RFC 1812 §5.3.5.1)"),
-        DstClassE = ("martian destination: class E 240.0.0.0/4", "destination address in 240.0.0.0/4 (RFC 1812 §5.3.7)"),
-        DstDirectedBcast = ("directed broadcast not forwarded", "directed broadcast forwarding is off (RFC 2644)"),
+        DstThisNet = (Martian4::ThisNet.name(), Martian4::ThisNet.help()),
+        DstLoopback = (Martian4::Loopback.name(), Martian4::Loopback.help()),
+        DstMcast = (Martian4::Multicast.name(), Martian4::Multicast.help()),
+        DstLimitedBcast = (Martian4::LimitedBroadcast.name(), Martian4::LimitedBroadcast.help()),
+        DstClassE = (Martian4::ClassE.name(), Martian4::ClassE.help()),
+        DstDirectedBcast = (Martian4::DirectedBroadcast.name(), Martian4::DirectedBroadcast.help()),
     }
 }
 
@@ -396,13 +396,9 @@ fn martian4_slow(
             .contains(u32::from_be_bytes(src))
             .then_some(Ip4InputDrop::SrcOurs);
     }
-    match dst[0] {
-        0 => return Some(Ip4InputDrop::DstThisNet),
-        127 => return Some(Ip4InputDrop::DstLoopback),
-        224..=239 => return Some(Ip4InputDrop::DstMcast),
-        240.. if dst == [255; 4] => return Some(Ip4InputDrop::DstLimitedBcast),
-        240.. => return Some(Ip4InputDrop::DstClassE),
-        _ => {}
+    // The same classification as the FIB's martian routes.
+    if let Some(m) = Martian4::of_dst(u32::from_be_bytes(dst)) {
+        return Some(m.into());
     }
     if own.contains(u32::from_be_bytes(src)) {
         return Some(Ip4InputDrop::SrcOurs);
@@ -540,12 +536,25 @@ crate::drop_reasons! {
         Blackhole = ("blackhole route", "the matching route is a blackhole (discard) route"),
         Local = ("local, not handled", "addressed to this router but not a protocol it answers"),
         EchoFail = ("bad ICMP echo to us", "ICMP echo request to this router that could not be answered (malformed)"),
-        DstThisNet = ("martian destination: this network 0.0.0.0/8", "destination address in 0.0.0.0/8 (RFC 1812 §5.3.7)"),
-        DstLoopback = ("martian destination: loopback 127.0.0.0/8", "destination address in 127.0.0.0/8 (RFC 1812 §5.3.7)"),
-        DstMcast = ("multicast destination not routed", "multicast destination: this router does not route multicast"),
-        DstLimitedBcast = ("limited broadcast not forwarded", "destination 255.255.255.255 is never forwarded (RFC 1812 §5.3.5.1)"),
-        DstClassE = ("martian destination: class E 240.0.0.0/4", "destination address in 240.0.0.0/4 (RFC 1812 §5.3.7)"),
-        DstDirectedBcast = ("directed broadcast not forwarded", "directed broadcast forwarding is off (RFC 2644)"),
+        DstThisNet = (Martian4::ThisNet.name(), Martian4::ThisNet.help()),
+        DstLoopback = (Martian4::Loopback.name(), Martian4::Loopback.help()),
+        DstMcast = (Martian4::Multicast.name(), Martian4::Multicast.help()),
+        DstLimitedBcast = (Martian4::LimitedBroadcast.name(), Martian4::LimitedBroadcast.help()),
+        DstClassE = (Martian4::ClassE.name(), Martian4::ClassE.help()),
+        DstDirectedBcast = (Martian4::DirectedBroadcast.name(), Martian4::DirectedBroadcast.help()),
+    }
+}
+
+impl From<Martian4> for Ip4InputDrop {
+    fn from(m: Martian4) -> Self {
+        match m {
+            Martian4::ThisNet => Ip4InputDrop::DstThisNet,
+            Martian4::Loopback => Ip4InputDrop::DstLoopback,
+            Martian4::Multicast => Ip4InputDrop::DstMcast,
+            Martian4::ClassE => Ip4InputDrop::DstClassE,
+            Martian4::LimitedBroadcast => Ip4InputDrop::DstLimitedBcast,
+            Martian4::DirectedBroadcast => Ip4InputDrop::DstDirectedBcast,
+        }
     }
 }
 

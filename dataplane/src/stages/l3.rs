@@ -120,6 +120,42 @@ impl Martian4 {
             self
         }
     }
+
+    /// The martian prefix `dst` (host order) lies in, if any: the reasons of
+    /// [`MARTIAN4`] (directed broadcasts depend on the interfaces and are not
+    /// covered).
+    pub fn of_dst(dst: u32) -> Option<Martian4> {
+        MARTIAN4
+            .iter()
+            .find(|&&(net, len, _)| dst & mask4(len) == net)
+            .map(|&(_, _, why)| why.reason(dst))
+    }
+
+    /// The drop-reason name every node dropping for this reason counts under.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Martian4::ThisNet => "martian destination: this network 0.0.0.0/8",
+            Martian4::Loopback => "martian destination: loopback 127.0.0.0/8",
+            Martian4::Multicast => "multicast destination not routed",
+            Martian4::ClassE => "martian destination: class E 240.0.0.0/4",
+            Martian4::LimitedBroadcast => "limited broadcast not forwarded",
+            Martian4::DirectedBroadcast => "directed broadcast not forwarded",
+        }
+    }
+
+    /// The reason's one-line description.
+    pub const fn help(self) -> &'static str {
+        match self {
+            Martian4::ThisNet => "destination address in 0.0.0.0/8 (RFC 1812 §5.3.7)",
+            Martian4::Loopback => "destination address in 127.0.0.0/8 (RFC 1812 §5.3.7)",
+            Martian4::Multicast => "multicast destination: this router does not route multicast",
+            Martian4::ClassE => "destination address in 240.0.0.0/4 (RFC 1812 §5.3.7)",
+            Martian4::LimitedBroadcast => {
+                "destination 255.255.255.255 is never forwarded (RFC 1812 §5.3.5.1)"
+            }
+            Martian4::DirectedBroadcast => "directed broadcast forwarding is off (RFC 2644)",
+        }
+    }
 }
 
 /// The martian destination prefixes every IPv4 FIB holds (the directed broadcasts are
@@ -442,20 +478,21 @@ impl L3Builder {
 mod tests {
     use super::*;
 
-    fn builder() -> L3Builder {
-        let mut b = L3Builder::new(16, 16).unwrap();
-        b.iface(Iface {
+    /// Port 0 with the one IPv4 address `addr/len`.
+    fn iface(addr: Ipv4Addr, len: u8) -> Iface {
+        Iface {
             name: "a".into(),
             port: 0,
             mac: [2, 0, 0, 0, 0, 1],
-            v4: alloc::vec![Net4 {
-                addr: Ipv4Addr::new(10, 1, 0, 1),
-                len: 16
-            }],
+            v4: alloc::vec![Net4 { addr, len }],
             v6: Vec::new(),
             mtu: 1500,
-        })
-        .unwrap();
+        }
+    }
+
+    fn builder() -> L3Builder {
+        let mut b = L3Builder::new(16, 16).unwrap();
+        b.iface(iface(Ipv4Addr::new(10, 1, 0, 1), 16)).unwrap();
         b
     }
 
@@ -534,19 +571,7 @@ mod tests {
     #[test]
     fn an_interface_inside_martian_space_is_refused() {
         let mut b = L3Builder::new(16, 16).unwrap();
-        let e = b
-            .iface(Iface {
-                name: "lo".into(),
-                port: 0,
-                mac: [2, 0, 0, 0, 0, 1],
-                v4: alloc::vec![Net4 {
-                    addr: Ipv4Addr::new(127, 0, 0, 1),
-                    len: 8
-                }],
-                v6: Vec::new(),
-                mtu: 1500,
-            })
-            .unwrap_err();
+        let e = b.iface(iface(Ipv4Addr::new(127, 0, 0, 1), 8)).unwrap_err();
         assert!(matches!(e, L3Error::MartianRoute(_)));
     }
 }

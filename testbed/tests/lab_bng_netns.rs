@@ -8,19 +8,12 @@
 //! without root, `ip`, `tshark` or `freeradius`. `LAB_BNG_NETNS_SESSIONS` overrides
 //! the subscriber count.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+mod netns_lab;
 
-fn need(tool: &str, pkg: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} not found: apt-get install {pkg}");
-}
+use netns_lab::{lab_setup, u};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 fn tshark(cap: &Path, extra: &[&str], filter: &str) -> Vec<String> {
     let o = Command::new("tshark")
@@ -60,33 +53,11 @@ fn tshark_fields(cap: &Path, filter: &str, fields: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut x = v;
-    for p in path {
-        x = &x[*p];
-    }
-    x.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
-}
-
 #[test]
 fn ten_thousand_subscribers_with_freeradius_in_a_namespace_lab() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    need("tshark", "tshark");
-    need("freeradius", "freeradius");
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    assert!(
-        vbng.exists(),
-        "{} not found: build the workspace binaries first (`cargo build -p vbng`; \
-         `cargo test --workspace` builds it)",
-        vbng.display()
+    let (testbed, vbng) = lab_setup(
+        &[("tshark", "tshark"), ("freeradius", "freeradius")],
+        &["vbng"],
     );
     let n: u64 = std::env::var("LAB_BNG_NETNS_SESSIONS")
         .ok()
@@ -241,21 +212,7 @@ fn ten_thousand_subscribers_with_freeradius_in_a_namespace_lab() {
 /// and Stop each).
 #[test]
 fn ipoe_and_mixed_subscribers_in_a_namespace_lab() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    need("freeradius", "freeradius");
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    assert!(
-        vbng.exists(),
-        "{} not found: cargo build -p vbng",
-        vbng.display()
-    );
+    let (testbed, vbng) = lab_setup(&[("freeradius", "freeradius")], &["vbng"]);
     let n = 300u64;
     for (access, radius) in [("ipoe", true), ("mixed", false)] {
         let mut c = Command::new(&testbed);

@@ -7,33 +7,14 @@
 //! not skip) without root or `ip`. A few hundred subscribers so it stays well under a
 //! minute in a debug build; `LAB_BNG_NETNS_CGNAT_SESSIONS` overrides the count.
 
-use std::path::PathBuf;
+mod netns_lab;
+
+use netns_lab::{lab_setup, u};
 use std::process::Command;
 use std::time::Instant;
 
-fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut x = v;
-    for p in path {
-        x = &x[*p];
-    }
-    x.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
-}
-
 fn lab(extra: &[&str]) -> serde_json::Value {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    let vbng = testbed.with_file_name("vbng");
-    assert!(
-        vbng.exists(),
-        "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
-        vbng.display()
-    );
+    let (testbed, vbng) = lab_setup(&[], &["vbng"]);
     let t0 = Instant::now();
     let out = Command::new(&testbed)
         .args([

@@ -17,59 +17,16 @@
 //! groups, the control plane told of them): every subscriber comes up and the
 //! traffic passes both ways without loss.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod netns_lab;
+
+use netns_lab::{lab_setup, u};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 
 /// One namespace lab at a time: the guest user plane's TCG CPU would otherwise take
 /// the other lab's time and its zero-loss phases with it.
 static LAB: Mutex<()> = Mutex::new(());
-
-fn need(tool: &str, pkg: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} not found: apt-get install {pkg}");
-}
-
-/// What every lab here needs: root, `ip` and the `tools` (command, Debian
-/// package), and the workspace `binaries` beside `testbed`. Returns the paths of
-/// `testbed` and `vbng`.
-fn lab_setup(tools: &[(&str, &str)], binaries: &[&str]) -> (PathBuf, PathBuf) {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the namespace lab needs root (scripts/test runs it as root)"
-    );
-    need("ip", "iproute2");
-    for (tool, pkg) in tools {
-        need(tool, pkg);
-    }
-    let testbed = PathBuf::from(env!("CARGO_BIN_EXE_testbed"));
-    for b in binaries {
-        let p = testbed.with_file_name(b);
-        assert!(
-            p.exists(),
-            "{} not found: build the workspace binaries first (`cargo build -p vbng`)",
-            p.display()
-        );
-    }
-    let vbng = testbed.with_file_name("vbng");
-    (testbed, vbng)
-}
-
-fn u(v: &serde_json::Value, path: &[&str]) -> u64 {
-    let mut x = v;
-    for p in path {
-        x = &x[*p];
-    }
-    x.as_u64()
-        .unwrap_or_else(|| panic!("{path:?} missing or not a number in {v}"))
-}
 
 #[test]
 fn cups_processes_in_namespaces_and_a_user_plane_killed() {

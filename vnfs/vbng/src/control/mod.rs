@@ -72,6 +72,7 @@ mod ipoe;
 mod ipoe6;
 pub use ipoe::IpoeRestored;
 mod ipv6;
+mod slots;
 
 /// A change to the fast-path tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -686,7 +687,8 @@ pub struct ControlPlane {
     disc: Discovery,
     /// Boxed: an idle slot costs a pointer, not a whole entry (~840 bytes).
     slots: Vec<Option<alloc::boxed::Box<Entry>>>,
-    free: Vec<u32>,
+    /// Free slots, grouped by the worker whose sessions they are kept for.
+    free: slots::FreeSlots,
     gen: u32,
     by_key: HashMap<(AccessKey, u16), u32>,
     by_host: HashMap<(AccessKey, Vec<u8>), u32>,
@@ -967,7 +969,7 @@ impl ControlPlane {
             our_mac,
             disc,
             slots: (0..n).map(|_| None).collect(),
-            free: (0..n).rev().collect(),
+            free: slots::FreeSlots::new(n, cfg.workers.max(1)),
             gen: u32::from_be_bytes(g),
             by_key: HashMap::with_capacity(n as usize),
             by_host: HashMap::with_capacity(n as usize),
@@ -1341,8 +1343,11 @@ impl ControlPlane {
     /// session's address is allocated from the share of the pool that steers to
     /// the worker its session id steers to ([`crate::steer`]), so neither
     /// direction of its traffic is handed between workers.
+    /// Each worker's sessions also get slots next to each other
+    /// ([`slots::FreeSlots`]).
     pub fn set_workers(&mut self, workers: u16) {
         self.workers = workers.max(1);
+        self.free.set_workers(self.workers);
     }
 
     pub(super) fn alloc_sid(&mut self, key: &AccessKey) -> Option<u16> {
@@ -1385,7 +1390,7 @@ impl ControlPlane {
         if !self.half_open.admit(key, &mut self.stats) {
             return;
         }
-        let Some(idx) = self.free.pop() else {
+        if self.free.is_empty() {
             self.stats.table_full += 1;
             let p = self.disc.padt(
                 0,
@@ -1395,9 +1400,16 @@ impl ControlPlane {
             let f = self.frame(key, EtherType::PPPOE_DISCOVERY, &p);
             self.tx.push((key.port, f));
             return;
-        };
+        }
         let Some(sid) = self.alloc_sid(key) else {
-            self.free.push(idx);
+            self.stats.table_full += 1;
+            return;
+        };
+        // A slot among the other sessions of the worker the session id steers to.
+        let Some(idx) = self
+            .free
+            .pop_for(crate::steer::sid_owner(sid, self.workers))
+        else {
             self.stats.table_full += 1;
             return;
         };

@@ -1021,3 +1021,48 @@ fn accounting_drops_counted_and_logged_with_the_session() {
     let st = c.radius_stats().unwrap();
     assert_eq!((st.acct_overflow, st.acct_given_up), (1, 1));
 }
+
+/// Issue 14: with two workers, every PPPoE session takes a slot in the blocks
+/// kept for the worker its session id steers to, so each worker's sessions sit
+/// together in its tables (the first slots of its blocks, none skipped).
+#[test]
+fn each_workers_sessions_get_slots_in_its_own_blocks() {
+    let mut c = cp(&cfg_with_users(AuthProto::Pap));
+    c.set_workers(2);
+    let mut subs: Vec<Subscriber> = (1..=100)
+        .map(|i| sub(i, "alice", "pw", AuthProto::Pap))
+        .collect();
+    let mut up = Vec::new();
+    for s in subs.iter_mut() {
+        s.start(0, &mut up);
+    }
+    run(&mut c, &mut subs, 0, up);
+    let adds: Vec<(u32, u16)> = c
+        .take_fib()
+        .iter()
+        .filter_map(|u| match u {
+            FibUpdate::Add { idx, sid, .. } => Some((*idx, *sid)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adds.len(), 100, "every subscriber up");
+    let mut per = [Vec::new(), Vec::new()];
+    for &(idx, sid) in &adds {
+        let w = crate::steer::sid_owner(sid, 2);
+        assert_eq!(
+            (idx / slots::BLOCK) % 2,
+            u32::from(w),
+            "slot {idx} sid {sid}"
+        );
+        per[usize::from(w)].push(idx);
+    }
+    for (w, mut got) in per.into_iter().enumerate() {
+        assert!(!got.is_empty(), "worker {w} owns some sessions");
+        got.sort_unstable();
+        let want: Vec<u32> = (0..)
+            .filter(|i| (i / slots::BLOCK) % 2 == w as u32)
+            .take(got.len())
+            .collect();
+        assert_eq!(got, want, "worker {w}: the first slots of its blocks");
+    }
+}

@@ -523,9 +523,21 @@ impl Graph {
     /// The node named `name` as its concrete type (it must implement
     /// [`Stage::as_any_mut`]).
     pub fn node_mut<T: 'static>(&mut self, name: &str) -> Option<&mut T> {
+        self.node_mut_at(self.node_index(name)?)
+    }
+
+    /// The index of the node named `name`: fixed once the graph is sealed, so a
+    /// hook that reaches into a node on every loop looks its name up once and then
+    /// uses [`Graph::node_mut_at`] (no string compares per loop).
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| s.stage.name() == name)
+    }
+
+    /// Node `i` ([`Graph::node_index`]) as its concrete type.
+    #[inline]
+    pub fn node_mut_at<T: 'static>(&mut self, i: usize) -> Option<&mut T> {
         self.slots
-            .iter_mut()
-            .find(|s| s.stage.name() == name)
+            .get_mut(i)
             .and_then(|s| s.stage.as_any_mut())
             .and_then(|a| a.downcast_mut::<T>())
     }
@@ -599,6 +611,27 @@ mod tests {
         fn counters(&self, f: &mut dyn FnMut(Counter)) {
             f(Counter::total("seen", "test counter", 7));
         }
+        fn as_any_mut(&mut self) -> Option<&mut dyn core::any::Any> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn nodes_are_reached_by_name_or_by_their_index() {
+        let mut g = Graph::new();
+        g.add(Box::new(Sort), Some("four"));
+        g.add(Box::new(ToPort("four", 1, false)), None);
+        g.add(Box::new(ToPort("six", 2, false)), None);
+        g.set_entry("sort");
+        g.seal().unwrap();
+        let i = g.node_index("six").unwrap();
+        assert_eq!(g.node_mut_at::<ToPort>(i).map(|n| n.1), Some(2));
+        assert_eq!(g.node_mut::<ToPort>("four").map(|n| n.1), Some(1));
+        // Wrong type, a node without `as_any_mut`, no such node or index.
+        assert!(g.node_mut_at::<Sort>(i).is_none());
+        assert!(g.node_mut::<Sort>("sort").is_none());
+        assert!(g.node_index("eight").is_none());
+        assert!(g.node_mut_at::<ToPort>(99).is_none());
     }
 
     fn pkts(out: &mut Out, bytes: &[u8]) -> Batch {

@@ -372,14 +372,21 @@ pub fn build_workers(
 
 /// A worker hook that applies pending table updates to the fast-path nodes between
 /// bursts (so an update never waits for traffic to reach its node).
+///
+/// It runs on every loop, so the nodes are looked up by name once (a graph's
+/// nodes do not move after it is sealed) and an empty queue costs two loads.
 pub fn update_hook() -> Hook {
-    Box::new(|g: &mut Graph, out: &mut Out| {
-        for name in [NODE_UPSTREAM, NODE_DOWNSTREAM] {
-            if let Some(fp) = g.node_mut::<FastPath>(name) {
+    let mut at: Option<[Option<usize>; 3]> = None;
+    Box::new(move |g: &mut Graph, out: &mut Out| {
+        let [up, down, nat] = *at.get_or_insert_with(|| {
+            [NODE_UPSTREAM, NODE_DOWNSTREAM, NODE_NAT].map(|n| g.node_index(n))
+        });
+        for i in [up, down].into_iter().flatten() {
+            if let Some(fp) = g.node_mut_at::<FastPath>(i) {
                 fp.drain_updates(out.now_ns);
             }
         }
-        if let Some(n) = g.node_mut::<CgnatNode>(NODE_NAT) {
+        if let Some(n) = nat.and_then(|i| g.node_mut_at::<CgnatNode>(i)) {
             n.drain_bindings();
         }
     })
@@ -762,6 +769,10 @@ impl CgnatNode {
         let Some(b) = self.1.as_mut() else {
             return;
         };
+        // An empty queue: two loads, not `pop`'s fence.
+        if b.q.is_empty() {
+            return;
+        }
         while let Some(op) = b.q.pop() {
             match op {
                 NatOp::Bind {

@@ -412,7 +412,11 @@ impl ControlPlane {
             return;
         };
         let key = e.key;
+        // An address the session's slot group steers to (`slots::FreeSlots`).
+        i.server
+            .set_share(Some((self.workers, self.free.group_of(idx))));
         let h = i.server.handle(now, key.vlans, msg);
+        i.server.set_share(None);
         let (gw, our_mac) = (i.server.config().server_id(), self.our_mac);
         if let Some(r) = &h.reply {
             let f = dhcp4::wire::encap(r, MacAddr(our_mac), gw, None);

@@ -40,11 +40,16 @@ fn cp_ipoe(authorize: bool, users: Vec<UserConfig>) -> ControlPlane {
 /// A DHCP client message as a frame: Ethernet broadcast with the test line's VLANs,
 /// IPv4 `src` → `dst`, UDP 68 → 67.
 fn client_frame(r: &DhcpRepr, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    client_frame_from(MAC, r, src, dst)
+}
+
+/// [`client_frame`] from another MAC on the test line.
+fn client_frame_from(mac: [u8; 6], r: &DhcpRepr, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
     let mut msg = Vec::new();
     r.emit(&mut msg).unwrap();
     let eth = EthRepr {
         dst_addr: MacAddr::BROADCAST,
-        src_addr: MacAddr(MAC),
+        src_addr: MacAddr(mac),
         vlans: VLANS.to_stack(),
         ethertype: EtherType::IPV4,
     };
@@ -82,8 +87,12 @@ fn client_frame(r: &DhcpRepr, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
 }
 
 fn request(t: MessageType) -> DhcpRepr {
+    request_from(MAC, t)
+}
+
+fn request_from(mac: [u8; 6], t: MessageType) -> DhcpRepr {
     let mut chaddr = [0u8; 16];
-    chaddr[..6].copy_from_slice(&MAC);
+    chaddr[..6].copy_from_slice(&mac);
     DhcpRepr {
         xid: 0x0102_0304,
         chaddr,
@@ -546,4 +555,46 @@ fn radius_framed_ip_address_and_pool_drive_the_dhcp_offer() {
     let offer = replies(&c.take_tx());
     assert_eq!(offer.len(), 1);
     assert_eq!(offer[0].yiaddr, Ipv4Addr::new(100, 72, 0, 2));
+}
+
+/// Issue 14: with two workers, an IPoE client's address is taken from the share
+/// of the pool that steers to the worker whose slot block holds its session, so
+/// the session's owner (the worker of its address) reads it from its own blocks.
+#[test]
+fn ipoe_addresses_follow_the_session_slot_group() {
+    let mut c = cp_ipoe(false, Vec::new());
+    c.set_workers(2);
+    let any = Ipv4Addr::UNSPECIFIED;
+    for k in 0..40u8 {
+        let mac = [2, 0, 0, 0, 0x10, k];
+        let disc = request_from(mac, MessageType::Discover);
+        c.input(0, &client_frame_from(mac, &disc, any, Ipv4Addr::BROADCAST), 0);
+        c.poll(0);
+        let offer = replies(&c.take_tx());
+        assert_eq!(offer.len(), 1, "client {k}: one OFFER");
+        let mut req = request_from(mac, MessageType::Request);
+        req.requested_ip = Some(offer[0].yiaddr);
+        req.server_id = offer[0].server_id;
+        c.input(0, &client_frame_from(mac, &req, any, Ipv4Addr::BROADCAST), 10);
+        let ack = replies(&c.take_tx());
+        assert_eq!(ack.len(), 1, "client {k}: one ACK");
+    }
+    let mut groups = [0; 2];
+    for u in c.take_fib() {
+        if let FibUpdate::Add { idx, ip, .. } = u {
+            if ip == 0 {
+                continue;
+            }
+            let g = (idx / super::slots::BLOCK) % 2;
+            assert_eq!(
+                u32::from(crate::steer::addr_owner(ip, 2)),
+                g,
+                "slot {idx} address {}",
+                Ipv4Addr::from(ip)
+            );
+            groups[g as usize] += 1;
+        }
+    }
+    assert_eq!(groups[0] + groups[1], 40, "every client bound");
+    assert!(groups[0] > 0 && groups[1] > 0, "both groups used: {groups:?}");
 }

@@ -38,7 +38,7 @@ pub mod wire;
 pub use config::{Dhcp4Config, RouteConfig};
 
 use crate::config::ConfigError;
-use crate::pool::Pools;
+use crate::pool::{PoolError, Pools};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -321,6 +321,9 @@ pub struct Server {
     stats: Stats,
     /// Per line (VLANs, MAC): what AAA fixed.
     fixed: BTreeMap<(Vlans, [u8; 6]), Fixed>,
+    /// `(workers, worker)`: a new offer's address comes, while one is free, from
+    /// the share of its pool that steers to `worker` ([`Server::set_share`]).
+    share: Option<(u16, u16)>,
 }
 
 const MS: u64 = 1000;
@@ -345,6 +348,7 @@ impl Server {
             leases: 0,
             stats: Stats::default(),
             fixed: BTreeMap::new(),
+            share: None,
         })
     }
 
@@ -610,6 +614,29 @@ impl Server {
         }
     }
 
+    /// For the messages handled until the next call: a new offer's address from
+    /// a pool is taken from the share that steers to worker `w` of `n`
+    /// ([`crate::steer::addr_owner`]) while that share has a free address, else
+    /// from the whole pool. The vBNG's control plane sets it to the worker whose
+    /// session slots hold the client's session, so that the session's owner (the
+    /// worker of its address) is the one whose tables it sits in. `None`: any.
+    pub fn set_share(&mut self, share: Option<(u16, u16)>) {
+        self.share = share.filter(|&(n, w)| n > 1 && w < n);
+    }
+
+    /// A free address of pool `name` (the first pool: `None`), from the share
+    /// [`Server::set_share`] asked for when it has one.
+    fn alloc_in(&mut self, name: Option<&str>) -> Result<Ipv4Addr, PoolError> {
+        if let Some((n, w)) = self.share {
+            let mine = move |a: Ipv4Addr| crate::steer::addr_owner(u32::from(a), n) == w;
+            match self.pools.alloc_where(name, &mine) {
+                Err(PoolError::Exhausted) => {}
+                r => return r,
+            }
+        }
+        self.pools.alloc(name)
+    }
+
     // --- RFC 2131 §4.3.1 -----------------------------------------------------------
 
     fn discover(&mut self, now: u64, key: ClientKey, req: &Repr) -> Result<Handled, DropReason> {
@@ -647,8 +674,7 @@ impl Server {
                         addr: None,
                         pool: Some(p),
                     }) => self
-                        .pools
-                        .alloc(Some(&p))
+                        .alloc_in(Some(&p))
                         .map_err(|_| DropReason::PoolExhausted)?,
                     _ => {
                         let want = req
@@ -656,10 +682,11 @@ impl Server {
                             .filter(|&a| self.ours(a) && self.pools.take(a).is_ok());
                         match want {
                             Some(a) => a,
-                            None => self
-                                .pools
-                                .alloc(self.cfg.pool.as_deref())
-                                .map_err(|_| DropReason::PoolExhausted)?,
+                            None => {
+                                let pool = self.cfg.pool.clone();
+                                self.alloc_in(pool.as_deref())
+                                    .map_err(|_| DropReason::PoolExhausted)?
+                            }
                         }
                     }
                 };

@@ -568,14 +568,22 @@ fn ipoe_addresses_follow_the_session_slot_group() {
     for k in 0..40u8 {
         let mac = [2, 0, 0, 0, 0x10, k];
         let disc = request_from(mac, MessageType::Discover);
-        c.input(0, &client_frame_from(mac, &disc, any, Ipv4Addr::BROADCAST), 0);
+        c.input(
+            0,
+            &client_frame_from(mac, &disc, any, Ipv4Addr::BROADCAST),
+            0,
+        );
         c.poll(0);
         let offer = replies(&c.take_tx());
         assert_eq!(offer.len(), 1, "client {k}: one OFFER");
         let mut req = request_from(mac, MessageType::Request);
         req.requested_ip = Some(offer[0].yiaddr);
         req.server_id = offer[0].server_id;
-        c.input(0, &client_frame_from(mac, &req, any, Ipv4Addr::BROADCAST), 10);
+        c.input(
+            0,
+            &client_frame_from(mac, &req, any, Ipv4Addr::BROADCAST),
+            10,
+        );
         let ack = replies(&c.take_tx());
         assert_eq!(ack.len(), 1, "client {k}: one ACK");
     }
@@ -596,5 +604,8 @@ fn ipoe_addresses_follow_the_session_slot_group() {
         }
     }
     assert_eq!(groups[0] + groups[1], 40, "every client bound");
-    assert!(groups[0] > 0 && groups[1] > 0, "both groups used: {groups:?}");
+    assert!(
+        groups[0] > 0 && groups[1] > 0,
+        "both groups used: {groups:?}"
+    );
 }

@@ -15,3 +15,20 @@ pub type Pool = dataplane::ippool::Pool<Ipv4Addr>;
 /// The IPv4 pools (the first is the default), the BNG's own addresses and the fixed
 /// addresses held outside the pools.
 pub type Pools = dataplane::ippool::Pools<Ipv4Addr>;
+
+/// A free address of pool `name` (the first pool: `None`) that steers to worker
+/// `w` of `n` ([`crate::steer::addr_owner`]) while that share of the pool has one,
+/// else any free one of the pool. The flag is true when the share had none (what
+/// the address, if any, comes from is the rest of the pool).
+pub fn alloc_in_share(
+    pools: &mut Pools,
+    name: Option<&str>,
+    n: u16,
+    w: u16,
+) -> (Result<Ipv4Addr, PoolError>, bool) {
+    let mine = move |a: Ipv4Addr| crate::steer::addr_owner(u32::from(a), n) == w;
+    match pools.alloc_where(name, &mine) {
+        Err(PoolError::Exhausted) => (pools.alloc(name), true),
+        r => (r, false),
+    }
+}

@@ -195,8 +195,6 @@ impl ControlPlane {
         self.events(idx, ev, now);
     }
 
-    /// IPCP opened: route the address to the session (installing the session first
-    /// if IPv6CP has not already).
     /// A PPPoE session's address from pool `name`: with several workers one that
     /// steers to the worker its session id steers to ([`crate::steer`]: the
     /// session's owner, so its downstream traffic lands where its upstream does),
@@ -209,16 +207,17 @@ impl ControlPlane {
         };
         if n > 1 && sid != 0 {
             let w = crate::steer::sid_owner(sid, n);
-            let mine = move |a: Ipv4Addr| crate::steer::addr_owner(u32::from(a), n) == w;
-            match self.pools.alloc_where(name, &mine) {
-                Ok(a) => return Ok(u32::from(a)),
-                Err(PoolError::Exhausted) => self.stats.off_share += 1,
-                Err(e) => return Err(e),
+            let (got, off_share) = crate::pool::alloc_in_share(&mut self.pools, name, n, w);
+            if off_share {
+                self.stats.off_share += 1;
             }
+            return got.map(u32::from);
         }
         self.pools.alloc(name).map(u32::from)
     }
 
+    /// IPCP opened: route the address to the session (installing the session first
+    /// if IPv6CP has not already).
     pub(super) fn network_up(&mut self, idx: u32, now: u64) {
         let Some(Some(e)) = self.slots.get_mut(idx as usize) else {
             return;

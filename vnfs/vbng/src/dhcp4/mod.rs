@@ -624,17 +624,17 @@ impl Server {
         self.share = share.filter(|&(n, w)| n > 1 && w < n);
     }
 
-    /// A free address of pool `name` (the first pool: `None`), from the share
-    /// [`Server::set_share`] asked for when it has one.
-    fn alloc_in(&mut self, name: Option<&str>) -> Result<Ipv4Addr, PoolError> {
-        if let Some((n, w)) = self.share {
-            let mine = move |a: Ipv4Addr| crate::steer::addr_owner(u32::from(a), n) == w;
-            match self.pools.alloc_where(name, &mine) {
-                Err(PoolError::Exhausted) => {}
-                r => return r,
-            }
+    /// A free address of pool `name` (the first pool: `None`) of `pools`, from
+    /// the share [`Server::set_share`] asked for when it has one.
+    fn alloc_in(
+        pools: &mut Pools,
+        share: Option<(u16, u16)>,
+        name: Option<&str>,
+    ) -> Result<Ipv4Addr, PoolError> {
+        match share {
+            Some((n, w)) => crate::pool::alloc_in_share(pools, name, n, w).0,
+            None => pools.alloc(name),
         }
-        self.pools.alloc(name)
     }
 
     // --- RFC 2131 §4.3.1 -----------------------------------------------------------
@@ -673,8 +673,7 @@ impl Server {
                     Some(Fixed {
                         addr: None,
                         pool: Some(p),
-                    }) => self
-                        .alloc_in(Some(&p))
+                    }) => Self::alloc_in(&mut self.pools, self.share, Some(&p))
                         .map_err(|_| DropReason::PoolExhausted)?,
                     _ => {
                         let want = req
@@ -682,11 +681,12 @@ impl Server {
                             .filter(|&a| self.ours(a) && self.pools.take(a).is_ok());
                         match want {
                             Some(a) => a,
-                            None => {
-                                let pool = self.cfg.pool.clone();
-                                self.alloc_in(pool.as_deref())
-                                    .map_err(|_| DropReason::PoolExhausted)?
-                            }
+                            None => Self::alloc_in(
+                                &mut self.pools,
+                                self.share,
+                                self.cfg.pool.as_deref(),
+                            )
+                            .map_err(|_| DropReason::PoolExhausted)?,
                         }
                     }
                 };

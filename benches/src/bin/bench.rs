@@ -2,6 +2,14 @@
 //! [--json]`: Mpps per core of one pipeline, generator and sink excluded from the
 //! timed part as far as possible; with `--workers N` the scenario's pipeline runs on N
 //! pinned worker threads at once and the report adds the total and per-worker rates.
+//!
+//! `bench <scenario> --workers N [--cores LIST] --scaling PASSES`: the side-by-side
+//! scaling run of issue 14's acceptance. Each pass runs the scenario twice, each time
+//! in a fresh child process of this binary: once with one worker on the first core
+//! of the list, once with N workers on the whole list, in alternating order (so a
+//! drift of the machine's speed during the run weighs on both). It prints every
+//! pass's `mpps_total`, both medians, the ratio of the medians and the ratio of each
+//! pass; `--json` prints them as one object (schema `benches.bench-scaling`).
 
 use benches::scenarios::SCENARIOS;
 use benches::{Params, PktSize};
@@ -32,14 +40,19 @@ struct Cli {
     #[arg(long)]
     json: bool,
     /// Worker threads, each pinned to its own core, each with its own queues and
-    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec, vcpe; bng-up, bng-down
-    /// and bng-up-ipoe step their workers in turn from the lab's thread)
+    /// generator (l3fwd-small, l3fwd-bgp, nat44, esp-enc, esp-dec, vcpe, bng-up,
+    /// bng-down, bng-up-ipoe; the vBNG scenarios set their sessions up from the lab's
+    /// thread, then time each worker on its own thread)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
     /// Cores of the workers, comma-separated, one per worker (default: worker k on
     /// core k)
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
+    /// Side-by-side scaling run: PASSES passes of one worker against --workers N, each
+    /// run a fresh process, order alternating; prints the medians and their ratio
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
+    scaling: Option<u16>,
 }
 
 /// Scenarios that run several workers.
@@ -96,6 +109,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             cli.cores.len(),
             workers
         );
+    }
+    if let Some(passes) = cli.scaling {
+        return scaling(&cli, usize::from(passes));
     }
     let params = Params {
         workers,
@@ -156,6 +172,124 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 v => println!("  {k}: {v}"),
             }
         }
+    }
+    Ok(())
+}
+
+/// One pass's figure: the `mpps_total` of a child `bench` run with `workers` workers
+/// on `cores`.
+fn child_mpps(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<f64> {
+    let exe = std::env::current_exe()?;
+    let cores: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+    let out = std::process::Command::new(exe)
+        .arg(&cli.scenario)
+        .args(["--pkt-size", &cli.pkt_size.label()])
+        .args(["--seconds", &cli.seconds.to_string()])
+        .args(["--workers", &workers.to_string()])
+        .args(["--cores", &cores.join(",")])
+        .arg("--json")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        let why = why.lines().last().unwrap_or("no reason given");
+        anyhow::bail!("the run with {workers} worker(s) failed: {why}");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| anyhow::anyhow!("the run with {workers} worker(s) printed no report: {e}"))?;
+    v.get("mpps_total")
+        .and_then(|m| m.as_f64())
+        .ok_or_else(|| anyhow::anyhow!("the run with {workers} worker(s) reported no mpps_total"))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The report of a scaling run (`--scaling`).
+#[derive(serde::Serialize)]
+struct Scaling {
+    scenario: String,
+    pkt_size: String,
+    seconds: f64,
+    workers: usize,
+    cores: Vec<usize>,
+    passes: usize,
+    /// `mpps_total` of every pass with one worker (on `cores[0]`).
+    one_worker_mpps: Vec<f64>,
+    /// `mpps_total` of every pass with `workers` workers.
+    n_workers_mpps: Vec<f64>,
+    median_one_worker: f64,
+    median_n_workers: f64,
+    /// `median_n_workers / median_one_worker`.
+    ratio: f64,
+    /// Each pass's N-worker figure over its one-worker figure.
+    pairwise: Vec<f64>,
+}
+
+fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
+    let workers = usize::from(cli.workers);
+    if workers < 2 {
+        anyhow::bail!("--scaling compares one worker with --workers N: give N of 2 or more");
+    }
+    let cores: Vec<usize> = if cli.cores.is_empty() {
+        (0..workers).collect()
+    } else {
+        cli.cores.clone()
+    };
+    let header = pktgen::meta::Header::start("benches.bench-scaling", 1);
+    let (mut one, mut many) = (Vec::new(), Vec::new());
+    for pass in 0..passes {
+        // Alternate which one goes first.
+        for first in [pass % 2 == 0, pass % 2 == 1] {
+            if first {
+                one.push(child_mpps(cli, 1, &cores[..1])?);
+            } else {
+                many.push(child_mpps(cli, workers, &cores)?);
+            }
+        }
+        if !cli.json {
+            let (a, b) = (one[pass], many[pass]);
+            let r = if a > 0.0 { b / a } else { 0.0 };
+            println!(
+                "pass {}: 1 worker {a:.2} Mpps, {workers} workers {b:.2} Mpps, ratio {r:.2}",
+                pass + 1
+            );
+        }
+    }
+    let (m1, mn) = (median(&one), median(&many));
+    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 0.0 };
+    let r = Scaling {
+        scenario: cli.scenario.clone(),
+        pkt_size: cli.pkt_size.label(),
+        seconds: cli.seconds,
+        workers,
+        cores: cores.clone(),
+        passes,
+        pairwise: one.iter().zip(&many).map(|(&a, &b)| ratio(a, b)).collect(),
+        median_one_worker: m1,
+        median_n_workers: mn,
+        ratio: ratio(m1, mn),
+        one_worker_mpps: one,
+        n_workers_mpps: many,
+    };
+    if cli.json {
+        println!("{}", header.json(&r)?);
+    } else {
+        let lo = r.pairwise.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = r.pairwise.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{}: median 1 worker {m1:.2} Mpps, median {workers} workers {mn:.2} Mpps: {:.2}x (passes {lo:.2}..{hi:.2}x, mpps_total, {} s per run)",
+            r.scenario, r.ratio, r.seconds
+        );
     }
     Ok(())
 }

@@ -182,17 +182,27 @@ impl core::hash::BuildHasher for KeyHash {
     }
 }
 
+/// A session as the fast path keeps it: one per slot of [`FastPath::sess`]. Laid
+/// out so an upstream packet touches one cache line (the line, the address it must
+/// come from, its owner, MTU and upstream policer sit in the first 64 bytes) and a
+/// downstream one two (the same line for the encapsulation, the next for its
+/// policer).
 #[derive(Debug, Clone)]
+#[repr(C, align(64))]
 struct Sess {
     key: AccessKey,
     sid: u16,
+    /// The worker that owns the session's traffic ([`session_owner`]).
+    owner: u16,
+    mtu: u16,
     ip: u32,
     up: Option<TokenBucket>,
     down: Option<TokenBucket>,
-    mtu: u16,
-    /// The worker that owns the session's traffic ([`session_owner`]).
-    owner: u16,
 }
+
+// The upstream half in the first cache line, the whole in two.
+const _: () = assert!(core::mem::offset_of!(Sess, down) == 64);
+const _: () = assert!(core::mem::size_of::<Option<Sess>>() == 128);
 
 /// The worker among `workers` that owns the traffic of session `idx` (PPPoE
 /// session id `sid`, 0 for IPoE) with IPv4 address `ip` (0: none yet): with an

@@ -48,6 +48,12 @@ fn scaling_runs_both_layouts_and_reports_their_ratio() {
     assert!((m1 - (one[0] + one[1]) / 2.0).abs() < 1e-9);
     assert!((mn - (many[0] + many[1]) / 2.0).abs() < 1e-9);
     assert!((v["ratio"].as_f64().unwrap() - mn / m1).abs() < 1e-9);
+    let indep: Vec<f64> = serde_json::from_value(v["independent_mpps"].clone()).unwrap();
+    assert_eq!(indep.len(), 2);
+    assert!(indep.iter().all(|&m| m > 0.0), "{v}");
+    let mi = v["median_independent"].as_f64().unwrap();
+    assert!((mi - (indep[0] + indep[1]) / 2.0).abs() < 1e-9);
+    assert!((v["independent_ratio"].as_f64().unwrap() - mi / m1).abs() < 1e-9);
 }
 
 #[test]

@@ -6,10 +6,13 @@
 //! `bench <scenario> --workers N [--cores LIST] --scaling PASSES`: the side-by-side
 //! scaling run of issue 14's acceptance. Each pass runs the scenario twice, each time
 //! in a fresh child process of this binary: once with one worker on the first core
-//! of the list, once with N workers on the whole list, in alternating order (so a
-//! drift of the machine's speed during the run weighs on both). It prints every
-//! pass's `mpps_total`, both medians, the ratio of the medians and the ratio of each
-//! pass; `--json` prints them as one object (schema `benches.bench-scaling`).
+//! of the list, once with N workers on the whole list, and once as N independent
+//! one-worker processes started together, one per core of the list (what the
+//! machine gives N cores that share nothing: the ceiling of the ratio), in rotating
+//! order (so a drift of the machine's speed during the run weighs on all three). It
+//! prints every pass's `mpps_total`, the medians, the ratio of the medians and the
+//! ratio of each pass; `--json` prints them as one object (schema
+//! `benches.bench-scaling`).
 
 use benches::scenarios::SCENARIOS;
 use benches::{Params, PktSize};
@@ -49,8 +52,9 @@ struct Cli {
     /// core k)
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
-    /// Side-by-side scaling run: PASSES passes of one worker against --workers N, each
-    /// run a fresh process, order alternating; prints the medians and their ratio
+    /// Side-by-side scaling run: PASSES passes of one worker, --workers N, and N
+    /// independent one-worker processes at once (the machine's ceiling), each run a
+    /// fresh process, order rotating; prints the medians and their ratios
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
     scaling: Option<u16>,
 }
@@ -176,12 +180,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One pass's figure: the `mpps_total` of a child `bench` run with `workers` workers
-/// on `cores`.
-fn child_mpps(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<f64> {
+/// Starts a child `bench` run of the same scenario with `workers` workers on
+/// `cores`, its report on a pipe.
+fn spawn_child(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<std::process::Child> {
     let exe = std::env::current_exe()?;
     let cores: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
-    let out = std::process::Command::new(exe)
+    Ok(std::process::Command::new(exe)
         .arg(&cli.scenario)
         .args(["--pkt-size", &cli.pkt_size.label()])
         .args(["--seconds", &cli.seconds.to_string()])
@@ -189,19 +193,49 @@ fn child_mpps(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<f64>
         .args(["--cores", &cores.join(",")])
         .arg("--json")
         .stdin(std::process::Stdio::null())
-        .output()?;
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
+/// The `mpps_total` a child run reports.
+fn child_result(child: std::process::Child, what: &str) -> anyhow::Result<f64> {
+    let out = child.wait_with_output()?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why.lines().last().unwrap_or("no reason given");
-        anyhow::bail!("the run with {workers} worker(s) failed: {why}");
+        anyhow::bail!("the run with {what} failed: {why}");
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| anyhow::anyhow!("the run with {workers} worker(s) printed no report: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("the run with {what} printed no report: {e}"))?;
     v.get("mpps_total")
         .and_then(|m| m.as_f64())
-        .ok_or_else(|| anyhow::anyhow!("the run with {workers} worker(s) reported no mpps_total"))
+        .ok_or_else(|| anyhow::anyhow!("the run with {what} reported no mpps_total"))
+}
+
+/// One pass's figure: the `mpps_total` of a child `bench` run with `workers` workers
+/// on `cores`.
+fn child_mpps(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<f64> {
+    child_result(
+        spawn_child(cli, workers, cores)?,
+        &format!("{workers} worker(s)"),
+    )
+}
+
+/// The machine's own ceiling: one single-worker process per core, all at once,
+/// their `mpps_total` summed (nothing shared between them but the machine).
+fn independent_mpps(cli: &Cli, cores: &[usize]) -> anyhow::Result<f64> {
+    let children = cores
+        .iter()
+        .map(|&c| spawn_child(cli, 1, &[c]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut sum = 0.0;
+    for (c, &core) in children.into_iter().zip(cores) {
+        sum += child_result(c, &format!("one worker on core {core} (independent)"))?;
+    }
+    Ok(sum)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -233,6 +267,13 @@ struct Scaling {
     ratio: f64,
     /// Each pass's N-worker figure over its one-worker figure.
     pairwise: Vec<f64>,
+    /// The same scenario as N independent one-worker processes, one per core, run
+    /// at once, their `mpps_total` summed: what this machine gives N cores that
+    /// share nothing (its memory system, its host), the ceiling for `ratio`.
+    independent_mpps: Vec<f64>,
+    median_independent: f64,
+    /// `median_independent / median_one_worker`.
+    independent_ratio: f64,
 }
 
 fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
@@ -246,27 +287,28 @@ fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
         cli.cores.clone()
     };
     let header = pktgen::meta::Header::start("benches.bench-scaling", 1);
-    let (mut one, mut many) = (Vec::new(), Vec::new());
+    let (mut one, mut many, mut indep) = (Vec::new(), Vec::new(), Vec::new());
+    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 0.0 };
     for pass in 0..passes {
-        // Alternate which one goes first.
-        for first in [pass % 2 == 0, pass % 2 == 1] {
-            if first {
-                one.push(child_mpps(cli, 1, &cores[..1])?);
-            } else {
-                many.push(child_mpps(cli, workers, &cores)?);
+        // Rotate which one goes first.
+        for k in 0..3 {
+            match (pass + k) % 3 {
+                0 => one.push(child_mpps(cli, 1, &cores[..1])?),
+                1 => many.push(child_mpps(cli, workers, &cores)?),
+                _ => indep.push(independent_mpps(cli, &cores)?),
             }
         }
         if !cli.json {
-            let (a, b) = (one[pass], many[pass]);
-            let r = if a > 0.0 { b / a } else { 0.0 };
+            let (a, b, c) = (one[pass], many[pass], indep[pass]);
             println!(
-                "pass {}: 1 worker {a:.2} Mpps, {workers} workers {b:.2} Mpps, ratio {r:.2}",
-                pass + 1
+                "pass {}: 1 worker {a:.2} Mpps, {workers} workers {b:.2} Mpps ({:.2}x), {workers} independent processes {c:.2} Mpps ({:.2}x)",
+                pass + 1,
+                ratio(a, b),
+                ratio(a, c)
             );
         }
     }
-    let (m1, mn) = (median(&one), median(&many));
-    let ratio = |a: f64, b: f64| if a > 0.0 { b / a } else { 0.0 };
+    let (m1, mn, mi) = (median(&one), median(&many), median(&indep));
     let r = Scaling {
         scenario: cli.scenario.clone(),
         pkt_size: cli.pkt_size.label(),
@@ -280,6 +322,9 @@ fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
         ratio: ratio(m1, mn),
         one_worker_mpps: one,
         n_workers_mpps: many,
+        independent_mpps: indep,
+        median_independent: mi,
+        independent_ratio: ratio(m1, mi),
     };
     if cli.json {
         println!("{}", header.json(&r)?);
@@ -287,8 +332,8 @@ fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
         let lo = r.pairwise.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = r.pairwise.iter().copied().fold(0.0, f64::max);
         println!(
-            "{}: median 1 worker {m1:.2} Mpps, median {workers} workers {mn:.2} Mpps: {:.2}x (passes {lo:.2}..{hi:.2}x, mpps_total, {} s per run)",
-            r.scenario, r.ratio, r.seconds
+            "{}: median 1 worker {m1:.2} Mpps, median {workers} workers {mn:.2} Mpps: {:.2}x (passes {lo:.2}..{hi:.2}x, mpps_total, {} s per run); {workers} independent one-worker processes at once: {mi:.2} Mpps, {:.2}x (this machine's ceiling)",
+            r.scenario, r.ratio, r.seconds, r.independent_ratio
         );
     }
     Ok(())

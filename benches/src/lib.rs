@@ -324,10 +324,15 @@ impl Default for BurstTimer {
     }
 }
 
-/// The median of some samples (sorts them); NaN when there are none.
+/// The median of some samples (sorts them; the mean of the two middle ones for an
+/// even count); NaN when there are none.
 pub fn median(v: &mut [f64]) -> f64 {
     v.sort_unstable_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Time stamp counter (cycles); falls back to nanoseconds off x86_64.
@@ -371,5 +376,7 @@ mod tests {
         let mut v = vec![3.0, 1.0, 2.0, 100.0, 2.5];
         assert_eq!(median(&mut v), 2.5);
         assert!(median(&mut []).is_nan());
+        // an even count: the mean of the two middle samples
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 }

@@ -4,8 +4,8 @@
 //! pinned worker threads at once and the report adds the total and per-worker rates.
 //!
 //! `bench <scenario> --workers N [--cores LIST] --scaling PASSES`: the side-by-side
-//! scaling run of issue 14's acceptance. Each pass runs the scenario twice, each time
-//! in a fresh child process of this binary: once with one worker on the first core
+//! scaling run of issue 14's acceptance. Each pass runs the scenario three times, each
+//! time in a fresh child process of this binary: once with one worker on the first core
 //! of the list, once with N workers on the whole list, and once as N independent
 //! one-worker processes started together, one per core of the list (what the
 //! machine gives N cores that share nothing: the ceiling of the ratio), in rotating
@@ -238,16 +238,6 @@ fn independent_mpps(cli: &Cli, cores: &[usize]) -> anyhow::Result<f64> {
     Ok(sum)
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
-
 /// The report of a scaling run (`--scaling`).
 #[derive(serde::Serialize)]
 struct Scaling {
@@ -308,7 +298,8 @@ fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
             );
         }
     }
-    let (m1, mn, mi) = (median(&one), median(&many), median(&indep));
+    let med = |v: &[f64]| benches::median(&mut v.to_vec());
+    let (m1, mn, mi) = (med(&one), med(&many), med(&indep));
     let r = Scaling {
         scenario: cli.scenario.clone(),
         pkt_size: cli.pkt_size.label(),

@@ -183,10 +183,10 @@ impl core::hash::BuildHasher for KeyHash {
 }
 
 /// A session as the fast path keeps it: one per slot of [`FastPath::sess`]. Laid
-/// out so an upstream packet touches one cache line (the line, the address it must
-/// come from, its owner, MTU and upstream policer sit in the first 64 bytes) and a
-/// downstream one two (the same line for the encapsulation, the next for its
-/// policer).
+/// out so an upstream packet touches one cache line (the subscriber line's key,
+/// session id, owner, MTU, the address packets must come from and the upstream
+/// policer sit in the first 64 bytes) and a downstream one two (the same line for
+/// the encapsulation, the next for its policer).
 #[derive(Debug, Clone)]
 #[repr(C, align(64))]
 struct Sess {

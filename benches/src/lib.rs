@@ -66,6 +66,8 @@ pub struct Params {
     pub workers: usize,
     /// Cores of the workers (`--cores`), one per worker; empty: worker k on core k.
     pub cores: Vec<usize>,
+    /// The order of the subscribers' frames in the vBNG scenarios (`--order`).
+    pub order: pktgen::subscribers::lab::Order,
 }
 
 impl Params {
@@ -76,6 +78,7 @@ impl Params {
             seconds,
             workers: 1,
             cores: Vec::new(),
+            order: pktgen::subscribers::lab::Order::Setup,
         }
     }
 }

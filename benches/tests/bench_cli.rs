@@ -1,4 +1,4 @@
-//! The `bench` command line: the side-by-side scaling run (`--scaling`).
+//! The `bench` command line: the side-by-side scaling run (`--scaling`), `--order`.
 
 use std::process::Command;
 
@@ -66,5 +66,18 @@ fn scaling_needs_several_workers_and_says_so_on_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--workers N"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn order_is_for_the_vbng_scenarios_and_others_say_so_on_one_line() {
+    let out = bench()
+        .args(["l3fwd-small", "--seconds", "0.1", "--order", "shuffled"])
+        .output()
+        .expect("bench runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bng-up"), "{err}");
     assert!(out.stdout.is_empty());
 }

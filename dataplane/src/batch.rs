@@ -206,6 +206,23 @@ impl Batch {
         out: &mut Out,
         mut f: F,
     ) {
+        self.dispatch_ahead(node, out, 0, |p, _, out| f(p, out));
+    }
+
+    /// [`Batch::dispatch`] that also shows `f` the packet `ahead` places further
+    /// on (`None` near the end, or with `ahead` 0), before that packet's own turn:
+    /// a stage prefetches the state that packet will need while it works on the
+    /// one in hand (VPP's prefetch of packet n + k in its dual and quad loops),
+    /// in the same pass, so the packet's header is read once more only while it is
+    /// in the cache anyway.
+    #[inline(always)]
+    pub fn dispatch_ahead<F: FnMut(&mut Pkt, Option<&Pkt>, &mut Out) -> Next>(
+        &mut self,
+        node: &mut NodeStats,
+        out: &mut Out,
+        ahead: usize,
+        mut f: F,
+    ) {
         let n = self.len.min(BATCH_SIZE);
         self.len = 0; // a panic in `f` leaks packets rather than double-freeing them
         node.packets += n as u64;
@@ -215,7 +232,13 @@ impl Batch {
             // SAFETY: r < n <= BATCH_SIZE: slot r is initialised and, until it is moved
             // below, owned by this loop; the packet is worked on in place.
             let slot = unsafe { &mut *base.add(r) };
-            let mut next = f(slot, out);
+            let later = match r.checked_add(ahead) {
+                // SAFETY: r < r + ahead < n: that slot is initialised and not moved
+                // yet (moves only write slots up to r), and is not `slot`.
+                Some(a) if ahead > 0 && a < n => Some(unsafe { &*base.add(a) }),
+                _ => None,
+            };
+            let mut next = f(slot, later, out);
             if let Next::Node(i) = next {
                 // A next node that is also the default successor: the packet stays in
                 // the batch in hand (no move; VPP's speculative enqueue).
@@ -480,6 +503,53 @@ mod tests {
         b.free_all(&mut out.cache);
         out.ports[1].free_all(&mut out.cache);
         out.punt.free_all(&mut out.cache);
+        drop(out);
+        assert_eq!(pool.available(), 64);
+    }
+
+    #[test]
+    fn dispatch_ahead_shows_each_packet_before_its_turn() {
+        let pool = Pool::new(64).unwrap();
+        let mut out = Out::new(2, pool.cache());
+        let mut b = Batch::new();
+        for i in 0..10u8 {
+            let mut p = out.cache.alloc().unwrap();
+            p.copy_from(&[i]).unwrap();
+            b.push(p).unwrap();
+        }
+        static ERRS: &[&str] = &["odd"];
+        let mut node = NodeStats::new("t", ERRS);
+        let mut seen = Vec::new();
+        // Packets kept in the batch move forward while the pass goes on; the one
+        // shown ahead must still be the one that comes `ahead` places later.
+        b.dispatch_ahead(&mut node, &mut out, 3, |p, later, _| {
+            let x = p.data()[0];
+            seen.push((x, later.map(|l| l.data()[0])));
+            if x % 2 == 1 {
+                Next::Drop(0)
+            } else {
+                Next::Keep
+            }
+        });
+        let want: Vec<(u8, Option<u8>)> = (0..10u8)
+            .map(|x| (x, (x + 3 < 10).then_some(x + 3)))
+            .collect();
+        assert_eq!(seen, want);
+        let kept: Vec<u8> = b.iter().map(|p| p.data()[0]).collect();
+        assert_eq!(kept, [0, 2, 4, 6, 8]);
+        assert_eq!(node.drops[0], 5);
+        // No packet ahead with 0, or past the end of the batch.
+        let mut none = 0;
+        b.dispatch_ahead(&mut node, &mut out, 0, |_, later, _| {
+            none += usize::from(later.is_none());
+            Next::Keep
+        });
+        assert_eq!(none, 5);
+        b.dispatch_ahead(&mut node, &mut out, 5, |_, later, _| {
+            assert!(later.is_none());
+            Next::Keep
+        });
+        b.free_all(&mut out.cache);
         drop(out);
         assert_eq!(pool.available(), 64);
     }

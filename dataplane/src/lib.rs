@@ -31,3 +31,17 @@ pub mod runner;
 pub mod stage;
 pub mod stages;
 pub mod worker;
+
+/// Asks the CPU to bring the cache line at `p` into its caches (a hint that never
+/// faults, whatever the address; a no-op off x86_64). Stages prefetch the state a
+/// packet a few places later in the batch will need (`Batch::dispatch_ahead`).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -160,6 +160,12 @@ pub struct BngLabArgs {
     /// the other subscribers', so its loss is what set-up and tear-down bursts cost.
     #[arg(long, default_value_t = 0, conflicts_with_all = ["cups", "netns"])]
     pub churn: u32,
+    /// The order the traffic phases offer the subscribers' frames in: `setup`
+    /// (subscriber by subscriber, about the order their sessions came up) or
+    /// `shuffled` (a fixed pseudo-random order, as many subscribers' traffic
+    /// interleaves). The embedded lab only.
+    #[arg(long, value_enum, default_value = "setup", conflicts_with = "netns")]
+    pub order: pktgen::subscribers::lab::Order,
 }
 
 /// What runs a user plane of `--netns --cups`.
@@ -330,6 +336,7 @@ pub fn run(args: BngLabArgs) -> anyhow::Result<()> {
         workers: usize::from(args.workers),
         churn: args.churn,
         parallel: None,
+        order: args.order,
     };
     let live = args.progress || std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut r = run_lab(&cfg, progress_printer(args.json, live))?;

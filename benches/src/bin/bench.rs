@@ -17,6 +17,7 @@
 use benches::scenarios::SCENARIOS;
 use benches::{Params, PktSize};
 use clap::Parser;
+use pktgen::subscribers::lab::Order;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,7 +58,17 @@ struct Cli {
     /// fresh process, order rotating; prints the medians and their ratios
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
     scaling: Option<u16>,
+    /// The order the vBNG scenarios (bng-up, bng-down, bng-up-ipoe) offer the
+    /// subscribers' frames in: `setup` (subscriber by subscriber, about the order
+    /// their sessions came up: the session table is read as one sweep, a best
+    /// case) or `shuffled` (a fixed pseudo-random order, as many subscribers'
+    /// traffic interleaves)
+    #[arg(long, value_enum, default_value = "setup")]
+    order: Order,
 }
+
+/// Scenarios that take `--order`.
+const ORDERED: &[&str] = &["bng-up", "bng-down", "bng-up-ipoe"];
 
 /// Scenarios that run several workers.
 const MULTI: &[&str] = &[
@@ -114,12 +125,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             workers
         );
     }
+    if cli.order != Order::Setup && !ORDERED.contains(&cli.scenario.as_str()) {
+        anyhow::bail!(
+            "scenario {} has no subscribers to order; --order works with {}",
+            cli.scenario,
+            ORDERED.join(", ")
+        );
+    }
     if let Some(passes) = cli.scaling {
         return scaling(&cli, usize::from(passes));
     }
     let params = Params {
         workers,
         cores: cli.cores.clone(),
+        order: cli.order,
         ..Params::new(cli.pkt_size, cli.seconds)
     };
     let header = pktgen::meta::Header::start("benches.bench", 1);
@@ -191,6 +210,7 @@ fn spawn_child(cli: &Cli, workers: usize, cores: &[usize]) -> anyhow::Result<std
         .args(["--seconds", &cli.seconds.to_string()])
         .args(["--workers", &workers.to_string()])
         .args(["--cores", &cores.join(",")])
+        .args(["--order", cli.order.label()])
         .arg("--json")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -243,6 +263,8 @@ fn independent_mpps(cli: &Cli, cores: &[usize]) -> anyhow::Result<f64> {
 struct Scaling {
     scenario: String,
     pkt_size: String,
+    /// `--order` (`setup`, `shuffled`).
+    order: &'static str,
     seconds: f64,
     workers: usize,
     cores: Vec<usize>,
@@ -303,6 +325,7 @@ fn scaling(cli: &Cli, passes: usize) -> anyhow::Result<()> {
     let r = Scaling {
         scenario: cli.scenario.clone(),
         pkt_size: cli.pkt_size.label(),
+        order: cli.order.label(),
         seconds: cli.seconds,
         workers,
         cores: cores.clone(),

@@ -59,6 +59,7 @@ fn lab_with(
         access,
         workers: p.workers.max(1),
         parallel: parallel(p).then(|| p.cores.clone()),
+        order: p.order,
         ..LabConfig::default()
     };
     let r = run(&cfg, |_| {})?;
@@ -144,6 +145,7 @@ fn report1(
 ) -> Report {
     let mut extra = serde_json::Map::new();
     extra.insert("sessions".into(), r.sessions_established.into());
+    extra.insert("order".into(), p.order.label().into());
     extra.insert("setup_rate_per_s".into(), r.setup_rate_per_s.into());
     extra.insert("setup_p99_ms".into(), r.setup_p99_ms.into());
     extra.insert("plr".into(), t.plr.into());

@@ -100,6 +100,46 @@ pub struct LabConfig {
     /// counted, not stamped (no latency nor per-flow figures for these phases).
     /// `None`: the lab steps everything from its one thread.
     pub parallel: Option<Vec<usize>>,
+    /// The order the traffic phases offer the subscribers' frames in, one frame
+    /// per subscriber in turn: [`Order::Setup`] (subscriber 0, 1, …, about the
+    /// order their sessions came up) or [`Order::Shuffled`].
+    pub order: Order,
+}
+
+/// The order of the subscribers in a traffic phase ([`LabConfig::order`];
+/// `bench --order`, `testbed lab bng --order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Order {
+    /// Subscriber 0, 1, 2, …: about the order the vBNG set their sessions up and
+    /// laid out their state in, so its session table is read as one sweep (the
+    /// CPU's prefetchers fetch it ahead: a best case).
+    #[default]
+    Setup,
+    /// A fixed pseudo-random permutation of the subscribers (the same for every
+    /// run), as the traffic of many subscribers interleaves on an access network:
+    /// every frame's session state is somewhere else in memory.
+    Shuffled,
+}
+
+impl Order {
+    /// The name on the command line and in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Order::Setup => "setup",
+            Order::Shuffled => "shuffled",
+        }
+    }
+
+    /// Puts the subscriber ids `ids` in this order.
+    pub fn apply(self, ids: &mut [u32]) {
+        if self == Order::Shuffled {
+            // A bijection of u32 (odd multiplier, xor-shift): a fixed permutation.
+            ids.sort_unstable_by_key(|&i| {
+                let x = i.wrapping_mul(0x9e37_79b1);
+                (x ^ (x >> 15)).wrapping_mul(0x85eb_ca6b)
+            });
+        }
+    }
 }
 
 /// The far end of the IPv6 streams (a core host).
@@ -126,6 +166,7 @@ impl Default for LabConfig {
             workers: 1,
             churn: 0,
             parallel: None,
+            order: Order::Setup,
         }
     }
 }
@@ -1201,9 +1242,10 @@ pub fn run(cfg: &LabConfig, mut progress: impl FnMut(&Progress<'_>)) -> anyhow::
     let churn_ids: Vec<u32> = (stable..n)
         .filter(|&i| emu.client(i).is_some_and(|c| c.access() == Access::Pppoe))
         .collect();
-    let up_ids: Vec<u32> = (0..stable)
+    let mut up_ids: Vec<u32> = (0..stable)
         .filter(|&i| emu.client(i).is_some_and(|s| s.is_up()))
         .collect();
+    cfg.order.apply(&mut up_ids);
     let kind = |i: u32| cfg.access.access_of(i);
     let mut report = LabReport {
         setup: setup.clone(),
@@ -2470,6 +2512,45 @@ fn traffic(
 mod tests {
     use super::*;
     use vbng::vnf::build;
+
+    #[test]
+    fn shuffled_order_is_a_fixed_permutation_far_from_setup_order() {
+        let ids: Vec<u32> = (0..10_000).collect();
+        let mut same = ids.clone();
+        Order::Setup.apply(&mut same);
+        assert_eq!(same, ids);
+        let mut a = ids.clone();
+        Order::Shuffled.apply(&mut a);
+        let mut b = ids.clone();
+        Order::Shuffled.apply(&mut b);
+        assert_eq!(a, b, "the same order every run");
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, ids, "every subscriber once");
+        // Hardly ever the next subscriber after the one before.
+        let runs = a.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(runs < 100, "{runs}");
+    }
+
+    #[test]
+    fn a_shuffled_lab_carries_every_frame_both_ways() {
+        let r = run(
+            &LabConfig {
+                sessions: 300,
+                packets: 3_000,
+                order: Order::Shuffled,
+                ..LabConfig::default()
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(r.sessions_established, 300);
+        assert_eq!(r.upstream.sent, 3_000);
+        assert_eq!(r.upstream.plr, 0.0);
+        let d = r.downstream.as_ref().unwrap();
+        assert_eq!(d.plr, 0.0);
+        assert!(d.sent >= 3_000);
+    }
 
     /// Two workers, sessions set up by the vBNG's own control plane: the "NIC"
     /// steers PPPoE by session id and IPv4 by subscriber address (`vbng::steer`)

@@ -240,17 +240,7 @@ pub fn ipv4_offset(frame: &[u8]) -> Option<usize> {
     }
 }
 
-/// Prefetches the cache line at `p` (a hint; a no-op off x86_64).
-#[inline(always)]
-pub fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint that never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
+pub use crate::prefetch;
 
 #[cfg(test)]
 mod tests {

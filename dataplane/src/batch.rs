@@ -474,17 +474,24 @@ mod tests {
     use super::*;
     use crate::buf::Pool;
 
-    #[test]
-    fn dispatch_sorts_and_keeps_order() {
-        let pool = Pool::new(64).unwrap();
-        let mut out = Out::new(2, pool.cache());
+    static ERRS: &[&str] = &["odd"];
+
+    /// A batch of `n` one-octet packets numbered 0, 1, ….
+    fn numbered(out: &mut Out, n: u8) -> Batch {
         let mut b = Batch::new();
-        for i in 0..10u8 {
+        for i in 0..n {
             let mut p = out.cache.alloc().unwrap();
             p.copy_from(&[i]).unwrap();
             b.push(p).unwrap();
         }
-        static ERRS: &[&str] = &["odd"];
+        b
+    }
+
+    #[test]
+    fn dispatch_sorts_and_keeps_order() {
+        let pool = Pool::new(64).unwrap();
+        let mut out = Out::new(2, pool.cache());
+        let mut b = numbered(&mut out, 10);
         let mut node = NodeStats::new("t", ERRS);
         b.dispatch(&mut node, &mut out, |p, _| match p.data()[0] {
             0 => Next::Port(1),
@@ -511,13 +518,7 @@ mod tests {
     fn dispatch_ahead_shows_each_packet_before_its_turn() {
         let pool = Pool::new(64).unwrap();
         let mut out = Out::new(2, pool.cache());
-        let mut b = Batch::new();
-        for i in 0..10u8 {
-            let mut p = out.cache.alloc().unwrap();
-            p.copy_from(&[i]).unwrap();
-            b.push(p).unwrap();
-        }
-        static ERRS: &[&str] = &["odd"];
+        let mut b = numbered(&mut out, 10);
         let mut node = NodeStats::new("t", ERRS);
         let mut seen = Vec::new();
         // Packets kept in the batch move forward while the pass goes on; the one

@@ -183,13 +183,15 @@ pub fn frame_tagged(i: usize, q: u8) -> Vec<u8> {
     f
 }
 
-/// Sends probes (EtherType 0x88b6) on queue `q`'s `port` until one comes back (10 s
-/// at most): testpmd drops what arrives before its pair forwards.
+/// Sends probes (EtherType 0x88b6) on queue `q`'s `port` until one comes back (30 s
+/// at most): testpmd drops what arrives before its pair forwards. Between polls the
+/// thread sleeps a little: on a two-core machine testpmd's own polling cores and
+/// connection handling need the CPU more than a probe loop does.
 pub fn probe_until_back(port: &mut dyn Port, c: &mut PoolCache, q: u8) {
     let t = Instant::now();
     loop {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(30),
             "queue {q}: no probe came back"
         );
         let mut tx = Batch::new();
@@ -211,6 +213,7 @@ pub fn probe_until_back(port: &mut dyn Port, c: &mut PoolCache, q: u8) {
             if back {
                 return;
             }
+            std::thread::sleep(Duration::from_micros(500));
         }
     }
 }

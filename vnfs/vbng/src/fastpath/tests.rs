@@ -768,7 +768,7 @@ fn slot_hints_name_the_session_a_frame_will_need() {
         3 | HINT_DOWN
     );
     // Nothing to fetch: an unknown session id or address, a frame on the other
-    // port, a discovery frame, a cut frame.
+    // port, a discovery frame, a frame cut inside its session id.
     let mut padi = up_frame(&key, 0x55, &ip);
     padi[21] = 0x63;
     let cases = [
@@ -776,7 +776,7 @@ fn slot_hints_name_the_session_a_frame_will_need() {
         (down_frame(0x6440_0006), 1),
         (up_frame(&key, 0x55, &ip), 1),
         (down_frame(0x6440_0005), 0),
-        (up_frame(&key, 0x55, &ip)[..30].to_vec(), 0),
+        (up_frame(&key, 0x55, &ip)[..25].to_vec(), 0),
         (padi, 0),
     ];
     for (f, port) in &cases {

@@ -1158,8 +1158,10 @@ mod tests {
         let pid = child.id();
         finish(
             || {
-                // SAFETY: kill(2) on our own child's process group.
-                unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGINT) };
+                // SAFETY: kill(2) on our own child. The shell alone: a SIGINT to
+                // its whole group also hits its `sleep`, and CI once saw the shell
+                // end without running its trap then.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
                 let t0 = Instant::now();
                 while child.try_wait().unwrap().is_none() {
                     if t0.elapsed() > Duration::from_secs(10) {

@@ -1130,7 +1130,18 @@ mod tests {
         assert_eq!(log_names(false, 2).len(), 3);
         // A "user plane" that writes its last line when told to stop, as vbng-up does.
         let log = std::fs::File::create(from.join("vbng-up1.log")).unwrap();
-        let mut child = Command::new("sh")
+        let mut sh = Command::new("sh");
+        // A shell cannot trap a signal that was ignored when it started (POSIX),
+        // and a test run started in the background by a non-interactive shell
+        // inherits SIGINT ignored: give the child the default back.
+        // SAFETY: only signal(2), async-signal-safe, between fork and exec.
+        unsafe {
+            sh.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let mut child = sh
             .args([
                 "-c",
                 "trap 'echo counters at exit; exit 0' INT; echo up; while :; do sleep 0.05; done",
@@ -1158,10 +1169,8 @@ mod tests {
         let pid = child.id();
         finish(
             || {
-                // SAFETY: kill(2) on our own child. The shell alone: a SIGINT to
-                // its whole group also hits its `sleep`, and CI once saw the shell
-                // end without running its trap then.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+                // SAFETY: kill(2) on our own child's process group.
+                unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGINT) };
                 let t0 = Instant::now();
                 while child.try_wait().unwrap().is_none() {
                     if t0.elapsed() > Duration::from_secs(10) {
